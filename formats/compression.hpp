@@ -1,0 +1,49 @@
+// Stream compression for layers: detection by magic bytes, and streaming
+// decompressors/compressors over zstd (multi-threaded) and gzip.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace strata::formats {
+
+enum class Compression { none, gzip, zstd };
+
+std::string_view to_string(Compression c);
+// "zstd", "gzip", "none" (also "uncompressed"); throws UsageError otherwise.
+Compression parse_compression(std::string_view name);
+// Looks at the first bytes of a stream (at least 4 are needed to tell).
+Compression detect_compression(const void* data, std::size_t size);
+// The layer media type for a compression (OCI).
+std::string_view oci_layer_media_type(Compression c);
+
+// A sink for bytes; used to chain hashing, compression and output.
+using ByteSink = std::function<void(const void* data, std::size_t size)>;
+
+// Streaming compressor: write() uncompressed bytes, compressed bytes come out
+// of the sink; finish() flushes the end of stream.
+class Compressor {
+public:
+    virtual ~Compressor() = default;
+    virtual void write(const void* data, std::size_t size) = 0;
+    virtual void finish() = 0;
+    // level: 0 = the codec's default. threads: 0 = all cores (zstd only).
+    static std::unique_ptr<Compressor> create(Compression c, ByteSink out, int level = 0,
+                                              int threads = 0);
+};
+
+// Streaming decompressor: feed() compressed bytes, decompressed bytes come out
+// of the sink; finish() checks the stream ended properly (a truncated stream
+// is an error naming the codec).
+class Decompressor {
+public:
+    virtual ~Decompressor() = default;
+    virtual void feed(const void* data, std::size_t size) = 0;
+    virtual void finish() = 0;
+    static std::unique_ptr<Decompressor> create(Compression c, ByteSink out);
+};
+
+} // namespace strata::formats

@@ -1,0 +1,102 @@
+// Tar layers. TarWriter produces a deterministic PAX tar stream (entries
+// written in the order given; callers sort them), optionally compressed,
+// hashing the uncompressed bytes (diff ID) and the compressed bytes (blob
+// digest) in the same pass. TarReader streams entries out of a possibly
+// compressed tar (compression detected), never holding a layer in memory, and
+// also yields the diff ID and blob digest of what it read.
+#pragma once
+
+#include "formats/compression.hpp"
+#include "formats/digest.hpp"
+#include "util/fd.hpp"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace strata::formats {
+
+enum class EntryType { file, dir, symlink, hardlink, chardev, blockdev, fifo };
+
+struct TarEntry {
+    std::string path;     // as stored, without leading "./" or "/"; dirs without trailing '/'
+    EntryType type = EntryType::file;
+    std::uint32_t mode = 0644; // permission bits incl. setuid/setgid/sticky
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    std::string uname;
+    std::string gname;
+    std::int64_t mtime_sec = 0;
+    std::uint32_t mtime_nsec = 0;
+    std::uint64_t size = 0;  // regular files only
+    std::string linkname;    // symlink target or hard-link target path
+    std::uint32_t devmajor = 0;
+    std::uint32_t devminor = 0;
+    std::map<std::string, std::string> xattrs; // SCHILY.xattr.*
+};
+
+// What a written or read layer stream adds up to.
+struct LayerDigests {
+    Digest diff_id;            // sha256 of the uncompressed tar
+    std::uint64_t diff_size;   // uncompressed bytes
+    Digest blob_digest;        // sha256 of the bytes as stored (== diff_id when none)
+    std::uint64_t blob_size;
+};
+
+class TarWriter {
+public:
+    struct Options {
+        Compression compression = Compression::zstd;
+        int level = 0;   // codec default
+        int threads = 0; // zstd workers; 0 = all cores
+        // When set, mtimes later than this are clamped to it (SOURCE_DATE_EPOCH).
+        std::optional<std::int64_t> clamp_mtime;
+    };
+    // Writes the (compressed) stream to out_fd, which the writer does not own.
+    TarWriter(int out_fd, Options opts);
+    ~TarWriter();
+    TarWriter(const TarWriter&) = delete;
+    TarWriter& operator=(const TarWriter&) = delete;
+
+    // Adds an entry; a regular file's content is read from content_fd
+    // (entry.size bytes). Throws naming the entry on error.
+    void add(const TarEntry& entry, int content_fd = -1);
+    void add_data(const TarEntry& entry, std::string_view content);
+    // Ends the archive and returns the digests.
+    LayerDigests finish();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+class TarReader {
+public:
+    // Reads from in_fd (not owned); name is used in error messages (a path or
+    // a digest).
+    TarReader(int in_fd, std::string name);
+    ~TarReader();
+    TarReader(const TarReader&) = delete;
+    TarReader& operator=(const TarReader&) = delete;
+
+    Compression compression() const;
+    // The next entry, or nullopt at the end of the archive. Paths are cleaned
+    // of a leading "./" and "/" but otherwise reported as stored, so that the
+    // caller can reject "../" names.
+    std::optional<TarEntry> next();
+    // Reads the current entry's content; returns 0 at its end.
+    std::size_t read(void* buf, std::size_t size);
+    // Copies the current entry's content to fd.
+    void copy_to(int fd);
+    // After next() returned nullopt: drains the rest of the stream and returns
+    // the digests of everything read.
+    LayerDigests finish();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace strata::formats

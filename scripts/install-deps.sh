@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what strata needs on Debian 12, as root. With --test it also
+# installs the peer tools the interoperability tests run against.
+set -euo pipefail
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libarchive-dev libssl-dev libzstd-dev zlib1g-dev libdeflate-dev
+  libfuse3-dev fuse3 libcli11-dev catch2 nlohmann-json3-dev libfmt-dev
+  libcurl4-openssl-dev busybox-static util-linux python3
+)
+test_pkgs=(
+  skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
+)
+pkgs=("${build_pkgs[@]}")
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=("${test_pkgs[@]}")
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Capability probes for privileged test groups. Usage: probe.sh CAP CMD...
+# When CAP is missing, prints why and exits 77, which CTest reports as
+# Skipped (SKIP_RETURN_CODE 77); otherwise runs CMD.
+set -u
+cap=$1; shift
+skip() { echo "SKIPPED: $*"; exit 77; }
+case "$cap" in
+  root)
+    [ "$(id -u)" -eq 0 ] || skip "needs root (run the suite as root)" ;;
+  userns)
+    unshare --user --map-root-user true 2>/dev/null || skip "needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)" ;;
+  overlay)
+    [ "$(id -u)" -eq 0 ] || skip "needs root for kernel overlayfs"
+    grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
+    grep -qw overlay /proc/filesystems || skip "kernel has no overlayfs" ;;
+  fuse)
+    [ -c /dev/fuse ] || skip "needs /dev/fuse"
+    [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "needs read/write access to /dev/fuse"
+    [ "$(id -u)" -eq 0 ] || command -v fusermount3 >/dev/null || skip "needs root or fusermount3" ;;
+  *) echo "probe.sh: unknown capability $cap" >&2; exit 2 ;;
+esac
+exec "$@"

@@ -1,0 +1,65 @@
+#include "util/atomic_file.hpp"
+
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+#include <vector>
+
+namespace strata {
+
+AtomicFile::AtomicFile(std::string path, mode_t mode) : path_(std::move(path)) {
+    std::string templ = path_ + ".tmp.XXXXXX";
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    int fd = ::mkostemp(buf.data(), O_CLOEXEC);
+    if (fd < 0) {
+        throw_errno("mkostemp", templ);
+    }
+    fd_.reset(fd);
+    tmp_ = buf.data();
+    if (::fchmod(fd, mode) != 0) {
+        int err = errno;
+        ::unlink(tmp_.c_str());
+        throw SysError("fchmod", tmp_, err);
+    }
+}
+
+AtomicFile::~AtomicFile() {
+    if (!committed_) {
+        fd_.reset();
+        ::unlink(tmp_.c_str());
+    }
+}
+
+void AtomicFile::write(std::string_view data) {
+    try {
+        fs::write_all(fd_.get(), data);
+    } catch (const SysError& e) {
+        throw SysError(e.op(), tmp_, e.error_code());
+    }
+}
+
+bool AtomicFile::commit(bool no_replace) {
+    if (::fsync(fd_.get()) != 0) {
+        throw_errno("fsync", tmp_);
+    }
+    fd_.close();
+    if (no_replace) {
+        if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE) != 0) {
+            if (errno == EEXIST) {
+                return false;
+            }
+            throw_errno("rename", path_);
+        }
+    } else if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+        throw_errno("rename", path_);
+    }
+    committed_ = true;
+    return true;
+}
+
+} // namespace strata

@@ -1,0 +1,36 @@
+// AtomicFile: writes go to a temporary file beside the destination; commit()
+// fsyncs and renames it into place. Without commit() the destructor removes
+// the temporary, so a destination is either absent/old or complete.
+#pragma once
+
+#include "util/fd.hpp"
+
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+namespace strata {
+
+class AtomicFile {
+public:
+    explicit AtomicFile(std::string path, mode_t mode = 0644);
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+    ~AtomicFile();
+
+    int fd() const noexcept { return fd_.get(); }
+    const std::string& path() const noexcept { return path_; }
+    const std::string& temp_path() const noexcept { return tmp_; }
+    void write(std::string_view data);
+    // fsync + rename. With no_replace, an existing destination is left alone
+    // and commit returns false.
+    bool commit(bool no_replace = false);
+
+private:
+    std::string path_;
+    std::string tmp_;
+    UniqueFd fd_;
+    bool committed_ = false;
+};
+
+} // namespace strata

@@ -1,0 +1,46 @@
+// UniqueFd: a move-only owner of a file descriptor. Every fd strata opens is
+// close-on-exec so nothing leaks into the runner's children by accident.
+#pragma once
+
+#include <utility>
+
+namespace strata {
+
+class UniqueFd {
+public:
+    UniqueFd() noexcept = default;
+    explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+    UniqueFd(const UniqueFd&) = delete;
+    UniqueFd& operator=(const UniqueFd&) = delete;
+    UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    UniqueFd& operator=(UniqueFd&& o) noexcept {
+        if (this != &o) {
+            reset(std::exchange(o.fd_, -1));
+        }
+        return *this;
+    }
+    ~UniqueFd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
+    // Closes now and reports a failed close (e.g. EIO on NFS) as SysError.
+    void close();
+    // Closes silently (keeps errno intact) and takes ownership of fd.
+    void reset(int fd = -1) noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+// A pipe whose both ends are O_CLOEXEC.
+struct Pipe {
+    UniqueFd read;
+    UniqueFd write;
+    static Pipe create();
+};
+
+// dup with F_DUPFD_CLOEXEC.
+UniqueFd dup_cloexec(int fd);
+
+} // namespace strata

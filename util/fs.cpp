@@ -1,0 +1,360 @@
+#include "util/fs.hpp"
+
+#include "util/error.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <dirent.h>
+#include <fcntl.h>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace strata::fs {
+
+UniqueFd open_at(int dirfd, const std::string& path, int flags, mode_t mode) {
+    int fd;
+    do {
+        fd = ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        throw_errno("open", path);
+    }
+    return UniqueFd(fd);
+}
+
+UniqueFd open(const std::string& path, int flags, mode_t mode) {
+    return open_at(AT_FDCWD, path, flags, mode);
+}
+
+std::string read_fd(int fd, std::size_t max_size) {
+    std::string out;
+    char buf[65536];
+    while (true) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("read");
+        }
+        if (n == 0) {
+            return out;
+        }
+        if (out.size() + static_cast<std::size_t>(n) > max_size) {
+            throw Error("file is larger than the limit of " + std::to_string(max_size) +
+                        " bytes");
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+std::string read_file(const std::string& path, std::size_t max_size) {
+    UniqueFd fd = open(path, O_RDONLY);
+    try {
+        return read_fd(fd.get(), max_size);
+    } catch (const SysError& e) {
+        throw SysError(e.op(), path, e.error_code());
+    } catch (const Error& e) {
+        throw e.with_context(path);
+    }
+}
+
+void write_all(int fd, const void* data, std::size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+        ssize_t n = ::write(fd, p, size);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("write");
+        }
+        p += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+std::size_t read_full(int fd, void* data, std::size_t size) {
+    char* p = static_cast<char*>(data);
+    std::size_t done = 0;
+    while (done < size) {
+        ssize_t n = ::read(fd, p + done, size - done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("read");
+        }
+        if (n == 0) {
+            break;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    return done;
+}
+
+void write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+    std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    {
+        UniqueFd fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+        try {
+            write_all(fd.get(), data);
+            if (::fsync(fd.get()) != 0) {
+                throw_errno("fsync", tmp);
+            }
+            fd.close();
+        } catch (...) {
+            ::unlink(tmp.c_str());
+            throw;
+        }
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        throw SysError("rename", path, err);
+    }
+}
+
+void mkdirs(const std::string& path, mode_t mode) {
+    if (path.empty()) {
+        return;
+    }
+    if (::mkdir(path.c_str(), mode) == 0) {
+        return;
+    }
+    if (errno == EEXIST) {
+        if (is_dir(path)) {
+            return;
+        }
+        throw SysError("mkdir", path, ENOTDIR);
+    }
+    if (errno != ENOENT) {
+        throw_errno("mkdir", path);
+    }
+    std::string parent = dirname(path);
+    if (parent != path) {
+        mkdirs(parent, mode);
+    }
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+        throw_errno("mkdir", path);
+    }
+}
+
+bool exists(const std::string& path) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0;
+}
+
+bool is_dir(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+struct stat lstat(const std::string& path) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+        throw_errno("lstat", path);
+    }
+    return st;
+}
+
+struct stat fstat(int fd) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        throw_errno("fstat");
+    }
+    return st;
+}
+
+namespace {
+
+void remove_children(int dirfd, const std::string& where, dev_t dev);
+
+void remove_entry(int dirfd, const char* name, const std::string& where, dev_t dev) {
+    if (::unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) {
+        return;
+    }
+    if (errno != EISDIR && errno != EPERM) {
+        throw SysError("unlink", where + "/" + name, errno);
+    }
+    int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        throw SysError("open", where + "/" + name, errno);
+    }
+    UniqueFd sub(fd);
+    struct stat st = fs::fstat(sub.get());
+    if (st.st_dev != dev) {
+        throw SysError("remove", where + "/" + name, EBUSY);
+    }
+    // Directories without write or search permission (e.g. mode 000) still
+    // belong to us; make them removable.
+    if ((st.st_mode & 0700) != 0700) {
+        ::fchmod(sub.get(), st.st_mode | 0700);
+    }
+    remove_children(sub.get(), where + "/" + name, dev);
+    sub.reset();
+    if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        throw SysError("rmdir", where + "/" + name, errno);
+    }
+}
+
+void remove_children(int dirfd, const std::string& where, dev_t dev) {
+    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+        throw_errno("dup", where);
+    }
+    DIR* dir = ::fdopendir(dup);
+    if (dir == nullptr) {
+        ::close(dup);
+        throw_errno("opendir", where);
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(dir)) {
+        std::string_view n = e->d_name;
+        if (n != "." && n != "..") {
+            names.emplace_back(n);
+        }
+    }
+    ::closedir(dir);
+    for (const auto& n : names) {
+        remove_entry(dirfd, n.c_str(), where, dev);
+    }
+}
+
+} // namespace
+
+void remove_all_at(int dirfd, const std::string& name) {
+    struct stat st;
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) {
+            return;
+        }
+        throw_errno("lstat", name);
+    }
+    remove_entry(dirfd, name.c_str(), ".", st.st_dev);
+}
+
+void remove_all(const std::string& path) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) {
+            return;
+        }
+        throw_errno("lstat", path);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+            throw_errno("unlink", path);
+        }
+        return;
+    }
+    UniqueFd parent = open(dirname(path), O_RDONLY | O_DIRECTORY);
+    std::string name = basename(path);
+    remove_entry(parent.get(), name.c_str(), dirname(path), st.st_dev);
+}
+
+void fsync_dir(const std::string& path) {
+    UniqueFd fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (::fsync(fd.get()) != 0) {
+        throw_errno("fsync", path);
+    }
+}
+
+std::string dirname(std::string_view path) {
+    while (path.size() > 1 && path.back() == '/') {
+        path.remove_suffix(1);
+    }
+    auto slash = path.rfind('/');
+    if (slash == std::string_view::npos) {
+        return ".";
+    }
+    if (slash == 0) {
+        return "/";
+    }
+    return std::string(path.substr(0, slash));
+}
+
+std::string basename(std::string_view path) {
+    while (path.size() > 1 && path.back() == '/') {
+        path.remove_suffix(1);
+    }
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::string join(std::string_view a, std::string_view b) {
+    if (a.empty()) {
+        return std::string(b);
+    }
+    std::string out(a);
+    while (!out.empty() && out.back() == '/') {
+        out.pop_back();
+    }
+    while (!b.empty() && b.front() == '/') {
+        b.remove_prefix(1);
+    }
+    out += '/';
+    out += b;
+    return out;
+}
+
+std::string absolute(const std::string& path) {
+    if (!path.empty() && path[0] == '/') {
+        return path;
+    }
+    char buf[PATH_MAX];
+    if (::getcwd(buf, sizeof buf) == nullptr) {
+        throw_errno("getcwd");
+    }
+    return path.empty() || path == "." ? std::string(buf) : join(buf, path);
+}
+
+namespace {
+void usage_at(int dirfd, Usage& u) {
+    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+        throw_errno("dup");
+    }
+    DIR* dir = ::fdopendir(dup);
+    if (dir == nullptr) {
+        ::close(dup);
+        throw_errno("opendir");
+    }
+    std::vector<std::string> subdirs;
+    while (struct dirent* e = ::readdir(dir)) {
+        std::string_view n = e->d_name;
+        if (n == "." || n == "..") {
+            continue;
+        }
+        struct stat st;
+        if (::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        }
+        u.files++;
+        if (S_ISREG(st.st_mode)) {
+            u.bytes += static_cast<std::uint64_t>(st.st_size);
+        } else if (S_ISDIR(st.st_mode)) {
+            subdirs.emplace_back(n);
+        }
+    }
+    ::closedir(dir);
+    for (const auto& s : subdirs) {
+        int fd = ::openat(dirfd, s.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            UniqueFd sub(fd);
+            usage_at(sub.get(), u);
+        }
+    }
+}
+} // namespace
+
+Usage disk_usage(const std::string& path) {
+    Usage u;
+    UniqueFd fd = open(path, O_RDONLY | O_DIRECTORY);
+    usage_at(fd.get(), u);
+    return u;
+}
+
+} // namespace strata::fs

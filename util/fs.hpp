@@ -1,0 +1,58 @@
+// File-system helpers that work on paths or relative to directory fds.
+// Everything opens with O_CLOEXEC; removal never follows symlinks.
+#pragma once
+
+#include "util/fd.hpp"
+
+#include <cstdint>
+#include <fcntl.h>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+namespace strata::fs {
+
+UniqueFd open_at(int dirfd, const std::string& path, int flags, mode_t mode = 0644);
+UniqueFd open(const std::string& path, int flags, mode_t mode = 0644);
+inline UniqueFd open_dir(const std::string& path) {
+    return open(path, O_RDONLY | O_DIRECTORY);
+}
+
+std::string read_file(const std::string& path, std::size_t max_size = SIZE_MAX);
+std::string read_fd(int fd, std::size_t max_size = SIZE_MAX);
+void write_all(int fd, const void* data, std::size_t size);
+inline void write_all(int fd, std::string_view s) { write_all(fd, s.data(), s.size()); }
+// Reads exactly size bytes (or until EOF); returns how many were read.
+std::size_t read_full(int fd, void* data, std::size_t size);
+// Writes the file, replacing it atomically (temp file + fsync + rename).
+void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+// Like mkdir -p. Existing directories are fine.
+void mkdirs(const std::string& path, mode_t mode = 0755);
+bool exists(const std::string& path);
+bool is_dir(const std::string& path);
+struct stat lstat(const std::string& path);
+struct stat fstat(int fd);
+
+// rm -rf that never follows symlinks and does not cross mount points.
+// Missing paths are fine.
+void remove_all(const std::string& path);
+void remove_all_at(int dirfd, const std::string& name);
+
+void fsync_dir(const std::string& path);
+std::string dirname(std::string_view path);
+std::string basename(std::string_view path);
+// Joins a and b with one '/' between them.
+std::string join(std::string_view a, std::string_view b);
+std::string absolute(const std::string& path);
+
+// Total apparent size and count of the files below path (lstat, no symlinks followed).
+struct Usage {
+    std::uint64_t bytes = 0;
+    std::uint64_t files = 0;
+};
+Usage disk_usage(const std::string& path);
+
+} // namespace strata::fs
