@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when a folder includes a folder above it (DESIGN.md's dependency
 # direction: cli -> builder -> {runner, layerfs}; layerfs -> snapshot ->
-# formats -> util; runner -> util). builder/dockerfile/ (the parser target)
+# formats -> util; runner -> util; registry -> snapshot). builder/dockerfile/ (the parser target)
 # may include only util. Usage: check_includes.sh [SOURCE_ROOT]
 set -u
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -14,15 +14,16 @@ allowed() {
     snapshot) echo "snapshot formats util" ;;
     layerfs) echo "layerfs snapshot formats util" ;;
     runner) echo "runner util" ;;
+    registry) echo "registry snapshot formats util" ;;
     builder/dockerfile) echo "builder/dockerfile util" ;;
-    builder) echo "builder builder/dockerfile runner layerfs snapshot formats util" ;;
-    cli) echo "cli builder builder/dockerfile runner layerfs snapshot formats util" ;;
+    builder) echo "builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
+    cli) echo "cli builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
   esac
 }
 
 bad=0
 checked=0
-for folder in util formats snapshot layerfs runner builder cli; do
+for folder in util formats snapshot layerfs runner registry builder cli; do
   [ -d "$folder" ] || continue
   while IFS= read -r -d '' file; do
     own=$folder
@@ -33,7 +34,7 @@ for folder in util formats snapshot layerfs runner builder cli; do
       inc=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]+)".*/\1/' <<<"${line#*:}")
       target=${inc%%/*}
       case "$inc" in builder/dockerfile/*) target=builder/dockerfile ;; esac
-      case " util formats snapshot layerfs runner builder builder/dockerfile cli " in
+      case " util formats snapshot layerfs runner registry builder builder/dockerfile cli " in
         *" $target "*) ;;
         *) continue ;;
       esac
