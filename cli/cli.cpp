@@ -70,6 +70,7 @@ int run_cli(int argc, char** argv) {
     register_archive(app, ctx);
     register_run(app, ctx);
     register_mount(app, ctx);
+    register_layer(app, ctx);
 
     try {
         app.parse(argc, argv);
