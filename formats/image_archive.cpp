@@ -319,11 +319,16 @@ ArchiveLayer layer_from_descriptor(const Source& src, const Descriptor& d, const
     return l;
 }
 
-// One image from a manifest descriptor of an OCI index.
-ArchiveImage image_from_manifest(const Source& src, const Descriptor& md, const std::string& where) {
+// One image from a manifest descriptor of an OCI index; nullopt for an
+// artifact (a signature, an SBOM, an attestation: its config is no image config).
+std::optional<ArchiveImage> image_from_manifest(const Source& src, const Descriptor& md,
+                                                const std::string& where) {
     ArchiveImage img;
     std::string mbytes = read_verified_blob(src, md, where);
     Manifest m = parse_manifest(mbytes, md.digest.str());
+    if (!is_config_media_type(m.config.media_type)) {
+        return std::nullopt;
+    }
     img.config = read_verified_blob(src, m.config, "manifest " + md.digest.str() + ": config");
     // Checks the config (and that it is one) before anything is imported.
     parse_image_config(img.config, m.config.digest.str());
@@ -390,10 +395,13 @@ std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platfo
             existing.insert(existing.end(), names.begin(), names.end());
             continue;
         }
-        ArchiveImage img = image_from_manifest(src, *chosen, where);
-        img.names = std::move(names);
+        auto img = image_from_manifest(src, *chosen, where);
+        if (!img) {
+            continue;
+        }
+        img->names = std::move(names);
         seen.emplace(chosen->digest, images.size());
-        images.push_back(std::move(img));
+        images.push_back(std::move(*img));
     }
     if (images.empty()) {
         throw FormatError(where_layout + ": index.json lists no images");

@@ -20,6 +20,8 @@ case "$cap" in
     [ "$(id -u)" -eq 0 ] || command -v fusermount3 >/dev/null || skip "needs root or fusermount3" ;;
   skopeo)
     command -v skopeo >/dev/null || skip "needs skopeo (apt-get install skopeo)" ;;
+  umoci)
+    command -v umoci >/dev/null || skip "needs umoci (apt-get install umoci)" ;;
   *) echo "probe.sh: unknown capability $cap" >&2; exit 2 ;;
 esac
 exec "$@"

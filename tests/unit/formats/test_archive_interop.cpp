@@ -112,3 +112,43 @@ TEST_CASE("skopeo reads strata's oci-archive and OCI layout byte for byte", "[sk
     CHECK(idx.manifests[0].digest == Digest::of(raw));
     CHECK(l.read_blob(m.config.digest) == s.image.config);
 }
+
+// umoci is a second, independent OCI layout implementation (Go, not
+// containers/image). Tagged [umoci]: skipped when it is not installed.
+TEST_CASE("umoci unpacks strata's OCI layout and strata reads umoci's repack", "[umoci]") {
+    REQUIRE(find_program("umoci"));
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string layout = t.path() + "/layout";
+    write_oci_layout({s.image}, layout);
+    auto ls = run_capture({"umoci", "ls", "--layout", layout}, true);
+    INFO(ls.out);
+    REQUIRE(ls.status.success());
+    CHECK(ls.out == "example.com/app:1.0\n");
+    std::string bundle = t.path() + "/bundle";
+    auto r = run_capture({"umoci", "unpack", "--image", layout + ":example.com/app:1.0", bundle},
+                         true);
+    INFO(r.out);
+    REQUIRE(r.status.success());
+    CHECK(test::read_file(bundle + "/rootfs/etc/greeting") == "hi\n");
+    CHECK(!fs::exists(bundle + "/rootfs/etc/hello")); // removed by layer 2's whiteout
+
+    // umoci adds a layer and a new tag; strata reads the result.
+    test::write_file(bundle + "/rootfs/etc/added", "by umoci\n");
+    r = run_capture({"umoci", "repack", "--image", layout + ":repacked", bundle}, true);
+    INFO(r.out);
+    REQUIRE(r.status.success());
+    auto c = read_image_archive(layout, work(t, "w"));
+    REQUIRE(c.images.size() == 2);
+    const ArchiveImage* repacked = nullptr;
+    for (const auto& img : c.images) {
+        if (img.names == std::vector<std::string>{"repacked"}) {
+            repacked = &img;
+        }
+    }
+    REQUIRE(repacked);
+    REQUIRE(repacked->layers.size() == 3);
+    ImageConfig cfg = parse_image_config(repacked->config, "umoci config");
+    CHECK(cfg.diff_ids.size() == 3);
+    CHECK(cfg.diff_ids[0] == Digest::of(s.layer1_tar));
+}

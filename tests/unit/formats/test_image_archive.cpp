@@ -377,3 +377,27 @@ TEST_CASE("archive writers refuse layers that do not match and leave no output",
     auto listing = run_capture({"ls", "-A", t.path()}).out;
     CHECK((listing == "l1\nl2\n"));
 }
+
+TEST_CASE("artifacts in an OCI index are not taken for images", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string dir = t.path() + "/layout";
+    write_oci_layout({s.image}, dir);
+    OciLayout l = OciLayout::create(dir);
+    // A signature-like artifact: empty config, one blob layer.
+    Manifest art;
+    art.media_type = std::string(media::oci_manifest);
+    art.artifact_type = "application/vnd.example.signature";
+    art.config = descriptor_for(media::oci_empty, "{}");
+    art.layers = {descriptor_for("application/octet-stream", "sig")};
+    l.ingest_bytes("{}");
+    l.ingest_bytes("sig");
+    std::string ab = to_json(art);
+    l.ingest_bytes(ab);
+    Index idx = l.read_index();
+    idx.manifests.push_back(descriptor_for(media::oci_manifest, ab));
+    l.write_index(idx);
+    auto c = read_image_archive(dir, work(t));
+    REQUIRE(c.images.size() == 1);
+    CHECK(c.images[0].config == s.image.config);
+}
