@@ -326,6 +326,7 @@ std::optional<ArchiveImage> image_from_manifest(const Source& src, const Descrip
     ArchiveImage img;
     std::string mbytes = read_verified_blob(src, md, where);
     Manifest m = parse_manifest(mbytes, md.digest.str());
+    check_media_type_matches(md, m.media_type, where + ": manifest " + md.digest.str());
     if (!is_config_media_type(m.config.media_type)) {
         return std::nullopt;
     }
@@ -369,6 +370,7 @@ std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platfo
             chosen = d;
         } else if (is_index_media_type(d.media_type)) {
             Index nested = parse_index(read_verified_blob(src, d, where), d.digest.str());
+            check_media_type_matches(d, nested.media_type, where + ": index " + d.digest.str());
             std::string available;
             for (const auto& nd : nested.manifests) {
                 if (!is_manifest_media_type(nd.media_type)) {

@@ -322,6 +322,38 @@ bool base64_ok(std::string_view s) {
     return pad <= 2;
 }
 
+// Decodes standard base64 (already checked by base64_ok).
+std::string base64_decode(std::string_view s) {
+    auto val = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') {
+            return c - 'A';
+        }
+        if (c >= 'a' && c <= 'z') {
+            return c - 'a' + 26;
+        }
+        if (c >= '0' && c <= '9') {
+            return c - '0' + 52;
+        }
+        return c == '+' ? 62 : c == '/' ? 63 : -1;
+    };
+    std::string out;
+    unsigned acc = 0;
+    int bits = 0;
+    for (char c : s) {
+        int v = val(c);
+        if (v < 0) {
+            continue; // '=', CR, LF
+        }
+        acc = (acc << 6) | static_cast<unsigned>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xff);
+        }
+    }
+    return out;
+}
+
 bool all_digits(std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -443,6 +475,16 @@ Descriptor read_descriptor(const Doc& d, const json& j, const std::string& path,
         std::string data = as_string(d, *v, sub(path, "data"));
         if (!base64_ok(data)) {
             d.fail(sub(path, "data"), "not padded standard base64");
+        }
+        if (!d.spec()) {
+            // image-spec descriptor.md: embedded data MUST match digest and size.
+            std::string bytes = base64_decode(data);
+            if (static_cast<std::int64_t>(bytes.size()) != desc.size ||
+                Digest::of(bytes) != desc.digest) {
+                d.fail(sub(path, "data"), "embedded data (" + std::to_string(bytes.size()) +
+                                              " bytes, " + Digest::of(bytes).str() +
+                                              ") does not match the descriptor's digest and size");
+            }
         }
         desc.data = std::move(data);
     }
@@ -1021,6 +1063,15 @@ Digest chain_id(const std::vector<Digest>& diff_ids) {
         chain = Digest::of(chain.str() + " " + diff_ids[i].str());
     }
     return chain;
+}
+
+void check_media_type_matches(const Descriptor& d, std::string_view document_media_type,
+                              std::string_view what) {
+    if (!document_media_type.empty() && document_media_type != d.media_type) {
+        throw FormatError(std::string(what) + ": the descriptor says media type " +
+                          quote_untrusted(d.media_type) + ", the document says " +
+                          quote_untrusted(document_media_type));
+    }
 }
 
 Descriptor descriptor_for(std::string_view media_type, std::string_view content) {

@@ -7,6 +7,7 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+#include <zstd.h>
 
 using namespace strata;
 using namespace strata::formats;
@@ -428,4 +429,68 @@ TEST_CASE("docker-archive: one entry per image, shared layers written once", "[a
     CHECK(c.images[1].layers.at(0).path == c.images[0].layers.at(0).path);
     auto idx = parse_index(test::read_file(work(t) + "/index.json"), "i");
     CHECK(idx.manifests.size() == 3);
+}
+
+TEST_CASE("OCI archives: missing blobs and lying media types are rejected", "[archive][hostile]") {
+    TempDir t;
+    std::string layer = TarBuilder().file("a", "1").finish();
+    std::string cfg = config_for({layer});
+    Manifest m;
+    m.media_type = std::string(media::oci_manifest);
+    m.config = descriptor_for(media::oci_config, cfg);
+    m.layers = {descriptor_for(media::oci_layer, layer)};
+    std::string mb = to_json(m);
+    auto blob = [](const std::string& c) { return Digest::of(c).blob_path(); };
+    std::string archive = t.path() + "/in.tar";
+
+    SECTION("a manifest pointing at a missing layer blob") {
+        Index idx;
+        idx.manifests = {descriptor_for(media::oci_manifest, mb)};
+        test::write_file(archive, TarBuilder()
+                                      .file("oci-layout", layout_header_json())
+                                      .file("index.json", to_json(idx))
+                                      .file(blob(mb), mb)
+                                      .file(blob(cfg), cfg)
+                                      .finish());
+        std::string e = error_of([&] { read_image_archive(archive, work(t)); });
+        CHECK(e == "manifest " + Digest::of(mb).str() + ": layers[0]: \"" + blob(layer) +
+                       "\" is not in the archive " + archive);
+    }
+    SECTION("an index entry saying Docker manifest for an OCI manifest") {
+        Index idx;
+        idx.manifests = {descriptor_for(media::docker_manifest, mb)};
+        test::write_file(archive, TarBuilder()
+                                      .file("oci-layout", layout_header_json())
+                                      .file("index.json", to_json(idx))
+                                      .file(blob(mb), mb)
+                                      .file(blob(cfg), cfg)
+                                      .file(blob(layer), layer)
+                                      .finish());
+        std::string e = error_of([&] { read_image_archive(archive, work(t)); });
+        CHECK(e.find("the descriptor says media type "
+                     "\"application/vnd.docker.distribution.manifest.v2+json\", the document "
+                     "says \"application/vnd.oci.image.manifest.v1+json\"") != std::string::npos);
+    }
+}
+
+TEST_CASE("docker-archive: zstd layers are written decompressed", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string z(ZSTD_compressBound(s.layer2_tar.size()), '\0');
+    std::size_t n = ZSTD_compress(z.data(), z.size(), s.layer2_tar.data(), s.layer2_tar.size(), 3);
+    REQUIRE(!ZSTD_isError(n));
+    z.resize(n);
+    test::write_file(t.path() + "/l2", z);
+    s.image.layers[1].media_type = std::string(media::oci_layer_zstd);
+    s.image.layers[1].digest = Digest::of(z);
+    s.image.layers[1].size = static_cast<std::int64_t>(z.size());
+    write_docker_archive({s.image}, t.path() + "/z.tar");
+    auto c = read_image_archive(t.path() + "/z.tar", work(t));
+    CHECK(test::read_file(c.images.at(0).layers.at(1).path) == s.layer2_tar);
+    // The oci-archive keeps the zstd blob as it is.
+    write_oci_archive({s.image}, t.path() + "/o.tar");
+    TempDir t2;
+    auto o = read_image_archive(t.path() + "/o.tar", work(t2));
+    CHECK(test::read_file(o.images.at(0).layers.at(1).path) == z);
+    CHECK(o.images.at(0).layers.at(1).media_type == media::oci_layer_zstd);
 }

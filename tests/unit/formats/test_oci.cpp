@@ -194,9 +194,14 @@ TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
               R"({"mediaType":"a/b","digest":")" + kD2 +
               R"(","size":1,"annotations":{"k":1}})")) ==
           "manifest sha256:abc: layers[0].annotations.k: expected a string, got an integer");
+    // "YWJj" is "abc".
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" +
+                                              Digest::of("abc").str() +
+                                              R"(","size":3,"data":"YWJj"})")) == "(no error)");
     CHECK(manifest_error(manifest_with_layers(
-              R"({"mediaType":"a/b","digest":")" + kD2 + R"(","size":1,"data":"YWJj"})")) ==
-          "(no error)");
+              R"({"mediaType":"a/b","digest":")" + kD2 + R"(","size":3,"data":"YWJj"})")) ==
+          "manifest sha256:abc: layers[0].data: embedded data (3 bytes, " +
+              Digest::of("abc").str() + ") does not match the descriptor's digest and size");
     CHECK(manifest_error(manifest_with_layers(
               R"({"mediaType":"a/b","digest":")" + kD2 + R"(","size":1,"data":"YWJ"})")) ==
           "manifest sha256:abc: layers[0].data: not padded standard base64");
@@ -255,6 +260,16 @@ TEST_CASE("descriptor and layout header parsing", "[oci]") {
           "\"2.0.0\" (want \"1.0.0\")");
     CHECK(descriptor_for("a/b", "hello").digest.str() ==
           "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+}
+
+TEST_CASE("a document contradicting its descriptor's media type is rejected", "[oci]") {
+    Descriptor d = descriptor_for(media::oci_manifest, "{}");
+    CHECK_NOTHROW(check_media_type_matches(d, "", "m"));
+    CHECK_NOTHROW(check_media_type_matches(d, media::oci_manifest, "m"));
+    CHECK(error_of([&] { check_media_type_matches(d, media::docker_manifest, "manifest sha256:x"); }) ==
+          "manifest sha256:x: the descriptor says media type "
+          "\"application/vnd.oci.image.manifest.v1+json\", the document says "
+          "\"application/vnd.docker.distribution.manifest.v2+json\"");
 }
 
 TEST_CASE("chain ID follows the image-spec definition", "[oci]") {
