@@ -611,3 +611,39 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
     INFO(st.describe());
     CHECK(st.success());
 }
+
+TEST_CASE("mount points the runner creates in the root are removed afterwards", "[root]") {
+    Rootfs root;
+    for (const char* p : {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname",
+                          "/etc/resolv.conf"}) {
+        std::filesystem::remove_all(root.path + p);
+    }
+    std::string before = dump_tree(root.path);
+    TempDir host;
+    auto spec = probe_spec(root, {});
+    spec.mounts = {runner::Mount{runner::Mount::Type::bind, host.path(), "/mnt/a/b", true, ""},
+                   runner::Mount{runner::Mount::Type::tmpfs, "", "/mnt/t/u", false, ""}};
+    spec.argv = {"/bin/sh", "-c", "cat /etc/hostname; ls /proc/self/fd >/dev/null && ls /mnt/a/b"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    CHECK(o.status.success());
+    CHECK(contains(o.out, "box\n"));
+    CHECK(dump_tree(root.path) == before);
+
+    // What the command wrote next to a created mount point stays.
+    std::filesystem::remove_all(root.path + "/etc");
+    spec.mounts.clear();
+    spec.argv = {"/bin/sh", "-c", "echo kept > /etc/written"};
+    o = run_captured(spec);
+    CHECK(o.status.success());
+    CHECK(read_file(root.path + "/etc/written") == "kept\n");
+    CHECK_FALSE(std::filesystem::exists(root.path + "/etc/hosts"));
+    CHECK_FALSE(std::filesystem::exists(root.path + "/proc"));
+
+    // Also after a cancelled run and a failed start.
+    std::filesystem::remove_all(root.path + "/etc");
+    before = dump_tree(root.path);
+    spec.argv = {"nosuch"};
+    CHECK_THROWS_AS(run_captured(spec), runner::StartError);
+    CHECK(dump_tree(root.path) == before);
+}
