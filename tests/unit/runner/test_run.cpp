@@ -3,6 +3,7 @@
 // that it is reported as skipped, never passed, when it cannot run.
 #include "fixture.hpp"
 #include "runner/runner.hpp"
+#include "runner/terminal.hpp"
 #include "tests/support/support.hpp"
 #include "util/child.hpp"
 #include "util/error.hpp"
@@ -646,4 +647,30 @@ TEST_CASE("mount points the runner creates in the root are removed afterwards", 
     spec.argv = {"nosuch"};
     CHECK_THROWS_AS(run_captured(spec), runner::StartError);
     CHECK(dump_tree(root.path) == before);
+}
+
+TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "[root]") {
+    Rootfs root;
+    std::string mounts_before = host_mountinfo();
+    runner::Control control;
+    runner::SignalRouting routing(control);
+    auto spec = probe_spec(root, {});
+    spec.init = true;
+    spec.argv = {"/bin/sh", "-c", "sleep 100 & probe sleep 100"};
+    Pipe out = Pipe::create();
+    spec.stdout_fd = out.write.get();
+    auto c = runner::Container::start(spec);
+    out.write.reset();
+    REQUIRE(read_line(out.read.get()) == "ready");
+    std::string ns = pid_ns_of(c.pid());
+    std::thread killer([] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        ::kill(::getpid(), SIGTERM);
+    });
+    CHECK_THROWS_AS(c.wait(&control), runner::Cancelled);
+    killer.join();
+    CHECK(runner::SignalRouting::last_signal() == SIGTERM);
+    CHECK(processes_in(ns).empty());
+    CHECK(no_children());
+    CHECK(host_mountinfo() == mounts_before);
 }
