@@ -8,6 +8,7 @@
 #include "util/root.hpp"
 #include "util/scope.hpp"
 #include "util/sys/process.hpp"
+#include "util/sys/syscalls.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -402,6 +404,25 @@ void write_proc_file(pid_t pid, const char* name, const std::string& content) {
 
 bool is_absolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
 
+// Probed once: can this kernel (and this process) use fsopen & co? Set
+// STRATA_FORCE_FALLBACK=1 to exercise the mount(2) path.
+bool new_mount_api() {
+    static const bool ok = [] {
+        if (sys::force_fallback()) {
+            STRATA_LOG_DEBUG("runner: mount(2) forced by STRATA_FORCE_FALLBACK");
+            return false;
+        }
+        int fd = sys::fsopen_raw("tmpfs", FSOPEN_CLOEXEC);
+        if (fd < 0) {
+            STRATA_LOG_DEBUG("runner: no new mount API ({}), using mount(2)", std::strerror(-fd));
+            return false;
+        }
+        UniqueFd closer(fd);
+        return true;
+    }();
+    return ok;
+}
+
 std::size_t depth(const std::string& p) {
     return static_cast<std::size_t>(std::count(p.begin(), p.end(), '/'));
 }
@@ -725,6 +746,7 @@ Container Container::start(const RunSpec& spec) {
     plan.init = spec.init;
     plan.tty = spec.tty;
     plan.rootless = rootless;
+    plan.new_mount_api = new_mount_api();
     plan.uid = user.uid;
     plan.gid = user.gid;
     plan.groups = user.groups;
