@@ -31,6 +31,24 @@ echo 'root:x:0:' > "$rootfs/etc/group"
 python3 "$here/run_timer.py" -n "$runs" \
   --label "strata runner (true)" "$bin $rootfs /bin/true" \
   --label "unshare floor (true)" "unshare --fork --pid --mount --net --uts --ipc $rootfs/bin/true"
+if command -v runc >/dev/null; then
+  # runc, the OCI runtime under docker and podman, on the same directory
+  # (its default spec: same namespaces plus cgroups, seccomp, masked paths).
+  mkdir -p "$work/bundle"
+  (cd "$work/bundle" && runc spec)
+  python3 - "$work/bundle/config.json" "$rootfs" <<'PY'
+import json, sys
+path, rootfs = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["root"] = {"path": rootfs, "readonly": False}
+json.dump(c, open(path, "w"))
+PY
+  python3 "$here/run_timer.py" -n "$runs" \
+    --label "strata runner (true)" "$bin $rootfs /bin/true" \
+    --label "runc run (true)" "runc run --bundle $work/bundle strata-bench-\$\$"
+fi
 python3 "$here/run_timer.py" -n "$runs" \
   --label "strata runner --init (true)" "$bin --init $rootfs /bin/true" \
   --label "unshare floor (true)" "unshare --fork --pid --mount --net --uts --ipc $rootfs/bin/true"
