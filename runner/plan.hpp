@@ -100,6 +100,7 @@ struct Plan {
     gid_t gid = 0;
     std::vector<gid_t> groups;
     std::uint64_t caps = 0;
+    int cap_last = 0; // the kernel's highest capability number
 
     int stdio[3] = {-1, -1, -1}; // sources for 0, 1, 2 (-1: keep)
     int sync_fd = -1;            // read: the parent's go-ahead

@@ -751,6 +751,7 @@ Container Container::start(const RunSpec& spec) {
     plan.gid = user.gid;
     plan.groups = user.groups;
     plan.caps = default_capabilities();
+    plan.cap_last = sys::cap_last_cap();
 
     std::vector<std::string> env = detail::container_env(spec, user, hostname);
     for (const auto& e : env) {

@@ -775,8 +775,7 @@ void child_main(const Plan& plan) noexcept {
             fail(plan, Step::groups, errno);
         }
     }
-    int last = sys::cap_last_cap();
-    for (int cap = 0; cap <= last; ++cap) {
+    for (int cap = 0; cap <= plan.cap_last; ++cap) {
         if ((plan.caps & (std::uint64_t{1} << cap)) == 0 &&
             ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
             fail(plan, Step::cap_bounding, errno, cap);

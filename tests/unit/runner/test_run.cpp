@@ -674,3 +674,49 @@ TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "
     CHECK(no_children());
     CHECK(host_mountinfo() == mounts_before);
 }
+
+TEST_CASE("an /etc/hosts that is a symlink to a host file leaves the host file alone", "[root]") {
+    Rootfs root;
+    TempDir host;
+    write_file(host.path() + "/secret", "host secret\n");
+    std::filesystem::remove(root.path + "/etc/hosts");
+    std::filesystem::create_symlink(host.path() + "/secret", root.path + "/etc/hosts");
+    auto spec = probe_spec(root, {});
+    spec.argv = {"/bin/sh", "-c", "cat /etc/hosts; echo overwritten > /etc/hosts"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    CHECK(o.status.success());
+    CHECK(contains(o.out, "127.0.0.1\tlocalhost"));
+    CHECK(read_file(host.path() + "/secret") == "host secret\n");
+    CHECK(std::filesystem::is_symlink(root.path + "/etc/hosts"));
+}
+
+TEST_CASE("stdin is /dev/null unless given, and passes through when given", "[root]") {
+    Rootfs root;
+    auto spec = probe_spec(root, {});
+    spec.argv = {"/bin/sh", "-c", "cat; echo end"};
+    auto o = run_captured(spec);
+    CHECK(o.out == "end\n");
+    Pipe in = Pipe::create();
+    REQUIRE(::write(in.write.get(), "piped\n", 6) == 6);
+    in.write.reset();
+    spec.stdin_fd = in.read.get();
+    o = run_captured(spec);
+    CHECK(o.out == "piped\nend\n");
+    CHECK(o.err.empty());
+}
+
+TEST_CASE("extra hosts and a default random hostname", "[root]") {
+    Rootfs root;
+    auto spec = probe_spec(root, {});
+    spec.hostname.clear();
+    spec.extra_hosts = {{"db.local", "10.1.2.3"}};
+    spec.argv = {"/bin/sh", "-c", "hostname; cat /etc/hosts"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    std::string name = o.out.substr(0, o.out.find('\n'));
+    CHECK(name.size() == 12);
+    CHECK(name.find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(contains(o.out, "10.1.2.3\tdb.local\n"));
+    CHECK(contains(o.out, "127.0.0.1\t" + name + "\n"));
+}
