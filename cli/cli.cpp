@@ -71,6 +71,7 @@ int run_cli(int argc, char** argv) {
     register_run(app, ctx);
     register_mount(app, ctx);
     register_layer(app, ctx);
+    register_parse(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -15,5 +15,6 @@ void register_archive(CLI::App& app, Context& ctx);
 void register_run(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
+void register_parse(CLI::App& app, Context& ctx);
 
 } // namespace strata::cli
