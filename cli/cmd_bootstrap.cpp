@@ -196,7 +196,7 @@ void bootstrap(Context& ctx, const Options& o) {
         }
     }
     formats::LayerDigests digests = tar.finish();
-    blob.commit_hashed(digests.blob_digest);
+    blob.commit_trusted(digests.blob_digest);
 
     formats::Descriptor layer;
     layer.media_type = formats::oci_layer_media_type(wo.compression);
