@@ -46,7 +46,6 @@ log::Level parse_level(const std::string& s) {
 int run_cli(int argc, char** argv) {
     CLI::App app{"strata: a daemonless container image builder and filesystem toolkit", "strata"};
     app.require_subcommand(1);
-    app.fallthrough();
     Context ctx;
     app.add_option("--root", ctx.root, "Store directory (default: STRATA_ROOT, /var/lib/strata)")
         ->type_name("DIR");

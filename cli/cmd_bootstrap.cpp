@@ -102,7 +102,7 @@ struct Options {
     std::string what;
     std::string tag = "busybox:latest";
     std::string busybox = "/bin/busybox";
-    std::string compression = "zstd";
+    std::string compression = "gzip";
 };
 
 void bootstrap(Context& ctx, const Options& o) {

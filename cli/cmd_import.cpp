@@ -20,7 +20,7 @@ namespace {
 struct Options {
     std::string input;
     std::string tag;
-    std::string compression = "zstd";
+    std::string compression = "gzip";
     std::vector<std::string> changes;
     std::string message;
 };

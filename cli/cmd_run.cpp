@@ -207,12 +207,13 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
-    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)");
+    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)")
+        ->allow_extra_args(false);
     cmd->add_option("-w,--workdir", o->workdir, "Working directory inside the container");
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
     cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
     cmd->add_option("--hostname", o->hostname, "Container host name");
-    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]");
+    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]")->allow_extra_args(false);
     cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
     cmd->add_option("--entrypoint", o->entrypoint, "Override the image's entrypoint");
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to
