@@ -28,26 +28,6 @@ using formats::Digest;
 
 namespace {
 
-std::vector<std::string> list_dir(const std::string& path) {
-    std::vector<std::string> names;
-    DIR* d = ::opendir(path.c_str());
-    if (d == nullptr) {
-        if (errno == ENOENT) {
-            return names;
-        }
-        throw_errno("opendir", path);
-    }
-    while (auto* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") {
-            names.push_back(std::move(n));
-        }
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 bool is_manifest_type(std::string_view mt) {
     return mt == formats::media::oci_manifest || mt == formats::media::docker_manifest;
 }
@@ -447,7 +427,7 @@ GcResult Store::gc() {
         mark(d);
     }
     // Build cache records are roots too: every digest they name is kept.
-    for (const auto& name : list_dir(cache_dir())) {
+    for (const auto& name : fs::list_dir(cache_dir())) {
         std::string path = cache_dir() + "/" + name;
         if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
             continue;
@@ -470,7 +450,7 @@ GcResult Store::gc() {
         }
     }
     std::string blobs = root_ + "/blobs/sha256";
-    for (const auto& name : list_dir(blobs)) {
+    for (const auto& name : fs::list_dir(blobs)) {
         if (keep_blobs.count(name) == 0) {
             struct stat st;
             if (::lstat((blobs + "/" + name).c_str(), &st) == 0) {
@@ -480,7 +460,7 @@ GcResult Store::gc() {
             result.blobs_removed++;
         }
     }
-    for (const auto& name : list_dir(root_ + "/snapshots")) {
+    for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
         if (keep_snapshots.count(name) == 0) {
             fs::remove_all(root_ + "/snapshots/" + name);
             result.snapshots_removed++;
@@ -488,7 +468,7 @@ GcResult Store::gc() {
     }
     // Leftovers of interrupted work older than an hour.
     auto now = std::chrono::system_clock::now();
-    for (const auto& name : list_dir(tmp_dir())) {
+    for (const auto& name : fs::list_dir(tmp_dir())) {
         struct stat st;
         std::string p = tmp_dir() + "/" + name;
         if (::lstat(p.c_str(), &st) == 0 &&
@@ -502,7 +482,7 @@ GcResult Store::gc() {
 std::vector<VerifyProblem> Store::verify(const std::function<void(std::string_view)>& progress) const {
     std::vector<VerifyProblem> problems;
     std::string blobs = root_ + "/blobs/sha256";
-    for (const auto& name : list_dir(blobs)) {
+    for (const auto& name : fs::list_dir(blobs)) {
         auto expected = Digest::try_parse("sha256:" + name);
         if (!expected) {
             problems.push_back({"blobs/sha256/" + name + ": not a valid digest name"});
