@@ -62,20 +62,20 @@ struct Rlimit {
 };
 
 struct RunSpec {
-    std::string rootfs;             // host directory that becomes "/"
-    std::vector<std::string> argv;  // argv[0] without '/' is searched in the container's PATH
-    std::vector<std::string> env;   // "K=V"; PATH defaults to Docker's, HOME to the user's
-    std::string cwd = "/";          // created (root-owned, 0755) when missing, as Docker does
-    std::string user;               // "", "name", "uid", "name:group", "uid:gid" (from ROOTFS/etc)
-    std::string hostname;           // default: 12 random hex digits, as Docker's container id
+    std::string rootfs;            // host directory that becomes "/"
+    std::vector<std::string> argv; // argv[0] without '/' is searched in the container's PATH
+    std::vector<std::string> env;  // "K=V"; PATH defaults to Docker's, HOME to the user's
+    std::string cwd = "/";         // created (root-owned, 0755) when missing, as Docker does
+    std::string user;              // "", "name", "uid", "name:group", "uid:gid" (from ROOTFS/etc)
+    std::string hostname;          // default: 12 random hex digits, as Docker's container id
     std::vector<std::pair<std::string, std::string>> extra_hosts; // (name, address) for /etc/hosts
     Network network = Network::none;
     UserNamespace user_namespace = UserNamespace::automatic;
     std::vector<Mount> mounts;
     std::vector<Rlimit> rlimits; // can only lower limits without CAP_SYS_RESOURCE
-    bool init = false;      // strata's init is PID 1: reaps zombies, forwards signals
-    bool read_only = false; // the root directory is mounted read-only
-    bool tty = false;       // the command gets a new pseudo-terminal as stdin/out/err
+    bool init = false;           // strata's init is PID 1: reaps zombies, forwards signals
+    bool read_only = false;      // the root directory is mounted read-only
+    bool tty = false;            // the command gets a new pseudo-terminal as stdin/out/err
     // Streams. stdin -1: /dev/null (as `docker run` without -i); stdout and
     // stderr -1: the caller's own. With tty, stdin_fd and stdout_fd are the
     // two ends strata copies between the terminal and the pty (stderr is

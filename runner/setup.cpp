@@ -267,18 +267,22 @@ const char* split_parent(const char* path, char (&dir)[PATH_MAX]) noexcept {
     return slash + 1;
 }
 
-
 // -- The new mount API (STYLE rule 17), used when the parent's probe found
 // it; mount(2) on /proc/self/fd/N targets otherwise. Both attach to an O_PATH
 // fd that was resolved inside the root, never to a path string.
 
 unsigned attr_flags(unsigned long ms) noexcept {
     unsigned a = 0;
-    if (ms & MS_RDONLY) a |= MOUNT_ATTR_RDONLY;
-    if (ms & MS_NOSUID) a |= MOUNT_ATTR_NOSUID;
-    if (ms & MS_NODEV) a |= MOUNT_ATTR_NODEV;
-    if (ms & MS_NOEXEC) a |= MOUNT_ATTR_NOEXEC;
-    if (ms & MS_STRICTATIME) a |= MOUNT_ATTR_STRICTATIME;
+    if (ms & MS_RDONLY)
+        a |= MOUNT_ATTR_RDONLY;
+    if (ms & MS_NOSUID)
+        a |= MOUNT_ATTR_NOSUID;
+    if (ms & MS_NODEV)
+        a |= MOUNT_ATTR_NODEV;
+    if (ms & MS_NOEXEC)
+        a |= MOUNT_ATTR_NOEXEC;
+    if (ms & MS_STRICTATIME)
+        a |= MOUNT_ATTR_STRICTATIME;
     return a;
 }
 
@@ -740,7 +744,9 @@ void child_main(const Plan& plan) noexcept {
     }
     for (std::size_t i = 0; i < plan.rlimits.size(); ++i) {
         const Rlimit& l = plan.rlimits[i];
-        struct rlimit rl{l.soft, l.hard};
+        struct rlimit rl {
+            l.soft, l.hard
+        };
         if (::setrlimit(static_cast<__rlimit_resource_t>(l.resource), &rl) != 0) {
             fail(plan, Step::rlimit, errno, static_cast<int>(i));
         }

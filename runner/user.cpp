@@ -135,8 +135,7 @@ std::string read_in_root(int rootfd, const char* path) {
 
 } // namespace
 
-ExecUser resolve_user_from(std::string_view user, std::string_view passwd,
-                           std::string_view group) {
+ExecUser resolve_user_from(std::string_view user, std::string_view passwd, std::string_view group) {
     ExecUser out;
     std::string_view user_part = user;
     std::optional<std::string_view> group_part;

@@ -27,7 +27,6 @@ struct ExecUser {
 ExecUser resolve_user(int rootfd, std::string_view user);
 
 // The same over file contents (for tests and callers that already have them).
-ExecUser resolve_user_from(std::string_view user, std::string_view passwd,
-                           std::string_view group);
+ExecUser resolve_user_from(std::string_view user, std::string_view passwd, std::string_view group);
 
 } // namespace strata::runner

@@ -41,7 +41,9 @@ std::string read_line(int fd) {
     return line;
 }
 
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+bool process_exists(pid_t pid) {
+    return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
 
 // The PID namespace of a process ("pid:[4026532...]").
 std::string pid_ns_of(pid_t pid) {
@@ -90,8 +92,9 @@ TEST_CASE("the host's processes, mounts and files are invisible", "[root]") {
     TempDir host;
     write_file(host.path() + "/marker", "host file");
     auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c", "ls /proc | grep -c '^[0-9]'; ls /; probe stat " +
-                                      host.path() + "/marker; probe info"};
+    spec.argv = {"/bin/sh", "-c",
+                 "ls /proc | grep -c '^[0-9]'; ls /; probe stat " + host.path() +
+                     "/marker; probe info"};
     auto o = run_captured(spec);
     INFO(o.out << o.err);
     CHECK(o.status.code() == 0);
@@ -256,8 +259,7 @@ TEST_CASE("exit codes and deaths by signal are reported exactly", "[root]") {
 
 TEST_CASE("a command that cannot start fails with 127 or 126, naming it", "[root]") {
     Rootfs root;
-    auto fails_with = [&](std::vector<std::string> argv, int code, std::string message,
-                          bool init) {
+    auto fails_with = [&](std::vector<std::string> argv, int code, std::string message, bool init) {
         auto spec = probe_spec(root, {});
         spec.argv = std::move(argv);
         spec.init = init;
@@ -272,8 +274,7 @@ TEST_CASE("a command that cannot start fails with 127 or 126, naming it", "[root
     for (bool init : {false, true}) {
         INFO("init " << init);
         fails_with({"nosuch"}, 127, "exec: \"nosuch\": executable file not found in $PATH", init);
-        fails_with({"/bin/nosuch"}, 127, "exec: \"/bin/nosuch\": no such file or directory",
-                   init);
+        fails_with({"/bin/nosuch"}, 127, "exec: \"/bin/nosuch\": no such file or directory", init);
         fails_with({"/etc/passwd"}, 126, "exec: \"/etc/passwd\": permission denied", init);
         fails_with({"/bin"}, 126, "exec: \"/bin\": permission denied", init);
     }
@@ -307,8 +308,7 @@ TEST_CASE("the working directory is created when missing and may not lead out", 
     CHECK(dump_tree(host.path()).empty());
 }
 
-TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host paths",
-          "[root]") {
+TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host paths", "[root]") {
     Rootfs root;
     TempDir host_etc;
     TempDir host_dev;
@@ -319,7 +319,8 @@ TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host pa
     std::filesystem::create_symlink(host_etc.path(), root.path + "/etc");
     std::filesystem::create_symlink(host_dev.path(), root.path + "/dev");
     auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c", "cat /etc/hosts; echo x > /etc/hosts; ls /dev; echo y > /dev/new"};
+    spec.argv = {"/bin/sh", "-c",
+                 "cat /etc/hosts; echo x > /etc/hosts; ls /dev; echo y > /dev/new"};
     auto o = run_captured(spec);
     INFO(o.out << o.err);
     CHECK(o.status.success());
@@ -427,8 +428,7 @@ TEST_CASE("network none has only the loopback interface, up; host has the host's
         (void)e;
         host_ifaces += "x";
     }
-    CHECK(std::count(o.out.begin(), o.out.end(), '\n') ==
-          static_cast<long>(host_ifaces.size()));
+    CHECK(std::count(o.out.begin(), o.out.end(), '\n') == static_cast<long>(host_ifaces.size()));
 }
 
 TEST_CASE("/dev has the standard nodes and links, /sys is read-only", "[root]") {
@@ -479,8 +479,9 @@ TEST_CASE("a tty gives the command a terminal and copies its output", "[root]") 
     Pipe in = Pipe::create();
     UniqueFd out(::memfd_create("tty-out", MFD_CLOEXEC));
     auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c", "probe info | grep -E '^(tty|pid)='; read line; echo got $line; "
-                                  "tty; stty size"};
+    spec.argv = {"/bin/sh", "-c",
+                 "probe info | grep -E '^(tty|pid)='; read line; echo got $line; "
+                 "tty; stty size"};
     spec.tty = true;
     spec.stdin_fd = in.read.get();
     spec.stdout_fd = out.get();
@@ -580,8 +581,9 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
     // The test process drops to nobody in a forked child (STYLE rule 23) and
     // runs the container from there; 0 means every check passed.
     Child c = Child::fork_fn([&]() -> int {
-        if (::getuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-                                ::setresuid(65534, 65534, 65534) != 0)) {
+        if (::getuid() == 0 &&
+            (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+             ::setresuid(65534, 65534, 65534) != 0)) {
             return 10;
         }
         // Changing credentials cleared "dumpable", which would make /proc/PID
@@ -591,11 +593,16 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
         try {
             auto spec = probe_spec(root, {"info"});
             auto o = run_captured(spec);
-            if (!o.status.success()) return 11;
-            if (o.get("uid") != "0") return 12;
-            if (o.get("pid") != "1") return 13;
-            if (o.get("hostname") != "box") return 14;
-            if (o.get("fds") != "0,1,2") return 15;
+            if (!o.status.success())
+                return 11;
+            if (o.get("uid") != "0")
+                return 12;
+            if (o.get("pid") != "1")
+                return 13;
+            if (o.get("hostname") != "box")
+                return 14;
+            if (o.get("fds") != "0,1,2")
+                return 15;
             spec.user = "user";
             try {
                 run_captured(spec);
@@ -615,8 +622,8 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
 
 TEST_CASE("mount points the runner creates in the root are removed afterwards", "[root]") {
     Rootfs root;
-    for (const char* p : {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname",
-                          "/etc/resolv.conf"}) {
+    for (const char* p :
+         {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}) {
         std::filesystem::remove_all(root.path + p);
     }
     std::string before = dump_tree(root.path);
