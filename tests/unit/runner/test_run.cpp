@@ -8,6 +8,7 @@
 #include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/sys/process.hpp"
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -297,9 +299,10 @@ TEST_CASE("the working directory is created when missing and may not lead out", 
     for (int n = 3; n < 12; ++n) {
         spec = probe_spec(root, {"write", "escaped", "x"});
         spec.cwd = "/proc/self/fd/" + std::to_string(n);
+        INFO("cwd " << spec.cwd);
         try {
             auto r = run_captured(spec);
-            INFO(r.out << r.err);
+            FAIL("ran in " << spec.cwd << ": " << r.out << r.err);
         } catch (const runner::StartError& e) {
             CHECK(e.exit_code() == 125);
             CHECK(contains(e.what(), "working directory /proc/self/fd/"));
@@ -459,12 +462,19 @@ TEST_CASE("rlimits can be lowered; one that cannot be set is a clear error", "[r
     CHECK(o.get("nofile") == "512:1024");
     struct rlimit cur;
     ::getrlimit(RLIMIT_NOFILE, &cur);
+    std::uint64_t eff = 0, prm = 0, inh = 0;
+    REQUIRE(sys::capget_self(&eff, &prm, &inh) == 0);
+    const bool can_raise = (eff & (std::uint64_t{1} << CAP_SYS_RESOURCE)) != 0;
     if (cur.rlim_max != RLIM_INFINITY) {
         spec.rlimits = {runner::Rlimit{RLIMIT_NOFILE, cur.rlim_max + 1, cur.rlim_max + 1}};
         try {
-            run_captured(spec);
-            // Only a caller with CAP_SYS_RESOURCE gets here.
+            o = run_captured(spec);
+            // Only a caller with CAP_SYS_RESOURCE may raise a hard limit.
+            CHECK(can_raise);
+            CHECK(o.get("nofile") ==
+                  std::to_string(cur.rlim_max + 1) + ":" + std::to_string(cur.rlim_max + 1));
         } catch (const runner::StartError& e) {
+            CHECK_FALSE(can_raise);
             CHECK(e.exit_code() == 125);
             CHECK(contains(e.what(), "RLIMIT_NOFILE"));
             CHECK(contains(e.what(), "limits can only be lowered"));
