@@ -54,6 +54,7 @@ struct Report {
     int step;
     int err;
     int index;
+    char detail[200]; // the kernel's own words when it gave some (fs context log)
 };
 
 enum class OpKind : int {

@@ -303,11 +303,11 @@ std::string step_text(Step step) {
     case Step::open_root:
         return "opening the root directory";
     case Step::mount_target:
-        return "creating the mount point";
+        return "creating the mount point for";
     case Step::mount:
         return "mounting";
     case Step::remount_ro:
-        return "making read-only";
+        return "making read-only:";
     case Step::workdir:
         return "creating the working directory";
     case Step::pivot_root:
@@ -1016,7 +1016,7 @@ Container Container::start(const RunSpec& spec) {
         std::string what = detail::step_text(step);
         if ((step == Step::mount_target || step == Step::mount || step == Step::remount_ro) &&
             r.index >= 0 && static_cast<std::size_t>(r.index) < op_names.size()) {
-            what += " (" + op_names[static_cast<std::size_t>(r.index)] + ")";
+            what += " " + op_names[static_cast<std::size_t>(r.index)];
         } else if (step == Step::workdir || step == Step::chdir) {
             what += " " + spec.cwd;
         } else if (step == Step::rlimit && r.index >= 0 &&
@@ -1033,6 +1033,10 @@ Container Container::start(const RunSpec& spec) {
             }
         } else if (step == Step::uid || step == Step::gid || step == Step::groups) {
             what += " for user \"" + spec.user + "\"";
+        }
+        r.detail[sizeof r.detail - 1] = '\0';
+        if (r.detail[0] != '\0') {
+            err += " (" + std::string(r.detail) + ")";
         }
         throw StartError("container setup: " + what + " in " + rootfs + ": " + err, 125);
     }

@@ -49,8 +49,13 @@ namespace {
 
 constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 
+// The last message of a failed fsconfig/fsmount (the child is single-threaded).
+char g_detail[sizeof(Report::detail)];
+
 [[noreturn]] void fail(const Plan& plan, Step step, int err, int index = -1) noexcept {
-    Report r{static_cast<int>(step), err, index};
+    Report r{static_cast<int>(step), err, index, {}};
+    std::memcpy(r.detail, g_detail, sizeof r.detail);
+    r.detail[sizeof r.detail - 1] = '\0';
     ssize_t ignored = ::write(plan.report_fd, &r, sizeof r);
     (void)ignored;
     _exit(125);
@@ -295,6 +300,23 @@ int attach(int tree, int target_fd) noexcept {
 
 // A new filesystem instance: fsopen, one fsconfig per "key[=value]" in
 // data, create, fsmount with the mount attributes, attach.
+// Keeps the filesystem's explanation ("e tmpfs: Bad value for 'size'")
+// from the fs context's log, without the "e " prefix.
+void keep_fs_log(int fs) noexcept {
+    char buf[sizeof g_detail];
+    ssize_t n = ::read(fs, buf, sizeof buf - 1);
+    if (n > 2) {
+        buf[n] = '\0';
+        const char* text = (buf[1] == ' ') ? buf + 2 : buf;
+        std::size_t len = std::strlen(text);
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) {
+            --len;
+        }
+        std::memcpy(g_detail, text, len);
+        g_detail[len] = '\0';
+    }
+}
+
 int mount_fs_new(const char* type, unsigned long flags, const char* data, int target_fd) noexcept {
     int fs = sys::fsopen_raw(type, FSOPEN_CLOEXEC);
     if (fs < 0) {
@@ -323,6 +345,7 @@ int mount_fs_new(const char* type, unsigned long flags, const char* data, int ta
                 r = sys::fsconfig_raw(fs, FSCONFIG_SET_FLAG, item, nullptr);
             }
             if (r < 0) {
+                keep_fs_log(fs);
                 ::close(fs);
                 return r;
             }
@@ -331,10 +354,14 @@ int mount_fs_new(const char* type, unsigned long flags, const char* data, int ta
     }
     int r = sys::fsconfig_raw(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr);
     if (r < 0) {
+        keep_fs_log(fs);
         ::close(fs);
         return r;
     }
     int mnt = sys::fsmount_raw(fs, FSMOUNT_CLOEXEC, attr_flags(flags));
+    if (mnt < 0) {
+        keep_fs_log(fs);
+    }
     ::close(fs);
     if (mnt < 0) {
         return mnt;

@@ -368,6 +368,15 @@ TEST_CASE("mounts: read-only and read-write binds, tmpfs, cache directories", "[
 
     spec.mounts = {M{M::Type::bind, host.path() + "/rw", "relative", false, ""}};
     CHECK_THROWS_AS(run_captured(spec), UsageError);
+    spec.mounts = {M{M::Type::tmpfs, "", "/t", false, "size=bogus"}};
+    try {
+        run_captured(spec);
+        FAIL("a bad tmpfs size was accepted");
+    } catch (const runner::StartError& e) {
+        CHECK(e.exit_code() == 125);
+        CHECK(contains(e.what(), "mounting tmpfs on /t in " + root.path + ": Invalid argument"));
+    }
+    CHECK_FALSE(std::filesystem::exists(root.path + "/t"));
     spec.mounts = {M{M::Type::bind, host.path() + "/missing", "/x", false, ""}};
     CHECK_THROWS_WITH(run_captured(spec), Catch::Contains(host.path() + "/missing"));
 }
