@@ -45,6 +45,7 @@ enum class Step : int {
     setsid,
     controlling_tty,
     close_fds,
+    console, // allocating the pty in the container's /dev/pts
     chdir,
     exec, // index: candidate
     fork_init,
@@ -107,6 +108,7 @@ struct Plan {
     int sync_fd = -1;                         // read: the parent's go-ahead
     int report_fd = -1;                       // write: Report on failure; EOF on exec
     int status_fd = -1;                       // write (init): the command's raw wait status
+    int console_fd = -1;                      // tty: socket that takes the pty master to the parent
     int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
 
     std::vector<const char*> argv;       // null-terminated

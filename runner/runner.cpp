@@ -22,7 +22,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -340,6 +342,8 @@ std::string step_text(Step step) {
         return "creating a session";
     case Step::controlling_tty:
         return "setting the controlling terminal";
+    case Step::console:
+        return "allocating the container's terminal";
     case Step::close_fds:
         return "closing file descriptors";
     case Step::chdir:
@@ -532,8 +536,8 @@ std::string limit_text(rlim_t v) {
 }
 
 // Builds the standard mounts and the caller's into plan.ops.
-void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::string& tty_slave,
-                 const std::string& hostname, std::vector<std::string>& op_names) {
+void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::string& hostname,
+                 std::vector<std::string>& op_names) {
     auto add = [&](Op op, std::string name) {
         op_names.push_back(std::move(name));
         plan.ops.push_back(op);
@@ -575,15 +579,6 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::stri
         op.target = link;
         op.content = to;
         add(op, std::string("symlink ") + link);
-    }
-    if (!tty_slave.empty()) {
-        // By path: a bind source must be in the child's own mount namespace.
-        Op op;
-        op.kind = OpKind::bind;
-        op.target = "/dev/console";
-        op.target_dir = false;
-        op.source = plan.keep(tty_slave);
-        add(op, "bind the pty on /dev/console");
     }
     {
         Op op;
@@ -852,32 +847,24 @@ Container Container::start(const RunSpec& spec) {
 
     // -- Streams.
     UniqueFd devnull;
-    UniqueFd slave;
-    std::string slave_path;
+    UniqueFd console_parent;
+    UniqueFd console_child;
     if (spec.tty) {
-        state->master = UniqueFd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-        if (!state->master) {
-            throw_errno("posix_openpt");
+        // The pty is allocated inside the container (its own devpts) and
+        // its master comes back over this socket.
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+            throw_errno("socketpair", "container console");
         }
-        if (::grantpt(state->master.get()) != 0 || ::unlockpt(state->master.get()) != 0) {
-            throw_errno("unlockpt");
-        }
-        char name[64];
-        if (::ptsname_r(state->master.get(), name, sizeof name) != 0) {
-            throw_errno("ptsname");
-        }
-        slave_path = name;
-        slave = UniqueFd(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
-        if (!slave) {
-            throw_errno("open", name);
-        }
+        console_parent = UniqueFd(sv[0]);
+        console_child = UniqueFd(sv[1]);
+        plan.console_fd = console_child.get();
+        plan.close_in_child[3] = console_parent.get();
         state->tty_in = spec.stdin_fd;
         state->tty_out = spec.stdout_fd >= 0 ? spec.stdout_fd : 1;
         state->winsize_fd = ::isatty(state->tty_out)                          ? state->tty_out
                             : (spec.stdin_fd >= 0 && ::isatty(spec.stdin_fd)) ? spec.stdin_fd
                                                                               : -1;
-        copy_window_size(state->winsize_fd, state->master.get());
-        plan.stdio[0] = plan.stdio[1] = plan.stdio[2] = slave.get();
     } else {
         if (spec.stdin_fd < 0) {
             devnull = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -893,7 +880,7 @@ Container Container::start(const RunSpec& spec) {
     }
 
     std::vector<std::string> op_names;
-    plan_mounts(plan, spec, rootless, slave_path, hostname, op_names);
+    plan_mounts(plan, spec, rootless, hostname, op_names);
 
     // -- Mount points in the root directory itself are created here (and
     // removed after the run); those inside the container's own mounts (e.g.
@@ -967,7 +954,7 @@ Container Container::start(const RunSpec& spec) {
     sync.read.reset();
     report.write.reset();
     status.write.reset();
-    slave.reset();
+    console_child.reset();
     devnull.reset();
     state->status_read = std::move(status.read);
 
@@ -987,6 +974,36 @@ Container Container::start(const RunSpec& spec) {
         throw_errno("write", "runner handshake pipe");
     }
     sync.write.reset();
+
+    // -- The pty's master (tty): EOF instead means the child failed, which
+    // the report pipe then says.
+    if (console_parent) {
+        char byte;
+        struct iovec iov {
+            &byte, 1
+        };
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        ssize_t got;
+        do {
+            got = ::recvmsg(console_parent.get(), &msg, MSG_CMSG_CLOEXEC);
+        } while (got < 0 && errno == EINTR);
+        struct cmsghdr* cmsg = got > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+        if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+            state->master = UniqueFd(fd);
+            copy_window_size(state->winsize_fd, state->master.get());
+        }
+        console_parent.reset();
+    }
 
     // -- EOF on the report pipe: the command has exec'd. A Report: it failed.
     detail::Report r{};

@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -713,6 +714,60 @@ void child_main(const Plan& plan) noexcept {
         run_op(plan, rootfd, plan.ops[i], static_cast<int>(i));
     }
 
+    // 3b. With a tty: a pty from the container's own devpts instance (so
+    // that `tty` says /dev/pts/0, as in Docker), its slave bound on
+    // /dev/console, its master passed to the parent over a unix socket.
+    int console_slave = -1;
+    if (plan.tty) {
+        int master = sys::openat2_direct(rootfd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 0, kResolve);
+        if (master < 0) {
+            fail(plan, Step::console, -master);
+        }
+        int unlock = 0;
+        if (::ioctl(master, TIOCSPTLCK, &unlock) != 0) {
+            fail(plan, Step::console, errno);
+        }
+        console_slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (console_slave < 0) {
+            fail(plan, Step::console, errno);
+        }
+        int target = open_target(rootfd, "/dev/console", false);
+        if (target < 0) {
+            fail(plan, Step::console, -target);
+        }
+        FdPath source(console_slave);
+        FdPath tpath(target);
+        if (::mount(source.c_str(), tpath.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+            fail(plan, Step::console, errno);
+        }
+        ::close(target);
+        char byte = 0;
+        struct iovec iov {
+            &byte, 1
+        };
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        std::memset(&control, 0, sizeof control);
+        struct msghdr msg;
+        std::memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+        if (::sendmsg(plan.console_fd, &msg, MSG_NOSIGNAL) != 1) {
+            fail(plan, Step::console, errno);
+        }
+        ::close(master);
+        ::close(plan.console_fd);
+    }
+
     // 4. The working directory exists (created as Docker does) and may not
     // lead out of the root, not even through /proc/self/fd magic links.
     int wd = open_target(rootfd, plan.workdir, true);
@@ -783,8 +838,9 @@ void child_main(const Plan& plan) noexcept {
     // source may be another's target, then put them in place.
     int tmp[3] = {-1, -1, -1};
     for (int i = 0; i < 3; ++i) {
-        if (plan.stdio[i] >= 0) {
-            tmp[i] = ::fcntl(plan.stdio[i], F_DUPFD_CLOEXEC, 3);
+        int src = plan.tty ? console_slave : plan.stdio[i];
+        if (src >= 0) {
+            tmp[i] = ::fcntl(src, F_DUPFD_CLOEXEC, 3);
             if (tmp[i] < 0) {
                 fail(plan, Step::stdio, errno, i);
             }

@@ -495,28 +495,33 @@ TEST_CASE("rlimits can be lowered; one that cannot be set is a clear error", "[r
 
 TEST_CASE("a tty gives the command a terminal and copies its output", "[root]") {
     Rootfs root;
-    Pipe in = Pipe::create();
-    UniqueFd out(::memfd_create("tty-out", MFD_CLOEXEC));
-    auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c",
-                 "probe info | grep -E '^(tty|pid)='; read line; echo got $line; "
-                 "tty; stty size"};
-    spec.tty = true;
-    spec.stdin_fd = in.read.get();
-    spec.stdout_fd = out.get();
-    auto c = runner::Container::start(spec);
-    c.resize(33, 99);
-    REQUIRE(::write(in.write.get(), "hello\n", 6) == 6);
-    auto st = c.wait();
-    CHECK(st.success());
-    ::lseek(out.get(), 0, SEEK_SET);
-    std::string text(8192, '\0');
-    text.resize(static_cast<std::size_t>(::read(out.get(), text.data(), text.size())));
-    INFO(text);
-    CHECK(contains(text, "tty=1"));
-    CHECK(contains(text, "got hello"));
-    CHECK(contains(text, "/dev/console"));
-    CHECK(contains(text, "33 99"));
+    for (bool init : {false, true}) {
+        INFO("init " << init);
+        Pipe in = Pipe::create();
+        UniqueFd out(::memfd_create("tty-out", MFD_CLOEXEC));
+        auto spec = probe_spec(root, {});
+        spec.argv = {"/bin/sh", "-c",
+                     "probe info | grep -E '^(tty|fds)='; read line; echo got $line; "
+                     "tty; stty size"};
+        spec.tty = true;
+        spec.init = init;
+        spec.stdin_fd = in.read.get();
+        spec.stdout_fd = out.get();
+        auto c = runner::Container::start(spec);
+        c.resize(33, 99);
+        REQUIRE(::write(in.write.get(), "hello\n", 6) == 6);
+        auto st = c.wait();
+        CHECK(st.success());
+        ::lseek(out.get(), 0, SEEK_SET);
+        std::string text(8192, '\0');
+        text.resize(static_cast<std::size_t>(::read(out.get(), text.data(), text.size())));
+        INFO(text);
+        CHECK(contains(text, "tty=1"));
+        CHECK(contains(text, "fds=0,1,2\r\n"));
+        CHECK(contains(text, "got hello"));
+        CHECK(contains(text, "/dev/pts/0"));
+        CHECK(contains(text, "33 99"));
+    }
 }
 
 TEST_CASE("cancelling leaves no process and no mount behind", "[root]") {
