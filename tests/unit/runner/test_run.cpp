@@ -627,6 +627,19 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
                 return 14;
             if (o.get("fds") != "0,1,2")
                 return 15;
+            // The host's network: /sys is then bound from the host, read-only.
+            spec.network = runner::Network::host;
+            spec.argv = {"/bin/sh", "-c", "ls /sys/class/net | grep -q lo && ! touch /sys/x"};
+            if (!run_captured(spec).status.success())
+                return 17;
+            // A terminal from the container's own devpts.
+            spec.network = runner::Network::none;
+            spec.tty = true;
+            spec.argv = {"/bin/sh", "-c", "tty"};
+            auto t = run_captured(spec);
+            if (t.out.find("/dev/pts/0") == std::string::npos)
+                return 18;
+            spec.tty = false;
             spec.user = "user";
             try {
                 run_captured(spec);
