@@ -173,7 +173,7 @@ ExecUser resolve_user_from(std::string_view user, std::string_view passwd, std::
     } else {
         out.uid = *numeric_uid;
         out.gid = 0;
-        out.home = out.uid == 0 ? "/root" : "/";
+        out.home = "/"; // runc's default when passwd has no entry
     }
 
     if (group_part) {
