@@ -1081,8 +1081,8 @@ Container& Container::operator=(Container&& o) noexcept {
 Container::~Container() {
     if (state_ != nullptr) {
         if (!state_->reaped) {
-            STRATA_LOG_DEBUG("container pid {} still running at destruction; killing it",
-                             state_->pid);
+            STRATA_LOG_WARN("container pid {} still running at destruction; killing it",
+                            state_->pid);
         }
         state_->kill_and_reap();
         delete state_;
