@@ -11,7 +11,16 @@
 // Everything the container needs (mounts, generated /etc files) lives in its
 // own mount namespace, so the kernel removes it when the container's last
 // process ends; the container's PID 1 dies with the calling thread
-// (PR_SET_PDEATHSIG), so even a strata killed by SIGKILL leaves nothing.
+// (PR_SET_PDEATHSIG), so even a strata killed by SIGKILL leaves nothing
+// running or mounted.
+//
+// Not (yet) done, by decision: without root only uid/gid 0 is mapped (no
+// newuidmap/subuid ranges), so a USER other than root needs root; no seccomp
+// profile; no cgroup limits and no /sys/fs/cgroup inside; networks are none
+// or host only. Mount points created in the root (e.g. an image without
+// /proc or /etc/hosts) are removed after the run, except when strata itself
+// is killed by SIGKILL or a mount point had to be created through a dangling
+// symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and pidfds (5.3).
 #pragma once
 
 #include "util/child.hpp"
