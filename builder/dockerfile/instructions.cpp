@@ -1352,7 +1352,23 @@ std::string describe(const Instruction& ins) {
             } else if constexpr (std::is_same_v<T, StopsignalInstr>) {
                 out += " " + d.signal;
             } else if constexpr (std::is_same_v<T, HealthcheckInstr>) {
-                auto dur = [](std::int64_t ns) { return fmt::format("{}ms", ns / 1000000); };
+                auto dur = [](std::int64_t ns) {
+                    if (ns % 1000000000 != 0) {
+                        return ns % 1000000 == 0 ? fmt::format("{}ms", ns / 1000000)
+                                                 : fmt::format("{}ns", ns);
+                    }
+                    std::int64_t s = ns / 1000000000;
+                    std::string out;
+                    if (s >= 3600) {
+                        out += fmt::format("{}h", s / 3600);
+                        s %= 3600;
+                    }
+                    if (s >= 60 || !out.empty()) {
+                        out += fmt::format("{}m", s / 60);
+                        s %= 60;
+                    }
+                    return out + fmt::format("{}s", s);
+                };
                 if (d.interval_ns) {
                     out += " --interval=" + dur(d.interval_ns);
                 }
