@@ -735,7 +735,9 @@ ShellExpander::Result ShellExpander::process(std::string_view input, const EnvLo
 }
 
 std::string ShellExpander::word(std::string_view input, const EnvLookup& env) const {
-    return process(input, env).word;
+    Result res;
+    ShellWord sw(input, env, opts_, res);
+    return sw.run(nullptr); // no word splitting needed
 }
 
 std::vector<std::string> ShellExpander::words(std::string_view input,

@@ -29,11 +29,8 @@ constexpr char kHex[] = "0123456789abcdef";
 
 } // namespace
 
-Rune decode(std::string_view s, std::size_t pos) {
+Rune decode_multibyte(std::string_view s, std::size_t pos) {
     const auto b0 = static_cast<unsigned char>(s[pos]);
-    if (b0 < 0x80) {
-        return {b0, 1, true};
-    }
     int need = 0;
     char32_t cp = 0;
     char32_t min = 0;
@@ -87,6 +84,9 @@ void append_utf8(std::string& out, char32_t cp) {
 }
 
 bool is_space(char32_t cp) {
+    if (cp > ' ' && cp < 0x80) {
+        return false;
+    }
     switch (cp) {
     case '\t': case '\n': case '\v': case '\f': case '\r': case ' ': case 0x85: case 0xA0:
     case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
