@@ -71,6 +71,11 @@ struct FromInstr {
     std::string platform;   // --platform, empty when not given
 };
 
+// RUN with heredocs, as BuildKit runs it: when the command is only the heredoc start
+// ("RUN <<EOF"), the body is the script (run by the shebang in its first line, else
+// by the stage's SHELL); otherwise each heredoc is fed to the command on its fd
+// (Heredoc::fd, 0 = stdin). Bodies with expand=true see the stage's variables, and
+// chomp=true strips leading tabs from each line.
 struct RunInstr {
     CommandLine cmd;
     std::vector<Heredoc> heredocs;

@@ -39,6 +39,14 @@ std::string_view ParseResult::line_text(int line) const {
 
 namespace {
 
+// BuildKit scans flags and HEALTHCHECK's type byte by byte and tests each byte with
+// unicode.IsSpace, so the bytes 0x85 and 0xA0 inside a UTF-8 sequence split words and
+// non-ASCII flag values get mangled. strata deliberately tests ASCII whitespace only
+// there, which keeps non-ASCII flag values intact; no BuildKit test depends on it.
+bool is_ascii_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 // [\t\v\f\r ] as in BuildKit's reWhitespace.
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
 
@@ -263,11 +271,11 @@ Args parse_name_or_name_val(std::string_view rest, char esc) {
 Args parse_health(std::string_view rest) {
     Args a;
     std::size_t sep = 0;
-    while (sep < rest.size() && !text::is_space(static_cast<unsigned char>(rest[sep]))) {
+    while (sep < rest.size() && !is_ascii_space(rest[sep])) {
         ++sep;
     }
     std::size_t nxt = sep;
-    while (nxt < rest.size() && text::is_space(static_cast<unsigned char>(rest[nxt]))) {
+    while (nxt < rest.size() && is_ascii_space(rest[nxt])) {
         ++nxt;
     }
     if (sep == 0) {
@@ -296,7 +304,7 @@ std::pair<std::string_view, std::vector<std::string>> extract_flags(std::string_
             if (pos == line.size()) {
                 break;
             }
-            if (text::is_space(static_cast<unsigned char>(ch))) {
+            if (is_ascii_space(ch)) {
                 continue;
             }
             if (ch != '-' || pos + 1 == line.size() || line[pos + 1] != '-') {
@@ -311,7 +319,7 @@ std::pair<std::string_view, std::vector<std::string>> extract_flags(std::string_
             break;
         }
         if (phase == in_word) {
-            if (text::is_space(static_cast<unsigned char>(ch))) {
+            if (is_ascii_space(ch)) {
                 phase = in_spaces;
                 if (word == "--") {
                     return {line.substr(pos), words};

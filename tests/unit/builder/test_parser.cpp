@@ -230,3 +230,11 @@ TEST_CASE("a file without instructions is an error") {
     CHECK_THROWS_AS(parse(""), DockerfileError);
     CHECK_THROWS_AS(parse("# only\n\n   \n"), DockerfileError);
 }
+
+TEST_CASE("non-ASCII flag values stay intact") {
+    // "\xC3\xA0" is U+00E0: its second byte is 0xA0, which BuildKit's byte scan treats as
+    // a space; strata keeps the value whole.
+    auto r = parse("FROM a\nCOPY --chown=us\xC3\xA9r:\xC3\xA0 a b\n");
+    CHECK(r.root.children[1].flags == std::vector<std::string>{"--chown=us\xC3\xA9r:\xC3\xA0"});
+    CHECK(r.root.children[1].args() == std::vector<std::string>{"a", "b"});
+}
