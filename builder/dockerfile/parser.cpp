@@ -699,8 +699,12 @@ private:
             auto [part, more] = continuation(l);
             line += part;
             cont = more;
-            if (line.size() > 16 * kMaxLineLength * 16) {
-                fail(start, column, "instruction is longer than 16 MiB", lead);
+            if (line.size() > kMaxInstructionLength) {
+                fail(start, column,
+                     fmt::format("instruction is longer than {} bytes after joining its "
+                                 "continuation lines",
+                                 kMaxInstructionLength),
+                     lead);
             }
         }
         if (empty_cont) {
