@@ -1096,7 +1096,10 @@ void expand(Instruction& ins, const EnvLookup& env, ShellExpander::Options limit
         try {
             return sh.word(w, env);
         } catch (const ExpansionError& e) {
-            fail_at(loc, fmt::format("{}: cannot expand {} \"{}\": {}", ins.keyword, what, w, e.what()),
+            const std::string shown = w.size() > 80 ? w.substr(0, 80) + "..." : w;
+            fail_at(loc,
+                    fmt::format("{}: cannot expand {} \"{}\": {}", ins.keyword, what, shown,
+                                e.what()),
                     w);
         }
     };
