@@ -117,19 +117,19 @@ struct SourceContent { // a heredoc used as a COPY/ADD source
 };
 
 struct CopyInstr {
-    bool add = false;                     // ADD rather than COPY
-    std::vector<std::string> sources;     // paths, URLs (ADD) or globs
-    std::vector<SourceContent> contents;  // heredoc sources
+    bool add = false;                    // ADD rather than COPY
+    std::vector<std::string> sources;    // paths, URLs (ADD) or globs
+    std::vector<SourceContent> contents; // heredoc sources
     std::string dest;
-    std::string from;                     // COPY --from
+    std::string from; // COPY --from
     std::string chown;
     std::string chmod;
     bool link = false;
     std::vector<std::string> excludes;
-    bool parents = false;                 // COPY --parents
-    std::string checksum;                 // ADD --checksum
-    bool keep_git_dir = false;            // ADD --keep-git-dir
-    std::optional<bool> unpack;           // ADD --unpack
+    bool parents = false;       // COPY --parents
+    std::string checksum;       // ADD --checksum
+    bool keep_git_dir = false;  // ADD --keep-git-dir
+    std::optional<bool> unpack; // ADD --unpack
 };
 
 struct VolumeInstr {
@@ -181,7 +181,7 @@ using InstructionData =
                  StopsignalInstr, HealthcheckInstr, ShellInstr, MaintainerInstr>;
 
 struct Instruction {
-    std::string keyword; // upper case: "RUN", "COPY", ... (ADD shares CopyInstr)
+    std::string keyword;  // upper case: "RUN", "COPY", ... (ADD shares CopyInstr)
     std::string original; // the logical line as written, continuations joined
     Location loc;
     char escape = '\\';

@@ -48,7 +48,9 @@ bool is_ascii_space(char c) {
 }
 
 // [\t\v\f\r ] as in BuildKit's reWhitespace.
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
+}
 
 std::vector<std::string> split_ws(std::string_view s, std::size_t max_parts = 0) {
     std::vector<std::string> out;
@@ -249,9 +251,9 @@ Args parse_name_val(std::string_view rest, const char* key, char esc) {
     for (const auto& w : words) {
         const auto eq = w.find('=');
         if (eq == std::string::npos) {
-            throw ArgError{fmt::format(
-                "Syntax error - can't find = in {}. Must be of the form: name=value",
-                text::go_quote(w))};
+            throw ArgError{
+                fmt::format("Syntax error - can't find = in {}. Must be of the form: name=value",
+                            text::go_quote(w))};
         }
         a.next.push_back(leaf(w.substr(0, eq)));
         a.next.push_back(leaf(w.substr(eq + 1)));
@@ -292,7 +294,7 @@ Args parse_health(std::string_view rest) {
 
 // BuildKit's extractBuilderFlags.
 std::pair<std::string_view, std::vector<std::string>> extract_flags(std::string_view line,
-                                                                     char esc) {
+                                                                    char esc) {
     enum { in_spaces, in_word, in_quote } phase = in_spaces;
     std::vector<std::string> words;
     std::string word;
@@ -445,8 +447,8 @@ std::optional<Heredoc> parse_heredoc_word(const std::string& src) {
         chomp = true;
         ++i;
     }
-    while (i < src.size() &&
-           (src[i] == ' ' || src[i] == '\t' || src[i] == '\n' || src[i] == '\f' || src[i] == '\r')) {
+    while (i < src.size() && (src[i] == ' ' || src[i] == '\t' || src[i] == '\n' || src[i] == '\f' ||
+                              src[i] == '\r')) {
         ++i;
     }
     const std::string rest = src.substr(i);

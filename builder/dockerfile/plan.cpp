@@ -34,7 +34,8 @@ bool is_predefined_arg(std::string_view name) {
     static const char* const names[] = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
                                         "FTP_PROXY",  "ftp_proxy",  "NO_PROXY",    "no_proxy",
                                         "ALL_PROXY",  "all_proxy"};
-    return std::any_of(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
+    return std::any_of(std::begin(names), std::end(names),
+                       [&](const char* n) { return name == n; });
 }
 
 StageScope::StageScope(Env env, const std::map<std::string, std::string>* build_args,
@@ -193,8 +194,8 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
 
     auto resolve = [&](const std::string& ref, const Location& loc,
                        const char* how) -> std::optional<std::size_t> {
-        if (!ref.empty() && std::all_of(ref.begin(), ref.end(),
-                                        [](char c) { return c >= '0' && c <= '9'; })) {
+        if (!ref.empty() &&
+            std::all_of(ref.begin(), ref.end(), [](char c) { return c >= '0' && c <= '9'; })) {
             if (ref.size() > 9 || std::stoul(ref) >= p.stages.size()) {
                 fail_at(loc, fmt::format("{}={}: stage index out of bounds (the Dockerfile has {} "
                                          "stages)",
@@ -211,8 +212,8 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
     // Expand each stage in order; a base stage always comes earlier.
     std::vector<std::set<std::string>> stage_consumed(p.stages.size());
     for (Stage& s : p.stages) {
-        StageScope scope(s.base_stage ? p.stages[*s.base_stage].final_env : Env{},
-                         &opts.build_args, &p.global_values);
+        StageScope scope(s.base_stage ? p.stages[*s.base_stage].final_env : Env{}, &opts.build_args,
+                         &p.global_values);
         if (s.base_stage) {
             const Stage& base = p.stages[*s.base_stage];
             for (std::size_t k = 0; k < base.instructions.size(); ++k) {

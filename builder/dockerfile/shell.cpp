@@ -158,8 +158,8 @@ public:
     }
 
     // First match (leftmost-first) at or after `from`; anchored: only at `from`.
-    std::optional<std::pair<std::size_t, std::size_t>>
-    search(const std::vector<char32_t>& text, std::size_t from, bool anchored) {
+    std::optional<std::pair<std::size_t, std::size_t>> search(const std::vector<char32_t>& text,
+                                                              std::size_t from, bool anchored) {
         std::vector<Thread> clist;
         std::vector<Thread> nlist;
         std::optional<std::pair<std::size_t, std::size_t>> best;
@@ -300,9 +300,7 @@ struct Words {
     // long run of blanks stays linear.
     bool heredoc_open = false;
 
-    void update_heredoc() {
-        heredoc_open = word.ends_with("<<") || word.ends_with("<<-");
-    }
+    void update_heredoc() { heredoc_open = word.ends_with("<<") || word.ends_with("<<-"); }
     void add_char(char32_t ch, std::string_view raw) {
         const bool space = text::is_space(ch);
         if (space && in_word) {
@@ -373,8 +371,8 @@ private:
 
     void check_size(std::size_t n) const {
         if (n > opts_.max_size) {
-            throw ExpansionError(fmt::format("expansion result is larger than {} bytes",
-                                             opts_.max_size));
+            throw ExpansionError(
+                fmt::format("expansion result is larger than {} bytes", opts_.max_size));
         }
     }
 
@@ -534,7 +532,14 @@ private:
             }
             if (out.empty()) {
                 switch (ch) {
-                case '@': case '*': case '#': case '?': case '-': case '$': case '!': case '0':
+                case '@':
+                case '*':
+                case '#':
+                case '?':
+                case '-':
+                case '$':
+                case '!':
+                case '0':
                     next();
                     return std::string(last_);
                 default:
@@ -680,7 +685,8 @@ private:
             if (!m) {
                 return std::string(value);
             }
-            std::string out = from_runes(v, 0, m->first) + repl + from_runes(v, m->second, v.size());
+            std::string out =
+                from_runes(v, 0, m->first) + repl + from_runes(v, m->second, v.size());
             check_size(out.size());
             return out;
         }
@@ -740,8 +746,7 @@ std::string ShellExpander::word(std::string_view input, const EnvLookup& env) co
     return sw.run(nullptr); // no word splitting needed
 }
 
-std::vector<std::string> ShellExpander::words(std::string_view input,
-                                              const EnvLookup& env) const {
+std::vector<std::string> ShellExpander::words(std::string_view input, const EnvLookup& env) const {
     return process(input, env).words;
 }
 

@@ -19,9 +19,9 @@
 #include <list>
 #include <optional>
 #include <set>
-#include <unordered_map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -48,7 +48,7 @@ public:
     Env& operator=(Env&&) noexcept = default;
 
     void set(std::string_view name, std::string_view value); // O(1)
-    void unset(std::string_view name);                        // O(1)
+    void unset(std::string_view name);                       // O(1)
     std::optional<std::string_view> get(std::string_view name) const;
     bool empty() const { return entries_.empty(); }
     std::size_t size() const { return entries_.size(); }
@@ -66,13 +66,13 @@ private:
 class ShellExpander {
 public:
     struct Options {
-        char escape = '\\';       // the Dockerfile's escape character ('\\' or '`')
-        bool raw_quotes = false;  // keep quote characters in the output
-        bool raw_escapes = false; // keep escape characters in the output
-        bool skip_unset = false;  // leave references to unset variables as written
-        bool skip_quotes = false; // quotes are ordinary characters (heredoc bodies)
-        std::size_t max_depth = 64;        // nesting of ${...} inside ${...}
-        std::size_t max_size = 1u << 20;   // bytes in any intermediate or final result
+        char escape = '\\';              // the Dockerfile's escape character ('\\' or '`')
+        bool raw_quotes = false;         // keep quote characters in the output
+        bool raw_escapes = false;        // keep escape characters in the output
+        bool skip_unset = false;         // leave references to unset variables as written
+        bool skip_quotes = false;        // quotes are ordinary characters (heredoc bodies)
+        std::size_t max_depth = 64;      // nesting of ${...} inside ${...}
+        std::size_t max_size = 1u << 20; // bytes in any intermediate or final result
     };
 
     struct Result {

@@ -13,8 +13,8 @@
 namespace strata::dockerfile::text {
 
 struct Rune {
-    char32_t cp = 0;  // U+FFFD for an invalid byte
-    int len = 1;      // bytes consumed (1 for an invalid byte)
+    char32_t cp = 0; // U+FFFD for an invalid byte
+    int len = 1;     // bytes consumed (1 for an invalid byte)
     bool valid = true;
 };
 
