@@ -1085,6 +1085,43 @@ Instruction to_instruction(const Node& node, const ParseResult& ast) {
     return ins;
 }
 
+Instruction parse_trigger(std::string_view expression, const Location& where, char escape) {
+    std::string src;
+    if (escape == '`') {
+        src = "# escape=`\n";
+    }
+    src += std::string(expression);
+    ParseResult ast;
+    try {
+        ast = parse(src, where.file);
+    } catch (const DockerfileError& e) {
+        fail_at(where, fmt::format("ONBUILD trigger \"{}\" from the base image: {}", expression,
+                                   e.message()));
+    }
+    if (ast.root.children.size() != 1) {
+        fail_at(where, fmt::format("ONBUILD trigger \"{}\" from the base image is not one "
+                                   "instruction",
+                                   expression));
+    }
+    const Node& n = ast.root.children[0];
+    const std::string kw = upper(n.value);
+    if (kw == "ONBUILD" || kw == "FROM" || kw == "MAINTAINER") {
+        fail_at(where, fmt::format("{} isn't allowed as an ONBUILD trigger", kw));
+    }
+    Instruction ins;
+    ins.keyword = kw;
+    ins.original = std::string(text::trim_space(n.original));
+    ins.loc = where;
+    ins.escape = escape;
+    try {
+        ins.data = build(n, kw, where, escape);
+    } catch (const DockerfileError& e) {
+        fail_at(where, fmt::format("ONBUILD trigger \"{}\" from the base image: {}", expression,
+                                   e.message()));
+    }
+    return ins;
+}
+
 std::string expand_heredoc(std::string_view body, const EnvLookup& env, char escape) {
     ShellExpander::Options o;
     o.escape = escape;

@@ -191,6 +191,10 @@ struct Instruction {
 // Builds the typed instruction for one top-level AST node.
 Instruction to_instruction(const Node& node, const ParseResult& ast);
 
+// Types an ONBUILD trigger stored in a base image's config ("RUN make"), for the stage
+// that builds FROM that image; errors point at `where` (the stage's FROM).
+Instruction parse_trigger(std::string_view expression, const Location& where, char escape = '\\');
+
 // Expands variables in place (see above). The lookup sees the stage's ENV and ARGs.
 void expand(Instruction& ins, const EnvLookup& env,
             ShellExpander::Options limits = ShellExpander::Options{});

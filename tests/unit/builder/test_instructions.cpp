@@ -230,3 +230,16 @@ TEST_CASE("describe renders instructions as they will run") {
     CHECK(describe(expanded("ENV A=$V", env)) == "ENV A=\"1\"");
     CHECK(describe(expanded("RUN echo $V", env)) == "RUN echo $V");
 }
+
+TEST_CASE("ONBUILD triggers from a base image's config are typed at the FROM") {
+    Location from{"Dockerfile", 7, 7, 1, "FROM base"};
+    Instruction ins = parse_trigger("COPY --chown=1:1 . /app", from);
+    CHECK(ins.keyword == "COPY");
+    CHECK(std::get<CopyInstr>(ins.data).chown == "1:1");
+    CHECK(ins.loc.line == 7);
+    auto e = error_of([&] { parse_trigger("COPY --bogus . /app", from); });
+    CHECK(e.line() == 7);
+    CHECK(e.message().find("unknown flag: --bogus") != std::string::npos);
+    CHECK_THROWS_AS(parse_trigger("FROM x", from), DockerfileError);
+    CHECK_THROWS_AS(parse_trigger("", from), DockerfileError);
+}
