@@ -38,7 +38,8 @@ std::string read_dockerfile(const std::string& file) {
 }
 
 std::string stage_label(const dockerfile::Stage& s) {
-    return s.name.empty() ? fmt::format("#{}", s.index) : fmt::format("#{} \"{}\"", s.index, s.name);
+    return s.name.empty() ? fmt::format("#{}", s.index)
+                          : fmt::format("#{} \"{}\"", s.index, s.name);
 }
 
 void run_parse(const ParseOptions& o) {
@@ -134,7 +135,8 @@ void run_parse(const ParseOptions& o) {
         for (const auto& n : p.unused_build_args) {
             names += (names.empty() ? "" : ", ") + n;
         }
-        std::cerr << fmt::format("warning: build args not consumed by any needed stage: {}\n", names);
+        std::cerr << fmt::format("warning: build args not consumed by any needed stage: {}\n",
+                                 names);
     }
 }
 
@@ -142,8 +144,8 @@ void run_parse(const ParseOptions& o) {
 
 void register_parse(CLI::App& app, Context&) {
     auto opts = std::make_shared<ParseOptions>();
-    auto* cmd = app.add_subcommand(
-        "parse", "Parse, expand and plan a Dockerfile without running anything");
+    auto* cmd =
+        app.add_subcommand("parse", "Parse, expand and plan a Dockerfile without running anything");
     cmd->add_option("file", opts->file, "The Dockerfile (- for standard input)")
         ->required()
         ->type_name("FILE");

@@ -44,8 +44,8 @@ TEST_CASE("strata parse --target plans only what the target needs") {
 TEST_CASE("strata parse --dump prints BuildKit's dump") {
     const std::string dir =
         strata::test::source_dir() + "/tests/data/buildkit-parser/testfiles/brimstone-consuldock";
-    auto r = strata::run_capture({strata::test::strata_binary(), "parse", "--dump",
-                                  dir + "/Dockerfile"});
+    auto r = strata::run_capture(
+        {strata::test::strata_binary(), "parse", "--dump", dir + "/Dockerfile"});
     REQUIRE(r.status.success());
     CHECK(r.out == strata::test::read_file(dir + "/result"));
 }
@@ -60,7 +60,8 @@ TEST_CASE("strata parse exits 1 and names file, line and column on errors") {
     CHECK(r.out.find(df + ":2:1: COPY: invalid --chmod \"abc\"") != std::string::npos);
     CHECK(r.out.find("COPY --chmod=abc x /y") != std::string::npos);
 
-    auto missing = strata::run_capture({strata::test::strata_binary(), "parse", df + ".nope"}, true);
+    auto missing =
+        strata::run_capture({strata::test::strata_binary(), "parse", df + ".nope"}, true);
     CHECK(missing.status.code() == 1);
     auto target = strata::run_capture(
         {strata::test::strata_binary(), "parse", golden("multistage.Dockerfile"), "--target", "x"},
