@@ -115,6 +115,12 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
             msg = msg.substr(pos + 2);
         }
         throw FormatError(prefix + "invalid JSON: " + msg);
+    } catch (const json::exception& e) {
+        // e.g. out_of_range.406 "number overflow parsing '9e999'".
+        std::string msg = e.what();
+        auto pos = msg.find("] ");
+        throw FormatError(prefix + "invalid JSON: " +
+                          (pos == std::string::npos ? msg : msg.substr(pos + 2)));
     }
 }
 

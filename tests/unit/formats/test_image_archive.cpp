@@ -9,6 +9,9 @@
 #include <catch2/catch.hpp>
 #include <zstd.h>
 
+#include <filesystem>
+#include <random>
+
 using namespace strata;
 using namespace strata::formats;
 using strata::test::TarBuilder;
@@ -493,4 +496,51 @@ TEST_CASE("docker-archive: zstd layers are written decompressed", "[archive]") {
     auto o = read_image_archive(t.path() + "/o.tar", work(t2));
     CHECK(test::read_file(o.images.at(0).layers.at(1).path) == z);
     CHECK(o.images.at(0).layers.at(1).media_type == media::oci_layer_zstd);
+}
+
+TEST_CASE("mutated manifest.json and index.json fail only with strata errors", "[archive][mutation]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string out = t.path() + "/img.tar";
+    write_docker_archive({s.image}, out);
+    std::string w0 = work(t);
+    read_image_archive(out, w0);
+    std::string mj = test::read_file(w0 + "/manifest.json");
+    std::string ij = test::read_file(w0 + "/index.json");
+    std::vector<std::pair<std::string, std::string>> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(w0)) {
+        if (e.is_regular_file()) {
+            std::string name = e.path().string().substr(w0.size() + 1);
+            files.emplace_back(name, test::read_file(e.path().string()));
+        }
+    }
+    REQUIRE(files.size() == 7); // 2 layers, config, manifest, 3 top-level files
+    std::mt19937 rng(777);
+    const std::string alphabet = "{}[]\",:./09az \\";
+    int rejected = 0;
+    for (int round = 0; round < 300; ++round) {
+        std::string m = mj, i = ij;
+        std::string& victim = round % 2 ? m : i;
+        std::size_t pos = rng() % victim.size();
+        victim[pos] = alphabet[rng() % alphabet.size()];
+        // The archive again, with the mutated documents.
+        TarBuilder b;
+        for (const auto& [name, content] : files) {
+            b.file(name, name == "manifest.json" ? m : name == "index.json" ? i : content);
+        }
+        std::string tarfile = t.path() + "/m.tar";
+        test::write_file(tarfile, b.finish());
+        std::string w = t.path() + "/w" + std::to_string(round);
+        fs::mkdirs(w);
+        try {
+            read_image_archive(tarfile, w);
+        } catch (const strata::Error&) {
+            ++rejected;
+        } catch (const std::exception& e) {
+            FAIL("unexpected exception: " << e.what() << "\nmanifest.json: " << m
+                                          << "\nindex.json: " << i);
+        }
+        fs::remove_all(w);
+    }
+    CHECK(rejected > 100);
 }

@@ -53,6 +53,8 @@ TEST_CASE("strict JSON reports syntax errors with position", "[json]") {
     CHECK(e.rfind("doc.json: invalid JSON: ", 0) == 0);
     CHECK(e.find("line 1") != std::string::npos);
     CHECK(error_of("invalid JSON").rfind("doc.json: invalid JSON", 0) == 0);
+    // Numbers beyond double: nlohmann throws out_of_range, not parse_error.
+    CHECK(error_of("[9e999]") == "doc.json: invalid JSON: number overflow parsing '9e999'");
     // Invalid UTF-8 inside a string.
     CHECK(error_of("\"\xff\"").rfind("doc.json: invalid JSON", 0) == 0);
 }
