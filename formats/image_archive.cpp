@@ -748,6 +748,8 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const
             std::int64_t size = 0;
             if (auto known = layer_sizes.find(l.diff_id); known != layer_sizes.end()) {
                 size = known->second;
+            } else if (l.diff_size) {
+                size = *l.diff_size;
             } else if (compressed) {
                 auto [d, n] = stream_layer(l.path, true, [](const void*, std::size_t) {});
                 if (d != l.diff_id) {

@@ -83,6 +83,10 @@ struct ArchiveWriteLayer {
     Digest digest;          // of the file at path
     std::int64_t size = 0;  // of the file at path
     Digest diff_id;         // of the uncompressed tar
+    // Size of the uncompressed tar, when known (TarWriter reports it). It
+    // saves the docker-archive writer a decompression pass: the tar header
+    // needs the size before the content. Still verified.
+    std::optional<std::int64_t> diff_size;
 };
 
 struct ArchiveWriteImage {

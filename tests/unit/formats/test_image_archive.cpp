@@ -544,3 +544,21 @@ TEST_CASE("mutated manifest.json and index.json fail only with strata errors", "
     }
     CHECK(rejected > 100);
 }
+
+TEST_CASE("docker-archive: a known diff size saves a pass and is still checked", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    s.image.layers[1].diff_size = static_cast<std::int64_t>(s.layer2_tar.size());
+    write_docker_archive({s.image}, t.path() + "/ok.tar");
+    auto c = read_image_archive(t.path() + "/ok.tar", work(t));
+    CHECK(test::read_file(c.images.at(0).layers.at(1).path) == s.layer2_tar);
+
+    for (std::int64_t wrong : {std::int64_t(512), std::int64_t(s.layer2_tar.size() + 512)}) {
+        s.image.layers[1].diff_size = wrong;
+        std::string out = t.path() + "/bad.tar";
+        std::string e = error_of<strata::Error>([&] { write_docker_archive({s.image}, out); });
+        INFO(e);
+        CHECK(e.find(std::string(s.image.layers[1].diff_id.hex())) != std::string::npos);
+        CHECK(!fs::exists(out));
+    }
+}
