@@ -125,7 +125,9 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
 }
 
 std::string dump_go_style(const nlohmann::ordered_json& value) {
-    std::string raw = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::strict);
+    // Invalid UTF-8 (from strings strata built, parsed input is checked)
+    // becomes U+FFFD as in Go, rather than an exception.
+    std::string raw = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     std::string out;
     out.reserve(raw.size());
     for (std::size_t i = 0; i < raw.size(); ++i) {

@@ -64,4 +64,6 @@ TEST_CASE("Go-style dump escapes HTML characters and line separators", "[json]")
     j["z"] = "a<b>&c\xe2\x80\xa8";
     j["a"] = "é";
     CHECK(dump_go_style(j) == "{\"z\":\"a\\u003cb\\u003e\\u0026c\\u2028\",\"a\":\"é\"}");
+    nlohmann::ordered_json bad = "x\xffy";
+    CHECK(dump_go_style(bad) == "\"x\xef\xbf\xbdy\"");
 }
