@@ -211,3 +211,47 @@ TEST_CASE("docker loads and runs strata's docker-archive; strata reads docker sa
     REQUIRE(c.images[0].layers.size() == 3);
     CHECK(Digest::of(test::read_file(c.images[0].layers[2].path)) == Digest::of(bb_tar));
 }
+
+// buildah (containers/image writers, with its symlinked classic layers):
+// a busybox image committed by buildah, as docker-archive and oci-archive,
+// read by strata with the same files. Tagged [buildah]: skipped without it.
+TEST_CASE("strata reads buildah's docker-archive and oci-archive", "[buildah]") {
+    REQUIRE(find_program("buildah"));
+    REQUIRE(fs::exists("/bin/busybox"));
+    TempDir t;
+    // Private storage (vfs: no mounts), so nothing touches the machine's.
+    std::vector<std::string> b = {"buildah", "--root", t.path() + "/root", "--runroot",
+                                  t.path() + "/run", "--storage-driver", "vfs"};
+    auto buildah = [&](const std::vector<std::string>& args) {
+        auto argv = b;
+        argv.insert(argv.end(), args.begin(), args.end());
+        auto r = run_capture(argv, true);
+        INFO("buildah " << args.at(0) << ": " << r.out);
+        REQUIRE(r.status.success());
+        return r.out;
+    };
+    std::string ctr = buildah({"from", "scratch"});
+    ctr.erase(ctr.find_last_not_of('\n') + 1);
+    buildah({"copy", ctr, "/bin/busybox", "/bin/busybox"});
+    buildah({"config", "--cmd", "[\"/bin/busybox\",\"true\"]", ctr});
+    buildah({"commit", "-q", ctr, "docker-archive:" + t.path() + "/b.tar:bb:1"});
+    buildah({"commit", "-q", ctr, "oci-archive:" + t.path() + "/o.tar:bb:1"});
+    buildah({"rm", ctr});
+
+    std::string busybox = test::read_file("/bin/busybox");
+    for (std::string name : {"b.tar", "o.tar"}) {
+        INFO(name);
+        auto c = read_image_archive(t.path() + "/" + name, work(t, "w-" + name));
+        CHECK(c.format == (name == "b.tar" ? ArchiveFormat::docker_archive : ArchiveFormat::oci_archive));
+        REQUIRE(c.images.size() == 1);
+        const auto& img = c.images[0];
+        CHECK(img.names == std::vector<std::string>{name == "b.tar" ? "docker.io/library/bb:1" : "bb:1"});
+        ImageConfig cfg = parse_image_config(img.config, "buildah config");
+        CHECK(cfg.config.cmd == std::vector<std::string>{"/bin/busybox", "true"});
+        REQUIRE(img.layers.size() == 1);
+        CHECK(cfg.diff_ids.at(0) == Digest::of(test::read_file(img.layers[0].path)));
+        auto r = run_capture({"tar", "-xOf", img.layers[0].path, "bin/busybox"});
+        REQUIRE(r.status.success());
+        CHECK(r.out == busybox);
+    }
+}
