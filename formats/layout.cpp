@@ -18,8 +18,8 @@ namespace {
 
 std::string mismatch_text(const std::string& what, const Digest& expected, const Digest& actual,
                           std::uint64_t size) {
-    return what + ": digest mismatch: expected " + expected.str() + ", got " + actual.str() +
-           " (" + std::to_string(size) + " bytes)";
+    return what + ": digest mismatch: expected " + expected.str() + ", got " + actual.str() + " (" +
+           std::to_string(size) + " bytes)";
 }
 
 } // namespace
@@ -76,7 +76,9 @@ Digest BlobWriter::commit(const std::optional<Digest>& expected,
     return actual;
 }
 
-void BlobWriter::commit_trusted(const Digest& digest) { publish(digest); }
+void BlobWriter::commit_trusted(const Digest& digest) {
+    publish(digest);
+}
 
 void BlobWriter::publish(const Digest& digest) {
     if (::fsync(fd_.get()) != 0) {

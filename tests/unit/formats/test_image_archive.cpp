@@ -139,8 +139,9 @@ TEST_CASE("docker-archive: classic form with layer symlinks", "[archive]") {
     std::string layer = TarBuilder().file("a", "1").finish();
     std::string cfg = config_for({layer, layer});
     std::string cfg_name = std::string(Digest::of(cfg).hex()) + ".json";
-    std::string mj = R"([{"Config":")" + cfg_name +
-                     R"(","RepoTags":["busybox:latest","busybox:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}])";
+    std::string mj =
+        R"([{"Config":")" + cfg_name +
+        R"(","RepoTags":["busybox:latest","busybox:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}])";
     std::string tar = TarBuilder()
                           .dir("aaa")
                           .file("aaa/layer.tar", layer)
@@ -192,17 +193,19 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                              "the archive");
     }
     SECTION("../ in manifest.json Config") {
-        std::string e = attempt(
-            TarBuilder().file("manifest.json", R"([{"Config":"x/../../c.json","Layers":[]}])").finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("manifest.json", R"([{"Config":"x/../../c.json","Layers":[]}])")
+                        .finish());
         CHECK(e == archive + ": manifest.json: [0].Config: path \"x/../../c.json\" leaves the "
                              "archive");
     }
     SECTION("absolute path in manifest.json") {
-        std::string e = attempt(
-            TarBuilder()
-                .file("c.json", cfg)
-                .file("manifest.json", R"([{"Config":"c.json","Layers":["/etc/passwd"]}])")
-                .finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("c.json", cfg)
+                        .file("manifest.json", R"([{"Config":"c.json","Layers":["/etc/passwd"]}])")
+                        .finish());
         CHECK(e == archive + ": manifest.json: [0].Layers[0]: absolute path \"/etc/passwd\" is "
                              "not allowed in an image archive");
     }
@@ -218,8 +221,8 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
         CHECK(!fs::exists(t.path() + "/evil"));
     }
     SECTION("symlink escaping the archive, then a write through it") {
-        std::string e = attempt(
-            TarBuilder().symlink("link", "../../..").file("link/evil", "x").finish());
+        std::string e =
+            attempt(TarBuilder().symlink("link", "../../..").file("link/evil", "x").finish());
         CHECK(e == archive + ": entry \"link\": symlink to \"../../..\" points outside the "
                              "archive");
     }
@@ -243,8 +246,10 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                 .file("c.json", cfg)
                 .file("manifest.json", R"([{"Config":"c.json","Layers":["nope/layer.tar"]}])")
                 .finish());
-        CHECK(e == archive + ": manifest.json: [0].Layers[0]: \"nope/layer.tar\" is not in the "
-                             "archive " + archive);
+        CHECK(e == archive +
+                       ": manifest.json: [0].Layers[0]: \"nope/layer.tar\" is not in the "
+                       "archive " +
+                       archive);
     }
     SECTION("layer count differs from the config") {
         std::string e = attempt(
@@ -253,16 +258,17 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                 .file("l.tar", layer)
                 .file("manifest.json", R"([{"Config":"c.json","Layers":["l.tar","l.tar"]}])")
                 .finish());
-        CHECK(e == archive + ": manifest.json: [0].Layers: 2 layers, but the config has 1 diff IDs");
+        CHECK(e ==
+              archive + ": manifest.json: [0].Layers: 2 layers, but the config has 1 diff IDs");
     }
     SECTION("symlink loop") {
-        std::string e = attempt(
-            TarBuilder()
-                .file("c.json", cfg)
-                .symlink("a", "b")
-                .symlink("b", "a")
-                .file("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")
-                .finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("c.json", cfg)
+                        .symlink("a", "b")
+                        .symlink("b", "a")
+                        .file("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")
+                        .finish());
         CHECK(e.find("too many levels of links") != std::string::npos);
     }
     SECTION("not an archive") {
@@ -271,14 +277,16 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
     }
     SECTION("neither docker nor OCI") {
         std::string e = attempt(TarBuilder().file("README", "hi").finish());
-        CHECK(e == archive + ": not an image archive (it has neither manifest.json nor oci-layout)");
+        CHECK(e ==
+              archive + ": not an image archive (it has neither manifest.json nor oci-layout)");
     }
     // Nothing was created next to the work directory.
     auto listing = run_capture({"ls", "-A", t.path()}).out;
     CHECK((listing == "in.tar\nw\n"));
 }
 
-TEST_CASE("OCI archives with blobs that do not match their digests are rejected", "[archive][hostile]") {
+TEST_CASE("OCI archives with blobs that do not match their digests are rejected",
+          "[archive][hostile]") {
     TempDir t;
     std::string layer = TarBuilder().file("a", "1").finish();
     std::string cfg = config_for({layer});
@@ -498,7 +506,8 @@ TEST_CASE("docker-archive: zstd layers are written decompressed", "[archive]") {
     CHECK(o.images.at(0).layers.at(1).media_type == media::oci_layer_zstd);
 }
 
-TEST_CASE("mutated manifest.json and index.json fail only with strata errors", "[archive][mutation]") {
+TEST_CASE("mutated manifest.json and index.json fail only with strata errors",
+          "[archive][mutation]") {
     TempDir t;
     auto s = test::sample_image(t.path());
     std::string out = t.path() + "/img.tar";

@@ -12,7 +12,9 @@ using namespace strata::formats;
 
 namespace {
 
-std::string cases() { return strata::test::source_dir() + "/tests/data/oci-image-spec/cases/"; }
+std::string cases() {
+    return strata::test::source_dir() + "/tests/data/oci-image-spec/cases/";
+}
 
 // Returns how many mutants were rejected with FormatError.
 template <typename F> int mutate_and_parse(const std::string& original, F&& parse) {
@@ -53,10 +55,12 @@ template <typename F> int mutate_and_parse(const std::string& original, F&& pars
 } // namespace
 
 TEST_CASE("mutated manifests, indexes and configs fail only with FormatError", "[oci][mutation]") {
-    std::string manifest = strata::test::read_file(cases() + "docker-compat/manifest-00.docker.json");
+    std::string manifest =
+        strata::test::read_file(cases() + "docker-compat/manifest-00.docker.json");
     std::string index = strata::test::read_file(cases() + "docker-compat/index-00.docker.json");
     std::string config = strata::test::read_file(cases() + "docker-compat/config-01.docker.json");
-    std::string spec_manifest = strata::test::read_file(cases() + "spec-examples/manifest-00-manifest.json");
+    std::string spec_manifest =
+        strata::test::read_file(cases() + "spec-examples/manifest-00-manifest.json");
     // The originals parse.
     REQUIRE_NOTHROW(parse_manifest(manifest, "m"));
     REQUIRE_NOTHROW(parse_index(index, "i"));
@@ -65,10 +69,8 @@ TEST_CASE("mutated manifests, indexes and configs fail only with FormatError", "
     mutate_and_parse(spec_manifest, [](const std::string& d) { parse_manifest(d, "m"); });
     mutate_and_parse(index, [](const std::string& d) { parse_index(d, "i"); });
     mutate_and_parse(config, [](const std::string& d) { parse_image_config(d, "c"); });
-    mutate_and_parse(manifest, [](const std::string& d) {
-        validate_document(DocumentKind::manifest, d, "m");
-    });
-    mutate_and_parse(config, [](const std::string& d) {
-        validate_document(DocumentKind::config, d, "c");
-    });
+    mutate_and_parse(
+        manifest, [](const std::string& d) { validate_document(DocumentKind::manifest, d, "m"); });
+    mutate_and_parse(config,
+                     [](const std::string& d) { validate_document(DocumentKind::config, d, "c"); });
 }
