@@ -133,8 +133,8 @@ std::int64_t as_int(const Doc& d, const json& j, const std::string& path, std::i
     auto v = j.get<std::int64_t>();
     if (v < min) {
         d.fail(path, v < 0 && min == 0 ? "negative value " + std::to_string(v)
-                                        : "value " + std::to_string(v) + " is smaller than " +
-                                              std::to_string(min));
+                                       : "value " + std::to_string(v) + " is smaller than " +
+                                             std::to_string(min));
     }
     if (v > max) {
         d.fail(path, "value " + std::to_string(v) + " is larger than " + std::to_string(max));
@@ -225,7 +225,9 @@ std::string media_type_field(const Doc& d, const json& j, const std::string& pat
     return mt;
 }
 
-bool lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool lower_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
 // ^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$ (image-spec descriptor.md)
 bool digest_grammar_ok(std::string_view s) {
@@ -355,7 +357,8 @@ std::string base64_decode(std::string_view s) {
 }
 
 bool all_digits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 int num(std::string_view s) {
@@ -400,9 +403,9 @@ bool rfc3339_ok(std::string_view s) {
     if (zone == "Z" || zone == "z") {
         return true;
     }
-    return zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && all_digits(zone.substr(1, 2)) &&
-           zone[3] == ':' && all_digits(zone.substr(4, 2)) && num(zone.substr(1, 2)) <= 23 &&
-           num(zone.substr(4, 2)) <= 59;
+    return zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') &&
+           all_digits(zone.substr(1, 2)) && zone[3] == ':' && all_digits(zone.substr(4, 2)) &&
+           num(zone.substr(1, 2)) <= 23 && num(zone.substr(4, 2)) <= 59;
 }
 
 // An absolute URI (RFC 3986): scheme ":" hier-part, no spaces or controls.
@@ -457,14 +460,16 @@ Descriptor read_descriptor(const Doc& d, const json& j, const std::string& path,
     desc.media_type =
         media_type_field(d, required(d, j, "mediaType", path), sub(path, "mediaType"));
     desc.digest = digest_field(d, required(d, j, "digest", path), sub(path, "digest"), top_level);
-    std::int64_t min_size = (d.spec() && index_entry) ? std::numeric_limits<std::int64_t>::min() : 0;
+    std::int64_t min_size =
+        (d.spec() && index_entry) ? std::numeric_limits<std::int64_t>::min() : 0;
     desc.size = as_int(d, required(d, j, "size", path), sub(path, "size"), min_size,
                        std::numeric_limits<std::int64_t>::max());
     if (const json* v = member(d, j, "urls")) {
         desc.urls = as_string_array(d, *v, sub(path, "urls"));
         for (std::size_t i = 0; i < desc.urls.size(); ++i) {
             if (!uri_ok(desc.urls[i])) {
-                d.fail(at(sub(path, "urls"), i), "not an absolute URI: " + quote_untrusted(desc.urls[i]));
+                d.fail(at(sub(path, "urls"), i),
+                       "not an absolute URI: " + quote_untrusted(desc.urls[i]));
             }
         }
     }
@@ -571,9 +576,8 @@ Index read_index(const Doc& d, const json& j) {
     return idx;
 }
 
-std::optional<std::vector<std::string>> opt_nullable_array(const Doc& d, const json& obj,
-                                                           std::string_view key,
-                                                           const std::string& path) {
+std::optional<std::vector<std::string>>
+opt_nullable_array(const Doc& d, const json& obj, std::string_view key, const std::string& path) {
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) {
         return std::nullopt;
@@ -661,8 +665,8 @@ ImageConfig read_image_config(const Doc& d, const json& j) {
     need_object(d, rootfs, "rootfs");
     std::string type = as_string(d, required(d, rootfs, "type", "rootfs"), "rootfs.type");
     if (type != "layers") {
-        d.fail("rootfs.type", "unsupported rootfs type " + quote_untrusted(type) +
-                                  " (want \"layers\")");
+        d.fail("rootfs.type",
+               "unsupported rootfs type " + quote_untrusted(type) + " (want \"layers\")");
     }
     const json& diff_ids = required(d, rootfs, "diff_ids", "rootfs");
     if (!diff_ids.is_array() && !(diff_ids.is_null() && !d.spec())) {
@@ -704,12 +708,14 @@ void read_layout_header(const Doc& d, const json& j) {
     need_object(d, j, "");
     std::string v = as_string(d, required(d, j, "imageLayoutVersion", ""), "imageLayoutVersion");
     if (v != "1.0.0") {
-        d.fail("imageLayoutVersion", "unsupported image layout version " + quote_untrusted(v) +
-                                         " (want \"1.0.0\")");
+        d.fail("imageLayoutVersion",
+               "unsupported image layout version " + quote_untrusted(v) + " (want \"1.0.0\")");
     }
 }
 
-json parse_doc(std::string_view text, const Doc& d) { return parse_json_strict(text, d.prefix()); }
+json parse_doc(std::string_view text, const Doc& d) {
+    return parse_json_strict(text, d.prefix());
+}
 
 // ---- serialising (field order of the Go structs Docker and BuildKit use) ---
 
@@ -883,7 +889,8 @@ Platform parse_platform(std::string_view text) {
     std::size_t start = 0;
     while (true) {
         auto slash = text.find('/', start);
-        parts.emplace_back(text.substr(start, slash == std::string_view::npos ? slash : slash - start));
+        parts.emplace_back(
+            text.substr(start, slash == std::string_view::npos ? slash : slash - start));
         if (slash == std::string_view::npos) {
             break;
         }
@@ -952,9 +959,13 @@ void parse_layout_header(std::string_view json, std::string_view what) {
     read_layout_header(d, parse_doc(json, d));
 }
 
-std::string layout_header_json() { return R"({"imageLayoutVersion":"1.0.0"})"; }
+std::string layout_header_json() {
+    return R"({"imageLayoutVersion":"1.0.0"})";
+}
 
-std::string to_json(const Descriptor& d) { return dump_go_style(descriptor_json(d)); }
+std::string to_json(const Descriptor& d) {
+    return dump_go_style(descriptor_json(d));
+}
 
 std::string to_json(const Manifest& m) {
     ojson j = ojson::object();

@@ -9,6 +9,9 @@
 #include <catch2/catch.hpp>
 #include <zstd.h>
 
+#include <filesystem>
+#include <random>
+
 using namespace strata;
 using namespace strata::formats;
 using strata::test::TarBuilder;
@@ -136,8 +139,9 @@ TEST_CASE("docker-archive: classic form with layer symlinks", "[archive]") {
     std::string layer = TarBuilder().file("a", "1").finish();
     std::string cfg = config_for({layer, layer});
     std::string cfg_name = std::string(Digest::of(cfg).hex()) + ".json";
-    std::string mj = R"([{"Config":")" + cfg_name +
-                     R"(","RepoTags":["busybox:latest","busybox:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}])";
+    std::string mj =
+        R"([{"Config":")" + cfg_name +
+        R"(","RepoTags":["busybox:latest","busybox:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}])";
     std::string tar = TarBuilder()
                           .dir("aaa")
                           .file("aaa/layer.tar", layer)
@@ -189,17 +193,19 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                              "the archive");
     }
     SECTION("../ in manifest.json Config") {
-        std::string e = attempt(
-            TarBuilder().file("manifest.json", R"([{"Config":"x/../../c.json","Layers":[]}])").finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("manifest.json", R"([{"Config":"x/../../c.json","Layers":[]}])")
+                        .finish());
         CHECK(e == archive + ": manifest.json: [0].Config: path \"x/../../c.json\" leaves the "
                              "archive");
     }
     SECTION("absolute path in manifest.json") {
-        std::string e = attempt(
-            TarBuilder()
-                .file("c.json", cfg)
-                .file("manifest.json", R"([{"Config":"c.json","Layers":["/etc/passwd"]}])")
-                .finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("c.json", cfg)
+                        .file("manifest.json", R"([{"Config":"c.json","Layers":["/etc/passwd"]}])")
+                        .finish());
         CHECK(e == archive + ": manifest.json: [0].Layers[0]: absolute path \"/etc/passwd\" is "
                              "not allowed in an image archive");
     }
@@ -215,8 +221,8 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
         CHECK(!fs::exists(t.path() + "/evil"));
     }
     SECTION("symlink escaping the archive, then a write through it") {
-        std::string e = attempt(
-            TarBuilder().symlink("link", "../../..").file("link/evil", "x").finish());
+        std::string e =
+            attempt(TarBuilder().symlink("link", "../../..").file("link/evil", "x").finish());
         CHECK(e == archive + ": entry \"link\": symlink to \"../../..\" points outside the "
                              "archive");
     }
@@ -240,8 +246,10 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                 .file("c.json", cfg)
                 .file("manifest.json", R"([{"Config":"c.json","Layers":["nope/layer.tar"]}])")
                 .finish());
-        CHECK(e == archive + ": manifest.json: [0].Layers[0]: \"nope/layer.tar\" is not in the "
-                             "archive " + archive);
+        CHECK(e == archive +
+                       ": manifest.json: [0].Layers[0]: \"nope/layer.tar\" is not in the "
+                       "archive " +
+                       archive);
     }
     SECTION("layer count differs from the config") {
         std::string e = attempt(
@@ -250,16 +258,17 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                 .file("l.tar", layer)
                 .file("manifest.json", R"([{"Config":"c.json","Layers":["l.tar","l.tar"]}])")
                 .finish());
-        CHECK(e == archive + ": manifest.json: [0].Layers: 2 layers, but the config has 1 diff IDs");
+        CHECK(e ==
+              archive + ": manifest.json: [0].Layers: 2 layers, but the config has 1 diff IDs");
     }
     SECTION("symlink loop") {
-        std::string e = attempt(
-            TarBuilder()
-                .file("c.json", cfg)
-                .symlink("a", "b")
-                .symlink("b", "a")
-                .file("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")
-                .finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("c.json", cfg)
+                        .symlink("a", "b")
+                        .symlink("b", "a")
+                        .file("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")
+                        .finish());
         CHECK(e.find("too many levels of links") != std::string::npos);
     }
     SECTION("not an archive") {
@@ -268,14 +277,16 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
     }
     SECTION("neither docker nor OCI") {
         std::string e = attempt(TarBuilder().file("README", "hi").finish());
-        CHECK(e == archive + ": not an image archive (it has neither manifest.json nor oci-layout)");
+        CHECK(e ==
+              archive + ": not an image archive (it has neither manifest.json nor oci-layout)");
     }
     // Nothing was created next to the work directory.
     auto listing = run_capture({"ls", "-A", t.path()}).out;
     CHECK((listing == "in.tar\nw\n"));
 }
 
-TEST_CASE("OCI archives with blobs that do not match their digests are rejected", "[archive][hostile]") {
+TEST_CASE("OCI archives with blobs that do not match their digests are rejected",
+          "[archive][hostile]") {
     TempDir t;
     std::string layer = TarBuilder().file("a", "1").finish();
     std::string cfg = config_for({layer});
@@ -493,4 +504,70 @@ TEST_CASE("docker-archive: zstd layers are written decompressed", "[archive]") {
     auto o = read_image_archive(t.path() + "/o.tar", work(t2));
     CHECK(test::read_file(o.images.at(0).layers.at(1).path) == z);
     CHECK(o.images.at(0).layers.at(1).media_type == media::oci_layer_zstd);
+}
+
+TEST_CASE("mutated manifest.json and index.json fail only with strata errors",
+          "[archive][mutation]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string out = t.path() + "/img.tar";
+    write_docker_archive({s.image}, out);
+    std::string w0 = work(t);
+    read_image_archive(out, w0);
+    std::string mj = test::read_file(w0 + "/manifest.json");
+    std::string ij = test::read_file(w0 + "/index.json");
+    std::vector<std::pair<std::string, std::string>> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(w0)) {
+        if (e.is_regular_file()) {
+            std::string name = e.path().string().substr(w0.size() + 1);
+            files.emplace_back(name, test::read_file(e.path().string()));
+        }
+    }
+    REQUIRE(files.size() == 7); // 2 layers, config, manifest, 3 top-level files
+    std::mt19937 rng(777);
+    const std::string alphabet = "{}[]\",:./09az \\";
+    int rejected = 0;
+    for (int round = 0; round < 300; ++round) {
+        std::string m = mj, i = ij;
+        std::string& victim = round % 2 ? m : i;
+        std::size_t pos = rng() % victim.size();
+        victim[pos] = alphabet[rng() % alphabet.size()];
+        // The archive again, with the mutated documents.
+        TarBuilder b;
+        for (const auto& [name, content] : files) {
+            b.file(name, name == "manifest.json" ? m : name == "index.json" ? i : content);
+        }
+        std::string tarfile = t.path() + "/m.tar";
+        test::write_file(tarfile, b.finish());
+        std::string w = t.path() + "/w" + std::to_string(round);
+        fs::mkdirs(w);
+        try {
+            read_image_archive(tarfile, w);
+        } catch (const strata::Error&) {
+            ++rejected;
+        } catch (const std::exception& e) {
+            FAIL("unexpected exception: " << e.what() << "\nmanifest.json: " << m
+                                          << "\nindex.json: " << i);
+        }
+        fs::remove_all(w);
+    }
+    CHECK(rejected > 100);
+}
+
+TEST_CASE("docker-archive: a known diff size saves a pass and is still checked", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    s.image.layers[1].diff_size = static_cast<std::int64_t>(s.layer2_tar.size());
+    write_docker_archive({s.image}, t.path() + "/ok.tar");
+    auto c = read_image_archive(t.path() + "/ok.tar", work(t));
+    CHECK(test::read_file(c.images.at(0).layers.at(1).path) == s.layer2_tar);
+
+    for (std::int64_t wrong : {std::int64_t(512), std::int64_t(s.layer2_tar.size() + 512)}) {
+        s.image.layers[1].diff_size = wrong;
+        std::string out = t.path() + "/bad.tar";
+        std::string e = error_of<strata::Error>([&] { write_docker_archive({s.image}, out); });
+        INFO(e);
+        CHECK(e.find(std::string(s.image.layers[1].diff_id.hex())) != std::string::npos);
+        CHECK(!fs::exists(out));
+    }
 }
