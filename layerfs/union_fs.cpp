@@ -125,6 +125,8 @@ struct Node {
     Key key{};
     bool hashed = false;        // present in Fs::m_nodes under key
     std::atomic<int> read_fd{-1}; // read-only mode: cached O_RDONLY fd
+    // Read-only mode: the merged listing, computed once (layers never change).
+    std::shared_ptr<const std::vector<struct DirEntry>> listing;
 };
 
 // A resolved merged entry.
@@ -140,8 +142,10 @@ struct DirEntry {
     struct stat st;
 };
 
+using Listing = std::shared_ptr<const std::vector<DirEntry>>;
+
 struct DirHandle {
-    std::vector<DirEntry> entries; // snapshot taken at opendir: offsets stay stable
+    Listing entries; // snapshot taken at opendir: offsets stay stable
 };
 
 class Fs {
@@ -152,6 +156,7 @@ public:
     bool writable() const { return m_writable; }
     double timeout() const { return m_timeout; }
     void set_no_open(bool v) { m_no_open = v; }
+    void set_no_opendir(bool v) { m_no_opendir = v; }
     bool no_open() const { return m_no_open; }
 
     int lookup(fuse_ino_t parent, const char* name, fuse_entry_param& e);
@@ -201,6 +206,7 @@ private:
                             const std::string& rel, Found& f) const;
     int list_dir(const std::vector<int>& layers, const std::string& rel,
                  std::vector<DirEntry>& out) const;
+    int listing_of(Node* n, Listing& out);
     Node* get_node(Node* parent, const std::string& name, const Found& f);
     void unhash(Node* n);
     void rekey(Node* n, const Key& k);
@@ -235,6 +241,7 @@ private:
     bool m_is_root = ::geteuid() == 0;
     double m_timeout;
     bool m_no_open = false;
+    bool m_no_opendir = false;
     std::atomic<bool> m_oci_whiteouts{false}; // mknod refused: write ".wh." files
     std::atomic<int> m_cached_fds{0};
     std::atomic<std::uint64_t> m_tmp_counter{0};
@@ -694,12 +701,33 @@ int Fs::readlink(fuse_ino_t ino, std::string& out) {
     return 0;
 }
 
+// With m_tree held. Read-only listings are kept in the node for ever;
+// writable ones are fresh for every opendir.
+int Fs::listing_of(Node* n, Listing& out) {
+    if (!m_writable && n->listing) {
+        out = n->listing;
+        return 0;
+    }
+    auto entries = std::make_shared<std::vector<DirEntry>>();
+    int err = list_dir(n->dir_layers, path_of(n), *entries);
+    if (err != 0) {
+        return err;
+    }
+    out = std::move(entries);
+    if (!m_writable) {
+        n->listing = out;
+    }
+    return 0;
+}
+
 int Fs::opendir(fuse_ino_t ino, fuse_file_info* fi) {
+    if (m_no_opendir) {
+        return ENOSYS; // the kernel stops sending OPENDIR; readdir uses the node's listing
+    }
     auto h = std::make_unique<DirHandle>();
     {
         std::lock_guard lock(m_tree);
-        Node* n = node_of(ino);
-        int err = list_dir(n->dir_layers, path_of(n), h->entries);
+        int err = listing_of(node_of(ino), h->entries);
         if (err != 0) {
             return err;
         }
@@ -714,11 +742,20 @@ int Fs::opendir(fuse_ino_t ino, fuse_file_info* fi) {
 
 int Fs::readdir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fuse_file_info* fi,
                 bool plus, std::string& buf) {
-    auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+    Listing entries;
+    if (fi->fh != 0) {
+        entries = reinterpret_cast<DirHandle*>(fi->fh)->entries;
+    } else {
+        std::lock_guard lock(m_tree);
+        int err = listing_of(node_of(ino), entries);
+        if (err != 0) {
+            return err;
+        }
+    }
     buf.resize(size);
     std::size_t used = 0;
     // Offsets: 1 is ".", 2 is "..", 3 + i is entries[i].
-    auto total = static_cast<off_t>(h->entries.size()) + 2;
+    auto total = static_cast<off_t>(entries->size()) + 2;
     std::unique_lock lock(m_tree, std::defer_lock);
     if (plus) {
         lock.lock();
@@ -747,7 +784,7 @@ int Fs::readdir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fus
             st.st_mode = S_IFDIR;
             st.st_ino = i == 0 ? dot_ino : dotdot_ino;
         } else {
-            de = &h->entries[static_cast<std::size_t>(i - 2)];
+            de = &(*entries)[static_cast<std::size_t>(i - 2)];
             name = de->name;
             st = de->st;
         }
@@ -1699,6 +1736,7 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     if (!fs->writable()) {
         want(FUSE_CAP_CACHE_SYMLINKS);
         fs->set_no_open((conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
+        fs->set_no_opendir((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0);
     }
     STRATA_LOG_DEBUG("union fs: init, kernel protocol {}.{}, no_open={}", conn->proto_major,
                      conn->proto_minor, fs->no_open());
@@ -1808,7 +1846,9 @@ void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off,
 
 void ll_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     STRATA_LOG_TRACE("releasedir ino={}", ino);
-    delete reinterpret_cast<DirHandle*>(fi->fh);
+    if (fi->fh != 0) {
+        delete reinterpret_cast<DirHandle*>(fi->fh);
+    }
     fuse_reply_err(req, 0);
 }
 
