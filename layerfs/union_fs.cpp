@@ -124,6 +124,9 @@ struct Node {
     ino_t st_ino = 0;           // reported, fixed at creation
     Key key{};
     bool hashed = false;        // present in Fs::m_nodes under key
+    // Removed from the union while the kernel still holds it: its path may
+    // now name something else (even a symlink), so it is never used again.
+    bool deleted = false;
     std::atomic<int> read_fd{-1}; // read-only mode: cached O_RDONLY fd
     // Read-only mode: the merged listing, computed once (layers never change).
     std::shared_ptr<const std::vector<struct DirEntry>> listing;
@@ -135,6 +138,10 @@ struct Found {
     struct stat st {};
     std::vector<int> dir_layers;
 };
+
+// Thrown by Fs::path_of for a node (or an ancestor) removed from the union;
+// the callback boundary turns it into ENOENT.
+struct StaleNode {};
 
 struct DirEntry {
     std::string name;
@@ -316,7 +323,10 @@ std::string Fs::path_of(const Node* n) const {
         return ".";
     }
     std::vector<const std::string*> parts;
-    for (const Node* p = n; p != m_root && p != nullptr; p = p->parent) {
+    for (const Node* p = n; p != m_root; p = p->parent) {
+        if (p == nullptr || p->deleted) {
+            throw StaleNode{};
+        }
         parts.push_back(&p->name);
     }
     std::string out;
@@ -541,6 +551,7 @@ Node* Fs::get_node(Node* parent, const std::string& name, const Found& f) {
         n = it->second;
         if ((n->type & S_IFMT) != (f.st.st_mode & S_IFMT)) {
             unhash(n); // the inode number was reused for another file
+            n->deleted = true;
             n = nullptr;
         }
     }
@@ -1514,8 +1525,9 @@ int Fs::unlink(fuse_ino_t parent_id, const char* name_c, bool dir) {
     auto it = m_nodes.find(key_of(f.layer, f.st));
     if (it != m_nodes.end()) {
         Node* victim = it->second;
-        if (is_dir || f.layer != 0 || f.st.st_nlink <= 1) {
+        if (is_dir || f.st.st_nlink <= 1) {
             unhash(victim);
+            victim->deleted = true;
         } else {
             drop_name(victim, parent, name);
         }
@@ -1615,10 +1627,12 @@ int Fs::rename(fuse_ino_t parent_id, const char* name_c, fuse_ino_t newparent_id
     if (dst_exists) {
         auto it = m_nodes.find(key_of(dst.layer, dst.st));
         if (it != m_nodes.end() && it->second != n) {
-            if (S_ISDIR(dst.st.st_mode) || dst.layer != 0 || dst.st.st_nlink <= 1) {
-                unhash(it->second);
+            Node* victim = it->second;
+            if (S_ISDIR(dst.st.st_mode) || dst.st.st_nlink <= 1) {
+                unhash(victim);
+                victim->deleted = true;
             } else {
-                drop_name(it->second, newparent, newname);
+                drop_name(victim, newparent, newname); // other hard links remain
             }
         }
     }
@@ -1711,6 +1725,8 @@ Fs* fs_of(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
 template <typename F> int guarded(const char* op, F&& f) noexcept {
     try {
         return f();
+    } catch (const StaleNode&) {
+        return ENOENT;
     } catch (const std::exception& e) {
         STRATA_LOG_ERROR("union fs: {} failed: {}", op, e.what());
     } catch (...) {

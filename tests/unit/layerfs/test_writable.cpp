@@ -245,3 +245,25 @@ TEST_CASE("the upper directory of both drivers holds the same diff", "[overlay]"
     }
     CHECK(diffs[0] == diffs[1]);
 }
+
+TEST_CASE("a removed directory held open cannot be used to write through a new symlink",
+          "[fuse]") {
+    Writable w(Driver::fuse);
+    const std::string& m = w.m;
+    std::string outside = w.t.path() + "/outside";
+    fs::mkdirs(outside + "/sub");
+    fs::mkdirs(m + "/victim/sub");
+    UniqueFd held = fs::open(m + "/victim/sub", O_RDONLY | O_DIRECTORY);
+    fs::remove_all(m + "/victim");
+    // The upper now has a symlink where the directory was: were the held
+    // directory resolved by its old path, writes would land in "outside".
+    REQUIRE(::symlink(outside.c_str(), (m + "/victim").c_str()) == 0);
+    int fd = ::openat(held.get(), "planted", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    CHECK(fd < 0);
+    if (fd >= 0) {
+        ::close(fd);
+    }
+    CHECK_FALSE(fs::exists(outside + "/sub/planted"));
+    CHECK(::mkdirat(held.get(), "newdir", 0755) < 0);
+    CHECK_FALSE(fs::exists(outside + "/sub/newdir"));
+}
