@@ -40,6 +40,7 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -76,6 +77,10 @@ constexpr double k_forever = 365.0 * 24 * 3600;
 // Cached read fds (read-only mode opens files without FUSE_OPEN) are capped
 // well below the machine's NOFILE limit (20000 hard on our CI machines).
 constexpr int k_max_cached_fds = 4096;
+// Reads up to this size are answered from a buffer rather than by splice:
+// splicing costs three syscalls (file to pipe, header, pipe to /dev/fuse)
+// where a copy costs two, and copying a few pages is cheap.
+constexpr std::size_t k_small_read = 32 * 1024;
 constexpr std::string_view k_wh_prefix = ".wh.";
 constexpr const char* k_wh_opaque = ".wh..wh..opq";
 
@@ -1887,6 +1892,25 @@ void ll_read(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fuse_f
         fuse_reply_err(req, err);
         return;
     }
+    if (size <= k_small_read) {
+        // Small reads (most files of an image): one pread and one write to
+        // /dev/fuse cost fewer syscalls than splicing through a pipe.
+        thread_local std::vector<char> small(k_small_read);
+        ssize_t n;
+        do {
+            n = ::pread(fd, small.data(), size, off);
+        } while (n < 0 && errno == EINTR);
+        int err = errno;
+        if (close_after) {
+            ::close(fd);
+        }
+        if (n < 0) {
+            fuse_reply_err(req, err);
+        } else {
+            fuse_reply_buf(req, small.data(), static_cast<std::size_t>(n));
+        }
+        return;
+    }
     // The data goes from the layer's file to the kernel without a copy
     // through our memory when splice is available.
     fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
@@ -2094,7 +2118,14 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
     bool allow_other = opts.allow_other.value_or(::geteuid() == 0);
     // Options for the kernel mount. The union decides permissions the way the
     // layers' modes say (default_permissions), as overlayfs does.
-    std::string mount_opts = "fsname=" + opts.fsname + ",subtype=strata-overlay,default_permissions";
+    std::string fsname;
+    for (char c : opts.fsname) {
+        if (c == ',' || c == '\\') {
+            fsname += '\\'; // libfuse's option parser honours backslash escapes
+        }
+        fsname += c;
+    }
+    std::string mount_opts = "fsname=" + fsname + ",subtype=strata-overlay,default_permissions";
     if (allow_other) {
         mount_opts += ",allow_other";
     }
@@ -2131,6 +2162,16 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
         fuse_session_unmount(se.get());
         fuse_remove_signal_handlers(se.get());
         throw Error("union filesystem: cannot daemonize");
+    }
+    if (daemonize) {
+        // stderr is /dev/null now: warnings and errors go to syslog.
+        ::openlog("strata-overlay", LOG_PID, LOG_DAEMON);
+        log::set_sink([](log::Level level, std::string_view message) {
+            int prio = level == log::Level::error  ? LOG_ERR
+                       : level == log::Level::warn ? LOG_WARNING
+                                                   : LOG_DEBUG;
+            ::syslog(prio, "%.*s", static_cast<int>(message.size()), message.data());
+        });
     }
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);
