@@ -224,6 +224,9 @@ private:
     void rekey(Node* n, const Key& k);
     void set_parent(Node* n, Node* parent, const std::string& name);
     void add_name(Node* n, Node* parent, const std::string& name);
+    // Makes (parent, name), a known name of n, the one its path uses.
+    void make_primary(Node* n, Node* parent, const std::string& name);
+    void clear_aliases(Node* n);
     // The name (parent, name) of n is gone: drop it, promoting an alias.
     void drop_name(Node* n, Node* parent, const std::string& name);
     void unref(Node* n, std::uint64_t count);
@@ -524,6 +527,29 @@ void Fs::add_name(Node* n, Node* parent, const std::string& name) {
     }
     ++parent->children;
     n->aliases.emplace_back(parent, name);
+}
+
+void Fs::make_primary(Node* n, Node* parent, const std::string& name) {
+    if (n->parent == parent && n->name == name) {
+        return;
+    }
+    for (auto& a : n->aliases) {
+        if (a.first == parent && a.second == name) {
+            // Both names keep their reference on their parent: only swap.
+            std::swap(n->parent, a.first);
+            std::swap(n->name, a.second);
+            return;
+        }
+    }
+}
+
+void Fs::clear_aliases(Node* n) {
+    auto aliases = std::move(n->aliases);
+    n->aliases.clear();
+    for (auto& a : aliases) {
+        --a.first->children;
+        unref(a.first, 0);
+    }
 }
 
 void Fs::drop_name(Node* n, Node* parent, const std::string& name) {
@@ -1205,6 +1231,9 @@ int Fs::copy_up(Node* n) {
     }
     STRATA_LOG_DEBUG("copy-up \"{}\" from layer {}", rel, n->layer);
     n->layer = 0;
+    // Other names of a lower hard link still name the lower file, which is
+    // no longer this node's file (overlayfs with index=off does the same).
+    clear_aliases(n);
     if (S_ISDIR(st.st_mode)) {
         n->dir_layers.insert(n->dir_layers.begin(), 0);
     }
@@ -1589,8 +1618,10 @@ int Fs::rename(fuse_ino_t parent_id, const char* name_c, fuse_ino_t newparent_id
             }
         }
     }
-    // Take a reference on the source so it has a node to copy up through.
+    // Take a reference on the source so it has a node to copy up through,
+    // under the name being renamed (a hard link has several).
     Node* n = get_node(parent, name, src);
+    make_primary(n, parent, name);
     auto release = [&] { unref(n, 1); };
     err = src_dir ? copy_up_tree(n) : copy_up(n);
     if (err == 0) {

@@ -161,6 +161,16 @@ void run_cases(Driver d) {
         CHECK(::rename((m + "/etc/c.txt").c_str(), (m + "/dir/c.txt").c_str()) == 0);
         CHECK(test::read_file(m + "/dir/c.txt") == "c\n");
     }
+    SECTION("rename and unlink of single names of a lower hard link") {
+        CHECK(test::read_file(m + "/links/second") == "hard linked\n"); // known to the kernel
+        CHECK(::rename((m + "/links/second").c_str(), (m + "/links/moved").c_str()) == 0);
+        CHECK(test::lstat_errno(m + "/links/second") == ENOENT);
+        CHECK(test::read_file(m + "/links/moved") == "hard linked\n");
+        CHECK(test::read_file(m + "/links/orig") == "hard linked\n");
+        CHECK(::unlink((m + "/links/orig").c_str()) == 0);
+        CHECK(test::lstat_errno(m + "/links/orig") == ENOENT);
+        CHECK(test::read_file(m + "/links/third") == "hard linked\n");
+    }
     SECTION("rename of populated directories across layers") {
         if (d == Driver::overlay) {
             // redirect_dir=off (a self-contained upper for commits): the
