@@ -1782,7 +1782,10 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; // always plus: one round trip per directory
     want(FUSE_CAP_SPLICE_WRITE);
     want(FUSE_CAP_SPLICE_MOVE);
-    want(FUSE_CAP_SPLICE_READ);
+    // Not FUSE_CAP_SPLICE_READ: splicing every request out of /dev/fuse costs
+    // extra syscalls per request (and a pipe per thread) and only pays off
+    // for large writes.
+    conn->want &= ~FUSE_CAP_SPLICE_READ;
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_ATOMIC_O_TRUNC);
     if (!fs->writable()) {
