@@ -102,8 +102,7 @@ public:
             size -= n;
             if (cur_.size() == kChunk) {
                 push(std::move(cur_));
-                cur_.clear();
-                cur_.reserve(kChunk);
+                cur_ = take_buffer();
             }
         }
     }
@@ -124,6 +123,26 @@ public:
 private:
     static constexpr std::size_t kChunk = 1 << 20;
     static constexpr std::size_t kQueue = 6;
+
+    // Chunk buffers are recycled: a fresh 1 MiB allocation per chunk costs
+    // page faults and page clearing on every chunk.
+    std::string take_buffer() {
+        std::lock_guard lock(mu_);
+        std::string b;
+        if (!free_.empty()) {
+            b = std::move(free_.back());
+            free_.pop_back();
+        }
+        b.clear();
+        b.reserve(kChunk);
+        return b;
+    }
+    void give_buffer(std::string b) {
+        std::lock_guard lock(mu_);
+        if (free_.size() < kQueue + 2) {
+            free_.push_back(std::move(b));
+        }
+    }
 
     void push(std::string chunk) {
         std::unique_lock lock(mu_);
@@ -164,6 +183,7 @@ private:
                 diff_hasher_.update(chunk.data(), chunk.size());
                 diff_size_ += chunk.size();
                 compressor_->write(chunk.data(), chunk.size());
+                give_buffer(std::move(chunk));
             }
             compressor_->finish();
             flush();
@@ -180,10 +200,10 @@ private:
             blob_hasher_.update(d, n);
         }
         blob_size_ += n;
-        if (out_buf_.size() + n > kChunk) {
+        if (out_buf_.size() + n > kChunk || (n >= kChunk / 8 && !out_buf_.empty())) {
             flush();
         }
-        if (n >= kChunk) {
+        if (n >= kChunk / 8) {
             fs::write_all(out_fd_, d, n);
             return;
         }
@@ -210,6 +230,7 @@ private:
     std::condition_variable ready_;
     std::condition_variable space_;
     std::deque<std::string> queue_;
+    std::vector<std::string> free_;
     bool done_ = false;
     std::exception_ptr error_;
     std::thread thread_;
