@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <map>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -99,7 +100,23 @@ private:
     std::thread thread_;
 };
 
-// Sorted names in a directory; regular files are handed to prefetch.
+// Whether the start of a file is in the page cache: a read that may not
+// block (RWF_NOWAIT) tells without doing I/O. A warm tree is then not read
+// ahead for nothing.
+bool cached(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        return true;
+    }
+    char b;
+    struct iovec iov = {&b, 1};
+    ssize_t r = ::preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
+    ::close(fd);
+    return r >= 0;
+}
+
+// Sorted names in a directory; when its files are not in the page cache,
+// the regular files are handed to prefetch.
 std::vector<std::string> list_dir(int dirfd, const std::string& shown,
                                   Prefetcher* prefetch = nullptr) {
     int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -124,7 +141,7 @@ std::vector<std::string> list_dir(int dirfd, const std::string& shown,
     }
     ::closedir(d);
     std::sort(names.begin(), names.end());
-    if (prefetch != nullptr) {
+    if (prefetch != nullptr && !files.empty() && !cached(files.front())) {
         std::sort(files.begin(), files.end());
         prefetch->add(std::move(files));
     }
