@@ -4,7 +4,7 @@
 set -euo pipefail
 build_pkgs=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libarchive-dev libssl-dev libzstd-dev zlib1g-dev libdeflate-dev
+  libarchive-dev libssl-dev libzstd-dev zlib1g-dev
   libfuse3-dev fuse3 libcli11-dev catch2 nlohmann-json3-dev libfmt-dev
   libcurl4-openssl-dev busybox-static util-linux python3
 )
