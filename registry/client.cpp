@@ -3,6 +3,7 @@
 #include "formats/media_types.hpp"
 #include "util/log.hpp"
 
+#include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -198,7 +199,10 @@ void Client::ensure_ready(HttpSession& s) {
     try {
         resp = probe(scheme);
     } catch (const TransportError& e) {
-        if (!allow_http_) {
+        // Nothing listening (or no such host) is no reason to try plain HTTP
+        // on the same port; a failed TLS handshake or garbled answer is.
+        if (!allow_http_ || e.curl_code() == CURLE_COULDNT_CONNECT ||
+            e.curl_code() == CURLE_COULDNT_RESOLVE_HOST || e.curl_code() == CURLE_OPERATION_TIMEDOUT) {
             throw RegistryError(fmt::format("cannot reach registry {}: {}", registry_, e.what()));
         }
         STRATA_LOG_DEBUG("{}: https failed ({}), trying http", registry_, e.what());

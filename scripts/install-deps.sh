@@ -11,6 +11,7 @@ build_pkgs=(
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
 )
+test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   pkgs+=("${test_pkgs[@]}")

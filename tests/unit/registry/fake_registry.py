@@ -34,6 +34,7 @@ ap.add_argument("--drop-after", type=int, default=0,
                 help="close the connection after sending this many bytes of each blob, once")
 ap.add_argument("--redirect-blobs", action="store_true", help="blob GETs answer 307 to /storage/")
 ap.add_argument("--page", type=int, default=0, help="force this page size on listings")
+ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate")
 args = ap.parse_args()
 
 lock = threading.RLock()
@@ -288,6 +289,11 @@ class Handler(BaseHTTPRequestHandler):
 
 srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 srv.daemon_threads = True
+if args.tls:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls[0], args.tls[1])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 tmp = args.port_file + ".tmp"
 with open(tmp, "w") as f:
     f.write(str(srv.server_address[1]))

@@ -3,6 +3,7 @@
 // challenges, pagination and the error messages users see.
 #include "registry/client.hpp"
 #include "tests/unit/registry/servers.hpp"
+#include "util/child.hpp"
 #include "util/fs.hpp"
 #include "util/tempdir.hpp"
 
@@ -312,4 +313,40 @@ TEST_CASE("an unreachable registry is a clear error", "[client]") {
         CHECK(std::string(e.what()).find("cannot reach registry 127.0.0.1:" + std::to_string(port)) !=
               std::string::npos);
     }
+}
+
+TEST_CASE("TLS: a self-signed certificate fails verification unless it is turned off",
+          "[client]") {
+    auto openssl = find_program("openssl");
+    REQUIRE(openssl.has_value());
+    TempDir certs;
+    std::string cert = certs.path() + "/cert.pem", key = certs.path() + "/key.pem";
+    RunResult gen = run_capture({*openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                                 "/CN=127.0.0.1", "-days", "1", "-keyout", key, "-out", cert},
+                                true);
+    REQUIRE(gen.status.success());
+    test::FakeRegistry reg({"--tls", cert, key});
+
+    HttpRequest req;
+    req.url = "https://" + reg.host() + "/v2/";
+    HttpOptions strict;
+    HttpSession verifying(strict);
+    try {
+        verifying.perform(req);
+        FAIL("no error");
+    } catch (const TransportError& e) {
+        CHECK(e.tls_failure());
+        CHECK(std::string(e.what()).find("certificate") != std::string::npos);
+    }
+    HttpOptions lax;
+    lax.tls_verify = false;
+    HttpSession trusting(lax);
+    CHECK(trusting.perform(req).status == 200);
+
+    // A loopback registry is insecure: HTTPS without verification, no HTTP fallback needed.
+    Client c(reg.host(), fast_options());
+    CHECK(c.base_url() == "https://" + reg.host());
+    BlobFile b(pattern(10000, 10));
+    CHECK(c.push_blob("app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
+    CHECK(fetch(c, "app", b.digest()) == b.data);
 }
