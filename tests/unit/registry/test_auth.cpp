@@ -164,3 +164,36 @@ TEST_CASE("DOCKER_CONFIG chooses the config directory", "[auth]") {
     CHECK(docker_config_path() == "/home/u/.docker/config.json");
     ::setenv("HOME", home.c_str(), 1);
 }
+
+TEST_CASE("a credential helper named by credsStore stores, returns and erases credentials",
+          "[auth]") {
+    TempDir dir;
+    // docker-credential-fake: keeps one JSON answer in a file, as the real
+    // helpers keep it in a keychain.
+    std::string bin = dir.path() + "/bin";
+    std::string saved = dir.path() + "/saved.json";
+    test::write_file(bin + "/docker-credential-fake",
+                     "#!/bin/sh\n"
+                     "case \"$1\" in\n"
+                     "  store) cat > '" + saved + "' ;;\n"
+                     "  get) read url; [ -f '" + saved + "' ] || { echo 'credentials not found in native keychain'; exit 1; }\n"
+                     "       sed 's/\"ServerURL\":\"[^\"]*\",//' '" + saved + "' ;;\n"
+                     "  erase) read url; rm -f '" + saved + "' ;;\n"
+                     "esac\n",
+                     0755);
+    std::string old_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+    ::setenv("PATH", (bin + ":" + old_path).c_str(), 1);
+    std::string path = dir.path() + "/config.json";
+    test::write_file(path, R"({"credsStore":"fake"})");
+
+    CHECK_FALSE(load_credentials("reg.lan", path).has_value());
+    store_credentials("reg.lan", Credentials{"carol", "pw", ""}, path);
+    CHECK(fs::read_file(saved).find("\"Username\":\"carol\"") != std::string::npos);
+    CHECK(load_credentials("reg.lan", path) == Credentials{"carol", "pw", ""});
+    // The password is not in config.json; Docker records the registry with an empty entry.
+    auto j = nlohmann::json::parse(fs::read_file(path));
+    CHECK(j["auths"]["reg.lan"] == nlohmann::json::object());
+    CHECK(erase_credentials("reg.lan", path));
+    CHECK_FALSE(load_credentials("reg.lan", path).has_value());
+    ::setenv("PATH", old_path.c_str(), 1);
+}
