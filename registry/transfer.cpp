@@ -83,6 +83,13 @@ std::string display(const snapshot::Reference& ref) {
            (ref.digest() ? "@" + ref.digest()->str() : ":" + reference_in_repo(ref));
 }
 
+// BlobWriter can be neither copied nor moved: this builds one in place
+// (std::optional::emplace) from Store::new_blob's prvalue.
+struct NewBlob {
+    const snapshot::Store& store;
+    operator snapshot::BlobWriter() const { return store.new_blob(); }
+};
+
 class Cancelled : public Error {
 public:
     Cancelled() : Error("cancelled") {}
@@ -203,7 +210,7 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
         [&](std::size_t i) {
             const formats::Descriptor& b = *missing[i];
             std::optional<snapshot::BlobWriter> writer;
-            writer.emplace(store.new_blob());
+            writer.emplace(NewBlob{store});
             client.fetch_blob(
                 repo, b.digest, static_cast<std::uint64_t>(b.size),
                 [&](const char* data, std::size_t n) {
@@ -212,7 +219,7 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
                     }
                     writer->write(data, n);
                 },
-                [&] { writer.emplace(store.new_blob()); }, /*verify=*/false);
+                [&] { writer.emplace(NewBlob{store}); }, /*verify=*/false);
             // The BlobWriter hashed every byte as it was written; commit checks
             // the digest and publishes nothing when it differs.
             try {

@@ -10,7 +10,9 @@ build_pkgs=(
 )
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
+  docker.io
 )
+test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
