@@ -61,6 +61,7 @@ int run_cli(int argc, char** argv) {
     });
 
     register_version(app, ctx);
+    register_registry(app, ctx);
     register_bootstrap(app, ctx);
     register_images(app, ctx);
     register_inspect(app, ctx);

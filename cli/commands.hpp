@@ -6,6 +6,7 @@
 namespace strata::cli {
 
 void register_version(CLI::App& app, Context& ctx);
+void register_registry(CLI::App& app, Context& ctx);
 void register_bootstrap(CLI::App& app, Context& ctx);
 void register_images(CLI::App& app, Context& ctx);
 void register_inspect(CLI::App& app, Context& ctx);

@@ -13,6 +13,7 @@ test_pkgs=(
   docker.io
 )
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
+test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   pkgs+=("${test_pkgs[@]}")
