@@ -148,6 +148,11 @@ std::string truncate(std::string s, std::size_t n, bool no_trunc) {
     return s.substr(0, n - 1) + "\u2026";
 }
 
+// Tar names need not be UTF-8: invalid bytes print as U+FFFD instead of failing.
+void print_json(const json& j) {
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+}
+
 std::string octal(std::uint32_t mode) { return fmt::format("{:04o}", mode); }
 
 std::string time_text(std::int64_t sec) {
@@ -223,7 +228,7 @@ void cmd_history(Context& ctx, const std::string& image_text, bool no_trunc,
                                : "";
             out.push_back(std::move(j));
         }
-        std::cout << out.dump(2) << "\n";
+        print_json(out);
         return;
     }
     std::vector<std::vector<std::string>> table{{"LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"}};
@@ -289,7 +294,7 @@ void cmd_layers(Context& ctx, const std::string& image_text, bool no_trunc,
         }
     }
     if (format == "json") {
-        std::cout << out.dump(2) << "\n";
+        print_json(out);
     } else {
         print_table(table);
     }
@@ -368,7 +373,7 @@ void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
             j["path"] = "/" + trie.path(n);
             out.push_back(std::move(j));
         }
-        std::cout << out.dump(2) << "\n";
+        print_json(out);
         return;
     }
     std::string text;
@@ -476,6 +481,10 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
     } else {
         if (dest.ends_with('/')) {
             throw Error("destination directory " + dest + " does not exist");
+        }
+        if (tree.is_dir(*node) && ::lstat(dest.c_str(), &st) == 0) {
+            throw Error("cannot copy directory " + path + " onto " + dest +
+                        ", which exists and is not a directory");
         }
         target_dir = fs::dirname(dest);
         target_name = fs::basename(dest);
@@ -771,7 +780,7 @@ int run_diff(Context& ctx, const std::string& a_text, const std::string& b_text,
             j["b"] = c.b ? json(*c.b) : json(nullptr);
             out["config"].push_back(std::move(j));
         }
-        std::cout << out.dump(2) << "\n";
+        print_json(out);
     } else {
         std::string text;
         std::uint64_t added = 0, removed = 0, modified = 0;
@@ -943,7 +952,7 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
             }
             out["ci"] = {{"pass", failed == 0}, {"rules", ci}};
         }
-        std::cout << out.dump(2) << "\n";
+        print_json(out);
     } else {
         std::string t;
         t += fmt::format("Image: {} ({})\n", image_text, image.id().short_id());

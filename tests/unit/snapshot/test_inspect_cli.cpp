@@ -212,6 +212,22 @@ TEST_CASE("cp copies a file or a subtree out of an image", "[inspect_cli]") {
     CHECK(test::dump_tree(out.path() + "/root").find("d/z") != std::string::npos);
     auto bad = fx.run({"cp", "known:1:/a", out.path() + "/missing/dir/"}, true);
     CHECK(bad.status.code() == 1);
+    auto onto_file = fx.run({"cp", "known:1:/a", out.path() + "/h-copy"}, true);
+    CHECK(onto_file.status.code() == 1);
+    CHECK_THAT(onto_file.out, Catch::Contains("is not a directory"));
+}
+
+TEST_CASE("cp stays inside the destination even through symlinks already there",
+          "[inspect_cli]") {
+    Fixture fx;
+    TempDir out;
+    TempDir outside;
+    fs::mkdirs(out.path() + "/dest");
+    REQUIRE(::symlink(outside.path().c_str(), (out.path() + "/dest/a").c_str()) == 0);
+    fx.ok({"cp", "known:1:/a", out.path() + "/dest"});
+    CHECK(test::dump_tree(outside.path()) == "");
+    // The link was resolved inside dest: "/tmp/strata-XXX" became dest/tmp/strata-XXX.
+    CHECK(test::read_file(out.path() + "/dest" + outside.path() + "/f") == rep('3', 300));
 }
 
 TEST_CASE("history and layers describe each layer", "[inspect_cli]") {

@@ -148,3 +148,26 @@ TEST_CASE("mode strings read like ls -l", "[layer_index]") {
     CHECK(mode_string(formats::EntryType::symlink, 0777) == "lrwxrwxrwx");
     CHECK(mode_string(formats::EntryType::file, 02644) == "-rw-r-Sr--");
 }
+
+TEST_CASE("deep paths, repeated entries and non-UTF-8 names are handled", "[layer_index]") {
+    LayerIndex idx;
+    std::string deep;
+    for (int i = 0; i < 5000; ++i) {
+        deep += (i ? "/d" : "d");
+    }
+    test::add_layer(idx, "L1", {{test::file(deep + "/leaf", 1)}, {test::file("dup", 1)},
+                                {test::file("dup", 2)}, {test::file("caf\xe9", 3)}});
+    MergedTree t(idx, 1);
+    auto leaf = t.resolve(deep + "/leaf", true);
+    REQUIRE(leaf);
+    std::size_t n = 0;
+    t.walk(PathTrie::kRoot, [&](std::uint32_t) { ++n; });
+    CHECK(n == 1 + 5000 + 1 + 1 + 1);
+    CHECK(idx.record(*t.record_of(*t.resolve("dup", true))).size == 2); // the later entry wins
+    CHECK(t.resolve("caf\xe9", true));
+    // Deleting the top of the deep chain removes all of it.
+    test::add_layer(idx, "L2", {{test::marker(".wh.d")}});
+    MergedTree t2(idx, 2);
+    CHECK(dump(t2) == "caf\xe9\ndup\n");
+    CHECK(t2.changes()[1].removed == 5001);
+}
