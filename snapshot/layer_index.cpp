@@ -10,46 +10,69 @@ using formats::EntryType;
 
 // ---------------------------------------------------------------- PathTrie
 
-PathTrie::PathTrie() {
-    nodes_.push_back(Node{kNone, intern_name("")});
+PathTrie::PathTrie() : slots_(1024, kNone) {
+    nodes_.push_back(Node{kNone, 0, 0});
 }
 
-std::uint32_t PathTrie::intern_name(std::string_view name) {
-    if (auto it = name_ids_.find(name); it != name_ids_.end()) {
-        return it->second;
+std::size_t PathTrie::find_slot(std::uint32_t parent, std::string_view name) const {
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = hash(parent, name) & mask;; i = (i + 1) & mask) {
+        auto id = slots_[i];
+        if (id == kNone) {
+            return i;
+        }
+        const auto& n = nodes_[id];
+        if (n.parent == parent && this->name(id) == name) {
+            return i;
+        }
     }
-    const auto& stored = name_storage_.emplace_back(name);
-    std::string_view view = stored;
-    auto id = static_cast<std::uint32_t>(names_.size());
-    names_.push_back(view);
-    name_ids_.emplace(view, id);
-    return id;
+}
+
+void PathTrie::grow() {
+    std::vector<std::uint32_t> old(slots_.size() * 2, kNone);
+    old.swap(slots_);
+    const std::size_t mask = slots_.size() - 1;
+    for (auto id : old) {
+        if (id == kNone) {
+            continue;
+        }
+        auto i = hash(nodes_[id].parent, name(id)) & mask;
+        while (slots_[i] != kNone) {
+            i = (i + 1) & mask;
+        }
+        slots_[i] = id;
+    }
 }
 
 std::uint32_t PathTrie::child(std::uint32_t parent, std::string_view name) {
-    auto nid = intern_name(name);
-    auto [it, inserted] = children_.try_emplace(key(parent, nid), 0);
-    if (!inserted) {
-        return it->second;
+    auto slot = find_slot(parent, name);
+    if (slots_[slot] != kNone) {
+        return slots_[slot];
+    }
+    if (name.size() > UINT32_MAX || names_.size() + name.size() > UINT32_MAX ||
+        nodes_.size() >= UINT32_MAX - 1) {
+        throw Error("too many paths in one image for the index (over 4 GiB of names)");
     }
     auto id = static_cast<std::uint32_t>(nodes_.size());
-    it->second = id;
-    nodes_.push_back(Node{parent, nid, kNone, nodes_[parent].first_child});
+    nodes_.push_back(Node{parent, static_cast<std::uint32_t>(names_.size()),
+                          static_cast<std::uint32_t>(name.size()), kNone,
+                          nodes_[parent].first_child});
+    names_.append(name);
     nodes_[parent].first_child = id;
+    slots_[slot] = id;
+    if ((nodes_.size() + 1) * 2 > slots_.size()) {
+        grow();
+    }
     return id;
 }
 
 std::optional<std::uint32_t> PathTrie::find_child(std::uint32_t parent,
                                                   std::string_view name) const {
-    auto nit = name_ids_.find(name);
-    if (nit == name_ids_.end()) {
+    auto id = slots_[find_slot(parent, name)];
+    if (id == kNone) {
         return std::nullopt;
     }
-    auto it = children_.find(key(parent, nit->second));
-    if (it == children_.end()) {
-        return std::nullopt;
-    }
-    return it->second;
+    return id;
 }
 
 namespace {
@@ -97,7 +120,7 @@ std::string PathTrie::path(std::uint32_t n) const {
         if (!out.empty()) {
             out += '/';
         }
-        out += names_[nodes_[*it].name];
+        out += name(*it);
     }
     return out;
 }
@@ -111,16 +134,8 @@ std::vector<std::uint32_t> PathTrie::sorted_children(std::uint32_t n) const {
 }
 
 std::size_t PathTrie::memory_bytes() const {
-    std::size_t bytes = nodes_.capacity() * sizeof(Node) + names_.capacity() * sizeof(std::string_view);
-    for (const auto& s : name_storage_) {
-        bytes += sizeof(std::string) + (s.capacity() > 15 ? s.capacity() + 1 : 0);
-    }
-    // unordered_map: one heap node (value + next pointer + hash) per element, plus buckets.
-    bytes += name_ids_.size() * (sizeof(std::pair<std::string_view, std::uint32_t>) + 16) +
-             name_ids_.bucket_count() * sizeof(void*);
-    bytes += children_.size() * (sizeof(std::pair<std::uint64_t, std::uint32_t>) + 16) +
-             children_.bucket_count() * sizeof(void*);
-    return bytes;
+    return nodes_.capacity() * sizeof(Node) + names_.capacity() +
+           slots_.capacity() * sizeof(std::uint32_t);
 }
 
 // ---------------------------------------------------------------- LayerIndex

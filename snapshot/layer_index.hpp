@@ -21,7 +21,6 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,7 +30,10 @@
 
 namespace strata::snapshot {
 
-// Interned path components. Node 0 is the root ("" / "/").
+// Path components in a trie: one node per distinct path, names stored back to
+// back in one string, children found through one open-addressing table keyed
+// by (parent, name). About 30 bytes per path plus its name. Node 0 is the
+// root ("" / "/").
 class PathTrie {
 public:
     static constexpr std::uint32_t kRoot = 0;
@@ -47,7 +49,9 @@ public:
 
     std::size_t size() const noexcept { return nodes_.size(); }
     std::uint32_t parent(std::uint32_t n) const { return nodes_[n].parent; }
-    std::string_view name(std::uint32_t n) const { return names_[nodes_[n].name]; }
+    std::string_view name(std::uint32_t n) const {
+        return std::string_view(names_).substr(nodes_[n].name_off, nodes_[n].name_len);
+    }
     // "a/b/c" without a leading slash; "" for the root.
     std::string path(std::uint32_t n) const;
     // Children in creation order (callers sort by name when it matters).
@@ -62,19 +66,22 @@ public:
 private:
     struct Node {
         std::uint32_t parent;
-        std::uint32_t name;
+        std::uint32_t name_off; // into names_
+        std::uint32_t name_len;
         std::uint32_t first_child = kNone;
         std::uint32_t next_sibling = kNone;
     };
-    std::uint32_t intern_name(std::string_view name);
-    static std::uint64_t key(std::uint32_t parent, std::uint32_t name) {
-        return (std::uint64_t(parent) << 32) | name;
+    static std::size_t hash(std::uint32_t parent, std::string_view name) {
+        return std::hash<std::string_view>{}(name) ^ (std::size_t(parent) * 0x9e3779b97f4a7c15ULL);
     }
+    // The slot holding (parent, name), or the empty slot where it would go.
+    std::size_t find_slot(std::uint32_t parent, std::string_view name) const;
+    void grow();
+
     std::vector<Node> nodes_;
-    std::vector<std::string_view> names_; // into name_storage_ (a deque never moves them)
-    std::deque<std::string> name_storage_;
-    std::unordered_map<std::string_view, std::uint32_t> name_ids_;
-    std::unordered_map<std::uint64_t, std::uint32_t> children_;
+    std::string names_; // every name, back to back
+    // Open addressing, linear probing: node ids (kNone = empty), at most half full.
+    std::vector<std::uint32_t> slots_;
 };
 
 enum class RecordKind : std::uint8_t {
