@@ -62,6 +62,9 @@ int run_cli(int argc, char** argv) {
     });
 
     register_version(app, ctx);
+#if __has_include("snapshot/store.hpp") && __has_include("cli/common.hpp")
+    register_inspect_layers(app, ctx); // built with the store; drop the #if once it is in main
+#endif
 
     try {
         app.parse(argc, argv);

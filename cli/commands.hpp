@@ -6,5 +6,6 @@
 namespace strata::cli {
 
 void register_version(CLI::App& app, Context& ctx);
+void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls cat cp diff analyze
 
 } // namespace strata::cli
