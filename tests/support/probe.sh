@@ -18,6 +18,15 @@ case "$cap" in
     [ -c /dev/fuse ] || skip "needs /dev/fuse"
     [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "needs read/write access to /dev/fuse"
     [ "$(id -u)" -eq 0 ] || command -v fusermount3 >/dev/null || skip "needs root or fusermount3" ;;
+  skopeo)
+    command -v skopeo >/dev/null || skip "needs skopeo (apt-get install skopeo)" ;;
+  umoci)
+    command -v umoci >/dev/null || skip "needs umoci (apt-get install umoci)" ;;
+  buildah)
+    command -v buildah >/dev/null || skip "needs buildah (apt-get install buildah)" ;;
+  docker)
+    command -v docker >/dev/null || skip "needs docker (apt-get install docker.io)"
+    docker info >/dev/null 2>&1 || skip "needs a running Docker daemon (dockerd)" ;;
   *) echo "probe.sh: unknown capability $cap" >&2; exit 2 ;;
 esac
 exec "$@"

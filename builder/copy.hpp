@@ -1,0 +1,72 @@
+// COPY and ADD's file copying with Docker's rules, from a source root (the
+// build context or another stage's root filesystem) into a destination
+// root filesystem, every path resolved inside its root:
+//
+// - a source may hold wildcards (Go's filepath.Match, per path component);
+//   no match is an error naming the pattern;
+// - a directory source copies its contents, not the directory itself;
+// - a destination ending in "/" (or one that exists as a directory, or any
+//   destination of several sources) is a directory the sources go into;
+//   otherwise a single file source is copied to that exact path;
+// - the top-level source is followed if it is a symlink (inside the source
+//   root: a link that points outside resolves inside it, never on the host);
+//   symlinks inside copied directories are copied as symlinks;
+// - files keep their mode and mtime; owner is 0:0 unless preserve_owner
+//   (copies from another stage) or an explicit --chown; --chmod overrides
+//   the mode of every copied file and directory;
+// - hard links between copied files are kept;
+// - missing destination directories are created (0755, owned as the files).
+#pragma once
+
+#include "util/fd.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace strata::builder {
+
+struct CopyOptions {
+    std::optional<uid_t> uid; // --chown
+    std::optional<gid_t> gid;
+    bool preserve_owner = false;  // keep source ownership when no --chown
+    std::optional<mode_t> chmod;  // --chmod
+    bool parents = false;         // --parents
+    // Paths (relative to the source root, "a/b") that must not be copied:
+    // .dockerignore for the context, and --exclude patterns.
+    std::function<bool(const std::string& rel, bool is_dir)> excluded;
+    // Whether a directory excluded by `excluded` may still hold re-included
+    // entries (a "!" exception below it), so it must be walked.
+    std::function<bool(const std::string& rel)> may_reinclude;
+};
+
+struct CopyStats {
+    std::uint64_t files = 0;
+    std::uint64_t bytes = 0;
+};
+
+// Expands source patterns against the source root, returning the matched
+// paths relative to it ("a/b.txt"; "." for the root) in sorted order. An
+// unmatched pattern throws Error naming it.
+std::vector<std::string> expand_sources(int src_root, const std::vector<std::string>& sources,
+                                        const CopyOptions& opts);
+
+// Copies sources (as written in the instruction, after variable expansion)
+// to dest (absolute inside the destination root, trailing "/" kept).
+CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int dest_root,
+                    const std::string& dest, const CopyOptions& opts);
+
+// A content hash of what copy_into would read, for the build cache: paths,
+// types, modes, symlink targets and file contents (not mtimes or owners, so
+// touching a file without changing it keeps the cache).
+std::string hash_sources(int src_root, const std::vector<std::string>& sources,
+                         const CopyOptions& opts);
+
+// Go's filepath.Match for one path (with '/' separators).
+bool path_match(const std::string& pattern, const std::string& path);
+bool has_wildcard(const std::string& s);
+
+} // namespace strata::builder

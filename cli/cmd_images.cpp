@@ -1,0 +1,162 @@
+// images, tag, rmi: the names in the store's index.json.
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "util/error.hpp"
+
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+namespace strata::cli {
+
+using snapshot::Reference;
+
+namespace {
+
+std::uint64_t image_size(const snapshot::Image& img) {
+    std::uint64_t total = 0;
+    for (const auto& l : img.manifest.layers) {
+        total += static_cast<std::uint64_t>(l.size);
+    }
+    return total;
+}
+
+void list_images(Context& ctx, bool quiet, bool digests, const std::string& format) {
+    snapshot::Store store = open_store(ctx);
+    std::vector<std::vector<std::string>> rows;
+    nlohmann::json out = nlohmann::json::array();
+    if (!quiet && format.empty()) {
+        rows.push_back(digests ? std::vector<std::string>{"REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"}
+                               : std::vector<std::string>{"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"});
+    }
+    for (const auto& rec : store.images()) {
+        snapshot::Image img;
+        try {
+            img = store.load(rec.manifest);
+        } catch (const Error& e) {
+            std::cerr << "strata: warning: " << e.what() << "\n";
+            continue;
+        }
+        std::string repo = rec.name ? rec.name->familiar_repository() : "<none>";
+        std::string tag = rec.name && !rec.name->tag().empty() ? rec.name->tag() : "<none>";
+        if (quiet) {
+            std::cout << img.id().short_id() << "\n";
+            continue;
+        }
+        if (format == "json") {
+            out.push_back({{"Repository", repo},
+                           {"Tag", tag},
+                           {"ID", img.id().str()},
+                           {"Digest", rec.manifest.digest.str()},
+                           {"Created", img.config.created},
+                           {"Size", image_size(img)}});
+            continue;
+        }
+        std::vector<std::string> row{repo, tag};
+        if (digests) {
+            row.push_back(rec.manifest.digest.str());
+        }
+        row.push_back(img.id().short_id());
+        row.push_back(human_age(img.config.created));
+        row.push_back(human_size(image_size(img)));
+        rows.push_back(std::move(row));
+    }
+    if (format == "json") {
+        std::cout << out.dump(2) << "\n";
+    } else if (!quiet) {
+        print_table(rows);
+    }
+}
+
+} // namespace
+
+void register_images(CLI::App& app, Context& ctx) {
+    struct ImagesOpts {
+        bool quiet = false;
+        bool digests = false;
+        std::string format;
+    };
+    auto io = std::make_shared<ImagesOpts>();
+    auto* images = app.add_subcommand("images", "List the images in the store");
+    images->add_flag("-q,--quiet", io->quiet, "Only show image IDs");
+    images->add_flag("--digests", io->digests, "Show manifest digests");
+    images->add_option("--format", io->format, "Output format: json")->check(CLI::IsMember({"json"}));
+    images->callback([&ctx, io] { list_images(ctx, io->quiet, io->digests, io->format); });
+
+    struct TagOpts {
+        std::string source, target;
+    };
+    auto to = std::make_shared<TagOpts>();
+    auto* tag = app.add_subcommand("tag", "Give an image another name");
+    tag->add_option("SOURCE", to->source, "Image name or ID")->required();
+    tag->add_option("TARGET", to->target, "New name[:tag]")->required();
+    tag->callback([&ctx, to] {
+        snapshot::Store store = open_store(ctx);
+        auto rec = store.resolve(to->source);
+        Reference name = Reference::parse(to->target);
+        if (name.digest()) {
+            throw UsageError("refusing to create a tag with a digest reference: " + to->target);
+        }
+        store.set_name(name, rec.manifest);
+    });
+
+    struct RmiOpts {
+        std::vector<std::string> refs;
+        bool force = false;
+    };
+    auto ro = std::make_shared<RmiOpts>();
+    auto* rmi = app.add_subcommand("rmi", "Remove one or more image names (and the images no name keeps)");
+    rmi->add_option("IMAGE", ro->refs, "Image names or IDs")->required();
+    rmi->add_flag("-f,--force", ro->force, "Remove every name of an image given by ID");
+    rmi->callback([&ctx, ro] {
+        snapshot::Store store = open_store(ctx);
+        bool removed_any = false;
+        int failures = 0;
+        for (const auto& text : ro->refs) {
+            try {
+                auto rec = store.resolve(text);
+                auto all = store.images();
+                std::vector<Reference> names;
+                for (const auto& r : all) {
+                    if (r.manifest.digest == rec.manifest.digest && r.name) {
+                        names.push_back(*r.name);
+                    }
+                }
+                auto ref = Reference::try_parse(text);
+                bool by_name = ref && rec.name && *rec.name == *ref;
+                std::string id = store.load(rec.manifest).id().str();
+                if (by_name) {
+                    store.remove_name(*ref);
+                    std::cout << "Untagged: " << ref->familiar() << "\n";
+                    if (names.size() > 1) {
+                        continue;
+                    }
+                } else {
+                    if (names.size() > 1 && !ro->force) {
+                        throw Error("conflict: unable to delete " + text +
+                                    " (must be forced) - image is referenced in multiple repositories");
+                    }
+                    for (const auto& n : names) {
+                        store.remove_name(n);
+                        std::cout << "Untagged: " << n.familiar() << "\n";
+                    }
+                }
+                // Drop an untagged entry of the same manifest too.
+                store.remove_untagged(rec.manifest.digest);
+                std::cout << "Deleted: " << id << "\n";
+                removed_any = true;
+            } catch (const Error& e) {
+                std::cerr << "strata: error: " << e.what() << "\n";
+                ++failures;
+            }
+        }
+        if (removed_any) {
+            store.gc();
+        }
+        if (failures > 0) {
+            ctx.exit_code = 1;
+        }
+    });
+}
+
+} // namespace strata::cli

@@ -1,0 +1,149 @@
+// inspect: an image's manifest and config.
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "util/error.hpp"
+
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+namespace strata::cli {
+
+namespace {
+
+std::string join(const std::vector<std::string>& v, std::string_view sep = " ") {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i > 0) {
+            out += sep;
+        }
+        out += v[i];
+    }
+    return out;
+}
+
+std::string json_list(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+
+void print_human(const snapshot::Image& img, const std::vector<std::string>& names) {
+    const auto& c = img.config;
+    const auto& cc = c.config;
+    std::cout << "ID:            " << img.id().str() << "\n";
+    std::cout << "Names:         " << (names.empty() ? "<none>" : join(names, ", ")) << "\n";
+    std::cout << "Manifest:      " << img.descriptor.digest.str() << " (" << img.descriptor.media_type << ")\n";
+    std::cout << "Created:       " << (c.created.empty() ? "N/A" : c.created) << "\n";
+    std::cout << "Platform:      " << c.os << "/" << c.architecture
+              << (c.variant.empty() ? "" : "/" + c.variant) << "\n";
+    if (!c.author.empty()) {
+        std::cout << "Author:        " << c.author << "\n";
+    }
+    std::cout << "User:          " << cc.user << "\n";
+    std::cout << "WorkingDir:    " << cc.working_dir << "\n";
+    std::cout << "Entrypoint:    " << (cc.entrypoint ? json_list(*cc.entrypoint) : "null") << "\n";
+    std::cout << "Cmd:           " << (cc.cmd ? json_list(*cc.cmd) : "null") << "\n";
+    std::cout << "Env:\n";
+    for (const auto& e : cc.env) {
+        std::cout << "  " << e << "\n";
+    }
+    if (!cc.exposed_ports.empty()) {
+        std::cout << "ExposedPorts:  " << join({cc.exposed_ports.begin(), cc.exposed_ports.end()}) << "\n";
+    }
+    if (!cc.volumes.empty()) {
+        std::cout << "Volumes:       " << join({cc.volumes.begin(), cc.volumes.end()}) << "\n";
+    }
+    if (!cc.labels.empty()) {
+        std::cout << "Labels:\n";
+        for (const auto& [k, v] : cc.labels) {
+            std::cout << "  " << k << "=" << v << "\n";
+        }
+    }
+    if (!cc.stop_signal.empty()) {
+        std::cout << "StopSignal:    " << cc.stop_signal << "\n";
+    }
+    if (cc.healthcheck) {
+        std::cout << "Healthcheck:   " << json_list(cc.healthcheck->test) << "\n";
+    }
+    if (!cc.on_build.empty()) {
+        std::cout << "OnBuild:\n";
+        for (const auto& o : cc.on_build) {
+            std::cout << "  " << o << "\n";
+        }
+    }
+    if (!cc.shell.empty()) {
+        std::cout << "Shell:         " << json_list(cc.shell) << "\n";
+    }
+    std::cout << "Layers:\n";
+    for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
+        const auto& l = img.manifest.layers[i];
+        std::cout << "  " << l.digest.str() << "  " << human_size(static_cast<std::uint64_t>(l.size))
+                  << "  " << l.media_type << "\n";
+    }
+}
+
+} // namespace
+
+void register_inspect(CLI::App& app, Context& ctx) {
+    struct Opts {
+        std::vector<std::string> refs;
+        std::string format;
+    };
+    auto o = std::make_shared<Opts>();
+    auto* cmd = app.add_subcommand("inspect", "Show an image's manifest and config");
+    cmd->add_option("IMAGE", o->refs, "Image names or IDs")->required();
+    cmd->add_option("--format", o->format, "Output format: json")->check(CLI::IsMember({"json"}));
+    cmd->callback([&ctx, o] {
+        snapshot::Store store = open_store(ctx);
+        nlohmann::json all = nlohmann::json::array();
+        bool first = true;
+        for (const auto& text : o->refs) {
+            auto rec = store.resolve(text);
+            snapshot::Image img = store.load(rec.manifest);
+            std::vector<std::string> names;
+            for (const auto& r : store.images()) {
+                if (r.name && r.manifest.digest == rec.manifest.digest) {
+                    names.push_back(r.name->familiar());
+                }
+            }
+            if (o->format == "json") {
+                all.push_back({{"Id", img.id().str()},
+                               {"RepoTags", names},
+                               {"Digest", img.descriptor.digest.str()},
+                               {"MediaType", img.descriptor.media_type},
+                               {"Manifest", nlohmann::json::parse(formats::to_json(img.manifest))},
+                               {"Config", nlohmann::json::parse(formats::to_json(img.config))}});
+            } else {
+                if (!first) {
+                    std::cout << "\n";
+                }
+                print_human(img, names);
+            }
+            first = false;
+        }
+        if (o->format == "json") {
+            std::cout << all.dump(2) << "\n";
+        }
+    });
+}
+
+void register_maintenance(CLI::App& app, Context& ctx) {
+    auto* verify = app.add_subcommand("verify", "Re-hash every blob and check every image in the store");
+    verify->callback([&ctx] {
+        snapshot::Store store = open_store(ctx);
+        auto problems = store.verify();
+        for (const auto& p : problems) {
+            std::cout << "error: " << p.what << "\n";
+        }
+        if (!problems.empty()) {
+            throw Error("store " + store.root() + ": " + std::to_string(problems.size()) + " problem(s) found");
+        }
+        std::cout << "store " << store.root() << ": all blobs and images verified\n";
+    });
+    auto* gc = app.add_subcommand("gc", "Remove blobs and snapshots that no image or cache record uses");
+    gc->callback([&ctx] {
+        snapshot::Store store = open_store(ctx);
+        auto r = store.gc();
+        std::cout << "removed " << r.blobs_removed << " blob(s) (" << human_size(r.bytes_removed) << ") and "
+                  << r.snapshots_removed << " snapshot(s)\n";
+    });
+}
+
+} // namespace strata::cli

@@ -1,0 +1,34 @@
+// Helpers shared by the subcommands: opening the store, human-readable
+// sizes and times, and aligned tables.
+#pragma once
+
+#include "cli/cli.hpp"
+#include "formats/tar.hpp"
+#include "snapshot/store.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strata::cli {
+
+snapshot::Store open_store(const Context& ctx);
+
+// "1.2MB", "512B" (decimal units, as docker prints).
+std::string human_size(std::uint64_t bytes);
+// "3 hours ago" from an RFC 3339 time; "N/A" when it cannot be read.
+std::string human_age(std::string_view rfc3339);
+// The current time, or SOURCE_DATE_EPOCH when set, as RFC 3339 (UTC, seconds).
+std::string now_rfc3339();
+std::string rfc3339(std::int64_t seconds);
+
+// The manifest entry for a layer blob written with TarWriter.
+formats::Descriptor layer_descriptor(const formats::LayerDigests& digests, formats::Compression c);
+// An empty image config for the host platform, created at `created`.
+formats::ImageConfig host_image_config(const std::string& created);
+
+// Prints rows as columns separated by three spaces, the header first.
+void print_table(const std::vector<std::vector<std::string>>& rows);
+
+} // namespace strata::cli

@@ -1,0 +1,532 @@
+#include "snapshot/store.hpp"
+
+#include "formats/media_types.hpp"
+#include "snapshot/layer_apply.hpp"
+#include "util/atomic_file.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/tempdir.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <chrono>
+#include <dirent.h>
+#include <fcntl.h>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_set>
+
+namespace strata::snapshot {
+
+using formats::Descriptor;
+using formats::Digest;
+
+namespace {
+
+bool is_manifest_type(std::string_view mt) {
+    return mt == formats::media::oci_manifest || mt == formats::media::docker_manifest;
+}
+bool is_index_type(std::string_view mt) {
+    return mt == formats::media::oci_index || mt == formats::media::docker_manifest_list;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------- StoreLock
+
+StoreLock::StoreLock(const std::string& path) {
+    fd_ = fs::open(path, O_RDWR | O_CREAT, 0600);
+    while (::flock(fd_.get(), LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            throw_errno("flock", path);
+        }
+    }
+}
+
+// -------------------------------------------------------------------- Image
+
+std::vector<Digest> Image::chain_ids() const {
+    std::vector<Digest> out;
+    std::vector<Digest> prefix;
+    for (const auto& d : config.diff_ids) {
+        prefix.push_back(d);
+        out.push_back(formats::chain_id(prefix));
+    }
+    return out;
+}
+
+// -------------------------------------------------------------------- Store
+
+namespace {
+std::string normalise_root(std::string root) {
+    root = fs::absolute(root);
+    while (root.size() > 1 && root.back() == '/') {
+        root.pop_back();
+    }
+    return root;
+}
+} // namespace
+
+Store::Store(std::string root)
+    : root_(normalise_root(std::move(root))), layout_(formats::OciLayout::create(root_)) {
+    fs::mkdirs(root_ + "/snapshots", 0700);
+    fs::mkdirs(root_ + "/cache", 0700);
+    fs::mkdirs(root_ + "/tmp", 0700);
+}
+
+StoreLock Store::lock() const { return StoreLock(root_ + "/lock"); }
+
+bool Store::has_blob(const Digest& d) const { return layout_.has_blob(d); }
+
+std::string Store::blob_path(const Digest& d) const { return layout_.blob_path(d); }
+
+UniqueFd Store::open_blob(const Digest& d) const {
+    auto fd = layout_.maybe_open_blob(d);
+    if (!fd) {
+        throw Error("blob " + d.str() + " is missing from the store " + root_);
+    }
+    return std::move(*fd);
+}
+
+std::string Store::read_blob(const Digest& d, std::size_t max_size) const {
+    if (!has_blob(d)) {
+        throw Error("blob " + d.str() + " is missing from the store " + root_);
+    }
+    try {
+        return layout_.read_blob(d, max_size);
+    } catch (const formats::DigestMismatch& e) {
+        throw Error("blob " + d.str() + " is corrupt (run 'strata verify'): " + e.what());
+    }
+}
+
+BlobWriter Store::new_blob() const { return BlobWriter(layout_, tmp_dir()); }
+
+Digest Store::put_blob(std::string_view data) {
+    Digest d = Digest::of(data);
+    if (has_blob(d)) {
+        return d;
+    }
+    return layout_.ingest_bytes(data, d, tmp_dir());
+}
+
+Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
+    if (expected && has_blob(*expected)) {
+        return *expected;
+    }
+    return layout_.ingest(fd, expected, std::nullopt, tmp_dir());
+}
+
+formats::Index Store::read_index() const { return layout_.read_index(); }
+
+void Store::write_index(const formats::Index& index) { layout_.write_index(index); }
+
+void Store::update_index(const std::function<void(formats::Index&)>& change) {
+    StoreLock l = lock();
+    formats::Index index = read_index();
+    change(index);
+    write_index(index);
+}
+
+std::vector<ImageRecord> Store::images() const {
+    std::vector<ImageRecord> out;
+    for (const auto& d : read_index().manifests) {
+        ImageRecord r{std::nullopt, d};
+        auto it = d.annotations.find(std::string(kRefNameAnnotation));
+        if (it != d.annotations.end()) {
+            r.name = Reference::try_parse(it->second);
+        }
+        r.manifest.annotations.erase(std::string(kRefNameAnnotation));
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::optional<ImageRecord> Store::find(const Reference& name) const {
+    for (auto& r : images()) {
+        if (r.name && *r.name == name) {
+            return r;
+        }
+    }
+    return std::nullopt;
+}
+
+ImageRecord Store::resolve(std::string_view text) const {
+    auto all = images();
+    // A name first, as Docker does.
+    if (auto ref = Reference::try_parse(text)) {
+        if (ref->digest()) {
+            for (auto& r : all) {
+                if (r.manifest.digest == *ref->digest()) {
+                    return r;
+                }
+            }
+        } else {
+            for (auto& r : all) {
+                if (r.name && *r.name == *ref) {
+                    return r;
+                }
+            }
+        }
+    }
+    // Then an image ID (config digest) or manifest digest, or a prefix of one.
+    std::string_view hex = text;
+    if (hex.rfind("sha256:", 0) == 0) {
+        hex.remove_prefix(7);
+    }
+    bool hexlike = !hex.empty() && hex.size() <= 64 &&
+                   hex.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+    if (hexlike) {
+        std::optional<ImageRecord> found;
+        std::set<std::string> ids;
+        for (auto& r : all) {
+            std::string config_hex;
+            try {
+                config_hex = std::string(load(r.manifest).id().hex());
+            } catch (const Error&) {
+                continue;
+            }
+            bool by_id = config_hex.rfind(hex, 0) == 0;
+            bool by_manifest = r.manifest.digest.hex().substr(0, hex.size()) == hex && hex.size() >= 12;
+            if (by_id || by_manifest) {
+                if (!found) {
+                    found = r;
+                }
+                ids.insert(by_id ? config_hex : std::string(r.manifest.digest.hex()));
+            }
+        }
+        if (ids.size() > 1) {
+            throw Error("image ID prefix \"" + std::string(text) + "\" is ambiguous");
+        }
+        if (found) {
+            return *found;
+        }
+    }
+    throw Error("no such image: " + std::string(text));
+}
+
+Image Store::load(const Descriptor& desc) const {
+    std::string what = "manifest " + desc.digest.str();
+    std::string data = read_blob(desc.digest);
+    if (desc.size != static_cast<std::int64_t>(data.size())) {
+        throw Error(what + ": descriptor says " + std::to_string(desc.size) + " bytes but the blob has " +
+                    std::to_string(data.size()));
+    }
+    Image img{desc, {}, {}};
+    if (is_index_type(desc.media_type)) {
+        // An index: pick the manifest for the host platform, if it is here.
+        formats::Index idx = formats::parse_index(data, what);
+        formats::Platform host = formats::host_platform();
+        for (const auto& m : idx.manifests) {
+            if (!is_manifest_type(m.media_type)) {
+                continue;
+            }
+            if (m.platform && (m.platform->os != host.os || m.platform->architecture != host.architecture)) {
+                continue;
+            }
+            if (has_blob(m.digest)) {
+                return load(m);
+            }
+        }
+        throw Error(what + ": no manifest for " + host.os + "/" + host.architecture + " in this index");
+    }
+    img.manifest = formats::parse_manifest(data, what);
+    std::string config = read_blob(img.manifest.config.digest);
+    img.config = formats::parse_image_config(config, "config " + img.manifest.config.digest.str());
+    if (img.config.diff_ids.size() != img.manifest.layers.size()) {
+        throw Error(what + ": " + std::to_string(img.manifest.layers.size()) + " layers but the config lists " +
+                    std::to_string(img.config.diff_ids.size()) + " diff IDs");
+    }
+    return img;
+}
+
+void Store::set_name(const Reference& name, const Descriptor& manifest) {
+    if (!has_blob(manifest.digest)) {
+        throw Error("cannot name " + name.familiar() + ": manifest " + manifest.digest.str() +
+                    " is not in the store");
+    }
+    update_index([&](formats::Index& index) {
+        auto& ms = index.manifests;
+        std::string full = name.full();
+        ms.erase(std::remove_if(ms.begin(), ms.end(),
+                                [&](const Descriptor& d) {
+                                    auto it = d.annotations.find(std::string(kRefNameAnnotation));
+                                    if (it != d.annotations.end()) {
+                                        return it->second == full;
+                                    }
+                                    // The same manifest, untagged: the name replaces it.
+                                    return d.digest == manifest.digest;
+                                }),
+                 ms.end());
+        Descriptor d = manifest;
+        d.annotations[std::string(kRefNameAnnotation)] = full;
+        ms.push_back(std::move(d));
+    });
+}
+
+void Store::add_untagged(const Descriptor& manifest) {
+    update_index([&](formats::Index& index) {
+        for (const auto& d : index.manifests) {
+            if (d.digest == manifest.digest) {
+                return;
+            }
+        }
+        Descriptor d = manifest;
+        d.annotations.erase(std::string(kRefNameAnnotation));
+        index.manifests.push_back(std::move(d));
+    });
+}
+
+bool Store::remove_name(const Reference& name) {
+    bool removed = false;
+    update_index([&](formats::Index& index) {
+        auto& ms = index.manifests;
+        std::string full = name.full();
+        auto it = std::remove_if(ms.begin(), ms.end(), [&](const Descriptor& d) {
+            auto a = d.annotations.find(std::string(kRefNameAnnotation));
+            return a != d.annotations.end() && a->second == full;
+        });
+        removed = it != ms.end();
+        ms.erase(it, ms.end());
+    });
+    return removed;
+}
+
+void Store::remove_untagged(const Digest& manifest) {
+    update_index([&](formats::Index& index) {
+        auto& ms = index.manifests;
+        ms.erase(std::remove_if(ms.begin(), ms.end(),
+                                [&](const Descriptor& d) {
+                                    return d.digest == manifest &&
+                                           d.annotations.count(std::string(kRefNameAnnotation)) == 0;
+                                }),
+                 ms.end());
+    });
+}
+
+Descriptor Store::put_image(const formats::ImageConfig& config, const std::vector<Descriptor>& layers,
+                            const std::map<std::string, std::string>& annotations) {
+    return put_image_raw(formats::to_json(config), layers, annotations);
+}
+
+Descriptor Store::put_image_raw(std::string_view config_json, const std::vector<Descriptor>& layers,
+                                const std::map<std::string, std::string>& annotations) {
+    for (const auto& l : layers) {
+        if (!has_blob(l.digest)) {
+            throw Error("layer " + l.digest.str() + " is not in the store");
+        }
+    }
+    formats::Manifest m;
+    m.media_type = formats::media::oci_manifest;
+    m.config.media_type = formats::media::oci_config;
+    m.config.digest = put_blob(config_json);
+    m.config.size = static_cast<std::int64_t>(config_json.size());
+    m.layers = layers;
+    m.annotations = annotations;
+    std::string manifest_json = formats::to_json(m);
+    Descriptor d;
+    d.media_type = formats::media::oci_manifest;
+    d.digest = put_blob(manifest_json);
+    d.size = static_cast<std::int64_t>(manifest_json.size());
+    return d;
+}
+
+std::string Store::snapshot_dir(const Digest& chain_id) const {
+    return root_ + "/snapshots/" + std::string(chain_id.hex()) + "/fs";
+}
+
+bool Store::has_snapshot(const Digest& chain_id) const {
+    return fs::is_dir(snapshot_dir(chain_id));
+}
+
+void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir) {
+    std::string parent = root_ + "/snapshots/" + std::string(chain_id.hex());
+    StoreLock l = lock();
+    if (has_snapshot(chain_id)) {
+        fs::remove_all(dir);
+        return;
+    }
+    fs::remove_all(parent);
+    if (::mkdir(parent.c_str(), 0700) != 0) {
+        throw_errno("mkdir", parent);
+    }
+    if (::rename(dir.c_str(), (parent + "/fs").c_str()) != 0) {
+        int err = errno;
+        ::rmdir(parent.c_str());
+        throw SysError("rename", dir, err);
+    }
+}
+
+std::vector<std::string> Store::ensure_snapshots(const Image& image) {
+    std::vector<std::string> dirs;
+    auto chains = image.chain_ids();
+    for (std::size_t i = 0; i < chains.size(); ++i) {
+        const Digest& chain = chains[i];
+        if (!has_snapshot(chain)) {
+            const Descriptor& layer = image.manifest.layers[i];
+            TempDir work(tmp_dir(), "unpack-");
+            std::string fsdir = work.path() + "/fs";
+            fs::mkdirs(fsdir, 0755);
+            UniqueFd blob = open_blob(layer.digest);
+            UniqueFd target = fs::open_dir(fsdir);
+            ApplyOptions opts;
+            opts.mode = WhiteoutMode::overlay;
+            opts.layer_name = "layer " + layer.digest.str();
+            opts.lower_dirs.assign(dirs.rbegin(), dirs.rend());
+            ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);
+            if (!r.digests || r.digests->blob_digest != layer.digest) {
+                throw Error("layer " + layer.digest.str() + " is corrupt: its content hashes to " +
+                            (r.digests ? r.digests->blob_digest.str() : std::string("an unknown digest")));
+            }
+            if (r.digests->diff_id != image.config.diff_ids[i]) {
+                throw Error("layer " + layer.digest.str() + ": uncompressed content hashes to " +
+                            r.digests->diff_id.str() + " but the config says " +
+                            image.config.diff_ids[i].str());
+            }
+            adopt_snapshot(chain, fsdir);
+        }
+        dirs.push_back(snapshot_dir(chain));
+    }
+    return dirs;
+}
+
+GcResult Store::gc() {
+    StoreLock l = lock();
+    GcResult result;
+    std::unordered_set<std::string> keep_blobs;
+    std::unordered_set<std::string> keep_snapshots;
+    std::function<void(const Descriptor&)> mark = [&](const Descriptor& d) {
+        if (!keep_blobs.insert(std::string(d.digest.hex())).second || !has_blob(d.digest)) {
+            return;
+        }
+        if (is_index_type(d.media_type)) {
+            for (const auto& m : formats::parse_index(read_blob(d.digest), d.digest.str()).manifests) {
+                mark(m);
+            }
+        } else if (is_manifest_type(d.media_type)) {
+            auto m = formats::parse_manifest(read_blob(d.digest), d.digest.str());
+            keep_blobs.insert(std::string(m.config.digest.hex()));
+            for (const auto& layer : m.layers) {
+                keep_blobs.insert(std::string(layer.digest.hex()));
+            }
+            try {
+                Image img = load(d);
+                for (const auto& c : img.chain_ids()) {
+                    keep_snapshots.insert(std::string(c.hex()));
+                }
+            } catch (const Error& e) {
+                STRATA_LOG_WARN("gc: {}", e.what());
+            }
+        }
+    };
+    for (const auto& d : read_index().manifests) {
+        mark(d);
+    }
+    // Build cache records are roots too: every digest they name is kept.
+    for (const auto& name : fs::list_dir(cache_dir())) {
+        std::string path = cache_dir() + "/" + name;
+        if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
+            continue;
+        }
+        auto j = nlohmann::json::parse(fs::read_file(path, formats::kMaxDocumentSize), nullptr, false);
+        if (j.is_discarded() || !j.is_object()) {
+            continue;
+        }
+        for (const char* key : {"blobs", "chain_ids"}) {
+            if (j.contains(key) && j[key].is_array()) {
+                for (const auto& v : j[key]) {
+                    if (v.is_string()) {
+                        if (auto d = Digest::try_parse(v.get<std::string>())) {
+                            (std::string_view(key) == "blobs" ? keep_blobs : keep_snapshots)
+                                .insert(std::string(d->hex()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::string blobs = root_ + "/blobs/sha256";
+    for (const auto& name : fs::list_dir(blobs)) {
+        if (keep_blobs.count(name) == 0) {
+            struct stat st;
+            if (::lstat((blobs + "/" + name).c_str(), &st) == 0) {
+                result.bytes_removed += static_cast<std::uint64_t>(st.st_size);
+            }
+            fs::remove_all(blobs + "/" + name);
+            result.blobs_removed++;
+        }
+    }
+    for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
+        if (keep_snapshots.count(name) == 0) {
+            fs::remove_all(root_ + "/snapshots/" + name);
+            result.snapshots_removed++;
+        }
+    }
+    // Leftovers of interrupted work older than an hour.
+    auto now = std::chrono::system_clock::now();
+    for (const auto& name : fs::list_dir(tmp_dir())) {
+        struct stat st;
+        std::string p = tmp_dir() + "/" + name;
+        if (::lstat(p.c_str(), &st) == 0 &&
+            now - std::chrono::system_clock::from_time_t(st.st_mtime) > std::chrono::hours(1)) {
+            fs::remove_all(p);
+        }
+    }
+    return result;
+}
+
+std::vector<VerifyProblem> Store::verify(const std::function<void(std::string_view)>& progress) const {
+    std::vector<VerifyProblem> problems;
+    std::string blobs = root_ + "/blobs/sha256";
+    for (const auto& name : fs::list_dir(blobs)) {
+        auto expected = Digest::try_parse("sha256:" + name);
+        if (!expected) {
+            problems.push_back({"blobs/sha256/" + name + ": not a valid digest name"});
+            continue;
+        }
+        if (progress) {
+            progress(expected->str());
+        }
+        UniqueFd fd = open_blob(*expected);
+        formats::DigestHasher h;
+        std::vector<char> buf(1 << 20);
+        while (true) {
+            ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                problems.push_back({"blob " + expected->str() + ": " + std::strerror(errno)});
+                break;
+            }
+            if (n == 0) {
+                Digest actual = h.finish();
+                if (actual != *expected) {
+                    problems.push_back({"blob " + expected->str() + ": content hashes to " + actual.str()});
+                }
+                break;
+            }
+            h.update(buf.data(), static_cast<std::size_t>(n));
+        }
+    }
+    for (const auto& rec : images()) {
+        std::string label = rec.name ? rec.name->familiar() : rec.manifest.digest.str();
+        try {
+            Image img = load(rec.manifest);
+            for (const auto& l : img.manifest.layers) {
+                if (!has_blob(l.digest)) {
+                    problems.push_back({"image " + label + ": layer " + l.digest.str() + " is missing"});
+                }
+            }
+        } catch (const Error& e) {
+            problems.push_back({"image " + label + ": " + e.what()});
+        }
+    }
+    return problems;
+}
+
+} // namespace strata::snapshot

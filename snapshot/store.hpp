@@ -1,0 +1,147 @@
+// The store (DESIGN.md "The store"): one directory that is a valid OCI image
+// layout (oci-layout, index.json, blobs/sha256/<hex>) plus unpacked layer
+// snapshots keyed by chain ID, build cache records, a tmp/ work area on the
+// same filesystem and a lock file.
+//
+// - A blob is written under tmp/, fsync'd, its digest checked, then renamed
+//   into place: a blob visible under a digest always has that digest.
+// - index.json is rewritten (temp + rename) only under the exclusive flock.
+// - Image names are `org.opencontainers.image.ref.name` annotations holding
+//   the full normalised reference ("docker.io/library/busybox:latest").
+#pragma once
+
+#include "formats/digest.hpp"
+#include "formats/layout.hpp"
+#include "formats/oci.hpp"
+#include "snapshot/reference.hpp"
+#include "util/fd.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strata::snapshot {
+
+inline constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
+
+// An exclusive flock on the store's lock file, held for the object's life.
+class StoreLock {
+public:
+    explicit StoreLock(const std::string& path);
+    StoreLock(StoreLock&&) noexcept = default;
+    StoreLock& operator=(StoreLock&&) noexcept = default;
+
+private:
+    UniqueFd fd_;
+};
+
+// Blobs are written through the OCI layout's verified writer: bytes go to
+// tmp/, are hashed, fsync'd, checked and renamed into blobs/sha256.
+using BlobWriter = formats::BlobWriter;
+
+struct ImageRecord {
+    std::optional<Reference> name; // nullopt for an untagged (dangling) image
+    formats::Descriptor manifest;
+};
+
+// A manifest with its config, as read (and digest-checked) from the store.
+struct Image {
+    formats::Descriptor descriptor; // of the manifest
+    formats::Manifest manifest;
+    formats::ImageConfig config;
+    formats::Digest id() const { return manifest.config.digest; } // Docker's image ID
+    std::vector<formats::Digest> chain_ids() const;
+};
+
+struct GcResult {
+    std::uint64_t blobs_removed = 0;
+    std::uint64_t bytes_removed = 0;
+    std::uint64_t snapshots_removed = 0;
+};
+
+struct VerifyProblem {
+    std::string what; // "blob sha256:...: content hashes to sha256:..."
+};
+
+class Store {
+public:
+    // Opens the store at root, creating an empty one when it does not exist.
+    explicit Store(std::string root);
+    // Blob writers refer to the store's layout: a store stays where it is made.
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    const std::string& root() const noexcept { return root_; }
+    std::string tmp_dir() const { return root_ + "/tmp"; }
+    std::string cache_dir() const { return root_ + "/cache"; }
+    StoreLock lock() const;
+
+    // --- blobs
+    bool has_blob(const formats::Digest& d) const;
+    std::string blob_path(const formats::Digest& d) const;
+    // Opens a blob for reading; throws naming the digest when it is missing.
+    UniqueFd open_blob(const formats::Digest& d) const;
+    // Reads a small blob (a JSON document) and checks its digest.
+    std::string read_blob(const formats::Digest& d,
+                          std::size_t max_size = formats::kMaxDocumentSize) const;
+    formats::Digest put_blob(std::string_view data);
+    BlobWriter new_blob() const;
+    // Copies a blob from a stream (verifying it when expected is set).
+    formats::Digest ingest(int fd, const std::optional<formats::Digest>& expected = std::nullopt);
+
+    // --- images (index.json)
+    std::vector<ImageRecord> images() const;
+    // Resolves what a user typed: a name ("busybox", "busybox:1", full
+    // "docker.io/library/busybox:latest"), an image ID or a unique prefix of
+    // it ("sha256:abc..." or "abc1234"), or a manifest digest. Throws
+    // Error("no such image: X").
+    ImageRecord resolve(std::string_view text) const;
+    std::optional<ImageRecord> find(const Reference& name) const;
+    // Reads and checks the manifest and config the descriptor points at.
+    Image load(const formats::Descriptor& manifest) const;
+    Image load(std::string_view text) const { return load(resolve(text).manifest); }
+    // Adds or replaces a name (under the lock). The manifest must be in the store.
+    void set_name(const Reference& name, const formats::Descriptor& manifest);
+    // Records a manifest without a name, so that gc keeps it.
+    void add_untagged(const formats::Descriptor& manifest);
+    // Removes a name; returns false when there was no such name.
+    bool remove_name(const Reference& name);
+    // Removes the unnamed entries of a manifest.
+    void remove_untagged(const formats::Digest& manifest);
+    // Writes manifest + config blobs for an image and returns the manifest
+    // descriptor (the layers must already be in the store).
+    formats::Descriptor put_image(const formats::ImageConfig& config,
+                                  const std::vector<formats::Descriptor>& layers,
+                                  const std::map<std::string, std::string>& annotations = {});
+    // The same with the config given as bytes (kept as they are).
+    formats::Descriptor put_image_raw(std::string_view config_json,
+                                      const std::vector<formats::Descriptor>& layers,
+                                      const std::map<std::string, std::string>& annotations = {});
+
+    // --- snapshots (snapshots/<chain-id hex>/fs)
+    std::string snapshot_dir(const formats::Digest& chain_id) const;
+    bool has_snapshot(const formats::Digest& chain_id) const;
+    // Unpacks every missing snapshot of the image (in overlay form) and returns
+    // the snapshot directories, bottom layer first.
+    std::vector<std::string> ensure_snapshots(const Image& image);
+    // Publishes an already-populated directory (e.g. a build step's upper dir)
+    // as the snapshot for chain_id; the directory is moved, not copied.
+    void adopt_snapshot(const formats::Digest& chain_id, const std::string& dir);
+
+    // --- maintenance
+    GcResult gc();
+    std::vector<VerifyProblem> verify(const std::function<void(std::string_view)>& progress = {}) const;
+
+private:
+    void write_index(const formats::Index& index);
+    formats::Index read_index() const;
+    void update_index(const std::function<void(formats::Index&)>& change);
+
+    std::string root_;
+    formats::OciLayout layout_;
+};
+
+} // namespace strata::snapshot

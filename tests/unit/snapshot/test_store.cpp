@@ -1,0 +1,150 @@
+#include "formats/media_types.hpp"
+#include "snapshot/store.hpp"
+#include "tests/support/support.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/tempdir.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace strata;
+using namespace strata::snapshot;
+using formats::Digest;
+
+namespace {
+
+std::size_t count_entries(const std::string& dir) {
+    std::size_t n = 0;
+    for (const auto& line : {test::dump_tree(dir)}) {
+        for (char c : line) {
+            n += c == '\n';
+        }
+    }
+    return n;
+}
+
+// A tiny image whose only layer is an arbitrary (not really tar) blob.
+formats::Descriptor make_image(Store& store, const std::string& layer_bytes) {
+    Digest layer = store.put_blob(layer_bytes);
+    formats::Descriptor ld;
+    ld.media_type = formats::media::oci_layer;
+    ld.digest = layer;
+    ld.size = static_cast<std::int64_t>(layer_bytes.size());
+    formats::ImageConfig config;
+    config.architecture = "amd64";
+    config.os = "linux";
+    config.diff_ids = {layer};
+    config.config.cmd = std::vector<std::string>{"sh"};
+    return store.put_image(config, {ld});
+}
+
+} // namespace
+
+TEST_CASE("a new store is an OCI image layout") {
+    TempDir t;
+    Store store(t.path() + "/store");
+    auto layout = nlohmann::json::parse(fs::read_file(t.path() + "/store/oci-layout"));
+    CHECK(layout["imageLayoutVersion"] == "1.0.0");
+    auto index = nlohmann::json::parse(fs::read_file(t.path() + "/store/index.json"));
+    CHECK(index["schemaVersion"] == 2);
+    CHECK(index["manifests"].empty());
+    CHECK(fs::is_dir(t.path() + "/store/blobs/sha256"));
+}
+
+TEST_CASE("blobs are stored under their digest and checked when read") {
+    TempDir t;
+    Store store(t.path());
+    Digest d = store.put_blob("hello");
+    CHECK(d.str() == "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    CHECK(store.read_blob(d) == "hello");
+    test::write_file(store.blob_path(d), "hellO");
+    CHECK_THROWS_WITH(store.read_blob(d), Catch::Contains(d.str()) && Catch::Contains("corrupt"));
+    auto problems = store.verify();
+    REQUIRE(problems.size() == 1);
+    CHECK_THAT(problems[0].what, Catch::Contains(d.str()));
+}
+
+TEST_CASE("a blob whose bytes do not match the expected digest is not published") {
+    TempDir t;
+    Store store(t.path());
+    Digest expected = Digest::of("the real content");
+    {
+        BlobWriter w = store.new_blob();
+        w.write("tampered", 8);
+        CHECK_THROWS_WITH(w.commit(expected), Catch::Contains(expected.str()) &&
+                                                  Catch::Contains(Digest::of("tampered").str()));
+    }
+    CHECK_FALSE(store.has_blob(expected));
+    CHECK_FALSE(store.has_blob(Digest::of("tampered")));
+    CHECK(count_entries(t.path() + "/tmp") == 0);
+}
+
+TEST_CASE("names resolve by tag, full name, image ID and ID prefix") {
+    TempDir t;
+    Store store(t.path());
+    auto m = make_image(store, "layer-a");
+    store.set_name(Reference::parse("app:1"), m);
+    Image img = store.load(m);
+    CHECK(store.resolve("app:1").manifest.digest == m.digest);
+    CHECK(store.resolve("docker.io/library/app:1").manifest.digest == m.digest);
+    CHECK(store.resolve(img.id().str()).manifest.digest == m.digest);
+    CHECK(store.resolve(img.id().short_id()).manifest.digest == m.digest);
+    CHECK_THROWS_WITH(store.resolve("app:2"), "no such image: app:2");
+    auto index = nlohmann::json::parse(fs::read_file(t.path() + "/index.json"));
+    REQUIRE(index["manifests"].size() == 1);
+    CHECK(index["manifests"][0]["annotations"][std::string(kRefNameAnnotation)] ==
+          "docker.io/library/app:1");
+
+    // Re-pointing a name replaces it; removing it leaves the store without it.
+    auto m2 = make_image(store, "layer-b");
+    store.set_name(Reference::parse("app:1"), m2);
+    CHECK(store.resolve("app:1").manifest.digest == m2.digest);
+    CHECK(store.images().size() == 1);
+    CHECK(store.remove_name(Reference::parse("app:1")));
+    CHECK_FALSE(store.remove_name(Reference::parse("app:1")));
+    CHECK(store.images().empty());
+}
+
+TEST_CASE("naming a manifest that is not in the store fails and changes nothing") {
+    TempDir t;
+    Store store(t.path());
+    formats::Descriptor ghost;
+    ghost.media_type = formats::media::oci_manifest;
+    ghost.digest = Digest::of("not stored");
+    ghost.size = 10;
+    std::string before = fs::read_file(t.path() + "/index.json");
+    CHECK_THROWS_WITH(store.set_name(Reference::parse("ghost"), ghost), Catch::Contains(ghost.digest.str()));
+    CHECK(fs::read_file(t.path() + "/index.json") == before);
+}
+
+TEST_CASE("a manifest pointing at a missing blob is reported by load and verify") {
+    TempDir t;
+    Store store(t.path());
+    auto m = make_image(store, "layer-c");
+    store.set_name(Reference::parse("broken"), m);
+    Image img = store.load(m);
+    fs::remove_all(store.blob_path(img.manifest.config.digest));
+    CHECK_THROWS_WITH(store.load(m), Catch::Contains(img.manifest.config.digest.str()) &&
+                                         Catch::Contains("missing"));
+    CHECK_FALSE(store.verify().empty());
+}
+
+TEST_CASE("gc removes what no image reaches and keeps the rest") {
+    TempDir t;
+    Store store(t.path());
+    auto keep = make_image(store, "kept layer");
+    store.set_name(Reference::parse("keep"), keep);
+    auto drop = make_image(store, "dropped layer");
+    store.set_name(Reference::parse("drop"), drop);
+    Image kept = store.load(keep);
+    Image dropped = store.load(drop);
+    store.remove_name(Reference::parse("drop"));
+    auto r = store.gc();
+    CHECK(r.blobs_removed == 3); // manifest, config, layer
+    CHECK(store.has_blob(keep.digest));
+    CHECK(store.has_blob(kept.manifest.layers[0].digest));
+    CHECK_FALSE(store.has_blob(drop.digest));
+    CHECK_FALSE(store.has_blob(dropped.manifest.layers[0].digest));
+    CHECK(store.verify().empty());
+}
