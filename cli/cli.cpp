@@ -72,6 +72,7 @@ int run_cli(int argc, char** argv) {
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);
+    register_inspect_layers(app, ctx);
 
     try {
         app.parse(argc, argv);

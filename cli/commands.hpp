@@ -17,5 +17,6 @@ void register_run(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);
+void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls cat cp diff analyze
 
 } // namespace strata::cli
