@@ -1,0 +1,31 @@
+#include "builder/dockerfile/error.hpp"
+
+#include <fmt/format.h>
+
+namespace strata::dockerfile {
+
+namespace {
+
+std::string format_error(const std::string& file, int line, int column, const std::string& message,
+                         const std::string& text) {
+    std::string out = fmt::format("{}:{}:{}: {}", file.empty() ? "Dockerfile" : file, line,
+                                  column, message);
+    if (!text.empty()) {
+        // Show at most one physical line of the offending text, bounded in size.
+        std::string shown = text.substr(0, text.find('\n'));
+        if (shown.size() > 200) {
+            shown = shown.substr(0, 200) + "...";
+        }
+        out += fmt::format("\n{:>6} | {}", line, shown);
+    }
+    return out;
+}
+
+} // namespace
+
+DockerfileError::DockerfileError(std::string file, int line, int column, std::string message,
+                                 std::string text)
+    : Error(format_error(file, line, column, message, text)), file_(std::move(file)), line_(line),
+      column_(column), message_(std::move(message)), text_(std::move(text)) {}
+
+} // namespace strata::dockerfile

@@ -1,0 +1,729 @@
+#include "builder/dockerfile/shell.hpp"
+
+#include "builder/dockerfile/text.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace strata::dockerfile {
+
+// ---------------------------------------------------------------------------
+// Env
+
+Env::Env(std::initializer_list<std::pair<std::string, std::string>> init) {
+    for (const auto& [k, v] : init) {
+        set(k, v);
+    }
+}
+
+void Env::set(std::string_view name, std::string_view value) {
+    if (auto it = index_.find(std::string(name)); it != index_.end()) {
+        entries_[it->second].second = std::string(value);
+        return;
+    }
+    index_.emplace(std::string(name), entries_.size());
+    entries_.emplace_back(std::string(name), std::string(value));
+}
+
+void Env::unset(std::string_view name) {
+    auto it = index_.find(std::string(name));
+    if (it == index_.end()) {
+        return;
+    }
+    entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(it->second));
+    index_.clear();
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+        index_.emplace(entries_[i].first, i);
+    }
+}
+
+std::optional<std::string_view> Env::get(std::string_view name) const {
+    if (auto it = index_.find(std::string(name)); it != index_.end()) {
+        return std::string_view(entries_[it->second].second);
+    }
+    return std::nullopt;
+}
+
+std::vector<std::string> Env::to_list() const {
+    std::vector<std::string> out;
+    out.reserve(entries_.size());
+    for (const auto& [k, v] : entries_) {
+        out.push_back(k + "=" + v);
+    }
+    return out;
+}
+
+EnvLookup Env::lookup() const {
+    return [this](std::string_view name) { return get(name); };
+}
+
+namespace {
+
+constexpr char32_t kEOF = 0xFFFFFFFF;
+
+// Text as code points; an invalid byte b becomes 0x110000 + b so that it survives a
+// round trip unchanged.
+std::vector<char32_t> to_runes(std::string_view s) {
+    std::vector<char32_t> out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const text::Rune r = text::decode(s, i);
+        out.push_back(r.valid ? r.cp : 0x110000 + static_cast<unsigned char>(s[i]));
+        i += r.len;
+    }
+    return out;
+}
+
+void append_rune(std::string& out, char32_t cp) {
+    if (cp >= 0x110000) {
+        out.push_back(static_cast<char>(cp - 0x110000));
+    } else {
+        text::append_utf8(out, cp);
+    }
+}
+
+std::string from_runes(const std::vector<char32_t>& r, std::size_t b, std::size_t e) {
+    std::string out;
+    for (std::size_t i = b; i < e; ++i) {
+        append_rune(out, r[i]);
+    }
+    return out;
+}
+
+std::string rune_string(char32_t cp) {
+    std::string s;
+    if (cp != kEOF) {
+        append_rune(s, cp);
+    }
+    return s;
+}
+
+// A shell pattern (`*`, `?`, `\` escapes) compiled to a tiny Pike VM, reproducing the
+// leftmost-first semantics of the Go regexp BuildKit builds from the pattern
+// (".*?" or ".*" for `*`, "." for `?`; "." does not match a newline). Runs in
+// O(len(text) * len(pattern)) per search.
+class Pattern {
+public:
+    Pattern(std::string_view pattern, bool greedy) {
+        const std::vector<char32_t> p = to_runes(pattern);
+        for (std::size_t i = 0; i < p.size(); ++i) {
+            const char32_t c = p[i];
+            if (c == '*') {
+                const int l1 = static_cast<int>(prog_.size());
+                prog_.push_back({Op::Split, 0, 0, 0});
+                prog_.push_back({Op::Any, 0, 0, 0});
+                prog_.push_back({Op::Jmp, 0, l1, 0});
+                const int l3 = static_cast<int>(prog_.size());
+                prog_[l1].x = greedy ? l1 + 1 : l3;
+                prog_[l1].y = greedy ? l3 : l1 + 1;
+            } else if (c == '?') {
+                prog_.push_back({Op::Any, 0, 0, 0});
+            } else if (c == '\\') {
+                if (i + 1 < p.size() && p[i + 1] == '}') {
+                    continue; // "\}" inside ${} is "}"; the escape is not part of the pattern
+                }
+                const char32_t t = i + 1 < p.size() ? p[i + 1] : kEOF;
+                if (t != '*' && t != '?' && t != '\\') {
+                    throw ExpansionError(fmt::format("invalid pattern ({}) in substitution: "
+                                                     "invalid escape '\\{}'",
+                                                     pattern, rune_string(t)));
+                }
+                ++i;
+                prog_.push_back({Op::Char, t, 0, 0});
+            } else {
+                prog_.push_back({Op::Char, c, 0, 0});
+            }
+        }
+        prog_.push_back({Op::Match, 0, 0, 0});
+        mark_.assign(prog_.size(), 0);
+    }
+
+    // First match (leftmost-first) at or after `from`; anchored: only at `from`.
+    std::optional<std::pair<std::size_t, std::size_t>>
+    search(const std::vector<char32_t>& text, std::size_t from, bool anchored) {
+        std::vector<Thread> clist;
+        std::vector<Thread> nlist;
+        std::optional<std::pair<std::size_t, std::size_t>> best;
+        const std::size_t n = text.size();
+        std::uint64_t gen = next_gen();
+        for (std::size_t pos = from;; ++pos) {
+            if (!best && (!anchored || pos == from)) {
+                add(clist, 0, pos, gen);
+            }
+            if (clist.empty()) {
+                break;
+            }
+            const std::uint64_t ngen = next_gen();
+            for (const Thread& t : clist) {
+                const Inst& in = prog_[t.pc];
+                if (in.op == Op::Match) {
+                    best = std::make_pair(t.start, pos);
+                    break; // lower-priority threads are cut
+                }
+                if (pos >= n) {
+                    continue;
+                }
+                if ((in.op == Op::Char && text[pos] == in.c) ||
+                    (in.op == Op::Any && text[pos] != '\n')) {
+                    add(nlist, t.pc + 1, t.start, ngen);
+                }
+            }
+            std::swap(clist, nlist);
+            nlist.clear();
+            gen = ngen;
+            if (pos >= n) {
+                // Threads left in clist can only be Match; handle them.
+                for (const Thread& t : clist) {
+                    if (prog_[t.pc].op == Op::Match) {
+                        best = std::make_pair(t.start, pos);
+                        break;
+                    }
+                }
+                break;
+            }
+        }
+        return best;
+    }
+
+private:
+    enum class Op { Char, Any, Split, Jmp, Match };
+    struct Inst {
+        Op op;
+        char32_t c;
+        int x;
+        int y;
+    };
+    struct Thread {
+        int pc;
+        std::size_t start;
+    };
+
+    std::uint64_t next_gen() { return ++gen_; }
+
+    void add(std::vector<Thread>& list, int pc0, std::size_t start, std::uint64_t gen) {
+        stack_.clear();
+        stack_.push_back(pc0);
+        while (!stack_.empty()) {
+            const int pc = stack_.back();
+            stack_.pop_back();
+            if (mark_[pc] == gen) {
+                continue;
+            }
+            mark_[pc] = gen;
+            const Inst& in = prog_[pc];
+            if (in.op == Op::Jmp) {
+                stack_.push_back(in.x);
+            } else if (in.op == Op::Split) {
+                stack_.push_back(in.y);
+                stack_.push_back(in.x);
+            } else {
+                list.push_back({pc, start});
+            }
+        }
+    }
+
+    std::vector<Inst> prog_;
+    std::vector<std::uint64_t> mark_;
+    std::vector<int> stack_;
+    std::uint64_t gen_ = 0;
+};
+
+// Reverses a pattern without reversing its "\x" escape pairs.
+std::string reverse_pattern(std::string_view pattern) {
+    const std::vector<char32_t> p = to_runes(pattern);
+    std::vector<char32_t> out(p.size());
+    if (p.empty()) {
+        return {};
+    }
+    const std::size_t last = p.size() - 1;
+    for (std::size_t i = 0; i <= last;) {
+        if (i != last && p[i] == '\\') {
+            out[last - i] = p[i + 1];
+            out[last - i - 1] = p[i];
+            ++i;
+        } else {
+            out[last - i] = p[i];
+        }
+        ++i;
+    }
+    return from_runes(out, 0, out.size());
+}
+
+std::string trim_prefix(std::string_view pattern, std::string_view value, bool greedy) {
+    Pattern re(pattern, greedy);
+    const std::vector<char32_t> v = to_runes(value);
+    if (auto m = re.search(v, 0, true)) {
+        return from_runes(v, m->second, v.size());
+    }
+    return std::string(value);
+}
+
+std::string trim_suffix(std::string_view pattern, std::string_view value, bool greedy) {
+    Pattern re(reverse_pattern(pattern), greedy);
+    std::vector<char32_t> v = to_runes(value);
+    std::reverse(v.begin(), v.end());
+    std::size_t cut = 0;
+    if (auto m = re.search(v, 0, true)) {
+        cut = m->second;
+    }
+    std::vector<char32_t> rest(v.begin() + static_cast<std::ptrdiff_t>(cut), v.end());
+    std::reverse(rest.begin(), rest.end());
+    return from_runes(rest, 0, rest.size());
+}
+
+// Word splitting state (BuildKit's wordsStruct).
+struct Words {
+    std::string word;
+    std::vector<std::string> words;
+    bool in_word = false;
+
+    // "<<" (or "<<-") and the blanks right after it stay in the word, so that
+    // "<<  EOF" is one word for heredoc detection.
+    bool heredoc_open() const {
+        std::size_t end = word.size();
+        while (end > 0 && (word[end - 1] == ' ' || word[end - 1] == '\t')) {
+            --end;
+        }
+        std::string_view w(word.data(), end);
+        return w.ends_with("<<") || w.ends_with("<<-");
+    }
+    void add_char(char32_t ch, std::string_view raw) {
+        const bool space = text::is_space(ch);
+        if (space && in_word) {
+            if (heredoc_open()) {
+                word += raw;
+                return;
+            }
+            if (!word.empty()) {
+                words.push_back(std::move(word));
+                word.clear();
+                in_word = false;
+            }
+        } else if (!space) {
+            add_raw(raw);
+        }
+    }
+    void add_raw(std::string_view raw) {
+        word += raw;
+        in_word = true;
+    }
+    void add_string(std::string_view s) {
+        std::size_t i = 0;
+        while (i < s.size()) {
+            const text::Rune r = text::decode(s, i);
+            add_char(r.valid ? r.cp : 0xFFFD, s.substr(i, r.len));
+            i += r.len;
+        }
+    }
+    std::vector<std::string> finish() {
+        if (!word.empty()) {
+            words.push_back(std::move(word));
+            word.clear();
+            in_word = false;
+        }
+        return std::move(words);
+    }
+};
+
+class ShellWord {
+public:
+    ShellWord(std::string_view input, const EnvLookup& env, const ShellExpander::Options& opts,
+              ShellExpander::Result& res)
+        : in_(input), env_(env), opts_(opts), res_(res), raw_escapes_(opts.raw_escapes) {}
+
+    std::string run(Words* words) { return stop_on(kEOF, raw_escapes_, words, 0); }
+
+private:
+    char32_t peek() const {
+        if (pos_ >= in_.size()) {
+            return kEOF;
+        }
+        const text::Rune r = text::decode(in_, pos_);
+        return r.valid ? r.cp : 0xFFFD;
+    }
+    char32_t next() {
+        if (pos_ >= in_.size()) {
+            last_ = {};
+            return kEOF;
+        }
+        const text::Rune r = text::decode(in_, pos_);
+        last_ = in_.substr(pos_, r.len);
+        pos_ += r.len;
+        return r.valid ? r.cp : 0xFFFD;
+    }
+
+    void check_size(std::size_t n) const {
+        if (n > opts_.max_size) {
+            throw ExpansionError(fmt::format("expansion result is larger than {} bytes",
+                                             opts_.max_size));
+        }
+    }
+
+    std::string stop_on(char32_t stop, bool raw_escapes, Words* words, std::size_t depth) {
+        if (depth > opts_.max_depth) {
+            throw ExpansionError(
+                fmt::format("variable expansion is nested deeper than {} levels", opts_.max_depth));
+        }
+        const bool saved = raw_escapes_;
+        raw_escapes_ = raw_escapes;
+        struct Restore {
+            bool& ref;
+            bool value;
+            ~Restore() { ref = value; }
+        } restore{raw_escapes_, saved};
+
+        std::string result;
+        const char32_t esc = static_cast<unsigned char>(opts_.escape);
+        while (peek() != kEOF) {
+            char32_t ch = peek();
+            if (stop != kEOF && ch == stop) {
+                next();
+                return result;
+            }
+            if (ch == '$' || ch == '\'' || ch == '"') {
+                std::string tmp = ch == '$'    ? dollar(depth)
+                                  : ch == '\'' ? single_quote()
+                                               : double_quote(depth);
+                result += tmp;
+                check_size(result.size());
+                if (words != nullptr) {
+                    if (ch == '$') {
+                        words->add_string(tmp);
+                    } else {
+                        words->add_raw(tmp);
+                    }
+                }
+                continue;
+            }
+            ch = next();
+            std::string_view raw = last_;
+            if (ch == esc) {
+                if (raw_escapes_) {
+                    if (words != nullptr) {
+                        words->add_raw(raw);
+                    }
+                    result += raw;
+                }
+                ch = next();
+                raw = last_;
+                if (ch == kEOF) {
+                    break;
+                }
+                if (words != nullptr) {
+                    words->add_raw(raw);
+                }
+            } else if (words != nullptr) {
+                words->add_char(ch, raw);
+            }
+            result += raw;
+            check_size(result.size());
+        }
+        if (stop != kEOF) {
+            throw ExpansionError(fmt::format(
+                "unexpected end of statement while looking for matching {}", rune_string(stop)));
+        }
+        return result;
+    }
+
+    std::string single_quote() {
+        std::string result;
+        next();
+        if (opts_.raw_quotes) {
+            result += '\'';
+        }
+        for (;;) {
+            const char32_t ch = next();
+            if (ch == kEOF) {
+                throw ExpansionError(
+                    "unexpected end of statement while looking for matching single-quote");
+            }
+            if (ch == '\'') {
+                if (opts_.raw_quotes) {
+                    result += '\'';
+                }
+                return result;
+            }
+            result += last_;
+        }
+    }
+
+    std::string double_quote(std::size_t depth) {
+        std::string result;
+        next();
+        if (opts_.raw_quotes) {
+            result += '"';
+        }
+        const char32_t esc = static_cast<unsigned char>(opts_.escape);
+        for (;;) {
+            const char32_t p = peek();
+            if (p == kEOF) {
+                throw ExpansionError(
+                    "unexpected end of statement while looking for matching double-quote");
+            }
+            if (p == '"') {
+                next();
+                if (opts_.raw_quotes) {
+                    result += '"';
+                }
+                return result;
+            }
+            if (p == '$') {
+                result += dollar(depth);
+                check_size(result.size());
+                continue;
+            }
+            const char32_t ch = next();
+            std::string_view raw = last_;
+            if (ch == esc) {
+                const char32_t q = peek();
+                if (q == kEOF) {
+                    continue; // a trailing escape is dropped; the missing quote fails above
+                }
+                if (q == '"' || q == '$' || q == esc) {
+                    if (raw_escapes_) {
+                        result += raw;
+                    }
+                    next();
+                    raw = last_;
+                }
+            }
+            result += raw;
+            check_size(result.size());
+        }
+    }
+
+    std::optional<std::string_view> lookup(const std::string& name) {
+        std::optional<std::string_view> v = env_ ? env_(name) : std::nullopt;
+        if (v) {
+            res_.used.insert(name);
+        } else {
+            res_.unset.insert(name);
+        }
+        return v;
+    }
+
+    std::string name() {
+        std::string out;
+        while (peek() != kEOF) {
+            char32_t ch = peek();
+            if (out.empty() && text::is_digit(ch)) {
+                while (peek() != kEOF && text::is_digit(peek())) {
+                    next();
+                    out += last_;
+                }
+                return out;
+            }
+            if (out.empty()) {
+                switch (ch) {
+                case '@': case '*': case '#': case '?': case '-': case '$': case '!': case '0':
+                    next();
+                    return std::string(last_);
+                default:
+                    break;
+                }
+            }
+            if (!text::is_letter(ch) && !text::is_digit(ch) && ch != '_') {
+                break;
+            }
+            next();
+            out += last_;
+        }
+        return out;
+    }
+
+    std::string dollar(std::size_t depth) {
+        next(); // '$'
+        if (peek() != '{') {
+            const std::string n = name();
+            if (n.empty()) {
+                return "$";
+            }
+            auto v = lookup(n);
+            if (!v && opts_.skip_unset) {
+                return "$" + n;
+            }
+            return v ? std::string(*v) : std::string();
+        }
+        next(); // '{'
+        switch (peek()) {
+        case kEOF:
+            throw ExpansionError("syntax error: missing '}'");
+        case '{':
+        case '}':
+        case ':':
+            throw ExpansionError("syntax error: bad substitution");
+        default:
+            break;
+        }
+        const std::string n = name();
+        char32_t ch = next();
+        std::string chs = rune_string(ch);
+        bool null_is_unset = false;
+        if (ch == '}') {
+            auto v = lookup(n);
+            if (!v && opts_.skip_unset) {
+                return "${" + n + "}";
+            }
+            return v ? std::string(*v) : std::string();
+        }
+        if (ch == ':') {
+            null_is_unset = true;
+            ch = next();
+            chs += rune_string(ch);
+        }
+        if (null_is_unset || ch == '+' || ch == '-' || ch == '?' || ch == '#' || ch == '%') {
+            const bool raw = ch == '#' || ch == '%';
+            if (null_is_unset && raw) {
+                throw ExpansionError(fmt::format("unsupported modifier ({}) in substitution", chs));
+            }
+            std::string word;
+            try {
+                word = stop_on('}', raw, nullptr, depth + 1);
+            } catch (const ExpansionError&) {
+                if (peek() == kEOF) {
+                    throw ExpansionError("syntax error: missing '}'");
+                }
+                throw;
+            }
+            auto v = lookup(n);
+            if (opts_.skip_unset && !v) {
+                return "${" + n + chs + word + "}";
+            }
+            const bool set = v.has_value();
+            const std::string_view value = v ? *v : std::string_view();
+            switch (ch) {
+            case '-':
+                return (!set || (null_is_unset && value.empty())) ? word : std::string(value);
+            case '+':
+                return (!set || (null_is_unset && value.empty())) ? std::string() : word;
+            case '?':
+                if (!set) {
+                    throw ExpansionError(fmt::format(
+                        "{}: {}", n, word.empty() ? "is not allowed to be unset" : word));
+                }
+                if (null_is_unset && value.empty()) {
+                    throw ExpansionError(fmt::format(
+                        "{}: {}", n, word.empty() ? "is not allowed to be empty" : word));
+                }
+                return std::string(value);
+            case '%':
+            case '#': {
+                bool greedy = false;
+                if (!word.empty() && static_cast<unsigned char>(word[0]) == ch) {
+                    greedy = true;
+                    word.erase(0, 1);
+                }
+                return ch == '%' ? trim_suffix(word, value, greedy)
+                                 : trim_prefix(word, value, greedy);
+            }
+            default:
+                throw ExpansionError(fmt::format("unsupported modifier ({}) in substitution", chs));
+            }
+        }
+        if (ch == '/') {
+            const bool all = peek() == '/';
+            if (all) {
+                next();
+            }
+            std::string pattern;
+            try {
+                pattern = stop_on('/', true, nullptr, depth + 1);
+            } catch (const ExpansionError&) {
+                if (peek() == kEOF) {
+                    throw ExpansionError("syntax error: missing '/' in ${}");
+                }
+                throw;
+            }
+            std::string repl;
+            try {
+                repl = stop_on('}', true, nullptr, depth + 1);
+            } catch (const ExpansionError&) {
+                if (peek() == kEOF) {
+                    throw ExpansionError("syntax error: missing '}'");
+                }
+                throw;
+            }
+            auto v = lookup(n);
+            if (opts_.skip_unset && !v) {
+                return "${" + n + "/" + pattern + "/" + repl + "}";
+            }
+            return substitute(v ? *v : std::string_view(), pattern, repl, all);
+        }
+        throw ExpansionError(fmt::format("unsupported modifier ({}) in substitution", chs));
+    }
+
+    std::string substitute(std::string_view value, std::string_view pattern,
+                           const std::string& repl, bool all) {
+        Pattern re(pattern, true);
+        const std::vector<char32_t> v = to_runes(value);
+        if (!all) {
+            auto m = re.search(v, 0, false);
+            if (!m) {
+                return std::string(value);
+            }
+            std::string out = from_runes(v, 0, m->first) + repl + from_runes(v, m->second, v.size());
+            check_size(out.size());
+            return out;
+        }
+        // Go's Regexp.ReplaceAllString loop.
+        std::string out;
+        std::size_t search = 0;
+        std::size_t last_end = 0;
+        while (search <= v.size()) {
+            auto m = re.search(v, search, false);
+            if (!m) {
+                break;
+            }
+            for (std::size_t i = last_end; i < m->first; ++i) {
+                append_rune(out, v[i]);
+            }
+            if (m->second > last_end || m->first == 0) {
+                out += repl;
+            }
+            check_size(out.size());
+            last_end = m->second;
+            if (search + 1 > m->second) {
+                search += 1;
+            } else {
+                search = m->second;
+            }
+        }
+        for (std::size_t i = last_end; i < v.size(); ++i) {
+            append_rune(out, v[i]);
+        }
+        check_size(out.size());
+        return out;
+    }
+
+    std::string_view in_;
+    std::size_t pos_ = 0;
+    std::string_view last_;
+    const EnvLookup& env_;
+    const ShellExpander::Options& opts_;
+    ShellExpander::Result& res_;
+    bool raw_escapes_;
+};
+
+} // namespace
+
+ShellExpander::Result ShellExpander::process(std::string_view input, const EnvLookup& env) const {
+    Result res;
+    Words words;
+    ShellWord sw(input, env, opts_, res);
+    res.word = sw.run(&words);
+    res.words = words.finish();
+    return res;
+}
+
+std::string ShellExpander::word(std::string_view input, const EnvLookup& env) const {
+    return process(input, env).word;
+}
+
+std::vector<std::string> ShellExpander::words(std::string_view input,
+                                              const EnvLookup& env) const {
+    return process(input, env).words;
+}
+
+} // namespace strata::dockerfile
