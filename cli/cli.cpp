@@ -62,6 +62,7 @@ int run_cli(int argc, char** argv) {
     });
 
     register_version(app, ctx);
+    register_layer(app, ctx);
 
     try {
         app.parse(argc, argv);

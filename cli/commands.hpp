@@ -6,5 +6,6 @@
 namespace strata::cli {
 
 void register_version(CLI::App& app, Context& ctx);
+void register_layer(CLI::App& app, Context& ctx);
 
 } // namespace strata::cli

@@ -1,0 +1,586 @@
+// Tar layers over libarchive.
+//
+// Writing: libarchive produces a restricted-PAX stream (ustar headers, with a
+// PAX extended header only for what ustar cannot hold: long names, large
+// ids/sizes, xattrs as SCHILY.xattr.*). The bytes go through one pipeline in
+// the calling thread: tar bytes -> diff-ID hasher -> compressor -> blob
+// hasher -> out fd. zstd compresses on its own worker threads.
+//
+// What counts toward a layer's identity (and so is written): path, type,
+// permission bits incl. setuid/setgid/sticky, uid/gid, uname/gname as given
+// by the caller, mtime (clamped to SOURCE_DATE_EPOCH when asked), size,
+// link targets, device numbers, xattrs. Never written: atime, ctime, inode
+// numbers, the archive's own creation time. The same entries in the same
+// order therefore always give the same bytes and digests.
+//
+// Reading: libarchive parses tar only; the bytes it sees come from our own
+// read callback, which reads the fd, hashes the stored bytes (blob digest),
+// decompresses (compression detected from the magic) and hashes the tar
+// bytes (diff ID). Nothing holds more than a buffer of the layer.
+#include "formats/tar.hpp"
+
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <vector>
+
+namespace strata::formats {
+
+namespace {
+
+constexpr std::size_t kReadChunk = 1 << 20;
+
+struct ArchiveEntryPtr {
+    archive_entry* e = archive_entry_new();
+    ~ArchiveEntryPtr() { archive_entry_free(e); }
+};
+
+std::string archive_err(archive* a) {
+    const char* s = archive_error_string(a);
+    return s != nullptr ? s : "unknown libarchive error";
+}
+
+mode_t type_bits(EntryType t) {
+    switch (t) {
+    case EntryType::file:
+    case EntryType::hardlink:
+        return AE_IFREG;
+    case EntryType::dir:
+        return AE_IFDIR;
+    case EntryType::symlink:
+        return AE_IFLNK;
+    case EntryType::chardev:
+        return AE_IFCHR;
+    case EntryType::blockdev:
+        return AE_IFBLK;
+    case EntryType::fifo:
+        return AE_IFIFO;
+    }
+    return AE_IFREG;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------- writer
+
+struct TarWriter::Impl {
+    int out_fd;
+    Options opts;
+    archive* a = nullptr;
+    DigestHasher diff_hasher;
+    DigestHasher blob_hasher;
+    std::uint64_t diff_size = 0;
+    std::uint64_t blob_size = 0;
+    std::unique_ptr<Compressor> compressor;
+    std::exception_ptr error; // an exception caught inside a libarchive callback
+    bool finished = false;
+    std::vector<char> buf;
+
+    // libarchive's write callback: never lets an exception through.
+    static la_ssize_t write_cb(archive*, void* self, const void* data, size_t size) {
+        auto* impl = static_cast<Impl*>(self);
+        try {
+            impl->diff_hasher.update(data, size);
+            impl->diff_size += size;
+            impl->compressor->write(data, size);
+            return static_cast<la_ssize_t>(size);
+        } catch (...) {
+            impl->error = std::current_exception();
+            return -1;
+        }
+    }
+
+    void emit(const void* data, std::size_t size) {
+        blob_hasher.update(data, size);
+        blob_size += size;
+        fs::write_all(out_fd, data, size);
+    }
+
+    [[noreturn]] void fail(const std::string& what) {
+        if (error) {
+            std::rethrow_exception(error);
+        }
+        throw Error(what + ": " + archive_err(a));
+    }
+};
+
+TarWriter::TarWriter(int out_fd, Options opts) : impl_(std::make_unique<Impl>()) {
+    impl_->out_fd = out_fd;
+    impl_->opts = opts;
+    Impl* impl = impl_.get();
+    impl->compressor = Compressor::create(
+        opts.compression, [impl](const void* d, std::size_t n) { impl->emit(d, n); }, opts.level,
+        opts.threads);
+    impl->a = archive_write_new();
+    if (impl->a == nullptr) {
+        throw Error("libarchive: out of memory");
+    }
+    if (archive_write_set_format_pax_restricted(impl->a) != ARCHIVE_OK ||
+        archive_write_set_format_option(impl->a, "pax", "xattrheader", "SCHILY") != ARCHIVE_OK ||
+        // No blocking: the stream ends with the two zero blocks, as Go's
+        // archive/tar (Docker, BuildKit) writes it.
+        archive_write_set_bytes_per_block(impl->a, 0) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(impl->a, 1) != ARCHIVE_OK) {
+        std::string msg = archive_err(impl->a);
+        archive_write_free(impl->a);
+        throw Error("libarchive: cannot set up the tar writer: " + msg);
+    }
+    if (archive_write_open(impl->a, impl, nullptr, &Impl::write_cb, nullptr) != ARCHIVE_OK) {
+        std::string msg = archive_err(impl->a);
+        archive_write_free(impl->a);
+        throw Error("libarchive: cannot open the tar writer: " + msg);
+    }
+}
+
+TarWriter::~TarWriter() {
+    if (impl_ && impl_->a != nullptr) {
+        // Not finished: discard without writing the end of the archive.
+        archive_write_fail(impl_->a);
+        archive_write_free(impl_->a);
+    }
+}
+
+namespace {
+
+void fill_entry(archive_entry* e, const TarEntry& t, const std::optional<std::int64_t>& clamp) {
+    archive_entry_set_pathname(e, t.path.c_str());
+    archive_entry_set_filetype(e, type_bits(t.type));
+    archive_entry_set_perm(e, t.mode & 07777);
+    archive_entry_set_uid(e, t.uid);
+    archive_entry_set_gid(e, t.gid);
+    if (!t.uname.empty()) {
+        archive_entry_set_uname(e, t.uname.c_str());
+    }
+    if (!t.gname.empty()) {
+        archive_entry_set_gname(e, t.gname.c_str());
+    }
+    std::int64_t sec = t.mtime_sec;
+    long nsec = static_cast<long>(t.mtime_nsec);
+    if (clamp && (sec > *clamp || (sec == *clamp && nsec > 0))) {
+        sec = *clamp;
+        nsec = 0;
+    }
+    archive_entry_set_mtime(e, static_cast<time_t>(sec), nsec);
+    switch (t.type) {
+    case EntryType::file:
+        archive_entry_set_size(e, static_cast<la_int64_t>(t.size));
+        break;
+    case EntryType::hardlink:
+        archive_entry_set_hardlink(e, t.linkname.c_str());
+        archive_entry_set_size(e, 0);
+        break;
+    case EntryType::symlink:
+        archive_entry_set_symlink(e, t.linkname.c_str());
+        break;
+    case EntryType::chardev:
+    case EntryType::blockdev:
+        archive_entry_set_rdevmajor(e, t.devmajor);
+        archive_entry_set_rdevminor(e, t.devminor);
+        break;
+    case EntryType::dir:
+    case EntryType::fifo:
+        break;
+    }
+    for (const auto& [name, value] : t.xattrs) {
+        archive_entry_xattr_add_entry(e, name.c_str(), value.data(), value.size());
+    }
+}
+
+} // namespace
+
+void TarWriter::add(const TarEntry& entry, int content_fd) {
+    Impl& impl = *impl_;
+    if (impl.finished) {
+        throw Error("tar writer: add after finish");
+    }
+    if (entry.path.empty()) {
+        throw Error("tar writer: an entry with an empty path");
+    }
+    ArchiveEntryPtr ep;
+    fill_entry(ep.e, entry, impl.opts.clamp_mtime);
+    int r = archive_write_header(impl.a, ep.e);
+    if (r < ARCHIVE_WARN) {
+        impl.fail("writing tar entry " + entry.path);
+    }
+    if (entry.type != EntryType::file || entry.size == 0) {
+        return;
+    }
+    if (content_fd < 0) {
+        throw Error("writing tar entry " + entry.path + ": no content given");
+    }
+    if (impl.buf.empty()) {
+        impl.buf.resize(kReadChunk);
+    }
+    std::uint64_t left = entry.size;
+    while (left > 0) {
+        std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, impl.buf.size()));
+        ssize_t n = ::read(content_fd, impl.buf.data(), want);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw SysError("read", entry.path, errno);
+        }
+        if (n == 0) {
+            throw Error("writing tar entry " + entry.path + ": file shrank while being read (" +
+                        std::to_string(entry.size - left) + " of " +
+                        std::to_string(entry.size) + " bytes)");
+        }
+        la_ssize_t w = archive_write_data(impl.a, impl.buf.data(), static_cast<size_t>(n));
+        if (w < 0) {
+            impl.fail("writing tar entry " + entry.path);
+        }
+        left -= static_cast<std::uint64_t>(n);
+    }
+}
+
+void TarWriter::add_data(const TarEntry& entry, std::string_view content) {
+    Impl& impl = *impl_;
+    TarEntry e = entry;
+    if (e.type == EntryType::file) {
+        e.size = content.size();
+    }
+    ArchiveEntryPtr ep;
+    fill_entry(ep.e, e, impl.opts.clamp_mtime);
+    if (archive_write_header(impl.a, ep.e) < ARCHIVE_WARN) {
+        impl.fail("writing tar entry " + e.path);
+    }
+    if (e.type == EntryType::file && !content.empty()) {
+        if (archive_write_data(impl.a, content.data(), content.size()) < 0) {
+            impl.fail("writing tar entry " + e.path);
+        }
+    }
+}
+
+LayerDigests TarWriter::finish() {
+    Impl& impl = *impl_;
+    if (impl.finished) {
+        throw Error("tar writer: finish called twice");
+    }
+    impl.finished = true;
+    if (archive_write_close(impl.a) != ARCHIVE_OK) {
+        impl.fail("finishing the tar stream");
+    }
+    archive_write_free(impl.a);
+    impl.a = nullptr;
+    impl.compressor->finish();
+    return LayerDigests{impl.diff_hasher.finish(), impl.diff_size, impl.blob_hasher.finish(),
+                        impl.blob_size};
+}
+
+// ---------------------------------------------------------------- reader
+
+struct TarReader::Impl {
+    int in_fd;
+    std::string name;
+    archive* a = nullptr;
+    Compression compression = Compression::none;
+    std::unique_ptr<Decompressor> decompressor;
+    DigestHasher diff_hasher;
+    DigestHasher blob_hasher;
+    std::uint64_t diff_size = 0;
+    std::uint64_t blob_size = 0;
+    std::vector<char> in_buf;
+    std::size_t prefetched = 0; // bytes of in_buf read while detecting compression
+    std::string out;            // decompressed bytes handed to libarchive
+    bool eof = false;
+    bool at_end = false; // next() returned nullopt
+    bool finished = false;
+    std::exception_ptr error;
+    std::string current; // path of the current entry, for messages
+
+    // Produces the next block of tar bytes into `out` (empty at the end).
+    void pull() {
+        out.clear();
+        while (out.empty() && !eof) {
+            std::size_t n;
+            if (prefetched > 0) {
+                n = prefetched;
+                prefetched = 0;
+            } else {
+                ssize_t r = ::read(in_fd, in_buf.data(), in_buf.size());
+                if (r < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    throw SysError("read", name, errno);
+                }
+                n = static_cast<std::size_t>(r);
+            }
+            if (n == 0) {
+                eof = true;
+                decompressor->finish();
+                break;
+            }
+            blob_hasher.update(in_buf.data(), n);
+            blob_size += n;
+            decompressor->feed(in_buf.data(), n);
+        }
+        if (!out.empty()) {
+            diff_hasher.update(out.data(), out.size());
+            diff_size += out.size();
+        }
+    }
+
+    static la_ssize_t read_cb(archive*, void* self, const void** buffer) {
+        auto* impl = static_cast<Impl*>(self);
+        try {
+            impl->pull();
+            *buffer = impl->out.data();
+            return static_cast<la_ssize_t>(impl->out.size());
+        } catch (...) {
+            impl->error = std::current_exception();
+            return -1;
+        }
+    }
+
+    [[noreturn]] void fail(const std::string& what) {
+        std::string where = name + ": " + what;
+        if (error) {
+            try {
+                std::rethrow_exception(error);
+            } catch (const Error& e) {
+                throw Error(where + ": " + e.what());
+            }
+        }
+        throw Error(where + ": " + archive_err(a));
+    }
+};
+
+TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>()) {
+    Impl* impl = impl_.get();
+    impl->in_fd = in_fd;
+    impl->name = std::move(name);
+    impl->in_buf.resize(kReadChunk);
+    // Detect the compression from the first bytes.
+    std::size_t got = fs::read_full(in_fd, impl->in_buf.data(), 512);
+    impl->prefetched = got;
+    if (got == 0) {
+        impl->prefetched = 0;
+    }
+    impl->compression = detect_compression(impl->in_buf.data(), got);
+    impl->decompressor = Decompressor::create(
+        impl->compression, [impl](const void* d, std::size_t n) {
+            impl->out.append(static_cast<const char*>(d), n);
+        });
+    if (got == 0) {
+        impl->eof = true;
+        if (impl->compression == Compression::none) {
+            // An empty file is not a tar stream; libarchive reports it below.
+        }
+    }
+    impl->a = archive_read_new();
+    if (impl->a == nullptr) {
+        throw Error("libarchive: out of memory");
+    }
+    archive_read_support_format_tar(impl->a);
+    if (archive_read_open(impl->a, impl, nullptr, &Impl::read_cb, nullptr) != ARCHIVE_OK) {
+        std::string msg;
+        try {
+            impl->fail("opening the tar stream");
+        } catch (const Error& e) {
+            msg = e.what();
+        }
+        archive_read_free(impl->a);
+        impl->a = nullptr;
+        throw Error(msg);
+    }
+}
+
+TarReader::~TarReader() {
+    if (impl_ && impl_->a != nullptr) {
+        archive_read_free(impl_->a);
+    }
+}
+
+Compression TarReader::compression() const { return impl_->compression; }
+
+namespace {
+
+std::string clean_entry_path(const char* raw) {
+    std::string p = raw != nullptr ? raw : "";
+    // Strip leading "/" and "./" (repeatedly), and trailing slashes.
+    for (;;) {
+        if (!p.empty() && p[0] == '/') {
+            p.erase(0, 1);
+        } else if (p.size() >= 2 && p[0] == '.' && p[1] == '/') {
+            p.erase(0, 2);
+        } else {
+            break;
+        }
+    }
+    while (p.size() > 1 && p.back() == '/') {
+        p.pop_back();
+    }
+    if (p == "." ) {
+        p.clear();
+    }
+    return p;
+}
+
+} // namespace
+
+std::optional<TarEntry> TarReader::next() {
+    Impl& impl = *impl_;
+    if (impl.at_end) {
+        return std::nullopt;
+    }
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(impl.a, &e);
+    if (r == ARCHIVE_EOF) {
+        impl.at_end = true;
+        return std::nullopt;
+    }
+    if (r < ARCHIVE_WARN) {
+        impl.fail(impl.current.empty() ? std::string("reading the first tar header")
+                                       : "reading the tar header after entry " + impl.current);
+    }
+    TarEntry t;
+    const char* raw = archive_entry_pathname(e);
+    t.path = clean_entry_path(raw);
+    impl.current = raw != nullptr ? raw : "";
+    mode_t ft = archive_entry_filetype(e);
+    const char* hl = archive_entry_hardlink(e);
+    if (hl != nullptr) {
+        t.type = EntryType::hardlink;
+        t.linkname = hl;
+    } else {
+        switch (ft) {
+        case AE_IFREG:
+            t.type = EntryType::file;
+            break;
+        case AE_IFDIR:
+            t.type = EntryType::dir;
+            break;
+        case AE_IFLNK: {
+            t.type = EntryType::symlink;
+            const char* s = archive_entry_symlink(e);
+            t.linkname = s != nullptr ? s : "";
+            break;
+        }
+        case AE_IFCHR:
+            t.type = EntryType::chardev;
+            break;
+        case AE_IFBLK:
+            t.type = EntryType::blockdev;
+            break;
+        case AE_IFIFO:
+            t.type = EntryType::fifo;
+            break;
+        default:
+            throw Error(impl.name + ": tar entry " + impl.current + ": unsupported entry type");
+        }
+    }
+    t.mode = archive_entry_perm(e) & 07777;
+    la_int64_t uid = archive_entry_uid(e);
+    la_int64_t gid = archive_entry_gid(e);
+    if (uid < 0 || gid < 0 || uid > 0xFFFFFFFELL || gid > 0xFFFFFFFELL) {
+        throw Error(impl.name + ": tar entry " + impl.current + ": uid/gid out of range");
+    }
+    t.uid = static_cast<std::uint32_t>(uid);
+    t.gid = static_cast<std::uint32_t>(gid);
+    if (const char* u = archive_entry_uname(e)) {
+        t.uname = u;
+    }
+    if (const char* g = archive_entry_gname(e)) {
+        t.gname = g;
+    }
+    t.mtime_sec = archive_entry_mtime(e);
+    t.mtime_nsec = static_cast<std::uint32_t>(archive_entry_mtime_nsec(e));
+    if (t.type == EntryType::file) {
+        la_int64_t sz = archive_entry_size(e);
+        if (sz < 0) {
+            throw Error(impl.name + ": tar entry " + impl.current + ": negative size");
+        }
+        t.size = static_cast<std::uint64_t>(sz);
+    }
+    if (t.type == EntryType::chardev || t.type == EntryType::blockdev) {
+        t.devmajor = static_cast<std::uint32_t>(archive_entry_rdevmajor(e));
+        t.devminor = static_cast<std::uint32_t>(archive_entry_rdevminor(e));
+    }
+    archive_entry_xattr_reset(e);
+    const char* xname = nullptr;
+    const void* xval = nullptr;
+    size_t xsize = 0;
+    while (archive_entry_xattr_next(e, &xname, &xval, &xsize) == ARCHIVE_OK) {
+        if (xname != nullptr) {
+            t.xattrs[xname] = std::string(static_cast<const char*>(xval), xsize);
+        }
+    }
+    return t;
+}
+
+std::size_t TarReader::read(void* buf, std::size_t size) {
+    Impl& impl = *impl_;
+    la_ssize_t n = archive_read_data(impl.a, buf, size);
+    if (n < 0) {
+        impl.fail("reading the content of tar entry " + impl.current);
+    }
+    return static_cast<std::size_t>(n);
+}
+
+void TarReader::copy_to(int fd) {
+    Impl& impl = *impl_;
+    const void* block = nullptr;
+    size_t size = 0;
+    la_int64_t offset = 0;
+    la_int64_t pos = 0;
+    bool sparse = false;
+    for (;;) {
+        int r = archive_read_data_block(impl.a, &block, &size, &offset);
+        if (r == ARCHIVE_EOF) {
+            break;
+        }
+        if (r < ARCHIVE_WARN) {
+            impl.fail("reading the content of tar entry " + impl.current);
+        }
+        if (offset != pos) {
+            // A sparse entry: leave a hole.
+            if (::lseek(fd, offset, SEEK_SET) < 0) {
+                throw SysError("lseek", impl.current, errno);
+            }
+            pos = offset;
+            sparse = true;
+        }
+        fs::write_all(fd, block, size);
+        pos += static_cast<la_int64_t>(size);
+    }
+    if (sparse) {
+        // Nothing else to do: the caller sets the size from the header if needed.
+        (void)sparse;
+    }
+}
+
+LayerDigests TarReader::finish() {
+    Impl& impl = *impl_;
+    if (impl.finished) {
+        throw Error(impl.name + ": tar reader finished twice");
+    }
+    if (!impl.at_end) {
+        throw Error(impl.name + ": tar reader finished before the end of the archive");
+    }
+    impl.finished = true;
+    // libarchive stops at the end-of-archive blocks; hash whatever follows
+    // (padding) so the digests cover the whole stream, and check the
+    // compressed stream ends properly.
+    try {
+        while (!impl.eof) {
+            impl.pull();
+        }
+    } catch (const Error& e) {
+        throw Error(impl.name + ": " + e.what());
+    }
+    return LayerDigests{impl.diff_hasher.finish(), impl.diff_size, impl.blob_hasher.finish(),
+                        impl.blob_size};
+}
+
+} // namespace strata::formats

@@ -1,0 +1,699 @@
+#include "snapshot/layer_apply.hpp"
+
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/root.hpp"
+#include "util/sys/syscalls.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <unordered_set>
+#include <vector>
+
+namespace strata::snapshot {
+
+using formats::EntryType;
+using formats::TarEntry;
+
+namespace {
+
+constexpr std::string_view kWhiteoutPrefix = ".wh.";
+constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+constexpr std::string_view kAufsMetaPrefix = ".wh..wh.";
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+std::vector<std::string> split_components(std::string_view path) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i <= path.size()) {
+        std::size_t j = path.find('/', i);
+        if (j == std::string_view::npos) {
+            j = path.size();
+        }
+        std::string_view c = path.substr(i, j - i);
+        if (!c.empty() && c != ".") {
+            out.emplace_back(c);
+        }
+        i = j + 1;
+    }
+    return out;
+}
+
+// Normalises an entry name ("a//b/./c" -> "a/b/c") and rejects "..".
+std::string checked_name(std::string_view raw, const char* what) {
+    std::string out;
+    for (auto& c : split_components(raw)) {
+        if (c == "..") {
+            throw Error(std::string(what) + " has a \"..\" component");
+        }
+        if (!out.empty()) {
+            out += '/';
+        }
+        out += c;
+    }
+    return out;
+}
+
+std::pair<std::string, std::string> split_parent(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) {
+        return {"", path};
+    }
+    return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
+std::string read_link_at(int dirfd, const std::string& name, const std::string& shown) {
+    std::vector<char> buf(4096);
+    ssize_t n = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
+    if (n < 0) {
+        throw_errno("readlink", shown);
+    }
+    return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+bool overlay_xattr(const std::string& name) {
+    return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
+}
+
+struct DirMeta {
+    std::string path;
+    std::uint32_t mode;
+    std::int64_t sec;
+    std::uint32_t nsec;
+};
+
+class Applier {
+public:
+    Applier(formats::TarReader& reader, int root, const ApplyOptions& opts)
+        : reader_(reader), root_(root), opts_(opts),
+          preserve_owner_(opts.preserve_owner.value_or(::geteuid() == 0)) {}
+
+    ApplyStats run() {
+        while (auto e = reader_.next()) {
+            ++stats_.entries;
+            try {
+                apply(*e);
+            } catch (const Error& ex) {
+                throw Error(where() + ": entry \"" + e->path + "\": " + ex.what());
+            }
+        }
+        finish_dirs();
+        stats_.compression = reader_.compression();
+        return stats_;
+    }
+
+private:
+    std::string where() const {
+        return "layer " + (opts_.layer_name.empty() ? std::string("(stream)") : opts_.layer_name);
+    }
+
+    // ---- resolving directories inside the root ----
+
+    void invalidate() {
+        cache_key_.reset();
+        cache_fd_.reset();
+    }
+
+    // Returns an O_PATH fd of directory `path` (a checked, relative name),
+    // creating missing components (0755) when create is set; -1 when it
+    // is missing and create is not set. Symlinks on the way are followed
+    // inside the root only when they are relative and stay inside it.
+    int dir_fd(const std::string& path, bool create) {
+        if (path.empty()) {
+            return root_;
+        }
+        if (cache_key_ && *cache_key_ == path) {
+            return cache_fd_.get();
+        }
+        UniqueFd cur;
+        std::string real; // lexical real path of cur, relative to the root
+        std::string walked;
+        std::string_view rest = path;
+        if (cache_key_ && starts_with(path, *cache_key_ + "/")) {
+            cur = dup_cloexec(cache_fd_.get());
+            real = cache_real_;
+            walked = *cache_key_;
+            rest = std::string_view(path).substr(cache_key_->size() + 1);
+        }
+        for (auto& comp : split_components(rest)) {
+            int curfd = cur ? cur.get() : root_;
+            walked = walked.empty() ? comp : walked + "/" + comp;
+            struct stat st;
+            if (::fstatat(curfd, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                if (errno != ENOENT) {
+                    throw_errno("stat", walked);
+                }
+                if (!create) {
+                    return -1;
+                }
+                if (::mkdirat(curfd, comp.c_str(), 0755) != 0 && errno != EEXIST) {
+                    throw_errno("mkdir", walked);
+                }
+                st.st_mode = S_IFDIR;
+            }
+            if (S_ISLNK(st.st_mode)) {
+                std::string target = read_link_at(curfd, comp, walked);
+                if (!target.empty() && target[0] == '/') {
+                    throw Error("path goes through symlink \"" + walked + "\" -> \"" + target +
+                                "\", an absolute symlink; a layer may not write through it");
+                }
+                std::string resolved =
+                    clean_path((real.empty() ? std::string() : real + "/") + target);
+                if (resolved == ".." || starts_with(resolved, "../")) {
+                    throw Error("path goes through symlink \"" + walked + "\" -> \"" + target +
+                                "\", which leaves the root");
+                }
+                if (resolved == ".") {
+                    resolved.clear();
+                }
+                UniqueFd next;
+                try {
+                    next = open_in_root(root_, resolved.empty() ? "/" : resolved,
+                                        O_PATH | O_DIRECTORY);
+                } catch (const SysError& e) {
+                    if (e.error_code() != ENOENT) {
+                        throw Error("path goes through symlink \"" + walked + "\" -> \"" + target +
+                                    "\": " + e.what());
+                    }
+                    if (!create) {
+                        return -1;
+                    }
+                    next = mkdirs_in_root(root_, resolved);
+                }
+                cur = std::move(next);
+                real = resolved;
+                continue;
+            }
+            if (!S_ISDIR(st.st_mode)) {
+                throw SysError("open", walked, ENOTDIR);
+            }
+            int fd = ::openat(curfd, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) {
+                throw_errno("open", walked);
+            }
+            cur.reset(fd);
+            real = real.empty() ? comp : real + "/" + comp;
+        }
+        cache_key_ = path;
+        cache_real_ = real;
+        cache_fd_ = cur ? std::move(cur) : dup_cloexec(root_);
+        return cache_fd_.get();
+    }
+
+    // ---- per entry ----
+
+    void apply(const TarEntry& e) {
+        std::string path = checked_name(e.path, "the name");
+        if (path.empty()) {
+            // The root directory itself: its metadata belongs to the target.
+            return;
+        }
+        auto [parent, base] = split_parent(path);
+        if (starts_with(base, kWhiteoutPrefix)) {
+            apply_whiteout(parent, base);
+            return;
+        }
+        int pfd = dir_fd(parent, true);
+        switch (e.type) {
+        case EntryType::dir:
+            make_dir(pfd, path, base, e);
+            break;
+        case EntryType::file:
+            make_file(pfd, path, base, e);
+            break;
+        case EntryType::symlink:
+            make_symlink(pfd, path, base, e);
+            break;
+        case EntryType::hardlink:
+            make_hardlink(pfd, path, base, e);
+            break;
+        case EntryType::chardev:
+        case EntryType::blockdev:
+        case EntryType::fifo:
+            make_node(pfd, path, base, e);
+            break;
+        }
+        if (opts_.mode == WhiteoutMode::flatten) {
+            mark_added(path);
+        }
+    }
+
+    // Records path and its ancestors as brought by this layer, so that an
+    // opaque marker later in the layer keeps them.
+    void mark_added(const std::string& path) {
+        std::string p = path;
+        while (added_.insert(p).second) {
+            auto slash = p.rfind('/');
+            if (slash == std::string::npos) {
+                break;
+            }
+            p.resize(slash);
+        }
+    }
+
+    void apply_whiteout(const std::string& parent, const std::string& base) {
+        if (base == kOpaqueMarker) {
+            apply_opaque(parent);
+            return;
+        }
+        if (starts_with(base, kAufsMetaPrefix)) {
+            // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content.
+            STRATA_LOG_DEBUG("{}: skipping aufs metadata {}", where(), base);
+            return;
+        }
+        std::string name = base.substr(kWhiteoutPrefix.size());
+        if (name.empty() || name == "." || name == "..") {
+            throw Error("bad whiteout name \"" + base + "\"");
+        }
+        ++stats_.whiteouts;
+        std::string victim = parent.empty() ? name : parent + "/" + name;
+        if (opts_.mode == WhiteoutMode::flatten) {
+            int pfd = dir_fd(parent, false);
+            if (pfd < 0) {
+                return;
+            }
+            fs::remove_all_at(pfd, name);
+            invalidate();
+            return;
+        }
+        int pfd = dir_fd(parent, true);
+        replace_existing(pfd, name, false);
+        if (::mknodat(pfd, name.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+            throw_errno("creating the overlay whiteout (mknod 0:0)", victim);
+        }
+    }
+
+    void apply_opaque(const std::string& dir) {
+        ++stats_.opaque_dirs;
+        if (opts_.mode == WhiteoutMode::overlay) {
+            int pfd = dir_fd(dir, true);
+            UniqueFd fd(::openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+            if (!fd) {
+                throw_errno("open", dir);
+            }
+            const char* name = opts_.userxattr ? "user.overlay.opaque" : "trusted.overlay.opaque";
+            if (::fsetxattr(fd.get(), name, "y", 1, 0) != 0) {
+                throw_errno(std::string("setting ") + name + " on", dir.empty() ? "/" : dir);
+            }
+            return;
+        }
+        // Flatten: everything below dir that this layer did not add goes.
+        int pfd = dir_fd(dir, false);
+        if (pfd < 0) {
+            return;
+        }
+        UniqueFd dfd(::openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dfd) {
+            throw_errno("open", dir);
+        }
+        std::vector<std::string> names;
+        {
+            DIR* d = ::fdopendir(dup_cloexec(dfd.get()).release());
+            if (d == nullptr) {
+                throw_errno("opendir", dir);
+            }
+            while (auto* de = ::readdir(d)) {
+                std::string n = de->d_name;
+                if (n != "." && n != "..") {
+                    names.push_back(std::move(n));
+                }
+            }
+            ::closedir(d);
+        }
+        for (auto& n : names) {
+            std::string child = dir.empty() ? n : dir + "/" + n;
+            if (!added_.contains(child)) {
+                fs::remove_all_at(dfd.get(), n);
+            }
+        }
+        invalidate();
+    }
+
+    // Makes room for a new entry `name` in pfd. Returns true when an existing
+    // directory is kept (keep_dir and it is a directory).
+    bool replace_existing(int pfd, const std::string& name, bool keep_dir) {
+        struct stat st;
+        if (::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) {
+                return false;
+            }
+            throw_errno("stat", name);
+        }
+        if (keep_dir && S_ISDIR(st.st_mode)) {
+            return true;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            fs::remove_all_at(pfd, name);
+        } else if (::unlinkat(pfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+            throw_errno("unlink", name);
+        }
+        invalidate();
+        return false;
+    }
+
+    void set_xattrs(int fd, const std::string& path, const TarEntry& e, bool is_link, int pfd,
+                    const std::string& base) {
+        for (const auto& [name, value] : e.xattrs) {
+            if (overlay_xattr(name)) {
+                ++stats_.xattrs_skipped;
+                STRATA_LOG_WARN("{}: entry \"{}\": ignoring xattr {} (reserved for overlayfs)",
+                                where(), path, name);
+                continue;
+            }
+            int r;
+            if (is_link) {
+                std::string proc = "/proc/self/fd/" + std::to_string(pfd) + "/" + base;
+                r = ::lsetxattr(proc.c_str(), name.c_str(), value.data(), value.size(), 0);
+            } else {
+                r = ::fsetxattr(fd, name.c_str(), value.data(), value.size(), 0);
+            }
+            if (r != 0) {
+                if (errno == ENOTSUP || errno == EPERM || errno == EACCES) {
+                    ++stats_.xattrs_skipped;
+                    STRATA_LOG_WARN("{}: entry \"{}\": cannot set xattr {}: {}", where(), path,
+                                    name, std::strerror(errno));
+                    continue;
+                }
+                throw_errno("setxattr " + name, path);
+            }
+        }
+    }
+
+    void chown_at(int pfd, const std::string& base, const std::string& path, const TarEntry& e,
+                  int fd) {
+        if (!preserve_owner_) {
+            if (e.uid != ::geteuid() || e.gid != ::getegid()) {
+                ++stats_.owners_skipped;
+            }
+            return;
+        }
+        int r = fd >= 0 ? ::fchown(fd, e.uid, e.gid)
+                        : ::fchownat(pfd, base.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
+        if (r != 0) {
+            if (errno == EPERM || errno == EINVAL) {
+                ++stats_.owners_skipped;
+                if (!owner_warned_) {
+                    owner_warned_ = true;
+                    STRATA_LOG_WARN("{}: cannot set owner {}:{} of \"{}\" ({}); keeping the "
+                                    "current owner for this and similar entries",
+                                    where(), e.uid, e.gid, path, std::strerror(errno));
+                }
+                return;
+            }
+            throw_errno("chown", path);
+        }
+    }
+
+    static struct timespec ts_of(const TarEntry& e) {
+        struct timespec t;
+        t.tv_sec = static_cast<time_t>(e.mtime_sec);
+        t.tv_nsec = static_cast<long>(e.mtime_nsec);
+        return t;
+    }
+
+    void make_dir(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
+        ++stats_.dirs;
+        if (::mkdirat(pfd, base.c_str(), 0700) != 0) {
+            if (errno != EEXIST) {
+                throw_errno("mkdir", path);
+            }
+            if (!replace_existing(pfd, base, true)) {
+                if (::mkdirat(pfd, base.c_str(), 0700) != 0) {
+                    throw_errno("mkdir", path);
+                }
+            }
+        }
+        UniqueFd fd(::openat(pfd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd) {
+            throw_errno("open", path);
+        }
+        chown_at(pfd, base, path, e, fd.get());
+        // Owner-only access until the end, so that a 0555 directory can
+        // still be filled by an unprivileged user; the mode and mtime are
+        // set once every entry is in.
+        if (::fchmod(fd.get(), 0700) != 0) {
+            throw_errno("chmod", path);
+        }
+        set_xattrs(fd.get(), path, e, false, pfd, base);
+        dirs_.push_back(DirMeta{path, e.mode, e.mtime_sec, e.mtime_nsec});
+    }
+
+    void make_file(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
+        ++stats_.files;
+        int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        UniqueFd fd(::openat(pfd, base.c_str(), flags, 0600));
+        if (!fd && errno == EEXIST) {
+            replace_existing(pfd, base, false);
+            fd.reset(::openat(pfd, base.c_str(), flags, 0600));
+        }
+        if (!fd) {
+            throw_errno("create", path);
+        }
+        if (e.size > 0) {
+            reader_.copy_to(fd.get());
+            stats_.bytes += e.size;
+        }
+        finish_fd(fd.get(), pfd, path, base, e);
+    }
+
+    void finish_fd(int fd, int pfd, const std::string& path, const std::string& base,
+                   const TarEntry& e) {
+        chown_at(pfd, base, path, e, fd);
+        // After chown, which clears setuid/setgid.
+        if (::fchmod(fd, e.mode & 07777) != 0) {
+            throw_errno("chmod", path);
+        }
+        set_xattrs(fd, path, e, false, pfd, base);
+        struct timespec ts[2] = {ts_of(e), ts_of(e)};
+        if (::futimens(fd, ts) != 0) {
+            throw_errno("utimens", path);
+        }
+    }
+
+    void make_symlink(int pfd, const std::string& path, const std::string& base,
+                      const TarEntry& e) {
+        ++stats_.symlinks;
+        if (::symlinkat(e.linkname.c_str(), pfd, base.c_str()) != 0) {
+            if (errno != EEXIST) {
+                throw_errno("symlink", path);
+            }
+            replace_existing(pfd, base, false);
+            if (::symlinkat(e.linkname.c_str(), pfd, base.c_str()) != 0) {
+                throw_errno("symlink", path);
+            }
+        }
+        chown_at(pfd, base, path, e, -1);
+        set_xattrs(-1, path, e, true, pfd, base);
+        struct timespec ts[2] = {ts_of(e), ts_of(e)};
+        if (::utimensat(pfd, base.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+            throw_errno("utimens", path);
+        }
+    }
+
+    void make_hardlink(int pfd, const std::string& path, const std::string& base,
+                       const TarEntry& e) {
+        ++stats_.hardlinks;
+        std::string target = checked_name(e.linkname, "the hard link target");
+        if (target.empty()) {
+            throw Error("hard link with an empty target");
+        }
+        if (target == path) {
+            throw Error("hard link to itself");
+        }
+        auto [tparent, tbase] = split_parent(target);
+        // Resolve the target's directory first (not cached: it differs from
+        // the entry's parent), then the entry's parent again.
+        UniqueFd tdir;
+        {
+            int t = dir_fd(tparent, false);
+            if (t >= 0) {
+                tdir = dup_cloexec(t);
+            }
+        }
+        struct stat st;
+        bool found = tdir && ::fstatat(tdir.get(), tbase.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!found && opts_.mode == WhiteoutMode::overlay && !opts_.lower_dirs.empty()) {
+            found = copy_up(target);
+            if (found) {
+                tdir = dup_cloexec(dir_fd(tparent, false));
+            }
+        }
+        if (!found) {
+            throw Error("hard link target \"" + e.linkname + "\" does not exist in the layer or below it");
+        }
+        pfd = dir_fd(split_parent(path).first, true);
+        if (::linkat(tdir.get(), tbase.c_str(), pfd, base.c_str(), 0) != 0) {
+            if (errno != EEXIST) {
+                throw_errno("link to \"" + e.linkname + "\"", path);
+            }
+            replace_existing(pfd, base, false);
+            pfd = dir_fd(split_parent(path).first, true);
+            if (::linkat(tdir.get(), tbase.c_str(), pfd, base.c_str(), 0) != 0) {
+                throw_errno("link to \"" + e.linkname + "\"", path);
+            }
+        }
+    }
+
+    // Overlay mode: copies a regular file that a hard link names from the
+    // topmost lower directory that has it into the snapshot.
+    bool copy_up(const std::string& target) {
+        for (const auto& lower : opts_.lower_dirs) {
+            UniqueFd lroot = fs::open_dir(lower);
+            UniqueFd src;
+            try {
+                src = open_in_root(lroot.get(), target, O_RDONLY | O_NOFOLLOW);
+            } catch (const SysError&) {
+                continue;
+            }
+            struct stat st = fs::fstat(src.get());
+            if (!S_ISREG(st.st_mode)) {
+                continue;
+            }
+            auto [tparent, tbase] = split_parent(target);
+            int pfd = dir_fd(tparent, true);
+            UniqueFd dst(::openat(pfd, tbase.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                                                          O_CLOEXEC, 0600));
+            if (!dst) {
+                throw_errno("copy-up", target);
+            }
+            std::vector<char> buf(1 << 16);
+            for (;;) {
+                std::size_t n = fs::read_full(src.get(), buf.data(), buf.size());
+                if (n == 0) {
+                    break;
+                }
+                fs::write_all(dst.get(), buf.data(), n);
+            }
+            if (preserve_owner_ && ::fchown(dst.get(), st.st_uid, st.st_gid) != 0) {
+                ++stats_.owners_skipped;
+            }
+            ::fchmod(dst.get(), st.st_mode & 07777);
+            struct timespec ts[2] = {st.st_atim, st.st_mtim};
+            ::futimens(dst.get(), ts);
+            return true;
+        }
+        return false;
+    }
+
+    void make_node(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
+        mode_t type = e.type == EntryType::fifo      ? S_IFIFO
+                      : e.type == EntryType::chardev ? S_IFCHR
+                                                     : S_IFBLK;
+        dev_t dev = e.type == EntryType::fifo ? 0 : makedev(e.devmajor, e.devminor);
+        if (e.type == EntryType::fifo) {
+            ++stats_.fifos;
+        } else {
+            ++stats_.devices;
+        }
+        if (::mknodat(pfd, base.c_str(), type | 0600, dev) != 0) {
+            int err = errno;
+            if (err == EEXIST) {
+                replace_existing(pfd, base, false);
+                if (::mknodat(pfd, base.c_str(), type | 0600, dev) == 0) {
+                    err = 0;
+                } else {
+                    err = errno;
+                }
+            }
+            if (err == EPERM && e.type != EntryType::fifo) {
+                ++stats_.devices_skipped;
+                STRATA_LOG_WARN("{}: entry \"{}\": cannot create device {}:{} without privilege; "
+                                "skipped",
+                                where(), path, e.devmajor, e.devminor);
+                return;
+            }
+            if (err != 0) {
+                throw SysError("mknod", path, err);
+            }
+        }
+        chown_at(pfd, base, path, e, -1);
+        if (::fchmodat(pfd, base.c_str(), e.mode & 07777, 0) != 0) {
+            throw_errno("chmod", path);
+        }
+        if (!e.xattrs.empty()) {
+            // Opening a FIFO or device to set xattrs could block or act on
+            // the device; go through the O_PATH-free proc path instead.
+            set_xattrs(-1, path, e, true, pfd, base);
+        }
+        struct timespec ts[2] = {ts_of(e), ts_of(e)};
+        if (::utimensat(pfd, base.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+            throw_errno("utimens", path);
+        }
+    }
+
+    // Directory modes and mtimes go last: writing children changes the
+    // mtime, and a read-only mode would stop the writes.
+    void finish_dirs() {
+        invalidate();
+        for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+            int fd = sys::openat2_raw(root_, it->path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                                                   O_CLOEXEC,
+                                      0, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
+                                             RESOLVE_NO_MAGICLINKS);
+            UniqueFd dfd;
+            if (fd >= 0) {
+                dfd.reset(fd);
+            } else if (fd == -ENOSYS) {
+                try {
+                    dfd = open_in_root(root_, it->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+                } catch (const SysError&) {
+                    continue;
+                }
+            } else {
+                continue; // replaced or removed by a later entry
+            }
+            if (::fchmod(dfd.get(), it->mode & 07777) != 0) {
+                throw_errno("chmod", it->path);
+            }
+            struct timespec ts[2];
+            ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(it->sec);
+            ts[0].tv_nsec = ts[1].tv_nsec = static_cast<long>(it->nsec);
+            if (::futimens(dfd.get(), ts) != 0) {
+                throw_errno("utimens", it->path);
+            }
+        }
+    }
+
+    formats::TarReader& reader_;
+    int root_;
+    const ApplyOptions& opts_;
+    bool preserve_owner_;
+    bool owner_warned_ = false;
+    ApplyStats stats_;
+    std::optional<std::string> cache_key_;
+    std::string cache_real_;
+    UniqueFd cache_fd_;
+    std::unordered_set<std::string> added_;
+    std::vector<DirMeta> dirs_;
+};
+
+} // namespace
+
+ApplyStats apply_entries(formats::TarReader& reader, int target_dirfd, const ApplyOptions& opts) {
+    Applier applier(reader, target_dirfd, opts);
+    return applier.run();
+}
+
+ApplyStats apply_layer_at(int layer_fd, int target_dirfd, const ApplyOptions& opts) {
+    std::string name = opts.layer_name.empty() ? std::string("layer") : opts.layer_name;
+    formats::TarReader reader(layer_fd, name);
+    ApplyStats stats = apply_entries(reader, target_dirfd, opts);
+    stats.digests = reader.finish();
+    return stats;
+}
+
+ApplyStats apply_layer(int layer_fd, const std::string& target_dir, const ApplyOptions& opts) {
+    UniqueFd root = fs::open_dir(target_dir);
+    return apply_layer_at(layer_fd, root.get(), opts);
+}
+
+} // namespace strata::snapshot

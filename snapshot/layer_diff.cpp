@@ -1,0 +1,487 @@
+#include "snapshot/layer_diff.hpp"
+
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <map>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <vector>
+
+namespace strata::snapshot {
+
+using formats::EntryType;
+using formats::TarEntry;
+
+namespace {
+
+using Xattrs = std::map<std::string, std::string>;
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+std::string join_rel(const std::string& a, const std::string& b) {
+    return a.empty() ? b : a + "/" + b;
+}
+
+std::vector<std::string> list_dir(int dirfd, const std::string& shown) {
+    int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        throw_errno("open", shown);
+    }
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+        ::close(fd);
+        throw_errno("opendir", shown);
+    }
+    std::vector<std::string> names;
+    errno = 0;
+    while (auto* de = ::readdir(d)) {
+        if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) {
+            names.emplace_back(de->d_name);
+        }
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+// Raw xattrs of path (not following symlinks); all of them.
+Xattrs read_xattrs(const std::string& path) {
+    Xattrs out;
+    std::vector<char> names(1024);
+    ssize_t n;
+    for (;;) {
+        n = ::llistxattr(path.c_str(), names.data(), names.size());
+        if (n >= 0) {
+            break;
+        }
+        if (errno == ERANGE) {
+            names.resize(names.size() * 4);
+            continue;
+        }
+        if (errno == ENOTSUP) {
+            return out;
+        }
+        throw_errno("listxattr", path);
+    }
+    std::vector<char> value(256);
+    for (ssize_t i = 0; i < n;) {
+        std::string name(&names[static_cast<std::size_t>(i)]);
+        i += static_cast<ssize_t>(name.size()) + 1;
+        for (;;) {
+            ssize_t v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+            if (v >= 0) {
+                out[name] = std::string(value.data(), static_cast<std::size_t>(v));
+                break;
+            }
+            if (errno == ERANGE) {
+                value.resize(value.size() * 4);
+                continue;
+            }
+            if (errno == ENODATA) {
+                break;
+            }
+            throw_errno("getxattr " + name, path);
+        }
+    }
+    return out;
+}
+
+// The xattrs that belong in a layer.
+Xattrs layer_xattrs(const Xattrs& all) {
+    Xattrs out;
+    for (const auto& [k, v] : all) {
+        if (starts_with(k, "trusted.overlay.") || starts_with(k, "user.overlay.") ||
+            k == "security.selinux") {
+            continue;
+        }
+        out.emplace(k, v);
+    }
+    return out;
+}
+
+struct Node {
+    std::string rel;  // path inside the tree
+    std::string full; // host path
+    struct stat st;
+    Xattrs xattrs; // raw
+};
+
+Node load(int dirfd, const std::string& base, const std::string& rel, const std::string& full) {
+    Node n;
+    n.rel = rel;
+    n.full = full;
+    if (::fstatat(dirfd, base.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
+        throw_errno("stat", full);
+    }
+    n.xattrs = read_xattrs(full);
+    return n;
+}
+
+std::string read_link(const Node& n) {
+    std::vector<char> buf(static_cast<std::size_t>(std::max<off_t>(n.st.st_size, 255)) + 1);
+    ssize_t r = ::readlink(n.full.c_str(), buf.data(), buf.size());
+    if (r < 0) {
+        throw_errno("readlink", n.full);
+    }
+    return std::string(buf.data(), static_cast<std::size_t>(r));
+}
+
+class Emitter {
+public:
+    Emitter(int out_fd, const formats::TarWriter::Options& opts, DiffStats* stats)
+        : writer_(out_fd, opts), stats_(stats != nullptr ? stats : &own_) {}
+
+    // A directory whose entry is written only if something below it (or the
+    // directory itself) is.
+    void push_dir(Node n, bool emit_now) {
+        pending_.push_back(Pending{std::move(n), false});
+        if (emit_now) {
+            flush_pending();
+        }
+    }
+    void pop_dir() { pending_.pop_back(); }
+
+    void node(const Node& n) {
+        flush_pending();
+        write_node(n);
+    }
+
+    void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* like) {
+        flush_pending();
+        TarEntry e;
+        e.path = join_rel(dir_rel, ".wh." + name);
+        e.type = EntryType::file;
+        e.mode = 0600;
+        if (like != nullptr) {
+            e.uid = like->st_uid;
+            e.gid = like->st_gid;
+            e.mtime_sec = like->st_mtim.tv_sec;
+        }
+        writer_.add_data(e, {});
+        ++stats_->whiteouts;
+        ++stats_->entries;
+    }
+
+    void opaque(const Node& dir) {
+        flush_pending();
+        TarEntry e;
+        e.path = join_rel(dir.rel, ".wh..wh..opq");
+        e.type = EntryType::file;
+        e.mode = 0600;
+        e.uid = dir.st.st_uid;
+        e.gid = dir.st.st_gid;
+        e.mtime_sec = dir.st.st_mtim.tv_sec;
+        writer_.add_data(e, {});
+        ++stats_->opaque_dirs;
+        ++stats_->entries;
+    }
+
+    formats::LayerDigests finish() { return writer_.finish(); }
+
+private:
+    struct Pending {
+        Node node;
+        bool written;
+    };
+
+    void flush_pending() {
+        for (auto& p : pending_) {
+            if (!p.written) {
+                p.written = true;
+                if (!p.node.rel.empty()) {
+                    write_node(p.node);
+                }
+            }
+        }
+    }
+
+    void write_node(const Node& n) {
+        TarEntry e;
+        e.path = n.rel;
+        e.mode = n.st.st_mode & 07777;
+        e.uid = n.st.st_uid;
+        e.gid = n.st.st_gid;
+        e.mtime_sec = n.st.st_mtim.tv_sec; // whole seconds, as Docker
+        e.xattrs = layer_xattrs(n.xattrs);
+        ++stats_->entries;
+        mode_t t = n.st.st_mode & S_IFMT;
+        if (t == S_IFREG) {
+            if (n.st.st_nlink > 1) {
+                auto key = std::make_pair(n.st.st_dev, n.st.st_ino);
+                auto it = links_.find(key);
+                if (it != links_.end()) {
+                    e.type = EntryType::hardlink;
+                    e.linkname = it->second;
+                    e.xattrs.clear();
+                    writer_.add(e);
+                    ++stats_->hardlinks;
+                    return;
+                }
+                links_.emplace(key, n.rel);
+            }
+            e.type = EntryType::file;
+            e.size = static_cast<std::uint64_t>(n.st.st_size);
+            UniqueFd fd;
+            if (e.size > 0) {
+                fd = fs::open(n.full, O_RDONLY | O_NOFOLLOW);
+            }
+            writer_.add(e, fd.get());
+            ++stats_->files;
+            stats_->bytes += e.size;
+            return;
+        }
+        switch (t) {
+        case S_IFDIR:
+            e.type = EntryType::dir;
+            break;
+        case S_IFLNK:
+            e.type = EntryType::symlink;
+            e.linkname = read_link(n);
+            break;
+        case S_IFCHR:
+        case S_IFBLK:
+            e.type = t == S_IFCHR ? EntryType::chardev : EntryType::blockdev;
+            e.devmajor = major(n.st.st_rdev);
+            e.devminor = minor(n.st.st_rdev);
+            break;
+        case S_IFIFO:
+            e.type = EntryType::fifo;
+            break;
+        case S_IFSOCK:
+            // Sockets cannot be stored in a tar layer (Docker skips them too).
+            --stats_->entries;
+            return;
+        default:
+            throw Error(n.full + ": unsupported file type");
+        }
+        writer_.add(e);
+    }
+
+    formats::TarWriter writer_;
+    DiffStats own_;
+    DiffStats* stats_;
+    std::vector<Pending> pending_;
+    std::map<std::pair<dev_t, ino_t>, std::string> links_;
+};
+
+// ---------------------------------------------------------------- upper dir
+
+bool is_overlay_whiteout(const Node& n) {
+    if (S_ISCHR(n.st.st_mode) && n.st.st_rdev == makedev(0, 0)) {
+        return true;
+    }
+    // Kernel 6.7+ xattr whiteouts (used with userxattr / nesting).
+    return S_ISREG(n.st.st_mode) && n.st.st_size == 0 &&
+           (n.xattrs.contains("trusted.overlay.whiteout") ||
+            n.xattrs.contains("user.overlay.whiteout"));
+}
+
+bool is_opaque(const Node& n) {
+    for (const char* k : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
+        auto it = n.xattrs.find(k);
+        if (it != n.xattrs.end() && it->second == "y") {
+            return true;
+        }
+    }
+    return false;
+}
+
+void walk_upper(Emitter& em, int dirfd, const std::string& rel, const std::string& full) {
+    for (const auto& name : list_dir(dirfd, full)) {
+        std::string crel = join_rel(rel, name);
+        std::string cfull = full + "/" + name;
+        Node n = load(dirfd, name, crel, cfull);
+        for (const char* k : {"trusted.overlay.redirect", "user.overlay.redirect",
+                              "trusted.overlay.metacopy", "user.overlay.metacopy"}) {
+            if (n.xattrs.contains(k)) {
+                throw Error(cfull + ": has " + k +
+                            "; an upper directory made with redirect_dir or metacopy cannot be "
+                            "turned into a layer by walking it (mount with "
+                            "redirect_dir=off,metacopy=off)");
+            }
+        }
+        if (is_overlay_whiteout(n)) {
+            em.whiteout(rel, name, &n.st);
+            continue;
+        }
+        if (S_ISDIR(n.st.st_mode)) {
+            em.node(n);
+            if (is_opaque(n)) {
+                em.opaque(n);
+            }
+            int sub = ::openat(dirfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                throw_errno("open", cfull);
+            }
+            UniqueFd subfd(sub);
+            walk_upper(em, subfd.get(), crel, cfull);
+            continue;
+        }
+        em.node(n);
+    }
+}
+
+// ---------------------------------------------------------------- dir vs parent
+
+bool same_content(const Node& a, const Node& b) {
+    UniqueFd fa = fs::open(a.full, O_RDONLY | O_NOFOLLOW);
+    UniqueFd fb = fs::open(b.full, O_RDONLY | O_NOFOLLOW);
+    std::vector<char> ba(1 << 16), bb(1 << 16);
+    for (;;) {
+        std::size_t na = fs::read_full(fa.get(), ba.data(), ba.size());
+        std::size_t nb = fs::read_full(fb.get(), bb.data(), bb.size());
+        if (na != nb || std::memcmp(ba.data(), bb.data(), na) != 0) {
+            return false;
+        }
+        if (na == 0) {
+            return true;
+        }
+    }
+}
+
+bool changed(const Node& n, const Node& o) {
+    const struct stat& a = n.st;
+    const struct stat& b = o.st;
+    if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT) || (a.st_mode & 07777) != (b.st_mode & 07777) ||
+        a.st_uid != b.st_uid || a.st_gid != b.st_gid) {
+        return true;
+    }
+    if (layer_xattrs(n.xattrs) != layer_xattrs(o.xattrs)) {
+        return true;
+    }
+    switch (a.st_mode & S_IFMT) {
+    case S_IFREG:
+        if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            return false;
+        }
+        if (a.st_size != b.st_size || a.st_mtim.tv_sec != b.st_mtim.tv_sec ||
+            a.st_mtim.tv_nsec != b.st_mtim.tv_nsec) {
+            return true;
+        }
+        // Same size and mtime. When the mtime has no sub-second part it may
+        // have been truncated (a copy from a tar): compare the bytes.
+        if (a.st_mtim.tv_nsec == 0) {
+            return !same_content(n, o);
+        }
+        return false;
+    case S_IFLNK:
+        return read_link(n) != read_link(o);
+    case S_IFCHR:
+    case S_IFBLK:
+        return a.st_rdev != b.st_rdev;
+    case S_IFDIR:
+        return a.st_mtim.tv_sec != b.st_mtim.tv_sec;
+    default:
+        return false;
+    }
+}
+
+UniqueFd open_subdir(int dirfd, const std::string& name, const std::string& shown) {
+    int fd = ::openat(dirfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        throw_errno("open", shown);
+    }
+    return UniqueFd(fd);
+}
+
+// Everything below a new directory.
+void add_tree(Emitter& em, int dirfd, const std::string& rel, const std::string& full) {
+    for (const auto& name : list_dir(dirfd, full)) {
+        std::string crel = join_rel(rel, name);
+        std::string cfull = full + "/" + name;
+        Node n = load(dirfd, name, crel, cfull);
+        em.node(n);
+        if (S_ISDIR(n.st.st_mode)) {
+            UniqueFd sub = open_subdir(dirfd, name, cfull);
+            add_tree(em, sub.get(), crel, cfull);
+        }
+    }
+}
+
+void diff_dirs(Emitter& em, int nfd, const std::string& nfull, int ofd, const std::string& ofull,
+               const std::string& rel) {
+    std::vector<std::string> nn = list_dir(nfd, nfull);
+    std::vector<std::string> on = list_dir(ofd, ofull);
+    std::size_t i = 0, j = 0;
+    while (i < nn.size() || j < on.size()) {
+        int cmp = i == nn.size() ? 1 : j == on.size() ? -1 : nn[i].compare(on[j]);
+        if (cmp > 0) {
+            // Only in the parent: removed.
+            struct stat st;
+            if (::fstatat(nfd, ".", &st, 0) != 0) {
+                throw_errno("stat", nfull);
+            }
+            em.whiteout(rel, on[j], &st);
+            ++j;
+            continue;
+        }
+        const std::string& name = nn[i];
+        std::string crel = join_rel(rel, name);
+        std::string cfull = nfull + "/" + name;
+        Node n = load(nfd, name, crel, cfull);
+        if (cmp < 0) {
+            em.node(n);
+            if (S_ISDIR(n.st.st_mode)) {
+                UniqueFd sub = open_subdir(nfd, name, cfull);
+                add_tree(em, sub.get(), crel, cfull);
+            }
+            ++i;
+            continue;
+        }
+        std::string ofull_c = ofull + "/" + name;
+        Node o = load(ofd, name, crel, ofull_c);
+        bool ndir = S_ISDIR(n.st.st_mode);
+        bool odir = S_ISDIR(o.st.st_mode);
+        if (ndir && odir) {
+            em.push_dir(n, changed(n, o));
+            UniqueFd nsub = open_subdir(nfd, name, cfull);
+            UniqueFd osub = open_subdir(ofd, name, ofull_c);
+            diff_dirs(em, nsub.get(), cfull, osub.get(), ofull_c, crel);
+            em.pop_dir();
+        } else if (ndir) {
+            // A file replaced by a directory: the whole directory.
+            em.node(n);
+            UniqueFd sub = open_subdir(nfd, name, cfull);
+            add_tree(em, sub.get(), crel, cfull);
+        } else if (changed(n, o)) {
+            em.node(n);
+        }
+        ++i;
+        ++j;
+    }
+}
+
+} // namespace
+
+formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
+                                        const formats::TarWriter::Options& opts,
+                                        DiffStats* stats) {
+    UniqueFd root = fs::open(upper_dir, O_PATH | O_DIRECTORY);
+    Emitter em(out_fd, opts, stats);
+    walk_upper(em, root.get(), "", upper_dir);
+    return em.finish();
+}
+
+formats::LayerDigests write_diff_layer(const std::string& dir, const std::string& parent_dir,
+                                       int out_fd, const formats::TarWriter::Options& opts,
+                                       DiffStats* stats) {
+    UniqueFd root = fs::open(dir, O_PATH | O_DIRECTORY);
+    Emitter em(out_fd, opts, stats);
+    if (parent_dir.empty()) {
+        add_tree(em, root.get(), "", dir);
+    } else {
+        UniqueFd proot = fs::open(parent_dir, O_PATH | O_DIRECTORY);
+        diff_dirs(em, root.get(), dir, proot.get(), parent_dir, "");
+    }
+    return em.finish();
+}
+
+} // namespace strata::snapshot

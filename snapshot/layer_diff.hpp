@@ -1,0 +1,51 @@
+// Making OCI layers from directories.
+//
+//  - write_upper_layer: from an overlayfs upper directory (the writable layer
+//    of a build step). Only the upper directory is walked, so the cost is
+//    O(changes). Overlay whiteouts (0:0 character devices, or zero-size files
+//    with the overlay.whiteout xattr) become `.wh.NAME`; opaque directories
+//    (trusted.overlay.opaque=y or user.overlay.opaque=y) get a
+//    `.wh..wh..opq` entry right after the directory.
+//  - write_diff_layer: from the difference between a directory and a parent
+//    directory (or the whole directory when there is no parent): entries
+//    added, changed (type, content, mode, owner, mtime, xattrs, symlink
+//    target, device number) or removed (-> `.wh.NAME` whiteouts).
+//
+// Both walk directories in sorted byte order (Go's filepath.Walk order, as
+// Docker and BuildKit do), emit a changed entry's parent directories before
+// it, turn repeated (dev, ino) regular files into hard links, and write the
+// entries with formats::TarWriter (deterministic PAX). What goes into the
+// layer's identity: mtimes are truncated to whole seconds (as Docker does)
+// and clamped when TarWriter::Options::clamp_mtime is set; atime and ctime
+// never; uname/gname are left empty (numeric ids only, as BuildKit); xattrs
+// are kept except overlayfs' own (trusted.overlay.*, user.overlay.*) and
+// security.selinux (a host label, stripped as buildah/podman do).
+#pragma once
+
+#include "formats/tar.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace strata::snapshot {
+
+struct DiffStats {
+    std::uint64_t entries = 0;
+    std::uint64_t files = 0;
+    std::uint64_t bytes = 0; // regular-file content
+    std::uint64_t whiteouts = 0;
+    std::uint64_t opaque_dirs = 0;
+    std::uint64_t hardlinks = 0;
+};
+
+formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
+                                        const formats::TarWriter::Options& opts,
+                                        DiffStats* stats = nullptr);
+
+// parent_dir empty: the whole of dir.
+formats::LayerDigests write_diff_layer(const std::string& dir, const std::string& parent_dir,
+                                       int out_fd, const formats::TarWriter::Options& opts,
+                                       DiffStats* stats = nullptr);
+
+} // namespace strata::snapshot
