@@ -297,6 +297,9 @@ public:
                     padding_ = true;
                     return;
                 }
+                if (*p != 0x1f) {
+                    throw Error("corrupt gzip stream: garbage after the end of the stream");
+                }
                 inflateReset(&zs_);
                 ended_ = false;
             }

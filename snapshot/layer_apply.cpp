@@ -118,16 +118,18 @@ private:
 
     // ---- resolving directories inside the root ----
 
+    // Forgets the cached directory. Its fd stays open until the next
+    // invalidation, since the entry being applied may still be using it.
     void invalidate() {
         cache_key_.reset();
-        cache_fd_.reset();
+        keepalive_ = std::move(cache_fd_);
     }
 
     // Returns an O_PATH fd of directory `path` (a checked, relative name),
     // creating missing components (0755) when create is set; -1 when it
     // is missing and create is not set. Symlinks on the way are followed
     // inside the root only when they are relative and stay inside it.
-    int dir_fd(const std::string& path, bool create) {
+    int dir_fd(const std::string& path, bool create, int depth = 0) {
         if (path.empty()) {
             return root_;
         }
@@ -175,19 +177,21 @@ private:
                 if (resolved == ".") {
                     resolved.clear();
                 }
+                // Follow it with the same rules (a chain of links is checked
+                // link by link).
+                if (depth >= 40) {
+                    throw SysError("open", walked, ELOOP);
+                }
                 UniqueFd next;
-                try {
-                    next = open_in_root(root_, resolved.empty() ? "/" : resolved,
-                                        O_PATH | O_DIRECTORY);
-                } catch (const SysError& e) {
-                    if (e.error_code() != ENOENT) {
-                        throw Error("path goes through symlink \"" + walked + "\" -> \"" + target +
-                                    "\": " + e.what());
-                    }
-                    if (!create) {
+                if (resolved.empty()) {
+                    next = dup_cloexec(root_);
+                } else {
+                    int t = dir_fd(resolved, create, depth + 1);
+                    if (t < 0) {
                         return -1;
                     }
-                    next = mkdirs_in_root(root_, resolved);
+                    next = dup_cloexec(t);
+                    resolved = cache_real_;
                 }
                 cur = std::move(next);
                 real = resolved;
@@ -672,6 +676,7 @@ private:
     std::optional<std::string> cache_key_;
     std::string cache_real_;
     UniqueFd cache_fd_;
+    UniqueFd keepalive_;
     std::unordered_set<std::string> added_;
     std::vector<DirMeta> dirs_;
 };

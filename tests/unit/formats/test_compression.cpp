@@ -1,0 +1,148 @@
+#include "formats/compression.hpp"
+#include "util/error.hpp"
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+
+using namespace strata;
+using namespace strata::formats;
+
+namespace {
+
+// Deterministic, somewhat compressible data.
+std::string sample(std::size_t n) {
+    std::string s;
+    s.reserve(n);
+    std::uint32_t x = 12345;
+    while (s.size() < n) {
+        x = x * 1103515245u + 12345u;
+        if ((x >> 16) % 4 == 0) {
+            s += "the quick brown fox ";
+        } else {
+            s += static_cast<char>('a' + (x >> 20) % 26);
+        }
+    }
+    s.resize(n);
+    return s;
+}
+
+std::string compress(Compression c, const std::string& in, int level = 0, int threads = 0,
+                     std::size_t chunk = 7919) {
+    std::string out;
+    auto comp = Compressor::create(
+        c, [&](const void* d, std::size_t n) { out.append(static_cast<const char*>(d), n); },
+        level, threads);
+    for (std::size_t i = 0; i < in.size(); i += chunk) {
+        comp->write(in.data() + i, std::min(chunk, in.size() - i));
+    }
+    comp->finish();
+    return out;
+}
+
+std::string decompress(Compression c, const std::string& in, std::size_t chunk = 4093) {
+    std::string out;
+    auto dec = Decompressor::create(
+        c, [&](const void* d, std::size_t n) { out.append(static_cast<const char*>(d), n); });
+    for (std::size_t i = 0; i < in.size(); i += chunk) {
+        dec->feed(in.data() + i, std::min(chunk, in.size() - i));
+    }
+    dec->finish();
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("compression is detected from the magic bytes") {
+    const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00};
+    const unsigned char zst[] = {0x28, 0xb5, 0x2f, 0xfd};
+    const char tar[] = "etc/passwd\0\0\0";
+    CHECK(detect_compression(gz, sizeof gz) == Compression::gzip);
+    CHECK(detect_compression(zst, sizeof zst) == Compression::zstd);
+    CHECK(detect_compression(tar, sizeof tar) == Compression::none);
+    CHECK(detect_compression(zst, 3) == Compression::none);
+    CHECK(detect_compression(gz, 0) == Compression::none);
+    CHECK(detect_compression(compress(Compression::gzip, "x").data(), 10) == Compression::gzip);
+    CHECK(detect_compression(compress(Compression::zstd, "x").data(), 10) == Compression::zstd);
+}
+
+TEST_CASE("compression names parse and print") {
+    CHECK(parse_compression("zstd") == Compression::zstd);
+    CHECK(parse_compression("gzip") == Compression::gzip);
+    CHECK(parse_compression("none") == Compression::none);
+    CHECK(parse_compression("uncompressed") == Compression::none);
+    CHECK_THROWS_AS(parse_compression("lz4"), UsageError);
+    CHECK(to_string(Compression::zstd) == "zstd");
+    CHECK(oci_layer_media_type(Compression::gzip) == "application/vnd.oci.image.layer.v1.tar+gzip");
+    CHECK(oci_layer_media_type(Compression::zstd) == "application/vnd.oci.image.layer.v1.tar+zstd");
+    CHECK(oci_layer_media_type(Compression::none) == "application/vnd.oci.image.layer.v1.tar");
+}
+
+TEST_CASE("zstd, gzip and none round-trip streams of any size") {
+    for (auto c : {Compression::zstd, Compression::gzip, Compression::none}) {
+        for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{100000},
+                              std::size_t{3} << 20}) {
+            INFO(std::string(to_string(c)) << " " << n);
+            std::string in = sample(n);
+            std::string z = compress(c, in);
+            if (c != Compression::none && n > 1000) {
+                CHECK(z.size() < in.size());
+            }
+            CHECK(decompress(c, z) == in);
+            CHECK(decompress(c, z, 1) .size() == in.size());
+        }
+    }
+}
+
+TEST_CASE("multi-threaded zstd gives the same stream as itself and decodes") {
+    std::string in = sample(8u << 20);
+    std::string a = compress(Compression::zstd, in, 3, 4);
+    std::string b = compress(Compression::zstd, in, 3, 4);
+    CHECK(a == b);
+    CHECK(decompress(Compression::zstd, a) == in);
+    std::string one = compress(Compression::zstd, in, 3, 1);
+    CHECK(decompress(Compression::zstd, one) == in);
+}
+
+TEST_CASE("gzip output is deterministic and concatenated members decode as one stream") {
+    std::string a = compress(Compression::gzip, "hello ");
+    std::string b = compress(Compression::gzip, "world");
+    CHECK(a == compress(Compression::gzip, "hello "));
+    CHECK(decompress(Compression::gzip, a + b) == "hello world");
+    CHECK(decompress(Compression::gzip, a + std::string(512, '\0')) == "hello ");
+    CHECK_THROWS_WITH(decompress(Compression::gzip, a + "garbage"),
+                      Catch::Contains("garbage after the end"));
+}
+
+TEST_CASE("concatenated zstd frames decode as one stream") {
+    std::string z = compress(Compression::zstd, "abc") + compress(Compression::zstd, "def");
+    CHECK(decompress(Compression::zstd, z) == "abcdef");
+}
+
+TEST_CASE("a truncated stream is an error naming the codec") {
+    std::string in = sample(200000);
+    std::string gz = compress(Compression::gzip, in);
+    std::string zs = compress(Compression::zstd, in);
+    for (std::size_t cut : {std::size_t{1}, std::size_t{10}, gz.size() / 2, gz.size() - 1}) {
+        CHECK_THROWS_WITH(decompress(Compression::gzip, gz.substr(0, cut)),
+                          "unexpected end of gzip stream");
+    }
+    for (std::size_t cut : {std::size_t{1}, std::size_t{10}, zs.size() / 2, zs.size() - 1}) {
+        CHECK_THROWS_WITH(decompress(Compression::zstd, zs.substr(0, cut)),
+                          "unexpected end of zstd stream");
+    }
+    CHECK_THROWS_WITH(decompress(Compression::gzip, ""), "unexpected end of gzip stream");
+    CHECK_THROWS_WITH(decompress(Compression::zstd, ""), "unexpected end of zstd stream");
+}
+
+TEST_CASE("corrupt streams are errors naming the codec") {
+    std::string in = sample(100000);
+    std::string gz = compress(Compression::gzip, in);
+    std::string zs = compress(Compression::zstd, in);
+    gz[gz.size() / 2] ^= 0x55;
+    gz[gz.size() / 2 + 1] ^= 0x55;
+    zs[zs.size() / 2] ^= 0x55;
+    CHECK_THROWS_WITH(decompress(Compression::gzip, gz), Catch::Contains("gzip"));
+    // zstd's checksum catches what the entropy decoder lets through.
+    CHECK_THROWS_WITH(decompress(Compression::zstd, zs), Catch::Contains("zstd"));
+}
