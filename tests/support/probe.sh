@@ -18,6 +18,10 @@ case "$cap" in
     [ -c /dev/fuse ] || skip "needs /dev/fuse"
     [ -r /dev/fuse ] && [ -w /dev/fuse ] || skip "needs read/write access to /dev/fuse"
     [ "$(id -u)" -eq 0 ] || command -v fusermount3 >/dev/null || skip "needs root or fusermount3" ;;
+  skopeo)
+    command -v skopeo >/dev/null || skip "needs skopeo (apt-get install skopeo)" ;;
+  umoci)
+    command -v umoci >/dev/null || skip "needs umoci (apt-get install umoci)" ;;
   *) echo "probe.sh: unknown capability $cap" >&2; exit 2 ;;
 esac
 exec "$@"
