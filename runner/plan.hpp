@@ -1,0 +1,128 @@
+// Internal to the runner: the plan the parent prepares before clone, and the
+// child that carries it out. Everything the child needs is computed here, in
+// the parent, so the child (a copy of a possibly multi-threaded process)
+// only reads prepared memory and makes system calls: no allocation, no
+// locks, no exceptions, and failures go back as (step, errno, index).
+#pragma once
+
+#include "runner/runner.hpp"
+#include "runner/user.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <sys/resource.h>
+#include <vector>
+
+namespace strata::runner::detail {
+
+// The steps of the child, in the order they run. The parent turns a
+// reported step into a message (step_text).
+enum class Step : int {
+    wait_parent = 1,
+    signals,
+    make_private,
+    bind_root,
+    open_root,
+    mount_target, // creating or opening a mount point (index: op)
+    mount,        // the mount itself (index: op)
+    remount_ro,   // making a mount read-only (index: op, or -1 for the root)
+    workdir,
+    pivot_root,
+    detach_old_root,
+    hostname,
+    loopback,
+    rlimit, // index: rlimit
+    groups,
+    gid,
+    uid,
+    cap_bounding,
+    cap_ambient,
+    capset,
+    no_new_privs,
+    stdio,
+    setsid,
+    controlling_tty,
+    close_fds,
+    chdir,
+    exec, // index: candidate
+    fork_init,
+};
+
+struct Report {
+    int step;
+    int err;
+    int index;
+};
+
+enum class OpKind : int {
+    fs,       // mount(source, target, fstype, flags, data)
+    bind,     // bind source (a host path) recursively
+    gen_file, // write content to a staging file in the container's /dev and bind it
+    symlink,  // create target as a symlink to content
+    mask,     // hide: /dev/null over a file, a read-only tmpfs over a directory
+    readonly, // bind target onto itself, read-only
+};
+
+struct Op {
+    OpKind kind = OpKind::fs;
+    const char* target = nullptr; // absolute, inside the root
+    bool target_dir = true;       // create the target as a directory (else a file)
+    const char* fstype = nullptr;
+    const char* source = nullptr;
+    unsigned long flags = 0;
+    const char* data = nullptr;
+    bool read_only = false;    // make read-only (recursively) after mounting
+    bool sys_fallback = false; // sysfs: bind the host's /sys when mounting fails
+    const char* content = nullptr;
+    std::size_t content_len = 0;
+};
+
+struct Plan {
+    // Parent-owned storage behind every pointer below.
+    std::deque<std::string> strings;
+    const char* keep(std::string s) { return strings.emplace_back(std::move(s)).c_str(); }
+
+    const char* rootfs = nullptr;
+    const char* hostname = nullptr;
+    const char* workdir = nullptr;
+    std::vector<Op> ops;
+    std::vector<Rlimit> rlimits;
+    bool network_none = true;
+    bool read_only = false;
+    bool init = false;
+    bool tty = false;
+    bool rootless = false; // user namespace with only our own ids mapped
+
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+    std::uint64_t caps = 0;
+
+    int stdio[3] = {-1, -1, -1}; // sources for 0, 1, 2 (-1: keep)
+    int sync_fd = -1;            // read: the parent's go-ahead
+    int report_fd = -1;          // write: Report on failure; EOF on exec
+    int status_fd = -1;          // write (init): the command's raw wait status
+    int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
+
+    std::vector<const char*> argv;       // null-terminated
+    std::vector<const char*> envp;       // null-terminated
+    std::vector<const char*> candidates; // exec paths to try, in order
+};
+
+// Runs in the cloned child; never returns.
+[[noreturn]] void child_main(const Plan& plan) noexcept;
+
+// Helpers shared with the tests.
+std::string hosts_file(const std::string& hostname,
+                       const std::vector<std::pair<std::string, std::string>>& extra,
+                       Network network);
+std::string resolv_conf(Network network);
+std::vector<std::string> container_env(const RunSpec& spec, const ExecUser& user,
+                                       const std::string& hostname);
+std::vector<std::string> exec_candidates(const std::string& argv0,
+                                         const std::vector<std::string>& env);
+std::string step_text(Step step);
+
+} // namespace strata::runner::detail

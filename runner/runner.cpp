@@ -1,0 +1,982 @@
+// The caller's side of the runner: turns a RunSpec into a Plan, clones the
+// child into new namespaces, writes its id maps, lets it go, and waits.
+#include "runner/runner.hpp"
+
+#include "runner/plan.hpp"
+#include "runner/user.hpp"
+#include "util/log.hpp"
+#include "util/root.hpp"
+#include "util/scope.hpp"
+#include "util/sys/process.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+namespace strata::runner {
+
+using detail::Op;
+using detail::OpKind;
+using detail::Plan;
+using detail::Step;
+
+// ---------------------------------------------------------------------------
+// Capabilities
+
+std::uint64_t default_capabilities() noexcept {
+    constexpr int caps[] = {CAP_CHOWN,        CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,
+                            CAP_MKNOD,        CAP_NET_RAW,      CAP_SETGID,  CAP_SETUID,
+                            CAP_SETFCAP,      CAP_SETPCAP,      CAP_NET_BIND_SERVICE,
+                            CAP_SYS_CHROOT,   CAP_KILL,         CAP_AUDIT_WRITE};
+    std::uint64_t mask = 0;
+    for (int c : caps) {
+        mask |= std::uint64_t{1} << c;
+    }
+    return mask;
+}
+
+std::string capability_name(int cap) {
+    static const char* const names[] = {
+        "CHOWN",          "DAC_OVERRIDE",    "DAC_READ_SEARCH", "FOWNER",
+        "FSETID",         "KILL",            "SETGID",          "SETUID",
+        "SETPCAP",        "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+        "NET_ADMIN",      "NET_RAW",         "IPC_LOCK",        "IPC_OWNER",
+        "SYS_MODULE",     "SYS_RAWIO",       "SYS_CHROOT",      "SYS_PTRACE",
+        "SYS_PACCT",      "SYS_ADMIN",       "SYS_BOOT",        "SYS_NICE",
+        "SYS_RESOURCE",   "SYS_TIME",        "SYS_TTY_CONFIG",  "MKNOD",
+        "LEASE",          "AUDIT_WRITE",     "AUDIT_CONTROL",   "SETFCAP",
+        "MAC_OVERRIDE",   "MAC_ADMIN",       "SYSLOG",          "WAKE_ALARM",
+        "BLOCK_SUSPEND",  "AUDIT_READ",      "PERFMON",         "BPF",
+        "CHECKPOINT_RESTORE"};
+    if (cap >= 0 && static_cast<std::size_t>(cap) < std::size(names)) {
+        return std::string("CAP_") + names[cap];
+    }
+    return "CAP_" + std::to_string(cap);
+}
+
+// ---------------------------------------------------------------------------
+// Control
+
+Control::Control() : pipe_(Pipe::create()) {
+    for (int fd : {pipe_.read.get(), pipe_.write.get()}) {
+        int flags = ::fcntl(fd, F_GETFL);
+        if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+            throw_errno("fcntl O_NONBLOCK", "control pipe");
+        }
+    }
+}
+
+namespace {
+
+enum : unsigned char { kEventCancel = 0, kEventWinch = 1, kEventSignalBase = 2 };
+
+void send_event(int fd, unsigned char byte) noexcept {
+    int saved = errno;
+    ssize_t ignored = ::write(fd, &byte, 1);
+    (void)ignored;
+    errno = saved;
+}
+
+} // namespace
+
+void Control::cancel() noexcept { send_event(pipe_.write.get(), kEventCancel); }
+void Control::window_changed() noexcept { send_event(pipe_.write.get(), kEventWinch); }
+void Control::forward(int sig) noexcept {
+    if (sig > 0 && sig < 64) {
+        send_event(pipe_.write.get(), static_cast<unsigned char>(kEventSignalBase + sig));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Plan helpers
+
+namespace detail {
+
+std::string hosts_file(const std::string& hostname,
+                       const std::vector<std::pair<std::string, std::string>>& extra,
+                       Network network) {
+    std::string out;
+    if (network == Network::host) {
+        // As Docker with --network host: the host's own hosts file.
+        try {
+            UniqueFd fd(::open("/etc/hosts", O_RDONLY | O_CLOEXEC));
+            if (fd) {
+                char buf[4096];
+                ssize_t n;
+                while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
+                    out.append(buf, static_cast<std::size_t>(n));
+                }
+            }
+        } catch (...) {
+        }
+        if (!out.empty() && out.back() != '\n') {
+            out += '\n';
+        }
+    }
+    if (out.empty()) {
+        out = "127.0.0.1\tlocalhost\n"
+              "::1\tlocalhost ip6-localhost ip6-loopback\n"
+              "fe00::0\tip6-localnet\n"
+              "ff00::0\tip6-mcastprefix\n"
+              "ff02::1\tip6-allnodes\n"
+              "ff02::2\tip6-allrouters\n";
+        // With no network of its own the container's name still resolves, as
+        // in BuildKit's sandbox.
+        out += "127.0.0.1\t" + hostname + "\n";
+    }
+    for (const auto& [name, address] : extra) {
+        out += address + "\t" + name + "\n";
+    }
+    return out;
+}
+
+std::string resolv_conf(Network network) {
+    std::string host;
+    UniqueFd fd(::open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC));
+    if (fd) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd.get(), buf, sizeof buf)) > 0 && host.size() < (1u << 20)) {
+            host.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    if (network == Network::host) {
+        return host;
+    }
+    // Own network namespace: a nameserver on the host's loopback cannot be
+    // reached from here, so those lines go, and Docker's defaults stand in
+    // when nothing is left.
+    std::string out;
+    bool have_ns = false;
+    std::size_t i = 0;
+    while (i < host.size()) {
+        std::size_t j = host.find('\n', i);
+        if (j == std::string::npos) {
+            j = host.size();
+        }
+        std::string line = host.substr(i, j - i);
+        i = j + 1;
+        if (line.rfind("nameserver", 0) == 0) {
+            auto addr = line.substr(10);
+            addr.erase(0, addr.find_first_not_of(" \t"));
+            if (addr.rfind("127.", 0) == 0 || addr.rfind("::1", 0) == 0) {
+                continue;
+            }
+            have_ns = true;
+        }
+        out += line + "\n";
+    }
+    if (!have_ns) {
+        out += "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
+    }
+    return out;
+}
+
+namespace {
+
+bool has_key(const std::vector<std::string>& env, std::string_view key) {
+    for (const auto& e : env) {
+        if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=') {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+std::vector<std::string> container_env(const RunSpec& spec, const ExecUser& user,
+                                       const std::string& hostname) {
+    std::vector<std::string> env;
+    // Later entries for the same key win, as with `docker run -e`.
+    for (const auto& e : spec.env) {
+        auto eq = e.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            throw UsageError("invalid environment variable \"" + e + "\": expected KEY=VALUE");
+        }
+        std::string key = e.substr(0, eq + 1);
+        std::erase_if(env, [&](const std::string& x) { return x.rfind(key, 0) == 0; });
+        env.push_back(e);
+    }
+    std::vector<std::string> front;
+    if (!has_key(env, "PATH")) {
+        front.push_back(std::string("PATH=") + kDefaultPath);
+    }
+    if (!has_key(env, "HOSTNAME")) {
+        front.push_back("HOSTNAME=" + hostname);
+    }
+    if (spec.tty && !has_key(env, "TERM")) {
+        front.push_back("TERM=xterm");
+    }
+    if (!has_key(env, "HOME")) {
+        env.push_back("HOME=" + user.home);
+    }
+    env.insert(env.begin(), front.begin(), front.end());
+    return env;
+}
+
+std::vector<std::string> exec_candidates(const std::string& argv0,
+                                         const std::vector<std::string>& env) {
+    if (argv0.find('/') != std::string::npos) {
+        return {argv0};
+    }
+    std::string path = kDefaultPath;
+    for (const auto& e : env) {
+        if (e.rfind("PATH=", 0) == 0) {
+            path = e.substr(5);
+        }
+    }
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i <= path.size()) {
+        std::size_t j = path.find(':', i);
+        if (j == std::string::npos) {
+            j = path.size();
+        }
+        std::string dir = path.substr(i, j - i);
+        if (dir.empty()) {
+            dir = ".";
+        }
+        out.push_back(dir + "/" + argv0);
+        i = j + 1;
+    }
+    return out;
+}
+
+std::string step_text(Step step) {
+    switch (step) {
+    case Step::wait_parent: return "waiting for strata";
+    case Step::signals: return "resetting signals";
+    case Step::make_private: return "making the mounts private";
+    case Step::bind_root: return "binding the root directory";
+    case Step::open_root: return "opening the root directory";
+    case Step::mount_target: return "creating the mount point";
+    case Step::mount: return "mounting";
+    case Step::remount_ro: return "making read-only";
+    case Step::workdir: return "creating the working directory";
+    case Step::pivot_root: return "pivot_root";
+    case Step::detach_old_root: return "detaching the old root";
+    case Step::hostname: return "setting the hostname";
+    case Step::loopback: return "bringing up the loopback interface";
+    case Step::rlimit: return "setting rlimit";
+    case Step::groups: return "setting the supplementary groups";
+    case Step::gid: return "setting the gid";
+    case Step::uid: return "setting the uid";
+    case Step::cap_bounding: return "dropping a capability from the bounding set";
+    case Step::cap_ambient: return "clearing the ambient capabilities";
+    case Step::capset: return "setting the capabilities";
+    case Step::no_new_privs: return "setting no_new_privs";
+    case Step::stdio: return "setting up the standard streams";
+    case Step::setsid: return "creating a session";
+    case Step::controlling_tty: return "setting the controlling terminal";
+    case Step::close_fds: return "closing file descriptors";
+    case Step::chdir: return "changing to the working directory";
+    case Step::exec: return "exec";
+    case Step::fork_init: return "starting the command under init";
+    }
+    return "step " + std::to_string(static_cast<int>(step));
+}
+
+} // namespace detail
+
+// ---------------------------------------------------------------------------
+// Container
+
+struct Container::State {
+    pid_t pid = -1;
+    UniqueFd pidfd;
+    bool init = false;
+    bool tty = false;
+    bool reaped = false;
+    UniqueFd status_read; // init: the command's raw wait status
+    UniqueFd master;      // tty: the pty's master side
+    int tty_in = -1;      // tty: copied to the master
+    int tty_out = -1;     // tty: the master's output goes here
+    int winsize_fd = -1;  // tty: where the caller's window size is read
+
+    void signal(int sig) noexcept {
+        if (!reaped && pidfd) {
+            sys::pidfd_send_signal(pidfd.get(), sig);
+        }
+    }
+
+    ExitStatus reap() {
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0) {
+            if (errno != EINTR) {
+                throw_errno("waitpid", "container " + std::to_string(pid));
+            }
+        }
+        reaped = true;
+        if (init && status_read) {
+            int cmd_status = 0;
+            ssize_t n = ::read(status_read.get(), &cmd_status, sizeof cmd_status);
+            if (n == static_cast<ssize_t>(sizeof cmd_status)) {
+                status = cmd_status;
+            }
+        }
+        return ExitStatus(status);
+    }
+
+    // The container's PID 1 is gone from the kernel's point of view: kill it
+    // (the PID namespace and every mount in it go with it) and reap it.
+    void kill_and_reap() noexcept {
+        if (reaped || pid <= 0) {
+            return;
+        }
+        signal(SIGKILL);
+        int status;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        reaped = true;
+    }
+};
+
+namespace {
+
+std::string random_hostname() {
+    unsigned char bytes[6];
+    if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+        throw_errno("getrandom");
+    }
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char b : bytes) {
+        out += hex[b >> 4];
+        out += hex[b & 15];
+    }
+    return out;
+}
+
+void write_proc_file(pid_t pid, const char* name, const std::string& content) {
+    std::string path = "/proc/" + std::to_string(pid) + "/" + name;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) {
+        throw_errno("open", path);
+    }
+    if (::write(fd.get(), content.data(), content.size()) !=
+        static_cast<ssize_t>(content.size())) {
+        throw_errno("write", path);
+    }
+}
+
+bool is_absolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
+
+std::size_t depth(const std::string& p) {
+    return static_cast<std::size_t>(std::count(p.begin(), p.end(), '/'));
+}
+
+const char* rlimit_name(int r) {
+    switch (r) {
+    case RLIMIT_CPU: return "RLIMIT_CPU";
+    case RLIMIT_FSIZE: return "RLIMIT_FSIZE";
+    case RLIMIT_DATA: return "RLIMIT_DATA";
+    case RLIMIT_STACK: return "RLIMIT_STACK";
+    case RLIMIT_CORE: return "RLIMIT_CORE";
+    case RLIMIT_RSS: return "RLIMIT_RSS";
+    case RLIMIT_NPROC: return "RLIMIT_NPROC";
+    case RLIMIT_NOFILE: return "RLIMIT_NOFILE";
+    case RLIMIT_MEMLOCK: return "RLIMIT_MEMLOCK";
+    case RLIMIT_AS: return "RLIMIT_AS";
+    case RLIMIT_LOCKS: return "RLIMIT_LOCKS";
+    case RLIMIT_SIGPENDING: return "RLIMIT_SIGPENDING";
+    case RLIMIT_MSGQUEUE: return "RLIMIT_MSGQUEUE";
+    case RLIMIT_NICE: return "RLIMIT_NICE";
+    case RLIMIT_RTPRIO: return "RLIMIT_RTPRIO";
+    case RLIMIT_RTTIME: return "RLIMIT_RTTIME";
+    }
+    return "RLIMIT_?";
+}
+
+std::string limit_text(rlim_t v) { return v == RLIM_INFINITY ? "unlimited" : std::to_string(v); }
+
+// Builds the standard mounts and the caller's into plan.ops.
+void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::string& tty_slave,
+                 const std::string& hostname, std::vector<std::string>& op_names) {
+    auto add = [&](Op op, std::string name) {
+        op_names.push_back(std::move(name));
+        plan.ops.push_back(op);
+    };
+    auto fs = [&](const char* target, const char* type, unsigned long flags, const char* data) {
+        Op op;
+        op.kind = OpKind::fs;
+        op.target = target;
+        op.fstype = type;
+        op.source = type;
+        op.flags = flags;
+        op.data = data;
+        add(op, std::string(type) + " on " + target);
+    };
+    const unsigned long nsd = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    fs("/proc", "proc", nsd, nullptr);
+    fs("/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+    for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
+        Op op;
+        op.kind = OpKind::bind;
+        op.target = plan.keep(std::string("/dev/") + dev);
+        op.target_dir = false;
+        op.source = op.target; // the host's device node (before pivot_root)
+        add(op, std::string("bind /dev/") + dev);
+    }
+    fs("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+       rootless ? "newinstance,ptmxmode=0666,mode=0620"
+                : "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    fs("/dev/shm", "tmpfs", nsd, "mode=1777,size=65536k");
+    fs("/dev/mqueue", "mqueue", nsd, nullptr);
+    for (auto [link, to] : {std::pair{"/dev/ptmx", "pts/ptmx"}, {"/dev/fd", "/proc/self/fd"},
+                            {"/dev/stdin", "/proc/self/fd/0"}, {"/dev/stdout", "/proc/self/fd/1"},
+                            {"/dev/stderr", "/proc/self/fd/2"}, {"/dev/core", "/proc/kcore"}}) {
+        Op op;
+        op.kind = OpKind::symlink;
+        op.target = link;
+        op.content = to;
+        add(op, std::string("symlink ") + link);
+    }
+    if (!tty_slave.empty()) {
+        // By path: a bind source must be in the child's own mount namespace.
+        Op op;
+        op.kind = OpKind::bind;
+        op.target = "/dev/console";
+        op.target_dir = false;
+        op.source = plan.keep(tty_slave);
+        add(op, "bind the pty on /dev/console");
+    }
+    {
+        Op op;
+        op.kind = OpKind::fs;
+        op.target = "/sys";
+        op.fstype = "sysfs";
+        op.source = "sysfs";
+        op.flags = nsd | MS_RDONLY;
+        op.read_only = true;
+        op.sys_fallback = true;
+        add(op, "sysfs on /sys");
+    }
+    // Docker's masked and read-only paths.
+    for (const char* p : {"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore",
+                          "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                          "/sys/firmware", "/sys/devices/virtual/powercap"}) {
+        Op op;
+        op.kind = OpKind::mask;
+        op.target = p;
+        add(op, std::string("masking ") + p);
+    }
+    for (const char* p :
+         {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}) {
+        Op op;
+        op.kind = OpKind::readonly;
+        op.target = p;
+        add(op, std::string("read-only ") + p);
+    }
+    // Generated files, bound over the root's own: writes never reach it.
+    auto gen = [&](const char* target, std::string content) {
+        Op op;
+        op.kind = OpKind::gen_file;
+        op.target = target;
+        op.target_dir = false;
+        const char* c = plan.keep(std::move(content));
+        op.content = c;
+        op.content_len = std::strlen(c);
+        add(op, std::string("bind generated ") + target);
+    };
+    gen("/etc/hostname", hostname + "\n");
+    gen("/etc/hosts", detail::hosts_file(hostname, spec.extra_hosts, spec.network));
+    gen("/etc/resolv.conf", detail::resolv_conf(spec.network));
+
+    // The caller's mounts, parents before children (as Docker sorts them).
+    std::vector<const Mount*> mounts;
+    for (const auto& m : spec.mounts) {
+        mounts.push_back(&m);
+    }
+    std::stable_sort(mounts.begin(), mounts.end(), [](const Mount* a, const Mount* b) {
+        return depth(clean_path(a->target)) < depth(clean_path(b->target));
+    });
+    for (const Mount* m : mounts) {
+        if (!is_absolute(m->target)) {
+            throw UsageError("mount target \"" + m->target + "\" is not an absolute path");
+        }
+        std::string target = clean_path(m->target);
+        if (target == "/") {
+            throw UsageError("mount target \"" + m->target + "\": cannot mount over /");
+        }
+        Op op;
+        op.target = plan.keep(target);
+        op.read_only = m->read_only;
+        std::string what;
+        switch (m->type) {
+        case Mount::Type::tmpfs:
+            op.kind = OpKind::fs;
+            op.fstype = "tmpfs";
+            op.source = "tmpfs";
+            op.flags = MS_NOSUID | MS_NODEV | (m->read_only ? MS_RDONLY : 0);
+            op.read_only = false;
+            op.data = m->options.empty() ? nullptr : plan.keep(m->options);
+            what = "tmpfs on " + target;
+            break;
+        case Mount::Type::cache:
+            if (!is_absolute(m->source)) {
+                throw UsageError("cache mount source \"" + m->source + "\" is not absolute");
+            }
+            if (::mkdir(m->source.c_str(), 0755) != 0 && errno != EEXIST) {
+                throw_errno("mkdir", m->source);
+            }
+            [[fallthrough]];
+        case Mount::Type::bind: {
+            if (m->source.empty()) {
+                throw UsageError("bind mount on \"" + m->target + "\" has no source");
+            }
+            struct stat st;
+            if (::stat(m->source.c_str(), &st) != 0) {
+                throw_errno("bind mount source", m->source);
+            }
+            op.kind = OpKind::bind;
+            op.source = plan.keep(m->source);
+            op.target_dir = S_ISDIR(st.st_mode);
+            what = "bind " + m->source + " on " + target;
+            break;
+        }
+        }
+        add(op, what);
+    }
+}
+
+// Copies everything readable from `from` to `to`; false at EOF or error.
+bool pump(int from, int to) {
+    char buf[16384];
+    ssize_t n = ::read(from, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return true;
+    }
+    if (n <= 0) {
+        return false;
+    }
+    std::size_t done = 0;
+    while (done < static_cast<std::size_t>(n)) {
+        ssize_t w = ::write(to, buf + done, static_cast<std::size_t>(n) - done);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                struct pollfd p{to, POLLOUT, 0};
+                ::poll(&p, 1, 1000);
+                continue;
+            }
+            return false;
+        }
+        done += static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+void copy_window_size(int from, int master) {
+    struct winsize ws;
+    if (from >= 0 && ::ioctl(from, TIOCGWINSZ, &ws) == 0) {
+        ::ioctl(master, TIOCSWINSZ, &ws);
+    }
+}
+
+} // namespace
+
+Container Container::start(const RunSpec& spec) {
+    // -- Validate the spec and compute everything the child will need.
+    if (spec.rootfs.empty()) {
+        throw UsageError("no root directory given");
+    }
+    if (spec.argv.empty() || spec.argv[0].empty()) {
+        throw UsageError("no command given");
+    }
+    if (!is_absolute(spec.cwd)) {
+        throw UsageError("working directory \"" + spec.cwd + "\" is not an absolute path");
+    }
+    char* real = ::realpath(spec.rootfs.c_str(), nullptr);
+    if (real == nullptr) {
+        throw_errno("root directory", spec.rootfs);
+    }
+    std::string rootfs(real);
+    std::free(real);
+    UniqueFd rootfd(::open(rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!rootfd) {
+        throw_errno("open root directory", rootfs);
+    }
+
+    const bool root = ::geteuid() == 0;
+    bool userns = spec.user_namespace == UserNamespace::always ||
+                  (spec.user_namespace == UserNamespace::automatic && !root);
+    if (!userns && !root) {
+        throw UsageError("running without a user namespace needs root");
+    }
+    const bool rootless = userns && !root;
+
+    ExecUser user = with_context("user \"" + spec.user + "\"", [&] {
+        return resolve_user(rootfd.get(), spec.user);
+    });
+    if (rootless && (user.uid != 0 || user.gid != 0)) {
+        throw UsageError("user \"" + spec.user + "\" (uid " + std::to_string(user.uid) +
+                         ", gid " + std::to_string(user.gid) +
+                         "): without root only uid 0 and gid 0 are mapped in the container");
+    }
+    for (const auto& l : spec.rlimits) {
+        if (l.soft > l.hard) {
+            throw UsageError(std::string(rlimit_name(l.resource)) + ": soft limit " +
+                             limit_text(l.soft) + " is above the hard limit " +
+                             limit_text(l.hard));
+        }
+    }
+    std::string hostname = spec.hostname.empty() ? random_hostname() : spec.hostname;
+    if (hostname.size() > 64) {
+        throw UsageError("hostname \"" + hostname + "\" is longer than 64 characters");
+    }
+
+    auto state = std::make_unique<State>();
+    state->init = spec.init;
+    state->tty = spec.tty;
+
+    Plan plan;
+    plan.rootfs = plan.keep(rootfs);
+    plan.hostname = plan.keep(hostname);
+    plan.workdir = plan.keep(clean_path(spec.cwd));
+    plan.rlimits = spec.rlimits;
+    plan.network_none = spec.network == Network::none;
+    plan.read_only = spec.read_only;
+    plan.init = spec.init;
+    plan.tty = spec.tty;
+    plan.rootless = rootless;
+    plan.uid = user.uid;
+    plan.gid = user.gid;
+    plan.groups = user.groups;
+    plan.caps = default_capabilities();
+
+    std::vector<std::string> env = detail::container_env(spec, user, hostname);
+    for (const auto& e : env) {
+        plan.envp.push_back(plan.keep(e));
+    }
+    plan.envp.push_back(nullptr);
+    for (const auto& a : spec.argv) {
+        plan.argv.push_back(plan.keep(a));
+    }
+    plan.argv.push_back(nullptr);
+    std::vector<std::string> candidates = detail::exec_candidates(spec.argv[0], env);
+    for (const auto& c : candidates) {
+        plan.candidates.push_back(plan.keep(c));
+    }
+
+    // -- Streams.
+    UniqueFd devnull;
+    UniqueFd slave;
+    std::string slave_path;
+    if (spec.tty) {
+        state->master = UniqueFd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+        if (!state->master) {
+            throw_errno("posix_openpt");
+        }
+        if (::grantpt(state->master.get()) != 0 || ::unlockpt(state->master.get()) != 0) {
+            throw_errno("unlockpt");
+        }
+        char name[64];
+        if (::ptsname_r(state->master.get(), name, sizeof name) != 0) {
+            throw_errno("ptsname");
+        }
+        slave_path = name;
+        slave = UniqueFd(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+        if (!slave) {
+            throw_errno("open", name);
+        }
+        state->tty_in = spec.stdin_fd;
+        state->tty_out = spec.stdout_fd >= 0 ? spec.stdout_fd : 1;
+        state->winsize_fd = ::isatty(state->tty_out) ? state->tty_out
+                            : (spec.stdin_fd >= 0 && ::isatty(spec.stdin_fd)) ? spec.stdin_fd
+                                                                              : -1;
+        copy_window_size(state->winsize_fd, state->master.get());
+        plan.stdio[0] = plan.stdio[1] = plan.stdio[2] = slave.get();
+    } else {
+        if (spec.stdin_fd < 0) {
+            devnull = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+            if (!devnull) {
+                throw_errno("open", "/dev/null");
+            }
+            plan.stdio[0] = devnull.get();
+        } else {
+            plan.stdio[0] = spec.stdin_fd;
+        }
+        plan.stdio[1] = spec.stdout_fd;
+        plan.stdio[2] = spec.stderr_fd;
+    }
+
+    std::vector<std::string> op_names;
+    plan_mounts(plan, spec, rootless, slave_path, hostname, op_names);
+
+    // -- Pipes: the go-ahead (parent -> child), failures (child -> parent),
+    // and with init the command's wait status.
+    Pipe sync = Pipe::create();
+    Pipe report = Pipe::create();
+    Pipe status;
+    if (spec.init) {
+        status = Pipe::create();
+        plan.status_fd = status.write.get();
+        plan.close_in_child[2] = status.read.get();
+    }
+    plan.sync_fd = sync.read.get();
+    plan.report_fd = report.write.get();
+    plan.close_in_child[0] = sync.write.get();
+    plan.close_in_child[1] = report.read.get();
+
+    std::uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+                          CLONE_NEWCGROUP | CLONE_PIDFD;
+    if (spec.network == Network::none) {
+        flags |= CLONE_NEWNET;
+    }
+    if (userns) {
+        flags |= CLONE_NEWUSER;
+    }
+
+    // -- Clone with every signal blocked, so that none of the caller's
+    // handlers runs in the child before it resets them.
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pidfd = -1;
+    pid_t pid = sys::clone3_fork(flags, &pidfd);
+    if (pid == 0) {
+        detail::child_main(plan);
+    }
+    int clone_err = pid < 0 ? -pid : 0;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) {
+        throw SysError("clone3 (new namespaces)", rootfs, clone_err);
+    }
+    state->pid = pid;
+    state->pidfd = UniqueFd(pidfd);
+    // From here on the state kills and reaps the child if anything throws.
+    auto guard = ScopeFail([&] { state->kill_and_reap(); });
+    sync.read.reset();
+    report.write.reset();
+    status.write.reset();
+    slave.reset();
+    devnull.reset();
+    state->status_read = std::move(status.read);
+
+    // -- Id maps (the child waits for them).
+    if (userns) {
+        if (rootless) {
+            write_proc_file(pid, "setgroups", "deny");
+            write_proc_file(pid, "uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
+            write_proc_file(pid, "gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
+        } else {
+            write_proc_file(pid, "uid_map", "0 0 4294967295\n");
+            write_proc_file(pid, "gid_map", "0 0 4294967295\n");
+        }
+    }
+    char go = 1;
+    if (::write(sync.write.get(), &go, 1) != 1) {
+        throw_errno("write", "runner handshake pipe");
+    }
+    sync.write.reset();
+
+    // -- EOF on the report pipe: the command has exec'd. A Report: it failed.
+    detail::Report r{};
+    ssize_t n;
+    do {
+        n = ::read(report.read.get(), &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof r)) {
+        state->kill_and_reap();
+        auto step = static_cast<Step>(r.step);
+        std::string err = std::strerror(r.err);
+        if (step == Step::exec) {
+            std::string cmd = spec.argv[0];
+            if (r.err == ENOENT) {
+                if (cmd.find('/') == std::string::npos) {
+                    throw StartError("exec: \"" + cmd + "\": executable file not found in $PATH",
+                                     127);
+                }
+                throw StartError("exec: \"" + cmd + "\": no such file or directory", 127);
+            }
+            std::string path = r.index >= 0 && static_cast<std::size_t>(r.index) < candidates.size()
+                                   ? candidates[static_cast<std::size_t>(r.index)]
+                                   : cmd;
+            std::transform(err.begin(), err.begin() + 1, err.begin(), ::tolower);
+            throw StartError("exec: \"" + path + "\": " + err, 126);
+        }
+        std::string what = detail::step_text(step);
+        if ((step == Step::mount_target || step == Step::mount || step == Step::remount_ro) &&
+            r.index >= 0 && static_cast<std::size_t>(r.index) < op_names.size()) {
+            what += " (" + op_names[static_cast<std::size_t>(r.index)] + ")";
+        } else if (step == Step::workdir || step == Step::chdir) {
+            what += " " + spec.cwd;
+        } else if (step == Step::rlimit && r.index >= 0 &&
+                   static_cast<std::size_t>(r.index) < spec.rlimits.size()) {
+            const auto& l = spec.rlimits[static_cast<std::size_t>(r.index)];
+            struct rlimit cur{};
+            ::getrlimit(static_cast<__rlimit_resource_t>(l.resource), &cur);
+            what += " " + std::string(rlimit_name(l.resource)) + " " + limit_text(l.soft) + ":" +
+                    limit_text(l.hard);
+            if (r.err == EPERM) {
+                err += " (limits can only be lowered without CAP_SYS_RESOURCE; the hard limit "
+                       "here is " +
+                       limit_text(cur.rlim_max) + ")";
+            }
+        } else if (step == Step::uid || step == Step::gid || step == Step::groups) {
+            what += " for user \"" + spec.user + "\"";
+        }
+        throw StartError("container setup: " + what + " in " + rootfs + ": " + err, 125);
+    }
+    if (n != 0) {
+        throw_errno("read", "runner report pipe");
+    }
+    STRATA_LOG_DEBUG("container {} started in {} (pid {})", hostname, rootfs, pid);
+    guard.dismiss();
+    return Container(state.release());
+}
+
+Container::Container(Container&& o) noexcept : state_(std::exchange(o.state_, nullptr)) {}
+
+Container& Container::operator=(Container&& o) noexcept {
+    if (this != &o) {
+        if (state_ != nullptr) {
+            state_->kill_and_reap();
+            delete state_;
+        }
+        state_ = std::exchange(o.state_, nullptr);
+    }
+    return *this;
+}
+
+Container::~Container() {
+    if (state_ != nullptr) {
+        if (!state_->reaped) {
+            STRATA_LOG_DEBUG("container pid {} still running at destruction; killing it",
+                             state_->pid);
+        }
+        state_->kill_and_reap();
+        delete state_;
+    }
+}
+
+pid_t Container::pid() const noexcept { return state_ != nullptr ? state_->pid : -1; }
+
+void Container::kill(int sig) {
+    if (state_ == nullptr || state_->reaped) {
+        throw Error("container is not running");
+    }
+    int r = sys::pidfd_send_signal(state_->pidfd.get(), sig);
+    if (r < 0 && r != -ESRCH) {
+        throw SysError("pidfd_send_signal", "container " + std::to_string(state_->pid), -r);
+    }
+}
+
+void Container::resize(unsigned short rows, unsigned short cols) {
+    if (state_ == nullptr || !state_->master) {
+        throw Error("container has no terminal");
+    }
+    struct winsize ws{rows, cols, 0, 0};
+    if (::ioctl(state_->master.get(), TIOCSWINSZ, &ws) != 0) {
+        throw_errno("TIOCSWINSZ", "container pty");
+    }
+}
+
+ExitStatus Container::wait(Control* control) {
+    if (state_ == nullptr || state_->reaped) {
+        throw Error("container is not running");
+    }
+    State& s = *state_;
+    bool in_open = s.tty && s.tty_in >= 0;
+    bool out_open = s.tty;
+    bool cancelled = false;
+    while (true) {
+        struct pollfd fds[4];
+        int n = 0;
+        fds[n++] = {s.pidfd.get(), POLLIN, 0};
+        int control_i = -1, master_i = -1, in_i = -1;
+        if (control != nullptr) {
+            control_i = n;
+            fds[n++] = {control->fd(), POLLIN, 0};
+        }
+        if (out_open) {
+            master_i = n;
+            fds[n++] = {s.master.get(), POLLIN, 0};
+        }
+        if (in_open) {
+            in_i = n;
+            fds[n++] = {s.tty_in, POLLIN, 0};
+        }
+        int r = ::poll(fds, static_cast<nfds_t>(n), -1);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("poll", "container " + std::to_string(s.pid));
+        }
+        if (control_i >= 0 && (fds[control_i].revents & POLLIN) != 0) {
+            unsigned char events[64];
+            ssize_t got = ::read(control->fd(), events, sizeof events);
+            for (ssize_t i = 0; i < got; ++i) {
+                if (events[i] == kEventCancel) {
+                    cancelled = true;
+                    s.signal(SIGKILL);
+                } else if (events[i] == kEventWinch) {
+                    if (s.master) {
+                        copy_window_size(s.winsize_fd, s.master.get());
+                    }
+                } else {
+                    s.signal(events[i] - kEventSignalBase);
+                }
+            }
+        }
+        if (master_i >= 0 && (fds[master_i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+            if (!pump(s.master.get(), s.tty_out)) {
+                out_open = false;
+            }
+        }
+        if (in_i >= 0 && (fds[in_i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+            if (!pump(s.tty_in, s.master.get())) {
+                in_open = false;
+            }
+        }
+        if ((fds[0].revents & POLLIN) != 0) {
+            break;
+        }
+    }
+    ExitStatus status = s.reap();
+    if (out_open) {
+        // What the command wrote just before it ended.
+        int flags = ::fcntl(s.master.get(), F_GETFL);
+        ::fcntl(s.master.get(), F_SETFL, flags | O_NONBLOCK);
+        char buf[16384];
+        ssize_t got;
+        while ((got = ::read(s.master.get(), buf, sizeof buf)) > 0) {
+            std::size_t done = 0;
+            while (done < static_cast<std::size_t>(got)) {
+                ssize_t w = ::write(s.tty_out, buf + done, static_cast<std::size_t>(got) - done);
+                if (w <= 0) {
+                    break;
+                }
+                done += static_cast<std::size_t>(w);
+            }
+        }
+    }
+    if (cancelled) {
+        throw Cancelled("container " + std::to_string(s.pid) + " was cancelled");
+    }
+    return status;
+}
+
+ExitStatus run(const RunSpec& spec, Control* control) {
+    Container c = Container::start(spec);
+    return c.wait(control);
+}
+
+} // namespace strata::runner

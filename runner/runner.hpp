@@ -1,0 +1,174 @@
+// The runner: runs one process tree in new namespaces with a root directory
+// as its "/". It knows nothing of images: the builder and `strata run` turn
+// an image config into a RunSpec (argv, env, cwd, user, mounts).
+//
+//   runner::RunSpec spec;
+//   spec.rootfs = merged_dir;
+//   spec.argv = {"/bin/sh", "-c", "make"};
+//   runner::Control control;              // cancel from a signal handler
+//   ExitStatus st = runner::run(spec, &control);
+//
+// Everything the container needs (mounts, generated /etc files) lives in its
+// own mount namespace, so the kernel removes it when the container's last
+// process ends; the container's PID 1 dies with the calling thread
+// (PR_SET_PDEATHSIG), so even a strata killed by SIGKILL leaves nothing.
+#pragma once
+
+#include "util/child.hpp"
+#include "util/error.hpp"
+#include "util/fd.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <utility>
+#include <vector>
+
+namespace strata::runner {
+
+enum class Network {
+    none, // a new network namespace with only the loopback interface, up
+    host, // the host's network namespace
+};
+
+enum class UserNamespace {
+    automatic, // a user namespace only when strata is not root
+    always,    // always (as root: an identity map of all ids)
+    never,     // never (needs root)
+};
+
+// An extra mount inside the container. The target is resolved inside the
+// root directory (a symlink is followed only within it) and created when
+// missing: a directory, or an empty file when the source is a file.
+struct Mount {
+    enum class Type {
+        bind,  // source is a host path (file or directory), bound recursively
+        tmpfs, // source ignored; options e.g. "size=64m,mode=1777"
+        cache, // a host directory shared between steps; created when missing
+    };
+    Type type = Type::bind;
+    std::string source;
+    std::string target; // absolute path inside the container
+    bool read_only = false;
+    std::string options; // tmpfs only: mount data ("size=..,mode=..")
+};
+
+struct Rlimit {
+    int resource = 0; // RLIMIT_*
+    rlim_t soft = 0;
+    rlim_t hard = 0;
+};
+
+struct RunSpec {
+    std::string rootfs;             // host directory that becomes "/"
+    std::vector<std::string> argv;  // argv[0] without '/' is searched in the container's PATH
+    std::vector<std::string> env;   // "K=V"; PATH defaults to Docker's, HOME to the user's
+    std::string cwd = "/";          // created (root-owned, 0755) when missing, as Docker does
+    std::string user;               // "", "name", "uid", "name:group", "uid:gid" (from ROOTFS/etc)
+    std::string hostname;           // default: 12 random hex digits, as Docker's container id
+    std::vector<std::pair<std::string, std::string>> extra_hosts; // (name, address) for /etc/hosts
+    Network network = Network::none;
+    UserNamespace user_namespace = UserNamespace::automatic;
+    std::vector<Mount> mounts;
+    std::vector<Rlimit> rlimits; // can only lower limits without CAP_SYS_RESOURCE
+    bool init = false;      // strata's init is PID 1: reaps zombies, forwards signals
+    bool read_only = false; // the root directory is mounted read-only
+    bool tty = false;       // the command gets a new pseudo-terminal as stdin/out/err
+    // Streams. stdin -1: /dev/null (as `docker run` without -i); stdout and
+    // stderr -1: the caller's own. With tty, stdin_fd and stdout_fd are the
+    // two ends strata copies between the terminal and the pty (stderr is
+    // merged, as Docker does with -t); the window size is taken from stdout_fd
+    // (or stdin_fd) when it is a terminal.
+    int stdin_fd = -1;
+    int stdout_fd = -1;
+    int stderr_fd = -1;
+};
+
+// The command could not be started. exit_code() is Docker's: 127 when the
+// command was not found, 126 when it cannot be executed, 125 when the
+// container itself could not be set up.
+class StartError : public Error {
+public:
+    StartError(const std::string& what, int exit_code) : Error(what), exit_code_(exit_code) {}
+    int exit_code() const noexcept { return exit_code_; }
+
+private:
+    int exit_code_;
+};
+
+// run() was cancelled through its Control; the container has been killed
+// and reaped.
+class Cancelled : public Error {
+public:
+    using Error::Error;
+};
+
+// Talks to a running container from a signal handler or another thread.
+// Every method is async-signal-safe: each writes one byte to a pipe that
+// the waiting thread polls.
+class Control {
+public:
+    Control();
+    // Stops the container (SIGKILL to its whole PID namespace); run() then
+    // throws Cancelled once everything is reaped.
+    void cancel() noexcept;
+    // Delivers sig to the container's command (through the init with
+    // spec.init; otherwise to PID 1, which receives only signals it handles).
+    void forward(int sig) noexcept;
+    // The caller's terminal changed size: copy it to the container's pty.
+    void window_changed() noexcept;
+
+    int fd() const noexcept { return pipe_.read.get(); }
+
+private:
+    Pipe pipe_;
+};
+
+// A started container. Destroying it while it runs kills it (SIGKILL to
+// its PID 1, which ends the PID namespace) and reaps it.
+class Container {
+public:
+    // Sets the container up and starts the command. Throws StartError when
+    // the command cannot be started (nothing is left running), Error for a
+    // bad spec (unknown user, relative target...).
+    static Container start(const RunSpec& spec);
+
+    Container(Container&&) noexcept;
+    Container& operator=(Container&&) noexcept;
+    Container(const Container&) = delete;
+    Container& operator=(const Container&) = delete;
+    ~Container();
+
+    // Host pid of the container's PID 1 (the command, or strata's init).
+    pid_t pid() const noexcept;
+    // Sends sig as Control::forward does.
+    void kill(int sig);
+    // Sets the pty's window size (tty only).
+    void resize(unsigned short rows, unsigned short cols);
+    // Waits for the command to end, copying between the caller's streams
+    // and the pty when spec.tty, and serving control. With spec.init the
+    // status is the command's own (not the init's).
+    ExitStatus wait(Control* control = nullptr);
+
+    struct State;
+
+private:
+    explicit Container(State* s) : state_(s) {}
+    State* state_ = nullptr;
+};
+
+// start() + wait().
+ExitStatus run(const RunSpec& spec, Control* control = nullptr);
+
+// Docker's default capability set, as a bit mask over CAP_* numbers.
+std::uint64_t default_capabilities() noexcept;
+// "CAP_CHOWN" etc. for a capability number; "CAP_<n>" for unknown ones.
+std::string capability_name(int cap);
+
+// Docker's PATH when the image sets none.
+inline constexpr const char* kDefaultPath =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+} // namespace strata::runner

@@ -1,0 +1,684 @@
+// The container's side of the runner: what runs between clone3 and exec.
+// Only system calls on memory the parent prepared (see plan.hpp): no
+// allocation, no exceptions, no locks. A failure is written to the report
+// pipe as (step, errno, index) and the child exits 125.
+//
+// Order (STYLE.md rule 16), each step commented where it happens:
+//   1. reset signals, drop the parent's pipe ends, wait for the parent's
+//      go-ahead (it has written the user namespace's id maps by then)
+//   2. make every mount private, bind the root onto itself
+//   3. mounts below the root: /proc, /dev and its nodes, /dev/pts, /dev/shm,
+//      /dev/mqueue, /sys, masked /proc and /sys paths, generated /etc files,
+//      the caller's mounts (each target resolved inside the root)
+//   4. create the working directory; make the root read-only if asked
+//   5. pivot_root into the root, detach the old root
+//   6. hostname, loopback up, rlimits
+//   7. stdio, new session (controlling tty), close every other fd
+//   8. groups, gid, uid, capabilities (bounding, ambient, sets), no_new_privs
+//   9. chdir, then exec (or fork the command under strata's init)
+#include "runner/plan.hpp"
+#include "util/sys/process.hpp"
+#include "util/sys/syscalls.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace strata::runner::detail {
+
+namespace {
+
+constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+
+[[noreturn]] void fail(const Plan& plan, Step step, int err, int index = -1) noexcept {
+    Report r{static_cast<int>(step), err, index};
+    ssize_t ignored = ::write(plan.report_fd, &r, sizeof r);
+    (void)ignored;
+    _exit(125);
+}
+
+// "/proc/self/fd/N" in a caller-provided buffer.
+struct FdPath {
+    char buf[32];
+    explicit FdPath(int fd) noexcept {
+        static constexpr char prefix[] = "/proc/self/fd/";
+        std::memcpy(buf, prefix, sizeof prefix - 1);
+        char digits[16];
+        int n = 0;
+        unsigned v = static_cast<unsigned>(fd);
+        do {
+            digits[n++] = static_cast<char>('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        char* p = buf + sizeof prefix - 1;
+        while (n > 0) {
+            *p++ = digits[--n];
+        }
+        *p = '\0';
+    }
+    const char* c_str() const noexcept { return buf; }
+};
+
+void close_fd(int fd) noexcept {
+    if (fd >= 0) {
+        ::close(fd);
+    }
+}
+
+// Opens path inside the root (O_PATH), creating what is missing: the
+// directories on the way and, unless dir, the last component as an empty
+// file. Symlinks are followed only inside the root (a dangling one is
+// created where it points, inside the root); magic links never. Returns an
+// fd or -errno.
+int open_target(int rootfd, const char* path, bool dir) noexcept {
+    int fd = sys::openat2_raw(rootfd, path, O_PATH, 0, kResolve);
+    if (fd >= 0 || fd != -ENOENT) {
+        return fd;
+    }
+    char buf[PATH_MAX];
+    std::size_t len = std::strlen(path);
+    if (len >= sizeof buf) {
+        return -ENAMETOOLONG;
+    }
+    std::memcpy(buf, path, len + 1);
+    for (int hops = 0; hops < 40; ++hops) {
+        int cur = sys::openat2_raw(rootfd, "/", O_PATH | O_DIRECTORY, 0, kResolve);
+        if (cur < 0) {
+            return cur;
+        }
+        bool restart = false;
+        std::size_t i = 0;
+        while (i < len) {
+            while (i < len && buf[i] == '/') {
+                ++i;
+            }
+            if (i >= len) {
+                break;
+            }
+            std::size_t j = i;
+            while (j < len && buf[j] != '/') {
+                ++j;
+            }
+            bool last = true;
+            for (std::size_t k = j; k < len; ++k) {
+                if (buf[k] != '/') {
+                    last = false;
+                    break;
+                }
+            }
+            char name[NAME_MAX + 1];
+            if (j - i > NAME_MAX) {
+                close_fd(cur);
+                return -ENAMETOOLONG;
+            }
+            std::memcpy(name, buf + i, j - i);
+            name[j - i] = '\0';
+            // The prefix up to this component, resolved from the root again
+            // so that every symlink goes through RESOLVE_IN_ROOT.
+            char saved = buf[j];
+            buf[j] = '\0';
+            int next = sys::openat2_raw(rootfd, buf, O_PATH, 0, kResolve);
+            buf[j] = saved;
+            if (next == -ENOENT) {
+                char link[PATH_MAX];
+                ssize_t ln = ::readlinkat(cur, name, link, sizeof link - 1);
+                if (ln > 0) {
+                    // A dangling symlink: continue with its target in place
+                    // of the prefix (absolute targets start at the root).
+                    link[ln] = '\0';
+                    char joined[PATH_MAX];
+                    std::size_t n = 0;
+                    std::size_t rest = len - j;
+                    std::size_t base = link[0] == '/' ? 0 : i;
+                    if (base + static_cast<std::size_t>(ln) + rest + 1 >= sizeof joined) {
+                        close_fd(cur);
+                        return -ENAMETOOLONG;
+                    }
+                    std::memcpy(joined, buf, base);
+                    n = base;
+                    std::memcpy(joined + n, link, static_cast<std::size_t>(ln));
+                    n += static_cast<std::size_t>(ln);
+                    std::memcpy(joined + n, buf + j, rest);
+                    n += rest;
+                    joined[n] = '\0';
+                    std::memcpy(buf, joined, n + 1);
+                    len = n;
+                    close_fd(cur);
+                    restart = true;
+                    break;
+                }
+                int r;
+                if (last && !dir) {
+                    r = ::openat(cur, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                                 0644);
+                    if (r >= 0) {
+                        ::close(r);
+                        r = 0;
+                    }
+                } else {
+                    r = ::mkdirat(cur, name, 0755);
+                }
+                if (r < 0 && errno != EEXIST) {
+                    int e = errno;
+                    close_fd(cur);
+                    return -e;
+                }
+                buf[j] = '\0';
+                next = sys::openat2_raw(rootfd, buf, O_PATH, 0, kResolve);
+                buf[j] = saved;
+            }
+            close_fd(cur);
+            if (next < 0) {
+                return next;
+            }
+            cur = next;
+            i = j;
+        }
+        if (!restart) {
+            return cur;
+        }
+    }
+    return -ELOOP;
+}
+
+// Makes the mount at fd read-only, recursively when recursive. The
+// fallback remount keeps the flags a user namespace may not clear.
+int make_read_only(int fd, bool recursive) noexcept {
+    int r = sys::mount_setattr_raw(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0),
+                                   MOUNT_ATTR_RDONLY, 0);
+    if (r != -ENOSYS) {
+        return r;
+    }
+    struct statvfs sv;
+    if (::fstatvfs(fd, &sv) != 0) {
+        return -errno;
+    }
+    unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
+    if (sv.f_flag & ST_NOSUID) {
+        flags |= MS_NOSUID;
+    }
+    if (sv.f_flag & ST_NODEV) {
+        flags |= MS_NODEV;
+    }
+    if (sv.f_flag & ST_NOEXEC) {
+        flags |= MS_NOEXEC;
+    }
+    if (sv.f_flag & ST_NOATIME) {
+        flags |= MS_NOATIME;
+    }
+    if (sv.f_flag & ST_NODIRATIME) {
+        flags |= MS_NODIRATIME;
+    }
+    if (sv.f_flag & ST_RELATIME) {
+        flags |= MS_RELATIME;
+    }
+    FdPath p(fd);
+    return ::mount(nullptr, p.c_str(), nullptr, flags, nullptr) == 0 ? 0 : -errno;
+}
+
+// Reopens target (now covered by a new mount) and makes it read-only.
+int reopen_read_only(int rootfd, const char* target, bool recursive) noexcept {
+    int fd = sys::openat2_raw(rootfd, target, O_PATH, 0, kResolve);
+    if (fd < 0) {
+        return fd;
+    }
+    int r = make_read_only(fd, recursive);
+    ::close(fd);
+    return r;
+}
+
+// Splits "/a/b/c" into "/a/b" (in dir) and "c" (returned pointer into path).
+const char* split_parent(const char* path, char (&dir)[PATH_MAX]) noexcept {
+    const char* slash = std::strrchr(path, '/');
+    if (slash == nullptr) {
+        dir[0] = '/';
+        dir[1] = '\0';
+        return path;
+    }
+    std::size_t n = static_cast<std::size_t>(slash - path);
+    if (n >= PATH_MAX) {
+        n = PATH_MAX - 1;
+    }
+    std::memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (n == 0) {
+        dir[0] = '/';
+        dir[1] = '\0';
+    }
+    return slash + 1;
+}
+
+void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
+    switch (op.kind) {
+    case OpKind::symlink: {
+        char dir[PATH_MAX];
+        const char* name = split_parent(op.target, dir);
+        int dfd = open_target(rootfd, dir, true);
+        if (dfd < 0) {
+            fail(plan, Step::mount_target, -dfd, index);
+        }
+        // The directory fd is O_PATH; symlinkat accepts it as dirfd.
+        if (::symlinkat(op.content, dfd, name) != 0 && errno != EEXIST) {
+            fail(plan, Step::mount, errno, index);
+        }
+        ::close(dfd);
+        return;
+    }
+    case OpKind::mask:
+    case OpKind::readonly: {
+        int fd = sys::openat2_raw(rootfd, op.target, O_PATH | O_NOFOLLOW, 0, kResolve);
+        if (fd == -ENOENT) {
+            return; // nothing to hide
+        }
+        if (fd < 0) {
+            fail(plan, Step::mount_target, -fd, index);
+        }
+        struct stat st;
+        if (::fstat(fd, &st) != 0) {
+            fail(plan, Step::mount_target, errno, index);
+        }
+        FdPath target(fd);
+        int r;
+        if (op.kind == OpKind::readonly) {
+            r = ::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+        } else if (S_ISDIR(st.st_mode)) {
+            r = ::mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
+                        "size=0");
+        } else {
+            r = ::mount("/dev/null", target.c_str(), nullptr, MS_BIND, nullptr);
+        }
+        if (r != 0) {
+            fail(plan, Step::mount, errno, index);
+        }
+        ::close(fd);
+        if (op.kind == OpKind::readonly) {
+            int e = reopen_read_only(rootfd, op.target, true);
+            if (e < 0) {
+                fail(plan, Step::remount_ro, -e, index);
+            }
+        }
+        return;
+    }
+    case OpKind::gen_file: {
+        // Staged in the container's own /dev tmpfs, bound, then unlinked: the
+        // file lives only as long as the container's mount namespace and is
+        // never written into the root directory (the image's layers).
+        int dev = sys::openat2_raw(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, kResolve);
+        if (dev < 0) {
+            fail(plan, Step::mount_target, -dev, index);
+        }
+        char name[32] = ".strata-etc-";
+        std::size_t n = std::strlen(name);
+        name[n] = static_cast<char>('a' + index % 26);
+        name[n + 1] = static_cast<char>('a' + (index / 26) % 26);
+        name[n + 2] = '\0';
+        int file = ::openat(dev, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (file < 0) {
+            fail(plan, Step::mount, errno, index);
+        }
+        std::size_t done = 0;
+        while (done < op.content_len) {
+            ssize_t w = ::write(file, op.content + done, op.content_len - done);
+            if (w < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                fail(plan, Step::mount, errno, index);
+            }
+            done += static_cast<std::size_t>(w);
+        }
+        int fd = open_target(rootfd, op.target, false);
+        if (fd < 0) {
+            fail(plan, Step::mount_target, -fd, index);
+        }
+        FdPath source(file);
+        FdPath target(fd);
+        if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+            fail(plan, Step::mount, errno, index);
+        }
+        ::unlinkat(dev, name, 0);
+        ::close(fd);
+        ::close(file);
+        ::close(dev);
+        return;
+    }
+    case OpKind::fs:
+    case OpKind::bind: {
+        int fd = open_target(rootfd, op.target, op.target_dir);
+        if (fd < 0) {
+            fail(plan, Step::mount_target, -fd, index);
+        }
+        FdPath target(fd);
+        int r;
+        if (op.kind == OpKind::fs) {
+            r = ::mount(op.source, target.c_str(), op.fstype, op.flags, op.data);
+            if (r != 0 && op.sys_fallback && (errno == EPERM || errno == EACCES)) {
+                // sysfs needs a network namespace of our own user namespace;
+                // with the host's network, bind the host's /sys instead.
+                r = ::mount("/sys", target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+            }
+        } else {
+            r = ::mount(op.source, target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+        }
+        if (r != 0) {
+            fail(plan, Step::mount, errno, index);
+        }
+        ::close(fd);
+        if (op.read_only) {
+            int e = reopen_read_only(rootfd, op.target, true);
+            if (e < 0) {
+                fail(plan, Step::remount_ro, -e, index);
+            }
+        }
+        return;
+    }
+    }
+}
+
+void write_status(int fd, int status) noexcept {
+    ssize_t ignored = ::write(fd, &status, sizeof status);
+    (void)ignored;
+}
+
+// Tries every candidate path like execvp; reports 127 (ENOENT) or why not.
+[[noreturn]] void exec_command(const Plan& plan) noexcept {
+    auto argv = const_cast<char* const*>(plan.argv.data());
+    auto envp = const_cast<char* const*>(plan.envp.data());
+    int eacces = -1;
+    int last_err = ENOENT;
+    int last_index = 0;
+    for (std::size_t i = 0; i < plan.candidates.size(); ++i) {
+        ::execve(plan.candidates[i], argv, envp);
+        int e = errno;
+        if (e == EACCES) {
+            if (eacces < 0) {
+                eacces = static_cast<int>(i);
+            }
+            continue;
+        }
+        if (e == ENOENT || e == ENOTDIR || e == ESTALE || e == ENODEV || e == ETIMEDOUT) {
+            last_err = e;
+            last_index = static_cast<int>(i);
+            continue;
+        }
+        fail(plan, Step::exec, e, static_cast<int>(i));
+    }
+    if (eacces >= 0) {
+        fail(plan, Step::exec, EACCES, eacces);
+    }
+    fail(plan, Step::exec, last_err == ENOTDIR ? ENOENT : last_err, last_index);
+}
+
+void set_session(const Plan& plan) noexcept {
+    // 7b. A session of its own, so that job control and Ctrl-C on the
+    // caller's terminal reach strata, not the container directly; with a
+    // tty the pty becomes the controlling terminal.
+    if (::setsid() < 0 && errno != EPERM) {
+        fail(plan, Step::setsid, errno);
+    }
+    if (plan.tty && ::ioctl(0, TIOCSCTTY, 0) != 0) {
+        fail(plan, Step::controlling_tty, errno);
+    }
+}
+
+// strata's init: PID 1 of the namespace, the command its only child. It
+// forwards every signal it can catch to the command, reaps every process
+// that is reparented to it, and ends (taking the namespace with it) when
+// the command ends, passing the command's raw wait status to the parent.
+[[noreturn]] void init_main(const Plan& plan) noexcept {
+    sigset_t all;
+    sigfillset(&all);
+    ::sigprocmask(SIG_BLOCK, &all, nullptr);
+    pid_t cmd = sys::clone3_fork(0, nullptr);
+    if (cmd < 0) {
+        fail(plan, Step::fork_init, -cmd);
+    }
+    if (cmd == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::close(plan.status_fd);
+        set_session(plan);
+        if (::chdir(plan.workdir) != 0) {
+            fail(plan, Step::chdir, errno);
+        }
+        exec_command(plan);
+    }
+    // The init keeps only the status pipe: the report pipe must reach EOF
+    // when the command has exec'd.
+    int status_fd = ::fcntl(plan.status_fd, F_DUPFD_CLOEXEC, 3);
+    if (status_fd < 0) {
+        status_fd = plan.status_fd;
+    }
+    for (int fd = 0; fd < 3; ++fd) {
+        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+            ::dup3(null, fd, O_CLOEXEC);
+            ::close(null);
+        }
+    }
+    if (status_fd > 3) {
+        sys::close_range(3, static_cast<unsigned>(status_fd - 1), 0);
+    }
+    sys::close_range(static_cast<unsigned>(status_fd + 1), ~0U, 0);
+    for (;;) {
+        siginfo_t info;
+        int sig = ::sigwaitinfo(&all, &info);
+        if (sig < 0) {
+            continue;
+        }
+        if (sig != SIGCHLD) {
+            ::kill(cmd, sig);
+            continue;
+        }
+        int status = 0;
+        pid_t pid;
+        while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid == cmd) {
+                write_status(status_fd, status);
+                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            }
+        }
+    }
+}
+
+} // namespace
+
+void child_main(const Plan& plan) noexcept {
+    // 1. Signals: default dispositions (an ignored SIGPIPE must not leak
+    // into the command) and an empty mask; the parent blocked everything
+    // around clone so that none of its handlers can run here.
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            ::sigaction(sig, &dfl, nullptr);
+        }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // The container dies with the thread that started it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (int fd : plan.close_in_child) {
+        close_fd(fd);
+    }
+    // 1b. Wait for the parent: it writes the id maps first. EOF means it died.
+    char go = 0;
+    ssize_t n;
+    do {
+        n = ::read(plan.sync_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        fail(plan, Step::wait_parent, n < 0 ? errno : EPIPE);
+    }
+    ::close(plan.sync_fd);
+
+    // 2. Mount namespace: nothing we mount propagates back to the host.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        fail(plan, Step::make_private, errno);
+    }
+    // The root becomes a mount point of its own (pivot_root needs one).
+    if (::mount(plan.rootfs, plan.rootfs, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+        fail(plan, Step::bind_root, errno);
+    }
+    int rootfd = ::open(plan.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        fail(plan, Step::open_root, errno);
+    }
+
+    // 3. Mounts below the root, in the planned order.
+    for (std::size_t i = 0; i < plan.ops.size(); ++i) {
+        run_op(plan, rootfd, plan.ops[i], static_cast<int>(i));
+    }
+
+    // 4. The working directory exists (created as Docker does) and may not
+    // lead out of the root, not even through /proc/self/fd magic links.
+    int wd = open_target(rootfd, plan.workdir, true);
+    if (wd < 0) {
+        fail(plan, Step::workdir, -wd);
+    }
+    struct stat wst;
+    if (::fstat(wd, &wst) != 0 || !S_ISDIR(wst.st_mode)) {
+        fail(plan, Step::workdir, ENOTDIR);
+    }
+    ::close(wd);
+    if (plan.read_only) {
+        int e = make_read_only(rootfd, false);
+        if (e < 0) {
+            fail(plan, Step::remount_ro, -e);
+        }
+    }
+
+    // 5. pivot_root(".", ".") stacks the old root on top of the new one;
+    // detaching it leaves only the container's tree (no put_old directory
+    // has to be created in the root).
+    if (::fchdir(rootfd) != 0) {
+        fail(plan, Step::pivot_root, errno);
+    }
+    if (sys::pivot_root(".", ".") != 0) {
+        fail(plan, Step::pivot_root, errno);
+    }
+    if (::umount2(".", MNT_DETACH) != 0) {
+        fail(plan, Step::detach_old_root, errno);
+    }
+    if (::chdir("/") != 0) {
+        fail(plan, Step::pivot_root, errno);
+    }
+    ::close(rootfd);
+
+    // 6. Hostname, network, limits.
+    if (::sethostname(plan.hostname, std::strlen(plan.hostname)) != 0) {
+        fail(plan, Step::hostname, errno);
+    }
+    if (plan.network_none) {
+        int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+            fail(plan, Step::loopback, errno);
+        }
+        struct ifreq ifr;
+        std::memset(&ifr, 0, sizeof ifr);
+        std::memcpy(ifr.ifr_name, "lo", 3);
+        if (::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+            fail(plan, Step::loopback, errno);
+        }
+        ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+        if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) {
+            fail(plan, Step::loopback, errno);
+        }
+        ::close(s);
+    }
+    for (std::size_t i = 0; i < plan.rlimits.size(); ++i) {
+        const Rlimit& l = plan.rlimits[i];
+        struct rlimit rl{l.soft, l.hard};
+        if (::setrlimit(static_cast<__rlimit_resource_t>(l.resource), &rl) != 0) {
+            fail(plan, Step::rlimit, errno, static_cast<int>(i));
+        }
+    }
+
+    // 7. Standard streams: duplicate the sources above 2 first so that one
+    // source may be another's target, then put them in place.
+    int tmp[3] = {-1, -1, -1};
+    for (int i = 0; i < 3; ++i) {
+        if (plan.stdio[i] >= 0) {
+            tmp[i] = ::fcntl(plan.stdio[i], F_DUPFD_CLOEXEC, 3);
+            if (tmp[i] < 0) {
+                fail(plan, Step::stdio, errno, i);
+            }
+        }
+    }
+    for (int i = 0; i < 3; ++i) {
+        if (tmp[i] >= 0 && ::dup2(tmp[i], i) < 0) {
+            fail(plan, Step::stdio, errno, i);
+        }
+    }
+    // Every other fd closes at exec (the report pipe too: EOF tells the
+    // parent the exec succeeded).
+    if (sys::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        fail(plan, Step::close_fds, errno);
+    }
+
+    // 8. Credentials. The bounding set is cut while we still hold
+    // CAP_SETPCAP; the permitted set is what no_new_privs lets exec keep.
+    if (!plan.rootless) {
+        if (::setgroups(plan.groups.size(), plan.groups.data()) != 0) {
+            fail(plan, Step::groups, errno);
+        }
+    }
+    int last = sys::cap_last_cap();
+    for (int cap = 0; cap <= last; ++cap) {
+        if ((plan.caps & (std::uint64_t{1} << cap)) == 0 &&
+            ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+            fail(plan, Step::cap_bounding, errno, cap);
+        }
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+        fail(plan, Step::cap_ambient, errno);
+    }
+    if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) {
+        fail(plan, Step::gid, errno);
+    }
+    if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) {
+        fail(plan, Step::uid, errno);
+    }
+    std::uint64_t caps = plan.uid == 0 ? plan.caps : 0;
+    int e = sys::capset_self(caps, caps, 0);
+    if (e < 0) {
+        fail(plan, Step::capset, -e);
+    }
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        fail(plan, Step::no_new_privs, errno);
+    }
+
+    // 9. Run.
+    if (plan.init) {
+        init_main(plan);
+    }
+    set_session(plan);
+    if (::chdir(plan.workdir) != 0) {
+        fail(plan, Step::chdir, errno);
+    }
+    exec_command(plan);
+}
+
+} // namespace strata::runner::detail

@@ -1,0 +1,91 @@
+#include "runner/user.hpp"
+#include "tests/support/support.hpp"
+#include "util/error.hpp"
+#include "util/fd.hpp"
+#include "util/tempdir.hpp"
+
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <filesystem>
+
+using namespace strata;
+using namespace strata::runner;
+
+namespace {
+
+const char* kPasswd = "root:x:0:0:root:/root:/bin/sh\n"
+                      "# a comment\n"
+                      "broken line\n"
+                      "user:x:1000:1000:A User:/home/user:/bin/sh\n"
+                      "nohome:x:1001:1001::\n";
+const char* kGroup = "root:x:0:\n"
+                     "wheel:x:10:root\n"
+                     "user:x:1000:\n"
+                     "extra:x:2000:other,user\n"
+                     "more:x:2001:user\n"
+                     "dup:x:1000:user\n";
+
+} // namespace
+
+TEST_CASE("an empty user is root with root's groups and home") {
+    auto u = resolve_user_from("", kPasswd, kGroup);
+    CHECK(u.uid == 0);
+    CHECK(u.gid == 0);
+    CHECK(u.home == "/root");
+    CHECK(u.groups == std::vector<gid_t>{0, 10});
+}
+
+TEST_CASE("a user name gives its uid, primary group, home and supplementary groups") {
+    auto u = resolve_user_from("user", kPasswd, kGroup);
+    CHECK(u.uid == 1000);
+    CHECK(u.gid == 1000);
+    CHECK(u.home == "/home/user");
+    CHECK(u.name == "user");
+    CHECK(u.groups == std::vector<gid_t>{1000, 2000, 2001});
+}
+
+TEST_CASE("a numeric uid in passwd is looked up, one that is not is used as is") {
+    auto u = resolve_user_from("1000", kPasswd, kGroup);
+    CHECK(u.gid == 1000);
+    CHECK(u.home == "/home/user");
+    auto v = resolve_user_from("4242", kPasswd, kGroup);
+    CHECK(v.uid == 4242);
+    CHECK(v.gid == 0);
+    CHECK(v.home == "/");
+    CHECK(v.groups == std::vector<gid_t>{0});
+}
+
+TEST_CASE("user:group takes the group by name or number") {
+    auto u = resolve_user_from("user:wheel", kPasswd, kGroup);
+    CHECK(u.uid == 1000);
+    CHECK(u.gid == 10);
+    CHECK(u.groups.front() == 10);
+    auto v = resolve_user_from("4242:4343", kPasswd, kGroup);
+    CHECK(v.uid == 4242);
+    CHECK(v.gid == 4343);
+}
+
+TEST_CASE("a user without a home directory gets /") {
+    CHECK(resolve_user_from("nohome", kPasswd, kGroup).home == "/");
+}
+
+TEST_CASE("unknown names are errors naming them, as Docker's") {
+    CHECK_THROWS_WITH(resolve_user_from("ghost", kPasswd, kGroup),
+                      "unable to find user ghost: no matching entries in passwd file");
+    CHECK_THROWS_WITH(resolve_user_from("user:ghosts", kPasswd, kGroup),
+                      "unable to find group ghosts: no matching entries in group file");
+    CHECK_THROWS_AS(resolve_user_from("user:", kPasswd, kGroup), Error);
+    CHECK_THROWS_AS(resolve_user_from("99999999999", kPasswd, kGroup), Error);
+}
+
+TEST_CASE("passwd is read inside the root even when /etc is a symlink out of it") {
+    TempDir host;
+    test::write_file(host.path() + "/passwd", "evil:x:0:0::/:/bin/sh\n");
+    TempDir root;
+    std::filesystem::create_symlink(host.path(), root.path() + "/etc");
+    UniqueFd fd(::open(root.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    // /etc resolves to ROOT/<host path>, which does not exist: no users.
+    CHECK_THROWS_WITH(resolve_user(fd.get(), "evil"),
+                      "unable to find user evil: no matching entries in passwd file");
+    CHECK(resolve_user(fd.get(), "").uid == 0);
+}

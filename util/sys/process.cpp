@@ -1,0 +1,99 @@
+#include "util/sys/process.hpp"
+
+#include "util/fd.hpp"
+#include "util/sys/syscalls.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/mount.h>
+#include <linux/sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace strata::sys {
+
+pid_t clone3_fork(std::uint64_t flags, int* pidfd) noexcept {
+    struct clone_args args;
+    std::memset(&args, 0, sizeof args);
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    if ((flags & CLONE_PIDFD) != 0) {
+        args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
+    }
+    long r = ::syscall(SYS_clone3, &args, sizeof args);
+    return r < 0 ? -errno : static_cast<pid_t>(r);
+}
+
+int pidfd_send_signal(int pidfd, int sig) noexcept {
+    long r = ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+    return r < 0 ? -errno : 0;
+}
+
+int capset_self(std::uint64_t effective, std::uint64_t permitted,
+                std::uint64_t inheritable) noexcept {
+    struct __user_cap_header_struct header;
+    header.version = _LINUX_CAPABILITY_VERSION_3;
+    header.pid = 0;
+    struct __user_cap_data_struct data[2];
+    data[0].effective = static_cast<std::uint32_t>(effective);
+    data[1].effective = static_cast<std::uint32_t>(effective >> 32);
+    data[0].permitted = static_cast<std::uint32_t>(permitted);
+    data[1].permitted = static_cast<std::uint32_t>(permitted >> 32);
+    data[0].inheritable = static_cast<std::uint32_t>(inheritable);
+    data[1].inheritable = static_cast<std::uint32_t>(inheritable >> 32);
+    long r = ::syscall(SYS_capset, &header, data);
+    return r < 0 ? -errno : 0;
+}
+
+int capget_self(std::uint64_t* effective, std::uint64_t* permitted,
+                std::uint64_t* inheritable) noexcept {
+    struct __user_cap_header_struct header;
+    header.version = _LINUX_CAPABILITY_VERSION_3;
+    header.pid = 0;
+    struct __user_cap_data_struct data[2];
+    std::memset(data, 0, sizeof data);
+    long r = ::syscall(SYS_capget, &header, data);
+    if (r < 0) {
+        return -errno;
+    }
+    auto join = [](std::uint32_t lo, std::uint32_t hi) {
+        return static_cast<std::uint64_t>(lo) | (static_cast<std::uint64_t>(hi) << 32);
+    };
+    *effective = join(data[0].effective, data[1].effective);
+    *permitted = join(data[0].permitted, data[1].permitted);
+    *inheritable = join(data[0].inheritable, data[1].inheritable);
+    return 0;
+}
+
+int mount_setattr_raw(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
+                      std::uint64_t attr_clr) noexcept {
+    if (force_fallback()) {
+        return -ENOSYS;
+    }
+    struct mount_attr attr;
+    std::memset(&attr, 0, sizeof attr);
+    attr.attr_set = attr_set;
+    attr.attr_clr = attr_clr;
+    long r = ::syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
+    return r < 0 ? -errno : 0;
+}
+
+int cap_last_cap() noexcept {
+    static const int last = [] {
+        UniqueFd fd(::open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC));
+        if (!fd) {
+            return CAP_LAST_CAP;
+        }
+        char buf[16] = {};
+        ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+        int v = n > 0 ? std::atoi(buf) : 0;
+        return v > 0 && v < 64 ? v : CAP_LAST_CAP;
+    }();
+    return last;
+}
+
+} // namespace strata::sys

@@ -1,0 +1,38 @@
+// Raw process, credential and mount-attribute syscalls that glibc does not
+// wrap (clone3, capget/capset, pidfd_send_signal, mount_setattr). These are
+// noexcept and return -errno, because the runner calls them between clone
+// and exec, where nothing may throw or allocate.
+#pragma once
+
+#include <cstdint>
+#include <sys/types.h>
+
+namespace strata::sys {
+
+// clone3(2) without CLONE_VM and without a new stack: it returns twice like
+// fork (0 in the child). flags is a mask of CLONE_* (CLONE_NEW*, CLONE_PIDFD);
+// with CLONE_PIDFD, *pidfd receives a close-on-exec pidfd. The child is
+// reported with SIGCHLD. Returns the pid, 0 in the child, or -errno.
+pid_t clone3_fork(std::uint64_t flags, int* pidfd) noexcept;
+
+// pidfd_send_signal(2). Returns 0 or -errno.
+int pidfd_send_signal(int pidfd, int sig) noexcept;
+
+// capset(2) for the calling thread with the v3 (64-bit) layout. Masks are
+// bit sets over capability numbers. Returns 0 or -errno.
+int capset_self(std::uint64_t effective, std::uint64_t permitted,
+                std::uint64_t inheritable) noexcept;
+// capget(2) for the calling thread. Returns 0 or -errno.
+int capget_self(std::uint64_t* effective, std::uint64_t* permitted,
+                std::uint64_t* inheritable) noexcept;
+
+// mount_setattr(2) on dirfd+path (AT_EMPTY_PATH with ""): sets and clears
+// MOUNT_ATTR_* bits, recursively with AT_RECURSIVE in flags. Returns 0 or
+// -errno; -ENOSYS when the kernel lacks it or the fallback is forced.
+int mount_setattr_raw(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
+                      std::uint64_t attr_clr) noexcept;
+
+// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap).
+int cap_last_cap() noexcept;
+
+} // namespace strata::sys
