@@ -63,6 +63,12 @@ int run_cli(int argc, char** argv) {
 
     register_version(app, ctx);
     register_layer(app, ctx);
+    register_bootstrap(app, ctx);
+    register_images(app, ctx);
+    register_inspect(app, ctx);
+    register_maintenance(app, ctx);
+    register_import(app, ctx);
+    register_archive(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -436,12 +436,16 @@ void Store::remove_untagged(const Digest& manifest) {
 
 Descriptor Store::put_image(const formats::ImageConfig& config, const std::vector<Descriptor>& layers,
                             const std::map<std::string, std::string>& annotations) {
+    return put_image_raw(formats::to_json(config), layers, annotations);
+}
+
+Descriptor Store::put_image_raw(std::string_view config_json, const std::vector<Descriptor>& layers,
+                                const std::map<std::string, std::string>& annotations) {
     for (const auto& l : layers) {
         if (!has_blob(l.digest)) {
             throw Error("layer " + l.digest.str() + " is not in the store");
         }
     }
-    std::string config_json = formats::to_json(config);
     formats::Manifest m;
     m.media_type = formats::media::oci_manifest;
     m.config.media_type = formats::media::oci_config;
@@ -496,17 +500,17 @@ std::vector<std::string> Store::ensure_snapshots(const Image& image) {
             UniqueFd blob = open_blob(layer.digest);
             UniqueFd target = fs::open_dir(fsdir);
             ApplyOptions opts;
-            opts.mode = ApplyMode::overlay;
-            ApplyResult r = with_context("layer " + layer.digest.str(), [&] {
-                return apply_layer(blob.get(), layer.digest.str(), target.get(), opts);
-            });
-            if (r.digests.blob_digest != layer.digest) {
+            opts.mode = WhiteoutMode::overlay;
+            opts.layer_name = "layer " + layer.digest.str();
+            opts.lower_dirs.assign(dirs.rbegin(), dirs.rend());
+            ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);
+            if (!r.digests || r.digests->blob_digest != layer.digest) {
                 throw Error("layer " + layer.digest.str() + " is corrupt: its content hashes to " +
-                            r.digests.blob_digest.str());
+                            (r.digests ? r.digests->blob_digest.str() : std::string("an unknown digest")));
             }
-            if (r.digests.diff_id != image.config.diff_ids[i]) {
+            if (r.digests->diff_id != image.config.diff_ids[i]) {
                 throw Error("layer " + layer.digest.str() + ": uncompressed content hashes to " +
-                            r.digests.diff_id.str() + " but the config says " +
+                            r.digests->diff_id.str() + " but the config says " +
                             image.config.diff_ids[i].str());
             }
             adopt_snapshot(chain, fsdir);

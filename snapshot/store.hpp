@@ -138,6 +138,10 @@ public:
     formats::Descriptor put_image(const formats::ImageConfig& config,
                                   const std::vector<formats::Descriptor>& layers,
                                   const std::map<std::string, std::string>& annotations = {});
+    // The same with the config given as bytes (kept as they are).
+    formats::Descriptor put_image_raw(std::string_view config_json,
+                                      const std::vector<formats::Descriptor>& layers,
+                                      const std::map<std::string, std::string>& annotations = {});
 
     // --- snapshots (snapshots/<chain-id hex>/fs)
     std::string snapshot_dir(const formats::Digest& chain_id) const;

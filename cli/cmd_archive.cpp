@@ -1,0 +1,305 @@
+// load, save, export, unpack: moving images in and out of the store as
+// files (docker-archive, oci-archive, OCI layout directories) and as root
+// filesystems.
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "formats/image_archive.hpp"
+#include "formats/media_types.hpp"
+#include "snapshot/layer_apply.hpp"
+#include "snapshot/layer_diff.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/atomic_file.hpp"
+#include "util/log.hpp"
+#include "util/tempdir.hpp"
+
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+namespace strata::cli {
+
+using formats::Descriptor;
+using formats::Digest;
+
+namespace {
+
+// ------------------------------------------------------------------ load
+
+// The media type of a layer in the manifest strata writes for an archive
+// that had none (a classic docker-archive): OCI types, by compression.
+std::string oci_layer_type(const formats::ArchiveLayer& l) {
+    namespace m = formats::media;
+    std::string_view t = l.media_type;
+    if (t == m::docker_layer_gzip || t == m::oci_layer_gzip) {
+        return std::string(m::oci_layer_gzip);
+    }
+    if (t == m::oci_layer_zstd) {
+        return std::string(m::oci_layer_zstd);
+    }
+    return std::string(m::oci_layer);
+}
+
+struct LoadOptions {
+    std::string input;
+    std::string tag;
+    bool quiet = false;
+};
+
+void load(Context& ctx, const LoadOptions& o) {
+    std::optional<snapshot::Reference> tag;
+    if (!o.tag.empty()) {
+        tag = snapshot::Reference::parse(o.tag);
+    }
+    snapshot::Store store = open_store(ctx);
+    TempDir work(store.tmp_dir(), "load-");
+    std::string input = o.input;
+    if (input == "-") {
+        // Archives are read by name; stage stdin in the store's tmp/.
+        input = work.path() + "/stdin.tar";
+        UniqueFd out = fs::open(input, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        std::vector<char> buf(1 << 20);
+        while (true) {
+            ssize_t n = ::read(0, buf.data(), buf.size());
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                throw_errno("read", "stdin");
+            }
+            if (n == 0) {
+                break;
+            }
+            fs::write_all(out.get(), buf.data(), static_cast<std::size_t>(n));
+        }
+    }
+    std::string extract = work.path() + "/x";
+    fs::mkdirs(extract, 0700);
+    formats::ArchiveContents contents = formats::read_image_archive(input, extract);
+    if (contents.images.empty()) {
+        throw Error(o.input + ": the archive holds no image");
+    }
+    if (tag && contents.images.size() > 1) {
+        throw UsageError(o.input + " holds " + std::to_string(contents.images.size()) +
+                         " images; -t names one image only");
+    }
+    // First put every blob in (verified); names are set only at the end, so a
+    // failure leaves no new reference.
+    struct Loaded {
+        Descriptor manifest;
+        std::vector<std::string> names;
+    };
+    std::vector<Loaded> loaded;
+    for (const auto& img : contents.images) {
+        formats::ImageConfig config = formats::parse_image_config(img.config, o.input + ": config");
+        if (config.diff_ids.size() != img.layers.size()) {
+            throw Error(o.input + ": the config lists " + std::to_string(config.diff_ids.size()) +
+                        " diff IDs but the image has " + std::to_string(img.layers.size()) + " layers");
+        }
+        std::vector<Descriptor> layers;
+        for (const auto& l : img.layers) {
+            UniqueFd fd = fs::open(l.path, O_RDONLY);
+            std::optional<Digest> expected;
+            if (l.descriptor) {
+                expected = l.descriptor->digest;
+            }
+            Digest d = with_context(o.input + ": layer " + fs::basename(l.path),
+                                    [&] { return store.ingest(fd.get(), expected); });
+            Descriptor desc;
+            desc.media_type = img.manifest ? l.media_type : oci_layer_type(l);
+            desc.digest = d;
+            desc.size = static_cast<std::int64_t>(fs::lstat(store.blob_path(d)).st_size);
+            layers.push_back(std::move(desc));
+        }
+        Descriptor manifest;
+        if (img.manifest) {
+            // Keep the archive's manifest bytes, so the image keeps its digest.
+            formats::Manifest m = formats::parse_manifest(*img.manifest, o.input + ": manifest");
+            Digest config_digest = store.put_blob(img.config);
+            if (config_digest != m.config.digest) {
+                throw Error(o.input + ": manifest names config " + m.config.digest.str() +
+                            " but the archive's config is " + config_digest.str());
+            }
+            manifest.media_type = m.media_type.empty() ? std::string(formats::media::oci_manifest)
+                                                       : m.media_type;
+            manifest.digest = store.put_blob(*img.manifest);
+            manifest.size = static_cast<std::int64_t>(img.manifest->size());
+        } else {
+            // Keep the config bytes as they are: their digest is the image ID.
+            manifest = store.put_image_raw(img.config, layers);
+        }
+        loaded.push_back(Loaded{manifest, img.names});
+    }
+    for (const auto& l : loaded) {
+        Digest id = store.load(l.manifest).id();
+        bool named = false;
+        if (tag) {
+            store.set_name(*tag, l.manifest);
+            if (!o.quiet) {
+                std::cout << "Loaded image: " << tag->familiar() << "\n";
+            }
+            continue;
+        }
+        for (const auto& n : l.names) {
+            auto ref = snapshot::Reference::try_parse(n);
+            if (!ref) {
+                STRATA_LOG_WARN("{}: ignoring image name \"{}\" (not a valid reference)", o.input, n);
+                continue;
+            }
+            store.set_name(*ref, l.manifest);
+            named = true;
+            if (!o.quiet) {
+                std::cout << "Loaded image: " << ref->familiar() << "\n";
+            }
+        }
+        if (!named) {
+            store.add_untagged(l.manifest);
+            if (!o.quiet) {
+                std::cout << "Loaded image ID: " << id.str() << "\n";
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ save
+
+struct SaveOptions {
+    std::vector<std::string> images;
+    std::string output;
+    std::string format = "docker";
+};
+
+formats::ArchiveWriteImage archive_image(snapshot::Store& store, const std::string& text) {
+    snapshot::ImageRecord rec = store.resolve(text);
+    snapshot::Image img = store.load(rec.manifest);
+    formats::ArchiveWriteImage w;
+    auto ref = snapshot::Reference::try_parse(text);
+    if (ref && rec.name && *rec.name == *ref) {
+        w.names.push_back(rec.name->familiar());
+    } else {
+        for (const auto& r : store.images()) {
+            if (r.name && r.manifest.digest == rec.manifest.digest) {
+                w.names.push_back(r.name->familiar());
+            }
+        }
+    }
+    w.config = store.read_blob(img.manifest.config.digest);
+    w.manifest = store.read_blob(img.descriptor.digest);
+    for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
+        const auto& l = img.manifest.layers[i];
+        w.layers.push_back(formats::ArchiveWriteLayer{store.blob_path(l.digest), l.media_type, l.digest,
+                                                      l.size, img.config.diff_ids[i]});
+    }
+    return w;
+}
+
+void save(Context& ctx, const SaveOptions& o) {
+    snapshot::Store store = open_store(ctx);
+    std::vector<formats::ArchiveWriteImage> images;
+    for (const auto& text : o.images) {
+        images.push_back(archive_image(store, text));
+    }
+    bool to_stdout = o.output.empty() || o.output == "-";
+    if (to_stdout && o.format != "oci-dir" && ::isatty(1)) {
+        throw UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    if (o.format == "docker") {
+        to_stdout ? formats::write_docker_archive(images, 1) : formats::write_docker_archive(images, o.output);
+    } else if (o.format == "oci") {
+        to_stdout ? formats::write_oci_archive(images, 1) : formats::write_oci_archive(images, o.output);
+    } else {
+        if (to_stdout) {
+            throw UsageError("--format oci-dir needs -o DIR");
+        }
+        formats::write_oci_layout(images, o.output);
+    }
+}
+
+// -------------------------------------------------------- unpack / export
+
+// Applies every layer of the image, flattened, onto dir (which must exist).
+void flatten_into(snapshot::Store& store, const snapshot::Image& img, const std::string& dir) {
+    UniqueFd target = fs::open_dir(dir);
+    for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
+        const auto& l = img.manifest.layers[i];
+        UniqueFd blob = store.open_blob(l.digest);
+        snapshot::ApplyOptions opts;
+        opts.mode = snapshot::WhiteoutMode::flatten;
+        opts.layer_name = "layer " + l.digest.str();
+        auto stats = snapshot::apply_layer_at(blob.get(), target.get(), opts);
+        if (stats.digests && stats.digests->blob_digest != l.digest) {
+            throw Error("layer " + l.digest.str() + " is corrupt: its content hashes to " +
+                        stats.digests->blob_digest.str());
+        }
+        if (stats.owners_skipped > 0) {
+            STRATA_LOG_WARN("layer {}: {} entries kept the current owner (not running as root)",
+                            l.digest.short_id(), stats.owners_skipped);
+        }
+    }
+}
+
+void unpack(Context& ctx, const std::string& image, const std::string& dir) {
+    snapshot::Store store = open_store(ctx);
+    snapshot::Image img = store.load(image);
+    fs::mkdirs(dir, 0755);
+    flatten_into(store, img, dir);
+}
+
+void export_image(Context& ctx, const std::string& image, const std::string& output) {
+    snapshot::Store store = open_store(ctx);
+    snapshot::Image img = store.load(image);
+    bool to_stdout = output.empty() || output == "-";
+    if (to_stdout && ::isatty(1)) {
+        throw UsageError("cowardly refusing to export to a terminal. Use the -o flag or redirect");
+    }
+    TempDir work(store.tmp_dir(), "export-");
+    std::string root = work.path() + "/rootfs";
+    fs::mkdirs(root, 0755);
+    flatten_into(store, img, root);
+    formats::TarWriter::Options wo;
+    wo.compression = formats::Compression::none;
+    if (to_stdout) {
+        snapshot::write_diff_layer(root, "", 1, wo);
+        return;
+    }
+    AtomicFile out(output);
+    snapshot::write_diff_layer(root, "", out.fd(), wo);
+    out.commit();
+}
+
+} // namespace
+
+void register_archive(CLI::App& app, Context& ctx) {
+    auto lo = std::make_shared<LoadOptions>();
+    auto* load_cmd = app.add_subcommand("load", "Load images from a docker-archive, an OCI archive or an OCI layout directory");
+    load_cmd->add_option("-i,--input", lo->input, "Archive file or OCI layout directory (- for stdin)")->required();
+    load_cmd->add_option("-t,--tag", lo->tag, "Name for the image (when the input holds one)");
+    load_cmd->add_flag("-q,--quiet", lo->quiet, "Print nothing");
+    load_cmd->callback([&ctx, lo] { load(ctx, *lo); });
+
+    auto so = std::make_shared<SaveOptions>();
+    auto* save_cmd = app.add_subcommand("save", "Save images to a docker-archive, an OCI archive or an OCI layout directory");
+    save_cmd->add_option("IMAGE", so->images, "Image names or IDs")->required();
+    save_cmd->add_option("-o,--output", so->output, "Output file (default: stdout) or directory for oci-dir");
+    save_cmd->add_option("--format", so->format, "docker (docker save format), oci (OCI archive) or oci-dir")
+        ->check(CLI::IsMember({"docker", "oci", "oci-dir"}))
+        ->capture_default_str();
+    save_cmd->callback([&ctx, so] { save(ctx, *so); });
+
+    struct Pair {
+        std::string image, path;
+    };
+    auto eo = std::make_shared<Pair>();
+    auto* export_cmd = app.add_subcommand("export", "Write an image's flattened root filesystem as a tar");
+    export_cmd->add_option("IMAGE", eo->image, "Image name or ID")->required();
+    export_cmd->add_option("-o,--output", eo->path, "Output file (default: stdout)");
+    export_cmd->callback([&ctx, eo] { export_image(ctx, eo->image, eo->path); });
+
+    auto uo = std::make_shared<Pair>();
+    auto* unpack_cmd = app.add_subcommand("unpack", "Write an image's root filesystem into a directory");
+    unpack_cmd->add_option("IMAGE", uo->image, "Image name or ID")->required();
+    unpack_cmd->add_option("DIR", uo->path, "Target directory (created if missing)")->required();
+    unpack_cmd->callback([&ctx, uo] { unpack(ctx, uo->image, uo->path); });
+}
+
+} // namespace strata::cli
