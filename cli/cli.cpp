@@ -69,6 +69,7 @@ int run_cli(int argc, char** argv) {
     register_maintenance(app, ctx);
     register_import(app, ctx);
     register_archive(app, ctx);
+    register_parse(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -13,5 +13,6 @@ void register_inspect(CLI::App& app, Context& ctx);
 void register_maintenance(CLI::App& app, Context& ctx);
 void register_import(CLI::App& app, Context& ctx);
 void register_archive(CLI::App& app, Context& ctx);
+void register_parse(CLI::App& app, Context& ctx);
 
 } // namespace strata::cli

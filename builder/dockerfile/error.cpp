@@ -17,6 +17,19 @@ std::string format_error(const std::string& file, int line, int column, const st
             shown = shown.substr(0, 200) + "...";
         }
         out += fmt::format("\n{:>6} | {}", line, shown);
+        // A caret under the column, counting code points (tabs kept as tabs).
+        if (column >= 1 && static_cast<std::size_t>(column) <= shown.size() + 1) {
+            std::string pad;
+            for (std::size_t i = 0; i + 1 < static_cast<std::size_t>(column); ++i) {
+                const auto c = static_cast<unsigned char>(shown[i]);
+                if (c == '\t') {
+                    pad += '\t';
+                } else if ((c & 0xC0) != 0x80) {
+                    pad += ' ';
+                }
+            }
+            out += fmt::format("\n{:>6} | {}^", "", pad);
+        }
     }
     return out;
 }

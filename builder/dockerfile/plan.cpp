@@ -1,0 +1,342 @@
+#include "builder/dockerfile/plan.hpp"
+
+#include "builder/dockerfile/error.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+
+namespace strata::dockerfile {
+
+std::string host_platform() {
+#if defined(__x86_64__)
+    return "linux/amd64";
+#elif defined(__aarch64__)
+    return "linux/arm64";
+#elif defined(__arm__)
+    return "linux/arm/v7";
+#elif defined(__i386__)
+    return "linux/386";
+#elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
+    return "linux/ppc64le";
+#elif defined(__s390x__)
+    return "linux/s390x";
+#elif defined(__riscv) && __riscv_xlen == 64
+    return "linux/riscv64";
+#else
+    return "linux/unknown";
+#endif
+}
+
+bool is_predefined_arg(std::string_view name) {
+    static const char* const names[] = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+                                        "FTP_PROXY",  "ftp_proxy",  "NO_PROXY",    "no_proxy",
+                                        "ALL_PROXY",  "all_proxy"};
+    return std::any_of(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
+}
+
+StageScope::StageScope(Env env, const std::map<std::string, std::string>* build_args,
+                       const Env* global_args)
+    : env_(std::move(env)), build_args_(build_args), global_args_(global_args) {}
+
+EnvLookup StageScope::lookup() const {
+    return [this](std::string_view name) -> std::optional<std::string_view> {
+        if (auto v = env_.get(name)) {
+            return v;
+        }
+        return args_.get(name);
+    };
+}
+
+void StageScope::apply(const Instruction& ins) {
+    if (const auto* e = std::get_if<EnvInstr>(&ins.data)) {
+        for (const auto& kv : e->env) {
+            env_.set(kv.key, kv.value);
+        }
+    } else if (const auto* a = std::get_if<ArgInstr>(&ins.data)) {
+        for (const auto& def : a->args) {
+            std::optional<std::string> value;
+            if (build_args_ != nullptr) {
+                if (auto it = build_args_->find(def.name); it != build_args_->end()) {
+                    value = it->second;
+                    consumed_.insert(def.name);
+                }
+            }
+            if (!value && def.default_value) {
+                value = def.default_value;
+            }
+            if (!value && global_args_ != nullptr) {
+                if (auto g = global_args_->get(def.name)) {
+                    value = std::string(*g);
+                }
+            }
+            if (value) {
+                args_.set(def.name, *value);
+            } else {
+                args_.unset(def.name);
+            }
+        }
+    }
+}
+
+namespace {
+
+std::string lower(std::string s) {
+    for (char& c : s) {
+        if (c >= 'A' && c <= 'Z') {
+            c = static_cast<char>(c - 'A' + 'a');
+        }
+    }
+    return s;
+}
+
+void set_platform_args(Env& env, const std::string& prefix, const std::string& platform) {
+    env.set(prefix + "PLATFORM", platform);
+    std::vector<std::string> parts;
+    std::size_t b = 0;
+    while (true) {
+        auto e = platform.find('/', b);
+        parts.push_back(platform.substr(b, e == std::string::npos ? std::string::npos : e - b));
+        if (e == std::string::npos) {
+            break;
+        }
+        b = e + 1;
+    }
+    env.set(prefix + "OS", parts.size() > 0 ? parts[0] : "");
+    env.set(prefix + "ARCH", parts.size() > 1 ? parts[1] : "");
+    env.set(prefix + "VARIANT", parts.size() > 2 ? parts[2] : "");
+}
+
+} // namespace
+
+BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
+    BuildPlan p;
+    const std::string build_platform =
+        opts.build_platform.empty() ? host_platform() : opts.build_platform;
+    const std::string target_platform =
+        opts.target_platform.empty() ? build_platform : opts.target_platform;
+    set_platform_args(p.global_values, "BUILD", build_platform);
+    set_platform_args(p.global_values, "TARGET", target_platform);
+
+    std::set<std::string> consumed;
+    const auto& nodes = ast.root.children;
+    std::size_t i = 0;
+
+    // Global ARGs before the first FROM.
+    for (; i < nodes.size(); ++i) {
+        Instruction ins = to_instruction(nodes[i], ast);
+        if (std::holds_alternative<FromInstr>(ins.data)) {
+            break;
+        }
+        if (!std::holds_alternative<ArgInstr>(ins.data)) {
+            fail_at(ins.loc, fmt::format("{} before the first FROM: only ARG may come before FROM "
+                                         "(no build stage in current context)",
+                                         ins.keyword));
+        }
+        expand(ins, p.global_values.lookup(), opts.limits);
+        for (const auto& def : std::get<ArgInstr>(ins.data).args) {
+            p.global_args.push_back(def);
+            std::optional<std::string> value = def.default_value;
+            if (auto it = opts.build_args.find(def.name); it != opts.build_args.end()) {
+                value = it->second;
+                consumed.insert(def.name);
+            }
+            if (value) {
+                p.global_values.set(def.name, *value);
+            } else {
+                p.global_values.unset(def.name);
+            }
+        }
+    }
+    if (i >= nodes.size()) {
+        const int line = nodes.empty() ? 1 : nodes.back().start_line;
+        throw DockerfileError(ast.file, line, 1, "the Dockerfile has no FROM: no stages to build",
+                              std::string(ast.line_text(line)));
+    }
+
+    // Split into stages.
+    std::vector<std::vector<const Node*>> stage_nodes;
+    for (; i < nodes.size(); ++i) {
+        Instruction ins = to_instruction(nodes[i], ast);
+        if (auto* f = std::get_if<FromInstr>(&ins.data)) {
+            Stage s;
+            s.index = p.stages.size();
+            s.name = f->stage_name;
+            expand(ins, p.global_values.lookup(), opts.limits);
+            const FromInstr& ef = std::get<FromInstr>(ins.data);
+            for (const Stage& prev : p.stages) {
+                if (!s.name.empty() && prev.name == s.name) {
+                    fail_at(ins.loc, fmt::format("duplicate stage name \"{}\" (first defined on "
+                                                 "line {})",
+                                                 s.name, prev.from.loc.line));
+                }
+            }
+            const std::string base = lower(ef.image);
+            for (const Stage& prev : p.stages) {
+                if (!prev.name.empty() && prev.name == base) {
+                    s.base_stage = prev.index;
+                    s.deps.push_back({prev.index, ins.loc, "FROM"});
+                }
+            }
+            s.from = std::move(ins);
+            p.stages.push_back(std::move(s));
+            stage_nodes.emplace_back();
+            continue;
+        }
+        stage_nodes.back().push_back(&nodes[i]);
+        p.stages.back().instructions.push_back(std::move(ins));
+    }
+
+    auto resolve = [&](const std::string& ref, const Location& loc,
+                       const char* how) -> std::optional<std::size_t> {
+        if (!ref.empty() && std::all_of(ref.begin(), ref.end(),
+                                        [](char c) { return c >= '0' && c <= '9'; })) {
+            if (ref.size() > 9 || std::stoul(ref) >= p.stages.size()) {
+                fail_at(loc, fmt::format("{}={}: stage index out of bounds (the Dockerfile has {} "
+                                         "stages)",
+                                         how, ref, p.stages.size()));
+            }
+            return static_cast<std::size_t>(std::stoul(ref));
+        }
+        const std::string l = lower(ref);
+        for (const Stage& s : p.stages) {
+            if (!s.name.empty() && s.name == l) {
+                return s.index;
+            }
+        }
+        return std::nullopt;
+    };
+
+    // Expand each stage in order; a base stage always comes earlier.
+    std::vector<std::set<std::string>> stage_consumed(p.stages.size());
+    for (Stage& s : p.stages) {
+        StageScope scope(s.base_stage ? p.stages[*s.base_stage].final_env : Env{},
+                         &opts.build_args, &p.global_values);
+        if (s.base_stage) {
+            const Stage& base = p.stages[*s.base_stage];
+            for (std::size_t k = 0; k < base.instructions.size(); ++k) {
+                if (!std::holds_alternative<OnbuildInstr>(base.instructions[k].data)) {
+                    continue;
+                }
+                const Node& onbuild = *stage_nodes[base.index][k];
+                Node trigger = onbuild.next.at(0).children.at(0);
+                trigger.heredocs = onbuild.heredocs;
+                trigger.start_line = onbuild.start_line;
+                trigger.end_line = onbuild.end_line;
+                trigger.column = onbuild.column;
+                s.triggers.push_back(to_instruction(trigger, ast));
+            }
+        }
+        auto run = [&](const Instruction& ins) {
+            Instruction e = ins;
+            expand(e, scope.lookup(), opts.limits);
+            scope.apply(e);
+            if (const auto* c = std::get_if<CopyInstr>(&e.data); c != nullptr && !c->from.empty()) {
+                if (auto dep = resolve(c->from, e.loc, "COPY --from")) {
+                    s.deps.push_back({*dep, e.loc, "COPY --from"});
+                } else {
+                    s.external_images.push_back(c->from);
+                }
+            }
+            if (const auto* r = std::get_if<RunInstr>(&e.data)) {
+                for (const auto& m : r->mounts) {
+                    if (m.from.empty()) {
+                        continue;
+                    }
+                    if (auto dep = resolve(m.from, e.loc, "RUN --mount from")) {
+                        s.deps.push_back({*dep, e.loc, "RUN --mount from="});
+                    } else {
+                        s.external_images.push_back(m.from);
+                    }
+                }
+            }
+            s.expanded.push_back(std::move(e));
+        };
+        for (const auto& t : s.triggers) {
+            run(t);
+        }
+        for (const auto& ins : s.instructions) {
+            run(ins);
+        }
+        s.final_env = scope.env();
+        stage_consumed[s.index] = scope.consumed();
+    }
+
+    // Cycles anywhere in the graph are errors, needed or not.
+    {
+        std::vector<int> color(p.stages.size(), 0);
+        std::function<void(std::size_t)> visit = [&](std::size_t n) {
+            color[n] = 1;
+            for (const Dependency& d : p.stages[n].deps) {
+                if (color[d.stage] == 1) {
+                    const Stage& st = p.stages[d.stage];
+                    fail_at(d.where, fmt::format("circular dependency detected on stage: {}",
+                                                 st.name.empty() ? std::to_string(st.index) : st.name));
+                }
+                if (color[d.stage] == 0) {
+                    visit(d.stage);
+                }
+            }
+            color[n] = 2;
+        };
+        for (std::size_t n = 0; n < p.stages.size(); ++n) {
+            if (color[n] == 0) {
+                visit(n);
+            }
+        }
+    }
+
+    // Target and the stages it needs.
+    p.target = p.stages.size() - 1;
+    if (!opts.target.empty()) {
+        const std::string t = lower(opts.target);
+        bool found = false;
+        for (const Stage& s : p.stages) {
+            if (s.name == t) {
+                p.target = s.index;
+                found = true;
+            }
+        }
+        if (!found) {
+            std::string names;
+            for (const Stage& s : p.stages) {
+                if (!s.name.empty()) {
+                    names += (names.empty() ? "" : ", ") + s.name;
+                }
+            }
+            throw Error(fmt::format("{}: target stage \"{}\" could not be found (stages: {})",
+                                    ast.file, opts.target, names.empty() ? "none named" : names));
+        }
+    }
+    std::function<void(std::size_t)> need = [&](std::size_t n) {
+        if (p.stages[n].needed) {
+            return;
+        }
+        p.stages[n].needed = true;
+        std::vector<std::size_t> deps;
+        for (const Dependency& d : p.stages[n].deps) {
+            deps.push_back(d.stage);
+        }
+        std::sort(deps.begin(), deps.end());
+        for (std::size_t d : deps) {
+            need(d);
+        }
+        p.order.push_back(n);
+    };
+    need(p.target);
+
+    for (const Stage& s : p.stages) {
+        if (s.needed) {
+            consumed.insert(stage_consumed[s.index].begin(), stage_consumed[s.index].end());
+        }
+    }
+    for (const auto& [k, v] : opts.build_args) {
+        if (consumed.count(k) == 0 && !is_predefined_arg(k)) {
+            p.unused_build_args.push_back(k);
+        }
+    }
+    return p;
+}
+
+} // namespace strata::dockerfile

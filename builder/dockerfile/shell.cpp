@@ -382,7 +382,7 @@ private:
                 next();
                 return result;
             }
-            if (ch == '$' || ch == '\'' || ch == '"') {
+            if (ch == '$' || (!opts_.skip_quotes && (ch == '\'' || ch == '"'))) {
                 std::string tmp = ch == '$'    ? dollar(depth)
                                   : ch == '\'' ? single_quote()
                                                : double_quote(depth);

@@ -63,6 +63,7 @@ public:
         bool raw_quotes = false;  // keep quote characters in the output
         bool raw_escapes = false; // keep escape characters in the output
         bool skip_unset = false;  // leave references to unset variables as written
+        bool skip_quotes = false; // quotes are ordinary characters (heredoc bodies)
         std::size_t max_depth = 64;        // nesting of ${...} inside ${...}
         std::size_t max_size = 1u << 20;   // bytes in any intermediate or final result
     };
