@@ -1,0 +1,319 @@
+#include "layerfs/mount.hpp"
+
+#include "layerfs/overlay.hpp"
+#include "util/child.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/sha256.hpp"
+#include "util/sys/mount.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <dirent.h>
+#include <sstream>
+#include <sys/mount.h>
+#include <unistd.h>
+
+namespace strata::layerfs {
+
+const char* driver_name(Driver d) noexcept {
+    switch (d) {
+    case Driver::overlay:
+        return "overlay";
+    case Driver::fuse:
+        return "fuse";
+    }
+    return "overlay";
+}
+
+Driver parse_driver(const std::string& name) {
+    if (name == "overlay") {
+        return Driver::overlay;
+    }
+    if (name == "fuse") {
+        return Driver::fuse;
+    }
+    throw UsageError("unknown mount driver \"" + name + "\" (expected overlay or fuse)");
+}
+
+namespace {
+
+std::string record_path(const std::string& state_dir, const std::string& target) {
+    return fs::join(state_dir, Sha256::hex_of(target).substr(0, 24) + ".mount");
+}
+
+std::string escape_list_item(const std::string& p) {
+    std::string out;
+    for (char c : p) {
+        if (c == ':' || c == ',' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out;
+}
+
+std::string find_fuse_program(const MountSpec& spec) {
+    if (!spec.fuse_program.empty()) {
+        return spec.fuse_program;
+    }
+    char exe[4096];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        std::string dir = fs::dirname(std::string(exe, static_cast<std::size_t>(n)));
+        // Installed side by side, or the build tree (cli/strata, layerfs/strata-overlay).
+        for (const auto& c : {fs::join(dir, "strata-overlay"),
+                              fs::join(fs::dirname(dir), "layerfs/strata-overlay")}) {
+            if (::access(c.c_str(), X_OK) == 0) {
+                return c;
+            }
+        }
+    }
+    if (auto p = find_program("strata-overlay")) {
+        return *p;
+    }
+    throw Error("cannot find the strata-overlay program (looked beside \"/proc/self/exe\" and "
+                "in PATH) for a FUSE mount");
+}
+
+void check_path(const std::string& p) {
+    if (p.find('\n') != std::string::npos) {
+        throw UsageError("path with a newline cannot be mounted: \"" + p + "\"");
+    }
+}
+
+void mount_fuse(const MountSpec& spec, const std::string& target) {
+    std::string opts = "lowerdir=";
+    for (std::size_t i = 0; i < spec.lowers.size(); ++i) {
+        if (i > 0) {
+            opts += ':';
+        }
+        opts += escape_list_item(fs::absolute(spec.lowers[i]));
+    }
+    if (!spec.upper.empty()) {
+        opts += ",upperdir=" + escape_list_item(fs::absolute(spec.upper)) +
+                ",workdir=" + escape_list_item(fs::absolute(spec.work));
+    }
+    std::vector<std::string> argv = {find_fuse_program(spec), "-o", opts, target};
+    // The program daemonizes once the mount is live: its exit status is the
+    // mount's outcome.
+    RunResult r = run_capture(argv, true);
+    if (!r.status.success()) {
+        std::string out = r.out;
+        while (!out.empty() && out.back() == '\n') {
+            out.pop_back();
+        }
+        throw Error("FUSE mount on \"" + target + "\" failed: " + argv[0] + " " +
+                    r.status.describe() + (out.empty() ? "" : ": " + out));
+    }
+}
+
+void write_record(const MountSpec& spec, const std::string& target) {
+    std::string text = "target=" + target + "\ndriver=" + driver_name(spec.driver) + "\n";
+    for (const auto& l : spec.lowers) {
+        text += "lower=" + fs::absolute(l) + "\n";
+    }
+    if (!spec.upper.empty()) {
+        text += "upper=" + fs::absolute(spec.upper) + "\nwork=" + fs::absolute(spec.work) + "\n";
+    }
+    text += "label=" + spec.label + "\n";
+    fs::mkdirs(spec.state_dir, 0700);
+    fs::write_file_atomic(record_path(spec.state_dir, target), text, 0600);
+}
+
+MountRecord parse_record(const std::string& text) {
+    MountRecord rec;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        auto eq = line.find('=');
+        if (eq == std::string::npos) {
+            continue;
+        }
+        std::string k = line.substr(0, eq);
+        std::string v = line.substr(eq + 1);
+        if (k == "target") {
+            rec.target = v;
+        } else if (k == "driver") {
+            rec.driver = parse_driver(v);
+        } else if (k == "lower") {
+            rec.lowers.push_back(v);
+        } else if (k == "upper") {
+            rec.upper = v;
+        } else if (k == "work") {
+            rec.work = v;
+        } else if (k == "label") {
+            rec.label = v;
+        }
+    }
+    return rec;
+}
+
+std::string normalize_target(const std::string& target) {
+    std::string t = fs::absolute(target);
+    while (t.size() > 1 && t.back() == '/') {
+        t.pop_back();
+    }
+    return t;
+}
+
+} // namespace
+
+MountHandle mount(const MountSpec& spec, const std::string& target_in) {
+    if (spec.lowers.empty()) {
+        throw UsageError("mount on \"" + target_in + "\": no layers given");
+    }
+    if (spec.upper.empty() != spec.work.empty()) {
+        throw UsageError("mount on \"" + target_in +
+                         "\": upper and work directories must be given together");
+    }
+    std::string target = normalize_target(target_in);
+    check_path(target);
+    for (const auto& l : spec.lowers) {
+        check_path(l);
+    }
+    check_path(spec.upper);
+    check_path(spec.work);
+    if (!fs::is_dir(target)) {
+        throw SysError("mount", target, ENOTDIR);
+    }
+    if (spec.driver == Driver::overlay) {
+        mount_overlay(OverlaySpec{spec.lowers, spec.upper, spec.work}, target);
+    } else {
+        mount_fuse(spec, target);
+    }
+    MountHandle handle(target, spec.driver, spec.state_dir);
+    if (!spec.state_dir.empty()) {
+        write_record(spec, target); // on failure, the handle unmounts again
+    }
+    STRATA_LOG_DEBUG("mounted {} layers on \"{}\" with the {} driver", spec.lowers.size(), target,
+                     driver_name(spec.driver));
+    return handle;
+}
+
+void unmount(const std::string& target_in, const std::string& state_dir) {
+    std::string target = normalize_target(target_in);
+    bool had_record = false;
+    std::string rec = state_dir.empty() ? "" : record_path(state_dir, target);
+    if (!rec.empty() && fs::exists(rec)) {
+        had_record = true;
+    }
+    if (sys::is_mount_point(target)) {
+        int r = sys::umount_raw(target.c_str(), 0);
+        if (r == -EBUSY) {
+            // Busy (a shell sits in it): detach now, the kernel finishes when
+            // the last user leaves, as `umount -l` does.
+            STRATA_LOG_WARN("\"{}\" is busy; detaching it lazily", target);
+            r = sys::umount_raw(target.c_str(), MNT_DETACH);
+        }
+        if (r == -EPERM && ::geteuid() != 0) {
+            // A user's FUSE mount: fusermount3 is the setuid helper that may
+            // unmount it.
+            RunResult fr = run_capture({"fusermount3", "-u", "-z", target}, true);
+            if (!fr.status.success()) {
+                throw Error("fusermount3 -u \"" + target + "\" " + fr.status.describe() + ": " +
+                            fr.out);
+            }
+            r = 0;
+        }
+        if (r < 0) {
+            throw SysError("umount2", target, -r);
+        }
+    } else if (!had_record) {
+        throw SysError("umount", target, EINVAL);
+    }
+    if (had_record && ::unlink(rec.c_str()) < 0 && errno != ENOENT) {
+        throw_errno("unlink", rec);
+    }
+}
+
+std::vector<MountRecord> list_mounts(const std::string& state_dir) {
+    std::vector<MountRecord> out;
+    DIR* d = ::opendir(state_dir.c_str());
+    if (d == nullptr) {
+        if (errno == ENOENT) {
+            return out;
+        }
+        throw_errno("opendir", state_dir);
+    }
+    std::vector<std::string> names;
+    while (auto* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.size() > 6 && n.ends_with(".mount")) {
+            names.push_back(n);
+        }
+    }
+    ::closedir(d);
+    for (const auto& n : names) {
+        std::string text;
+        try {
+            text = fs::read_file(fs::join(state_dir, n));
+        } catch (const SysError& e) {
+            if (e.error_code() == ENOENT) {
+                continue; // unmounted meanwhile
+            }
+            throw;
+        }
+        MountRecord r = with_context("mount record \"" + fs::join(state_dir, n) + "\"",
+                                     [&] { return parse_record(text); });
+        r.mounted = sys::is_mount_point(r.target);
+        out.push_back(std::move(r));
+    }
+    std::sort(out.begin(), out.end(),
+              [](const MountRecord& a, const MountRecord& b) { return a.target < b.target; });
+    return out;
+}
+
+std::optional<MountRecord> maybe_mount_record(const std::string& state_dir,
+                                              const std::string& target) {
+    std::string p = record_path(state_dir, normalize_target(target));
+    if (!fs::exists(p)) {
+        return std::nullopt;
+    }
+    MountRecord r = parse_record(fs::read_file(p));
+    r.mounted = sys::is_mount_point(r.target);
+    return r;
+}
+
+MountHandle::MountHandle(MountHandle&& o) noexcept
+    : m_target(std::exchange(o.m_target, {})), m_driver(o.m_driver),
+      m_state_dir(std::move(o.m_state_dir)) {}
+
+MountHandle& MountHandle::operator=(MountHandle&& o) noexcept {
+    if (this != &o) {
+        if (!m_target.empty()) {
+            try {
+                unmount();
+            } catch (const std::exception& e) {
+                STRATA_LOG_WARN("unmounting \"{}\": {}", m_target, e.what());
+            }
+        }
+        m_target = std::exchange(o.m_target, {});
+        m_driver = o.m_driver;
+        m_state_dir = std::move(o.m_state_dir);
+    }
+    return *this;
+}
+
+MountHandle::~MountHandle() {
+    if (m_target.empty()) {
+        return;
+    }
+    try {
+        unmount();
+    } catch (const std::exception& e) {
+        STRATA_LOG_WARN("unmounting \"{}\": {}", m_target, e.what());
+    }
+}
+
+void MountHandle::unmount() {
+    std::string t = std::exchange(m_target, {});
+    if (!t.empty()) {
+        layerfs::unmount(t, m_state_dir);
+    }
+}
+
+std::string MountHandle::release() noexcept { return std::exchange(m_target, {}); }
+
+} // namespace strata::layerfs

@@ -1,0 +1,90 @@
+// Mounting a stack of layers, the API behind `strata mount/umount/mounts`.
+//
+// mount() stacks directories in overlayfs form (top-most first) on a target,
+// with the kernel overlay driver or strata's FUSE union filesystem (run as
+// the strata-overlay program, which daemonizes once the mount is live and
+// exits when it is unmounted). Each mount can leave a record in a state
+// directory so that list_mounts() can show strata's mounts and unmount() can
+// tear them down later, from another process.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace strata::layerfs {
+
+enum class Driver { overlay, fuse };
+
+// "overlay" / "fuse"; parse_driver throws UsageError for anything else.
+const char* driver_name(Driver d) noexcept;
+Driver parse_driver(const std::string& name);
+
+struct MountSpec {
+    std::vector<std::string> lowers; // top-most first; at least one
+    std::string upper;               // empty: read-only
+    std::string work;                // required with upper
+    Driver driver = Driver::overlay;
+    // Where to record the mount (one file per mount); empty: no record.
+    std::string state_dir;
+    std::string label; // free text kept in the record (e.g. the image reference)
+    // The FUSE program; default: strata-overlay beside /proc/self/exe, then $PATH.
+    std::string fuse_program;
+};
+
+struct MountRecord {
+    std::string target;
+    Driver driver = Driver::overlay;
+    std::vector<std::string> lowers;
+    std::string upper;
+    std::string work;
+    std::string label;
+    bool mounted = false; // target is a mount point right now
+};
+
+// An active mount. Destroying it unmounts (lazily, logging failures) unless
+// release() was called; move-only.
+class MountHandle {
+public:
+    MountHandle() = default;
+    MountHandle(std::string target, Driver driver, std::string state_dir)
+        : m_target(std::move(target)), m_driver(driver), m_state_dir(std::move(state_dir)) {}
+    MountHandle(MountHandle&& o) noexcept;
+    MountHandle& operator=(MountHandle&& o) noexcept;
+    MountHandle(const MountHandle&) = delete;
+    MountHandle& operator=(const MountHandle&) = delete;
+    ~MountHandle();
+
+    const std::string& target() const noexcept { return m_target; }
+    Driver driver() const noexcept { return m_driver; }
+    // Unmounts now; throws SysError if the target stays mounted.
+    void unmount();
+    // Keeps the mount and returns its target.
+    std::string release() noexcept;
+
+private:
+    std::string m_target;
+    Driver m_driver = Driver::overlay;
+    std::string m_state_dir;
+};
+
+// Mounts spec on target (an existing directory). Throws UsageError for a bad
+// spec, SysError/Error when the mount fails (nothing stays mounted then).
+MountHandle mount(const MountSpec& spec, const std::string& target);
+
+// Unmounts target and removes its record from state_dir (if given). Works for
+// a FUSE mount whose process died ("Transport endpoint is not connected"):
+// the mount is detached. A target that is not mounted is fine when a record
+// for it exists (the record is removed); otherwise throws SysError(EINVAL).
+void unmount(const std::string& target, const std::string& state_dir = {});
+
+// strata's recorded mounts, sorted by target; records whose mount vanished
+// are reported with mounted == false (not removed). Missing state_dir: empty.
+std::vector<MountRecord> list_mounts(const std::string& state_dir);
+
+// The record for target, if there is one.
+std::optional<MountRecord> maybe_mount_record(const std::string& state_dir,
+                                              const std::string& target);
+
+} // namespace strata::layerfs

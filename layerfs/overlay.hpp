@@ -1,0 +1,36 @@
+// Kernel overlayfs mounts of a layer stack.
+//
+// The new mount API is tried first: fsopen("overlay"), one fsconfig
+// "lowerdir+" per layer (so stacks of hundreds of layers mount: the classic
+// option string is limited to one page), fsmount, move_mount. When the kernel
+// lacks it (ENOSYS, or EINVAL for "lowerdir+" before Linux 6.8) or
+// STRATA_FORCE_FALLBACK=1, mount(2) is used with a "lowerdir=a:b:c" string;
+// when that string does not fit in a page, a forked child chdirs into the
+// layers' common parent and mounts with short relative paths, as
+// containers/storage does. Build overlays use index=off, redirect_dir=off and
+// metacopy=off so the upper directory is a self-contained diff (so a merged
+// directory cannot be renamed: rename(2) gives EXDEV, which mv handles by
+// copying). A single read-only layer is bind mounted read-only, since
+// overlayfs needs two lower layers when it has no upper one.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace strata::layerfs {
+
+struct OverlaySpec {
+    std::vector<std::string> lowers; // top-most first; at least one
+    std::string upper;               // empty: read-only mount
+    std::string work;                // required with upper, same filesystem as upper
+};
+
+// Mounts the stack on target (an existing directory). Throws SysError (with
+// the op that failed and the target) or UsageError for an invalid spec.
+void mount_overlay(const OverlaySpec& spec, const std::string& target);
+
+// Which path the last mount_overlay in this process took: "fsconfig lowerdir+",
+// "mount(2)", "mount(2) relative" or "bind"; for tests and debug logs.
+std::string last_overlay_method();
+
+} // namespace strata::layerfs
