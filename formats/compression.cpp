@@ -3,7 +3,8 @@
 // zstd: libzstd's streaming API. Compression runs on ZSTD_c_nbWorkers worker
 // threads (0 = all cores) and writes a content checksum; decompression checks
 // it. gzip: zlib. Compression uses deflate at level 6 by default (what
-// `gzip`, Docker and BuildKit use, so the ratio is what users expect);
+// `gzip`, Docker and BuildKit use, so the ratio is what users expect), in
+// parallel blocks as pigz does (see GzipCompressor);
 // decompression uses inflate, which streams (libdeflate is faster but needs
 // the whole member in memory, which a layer may not fit). Concatenated gzip
 // members and zstd frames are decoded as one stream, as gzip -d and zstd -d do.
@@ -11,6 +12,8 @@
 
 #include "util/error.hpp"
 
+#include <deque>
+#include <future>
 #include <thread>
 #include <vector>
 #include <zlib.h>
@@ -218,59 +221,146 @@ private:
 
 // ---- gzip ----
 
+// gzip compression, pigz-style: the input is cut into fixed 512 KiB blocks,
+// each deflated on its own thread as raw deflate primed with the previous
+// block's last 32 KiB (so the ratio stays close to a single stream) and
+// ended with a sync flush; the blocks are joined in order into ONE gzip
+// member whose CRC is combined from the blocks' CRCs. The output depends only
+// on the input and the level, never on the number of threads.
 class GzipCompressor final : public Compressor {
 public:
-    GzipCompressor(ByteSink out, int level) : out_(std::move(out)), buf_(kOutChunk) {
-        if (level == 0) {
-            level = 6;
+    GzipCompressor(ByteSink out, int level, int threads)
+        : out_(std::move(out)), level_(level == 0 ? 6 : level),
+          threads_(threads > 0 ? threads
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+        if (level_ < 1 || level_ > 9) {
+            throw UsageError("gzip level must be 1..9, not " + std::to_string(level));
         }
-        // windowBits 15 + 16: gzip wrapper, no file name, mtime 0 (deterministic).
-        if (deflateInit2(&zs_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-            throw Error("gzip: cannot initialise deflate");
+        cur_.reserve(kBlock);
+    }
+    ~GzipCompressor() override {
+        for (auto& f : inflight_) {
+            if (f.valid()) {
+                f.wait();
+            }
         }
     }
-    ~GzipCompressor() override { deflateEnd(&zs_); }
 
     void write(const void* data, std::size_t size) override {
-        const auto* p = static_cast<const Bytef*>(data);
+        const char* p = static_cast<const char*>(data);
         while (size > 0) {
-            uInt n = static_cast<uInt>(std::min<std::size_t>(size, 1u << 30));
-            zs_.next_in = const_cast<Bytef*>(p);
-            zs_.avail_in = n;
-            run(Z_NO_FLUSH);
+            std::size_t n = std::min(size, kBlock - cur_.size());
+            cur_.append(p, n);
             p += n;
             size -= n;
+            if (cur_.size() == kBlock) {
+                submit(false);
+            }
         }
     }
 
     void finish() override {
-        zs_.next_in = nullptr;
-        zs_.avail_in = 0;
-        run(Z_FINISH);
+        submit(true);
+        while (!inflight_.empty()) {
+            drain_one();
+        }
+        unsigned char trailer[8];
+        for (int i = 0; i < 4; ++i) {
+            trailer[i] = static_cast<unsigned char>((crc_ >> (8 * i)) & 0xff);
+            trailer[4 + i] = static_cast<unsigned char>((total_ >> (8 * i)) & 0xff);
+        }
+        out_(trailer, sizeof trailer);
     }
 
 private:
-    void run(int flush) {
-        for (;;) {
-            zs_.next_out = reinterpret_cast<Bytef*>(buf_.data());
-            zs_.avail_out = static_cast<uInt>(buf_.size());
-            int r = deflate(&zs_, flush);
-            if (r == Z_STREAM_ERROR) {
-                throw Error("gzip: deflate failed");
-            }
-            std::size_t have = buf_.size() - zs_.avail_out;
-            if (have > 0) {
-                out_(buf_.data(), have);
-            }
-            if (flush == Z_FINISH ? r == Z_STREAM_END : (zs_.avail_in == 0 && zs_.avail_out != 0)) {
-                break;
-            }
+    static constexpr std::size_t kBlock = 512 * 1024;
+    static constexpr std::size_t kDict = 32 * 1024;
+
+    struct Block {
+        std::string deflated;
+        uLong crc;
+        std::size_t size;
+    };
+
+    static Block deflate_block(std::string input, std::string dict, int level, bool last) {
+        z_stream zs{};
+        if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            throw Error("gzip: cannot initialise deflate");
+        }
+        if (!dict.empty()) {
+            deflateSetDictionary(&zs, reinterpret_cast<const Bytef*>(dict.data()),
+                                 static_cast<uInt>(dict.size()));
+        }
+        Block b;
+        b.size = input.size();
+        b.crc = crc32(0L, reinterpret_cast<const Bytef*>(input.data()),
+                      static_cast<uInt>(input.size()));
+        b.deflated.resize(deflateBound(&zs, static_cast<uLong>(input.size())) + 64);
+        zs.next_in = reinterpret_cast<Bytef*>(input.data());
+        zs.avail_in = static_cast<uInt>(input.size());
+        zs.next_out = reinterpret_cast<Bytef*>(b.deflated.data());
+        zs.avail_out = static_cast<uInt>(b.deflated.size());
+        int r = deflate(&zs, last ? Z_FINISH : Z_SYNC_FLUSH);
+        bool ok = last ? r == Z_STREAM_END : (r == Z_OK && zs.avail_in == 0);
+        b.deflated.resize(b.deflated.size() - zs.avail_out);
+        deflateEnd(&zs);
+        if (!ok) {
+            throw Error("gzip: deflate failed");
+        }
+        return b;
+    }
+
+    void submit(bool last) {
+        if (!header_done_) {
+            // No name, mtime 0, OS unix: the same bytes every time.
+            const unsigned char header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+            out_(header, sizeof header);
+            header_done_ = true;
+        }
+        std::string dict = prev_tail_;
+        // The next block's dictionary: the last 32 KiB of input so far.
+        std::string tail = cur_.size() >= kDict ? cur_.substr(cur_.size() - kDict) : prev_tail_ + cur_;
+        if (tail.size() > kDict) {
+            tail.erase(0, tail.size() - kDict);
+        }
+        prev_tail_ = std::move(tail);
+        std::string input = std::move(cur_);
+        cur_.clear();
+        cur_.reserve(kBlock);
+        if (threads_ <= 1) {
+            emit(deflate_block(std::move(input), std::move(dict), level_, last));
+            return;
+        }
+        while (inflight_.size() >= static_cast<std::size_t>(threads_)) {
+            drain_one();
+        }
+        inflight_.push_back(std::async(std::launch::async, &GzipCompressor::deflate_block,
+                                       std::move(input), std::move(dict), level_, last));
+    }
+
+    void drain_one() {
+        Block b = inflight_.front().get();
+        inflight_.pop_front();
+        emit(b);
+    }
+
+    void emit(const Block& b) {
+        crc_ = crc32_combine(crc_, b.crc, static_cast<z_off_t>(b.size));
+        total_ += b.size;
+        if (!b.deflated.empty()) {
+            out_(b.deflated.data(), b.deflated.size());
         }
     }
 
     ByteSink out_;
-    z_stream zs_{};
-    std::vector<char> buf_;
+    int level_;
+    int threads_;
+    std::string cur_;
+    std::string prev_tail_;
+    std::deque<std::future<Block>> inflight_;
+    uLong crc_ = crc32(0L, Z_NULL, 0);
+    std::uint64_t total_ = 0;
+    bool header_done_ = false;
 };
 
 class GzipDecompressor final : public Decompressor {
@@ -360,7 +450,7 @@ std::unique_ptr<Compressor> Compressor::create(Compression c, ByteSink out, int 
     case Compression::none:
         return std::make_unique<PlainCompressor>(std::move(out));
     case Compression::gzip:
-        return std::make_unique<GzipCompressor>(std::move(out), level);
+        return std::make_unique<GzipCompressor>(std::move(out), level, threads);
     case Compression::zstd:
         return std::make_unique<ZstdCompressor>(std::move(out), level, threads);
     }

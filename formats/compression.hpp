@@ -30,7 +30,8 @@ public:
     virtual ~Compressor() = default;
     virtual void write(const void* data, std::size_t size) = 0;
     virtual void finish() = 0;
-    // level: 0 = the codec's default. threads: 0 = all cores (zstd only).
+    // level: 0 = the codec's default. threads: 0 = all cores (zstd workers;
+    // gzip compresses blocks in parallel; the output never depends on threads).
     static std::unique_ptr<Compressor> create(Compression c, ByteSink out, int level = 0,
                                               int threads = 0);
 };

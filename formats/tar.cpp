@@ -26,6 +26,10 @@
 #include <archive_entry.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <exception>
 #include <sys/stat.h>
@@ -72,15 +76,149 @@ mode_t type_bits(EntryType t) {
 
 // ---------------------------------------------------------------- writer
 
+// The stream stage of the writer: diff-ID hashing, compression, blob
+// hashing and output run on their own thread, fed 1 MiB chunks of tar bytes
+// through a short queue, so that reading files and building headers (the
+// calling thread) overlaps with hashing and compressing.
+class StreamStage {
+public:
+    StreamStage(int out_fd, const TarWriter::Options& opts) : out_fd_(out_fd) {
+        plain_ = opts.compression == Compression::none;
+        compressor_ = Compressor::create(
+            opts.compression, [this](const void* d, std::size_t n) { emit(d, n); }, opts.level,
+            opts.threads);
+        out_buf_.reserve(kChunk);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~StreamStage() { stop(); }
+
+    // Calling thread: takes tar bytes. Throws what the stage thread threw.
+    void write(const void* data, std::size_t size) {
+        const char* p = static_cast<const char*>(data);
+        while (size > 0) {
+            std::size_t n = std::min(size, kChunk - cur_.size());
+            cur_.append(p, n);
+            p += n;
+            size -= n;
+            if (cur_.size() == kChunk) {
+                push(std::move(cur_));
+                cur_.clear();
+                cur_.reserve(kChunk);
+            }
+        }
+    }
+
+    LayerDigests finish() {
+        if (!cur_.empty()) {
+            push(std::move(cur_));
+        }
+        stop();
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+        Digest diff = diff_hasher_.finish();
+        Digest blob = plain_ ? diff : blob_hasher_.finish();
+        return LayerDigests{diff, diff_size_, blob, blob_size_};
+    }
+
+private:
+    static constexpr std::size_t kChunk = 1 << 20;
+    static constexpr std::size_t kQueue = 6;
+
+    void push(std::string chunk) {
+        std::unique_lock lock(mu_);
+        space_.wait(lock, [&] { return queue_.size() < kQueue || error_; });
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+        queue_.push_back(std::move(chunk));
+        ready_.notify_one();
+    }
+
+    void stop() {
+        if (!thread_.joinable()) {
+            return;
+        }
+        {
+            std::lock_guard lock(mu_);
+            done_ = true;
+        }
+        ready_.notify_one();
+        thread_.join();
+    }
+
+    void run() {
+        try {
+            for (;;) {
+                std::string chunk;
+                {
+                    std::unique_lock lock(mu_);
+                    ready_.wait(lock, [&] { return !queue_.empty() || done_; });
+                    if (queue_.empty()) {
+                        break;
+                    }
+                    chunk = std::move(queue_.front());
+                    queue_.pop_front();
+                }
+                space_.notify_one();
+                diff_hasher_.update(chunk.data(), chunk.size());
+                diff_size_ += chunk.size();
+                compressor_->write(chunk.data(), chunk.size());
+            }
+            compressor_->finish();
+            flush();
+        } catch (...) {
+            std::lock_guard lock(mu_);
+            error_ = std::current_exception();
+            queue_.clear();
+        }
+        space_.notify_all();
+    }
+
+    void emit(const void* d, std::size_t n) {
+        if (!plain_) {
+            blob_hasher_.update(d, n);
+        }
+        blob_size_ += n;
+        if (out_buf_.size() + n > kChunk) {
+            flush();
+        }
+        if (n >= kChunk) {
+            fs::write_all(out_fd_, d, n);
+            return;
+        }
+        out_buf_.insert(out_buf_.end(), static_cast<const char*>(d), static_cast<const char*>(d) + n);
+    }
+
+    void flush() {
+        if (!out_buf_.empty()) {
+            fs::write_all(out_fd_, out_buf_.data(), out_buf_.size());
+            out_buf_.clear();
+        }
+    }
+
+    int out_fd_;
+    bool plain_ = false;
+    std::unique_ptr<Compressor> compressor_;
+    DigestHasher diff_hasher_;
+    DigestHasher blob_hasher_;
+    std::uint64_t diff_size_ = 0;
+    std::uint64_t blob_size_ = 0;
+    std::vector<char> out_buf_;
+    std::string cur_;
+    std::mutex mu_;
+    std::condition_variable ready_;
+    std::condition_variable space_;
+    std::deque<std::string> queue_;
+    bool done_ = false;
+    std::exception_ptr error_;
+    std::thread thread_;
+};
+
 struct TarWriter::Impl {
-    int out_fd;
     Options opts;
     archive* a = nullptr;
-    DigestHasher diff_hasher;
-    DigestHasher blob_hasher;
-    std::uint64_t diff_size = 0;
-    std::uint64_t blob_size = 0;
-    std::unique_ptr<Compressor> compressor;
+    std::unique_ptr<StreamStage> stage;
     std::exception_ptr error; // an exception caught inside a libarchive callback
     bool finished = false;
     std::vector<char> buf;
@@ -89,20 +227,12 @@ struct TarWriter::Impl {
     static la_ssize_t write_cb(archive*, void* self, const void* data, size_t size) {
         auto* impl = static_cast<Impl*>(self);
         try {
-            impl->diff_hasher.update(data, size);
-            impl->diff_size += size;
-            impl->compressor->write(data, size);
+            impl->stage->write(data, size);
             return static_cast<la_ssize_t>(size);
         } catch (...) {
             impl->error = std::current_exception();
             return -1;
         }
-    }
-
-    void emit(const void* data, std::size_t size) {
-        blob_hasher.update(data, size);
-        blob_size += size;
-        fs::write_all(out_fd, data, size);
     }
 
     [[noreturn]] void fail(const std::string& what) {
@@ -114,12 +244,9 @@ struct TarWriter::Impl {
 };
 
 TarWriter::TarWriter(int out_fd, Options opts) : impl_(std::make_unique<Impl>()) {
-    impl_->out_fd = out_fd;
     impl_->opts = opts;
     Impl* impl = impl_.get();
-    impl->compressor = Compressor::create(
-        opts.compression, [impl](const void* d, std::size_t n) { impl->emit(d, n); }, opts.level,
-        opts.threads);
+    impl->stage = std::make_unique<StreamStage>(out_fd, opts);
     impl->a = archive_write_new();
     if (impl->a == nullptr) {
         throw Error("libarchive: out of memory");
@@ -272,9 +399,7 @@ LayerDigests TarWriter::finish() {
     }
     archive_write_free(impl.a);
     impl.a = nullptr;
-    impl.compressor->finish();
-    return LayerDigests{impl.diff_hasher.finish(), impl.diff_size, impl.blob_hasher.finish(),
-                        impl.blob_size};
+    return impl.stage->finish();
 }
 
 // ---------------------------------------------------------------- reader

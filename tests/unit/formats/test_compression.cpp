@@ -1,4 +1,5 @@
 #include "formats/compression.hpp"
+#include "util/child.hpp"
 #include "util/error.hpp"
 
 #include <catch2/catch.hpp>
@@ -145,4 +146,20 @@ TEST_CASE("corrupt streams are errors naming the codec") {
     CHECK_THROWS_WITH(decompress(Compression::gzip, gz), Catch::Contains("gzip"));
     // zstd's checksum catches what the entropy decoder lets through.
     CHECK_THROWS_WITH(decompress(Compression::zstd, zs), Catch::Contains("zstd"));
+}
+
+TEST_CASE("parallel gzip output does not depend on the thread count and gzip -d reads it") {
+    std::string in = sample(3u << 20) + std::string(100000, 'z') + sample(12345);
+    std::string one = compress(Compression::gzip, in, 0, 1);
+    std::string four = compress(Compression::gzip, in, 0, 4, 65536);
+    CHECK(one == four);
+    CHECK(decompress(Compression::gzip, four) == in);
+    CHECK(one.size() < in.size() / 2);
+    auto gz = strata::run_capture({"gzip", "-dc"}, false, one);
+    REQUIRE(gz.status.success());
+    CHECK(gz.out == in);
+    auto zs = strata::run_capture({"zstd", "-dcq"}, false, compress(Compression::zstd, in, 0, 2));
+    REQUIRE(zs.status.success());
+    CHECK(zs.out == in);
+    CHECK_THROWS_AS(compress(Compression::gzip, "x", 11), UsageError);
 }

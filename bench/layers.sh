@@ -1,0 +1,98 @@
+#!/bin/bash
+# Layer pack/unpack benchmark: strata vs `tar | zstd -T0` and vs umoci, on the
+# same deterministic tree (20,000 small files in nested directories + five
+# 50 MiB incompressible files). Not a test: prints a Markdown table of
+# medians, MB/s, files/s and ratios.
+#
+#   bench/layers.sh [RUNS]        (default 5; env STRATA=path/to/strata, BENCH_DIR=...)
+#
+# Page cache warm (the tree is read once before timing); `sync` runs before
+# every timed run (untimed) so that one run's writeback does not land in the
+# next one's time. Output trees are removed between runs (untimed).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+RUNS=${1:-${RUNS:-5}}
+STRATA=${STRATA:-$HERE/../build/cli/strata}
+W=${BENCH_DIR:-/var/tmp/strata-bench-layers}
+DATA=$W/data
+for tool in tar zstd gzip umoci python3; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install $tool)" >&2; exit 1; }
+done
+[ -x "$STRATA" ] || { echo "build strata first ($STRATA)" >&2; exit 1; }
+mkdir -p "$W"
+if [ ! -f "$W/.data-ok" ]; then
+  python3 "$HERE/layers-gen.py" "$DATA" --small 20000 --big 5 --big-mb 50 >/dev/null
+  touch "$W/.data-ok"
+fi
+BYTES=$(du -sb --apparent-size "$DATA" | cut -f1)
+FILES=$(find "$DATA" | wc -l)
+cat "$DATA"/big/* >/dev/null; find "$DATA" -type f -exec cat {} + >/dev/null
+
+declare -A MED
+# timed LABEL PREPARE CMD: runs PREPARE (untimed) then CMD, RUNS times; keeps the median.
+timed() {
+  local label=$1 prep=$2 cmd=$3 t=() i s e
+  for ((i = 0; i < RUNS; i++)); do
+    bash -c "$prep"; sync
+    s=$(date +%s%N)
+    bash -c "$cmd" >/dev/null 2>&1 || { echo "FAILED: $cmd" >&2; exit 1; }
+    e=$(date +%s%N)
+    t+=($(( (e - s) / 1000000 )))
+  done
+  MED[$label]=$(printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  printf '  %-40s median %6d ms   runs: %s\n' "$label" "${MED[$label]}" "${t[*]}" >&2
+}
+
+# ---- umoci needs an OCI layout and a bundle whose rootfs holds the tree.
+U=$W/umoci
+rm -rf "$U"; mkdir -p "$U"
+umoci init --layout "$U/layout" >/dev/null
+umoci new --image "$U/layout:base" >/dev/null
+prep_umoci_bundle="rm -rf $U/bundle && umoci unpack --image $U/layout:base $U/bundle >/dev/null && cp -a $DATA/. $U/bundle/rootfs/"
+
+echo "== pack (${RUNS} runs each)" >&2
+timed "strata layer create (zstd)" "rm -f $W/s.tar.zst" "$STRATA layer create $DATA -o $W/s.tar.zst"
+timed "tar | zstd -T0" "rm -f $W/t.tar.zst" "tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst"
+timed "strata layer create (gzip)" "rm -f $W/s.tar.gz" "$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz"
+timed "tar | gzip" "rm -f $W/t.tar.gz" "tar -C $DATA -cf - . | gzip > $W/t.tar.gz"
+timed "umoci repack (gzip)" "$prep_umoci_bundle && umoci tag --image $U/layout:base new >/dev/null" \
+      "umoci repack --image $U/layout:new $U/bundle"
+rm -rf "$U/bundle"
+
+echo "== unpack (${RUNS} runs each)" >&2
+timed "strata layer apply (zstd)" "rm -rf $W/out" "$STRATA layer apply $W/s.tar.zst $W/out"
+timed "zstd -d | tar -x" "rm -rf $W/out && mkdir $W/out" "zstd -q -dc $W/s.tar.zst | tar -C $W/out -xf -"
+timed "strata layer apply (gzip)" "rm -rf $W/out" "$STRATA layer apply $W/s.tar.gz $W/out"
+timed "tar -xzf (gzip)" "rm -rf $W/out && mkdir $W/out" "tar -C $W/out -xzf $W/s.tar.gz"
+timed "umoci unpack (gzip)" "rm -rf $W/ubundle" "umoci unpack --image $U/layout:new $W/ubundle"
+rm -rf "$W/out" "$W/ubundle"
+
+# Check: strata's unpack of its own layer matches the tree (not timed).
+rm -rf "$W/check" && "$STRATA" layer apply "$W/s.tar.zst" "$W/check" >/dev/null
+if ! diff -r "$DATA" "$W/check" >/dev/null; then echo "MISMATCH after strata layer apply" >&2; exit 1; fi
+rm -rf "$W/check"
+
+mbs() { awk -v b="$BYTES" -v ms="$1" 'BEGIN { printf "%.0f", b / 1e6 / (ms / 1000) }'; }
+fps() { awk -v f="$FILES" -v ms="$1" 'BEGIN { printf "%.0f", f / (ms / 1000) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+echo
+echo "Data: $FILES entries, $((BYTES / 1000000)) MB; $(nproc) cores; $(uname -r); runs: $RUNS; medians."
+echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst), tar|zstd $(stat -c %s $W/t.tar.zst), strata gzip $(stat -c %s $W/s.tar.gz), tar|gzip $(stat -c %s $W/t.tar.gz) bytes."
+echo
+echo "| operation | tool | median | MB/s | files/s | strata is faster by |"
+echo "|---|---|---:|---:|---:|---:|"
+row() { # op label baseline-label
+  local ms=${MED[$2]}
+  local r="-"; [ -n "${3:-}" ] && r=$(ratio "$ms" "${MED[$3]}")
+  echo "| $1 | $2 | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r |"
+}
+row pack "strata layer create (zstd)"
+row pack "tar | zstd -T0" "strata layer create (zstd)"
+row pack "strata layer create (gzip)"
+row pack "tar | gzip" "strata layer create (gzip)"
+row pack "umoci repack (gzip)" "strata layer create (gzip)"
+row unpack "strata layer apply (zstd)"
+row unpack "zstd -d | tar -x" "strata layer apply (zstd)"
+row unpack "strata layer apply (gzip)"
+row unpack "tar -xzf (gzip)" "strata layer apply (gzip)"
+row unpack "umoci unpack (gzip)" "strata layer apply (gzip)"
