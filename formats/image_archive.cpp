@@ -699,10 +699,29 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const
     ojson manifest_json = ojson::array();
     Index index;
     index.media_type = std::string(media::oci_index);
+    std::map<Digest, std::int64_t> layer_sizes;    // diff ID -> uncompressed size, once written
+    // config digest -> (manifest.json entry, manifest descriptor)
+    std::map<Digest, std::pair<std::size_t, Descriptor>> entry_of_config;
     for (const auto& img : images) {
         Manifest m;
         m.media_type = std::string(media::oci_manifest);
         m.config = descriptor_for(media::oci_config, img.config);
+        if (auto it = entry_of_config.find(m.config.digest); it != entry_of_config.end()) {
+            // The same image under more names: one entry, as docker save does.
+            auto& [entry_index, md] = it->second;
+            ojson& tags = manifest_json[entry_index]["RepoTags"];
+            for (const auto& n : img.names) {
+                if (tags.is_null()) {
+                    tags = ojson::array();
+                }
+                tags.push_back(n);
+                Descriptor named = md;
+                named.annotations[kContainerdName] = n;
+                named.annotations[kRefName] = tag_of(n);
+                index.manifests.push_back(std::move(named));
+            }
+            continue;
+        }
         ImageConfig cfg = parse_image_config(img.config, m.config.digest.str());
         if (cfg.diff_ids.size() != img.layers.size()) {
             throw Error("image config " + m.config.digest.str() + " has " +
@@ -725,7 +744,9 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const
             // The tar header needs the size first: for a compressed blob,
             // one pass to measure (and verify), one to write.
             std::int64_t size = 0;
-            if (compressed) {
+            if (auto known = layer_sizes.find(l.diff_id); known != layer_sizes.end()) {
+                size = known->second;
+            } else if (compressed) {
                 auto [d, n] = stream_layer(l.path, true, [](const void*, std::size_t) {});
                 if (d != l.diff_id) {
                     throw DigestMismatch("layer " + l.digest.str() + " (" + l.path +
@@ -746,6 +767,7 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const
                                          std::to_string(n) + " bytes), expected diff ID " +
                                          l.diff_id.str() + " (" + std::to_string(size) + " bytes)");
                 }
+                layer_sizes.emplace(l.diff_id, size);
             }
             Descriptor ld;
             ld.media_type = std::string(media::oci_layer);
@@ -767,6 +789,7 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const
             named.annotations[kRefName] = tag_of(n);
             index.manifests.push_back(std::move(named));
         }
+        entry_of_config.emplace(m.config.digest, std::make_pair(manifest_json.size(), md));
         manifest_json.push_back(std::move(entry));
     }
     out.data("index.json", to_json(index));

@@ -10,6 +10,7 @@ build_pkgs=(
 )
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
+  docker.io
 )
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -22,6 +22,9 @@ case "$cap" in
     command -v skopeo >/dev/null || skip "needs skopeo (apt-get install skopeo)" ;;
   umoci)
     command -v umoci >/dev/null || skip "needs umoci (apt-get install umoci)" ;;
+  docker)
+    command -v docker >/dev/null || skip "needs docker (apt-get install docker.io)"
+    docker info >/dev/null 2>&1 || skip "needs a running Docker daemon (dockerd)" ;;
   *) echo "probe.sh: unknown capability $cap" >&2; exit 2 ;;
 esac
 exec "$@"

@@ -401,3 +401,31 @@ TEST_CASE("artifacts in an OCI index are not taken for images", "[archive]") {
     REQUIRE(c.images.size() == 1);
     CHECK(c.images[0].config == s.image.config);
 }
+
+TEST_CASE("docker-archive: one entry per image, shared layers written once", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    auto alias = s.image;
+    alias.names = {"alias:2"};
+    // A second image sharing layer 1.
+    auto other = s.image;
+    other.names = {"other:1"};
+    other.layers.pop_back();
+    ImageConfig oc = parse_image_config(s.image.config, "c");
+    oc.diff_ids.pop_back();
+    oc.history.pop_back();
+    other.config = to_json(oc);
+    std::string out = t.path() + "/multi.tar";
+    write_docker_archive({s.image, alias, other}, out);
+    std::string listing = tar_list(out);
+    std::string l1 = "blobs/sha256/" + std::string(Digest::of(s.layer1_tar).hex());
+    CHECK(listing.find(l1) != std::string::npos);
+    CHECK(listing.find(l1, listing.find(l1) + 1) == std::string::npos);
+    auto c = read_image_archive(out, work(t));
+    REQUIRE(c.images.size() == 2);
+    CHECK(c.images[0].names == std::vector<std::string>{"example.com/app:1.0", "alias:2"});
+    CHECK(c.images[1].names == std::vector<std::string>{"other:1"});
+    CHECK(c.images[1].layers.at(0).path == c.images[0].layers.at(0).path);
+    auto idx = parse_index(test::read_file(work(t) + "/index.json"), "i");
+    CHECK(idx.manifests.size() == 3);
+}
