@@ -94,6 +94,7 @@ struct Plan {
     bool init = false;
     bool tty = false;
     bool rootless = false; // user namespace with only our own ids mapped
+    bool new_mount_api = false; // fsopen/fsmount/open_tree/move_mount (else mount(2))
 
     uid_t uid = 0;
     gid_t gid = 0;

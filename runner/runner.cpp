@@ -8,6 +8,7 @@
 #include "util/root.hpp"
 #include "util/scope.hpp"
 #include "util/sys/process.hpp"
+#include "util/sys/syscalls.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -305,6 +307,13 @@ struct Container::State {
     int tty_in = -1;      // tty: copied to the master
     int tty_out = -1;     // tty: the master's output goes here
     int winsize_fd = -1;  // tty: where the caller's window size is read
+    // Mount points strata created in the root directory, outermost first;
+    // removed (when still empty) once the container is gone, so that a
+    // build step's layer does not gain an empty /etc/hosts or /proc.
+    UniqueFd rootfd;
+    std::vector<std::string> created;
+
+    void remove_created() noexcept;
 
     void signal(int sig) noexcept {
         if (!reaped && pidfd) {
@@ -320,6 +329,7 @@ struct Container::State {
             }
         }
         reaped = true;
+        remove_created();
         if (init && status_read) {
             int cmd_status = 0;
             ssize_t n = ::read(status_read.get(), &cmd_status, sizeof cmd_status);
@@ -333,16 +343,36 @@ struct Container::State {
     // The container's PID 1 is gone from the kernel's point of view: kill it
     // (the PID namespace and every mount in it go with it) and reap it.
     void kill_and_reap() noexcept {
-        if (reaped || pid <= 0) {
-            return;
-        }
-        signal(SIGKILL);
-        int status;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        if (!reaped && pid > 0) {
+            signal(SIGKILL);
+            int status;
+            while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
         }
         reaped = true;
+        remove_created();
     }
 };
+
+void Container::State::remove_created() noexcept {
+    for (auto it = created.rbegin(); it != created.rend(); ++it) {
+        try {
+            ParentRef p = open_parent_in_root(rootfd.get(), *it);
+            struct stat st;
+            if (::fstatat(p.dir.get(), p.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                continue;
+            }
+            if (S_ISDIR(st.st_mode)) {
+                ::unlinkat(p.dir.get(), p.name.c_str(), AT_REMOVEDIR); // kept when not empty
+            } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+                ::unlinkat(p.dir.get(), p.name.c_str(), 0);
+            }
+        } catch (const std::exception& e) {
+            STRATA_LOG_DEBUG("leaving mount point {}: {}", *it, e.what());
+        }
+    }
+    created.clear();
+}
 
 namespace {
 
@@ -373,6 +403,25 @@ void write_proc_file(pid_t pid, const char* name, const std::string& content) {
 }
 
 bool is_absolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
+
+// Probed once: can this kernel (and this process) use fsopen & co? Set
+// STRATA_FORCE_FALLBACK=1 to exercise the mount(2) path.
+bool new_mount_api() {
+    static const bool ok = [] {
+        if (sys::force_fallback()) {
+            STRATA_LOG_DEBUG("runner: mount(2) forced by STRATA_FORCE_FALLBACK");
+            return false;
+        }
+        int fd = sys::fsopen_raw("tmpfs", FSOPEN_CLOEXEC);
+        if (fd < 0) {
+            STRATA_LOG_DEBUG("runner: no new mount API ({}), using mount(2)", std::strerror(-fd));
+            return false;
+        }
+        UniqueFd closer(fd);
+        return true;
+    }();
+    return ok;
+}
 
 std::size_t depth(const std::string& p) {
     return static_cast<std::size_t>(std::count(p.begin(), p.end(), '/'));
@@ -553,6 +602,48 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::stri
     }
 }
 
+// Creates the missing components of target inside the root (directories,
+// the last one an empty file unless dir) and appends what it created to
+// created. A dangling symlink on the way is left to the child, which
+// creates the path where the link points, inside the root.
+void precreate(int rootfd, const std::string& target, bool dir, std::vector<std::string>& created) {
+    std::string prefix;
+    std::size_t i = 1;
+    while (i <= target.size()) {
+        std::size_t j = target.find('/', i);
+        if (j == std::string::npos) {
+            j = target.size();
+        }
+        bool last = j == target.size();
+        prefix = target.substr(0, j);
+        i = j + 1;
+        try {
+            open_in_root(rootfd, prefix, O_PATH);
+            continue; // exists
+        } catch (const SysError& e) {
+            if (e.error_code() != ENOENT) {
+                return; // the child reports it with the mount's name
+            }
+        }
+        ParentRef p = open_parent_in_root(rootfd, prefix);
+        int r;
+        if (last && !dir) {
+            r = ::openat(p.dir.get(), p.name.c_str(),
+                         O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+            UniqueFd closer(r);
+        } else {
+            r = ::mkdirat(p.dir.get(), p.name.c_str(), 0755);
+        }
+        if (r < 0) {
+            if (errno == EEXIST) {
+                return; // a dangling symlink
+            }
+            throw_errno("creating mount point", prefix);
+        }
+        created.push_back(prefix);
+    }
+}
+
 // Copies everything readable from `from` to `to`; false at EOF or error.
 bool pump(int from, int to) {
     char buf[16384];
@@ -655,6 +746,7 @@ Container Container::start(const RunSpec& spec) {
     plan.init = spec.init;
     plan.tty = spec.tty;
     plan.rootless = rootless;
+    plan.new_mount_api = new_mount_api();
     plan.uid = user.uid;
     plan.gid = user.gid;
     plan.groups = user.groups;
@@ -718,6 +810,32 @@ Container Container::start(const RunSpec& spec) {
 
     std::vector<std::string> op_names;
     plan_mounts(plan, spec, rootless, slave_path, hostname, op_names);
+
+    // -- Mount points in the root directory itself are created here (and
+    // removed after the run); those inside the container's own mounts (e.g.
+    // /dev/null in its /dev tmpfs) by the child.
+    state->rootfd = std::move(rootfd);
+    auto cleanup = ScopeFail([&] { state->remove_created(); });
+    std::vector<std::string> mounted;
+    for (const Op& op : plan.ops) {
+        if (op.kind != OpKind::fs && op.kind != OpKind::bind && op.kind != OpKind::gen_file) {
+            continue;
+        }
+        std::string target = op.target;
+        bool covered = false;
+        for (const auto& m : mounted) {
+            if (target.size() > m.size() && target.compare(0, m.size(), m) == 0 &&
+                target[m.size()] == '/') {
+                covered = true;
+            }
+        }
+        if (!covered) {
+            with_context("in " + rootfs, [&] {
+                precreate(state->rootfd.get(), target, op.target_dir, state->created);
+            });
+        }
+        mounted.push_back(target);
+    }
 
     // -- Pipes: the go-ahead (parent -> child), failures (child -> parent),
     // and with init the command's wait status.

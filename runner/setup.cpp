@@ -90,7 +90,7 @@ void close_fd(int fd) noexcept {
 // created where it points, inside the root); magic links never. Returns an
 // fd or -errno.
 int open_target(int rootfd, const char* path, bool dir) noexcept {
-    int fd = sys::openat2_raw(rootfd, path, O_PATH, 0, kResolve);
+    int fd = sys::openat2_direct(rootfd, path, O_PATH, 0, kResolve);
     if (fd >= 0 || fd != -ENOENT) {
         return fd;
     }
@@ -101,7 +101,7 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
     }
     std::memcpy(buf, path, len + 1);
     for (int hops = 0; hops < 40; ++hops) {
-        int cur = sys::openat2_raw(rootfd, "/", O_PATH | O_DIRECTORY, 0, kResolve);
+        int cur = sys::openat2_direct(rootfd, "/", O_PATH | O_DIRECTORY, 0, kResolve);
         if (cur < 0) {
             return cur;
         }
@@ -136,7 +136,7 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
             // so that every symlink goes through RESOLVE_IN_ROOT.
             char saved = buf[j];
             buf[j] = '\0';
-            int next = sys::openat2_raw(rootfd, buf, O_PATH, 0, kResolve);
+            int next = sys::openat2_direct(rootfd, buf, O_PATH, 0, kResolve);
             buf[j] = saved;
             if (next == -ENOENT) {
                 char link[PATH_MAX];
@@ -183,7 +183,7 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
                     return -e;
                 }
                 buf[j] = '\0';
-                next = sys::openat2_raw(rootfd, buf, O_PATH, 0, kResolve);
+                next = sys::openat2_direct(rootfd, buf, O_PATH, 0, kResolve);
                 buf[j] = saved;
             }
             close_fd(cur);
@@ -237,7 +237,7 @@ int make_read_only(int fd, bool recursive) noexcept {
 
 // Reopens target (now covered by a new mount) and makes it read-only.
 int reopen_read_only(int rootfd, const char* target, bool recursive) noexcept {
-    int fd = sys::openat2_raw(rootfd, target, O_PATH, 0, kResolve);
+    int fd = sys::openat2_direct(rootfd, target, O_PATH, 0, kResolve);
     if (fd < 0) {
         return fd;
     }
@@ -267,6 +267,99 @@ const char* split_parent(const char* path, char (&dir)[PATH_MAX]) noexcept {
     return slash + 1;
 }
 
+
+// -- The new mount API (STYLE rule 17), used when the parent's probe found
+// it; mount(2) on /proc/self/fd/N targets otherwise. Both attach to an O_PATH
+// fd that was resolved inside the root, never to a path string.
+
+unsigned attr_flags(unsigned long ms) noexcept {
+    unsigned a = 0;
+    if (ms & MS_RDONLY) a |= MOUNT_ATTR_RDONLY;
+    if (ms & MS_NOSUID) a |= MOUNT_ATTR_NOSUID;
+    if (ms & MS_NODEV) a |= MOUNT_ATTR_NODEV;
+    if (ms & MS_NOEXEC) a |= MOUNT_ATTR_NOEXEC;
+    if (ms & MS_STRICTATIME) a |= MOUNT_ATTR_STRICTATIME;
+    return a;
+}
+
+int attach(int tree, int target_fd) noexcept {
+    int r = sys::move_mount_raw(tree, "", target_fd, "",
+                                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    ::close(tree);
+    return r;
+}
+
+// A new filesystem instance: fsopen, one fsconfig per "key[=value]" in
+// data, create, fsmount with the mount attributes, attach.
+int mount_fs_new(const char* type, unsigned long flags, const char* data, int target_fd) noexcept {
+    int fs = sys::fsopen_raw(type, FSOPEN_CLOEXEC);
+    if (fs < 0) {
+        return fs;
+    }
+    if (data != nullptr) {
+        char buf[256];
+        std::size_t len = std::strlen(data);
+        if (len >= sizeof buf) {
+            ::close(fs);
+            return -E2BIG;
+        }
+        std::memcpy(buf, data, len + 1);
+        char* item = buf;
+        while (item != nullptr && *item != '\0') {
+            char* comma = std::strchr(item, ',');
+            if (comma != nullptr) {
+                *comma = '\0';
+            }
+            char* eq = std::strchr(item, '=');
+            int r;
+            if (eq != nullptr) {
+                *eq = '\0';
+                r = sys::fsconfig_raw(fs, FSCONFIG_SET_STRING, item, eq + 1);
+            } else {
+                r = sys::fsconfig_raw(fs, FSCONFIG_SET_FLAG, item, nullptr);
+            }
+            if (r < 0) {
+                ::close(fs);
+                return r;
+            }
+            item = comma != nullptr ? comma + 1 : nullptr;
+        }
+    }
+    int r = sys::fsconfig_raw(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr);
+    if (r < 0) {
+        ::close(fs);
+        return r;
+    }
+    int mnt = sys::fsmount_raw(fs, FSMOUNT_CLOEXEC, attr_flags(flags));
+    ::close(fs);
+    if (mnt < 0) {
+        return mnt;
+    }
+    return attach(mnt, target_fd);
+}
+
+// Binds source (dirfd + path, or dirfd alone with an empty path), read-only
+// before it is attached when ro, so it is never writable, even briefly.
+int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int target_fd) noexcept {
+    unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
+    if (src_path[0] == '\0') {
+        flags |= AT_EMPTY_PATH;
+    }
+    int tree = sys::open_tree_raw(src_dirfd, src_path, flags);
+    if (tree < 0) {
+        return tree;
+    }
+    if (ro) {
+        int r = sys::mount_setattr_raw(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0),
+                                       MOUNT_ATTR_RDONLY, 0);
+        if (r < 0) {
+            ::close(tree);
+            return r;
+        }
+    }
+    return attach(tree, target_fd);
+}
+
 void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
     switch (op.kind) {
     case OpKind::symlink: {
@@ -285,7 +378,7 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
     }
     case OpKind::mask:
     case OpKind::readonly: {
-        int fd = sys::openat2_raw(rootfd, op.target, O_PATH | O_NOFOLLOW, 0, kResolve);
+        int fd = sys::openat2_direct(rootfd, op.target, O_PATH | O_NOFOLLOW, 0, kResolve);
         if (fd == -ENOENT) {
             return; // nothing to hide
         }
@@ -298,6 +391,20 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         }
         FdPath target(fd);
         int r;
+        if (plan.new_mount_api) {
+            if (op.kind == OpKind::readonly) {
+                r = bind_new(fd, "", true, true, fd);
+            } else if (S_ISDIR(st.st_mode)) {
+                r = mount_fs_new("tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=0", fd);
+            } else {
+                r = bind_new(AT_FDCWD, "/dev/null", false, false, fd);
+            }
+            if (r < 0) {
+                fail(plan, Step::mount, -r, index);
+            }
+            ::close(fd);
+            return;
+        }
         if (op.kind == OpKind::readonly) {
             r = ::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
         } else if (S_ISDIR(st.st_mode)) {
@@ -322,7 +429,7 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         // Staged in the container's own /dev tmpfs, bound, then unlinked: the
         // file lives only as long as the container's mount namespace and is
         // never written into the root directory (the image's layers).
-        int dev = sys::openat2_raw(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, kResolve);
+        int dev = sys::openat2_direct(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, kResolve);
         if (dev < 0) {
             fail(plan, Step::mount_target, -dev, index);
         }
@@ -350,10 +457,17 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         if (fd < 0) {
             fail(plan, Step::mount_target, -fd, index);
         }
-        FdPath source(file);
-        FdPath target(fd);
-        if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-            fail(plan, Step::mount, errno, index);
+        if (plan.new_mount_api) {
+            int r = bind_new(file, "", false, false, fd);
+            if (r < 0) {
+                fail(plan, Step::mount, -r, index);
+            }
+        } else {
+            FdPath source(file);
+            FdPath target(fd);
+            if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+                fail(plan, Step::mount, errno, index);
+            }
         }
         ::unlinkat(dev, name, 0);
         ::close(fd);
@@ -366,6 +480,22 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         int fd = open_target(rootfd, op.target, op.target_dir);
         if (fd < 0) {
             fail(plan, Step::mount_target, -fd, index);
+        }
+        if (plan.new_mount_api) {
+            int r;
+            if (op.kind == OpKind::fs) {
+                r = mount_fs_new(op.fstype, op.flags, op.data, fd);
+                if (r < 0 && op.sys_fallback && (r == -EPERM || r == -EACCES)) {
+                    r = bind_new(AT_FDCWD, "/sys", true, true, fd);
+                }
+            } else {
+                r = bind_new(AT_FDCWD, op.source, true, op.read_only, fd);
+            }
+            if (r < 0) {
+                fail(plan, Step::mount, -r, index);
+            }
+            ::close(fd);
+            return;
         }
         FdPath target(fd);
         int r;

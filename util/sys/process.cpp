@@ -97,3 +97,53 @@ int cap_last_cap() noexcept {
 }
 
 } // namespace strata::sys
+
+namespace strata::sys {
+
+int open_tree_raw(int dirfd, const char* path, unsigned flags) noexcept {
+    long r = ::syscall(SYS_open_tree, dirfd, path, flags);
+    return r < 0 ? -errno : static_cast<int>(r);
+}
+
+int move_mount_raw(int from_dirfd, const char* from_path, int to_dirfd, const char* to_path,
+                   unsigned flags) noexcept {
+    long r = ::syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags);
+    return r < 0 ? -errno : 0;
+}
+
+int fsopen_raw(const char* fstype, unsigned flags) noexcept {
+    long r = ::syscall(SYS_fsopen, fstype, flags);
+    return r < 0 ? -errno : static_cast<int>(r);
+}
+
+int fsconfig_raw(int fsfd, unsigned cmd, const char* key, const char* value) noexcept {
+    long r = ::syscall(SYS_fsconfig, fsfd, cmd, key, value, 0);
+    return r < 0 ? -errno : 0;
+}
+
+int fsmount_raw(int fsfd, unsigned flags, unsigned attr_flags) noexcept {
+    long r = ::syscall(SYS_fsmount, fsfd, flags, attr_flags);
+    return r < 0 ? -errno : static_cast<int>(r);
+}
+
+} // namespace strata::sys
+
+#include <linux/openat2.h>
+
+namespace strata::sys {
+
+int openat2_direct(int dirfd, const char* path, std::uint64_t flags, std::uint64_t mode,
+                   std::uint64_t resolve) noexcept {
+    struct open_how how;
+    std::memset(&how, 0, sizeof how);
+    how.flags = flags | O_CLOEXEC;
+    how.mode = mode;
+    how.resolve = resolve;
+    long r;
+    do {
+        r = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    } while (r < 0 && (errno == EINTR || errno == EAGAIN));
+    return r < 0 ? -errno : static_cast<int>(r);
+}
+
+} // namespace strata::sys

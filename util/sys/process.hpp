@@ -36,3 +36,29 @@ int mount_setattr_raw(int dirfd, const char* path, unsigned flags, std::uint64_t
 int cap_last_cap() noexcept;
 
 } // namespace strata::sys
+
+namespace strata::sys {
+
+// The new mount API as raw calls for code that may not throw (the runner's
+// child). Each returns an fd or 0 on success, -errno on failure. They do
+// not look at force_fallback(): the caller probes once (in the parent,
+// where it may) and passes the decision down.
+int open_tree_raw(int dirfd, const char* path, unsigned flags) noexcept;
+int move_mount_raw(int from_dirfd, const char* from_path, int to_dirfd, const char* to_path,
+                   unsigned flags) noexcept;
+int fsopen_raw(const char* fstype, unsigned flags) noexcept;
+// cmd: FSCONFIG_SET_FLAG (value null), FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE.
+int fsconfig_raw(int fsfd, unsigned cmd, const char* key, const char* value) noexcept;
+int fsmount_raw(int fsfd, unsigned flags, unsigned attr_flags) noexcept;
+
+} // namespace strata::sys
+
+namespace strata::sys {
+
+// openat2(2) like openat2_raw, but never forced to ENOSYS by
+// STRATA_FORCE_FALLBACK: for callers with no fallback of their own (the
+// runner's child needs RESOLVE_IN_ROOT, Linux 5.6).
+int openat2_direct(int dirfd, const char* path, std::uint64_t flags, std::uint64_t mode,
+                   std::uint64_t resolve) noexcept;
+
+} // namespace strata::sys

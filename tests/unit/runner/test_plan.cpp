@@ -74,3 +74,30 @@ TEST_CASE("Control events can be sent without a running container") {
     unsigned char buf[8];
     CHECK(::read(c.fd(), buf, sizeof buf) == 3);
 }
+
+#include "runner/terminal.hpp"
+
+#include <csignal>
+
+TEST_CASE("SignalRouting turns SIGTERM into a cancel and SIGWINCH into a resize") {
+    Control c;
+    {
+        SignalRouting routing(c);
+        CHECK_THROWS_AS(SignalRouting(c), Error);
+        ::raise(SIGWINCH);
+        ::raise(SIGTERM);
+        CHECK(SignalRouting::last_signal() == SIGTERM);
+    }
+    unsigned char buf[8];
+    REQUIRE(::read(c.fd(), buf, sizeof buf) == 2);
+    CHECK(buf[0] == 1); // window changed
+    CHECK(buf[1] == 0); // cancel
+    // Handlers are restored: a second routing can be installed.
+    SignalRouting again(c);
+}
+
+TEST_CASE("RawTerminal leaves a non-terminal alone") {
+    Pipe p = Pipe::create();
+    RawTerminal t(p.read.get());
+    CHECK_FALSE(t.active());
+}

@@ -3,6 +3,7 @@
 // that it is reported as skipped, never passed, when it cannot run.
 #include "fixture.hpp"
 #include "runner/runner.hpp"
+#include "runner/terminal.hpp"
 #include "tests/support/support.hpp"
 #include "util/child.hpp"
 #include "util/error.hpp"
@@ -610,4 +611,66 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
     auto st = c.wait();
     INFO(st.describe());
     CHECK(st.success());
+}
+
+TEST_CASE("mount points the runner creates in the root are removed afterwards", "[root]") {
+    Rootfs root;
+    for (const char* p : {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname",
+                          "/etc/resolv.conf"}) {
+        std::filesystem::remove_all(root.path + p);
+    }
+    std::string before = dump_tree(root.path);
+    TempDir host;
+    auto spec = probe_spec(root, {});
+    spec.mounts = {runner::Mount{runner::Mount::Type::bind, host.path(), "/mnt/a/b", true, ""},
+                   runner::Mount{runner::Mount::Type::tmpfs, "", "/mnt/t/u", false, ""}};
+    spec.argv = {"/bin/sh", "-c", "cat /etc/hostname; ls /proc/self/fd >/dev/null && ls /mnt/a/b"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    CHECK(o.status.success());
+    CHECK(contains(o.out, "box\n"));
+    CHECK(dump_tree(root.path) == before);
+
+    // What the command wrote next to a created mount point stays.
+    std::filesystem::remove_all(root.path + "/etc");
+    spec.mounts.clear();
+    spec.argv = {"/bin/sh", "-c", "echo kept > /etc/written"};
+    o = run_captured(spec);
+    CHECK(o.status.success());
+    CHECK(read_file(root.path + "/etc/written") == "kept\n");
+    CHECK_FALSE(std::filesystem::exists(root.path + "/etc/hosts"));
+    CHECK_FALSE(std::filesystem::exists(root.path + "/proc"));
+
+    // Also after a cancelled run and a failed start.
+    std::filesystem::remove_all(root.path + "/etc");
+    before = dump_tree(root.path);
+    spec.argv = {"nosuch"};
+    CHECK_THROWS_AS(run_captured(spec), runner::StartError);
+    CHECK(dump_tree(root.path) == before);
+}
+
+TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "[root]") {
+    Rootfs root;
+    std::string mounts_before = host_mountinfo();
+    runner::Control control;
+    runner::SignalRouting routing(control);
+    auto spec = probe_spec(root, {});
+    spec.init = true;
+    spec.argv = {"/bin/sh", "-c", "sleep 100 & probe sleep 100"};
+    Pipe out = Pipe::create();
+    spec.stdout_fd = out.write.get();
+    auto c = runner::Container::start(spec);
+    out.write.reset();
+    REQUIRE(read_line(out.read.get()) == "ready");
+    std::string ns = pid_ns_of(c.pid());
+    std::thread killer([] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        ::kill(::getpid(), SIGTERM);
+    });
+    CHECK_THROWS_AS(c.wait(&control), runner::Cancelled);
+    killer.join();
+    CHECK(runner::SignalRouting::last_signal() == SIGTERM);
+    CHECK(processes_in(ns).empty());
+    CHECK(no_children());
+    CHECK(host_mountinfo() == mounts_before);
 }
