@@ -61,11 +61,8 @@ void import_tar(Context& ctx, const Options& o) {
             e.linkname = checked_name(o.input, e.linkname);
         }
         if (e.type == formats::EntryType::file && e.size > 0) {
-            // Stream the content through a pipe-free path: TarReader hands it
-            // to TarWriter chunk by chunk.
-            std::string chunk;
-            chunk.resize(1 << 20);
-            writer.add_streaming(e, [&](void* buf, std::size_t size) { return reader.read(buf, size); });
+            // TarReader hands the content to TarWriter chunk by chunk.
+            writer.add_stream(e, [&](void* buf, std::size_t size) { return reader.read(buf, size); });
         } else {
             writer.add(e);
         }

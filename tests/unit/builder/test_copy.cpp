@@ -107,7 +107,7 @@ TEST_CASE("excluded files never reach the destination") {
     CHECK_THROWS_WITH(f.copy({"b.txt"}, "/b", o), Catch::Contains("not found"));
 }
 
-TEST_CASE("--chmod applies to copied files and --parents keeps source paths") {
+TEST_CASE("chmod and parents options: the mode is applied and source paths are kept") {
     Fixture f;
     CopyOptions o;
     o.chmod = 0640;

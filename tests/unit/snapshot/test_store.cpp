@@ -69,10 +69,12 @@ TEST_CASE("a blob whose bytes do not match the expected digest is not published"
     TempDir t;
     Store store(t.path());
     Digest expected = Digest::of("the real content");
-    BlobWriter w = store.new_blob();
-    w.write("tampered", 8);
-    CHECK_THROWS_WITH(w.commit(expected),
-                      Catch::Contains(expected.str()) && Catch::Contains(Digest::of("tampered").str()));
+    {
+        BlobWriter w = store.new_blob();
+        w.write("tampered", 8);
+        CHECK_THROWS_WITH(w.commit(expected), Catch::Contains(expected.str()) &&
+                                                  Catch::Contains(Digest::of("tampered").str()));
+    }
     CHECK_FALSE(store.has_blob(expected));
     CHECK_FALSE(store.has_blob(Digest::of("tampered")));
     CHECK(count_entries(t.path() + "/tmp") == 0);

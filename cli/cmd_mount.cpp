@@ -1,0 +1,165 @@
+// mount, umount, mounts: an image's layers stacked on a directory, read-only
+// or with a writable upper directory that `umount --commit` turns into a new
+// image with one more layer.
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "formats/media_types.hpp"
+#include "layerfs/mount.hpp"
+#include "snapshot/layer_diff.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/sha256.hpp"
+
+#include <iostream>
+#include <memory>
+
+namespace strata::cli {
+
+namespace {
+
+std::string state_dir(const snapshot::Store& store) { return store.root() + "/mounts"; }
+
+// Per-target work directory for writable mounts: mounts/<sha of target>/.
+std::string work_dir_for(const snapshot::Store& store, const std::string& target) {
+    return state_dir(store) + "/rw-" + Sha256::hex_of(target).substr(0, 16);
+}
+
+struct MountOptions {
+    std::string driver = "overlay";
+    bool writable = false;
+    std::string image;
+    std::string dir;
+};
+
+void mount_image(Context& ctx, const MountOptions& o) {
+    snapshot::Store store = open_store(ctx);
+    layerfs::Driver driver = layerfs::parse_driver(o.driver);
+    snapshot::ImageRecord rec = store.resolve(o.image);
+    snapshot::Image img = store.load(rec.manifest);
+    std::string target = fs::absolute(o.dir);
+    if (!fs::is_dir(target)) {
+        throw Error("mount point " + target + " is not a directory");
+    }
+    std::vector<std::string> lowers = store.ensure_snapshots(img);
+    std::reverse(lowers.begin(), lowers.end());
+    if (lowers.empty()) {
+        throw Error("image " + o.image + " has no layers to mount");
+    }
+    layerfs::MountSpec spec;
+    spec.lowers = lowers;
+    spec.driver = driver;
+    spec.state_dir = state_dir(store);
+    fs::mkdirs(spec.state_dir, 0700);
+    // The label names the image by manifest digest, so that umount --commit
+    // knows what the new layer goes on.
+    spec.label = img.descriptor.digest.str() + " " + (rec.name ? rec.name->familiar() : "<none>");
+    if (o.writable) {
+        std::string rw = work_dir_for(store, target);
+        fs::remove_all(rw);
+        spec.upper = rw + "/upper";
+        spec.work = rw + "/work";
+        fs::mkdirs(spec.upper, 0755);
+        fs::mkdirs(spec.work, 0700);
+    }
+    layerfs::MountHandle handle = layerfs::mount(spec, target);
+    handle.release();
+}
+
+void umount_image(Context& ctx, const std::string& dir, const std::string& commit) {
+    snapshot::Store store = open_store(ctx);
+    std::string target = fs::absolute(dir);
+    auto record = layerfs::maybe_mount_record(state_dir(store), target);
+    std::optional<snapshot::Reference> name;
+    if (!commit.empty()) {
+        name = snapshot::Reference::parse(commit);
+        if (!record) {
+            throw Error(target + " is not a strata mount (no record in " + state_dir(store) + ")");
+        }
+        if (record->upper.empty()) {
+            throw Error(target + " was mounted read-only: there is nothing to commit (mount it with --writable)");
+        }
+    }
+    layerfs::unmount(target, state_dir(store));
+    if (!record || record->upper.empty()) {
+        return;
+    }
+    std::string rw = fs::dirname(record->upper);
+    if (!name) {
+        fs::remove_all(rw);
+        return;
+    }
+    // The upper directory is the diff: it becomes a layer and, as it is, the
+    // new snapshot.
+    auto manifest_digest = formats::Digest::parse(record->label.substr(0, record->label.find(' ')));
+    std::optional<snapshot::Image> found;
+    for (const auto& r : store.images()) {
+        if (r.manifest.digest == manifest_digest) {
+            found = store.load(r.manifest);
+            break;
+        }
+    }
+    if (!found) {
+        throw Error("the image mounted on " + target + " (" + manifest_digest.str() +
+                    ") is no longer in the store; the changes are kept in " + record->upper);
+    }
+    const snapshot::Image& base = *found;
+    auto blob = store.new_blob();
+    formats::TarWriter::Options wo;
+    formats::LayerDigests d = snapshot::write_upper_layer(record->upper, blob.fd(), wo);
+    blob.commit_hashed(d.blob_digest);
+    formats::Descriptor layer;
+    layer.media_type = formats::oci_layer_media_type(wo.compression);
+    layer.digest = d.blob_digest;
+    layer.size = static_cast<std::int64_t>(d.blob_size);
+    formats::ImageConfig config = base.config;
+    config.created = now_rfc3339();
+    config.diff_ids.push_back(d.diff_id);
+    config.history.push_back(formats::History{config.created, "strata mount --writable (committed by strata umount)", "", "", false});
+    std::vector<formats::Descriptor> layers = base.manifest.layers;
+    layers.push_back(layer);
+    formats::Descriptor manifest = store.put_image(config, layers);
+    snapshot::Image committed = store.load(manifest);
+    store.adopt_snapshot(committed.chain_ids().back(), record->upper);
+    fs::remove_all(rw);
+    store.set_name(*name, manifest);
+    std::cout << committed.id().str() << "\n";
+}
+
+void list(Context& ctx) {
+    snapshot::Store store = open_store(ctx);
+    std::vector<std::vector<std::string>> rows{{"TARGET", "DRIVER", "MODE", "IMAGE", "STATE"}};
+    for (const auto& r : layerfs::list_mounts(state_dir(store))) {
+        std::string label = r.label.substr(r.label.find(' ') == std::string::npos ? 0 : r.label.find(' ') + 1);
+        rows.push_back({r.target, layerfs::driver_name(r.driver), r.upper.empty() ? "ro" : "rw", label,
+                        r.mounted ? "mounted" : "gone"});
+    }
+    print_table(rows);
+}
+
+} // namespace
+
+void register_mount(CLI::App& app, Context& ctx) {
+    auto o = std::make_shared<MountOptions>();
+    auto* cmd = app.add_subcommand("mount", "Mount an image's filesystem on a directory");
+    cmd->add_option("--driver", o->driver, "overlay (kernel overlayfs) or fuse (strata's union filesystem)")
+        ->check(CLI::IsMember({"overlay", "fuse"}))
+        ->capture_default_str();
+    cmd->add_flag("--writable", o->writable, "Add a writable upper directory (see umount --commit)");
+    cmd->add_option("IMAGE", o->image, "Image name or ID")->required();
+    cmd->add_option("DIR", o->dir, "Mount point")->required();
+    cmd->callback([&ctx, o] { mount_image(ctx, *o); });
+
+    struct UmountOptions {
+        std::string dir, commit;
+    };
+    auto u = std::make_shared<UmountOptions>();
+    auto* um = app.add_subcommand("umount", "Unmount an image mounted with strata mount");
+    um->add_option("--commit", u->commit, "Save the writable layer as a new image NAME:TAG");
+    um->add_option("DIR", u->dir, "Mount point")->required();
+    um->callback([&ctx, u] { umount_image(ctx, u->dir, u->commit); });
+
+    auto* ls = app.add_subcommand("mounts", "List the images strata has mounted");
+    ls->callback([&ctx] { list(ctx); });
+}
+
+} // namespace strata::cli

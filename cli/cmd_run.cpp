@@ -1,0 +1,233 @@
+// run: a command in a container made from an image. The image's snapshots
+// are stacked with kernel overlayfs under a throwaway upper directory, in a
+// mount namespace of strata's own, so that nothing stays mounted on the host
+// whatever happens to strata; the runner then starts the command there with
+// the image's config (Entrypoint, Cmd, Env, WorkingDir, User).
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "layerfs/overlay.hpp"
+#include "runner/runner.hpp"
+#include "runner/terminal.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/tempdir.hpp"
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+struct RunOptions {
+    bool rm = false;
+    bool init = false;
+    bool interactive = false;
+    bool tty = false;
+    std::vector<std::string> env;
+    std::string workdir;
+    std::string user;
+    std::string network = "none";
+    std::string hostname;
+    std::vector<std::string> volumes;
+    bool read_only = false;
+    std::optional<std::string> entrypoint;
+    std::string image;
+    std::vector<std::string> command;
+};
+
+// "-e K=V" sets K; "-e K" takes K from strata's environment (dropped when unset).
+void apply_env(std::vector<std::string>& env, const std::string& item) {
+    std::string key = item.substr(0, item.find('='));
+    std::string value;
+    if (item.find('=') == std::string::npos) {
+        const char* v = std::getenv(key.c_str());
+        if (v == nullptr) {
+            return;
+        }
+        value = key + "=" + v;
+    } else {
+        value = item;
+    }
+    if (key.empty()) {
+        throw UsageError("invalid environment variable: " + item);
+    }
+    for (auto& e : env) {
+        if (e.substr(0, e.find('=')) == key) {
+            e = value;
+            return;
+        }
+    }
+    env.push_back(value);
+}
+
+runner::Mount parse_volume(const std::string& spec) {
+    // SRC:DST[:ro|rw]
+    auto first = spec.find(':');
+    if (first == std::string::npos || first == 0) {
+        throw UsageError("invalid volume \"" + spec + "\": expected SRC:DST[:ro]");
+    }
+    runner::Mount m;
+    m.type = runner::Mount::Type::bind;
+    m.source = fs::absolute(spec.substr(0, first));
+    std::string rest = spec.substr(first + 1);
+    auto second = rest.find(':');
+    m.target = rest.substr(0, second);
+    if (second != std::string::npos) {
+        std::string mode = rest.substr(second + 1);
+        if (mode == "ro") {
+            m.read_only = true;
+        } else if (mode != "rw") {
+            throw UsageError("invalid volume \"" + spec + "\": mode must be ro or rw");
+        }
+    }
+    if (m.target.empty() || m.target[0] != '/') {
+        throw UsageError("invalid volume \"" + spec + "\": the destination must be an absolute path");
+    }
+    if (!fs::exists(m.source)) {
+        throw Error("invalid volume \"" + spec + "\": " + m.source + " does not exist");
+    }
+    return m;
+}
+
+// A mount namespace of strata's own: mounts made from here on vanish with the
+// process, even when it is killed.
+void private_mount_namespace() {
+    if (::unshare(CLONE_NEWNS) != 0) {
+        throw_errno("unshare(CLONE_NEWNS)", "(strata run needs root)");
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        throw_errno("mount", "/ (make private)");
+    }
+}
+
+void run(Context& ctx, const RunOptions& o) {
+    snapshot::Store store = open_store(ctx);
+    snapshot::Image img = store.load(o.image);
+    const auto& cc = img.config.config;
+
+    runner::RunSpec spec;
+    // Docker: --entrypoint replaces the image's Entrypoint and drops its Cmd.
+    std::vector<std::string> argv;
+    if (o.entrypoint) {
+        if (!o.entrypoint->empty()) {
+            argv.push_back(*o.entrypoint);
+        }
+    } else if (cc.entrypoint) {
+        argv = *cc.entrypoint;
+    }
+    if (!o.command.empty()) {
+        argv.insert(argv.end(), o.command.begin(), o.command.end());
+    } else if (!o.entrypoint && cc.cmd) {
+        argv.insert(argv.end(), cc.cmd->begin(), cc.cmd->end());
+    }
+    if (argv.empty()) {
+        throw UsageError("no command specified: the image has no Entrypoint or Cmd");
+    }
+    spec.argv = argv;
+    spec.env = cc.env;
+    for (const auto& e : o.env) {
+        apply_env(spec.env, e);
+    }
+    spec.cwd = !o.workdir.empty() ? o.workdir : cc.working_dir.empty() ? "/" : cc.working_dir;
+    spec.user = !o.user.empty() ? o.user : cc.user;
+    spec.hostname = o.hostname;
+    if (o.network == "host") {
+        spec.network = runner::Network::host;
+    } else if (o.network == "none") {
+        spec.network = runner::Network::none;
+    } else {
+        throw UsageError("unknown network \"" + o.network + "\" (none or host)");
+    }
+    for (const auto& v : o.volumes) {
+        spec.mounts.push_back(parse_volume(v));
+    }
+    spec.init = o.init;
+    spec.read_only = o.read_only;
+    spec.tty = o.tty;
+    if (o.interactive || o.tty) {
+        spec.stdin_fd = 0;
+    }
+    if (o.tty) {
+        spec.stdout_fd = 1;
+    }
+
+    std::vector<std::string> lowers = store.ensure_snapshots(img);
+    std::reverse(lowers.begin(), lowers.end());
+    TempDir work(store.tmp_dir(), "run-");
+    std::string upper = work.path() + "/upper";
+    std::string ovl_work = work.path() + "/work";
+    std::string merged = work.path() + "/merged";
+    for (const auto& d : {upper, ovl_work, merged}) {
+        fs::mkdirs(d, 0755);
+    }
+    private_mount_namespace();
+    if (lowers.empty()) {
+        // FROM scratch-like image without layers: an empty lower.
+        fs::mkdirs(work.path() + "/empty", 0755);
+        lowers.push_back(work.path() + "/empty");
+    }
+    layerfs::mount_overlay(layerfs::OverlaySpec{lowers, upper, ovl_work}, merged);
+    struct Unmount {
+        std::string path;
+        ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+    } unmount{merged};
+    spec.rootfs = merged;
+
+    runner::Control control;
+    runner::SignalRouting signals(control);
+    std::optional<runner::RawTerminal> raw;
+    if (o.tty) {
+        raw.emplace(0);
+    }
+    try {
+        ExitStatus st = runner::run(spec, &control);
+        ctx.exit_code = st.shell_code();
+    } catch (const runner::StartError& e) {
+        raw.reset();
+        std::cerr << "strata: error: " << e.what() << "\n";
+        ctx.exit_code = e.exit_code();
+    } catch (const runner::Cancelled&) {
+        raw.reset();
+        int sig = runner::SignalRouting::last_signal();
+        ctx.exit_code = 128 + (sig != 0 ? sig : SIGKILL);
+    }
+}
+
+} // namespace
+
+void register_run(CLI::App& app, Context& ctx) {
+    auto o = std::make_shared<RunOptions>();
+    auto* cmd = app.add_subcommand("run", "Run a command in a new container from an image");
+    cmd->add_flag("--rm", o->rm, "Remove the container when it exits (strata always does)");
+    cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
+    cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
+    cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
+    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)");
+    cmd->add_option("-w,--workdir", o->workdir, "Working directory inside the container");
+    cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
+    cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
+    cmd->add_option("--hostname", o->hostname, "Container host name");
+    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]");
+    cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
+    cmd->add_option("--entrypoint", o->entrypoint, "Override the image's entrypoint");
+    // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to
+    // the container, as with docker run ("strata run busybox ls -l").
+    cmd->prefix_command();
+    cmd->footer("Usage: strata run [OPTIONS] IMAGE [COMMAND [ARG...]]");
+    cmd->callback([&ctx, o, cmd] {
+        std::vector<std::string> rest = cmd->remaining();
+        if (rest.empty()) {
+            throw UsageError("strata run requires an IMAGE");
+        }
+        o->image = rest.front();
+        o->command.assign(rest.begin() + 1, rest.end());
+        run(ctx, *o);
+    });
+}
+
+} // namespace strata::cli
