@@ -70,6 +70,7 @@ int run_cli(int argc, char** argv) {
     register_import(app, ctx);
     register_archive(app, ctx);
     register_parse(app, ctx);
+    register_build(app, ctx);
     register_run(app, ctx);
     register_mount(app, ctx);
 

@@ -14,6 +14,7 @@ void register_maintenance(CLI::App& app, Context& ctx);
 void register_import(CLI::App& app, Context& ctx);
 void register_archive(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);
+void register_build(CLI::App& app, Context& ctx);
 void register_run(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
 
