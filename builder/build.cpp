@@ -745,7 +745,8 @@ void Executor::do_workdir(StageResult& st, const df::Instruction& ins, const Ste
                            continue;
                        }
                        UniqueFd d = mkdirs_in_root(root.get(), cur, 0755);
-                       if (owner && ::fchown(d.get(), owner->first, owner->second) != 0) {
+                       if (owner && ::fchownat(d.get(), "", owner->first, owner->second,
+                                               AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
                            throw_errno("fchown", cur);
                        }
                    }
@@ -995,13 +996,13 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         reader.join();
         std::string cmdline = join(argv, " ");
         if (!start_error.empty()) {
-            fail(ins, fmt::format("process \"{}\" could not start: {}", cmdline, start_error), kept,
+            fail(ins, fmt::format("process {} could not start: {}", df::text::go_quote(cmdline), start_error), kept,
                  start_code);
         }
         if (!status->success()) {
             int code = status->exited() ? status->code() : status->shell_code();
             fail(ins,
-                 fmt::format("process \"{}\" did not complete successfully: {}", cmdline,
+                 fmt::format("process {} did not complete successfully: {}", df::text::go_quote(cmdline),
                              status->exited() ? fmt::format("exit code: {}", code) : status->describe()),
                  kept, code);
         }
@@ -1053,25 +1054,45 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         }
     }
     if (!cp.excludes.empty()) {
+        // --exclude patterns are relative to each source (BuildKit filters
+        // the copy of each source with them), matched against the path and
+        // its parents.
         auto base = co.excluded;
-        std::vector<std::string> pats = cp.excludes;
-        co.excluded = [base, pats](const std::string& rel, bool is_dir) {
+        std::vector<std::string> pats;
+        for (const auto& p : cp.excludes) {
+            pats.push_back(clean_path(p));
+        }
+        std::vector<std::string> prefixes = {""};
+        for (const auto& src : cp.sources) {
+            std::string c = clean_path(src);
+            while (!c.empty() && c[0] == '/') {
+                c.erase(0, 1);
+            }
+            if (!c.empty() && c != "." && !has_wildcard(c)) {
+                prefixes.push_back(c + "/");
+            }
+        }
+        co.excluded = [base, pats, prefixes](const std::string& rel, bool is_dir) {
             if (base && base(rel, is_dir)) {
                 return true;
             }
-            // A pattern excludes a path when it matches it or one of its parents.
-            std::string p = rel;
-            while (!p.empty() && p != ".") {
-                for (const auto& pat : pats) {
-                    if (path_match(clean_path(pat), p)) {
-                        return true;
+            for (const auto& pre : prefixes) {
+                if (rel.compare(0, pre.size(), pre) != 0) {
+                    continue;
+                }
+                std::string p = rel.substr(pre.size());
+                while (!p.empty() && p != ".") {
+                    for (const auto& pat : pats) {
+                        if (path_match(pat, p)) {
+                            return true;
+                        }
                     }
+                    auto slash = p.rfind('/');
+                    if (slash == std::string::npos) {
+                        break;
+                    }
+                    p.resize(slash);
                 }
-                auto slash = p.rfind('/');
-                if (slash == std::string::npos) {
-                    break;
-                }
-                p.resize(slash);
             }
             return false;
         };
