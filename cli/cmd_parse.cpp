@@ -38,7 +38,8 @@ std::string read_dockerfile(const std::string& file) {
 }
 
 std::string stage_label(const dockerfile::Stage& s) {
-    return s.name.empty() ? fmt::format("#{}", s.index) : fmt::format("#{} \"{}\"", s.index, s.name);
+    return s.name.empty() ? fmt::format("#{}", s.index)
+                          : fmt::format("#{} \"{}\"", s.index, s.name);
 }
 
 void run_parse(const ParseOptions& o) {
@@ -83,8 +84,12 @@ void run_parse(const ParseOptions& o) {
         std::cout << fmt::format("global ARG {}{}\n", a.name,
                                  v ? "=" + text::go_quote(*v) : std::string(" (unset)"));
     }
+    // SHELL in effect per stage (inherited from a base stage), to show RUN's argv.
+    std::vector<std::vector<std::string>> shells(p.stages.size());
     for (const Stage& s : p.stages) {
         std::cout << "\n";
+        std::vector<std::string> shell =
+            s.base_stage ? shells[*s.base_stage] : std::vector<std::string>{"/bin/sh", "-c"};
         std::cout << fmt::format("stage {}{}\n", stage_label(s),
                                  s.needed ? "" : "  (skipped: the target does not need it)");
         std::cout << fmt::format("  {:>4}: {}\n", s.from.loc.line, describe(s.from));
@@ -102,9 +107,23 @@ void run_parse(const ParseOptions& o) {
         for (std::size_t k = 0; k < s.expanded.size(); ++k) {
             const Instruction& ins = s.expanded[k];
             const bool trigger = k < s.triggers.size();
+            std::string shown = describe(ins);
+            if (const auto* sh = std::get_if<ShellInstr>(&ins.data)) {
+                shell = sh->shell;
+            } else if (const auto* run = std::get_if<RunInstr>(&ins.data);
+                       run != nullptr && run->cmd.shell_form && !run->cmd.args.empty()) {
+                std::vector<std::string> argv = shell;
+                argv.push_back(run->cmd.args[0]);
+                std::string quoted;
+                for (const auto& a : argv) {
+                    quoted += (quoted.empty() ? "" : ", ") + text::go_quote(a);
+                }
+                shown += "\n          argv: [" + quoted + "]";
+            }
             std::cout << fmt::format("  {:>4}: {}{}\n", ins.loc.line, trigger ? "(ONBUILD) " : "",
-                                     describe(ins));
+                                     shown);
         }
+        shells[s.index] = shell;
     }
     std::string order;
     for (std::size_t i : p.order) {
@@ -116,7 +135,8 @@ void run_parse(const ParseOptions& o) {
         for (const auto& n : p.unused_build_args) {
             names += (names.empty() ? "" : ", ") + n;
         }
-        std::cerr << fmt::format("warning: build args not consumed by any needed stage: {}\n", names);
+        std::cerr << fmt::format("warning: build args not consumed by any needed stage: {}\n",
+                                 names);
     }
 }
 
@@ -124,8 +144,8 @@ void run_parse(const ParseOptions& o) {
 
 void register_parse(CLI::App& app, Context&) {
     auto opts = std::make_shared<ParseOptions>();
-    auto* cmd = app.add_subcommand(
-        "parse", "Parse, expand and plan a Dockerfile without running anything");
+    auto* cmd =
+        app.add_subcommand("parse", "Parse, expand and plan a Dockerfile without running anything");
     cmd->add_option("file", opts->file, "The Dockerfile (- for standard input)")
         ->required()
         ->type_name("FILE");

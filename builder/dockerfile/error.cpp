@@ -8,8 +8,8 @@ namespace {
 
 std::string format_error(const std::string& file, int line, int column, const std::string& message,
                          const std::string& text) {
-    std::string out = fmt::format("{}:{}:{}: {}", file.empty() ? "Dockerfile" : file, line,
-                                  column, message);
+    std::string out =
+        fmt::format("{}:{}:{}: {}", file.empty() ? "Dockerfile" : file, line, column, message);
     if (!text.empty()) {
         // Show at most one physical line of the offending text, bounded in size.
         std::string shown = text.substr(0, text.find('\n'));

@@ -52,8 +52,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     for (std::size_t i = 1; i <= a.size(); ++i) {
         cur[0] = i;
         for (std::size_t j = 1; j <= b.size(); ++j) {
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
-                               prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            cur[j] = std::min(
+                {prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
         }
         std::swap(prev, cur);
     }
@@ -76,9 +76,9 @@ std::string suggest(std::string_view word, const std::vector<std::string>& optio
 
 const std::vector<std::string>& all_instructions() {
     static const std::vector<std::string> names = {
-        "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK",
-        "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME",
-        "WORKDIR"};
+        "ADD",    "ARG",   "CMD",         "COPY",  "ENTRYPOINT", "ENV",
+        "EXPOSE", "FROM",  "HEALTHCHECK", "LABEL", "MAINTAINER", "ONBUILD",
+        "RUN",    "SHELL", "STOPSIGNAL",  "USER",  "VOLUME",     "WORKDIR"};
     return names;
 }
 
@@ -129,7 +129,8 @@ public:
                 } else if (v == "false") {
                     slot = {"false"};
                 } else {
-                    fail(fmt::format("expecting boolean value for flag --{}, not: {}", name, value));
+                    fail(
+                        fmt::format("expecting boolean value for flag --{}, not: {}", name, value));
                 }
                 break;
             }
@@ -176,7 +177,8 @@ private:
 CommandLine command_line(const Node& n, std::size_t skip = 0) {
     CommandLine c;
     std::vector<std::string> args = n.args();
-    args.erase(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(std::min(skip, args.size())));
+    args.erase(args.begin(),
+               args.begin() + static_cast<std::ptrdiff_t>(std::min(skip, args.size())));
     if (n.json) {
         c.args = std::move(args);
     } else {
@@ -198,8 +200,7 @@ bool valid_stage_name(std::string_view s) {
         return false;
     }
     return std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-               c == '.';
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
     });
 }
 
@@ -310,21 +311,24 @@ InstructionData build(const Node& n, const std::string& kw, const Location& loc,
         r.mount_specs = flags.strings("mount");
         for (const auto& spec : r.mount_specs) {
             if (spec.empty()) {
-                fail_at(loc, "RUN: --mount needs a value, e.g. --mount=type=cache,target=/root/.cache");
+                fail_at(loc,
+                        "RUN: --mount needs a value, e.g. --mount=type=cache,target=/root/.cache");
             }
         }
         if (flags.used("network")) {
             r.network = flags.str("network");
             if (r.network != "default" && r.network != "none" && r.network != "host") {
-                fail_at(loc, fmt::format("RUN: unsupported network mode \"{}\" (default, none, host)",
-                                         r.network));
+                fail_at(loc,
+                        fmt::format("RUN: unsupported network mode \"{}\" (default, none, host)",
+                                    r.network));
             }
         }
         if (flags.used("security")) {
             r.security = flags.str("security");
             if (r.security != "sandbox" && r.security != "insecure") {
-                fail_at(loc, fmt::format("RUN: unsupported security mode \"{}\" (sandbox, insecure)",
-                                         r.security));
+                fail_at(loc,
+                        fmt::format("RUN: unsupported security mode \"{}\" (sandbox, insecure)",
+                                    r.security));
             }
         }
         return r;
@@ -531,7 +535,8 @@ InstructionData build(const Node& n, const std::string& kw, const Location& loc,
                 return 0;
             }
             if (d < 1000000) {
-                fail_at(loc, fmt::format("HEALTHCHECK: Interval \"{}\" cannot be less than 1ms", name));
+                fail_at(loc,
+                        fmt::format("HEALTHCHECK: Interval \"{}\" cannot be less than 1ms", name));
             }
             return d;
         };
@@ -561,7 +566,8 @@ InstructionData build(const Node& n, const std::string& kw, const Location& loc,
         }
         return h;
     }
-    fail_at(loc, fmt::format("unknown instruction: {}{}", n.value, suggest(kw, all_instructions())));
+    fail_at(loc,
+            fmt::format("unknown instruction: {}{}", n.value, suggest(kw, all_instructions())));
 }
 
 bool is_octal_mode(std::string_view s) {
@@ -593,7 +599,8 @@ bool is_symbolic_mode(std::string_view s) {
         }
         while (i < s.size() && std::string_view("+-=").find(s[i]) != std::string_view::npos) {
             ++i;
-            while (i < s.size() && std::string_view("rwxXst").find(s[i]) != std::string_view::npos) {
+            while (i < s.size() &&
+                   std::string_view("rwxXst").find(s[i]) != std::string_view::npos) {
                 ++i;
             }
         }
@@ -673,10 +680,10 @@ bool valid_signal(std::string_view s) {
         u = u.substr(3);
     }
     static const std::array<const char*, 36> names = {
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
-        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
-        "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
-        "UNUSED", "RTMIN"};
+        "ABRT", "ALRM",   "BUS",  "CHLD",   "CLD",   "CONT", "FPE",  "HUP",    "ILL",
+        "INT",  "IO",     "IOT",  "KILL",   "PIPE",  "POLL", "PROF", "PWR",    "QUIT",
+        "SEGV", "STKFLT", "STOP", "SYS",    "TERM",  "TRAP", "TSTP", "TTIN",   "TTOU",
+        "URG",  "USR1",   "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "UNUSED", "RTMIN"};
     if (std::find_if(names.begin(), names.end(), [&](const char* n) { return u == n; }) !=
         names.end()) {
         return true;
@@ -702,8 +709,8 @@ bool valid_platform(std::string_view p) {
         std::string_view part = p.substr(b, e == std::string_view::npos ? p.size() - b : e - b);
         ++parts;
         if (part.empty() || !std::all_of(part.begin(), part.end(), [](char c) {
-                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                       (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '_' || c == '-' || c == '.';
             })) {
             return false;
         }
@@ -721,7 +728,8 @@ bool valid_chown(std::string_view s) {
     }
     const auto colon = s.find(':');
     if (colon != std::string_view::npos) {
-        return colon > 0 && colon + 1 < s.size() && s.find(':', colon + 1) == std::string_view::npos;
+        return colon > 0 && colon + 1 < s.size() &&
+               s.find(':', colon + 1) == std::string_view::npos;
     }
     return true;
 }
@@ -903,9 +911,9 @@ std::int64_t parse_go_duration(std::string_view s) {
         } else if (unit == "h") {
             mult = 3600e9L;
         } else {
-            throw Error(unit.empty() ? fmt::format("missing unit in duration \"{}\"", orig)
-                                     : fmt::format("unknown unit \"{}\" in duration \"{}\"", unit,
-                                                   orig));
+            throw Error(unit.empty()
+                            ? fmt::format("missing unit in duration \"{}\"", orig)
+                            : fmt::format("unknown unit \"{}\" in duration \"{}\"", unit, orig));
         }
         total += v * mult;
         if (total > 9.223372036854775807e18L) {
@@ -1077,6 +1085,43 @@ Instruction to_instruction(const Node& node, const ParseResult& ast) {
     return ins;
 }
 
+Instruction parse_trigger(std::string_view expression, const Location& where, char escape) {
+    std::string src;
+    if (escape == '`') {
+        src = "# escape=`\n";
+    }
+    src += std::string(expression);
+    ParseResult ast;
+    try {
+        ast = parse(src, where.file);
+    } catch (const DockerfileError& e) {
+        fail_at(where, fmt::format("ONBUILD trigger \"{}\" from the base image: {}", expression,
+                                   e.message()));
+    }
+    if (ast.root.children.size() != 1) {
+        fail_at(where, fmt::format("ONBUILD trigger \"{}\" from the base image is not one "
+                                   "instruction",
+                                   expression));
+    }
+    const Node& n = ast.root.children[0];
+    const std::string kw = upper(n.value);
+    if (kw == "ONBUILD" || kw == "FROM" || kw == "MAINTAINER") {
+        fail_at(where, fmt::format("{} isn't allowed as an ONBUILD trigger", kw));
+    }
+    Instruction ins;
+    ins.keyword = kw;
+    ins.original = std::string(text::trim_space(n.original));
+    ins.loc = where;
+    ins.escape = escape;
+    try {
+        ins.data = build(n, kw, where, escape);
+    } catch (const DockerfileError& e) {
+        fail_at(where, fmt::format("ONBUILD trigger \"{}\" from the base image: {}", expression,
+                                   e.message()));
+    }
+    return ins;
+}
+
 std::string expand_heredoc(std::string_view body, const EnvLookup& env, char escape) {
     ShellExpander::Options o;
     o.escape = escape;
@@ -1096,8 +1141,11 @@ void expand(Instruction& ins, const EnvLookup& env, ShellExpander::Options limit
         try {
             return sh.word(w, env);
         } catch (const ExpansionError& e) {
-            fail_at(loc, fmt::format("{}: cannot expand {} \"{}\": {}", ins.keyword, what, w, e.what()),
-                    w);
+            const std::string shown = w.size() > 80 ? w.substr(0, 80) + "..." : w;
+            fail_at(
+                loc,
+                fmt::format("{}: cannot expand {} \"{}\": {}", ins.keyword, what, shown, e.what()),
+                w);
         }
     };
     std::visit(
@@ -1110,8 +1158,9 @@ void expand(Instruction& ins, const EnvLookup& env, ShellExpander::Options limit
                 }
                 d.platform = word(d.platform, "--platform");
                 if (!valid_platform(d.platform)) {
-                    fail_at(loc, fmt::format("FROM: invalid --platform \"{}\" (os[/arch[/variant]])",
-                                             d.platform));
+                    fail_at(loc,
+                            fmt::format("FROM: invalid --platform \"{}\" (os[/arch[/variant]])",
+                                        d.platform));
                 }
             } else if constexpr (std::is_same_v<T, RunInstr>) {
                 d.mounts.clear();
@@ -1121,9 +1170,10 @@ void expand(Instruction& ins, const EnvLookup& env, ShellExpander::Options limit
                     try {
                         for (const auto& f : split_csv(spec)) {
                             const auto eq = f.find('=');
-                            std::string field = eq == std::string::npos
-                                                    ? f
-                                                    : f.substr(0, eq + 1) + word(f.substr(eq + 1), "--mount");
+                            std::string field =
+                                eq == std::string::npos
+                                    ? f
+                                    : f.substr(0, eq + 1) + word(f.substr(eq + 1), "--mount");
                             if (field.find_first_of(",\"") != std::string::npos) {
                                 std::string q = "\"";
                                 for (char c : field) {
@@ -1157,14 +1207,14 @@ void expand(Instruction& ins, const EnvLookup& env, ShellExpander::Options limit
                         try {
                             c.data = expand_heredoc(c.data, env, ins.escape);
                         } catch (const ExpansionError& e) {
-                            fail_at(loc, fmt::format("{}: cannot expand heredoc {}: {}", ins.keyword,
-                                                     c.path, e.what()));
+                            fail_at(loc, fmt::format("{}: cannot expand heredoc {}: {}",
+                                                     ins.keyword, c.path, e.what()));
                         }
                     }
                 }
                 if (!d.chown.empty() && !valid_chown(d.chown)) {
-                    fail_at(loc, fmt::format("{}: invalid --chown \"{}\" (user[:group])", ins.keyword,
-                                             d.chown));
+                    fail_at(loc, fmt::format("{}: invalid --chown \"{}\" (user[:group])",
+                                             ins.keyword, d.chown));
                 }
                 if (!d.chmod.empty() && !is_octal_mode(d.chmod) && !is_symbolic_mode(d.chmod)) {
                     fail_at(loc, fmt::format("{}: invalid --chmod \"{}\" (octal such as 0755, or "
@@ -1206,7 +1256,10 @@ void expand(Instruction& ins, const EnvLookup& env, ShellExpander::Options limit
                     }
                     for (auto& w : ws) {
                         if (!valid_port_spec(w)) {
-                            fail_at(loc, fmt::format("EXPOSE: invalid port \"{}\" (port[-port][/tcp|udp|sctp])", w));
+                            fail_at(
+                                loc,
+                                fmt::format(
+                                    "EXPOSE: invalid port \"{}\" (port[-port][/tcp|udp|sctp])", w));
                         }
                         ports.push_back(std::move(w));
                     }
@@ -1278,7 +1331,8 @@ std::string describe(const Instruction& ins) {
                 for (const auto& h : d.heredocs) {
                     out += fmt::format(" (heredoc {}: {} bytes)", h.name, h.content.size());
                 }
-            } else if constexpr (std::is_same_v<T, CmdInstr> || std::is_same_v<T, EntrypointInstr>) {
+            } else if constexpr (std::is_same_v<T, CmdInstr> ||
+                                 std::is_same_v<T, EntrypointInstr>) {
                 if (!d.cmd.args.empty()) {
                     out += d.cmd.shell_form ? " " + d.cmd.args[0] : " " + quote_json(d.cmd.args);
                 } else {
@@ -1352,7 +1406,23 @@ std::string describe(const Instruction& ins) {
             } else if constexpr (std::is_same_v<T, StopsignalInstr>) {
                 out += " " + d.signal;
             } else if constexpr (std::is_same_v<T, HealthcheckInstr>) {
-                auto dur = [](std::int64_t ns) { return fmt::format("{}ms", ns / 1000000); };
+                auto dur = [](std::int64_t ns) {
+                    if (ns % 1000000000 != 0) {
+                        return ns % 1000000 == 0 ? fmt::format("{}ms", ns / 1000000)
+                                                 : fmt::format("{}ns", ns);
+                    }
+                    std::int64_t s = ns / 1000000000;
+                    std::string out;
+                    if (s >= 3600) {
+                        out += fmt::format("{}h", s / 3600);
+                        s %= 3600;
+                    }
+                    if (s >= 60 || !out.empty()) {
+                        out += fmt::format("{}m", s / 60);
+                        s %= 60;
+                    }
+                    return out + fmt::format("{}s", s);
+                };
                 if (d.interval_ns) {
                     out += " --interval=" + dur(d.interval_ns);
                 }

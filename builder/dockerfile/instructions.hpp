@@ -71,6 +71,11 @@ struct FromInstr {
     std::string platform;   // --platform, empty when not given
 };
 
+// RUN with heredocs, as BuildKit runs it: when the command is only the heredoc start
+// ("RUN <<EOF"), the body is the script (run by the shebang in its first line, else
+// by the stage's SHELL); otherwise each heredoc is fed to the command on its fd
+// (Heredoc::fd, 0 = stdin). Bodies with expand=true see the stage's variables, and
+// chomp=true strips leading tabs from each line.
 struct RunInstr {
     CommandLine cmd;
     std::vector<Heredoc> heredocs;
@@ -112,19 +117,19 @@ struct SourceContent { // a heredoc used as a COPY/ADD source
 };
 
 struct CopyInstr {
-    bool add = false;                     // ADD rather than COPY
-    std::vector<std::string> sources;     // paths, URLs (ADD) or globs
-    std::vector<SourceContent> contents;  // heredoc sources
+    bool add = false;                    // ADD rather than COPY
+    std::vector<std::string> sources;    // paths, URLs (ADD) or globs
+    std::vector<SourceContent> contents; // heredoc sources
     std::string dest;
-    std::string from;                     // COPY --from
+    std::string from; // COPY --from
     std::string chown;
     std::string chmod;
     bool link = false;
     std::vector<std::string> excludes;
-    bool parents = false;                 // COPY --parents
-    std::string checksum;                 // ADD --checksum
-    bool keep_git_dir = false;            // ADD --keep-git-dir
-    std::optional<bool> unpack;           // ADD --unpack
+    bool parents = false;       // COPY --parents
+    std::string checksum;       // ADD --checksum
+    bool keep_git_dir = false;  // ADD --keep-git-dir
+    std::optional<bool> unpack; // ADD --unpack
 };
 
 struct VolumeInstr {
@@ -176,7 +181,7 @@ using InstructionData =
                  StopsignalInstr, HealthcheckInstr, ShellInstr, MaintainerInstr>;
 
 struct Instruction {
-    std::string keyword; // upper case: "RUN", "COPY", ... (ADD shares CopyInstr)
+    std::string keyword;  // upper case: "RUN", "COPY", ... (ADD shares CopyInstr)
     std::string original; // the logical line as written, continuations joined
     Location loc;
     char escape = '\\';
@@ -185,6 +190,10 @@ struct Instruction {
 
 // Builds the typed instruction for one top-level AST node.
 Instruction to_instruction(const Node& node, const ParseResult& ast);
+
+// Types an ONBUILD trigger stored in a base image's config ("RUN make"), for the stage
+// that builds FROM that image; errors point at `where` (the stage's FROM).
+Instruction parse_trigger(std::string_view expression, const Location& where, char escape = '\\');
 
 // Expands variables in place (see above). The lookup sees the stage's ENV and ARGs.
 void expand(Instruction& ins, const EnvLookup& env,

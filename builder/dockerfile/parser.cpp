@@ -39,8 +39,18 @@ std::string_view ParseResult::line_text(int line) const {
 
 namespace {
 
+// BuildKit scans flags and HEALTHCHECK's type byte by byte and tests each byte with
+// unicode.IsSpace, so the bytes 0x85 and 0xA0 inside a UTF-8 sequence split words and
+// non-ASCII flag values get mangled. strata deliberately tests ASCII whitespace only
+// there, which keeps non-ASCII flag values intact; no BuildKit test depends on it.
+bool is_ascii_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 // [\t\v\f\r ] as in BuildKit's reWhitespace.
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
+}
 
 std::vector<std::string> split_ws(std::string_view s, std::size_t max_parts = 0) {
     std::vector<std::string> out;
@@ -241,9 +251,9 @@ Args parse_name_val(std::string_view rest, const char* key, char esc) {
     for (const auto& w : words) {
         const auto eq = w.find('=');
         if (eq == std::string::npos) {
-            throw ArgError{fmt::format(
-                "Syntax error - can't find = in {}. Must be of the form: name=value",
-                text::go_quote(w))};
+            throw ArgError{
+                fmt::format("Syntax error - can't find = in {}. Must be of the form: name=value",
+                            text::go_quote(w))};
         }
         a.next.push_back(leaf(w.substr(0, eq)));
         a.next.push_back(leaf(w.substr(eq + 1)));
@@ -263,11 +273,11 @@ Args parse_name_or_name_val(std::string_view rest, char esc) {
 Args parse_health(std::string_view rest) {
     Args a;
     std::size_t sep = 0;
-    while (sep < rest.size() && !text::is_space(static_cast<unsigned char>(rest[sep]))) {
+    while (sep < rest.size() && !is_ascii_space(rest[sep])) {
         ++sep;
     }
     std::size_t nxt = sep;
-    while (nxt < rest.size() && text::is_space(static_cast<unsigned char>(rest[nxt]))) {
+    while (nxt < rest.size() && is_ascii_space(rest[nxt])) {
         ++nxt;
     }
     if (sep == 0) {
@@ -284,7 +294,7 @@ Args parse_health(std::string_view rest) {
 
 // BuildKit's extractBuilderFlags.
 std::pair<std::string_view, std::vector<std::string>> extract_flags(std::string_view line,
-                                                                     char esc) {
+                                                                    char esc) {
     enum { in_spaces, in_word, in_quote } phase = in_spaces;
     std::vector<std::string> words;
     std::string word;
@@ -296,7 +306,7 @@ std::pair<std::string_view, std::vector<std::string>> extract_flags(std::string_
             if (pos == line.size()) {
                 break;
             }
-            if (text::is_space(static_cast<unsigned char>(ch))) {
+            if (is_ascii_space(ch)) {
                 continue;
             }
             if (ch != '-' || pos + 1 == line.size() || line[pos + 1] != '-') {
@@ -311,7 +321,7 @@ std::pair<std::string_view, std::vector<std::string>> extract_flags(std::string_
             break;
         }
         if (phase == in_word) {
-            if (text::is_space(static_cast<unsigned char>(ch))) {
+            if (is_ascii_space(ch)) {
                 phase = in_spaces;
                 if (word == "--") {
                     return {line.substr(pos), words};
@@ -437,8 +447,8 @@ std::optional<Heredoc> parse_heredoc_word(const std::string& src) {
         chomp = true;
         ++i;
     }
-    while (i < src.size() &&
-           (src[i] == ' ' || src[i] == '\t' || src[i] == '\n' || src[i] == '\f' || src[i] == '\r')) {
+    while (i < src.size() && (src[i] == ' ' || src[i] == '\t' || src[i] == '\n' || src[i] == '\f' ||
+                              src[i] == '\r')) {
         ++i;
     }
     const std::string rest = src.substr(i);
@@ -691,8 +701,12 @@ private:
             auto [part, more] = continuation(l);
             line += part;
             cont = more;
-            if (line.size() > 16 * kMaxLineLength * 16) {
-                fail(start, column, "instruction is longer than 16 MiB", lead);
+            if (line.size() > kMaxInstructionLength) {
+                fail(start, column,
+                     fmt::format("instruction is longer than {} bytes after joining its "
+                                 "continuation lines",
+                                 kMaxInstructionLength),
+                     lead);
             }
         }
         if (empty_cont) {

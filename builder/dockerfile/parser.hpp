@@ -31,23 +31,23 @@ struct Heredoc {
 };
 
 struct Node {
-    std::string value;           // keyword as written (instruction) or argument text
-    std::vector<Node> next;      // argument nodes, in order (BuildKit's Next chain)
-    std::vector<Node> children;  // root: the instructions; ONBUILD's empty next node: the trigger
-    std::vector<std::string> flags;  // "--name=value" words, quotes removed
+    std::string value;          // keyword as written (instruction) or argument text
+    std::vector<Node> next;     // argument nodes, in order (BuildKit's Next chain)
+    std::vector<Node> children; // root: the instructions; ONBUILD's empty next node: the trigger
+    std::vector<std::string> flags; // "--name=value" words, quotes removed
     std::vector<Heredoc> heredocs;
-    std::string original;        // the joined logical line, continuations removed
-    bool json = false;           // arguments came from a JSON array
-    int start_line = 0;          // physical lines, 1-based, inclusive
+    std::string original; // the joined logical line, continuations removed
+    bool json = false;    // arguments came from a JSON array
+    int start_line = 0;   // physical lines, 1-based, inclusive
     int end_line = 0;
-    int column = 1;              // 1-based byte column of the keyword on start_line
+    int column = 1; // 1-based byte column of the keyword on start_line
 
     std::string keyword() const; // value in ASCII lower case
     std::vector<std::string> args() const;
 };
 
 struct Directive {
-    std::string name;  // lower case: syntax, escape or check
+    std::string name; // lower case: syntax, escape or check
     std::string value;
     int line = 0;
 };
@@ -62,14 +62,15 @@ struct ParseResult {
     char escape = '\\';
     std::vector<Directive> directives;
     std::vector<Warning> warnings;
-    std::string file;                // as given to parse(), used in errors
-    std::vector<std::string> lines;  // physical lines without line endings (for errors)
+    std::string file;               // as given to parse(), used in errors
+    std::vector<std::string> lines; // physical lines without line endings (for errors)
 
     // The physical line (1-based), or "" when out of range.
     std::string_view line_text(int line) const;
 };
 
-inline constexpr std::size_t kMaxLineLength = 65535;
+inline constexpr std::size_t kMaxLineLength = 65535;            // one physical line
+inline constexpr std::size_t kMaxInstructionLength = 16u << 20; // joined continuations
 
 // Parses a whole Dockerfile. Errors name file:line:column.
 ParseResult parse(std::string_view source, const std::string& file = "Dockerfile");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <unordered_map>
 
 namespace strata::dockerfile {
 
@@ -33,7 +34,8 @@ bool is_predefined_arg(std::string_view name) {
     static const char* const names[] = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
                                         "FTP_PROXY",  "ftp_proxy",  "NO_PROXY",    "no_proxy",
                                         "ALL_PROXY",  "all_proxy"};
-    return std::any_of(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
+    return std::any_of(std::begin(names), std::end(names),
+                       [&](const char* n) { return name == n; });
 }
 
 StageScope::StageScope(Env env, const std::map<std::string, std::string>* build_args,
@@ -157,6 +159,7 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
 
     // Split into stages.
     std::vector<std::vector<const Node*>> stage_nodes;
+    std::unordered_map<std::string, std::size_t> by_name;
     for (; i < nodes.size(); ++i) {
         Instruction ins = to_instruction(nodes[i], ast);
         if (auto* f = std::get_if<FromInstr>(&ins.data)) {
@@ -165,19 +168,20 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
             s.name = f->stage_name;
             expand(ins, p.global_values.lookup(), opts.limits);
             const FromInstr& ef = std::get<FromInstr>(ins.data);
-            for (const Stage& prev : p.stages) {
-                if (!s.name.empty() && prev.name == s.name) {
+            if (!s.name.empty()) {
+                if (auto it = by_name.find(s.name); it != by_name.end()) {
                     fail_at(ins.loc, fmt::format("duplicate stage name \"{}\" (first defined on "
                                                  "line {})",
-                                                 s.name, prev.from.loc.line));
+                                                 s.name, p.stages[it->second].from.loc.line));
                 }
             }
-            const std::string base = lower(ef.image);
-            for (const Stage& prev : p.stages) {
-                if (!prev.name.empty() && prev.name == base) {
-                    s.base_stage = prev.index;
-                    s.deps.push_back({prev.index, ins.loc, "FROM"});
-                }
+            // FROM <name> refers to an earlier stage only; later names are images.
+            if (auto it = by_name.find(lower(ef.image)); it != by_name.end()) {
+                s.base_stage = it->second;
+                s.deps.push_back({it->second, ins.loc, "FROM"});
+            }
+            if (!s.name.empty()) {
+                by_name.emplace(s.name, s.index);
             }
             s.from = std::move(ins);
             p.stages.push_back(std::move(s));
@@ -190,8 +194,8 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
 
     auto resolve = [&](const std::string& ref, const Location& loc,
                        const char* how) -> std::optional<std::size_t> {
-        if (!ref.empty() && std::all_of(ref.begin(), ref.end(),
-                                        [](char c) { return c >= '0' && c <= '9'; })) {
+        if (!ref.empty() &&
+            std::all_of(ref.begin(), ref.end(), [](char c) { return c >= '0' && c <= '9'; })) {
             if (ref.size() > 9 || std::stoul(ref) >= p.stages.size()) {
                 fail_at(loc, fmt::format("{}={}: stage index out of bounds (the Dockerfile has {} "
                                          "stages)",
@@ -199,11 +203,8 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
             }
             return static_cast<std::size_t>(std::stoul(ref));
         }
-        const std::string l = lower(ref);
-        for (const Stage& s : p.stages) {
-            if (!s.name.empty() && s.name == l) {
-                return s.index;
-            }
+        if (auto it = by_name.find(lower(ref)); it != by_name.end()) {
+            return it->second;
         }
         return std::nullopt;
     };
@@ -211,8 +212,8 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
     // Expand each stage in order; a base stage always comes earlier.
     std::vector<std::set<std::string>> stage_consumed(p.stages.size());
     for (Stage& s : p.stages) {
-        StageScope scope(s.base_stage ? p.stages[*s.base_stage].final_env : Env{},
-                         &opts.build_args, &p.global_values);
+        StageScope scope(s.base_stage ? p.stages[*s.base_stage].final_env : Env{}, &opts.build_args,
+                         &p.global_values);
         if (s.base_stage) {
             const Stage& base = p.stages[*s.base_stage];
             for (std::size_t k = 0; k < base.instructions.size(); ++k) {
@@ -263,26 +264,36 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
         stage_consumed[s.index] = scope.consumed();
     }
 
-    // Cycles anywhere in the graph are errors, needed or not.
+    // Cycles anywhere in the graph are errors, needed or not (iterative DFS: a
+    // Dockerfile may have very many stages).
     {
         std::vector<int> color(p.stages.size(), 0);
-        std::function<void(std::size_t)> visit = [&](std::size_t n) {
-            color[n] = 1;
-            for (const Dependency& d : p.stages[n].deps) {
+        std::vector<std::pair<std::size_t, std::size_t>> stack; // (stage, next dep)
+        for (std::size_t root = 0; root < p.stages.size(); ++root) {
+            if (color[root] != 0) {
+                continue;
+            }
+            stack.emplace_back(root, 0);
+            color[root] = 1;
+            while (!stack.empty()) {
+                auto& [n, k] = stack.back();
+                const auto& deps = p.stages[n].deps;
+                if (k >= deps.size()) {
+                    color[n] = 2;
+                    stack.pop_back();
+                    continue;
+                }
+                const Dependency& d = deps[k++];
                 if (color[d.stage] == 1) {
                     const Stage& st = p.stages[d.stage];
-                    fail_at(d.where, fmt::format("circular dependency detected on stage: {}",
-                                                 st.name.empty() ? std::to_string(st.index) : st.name));
+                    fail_at(d.where,
+                            fmt::format("circular dependency detected on stage: {}",
+                                        st.name.empty() ? std::to_string(st.index) : st.name));
                 }
                 if (color[d.stage] == 0) {
-                    visit(d.stage);
+                    color[d.stage] = 1;
+                    stack.emplace_back(d.stage, 0);
                 }
-            }
-            color[n] = 2;
-        };
-        for (std::size_t n = 0; n < p.stages.size(); ++n) {
-            if (color[n] == 0) {
-                visit(n);
             }
         }
     }
@@ -309,22 +320,34 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
                                     ast.file, opts.target, names.empty() ? "none named" : names));
         }
     }
-    std::function<void(std::size_t)> need = [&](std::size_t n) {
-        if (p.stages[n].needed) {
-            return;
+    // Post-order over the target's dependencies (lowest stage index first), so that
+    // every stage comes after the stages it needs.
+    {
+        std::vector<std::pair<std::size_t, std::vector<std::size_t>>> stack;
+        auto push = [&](std::size_t n) {
+            p.stages[n].needed = true;
+            std::vector<std::size_t> deps;
+            for (const Dependency& d : p.stages[n].deps) {
+                deps.push_back(d.stage);
+            }
+            std::sort(deps.begin(), deps.end(), std::greater<>());
+            stack.emplace_back(n, std::move(deps));
+        };
+        push(p.target);
+        while (!stack.empty()) {
+            auto& [n, deps] = stack.back();
+            if (deps.empty()) {
+                p.order.push_back(n);
+                stack.pop_back();
+                continue;
+            }
+            const std::size_t d = deps.back();
+            deps.pop_back();
+            if (!p.stages[d].needed) {
+                push(d);
+            }
         }
-        p.stages[n].needed = true;
-        std::vector<std::size_t> deps;
-        for (const Dependency& d : p.stages[n].deps) {
-            deps.push_back(d.stage);
-        }
-        std::sort(deps.begin(), deps.end());
-        for (std::size_t d : deps) {
-            need(d);
-        }
-        p.order.push_back(n);
-    };
-    need(p.target);
+    }
 
     for (const Stage& s : p.stages) {
         if (s.needed) {

@@ -66,23 +66,23 @@ private:
 };
 
 struct Dependency {
-    std::size_t stage;   // index into BuildPlan::stages
-    Location where;      // the FROM / COPY / RUN that needs it
-    std::string how;     // "FROM", "COPY --from", "RUN --mount from="
+    std::size_t stage; // index into BuildPlan::stages
+    Location where;    // the FROM / COPY / RUN that needs it
+    std::string how;   // "FROM", "COPY --from", "RUN --mount from="
 };
 
 struct Stage {
     std::size_t index = 0;
-    std::string name;                    // lower case; empty when unnamed
-    Instruction from;                    // the FROM, expanded with the global ARGs
-    std::optional<std::size_t> base_stage; // FROM <an earlier stage>
-    std::vector<Instruction> triggers;   // ONBUILD triggers inherited from a base stage
-    std::vector<Instruction> instructions; // after FROM, typed, not expanded
-    std::vector<Instruction> expanded;     // same, expanded in order (ENV/ARG applied)
+    std::string name;                         // lower case; empty when unnamed
+    Instruction from;                         // the FROM, expanded with the global ARGs
+    std::optional<std::size_t> base_stage;    // FROM <an earlier stage>
+    std::vector<Instruction> triggers;        // ONBUILD triggers inherited from a base stage
+    std::vector<Instruction> instructions;    // after FROM, typed, not expanded
+    std::vector<Instruction> expanded;        // same, expanded in order (ENV/ARG applied)
     std::vector<std::string> external_images; // COPY --from / mount from= images
     std::vector<Dependency> deps;
-    bool needed = false;                 // the target needs this stage
-    Env final_env;                       // ENV at the end of the stage (known part)
+    bool needed = false; // the target needs this stage
+    Env final_env;       // ENV at the end of the stage (known part)
 };
 
 struct BuildPlan {
@@ -90,7 +90,7 @@ struct BuildPlan {
     Env global_values;               // their values after build args and expansion
     std::vector<Stage> stages;
     std::size_t target = 0;
-    std::vector<std::size_t> order;  // needed stages, each after its dependencies
+    std::vector<std::size_t> order;             // needed stages, each after its dependencies
     std::vector<std::string> unused_build_args; // given but consumed by no needed stage
 };
 

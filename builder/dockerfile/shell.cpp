@@ -17,32 +17,49 @@ Env::Env(std::initializer_list<std::pair<std::string, std::string>> init) {
     }
 }
 
+Env::Env(const Env& o) {
+    for (const auto& [k, v] : o.entries_) {
+        set(k, v);
+    }
+}
+
+Env& Env::operator=(const Env& o) {
+    if (this != &o) {
+        Env copy(o);
+        *this = std::move(copy);
+    }
+    return *this;
+}
+
 void Env::set(std::string_view name, std::string_view value) {
-    if (auto it = index_.find(std::string(name)); it != index_.end()) {
-        entries_[it->second].second = std::string(value);
+    if (auto it = index_.find(name); it != index_.end()) {
+        it->second->second = std::string(value);
         return;
     }
-    index_.emplace(std::string(name), entries_.size());
     entries_.emplace_back(std::string(name), std::string(value));
+    auto last = std::prev(entries_.end());
+    index_.emplace(std::string_view(last->first), last);
 }
 
 void Env::unset(std::string_view name) {
-    auto it = index_.find(std::string(name));
+    auto it = index_.find(name);
     if (it == index_.end()) {
         return;
     }
-    entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(it->second));
-    index_.clear();
-    for (std::size_t i = 0; i < entries_.size(); ++i) {
-        index_.emplace(entries_[i].first, i);
-    }
+    const auto pos = it->second;
+    index_.erase(it);
+    entries_.erase(pos);
 }
 
 std::optional<std::string_view> Env::get(std::string_view name) const {
-    if (auto it = index_.find(std::string(name)); it != index_.end()) {
-        return std::string_view(entries_[it->second].second);
+    if (auto it = index_.find(name); it != index_.end()) {
+        return std::string_view(it->second->second);
     }
     return std::nullopt;
+}
+
+std::vector<std::pair<std::string, std::string>> Env::entries() const {
+    return {entries_.begin(), entries_.end()};
 }
 
 std::vector<std::string> Env::to_list() const {
@@ -141,8 +158,8 @@ public:
     }
 
     // First match (leftmost-first) at or after `from`; anchored: only at `from`.
-    std::optional<std::pair<std::size_t, std::size_t>>
-    search(const std::vector<char32_t>& text, std::size_t from, bool anchored) {
+    std::optional<std::pair<std::size_t, std::size_t>> search(const std::vector<char32_t>& text,
+                                                              std::size_t from, bool anchored) {
         std::vector<Thread> clist;
         std::vector<Thread> nlist;
         std::optional<std::pair<std::size_t, std::size_t>> best;
@@ -278,27 +295,23 @@ struct Words {
     std::string word;
     std::vector<std::string> words;
     bool in_word = false;
-
     // "<<" (or "<<-") and the blanks right after it stay in the word, so that
-    // "<<  EOF" is one word for heredoc detection.
-    bool heredoc_open() const {
-        std::size_t end = word.size();
-        while (end > 0 && (word[end - 1] == ' ' || word[end - 1] == '\t')) {
-            --end;
-        }
-        std::string_view w(word.data(), end);
-        return w.ends_with("<<") || w.ends_with("<<-");
-    }
+    // "<<  EOF" is one word for heredoc detection. Tracked incrementally so that a
+    // long run of blanks stays linear.
+    bool heredoc_open = false;
+
+    void update_heredoc() { heredoc_open = word.ends_with("<<") || word.ends_with("<<-"); }
     void add_char(char32_t ch, std::string_view raw) {
         const bool space = text::is_space(ch);
         if (space && in_word) {
-            if (heredoc_open()) {
+            if (heredoc_open && (ch == ' ' || ch == '\t')) {
                 word += raw;
                 return;
             }
             if (!word.empty()) {
                 words.push_back(std::move(word));
                 word.clear();
+                heredoc_open = false;
                 in_word = false;
             }
         } else if (!space) {
@@ -308,6 +321,7 @@ struct Words {
     void add_raw(std::string_view raw) {
         word += raw;
         in_word = true;
+        update_heredoc();
     }
     void add_string(std::string_view s) {
         std::size_t i = 0;
@@ -322,6 +336,7 @@ struct Words {
             words.push_back(std::move(word));
             word.clear();
             in_word = false;
+            heredoc_open = false;
         }
         return std::move(words);
     }
@@ -356,8 +371,8 @@ private:
 
     void check_size(std::size_t n) const {
         if (n > opts_.max_size) {
-            throw ExpansionError(fmt::format("expansion result is larger than {} bytes",
-                                             opts_.max_size));
+            throw ExpansionError(
+                fmt::format("expansion result is larger than {} bytes", opts_.max_size));
         }
     }
 
@@ -517,7 +532,14 @@ private:
             }
             if (out.empty()) {
                 switch (ch) {
-                case '@': case '*': case '#': case '?': case '-': case '$': case '!': case '0':
+                case '@':
+                case '*':
+                case '#':
+                case '?':
+                case '-':
+                case '$':
+                case '!':
+                case '0':
                     next();
                     return std::string(last_);
                 default:
@@ -663,7 +685,8 @@ private:
             if (!m) {
                 return std::string(value);
             }
-            std::string out = from_runes(v, 0, m->first) + repl + from_runes(v, m->second, v.size());
+            std::string out =
+                from_runes(v, 0, m->first) + repl + from_runes(v, m->second, v.size());
             check_size(out.size());
             return out;
         }
@@ -718,11 +741,12 @@ ShellExpander::Result ShellExpander::process(std::string_view input, const EnvLo
 }
 
 std::string ShellExpander::word(std::string_view input, const EnvLookup& env) const {
-    return process(input, env).word;
+    Result res;
+    ShellWord sw(input, env, opts_, res);
+    return sw.run(nullptr); // no word splitting needed
 }
 
-std::vector<std::string> ShellExpander::words(std::string_view input,
-                                              const EnvLookup& env) const {
+std::vector<std::string> ShellExpander::words(std::string_view input, const EnvLookup& env) const {
     return process(input, env).words;
 }
 

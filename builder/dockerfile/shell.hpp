@@ -16,11 +16,12 @@
 
 #include <cstddef>
 #include <functional>
+#include <list>
 #include <optional>
 #include <set>
-#include <unordered_map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -41,31 +42,37 @@ class Env {
 public:
     Env() = default;
     Env(std::initializer_list<std::pair<std::string, std::string>> init);
+    Env(const Env& o);
+    Env& operator=(const Env& o);
+    Env(Env&&) noexcept = default;
+    Env& operator=(Env&&) noexcept = default;
 
-    void set(std::string_view name, std::string_view value);
-    void unset(std::string_view name);
+    void set(std::string_view name, std::string_view value); // O(1)
+    void unset(std::string_view name);                       // O(1)
     std::optional<std::string_view> get(std::string_view name) const;
     bool empty() const { return entries_.empty(); }
-    const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
-    std::vector<std::string> to_list() const; // "NAME=value"
+    std::size_t size() const { return entries_.size(); }
+    std::vector<std::pair<std::string, std::string>> entries() const; // in order
+    std::vector<std::string> to_list() const;                         // "NAME=value"
     // A lookup function bound to this object (which must outlive it).
     EnvLookup lookup() const;
 
 private:
-    std::vector<std::pair<std::string, std::string>> entries_;
-    std::unordered_map<std::string, std::size_t> index_;
+    using List = std::list<std::pair<std::string, std::string>>;
+    List entries_;
+    std::unordered_map<std::string_view, List::iterator> index_; // views into entries_
 };
 
 class ShellExpander {
 public:
     struct Options {
-        char escape = '\\';       // the Dockerfile's escape character ('\\' or '`')
-        bool raw_quotes = false;  // keep quote characters in the output
-        bool raw_escapes = false; // keep escape characters in the output
-        bool skip_unset = false;  // leave references to unset variables as written
-        bool skip_quotes = false; // quotes are ordinary characters (heredoc bodies)
-        std::size_t max_depth = 64;        // nesting of ${...} inside ${...}
-        std::size_t max_size = 1u << 20;   // bytes in any intermediate or final result
+        char escape = '\\';              // the Dockerfile's escape character ('\\' or '`')
+        bool raw_quotes = false;         // keep quote characters in the output
+        bool raw_escapes = false;        // keep escape characters in the output
+        bool skip_unset = false;         // leave references to unset variables as written
+        bool skip_quotes = false;        // quotes are ordinary characters (heredoc bodies)
+        std::size_t max_depth = 64;      // nesting of ${...} inside ${...}
+        std::size_t max_size = 1u << 20; // bytes in any intermediate or final result
     };
 
     struct Result {

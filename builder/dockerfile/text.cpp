@@ -29,11 +29,8 @@ constexpr char kHex[] = "0123456789abcdef";
 
 } // namespace
 
-Rune decode(std::string_view s, std::size_t pos) {
+Rune decode_multibyte(std::string_view s, std::size_t pos) {
     const auto b0 = static_cast<unsigned char>(s[pos]);
-    if (b0 < 0x80) {
-        return {b0, 1, true};
-    }
     int need = 0;
     char32_t cp = 0;
     char32_t min = 0;
@@ -87,9 +84,24 @@ void append_utf8(std::string& out, char32_t cp) {
 }
 
 bool is_space(char32_t cp) {
+    if (cp > ' ' && cp < 0x80) {
+        return false;
+    }
     switch (cp) {
-    case '\t': case '\n': case '\v': case '\f': case '\r': case ' ': case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case '\t':
+    case '\n':
+    case '\v':
+    case '\f':
+    case '\r':
+    case ' ':
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
         return true;
     default:
         return cp >= 0x2000 && cp <= 0x200A;
@@ -140,13 +152,27 @@ std::string go_quote(std::string_view s) {
             out.append(s.substr(i, r.len));
         } else {
             switch (c) {
-            case '\a': out += "\\a"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\v': out += "\\v"; break;
+            case '\a':
+                out += "\\a";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\v':
+                out += "\\v";
+                break;
             default:
                 if (c < 0x20 || c == 0x7F) {
                     out += "\\x";
@@ -201,7 +227,9 @@ std::string_view trim_right_space(std::string_view s) {
     return s.substr(0, end);
 }
 
-std::string_view trim_space(std::string_view s) { return trim_right_space(trim_left_space(s)); }
+std::string_view trim_space(std::string_view s) {
+    return trim_right_space(trim_left_space(s));
+}
 
 std::size_t find_invalid_utf8_or_nul(std::string_view s) {
     std::size_t i = 0;

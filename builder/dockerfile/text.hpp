@@ -13,13 +13,21 @@
 namespace strata::dockerfile::text {
 
 struct Rune {
-    char32_t cp = 0;  // U+FFFD for an invalid byte
-    int len = 1;      // bytes consumed (1 for an invalid byte)
+    char32_t cp = 0; // U+FFFD for an invalid byte
+    int len = 1;     // bytes consumed (1 for an invalid byte)
     bool valid = true;
 };
 
+Rune decode_multibyte(std::string_view s, std::size_t pos);
+
 // Decodes the code point at s[pos] (pos < s.size()).
-Rune decode(std::string_view s, std::size_t pos);
+inline Rune decode(std::string_view s, std::size_t pos) {
+    const auto b = static_cast<unsigned char>(s[pos]);
+    if (b < 0x80) {
+        return {b, 1, true};
+    }
+    return decode_multibyte(s, pos);
+}
 void append_utf8(std::string& out, char32_t cp);
 
 bool is_space(char32_t cp);  // Go unicode.IsSpace

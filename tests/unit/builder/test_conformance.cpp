@@ -17,7 +17,9 @@ using namespace strata::dockerfile;
 
 namespace {
 
-std::string data_dir() { return strata::test::source_dir() + "/tests/data"; }
+std::string data_dir() {
+    return strata::test::source_dir() + "/tests/data";
+}
 
 std::vector<fs::path> case_dirs(const std::string& dir) {
     std::vector<fs::path> out;

@@ -8,9 +8,9 @@
 using namespace strata::dockerfile;
 
 TEST_CASE("patterns are cleaned like Docker's ignorefile.ReadAll") {
-    auto ig = DockerIgnore::parse("# comment\n  \n/abs/path\n./rel//x/../y\n! keep \n #notcomment\n");
-    CHECK(ig.patterns() ==
-          std::vector<std::string>{"abs/path", "rel/y", "!keep", "#notcomment"});
+    auto ig =
+        DockerIgnore::parse("# comment\n  \n/abs/path\n./rel//x/../y\n! keep \n #notcomment\n");
+    CHECK(ig.patterns() == std::vector<std::string>{"abs/path", "rel/y", "!keep", "#notcomment"});
 }
 
 TEST_CASE("*, ? and [...] do not cross /") {

@@ -50,7 +50,8 @@ TEST_CASE("all 18 instructions are typed") {
     REQUIRE(arg.args.size() == 2);
     CHECK_FALSE(arg.args[0].default_value);
     CHECK(arg.args[1].default_value == "2");
-    CHECK(std::get<OnbuildInstr>(typed("ONBUILD RUN make  all").data).expression == "RUN make  all");
+    CHECK(std::get<OnbuildInstr>(typed("ONBUILD RUN make  all").data).expression ==
+          "RUN make  all");
     CHECK(std::get<StopsignalInstr>(typed("STOPSIGNAL SIGTERM").data).signal == "SIGTERM");
     CHECK(std::get<HealthcheckInstr>(typed("HEALTHCHECK NONE").data).test ==
           std::vector<std::string>{"NONE"});
@@ -75,7 +76,7 @@ TEST_CASE("unknown flags, duplicates and bad values are errors naming the flag")
           "COPY: expecting boolean value for flag --link, not: maybe");
     CHECK(error_of([] { typed("COPY --chown a b"); }).message() ==
           "COPY: missing a value on flag: --chown");
-    CHECK_THROWS_AS(typed("ADD --from=x a b"), DockerfileError);       // COPY only
+    CHECK_THROWS_AS(typed("ADD --from=x a b"), DockerfileError);              // COPY only
     CHECK_THROWS_AS(typed("COPY --checksum=sha256:00 a b"), DockerfileError); // ADD only
     CHECK_THROWS_AS(typed("RUN --network=bridge x"), DockerfileError);
     CHECK_THROWS_AS(typed("RUN --security=root x"), DockerfileError);
@@ -98,7 +99,8 @@ TEST_CASE("COPY and ADD take all their flags") {
     CHECK(c.dest == "/d/");
     const std::string sum = "sha256:" + std::string(64, 'a');
     auto a = std::get<CopyInstr>(
-        expanded("ADD --checksum=" + sum + " --keep-git-dir=true --unpack=false http://x/y /y").data);
+        expanded("ADD --checksum=" + sum + " --keep-git-dir=true --unpack=false http://x/y /y")
+            .data);
     CHECK(a.checksum == sum);
     CHECK(a.keep_git_dir);
     CHECK(a.unpack == false);
@@ -227,4 +229,17 @@ TEST_CASE("describe renders instructions as they will run") {
     CHECK(describe(expanded("COPY --from=b x /y/", env)) == "COPY --from=b [\"x\"] /y/");
     CHECK(describe(expanded("ENV A=$V", env)) == "ENV A=\"1\"");
     CHECK(describe(expanded("RUN echo $V", env)) == "RUN echo $V");
+}
+
+TEST_CASE("ONBUILD triggers from a base image's config are typed at the FROM") {
+    Location from{"Dockerfile", 7, 7, 1, "FROM base"};
+    Instruction ins = parse_trigger("COPY --chown=1:1 . /app", from);
+    CHECK(ins.keyword == "COPY");
+    CHECK(std::get<CopyInstr>(ins.data).chown == "1:1");
+    CHECK(ins.loc.line == 7);
+    auto e = error_of([&] { parse_trigger("COPY --bogus . /app", from); });
+    CHECK(e.line() == 7);
+    CHECK(e.message().find("unknown flag: --bogus") != std::string::npos);
+    CHECK_THROWS_AS(parse_trigger("FROM x", from), DockerfileError);
+    CHECK_THROWS_AS(parse_trigger("", from), DockerfileError);
 }

@@ -82,7 +82,7 @@ TEST_CASE("the stage graph follows FROM, COPY --from and RUN --mount from=") {
     CHECK(p.stages[4].external_images == std::vector<std::string>{"busybox:1"});
 }
 
-TEST_CASE("--target selects a stage and drops what it does not need") {
+TEST_CASE("a --target selects a stage and drops what it does not need") {
     PlanOptions o;
     o.target = "Tools";
     auto p = plan_of("FROM a AS base\nFROM b AS tools\nFROM base\n", o);

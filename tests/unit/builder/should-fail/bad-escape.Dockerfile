@@ -1,0 +1,3 @@
+# escape=/
+# expect 1:1 invalid escape token
+FROM a

@@ -1,0 +1,3 @@
+# expect 3:1 EXPOSE: invalid port "http"
+FROM a
+EXPOSE http

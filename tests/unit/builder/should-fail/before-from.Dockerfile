@@ -1,0 +1,3 @@
+# expect 2:1 RUN before the first FROM
+RUN echo
+FROM a

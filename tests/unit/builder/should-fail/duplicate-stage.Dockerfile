@@ -1,0 +1,3 @@
+# expect 3:1 duplicate stage name "x"
+FROM a AS x
+FROM b AS x

@@ -1,0 +1,3 @@
+# expect 3:1 ENV must have two arguments
+FROM a
+ENV PATH

@@ -1,0 +1,3 @@
+# expect 3:1 not a JSON array of strings
+FROM a
+CMD ["a", ["b"]]

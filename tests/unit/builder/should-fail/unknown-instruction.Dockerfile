@@ -1,0 +1,3 @@
+# expect 3:1 unknown instruction: FORM (did you mean FROM?)
+FROM a
+FORM b
