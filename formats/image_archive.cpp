@@ -59,7 +59,8 @@ std::string checked_name(std::string_view raw, const std::string& where) {
     std::size_t start = 0;
     while (start <= raw.size()) {
         auto slash = raw.find('/', start);
-        std::string_view comp = raw.substr(start, slash == std::string_view::npos ? slash : slash - start);
+        std::string_view comp =
+            raw.substr(start, slash == std::string_view::npos ? slash : slash - start);
         if (comp == "..") {
             throw FormatError(where + ": path " + quote_untrusted(raw) + " leaves the archive");
         }
@@ -165,11 +166,11 @@ void ExtractedSource::extract() {
         if (r == ARCHIVE_WARN) {
             // e.g. unknown PAX keywords: the entry itself is fine.
         } else if (r != ARCHIVE_OK) {
-            throw FormatError(input_ + ": " +
-                              (count == 0 ? "not a tar archive: " : "corrupt tar archive after " +
-                                                                        std::to_string(count) +
-                                                                        " entries: ") +
-                              archive_err(a.get()));
+            throw FormatError(
+                input_ + ": " +
+                (count == 0 ? "not a tar archive: "
+                            : "corrupt tar archive after " + std::to_string(count) + " entries: ") +
+                archive_err(a.get()));
         }
         ++count;
         const char* raw = archive_entry_pathname(e);
@@ -226,7 +227,8 @@ void ExtractedSource::extract_file(archive* a, const std::string& name, const st
     // Files are created with open_in_root under the work directory and no
     // links are ever created there, so no name can reach outside it.
     std::string dir = fs::dirname(name);
-    UniqueFd parent = dir == "." ? dup_cloexec(work_fd_.get()) : mkdirs_in_root(work_fd_.get(), dir);
+    UniqueFd parent =
+        dir == "." ? dup_cloexec(work_fd_.get()) : mkdirs_in_root(work_fd_.get(), dir);
     std::string base = fs::basename(name);
     int fd = ::openat(parent.get(), base.c_str(),
                       O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -305,7 +307,8 @@ std::string sniff_layer_media_type(const std::string& path) {
     return std::string(media::docker_layer);
 }
 
-ArchiveLayer layer_from_descriptor(const Source& src, const Descriptor& d, const std::string& where) {
+ArchiveLayer layer_from_descriptor(const Source& src, const Descriptor& d,
+                                   const std::string& where) {
     ArchiveLayer l;
     l.path = src.file(d.digest.blob_path(), where);
     struct stat st = fs::lstat(l.path);
@@ -326,6 +329,7 @@ std::optional<ArchiveImage> image_from_manifest(const Source& src, const Descrip
     ArchiveImage img;
     std::string mbytes = read_verified_blob(src, md, where);
     Manifest m = parse_manifest(mbytes, md.digest.str());
+    check_media_type_matches(md, m.media_type, where + ": manifest " + md.digest.str());
     if (!is_config_media_type(m.config.media_type)) {
         return std::nullopt;
     }
@@ -333,8 +337,9 @@ std::optional<ArchiveImage> image_from_manifest(const Source& src, const Descrip
     // Checks the config (and that it is one) before anything is imported.
     parse_image_config(img.config, m.config.digest.str());
     for (std::size_t i = 0; i < m.layers.size(); ++i) {
-        img.layers.push_back(layer_from_descriptor(
-            src, m.layers[i], "manifest " + md.digest.str() + ": layers[" + std::to_string(i) + "]"));
+        img.layers.push_back(layer_from_descriptor(src, m.layers[i],
+                                                   "manifest " + md.digest.str() + ": layers[" +
+                                                       std::to_string(i) + "]"));
     }
     img.manifest = std::move(mbytes);
     return img;
@@ -353,7 +358,8 @@ std::vector<std::string> names_of(const Descriptor& d) {
 std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platform>& want) {
     std::string where_layout = src.describe();
     std::string header = src.file("oci-layout", where_layout);
-    parse_layout_header(read_doc(header, where_layout + ": oci-layout"), where_layout + ": oci-layout");
+    parse_layout_header(read_doc(header, where_layout + ": oci-layout"),
+                        where_layout + ": oci-layout");
     std::string index_path = src.file("index.json", where_layout);
     Index index = parse_index(read_doc(index_path, where_layout + ": index.json"),
                               where_layout + ": index.json");
@@ -369,6 +375,7 @@ std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platfo
             chosen = d;
         } else if (is_index_media_type(d.media_type)) {
             Index nested = parse_index(read_verified_blob(src, d, where), d.digest.str());
+            check_media_type_matches(d, nested.media_type, where + ": index " + d.digest.str());
             std::string available;
             for (const auto& nd : nested.manifests) {
                 if (!is_manifest_media_type(nd.media_type)) {
@@ -383,8 +390,8 @@ std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platfo
             }
             if (!chosen) {
                 throw FormatError(where + ": index " + d.digest.str() + " has no image for " +
-                                  to_string(platform) + " (it has: " +
-                                  (available.empty() ? "none" : available) + ")");
+                                  to_string(platform) +
+                                  " (it has: " + (available.empty() ? "none" : available) + ")");
             }
         } else {
             continue; // artifacts, signatures: not images
@@ -596,7 +603,8 @@ private:
 // Streams a file's bytes to sink, decompressing when decompress is set (any
 // filter libarchive knows), and returns the digest and size of what went out.
 template <typename Sink>
-std::pair<Digest, std::int64_t> stream_layer(const std::string& path, bool decompress, Sink&& sink) {
+std::pair<Digest, std::int64_t> stream_layer(const std::string& path, bool decompress,
+                                             Sink&& sink) {
     DigestHasher h;
     std::int64_t total = 0;
     if (!decompress) {
@@ -692,14 +700,15 @@ std::string manifest_for(const ArchiveWriteImage& img) {
     return *img.manifest;
 }
 
-void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const std::string& what) {
+void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd,
+                     const std::string& what) {
     TarOut out(fd, what);
     out.dir("blobs");
     out.dir("blobs/sha256");
     ojson manifest_json = ojson::array();
     Index index;
     index.media_type = std::string(media::oci_index);
-    std::map<Digest, std::int64_t> layer_sizes;    // diff ID -> uncompressed size, once written
+    std::map<Digest, std::int64_t> layer_sizes; // diff ID -> uncompressed size, once written
     // config digest -> (manifest.json entry, manifest descriptor)
     std::map<Digest, std::pair<std::size_t, Descriptor>> entry_of_config;
     for (const auto& img : images) {
@@ -746,6 +755,8 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd, const
             std::int64_t size = 0;
             if (auto known = layer_sizes.find(l.diff_id); known != layer_sizes.end()) {
                 size = known->second;
+            } else if (l.diff_size) {
+                size = *l.diff_size;
             } else if (compressed) {
                 auto [d, n] = stream_layer(l.path, true, [](const void*, std::size_t) {});
                 if (d != l.diff_id) {
@@ -810,20 +821,19 @@ void write_oci_to(const std::vector<ArchiveWriteImage>& images, int fd, const st
         for (const auto& l : img.layers) {
             std::string name = l.digest.blob_path();
             if (out.begin_file(name, l.size)) {
-                auto [d, n] = stream_layer(l.path, false, [&](const void* p, std::size_t k) {
-                    out.write(p, k, name);
-                });
+                auto [d, n] = stream_layer(
+                    l.path, false, [&](const void* p, std::size_t k) { out.write(p, k, name); });
                 if (d != l.digest || n != l.size) {
                     throw DigestMismatch("layer " + l.digest.str() + " (" + l.path +
                                          "): content has digest " + d.str() + " (" +
-                                         std::to_string(n) + " bytes), expected " +
-                                         l.digest.str() + " (" + std::to_string(l.size) + " bytes)");
+                                         std::to_string(n) + " bytes), expected " + l.digest.str() +
+                                         " (" + std::to_string(l.size) + " bytes)");
                 }
             }
         }
         out.data(Digest::of(img.config).blob_path(), img.config);
-        Descriptor md = descriptor_for(m.media_type.empty() ? media::oci_manifest : m.media_type,
-                                       mbytes);
+        Descriptor md =
+            descriptor_for(m.media_type.empty() ? media::oci_manifest : m.media_type, mbytes);
         out.data(md.digest.blob_path(), mbytes);
         if (img.names.empty()) {
             index.manifests.push_back(md);
@@ -876,7 +886,8 @@ ArchiveContents read_image_archive(const std::string& input, const std::string& 
     if (src.has("oci-layout")) {
         return {ArchiveFormat::oci_archive, read_oci(src, platform)};
     }
-    throw FormatError(input + ": not an image archive (it has neither manifest.json nor oci-layout)");
+    throw FormatError(input +
+                      ": not an image archive (it has neither manifest.json nor oci-layout)");
 }
 
 ArchiveFormat detect_archive_format(const std::string& input) {
@@ -911,10 +922,12 @@ ArchiveFormat detect_archive_format(const std::string& input) {
     if (layout) {
         return ArchiveFormat::oci_archive;
     }
-    throw FormatError(input + ": not an image archive (it has neither manifest.json nor oci-layout)");
+    throw FormatError(input +
+                      ": not an image archive (it has neither manifest.json nor oci-layout)");
 }
 
-void write_docker_archive(const std::vector<ArchiveWriteImage>& images, const std::string& out_path) {
+void write_docker_archive(const std::vector<ArchiveWriteImage>& images,
+                          const std::string& out_path) {
     write_atomically(out_path, [&](int fd) { write_docker_to(images, fd, out_path); });
 }
 void write_docker_archive(const std::vector<ArchiveWriteImage>& images, int out_fd) {
@@ -942,8 +955,8 @@ void write_oci_layout(const std::vector<ArchiveWriteImage>& images, const std::s
             }
         }
         layout.ingest_bytes(img.config, Digest::of(img.config));
-        Descriptor md = descriptor_for(m.media_type.empty() ? media::oci_manifest : m.media_type,
-                                       mbytes);
+        Descriptor md =
+            descriptor_for(m.media_type.empty() ? media::oci_manifest : m.media_type, mbytes);
         layout.ingest_bytes(mbytes, md.digest);
         auto add = [&](std::optional<std::string> name) {
             Descriptor d = md;

@@ -42,9 +42,9 @@ enum class ArchiveFormat { docker_archive, oci_archive, oci_layout };
 std::string_view to_string(ArchiveFormat f);
 
 struct ArchiveLayer {
-    std::string path;       // the layer file: in the work dir, or in the layout dir
-    std::string media_type; // from the manifest; for classic docker-archives guessed
-                            // from the file's magic bytes (tar, tar.gzip, tar+zstd)
+    std::string path;                     // the layer file: in the work dir, or in the layout dir
+    std::string media_type;               // from the manifest; for classic docker-archives guessed
+                                          // from the file's magic bytes (tar, tar.gzip, tar+zstd)
     std::optional<Descriptor> descriptor; // digest and size, when a manifest gave them
 };
 
@@ -83,6 +83,10 @@ struct ArchiveWriteLayer {
     Digest digest;          // of the file at path
     std::int64_t size = 0;  // of the file at path
     Digest diff_id;         // of the uncompressed tar
+    // Size of the uncompressed tar, when known (TarWriter reports it). It
+    // saves the docker-archive writer a decompression pass: the tar header
+    // needs the size before the content. Still verified.
+    std::optional<std::int64_t> diff_size;
 };
 
 struct ArchiveWriteImage {
@@ -98,7 +102,8 @@ struct ArchiveWriteImage {
 // Writes the images as a docker-archive / oci-archive at out_path (replaced
 // atomically) or to out_fd (not owned; a pipe is fine). Throws naming the
 // layer whose bytes do not match its digest or diff ID.
-void write_docker_archive(const std::vector<ArchiveWriteImage>& images, const std::string& out_path);
+void write_docker_archive(const std::vector<ArchiveWriteImage>& images,
+                          const std::string& out_path);
 void write_docker_archive(const std::vector<ArchiveWriteImage>& images, int out_fd);
 void write_oci_archive(const std::vector<ArchiveWriteImage>& images, const std::string& out_path);
 void write_oci_archive(const std::vector<ArchiveWriteImage>& images, int out_fd);

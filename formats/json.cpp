@@ -10,8 +10,8 @@ namespace {
 // Tracks where the parser is, so that errors can name the path of a value.
 struct Frame {
     bool is_array = false;
-    long index = -1;      // arrays: index of the current element
-    std::string key;      // objects: the current key
+    long index = -1; // arrays: index of the current element
+    std::string key; // objects: the current key
     std::set<std::string> keys;
 };
 
@@ -55,8 +55,8 @@ std::string quote_untrusted(std::string_view text) {
     return out;
 }
 
-nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
-                                 std::size_t max_size, int max_depth) {
+nlohmann::json parse_json_strict(std::string_view text, std::string_view what, std::size_t max_size,
+                                 int max_depth) {
     std::string prefix = what.empty() ? std::string() : std::string(what) + ": ";
     if (text.size() > max_size) {
         throw FormatError(prefix + "document is " + std::to_string(text.size()) +
@@ -89,8 +89,8 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
             std::string key = parsed.get<std::string>();
             if (!f.keys.insert(key).second) {
                 std::string where = path_of(frames, frames.size() - 1);
-                throw FormatError(prefix + (where.empty() ? "" : where + ": ") +
-                                  "duplicate key " + quote_untrusted(key));
+                throw FormatError(prefix + (where.empty() ? "" : where + ": ") + "duplicate key " +
+                                  quote_untrusted(key));
             }
             f.key = std::move(key);
             break;
@@ -115,11 +115,19 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
             msg = msg.substr(pos + 2);
         }
         throw FormatError(prefix + "invalid JSON: " + msg);
+    } catch (const json::exception& e) {
+        // e.g. out_of_range.406 "number overflow parsing '9e999'".
+        std::string msg = e.what();
+        auto pos = msg.find("] ");
+        throw FormatError(
+            prefix + "invalid JSON: " + (pos == std::string::npos ? msg : msg.substr(pos + 2)));
     }
 }
 
 std::string dump_go_style(const nlohmann::ordered_json& value) {
-    std::string raw = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::strict);
+    // Invalid UTF-8 (from strings strata built, parsed input is checked)
+    // becomes U+FFFD as in Go, rather than an exception.
+    std::string raw = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     std::string out;
     out.reserve(raw.size());
     for (std::size_t i = 0; i < raw.size(); ++i) {

@@ -18,15 +18,15 @@ namespace {
 
 std::string mismatch_text(const std::string& what, const Digest& expected, const Digest& actual,
                           std::uint64_t size) {
-    return what + ": digest mismatch: expected " + expected.str() + ", got " + actual.str() +
-           " (" + std::to_string(size) + " bytes)";
+    return what + ": digest mismatch: expected " + expected.str() + ", got " + actual.str() + " (" +
+           std::to_string(size) + " bytes)";
 }
 
 } // namespace
 
 // ---- BlobWriter --------------------------------------------------------------
 
-BlobWriter::BlobWriter(const OciLayout& layout, const std::string& tmp_dir) : layout_(layout) {
+BlobWriter::BlobWriter(const OciLayout& layout, const std::string& tmp_dir) : root_(layout.root()) {
     std::string dir = tmp_dir.empty() ? layout.root() : tmp_dir;
     std::string templ = dir + "/.strata-blob-XXXXXX";
     std::vector<char> buf(templ.begin(), templ.end());
@@ -76,14 +76,16 @@ Digest BlobWriter::commit(const std::optional<Digest>& expected,
     return actual;
 }
 
-void BlobWriter::commit_trusted(const Digest& digest) { publish(digest); }
+void BlobWriter::commit_trusted(const Digest& digest) {
+    publish(digest);
+}
 
 void BlobWriter::publish(const Digest& digest) {
     if (::fsync(fd_.get()) != 0) {
         throw_errno("fsync", tmp_path_);
     }
     fd_.close();
-    std::string dest = layout_.blob_path(digest);
+    std::string dest = root_ + "/" + digest.blob_path();
     // A blob already present under this digest is replaced by identical,
     // verified bytes: rename is atomic, readers see one or the other.
     if (::rename(tmp_path_.c_str(), dest.c_str()) != 0) {

@@ -64,7 +64,7 @@ public:
 private:
     void publish(const Digest& digest);
 
-    const OciLayout& layout_;
+    std::string root_; // the layout's root (a copy: the writer may outlive the OciLayout)
     std::string tmp_path_;
     UniqueFd fd_;
     DigestHasher hasher_;

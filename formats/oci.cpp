@@ -133,8 +133,8 @@ std::int64_t as_int(const Doc& d, const json& j, const std::string& path, std::i
     auto v = j.get<std::int64_t>();
     if (v < min) {
         d.fail(path, v < 0 && min == 0 ? "negative value " + std::to_string(v)
-                                        : "value " + std::to_string(v) + " is smaller than " +
-                                              std::to_string(min));
+                                       : "value " + std::to_string(v) + " is smaller than " +
+                                             std::to_string(min));
     }
     if (v > max) {
         d.fail(path, "value " + std::to_string(v) + " is larger than " + std::to_string(max));
@@ -225,7 +225,9 @@ std::string media_type_field(const Doc& d, const json& j, const std::string& pat
     return mt;
 }
 
-bool lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool lower_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
 // ^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$ (image-spec descriptor.md)
 bool digest_grammar_ok(std::string_view s) {
@@ -322,8 +324,41 @@ bool base64_ok(std::string_view s) {
     return pad <= 2;
 }
 
+// Decodes standard base64 (already checked by base64_ok).
+std::string base64_decode(std::string_view s) {
+    auto val = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') {
+            return c - 'A';
+        }
+        if (c >= 'a' && c <= 'z') {
+            return c - 'a' + 26;
+        }
+        if (c >= '0' && c <= '9') {
+            return c - '0' + 52;
+        }
+        return c == '+' ? 62 : c == '/' ? 63 : -1;
+    };
+    std::string out;
+    unsigned acc = 0;
+    int bits = 0;
+    for (char c : s) {
+        int v = val(c);
+        if (v < 0) {
+            continue; // '=', CR, LF
+        }
+        acc = (acc << 6) | static_cast<unsigned>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xff);
+        }
+    }
+    return out;
+}
+
 bool all_digits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 int num(std::string_view s) {
@@ -368,9 +403,9 @@ bool rfc3339_ok(std::string_view s) {
     if (zone == "Z" || zone == "z") {
         return true;
     }
-    return zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && all_digits(zone.substr(1, 2)) &&
-           zone[3] == ':' && all_digits(zone.substr(4, 2)) && num(zone.substr(1, 2)) <= 23 &&
-           num(zone.substr(4, 2)) <= 59;
+    return zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') &&
+           all_digits(zone.substr(1, 2)) && zone[3] == ':' && all_digits(zone.substr(4, 2)) &&
+           num(zone.substr(1, 2)) <= 23 && num(zone.substr(4, 2)) <= 59;
 }
 
 // An absolute URI (RFC 3986): scheme ":" hier-part, no spaces or controls.
@@ -425,14 +460,16 @@ Descriptor read_descriptor(const Doc& d, const json& j, const std::string& path,
     desc.media_type =
         media_type_field(d, required(d, j, "mediaType", path), sub(path, "mediaType"));
     desc.digest = digest_field(d, required(d, j, "digest", path), sub(path, "digest"), top_level);
-    std::int64_t min_size = (d.spec() && index_entry) ? std::numeric_limits<std::int64_t>::min() : 0;
+    std::int64_t min_size =
+        (d.spec() && index_entry) ? std::numeric_limits<std::int64_t>::min() : 0;
     desc.size = as_int(d, required(d, j, "size", path), sub(path, "size"), min_size,
                        std::numeric_limits<std::int64_t>::max());
     if (const json* v = member(d, j, "urls")) {
         desc.urls = as_string_array(d, *v, sub(path, "urls"));
         for (std::size_t i = 0; i < desc.urls.size(); ++i) {
             if (!uri_ok(desc.urls[i])) {
-                d.fail(at(sub(path, "urls"), i), "not an absolute URI: " + quote_untrusted(desc.urls[i]));
+                d.fail(at(sub(path, "urls"), i),
+                       "not an absolute URI: " + quote_untrusted(desc.urls[i]));
             }
         }
     }
@@ -443,6 +480,16 @@ Descriptor read_descriptor(const Doc& d, const json& j, const std::string& path,
         std::string data = as_string(d, *v, sub(path, "data"));
         if (!base64_ok(data)) {
             d.fail(sub(path, "data"), "not padded standard base64");
+        }
+        if (!d.spec()) {
+            // image-spec descriptor.md: embedded data MUST match digest and size.
+            std::string bytes = base64_decode(data);
+            if (static_cast<std::int64_t>(bytes.size()) != desc.size ||
+                Digest::of(bytes) != desc.digest) {
+                d.fail(sub(path, "data"), "embedded data (" + std::to_string(bytes.size()) +
+                                              " bytes, " + Digest::of(bytes).str() +
+                                              ") does not match the descriptor's digest and size");
+            }
         }
         desc.data = std::move(data);
     }
@@ -529,9 +576,8 @@ Index read_index(const Doc& d, const json& j) {
     return idx;
 }
 
-std::optional<std::vector<std::string>> opt_nullable_array(const Doc& d, const json& obj,
-                                                           std::string_view key,
-                                                           const std::string& path) {
+std::optional<std::vector<std::string>>
+opt_nullable_array(const Doc& d, const json& obj, std::string_view key, const std::string& path) {
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) {
         return std::nullopt;
@@ -619,8 +665,8 @@ ImageConfig read_image_config(const Doc& d, const json& j) {
     need_object(d, rootfs, "rootfs");
     std::string type = as_string(d, required(d, rootfs, "type", "rootfs"), "rootfs.type");
     if (type != "layers") {
-        d.fail("rootfs.type", "unsupported rootfs type " + quote_untrusted(type) +
-                                  " (want \"layers\")");
+        d.fail("rootfs.type",
+               "unsupported rootfs type " + quote_untrusted(type) + " (want \"layers\")");
     }
     const json& diff_ids = required(d, rootfs, "diff_ids", "rootfs");
     if (!diff_ids.is_array() && !(diff_ids.is_null() && !d.spec())) {
@@ -662,12 +708,14 @@ void read_layout_header(const Doc& d, const json& j) {
     need_object(d, j, "");
     std::string v = as_string(d, required(d, j, "imageLayoutVersion", ""), "imageLayoutVersion");
     if (v != "1.0.0") {
-        d.fail("imageLayoutVersion", "unsupported image layout version " + quote_untrusted(v) +
-                                         " (want \"1.0.0\")");
+        d.fail("imageLayoutVersion",
+               "unsupported image layout version " + quote_untrusted(v) + " (want \"1.0.0\")");
     }
 }
 
-json parse_doc(std::string_view text, const Doc& d) { return parse_json_strict(text, d.prefix()); }
+json parse_doc(std::string_view text, const Doc& d) {
+    return parse_json_strict(text, d.prefix());
+}
 
 // ---- serialising (field order of the Go structs Docker and BuildKit use) ---
 
@@ -841,7 +889,8 @@ Platform parse_platform(std::string_view text) {
     std::size_t start = 0;
     while (true) {
         auto slash = text.find('/', start);
-        parts.emplace_back(text.substr(start, slash == std::string_view::npos ? slash : slash - start));
+        parts.emplace_back(
+            text.substr(start, slash == std::string_view::npos ? slash : slash - start));
         if (slash == std::string_view::npos) {
             break;
         }
@@ -910,9 +959,13 @@ void parse_layout_header(std::string_view json, std::string_view what) {
     read_layout_header(d, parse_doc(json, d));
 }
 
-std::string layout_header_json() { return R"({"imageLayoutVersion":"1.0.0"})"; }
+std::string layout_header_json() {
+    return R"({"imageLayoutVersion":"1.0.0"})";
+}
 
-std::string to_json(const Descriptor& d) { return dump_go_style(descriptor_json(d)); }
+std::string to_json(const Descriptor& d) {
+    return dump_go_style(descriptor_json(d));
+}
 
 std::string to_json(const Manifest& m) {
     ojson j = ojson::object();
@@ -1021,6 +1074,15 @@ Digest chain_id(const std::vector<Digest>& diff_ids) {
         chain = Digest::of(chain.str() + " " + diff_ids[i].str());
     }
     return chain;
+}
+
+void check_media_type_matches(const Descriptor& d, std::string_view document_media_type,
+                              std::string_view what) {
+    if (!document_media_type.empty() && document_media_type != d.media_type) {
+        throw FormatError(std::string(what) + ": the descriptor says media type " +
+                          quote_untrusted(d.media_type) + ", the document says " +
+                          quote_untrusted(document_media_type));
+    }
 }
 
 Descriptor descriptor_for(std::string_view media_type, std::string_view content) {

@@ -54,7 +54,9 @@ struct Descriptor {
     std::map<std::string, std::string> annotations;
     std::optional<Platform> platform;
     std::string artifact_type;
-    std::optional<std::string> data; // base64 as in the document
+    // Embedded content, base64 as in the document. parse_* check that it
+    // decodes to exactly `size` bytes hashing to `digest`.
+    std::optional<std::string> data;
     bool operator==(const Descriptor&) const = default;
 };
 
@@ -155,6 +157,14 @@ std::string to_json(const ImageConfig& c);
 // chain(L0) = diff(L0), chain(Ln) = sha256(chain(Ln-1) + " " + diff(Ln)).
 // Throws Error for an empty list (no layers have no chain).
 Digest chain_id(const std::vector<Digest>& diff_ids);
+
+// Checks that a document fetched through descriptor d does not contradict
+// it: when the document states its own mediaType, it must equal
+// d.media_type. Throws FormatError "<what>: descriptor says .., the document
+// says ..". (Without this an index could be served where a manifest was
+// pinned, or the other way round.)
+void check_media_type_matches(const Descriptor& d, std::string_view document_media_type,
+                              std::string_view what);
 
 // A descriptor for content held in memory.
 Descriptor descriptor_for(std::string_view media_type, std::string_view content);

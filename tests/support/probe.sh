@@ -22,6 +22,8 @@ case "$cap" in
     command -v skopeo >/dev/null || skip "needs skopeo (apt-get install skopeo)" ;;
   umoci)
     command -v umoci >/dev/null || skip "needs umoci (apt-get install umoci)" ;;
+  buildah)
+    command -v buildah >/dev/null || skip "needs buildah (apt-get install buildah)" ;;
   docker)
     command -v docker >/dev/null || skip "needs docker (apt-get install docker.io)"
     docker info >/dev/null 2>&1 || skip "needs a running Docker daemon (dockerd)" ;;

@@ -84,7 +84,8 @@ struct SampleImage {
     formats::ArchiveWriteImage image;
 };
 
-inline SampleImage sample_image(const std::string& dir, const std::string& name = "example.com/app:1.0") {
+inline SampleImage sample_image(const std::string& dir,
+                                const std::string& name = "example.com/app:1.0") {
     using namespace strata::formats;
     SampleImage s;
     s.layer1_tar = TarBuilder().dir("etc").file("etc/hello", "hello world\n").finish();

@@ -51,8 +51,7 @@ void check_same_image(const ArchiveImage& img, const test::SampleImage& s) {
 
 } // namespace
 
-TEST_CASE("skopeo copies strata's OCI layout to a docker-archive strata reads back",
-          "[skopeo]") {
+TEST_CASE("skopeo copies strata's OCI layout to a docker-archive strata reads back", "[skopeo]") {
     TempDir t;
     auto s = test::sample_image(t.path());
     std::string layout = t.path() + "/layout";
@@ -94,7 +93,8 @@ TEST_CASE("skopeo reads strata's oci-archive and OCI layout byte for byte", "[sk
     auto s = test::sample_image(t.path());
     std::string archive = t.path() + "/o.tar";
     write_oci_archive({s.image}, archive);
-    std::string raw = skopeo({"inspect", "--raw", "oci-archive:" + archive + ":example.com/app:1.0"});
+    std::string raw =
+        skopeo({"inspect", "--raw", "oci-archive:" + archive + ":example.com/app:1.0"});
     Manifest m = parse_manifest(raw, "skopeo output");
     CHECK(m.config.digest == Digest::of(s.image.config));
     CHECK(m.layers.at(1).digest == s.image.layers[1].digest);
@@ -126,8 +126,8 @@ TEST_CASE("umoci unpacks strata's OCI layout and strata reads umoci's repack", "
     REQUIRE(ls.status.success());
     CHECK(ls.out == "example.com/app:1.0\n");
     std::string bundle = t.path() + "/bundle";
-    auto r = run_capture({"umoci", "unpack", "--image", layout + ":example.com/app:1.0", bundle},
-                         true);
+    auto r =
+        run_capture({"umoci", "unpack", "--image", layout + ":example.com/app:1.0", bundle}, true);
     INFO(r.out);
     REQUIRE(r.status.success());
     CHECK(test::read_file(bundle + "/rootfs/etc/greeting") == "hi\n");
@@ -156,8 +156,7 @@ TEST_CASE("umoci unpacks strata's OCI layout and strata reads umoci's repack", "
 // Docker itself: `docker load` must accept strata's docker-archive and run
 // the image; strata must read what `docker save` writes. Tagged [docker]:
 // skipped unless a Docker daemon answers (`docker info`).
-TEST_CASE("docker loads and runs strata's docker-archive; strata reads docker save",
-          "[docker]") {
+TEST_CASE("docker loads and runs strata's docker-archive; strata reads docker save", "[docker]") {
     REQUIRE(find_program("docker"));
     REQUIRE(fs::exists("/bin/busybox"));
     TempDir t;
@@ -191,7 +190,8 @@ TEST_CASE("docker loads and runs strata's docker-archive; strata reads docker sa
     std::string loaded = docker({"load", "-i", archive});
     CHECK(loaded.find("strata-test/archive:interop") != std::string::npos);
     // Docker's image ID is the config digest.
-    std::string id = docker({"image", "inspect", "--format", "{{.Id}}", "strata-test/archive:interop"});
+    std::string id =
+        docker({"image", "inspect", "--format", "{{.Id}}", "strata-test/archive:interop"});
     CHECK(id == Digest::of(s.image.config).str() + "\n");
     CHECK(docker({"run", "--rm", "--network", "none", "strata-test/archive:interop"}) == "hi\n");
     // Layer 2's whiteout removed etc/hello (docker adds hosts, hostname, ...).
@@ -210,4 +210,51 @@ TEST_CASE("docker loads and runs strata's docker-archive; strata reads docker sa
     CHECK(c.images[0].config == s.image.config);
     REQUIRE(c.images[0].layers.size() == 3);
     CHECK(Digest::of(test::read_file(c.images[0].layers[2].path)) == Digest::of(bb_tar));
+}
+
+// buildah (containers/image writers, with its symlinked classic layers):
+// a busybox image committed by buildah, as docker-archive and oci-archive,
+// read by strata with the same files. Tagged [buildah]: skipped without it.
+TEST_CASE("strata reads buildah's docker-archive and oci-archive", "[buildah]") {
+    REQUIRE(find_program("buildah"));
+    REQUIRE(fs::exists("/bin/busybox"));
+    TempDir t;
+    // Private storage (vfs: no mounts), so nothing touches the machine's.
+    std::vector<std::string> b = {"buildah",   "--root",          t.path() + "/root",
+                                  "--runroot", t.path() + "/run", "--storage-driver",
+                                  "vfs"};
+    auto buildah = [&](const std::vector<std::string>& args) {
+        auto argv = b;
+        argv.insert(argv.end(), args.begin(), args.end());
+        auto r = run_capture(argv, true);
+        INFO("buildah " << args.at(0) << ": " << r.out);
+        REQUIRE(r.status.success());
+        return r.out;
+    };
+    std::string ctr = buildah({"from", "scratch"});
+    ctr.erase(ctr.find_last_not_of('\n') + 1);
+    buildah({"copy", ctr, "/bin/busybox", "/bin/busybox"});
+    buildah({"config", "--cmd", "[\"/bin/busybox\",\"true\"]", ctr});
+    buildah({"commit", "-q", ctr, "docker-archive:" + t.path() + "/b.tar:bb:1"});
+    buildah({"commit", "-q", ctr, "oci-archive:" + t.path() + "/o.tar:bb:1"});
+    buildah({"rm", ctr});
+
+    std::string busybox = test::read_file("/bin/busybox");
+    for (std::string name : {"b.tar", "o.tar"}) {
+        INFO(name);
+        auto c = read_image_archive(t.path() + "/" + name, work(t, "w-" + name));
+        CHECK(c.format ==
+              (name == "b.tar" ? ArchiveFormat::docker_archive : ArchiveFormat::oci_archive));
+        REQUIRE(c.images.size() == 1);
+        const auto& img = c.images[0];
+        CHECK(img.names ==
+              std::vector<std::string>{name == "b.tar" ? "docker.io/library/bb:1" : "bb:1"});
+        ImageConfig cfg = parse_image_config(img.config, "buildah config");
+        CHECK(cfg.config.cmd == std::vector<std::string>{"/bin/busybox", "true"});
+        REQUIRE(img.layers.size() == 1);
+        CHECK(cfg.diff_ids.at(0) == Digest::of(test::read_file(img.layers[0].path)));
+        auto r = run_capture({"tar", "-xOf", img.layers[0].path, "bin/busybox"});
+        REQUIRE(r.status.success());
+        CHECK(r.out == busybox);
+    }
 }

@@ -7,6 +7,10 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+#include <zstd.h>
+
+#include <filesystem>
+#include <random>
 
 using namespace strata;
 using namespace strata::formats;
@@ -135,8 +139,9 @@ TEST_CASE("docker-archive: classic form with layer symlinks", "[archive]") {
     std::string layer = TarBuilder().file("a", "1").finish();
     std::string cfg = config_for({layer, layer});
     std::string cfg_name = std::string(Digest::of(cfg).hex()) + ".json";
-    std::string mj = R"([{"Config":")" + cfg_name +
-                     R"(","RepoTags":["busybox:latest","busybox:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}])";
+    std::string mj =
+        R"([{"Config":")" + cfg_name +
+        R"(","RepoTags":["busybox:latest","busybox:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}])";
     std::string tar = TarBuilder()
                           .dir("aaa")
                           .file("aaa/layer.tar", layer)
@@ -188,17 +193,19 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                              "the archive");
     }
     SECTION("../ in manifest.json Config") {
-        std::string e = attempt(
-            TarBuilder().file("manifest.json", R"([{"Config":"x/../../c.json","Layers":[]}])").finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("manifest.json", R"([{"Config":"x/../../c.json","Layers":[]}])")
+                        .finish());
         CHECK(e == archive + ": manifest.json: [0].Config: path \"x/../../c.json\" leaves the "
                              "archive");
     }
     SECTION("absolute path in manifest.json") {
-        std::string e = attempt(
-            TarBuilder()
-                .file("c.json", cfg)
-                .file("manifest.json", R"([{"Config":"c.json","Layers":["/etc/passwd"]}])")
-                .finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("c.json", cfg)
+                        .file("manifest.json", R"([{"Config":"c.json","Layers":["/etc/passwd"]}])")
+                        .finish());
         CHECK(e == archive + ": manifest.json: [0].Layers[0]: absolute path \"/etc/passwd\" is "
                              "not allowed in an image archive");
     }
@@ -214,8 +221,8 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
         CHECK(!fs::exists(t.path() + "/evil"));
     }
     SECTION("symlink escaping the archive, then a write through it") {
-        std::string e = attempt(
-            TarBuilder().symlink("link", "../../..").file("link/evil", "x").finish());
+        std::string e =
+            attempt(TarBuilder().symlink("link", "../../..").file("link/evil", "x").finish());
         CHECK(e == archive + ": entry \"link\": symlink to \"../../..\" points outside the "
                              "archive");
     }
@@ -239,8 +246,10 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                 .file("c.json", cfg)
                 .file("manifest.json", R"([{"Config":"c.json","Layers":["nope/layer.tar"]}])")
                 .finish());
-        CHECK(e == archive + ": manifest.json: [0].Layers[0]: \"nope/layer.tar\" is not in the "
-                             "archive " + archive);
+        CHECK(e == archive +
+                       ": manifest.json: [0].Layers[0]: \"nope/layer.tar\" is not in the "
+                       "archive " +
+                       archive);
     }
     SECTION("layer count differs from the config") {
         std::string e = attempt(
@@ -249,16 +258,17 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
                 .file("l.tar", layer)
                 .file("manifest.json", R"([{"Config":"c.json","Layers":["l.tar","l.tar"]}])")
                 .finish());
-        CHECK(e == archive + ": manifest.json: [0].Layers: 2 layers, but the config has 1 diff IDs");
+        CHECK(e ==
+              archive + ": manifest.json: [0].Layers: 2 layers, but the config has 1 diff IDs");
     }
     SECTION("symlink loop") {
-        std::string e = attempt(
-            TarBuilder()
-                .file("c.json", cfg)
-                .symlink("a", "b")
-                .symlink("b", "a")
-                .file("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")
-                .finish());
+        std::string e =
+            attempt(TarBuilder()
+                        .file("c.json", cfg)
+                        .symlink("a", "b")
+                        .symlink("b", "a")
+                        .file("manifest.json", R"([{"Config":"c.json","Layers":["a"]}])")
+                        .finish());
         CHECK(e.find("too many levels of links") != std::string::npos);
     }
     SECTION("not an archive") {
@@ -267,14 +277,16 @@ TEST_CASE("hostile archives are rejected naming the entry, and nothing escapes",
     }
     SECTION("neither docker nor OCI") {
         std::string e = attempt(TarBuilder().file("README", "hi").finish());
-        CHECK(e == archive + ": not an image archive (it has neither manifest.json nor oci-layout)");
+        CHECK(e ==
+              archive + ": not an image archive (it has neither manifest.json nor oci-layout)");
     }
     // Nothing was created next to the work directory.
     auto listing = run_capture({"ls", "-A", t.path()}).out;
     CHECK((listing == "in.tar\nw\n"));
 }
 
-TEST_CASE("OCI archives with blobs that do not match their digests are rejected", "[archive][hostile]") {
+TEST_CASE("OCI archives with blobs that do not match their digests are rejected",
+          "[archive][hostile]") {
     TempDir t;
     std::string layer = TarBuilder().file("a", "1").finish();
     std::string cfg = config_for({layer});
@@ -428,4 +440,134 @@ TEST_CASE("docker-archive: one entry per image, shared layers written once", "[a
     CHECK(c.images[1].layers.at(0).path == c.images[0].layers.at(0).path);
     auto idx = parse_index(test::read_file(work(t) + "/index.json"), "i");
     CHECK(idx.manifests.size() == 3);
+}
+
+TEST_CASE("OCI archives: missing blobs and lying media types are rejected", "[archive][hostile]") {
+    TempDir t;
+    std::string layer = TarBuilder().file("a", "1").finish();
+    std::string cfg = config_for({layer});
+    Manifest m;
+    m.media_type = std::string(media::oci_manifest);
+    m.config = descriptor_for(media::oci_config, cfg);
+    m.layers = {descriptor_for(media::oci_layer, layer)};
+    std::string mb = to_json(m);
+    auto blob = [](const std::string& c) { return Digest::of(c).blob_path(); };
+    std::string archive = t.path() + "/in.tar";
+
+    SECTION("a manifest pointing at a missing layer blob") {
+        Index idx;
+        idx.manifests = {descriptor_for(media::oci_manifest, mb)};
+        test::write_file(archive, TarBuilder()
+                                      .file("oci-layout", layout_header_json())
+                                      .file("index.json", to_json(idx))
+                                      .file(blob(mb), mb)
+                                      .file(blob(cfg), cfg)
+                                      .finish());
+        std::string e = error_of([&] { read_image_archive(archive, work(t)); });
+        CHECK(e == "manifest " + Digest::of(mb).str() + ": layers[0]: \"" + blob(layer) +
+                       "\" is not in the archive " + archive);
+    }
+    SECTION("an index entry saying Docker manifest for an OCI manifest") {
+        Index idx;
+        idx.manifests = {descriptor_for(media::docker_manifest, mb)};
+        test::write_file(archive, TarBuilder()
+                                      .file("oci-layout", layout_header_json())
+                                      .file("index.json", to_json(idx))
+                                      .file(blob(mb), mb)
+                                      .file(blob(cfg), cfg)
+                                      .file(blob(layer), layer)
+                                      .finish());
+        std::string e = error_of([&] { read_image_archive(archive, work(t)); });
+        CHECK(e.find("the descriptor says media type "
+                     "\"application/vnd.docker.distribution.manifest.v2+json\", the document "
+                     "says \"application/vnd.oci.image.manifest.v1+json\"") != std::string::npos);
+    }
+}
+
+TEST_CASE("docker-archive: zstd layers are written decompressed", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string z(ZSTD_compressBound(s.layer2_tar.size()), '\0');
+    std::size_t n = ZSTD_compress(z.data(), z.size(), s.layer2_tar.data(), s.layer2_tar.size(), 3);
+    REQUIRE(!ZSTD_isError(n));
+    z.resize(n);
+    test::write_file(t.path() + "/l2", z);
+    s.image.layers[1].media_type = std::string(media::oci_layer_zstd);
+    s.image.layers[1].digest = Digest::of(z);
+    s.image.layers[1].size = static_cast<std::int64_t>(z.size());
+    write_docker_archive({s.image}, t.path() + "/z.tar");
+    auto c = read_image_archive(t.path() + "/z.tar", work(t));
+    CHECK(test::read_file(c.images.at(0).layers.at(1).path) == s.layer2_tar);
+    // The oci-archive keeps the zstd blob as it is.
+    write_oci_archive({s.image}, t.path() + "/o.tar");
+    TempDir t2;
+    auto o = read_image_archive(t.path() + "/o.tar", work(t2));
+    CHECK(test::read_file(o.images.at(0).layers.at(1).path) == z);
+    CHECK(o.images.at(0).layers.at(1).media_type == media::oci_layer_zstd);
+}
+
+TEST_CASE("mutated manifest.json and index.json fail only with strata errors",
+          "[archive][mutation]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    std::string out = t.path() + "/img.tar";
+    write_docker_archive({s.image}, out);
+    std::string w0 = work(t);
+    read_image_archive(out, w0);
+    std::string mj = test::read_file(w0 + "/manifest.json");
+    std::string ij = test::read_file(w0 + "/index.json");
+    std::vector<std::pair<std::string, std::string>> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(w0)) {
+        if (e.is_regular_file()) {
+            std::string name = e.path().string().substr(w0.size() + 1);
+            files.emplace_back(name, test::read_file(e.path().string()));
+        }
+    }
+    REQUIRE(files.size() == 7); // 2 layers, config, manifest, 3 top-level files
+    std::mt19937 rng(777);
+    const std::string alphabet = "{}[]\",:./09az \\";
+    int rejected = 0;
+    for (int round = 0; round < 300; ++round) {
+        std::string m = mj, i = ij;
+        std::string& victim = round % 2 ? m : i;
+        std::size_t pos = rng() % victim.size();
+        victim[pos] = alphabet[rng() % alphabet.size()];
+        // The archive again, with the mutated documents.
+        TarBuilder b;
+        for (const auto& [name, content] : files) {
+            b.file(name, name == "manifest.json" ? m : name == "index.json" ? i : content);
+        }
+        std::string tarfile = t.path() + "/m.tar";
+        test::write_file(tarfile, b.finish());
+        std::string w = t.path() + "/w" + std::to_string(round);
+        fs::mkdirs(w);
+        try {
+            read_image_archive(tarfile, w);
+        } catch (const strata::Error&) {
+            ++rejected;
+        } catch (const std::exception& e) {
+            FAIL("unexpected exception: " << e.what() << "\nmanifest.json: " << m
+                                          << "\nindex.json: " << i);
+        }
+        fs::remove_all(w);
+    }
+    CHECK(rejected > 100);
+}
+
+TEST_CASE("docker-archive: a known diff size saves a pass and is still checked", "[archive]") {
+    TempDir t;
+    auto s = test::sample_image(t.path());
+    s.image.layers[1].diff_size = static_cast<std::int64_t>(s.layer2_tar.size());
+    write_docker_archive({s.image}, t.path() + "/ok.tar");
+    auto c = read_image_archive(t.path() + "/ok.tar", work(t));
+    CHECK(test::read_file(c.images.at(0).layers.at(1).path) == s.layer2_tar);
+
+    for (std::int64_t wrong : {std::int64_t(512), std::int64_t(s.layer2_tar.size() + 512)}) {
+        s.image.layers[1].diff_size = wrong;
+        std::string out = t.path() + "/bad.tar";
+        std::string e = error_of<strata::Error>([&] { write_docker_archive({s.image}, out); });
+        INFO(e);
+        CHECK(e.find(std::string(s.image.layers[1].diff_id.hex())) != std::string::npos);
+        CHECK(!fs::exists(out));
+    }
 }

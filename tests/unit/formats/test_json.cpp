@@ -5,7 +5,8 @@
 using namespace strata::formats;
 
 namespace {
-std::string error_of(std::string_view text, std::size_t max = kMaxDocumentSize, int depth = kMaxJsonDepth) {
+std::string error_of(std::string_view text, std::size_t max = kMaxDocumentSize,
+                     int depth = kMaxJsonDepth) {
     try {
         parse_json_strict(text, "doc.json", max, depth);
     } catch (const FormatError& e) {
@@ -53,6 +54,8 @@ TEST_CASE("strict JSON reports syntax errors with position", "[json]") {
     CHECK(e.rfind("doc.json: invalid JSON: ", 0) == 0);
     CHECK(e.find("line 1") != std::string::npos);
     CHECK(error_of("invalid JSON").rfind("doc.json: invalid JSON", 0) == 0);
+    // Numbers beyond double: nlohmann throws out_of_range, not parse_error.
+    CHECK(error_of("[9e999]") == "doc.json: invalid JSON: number overflow parsing '9e999'");
     // Invalid UTF-8 inside a string.
     CHECK(error_of("\"\xff\"").rfind("doc.json: invalid JSON", 0) == 0);
 }
@@ -62,4 +65,6 @@ TEST_CASE("Go-style dump escapes HTML characters and line separators", "[json]")
     j["z"] = "a<b>&c\xe2\x80\xa8";
     j["a"] = "é";
     CHECK(dump_go_style(j) == "{\"z\":\"a\\u003cb\\u003e\\u0026c\\u2028\",\"a\":\"é\"}");
+    nlohmann::ordered_json bad = "x\xffy";
+    CHECK(dump_go_style(bad) == "\"x\xef\xbf\xbdy\"");
 }

@@ -44,8 +44,9 @@ TEST_CASE("OCI layout: create, open, index round trip", "[layout]") {
     std::string root = t.path() + "/layout";
     OciLayout l = OciLayout::create(root);
     CHECK(test::read_file(root + "/oci-layout") == R"({"imageLayoutVersion":"1.0.0"})");
-    CHECK(test::read_file(root + "/index.json") ==
-          R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]})");
+    CHECK(
+        test::read_file(root + "/index.json") ==
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]})");
     CHECK(fs::is_dir(root + "/blobs/sha256"));
     Index idx = l.read_index();
     CHECK(idx.manifests.empty());
@@ -93,16 +94,15 @@ TEST_CASE("OCI layout: ingest publishes verified blobs atomically", "[layout]") 
     CHECK(l.list_blobs() == std::vector<Digest>{std::min(big, d), std::max(big, d)});
 }
 
-TEST_CASE("OCI layout: a digest mismatch names both digests and publishes nothing",
-          "[layout]") {
+TEST_CASE("OCI layout: a digest mismatch names both digests and publishes nothing", "[layout]") {
     TempDir t;
     OciLayout l = OciLayout::create(t.path() + "/L");
     std::string tmp = t.path() + "/tmp";
     fs::mkdirs(tmp);
     Digest claimed = Digest::of("expected content");
     std::string e = error_of<DigestMismatch>([&] { l.ingest_bytes("evil", claimed, tmp); });
-    CHECK(e == "blob " + claimed.str() + ": digest mismatch: expected " + claimed.str() +
-                   ", got " + Digest::of("evil").str() + " (4 bytes)");
+    CHECK(e == "blob " + claimed.str() + ": digest mismatch: expected " + claimed.str() + ", got " +
+                   Digest::of("evil").str() + " (4 bytes)");
     CHECK(!l.has_blob(claimed));
     CHECK(!l.has_blob(Digest::of("evil")));
     CHECK(list_dir(t.path() + "/L/blobs/sha256").empty());
@@ -110,8 +110,7 @@ TEST_CASE("OCI layout: a digest mismatch names both digests and publishes nothin
 
     // Longer than announced: stops reading, nothing published.
     test::write_file(t.path() + "/src", std::string(5 << 20, 'y'));
-    e = error_of<DigestMismatch>(
-        [&] { l.ingest_file(t.path() + "/src", std::nullopt, 100, tmp); });
+    e = error_of<DigestMismatch>([&] { l.ingest_file(t.path() + "/src", std::nullopt, 100, tmp); });
     CHECK(e.find("size mismatch: expected 100 bytes") != std::string::npos);
     CHECK(e.find(t.path() + "/src") != std::string::npos);
     CHECK(list_dir(t.path() + "/L/blobs/sha256").empty());

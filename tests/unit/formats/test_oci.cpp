@@ -29,7 +29,11 @@ ImageConfig full_config() {
     c.config.stop_signal = "SIGTERM";
     c.config.args_escaped = true;
     c.config.healthcheck = Healthcheck{{"CMD-SHELL", "curl -f http://localhost/ || exit 1"},
-                                       30000000000, 5000000000, 0, 1000000000, 3};
+                                       30000000000,
+                                       5000000000,
+                                       0,
+                                       1000000000,
+                                       3};
     c.config.on_build = {"RUN echo hi"};
     c.config.shell = {"/bin/bash", "-c"};
     c.diff_ids = {Digest::parse(kD1), Digest::parse(kD2)};
@@ -68,8 +72,7 @@ std::string manifest_with_layers(const std::string& layers) {
 
 } // namespace
 
-TEST_CASE("image config serialises deterministically in Docker/BuildKit field order",
-          "[oci]") {
+TEST_CASE("image config serialises deterministically in Docker/BuildKit field order", "[oci]") {
     std::string golden =
         R"({"created":"2024-01-02T03:04:05.123456789Z","author":"Jane \u003cjane@example.com\u003e",)"
         R"("architecture":"arm64","variant":"v8","os":"linux","config":{"User":"app:app",)"
@@ -79,7 +82,9 @@ TEST_CASE("image config serialises deterministically in Docker/BuildKit field or
         R"("Healthcheck":{"Test":["CMD-SHELL","curl -f http://localhost/ || exit 1"],)"
         R"("Interval":30000000000,"Timeout":5000000000,"StartInterval":1000000000,"Retries":3},)"
         R"("OnBuild":["RUN echo hi"],"Shell":["/bin/bash","-c"]},"rootfs":{"type":"layers",)"
-        R"("diff_ids":[")" + kD1 + R"(",")" + kD2 + R"("]},"history":[{"created":"2024-01-02T03:04:05Z",)"
+        R"("diff_ids":[")" +
+        kD1 + R"(",")" + kD2 +
+        R"("]},"history":[{"created":"2024-01-02T03:04:05Z",)"
         R"("created_by":"/bin/sh -c #(nop) ADD file:abc in /"},{"created":"2024-01-02T03:04:06Z",)"
         R"("created_by":"ENV A=b=c","comment":"buildkit.dockerfile.v0","empty_layer":true}]})";
     CHECK(to_json(full_config()) == golden);
@@ -93,7 +98,9 @@ TEST_CASE("minimal image config omits empty optional fields", "[oci]") {
     ImageConfig c;
     c.architecture = "amd64";
     c.os = "linux";
-    CHECK(to_json(c) == R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}})");
+    CHECK(
+        to_json(c) ==
+        R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}})");
     CHECK(parse_image_config(to_json(c), "x") == c);
 }
 
@@ -118,9 +125,12 @@ TEST_CASE("manifest and index serialise in OCI field order and round-trip", "[oc
     m.annotations["org.opencontainers.image.created"] = "2024-01-01T00:00:00Z";
     std::string golden =
         R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
-        R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" + kD1 +
+        R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
+        kD1 +
         R"(","size":123},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd",)"
-        R"("digest":")" + kD2 + R"(","size":456,"annotations":{"org.example":"x"}}],)"
+        R"("digest":")" +
+        kD2 +
+        R"(","size":456,"annotations":{"org.example":"x"}}],)"
         R"("annotations":{"org.opencontainers.image.created":"2024-01-01T00:00:00Z"}})";
     CHECK(to_json(m) == golden);
     CHECK(parse_manifest(golden, "m") == m);
@@ -133,7 +143,8 @@ TEST_CASE("manifest and index serialise in OCI field order and round-trip", "[oc
     i.manifests = {md};
     std::string igolden =
         R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
-        R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD3 +
+        R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+        kD3 +
         R"(","size":789,"annotations":{"org.opencontainers.image.ref.name":"busybox:latest"},)"
         R"("platform":{"architecture":"arm","os":"linux","variant":"v7"}}]})";
     CHECK(to_json(i) == igolden);
@@ -150,8 +161,8 @@ TEST_CASE("manifests with no layers and Docker media types are accepted", "[oci]
 }
 
 TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
-    CHECK(manifest_error(manifest_with_layers(layer(kD2) + "," + layer(kD3) + "," +
-                                              layer("sha256:xyz"))) ==
+    CHECK(manifest_error(
+              manifest_with_layers(layer(kD2) + "," + layer(kD3) + "," + layer("sha256:xyz"))) ==
           "manifest sha256:abc: layers[2].digest: invalid digest \"sha256:xyz\": sha256 needs "
           "exactly 64 lowercase hex digits");
     CHECK(manifest_error(manifest_with_layers(layer(kD2, "-1"))) ==
@@ -161,8 +172,8 @@ TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
     CHECK(manifest_error(manifest_with_layers(layer(kD2, "1.5"))) ==
           "manifest sha256:abc: layers[0].size: expected an integer, got a number with a "
           "fraction or exponent");
-    CHECK(manifest_error(manifest_with_layers(layer(kD2, "99999999999999999999"))).find(
-              "layers[0].size") != std::string::npos);
+    CHECK(manifest_error(manifest_with_layers(layer(kD2, "99999999999999999999")))
+              .find("layers[0].size") != std::string::npos);
     CHECK(manifest_error(manifest_with_layers(layer("sha512:" + std::string(128, 'a')))) ==
           "manifest sha256:abc: layers[0].digest: invalid digest \"sha512:" +
               std::string(100 - 7, 'a') +
@@ -179,10 +190,11 @@ TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
           "manifest sha256:abc: schemaVersion: unsupported schema version 1 (want 2)");
     CHECK(manifest_error(R"({"schemaVersion":2,"layers":[]})") ==
           "manifest sha256:abc: config: required field is missing");
-    CHECK(manifest_error(R"({"schemaVersion":2,"config":{"mediaType":"a/b","size":1},"layers":[]})") ==
+    CHECK(manifest_error(
+              R"({"schemaVersion":2,"config":{"mediaType":"a/b","size":1},"layers":[]})") ==
           "manifest sha256:abc: config.digest: required field is missing");
-    CHECK(manifest_error(R"({"schemaVersion":2,"config":{"mediaType":"nosubtype","digest":")" + kD1 +
-                         R"(","size":1},"layers":[]})") ==
+    CHECK(manifest_error(R"({"schemaVersion":2,"config":{"mediaType":"nosubtype","digest":")" +
+                         kD1 + R"(","size":1},"layers":[]})") ==
           "manifest sha256:abc: config.mediaType: invalid media type \"nosubtype\"");
     CHECK(manifest_error(R"({"schemaVersion":2,"schemaVersion":2})") ==
           "manifest sha256:abc: duplicate key \"schemaVersion\"");
@@ -190,23 +202,29 @@ TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
     CHECK(manifest_error("{").rfind("manifest sha256:abc: invalid JSON", 0) == 0);
     std::string big(kMaxDocumentSize + 1, ' ');
     CHECK(manifest_error(big).find("more than the limit") != std::string::npos);
-    CHECK(manifest_error(manifest_with_layers(
-              R"({"mediaType":"a/b","digest":")" + kD2 +
-              R"(","size":1,"annotations":{"k":1}})")) ==
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + kD2 +
+                                              R"(","size":1,"annotations":{"k":1}})")) ==
           "manifest sha256:abc: layers[0].annotations.k: expected a string, got an integer");
-    CHECK(manifest_error(manifest_with_layers(
-              R"({"mediaType":"a/b","digest":")" + kD2 + R"(","size":1,"data":"YWJj"})")) ==
-          "(no error)");
-    CHECK(manifest_error(manifest_with_layers(
-              R"({"mediaType":"a/b","digest":")" + kD2 + R"(","size":1,"data":"YWJ"})")) ==
+    // "YWJj" is "abc".
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" +
+                                              Digest::of("abc").str() +
+                                              R"(","size":3,"data":"YWJj"})")) == "(no error)");
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + kD2 +
+                                              R"(","size":3,"data":"YWJj"})")) ==
+          "manifest sha256:abc: layers[0].data: embedded data (3 bytes, " +
+              Digest::of("abc").str() + ") does not match the descriptor's digest and size");
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + kD2 +
+                                              R"(","size":1,"data":"YWJ"})")) ==
           "manifest sha256:abc: layers[0].data: not padded standard base64");
 }
 
 TEST_CASE("malformed indexes are rejected naming the field", "[oci]") {
-    CHECK(index_error(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","manifests":[]})") ==
-          "index index.json: mediaType: media type "
-          "\"application/vnd.oci.image.manifest.v1+json\" contradicts the document, which is "
-          "read as an image index");
+    CHECK(
+        index_error(
+            R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","manifests":[]})") ==
+        "index index.json: mediaType: media type "
+        "\"application/vnd.oci.image.manifest.v1+json\" contradicts the document, which is "
+        "read as an image index");
     CHECK(index_error(R"({"schemaVersion":2,"manifests":[{"mediaType":"a/b","digest":")" + kD1 +
                       R"(","size":1,"platform":{"os":"linux"}}]})") ==
           "index index.json: manifests[0].platform.architecture: required field is missing");
@@ -229,19 +247,23 @@ TEST_CASE("malformed image configs are rejected naming the field", "[oci]") {
           "image config c.json: created: invalid RFC 3339 date-time \"yesterday\"");
     CHECK(config_error(cfg(R"("history":[{"empty_layer":"yes"}])")) ==
           "image config c.json: history[0].empty_layer: expected a boolean, got a string");
-    CHECK(config_error(R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:short"]}})") ==
-          "image config c.json: rootfs.diff_ids[0]: invalid digest \"sha256:short\": sha256 needs "
-          "exactly 64 lowercase hex digits");
-    CHECK(config_error(R"({"architecture":"amd64","os":"linux","rootfs":{"type":"zfs","diff_ids":[]}})") ==
+    CHECK(
+        config_error(
+            R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:short"]}})") ==
+        "image config c.json: rootfs.diff_ids[0]: invalid digest \"sha256:short\": sha256 needs "
+        "exactly 64 lowercase hex digits");
+    CHECK(config_error(
+              R"({"architecture":"amd64","os":"linux","rootfs":{"type":"zfs","diff_ids":[]}})") ==
           "image config c.json: rootfs.type: unsupported rootfs type \"zfs\" (want \"layers\")");
     CHECK(config_error(R"({"architecture":"amd64","rootfs":{"type":"layers","diff_ids":[]}})") ==
           "image config c.json: os: required field is missing");
 }
 
 TEST_CASE("descriptor and layout header parsing", "[oci]") {
-    auto d = parse_descriptor(R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":")" +
-                                  kD1 + R"(","size":0,"urls":["https://example.com/x"]})",
-                              "d");
+    auto d =
+        parse_descriptor(R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":")" +
+                             kD1 + R"(","size":0,"urls":["https://example.com/x"]})",
+                         "d");
     CHECK(d.size == 0);
     CHECK(d.urls.size() == 1);
     CHECK(error_of([&] {
@@ -250,11 +272,23 @@ TEST_CASE("descriptor and layout header parsing", "[oci]") {
                                "d");
           }) == "descriptor d: urls[0]: not an absolute URI: \"value\"");
     CHECK_NOTHROW(parse_layout_header(layout_header_json(), "oci-layout"));
-    CHECK(error_of([] { parse_layout_header(R"({"imageLayoutVersion":"2.0.0"})", "x/oci-layout"); }) ==
-          "oci-layout x/oci-layout: imageLayoutVersion: unsupported image layout version "
-          "\"2.0.0\" (want \"1.0.0\")");
+    CHECK(error_of([] {
+              parse_layout_header(R"({"imageLayoutVersion":"2.0.0"})", "x/oci-layout");
+          }) == "oci-layout x/oci-layout: imageLayoutVersion: unsupported image layout version "
+                "\"2.0.0\" (want \"1.0.0\")");
     CHECK(descriptor_for("a/b", "hello").digest.str() ==
           "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+}
+
+TEST_CASE("a document contradicting its descriptor's media type is rejected", "[oci]") {
+    Descriptor d = descriptor_for(media::oci_manifest, "{}");
+    CHECK_NOTHROW(check_media_type_matches(d, "", "m"));
+    CHECK_NOTHROW(check_media_type_matches(d, media::oci_manifest, "m"));
+    CHECK(error_of([&] {
+              check_media_type_matches(d, media::docker_manifest, "manifest sha256:x");
+          }) == "manifest sha256:x: the descriptor says media type "
+                "\"application/vnd.oci.image.manifest.v1+json\", the document says "
+                "\"application/vnd.docker.distribution.manifest.v2+json\"");
 }
 
 TEST_CASE("chain ID follows the image-spec definition", "[oci]") {
@@ -276,7 +310,10 @@ TEST_CASE("platforms", "[oci]") {
     CHECK(to_string(parse_platform("aarch64")) == "linux/arm64");
     CHECK_THROWS_AS(parse_platform("linux//v7"), strata::UsageError);
     CHECK_THROWS_AS(parse_platform("a/b/c/d"), strata::UsageError);
-    CHECK(platform_matches(parse_platform("linux/arm64/v8"), Platform{"arm64", "linux", "", {}, ""}));
-    CHECK(!platform_matches(parse_platform("linux/arm/v7"), Platform{"arm", "linux", "", {}, "v6"}));
-    CHECK(platform_matches(parse_platform("linux/amd64"), Platform{"amd64", "linux", "", {}, "v3"}));
+    CHECK(
+        platform_matches(parse_platform("linux/arm64/v8"), Platform{"arm64", "linux", "", {}, ""}));
+    CHECK(
+        !platform_matches(parse_platform("linux/arm/v7"), Platform{"arm", "linux", "", {}, "v6"}));
+    CHECK(
+        platform_matches(parse_platform("linux/amd64"), Platform{"amd64", "linux", "", {}, "v3"}));
 }

@@ -19,7 +19,9 @@ struct Row {
     std::string path, media_type, expect, rejected_by, sha256;
 };
 
-std::string data_dir() { return strata::test::source_dir() + "/tests/data/oci-image-spec/cases"; }
+std::string data_dir() {
+    return strata::test::source_dir() + "/tests/data/oci-image-spec/cases";
+}
 
 std::vector<std::string> split_tabs(const std::string& line) {
     std::vector<std::string> out;
@@ -127,13 +129,12 @@ TEST_CASE("strata's own parsers read the real-world documents of the conformance
           "[oci][conformance]") {
     // Docker Hub documents and the spec's examples that use sha256 digests
     // are what strata meets in practice: its stricter parsers must take them.
-    for (std::string name : {"docker-compat/index-00.docker.json",
-                             "docker-compat/manifest-00.docker.json",
-                             "docker-compat/config-00.docker.json",
-                             "docker-compat/config-01.docker.json",
-                             "spec-examples/manifest-00-manifest.json",
-                             "spec-examples/image-index-00-image-index.json",
-                             "spec-examples/config-00-image-json.json"}) {
+    for (std::string name :
+         {"docker-compat/index-00.docker.json", "docker-compat/manifest-00.docker.json",
+          "docker-compat/config-00.docker.json", "docker-compat/config-01.docker.json",
+          "spec-examples/manifest-00-manifest.json",
+          "spec-examples/image-index-00-image-index.json",
+          "spec-examples/config-00-image-json.json"}) {
         INFO(name);
         std::string text = strata::test::read_file(data_dir() + "/" + name);
         if (name.find("index") != std::string::npos) {
