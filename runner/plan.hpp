@@ -45,6 +45,7 @@ enum class Step : int {
     setsid,
     controlling_tty,
     close_fds,
+    console, // allocating the pty in the container's /dev/pts
     chdir,
     exec, // index: candidate
     fork_init,
@@ -54,6 +55,7 @@ struct Report {
     int step;
     int err;
     int index;
+    char detail[200]; // the kernel's own words when it gave some (fs context log)
 };
 
 enum class OpKind : int {
@@ -93,18 +95,20 @@ struct Plan {
     bool read_only = false;
     bool init = false;
     bool tty = false;
-    bool rootless = false; // user namespace with only our own ids mapped
+    bool rootless = false;      // user namespace with only our own ids mapped
     bool new_mount_api = false; // fsopen/fsmount/open_tree/move_mount (else mount(2))
 
     uid_t uid = 0;
     gid_t gid = 0;
     std::vector<gid_t> groups;
     std::uint64_t caps = 0;
+    int cap_last = 0; // the kernel's highest capability number
 
-    int stdio[3] = {-1, -1, -1}; // sources for 0, 1, 2 (-1: keep)
-    int sync_fd = -1;            // read: the parent's go-ahead
-    int report_fd = -1;          // write: Report on failure; EOF on exec
-    int status_fd = -1;          // write (init): the command's raw wait status
+    int stdio[3] = {-1, -1, -1};              // sources for 0, 1, 2 (-1: keep)
+    int sync_fd = -1;                         // read: the parent's go-ahead
+    int report_fd = -1;                       // write: Report on failure; EOF on exec
+    int status_fd = -1;                       // write (init): the command's raw wait status
+    int console_fd = -1;                      // tty: socket that takes the pty master to the parent
     int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
 
     std::vector<const char*> argv;       // null-terminated

@@ -22,7 +22,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -38,10 +40,10 @@ using detail::Step;
 // Capabilities
 
 std::uint64_t default_capabilities() noexcept {
-    constexpr int caps[] = {CAP_CHOWN,        CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,
-                            CAP_MKNOD,        CAP_NET_RAW,      CAP_SETGID,  CAP_SETUID,
-                            CAP_SETFCAP,      CAP_SETPCAP,      CAP_NET_BIND_SERVICE,
-                            CAP_SYS_CHROOT,   CAP_KILL,         CAP_AUDIT_WRITE};
+    constexpr int caps[] = {CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,
+                            CAP_MKNOD,   CAP_NET_RAW,      CAP_SETGID,           CAP_SETUID,
+                            CAP_SETFCAP, CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+                            CAP_KILL,    CAP_AUDIT_WRITE};
     std::uint64_t mask = 0;
     for (int c : caps) {
         mask |= std::uint64_t{1} << c;
@@ -50,18 +52,47 @@ std::uint64_t default_capabilities() noexcept {
 }
 
 std::string capability_name(int cap) {
-    static const char* const names[] = {
-        "CHOWN",          "DAC_OVERRIDE",    "DAC_READ_SEARCH", "FOWNER",
-        "FSETID",         "KILL",            "SETGID",          "SETUID",
-        "SETPCAP",        "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-        "NET_ADMIN",      "NET_RAW",         "IPC_LOCK",        "IPC_OWNER",
-        "SYS_MODULE",     "SYS_RAWIO",       "SYS_CHROOT",      "SYS_PTRACE",
-        "SYS_PACCT",      "SYS_ADMIN",       "SYS_BOOT",        "SYS_NICE",
-        "SYS_RESOURCE",   "SYS_TIME",        "SYS_TTY_CONFIG",  "MKNOD",
-        "LEASE",          "AUDIT_WRITE",     "AUDIT_CONTROL",   "SETFCAP",
-        "MAC_OVERRIDE",   "MAC_ADMIN",       "SYSLOG",          "WAKE_ALARM",
-        "BLOCK_SUSPEND",  "AUDIT_READ",      "PERFMON",         "BPF",
-        "CHECKPOINT_RESTORE"};
+    static const char* const names[] = {"CHOWN",
+                                        "DAC_OVERRIDE",
+                                        "DAC_READ_SEARCH",
+                                        "FOWNER",
+                                        "FSETID",
+                                        "KILL",
+                                        "SETGID",
+                                        "SETUID",
+                                        "SETPCAP",
+                                        "LINUX_IMMUTABLE",
+                                        "NET_BIND_SERVICE",
+                                        "NET_BROADCAST",
+                                        "NET_ADMIN",
+                                        "NET_RAW",
+                                        "IPC_LOCK",
+                                        "IPC_OWNER",
+                                        "SYS_MODULE",
+                                        "SYS_RAWIO",
+                                        "SYS_CHROOT",
+                                        "SYS_PTRACE",
+                                        "SYS_PACCT",
+                                        "SYS_ADMIN",
+                                        "SYS_BOOT",
+                                        "SYS_NICE",
+                                        "SYS_RESOURCE",
+                                        "SYS_TIME",
+                                        "SYS_TTY_CONFIG",
+                                        "MKNOD",
+                                        "LEASE",
+                                        "AUDIT_WRITE",
+                                        "AUDIT_CONTROL",
+                                        "SETFCAP",
+                                        "MAC_OVERRIDE",
+                                        "MAC_ADMIN",
+                                        "SYSLOG",
+                                        "WAKE_ALARM",
+                                        "BLOCK_SUSPEND",
+                                        "AUDIT_READ",
+                                        "PERFMON",
+                                        "BPF",
+                                        "CHECKPOINT_RESTORE"};
     if (cap >= 0 && static_cast<std::size_t>(cap) < std::size(names)) {
         return std::string("CAP_") + names[cap];
     }
@@ -93,8 +124,12 @@ void send_event(int fd, unsigned char byte) noexcept {
 
 } // namespace
 
-void Control::cancel() noexcept { send_event(pipe_.write.get(), kEventCancel); }
-void Control::window_changed() noexcept { send_event(pipe_.write.get(), kEventWinch); }
+void Control::cancel() noexcept {
+    send_event(pipe_.write.get(), kEventCancel);
+}
+void Control::window_changed() noexcept {
+    send_event(pipe_.write.get(), kEventWinch);
+}
 void Control::forward(int sig) noexcept {
     if (sig > 0 && sig < 64) {
         send_event(pipe_.write.get(), static_cast<unsigned char>(kEventSignalBase + sig));
@@ -259,34 +294,64 @@ std::vector<std::string> exec_candidates(const std::string& argv0,
 
 std::string step_text(Step step) {
     switch (step) {
-    case Step::wait_parent: return "waiting for strata";
-    case Step::signals: return "resetting signals";
-    case Step::make_private: return "making the mounts private";
-    case Step::bind_root: return "binding the root directory";
-    case Step::open_root: return "opening the root directory";
-    case Step::mount_target: return "creating the mount point";
-    case Step::mount: return "mounting";
-    case Step::remount_ro: return "making read-only";
-    case Step::workdir: return "creating the working directory";
-    case Step::pivot_root: return "pivot_root";
-    case Step::detach_old_root: return "detaching the old root";
-    case Step::hostname: return "setting the hostname";
-    case Step::loopback: return "bringing up the loopback interface";
-    case Step::rlimit: return "setting rlimit";
-    case Step::groups: return "setting the supplementary groups";
-    case Step::gid: return "setting the gid";
-    case Step::uid: return "setting the uid";
-    case Step::cap_bounding: return "dropping a capability from the bounding set";
-    case Step::cap_ambient: return "clearing the ambient capabilities";
-    case Step::capset: return "setting the capabilities";
-    case Step::no_new_privs: return "setting no_new_privs";
-    case Step::stdio: return "setting up the standard streams";
-    case Step::setsid: return "creating a session";
-    case Step::controlling_tty: return "setting the controlling terminal";
-    case Step::close_fds: return "closing file descriptors";
-    case Step::chdir: return "changing to the working directory";
-    case Step::exec: return "exec";
-    case Step::fork_init: return "starting the command under init";
+    case Step::wait_parent:
+        return "waiting for strata";
+    case Step::signals:
+        return "resetting signals";
+    case Step::make_private:
+        return "making the mounts private";
+    case Step::bind_root:
+        return "binding the root directory";
+    case Step::open_root:
+        return "opening the root directory";
+    case Step::mount_target:
+        return "creating the mount point for";
+    case Step::mount:
+        return "mounting";
+    case Step::remount_ro:
+        return "making read-only:";
+    case Step::workdir:
+        return "creating the working directory";
+    case Step::pivot_root:
+        return "pivot_root";
+    case Step::detach_old_root:
+        return "detaching the old root";
+    case Step::hostname:
+        return "setting the hostname";
+    case Step::loopback:
+        return "bringing up the loopback interface";
+    case Step::rlimit:
+        return "setting rlimit";
+    case Step::groups:
+        return "setting the supplementary groups";
+    case Step::gid:
+        return "setting the gid";
+    case Step::uid:
+        return "setting the uid";
+    case Step::cap_bounding:
+        return "dropping a capability from the bounding set";
+    case Step::cap_ambient:
+        return "clearing the ambient capabilities";
+    case Step::capset:
+        return "setting the capabilities";
+    case Step::no_new_privs:
+        return "setting no_new_privs";
+    case Step::stdio:
+        return "setting up the standard streams";
+    case Step::setsid:
+        return "creating a session";
+    case Step::controlling_tty:
+        return "setting the controlling terminal";
+    case Step::console:
+        return "allocating the container's terminal";
+    case Step::close_fds:
+        return "closing file descriptors";
+    case Step::chdir:
+        return "changing to the working directory";
+    case Step::exec:
+        return "exec";
+    case Step::fork_init:
+        return "starting the command under init";
     }
     return "step " + std::to_string(static_cast<int>(step));
 }
@@ -396,13 +461,14 @@ void write_proc_file(pid_t pid, const char* name, const std::string& content) {
     if (!fd) {
         throw_errno("open", path);
     }
-    if (::write(fd.get(), content.data(), content.size()) !=
-        static_cast<ssize_t>(content.size())) {
+    if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
         throw_errno("write", path);
     }
 }
 
-bool is_absolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
+bool is_absolute(const std::string& p) {
+    return !p.empty() && p[0] == '/';
+}
 
 // Probed once: can this kernel (and this process) use fsopen & co? Set
 // STRATA_FORCE_FALLBACK=1 to exercise the mount(2) path.
@@ -429,31 +495,49 @@ std::size_t depth(const std::string& p) {
 
 const char* rlimit_name(int r) {
     switch (r) {
-    case RLIMIT_CPU: return "RLIMIT_CPU";
-    case RLIMIT_FSIZE: return "RLIMIT_FSIZE";
-    case RLIMIT_DATA: return "RLIMIT_DATA";
-    case RLIMIT_STACK: return "RLIMIT_STACK";
-    case RLIMIT_CORE: return "RLIMIT_CORE";
-    case RLIMIT_RSS: return "RLIMIT_RSS";
-    case RLIMIT_NPROC: return "RLIMIT_NPROC";
-    case RLIMIT_NOFILE: return "RLIMIT_NOFILE";
-    case RLIMIT_MEMLOCK: return "RLIMIT_MEMLOCK";
-    case RLIMIT_AS: return "RLIMIT_AS";
-    case RLIMIT_LOCKS: return "RLIMIT_LOCKS";
-    case RLIMIT_SIGPENDING: return "RLIMIT_SIGPENDING";
-    case RLIMIT_MSGQUEUE: return "RLIMIT_MSGQUEUE";
-    case RLIMIT_NICE: return "RLIMIT_NICE";
-    case RLIMIT_RTPRIO: return "RLIMIT_RTPRIO";
-    case RLIMIT_RTTIME: return "RLIMIT_RTTIME";
+    case RLIMIT_CPU:
+        return "RLIMIT_CPU";
+    case RLIMIT_FSIZE:
+        return "RLIMIT_FSIZE";
+    case RLIMIT_DATA:
+        return "RLIMIT_DATA";
+    case RLIMIT_STACK:
+        return "RLIMIT_STACK";
+    case RLIMIT_CORE:
+        return "RLIMIT_CORE";
+    case RLIMIT_RSS:
+        return "RLIMIT_RSS";
+    case RLIMIT_NPROC:
+        return "RLIMIT_NPROC";
+    case RLIMIT_NOFILE:
+        return "RLIMIT_NOFILE";
+    case RLIMIT_MEMLOCK:
+        return "RLIMIT_MEMLOCK";
+    case RLIMIT_AS:
+        return "RLIMIT_AS";
+    case RLIMIT_LOCKS:
+        return "RLIMIT_LOCKS";
+    case RLIMIT_SIGPENDING:
+        return "RLIMIT_SIGPENDING";
+    case RLIMIT_MSGQUEUE:
+        return "RLIMIT_MSGQUEUE";
+    case RLIMIT_NICE:
+        return "RLIMIT_NICE";
+    case RLIMIT_RTPRIO:
+        return "RLIMIT_RTPRIO";
+    case RLIMIT_RTTIME:
+        return "RLIMIT_RTTIME";
     }
     return "RLIMIT_?";
 }
 
-std::string limit_text(rlim_t v) { return v == RLIM_INFINITY ? "unlimited" : std::to_string(v); }
+std::string limit_text(rlim_t v) {
+    return v == RLIM_INFINITY ? "unlimited" : std::to_string(v);
+}
 
 // Builds the standard mounts and the caller's into plan.ops.
-void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::string& tty_slave,
-                 const std::string& hostname, std::vector<std::string>& op_names) {
+void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::string& hostname,
+                 std::vector<std::string>& op_names) {
     auto add = [&](Op op, std::string name) {
         op_names.push_back(std::move(name));
         plan.ops.push_back(op);
@@ -484,23 +568,17 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::stri
                 : "newinstance,ptmxmode=0666,mode=0620,gid=5");
     fs("/dev/shm", "tmpfs", nsd, "mode=1777,size=65536k");
     fs("/dev/mqueue", "mqueue", nsd, nullptr);
-    for (auto [link, to] : {std::pair{"/dev/ptmx", "pts/ptmx"}, {"/dev/fd", "/proc/self/fd"},
-                            {"/dev/stdin", "/proc/self/fd/0"}, {"/dev/stdout", "/proc/self/fd/1"},
-                            {"/dev/stderr", "/proc/self/fd/2"}, {"/dev/core", "/proc/kcore"}}) {
+    for (auto [link, to] : {std::pair{"/dev/ptmx", "pts/ptmx"},
+                            {"/dev/fd", "/proc/self/fd"},
+                            {"/dev/stdin", "/proc/self/fd/0"},
+                            {"/dev/stdout", "/proc/self/fd/1"},
+                            {"/dev/stderr", "/proc/self/fd/2"},
+                            {"/dev/core", "/proc/kcore"}}) {
         Op op;
         op.kind = OpKind::symlink;
         op.target = link;
         op.content = to;
         add(op, std::string("symlink ") + link);
-    }
-    if (!tty_slave.empty()) {
-        // By path: a bind source must be in the child's own mount namespace.
-        Op op;
-        op.kind = OpKind::bind;
-        op.target = "/dev/console";
-        op.target_dir = false;
-        op.source = plan.keep(tty_slave);
-        add(op, "bind the pty on /dev/console");
     }
     {
         Op op;
@@ -514,10 +592,10 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::stri
         add(op, "sysfs on /sys");
     }
     // Docker's masked and read-only paths.
-    for (const char* p : {"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore",
-                          "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                          "/sys/firmware", "/sys/devices/virtual/powercap"}) {
+    for (const char* p :
+         {"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+          "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+          "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}) {
         Op op;
         op.kind = OpKind::mask;
         op.target = p;
@@ -662,7 +740,9 @@ bool pump(int from, int to) {
                 continue;
             }
             if (errno == EAGAIN) {
-                struct pollfd p{to, POLLOUT, 0};
+                struct pollfd p {
+                    to, POLLOUT, 0
+                };
                 ::poll(&p, 1, 1000);
                 continue;
             }
@@ -712,19 +792,17 @@ Container Container::start(const RunSpec& spec) {
     }
     const bool rootless = userns && !root;
 
-    ExecUser user = with_context("user \"" + spec.user + "\"", [&] {
-        return resolve_user(rootfd.get(), spec.user);
-    });
+    ExecUser user = with_context("user \"" + spec.user + "\"",
+                                 [&] { return resolve_user(rootfd.get(), spec.user); });
     if (rootless && (user.uid != 0 || user.gid != 0)) {
-        throw UsageError("user \"" + spec.user + "\" (uid " + std::to_string(user.uid) +
-                         ", gid " + std::to_string(user.gid) +
+        throw UsageError("user \"" + spec.user + "\" (uid " + std::to_string(user.uid) + ", gid " +
+                         std::to_string(user.gid) +
                          "): without root only uid 0 and gid 0 are mapped in the container");
     }
     for (const auto& l : spec.rlimits) {
         if (l.soft > l.hard) {
             throw UsageError(std::string(rlimit_name(l.resource)) + ": soft limit " +
-                             limit_text(l.soft) + " is above the hard limit " +
-                             limit_text(l.hard));
+                             limit_text(l.soft) + " is above the hard limit " + limit_text(l.hard));
         }
     }
     std::string hostname = spec.hostname.empty() ? random_hostname() : spec.hostname;
@@ -751,6 +829,7 @@ Container Container::start(const RunSpec& spec) {
     plan.gid = user.gid;
     plan.groups = user.groups;
     plan.caps = default_capabilities();
+    plan.cap_last = sys::cap_last_cap();
 
     std::vector<std::string> env = detail::container_env(spec, user, hostname);
     for (const auto& e : env) {
@@ -768,32 +847,24 @@ Container Container::start(const RunSpec& spec) {
 
     // -- Streams.
     UniqueFd devnull;
-    UniqueFd slave;
-    std::string slave_path;
+    UniqueFd console_parent;
+    UniqueFd console_child;
     if (spec.tty) {
-        state->master = UniqueFd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-        if (!state->master) {
-            throw_errno("posix_openpt");
+        // The pty is allocated inside the container (its own devpts) and
+        // its master comes back over this socket.
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+            throw_errno("socketpair", "container console");
         }
-        if (::grantpt(state->master.get()) != 0 || ::unlockpt(state->master.get()) != 0) {
-            throw_errno("unlockpt");
-        }
-        char name[64];
-        if (::ptsname_r(state->master.get(), name, sizeof name) != 0) {
-            throw_errno("ptsname");
-        }
-        slave_path = name;
-        slave = UniqueFd(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
-        if (!slave) {
-            throw_errno("open", name);
-        }
+        console_parent = UniqueFd(sv[0]);
+        console_child = UniqueFd(sv[1]);
+        plan.console_fd = console_child.get();
+        plan.close_in_child[3] = console_parent.get();
         state->tty_in = spec.stdin_fd;
         state->tty_out = spec.stdout_fd >= 0 ? spec.stdout_fd : 1;
-        state->winsize_fd = ::isatty(state->tty_out) ? state->tty_out
+        state->winsize_fd = ::isatty(state->tty_out)                          ? state->tty_out
                             : (spec.stdin_fd >= 0 && ::isatty(spec.stdin_fd)) ? spec.stdin_fd
                                                                               : -1;
-        copy_window_size(state->winsize_fd, state->master.get());
-        plan.stdio[0] = plan.stdio[1] = plan.stdio[2] = slave.get();
     } else {
         if (spec.stdin_fd < 0) {
             devnull = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -809,7 +880,7 @@ Container Container::start(const RunSpec& spec) {
     }
 
     std::vector<std::string> op_names;
-    plan_mounts(plan, spec, rootless, slave_path, hostname, op_names);
+    plan_mounts(plan, spec, rootless, hostname, op_names);
 
     // -- Mount points in the root directory itself are created here (and
     // removed after the run); those inside the container's own mounts (e.g.
@@ -852,8 +923,8 @@ Container Container::start(const RunSpec& spec) {
     plan.close_in_child[0] = sync.write.get();
     plan.close_in_child[1] = report.read.get();
 
-    std::uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
-                          CLONE_NEWCGROUP | CLONE_PIDFD;
+    std::uint64_t flags =
+        CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_PIDFD;
     if (spec.network == Network::none) {
         flags |= CLONE_NEWNET;
     }
@@ -883,7 +954,7 @@ Container Container::start(const RunSpec& spec) {
     sync.read.reset();
     report.write.reset();
     status.write.reset();
-    slave.reset();
+    console_child.reset();
     devnull.reset();
     state->status_read = std::move(status.read);
 
@@ -903,6 +974,36 @@ Container Container::start(const RunSpec& spec) {
         throw_errno("write", "runner handshake pipe");
     }
     sync.write.reset();
+
+    // -- The pty's master (tty): EOF instead means the child failed, which
+    // the report pipe then says.
+    if (console_parent) {
+        char byte;
+        struct iovec iov {
+            &byte, 1
+        };
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        ssize_t got;
+        do {
+            got = ::recvmsg(console_parent.get(), &msg, MSG_CMSG_CLOEXEC);
+        } while (got < 0 && errno == EINTR);
+        struct cmsghdr* cmsg = got > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+        if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+            state->master = UniqueFd(fd);
+            copy_window_size(state->winsize_fd, state->master.get());
+        }
+        console_parent.reset();
+    }
 
     // -- EOF on the report pipe: the command has exec'd. A Report: it failed.
     detail::Report r{};
@@ -932,13 +1033,13 @@ Container Container::start(const RunSpec& spec) {
         std::string what = detail::step_text(step);
         if ((step == Step::mount_target || step == Step::mount || step == Step::remount_ro) &&
             r.index >= 0 && static_cast<std::size_t>(r.index) < op_names.size()) {
-            what += " (" + op_names[static_cast<std::size_t>(r.index)] + ")";
+            what += " " + op_names[static_cast<std::size_t>(r.index)];
         } else if (step == Step::workdir || step == Step::chdir) {
             what += " " + spec.cwd;
         } else if (step == Step::rlimit && r.index >= 0 &&
                    static_cast<std::size_t>(r.index) < spec.rlimits.size()) {
             const auto& l = spec.rlimits[static_cast<std::size_t>(r.index)];
-            struct rlimit cur{};
+            struct rlimit cur {};
             ::getrlimit(static_cast<__rlimit_resource_t>(l.resource), &cur);
             what += " " + std::string(rlimit_name(l.resource)) + " " + limit_text(l.soft) + ":" +
                     limit_text(l.hard);
@@ -949,6 +1050,10 @@ Container Container::start(const RunSpec& spec) {
             }
         } else if (step == Step::uid || step == Step::gid || step == Step::groups) {
             what += " for user \"" + spec.user + "\"";
+        }
+        r.detail[sizeof r.detail - 1] = '\0';
+        if (r.detail[0] != '\0') {
+            err += " (" + std::string(r.detail) + ")";
         }
         throw StartError("container setup: " + what + " in " + rootfs + ": " + err, 125);
     }
@@ -976,15 +1081,17 @@ Container& Container::operator=(Container&& o) noexcept {
 Container::~Container() {
     if (state_ != nullptr) {
         if (!state_->reaped) {
-            STRATA_LOG_DEBUG("container pid {} still running at destruction; killing it",
-                             state_->pid);
+            STRATA_LOG_WARN("container pid {} still running at destruction; killing it",
+                            state_->pid);
         }
         state_->kill_and_reap();
         delete state_;
     }
 }
 
-pid_t Container::pid() const noexcept { return state_ != nullptr ? state_->pid : -1; }
+pid_t Container::pid() const noexcept {
+    return state_ != nullptr ? state_->pid : -1;
+}
 
 void Container::kill(int sig) {
     if (state_ == nullptr || state_->reaped) {
@@ -1000,7 +1107,9 @@ void Container::resize(unsigned short rows, unsigned short cols) {
     if (state_ == nullptr || !state_->master) {
         throw Error("container has no terminal");
     }
-    struct winsize ws{rows, cols, 0, 0};
+    struct winsize ws {
+        rows, cols, 0, 0
+    };
     if (::ioctl(state_->master.get(), TIOCSWINSZ, &ws) != 0) {
         throw_errno("TIOCSWINSZ", "container pty");
     }

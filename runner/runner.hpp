@@ -11,7 +11,16 @@
 // Everything the container needs (mounts, generated /etc files) lives in its
 // own mount namespace, so the kernel removes it when the container's last
 // process ends; the container's PID 1 dies with the calling thread
-// (PR_SET_PDEATHSIG), so even a strata killed by SIGKILL leaves nothing.
+// (PR_SET_PDEATHSIG), so even a strata killed by SIGKILL leaves nothing
+// running or mounted.
+//
+// Not (yet) done, by decision: without root only uid/gid 0 is mapped (no
+// newuidmap/subuid ranges), so a USER other than root needs root; no seccomp
+// profile; no cgroup limits and no /sys/fs/cgroup inside; networks are none
+// or host only. Mount points created in the root (e.g. an image without
+// /proc or /etc/hosts) are removed after the run, except when strata itself
+// is killed by SIGKILL or a mount point had to be created through a dangling
+// symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and pidfds (5.3).
 #pragma once
 
 #include "util/child.hpp"
@@ -62,20 +71,20 @@ struct Rlimit {
 };
 
 struct RunSpec {
-    std::string rootfs;             // host directory that becomes "/"
-    std::vector<std::string> argv;  // argv[0] without '/' is searched in the container's PATH
-    std::vector<std::string> env;   // "K=V"; PATH defaults to Docker's, HOME to the user's
-    std::string cwd = "/";          // created (root-owned, 0755) when missing, as Docker does
-    std::string user;               // "", "name", "uid", "name:group", "uid:gid" (from ROOTFS/etc)
-    std::string hostname;           // default: 12 random hex digits, as Docker's container id
+    std::string rootfs;            // host directory that becomes "/"
+    std::vector<std::string> argv; // argv[0] without '/' is searched in the container's PATH
+    std::vector<std::string> env;  // "K=V"; PATH defaults to Docker's, HOME to the user's
+    std::string cwd = "/";         // created (root-owned, 0755) when missing, as Docker does
+    std::string user;              // "", "name", "uid", "name:group", "uid:gid" (from ROOTFS/etc)
+    std::string hostname;          // default: 12 random hex digits, as Docker's container id
     std::vector<std::pair<std::string, std::string>> extra_hosts; // (name, address) for /etc/hosts
     Network network = Network::none;
     UserNamespace user_namespace = UserNamespace::automatic;
     std::vector<Mount> mounts;
     std::vector<Rlimit> rlimits; // can only lower limits without CAP_SYS_RESOURCE
-    bool init = false;      // strata's init is PID 1: reaps zombies, forwards signals
-    bool read_only = false; // the root directory is mounted read-only
-    bool tty = false;       // the command gets a new pseudo-terminal as stdin/out/err
+    bool init = false;           // strata's init is PID 1: reaps zombies, forwards signals
+    bool read_only = false;      // the root directory is mounted read-only
+    bool tty = false;            // the command gets a new pseudo-terminal as stdin/out/err
     // Streams. stdin -1: /dev/null (as `docker run` without -i); stdout and
     // stderr -1: the caller's own. With tty, stdin_fd and stdout_fd are the
     // two ends strata copies between the terminal and the pty (stderr is

@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -50,8 +51,13 @@ namespace {
 
 constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 
+// The last message of a failed fsconfig/fsmount (the child is single-threaded).
+char g_detail[sizeof(Report::detail)];
+
 [[noreturn]] void fail(const Plan& plan, Step step, int err, int index = -1) noexcept {
-    Report r{static_cast<int>(step), err, index};
+    Report r{static_cast<int>(step), err, index, {}};
+    std::memcpy(r.detail, g_detail, sizeof r.detail);
+    r.detail[sizeof r.detail - 1] = '\0';
     ssize_t ignored = ::write(plan.report_fd, &r, sizeof r);
     (void)ignored;
     _exit(125);
@@ -268,18 +274,22 @@ const char* split_parent(const char* path, char (&dir)[PATH_MAX]) noexcept {
     return slash + 1;
 }
 
-
 // -- The new mount API (STYLE rule 17), used when the parent's probe found
 // it; mount(2) on /proc/self/fd/N targets otherwise. Both attach to an O_PATH
 // fd that was resolved inside the root, never to a path string.
 
 unsigned attr_flags(unsigned long ms) noexcept {
     unsigned a = 0;
-    if (ms & MS_RDONLY) a |= MOUNT_ATTR_RDONLY;
-    if (ms & MS_NOSUID) a |= MOUNT_ATTR_NOSUID;
-    if (ms & MS_NODEV) a |= MOUNT_ATTR_NODEV;
-    if (ms & MS_NOEXEC) a |= MOUNT_ATTR_NOEXEC;
-    if (ms & MS_STRICTATIME) a |= MOUNT_ATTR_STRICTATIME;
+    if (ms & MS_RDONLY)
+        a |= MOUNT_ATTR_RDONLY;
+    if (ms & MS_NOSUID)
+        a |= MOUNT_ATTR_NOSUID;
+    if (ms & MS_NODEV)
+        a |= MOUNT_ATTR_NODEV;
+    if (ms & MS_NOEXEC)
+        a |= MOUNT_ATTR_NOEXEC;
+    if (ms & MS_STRICTATIME)
+        a |= MOUNT_ATTR_STRICTATIME;
     return a;
 }
 
@@ -292,6 +302,23 @@ int attach(int tree, int target_fd) noexcept {
 
 // A new filesystem instance: fsopen, one fsconfig per "key[=value]" in
 // data, create, fsmount with the mount attributes, attach.
+// Keeps the filesystem's explanation ("e tmpfs: Bad value for 'size'")
+// from the fs context's log, without the "e " prefix.
+void keep_fs_log(int fs) noexcept {
+    char buf[sizeof g_detail];
+    ssize_t n = ::read(fs, buf, sizeof buf - 1);
+    if (n > 2) {
+        buf[n] = '\0';
+        const char* text = (buf[1] == ' ') ? buf + 2 : buf;
+        std::size_t len = std::strlen(text);
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) {
+            --len;
+        }
+        std::memcpy(g_detail, text, len);
+        g_detail[len] = '\0';
+    }
+}
+
 int mount_fs_new(const char* type, unsigned long flags, const char* data, int target_fd) noexcept {
     int fs = sys::fsopen_raw(type, FSOPEN_CLOEXEC);
     if (fs < 0) {
@@ -320,6 +347,7 @@ int mount_fs_new(const char* type, unsigned long flags, const char* data, int ta
                 r = sys::fsconfig_raw(fs, FSCONFIG_SET_FLAG, item, nullptr);
             }
             if (r < 0) {
+                keep_fs_log(fs);
                 ::close(fs);
                 return r;
             }
@@ -328,10 +356,14 @@ int mount_fs_new(const char* type, unsigned long flags, const char* data, int ta
     }
     int r = sys::fsconfig_raw(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr);
     if (r < 0) {
+        keep_fs_log(fs);
         ::close(fs);
         return r;
     }
     int mnt = sys::fsmount_raw(fs, FSMOUNT_CLOEXEC, attr_flags(flags));
+    if (mnt < 0) {
+        keep_fs_log(fs);
+    }
     ::close(fs);
     if (mnt < 0) {
         return mnt;
@@ -683,6 +715,60 @@ void child_main(const Plan& plan) noexcept {
         run_op(plan, rootfd, plan.ops[i], static_cast<int>(i));
     }
 
+    // 3b. With a tty: a pty from the container's own devpts instance (so
+    // that `tty` says /dev/pts/0, as in Docker), its slave bound on
+    // /dev/console, its master passed to the parent over a unix socket.
+    int console_slave = -1;
+    if (plan.tty) {
+        int master = sys::openat2_direct(rootfd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 0, kResolve);
+        if (master < 0) {
+            fail(plan, Step::console, -master);
+        }
+        int unlock = 0;
+        if (::ioctl(master, TIOCSPTLCK, &unlock) != 0) {
+            fail(plan, Step::console, errno);
+        }
+        console_slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (console_slave < 0) {
+            fail(plan, Step::console, errno);
+        }
+        int target = open_target(rootfd, "/dev/console", false);
+        if (target < 0) {
+            fail(plan, Step::console, -target);
+        }
+        FdPath source(console_slave);
+        FdPath tpath(target);
+        if (::mount(source.c_str(), tpath.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+            fail(plan, Step::console, errno);
+        }
+        ::close(target);
+        char byte = 0;
+        struct iovec iov {
+            &byte, 1
+        };
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        std::memset(&control, 0, sizeof control);
+        struct msghdr msg;
+        std::memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+        if (::sendmsg(plan.console_fd, &msg, MSG_NOSIGNAL) != 1) {
+            fail(plan, Step::console, errno);
+        }
+        ::close(master);
+        ::close(plan.console_fd);
+    }
+
     // 4. The working directory exists (created as Docker does) and may not
     // lead out of the root, not even through /proc/self/fd magic links.
     int wd = open_target(rootfd, plan.workdir, true);
@@ -741,7 +827,9 @@ void child_main(const Plan& plan) noexcept {
     }
     for (std::size_t i = 0; i < plan.rlimits.size(); ++i) {
         const Rlimit& l = plan.rlimits[i];
-        struct rlimit rl{l.soft, l.hard};
+        struct rlimit rl {
+            l.soft, l.hard
+        };
         if (::setrlimit(static_cast<__rlimit_resource_t>(l.resource), &rl) != 0) {
             fail(plan, Step::rlimit, errno, static_cast<int>(i));
         }
@@ -751,8 +839,9 @@ void child_main(const Plan& plan) noexcept {
     // source may be another's target, then put them in place.
     int tmp[3] = {-1, -1, -1};
     for (int i = 0; i < 3; ++i) {
-        if (plan.stdio[i] >= 0) {
-            tmp[i] = ::fcntl(plan.stdio[i], F_DUPFD_CLOEXEC, 3);
+        int src = plan.tty ? console_slave : plan.stdio[i];
+        if (src >= 0) {
+            tmp[i] = ::fcntl(src, F_DUPFD_CLOEXEC, 3);
             if (tmp[i] < 0) {
                 fail(plan, Step::stdio, errno, i);
             }
@@ -780,8 +869,7 @@ void child_main(const Plan& plan) noexcept {
             fail(plan, Step::groups, errno);
         }
     }
-    int last = sys::cap_last_cap();
-    for (int cap = 0; cap <= last; ++cap) {
+    for (int cap = 0; cap <= plan.cap_last; ++cap) {
         if ((plan.caps & (std::uint64_t{1} << cap)) == 0 &&
             ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
             fail(plan, Step::cap_bounding, errno, cap);

@@ -60,7 +60,9 @@ SignalRouting::~SignalRouting() {
     g_control.store(nullptr);
 }
 
-int SignalRouting::last_signal() noexcept { return g_last_signal.load(); }
+int SignalRouting::last_signal() noexcept {
+    return g_last_signal.load();
+}
 
 RawTerminal::RawTerminal(int fd) : fd_(fd) {
     if (fd < 0 || !::isatty(fd)) {

@@ -43,7 +43,7 @@ public:
 private:
     int fd_;
     bool active_ = false;
-    struct termios saved_{};
+    struct termios saved_ {};
 };
 
 } // namespace strata::runner

@@ -135,8 +135,7 @@ std::string read_in_root(int rootfd, const char* path) {
 
 } // namespace
 
-ExecUser resolve_user_from(std::string_view user, std::string_view passwd,
-                           std::string_view group) {
+ExecUser resolve_user_from(std::string_view user, std::string_view passwd, std::string_view group) {
     ExecUser out;
     std::string_view user_part = user;
     std::optional<std::string_view> group_part;
@@ -174,7 +173,7 @@ ExecUser resolve_user_from(std::string_view user, std::string_view passwd,
     } else {
         out.uid = *numeric_uid;
         out.gid = 0;
-        out.home = out.uid == 0 ? "/root" : "/";
+        out.home = "/"; // runc's default when passwd has no entry
     }
 
     if (group_part) {

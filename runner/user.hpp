@@ -1,7 +1,7 @@
 // Resolving a Docker USER string ("name", "uid", "name:group", "uid:gid")
 // against a root directory's own /etc/passwd and /etc/group, the way runc's
 // user.GetExecUser does: a numeric uid that is not in passwd is used as is
-// (gid 0, home "/"); a name that is not there is an error; the supplementary
+// (gid 0, home "/", also for uid 0); a name that is not there is an error; the supplementary
 // groups are the primary group plus every group that lists the user.
 #pragma once
 
@@ -27,7 +27,6 @@ struct ExecUser {
 ExecUser resolve_user(int rootfd, std::string_view user);
 
 // The same over file contents (for tests and callers that already have them).
-ExecUser resolve_user_from(std::string_view user, std::string_view passwd,
-                           std::string_view group);
+ExecUser resolve_user_from(std::string_view user, std::string_view passwd, std::string_view group);
 
 } // namespace strata::runner

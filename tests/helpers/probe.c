@@ -40,8 +40,8 @@ static void print_status_fields(void) {
     }
     char line[512];
     while (fgets(line, sizeof line, f) != NULL) {
-        static const char* keys[] = {"CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
-                                     "NoNewPrivs:"};
+        static const char* keys[] = {
+            "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i) {
             size_t n = strlen(keys[i]);
             if (strncmp(line, keys[i], n) == 0) {
@@ -153,7 +153,9 @@ static int count_zombies(void) {
 }
 
 static volatile sig_atomic_t got_signal = 0;
-static void on_signal(int sig) { got_signal = sig; }
+static void on_signal(int sig) {
+    got_signal = sig;
+}
 
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -164,8 +166,8 @@ int main(int argc, char** argv) {
     const char* cmd = argv[1];
     if (strcmp(cmd, "info") == 0) {
         printf("pid=%d\nppid=%d\n", (int)getpid(), (int)getppid());
-        printf("uid=%d\ngid=%d\neuid=%d\negid=%d\n", (int)getuid(), (int)getgid(),
-               (int)geteuid(), (int)getegid());
+        printf("uid=%d\ngid=%d\neuid=%d\negid=%d\n", (int)getuid(), (int)getgid(), (int)geteuid(),
+               (int)getegid());
         gid_t groups[256];
         int n = getgroups(256, groups);
         printf("groups=");

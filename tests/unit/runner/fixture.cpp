@@ -14,7 +14,9 @@ namespace strata::test {
 
 namespace stdfs = std::filesystem;
 
-std::string probe_binary() { return STRATA_PROBE_BIN; }
+std::string probe_binary() {
+    return STRATA_PROBE_BIN;
+}
 
 Rootfs::Rootfs() : dir({}, "strata-runner-test-"), path(dir.path() + "/rootfs") {
     ::chmod(dir.path().c_str(), 0755);
@@ -41,17 +43,15 @@ Rootfs::Rootfs() : dir({}, "strata-runner-test-"), path(dir.path() + "/rootfs") 
             stdfs::create_symlink("busybox", path + "/bin/" + name);
         }
     }
-    write_file(path + "/etc/passwd",
-               "root:x:0:0:root:/root:/bin/sh\n"
-               "user:x:1000:1000:A User:/home/user:/bin/sh\n"
-               "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
-    write_file(path + "/etc/group",
-               "root:x:0:\n"
-               "wheel:x:10:root\n"
-               "tty:x:5:\n"
-               "user:x:1000:\n"
-               "extra:x:2000:user,other\n"
-               "nogroup:x:65534:\n");
+    write_file(path + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                                     "user:x:1000:1000:A User:/home/user:/bin/sh\n"
+                                     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
+    write_file(path + "/etc/group", "root:x:0:\n"
+                                    "wheel:x:10:root\n"
+                                    "tty:x:5:\n"
+                                    "user:x:1000:\n"
+                                    "extra:x:2000:user,other\n"
+                                    "nogroup:x:65534:\n");
     write_file(path + "/etc/hosts", "original hosts\n");
     write_file(path + "/etc/hostname", "original hostname\n");
     write_file(path + "/etc/resolv.conf", "original resolv\n");

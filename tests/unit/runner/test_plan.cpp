@@ -25,8 +25,8 @@ TEST_CASE("the environment gets Docker's PATH, HOSTNAME and the user's HOME") {
     spec.env = {"PATH=/x", "A=1", "A=2", "HOME=/h"};
     spec.tty = true;
     env = detail::container_env(spec, user, "box");
-    CHECK(env == std::vector<std::string>{"HOSTNAME=box", "TERM=xterm", "PATH=/x", "A=2",
-                                          "HOME=/h"});
+    CHECK(env ==
+          std::vector<std::string>{"HOSTNAME=box", "TERM=xterm", "PATH=/x", "A=2", "HOME=/h"});
     spec.env = {"=oops"};
     CHECK_THROWS_AS(detail::container_env(spec, user, "box"), UsageError);
 }

@@ -8,6 +8,7 @@
 #include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/sys/process.hpp"
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -41,7 +43,9 @@ std::string read_line(int fd) {
     return line;
 }
 
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+bool process_exists(pid_t pid) {
+    return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
 
 // The PID namespace of a process ("pid:[4026532...]").
 std::string pid_ns_of(pid_t pid) {
@@ -90,8 +94,9 @@ TEST_CASE("the host's processes, mounts and files are invisible", "[root]") {
     TempDir host;
     write_file(host.path() + "/marker", "host file");
     auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c", "ls /proc | grep -c '^[0-9]'; ls /; probe stat " +
-                                      host.path() + "/marker; probe info"};
+    spec.argv = {"/bin/sh", "-c",
+                 "ls /proc | grep -c '^[0-9]'; ls /; probe stat " + host.path() +
+                     "/marker; probe info"};
     auto o = run_captured(spec);
     INFO(o.out << o.err);
     CHECK(o.status.code() == 0);
@@ -256,8 +261,7 @@ TEST_CASE("exit codes and deaths by signal are reported exactly", "[root]") {
 
 TEST_CASE("a command that cannot start fails with 127 or 126, naming it", "[root]") {
     Rootfs root;
-    auto fails_with = [&](std::vector<std::string> argv, int code, std::string message,
-                          bool init) {
+    auto fails_with = [&](std::vector<std::string> argv, int code, std::string message, bool init) {
         auto spec = probe_spec(root, {});
         spec.argv = std::move(argv);
         spec.init = init;
@@ -272,8 +276,7 @@ TEST_CASE("a command that cannot start fails with 127 or 126, naming it", "[root
     for (bool init : {false, true}) {
         INFO("init " << init);
         fails_with({"nosuch"}, 127, "exec: \"nosuch\": executable file not found in $PATH", init);
-        fails_with({"/bin/nosuch"}, 127, "exec: \"/bin/nosuch\": no such file or directory",
-                   init);
+        fails_with({"/bin/nosuch"}, 127, "exec: \"/bin/nosuch\": no such file or directory", init);
         fails_with({"/etc/passwd"}, 126, "exec: \"/etc/passwd\": permission denied", init);
         fails_with({"/bin"}, 126, "exec: \"/bin\": permission denied", init);
     }
@@ -296,9 +299,10 @@ TEST_CASE("the working directory is created when missing and may not lead out", 
     for (int n = 3; n < 12; ++n) {
         spec = probe_spec(root, {"write", "escaped", "x"});
         spec.cwd = "/proc/self/fd/" + std::to_string(n);
+        INFO("cwd " << spec.cwd);
         try {
             auto r = run_captured(spec);
-            INFO(r.out << r.err);
+            FAIL("ran in " << spec.cwd << ": " << r.out << r.err);
         } catch (const runner::StartError& e) {
             CHECK(e.exit_code() == 125);
             CHECK(contains(e.what(), "working directory /proc/self/fd/"));
@@ -307,8 +311,7 @@ TEST_CASE("the working directory is created when missing and may not lead out", 
     CHECK(dump_tree(host.path()).empty());
 }
 
-TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host paths",
-          "[root]") {
+TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host paths", "[root]") {
     Rootfs root;
     TempDir host_etc;
     TempDir host_dev;
@@ -319,7 +322,8 @@ TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host pa
     std::filesystem::create_symlink(host_etc.path(), root.path + "/etc");
     std::filesystem::create_symlink(host_dev.path(), root.path + "/dev");
     auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c", "cat /etc/hosts; echo x > /etc/hosts; ls /dev; echo y > /dev/new"};
+    spec.argv = {"/bin/sh", "-c",
+                 "cat /etc/hosts; echo x > /etc/hosts; ls /dev; echo y > /dev/new"};
     auto o = run_captured(spec);
     INFO(o.out << o.err);
     CHECK(o.status.success());
@@ -364,6 +368,15 @@ TEST_CASE("mounts: read-only and read-write binds, tmpfs, cache directories", "[
 
     spec.mounts = {M{M::Type::bind, host.path() + "/rw", "relative", false, ""}};
     CHECK_THROWS_AS(run_captured(spec), UsageError);
+    spec.mounts = {M{M::Type::tmpfs, "", "/t", false, "size=bogus"}};
+    try {
+        run_captured(spec);
+        FAIL("a bad tmpfs size was accepted");
+    } catch (const runner::StartError& e) {
+        CHECK(e.exit_code() == 125);
+        CHECK(contains(e.what(), "mounting tmpfs on /t in " + root.path + ": Invalid argument"));
+    }
+    CHECK_FALSE(std::filesystem::exists(root.path + "/t"));
     spec.mounts = {M{M::Type::bind, host.path() + "/missing", "/x", false, ""}};
     CHECK_THROWS_WITH(run_captured(spec), Catch::Contains(host.path() + "/missing"));
 }
@@ -427,8 +440,7 @@ TEST_CASE("network none has only the loopback interface, up; host has the host's
         (void)e;
         host_ifaces += "x";
     }
-    CHECK(std::count(o.out.begin(), o.out.end(), '\n') ==
-          static_cast<long>(host_ifaces.size()));
+    CHECK(std::count(o.out.begin(), o.out.end(), '\n') == static_cast<long>(host_ifaces.size()));
 }
 
 TEST_CASE("/dev has the standard nodes and links, /sys is read-only", "[root]") {
@@ -459,12 +471,19 @@ TEST_CASE("rlimits can be lowered; one that cannot be set is a clear error", "[r
     CHECK(o.get("nofile") == "512:1024");
     struct rlimit cur;
     ::getrlimit(RLIMIT_NOFILE, &cur);
+    std::uint64_t eff = 0, prm = 0, inh = 0;
+    REQUIRE(sys::capget_self(&eff, &prm, &inh) == 0);
+    const bool can_raise = (eff & (std::uint64_t{1} << CAP_SYS_RESOURCE)) != 0;
     if (cur.rlim_max != RLIM_INFINITY) {
         spec.rlimits = {runner::Rlimit{RLIMIT_NOFILE, cur.rlim_max + 1, cur.rlim_max + 1}};
         try {
-            run_captured(spec);
-            // Only a caller with CAP_SYS_RESOURCE gets here.
+            o = run_captured(spec);
+            // Only a caller with CAP_SYS_RESOURCE may raise a hard limit.
+            CHECK(can_raise);
+            CHECK(o.get("nofile") ==
+                  std::to_string(cur.rlim_max + 1) + ":" + std::to_string(cur.rlim_max + 1));
         } catch (const runner::StartError& e) {
+            CHECK_FALSE(can_raise);
             CHECK(e.exit_code() == 125);
             CHECK(contains(e.what(), "RLIMIT_NOFILE"));
             CHECK(contains(e.what(), "limits can only be lowered"));
@@ -476,27 +495,33 @@ TEST_CASE("rlimits can be lowered; one that cannot be set is a clear error", "[r
 
 TEST_CASE("a tty gives the command a terminal and copies its output", "[root]") {
     Rootfs root;
-    Pipe in = Pipe::create();
-    UniqueFd out(::memfd_create("tty-out", MFD_CLOEXEC));
-    auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c", "probe info | grep -E '^(tty|pid)='; read line; echo got $line; "
-                                  "tty; stty size"};
-    spec.tty = true;
-    spec.stdin_fd = in.read.get();
-    spec.stdout_fd = out.get();
-    auto c = runner::Container::start(spec);
-    c.resize(33, 99);
-    REQUIRE(::write(in.write.get(), "hello\n", 6) == 6);
-    auto st = c.wait();
-    CHECK(st.success());
-    ::lseek(out.get(), 0, SEEK_SET);
-    std::string text(8192, '\0');
-    text.resize(static_cast<std::size_t>(::read(out.get(), text.data(), text.size())));
-    INFO(text);
-    CHECK(contains(text, "tty=1"));
-    CHECK(contains(text, "got hello"));
-    CHECK(contains(text, "/dev/console"));
-    CHECK(contains(text, "33 99"));
+    for (bool init : {false, true}) {
+        INFO("init " << init);
+        Pipe in = Pipe::create();
+        UniqueFd out(::memfd_create("tty-out", MFD_CLOEXEC));
+        auto spec = probe_spec(root, {});
+        spec.argv = {"/bin/sh", "-c",
+                     "probe info | grep -E '^(tty|fds)='; read line; echo got $line; "
+                     "tty; stty size"};
+        spec.tty = true;
+        spec.init = init;
+        spec.stdin_fd = in.read.get();
+        spec.stdout_fd = out.get();
+        auto c = runner::Container::start(spec);
+        c.resize(33, 99);
+        REQUIRE(::write(in.write.get(), "hello\n", 6) == 6);
+        auto st = c.wait();
+        CHECK(st.success());
+        ::lseek(out.get(), 0, SEEK_SET);
+        std::string text(8192, '\0');
+        text.resize(static_cast<std::size_t>(::read(out.get(), text.data(), text.size())));
+        INFO(text);
+        CHECK(contains(text, "tty=1"));
+        CHECK(contains(text, "fds=0,1,2\r\n"));
+        CHECK(contains(text, "got hello"));
+        CHECK(contains(text, "/dev/pts/0"));
+        CHECK(contains(text, "33 99"));
+    }
 }
 
 TEST_CASE("cancelling leaves no process and no mount behind", "[root]") {
@@ -580,8 +605,9 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
     // The test process drops to nobody in a forked child (STYLE rule 23) and
     // runs the container from there; 0 means every check passed.
     Child c = Child::fork_fn([&]() -> int {
-        if (::getuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-                                ::setresuid(65534, 65534, 65534) != 0)) {
+        if (::getuid() == 0 &&
+            (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+             ::setresuid(65534, 65534, 65534) != 0)) {
             return 10;
         }
         // Changing credentials cleared "dumpable", which would make /proc/PID
@@ -591,11 +617,29 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
         try {
             auto spec = probe_spec(root, {"info"});
             auto o = run_captured(spec);
-            if (!o.status.success()) return 11;
-            if (o.get("uid") != "0") return 12;
-            if (o.get("pid") != "1") return 13;
-            if (o.get("hostname") != "box") return 14;
-            if (o.get("fds") != "0,1,2") return 15;
+            if (!o.status.success())
+                return 11;
+            if (o.get("uid") != "0")
+                return 12;
+            if (o.get("pid") != "1")
+                return 13;
+            if (o.get("hostname") != "box")
+                return 14;
+            if (o.get("fds") != "0,1,2")
+                return 15;
+            // The host's network: /sys is then bound from the host, read-only.
+            spec.network = runner::Network::host;
+            spec.argv = {"/bin/sh", "-c", "ls /sys/class/net | grep -q lo && ! touch /sys/x"};
+            if (!run_captured(spec).status.success())
+                return 17;
+            // A terminal from the container's own devpts.
+            spec.network = runner::Network::none;
+            spec.tty = true;
+            spec.argv = {"/bin/sh", "-c", "tty"};
+            auto t = run_captured(spec);
+            if (t.out.find("/dev/pts/0") == std::string::npos)
+                return 18;
+            spec.tty = false;
             spec.user = "user";
             try {
                 run_captured(spec);
@@ -615,8 +659,8 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
 
 TEST_CASE("mount points the runner creates in the root are removed afterwards", "[root]") {
     Rootfs root;
-    for (const char* p : {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname",
-                          "/etc/resolv.conf"}) {
+    for (const char* p :
+         {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}) {
         std::filesystem::remove_all(root.path + p);
     }
     std::string before = dump_tree(root.path);
@@ -673,4 +717,50 @@ TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "
     CHECK(processes_in(ns).empty());
     CHECK(no_children());
     CHECK(host_mountinfo() == mounts_before);
+}
+
+TEST_CASE("an /etc/hosts that is a symlink to a host file leaves the host file alone", "[root]") {
+    Rootfs root;
+    TempDir host;
+    write_file(host.path() + "/secret", "host secret\n");
+    std::filesystem::remove(root.path + "/etc/hosts");
+    std::filesystem::create_symlink(host.path() + "/secret", root.path + "/etc/hosts");
+    auto spec = probe_spec(root, {});
+    spec.argv = {"/bin/sh", "-c", "cat /etc/hosts; echo overwritten > /etc/hosts"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    CHECK(o.status.success());
+    CHECK(contains(o.out, "127.0.0.1\tlocalhost"));
+    CHECK(read_file(host.path() + "/secret") == "host secret\n");
+    CHECK(std::filesystem::is_symlink(root.path + "/etc/hosts"));
+}
+
+TEST_CASE("stdin is /dev/null unless given, and passes through when given", "[root]") {
+    Rootfs root;
+    auto spec = probe_spec(root, {});
+    spec.argv = {"/bin/sh", "-c", "cat; echo end"};
+    auto o = run_captured(spec);
+    CHECK(o.out == "end\n");
+    Pipe in = Pipe::create();
+    REQUIRE(::write(in.write.get(), "piped\n", 6) == 6);
+    in.write.reset();
+    spec.stdin_fd = in.read.get();
+    o = run_captured(spec);
+    CHECK(o.out == "piped\nend\n");
+    CHECK(o.err.empty());
+}
+
+TEST_CASE("extra hosts and a default random hostname", "[root]") {
+    Rootfs root;
+    auto spec = probe_spec(root, {});
+    spec.hostname.clear();
+    spec.extra_hosts = {{"db.local", "10.1.2.3"}};
+    spec.argv = {"/bin/sh", "-c", "hostname; cat /etc/hosts"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    std::string name = o.out.substr(0, o.out.find('\n'));
+    CHECK(name.size() == 12);
+    CHECK(name.find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(contains(o.out, "10.1.2.3\tdb.local\n"));
+    CHECK(contains(o.out, "127.0.0.1\t" + name + "\n"));
 }

@@ -89,3 +89,11 @@ TEST_CASE("passwd is read inside the root even when /etc is a symlink out of it"
                       "unable to find user evil: no matching entries in passwd file");
     CHECK(resolve_user(fd.get(), "").uid == 0);
 }
+
+TEST_CASE("root without a passwd file is uid 0 with home /, as runc does") {
+    auto u = resolve_user_from("", "", "");
+    CHECK(u.uid == 0);
+    CHECK(u.gid == 0);
+    CHECK(u.home == "/");
+    CHECK(u.groups == std::vector<gid_t>{0});
+}
