@@ -40,6 +40,7 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -76,6 +77,10 @@ constexpr double k_forever = 365.0 * 24 * 3600;
 // Cached read fds (read-only mode opens files without FUSE_OPEN) are capped
 // well below the machine's NOFILE limit (20000 hard on our CI machines).
 constexpr int k_max_cached_fds = 4096;
+// Reads up to this size are answered from a buffer rather than by splice:
+// splicing costs three syscalls (file to pipe, header, pipe to /dev/fuse)
+// where a copy costs two, and copying a few pages is cheap.
+constexpr std::size_t k_small_read = 32 * 1024;
 constexpr std::string_view k_wh_prefix = ".wh.";
 constexpr const char* k_wh_opaque = ".wh..wh..opq";
 
@@ -124,7 +129,12 @@ struct Node {
     ino_t st_ino = 0;           // reported, fixed at creation
     Key key{};
     bool hashed = false;        // present in Fs::m_nodes under key
+    // Removed from the union while the kernel still holds it: its path may
+    // now name something else (even a symlink), so it is never used again.
+    bool deleted = false;
     std::atomic<int> read_fd{-1}; // read-only mode: cached O_RDONLY fd
+    // Read-only mode: the merged listing, computed once (layers never change).
+    std::shared_ptr<const std::vector<struct DirEntry>> listing;
 };
 
 // A resolved merged entry.
@@ -134,14 +144,20 @@ struct Found {
     std::vector<int> dir_layers;
 };
 
+// Thrown by Fs::path_of for a node (or an ancestor) removed from the union;
+// the callback boundary turns it into ENOENT.
+struct StaleNode {};
+
 struct DirEntry {
     std::string name;
     int layer;
     struct stat st;
 };
 
+using Listing = std::shared_ptr<const std::vector<DirEntry>>;
+
 struct DirHandle {
-    std::vector<DirEntry> entries; // snapshot taken at opendir: offsets stay stable
+    Listing entries; // snapshot taken at opendir: offsets stay stable
 };
 
 class Fs {
@@ -152,6 +168,7 @@ public:
     bool writable() const { return m_writable; }
     double timeout() const { return m_timeout; }
     void set_no_open(bool v) { m_no_open = v; }
+    void set_no_opendir(bool v) { m_no_opendir = v; }
     bool no_open() const { return m_no_open; }
 
     int lookup(fuse_ino_t parent, const char* name, fuse_entry_param& e);
@@ -201,11 +218,15 @@ private:
                             const std::string& rel, Found& f) const;
     int list_dir(const std::vector<int>& layers, const std::string& rel,
                  std::vector<DirEntry>& out) const;
+    int listing_of(Node* n, Listing& out);
     Node* get_node(Node* parent, const std::string& name, const Found& f);
     void unhash(Node* n);
     void rekey(Node* n, const Key& k);
     void set_parent(Node* n, Node* parent, const std::string& name);
     void add_name(Node* n, Node* parent, const std::string& name);
+    // Makes (parent, name), a known name of n, the one its path uses.
+    void make_primary(Node* n, Node* parent, const std::string& name);
+    void clear_aliases(Node* n);
     // The name (parent, name) of n is gone: drop it, promoting an alias.
     void drop_name(Node* n, Node* parent, const std::string& name);
     void unref(Node* n, std::uint64_t count);
@@ -235,6 +256,7 @@ private:
     bool m_is_root = ::geteuid() == 0;
     double m_timeout;
     bool m_no_open = false;
+    bool m_no_opendir = false;
     std::atomic<bool> m_oci_whiteouts{false}; // mknod refused: write ".wh." files
     std::atomic<int> m_cached_fds{0};
     std::atomic<std::uint64_t> m_tmp_counter{0};
@@ -309,7 +331,10 @@ std::string Fs::path_of(const Node* n) const {
         return ".";
     }
     std::vector<const std::string*> parts;
-    for (const Node* p = n; p != m_root && p != nullptr; p = p->parent) {
+    for (const Node* p = n; p != m_root; p = p->parent) {
+        if (p == nullptr || p->deleted) {
+            throw StaleNode{};
+        }
         parts.push_back(&p->name);
     }
     std::string out;
@@ -504,6 +529,29 @@ void Fs::add_name(Node* n, Node* parent, const std::string& name) {
     n->aliases.emplace_back(parent, name);
 }
 
+void Fs::make_primary(Node* n, Node* parent, const std::string& name) {
+    if (n->parent == parent && n->name == name) {
+        return;
+    }
+    for (auto& a : n->aliases) {
+        if (a.first == parent && a.second == name) {
+            // Both names keep their reference on their parent: only swap.
+            std::swap(n->parent, a.first);
+            std::swap(n->name, a.second);
+            return;
+        }
+    }
+}
+
+void Fs::clear_aliases(Node* n) {
+    auto aliases = std::move(n->aliases);
+    n->aliases.clear();
+    for (auto& a : aliases) {
+        --a.first->children;
+        unref(a.first, 0);
+    }
+}
+
 void Fs::drop_name(Node* n, Node* parent, const std::string& name) {
     if (n->parent == parent && n->name == name) {
         if (n->aliases.empty()) {
@@ -534,6 +582,7 @@ Node* Fs::get_node(Node* parent, const std::string& name, const Found& f) {
         n = it->second;
         if ((n->type & S_IFMT) != (f.st.st_mode & S_IFMT)) {
             unhash(n); // the inode number was reused for another file
+            n->deleted = true;
             n = nullptr;
         }
     }
@@ -694,12 +743,33 @@ int Fs::readlink(fuse_ino_t ino, std::string& out) {
     return 0;
 }
 
+// With m_tree held. Read-only listings are kept in the node for ever;
+// writable ones are fresh for every opendir.
+int Fs::listing_of(Node* n, Listing& out) {
+    if (!m_writable && n->listing) {
+        out = n->listing;
+        return 0;
+    }
+    auto entries = std::make_shared<std::vector<DirEntry>>();
+    int err = list_dir(n->dir_layers, path_of(n), *entries);
+    if (err != 0) {
+        return err;
+    }
+    out = std::move(entries);
+    if (!m_writable) {
+        n->listing = out;
+    }
+    return 0;
+}
+
 int Fs::opendir(fuse_ino_t ino, fuse_file_info* fi) {
+    if (m_no_opendir) {
+        return ENOSYS; // the kernel stops sending OPENDIR; readdir uses the node's listing
+    }
     auto h = std::make_unique<DirHandle>();
     {
         std::lock_guard lock(m_tree);
-        Node* n = node_of(ino);
-        int err = list_dir(n->dir_layers, path_of(n), h->entries);
+        int err = listing_of(node_of(ino), h->entries);
         if (err != 0) {
             return err;
         }
@@ -714,11 +784,20 @@ int Fs::opendir(fuse_ino_t ino, fuse_file_info* fi) {
 
 int Fs::readdir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fuse_file_info* fi,
                 bool plus, std::string& buf) {
-    auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+    Listing entries;
+    if (fi->fh != 0) {
+        entries = reinterpret_cast<DirHandle*>(fi->fh)->entries;
+    } else {
+        std::lock_guard lock(m_tree);
+        int err = listing_of(node_of(ino), entries);
+        if (err != 0) {
+            return err;
+        }
+    }
     buf.resize(size);
     std::size_t used = 0;
     // Offsets: 1 is ".", 2 is "..", 3 + i is entries[i].
-    auto total = static_cast<off_t>(h->entries.size()) + 2;
+    auto total = static_cast<off_t>(entries->size()) + 2;
     std::unique_lock lock(m_tree, std::defer_lock);
     if (plus) {
         lock.lock();
@@ -747,7 +826,7 @@ int Fs::readdir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fus
             st.st_mode = S_IFDIR;
             st.st_ino = i == 0 ? dot_ino : dotdot_ino;
         } else {
-            de = &h->entries[static_cast<std::size_t>(i - 2)];
+            de = &(*entries)[static_cast<std::size_t>(i - 2)];
             name = de->name;
             st = de->st;
         }
@@ -1152,6 +1231,9 @@ int Fs::copy_up(Node* n) {
     }
     STRATA_LOG_DEBUG("copy-up \"{}\" from layer {}", rel, n->layer);
     n->layer = 0;
+    // Other names of a lower hard link still name the lower file, which is
+    // no longer this node's file (overlayfs with index=off does the same).
+    clear_aliases(n);
     if (S_ISDIR(st.st_mode)) {
         n->dir_layers.insert(n->dir_layers.begin(), 0);
     }
@@ -1477,8 +1559,9 @@ int Fs::unlink(fuse_ino_t parent_id, const char* name_c, bool dir) {
     auto it = m_nodes.find(key_of(f.layer, f.st));
     if (it != m_nodes.end()) {
         Node* victim = it->second;
-        if (is_dir || f.layer != 0 || f.st.st_nlink <= 1) {
+        if (is_dir || f.st.st_nlink <= 1) {
             unhash(victim);
+            victim->deleted = true;
         } else {
             drop_name(victim, parent, name);
         }
@@ -1535,8 +1618,10 @@ int Fs::rename(fuse_ino_t parent_id, const char* name_c, fuse_ino_t newparent_id
             }
         }
     }
-    // Take a reference on the source so it has a node to copy up through.
+    // Take a reference on the source so it has a node to copy up through,
+    // under the name being renamed (a hard link has several).
     Node* n = get_node(parent, name, src);
+    make_primary(n, parent, name);
     auto release = [&] { unref(n, 1); };
     err = src_dir ? copy_up_tree(n) : copy_up(n);
     if (err == 0) {
@@ -1578,10 +1663,12 @@ int Fs::rename(fuse_ino_t parent_id, const char* name_c, fuse_ino_t newparent_id
     if (dst_exists) {
         auto it = m_nodes.find(key_of(dst.layer, dst.st));
         if (it != m_nodes.end() && it->second != n) {
-            if (S_ISDIR(dst.st.st_mode) || dst.layer != 0 || dst.st.st_nlink <= 1) {
-                unhash(it->second);
+            Node* victim = it->second;
+            if (S_ISDIR(dst.st.st_mode) || dst.st.st_nlink <= 1) {
+                unhash(victim);
+                victim->deleted = true;
             } else {
-                drop_name(it->second, newparent, newname);
+                drop_name(victim, newparent, newname); // other hard links remain
             }
         }
     }
@@ -1674,6 +1761,8 @@ Fs* fs_of(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
 template <typename F> int guarded(const char* op, F&& f) noexcept {
     try {
         return f();
+    } catch (const StaleNode&) {
+        return ENOENT;
     } catch (const std::exception& e) {
         STRATA_LOG_ERROR("union fs: {} failed: {}", op, e.what());
     } catch (...) {
@@ -1693,12 +1782,16 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; // always plus: one round trip per directory
     want(FUSE_CAP_SPLICE_WRITE);
     want(FUSE_CAP_SPLICE_MOVE);
-    want(FUSE_CAP_SPLICE_READ);
+    // Not FUSE_CAP_SPLICE_READ: splicing every request out of /dev/fuse costs
+    // extra syscalls per request (and a pipe per thread) and only pays off
+    // for large writes.
+    conn->want &= ~FUSE_CAP_SPLICE_READ;
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_ATOMIC_O_TRUNC);
     if (!fs->writable()) {
         want(FUSE_CAP_CACHE_SYMLINKS);
         fs->set_no_open((conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
+        fs->set_no_opendir((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0);
     }
     STRATA_LOG_DEBUG("union fs: init, kernel protocol {}.{}, no_open={}", conn->proto_major,
                      conn->proto_minor, fs->no_open());
@@ -1808,7 +1901,9 @@ void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off,
 
 void ll_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     STRATA_LOG_TRACE("releasedir ino={}", ino);
-    delete reinterpret_cast<DirHandle*>(fi->fh);
+    if (fi->fh != 0) {
+        delete reinterpret_cast<DirHandle*>(fi->fh);
+    }
     fuse_reply_err(req, 0);
 }
 
@@ -1829,6 +1924,25 @@ void ll_read(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fuse_f
     int err = guarded("read", [&] { return fs_of(req)->read_fd(ino, fi, fd, close_after); });
     if (err != 0) {
         fuse_reply_err(req, err);
+        return;
+    }
+    if (size <= k_small_read) {
+        // Small reads (most files of an image): one pread and one write to
+        // /dev/fuse cost fewer syscalls than splicing through a pipe.
+        thread_local std::vector<char> small(k_small_read);
+        ssize_t n;
+        do {
+            n = ::pread(fd, small.data(), size, off);
+        } while (n < 0 && errno == EINTR);
+        int err = errno;
+        if (close_after) {
+            ::close(fd);
+        }
+        if (n < 0) {
+            fuse_reply_err(req, err);
+        } else {
+            fuse_reply_buf(req, small.data(), static_cast<std::size_t>(n));
+        }
         return;
     }
     // The data goes from the layer's file to the kernel without a copy
@@ -2038,7 +2152,14 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
     bool allow_other = opts.allow_other.value_or(::geteuid() == 0);
     // Options for the kernel mount. The union decides permissions the way the
     // layers' modes say (default_permissions), as overlayfs does.
-    std::string mount_opts = "fsname=" + opts.fsname + ",subtype=strata-overlay,default_permissions";
+    std::string fsname;
+    for (char c : opts.fsname) {
+        if (c == ',' || c == '\\') {
+            fsname += '\\'; // libfuse's option parser honours backslash escapes
+        }
+        fsname += c;
+    }
+    std::string mount_opts = "fsname=" + fsname + ",subtype=strata-overlay,default_permissions";
     if (allow_other) {
         mount_opts += ",allow_other";
     }
@@ -2075,6 +2196,16 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
         fuse_session_unmount(se.get());
         fuse_remove_signal_handlers(se.get());
         throw Error("union filesystem: cannot daemonize");
+    }
+    if (daemonize) {
+        // stderr is /dev/null now: warnings and errors go to syslog.
+        ::openlog("strata-overlay", LOG_PID, LOG_DAEMON);
+        log::set_sink([](log::Level level, std::string_view message) {
+            int prio = level == log::Level::error  ? LOG_ERR
+                       : level == log::Level::warn ? LOG_WARNING
+                                                   : LOG_DEBUG;
+            ::syslog(prio, "%.*s", static_cast<int>(message.size()), message.data());
+        });
     }
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);

@@ -12,6 +12,7 @@ test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io
 )
+test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   pkgs+=("${test_pkgs[@]}")

@@ -10,6 +10,8 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+#include <dirent.h>
+#include <set>
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -160,4 +162,43 @@ TEST_CASE("kernel overlay with a short stack uses the page-sized option string i
           (sys::force_fallback() ? "mount(2)" : "fsconfig lowerdir+"));
     CHECK(test::read_file(t.path() + "/m/x") == "a");
     CHECK(test::read_file(t.path() + "/m/y") == "y");
+}
+
+TEST_CASE("large merged directories list completely, with stable offsets", "[fuse]") {
+    TempDir t;
+    // 3000 names per layer with long names: many readdir buffers.
+    std::string pad(120, 'n');
+    for (int i = 0; i < 3000; ++i) {
+        test::write_file(t.path() + "/l1/big/a" + std::to_string(i) + pad, "1");
+        test::write_file(t.path() + "/l2/big/b" + std::to_string(i) + pad, "2");
+    }
+    for (int i = 0; i < 3000; i += 2) {
+        test::make_whiteout(t.path() + "/l2/big/a" + std::to_string(i) + pad);
+    }
+    fs::mkdirs(t.path() + "/m");
+    auto h = layerfs::mount(
+        test::spec_for({t.path() + "/l2", t.path() + "/l1"}, Driver::fuse), t.path() + "/m");
+    DIR* d = ::opendir((t.path() + "/m/big").c_str());
+    REQUIRE(d != nullptr);
+    std::vector<std::pair<long, std::string>> seen;
+    while (auto* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") {
+            seen.emplace_back(::telldir(d), n);
+        }
+    }
+    CHECK(seen.size() == 4500);
+    std::set<std::string> unique;
+    for (const auto& s : seen) {
+        unique.insert(s.second);
+    }
+    CHECK(unique.size() == 4500);
+    CHECK(unique.count("a0" + pad) == 0);
+    CHECK(unique.count("a1" + pad) == 1);
+    // seekdir back to a saved position continues with the same entry.
+    ::seekdir(d, seen[1999].first);
+    auto* e = ::readdir(d);
+    REQUIRE(e != nullptr);
+    CHECK(std::string(e->d_name) == seen[2000].second);
+    ::closedir(d);
 }

@@ -161,6 +161,16 @@ void run_cases(Driver d) {
         CHECK(::rename((m + "/etc/c.txt").c_str(), (m + "/dir/c.txt").c_str()) == 0);
         CHECK(test::read_file(m + "/dir/c.txt") == "c\n");
     }
+    SECTION("rename and unlink of single names of a lower hard link") {
+        CHECK(test::read_file(m + "/links/second") == "hard linked\n"); // known to the kernel
+        CHECK(::rename((m + "/links/second").c_str(), (m + "/links/moved").c_str()) == 0);
+        CHECK(test::lstat_errno(m + "/links/second") == ENOENT);
+        CHECK(test::read_file(m + "/links/moved") == "hard linked\n");
+        CHECK(test::read_file(m + "/links/orig") == "hard linked\n");
+        CHECK(::unlink((m + "/links/orig").c_str()) == 0);
+        CHECK(test::lstat_errno(m + "/links/orig") == ENOENT);
+        CHECK(test::read_file(m + "/links/third") == "hard linked\n");
+    }
     SECTION("rename of populated directories across layers") {
         if (d == Driver::overlay) {
             // redirect_dir=off (a self-contained upper for commits): the
@@ -244,4 +254,26 @@ TEST_CASE("the upper directory of both drivers holds the same diff", "[overlay]"
         diffs[i++] = without_overlay_bookkeeping(test::dump_tree(w.upper));
     }
     CHECK(diffs[0] == diffs[1]);
+}
+
+TEST_CASE("a removed directory held open cannot be used to write through a new symlink",
+          "[fuse]") {
+    Writable w(Driver::fuse);
+    const std::string& m = w.m;
+    std::string outside = w.t.path() + "/outside";
+    fs::mkdirs(outside + "/sub");
+    fs::mkdirs(m + "/victim/sub");
+    UniqueFd held = fs::open(m + "/victim/sub", O_RDONLY | O_DIRECTORY);
+    fs::remove_all(m + "/victim");
+    // The upper now has a symlink where the directory was: were the held
+    // directory resolved by its old path, writes would land in "outside".
+    REQUIRE(::symlink(outside.c_str(), (m + "/victim").c_str()) == 0);
+    int fd = ::openat(held.get(), "planted", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    CHECK(fd < 0);
+    if (fd >= 0) {
+        ::close(fd);
+    }
+    CHECK_FALSE(fs::exists(outside + "/sub/planted"));
+    CHECK(::mkdirat(held.get(), "newdir", 0755) < 0);
+    CHECK_FALSE(fs::exists(outside + "/sub/newdir"));
 }
