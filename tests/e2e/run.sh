@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# strata run: config applied, exit codes, writes thrown away, nothing left behind.
+. "$(dirname "$0")/lib.sh"
+
+strata bootstrap busybox >/dev/null || fail "bootstrap"
+assert_eq "$(strata run --rm busybox echo hello)" "hello" "echo"
+assert_eq "$(strata run busybox sh -c 'echo $$')" "1" "the command is PID 1"
+strata run busybox sh -c 'exit 7'; assert_eq "$?" "7" "exit status"
+strata run busybox sh -c 'kill -TERM $$; sleep 5' ; rc=$?
+assert_eq "$rc" "143" "death by SIGTERM is 128+15"
+expect_fail 'nosuchcommand' strata run busybox nosuchcommand
+strata run busybox nosuchcommand 2>/dev/null; assert_eq "$?" "127" "not found is 127"
+strata run busybox /etc/passwd 2>/dev/null; assert_eq "$?" "126" "not executable is 126"
+assert_eq "$(strata run -w /tmp/new busybox pwd)" "/tmp/new" "-w creates the working directory"
+assert_eq "$(strata run -e FOO=bar busybox sh -c 'echo $FOO')" "bar" "-e"
+assert_eq "$(strata run -u nobody busybox id -u)" "65534" "-u name from the image's /etc/passwd"
+assert_eq "$(strata run --hostname box busybox hostname)" "box" "--hostname"
+assert_eq "$(echo piped | strata run -i busybox cat)" "piped" "-i passes stdin"
+assert_eq "$(strata run busybox ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')" "lo " "network none has only lo"
+mkdir -p "$WORK/vol"; echo data > "$WORK/vol/f"
+assert_eq "$(strata run -v "$WORK/vol:/mnt:ro" busybox cat /mnt/f)" "data" "-v bind mount"
+strata run -v "$WORK/vol:/mnt:ro" busybox sh -c 'echo x > /mnt/g' 2>/dev/null && fail "read-only volume must refuse writes"
+assert_eq "$(strata run --entrypoint echo busybox a b)" "a b" "--entrypoint"
+
+# Writes never reach the image; nothing stays mounted or in tmp/.
+strata run busybox sh -c 'echo changed > /etc/passwd; rm /bin/ls' || fail "writes in the container"
+strata run busybox grep -q root /etc/passwd || fail "the image's /etc/passwd must be unchanged"
+strata run busybox test -e /bin/ls || fail "the image's /bin/ls must be unchanged"
+grep -q "$STRATA_ROOT" /proc/self/mountinfo && fail "a mount was left behind"
+[ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after runs: $(ls "$STRATA_ROOT/tmp")"
+
+# Ctrl-C (SIGINT to strata) stops the container and leaves nothing.
+strata run busybox sleep 100 & pid=$!
+sleep 1
+kill -INT $pid
+wait $pid; rc=$?
+[ "$rc" -ne 0 ] || fail "an interrupted run should not exit 0"
+pgrep -f 'sleep 100' >/dev/null && fail "the container's process survived"
+[ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after an interrupted run"
+echo ok
