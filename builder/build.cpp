@@ -57,6 +57,27 @@ std::string build_time(const std::optional<std::int64_t>& source_date_epoch) {
     return buf;
 }
 
+void Cancellation::cancel() noexcept {
+    flag_ = true;
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto* c : running_) {
+        c->cancel();
+    }
+}
+
+void Cancellation::add(runner::Control* c) {
+    std::lock_guard<std::mutex> l(mu_);
+    running_.insert(c);
+    if (flag_) {
+        c->cancel();
+    }
+}
+
+void Cancellation::remove(runner::Control* c) {
+    std::lock_guard<std::mutex> l(mu_);
+    running_.erase(c);
+}
+
 namespace {
 
 // Output kept for a failing RUN's report (the whole of it, up to this much).
@@ -425,6 +446,9 @@ std::string Executor::stage_prefix(std::size_t stage, int pos, int total) const 
 }
 
 Executor::Step Executor::start_step(std::size_t stage, int pos, int total, const std::string& text) {
+    if (opts_.cancellation && opts_.cancellation->cancelled()) {
+        throw Cancelled("build cancelled");
+    }
     Step s;
     s.id = next_step_++;
     s.name = stage_prefix(stage, pos, total) + " " + text;
@@ -986,8 +1010,19 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         std::optional<ExitStatus> status;
         std::string start_error;
         int start_code = -1;
+        runner::Control control;
+        if (opts_.cancellation) {
+            opts_.cancellation->add(&control);
+        }
+        auto unregister = ScopeExit([&] {
+            if (opts_.cancellation) {
+                opts_.cancellation->remove(&control);
+            }
+        });
         try {
-            status = runner::run(spec);
+            status = runner::run(spec, &control);
+        } catch (const runner::Cancelled&) {
+            throw Cancelled("build cancelled");
         } catch (const runner::StartError& e) {
             start_error = e.what();
             start_code = e.exit_code();

@@ -20,7 +20,10 @@
 #include "formats/oci.hpp"
 #include "snapshot/store.hpp"
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <functional>
 #include <map>
 #include <optional>
@@ -28,7 +31,33 @@
 #include <string_view>
 #include <vector>
 
+namespace strata::runner {
+class Control;
+}
+
 namespace strata::builder {
+
+// Stops a running build from another thread (the CLI's signal thread): the
+// running RUN steps are killed, no new step starts, and build() throws
+// Cancelled after every mount and temporary directory is cleaned up.
+class Cancellation {
+public:
+    void cancel() noexcept;
+    bool cancelled() const noexcept { return flag_.load(); }
+    // For the executor: RUN steps register their runner while it runs.
+    void add(runner::Control* c);
+    void remove(runner::Control* c);
+
+private:
+    std::mutex mu_;
+    std::set<runner::Control*> running_;
+    std::atomic<bool> flag_{false};
+};
+
+class Cancelled : public Error {
+public:
+    using Error::Error;
+};
 
 // Receives progress from the executor. Stages build on several threads: an
 // implementation must serialise its own output. Step ids are 1-based and
@@ -77,6 +106,7 @@ struct BuildOptions {
     // nullopt: the build then fails naming the image.
     std::function<std::optional<std::string>(const std::string& reference)> fetch_image;
     BuildEvents* events = nullptr;
+    Cancellation* cancellation = nullptr;
 };
 
 struct BuildResult {

@@ -21,11 +21,16 @@
 #include "formats/compression.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/scope.hpp"
 #include "snapshot/reference.hpp"
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <pthread.h>
+#include <thread>
 #include <cstdlib>
 #include <deque>
 #include <iostream>
@@ -350,10 +355,46 @@ void run_build(Context& ctx, const BuildArgs& a) {
     o.events = &printer;
 
     snapshot::Store store = open_store(ctx);
+
+    // Ctrl-C / SIGTERM / SIGHUP: blocked in every thread and taken by one
+    // thread that cancels the build, so that mounts and temporary
+    // directories are cleaned up on the way out.
+    builder::Cancellation cancellation;
+    o.cancellation = &cancellation;
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigset_t old_mask;
+    pthread_sigmask(SIG_BLOCK, &sigs, &old_mask);
+    std::atomic<bool> finished{false};
+    std::atomic<int> got_signal{0};
+    std::thread sig_thread([&] {
+        while (true) {
+            int sig = 0;
+            if (sigwait(&sigs, &sig) != 0 || finished) {
+                return;
+            }
+            got_signal = sig;
+            cancellation.cancel();
+        }
+    });
+    auto stop_sig_thread = ScopeExit([&] {
+        finished = true;
+        pthread_kill(sig_thread.native_handle(), SIGTERM);
+        sig_thread.join();
+        pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    });
+
     auto t0 = std::chrono::steady_clock::now();
     builder::BuildResult r;
     try {
         r = builder::build(store, o);
+    } catch (const builder::Cancelled&) {
+        printer.message("build cancelled");
+        ctx.exit_code = 128 + (got_signal ? got_signal.load() : SIGINT);
+        return;
     } catch (const builder::StepError& e) {
         if (mode != Printer::Mode::plain || e.exit_code() >= 0) {
             printer.report_failure();
