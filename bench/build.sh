@@ -59,9 +59,9 @@ F=$DATA/ctx/W2/small/d07/s03/f042.txt
 cmd() { # cmd TOOL WORKLOAD [--no-cache]
   local c=$DATA/ctx/$2
   case $1 in
-    strata) echo "$STRATA build --progress quiet ${3:-} -t localhost/$2:bench $c" ;;
-    buildah) echo "$BAH bud --isolation chroot --layers --pull=never -q ${3:-} -t localhost/$2:bench $c" ;;
-    docker) echo "DOCKER_BUILDKIT=1 docker build --network=none -q ${3:-} -t $2:bench $c" ;;
+    strata) echo "$STRATA build --progress quiet ${3:-} -t localhost/${2,,}:bench $c" ;;
+    buildah) echo "$BAH bud --isolation chroot --layers --pull=never -q ${3:-} -t localhost/${2,,}:bench $c" ;;
+    docker) echo "DOCKER_BUILDKIT=1 docker build --network=none -q ${3:-} -t ${2,,}:bench $c" ;;
   esac
 }
 
