@@ -4,7 +4,9 @@
 # 50 MiB incompressible files). Not a test: prints a Markdown table of
 # medians, MB/s, files/s and ratios.
 #
-#   bench/layers.sh [RUNS]        (default 5; env STRATA=path/to/strata, BENCH_DIR=...)
+#   bench/layers.sh [RUNS [SECTION...]]   RUNS default 5; SECTION: pack-zstd pack-gzip
+#                                          unpack-zstd unpack-gzip (default: all)
+#   env STRATA=path/to/strata, BENCH_DIR=... (default /var/tmp/strata-bench-layers)
 #
 # Page cache warm (inputs are read right before each run, untimed); `sync`
 # runs before every timed run so that one run's writeback does not land in
@@ -13,6 +15,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNS=${1:-${RUNS:-5}}
+shift || true
+WANT=" ${*:-pack-zstd pack-gzip unpack-zstd unpack-gzip} "
+want() { case $WANT in *" $1 "*) return 0 ;; esac; return 1; }
 STRATA=${STRATA:-$HERE/../build/cli/strata}
 W=${BENCH_DIR:-/var/tmp/strata-bench-layers}
 DATA=$W/data
@@ -63,18 +68,24 @@ umoci new --image "$U/layout:base" >/dev/null
 prep_umoci_bundle="rm -rf $U/bundle && umoci unpack --image $U/layout:base $U/bundle >/dev/null && cp -a $DATA/. $U/bundle/rootfs/"
 
 echo "== pack (${RUNS} runs each, interleaved)" >&2
-timed "strata layer create (zstd)#rm -f $W/s.tar.zst; $warm_tree#$STRATA layer create $DATA -o $W/s.tar.zst" \
+want pack-zstd && timed "strata layer create (zstd)#rm -f $W/s.tar.zst; $warm_tree#$STRATA layer create $DATA -o $W/s.tar.zst" \
       "tar | zstd -T0#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst" \
       "tar | zstd -T0, both sha256 (diff ID + digest)#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | tee >(sha256sum >$W/diffid) | zstd -q -T0 | tee >(sha256sum >$W/digest) > $W/t.tar.zst"
-timed "strata layer create (gzip)#rm -f $W/s.tar.gz; $warm_tree#$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz" \
+want pack-gzip && timed "strata layer create (gzip)#rm -f $W/s.tar.gz; $warm_tree#$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz" \
       "tar | gzip#rm -f $W/t.tar.gz; $warm_tree#tar -C $DATA -cf - . | gzip > $W/t.tar.gz" \
       "umoci repack (gzip)#$prep_umoci_bundle && umoci tag --image $U/layout:base new >/dev/null && $warm_tree#umoci repack --image $U/layout:new $U/bundle"
 rm -rf "$U/bundle"
 
 echo "== unpack (${RUNS} runs each, interleaved)" >&2
-timed "strata layer apply (zstd)#rm -rf $W/out; cat $W/s.tar.zst >/dev/null#$STRATA layer apply $W/s.tar.zst $W/out" \
+[ -f $W/s.tar.zst ] || "$STRATA" layer create $DATA -o $W/s.tar.zst >/dev/null
+[ -f $W/s.tar.gz ] || "$STRATA" layer create $DATA --compression gzip -o $W/s.tar.gz >/dev/null
+if ! umoci stat --image "$U/layout:new" >/dev/null 2>&1; then
+  bash -c "$prep_umoci_bundle" && umoci tag --image "$U/layout:base" new >/dev/null &&
+    umoci repack --image "$U/layout:new" "$U/bundle" >/dev/null
+fi
+want unpack-zstd && timed "strata layer apply (zstd)#rm -rf $W/out; cat $W/s.tar.zst >/dev/null#$STRATA layer apply $W/s.tar.zst $W/out" \
       "zstd -d | tar -x#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.zst >/dev/null#zstd -q -dc $W/s.tar.zst | tar -C $W/out -xf -"
-timed "strata layer apply (gzip)#rm -rf $W/out; cat $W/s.tar.gz >/dev/null#$STRATA layer apply $W/s.tar.gz $W/out" \
+want unpack-gzip && timed "strata layer apply (gzip)#rm -rf $W/out; cat $W/s.tar.gz >/dev/null#$STRATA layer apply $W/s.tar.gz $W/out" \
       "tar -xzf (gzip)#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.gz >/dev/null#tar -C $W/out -xzf $W/s.tar.gz" \
       "umoci unpack (gzip)#rm -rf $W/ubundle; cat $U/layout/blobs/sha256/* >/dev/null#umoci unpack --image $U/layout:new $W/ubundle"
 rm -rf "$W/out" "$W/ubundle"
@@ -89,14 +100,15 @@ fps() { awk -v f="$FILES" -v ms="$1" 'BEGIN { printf "%.0f", f / (ms / 1000) }';
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 echo
 echo "Data: $FILES entries, $((BYTES / 1000000)) MB; $(nproc) cores; $(uname -r); runs: $RUNS; medians."
-echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst), tar|zstd $(stat -c %s $W/t.tar.zst), strata gzip $(stat -c %s $W/s.tar.gz), tar|gzip $(stat -c %s $W/t.tar.gz) bytes."
+echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst 2>/dev/null), tar|zstd $(stat -c %s $W/t.tar.zst 2>/dev/null), strata gzip $(stat -c %s $W/s.tar.gz 2>/dev/null), tar|gzip $(stat -c %s $W/t.tar.gz 2>/dev/null) bytes."
 echo
 echo "| operation | tool | median | MB/s | files/s | strata is faster by |"
 echo "|---|---|---:|---:|---:|---:|"
 row() { # op label baseline-label
+  [ -n "${MED[$2]:-}" ] || return 0
   local ms=${MED[$2]}
-  local r="-"; [ -n "${3:-}" ] && r=$(ratio "$ms" "${MED[$3]}")
-  echo "| $1 | $2 | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r |"
+  local r="-"; [ -n "${3:-}" ] && [ -n "${MED[$3]:-}" ] && r=$(ratio "$ms" "${MED[$3]}")
+  echo "| $1 | ${2//|/\\|} | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r |"
 }
 row pack "strata layer create (zstd)"
 row pack "tar | zstd -T0" "strata layer create (zstd)"
