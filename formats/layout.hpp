@@ -41,8 +41,9 @@ class OciLayout;
 // destructor of an uncommitted writer removes the temporary file.
 class BlobWriter {
 public:
-    // Creates the temporary file in tmp_dir, which must be on the same
-    // filesystem as the layout (rename(2) cannot cross filesystems).
+    // Creates the temporary file in tmp_dir (empty: the layout root), which
+    // must be on the same filesystem as the layout (rename(2) cannot cross
+    // filesystems).
     BlobWriter(const OciLayout& layout, const std::string& tmp_dir);
     BlobWriter(const BlobWriter&) = delete;
     BlobWriter& operator=(const BlobWriter&) = delete;
