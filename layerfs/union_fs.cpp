@@ -1973,12 +1973,18 @@ void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
 
 void ll_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     STRATA_LOG_TRACE("release ino={}", ino);
-    ::close(static_cast<int>(fi->fh));
+    if (!fs_of(req)->no_open()) { // with no_open, fh is not ours
+        ::close(static_cast<int>(fi->fh));
+    }
     fuse_reply_err(req, 0);
 }
 
 void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     STRATA_LOG_TRACE("fsync ino={}", ino);
+    if (fs_of(req)->no_open()) {
+        fuse_reply_err(req, 0); // read-only: nothing to flush
+        return;
+    }
     int fd = static_cast<int>(fi->fh);
     int r = datasync != 0 ? ::fdatasync(fd) : ::fsync(fd);
     fuse_reply_err(req, r < 0 ? errno : 0);
