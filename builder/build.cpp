@@ -533,7 +533,7 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
             }
         }
         if (!rec) {
-            throw Error("FROM " + ref + ": no such image in the store (strata pull " + ref +
+            throw Error("no such image in the store: " + ref + " (strata pull " + ref +
                         ", or strata bootstrap busybox for the example base)");
         }
     }

@@ -121,6 +121,10 @@ public:
         {
             std::lock_guard<std::mutex> l(mu_);
             cached = steps_[id].cached;
+            if (live_id_ == id) {
+                clear_live(); // the finished step's output tail goes away
+                live_id_ = 0;
+            }
         }
         if (!cached) {
             line(id, fmt::format("DONE {:.1f}s", seconds));
