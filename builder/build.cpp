@@ -27,7 +27,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <dirent.h>
 #include <chrono>
 #include <ctime>
 #include <fcntl.h>
@@ -375,6 +378,11 @@ private:
     std::vector<std::string> lowers_for_ref(const std::string& ref, std::size_t stage,
                                             std::string* key);
     CopyOptions context_copy_options() const;
+    // hash_sources over the context, remembered under a fingerprint of the
+    // whole context's metadata so that an unchanged context is not re-read.
+    std::string context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
+                             const std::string& options_signature);
+    const std::string& context_fingerprint();
 
     [[noreturn]] void fail(const df::Instruction& ins, const std::string& message,
                            const std::string& output = {}, int exit_code = -1) const;
@@ -397,6 +405,8 @@ private:
     std::atomic<int> steps_run_{0};
     std::atomic<int> steps_cached_{0};
     std::vector<std::shared_future<StageResult>> futures_;
+    std::mutex fingerprint_mu_;
+    std::optional<std::string> fingerprint_;
 };
 
 void Executor::load_dockerfile() {
@@ -823,7 +833,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         if (m.type == df::Mount::Type::Bind) {
             if (m.from.empty()) {
                 std::string src = m.source.empty() ? "." : m.source;
-                parts.push_back(hash_sources(context_fd_.get(), {src}, context_copy_options()));
+                parts.push_back(context_hash({src}, context_copy_options(), "bind"));
             } else {
                 std::string k;
                 lowers_for_ref(m.from, stage, &k);
@@ -1155,7 +1165,9 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                 content += "\n" + hash_sources(src_fd.get(), local_sources, co);
             }
         } else if (!local_sources.empty()) {
-            content = hash_sources(context_fd_.get(), local_sources, co);
+            std::string sig = fmt::format("copy parents={} excludes={}", cp.parents,
+                                          join(cp.excludes, "\x1f"));
+            content = context_hash(local_sources, co, sig);
         }
     } catch (const StepError&) {
         throw;
@@ -1407,6 +1419,82 @@ StageResult Executor::build_stage(std::size_t index) {
         run_instruction(st, ins, scope, cmd_set, index, pos++, total, false);
     }
     return st;
+}
+
+// Every entry of the context with the metadata that changes whenever its
+// content can have changed (size, mtime and ctime in ns, inode, mode,
+// owner), hashed: BuildKit's stat-keyed content cache in one value. Any
+// change anywhere in the context changes it, and then the content hashes are
+// computed again (which still hit the build cache when only mtimes moved).
+const std::string& Executor::context_fingerprint() {
+    std::lock_guard<std::mutex> l(fingerprint_mu_);
+    if (fingerprint_) {
+        return *fingerprint_;
+    }
+    Sha256 h;
+    std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
+        UniqueFd dup(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dup) {
+            throw_errno("open", opts_.context_dir + "/" + rel);
+        }
+        DIR* d = ::fdopendir(dup.get());
+        if (d == nullptr) {
+            throw_errno("fdopendir", opts_.context_dir + "/" + rel);
+        }
+        (void)dup.release();
+        std::vector<std::string> names;
+        while (struct dirent* de = ::readdir(d)) {
+            if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) {
+                names.emplace_back(de->d_name);
+            }
+        }
+        std::sort(names.begin(), names.end());
+        int fd = ::dirfd(d);
+        for (const auto& n : names) {
+            struct stat st;
+            if (::fstatat(fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                ::closedir(d);
+                throw_errno("stat", opts_.context_dir + "/" + rel + n);
+            }
+            std::string line = fmt::format("{}{}\0{:o} {} {} {} {}.{} {}.{} {}\n", rel, n, st.st_mode,
+                                           st.st_uid, st.st_gid, st.st_size, st.st_mtim.tv_sec,
+                                           st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
+                                           st.st_ino);
+            h.update(line);
+            if (S_ISDIR(st.st_mode)) {
+                UniqueFd sub(::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+                if (!sub) {
+                    ::closedir(d);
+                    throw_errno("open", opts_.context_dir + "/" + rel + n);
+                }
+                walk(sub.get(), rel + n + "/");
+            }
+        }
+        ::closedir(d);
+    };
+    struct stat root = fs::fstat(context_fd_.get());
+    h.update(fmt::format("dev {} ino {}\n", root.st_dev, root.st_ino));
+    walk(context_fd_.get(), "");
+    fingerprint_ = h.finish_hex();
+    return *fingerprint_;
+}
+
+std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
+                                   const std::string& options_signature) {
+    std::vector<std::string> parts = {"context-hash", context_fingerprint(), options_signature};
+    parts.insert(parts.end(), sources.begin(), sources.end());
+    if (ignore_) {
+        for (const auto& p : ignore_->patterns()) {
+            parts.push_back("ignore " + p);
+        }
+    }
+    std::string probe = cache_key(parts);
+    if (auto known = cache_.last_content(probe)) {
+        return *known;
+    }
+    std::string hash = hash_sources(context_fd_.get(), sources, co);
+    cache_.remember_content(probe, hash);
+    return hash;
 }
 
 BuildResult Executor::run() {
