@@ -239,28 +239,6 @@ std::vector<std::string> split_path(const std::string& p) {
     return out;
 }
 
-std::vector<std::string> list_names(int dirfd) {
-    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) {
-        throw_errno("dup");
-    }
-    DIR* d = ::fdopendir(dup);
-    if (d == nullptr) {
-        ::close(dup);
-        throw_errno("opendir");
-    }
-    std::vector<std::string> names;
-    while (auto* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") {
-            names.push_back(std::move(n));
-        }
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 std::string join_rel(const std::string& a, const std::string& b) {
     return a.empty() || a == "." ? b : a + "/" + b;
 }
@@ -292,7 +270,7 @@ void expand_into(int src_root, const std::vector<std::string>& comps, std::size_
     } catch (const SysError&) {
         return;
     }
-    for (const auto& name : list_names(dir.get())) {
+    for (const auto& name : fs::list_dir_at(dir.get())) {
         if (path_match(comp, name)) {
             std::string rel = join_rel(prefix, name);
             struct stat st;
@@ -474,7 +452,7 @@ struct Copier {
     }
 
     void copy_children(int sdir, const std::string& rel, int ddir, const std::string& shown) {
-        for (const auto& name : list_names(sdir)) {
+        for (const auto& name : fs::list_dir_at(sdir)) {
             std::string child_rel = join_rel(rel, name);
             struct stat st;
             if (::fstatat(sdir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -632,7 +610,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources, 
     std::vector<std::string> matched = expand_sources(src_root, sources, opts);
     Sha256 h;
     std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
-        for (const auto& name : list_names(dirfd)) {
+        for (const auto& name : fs::list_dir_at(dirfd)) {
             std::string child = join_rel(rel, name);
             struct stat st;
             if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {

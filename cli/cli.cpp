@@ -46,7 +46,6 @@ log::Level parse_level(const std::string& s) {
 int run_cli(int argc, char** argv) {
     CLI::App app{"strata: a daemonless container image builder and filesystem toolkit", "strata"};
     app.require_subcommand(1);
-    app.fallthrough();
     Context ctx;
     app.add_option("--root", ctx.root, "Store directory (default: STRATA_ROOT, /var/lib/strata)")
         ->type_name("DIR");
@@ -62,17 +61,17 @@ int run_cli(int argc, char** argv) {
     });
 
     register_version(app, ctx);
-    register_layer(app, ctx);
     register_bootstrap(app, ctx);
     register_images(app, ctx);
     register_inspect(app, ctx);
     register_maintenance(app, ctx);
     register_import(app, ctx);
     register_archive(app, ctx);
-    register_parse(app, ctx);
-    register_build(app, ctx);
     register_run(app, ctx);
     register_mount(app, ctx);
+    register_layer(app, ctx);
+    register_parse(app, ctx);
+    register_build(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -102,7 +102,7 @@ struct Options {
     std::string what;
     std::string tag = "busybox:latest";
     std::string busybox = "/bin/busybox";
-    std::string compression = "zstd";
+    std::string compression = "gzip";
 };
 
 void bootstrap(Context& ctx, const Options& o) {
@@ -196,19 +196,10 @@ void bootstrap(Context& ctx, const Options& o) {
         }
     }
     formats::LayerDigests digests = tar.finish();
-    blob.commit_hashed(digests.blob_digest);
+    blob.commit_trusted(digests.blob_digest);
 
-    formats::Descriptor layer;
-    layer.media_type = formats::oci_layer_media_type(wo.compression);
-    layer.digest = digests.blob_digest;
-    layer.size = static_cast<std::int64_t>(digests.blob_size);
-
-    formats::ImageConfig config;
-    formats::Platform host = formats::host_platform();
-    config.created = created;
-    config.architecture = host.architecture;
-    config.os = host.os;
-    config.variant = host.variant;
+    formats::Descriptor layer = layer_descriptor(digests, wo.compression);
+    formats::ImageConfig config = host_image_config(created);
     config.config.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
     config.config.cmd = std::vector<std::string>{"sh"};
     config.diff_ids = {digests.diff_id};

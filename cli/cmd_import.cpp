@@ -20,7 +20,7 @@ namespace {
 struct Options {
     std::string input;
     std::string tag;
-    std::string compression = "zstd";
+    std::string compression = "gzip";
     std::vector<std::string> changes;
     std::string message;
 };
@@ -50,7 +50,6 @@ void import_tar(Context& ctx, const Options& o) {
     wo.compression = formats::parse_compression(o.compression);
     formats::TarWriter writer(blob.fd(), wo);
     std::set<std::string> seen_dirs;
-    std::uint64_t count = 0;
     while (auto entry = reader.next()) {
         formats::TarEntry e = *entry;
         e.path = checked_name(o.input, e.path);
@@ -66,24 +65,19 @@ void import_tar(Context& ctx, const Options& o) {
         } else {
             writer.add(e);
         }
-        ++count;
     }
     reader.finish();
     formats::LayerDigests digests = writer.finish();
-    blob.commit_hashed(digests.blob_digest);
+    blob.commit_trusted(digests.blob_digest);
 
-    formats::Descriptor layer;
-    layer.media_type = formats::oci_layer_media_type(wo.compression);
-    layer.digest = digests.blob_digest;
-    layer.size = static_cast<std::int64_t>(digests.blob_size);
-    formats::ImageConfig config;
-    formats::Platform host = formats::host_platform();
-    config.created = now_rfc3339();
-    config.architecture = host.architecture;
-    config.os = host.os;
-    config.variant = host.variant;
+    formats::Descriptor layer = layer_descriptor(digests, wo.compression);
+    formats::ImageConfig config = host_image_config(now_rfc3339());
     config.diff_ids = {digests.diff_id};
-    config.history.push_back(formats::History{config.created, "", "", o.message.empty() ? "Imported from " + (o.input == "-" ? std::string("-") : fs::basename(o.input)) : o.message, false});
+    std::string comment = o.message;
+    if (comment.empty()) {
+        comment = "Imported from " + (o.input == "-" ? std::string("-") : fs::basename(o.input));
+    }
+    config.history.push_back(formats::History{config.created, "", "", comment, false});
     formats::Descriptor manifest = store.put_image(config, {layer});
     if (name) {
         store.set_name(*name, manifest);
@@ -91,7 +85,6 @@ void import_tar(Context& ctx, const Options& o) {
         store.add_untagged(manifest);
     }
     std::cout << store.load(manifest).id().str() << "\n";
-    (void)count;
 }
 
 } // namespace

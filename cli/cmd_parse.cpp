@@ -151,6 +151,7 @@ void register_parse(CLI::App& app, Context&) {
         ->type_name("FILE");
     cmd->add_flag("--dump", opts->dump, "Print the AST in BuildKit's dump format");
     cmd->add_option("--build-arg", opts->build_args, "Set a build argument (K=V); repeatable")
+        ->allow_extra_args(false)
         ->type_name("K=V");
     cmd->add_option("--target", opts->target, "The stage to build (default: the last one)")
         ->type_name("STAGE");

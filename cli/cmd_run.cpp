@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "layerfs/overlay.hpp"
+#include "runner/options.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "util/error.hpp"
@@ -34,6 +35,8 @@ struct RunOptions {
     std::string network = "none";
     std::string hostname;
     std::vector<std::string> volumes;
+    std::vector<std::string> tmpfs;
+    std::vector<std::string> ulimits;
     bool read_only = false;
     std::optional<std::string> entrypoint;
     std::string image;
@@ -63,35 +66,6 @@ void apply_env(std::vector<std::string>& env, const std::string& item) {
         }
     }
     env.push_back(value);
-}
-
-runner::Mount parse_volume(const std::string& spec) {
-    // SRC:DST[:ro|rw]
-    auto first = spec.find(':');
-    if (first == std::string::npos || first == 0) {
-        throw UsageError("invalid volume \"" + spec + "\": expected SRC:DST[:ro]");
-    }
-    runner::Mount m;
-    m.type = runner::Mount::Type::bind;
-    m.source = fs::absolute(spec.substr(0, first));
-    std::string rest = spec.substr(first + 1);
-    auto second = rest.find(':');
-    m.target = rest.substr(0, second);
-    if (second != std::string::npos) {
-        std::string mode = rest.substr(second + 1);
-        if (mode == "ro") {
-            m.read_only = true;
-        } else if (mode != "rw") {
-            throw UsageError("invalid volume \"" + spec + "\": mode must be ro or rw");
-        }
-    }
-    if (m.target.empty() || m.target[0] != '/') {
-        throw UsageError("invalid volume \"" + spec + "\": the destination must be an absolute path");
-    }
-    if (!fs::exists(m.source)) {
-        throw Error("invalid volume \"" + spec + "\": " + m.source + " does not exist");
-    }
-    return m;
 }
 
 // A mount namespace of strata's own: mounts made from here on vanish with the
@@ -136,15 +110,15 @@ void run(Context& ctx, const RunOptions& o) {
     spec.cwd = !o.workdir.empty() ? o.workdir : cc.working_dir.empty() ? "/" : cc.working_dir;
     spec.user = !o.user.empty() ? o.user : cc.user;
     spec.hostname = o.hostname;
-    if (o.network == "host") {
-        spec.network = runner::Network::host;
-    } else if (o.network == "none") {
-        spec.network = runner::Network::none;
-    } else {
-        throw UsageError("unknown network \"" + o.network + "\" (none or host)");
-    }
+    spec.network = runner::parse_network(o.network);
     for (const auto& v : o.volumes) {
-        spec.mounts.push_back(parse_volume(v));
+        spec.mounts.push_back(runner::parse_volume(v));
+    }
+    for (const auto& t : o.tmpfs) {
+        spec.mounts.push_back(runner::parse_tmpfs(t));
+    }
+    for (const auto& u : o.ulimits) {
+        spec.rlimits.push_back(runner::parse_ulimit(u));
     }
     spec.init = o.init;
     spec.read_only = o.read_only;
@@ -207,12 +181,15 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
-    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)");
+    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)")
+        ->allow_extra_args(false);
     cmd->add_option("-w,--workdir", o->workdir, "Working directory inside the container");
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
     cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
     cmd->add_option("--hostname", o->hostname, "Container host name");
-    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]");
+    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]")->allow_extra_args(false);
+    cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
+    cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
     cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
     cmd->add_option("--entrypoint", o->entrypoint, "Override the image's entrypoint");
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to

@@ -6,16 +6,16 @@
 namespace strata::cli {
 
 void register_version(CLI::App& app, Context& ctx);
-void register_layer(CLI::App& app, Context& ctx);
 void register_bootstrap(CLI::App& app, Context& ctx);
 void register_images(CLI::App& app, Context& ctx);
 void register_inspect(CLI::App& app, Context& ctx);
 void register_maintenance(CLI::App& app, Context& ctx);
 void register_import(CLI::App& app, Context& ctx);
 void register_archive(CLI::App& app, Context& ctx);
-void register_parse(CLI::App& app, Context& ctx);
-void register_build(CLI::App& app, Context& ctx);
 void register_run(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
+void register_layer(CLI::App& app, Context& ctx);
+void register_parse(CLI::App& app, Context& ctx);
+void register_build(CLI::App& app, Context& ctx);
 
 } // namespace strata::cli

@@ -101,6 +101,24 @@ std::string now_rfc3339() {
     return rfc3339(static_cast<std::int64_t>(std::time(nullptr)));
 }
 
+formats::Descriptor layer_descriptor(const formats::LayerDigests& digests, formats::Compression c) {
+    formats::Descriptor layer;
+    layer.media_type = formats::oci_layer_media_type(c);
+    layer.digest = digests.blob_digest;
+    layer.size = static_cast<std::int64_t>(digests.blob_size);
+    return layer;
+}
+
+formats::ImageConfig host_image_config(const std::string& created) {
+    formats::ImageConfig config;
+    formats::Platform host = formats::host_platform();
+    config.created = created;
+    config.architecture = host.architecture;
+    config.os = host.os;
+    config.variant = host.variant;
+    return config;
+}
+
 void print_table(const std::vector<std::vector<std::string>>& rows) {
     std::vector<std::size_t> width;
     for (const auto& r : rows) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cli/cli.hpp"
+#include "formats/tar.hpp"
 #include "snapshot/store.hpp"
 
 #include <cstdint>
@@ -21,6 +22,11 @@ std::string human_age(std::string_view rfc3339);
 // The current time, or SOURCE_DATE_EPOCH when set, as RFC 3339 (UTC, seconds).
 std::string now_rfc3339();
 std::string rfc3339(std::int64_t seconds);
+
+// The manifest entry for a layer blob written with TarWriter.
+formats::Descriptor layer_descriptor(const formats::LayerDigests& digests, formats::Compression c);
+// An empty image config for the host platform, created at `created`.
+formats::ImageConfig host_image_config(const std::string& created);
 
 // Prints rows as columns separated by three spaces, the header first.
 void print_table(const std::vector<std::vector<std::string>>& rows);

@@ -382,6 +382,25 @@ void fill_entry(archive_entry* e, const TarEntry& t, const std::optional<std::in
 } // namespace
 
 void TarWriter::add(const TarEntry& entry, int content_fd) {
+    add_stream(entry, [&](void* buf, std::size_t size) -> std::size_t {
+        while (true) {
+            ssize_t n = ::read(content_fd, buf, size);
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                throw SysError("read", entry.path, errno);
+            }
+            return static_cast<std::size_t>(n);
+        }
+    }, content_fd >= 0);
+}
+
+void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source) {
+    add_stream(entry, source, true);
+}
+
+void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source, bool has_source) {
     Impl& impl = *impl_;
     if (impl.finished) {
         throw Error("tar writer: add after finish");
@@ -398,7 +417,7 @@ void TarWriter::add(const TarEntry& entry, int content_fd) {
     if (entry.type != EntryType::file || entry.size == 0) {
         return;
     }
-    if (content_fd < 0) {
+    if (!has_source) {
         throw Error("writing tar entry " + entry.path + ": no content given");
     }
     if (impl.buf.empty()) {
@@ -407,23 +426,17 @@ void TarWriter::add(const TarEntry& entry, int content_fd) {
     std::uint64_t left = entry.size;
     while (left > 0) {
         std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, impl.buf.size()));
-        ssize_t n = ::read(content_fd, impl.buf.data(), want);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw SysError("read", entry.path, errno);
-        }
+        std::size_t n = source(impl.buf.data(), want);
         if (n == 0) {
             throw Error("writing tar entry " + entry.path + ": file shrank while being read (" +
                         std::to_string(entry.size - left) + " of " +
                         std::to_string(entry.size) + " bytes)");
         }
-        la_ssize_t w = archive_write_data(impl.a, impl.buf.data(), static_cast<size_t>(n));
+        la_ssize_t w = archive_write_data(impl.a, impl.buf.data(), n);
         if (w < 0) {
             impl.fail("writing tar entry " + entry.path);
         }
-        left -= static_cast<std::uint64_t>(n);
+        left -= n;
     }
 }
 

@@ -11,6 +11,7 @@
 #include "util/fd.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,10 +65,16 @@ public:
     // (entry.size bytes). Throws naming the entry on error.
     void add(const TarEntry& entry, int content_fd = -1);
     void add_data(const TarEntry& entry, std::string_view content);
+    // Adds a regular file whose content comes from source(buf, size), which
+    // returns how many bytes it put in buf (0 only at the end). Used to copy
+    // entries from a TarReader without a temporary file.
+    using ContentSource = std::function<std::size_t(void* buf, std::size_t size)>;
+    void add_stream(const TarEntry& entry, const ContentSource& source);
     // Ends the archive and returns the digests.
     LayerDigests finish();
 
 private:
+    void add_stream(const TarEntry& entry, const ContentSource& source, bool has_source);
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

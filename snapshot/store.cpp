@@ -28,28 +28,6 @@ using formats::Digest;
 
 namespace {
 
-constexpr std::string_view kOciLayout = R"({"imageLayoutVersion":"1.0.0"})";
-
-std::vector<std::string> list_dir(const std::string& path) {
-    std::vector<std::string> names;
-    DIR* d = ::opendir(path.c_str());
-    if (d == nullptr) {
-        if (errno == ENOENT) {
-            return names;
-        }
-        throw_errno("opendir", path);
-    }
-    while (auto* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") {
-            names.push_back(std::move(n));
-        }
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 bool is_manifest_type(std::string_view mt) {
     return mt == formats::media::oci_manifest || mt == formats::media::docker_manifest;
 }
@@ -70,69 +48,6 @@ StoreLock::StoreLock(const std::string& path) {
     }
 }
 
-// --------------------------------------------------------------- BlobWriter
-
-BlobWriter::BlobWriter(std::string blobs_dir, std::string tmp_dir) : blobs_dir_(std::move(blobs_dir)) {
-    std::string templ = tmp_dir + "/blob-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    int fd = ::mkostemp(buf.data(), O_CLOEXEC);
-    if (fd < 0) {
-        throw_errno("mkostemp", templ);
-    }
-    fd_.reset(fd);
-    tmp_path_ = buf.data();
-    ::fchmod(fd, 0644);
-}
-
-BlobWriter::BlobWriter(BlobWriter&& o) noexcept
-    : blobs_dir_(std::move(o.blobs_dir_)), tmp_path_(std::move(o.tmp_path_)), fd_(std::move(o.fd_)),
-      hasher_(std::move(o.hasher_)), size_(o.size_), done_(std::exchange(o.done_, true)) {}
-
-BlobWriter::~BlobWriter() {
-    if (!done_ && !tmp_path_.empty()) {
-        ::unlink(tmp_path_.c_str());
-    }
-}
-
-void BlobWriter::write(const void* data, std::size_t size) {
-    hasher_.update(data, size);
-    try {
-        fs::write_all(fd_.get(), data, size);
-    } catch (const SysError& e) {
-        throw SysError(e.op(), tmp_path_, e.error_code());
-    }
-    size_ += size;
-}
-
-Digest BlobWriter::commit(const std::optional<Digest>& expected) {
-    Digest actual = hasher_.finish();
-    if (expected && *expected != actual) {
-        throw Error("blob " + expected->str() + ": content does not match its digest (got " +
-                    actual.str() + ", " + std::to_string(size_) + " bytes)");
-    }
-    publish(actual);
-    return actual;
-}
-
-void BlobWriter::commit_hashed(const Digest& digest) { publish(digest); }
-
-void BlobWriter::publish(const Digest& actual) {
-    if (::fsync(fd_.get()) != 0) {
-        throw_errno("fsync", tmp_path_);
-    }
-    fd_.close();
-    std::string dest = blobs_dir_ + "/" + std::string(actual.hex());
-    // A blob already present under this digest has the same bytes: keep it.
-    if (::renameat2(AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
-        if (errno != EEXIST) {
-            throw_errno("rename", dest);
-        }
-        ::unlink(tmp_path_.c_str());
-    }
-    done_ = true;
-}
-
 // -------------------------------------------------------------------- Image
 
 std::vector<Digest> Image::chain_ids() const {
@@ -147,109 +62,68 @@ std::vector<Digest> Image::chain_ids() const {
 
 // -------------------------------------------------------------------- Store
 
-Store::Store(std::string root) : root_(fs::absolute(root)) {
-    while (root_.size() > 1 && root_.back() == '/') {
-        root_.pop_back();
+namespace {
+std::string normalise_root(std::string root) {
+    root = fs::absolute(root);
+    while (root.size() > 1 && root.back() == '/') {
+        root.pop_back();
     }
-    fs::mkdirs(root_ + "/blobs/sha256", 0755);
+    return root;
+}
+} // namespace
+
+Store::Store(std::string root)
+    : root_(normalise_root(std::move(root))), layout_(formats::OciLayout::create(root_)) {
     fs::mkdirs(root_ + "/snapshots", 0700);
     fs::mkdirs(root_ + "/cache", 0700);
     fs::mkdirs(root_ + "/tmp", 0700);
-    if (!fs::exists(root_ + "/oci-layout")) {
-        fs::write_file_atomic(root_ + "/oci-layout", kOciLayout);
-    } else {
-        std::string layout = fs::read_file(root_ + "/oci-layout", 4096);
-        auto j = nlohmann::json::parse(layout, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("imageLayoutVersion")) {
-            throw Error(root_ + "/oci-layout: not an OCI image layout");
-        }
-    }
-    if (!fs::exists(root_ + "/index.json")) {
-        StoreLock l = lock();
-        if (!fs::exists(root_ + "/index.json")) {
-            formats::Index empty;
-            empty.media_type = formats::media::oci_index;
-            write_index(empty);
-        }
-    }
 }
 
 StoreLock Store::lock() const { return StoreLock(root_ + "/lock"); }
 
-bool Store::has_blob(const Digest& d) const { return fs::exists(blob_path(d)); }
+bool Store::has_blob(const Digest& d) const { return layout_.has_blob(d); }
 
-std::string Store::blob_path(const Digest& d) const { return root_ + "/" + d.blob_path(); }
+std::string Store::blob_path(const Digest& d) const { return layout_.blob_path(d); }
 
 UniqueFd Store::open_blob(const Digest& d) const {
-    int fd = ::open(blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            throw Error("blob " + d.str() + " is missing from the store " + root_);
-        }
-        throw_errno("open", blob_path(d));
+    auto fd = layout_.maybe_open_blob(d);
+    if (!fd) {
+        throw Error("blob " + d.str() + " is missing from the store " + root_);
     }
-    return UniqueFd(fd);
+    return std::move(*fd);
 }
 
 std::string Store::read_blob(const Digest& d, std::size_t max_size) const {
-    UniqueFd fd = open_blob(d);
-    std::string data;
+    if (!has_blob(d)) {
+        throw Error("blob " + d.str() + " is missing from the store " + root_);
+    }
     try {
-        data = fs::read_fd(fd.get(), max_size);
-    } catch (const Error& e) {
-        throw e.with_context("blob " + d.str());
+        return layout_.read_blob(d, max_size);
+    } catch (const formats::DigestMismatch& e) {
+        throw Error("blob " + d.str() + " is corrupt (run 'strata verify'): " + e.what());
     }
-    if (Digest::of(data) != d) {
-        throw Error("blob " + d.str() + " is corrupt: its content hashes to " +
-                    Digest::of(data).str() + " (run 'strata verify')");
-    }
-    return data;
 }
 
-BlobWriter Store::new_blob() const { return BlobWriter(root_ + "/blobs/sha256", tmp_dir()); }
+BlobWriter Store::new_blob() const { return BlobWriter(layout_, tmp_dir()); }
 
 Digest Store::put_blob(std::string_view data) {
     Digest d = Digest::of(data);
     if (has_blob(d)) {
         return d;
     }
-    BlobWriter w = new_blob();
-    w.write(data.data(), data.size());
-    return w.commit(d);
+    return layout_.ingest_bytes(data, d, tmp_dir());
 }
 
 Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
     if (expected && has_blob(*expected)) {
         return *expected;
     }
-    BlobWriter w = new_blob();
-    std::vector<char> buf(1 << 20);
-    while (true) {
-        ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw_errno("read");
-        }
-        if (n == 0) {
-            break;
-        }
-        w.write(buf.data(), static_cast<std::size_t>(n));
-    }
-    return w.commit(expected);
+    return layout_.ingest(fd, expected, std::nullopt, tmp_dir());
 }
 
-formats::Index Store::read_index() const {
-    std::string path = root_ + "/index.json";
-    return formats::parse_index(fs::read_file(path, formats::kMaxDocumentSize), path);
-}
+formats::Index Store::read_index() const { return layout_.read_index(); }
 
-void Store::write_index(const formats::Index& index) {
-    AtomicFile f(root_ + "/index.json");
-    f.write(formats::to_json(index));
-    f.commit();
-}
+void Store::write_index(const formats::Index& index) { layout_.write_index(index); }
 
 void Store::update_index(const std::function<void(formats::Index&)>& change) {
     StoreLock l = lock();
@@ -553,7 +427,7 @@ GcResult Store::gc() {
         mark(d);
     }
     // Build cache records are roots too: every digest they name is kept.
-    for (const auto& name : list_dir(cache_dir())) {
+    for (const auto& name : fs::list_dir(cache_dir())) {
         std::string path = cache_dir() + "/" + name;
         if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
             continue;
@@ -576,7 +450,7 @@ GcResult Store::gc() {
         }
     }
     std::string blobs = root_ + "/blobs/sha256";
-    for (const auto& name : list_dir(blobs)) {
+    for (const auto& name : fs::list_dir(blobs)) {
         if (keep_blobs.count(name) == 0) {
             struct stat st;
             if (::lstat((blobs + "/" + name).c_str(), &st) == 0) {
@@ -586,7 +460,7 @@ GcResult Store::gc() {
             result.blobs_removed++;
         }
     }
-    for (const auto& name : list_dir(root_ + "/snapshots")) {
+    for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
         if (keep_snapshots.count(name) == 0) {
             fs::remove_all(root_ + "/snapshots/" + name);
             result.snapshots_removed++;
@@ -594,7 +468,7 @@ GcResult Store::gc() {
     }
     // Leftovers of interrupted work older than an hour.
     auto now = std::chrono::system_clock::now();
-    for (const auto& name : list_dir(tmp_dir())) {
+    for (const auto& name : fs::list_dir(tmp_dir())) {
         struct stat st;
         std::string p = tmp_dir() + "/" + name;
         if (::lstat(p.c_str(), &st) == 0 &&
@@ -608,7 +482,7 @@ GcResult Store::gc() {
 std::vector<VerifyProblem> Store::verify(const std::function<void(std::string_view)>& progress) const {
     std::vector<VerifyProblem> problems;
     std::string blobs = root_ + "/blobs/sha256";
-    for (const auto& name : list_dir(blobs)) {
+    for (const auto& name : fs::list_dir(blobs)) {
         auto expected = Digest::try_parse("sha256:" + name);
         if (!expected) {
             problems.push_back({"blobs/sha256/" + name + ": not a valid digest name"});

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "formats/digest.hpp"
+#include "formats/layout.hpp"
 #include "formats/oci.hpp"
 #include "snapshot/reference.hpp"
 #include "util/fd.hpp"
@@ -37,35 +38,9 @@ private:
     UniqueFd fd_;
 };
 
-// Streams a new blob into tmp/, hashing as it goes; commit() verifies and
-// publishes it. Without commit() the temporary file is removed.
-class BlobWriter {
-public:
-    BlobWriter(std::string blobs_dir, std::string tmp_dir);
-    BlobWriter(BlobWriter&&) noexcept;
-    BlobWriter(const BlobWriter&) = delete;
-    BlobWriter& operator=(const BlobWriter&) = delete;
-    ~BlobWriter();
-
-    void write(const void* data, std::size_t size);
-    int fd() const noexcept { return fd_.get(); }
-    std::uint64_t size() const noexcept { return size_; }
-    // Publishes the blob; with expected set, a mismatch throws naming both
-    // digests and nothing is published.
-    formats::Digest commit(const std::optional<formats::Digest>& expected = std::nullopt);
-    // Publishes bytes written straight to fd() by a writer that hashed them
-    // itself in the same pass (e.g. TarWriter's blob digest).
-    void commit_hashed(const formats::Digest& digest);
-
-private:
-    void publish(const formats::Digest& digest);
-    std::string blobs_dir_;
-    std::string tmp_path_;
-    UniqueFd fd_;
-    formats::DigestHasher hasher_;
-    std::uint64_t size_ = 0;
-    bool done_ = false;
-};
+// Blobs are written through the OCI layout's verified writer: bytes go to
+// tmp/, are hashed, fsync'd, checked and renamed into blobs/sha256.
+using BlobWriter = formats::BlobWriter;
 
 struct ImageRecord {
     std::optional<Reference> name; // nullopt for an untagged (dangling) image
@@ -95,6 +70,9 @@ class Store {
 public:
     // Opens the store at root, creating an empty one when it does not exist.
     explicit Store(std::string root);
+    // Blob writers refer to the store's layout: a store stays where it is made.
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
 
     const std::string& root() const noexcept { return root_; }
     std::string tmp_dir() const { return root_ + "/tmp"; }
@@ -163,6 +141,7 @@ private:
     void update_index(const std::function<void(formats::Index&)>& change);
 
     std::string root_;
+    formats::OciLayout layout_;
 };
 
 } // namespace strata::snapshot

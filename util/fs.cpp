@@ -2,6 +2,7 @@
 
 #include "util/error.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -140,6 +141,45 @@ void mkdirs(const std::string& path, mode_t mode) {
     if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
         throw_errno("mkdir", path);
     }
+}
+
+namespace {
+std::vector<std::string> read_names(DIR* d) {
+    std::vector<std::string> names;
+    while (auto* e = ::readdir(d)) {
+        std::string_view n = e->d_name;
+        if (n != "." && n != "..") {
+            names.emplace_back(n);
+        }
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+} // namespace
+
+std::vector<std::string> list_dir(const std::string& path) {
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) {
+        if (errno == ENOENT) {
+            return {};
+        }
+        throw_errno("opendir", path);
+    }
+    return read_names(d);
+}
+
+std::vector<std::string> list_dir_at(int dirfd) {
+    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+        throw_errno("dup");
+    }
+    DIR* d = ::fdopendir(dup);
+    if (d == nullptr) {
+        ::close(dup);
+        throw_errno("opendir");
+    }
+    return read_names(d);
 }
 
 bool exists(const std::string& path) {

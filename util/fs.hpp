@@ -11,6 +11,7 @@
 #include <string_view>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <vector>
 
 namespace strata::fs {
 
@@ -35,6 +36,11 @@ bool exists(const std::string& path);
 bool is_dir(const std::string& path);
 struct stat lstat(const std::string& path);
 struct stat fstat(int fd);
+
+// The names in a directory (without "." and ".."), sorted bytewise.
+// list_dir of a missing directory is empty.
+std::vector<std::string> list_dir(const std::string& path);
+std::vector<std::string> list_dir_at(int dirfd);
 
 // rm -rf that never follows symlinks and does not cross mount points.
 // Missing paths are fine.
