@@ -703,7 +703,7 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         snapshot::DiffStats stats;
         formats::LayerDigests d = snapshot::write_upper_layer(ws.upper(), blob.fd(), to, &stats);
         if (stats.entries > 0) {
-            blob.commit_hashed(d.blob_digest);
+            blob.commit_trusted(d.blob_digest);
             Descriptor layer;
             layer.media_type = std::string(formats::oci_layer_media_type(opts_.compression));
             layer.digest = d.blob_digest;
