@@ -73,6 +73,7 @@ int run_cli(int argc, char** argv) {
     register_layer(app, ctx);
     register_parse(app, ctx);
     register_inspect_layers(app, ctx);
+    register_build(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -18,5 +18,6 @@ void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);
 void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls cat cp diff analyze
+void register_build(CLI::App& app, Context& ctx);
 
 } // namespace strata::cli
