@@ -4,14 +4,20 @@
 # 50 MiB incompressible files). Not a test: prints a Markdown table of
 # medians, MB/s, files/s and ratios.
 #
-#   bench/layers.sh [RUNS]        (default 5; env STRATA=path/to/strata, BENCH_DIR=...)
+#   bench/layers.sh [RUNS [SECTION...]]   RUNS default 5; SECTION: pack-zstd pack-gzip
+#                                          unpack-zstd unpack-gzip (default: all)
+#   env STRATA=path/to/strata, BENCH_DIR=... (default /var/tmp/strata-bench-layers)
 #
-# Page cache warm (the tree is read once before timing); `sync` runs before
-# every timed run (untimed) so that one run's writeback does not land in the
-# next one's time. Output trees are removed between runs (untimed).
+# Page cache warm (inputs are read right before each run, untimed); `sync`
+# runs before every timed run so that one run's writeback does not land in
+# the next one's time. Outputs are removed between runs (untimed). The tools
+# of one comparison run interleaved.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNS=${1:-${RUNS:-5}}
+shift || true
+WANT=" ${*:-pack-zstd pack-gzip unpack-zstd unpack-gzip} "
+want() { case $WANT in *" $1 "*) return 0 ;; esac; return 1; }
 STRATA=${STRATA:-$HERE/../build/cli/strata}
 W=${BENCH_DIR:-/var/tmp/strata-bench-layers}
 DATA=$W/data
@@ -26,22 +32,33 @@ if [ ! -f "$W/.data-ok" ]; then
 fi
 BYTES=$(du -sb --apparent-size "$DATA" | cut -f1)
 FILES=$(find "$DATA" | wc -l)
-cat "$DATA"/big/* >/dev/null; find "$DATA" -type f -exec cat {} + >/dev/null
 
 declare -A MED
-# timed LABEL PREPARE CMD: runs PREPARE (untimed) then CMD, RUNS times; keeps the median.
+# timed "LABEL#PREPARE#CMD" ...: the commands of one comparison run interleaved
+# (A B C A B C ...), RUNS times each; PREPARE runs untimed before each run,
+# then sync. The machine is shared, so interleaving spreads its noise evenly.
 timed() {
-  local label=$1 prep=$2 cmd=$3 t=() i s e
+  local -A T=()
+  local i spec label prep cmd s e
   for ((i = 0; i < RUNS; i++)); do
-    bash -c "$prep"; sync
-    s=$(date +%s%N)
-    bash -c "$cmd" >/dev/null 2>&1 || { echo "FAILED: $cmd" >&2; exit 1; }
-    e=$(date +%s%N)
-    t+=($(( (e - s) / 1000000 )))
+    for spec in "$@"; do
+      IFS='#' read -r label prep cmd <<<"$spec"
+      bash -c "$prep"; sync
+      s=$(date +%s%N)
+      bash -c "$cmd" >/dev/null 2>&1 || { echo "FAILED: $cmd" >&2; exit 1; }
+      e=$(date +%s%N)
+      T[$label]+="$(( (e - s) / 1000000 )) "
+    done
   done
-  MED[$label]=$(printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-  printf '  %-40s median %6d ms   runs: %s\n' "$label" "${MED[$label]}" "${t[*]}" >&2
+  for spec in "$@"; do
+    IFS='#' read -r label prep cmd <<<"$spec"
+    MED[$label]=$(printf '%s\n' ${T[$label]} | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+    printf '  %-44s median %6d ms   runs: %s\n' "$label" "${MED[$label]}" "${T[$label]}" >&2
+  done
 }
+# Inputs are read into the page cache before each run (another user of the
+# machine may have dropped it); outputs are removed.
+warm_tree="find $DATA -type f -exec cat {} + >/dev/null"
 
 # ---- umoci needs an OCI layout and a bundle whose rootfs holds the tree.
 U=$W/umoci
@@ -50,21 +67,27 @@ umoci init --layout "$U/layout" >/dev/null
 umoci new --image "$U/layout:base" >/dev/null
 prep_umoci_bundle="rm -rf $U/bundle && umoci unpack --image $U/layout:base $U/bundle >/dev/null && cp -a $DATA/. $U/bundle/rootfs/"
 
-echo "== pack (${RUNS} runs each)" >&2
-timed "strata layer create (zstd)" "rm -f $W/s.tar.zst" "$STRATA layer create $DATA -o $W/s.tar.zst"
-timed "tar | zstd -T0" "rm -f $W/t.tar.zst" "tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst"
-timed "strata layer create (gzip)" "rm -f $W/s.tar.gz" "$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz"
-timed "tar | gzip" "rm -f $W/t.tar.gz" "tar -C $DATA -cf - . | gzip > $W/t.tar.gz"
-timed "umoci repack (gzip)" "$prep_umoci_bundle && umoci tag --image $U/layout:base new >/dev/null" \
-      "umoci repack --image $U/layout:new $U/bundle"
+echo "== pack (${RUNS} runs each, interleaved)" >&2
+want pack-zstd && timed "strata layer create (zstd)#rm -f $W/s.tar.zst; $warm_tree#$STRATA layer create $DATA -o $W/s.tar.zst" \
+      "tar | zstd -T0#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst" \
+      "tar | zstd -T0, both sha256 (diff ID + digest)#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | tee >(sha256sum >$W/diffid) | zstd -q -T0 | tee >(sha256sum >$W/digest) > $W/t.tar.zst"
+want pack-gzip && timed "strata layer create (gzip)#rm -f $W/s.tar.gz; $warm_tree#$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz" \
+      "tar | gzip#rm -f $W/t.tar.gz; $warm_tree#tar -C $DATA -cf - . | gzip > $W/t.tar.gz" \
+      "umoci repack (gzip)#$prep_umoci_bundle && umoci tag --image $U/layout:base new >/dev/null && $warm_tree#umoci repack --image $U/layout:new $U/bundle"
 rm -rf "$U/bundle"
 
-echo "== unpack (${RUNS} runs each)" >&2
-timed "strata layer apply (zstd)" "rm -rf $W/out" "$STRATA layer apply $W/s.tar.zst $W/out"
-timed "zstd -d | tar -x" "rm -rf $W/out && mkdir $W/out" "zstd -q -dc $W/s.tar.zst | tar -C $W/out -xf -"
-timed "strata layer apply (gzip)" "rm -rf $W/out" "$STRATA layer apply $W/s.tar.gz $W/out"
-timed "tar -xzf (gzip)" "rm -rf $W/out && mkdir $W/out" "tar -C $W/out -xzf $W/s.tar.gz"
-timed "umoci unpack (gzip)" "rm -rf $W/ubundle" "umoci unpack --image $U/layout:new $W/ubundle"
+echo "== unpack (${RUNS} runs each, interleaved)" >&2
+[ -f $W/s.tar.zst ] || "$STRATA" layer create $DATA -o $W/s.tar.zst >/dev/null
+[ -f $W/s.tar.gz ] || "$STRATA" layer create $DATA --compression gzip -o $W/s.tar.gz >/dev/null
+if ! umoci stat --image "$U/layout:new" >/dev/null 2>&1; then
+  bash -c "$prep_umoci_bundle" && umoci tag --image "$U/layout:base" new >/dev/null &&
+    umoci repack --image "$U/layout:new" "$U/bundle" >/dev/null
+fi
+want unpack-zstd && timed "strata layer apply (zstd)#rm -rf $W/out; cat $W/s.tar.zst >/dev/null#$STRATA layer apply $W/s.tar.zst $W/out" \
+      "zstd -d | tar -x#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.zst >/dev/null#zstd -q -dc $W/s.tar.zst | tar -C $W/out -xf -"
+want unpack-gzip && timed "strata layer apply (gzip)#rm -rf $W/out; cat $W/s.tar.gz >/dev/null#$STRATA layer apply $W/s.tar.gz $W/out" \
+      "tar -xzf (gzip)#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.gz >/dev/null#tar -C $W/out -xzf $W/s.tar.gz" \
+      "umoci unpack (gzip)#rm -rf $W/ubundle; cat $U/layout/blobs/sha256/* >/dev/null#umoci unpack --image $U/layout:new $W/ubundle"
 rm -rf "$W/out" "$W/ubundle"
 
 # Check: strata's unpack of its own layer matches the tree (not timed).
@@ -77,17 +100,19 @@ fps() { awk -v f="$FILES" -v ms="$1" 'BEGIN { printf "%.0f", f / (ms / 1000) }';
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 echo
 echo "Data: $FILES entries, $((BYTES / 1000000)) MB; $(nproc) cores; $(uname -r); runs: $RUNS; medians."
-echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst), tar|zstd $(stat -c %s $W/t.tar.zst), strata gzip $(stat -c %s $W/s.tar.gz), tar|gzip $(stat -c %s $W/t.tar.gz) bytes."
+echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst 2>/dev/null), tar|zstd $(stat -c %s $W/t.tar.zst 2>/dev/null), strata gzip $(stat -c %s $W/s.tar.gz 2>/dev/null), tar|gzip $(stat -c %s $W/t.tar.gz 2>/dev/null) bytes."
 echo
 echo "| operation | tool | median | MB/s | files/s | strata is faster by |"
 echo "|---|---|---:|---:|---:|---:|"
 row() { # op label baseline-label
+  [ -n "${MED[$2]:-}" ] || return 0
   local ms=${MED[$2]}
-  local r="-"; [ -n "${3:-}" ] && r=$(ratio "$ms" "${MED[$3]}")
-  echo "| $1 | $2 | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r |"
+  local r="-"; [ -n "${3:-}" ] && [ -n "${MED[$3]:-}" ] && r=$(ratio "$ms" "${MED[$3]}")
+  echo "| $1 | ${2//|/\\|} | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r |"
 }
 row pack "strata layer create (zstd)"
 row pack "tar | zstd -T0" "strata layer create (zstd)"
+row pack "tar | zstd -T0, both sha256 (diff ID + digest)" "strata layer create (zstd)"
 row pack "strata layer create (gzip)"
 row pack "tar | gzip" "strata layer create (gzip)"
 row pack "umoci repack (gzip)" "strata layer create (gzip)"

@@ -61,6 +61,7 @@ int run_cli(int argc, char** argv) {
     });
 
     register_version(app, ctx);
+    register_registry(app, ctx);
     register_bootstrap(app, ctx);
     register_images(app, ctx);
     register_inspect(app, ctx);
@@ -71,6 +72,8 @@ int run_cli(int argc, char** argv) {
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);
+    register_inspect_layers(app, ctx);
+    register_build(app, ctx);
 
     try {
         app.parse(argc, argv);

@@ -6,9 +6,9 @@
 #include "formats/tar.hpp"
 #include "snapshot/layer_apply.hpp"
 #include "snapshot/layer_diff.hpp"
-#include "util/atomic_file.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/scope.hpp"
 
 #include <cstdlib>
 #include <fcntl.h>
@@ -111,9 +111,12 @@ void run_create(const CreateArgs& a) {
                   << "size    " << d->blob_size << "\n";
         return;
     }
-    AtomicFile out(a.output, 0644);
-    d = make(out.fd());
-    out.commit();
+    // Like tar and zstd: written in place, no fsync (the store's own blob
+    // ingest is what fsyncs); a half-written file is removed on failure.
+    UniqueFd out = fs::open(a.output, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ScopeFail remove([&] { ::unlink(a.output.c_str()); });
+    d = make(out.get());
+    out.close();
     std::cout << "diff-id " << d->diff_id.str() << "\n"
               << "digest  " << d->blob_digest.str() << "\n"
               << "size    " << d->blob_size << "\n"

@@ -6,6 +6,7 @@
 namespace strata::cli {
 
 void register_version(CLI::App& app, Context& ctx);
+void register_registry(CLI::App& app, Context& ctx);
 void register_bootstrap(CLI::App& app, Context& ctx);
 void register_images(CLI::App& app, Context& ctx);
 void register_inspect(CLI::App& app, Context& ctx);
@@ -16,5 +17,7 @@ void register_run(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);
+void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls cat cp diff analyze
+void register_build(CLI::App& app, Context& ctx);
 
 } // namespace strata::cli

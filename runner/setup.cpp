@@ -38,6 +38,7 @@
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -859,8 +860,12 @@ void child_main(const Plan& plan) noexcept {
 
     // 8. Credentials. The bounding set is cut while we still hold
     // CAP_SETPCAP; the permitted set is what no_new_privs lets exec keep.
+    // Raw system calls, not glibc's wrappers: in a child cloned from a
+    // multi-threaded process (the builder runs stages on threads) glibc's
+    // setgroups/setresuid broadcast the change to the parent's other threads
+    // (__nptl_setxid), which do not exist here, and wait for them for ever.
     if (!plan.rootless) {
-        if (::setgroups(plan.groups.size(), plan.groups.data()) != 0) {
+        if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0) {
             fail(plan, Step::groups, errno);
         }
     }
@@ -873,10 +878,10 @@ void child_main(const Plan& plan) noexcept {
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
         fail(plan, Step::cap_ambient, errno);
     }
-    if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) {
+    if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) {
         fail(plan, Step::gid, errno);
     }
-    if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) {
+    if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) {
         fail(plan, Step::uid, errno);
     }
     std::uint64_t caps = plan.uid == 0 ? plan.caps : 0;

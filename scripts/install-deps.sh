@@ -4,7 +4,7 @@
 set -euo pipefail
 build_pkgs=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libarchive-dev libssl-dev libzstd-dev zlib1g-dev libdeflate-dev
+  libarchive-dev libssl-dev libzstd-dev zlib1g-dev
   libfuse3-dev fuse3 libcli11-dev catch2 nlohmann-json3-dev libfmt-dev
   libcurl4-openssl-dev busybox-static util-linux python3
 )
@@ -13,6 +13,7 @@ test_pkgs=(
   docker.io
 )
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
+test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   pkgs+=("${test_pkgs[@]}")

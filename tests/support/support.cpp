@@ -5,6 +5,7 @@
 #include "util/sha256.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -50,7 +51,20 @@ std::string xattrs_of(const std::string& path) {
         i += static_cast<ssize_t>(name.size()) + 1;
         std::vector<char> value(65536);
         ssize_t v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
-        list.push_back(name + "=" + std::string(value.data(), v > 0 ? static_cast<std::size_t>(v) : 0));
+        // Values are often binary (overlay's origin file handles): escape
+        // what is not printable so that one entry stays on one line.
+        std::string shown;
+        for (ssize_t k = 0; k < v; ++k) {
+            auto c = static_cast<unsigned char>(value[static_cast<std::size_t>(k)]);
+            if (c < 0x20 || c >= 0x7f || c == '\\') {
+                char hex[8];
+                std::snprintf(hex, sizeof hex, "\\x%02x", c);
+                shown += hex;
+            } else {
+                shown += static_cast<char>(c);
+            }
+        }
+        list.push_back(name + "=" + shown);
     }
     std::sort(list.begin(), list.end());
     std::string out;

@@ -1,0 +1,150 @@
+// The build executor: a Dockerfile and a context directory -> an image in the
+// store, with BuildKit's semantics (DESIGN.md "A build, step by step").
+//
+//   builder::BuildOptions o;
+//   o.context_dir = "."; o.tags = {"app:1"};
+//   builder::BuildResult r = builder::build(store, o);   // throws on failure
+//
+// - Stages: dockerfile::plan() decides which stages the target needs; each
+//   runs on its own thread as soon as the stages it depends on are done.
+// - Steps: RUN, COPY, ADD and WORKDIR work in a fresh upper directory over a
+//   kernel overlay of the parent's snapshots (store tmp/); the upper
+//   directory is written as the layer and then adopted as the new snapshot.
+//   Other instructions change only the config (history empty_layer: true).
+// - Cache: builder/cache.hpp. A hit reuses the recorded layer; nothing runs.
+// - A failing step throws StepError; nothing is named in the store (the
+//   blobs and snapshots of steps that did finish stay cached).
+#pragma once
+
+#include "formats/compression.hpp"
+#include "formats/oci.hpp"
+#include "snapshot/store.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strata::runner {
+class Control;
+}
+
+namespace strata::builder {
+
+// Stops a running build from another thread (the CLI's signal thread): the
+// running RUN steps are killed, no new step starts, and build() throws
+// Cancelled after every mount and temporary directory is cleaned up.
+class Cancellation {
+public:
+    void cancel() noexcept;
+    bool cancelled() const noexcept { return flag_.load(); }
+    // For the executor: RUN steps register their runner while it runs.
+    void add(runner::Control* c);
+    void remove(runner::Control* c);
+
+private:
+    std::mutex mu_;
+    std::set<runner::Control*> running_;
+    std::atomic<bool> flag_{false};
+};
+
+class Cancelled : public Error {
+public:
+    using Error::Error;
+};
+
+// Receives progress from the executor. Stages build on several threads: an
+// implementation must serialise its own output. Step ids are 1-based and
+// unique within a build.
+class BuildEvents {
+public:
+    virtual ~BuildEvents() = default;
+    // A step begins: "[stage-1 2/5] RUN make" (the stage name is left out when
+    // the Dockerfile has a single stage).
+    virtual void step_started(int id, const std::string& name) = 0;
+    // The step is taken from the cache.
+    virtual void step_cached(int id) = 0;
+    // The step will run, and why it was not in the cache.
+    virtual void step_running(int id, const std::string& reason) = 0;
+    // Output of the step's process (stdout and stderr, as they come).
+    virtual void step_output(int id, std::string_view data) = 0;
+    // A note about the step ("writing layer sha256:... 1.2MB").
+    virtual void step_note(int id, const std::string& note) = 0;
+    virtual void step_done(int id, double seconds) = 0;
+    virtual void step_failed(int id, const std::string& message, double seconds) = 0;
+};
+
+struct Secret {
+    std::string id;
+    std::string path;
+};
+
+enum class Network { none, host };
+
+struct BuildOptions {
+    std::string context_dir;
+    std::string dockerfile;                        // default: <context>/Dockerfile
+    std::vector<std::string> tags;                 // names to give the image
+    std::map<std::string, std::string> build_args; // --build-arg
+    std::string target;                            // --target; empty: the last stage
+    bool no_cache = false;
+    Network network = Network::none;               // RUN's default network
+    std::vector<Secret> secrets;
+    formats::Compression compression = formats::Compression::zstd;
+    int compression_level = 0;
+    // SOURCE_DATE_EPOCH: history and config times, and layer mtimes clamped.
+    std::optional<std::int64_t> source_date_epoch;
+    std::string platform; // --platform: only the host platform can be built
+    // Called for a FROM/--from image that the store does not have. Returns
+    // the text to resolve in the store afterwards (e.g. after a pull), or
+    // nullopt: the build then fails naming the image.
+    std::function<std::optional<std::string>(const std::string& reference)> fetch_image;
+    BuildEvents* events = nullptr;
+    Cancellation* cancellation = nullptr;
+};
+
+struct BuildResult {
+    formats::Descriptor manifest;
+    formats::ImageConfig config;
+    formats::Digest image_id = formats::Digest::of(""); // the config digest
+    std::vector<formats::Descriptor> layers;
+    int steps_run = 0;
+    int steps_cached = 0;
+};
+
+// A build step failed. what() reads
+//   "Dockerfile:7: RUN make: process "/bin/sh -c make" did not complete
+//    successfully: exit code: 2"
+class StepError : public Error {
+public:
+    StepError(const std::string& what, std::string file, int line, std::string instruction,
+              std::string output, int exit_code)
+        : Error(what), file_(std::move(file)), line_(line), instruction_(std::move(instruction)),
+          output_(std::move(output)), exit_code_(exit_code) {}
+    const std::string& file() const noexcept { return file_; }
+    int line() const noexcept { return line_; }
+    const std::string& instruction() const noexcept { return instruction_; }
+    // The process's whole output (RUN only).
+    const std::string& output() const noexcept { return output_; }
+    int exit_code() const noexcept { return exit_code_; } // -1 when not a process
+
+private:
+    std::string file_;
+    int line_;
+    std::string instruction_;
+    std::string output_;
+    int exit_code_;
+};
+
+BuildResult build(snapshot::Store& store, const BuildOptions& opts);
+
+// The current time as RFC 3339 (UTC, seconds), or the epoch when set.
+std::string build_time(const std::optional<std::int64_t>& source_date_epoch);
+
+} // namespace strata::builder

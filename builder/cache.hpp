@@ -1,0 +1,62 @@
+// The build cache: one record per build step in the store's cache/ directory,
+// named by the step's key.
+//
+// A key chains everything the step's result depends on:
+//   key(step) = sha256("strata-build-cache v1" \n parent key \n instruction
+//               text after expansion \n the values of the build args and ENV
+//               in scope \n a content hash of the files the step reads)
+// The first parent is the base: the manifest digest of the FROM image (or
+// "scratch") and the platform. Since each key includes its parent's, a
+// changed base, instruction, ARG value or context file changes the key of
+// that step and of every step after it, and nothing else.
+//
+// A record (cache/<key hex>.json) holds the step's layer descriptor, diff ID
+// and chain ID (absent for a step that changed no file), the history time it
+// was first built at (so a rebuild with nothing changed gives the same image
+// ID), and the "blobs"/"chain_ids" arrays that `strata gc` keeps alive.
+#pragma once
+
+#include "formats/digest.hpp"
+#include "formats/oci.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata::builder {
+
+struct CacheRecord {
+    std::string key; // hex
+    std::string created_by;
+    std::string created; // RFC 3339 history time
+    std::optional<formats::Descriptor> layer;
+    std::optional<formats::Digest> diff_id;
+    std::optional<formats::Digest> chain_id;
+};
+
+// Hashes the parts of a key, each length-prefixed so that no two part lists
+// give the same input.
+std::string cache_key(const std::vector<std::string>& parts);
+
+class BuildCache {
+public:
+    explicit BuildCache(std::string dir);
+
+    // The record for key, or nullopt (also for an unreadable record, logged).
+    std::optional<CacheRecord> lookup(const std::string& key) const;
+    // Writes the record atomically.
+    void store(const CacheRecord& record) const;
+
+    // A "probe" record remembers the content hash a step read last time under
+    // a key made without it, so that a miss can say "the files it reads
+    // changed" instead of "not in the cache".
+    std::optional<std::string> last_content(const std::string& probe_key) const;
+    void remember_content(const std::string& probe_key, const std::string& content_hash) const;
+
+    const std::string& dir() const noexcept { return dir_; }
+
+private:
+    std::string dir_;
+};
+
+} // namespace strata::builder

@@ -1,0 +1,116 @@
+#include "builder/output.hpp"
+
+#include "formats/image_archive.hpp"
+#include "formats/tar.hpp"
+#include "snapshot/layer_apply.hpp"
+#include "snapshot/layer_diff.hpp"
+#include "snapshot/reference.hpp"
+#include "util/atomic_file.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/tempdir.hpp"
+
+#include <unistd.h>
+
+namespace strata::builder {
+
+OutputSpec parse_output(const std::string& text) {
+    OutputSpec spec;
+    if (text.find('=') == std::string::npos) {
+        spec.type = "local";
+        spec.dest = text;
+        return spec;
+    }
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t comma = text.find(',', pos);
+        std::string field = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        pos = comma == std::string::npos ? text.size() + 1 : comma + 1;
+        auto eq = field.find('=');
+        if (eq == std::string::npos) {
+            throw UsageError("--output " + text + ": \"" + field + "\" is not key=value");
+        }
+        std::string k = field.substr(0, eq);
+        std::string v = field.substr(eq + 1);
+        if (k == "type") {
+            spec.type = v;
+        } else if (k == "dest") {
+            spec.dest = v;
+        } else {
+            throw UsageError("--output " + text + ": unknown key \"" + k + "\" (type, dest)");
+        }
+    }
+    if (spec.type != "oci" && spec.type != "oci-archive" && spec.type != "docker-archive" &&
+        spec.type != "tar" && spec.type != "local") {
+        throw UsageError("--output " + text + ": type must be oci, oci-archive, docker-archive, tar "
+                         "or local");
+    }
+    if (spec.dest.empty()) {
+        throw UsageError("--output " + text + ": dest is required");
+    }
+    if (spec.dest == "-" && (spec.type == "oci" || spec.type == "local")) {
+        throw UsageError("--output type=" + spec.type + " needs a directory as dest");
+    }
+    return spec;
+}
+
+void flatten_image(snapshot::Store& store, const snapshot::Image& img, const std::string& dir) {
+    UniqueFd target = fs::open_dir(dir);
+    for (const auto& l : img.manifest.layers) {
+        UniqueFd blob = store.open_blob(l.digest);
+        snapshot::ApplyOptions opts;
+        opts.mode = snapshot::WhiteoutMode::flatten;
+        opts.layer_name = "layer " + l.digest.str();
+        snapshot::apply_layer_at(blob.get(), target.get(), opts);
+    }
+}
+
+void write_output(snapshot::Store& store, const formats::Descriptor& manifest,
+                  const std::vector<std::string>& names, const OutputSpec& spec) {
+    snapshot::Image img = store.load(manifest);
+    bool to_stdout = spec.dest == "-";
+    if (spec.type == "local" || spec.type == "tar") {
+        if (spec.type == "local") {
+            fs::mkdirs(spec.dest, 0755);
+            flatten_image(store, img, spec.dest);
+            return;
+        }
+        TempDir work(store.tmp_dir(), "output-");
+        std::string root = work.path() + "/rootfs";
+        fs::mkdirs(root, 0755);
+        flatten_image(store, img, root);
+        formats::TarWriter::Options wo;
+        wo.compression = formats::Compression::none;
+        if (to_stdout) {
+            snapshot::write_diff_layer(root, "", STDOUT_FILENO, wo);
+            return;
+        }
+        AtomicFile out(spec.dest);
+        snapshot::write_diff_layer(root, "", out.fd(), wo);
+        out.commit();
+        return;
+    }
+    formats::ArchiveWriteImage w;
+    for (const auto& n : names) {
+        w.names.push_back(snapshot::Reference::parse(n).familiar());
+    }
+    w.config = store.read_blob(img.manifest.config.digest);
+    w.manifest = store.read_blob(img.descriptor.digest);
+    for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
+        const auto& l = img.manifest.layers[i];
+        w.layers.push_back(formats::ArchiveWriteLayer{store.blob_path(l.digest), l.media_type, l.digest,
+                                                      l.size, img.config.diff_ids[i]});
+    }
+    std::vector<formats::ArchiveWriteImage> images = {w};
+    if (spec.type == "oci") {
+        formats::write_oci_layout(images, spec.dest);
+    } else if (spec.type == "oci-archive") {
+        to_stdout ? formats::write_oci_archive(images, STDOUT_FILENO)
+                  : formats::write_oci_archive(images, spec.dest);
+    } else {
+        to_stdout ? formats::write_docker_archive(images, STDOUT_FILENO)
+                  : formats::write_docker_archive(images, spec.dest);
+    }
+}
+
+} // namespace strata::builder

@@ -1,0 +1,64 @@
+// The directories a build step works in, all under the store's tmp/ (same
+// filesystem as snapshots/, so an upper directory can be renamed into place):
+//
+//   Workspace: an overlay of the parent's snapshots (read-only lowers) with a
+//   fresh upper and work directory, mounted on merged/ with index=off,
+//   redirect_dir=off, metacopy=off, so that upper/ is a self-contained diff.
+//   RootView: a read-only view of a stage's or an image's root filesystem
+//   (COPY --from, RUN --mount from=): the single snapshot itself, an empty
+//   directory, or a read-only overlay of the snapshots.
+#pragma once
+
+#include "layerfs/mount.hpp"
+#include "util/tempdir.hpp"
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata::builder {
+
+class Workspace {
+public:
+    // lowers: snapshot directories, bottom first (may be empty: scratch).
+    Workspace(const std::string& tmp_dir, const std::vector<std::string>& lowers);
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    ~Workspace();
+
+    const std::string& merged() const noexcept { return merged_; }
+    const std::string& upper() const noexcept { return upper_; }
+    // Unmounts merged/ (the upper directory is complete after this).
+    void unmount();
+    // Hands the upper directory over (for Store::adopt_snapshot); the rest of
+    // the workspace is still removed with the object.
+    std::string upper_path() const { return upper_; }
+
+    // Run by the step's owner after unmount(), with the upper directory
+    // (e.g. to drop stub directories that are no change).
+    std::vector<std::function<void(const std::string& upper)>> after_unmount;
+
+private:
+    TempDir dir_;
+    std::string upper_;
+    std::string merged_;
+    std::optional<layerfs::MountHandle> mount_;
+};
+
+class RootView {
+public:
+    RootView(const std::string& tmp_dir, const std::vector<std::string>& lowers);
+    RootView(const RootView&) = delete;
+    RootView& operator=(const RootView&) = delete;
+    ~RootView();
+
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    std::optional<TempDir> dir_;
+    std::string path_;
+    std::optional<layerfs::MountHandle> mount_;
+};
+
+} // namespace strata::builder

@@ -1,0 +1,450 @@
+// `strata build`: a Dockerfile and a context directory -> an image in the
+// store (builder/build.hpp), with BuildKit-style progress on stderr.
+//
+// --progress plain (and auto when stderr is not a terminal) prints one line
+// per event, as `docker build --progress=plain` does:
+//   #3 [2/4] RUN make
+//   #3 running: the files it reads changed
+//   #3 0.412 cc -o app main.c
+//   #3 layer sha256:... 1.20MB (12 entries)
+//   #3 DONE 2.1s
+//   #4 [3/4] COPY app /usr/bin/ # or
+//   #4 CACHED
+// --progress tty (auto on a terminal) shows the same steps, with the running
+// step's last output lines redrawn in place. --progress quiet prints only the
+// image ID (and a failing step's output).
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+
+#include "builder/build.hpp"
+#include "builder/output.hpp"
+#include "formats/compression.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/scope.hpp"
+#include "snapshot/reference.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <pthread.h>
+#include <thread>
+#include <cstdlib>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+struct BuildArgs {
+    std::string file;
+    std::vector<std::string> tags;
+    std::vector<std::string> build_args;
+    std::string target;
+    bool no_cache = false;
+    std::string network = "none";
+    std::vector<std::string> secrets;
+    std::string progress = "auto";
+    std::vector<std::string> outputs;
+    std::string compression = "zstd";
+    std::string platform;
+    std::string iidfile;
+    bool quiet = false;
+    std::string context;
+};
+
+std::optional<std::int64_t> source_date_epoch() {
+    const char* env = std::getenv("SOURCE_DATE_EPOCH");
+    if (env == nullptr || *env == '\0') {
+        return std::nullopt;
+    }
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(env, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0) {
+        throw UsageError(std::string("SOURCE_DATE_EPOCH is not a number of seconds: \"") + env + "\"");
+    }
+    return v;
+}
+
+// Plain and tty progress. Events arrive from several threads (stages build in
+// parallel): everything is serialised by one mutex.
+class Printer final : public builder::BuildEvents {
+public:
+    enum class Mode { plain, tty, quiet };
+    explicit Printer(Mode mode) : mode_(mode), t0_(std::chrono::steady_clock::now()) {}
+
+    void step_started(int id, const std::string& name) override {
+        std::lock_guard<std::mutex> l(mu_);
+        steps_[id].name = name;
+        steps_[id].t0 = std::chrono::steady_clock::now();
+        if (mode_ != Mode::quiet) {
+            clear_live();
+            std::cerr << "#" << id << " " << name << "\n";
+            draw_live();
+        }
+    }
+    void step_cached(int id) override {
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            steps_[id].cached = true;
+        }
+        line(id, "CACHED");
+    }
+    void step_running(int id, const std::string& reason) override {
+        line(id, "running: " + reason);
+    }
+    void step_output(int id, std::string_view data) override {
+        std::lock_guard<std::mutex> l(mu_);
+        auto& s = steps_[id];
+        s.output.append(data);
+        if (mode_ == Mode::quiet) {
+            return;
+        }
+        s.pending.append(data);
+        std::size_t nl;
+        while ((nl = s.pending.find('\n')) != std::string::npos) {
+            emit_output_line(id, s, s.pending.substr(0, nl));
+            s.pending.erase(0, nl + 1);
+        }
+    }
+    void step_note(int id, const std::string& note) override { line(id, note); }
+    void step_done(int id, double seconds) override {
+        flush_pending(id);
+        bool cached = false;
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            cached = steps_[id].cached;
+            if (live_id_ == id) {
+                clear_live(); // the finished step's output tail goes away
+                live_id_ = 0;
+            }
+        }
+        if (!cached) {
+            line(id, fmt::format("DONE {:.1f}s", seconds));
+        }
+        std::lock_guard<std::mutex> l(mu_);
+        steps_.erase(id);
+        if (mode_ == Mode::tty) {
+            clear_live();
+            live_id_ = 0;
+        }
+    }
+    void step_failed(int id, const std::string& message, double seconds) override {
+        flush_pending(id);
+        std::lock_guard<std::mutex> l(mu_);
+        clear_live();
+        live_id_ = 0;
+        auto& s = steps_[id];
+        failed_name_ = s.name;
+        failed_output_ = s.output;
+        failed_shown_ = mode_ == Mode::plain;
+        if (mode_ != Mode::quiet) {
+            std::cerr << "#" << id << " ERROR " << fmt::format("{:.1f}s", seconds);
+            if (!message.empty()) {
+                std::cerr << ": " << message;
+            }
+            std::cerr << "\n";
+        }
+    }
+    void message(const std::string& text) {
+        std::lock_guard<std::mutex> l(mu_);
+        if (mode_ != Mode::quiet) {
+            clear_live();
+            std::cerr << text << "\n";
+        }
+    }
+    // The failing step's whole output, framed as BuildKit frames it.
+    void report_failure() {
+        std::lock_guard<std::mutex> l(mu_);
+        if (failed_name_.empty() || failed_output_.empty()) {
+            return;
+        }
+        std::cerr << "------\n > " << failed_name_ << ":\n" << failed_output_;
+        if (failed_output_.back() != '\n') {
+            std::cerr << "\n";
+        }
+        std::cerr << "------\n";
+    }
+
+private:
+    struct StepState {
+        std::string name;
+        std::chrono::steady_clock::time_point t0;
+        std::string pending;
+        std::string output;
+        std::deque<std::string> tail;
+        bool cached = false;
+    };
+
+    void line(int id, const std::string& text) {
+        std::lock_guard<std::mutex> l(mu_);
+        if (mode_ == Mode::quiet) {
+            return;
+        }
+        clear_live();
+        std::cerr << "#" << id << " " << text << "\n";
+        draw_live();
+    }
+    void flush_pending(int id) {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = steps_.find(id);
+        if (it != steps_.end() && !it->second.pending.empty() && mode_ != Mode::quiet) {
+            emit_output_line(id, it->second, it->second.pending);
+            it->second.pending.clear();
+        }
+    }
+    void emit_output_line(int id, StepState& s, const std::string& text) {
+        double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.t0).count();
+        if (mode_ == Mode::plain) {
+            std::cerr << "#" << id << " " << fmt::format("{:.3f}", t) << " " << text << "\n";
+            return;
+        }
+        // tty: keep the last lines of the running step, redrawn in place.
+        clear_live();
+        s.tail.push_back(text.substr(0, 200));
+        if (s.tail.size() > kTailLines) {
+            s.tail.pop_front();
+        }
+        live_id_ = id;
+        draw_live();
+    }
+    void clear_live() {
+        if (mode_ != Mode::tty || drawn_ == 0) {
+            return;
+        }
+        for (int i = 0; i < drawn_; ++i) {
+            std::cerr << "\x1b[1A\x1b[2K";
+        }
+        drawn_ = 0;
+    }
+    void draw_live() {
+        if (mode_ != Mode::tty || live_id_ == 0) {
+            return;
+        }
+        auto it = steps_.find(live_id_);
+        if (it == steps_.end()) {
+            return;
+        }
+        for (const auto& t : it->second.tail) {
+            std::cerr << "\x1b[2m  " << t << "\x1b[0m\n";
+            ++drawn_;
+        }
+        std::cerr.flush();
+    }
+
+    static constexpr std::size_t kTailLines = 6;
+    Mode mode_;
+    std::chrono::steady_clock::time_point t0_;
+    std::mutex mu_;
+    std::map<int, StepState> steps_;
+    int live_id_ = 0;
+    int drawn_ = 0;
+    std::string failed_name_;
+    std::string failed_output_;
+    bool failed_shown_ = false;
+};
+
+void print_dockerfile_excerpt(const std::string& path, int line) {
+    std::string text;
+    try {
+        text = fs::read_file(path, 16 << 20);
+    } catch (const Error&) {
+        return;
+    }
+    std::vector<std::string> lines;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t nl = text.find('\n', pos);
+        lines.push_back(text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+        if (nl == std::string::npos) {
+            break;
+        }
+        pos = nl + 1;
+    }
+    int from = std::max(1, line - 2);
+    int to = std::min(static_cast<int>(lines.size()), line + 2);
+    std::cerr << "--------------------\n";
+    for (int i = from; i <= to; ++i) {
+        std::cerr << fmt::format("{:>4} | {}{}\n", i, i == line ? ">>> " : "", lines[i - 1]);
+    }
+    std::cerr << "--------------------\n";
+}
+
+void run_build(Context& ctx, const BuildArgs& a) {
+    builder::BuildOptions o;
+    o.context_dir = a.context;
+    o.dockerfile = a.file;
+    if (a.file.empty()) {
+        o.dockerfile = fs::join(a.context, "Dockerfile");
+    } else if (a.file == "-") {
+        throw UsageError("-f -: reading the Dockerfile from stdin is not supported; give a path");
+    }
+    o.tags = a.tags;
+    for (const auto& t : a.tags) {
+        snapshot::Reference::parse(t); // fail before building
+    }
+    for (const auto& kv : a.build_args) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos) {
+            // Docker: --build-arg NAME takes the value from the environment.
+            if (const char* v = std::getenv(kv.c_str())) {
+                o.build_args[kv] = v;
+            }
+            continue;
+        }
+        o.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    o.target = a.target;
+    o.no_cache = a.no_cache;
+    if (a.network == "none" || a.network == "default") {
+        o.network = builder::Network::none;
+    } else if (a.network == "host") {
+        o.network = builder::Network::host;
+    } else {
+        throw UsageError("--network must be none or host, not \"" + a.network + "\"");
+    }
+    for (const auto& s : a.secrets) {
+        builder::Secret sec;
+        std::size_t pos = 0;
+        while (pos <= s.size()) {
+            std::size_t comma = s.find(',', pos);
+            std::string f = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+            pos = comma == std::string::npos ? s.size() + 1 : comma + 1;
+            auto eq = f.find('=');
+            std::string k = f.substr(0, eq);
+            std::string v = eq == std::string::npos ? "" : f.substr(eq + 1);
+            if (k == "id") {
+                sec.id = v;
+            } else if (k == "src" || k == "source") {
+                sec.path = v;
+            } else if (k == "type" && v == "file") {
+            } else {
+                throw UsageError("--secret " + s + ": expected id=ID,src=PATH");
+            }
+        }
+        if (sec.id.empty() || sec.path.empty()) {
+            throw UsageError("--secret " + s + ": expected id=ID,src=PATH");
+        }
+        o.secrets.push_back(sec);
+    }
+    o.compression = formats::parse_compression(a.compression);
+    o.source_date_epoch = source_date_epoch();
+    o.platform = a.platform;
+    std::vector<builder::OutputSpec> outputs;
+    for (const auto& out : a.outputs) {
+        outputs.push_back(builder::parse_output(out));
+    }
+
+    Printer::Mode mode;
+    std::string progress = a.quiet ? "quiet" : a.progress;
+    if (progress == "plain") {
+        mode = Printer::Mode::plain;
+    } else if (progress == "tty") {
+        mode = Printer::Mode::tty;
+    } else if (progress == "quiet") {
+        mode = Printer::Mode::quiet;
+    } else if (progress == "auto") {
+        mode = ::isatty(STDERR_FILENO) ? Printer::Mode::tty : Printer::Mode::plain;
+    } else {
+        throw UsageError("--progress must be auto, plain, tty or quiet, not \"" + progress + "\"");
+    }
+    Printer printer(mode);
+    o.events = &printer;
+
+    snapshot::Store store = open_store(ctx);
+
+    // Ctrl-C / SIGTERM / SIGHUP: blocked in every thread and taken by one
+    // thread that cancels the build, so that mounts and temporary
+    // directories are cleaned up on the way out.
+    builder::Cancellation cancellation;
+    o.cancellation = &cancellation;
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigset_t old_mask;
+    pthread_sigmask(SIG_BLOCK, &sigs, &old_mask);
+    std::atomic<bool> finished{false};
+    std::atomic<int> got_signal{0};
+    std::thread sig_thread([&] {
+        while (true) {
+            int sig = 0;
+            if (sigwait(&sigs, &sig) != 0 || finished) {
+                return;
+            }
+            got_signal = sig;
+            cancellation.cancel();
+        }
+    });
+    auto stop_sig_thread = ScopeExit([&] {
+        finished = true;
+        pthread_kill(sig_thread.native_handle(), SIGTERM);
+        sig_thread.join();
+        pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    });
+
+    auto t0 = std::chrono::steady_clock::now();
+    builder::BuildResult r;
+    try {
+        r = builder::build(store, o);
+    } catch (const builder::Cancelled&) {
+        printer.message("build cancelled");
+        ctx.exit_code = 128 + (got_signal ? got_signal.load() : SIGINT);
+        return;
+    } catch (const builder::StepError& e) {
+        if (mode != Printer::Mode::plain || e.exit_code() >= 0) {
+            printer.report_failure();
+        }
+        print_dockerfile_excerpt(o.dockerfile, e.line());
+        throw Error("failed to solve: " + std::string(e.what()));
+    }
+    for (const auto& spec : outputs) {
+        printer.message("exporting to " + spec.type + " " + spec.dest);
+        builder::write_output(store, r.manifest, a.tags, spec);
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    printer.message(fmt::format("writing image {} done ({} steps run, {} cached, {:.2f}s)",
+                                r.image_id.str(), r.steps_run, r.steps_cached, secs));
+    for (const auto& t : a.tags) {
+        printer.message("naming to " + snapshot::Reference::parse(t).full() + " done");
+    }
+    if (!a.iidfile.empty()) {
+        fs::write_file_atomic(a.iidfile, r.image_id.str());
+    }
+    if (mode == Printer::Mode::quiet) {
+        std::cout << r.image_id.str() << "\n";
+    }
+}
+
+} // namespace
+
+void register_build(CLI::App& app, Context& ctx) {
+    auto a = std::make_shared<BuildArgs>();
+    auto* cmd = app.add_subcommand("build", "Build an image from a Dockerfile");
+    cmd->add_option("-f,--file", a->file, "Dockerfile (default: CONTEXT/Dockerfile)");
+    cmd->add_option("-t,--tag", a->tags, "Name the image NAME[:TAG] (repeatable)");
+    cmd->add_option("--build-arg", a->build_args, "Set a build-time variable K=V (repeatable)");
+    cmd->add_option("--target", a->target, "Build this stage (default: the last)");
+    cmd->add_flag("--no-cache", a->no_cache, "Do not use the build cache");
+    cmd->add_option("--network", a->network, "Network for RUN: none (default) or host");
+    cmd->add_option("--secret", a->secrets, "Secret for RUN --mount=type=secret: id=ID,src=PATH");
+    cmd->add_option("--progress", a->progress, "auto, plain, tty or quiet");
+    cmd->add_flag("-q,--quiet", a->quiet, "Print only the image ID");
+    cmd->add_option("-o,--output", a->outputs,
+                    "Also write type=oci|oci-archive|docker-archive|tar|local,dest=PATH");
+    cmd->add_option("--compression", a->compression, "Layer compression: zstd (default), gzip, none");
+    cmd->add_option("--platform", a->platform, "Target platform (only the host's)");
+    cmd->add_option("--iidfile", a->iidfile, "Write the image ID to this file");
+    cmd->add_option("CONTEXT", a->context, "Build context directory")->required();
+    cmd->callback([&ctx, a] { run_build(ctx, *a); });
+}
+
+} // namespace strata::cli

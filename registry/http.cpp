@@ -1,0 +1,385 @@
+#include "registry/http.hpp"
+
+#include "util/log.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+namespace strata::registry {
+
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
+                          s.back() == '\n')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+void global_init() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
+            throw RegistryError("cannot initialise libcurl");
+        }
+    });
+}
+
+// State shared with the C callbacks of one transfer.
+struct Transfer {
+    const HttpRequest* request = nullptr;
+    HttpResponse* response = nullptr;
+    std::exception_ptr error;
+    // Request body source.
+    std::string_view memory;
+    int fd = -1;
+    std::uint64_t base = 0;
+    std::uint64_t size = 0;
+    std::uint64_t pos = 0;
+};
+
+size_t header_cb(char* data, size_t size, size_t n, void* user) noexcept {
+    auto* t = static_cast<Transfer*>(user);
+    std::string_view line(data, size * n);
+    try {
+        if (line.starts_with("HTTP/")) {
+            // A new response (after 100 Continue or a redirect): start over.
+            t->response->headers.clear();
+            t->response->body.clear();
+            auto sp = line.find(' ');
+            t->response->status =
+                sp == std::string_view::npos ? 0 : std::strtol(line.data() + sp + 1, nullptr, 10);
+        } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+            t->response->headers.add(lower(trim(line.substr(0, colon))),
+                                     std::string(trim(line.substr(colon + 1))));
+        }
+    } catch (...) {
+        t->error = std::current_exception();
+        return 0;
+    }
+    return size * n;
+}
+
+size_t write_cb(char* data, size_t size, size_t n, void* user) noexcept {
+    auto* t = static_cast<Transfer*>(user);
+    size_t len = size * n;
+    try {
+        long status = t->response->status;
+        if (status >= 300 && status < 400 && t->request->follow_redirects) {
+            return len; // body of a redirect that curl follows
+        }
+        if (status >= 200 && status < 300 && t->request->sink) {
+            t->request->sink(data, len);
+        } else {
+            if (t->response->body.size() + len > t->request->max_body) {
+                throw RegistryError(fmt::format("response from {} is larger than {} bytes",
+                                                t->request->url, t->request->max_body));
+            }
+            t->response->body.append(data, len);
+        }
+    } catch (...) {
+        t->error = std::current_exception();
+        return 0; // aborts the transfer with CURLE_WRITE_ERROR
+    }
+    return len;
+}
+
+size_t read_cb(char* buffer, size_t size, size_t n, void* user) noexcept {
+    auto* t = static_cast<Transfer*>(user);
+    size_t want = std::min<std::uint64_t>(size * n, t->size - t->pos);
+    if (want == 0) {
+        return 0;
+    }
+    if (t->fd < 0) {
+        std::memcpy(buffer, t->memory.data() + t->pos, want);
+        t->pos += want;
+        return want;
+    }
+    for (;;) {
+        ssize_t got = ::pread(t->fd, buffer, want, static_cast<off_t>(t->base + t->pos));
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            int err = got < 0 ? errno : EIO;
+            t->error = std::make_exception_ptr(
+                SysError("read request body from", "fd " + std::to_string(t->fd), err));
+            return CURL_READFUNC_ABORT;
+        }
+        t->pos += static_cast<std::uint64_t>(got);
+        return static_cast<size_t>(got);
+    }
+}
+
+int seek_cb(void* user, curl_off_t offset, int origin) noexcept {
+    auto* t = static_cast<Transfer*>(user);
+    if (origin != SEEK_SET || offset < 0 || static_cast<std::uint64_t>(offset) > t->size) {
+        return CURL_SEEKFUNC_CANTSEEK;
+    }
+    t->pos = static_cast<std::uint64_t>(offset);
+    return CURL_SEEKFUNC_OK;
+}
+
+bool is_tls_code(CURLcode c) {
+    switch (c) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return true;
+    default:
+        return false;
+    }
+}
+
+} // namespace
+
+bool TransportError::transient() const noexcept {
+    switch (static_cast<CURLcode>(curl_code_)) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void Headers::add(std::string name, std::string value) {
+    items_.emplace_back(std::move(name), std::move(value));
+}
+
+std::optional<std::string> Headers::get(std::string_view name) const {
+    std::string key = lower(name);
+    for (const auto& [k, v] : items_) {
+        if (k == key) {
+            return v;
+        }
+    }
+    return std::nullopt;
+}
+
+std::vector<std::string> Headers::get_all(std::string_view name) const {
+    std::string key = lower(name);
+    std::vector<std::string> out;
+    for (const auto& [k, v] : items_) {
+        if (k == key) {
+            out.push_back(v);
+        }
+    }
+    return out;
+}
+
+HttpSession::HttpSession(HttpOptions options) : options_(std::move(options)) {
+    global_init();
+    curl_ = curl_easy_init();
+    if (curl_ == nullptr) {
+        throw RegistryError("cannot create a libcurl handle");
+    }
+}
+
+HttpSession::~HttpSession() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+
+HttpResponse HttpSession::perform(const HttpRequest& req) {
+    CURL* h = static_cast<CURL*>(curl_);
+    curl_easy_reset(h); // keeps the connection cache
+    HttpResponse resp;
+    Transfer t;
+    t.request = &req;
+    t.response = &resp;
+    bool has_body = false;
+    if (req.body_fd >= 0) {
+        t.fd = req.body_fd;
+        t.base = req.body_offset;
+        t.size = req.body_size;
+        has_body = true;
+    } else if (!req.body.empty() || req.method == "PUT" || req.method == "PATCH") {
+        t.memory = req.body;
+        t.size = req.body.size();
+        has_body = true;
+    }
+
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, options_.user_agent.c_str());
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options_.connect_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.stall_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, options_.tls_verify ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, options_.tls_verify ? 2L : 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, req.follow_redirects ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+    // A redirected POST stays a POST (301/302/303), as registries expect.
+    curl_easy_setopt(h, CURLOPT_POSTREDIR, static_cast<long>(CURL_REDIR_POST_ALL));
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+
+    if (req.method == "HEAD") {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (req.method == "POST") {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        if (has_body) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.size));
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+        }
+    } else if (req.method == "PUT" || req.method == "PATCH") {
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(t.size));
+        if (req.method == "PATCH") {
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");
+        }
+    } else if (req.method != "GET") {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    }
+    if (has_body) {
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(h, CURLOPT_READDATA, &t);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
+    }
+
+    curl_slist* list = nullptr;
+    auto free_list = [&] { curl_slist_free_all(list); };
+    for (const auto& hd : req.headers) {
+        list = curl_slist_append(list, hd.c_str());
+    }
+    // No "Expect: 100-continue" round trip before uploads.
+    list = curl_slist_append(list, "Expect:");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+
+    CURLcode rc = curl_easy_perform(h);
+    free_list();
+    if (t.error) {
+        std::rethrow_exception(t.error);
+    }
+    if (rc != CURLE_OK) {
+        std::string detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+        throw TransportError(fmt::format("{} {}: {}", req.method, req.url, detail),
+                             static_cast<int>(rc), is_tls_code(rc));
+    }
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    resp.status = code;
+    char* eff = nullptr;
+    if (curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr) {
+        resp.effective_url = eff;
+    }
+    STRATA_LOG_TRACE("{} {} -> {}", req.method, req.url, resp.status);
+    return resp;
+}
+
+bool retryable_status(long status) {
+    return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+}
+
+std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt,
+                                        const HttpResponse* response) {
+    if (response != nullptr) {
+        if (auto ra = response->headers.get("retry-after")) {
+            char* end = nullptr;
+            long secs = std::strtol(ra->c_str(), &end, 10);
+            if (end != ra->c_str() && *end == '\0' && secs >= 0) {
+                return std::min(std::chrono::milliseconds(secs * 1000), policy.max_backoff);
+            }
+        }
+    }
+    auto d = policy.initial_backoff;
+    for (int i = 1; i < attempt && d < policy.max_backoff; ++i) {
+        d *= 2;
+    }
+    return std::min(d, policy.max_backoff);
+}
+
+HttpResponse perform_with_retries(HttpSession& session, const HttpRequest& request,
+                                  const RetryPolicy& policy, const std::function<void()>& restart) {
+    bool delivered = false;
+    HttpRequest req = request;
+    if (request.sink) {
+        req.sink = [&](const char* d, std::size_t n) {
+            delivered = true;
+            request.sink(d, n);
+        };
+    }
+    for (int attempt = 1;; ++attempt) {
+        bool last = attempt >= policy.max_attempts;
+        if (attempt > 1 && delivered && restart) {
+            restart();
+            delivered = false;
+        }
+        try {
+            HttpResponse resp = session.perform(req);
+            if (!retryable_status(resp.status) || last) {
+                return resp;
+            }
+            auto delay = backoff_delay(policy, attempt, &resp);
+            STRATA_LOG_INFO("{} {}: HTTP {}, retrying in {} ms (attempt {}/{})", req.method,
+                            req.url, resp.status, delay.count(), attempt + 1, policy.max_attempts);
+            std::this_thread::sleep_for(delay);
+        } catch (const TransportError& e) {
+            if (!e.transient() || last || (delivered && !restart)) {
+                throw;
+            }
+            auto delay = backoff_delay(policy, attempt, nullptr);
+            STRATA_LOG_INFO("{}; retrying in {} ms (attempt {}/{})", e.what(), delay.count(),
+                            attempt + 1, policy.max_attempts);
+            std::this_thread::sleep_for(delay);
+        }
+    }
+}
+
+std::string url_escape(std::string_view s) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+} // namespace strata::registry

@@ -1,0 +1,135 @@
+// HTTP over libcurl for the registry client: one HttpSession per thread (a
+// CURL easy handle that keeps its connections alive between requests),
+// request bodies from memory or from a file descriptor, response bodies
+// collected (bounded) or streamed to a sink, and a retry loop with
+// exponential backoff for 429, 5xx and transient transport failures.
+//
+// No exception crosses a libcurl callback: a sink that throws stops the
+// transfer and its exception is rethrown by perform().
+#pragma once
+
+#include "util/error.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace strata::registry {
+
+// Any failure talking to a registry.
+class RegistryError : public Error {
+public:
+    using Error::Error;
+};
+
+// The connection itself failed (DNS, TCP, TLS, timeout): no HTTP status.
+class TransportError : public RegistryError {
+public:
+    TransportError(const std::string& what, int curl_code, bool tls)
+        : RegistryError(what), curl_code_(curl_code), tls_(tls) {}
+    int curl_code() const noexcept { return curl_code_; }
+    // The TLS handshake failed (e.g. the server speaks plain HTTP).
+    bool tls_failure() const noexcept { return tls_; }
+    // Worth another attempt (timeouts, resets, refused connections).
+    bool transient() const noexcept;
+
+private:
+    int curl_code_;
+    bool tls_;
+};
+
+// Response headers in arrival order, names lower-cased.
+class Headers {
+public:
+    void add(std::string name, std::string value);
+    void clear() { items_.clear(); }
+    std::optional<std::string> get(std::string_view name) const;
+    std::vector<std::string> get_all(std::string_view name) const;
+    const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
+
+private:
+    std::vector<std::pair<std::string, std::string>> items_;
+};
+
+struct HttpRequest {
+    std::string method = "GET"; // GET HEAD POST PUT PATCH DELETE
+    std::string url;
+    std::vector<std::string> headers; // "Name: value"
+    // Request body: from memory, or size bytes of body_fd starting at body_offset.
+    std::string body;
+    int body_fd = -1;
+    std::uint64_t body_offset = 0;
+    std::uint64_t body_size = 0;
+    bool follow_redirects = true;
+    // 2xx response bodies go to sink when set (it may throw to abort);
+    // other bodies are collected into HttpResponse::body, up to max_body.
+    std::function<void(const char*, std::size_t)> sink;
+    std::size_t max_body = 1024 * 1024;
+};
+
+struct HttpResponse {
+    long status = 0;
+    Headers headers;
+    std::string body;
+    std::string effective_url; // after redirects
+    bool ok() const { return status >= 200 && status < 300; }
+};
+
+struct HttpOptions {
+    bool tls_verify = true;
+    std::chrono::seconds connect_timeout{30};
+    // Abort when fewer than 1 byte/s flow for this long.
+    std::chrono::seconds stall_timeout{120};
+    std::string user_agent = "strata";
+};
+
+// One CURL easy handle. Not thread-safe: use one per thread.
+class HttpSession {
+public:
+    explicit HttpSession(HttpOptions options = {});
+    HttpSession(const HttpSession&) = delete;
+    HttpSession& operator=(const HttpSession&) = delete;
+    ~HttpSession();
+
+    // One attempt. Throws TransportError when no response arrives, or what
+    // the sink threw; HTTP error statuses are returned, not thrown.
+    HttpResponse perform(const HttpRequest& request);
+    const HttpOptions& options() const { return options_; }
+
+private:
+    HttpOptions options_;
+    void* curl_;
+};
+
+struct RetryPolicy {
+    int max_attempts = 5; // total, including the first
+    std::chrono::milliseconds initial_backoff{250};
+    std::chrono::milliseconds max_backoff{8000};
+};
+
+// Whether a status is worth retrying (429, 500, 502, 503, 504).
+bool retryable_status(long status);
+
+// The delay before attempt `attempt` (1-based retry count): Retry-After when
+// the response carries one (seconds, capped at max_backoff), else
+// exponential backoff from initial_backoff.
+std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt,
+                                        const HttpResponse* response);
+
+// perform() with retries on 429/5xx and transient transport errors. When the
+// request has a sink, `restart` is called before each new attempt so the
+// sink can discard what it received (without restart, a request whose sink
+// already received bytes is not retried).
+HttpResponse perform_with_retries(HttpSession& session, const HttpRequest& request,
+                                  const RetryPolicy& policy,
+                                  const std::function<void()>& restart = {});
+
+// Percent-encodes a query parameter value.
+std::string url_escape(std::string_view s);
+
+} // namespace strata::registry

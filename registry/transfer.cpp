@@ -1,0 +1,354 @@
+#include "registry/transfer.hpp"
+
+#include "formats/media_types.hpp"
+#include "util/log.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace strata::registry {
+
+namespace {
+
+// Runs task(i) for i in [0, n) on up to jobs threads. The first exception
+// stops the hand-out of new tasks and is rethrown once all threads end.
+void parallel_for(std::size_t n, int jobs, const std::function<void(std::size_t)>& task,
+                  std::atomic<bool>& cancelled) {
+    std::atomic<std::size_t> next{0};
+    std::exception_ptr error;
+    std::mutex mu;
+    auto worker = [&] {
+        for (;;) {
+            if (cancelled.load()) {
+                return;
+            }
+            std::size_t i = next.fetch_add(1);
+            if (i >= n) {
+                return;
+            }
+            try {
+                task(i);
+            } catch (...) {
+                std::lock_guard lock(mu);
+                if (!error) {
+                    error = std::current_exception();
+                }
+                cancelled = true;
+                return;
+            }
+        }
+    };
+    std::size_t threads = std::min<std::size_t>(n, static_cast<std::size_t>(std::max(jobs, 1)));
+    std::vector<std::thread> pool;
+    try {
+        for (std::size_t t = 1; t < threads; ++t) {
+            pool.emplace_back(worker);
+        }
+    } catch (...) {
+        cancelled = true;
+        for (auto& th : pool) {
+            th.join();
+        }
+        throw;
+    }
+    worker();
+    for (auto& th : pool) {
+        th.join();
+    }
+    if (error) {
+        std::rethrow_exception(error);
+    }
+}
+
+void emit(const TransferOptions& o, TransferEvent::Kind kind, const formats::Digest& d,
+          std::uint64_t size, std::string from = {}) {
+    if (o.progress) {
+        o.progress(TransferEvent{kind, d, size, std::move(from)});
+    }
+}
+
+std::string reference_in_repo(const snapshot::Reference& ref) {
+    if (ref.digest()) {
+        return ref.digest()->str();
+    }
+    return ref.tag().empty() ? std::string("latest") : ref.tag();
+}
+
+std::string display(const snapshot::Reference& ref) {
+    return ref.domain() + "/" + ref.path() +
+           (ref.digest() ? "@" + ref.digest()->str() : ":" + reference_in_repo(ref));
+}
+
+// BlobWriter can be neither copied nor moved: this builds one in place
+// (std::optional::emplace) from Store::new_blob's prvalue.
+struct NewBlob {
+    const snapshot::Store& store;
+    operator snapshot::BlobWriter() const { return store.new_blob(); }
+};
+
+class Cancelled : public Error {
+public:
+    Cancelled() : Error("cancelled") {}
+};
+
+} // namespace
+
+ClientOptions client_options_for(const std::string& registry, bool tls_verify) {
+    ClientOptions o;
+    o.tls_verify = tls_verify;
+    o.credentials = load_credentials(registry, docker_config_path());
+    return o;
+}
+
+formats::Descriptor select_platform(const formats::Index& index, const formats::Platform& want,
+                                    std::string_view what) {
+    const formats::Descriptor* best = nullptr;
+    for (const auto& d : index.manifests) {
+        if (!formats::is_manifest_media_type(d.media_type) && !d.media_type.empty()) {
+            continue;
+        }
+        if (!d.platform) {
+            continue;
+        }
+        if (formats::platform_matches(want, *d.platform)) {
+            // Prefer an exact variant match over a variant-less entry.
+            if (best == nullptr || (d.platform->variant == want.variant &&
+                                    best->platform->variant != want.variant)) {
+                best = &d;
+            }
+        }
+    }
+    if (best != nullptr) {
+        return *best;
+    }
+    std::string offered;
+    for (const auto& d : index.manifests) {
+        if (d.platform) {
+            offered += (offered.empty() ? "" : ", ") + formats::to_string(*d.platform);
+        }
+    }
+    throw NotFoundError(fmt::format("{}: no image for platform {} (the index offers: {})", what,
+                                    formats::to_string(want), offered.empty() ? "none" : offered));
+}
+
+PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
+                const TransferOptions& options) {
+    Client client(ref.domain(), options.client);
+    const std::string repo = ref.path();
+    const std::string what = display(ref);
+    PullResult result;
+
+    RemoteManifest top = client.get_manifest(repo, reference_in_repo(ref));
+    RemoteManifest chosen = top;
+    if (formats::is_index_media_type(top.media_type)) {
+        formats::Index index = formats::parse_index(top.bytes, what);
+        formats::Platform want = options.platform ? *options.platform : formats::host_platform();
+        formats::Descriptor d = select_platform(index, want, what);
+        result.index = top.digest;
+        chosen = client.get_manifest(repo, d.digest.str());
+        if (d.digest != chosen.digest) {
+            throw DigestMismatchError(fmt::format("{}: manifest {} hashes to {}", what,
+                                                  d.digest.str(), chosen.digest.str()));
+        }
+        if (chosen.media_type.empty()) {
+            chosen.media_type = d.media_type;
+        }
+    } else if (top.media_type == "application/vnd.docker.distribution.manifest.v1+json" ||
+               top.media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws") {
+        throw RegistryError(what + ": Docker schema 1 manifests are not supported (deprecated "
+                                   "since 2017); push the image again with a current tool");
+    }
+    if (!formats::is_manifest_media_type(chosen.media_type)) {
+        throw RegistryError(fmt::format("{}: unsupported manifest media type \"{}\"", what,
+                                        chosen.media_type));
+    }
+    formats::Manifest manifest =
+        formats::parse_manifest(chosen.bytes, what + " (" + chosen.digest.str() + ")");
+    formats::Descriptor desc;
+    desc.media_type = chosen.media_type;
+    desc.digest = chosen.digest;
+    desc.size = static_cast<std::int64_t>(chosen.bytes.size());
+    emit(options, TransferEvent::Kind::resolved, desc.digest, chosen.bytes.size());
+
+    // Config first, then layers; each blob once.
+    std::vector<formats::Descriptor> blobs;
+    std::set<formats::Digest> seen;
+    auto add = [&](const formats::Descriptor& d) {
+        if (seen.insert(d.digest).second) {
+            blobs.push_back(d);
+        }
+    };
+    add(manifest.config);
+    for (const auto& l : manifest.layers) {
+        if (!l.urls.empty() && (l.media_type == formats::media::docker_layer_foreign ||
+                                l.media_type.find("nondistributable") != std::string::npos)) {
+            // Foreign layers live at their URLs; the registry does not serve them.
+            throw RegistryError(fmt::format("{}: layer {} is a foreign layer (at {}); strata does "
+                                            "not fetch non-distributable layers",
+                                            what, l.digest.str(), l.urls.front()));
+        }
+        add(l);
+    }
+    std::vector<const formats::Descriptor*> missing;
+    for (const auto& b : blobs) {
+        if (store.has_blob(b.digest)) {
+            ++result.blobs_skipped;
+            emit(options, TransferEvent::Kind::skipped, b.digest, static_cast<std::uint64_t>(b.size));
+        } else {
+            missing.push_back(&b);
+        }
+    }
+
+    std::atomic<bool> cancelled{false};
+    std::atomic<std::uint64_t> bytes{0};
+    parallel_for(
+        missing.size(), options.jobs,
+        [&](std::size_t i) {
+            const formats::Descriptor& b = *missing[i];
+            std::optional<snapshot::BlobWriter> writer;
+            writer.emplace(NewBlob{store});
+            client.fetch_blob(
+                repo, b.digest, static_cast<std::uint64_t>(b.size),
+                [&](const char* data, std::size_t n) {
+                    if (cancelled.load()) {
+                        throw Cancelled();
+                    }
+                    writer->write(data, n);
+                },
+                [&] { writer.emplace(NewBlob{store}); }, /*verify=*/false);
+            // The BlobWriter hashed every byte as it was written; commit checks
+            // the digest and publishes nothing when it differs.
+            try {
+                writer->commit(b.digest);
+            } catch (const Error& e) {
+                throw DigestMismatchError(fmt::format("blob {}/{}@{}: {}", ref.domain(), repo,
+                                                      b.digest.str(), e.what()));
+            }
+            bytes += static_cast<std::uint64_t>(b.size);
+            emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size));
+        },
+        cancelled);
+    result.blobs_fetched = static_cast<int>(missing.size());
+    result.bytes_fetched = bytes.load();
+
+    // The manifest, then the name: only now is the image visible.
+    formats::Digest stored = store.put_blob(chosen.bytes);
+    if (stored != desc.digest) {
+        throw DigestMismatchError(fmt::format("{}: stored manifest hashes to {}, expected {}", what,
+                                              stored.str(), desc.digest.str()));
+    }
+    // Check that the store can read what it will name (config + manifest).
+    store.load(desc);
+    store.set_name(ref, desc);
+    result.manifest = desc;
+    return result;
+}
+
+PushResult push(snapshot::Store& store, const formats::Descriptor& manifest_desc,
+                const snapshot::Reference& dest, const TransferOptions& options) {
+    Client client(dest.domain(), options.client);
+    const std::string repo = dest.path();
+    const std::string what = display(dest);
+    // An index in the store pushes the host platform's manifest (load picks it).
+    snapshot::Image image = store.load(manifest_desc);
+    const formats::Descriptor& mdesc = image.descriptor;
+    std::string manifest_bytes = store.read_blob(mdesc.digest);
+    std::string media_type = !mdesc.media_type.empty()          ? mdesc.media_type
+                             : !image.manifest.media_type.empty() ? image.manifest.media_type
+                                                                  : std::string(formats::media::oci_manifest);
+    emit(options, TransferEvent::Kind::resolved, mdesc.digest, manifest_bytes.size());
+
+    std::vector<formats::Descriptor> blobs;
+    std::set<formats::Digest> seen;
+    for (const auto* d : {&image.manifest.config}) {
+        seen.insert(d->digest);
+        blobs.push_back(*d);
+    }
+    for (const auto& l : image.manifest.layers) {
+        if (seen.insert(l.digest).second) {
+            blobs.push_back(l);
+        }
+    }
+
+    // Repositories on the same registry that the store knows hold each blob
+    // (images pulled from or pushed to them): candidates for a mount.
+    std::map<formats::Digest, std::vector<std::string>> mount_from;
+    for (const auto& rec : store.images()) {
+        if (!rec.name || rec.name->domain() != dest.domain() || rec.name->path() == repo) {
+            continue;
+        }
+        try {
+            snapshot::Image other = store.load(rec.manifest);
+            auto note = [&](const formats::Digest& d) {
+                if (seen.count(d) != 0) {
+                    auto& v = mount_from[d];
+                    if (std::find(v.begin(), v.end(), rec.name->path()) == v.end()) {
+                        v.push_back(rec.name->path());
+                    }
+                }
+            };
+            note(other.manifest.config.digest);
+            for (const auto& l : other.manifest.layers) {
+                note(l.digest);
+            }
+        } catch (const Error& e) {
+            STRATA_LOG_DEBUG("not using {} as a mount source: {}", rec.name->full(), e.what());
+        }
+    }
+
+    PushResult result;
+    std::atomic<int> uploaded{0}, existed{0}, mounted{0};
+    std::atomic<std::uint64_t> bytes{0};
+    std::atomic<bool> cancelled{false};
+    // Largest first, so the long uploads start early.
+    std::sort(blobs.begin(), blobs.end(),
+              [](const formats::Descriptor& a, const formats::Descriptor& b) { return a.size > b.size; });
+    parallel_for(
+        blobs.size(), options.jobs,
+        [&](std::size_t i) {
+            const formats::Descriptor& b = blobs[i];
+            UniqueFd fd = store.open_blob(b.digest);
+            auto it = mount_from.find(b.digest);
+            std::vector<std::string> from = it == mount_from.end() ? std::vector<std::string>{}
+                                                                   : it->second;
+            BlobPush r = client.push_blob(repo, b.digest, static_cast<std::uint64_t>(b.size),
+                                          fd.get(), from);
+            switch (r) {
+            case BlobPush::existed:
+                ++existed;
+                emit(options, TransferEvent::Kind::exists, b.digest, static_cast<std::uint64_t>(b.size));
+                break;
+            case BlobPush::mounted:
+                ++mounted;
+                emit(options, TransferEvent::Kind::mounted, b.digest,
+                     static_cast<std::uint64_t>(b.size), from.empty() ? "" : from.front());
+                break;
+            case BlobPush::uploaded:
+                ++uploaded;
+                bytes += static_cast<std::uint64_t>(b.size);
+                emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size));
+                break;
+            }
+        },
+        cancelled);
+
+    std::string reference = reference_in_repo(dest);
+    formats::Digest pushed = client.put_manifest(repo, reference, media_type, manifest_bytes);
+    if (pushed != mdesc.digest) {
+        throw DigestMismatchError(fmt::format("{}: the pushed manifest hashes to {}, the store's to {}",
+                                              what, pushed.str(), mdesc.digest.str()));
+    }
+    result.manifest = mdesc;
+    result.manifest.media_type = media_type;
+    result.blobs_uploaded = uploaded;
+    result.blobs_existed = existed;
+    result.blobs_mounted = mounted;
+    result.bytes_uploaded = bytes;
+    return result;
+}
+
+} // namespace strata::registry

@@ -1,0 +1,84 @@
+// Pulling images from a registry into the store and pushing them back.
+//
+// Pull: fetch the manifest (an index picks the requested platform, by
+// default the host's), then every blob the store does not have, several at
+// once, each streamed through the store's verified BlobWriter (a blob is
+// visible only once its digest checks). The manifest goes in last and the
+// name is set only after every blob is in, so an interrupted pull leaves no
+// half-written blob and no name; pulling again skips what is there.
+//
+// Push: every blob of the image is checked with HEAD, mounted from another
+// repository of the same registry that the store knows has it, or uploaded
+// (several at once); the manifest is put last, with its stored bytes.
+#pragma once
+
+#include "formats/oci.hpp"
+#include "registry/client.hpp"
+#include "snapshot/reference.hpp"
+#include "snapshot/store.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace strata::registry {
+
+struct TransferEvent {
+    enum class Kind {
+        resolved,  // the manifest to transfer is known (digest = manifest)
+        skipped,   // pull: blob already in the store
+        exists,    // push: the registry already has the blob
+        mounted,   // push: mounted from `from`
+        done,      // blob transferred
+    };
+    Kind kind;
+    formats::Digest digest;
+    std::uint64_t size = 0;
+    std::string from;
+};
+
+using TransferProgress = std::function<void(const TransferEvent&)>;
+
+struct TransferOptions {
+    ClientOptions client;
+    int jobs = 4; // blobs in flight at once
+    // Pull: the platform to pick from an index (default: the host's).
+    std::optional<formats::Platform> platform;
+    // Called from worker threads; must be thread-safe.
+    TransferProgress progress;
+};
+
+struct PullResult {
+    formats::Descriptor manifest;
+    std::optional<formats::Digest> index; // when the reference named an index
+    std::uint64_t bytes_fetched = 0;
+    int blobs_fetched = 0;
+    int blobs_skipped = 0;
+};
+
+struct PushResult {
+    formats::Descriptor manifest;
+    std::uint64_t bytes_uploaded = 0;
+    int blobs_uploaded = 0;
+    int blobs_existed = 0;
+    int blobs_mounted = 0;
+};
+
+// Registry client options for a reference's registry: credentials from the
+// Docker config (DOCKER_CONFIG respected) unless given.
+ClientOptions client_options_for(const std::string& registry, bool tls_verify);
+
+// Picks the manifest for platform from an index; throws naming the
+// platforms the index offers when none matches.
+formats::Descriptor select_platform(const formats::Index& index, const formats::Platform& platform,
+                                    std::string_view what);
+
+PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
+                const TransferOptions& options);
+
+// Pushes the image whose manifest is `manifest` to dest.
+PushResult push(snapshot::Store& store, const formats::Descriptor& manifest,
+                const snapshot::Reference& dest, const TransferOptions& options);
+
+} // namespace strata::registry
