@@ -5,9 +5,10 @@
 # Skipped, not Passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+top=$PWD
 bash scripts/install-deps.sh --test
 bash scripts/build.sh
 bash scripts/dockerd.sh up
-trap 'bash scripts/dockerd.sh down' EXIT
+trap 'bash "$top/scripts/dockerd.sh" down' EXIT
 cd "${STRATA_BUILD_DIR:-build}"
 ctest --output-on-failure -j"$(nproc)" --timeout 1200
