@@ -49,7 +49,7 @@ for w in W1 W3; do
   mkdir -p "$DATA/ctx/$w" && cp "$WL/$w.Dockerfile" "$DATA/ctx/$w/Dockerfile"
 done
 if [ ! -f "$DATA/ctx/W2/.complete" ]; then
-  python3 "$WL/gen-context.py" "$DATA/ctx/W2"
+  python3 "$HERE/gen-tree.py" "$DATA/ctx/W2"
   touch "$DATA/ctx/W2/.complete"
 fi
 cp "$WL/W2.Dockerfile" "$DATA/ctx/W2/Dockerfile"

@@ -27,7 +27,7 @@ done
 [ -x "$STRATA" ] || { echo "build strata first ($STRATA)" >&2; exit 1; }
 mkdir -p "$W"
 if [ ! -f "$W/.data-ok" ]; then
-  python3 "$HERE/layers-gen.py" "$DATA" --small 20000 --big 5 --big-mb 50 >/dev/null
+  python3 "$HERE/gen-tree.py" "$DATA" --small 20000 --big 5 --big-mb 50 >/dev/null
   touch "$W/.data-ok"
 fi
 BYTES=$(du -sb --apparent-size "$DATA" | cut -f1)

@@ -24,7 +24,7 @@ command -v fuse-overlayfs >/dev/null || { echo "needs fuse-overlayfs (apt-get in
 
 LW=$DATA/lowers
 if [ ! -f "$LW/.done" ]; then
-  python3 "$HERE/mount_gen_tree.py" "$DATA/src" >/dev/null
+  python3 "$HERE/gen-tree.py" "$DATA/src" >/dev/null
   rm -rf "$LW"; mkdir -p "$LW"/{l1,l2,l3}/{small,big}
   S=$DATA/src
   for d in $(seq -w 0 19); do
