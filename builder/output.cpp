@@ -1,14 +1,11 @@
 #include "builder/output.hpp"
 
 #include "formats/image_archive.hpp"
-#include "formats/tar.hpp"
-#include "snapshot/layer_apply.hpp"
-#include "snapshot/layer_diff.hpp"
+#include "snapshot/flatten.hpp"
 #include "snapshot/reference.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
-#include "util/tempdir.hpp"
 
 #include <unistd.h>
 
@@ -54,39 +51,22 @@ OutputSpec parse_output(const std::string& text) {
     return spec;
 }
 
-void flatten_image(snapshot::Store& store, const snapshot::Image& img, const std::string& dir) {
-    UniqueFd target = fs::open_dir(dir);
-    for (const auto& l : img.manifest.layers) {
-        UniqueFd blob = store.open_blob(l.digest);
-        snapshot::ApplyOptions opts;
-        opts.mode = snapshot::WhiteoutMode::flatten;
-        opts.layer_name = "layer " + l.digest.str();
-        snapshot::apply_layer_at(blob.get(), target.get(), opts);
-    }
-}
-
 void write_output(snapshot::Store& store, const formats::Descriptor& manifest,
                   const std::vector<std::string>& names, const OutputSpec& spec) {
     snapshot::Image img = store.load(manifest);
     bool to_stdout = spec.dest == "-";
-    if (spec.type == "local" || spec.type == "tar") {
-        if (spec.type == "local") {
-            fs::mkdirs(spec.dest, 0755);
-            flatten_image(store, img, spec.dest);
-            return;
-        }
-        TempDir work(store.tmp_dir(), "output-");
-        std::string root = work.path() + "/rootfs";
-        fs::mkdirs(root, 0755);
-        flatten_image(store, img, root);
-        formats::TarWriter::Options wo;
-        wo.compression = formats::Compression::none;
+    if (spec.type == "local") {
+        fs::mkdirs(spec.dest, 0755);
+        snapshot::flatten_image(store, img, spec.dest);
+        return;
+    }
+    if (spec.type == "tar") {
         if (to_stdout) {
-            snapshot::write_diff_layer(root, "", STDOUT_FILENO, wo);
+            snapshot::write_rootfs_tar(store, img, STDOUT_FILENO);
             return;
         }
         AtomicFile out(spec.dest);
-        snapshot::write_diff_layer(root, "", out.fd(), wo);
+        snapshot::write_rootfs_tar(store, img, out.fd());
         out.commit();
         return;
     }

@@ -30,7 +30,4 @@ OutputSpec parse_output(const std::string& text);
 void write_output(snapshot::Store& store, const formats::Descriptor& manifest,
                   const std::vector<std::string>& names, const OutputSpec& spec);
 
-// Applies every layer of the image, flattened, onto dir (which must exist).
-void flatten_image(snapshot::Store& store, const snapshot::Image& img, const std::string& dir);
-
 } // namespace strata::builder

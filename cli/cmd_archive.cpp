@@ -5,8 +5,7 @@
 #include "cli/common.hpp"
 #include "formats/image_archive.hpp"
 #include "formats/media_types.hpp"
-#include "snapshot/layer_apply.hpp"
-#include "snapshot/layer_diff.hpp"
+#include "snapshot/flatten.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/atomic_file.hpp"
@@ -217,32 +216,11 @@ void save(Context& ctx, const SaveOptions& o) {
 
 // -------------------------------------------------------- unpack / export
 
-// Applies every layer of the image, flattened, onto dir (which must exist).
-void flatten_into(snapshot::Store& store, const snapshot::Image& img, const std::string& dir) {
-    UniqueFd target = fs::open_dir(dir);
-    for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
-        const auto& l = img.manifest.layers[i];
-        UniqueFd blob = store.open_blob(l.digest);
-        snapshot::ApplyOptions opts;
-        opts.mode = snapshot::WhiteoutMode::flatten;
-        opts.layer_name = "layer " + l.digest.str();
-        auto stats = snapshot::apply_layer_at(blob.get(), target.get(), opts);
-        if (stats.digests && stats.digests->blob_digest != l.digest) {
-            throw Error("layer " + l.digest.str() + " is corrupt: its content hashes to " +
-                        stats.digests->blob_digest.str());
-        }
-        if (stats.owners_skipped > 0) {
-            STRATA_LOG_WARN("layer {}: {} entries kept the current owner (not running as root)",
-                            l.digest.short_id(), stats.owners_skipped);
-        }
-    }
-}
-
 void unpack(Context& ctx, const std::string& image, const std::string& dir) {
     snapshot::Store store = open_store(ctx);
     snapshot::Image img = store.load(image);
     fs::mkdirs(dir, 0755);
-    flatten_into(store, img, dir);
+    snapshot::flatten_image(store, img, dir);
 }
 
 void export_image(Context& ctx, const std::string& image, const std::string& output) {
@@ -252,18 +230,12 @@ void export_image(Context& ctx, const std::string& image, const std::string& out
     if (to_stdout && ::isatty(1)) {
         throw UsageError("cowardly refusing to export to a terminal. Use the -o flag or redirect");
     }
-    TempDir work(store.tmp_dir(), "export-");
-    std::string root = work.path() + "/rootfs";
-    fs::mkdirs(root, 0755);
-    flatten_into(store, img, root);
-    formats::TarWriter::Options wo;
-    wo.compression = formats::Compression::none;
     if (to_stdout) {
-        snapshot::write_diff_layer(root, "", 1, wo);
+        snapshot::write_rootfs_tar(store, img, STDOUT_FILENO);
         return;
     }
     AtomicFile out(output);
-    snapshot::write_diff_layer(root, "", out.fd(), wo);
+    snapshot::write_rootfs_tar(store, img, out.fd());
     out.commit();
 }
 

@@ -1017,30 +1017,28 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
     }
 }
 
+// A subcommand of the form `NAME IMAGE [--no-trunc] [--format table|json]`.
+void add_image_listing(CLI::App& app, Context& ctx, const char* name, const char* description,
+                       const char* no_trunc_help,
+                       void (*run)(Context&, const std::string&, bool, const std::string&)) {
+    auto* cmd = app.add_subcommand(name, description);
+    auto image = std::make_shared<std::string>();
+    auto no_trunc = std::make_shared<bool>(false);
+    auto format = std::make_shared<std::string>("table");
+    cmd->add_option("IMAGE", *image, "Image name or ID")->required();
+    cmd->add_flag("--no-trunc", *no_trunc, no_trunc_help);
+    cmd->add_option("--format", *format, "table or json");
+    cmd->callback([=, &ctx] { run(ctx, *image, *no_trunc, *format); });
+}
+
 } // namespace
 
 void register_inspect_layers(CLI::App& app, Context& ctx) {
-    {
-        auto* cmd = app.add_subcommand("history", "Show the history of an image, newest first");
-        auto image = std::make_shared<std::string>();
-        auto no_trunc = std::make_shared<bool>(false);
-        auto format = std::make_shared<std::string>("table");
-        cmd->add_option("IMAGE", *image, "Image name or ID")->required();
-        cmd->add_flag("--no-trunc", *no_trunc, "Do not truncate output");
-        cmd->add_option("--format", *format, "table or json");
-        cmd->callback([=, &ctx] { cmd_history(ctx, *image, *no_trunc, *format); });
-    }
-    {
-        auto* cmd = app.add_subcommand(
-            "layers", "List an image's layers: digests, sizes, files added/changed/removed");
-        auto image = std::make_shared<std::string>();
-        auto no_trunc = std::make_shared<bool>(false);
-        auto format = std::make_shared<std::string>("table");
-        cmd->add_option("IMAGE", *image, "Image name or ID")->required();
-        cmd->add_flag("--no-trunc", *no_trunc, "Do not truncate digests and commands");
-        cmd->add_option("--format", *format, "table or json");
-        cmd->callback([=, &ctx] { cmd_layers(ctx, *image, *no_trunc, *format); });
-    }
+    add_image_listing(app, ctx, "history", "Show the history of an image, newest first",
+                      "Do not truncate output", cmd_history);
+    add_image_listing(app, ctx, "layers",
+                      "List an image's layers: digests, sizes, files added/changed/removed",
+                      "Do not truncate digests and commands", cmd_layers);
     {
         auto* cmd = app.add_subcommand(
             "ls", "List files of an image (after layer N with IMAGE@N) without unpacking it");

@@ -1,4 +1,5 @@
 #include "formats/digest.hpp"
+#include "formats/json.hpp"
 
 namespace strata::formats {
 
@@ -12,26 +13,6 @@ bool is_lower_hex(std::string_view s) {
     return true;
 }
 
-// Printable excerpt of untrusted text for error messages.
-std::string quote_for_error(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text.substr(0, 100)) {
-        unsigned char u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u == 0x7f || c == '"' || c == '\\') {
-            static constexpr char hexd[] = "0123456789abcdef";
-            out += "\\x";
-            out += hexd[u >> 4];
-            out += hexd[u & 15];
-        } else {
-            out += c;
-        }
-    }
-    if (text.size() > 100) {
-        out += "...";
-    }
-    out += '"';
-    return out;
-}
 } // namespace
 
 std::optional<Digest> Digest::try_parse(std::string_view text) noexcept {
@@ -47,15 +28,15 @@ Digest Digest::parse(std::string_view text) {
     }
     auto colon = text.find(':');
     if (colon == std::string_view::npos) {
-        throw BadDigest("invalid digest " + quote_for_error(text) +
+        throw BadDigest("invalid digest " + quote_untrusted(text) +
                         ": expected \"algorithm:encoded\"");
     }
     std::string_view alg = text.substr(0, colon);
     if (alg != "sha256") {
-        throw BadDigest("invalid digest " + quote_for_error(text) + ": unsupported algorithm " +
-                        quote_for_error(alg) + " (only sha256 is supported)");
+        throw BadDigest("invalid digest " + quote_untrusted(text) + ": unsupported algorithm " +
+                        quote_untrusted(alg) + " (only sha256 is supported)");
     }
-    throw BadDigest("invalid digest " + quote_for_error(text) +
+    throw BadDigest("invalid digest " + quote_untrusted(text) +
                     ": sha256 needs exactly 64 lowercase hex digits");
 }
 

@@ -13,9 +13,11 @@
 
 namespace strata {
 
-std::string clean_path(std::string_view path) {
-    bool absolute = !path.empty() && path[0] == '/';
-    std::vector<std::string_view> parts;
+namespace {
+
+// Calls f(component) for each component of path that is neither empty nor ".".
+template <typename F>
+void for_each_component(std::string_view path, F&& f) {
     std::size_t i = 0;
     while (i <= path.size()) {
         std::size_t j = path.find('/', i);
@@ -23,9 +25,20 @@ std::string clean_path(std::string_view path) {
             j = path.size();
         }
         std::string_view comp = path.substr(i, j - i);
-        if (comp.empty() || comp == ".") {
-            // skip
-        } else if (comp == "..") {
+        if (!comp.empty() && comp != ".") {
+            f(comp);
+        }
+        i = j + 1;
+    }
+}
+
+} // namespace
+
+std::string clean_path(std::string_view path) {
+    bool absolute = !path.empty() && path[0] == '/';
+    std::vector<std::string_view> parts;
+    for_each_component(path, [&](std::string_view comp) {
+        if (comp == "..") {
             if (!parts.empty() && parts.back() != "..") {
                 parts.pop_back();
             } else if (!absolute) {
@@ -34,8 +47,7 @@ std::string clean_path(std::string_view path) {
         } else {
             parts.push_back(comp);
         }
-        i = j + 1;
-    }
+    });
     std::string out = absolute ? "/" : "";
     for (std::size_t k = 0; k < parts.size(); ++k) {
         if (k > 0) {
@@ -55,18 +67,7 @@ constexpr int kMaxSymlinks = 40;
 
 std::deque<std::string> split(std::string_view path) {
     std::deque<std::string> out;
-    std::size_t i = 0;
-    while (i <= path.size()) {
-        std::size_t j = path.find('/', i);
-        if (j == std::string_view::npos) {
-            j = path.size();
-        }
-        std::string_view comp = path.substr(i, j - i);
-        if (!comp.empty() && comp != ".") {
-            out.emplace_back(comp);
-        }
-        i = j + 1;
-    }
+    for_each_component(path, [&](std::string_view comp) { out.emplace_back(comp); });
     return out;
 }
 
