@@ -95,8 +95,9 @@ struct Plan {
     bool read_only = false;
     bool init = false;
     bool tty = false;
-    bool rootless = false;      // user namespace with only our own ids mapped
-    bool new_mount_api = false; // fsopen/fsmount/open_tree/move_mount (else mount(2))
+    bool rootless = false;         // user namespace made without root
+    bool setgroups_denied = false; // rootless with only our own ids mapped: no setgroups
+    bool new_mount_api = false;    // fsopen/fsmount/open_tree/move_mount (else mount(2))
 
     uid_t uid = 0;
     gid_t gid = 0;

@@ -36,9 +36,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -864,7 +864,7 @@ void child_main(const Plan& plan) noexcept {
     // multi-threaded process (the builder runs stages on threads) glibc's
     // setgroups/setresuid broadcast the change to the parent's other threads
     // (__nptl_setxid), which do not exist here, and wait for them for ever.
-    if (!plan.rootless) {
+    if (!plan.setgroups_denied) {
         if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0) {
             fail(plan, Step::groups, errno);
         }

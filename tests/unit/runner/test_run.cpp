@@ -2,6 +2,7 @@
 // namespaces ([userns]) and runs in its own CTest entry behind a probe, so
 // that it is reported as skipped, never passed, when it cannot run.
 #include "fixture.hpp"
+#include "runner/idmap.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "tests/support/support.hpp"
@@ -17,8 +18,10 @@
 #include <filesystem>
 #include <grp.h>
 #include <linux/capability.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -655,6 +658,130 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
     auto st = c.wait();
     INFO(st.describe());
     CHECK(st.success());
+}
+
+namespace {
+
+// A user of the test suite's own with subordinate id ranges (created when
+// missing, as `useradd` does for people: /etc/subuid and /etc/subgid).
+struct SubidUser {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    runner::IdRange uids;
+    runner::IdRange gids;
+};
+
+SubidUser subid_user() {
+    const std::string name = "strata-subuid";
+    if (!run_capture({"getent", "passwd", name}).status.success()) {
+        auto r = run_capture({"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                              "--comment", "strata runner tests", name},
+                             true);
+        if (!r.status.success() && !run_capture({"getent", "passwd", name}).status.success()) {
+            throw Error("useradd " + name + ": " + r.out);
+        }
+    }
+    struct passwd* pw = ::getpwnam(name.c_str());
+    REQUIRE(pw != nullptr);
+    SubidUser u;
+    u.uid = pw->pw_uid;
+    u.gid = pw->pw_gid;
+    auto ranges = [&](const char* file) {
+        return runner::subordinate_ranges(read_file(file), name, u.uid);
+    };
+    if (ranges("/etc/subuid").empty() || ranges("/etc/subgid").empty()) {
+        auto r = run_capture({"usermod", "--add-subuids", "3000000-3065535", "--add-subgids",
+                              "3000000-3065535", name},
+                             true);
+        if (!r.status.success()) {
+            throw Error("usermod --add-subuids " + name + ": " + r.out);
+        }
+    }
+    auto su = ranges("/etc/subuid");
+    auto sg = ranges("/etc/subgid");
+    REQUIRE(!su.empty());
+    REQUIRE(!sg.empty());
+    REQUIRE(su[0].count >= 65536);
+    REQUIRE(sg[0].count >= 65536);
+    u.uids = su[0];
+    u.gids = sg[0];
+    return u;
+}
+
+} // namespace
+
+TEST_CASE("without root, /etc/subuid ranges are mapped: files and USER 1000 work", "[subuid]") {
+    SubidUser u = subid_user();
+    Rootfs root;
+    // What a rootless store holds: the image's root-owned files belong to
+    // the user, its uid-1000 files to the user's subordinate id 999.
+    REQUIRE(
+        run_capture({"chown", "-R", std::to_string(u.uid) + ":" + std::to_string(u.gid), root.path})
+            .status.success());
+    write_file(root.path + "/home/user/owned", "mine\n");
+    const uid_t sub1000 = u.uids.start + 999;
+    const gid_t subg1000 = u.gids.start + 999;
+    REQUIRE(::lchown((root.path + "/home/user/owned").c_str(), sub1000, subg1000) == 0);
+    REQUIRE(::lchown((root.path + "/home/user").c_str(), sub1000, subg1000) == 0);
+
+    Child c = Child::fork_fn([&]() -> int {
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(u.gid, u.gid, u.gid) != 0 ||
+            ::setresuid(u.uid, u.uid, u.uid) != 0) {
+            return 10;
+        }
+        ::prctl(PR_SET_DUMPABLE, 1); // as for a user who starts strata directly
+        try {
+            auto spec = probe_spec(root, {"info"});
+            spec.user = "1000";
+            auto o = run_captured(spec);
+            std::fprintf(stderr, "-u 1000: %s%s\n", o.out.c_str(), o.err.c_str());
+            if (!o.status.success() || o.get("uid") != "1000" || o.get("gid") != "1000" ||
+                o.get("groups") != "1000,2000") {
+                return 11;
+            }
+            // The image's files show their owners; uid 1000 owns its home.
+            spec.argv = {"/bin/sh", "-c",
+                         "stat -c %u:%g /home/user/owned /bin/busybox && "
+                         "echo more >> /home/user/owned && touch /home/user/new && "
+                         "stat -c %u:%g /home/user/new && ! touch /bin/x"};
+            o = run_captured(spec);
+            std::fprintf(stderr, "files: %s%s\n", o.out.c_str(), o.err.c_str());
+            if (!o.status.success() || o.out != "1000:1000\n0:0\n1000:1000\n") {
+                return 12;
+            }
+            // Container root is the user: setgroups is allowed, the map is podman's.
+            spec.user = "";
+            spec.argv = {"/bin/sh", "-c", "cat /proc/self/uid_map /proc/self/setgroups; id -G"};
+            o = run_captured(spec);
+            std::fprintf(stderr, "root: %s%s\n", o.out.c_str(), o.err.c_str());
+            if (!o.status.success() || o.out.find("allow") == std::string::npos ||
+                o.out.find(" 1 ") == std::string::npos) {
+                return 13;
+            }
+            // An id beyond the ranges is refused, naming the mapped span.
+            spec.user = "4000000";
+            try {
+                run_captured(spec);
+                return 14;
+            } catch (const UsageError& e) {
+                if (std::string(e.what()).find("only uids 0-") == std::string::npos) {
+                    return 15;
+                }
+            }
+            return 0;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "rootless run failed: %s\n", e.what());
+            return 20;
+        }
+    });
+    auto st = c.wait();
+    INFO(st.describe());
+    REQUIRE(st.success());
+    // On the host, what uid 1000 created belongs to the subordinate id.
+    struct stat sb;
+    REQUIRE(::lstat((root.path + "/home/user/new").c_str(), &sb) == 0);
+    CHECK(sb.st_uid == sub1000);
+    CHECK(sb.st_gid == subg1000);
 }
 
 TEST_CASE("mount points the runner creates in the root are removed afterwards", "[root]") {
