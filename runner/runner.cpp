@@ -954,6 +954,7 @@ Container Container::start(const RunSpec& spec) {
         plan.close_in_child[2] = status.read.get();
     }
     plan.sync_fd = sync.read.get();
+    plan.wait_parent = userns;
     plan.report_fd = report.write.get();
     plan.close_in_child[0] = sync.write.get();
     plan.close_in_child[1] = report.read.get();
@@ -1007,11 +1008,16 @@ Container Container::start(const RunSpec& spec) {
             write_proc_file(pid, "gid_map", "0 0 4294967295\n");
         }
     }
-    char go = 1;
-    if (::write(sync.write.get(), &go, 1) != 1) {
-        throw_errno("write", "runner handshake pipe");
+    // Without a user namespace there is nothing to wait for: the child only
+    // checks that strata is still there, and the pipe stays open until the
+    // command has started (one wake-up less per container).
+    if (userns) {
+        char go = 1;
+        if (::write(sync.write.get(), &go, 1) != 1) {
+            throw_errno("write", "runner handshake pipe");
+        }
+        sync.write.reset();
     }
-    sync.write.reset();
 
     // -- The pty's master (tty): EOF instead means the child failed, which
     // the report pipe then says.
