@@ -16,6 +16,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <filesystem>
+#include <functional>
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
@@ -75,6 +76,29 @@ std::vector<pid_t> processes_in(const std::string& ns) {
 bool no_children() {
     int status;
     return ::waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD;
+}
+
+// Runs body in a forked child as uid:gid (the test process itself keeps
+// root, STYLE rule 23); 0 from body means every check passed, 20 that it
+// threw (printed).
+ExitStatus as_user(uid_t uid, gid_t gid, const std::function<int()>& body) {
+    Child c = Child::fork_fn([&]() -> int {
+        if (::getuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+                                ::setresuid(uid, uid, uid) != 0)) {
+            return 10;
+        }
+        // Changing credentials cleared "dumpable", which would make /proc/PID
+        // (where the id maps are written) root's; a user starting strata
+        // directly keeps it.
+        ::prctl(PR_SET_DUMPABLE, 1);
+        try {
+            return body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "rootless run failed: %s\n", e.what());
+            return 20;
+        }
+    });
+    return c.wait();
 }
 
 } // namespace
@@ -529,7 +553,6 @@ TEST_CASE("a tty gives the command a terminal and copies its output", "[root]") 
 
 TEST_CASE("cancelling leaves no process and no mount behind", "[root]") {
     Rootfs root;
-    std::string mounts_before = host_mountinfo();
     std::string tree_before = dump_tree(root.path);
     for (bool init : {false, true}) {
         INFO("init " << init);
@@ -556,7 +579,7 @@ TEST_CASE("cancelling leaves no process and no mount behind", "[root]") {
         CHECK_FALSE(process_exists(pid));
         CHECK(processes_in(ns).empty());
         CHECK(no_children());
-        CHECK(host_mountinfo() == mounts_before);
+        CHECK(host_mounts_under(root.dir.path()).empty());
     }
     CHECK(dump_tree(root.path) == tree_before);
 }
@@ -605,19 +628,9 @@ TEST_CASE("a user namespace with an identity map runs the same container", "[roo
 
 TEST_CASE("without root, the container runs in a user namespace as uid 0", "[userns]") {
     Rootfs root;
-    // The test process drops to nobody in a forked child (STYLE rule 23) and
-    // runs the container from there; 0 means every check passed.
-    Child c = Child::fork_fn([&]() -> int {
-        if (::getuid() == 0 &&
-            (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-             ::setresuid(65534, 65534, 65534) != 0)) {
-            return 10;
-        }
-        // Changing credentials cleared "dumpable", which would make /proc/PID
-        // (where the id maps are written) root's; a user starting strata
-        // directly keeps it.
-        ::prctl(PR_SET_DUMPABLE, 1);
-        try {
+    // As nobody, who has no /etc/subuid range: only uid 0 is mapped.
+    auto st = as_user(65534, 65534, [&]() -> int {
+        {
             auto spec = probe_spec(root, {"info"});
             auto o = run_captured(spec);
             if (!o.status.success())
@@ -650,12 +663,8 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
             } catch (const UsageError&) {
             }
             return 0;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "rootless run failed: %s\n", e.what());
-            return 20;
         }
     });
-    auto st = c.wait();
     INFO(st.describe());
     CHECK(st.success());
 }
@@ -724,13 +733,8 @@ TEST_CASE("without root, /etc/subuid ranges are mapped: files and USER 1000 work
     REQUIRE(::lchown((root.path + "/home/user/owned").c_str(), sub1000, subg1000) == 0);
     REQUIRE(::lchown((root.path + "/home/user").c_str(), sub1000, subg1000) == 0);
 
-    Child c = Child::fork_fn([&]() -> int {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(u.gid, u.gid, u.gid) != 0 ||
-            ::setresuid(u.uid, u.uid, u.uid) != 0) {
-            return 10;
-        }
-        ::prctl(PR_SET_DUMPABLE, 1); // as for a user who starts strata directly
-        try {
+    auto st = as_user(u.uid, u.gid, [&]() -> int {
+        {
             auto spec = probe_spec(root, {"info"});
             spec.user = "1000";
             auto o = run_captured(spec);
@@ -769,12 +773,8 @@ TEST_CASE("without root, /etc/subuid ranges are mapped: files and USER 1000 work
                 }
             }
             return 0;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "rootless run failed: %s\n", e.what());
-            return 20;
         }
     });
-    auto st = c.wait();
     INFO(st.describe());
     REQUIRE(st.success());
     // On the host, what uid 1000 created belongs to the subordinate id.
@@ -822,7 +822,6 @@ TEST_CASE("mount points the runner creates in the root are removed afterwards", 
 
 TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "[root]") {
     Rootfs root;
-    std::string mounts_before = host_mountinfo();
     runner::Control control;
     runner::SignalRouting routing(control);
     auto spec = probe_spec(root, {});
@@ -843,7 +842,7 @@ TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "
     CHECK(runner::SignalRouting::last_signal() == SIGTERM);
     CHECK(processes_in(ns).empty());
     CHECK(no_children());
-    CHECK(host_mountinfo() == mounts_before);
+    CHECK(host_mounts_under(root.dir.path()).empty());
 }
 
 TEST_CASE("an /etc/hosts that is a symlink to a host file leaves the host file alone", "[root]") {
