@@ -1,36 +1,100 @@
 #!/usr/bin/env bash
-# Runner start-up benchmark: the time to start and finish `true` in a
-# container with strata's runner, against the floor of creating the same
-# namespaces with util-linux's unshare (no root switch, no mounts).
+# Container start-up benchmark: the time to start and finish `true` in a
+# container.
 #
-#   bench/run.sh [BUILD_DIR] [RUNS]
+#   bench/run.sh [BUILD_DIR] [RUNS]        (root; RUNS defaults to 30)
 #
-# Both commands run alternately (A B A B ...) RUNS times on the same busybox
-# root directory; medians and the per-pair ratio are printed. Needs root.
-# podman/docker comparisons join once `strata run IMAGE` exists (see
-# bench/README.md, "Runner").
+# 1. `strata run --rm busybox true` (the real CLI over a store: image
+#    resolution, overlay of the image's snapshots under a throwaway upper,
+#    the runner) against the floor `unshare --fork --pid --mount --net --uts
+#    --ipc true`, `podman run --rm` and `docker run --rm --network none`, on
+#    the same busybox image: made by `strata bootstrap busybox`, saved with
+#    `strata save` and loaded into podman and docker. The four alternate
+#    A B C D A B C D ...; medians and pairwise ratios are printed.
+# 2. CPU time of each (perf stat), and of `strata --help` (the binary's own
+#    start-up), when perf is installed.
+# 3. The runner alone (build/runner/strata-bench-run ROOTFS, no store, no
+#    overlay) against the floor and against `runc run` on the same directory.
+#
+# podman is installed from Debian's packages when missing (apt-get); dockerd
+# is started with scripts/dockerd.sh (no bridge, no iptables) unless one is
+# already running, and stopped again when this script started it. Set
+# SKIP_PODMAN=1 or SKIP_DOCKER=1 to leave one out.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:-$here/../build}
-runs=${2:-50}
+repo=$(cd "$here/.." && pwd)
+build=$(cd "${1:-$repo/build}" && pwd)
+runs=${2:-30}
+strata=$build/cli/strata
 bin=$build/runner/strata-bench-run
-[ -x "$bin" ] || { echo "build first: $bin missing" >&2; exit 2; }
+for b in "$strata" "$bin"; do [ -x "$b" ] || { echo "build first: $b missing" >&2; exit 2; }; done
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/strata-bench-run.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,proc,dev,sys,tmp}
-cp /bin/busybox "$rootfs/bin/busybox"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
-echo 'root:x:0:' > "$rootfs/etc/group"
-: > "$rootfs/etc/hosts"; : > "$rootfs/etc/hostname"; : > "$rootfs/etc/resolv.conf"
+started_docker=
+cleanup() {
+  if [ -n "$started_docker" ]; then STRATA_DOCKER_DIR=$work/docker "$repo/scripts/dockerd.sh" down; fi
+  if [ -d "$work/podman" ]; then
+    podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay \
+      system reset --force >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
+# -- The image, in strata's store, then in podman's and docker's.
+store=$work/store
+export STRATA_ROOT=$store
+"$strata" bootstrap busybox >/dev/null
+"$strata" save busybox -o "$work/busybox.tar" --format docker
+
+timers=(--label "strata run --rm" "$strata run --rm busybox true"
+        --label "unshare floor" "unshare --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true")
+"$strata" unpack busybox "$work/rootfs" >/dev/null
+
+if [ -z "${SKIP_PODMAN:-}" ]; then
+  if ! command -v podman >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends podman >/dev/null
+  fi
+  podman="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --events-backend file"
+  $podman load -q -i "$work/busybox.tar" >/dev/null
+  timers+=(--label "podman run --rm" "$podman run --rm --runtime runc --cgroup-manager cgroupfs \
+--ulimit nofile=20000:20000 --ulimit nproc=4096:4096 --network none busybox true")
+fi
+if [ -z "${SKIP_DOCKER:-}" ] && command -v dockerd >/dev/null; then
+  if ! docker info >/dev/null 2>&1; then
+    STRATA_DOCKER_DIR=$work/docker "$repo/scripts/dockerd.sh" up
+    started_docker=1
+  fi
+  docker load -q -i "$work/busybox.tar" >/dev/null
+  timers+=(--label "docker run --rm" "docker run --rm --network none busybox true")
+fi
+
+echo "== strata run against the floor and the peers, $runs rounds"
+echo "   $("$strata" --version 2>/dev/null || echo strata), $(podman --version 2>/dev/null || true)," \
+  "$(docker version --format 'docker {{.Server.Version}}' 2>/dev/null || true), $(runc --version | head -1)"
+python3 "$here/run_timer.py" -n "$runs" "${timers[@]}"
+
+if command -v perf >/dev/null; then
+  # CPU time (user + system, children included) is steadier than wall time
+  # on a loaded machine, and shows where strata run's time goes: starting
+  # the strata binary itself (--help) against the rest.
+  echo
+  echo "== CPU time per command (perf stat task-clock, $runs runs each)"
+  for c in "$strata run --rm busybox true" "$strata --help" "$bin $work/rootfs /bin/true" \
+           "unshare --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true"; do
+    ms=$(perf stat -r "$runs" -x, -e task-clock $c 2>&1 >/dev/null | awk -F, '/task-clock/ {print $1}')
+    printf '  %7.2f ms  %s\n' "$ms" "${c#"$build"/}"
+  done
+fi
+
+echo
+echo "== the runner alone on a directory, $runs rounds"
+rootfs=$work/rootfs
 python3 "$here/run_timer.py" -n "$runs" \
-  --label "strata runner (true)" "$bin $rootfs /bin/true" \
-  --label "unshare floor (true)" "unshare --fork --pid --mount --net --uts --ipc $rootfs/bin/true"
+  --label "strata runner" "$bin $rootfs /bin/true" \
+  --label "strata runner --init" "$bin --init $rootfs /bin/true" \
+  --label "unshare floor" "unshare --fork --pid --mount --net --uts --ipc $rootfs/bin/true"
 if command -v runc >/dev/null; then
   # runc, the OCI runtime under docker and podman, on the same directory
   # (its default spec: same namespaces plus cgroups, seccomp, masked paths).
@@ -46,11 +110,8 @@ c["root"] = {"path": rootfs, "readonly": False}
 json.dump(c, open(path, "w"))
 PY
   python3 "$here/run_timer.py" -n "$runs" \
-    --label "strata runner (true)" "$bin $rootfs /bin/true" \
-    --label "runc run (true)" "runc run --bundle $work/bundle strata-bench-\$\$"
+    --label "strata runner" "$bin $rootfs /bin/true" \
+    --label "runc run" "runc run --bundle $work/bundle strata-bench-\$\$"
 fi
-python3 "$here/run_timer.py" -n "$runs" \
-  --label "strata runner --init (true)" "$bin --init $rootfs /bin/true" \
-  --label "unshare floor (true)" "unshare --fork --pid --mount --net --uts --ipc $rootfs/bin/true"
 echo "in-process (runner only, no process start-up), $runs runs:"
-"$bin" -n "$runs" "$rootfs" /bin/true | sort -n | awk '{a[NR]=$1} END {printf "  median %.4f s  (min %.4f, max %.4f)\n", a[int((NR+1)/2)], a[1], a[NR]}'
+"$bin" -n "$runs" "$rootfs" /bin/true | sort -n | awk '{a[NR]=$1} END {printf "  median %.1f ms  (min %.1f, max %.1f)\n", 1e3*a[int((NR+1)/2)], 1e3*a[1], 1e3*a[NR]}'

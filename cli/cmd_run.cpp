@@ -145,7 +145,8 @@ void run(Context& ctx, const RunOptions& o) {
         fs::mkdirs(work.path() + "/empty", 0755);
         lowers.push_back(work.path() + "/empty");
     }
-    layerfs::mount_overlay(layerfs::OverlaySpec{lowers, upper, ovl_work}, merged);
+    // The upper is thrown away: no sync of the disk at unmount ("volatile").
+    layerfs::mount_overlay(layerfs::OverlaySpec{lowers, upper, ovl_work, true}, merged);
     struct Unmount {
         std::string path;
         ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }

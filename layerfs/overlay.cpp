@@ -103,6 +103,9 @@ bool try_new_api(const OverlaySpec& spec, const std::string& target) {
         if (!spec.upper.empty()) {
             sys::fsconfig_string(fsfd.get(), "upperdir", spec.upper);
             sys::fsconfig_string(fsfd.get(), "workdir", spec.work);
+            if (spec.volatile_upper) {
+                sys::fsconfig_flag(fsfd.get(), "volatile");
+            }
         }
         sys::fsconfig_string(fsfd.get(), "index", "off");
         sys::fsconfig_string(fsfd.get(), "redirect_dir", "off");
@@ -132,7 +135,7 @@ std::string escape_path(const std::string& p) {
 }
 
 std::string option_string(const std::vector<std::string>& lowers, const std::string& upper,
-                           const std::string& work) {
+                           const std::string& work, bool volatile_upper) {
     std::string data = "lowerdir=";
     for (std::size_t i = 0; i < lowers.size(); ++i) {
         if (i > 0) {
@@ -142,6 +145,9 @@ std::string option_string(const std::vector<std::string>& lowers, const std::str
     }
     if (!upper.empty()) {
         data += ",upperdir=" + escape_path(upper) + ",workdir=" + escape_path(work);
+        if (volatile_upper) {
+            data += ",volatile";
+        }
     }
     data += ",index=off,redirect_dir=off,metacopy=off";
     return data;
@@ -160,7 +166,7 @@ std::string common_parent(const std::vector<std::string>& paths) {
 
 void mount_classic(const OverlaySpec& spec, const std::string& target) {
     unsigned long flags = spec.upper.empty() ? MS_RDONLY : 0;
-    std::string data = option_string(spec.lowers, spec.upper, spec.work);
+    std::string data = option_string(spec.lowers, spec.upper, spec.work, spec.volatile_upper);
     if (data.size() <= k_mount_data_max) {
         sys::mount("overlay", target, "overlay", flags, data);
         set_method("mount(2)");
@@ -187,7 +193,8 @@ void mount_classic(const OverlaySpec& spec, const std::string& target) {
         lowers.push_back(rel(fs::absolute(l)));
     }
     std::string short_data =
-        option_string(lowers, upper.empty() ? "" : rel(upper), work.empty() ? "" : rel(work));
+        option_string(lowers, upper.empty() ? "" : rel(upper), work.empty() ? "" : rel(work),
+                      spec.volatile_upper);
     if (short_data.size() > k_mount_data_max) {
         throw SysError("mount overlay (" + std::to_string(spec.lowers.size()) +
                            " layers: option string of " + std::to_string(short_data.size()) +

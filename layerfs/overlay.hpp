@@ -23,6 +23,10 @@ struct OverlaySpec {
     std::vector<std::string> lowers; // top-most first; at least one
     std::string upper;               // empty: read-only mount
     std::string work;                // required with upper, same filesystem as upper
+    // The upper directory is thrown away after use (`strata run`): overlay's
+    // "volatile" option (Linux 5.10) skips every sync of the upper
+    // filesystem, which otherwise makes each unmount sync the whole disk.
+    bool volatile_upper = false;
 };
 
 // Mounts the stack on target (an existing directory). Throws SysError (with

@@ -95,8 +95,9 @@ struct Plan {
     bool read_only = false;
     bool init = false;
     bool tty = false;
-    bool rootless = false;      // user namespace with only our own ids mapped
-    bool new_mount_api = false; // fsopen/fsmount/open_tree/move_mount (else mount(2))
+    bool rootless = false;         // user namespace made without root
+    bool setgroups_denied = false; // rootless with only our own ids mapped: no setgroups
+    bool new_mount_api = false;    // fsopen/fsmount/open_tree/move_mount (else mount(2))
 
     uid_t uid = 0;
     gid_t gid = 0;
@@ -104,11 +105,12 @@ struct Plan {
     std::uint64_t caps = 0;
     int cap_last = 0; // the kernel's highest capability number
 
-    int stdio[3] = {-1, -1, -1};              // sources for 0, 1, 2 (-1: keep)
-    int sync_fd = -1;                         // read: the parent's go-ahead
-    int report_fd = -1;                       // write: Report on failure; EOF on exec
-    int status_fd = -1;                       // write (init): the command's raw wait status
-    int console_fd = -1;                      // tty: socket that takes the pty master to the parent
+    int stdio[3] = {-1, -1, -1}; // sources for 0, 1, 2 (-1: keep)
+    int sync_fd = -1;            // read: the parent's go-ahead
+    bool wait_parent = true;     // block for the go-ahead (id maps); else only check strata lives
+    int report_fd = -1;          // write: Report on failure; EOF on exec
+    int status_fd = -1;          // write (init): the command's raw wait status
+    int console_fd = -1;         // tty: socket that takes the pty master to the parent
     int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
 
     std::vector<const char*> argv;       // null-terminated

@@ -2,6 +2,7 @@
 // child into new namespaces, writes its id maps, lets it go, and waits.
 #include "runner/runner.hpp"
 
+#include "runner/idmap.hpp"
 #include "runner/plan.hpp"
 #include "runner/user.hpp"
 #include "util/log.hpp"
@@ -466,6 +467,25 @@ void write_proc_file(pid_t pid, const char* name, const std::string& content) {
     }
 }
 
+// newuidmap/newgidmap PID INSIDE OUTSIDE COUNT...: the setuid helpers check
+// the ranges against /etc/subuid and /etc/subgid and write the map.
+void run_id_helper(const std::string& helper, pid_t pid, const std::vector<IdMapLine>& lines) {
+    std::vector<std::string> argv{helper, std::to_string(pid)};
+    for (const auto& l : lines) {
+        argv.push_back(std::to_string(l.inside));
+        argv.push_back(std::to_string(l.outside));
+        argv.push_back(std::to_string(l.count));
+    }
+    RunResult r = run_capture(argv, true);
+    if (!r.status.success()) {
+        while (!r.out.empty() && (r.out.back() == '\n' || r.out.back() == ' ')) {
+            r.out.pop_back();
+        }
+        throw Error(helper + " " + std::to_string(pid) + " " + id_map_text(lines).substr(0, 200) +
+                    ": " + r.status.describe() + (r.out.empty() ? "" : ": " + r.out));
+    }
+}
+
 bool is_absolute(const std::string& p) {
     return !p.empty() && p[0] == '/';
 }
@@ -536,7 +556,7 @@ std::string limit_text(rlim_t v) {
 }
 
 // Builds the standard mounts and the caller's into plan.ops.
-void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::string& hostname,
+void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::string& hostname,
                  std::vector<std::string>& op_names) {
     auto add = [&](Op op, std::string name) {
         op_names.push_back(std::move(name));
@@ -564,8 +584,8 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool rootless, const std::stri
         add(op, std::string("bind /dev/") + dev);
     }
     fs("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-       rootless ? "newinstance,ptmxmode=0666,mode=0620"
-                : "newinstance,ptmxmode=0666,mode=0620,gid=5");
+       no_tty_gid ? "newinstance,ptmxmode=0666,mode=0620"
+                  : "newinstance,ptmxmode=0666,mode=0620,gid=5");
     fs("/dev/shm", "tmpfs", nsd, "mode=1777,size=65536k");
     fs("/dev/mqueue", "mqueue", nsd, nullptr);
     for (auto [link, to] : {std::pair{"/dev/ptmx", "pts/ptmx"},
@@ -794,10 +814,23 @@ Container Container::start(const RunSpec& spec) {
 
     ExecUser user = with_context("user \"" + spec.user + "\"",
                                  [&] { return resolve_user(rootfd.get(), spec.user); });
-    if (rootless && (user.uid != 0 || user.gid != 0)) {
-        throw UsageError("user \"" + spec.user + "\" (uid " + std::to_string(user.uid) + ", gid " +
-                         std::to_string(user.gid) +
-                         "): without root only uid 0 and gid 0 are mapped in the container");
+    RootlessIdMap idmap;
+    if (rootless) {
+        idmap = rootless_id_map();
+        bool groups_mapped = std::all_of(user.groups.begin(), user.groups.end(),
+                                         [&](gid_t g) { return g < idmap.gid_count(); });
+        if (user.uid >= idmap.uid_count() || user.gid >= idmap.gid_count() ||
+            (idmap.full() && !groups_mapped)) {
+            throw UsageError(
+                "user \"" + spec.user + "\" (uid " + std::to_string(user.uid) + ", gid " +
+                std::to_string(user.gid) + "): without root only uids 0-" +
+                std::to_string(idmap.uid_count() - 1) + " and gids 0-" +
+                std::to_string(idmap.gid_count() - 1) + " are mapped in the container" +
+                (idmap.full() ? std::string(" (from /etc/subuid and /etc/subgid)")
+                              : std::string(" (grant the user ranges in /etc/subuid and "
+                                            "/etc/subgid and install newuidmap/newgidmap "
+                                            "to map more)")));
+        }
     }
     for (const auto& l : spec.rlimits) {
         if (l.soft > l.hard) {
@@ -824,6 +857,7 @@ Container Container::start(const RunSpec& spec) {
     plan.init = spec.init;
     plan.tty = spec.tty;
     plan.rootless = rootless;
+    plan.setgroups_denied = rootless && !idmap.full();
     plan.new_mount_api = new_mount_api();
     plan.uid = user.uid;
     plan.gid = user.gid;
@@ -880,7 +914,8 @@ Container Container::start(const RunSpec& spec) {
     }
 
     std::vector<std::string> op_names;
-    plan_mounts(plan, spec, rootless, hostname, op_names);
+    // devpts's gid=5 (tty) needs gid 5 mapped.
+    plan_mounts(plan, spec, rootless && idmap.gid_count() <= 5, hostname, op_names);
 
     // -- Mount points in the root directory itself are created here (and
     // removed after the run); those inside the container's own mounts (e.g.
@@ -919,6 +954,7 @@ Container Container::start(const RunSpec& spec) {
         plan.close_in_child[2] = status.read.get();
     }
     plan.sync_fd = sync.read.get();
+    plan.wait_parent = userns;
     plan.report_fd = report.write.get();
     plan.close_in_child[0] = sync.write.get();
     plan.close_in_child[1] = report.read.get();
@@ -960,20 +996,28 @@ Container Container::start(const RunSpec& spec) {
 
     // -- Id maps (the child waits for them).
     if (userns) {
-        if (rootless) {
+        if (rootless && idmap.full()) {
+            run_id_helper(idmap.newuidmap, pid, idmap.uid);
+            run_id_helper(idmap.newgidmap, pid, idmap.gid);
+        } else if (rootless) {
             write_proc_file(pid, "setgroups", "deny");
-            write_proc_file(pid, "uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
-            write_proc_file(pid, "gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
+            write_proc_file(pid, "uid_map", id_map_text(idmap.uid));
+            write_proc_file(pid, "gid_map", id_map_text(idmap.gid));
         } else {
             write_proc_file(pid, "uid_map", "0 0 4294967295\n");
             write_proc_file(pid, "gid_map", "0 0 4294967295\n");
         }
     }
-    char go = 1;
-    if (::write(sync.write.get(), &go, 1) != 1) {
-        throw_errno("write", "runner handshake pipe");
+    // Without a user namespace there is nothing to wait for: the child only
+    // checks that strata is still there, and the pipe stays open until the
+    // command has started (one wake-up less per container).
+    if (userns) {
+        char go = 1;
+        if (::write(sync.write.get(), &go, 1) != 1) {
+            throw_errno("write", "runner handshake pipe");
+        }
+        sync.write.reset();
     }
-    sync.write.reset();
 
     // -- The pty's master (tty): EOF instead means the child failed, which
     // the report pipe then says.

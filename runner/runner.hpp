@@ -14,13 +14,15 @@
 // (PR_SET_PDEATHSIG), so even a strata killed by SIGKILL leaves nothing
 // running or mounted.
 //
-// Not (yet) done, by decision: without root only uid/gid 0 is mapped (no
-// newuidmap/subuid ranges), so a USER other than root needs root; no seccomp
-// profile; no cgroup limits and no /sys/fs/cgroup inside; networks are none
-// or host only. Mount points created in the root (e.g. an image without
-// /proc or /etc/hosts) are removed after the run, except when strata itself
-// is killed by SIGKILL or a mount point had to be created through a dangling
-// symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and pidfds (5.3).
+// Without root the container gets a user namespace: container 0 is the
+// caller, and 1..N its /etc/subuid and /etc/subgid ranges when
+// newuidmap/newgidmap are installed (runner/idmap.hpp); otherwise only 0 is
+// mapped and a USER other than root needs root.
+// Not (yet) done, by decision: no seccomp profile; no cgroup limits and no /sys/fs/cgroup inside;
+// networks are none or host only. Mount points created in the root (e.g. an image without /proc or
+// /etc/hosts) are removed after the run, except when strata itself is killed by SIGKILL or a mount
+// point had to be created through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and
+// pidfds (5.3).
 #pragma once
 
 #include "util/child.hpp"

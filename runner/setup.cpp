@@ -30,15 +30,16 @@
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -686,14 +687,26 @@ void child_main(const Plan& plan) noexcept {
     for (int fd : plan.close_in_child) {
         close_fd(fd);
     }
-    // 1b. Wait for the parent: it writes the id maps first. EOF means it died.
-    char go = 0;
-    ssize_t n;
-    do {
-        n = ::read(plan.sync_fd, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) {
-        fail(plan, Step::wait_parent, n < 0 ? errno : EPIPE);
+    // 1b. Wait for the parent: it writes the id maps first. EOF means it
+    // died. Without id maps to wait for, only check that it has not died
+    // before PR_SET_PDEATHSIG took effect: it holds the write end open
+    // until the command has started, so a hang-up means it is gone.
+    if (plan.wait_parent) {
+        char go = 0;
+        ssize_t n;
+        do {
+            n = ::read(plan.sync_fd, &go, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) {
+            fail(plan, Step::wait_parent, n < 0 ? errno : EPIPE);
+        }
+    } else {
+        struct pollfd p {
+            plan.sync_fd, POLLIN, 0
+        };
+        if (::poll(&p, 1, 0) != 0) {
+            fail(plan, Step::wait_parent, EPIPE);
+        }
     }
     ::close(plan.sync_fd);
 
@@ -864,7 +877,7 @@ void child_main(const Plan& plan) noexcept {
     // multi-threaded process (the builder runs stages on threads) glibc's
     // setgroups/setresuid broadcast the change to the parent's other threads
     // (__nptl_setxid), which do not exist here, and wait for them for ever.
-    if (!plan.rootless) {
+    if (!plan.setgroups_denied) {
         if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0) {
             fail(plan, Step::groups, errno);
         }

@@ -29,6 +29,8 @@ assert_eq "$(strata run --entrypoint echo busybox a b)" "a b" "--entrypoint"
 strata run busybox sh -c 'echo changed > /etc/passwd; rm /bin/ls' || fail "writes in the container"
 strata run busybox grep -q root /etc/passwd || fail "the image's /etc/passwd must be unchanged"
 strata run busybox test -e /bin/ls || fail "the image's /bin/ls must be unchanged"
+# The throwaway upper is never synced to disk (overlay "volatile").
+strata run busybox head -1 /proc/self/mountinfo | grep -q 'overlay.*volatile' || fail "the container's root should be a volatile overlay"
 grep -q "$STRATA_ROOT" /proc/self/mountinfo && fail "a mount was left behind"
 [ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after runs: $(ls "$STRATA_ROOT/tmp")"
 

@@ -10,6 +10,11 @@ case "$cap" in
     [ "$(id -u)" -eq 0 ] || skip "needs root (run the suite as root)" ;;
   userns)
     unshare --user --map-root-user true 2>/dev/null || skip "needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)" ;;
+  subuid)
+    [ "$(id -u)" -eq 0 ] || skip "needs root (to create a test user with /etc/subuid ranges)"
+    command -v newuidmap >/dev/null && command -v newgidmap >/dev/null || skip "needs newuidmap/newgidmap (apt-get install uidmap)"
+    command -v useradd >/dev/null || skip "needs useradd"
+    unshare --user --map-root-user true 2>/dev/null || skip "needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)" ;;
   overlay)
     [ "$(id -u)" -eq 0 ] || skip "needs root for kernel overlayfs"
     grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null

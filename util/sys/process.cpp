@@ -74,10 +74,16 @@ int mount_setattr_raw(int dirfd, const char* path, unsigned flags, std::uint64_t
     if (force_fallback()) {
         return -ENOSYS;
     }
+    return mount_setattr_direct(dirfd, path, flags, attr_set, attr_clr, 0);
+}
+
+int mount_setattr_direct(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
+                         std::uint64_t attr_clr, std::uint64_t propagation) noexcept {
     struct mount_attr attr;
     std::memset(&attr, 0, sizeof attr);
     attr.attr_set = attr_set;
     attr.attr_clr = attr_clr;
+    attr.propagation = propagation;
     long r = ::syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
     return r < 0 ? -errno : 0;
 }

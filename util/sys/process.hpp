@@ -31,6 +31,9 @@ int capget_self(std::uint64_t* effective, std::uint64_t* permitted,
 // -errno; -ENOSYS when the kernel lacks it or the fallback is forced.
 int mount_setattr_raw(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
                       std::uint64_t attr_clr) noexcept;
+// The same with a propagation type (MS_PRIVATE...), never forced to ENOSYS.
+int mount_setattr_direct(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
+                         std::uint64_t attr_clr, std::uint64_t propagation) noexcept;
 
 // The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap).
 int cap_last_cap() noexcept;

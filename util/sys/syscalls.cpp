@@ -1,13 +1,13 @@
 #include "util/sys/syscalls.hpp"
 
 #include "util/error.hpp"
+#include "util/sys/process.hpp"
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/mount.h>
-#include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -32,93 +32,69 @@ int openat2_raw(int dirfd, const char* path, std::uint64_t flags, std::uint64_t 
     if (force_fallback()) {
         return -ENOSYS;
     }
-    struct open_how how;
-    std::memset(&how, 0, sizeof how);
-    how.flags = flags | O_CLOEXEC;
-    how.mode = mode;
-    how.resolve = resolve;
-    long r;
-    do {
-        r = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-    } while (r < 0 && (errno == EINTR || errno == EAGAIN));
-    return r < 0 ? -errno : static_cast<int>(r);
+    return openat2_direct(dirfd, path, flags, mode, resolve);
 }
+
+// The throwing wrappers below sit on the noexcept raw calls of
+// util/sys/process.hpp, which the runner's child uses directly.
+namespace {
+
+int check(int r, const char* call, const std::string& what) {
+    if (r < 0) {
+        throw SysError(call, what, -r);
+    }
+    return r;
+}
+
+} // namespace
 
 UniqueFd openat2(int dirfd, const std::string& path, std::uint64_t flags, std::uint64_t mode,
                  std::uint64_t resolve) {
-    int r = openat2_raw(dirfd, path.c_str(), flags, mode, resolve);
-    if (r < 0) {
-        throw SysError("openat2", path, -r);
-    }
-    return UniqueFd(r);
+    return UniqueFd(check(openat2_raw(dirfd, path.c_str(), flags, mode, resolve), "openat2", path));
 }
 
 UniqueFd fsopen(const std::string& fstype) {
     if (force_fallback()) {
         throw SysError("fsopen", fstype, ENOSYS);
     }
-    long r = ::syscall(SYS_fsopen, fstype.c_str(), FSOPEN_CLOEXEC);
-    if (r < 0) {
-        throw_errno("fsopen", fstype);
-    }
-    return UniqueFd(static_cast<int>(r));
+    return UniqueFd(check(fsopen_raw(fstype.c_str(), FSOPEN_CLOEXEC), "fsopen", fstype));
 }
 
 void fsconfig_flag(int fsfd, const std::string& key) {
-    if (::syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_FLAG, key.c_str(), nullptr, 0) < 0) {
-        throw_errno("fsconfig", key);
-    }
+    check(fsconfig_raw(fsfd, FSCONFIG_SET_FLAG, key.c_str(), nullptr), "fsconfig", key);
 }
 
 void fsconfig_string(int fsfd, const std::string& key, const std::string& value) {
-    if (::syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_STRING, key.c_str(), value.c_str(), 0) < 0) {
-        throw_errno("fsconfig", key + "=" + value);
-    }
+    check(fsconfig_raw(fsfd, FSCONFIG_SET_STRING, key.c_str(), value.c_str()), "fsconfig",
+          key + "=" + value);
 }
 
 void fsconfig_create(int fsfd) {
-    if (::syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
-        throw_errno("fsconfig", "create");
-    }
+    check(fsconfig_raw(fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr), "fsconfig", "create");
 }
 
 UniqueFd fsmount(int fsfd, unsigned attr_flags) {
-    long r = ::syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, attr_flags);
-    if (r < 0) {
-        throw_errno("fsmount");
-    }
-    return UniqueFd(static_cast<int>(r));
+    return UniqueFd(check(fsmount_raw(fsfd, FSMOUNT_CLOEXEC, attr_flags), "fsmount", ""));
 }
 
 void move_mount(int from_dirfd, const std::string& from_path, int to_dirfd,
                 const std::string& to_path, unsigned flags) {
-    if (::syscall(SYS_move_mount, from_dirfd, from_path.c_str(), to_dirfd, to_path.c_str(),
-                  flags) < 0) {
-        throw_errno("move_mount", to_path);
-    }
+    check(move_mount_raw(from_dirfd, from_path.c_str(), to_dirfd, to_path.c_str(), flags),
+          "move_mount", to_path);
 }
 
 UniqueFd open_tree(int dirfd, const std::string& path, unsigned flags) {
     if (force_fallback()) {
         throw SysError("open_tree", path, ENOSYS);
     }
-    long r = ::syscall(SYS_open_tree, dirfd, path.c_str(), flags | OPEN_TREE_CLOEXEC);
-    if (r < 0) {
-        throw_errno("open_tree", path);
-    }
-    return UniqueFd(static_cast<int>(r));
+    return UniqueFd(
+        check(open_tree_raw(dirfd, path.c_str(), flags | OPEN_TREE_CLOEXEC), "open_tree", path));
 }
 
 void mount_setattr(int dirfd, const std::string& path, unsigned flags, std::uint64_t attr_set,
                    std::uint64_t attr_clr, std::uint64_t propagation) {
-    struct mount_attr attr;
-    std::memset(&attr, 0, sizeof attr);
-    attr.attr_set = attr_set;
-    attr.attr_clr = attr_clr;
-    attr.propagation = propagation;
-    if (::syscall(SYS_mount_setattr, dirfd, path.c_str(), flags, &attr, sizeof attr) < 0) {
-        throw_errno("mount_setattr", path);
-    }
+    check(mount_setattr_direct(dirfd, path.c_str(), flags, attr_set, attr_clr, propagation),
+          "mount_setattr", path);
 }
 
 int pivot_root(const char* new_root, const char* put_old) noexcept {

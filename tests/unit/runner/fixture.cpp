@@ -128,4 +128,36 @@ std::string host_mountinfo() {
     return fs::read_file("/proc/self/mountinfo");
 }
 
+std::vector<std::string> host_mounts_under(const std::string& dir) {
+    // Field 5 of a mountinfo line is the mount point. Only mounts below the
+    // test's own directory count: other engineers' and CI jobs' mounts come
+    // and go on a shared machine.
+    std::vector<std::string> out;
+    std::string text = host_mountinfo();
+    std::size_t i = 0;
+    while (i < text.size()) {
+        std::size_t j = text.find('\n', i);
+        if (j == std::string::npos) {
+            j = text.size();
+        }
+        std::string line = text.substr(i, j - i);
+        i = j + 1;
+        std::size_t pos = 0;
+        for (int field = 0; field < 4 && pos != std::string::npos; ++field) {
+            pos = line.find(' ', pos);
+            if (pos != std::string::npos) {
+                ++pos;
+            }
+        }
+        if (pos == std::string::npos) {
+            continue;
+        }
+        std::string point = line.substr(pos, line.find(' ', pos) - pos);
+        if (point == dir || point.rfind(dir + "/", 0) == 0) {
+            out.push_back(line);
+        }
+    }
+    return out;
+}
+
 } // namespace strata::test

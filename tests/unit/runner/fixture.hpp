@@ -38,5 +38,7 @@ runner::RunSpec probe_spec(const Rootfs& root, std::vector<std::string> args);
 
 std::string probe_binary();
 std::string host_mountinfo();
+// The host's mounts (mountinfo lines) at or below dir.
+std::vector<std::string> host_mounts_under(const std::string& dir);
 
 } // namespace strata::test

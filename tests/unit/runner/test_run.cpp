@@ -2,6 +2,7 @@
 // namespaces ([userns]) and runs in its own CTest entry behind a probe, so
 // that it is reported as skipped, never passed, when it cannot run.
 #include "fixture.hpp"
+#include "runner/idmap.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "tests/support/support.hpp"
@@ -15,10 +16,13 @@
 #include <csignal>
 #include <fcntl.h>
 #include <filesystem>
+#include <functional>
 #include <grp.h>
 #include <linux/capability.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -72,6 +76,29 @@ std::vector<pid_t> processes_in(const std::string& ns) {
 bool no_children() {
     int status;
     return ::waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD;
+}
+
+// Runs body in a forked child as uid:gid (the test process itself keeps
+// root, STYLE rule 23); 0 from body means every check passed, 20 that it
+// threw (printed).
+ExitStatus as_user(uid_t uid, gid_t gid, const std::function<int()>& body) {
+    Child c = Child::fork_fn([&]() -> int {
+        if (::getuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+                                ::setresuid(uid, uid, uid) != 0)) {
+            return 10;
+        }
+        // Changing credentials cleared "dumpable", which would make /proc/PID
+        // (where the id maps are written) root's; a user starting strata
+        // directly keeps it.
+        ::prctl(PR_SET_DUMPABLE, 1);
+        try {
+            return body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "rootless run failed: %s\n", e.what());
+            return 20;
+        }
+    });
+    return c.wait();
 }
 
 } // namespace
@@ -526,7 +553,6 @@ TEST_CASE("a tty gives the command a terminal and copies its output", "[root]") 
 
 TEST_CASE("cancelling leaves no process and no mount behind", "[root]") {
     Rootfs root;
-    std::string mounts_before = host_mountinfo();
     std::string tree_before = dump_tree(root.path);
     for (bool init : {false, true}) {
         INFO("init " << init);
@@ -553,7 +579,7 @@ TEST_CASE("cancelling leaves no process and no mount behind", "[root]") {
         CHECK_FALSE(process_exists(pid));
         CHECK(processes_in(ns).empty());
         CHECK(no_children());
-        CHECK(host_mountinfo() == mounts_before);
+        CHECK(host_mounts_under(root.dir.path()).empty());
     }
     CHECK(dump_tree(root.path) == tree_before);
 }
@@ -602,19 +628,9 @@ TEST_CASE("a user namespace with an identity map runs the same container", "[roo
 
 TEST_CASE("without root, the container runs in a user namespace as uid 0", "[userns]") {
     Rootfs root;
-    // The test process drops to nobody in a forked child (STYLE rule 23) and
-    // runs the container from there; 0 means every check passed.
-    Child c = Child::fork_fn([&]() -> int {
-        if (::getuid() == 0 &&
-            (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-             ::setresuid(65534, 65534, 65534) != 0)) {
-            return 10;
-        }
-        // Changing credentials cleared "dumpable", which would make /proc/PID
-        // (where the id maps are written) root's; a user starting strata
-        // directly keeps it.
-        ::prctl(PR_SET_DUMPABLE, 1);
-        try {
+    // As nobody, who has no /etc/subuid range: only uid 0 is mapped.
+    auto st = as_user(65534, 65534, [&]() -> int {
+        {
             auto spec = probe_spec(root, {"info"});
             auto o = run_captured(spec);
             if (!o.status.success())
@@ -647,14 +663,125 @@ TEST_CASE("without root, the container runs in a user namespace as uid 0", "[use
             } catch (const UsageError&) {
             }
             return 0;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "rootless run failed: %s\n", e.what());
-            return 20;
         }
     });
-    auto st = c.wait();
     INFO(st.describe());
     CHECK(st.success());
+}
+
+namespace {
+
+// A user of the test suite's own with subordinate id ranges (created when
+// missing, as `useradd` does for people: /etc/subuid and /etc/subgid).
+struct SubidUser {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    runner::IdRange uids;
+    runner::IdRange gids;
+};
+
+SubidUser subid_user() {
+    const std::string name = "strata-subuid";
+    if (!run_capture({"getent", "passwd", name}).status.success()) {
+        auto r = run_capture({"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                              "--comment", "strata runner tests", name},
+                             true);
+        if (!r.status.success() && !run_capture({"getent", "passwd", name}).status.success()) {
+            throw Error("useradd " + name + ": " + r.out);
+        }
+    }
+    struct passwd* pw = ::getpwnam(name.c_str());
+    REQUIRE(pw != nullptr);
+    SubidUser u;
+    u.uid = pw->pw_uid;
+    u.gid = pw->pw_gid;
+    auto ranges = [&](const char* file) {
+        return runner::subordinate_ranges(read_file(file), name, u.uid);
+    };
+    if (ranges("/etc/subuid").empty() || ranges("/etc/subgid").empty()) {
+        auto r = run_capture({"usermod", "--add-subuids", "3000000-3065535", "--add-subgids",
+                              "3000000-3065535", name},
+                             true);
+        if (!r.status.success()) {
+            throw Error("usermod --add-subuids " + name + ": " + r.out);
+        }
+    }
+    auto su = ranges("/etc/subuid");
+    auto sg = ranges("/etc/subgid");
+    REQUIRE(!su.empty());
+    REQUIRE(!sg.empty());
+    REQUIRE(su[0].count >= 65536);
+    REQUIRE(sg[0].count >= 65536);
+    u.uids = su[0];
+    u.gids = sg[0];
+    return u;
+}
+
+} // namespace
+
+TEST_CASE("without root, /etc/subuid ranges are mapped: files and USER 1000 work", "[subuid]") {
+    SubidUser u = subid_user();
+    Rootfs root;
+    // What a rootless store holds: the image's root-owned files belong to
+    // the user, its uid-1000 files to the user's subordinate id 999.
+    REQUIRE(
+        run_capture({"chown", "-R", std::to_string(u.uid) + ":" + std::to_string(u.gid), root.path})
+            .status.success());
+    write_file(root.path + "/home/user/owned", "mine\n");
+    const uid_t sub1000 = u.uids.start + 999;
+    const gid_t subg1000 = u.gids.start + 999;
+    REQUIRE(::lchown((root.path + "/home/user/owned").c_str(), sub1000, subg1000) == 0);
+    REQUIRE(::lchown((root.path + "/home/user").c_str(), sub1000, subg1000) == 0);
+
+    auto st = as_user(u.uid, u.gid, [&]() -> int {
+        {
+            auto spec = probe_spec(root, {"info"});
+            spec.user = "1000";
+            auto o = run_captured(spec);
+            std::fprintf(stderr, "-u 1000: %s%s\n", o.out.c_str(), o.err.c_str());
+            if (!o.status.success() || o.get("uid") != "1000" || o.get("gid") != "1000" ||
+                o.get("groups") != "1000,2000") {
+                return 11;
+            }
+            // The image's files show their owners; uid 1000 owns its home.
+            spec.argv = {"/bin/sh", "-c",
+                         "stat -c %u:%g /home/user/owned /bin/busybox && "
+                         "echo more >> /home/user/owned && touch /home/user/new && "
+                         "stat -c %u:%g /home/user/new && ! touch /bin/x"};
+            o = run_captured(spec);
+            std::fprintf(stderr, "files: %s%s\n", o.out.c_str(), o.err.c_str());
+            if (!o.status.success() || o.out != "1000:1000\n0:0\n1000:1000\n") {
+                return 12;
+            }
+            // Container root is the user: setgroups is allowed, the map is podman's.
+            spec.user = "";
+            spec.argv = {"/bin/sh", "-c", "cat /proc/self/uid_map /proc/self/setgroups; id -G"};
+            o = run_captured(spec);
+            std::fprintf(stderr, "root: %s%s\n", o.out.c_str(), o.err.c_str());
+            if (!o.status.success() || o.out.find("allow") == std::string::npos ||
+                o.out.find(" 1 ") == std::string::npos) {
+                return 13;
+            }
+            // An id beyond the ranges is refused, naming the mapped span.
+            spec.user = "4000000";
+            try {
+                run_captured(spec);
+                return 14;
+            } catch (const UsageError& e) {
+                if (std::string(e.what()).find("only uids 0-") == std::string::npos) {
+                    return 15;
+                }
+            }
+            return 0;
+        }
+    });
+    INFO(st.describe());
+    REQUIRE(st.success());
+    // On the host, what uid 1000 created belongs to the subordinate id.
+    struct stat sb;
+    REQUIRE(::lstat((root.path + "/home/user/new").c_str(), &sb) == 0);
+    CHECK(sb.st_uid == sub1000);
+    CHECK(sb.st_gid == subg1000);
 }
 
 TEST_CASE("mount points the runner creates in the root are removed afterwards", "[root]") {
@@ -695,7 +822,6 @@ TEST_CASE("mount points the runner creates in the root are removed afterwards", 
 
 TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "[root]") {
     Rootfs root;
-    std::string mounts_before = host_mountinfo();
     runner::Control control;
     runner::SignalRouting routing(control);
     auto spec = probe_spec(root, {});
@@ -716,7 +842,7 @@ TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "
     CHECK(runner::SignalRouting::last_signal() == SIGTERM);
     CHECK(processes_in(ns).empty());
     CHECK(no_children());
-    CHECK(host_mountinfo() == mounts_before);
+    CHECK(host_mounts_under(root.dir.path()).empty());
 }
 
 TEST_CASE("an /etc/hosts that is a symlink to a host file leaves the host file alone", "[root]") {

@@ -1,0 +1,62 @@
+// The id maps of a container started without root. Where /etc/subuid and
+// /etc/subgid grant the user subordinate ranges and newuidmap/newgidmap
+// (Debian's uidmap package) are installed, the whole range is mapped as
+// podman does: container id 0 is the user, 1..N the subordinate ids, so that
+// `USER 1000` and files owned by 1000 work inside. Otherwise only 0 is mapped
+// (the user's own uid and gid) and setgroups is denied, as unshare -r does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace strata::runner {
+
+struct IdRange {
+    std::uint32_t start = 0;
+    std::uint32_t count = 0;
+};
+
+// The ranges a subuid/subgid file (lines "name-or-id:start:count") grants to
+// the user called name or with the numeric id, in file order. Comments,
+// malformed lines and empty ranges are skipped.
+std::vector<IdRange> subordinate_ranges(std::string_view content, std::string_view name,
+                                        std::uint32_t id);
+
+// One line of /proc/PID/[ug]id_map.
+struct IdMapLine {
+    std::uint32_t inside = 0;
+    std::uint32_t outside = 0;
+    std::uint32_t count = 0;
+};
+
+struct RootlessIdMap {
+    std::vector<IdMapLine> uid;
+    std::vector<IdMapLine> gid;
+    // Both maps are written by these setuid helpers (full range); when empty,
+    // strata writes the single mapping itself after denying setgroups.
+    std::string newuidmap;
+    std::string newgidmap;
+
+    bool full() const noexcept { return !newuidmap.empty(); }
+    // Container ids 0 .. count-1 are mapped.
+    std::uint64_t uid_count() const noexcept;
+    std::uint64_t gid_count() const noexcept;
+};
+
+// Maps container 0 to (uid, gid) and 1.. to the ranges; a single mapping
+// when either list is empty or a helper path is empty.
+RootlessIdMap make_id_map(uid_t uid, gid_t gid, const std::vector<IdRange>& subuids,
+                          const std::vector<IdRange>& subgids, const std::string& newuidmap,
+                          const std::string& newgidmap);
+
+// The map for the calling user, from /etc/subuid, /etc/subgid and PATH
+// (falling back to the single mapping, with a debug log saying why).
+RootlessIdMap rootless_id_map();
+
+// "0 1000 1\n1 100000 65536\n"
+std::string id_map_text(const std::vector<IdMapLine>& lines);
+
+} // namespace strata::runner
