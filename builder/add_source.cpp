@@ -4,6 +4,7 @@
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/libcurl.hpp"
 #include "util/sha256.hpp"
 
 #include <curl/curl.h>
@@ -89,7 +90,8 @@ Download fetch_url(const std::string& url, const std::string& dir, const std::st
     sink.fd = out.get();
     CURL* c = curl_easy_init();
     if (c == nullptr) {
-        throw Error("ADD " + url + ": cannot initialise libcurl");
+        throw Error("ADD " + url + ": cannot initialise libcurl" +
+                    (libcurl_load_error().empty() ? "" : ": " + libcurl_load_error()));
     }
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());

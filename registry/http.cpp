@@ -1,5 +1,6 @@
 #include "registry/http.hpp"
 
+#include "util/libcurl.hpp"
 #include "util/log.hpp"
 
 #include <curl/curl.h>
@@ -39,7 +40,7 @@ void global_init() {
     static std::once_flag once;
     std::call_once(once, [] {
         if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
-            throw RegistryError("cannot initialise libcurl");
+            throw RegistryError("cannot initialise libcurl: " + libcurl_load_error());
         }
     });
 }
@@ -203,7 +204,8 @@ HttpSession::HttpSession(HttpOptions options) : options_(std::move(options)) {
     global_init();
     curl_ = curl_easy_init();
     if (curl_ == nullptr) {
-        throw RegistryError("cannot create a libcurl handle");
+        throw RegistryError("cannot create a libcurl handle" +
+                            (libcurl_load_error().empty() ? "" : ": " + libcurl_load_error()));
     }
 }
 

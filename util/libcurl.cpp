@@ -1,0 +1,138 @@
+#include "util/libcurl.hpp"
+
+// The definitions below are the real functions, not the type-checking macros.
+#define CURL_DISABLE_TYPECHECK 1
+#include <curl/curl.h>
+
+#include <cstdarg>
+#include <dlfcn.h>
+
+namespace {
+
+struct Api {
+    void* handle = nullptr;
+    std::string error;
+    CURLcode (*global_init)(long) = nullptr;
+    CURL* (*easy_init)() = nullptr;
+    void (*easy_cleanup)(CURL*) = nullptr;
+    void (*easy_reset)(CURL*) = nullptr;
+    CURLcode (*easy_setopt)(CURL*, CURLoption, ...) = nullptr;
+    CURLcode (*easy_perform)(CURL*) = nullptr;
+    CURLcode (*easy_getinfo)(CURL*, CURLINFO, ...) = nullptr;
+    const char* (*easy_strerror)(CURLcode) = nullptr;
+    curl_slist* (*slist_append)(curl_slist*, const char*) = nullptr;
+    void (*slist_free_all)(curl_slist*) = nullptr;
+};
+
+template <typename F>
+bool bind(Api& api, F& fn, const char* name) {
+    fn = reinterpret_cast<F>(::dlsym(api.handle, name));
+    if (fn == nullptr) {
+        api.error = std::string("libcurl.so.4 has no ") + name;
+        return false;
+    }
+    return true;
+}
+
+Api load() {
+    Api api;
+    api.handle = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (api.handle == nullptr) {
+        const char* e = ::dlerror();
+        api.error = std::string("cannot load libcurl (apt-get install libcurl4): ") +
+                    (e != nullptr ? e : "dlopen failed");
+        return api;
+    }
+    bool ok = bind(api, api.global_init, "curl_global_init") &&
+              bind(api, api.easy_init, "curl_easy_init") &&
+              bind(api, api.easy_cleanup, "curl_easy_cleanup") &&
+              bind(api, api.easy_reset, "curl_easy_reset") &&
+              bind(api, api.easy_setopt, "curl_easy_setopt") &&
+              bind(api, api.easy_perform, "curl_easy_perform") &&
+              bind(api, api.easy_getinfo, "curl_easy_getinfo") &&
+              bind(api, api.easy_strerror, "curl_easy_strerror") &&
+              bind(api, api.slist_append, "curl_slist_append") &&
+              bind(api, api.slist_free_all, "curl_slist_free_all");
+    if (!ok) {
+        ::dlclose(api.handle);
+        api.handle = nullptr;
+    }
+    return api;
+}
+
+// Loaded once, thread-safely (a function-local static); never unloaded.
+const Api& api() {
+    static const Api loaded = load();
+    return loaded;
+}
+
+bool loaded() { return api().handle != nullptr; }
+
+} // namespace
+
+namespace strata {
+
+std::string libcurl_load_error() { return api().error; }
+
+} // namespace strata
+
+extern "C" {
+
+CURLcode curl_global_init(long flags) {
+    return loaded() ? api().global_init(flags) : CURLE_FAILED_INIT;
+}
+
+CURL* curl_easy_init() { return loaded() ? api().easy_init() : nullptr; }
+
+void curl_easy_cleanup(CURL* curl) {
+    if (curl != nullptr) {
+        api().easy_cleanup(curl);
+    }
+}
+
+void curl_easy_reset(CURL* curl) { api().easy_reset(curl); }
+
+// curl_easy_setopt's third argument is a long, an object or function pointer,
+// a curl_off_t or a blob pointer, told apart by the option's number range (as
+// libcurl itself reads it).
+CURLcode curl_easy_setopt(CURL* curl, CURLoption option, ...) {
+    va_list ap;
+    va_start(ap, option);
+    CURLcode rc;
+    if (option < CURLOPTTYPE_OBJECTPOINT) {
+        rc = api().easy_setopt(curl, option, va_arg(ap, long));
+    } else if (option >= CURLOPTTYPE_OFF_T && option < CURLOPTTYPE_BLOB) {
+        rc = api().easy_setopt(curl, option, va_arg(ap, curl_off_t));
+    } else {
+        rc = api().easy_setopt(curl, option, va_arg(ap, void*));
+    }
+    va_end(ap);
+    return rc;
+}
+
+CURLcode curl_easy_perform(CURL* curl) { return api().easy_perform(curl); }
+
+// Every CURLINFO takes a pointer to where the answer goes.
+CURLcode curl_easy_getinfo(CURL* curl, CURLINFO info, ...) {
+    va_list ap;
+    va_start(ap, info);
+    CURLcode rc = api().easy_getinfo(curl, info, va_arg(ap, void*));
+    va_end(ap);
+    return rc;
+}
+
+const char* curl_easy_strerror(CURLcode code) {
+    return loaded() ? api().easy_strerror(code) : "libcurl is not available";
+}
+
+curl_slist* curl_slist_append(curl_slist* list, const char* text) {
+    return loaded() ? api().slist_append(list, text) : nullptr;
+}
+
+void curl_slist_free_all(curl_slist* list) {
+    if (list != nullptr && loaded()) {
+        api().slist_free_all(list);
+    }
+}
+
+} // extern "C"
