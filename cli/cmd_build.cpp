@@ -463,7 +463,16 @@ void run_build(Context& ctx, const BuildArgs& a) {
             registry::TransferOptions t;
             t.client = registry::client_options_for(ref->domain(), a.tls_verify);
             auto p0 = std::chrono::steady_clock::now();
-            registry::PullResult r = registry::pull(store, *ref, t);
+            registry::PullResult r;
+            try {
+                r = registry::pull(store, *ref, t);
+            } catch (const Error& e) {
+                if (o.fetch_always) {
+                    throw Error("--pull always: pulling " + ref->full() + " failed: " + e.what());
+                }
+                throw Error("no such image in the store: " + text + ", and pulling " + ref->full() +
+                            " failed: " + e.what());
+            }
             double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
             printer.message(fmt::format("pulled {} {} ({} blobs fetched, {} already present, {:.1f}s)",
                                         ref->full(), r.manifest.digest.str(), r.blobs_fetched,
