@@ -70,6 +70,13 @@ $BAH build --isolation chroot --layers --tls-verify=false -q -t app --cache-to "
 wipe_s="rm -rf $WORK/s"
 wipe_b="$BAH rm -a >/dev/null 2>&1 || true; $BAH rmi -a -f >/dev/null 2>&1 || true"
 
+# Check once that both cache-from builds take every step from the cache.
+rm -rf "$WORK/s"
+ran=$(eval "STRATA_ROOT=$WORK/s $STRATA build --progress plain -t app --cache-from type=registry,ref=$REG/cache/strata:1 $CTX" 2>&1 | grep -c ' running: ' || true)
+eval "$wipe_b"
+hits=$($BAH build --isolation chroot --layers --tls-verify=false -t app --cache-from "$REG/cache/buildah" "$CTX" 2>&1 | grep -c 'Using cache' || true)
+echo "check: strata --cache-from ran $ran steps; buildah --cache-from used its cache for $hits of 4 steps"
+
 echo "== clean store: cold build vs build from the registry cache (strata)"
 python3 "$ABTIME" -n "$RUNS" --prepare "$wipe_s" --prepare "$wipe_s" \
   --label strata-cold --label strata-cache-from \
