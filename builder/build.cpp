@@ -92,6 +92,7 @@ struct StageResult {
     std::vector<std::string> lowers; // snapshot dirs, bottom first
     std::string key;                 // the cache key of the last step
     std::string base_ref;            // what FROM named, for messages
+    std::vector<std::string> cache_keys; // of the steps so far (for --cache-to)
 };
 
 class NullEvents final : public BuildEvents {
@@ -330,7 +331,7 @@ std::string host_path_in_root(int rootfd, const std::string& path) {
 class Executor {
 public:
     Executor(snapshot::Store& store, const BuildOptions& opts)
-        : store_(store), opts_(opts), cache_(store.cache_dir()),
+        : store_(store), opts_(opts), cache_(store.cache_dir(), opts.cache_from),
           events_(opts.events ? opts.events : &null_events_) {}
 
     BuildResult run();
@@ -364,7 +365,7 @@ private:
     void layer_step(StageResult& st, const Step& step, const std::string& key,
                     const std::string& probe_key, const std::string& content_hash,
                     const std::string& created_by, const Work& work, bool step_shown);
-    bool restore_snapshot(const Descriptor& layer, const Digest& chain);
+    bool restore_snapshot(const Descriptor& layer, const Digest& chain, const Digest& diff_id);
 
     void do_run(StageResult& st, const df::Instruction& ins, const df::RunInstr& run,
                 const df::StageScope& scope, const Step& step, std::size_t stage);
@@ -534,10 +535,17 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
         return st;
     }
     std::optional<snapshot::ImageRecord> rec;
+    if (opts_.fetch_always && opts_.fetch_image) {
+        if (auto got = opts_.fetch_image(ref)) {
+            rec = store_.resolve(*got);
+        }
+    }
     try {
-        rec = store_.resolve(ref);
+        if (!rec) {
+            rec = store_.resolve(ref);
+        }
     } catch (const Error&) {
-        if (opts_.fetch_image) {
+        if (opts_.fetch_image && !opts_.fetch_always) {
             if (auto got = opts_.fetch_image(ref)) {
                 rec = store_.resolve(*got);
             }
@@ -616,7 +624,7 @@ CopyOptions Executor::context_copy_options() const {
     return o;
 }
 
-bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain) {
+bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain, const Digest& diff_id) {
     if (store_.has_snapshot(chain)) {
         return true;
     }
@@ -630,7 +638,16 @@ bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain) {
     snapshot::ApplyOptions ao;
     ao.mode = snapshot::WhiteoutMode::overlay;
     ao.layer_name = layer.digest.str();
-    snapshot::apply_layer(blob.get(), fsdir, ao);
+    snapshot::ApplyStats applied = snapshot::apply_layer(blob.get(), fsdir, ao);
+    // A record (perhaps imported from a registry) names the diff ID the
+    // image config will carry: it must be what the layer holds.
+    if (!applied.digests || applied.digests->diff_id != diff_id) {
+        STRATA_LOG_WARN("cached layer {} holds {}, not the recorded diff ID {}: not using it",
+                        layer.digest.str(),
+                        applied.digests ? applied.digests->diff_id.str() : std::string("unknown content"),
+                        diff_id.str());
+        return false;
+    }
     store_.adopt_snapshot(chain, fsdir);
     return true;
 }
@@ -647,10 +664,17 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         if (rec && rec->layer) {
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(*rec->diff_id);
-            if (formats::chain_id(diffs) != *rec->chain_id || !store_.has_blob(rec->layer->digest) ||
-                !restore_snapshot(*rec->layer, *rec->chain_id)) {
+            std::string imported_from;
+            if (formats::chain_id(diffs) != *rec->chain_id ||
+                !cache_.ensure_layer(store_, *rec, &imported_from) ||
+                !restore_snapshot(*rec->layer, *rec->chain_id, *rec->diff_id)) {
                 rec.reset();
                 reason = "the cached layer is no longer in the store";
+            } else if (!imported_from.empty() && step_shown) {
+                events_->step_note(step.id, fmt::format("importing layer {} {} from cache {}",
+                                                        rec->layer->digest.str(),
+                                                        human_bytes(static_cast<std::uint64_t>(rec->layer->size)),
+                                                        imported_from));
             }
         }
         if (!rec && reason.empty()) {
@@ -1412,11 +1436,20 @@ StageResult Executor::build_stage(std::size_t index) {
     df::StageScope scope(base_env, &opts_.build_args, &plan_.global_values);
     bool cmd_set = false;
     int pos = 2;
+    auto note_key = [&st](const std::string& before) {
+        if (st.key != before) {
+            st.cache_keys.push_back(st.key);
+        }
+    };
     for (const auto& t : triggers) {
+        std::string before = st.key;
         run_instruction(st, t, scope, cmd_set, index, pos++, total, true);
+        note_key(before);
     }
     for (const auto& ins : s.instructions) {
+        std::string before = st.key;
         run_instruction(st, ins, scope, cmd_set, index, pos++, total, false);
+        note_key(before);
     }
     return st;
 }
@@ -1531,9 +1564,15 @@ BuildResult Executor::run() {
         futures_[i].wait();
     }
     StageResult final_stage;
+    std::vector<std::string> all_keys;
     for (std::size_t i : plan_.order) {
         try {
             StageResult r = futures_[i].get();
+            for (const auto& k : r.cache_keys) {
+                if (std::find(all_keys.begin(), all_keys.end(), k) == all_keys.end()) {
+                    all_keys.push_back(k);
+                }
+            }
             if (i == plan_.target) {
                 final_stage = std::move(r);
             }
@@ -1552,6 +1591,8 @@ BuildResult Executor::run() {
     result.layers = final_stage.layers;
     result.steps_run = steps_run_;
     result.steps_cached = steps_cached_;
+    result.cache_keys = final_stage.cache_keys;
+    result.all_cache_keys = std::move(all_keys);
     if (opts_.tags.empty()) {
         store_.add_untagged(result.manifest);
     }

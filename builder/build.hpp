@@ -16,6 +16,7 @@
 //   blobs and snapshots of steps that did finish stay cached).
 #pragma once
 
+#include "builder/cache.hpp"
 #include "formats/compression.hpp"
 #include "formats/oci.hpp"
 #include "snapshot/store.hpp"
@@ -105,6 +106,11 @@ struct BuildOptions {
     // the text to resolve in the store afterwards (e.g. after a pull), or
     // nullopt: the build then fails naming the image.
     std::function<std::optional<std::string>(const std::string& reference)> fetch_image;
+    // --pull always: fetch_image is called for every FROM/--from image, even
+    // one the store has (it re-resolves the tag at the registry).
+    bool fetch_always = false;
+    // --cache-from: asked on a miss in the store's own cache, in order.
+    std::vector<const CacheSource*> cache_from;
     BuildEvents* events = nullptr;
     Cancellation* cancellation = nullptr;
 };
@@ -116,6 +122,11 @@ struct BuildResult {
     std::vector<formats::Descriptor> layers;
     int steps_run = 0;
     int steps_cached = 0;
+    // The cache keys of the steps, in order, whose records make the image:
+    // the target stage's (and the stages it is FROM), for --cache-to
+    // mode=min; and those of every stage built, for mode=max.
+    std::vector<std::string> cache_keys;
+    std::vector<std::string> all_cache_keys;
 };
 
 // A build step failed. what() reads

@@ -14,10 +14,17 @@
 // and chain ID (absent for a step that changed no file), the history time it
 // was first built at (so a rebuild with nothing changed gives the same image
 // ID), and the "blobs"/"chain_ids" arrays that `strata gc` keeps alive.
+//
+// Records can also come from elsewhere (a CacheSource: a build cache
+// imported from a registry with --cache-from, builder/remote_cache.hpp).
+// Sources are asked only when the store has no record for a key; a record
+// found there is copied into cache/, and its layer blob is downloaded only
+// when the step that hits is reached (ensure_layer).
 #pragma once
 
 #include "formats/digest.hpp"
 #include "formats/oci.hpp"
+#include "snapshot/store.hpp"
 
 #include <optional>
 #include <string>
@@ -34,16 +41,43 @@ struct CacheRecord {
     std::optional<formats::Digest> chain_id;
 };
 
+// A record as JSON (the form cache/<key>.json holds) and back; parsing
+// throws naming `what` for a malformed record.
+std::string to_json(const CacheRecord& record);
+CacheRecord parse_cache_record(std::string_view json, std::string_view what);
+
+// Somewhere else to find cache records. Implementations are thread-safe
+// (stages build in parallel).
+class CacheSource {
+public:
+    virtual ~CacheSource() = default;
+    // For messages: "registry.example/cache:main".
+    virtual std::string name() const = 0;
+    virtual std::optional<CacheRecord> lookup(const std::string& key) const = 0;
+    // Puts the layer blob into the store, verified against its digest;
+    // throws on failure.
+    virtual void fetch_layer(snapshot::Store& store, const formats::Descriptor& layer) const = 0;
+};
+
 // Hashes the parts of a key, each length-prefixed so that no two part lists
 // give the same input.
 std::string cache_key(const std::vector<std::string>& parts);
 
 class BuildCache {
 public:
-    explicit BuildCache(std::string dir);
+    explicit BuildCache(std::string dir, std::vector<const CacheSource*> sources = {});
 
-    // The record for key, or nullopt (also for an unreadable record, logged).
+    // The record for key, or nullopt (also for an unreadable record, logged):
+    // from cache/, else from the first source that has it (then copied into
+    // cache/).
     std::optional<CacheRecord> lookup(const std::string& key) const;
+    // Only cache/.
+    std::optional<CacheRecord> lookup_local(const std::string& key) const;
+    // Makes sure the store has the record's layer blob, downloading it from a
+    // source that has the key when it is missing. Returns false when it is
+    // not to be had (a failed download is logged as a warning); *from names
+    // the source it came from, left empty when the store had it.
+    bool ensure_layer(snapshot::Store& store, const CacheRecord& record, std::string* from) const;
     // Writes the record atomically.
     void store(const CacheRecord& record) const;
 
@@ -57,6 +91,7 @@ public:
 
 private:
     std::string dir_;
+    std::vector<const CacheSource*> sources_;
 };
 
 } // namespace strata::builder

@@ -18,6 +18,8 @@
 
 #include "builder/build.hpp"
 #include "builder/output.hpp"
+#include "builder/remote_cache.hpp"
+#include "registry/transfer.hpp"
 #include "formats/compression.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -56,8 +58,72 @@ struct BuildArgs {
     std::string platform;
     std::string iidfile;
     bool quiet = false;
+    std::string pull = "missing";
+    std::vector<std::string> cache_from;
+    std::vector<std::string> cache_to;
+    bool tls_verify = true;
     std::string context;
 };
+
+// --cache-to / --cache-from: "type=registry,ref=R[,mode=min|max][,ignore-error=true]",
+// or just "R" (as docker buildx takes --cache-from).
+struct CacheSpec {
+    snapshot::Reference ref;
+    bool max = false;
+    bool ignore_error = false;
+};
+
+CacheSpec parse_cache_spec(const std::string& text, const std::string& flag, bool exporting) {
+    if (text.find('=') == std::string::npos) {
+        return CacheSpec{snapshot::Reference::parse(text), false, false};
+    }
+    std::optional<snapshot::Reference> ref;
+    std::string type;
+    bool max = false;
+    bool ignore_error = false;
+    std::string unknown;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t comma = text.find(',', pos);
+        std::string f = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        pos = comma == std::string::npos ? text.size() + 1 : comma + 1;
+        if (f.empty()) {
+            continue;
+        }
+        auto eq = f.find('=');
+        std::string k = f.substr(0, eq);
+        std::string v = eq == std::string::npos ? "" : f.substr(eq + 1);
+        if (k == "type") {
+            type = v;
+        } else if (k == "ref") {
+            ref = snapshot::Reference::parse(v);
+        } else if (k == "mode" && exporting) {
+            if (v != "min" && v != "max") {
+                throw UsageError(flag + " " + text + ": mode must be min or max, not \"" + v + "\"");
+            }
+            max = v == "max";
+        } else if (k == "ignore-error" && exporting) {
+            if (v != "true" && v != "false") {
+                throw UsageError(flag + " " + text + ": ignore-error must be true or false");
+            }
+            ignore_error = v == "true";
+        } else {
+            unknown = unknown.empty() ? k : unknown;
+        }
+    }
+    if (type != "registry") {
+        throw UsageError(flag + " " + text + ": only type=registry is supported" +
+                         (type.empty() ? std::string(" (type= is missing)") : ", not type=" + type));
+    }
+    if (!unknown.empty()) {
+        throw UsageError(flag + " " + text + ": unknown attribute \"" + unknown + "\" (expected type, ref" +
+                         (exporting ? ", mode, ignore-error)" : ")"));
+    }
+    if (!ref) {
+        throw UsageError(flag + " " + text + ": ref=REGISTRY/REPOSITORY[:TAG] is missing");
+    }
+    return CacheSpec{*ref, max, ignore_error};
+}
 
 std::optional<std::int64_t> source_date_epoch() {
     const char* env = std::getenv("SOURCE_DATE_EPOCH");
@@ -341,6 +407,18 @@ void run_build(Context& ctx, const BuildArgs& a) {
     for (const auto& out : a.outputs) {
         outputs.push_back(builder::parse_output(out));
     }
+    std::string pull = a.pull == "true" ? "always" : a.pull == "false" ? "missing" : a.pull;
+    if (pull != "always" && pull != "missing" && pull != "never") {
+        throw UsageError("--pull must be always, missing or never, not \"" + a.pull + "\"");
+    }
+    std::vector<CacheSpec> cache_from;
+    for (const auto& c : a.cache_from) {
+        cache_from.push_back(parse_cache_spec(c, "--cache-from", false));
+    }
+    std::vector<CacheSpec> cache_to;
+    for (const auto& c : a.cache_to) {
+        cache_to.push_back(parse_cache_spec(c, "--cache-to", true));
+    }
 
     Printer::Mode mode;
     std::string progress = a.quiet ? "quiet" : a.progress;
@@ -359,6 +437,68 @@ void run_build(Context& ctx, const BuildArgs& a) {
     o.events = &printer;
 
     snapshot::Store store = open_store(ctx);
+
+    // FROM and COPY --from images the store lacks (or every one, with
+    // --pull always) are pulled as `strata pull` pulls them; each reference
+    // once per build, whichever stage asks first.
+    std::mutex pull_mu;
+    std::map<std::string, std::string> pulled;
+    if (pull == "never") {
+        o.fetch_image = [](const std::string& text) -> std::optional<std::string> {
+            throw Error("image " + text + " is not in the store, and --pull never does not pull it "
+                        "(strata pull " + text + " first)");
+        };
+    } else {
+        o.fetch_always = pull == "always";
+        o.fetch_image = [&](const std::string& text) -> std::optional<std::string> {
+            std::optional<snapshot::Reference> ref = snapshot::Reference::try_parse(text);
+            if (!ref) {
+                return std::nullopt; // an image ID: only the store can have it
+            }
+            std::lock_guard<std::mutex> l(pull_mu);
+            if (auto it = pulled.find(text); it != pulled.end()) {
+                return it->second;
+            }
+            printer.message("pulling " + ref->full());
+            registry::TransferOptions t;
+            t.client = registry::client_options_for(ref->domain(), a.tls_verify);
+            auto p0 = std::chrono::steady_clock::now();
+            registry::PullResult r;
+            try {
+                r = registry::pull(store, *ref, t);
+            } catch (const Error& e) {
+                if (o.fetch_always) {
+                    throw Error("--pull always: pulling " + ref->full() + " failed: " + e.what());
+                }
+                throw Error("no such image in the store: " + text + ", and pulling " + ref->full() +
+                            " failed: " + e.what());
+            }
+            double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+            printer.message(fmt::format("pulled {} {} ({} blobs fetched, {} already present, {:.1f}s)",
+                                        ref->full(), r.manifest.digest.str(), r.blobs_fetched,
+                                        r.blobs_skipped, secs));
+            // The manifest digest: the tag may move while the build runs.
+            pulled[text] = r.manifest.digest.str();
+            return pulled[text];
+        };
+    }
+
+    // --cache-from: a cache that cannot be read is a warning, as in BuildKit;
+    // the build goes on without it.
+    std::vector<std::unique_ptr<builder::RegistryCacheSource>> sources;
+    for (const auto& c : cache_from) {
+        printer.message("importing cache manifest from " + c.ref.full());
+        try {
+            sources.push_back(std::make_unique<builder::RegistryCacheSource>(
+                c.ref, registry::client_options_for(c.ref.domain(), a.tls_verify)));
+            printer.message(fmt::format("imported cache {} ({} records)", sources.back()->manifest_digest().str(),
+                                        sources.back()->records()));
+            o.cache_from.push_back(sources.back().get());
+        } catch (const std::exception& e) {
+            printer.message("WARNING: --cache-from " + c.ref.full() + ": " + e.what() +
+                            " (building without it)");
+        }
+    }
 
     // Ctrl-C / SIGTERM / SIGHUP: blocked in every thread and taken by one
     // thread that cancels the build, so that mounts and temporary
@@ -422,6 +562,32 @@ void run_build(Context& ctx, const BuildArgs& a) {
     if (mode == Printer::Mode::quiet) {
         std::cout << r.image_id.str() << "\n";
     }
+    // --cache-to: after the image is built and named; a failure fails the
+    // command (unless ignore-error=true) but leaves the image.
+    builder::BuildCache cache(store.cache_dir());
+    for (const auto& c : cache_to) {
+        printer.message("exporting cache to " + c.ref.full());
+        try {
+            registry::TransferOptions t;
+            t.client = registry::client_options_for(c.ref.domain(), a.tls_verify);
+            auto e0 = std::chrono::steady_clock::now();
+            builder::CacheExport ex = builder::export_cache(
+                store, cache, c.max ? r.all_cache_keys : r.cache_keys, c.ref, t);
+            double esecs = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+            printer.message(fmt::format("exporting cache to {} done: manifest {} ({} records, {} layers; "
+                                        "{} uploaded, {} already there, {:.1f}s)",
+                                        c.ref.full(), ex.manifest.str(), ex.records, ex.layers,
+                                        ex.push.blobs_uploaded + ex.push.blobs_mounted,
+                                        ex.push.blobs_existed, esecs));
+        } catch (const std::exception& e) {
+            if (c.ignore_error) {
+                printer.message("WARNING: --cache-to " + c.ref.full() + ": " + e.what());
+                continue;
+            }
+            throw Error("--cache-to " + c.ref.full() + ": exporting the build cache failed: " +
+                        e.what() + " (the image " + r.image_id.str() + " was built)");
+        }
+    }
 }
 
 } // namespace
@@ -443,6 +609,15 @@ void register_build(CLI::App& app, Context& ctx) {
     cmd->add_option("--compression", a->compression, "Layer compression: zstd (default), gzip, none");
     cmd->add_option("--platform", a->platform, "Target platform (only the host's)");
     cmd->add_option("--iidfile", a->iidfile, "Write the image ID to this file");
+    cmd->add_option("--pull", a->pull,
+                    "Pull FROM images: missing (default: when not in the store), always, never");
+    cmd->add_option("--cache-from", a->cache_from,
+                    "Use a build cache from a registry: type=registry,ref=REF (repeatable)");
+    cmd->add_option("--cache-to", a->cache_to,
+                    "Export the build cache to a registry: type=registry,ref=REF[,mode=min|max]");
+    cmd->add_option("--tls-verify", a->tls_verify,
+                    "Verify registry TLS certificates; false also allows plain HTTP")
+        ->default_str("true");
     cmd->add_option("CONTEXT", a->context, "Build context directory")->required();
     cmd->callback([&ctx, a] { run_build(ctx, *a); });
 }

@@ -95,7 +95,40 @@ public:
     Cancelled() : Error("cancelled") {}
 };
 
+// One blob into the store through the verified BlobWriter.
+void fetch_one(snapshot::Store& store, Client& client, const std::string& repo,
+               const formats::Descriptor& b, const std::atomic<bool>* cancelled) {
+    std::optional<snapshot::BlobWriter> writer;
+    writer.emplace(NewBlob{store});
+    client.fetch_blob(
+        repo, b.digest, static_cast<std::uint64_t>(b.size),
+        [&](const char* data, std::size_t n) {
+            if (cancelled != nullptr && cancelled->load()) {
+                throw Cancelled();
+            }
+            writer->write(data, n);
+        },
+        [&] { writer.emplace(NewBlob{store}); }, /*verify=*/false);
+    // The BlobWriter hashed every byte as it was written; commit checks
+    // the digest and publishes nothing when it differs.
+    try {
+        writer->commit(b.digest);
+    } catch (const Error& e) {
+        throw DigestMismatchError(fmt::format("blob {}/{}@{}: {}", client.registry(), repo,
+                                              b.digest.str(), e.what()));
+    }
+}
+
 } // namespace
+
+bool fetch_blob_into(snapshot::Store& store, Client& client, const std::string& repo,
+                     const formats::Descriptor& blob) {
+    if (store.has_blob(blob.digest)) {
+        return false;
+    }
+    fetch_one(store, client, repo, blob, nullptr);
+    return true;
+}
 
 ClientOptions client_options_for(const std::string& registry, bool tls_verify) {
     ClientOptions o;
@@ -209,25 +242,7 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
         missing.size(), options.jobs,
         [&](std::size_t i) {
             const formats::Descriptor& b = *missing[i];
-            std::optional<snapshot::BlobWriter> writer;
-            writer.emplace(NewBlob{store});
-            client.fetch_blob(
-                repo, b.digest, static_cast<std::uint64_t>(b.size),
-                [&](const char* data, std::size_t n) {
-                    if (cancelled.load()) {
-                        throw Cancelled();
-                    }
-                    writer->write(data, n);
-                },
-                [&] { writer.emplace(NewBlob{store}); }, /*verify=*/false);
-            // The BlobWriter hashed every byte as it was written; commit checks
-            // the digest and publishes nothing when it differs.
-            try {
-                writer->commit(b.digest);
-            } catch (const Error& e) {
-                throw DigestMismatchError(fmt::format("blob {}/{}@{}: {}", ref.domain(), repo,
-                                                      b.digest.str(), e.what()));
-            }
+            fetch_one(store, client, repo, b, &cancelled);
             bytes += static_cast<std::uint64_t>(b.size);
             emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size));
         },
@@ -250,9 +265,6 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
 
 PushResult push(snapshot::Store& store, const formats::Descriptor& manifest_desc,
                 const snapshot::Reference& dest, const TransferOptions& options) {
-    Client client(dest.domain(), options.client);
-    const std::string repo = dest.path();
-    const std::string what = display(dest);
     // An index in the store pushes the host platform's manifest (load picks it).
     snapshot::Image image = store.load(manifest_desc);
     const formats::Descriptor& mdesc = image.descriptor;
@@ -260,17 +272,27 @@ PushResult push(snapshot::Store& store, const formats::Descriptor& manifest_desc
     std::string media_type = !mdesc.media_type.empty()          ? mdesc.media_type
                              : !image.manifest.media_type.empty() ? image.manifest.media_type
                                                                   : std::string(formats::media::oci_manifest);
-    emit(options, TransferEvent::Kind::resolved, mdesc.digest, manifest_bytes.size());
 
     std::vector<formats::Descriptor> blobs;
+    blobs.push_back(image.manifest.config);
+    blobs.insert(blobs.end(), image.manifest.layers.begin(), image.manifest.layers.end());
+    return push_manifest(store, manifest_bytes, media_type, blobs, dest, options);
+}
+
+PushResult push_manifest(snapshot::Store& store, const std::string& manifest_bytes,
+                         const std::string& media_type,
+                         const std::vector<formats::Descriptor>& all_blobs,
+                         const snapshot::Reference& dest, const TransferOptions& options) {
+    Client client(dest.domain(), options.client);
+    const std::string repo = dest.path();
+    const std::string what = display(dest);
+    formats::Digest manifest_digest = formats::Digest::of(manifest_bytes);
+    emit(options, TransferEvent::Kind::resolved, manifest_digest, manifest_bytes.size());
+    std::vector<formats::Descriptor> blobs;
     std::set<formats::Digest> seen;
-    for (const auto* d : {&image.manifest.config}) {
-        seen.insert(d->digest);
-        blobs.push_back(*d);
-    }
-    for (const auto& l : image.manifest.layers) {
-        if (seen.insert(l.digest).second) {
-            blobs.push_back(l);
+    for (const auto& b : all_blobs) {
+        if (seen.insert(b.digest).second) {
+            blobs.push_back(b);
         }
     }
 
@@ -338,11 +360,12 @@ PushResult push(snapshot::Store& store, const formats::Descriptor& manifest_desc
 
     std::string reference = reference_in_repo(dest);
     formats::Digest pushed = client.put_manifest(repo, reference, media_type, manifest_bytes);
-    if (pushed != mdesc.digest) {
+    if (pushed != manifest_digest) {
         throw DigestMismatchError(fmt::format("{}: the pushed manifest hashes to {}, the store's to {}",
-                                              what, pushed.str(), mdesc.digest.str()));
+                                              what, pushed.str(), manifest_digest.str()));
     }
-    result.manifest = mdesc;
+    result.manifest.digest = manifest_digest;
+    result.manifest.size = static_cast<std::int64_t>(manifest_bytes.size());
     result.manifest.media_type = media_type;
     result.blobs_uploaded = uploaded;
     result.blobs_existed = existed;

@@ -21,6 +21,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace strata::registry {
 
@@ -80,5 +81,20 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
 // Pushes the image whose manifest is `manifest` to dest.
 PushResult push(snapshot::Store& store, const formats::Descriptor& manifest,
                 const snapshot::Reference& dest, const TransferOptions& options);
+
+// Pushes a document that is not an image (a build cache, an artifact): the
+// blobs, which must be in the store, then the manifest bytes as they are,
+// under dest's tag or digest.
+PushResult push_manifest(snapshot::Store& store, const std::string& manifest_bytes,
+                         const std::string& media_type,
+                         const std::vector<formats::Descriptor>& blobs,
+                         const snapshot::Reference& dest, const TransferOptions& options);
+
+// Downloads one blob of repo into the store, verified against its digest and
+// size: nothing is visible under the digest unless the bytes match
+// (DigestMismatchError naming registry, repository and digest otherwise).
+// Returns false when the store already had it.
+bool fetch_blob_into(snapshot::Store& store, Client& client, const std::string& repo,
+                     const formats::Descriptor& blob);
 
 } // namespace strata::registry

@@ -27,6 +27,8 @@ ap.add_argument("--auth", choices=["none", "basic", "bearer"], default="none")
 ap.add_argument("--user", default="alice")
 ap.add_argument("--password", default="s3cret")
 ap.add_argument("--corrupt-blobs", action="store_true", help="serve blobs with one byte flipped")
+ap.add_argument("--corrupt-blobs-over", type=int, default=-1,
+                help="serve blobs larger than this many bytes with one byte flipped")
 ap.add_argument("--extra-bytes", action="store_true", help="serve blobs with a byte appended")
 ap.add_argument("--flaky", type=int, default=0,
                 help="answer the first N requests for each blob/manifest GET with 429/503")
@@ -214,7 +216,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return self.reply(200, b"", {"Docker-Content-Digest": d, "Content-Length": str(len(data))},
                               "application/octet-stream")
-        if args.corrupt_blobs and data:
+        if (args.corrupt_blobs or 0 <= args.corrupt_blobs_over < len(data)) and data:
             data = bytes([data[0] ^ 1]) + data[1:]
         if args.extra_bytes:
             data = data + b"!"
