@@ -378,6 +378,20 @@ private:
         }
     }
 
+    // A word inside ${...} up to stop; running out of input reports
+    // missing (BuildKit's message for the construct).
+    std::string stop_on_nested(char32_t stop, bool raw_escapes, std::size_t depth,
+                               const char* missing) {
+        try {
+            return stop_on(stop, raw_escapes, nullptr, depth + 1);
+        } catch (const ExpansionError&) {
+            if (peek() == kEOF) {
+                throw ExpansionError(missing);
+            }
+            throw;
+        }
+    }
+
     std::string stop_on(char32_t stop, bool raw_escapes, Words* words, std::size_t depth) {
         if (depth > opts_.max_depth) {
             throw ExpansionError(
@@ -602,15 +616,7 @@ private:
             if (null_is_unset && raw) {
                 throw ExpansionError(fmt::format("unsupported modifier ({}) in substitution", chs));
             }
-            std::string word;
-            try {
-                word = stop_on('}', raw, nullptr, depth + 1);
-            } catch (const ExpansionError&) {
-                if (peek() == kEOF) {
-                    throw ExpansionError("syntax error: missing '}'");
-                }
-                throw;
-            }
+            std::string word = stop_on_nested('}', raw, depth, "syntax error: missing '}'");
             auto v = lookup(n);
             if (opts_.skip_unset && !v) {
                 return "${" + n + chs + word + "}";
@@ -651,24 +657,9 @@ private:
             if (all) {
                 next();
             }
-            std::string pattern;
-            try {
-                pattern = stop_on('/', true, nullptr, depth + 1);
-            } catch (const ExpansionError&) {
-                if (peek() == kEOF) {
-                    throw ExpansionError("syntax error: missing '/' in ${}");
-                }
-                throw;
-            }
-            std::string repl;
-            try {
-                repl = stop_on('}', true, nullptr, depth + 1);
-            } catch (const ExpansionError&) {
-                if (peek() == kEOF) {
-                    throw ExpansionError("syntax error: missing '}'");
-                }
-                throw;
-            }
+            std::string pattern =
+                stop_on_nested('/', true, depth, "syntax error: missing '/' in ${}");
+            std::string repl = stop_on_nested('}', true, depth, "syntax error: missing '}'");
             auto v = lookup(n);
             if (opts_.skip_unset && !v) {
                 return "${" + n + "/" + pattern + "/" + repl + "}";

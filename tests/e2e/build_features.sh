@@ -295,12 +295,15 @@ FROM busybox:latest
 RUN for i in 1 2 3 4 5 6 7 8; do echo "line $i"; done
 COPY big /big
 DF
-python3 - "$STRATA" "$C" >"$WORK/tty.out" <<'PY' || fail "tty build: $(cat "$WORK/tty.out")"
+# in_pty ARGS...: strata with stderr on a pseudo-terminal; prints what it
+# wrote and exits with its status.
+in_pty() {
+  python3 - "$STRATA" "$@" <<'PY'
 import os, pty, sys
-out = bytearray()
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "build", "--no-cache", "--progress", "tty", "-t", "feat/tty", sys.argv[2]])
+    os.execv(sys.argv[1], sys.argv[1:])
+out = bytearray()
 while True:
     try:
         b = os.read(fd, 65536)
@@ -313,6 +316,8 @@ _, st = os.waitpid(pid, 0)
 sys.stdout.write(out.decode("utf-8", "replace"))
 sys.exit(os.waitstatus_to_exitcode(st))
 PY
+}
+in_pty build --no-cache --progress tty -t feat/tty "$C" >"$WORK/tty.out" || fail "tty build: $(cat "$WORK/tty.out")"
 t=$(cat "$WORK/tty.out")
 assert_contains "$t" "[2/3] RUN for i in" "tty: step line"
 assert_contains "$t" "line 8" "tty: the running step's output"
@@ -322,24 +327,7 @@ assert_contains "$t" "writing image sha256:" "tty: final summary"
 assert_contains "$t" $'\x1b[2K' "tty: lines are redrawn in place"
 # A failing RUN prints its whole output in tty mode too.
 printf 'FROM busybox:latest\nRUN for i in $(seq 1 40); do echo out-$i; done; exit 3\n' >"$C/Dockerfile.fail"
-out=$(python3 - "$STRATA" "$C" <<'PY'
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "build", "--progress", "tty", "-f", sys.argv[2] + "/Dockerfile.fail", sys.argv[2]])
-out = bytearray()
-while True:
-    try:
-        b = os.read(fd, 65536)
-    except OSError:
-        break
-    if not b:
-        break
-    out += b
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode("utf-8", "replace"))
-PY
-)
+out=$(in_pty build --progress tty -f "$C/Dockerfile.fail" "$C") && fail "the failing RUN must fail"
 for i in 1 20 40; do assert_contains "$out" "out-$i" "failing RUN output line $i"; done
 assert_contains "$out" "exit code: 3" "failing RUN exit code"
 echo "build_features: ok"
