@@ -292,7 +292,12 @@ public:
         if (a_ == nullptr) {
             throw Error("libarchive: out of memory");
         }
-        archive_read_support_filter_all(a_);
+        // Only the filters ADD recognises (filter_all would also bid with
+        // filters that run external programs).
+        archive_read_support_filter_gzip(a_);
+        archive_read_support_filter_bzip2(a_);
+        archive_read_support_filter_xz(a_);
+        archive_read_support_filter_zstd(a_);
         archive_read_support_format_raw(a_);
         if (archive_read_open(a_, this, nullptr, &RawDecompressor::read_cb, nullptr) != ARCHIVE_OK) {
             std::string msg = name_ + ": " + err();
