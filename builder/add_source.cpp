@@ -3,9 +3,16 @@
 #include "formats/compression.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/child.hpp"
 #include "util/fs.hpp"
 #include "util/libcurl.hpp"
+#include "util/root.hpp"
 #include "util/sha256.hpp"
+#include "formats/tar.hpp"
+#include "snapshot/layer_apply.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -19,6 +26,130 @@ namespace strata::builder {
 
 bool is_url(const std::string& source) {
     return source.rfind("http://", 0) == 0 || source.rfind("https://", 0) == 0;
+}
+
+namespace {
+
+// The host path of path inside root, resolved with root's confinement.
+std::string host_path_of(int rootfd, const std::string& path, const std::string& source) {
+    UniqueFd fd;
+    try {
+        fd = open_in_root(rootfd, path, O_PATH | O_DIRECTORY);
+    } catch (const SysError&) {
+        throw Error("ADD " + source + ": no directory \"" + path + "\" in the repository");
+    }
+    std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+    char buf[4096];
+    ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+    if (n < 0) {
+        throw_errno("readlink", link);
+    }
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+} // namespace
+
+bool is_git_url(const std::string& source) {
+    for (const char* p : {"git://", "git@", "ssh://", "github.com/"}) {
+        if (source.rfind(p, 0) == 0) {
+            return true;
+        }
+    }
+    if (!is_url(source)) {
+        return false;
+    }
+    std::string path = source.substr(0, source.find('#'));
+    path = path.substr(0, path.find('?'));
+    while (!path.empty() && path.back() == '/') {
+        path.pop_back();
+    }
+    return path.size() > 4 && path.compare(path.size() - 4, 4, ".git") == 0;
+}
+
+namespace {
+
+// Runs git with its output captured and no terminal prompts; returns the
+// exit status and the output (stdout and stderr).
+std::pair<ExitStatus, std::string> run_git(const std::vector<std::string>& args) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+        if (std::strncmp(*e, "GIT_", 4) != 0) {
+            env.emplace_back(*e);
+        }
+    }
+    env.emplace_back("GIT_TERMINAL_PROMPT=0");
+    env.emplace_back("GIT_CONFIG_NOSYSTEM=1");
+    Pipe out = Pipe::create();
+    UniqueFd devnull = fs::open("/dev/null", O_RDONLY);
+    SpawnOptions so;
+    so.argv = {"git", "-c", "advice.detachedHead=false", "-c", "protocol.file.allow=never"};
+    so.argv.insert(so.argv.end(), args.begin(), args.end());
+    so.env = env;
+    so.stdin_fd = devnull.get();
+    so.stdout_fd = out.write.get();
+    so.stderr_fd = out.write.get();
+    Child c = Child::spawn(so);
+    out.write.reset();
+    std::string text = fs::read_fd(out.read.get(), 1 << 20);
+    return {c.wait(), text};
+}
+
+std::string first_line(const std::string& s) {
+    std::string t = s.substr(0, s.find('\n'));
+    return t.empty() ? s : t;
+}
+
+} // namespace
+
+GitCheckout fetch_git(const std::string& source, const std::string& dir, bool keep_git_dir) {
+    std::string url = source.substr(0, source.find('#'));
+    std::string fragment = source.find('#') == std::string::npos ? "" : source.substr(source.find('#') + 1);
+    std::string ref = fragment.substr(0, fragment.find(':'));
+    std::string subdir = fragment.find(':') == std::string::npos ? "" : fragment.substr(fragment.find(':') + 1);
+    if (url.rfind("github.com/", 0) == 0) {
+        url = "https://" + url;
+    }
+    if (!find_program("git")) {
+        throw Error("ADD " + source + ": git sources need the git program, which is not installed");
+    }
+    std::string repo = dir + "/repo";
+    auto [st, out] = run_git({"clone", "--quiet", "--no-checkout", "--", url, repo});
+    if (!st.success()) {
+        throw Error("ADD " + source + ": git clone " + url + " failed: " + first_line(out));
+    }
+    std::string commit;
+    std::vector<std::string> candidates;
+    if (ref.empty()) {
+        candidates = {"HEAD"};
+    } else {
+        candidates = {"refs/remotes/origin/" + ref, "refs/tags/" + ref, ref};
+    }
+    for (const auto& c : candidates) {
+        auto [rs, rout] = run_git({"-C", repo, "rev-parse", "--verify", "--quiet", c + "^{commit}"});
+        if (rs.success()) {
+            commit = rout.substr(0, rout.find('\n'));
+            break;
+        }
+    }
+    if (commit.empty()) {
+        throw Error("ADD " + source + ": no branch, tag or commit \"" + (ref.empty() ? "HEAD" : ref) +
+                    "\" in " + url);
+    }
+    auto [cs, cout] = run_git({"-C", repo, "checkout", "--quiet", "--detach", commit});
+    if (!cs.success()) {
+        throw Error("ADD " + source + ": git checkout " + commit + " failed: " + first_line(cout));
+    }
+    if (!keep_git_dir) {
+        fs::remove_all(repo + "/.git");
+    }
+    GitCheckout g;
+    g.commit = commit;
+    g.root = repo;
+    if (!subdir.empty()) {
+        UniqueFd rfd = fs::open_dir(repo);
+        g.root = host_path_of(rfd.get(), subdir, source);
+    }
+    return g;
 }
 
 namespace {
@@ -131,51 +262,105 @@ Download fetch_url(const std::string& url, const std::string& dir, const std::st
     return d;
 }
 
-bool is_tar_archive(int fd) {
-    unsigned char head[16];
-    ssize_t n = ::pread(fd, head, sizeof head, 0);
-    if (n <= 0) {
-        return false;
+ArchiveCompression detect_archive_compression(int fd) {
+    unsigned char h[8] = {0};
+    ssize_t n;
+    do {
+        n = ::pread(fd, h, sizeof h, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 3 && h[0] == 'B' && h[1] == 'Z' && h[2] == 'h') {
+        return ArchiveCompression::bzip2;
     }
-    formats::Compression comp = formats::detect_compression(head, static_cast<std::size_t>(n));
-    std::string block;
-    try {
-        std::unique_ptr<formats::Decompressor> dec;
-        if (comp != formats::Compression::none) {
-            dec = formats::Decompressor::create(comp, [&](const void* data, std::size_t size) {
-                if (block.size() < 512) {
-                    block.append(static_cast<const char*>(data),
-                                 std::min(size, 512 - block.size()));
-                }
-            });
+    if (n >= 6 && std::memcmp(h, "\xFD" "7zXZ\0", 6) == 0) {
+        return ArchiveCompression::xz;
+    }
+    if (n >= 3 && h[0] == 0x1f && h[1] == 0x8b && h[2] == 0x08) {
+        return ArchiveCompression::gzip;
+    }
+    if (n >= 4 && h[0] == 0x28 && h[1] == 0xb5 && h[2] == 0x2f && h[3] == 0xfd) {
+        return ArchiveCompression::zstd;
+    }
+    return ArchiveCompression::none;
+}
+
+namespace {
+
+// libarchive's raw reader over a file: decompresses any of the filters
+// above, reading from fd with pread (the offset of fd is left alone).
+class RawDecompressor {
+public:
+    explicit RawDecompressor(int fd, const std::string& name) : fd_(fd), name_(name) {
+        a_ = archive_read_new();
+        if (a_ == nullptr) {
+            throw Error("libarchive: out of memory");
         }
-        std::vector<char> buf(64 * 1024);
-        off_t off = 0;
-        while (block.size() < 512 && off < (64 << 20)) {
-            ssize_t r = ::pread(fd, buf.data(), buf.size(), off);
-            if (r < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                return false;
-            }
-            if (r == 0) {
-                break;
-            }
-            off += r;
-            if (dec) {
-                dec->feed(buf.data(), static_cast<std::size_t>(r));
-            } else {
-                block.append(buf.data(), std::min<std::size_t>(static_cast<std::size_t>(r),
-                                                               512 - block.size()));
-            }
+        // Only the filters ADD recognises (filter_all would also bid with
+        // filters that run external programs).
+        archive_read_support_filter_gzip(a_);
+        archive_read_support_filter_bzip2(a_);
+        archive_read_support_filter_xz(a_);
+        archive_read_support_filter_zstd(a_);
+        archive_read_support_format_raw(a_);
+        if (archive_read_open(a_, this, nullptr, &RawDecompressor::read_cb, nullptr) != ARCHIVE_OK) {
+            std::string msg = name_ + ": " + err();
+            archive_read_free(a_);
+            a_ = nullptr;
+            throw Error(msg);
         }
-    } catch (const std::exception&) {
-        return false;
+        archive_entry* e = nullptr;
+        if (archive_read_next_header(a_, &e) != ARCHIVE_OK) {
+            std::string msg = name_ + ": " + err();
+            archive_read_free(a_);
+            a_ = nullptr;
+            throw Error(msg);
+        }
     }
-    if (block.size() < 512) {
-        return false;
+    ~RawDecompressor() {
+        if (a_ != nullptr) {
+            archive_read_free(a_);
+        }
     }
+    RawDecompressor(const RawDecompressor&) = delete;
+    RawDecompressor& operator=(const RawDecompressor&) = delete;
+
+    // Decompressed bytes; 0 at the end. Throws on corrupt input.
+    std::size_t read(void* buf, std::size_t size) {
+        la_ssize_t r = archive_read_data(a_, buf, size);
+        if (r < 0) {
+            throw Error(name_ + ": decompressing: " + err());
+        }
+        return static_cast<std::size_t>(r);
+    }
+
+private:
+    std::string err() const {
+        const char* m = archive_error_string(a_);
+        return m != nullptr ? m : "unknown libarchive error";
+    }
+    // A C callback: no exception may cross it.
+    static la_ssize_t read_cb(struct archive* a, void* self, const void** out) {
+        auto* d = static_cast<RawDecompressor*>(self);
+        ssize_t n;
+        do {
+            n = ::pread(d->fd_, d->buf_, sizeof d->buf_, d->off_);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            archive_set_error(a, errno, "read: %s", std::strerror(errno));
+            return -1;
+        }
+        d->off_ += n;
+        *out = d->buf_;
+        return n;
+    }
+
+    int fd_;
+    std::string name_;
+    struct archive* a_ = nullptr;
+    off_t off_ = 0;
+    char buf_[64 * 1024];
+};
+
+bool tar_header_checksum_ok(const std::string& block) {
     // The header checksum: the sum of all bytes with the checksum field
     // (offset 148, 8 bytes) counted as spaces, stored as octal.
     unsigned long sum = 0;
@@ -192,6 +377,73 @@ bool is_tar_archive(int fd) {
         stored = stored * 8 + static_cast<unsigned long>(field[i] - '0');
     }
     return stored == sum;
+}
+
+} // namespace
+
+bool is_tar_archive(int fd) {
+    std::string block(512, '\0');
+    std::size_t got = 0;
+    try {
+        if (detect_archive_compression(fd) == ArchiveCompression::none) {
+            while (got < 512) {
+                ssize_t r = ::pread(fd, block.data() + got, 512 - got, static_cast<off_t>(got));
+                if (r < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (r <= 0) {
+                    break;
+                }
+                got += static_cast<std::size_t>(r);
+            }
+        } else {
+            RawDecompressor dec(fd, "archive");
+            while (got < 512) {
+                std::size_t r = dec.read(block.data() + got, 512 - got);
+                if (r == 0) {
+                    break;
+                }
+                got += r;
+            }
+        }
+    } catch (const std::exception&) {
+        return false; // not a readable compressed stream: copied as is
+    }
+    return got == 512 && tar_header_checksum_ok(block);
+}
+
+void extract_archive(int fd, const std::string& name, int target_dirfd, const std::string& tmp_dir) {
+    snapshot::ApplyOptions ao;
+    ao.mode = snapshot::WhiteoutMode::flatten;
+    ao.preserve_owner = true;
+    ao.layer_name = name;
+    ArchiveCompression comp = detect_archive_compression(fd);
+    if (comp == ArchiveCompression::bzip2 || comp == ArchiveCompression::xz) {
+        // formats::TarReader reads plain, gzip and zstd streams: the others
+        // are decompressed to an unlinked temporary file first.
+        UniqueFd plain(::open(tmp_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+        if (!plain) {
+            throw_errno("open O_TMPFILE", tmp_dir);
+        }
+        RawDecompressor dec(fd, name);
+        std::vector<char> buf(256 * 1024);
+        while (std::size_t n = dec.read(buf.data(), buf.size())) {
+            fs::write_all(plain.get(), std::string_view(buf.data(), n));
+        }
+        if (::lseek(plain.get(), 0, SEEK_SET) != 0) {
+            throw_errno("lseek", name);
+        }
+        formats::TarReader reader(plain.get(), name);
+        snapshot::apply_entries(reader, target_dirfd, ao);
+        reader.finish();
+        return;
+    }
+    if (::lseek(fd, 0, SEEK_SET) != 0) {
+        throw_errno("lseek", name);
+    }
+    formats::TarReader reader(fd, name);
+    snapshot::apply_entries(reader, target_dirfd, ao);
+    reader.finish();
 }
 
 } // namespace strata::builder

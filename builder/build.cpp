@@ -10,6 +10,7 @@
 #include "builder/dockerfile/plan.hpp"
 #include "builder/dockerfile/text.hpp"
 #include "builder/image_config.hpp"
+#include "builder/ssh_agent.hpp"
 #include "builder/workspace.hpp"
 #include "formats/media_types.hpp"
 #include "formats/tar.hpp"
@@ -32,6 +33,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <fcntl.h>
 #include <future>
@@ -294,15 +296,6 @@ std::pair<uid_t, gid_t> resolve_chown(int rootfd, const std::string& spec) {
     return {uid, gid};
 }
 
-// "--chmod=0755" -> 0755. Symbolic modes (u+x), which newer BuildKit
-// accepts, are refused with a clear message.
-mode_t parse_chmod(const std::string& s) {
-    if (s.empty() || s.find_first_not_of("01234567") != std::string::npos || s.size() > 4) {
-        throw Error("--chmod=" + s + ": only octal modes (such as 0755) are supported");
-    }
-    return static_cast<mode_t>(std::stoul(s, nullptr, 8));
-}
-
 std::string chomp_tabs(const std::string& s) {
     std::string out;
     bool line_start = true;
@@ -327,6 +320,52 @@ std::string host_path_in_root(int rootfd, const std::string& path) {
     }
     return std::string(buf, static_cast<std::size_t>(n));
 }
+
+// Reports the size of a layer blob while it is written (a thread polls the
+// blob file: the tar and compression code stays as it is), and once more
+// when packing ends.
+class PackingProgress {
+public:
+    PackingProgress(BuildEvents* events, int id, int blob_fd) : events_(events), id_(id), fd_(blob_fd) {
+        if (events_ != nullptr) {
+            thread_ = std::thread([this] {
+                std::unique_lock<std::mutex> l(mu_);
+                while (!cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return done_; })) {
+                    report();
+                }
+            });
+        }
+    }
+    ~PackingProgress() {
+        if (events_ == nullptr) {
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+        report();
+    }
+    PackingProgress(const PackingProgress&) = delete;
+    PackingProgress& operator=(const PackingProgress&) = delete;
+
+private:
+    void report() {
+        struct stat st;
+        if (::fstat(fd_, &st) == 0) {
+            events_->step_packing(id_, static_cast<std::uint64_t>(st.st_size));
+        }
+    }
+    BuildEvents* events_;
+    int id_;
+    int fd_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false;
+};
 
 class Executor {
 public:
@@ -364,7 +403,8 @@ private:
     using Work = std::function<void(Workspace&)>;
     void layer_step(StageResult& st, const Step& step, const std::string& key,
                     const std::string& probe_key, const std::string& content_hash,
-                    const std::string& created_by, const Work& work, bool step_shown);
+                    const std::string& created_by, const Work& work, bool step_shown,
+                    bool independent = false);
     bool restore_snapshot(const Descriptor& layer, const Digest& chain, const Digest& diff_id);
 
     void do_run(StageResult& st, const df::Instruction& ins, const df::RunInstr& run,
@@ -654,8 +694,13 @@ bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain, co
 
 void Executor::layer_step(StageResult& st, const Step& step, const std::string& key,
                           const std::string& probe_key, const std::string& content_hash,
-                          const std::string& created_by, const Work& work, bool step_shown) {
+                          const std::string& created_by, const Work& work, bool step_shown,
+                          bool independent) {
+    // independent (COPY --link): the layer is made over an empty directory,
+    // so a record made on another parent chain is valid here too; its
+    // snapshot is found, or unpacked from the blob, under this chain's ID.
     std::optional<CacheRecord> rec;
+    std::optional<Digest> hit_chain;
     std::string reason;
     if (opts_.no_cache) {
         reason = "--no-cache";
@@ -664,10 +709,11 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         if (rec && rec->layer) {
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(*rec->diff_id);
+            hit_chain = formats::chain_id(diffs);
             std::string imported_from;
-            if (formats::chain_id(diffs) != *rec->chain_id ||
+            if ((!independent && *hit_chain != *rec->chain_id) ||
                 !cache_.ensure_layer(store_, *rec, &imported_from) ||
-                !restore_snapshot(*rec->layer, *rec->chain_id, *rec->diff_id)) {
+                !restore_snapshot(*rec->layer, *hit_chain, *rec->diff_id)) {
                 rec.reset();
                 reason = "the cached layer is no longer in the store";
             } else if (!imported_from.empty() && step_shown) {
@@ -694,7 +740,7 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         if (rec->layer) {
             st.config.diff_ids.push_back(*rec->diff_id);
             st.layers.push_back(*rec->layer);
-            st.lowers.push_back(store_.snapshot_dir(*rec->chain_id));
+            st.lowers.push_back(store_.snapshot_dir(*hit_chain));
         }
         add_history(st, created_by, !rec->layer.has_value(), history_time(rec));
         st.key = key;
@@ -713,7 +759,7 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
     out.created_by = created_by;
     out.created = build_time(opts_.source_date_epoch);
     {
-        Workspace ws(store_.tmp_dir(), st.lowers);
+        Workspace ws(store_.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers);
         work(ws);
         ws.unmount();
         for (const auto& f : ws.after_unmount) {
@@ -725,7 +771,10 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         to.level = opts_.compression_level;
         to.clamp_mtime = opts_.source_date_epoch;
         snapshot::DiffStats stats;
-        formats::LayerDigests d = snapshot::write_upper_layer(ws.upper(), blob.fd(), to, &stats);
+        formats::LayerDigests d = [&] {
+            PackingProgress progress(step_shown ? events_ : nullptr, step.id, blob.fd());
+            return snapshot::write_upper_layer(ws.upper(), blob.fd(), to, &stats);
+        }();
         if (stats.entries > 0) {
             blob.commit_trusted(d.blob_digest);
             Descriptor layer;
@@ -864,7 +913,12 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
                 parts.push_back("from=" + k);
             }
         } else if (m.type == df::Mount::Type::Ssh) {
-            fail(ins, "RUN --mount=type=ssh is not supported");
+            bool given = std::any_of(opts_.ssh_agents.begin(), opts_.ssh_agents.end(),
+                                     [&](const SshAgent& a) { return a.id == m.id; });
+            if (!given && m.required) {
+                fail(ins, "ssh agent \"" + m.id + "\" is required but was not given (strata build --ssh " +
+                              m.id + "[=SOCKET], or SSH_AUTH_SOCK)");
+            }
         }
     }
     std::string key = cache_key(parts);
@@ -882,6 +936,8 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         TempDir scratch(store_.tmp_dir(), "run-");
         std::vector<std::unique_ptr<RootView>> views;
         std::vector<std::unique_ptr<UniqueFd>> locks;
+        std::vector<std::unique_ptr<AgentProxy>> agents; // after scratch: stop before it goes
+        int ssh_count = 0;
         std::vector<std::string> targets = {"/proc", "/dev", "/sys", "/etc/hosts",
                                             "/etc/resolv.conf", "/etc/hostname"};
         if (script) {
@@ -1002,8 +1058,34 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
                 }
                 break;
             }
-            case df::Mount::Type::Ssh:
-                fail(ins, "RUN --mount=type=ssh is not supported");
+            case df::Mount::Type::Ssh: {
+                const SshAgent* agent = nullptr;
+                for (const auto& a : opts_.ssh_agents) {
+                    if (a.id == m.id) {
+                        agent = &a;
+                    }
+                }
+                if (agent == nullptr) {
+                    break; // not required (checked above): BuildKit skips the mount
+                }
+                if (target.empty()) {
+                    target = fmt::format("/run/buildkit/ssh_agent.{}", ssh_count);
+                }
+                ++ssh_count;
+                std::string sock = scratch.path() + "/ssh-" + std::to_string(spec.mounts.size());
+                try {
+                    agents.push_back(std::make_unique<AgentProxy>(sock, agent->socket,
+                                                                  m.mode.value_or(0600), m.uid.value_or(0),
+                                                                  m.gid.value_or(0)));
+                } catch (const Error& e) {
+                    fail(ins, "--mount=type=ssh,id=" + m.id + ": " + e.what());
+                }
+                spec.mounts.push_back({runner::Mount::Type::bind, sock, target, false, ""});
+                if (!get_env(spec.env, "SSH_AUTH_SOCK")) {
+                    spec.env.push_back("SSH_AUTH_SOCK=" + target);
+                }
+                break;
+            }
             }
             if (!target.empty()) {
                 targets.push_back(target);
@@ -1117,7 +1199,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     co.parents = cp.parents;
     if (!cp.chmod.empty()) {
         try {
-            co.chmod = parse_chmod(cp.chmod);
+            co.chmod = ChmodSpec::parse(cp.chmod);
         } catch (const Error& e) {
             fail(ins, e.what());
         }
@@ -1170,14 +1252,34 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     // What the step reads, for the key.
     std::vector<std::string> local_sources;
     std::vector<std::string> urls;
+    std::vector<std::string> git_sources;
     for (const auto& s : cp.sources) {
-        if (cp.add && is_url(s)) {
+        if (cp.add && is_git_url(s)) {
+            git_sources.push_back(s);
+        } else if (cp.add && is_url(s)) {
             urls.push_back(s);
         } else {
             local_sources.push_back(s);
         }
     }
-    std::vector<std::string> parts = {st.key, df::describe(ins), "cwd=" + workdir};
+    // COPY --link: the key leaves out the parent chain (the layer does not
+    // depend on it); --chown names are resolved against the parent's
+    // /etc/passwd and /etc/group, and the ids they give are in the key.
+    std::vector<std::string> parts = {cp.link ? std::string("link") : st.key, df::describe(ins),
+                                      "cwd=" + workdir};
+    std::optional<std::pair<uid_t, gid_t>> link_owner;
+    if (cp.link && !cp.chown.empty()) {
+        try {
+            RootView parent(store_.tmp_dir(), st.lowers);
+            UniqueFd proot = fs::open_dir(parent.path());
+            link_owner = resolve_chown(proot.get(), cp.chown);
+        } catch (const StepError&) {
+            throw;
+        } catch (const Error& e) {
+            fail(ins, e.what());
+        }
+        parts.push_back(fmt::format("chown-ids={}:{}", link_owner->first, link_owner->second));
+    }
     for (const auto& c : cp.contents) {
         parts.push_back("heredoc " + c.path + "=" + c.data);
     }
@@ -1211,6 +1313,20 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         }
         content += "\n" + u + "=" + downloads.back().sha256;
     }
+    std::vector<GitCheckout> checkouts;
+    for (const auto& g : git_sources) {
+        if (!download_dir) {
+            download_dir.emplace(store_.tmp_dir(), "add-");
+        }
+        std::string d = download_dir->path() + "/git-" + std::to_string(checkouts.size());
+        fs::mkdirs(d, 0700);
+        try {
+            checkouts.push_back(fetch_git(g, d, cp.keep_git_dir));
+        } catch (const Error& e) {
+            fail(ins, e.what());
+        }
+        content += "\n" + g + "=" + checkouts.back().commit;
+    }
     parts.push_back(content);
     if (!cp.chown.empty()) {
         parts.push_back("chown=" + cp.chown);
@@ -1236,7 +1352,10 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     layer_step(st, step, key, probe, content, created_by, [&](Workspace& ws) {
         UniqueFd root = fs::open_dir(ws.merged());
         CopyOptions o = co;
-        if (!cp.chown.empty()) {
+        if (link_owner) {
+            o.uid = link_owner->first;
+            o.gid = link_owner->second;
+        } else if (!cp.chown.empty()) {
             try {
                 auto [uid, gid] = resolve_chown(root.get(), cp.chown);
                 o.uid = uid;
@@ -1258,13 +1377,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                     if (f && S_ISREG(fs::fstat(f.get()).st_mode) && is_tar_archive(f.get())) {
                         std::string d = dest.back() == '/' ? dest : dest + "/";
                         UniqueFd target = mkdirs_in_root(root.get(), d, 0755);
-                        formats::TarReader reader(f.get(), s);
-                        snapshot::ApplyOptions ao;
-                        ao.mode = snapshot::WhiteoutMode::flatten;
-                        ao.preserve_owner = true;
-                        ao.layer_name = s;
-                        snapshot::apply_entries(reader, target.get(), ao);
-                        reader.finish();
+                        extract_archive(f.get(), s, target.get(), store_.tmp_dir());
                         extracted = true;
                     }
                 }
@@ -1292,6 +1405,14 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                 ho.may_reinclude = {};
                 copy_into(hfd.get(), names, root.get(), dest, ho);
             }
+            for (const auto& g : checkouts) {
+                // A repository's tree goes into the destination directory.
+                UniqueFd gfd = fs::open_dir(g.root);
+                CopyOptions go = o;
+                go.excluded = {};
+                go.may_reinclude = {};
+                copy_into(gfd.get(), {"."}, root.get(), dest, go);
+            }
             for (const auto& d : downloads) {
                 std::string file_dest = dest.back() == '/' ? dest + d.file_name : dest;
                 UniqueFd dfd = fs::open_dir(fs::dirname(d.path));
@@ -1309,7 +1430,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         } catch (const Error& e) {
             fail(ins, e.what());
         }
-    }, true);
+    }, true, cp.link);
 }
 
 void Executor::run_instruction(StageResult& st, df::Instruction ins, df::StageScope& scope,
@@ -1489,7 +1610,7 @@ const std::string& Executor::context_fingerprint() {
                 ::closedir(d);
                 throw_errno("stat", opts_.context_dir + "/" + rel + n);
             }
-            std::string line = fmt::format("{}{}\0{:o} {} {} {} {}.{} {}.{} {}\n", rel, n, st.st_mode,
+            std::string line = fmt::format("{}{}{}{:o} {} {} {} {}.{} {}.{} {}\n", rel, n, '\0', st.st_mode,
                                            st.st_uid, st.st_gid, st.st_size, st.st_mtim.tv_sec,
                                            st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
                                            st.st_ino);

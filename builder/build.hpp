@@ -77,6 +77,9 @@ public:
     virtual void step_output(int id, std::string_view data) = 0;
     // A note about the step ("writing layer sha256:... 1.2MB").
     virtual void step_note(int id, const std::string& note) = 0;
+    // Bytes of the layer blob written so far while the step's layer is
+    // packed (several times a second, and once at the end). Optional.
+    virtual void step_packing(int id, std::uint64_t bytes) { (void)id, (void)bytes; }
     virtual void step_done(int id, double seconds) = 0;
     virtual void step_failed(int id, const std::string& message, double seconds) = 0;
 };
@@ -84,6 +87,12 @@ public:
 struct Secret {
     std::string id;
     std::string path;
+};
+
+// --ssh ID[=SOCKET]: an ssh agent socket for RUN --mount=type=ssh,id=ID.
+struct SshAgent {
+    std::string id;     // "default" unless given
+    std::string socket; // host path of the agent socket
 };
 
 enum class Network { none, host };
@@ -97,6 +106,7 @@ struct BuildOptions {
     bool no_cache = false;
     Network network = Network::none;               // RUN's default network
     std::vector<Secret> secrets;
+    std::vector<SshAgent> ssh_agents; // --ssh
     formats::Compression compression = formats::Compression::zstd;
     int compression_level = 0;
     // SOURCE_DATE_EPOCH: history and config times, and layer mtimes clamped.

@@ -298,7 +298,7 @@ struct Copier {
         return opts.gid ? *opts.gid : opts.preserve_owner ? st.st_gid : 0;
     }
     mode_t mode_of(const struct stat& st) const {
-        return opts.chmod ? *opts.chmod : (st.st_mode & 07777);
+        return opts.chmod ? opts.chmod->apply(st.st_mode, S_ISDIR(st.st_mode)) : (st.st_mode & 07777);
     }
 
     void set_meta(int dirfd, const std::string& name, const struct stat& st, bool is_link) {

@@ -12,12 +12,14 @@
 //   root: a link that points outside resolves inside it, never on the host);
 //   symlinks inside copied directories are copied as symlinks;
 // - files keep their mode and mtime; owner is 0:0 unless preserve_owner
-//   (copies from another stage) or an explicit --chown; --chmod overrides
-//   the mode of every copied file and directory;
+//   (copies from another stage) or an explicit --chown; --chmod sets the
+//   mode of every copied file and directory (builder/chmod.hpp: an octal
+//   mode replaces it, a symbolic one applies to the source's mode);
 // - hard links between copied files are kept;
 // - missing destination directories are created (0755, owned as the files).
 #pragma once
 
+#include "builder/chmod.hpp"
 #include "util/fd.hpp"
 
 #include <cstdint>
@@ -33,7 +35,7 @@ struct CopyOptions {
     std::optional<uid_t> uid; // --chown
     std::optional<gid_t> gid;
     bool preserve_owner = false;  // keep source ownership when no --chown
-    std::optional<mode_t> chmod;  // --chmod
+    std::optional<ChmodSpec> chmod; // --chmod (octal or symbolic)
     bool parents = false;         // --parents
     // Paths (relative to the source root, "a/b") that must not be copied:
     // .dockerignore for the context, and --exclude patterns.

@@ -20,6 +20,7 @@
 #include "builder/output.hpp"
 #include "builder/remote_cache.hpp"
 #include "registry/transfer.hpp"
+#include "builder/ssh_agent.hpp"
 #include "formats/compression.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -29,6 +30,9 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <optional>
+#include <sys/ioctl.h>
 #include <chrono>
 #include <csignal>
 #include <pthread.h>
@@ -52,6 +56,7 @@ struct BuildArgs {
     bool no_cache = false;
     std::string network = "none";
     std::vector<std::string> secrets;
+    std::vector<std::string> ssh;
     std::string progress = "auto";
     std::vector<std::string> outputs;
     std::string compression = "zstd";
@@ -144,7 +149,34 @@ std::optional<std::int64_t> source_date_epoch() {
 class Printer final : public builder::BuildEvents {
 public:
     enum class Mode { plain, tty, quiet };
-    explicit Printer(Mode mode) : mode_(mode), t0_(std::chrono::steady_clock::now()) {}
+    explicit Printer(Mode mode) : mode_(mode), t0_(std::chrono::steady_clock::now()) {
+        if (mode_ == Mode::tty) {
+            // Redraws the running steps' timers a few times a second.
+            ticker_ = std::thread([this] {
+                std::unique_lock<std::mutex> l(mu_);
+                while (!tick_cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return stopping_; })) {
+                    clear_live();
+                    draw_live();
+                }
+                clear_live();
+            });
+        }
+    }
+    ~Printer() override { stop(); }
+    Printer(const Printer&) = delete;
+    Printer& operator=(const Printer&) = delete;
+
+    // Ends the live area (before the final lines are printed).
+    void stop() {
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            stopping_ = true;
+        }
+        tick_cv_.notify_all();
+        if (ticker_.joinable()) {
+            ticker_.join();
+        }
+    }
 
     void step_started(int id, const std::string& name) override {
         std::lock_guard<std::mutex> l(mu_);
@@ -181,6 +213,16 @@ public:
         }
     }
     void step_note(int id, const std::string& note) override { line(id, note); }
+    void step_packing(int id, std::uint64_t bytes) override {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = steps_.find(id);
+        if (mode_ != Mode::tty || it == steps_.end()) {
+            return;
+        }
+        it->second.packed = bytes;
+        clear_live();
+        draw_live();
+    }
     void step_done(int id, double seconds) override {
         flush_pending(id);
         bool cached = false;
@@ -247,6 +289,7 @@ private:
         std::string output;
         std::deque<std::string> tail;
         bool cached = false;
+        std::optional<std::uint64_t> packed; // layer bytes written so far
     };
 
     void line(int id, const std::string& text) {
@@ -274,7 +317,7 @@ private:
         }
         // tty: keep the last lines of the running step, redrawn in place.
         clear_live();
-        s.tail.push_back(text.substr(0, 200));
+        s.tail.push_back(text.substr(0, 4096));
         if (s.tail.size() > kTailLines) {
             s.tail.pop_front();
         }
@@ -290,19 +333,69 @@ private:
         }
         drawn_ = 0;
     }
+    // tty: below the finished lines, one line per running step (its name,
+    // time so far and, while its layer is packed, the bytes written), and the
+    // last output lines of the step that printed last.
     void draw_live() {
-        if (mode_ != Mode::tty || live_id_ == 0) {
+        if (mode_ != Mode::tty || stopping_) {
             return;
         }
-        auto it = steps_.find(live_id_);
-        if (it == steps_.end()) {
-            return;
-        }
-        for (const auto& t : it->second.tail) {
-            std::cerr << "\x1b[2m  " << t << "\x1b[0m\n";
+        auto now = std::chrono::steady_clock::now();
+        std::size_t width = terminal_width();
+        for (const auto& [id, s] : steps_) {
+            if (s.cached) {
+                continue;
+            }
+            std::string text = fmt::format("=> #{} {} {:.1f}s", id, s.name,
+                                           std::chrono::duration<double>(now - s.t0).count());
+            if (s.packed) {
+                text += " packing layer " + human_size(*s.packed);
+            }
+            std::cerr << "\x1b[34m" << clip(text, width) << "\x1b[0m\n";
             ++drawn_;
+            if (id == live_id_) {
+                for (const auto& t : s.tail) {
+                    std::cerr << "\x1b[2m  " << clip(t, width - 2) << "\x1b[0m\n";
+                    ++drawn_;
+                }
+            }
         }
+        double total = std::chrono::duration<double>(now - t0_).count();
+        std::cerr << fmt::format("[+] Building {:.1f}s", total) << "\n";
+        ++drawn_;
         std::cerr.flush();
+    }
+    static std::size_t terminal_width() {
+        struct winsize ws {};
+        if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) {
+            return ws.ws_col - 1;
+        }
+        return 79;
+    }
+    // At most width bytes, never cutting a UTF-8 sequence (a wrapped line
+    // would break the count of lines to redraw).
+    static std::string clip(const std::string& s, std::size_t width) {
+        if (s.size() <= width) {
+            return s;
+        }
+        std::size_t n = width;
+        while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+            --n;
+        }
+        return s.substr(0, n);
+    }
+    static std::string human_size(std::uint64_t n) {
+        if (n < 1000) {
+            return fmt::format("{}B", n);
+        }
+        const char* units[] = {"kB", "MB", "GB", "TB"};
+        double v = static_cast<double>(n) / 1000;
+        int u = 0;
+        while (v >= 1000 && u < 3) {
+            v /= 1000;
+            ++u;
+        }
+        return fmt::format("{:.1f}{}", v, units[u]);
     }
 
     static constexpr std::size_t kTailLines = 6;
@@ -312,6 +405,9 @@ private:
     std::map<int, StepState> steps_;
     int live_id_ = 0;
     int drawn_ = 0;
+    bool stopping_ = false;
+    std::condition_variable tick_cv_;
+    std::thread ticker_;
     std::string failed_name_;
     std::string failed_output_;
     bool failed_shown_ = false;
@@ -341,6 +437,33 @@ void print_dockerfile_excerpt(const std::string& path, int line) {
         std::cerr << fmt::format("{:>4} | {}{}\n", i, i == line ? ">>> " : "", lines[i - 1]);
     }
     std::cerr << "--------------------\n";
+}
+
+// --ssh default|ID[=SOCKET] as docker build takes it; no socket means
+// $SSH_AUTH_SOCK. Key files (which BuildKit loads into an agent of its own)
+// are refused: strata forwards agent sockets only.
+builder::SshAgent parse_ssh_flag(const std::string& s) {
+    builder::SshAgent agent;
+    auto eq = s.find('=');
+    agent.id = s.substr(0, eq);
+    std::string path = eq == std::string::npos ? "" : s.substr(eq + 1);
+    if (agent.id.empty()) {
+        throw UsageError("--ssh " + s + ": expected default|ID[=SOCKET]");
+    }
+    if (path.empty()) {
+        const char* env = std::getenv("SSH_AUTH_SOCK");
+        if (env == nullptr || *env == '\0') {
+            throw UsageError("--ssh " + s + ": no socket given and SSH_AUTH_SOCK is not set");
+        }
+        path = env;
+    }
+    if (path.find(',') != std::string::npos || !builder::is_socket(path)) {
+        throw UsageError("--ssh " + s + ": " + path +
+                         " is not an ssh agent socket (strata forwards agent sockets only; load "
+                         "keys with ssh-add and pass the agent's socket)");
+    }
+    agent.socket = path;
+    return agent;
 }
 
 void run_build(Context& ctx, const BuildArgs& a) {
@@ -399,6 +522,9 @@ void run_build(Context& ctx, const BuildArgs& a) {
             throw UsageError("--secret " + s + ": expected id=ID,src=PATH");
         }
         o.secrets.push_back(sec);
+    }
+    for (const auto& s : a.ssh) {
+        o.ssh_agents.push_back(parse_ssh_flag(s));
     }
     o.compression = formats::parse_compression(a.compression);
     o.source_date_epoch = source_date_epoch();
@@ -535,11 +661,14 @@ void run_build(Context& ctx, const BuildArgs& a) {
     builder::BuildResult r;
     try {
         r = builder::build(store, o);
+        printer.stop();
     } catch (const builder::Cancelled&) {
+        printer.stop();
         printer.message("build cancelled");
         ctx.exit_code = 128 + (got_signal ? got_signal.load() : SIGINT);
         return;
     } catch (const builder::StepError& e) {
+        printer.stop();
         if (mode != Printer::Mode::plain || e.exit_code() >= 0) {
             printer.report_failure();
         }
@@ -602,6 +731,8 @@ void register_build(CLI::App& app, Context& ctx) {
     cmd->add_flag("--no-cache", a->no_cache, "Do not use the build cache");
     cmd->add_option("--network", a->network, "Network for RUN: none (default) or host");
     cmd->add_option("--secret", a->secrets, "Secret for RUN --mount=type=secret: id=ID,src=PATH");
+    cmd->add_option("--ssh", a->ssh,
+                    "ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)");
     cmd->add_option("--progress", a->progress, "auto, plain, tty or quiet");
     cmd->add_flag("-q,--quiet", a->quiet, "Print only the image ID");
     cmd->add_option("-o,--output", a->outputs,

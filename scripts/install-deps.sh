@@ -15,6 +15,7 @@ test_pkgs=(
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 test_pkgs+=(uidmap)  # runner [subuid] tests: newuidmap/newgidmap map /etc/subuid ranges
+test_pkgs+=(bzip2 xz-utils)  # ADD of bzip2/xz archives (builder unit tests, build_features)
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   pkgs+=("${test_pkgs[@]}")

@@ -268,25 +268,27 @@ std::string reverse_pattern(std::string_view pattern) {
     return from_runes(out, 0, out.size());
 }
 
-std::string trim_prefix(std::string_view pattern, std::string_view value, bool greedy) {
-    Pattern re(pattern, greedy);
-    const std::vector<char32_t> v = to_runes(value);
-    if (auto m = re.search(v, 0, true)) {
-        return from_runes(v, m->second, v.size());
-    }
-    return std::string(value);
-}
+// ${var#pattern} and ${var%pattern}: removes the shortest (greedy: the
+// longest) match of pattern anchored at the start or at the end of value. A
+// suffix match is a prefix match of the reversed pattern on the reversed value.
+enum class TrimSide { prefix, suffix };
 
-std::string trim_suffix(std::string_view pattern, std::string_view value, bool greedy) {
-    Pattern re(reverse_pattern(pattern), greedy);
+std::string trim_match(std::string_view pattern, std::string_view value, bool greedy,
+                       TrimSide side) {
+    const bool suffix = side == TrimSide::suffix;
+    Pattern re(suffix ? reverse_pattern(pattern) : std::string(pattern), greedy);
     std::vector<char32_t> v = to_runes(value);
-    std::reverse(v.begin(), v.end());
-    std::size_t cut = 0;
-    if (auto m = re.search(v, 0, true)) {
-        cut = m->second;
+    if (suffix) {
+        std::reverse(v.begin(), v.end());
     }
-    std::vector<char32_t> rest(v.begin() + static_cast<std::ptrdiff_t>(cut), v.end());
-    std::reverse(rest.begin(), rest.end());
+    const auto m = re.search(v, 0, true);
+    if (!m) {
+        return std::string(value);
+    }
+    std::vector<char32_t> rest(v.begin() + static_cast<std::ptrdiff_t>(m->second), v.end());
+    if (suffix) {
+        std::reverse(rest.begin(), rest.end());
+    }
     return from_runes(rest, 0, rest.size());
 }
 
@@ -373,6 +375,20 @@ private:
         if (n > opts_.max_size) {
             throw ExpansionError(
                 fmt::format("expansion result is larger than {} bytes", opts_.max_size));
+        }
+    }
+
+    // A word inside ${...} up to stop; running out of input reports
+    // missing (BuildKit's message for the construct).
+    std::string stop_on_nested(char32_t stop, bool raw_escapes, std::size_t depth,
+                               const char* missing) {
+        try {
+            return stop_on(stop, raw_escapes, nullptr, depth + 1);
+        } catch (const ExpansionError&) {
+            if (peek() == kEOF) {
+                throw ExpansionError(missing);
+            }
+            throw;
         }
     }
 
@@ -600,15 +616,7 @@ private:
             if (null_is_unset && raw) {
                 throw ExpansionError(fmt::format("unsupported modifier ({}) in substitution", chs));
             }
-            std::string word;
-            try {
-                word = stop_on('}', raw, nullptr, depth + 1);
-            } catch (const ExpansionError&) {
-                if (peek() == kEOF) {
-                    throw ExpansionError("syntax error: missing '}'");
-                }
-                throw;
-            }
+            std::string word = stop_on_nested('}', raw, depth, "syntax error: missing '}'");
             auto v = lookup(n);
             if (opts_.skip_unset && !v) {
                 return "${" + n + chs + word + "}";
@@ -637,8 +645,8 @@ private:
                     greedy = true;
                     word.erase(0, 1);
                 }
-                return ch == '%' ? trim_suffix(word, value, greedy)
-                                 : trim_prefix(word, value, greedy);
+                return trim_match(word, value, greedy,
+                                  ch == '%' ? TrimSide::suffix : TrimSide::prefix);
             }
             default:
                 throw ExpansionError(fmt::format("unsupported modifier ({}) in substitution", chs));
@@ -649,24 +657,9 @@ private:
             if (all) {
                 next();
             }
-            std::string pattern;
-            try {
-                pattern = stop_on('/', true, nullptr, depth + 1);
-            } catch (const ExpansionError&) {
-                if (peek() == kEOF) {
-                    throw ExpansionError("syntax error: missing '/' in ${}");
-                }
-                throw;
-            }
-            std::string repl;
-            try {
-                repl = stop_on('}', true, nullptr, depth + 1);
-            } catch (const ExpansionError&) {
-                if (peek() == kEOF) {
-                    throw ExpansionError("syntax error: missing '}'");
-                }
-                throw;
-            }
+            std::string pattern =
+                stop_on_nested('/', true, depth, "syntax error: missing '/' in ${}");
+            std::string repl = stop_on_nested('}', true, depth, "syntax error: missing '}'");
             auto v = lookup(n);
             if (opts_.skip_unset && !v) {
                 return "${" + n + "/" + pattern + "/" + repl + "}";

@@ -186,4 +186,41 @@ tar tf "$WORK/out.tar" | grep -q manifest.json || fail "type=docker-archive has 
 tar tf "$WORK/rootfs.tar" | grep -q '^app/greeting.txt$' || fail "type=tar is the root filesystem"
 file_is "$WORK/out-local/app/greeting.txt" "hello from demo
 hello from the context"
+# --- COPY --link: changing the base stage keeps the --link layers (same blobs)
+build -t ex/link "$EX/link"
+r=$(unpack ex/link)
+file_is "$r/srv/summary.txt" "1.4.2
+mode=linked"
+assert_eq "$(stat -c '%u:%g %a' "$r/etc/app/app.conf")" "65534:65534 644" "COPY --link --chown"
+[ -x "$r/opt/app/run.sh" ] && [ -f "$r/srv/base.txt" ] || fail "COPY --link merges over the base"
+cp -a "$EX/link" "$WORK/link"
+sed -i 's/base layer/changed base/' "$WORK/link/Dockerfile"
+build -t ex/link2 "$WORK/link"
+layers_of() { strata inspect --format json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Manifest"]["layers"][-3]["digest"])'; }
+assert_eq "$(layers_of ex/link2)" "$(layers_of ex/link)" "the first --link layer is reused after a base change"
+python3 - "$WORK/last.log" <<'PY' || fail "COPY --link must be CACHED after a base change"
+import re, sys
+log = open(sys.argv[1]).read()
+i = re.search(r"^#(\d+) \[\S+ \d+/\d+\] COPY --link app/ /opt/app/$", log, re.M).group(1)
+assert re.search(rf"^#{i} CACHED$", log, re.M), log
+PY
+
+# --- symbolic --chmod
+build -t ex/chmod "$EX/chmod"
+r=$(unpack ex/chmod)
+assert_eq "$(stat -c %a "$r/usr/local/bin/hello") $(stat -c %a "$r/usr/local/bin/tool")" "744 755" "u+x,g-w"
+assert_eq "$(stat -c %a "$r/usr/share/demo/notes.txt") $(stat -c %a "$r/usr/share/demo/sub") $(stat -c %a "$r/usr/share/demo/sub/run")" \
+  "444 555 555" "a=rX"
+assert_eq "$(stat -c %a "$r/etc/demo/notes.txt") $(stat -c %a "$r/root/notes.txt")" "640 600" "octal and ADD --chmod"
+
+# --- ADD of bzip2 and xz archives
+build -t ex/archives "$EX/add-archives"
+r=$(unpack ex/archives)
+for k in bz2 xz; do
+  file_is "$r/srv/$k/site/index.html" "<h1>hi</h1>"
+  [ "$(readlink "$r/srv/$k/site/home.html")" = index.html ] || fail "ADD $k: symlink"
+done
+cmp -s "$r/srv/raw/readme.txt.bz2" "$EX/add-archives/readme.txt.bz2" || fail "a bzip2 file that is not a tar is copied"
+cmp -s "$r/srv/copied/site.tar.xz" "$EX/add-archives/site.tar.xz" || fail "COPY does not extract"
+
 echo "ok"

@@ -13,6 +13,9 @@
 #    (/etc/hosts, /etc/hostname, /etc/resolv.conf, /run and the targets of
 #    RUN --mount); BuildKit removes them, and so does strata: such empty
 #    entries that buildah alone has are dropped from its listing;
+#  - link and chmod are not built by buildah: 1.28 has no COPY --link and
+#    takes only octal --chmod (build_examples and build_features check them
+#    against BuildKit's semantics);
 #  - cache-mount's /runs-seen counts the builds that used the cache mount,
 #    which is each tool's own history (buildah keeps its cache mounts in
 #    /var/tmp across stores): not compared.
@@ -44,7 +47,7 @@ print("Volumes", sorted(c.get("Volumes") or {}))
 print("Labels", json.dumps(labels, sort_keys=True))
 '
 compared=0
-for ex in basics multistage cache-mount onbuild add-tar user-workdir metadata secret; do
+for ex in basics multistage cache-mount onbuild add-tar add-archives user-workdir metadata secret; do
   ctx="$EX/$ex"
   extra=()
   [ $ex = secret ] && { echo s3cr3t >"$WORK/token.txt"; extra=(--secret "id=token,src=$WORK/token.txt"); }

@@ -110,7 +110,7 @@ TEST_CASE("excluded files never reach the destination") {
 TEST_CASE("chmod and parents options: the mode is applied and source paths are kept") {
     Fixture f;
     CopyOptions o;
-    o.chmod = 0640;
+    o.chmod = ChmodSpec::parse("0640");
     f.copy({"a.txt"}, "/m/", o);
     CHECK((fs::lstat(f.root.path() + "/m/a.txt").st_mode & 07777) == 0640);
     CopyOptions p;
