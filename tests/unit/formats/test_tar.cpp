@@ -176,6 +176,8 @@ TEST_CASE("tar output is deterministic PAX without atime, ctime or libarchive's 
     CHECK(z4.digests.diff_id == a.digests.diff_id);
     opts.threads = 4;
     CHECK(write_sample(dir.path() + "/z4b", opts).bytes == z4.bytes);
+    CHECK(z1.bytes == z4.bytes);
+    CHECK(z1.digests.blob_digest == z4.digests.blob_digest);
 }
 
 TEST_CASE("clamp_mtime clamps later mtimes only (SOURCE_DATE_EPOCH)") {
