@@ -7,6 +7,11 @@
 #   bench/layers.sh [RUNS [SECTION...]]   RUNS default 5; SECTION: pack-zstd pack-gzip
 #                                          unpack-zstd unpack-gzip (default: all)
 #   env STRATA=path/to/strata, BENCH_DIR=... (default /var/tmp/strata-bench-layers)
+#       STRATA_BASE=path/to/another/strata: also pack with it (before/after)
+#
+# Besides wall time, every run's CPU time (user + sys of the command and its
+# children, from /usr/bin/time) is reported: on a shared machine it is far
+# less noisy than wall time.
 #
 # Page cache warm (inputs are read right before each run, untimed); `sync`
 # runs before every timed run so that one run's writeback does not land in
@@ -21,7 +26,7 @@ want() { case $WANT in *" $1 "*) return 0 ;; esac; return 1; }
 STRATA=${STRATA:-$HERE/../build/cli/strata}
 W=${BENCH_DIR:-/var/tmp/strata-bench-layers}
 DATA=$W/data
-for tool in tar zstd gzip umoci python3; do
+for tool in tar zstd gzip pigz umoci python3 /usr/bin/time; do
   command -v $tool >/dev/null || { echo "missing $tool (apt-get install $tool)" >&2; exit 1; }
 done
 [ -x "$STRATA" ] || { echo "build strata first ($STRATA)" >&2; exit 1; }
@@ -33,27 +38,30 @@ fi
 BYTES=$(du -sb --apparent-size "$DATA" | cut -f1)
 FILES=$(find "$DATA" | wc -l)
 
-declare -A MED
+declare -A MED CPU
 # timed "LABEL#PREPARE#CMD" ...: the commands of one comparison run interleaved
 # (A B C A B C ...), RUNS times each; PREPARE runs untimed before each run,
 # then sync. The machine is shared, so interleaving spreads its noise evenly.
 timed() {
-  local -A T=()
-  local i spec label prep cmd s e
+  local -A T=() C=()
+  local i spec label prep cmd s e u sy
   for ((i = 0; i < RUNS; i++)); do
     for spec in "$@"; do
       IFS='#' read -r label prep cmd <<<"$spec"
       bash -c "$prep"; sync
       s=$(date +%s%N)
-      bash -c "$cmd" >/dev/null 2>&1 || { echo "FAILED: $cmd" >&2; exit 1; }
+      /usr/bin/time -f "%U %S" -o "$W/.cpu" bash -c "$cmd" >/dev/null 2>&1 || { echo "FAILED: $cmd" >&2; exit 1; }
       e=$(date +%s%N)
+      read -r u sy <"$W/.cpu"
       T[$label]+="$(( (e - s) / 1000000 )) "
+      C[$label]+="$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%d", (u + s) * 1000 }') "
     done
   done
   for spec in "$@"; do
     IFS='#' read -r label prep cmd <<<"$spec"
     MED[$label]=$(printf '%s\n' ${T[$label]} | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-    printf '  %-44s median %6d ms   runs: %s\n' "$label" "${MED[$label]}" "${T[$label]}" >&2
+    CPU[$label]=$(printf '%s\n' ${C[$label]} | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+    printf '  %-44s median %6d ms (CPU %6d ms)   runs: %s  CPU: %s\n' "$label" "${MED[$label]}" "${CPU[$label]}" "${T[$label]}" "${C[$label]}" >&2
   done
 }
 # Inputs are read into the page cache before each run (another user of the
@@ -68,11 +76,15 @@ umoci new --image "$U/layout:base" >/dev/null
 prep_umoci_bundle="rm -rf $U/bundle && umoci unpack --image $U/layout:base $U/bundle >/dev/null && cp -a $DATA/. $U/bundle/rootfs/"
 
 echo "== pack (${RUNS} runs each, interleaved)" >&2
+BASE_SPEC=()
+[ -n "${STRATA_BASE:-}" ] && BASE_SPEC=("strata (base build) layer create (zstd)#rm -f $W/b.tar.zst; $warm_tree#$STRATA_BASE layer create $DATA -o $W/b.tar.zst")
 want pack-zstd && timed "strata layer create (zstd)#rm -f $W/s.tar.zst; $warm_tree#$STRATA layer create $DATA -o $W/s.tar.zst" \
+      "${BASE_SPEC[@]}" \
       "tar | zstd -T0#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst" \
       "tar | zstd -T0, both sha256 (diff ID + digest)#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | tee >(sha256sum >$W/diffid) | zstd -q -T0 | tee >(sha256sum >$W/digest) > $W/t.tar.zst"
 want pack-gzip && timed "strata layer create (gzip)#rm -f $W/s.tar.gz; $warm_tree#$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz" \
       "tar | gzip#rm -f $W/t.tar.gz; $warm_tree#tar -C $DATA -cf - . | gzip > $W/t.tar.gz" \
+      "tar | pigz#rm -f $W/t.tar.gz; $warm_tree#tar -C $DATA -cf - . | pigz > $W/t.tar.gz" \
       "umoci repack (gzip)#$prep_umoci_bundle && umoci tag --image $U/layout:base new >/dev/null && $warm_tree#umoci repack --image $U/layout:new $U/bundle"
 rm -rf "$U/bundle"
 
@@ -102,22 +114,29 @@ echo
 echo "Data: $FILES entries, $((BYTES / 1000000)) MB; $(nproc) cores; $(uname -r); runs: $RUNS; medians."
 echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst 2>/dev/null), tar|zstd $(stat -c %s $W/t.tar.zst 2>/dev/null), strata gzip $(stat -c %s $W/s.tar.gz 2>/dev/null), tar|gzip $(stat -c %s $W/t.tar.gz 2>/dev/null) bytes."
 echo
-echo "| operation | tool | median | MB/s | files/s | strata is faster by |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| operation | tool | median | MB/s | files/s | strata is faster by | CPU (user+sys) | strata uses less CPU by |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 row() { # op label baseline-label
   [ -n "${MED[$2]:-}" ] || return 0
-  local ms=${MED[$2]}
-  local r="-"; [ -n "${3:-}" ] && [ -n "${MED[$3]:-}" ] && r=$(ratio "$ms" "${MED[$3]}")
-  echo "| $1 | ${2//|/\\|} | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r |"
+  local ms=${MED[$2]} cpu=${CPU[$2]}
+  local r="-" rc="-"
+  if [ -n "${3:-}" ] && [ -n "${MED[$3]:-}" ]; then
+    r=$(ratio "$ms" "${MED[$3]}"); rc=$(ratio "$cpu" "${CPU[$3]}")
+  fi
+  echo "| $1 | ${2//|/\\|} | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r | ${cpu} ms | $rc |"
 }
 row pack "strata layer create (zstd)"
+row pack "strata (base build) layer create (zstd)" "strata layer create (zstd)"
 row pack "tar | zstd -T0" "strata layer create (zstd)"
 row pack "tar | zstd -T0, both sha256 (diff ID + digest)" "strata layer create (zstd)"
 row pack "strata layer create (gzip)"
 row pack "tar | gzip" "strata layer create (gzip)"
+row pack "tar | pigz" "strata layer create (gzip)"
 row pack "umoci repack (gzip)" "strata layer create (gzip)"
 row unpack "strata layer apply (zstd)"
 row unpack "zstd -d | tar -x" "strata layer apply (zstd)"
 row unpack "strata layer apply (gzip)"
 row unpack "tar -xzf (gzip)" "strata layer apply (gzip)"
 row unpack "umoci unpack (gzip)" "strata layer apply (gzip)"
+echo
+echo "Load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -8,16 +8,20 @@
 // decompression uses inflate, which streams (libdeflate is faster but needs
 // the whole member in memory, which a layer may not fit). Concatenated gzip
 // members and zstd frames are decoded as one stream, as gzip -d and zstd -d do.
+// Decoders write into the caller's fixed-size buffer (Decompressor::decode),
+// so what a stream expands to never decides how much memory is used.
 #include "formats/compression.hpp"
 
 #include "util/error.hpp"
 
+#include <cstring>
 #include <deque>
 #include <future>
 #include <thread>
 #include <vector>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 namespace strata::formats {
 
@@ -91,16 +95,20 @@ private:
 
 class PlainDecompressor final : public Decompressor {
 public:
-    explicit PlainDecompressor(ByteSink out) : out_(std::move(out)) {}
+    explicit PlainDecompressor(ByteSink out) : Decompressor(std::move(out)) {}
+    Step decode(const void* in, std::size_t in_size, void* out, std::size_t out_size) override {
+        std::size_t n = std::min(in_size, out_size);
+        if (n > 0) {
+            std::memcpy(out, in, n);
+        }
+        return Step{n, n};
+    }
     void feed(const void* data, std::size_t size) override {
-        if (size > 0) {
-            out_(data, size);
+        if (size > 0 && sink()) {
+            sink()(data, size);
         }
     }
     void finish() override {}
-
-private:
-    ByteSink out_;
 };
 
 // ---- zstd ----
@@ -125,11 +133,12 @@ public:
                                           level == 0 ? ZSTD_CLEVEL_DEFAULT : level),
                    "level");
         check_zstd(ZSTD_CCtx_setParameter(cctx_, ZSTD_c_checksumFlag, 1), "checksum");
-        if (threads > 1) {
-            // Not fatal when libzstd was built without multi-threading.
-            std::size_t r = ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, threads);
-            (void)r;
-        }
+        // Always the multi-threaded format, even with one thread: zstd's
+        // output is the same for any nbWorkers >= 1 but differs with 0, and
+        // a layer's digest must not depend on the machine's core count.
+        // (Not fatal when libzstd was built without multi-threading.)
+        std::size_t r = ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, threads);
+        (void)r;
     }
     ~ZstdCompressor() override { ZSTD_freeCCtx(cctx_); }
 
@@ -163,44 +172,48 @@ private:
     std::vector<char> buf_;
 };
 
+// The largest zstd window accepted: 512 MiB (windowLog 29), what
+// containerd's decoder (klauspost/compress, used by Docker) accepts by
+// default, so every layer Docker can pull can be read. The decoder's buffer
+// is at most the window (plus a block), whatever the frame expands to; zstd
+// -d's own default is 128 MiB (--long=27).
+constexpr int kZstdWindowLogMax = 29;
+
 class ZstdDecompressor final : public Decompressor {
 public:
-    explicit ZstdDecompressor(ByteSink out)
-        : out_(std::move(out)), dctx_(ZSTD_createDCtx()), buf_(ZSTD_DStreamOutSize()) {
+    explicit ZstdDecompressor(ByteSink out) : Decompressor(std::move(out)), dctx_(ZSTD_createDCtx()) {
         if (dctx_ == nullptr) {
             throw Error("zstd: cannot create a decompression context");
         }
-        // Layers made with --long or large windows: accept up to 2 GiB
-        // windows (zstd -d --long=31 does the same).
-        ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, 31);
+        ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, kZstdWindowLogMax);
     }
     ~ZstdDecompressor() override { ZSTD_freeDCtx(dctx_); }
 
-    void feed(const void* data, std::size_t size) override {
+    Step decode(const void* data, std::size_t size, void* dst, std::size_t cap) override {
         ZSTD_inBuffer in{data, size, 0};
-        bool full = false;
-        // Keep going while there is input, or while the last call filled the
-        // output buffer (the decoder may hold more).
-        while (in.pos < in.size || full) {
-            std::size_t before = in.pos;
-            ZSTD_outBuffer out{buf_.data(), buf_.size(), 0};
+        ZSTD_outBuffer out{dst, cap, 0};
+        // One call stops at the end of a frame; go on into the next one
+        // (concatenated frames) while there is input and output space.
+        do {
+            std::size_t in_before = in.pos;
+            std::size_t out_before = out.pos;
             std::size_t r = ZSTD_decompressStream(dctx_, &out, &in);
             if (ZSTD_isError(r)) {
+                if (ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge) {
+                    throw Error("zstd frame needs a window larger than " +
+                                std::to_string((1u << kZstdWindowLogMax) >> 20) +
+                                " MiB, the most strata accepts");
+                }
                 throw Error(std::string("corrupt zstd stream: ") + ZSTD_getErrorName(r));
             }
-            if (in.pos != before || out.pos > 0) {
-                // Only a call that did something says where the frame is.
-                last_ = r;
-                seen_ = true;
+            if (in.pos == in_before && out.pos == out_before) {
+                break;
             }
-            if (out.pos > 0) {
-                out_(buf_.data(), out.pos);
-            }
-            full = out.pos == out.size;
-            if (!full && in.pos == before && in.pos < in.size) {
-                throw Error("corrupt zstd stream: decoder made no progress");
-            }
-        }
+            // Only a call that did something says where the frame is.
+            last_ = r;
+            seen_ = true;
+        } while (in.pos < in.size && out.pos < out.size);
+        return Step{in.pos, out.pos};
     }
 
     void finish() override {
@@ -212,9 +225,7 @@ public:
     }
 
 private:
-    ByteSink out_;
     ZSTD_DCtx* dctx_;
-    std::vector<char> buf_;
     std::size_t last_ = 1;
     bool seen_ = false;
 };
@@ -365,67 +376,68 @@ private:
 
 class GzipDecompressor final : public Decompressor {
 public:
-    explicit GzipDecompressor(ByteSink out) : out_(std::move(out)), buf_(kOutChunk) {
+    explicit GzipDecompressor(ByteSink out) : Decompressor(std::move(out)) {
         if (inflateInit2(&zs_, 15 + 16) != Z_OK) {
             throw Error("gzip: cannot initialise inflate");
         }
     }
     ~GzipDecompressor() override { inflateEnd(&zs_); }
 
-    void feed(const void* data, std::size_t size) override {
+    Step decode(const void* data, std::size_t size, void* dst, std::size_t cap) override {
         const auto* p = static_cast<const Bytef*>(data);
-        while (size > 0) {
+        auto* o = static_cast<Bytef*>(dst);
+        std::size_t used = 0;
+        std::size_t produced = 0;
+        while (produced < cap) {
             if (ended_) {
+                if (used == size) {
+                    break;
+                }
                 // Another member follows (as in `cat a.gz b.gz`), or zero
                 // padding (tape blocking), which gzip -d also tolerates.
-                if (padding_ || *p == 0) {
-                    for (std::size_t i = 0; i < size; ++i) {
+                if (padding_ || p[used] == 0) {
+                    for (std::size_t i = used; i < size; ++i) {
                         if (p[i] != 0) {
                             throw Error("corrupt gzip stream: garbage after the end of the stream");
                         }
                     }
                     padding_ = true;
-                    return;
+                    used = size;
+                    break;
                 }
-                if (*p != 0x1f) {
+                if (p[used] != 0x1f) {
                     throw Error("corrupt gzip stream: garbage after the end of the stream");
                 }
                 inflateReset(&zs_);
                 ended_ = false;
             }
-            uInt n = static_cast<uInt>(std::min<std::size_t>(size, 1u << 30));
-            zs_.next_in = const_cast<Bytef*>(p);
-            zs_.avail_in = n;
-            for (;;) {
-                zs_.next_out = reinterpret_cast<Bytef*>(buf_.data());
-                zs_.avail_out = static_cast<uInt>(buf_.size());
-                int r = inflate(&zs_, Z_NO_FLUSH);
-                std::size_t have = buf_.size() - zs_.avail_out;
-                if (have > 0) {
-                    out_(buf_.data(), have);
-                }
-                if (r == Z_STREAM_END) {
-                    ended_ = true;
-                    break;
-                }
-                if (r == Z_BUF_ERROR) {
-                    break; // needs more input
-                }
-                if (r != Z_OK) {
-                    throw Error(std::string("corrupt gzip stream: ") +
-                                (zs_.msg != nullptr ? zs_.msg : "inflate failed"));
-                }
-                if (zs_.avail_in == 0 && zs_.avail_out != 0) {
-                    break;
-                }
+            uInt in_n = static_cast<uInt>(std::min<std::size_t>(size - used, 1u << 30));
+            uInt out_n = static_cast<uInt>(std::min<std::size_t>(cap - produced, 1u << 30));
+            zs_.next_in = const_cast<Bytef*>(p + used);
+            zs_.avail_in = in_n;
+            zs_.next_out = o + produced;
+            zs_.avail_out = out_n;
+            int r = inflate(&zs_, Z_NO_FLUSH);
+            std::size_t u = in_n - zs_.avail_in;
+            std::size_t w = out_n - zs_.avail_out;
+            used += u;
+            produced += w;
+            if (r == Z_STREAM_END) {
+                ended_ = true;
+                continue;
             }
-            std::size_t used = n - zs_.avail_in;
-            p += used;
-            size -= used;
-            if (used == 0 && !ended_) {
+            if (r == Z_BUF_ERROR) {
+                break; // needs more input (or output space)
+            }
+            if (r != Z_OK) {
+                throw Error(std::string("corrupt gzip stream: ") +
+                            (zs_.msg != nullptr ? zs_.msg : "inflate failed"));
+            }
+            if ((u == 0 && w == 0) || (used == size && zs_.avail_out != 0)) {
                 break;
             }
         }
+        return Step{used, produced};
     }
 
     void finish() override {
@@ -435,9 +447,7 @@ public:
     }
 
 private:
-    ByteSink out_;
     z_stream zs_{};
-    std::vector<char> buf_;
     bool ended_ = false;
     bool padding_ = false;
 };
@@ -455,6 +465,27 @@ std::unique_ptr<Compressor> Compressor::create(Compression c, ByteSink out, int 
         return std::make_unique<ZstdCompressor>(std::move(out), level, threads);
     }
     throw Error("unknown compression");
+}
+
+void Decompressor::feed(const void* data, std::size_t size) {
+    if (!feed_buf_) {
+        feed_buf_ = std::make_unique<char[]>(kOutChunk);
+    }
+    const char* p = static_cast<const char*>(data);
+    for (;;) {
+        Step s = decode(p, size, feed_buf_.get(), kOutChunk);
+        p += s.consumed;
+        size -= s.consumed;
+        if (s.produced > 0 && sink_) {
+            sink_(feed_buf_.get(), s.produced);
+        }
+        if (s.consumed == 0 && s.produced == 0) {
+            if (size > 0) {
+                throw Error("corrupt compressed stream: the decoder made no progress");
+            }
+            return;
+        }
+    }
 }
 
 std::unique_ptr<Decompressor> Decompressor::create(Compression c, ByteSink out) {

@@ -36,15 +36,38 @@ public:
                                               int threads = 0);
 };
 
-// Streaming decompressor: feed() compressed bytes, decompressed bytes come out
-// of the sink; finish() checks the stream ended properly (a truncated stream
-// is an error naming the codec).
+// Streaming decompressor. Two ways to drive it:
+//  - decode(): pull-style, the caller owns both buffers. Each call consumes
+//    some input and writes at most out_size bytes, so memory never grows with
+//    the compression ratio (a decompression bomb costs time, not memory).
+//    When the input is exhausted, keep calling decode() with no input until
+//    it produces nothing: the decoder may still hold output.
+//  - feed(): push-style, decompressed bytes go to the sink given to create(),
+//    in pieces of at most 128 KiB.
+// finish() checks the stream ended properly (a truncated stream is an error
+// naming the codec).
 class Decompressor {
 public:
+    struct Step {
+        std::size_t consumed = 0;
+        std::size_t produced = 0;
+    };
     virtual ~Decompressor() = default;
-    virtual void feed(const void* data, std::size_t size) = 0;
+    // Throws on corrupt input; never returns {0, 0} while given input and
+    // output space (no progress is an error).
+    virtual Step decode(const void* in, std::size_t in_size, void* out, std::size_t out_size) = 0;
+    virtual void feed(const void* data, std::size_t size);
     virtual void finish() = 0;
-    static std::unique_ptr<Decompressor> create(Compression c, ByteSink out);
+    // out may be empty when only decode() is used.
+    static std::unique_ptr<Decompressor> create(Compression c, ByteSink out = {});
+
+protected:
+    explicit Decompressor(ByteSink out) : sink_(std::move(out)) {}
+    const ByteSink& sink() const noexcept { return sink_; }
+
+private:
+    ByteSink sink_;
+    std::unique_ptr<char[]> feed_buf_;
 };
 
 } // namespace strata::formats

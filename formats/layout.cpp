@@ -26,38 +26,13 @@ std::string mismatch_text(const std::string& what, const Digest& expected, const
 
 // ---- BlobWriter --------------------------------------------------------------
 
-BlobWriter::BlobWriter(const OciLayout& layout, const std::string& tmp_dir) : root_(layout.root()) {
-    std::string dir = tmp_dir.empty() ? layout.root() : tmp_dir;
-    std::string templ = dir + "/.strata-blob-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    int fd = ::mkostemp(buf.data(), O_CLOEXEC);
-    if (fd < 0) {
-        throw_errno("mkostemp", templ);
-    }
-    fd_.reset(fd);
-    tmp_path_ = buf.data();
-    if (::fchmod(fd, 0644) != 0) {
-        int err = errno;
-        ::unlink(tmp_path_.c_str());
-        throw SysError("fchmod", tmp_path_, err);
-    }
-}
-
-BlobWriter::~BlobWriter() {
-    if (!done_) {
-        fd_.reset();
-        ::unlink(tmp_path_.c_str());
-    }
-}
+BlobWriter::BlobWriter(const OciLayout& layout, const std::string& tmp_dir)
+    : root_(layout.root()),
+      file_(AtomicFile::in_dir(tmp_dir.empty() ? layout.root() : tmp_dir, ".strata-blob")) {}
 
 void BlobWriter::write(const void* data, std::size_t size) {
     hasher_.update(data, size);
-    try {
-        fs::write_all(fd_.get(), data, size);
-    } catch (const SysError& e) {
-        throw SysError(e.op(), tmp_path_, e.error_code());
-    }
+    file_.write(std::string_view(static_cast<const char*>(data), size));
     size_ += size;
 }
 
@@ -81,17 +56,10 @@ void BlobWriter::commit_trusted(const Digest& digest) {
 }
 
 void BlobWriter::publish(const Digest& digest) {
-    if (::fsync(fd_.get()) != 0) {
-        throw_errno("fsync", tmp_path_);
-    }
-    fd_.close();
     std::string dest = root_ + "/" + digest.blob_path();
     // A blob already present under this digest is replaced by identical,
     // verified bytes: rename is atomic, readers see one or the other.
-    if (::rename(tmp_path_.c_str(), dest.c_str()) != 0) {
-        throw_errno("rename", dest);
-    }
-    done_ = true;
+    file_.commit_as(dest);
     fs::fsync_dir(fs::dirname(dest));
 }
 

@@ -16,6 +16,7 @@
 
 #include "formats/digest.hpp"
 #include "formats/oci.hpp"
+#include "util/atomic_file.hpp"
 #include "util/fd.hpp"
 
 #include <cstdint>
@@ -47,12 +48,11 @@ public:
     BlobWriter(const OciLayout& layout, const std::string& tmp_dir);
     BlobWriter(const BlobWriter&) = delete;
     BlobWriter& operator=(const BlobWriter&) = delete;
-    ~BlobWriter();
 
     void write(const void* data, std::size_t size);
     void write(std::string_view s) { write(s.data(), s.size()); }
     std::uint64_t size() const noexcept { return size_; }
-    int fd() const noexcept { return fd_.get(); }
+    int fd() const noexcept { return file_.fd(); }
 
     // Verifies (when given) digest and size, fsyncs and renames into
     // blobs/sha256/<hex>. Throws DigestMismatch naming both digests, leaving
@@ -66,11 +66,9 @@ private:
     void publish(const Digest& digest);
 
     std::string root_; // the layout's root (a copy: the writer may outlive the OciLayout)
-    std::string tmp_path_;
-    UniqueFd fd_;
+    AtomicFile file_;  // removed by its destructor unless published
     DigestHasher hasher_;
     std::uint64_t size_ = 0;
-    bool done_ = false;
 };
 
 class OciLayout {

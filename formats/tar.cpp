@@ -2,9 +2,9 @@
 //
 // Writing: libarchive produces a restricted-PAX stream (ustar headers, with a
 // PAX extended header only for what ustar cannot hold: long names, large
-// ids/sizes, xattrs as SCHILY.xattr.*). The bytes go through one pipeline in
-// the calling thread: tar bytes -> diff-ID hasher -> compressor -> blob
-// hasher -> out fd. zstd compresses on its own worker threads.
+// ids/sizes, xattrs as SCHILY.xattr.*). The bytes go through a pipeline of
+// threads (see StreamStage): tar bytes -> diff-ID hasher ->
+// compressor -> blob hasher -> out fd. zstd compresses on its own workers.
 //
 // What counts toward a layer's identity (and so is written): path, type,
 // permission bits incl. setuid/setgid/sticky, uid/gid, uname/gname as given
@@ -42,6 +42,8 @@ namespace strata::formats {
 namespace {
 
 constexpr std::size_t kReadChunk = 1 << 20;
+// Decompressed bytes per step of the reader.
+constexpr std::size_t kOutChunk = 256 << 10;
 
 struct ArchiveEntryPtr {
     archive_entry* e = archive_entry_new();
@@ -76,38 +78,121 @@ mode_t type_bits(EntryType t) {
 
 // ---------------------------------------------------------------- writer
 
-// The stream stage of the writer: diff-ID hashing, compression, blob
-// hashing and buffered output. Uncompressed, it runs on its own thread, fed
-// 2 MiB chunks of tar bytes through a short queue, so that reading files and
-// building headers (the calling thread) overlaps with hashing; compressed,
-// it runs inline and the codec's own workers do the heavy part.
+// A bounded queue of large byte chunks between two threads, with a free
+// list so that chunk buffers are recycled (a fresh multi-MiB allocation per
+// chunk costs page faults and page clearing every time).
+class ChunkQueue {
+public:
+    ChunkQueue(std::size_t depth, std::size_t chunk) : depth_(depth), chunk_(chunk) {}
+
+    // Blocks while the queue is full; false once the queue was aborted.
+    bool push(std::string c) {
+        std::unique_lock lock(mu_);
+        space_.wait(lock, [&] { return q_.size() < depth_ || aborted_; });
+        if (aborted_) {
+            return false;
+        }
+        q_.push_back(std::move(c));
+        ready_.notify_one();
+        return true;
+    }
+    // Blocks while the queue is empty; false at its end (closed and
+    // drained) or once it was aborted.
+    bool pop(std::string& out) {
+        std::unique_lock lock(mu_);
+        ready_.wait(lock, [&] { return !q_.empty() || closed_ || aborted_; });
+        if (aborted_ || q_.empty()) {
+            return false;
+        }
+        out = std::move(q_.front());
+        q_.pop_front();
+        space_.notify_one();
+        return true;
+    }
+    bool aborted() {
+        std::lock_guard lock(mu_);
+        return aborted_;
+    }
+    void close() {
+        std::lock_guard lock(mu_);
+        closed_ = true;
+        ready_.notify_all();
+    }
+    void abort() {
+        std::lock_guard lock(mu_);
+        aborted_ = true;
+        q_.clear();
+        ready_.notify_all();
+        space_.notify_all();
+    }
+    std::string take() {
+        std::string b;
+        {
+            std::lock_guard lock(mu_);
+            if (!free_.empty()) {
+                b = std::move(free_.back());
+                free_.pop_back();
+            }
+        }
+        b.clear();
+        b.reserve(chunk_);
+        return b;
+    }
+    void give(std::string b) {
+        std::lock_guard lock(mu_);
+        if (free_.size() < depth_ + 2) {
+            free_.push_back(std::move(b));
+        }
+    }
+
+private:
+    std::size_t depth_;
+    std::size_t chunk_;
+    std::mutex mu_;
+    std::condition_variable ready_;
+    std::condition_variable space_;
+    std::deque<std::string> q_;
+    std::vector<std::string> free_;
+    bool closed_ = false;
+    bool aborted_ = false;
+};
+
+// The stream stage of the writer, a pipeline of three threads joined by
+// bounded queues of 2 MiB chunks:
+//   calling thread: walks, reads files, builds headers   -> tar chunks
+//   codec thread:   diff-ID hash, compressor input (zstd's own workers
+//                   compress; gzip blocks deflate on their own threads)
+//                   -> compressed chunks
+//   output thread:  blob-digest hash, write(2) to out_fd
+// so that neither SHA-256 pass nor the output write sits on the thread that
+// reads the files. Uncompressed, the codec thread writes the output itself
+// (the blob digest is the diff ID). The bytes, and so both digests, do not
+// depend on the chunking or the number of threads.
 class StreamStage {
 public:
-    StreamStage(int out_fd, const TarWriter::Options& opts) : out_fd_(out_fd) {
+    StreamStage(int out_fd, const TarWriter::Options& opts)
+        : out_fd_(out_fd), in_(kQueue, kChunk), out_(kQueue, kChunk) {
         plain_ = opts.compression == Compression::none;
         compressor_ = Compressor::create(
             opts.compression, [this](const void* d, std::size_t n) { emit(d, n); }, opts.level,
             opts.threads);
-        out_buf_.reserve(kChunk);
-        // zstd and gzip already compress on worker threads; feeding them from
-        // the calling thread measured faster than one more hand-off on a
-        // busy 2-core machine. Uncompressed, the stage thread overlaps
-        // hashing with reading the files.
-        inline_ = opts.compression != Compression::none;
-        if (!inline_) {
-            thread_ = std::thread([this] { run(); });
+        cur_ = in_.take();
+        if (plain_) {
+            plain_buf_.reserve(kChunk);
+        } else {
+            out_cur_ = out_.take();
+            output_thread_ = std::thread([this] { run_output(); });
         }
+        codec_thread_ = std::thread([this] { run_codec(); });
     }
-    ~StreamStage() { stop(); }
+    ~StreamStage() {
+        in_.abort();
+        out_.abort();
+        join();
+    }
 
-    // Calling thread: takes tar bytes. Throws what the stage thread threw.
+    // Calling thread: takes tar bytes. Throws what a stage thread threw.
     void write(const void* data, std::size_t size) {
-        if (inline_) {
-            diff_hasher_.update(data, size);
-            diff_size_ += size;
-            compressor_->write(data, size);
-            return;
-        }
         const char* p = static_cast<const char*>(data);
         while (size > 0) {
             std::size_t n = std::min(size, kChunk - cur_.size());
@@ -115,21 +200,20 @@ public:
             p += n;
             size -= n;
             if (cur_.size() == kChunk) {
-                push(std::move(cur_));
-                cur_ = take_buffer();
+                if (!in_.push(std::move(cur_))) {
+                    rethrow();
+                }
+                cur_ = in_.take();
             }
         }
     }
 
     LayerDigests finish() {
-        if (inline_) {
-            compressor_->finish();
-            flush();
+        if (!cur_.empty() && !in_.push(std::move(cur_))) {
+            rethrow();
         }
-        if (!cur_.empty()) {
-            push(std::move(cur_));
-        }
-        stop();
+        in_.close();
+        join();
         if (error_) {
             std::rethrow_exception(error_);
         }
@@ -139,137 +223,135 @@ public:
     }
 
 private:
-    static constexpr std::size_t kChunk = 2 << 20;
-    static constexpr std::size_t kQueue = 6;
+    static constexpr std::size_t kChunk = 256 << 10;
+    static constexpr std::size_t kQueue = 16;
 
-    // Chunk buffers are recycled: a fresh 1 MiB allocation per chunk costs
-    // page faults and page clearing on every chunk.
-    std::string take_buffer() {
-        std::lock_guard lock(mu_);
-        std::string b;
-        if (!free_.empty()) {
-            b = std::move(free_.back());
-            free_.pop_back();
-        }
-        b.clear();
-        b.reserve(kChunk);
-        return b;
-    }
-    void give_buffer(std::string b) {
-        std::lock_guard lock(mu_);
-        if (free_.size() < kQueue + 2) {
-            free_.push_back(std::move(b));
-        }
-    }
+    // Thrown inside the codec thread when the output thread has stopped.
+    struct Stopped {};
 
-    // Hand-offs wake the other thread only when it sleeps, and the producer
-    // is woken only once the queue has half drained: fewer wake-ups, fewer
-    // preemptions on a busy machine.
-    void push(std::string chunk) {
-        std::unique_lock lock(mu_);
-        if (queue_.size() >= kQueue && !error_) {
-            producer_waiting_ = true;
-            space_.wait(lock, [&] { return queue_.size() <= kQueue / 2 || error_; });
-            producer_waiting_ = false;
-        }
+    [[noreturn]] void rethrow() {
+        join();
         if (error_) {
             std::rethrow_exception(error_);
         }
-        queue_.push_back(std::move(chunk));
-        if (consumer_waiting_) {
-            ready_.notify_one();
+        throw Error("tar writer: the output stage stopped");
+    }
+
+    void join() {
+        if (codec_thread_.joinable()) {
+            codec_thread_.join();
+        }
+        if (output_thread_.joinable()) {
+            output_thread_.join();
         }
     }
 
-    void stop() {
-        if (!thread_.joinable()) {
-            return;
-        }
+    void fail(std::exception_ptr e) {
         {
-            std::lock_guard lock(mu_);
-            done_ = true;
+            std::lock_guard lock(error_mu_);
+            if (!error_) {
+                error_ = std::move(e);
+            }
         }
-        ready_.notify_one();
-        thread_.join();
+        in_.abort();
+        out_.abort();
     }
 
-    void run() {
+    void run_codec() noexcept {
         try {
-            for (;;) {
-                std::string chunk;
-                {
-                    std::unique_lock lock(mu_);
-                    if (queue_.empty() && !done_) {
-                        consumer_waiting_ = true;
-                        ready_.wait(lock, [&] { return !queue_.empty() || done_; });
-                        consumer_waiting_ = false;
-                    }
-                    if (queue_.empty()) {
-                        break;
-                    }
-                    chunk = std::move(queue_.front());
-                    queue_.pop_front();
-                    if (producer_waiting_ && queue_.size() <= kQueue / 2) {
-                        space_.notify_one();
-                    }
-                }
+            std::string chunk;
+            while (in_.pop(chunk)) {
                 diff_hasher_.update(chunk.data(), chunk.size());
                 diff_size_ += chunk.size();
                 compressor_->write(chunk.data(), chunk.size());
-                give_buffer(std::move(chunk));
+                in_.give(std::move(chunk));
+            }
+            if (in_.aborted()) {
+                return; // the writer is being destroyed unfinished, or failed
             }
             compressor_->finish();
-            flush();
+            if (plain_) {
+                flush_plain();
+            } else {
+                if (!out_cur_.empty() && !out_.push(std::move(out_cur_))) {
+                    return;
+                }
+                out_.close();
+            }
+        } catch (const Stopped&) {
+            // The output thread failed and recorded why.
         } catch (...) {
-            std::lock_guard lock(mu_);
-            error_ = std::current_exception();
-            queue_.clear();
+            fail(std::current_exception());
         }
-        space_.notify_all();
     }
 
+    void run_output() noexcept {
+        try {
+            std::string chunk;
+            while (out_.pop(chunk)) {
+                blob_hasher_.update(chunk.data(), chunk.size());
+                fs::write_all(out_fd_, chunk.data(), chunk.size());
+                out_.give(std::move(chunk));
+            }
+        } catch (...) {
+            fail(std::current_exception());
+        }
+    }
+
+    // Codec thread: compressed (or, uncompressed, tar) bytes.
     void emit(const void* d, std::size_t n) {
-        if (!plain_) {
-            blob_hasher_.update(d, n);
-        }
         blob_size_ += n;
-        if (out_buf_.size() + n > kChunk || (n >= kChunk / 8 && !out_buf_.empty())) {
-            flush();
-        }
-        if (n >= kChunk / 8) {
-            fs::write_all(out_fd_, d, n);
+        const char* p = static_cast<const char*>(d);
+        if (plain_) {
+            // Large pieces (whole chunks) go straight out, small ones are
+            // gathered.
+            if (plain_buf_.size() + n > kChunk || (n >= kChunk / 8 && !plain_buf_.empty())) {
+                flush_plain();
+            }
+            if (n >= kChunk / 8) {
+                fs::write_all(out_fd_, p, n);
+                return;
+            }
+            plain_buf_.insert(plain_buf_.end(), p, p + n);
             return;
         }
-        out_buf_.insert(out_buf_.end(), static_cast<const char*>(d), static_cast<const char*>(d) + n);
+        while (n > 0) {
+            std::size_t k = std::min(n, kChunk - out_cur_.size());
+            out_cur_.append(p, k);
+            p += k;
+            n -= k;
+            if (out_cur_.size() == kChunk) {
+                if (!out_.push(std::move(out_cur_))) {
+                    throw Stopped{};
+                }
+                out_cur_ = out_.take();
+            }
+        }
     }
 
-    void flush() {
-        if (!out_buf_.empty()) {
-            fs::write_all(out_fd_, out_buf_.data(), out_buf_.size());
-            out_buf_.clear();
+    void flush_plain() {
+        if (!plain_buf_.empty()) {
+            fs::write_all(out_fd_, plain_buf_.data(), plain_buf_.size());
+            plain_buf_.clear();
         }
     }
 
     int out_fd_;
-    bool inline_ = false;
     bool plain_ = false;
     std::unique_ptr<Compressor> compressor_;
-    DigestHasher diff_hasher_;
-    DigestHasher blob_hasher_;
+    ChunkQueue in_;
+    ChunkQueue out_;
+    std::string cur_;     // calling thread
+    std::string out_cur_; // codec thread
+    std::vector<char> plain_buf_;
+    DigestHasher diff_hasher_; // codec thread
+    DigestHasher blob_hasher_; // output thread
     std::uint64_t diff_size_ = 0;
     std::uint64_t blob_size_ = 0;
-    std::vector<char> out_buf_;
-    std::string cur_;
-    std::mutex mu_;
-    std::condition_variable ready_;
-    std::condition_variable space_;
-    std::deque<std::string> queue_;
-    std::vector<std::string> free_;
-    bool producer_waiting_ = false;
-    bool consumer_waiting_ = false;
-    bool done_ = false;
+    std::mutex error_mu_;
     std::exception_ptr error_;
-    std::thread thread_;
+    std::thread codec_thread_;
+    std::thread output_thread_;
 };
 
 struct TarWriter::Impl {
@@ -485,44 +567,82 @@ struct TarReader::Impl {
     std::uint64_t diff_size = 0;
     std::uint64_t blob_size = 0;
     std::vector<char> in_buf;
-    std::size_t prefetched = 0; // bytes of in_buf read while detecting compression
-    std::string out;            // decompressed bytes handed to libarchive
+    std::size_t in_pos = 0; // in_buf[in_pos, in_len) is read but not decoded yet
+    std::size_t in_len = 0; // (the first bytes are read while detecting the compression)
+    bool in_eof = false;
+    // Decompressed bytes handed to libarchive: at most kOutChunk per pull(),
+    // whatever the compression ratio (a decompression bomb costs time, not
+    // memory). Uncompressed, out points into in_buf.
+    std::unique_ptr<char[]> out_buf;
+    const char* out = nullptr;
+    std::size_t out_len = 0;
     bool eof = false;
     bool at_end = false; // next() returned nullopt
     bool finished = false;
     std::exception_ptr error;
     std::string current; // path of the current entry, for messages
 
-    // Produces the next block of tar bytes into `out` (empty at the end).
-    void pull() {
-        out.clear();
-        while (out.empty() && !eof) {
-            std::size_t n;
-            if (prefetched > 0) {
-                n = prefetched;
-                prefetched = 0;
-            } else {
-                ssize_t r = ::read(in_fd, in_buf.data(), in_buf.size());
-                if (r < 0) {
-                    if (errno == EINTR) {
-                        continue;
-                    }
-                    throw SysError("read", name, errno);
+    bool fill() {
+        in_pos = 0;
+        in_len = 0;
+        for (;;) {
+            ssize_t r = ::read(in_fd, in_buf.data(), in_buf.size());
+            if (r < 0) {
+                if (errno == EINTR) {
+                    continue;
                 }
-                n = static_cast<std::size_t>(r);
+                throw SysError("read", name, errno);
             }
-            if (n == 0) {
-                eof = true;
-                decompressor->finish();
+            in_len = static_cast<std::size_t>(r);
+            break;
+        }
+        if (in_len == 0) {
+            in_eof = true;
+            return false;
+        }
+        blob_hasher.update(in_buf.data(), in_len);
+        blob_size += in_len;
+        return true;
+    }
+
+    // Produces the next block of tar bytes into out/out_len (0 at the end).
+    void pull() {
+        out_len = 0;
+        while (out_len == 0 && !eof) {
+            if (in_pos == in_len && !in_eof) {
+                fill();
+            }
+            if (compression == Compression::none) {
+                if (in_pos == in_len) {
+                    eof = true;
+                    break;
+                }
+                out = in_buf.data() + in_pos;
+                out_len = in_len - in_pos;
+                in_pos = in_len;
                 break;
             }
-            blob_hasher.update(in_buf.data(), n);
-            blob_size += n;
-            decompressor->feed(in_buf.data(), n);
+            // After the end of the input, the decoder is drained (it may
+            // still hold output) before its end is checked.
+            Decompressor::Step st = decompressor->decode(in_buf.data() + in_pos, in_len - in_pos,
+                                                         out_buf.get(), kOutChunk);
+            in_pos += st.consumed;
+            out = out_buf.get();
+            out_len = st.produced;
+            if (st.consumed == 0 && st.produced == 0) {
+                if (in_pos < in_len) {
+                    throw Error("corrupt " + std::string(to_string(compression)) +
+                                " stream: the decoder made no progress");
+                }
+                if (in_eof) {
+                    eof = true;
+                    decompressor->finish();
+                }
+            }
         }
-        if (!out.empty()) {
-            diff_hasher.update(out.data(), out.size());
-            diff_size += out.size();
+        if (out_len > 0) {
+            diff_hasher.update(out, out_len);
+            diff_size += out_len;
         }
     }
 
@@ -530,8 +650,8 @@ struct TarReader::Impl {
         auto* impl = static_cast<Impl*>(self);
         try {
             impl->pull();
-            *buffer = impl->out.data();
-            return static_cast<la_ssize_t>(impl->out.size());
+            *buffer = impl->out;
+            return static_cast<la_ssize_t>(impl->out_len);
         } catch (...) {
             impl->error = std::current_exception();
             return -1;
@@ -558,21 +678,16 @@ TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>
     impl->in_buf.resize(kReadChunk);
     // Detect the compression from the first bytes.
     std::size_t got = fs::read_full(in_fd, impl->in_buf.data(), 512);
-    impl->prefetched = got;
-    if (got == 0) {
-        impl->prefetched = 0;
-    }
+    impl->in_len = got;
+    impl->in_eof = got < 512;
+    impl->blob_hasher.update(impl->in_buf.data(), got);
+    impl->blob_size += got;
     impl->compression = detect_compression(impl->in_buf.data(), got);
-    impl->decompressor = Decompressor::create(
-        impl->compression, [impl](const void* d, std::size_t n) {
-            impl->out.append(static_cast<const char*>(d), n);
-        });
-    if (got == 0) {
-        impl->eof = true;
-        if (impl->compression == Compression::none) {
-            // An empty file is not a tar stream; libarchive reports it below.
-        }
+    impl->decompressor = Decompressor::create(impl->compression);
+    if (impl->compression != Compression::none) {
+        impl->out_buf = std::make_unique<char[]>(kOutChunk);
     }
+    // An empty file is not a tar stream; libarchive reports it below.
     impl->a = archive_read_new();
     if (impl->a == nullptr) {
         throw Error("libarchive: out of memory");

@@ -11,8 +11,15 @@
 
 namespace strata {
 
-AtomicFile::AtomicFile(std::string path, mode_t mode) : path_(std::move(path)) {
-    std::string templ = path_ + ".tmp.XXXXXX";
+AtomicFile::AtomicFile(std::string path, mode_t mode)
+    : AtomicFile(path, path + ".tmp.XXXXXX", mode) {}
+
+AtomicFile AtomicFile::in_dir(const std::string& dir, std::string_view prefix, mode_t mode) {
+    return AtomicFile(std::string(), dir + "/" + std::string(prefix) + "-XXXXXX", mode);
+}
+
+AtomicFile::AtomicFile(std::string path, const std::string& templ, mode_t mode)
+    : path_(std::move(path)) {
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
     int fd = ::mkostemp(buf.data(), O_CLOEXEC);
@@ -43,22 +50,31 @@ void AtomicFile::write(std::string_view data) {
     }
 }
 
-bool AtomicFile::commit(bool no_replace) {
+bool AtomicFile::commit(bool no_replace) { return commit_as(path_, no_replace); }
+
+bool AtomicFile::commit_as(const std::string& path, bool no_replace) {
+    if (committed_) {
+        throw Error("AtomicFile " + tmp_ + ": committed twice");
+    }
+    if (path.empty()) {
+        throw Error("AtomicFile " + tmp_ + ": no destination");
+    }
     if (::fsync(fd_.get()) != 0) {
         throw_errno("fsync", tmp_);
     }
     fd_.close();
     if (no_replace) {
-        if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE) != 0) {
+        if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
             if (errno == EEXIST) {
                 return false;
             }
-            throw_errno("rename", path_);
+            throw_errno("rename", path);
         }
-    } else if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-        throw_errno("rename", path_);
+    } else if (::rename(tmp_.c_str(), path.c_str()) != 0) {
+        throw_errno("rename", path);
     }
     committed_ = true;
+    path_ = path;
     return true;
 }
 

@@ -1,6 +1,8 @@
 // AtomicFile: writes go to a temporary file beside the destination; commit()
 // fsyncs and renames it into place. Without commit() the destructor removes
 // the temporary, so a destination is either absent/old or complete.
+// AtomicFile::in_dir makes one whose destination is only known at the end
+// (content-addressed files: the name is the digest of what was written).
 #pragma once
 
 #include "util/fd.hpp"
@@ -14,6 +16,9 @@ namespace strata {
 class AtomicFile {
 public:
     explicit AtomicFile(std::string path, mode_t mode = 0644);
+    // A temporary file named PREFIX-XXXXXX in dir (which must be on the
+    // destination's filesystem); commit_as() names the destination.
+    static AtomicFile in_dir(const std::string& dir, std::string_view prefix, mode_t mode = 0644);
     AtomicFile(const AtomicFile&) = delete;
     AtomicFile& operator=(const AtomicFile&) = delete;
     ~AtomicFile();
@@ -25,8 +30,11 @@ public:
     // fsync + rename. With no_replace, an existing destination is left alone
     // and commit returns false.
     bool commit(bool no_replace = false);
+    // fsync + rename to path.
+    bool commit_as(const std::string& path, bool no_replace = false);
 
 private:
+    AtomicFile(std::string path, const std::string& templ, mode_t mode);
     std::string path_;
     std::string tmp_;
     UniqueFd fd_;

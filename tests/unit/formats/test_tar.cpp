@@ -176,6 +176,8 @@ TEST_CASE("tar output is deterministic PAX without atime, ctime or libarchive's 
     CHECK(z4.digests.diff_id == a.digests.diff_id);
     opts.threads = 4;
     CHECK(write_sample(dir.path() + "/z4b", opts).bytes == z4.bytes);
+    CHECK(z1.bytes == z4.bytes);
+    CHECK(z1.digests.blob_digest == z4.digests.blob_digest);
 }
 
 TEST_CASE("clamp_mtime clamps later mtimes only (SOURCE_DATE_EPOCH)") {
@@ -244,4 +246,43 @@ TEST_CASE("copy_to streams an entry's content to a file") {
     }
     r.finish();
     CHECK(fs::read_file(dir.path() + "/su") == std::string(100000, 'x'));
+}
+
+TEST_CASE("a failing output is an error from the writer, never a hang, in every compression") {
+    for (auto c : {Compression::none, Compression::gzip, Compression::zstd}) {
+        INFO(to_string(c));
+        // Writes to a read-only descriptor fail (EBADF) on the output stage.
+        UniqueFd ro = fs::open("/dev/null", O_RDONLY);
+        TarWriter::Options opts;
+        opts.compression = c;
+        TarWriter w(ro.get(), opts);
+        std::string big(8 << 20, 'x');
+        for (std::size_t i = 0; i < big.size(); i += 7) {
+            big[i] = static_cast<char>(i * 2654435761u >> 24); // not too compressible
+        }
+        auto add_all = [&] {
+            for (int i = 0; i < 4; ++i) {
+                TarEntry e = entry("f" + std::to_string(i), EntryType::file);
+                w.add_data(e, big);
+            }
+            w.finish();
+        };
+        CHECK_THROWS_AS(add_all(), SysError);
+    }
+}
+
+TEST_CASE("a writer destroyed before finish stops its threads and writes no end of archive") {
+    TempDir dir;
+    for (auto c : {Compression::none, Compression::gzip, Compression::zstd}) {
+        std::string p = dir.path() + "/l";
+        UniqueFd out = fs::open(p, O_WRONLY | O_CREAT | O_TRUNC);
+        {
+            TarWriter::Options opts;
+            opts.compression = c;
+            TarWriter w(out.get(), opts);
+            w.add_data(entry("a", EntryType::file), std::string(3 << 20, 'a'));
+        }
+        // What was written (if anything) is not a complete layer.
+        CHECK_THROWS(read_all(p));
+    }
 }
