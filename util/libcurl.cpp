@@ -76,6 +76,12 @@ std::string libcurl_load_error() { return api().error; }
 
 } // namespace strata
 
+// libcurl's own prototypes put va_start after an enum parameter (CURLoption,
+// CURLINFO); the enums are int-sized, which is what libcurl reads as well.
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wvarargs"
+#endif
+
 extern "C" {
 
 CURLcode curl_global_init(long flags) {
