@@ -204,6 +204,8 @@ private:
         return n == m_root ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(n);
     }
     int upper() const { return m_layers[0].root.get(); }
+    template <typename Op>
+    int change_xattr(fuse_ino_t ino, const char* name, int internal_err, Op&& op);
     std::string path_of(const Node* n) const;
     std::string proc_path(int layer, const std::string& rel) const {
         return "/proc/self/fd/" + std::to_string(m_layers[static_cast<std::size_t>(layer)].root.get()) +
@@ -1022,13 +1024,15 @@ int Fs::listxattr(fuse_ino_t ino, std::size_t size, std::string& out, std::size_
     return 0;
 }
 
-int Fs::setxattr(fuse_ino_t ino, const char* name, const char* value, std::size_t size,
-                 int flags) {
+// setxattr and removexattr: copy the inode up, then change the upper copy with op
+// (given its /proc path); internal_err for overlay's own xattrs.
+template <typename Op>
+int Fs::change_xattr(fuse_ino_t ino, const char* name, int internal_err, Op&& op) {
     if (!m_writable) {
         return EROFS;
     }
     if (is_internal_xattr(name)) {
-        return EPERM;
+        return internal_err;
     }
     std::lock_guard lock(m_tree);
     Node* n = node_of(ino);
@@ -1036,29 +1040,19 @@ int Fs::setxattr(fuse_ino_t ino, const char* name, const char* value, std::size_
     if (err != 0) {
         return err;
     }
-    if (::lsetxattr(proc_path(0, path_of(n)).c_str(), name, value, size, flags) < 0) {
-        return errno;
-    }
-    return 0;
+    return op(proc_path(0, path_of(n)).c_str()) < 0 ? errno : 0;
+}
+
+int Fs::setxattr(fuse_ino_t ino, const char* name, const char* value, std::size_t size,
+                 int flags) {
+    return change_xattr(ino, name, EPERM, [&](const char* path) {
+        return ::lsetxattr(path, name, value, size, flags);
+    });
 }
 
 int Fs::removexattr(fuse_ino_t ino, const char* name) {
-    if (!m_writable) {
-        return EROFS;
-    }
-    if (is_internal_xattr(name)) {
-        return ENODATA;
-    }
-    std::lock_guard lock(m_tree);
-    Node* n = node_of(ino);
-    int err = copy_up(n);
-    if (err != 0) {
-        return err;
-    }
-    if (::lremovexattr(proc_path(0, path_of(n)).c_str(), name) < 0) {
-        return errno;
-    }
-    return 0;
+    return change_xattr(ino, name, ENODATA,
+                        [&](const char* path) { return ::lremovexattr(path, name); });
 }
 
 // ---- writable mode ----
