@@ -8,16 +8,22 @@
 #include "snapshot/layer_diff.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/scope.hpp"
 #include "util/sha256.hpp"
 
+#include <cerrno>
 #include <iostream>
 #include <memory>
+#include <unistd.h>
 
 namespace strata::cli {
 
 namespace {
 
-std::string state_dir(const snapshot::Store& store) { return store.root() + "/mounts"; }
+std::string state_dir(const snapshot::Store& store) {
+    return store.root() + "/mounts";
+}
 
 // Per-target work directory for writable mounts: mounts/<sha of target>/.
 std::string work_dir_for(const snapshot::Store& store, const std::string& target) {
@@ -25,7 +31,7 @@ std::string work_dir_for(const snapshot::Store& store, const std::string& target
 }
 
 struct MountOptions {
-    std::string driver = "overlay";
+    std::string driver; // empty: overlay as root, fuse otherwise
     bool writable = false;
     std::string image;
     std::string dir;
@@ -33,7 +39,13 @@ struct MountOptions {
 
 void mount_image(Context& ctx, const MountOptions& o) {
     snapshot::Store store = open_store(ctx);
-    layerfs::Driver driver = layerfs::parse_driver(o.driver);
+    // Kernel overlayfs needs CAP_SYS_ADMIN in the initial user namespace for
+    // a mount others can see; strata's FUSE union filesystem works for any
+    // user /dev/fuse and fusermount3 allow (as podman falls back to
+    // fuse-overlayfs when rootless).
+    layerfs::Driver driver =
+        o.driver.empty() ? (::geteuid() == 0 ? layerfs::Driver::overlay : layerfs::Driver::fuse)
+                         : layerfs::parse_driver(o.driver);
     snapshot::ImageRecord rec = store.resolve(o.image);
     snapshot::Image img = store.load(rec.manifest);
     std::string target = fs::absolute(o.dir);
@@ -50,19 +62,43 @@ void mount_image(Context& ctx, const MountOptions& o) {
     spec.driver = driver;
     spec.state_dir = state_dir(store);
     fs::mkdirs(spec.state_dir, 0700);
+    if (auto previous = layerfs::maybe_mount_record(spec.state_dir, target);
+        previous && previous->mounted) {
+        // Mounting again would also throw away its writable layer.
+        throw Error(target + " is already a strata mount (" +
+                    previous->label.substr(previous->label.find(' ') + 1) +
+                    "); strata umount it first");
+    }
     // The label names the image by manifest digest, so that umount --commit
     // knows what the new layer goes on.
     spec.label = img.descriptor.digest.str() + " " + (rec.name ? rec.name->familiar() : "<none>");
+    std::string rw = o.writable ? work_dir_for(store, target) : "";
+    ScopeFail drop_rw([&] {
+        if (!rw.empty()) {
+            try {
+                fs::remove_all(rw);
+            } catch (const std::exception& e) {
+                STRATA_LOG_WARN("removing {}: {}", rw, e.what());
+            }
+        }
+    });
     if (o.writable) {
-        std::string rw = work_dir_for(store, target);
         fs::remove_all(rw);
         spec.upper = rw + "/upper";
         spec.work = rw + "/work";
         fs::mkdirs(spec.upper, 0755);
         fs::mkdirs(spec.work, 0700);
     }
-    layerfs::MountHandle handle = layerfs::mount(spec, target);
-    handle.release();
+    try {
+        layerfs::mount(spec, target).release();
+    } catch (const SysError& e) {
+        if (driver != layerfs::Driver::overlay || e.error_code() != EPERM || ::geteuid() == 0) {
+            throw;
+        }
+        throw Error(std::string(e.what()) +
+                    ": kernel overlayfs mounts need root; use --driver fuse (strata's FUSE union "
+                    "filesystem, which works for non-root users)");
+    }
 }
 
 void umount_image(Context& ctx, const std::string& dir, const std::string& commit) {
@@ -76,7 +112,9 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
             throw Error(target + " is not a strata mount (no record in " + state_dir(store) + ")");
         }
         if (record->upper.empty()) {
-            throw Error(target + " was mounted read-only: there is nothing to commit (mount it with --writable)");
+            throw Error(
+                target +
+                " was mounted read-only: there is nothing to commit (mount it with --writable)");
         }
     }
     layerfs::unmount(target, state_dir(store));
@@ -114,7 +152,8 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
     formats::ImageConfig config = base.config;
     config.created = now_rfc3339();
     config.diff_ids.push_back(d.diff_id);
-    config.history.push_back(formats::History{config.created, "strata mount --writable (committed by strata umount)", "", "", false});
+    config.history.push_back(formats::History{
+        config.created, "strata mount --writable (committed by strata umount)", "", "", false});
     std::vector<formats::Descriptor> layers = base.manifest.layers;
     layers.push_back(layer);
     formats::Descriptor manifest = store.put_image(config, layers);
@@ -129,9 +168,10 @@ void list(Context& ctx) {
     snapshot::Store store = open_store(ctx);
     std::vector<std::vector<std::string>> rows{{"TARGET", "DRIVER", "MODE", "IMAGE", "STATE"}};
     for (const auto& r : layerfs::list_mounts(state_dir(store))) {
-        std::string label = r.label.substr(r.label.find(' ') == std::string::npos ? 0 : r.label.find(' ') + 1);
-        rows.push_back({r.target, layerfs::driver_name(r.driver), r.upper.empty() ? "ro" : "rw", label,
-                        r.mounted ? "mounted" : "gone"});
+        std::string label =
+            r.label.substr(r.label.find(' ') == std::string::npos ? 0 : r.label.find(' ') + 1);
+        rows.push_back({r.target, layerfs::driver_name(r.driver), r.upper.empty() ? "ro" : "rw",
+                        label, r.mounted ? "mounted" : "gone"});
     }
     print_table(rows);
 }
@@ -141,10 +181,12 @@ void list(Context& ctx) {
 void register_mount(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<MountOptions>();
     auto* cmd = app.add_subcommand("mount", "Mount an image's filesystem on a directory");
-    cmd->add_option("--driver", o->driver, "overlay (kernel overlayfs) or fuse (strata's union filesystem)")
-        ->check(CLI::IsMember({"overlay", "fuse"}))
-        ->capture_default_str();
-    cmd->add_flag("--writable", o->writable, "Add a writable upper directory (see umount --commit)");
+    cmd->add_option("--driver", o->driver,
+                    "overlay (kernel overlayfs; the default as root) or fuse (strata's union "
+                    "filesystem; the default otherwise)")
+        ->check(CLI::IsMember({"overlay", "fuse"}));
+    cmd->add_flag("--writable", o->writable,
+                  "Add a writable upper directory (see umount --commit)");
     cmd->add_option("IMAGE", o->image, "Image name or ID")->required();
     cmd->add_option("DIR", o->dir, "Mount point")->required();
     cmd->callback([&ctx, o] { mount_image(ctx, *o); });

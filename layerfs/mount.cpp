@@ -209,9 +209,17 @@ void unmount(const std::string& target_in, const std::string& state_dir) {
         }
         if (r == -EPERM && ::geteuid() != 0) {
             // A user's FUSE mount: fusermount3 is the setuid helper that may
-            // unmount it.
-            RunResult fr = run_capture({"fusermount3", "-u", "-z", target}, true);
+            // unmount it (root unmounts with umount2 directly, no helper).
+            // Busy: detached lazily, as above.
+            RunResult fr = run_capture({"fusermount3", "-u", target}, true);
+            if (!fr.status.success() && fr.out.find("busy") != std::string::npos) {
+                STRATA_LOG_WARN("\"{}\" is busy; detaching it lazily", target);
+                fr = run_capture({"fusermount3", "-u", "-z", target}, true);
+            }
             if (!fr.status.success()) {
+                while (!fr.out.empty() && fr.out.back() == '\n') {
+                    fr.out.pop_back();
+                }
                 throw Error("fusermount3 -u \"" + target + "\" " + fr.status.describe() + ": " +
                             fr.out);
             }

@@ -23,6 +23,7 @@
 #include "util/fd.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/scope.hpp"
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -31,6 +32,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
@@ -170,6 +172,9 @@ public:
     void set_no_open(bool v) { m_no_open = v; }
     void set_no_opendir(bool v) { m_no_opendir = v; }
     bool no_open() const { return m_no_open; }
+    // The kernel's INIT has been answered: the mount serves requests.
+    void set_initialized() { m_initialized = true; }
+    bool initialized() const { return m_initialized; }
 
     int lookup(fuse_ino_t parent, const char* name, fuse_entry_param& e);
     void forget(fuse_ino_t ino, std::uint64_t n);
@@ -204,6 +209,8 @@ private:
         return n == m_root ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(n);
     }
     int upper() const { return m_layers[0].root.get(); }
+    template <typename Op>
+    int change_xattr(fuse_ino_t ino, const char* name, int internal_err, Op&& op);
     std::string path_of(const Node* n) const;
     std::string proc_path(int layer, const std::string& rel) const {
         return "/proc/self/fd/" + std::to_string(m_layers[static_cast<std::size_t>(layer)].root.get()) +
@@ -257,6 +264,7 @@ private:
     double m_timeout;
     bool m_no_open = false;
     bool m_no_opendir = false;
+    bool m_initialized = false;
     std::atomic<bool> m_oci_whiteouts{false}; // mknod refused: write ".wh." files
     std::atomic<int> m_cached_fds{0};
     std::atomic<std::uint64_t> m_tmp_counter{0};
@@ -1022,13 +1030,15 @@ int Fs::listxattr(fuse_ino_t ino, std::size_t size, std::string& out, std::size_
     return 0;
 }
 
-int Fs::setxattr(fuse_ino_t ino, const char* name, const char* value, std::size_t size,
-                 int flags) {
+// setxattr and removexattr: copy the inode up, then change the upper copy with op
+// (given its /proc path); internal_err for overlay's own xattrs.
+template <typename Op>
+int Fs::change_xattr(fuse_ino_t ino, const char* name, int internal_err, Op&& op) {
     if (!m_writable) {
         return EROFS;
     }
     if (is_internal_xattr(name)) {
-        return EPERM;
+        return internal_err;
     }
     std::lock_guard lock(m_tree);
     Node* n = node_of(ino);
@@ -1036,29 +1046,19 @@ int Fs::setxattr(fuse_ino_t ino, const char* name, const char* value, std::size_
     if (err != 0) {
         return err;
     }
-    if (::lsetxattr(proc_path(0, path_of(n)).c_str(), name, value, size, flags) < 0) {
-        return errno;
-    }
-    return 0;
+    return op(proc_path(0, path_of(n)).c_str()) < 0 ? errno : 0;
+}
+
+int Fs::setxattr(fuse_ino_t ino, const char* name, const char* value, std::size_t size,
+                 int flags) {
+    return change_xattr(ino, name, EPERM, [&](const char* path) {
+        return ::lsetxattr(path, name, value, size, flags);
+    });
 }
 
 int Fs::removexattr(fuse_ino_t ino, const char* name) {
-    if (!m_writable) {
-        return EROFS;
-    }
-    if (is_internal_xattr(name)) {
-        return ENODATA;
-    }
-    std::lock_guard lock(m_tree);
-    Node* n = node_of(ino);
-    int err = copy_up(n);
-    if (err != 0) {
-        return err;
-    }
-    if (::lremovexattr(proc_path(0, path_of(n)).c_str(), name) < 0) {
-        return errno;
-    }
-    return 0;
+    return change_xattr(ino, name, ENODATA,
+                        [&](const char* path) { return ::lremovexattr(path, name); });
 }
 
 // ---- writable mode ----
@@ -1793,6 +1793,7 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
         fs->set_no_open((conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
         fs->set_no_opendir((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0);
     }
+    fs->set_initialized();
     STRATA_LOG_DEBUG("union fs: init, kernel protocol {}.{}, no_open={}", conn->proto_major,
                      conn->proto_minor, fs->no_open());
 }
@@ -2151,6 +2152,97 @@ struct SessionDeleter {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
 
+// Requests served on the main thread before the multi-threaded loop starts.
+// A mount that is only stat'ed or listed once (a container runtime checking
+// it, `mount` + `ls` + `umount`) never pays for worker threads (each one a
+// stack, a 1 MiB request buffer and a malloc arena, created and torn down),
+// and the first requests after the mount are answered without a hand-off
+// between threads; a busy mount gets its workers after this many.
+constexpr int k_inline_requests = 64;
+
+// Serves requests one at a time on this thread until enough() says so.
+// False when the session ended first (unmounted, a signal, a read error).
+template <typename Enough> bool serve_inline(fuse_session* se, fuse_buf& buf, Enough&& enough) {
+    while (!fuse_session_exited(se)) {
+        if (enough()) {
+            return true;
+        }
+        int r = fuse_session_receive_buf(se, &buf);
+        if (r == -EINTR) {
+            continue; // a signal: its handler may have ended the session
+        }
+        if (r < 0) {
+            STRATA_LOG_ERROR("union fs: reading /dev/fuse: {}", std::strerror(-r));
+            fuse_session_exit(se);
+        }
+        if (r <= 0) {
+            return false; // 0: unmounted (libfuse marked the session exited)
+        }
+        fuse_session_process_buf(se, &buf);
+    }
+    return false;
+}
+
+void log_to_syslog() {
+    ::openlog("strata-overlay", LOG_PID, LOG_DAEMON);
+    log::set_sink([](log::Level level, std::string_view message) {
+        int prio = level == log::Level::error  ? LOG_ERR
+                   : level == log::Level::warn ? LOG_WARNING
+                                               : LOG_DEBUG;
+        ::syslog(prio, "%.*s", static_cast<int>(message.size()), message.data());
+    });
+}
+
+// Forks the daemon once the mount exists. The child detaches (new session,
+// cwd /, stdio on /dev/null, logs to syslog), answers the kernel's INIT and
+// only then lets the parent go: the parent exits 0 once the mount serves
+// requests (what mount(8), `strata mount` and scripts that use the mount
+// right away expect; libfuse's fuse_daemonize lets it go before, so the
+// first request waited for the new daemon to be scheduled, answer INIT and
+// start its threads). Returns in the child, true when INIT was answered.
+// In the parent, throws if the child ended before answering INIT.
+bool daemonize_when_ready(fuse_session* se, Fs& fs, fuse_buf& buf, const std::string& target) {
+    Pipe ready = Pipe::create();
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        throw_errno("fork", target);
+    }
+    if (pid > 0) {
+        ready.write.reset();
+        char c = 0;
+        ssize_t n;
+        do {
+            n = ::read(ready.read.get(), &c, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n == 1 && c == 1) {
+            ::_exit(0);
+        }
+        throw Error("union filesystem on \"" + target +
+                    "\": the daemon ended before the kernel's INIT was answered");
+    }
+    ready.read.reset();
+    ::setsid();
+    if (::chdir("/") != 0) {
+        // "/" always exists; nothing to do but stay where we are.
+    }
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        ::dup2(null, STDIN_FILENO);
+        ::dup2(null, STDOUT_FILENO);
+        ::dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO) {
+            ::close(null);
+        }
+    }
+    log_to_syslog();
+    bool ok = serve_inline(se, buf, [&] { return fs.initialized(); });
+    char c = ok ? 1 : 0;
+    if (::write(ready.write.get(), &c, 1) != 1) {
+        // The parent died: the mount is served all the same.
+    }
+    return ok;
+}
+
 } // namespace
 
 int serve_union(const UnionOptions& opts, const std::string& target, bool daemonize) {
@@ -2190,37 +2282,37 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
     if (fuse_set_signal_handlers(se.get()) != 0) {
         throw Error("union filesystem: cannot install signal handlers");
     }
+    ScopeExit restore_signals([&] { fuse_remove_signal_handlers(se.get()); });
     // Files are created with exactly the mode the caller asked for (the
     // kernel applied the caller's umask already).
     ::umask(0);
     if (fuse_session_mount(se.get(), target.c_str()) != 0) {
-        fuse_remove_signal_handlers(se.get());
         throw SysError("mount fuse.strata-overlay", target, EIO);
     }
-    // From here on, the mount exists: report errors without throwing past it.
-    if (fuse_daemonize(daemonize ? 0 : 1) != 0) {
-        fuse_session_unmount(se.get());
-        fuse_remove_signal_handlers(se.get());
-        throw Error("union filesystem: cannot daemonize");
-    }
+    // From here on the mount exists: it goes again when the session ends
+    // (unmounted from outside: libfuse sees the connection gone and skips).
+    ScopeExit unmount_at_end([&] { fuse_session_unmount(se.get()); });
+    fuse_buf buf{};
+    ScopeExit free_buf([&] { std::free(buf.mem); });
     if (daemonize) {
-        // stderr is /dev/null now: warnings and errors go to syslog.
-        ::openlog("strata-overlay", LOG_PID, LOG_DAEMON);
-        log::set_sink([](log::Level level, std::string_view message) {
-            int prio = level == log::Level::error  ? LOG_ERR
-                       : level == log::Level::warn ? LOG_WARNING
-                                                   : LOG_DEBUG;
-            ::syslog(prio, "%.*s", static_cast<int>(message.size()), message.data());
-        });
+        if (!daemonize_when_ready(se.get(), fs, buf, target)) {
+            return 1;
+        }
+    } else if (::chdir("/") != 0) {
+        // "/" always exists.
     }
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, 0);
-    fuse_loop_cfg_set_max_threads(cfg, 16);
-    fuse_loop_cfg_set_idle_threads(cfg, 8);
-    int r = fuse_session_loop_mt(se.get(), cfg);
-    fuse_loop_cfg_destroy(cfg);
-    fuse_session_unmount(se.get());
-    fuse_remove_signal_handlers(se.get());
+    int left = k_inline_requests;
+    int r = 0;
+    if (serve_inline(se.get(), buf, [&] { return left-- == 0; })) {
+        std::free(buf.mem);
+        buf = fuse_buf{};
+        fuse_loop_config* cfg = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(cfg, 0);
+        fuse_loop_cfg_set_max_threads(cfg, 16);
+        fuse_loop_cfg_set_idle_threads(cfg, 8);
+        r = fuse_session_loop_mt(se.get(), cfg);
+        fuse_loop_cfg_destroy(cfg);
+    }
     STRATA_LOG_DEBUG("union fs: session on \"{}\" ended ({})", target, r);
     return r < 0 ? 1 : 0;
 }

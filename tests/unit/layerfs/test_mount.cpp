@@ -29,6 +29,14 @@ bool wait_gone(pid_t pid) {
     return false;
 }
 
+// Threads of a process, from /proc/PID/status.
+int thread_count(pid_t pid) {
+    std::string status = fs::read_file("/proc/" + std::to_string(pid) + "/status");
+    auto at = status.find("\nThreads:");
+    REQUIRE(at != std::string::npos);
+    return std::stoi(status.substr(at + 9));
+}
+
 void check_records(Driver d) {
     TempDir t;
     test::write_file(t.path() + "/l1/f", "1");
@@ -109,6 +117,39 @@ TEST_CASE("SIGTERM to the FUSE process unmounts", "[fuse]") {
     REQUIRE(::kill(pid, SIGTERM) == 0);
     CHECK(wait_gone(pid));
     CHECK_FALSE(sys::is_mount_point(m));
+}
+
+TEST_CASE("a FUSE mount serves on one thread until it gets busy, and its process ends either way",
+          "[fuse]") {
+    TempDir t;
+    for (int i = 0; i < 200; ++i) {
+        test::write_file(t.path() + "/l1/f" + std::to_string(i), std::to_string(i));
+    }
+    std::string m = t.path() + "/m";
+    fs::mkdirs(m);
+    bool busy = GENERATE(false, true);
+    std::string target = layerfs::mount(test::spec_for({t.path() + "/l1"}, Driver::fuse), m).release();
+    pid_t pid = test::overlay_daemon_pid(m);
+    REQUIRE(pid > 0);
+    // The mount was ready when mount() returned: the kernel's INIT is
+    // answered before strata-overlay's parent exits.
+    CHECK(test::read_file(m + "/f7") == "7");
+    CHECK(thread_count(pid) == 1);
+    if (busy) {
+        // 200 lookups and reads: past the requests served inline, the
+        // multi-threaded loop takes over.
+        for (int i = 0; i < 200; ++i) {
+            REQUIRE(test::read_file(m + "/f" + std::to_string(i)) == std::to_string(i));
+        }
+        CHECK(thread_count(pid) > 1);
+    }
+    INFO("busy: " << busy);
+    REQUIRE(::kill(pid, SIGTERM) == 0);
+    CHECK(wait_gone(pid));
+    CHECK_FALSE(sys::is_mount_point(m));
+    if (sys::is_mount_point(m)) {
+        layerfs::unmount(target);
+    }
 }
 
 TEST_CASE("mount.fuse3 runs strata-overlay for type fuse.strata-overlay", "[root]") {

@@ -123,6 +123,45 @@ void run_cases(Driver d) {
         fs::remove_all(m + "/dir");
         CHECK(test::lstat_errno(m + "/dir") == ENOENT);
     }
+    SECTION("a merged dir emptied name by name can be removed, and made again empty") {
+        // dir: a.txt (whited out in l3), b.txt (l1 and l2), c.txt (l2).
+        CHECK(::unlink((m + "/dir/b.txt").c_str()) == 0);
+        CHECK(::rmdir((m + "/dir").c_str()) < 0);
+        CHECK(errno == ENOTEMPTY);
+        CHECK(::unlink((m + "/dir/c.txt").c_str()) == 0);
+        CHECK(test::dump_tree(m + "/dir").empty());
+        CHECK(::rmdir((m + "/dir").c_str()) == 0); // only whiteouts were left
+        CHECK(test::lstat_errno(m + "/dir") == ENOENT);
+        CHECK(::mkdir((m + "/dir").c_str(), 0750) == 0);
+        CHECK(test::dump_tree(m + "/dir").empty());
+        CHECK((fs::lstat(m + "/dir").st_mode & 07777) == 0750);
+    }
+    SECTION("deleted names are reused: O_EXCL create, mkdir over a file, a file over a dir") {
+        CHECK(::unlink((m + "/etc/motd").c_str()) == 0);
+        int fd = ::open((m + "/etc/motd").c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
+        CHECK(fd >= 0);
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        CHECK(test::read_file(m + "/etc/motd").empty());
+        CHECK(::open((m + "/etc/motd").c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640) < 0);
+        CHECK(errno == EEXIST);
+        // A lower file replaced by a directory, and back.
+        CHECK(::unlink((m + "/etc/passwd").c_str()) == 0);
+        CHECK(::mkdir((m + "/etc/passwd").c_str(), 0755) == 0);
+        CHECK(S_ISDIR(fs::lstat(m + "/etc/passwd").st_mode));
+        CHECK(test::dump_tree(m + "/etc/passwd").empty());
+        CHECK(::rmdir((m + "/etc/passwd").c_str()) == 0);
+        test::write_file(m + "/etc/passwd", "new\n");
+        CHECK(test::read_file(m + "/etc/passwd") == "new\n");
+        // A merged lower directory replaced by a file, and back.
+        fs::remove_all(m + "/flip");
+        test::write_file(m + "/flip", "a file now\n");
+        CHECK(test::read_file(m + "/flip") == "a file now\n");
+        CHECK(::unlink((m + "/flip").c_str()) == 0);
+        CHECK(::mkdir((m + "/flip").c_str(), 0755) == 0);
+        CHECK(test::dump_tree(m + "/flip").empty());
+    }
     SECTION("hard links keep their link count") {
         CHECK(::link((m + "/etc/motd").c_str(), (m + "/etc/motd2").c_str()) == 0);
         CHECK(fs::lstat(m + "/etc/motd").st_nlink == 2);
@@ -214,6 +253,17 @@ void run_cases(Driver d) {
         CHECK(::lgetxattr(f.c_str(), "user.k", v, sizeof v) == 1);
         CHECK(::lremovexattr(f.c_str(), "user.k") == 0);
         CHECK(::lgetxattr(f.c_str(), "user.k", v, sizeof v) < 0);
+        if (d == Driver::fuse) {
+            // overlay's own xattrs cannot be set or removed through the FUSE
+            // union (as with fuse-overlayfs; kernel overlayfs 6.7+ escapes
+            // them into trusted.overlay.overlay.*).
+            errno = 0;
+            CHECK(::lsetxattr(f.c_str(), "trusted.overlay.opaque", "y", 1, 0) < 0);
+            CHECK(errno == EPERM);
+            errno = 0;
+            CHECK(::lremovexattr(f.c_str(), "trusted.overlay.opaque") < 0);
+            CHECK(errno == ENODATA);
+        }
         fs::remove_all(m + "/opq");
         fs::mkdirs(m + "/opq");
         CHECK(::lgetxattr((m + "/opq").c_str(), "trusted.overlay.opaque", v, sizeof v) < 0);
