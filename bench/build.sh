@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # strata build against buildah (Debian's 1.28, `bud --isolation chroot
-# --layers`, overlay storage driver) on the same Dockerfiles and contexts, in
-# one run, alternating A B A B so that a ratio holds on a noisy machine:
+# --layers`, overlay storage driver) and docker build with BuildKit (Debian's
+# docker.io 20.10, its own engine started here) on the same Dockerfiles and
+# contexts, in one run, interleaved A B C A B C so that ratios hold on a noisy
+# machine:
 #   W1  ten RUN steps that create, change and delete files (cold, --no-cache)
 #   W2  COPY . of 20,000 small files + 5 x 50 MiB, then one RUN (cold)
 #   W3  multi-stage, COPY --from (cold)
@@ -9,8 +11,10 @@
 #   W5  rebuild of W2 after one small context file's content changed
 # Usage (root): bench/build.sh [STRATA_BINARY] [RUNS]   (default build/cli/strata, 5)
 # Work data goes to $BENCH_DATA (default /var/tmp/strata-bench-build).
-# docker build (BuildKit) is measured too when a Docker daemon answers
-# (`docker info`); start one with ../shared/peers/lib.sh docker_up.
+# BuildKit runs in a Docker engine of the benchmark's own (data under
+# $BENCH_DATA/docker, socket /run/strata-bench-docker/docker.sock, no bridge,
+# no iptables), started here and stopped at the end; BENCH_DOCKER=0 leaves it
+# out. The client is Debian's /usr/bin/docker (BuildKit built in).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 STRATA=$(realpath "${1:-$HERE/../build/cli/strata}")
@@ -29,7 +33,27 @@ EOF
 export CONTAINERS_REGISTRIES_CONF=$DATA/registries.conf
 BAH="buildah --root $DATA/buildah/root --runroot $DATA/buildah/run --storage-driver overlay"
 DOCKER=0
-if command -v docker >/dev/null && docker info >/dev/null 2>&1; then DOCKER=1; fi
+DOCKER_CLI=/usr/bin/docker
+DOCKER_RUN=/run/strata-bench-docker
+if [ "${BENCH_DOCKER:-1}" != 0 ] && [ -x $DOCKER_CLI ] && command -v dockerd >/dev/null; then
+  export DOCKER_HOST=unix://$DOCKER_RUN/docker.sock
+  if ! $DOCKER_CLI info >/dev/null 2>&1; then
+    mkdir -p "$DATA/docker" "$DOCKER_RUN"
+    (cd / && setsid nohup dockerd --data-root "$DATA/docker" --exec-root "$DOCKER_RUN/exec" \
+      --pidfile "$DOCKER_RUN/dockerd.pid" -H "$DOCKER_HOST" --iptables=false --ip6tables=false \
+      --bridge=none --ip-masq=false >"$DATA/dockerd.log" 2>&1 </dev/null &)
+    for _ in $(seq 1 120); do $DOCKER_CLI info >/dev/null 2>&1 && break; sleep 0.5; done
+    STARTED_DOCKER=1
+  fi
+  if $DOCKER_CLI info >/dev/null 2>&1; then DOCKER=1; else echo "dockerd did not start (see $DATA/dockerd.log); BuildKit left out" >&2; fi
+fi
+stop_docker() {
+  if [ "${STARTED_DOCKER:-0}" = 1 ] && [ -f "$DOCKER_RUN/dockerd.pid" ]; then
+    local p; p=$(cat "$DOCKER_RUN/dockerd.pid"); kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
+  fi
+}
+trap stop_docker EXIT
 
 # The same busybox base for every tool, made by strata and exported.
 "$STRATA" bootstrap busybox >/dev/null
@@ -41,7 +65,7 @@ if ! $BAH inspect localhost/busybox-base:latest >/dev/null 2>&1; then
 fi
 if [ $DOCKER = 1 ]; then
   "$STRATA" save localhost/busybox-base:latest --format docker -o "$DATA/busybox-base-docker.tar"
-  docker load -i "$DATA/busybox-base-docker.tar" >/dev/null
+  $DOCKER_CLI load -i "$DATA/busybox-base-docker.tar" >/dev/null
 fi
 
 # Contexts.
@@ -61,50 +85,54 @@ cmd() { # cmd TOOL WORKLOAD [--no-cache]
   case $1 in
     strata) echo "$STRATA build --progress quiet ${3:-} -t localhost/${2,,}:bench $c" ;;
     buildah) echo "$BAH bud --isolation chroot --layers --pull=never -q ${3:-} -t localhost/${2,,}:bench $c" ;;
-    docker) echo "DOCKER_BUILDKIT=1 docker build --network=none -q ${3:-} -t ${2,,}:bench $c" ;;
+    docker) echo "DOCKER_BUILDKIT=1 $DOCKER_CLI build --network=none -q ${3:-} -t ${2,,}:bench $c" ;;
   esac
 }
 
-# time_pair TITLE PREP CMD_A CMD_B: RUNS alternating runs of A and B (PREP
-# before each run), prints medians and the ratio A/B.
-results=()
-time_pair() {
-  local title=$1 prep=$2 a=$3 b=$4 labela=$5 labelb=$6 ta=() tb=() i t0 t1
+# time_all TITLE PREP: RUNS rounds of every tool in turn (PREP before each
+# build), then the medians, strata's median CPU time (user+sys) and the
+# ratios strata/peer.
+tools=(strata buildah)
+[ $DOCKER = 0 ] || tools+=(docker)
+time_all() {
+  local title=$1 prep=$2 extra=${3:-} w=$4 i t0 t1 tool
+  declare -A times=()
+  local cpu=()
   for ((i = 0; i < RUNS; i++)); do
-    bash -c "$prep" >/dev/null 2>&1
-    t0=$(date +%s.%N); bash -c "$a" >/dev/null 2>"$DATA/err" || { cat "$DATA/err" >&2; exit 1; }; t1=$(date +%s.%N)
-    ta+=("$(echo "$t1 - $t0" | bc)")
-    bash -c "$prep" >/dev/null 2>&1
-    t0=$(date +%s.%N); bash -c "$b" >/dev/null 2>"$DATA/err" || { cat "$DATA/err" >&2; exit 1; }; t1=$(date +%s.%N)
-    tb+=("$(echo "$t1 - $t0" | bc)")
+    for tool in "${tools[@]}"; do
+      bash -c "$prep" >/dev/null 2>&1
+      local c; c=$(cmd "$tool" "$w" "$extra")
+      if [ "$tool" = strata ]; then c="/usr/bin/time -f '%U %S' -o $DATA/cpu $c"; fi
+      t0=$(date +%s.%N); bash -c "$c" >/dev/null 2>"$DATA/err" || { cat "$DATA/err" >&2; exit 1; }; t1=$(date +%s.%N)
+      times[$tool]+="$(echo "$t1 - $t0" | bc) "
+      if [ "$tool" = strata ]; then cpu+=("$(awk '{print $1 + $2}' "$DATA/cpu")"); fi
+    done
   done
-  local line
-  line=$(python3 - "$title" "$labela" "$labelb" "${ta[*]}" "${tb[*]}" <<'EOF'
+  python3 - "$title" "${times[strata]}" "${times[buildah]}" "${times[docker]:-}" "${cpu[*]}" <<'PY'
 import statistics, sys
-title, la, lb, a, b = sys.argv[1:]
-a = [float(x) for x in a.split()]; b = [float(x) for x in b.split()]
-ma, mb = statistics.median(a), statistics.median(b)
-print(f"| {title} | {la} {ma:.3f} s | {lb} {mb:.3f} s | {ma / mb:.2f}x |")
-EOF
-)
-  echo "$line"
-  results+=("$line")
+title, s, b, d, cpu = sys.argv[1:]
+med = lambda x: statistics.median(float(v) for v in x.split())
+ms, mb, mc = med(s), med(b), med(cpu)
+row = f"| {title} | {ms:.3f} s | {mb:.3f} s |"
+row += f" {med(d):.3f} s |" if d.strip() else " - |"
+row += f" {ms / mb:.2f}x |"
+row += f" {ms / med(d):.2f}x |" if d.strip() else " - |"
+row += f" {mc:.2f} s |"
+print(row, flush=True)
+PY
 }
 
-peers=(buildah)
-[ $DOCKER = 0 ] || peers+=(docker)
-echo "| workload | strata (median) | peer (median) | strata/peer |"
-echo "|---|---|---|---|"
-for p in "${peers[@]}"; do
-  for w in W1 W2 W3; do
-    time_pair "$w cold (--no-cache)" "" "$(cmd strata $w --no-cache)" "$(cmd $p $w --no-cache)" strata $p
-  done
-  for w in W1 W2; do
-    bash -c "$(cmd strata $w)" >/dev/null 2>&1; bash -c "$(cmd $p $w)" >/dev/null 2>&1
-    time_pair "W4 $w rebuild, nothing changed" "" "$(cmd strata $w)" "$(cmd $p $w)" strata $p
-  done
-  cp -p "$F" "$DATA/f042.orig"
-  time_pair "W5 W2 rebuild, one file changed" "echo \"edit \$(date +%s%N)\" >> $F" \
-    "$(cmd strata W2)" "$(cmd $p W2)" strata $p
-  cp -p "$DATA/f042.orig" "$F"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $RUNS rounds, medians"
+echo "| workload | strata | buildah | BuildKit | strata/buildah | strata/BuildKit | strata CPU |"
+echo "|---|---|---|---|---|---|---|"
+for w in W1 W2 W3; do
+  time_all "$w cold (--no-cache)" "" --no-cache $w
 done
+for w in W1 W2; do
+  for tool in "${tools[@]}"; do bash -c "$(cmd $tool $w)" >/dev/null 2>&1; done
+  time_all "W4 $w rebuild, nothing changed" "" "" $w
+done
+cp -p "$F" "$DATA/f042.orig"
+time_all "W5 W2 rebuild, one file changed" "echo \"edit \$(date +%s%N)\" >> $F" "" W2
+cp -p "$DATA/f042.orig" "$F"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

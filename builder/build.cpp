@@ -2,6 +2,7 @@
 
 #include "builder/add_source.hpp"
 #include "builder/cache.hpp"
+#include "builder/context_index.hpp"
 #include "builder/copy.hpp"
 #include "builder/dockerfile/dockerignore.hpp"
 #include "builder/dockerfile/error.hpp"
@@ -420,10 +421,11 @@ private:
                                             std::string* key);
     CopyOptions context_copy_options() const;
     // hash_sources over the context, remembered under a fingerprint of the
-    // whole context's metadata so that an unchanged context is not re-read.
+    // whole context's metadata so that an unchanged context is not re-read
+    // (builder/context_index.hpp).
     std::string context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
                              const std::string& options_signature);
-    const std::string& context_fingerprint();
+    ContextIndex& context_index();
 
     [[noreturn]] void fail(const df::Instruction& ins, const std::string& message,
                            const std::string& output = {}, int exit_code = -1) const;
@@ -446,8 +448,8 @@ private:
     std::atomic<int> steps_run_{0};
     std::atomic<int> steps_cached_{0};
     std::vector<std::shared_future<StageResult>> futures_;
-    std::mutex fingerprint_mu_;
-    std::optional<std::string> fingerprint_;
+    std::mutex context_index_mu_;
+    std::unique_ptr<ContextIndex> context_index_;
 };
 
 void Executor::load_dockerfile() {
@@ -479,6 +481,16 @@ void Executor::load_dockerfile() {
     }
     plan_ = df::plan(ast_, po);
     multi_stage_ = plan_.stages.size() > 1;
+    // A build that copies from the context walks it while the first steps run.
+    for (std::size_t i : plan_.order) {
+        for (const auto& ins : plan_.stages[i].instructions) {
+            const auto* cp = std::get_if<df::CopyInstr>(&ins.data);
+            if (cp != nullptr && cp->from.empty()) {
+                (void)context_index();
+                break;
+            }
+        }
+    }
     ignore_ = df::DockerIgnore::load_for(opts_.context_dir, dockerfile_path_);
     for (const auto& s : opts_.secrets) {
         if (!fs::exists(s.path)) {
@@ -759,9 +771,11 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
     out.created_by = created_by;
     out.created = build_time(opts_.source_date_epoch);
     {
+        auto t_work = std::chrono::steady_clock::now();
         Workspace ws(store_.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers);
         work(ws);
         ws.unmount();
+        auto t_pack = std::chrono::steady_clock::now();
         for (const auto& f : ws.after_unmount) {
             f(ws.upper());
         }
@@ -784,7 +798,11 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(d.diff_id);
             Digest chain = formats::chain_id(diffs);
+            auto t_adopt = std::chrono::steady_clock::now();
             store_.adopt_snapshot(chain, ws.upper_path());
+            STRATA_LOG_DEBUG("step {}: work {:.3f} s, pack {:.3f} s, adopt {:.3f} s", step.id,
+                             std::chrono::duration<double>(t_pack - t_work).count(),
+                             std::chrono::duration<double>(t_adopt - t_pack).count(), seconds_since(t_adopt));
             out.layer = layer;
             out.diff_id = d.diff_id;
             out.chain_id = chain;
@@ -1575,67 +1593,22 @@ StageResult Executor::build_stage(std::size_t index) {
     return st;
 }
 
-// Every entry of the context with the metadata that changes whenever its
-// content can have changed (size, mtime and ctime in ns, inode, mode,
-// owner), hashed: BuildKit's stat-keyed content cache in one value. Any
-// change anywhere in the context changes it, and then the content hashes are
-// computed again (which still hit the build cache when only mtimes moved).
-const std::string& Executor::context_fingerprint() {
-    std::lock_guard<std::mutex> l(fingerprint_mu_);
-    if (fingerprint_) {
-        return *fingerprint_;
+ContextIndex& Executor::context_index() {
+    std::lock_guard<std::mutex> l(context_index_mu_);
+    if (!context_index_) {
+        struct stat root = fs::fstat(context_fd_.get());
+        std::string id = Sha256::hex_of(fmt::format("{}\n{}\n{}", fs::absolute(opts_.context_dir),
+                                                    root.st_dev, root.st_ino));
+        context_index_ = std::make_unique<ContextIndex>(
+            context_fd_.get(), opts_.context_dir, store_.cache_dir() + "/context/" + id + ".digests");
     }
-    Sha256 h;
-    std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
-        UniqueFd dup(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!dup) {
-            throw_errno("open", opts_.context_dir + "/" + rel);
-        }
-        DIR* d = ::fdopendir(dup.get());
-        if (d == nullptr) {
-            throw_errno("fdopendir", opts_.context_dir + "/" + rel);
-        }
-        (void)dup.release();
-        std::vector<std::string> names;
-        while (struct dirent* de = ::readdir(d)) {
-            if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) {
-                names.emplace_back(de->d_name);
-            }
-        }
-        std::sort(names.begin(), names.end());
-        int fd = ::dirfd(d);
-        for (const auto& n : names) {
-            struct stat st;
-            if (::fstatat(fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-                ::closedir(d);
-                throw_errno("stat", opts_.context_dir + "/" + rel + n);
-            }
-            std::string line = fmt::format("{}{}{}{:o} {} {} {} {}.{} {}.{} {}\n", rel, n, '\0', st.st_mode,
-                                           st.st_uid, st.st_gid, st.st_size, st.st_mtim.tv_sec,
-                                           st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
-                                           st.st_ino);
-            h.update(line);
-            if (S_ISDIR(st.st_mode)) {
-                UniqueFd sub(::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-                if (!sub) {
-                    ::closedir(d);
-                    throw_errno("open", opts_.context_dir + "/" + rel + n);
-                }
-                walk(sub.get(), rel + n + "/");
-            }
-        }
-        ::closedir(d);
-    };
-    struct stat root = fs::fstat(context_fd_.get());
-    h.update(fmt::format("dev {} ino {}\n", root.st_dev, root.st_ino));
-    walk(context_fd_.get(), "");
-    fingerprint_ = h.finish_hex();
-    return *fingerprint_;
+    return *context_index_;
 }
 
 std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
                                    const std::string& options_signature) {
-    std::vector<std::string> parts = {"context-hash", context_fingerprint(), options_signature};
+    ContextIndex& index = context_index();
+    std::vector<std::string> parts = {"context-hash/2", index.fingerprint(), options_signature};
     parts.insert(parts.end(), sources.begin(), sources.end());
     if (ignore_) {
         for (const auto& p : ignore_->patterns()) {
@@ -1646,8 +1619,13 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
     if (auto known = cache_.last_content(probe)) {
         return *known;
     }
-    std::string hash = hash_sources(context_fd_.get(), sources, co);
-    cache_.remember_content(probe, hash);
+    auto t0 = std::chrono::steady_clock::now();
+    std::string hash = hash_sources(context_fd_.get(), sources, co, &index);
+    index.save();
+    STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
+    if (!index.racy()) {
+        cache_.remember_content(probe, hash);
+    }
     return hash;
 }
 

@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <map>
+#include <memory>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -290,6 +292,7 @@ struct Copier {
     CopyStats stats;
     // (dev, ino) of a copied file with several links -> its destination path.
     std::map<std::pair<dev_t, ino_t>, std::string> links;
+    bool no_copy_file_range = false; // it said EXDEV once: source and destination differ
 
     uid_t owner_uid(const struct stat& st) const {
         return opts.uid ? *opts.uid : opts.preserve_owner ? st.st_uid : 0;
@@ -364,6 +367,10 @@ struct Copier {
         }
         UniqueFd out = fs::open_at(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
         off_t remaining = st.st_size;
+        if (remaining > 0 && no_copy_file_range) {
+            copy_by_sendfile(in, out.get(), remaining, shown);
+            remaining = 0;
+        }
         while (remaining > 0) {
             ssize_t n = ::copy_file_range(in, nullptr, out.get(), nullptr,
                                           static_cast<size_t>(remaining), 0);
@@ -372,7 +379,10 @@ struct Copier {
                     continue;
                 }
                 if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
-                    copy_by_read(in, out.get(), shown);
+                    // Across filesystems (the context into the step's
+                    // overlay): an in-kernel copy, no user-space buffer.
+                    no_copy_file_range = errno == EXDEV;
+                    copy_by_sendfile(in, out.get(), remaining, shown);
                     break;
                 }
                 throw_errno("copy", shown);
@@ -383,8 +393,16 @@ struct Copier {
             remaining -= n;
         }
         copy_xattrs(in, out.get());
+        // Owner, mode and times through the open file: no path lookups.
+        if (::fchown(out.get(), owner_uid(st), owner_gid(st)) != 0 && errno != EPERM) {
+            throw_errno("chown", shown);
+        }
+        if (::fchmod(out.get(), mode_of(st)) != 0) {
+            throw_errno("chmod", shown);
+        }
+        struct timespec ts[2] = {st.st_mtim, st.st_mtim};
+        ::futimens(out.get(), ts);
         out.close();
-        set_meta(ddir, dname, st, false);
         stats.files++;
         stats.bytes += static_cast<std::uint64_t>(st.st_size);
         if (st.st_nlink > 1) {
@@ -392,10 +410,32 @@ struct Copier {
         }
     }
 
+    // sendfile(2) from the current offset of `in` until `remaining` bytes or
+    // end of file; read/write when the kernel cannot.
+    static void copy_by_sendfile(int in, int out, off_t remaining, const std::string& shown) {
+        while (remaining > 0) {
+            ssize_t n = ::sendfile(out, in, nullptr, static_cast<size_t>(std::min<off_t>(remaining, 1 << 30)));
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+                    copy_by_read(in, out, shown);
+                    return;
+                }
+                throw_errno("copy", shown);
+            }
+            if (n == 0) {
+                return;
+            }
+            remaining -= n;
+        }
+    }
+
     static void copy_by_read(int in, int out, const std::string& shown) {
-        std::vector<char> buf(1 << 20);
+        std::unique_ptr<char[]> buf(new char[1 << 20]); // not zeroed: only what read() filled is used
         while (true) {
-            ssize_t n = ::read(in, buf.data(), buf.size());
+            ssize_t n = ::read(in, buf.get(), 1 << 20);
             if (n < 0) {
                 if (errno == EINTR) {
                     continue;
@@ -405,7 +445,7 @@ struct Copier {
             if (n == 0) {
                 return;
             }
-            fs::write_all(out, buf.data(), static_cast<std::size_t>(n));
+            fs::write_all(out, buf.get(), static_cast<std::size_t>(n));
         }
     }
 
@@ -606,9 +646,35 @@ void hash_fd(Sha256& h, int fd, const std::string& shown) {
 }
 } // namespace
 
-std::string hash_sources(int src_root, const std::vector<std::string>& sources, const CopyOptions& opts) {
+std::string hash_sources(int src_root, const std::vector<std::string>& sources, const CopyOptions& opts,
+                         FileDigestMemo* memo) {
     std::vector<std::string> matched = expand_sources(src_root, sources, opts);
     Sha256 h;
+    // A regular file's content, or with a memo its digest.
+    auto hash_file = [&](const std::function<UniqueFd()>& open, const std::string& rel,
+                         const struct stat& st) {
+        if (memo == nullptr) {
+            UniqueFd f = open();
+            hash_fd(h, f.get(), rel);
+            return;
+        }
+        std::optional<std::string> digest = memo->find(rel, st);
+        if (!digest) {
+            UniqueFd f = open();
+            struct stat opened = fs::fstat(f.get());
+            Sha256 fh;
+            hash_fd(fh, f.get(), rel);
+            digest = fh.finish_hex();
+            // Remembered only under the lstat it was found with, and only
+            // when the file read is still that one.
+            if (opened.st_ino == st.st_ino && opened.st_dev == st.st_dev && opened.st_size == st.st_size &&
+                opened.st_mtim.tv_sec == st.st_mtim.tv_sec && opened.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
+                opened.st_ctim.tv_sec == st.st_ctim.tv_sec && opened.st_ctim.tv_nsec == st.st_ctim.tv_nsec) {
+                memo->learn(rel, st, *digest);
+            }
+        }
+        h.update(*digest);
+    };
     std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
         for (const auto& name : fs::list_dir_at(dirfd)) {
             std::string child = join_rel(rel, name);
@@ -626,8 +692,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources, 
             }
             h.update(line);
             if (S_ISREG(st.st_mode)) {
-                UniqueFd f = fs::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW);
-                hash_fd(h, f.get(), child);
+                hash_file([&] { return fs::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW); }, child, st);
             } else if (S_ISLNK(st.st_mode)) {
                 char buf[4096];
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), buf, sizeof buf);
@@ -647,8 +712,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources, 
             UniqueFd dir = open_in_root(src_root, rel, O_RDONLY | O_DIRECTORY);
             walk(dir.get(), rel);
         } else if (S_ISREG(st.st_mode)) {
-            UniqueFd fd = open_in_root(src_root, rel, O_RDONLY);
-            hash_fd(h, fd.get(), rel);
+            hash_file([&] { return open_in_root(src_root, rel, O_RDONLY); }, rel, st);
         }
     }
     return h.finish_hex();

@@ -26,6 +26,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <vector>
 
@@ -61,11 +62,24 @@ std::vector<std::string> expand_sources(int src_root, const std::vector<std::str
 CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int dest_root,
                     const std::string& dest, const CopyOptions& opts);
 
+// A stat-keyed memo of file content digests for hash_sources (BuildKit's
+// content cache): find() returns the digest remembered for the file at rel
+// when its lstat still matches; learn() is told each digest computed.
+class FileDigestMemo {
+public:
+    virtual ~FileDigestMemo() = default;
+    virtual std::optional<std::string> find(const std::string& rel, const struct stat& st) = 0;
+    virtual void learn(const std::string& rel, const struct stat& st, const std::string& digest) = 0;
+};
+
 // A content hash of what copy_into would read, for the build cache: paths,
 // types, modes, symlink targets and file contents (not mtimes or owners, so
-// touching a file without changing it keeps the cache).
+// touching a file without changing it keeps the cache). With a memo, each
+// regular file contributes the SHA-256 of its content (read only when the
+// memo has no digest for its current lstat) instead of the content itself:
+// a different but equally content-determined value.
 std::string hash_sources(int src_root, const std::vector<std::string>& sources,
-                         const CopyOptions& opts);
+                         const CopyOptions& opts, FileDigestMemo* memo = nullptr);
 
 // Go's filepath.Match for one path (with '/' separators).
 bool path_match(const std::string& pattern, const std::string& path);

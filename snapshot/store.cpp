@@ -128,7 +128,11 @@ void Store::write_index(const formats::Index& index) { layout_.write_index(index
 void Store::update_index(const std::function<void(formats::Index&)>& change) {
     StoreLock l = lock();
     formats::Index index = read_index();
+    std::string before = formats::to_json(index);
     change(index);
+    if (formats::to_json(index) == before) {
+        return; // nothing changed (a rebuild naming the same image): no rewrite, no fsync
+    }
     write_index(index);
 }
 
@@ -252,6 +256,19 @@ void Store::set_name(const Reference& name, const Descriptor& manifest) {
     update_index([&](formats::Index& index) {
         auto& ms = index.manifests;
         std::string full = name.full();
+        Descriptor named = manifest;
+        named.annotations[std::string(kRefNameAnnotation)] = full;
+        std::string named_json = formats::to_json(named);
+        bool untagged_copy = false;
+        for (const auto& d : ms) {
+            untagged_copy = untagged_copy || (d.digest == manifest.digest &&
+                                              d.annotations.count(std::string(kRefNameAnnotation)) == 0);
+        }
+        for (const auto& d : ms) {
+            if (!untagged_copy && formats::to_json(d) == named_json) {
+                return; // already so named
+            }
+        }
         ms.erase(std::remove_if(ms.begin(), ms.end(),
                                 [&](const Descriptor& d) {
                                     auto it = d.annotations.find(std::string(kRefNameAnnotation));
