@@ -12,28 +12,12 @@
 
 namespace strata::builder {
 
-namespace {
-
-std::string reference_in_repo(const snapshot::Reference& ref) {
-    if (ref.digest()) {
-        return ref.digest()->str();
-    }
-    return ref.tag().empty() ? std::string("latest") : ref.tag();
-}
-
-std::string display(const snapshot::Reference& ref) {
-    return ref.domain() + "/" + ref.path() +
-           (ref.digest() ? "@" + ref.digest()->str() : ":" + reference_in_repo(ref));
-}
-
-} // namespace
-
 RegistryCacheSource::RegistryCacheSource(const snapshot::Reference& ref,
                                          const registry::ClientOptions& options)
-    : ref_(ref), display_(display(ref)),
+    : ref_(ref), display_(registry::display_reference(ref)),
       client_(std::make_unique<registry::Client>(ref.domain(), options)) {
     const std::string repo = ref_.path();
-    registry::RemoteManifest m = client_->get_manifest(repo, reference_in_repo(ref_));
+    registry::RemoteManifest m = client_->get_manifest(repo, registry::reference_in_repo(ref_));
     if (m.media_type != formats::media::oci_manifest) {
         throw Error(fmt::format("{} is not a strata build cache: its manifest is a \"{}\", not an "
                                 "OCI image manifest",

@@ -130,19 +130,6 @@ CacheSpec parse_cache_spec(const std::string& text, const std::string& flag, boo
     return CacheSpec{*ref, max, ignore_error};
 }
 
-std::optional<std::int64_t> source_date_epoch() {
-    const char* env = std::getenv("SOURCE_DATE_EPOCH");
-    if (env == nullptr || *env == '\0') {
-        return std::nullopt;
-    }
-    char* end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(env, &end, 10);
-    if (errno != 0 || *end != '\0' || v < 0) {
-        throw UsageError(std::string("SOURCE_DATE_EPOCH is not a number of seconds: \"") + env + "\"");
-    }
-    return v;
-}
 
 // Plain and tty progress. Events arrive from several threads (stages build in
 // parallel): everything is serialised by one mutex.

@@ -1,6 +1,7 @@
 // `strata layer apply` and `strata layer create`: working with single OCI
 // layer tarballs, outside the store.
 #include "cli/commands.hpp"
+#include "cli/common.hpp"
 
 #include "formats/compression.hpp"
 #include "formats/tar.hpp"
@@ -19,20 +20,6 @@ namespace strata::cli {
 
 namespace {
 
-std::optional<std::int64_t> source_date_epoch() {
-    const char* env = std::getenv("SOURCE_DATE_EPOCH");
-    if (env == nullptr || *env == '\0') {
-        return std::nullopt;
-    }
-    char* end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(env, &end, 10);
-    if (errno != 0 || *end != '\0' || v < 0) {
-        throw UsageError(std::string("SOURCE_DATE_EPOCH is not a number of seconds: \"") + env +
-                         "\"");
-    }
-    return v;
-}
 
 struct ApplyArgs {
     std::string layer;

@@ -3,6 +3,7 @@
 #include "util/error.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -88,17 +89,24 @@ std::string rfc3339(std::int64_t seconds) {
     return buf;
 }
 
-std::string now_rfc3339() {
-    if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde != nullptr && *sde != '\0') {
-        char* end = nullptr;
-        long long v = std::strtoll(sde, &end, 10);
-        if (end != nullptr && *end == '\0' && v >= 0) {
-            return rfc3339(v);
-        }
-        throw UsageError("SOURCE_DATE_EPOCH must be a non-negative integer, got \"" +
-                         std::string(sde) + "\"");
+std::optional<std::int64_t> source_date_epoch() {
+    const char* env = std::getenv("SOURCE_DATE_EPOCH");
+    if (env == nullptr || *env == '\0') {
+        return std::nullopt;
     }
-    return rfc3339(static_cast<std::int64_t>(std::time(nullptr)));
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(env, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0) {
+        throw UsageError(std::string("SOURCE_DATE_EPOCH is not a number of seconds: \"") + env +
+                         "\"");
+    }
+    return v;
+}
+
+std::string now_rfc3339() {
+    std::optional<std::int64_t> sde = source_date_epoch();
+    return rfc3339(sde ? *sde : static_cast<std::int64_t>(std::time(nullptr)));
 }
 
 formats::Descriptor layer_descriptor(const formats::LayerDigests& digests, formats::Compression c) {

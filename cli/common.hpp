@@ -7,6 +7,7 @@
 #include "snapshot/store.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,10 @@
 namespace strata::cli {
 
 snapshot::Store open_store(const Context& ctx);
+
+// SOURCE_DATE_EPOCH as seconds, when set; a value that is not a non-negative
+// integer is a usage error.
+std::optional<std::int64_t> source_date_epoch();
 
 // "1.2MB", "512B" (decimal units, as docker prints).
 std::string human_size(std::uint64_t bytes);

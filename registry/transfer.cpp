@@ -71,18 +71,6 @@ void emit(const TransferOptions& o, TransferEvent::Kind kind, const formats::Dig
     }
 }
 
-std::string reference_in_repo(const snapshot::Reference& ref) {
-    if (ref.digest()) {
-        return ref.digest()->str();
-    }
-    return ref.tag().empty() ? std::string("latest") : ref.tag();
-}
-
-std::string display(const snapshot::Reference& ref) {
-    return ref.domain() + "/" + ref.path() +
-           (ref.digest() ? "@" + ref.digest()->str() : ":" + reference_in_repo(ref));
-}
-
 // BlobWriter can be neither copied nor moved: this builds one in place
 // (std::optional::emplace) from Store::new_blob's prvalue.
 struct NewBlob {
@@ -120,6 +108,19 @@ void fetch_one(snapshot::Store& store, Client& client, const std::string& repo,
 }
 
 } // namespace
+
+std::string reference_in_repo(const snapshot::Reference& ref) {
+    if (ref.digest()) {
+        return ref.digest()->str();
+    }
+    return ref.tag().empty() ? std::string("latest") : ref.tag();
+}
+
+std::string display_reference(const snapshot::Reference& ref) {
+    return ref.domain() + "/" + ref.path() +
+           (ref.digest() ? "@" + ref.digest()->str() : ":" + reference_in_repo(ref));
+}
+
 
 bool fetch_blob_into(snapshot::Store& store, Client& client, const std::string& repo,
                      const formats::Descriptor& blob) {
@@ -172,7 +173,7 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
                 const TransferOptions& options) {
     Client client(ref.domain(), options.client);
     const std::string repo = ref.path();
-    const std::string what = display(ref);
+    const std::string what = display_reference(ref);
     PullResult result;
 
     RemoteManifest top = client.get_manifest(repo, reference_in_repo(ref));
@@ -285,7 +286,7 @@ PushResult push_manifest(snapshot::Store& store, const std::string& manifest_byt
                          const snapshot::Reference& dest, const TransferOptions& options) {
     Client client(dest.domain(), options.client);
     const std::string repo = dest.path();
-    const std::string what = display(dest);
+    const std::string what = display_reference(dest);
     formats::Digest manifest_digest = formats::Digest::of(manifest_bytes);
     emit(options, TransferEvent::Kind::resolved, manifest_digest, manifest_bytes.size());
     std::vector<formats::Descriptor> blobs;

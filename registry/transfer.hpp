@@ -70,6 +70,11 @@ struct PushResult {
 // Docker config (DOCKER_CONFIG respected) unless given.
 ClientOptions client_options_for(const std::string& registry, bool tls_verify);
 
+// The tag or digest to ask a registry for ("latest" when the reference has
+// neither), and the reference as messages show it (registry/path:tag or @digest).
+std::string reference_in_repo(const snapshot::Reference& ref);
+std::string display_reference(const snapshot::Reference& ref);
+
 // Picks the manifest for platform from an index; throws naming the
 // platforms the index offers when none matches.
 formats::Descriptor select_platform(const formats::Index& index, const formats::Platform& platform,
