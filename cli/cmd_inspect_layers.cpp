@@ -78,8 +78,8 @@ void check_format(const std::string& format) {
 
 // Streams layers [0, count) of an image into an index, checking each layer's
 // diff ID against the config.
-void index_layers(const snapshot::Store& store, const snapshot::Image& image, LayerIndex& index,
-                  std::size_t count) {
+LayerIndex& index_layers(const snapshot::Store& store, const snapshot::Image& image,
+                         LayerIndex& index, std::size_t count) {
     const auto& layers = image.manifest.layers;
     for (std::size_t i = 0; i < count; ++i) {
         const auto& desc = layers[i];
@@ -94,6 +94,7 @@ void index_layers(const snapshot::Store& store, const snapshot::Image& image, La
                                     image.config.diff_ids[i].str()));
         }
     }
+    return index;
 }
 
 std::size_t checked_layer(const ImageSpec& spec, const snapshot::Image& image) {
@@ -104,6 +105,23 @@ std::size_t checked_layer(const ImageSpec& spec, const snapshot::Image& image) {
     }
     return spec.layer.value_or(n);
 }
+
+// IMAGE or IMAGE@N opened for browsing without unpacking: its layers up to N
+// indexed and merged into one tree (what ls, cat and cp read).
+struct BrowsedImage {
+    ImageSpec spec;
+    snapshot::Store store;
+    snapshot::Image image;
+    std::size_t upto;
+    LayerIndex index;
+    MergedTree tree; // points into index: a BrowsedImage is never copied or moved
+
+    BrowsedImage(Context& ctx, const std::string& spec_text)
+        : spec(parse_image_spec(spec_text)), store(open_store(ctx)), image(store.load(spec.image)),
+          upto(checked_layer(spec, image)), tree(index_layers(store, image, index, upto), upto) {}
+    BrowsedImage(const BrowsedImage&) = delete;
+    BrowsedImage& operator=(const BrowsedImage&) = delete;
+};
 
 // History entries paired with the layer each non-empty one created.
 struct HistoryRow {
@@ -311,42 +329,36 @@ struct LsOptions {
 void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
             const LsOptions& opts) {
     check_format(opts.format);
-    auto spec = parse_image_spec(spec_text);
-    auto store = open_store(ctx);
-    auto image = store.load(spec.image);
-    auto upto = checked_layer(spec, image);
-    LayerIndex index;
-    index_layers(store, image, index, upto);
-    MergedTree tree(index, upto);
-    const auto& trie = index.trie();
+    BrowsedImage b(ctx, spec_text);
+    const auto& trie = b.index.trie();
 
     bool follow = !opts.long_format || path.ends_with('/');
-    auto node = tree.resolve(path, follow);
+    auto node = b.tree.resolve(path, follow);
     if (!node) {
-        throw Error(fmt::format("{}: no such file or directory in {}{}", path, spec.image,
-                                spec.layer ? fmt::format(" after layer {}", *spec.layer) : ""));
+        throw Error(fmt::format("{}: no such file or directory in {}{}", path, b.spec.image,
+                                b.spec.layer ? fmt::format(" after layer {}", *b.spec.layer) : ""));
     }
     std::vector<std::uint32_t> nodes;
-    bool list_dir = tree.is_dir(*node);
+    bool list_dir = b.tree.is_dir(*node);
     if (!list_dir) {
         nodes.push_back(*node);
     } else if (opts.recursive) {
-        tree.walk(*node, [&](std::uint32_t n) {
+        b.tree.walk(*node, [&](std::uint32_t n) {
             if (n != *node) nodes.push_back(n);
         });
     } else {
-        nodes = tree.children(*node);
+        nodes = b.tree.children(*node);
     }
 
     auto meta_of = [&](std::uint32_t n) {
         snapshot::FileMeta m;
-        auto r = tree.record_of(n);
+        auto r = b.tree.record_of(n);
         if (!r) {
             m.type = EntryType::dir;
             m.mode = 0755;
             return m;
         }
-        const auto& rec = index.record(*r);
+        const auto& rec = b.index.record(*r);
         m.type = rec.type;
         m.mode = rec.mode;
         m.uid = rec.uid;
@@ -354,14 +366,14 @@ void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
         m.mtime_sec = rec.mtime_sec;
         m.size = rec.size;
         if (rec.type == EntryType::symlink || rec.type == EntryType::hardlink) {
-            m.link = index.string(rec.link);
+            m.link = b.index.string(rec.link);
         }
         if (rec.type == EntryType::hardlink) {
-            if (auto d = tree.data_record(n)) m.size = index.record(*d).size;
+            if (auto d = b.tree.data_record(n)) m.size = b.index.record(*d).size;
         }
         m.devmajor = rec.devmajor;
         m.devminor = rec.devminor;
-        if (rec.xattrs) m.xattrs = index.xattrs(rec.xattrs);
+        if (rec.xattrs) m.xattrs = b.index.xattrs(rec.xattrs);
         m.layer = rec.layer;
         return m;
     };
@@ -407,30 +419,24 @@ void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
 // ------------------------------------------------------------------ cat
 
 void cmd_cat(Context& ctx, const std::string& spec_text, const std::string& path) {
-    auto spec = parse_image_spec(spec_text);
-    auto store = open_store(ctx);
-    auto image = store.load(spec.image);
-    auto upto = checked_layer(spec, image);
-    LayerIndex index;
-    index_layers(store, image, index, upto);
-    MergedTree tree(index, upto);
-    auto node = tree.resolve(path, true);
+    BrowsedImage b(ctx, spec_text);
+    auto node = b.tree.resolve(path, true);
     if (!node) {
         throw Error(fmt::format("{}: no such file in {}", path, spec_text));
     }
-    auto type = tree.type_of(*node);
+    auto type = b.tree.type_of(*node);
     if (type == EntryType::dir) {
         throw Error(fmt::format("{}: is a directory in {}", path, spec_text));
     }
     if (type != EntryType::file && type != EntryType::hardlink) {
         throw Error(fmt::format("{}: is a {}, not a regular file", path, snapshot::type_name(type)));
     }
-    auto data = tree.data_record(*node);
+    auto data = b.tree.data_record(*node);
     if (!data) {
         throw Error(fmt::format("{}: a hard link whose target is missing from the image", path));
     }
     std::cout.flush();
-    stream_record(store, image, index, *data, STDOUT_FILENO);
+    stream_record(b.store, b.image, b.index, *data, STDOUT_FILENO);
 }
 
 // ------------------------------------------------------------------ cp
@@ -456,15 +462,9 @@ std::pair<std::string, std::string> split_cp_source(const std::string& text) {
 void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
             const CpOptions& opts) {
     auto [spec_text, path] = split_cp_source(source);
-    auto spec = parse_image_spec(spec_text);
-    auto store = open_store(ctx);
-    auto image = store.load(spec.image);
-    auto upto = checked_layer(spec, image);
-    LayerIndex index;
-    index_layers(store, image, index, upto);
-    MergedTree tree(index, upto);
-    const auto& trie = index.trie();
-    auto node = tree.resolve(path, opts.follow);
+    BrowsedImage b(ctx, spec_text);
+    const auto& trie = b.index.trie();
+    auto node = b.tree.resolve(path, opts.follow);
     if (!node) {
         throw Error(fmt::format("{}: no such file or directory in {}", path, spec_text));
     }
@@ -482,7 +482,7 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         if (dest.ends_with('/')) {
             throw Error("destination directory " + dest + " does not exist");
         }
-        if (tree.is_dir(*node) && ::lstat(dest.c_str(), &st) == 0) {
+        if (b.tree.is_dir(*node) && ::lstat(dest.c_str(), &st) == 0) {
             throw Error("cannot copy directory " + path + " onto " + dest +
                         ", which exists and is not a directory");
         }
@@ -506,13 +506,13 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
     std::vector<std::pair<std::uint32_t, std::string>> to_fill; // data record, rel
     std::vector<std::pair<std::uint32_t, std::string>> all;     // node, rel
     std::size_t root_len = trie.path(*node).size();
-    tree.walk(*node, [&](std::uint32_t n) {
+    b.tree.walk(*node, [&](std::uint32_t n) {
         std::string sub = trie.path(n).substr(root_len);
         if (!sub.empty() && sub[0] == '/') sub.erase(0, 1);
         std::string rel = sub.empty() ? target_name : target_name + "/" + sub;
         all.emplace_back(n, rel);
-        auto type = tree.type_of(n);
-        auto rec = tree.record_of(n);
+        auto type = b.tree.type_of(n);
+        auto rec = b.tree.record_of(n);
         if (type == EntryType::dir) {
             if (sub.empty()) {
                 if (::mkdirat(dirfd.get(), rel.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -526,16 +526,16 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         if (::unlinkat(parent.dir.get(), parent.name.c_str(), 0) != 0 && errno != ENOENT) {
             throw_errno("unlink", fs::join(target_dir, rel));
         }
-        const auto& r = index.record(*rec);
+        const auto& r = b.index.record(*rec);
         switch (type) {
         case EntryType::symlink:
-            if (::symlinkat(index.string(r.link).c_str(), parent.dir.get(), parent.name.c_str()) != 0) {
+            if (::symlinkat(b.index.string(r.link).c_str(), parent.dir.get(), parent.name.c_str()) != 0) {
                 throw_errno("symlink", fs::join(target_dir, rel));
             }
             break;
         case EntryType::file:
         case EntryType::hardlink: {
-            auto data = tree.data_record(n);
+            auto data = b.tree.data_record(n);
             if (data) {
                 if (auto it = first_copy.find(*data); it != first_copy.end()) {
                     auto src = open_parent_in_root(dirfd.get(), it->second);
@@ -550,7 +550,7 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
             if (!f) {
                 throw_errno("create", fs::join(target_dir, rel));
             }
-            if (data && index.record(*data).size > 0) {
+            if (data && b.index.record(*data).size > 0) {
                 first_copy.emplace(*data, rel);
                 to_fill.emplace_back(*data, rel);
             } else if (data) {
@@ -582,13 +582,13 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
     // Pass 2: content, one pass over each layer that holds some.
     std::sort(to_fill.begin(), to_fill.end());
     for (std::size_t i = 0; i < to_fill.size();) {
-        auto layer = index.record(to_fill[i].first).layer;
-        const auto& desc = image.manifest.layers.at(layer);
-        auto fd = store.open_blob(desc.digest);
+        auto layer = b.index.record(to_fill[i].first).layer;
+        const auto& desc = b.image.manifest.layers.at(layer);
+        auto fd = b.store.open_blob(desc.digest);
         formats::TarReader reader(fd.get(), desc.digest.str());
         std::uint32_t ordinal = 0;
-        while (i < to_fill.size() && index.record(to_fill[i].first).layer == layer) {
-            auto want = index.record(to_fill[i].first).ordinal;
+        while (i < to_fill.size() && b.index.record(to_fill[i].first).layer == layer) {
+            auto want = b.index.record(to_fill[i].first).ordinal;
             std::optional<formats::TarEntry> e;
             while ((e = reader.next()) && ordinal < want) {
                 ++ordinal;
@@ -608,17 +608,17 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
     // that read-only directories are filled before they close.
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         auto [n, rel] = *it;
-        auto rec = tree.record_of(n);
-        auto type = tree.type_of(n);
+        auto rec = b.tree.record_of(n);
+        auto type = b.tree.type_of(n);
         if ((type == EntryType::chardev || type == EntryType::blockdev) && !as_root) continue;
         auto parent = open_parent_in_root(dirfd.get(), rel);
         std::uint32_t mode = 0755;
         std::int64_t mtime = 0;
         std::uint32_t mtime_ns = 0;
         if (rec) {
-            auto src = index.record(*rec);
+            auto src = b.index.record(*rec);
             if (type == EntryType::hardlink) {
-                if (auto d = tree.data_record(n)) src = index.record(*d);
+                if (auto d = b.tree.data_record(n)) src = b.index.record(*d);
             }
             mode = src.mode;
             mtime = src.mtime_sec;
