@@ -238,6 +238,10 @@ private:
     void drop_name(Node* n, Node* parent, const std::string& name);
     void unref(Node* n, std::uint64_t count);
     void fill_entry(Node* n, const Found& f, fuse_entry_param& e) const;
+    // Resolves (parent, name) in the union and fills e for it: lookup, and the
+    // entry a create or link answers with.
+    int entry_for(Node* parent, const std::string& parent_path, const std::string& name,
+                  fuse_entry_param& e);
     void fix_attr(const Node* n, struct stat& st) const;
     Key key_of(int layer, const struct stat& st) const {
         return Key{m_layers[static_cast<std::size_t>(layer)].dev, st.st_ino};
@@ -681,8 +685,7 @@ void Fs::fill_entry(Node* n, const Found& f, fuse_entry_param& e) const {
 int Fs::lookup(fuse_ino_t parent_id, const char* name, fuse_entry_param& e) {
     std::lock_guard lock(m_tree);
     Node* parent = node_of(parent_id);
-    Found f;
-    int err = resolve(parent, path_of(parent), name, f);
+    int err = entry_for(parent, path_of(parent), name, e);
     if (err == ENOENT) {
         // A negative entry, cached as long as positive ones.
         e = fuse_entry_param{};
@@ -690,11 +693,17 @@ int Fs::lookup(fuse_ino_t parent_id, const char* name, fuse_entry_param& e) {
         e.entry_timeout = m_timeout;
         return 0;
     }
+    return err;
+}
+
+int Fs::entry_for(Node* parent, const std::string& parent_path, const std::string& name,
+                  fuse_entry_param& e) {
+    Found f;
+    int err = resolve(parent, parent_path, name, f);
     if (err != 0) {
         return err;
     }
-    Node* n = get_node(parent, name, f);
-    fill_entry(n, f, e);
+    fill_entry(get_node(parent, name, f), f, e);
     return 0;
 }
 
@@ -1439,13 +1448,10 @@ int Fs::make(fuse_ino_t parent_id, const char* name_c, mode_t mode, dev_t rdev,
             return err;
         }
     }
-    Found f;
-    err = resolve(parent, dir, name, f);
+    err = entry_for(parent, dir, name, e);
     if (err != 0) {
         return err;
     }
-    Node* n = get_node(parent, name, f);
-    fill_entry(n, f, e);
     if (fi != nullptr) {
         fi->fh = static_cast<std::uint64_t>(fd_guard.release());
         fi->keep_cache = 1;
@@ -1491,15 +1497,8 @@ int Fs::link(fuse_ino_t ino, fuse_ino_t newparent_id, const char* newname_c,
         }
         return err;
     }
-    Found f;
-    err = resolve(newparent, dir, newname, f);
-    if (err != 0) {
-        return err;
-    }
     // Same (dev, ino): the same node, with one more name.
-    Node* got = get_node(newparent, newname, f);
-    fill_entry(got, f, e);
-    return 0;
+    return entry_for(newparent, dir, newname, e);
 }
 
 int Fs::unlink(fuse_ino_t parent_id, const char* name_c, bool dir) {
