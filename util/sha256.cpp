@@ -2,44 +2,51 @@
 
 #include "util/error.hpp"
 
-#include <openssl/evp.h>
+// OpenSSL's SHA256_* functions, not EVP: they run the same code (the
+// SHA-NI or AVX2 assembly, chosen by CPU), but EVP's first use loads the
+// default provider and fills OpenSSL's algorithm name tables, ~1.1 ms of CPU
+// in every strata process that hashes anything (`strata run` verifies the
+// manifest and config it reads), more than the hashing itself. OpenSSL 3
+// marks them deprecated; they remain part of its API.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
+
+#include <memory>
 #include <utility>
 
 namespace strata {
 
 namespace {
-EVP_MD_CTX* ctx_of(void* p) { return static_cast<EVP_MD_CTX*>(p); }
+SHA256_CTX* ctx_of(void* p) { return static_cast<SHA256_CTX*>(p); }
 } // namespace
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_of(ctx_), EVP_sha256(), nullptr) != 1) {
-        EVP_MD_CTX_free(ctx_of(ctx_));
-        throw Error("OpenSSL: cannot initialise SHA-256");
-    }
+Sha256::Sha256() {
+    auto ctx = std::make_unique<SHA256_CTX>();
+    if (SHA256_Init(ctx.get()) != 1) throw Error("OpenSSL: cannot initialise SHA-256");
+    ctx_ = ctx.release();
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_of(ctx_)); }
+Sha256::~Sha256() { delete ctx_of(ctx_); }
 
 Sha256::Sha256(Sha256&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
 
 Sha256& Sha256::operator=(Sha256&& o) noexcept {
     if (this != &o) {
-        EVP_MD_CTX_free(ctx_of(ctx_));
+        delete ctx_of(ctx_);
         ctx_ = std::exchange(o.ctx_, nullptr);
     }
     return *this;
 }
 
 void Sha256::update(const void* data, std::size_t size) {
-    if (size != 0 && EVP_DigestUpdate(ctx_of(ctx_), data, size) != 1) {
+    if (size != 0 && SHA256_Update(ctx_of(ctx_), data, size) != 1) {
         throw Error("OpenSSL: SHA-256 update failed");
     }
 }
 
 Sha256::Bytes Sha256::finish() {
     Bytes out{};
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx_of(ctx_), out.data(), &len) != 1 || len != out.size()) {
+    if (SHA256_Final(out.data(), ctx_of(ctx_)) != 1) {
         throw Error("OpenSSL: SHA-256 final failed");
     }
     return out;

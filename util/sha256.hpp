@@ -1,4 +1,4 @@
-// Streaming SHA-256 over OpenSSL's EVP interface.
+// Streaming SHA-256 with OpenSSL (its SHA256_* functions; see sha256.cpp).
 #pragma once
 
 #include <array>
