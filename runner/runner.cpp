@@ -974,9 +974,20 @@ Container Container::start(const RunSpec& spec) {
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     int pidfd = -1;
-    pid_t pid = sys::clone3_fork(flags, &pidfd);
-    if (pid == 0) {
-        detail::child_main(plan);
+    pid_t pid;
+    if (!userns && !spec.init) {
+        // Nothing for this process to do until the command has exec'd (no
+        // id maps to write; an init would never exec): a vfork-style clone
+        // spares copying strata's page tables and the child's copy-on-write
+        // faults.
+        pid = sys::clone_vfork(
+            flags, [](void* p) -> int { detail::child_main(*static_cast<const Plan*>(p)); },
+            &plan, &pidfd);
+    } else {
+        pid = sys::clone3_fork(flags, &pidfd);
+        if (pid == 0) {
+            detail::child_main(plan);
+        }
     }
     int clone_err = pid < 0 ? -pid : 0;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);

@@ -11,6 +11,8 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -26,6 +28,26 @@ pid_t clone3_fork(std::uint64_t flags, int* pidfd) noexcept {
     }
     long r = ::syscall(SYS_clone3, &args, sizeof args);
     return r < 0 ? -errno : static_cast<pid_t>(r);
+}
+
+pid_t clone_vfork(std::uint64_t flags, int (*fn)(void*), void* arg, int* pidfd) noexcept {
+    // 256 KiB above a guard page; the child's own frames are small (it
+    // works from a pre-built plan), and the pages are only touched as used.
+    constexpr std::size_t page = 4096;
+    constexpr std::size_t stack_size = 256 * 1024;
+    void* mem = ::mmap(nullptr, stack_size + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (mem == MAP_FAILED) {
+        return -errno;
+    }
+    ::mprotect(mem, page, PROT_NONE);
+    char* top = static_cast<char*>(mem) + page + stack_size;
+    int r = ::clone(fn, top, static_cast<int>(flags) | CLONE_VM | CLONE_VFORK | SIGCHLD, arg,
+                    (flags & CLONE_PIDFD) != 0 ? pidfd : nullptr);
+    int err = errno;
+    // The child has exec'd or exited: its stack is free again.
+    ::munmap(mem, stack_size + page);
+    return r < 0 ? -err : static_cast<pid_t>(r);
 }
 
 int pidfd_send_signal(int pidfd, int sig) noexcept {
