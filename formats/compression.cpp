@@ -145,11 +145,9 @@ public:
     void write(const void* data, std::size_t size) override {
         ZSTD_inBuffer in{data, size, 0};
         while (in.pos < in.size) {
-            ZSTD_outBuffer out{buf_.data(), buf_.size(), 0};
+            ZSTD_outBuffer out = output();
             check_zstd(ZSTD_compressStream2(cctx_, &out, &in, ZSTD_e_continue), "compress");
-            if (out.pos > 0) {
-                out_(buf_.data(), out.pos);
-            }
+            emit(out);
         }
     }
 
@@ -157,17 +155,36 @@ public:
         ZSTD_inBuffer in{nullptr, 0, 0};
         std::size_t remaining;
         do {
-            ZSTD_outBuffer out{buf_.data(), buf_.size(), 0};
+            ZSTD_outBuffer out = output();
             remaining = ZSTD_compressStream2(cctx_, &out, &in, ZSTD_e_end);
             check_zstd(remaining, "compress");
-            if (out.pos > 0) {
-                out_(buf_.data(), out.pos);
-            }
+            emit(out);
         } while (remaining != 0);
     }
 
+    void set_output_area(OutputArea area) override { area_ = std::move(area); }
+
 private:
+    ZSTD_outBuffer output() {
+        if (area_.room) {
+            auto [p, n] = area_.room();
+            return ZSTD_outBuffer{p, n, 0};
+        }
+        return ZSTD_outBuffer{buf_.data(), buf_.size(), 0};
+    }
+    void emit(const ZSTD_outBuffer& out) {
+        if (out.pos == 0) {
+            return;
+        }
+        if (area_.room) {
+            area_.commit(out.pos);
+        } else {
+            out_(buf_.data(), out.pos);
+        }
+    }
+
     ByteSink out_;
+    OutputArea area_;
     ZSTD_CCtx* cctx_;
     std::vector<char> buf_;
 };

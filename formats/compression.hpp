@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace strata::formats {
 
@@ -34,6 +35,17 @@ public:
     // gzip compresses blocks in parallel; the output never depends on threads).
     static std::unique_ptr<Compressor> create(Compression c, ByteSink out, int level = 0,
                                               int threads = 0);
+
+    // Optional: memory the compressor may write its output into directly,
+    // instead of handing it to the sink from a buffer of its own (one copy
+    // less per output byte). room() is free space (never empty); commit(n)
+    // says that its first n bytes are output. zstd uses it; the other codecs
+    // keep calling the sink.
+    struct OutputArea {
+        std::function<std::pair<char*, std::size_t>()> room;
+        std::function<void(std::size_t)> commit;
+    };
+    virtual void set_output_area(OutputArea) {}
 };
 
 // Streaming decompressor. Two ways to drive it:

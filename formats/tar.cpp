@@ -78,6 +78,15 @@ mode_t type_bits(EntryType t) {
 
 // ---------------------------------------------------------------- writer
 
+// A buffer of a fixed capacity (the queue's chunk size) holding size bytes;
+// the rest is uninitialised, so that bytes can be read or compressed into
+// it in place.
+struct Chunk {
+    std::unique_ptr<char[]> data;
+    std::size_t size = 0;
+    bool empty() const noexcept { return size == 0; }
+};
+
 // A bounded queue of large byte chunks between two threads, with a free
 // list so that chunk buffers are recycled (a fresh multi-MiB allocation per
 // chunk costs page faults and page clearing every time).
@@ -86,7 +95,7 @@ public:
     ChunkQueue(std::size_t depth, std::size_t chunk) : depth_(depth), chunk_(chunk) {}
 
     // Blocks while the queue is full; false once the queue was aborted.
-    bool push(std::string c) {
+    bool push(Chunk c) {
         std::unique_lock lock(mu_);
         space_.wait(lock, [&] { return q_.size() < depth_ || aborted_; });
         if (aborted_) {
@@ -98,7 +107,7 @@ public:
     }
     // Blocks while the queue is empty; false at its end (closed and
     // drained) or once it was aborted.
-    bool pop(std::string& out) {
+    bool pop(Chunk& out) {
         std::unique_lock lock(mu_);
         ready_.wait(lock, [&] { return !q_.empty() || closed_ || aborted_; });
         if (aborted_ || q_.empty()) {
@@ -125,8 +134,8 @@ public:
         ready_.notify_all();
         space_.notify_all();
     }
-    std::string take() {
-        std::string b;
+    Chunk take() {
+        Chunk b;
         {
             std::lock_guard lock(mu_);
             if (!free_.empty()) {
@@ -134,11 +143,13 @@ public:
                 free_.pop_back();
             }
         }
-        b.clear();
-        b.reserve(chunk_);
+        if (!b.data) {
+            b.data = std::make_unique_for_overwrite<char[]>(chunk_);
+        }
+        b.size = 0;
         return b;
     }
-    void give(std::string b) {
+    void give(Chunk b) {
         std::lock_guard lock(mu_);
         if (free_.size() < depth_ + 2) {
             free_.push_back(std::move(b));
@@ -151,8 +162,8 @@ private:
     std::mutex mu_;
     std::condition_variable ready_;
     std::condition_variable space_;
-    std::deque<std::string> q_;
-    std::vector<std::string> free_;
+    std::deque<Chunk> q_;
+    std::vector<Chunk> free_;
     bool closed_ = false;
     bool aborted_ = false;
 };
@@ -181,6 +192,10 @@ public:
             plain_buf_.reserve(kChunk);
         } else {
             out_cur_ = out_.take();
+            // zstd compresses straight into the output chunks.
+            compressor_->set_output_area(Compressor::OutputArea{
+                [this] { return std::pair{out_cur_.data.get() + out_cur_.size, kChunk - out_cur_.size}; },
+                [this](std::size_t n) { commit_output(n); }});
             output_thread_ = std::thread([this] { run_output(); });
         }
         codec_thread_ = std::thread([this] { run_codec(); });
@@ -191,19 +206,34 @@ public:
         join();
     }
 
+    // Calling thread: free space at the end of the current chunk (never
+    // empty), to read file contents into in place: write() of memory that
+    // starts there then only counts it.
+    std::pair<char*, std::size_t> room() noexcept {
+        return {cur_.data.get() + cur_.size, kChunk - cur_.size};
+    }
+
     // Calling thread: takes tar bytes. Throws what a stage thread threw.
     void write(const void* data, std::size_t size) {
         const char* p = static_cast<const char*>(data);
+        if (p == cur_.data.get() + cur_.size) {
+            if (size > kChunk - cur_.size) {
+                throw Error("tar writer: wrote past the room of its chunk");
+            }
+            cur_.size += size;
+            if (cur_.size == kChunk) {
+                push_input();
+            }
+            return;
+        }
         while (size > 0) {
-            std::size_t n = std::min(size, kChunk - cur_.size());
-            cur_.append(p, n);
+            std::size_t n = std::min(size, kChunk - cur_.size);
+            std::memcpy(cur_.data.get() + cur_.size, p, n);
+            cur_.size += n;
             p += n;
             size -= n;
-            if (cur_.size() == kChunk) {
-                if (!in_.push(std::move(cur_))) {
-                    rethrow();
-                }
-                cur_ = in_.take();
+            if (cur_.size == kChunk) {
+                push_input();
             }
         }
     }
@@ -228,6 +258,13 @@ private:
 
     // Thrown inside the codec thread when the output thread has stopped.
     struct Stopped {};
+
+    void push_input() {
+        if (!in_.push(std::move(cur_))) {
+            rethrow();
+        }
+        cur_ = in_.take();
+    }
 
     [[noreturn]] void rethrow() {
         join();
@@ -259,11 +296,11 @@ private:
 
     void run_codec() noexcept {
         try {
-            std::string chunk;
+            Chunk chunk;
             while (in_.pop(chunk)) {
-                diff_hasher_.update(chunk.data(), chunk.size());
-                diff_size_ += chunk.size();
-                compressor_->write(chunk.data(), chunk.size());
+                diff_hasher_.update(chunk.data.get(), chunk.size);
+                diff_size_ += chunk.size;
+                compressor_->write(chunk.data.get(), chunk.size);
                 in_.give(std::move(chunk));
             }
             if (in_.aborted()) {
@@ -287,10 +324,10 @@ private:
 
     void run_output() noexcept {
         try {
-            std::string chunk;
+            Chunk chunk;
             while (out_.pop(chunk)) {
-                blob_hasher_.update(chunk.data(), chunk.size());
-                fs::write_all(out_fd_, chunk.data(), chunk.size());
+                blob_hasher_.update(chunk.data.get(), chunk.size);
+                fs::write_all(out_fd_, chunk.data.get(), chunk.size);
                 out_.give(std::move(chunk));
             }
         } catch (...) {
@@ -300,9 +337,9 @@ private:
 
     // Codec thread: compressed (or, uncompressed, tar) bytes.
     void emit(const void* d, std::size_t n) {
-        blob_size_ += n;
         const char* p = static_cast<const char*>(d);
         if (plain_) {
+            blob_size_ += n;
             // Large pieces (whole chunks) go straight out, small ones are
             // gathered.
             if (plain_buf_.size() + n > kChunk || (n >= kChunk / 8 && !plain_buf_.empty())) {
@@ -316,16 +353,23 @@ private:
             return;
         }
         while (n > 0) {
-            std::size_t k = std::min(n, kChunk - out_cur_.size());
-            out_cur_.append(p, k);
+            std::size_t k = std::min(n, kChunk - out_cur_.size);
+            std::memcpy(out_cur_.data.get() + out_cur_.size, p, k);
             p += k;
             n -= k;
-            if (out_cur_.size() == kChunk) {
-                if (!out_.push(std::move(out_cur_))) {
-                    throw Stopped{};
-                }
-                out_cur_ = out_.take();
+            commit_output(k);
+        }
+    }
+
+    // Codec thread: the first n free bytes of the output chunk are output.
+    void commit_output(std::size_t n) {
+        blob_size_ += n;
+        out_cur_.size += n;
+        if (out_cur_.size == kChunk) {
+            if (!out_.push(std::move(out_cur_))) {
+                throw Stopped{};
             }
+            out_cur_ = out_.take();
         }
     }
 
@@ -341,8 +385,8 @@ private:
     std::unique_ptr<Compressor> compressor_;
     ChunkQueue in_;
     ChunkQueue out_;
-    std::string cur_;     // calling thread
-    std::string out_cur_; // codec thread
+    Chunk cur_;     // calling thread
+    Chunk out_cur_; // codec thread
     std::vector<char> plain_buf_;
     DigestHasher diff_hasher_; // codec thread
     DigestHasher blob_hasher_; // output thread
@@ -360,7 +404,6 @@ struct TarWriter::Impl {
     std::unique_ptr<StreamStage> stage;
     std::exception_ptr error; // an exception caught inside a libarchive callback
     bool finished = false;
-    std::vector<char> buf;
 
     // libarchive's write callback: never lets an exception through.
     static la_ssize_t write_cb(archive*, void* self, const void* data, size_t size) {
@@ -502,19 +545,20 @@ void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source, b
     if (!has_source) {
         throw Error("writing tar entry " + entry.path + ": no content given");
     }
-    if (impl.buf.empty()) {
-        impl.buf.resize(kReadChunk);
-    }
+    // The contents are read straight into the stream's chunk: libarchive
+    // passes data through to write_cb unchanged (no blocking, no filters),
+    // and the stage takes memory at its own room without a copy.
     std::uint64_t left = entry.size;
     while (left > 0) {
-        std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, impl.buf.size()));
-        std::size_t n = source(impl.buf.data(), want);
+        auto [room, room_size] = impl.stage->room();
+        std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, room_size));
+        std::size_t n = source(room, want);
         if (n == 0) {
             throw Error("writing tar entry " + entry.path + ": file shrank while being read (" +
                         std::to_string(entry.size - left) + " of " +
                         std::to_string(entry.size) + " bytes)");
         }
-        la_ssize_t w = archive_write_data(impl.a, impl.buf.data(), n);
+        la_ssize_t w = archive_write_data(impl.a, room, n);
         if (w < 0) {
             impl.fail("writing tar entry " + entry.path);
         }
