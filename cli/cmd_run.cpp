@@ -38,6 +38,7 @@ struct RunOptions {
     std::vector<std::string> tmpfs;
     std::vector<std::string> ulimits;
     bool read_only = false;
+    std::string scratch = "memory";
     std::optional<std::string> entrypoint;
     std::string image;
     std::vector<std::string> command;
@@ -132,21 +133,39 @@ void run(Context& ctx, const RunOptions& o) {
 
     std::vector<std::string> lowers = store.ensure_snapshots(img);
     std::reverse(lowers.begin(), lowers.end());
-    TempDir work(store.tmp_dir(), "run-");
-    std::string upper = work.path() + "/upper";
-    std::string ovl_work = work.path() + "/work";
-    // The overlay is mounted over the temporary directory itself (it hides
-    // upper and work, which overlayfs has already looked up): one directory
-    // fewer to make and remove on disk per container.
-    std::string merged = work.path();
+    private_mount_namespace();
+    // The container's writable layer (overlay upper and work directories).
+    // In memory by default: a tmpfs over the store's tmp directory, in
+    // strata's own mount namespace, so that only this process sees it and
+    // it vanishes with it, even on SIGKILL. strata keeps no stopped
+    // containers, so nothing of the upper is ever kept, and making and
+    // removing its directories on disk was most of what a short container
+    // cost beyond the namespaces themselves: ext4 metadata operations wait
+    // for the journal, several milliseconds when the disk is busy.
+    // --scratch disk puts it in a temporary directory of the store instead.
+    std::optional<TempDir> disk;
+    std::string scratch;
+    if (o.scratch == "memory") {
+        scratch = store.tmp_dir();
+        if (::mount("tmpfs", scratch.c_str(), "tmpfs", 0, "mode=0700") != 0) {
+            throw_errno("mount tmpfs (the container's writable layer)", scratch);
+        }
+    } else {
+        disk.emplace(store.tmp_dir(), "run-");
+        scratch = disk->path();
+    }
+    std::string upper = scratch + "/upper";
+    std::string ovl_work = scratch + "/work";
+    // The overlay is mounted over the scratch directory itself (it hides
+    // upper and work, which overlayfs has already looked up).
+    std::string merged = scratch;
     for (const auto& d : {upper, ovl_work}) {
         fs::mkdirs(d, 0755);
     }
-    private_mount_namespace();
     if (lowers.empty()) {
         // FROM scratch-like image without layers: an empty lower.
-        fs::mkdirs(work.path() + "/empty", 0755);
-        lowers.push_back(work.path() + "/empty");
+        fs::mkdirs(scratch + "/empty", 0755);
+        lowers.push_back(scratch + "/empty");
     }
     // The upper is thrown away: no sync of the disk at unmount ("volatile").
     layerfs::mount_overlay(layerfs::OverlaySpec{lowers, upper, ovl_work, true}, merged);
@@ -195,6 +214,10 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
     cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
     cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
+    cmd->add_option("--scratch", o->scratch,
+                    "Where the container's writes go: memory (tmpfs, the default) or disk")
+        ->check(CLI::IsMember({"memory", "disk"}))
+        ->capture_default_str();
     cmd->add_option("--entrypoint", o->entrypoint, "Override the image's entrypoint");
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to
     // the container, as with docker run ("strata run busybox ls -l").

@@ -34,6 +34,31 @@ strata run busybox head -1 /proc/self/mountinfo | grep -q 'overlay.*volatile' ||
 grep -q "$STRATA_ROOT" /proc/self/mountinfo && fail "a mount was left behind"
 [ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after runs: $(ls "$STRATA_ROOT/tmp")"
 
+# The writable layer is in memory by default: a tmpfs that only strata's own
+# mount namespace sees (the store's tmp/ stays empty on disk while a
+# container runs); --scratch disk puts it in a directory of tmp/.
+"$STRATA" run busybox sh -c 'echo x > /f; sleep 2' & pid=$!
+sleep 1
+[ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "a memory scratch should not show in tmp/: $(ls "$STRATA_ROOT/tmp")"
+wait $pid || fail "run with the memory scratch"
+"$STRATA" run --scratch disk busybox sh -c 'echo x > /f; sleep 2' & pid=$!
+sleep 1
+ls "$STRATA_ROOT/tmp" | grep -q '^run-' || fail "--scratch disk should use a directory in tmp/"
+wait $pid || fail "run with --scratch disk"
+assert_eq "$(strata run --scratch disk busybox sh -c 'echo d > /f; cat /f')" "d" "--scratch disk writes"
+[ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after a --scratch disk run"
+strata run --scratch nowhere busybox true 2>/dev/null && fail "--scratch accepts only memory or disk"
+# SIGKILL to strata: the container dies with it (PDEATHSIG), and the memory
+# scratch and the mounts vanish with its mount namespace.
+"$STRATA" run busybox sleep 101 & pid=$!
+sleep 1
+kill -KILL $pid
+wait $pid 2>/dev/null
+sleep 0.5
+pgrep -f 'sleep 101' >/dev/null && fail "the container's process survived strata's SIGKILL"
+grep -q "$STRATA_ROOT" /proc/self/mountinfo && fail "a mount was left behind after SIGKILL"
+[ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after strata was killed"
+
 # Ctrl-C (SIGINT to strata) stops the container and leaves nothing.
 "$STRATA" run busybox sleep 100 & pid=$!
 sleep 1
