@@ -5,7 +5,7 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libarchive-dev libssl-dev libzstd-dev zlib1g-dev
-  liblz4-dev libacl1-dev  # libarchive.a's static dependencies (STRATA_STATIC_DEPS)
+  liblzma-dev liblz4-dev libbz2-dev  # what libarchive.a needs linked in (STRATA_STATIC_DEPS)
   libfuse3-dev fuse3 libcli11-dev catch2 nlohmann-json3-dev libfmt-dev
   libcurl4-openssl-dev busybox-static util-linux python3
 )
