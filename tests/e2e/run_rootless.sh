@@ -181,6 +181,22 @@ hello" "$user: -v"
     done
   done
 
+  # An opaque directory (a layer that replaced /etc, committed by the user
+  # from a writable FUSE mount): user.overlay.opaque, honoured by both drivers.
+  if fm=$(command -v fusermount3) && [ -u "$fm" ]; then
+    mkdir -p "$U/m" && chown "$uid:$gid" "$U/m"
+    s mount --driver fuse --writable busybox "$U/m" || fail "$user: mount --writable"
+    run_as "$user" "$U" sh -c "rm -rf '$U/m/etc' && mkdir '$U/m/etc' && echo new >'$U/m/etc/only'" ||
+      fail "$user: replacing /etc in the writable mount"
+    s umount --commit opq:1 "$U/m" >/dev/null || fail "$user: umount --commit"
+    for drv in overlay fuse; do
+      assert_eq "$(DRIVER=$drv s run opq:1 sh -c 'cat /etc/only; ls /etc/passwd 2>&1 >/dev/null | wc -l')" "new
+1" "$user: opaque /etc ($drv)"
+    done
+    s rmi opq:1 >/dev/null || fail "$user: rmi opq:1"
+    nothing_left "$user" "$U"
+  fi
+
   # rmi and gc remove the snapshots, subordinate ids' files included.
   s rmi owned:1 busybox >/dev/null || fail "$user: rmi"
   s gc >/dev/null || fail "$user: gc"
