@@ -148,9 +148,16 @@ RootlessIdMap rootless_id_map() {
                           : subgids.empty() ? "/etc/subgid grants no range to"
                           : !newuidmap      ? "newuidmap (package uidmap) is missing for"
                                             : "newgidmap (package uidmap) is missing for";
-        STRATA_LOG_DEBUG("runner: {} user {} (uid {}): mapping only container uid/gid 0 to "
-                         "{}:{}; other users need root",
-                         why, name.empty() ? "?" : name, uid, uid, gid);
+        if (!subuids.empty() && !subgids.empty()) {
+            // Ranges granted but not usable: worth saying, as podman does.
+            STRATA_LOG_WARN("{} user {} (uid {}), whose /etc/subuid and /etc/subgid grant ranges: "
+                            "mapping only container uid/gid 0 to {}:{}",
+                            why, name.empty() ? "?" : name, uid, uid, gid);
+        } else {
+            STRATA_LOG_DEBUG("runner: {} user {} (uid {}): mapping only container uid/gid 0 to "
+                             "{}:{}; other users need root",
+                             why, name.empty() ? "?" : name, uid, uid, gid);
+        }
     } else {
         STRATA_LOG_DEBUG("runner: mapping container uids 0-{} and gids 0-{} through {} and {}",
                          m.uid_count() - 1, m.gid_count() - 1, m.newuidmap, m.newgidmap);

@@ -88,7 +88,7 @@ make_owned_image() {
 
 # check_user USER EXPECTED_UID_MAP: the whole run as USER.
 check_user() {
-  local user=$1 map=$2 U uid gid out rc
+  local user=$1 map=$2 U uid gid out err rc
   U=$WORK/$user
   mkdir -p "$U/vol"
   uid=$(id -u "$user"); gid=$(id -g "$user")
@@ -128,6 +128,12 @@ check_user() {
     assert_eq "$(echo $out)" "0:0 /bin/busybox 0:0 /etc/passwd 0:0 /home/u 0:0 /home/u/owned" "$user: owners"
     expect_fail "/etc/subuid" s run -u 1000 busybox id
   else
+    # Without newuidmap (not in PATH) the ranges cannot be mapped: a warning
+    # says so, and USER 1000 is refused naming what to install.
+    err=$(setpriv --reuid="$uid" --regid="$gid" --clear-groups env -i PATH=/nonexistent HOME="$U" \
+      XDG_DATA_HOME="$U/data" "$STRATA" run -u 1000 busybox true 2>&1) && fail "$user: -u 1000 without newuidmap ran"
+    assert_contains "$err" "newuidmap (package uidmap) is missing" "$user: warning without newuidmap"
+    assert_contains "$err" "install newuidmap/newgidmap" "$user: error without newuidmap"
     assert_eq "$(echo $out)" "0:0 /bin/busybox 0:0 /etc/passwd 1000:1000 /home/u 1000:1000 /home/u/owned" "$user: owners"
     assert_eq "$(s run -u 1000:1000 owned:1 sh -c 'id -u; echo more >>/home/u/owned; cat /home/u/owned')" "1000
 mine
