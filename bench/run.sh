@@ -16,6 +16,12 @@
 # 3. The runner alone (build/runner/strata-bench-run ROOTFS, no store, no
 #    overlay) against the floor and against `runc run` on the same directory.
 #
+# 4. Rootless: `strata run --rm busybox true` as the test user strata-subuid
+#    (subordinate ids mapped through newuidmap/newgidmap) and as nobody (the
+#    user alone as root), each on a store of its own, against the floor as
+#    that user, `unshare --user --map-root-user --fork --pid --mount --net
+#    --uts --ipc true` (SKIP_ROOTLESS=1 leaves it out).
+#
 # podman is installed from Debian's packages when missing (apt-get); dockerd
 # is started with scripts/dockerd.sh (no bridge, no iptables) unless one is
 # already running, and stopped again when this script started it. Set
@@ -115,3 +121,20 @@ PY
 fi
 echo "in-process (runner only, no process start-up), $runs runs:"
 "$bin" -n "$runs" "$rootfs" /bin/true | sort -n | awk '{a[NR]=$1} END {printf "  median %.1f ms  (min %.1f, max %.1f)\n", 1e3*a[int((NR+1)/2)], 1e3*a[1], 1e3*a[NR]}'
+
+if [ -z "${SKIP_ROOTLESS:-}" ] && id -u strata-subuid >/dev/null 2>&1 && command -v newuidmap >/dev/null; then
+  echo
+  echo "== rootless: strata run as a user against the floor (unshare -r) as that user, $runs rounds"
+  chmod 755 "$work"
+  rl=()
+  for user in strata-subuid nobody; do
+    home=$work/home-$user
+    mkdir -p "$home" && chown "$(id -u "$user"):$(id -g "$user")" "$home"
+    as="setpriv --reuid=$(id -u "$user") --regid=$(id -g "$user") --clear-groups env -i PATH=/usr/bin:/bin HOME=$home XDG_DATA_HOME=$home/data"
+    $as "$strata" bootstrap busybox >/dev/null
+    $as "$strata" run --rm busybox true # unpacks the snapshot
+    rl+=(--label "strata run as $user" "$as $strata run --rm busybox true"
+         --label "unshare -r floor as $user" "$as unshare --user --map-root-user --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true")
+  done
+  python3 "$here/run_timer.py" -n "$runs" "${rl[@]}"
+fi

@@ -109,6 +109,7 @@ void register_images(CLI::App& app, Context& ctx) {
     rmi->add_option("IMAGE", ro->refs, "Image names or IDs")->required();
     rmi->add_flag("-f,--force", ro->force, "Remove every name of an image given by ID");
     rmi->callback([&ctx, ro] {
+        enter_store_user_namespace(ctx); // rmi collects garbage
         snapshot::Store store = open_store(ctx);
         bool removed_any = false;
         int failures = 0;

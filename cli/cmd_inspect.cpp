@@ -139,6 +139,7 @@ void register_maintenance(CLI::App& app, Context& ctx) {
     });
     auto* gc = app.add_subcommand("gc", "Remove blobs and snapshots that no image or cache record uses");
     gc->callback([&ctx] {
+        enter_store_user_namespace(ctx);
         snapshot::Store store = open_store(ctx);
         auto r = store.gc();
         std::cout << "removed " << r.blobs_removed << " blob(s) (" << human_size(r.bytes_removed) << ") and "

@@ -3,21 +3,42 @@
 // mount namespace of strata's own, so that nothing stays mounted on the host
 // whatever happens to strata; the runner then starts the command there with
 // the image's config (Entrypoint, Cmd, Env, WorkingDir, User).
+//
+// Without root, as podman does: strata first makes itself root of a user
+// namespace (runner::enter_user_namespace: the user's /etc/subuid and
+// /etc/subgid ranges through newuidmap/newgidmap, else the user alone as
+// container root) and of a mount namespace. Missing snapshots are unpacked
+// there, so the image's owners land on the mapped ids. The layers are
+// stacked with kernel overlayfs (-o userxattr, Linux 5.11) or, where the
+// kernel refuses (older kernels, an upper on a filesystem overlayfs cannot
+// use), with strata-overlay, strata's FUSE union, run in the foreground as
+// strata's child (it dies with strata). The runner then works as it does
+// for root, without a user namespace of its own (UserNamespace::joined).
+// STRATA_ROOTLESS_DRIVER=overlay|fuse forces one of the two.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
+#include "runner/idmap.hpp"
 #include "runner/options.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "util/error.hpp"
+#include "util/child.hpp"
 #include "util/fs.hpp"
+#include "util/log.hpp"
 #include "util/tempdir.hpp"
 
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace strata::cli {
@@ -80,8 +101,152 @@ void private_mount_namespace() {
     }
 }
 
+void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spec);
+
+// The rootless union: strata-overlay in the foreground, a child of strata
+// that dies with it (PR_SET_PDEATHSIG). Destruction unmounts (lazily: the
+// daemon then sees its connection end and exits) and reaps it.
+class FuseUnion {
+public:
+    FuseUnion(const std::vector<std::string>& lowers, const std::string& upper,
+              const std::string& work, const std::string& target)
+        : target_(target) {
+        if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+            throw SysError("open", "/dev/fuse", errno);
+        }
+        auto escape = [](const std::string& p) {
+            std::string out;
+            for (char c : p) {
+                if (c == ':' || c == ',' || c == '\\') {
+                    out += '\\';
+                }
+                out += c;
+            }
+            return out;
+        };
+        std::string opts = "lowerdir=";
+        for (std::size_t i = 0; i < lowers.size(); ++i) {
+            opts += (i > 0 ? ":" : "") + escape(lowers[i]);
+        }
+        opts += ",upperdir=" + escape(upper) + ",workdir=" + escape(work) + ",fsname=strata-run";
+        struct stat before {};
+        if (::stat(target.c_str(), &before) != 0) {
+            throw_errno("stat", target);
+        }
+        SpawnOptions so;
+        so.argv = {layerfs::find_fuse_program(), "-f", "-o", opts, target};
+        so.die_with_parent = true;
+        child_ = Child::spawn(so);
+        // Live once the target is another filesystem (stat waits for the
+        // daemon's answer); the daemon ending first is the failure.
+        for (int i = 0;; ++i) {
+            struct stat now {};
+            if (::stat(target.c_str(), &now) == 0 && now.st_dev != before.st_dev) {
+                return;
+            }
+            if (auto st = child_.try_wait()) {
+                throw Error(so.argv[0] + " " + st->describe() + " before mounting on \"" + target +
+                            "\"");
+            }
+            if (i > 10000) {
+                throw Error(so.argv[0] + " did not mount \"" + target + "\" within 10 s");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    FuseUnion(const FuseUnion&) = delete;
+    FuseUnion& operator=(const FuseUnion&) = delete;
+    ~FuseUnion() {
+        if (!child_) {
+            return;
+        }
+        ::umount2(target_.c_str(), MNT_DETACH);
+        try {
+            if (!child_.wait_for(std::chrono::milliseconds(2000))) {
+                child_.terminate();
+            }
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("strata-overlay on {}: {}", target_, e.what());
+        }
+    }
+
+private:
+    std::string target_;
+    Child child_;
+};
+
+// The layers under a throwaway upper at work/merged, inside the user and
+// mount namespaces entered by run(): kernel overlayfs when it works here,
+// else strata-overlay. Returns the merged directory.
+std::string mount_rootless(std::vector<std::string> lowers, const TempDir& work,
+                           std::optional<FuseUnion>& fuse) {
+    const char* forced = std::getenv("STRATA_ROOTLESS_DRIVER");
+    std::string driver = forced != nullptr ? forced : "";
+    if (!driver.empty() && driver != "overlay" && driver != "fuse") {
+        throw UsageError("STRATA_ROOTLESS_DRIVER=" + driver + ": expected overlay or fuse");
+    }
+    std::string merged = work.path() + "/merged";
+    fs::mkdirs(merged, 0755);
+    if (lowers.empty()) {
+        fs::mkdirs(work.path() + "/empty", 0755);
+        lowers.push_back(work.path() + "/empty");
+    }
+    std::string overlay_error;
+    if (driver != "fuse") {
+        std::string upper = work.path() + "/upper";
+        std::string ovl_work = work.path() + "/work";
+        fs::mkdirs(upper, 0755);
+        fs::mkdirs(ovl_work, 0755);
+        try {
+            layerfs::OverlaySpec ospec{lowers, upper, ovl_work, true};
+            ospec.userxattr = true;
+            layerfs::mount_overlay(ospec, merged);
+            STRATA_LOG_DEBUG("run: kernel overlayfs in the user namespace ({})",
+                             layerfs::last_overlay_method());
+            return merged;
+        } catch (const Error& e) {
+            if (driver == "overlay") {
+                throw Error(std::string(e.what()) +
+                            " (kernel overlayfs inside a user namespace needs Linux 5.11)");
+            }
+            overlay_error = e.what();
+            STRATA_LOG_DEBUG("run: kernel overlayfs in the user namespace failed ({}); using "
+                             "strata-overlay (FUSE)",
+                             overlay_error);
+        }
+    }
+    std::string upper = work.path() + "/fuse-upper";
+    std::string fuse_work = work.path() + "/fuse-work";
+    fs::mkdirs(upper, 0755);
+    fs::mkdirs(fuse_work, 0755);
+    try {
+        fuse.emplace(lowers, upper, fuse_work, merged);
+    } catch (const Error& e) {
+        std::string why = std::string(e.what());
+        if (why.find("\"/dev/fuse\"") != std::string::npos) {
+            why += " (strata-overlay needs read and write access to /dev/fuse: load the fuse "
+                   "module and make the device 0666, as Debian's udev rule does)";
+        }
+        throw Error("cannot stack the image's layers without root: " +
+                    (overlay_error.empty()
+                         ? std::string()
+                         : "kernel overlayfs in a user namespace: " + overlay_error + "; ") +
+                    "strata-overlay (FUSE): " + why);
+    }
+    return merged;
+}
+
 void run(Context& ctx, const RunOptions& o) {
-    snapshot::Store store = open_store(ctx);
+    // Without root: into a user and a mount namespace of strata's own first,
+    // while strata is single-threaded (setns needs it), and before any
+    // snapshot is unpacked (its owners must be the image's, as mapped).
+    const bool rootless = ::geteuid() != 0;
+    std::string store_root = ctx.store_root(); // the user's store, not root's
+    if (rootless) {
+        runner::enter_user_namespace(runner::rootless_id_map());
+        private_mount_namespace();
+    }
+    snapshot::Store store(store_root);
     snapshot::Image img = store.load(o.image);
     const auto& cc = img.config.config;
 
@@ -133,6 +298,18 @@ void run(Context& ctx, const RunOptions& o) {
 
     std::vector<std::string> lowers = store.ensure_snapshots(img);
     std::reverse(lowers.begin(), lowers.end());
+    if (rootless) {
+        spec.user_namespace = runner::UserNamespace::joined;
+        TempDir work(store.tmp_dir(), "run-");
+        std::optional<FuseUnion> fuse;
+        spec.rootfs = mount_rootless(lowers, work, fuse);
+        struct Unmount {
+            std::string path;
+            ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+        } unmount{fuse ? std::string() : spec.rootfs};
+        run_container(ctx, o, spec);
+        return;
+    }
     private_mount_namespace();
     // The container's writable layer (overlay upper and work directories).
     // In memory by default: a tmpfs over the store's tmp directory, in
@@ -174,7 +351,10 @@ void run(Context& ctx, const RunOptions& o) {
         ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
     } unmount{merged};
     spec.rootfs = merged;
+    run_container(ctx, o, spec);
+}
 
+void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spec) {
     runner::Control control;
     runner::SignalRouting signals(control);
     std::optional<runner::RawTerminal> raw;

@@ -1,6 +1,8 @@
 #include "cli/common.hpp"
 
+#include "runner/idmap.hpp"
 #include "util/error.hpp"
+#include "util/log.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -8,10 +10,27 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <unistd.h>
 
 namespace strata::cli {
 
 snapshot::Store open_store(const Context& ctx) { return snapshot::Store(ctx.store_root()); }
+
+void enter_store_user_namespace(Context& ctx) {
+    if (::geteuid() == 0) {
+        return;
+    }
+    runner::RootlessIdMap m = runner::rootless_id_map();
+    if (!m.full()) {
+        return; // every file in the store is the user's own
+    }
+    ctx.root = ctx.store_root();
+    try {
+        runner::enter_user_namespace(m);
+    } catch (const Error& e) {
+        STRATA_LOG_DEBUG("store: staying outside a user namespace: {}", e.what());
+    }
+}
 
 std::string human_size(std::uint64_t bytes) {
     static constexpr const char* units[] = {"B", "kB", "MB", "GB", "TB"};

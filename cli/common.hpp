@@ -16,6 +16,15 @@ namespace strata::cli {
 
 snapshot::Store open_store(const Context& ctx);
 
+// Without root and with /etc/subuid ranges: makes this (single-threaded)
+// process root of a user namespace with the user's ranges, as podman runs
+// its commands (`podman unshare`), so that it may delete snapshots a
+// rootless `strata run` unpacked there (files of subordinate ids, which the
+// user cannot remove). Pins ctx's store first (its default depends on the
+// euid). Does nothing as root or without ranges; when no namespace can be
+// made it logs why (debug) and carries on as the user.
+void enter_store_user_namespace(Context& ctx);
+
 // SOURCE_DATE_EPOCH as seconds, when set; a value that is not a non-negative
 // integer is a usage error.
 std::optional<std::int64_t> source_date_epoch();

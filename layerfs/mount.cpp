@@ -54,28 +54,6 @@ std::string escape_list_item(const std::string& p) {
     return out;
 }
 
-std::string find_fuse_program(const MountSpec& spec) {
-    if (!spec.fuse_program.empty()) {
-        return spec.fuse_program;
-    }
-    char exe[4096];
-    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        std::string dir = fs::dirname(std::string(exe, static_cast<std::size_t>(n)));
-        // Installed side by side, or the build tree (cli/strata, layerfs/strata-overlay).
-        for (const auto& c : {fs::join(dir, "strata-overlay"),
-                              fs::join(fs::dirname(dir), "layerfs/strata-overlay")}) {
-            if (::access(c.c_str(), X_OK) == 0) {
-                return c;
-            }
-        }
-    }
-    if (auto p = find_program("strata-overlay")) {
-        return *p;
-    }
-    throw Error("cannot find the strata-overlay program (looked beside \"/proc/self/exe\" and "
-                "in PATH) for a FUSE mount");
-}
 
 void check_path(const std::string& p) {
     if (p.find('\n') != std::string::npos) {
@@ -95,7 +73,7 @@ void mount_fuse(const MountSpec& spec, const std::string& target) {
         opts += ",upperdir=" + escape_list_item(fs::absolute(spec.upper)) +
                 ",workdir=" + escape_list_item(fs::absolute(spec.work));
     }
-    std::vector<std::string> argv = {find_fuse_program(spec), "-o", opts, target};
+    std::vector<std::string> argv = {find_fuse_program(spec.fuse_program), "-o", opts, target};
     // The program daemonizes once the mount is live: its exit status is the
     // mount's outcome.
     RunResult r = run_capture(argv, true);
@@ -323,5 +301,28 @@ void MountHandle::unmount() {
 }
 
 std::string MountHandle::release() noexcept { return std::exchange(m_target, {}); }
+
+std::string find_fuse_program(const std::string& configured) {
+    if (!configured.empty()) {
+        return configured;
+    }
+    char exe[4096];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        std::string dir = fs::dirname(std::string(exe, static_cast<std::size_t>(n)));
+        // Installed side by side, or the build tree (cli/strata, layerfs/strata-overlay).
+        for (const auto& c : {fs::join(dir, "strata-overlay"),
+                              fs::join(fs::dirname(dir), "layerfs/strata-overlay")}) {
+            if (::access(c.c_str(), X_OK) == 0) {
+                return c;
+            }
+        }
+    }
+    if (auto p = find_program("strata-overlay")) {
+        return *p;
+    }
+    throw Error("cannot find the strata-overlay program (looked beside \"/proc/self/exe\" and "
+                "in PATH) for a FUSE mount");
+}
 
 } // namespace strata::layerfs

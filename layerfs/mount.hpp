@@ -69,6 +69,11 @@ private:
     std::string m_state_dir;
 };
 
+// The FUSE program for spec.fuse_program (empty: strata-overlay beside
+// /proc/self/exe, in the build tree's layerfs/, then in PATH). Throws Error
+// when there is none.
+std::string find_fuse_program(const std::string& configured = {});
+
 // Mounts spec on target (an existing directory). Throws UsageError for a bad
 // spec, SysError/Error when the mount fails (nothing stays mounted then).
 MountHandle mount(const MountSpec& spec, const std::string& target);

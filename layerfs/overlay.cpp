@@ -108,8 +108,15 @@ bool try_new_api(const OverlaySpec& spec, const std::string& target) {
             }
         }
         sys::fsconfig_string(fsfd.get(), "index", "off");
-        sys::fsconfig_string(fsfd.get(), "redirect_dir", "off");
-        sys::fsconfig_string(fsfd.get(), "metacopy", "off");
+        if (spec.userxattr) {
+            // userxattr implies redirect_dir=nofollow and metacopy=off (the
+            // same self-contained upper), and refuses redirect_dir=off,
+            // which means "follow" under ovl.redirect_always_follow.
+            sys::fsconfig_flag(fsfd.get(), "userxattr");
+        } else {
+            sys::fsconfig_string(fsfd.get(), "redirect_dir", "off");
+            sys::fsconfig_string(fsfd.get(), "metacopy", "off");
+        }
         sys::fsconfig_create(fsfd.get());
     } catch (const SysError& e) {
         fail(e);
@@ -135,7 +142,7 @@ std::string escape_path(const std::string& p) {
 }
 
 std::string option_string(const std::vector<std::string>& lowers, const std::string& upper,
-                           const std::string& work, bool volatile_upper) {
+                          const std::string& work, bool volatile_upper, bool userxattr) {
     std::string data = "lowerdir=";
     for (std::size_t i = 0; i < lowers.size(); ++i) {
         if (i > 0) {
@@ -149,7 +156,7 @@ std::string option_string(const std::vector<std::string>& lowers, const std::str
             data += ",volatile";
         }
     }
-    data += ",index=off,redirect_dir=off,metacopy=off";
+    data += userxattr ? ",userxattr,index=off" : ",index=off,redirect_dir=off,metacopy=off";
     return data;
 }
 
@@ -166,7 +173,8 @@ std::string common_parent(const std::vector<std::string>& paths) {
 
 void mount_classic(const OverlaySpec& spec, const std::string& target) {
     unsigned long flags = spec.upper.empty() ? MS_RDONLY : 0;
-    std::string data = option_string(spec.lowers, spec.upper, spec.work, spec.volatile_upper);
+    std::string data =
+        option_string(spec.lowers, spec.upper, spec.work, spec.volatile_upper, spec.userxattr);
     if (data.size() <= k_mount_data_max) {
         sys::mount("overlay", target, "overlay", flags, data);
         set_method("mount(2)");
@@ -194,7 +202,7 @@ void mount_classic(const OverlaySpec& spec, const std::string& target) {
     }
     std::string short_data =
         option_string(lowers, upper.empty() ? "" : rel(upper), work.empty() ? "" : rel(work),
-                      spec.volatile_upper);
+                      spec.volatile_upper, spec.userxattr);
     if (short_data.size() > k_mount_data_max) {
         throw SysError("mount overlay (" + std::to_string(spec.lowers.size()) +
                            " layers: option string of " + std::to_string(short_data.size()) +

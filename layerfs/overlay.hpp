@@ -27,6 +27,10 @@ struct OverlaySpec {
     // "volatile" option (Linux 5.10) skips every sync of the upper
     // filesystem, which otherwise makes each unmount sync the whole disk.
     bool volatile_upper = false;
+    // Overlay's own xattrs (opaque directories, in the layers and in the
+    // upper) are user.overlay.* instead of trusted.overlay.*: for a mount
+    // inside a user namespace (Linux 5.11), where trusted.* is out of reach.
+    bool userxattr = false;
 };
 
 // Mounts the stack on target (an existing directory). Throws SysError (with

@@ -59,4 +59,24 @@ RootlessIdMap rootless_id_map();
 // "0 1000 1\n1 100000 65536\n"
 std::string id_map_text(const std::vector<IdMapLine>& lines);
 
+// Writes m into /proc/PID/uid_map and gid_map of a process just cloned into
+// a new user namespace: through newuidmap/newgidmap when m.full(), else
+// directly after denying setgroups. Throws Error naming the helper or the
+// file when that fails.
+void write_id_maps(pid_t pid, const RootlessIdMap& m);
+
+// Makes the calling process (which must be single-threaded and not root)
+// root of a new user namespace with m as its map, as `podman unshare` does:
+// a short-lived child is cloned into the namespace, its maps are written
+// from here, and this process joins it with setns(2). From then on the
+// process holds every capability in that namespace (mounts of its own after
+// unshare(CLONE_NEWNS), kernel overlayfs from Linux 5.11, FUSE, chown to
+// mapped ids) and none outside it. Throws Error saying what is missing
+// when user namespaces are not available (sysctls, seccomp) or the map
+// cannot be written.
+void enter_user_namespace(const RootlessIdMap& m);
+
+// The map enter_user_namespace() set up for this process, or nullptr.
+const RootlessIdMap* joined_user_namespace() noexcept;
+
 } // namespace strata::runner

@@ -467,25 +467,6 @@ void write_proc_file(pid_t pid, const char* name, const std::string& content) {
     }
 }
 
-// newuidmap/newgidmap PID INSIDE OUTSIDE COUNT...: the setuid helpers check
-// the ranges against /etc/subuid and /etc/subgid and write the map.
-void run_id_helper(const std::string& helper, pid_t pid, const std::vector<IdMapLine>& lines) {
-    std::vector<std::string> argv{helper, std::to_string(pid)};
-    for (const auto& l : lines) {
-        argv.push_back(std::to_string(l.inside));
-        argv.push_back(std::to_string(l.outside));
-        argv.push_back(std::to_string(l.count));
-    }
-    RunResult r = run_capture(argv, true);
-    if (!r.status.success()) {
-        while (!r.out.empty() && (r.out.back() == '\n' || r.out.back() == ' ')) {
-            r.out.pop_back();
-        }
-        throw Error(helper + " " + std::to_string(pid) + " " + id_map_text(lines).substr(0, 200) +
-                    ": " + r.status.describe() + (r.out.empty() ? "" : ": " + r.out));
-    }
-}
-
 bool is_absolute(const std::string& p) {
     return !p.empty() && p[0] == '/';
 }
@@ -805,18 +786,25 @@ Container Container::start(const RunSpec& spec) {
     }
 
     const bool root = ::geteuid() == 0;
+    const bool joined = spec.user_namespace == UserNamespace::joined;
     bool userns = spec.user_namespace == UserNamespace::always ||
                   (spec.user_namespace == UserNamespace::automatic && !root);
+    if (joined && (!root || joined_user_namespace() == nullptr)) {
+        throw UsageError("UserNamespace::joined needs enter_user_namespace() first");
+    }
     if (!userns && !root) {
         throw UsageError("running without a user namespace needs root");
     }
     const bool rootless = userns && !root;
+    // Ids limited by a map of the caller's: a user namespace of ours, or the
+    // one the caller joined.
+    const bool mapped = rootless || joined;
 
     ExecUser user = with_context("user \"" + spec.user + "\"",
                                  [&] { return resolve_user(rootfd.get(), spec.user); });
     RootlessIdMap idmap;
-    if (rootless) {
-        idmap = rootless_id_map();
+    if (mapped) {
+        idmap = joined ? *joined_user_namespace() : rootless_id_map();
         bool groups_mapped = std::all_of(user.groups.begin(), user.groups.end(),
                                          [&](gid_t g) { return g < idmap.gid_count(); });
         if (user.uid >= idmap.uid_count() || user.gid >= idmap.gid_count() ||
@@ -857,7 +845,7 @@ Container Container::start(const RunSpec& spec) {
     plan.init = spec.init;
     plan.tty = spec.tty;
     plan.rootless = rootless;
-    plan.setgroups_denied = rootless && !idmap.full();
+    plan.setgroups_denied = mapped && !idmap.full();
     plan.new_mount_api = new_mount_api();
     plan.uid = user.uid;
     plan.gid = user.gid;
@@ -915,7 +903,7 @@ Container Container::start(const RunSpec& spec) {
 
     std::vector<std::string> op_names;
     // devpts's gid=5 (tty) needs gid 5 mapped.
-    plan_mounts(plan, spec, rootless && idmap.gid_count() <= 5, hostname, op_names);
+    plan_mounts(plan, spec, mapped && idmap.gid_count() <= 5, hostname, op_names);
 
     // -- Mount points in the root directory itself are created here (and
     // removed after the run); those inside the container's own mounts (e.g.
@@ -1007,13 +995,8 @@ Container Container::start(const RunSpec& spec) {
 
     // -- Id maps (the child waits for them).
     if (userns) {
-        if (rootless && idmap.full()) {
-            run_id_helper(idmap.newuidmap, pid, idmap.uid);
-            run_id_helper(idmap.newgidmap, pid, idmap.gid);
-        } else if (rootless) {
-            write_proc_file(pid, "setgroups", "deny");
-            write_proc_file(pid, "uid_map", id_map_text(idmap.uid));
-            write_proc_file(pid, "gid_map", id_map_text(idmap.gid));
+        if (rootless) {
+            write_id_maps(pid, idmap);
         } else {
             write_proc_file(pid, "uid_map", "0 0 4294967295\n");
             write_proc_file(pid, "gid_map", "0 0 4294967295\n");

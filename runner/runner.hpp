@@ -48,6 +48,11 @@ enum class UserNamespace {
     automatic, // a user namespace only when strata is not root
     always,    // always (as root: an identity map of all ids)
     never,     // never (needs root)
+    // None of its own: the caller is already root of a user namespace it
+    // entered with enter_user_namespace() (runner/idmap.hpp), as `strata run`
+    // does without root. Users, groups and setgroups are limited to what
+    // that namespace's map allows, as in a user namespace of the runner's.
+    joined,
 };
 
 // An extra mount inside the container. The target is resolved inside the

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <chrono>
 #include <dirent.h>
@@ -378,6 +379,34 @@ void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir) {
     }
 }
 
+namespace {
+
+// trusted.* xattrs (overlay's opaque marker) need CAP_SYS_ADMIN in the
+// initial user namespace: root there, whose /proc/self/uid_map is the
+// identity over all ids. Anyone else (a user, or root of a user namespace
+// as in a rootless `strata run`) marks opaque directories with
+// user.overlay.opaque, which overlayfs -o userxattr and strata's FUSE union
+// read.
+bool trusted_xattrs_allowed() {
+    static const bool allowed = [] {
+        if (::geteuid() != 0) {
+            return false;
+        }
+        std::string map;
+        try {
+            map = fs::read_file("/proc/self/uid_map");
+        } catch (const Error&) {
+            return true; // no /proc: assume the host's root
+        }
+        unsigned long inside = 1, outside = 1, count = 0;
+        return std::sscanf(map.c_str(), "%lu %lu %lu", &inside, &outside, &count) == 3 &&
+               inside == 0 && outside == 0 && count == 4294967295UL;
+    }();
+    return allowed;
+}
+
+} // namespace
+
 std::vector<std::string> Store::ensure_snapshots(const Image& image) {
     std::vector<std::string> dirs;
     auto chains = image.chain_ids();
@@ -392,6 +421,7 @@ std::vector<std::string> Store::ensure_snapshots(const Image& image) {
             UniqueFd target = fs::open_dir(fsdir);
             ApplyOptions opts;
             opts.mode = WhiteoutMode::overlay;
+            opts.userxattr = !trusted_xattrs_allowed();
             opts.layer_name = "layer " + layer.digest.str();
             opts.lower_dirs.assign(dirs.rbegin(), dirs.rend());
             ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);

@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <functional>
@@ -889,4 +890,103 @@ TEST_CASE("extra hosts and a default random hostname", "[root]") {
     CHECK(name.find_first_not_of("0123456789abcdef") == std::string::npos);
     CHECK(contains(o.out, "10.1.2.3\tdb.local\n"));
     CHECK(contains(o.out, "127.0.0.1\t" + name + "\n"));
+}
+
+TEST_CASE("UserNamespace::joined needs enter_user_namespace first") {
+    REQUIRE(runner::joined_user_namespace() == nullptr);
+    Rootfs root;
+    auto spec = probe_spec(root, {"info"});
+    spec.user_namespace = runner::UserNamespace::joined;
+    CHECK_THROWS_AS(runner::run(spec), UsageError);
+}
+
+TEST_CASE("a user without subordinate ids that joined a user namespace runs containers as root "
+          "there",
+          "[userns]") {
+    Rootfs root;
+    REQUIRE(run_capture({"chown", "-R", "65534:65534", root.path}).status.success());
+    auto st = as_user(65534, 65534, [&]() -> int {
+        // (nobody has no /etc/subuid range; a user running the suite may.)
+        runner::RootlessIdMap m = runner::rootless_id_map();
+        runner::enter_user_namespace(m);
+        if (::geteuid() != 0 || runner::joined_user_namespace() == nullptr) {
+            return 10;
+        }
+        auto spec = probe_spec(root, {"info"});
+        spec.user_namespace = runner::UserNamespace::joined;
+        auto o = run_captured(spec);
+        std::fprintf(stderr, "joined: %s%s\n", o.out.c_str(), o.err.c_str());
+        if (!o.status.success() || o.get("uid") != "0" || o.get("pid") != "1") {
+            return 11;
+        }
+        // Only 0 is mapped: another user is refused before anything starts.
+        spec.user = "1000";
+        try {
+            run_captured(spec);
+            if (!m.full()) {
+                return 12;
+            }
+        } catch (const UsageError& e) {
+            if (std::string(e.what()).find("only uids 0-0") == std::string::npos) {
+                return 13;
+            }
+        }
+        // A second namespace is refused.
+        try {
+            runner::enter_user_namespace(m);
+            return 14;
+        } catch (const Error&) {
+        }
+        return 0;
+    });
+    INFO(st.describe());
+    CHECK(st.success());
+}
+
+TEST_CASE("a user with /etc/subuid ranges that joined a user namespace has them mapped",
+          "[subuid]") {
+    SubidUser u = subid_user();
+    Rootfs root;
+    REQUIRE(
+        run_capture({"chown", "-R", std::to_string(u.uid) + ":" + std::to_string(u.gid), root.path})
+            .status.success());
+    write_file(root.path + "/home/user/owned", "mine\n");
+    REQUIRE(::lchown((root.path + "/home/user/owned").c_str(), u.uid, u.gid) == 0);
+    REQUIRE(::lchown((root.path + "/home/user").c_str(), u.uids.start + 999, u.gids.start + 999) ==
+            0);
+    auto st = as_user(u.uid, u.gid, [&]() -> int {
+        runner::RootlessIdMap m = runner::rootless_id_map();
+        if (!m.full()) {
+            return 9;
+        }
+        runner::enter_user_namespace(m);
+        // This process is root of the namespace: chown to a mapped id works.
+        if (::geteuid() != 0 ||
+            ::lchown((root.path + "/home/user/owned").c_str(), 1000, 1000) != 0) {
+            std::fprintf(stderr, "euid %d, lchown: %s\n", static_cast<int>(::geteuid()),
+                         std::strerror(errno));
+            return 10;
+        }
+        auto spec = probe_spec(root, {"info"});
+        spec.user_namespace = runner::UserNamespace::joined;
+        spec.user = "1000";
+        auto o = run_captured(spec);
+        std::fprintf(stderr, "joined -u 1000: %s%s\n", o.out.c_str(), o.err.c_str());
+        if (!o.status.success() || o.get("uid") != "1000" || o.get("groups") != "1000,2000") {
+            return 11;
+        }
+        spec.user = "";
+        spec.argv = {"/bin/sh", "-c", "stat -c %u:%g /home/user/owned /bin/busybox; id -u"};
+        o = run_captured(spec);
+        std::fprintf(stderr, "joined: %s%s\n", o.out.c_str(), o.err.c_str());
+        if (!o.status.success() || o.out != "1000:1000\n0:0\n0\n") {
+            return 12;
+        }
+        return 0;
+    });
+    INFO(st.describe());
+    REQUIRE(st.success());
+    struct stat sb;
+    REQUIRE(::lstat((root.path + "/home/user/owned").c_str(), &sb) == 0);
+    CHECK(sb.st_uid == u.uids.start + 999);
 }
