@@ -7,10 +7,10 @@
 #include "util/sha256.hpp"
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
-#include <climits>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
@@ -30,7 +30,9 @@ constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 constexpr std::string_view kAufsMetaPrefix = ".wh..wh.";
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+    return s.substr(0, p.size()) == p;
+}
 
 bool overlay_xattr(std::string_view name) {
     return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
@@ -71,26 +73,40 @@ std::pair<std::string, std::string> split_parent(const std::string& path) {
 
 const char* type_name(mode_t m) {
     switch (m & S_IFMT) {
-    case S_IFREG: return "a regular file";
-    case S_IFDIR: return "a directory";
-    case S_IFLNK: return "a symlink";
-    case S_IFCHR: return "a character device";
-    case S_IFBLK: return "a block device";
-    case S_IFIFO: return "a FIFO";
-    case S_IFSOCK: return "a socket";
-    default: return "an unknown file type";
+    case S_IFREG:
+        return "a regular file";
+    case S_IFDIR:
+        return "a directory";
+    case S_IFLNK:
+        return "a symlink";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFSOCK:
+        return "a socket";
+    default:
+        return "an unknown file type";
     }
 }
 
 mode_t type_bits(EntryType t) {
     switch (t) {
     case EntryType::file:
-    case EntryType::hardlink: return S_IFREG;
-    case EntryType::dir: return S_IFDIR;
-    case EntryType::symlink: return S_IFLNK;
-    case EntryType::chardev: return S_IFCHR;
-    case EntryType::blockdev: return S_IFBLK;
-    case EntryType::fifo: return S_IFIFO;
+    case EntryType::hardlink:
+        return S_IFREG;
+    case EntryType::dir:
+        return S_IFDIR;
+    case EntryType::symlink:
+        return S_IFLNK;
+    case EntryType::chardev:
+        return S_IFCHR;
+    case EntryType::blockdev:
+        return S_IFBLK;
+    case EntryType::fifo:
+        return S_IFIFO;
     }
     return 0;
 }
@@ -137,7 +153,9 @@ Xattrs read_xattrs(const std::string& path) {
     return out;
 }
 
-std::string shown(const std::string& rel) { return "/" + rel; }
+std::string shown(const std::string& rel) {
+    return "/" + rel;
+}
 
 std::string read_link(const std::string& path) {
     std::vector<char> buf(PATH_MAX + 1);
@@ -209,7 +227,8 @@ private:
 
     void erase_below(const std::string& path) {
         std::string prefix = path + "/";
-        for (auto it = expect_.lower_bound(prefix); it != expect_.end() && starts_with(it->first, prefix);) {
+        for (auto it = expect_.lower_bound(prefix);
+             it != expect_.end() && starts_with(it->first, prefix);) {
             it = expect_.erase(it);
         }
     }
@@ -218,7 +237,8 @@ private:
         e.serial = ++serial_;
         auto it = expect_.find(path);
         if (it != expect_.end()) {
-            bool old_dir = it->second.type == EntryType::dir && it->second.kind != Expect::Kind::whiteout;
+            bool old_dir =
+                it->second.type == EntryType::dir && it->second.kind != Expect::Kind::whiteout;
             bool new_dir = e.type == EntryType::dir && e.kind != Expect::Kind::whiteout;
             if (old_dir && new_dir) {
                 // The applier keeps the directory: its opaque mark and the
@@ -405,7 +425,8 @@ private:
             Parent& p = parent_of(rel);
             std::string name = split_parent(rel).second;
             struct stat st;
-            bool found = !p.missing && ::fstatat(p.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+            bool found =
+                !p.missing && ::fstatat(p.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
             if (!found) {
                 if (!p.missing && errno != ENOENT) {
                     throw_errno("stat", shown(rel));
@@ -416,7 +437,7 @@ private:
                     continue; // an unprivileged unpack skips devices
                 }
                 problem(rel, e.kind == Expect::Kind::whiteout ? "whiteout is missing"
-                                                               : "missing (the layer has it)");
+                                                              : "missing (the layer has it)");
                 continue;
             }
             checked_.insert(p.real.empty() ? name : p.real + "/" + name);
@@ -436,7 +457,8 @@ private:
             auto ts = seen.find(e.link_target);
             if (t != expect_.end() && t->second.serial == e.link_serial && ls != seen.end() &&
                 ts != seen.end() &&
-                (ts->second.st_dev != ls->second.st_dev || ts->second.st_ino != ls->second.st_ino)) {
+                (ts->second.st_dev != ls->second.st_dev ||
+                 ts->second.st_ino != ls->second.st_ino)) {
                 problem(rel, "is not a hard link to /" + e.link_target + " as in the layer");
             }
         }
@@ -481,7 +503,8 @@ private:
         return out;
     }
 
-    void check_xattrs(const std::string& rel, const Xattrs& actual_all, const Xattrs& expected_all) {
+    void check_xattrs(const std::string& rel, const Xattrs& actual_all,
+                      const Xattrs& expected_all) {
         Xattrs expected = comparable(expected_all, expected_all);
         Xattrs actual = comparable(actual_all, expected_all);
         for (const auto& [k, v] : expected) {
@@ -489,7 +512,8 @@ private:
             if (it == actual.end()) {
                 problem(rel, "xattr " + k + " is missing (the layer sets it)");
             } else if (it->second != v) {
-                problem(rel, "xattr " + k + " is " + quoted(it->second) + ", the layer has " + quoted(v));
+                problem(rel, "xattr " + k + " is " + quoted(it->second) + ", the layer has " +
+                                 quoted(v));
             }
         }
         for (const auto& [k, v] : actual) {
@@ -509,13 +533,15 @@ private:
             return;
         }
         if (is_whiteout(st, xattrs)) {
-            problem(rel, std::string("is an overlay whiteout, the layer has ") +
-                             type_name(e.kind == Expect::Kind::entry ? type_bits(e.type) : S_IFREG));
+            problem(rel,
+                    std::string("is an overlay whiteout, the layer has ") +
+                        type_name(e.kind == Expect::Kind::entry ? type_bits(e.type) : S_IFREG));
             return;
         }
         if (e.kind == Expect::Kind::implicit) {
             if (!S_ISDIR(st.st_mode)) {
-                problem(rel, fmt::format("is {}, the layer has a directory", type_name(st.st_mode)));
+                problem(rel,
+                        fmt::format("is {}, the layer has a directory", type_name(st.st_mode)));
             } else if (!is_opaque(xattrs)) {
                 problem(rel, "is not marked opaque (the layer has an opaque marker for it)");
             }
@@ -551,15 +577,17 @@ private:
         }
         mode_t want = type_bits(e.type);
         if ((st.st_mode & S_IFMT) != want) {
-            problem(rel, fmt::format("is {}, the layer has {}", type_name(st.st_mode), type_name(want)));
+            problem(rel,
+                    fmt::format("is {}, the layer has {}", type_name(st.st_mode), type_name(want)));
             return;
         }
         if (e.type != EntryType::symlink && (st.st_mode & 07777) != e.mode) {
-            problem(rel, fmt::format("mode is {:04o}, the layer has {:04o}", st.st_mode & 07777, e.mode));
+            problem(rel, fmt::format("mode is {:04o}, the layer has {:04o}", st.st_mode & 07777,
+                                     e.mode));
         }
         if (owners_ && (st.st_uid != e.uid || st.st_gid != e.gid)) {
-            problem(rel, fmt::format("owner is {}:{}, the layer has {}:{}", st.st_uid, st.st_gid, e.uid,
-                                     e.gid));
+            problem(rel, fmt::format("owner is {}:{}, the layer has {}:{}", st.st_uid, st.st_gid,
+                                     e.uid, e.gid));
         }
         switch (e.type) {
         case EntryType::file:
@@ -570,7 +598,8 @@ private:
                 UniqueFd f = fs::open_at(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                 std::string got = hash_fd(f.get());
                 if (got != e.sha256) {
-                    problem(rel, "content hashes to sha256:" + got + ", the layer has sha256:" + e.sha256);
+                    problem(rel, "content hashes to sha256:" + got +
+                                     ", the layer has sha256:" + e.sha256);
                 }
             }
             break;
@@ -582,7 +611,8 @@ private:
             }
             std::string target(buf.data(), static_cast<std::size_t>(n));
             if (target != e.linkname) {
-                problem(rel, "symlink target is " + quoted(target) + ", the layer has " + quoted(e.linkname));
+                problem(rel, "symlink target is " + quoted(target) + ", the layer has " +
+                                 quoted(e.linkname));
             }
             break;
         }
@@ -595,8 +625,9 @@ private:
             break;
         case EntryType::dir:
             if (e.opaque != is_opaque(xattrs)) {
-                problem(rel, e.opaque ? "is not marked opaque (the layer has an opaque marker for it)"
-                                      : "is marked opaque, the layer has no opaque marker for it");
+                problem(rel, e.opaque
+                                 ? "is not marked opaque (the layer has an opaque marker for it)"
+                                 : "is marked opaque, the layer has no opaque marker for it");
             }
             break;
         case EntryType::fifo:
@@ -622,7 +653,8 @@ private:
             bool checked = checked_.contains(crel);
             any = any || checked;
             if (S_ISDIR(st.st_mode)) {
-                UniqueFd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+                UniqueFd sub(
+                    ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
                 if (!sub) {
                     throw_errno("open", shown(crel));
                 }
@@ -633,10 +665,11 @@ private:
                     // A whole tree the layer does not have: one report.
                     std::size_t inside = count_below(dirfd, name);
                     out_.mismatches.resize(mark);
-                    problem(crel, inside == 0 ? std::string("a directory the layer does not have")
-                                              : fmt::format("a directory the layer does not have ({} "
-                                                            "entries in it)",
-                                                            inside));
+                    problem(crel, inside == 0
+                                      ? std::string("a directory the layer does not have")
+                                      : fmt::format("a directory the layer does not have ({} "
+                                                    "entries in it)",
+                                                    inside));
                 }
             } else if (!checked) {
                 problem(crel, fmt::format("{} the layer does not have", type_name(st.st_mode)));
@@ -648,7 +681,8 @@ private:
     // Entries below directory `name` of dirfd (a fresh fd: a listed one has
     // its directory offset at the end).
     static std::size_t count_below(int dirfd, const std::string& name) {
-        UniqueFd dir(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        UniqueFd dir(
+            ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!dir) {
             return 0;
         }
@@ -675,7 +709,8 @@ private:
 
 } // namespace
 
-SnapshotCheck verify_snapshot(int layer_fd, const std::string& layer_name, const std::string& snapshot_dir,
+SnapshotCheck verify_snapshot(int layer_fd, const std::string& layer_name,
+                              const std::string& snapshot_dir,
                               const std::vector<std::string>& lower_dirs) {
     UniqueFd root = fs::open_dir(snapshot_dir);
     formats::TarReader reader(layer_fd, layer_name);

@@ -35,7 +35,8 @@ struct SnapshotCheck {
 // lower_dirs: the snapshots below (topmost first), where a hard link of this
 // layer may have found its target (copied up into the snapshot). Throws when
 // the layer cannot be read or the snapshot directory cannot be opened.
-SnapshotCheck verify_snapshot(int layer_fd, const std::string& layer_name, const std::string& snapshot_dir,
+SnapshotCheck verify_snapshot(int layer_fd, const std::string& layer_name,
+                              const std::string& snapshot_dir,
                               const std::vector<std::string>& lower_dirs);
 
 } // namespace strata::snapshot

@@ -23,7 +23,8 @@ using formats::TarEntry;
 
 namespace {
 
-formats::Descriptor add_layer(Store& store, const std::string& path, const formats::LayerDigests& d) {
+formats::Descriptor add_layer(Store& store, const std::string& path,
+                              const formats::LayerDigests& d) {
     formats::Descriptor ld;
     ld.media_type = formats::media::oci_layer;
     ld.digest = store.ingest(fs::open(path, O_RDONLY).get());
@@ -48,12 +49,9 @@ struct Fixture {
     Fixture() {
         // Layer 1: what layer 2 deletes, hides and hard-links to.
         std::vector<test::LayerEntry> l1 = {
-            {test::dir_entry("etc"), ""},
-            {test::file_entry("etc/old"), "old"},
-            {test::dir_entry("var"), ""},
-            {test::file_entry("var/lower-file"), "lower file\n"},
-            {test::dir_entry("opq"), ""},
-            {test::file_entry("opq/hidden"), "hidden"},
+            {test::dir_entry("etc"), ""}, {test::file_entry("etc/old"), "old"},
+            {test::dir_entry("var"), ""}, {test::file_entry("var/lower-file"), "lower file\n"},
+            {test::dir_entry("opq"), ""}, {test::file_entry("opq/hidden"), "hidden"},
         };
         // Layer 2: one of every kind of entry.
         TarEntry owned = test::file_entry("etc/owned", 04755);
@@ -61,7 +59,8 @@ struct Fixture {
         owned.gid = 50;
         TarEntry xattr = test::file_entry("etc/xattr");
         xattr.xattrs["user.comment"] = "hello";
-        xattr.xattrs["security.capability"] = std::string("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+        xattr.xattrs["security.capability"] = std::string(
+            "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
         TarEntry replaced = test::file_entry("etc/replaced");
         std::vector<test::LayerEntry> l2 = {
             {test::dir_entry("etc", 0750), ""},
@@ -111,8 +110,9 @@ void check_one_problem(const Fixture& f, const std::string& path, const std::str
         CHECK(p.snapshot);
     }
     REQUIRE(problems.size() == 1);
-    CHECK_THAT(problems[0].what, Catch::Contains("snapshot " + f.top().str() + ": " + path + ": ") &&
-                                     Catch::Contains(what));
+    CHECK_THAT(problems[0].what,
+               Catch::Contains("snapshot " + f.top().str() + ": " + path + ": ") &&
+                   Catch::Contains(what));
     REQUIRE(problems[0].snapshot);
     CHECK(*problems[0].snapshot == f.top());
 }
@@ -177,7 +177,8 @@ TEST_CASE("every kind of snapshot damage is reported with the chain ID and the p
     SECTION("symlink target") {
         REQUIRE(::unlink(f.at("etc/link").c_str()) == 0);
         REQUIRE(::symlink("/etc/shadow", f.at("etc/link").c_str()) == 0);
-        check_one_problem(f, "/etc/link", "symlink target is \"/etc/shadow\", the layer has \"passwd\"");
+        check_one_problem(f, "/etc/link",
+                          "symlink target is \"/etc/shadow\", the layer has \"passwd\"");
     }
     SECTION("device numbers") {
         REQUIRE(::unlink(f.at("dev/sda").c_str()) == 0);
@@ -200,9 +201,11 @@ TEST_CASE("every kind of snapshot damage is reported with the chain ID and the p
         }
         INFO(all);
         CHECK(problems.size() == 4); // etc/hard shares etc/passwd's inode
-        CHECK_THAT(all, Catch::Contains("/etc/xattr: xattr user.comment is \"bye\", the layer has \"hello\""));
+        CHECK_THAT(all, Catch::Contains(
+                            "/etc/xattr: xattr user.comment is \"bye\", the layer has \"hello\""));
         CHECK_THAT(all, Catch::Contains("/etc/xattr: xattr security.capability is missing"));
-        CHECK_THAT(all, Catch::Contains("/etc/passwd: has xattr user.extra that the layer does not set"));
+        CHECK_THAT(
+            all, Catch::Contains("/etc/passwd: has xattr user.extra that the layer does not set"));
     }
     SECTION("missing entry") {
         REQUIRE(::unlink(f.at("etc/xattr").c_str()) == 0);
@@ -234,7 +237,8 @@ TEST_CASE("every kind of snapshot damage is reported with the chain ID and the p
         test::write_file(f.at("new/a/b/c"), "x");
         auto problems = f.problems();
         REQUIRE(problems.size() == 1);
-        CHECK_THAT(problems[0].what, Catch::Contains("/new: a directory the layer does not have (3 entries in it)"));
+        CHECK_THAT(problems[0].what,
+                   Catch::Contains("/new: a directory the layer does not have (3 entries in it)"));
     }
     SECTION("copied-up hard-link target edited") {
         test::write_file(f.at("var/lower-file"), "LOWER FILE\n");
