@@ -352,6 +352,13 @@ TEST_CASE("a refused connection fails after one quick retry, naming host:port an
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
         CHECK(ms.count() < 3000); // three clients, ~100 ms each
     }
+    SECTION("IPv6 loopback") {
+        HttpSession s;
+        HttpRequest req;
+        req.url = "http://[::1]:" + std::to_string(port) + "/v2/";
+        CHECK_THROWS_WITH(perform_with_retries(s, req, defaults.retry),
+                          Catch::Contains("dial tcp [::1]:" + std::to_string(port) + ": connect: "));
+    }
     SECTION("an unknown host") {
         HttpSession s;
         HttpRequest req;
