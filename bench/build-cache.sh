@@ -24,27 +24,9 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset SOURCE_DATE_EPOCH
 
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-REG=127.0.0.1:$port
-cat >"$WORK/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: $REG
-YML
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-regpid=$!
-trap 'kill $regpid 2>/dev/null; wait $regpid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null && break
-  sleep 0.1
-done
+. "$here/../tests/support/docker_registry.sh"
+registry_start "$WORK/registry" || exit 1
+trap 'registry_stop "$WORK/registry"' EXIT
 
 # The base, in the registry (strata pushes its bootstrapped busybox).
 STRATA_ROOT=$WORK/seed "$STRATA" bootstrap busybox >/dev/null

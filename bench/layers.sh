@@ -5,9 +5,13 @@
 # medians, MB/s, files/s and ratios.
 #
 #   bench/layers.sh [RUNS [SECTION...]]   RUNS default 5; SECTION: pack-zstd pack-gzip
-#                                          unpack-zstd unpack-gzip (default: all)
+#                                          unpack-zstd unpack-gzip unpack-store (default: all)
 #   env STRATA=path/to/strata, BENCH_DIR=... (default /var/tmp/strata-bench-layers)
-#       STRATA_BASE=path/to/another/strata: also pack with it (before/after)
+#       STRATA_BASE=path/to/another/strata: also pack (and unpack-store) with it (before/after)
+#
+# unpack-store: the layer imported as an image, then `strata mount` + `umount`
+# with no snapshot in the store: the store's unpack into snapshots/ (apply,
+# syncfs, rename) plus a mount.
 #
 # Besides wall time, every run's CPU time (user + sys of the command and its
 # children, from /usr/bin/time) is reported: on a shared machine it is far
@@ -21,7 +25,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNS=${1:-${RUNS:-5}}
 shift || true
-WANT=" ${*:-pack-zstd pack-gzip unpack-zstd unpack-gzip} "
+WANT=" ${*:-pack-zstd pack-gzip unpack-zstd unpack-gzip unpack-store} "
 want() { case $WANT in *" $1 "*) return 0 ;; esac; return 1; }
 STRATA=${STRATA:-$HERE/../build/cli/strata}
 W=${BENCH_DIR:-/var/tmp/strata-bench-layers}
@@ -101,6 +105,17 @@ want unpack-gzip && timed "strata layer apply (gzip)#rm -rf $W/out; cat $W/s.tar
       "tar -xzf (gzip)#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.gz >/dev/null#tar -C $W/out -xzf $W/s.tar.gz" \
       "umoci unpack (gzip)#rm -rf $W/ubundle; cat $U/layout/blobs/sha256/* >/dev/null#umoci unpack --image $U/layout:new $W/ubundle"
 rm -rf "$W/out" "$W/ubundle"
+if want unpack-store; then
+  SS=$W/store
+  rm -rf "$SS" "$W/mnt"; mkdir -p "$W/mnt"
+  STRATA_ROOT=$SS "$STRATA" import --compression zstd -t bench/layer "$W/s.tar.zst" >/dev/null
+  blob_warm="cat $SS/blobs/sha256/* >/dev/null"
+  STORE_BASE=()
+  [ -n "${STRATA_BASE:-}" ] && STORE_BASE=("strata (base build) mount, fresh snapshot#rm -rf $SS/snapshots/*; $blob_warm#STRATA_ROOT=$SS $STRATA_BASE mount --driver overlay bench/layer $W/mnt && STRATA_ROOT=$SS $STRATA_BASE umount $W/mnt")
+  timed "strata mount, fresh snapshot#rm -rf $SS/snapshots/*; $blob_warm#STRATA_ROOT=$SS $STRATA mount --driver overlay bench/layer $W/mnt && STRATA_ROOT=$SS $STRATA umount $W/mnt" \
+        "${STORE_BASE[@]}"
+  rm -rf "$SS" "$W/mnt"
+fi
 
 # Check: strata's unpack of its own layer matches the tree (not timed).
 rm -rf "$W/check" && "$STRATA" layer apply "$W/s.tar.zst" "$W/check" >/dev/null
@@ -138,5 +153,7 @@ row unpack "zstd -d | tar -x" "strata layer apply (zstd)"
 row unpack "strata layer apply (gzip)"
 row unpack "tar -xzf (gzip)" "strata layer apply (gzip)"
 row unpack "umoci unpack (gzip)" "strata layer apply (gzip)"
+row unpack-store "strata mount, fresh snapshot"
+row unpack-store "strata (base build) mount, fresh snapshot" "strata mount, fresh snapshot"
 echo
 echo "Load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -30,48 +30,21 @@ if [ ! -f "$IMG/index.json" ]; then
 fi
 bytes=$(python3 -c "import json,sys;m=json.load(open(sys.argv[1]+'/blobs/sha256/'+json.load(open(sys.argv[1]+'/index.json'))['manifests'][0]['digest'][7:]));print(sum(l['size'] for l in m['layers']))" "$IMG")
 
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-REG=127.0.0.1:$port
-cat >"$WORK/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: $REG
-YML
-# registry_up / registry_down run from abtime's --prepare (bash -c), so they
-# are exported; the registry's pid lives in $WORK/registry.pid.
-registry_down() {
-  if [ -f "$WORK/registry.pid" ]; then
-    local p; p=$(cat "$WORK/registry.pid")
-    kill "$p" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$WORK/registry.pid"
-  fi
-}
-registry_up() {
-  setsid docker-registry serve "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1 </dev/null &
-  echo $! >"$WORK/registry.pid"
-  for _ in $(seq 1 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then return 0; fi; sleep 0.1
-  done
-  echo "docker-registry did not start; see $WORK/registry.log" >&2; return 1
-}
-# A registry with empty storage (skopeo's blob-info cache then points at blobs
-# that are gone, so it uploads everything, as strata does).
+. "$here/../tests/support/docker_registry.sh"
+RDIR=$WORK/registry
+rm -rf "$RDIR"
+registry_start "$RDIR" || exit 1
+trap 'registry_stop "$RDIR"' EXIT
+# registry_fresh runs from abtime's --prepare (bash -c), so it and the
+# helpers it calls are exported; the registry's state lives in $RDIR.
+# Empty storage (skopeo's blob-info cache then points at blobs that are
+# gone, so it uploads everything, as strata does), same port.
 registry_fresh() {
-  registry_down; rm -rf "$WORK/registry"; mkdir -p "$WORK/registry"
-  registry_up
+  registry_stop "$RDIR"; rm -rf "$RDIR/storage"
+  registry_spawn "$RDIR" || { echo "docker-registry did not restart; see $RDIR/log" >&2; return 1; }
 }
-export -f registry_up registry_down registry_fresh
-export WORK port
-trap registry_down EXIT
-registry_fresh
+export -f registry_fresh registry_spawn registry_stop registry_answers
+export RDIR
 
 echo "strata: $STRATA ($("$STRATA" version 2>/dev/null | head -1)); skopeo $(skopeo --version | cut -d' ' -f3)"
 echo "image: 5 gzip layers, $bytes bytes; registry: docker-registry $(docker-registry --version 2>/dev/null | cut -d' ' -f3) on $REG; $RUNS runs"

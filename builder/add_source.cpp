@@ -15,6 +15,7 @@
 #include <archive_entry.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -154,9 +155,45 @@ GitCheckout fetch_git(const std::string& source, const std::string& dir, bool ke
 
 namespace {
 
+// An --checksum digest other than SHA-256 (sha384, sha512, as BuildKit
+// accepts), with OpenSSL's EVP interface: only ADD of a URL with such a
+// checksum pays for its initialisation.
+class EvpHash {
+public:
+    explicit EvpHash(const EVP_MD* md) : ctx_(EVP_MD_CTX_new()) {
+        if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, md, nullptr) != 1) {
+            EVP_MD_CTX_free(ctx_);
+            throw Error("cannot initialise OpenSSL's digest " + std::string(EVP_MD_get0_name(md)));
+        }
+    }
+    ~EvpHash() { EVP_MD_CTX_free(ctx_); }
+    EvpHash(const EvpHash&) = delete;
+    EvpHash& operator=(const EvpHash&) = delete;
+    // noexcept: called from the libcurl callback.
+    bool update(const void* data, std::size_t n) noexcept { return EVP_DigestUpdate(ctx_, data, n) == 1; }
+    std::string finish_hex() {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (EVP_DigestFinal_ex(ctx_, md, &len) != 1) {
+            throw Error("OpenSSL digest failed");
+        }
+        static const char* hex = "0123456789abcdef";
+        std::string out;
+        for (unsigned int i = 0; i < len; ++i) {
+            out += hex[md[i] >> 4];
+            out += hex[md[i] & 15];
+        }
+        return out;
+    }
+
+private:
+    EVP_MD_CTX* ctx_;
+};
+
 struct Sink {
     int fd = -1;
     Sha256 hash;
+    EvpHash* extra = nullptr; // the --checksum algorithm when not sha256
     bool failed = false;
     int err = 0;
 };
@@ -179,6 +216,9 @@ extern "C" size_t write_cb(char* data, size_t size, size_t n, void* user) {
         off += static_cast<std::size_t>(w);
     }
     s->hash.update(data, total);
+    if (s->extra != nullptr && !s->extra->update(data, total)) {
+        return 0;
+    }
     return total;
 }
 
@@ -212,6 +252,24 @@ void curl_init_once() {
 } // namespace
 
 Download fetch_url(const std::string& url, const std::string& dir, const std::string& checksum) {
+    // The checksum's algorithm, known before anything is downloaded.
+    std::string algorithm;
+    const EVP_MD* md = nullptr;
+    if (!checksum.empty()) {
+        algorithm = checksum.substr(0, checksum.find(':'));
+        if (algorithm == "sha384") {
+            md = EVP_sha384();
+        } else if (algorithm == "sha512") {
+            md = EVP_sha512();
+        } else if (algorithm != "sha256") {
+            throw Error("ADD --checksum=" + checksum + ": unsupported digest algorithm \"" + algorithm +
+                        "\" (sha256, sha384 or sha512)");
+        }
+    }
+    std::optional<EvpHash> extra;
+    if (md != nullptr) {
+        extra.emplace(md);
+    }
     curl_init_once();
     Download d;
     d.file_name = url_file_name(url);
@@ -219,6 +277,7 @@ Download fetch_url(const std::string& url, const std::string& dir, const std::st
     UniqueFd out = fs::open(d.path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     Sink sink;
     sink.fd = out.get();
+    sink.extra = extra ? &*extra : nullptr;
     CURL* c = curl_easy_init();
     if (c == nullptr) {
         throw Error("ADD " + url + ": cannot initialise libcurl" +
@@ -251,12 +310,9 @@ Download fetch_url(const std::string& url, const std::string& dir, const std::st
         d.mtime = filetime;
     }
     if (!checksum.empty()) {
-        if (checksum.rfind("sha256:", 0) != 0) {
-            throw Error("ADD --checksum=" + checksum + ": only sha256 checksums are supported");
-        }
-        if (checksum != d.sha256) {
-            throw Error("ADD " + url + ": checksum mismatch: expected " + checksum + ", got " +
-                        d.sha256);
+        std::string actual = extra ? algorithm + ":" + extra->finish_hex() : d.sha256;
+        if (checksum != actual) {
+            throw Error("ADD " + url + ": digest mismatch: expected " + checksum + ", got " + actual);
         }
     }
     return d;

@@ -36,7 +36,8 @@ struct GitCheckout {
 GitCheckout fetch_git(const std::string& source, const std::string& dir, bool keep_git_dir);
 
 // Downloads url into dir (following redirects, failing on HTTP errors). With
-// checksum ("sha256:<hex>"), a mismatch throws naming both digests.
+// checksum ("sha256:<hex>", "sha384:<hex>" or "sha512:<hex>", as BuildKit
+// accepts), a mismatch throws naming the URL and both digests.
 Download fetch_url(const std::string& url, const std::string& dir, const std::string& checksum);
 
 // The compression of a local ADD source, by its magic bytes (Docker's

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace strata::cli {
 
@@ -125,17 +126,44 @@ void register_inspect(CLI::App& app, Context& ctx) {
 }
 
 void register_maintenance(CLI::App& app, Context& ctx) {
-    auto* verify = app.add_subcommand("verify", "Re-hash every blob and check every image in the store");
-    verify->callback([&ctx] {
+    auto* verify = app.add_subcommand(
+        "verify", "Re-hash every blob, check every image and compare every unpacked snapshot with its layer");
+    auto repair = std::make_shared<bool>(false);
+    verify->add_flag("--repair", *repair,
+                     "Remove damaged snapshots (they are unpacked again from their layer when next used)");
+    verify->callback([&ctx, repair] {
         snapshot::Store store = open_store(ctx);
-        auto problems = store.verify();
-        for (const auto& p : problems) {
+        auto r = store.verify_all();
+        std::set<std::string> damaged;
+        std::size_t unrepaired = 0;
+        for (const auto& p : r.problems) {
             std::cout << "error: " << p.what << "\n";
+            if (p.snapshot) {
+                damaged.insert(p.snapshot->str());
+            } else {
+                ++unrepaired;
+            }
         }
-        if (!problems.empty()) {
-            throw Error("store " + store.root() + ": " + std::to_string(problems.size()) + " problem(s) found");
+        if (*repair) {
+            for (const auto& d : damaged) {
+                store.remove_snapshot(formats::Digest::parse(d));
+                std::cout << "removed snapshot " << d << " (unpacked again from its layer when next used)\n";
+            }
         }
-        std::cout << "store " << store.root() << ": all blobs and images verified\n";
+        std::string counts = std::to_string(r.blobs) + " blob(s), " + std::to_string(r.snapshots) + " snapshot(s)";
+        if (r.snapshots_skipped > 0) {
+            counts += " (" + std::to_string(r.snapshots_skipped) + " snapshot(s) that no image or cache record uses not checked)";
+        }
+        if (!r.problems.empty() && (!*repair || unrepaired > 0)) {
+            throw Error("store " + store.root() + ": " + std::to_string(r.problems.size()) + " problem(s) found in " +
+                        counts + (*repair && !damaged.empty() ? "; damaged snapshots removed, the other problems remain" : ""));
+        }
+        if (!r.problems.empty()) {
+            std::cout << "store " << store.root() << ": " << damaged.size() << " damaged snapshot(s) removed; "
+                      << counts << " checked\n";
+            return;
+        }
+        std::cout << "store " << store.root() << ": all blobs, images and snapshots verified (" << counts << ")\n";
     });
     auto* gc = app.add_subcommand("gc", "Remove blobs and snapshots that no image or cache record uses");
     gc->callback([&ctx] {

@@ -701,6 +701,13 @@ BlobPush Client::push_blob(const std::string& repo, const formats::Digest& diges
             throw;
         } catch (const NotFoundError&) {
             throw;
+        } catch (const TransportError& e) {
+            if (e.connect_failure() || attempt >= options_.retry.max_attempts) {
+                throw; // already retried once, quickly, by perform_with_retries
+            }
+            auto delay = backoff_delay(options_.retry, attempt, nullptr);
+            STRATA_LOG_INFO("{}; restarting the upload in {} ms", e.what(), delay.count());
+            std::this_thread::sleep_for(delay);
         } catch (const RegistryError& e) {
             if (attempt >= options_.retry.max_attempts) {
                 throw;

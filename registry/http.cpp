@@ -140,6 +140,61 @@ int seek_cb(void* user, curl_off_t offset, int origin) noexcept {
     return CURL_SEEKFUNC_OK;
 }
 
+// host and port of an http(s) URL ("[::1]:5000"), the port defaulted from
+// the scheme, as Go's dialer names the address.
+std::pair<std::string, std::string> host_port_of(std::string_view url) {
+    std::string_view scheme = "http";
+    if (auto p = url.find("://"); p != std::string_view::npos) {
+        scheme = url.substr(0, p);
+        url.remove_prefix(p + 3);
+    }
+    url = url.substr(0, url.find_first_of("/?#"));
+    if (auto at = url.rfind('@'); at != std::string_view::npos) {
+        url.remove_prefix(at + 1);
+    }
+    std::string_view host = url;
+    std::string_view port;
+    if (!url.empty() && url.front() == '[') {
+        auto close = url.find(']');
+        host = url.substr(0, close == std::string_view::npos ? url.size() : close + 1);
+        if (close != std::string_view::npos && close + 1 < url.size() && url[close + 1] == ':') {
+            port = url.substr(close + 2);
+        }
+    } else if (auto colon = url.rfind(':'); colon != std::string_view::npos) {
+        host = url.substr(0, colon);
+        port = url.substr(colon + 1);
+    }
+    std::string p(port);
+    if (p.empty()) {
+        p = lower(scheme) == "https" ? "443" : "80";
+    }
+    return {std::string(host), p};
+}
+
+// Go's wording for a failed dial (what Docker prints): "dial tcp
+// 127.0.0.1:5999: connect: connection refused", "dial tcp: lookup
+// nosuch.example: no such host".
+std::string dial_error(CURLcode rc, std::string_view url, long os_errno, const std::string& detail) {
+    auto [host, port] = host_port_of(url);
+    if (rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY) {
+        std::string host_only = host;
+        if (host_only.size() > 1 && host_only.front() == '[') {
+            host_only = host_only.substr(1, host_only.size() - 2);
+        }
+        return fmt::format("dial tcp: lookup {}: no such host ({})", host_only, detail);
+    }
+    std::string cause;
+    if (os_errno != 0) {
+        cause = std::strerror(static_cast<int>(os_errno));
+        if (!cause.empty()) {
+            cause[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(cause[0])));
+        }
+    } else {
+        cause = detail;
+    }
+    return fmt::format("dial tcp {}:{}: connect: {}", host, port, cause);
+}
+
 bool is_tls_code(CURLcode c) {
     switch (c) {
     case CURLE_SSL_CONNECT_ERROR:
@@ -169,6 +224,17 @@ bool TransportError::transient() const noexcept {
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_COULDNT_RESOLVE_HOST:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool TransportError::connect_failure() const noexcept {
+    switch (static_cast<CURLcode>(curl_code_)) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
         return true;
     default:
         return false;
@@ -296,6 +362,17 @@ HttpResponse HttpSession::perform(const HttpRequest& req) {
     }
     if (rc != CURLE_OK) {
         std::string detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+        if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+            rc == CURLE_COULDNT_RESOLVE_PROXY) {
+            long os_errno = 0;
+            curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+            char* eff = nullptr;
+            std::string where = req.url;
+            if (curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr) {
+                where = eff; // after a redirect: the host that refused
+            }
+            detail = dial_error(rc, where, os_errno, detail);
+        }
         throw TransportError(fmt::format("{} {}: {}", req.method, req.url, detail),
                              static_cast<int>(rc), is_tls_code(rc));
     }
@@ -342,6 +419,7 @@ HttpResponse perform_with_retries(HttpSession& session, const HttpRequest& reque
             request.sink(d, n);
         };
     }
+    int connect_failures = 0;
     for (int attempt = 1;; ++attempt) {
         bool last = attempt >= policy.max_attempts;
         if (attempt > 1 && delivered && restart) {
@@ -360,6 +438,16 @@ HttpResponse perform_with_retries(HttpSession& session, const HttpRequest& reque
         } catch (const TransportError& e) {
             if (!e.transient() || last || (delivered && !restart)) {
                 throw;
+            }
+            if (e.connect_failure()) {
+                // Nothing listens (or no such host): one quick retry, not
+                // seconds of backoff.
+                if (++connect_failures >= policy.connect_attempts) {
+                    throw;
+                }
+                STRATA_LOG_INFO("{}; retrying in {} ms", e.what(), policy.connect_backoff.count());
+                std::this_thread::sleep_for(policy.connect_backoff);
+                continue;
             }
             auto delay = backoff_delay(policy, attempt, nullptr);
             STRATA_LOG_INFO("{}; retrying in {} ms (attempt {}/{})", e.what(), delay.count(),

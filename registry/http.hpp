@@ -37,6 +37,10 @@ public:
     bool tls_failure() const noexcept { return tls_; }
     // Worth another attempt (timeouts, resets, refused connections).
     bool transient() const noexcept;
+    // No connection could be made at all: refused, no route, no such host.
+    // Nothing listens there; waiting seconds for it does not help, so these
+    // get one quick retry only (RetryPolicy::connect_attempts).
+    bool connect_failure() const noexcept;
 
 private:
     int curl_code_;
@@ -110,6 +114,10 @@ struct RetryPolicy {
     int max_attempts = 5; // total, including the first
     std::chrono::milliseconds initial_backoff{250};
     std::chrono::milliseconds max_backoff{8000};
+    // Connection refused / no route / DNS failure: attempts in all (at most
+    // max_attempts) and the pause between them.
+    int connect_attempts = 2;
+    std::chrono::milliseconds connect_backoff{100};
 };
 
 // Whether a status is worth retrying (429, 500, 502, 503, 504).
@@ -121,7 +129,8 @@ bool retryable_status(long status);
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt,
                                         const HttpResponse* response);
 
-// perform() with retries on 429/5xx and transient transport errors. When the
+// perform() with retries on 429/5xx and transient transport errors (a failure
+// to connect at all is retried once, quickly: see connect_failure). When the
 // request has a sink, `restart` is called before each new attempt so the
 // sink can discard what it received (without restart, a request whose sink
 // already received bytes is not retried).

@@ -2,6 +2,7 @@
 
 #include "formats/media_types.hpp"
 #include "snapshot/layer_apply.hpp"
+#include "snapshot/snapshot_verify.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <dirent.h>
 #include <fcntl.h>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sys/file.h>
@@ -363,6 +365,15 @@ bool Store::has_snapshot(const Digest& chain_id) const {
 
 void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir) {
     std::string parent = root_ + "/snapshots/" + std::string(chain_id.hex());
+    {
+        // One syncfs for the whole tree (not an fsync per file): the data and
+        // metadata are on disk before the name makes the snapshot visible, so
+        // a power cut leaves either no snapshot or a whole one.
+        UniqueFd fd = fs::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (::syncfs(fd.get()) != 0) {
+            throw_errno("syncfs", dir);
+        }
+    }
     StoreLock l = lock();
     if (has_snapshot(chain_id)) {
         fs::remove_all(dir);
@@ -527,17 +538,34 @@ GcResult Store::gc() {
 }
 
 std::vector<VerifyProblem> Store::verify(const std::function<void(std::string_view)>& progress) const {
-    std::vector<VerifyProblem> problems;
+    return verify_all(progress).problems;
+}
+
+bool Store::remove_snapshot(const Digest& chain_id) {
+    std::string dir = root_ + "/snapshots/" + std::string(chain_id.hex());
+    StoreLock l = lock();
+    if (!fs::exists(dir)) {
+        return false;
+    }
+    fs::remove_all(dir);
+    return true;
+}
+
+VerifyResult Store::verify_all(const std::function<void(std::string_view)>& progress) const {
+    VerifyResult result;
+    auto& problems = result.problems;
+    std::unordered_set<std::string> bad_blobs;
     std::string blobs = root_ + "/blobs/sha256";
     for (const auto& name : fs::list_dir(blobs)) {
         auto expected = Digest::try_parse("sha256:" + name);
         if (!expected) {
-            problems.push_back({"blobs/sha256/" + name + ": not a valid digest name"});
+            problems.push_back({"blobs/sha256/" + name + ": not a valid digest name", std::nullopt});
             continue;
         }
         if (progress) {
             progress(expected->str());
         }
+        ++result.blobs;
         UniqueFd fd = open_blob(*expected);
         formats::DigestHasher h;
         std::vector<char> buf(1 << 20);
@@ -547,33 +575,109 @@ std::vector<VerifyProblem> Store::verify(const std::function<void(std::string_vi
                 if (errno == EINTR) {
                     continue;
                 }
-                problems.push_back({"blob " + expected->str() + ": " + std::strerror(errno)});
+                problems.push_back({"blob " + expected->str() + ": " + std::strerror(errno), std::nullopt});
+                bad_blobs.insert(name);
                 break;
             }
             if (n == 0) {
                 Digest actual = h.finish();
                 if (actual != *expected) {
-                    problems.push_back({"blob " + expected->str() + ": content hashes to " + actual.str()});
+                    problems.push_back({"blob " + expected->str() + ": content hashes to " + actual.str(),
+                                        std::nullopt});
+                    bad_blobs.insert(name);
                 }
                 break;
             }
             h.update(buf.data(), static_cast<std::size_t>(n));
         }
     }
+    // Which layer each snapshot was unpacked from, and the snapshots below it.
+    struct Source {
+        Digest layer;
+        std::vector<Digest> lowers; // bottom first
+    };
+    std::map<std::string, Source> sources;
     for (const auto& rec : images()) {
         std::string label = rec.name ? rec.name->familiar() : rec.manifest.digest.str();
         try {
             Image img = load(rec.manifest);
             for (const auto& l : img.manifest.layers) {
                 if (!has_blob(l.digest)) {
-                    problems.push_back({"image " + label + ": layer " + l.digest.str() + " is missing"});
+                    problems.push_back({"image " + label + ": layer " + l.digest.str() + " is missing",
+                                        std::nullopt});
                 }
             }
+            auto chains = img.chain_ids();
+            for (std::size_t i = 0; i < chains.size() && i < img.manifest.layers.size(); ++i) {
+                sources.try_emplace(std::string(chains[i].hex()),
+                                    Source{img.manifest.layers[i].digest,
+                                           std::vector<Digest>(chains.begin(), chains.begin() + static_cast<std::ptrdiff_t>(i))});
+            }
         } catch (const Error& e) {
-            problems.push_back({"image " + label + ": " + e.what()});
+            problems.push_back({"image " + label + ": " + e.what(), std::nullopt});
         }
     }
-    return problems;
+    // Build cache records name a step's layer and chain ID.
+    for (const auto& name : fs::list_dir(cache_dir())) {
+        if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
+            continue;
+        }
+        auto j = nlohmann::json::parse(fs::read_file(cache_dir() + "/" + name, formats::kMaxDocumentSize),
+                                       nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("chain_id") || !j["chain_id"].is_string() ||
+            !j.contains("layer") || !j["layer"].is_object() || !j["layer"].contains("digest") ||
+            !j["layer"]["digest"].is_string()) {
+            continue;
+        }
+        auto chain = Digest::try_parse(j["chain_id"].get<std::string>());
+        auto layer = Digest::try_parse(j["layer"]["digest"].get<std::string>());
+        if (chain && layer) {
+            sources.try_emplace(std::string(chain->hex()), Source{*layer, {}});
+        }
+    }
+    for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
+        auto chain = Digest::try_parse("sha256:" + name);
+        if (!chain || !has_snapshot(*chain)) {
+            continue; // not a snapshot (leftover of an interrupted adopt; gc removes it)
+        }
+        auto it = sources.find(name);
+        if (it == sources.end()) {
+            ++result.snapshots_skipped;
+            continue;
+        }
+        const Source& src = it->second;
+        std::string label = "snapshot " + chain->str();
+        if (!has_blob(src.layer)) {
+            problems.push_back({label + ": cannot check it, its layer " + src.layer.str() + " is missing",
+                                std::nullopt});
+            continue;
+        }
+        if (bad_blobs.contains(std::string(src.layer.hex()))) {
+            problems.push_back({label + ": not checked, its layer " + src.layer.str() + " is corrupt",
+                                std::nullopt});
+            continue;
+        }
+        if (progress) {
+            progress(label);
+        }
+        std::vector<std::string> lowers;
+        for (auto l = src.lowers.rbegin(); l != src.lowers.rend(); ++l) {
+            if (has_snapshot(*l)) {
+                lowers.push_back(snapshot_dir(*l));
+            }
+        }
+        ++result.snapshots;
+        try {
+            UniqueFd blob = open_blob(src.layer);
+            SnapshotCheck c = verify_snapshot(blob.get(), src.layer.str(), snapshot_dir(*chain), lowers);
+            for (auto& m : c.mismatches) {
+                problems.push_back({label + ": " + m.path + ": " + m.what, *chain});
+            }
+        } catch (const Error& e) {
+            problems.push_back({label + ": " + e.what(), *chain});
+        }
+    }
+    return result;
 }
 
 } // namespace strata::snapshot

@@ -64,6 +64,16 @@ struct GcResult {
 
 struct VerifyProblem {
     std::string what; // "blob sha256:...: content hashes to sha256:..."
+    // Set when the problem is a damaged snapshot (removing it repairs it:
+    // it is unpacked again from its layer on next use).
+    std::optional<formats::Digest> snapshot;
+};
+
+struct VerifyResult {
+    std::vector<VerifyProblem> problems;
+    std::uint64_t blobs = 0;
+    std::uint64_t snapshots = 0;      // compared with their layer
+    std::uint64_t snapshots_skipped = 0; // no image or cache record names their layer
 };
 
 class Store {
@@ -128,12 +138,19 @@ public:
     // the snapshot directories, bottom layer first.
     std::vector<std::string> ensure_snapshots(const Image& image);
     // Publishes an already-populated directory (e.g. a build step's upper dir)
-    // as the snapshot for chain_id; the directory is moved, not copied.
+    // as the snapshot for chain_id; the directory is moved, not copied. The
+    // filesystem is synced (syncfs) first, so that a snapshot visible under
+    // its name survives a power cut whole.
     void adopt_snapshot(const formats::Digest& chain_id, const std::string& dir);
 
     // --- maintenance
     GcResult gc();
+    // Re-hashes every blob, loads every image, and compares every snapshot
+    // with the layer it was unpacked from (snapshot_verify.hpp).
     std::vector<VerifyProblem> verify(const std::function<void(std::string_view)>& progress = {}) const;
+    VerifyResult verify_all(const std::function<void(std::string_view)>& progress = {}) const;
+    // Removes a snapshot (under the lock); returns false when there was none.
+    bool remove_snapshot(const formats::Digest& chain_id);
 
 private:
     void write_index(const formats::Index& index);

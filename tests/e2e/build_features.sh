@@ -201,6 +201,22 @@ out=$(strata build --progress plain -f "$C/Dockerfile.bad" "$C" 2>&1) && fail "c
 assert_contains "$out" "$U/file.txt" "mismatch names the URL"
 assert_contains "$out" "sha256:$bad" "mismatch names the expected digest"
 assert_contains "$out" "sha256:$sum" "mismatch names the actual digest"
+# sha384 and sha512 checksums (BuildKit accepts all three).
+sum384=$(sha384sum "$C/www/file.txt" | cut -d' ' -f1)
+sum512=$(sha512sum "$C/www/file.txt" | cut -d' ' -f1)
+printf 'FROM busybox:latest\nADD --checksum=sha384:%s %s/file.txt /s384/\nADD --checksum=sha512:%s %s/file.txt /s512/\n' \
+  "$sum384" "$U" "$sum512" "$U" >"$C/Dockerfile.sha"
+build -t feat/sha -f "$C/Dockerfile.sha" "$C"
+r=$(unpack feat/sha)
+[ "$(cat "$r/s384/file.txt")" = "remote content" ] && [ "$(cat "$r/s512/file.txt")" = "remote content" ] ||
+  fail "ADD --checksum=sha384/sha512 downloads"
+for alg in sha384 sha512; do
+  want=$(printf '%s' "$bad$bad" | cut -c1-$([ $alg = sha384 ] && echo 96 || echo 128))
+  got=$([ $alg = sha384 ] && echo "$sum384" || echo "$sum512")
+  printf 'FROM busybox:latest\nADD --checksum=%s:%s %s/file.txt /x/\n' $alg "$want" "$U" >"$C/Dockerfile.bad"
+  out=$(strata build --progress plain -f "$C/Dockerfile.bad" "$C" 2>&1) && fail "$alg checksum mismatch must fail"
+  assert_contains "$out" "ADD $U/file.txt: digest mismatch: expected $alg:$want, got $alg:$got" "$alg mismatch names URL and digests"
+done
 printf 'FROM busybox:latest\nADD %s/missing.txt /x/\n' "$U" >"$C/Dockerfile.404"
 expect_fail "$U/missing.txt" strata build --progress plain -f "$C/Dockerfile.404" "$C"
 

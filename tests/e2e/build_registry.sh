@@ -12,40 +12,14 @@ need docker-registry
 EX=$(cd "$(dirname "$0")/../../examples/Dockerfiles" && pwd)
 unset SOURCE_DATE_EPOCH # the cache must carry the history times itself
 
-# --- a registry on a free port of 127.0.0.1
+# --- a registry on a free port of 127.0.0.1 (retries when the port is taken)
+. "$(dirname "$0")/../support/docker_registry.sh"
+registries=0
 start_registry() {
-  local dir=$WORK/registry port pid i
-  mkdir -p "$dir/storage"
-  for _ in 1 2 3 4 5; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/storage
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
-    docker-registry serve "$dir/config.yml" >>"$dir/log" 2>&1 &
-    pid=$!
-    for i in $(seq 100); do
-      if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null; then
-        REG=127.0.0.1:$port; REG_PID=$pid
-        on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
-        return 0
-      fi
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-  done
-  fail "docker-registry did not start; log: $(cat "$dir/log")"
+  registries=$((registries + 1))
+  local dir=$WORK/registry-$registries
+  registry_start "$dir" || fail "docker-registry did not start"
+  on_exit "registry_stop $dir"
 }
 start_registry
 
@@ -83,7 +57,7 @@ assert_contains "$(cat "$WORK/log")" "0 steps run"
 assert_eq "$(iid "$B" ex/basics)" "$id_a" "the image built from the remote cache differs from the first build"
 STRATA_ROOT=$B strata verify >/dev/null || fail "store B does not verify"
 # The imported records are local now: a rebuild in B needs no registry.
-kill "$REG_PID"; wait "$REG_PID" 2>/dev/null
+registry_stop "$REG_DIR"
 sbuild "$B" -t ex/basics --cache-from "type=registry,ref=$REG/cache/basics:1" "$EX/basics"
 assert_contains "$(cat "$WORK/log")" "WARNING: --cache-from $REG/cache/basics:1"
 [ "$(count ' running: ')" = 0 ] || fail "the rebuild in B ran steps"

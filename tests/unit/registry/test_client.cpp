@@ -315,6 +315,67 @@ TEST_CASE("an unreachable registry is a clear error", "[client]") {
     }
 }
 
+TEST_CASE("a refused connection fails after one quick retry, naming host:port and the cause",
+          "[client]") {
+    int port = test::free_port(); // nothing listens there
+    std::string hostport = "127.0.0.1:" + std::to_string(port);
+    ClientOptions defaults; // the real retry policy: 5 attempts, 250 ms backoff
+    SECTION("one request") {
+        HttpSession s;
+        HttpRequest req;
+        req.url = "http://" + hostport + "/v2/";
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            perform_with_retries(s, req, defaults.retry);
+            FAIL("no error");
+        } catch (const TransportError& e) {
+            CHECK(e.connect_failure());
+            CHECK_THAT(e.what(), Catch::Contains("GET http://" + hostport + "/v2/: dial tcp " + hostport +
+                                                 ": connect: connection refused"));
+        }
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        CHECK(ms.count() >= 100); // the one retry
+        CHECK(ms.count() < 1000); // not 250+500+1000+2000 ms of backoff
+    }
+    SECTION("the client: ping, pull and push") {
+        Client c(hostport, defaults);
+        auto t0 = std::chrono::steady_clock::now();
+        CHECK_THROWS_WITH(c.ping(), Catch::Contains("cannot reach registry " + hostport) &&
+                                        Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
+        Client c2(hostport, defaults);
+        CHECK_THROWS_WITH(c2.get_manifest("library/busybox", "latest"),
+                          Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
+        Client c3(hostport, defaults);
+        BlobFile b(pattern(1000, 3));
+        CHECK_THROWS_WITH(c3.push_blob("app", b.digest(), b.data.size(), b.fd.get()),
+                          Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        CHECK(ms.count() < 3000); // three clients, ~100 ms each
+    }
+    SECTION("IPv6 loopback") {
+        HttpSession s;
+        HttpRequest req;
+        req.url = "http://[::1]:" + std::to_string(port) + "/v2/";
+        CHECK_THROWS_WITH(perform_with_retries(s, req, defaults.retry),
+                          Catch::Contains("dial tcp [::1]:" + std::to_string(port) + ": connect: "));
+    }
+    SECTION("an unknown host") {
+        HttpSession s;
+        HttpRequest req;
+        req.url = "https://nosuch.invalid:5000/v2/";
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            perform_with_retries(s, req, defaults.retry);
+            FAIL("no error");
+        } catch (const TransportError& e) {
+            CHECK(e.connect_failure());
+            CHECK_THAT(e.what(), Catch::Contains("dial tcp: lookup nosuch.invalid: no such host"));
+        }
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        CHECK(ms.count() < 1500);
+    }
+}
+
 TEST_CASE("TLS: a self-signed certificate fails verification unless it is turned off",
           "[client]") {
     auto openssl = find_program("openssl");
