@@ -114,16 +114,7 @@ public:
         if (::access("/dev/fuse", R_OK | W_OK) != 0) {
             throw SysError("open", "/dev/fuse", errno);
         }
-        auto escape = [](const std::string& p) {
-            std::string out;
-            for (char c : p) {
-                if (c == ':' || c == ',' || c == '\\') {
-                    out += '\\';
-                }
-                out += c;
-            }
-            return out;
-        };
+        auto escape = layerfs::escape_overlay_path;
         std::string opts = "lowerdir=";
         for (std::size_t i = 0; i < lowers.size(); ++i) {
             opts += (i > 0 ? ":" : "") + escape(lowers[i]);

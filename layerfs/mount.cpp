@@ -43,16 +43,6 @@ std::string record_path(const std::string& state_dir, const std::string& target)
     return fs::join(state_dir, Sha256::hex_of(target).substr(0, 24) + ".mount");
 }
 
-std::string escape_list_item(const std::string& p) {
-    std::string out;
-    for (char c : p) {
-        if (c == ':' || c == ',' || c == '\\') {
-            out += '\\';
-        }
-        out += c;
-    }
-    return out;
-}
 
 
 void check_path(const std::string& p) {
@@ -67,11 +57,11 @@ void mount_fuse(const MountSpec& spec, const std::string& target) {
         if (i > 0) {
             opts += ':';
         }
-        opts += escape_list_item(fs::absolute(spec.lowers[i]));
+        opts += escape_overlay_path(fs::absolute(spec.lowers[i]));
     }
     if (!spec.upper.empty()) {
-        opts += ",upperdir=" + escape_list_item(fs::absolute(spec.upper)) +
-                ",workdir=" + escape_list_item(fs::absolute(spec.work));
+        opts += ",upperdir=" + escape_overlay_path(fs::absolute(spec.upper)) +
+                ",workdir=" + escape_overlay_path(fs::absolute(spec.work));
     }
     std::vector<std::string> argv = {find_fuse_program(spec.fuse_program), "-o", opts, target};
     // The program daemonizes once the mount is live: its exit status is the

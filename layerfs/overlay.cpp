@@ -128,19 +128,6 @@ bool try_new_api(const OverlaySpec& spec, const std::string& target) {
     return true;
 }
 
-// Overlay's option parser splits on ',' and lowerdir on ':'; a backslash
-// escapes either.
-std::string escape_path(const std::string& p) {
-    std::string out;
-    for (char c : p) {
-        if (c == ':' || c == ',' || c == '\\') {
-            out += '\\';
-        }
-        out += c;
-    }
-    return out;
-}
-
 std::string option_string(const std::vector<std::string>& lowers, const std::string& upper,
                           const std::string& work, bool volatile_upper, bool userxattr) {
     std::string data = "lowerdir=";
@@ -148,10 +135,10 @@ std::string option_string(const std::vector<std::string>& lowers, const std::str
         if (i > 0) {
             data += ':';
         }
-        data += escape_path(lowers[i]);
+        data += escape_overlay_path(lowers[i]);
     }
     if (!upper.empty()) {
-        data += ",upperdir=" + escape_path(upper) + ",workdir=" + escape_path(work);
+        data += ",upperdir=" + escape_overlay_path(upper) + ",workdir=" + escape_overlay_path(work);
         if (volatile_upper) {
             data += ",volatile";
         }
@@ -282,6 +269,17 @@ void mount_overlay(const OverlaySpec& spec, const std::string& target) {
 std::string last_overlay_method() {
     std::lock_guard lock(g_method_mutex);
     return g_last_method;
+}
+
+std::string escape_overlay_path(const std::string& p) {
+    std::string out;
+    for (char c : p) {
+        if (c == ':' || c == ',' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out;
 }
 
 } // namespace strata::layerfs

@@ -41,4 +41,9 @@ void mount_overlay(const OverlaySpec& spec, const std::string& target);
 // "mount(2)", "mount(2) relative" or "bind"; for tests and debug logs.
 std::string last_overlay_method();
 
+// A path as an item of overlayfs' (and strata-overlay's) lowerdir, upperdir
+// and workdir options: the option parser splits on ',' and lowerdir on ':',
+// and a backslash escapes either.
+std::string escape_overlay_path(const std::string& p);
+
 } // namespace strata::layerfs

@@ -174,8 +174,6 @@ std::string id_map_text(const std::vector<IdMapLine>& lines) {
     return out;
 }
 
-namespace {
-
 void write_proc_file(pid_t pid, const char* name, const std::string& content) {
     std::string path = "/proc/" + std::to_string(pid) + "/" + name;
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
@@ -186,6 +184,8 @@ void write_proc_file(pid_t pid, const char* name, const std::string& content) {
         throw_errno("write", path);
     }
 }
+
+namespace {
 
 // newuidmap/newgidmap PID INSIDE OUTSIDE COUNT...: the setuid helpers check
 // the ranges against /etc/subuid and /etc/subgid and write the map.

@@ -64,6 +64,8 @@ std::string id_map_text(const std::vector<IdMapLine>& lines);
 // directly after denying setgroups. Throws Error naming the helper or the
 // file when that fails.
 void write_id_maps(pid_t pid, const RootlessIdMap& m);
+// Writes content to /proc/PID/NAME (uid_map, gid_map, setgroups) in one write.
+void write_proc_file(pid_t pid, const char* name, const std::string& content);
 
 // Makes the calling process (which must be single-threaded and not root)
 // root of a new user namespace with m as its map, as `podman unshare` does:

@@ -456,17 +456,6 @@ std::string random_hostname() {
     return out;
 }
 
-void write_proc_file(pid_t pid, const char* name, const std::string& content) {
-    std::string path = "/proc/" + std::to_string(pid) + "/" + name;
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd) {
-        throw_errno("open", path);
-    }
-    if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
-        throw_errno("write", path);
-    }
-}
-
 bool is_absolute(const std::string& p) {
     return !p.empty() && p[0] == '/';
 }

@@ -63,13 +63,6 @@ std::string checked_name(std::string_view raw, const char* what) {
     return out;
 }
 
-std::pair<std::string, std::string> split_parent(const std::string& path) {
-    auto slash = path.rfind('/');
-    if (slash == std::string::npos) {
-        return {"", path};
-    }
-    return {path.substr(0, slash), path.substr(slash + 1)};
-}
 
 std::string read_link_at(int dirfd, const std::string& name, const std::string& shown) {
     std::vector<char> buf(4096);
@@ -221,7 +214,7 @@ private:
             // The root directory itself: its metadata belongs to the target.
             return;
         }
-        auto [parent, base] = split_parent(path);
+        auto [parent, base] = fs::split_parent(path);
         if (starts_with(base, kWhiteoutPrefix)) {
             apply_whiteout(parent, base);
             return;
@@ -513,7 +506,7 @@ private:
         if (target == path) {
             throw Error("hard link to itself");
         }
-        auto [tparent, tbase] = split_parent(target);
+        auto [tparent, tbase] = fs::split_parent(target);
         // Resolve the target's directory first (not cached: it differs from
         // the entry's parent), then the entry's parent again.
         UniqueFd tdir;
@@ -534,13 +527,13 @@ private:
         if (!found) {
             throw Error("hard link target \"" + e.linkname + "\" does not exist in the layer or below it");
         }
-        pfd = dir_fd(split_parent(path).first, true);
+        pfd = dir_fd(fs::split_parent(path).first, true);
         if (::linkat(tdir.get(), tbase.c_str(), pfd, base.c_str(), 0) != 0) {
             if (errno != EEXIST) {
                 throw_errno("link to \"" + e.linkname + "\"", path);
             }
             replace_existing(pfd, base, false);
-            pfd = dir_fd(split_parent(path).first, true);
+            pfd = dir_fd(fs::split_parent(path).first, true);
             if (::linkat(tdir.get(), tbase.c_str(), pfd, base.c_str(), 0) != 0) {
                 throw_errno("link to \"" + e.linkname + "\"", path);
             }
@@ -562,7 +555,7 @@ private:
             if (!S_ISREG(st.st_mode)) {
                 continue;
             }
-            auto [tparent, tbase] = split_parent(target);
+            auto [tparent, tbase] = fs::split_parent(target);
             int pfd = dir_fd(tparent, true);
             UniqueFd dst(::openat(pfd, tbase.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
                                                           O_CLOEXEC, 0600));

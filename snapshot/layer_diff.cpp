@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 #include <vector>
 
@@ -148,47 +147,6 @@ std::vector<std::string> list_dir(int dirfd, const std::string& shown,
     return names;
 }
 
-// Raw xattrs of path (not following symlinks); all of them.
-Xattrs read_xattrs(const std::string& path) {
-    Xattrs out;
-    std::vector<char> names(1024);
-    ssize_t n;
-    for (;;) {
-        n = ::llistxattr(path.c_str(), names.data(), names.size());
-        if (n >= 0) {
-            break;
-        }
-        if (errno == ERANGE) {
-            names.resize(names.size() * 4);
-            continue;
-        }
-        if (errno == ENOTSUP) {
-            return out;
-        }
-        throw_errno("listxattr", path);
-    }
-    std::vector<char> value(256);
-    for (ssize_t i = 0; i < n;) {
-        std::string name(&names[static_cast<std::size_t>(i)]);
-        i += static_cast<ssize_t>(name.size()) + 1;
-        for (;;) {
-            ssize_t v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
-            if (v >= 0) {
-                out[name] = std::string(value.data(), static_cast<std::size_t>(v));
-                break;
-            }
-            if (errno == ERANGE) {
-                value.resize(value.size() * 4);
-                continue;
-            }
-            if (errno == ENODATA) {
-                break;
-            }
-            throw_errno("getxattr " + name, path);
-        }
-    }
-    return out;
-}
 
 // The xattrs that belong in a layer.
 Xattrs layer_xattrs(const Xattrs& all) {
@@ -217,7 +175,7 @@ Node load(int dirfd, const std::string& base, const std::string& rel, const std:
     if (::fstatat(dirfd, base.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
         throw_errno("stat", full);
     }
-    n.xattrs = read_xattrs(full);
+    n.xattrs = fs::read_xattrs(full);
     return n;
 }
 

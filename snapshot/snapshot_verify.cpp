@@ -16,7 +16,6 @@
 #include <optional>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 #include <unordered_set>
 
@@ -63,13 +62,6 @@ std::optional<std::string> clean_name(std::string_view raw) {
     return out;
 }
 
-std::pair<std::string, std::string> split_parent(const std::string& path) {
-    auto slash = path.rfind('/');
-    if (slash == std::string::npos) {
-        return {"", path};
-    }
-    return {path.substr(0, slash), path.substr(slash + 1)};
-}
 
 const char* type_name(mode_t m) {
     switch (m & S_IFMT) {
@@ -113,45 +105,6 @@ mode_t type_bits(EntryType t) {
 
 using Xattrs = std::map<std::string, std::string>;
 
-// Every xattr of the entry `path` (a /proc/self/fd/N/name path: works for
-// symlinks and devices without opening them).
-Xattrs read_xattrs(const std::string& path) {
-    Xattrs out;
-    std::vector<char> names(1024);
-    ssize_t n;
-    while ((n = ::llistxattr(path.c_str(), names.data(), names.size())) < 0) {
-        if (errno == ERANGE) {
-            names.resize(names.size() * 4);
-            continue;
-        }
-        if (errno == ENOTSUP) {
-            return out;
-        }
-        throw_errno("listxattr", path);
-    }
-    for (std::size_t i = 0; i < static_cast<std::size_t>(n);) {
-        std::string name(names.data() + i);
-        i += name.size() + 1;
-        std::string value(256, '\0');
-        while (true) {
-            ssize_t v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
-            if (v >= 0) {
-                value.resize(static_cast<std::size_t>(v));
-                out.emplace(name, std::move(value));
-                break;
-            }
-            if (errno == ERANGE) {
-                value.resize(value.size() * 4);
-                continue;
-            }
-            if (errno == ENODATA) {
-                break;
-            }
-            throw_errno("getxattr " + name, path);
-        }
-    }
-    return out;
-}
 
 std::string shown(const std::string& rel) {
     return "/" + rel;
@@ -268,7 +221,7 @@ private:
             if (path->empty()) {
                 continue; // the root: its metadata is the snapshot's own
             }
-            auto [parent, base] = split_parent(*path);
+            auto [parent, base] = fs::split_parent(*path);
             if (starts_with(base, kWhiteoutPrefix)) {
                 if (base == kOpaqueMarker) {
                     auto it = expect_.find(parent);
@@ -360,7 +313,7 @@ private:
     // Resolves the parent directory of rel inside the root (cached: the map
     // is in path order, so siblings come together).
     Parent& parent_of(const std::string& rel) {
-        std::string p = split_parent(rel).first;
+        std::string p = fs::split_parent(rel).first;
         if (parent_ && parent_->path == p) {
             return *parent_;
         }
@@ -423,7 +376,7 @@ private:
         std::map<std::string, struct stat> seen; // for hard links
         for (const auto& [rel, e] : expect_) {
             Parent& p = parent_of(rel);
-            std::string name = split_parent(rel).second;
+            std::string name = fs::split_parent(rel).second;
             struct stat st;
             bool found =
                 !p.missing && ::fstatat(p.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -443,7 +396,7 @@ private:
             checked_.insert(p.real.empty() ? name : p.real + "/" + name);
             seen.emplace(rel, st);
             std::string at = fd_path(p.fd.get(), name);
-            Xattrs xattrs = read_xattrs(at);
+            Xattrs xattrs = fs::read_xattrs(at);
             check_one(rel, e, st, p.fd.get(), name, xattrs);
         }
         // Hard links: the same inode as their target, unless a later entry
@@ -463,7 +416,7 @@ private:
             }
         }
         if (root_opaque_) {
-            Xattrs x = read_xattrs(fd_path(root_, "."));
+            Xattrs x = fs::read_xattrs(fd_path(root_, "."));
             if (!is_opaque(x)) {
                 problem("", "is not marked opaque (the layer has an opaque marker for it)");
             }

@@ -11,7 +11,6 @@
 #include <set>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 namespace strata::snapshot {
@@ -157,43 +156,6 @@ bool skip_xattr(std::string_view name) {
            name == "security.selinux";
 }
 
-std::map<std::string, std::string> read_xattrs(const std::string& path) {
-    std::map<std::string, std::string> out;
-    std::vector<char> names(4096);
-    ssize_t n;
-    for (;;) {
-        n = ::llistxattr(path.c_str(), names.data(), names.size());
-        if (n >= 0) break;
-        if (errno == ERANGE) {
-            names.resize(names.size() * 4);
-            continue;
-        }
-        if (errno == ENOTSUP) return out;
-        throw_errno("llistxattr", path);
-    }
-    for (ssize_t i = 0; i < n;) {
-        std::string name(names.data() + i);
-        i += static_cast<ssize_t>(name.size()) + 1;
-        if (name.empty() || skip_xattr(name)) {
-            continue;
-        }
-        std::vector<char> value(256);
-        for (;;) {
-            auto v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
-            if (v >= 0) {
-                out.emplace(name, std::string(value.data(), static_cast<std::size_t>(v)));
-                break;
-            }
-            if (errno == ERANGE) {
-                value.resize(value.size() * 8);
-                continue;
-            }
-            if (errno == ENODATA) break;
-            throw_errno("lgetxattr " + name, path);
-        }
-    }
-    return out;
-}
 
 void walk_directory(const std::string& root, const std::string& rel, int dirfd,
                     TreeListing& out, std::vector<char>& buf) {
@@ -275,7 +237,8 @@ void walk_directory(const std::string& root, const std::string& rel, int dirfd,
             m.devmajor = major(st.st_rdev);
             m.devminor = minor(st.st_rdev);
         }
-        m.xattrs = read_xattrs(full);
+        m.xattrs = fs::read_xattrs(full);
+        std::erase_if(m.xattrs, [](const auto& kv) { return skip_xattr(kv.first); });
         bool is_dir = m.type == EntryType::dir;
         out.entries.emplace_back(path, std::move(m));
         if (is_dir) {

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <vector>
 
@@ -314,6 +315,54 @@ std::string dirname(std::string_view path) {
         return "/";
     }
     return std::string(path.substr(0, slash));
+}
+
+std::pair<std::string, std::string> split_parent(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) {
+        return {"", path};
+    }
+    return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
+std::map<std::string, std::string> read_xattrs(const std::string& path) {
+    std::map<std::string, std::string> out;
+    std::vector<char> names(1024);
+    ssize_t n;
+    while ((n = ::llistxattr(path.c_str(), names.data(), names.size())) < 0) {
+        if (errno == ERANGE) {
+            names.resize(names.size() * 4);
+            continue;
+        }
+        if (errno == ENOTSUP) {
+            return out;
+        }
+        throw_errno("listxattr", path);
+    }
+    std::vector<char> value(256);
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n);) {
+        std::string name(names.data() + i);
+        i += name.size() + 1;
+        if (name.empty()) {
+            continue;
+        }
+        for (;;) {
+            ssize_t v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+            if (v >= 0) {
+                out.emplace(name, std::string(value.data(), static_cast<std::size_t>(v)));
+                break;
+            }
+            if (errno == ERANGE) {
+                value.resize(value.size() * 4);
+                continue;
+            }
+            if (errno == ENODATA) {
+                break; // removed meanwhile
+            }
+            throw_errno("getxattr " + name, path);
+        }
+    }
+    return out;
 }
 
 std::string basename(std::string_view path) {

@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <fcntl.h>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <vector>
@@ -50,6 +52,14 @@ void remove_all_at(int dirfd, const std::string& name);
 void fsync_dir(const std::string& path);
 std::string dirname(std::string_view path);
 std::string basename(std::string_view path);
+// A relative path's parent and last component: "a/b/c" -> {"a/b", "c"},
+// "c" -> {"", "c"}.
+std::pair<std::string, std::string> split_parent(const std::string& path);
+
+// Every extended attribute of path, not following a symlink (any file type;
+// a /proc/self/fd/N/name path works for entries that cannot be opened).
+// Empty where the filesystem has none (ENOTSUP); throws SysError otherwise.
+std::map<std::string, std::string> read_xattrs(const std::string& path);
 // Joins a and b with one '/' between them.
 std::string join(std::string_view a, std::string_view b);
 std::string absolute(const std::string& path);
