@@ -37,6 +37,7 @@
 #include <memory>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -166,26 +167,54 @@ private:
     Child child_;
 };
 
-// The layers under a throwaway upper at work/merged, inside the user and
+// The directory that holds the container's writable layer (overlay upper
+// and work directories), inside strata's own mount namespace. In memory by
+// default: a tmpfs over the store's tmp directory, so that only this process
+// sees it and it vanishes with it, even on SIGKILL. strata keeps no stopped
+// containers, so nothing of the upper is ever kept, and making and removing
+// its directories on disk was most of what a short container cost beyond
+// the namespaces themselves: ext4 metadata operations wait for the journal,
+// several milliseconds when the disk is busy. --scratch disk puts it in a
+// temporary directory of the store instead (so does a rootless run when the
+// tmpfs cannot hold the user.* xattrs overlayfs then needs: before Linux 6.6).
+std::string scratch_dir(const RunOptions& o, const snapshot::Store& store, bool rootless,
+                        std::optional<TempDir>& disk) {
+    if (o.scratch == "memory") {
+        std::string dir = store.tmp_dir();
+        if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "mode=0700") != 0) {
+            throw_errno("mount tmpfs (the container's writable layer)", dir);
+        }
+        if (!rootless || ::setxattr(dir.c_str(), "user.strata.probe", "1", 1, 0) == 0) {
+            return dir;
+        }
+        STRATA_LOG_DEBUG("run: no user xattrs on tmpfs ({}); the upper goes to disk",
+                         std::strerror(errno));
+        ::umount2(dir.c_str(), MNT_DETACH);
+    }
+    disk.emplace(store.tmp_dir(), "run-");
+    return disk->path();
+}
+
+// The layers under a throwaway upper at SCRATCH/merged, inside the user and
 // mount namespaces entered by run(): kernel overlayfs when it works here,
 // else strata-overlay. Returns the merged directory.
-std::string mount_rootless(std::vector<std::string> lowers, const TempDir& work,
+std::string mount_rootless(std::vector<std::string> lowers, const std::string& scratch,
                            std::optional<FuseUnion>& fuse) {
     const char* forced = std::getenv("STRATA_ROOTLESS_DRIVER");
     std::string driver = forced != nullptr ? forced : "";
     if (!driver.empty() && driver != "overlay" && driver != "fuse") {
         throw UsageError("STRATA_ROOTLESS_DRIVER=" + driver + ": expected overlay or fuse");
     }
-    std::string merged = work.path() + "/merged";
+    std::string merged = scratch + "/merged";
     fs::mkdirs(merged, 0755);
     if (lowers.empty()) {
-        fs::mkdirs(work.path() + "/empty", 0755);
-        lowers.push_back(work.path() + "/empty");
+        fs::mkdirs(scratch + "/empty", 0755);
+        lowers.push_back(scratch + "/empty");
     }
     std::string overlay_error;
     if (driver != "fuse") {
-        std::string upper = work.path() + "/upper";
-        std::string ovl_work = work.path() + "/work";
+        std::string upper = scratch + "/upper";
+        std::string ovl_work = scratch + "/work";
         fs::mkdirs(upper, 0755);
         fs::mkdirs(ovl_work, 0755);
         try {
@@ -206,8 +235,8 @@ std::string mount_rootless(std::vector<std::string> lowers, const TempDir& work,
                              overlay_error);
         }
     }
-    std::string upper = work.path() + "/fuse-upper";
-    std::string fuse_work = work.path() + "/fuse-work";
+    std::string upper = scratch + "/fuse-upper";
+    std::string fuse_work = scratch + "/fuse-work";
     fs::mkdirs(upper, 0755);
     fs::mkdirs(fuse_work, 0755);
     try {
@@ -291,9 +320,10 @@ void run(Context& ctx, const RunOptions& o) {
     std::reverse(lowers.begin(), lowers.end());
     if (rootless) {
         spec.user_namespace = runner::UserNamespace::joined;
-        TempDir work(store.tmp_dir(), "run-");
+        std::optional<TempDir> disk;
+        std::string scratch = scratch_dir(o, store, true, disk);
         std::optional<FuseUnion> fuse;
-        spec.rootfs = mount_rootless(lowers, work, fuse);
+        spec.rootfs = mount_rootless(lowers, scratch, fuse);
         struct Unmount {
             std::string path;
             ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
@@ -302,26 +332,8 @@ void run(Context& ctx, const RunOptions& o) {
         return;
     }
     private_mount_namespace();
-    // The container's writable layer (overlay upper and work directories).
-    // In memory by default: a tmpfs over the store's tmp directory, in
-    // strata's own mount namespace, so that only this process sees it and
-    // it vanishes with it, even on SIGKILL. strata keeps no stopped
-    // containers, so nothing of the upper is ever kept, and making and
-    // removing its directories on disk was most of what a short container
-    // cost beyond the namespaces themselves: ext4 metadata operations wait
-    // for the journal, several milliseconds when the disk is busy.
-    // --scratch disk puts it in a temporary directory of the store instead.
     std::optional<TempDir> disk;
-    std::string scratch;
-    if (o.scratch == "memory") {
-        scratch = store.tmp_dir();
-        if (::mount("tmpfs", scratch.c_str(), "tmpfs", 0, "mode=0700") != 0) {
-            throw_errno("mount tmpfs (the container's writable layer)", scratch);
-        }
-    } else {
-        disk.emplace(store.tmp_dir(), "run-");
-        scratch = disk->path();
-    }
+    std::string scratch = scratch_dir(o, store, false, disk);
     std::string upper = scratch + "/upper";
     std::string ovl_work = scratch + "/work";
     // The overlay is mounted over the scratch directory itself (it hides

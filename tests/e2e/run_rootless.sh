@@ -170,6 +170,23 @@ hello" "$user: -v"
   assert_eq "$rc" 3 "$user: fuse: exit status"
   nothing_left "$user" "$U"
 
+  # The writable layer: in memory by default (nothing shows in the store's
+  # tmp/ while a container runs), in a directory of tmp/ with --scratch disk;
+  # with both drivers.
+  for drv in overlay fuse; do
+    assert_eq "$(DRIVER=$drv s run busybox sh -c 'echo m >/f && cat /f')" m "$user: ($drv) memory scratch"
+    assert_eq "$(DRIVER=$drv s run --scratch disk busybox sh -c 'echo d >/f && cat /f')" d "$user: ($drv) --scratch disk"
+  done
+  DRIVER=overlay s run busybox sleep 2 & pid=$!
+  sleep 1
+  [ -z "$(ls -A "$U/data/strata/tmp")" ] || fail "$user: the memory scratch showed in tmp/: $(ls -A "$U/data/strata/tmp")"
+  wait $pid || fail "$user: run with the memory scratch"
+  DRIVER=overlay s run --scratch disk busybox sleep 2 & pid=$!
+  sleep 1
+  ls "$U/data/strata/tmp" | grep -q '^run-' || fail "$user: --scratch disk should use a directory in tmp/"
+  wait $pid || fail "$user: run with --scratch disk"
+  nothing_left "$user" "$U"
+
   # SIGTERM and SIGINT to strata: the container ends, nothing stays.
   for sig in TERM INT; do
     for drv in overlay fuse; do
