@@ -134,20 +134,20 @@ void register_maintenance(CLI::App& app, Context& ctx) {
     verify->callback([&ctx, repair] {
         snapshot::Store store = open_store(ctx);
         auto r = store.verify_all();
-        std::set<std::string> damaged;
+        std::set<formats::Digest> damaged;
         std::size_t unrepaired = 0;
         for (const auto& p : r.problems) {
             std::cout << "error: " << p.what << "\n";
             if (p.snapshot) {
-                damaged.insert(p.snapshot->str());
+                damaged.insert(*p.snapshot);
             } else {
                 ++unrepaired;
             }
         }
         if (*repair) {
             for (const auto& d : damaged) {
-                store.remove_snapshot(formats::Digest::parse(d));
-                std::cout << "removed snapshot " << d << " (unpacked again from its layer when next used)\n";
+                store.remove_snapshot(d);
+                std::cout << "removed snapshot " << d.str() << " (unpacked again from its layer when next used)\n";
             }
         }
         std::string counts = std::to_string(r.blobs) + " blob(s), " + std::to_string(r.snapshots) + " snapshot(s)";

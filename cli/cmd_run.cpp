@@ -115,12 +115,7 @@ public:
         if (::access("/dev/fuse", R_OK | W_OK) != 0) {
             throw SysError("open", "/dev/fuse", errno);
         }
-        auto escape = layerfs::escape_overlay_path;
-        std::string opts = "lowerdir=";
-        for (std::size_t i = 0; i < lowers.size(); ++i) {
-            opts += (i > 0 ? ":" : "") + escape(lowers[i]);
-        }
-        opts += ",upperdir=" + escape(upper) + ",workdir=" + escape(work) + ",fsname=strata-run";
+        std::string opts = layerfs::layer_dirs_option(lowers, upper, work) + ",fsname=strata-run";
         struct stat before {};
         if (::stat(target.c_str(), &before) != 0) {
             throw_errno("stat", target);

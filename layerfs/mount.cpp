@@ -52,17 +52,12 @@ void check_path(const std::string& p) {
 }
 
 void mount_fuse(const MountSpec& spec, const std::string& target) {
-    std::string opts = "lowerdir=";
-    for (std::size_t i = 0; i < spec.lowers.size(); ++i) {
-        if (i > 0) {
-            opts += ':';
-        }
-        opts += escape_overlay_path(fs::absolute(spec.lowers[i]));
+    std::vector<std::string> lowers;
+    for (const auto& l : spec.lowers) {
+        lowers.push_back(fs::absolute(l));
     }
-    if (!spec.upper.empty()) {
-        opts += ",upperdir=" + escape_overlay_path(fs::absolute(spec.upper)) +
-                ",workdir=" + escape_overlay_path(fs::absolute(spec.work));
-    }
+    std::string opts = layer_dirs_option(lowers, spec.upper.empty() ? "" : fs::absolute(spec.upper),
+                                         spec.upper.empty() ? "" : fs::absolute(spec.work));
     std::vector<std::string> argv = {find_fuse_program(spec.fuse_program), "-o", opts, target};
     // The program daemonizes once the mount is live: its exit status is the
     // mount's outcome.

@@ -130,18 +130,9 @@ bool try_new_api(const OverlaySpec& spec, const std::string& target) {
 
 std::string option_string(const std::vector<std::string>& lowers, const std::string& upper,
                           const std::string& work, bool volatile_upper, bool userxattr) {
-    std::string data = "lowerdir=";
-    for (std::size_t i = 0; i < lowers.size(); ++i) {
-        if (i > 0) {
-            data += ':';
-        }
-        data += escape_overlay_path(lowers[i]);
-    }
-    if (!upper.empty()) {
-        data += ",upperdir=" + escape_overlay_path(upper) + ",workdir=" + escape_overlay_path(work);
-        if (volatile_upper) {
-            data += ",volatile";
-        }
+    std::string data = layer_dirs_option(lowers, upper, work);
+    if (!upper.empty() && volatile_upper) {
+        data += ",volatile";
     }
     data += userxattr ? ",userxattr,index=off" : ",index=off,redirect_dir=off,metacopy=off";
     return data;
@@ -271,15 +262,29 @@ std::string last_overlay_method() {
     return g_last_method;
 }
 
-std::string escape_overlay_path(const std::string& p) {
-    std::string out;
-    for (char c : p) {
-        if (c == ':' || c == ',' || c == '\\') {
-            out += '\\';
+std::string layer_dirs_option(const std::vector<std::string>& lowers, const std::string& upper,
+                              const std::string& work) {
+    auto escape = [](const std::string& p) {
+        std::string out;
+        for (char c : p) {
+            if (c == ':' || c == ',' || c == '\\') {
+                out += '\\';
+            }
+            out += c;
         }
-        out += c;
+        return out;
+    };
+    std::string data = "lowerdir=";
+    for (std::size_t i = 0; i < lowers.size(); ++i) {
+        if (i > 0) {
+            data += ':';
+        }
+        data += escape(lowers[i]);
     }
-    return out;
+    if (!upper.empty()) {
+        data += ",upperdir=" + escape(upper) + ",workdir=" + escape(work);
+    }
+    return data;
 }
 
 } // namespace strata::layerfs

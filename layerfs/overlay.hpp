@@ -41,9 +41,11 @@ void mount_overlay(const OverlaySpec& spec, const std::string& target);
 // "mount(2)", "mount(2) relative" or "bind"; for tests and debug logs.
 std::string last_overlay_method();
 
-// A path as an item of overlayfs' (and strata-overlay's) lowerdir, upperdir
-// and workdir options: the option parser splits on ',' and lowerdir on ':',
-// and a backslash escapes either.
-std::string escape_overlay_path(const std::string& p);
+// "lowerdir=L1:L2[,upperdir=U,workdir=W]" (upper and work when upper is not
+// empty), as overlayfs and strata-overlay read it: each path escaped, since
+// the option parser splits on ',' and lowerdir on ':' (a backslash escapes
+// either).
+std::string layer_dirs_option(const std::vector<std::string>& lowers, const std::string& upper,
+                              const std::string& work);
 
 } // namespace strata::layerfs
