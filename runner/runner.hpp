@@ -77,6 +77,33 @@ struct Rlimit {
     rlim_t hard = 0;
 };
 
+// A host device node made available in the container (`--device`).
+struct Device {
+    std::string host_path;      // a character or block device on the host, e.g. /dev/fuse
+    std::string container_path; // where it appears inside; empty: the same as host_path
+    std::string permissions = "rwm"; // the device cgroup's r(ead), w(rite), m(knod)
+};
+
+// How far the container is confined. The defaults are Docker's: its
+// capability set, its seccomp profile, its masked and read-only paths, a
+// device cgroup that allows only the standard /dev nodes, a session keyring
+// of its own. Every protection fails closed: one that cannot be applied
+// stops the container with StartError.
+struct Security {
+    // `--privileged`: every capability, every host device, no seccomp filter,
+    // no masked or read-only paths, /sys writable (as Docker).
+    bool privileged = false;
+    // `--cap-add` / `--cap-drop`: names with or without "CAP_", any case,
+    // or "ALL"; drops apply after adds, as Docker.
+    std::vector<std::string> cap_add;
+    std::vector<std::string> cap_drop;
+    // `--security-opt seccomp=...`: empty for Docker's default profile,
+    // "unconfined" for none, otherwise the text of a profile in Docker's JSON format.
+    std::string seccomp_profile;
+    // `--device`: extra devices, allowed in the device cgroup and created in /dev.
+    std::vector<Device> devices;
+};
+
 struct RunSpec {
     std::string rootfs;            // host directory that becomes "/"
     std::vector<std::string> argv; // argv[0] without '/' is searched in the container's PATH
@@ -92,6 +119,7 @@ struct RunSpec {
     bool init = false;           // strata's init is PID 1: reaps zombies, forwards signals
     bool read_only = false;      // the root directory is mounted read-only
     bool tty = false;            // the command gets a new pseudo-terminal as stdin/out/err
+    Security security;
     // Streams. stdin -1: /dev/null (as `docker run` without -i); stdout and
     // stderr -1: the caller's own. With tty, stdin_fd and stdout_fd are the
     // two ends strata copies between the terminal and the pty (stderr is
