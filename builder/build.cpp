@@ -950,6 +950,9 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         spec.user = st.config.config.user;
         spec.hostname = "buildkitsandbox";
         spec.network = network == "host" ? runner::Network::host : runner::Network::none;
+        // RUN --security=insecure (once entitled): BuildKit's insecure mode is
+        // a privileged container.
+        spec.security.privileged = run.security == "insecure";
 
         TempDir scratch(store_.tmp_dir(), "run-");
         std::vector<std::unique_ptr<RootView>> views;

@@ -62,6 +62,10 @@ struct RunOptions {
     bool read_only = false;
     std::string scratch = "memory";
     std::optional<std::string> entrypoint;
+    std::vector<std::string> security_opts;
+    std::vector<std::string> cap_add;
+    std::vector<std::string> cap_drop;
+    bool privileged = false;
     std::string image;
     std::vector<std::string> command;
 };
@@ -89,6 +93,69 @@ void apply_env(std::vector<std::string>& env, const std::string& item) {
         }
     }
     env.push_back(value);
+}
+
+// --security-opt, --cap-add, --cap-drop and --privileged into spec, as
+// Docker's CLI and daemon read them (docker/cli parseSecurityOpts, moby
+// daemon parseSecurityOpt): "seccomp=unconfined|builtin|FILE" (the CLI reads
+// FILE), "no-new-privileges[=BOOL]"; the old ':' separator too. strata has
+// no SELinux or AppArmor: asking for less of them is accepted, anything
+// else refused. Throws UsageError with Docker's message for an unknown
+// option, runner::StartError (125) for a profile file that cannot be read.
+void apply_security(runner::Security& sec, const RunOptions& o) {
+    sec.privileged = o.privileged;
+    sec.cap_add = o.cap_add;
+    sec.cap_drop = o.cap_drop;
+    for (const auto& opt : o.security_opts) {
+        if (opt == "no-new-privileges" || opt == "disable") {
+            continue; // strata always sets no_new_privs; no labels to disable
+        }
+        std::size_t sep = opt.find('=');
+        if (sep == std::string::npos) {
+            sep = opt.find(':');
+        }
+        if (sep == std::string::npos) {
+            throw UsageError("invalid --security-opt 1: \"" + opt + "\"");
+        }
+        std::string key = opt.substr(0, sep);
+        std::string value = opt.substr(sep + 1);
+        if (key == "seccomp") {
+            if (value == "unconfined") {
+                sec.seccomp_profile = "unconfined";
+                sec.seccomp_profile_source.clear();
+            } else if (value == "builtin") {
+                sec.seccomp_profile.clear();
+                sec.seccomp_profile_source.clear();
+            } else {
+                try {
+                    sec.seccomp_profile = fs::read_file(value, 16u << 20);
+                } catch (const std::exception& e) {
+                    throw runner::StartError(
+                        "opening seccomp profile (" + value + ") failed: " + e.what(), 125);
+                }
+                sec.seccomp_profile_source = value;
+            }
+        } else if (key == "no-new-privileges") {
+            if (value == "1" || value == "t" || value == "T" || value == "true" ||
+                value == "TRUE" || value == "True") {
+                continue;
+            }
+            if (value == "0" || value == "f" || value == "F" || value == "false" ||
+                value == "FALSE" || value == "False") {
+                throw UsageError("--security-opt " + opt +
+                                 ": strata always sets no_new_privs and cannot run without it");
+            }
+            throw UsageError("invalid --security-opt 2: \"" + opt + "\"");
+        } else if ((key == "apparmor" && value == "unconfined") ||
+                   (key == "label" && value == "disable")) {
+            continue; // strata applies neither AppArmor nor SELinux
+        } else if (key == "apparmor" || key == "label") {
+            throw UsageError("--security-opt " + opt + ": strata does not support " +
+                             (key == "apparmor" ? "AppArmor profiles" : "SELinux labels"));
+        } else {
+            throw UsageError("invalid --security-opt 2: \"" + opt + "\"");
+        }
+    }
 }
 
 // A mount namespace of strata's own: mounts made from here on vanish with the
@@ -304,6 +371,7 @@ void run(Context& ctx, const RunOptions& o) {
     spec.init = o.init;
     spec.read_only = o.read_only;
     spec.tty = o.tty;
+    apply_security(spec.security, o);
     if (o.interactive || o.tty) {
         spec.stdin_fd = 0;
     }
@@ -397,6 +465,17 @@ void register_run(CLI::App& app, Context& ctx) {
         ->check(CLI::IsMember({"memory", "disk"}))
         ->capture_default_str();
     cmd->add_option("--entrypoint", o->entrypoint, "Override the image's entrypoint");
+    cmd->add_option("--security-opt", o->security_opts,
+                    "Security options: seccomp=unconfined|builtin|PROFILE.json (Docker's "
+                    "format), no-new-privileges")
+        ->allow_extra_args(false);
+    cmd->add_option("--cap-add", o->cap_add, "Add a Linux capability (NAME, CAP_NAME or ALL)")
+        ->allow_extra_args(false);
+    cmd->add_option("--cap-drop", o->cap_drop, "Drop a Linux capability (NAME, CAP_NAME or ALL)")
+        ->allow_extra_args(false);
+    cmd->add_flag("--privileged", o->privileged,
+                  "Give extended privileges: every capability, no seccomp filter, host devices, "
+                  "no masked paths");
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to
     // the container, as with docker run ("strata run busybox ls -l").
     cmd->prefix_command();
@@ -408,7 +487,13 @@ void register_run(CLI::App& app, Context& ctx) {
         }
         o->image = rest.front();
         o->command.assign(rest.begin() + 1, rest.end());
-        run(ctx, *o);
+        try {
+            run(ctx, *o);
+        } catch (const runner::StartError& e) {
+            // Before the container: e.g. a --security-opt profile that cannot be read.
+            std::cerr << "strata: error: " << e.what() << "\n";
+            ctx.exit_code = e.exit_code();
+        }
     });
 }
 

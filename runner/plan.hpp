@@ -6,6 +6,7 @@
 #pragma once
 
 #include "runner/runner.hpp"
+#include "runner/seccomp.hpp"
 #include "runner/user.hpp"
 
 #include <cstddef>
@@ -49,6 +50,8 @@ enum class Step : int {
     chdir,
     exec, // index: candidate
     fork_init,
+    session_keyring,
+    seccomp,
 };
 
 struct Report {
@@ -104,6 +107,9 @@ struct Plan {
     std::vector<gid_t> groups;
     std::uint64_t caps = 0;
     int cap_last = 0; // the kernel's highest capability number
+    // The seccomp filter, compiled by the parent (empty code: unconfined).
+    SeccompProgram seccomp;
+    struct sock_fprog seccomp_fprog {};
 
     int stdio[3] = {-1, -1, -1}; // sources for 0, 1, 2 (-1: keep)
     int sync_fd = -1;            // read: the parent's go-ahead

@@ -4,6 +4,7 @@
 
 #include "runner/idmap.hpp"
 #include "runner/plan.hpp"
+#include "runner/seccomp.hpp"
 #include "runner/user.hpp"
 #include "util/log.hpp"
 #include "util/root.hpp"
@@ -19,9 +20,11 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
+#include <mutex>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -98,6 +101,63 @@ std::string capability_name(int cap) {
         return std::string("CAP_") + names[cap];
     }
     return "CAP_" + std::to_string(cap);
+}
+
+namespace {
+
+// "sys_admin", "CAP_SYS_ADMIN", "Sys_Admin" -> 21; "ALL" -> -1. As Docker's
+// NormalizeLegacyCapabilities: unknown names are refused.
+int capability_number(const std::string& name, int cap_last) {
+    std::string upper = name;
+    std::transform(upper.begin(), upper.end(), upper.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    if (upper == "ALL") {
+        return -1;
+    }
+    if (upper.rfind("CAP_", 0) != 0) {
+        upper = "CAP_" + upper;
+    }
+    for (int c = 0; c <= cap_last; ++c) {
+        if (capability_name(c) == upper) {
+            return c;
+        }
+    }
+    throw UsageError("unknown capability: \"" + upper + "\"");
+}
+
+} // namespace
+
+std::uint64_t container_capabilities(const Security& security) {
+    const int cap_last = sys::cap_last_cap();
+    // "Every capability": those of this kernel that strata's own bounding
+    // set still holds (a strata itself confined cannot give more).
+    std::uint64_t all = 0;
+    for (int c = 0; c <= cap_last && c < 64; ++c) {
+        if (::prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1) {
+            all |= std::uint64_t{1} << c;
+        }
+    }
+    // Names are checked even when privileged makes them moot, as Docker does.
+    bool add_all = false, drop_all = false;
+    std::uint64_t add = 0, drop = 0;
+    for (const auto& n : security.cap_add) {
+        int c = capability_number(n, cap_last);
+        c < 0 ? (void)(add_all = true) : (void)(add |= std::uint64_t{1} << c);
+    }
+    for (const auto& n : security.cap_drop) {
+        int c = capability_number(n, cap_last);
+        c < 0 ? (void)(drop_all = true) : (void)(drop |= std::uint64_t{1} << c);
+    }
+    if (security.privileged) {
+        return all;
+    }
+    if (add_all) {
+        return all & ~drop;
+    }
+    if (drop_all) {
+        return add;
+    }
+    return ((default_capabilities() & ~drop) | add) & all;
 }
 
 // ---------------------------------------------------------------------------
@@ -353,6 +413,10 @@ std::string step_text(Step step) {
         return "exec";
     case Step::fork_init:
         return "starting the command under init";
+    case Step::session_keyring:
+        return "creating the container's session keyring";
+    case Step::seccomp:
+        return "loading the seccomp filter of";
     }
     return "step " + std::to_string(static_cast<int>(step));
 }
@@ -750,6 +814,56 @@ void copy_window_size(int from, int master) {
     }
 }
 
+// The container's seccomp filter into plan, compiled here so that the child
+// only loads it: Docker's default profile unless the spec names another or
+// none (unconfined, or privileged, as Docker). A profile that cannot be read
+// or compiled stops the container (exit 125). Returns the profile's name for
+// messages.
+std::string plan_seccomp(Plan& plan, const RunSpec& spec) {
+    const Security& sec = spec.security;
+    if (sec.privileged || sec.seccomp_profile == "unconfined") {
+        return "unconfined";
+    }
+    const bool builtin = sec.seccomp_profile.empty();
+    std::string name = builtin ? std::string("builtin (Docker's default)")
+                       : sec.seccomp_profile_source.empty() ? std::string("given in the run spec")
+                                                            : sec.seccomp_profile_source;
+    try {
+        // The default profile compiles the same way for the same capabilities
+        // (most containers): compiled once per process and capability set.
+        static std::mutex mutex;
+        static std::vector<std::pair<std::uint64_t, SeccompProgram>> cache;
+        std::unique_lock lock(mutex, std::defer_lock);
+        if (builtin) {
+            lock.lock();
+            for (const auto& [caps, program] : cache) {
+                if (caps == plan.caps) {
+                    plan.seccomp = program;
+                }
+            }
+        }
+        if (builtin && plan.seccomp.code.empty()) {
+            if (auto pre = precompiled_default_seccomp(plan.caps)) {
+                plan.seccomp = std::move(*pre);
+            }
+        }
+        if (plan.seccomp.code.empty()) {
+            SeccompProfile profile = parse_seccomp_profile(
+                builtin ? docker_default_seccomp_profile() : std::string_view(sec.seccomp_profile),
+                name);
+            plan.seccomp = compile_seccomp(profile, plan.caps);
+            if (builtin) {
+                cache.emplace_back(plan.caps, plan.seccomp);
+            }
+        }
+    } catch (const Error& e) {
+        throw StartError(e.what(), 125);
+    }
+    plan.seccomp_fprog.len = static_cast<unsigned short>(plan.seccomp.code.size());
+    plan.seccomp_fprog.filter = plan.seccomp.code.data();
+    return "seccomp profile \"" + name + "\"";
+}
+
 } // namespace
 
 Container Container::start(const RunSpec& spec) {
@@ -839,8 +953,9 @@ Container Container::start(const RunSpec& spec) {
     plan.uid = user.uid;
     plan.gid = user.gid;
     plan.groups = user.groups;
-    plan.caps = default_capabilities();
+    plan.caps = container_capabilities(spec.security);
     plan.cap_last = sys::cap_last_cap();
+    const std::string seccomp_name = plan_seccomp(plan, spec);
 
     std::vector<std::string> env = detail::container_env(spec, user, hostname);
     for (const auto& e : env) {
@@ -1077,6 +1192,8 @@ Container Container::start(const RunSpec& spec) {
             }
         } else if (step == Step::uid || step == Step::gid || step == Step::groups) {
             what += " for user \"" + spec.user + "\"";
+        } else if (step == Step::seccomp) {
+            what += " " + seccomp_name;
         }
         r.detail[sizeof r.detail - 1] = '\0';
         if (r.detail[0] != '\0') {

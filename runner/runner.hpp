@@ -18,7 +18,7 @@
 // caller, and 1..N its /etc/subuid and /etc/subgid ranges when
 // newuidmap/newgidmap are installed (runner/idmap.hpp); otherwise only 0 is
 // mapped and a USER other than root needs root.
-// Not (yet) done, by decision: no seccomp profile; no cgroup limits and no /sys/fs/cgroup inside;
+// Not (yet) done, by decision: no cgroup limits and no /sys/fs/cgroup inside;
 // networks are none or host only. Mount points created in the root (e.g. an image without /proc or
 // /etc/hosts) are removed after the run, except when strata itself is killed by SIGKILL or a mount
 // point had to be created through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and
@@ -94,12 +94,14 @@ struct Security {
     // no masked or read-only paths, /sys writable (as Docker).
     bool privileged = false;
     // `--cap-add` / `--cap-drop`: names with or without "CAP_", any case,
-    // or "ALL"; drops apply after adds, as Docker.
+    // or "ALL"; combined as Docker's TweakCapabilities (container_capabilities).
     std::vector<std::string> cap_add;
     std::vector<std::string> cap_drop;
     // `--security-opt seccomp=...`: empty for Docker's default profile,
     // "unconfined" for none, otherwise the text of a profile in Docker's JSON format.
     std::string seccomp_profile;
+    // Where seccomp_profile came from (a file name), for messages.
+    std::string seccomp_profile_source;
     // `--device`: extra devices, allowed in the device cgroup and created in /dev.
     std::vector<Device> devices;
 };
@@ -210,6 +212,12 @@ ExitStatus run(const RunSpec& spec, Control* control = nullptr);
 std::uint64_t default_capabilities() noexcept;
 // "CAP_CHOWN" etc. for a capability number; "CAP_<n>" for unknown ones.
 std::string capability_name(int cap);
+// The capability set (bounding, and what root in the container holds) that
+// security gives, as Docker's TweakCapabilities: privileged: every capability
+// of this kernel that strata's own bounding set holds; "ALL" in cap_add: all
+// but cap_drop; "ALL" in cap_drop: only cap_add; otherwise the default set
+// minus cap_drop plus cap_add. Throws UsageError naming an unknown capability.
+std::uint64_t container_capabilities(const Security& security);
 
 // Docker's PATH when the image sets none.
 inline constexpr const char* kDefaultPath =

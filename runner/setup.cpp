@@ -26,9 +26,11 @@
 #include <cstring>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/keyctl.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -613,6 +615,12 @@ void set_session(const Plan& plan) noexcept {
     sigfillset(&all);
     ::sigprocmask(SIG_BLOCK, &all, nullptr);
     pid_t cmd = sys::clone3_fork(0, nullptr);
+    if (cmd == -ENOSYS) {
+        // Docker's seccomp profile answers clone3 with ENOSYS (its flags
+        // cannot be inspected): a plain fork through clone(2).
+        long r = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        cmd = r < 0 ? -errno : static_cast<pid_t>(r);
+    }
     if (cmd < 0) {
         fail(plan, Step::fork_init, -cmd);
     }
@@ -662,6 +670,36 @@ void set_session(const Plan& plan) noexcept {
                 _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
             }
         }
+    }
+}
+
+// A session keyring of the container's own, as runc gives every container:
+// without it the container shares the caller's session keyring, and
+// request_key/KEYCTL_READ inside would read the caller's keys. A new
+// anonymous keyring (name NULL) is never one the host already has. A kernel
+// without keyrings (ENOSYS) has no keyring to leak; any other failure stops
+// the container.
+void join_session_keyring(const Plan& plan) noexcept {
+    if (::syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, nullptr, 0, 0, 0) < 0 &&
+        errno != ENOSYS) {
+        fail(plan, Step::session_keyring, errno);
+    }
+}
+
+// The seccomp filter the parent compiled, loaded as the last step before
+// the command (or strata's init) runs: every setup call it would refuse
+// (mount, pivot_root, sethostname, setgroups with...) is done, and
+// no_new_privs is already set, which is what lets an unprivileged process
+// (the rootless path) load a filter. What runs after it (setsid, TIOCSCTTY,
+// chdir, execve; the init's clone, waits and kills) is allowed by Docker's
+// profile.
+void load_seccomp(const Plan& plan) noexcept {
+    if (plan.seccomp.code.empty()) {
+        return;
+    }
+    const auto* prog = &plan.seccomp_fprog;
+    if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccomp.flags, prog) != 0) {
+        fail(plan, Step::seccomp, errno);
     }
 }
 
@@ -871,6 +909,10 @@ void child_main(const Plan& plan) noexcept {
         fail(plan, Step::close_fds, errno);
     }
 
+    // 7c. A session keyring of its own, owned by the container's root (as
+    // runc, before the switch to the command's user).
+    join_session_keyring(plan);
+
     // 8. Credentials. The bounding set is cut while we still hold
     // CAP_SETPCAP; the permitted set is what no_new_privs lets exec keep.
     // Raw system calls, not glibc's wrappers: in a child cloned from a
@@ -905,6 +947,7 @@ void child_main(const Plan& plan) noexcept {
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
         fail(plan, Step::no_new_privs, errno);
     }
+    load_seccomp(plan);
 
     // 9. Run.
     if (plan.init) {

@@ -8,6 +8,7 @@ build_pkgs=(
   liblzma-dev liblz4-dev libbz2-dev  # what libarchive.a needs linked in (STRATA_STATIC_DEPS)
   libfuse3-dev fuse3 libcli11-dev catch2 nlohmann-json3-dev libfmt-dev
   libcurl4-openssl-dev busybox-static util-linux python3
+  libseccomp-dev  # the runner's seccomp filters (Docker's default profile, --security-opt seccomp=)
 )
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
@@ -15,6 +16,7 @@ test_pkgs=(
 )
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
+test_pkgs+=(keyutils)  # tests/security: keyctl puts a key in the session keyring a container must not read
 test_pkgs+=(uidmap)  # runner [subuid] tests: newuidmap/newgidmap map /etc/subuid ranges
 test_pkgs+=(bzip2 xz-utils)  # ADD of bzip2/xz archives (builder unit tests, build_features)
 pkgs=("${build_pkgs[@]}")

@@ -41,7 +41,7 @@ static void print_status_fields(void) {
     char line[512];
     while (fgets(line, sizeof line, f) != NULL) {
         static const char* keys[] = {
-            "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"};
+            "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i) {
             size_t n = strlen(keys[i]);
             if (strncmp(line, keys[i], n) == 0) {
