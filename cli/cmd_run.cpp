@@ -59,6 +59,7 @@ struct RunOptions {
     std::vector<std::string> volumes;
     std::vector<std::string> tmpfs;
     std::vector<std::string> ulimits;
+    std::vector<std::string> devices;
     bool read_only = false;
     std::string scratch = "memory";
     std::optional<std::string> entrypoint;
@@ -365,6 +366,9 @@ void run(Context& ctx, const RunOptions& o) {
     for (const auto& t : o.tmpfs) {
         spec.mounts.push_back(runner::parse_tmpfs(t));
     }
+    for (const auto& d : o.devices) {
+        spec.security.devices.push_back(runner::parse_device(d));
+    }
     for (const auto& u : o.ulimits) {
         spec.rlimits.push_back(runner::parse_ulimit(u));
     }
@@ -459,6 +463,9 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]")->allow_extra_args(false);
     cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
     cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
+    cmd->add_option("--device", o->devices,
+                    "Add a host device HOST[:CONTAINER[:PERMS]] (PERMS: r, w, m; default rwm)")
+        ->allow_extra_args(false);
     cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
     cmd->add_option("--scratch", o->scratch,
                     "Where the container's writes go: memory (tmpfs, the default) or disk")

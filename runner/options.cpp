@@ -5,6 +5,7 @@
 #include <charconv>
 #include <string>
 #include <sys/resource.h>
+#include <vector>
 
 namespace strata::runner {
 
@@ -153,6 +154,51 @@ Network parse_network(std::string_view value) {
         return Network::host;
     }
     bad("--network", value, "strata supports none and host");
+}
+
+} // namespace strata::runner
+
+namespace strata::runner {
+
+Device parse_device(std::string_view value) {
+    auto is_perms = [](std::string_view s) {
+        return !s.empty() && s.size() <= 3 && s.find_first_not_of("rwm") == std::string_view::npos;
+    };
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i <= value.size()) {
+        std::size_t j = value.find(':', i);
+        if (j == std::string_view::npos) {
+            j = value.size();
+        }
+        parts.emplace_back(value.substr(i, j - i));
+        i = j + 1;
+    }
+    Device d;
+    if (parts.size() > 3) {
+        bad("--device", value, "expected HOST[:CONTAINER[:PERMS]]");
+    }
+    d.host_path = parts[0];
+    if (parts.size() == 2) {
+        if (is_perms(parts[1])) {
+            d.permissions = parts[1];
+        } else {
+            d.container_path = parts[1];
+        }
+    } else if (parts.size() == 3) {
+        d.container_path = parts[1];
+        if (!is_perms(parts[2])) {
+            throw UsageError("invalid device mode: " + parts[2]);
+        }
+        d.permissions = parts[2];
+    }
+    if (d.host_path.empty() || d.host_path[0] != '/') {
+        bad("--device", value, "the host path must be absolute");
+    }
+    if (!d.container_path.empty() && d.container_path[0] != '/') {
+        bad("--device", value, "the container path must be absolute");
+    }
+    return d;
 }
 
 } // namespace strata::runner

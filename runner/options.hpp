@@ -26,3 +26,11 @@ Rlimit parse_ulimit(std::string_view value);
 Network parse_network(std::string_view value);
 
 } // namespace strata::runner
+
+namespace strata::runner {
+
+// --device HOST[:CONTAINER[:PERMS]] (Docker's reading: a second part made
+// only of r, w and m is PERMS); PERMS default rwm.
+Device parse_device(std::string_view value);
+
+} // namespace strata::runner

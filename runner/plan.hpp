@@ -52,6 +52,13 @@ enum class Step : int {
     fork_init,
     session_keyring,
     seccomp,
+    // Isolation (mount targets, masks, the device cgroup).
+    target_symlink, // a mount point in the image is a symlink (detail: "path\tlink"; index: op)
+    target_type,    // a mount point in the image is of the wrong type (detail: path; index: op)
+    mask_verify,    // a masked/read-only path is not on the procfs/sysfs just mounted (index: op)
+    cgroup,         // joining the container's cgroup (index: hierarchy)
+    cgroupns,       // unsharing the cgroup namespace
+    device,         // creating a device node (index: op)
 };
 
 struct Report {
@@ -68,7 +75,11 @@ enum class OpKind : int {
     symlink,  // create target as a symlink to content
     mask,     // hide: /dev/null over a file, a read-only tmpfs over a directory
     readonly, // bind target onto itself, read-only
+    device,   // a device node: mknod (as root, no user namespace) or a bind of the host's
 };
+
+// The procfs and sysfs instances the masks are applied below (Op::keep_mount, Op::base).
+enum : int { kMountProc = 0, kMountSys = 1, kKeptMounts = 2 };
 
 struct Op {
     OpKind kind = OpKind::fs;
@@ -82,6 +93,16 @@ struct Op {
     bool sys_fallback = false; // sysfs: bind the host's /sys when mounting fails
     const char* content = nullptr;
     std::size_t content_len = 0;
+    // No symlink anywhere on the way to target (/proc, /sys, /dev and below):
+    // refused with Step::target_symlink, as runc does since CVE-2019-19921.
+    bool no_symlinks = false;
+    int keep_mount = -1; // fs: remember the new mount as kMountProc/kMountSys
+    int base = -1;       // mask/readonly: target is relative to that kept mount
+    // device: the node's type and permissions (st_mode), number and owner.
+    unsigned dev_mode = 0;
+    unsigned long long rdev = 0;
+    uid_t dev_uid = 0;
+    gid_t dev_gid = 0;
 };
 
 struct Plan {
@@ -101,6 +122,9 @@ struct Plan {
     bool rootless = false;         // user namespace made without root
     bool setgroups_denied = false; // rootless with only our own ids mapped: no setgroups
     bool new_mount_api = false;    // fsopen/fsmount/open_tree/move_mount (else mount(2))
+    bool device_bind = false;      // device ops bind the host's node (user namespace: no mknod)
+    int cgroup_fds[4] = {-1, -1, -1, -1}; // cgroup.procs of the container's cgroup: write "0"
+    bool unshare_cgroupns = false;        // a cgroup namespace after joining (not at clone)
 
     uid_t uid = 0;
     gid_t gid = 0;

@@ -2,6 +2,7 @@
 // child into new namespaces, writes its id maps, lets it go, and waits.
 #include "runner/runner.hpp"
 
+#include "runner/cgroup.hpp"
 #include "runner/idmap.hpp"
 #include "runner/plan.hpp"
 #include "runner/seccomp.hpp"
@@ -15,12 +16,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
 #include <mutex>
+#include <memory>
+#include <optional>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -28,6 +33,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -417,6 +423,18 @@ std::string step_text(Step step) {
         return "creating the container's session keyring";
     case Step::seccomp:
         return "loading the seccomp filter of";
+    case Step::target_symlink:
+        return "refusing a symlink as mount point for";
+    case Step::target_type:
+        return "refusing a mount point of the wrong type for";
+    case Step::mask_verify:
+        return "verifying the procfs/sysfs mount for";
+    case Step::cgroup:
+        return "joining the container's cgroup";
+    case Step::cgroupns:
+        return "creating the cgroup namespace";
+    case Step::device:
+        return "creating a device node";
     }
     return "step " + std::to_string(static_cast<int>(step));
 }
@@ -442,8 +460,17 @@ struct Container::State {
     // build step's layer does not gain an empty /etc/hosts or /proc.
     UniqueFd rootfd;
     std::vector<std::string> created;
+    // The container's cgroup (real root only): removed once it has ended.
+    Cgroup cgroup;
 
     void remove_created() noexcept;
+    void remove_cgroup() noexcept {
+        try {
+            cgroup.remove();
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("{}", e.what());
+        }
+    }
 
     void signal(int sig) noexcept {
         if (!reaped && pidfd) {
@@ -460,6 +487,7 @@ struct Container::State {
         }
         reaped = true;
         remove_created();
+        remove_cgroup();
         if (init && status_read) {
             int cmd_status = 0;
             ssize_t n = ::read(status_read.get(), &cmd_status, sizeof cmd_status);
@@ -481,6 +509,7 @@ struct Container::State {
         }
         reaped = true;
         remove_created();
+        remove_cgroup();
     }
 };
 
@@ -589,9 +618,115 @@ std::string limit_text(rlim_t v) {
     return v == RLIM_INFINITY ? "unlimited" : std::to_string(v);
 }
 
+// A device node to create in the container, from the host's.
+struct HostDevice {
+    std::string host_path;
+    std::string container_path;
+    unsigned mode = 0; // st_mode: type and permissions
+    unsigned long long rdev = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::string access = "rwm";
+};
+
+// stat of a host device node; nullopt when path is not one.
+std::optional<HostDevice> host_device(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+        throw_errno("stat", path);
+    }
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        return std::nullopt;
+    }
+    HostDevice d;
+    d.host_path = path;
+    d.container_path = path;
+    d.mode = st.st_mode;
+    d.rdev = st.st_rdev;
+    d.uid = st.st_uid;
+    d.gid = st.st_gid;
+    return d;
+}
+
+// --privileged: every device node of the host's /dev, as runc's HostDevices
+// (not the pts, shm, mqueue or fd directories, nor /dev/console), except
+// those the runner already provides.
+void host_devices(const std::string& dir, std::vector<HostDevice>& out) {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) {
+        throw_errno("opendir", dir);
+    }
+    std::unique_ptr<DIR, int (*)(DIR*)> closer(d, ::closedir);
+    while (struct dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        std::string path = dir + "/" + name;
+        if (name == "." || name == "..") {
+            continue;
+        }
+        struct stat st;
+        if (::lstat(path.c_str(), &st) != 0) {
+            continue; // gone meanwhile
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (dir == "/dev" && (name == "pts" || name == "shm" || name == "mqueue" ||
+                                  name == "fd" || name == ".lxc" || name == ".udev")) {
+                continue;
+            }
+            host_devices(path, out);
+            continue;
+        }
+        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+            continue;
+        }
+        if (path == "/dev/console" || path == "/dev/ptmx" || path == "/dev/null" ||
+            path == "/dev/zero" || path == "/dev/full" || path == "/dev/random" ||
+            path == "/dev/urandom" || path == "/dev/tty") {
+            continue;
+        }
+        HostDevice h;
+        h.host_path = h.container_path = path;
+        h.mode = st.st_mode;
+        h.rdev = st.st_rdev;
+        h.uid = st.st_uid;
+        h.gid = st.st_gid;
+        out.push_back(std::move(h));
+    }
+}
+
+// The devices the container gets beyond the standard ones: --device's
+// (Docker's checks and wording) and, with --privileged, the host's.
+std::vector<HostDevice> container_devices(const Security& sec) {
+    std::vector<HostDevice> out;
+    if (sec.privileged) {
+        host_devices("/dev", out);
+    }
+    for (const auto& d : sec.devices) {
+        std::optional<HostDevice> h;
+        try {
+            h = host_device(d.host_path);
+        } catch (const SysError& e) {
+            throw UsageError("error gathering device information while adding custom device \"" +
+                             d.host_path + "\": " + std::strerror(e.error_code()));
+        }
+        if (!h) {
+            throw UsageError("error gathering device information while adding custom device \"" +
+                             d.host_path + "\": not a device node");
+        }
+        h->container_path = clean_path(d.container_path.empty() ? d.host_path : d.container_path);
+        if (h->container_path == "/") {
+            throw UsageError("--device " + d.host_path + ": cannot create a device at /");
+        }
+        h->access = device_access(d.permissions);
+        std::erase_if(out,
+                      [&](const HostDevice& x) { return x.container_path == h->container_path; });
+        out.push_back(*h);
+    }
+    return out;
+}
+
 // Builds the standard mounts and the caller's into plan.ops.
 void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::string& hostname,
-                 std::vector<std::string>& op_names) {
+                 const std::vector<HostDevice>& devices, std::vector<std::string>& op_names) {
     auto add = [&](Op op, std::string name) {
         op_names.push_back(std::move(name));
         plan.ops.push_back(op);
@@ -607,21 +742,34 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         add(op, std::string(type) + " on " + target);
     };
     const unsigned long nsd = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    const bool privileged = spec.security.privileged;
+    // /proc, /sys, /dev and everything the runner puts below them: no
+    // symlink on the way (runc's rule since CVE-2019-19921).
+    auto strict = [&] { plan.ops.back().no_symlinks = true; };
     fs("/proc", "proc", nsd, nullptr);
-    fs("/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+    strict();
+    plan.ops.back().keep_mount = detail::kMountProc;
+    // Device nodes work here (the standard ones, --device's) but nothing
+    // runs from it or gains privileges through it.
+    fs("/dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k");
+    strict();
     for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
         Op op;
         op.kind = OpKind::bind;
         op.target = plan.keep(std::string("/dev/") + dev);
         op.target_dir = false;
         op.source = op.target; // the host's device node (before pivot_root)
+        op.no_symlinks = true;
         add(op, std::string("bind /dev/") + dev);
     }
     fs("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
        no_tty_gid ? "newinstance,ptmxmode=0666,mode=0620"
                   : "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    strict();
     fs("/dev/shm", "tmpfs", nsd, "mode=1777,size=65536k");
+    strict();
     fs("/dev/mqueue", "mqueue", nsd, nullptr);
+    strict();
     for (auto [link, to] : {std::pair{"/dev/ptmx", "pts/ptmx"},
                             {"/dev/fd", "/proc/self/fd"},
                             {"/dev/stdin", "/proc/self/fd/0"},
@@ -632,7 +780,21 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         op.kind = OpKind::symlink;
         op.target = link;
         op.content = to;
+        op.no_symlinks = true;
         add(op, std::string("symlink ") + link);
+    }
+    for (const auto& d : devices) {
+        Op op;
+        op.kind = OpKind::device;
+        op.target = plan.keep(d.container_path);
+        op.target_dir = false;
+        op.source = plan.keep(d.host_path);
+        op.no_symlinks = true;
+        op.dev_mode = d.mode;
+        op.rdev = d.rdev;
+        op.dev_uid = d.uid;
+        op.dev_gid = d.gid;
+        add(op, "device " + d.host_path + " on " + d.container_path);
     }
     {
         Op op;
@@ -640,27 +802,36 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         op.target = "/sys";
         op.fstype = "sysfs";
         op.source = "sysfs";
-        op.flags = nsd | MS_RDONLY;
-        op.read_only = true;
+        // --privileged: /sys writable, as Docker.
+        op.flags = nsd | (privileged ? 0 : MS_RDONLY);
+        op.read_only = !privileged;
         op.sys_fallback = true;
+        op.no_symlinks = true;
+        op.keep_mount = detail::kMountSys;
         add(op, "sysfs on /sys");
     }
-    // Docker's masked and read-only paths.
-    for (const char* p :
-         {"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-          "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-          "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}) {
-        Op op;
-        op.kind = OpKind::mask;
-        op.target = p;
-        add(op, std::string("masking ") + p);
-    }
-    for (const char* p :
-         {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}) {
-        Op op;
-        op.kind = OpKind::readonly;
-        op.target = p;
-        add(op, std::string("read-only ") + p);
+    // Docker's masked and read-only paths (moby's oci/defaults.go), none
+    // with --privileged. Each is resolved below the procfs/sysfs just
+    // mounted (Op::base), not through a path in the image.
+    if (!privileged) {
+        for (const char* p :
+             {"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+              "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+              "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}) {
+            Op op;
+            op.kind = OpKind::mask;
+            op.base = p[1] == 'p' ? detail::kMountProc : detail::kMountSys;
+            op.target = p + (op.base == detail::kMountProc ? 6 : 5); // below /proc/ or /sys/
+            add(op, std::string("masking ") + p);
+        }
+        for (const char* p :
+             {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}) {
+            Op op;
+            op.kind = OpKind::readonly;
+            op.base = detail::kMountProc;
+            op.target = p + 6;
+            add(op, std::string("read-only ") + p);
+        }
     }
     // Generated files, bound over the root's own: writes never reach it.
     auto gen = [&](const char* target, std::string content) {
@@ -696,6 +867,9 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         Op op;
         op.target = plan.keep(target);
         op.read_only = m->read_only;
+        for (const char* top : {"/proc/", "/sys/", "/dev/"}) {
+            op.no_symlinks = op.no_symlinks || target.rfind(top, 0) == 0;
+        }
         std::string what;
         switch (m->type) {
         case Mount::Type::tmpfs:
@@ -864,6 +1038,118 @@ std::string plan_seccomp(Plan& plan, const RunSpec& spec) {
     return "seccomp profile \"" + name + "\"";
 }
 
+// Is this process in the initial user namespace (where root is real root)?
+bool initial_user_namespace() {
+    UniqueFd fd(::open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        throw_errno("open", "/proc/self/uid_map");
+    }
+    char buf[256];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n < 0) {
+        throw_errno("read", "/proc/self/uid_map");
+    }
+    buf[n] = '\0';
+    unsigned long inside = 1, outside = 1, count = 0;
+    return std::sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+           outside == 0 && count == 4294967295UL && std::strchr(buf, '\n') == buf + n - 1;
+}
+
+// The container's cgroup with Docker's device policy (everything with
+// --privileged), plus --device's nodes with their permissions. Fails closed:
+// a root container without its device cgroup does not start.
+Cgroup device_cgroup(const Security& sec, const std::vector<HostDevice>& devices) {
+    std::string id = random_hostname() + random_hostname();
+    try {
+        Cgroup cg = Cgroup::create("strata", id);
+        std::vector<DeviceRule> rules;
+        if (sec.privileged) {
+            rules.push_back({'a', -1, -1, "rwm", true});
+        } else {
+            rules = default_device_rules();
+            for (const auto& d : devices) {
+                rules.push_back({S_ISBLK(d.mode) ? 'b' : 'c',
+                                 static_cast<std::int64_t>(major(static_cast<dev_t>(d.rdev))),
+                                 static_cast<std::int64_t>(minor(static_cast<dev_t>(d.rdev))),
+                                 d.access, true});
+            }
+        }
+        cg.set_devices(rules);
+        return cg;
+    } catch (const StartError&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw StartError(std::string("container setup: the container's device cgroup: ") + e.what(),
+                         125);
+    }
+}
+
+// "fs on /target" -> what the refusal says is being mounted.
+std::string mount_what(const Op& op) {
+    switch (op.kind) {
+    case OpKind::fs: {
+        std::string t = op.fstype;
+        if (t == "proc") {
+            return "procfs";
+        }
+        if (t == "sysfs" || t == "devpts" || t == "mqueue") {
+            return t;
+        }
+        return "a " + t;
+    }
+    case OpKind::bind:
+        return std::string("a bind mount of ") + op.source;
+    case OpKind::gen_file:
+        return std::string("the generated ") + op.target;
+    case OpKind::device:
+        return std::string("the device ") + op.source;
+    case OpKind::symlink:
+        return std::string("the symlink ") + op.target;
+    case OpKind::mask:
+    case OpKind::readonly:
+        break;
+    }
+    return "a mask";
+}
+
+// The messages of the isolation steps (Report r from the child).
+std::string isolation_message(const detail::Report& r, const std::vector<std::string>& op_names,
+                              const std::vector<Op>& ops, const Cgroup& cgroup) {
+    auto step = static_cast<Step>(r.step);
+    bool has_op = r.index >= 0 && static_cast<std::size_t>(r.index) < ops.size();
+    std::string err = std::strerror(r.err);
+    std::string detail = r.detail;
+    if (step == Step::target_symlink && has_op) {
+        auto tab = detail.find('\t');
+        std::string path = detail.substr(0, tab);
+        std::string link = tab == std::string::npos ? std::string() : detail.substr(tab + 1);
+        return "container setup: \"" + path + "\" in the image is a symlink (\"" + link +
+               "\"): refusing to mount " + mount_what(ops[static_cast<std::size_t>(r.index)]) +
+               " through it";
+    }
+    if (step == Step::target_type && has_op) {
+        const Op& op = ops[static_cast<std::size_t>(r.index)];
+        std::string kind = r.err == ENOTDIR  ? "is not a directory"
+                           : r.err == EISDIR ? "is a directory"
+                                             : "is not a regular file";
+        return "container setup: \"" + detail + "\" in the image " + kind + ": refusing to mount " +
+               mount_what(op) + " on \"" + op.target + "\"";
+    }
+    if (step == Step::mask_verify && has_op) {
+        return "container setup: " + op_names[static_cast<std::size_t>(r.index)] +
+               ": not on the container's own procfs/sysfs (" + err +
+               "); refusing to start without it";
+    }
+    if (step == Step::device && has_op) {
+        return "container setup: creating " + op_names[static_cast<std::size_t>(r.index)] + ": " +
+               err;
+    }
+    std::string path = r.index >= 0 && static_cast<std::size_t>(r.index) < cgroup.paths().size()
+                           ? cgroup.paths()[static_cast<std::size_t>(r.index)]
+                           : std::string("(the container's cgroup)");
+    return "container setup: joining the cgroup " + path + ": " + err;
+}
+
 } // namespace
 
 Container Container::start(const RunSpec& spec) {
@@ -1006,8 +1292,20 @@ Container Container::start(const RunSpec& spec) {
     }
 
     std::vector<std::string> op_names;
+    std::vector<HostDevice> devices = container_devices(spec.security);
+    // In a user namespace the kernel refuses mknod of devices: bind them.
+    plan.device_bind = userns || joined;
     // devpts's gid=5 (tty) needs gid 5 mapped.
-    plan_mounts(plan, spec, mapped && idmap.gid_count() <= 5, hostname, op_names);
+    plan_mounts(plan, spec, mapped && idmap.gid_count() <= 5, hostname, devices, op_names);
+    // The device cgroup: only real root has one, and needs one.
+    if (root && !joined && initial_user_namespace()) {
+        state->cgroup = device_cgroup(spec.security, devices);
+        auto fds = state->cgroup.procs_fds();
+        for (std::size_t i = 0; i < fds.size() && i < std::size(plan.cgroup_fds); ++i) {
+            plan.cgroup_fds[i] = fds[i];
+        }
+        plan.unshare_cgroupns = true;
+    }
 
     // -- Mount points in the root directory itself are created here (and
     // removed after the run); those inside the container's own mounts (e.g.
@@ -1051,8 +1349,10 @@ Container Container::start(const RunSpec& spec) {
     plan.close_in_child[0] = sync.write.get();
     plan.close_in_child[1] = report.read.get();
 
-    std::uint64_t flags =
-        CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_PIDFD;
+    std::uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
+    if (!plan.unshare_cgroupns) {
+        flags |= CLONE_NEWCGROUP; // else the child unshares it once in its cgroup
+    }
     if (spec.network == Network::none) {
         flags |= CLONE_NEWNET;
     }
@@ -1073,8 +1373,8 @@ Container Container::start(const RunSpec& spec) {
         // spares copying strata's page tables and the child's copy-on-write
         // faults.
         pid = sys::clone_vfork(
-            flags, [](void* p) -> int { detail::child_main(*static_cast<const Plan*>(p)); },
-            &plan, &pidfd);
+            flags, [](void* p) -> int { detail::child_main(*static_cast<const Plan*>(p)); }, &plan,
+            &pidfd);
     } else {
         pid = sys::clone3_fork(flags, &pidfd);
         if (pid == 0) {
@@ -1171,6 +1471,11 @@ Container Container::start(const RunSpec& spec) {
                                    : cmd;
             std::transform(err.begin(), err.begin() + 1, err.begin(), ::tolower);
             throw StartError("exec: \"" + path + "\": " + err, 126);
+        }
+        r.detail[sizeof r.detail - 1] = '\0';
+        if (step == Step::target_symlink || step == Step::target_type ||
+            step == Step::mask_verify || step == Step::device || step == Step::cgroup) {
+            throw StartError(isolation_message(r, op_names, plan.ops, state->cgroup), 125);
         }
         std::string what = detail::step_text(step);
         if ((step == Step::mount_target || step == Step::mount || step == Step::remount_ro) &&

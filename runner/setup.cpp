@@ -5,11 +5,16 @@
 //
 // Order (STYLE.md rule 16), each step commented where it happens:
 //   1. reset signals, drop the parent's pipe ends, wait for the parent's
-//      go-ahead (it has written the user namespace's id maps by then)
+//      go-ahead (it has written the user namespace's id maps by then),
+//      join the container's cgroup (device policy) and unshare the cgroup
+//      namespace
 //   2. make every mount private, bind the root onto itself
 //   3. mounts below the root: /proc, /dev and its nodes, /dev/pts, /dev/shm,
 //      /dev/mqueue, /sys, masked /proc and /sys paths, generated /etc files,
-//      the caller's mounts (each target resolved inside the root)
+//      the caller's mounts. Each target is resolved inside the root; for
+//      /proc, /sys, /dev and below no symlink is followed at all, and a
+//      target of the wrong type is refused. Masks are applied through
+//      handles below the procfs/sysfs just mounted, and fail closed.
 //   4. create the working directory; make the root read-only if asked
 //   5. pivot_root into the root, detach the old root
 //   6. hostname, loopback up, rlimits
@@ -27,6 +32,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/keyctl.h>
+#include <linux/magic.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
@@ -38,6 +44,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -210,6 +217,166 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
     return -ELOOP;
 }
 
+// Puts "path<TAB>link" in g_detail for the parent's message.
+void note_symlink(const char* path, std::size_t path_len, const char* link) noexcept {
+    std::size_t n = path_len < sizeof g_detail - 2 ? path_len : sizeof g_detail - 2;
+    std::memcpy(g_detail, path, n);
+    g_detail[n++] = '\t';
+    std::size_t ln = std::strlen(link);
+    if (ln > sizeof g_detail - 1 - n) {
+        ln = sizeof g_detail - 1 - n;
+    }
+    std::memcpy(g_detail + n, link, ln);
+    g_detail[n + ln] = '\0';
+}
+
+void note_path(const char* path) noexcept {
+    std::size_t n = std::strlen(path);
+    if (n >= sizeof g_detail) {
+        n = sizeof g_detail - 1;
+    }
+    std::memcpy(g_detail, path, n);
+    g_detail[n] = '\0';
+}
+
+// Opens path below the root (O_PATH) one component at a time, never
+// following a symlink: a symlink anywhere on the way sets *symlink (and
+// g_detail to "prefix<TAB>link") and returns -ELOOP; an intermediate
+// component that is not a directory returns -ENOTDIR (g_detail: prefix).
+// Missing components are created: directories, and the last one an empty
+// file unless dir. For /proc, /sys, /dev and what is mounted below them,
+// where a mount landing anywhere else would leave the masks behind.
+int open_target_strict(int rootfd, const char* path, bool dir, bool* symlink) noexcept {
+    *symlink = false;
+    int cur = ::fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+    if (cur < 0) {
+        return -errno;
+    }
+    std::size_t len = std::strlen(path);
+    std::size_t i = 0;
+    while (i < len) {
+        while (i < len && path[i] == '/') {
+            ++i;
+        }
+        if (i >= len) {
+            break;
+        }
+        std::size_t j = i;
+        while (j < len && path[j] != '/') {
+            ++j;
+        }
+        std::size_t k = j;
+        while (k < len && path[k] == '/') {
+            ++k;
+        }
+        bool last = k >= len;
+        char name[NAME_MAX + 1];
+        if (j - i > NAME_MAX) {
+            ::close(cur);
+            return -ENAMETOOLONG;
+        }
+        std::memcpy(name, path + i, j - i);
+        name[j - i] = '\0';
+        if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) {
+            ::close(cur);
+            return -EINVAL;
+        }
+        int next = ::openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT) {
+            int r;
+            if (last && !dir) {
+                r = ::openat(cur, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (r >= 0) {
+                    ::close(r);
+                    r = 0;
+                }
+            } else {
+                r = ::mkdirat(cur, name, 0755);
+            }
+            if (r < 0 && errno != EEXIST) {
+                int e = errno;
+                ::close(cur);
+                return -e;
+            }
+            next = ::openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (next < 0) {
+            int e = errno;
+            ::close(cur);
+            return -e;
+        }
+        struct stat st;
+        if (::fstat(next, &st) != 0) {
+            int e = errno;
+            ::close(next);
+            ::close(cur);
+            return -e;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            char link[PATH_MAX];
+            ssize_t ln = ::readlinkat(cur, name, link, sizeof link - 1);
+            link[ln > 0 ? ln : 0] = '\0';
+            note_symlink(path, j, link);
+            *symlink = true;
+            ::close(next);
+            ::close(cur);
+            return -ELOOP;
+        }
+        ::close(cur);
+        cur = next;
+        if (!last && !S_ISDIR(st.st_mode)) {
+            std::size_t n = j < sizeof g_detail ? j : sizeof g_detail - 1;
+            std::memcpy(g_detail, path, n);
+            g_detail[n] = '\0';
+            ::close(cur);
+            return -ENOTDIR;
+        }
+        i = j;
+    }
+    return cur;
+}
+
+// Opens op's target for mounting: without any symlink for no_symlinks
+// targets, else resolved inside the root (a symlink is followed only within
+// it). Then the type must fit: a directory where a directory is mounted, no
+// directory where a file is, a regular file under a generated /etc file.
+// Failures are reported with the op's index; returns the O_PATH fd.
+int open_op_target(const Plan& plan, int rootfd, const Op& op, int index, bool dir) noexcept {
+    int fd;
+    if (op.no_symlinks) {
+        bool symlink = false;
+        fd = open_target_strict(rootfd, op.target, dir, &symlink);
+        if (symlink) {
+            fail(plan, Step::target_symlink, ELOOP, index);
+        }
+        if (fd == -ENOTDIR) {
+            fail(plan, Step::target_type, ENOTDIR, index);
+        }
+    } else {
+        fd = open_target(rootfd, op.target, dir);
+    }
+    if (fd < 0) {
+        fail(plan, Step::mount_target, -fd, index);
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        fail(plan, Step::mount_target, errno, index);
+    }
+    int wrong = 0;
+    if (dir && !S_ISDIR(st.st_mode)) {
+        wrong = ENOTDIR;
+    } else if (!dir && S_ISDIR(st.st_mode)) {
+        wrong = EISDIR;
+    } else if (op.kind == OpKind::gen_file && !S_ISREG(st.st_mode)) {
+        wrong = EINVAL;
+    }
+    if (wrong != 0) {
+        note_path(op.target);
+        fail(plan, Step::target_type, wrong, index);
+    }
+    return fd;
+}
+
 // Makes the mount at fd read-only, recursively when recursive. The
 // fallback remount keeps the flags a user namespace may not clear.
 int make_read_only(int fd, bool recursive) noexcept {
@@ -296,9 +463,15 @@ unsigned attr_flags(unsigned long ms) noexcept {
     return a;
 }
 
-int attach(int tree, int target_fd) noexcept {
+// Attaches the detached mount tree at target_fd. With keep, *keep gets an
+// fd of the attached mount's root (the tree fd itself), for the masks.
+int attach(int tree, int target_fd, int* keep = nullptr) noexcept {
     int r = sys::move_mount_raw(tree, "", target_fd, "",
                                 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    if (r == 0 && keep != nullptr) {
+        *keep = tree;
+        return 0;
+    }
     ::close(tree);
     return r;
 }
@@ -322,7 +495,8 @@ void keep_fs_log(int fs) noexcept {
     }
 }
 
-int mount_fs_new(const char* type, unsigned long flags, const char* data, int target_fd) noexcept {
+int mount_fs_new(const char* type, unsigned long flags, const char* data, int target_fd,
+                 int* keep = nullptr) noexcept {
     int fs = sys::fsopen_raw(type, FSOPEN_CLOEXEC);
     if (fs < 0) {
         return fs;
@@ -371,12 +545,13 @@ int mount_fs_new(const char* type, unsigned long flags, const char* data, int ta
     if (mnt < 0) {
         return mnt;
     }
-    return attach(mnt, target_fd);
+    return attach(mnt, target_fd, keep);
 }
 
 // Binds source (dirfd + path, or dirfd alone with an empty path), read-only
 // before it is attached when ro, so it is never writable, even briefly.
-int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int target_fd) noexcept {
+int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int target_fd,
+             int* keep = nullptr) noexcept {
     unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
     if (src_path[0] == '\0') {
         flags |= AT_EMPTY_PATH;
@@ -393,7 +568,149 @@ int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int t
             return r;
         }
     }
-    return attach(tree, target_fd);
+    return attach(tree, target_fd, keep);
+}
+
+// The procfs and sysfs this container just mounted (kMountProc, kMountSys):
+// the masks are resolved below these handles, never through a path in the
+// image.
+int g_kept[kKeptMounts] = {-1, -1};
+
+bool on_fs(int fd, long magic) noexcept {
+    struct statfs sf;
+    return ::fstatfs(fd, &sf) == 0 && static_cast<long>(sf.f_type) == magic;
+}
+
+long kept_magic(int base) noexcept {
+    return base == kMountProc ? PROC_SUPER_MAGIC : SYSFS_MAGIC;
+}
+
+// Remembers the filesystem just mounted on op.target for the masks. With
+// the new mount API kept is the mount's own fd; with mount(2) the target is
+// opened again (it has no symlink on the way: no_symlinks). Either way it
+// must be the filesystem asked for.
+void keep_mount(const Plan& plan, int rootfd, const Op& op, int index, int kept) noexcept {
+    if (kept < 0) {
+        kept = sys::openat2_direct(rootfd, op.target, O_PATH | O_DIRECTORY, 0,
+                                   kResolve | RESOLVE_NO_SYMLINKS);
+        if (kept < 0) {
+            fail(plan, Step::mask_verify, -kept, index);
+        }
+    }
+    if (!on_fs(kept, kept_magic(op.keep_mount))) {
+        fail(plan, Step::mask_verify, EXDEV, index);
+    }
+    g_kept[op.keep_mount] = kept;
+}
+
+// A masked or read-only path: opened below the procfs/sysfs mounted for this
+// container, without following any symlink and without leaving that mount,
+// then covered through that fd. A path this kernel does not have is fine (as
+// runc); every other failure stops the container.
+void mask_op(const Plan& plan, const Op& op, int index) noexcept {
+    int base = op.base >= 0 && op.base < kKeptMounts ? g_kept[op.base] : -1;
+    if (base < 0) {
+        fail(plan, Step::mask_verify, EBADF, index);
+    }
+    int fd = sys::openat2_direct(base, op.target, O_PATH | O_NOFOLLOW, 0,
+                                 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                                     RESOLVE_NO_XDEV);
+    if (fd == -ENOENT) {
+        return; // not on this kernel
+    }
+    if (fd < 0) {
+        fail(plan, Step::mount_target, -fd, index);
+    }
+    if (!on_fs(fd, kept_magic(op.base))) {
+        fail(plan, Step::mask_verify, EXDEV, index);
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        fail(plan, Step::mount_target, errno, index);
+    }
+    int r;
+    if (plan.new_mount_api) {
+        if (op.kind == OpKind::readonly) {
+            r = bind_new(fd, "", true, true, fd);
+        } else if (S_ISDIR(st.st_mode)) {
+            r = mount_fs_new("tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0", fd);
+        } else {
+            r = bind_new(AT_FDCWD, "/dev/null", false, false, fd);
+        }
+        if (r < 0) {
+            fail(plan, Step::mount, -r, index);
+        }
+        ::close(fd);
+        return;
+    }
+    FdPath target(fd);
+    if (op.kind == OpKind::readonly) {
+        r = ::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+    } else if (S_ISDIR(st.st_mode)) {
+        r = ::mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "size=0");
+    } else {
+        r = ::mount("/dev/null", target.c_str(), nullptr, MS_BIND, nullptr);
+    }
+    if (r != 0) {
+        fail(plan, Step::mount, errno, index);
+    }
+    if (op.kind == OpKind::readonly) {
+        // The new mount is on top of the path fd: reach it through the
+        // path again, still below the kept handle and on its filesystem.
+        int top =
+            sys::openat2_direct(base, op.target, O_PATH | O_NOFOLLOW, 0,
+                                RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (top < 0) {
+            fail(plan, Step::remount_ro, -top, index);
+        }
+        if (!on_fs(top, kept_magic(op.base))) {
+            fail(plan, Step::mask_verify, EXDEV, index);
+        }
+        int e = make_read_only(top, true);
+        if (e < 0) {
+            fail(plan, Step::remount_ro, -e, index);
+        }
+        ::close(top);
+    }
+    ::close(fd);
+}
+
+// A device node in the container: mknod with the host node's type, number,
+// mode and owner (as Docker), or, in a user namespace (where the kernel
+// refuses mknod of devices), a bind of the host's node.
+void device_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
+    if (plan.device_bind) {
+        int fd = open_op_target(plan, rootfd, op, index, false);
+        int r;
+        if (plan.new_mount_api) {
+            r = bind_new(AT_FDCWD, op.source, false, false, fd);
+        } else {
+            FdPath target(fd);
+            r = ::mount(op.source, target.c_str(), nullptr, MS_BIND, nullptr) == 0 ? 0 : -errno;
+        }
+        if (r < 0) {
+            fail(plan, Step::device, -r, index);
+        }
+        ::close(fd);
+        return;
+    }
+    char dir[PATH_MAX];
+    const char* name = split_parent(op.target, dir);
+    Op parent = op;
+    parent.target = dir;
+    int dfd = open_op_target(plan, rootfd, parent, index, true);
+    if (::unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
+        fail(plan, Step::device, errno, index);
+    }
+    if (::mknodat(dfd, name, op.dev_mode, static_cast<dev_t>(op.rdev)) != 0) {
+        fail(plan, Step::device, errno, index);
+    }
+    if (::fchownat(dfd, name, op.dev_uid, op.dev_gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+        ::fchmodat(dfd, name, op.dev_mode & 07777, 0) != 0) {
+        fail(plan, Step::device, errno, index);
+    }
+    ::close(dfd);
 }
 
 void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
@@ -401,10 +718,9 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
     case OpKind::symlink: {
         char dir[PATH_MAX];
         const char* name = split_parent(op.target, dir);
-        int dfd = open_target(rootfd, dir, true);
-        if (dfd < 0) {
-            fail(plan, Step::mount_target, -dfd, index);
-        }
+        Op parent = op;
+        parent.target = dir;
+        int dfd = open_op_target(plan, rootfd, parent, index, true);
         // The directory fd is O_PATH; symlinkat accepts it as dirfd.
         if (::symlinkat(op.content, dfd, name) != 0 && errno != EEXIST) {
             fail(plan, Step::mount, errno, index);
@@ -413,59 +729,18 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         return;
     }
     case OpKind::mask:
-    case OpKind::readonly: {
-        int fd = sys::openat2_direct(rootfd, op.target, O_PATH | O_NOFOLLOW, 0, kResolve);
-        if (fd == -ENOENT) {
-            return; // nothing to hide
-        }
-        if (fd < 0) {
-            fail(plan, Step::mount_target, -fd, index);
-        }
-        struct stat st;
-        if (::fstat(fd, &st) != 0) {
-            fail(plan, Step::mount_target, errno, index);
-        }
-        FdPath target(fd);
-        int r;
-        if (plan.new_mount_api) {
-            if (op.kind == OpKind::readonly) {
-                r = bind_new(fd, "", true, true, fd);
-            } else if (S_ISDIR(st.st_mode)) {
-                r = mount_fs_new("tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=0", fd);
-            } else {
-                r = bind_new(AT_FDCWD, "/dev/null", false, false, fd);
-            }
-            if (r < 0) {
-                fail(plan, Step::mount, -r, index);
-            }
-            ::close(fd);
-            return;
-        }
-        if (op.kind == OpKind::readonly) {
-            r = ::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
-        } else if (S_ISDIR(st.st_mode)) {
-            r = ::mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
-                        "size=0");
-        } else {
-            r = ::mount("/dev/null", target.c_str(), nullptr, MS_BIND, nullptr);
-        }
-        if (r != 0) {
-            fail(plan, Step::mount, errno, index);
-        }
-        ::close(fd);
-        if (op.kind == OpKind::readonly) {
-            int e = reopen_read_only(rootfd, op.target, true);
-            if (e < 0) {
-                fail(plan, Step::remount_ro, -e, index);
-            }
-        }
+    case OpKind::readonly:
+        mask_op(plan, op, index);
         return;
-    }
+    case OpKind::device:
+        device_op(plan, rootfd, op, index);
+        return;
     case OpKind::gen_file: {
         // Staged in the container's own /dev tmpfs, bound, then unlinked: the
         // file lives only as long as the container's mount namespace and is
         // never written into the root directory (the image's layers).
-        int dev = sys::openat2_direct(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, kResolve);
+        int dev = sys::openat2_direct(rootfd, "/dev", O_PATH | O_DIRECTORY, 0,
+                                      kResolve | RESOLVE_NO_SYMLINKS);
         if (dev < 0) {
             fail(plan, Step::mount_target, -dev, index);
         }
@@ -489,10 +764,7 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
             }
             done += static_cast<std::size_t>(w);
         }
-        int fd = open_target(rootfd, op.target, false);
-        if (fd < 0) {
-            fail(plan, Step::mount_target, -fd, index);
-        }
+        int fd = open_op_target(plan, rootfd, op, index, false);
         if (plan.new_mount_api) {
             int r = bind_new(file, "", false, false, fd);
             if (r < 0) {
@@ -513,16 +785,18 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
     }
     case OpKind::fs:
     case OpKind::bind: {
-        int fd = open_target(rootfd, op.target, op.target_dir);
-        if (fd < 0) {
-            fail(plan, Step::mount_target, -fd, index);
+        int fd = open_op_target(plan, rootfd, op, index, op.target_dir);
+        int* keep = nullptr;
+        int kept = -1;
+        if (op.keep_mount >= 0 && op.keep_mount < kKeptMounts) {
+            keep = &kept;
         }
         if (plan.new_mount_api) {
             int r;
             if (op.kind == OpKind::fs) {
-                r = mount_fs_new(op.fstype, op.flags, op.data, fd);
+                r = mount_fs_new(op.fstype, op.flags, op.data, fd, keep);
                 if (r < 0 && op.sys_fallback && (r == -EPERM || r == -EACCES)) {
-                    r = bind_new(AT_FDCWD, "/sys", true, true, fd);
+                    r = bind_new(AT_FDCWD, "/sys", true, true, fd, keep);
                 }
             } else {
                 r = bind_new(AT_FDCWD, op.source, true, op.read_only, fd);
@@ -531,6 +805,9 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
                 fail(plan, Step::mount, -r, index);
             }
             ::close(fd);
+            if (keep != nullptr) {
+                keep_mount(plan, rootfd, op, index, kept);
+            }
             return;
         }
         FdPath target(fd);
@@ -554,6 +831,9 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
             if (e < 0) {
                 fail(plan, Step::remount_ro, -e, index);
             }
+        }
+        if (keep != nullptr) {
+            keep_mount(plan, rootfd, op, index, -1);
         }
         return;
     }
@@ -703,6 +983,26 @@ void load_seccomp(const Plan& plan) noexcept {
     }
 }
 
+// 1c. The container's cgroup (the device policy), before anything in the
+// image can be opened: "0" moves the writer. Then a cgroup namespace rooted
+// there, so that /proc/self/cgroup shows "/" as in Docker.
+void join_cgroup(const Plan& plan) noexcept {
+    bool joined = false;
+    for (int i = 0; i < 4; ++i) {
+        if (plan.cgroup_fds[i] < 0) {
+            continue;
+        }
+        if (::write(plan.cgroup_fds[i], "0", 1) != 1) {
+            fail(plan, Step::cgroup, errno, i);
+        }
+        ::close(plan.cgroup_fds[i]);
+        joined = true;
+    }
+    if (joined && plan.unshare_cgroupns && ::unshare(CLONE_NEWCGROUP) != 0) {
+        fail(plan, Step::cgroupns, errno);
+    }
+}
+
 } // namespace
 
 void child_main(const Plan& plan) noexcept {
@@ -747,6 +1047,7 @@ void child_main(const Plan& plan) noexcept {
         }
     }
     ::close(plan.sync_fd);
+    join_cgroup(plan);
 
     // 2. Mount namespace: nothing we mount propagates back to the host.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {

@@ -346,19 +346,80 @@ TEST_CASE("a root whose /etc or /dev is a symlink out of it cannot touch host pa
     write_file(host_etc.path() + "/hosts", "host hosts\n");
     std::string etc_before = dump_tree(host_etc.path());
     std::filesystem::remove_all(root.path + "/etc");
-    std::filesystem::remove_all(root.path + "/dev");
     std::filesystem::create_symlink(host_etc.path(), root.path + "/etc");
-    std::filesystem::create_symlink(host_dev.path(), root.path + "/dev");
     auto spec = probe_spec(root, {});
-    spec.argv = {"/bin/sh", "-c",
-                 "cat /etc/hosts; echo x > /etc/hosts; ls /dev; echo y > /dev/new"};
+    spec.argv = {"/bin/sh", "-c", "cat /etc/hosts; echo x > /etc/hosts; ls /dev"};
     auto o = run_captured(spec);
     INFO(o.out << o.err);
     CHECK(o.status.success());
     CHECK(contains(o.out, "127.0.0.1\tlocalhost"));
     CHECK(contains(o.out, "null"));
     CHECK(dump_tree(host_etc.path()) == etc_before);
+    // A symlinked /dev is refused outright (runc's rule for /proc, /sys, /dev).
+    std::filesystem::remove_all(root.path + "/dev");
+    std::filesystem::create_symlink(host_dev.path(), root.path + "/dev");
+    try {
+        runner::run(spec);
+        FAIL("a /dev that is a symlink must be refused");
+    } catch (const runner::StartError& e) {
+        CHECK(e.exit_code() == 125);
+        CHECK(contains(e.what(), "\"/dev\" in the image is a symlink (\"" + host_dev.path() +
+                                     "\"): refusing to mount a tmpfs through it"));
+    }
     CHECK(dump_tree(host_dev.path()).empty());
+}
+
+TEST_CASE("procfs is never mounted through a symlink; the masks fail closed", "[root]") {
+    Rootfs root;
+    std::filesystem::remove_all(root.path + "/proc");
+    std::filesystem::create_directories(root.path + "/dev/x");
+    std::filesystem::create_directories(root.path + "/etc/p");
+    std::filesystem::create_symlink("/dev/x/../../etc/p", root.path + "/proc");
+    auto spec = probe_spec(root, {});
+    spec.argv = {"/bin/sh", "-c", "echo x > /etc/p/sys/kernel/core_pattern"};
+    try {
+        runner::run(spec);
+        FAIL("a /proc that is a symlink must be refused");
+    } catch (const runner::StartError& e) {
+        CHECK(e.exit_code() == 125);
+        CHECK(contains(e.what(), "\"/proc\" in the image is a symlink (\"/dev/x/../../etc/p\"): "
+                                 "refusing to mount procfs through it"));
+    }
+    // With a real /proc the same command meets a read-only /proc/sys.
+    std::filesystem::remove(root.path + "/proc");
+    std::filesystem::create_directories(root.path + "/proc");
+    spec.argv = {"/bin/sh", "-c", "echo x > /proc/sys/kernel/core_pattern"};
+    auto o = run_captured(spec);
+    CHECK_FALSE(o.status.success());
+    CHECK(contains(o.err, "Read-only file system"));
+}
+
+TEST_CASE("privileged: every host device, no masks, /sys writable", "[root]") {
+    Rootfs root;
+    auto spec = probe_spec(root, {});
+    spec.security.privileged = true;
+    spec.argv = {"/bin/sh", "-c",
+                 "ls /dev; wc -c < /proc/timer_list; grep -c ' /proc/sys ' /proc/self/mountinfo;"
+                 "grep ' /sys ' /proc/self/mountinfo | cut -d' ' -f6"};
+    auto o = run_captured(spec);
+    INFO(o.out << o.err);
+    REQUIRE(o.status.success());
+    if (std::filesystem::exists("/dev/loop-control")) {
+        CHECK(contains(o.out, "loop-control\n"));
+    }
+    CHECK(contains(o.out, "kmsg\n"));
+    CHECK_FALSE(contains(o.out, "\n0\n0\n")); // timer_list not masked, /proc/sys not read-only
+    CHECK(contains(o.out, "rw,"));
+    // Without it, the same devices are refused by the device cgroup.
+    spec.security.privileged = false;
+    spec.security.devices = {runner::Device{"/dev/kmsg", "/dev/kmsg", "r"}};
+    spec.argv = {"/bin/sh", "-c",
+                 "head -c0 /dev/kmsg && echo kmsg-read; "
+                 "(echo x > /dev/kmsg) 2>/dev/null || echo kmsg-write-denied"};
+    o = run_captured(spec);
+    INFO(o.out << o.err);
+    CHECK(contains(o.out, "kmsg-read"));
+    CHECK(contains(o.out, "kmsg-write-denied"));
 }
 
 TEST_CASE("mounts: read-only and read-write binds, tmpfs, cache directories", "[root]") {
