@@ -77,7 +77,7 @@ void Fs::copy_xattrs(int src_layer, const std::string& src, const std::string& d
     for (std::size_t i = 0; i < names.size();) {
         std::string name = names.c_str() + i;
         i += name.size() + 1;
-        if (name.empty() || is_internal_xattr(name)) {
+        if (name.empty() || wh::is_overlay_xattr(name)) {
             continue;
         }
         ssize_t vlen = ::lgetxattr(sp.c_str(), name.c_str(), nullptr, 0);
@@ -239,21 +239,23 @@ int Fs::copy_up_tree(Node* n) {
 int Fs::set_opaque(const std::string& rel) {
     std::string p = proc_path(0, rel);
     if (!m_oci_whiteouts.load() &&
-        ::lsetxattr(p.c_str(), "trusted.overlay.opaque", "y", 1, 0) == 0) {
+        ::lsetxattr(p.c_str(), wh::k_trusted_opaque, wh::k_opaque_value.data(),
+                    wh::k_opaque_value.size(), 0) == 0) {
         return 0;
     }
-    if (::lsetxattr(p.c_str(), "user.overlay.opaque", "y", 1, 0) == 0) {
+    if (::lsetxattr(p.c_str(), wh::k_user_opaque, wh::k_opaque_value.data(),
+                    wh::k_opaque_value.size(), 0) == 0) {
         return 0;
     }
     // Last resort, the OCI marker file.
-    UniqueFd fd(::openat(upper(), join_rel(rel, k_wh_opaque).c_str(),
+    UniqueFd fd(::openat(upper(), join_rel(rel, wh::k_opaque_marker).c_str(),
                          O_WRONLY | O_CREAT | O_CLOEXEC, 0000));
     return fd ? 0 : errno;
 }
 
 int Fs::make_whiteout(const std::string& rel) {
     if (!m_oci_whiteouts.load()) {
-        if (::mknodat(upper(), rel.c_str(), S_IFCHR | 0000, makedev(0, 0)) == 0) {
+        if (::mknodat(upper(), rel.c_str(), wh::k_device_mode, wh::device()) == 0) {
             return 0;
         }
         if (errno != EPERM) {
@@ -263,7 +265,7 @@ int Fs::make_whiteout(const std::string& rel) {
         m_oci_whiteouts = true;
     }
     std::string dir = fs::dirname(rel);
-    std::string name = std::string(k_wh_prefix) + fs::basename(rel);
+    std::string name = wh::oci_name(fs::basename(rel));
     UniqueFd fd(::openat(upper(), dir.empty() ? name.c_str() : join_rel(dir, name).c_str(),
                          O_WRONLY | O_CREAT | O_CLOEXEC, 0000));
     return fd ? 0 : errno;
@@ -273,13 +275,13 @@ int Fs::remove_upper_whiteout(const std::string& dir, const std::string& name, b
     had = false;
     std::string rel = join_rel(dir, name);
     struct stat st;
-    if (::fstatat(upper(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && is_whiteout(st)) {
+    if (::fstatat(upper(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && wh::is_device(st)) {
         if (::unlinkat(upper(), rel.c_str(), 0) < 0) {
             return errno;
         }
         had = true;
     }
-    std::string oci = join_rel(dir, std::string(k_wh_prefix) + name);
+    std::string oci = join_rel(dir, wh::oci_name(name));
     if (::unlinkat(upper(), oci.c_str(), 0) == 0) {
         had = true;
     } else if (errno != ENOENT) {

@@ -28,6 +28,8 @@
 
 #include "layerfs/union_fs.hpp"
 
+#include "formats/whiteout.hpp"
+
 #include "util/fd.hpp"
 
 #define FUSE_USE_VERSION 312
@@ -42,7 +44,6 @@
 #include <string_view>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <utility>
@@ -50,19 +51,18 @@
 
 namespace strata::layerfs::unionfs {
 
-constexpr std::string_view k_wh_prefix = ".wh.";
-constexpr const char* k_wh_opaque = ".wh..wh..opq";
+namespace wh = formats::whiteout;
 
-inline bool is_whiteout(const struct stat& st) {
-    return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
-}
-
-inline bool is_internal_xattr(std::string_view name) {
-    return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.");
-}
-
-inline std::string join_rel(const std::string& dir, const std::string& name) {
-    return dir == "." ? name : dir + "/" + name;
+inline std::string join_rel(const std::string& dir, std::string_view name) {
+    if (dir == ".") {
+        return std::string(name);
+    }
+    std::string out;
+    out.reserve(dir.size() + 1 + name.size());
+    out += dir;
+    out += '/';
+    out += name;
+    return out;
 }
 
 struct DirCloser {

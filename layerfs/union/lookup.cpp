@@ -16,20 +16,20 @@ namespace strata::layerfs::unionfs {
 bool Fs::is_opaque(int layer, const std::string& rel) const {
     std::string p = proc_path(layer, rel);
     char v[2];
-    for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
+    for (const char* name : {wh::k_trusted_opaque, wh::k_user_opaque}) {
         ssize_t n = ::lgetxattr(p.c_str(), name, v, sizeof v);
-        if (n == 1 && v[0] == 'y') {
+        if (n == 1 && v[0] == wh::k_opaque_value[0]) {
             return true;
         }
     }
     struct stat st;
-    return ::fstatat(root_fd(layer), join_rel(rel, k_wh_opaque).c_str(), &st,
+    return ::fstatat(root_fd(layer), join_rel(rel, wh::k_opaque_marker).c_str(), &st,
                      AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 bool Fs::oci_whiteout_at(int layer, const std::string& dir, const std::string& name) const {
     struct stat st;
-    return ::fstatat(root_fd(layer), join_rel(dir, std::string(k_wh_prefix) + name).c_str(), &st,
+    return ::fstatat(root_fd(layer), join_rel(dir, wh::oci_name(name)).c_str(), &st,
                      AT_SYMLINK_NOFOLLOW) == 0;
 }
 
@@ -68,7 +68,7 @@ void Fs::collect_dir_layers(const std::vector<int>& parent_layers, std::size_t f
 
 int Fs::resolve(const Node* parent, const std::string& parent_path, const std::string& name,
                 Found& out, bool skip_upper) const {
-    if (name.starts_with(k_wh_prefix)) {
+    if (wh::is_reserved(name)) {
         return ENOENT; // OCI whiteout markers are never visible
     }
     std::string rel = join_rel(parent_path, name);
@@ -88,7 +88,7 @@ int Fs::resolve(const Node* parent, const std::string& parent_path, const std::s
             }
             continue;
         }
-        if (is_whiteout(out.st)) {
+        if (wh::is_device(out.st)) {
             return ENOENT;
         }
         out.layer = k;
@@ -133,9 +133,9 @@ int Fs::list_dir(const std::vector<int>& layers, const std::string& rel,
             if (n == "." || n == "..") {
                 continue;
             }
-            if (n.starts_with(k_wh_prefix)) {
-                if (n != k_wh_opaque) {
-                    hide.push_back(n.substr(k_wh_prefix.size()));
+            if (wh::is_reserved(n)) {
+                if (!wh::is_opaque_marker(n)) {
+                    hide.emplace_back(wh::deleted_name(n));
                 }
                 continue;
             }
@@ -150,7 +150,7 @@ int Fs::list_dir(const std::vector<int>& layers, const std::string& rel,
                 return errno;
             }
             seen.insert(n);
-            if (is_whiteout(st)) {
+            if (wh::is_device(st)) {
                 continue;
             }
             out.push_back(DirEntry{n, k, st});

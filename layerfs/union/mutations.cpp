@@ -16,7 +16,7 @@ int Fs::change_xattr(fuse_ino_t ino, const char* name, int internal_err, Op&& op
     if (!m_writable) {
         return EROFS;
     }
-    if (is_internal_xattr(name)) {
+    if (wh::is_overlay_xattr(name)) {
         return internal_err;
     }
     std::lock_guard lock(m_tree);
@@ -52,7 +52,7 @@ int Fs::make(fuse_ino_t parent_id, const char* name_c, mode_t mode, dev_t rdev,
         return EROFS;
     }
     std::string name = name_c;
-    if (name.starts_with(k_wh_prefix)) {
+    if (wh::is_reserved(name)) {
         return EINVAL; // reserved for whiteouts
     }
     std::lock_guard lock(m_tree);
@@ -120,7 +120,7 @@ int Fs::link(fuse_ino_t ino, fuse_ino_t newparent_id, const char* newname_c, fus
         return EROFS;
     }
     std::string newname = newname_c;
-    if (newname.starts_with(k_wh_prefix)) {
+    if (wh::is_reserved(newname)) {
         return EINVAL;
     }
     std::lock_guard lock(m_tree);
@@ -233,7 +233,7 @@ int Fs::rename(fuse_ino_t parent_id, const char* name_c, fuse_ino_t newparent_id
     }
     std::string name = name_c;
     std::string newname = newname_c;
-    if (newname.starts_with(k_wh_prefix)) {
+    if (wh::is_reserved(newname)) {
         return EINVAL;
     }
     std::lock_guard lock(m_tree);

@@ -142,7 +142,7 @@ int Fs::statfs(struct statvfs& st) {
 
 int Fs::getxattr(fuse_ino_t ino, const char* name, std::size_t size, std::string& out,
                  std::size_t& needed) {
-    if (is_internal_xattr(name)) {
+    if (wh::is_overlay_xattr(name)) {
         return ENODATA;
     }
     std::string p;
@@ -198,7 +198,7 @@ int Fs::listxattr(fuse_ino_t ino, std::size_t size, std::string& out, std::size_
             end = raw.size();
         }
         std::string_view n(raw.data() + i, end - i);
-        if (!n.empty() && !is_internal_xattr(n)) {
+        if (!n.empty() && !wh::is_overlay_xattr(n)) {
             filtered.append(n);
             filtered += '\0';
         }
