@@ -117,8 +117,7 @@ bool daemonize_when_ready(fuse_session* se, Fs& fs, fuse_buf& buf, const std::st
     if (::chdir("/") != 0) {
         // "/" always exists; nothing to do but stay where we are.
     }
-    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (null) {
+    if (UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC)); null) {
         ::dup2(null.get(), STDIN_FILENO);
         ::dup2(null.get(), STDOUT_FILENO);
         ::dup2(null.get(), STDERR_FILENO);
