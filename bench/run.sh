@@ -13,7 +13,7 @@
 #    A B C D A B C D ...; medians and pairwise ratios are printed.
 # 2. CPU time of each (perf stat), and of `strata --help` (the binary's own
 #    start-up), when perf is installed.
-# 3. The runner alone (build/runner/strata-bench-run ROOTFS, no store, no
+# 3. The runner alone (build/bench/strata-bench-run ROOTFS, no store, no
 #    overlay) against the floor and against `runc run` on the same directory.
 #
 # 4. Rootless: `strata run --rm busybox true` as the test user strata-subuid
@@ -32,7 +32,7 @@ repo=$(cd "$here/.." && pwd)
 build=$(cd "${1:-$repo/build}" && pwd)
 runs=${2:-30}
 strata=$build/cli/strata
-bin=$build/runner/strata-bench-run
+bin=$build/bench/strata-bench-run
 for b in "$strata" "$bin"; do [ -x "$b" ] || { echo "build first: $b missing" >&2; exit 2; }; done
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
 

@@ -1,5 +1,6 @@
 #include "snapshot/layer_apply.hpp"
 
+#include "formats/whiteout.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -25,9 +26,9 @@ using formats::TarEntry;
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
-constexpr std::string_view kAufsMetaPrefix = ".wh..wh.";
+constexpr std::string_view kWhiteoutPrefix = formats::whiteout::k_prefix;
+constexpr std::string_view kOpaqueMarker = formats::whiteout::k_opaque_marker;
+constexpr std::string_view kAufsMetaPrefix = formats::whiteout::k_aufs_meta_prefix;
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
@@ -74,7 +75,7 @@ std::string read_link_at(int dirfd, const std::string& name, const std::string& 
 }
 
 bool overlay_xattr(const std::string& name) {
-    return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
+    return formats::whiteout::is_overlay_xattr(name);
 }
 
 struct DirMeta {
@@ -284,7 +285,8 @@ private:
         }
         int pfd = dir_fd(parent, true);
         replace_existing(pfd, name, false);
-        if (::mknodat(pfd, name.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+        if (::mknodat(pfd, name.c_str(), formats::whiteout::k_device_mode,
+                      formats::whiteout::device()) != 0) {
             throw_errno("creating the overlay whiteout (mknod 0:0)", victim);
         }
     }
@@ -297,7 +299,7 @@ private:
             if (!fd) {
                 throw_errno("open", dir);
             }
-            const char* name = opts_.userxattr ? "user.overlay.opaque" : "trusted.overlay.opaque";
+            const char* name = formats::whiteout::opaque_xattr(opts_.userxattr);
             if (::fsetxattr(fd.get(), name, "y", 1, 0) != 0) {
                 throw_errno(std::string("setting ") + name + " on", dir.empty() ? "/" : dir);
             }

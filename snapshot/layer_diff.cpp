@@ -1,5 +1,6 @@
 #include "snapshot/layer_diff.hpp"
 
+#include "formats/whiteout.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -27,8 +28,6 @@ using formats::TarEntry;
 namespace {
 
 using Xattrs = std::map<std::string, std::string>;
-
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 std::string join_rel(const std::string& a, const std::string& b) {
     return a.empty() ? b : a + "/" + b;
@@ -152,8 +151,7 @@ std::vector<std::string> list_dir(int dirfd, const std::string& shown,
 Xattrs layer_xattrs(const Xattrs& all) {
     Xattrs out;
     for (const auto& [k, v] : all) {
-        if (starts_with(k, "trusted.overlay.") || starts_with(k, "user.overlay.") ||
-            k == "security.selinux") {
+        if (formats::whiteout::is_overlay_xattr(k) || k == "security.selinux") {
             continue;
         }
         out.emplace(k, v);
@@ -211,7 +209,7 @@ public:
     void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* like) {
         flush_pending();
         TarEntry e;
-        e.path = join_rel(dir_rel, ".wh." + name);
+        e.path = join_rel(dir_rel, formats::whiteout::oci_name(name));
         e.type = EntryType::file;
         e.mode = 0600;
         if (like != nullptr) {
@@ -227,7 +225,7 @@ public:
     void opaque(const Node& dir) {
         flush_pending();
         TarEntry e;
-        e.path = join_rel(dir.rel, ".wh..wh..opq");
+        e.path = join_rel(dir.rel, std::string(formats::whiteout::k_opaque_marker));
         e.type = EntryType::file;
         e.mode = 0600;
         e.uid = dir.st.st_uid;
@@ -331,23 +329,11 @@ private:
 // ---------------------------------------------------------------- upper dir
 
 bool is_overlay_whiteout(const Node& n) {
-    if (S_ISCHR(n.st.st_mode) && n.st.st_rdev == makedev(0, 0)) {
-        return true;
-    }
-    // Kernel 6.7+ xattr whiteouts (used with userxattr / nesting).
-    return S_ISREG(n.st.st_mode) && n.st.st_size == 0 &&
-           (n.xattrs.contains("trusted.overlay.whiteout") ||
-            n.xattrs.contains("user.overlay.whiteout"));
+    return formats::whiteout::is_overlay_whiteout(n.st, n.xattrs);
 }
 
 bool is_opaque(const Node& n) {
-    for (const char* k : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
-        auto it = n.xattrs.find(k);
-        if (it != n.xattrs.end() && it->second == "y") {
-            return true;
-        }
-    }
-    return false;
+    return formats::whiteout::has_opaque_xattr(n.xattrs);
 }
 
 void walk_upper(Emitter& em, int dirfd, const std::string& rel, const std::string& full) {
@@ -355,8 +341,9 @@ void walk_upper(Emitter& em, int dirfd, const std::string& rel, const std::strin
         std::string crel = join_rel(rel, name);
         std::string cfull = full + "/" + name;
         Node n = load(dirfd, name, crel, cfull);
-        for (const char* k : {"trusted.overlay.redirect", "user.overlay.redirect",
-                              "trusted.overlay.metacopy", "user.overlay.metacopy"}) {
+        for (const char* k :
+             {formats::whiteout::k_trusted_redirect, formats::whiteout::k_user_redirect,
+              formats::whiteout::k_trusted_metacopy, formats::whiteout::k_user_metacopy}) {
             if (n.xattrs.contains(k)) {
                 throw Error(cfull + ": has " + k +
                             "; an upper directory made with redirect_dir or metacopy cannot be "

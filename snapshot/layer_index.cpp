@@ -1,5 +1,6 @@
 #include "snapshot/layer_index.hpp"
 
+#include "formats/whiteout.hpp"
 #include "util/error.hpp"
 
 #include <algorithm>
@@ -220,14 +221,14 @@ void LayerIndex::add_entry(const formats::TarEntry& e, const std::optional<Sha25
                                                        : std::string_view(path).substr(slash + 1);
     std::string_view dir = slash == std::string::npos ? std::string_view()
                                                       : std::string_view(path).substr(0, slash);
-    if (base.starts_with(".wh.")) {
-        if (base == ".wh..wh..opq") {
+    if (formats::whiteout::is_reserved(base)) {
+        if (formats::whiteout::is_opaque_marker(base)) {
             r.kind = RecordKind::opaque;
             r.node = trie_.intern_path(dir);
-        } else if (base.starts_with(".wh..wh.")) {
+        } else if (formats::whiteout::is_aufs_meta(base)) {
             return; // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): not part of the tree
         } else {
-            auto target = base.substr(4);
+            auto target = formats::whiteout::deleted_name(base);
             if (target.empty() || target == "." || target == "..") {
                 throw Error("layer " + meta.name + ": bad whiteout entry \"" + e.path + "\"");
             }

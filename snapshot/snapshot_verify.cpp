@@ -1,6 +1,7 @@
 #include "snapshot/snapshot_verify.hpp"
 
 #include "formats/tar.hpp"
+#include "formats/whiteout.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/root.hpp"
@@ -25,16 +26,16 @@ using formats::EntryType;
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
-constexpr std::string_view kAufsMetaPrefix = ".wh..wh.";
+constexpr std::string_view kWhiteoutPrefix = formats::whiteout::k_prefix;
+constexpr std::string_view kOpaqueMarker = formats::whiteout::k_opaque_marker;
+constexpr std::string_view kAufsMetaPrefix = formats::whiteout::k_aufs_meta_prefix;
 
 bool starts_with(std::string_view s, std::string_view p) {
     return s.substr(0, p.size()) == p;
 }
 
 bool overlay_xattr(std::string_view name) {
-    return starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.");
+    return formats::whiteout::is_overlay_xattr(name);
 }
 
 // "a//b/./c" -> "a/b/c"; nullopt for a ".." component (the applier refuses those).
@@ -423,22 +424,10 @@ private:
         }
     }
 
-    static bool is_opaque(const Xattrs& x) {
-        for (const char* k : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
-            auto it = x.find(k);
-            if (it != x.end() && it->second == "y") {
-                return true;
-            }
-        }
-        return false;
-    }
+    static bool is_opaque(const Xattrs& x) { return formats::whiteout::has_opaque_xattr(x); }
 
     static bool is_whiteout(const struct stat& st, const Xattrs& x) {
-        if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
-            return true;
-        }
-        return S_ISREG(st.st_mode) && st.st_size == 0 &&
-               (x.contains("trusted.overlay.whiteout") || x.contains("user.overlay.whiteout"));
+        return formats::whiteout::is_overlay_whiteout(st, x);
     }
 
     // The xattrs compared: not overlayfs's own; only user.* when not root

@@ -1,5 +1,6 @@
 #include "snapshot/tree_diff.hpp"
 
+#include "formats/whiteout.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -123,13 +124,14 @@ TreeListing listing_of_layer(const LayerIndex& idx, std::size_t layer) {
             break;
         case RecordKind::whiteout: {
             auto parent = trie.path(trie.parent(rec.node));
-            path = (parent.empty() ? "" : parent + "/") + ".wh." + std::string(trie.name(rec.node));
+            path = (parent.empty() ? "" : parent + "/") +
+                   formats::whiteout::oci_name(trie.name(rec.node));
             m = meta_of_record(idx, rec);
             break;
         }
         case RecordKind::opaque: {
             auto dir = trie.path(rec.node);
-            path = (dir.empty() ? "" : dir + "/") + ".wh..wh..opq";
+            path = (dir.empty() ? "" : dir + "/") + std::string(formats::whiteout::k_opaque_marker);
             m = meta_of_record(idx, rec);
             break;
         }
@@ -152,8 +154,7 @@ TreeListing listing_of_layer(const LayerIndex& idx, std::size_t layer) {
 namespace {
 
 bool skip_xattr(std::string_view name) {
-    return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") ||
-           name == "security.selinux";
+    return formats::whiteout::is_overlay_xattr(name) || name == "security.selinux";
 }
 
 

@@ -37,7 +37,16 @@ assert_eq "$(stat -c %u:%g "$r/srv/owned/a.txt")" "65534:65534" "--link --chown 
 assert_eq "$(mode_of "$r/opt/app")" 755 "--link creates missing destination directories"
 link_layer=$(layers feat/link | awk '{print $(NF-2)}')
 # The --link layer holds only what it copied (and the directories above it).
-strata layers feat/link >/dev/null 2>&1 || true
+link_blob=$STRATA_ROOT/blobs/sha256/${link_layer#sha256:}
+[ -f "$link_blob" ] || fail "COPY --link: no blob $link_blob"
+link_list=$( (zstd -dcq "$link_blob" 2>/dev/null || gzip -dc "$link_blob" 2>/dev/null || cat "$link_blob") |
+  tar -t | sed 's|^\./||; s|/$||' | grep -v '^$' | sort)
+for want in opt/app/a.txt opt/app/sub/b.txt; do
+  grep -qx "$want" <<<"$link_list" || fail "the COPY --link layer lacks $want: $link_list"
+done
+if extra=$(grep -vxE 'opt|opt/app|opt/app/a\.txt|opt/app/sub|opt/app/sub/b\.txt' <<<"$link_list"); then
+  fail "the COPY --link layer holds more than it copied: $extra"
+fi
 # Changing the base stage: the --link steps stay cached with the same blob,
 # the plain COPY after them runs again.
 echo base-2 >"$C/base.txt"

@@ -151,7 +151,8 @@ more" "$user: USER 1000 writes its own file"
 hello" "$user: -v"
   assert_eq "$(stat -c %u "$U/vol/g")" "$uid" "$user: a file written to the volume belongs to the user"
   s run -v "$U/vol:/mnt:ro" busybox sh -c 'echo x >/mnt/h' 2>/dev/null && fail "$user: a :ro volume took a write"
-  s run -v "$WORK/in:/in:ro" busybox cat /in >/dev/null 2>&1 || true # root's 0644 file: readable
+  assert_eq "$(s run -v "$WORK/in:/in:ro" busybox cat /in)" data \
+    "$user: root's 0644 file is readable through a :ro volume"
   nothing_left "$user" "$U"
 
   # Both drivers: kernel overlayfs in the user namespace, and strata-overlay.

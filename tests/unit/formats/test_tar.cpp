@@ -5,6 +5,9 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+#include <filesystem>
 #include <fcntl.h>
 #include <unistd.h>
 #include <vector>
@@ -271,18 +274,50 @@ TEST_CASE("a failing output is an error from the writer, never a hang, in every 
     }
 }
 
+namespace {
+
+// The threads of this process (/proc/self/task).
+std::size_t thread_count() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+        ++n;
+    }
+    return n;
+}
+
+// The thread count once it settles back to `want` (a joined thread may stay
+// listed for a moment), or what it is after a second.
+std::size_t settled_thread_count(std::size_t want) {
+    std::size_t n = thread_count();
+    for (int i = 0; i < 100 && n != want; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        n = thread_count();
+    }
+    return n;
+}
+
+} // namespace
+
 TEST_CASE("a writer destroyed before finish stops its threads and writes no end of archive") {
     TempDir dir;
+    const std::size_t before = thread_count();
     for (auto c : {Compression::none, Compression::gzip, Compression::zstd}) {
+        INFO("compression " << static_cast<int>(c));
         std::string p = dir.path() + "/l";
         UniqueFd out = fs::open(p, O_WRONLY | O_CREAT | O_TRUNC);
         {
             TarWriter::Options opts;
             opts.compression = c;
+            opts.threads = 2;
             TarWriter w(out.get(), opts);
             w.add_data(entry("a", EntryType::file), std::string(3 << 20, 'a'));
+            if (c == Compression::zstd) {
+                CHECK(thread_count() > before); // zstd's workers run now
+            }
         }
-        // What was written (if anything) is not a complete layer.
+        // Every thread the writer started is gone,
+        CHECK(settled_thread_count(before) == before);
+        // and what was written (if anything) is not a complete layer.
         CHECK_THROWS(read_all(p));
     }
 }

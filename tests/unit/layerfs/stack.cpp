@@ -15,9 +15,11 @@ namespace strata::test {
 
 bool is_root() { return ::geteuid() == 0; }
 
-void make_whiteout(const std::string& path) {
+Whiteouts native_whiteouts() { return is_root() ? Whiteouts::device : Whiteouts::oci; }
+
+void make_whiteout(const std::string& path, Whiteouts form) {
     fs::mkdirs(fs::dirname(path));
-    if (is_root()) {
+    if (form == Whiteouts::device) {
         if (::mknod(path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
             throw_errno("mknod", path);
         }
@@ -79,7 +81,7 @@ void common_bottom(const std::string& l) {
 }
 } // namespace
 
-std::vector<std::string> build_stack(const std::string& root) {
+std::vector<std::string> build_stack(const std::string& root, Whiteouts form) {
     std::string l1 = root + "/l1", l2 = root + "/l2", l3 = root + "/l3";
     fs::mkdirs(l1);
     fs::mkdirs(l2);
@@ -115,7 +117,7 @@ std::vector<std::string> build_stack(const std::string& root) {
     // l2
     write_file(l2 + "/dir/b.txt", "b from l2\n");
     write_file(l2 + "/dir/c.txt", "c\n");
-    make_whiteout(l2 + "/gone.txt");
+    make_whiteout(l2 + "/gone.txt", form);
     write_file(l2 + "/flip", "now a file\n");
     write_file(l2 + "/etc/motd", "hello\n");
     write_file(l2 + "/deep/d0/d1/l2.txt", "merged into the deep tree\n");
@@ -123,8 +125,8 @@ std::vector<std::string> build_stack(const std::string& root) {
     make_opaque(l3 + "/opq");
     write_file(l3 + "/opq/visible.txt", "only this\n");
     write_file(l3 + "/flip/again.txt", "a dir again\n");
-    make_whiteout(l3 + "/whole");
-    make_whiteout(l3 + "/dir/a.txt");
+    make_whiteout(l3 + "/whole", form);
+    make_whiteout(l3 + "/dir/a.txt", form);
     write_file(l3 + "/bin/tool", "#!/bin/sh\necho new tool\n", 0755);
     if (::chmod((l3 + "/bin").c_str(), 0755) != 0) {
         throw_errno("chmod", l3 + "/bin");

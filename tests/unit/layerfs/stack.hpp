@@ -11,8 +11,13 @@
 
 namespace strata::test {
 
-// A 0:0 character device (root) or an OCI ".wh.NAME" file (otherwise).
-void make_whiteout(const std::string& path);
+// How whiteouts are written: overlayfs's 0:0 character devices (needs root)
+// or OCI ".wh.NAME" files.
+enum class Whiteouts { device, oci };
+// What the caller can write: devices as root, OCI files otherwise.
+Whiteouts native_whiteouts();
+
+void make_whiteout(const std::string& path, Whiteouts form = native_whiteouts());
 // trusted.overlay.opaque=y (root) or user.overlay.opaque=y.
 void make_opaque(const std::string& dir);
 
@@ -20,7 +25,8 @@ void make_opaque(const std::string& dir);
 // opaque directories, hard links, symlinks, devices (root only), a directory
 // replaced by a file and back, and a 40-level deep tree. Returns the lowers
 // top-most first.
-std::vector<std::string> build_stack(const std::string& root);
+std::vector<std::string> build_stack(const std::string& root,
+                                     Whiteouts form = native_whiteouts());
 
 // The tree build_stack's layers must merge into, built as plain files.
 void build_expected(const std::string& dir);
