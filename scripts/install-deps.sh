@@ -9,6 +9,7 @@ build_pkgs=(
   libfuse3-dev fuse3 libcli11-dev catch2 nlohmann-json3-dev libfmt-dev
   libcurl4-openssl-dev busybox-static util-linux python3
 )
+build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io
