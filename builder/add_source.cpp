@@ -69,21 +69,81 @@ bool is_git_url(const std::string& source) {
 
 namespace {
 
+// The host of a URL ("https://h:1/x" -> "h"), empty when there is none.
+std::string url_host(const std::string& url) {
+    auto scheme = url.find("://");
+    if (scheme == std::string::npos) {
+        return "";
+    }
+    std::string rest = url.substr(scheme + 3);
+    rest = rest.substr(0, rest.find('/'));
+    rest = rest.substr(rest.find('@') + 1);
+    return rest.substr(0, rest.find(':'));
+}
+
+std::string base64(const std::string& data) {
+    std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(data.data()),
+                            static_cast<int>(data.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+
 // Runs git with its output captured and no terminal prompts; returns the
-// exit status and the output (stdout and stderr).
-std::pair<ExitStatus, std::string> run_git(const std::vector<std::string>& args) {
+// exit status and the output (stdout and stderr). A Dockerfile is untrusted:
+// git must not fetch with the builder's identity, so it gets an environment
+// of its own (home is an empty directory) instead of the caller's, and only
+// the credentials the build was given (auth). Config values travel in
+// GIT_CONFIG_* variables, not on the command line other users can read.
+std::pair<ExitStatus, std::string> run_git(const std::vector<std::string>& args,
+                                           const std::string& home, const std::string& url,
+                                           const GitAuth& auth) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) {
-        if (std::strncmp(*e, "GIT_", 4) != 0) {
-            env.emplace_back(*e);
+        for (const char* keep : {"PATH=", "LANG=", "LC_ALL=", "TZ=", "http_proxy=", "https_proxy=",
+                                 "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="}) {
+            if (std::strncmp(*e, keep, std::strlen(keep)) == 0) {
+                env.emplace_back(*e);
+            }
         }
     }
+    env.emplace_back("HOME=" + home);
+    env.emplace_back("XDG_CONFIG_HOME=" + home + "/.config");
     env.emplace_back("GIT_TERMINAL_PROMPT=0");
     env.emplace_back("GIT_CONFIG_NOSYSTEM=1");
+    env.emplace_back("GIT_CONFIG_GLOBAL=/dev/null");
+    env.emplace_back("GIT_ASKPASS=/bin/false");
+    env.emplace_back("SSH_ASKPASS=/bin/false");
+    // ssh: no user config, no default identities (~/.ssh of the passwd home,
+    // which HOME does not change), no known hosts; only the agent --ssh gave.
+    env.emplace_back(
+        "GIT_SSH_COMMAND=ssh -F /dev/null -o IdentityFile=none -o IdentitiesOnly=yes "
+        "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes");
+    if (!auth.ssh_auth_sock.empty()) {
+        env.emplace_back("SSH_AUTH_SOCK=" + auth.ssh_auth_sock);
+    }
+    std::vector<std::pair<std::string, std::string>> config = {
+        {"credential.helper", ""},
+        {"advice.detachedHead", "false"},
+        {"protocol.file.allow", "never"},
+    };
+    std::string host = url_host(url);
+    if (!auth.token.empty() && (url.rfind("https://", 0) == 0 || url.rfind("http://", 0) == 0) &&
+        (auth.token_host.empty() || auth.token_host == host)) {
+        // As BuildKit sends GIT_AUTH_TOKEN.
+        config.emplace_back("http." + url + ".extraheader",
+                            "Authorization: basic " + base64("x-access-token:" + auth.token));
+    }
+    env.emplace_back("GIT_CONFIG_COUNT=" + std::to_string(config.size()));
+    for (std::size_t i = 0; i < config.size(); ++i) {
+        env.emplace_back("GIT_CONFIG_KEY_" + std::to_string(i) + "=" + config[i].first);
+        env.emplace_back("GIT_CONFIG_VALUE_" + std::to_string(i) + "=" + config[i].second);
+    }
     Pipe out = Pipe::create();
     UniqueFd devnull = fs::open("/dev/null", O_RDONLY);
     SpawnOptions so;
-    so.argv = {"git", "-c", "advice.detachedHead=false", "-c", "protocol.file.allow=never"};
+    so.argv = {"git"};
     so.argv.insert(so.argv.end(), args.begin(), args.end());
     so.env = env;
     so.stdin_fd = devnull.get();
@@ -102,7 +162,8 @@ std::string first_line(const std::string& s) {
 
 } // namespace
 
-GitCheckout fetch_git(const std::string& source, const std::string& dir, bool keep_git_dir) {
+GitCheckout fetch_git(const std::string& source, const std::string& dir, bool keep_git_dir,
+                      const GitAuth& auth) {
     std::string url = source.substr(0, source.find('#'));
     std::string fragment = source.find('#') == std::string::npos ? "" : source.substr(source.find('#') + 1);
     std::string ref = fragment.substr(0, fragment.find(':'));
@@ -114,7 +175,10 @@ GitCheckout fetch_git(const std::string& source, const std::string& dir, bool ke
         throw Error("ADD " + source + ": git sources need the git program, which is not installed");
     }
     std::string repo = dir + "/repo";
-    auto [st, out] = run_git({"clone", "--quiet", "--no-checkout", "--", url, repo});
+    std::string home = dir + "/home";
+    fs::mkdirs(home, 0700);
+    auto git = [&](const std::vector<std::string>& args) { return run_git(args, home, url, auth); };
+    auto [st, out] = git({"clone", "--quiet", "--no-checkout", "--", url, repo});
     if (!st.success()) {
         throw Error("ADD " + source + ": git clone " + url + " failed: " + first_line(out));
     }
@@ -126,7 +190,7 @@ GitCheckout fetch_git(const std::string& source, const std::string& dir, bool ke
         candidates = {"refs/remotes/origin/" + ref, "refs/tags/" + ref, ref};
     }
     for (const auto& c : candidates) {
-        auto [rs, rout] = run_git({"-C", repo, "rev-parse", "--verify", "--quiet", c + "^{commit}"});
+        auto [rs, rout] = git({"-C", repo, "rev-parse", "--verify", "--quiet", c + "^{commit}"});
         if (rs.success()) {
             commit = rout.substr(0, rout.find('\n'));
             break;
@@ -136,7 +200,7 @@ GitCheckout fetch_git(const std::string& source, const std::string& dir, bool ke
         throw Error("ADD " + source + ": no branch, tag or commit \"" + (ref.empty() ? "HEAD" : ref) +
                     "\" in " + url);
     }
-    auto [cs, cout] = run_git({"-C", repo, "checkout", "--quiet", "--detach", commit});
+    auto [cs, cout] = git({"-C", repo, "checkout", "--quiet", "--detach", commit});
     if (!cs.success()) {
         throw Error("ADD " + source + ": git checkout " + commit + " failed: " + first_line(cout));
     }

@@ -28,12 +28,25 @@ struct GitCheckout {
     std::string commit; // the commit it is at (for the cache key)
 };
 
+// What a build grants git besides the URL (BuildKit's rules): nothing of the
+// host user's own (HOME, ~/.gitconfig, ~/.ssh keys, credential helpers, the
+// agent in SSH_AUTH_SOCK) reaches git unless given here.
+struct GitAuth {
+    std::string ssh_auth_sock; // `strata build --ssh default[=SOCKET]`: the agent for ssh URLs
+    std::string token;         // `--secret id=GIT_AUTH_TOKEN`: x-access-token for http(s) URLs
+    std::string token_host;    // the host that token is for (GIT_AUTH_TOKEN.<host>); empty: any
+};
+
 // Clones a git source (is_git_url) into dir with the host's git and checks
 // out "#ref" (a branch, tag or commit; default HEAD). Without keep_git_dir
 // the .git directory is removed, as BuildKit does. Throws naming the URL
 // (and git's own message) when git is missing, the clone fails or the ref
 // does not exist. Submodules are not fetched.
-GitCheckout fetch_git(const std::string& source, const std::string& dir, bool keep_git_dir);
+// git runs with a scrubbed environment: an empty temporary HOME, no system
+// or global config, no credential helper, no prompt, ssh without the user's
+// config, identities or known hosts (as BuildKit without known_hosts).
+GitCheckout fetch_git(const std::string& source, const std::string& dir, bool keep_git_dir,
+                      const GitAuth& auth = {});
 
 // Downloads url into dir (following redirects, failing on HTTP errors). With
 // checksum ("sha256:<hex>", "sha384:<hex>" or "sha512:<hex>", as BuildKit

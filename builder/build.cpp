@@ -607,6 +607,7 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
                         ", or strata bootstrap busybox for the example base)");
         }
     }
+    store_.keep(rec->manifest); // gc leaves the base alone while the build uses it
     snapshot::Image img = store_.load(rec->manifest);
     if (!platform.empty()) {
         formats::Platform want = formats::parse_platform(platform);
@@ -882,8 +883,15 @@ void Executor::do_workdir(StageResult& st, const df::Instruction& ins, const Ste
 
 void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::RunInstr& run,
                       const df::StageScope& scope, const Step& step, std::size_t stage) {
-    if (run.security == "insecure") {
-        fail(ins, "RUN --security=insecure is not allowed (strata grants no build entitlements)");
+    // BuildKit's entitlements: a Dockerfile may not give itself the host's
+    // network or a privileged step; the one who runs the build grants them.
+    bool insecure = run.security == "insecure";
+    if (insecure && !opts_.allow_security_insecure) {
+        fail(ins, "security.insecure is not allowed (grant it with strata build --allow "
+                  "security.insecure)");
+    }
+    if (run.network == "host" && !opts_.allow_network_host && opts_.network != Network::host) {
+        fail(ins, "network.host is not allowed (grant it with strata build --allow network.host)");
     }
     std::vector<std::string> argv = run_argv(st.config, run);
     // A RUN that is a single heredoc runs it as a script file (BuildKit mounts
@@ -919,6 +927,9 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
     if (script) {
         parts.push_back("script=" + (script->chomp ? chomp_tabs(script->content) : script->content));
     }
+    if (insecure) {
+        parts.push_back("security=insecure");
+    }
     for (const auto& m : run.mounts) {
         parts.push_back("mount=" + m.raw);
         if (m.type == df::Mount::Type::Bind) {
@@ -950,9 +961,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         spec.user = st.config.config.user;
         spec.hostname = "buildkitsandbox";
         spec.network = network == "host" ? runner::Network::host : runner::Network::none;
-        // RUN --security=insecure (once entitled): BuildKit's insecure mode is
-        // a privileged container.
-        spec.security.privileged = run.security == "insecure";
+        spec.security.privileged = insecure;
 
         TempDir scratch(store_.tmp_dir(), "run-");
         std::vector<std::unique_ptr<RootView>> views;
@@ -1335,6 +1344,25 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         content += "\n" + u + "=" + downloads.back().sha256;
     }
     std::vector<GitCheckout> checkouts;
+    GitAuth git_auth;
+    if (!git_sources.empty()) {
+        // Only what the build was given: --ssh default, --secret GIT_AUTH_TOKEN[.<host>].
+        for (const auto& a : opts_.ssh_agents) {
+            if (a.id == "default") {
+                git_auth.ssh_auth_sock = a.socket;
+            }
+        }
+        for (const auto& sec : opts_.secrets) {
+            if (sec.id == "GIT_AUTH_TOKEN" || sec.id.rfind("GIT_AUTH_TOKEN.", 0) == 0) {
+                git_auth.token = fs::read_file(sec.path, 64 * 1024);
+                while (!git_auth.token.empty() &&
+                       (git_auth.token.back() == '\n' || git_auth.token.back() == '\r')) {
+                    git_auth.token.pop_back();
+                }
+                git_auth.token_host = sec.id.size() > 15 ? sec.id.substr(15) : "";
+            }
+        }
+    }
     for (const auto& g : git_sources) {
         if (!download_dir) {
             download_dir.emplace(store_.tmp_dir(), "add-");
@@ -1342,7 +1370,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         std::string d = download_dir->path() + "/git-" + std::to_string(checkouts.size());
         fs::mkdirs(d, 0700);
         try {
-            checkouts.push_back(fetch_git(g, d, cp.keep_git_dir));
+            checkouts.push_back(fetch_git(g, d, cp.keep_git_dir, git_auth));
         } catch (const Error& e) {
             fail(ins, e.what());
         }

@@ -107,6 +107,11 @@ struct BuildOptions {
     Network network = Network::none;               // RUN's default network
     std::vector<Secret> secrets;
     std::vector<SshAgent> ssh_agents; // --ssh
+    // --allow: BuildKit's entitlements. RUN --network=host needs network.host
+    // (or the build-wide --network host, as docker build grants it);
+    // RUN --security=insecure needs security.insecure and runs privileged.
+    bool allow_network_host = false;
+    bool allow_security_insecure = false;
     formats::Compression compression = formats::Compression::zstd;
     int compression_level = 0;
     // SOURCE_DATE_EPOCH: history and config times, and layer mtimes clamped.

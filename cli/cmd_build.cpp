@@ -57,6 +57,7 @@ struct BuildArgs {
     std::string network = "none";
     std::vector<std::string> secrets;
     std::vector<std::string> ssh;
+    std::vector<std::string> allow; // --allow entitlements
     std::string progress = "auto";
     std::vector<std::string> outputs;
     std::string compression = "zstd";
@@ -510,6 +511,16 @@ void run_build(Context& ctx, const BuildArgs& a) {
         }
         o.secrets.push_back(sec);
     }
+    for (const auto& e : a.allow) {
+        if (e == "network.host") {
+            o.allow_network_host = true;
+        } else if (e == "security.insecure") {
+            o.allow_security_insecure = true;
+        } else {
+            throw UsageError("invalid entitlement: " + e +
+                             " (strata build --allow takes network.host or security.insecure)");
+        }
+    }
     for (const auto& s : a.ssh) {
         o.ssh_agents.push_back(parse_ssh_flag(s));
     }
@@ -720,6 +731,9 @@ void register_build(CLI::App& app, Context& ctx) {
     cmd->add_option("--secret", a->secrets, "Secret for RUN --mount=type=secret: id=ID,src=PATH");
     cmd->add_option("--ssh", a->ssh,
                     "ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)");
+    cmd->add_option("--allow", a->allow,
+                    "Grant an entitlement: network.host (RUN --network=host) or security.insecure "
+                    "(RUN --security=insecure, a privileged step)");
     cmd->add_option("--progress", a->progress, "auto, plain, tty or quiet");
     cmd->add_flag("-q,--quiet", a->quiet, "Print only the image ID");
     cmd->add_option("-o,--output", a->outputs,

@@ -60,6 +60,9 @@ void mount_image(Context& ctx, const MountOptions& o) {
     layerfs::MountSpec spec;
     spec.lowers = lowers;
     spec.driver = driver;
+    // A mount on the host, browsable by other users: an image's setuid-root
+    // binary or device node must not work there (as the FUSE driver mounts).
+    spec.nosuid_nodev = true;
     spec.state_dir = state_dir(store);
     fs::mkdirs(spec.state_dir, 0700);
     if (auto previous = layerfs::maybe_mount_record(spec.state_dir, target);
@@ -89,6 +92,15 @@ void mount_image(Context& ctx, const MountOptions& o) {
         fs::mkdirs(spec.upper, 0755);
         fs::mkdirs(spec.work, 0700);
     }
+    // gc keeps the image while it is mounted (until umount).
+    store.pin("mount-" + Sha256::hex_of(target).substr(0, 16), img.descriptor);
+    ScopeFail unpin([&] {
+        try {
+            store.unpin("mount-" + Sha256::hex_of(target).substr(0, 16));
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("{}", e.what());
+        }
+    });
     try {
         layerfs::mount(spec, target).release();
     } catch (const SysError& e) {
@@ -118,6 +130,7 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
         }
     }
     layerfs::unmount(target, state_dir(store));
+    store.unpin("mount-" + Sha256::hex_of(target).substr(0, 16));
     if (!record || record->upper.empty()) {
         return;
     }

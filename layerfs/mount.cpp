@@ -142,7 +142,9 @@ MountHandle mount(const MountSpec& spec, const std::string& target_in) {
         throw SysError("mount", target, ENOTDIR);
     }
     if (spec.driver == Driver::overlay) {
-        mount_overlay(OverlaySpec{spec.lowers, spec.upper, spec.work}, target);
+        OverlaySpec o{spec.lowers, spec.upper, spec.work};
+        o.nosuid_nodev = spec.nosuid_nodev;
+        mount_overlay(o, target);
     } else {
         mount_fuse(spec, target);
     }

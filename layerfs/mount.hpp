@@ -31,6 +31,9 @@ struct MountSpec {
     std::string label; // free text kept in the record (e.g. the image reference)
     // The FUSE program; default: strata-overlay beside /proc/self/exe, then $PATH.
     std::string fuse_program;
+    // nosuid,nodev with the kernel overlay driver (the FUSE driver always
+    // mounts so): for mounts other users may browse, as `strata mount` makes.
+    bool nosuid_nodev = false;
 };
 
 struct MountRecord {

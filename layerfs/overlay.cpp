@@ -121,7 +121,8 @@ bool try_new_api(const OverlaySpec& spec, const std::string& target) {
     } catch (const SysError& e) {
         fail(e);
     }
-    unsigned attrs = spec.upper.empty() ? MOUNT_ATTR_RDONLY : 0;
+    unsigned attrs = (spec.upper.empty() ? MOUNT_ATTR_RDONLY : 0) |
+                     (spec.nosuid_nodev ? MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV : 0);
     UniqueFd mnt = sys::fsmount(fsfd.get(), attrs);
     sys::move_mount(mnt.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
     set_method("fsconfig lowerdir+");
@@ -150,7 +151,8 @@ std::string common_parent(const std::vector<std::string>& paths) {
 }
 
 void mount_classic(const OverlaySpec& spec, const std::string& target) {
-    unsigned long flags = spec.upper.empty() ? MS_RDONLY : 0;
+    unsigned long flags =
+        (spec.upper.empty() ? MS_RDONLY : 0) | (spec.nosuid_nodev ? MS_NOSUID | MS_NODEV : 0);
     std::string data =
         option_string(spec.lowers, spec.upper, spec.work, spec.volatile_upper, spec.userxattr);
     if (data.size() <= k_mount_data_max) {
@@ -214,11 +216,13 @@ void mount_classic(const OverlaySpec& spec, const std::string& target) {
 // Overlayfs refuses a single lower layer without an upper one ("at least 2
 // lowerdir are needed"). One layer has nothing to merge, so it is bind
 // mounted read-only instead (as containers/storage does for a base layer).
-void bind_read_only(const std::string& layer, const std::string& target) {
+void bind_read_only(const std::string& layer, const std::string& target, bool nosuid_nodev) {
     if (!sys::force_fallback()) {
         try {
             UniqueFd tree = sys::open_tree(AT_FDCWD, layer, OPEN_TREE_CLONE);
-            sys::mount_setattr(tree.get(), "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY, 0);
+            sys::mount_setattr(
+                tree.get(), "", AT_EMPTY_PATH,
+                MOUNT_ATTR_RDONLY | (nosuid_nodev ? MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV : 0), 0);
             sys::move_mount(tree.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
             set_method("bind");
             return;
@@ -230,7 +234,9 @@ void bind_read_only(const std::string& layer, const std::string& target) {
     }
     sys::mount(layer, target, "", MS_BIND, "");
     try {
-        sys::mount("", target, "", MS_BIND | MS_REMOUNT | MS_RDONLY, "");
+        sys::mount("", target, "",
+                   MS_BIND | MS_REMOUNT | MS_RDONLY | (nosuid_nodev ? MS_NOSUID | MS_NODEV : 0),
+                   "");
     } catch (...) {
         sys::umount_raw(target.c_str(), MNT_DETACH);
         throw;
@@ -243,7 +249,7 @@ void bind_read_only(const std::string& layer, const std::string& target) {
 void mount_overlay(const OverlaySpec& spec, const std::string& target) {
     validate(spec, target);
     if (spec.upper.empty() && spec.lowers.size() == 1) {
-        bind_read_only(spec.lowers.front(), target);
+        bind_read_only(spec.lowers.front(), target, spec.nosuid_nodev);
         STRATA_LOG_DEBUG("overlay: one read-only layer, bind mounted on \"{}\"", target);
         return;
     }

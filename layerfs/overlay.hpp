@@ -31,6 +31,9 @@ struct OverlaySpec {
     // upper) are user.overlay.* instead of trusted.overlay.*: for a mount
     // inside a user namespace (Linux 5.11), where trusted.* is out of reach.
     bool userxattr = false;
+    // nosuid,nodev: for a mount host users can browse (`strata mount`), where
+    // an image's setuid-root binary or device node must not work.
+    bool nosuid_nodev = false;
 };
 
 // Mounts the stack on target (an existing directory). Throws SysError (with

@@ -124,7 +124,7 @@ std::string display_reference(const snapshot::Reference& ref) {
 
 bool fetch_blob_into(snapshot::Store& store, Client& client, const std::string& repo,
                      const formats::Descriptor& blob) {
-    if (store.has_blob(blob.digest)) {
+    if (store.reuse_blob(blob.digest)) {
         return false;
     }
     fetch_one(store, client, repo, blob, nullptr);

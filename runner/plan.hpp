@@ -139,13 +139,14 @@ struct Plan {
     int sync_fd = -1;            // read: the parent's go-ahead
     bool wait_parent = true;     // block for the go-ahead (id maps); else only check strata lives
     int report_fd = -1;          // write: Report on failure; EOF on exec
-    int status_fd = -1;          // write (init): the command's raw wait status
+    int init_fd = -1;            // init: the sealed memfd holding docker-init
     int console_fd = -1;         // tty: socket that takes the pty master to the parent
     int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
 
     std::vector<const char*> argv;       // null-terminated
     std::vector<const char*> envp;       // null-terminated
     std::vector<const char*> candidates; // exec paths to try, in order
+    std::vector<const char*> init_argv;  // init: docker-init -- argv..., null-terminated
 };
 
 // Runs in the cloned child; never returns.

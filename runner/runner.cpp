@@ -3,6 +3,7 @@
 #include "runner/runner.hpp"
 
 #include "runner/cgroup.hpp"
+#include "runner/docker_init.hpp"
 #include "runner/idmap.hpp"
 #include "runner/plan.hpp"
 #include "runner/seccomp.hpp"
@@ -418,7 +419,7 @@ std::string step_text(Step step) {
     case Step::exec:
         return "exec";
     case Step::fork_init:
-        return "starting the command under init";
+        return "starting docker-init";
     case Step::session_keyring:
         return "creating the container's session keyring";
     case Step::seccomp:
@@ -447,10 +448,8 @@ std::string step_text(Step step) {
 struct Container::State {
     pid_t pid = -1;
     UniqueFd pidfd;
-    bool init = false;
     bool tty = false;
     bool reaped = false;
-    UniqueFd status_read; // init: the command's raw wait status
     UniqueFd master;      // tty: the pty's master side
     int tty_in = -1;      // tty: copied to the master
     int tty_out = -1;     // tty: the master's output goes here
@@ -488,13 +487,6 @@ struct Container::State {
         reaped = true;
         remove_created();
         remove_cgroup();
-        if (init && status_read) {
-            int cmd_status = 0;
-            ssize_t n = ::read(status_read.get(), &cmd_status, sizeof cmd_status);
-            if (n == static_cast<ssize_t>(sizeof cmd_status)) {
-                status = cmd_status;
-            }
-        }
         return ExitStatus(status);
     }
 
@@ -888,6 +880,10 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
             if (::mkdir(m->source.c_str(), 0755) != 0 && errno != EEXIST) {
                 throw_errno("mkdir", m->source);
             }
+            // What one step leaves in a cache is not part of any image: a
+            // setuid binary or a device node planted there has no effect, in
+            // the container or anywhere else the directory is reached.
+            op.flags = MS_NOSUID | MS_NODEV;
             [[fallthrough]];
         case Mount::Type::bind: {
             if (m->source.empty()) {
@@ -1221,7 +1217,6 @@ Container Container::start(const RunSpec& spec) {
     }
 
     auto state = std::make_unique<State>();
-    state->init = spec.init;
     state->tty = spec.tty;
 
     Plan plan;
@@ -1252,6 +1247,13 @@ Container Container::start(const RunSpec& spec) {
         plan.argv.push_back(plan.keep(a));
     }
     plan.argv.push_back(nullptr);
+    UniqueFd init_fd;
+    if (spec.init) {
+        init_fd = sealed_docker_init();
+        plan.init_fd = init_fd.get();
+        plan.init_argv = {kDockerInitName, "--"};
+        plan.init_argv.insert(plan.init_argv.end(), plan.argv.begin(), plan.argv.end());
+    }
     std::vector<std::string> candidates = detail::exec_candidates(spec.argv[0], env);
     for (const auto& c : candidates) {
         plan.candidates.push_back(plan.keep(c));
@@ -1333,16 +1335,9 @@ Container Container::start(const RunSpec& spec) {
         mounted.push_back(target);
     }
 
-    // -- Pipes: the go-ahead (parent -> child), failures (child -> parent),
-    // and with init the command's wait status.
+    // -- Pipes: the go-ahead (parent -> child), failures (child -> parent).
     Pipe sync = Pipe::create();
     Pipe report = Pipe::create();
-    Pipe status;
-    if (spec.init) {
-        status = Pipe::create();
-        plan.status_fd = status.write.get();
-        plan.close_in_child[2] = status.read.get();
-    }
     plan.sync_fd = sync.read.get();
     plan.wait_parent = userns;
     plan.report_fd = report.write.get();
@@ -1367,9 +1362,9 @@ Container Container::start(const RunSpec& spec) {
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     int pidfd = -1;
     pid_t pid;
-    if (!userns && !spec.init) {
-        // Nothing for this process to do until the command has exec'd (no
-        // id maps to write; an init would never exec): a vfork-style clone
+    if (!userns) {
+        // Nothing for this process to do until the command (or docker-init)
+        // has exec'd (no id maps to write): a vfork-style clone
         // spares copying strata's page tables and the child's copy-on-write
         // faults.
         pid = sys::clone_vfork(
@@ -1392,10 +1387,9 @@ Container Container::start(const RunSpec& spec) {
     auto guard = ScopeFail([&] { state->kill_and_reap(); });
     sync.read.reset();
     report.write.reset();
-    status.write.reset();
     console_child.reset();
     devnull.reset();
-    state->status_read = std::move(status.read);
+    init_fd.reset();
 
     // -- Id maps (the child waits for them).
     if (userns) {

@@ -118,7 +118,7 @@ struct RunSpec {
     UserNamespace user_namespace = UserNamespace::automatic;
     std::vector<Mount> mounts;
     std::vector<Rlimit> rlimits; // can only lower limits without CAP_SYS_RESOURCE
-    bool init = false;           // strata's init is PID 1: reaps zombies, forwards signals
+    bool init = false;           // docker-init (tini) is PID 1: reaps zombies, forwards signals
     bool read_only = false;      // the root directory is mounted read-only
     bool tty = false;            // the command gets a new pseudo-terminal as stdin/out/err
     Security security;
@@ -187,7 +187,7 @@ public:
     Container& operator=(const Container&) = delete;
     ~Container();
 
-    // Host pid of the container's PID 1 (the command, or strata's init).
+    // Host pid of the container's PID 1 (the command, or docker-init).
     pid_t pid() const noexcept;
     // Sends sig as Control::forward does.
     void kill(int sig);
@@ -195,7 +195,7 @@ public:
     void resize(unsigned short rows, unsigned short cols);
     // Waits for the command to end, copying between the caller's streams
     // and the pty when spec.tty, and serving control. With spec.init the
-    // status is the command's own (not the init's).
+    // status is docker-init's: the command's code, 128+N for a death by signal N.
     ExitStatus wait(Control* control = nullptr);
 
     struct State;

@@ -20,7 +20,7 @@
 //   6. hostname, loopback up, rlimits
 //   7. stdio, new session (controlling tty), close every other fd
 //   8. groups, gid, uid, capabilities (bounding, ambient, sets), no_new_privs
-//   9. chdir, then exec (or fork the command under strata's init)
+//   9. chdir, then exec (with --init: docker-init from its sealed memfd, which runs the command)
 #include "runner/plan.hpp"
 #include "util/sys/process.hpp"
 #include "util/sys/syscalls.hpp"
@@ -551,7 +551,7 @@ int mount_fs_new(const char* type, unsigned long flags, const char* data, int ta
 // Binds source (dirfd + path, or dirfd alone with an empty path), read-only
 // before it is attached when ro, so it is never writable, even briefly.
 int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int target_fd,
-             int* keep = nullptr) noexcept {
+             int* keep = nullptr, unsigned extra_attrs = 0) noexcept {
     unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
     if (src_path[0] == '\0') {
         flags |= AT_EMPTY_PATH;
@@ -560,9 +560,9 @@ int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int t
     if (tree < 0) {
         return tree;
     }
-    if (ro) {
+    if (ro || extra_attrs != 0) {
         int r = sys::mount_setattr_raw(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0),
-                                       MOUNT_ATTR_RDONLY, 0);
+                                       (ro ? MOUNT_ATTR_RDONLY : 0) | extra_attrs, 0);
         if (r < 0) {
             ::close(tree);
             return r;
@@ -799,7 +799,8 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
                     r = bind_new(AT_FDCWD, "/sys", true, true, fd, keep);
                 }
             } else {
-                r = bind_new(AT_FDCWD, op.source, true, op.read_only, fd);
+                r = bind_new(AT_FDCWD, op.source, true, op.read_only, fd, nullptr,
+                             attr_flags(op.flags));
             }
             if (r < 0) {
                 fail(plan, Step::mount, -r, index);
@@ -821,6 +822,20 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
             }
         } else {
             r = ::mount(op.source, target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+            // A bind's own flags (a cache mount's nosuid,nodev) need a remount.
+            // The flags the mount already has are kept (a user namespace may
+            // not clear them).
+            struct statvfs sv;
+            if (r == 0 && (op.flags & (MS_NOSUID | MS_NODEV)) != 0 &&
+                (r = ::statvfs(target.c_str(), &sv)) == 0) {
+                unsigned long keep = ((sv.f_flag & ST_RDONLY) ? MS_RDONLY : 0) |
+                                     ((sv.f_flag & ST_NOEXEC) ? MS_NOEXEC : 0) |
+                                     ((sv.f_flag & ST_NOSUID) ? MS_NOSUID : 0) |
+                                     ((sv.f_flag & ST_NODEV) ? MS_NODEV : 0);
+                r = ::mount(nullptr, target.c_str(), nullptr,
+                            MS_REMOUNT | MS_BIND | keep | (op.flags & (MS_NOSUID | MS_NODEV)),
+                            nullptr);
+            }
         }
         if (r != 0) {
             fail(plan, Step::mount, errno, index);
@@ -838,11 +853,6 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         return;
     }
     }
-}
-
-void write_status(int fd, int status) noexcept {
-    ssize_t ignored = ::write(fd, &status, sizeof status);
-    (void)ignored;
 }
 
 // Tries every candidate path like execvp; reports 127 (ENOENT) or why not.
@@ -886,71 +896,46 @@ void set_session(const Plan& plan) noexcept {
     }
 }
 
-// strata's init: PID 1 of the namespace, the command its only child. It
-// forwards every signal it can catch to the command, reaps every process
-// that is reparented to it, and ends (taking the namespace with it) when
-// the command ends, passing the command's raw wait status to the parent.
-[[noreturn]] void init_main(const Plan& plan) noexcept {
-    sigset_t all;
-    sigfillset(&all);
-    ::sigprocmask(SIG_BLOCK, &all, nullptr);
-    pid_t cmd = sys::clone3_fork(0, nullptr);
-    if (cmd == -ENOSYS) {
-        // Docker's seccomp profile answers clone3 with ENOSYS (its flags
-        // cannot be inspected): a plain fork through clone(2).
-        long r = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-        cmd = r < 0 ? -errno : static_cast<pid_t>(r);
-    }
-    if (cmd < 0) {
-        fail(plan, Step::fork_init, -cmd);
-    }
-    if (cmd == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::close(plan.status_fd);
-        set_session(plan);
-        if (::chdir(plan.workdir) != 0) {
-            fail(plan, Step::chdir, errno);
+// With --init, PID 1 is docker-init (tini, from the sealed memfd the parent
+// made), which runs the command as its child, forwards signals to it, reaps
+// orphans and exits with the command's status (128+N for a death by signal
+// N). The command is looked up here first, so that a missing or
+// non-executable one fails as without init (Docker's 127/126), naming it.
+[[noreturn]] void exec_init(const Plan& plan) noexcept {
+    int eacces = -1;
+    int last_err = ENOENT;
+    int last_index = 0;
+    bool found = false;
+    for (std::size_t i = 0; i < plan.candidates.size() && !found; ++i) {
+        struct stat st;
+        int e = 0;
+        if (::stat(plan.candidates[i], &st) != 0) {
+            e = errno;
+        } else if (!S_ISREG(st.st_mode) || ::access(plan.candidates[i], X_OK) != 0) {
+            e = EACCES;
         }
-        exec_command(plan);
-    }
-    // The init keeps only the status pipe: the report pipe must reach EOF
-    // when the command has exec'd.
-    int status_fd = ::fcntl(plan.status_fd, F_DUPFD_CLOEXEC, 3);
-    if (status_fd < 0) {
-        status_fd = plan.status_fd;
-    }
-    for (int fd = 0; fd < 3; ++fd) {
-        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null >= 0) {
-            ::dup3(null, fd, O_CLOEXEC);
-            ::close(null);
-        }
-    }
-    if (status_fd > 3) {
-        sys::close_range(3, static_cast<unsigned>(status_fd - 1), 0);
-    }
-    sys::close_range(static_cast<unsigned>(status_fd + 1), ~0U, 0);
-    for (;;) {
-        siginfo_t info;
-        int sig = ::sigwaitinfo(&all, &info);
-        if (sig < 0) {
-            continue;
-        }
-        if (sig != SIGCHLD) {
-            ::kill(cmd, sig);
-            continue;
-        }
-        int status = 0;
-        pid_t pid;
-        while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-            if (pid == cmd) {
-                write_status(status_fd, status);
-                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        if (e == 0) {
+            found = true;
+        } else if (e == EACCES) {
+            if (eacces < 0) {
+                eacces = static_cast<int>(i);
             }
+        } else if (e == ENOENT || e == ENOTDIR || e == ESTALE || e == ENODEV || e == ETIMEDOUT) {
+            last_err = e;
+            last_index = static_cast<int>(i);
+        } else {
+            fail(plan, Step::exec, e, static_cast<int>(i));
         }
     }
+    if (!found) {
+        if (eacces >= 0) {
+            fail(plan, Step::exec, EACCES, eacces);
+        }
+        fail(plan, Step::exec, last_err == ENOTDIR ? ENOENT : last_err, last_index);
+    }
+    ::fexecve(plan.init_fd, const_cast<char* const*>(plan.init_argv.data()),
+              const_cast<char* const*>(plan.envp.data()));
+    fail(plan, Step::fork_init, errno);
 }
 
 // A session keyring of the container's own, as runc gives every container:
@@ -1251,12 +1236,12 @@ void child_main(const Plan& plan) noexcept {
     load_seccomp(plan);
 
     // 9. Run.
-    if (plan.init) {
-        init_main(plan);
-    }
     set_session(plan);
     if (::chdir(plan.workdir) != 0) {
         fail(plan, Step::chdir, errno);
+    }
+    if (plan.init) {
+        exec_init(plan);
     }
     exec_command(plan);
 }

@@ -10,6 +10,7 @@ build_pkgs=(
   libcurl4-openssl-dev busybox-static util-linux python3
   libseccomp-dev  # the runner's seccomp filters (Docker's default profile, --security-opt seccomp=)
 )
+build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io

@@ -10,15 +10,18 @@
 #include "util/tempdir.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <chrono>
+#include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,11 +78,138 @@ std::string normalise_root(std::string root) {
 }
 } // namespace
 
+namespace {
+
+// The store's directories are closed to other users, as Docker's data root
+// is (/var/lib/docker 0710, its subdirectories 0700/0710): snapshots hold
+// setuid binaries and device nodes of every image, cache-mounts/ what RUN
+// steps wrote as root, tmp/ the merged trees of running steps. A user who
+// could reach them would run an image's setuid-root binary, or one a
+// Dockerfile planted, as root on the host. Nothing outside strata needs to
+// reach inside: containers see their mounts, not the path to them, and a
+// rootless store belongs to its user.
+constexpr mode_t k_root_mode = 0710;
+constexpr mode_t k_dir_mode = 0700;
+constexpr const char* k_private_dirs[] = {"blobs", "snapshots", "cache", "cache-mounts",
+                                          "tmp",   "mounts",    "leases"};
+
+// Creates the store's root closed (0710) when it does not exist yet.
+const std::string& create_root(const std::string& root) {
+    if (!fs::exists(root)) {
+        fs::mkdirs(fs::dirname(root), 0755);
+        if (::mkdir(root.c_str(), k_root_mode) != 0 && errno != EEXIST) {
+            throw_errno("mkdir", root);
+        }
+    }
+    return root;
+}
+
+// A store made by an earlier strata (0755 directories) is closed on open:
+// only root's own store, by root (a store of another owner is theirs to set).
+void tighten(const std::string& path, mode_t mode) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+        ::geteuid() != 0 || (st.st_mode & 07777 & ~mode) == 0) {
+        return;
+    }
+    if (::chmod(path.c_str(), (st.st_mode & 07777) & mode) != 0) {
+        throw_errno("chmod", path);
+    }
+    STRATA_LOG_INFO("store: closed {} to other users (mode {:o})", path,
+                    (st.st_mode & 07777) & mode);
+}
+
+} // namespace
+
 Store::Store(std::string root)
-    : root_(normalise_root(std::move(root))), layout_(formats::OciLayout::create(root_)) {
-    fs::mkdirs(root_ + "/snapshots", 0700);
-    fs::mkdirs(root_ + "/cache", 0700);
-    fs::mkdirs(root_ + "/tmp", 0700);
+    : root_(normalise_root(std::move(root))),
+      layout_(formats::OciLayout::create(create_root(root_))) {
+    tighten(root_, k_root_mode);
+    for (const char* d : k_private_dirs) {
+        fs::mkdirs(root_ + "/" + d, k_dir_mode);
+        tighten(root_ + "/" + d, k_dir_mode);
+    }
+}
+
+void Store::ensure_lease() const {
+    std::lock_guard guard(lease_mutex_);
+    if (!lease_path_.empty()) {
+        return;
+    }
+    // This process's lease: "start <unix seconds>", then what keep() names.
+    // Made before the first write it covers. The flock is taken before the
+    // start time is written: gc reads a lease only when it cannot lock it,
+    // and counts one without a start time yet from the file's ctime.
+    unsigned char rnd[8];
+    if (::getentropy(rnd, sizeof rnd) != 0) {
+        throw_errno("getentropy", "lease name");
+    }
+    std::string name = "lease-" + std::to_string(::getpid()) + "-";
+    for (unsigned char c : rnd) {
+        name += "0123456789abcdef"[c >> 4];
+        name += "0123456789abcdef"[c & 15];
+    }
+    std::string path = root_ + "/leases/" + name;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
+    if (!fd) {
+        if (errno == EACCES || errno == EROFS || errno == EPERM) {
+            // A store this process cannot write: it makes nothing gc could take.
+            STRATA_LOG_DEBUG("store: no lease in {}: {}", path, std::strerror(errno));
+            lease_path_ = "-"; // do not try again
+            return;
+        }
+        throw_errno("open", path);
+    }
+    if (::flock(fd.get(), LOCK_SH) != 0) {
+        throw_errno("flock", path);
+    }
+    std::string start = "start " + std::to_string(::time(nullptr)) + "\n";
+    if (::write(fd.get(), start.data(), start.size()) != static_cast<ssize_t>(start.size())) {
+        int err = errno;
+        ::unlink(path.c_str());
+        throw SysError("write", path, err);
+    }
+    lease_path_ = path;
+    lease_fd_ = std::move(fd);
+}
+
+Store::~Store() {
+    if (lease_fd_) {
+        ::unlink(lease_path_.c_str());
+    }
+}
+
+void Store::keep(const Descriptor& manifest) const {
+    ensure_lease();
+    std::lock_guard guard(lease_mutex_);
+    if (!lease_fd_) {
+        return;
+    }
+    std::string line = formats::to_json(manifest) + "\n";
+    if (::write(lease_fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        throw_errno("write", lease_path_);
+    }
+}
+
+namespace {
+std::string pin_path(const std::string& root, const std::string& name) {
+    std::string safe;
+    for (char c : name) {
+        safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
+    }
+    return root + "/leases/pin-" + safe;
+}
+} // namespace
+
+void Store::pin(const std::string& name, const Descriptor& manifest) {
+    fs::write_file_atomic(pin_path(root_, name), formats::to_json(manifest) + "\n", 0600);
+}
+
+void Store::unpin(const std::string& name) {
+    std::string p = pin_path(root_, name);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+        throw_errno("unlink", p);
+    }
 }
 
 StoreLock Store::lock() const { return StoreLock(root_ + "/lock"); }
@@ -107,20 +237,37 @@ std::string Store::read_blob(const Digest& d, std::size_t max_size) const {
     }
 }
 
-BlobWriter Store::new_blob() const { return BlobWriter(layout_, tmp_dir()); }
+BlobWriter Store::new_blob() const {
+    ensure_lease();
+    return BlobWriter(layout_, tmp_dir());
+}
+
+bool Store::reuse_blob(const Digest& d) const {
+    if (!has_blob(d)) {
+        return false;
+    }
+    ensure_lease();
+    // A change of times is a change of the inode: its ctime becomes now.
+    if (::utimensat(AT_FDCWD, blob_path(d).c_str(), nullptr, 0) != 0) {
+        STRATA_LOG_DEBUG("store: cannot refresh {}: {}", blob_path(d), std::strerror(errno));
+    }
+    return has_blob(d); // gc may have taken it just before
+}
 
 Digest Store::put_blob(std::string_view data) {
     Digest d = Digest::of(data);
-    if (has_blob(d)) {
+    if (reuse_blob(d)) {
         return d;
     }
+    ensure_lease();
     return layout_.ingest_bytes(data, d, tmp_dir());
 }
 
 Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
-    if (expected && has_blob(*expected)) {
+    if (expected && reuse_blob(*expected)) {
         return *expected;
     }
+    ensure_lease();
     return layout_.ingest(fd, expected, std::nullopt, tmp_dir());
 }
 
@@ -364,6 +511,7 @@ bool Store::has_snapshot(const Digest& chain_id) const {
 }
 
 void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir) {
+    ensure_lease();
     std::string parent = root_ + "/snapshots/" + std::string(chain_id.hex());
     {
         // One syncfs for the whole tree (not an fsync per file): the data and
@@ -448,13 +596,96 @@ std::vector<std::string> Store::ensure_snapshots(const Image& image) {
             adopt_snapshot(chain, fsdir);
         }
         dirs.push_back(snapshot_dir(chain));
+        // In use for this Store's life: gc skips a snapshot it cannot lock.
+        // A lock (no write) costs `strata run` nothing on the disk.
+        std::string held = root_ + "/snapshots/" + std::string(chain.hex());
+        UniqueFd fd(::open(held.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (fd && ::flock(fd.get(), LOCK_SH) == 0) {
+            std::lock_guard guard(lease_mutex_);
+            held_.push_back(std::move(fd));
+        } else {
+            STRATA_LOG_DEBUG("store: cannot lock {}: {}", held, std::strerror(errno));
+        }
     }
     return dirs;
 }
 
+namespace {
+
+// A lease file nobody holds (its process is gone) is removed; one that is
+// held gives its start time and the manifests it keeps.
+struct LiveLeases {
+    std::int64_t oldest_start;
+    std::vector<std::string> kept; // descriptor JSON lines
+};
+
+LiveLeases read_leases(const std::string& dir, const std::string& own, std::int64_t now) {
+    LiveLeases live{now, {}};
+    for (const auto& name : fs::list_dir(dir)) {
+        std::string path = dir + "/" + name;
+        bool pinned = name.rfind("pin-", 0) == 0;
+        if (!pinned && path == own) {
+            continue; // gc's own lease: it is making nothing
+        }
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd) {
+            continue;
+        }
+        if (!pinned && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+            // Its process is gone, or has just made it and not locked it
+            // yet: a young lease counts from when it was made.
+            struct stat st;
+            if (::fstat(fd.get(), &st) == 0 && st.st_ctim.tv_sec > now - 60) {
+                live.oldest_start = std::min<std::int64_t>(live.oldest_start, st.st_ctim.tv_sec);
+            } else {
+                ::unlink(path.c_str());
+            }
+            continue;
+        }
+        std::string text = fs::read_fd(fd.get(), 16 << 20);
+        std::istringstream in(text);
+        std::string line;
+        bool first = true;
+        struct stat st;
+        if (!pinned && text.rfind("start ", 0) != 0 && ::fstat(fd.get(), &st) == 0) {
+            // Locked but its start not written yet: it began a moment ago.
+            live.oldest_start = std::min<std::int64_t>(live.oldest_start, st.st_ctim.tv_sec);
+        }
+        while (std::getline(in, line)) {
+            if (first && !pinned) {
+                first = false;
+                long long start = 0;
+                if (std::sscanf(line.c_str(), "start %lld", &start) == 1 &&
+                    start < live.oldest_start) {
+                    live.oldest_start = start;
+                }
+                continue;
+            }
+            if (!line.empty()) {
+                live.kept.push_back(line);
+            }
+        }
+    }
+    return live;
+}
+
+// Whether path changed (was made, renamed into place, or replaced) at or
+// after since: its inode's ctime, which no one can set back.
+bool changed_since(const std::string& path, std::int64_t since) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0 && st.st_ctim.tv_sec >= since;
+}
+
+} // namespace
+
 GcResult Store::gc() {
+    // Everything made from here on, or since the oldest live lease began,
+    // is someone's work in progress. One second of slack for the clock.
+    std::int64_t now = ::time(nullptr);
     StoreLock l = lock();
     GcResult result;
+    LiveLeases live = read_leases(root_ + "/leases", lease_path_, now);
+    std::int64_t since = std::min(now, live.oldest_start) - 1;
     std::unordered_set<std::string> keep_blobs;
     std::unordered_set<std::string> keep_snapshots;
     std::function<void(const Descriptor&)> mark = [&](const Descriptor& d) {
@@ -484,6 +715,13 @@ GcResult Store::gc() {
     for (const auto& d : read_index().manifests) {
         mark(d);
     }
+    for (const auto& line : live.kept) {
+        try {
+            mark(formats::parse_descriptor(line, "lease"));
+        } catch (const Error& e) {
+            STRATA_LOG_WARN("gc: lease entry: {}", e.what());
+        }
+    }
     // Build cache records are roots too: every digest they name is kept.
     for (const auto& name : fs::list_dir(cache_dir())) {
         std::string path = cache_dir() + "/" + name;
@@ -509,7 +747,7 @@ GcResult Store::gc() {
     }
     std::string blobs = root_ + "/blobs/sha256";
     for (const auto& name : fs::list_dir(blobs)) {
-        if (keep_blobs.count(name) == 0) {
+        if (keep_blobs.count(name) == 0 && !changed_since(blobs + "/" + name, since)) {
             struct stat st;
             if (::lstat((blobs + "/" + name).c_str(), &st) == 0) {
                 result.bytes_removed += static_cast<std::uint64_t>(st.st_size);
@@ -519,19 +757,41 @@ GcResult Store::gc() {
         }
     }
     for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
-        if (keep_snapshots.count(name) == 0) {
-            fs::remove_all(root_ + "/snapshots/" + name);
+        std::string dir = root_ + "/snapshots/" + name;
+        if (keep_snapshots.count(name) == 0 && !changed_since(dir, since)) {
+            // Removed under gc's own exclusive lock, so that no one starts
+            // to use it meanwhile.
+            UniqueFd held(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (held && ::flock(held.get(), LOCK_EX | LOCK_NB) != 0) {
+                continue; // someone's container or step stacks it
+            }
+            fs::remove_all(dir);
             result.snapshots_removed++;
         }
     }
-    // Leftovers of interrupted work older than an hour.
-    auto now = std::chrono::system_clock::now();
+    // tmp/: every user locks its entry (TempDir and AtomicFile hold a shared
+    // flock on it) for as long as it works there; an entry that is locked
+    // is in use however old it looks. An unlocked one is a leftover of an
+    // interrupted strata once it is an hour old (younger ones may be about
+    // to be locked by the process that just made them).
     for (const auto& name : fs::list_dir(tmp_dir())) {
-        struct stat st;
         std::string p = tmp_dir() + "/" + name;
-        if (::lstat(p.c_str(), &st) == 0 &&
-            now - std::chrono::system_clock::from_time_t(st.st_mtime) > std::chrono::hours(1)) {
+        struct stat st;
+        if (::lstat(p.c_str(), &st) != 0 || st.st_mtime > now - 3600) {
+            continue;
+        }
+        UniqueFd fd;
+        if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+            fd = UniqueFd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+            if (fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+                STRATA_LOG_DEBUG("gc: {} is in use", p);
+                continue;
+            }
+        }
+        try {
             fs::remove_all(p);
+        } catch (const Error& e) {
+            STRATA_LOG_WARN("gc: {}", e.what()); // e.g. a leftover mount point
         }
     }
     return result;

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +84,24 @@ public:
     // Blob writers refer to the store's layout: a store stays where it is made.
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
+    ~Store(); // ends this process's lease
+
+    // --- leases (what gc honours). A Store that writes to the store (blobs,
+    // snapshots) or keep()s something holds a lease from then on for its
+    // life: a file in leases/ under a shared flock, so that a strata process
+    // that dies drops it (a Store that only reads makes no file: `strata
+    // run` writes nothing to the disk). gc keeps every blob and snapshot made
+    // since the oldest live lease began (work not yet named: a build's
+    // layers, a load's or pull's blobs, unpacked snapshots), what live
+    // leases keep(), what pins name, and every snapshot ensure_snapshots()
+    // returned to a live Store (a shared flock on its directory). Each user
+    // of tmp/ locks its own entry (TempDir, AtomicFile); gc skips those.
+    // Keeps a manifest or index (its config, layers and snapshots) for this
+    // Store's life, even when its name is removed meanwhile.
+    void keep(const formats::Descriptor& manifest) const;
+    // The same until unpin(name), across processes (a `strata mount`).
+    void pin(const std::string& name, const formats::Descriptor& manifest);
+    void unpin(const std::string& name);
 
     const std::string& root() const noexcept { return root_; }
     std::string tmp_dir() const { return root_ + "/tmp"; }
@@ -91,6 +110,10 @@ public:
 
     // --- blobs
     bool has_blob(const formats::Digest& d) const;
+    // has_blob for a writer that will use the blob it finds instead of
+    // writing it: the blob counts as new for gc (its ctime is refreshed under
+    // this Store's lease), so gc cannot take it before it is referenced.
+    bool reuse_blob(const formats::Digest& d) const;
     std::string blob_path(const formats::Digest& d) const;
     // Opens a blob for reading; throws naming the digest when it is missing.
     UniqueFd open_blob(const formats::Digest& d) const;
@@ -135,7 +158,8 @@ public:
     std::string snapshot_dir(const formats::Digest& chain_id) const;
     bool has_snapshot(const formats::Digest& chain_id) const;
     // Unpacks every missing snapshot of the image (in overlay form) and returns
-    // the snapshot directories, bottom layer first.
+    // the snapshot directories, bottom layer first; gc leaves them alone for
+    // this Store's life.
     std::vector<std::string> ensure_snapshots(const Image& image);
     // Publishes an already-populated directory (e.g. a build step's upper dir)
     // as the snapshot for chain_id; the directory is moved, not copied. The
@@ -159,6 +183,14 @@ private:
 
     std::string root_;
     formats::OciLayout layout_;
+    // Starts this Store's lease when it has none yet.
+    void ensure_lease() const;
+
+    // The lease (made on first need; the builder writes from several threads).
+    mutable std::mutex lease_mutex_;
+    mutable std::string lease_path_;     // leases/lease-<pid>-<random>; empty without one
+    mutable UniqueFd lease_fd_;          // holds the shared flock
+    mutable std::vector<UniqueFd> held_; // snapshot directories under a shared flock
 };
 
 } // namespace strata::snapshot

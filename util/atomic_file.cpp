@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <vector>
 
@@ -33,6 +34,8 @@ AtomicFile::AtomicFile(std::string path, const std::string& templ, mode_t mode)
         ::unlink(tmp_.c_str());
         throw SysError("fchmod", tmp_, err);
     }
+    // In use while open: a store's gc skips temporaries it cannot lock.
+    ::flock(fd, LOCK_SH);
 }
 
 AtomicFile::~AtomicFile() {

@@ -5,6 +5,9 @@
 #include "util/log.hpp"
 
 #include <cstdlib>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -23,10 +26,15 @@ TempDir::TempDir(const std::string& parent, const std::string& prefix) {
         throw_errno("mkdtemp", templ);
     }
     path_ = buf.data();
+    lock_ = UniqueFd(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (lock_) {
+        ::flock(lock_.get(), LOCK_SH);
+    }
 }
 
 TempDir::TempDir(TempDir&& o) noexcept
-    : path_(std::exchange(o.path_, {})), keep_(std::exchange(o.keep_, true)) {}
+    : path_(std::exchange(o.path_, {})), keep_(std::exchange(o.keep_, true)),
+      lock_(std::move(o.lock_)) {}
 
 TempDir& TempDir::operator=(TempDir&& o) noexcept {
     if (this != &o) {
@@ -38,6 +46,7 @@ TempDir& TempDir::operator=(TempDir&& o) noexcept {
         }
         path_ = std::exchange(o.path_, {});
         keep_ = std::exchange(o.keep_, true);
+        lock_ = std::move(o.lock_);
     }
     return *this;
 }

@@ -1,6 +1,9 @@
 // TempDir: a directory that deletes itself (recursively, never following
-// symlinks) unless keep() is called.
+// symlinks) unless keep() is called. It holds a shared flock on itself while
+// it lives, so that a store's gc knows the directory is in use.
 #pragma once
+
+#include "util/fd.hpp"
 
 #include <string>
 
@@ -25,6 +28,7 @@ public:
 private:
     std::string path_;
     bool keep_ = false;
+    UniqueFd lock_; // the shared flock on path_
 };
 
 } // namespace strata
