@@ -39,7 +39,7 @@ TEST_CASE("env files read as docker's: K=V verbatim, comments, bare names from t
     CHECK_THROWS_AS(parse_env_file("/nonexistent/env", fake_env), strata::UsageError);
 }
 
-TEST_CASE("--mount takes docker's bind and tmpfs syntax and refuses volumes clearly",
+TEST_CASE("run --mount takes docker's bind and tmpfs syntax and refuses volumes clearly",
           "[run_flags]") {
     auto b = parse_mount("type=bind,source=/tmp,target=/data,readonly");
     CHECK(b.type == strata::runner::Mount::Type::bind);
@@ -67,7 +67,7 @@ TEST_CASE("--mount takes docker's bind and tmpfs syntax and refuses volumes clea
                       Catch::Contains("type=npipe is not supported"));
 }
 
-TEST_CASE("--add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-gateway",
+TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-gateway",
           "[run_flags]") {
     CHECK(parse_add_host("db:10.0.0.2") == std::pair<std::string, std::string>{"db", "10.0.0.2"});
     CHECK(parse_add_host("db=10.0.0.2") == std::pair<std::string, std::string>{"db", "10.0.0.2"});
