@@ -37,6 +37,7 @@
 #include <csignal>
 #include <pthread.h>
 #include <thread>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <iostream>
@@ -139,6 +140,12 @@ public:
     enum class Mode { plain, tty, quiet };
     explicit Printer(Mode mode) : mode_(mode), t0_(std::chrono::steady_clock::now()) {
         if (mode_ == Mode::tty) {
+            // Each frame (clear, new lines, redraw) leaves in one write():
+            // stderr is buffered while the live area is drawn and flushed at
+            // the end of every frame (draw_live), so the terminal never shows
+            // half a frame.
+            std::setvbuf(stderr, nullptr, _IOFBF, 1 << 16);
+            std::cerr.unsetf(std::ios::unitbuf);
             // Redraws the running steps' timers a few times a second.
             ticker_ = std::thread([this] {
                 std::unique_lock<std::mutex> l(mu_);
@@ -163,6 +170,11 @@ public:
         tick_cv_.notify_all();
         if (ticker_.joinable()) {
             ticker_.join();
+        }
+        if (mode_ == Mode::tty) {
+            std::cerr.flush(); // the last frame, then stderr unbuffered again
+            std::cerr.setf(std::ios::unitbuf);
+            std::setvbuf(stderr, nullptr, _IONBF, 0);
         }
     }
 
@@ -305,7 +317,9 @@ private:
         }
         // tty: keep the last lines of the running step, redrawn in place.
         clear_live();
-        s.tail.push_back(text.substr(0, 4096));
+        // Only what the line shows on a terminal: no carriage returns, tabs or
+        // escape sequences, which would break the count of lines to redraw.
+        s.tail.push_back(terminal_text(text.substr(0, 4096)));
         if (s.tail.size() > kTailLines) {
             s.tail.pop_front();
         }
@@ -339,11 +353,13 @@ private:
             if (s.packed) {
                 text += " packing layer " + human_size(*s.packed);
             }
-            std::cerr << "\x1b[34m" << clip(text, width) << "\x1b[0m\n";
+            const bool colour = use_colour();
+            std::cerr << (colour ? "\x1b[34m" : "") << clip(text, width) << (colour ? "\x1b[0m" : "") << "\n";
             ++drawn_;
             if (id == live_id_) {
                 for (const auto& t : s.tail) {
-                    std::cerr << "\x1b[2m  " << clip(t, width - 2) << "\x1b[0m\n";
+                    std::cerr << (colour ? "\x1b[2m  " : "  ") << clip(t, width - 2) << (colour ? "\x1b[0m" : "")
+                              << "\n";
                     ++drawn_;
                 }
             }
@@ -360,30 +376,13 @@ private:
         }
         return 79;
     }
-    // At most width bytes, never cutting a UTF-8 sequence (a wrapped line
-    // would break the count of lines to redraw).
-    static std::string clip(const std::string& s, std::size_t width) {
-        if (s.size() <= width) {
-            return s;
-        }
-        std::size_t n = width;
-        while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
-            --n;
-        }
-        return s.substr(0, n);
-    }
-    static std::string human_size(std::uint64_t n) {
-        if (n < 1000) {
-            return fmt::format("{}B", n);
-        }
-        const char* units[] = {"kB", "MB", "GB", "TB"};
-        double v = static_cast<double>(n) / 1000;
-        int u = 0;
-        while (v >= 1000 && u < 3) {
-            v /= 1000;
-            ++u;
-        }
-        return fmt::format("{:.1f}{}", v, units[u]);
+    // At most width columns (wcwidth), never cutting a character: a wrapped
+    // line would break the count of lines to redraw.
+    static std::string clip(const std::string& s, std::size_t width) { return clip_to_width(s, width); }
+    // NO_COLOR (https://no-color.org): set and not empty turns colour off.
+    static bool use_colour() {
+        const char* v = std::getenv("NO_COLOR");
+        return v == nullptr || *v == '\0';
     }
 
     static constexpr std::size_t kTailLines = 6;

@@ -3,6 +3,10 @@
 #include "cli/common.hpp"
 #include "util/error.hpp"
 
+#include "cli/template.hpp"
+
+#include <algorithm>
+#include <fnmatch.h>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -21,14 +25,118 @@ std::uint64_t image_size(const snapshot::Image& img) {
     return total;
 }
 
-void list_images(Context& ctx, bool quiet, bool digests, const std::string& format) {
-    snapshot::Store store = open_store(ctx);
-    std::vector<std::vector<std::string>> rows;
-    nlohmann::json out = nlohmann::json::array();
-    if (!quiet && format.empty()) {
-        rows.push_back(digests ? std::vector<std::string>{"REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"}
-                               : std::vector<std::string>{"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"});
+struct ImagesOpts {
+    bool quiet = false;
+    bool digests = false;
+    bool no_trunc = false;
+    std::string format;
+    std::string repository; // [REPOSITORY[:TAG]]
+    std::vector<std::string> filters;
+};
+
+// path.Match over the familiar name as moby's reference filter does
+// (reference.FamiliarMatch): "busybox:latest", then "busybox".
+bool reference_matches(const std::string& pattern, const snapshot::Reference& name) {
+    return ::fnmatch(pattern.c_str(), name.familiar().c_str(), FNM_PATHNAME) == 0 ||
+           ::fnmatch(pattern.c_str(), name.familiar_repository().c_str(), FNM_PATHNAME) == 0;
+}
+
+struct ImageFilters {
+    std::optional<bool> dangling;
+    std::vector<std::string> references;
+    std::vector<std::pair<std::string, std::optional<std::string>>> labels; // all must match
+    std::optional<std::int64_t> before, since;                              // created times
+};
+
+ImageFilters parse_image_filters(snapshot::Store& store, const ImagesOpts& o) {
+    ImageFilters f;
+    if (!o.repository.empty()) {
+        f.references.push_back(o.repository);
     }
+    auto created_of = [&](const std::string& key, const std::string& text) {
+        snapshot::Image img = store.load(store.resolve(text).manifest);
+        auto t = parse_time(img.config.created);
+        if (!t) {
+            throw UsageError("--filter " + key + "=" + text + ": the image has no creation time");
+        }
+        return *t;
+    };
+    for (const auto& text : o.filters) {
+        auto eq = text.find('=');
+        if (eq == std::string::npos) {
+            throw UsageError("bad format of filter (expected name=value): " + text);
+        }
+        std::string key = text.substr(0, eq);
+        std::string value = text.substr(eq + 1);
+        if (key == "dangling") {
+            if (value == "true" || value == "1") {
+                f.dangling = true;
+            } else if (value == "false" || value == "0") {
+                f.dangling = false;
+            } else {
+                throw UsageError("invalid filter 'dangling=" + value + "' (true or false)");
+            }
+        } else if (key == "reference") {
+            f.references.push_back(value);
+        } else if (key == "label") {
+            auto e2 = value.find('=');
+            if (e2 == std::string::npos) {
+                f.labels.emplace_back(value, std::nullopt);
+            } else {
+                f.labels.emplace_back(value.substr(0, e2), value.substr(e2 + 1));
+            }
+        } else if (key == "before") {
+            f.before = created_of(key, value);
+        } else if (key == "since") {
+            f.since = created_of(key, value);
+        } else {
+            throw UsageError("invalid filter '" + key +
+                             "' (images filters: dangling, label, reference, before, since)");
+        }
+    }
+    return f;
+}
+
+bool keep_image(const ImageFilters& f, const snapshot::ImageRecord& rec,
+                const snapshot::Image& img) {
+    if (f.dangling && *f.dangling != !rec.name.has_value()) {
+        return false;
+    }
+    if (!f.references.empty()) {
+        if (!rec.name) {
+            return false;
+        }
+        bool any = false;
+        for (const auto& p : f.references) {
+            any = any || reference_matches(p, *rec.name);
+        }
+        if (!any) {
+            return false;
+        }
+    }
+    for (const auto& [k, v] : f.labels) {
+        auto it = img.config.config.labels.find(k);
+        if (it == img.config.config.labels.end() || (v && it->second != *v)) {
+            return false;
+        }
+    }
+    if (f.before || f.since) {
+        auto t = parse_time(img.config.created);
+        if (!t || (f.before && !(*t < *f.before)) || (f.since && !(*t > *f.since))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void list_images(Context& ctx, const ImagesOpts& o) {
+    snapshot::Store store = open_store(ctx);
+    ImageFilters filters = parse_image_filters(store, o);
+    struct Row {
+        std::int64_t created;
+        TemplateValue value;
+    };
+    std::vector<Row> rows;
     for (const auto& rec : store.images()) {
         snapshot::Image img;
         try {
@@ -37,51 +145,81 @@ void list_images(Context& ctx, bool quiet, bool digests, const std::string& form
             std::cerr << "strata: warning: " << e.what() << "\n";
             continue;
         }
+        if (!keep_image(filters, rec, img)) {
+            continue;
+        }
         std::string repo = rec.name ? rec.name->familiar_repository() : "<none>";
         std::string tag = rec.name && !rec.name->tag().empty() ? rec.name->tag() : "<none>";
-        if (quiet) {
-            std::cout << img.id().short_id() << "\n";
-            continue;
-        }
-        if (format == "json") {
-            out.push_back({{"Repository", repo},
-                           {"Tag", tag},
-                           {"ID", img.id().str()},
-                           {"Digest", rec.manifest.digest.str()},
-                           {"Created", img.config.created},
-                           {"Size", image_size(img)}});
-            continue;
-        }
-        std::vector<std::string> row{repo, tag};
-        if (digests) {
-            row.push_back(rec.manifest.digest.str());
-        }
-        row.push_back(img.id().short_id());
-        row.push_back(human_age(img.config.created));
-        row.push_back(human_size(image_size(img)));
-        rows.push_back(std::move(row));
+        std::optional<std::int64_t> created = parse_time(img.config.created);
+        std::string size = human_size(image_size(img));
+        // The fields of docker's image context, in the order its JSON has them.
+        TemplateValue v = TemplateValue::object();
+        v["Containers"] = "N/A";
+        v["CreatedAt"] = created ? go_time_string(*created) : "N/A";
+        v["CreatedSince"] = human_age(img.config.created);
+        v["Digest"] = rec.manifest.digest.str();
+        v["ID"] = o.no_trunc ? img.id().str() : img.id().short_id();
+        v["Repository"] = repo;
+        v["SharedSize"] = "N/A";
+        v["Size"] = size;
+        v["Tag"] = tag;
+        v["UniqueSize"] = "N/A";
+        v["VirtualSize"] = size;
+        rows.push_back({created.value_or(0), std::move(v)});
     }
-    if (format == "json") {
-        std::cout << out.dump(2) << "\n";
-    } else if (!quiet) {
-        print_table(rows);
+    // Newest first, as docker lists them.
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const Row& a, const Row& b) { return a.created > b.created; });
+    std::vector<TemplateValue> values;
+    for (auto& r : rows) {
+        values.push_back(std::move(r.value));
     }
+    TableFormat table;
+    table.default_table =
+        o.digests
+            ? "table "
+              "{{.Repository}}\\t{{.Tag}}\\t{{.Digest}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+            : "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}";
+    table.headers = {{"Containers", "CONTAINERS"},
+                     {"CreatedAt", "CREATED AT"},
+                     {"CreatedSince", "CREATED"},
+                     {"Digest", "DIGEST"},
+                     {"ID", "IMAGE ID"},
+                     {"Repository", "REPOSITORY"},
+                     {"SharedSize", "SHARED SIZE"},
+                     {"Size", "SIZE"},
+                     {"Tag", "TAG"},
+                     {"UniqueSize", "UNIQUE SIZE"},
+                     {"VirtualSize", "VIRTUAL SIZE"}};
+    std::string format = o.format;
+    if (o.quiet && (format.empty() || format == "table")) {
+        format = "{{.ID}}"; // docker: -q is the IDs unless a custom format is given
+    }
+    std::cout << format_rows(format, table, values);
 }
 
 } // namespace
 
 void register_images(CLI::App& app, Context& ctx) {
-    struct ImagesOpts {
-        bool quiet = false;
-        bool digests = false;
-        std::string format;
-    };
     auto io = std::make_shared<ImagesOpts>();
     auto* images = app.add_subcommand("images", "List the images in the store");
+    images->add_option(
+        "REPOSITORY", io->repository,
+        "Only images whose name matches REPOSITORY[:TAG] (a pattern, as docker images)");
     images->add_flag("-q,--quiet", io->quiet, "Only show image IDs");
     images->add_flag("--digests", io->digests, "Show manifest digests");
-    images->add_option("--format", io->format, "Output format: json")->check(CLI::IsMember({"json"}));
-    images->callback([&ctx, io] { list_images(ctx, io->quiet, io->digests, io->format); });
+    images->add_flag("--no-trunc", io->no_trunc, "Show full image IDs");
+    images
+        ->add_option(
+            "-f,--filter", io->filters,
+            "Filter: dangling=true|false, label=KEY[=VALUE], reference=PATTERN, before=IMAGE, "
+            "since=IMAGE")
+        ->type_name("FILTER")
+        ->allow_extra_args(false);
+    images->add_option("--format", io->format,
+                       "table, table TEMPLATE, json (a JSON object per line) or a Go template "
+                       "(fields: .ID .Repository .Tag .Digest .CreatedSince .CreatedAt .Size)");
+    images->callback([&ctx, io] { list_images(ctx, *io); });
 
     struct TagOpts {
         std::string source, target;
@@ -105,7 +243,8 @@ void register_images(CLI::App& app, Context& ctx) {
         bool force = false;
     };
     auto ro = std::make_shared<RmiOpts>();
-    auto* rmi = app.add_subcommand("rmi", "Remove one or more image names (and the images no name keeps)");
+    auto* rmi =
+        app.add_subcommand("rmi", "Remove one or more image names (and the images no name keeps)");
     rmi->add_option("IMAGE", ro->refs, "Image names or IDs")->required();
     rmi->add_flag("-f,--force", ro->force, "Remove every name of an image given by ID");
     rmi->callback([&ctx, ro] {
@@ -134,8 +273,9 @@ void register_images(CLI::App& app, Context& ctx) {
                     }
                 } else {
                     if (names.size() > 1 && !ro->force) {
-                        throw Error("conflict: unable to delete " + text +
-                                    " (must be forced) - image is referenced in multiple repositories");
+                        throw Error(
+                            "conflict: unable to delete " + text +
+                            " (must be forced) - image is referenced in multiple repositories");
                     }
                     for (const auto& n : names) {
                         store.remove_name(n);

@@ -1,8 +1,10 @@
 // inspect: an image's manifest and config.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/template.hpp"
 #include "util/error.hpp"
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -23,14 +25,17 @@ std::string join(const std::vector<std::string>& v, std::string_view sep = " ") 
     return out;
 }
 
-std::string json_list(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+std::string json_list(const std::vector<std::string>& v) {
+    return nlohmann::json(v).dump();
+}
 
 void print_human(const snapshot::Image& img, const std::vector<std::string>& names) {
     const auto& c = img.config;
     const auto& cc = c.config;
     std::cout << "ID:            " << img.id().str() << "\n";
     std::cout << "Names:         " << (names.empty() ? "<none>" : join(names, ", ")) << "\n";
-    std::cout << "Manifest:      " << img.descriptor.digest.str() << " (" << img.descriptor.media_type << ")\n";
+    std::cout << "Manifest:      " << img.descriptor.digest.str() << " ("
+              << img.descriptor.media_type << ")\n";
     std::cout << "Created:       " << (c.created.empty() ? "N/A" : c.created) << "\n";
     std::cout << "Platform:      " << c.os << "/" << c.architecture
               << (c.variant.empty() ? "" : "/" + c.variant) << "\n";
@@ -46,7 +51,8 @@ void print_human(const snapshot::Image& img, const std::vector<std::string>& nam
         std::cout << "  " << e << "\n";
     }
     if (!cc.exposed_ports.empty()) {
-        std::cout << "ExposedPorts:  " << join({cc.exposed_ports.begin(), cc.exposed_ports.end()}) << "\n";
+        std::cout << "ExposedPorts:  " << join({cc.exposed_ports.begin(), cc.exposed_ports.end()})
+                  << "\n";
     }
     if (!cc.volumes.empty()) {
         std::cout << "Volumes:       " << join({cc.volumes.begin(), cc.volumes.end()}) << "\n";
@@ -75,9 +81,51 @@ void print_human(const snapshot::Image& img, const std::vector<std::string>& nam
     std::cout << "Layers:\n";
     for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
         const auto& l = img.manifest.layers[i];
-        std::cout << "  " << l.digest.str() << "  " << human_size(static_cast<std::uint64_t>(l.size))
-                  << "  " << l.media_type << "\n";
+        std::cout << "  " << l.digest.str() << "  "
+                  << human_size(static_cast<std::uint64_t>(l.size)) << "  " << l.media_type << "\n";
     }
+}
+
+// The document --format templates see: docker's image inspect shape (Id,
+// RepoTags, RepoDigests, Created, Author, Config with the image's
+// User/Env/Cmd/Entrypoint/..., Architecture, Os, RootFS), plus strata's
+// Digest, MediaType and Manifest.
+TemplateValue docker_document(const snapshot::Image& img,
+                              const std::vector<snapshot::Reference>& names) {
+    TemplateValue oci = TemplateValue::parse(formats::to_json(img.config));
+    TemplateValue d = TemplateValue::object();
+    d["Id"] = img.id().str();
+    d["RepoTags"] = TemplateValue::array();
+    d["RepoDigests"] = TemplateValue::array();
+    for (const auto& n : names) {
+        d["RepoTags"].push_back(n.familiar());
+        std::string rd = n.familiar_repository() + "@" + img.descriptor.digest.str();
+        if (std::find(d["RepoDigests"].begin(), d["RepoDigests"].end(), rd) ==
+            d["RepoDigests"].end()) {
+            d["RepoDigests"].push_back(rd);
+        }
+    }
+    d["Parent"] = "";
+    d["Comment"] = img.config.history.empty() ? "" : img.config.history.back().comment;
+    d["Created"] = img.config.created;
+    d["Author"] = img.config.author;
+    d["Config"] = oci.contains("config") ? oci["config"] : TemplateValue::object();
+    d["Architecture"] = img.config.architecture;
+    if (!img.config.variant.empty()) {
+        d["Variant"] = img.config.variant;
+    }
+    d["Os"] = img.config.os;
+    if (!img.config.os_version.empty()) {
+        d["OsVersion"] = img.config.os_version;
+    }
+    d["RootFS"] = {{"Type", "layers"}, {"Layers", TemplateValue::array()}};
+    for (const auto& id : img.config.diff_ids) {
+        d["RootFS"]["Layers"].push_back(id.str());
+    }
+    d["Digest"] = img.descriptor.digest.str();
+    d["MediaType"] = img.descriptor.media_type;
+    d["Manifest"] = TemplateValue::parse(formats::to_json(img.manifest));
+    return d;
 }
 
 } // namespace
@@ -90,8 +138,15 @@ void register_inspect(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand("inspect", "Show an image's manifest and config");
     cmd->add_option("IMAGE", o->refs, "Image names or IDs")->required();
-    cmd->add_option("--format", o->format, "Output format: json")->check(CLI::IsMember({"json"}));
+    cmd->add_option(
+        "--format", o->format,
+        "json (strata's document: Id, RepoTags, Digest, MediaType, Manifest, Config) or a Go "
+        "template over docker's inspect document ({{.Config.Env}}, {{json .RootFS}}, ...)");
     cmd->callback([&ctx, o] {
+        std::optional<Template> tmpl;
+        if (!o->format.empty() && o->format != "json") {
+            tmpl = Template::parse(o->format);
+        }
         snapshot::Store store = open_store(ctx);
         nlohmann::json all = nlohmann::json::array();
         bool first = true;
@@ -99,12 +154,17 @@ void register_inspect(CLI::App& app, Context& ctx) {
             auto rec = store.resolve(text);
             snapshot::Image img = store.load(rec.manifest);
             std::vector<std::string> names;
+            std::vector<snapshot::Reference> refs;
             for (const auto& r : store.images()) {
                 if (r.name && r.manifest.digest == rec.manifest.digest) {
                     names.push_back(r.name->familiar());
+                    refs.push_back(*r.name);
                 }
             }
-            if (o->format == "json") {
+            if (tmpl) {
+                // docker inspect --format: the template per image, then a newline.
+                std::cout << tmpl->execute(docker_document(img, refs)) << "\n";
+            } else if (o->format == "json") {
                 all.push_back({{"Id", img.id().str()},
                                {"RepoTags", names},
                                {"Digest", img.descriptor.digest.str()},
@@ -127,10 +187,12 @@ void register_inspect(CLI::App& app, Context& ctx) {
 
 void register_maintenance(CLI::App& app, Context& ctx) {
     auto* verify = app.add_subcommand(
-        "verify", "Re-hash every blob, check every image and compare every unpacked snapshot with its layer");
+        "verify",
+        "Re-hash every blob, check every image and compare every unpacked snapshot with its layer");
     auto repair = std::make_shared<bool>(false);
-    verify->add_flag("--repair", *repair,
-                     "Remove damaged snapshots (they are unpacked again from their layer when next used)");
+    verify->add_flag(
+        "--repair", *repair,
+        "Remove damaged snapshots (they are unpacked again from their layer when next used)");
     verify->callback([&ctx, repair] {
         snapshot::Store store = open_store(ctx);
         auto r = store.verify_all();
@@ -147,31 +209,39 @@ void register_maintenance(CLI::App& app, Context& ctx) {
         if (*repair) {
             for (const auto& d : damaged) {
                 store.remove_snapshot(d);
-                std::cout << "removed snapshot " << d.str() << " (unpacked again from its layer when next used)\n";
+                std::cout << "removed snapshot " << d.str()
+                          << " (unpacked again from its layer when next used)\n";
             }
         }
-        std::string counts = std::to_string(r.blobs) + " blob(s), " + std::to_string(r.snapshots) + " snapshot(s)";
+        std::string counts =
+            std::to_string(r.blobs) + " blob(s), " + std::to_string(r.snapshots) + " snapshot(s)";
         if (r.snapshots_skipped > 0) {
-            counts += " (" + std::to_string(r.snapshots_skipped) + " snapshot(s) that no image or cache record uses not checked)";
+            counts += " (" + std::to_string(r.snapshots_skipped) +
+                      " snapshot(s) that no image or cache record uses not checked)";
         }
         if (!r.problems.empty() && (!*repair || unrepaired > 0)) {
-            throw Error("store " + store.root() + ": " + std::to_string(r.problems.size()) + " problem(s) found in " +
-                        counts + (*repair && !damaged.empty() ? "; damaged snapshots removed, the other problems remain" : ""));
+            throw Error("store " + store.root() + ": " + std::to_string(r.problems.size()) +
+                        " problem(s) found in " + counts +
+                        (*repair && !damaged.empty()
+                             ? "; damaged snapshots removed, the other problems remain"
+                             : ""));
         }
         if (!r.problems.empty()) {
-            std::cout << "store " << store.root() << ": " << damaged.size() << " damaged snapshot(s) removed; "
-                      << counts << " checked\n";
+            std::cout << "store " << store.root() << ": " << damaged.size()
+                      << " damaged snapshot(s) removed; " << counts << " checked\n";
             return;
         }
-        std::cout << "store " << store.root() << ": all blobs, images and snapshots verified (" << counts << ")\n";
+        std::cout << "store " << store.root() << ": all blobs, images and snapshots verified ("
+                  << counts << ")\n";
     });
-    auto* gc = app.add_subcommand("gc", "Remove blobs and snapshots that no image or cache record uses");
+    auto* gc =
+        app.add_subcommand("gc", "Remove blobs and snapshots that no image or cache record uses");
     gc->callback([&ctx] {
         enter_store_user_namespace(ctx);
         snapshot::Store store = open_store(ctx);
         auto r = store.gc();
-        std::cout << "removed " << r.blobs_removed << " blob(s) (" << human_size(r.bytes_removed) << ") and "
-                  << r.snapshots_removed << " snapshot(s)\n";
+        std::cout << "removed " << r.blobs_removed << " blob(s) (" << human_size(r.bytes_removed)
+                  << ") and " << r.snapshots_removed << " snapshot(s)\n";
     });
 }
 

@@ -224,13 +224,29 @@ void stream_record(const snapshot::Store& store, const snapshot::Image& image,
 
 void cmd_history(Context& ctx, const std::string& image_text, bool no_trunc,
                  const std::string& format) {
-    check_format(format);
+    bool go_template = format.find("{{") != std::string::npos; // docker's --format
+    if (!go_template) {
+        check_format(format);
+    }
     auto store = open_store(ctx);
     auto image = store.load(image_text);
     LayerIndex index;
     index_layers(store, image, index, image.manifest.layers.size());
     auto rows = history_rows(image);
     std::reverse(rows.begin(), rows.end()); // newest first, as docker history
+    if (go_template) {
+        std::vector<TemplateValue> values;
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            const auto& r = rows[i];
+            values.push_back(docker_history_row(
+                i == 0 ? image.id().str() : "", no_trunc, r.history ? r.history->created : "",
+                r.history ? r.history->created_by : "", r.layer ? index.layer(*r.layer).content_bytes : 0,
+                r.history ? r.history->comment : "",
+                r.layer ? image.manifest.layers[*r.layer].digest.str() : "<empty>"));
+        }
+        std::cout << format_rows(format, docker_history_format(), values);
+        return;
+    }
     if (format == "json") {
         json out = json::array();
         for (const auto& r : rows) {

@@ -17,6 +17,7 @@
 // STRATA_ROOTLESS_DRIVER=overlay|fuse forces one of the two.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/run_flags.hpp"
 #include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/idmap.hpp"
@@ -67,6 +68,10 @@ struct RunOptions {
     std::vector<std::string> cap_add;
     std::vector<std::string> cap_drop;
     bool privileged = false;
+    // --env-file, --mount, --add-host (cli/run_flags.hpp)
+    std::vector<std::string> env_files;
+    std::vector<std::string> mount_flags;
+    std::vector<std::string> add_hosts;
     std::string image;
     std::vector<std::string> command;
 };
@@ -353,6 +358,16 @@ void run(Context& ctx, const RunOptions& o) {
     }
     spec.argv = argv;
     spec.env = cc.env;
+    // Docker: the env files first, in order, then -e.
+    for (const auto& file : o.env_files) {
+        auto lookup = [](const std::string& k) -> std::optional<std::string> {
+            const char* v = std::getenv(k.c_str());
+            return v == nullptr ? std::nullopt : std::optional<std::string>(v);
+        };
+        for (const auto& e : parse_env_file(file, lookup)) {
+            apply_env(spec.env, e);
+        }
+    }
     for (const auto& e : o.env) {
         apply_env(spec.env, e);
     }
@@ -368,6 +383,12 @@ void run(Context& ctx, const RunOptions& o) {
     }
     for (const auto& d : o.devices) {
         spec.security.devices.push_back(runner::parse_device(d));
+    }
+    for (const auto& m : o.mount_flags) {
+        spec.mounts.push_back(parse_mount(m));
+    }
+    for (const auto& h : o.add_hosts) {
+        spec.extra_hosts.push_back(parse_add_host(h));
     }
     for (const auto& u : o.ulimits) {
         spec.rlimits.push_back(runner::parse_ulimit(u));
@@ -483,6 +504,15 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_flag("--privileged", o->privileged,
                   "Give extended privileges: every capability, no seccomp filter, host devices, "
                   "no masked paths");
+    // Docker's --env-file, --mount and --add-host (parsed in cli/run_flags.cpp).
+    cmd->add_option("--env-file", o->env_files, "Read environment variables from a file (K=V lines)")
+        ->allow_extra_args(false);
+    cmd->add_option("--mount", o->mount_flags,
+                    "Mount type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST"
+                    "[,tmpfs-size=N][,tmpfs-mode=OCT]")
+        ->allow_extra_args(false);
+    cmd->add_option("--add-host", o->add_hosts, "Add NAME:IP to the container's /etc/hosts")
+        ->allow_extra_args(false);
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to
     // the container, as with docker run ("strata run busybox ls -l").
     cmd->prefix_command();
@@ -491,6 +521,16 @@ void register_run(CLI::App& app, Context& ctx) {
         std::vector<std::string> rest = cmd->remaining();
         if (rest.empty()) {
             throw UsageError("strata run requires an IMAGE");
+        }
+        // prefix_command() hands an unknown flag over as the image name.
+        if (rest.front().size() > 1 && rest.front()[0] == '-') {
+            const std::string& f = rest.front();
+            bool detach = f == "-d" || f == "--detach" || (f[1] != '-' && f.find('d') != std::string::npos);
+            throw UsageError("unknown flag: " + f +
+                             (detach ? " (strata run does not detach yet: containers run in the "
+                                       "foreground and are removed when they exit)"
+                                     : "") +
+                             "\nSee 'strata run --help'.");
         }
         o->image = rest.front();
         o->command.assign(rest.begin() + 1, rest.end());

@@ -1,0 +1,40 @@
+// Docker's spellings of the run flags that only the CLI reads: --env-file,
+// --mount and --add-host. Each throws UsageError naming the flag and value.
+#pragma once
+
+#include "runner/runner.hpp"
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace strata::cli {
+
+// The variables of an --env-file as docker reads it (opts.ParseEnvFile):
+// K=V lines (V verbatim: no quotes removed, no expansion), lines starting
+// with # (after leading white space) and empty lines ignored, a bare K takes
+// `lookup(K)` and is dropped when that is unset. A name with white space,
+// an empty name or bytes that are not UTF-8 are errors naming the line.
+std::vector<std::string>
+parse_env_file(const std::string& path,
+               const std::function<std::optional<std::string>(const std::string&)>& lookup);
+std::vector<std::string>
+parse_env_text(std::string_view text, const std::string& path,
+               const std::function<std::optional<std::string>(const std::string&)>& lookup);
+
+// --mount type=bind|tmpfs,source=..,target=..,readonly,tmpfs-size=..,tmpfs-mode=..
+// as docker's (field names and aliases: src/source, dst/destination/target,
+// ro/readonly[=true|false]). A relative bind source is made absolute from
+// the current directory and must exist. type=volume (docker's default when
+// no type is given) is refused: strata has no volumes yet.
+runner::Mount parse_mount(std::string_view value);
+
+// --add-host NAME:IP or NAME=IP (IPv6 in brackets or bare, as docker); the
+// address must be an IP address. host-gateway is refused: a strata
+// container has no network of its own (none or host), so no gateway.
+std::pair<std::string, std::string> parse_add_host(std::string_view value);
+
+} // namespace strata::cli

@@ -1,0 +1,82 @@
+// --env-file, --mount and --add-host as docker reads them.
+#include "cli/run_flags.hpp"
+#include "util/error.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+
+using namespace strata::cli;
+
+namespace {
+std::optional<std::string> fake_env(const std::string& k) {
+    static const std::map<std::string, std::string> env{{"FROM_HOST", "host value"}};
+    auto it = env.find(k);
+    return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
+}
+} // namespace
+
+TEST_CASE("env files read as docker's: K=V verbatim, comments, bare names from the caller",
+          "[run_flags]") {
+    std::string text = "\xEF\xBB\xBF# a comment\n"
+                       "A=1\n"
+                       "  B=two words  \n"
+                       "\n"
+                       "   # indented comment\n"
+                       "QUOTED=\"kept\"\n"
+                       "FROM_HOST\n"
+                       "UNSET_HERE\n"
+                       "EMPTY=\n"
+                       "WIN=crlf\r\n"
+                       "EQ=a=b";
+    CHECK(parse_env_text(text, "f", fake_env) ==
+          std::vector<std::string>{"A=1", "B=two words  ", "QUOTED=\"kept\"",
+                                   "FROM_HOST=host value", "EMPTY=", "WIN=crlf", "EQ=a=b"});
+    CHECK_THROWS_WITH(parse_env_text("OK=1\nBAD NAME=1\n", "f", fake_env),
+                      Catch::Contains("f:2") && Catch::Contains("'BAD NAME' contains whitespaces"));
+    CHECK_THROWS_WITH(parse_env_text("=1\n", "f", fake_env), Catch::Contains("no variable name"));
+    CHECK_THROWS_WITH(parse_env_text("A=\xff\n", "f", fake_env), Catch::Contains("invalid UTF-8"));
+    CHECK_THROWS_AS(parse_env_file("/nonexistent/env", fake_env), strata::UsageError);
+}
+
+TEST_CASE("run --mount takes docker's bind and tmpfs syntax and refuses volumes clearly",
+          "[run_flags]") {
+    auto b = parse_mount("type=bind,source=/tmp,target=/data,readonly");
+    CHECK(b.type == strata::runner::Mount::Type::bind);
+    CHECK(b.source == "/tmp");
+    CHECK(b.target == "/data");
+    CHECK(b.read_only);
+    auto b2 = parse_mount("type=bind,src=/tmp,dst=/d,ro=false");
+    CHECK(!b2.read_only);
+    CHECK(b2.target == "/d");
+    auto t = parse_mount("type=tmpfs,destination=/scratch,tmpfs-size=64m,tmpfs-mode=1770");
+    CHECK(t.type == strata::runner::Mount::Type::tmpfs);
+    CHECK(t.target == "/scratch");
+    CHECK(t.options == "size=67108864,mode=1770");
+    CHECK_THROWS_WITH(parse_mount("source=/tmp,target=/d"),
+                      Catch::Contains("strata has no volumes yet"));
+    CHECK_THROWS_WITH(parse_mount("type=volume,source=v,target=/d"), Catch::Contains("no volumes"));
+    CHECK_THROWS_WITH(parse_mount("type=bind,source=/tmp"), Catch::Contains("target is required"));
+    CHECK_THROWS_WITH(parse_mount("type=bind,source=/no/such/dir,target=/d"),
+                      Catch::Contains("bind source path does not exist: /no/such/dir"));
+    CHECK_THROWS_WITH(parse_mount("type=tmpfs,source=/x,target=/d"),
+                      Catch::Contains("takes no source"));
+    CHECK_THROWS_WITH(parse_mount("type=bind,source=/tmp,target=/d,bogus=1"),
+                      Catch::Contains("unknown option 'bogus'"));
+    CHECK_THROWS_WITH(parse_mount("type=npipe,target=/d"),
+                      Catch::Contains("type=npipe is not supported"));
+}
+
+TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-gateway",
+          "[run_flags]") {
+    CHECK(parse_add_host("db:10.0.0.2") == std::pair<std::string, std::string>{"db", "10.0.0.2"});
+    CHECK(parse_add_host("db=10.0.0.2") == std::pair<std::string, std::string>{"db", "10.0.0.2"});
+    CHECK(parse_add_host("v6:::1") == std::pair<std::string, std::string>{"v6", "::1"});
+    CHECK(parse_add_host("v6:[2001:db8::33]") ==
+          std::pair<std::string, std::string>{"v6", "2001:db8::33"});
+    CHECK_THROWS_WITH(parse_add_host("db:not-an-ip"),
+                      Catch::Contains("invalid IP address \"not-an-ip\""));
+    CHECK_THROWS_WITH(parse_add_host("db"), Catch::Contains("expected NAME:IP"));
+    CHECK_THROWS_WITH(parse_add_host(":1.2.3.4"), Catch::Contains("host name is empty"));
+    CHECK_THROWS_WITH(parse_add_host("gw:host-gateway"), Catch::Contains("host-gateway"));
+}
