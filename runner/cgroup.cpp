@@ -214,6 +214,11 @@ std::vector<std::uint64_t> device_filter_program(const std::vector<DeviceRule>& 
         }
         p.add(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, r.allow ? 1 : 0);
         p.add(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+        if (len == 2) {
+            // It matches every access: the rules before it can never decide,
+            // and the verifier refuses unreachable instructions.
+            return p.out;
+        }
     }
     p.add(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
     p.add(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
@@ -230,12 +235,18 @@ UniqueFd load_device_filter(const std::vector<DeviceRule>& rules) {
     attr.insn_cnt = static_cast<__u32>(prog.size());
     attr.insns = reinterpret_cast<std::uintptr_t>(prog.data());
     attr.license = reinterpret_cast<std::uintptr_t>(license);
-    attr.log_buf = reinterpret_cast<std::uintptr_t>(log);
-    attr.log_size = sizeof log;
-    attr.log_level = 1;
     long fd = bpf(BPF_PROG_LOAD, &attr);
     if (fd < 0) {
         int e = errno;
+        // Again with the verifier's log, for the message (a log that does
+        // not fit its buffer fails with ENOSPC, so not on the first try).
+        attr.log_buf = reinterpret_cast<std::uintptr_t>(log);
+        attr.log_size = sizeof log;
+        attr.log_level = 1;
+        long again = bpf(BPF_PROG_LOAD, &attr);
+        if (again >= 0) {
+            return UniqueFd(static_cast<int>(again));
+        }
         std::string text(log);
         while (!text.empty() && text.back() == '\n') {
             text.pop_back();

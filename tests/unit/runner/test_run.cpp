@@ -410,16 +410,17 @@ TEST_CASE("privileged: every host device, no masks, /sys writable", "[root]") {
     CHECK(contains(o.out, "kmsg\n"));
     CHECK_FALSE(contains(o.out, "\n0\n0\n")); // timer_list not masked, /proc/sys not read-only
     CHECK(contains(o.out, "rw,"));
-    // Without it, the same devices are refused by the device cgroup.
+    // Without it, a device is reachable only when given (--device, here
+    // write-only), others stay refused by the device cgroup.
     spec.security.privileged = false;
-    spec.security.devices = {runner::Device{"/dev/kmsg", "/dev/kmsg", "r"}};
+    spec.security.devices = {runner::Device{"/dev/kmsg", "/dev/kmsg", "w"}};
     spec.argv = {"/bin/sh", "-c",
-                 "head -c0 /dev/kmsg && echo kmsg-read; "
-                 "(echo x > /dev/kmsg) 2>/dev/null || echo kmsg-write-denied"};
+                 "(echo strata-runner-test > /dev/kmsg) && echo kmsg-write; "
+                 "mknod /tmp/lc c 10 237 && ((exec 3</tmp/lc) 2>/dev/null || echo lc-denied)"};
     o = run_captured(spec);
     INFO(o.out << o.err);
-    CHECK(contains(o.out, "kmsg-read"));
-    CHECK(contains(o.out, "kmsg-write-denied"));
+    CHECK(contains(o.out, "kmsg-write"));
+    CHECK(contains(o.out, "lc-denied"));
 }
 
 TEST_CASE("mounts: read-only and read-write binds, tmpfs, cache directories", "[root]") {
