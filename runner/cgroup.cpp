@@ -214,10 +214,9 @@ std::vector<std::uint64_t> device_filter_program(const std::vector<DeviceRule>& 
         }
         p.add(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, r.allow ? 1 : 0);
         p.add(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
-        if (at == 0) {
-            // This rule matches every access: the rules before it, and the
-            // final deny, could never run, and the verifier refuses
-            // unreachable instructions.
+        if (len == 2) {
+            // It matches every access: the rules before it can never decide,
+            // and the verifier refuses unreachable instructions.
             return p.out;
         }
     }
@@ -229,37 +228,28 @@ std::vector<std::uint64_t> device_filter_program(const std::vector<DeviceRule>& 
 UniqueFd load_device_filter(const std::vector<DeviceRule>& rules) {
     std::vector<std::uint64_t> prog = device_filter_program(rules);
     static const char license[] = "Apache-2.0";
-    // Loaded without the verifier's log first: with a log, a buffer too small
-    // for the whole trace fails the load with ENOSPC. Only a refused program
-    // is loaded again with a log large enough to say why (as runc does).
-    auto load = [&](char* log, std::size_t size) {
-        union bpf_attr attr;
-        std::memset(&attr, 0, sizeof attr);
-        attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
-        attr.insn_cnt = static_cast<__u32>(prog.size());
-        attr.insns = reinterpret_cast<std::uintptr_t>(prog.data());
-        attr.license = reinterpret_cast<std::uintptr_t>(license);
-        if (log != nullptr) {
-            attr.log_buf = reinterpret_cast<std::uintptr_t>(log);
-            attr.log_size = static_cast<__u32>(size);
-            attr.log_level = 1;
-        }
-        return bpf(BPF_PROG_LOAD, &attr);
-    };
-    long fd = load(nullptr, 0);
+    char log[4096] = {};
+    union bpf_attr attr;
+    std::memset(&attr, 0, sizeof attr);
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.insn_cnt = static_cast<__u32>(prog.size());
+    attr.insns = reinterpret_cast<std::uintptr_t>(prog.data());
+    attr.license = reinterpret_cast<std::uintptr_t>(license);
+    long fd = bpf(BPF_PROG_LOAD, &attr);
     if (fd < 0) {
         int e = errno;
-        std::vector<char> log(1 << 20);
-        std::string text;
-        if (load(log.data(), log.size() - 1) < 0) {
-            text = log.data();
+        // Again with the verifier's log, for the message (a log that does
+        // not fit its buffer fails with ENOSPC, so not on the first try).
+        attr.log_buf = reinterpret_cast<std::uintptr_t>(log);
+        attr.log_size = sizeof log;
+        attr.log_level = 1;
+        long again = bpf(BPF_PROG_LOAD, &attr);
+        if (again >= 0) {
+            return UniqueFd(static_cast<int>(again));
         }
+        std::string text(log);
         while (!text.empty() && text.back() == '\n') {
             text.pop_back();
-        }
-        if (auto nl = text.rfind('\n', text.size() > 2048 ? text.size() - 2048 : 0);
-            text.size() > 2048 && nl != std::string::npos) {
-            text = "..." + text.substr(nl); // the end of the trace says why
         }
         throw SysError("bpf(BPF_PROG_LOAD) of the device filter" +
                            (text.empty() ? std::string() : " (verifier: " + text + ")"),

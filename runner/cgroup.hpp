@@ -63,7 +63,8 @@ std::string device_access(const std::string& perms);
 std::vector<DeviceRule> default_device_rules();
 
 // The BPF program that enforces rules on cgroup v2, as raw bpf_insn words
-// (8 bytes each). The last matching rule decides; no match denies.
+// (8 bytes each). The last matching rule decides; no match denies. Rules
+// before the last one that matches everything ("a *:* rwm") are left out.
 std::vector<std::uint64_t> device_filter_program(const std::vector<DeviceRule>& rules);
 // Loads it into the kernel (BPF_PROG_LOAD); returns the program's fd.
 UniqueFd load_device_filter(const std::vector<DeviceRule>& rules);
