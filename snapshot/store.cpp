@@ -109,16 +109,35 @@ std::string Store::read_blob(const Digest& d, std::size_t max_size) const {
 
 BlobWriter Store::new_blob() const { return BlobWriter(layout_, tmp_dir()); }
 
+namespace {
+// Whether the blob stored under d still hashes to d. A blob already present
+// is reused only then; otherwise the new, verified bytes replace it (an
+// atomic rename), so a damaged blob is never trusted for a digest that
+// arrives again.
+bool blob_intact(const formats::OciLayout& layout, const Digest& d) {
+    auto fd = layout.maybe_open_blob(d);
+    if (!fd) {
+        return false;
+    }
+    formats::DigestHasher h;
+    std::vector<char> buf(1 << 20);
+    while (std::size_t n = fs::read_full(fd->get(), buf.data(), buf.size())) {
+        h.update(buf.data(), n);
+    }
+    return h.finish() == d;
+}
+} // namespace
+
 Digest Store::put_blob(std::string_view data) {
     Digest d = Digest::of(data);
-    if (has_blob(d)) {
+    if (has_blob(d) && blob_intact(layout_, d)) {
         return d;
     }
     return layout_.ingest_bytes(data, d, tmp_dir());
 }
 
 Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
-    if (expected && has_blob(*expected)) {
+    if (expected && has_blob(*expected) && blob_intact(layout_, *expected)) {
         return *expected;
     }
     return layout_.ingest(fd, expected, std::nullopt, tmp_dir());
