@@ -7,7 +7,7 @@
 #   bench/layers.sh [RUNS [SECTION...]]   RUNS default 5; SECTION: pack-zstd pack-gzip
 #                                          unpack-zstd unpack-gzip unpack-store (default: all)
 #   env STRATA=path/to/strata, BENCH_DIR=... (default /var/tmp/strata-bench-layers)
-#       STRATA_BASE=path/to/another/strata: also pack (and unpack-store) with it (before/after)
+#       STRATA_BASE=path/to/another/strata: also pack and unpack with it (before/after)
 #
 # unpack-store: the layer imported as an image, then `strata mount` + `umount`
 # with no snapshot in the store: the store's unpack into snapshots/ (apply,
@@ -99,9 +99,17 @@ if ! umoci stat --image "$U/layout:new" >/dev/null 2>&1; then
   bash -c "$prep_umoci_bundle" && umoci tag --image "$U/layout:base" new >/dev/null &&
     umoci repack --image "$U/layout:new" "$U/bundle" >/dev/null
 fi
+UNPACK_BASE_ZSTD=()
+UNPACK_BASE_GZIP=()
+if [ -n "${STRATA_BASE:-}" ]; then
+  UNPACK_BASE_ZSTD=("strata (base build) layer apply (zstd)#rm -rf $W/out; cat $W/s.tar.zst >/dev/null#$STRATA_BASE layer apply $W/s.tar.zst $W/out")
+  UNPACK_BASE_GZIP=("strata (base build) layer apply (gzip)#rm -rf $W/out; cat $W/s.tar.gz >/dev/null#$STRATA_BASE layer apply $W/s.tar.gz $W/out")
+fi
 want unpack-zstd && timed "strata layer apply (zstd)#rm -rf $W/out; cat $W/s.tar.zst >/dev/null#$STRATA layer apply $W/s.tar.zst $W/out" \
+      "${UNPACK_BASE_ZSTD[@]}" \
       "zstd -d | tar -x#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.zst >/dev/null#zstd -q -dc $W/s.tar.zst | tar -C $W/out -xf -"
 want unpack-gzip && timed "strata layer apply (gzip)#rm -rf $W/out; cat $W/s.tar.gz >/dev/null#$STRATA layer apply $W/s.tar.gz $W/out" \
+      "${UNPACK_BASE_GZIP[@]}" \
       "tar -xzf (gzip)#rm -rf $W/out && mkdir $W/out; cat $W/s.tar.gz >/dev/null#tar -C $W/out -xzf $W/s.tar.gz" \
       "umoci unpack (gzip)#rm -rf $W/ubundle; cat $U/layout/blobs/sha256/* >/dev/null#umoci unpack --image $U/layout:new $W/ubundle"
 rm -rf "$W/out" "$W/ubundle"
@@ -153,6 +161,10 @@ row unpack "zstd -d | tar -x" "strata layer apply (zstd)"
 row unpack "strata layer apply (gzip)"
 row unpack "tar -xzf (gzip)" "strata layer apply (gzip)"
 row unpack "umoci unpack (gzip)" "strata layer apply (gzip)"
+if [ -n "${STRATA_BASE:-}" ]; then
+  row unpack "strata (base build) layer apply (zstd)" "strata layer apply (zstd)"
+  row unpack "strata (base build) layer apply (gzip)" "strata layer apply (gzip)"
+fi
 row unpack-store "strata mount, fresh snapshot"
 row unpack-store "strata (base build) mount, fresh snapshot" "strata mount, fresh snapshot"
 echo

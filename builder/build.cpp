@@ -268,9 +268,26 @@ std::pair<uid_t, gid_t> resolve_chown(int rootfd, const std::string& spec) {
             return {};
         }
     };
-    auto lookup = [&](const std::string& name, const char* file, const char* what) -> unsigned long {
+    // An id is 0 to 4294967294 ((uid_t)-1 means "no change" to chown), never
+    // wrapped: --chown=4294967296 is refused, as BuildKit refuses it.
+    auto parse_id = [](const std::string& text) -> std::optional<std::uint32_t> {
+        if (text.empty() || text.size() > 10 ||
+            text.find_first_not_of("0123456789") != std::string::npos) {
+            return std::nullopt;
+        }
+        std::uint64_t v = std::stoull(text);
+        if (v > 0xFFFFFFFEull) {
+            return std::nullopt;
+        }
+        return static_cast<std::uint32_t>(v);
+    };
+    auto lookup = [&](const std::string& name, const char* file, const char* what) -> std::uint32_t {
         if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
-            return std::stoul(name);
+            if (auto id = parse_id(name)) {
+                return *id;
+            }
+            throw Error(fmt::format("--chown={}: {} id {} out of range (0 to 4294967294)", spec,
+                                    what, name));
         }
         std::string data = read(file);
         std::size_t pos = 0;
@@ -287,13 +304,15 @@ std::pair<uid_t, gid_t> resolve_chown(int rootfd, const std::string& spec) {
             if (c3 == std::string::npos) {
                 continue;
             }
-            return std::stoul(line.substr(c2 + 1, c3 - c2 - 1));
+            if (auto id = parse_id(line.substr(c2 + 1, c3 - c2 - 1))) {
+                return *id;
+            }
+            continue; // a malformed line is skipped, as glibc does
         }
         throw Error(fmt::format("--chown={}: no {} \"{}\" in the image's {}", spec, what, name, file));
     };
-    uid_t uid = static_cast<uid_t>(lookup(user, "/etc/passwd", "user"));
-    gid_t gid = group.empty() ? static_cast<gid_t>(uid)
-                              : static_cast<gid_t>(lookup(group, "/etc/group", "group"));
+    uid_t uid = lookup(user, "/etc/passwd", "user");
+    gid_t gid = group.empty() ? static_cast<gid_t>(uid) : lookup(group, "/etc/group", "group");
     return {uid, gid};
 }
 
@@ -461,6 +480,11 @@ void Executor::load_dockerfile() {
     }
     context_fd_ = fs::open(opts_.context_dir, O_RDONLY | O_DIRECTORY);
     dockerfile_path_ = opts_.dockerfile.empty() ? fs::join(opts_.context_dir, "Dockerfile") : opts_.dockerfile;
+    if (fs::absolute(dockerfile_path_).starts_with(fs::absolute(opts_.context_dir) + "/")) {
+        // A Dockerfile in the context that is a symlink: followed inside the
+        // context only (one given with -f outside it is the user's choice).
+        df::DockerIgnore::check_inside(dockerfile_path_, opts_.context_dir, "the Dockerfile");
+    }
     std::string text;
     try {
         text = fs::read_file(dockerfile_path_, 16 << 20);
@@ -596,7 +620,10 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
         if (!rec) {
             rec = store_.resolve(ref);
         }
-    } catch (const Error&) {
+    } catch (const Error& e) {
+        if (!snapshot::Reference::try_parse(ref)) {
+            throw Error("invalid image reference \"" + ref + "\": " + e.what());
+        }
         if (opts_.fetch_image && !opts_.fetch_always) {
             if (auto got = opts_.fetch_image(ref)) {
                 rec = store_.resolve(*got);

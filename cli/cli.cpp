@@ -2,6 +2,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "formats/limits.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 
@@ -103,6 +104,11 @@ int run_cli(int argc, char** argv) {
         ->type_name("DIR");
     app.add_flag("-D,--debug", ctx.debug, "Debug logging");
     app.add_option("--log-level", ctx.log_level, "error, warn, info, debug or trace");
+    std::uint64_t max_file_size = formats::kDefaultMaxFileSize;
+    app.add_option("--max-file-size", max_file_size,
+                   "Largest file a layer may create, sparse files included (bytes; default 64 GiB)")
+        ->envname("STRATA_MAX_FILE_SIZE")
+        ->type_name("BYTES");
     app.parse_complete_callback([&] {
         if (ctx.debug) {
             log::set_level(log::Level::debug);
@@ -110,6 +116,7 @@ int run_cli(int argc, char** argv) {
         if (!ctx.log_level.empty()) {
             log::set_level(parse_level(ctx.log_level));
         }
+        formats::set_max_file_size(max_file_size);
     });
 
     register_version(app, ctx);

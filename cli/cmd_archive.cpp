@@ -4,6 +4,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "formats/image_archive.hpp"
+#include "formats/json.hpp"
 #include "formats/media_types.hpp"
 #include "snapshot/flatten.hpp"
 #include "util/error.hpp"
@@ -14,6 +15,7 @@
 
 #include <iostream>
 #include <memory>
+#include <set>
 #include <unistd.h>
 
 namespace strata::cli {
@@ -81,6 +83,24 @@ void load(Context& ctx, const LoadOptions& o) {
     if (tag && contents.images.size() > 1) {
         throw UsageError(o.input + " holds " + std::to_string(contents.images.size()) +
                          " images; -t names one image only");
+    }
+    // docker load refuses an archive whose RepoTags hold an invalid name, a
+    // name without a tag, or one tag twice: checked before anything is stored.
+    if (contents.format == formats::ArchiveFormat::docker_archive) {
+        std::set<std::string> seen;
+        for (const auto& img : contents.images) {
+            for (const auto& n : img.names) {
+                auto ref = snapshot::Reference::try_parse(n, false);
+                if (!ref || ref->tag().empty() || ref->digest()) {
+                    throw Error(o.input + ": manifest.json: RepoTags: invalid tag " +
+                                formats::quote_untrusted(n));
+                }
+                if (!seen.insert(ref->full()).second) {
+                    throw Error(o.input + ": manifest.json: RepoTags: " +
+                                formats::quote_untrusted(n) + " names more than one image");
+                }
+            }
+        }
     }
     // First put every blob in (verified); names are set only at the end, so a
     // failure leaves no new reference.

@@ -1,8 +1,10 @@
 #include "formats/image_archive.hpp"
 
+#include "formats/compression.hpp"
 #include "formats/json.hpp"
 #include "formats/layout.hpp"
 #include "formats/media_types.hpp"
+#include "formats/tar.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -14,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <set>
@@ -42,6 +46,69 @@ using WriteArchive = std::unique_ptr<archive, WriteArchiveDeleter>;
 std::string archive_err(archive* a) {
     const char* s = archive_error_string(a);
     return s ? s : "unknown libarchive error";
+}
+
+// Image archives may be compressed as docker load accepts them: gzip, bzip2,
+// xz, zstd, each decoded inside libarchive by its library. No other filter
+// (some run outside programs on what they are given).
+void support_archive_filters(archive* a) {
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_bzip2(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_zstd(a);
+}
+
+// The name of a compression the first bytes of a file show, when it is one
+// strata does not read, for a clear refusal.
+std::optional<std::string> foreign_compression(const std::string& path) {
+    unsigned char m[8] = {};
+    std::size_t n = 0;
+    try {
+        UniqueFd fd = fs::open(path, O_RDONLY);
+        n = fs::read_full(fd.get(), m, sizeof m);
+    } catch (const Error&) {
+        return std::nullopt;
+    }
+    auto is = [&](std::initializer_list<unsigned char> magic) {
+        return n >= magic.size() && std::equal(magic.begin(), magic.end(), m);
+    };
+    if (is({0x1f, 0x9d})) {
+        return "compress (.Z)";
+    }
+    if (is({0x1f, 0xa0})) {
+        return "lzh";
+    }
+    if (is({0x04, 0x22, 0x4d, 0x18}) || is({0x02, 0x21, 0x4c, 0x18})) {
+        return "lz4";
+    }
+    if (is({0x89, 'L', 'Z', 'O', 0x00})) {
+        return "lzop";
+    }
+    if (is({'G', 'R', 'Z', 'i', 'p', 'I', 'I'})) {
+        return "grzip";
+    }
+    if (is({'L', 'R', 'Z', 'I'})) {
+        return "lrzip";
+    }
+    if (is({'L', 'Z', 'I', 'P'})) {
+        return "lzip";
+    }
+    if (is({0x5d, 0x00, 0x00})) {
+        return "lzma";
+    }
+    if (is({'b', 'e', 'g', 'i', 'n', ' '})) {
+        return "uuencode";
+    }
+    return std::nullopt;
+}
+
+[[noreturn]] void refuse_unreadable(const std::string& input, const std::string& what, archive* a) {
+    if (auto c = foreign_compression(input)) {
+        throw FormatError(input + ": compressed with " + *c +
+                          "; image archives are read plain or compressed with gzip, bzip2, xz "
+                          "or zstd");
+    }
+    throw FormatError(input + ": " + what + archive_err(a));
 }
 
 // Checks a name taken from an archive entry or from manifest.json and
@@ -99,7 +166,16 @@ public:
         std::string p = root_ + "/" + name;
         struct stat st {};
         // A layout directory is the user's own: still, only regular files
-        // (not symlinks) count as blobs, so nothing outside it is read.
+        // (not symlinks) count as blobs, and no directory on the way (blobs,
+        // blobs/sha256) may be a symlink, so nothing outside it is read.
+        for (auto slash = name.find('/'); slash != std::string::npos;
+             slash = name.find('/', slash + 1)) {
+            std::string dir = root_ + "/" + name.substr(0, slash);
+            if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+                throw FormatError(describe() + ": " + quote_untrusted(name.substr(0, slash)) +
+                                  " is a symlink; a layout's directories must be inside it");
+            }
+        }
         if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
             return std::nullopt;
         }
@@ -151,10 +227,10 @@ void ExtractedSource::extract() {
     if (!a) {
         throw Error("archive_read_new: out of memory");
     }
-    archive_read_support_filter_all(a.get());
+    support_archive_filters(a.get());
     archive_read_support_format_tar(a.get());
     if (archive_read_open_filename(a.get(), input_.c_str(), 1 << 16) != ARCHIVE_OK) {
-        throw FormatError(input_ + ": cannot read as a tar archive: " + archive_err(a.get()));
+        refuse_unreadable(input_, "cannot read as a tar archive: ", a.get());
     }
     archive_entry* e = nullptr;
     int count = 0;
@@ -166,11 +242,11 @@ void ExtractedSource::extract() {
         if (r == ARCHIVE_WARN) {
             // e.g. unknown PAX keywords: the entry itself is fine.
         } else if (r != ARCHIVE_OK) {
-            throw FormatError(
-                input_ + ": " +
-                (count == 0 ? "not a tar archive: "
-                            : "corrupt tar archive after " + std::to_string(count) + " entries: ") +
-                archive_err(a.get()));
+            if (count == 0) {
+                refuse_unreadable(input_, "not a tar archive: ", a.get());
+            }
+            throw FormatError(input_ + ": corrupt tar archive after " + std::to_string(count) +
+                              " entries: " + archive_err(a.get()));
         }
         ++count;
         const char* raw = archive_entry_pathname(e);
@@ -337,9 +413,13 @@ std::optional<ArchiveImage> image_from_manifest(const Source& src, const Descrip
     // Checks the config (and that it is one) before anything is imported.
     parse_image_config(img.config, m.config.digest.str());
     for (std::size_t i = 0; i < m.layers.size(); ++i) {
-        img.layers.push_back(layer_from_descriptor(src, m.layers[i],
-                                                   "manifest " + md.digest.str() + ": layers[" +
-                                                       std::to_string(i) + "]"));
+        std::string lw = "manifest " + md.digest.str() + ": layers[" + std::to_string(i) + "]";
+        const std::string& mt = m.layers[i].media_type;
+        if (is_manifest_media_type(mt) || is_index_media_type(mt) || is_config_media_type(mt)) {
+            throw FormatError(where + ": " + lw + " is " + m.layers[i].digest.str() + " of type " +
+                              quote_untrusted(mt) + ", not a layer");
+        }
+        img.layers.push_back(layer_from_descriptor(src, m.layers[i], lw));
     }
     img.manifest = std::move(mbytes);
     return img;
@@ -378,6 +458,10 @@ std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platfo
             check_media_type_matches(d, nested.media_type, where + ": index " + d.digest.str());
             std::string available;
             for (const auto& nd : nested.manifests) {
+                if (is_layer_media_type(nd.media_type)) {
+                    throw FormatError(where + ": index " + d.digest.str() + " lists layer " +
+                                      nd.digest.str() + "; an index lists manifests");
+                }
                 if (!is_manifest_media_type(nd.media_type)) {
                     continue;
                 }
@@ -393,6 +477,9 @@ std::vector<ArchiveImage> read_oci(const Source& src, const std::optional<Platfo
                                   to_string(platform) +
                                   " (it has: " + (available.empty() ? "none" : available) + ")");
             }
+        } else if (is_layer_media_type(d.media_type) || is_config_media_type(d.media_type)) {
+            throw FormatError(where + ": lists " + d.digest.str() + " of type " +
+                              quote_untrusted(d.media_type) + "; an index lists manifests");
         } else {
             continue; // artifacts, signatures: not images
         }
@@ -600,46 +687,42 @@ private:
     std::set<std::string> files_;
 };
 
-// Streams a file's bytes to sink, decompressing when decompress is set (any
-// filter libarchive knows), and returns the digest and size of what went out.
+// Streams a file's bytes to sink, decompressing when decompress is set
+// (gzip or zstd, through strata's own decoder: output in bounded pieces
+// whatever the ratio), and returns the digest and size of what went out.
 template <typename Sink>
 std::pair<Digest, std::int64_t> stream_layer(const std::string& path, bool decompress,
                                              Sink&& sink) {
     DigestHasher h;
     std::int64_t total = 0;
+    auto out = [&](const void* p, std::size_t n) {
+        h.update(p, n);
+        sink(p, n);
+        total += static_cast<std::int64_t>(n);
+    };
+    UniqueFd fd = fs::open(path, O_RDONLY);
+    std::vector<char> buf(1 << 20);
+    std::size_t n = fs::read_full(fd.get(), buf.data(), buf.size());
     if (!decompress) {
-        UniqueFd fd = fs::open(path, O_RDONLY);
-        std::vector<char> buf(1 << 20);
-        while (std::size_t n = fs::read_full(fd.get(), buf.data(), buf.size())) {
-            h.update(buf.data(), n);
-            sink(buf.data(), n);
-            total += static_cast<std::int64_t>(n);
+        while (n > 0) {
+            out(buf.data(), n);
+            n = fs::read_full(fd.get(), buf.data(), buf.size());
         }
         return {h.finish(), total};
     }
-    ReadArchive a(archive_read_new());
-    if (!a) {
-        throw Error("archive_read_new: out of memory");
+    Compression c = detect_compression(buf.data(), n);
+    if (c == Compression::none) {
+        throw FormatError(path + ": cannot decompress layer: neither gzip nor zstd");
     }
-    archive_read_support_filter_all(a.get());
-    archive_read_support_format_raw(a.get());
-    archive_entry* e = nullptr;
-    if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK ||
-        archive_read_next_header(a.get(), &e) != ARCHIVE_OK) {
-        throw FormatError(path + ": cannot decompress layer: " + archive_err(a.get()));
-    }
-    std::vector<char> buf(1 << 20);
-    while (true) {
-        la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
-        if (n < 0) {
-            throw FormatError(path + ": cannot decompress layer: " + archive_err(a.get()));
+    try {
+        auto dec = Decompressor::create(c, out);
+        while (n > 0) {
+            dec->feed(buf.data(), n);
+            n = fs::read_full(fd.get(), buf.data(), buf.size());
         }
-        if (n == 0) {
-            break;
-        }
-        h.update(buf.data(), static_cast<std::size_t>(n));
-        sink(buf.data(), static_cast<std::size_t>(n));
-        total += n;
+        dec->finish();
+    } catch (const Error& e) {
+        throw FormatError(path + ": cannot decompress layer: " + e.what());
     }
     return {h.finish(), total};
 }
@@ -855,6 +938,70 @@ template <typename F> void write_atomically(const std::string& out_path, F&& wri
     f.commit();
 }
 
+// The compression a layer media type names; nullopt for types that do not
+// say (foreign layers).
+std::optional<Compression> compression_of_type(std::string_view mt) {
+    if (mt == media::oci_layer || mt == media::oci_layer_nd || mt == media::docker_layer) {
+        return Compression::none;
+    }
+    if (mt == media::oci_layer_gzip || mt == media::oci_layer_nd_gzip ||
+        mt == media::docker_layer_gzip) {
+        return Compression::gzip;
+    }
+    if (mt == media::oci_layer_zstd || mt == media::oci_layer_nd_zstd) {
+        return Compression::zstd;
+    }
+    return std::nullopt;
+}
+
+// Reads every layer of every image once, as an unpack would (TarReader:
+// strata's capped decoder and Go's header rules), before anything reaches
+// the store: the content's compression must be the one its media type
+// names, its digest the descriptor's, its uncompressed digest the config's
+// rootfs.diff_ids entry (docker load refuses the same).
+void check_layers(const std::vector<ArchiveImage>& images, const std::string& input) {
+    std::map<std::string, Digest> diff_id_of; // layer file -> diff ID, once read
+    for (const auto& img : images) {
+        Digest config_digest = Digest::of(img.config);
+        ImageConfig config = parse_image_config(img.config, config_digest.str());
+        if (config.diff_ids.size() != img.layers.size()) {
+            throw FormatError(input + ": config " + config_digest.str() + " lists " +
+                              std::to_string(config.diff_ids.size()) + " diff IDs, the image has " +
+                              std::to_string(img.layers.size()) + " layers");
+        }
+        for (std::size_t i = 0; i < img.layers.size(); ++i) {
+            const ArchiveLayer& l = img.layers[i];
+            std::string name = input + ": layer " +
+                               (l.descriptor ? l.descriptor->digest.str() : fs::basename(l.path));
+            auto known = diff_id_of.find(l.path);
+            if (known == diff_id_of.end()) {
+                UniqueFd fd = fs::open(l.path, O_RDONLY);
+                TarReader reader(fd.get(), name);
+                auto want = compression_of_type(l.media_type);
+                if (want && *want != reader.compression()) {
+                    throw FormatError(name + ": the media type " + quote_untrusted(l.media_type) +
+                                      " says " + std::string(to_string(*want)) +
+                                      ", the content is " +
+                                      std::string(to_string(reader.compression())));
+                }
+                while (reader.next()) {
+                }
+                LayerDigests d = reader.finish();
+                if (l.descriptor && d.blob_digest != l.descriptor->digest) {
+                    throw DigestMismatch(name + ": content has digest " + d.blob_digest.str());
+                }
+                known = diff_id_of.emplace(l.path, d.diff_id).first;
+            }
+            if (known->second != config.diff_ids[i]) {
+                throw FormatError(name + ": uncompressed digest " + known->second.str() +
+                                  " differs from the config's rootfs.diff_ids[" +
+                                  std::to_string(i) + "] " + config.diff_ids[i].str() +
+                                  " (config " + config_digest.str() + ")");
+            }
+        }
+    }
+}
+
 } // namespace
 
 std::string_view to_string(ArchiveFormat f) {
@@ -869,8 +1016,10 @@ std::string_view to_string(ArchiveFormat f) {
     return "unknown";
 }
 
-ArchiveContents read_image_archive(const std::string& input, const std::string& work_dir,
-                                   const std::optional<Platform>& platform) {
+namespace {
+
+ArchiveContents read_unchecked(const std::string& input, const std::string& work_dir,
+                               const std::optional<Platform>& platform) {
     if (fs::is_dir(input)) {
         DirSource src(input);
         if (src.has("manifest.json") && !src.has("index.json")) {
@@ -890,6 +1039,15 @@ ArchiveContents read_image_archive(const std::string& input, const std::string& 
                       ": not an image archive (it has neither manifest.json nor oci-layout)");
 }
 
+} // namespace
+
+ArchiveContents read_image_archive(const std::string& input, const std::string& work_dir,
+                                   const std::optional<Platform>& platform) {
+    ArchiveContents c = read_unchecked(input, work_dir, platform);
+    check_layers(c.images, input);
+    return c;
+}
+
 ArchiveFormat detect_archive_format(const std::string& input) {
     if (fs::is_dir(input)) {
         return fs::exists(input + "/index.json") || !fs::exists(input + "/manifest.json")
@@ -900,10 +1058,10 @@ ArchiveFormat detect_archive_format(const std::string& input) {
     if (!a) {
         throw Error("archive_read_new: out of memory");
     }
-    archive_read_support_filter_all(a.get());
+    support_archive_filters(a.get());
     archive_read_support_format_tar(a.get());
     if (archive_read_open_filename(a.get(), input.c_str(), 1 << 16) != ARCHIVE_OK) {
-        throw FormatError(input + ": cannot read as a tar archive: " + archive_err(a.get()));
+        refuse_unreadable(input, "cannot read as a tar archive: ", a.get());
     }
     archive_entry* e = nullptr;
     bool layout = false;
@@ -917,7 +1075,7 @@ ArchiveFormat detect_archive_format(const std::string& input) {
         layout = layout || name == "oci-layout";
     }
     if (r != ARCHIVE_EOF) {
-        throw FormatError(input + ": not a tar archive: " + archive_err(a.get()));
+        refuse_unreadable(input, "not a tar archive: ", a.get());
     }
     if (layout) {
         return ArchiveFormat::oci_archive;

@@ -19,21 +19,26 @@
 // bytes (diff ID). Nothing holds more than a buffer of the layer.
 #include "formats/tar.hpp"
 
+#include "formats/json.hpp"
+#include "formats/limits.hpp"
+#include "formats/tar_check.hpp"
+
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <cstring>
+#include <deque>
 #include <exception>
+#include <mutex>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -194,7 +199,9 @@ public:
             out_cur_ = out_.take();
             // zstd compresses straight into the output chunks.
             compressor_->set_output_area(Compressor::OutputArea{
-                [this] { return std::pair{out_cur_.data.get() + out_cur_.size, kChunk - out_cur_.size}; },
+                [this] {
+                    return std::pair{out_cur_.data.get() + out_cur_.size, kChunk - out_cur_.size};
+                },
                 [this](std::size_t n) { commit_output(n); }});
             output_thread_ = std::thread([this] { run_output(); });
         }
@@ -507,18 +514,21 @@ void fill_entry(archive_entry* e, const TarEntry& t, const std::optional<std::in
 } // namespace
 
 void TarWriter::add(const TarEntry& entry, int content_fd) {
-    add_stream(entry, [&](void* buf, std::size_t size) -> std::size_t {
-        while (true) {
-            ssize_t n = ::read(content_fd, buf, size);
-            if (n < 0) {
-                if (errno == EINTR) {
-                    continue;
+    add_stream(
+        entry,
+        [&](void* buf, std::size_t size) -> std::size_t {
+            while (true) {
+                ssize_t n = ::read(content_fd, buf, size);
+                if (n < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    throw SysError("read", entry.path, errno);
                 }
-                throw SysError("read", entry.path, errno);
+                return static_cast<std::size_t>(n);
             }
-            return static_cast<std::size_t>(n);
-        }
-    }, content_fd >= 0);
+        },
+        content_fd >= 0);
 }
 
 void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source) {
@@ -555,8 +565,8 @@ void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source, b
         std::size_t n = source(room, want);
         if (n == 0) {
             throw Error("writing tar entry " + entry.path + ": file shrank while being read (" +
-                        std::to_string(entry.size - left) + " of " +
-                        std::to_string(entry.size) + " bytes)");
+                        std::to_string(entry.size - left) + " of " + std::to_string(entry.size) +
+                        " bytes)");
         }
         la_ssize_t w = archive_write_data(impl.a, room, n);
         if (w < 0) {
@@ -599,6 +609,23 @@ LayerDigests TarWriter::finish() {
 }
 
 // ---------------------------------------------------------------- reader
+//
+// TarReader refuses, naming the entry or the header's offset, what Go's
+// archive/tar (Docker's reader) refuses (see tar_check.hpp), and besides: an
+// entry named ".", "./" or "/" that is not a directory, device numbers the
+// kernel cannot hold (major over 12 bits, minor over 20), ids above
+// 4294967294, files over max_file_size() (limits.hpp).
+
+namespace {
+std::atomic<std::uint64_t> g_max_file_size{kDefaultMaxFileSize};
+} // namespace
+
+void set_max_file_size(std::uint64_t bytes) {
+    g_max_file_size = bytes;
+}
+std::uint64_t max_file_size() {
+    return g_max_file_size;
+}
 
 struct TarReader::Impl {
     int in_fd;
@@ -624,7 +651,8 @@ struct TarReader::Impl {
     bool at_end = false; // next() returned nullopt
     bool finished = false;
     std::exception_ptr error;
-    std::string current; // path of the current entry, for messages
+    std::string current;                   // path of the current entry, for messages
+    std::unique_ptr<TarHeaderCheck> check; // Go's strictness, before libarchive
 
     bool fill() {
         in_pos = 0;
@@ -687,6 +715,7 @@ struct TarReader::Impl {
         if (out_len > 0) {
             diff_hasher.update(out, out_len);
             diff_size += out_len;
+            check->feed(out, out_len);
         }
     }
 
@@ -719,6 +748,7 @@ TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>
     Impl* impl = impl_.get();
     impl->in_fd = in_fd;
     impl->name = std::move(name);
+    impl->check = std::make_unique<TarHeaderCheck>(impl->name);
     impl->in_buf.resize(kReadChunk);
     // Detect the compression from the first bytes.
     std::size_t got = fs::read_full(in_fd, impl->in_buf.data(), 512);
@@ -756,7 +786,9 @@ TarReader::~TarReader() {
     }
 }
 
-Compression TarReader::compression() const { return impl_->compression; }
+Compression TarReader::compression() const {
+    return impl_->compression;
+}
 
 namespace {
 
@@ -775,7 +807,7 @@ std::string clean_entry_path(const char* raw) {
     while (p.size() > 1 && p.back() == '/') {
         p.pop_back();
     }
-    if (p == "." ) {
+    if (p == ".") {
         p.clear();
     }
     return p;
@@ -802,6 +834,17 @@ std::optional<TarEntry> TarReader::next() {
     const char* raw = archive_entry_pathname(e);
     t.path = clean_entry_path(raw);
     impl.current = raw != nullptr ? raw : "";
+    try {
+        impl.check->check_entry_start(
+            static_cast<std::uint64_t>(archive_read_header_position(impl.a)));
+    } catch (const Error&) {
+        impl.at_end = true;
+        throw;
+    }
+    std::string entry_name = quote_untrusted(impl.current);
+    auto refuse = [&](const std::string& why) {
+        throw FormatError(impl.name + ": tar entry " + entry_name + ": " + why);
+    };
     mode_t ft = archive_entry_filetype(e);
     const char* hl = archive_entry_hardlink(e);
     if (hl != nullptr) {
@@ -831,14 +874,15 @@ std::optional<TarEntry> TarReader::next() {
             t.type = EntryType::fifo;
             break;
         default:
-            throw Error(impl.name + ": tar entry " + impl.current + ": unsupported entry type");
+            refuse("unsupported entry type");
         }
     }
     t.mode = archive_entry_perm(e) & 07777;
     la_int64_t uid = archive_entry_uid(e);
     la_int64_t gid = archive_entry_gid(e);
     if (uid < 0 || gid < 0 || uid > 0xFFFFFFFELL || gid > 0xFFFFFFFELL) {
-        throw Error(impl.name + ": tar entry " + impl.current + ": uid/gid out of range");
+        refuse("uid/gid " + std::to_string(uid) + ":" + std::to_string(gid) +
+               " out of range (0 to 4294967294)");
     }
     t.uid = static_cast<std::uint32_t>(uid);
     t.gid = static_cast<std::uint32_t>(gid);
@@ -853,13 +897,29 @@ std::optional<TarEntry> TarReader::next() {
     if (t.type == EntryType::file) {
         la_int64_t sz = archive_entry_size(e);
         if (sz < 0) {
-            throw Error(impl.name + ": tar entry " + impl.current + ": negative size");
+            refuse("negative size");
         }
         t.size = static_cast<std::uint64_t>(sz);
+        if (t.size > max_file_size()) {
+            refuse("a file of " + std::to_string(t.size) + " bytes" +
+                   (archive_entry_sparse_count(e) > 0 ? " (sparse)" : "") + ", over the limit of " +
+                   std::to_string(max_file_size()) +
+                   " bytes (raise it with --max-file-size or STRATA_MAX_FILE_SIZE)");
+        }
+    }
+    if (t.path.empty() && t.type != EntryType::dir) {
+        refuse("names the root but is not a directory");
     }
     if (t.type == EntryType::chardev || t.type == EntryType::blockdev) {
-        t.devmajor = static_cast<std::uint32_t>(archive_entry_rdevmajor(e));
-        t.devminor = static_cast<std::uint32_t>(archive_entry_rdevminor(e));
+        auto major = static_cast<std::uint64_t>(archive_entry_rdevmajor(e));
+        auto minor = static_cast<std::uint64_t>(archive_entry_rdevminor(e));
+        // The kernel's dev_t: 12 bits of major, 20 of minor (MINORBITS).
+        if (major > 0xFFF || minor > 0xFFFFF) {
+            refuse("device " + std::to_string(major) + "," + std::to_string(minor) +
+                   " beyond what the kernel holds (major < 4096, minor < 1048576)");
+        }
+        t.devmajor = static_cast<std::uint32_t>(major);
+        t.devminor = static_cast<std::uint32_t>(minor);
     }
     archive_entry_xattr_reset(e);
     const char* xname = nullptr;

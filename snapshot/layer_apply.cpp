@@ -30,7 +30,9 @@ constexpr std::string_view kWhiteoutPrefix = formats::whiteout::k_prefix;
 constexpr std::string_view kOpaqueMarker = formats::whiteout::k_opaque_marker;
 constexpr std::string_view kAufsMetaPrefix = formats::whiteout::k_aufs_meta_prefix;
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+    return s.substr(0, p.size()) == p;
+}
 
 std::vector<std::string> split_components(std::string_view path) {
     std::vector<std::string> out;
@@ -63,7 +65,6 @@ std::string checked_name(std::string_view raw, const char* what) {
     }
     return out;
 }
-
 
 std::string read_link_at(int dirfd, const std::string& name, const std::string& shown) {
     std::vector<char> buf(4096);
@@ -100,6 +101,7 @@ public:
                 throw Error(where() + ": entry \"" + e->path + "\": " + ex.what());
             }
         }
+        finish_whiteouts();
         finish_dirs();
         stats_.compression = reader_.compression();
         return stats_;
@@ -240,9 +242,7 @@ private:
             make_node(pfd, path, base, e);
             break;
         }
-        if (opts_.mode == WhiteoutMode::flatten) {
-            mark_added(path);
-        }
+        mark_added(path);
     }
 
     // Records path and its ancestors as brought by this layer, so that an
@@ -274,20 +274,56 @@ private:
         }
         ++stats_.whiteouts;
         std::string victim = parent.empty() ? name : parent + "/" + name;
-        if (opts_.mode == WhiteoutMode::flatten) {
+        // A whiteout hides what lower layers have, never what this layer
+        // brings, whichever comes first in the tar (OCI image spec): over
+        // the overlay form they are made at the end of the layer; a name
+        // this layer also has stays, and is opaque if it is a directory.
+        if (opts_.mode == WhiteoutMode::overlay || added_.contains(victim)) {
+            whiteouts_.emplace_back(parent, name);
+            return;
+        }
+        {
             int pfd = dir_fd(parent, false);
             if (pfd < 0) {
                 return;
             }
             fs::remove_all_at(pfd, name);
             invalidate();
-            return;
         }
-        int pfd = dir_fd(parent, true);
-        replace_existing(pfd, name, false);
-        if (::mknodat(pfd, name.c_str(), formats::whiteout::k_device_mode,
-                      formats::whiteout::device()) != 0) {
-            throw_errno("creating the overlay whiteout (mknod 0:0)", victim);
+    }
+
+    void finish_whiteouts() {
+        for (const auto& [parent, name] : whiteouts_) {
+            std::string victim = parent.empty() ? name : parent + "/" + name;
+            try {
+                finish_whiteout(parent, name, victim);
+            } catch (const Error& ex) {
+                throw Error(where() + ": entry \"" + (parent.empty() ? "" : parent + "/") +
+                            std::string(kWhiteoutPrefix) + name + "\": " + ex.what());
+            }
+        }
+        whiteouts_.clear();
+    }
+
+    void finish_whiteout(const std::string& parent, const std::string& name,
+                         const std::string& victim) {
+        {
+            if (added_.contains(victim)) {
+                int pfd = dir_fd(parent, false);
+                struct stat st;
+                if (pfd >= 0 && ::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISDIR(st.st_mode)) {
+                    apply_opaque(victim);
+                    --stats_.opaque_dirs; // counted as the whiteout it is
+                }
+                return;
+            }
+            int pfd = dir_fd(parent, true);
+            replace_existing(pfd, name, false);
+            if (::mknodat(pfd, name.c_str(), formats::whiteout::k_device_mode,
+                          formats::whiteout::device()) != 0) {
+                throw_errno("creating the overlay whiteout (mknod 0:0)", victim);
+            }
         }
     }
 
@@ -527,7 +563,8 @@ private:
             }
         }
         if (!found) {
-            throw Error("hard link target \"" + e.linkname + "\" does not exist in the layer or below it");
+            throw Error("hard link target \"" + e.linkname +
+                        "\" does not exist in the layer or below it");
         }
         pfd = dir_fd(fs::split_parent(path).first, true);
         if (::linkat(tdir.get(), tbase.c_str(), pfd, base.c_str(), 0) != 0) {
@@ -559,8 +596,8 @@ private:
             }
             auto [tparent, tbase] = fs::split_parent(target);
             int pfd = dir_fd(tparent, true);
-            UniqueFd dst(::openat(pfd, tbase.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                                                          O_CLOEXEC, 0600));
+            UniqueFd dst(::openat(pfd, tbase.c_str(),
+                                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
             if (!dst) {
                 throw_errno("copy-up", target);
             }
@@ -634,10 +671,9 @@ private:
     void finish_dirs() {
         invalidate();
         for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-            int fd = sys::openat2_raw(root_, it->path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                                                   O_CLOEXEC,
-                                      0, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
-                                             RESOLVE_NO_MAGICLINKS);
+            int fd = sys::openat2_raw(
+                root_, it->path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
+                RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
             UniqueFd dfd;
             if (fd >= 0) {
                 dfd.reset(fd);
@@ -672,7 +708,8 @@ private:
     std::string cache_real_;
     UniqueFd cache_fd_;
     UniqueFd keepalive_;
-    std::unordered_set<std::string> added_;
+    std::unordered_set<std::string> added_; // paths this layer brings, and their parents
+    std::vector<std::pair<std::string, std::string>> whiteouts_; // (parent, name), made last
     std::vector<DirMeta> dirs_;
 };
 

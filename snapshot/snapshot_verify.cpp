@@ -239,16 +239,9 @@ private:
                         root_opaque_ = true;
                     }
                 } else if (!starts_with(base, kAufsMetaPrefix)) {
+                    // Made at the end of the layer, as the applier makes them.
                     std::string name = base.substr(kWhiteoutPrefix.size());
-                    Expect e;
-                    e.kind = Expect::Kind::whiteout;
-                    e.type = EntryType::chardev;
-                    std::string victim = parent.empty() ? name : parent + "/" + name;
-                    if (expect_.contains(victim)) {
-                        erase_below(victim);
-                        expect_.erase(victim);
-                    }
-                    put(victim, std::move(e));
+                    whiteouts_.push_back(parent.empty() ? name : parent + "/" + name);
                 }
                 continue;
             }
@@ -300,6 +293,34 @@ private:
             }
             put(*path, std::move(e));
         }
+        // A whiteout hides lower layers only: a name this layer brings (or a
+        // directory it fills) stays, opaque when it is a directory.
+        for (const auto& victim : whiteouts_) {
+            auto it = expect_.find(victim);
+            bool brought = it != expect_.end() && it->second.kind != Expect::Kind::whiteout;
+            auto below = expect_.lower_bound(victim + "/");
+            bool filled = below != expect_.end() && starts_with(below->first, victim + "/");
+            if (brought && it->second.type == EntryType::dir) {
+                it->second.opaque = true;
+                continue;
+            }
+            if (brought) {
+                continue;
+            }
+            if (filled) {
+                Expect e;
+                e.kind = Expect::Kind::implicit;
+                e.type = EntryType::dir;
+                e.opaque = true;
+                put(victim, std::move(e));
+                continue;
+            }
+            Expect e;
+            e.kind = Expect::Kind::whiteout;
+            e.type = EntryType::chardev;
+            put(victim, std::move(e));
+        }
+        whiteouts_.clear();
     }
 
     // ---- phase 2: each expected path in the snapshot
@@ -641,6 +662,7 @@ private:
     const std::vector<std::string>& lowers_;
     bool owners_;
     std::map<std::string, Expect> expect_;
+    std::vector<std::string> whiteouts_; // victims of this layer's .wh. entries
     std::uint64_t serial_ = 0;
     bool root_opaque_ = false;
     std::optional<Parent> parent_;

@@ -254,9 +254,28 @@ bool Store::reuse_blob(const Digest& d) const {
     return has_blob(d); // gc may have taken it just before
 }
 
+namespace {
+// Whether the blob stored under d still hashes to d. A blob already present
+// is reused only then; otherwise the new, verified bytes replace it (an
+// atomic rename), so a damaged blob is never trusted for a digest that
+// arrives again.
+bool blob_intact(const formats::OciLayout& layout, const Digest& d) {
+    auto fd = layout.maybe_open_blob(d);
+    if (!fd) {
+        return false;
+    }
+    formats::DigestHasher h;
+    std::vector<char> buf(1 << 20);
+    while (std::size_t n = fs::read_full(fd->get(), buf.data(), buf.size())) {
+        h.update(buf.data(), n);
+    }
+    return h.finish() == d;
+}
+} // namespace
+
 Digest Store::put_blob(std::string_view data) {
     Digest d = Digest::of(data);
-    if (reuse_blob(d)) {
+    if (blob_intact(layout_, d) && reuse_blob(d)) {
         return d;
     }
     ensure_lease();
@@ -264,7 +283,7 @@ Digest Store::put_blob(std::string_view data) {
 }
 
 Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
-    if (expected && reuse_blob(*expected)) {
+    if (expected && blob_intact(layout_, *expected) && reuse_blob(*expected)) {
         return *expected;
     }
     ensure_lease();

@@ -3,7 +3,12 @@
 #include "builder/dockerfile/error.hpp"
 #include "builder/dockerfile/text.hpp"
 #include "util/fs.hpp"
+#include "util/error.hpp"
 #include "util/root.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 
@@ -361,17 +366,60 @@ DockerIgnore DockerIgnore::parse(std::string_view content, const std::string& fi
 std::optional<DockerIgnore> DockerIgnore::load_for(const std::string& context_dir,
                                                    const std::string& dockerfile_path) {
     constexpr std::size_t kMax = 16u << 20;
+    auto present = [](const std::string& file) {
+        struct stat st {};
+        if (::lstat(file.c_str(), &st) == 0) {
+            return true;
+        }
+        if (errno != ENOENT) {
+            throw_errno("cannot read the ignore file", file);
+        }
+        return false;
+    };
+    auto load = [&](const std::string& file, const std::string& dir) {
+        check_inside(file, dir, "the ignore file");
+        try {
+            return parse(fs::read_file(file, kMax), file);
+        } catch (const SysError& e) {
+            throw Error("cannot read the ignore file: " + std::string(e.what()));
+        }
+    };
     if (!dockerfile_path.empty()) {
         const std::string specific = dockerfile_path + ".dockerignore";
-        if (fs::exists(specific)) {
-            return parse(fs::read_file(specific, kMax), specific);
+        if (present(specific)) {
+            return load(specific, fs::dirname(specific));
         }
     }
     const std::string common = context_dir + "/.dockerignore";
-    if (fs::exists(common)) {
-        return parse(fs::read_file(common, kMax), common);
+    if (present(common)) {
+        return load(common, context_dir);
     }
     return std::nullopt;
+}
+
+void DockerIgnore::check_inside(const std::string& file, const std::string& dir,
+                                const std::string& what) {
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) {
+        return; // read as it is (a missing file is the reader's error)
+    }
+    auto real = [](const std::string& p) -> std::optional<std::string> {
+        char* r = ::realpath(p.c_str(), nullptr);
+        if (r == nullptr) {
+            return std::nullopt;
+        }
+        std::string out = r;
+        std::free(r);
+        return out;
+    };
+    auto base = real(dir);
+    auto target = real(file);
+    if (!target) {
+        throw Error("cannot read " + what + " " + file + ": a symlink that leads nowhere");
+    }
+    if (!base || !(*target == *base || target->starts_with(*base + "/"))) {
+        throw Error(what + " " + file + " is a symlink to " + *target + ", outside " + dir);
+    }
 }
 
 bool DockerIgnore::excluded(std::string_view path_in) const {

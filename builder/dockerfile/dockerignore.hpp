@@ -27,9 +27,18 @@ public:
     static DockerIgnore parse(std::string_view content, const std::string& file = ".dockerignore");
 
     // The ignore file for a build: "<dockerfile>.dockerignore" beside the Dockerfile
-    // wins over "<context>/.dockerignore". nullopt when neither exists.
+    // wins over "<context>/.dockerignore". nullopt when neither exists. An ignore
+    // file that exists but cannot be read (a dangling symlink, a directory, no
+    // permission) is an error, never "nothing ignored"; one that is a symlink
+    // is followed only when it stays inside the context (or, for the
+    // Dockerfile's own, beside the Dockerfile), as BuildKit sees it.
     static std::optional<DockerIgnore> load_for(const std::string& context_dir,
                                                 const std::string& dockerfile_path);
+
+    // Throws an Error when file (inside dir, which it lies in by name) is, or
+    // goes through, a symlink that leads out of dir.
+    static void check_inside(const std::string& file, const std::string& dir,
+                             const std::string& what);
 
     bool excluded(std::string_view path) const;
     bool may_reinclude_under(std::string_view dir) const;

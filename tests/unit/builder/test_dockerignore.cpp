@@ -4,6 +4,8 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace strata::dockerfile;
 
@@ -87,4 +89,32 @@ TEST_CASE("<Dockerfile>.dockerignore wins over the context's .dockerignore") {
     REQUIRE(specific);
     CHECK(specific->excluded("b"));
     CHECK_FALSE(specific->excluded("a"));
+}
+
+TEST_CASE("a .dockerignore symlink is followed inside the context and refused out of it") {
+    strata::TempDir dir;
+    const std::string ctx = dir.path() + "/ctx";
+    strata::test::write_file(ctx + "/lists/ignore", "secret\n");
+    strata::test::write_file(dir.path() + "/outside", "secret\n");
+    REQUIRE(::symlink("lists/ignore", (ctx + "/.dockerignore").c_str()) == 0);
+    auto inside = DockerIgnore::load_for(ctx, ctx + "/Dockerfile");
+    REQUIRE(inside);
+    CHECK(inside->excluded("secret"));
+    REQUIRE(::unlink((ctx + "/.dockerignore").c_str()) == 0);
+    REQUIRE(::symlink("../outside", (ctx + "/.dockerignore").c_str()) == 0);
+    CHECK_THROWS_WITH(DockerIgnore::load_for(ctx, ctx + "/Dockerfile"),
+                      Catch::Matchers::Contains("is a symlink to " + dir.path() + "/outside") &&
+                          Catch::Matchers::Contains("outside " + ctx));
+}
+
+TEST_CASE("an ignore file that cannot be read is an error, never nothing ignored") {
+    strata::TempDir dir;
+    const std::string ctx = dir.path();
+    REQUIRE(::symlink("nowhere", (ctx + "/.dockerignore").c_str()) == 0);
+    CHECK_THROWS_WITH(DockerIgnore::load_for(ctx, ctx + "/Dockerfile"),
+                      Catch::Matchers::Contains("a symlink that leads nowhere"));
+    REQUIRE(::unlink((ctx + "/.dockerignore").c_str()) == 0);
+    REQUIRE(::mkdir((ctx + "/.dockerignore").c_str(), 0755) == 0);
+    CHECK_THROWS_WITH(DockerIgnore::load_for(ctx, ctx + "/Dockerfile"),
+                      Catch::Matchers::Contains("cannot read the ignore file"));
 }
