@@ -866,6 +866,14 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         if (!rec && reason.empty()) {
             fill_files();
             reason = explain_miss(prev, inputs, st.first_miss);
+            // No earlier build of this step here (another context path): the
+            // same instruction on the same parent read other files.
+            if (!prev && !probe_key.empty()) {
+                auto last = cache_.last_content(probe_key);
+                if (last && *last != content_hash) {
+                    reason = "the files it reads changed";
+                }
+            }
         }
     }
     if (rec) {
