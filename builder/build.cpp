@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <future>
 #include <limits.h>
+#include <strings.h>
 #include <mutex>
 #include <map>
 #include <sys/file.h>
@@ -96,6 +97,16 @@ struct StageResult {
     std::string key;                 // the cache key of the last step
     std::string base_ref;            // what FROM named, for messages
     std::vector<std::string> cache_keys; // of the steps so far (for --cache-to)
+    // For explaining misses: the base image ("busybox sha256:..."), the
+    // first step that missed in this stage or the stages it is built on, and
+    // the stage's instructions so far, expanded (RUN without its build args,
+    // which are compared one by one).
+    std::string base_id;
+    std::string first_miss;
+    std::vector<std::string> prior;
+    // The build args in scope at the current step (every step's key chains
+    // them through the ARG records before it).
+    std::vector<std::pair<std::string, std::string>> args;
 };
 
 class NullEvents final : public BuildEvents {
@@ -130,6 +141,20 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
         out += (i ? sep : "") + v[i];
     }
     return out;
+}
+
+// `# syntax=` frontends that are the Dockerfile syntax strata implements
+// itself (docker/dockerfile:1, :1.7, :labs, docker.io/..., -upstream).
+bool is_builtin_frontend(const std::string& ref) {
+    std::string r = ref;
+    for (const char* prefix : {"docker.io/", "index.docker.io/"}) {
+        if (r.rfind(prefix, 0) == 0) {
+            r = r.substr(std::string(prefix).size());
+        }
+    }
+    std::string name = r.substr(0, r.find('@'));
+    std::string repo = name.substr(0, name.find(':'));
+    return repo == "docker/dockerfile" || repo == "docker/dockerfile-upstream";
 }
 
 bool exists_in_root(int rootfd, const std::string& path) {
@@ -400,7 +425,9 @@ private:
         int id = 0;
         std::string name;
         std::chrono::steady_clock::time_point t0;
+        std::string slot; // where this step's inputs are remembered (StepInputs)
     };
+    using ListFiles = std::function<std::optional<std::map<std::string, std::string>>()>;
 
     // --- planning and stage scheduling
     void load_dockerfile();
@@ -423,8 +450,16 @@ private:
     using Work = std::function<void(Workspace&)>;
     void layer_step(StageResult& st, const Step& step, const std::string& key,
                     const std::string& probe_key, const std::string& content_hash,
-                    const std::string& created_by, const Work& work, bool step_shown,
-                    bool independent = false);
+                    const std::string& created_by, StepInputs inputs, const ListFiles& list_files,
+                    const Work& work, bool step_shown, bool independent = false);
+    // The inputs every step has: instruction, base, the stage's earlier
+    // instructions, parent key.
+    StepInputs step_inputs(const StageResult& st, const std::string& key,
+                           const std::string& instruction, bool with_parent = true) const;
+    // A value named like a secret (or a --secret id) is kept as a digest.
+    std::string maybe_redact(const std::string& name, const std::string& value) const;
+    std::optional<std::map<std::string, std::string>>
+    context_listing(const std::vector<std::string>& sources, const CopyOptions& co);
     bool restore_snapshot(const Descriptor& layer, const Digest& chain, const Digest& diff_id);
 
     void do_run(StageResult& st, const df::Instruction& ins, const df::RunInstr& run,
@@ -469,6 +504,8 @@ private:
     std::vector<std::shared_future<StageResult>> futures_;
     std::mutex context_index_mu_;
     std::unique_ptr<ContextIndex> context_index_;
+    std::vector<std::string> warnings_;
+    std::string explain_context_; // the context's absolute path, for step slots
 };
 
 void Executor::load_dockerfile() {
@@ -479,6 +516,7 @@ void Executor::load_dockerfile() {
         throw UsageError("build context " + opts_.context_dir + " is not a directory");
     }
     context_fd_ = fs::open(opts_.context_dir, O_RDONLY | O_DIRECTORY);
+    explain_context_ = opts_.context_label.empty() ? fs::absolute(opts_.context_dir) : opts_.context_label;
     dockerfile_path_ = opts_.dockerfile.empty() ? fs::join(opts_.context_dir, "Dockerfile") : opts_.dockerfile;
     if (fs::absolute(dockerfile_path_).starts_with(fs::absolute(opts_.context_dir) + "/")) {
         // A Dockerfile in the context that is a symlink: followed inside the
@@ -486,13 +524,25 @@ void Executor::load_dockerfile() {
         df::DockerIgnore::check_inside(dockerfile_path_, opts_.context_dir, "the Dockerfile");
     }
     std::string text;
-    try {
-        text = fs::read_file(dockerfile_path_, 16 << 20);
-    } catch (const SysError& e) {
-        throw Error("cannot read the Dockerfile: " + std::string(e.what()));
+    if (opts_.dockerfile_text) {
+        text = *opts_.dockerfile_text;
+    } else {
+        try {
+            text = fs::read_file(dockerfile_path_, 16 << 20);
+        } catch (const SysError& e) {
+            throw Error("cannot read the Dockerfile: " + std::string(e.what()));
+        }
     }
-    std::string shown = opts_.dockerfile.empty() ? "Dockerfile" : opts_.dockerfile;
+    std::string shown =
+        opts_.dockerfile.empty() || opts_.dockerfile_text ? "Dockerfile" : opts_.dockerfile;
     ast_ = df::parse(text, shown);
+    for (const auto& d : ast_.directives) {
+        if (d.name == "syntax" && !is_builtin_frontend(d.value)) {
+            warnings_.push_back(fmt::format("{}:{}: # syntax={}: strata does not run external "
+                                            "frontends; building with its own Dockerfile frontend",
+                                            shown, d.line, d.value));
+        }
+    }
     df::PlanOptions po;
     po.build_args = opts_.build_args;
     po.target = opts_.target;
@@ -504,6 +554,11 @@ void Executor::load_dockerfile() {
         }
     }
     plan_ = df::plan(ast_, po);
+    if (!plan_.unused_build_args.empty()) {
+        // BuildKit's wording (moby builder/dockerfile/buildargs.go).
+        warnings_.push_back("[Warning] One or more build-args [" +
+                            join(plan_.unused_build_args, " ") + "] were not consumed");
+    }
     multi_stage_ = plan_.stages.size() > 1;
     // A build that copies from the context walks it while the first steps run.
     for (std::size_t i : plan_.order) {
@@ -540,6 +595,17 @@ Executor::Step Executor::start_step(std::size_t stage, int pos, int total, const
     s.id = next_step_++;
     s.name = stage_prefix(stage, pos, total) + " " + text;
     s.t0 = std::chrono::steady_clock::now();
+    // The same step of the same Dockerfile in the same context, build after
+    // build: its inputs are compared to explain a miss.
+    const df::Stage& sd = plan_.stages[stage];
+    std::string kind = text.substr(0, text.find(' '));
+    if (kind == "ONBUILD") {
+        std::size_t end = text.find(' ', 8);
+        kind += " " + text.substr(8, end == std::string::npos ? std::string::npos : end - 8);
+    }
+    s.slot = cache_key({"explain-slot/1", explain_context_, ast_.file,
+                        sd.name.empty() ? "stage-" + std::to_string(stage) : sd.name,
+                        std::to_string(pos), kind});
     events_->step_started(s.id, s.name);
     return s;
 }
@@ -608,6 +674,7 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
     if (ref == "scratch") {
         st.config = scratch_config();
         st.key = cache_key({"FROM scratch", formats::to_string(formats::host_platform())});
+        st.base_id = "scratch";
         return st;
     }
     std::optional<snapshot::ImageRecord> rec;
@@ -655,6 +722,7 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
     st.layers = img.manifest.layers;
     st.lowers = store_.ensure_snapshots(img);
     st.key = cache_key({"FROM", rec->manifest.digest.str(), formats::to_string(formats::host_platform())});
+    st.base_id = ref + " " + rec->manifest.digest.str();
     return st;
 }
 
@@ -732,10 +800,70 @@ bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain, co
     return true;
 }
 
+StepInputs Executor::step_inputs(const StageResult& st, const std::string& key,
+                                 const std::string& instruction, bool with_parent) const {
+    StepInputs in;
+    in.key = key;
+    in.items.emplace_back("instruction", instruction);
+    in.items.emplace_back("base", st.base_id);
+    in.items.emplace_back("prior", join(st.prior, "\n"));
+    if (with_parent) {
+        in.items.emplace_back("parent", st.key);
+    }
+    for (const auto& [k, v] : st.args) {
+        in.items.emplace_back("arg " + k, maybe_redact(k, v));
+    }
+    return in;
+}
+
+std::string Executor::maybe_redact(const std::string& name, const std::string& value) const {
+    bool secret = looks_secret(name);
+    for (const auto& s : opts_.secrets) {
+        secret = secret || strcasecmp(s.id.c_str(), name.c_str()) == 0;
+    }
+    return secret ? redact(value) : value;
+}
+
+std::optional<std::map<std::string, std::string>>
+Executor::context_listing(const std::vector<std::string>& sources, const CopyOptions& co) {
+    // Listed through the context's digest memo: only files whose metadata
+    // changed since they were last hashed are read.
+    constexpr std::size_t kMaxListed = 50000;
+    std::map<std::string, std::string> files;
+    try {
+        hash_sources(context_fd_.get(), sources, co, &context_index(), &files);
+    } catch (const Error& e) {
+        STRATA_LOG_DEBUG("listing the context files of a step: {}", e.what());
+        return std::nullopt;
+    }
+    if (files.size() > kMaxListed) {
+        return std::nullopt;
+    }
+    return files;
+}
+
 void Executor::layer_step(StageResult& st, const Step& step, const std::string& key,
                           const std::string& probe_key, const std::string& content_hash,
-                          const std::string& created_by, const Work& work, bool step_shown,
+                          const std::string& created_by, StepInputs inputs,
+                          const ListFiles& list_files, const Work& work, bool step_shown,
                           bool independent) {
+    // The inputs this step had at its last build, to say why it misses. The
+    // files a COPY reads are listed only when they may have changed.
+    std::optional<StepInputs> prev = cache_.last_inputs(step.slot);
+    bool files_filled = false;
+    auto fill_files = [&] {
+        if (files_filled || !list_files) {
+            return;
+        }
+        files_filled = true;
+        const std::string* pc = prev ? prev->get("content") : nullptr;
+        const std::string* cc = inputs.get("content");
+        if (prev && prev->files && pc != nullptr && cc != nullptr && *pc == *cc) {
+            inputs.files = prev->files;
+        } else {
+            inputs.files = list_files();
+        }
+    };
     // independent (COPY --link): the layer is made over an empty directory,
     // so a record made on another parent chain is valid here too; its
     // snapshot is found, or unpacked from the blob, under this chain's ID.
@@ -764,19 +892,23 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
             }
         }
         if (!rec && reason.empty()) {
-            if (!probe_key.empty()) {
+            fill_files();
+            reason = explain_miss(prev, inputs, st.first_miss);
+            // No earlier build of this step here (another context path): the
+            // same instruction on the same parent read other files.
+            if (!prev && !probe_key.empty()) {
                 auto last = cache_.last_content(probe_key);
                 if (last && *last != content_hash) {
                     reason = "the files it reads changed";
                 }
             }
-            if (reason.empty()) {
-                reason = "not in the build cache (new or changed instruction, base, build args or "
-                         "an earlier step)";
-            }
         }
     }
     if (rec) {
+        if (!prev || prev->key != key) {
+            fill_files();
+            cache_.remember_inputs(step.slot, inputs);
+        }
         if (rec->layer) {
             st.config.diff_ids.push_back(*rec->diff_id);
             st.layers.push_back(*rec->layer);
@@ -792,6 +924,9 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
     }
     if (step_shown) {
         events_->step_running(step.id, reason);
+    }
+    if (st.first_miss.empty()) {
+        st.first_miss = step.name;
     }
     steps_run_++;
     CacheRecord out;
@@ -819,6 +954,7 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         }();
         if (stats.entries > 0) {
             blob.commit_trusted(d.blob_digest);
+            remember_layer_size(store_, d.diff_id, stats.bytes);
             Descriptor layer;
             layer.media_type = std::string(formats::oci_layer_media_type(opts_.compression));
             layer.digest = d.blob_digest;
@@ -850,6 +986,8 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
     if (!probe_key.empty()) {
         cache_.remember_content(probe_key, content_hash);
     }
+    fill_files();
+    cache_.remember_inputs(step.slot, inputs);
     st.key = key;
 }
 
@@ -870,7 +1008,9 @@ void Executor::do_workdir(StageResult& st, const df::Instruction& ins, const Ste
     }
     std::string user = st.config.config.user;
     std::string key = cache_key({st.key, created_by, "user=" + user});
-    layer_step(st, step, key, "", "", created_by,
+    StepInputs inputs = step_inputs(st, key, created_by);
+    inputs.items.emplace_back("user", user);
+    layer_step(st, step, key, "", "", created_by, std::move(inputs), {},
                [&](Workspace& ws) {
                    UniqueFd root = fs::open_dir(ws.merged());
                    if (exists_in_root(root.get(), wd)) {
@@ -979,7 +1119,37 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
     }
     std::string key = cache_key(parts);
 
-    layer_step(st, step, key, "", "", created_by, [&](Workspace& ws) {
+    StepInputs inputs = step_inputs(st, key, join(argv, " "));
+    for (const auto& e : st.config.config.env) {
+        auto eq = e.find('=');
+        std::string k = e.substr(0, eq);
+        inputs.items.emplace_back("env " + k,
+                                  maybe_redact(k, eq == std::string::npos ? "" : e.substr(eq + 1)));
+    }
+    inputs.items.emplace_back("user", st.config.config.user);
+    inputs.items.emplace_back("cwd", workdir);
+    inputs.items.emplace_back("network", network);
+    if (script) {
+        inputs.items.emplace_back("script",
+                                  script->chomp ? chomp_tabs(script->content) : script->content);
+    }
+    {
+        // parts after argv, env, user, cwd, network (and the script): the
+        // mounts and what their sources hold.
+        std::string mounts;
+        std::string mounted_content;
+        for (std::size_t i = 7 + (script ? 1 : 0); i < parts.size(); ++i) {
+            (parts[i].rfind("mount=", 0) == 0 ? mounts : mounted_content) += parts[i] + "\n";
+        }
+        if (!mounts.empty()) {
+            inputs.items.emplace_back("mounts", mounts);
+        }
+        if (!mounted_content.empty()) {
+            inputs.items.emplace_back("content", mounted_content);
+        }
+    }
+
+    layer_step(st, step, key, "", "", created_by, std::move(inputs), {}, [&](Workspace& ws) {
         runner::RunSpec spec;
         spec.rootfs = ws.merged();
         spec.argv = argv;
@@ -1425,7 +1595,27 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     }
     created_by += " " + cp.dest + " # buildkit";
 
-    layer_step(st, step, key, probe, content, created_by, [&](Workspace& ws) {
+    StepInputs inputs = step_inputs(st, key, df::describe(ins), !cp.link);
+    inputs.items.emplace_back("cwd", workdir);
+    std::size_t content_at = parts.size() - 1 - (cp.chown.empty() ? 0 : 1);
+    for (std::size_t i = 3; i < content_at; ++i) {
+        // chown ids (--link) and heredoc contents
+        auto eq = parts[i].find('=');
+        inputs.items.emplace_back(parts[i].substr(0, eq),
+                                  eq == std::string::npos ? "" : parts[i].substr(eq + 1));
+    }
+    if (!cp.chown.empty()) {
+        inputs.items.emplace_back("chown", cp.chown);
+    }
+    if (from_stage) {
+        inputs.items.emplace_back("from", cp.from + " " + from_key);
+    }
+    inputs.items.emplace_back("content", content);
+    ListFiles list_files;
+    if (!from_stage && !local_sources.empty()) {
+        list_files = [this, local_sources, co] { return context_listing(local_sources, co); };
+    }
+    layer_step(st, step, key, probe, content, created_by, std::move(inputs), list_files, [&](Workspace& ws) {
         UniqueFd root = fs::open_dir(ws.merged());
         CopyOptions o = co;
         if (link_owner) {
@@ -1517,11 +1707,22 @@ void Executor::run_instruction(StageResult& st, df::Instruction ins, df::StageSc
         throw;
     }
     scope.apply(ins);
+    st.args.clear();
+    for (const auto& [k, v] : scope.args().entries()) {
+        st.args.emplace_back(k, v);
+    }
     // The step's name: the instruction as written (BuildKit shows it so).
     std::string text = ins.original.empty() ? df::describe(ins) : ins.original;
     if (trigger) {
         text = "ONBUILD " + text;
     }
+    // After the step (a step's own text is not its "prior").
+    auto note_prior = ScopeExit([&]() noexcept {
+        try {
+            st.prior.push_back((trigger ? "ONBUILD " : "") + df::describe(ins));
+        } catch (...) {
+        }
+    });
     if (auto* run = std::get_if<df::RunInstr>(&ins.data)) {
         Step step = start_step(stage, pos, total, text);
         try {
@@ -1625,6 +1826,7 @@ StageResult Executor::build_stage(std::size_t index) {
         st.config.created = "";
     }
 
+    st.prior.clear();
     df::Env base_env;
     for (const auto& e : st.config.config.env) {
         auto eq = e.find('=');
@@ -1739,6 +1941,11 @@ BuildResult Executor::run() {
     }
 
     ImageConfig cfg = final_stage.config;
+    // --label: on the image config only (no history entry, no cache key), as
+    // BuildKit's dockerfile frontend applies it to the target stage.
+    for (const auto& [k, v] : opts_.labels) {
+        cfg.config.labels[k] = v;
+    }
     cfg.created = opts_.source_date_epoch ? build_time(opts_.source_date_epoch)
                   : (!cfg.history.empty() ? cfg.history.back().created : build_time(std::nullopt));
     BuildResult result;
@@ -1750,6 +1957,7 @@ BuildResult Executor::run() {
     result.steps_cached = steps_cached_;
     result.cache_keys = final_stage.cache_keys;
     result.all_cache_keys = std::move(all_keys);
+    result.warnings = warnings_;
     if (opts_.tags.empty()) {
         store_.add_untagged(result.manifest);
     }

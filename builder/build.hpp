@@ -100,6 +100,13 @@ enum class Network { none, host };
 struct BuildOptions {
     std::string context_dir;
     std::string dockerfile;                        // default: <context>/Dockerfile
+    // The Dockerfile's text (strata build -f -, or a Dockerfile given as the
+    // context on stdin): used instead of reading `dockerfile`.
+    std::optional<std::string> dockerfile_text;
+    std::map<std::string, std::string> labels;     // --label: set on the image config
+    // How to recognise the context from build to build when explaining cache
+    // misses (default: its absolute path; "-" for a context read from stdin).
+    std::string context_label;
     std::vector<std::string> tags;                 // names to give the image
     std::map<std::string, std::string> build_args; // --build-arg
     std::string target;                            // --target; empty: the last stage
@@ -112,7 +119,7 @@ struct BuildOptions {
     // RUN --security=insecure needs security.insecure and runs privileged.
     bool allow_network_host = false;
     bool allow_security_insecure = false;
-    formats::Compression compression = formats::Compression::zstd;
+    formats::Compression compression = formats::Compression::gzip;
     int compression_level = 0;
     // SOURCE_DATE_EPOCH: history and config times, and layer mtimes clamped.
     std::optional<std::int64_t> source_date_epoch;
@@ -142,6 +149,9 @@ struct BuildResult {
     // mode=min; and those of every stage built, for mode=max.
     std::vector<std::string> cache_keys;
     std::vector<std::string> all_cache_keys;
+    // What BuildKit prints as warnings after a build: build args no needed
+    // stage consumed, a `# syntax=` frontend that strata does not run.
+    std::vector<std::string> warnings;
 };
 
 // A build step failed. what() reads

@@ -6,7 +6,12 @@
 #include "util/log.hpp"
 #include "util/sha256.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
 
 namespace strata::builder {
 
@@ -63,6 +68,269 @@ CacheRecord parse_cache_record(std::string_view json, std::string_view what) {
     } catch (const nlohmann::json::exception& e) {
         throw Error(std::string(what) + ": " + e.what());
     }
+}
+
+const std::string* StepInputs::get(const std::string& label) const {
+    for (const auto& [k, v] : items) {
+        if (k == label) {
+            return &v;
+        }
+    }
+    return nullptr;
+}
+
+std::string to_json(const StepInputs& in) {
+    nlohmann::json j = nlohmann::json::object();
+    j["key"] = in.key;
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& [k, v] : in.items) {
+        items.push_back(nlohmann::json::array({k, v}));
+    }
+    j["items"] = items;
+    if (in.files) {
+        j["files"] = *in.files;
+    } else {
+        j["files"] = nullptr;
+    }
+    return j.dump();
+}
+
+StepInputs parse_step_inputs(std::string_view json, std::string_view what) {
+    auto j = formats::parse_json_strict(json, what);
+    try {
+        StepInputs in;
+        in.key = j.at("key").get<std::string>();
+        for (const auto& item : j.at("items")) {
+            in.items.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::string>());
+        }
+        if (j.contains("files") && !j["files"].is_null()) {
+            in.files = j["files"].get<std::map<std::string, std::string>>();
+        }
+        return in;
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(std::string(what) + ": " + e.what());
+    }
+}
+
+std::string redact(const std::string& value) {
+    return "<redacted sha256:" + Sha256::hex_of(value).substr(0, 16) + ">";
+}
+
+bool is_redacted(const std::string& value) {
+    return value.rfind("<redacted sha256:", 0) == 0;
+}
+
+bool looks_secret(const std::string& name) {
+    static const char* const words[] = {"apikey",   "auth",  "credential", "credentials", "key",
+                                        "password", "pword", "passwd",     "secret",      "token"};
+    std::string lower;
+    for (char c : name) {
+        lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    // (?:_|^)(?:word)(?:_|$), as BuildKit's rule matches.
+    std::size_t pos = 0;
+    while (pos <= lower.size()) {
+        std::size_t end = lower.find('_', pos);
+        std::string part =
+            lower.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        for (const char* w : words) {
+            if (part == w) {
+                return true;
+            }
+        }
+        if (end == std::string::npos) {
+            break;
+        }
+        pos = end + 1;
+    }
+    return false;
+}
+
+namespace {
+
+std::string shown(const std::string& v) {
+    if (is_redacted(v)) {
+        return "<redacted>";
+    }
+    std::string out;
+    for (char c : v) {
+        if (c == '\x1f' || c == '\n') {
+            out += ' ';
+        } else {
+            out += c;
+        }
+    }
+    if (out.size() > 100) {
+        out = out.substr(0, 97) + "...";
+    }
+    return out;
+}
+
+std::string quoted(const std::string& v) {
+    return is_redacted(v) ? "<redacted>" : "\"" + shown(v) + "\"";
+}
+
+// "3 files changed: modified a.txt, added b/c.txt, removed d.txt"
+std::string files_changed(const std::map<std::string, std::string>& before,
+                          const std::map<std::string, std::string>& now) {
+    std::vector<std::string> changes;
+    std::size_t count = 0;
+    auto note = [&](const std::string& what, const std::string& path) {
+        ++count;
+        if (changes.size() < 5) {
+            changes.push_back(what + " " + path);
+        }
+    };
+    auto a = before.begin();
+    auto b = now.begin();
+    while (a != before.end() || b != now.end()) {
+        if (b == now.end() || (a != before.end() && a->first < b->first)) {
+            note("removed", a->first);
+            ++a;
+        } else if (a == before.end() || b->first < a->first) {
+            note("added", b->first);
+            ++b;
+        } else {
+            if (a->second != b->second) {
+                note("modified", a->first);
+            }
+            ++a;
+            ++b;
+        }
+    }
+    if (count == 0) {
+        return "the files it reads changed";
+    }
+    std::string out = fmt::format("{} file{} changed: ", count, count == 1 ? "" : "s");
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+        out += (i ? ", " : "") + changes[i];
+    }
+    if (count > changes.size()) {
+        out += fmt::format(", and {} more", count - changes.size());
+    }
+    return out;
+}
+
+// The first line that differs between two newline-joined lists.
+std::string first_difference(const std::string& a, const std::string& b) {
+    auto split = [](const std::string& s) {
+        std::vector<std::string> v;
+        std::size_t pos = 0;
+        while (pos <= s.size() && !s.empty()) {
+            std::size_t nl = s.find('\n', pos);
+            v.push_back(s.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+            if (nl == std::string::npos) {
+                break;
+            }
+            pos = nl + 1;
+        }
+        return v;
+    };
+    auto va = split(a);
+    auto vb = split(b);
+    for (std::size_t i = 0; i < std::max(va.size(), vb.size()); ++i) {
+        if (i >= va.size()) {
+            return "`" + shown(vb[i]) + "` was added";
+        }
+        if (i >= vb.size()) {
+            return "`" + shown(va[i]) + "` was removed";
+        }
+        if (va[i] != vb[i]) {
+            return "was `" + shown(va[i]) + "`, now `" + shown(vb[i]) + "`";
+        }
+    }
+    return "";
+}
+
+} // namespace
+
+std::string explain_miss(const std::optional<StepInputs>& prev, const StepInputs& cur,
+                         const std::string& earlier_miss) {
+    if (!prev) {
+        return "no earlier build of this step (a new step, or the first build in this store)";
+    }
+    auto changed = [&](const std::string& label) {
+        const std::string* a = prev->get(label);
+        const std::string* b = cur.get(label);
+        return (a == nullptr) != (b == nullptr) || (a != nullptr && *a != *b);
+    };
+    if (!earlier_miss.empty() && changed("parent")) {
+        return "an earlier step missed: " + earlier_miss;
+    }
+    if (changed("base")) {
+        const std::string* a = prev->get("base");
+        const std::string* b = cur.get("base");
+        return "the base image changed: was " + (a ? shown(*a) : std::string("none")) + ", now " +
+               (b ? shown(*b) : std::string("none"));
+    }
+    if (changed("prior")) {
+        const std::string* a = prev->get("prior");
+        const std::string* b = cur.get("prior");
+        return "an earlier instruction changed: " + first_difference(a ? *a : "", b ? *b : "");
+    }
+    if (changed("instruction")) {
+        return "the instruction changed: was `" + shown(*prev->get("instruction")) + "`, now `" +
+               shown(*cur.get("instruction")) + "`";
+    }
+    // Build args, then ENV, then the rest, in the order the step lists them.
+    for (const char* prefix : {"arg ", "env "}) {
+        std::set<std::string> labels;
+        for (const auto& [k, v] : prev->items) {
+            if (k.rfind(prefix, 0) == 0) {
+                labels.insert(k);
+            }
+        }
+        for (const auto& [k, v] : cur.items) {
+            if (k.rfind(prefix, 0) == 0) {
+                labels.insert(k);
+            }
+        }
+        for (const auto& label : labels) {
+            if (!changed(label)) {
+                continue;
+            }
+            std::string what = std::string(prefix) == "arg " ? "build arg " : "ENV ";
+            std::string name = label.substr(4);
+            const std::string* a = prev->get(label);
+            const std::string* b = cur.get(label);
+            if (a == nullptr) {
+                return what + name + " is new: " + quoted(*b);
+            }
+            if (b == nullptr) {
+                return what + name + " is no longer set (was " + quoted(*a) + ")";
+            }
+            return what + name + " changed: was " + quoted(*a) + ", now " + quoted(*b);
+        }
+    }
+    if (changed("from")) {
+        const std::string* b = cur.get("from");
+        std::string ref = b ? b->substr(0, b->find(' ')) : "";
+        return "what --from=" + ref + " holds changed";
+    }
+    if (changed("content")) {
+        if (prev->files && cur.files) {
+            return files_changed(*prev->files, *cur.files);
+        }
+        return "the files it reads changed";
+    }
+    for (const auto& [label, v] : cur.items) {
+        if (label == "parent" || !changed(label)) {
+            continue;
+        }
+        const std::string* a = prev->get(label);
+        return label + " changed: was " + (a ? quoted(*a) : std::string("unset")) + ", now " +
+               quoted(v);
+    }
+    for (const auto& [label, v] : prev->items) {
+        if (cur.get(label) == nullptr) {
+            return label + " is no longer set (was " + quoted(v) + ")";
+        }
+    }
+    if (changed("parent")) {
+        return "an earlier step changed";
+    }
+    return "not in the build cache, with the same inputs as this step's last build (its record was "
+           "removed, e.g. by strata gc)";
 }
 
 BuildCache::BuildCache(std::string dir, std::vector<const CacheSource*> sources)
@@ -146,6 +414,71 @@ std::optional<std::string> BuildCache::last_content(const std::string& probe_key
 void BuildCache::remember_content(const std::string& probe_key, const std::string& content_hash) const {
     nlohmann::json j = {{"probe", probe_key}, {"content", content_hash}};
     fs::write_file_atomic(dir_ + "/" + probe_key + ".json", j.dump() + "\n", 0600);
+}
+
+namespace {
+std::string layer_size_path(const snapshot::Store& store, const formats::Digest& diff_id) {
+    return store.cache_dir() + "/layer-sizes/" + std::string(diff_id.hex());
+}
+} // namespace
+
+std::optional<std::uint64_t> known_layer_size(const snapshot::Store& store,
+                                              const formats::Digest& diff_id) {
+    std::string path = layer_size_path(store, diff_id);
+    if (!fs::exists(path)) {
+        return std::nullopt;
+    }
+    try {
+        std::string text = fs::read_file(path, 64);
+        while (!text.empty() && text.back() == '\n') {
+            text.pop_back();
+        }
+        if (text.empty() || text.size() > 20 ||
+            text.find_first_not_of("0123456789") != std::string::npos) {
+            return std::nullopt;
+        }
+        return std::stoull(text);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+void remember_layer_size(const snapshot::Store& store, const formats::Digest& diff_id,
+                         std::uint64_t bytes) {
+    try {
+        fs::mkdirs(store.cache_dir() + "/layer-sizes", 0700);
+        fs::write_file_atomic(layer_size_path(store, diff_id), std::to_string(bytes) + "\n", 0600);
+    } catch (const Error& e) {
+        STRATA_LOG_WARN("cannot remember the size of layer {}: {}", diff_id.str(), e.what());
+    }
+}
+
+std::optional<StepInputs> BuildCache::last_inputs(const std::string& slot) const {
+    std::string path = dir_ + "/explain/" + slot + ".json";
+    if (!fs::exists(path)) {
+        return std::nullopt;
+    }
+    try {
+        return parse_step_inputs(fs::read_file(path, formats::kMaxDocumentSize), path);
+    } catch (const std::exception& e) {
+        STRATA_LOG_DEBUG("ignoring unreadable step inputs {}: {}", path, e.what());
+        return std::nullopt;
+    }
+}
+
+void BuildCache::remember_inputs(const std::string& slot, const StepInputs& inputs) const {
+    try {
+        fs::mkdirs(dir_ + "/explain", 0700);
+        std::string json = to_json(inputs);
+        if (json.size() > formats::kMaxDocumentSize) {
+            StepInputs small = inputs;
+            small.files.reset();
+            json = to_json(small);
+        }
+        fs::write_file_atomic(dir_ + "/explain/" + slot + ".json", json + "\n", 0600);
+    } catch (const Error& e) {
+        STRATA_LOG_WARN("cannot remember the inputs of a build step: {}", e.what());
+    }
 }
 
 } // namespace strata::builder

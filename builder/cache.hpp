@@ -26,6 +26,8 @@
 #include "formats/oci.hpp"
 #include "snapshot/store.hpp"
 
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +47,41 @@ struct CacheRecord {
 // throws naming `what` for a malformed record.
 std::string to_json(const CacheRecord& record);
 CacheRecord parse_cache_record(std::string_view json, std::string_view what);
+
+// What a step's key was made of, labelled, so that the next build can say
+// which input changed when the step misses (explain_miss). Kept per "slot":
+// the same step position (context, Dockerfile, stage, step number and
+// instruction kind) in cache/explain/<slot>.json, overwritten by each build.
+// Labels: "instruction", "base", "prior" (the stage's earlier instructions),
+// "parent", "arg NAME", "env NAME", "from", "content", and others shown as
+// they are ("user", "cwd", "network", "mount", ...). Values of args and ENV
+// named like secrets, or given with --secret ids, are stored as a short
+// digest only (redact()).
+struct StepInputs {
+    std::string key;
+    std::vector<std::pair<std::string, std::string>> items;
+    // For COPY/ADD from the context: path -> type, mode and content digest
+    // of each file read (nullopt when not listed: too many files).
+    std::optional<std::map<std::string, std::string>> files;
+
+    const std::string* get(const std::string& label) const;
+};
+std::string to_json(const StepInputs& inputs);
+StepInputs parse_step_inputs(std::string_view json, std::string_view what);
+
+// A value that must not be shown or stored: "<redacted sha256:...>" (a
+// short digest, so that a change is still seen).
+std::string redact(const std::string& value);
+bool is_redacted(const std::string& value);
+// BuildKit's SecretsUsedInArgOrEnv rule: a name with a word like password,
+// token, secret, key, auth, credential(s), apikey, passwd, pword.
+bool looks_secret(const std::string& name);
+
+// Why a step missed, from the inputs it had at its last build (prev; none:
+// a new step) and now. earlier_miss names the step of the stage (or of the
+// stage it is built on) that missed first, if any.
+std::string explain_miss(const std::optional<StepInputs>& prev, const StepInputs& cur,
+                         const std::string& earlier_miss);
 
 // Somewhere else to find cache records. Implementations are thread-safe
 // (stages build in parallel).
@@ -87,11 +124,25 @@ public:
     std::optional<std::string> last_content(const std::string& probe_key) const;
     void remember_content(const std::string& probe_key, const std::string& content_hash) const;
 
+    // The inputs remembered for a step slot (StepInputs), or nullopt.
+    std::optional<StepInputs> last_inputs(const std::string& slot) const;
+    void remember_inputs(const std::string& slot, const StepInputs& inputs) const;
+
     const std::string& dir() const noexcept { return dir_; }
 
 private:
     std::string dir_;
     std::vector<const CacheSource*> sources_;
 };
+
+// The uncompressed content size of a layer (the bytes of its regular files,
+// as `docker images` and `strata history` count them), remembered per diff
+// ID in cache/layer-sizes/: a build records it as it writes the layer,
+// `strata images` after reading a layer once.
+std::optional<std::uint64_t> known_layer_size(const snapshot::Store& store,
+                                              const formats::Digest& diff_id);
+// Failures are logged, not thrown: the size is only remembered.
+void remember_layer_size(const snapshot::Store& store, const formats::Digest& diff_id,
+                         std::uint64_t bytes);
 
 } // namespace strata::builder

@@ -6,6 +6,8 @@
 #include "util/root.hpp"
 #include "util/sha256.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <dirent.h>
@@ -260,6 +262,30 @@ void expand_into(int src_root, const std::vector<std::string>& comps, std::size_
     if (comp == "..") {
         // Cleaned paths have no "..": a leading one stays at the root.
         expand_into(src_root, comps, i + 1, prefix, opts, out);
+        return;
+    }
+    if (comp == "**" && opts.parents) {
+        // COPY --parents: "**" is any number of directories, none included
+        // (BuildKit's include patterns).
+        expand_into(src_root, comps, i + 1, prefix, opts, out);
+        UniqueFd dir;
+        try {
+            dir = open_in_root(src_root, prefix.empty() ? "." : prefix, O_RDONLY | O_DIRECTORY);
+        } catch (const SysError&) {
+            return;
+        }
+        for (const auto& name : fs::list_dir_at(dir.get())) {
+            struct stat st;
+            if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISDIR(st.st_mode)) {
+                continue;
+            }
+            std::string rel = join_rel(prefix, name);
+            if (is_excluded(opts, rel, true)) {
+                continue;
+            }
+            expand_into(src_root, comps, i, rel, opts, out);
+        }
         return;
     }
     if (!has_wildcard(comp)) {
@@ -543,13 +569,36 @@ UniqueFd ensure_dest_dir(int dest_root, const std::string& path, const CopyOptio
 
 } // namespace
 
-std::vector<std::string> expand_sources(int src_root, const std::vector<std::string>& sources,
-                                        const CopyOptions& opts) {
-    std::vector<std::string> out;
+namespace {
+
+// A matched source: its path in the source root, and with --parents the
+// part of it kept under the destination (after a "/./" pivot, or all of it).
+struct Match {
+    std::string rel;
+    std::string kept;
+};
+
+std::vector<Match> expand_matches(int src_root, const std::vector<std::string>& sources,
+                                  const CopyOptions& opts) {
+    std::vector<Match> out;
     for (const auto& src : sources) {
+        // --parents: "./x/./y/*.txt" keeps the paths from the "./" pivot on
+        // (y/a.txt), as rsync --relative; BuildKit cuts at the first "/./".
+        std::size_t pivot_len = 0;
+        if (opts.parents) {
+            if (auto cut = src.find("/./"); cut != std::string::npos) {
+                std::string parent = clean_path("/" + src.substr(0, cut));
+                pivot_len = parent == "/" ? 0 : parent.size(); // "/x" -> strip "x/"
+            }
+        }
         std::string cleaned = clean_path("/" + src);
         std::vector<std::string> found;
         expand_into(src_root, split_path(cleaned), 0, "", opts, found);
+        if (opts.parents && has_wildcard(cleaned)) {
+            // "**" can reach a path along several routes.
+            std::sort(found.begin(), found.end());
+            found.erase(std::unique(found.begin(), found.end()), found.end());
+        }
         if (!has_wildcard(cleaned)) {
             // A plain path must exist (following a final symlink inside the root).
             const std::string& rel = found.front();
@@ -567,14 +616,36 @@ std::vector<std::string> expand_sources(int src_root, const std::vector<std::str
         } else if (found.empty()) {
             throw Error("no source files were specified: \"" + src + "\" matches nothing");
         }
-        out.insert(out.end(), found.begin(), found.end());
+        for (auto& rel : found) {
+            std::string kept = rel;
+            if (pivot_len > 0) {
+                // rel is "x/y/a.txt" for the pivot "/x": keep "y/a.txt".
+                kept = rel.size() > pivot_len ? rel.substr(pivot_len) : std::string(".");
+            }
+            out.push_back(Match{std::move(rel), std::move(kept)});
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+std::vector<std::string> expand_sources(int src_root, const std::vector<std::string>& sources,
+                                        const CopyOptions& opts) {
+    std::vector<std::string> out;
+    for (auto& m : expand_matches(src_root, sources, opts)) {
+        out.push_back(std::move(m.rel));
     }
     return out;
 }
 
 CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int dest_root,
                     const std::string& dest, const CopyOptions& opts) {
-    std::vector<std::string> matched = expand_sources(src_root, sources, opts);
+    std::vector<Match> matches = expand_matches(src_root, sources, opts);
+    std::vector<std::string> matched;
+    for (const auto& m : matches) {
+        matched.push_back(m.rel);
+    }
     bool dest_is_dir_syntax = !dest.empty() && (dest.back() == '/' || dest.ends_with("/.") || dest == ".");
     bool multiple = matched.size() > 1 || std::any_of(sources.begin(), sources.end(),
                                                        [](const std::string& s) { return has_wildcard(s); });
@@ -590,14 +661,15 @@ CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int d
                     "directory and end with a /");
     }
     Copier c{src_root, dest_root, opts, {}, {}};
-    for (const auto& rel : matched) {
+    for (const auto& m : matches) {
+        const std::string& rel = m.rel;
         // The top-level source is followed if it is a symlink (inside the root).
         UniqueFd src = open_in_root(src_root, rel, O_PATH);
         struct stat st;
         if (::fstat(src.get(), &st) != 0) {
             throw_errno("stat", rel);
         }
-        std::string sub = opts.parents && rel != "." ? rel : "";
+        std::string sub = opts.parents && m.kept != "." ? m.kept : "";
         if (S_ISDIR(st.st_mode)) {
             // The directory's contents go into dest (or dest/<rel> with --parents).
             std::string target = sub.empty() ? dest_clean : clean_path(dest_clean + "/" + sub);
@@ -646,14 +718,21 @@ void hash_fd(Sha256& h, int fd, const std::string& shown) {
 }
 } // namespace
 
-std::string hash_sources(int src_root, const std::vector<std::string>& sources, const CopyOptions& opts,
-                         FileDigestMemo* memo) {
+std::string hash_sources(int src_root, const std::vector<std::string>& sources,
+                         const CopyOptions& opts, FileDigestMemo* memo,
+                         std::map<std::string, std::string>* listing) {
     std::vector<std::string> matched = expand_sources(src_root, sources, opts);
     Sha256 h;
+    auto list = [&](const std::string& rel, const struct stat& st, const std::string& what) {
+        if (listing != nullptr) {
+            (*listing)[rel] = fmt::format("{:o} {}", st.st_mode, what);
+        }
+    };
     // A regular file's content, or with a memo its digest.
     auto hash_file = [&](const std::function<UniqueFd()>& open, const std::string& rel,
                          const struct stat& st) {
         if (memo == nullptr) {
+            // (Listed only with a memo: the hash input must not change.)
             UniqueFd f = open();
             hash_fd(h, f.get(), rel);
             return;
@@ -673,6 +752,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources, 
                 memo->learn(rel, st, *digest);
             }
         }
+        list(rel, st, *digest);
         h.update(*digest);
     };
     std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
@@ -697,7 +777,9 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources, 
                 char buf[4096];
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), buf, sizeof buf);
                 h.update(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+                list(child, st, "-> " + std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0));
             } else if (is_dir) {
+                list(child, st, "dir");
                 UniqueFd sub = fs::open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
                 walk(sub.get(), child);
             }
@@ -713,6 +795,8 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources, 
             walk(dir.get(), rel);
         } else if (S_ISREG(st.st_mode)) {
             hash_file([&] { return open_in_root(src_root, rel, O_RDONLY); }, rel, st);
+        } else {
+            list(rel, st, "");
         }
     }
     return h.finish_hex();

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <sys/stat.h>
@@ -78,8 +79,12 @@ public:
 // regular file contributes the SHA-256 of its content (read only when the
 // memo has no digest for its current lstat) instead of the content itself:
 // a different but equally content-determined value.
+// With listing and a memo, each entry read is also listed: its path ->
+// type, mode and content digest (or link target), so that a later build can
+// say which files changed.
 std::string hash_sources(int src_root, const std::vector<std::string>& sources,
-                         const CopyOptions& opts, FileDigestMemo* memo = nullptr);
+                         const CopyOptions& opts, FileDigestMemo* memo = nullptr,
+                         std::map<std::string, std::string>* listing = nullptr);
 
 // Go's filepath.Match for one path (with '/' separators).
 bool path_match(const std::string& pattern, const std::string& path);

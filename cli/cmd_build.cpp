@@ -4,7 +4,7 @@
 // --progress plain (and auto when stderr is not a terminal) prints one line
 // per event, as `docker build --progress=plain` does:
 //   #3 [2/4] RUN make
-//   #3 running: the files it reads changed
+//   #3 running: 1 file changed: modified main.c
 //   #3 0.412 cc -o app main.c
 //   #3 layer sha256:... 1.20MB (12 entries)
 //   #3 DONE 2.1s
@@ -16,33 +16,39 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 
+#include "builder/add_source.hpp"
 #include "builder/build.hpp"
 #include "builder/output.hpp"
 #include "builder/remote_cache.hpp"
-#include "registry/transfer.hpp"
 #include "builder/ssh_agent.hpp"
 #include "formats/compression.hpp"
+#include "registry/transfer.hpp"
+#include "snapshot/reference.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/scope.hpp"
-#include "snapshot/reference.hpp"
+#include "util/tempdir.hpp"
 
 #include <fmt/format.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <optional>
-#include <sys/ioctl.h>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <pthread.h>
 #include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <fcntl.h>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace strata::cli {
@@ -61,7 +67,9 @@ struct BuildArgs {
     std::vector<std::string> allow; // --allow entitlements
     std::string progress = "auto";
     std::vector<std::string> outputs;
-    std::string compression = "zstd";
+    std::string compression = "gzip";
+    std::vector<std::string> labels;
+    bool explain_cache = false;
     std::string platform;
     std::string iidfile;
     bool quiet = false;
@@ -132,6 +140,12 @@ CacheSpec parse_cache_spec(const std::string& text, const std::string& flag, boo
     return CacheSpec{*ref, max, ignore_error};
 }
 
+// --explain-cache: a row per step, printed after the build.
+struct ExplainRow {
+    std::string step;
+    std::string result;
+    std::string reason;
+};
 
 // Plain and tty progress. Events arrive from several threads (stages build in
 // parallel): everything is serialised by one mutex.
@@ -182,6 +196,7 @@ public:
         std::lock_guard<std::mutex> l(mu_);
         steps_[id].name = name;
         steps_[id].t0 = std::chrono::steady_clock::now();
+        explained_[id] = ExplainRow{name, "-", ""}; // FROM: nothing looked up
         if (mode_ != Mode::quiet) {
             clear_live();
             std::cerr << "#" << id << " " << name << "\n";
@@ -192,11 +207,25 @@ public:
         {
             std::lock_guard<std::mutex> l(mu_);
             steps_[id].cached = true;
+            explained_[id] = ExplainRow{steps_[id].name, "CACHED", ""};
         }
         line(id, "CACHED");
     }
     void step_running(int id, const std::string& reason) override {
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            explained_[id] = ExplainRow{steps_[id].name, "miss", reason};
+        }
         line(id, "running: " + reason);
+    }
+    // Every step that was looked up in the cache, in step order.
+    std::vector<ExplainRow> explained() {
+        std::lock_guard<std::mutex> l(mu_);
+        std::vector<ExplainRow> out;
+        for (const auto& [id, row] : explained_) {
+            out.push_back(row);
+        }
+        return out;
     }
     void step_output(int id, std::string_view data) override {
         std::lock_guard<std::mutex> l(mu_);
@@ -398,14 +427,35 @@ private:
     std::string failed_name_;
     std::string failed_output_;
     bool failed_shown_ = false;
+    std::map<int, ExplainRow> explained_;
 };
 
-void print_dockerfile_excerpt(const std::string& path, int line) {
+void print_explain_table(const std::vector<ExplainRow>& rows) {
+    std::vector<std::vector<std::string>> t{{"STEP", "CACHE", "REASON"}};
+    for (const auto& r : rows) {
+        t.push_back({r.step, r.result, r.reason.empty() ? "-" : r.reason});
+    }
+    std::size_t w0 = 0, w1 = 0;
+    for (const auto& r : t) {
+        w0 = std::max(w0, r[0].size());
+        w1 = std::max(w1, r[1].size());
+    }
+    for (const auto& r : t) {
+        std::cerr << fmt::format("{:<{}}   {:<{}}   {}\n", r[0], w0, r[1], w1, r[2]);
+    }
+}
+
+void print_dockerfile_excerpt(const std::string& path, const std::optional<std::string>& given,
+                              int line) {
     std::string text;
-    try {
-        text = fs::read_file(path, 16 << 20);
-    } catch (const Error&) {
-        return;
+    if (given) {
+        text = *given;
+    } else {
+        try {
+            text = fs::read_file(path, 16 << 20);
+        } catch (const Error&) {
+            return;
+        }
     }
     std::vector<std::string> lines;
     std::size_t pos = 0;
@@ -453,14 +503,111 @@ builder::SshAgent parse_ssh_flag(const std::string& s) {
     return agent;
 }
 
+// All of stdin, up to limit bytes, into an unlinked file in dir.
+UniqueFd spool_stdin(const std::string& dir, std::uint64_t limit) {
+    UniqueFd f(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!f) {
+        throw_errno("open O_TMPFILE", dir);
+    }
+    std::vector<char> buf(1 << 20);
+    std::uint64_t total = 0;
+    while (true) {
+        ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("read", "stdin");
+        }
+        if (n == 0) {
+            break;
+        }
+        total += static_cast<std::uint64_t>(n);
+        if (total > limit) {
+            throw Error("stdin: more than " + human_size(limit) + " given as the build context");
+        }
+        fs::write_all(f.get(), std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    }
+    if (::lseek(f.get(), 0, SEEK_SET) != 0) {
+        throw_errno("lseek", "stdin");
+    }
+    return f;
+}
+
+std::string read_stdin_text(std::size_t limit) {
+    std::string text;
+    std::vector<char> buf(1 << 16);
+    while (true) {
+        ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("read", "stdin");
+        }
+        if (n == 0) {
+            return text;
+        }
+        text.append(buf.data(), static_cast<std::size_t>(n));
+        if (text.size() > limit) {
+            throw Error("stdin: a Dockerfile of more than " + human_size(limit));
+        }
+    }
+}
+
 void run_build(Context& ctx, const BuildArgs& a) {
     builder::BuildOptions o;
-    o.context_dir = a.context;
-    o.dockerfile = a.file;
-    if (a.file.empty()) {
-        o.dockerfile = fs::join(a.context, "Dockerfile");
-    } else if (a.file == "-") {
-        throw UsageError("-f -: reading the Dockerfile from stdin is not supported; give a path");
+    // `-` as the context: a tar (any compression) with the context, or a
+    // Dockerfile and no context (as docker build -); `-f -`: the Dockerfile
+    // from stdin with a context directory.
+    snapshot::Store store = open_store(ctx);
+    std::optional<TempDir> stdin_context;
+    if (a.context == "-" && a.file == "-") {
+        throw UsageError("invalid argument: can't use stdin for both build context and dockerfile");
+    }
+    if (a.context == "-") {
+        stdin_context.emplace(store.tmp_dir(), "context-");
+        o.context_label = "-";
+        UniqueFd in = spool_stdin(store.tmp_dir(), std::uint64_t(64) << 30);
+        if (builder::is_tar_archive(in.get())) {
+            UniqueFd dir = fs::open_dir(stdin_context->path());
+            builder::extract_archive(in.get(), "the build context on stdin", dir.get(),
+                                     store.tmp_dir());
+            o.context_dir = stdin_context->path();
+            o.dockerfile = a.file.empty() ? fs::join(o.context_dir, "Dockerfile")
+                                          : fs::join(o.context_dir, a.file);
+        } else {
+            if (!a.file.empty()) {
+                throw UsageError("-f " + a.file +
+                                 ": with a Dockerfile on stdin as the context, there is "
+                                 "no context to find it in");
+            }
+            struct stat st = fs::fstat(in.get());
+            if (st.st_size > (16 << 20)) {
+                throw Error("stdin: neither a tar archive nor a Dockerfile (over 16 MiB)");
+            }
+            std::string text(static_cast<std::size_t>(st.st_size), '\0');
+            text.resize(fs::read_full(in.get(), text.data(), text.size()));
+            o.dockerfile_text = std::move(text);
+            o.context_dir = stdin_context->path();
+            o.dockerfile = fs::join(o.context_dir, "Dockerfile");
+        }
+    } else {
+        o.context_dir = a.context;
+        o.dockerfile = a.file;
+        if (a.file.empty()) {
+            o.dockerfile = fs::join(a.context, "Dockerfile");
+        } else if (a.file == "-") {
+            o.dockerfile_text = read_stdin_text(16 << 20);
+            o.dockerfile = fs::join(a.context, "Dockerfile");
+        }
+    }
+    for (const auto& kv : a.labels) {
+        auto eq = kv.find('=');
+        if (eq == 0) {
+            throw UsageError("--label " + kv + ": expected KEY=VALUE");
+        }
+        o.labels[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
     }
     o.tags = a.tags;
     for (const auto& t : a.tags) {
@@ -527,8 +674,18 @@ void run_build(Context& ctx, const BuildArgs& a) {
     o.source_date_epoch = source_date_epoch();
     o.platform = a.platform;
     std::vector<builder::OutputSpec> outputs;
+    bool stdout_taken = false;
     for (const auto& out : a.outputs) {
         outputs.push_back(builder::parse_output(out));
+        if (outputs.back().dest == "-") {
+            if (stdout_taken) {
+                throw UsageError("--output: only one output can go to stdout");
+            }
+            stdout_taken = true;
+        }
+    }
+    if (stdout_taken && ::isatty(STDOUT_FILENO)) {
+        throw UsageError("--output: refusing to write a tar to a terminal (redirect stdout)");
     }
     std::string pull = a.pull == "true" ? "always" : a.pull == "false" ? "missing" : a.pull;
     if (pull != "always" && pull != "missing" && pull != "never") {
@@ -558,8 +715,6 @@ void run_build(Context& ctx, const BuildArgs& a) {
     }
     Printer printer(mode);
     o.events = &printer;
-
-    snapshot::Store store = open_store(ctx);
 
     // FROM and COPY --from images the store lacks (or every one, with
     // --pull always) are pulled as `strata pull` pulls them; each reference
@@ -669,11 +824,18 @@ void run_build(Context& ctx, const BuildArgs& a) {
         if (mode != Printer::Mode::plain || e.exit_code() >= 0) {
             printer.report_failure();
         }
-        print_dockerfile_excerpt(o.dockerfile, e.line());
+        print_dockerfile_excerpt(o.dockerfile, o.dockerfile_text, e.line());
         throw Error("failed to solve: " + std::string(e.what()));
     }
+    for (const auto& w : r.warnings) {
+        printer.message(w);
+    }
     for (const auto& spec : outputs) {
-        printer.message("exporting to " + spec.type + " " + spec.dest);
+        if (spec.type == "store") {
+            continue;
+        }
+        printer.message("exporting to " + spec.type + " " +
+                        (spec.dest == "-" ? "stdout" : spec.dest));
         builder::write_output(store, r.manifest, a.tags, spec);
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -685,8 +847,13 @@ void run_build(Context& ctx, const BuildArgs& a) {
     if (!a.iidfile.empty()) {
         fs::write_file_atomic(a.iidfile, r.image_id.str());
     }
+    if (a.explain_cache) {
+        print_explain_table(printer.explained());
+    }
     if (mode == Printer::Mode::quiet) {
-        std::cout << r.image_id.str() << "\n";
+        // stdout carries only the tar when an output goes there (BuildKit
+        // prints no ID then either): the ID goes to stderr.
+        (stdout_taken ? std::cerr : std::cout) << r.image_id.str() << "\n";
     }
     // --cache-to: after the image is built and named; a failure fails the
     // command (unless ignore-error=true) but leaves the image.
@@ -721,7 +888,7 @@ void run_build(Context& ctx, const BuildArgs& a) {
 void register_build(CLI::App& app, Context& ctx) {
     auto a = std::make_shared<BuildArgs>();
     auto* cmd = app.add_subcommand("build", "Build an image from a Dockerfile");
-    cmd->add_option("-f,--file", a->file, "Dockerfile (default: CONTEXT/Dockerfile)");
+    cmd->add_option("-f,--file", a->file, "Dockerfile (default: CONTEXT/Dockerfile; - : stdin)");
     cmd->add_option("-t,--tag", a->tags, "Name the image NAME[:TAG] (repeatable)");
     cmd->add_option("--build-arg", a->build_args, "Set a build-time variable K=V (repeatable)");
     cmd->add_option("--target", a->target, "Build this stage (default: the last)");
@@ -736,8 +903,13 @@ void register_build(CLI::App& app, Context& ctx) {
     cmd->add_option("--progress", a->progress, "auto, plain, tty or quiet");
     cmd->add_flag("-q,--quiet", a->quiet, "Print only the image ID");
     cmd->add_option("-o,--output", a->outputs,
-                    "Also write type=oci|oci-archive|docker-archive|tar|local,dest=PATH");
-    cmd->add_option("--compression", a->compression, "Layer compression: zstd (default), gzip, none");
+                    "Also write type=oci|docker|oci-archive|docker-archive|tar|local,dest=PATH "
+                    "(- : the root filesystem as a tar on stdout)");
+    cmd->add_option("--compression", a->compression,
+                    "Layer compression: gzip (default), zstd, none");
+    cmd->add_option("--label", a->labels, "Set an image label K=V (repeatable)");
+    cmd->add_flag("--explain-cache", a->explain_cache,
+                  "After the build, print a table of every step: CACHED or miss, and why");
     cmd->add_option("--platform", a->platform, "Target platform (only the host's)");
     cmd->add_option("--iidfile", a->iidfile, "Write the image ID to this file");
     cmd->add_option("--pull", a->pull,
@@ -749,7 +921,10 @@ void register_build(CLI::App& app, Context& ctx) {
     cmd->add_option("--tls-verify", a->tls_verify,
                     "Verify registry TLS certificates; false also allows plain HTTP")
         ->default_str("true");
-    cmd->add_option("CONTEXT", a->context, "Build context directory")->required();
+    cmd->add_option(
+           "CONTEXT", a->context,
+           "Build context directory, or - (a tar, any compression, or a Dockerfile on stdin)")
+        ->required();
     cmd->callback([&ctx, a] { run_build(ctx, *a); });
 }
 

@@ -1,6 +1,9 @@
 // images, tag, rmi: the names in the store's index.json.
+#include "builder/cache.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/mount_state.hpp"
+#include "formats/tar.hpp"
 #include "util/error.hpp"
 
 #include "cli/template.hpp"
@@ -17,10 +20,40 @@ using snapshot::Reference;
 
 namespace {
 
-std::uint64_t image_size(const snapshot::Image& img) {
+// Docker's size of a layer: the bytes of regular-file content it holds
+// (hard links counted once, as link entries), which is also what `strata
+// history` shows. Remembered per diff ID (builder::known_layer_size; a
+// build records it as it writes the layer), else counted by streaming the
+// layer blob once: the same value in every store, and later listings read
+// one small file per layer.
+std::uint64_t layer_content_size(const snapshot::Store& store, const snapshot::Image& img,
+                                 std::size_t i) {
+    const formats::Digest& diff_id = img.config.diff_ids.at(i);
+    if (auto known = builder::known_layer_size(store, diff_id)) {
+        return *known;
+    }
+    const auto& layer = img.manifest.layers.at(i);
+    UniqueFd blob = store.open_blob(layer.digest);
+    formats::TarReader reader(blob.get(), layer.digest.str());
     std::uint64_t total = 0;
-    for (const auto& l : img.manifest.layers) {
-        total += static_cast<std::uint64_t>(l.size);
+    while (auto e = reader.next()) {
+        if (e->type == formats::EntryType::file) {
+            total += e->size;
+        }
+    }
+    formats::LayerDigests d = reader.finish();
+    if (d.diff_id == diff_id) {
+        builder::remember_layer_size(store, diff_id, total);
+    }
+    return total;
+}
+
+// The image's size as `docker images` shows it: the sum of its layers'
+// uncompressed content, not the compressed blobs' sizes.
+std::uint64_t image_size(const snapshot::Store& store, const snapshot::Image& img) {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < img.manifest.layers.size() && i < img.config.diff_ids.size(); ++i) {
+        total += layer_content_size(store, img, i);
     }
     return total;
 }
@@ -151,7 +184,7 @@ void list_images(Context& ctx, const ImagesOpts& o) {
         std::string repo = rec.name ? rec.name->familiar_repository() : "<none>";
         std::string tag = rec.name && !rec.name->tag().empty() ? rec.name->tag() : "<none>";
         std::optional<std::int64_t> created = parse_time(img.config.created);
-        std::string size = human_size(image_size(img));
+        std::string size = human_size(image_size(store, img));
         // The fields of docker's image context, in the order its JSON has them.
         TemplateValue v = TemplateValue::object();
         v["Containers"] = "N/A";
@@ -265,6 +298,38 @@ void register_images(CLI::App& app, Context& ctx) {
                 auto ref = Reference::try_parse(text);
                 bool by_name = ref && rec.name && *rec.name == *ref;
                 std::string id = store.load(rec.manifest).id().str();
+                // An image a `strata mount` uses is not deleted (as Docker
+                // keeps an image a container uses): refused, or with -f
+                // untagged and kept as <none> until it is unmounted.
+                std::vector<std::string> mounted;
+                if (!(by_name && names.size() > 1)) {
+                    mounted = mounts_of_image(store, rec.manifest.digest);
+                }
+                if (!mounted.empty()) {
+                    std::string short_id = id.substr(7, 12);
+                    if (!ro->force) {
+                        throw Error("conflict: unable to remove repository reference \"" + text +
+                                    "\" (must force) - mount " + mounted.front() +
+                                    " is using its referenced image " + short_id +
+                                    " (strata umount it first)");
+                    }
+                    std::cerr << "strata: warning: " << text << " is mounted on " << mounted.front()
+                              << ": its name is removed, the image " << short_id
+                              << " stays (<none>) until strata umount\n";
+                    if (by_name) {
+                        store.remove_name(*ref);
+                        std::cout << "Untagged: " << ref->familiar() << "\n";
+                    } else {
+                        for (const auto& n : names) {
+                            store.remove_name(n);
+                            std::cout << "Untagged: " << n.familiar() << "\n";
+                        }
+                    }
+                    // After the names go (an image with a name counts as
+                    // recorded already).
+                    store.add_untagged(rec.manifest);
+                    continue;
+                }
                 if (by_name) {
                     store.remove_name(*ref);
                     std::cout << "Untagged: " << ref->familiar() << "\n";

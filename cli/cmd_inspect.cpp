@@ -2,6 +2,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/template.hpp"
+#include "cli/mount_state.hpp"
 #include "util/error.hpp"
 
 #include <algorithm>
@@ -239,6 +240,9 @@ void register_maintenance(CLI::App& app, Context& ctx) {
     gc->callback([&ctx] {
         enter_store_user_namespace(ctx);
         snapshot::Store store = open_store(ctx);
+        for (const auto& d : remove_orphaned_uppers(store)) {
+            std::cout << "removed orphaned mount upper " << d << "\n";
+        }
         auto r = store.gc();
         std::cout << "removed " << r.blobs_removed << " blob(s) (" << human_size(r.bytes_removed)
                   << ") and " << r.snapshots_removed << " snapshot(s)\n";

@@ -3,6 +3,7 @@
 // image with one more layer.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/mount_state.hpp"
 #include "formats/media_types.hpp"
 #include "layerfs/mount.hpp"
 #include "snapshot/layer_diff.hpp"
@@ -12,9 +13,13 @@
 #include "util/scope.hpp"
 #include "util/sha256.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 #include <iostream>
 #include <memory>
+#include <set>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace strata::cli {
@@ -28,6 +33,42 @@ std::string state_dir(const snapshot::Store& store) {
 // Per-target work directory for writable mounts: mounts/<sha of target>/.
 std::string work_dir_for(const snapshot::Store& store, const std::string& target) {
     return state_dir(store) + "/rw-" + Sha256::hex_of(target).substr(0, 16);
+}
+
+// mounts/lock: held while a writable mount's directory and record are made,
+// and while orphans are looked for, so that gc never takes the directory of
+// a mount being set up for an orphan.
+UniqueFd lock_mounts(const snapshot::Store& store) {
+    fs::mkdirs(state_dir(store), 0700);
+    UniqueFd fd = fs::open(state_dir(store) + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            throw_errno("flock", state_dir(store) + "/lock");
+        }
+    }
+    return fd;
+}
+
+std::vector<std::string> find_orphans(const snapshot::Store& store) {
+    std::vector<std::string> out;
+    std::string dir = state_dir(store);
+    if (!fs::is_dir(dir)) {
+        return out;
+    }
+    std::set<std::string> used;
+    for (const auto& r : layerfs::list_mounts(dir)) {
+        if (!r.upper.empty()) {
+            used.insert(fs::dirname(r.upper));
+        }
+    }
+    for (const auto& name : fs::list_dir(dir)) {
+        std::string p = dir + "/" + name;
+        if (name.rfind("rw-", 0) == 0 && fs::is_dir(p) && used.count(p) == 0) {
+            out.push_back(p);
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 struct MountOptions {
@@ -75,6 +116,7 @@ void mount_image(Context& ctx, const MountOptions& o) {
     // The label names the image by manifest digest, so that umount --commit
     // knows what the new layer goes on.
     spec.label = img.descriptor.digest.str() + " " + (rec.name ? rec.name->familiar() : "<none>");
+    UniqueFd mounts_lock = lock_mounts(store);
     std::string rw = o.writable ? work_dir_for(store, target) : "";
     ScopeFail drop_rw([&] {
         if (!rw.empty()) {
@@ -129,6 +171,24 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
                 " was mounted read-only: there is nothing to commit (mount it with --writable)");
         }
     }
+    // --commit: the image must still be there before anything is torn down,
+    // or the writable layer would be left where no command sees it.
+    std::optional<snapshot::Image> found;
+    std::optional<formats::Digest> manifest_digest;
+    if (name) {
+        manifest_digest = formats::Digest::parse(record->label.substr(0, record->label.find(' ')));
+        for (const auto& r : store.images()) {
+            if (r.manifest.digest == *manifest_digest) {
+                found = store.load(r.manifest);
+                break;
+            }
+        }
+        if (!found) {
+            throw Error("the image mounted on " + target + " (" + manifest_digest->str() +
+                        ") is no longer in the store: nothing was unmounted; `strata umount " +
+                        target + "` (without --commit) discards the changes");
+        }
+    }
     layerfs::unmount(target, state_dir(store));
     store.unpin("mount-" + Sha256::hex_of(target).substr(0, 16));
     if (!record || record->upper.empty()) {
@@ -141,21 +201,10 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
     }
     // The upper directory is the diff: it becomes a layer and, as it is, the
     // new snapshot.
-    auto manifest_digest = formats::Digest::parse(record->label.substr(0, record->label.find(' ')));
-    std::optional<snapshot::Image> found;
-    for (const auto& r : store.images()) {
-        if (r.manifest.digest == manifest_digest) {
-            found = store.load(r.manifest);
-            break;
-        }
-    }
-    if (!found) {
-        throw Error("the image mounted on " + target + " (" + manifest_digest.str() +
-                    ") is no longer in the store; the changes are kept in " + record->upper);
-    }
     const snapshot::Image& base = *found;
     auto blob = store.new_blob();
     formats::TarWriter::Options wo;
+    wo.compression = formats::Compression::gzip; // strata's default, as Docker's
     formats::LayerDigests d = snapshot::write_upper_layer(record->upper, blob.fd(), wo);
     blob.commit_trusted(d.blob_digest);
     formats::Descriptor layer;
@@ -186,10 +235,45 @@ void list(Context& ctx) {
         rows.push_back({r.target, layerfs::driver_name(r.driver), r.upper.empty() ? "ro" : "rw",
                         label, r.mounted ? "mounted" : "gone"});
     }
+    for (const auto& dir : orphaned_uppers(store)) {
+        rows.push_back({dir, "-", "rw", "-", "orphaned upper (strata gc removes it)"});
+    }
     print_table(rows);
 }
 
 } // namespace
+
+std::vector<std::string> mounts_of_image(const snapshot::Store& store,
+                                         const formats::Digest& manifest) {
+    std::vector<std::string> out;
+    for (const auto& r : layerfs::list_mounts(state_dir(store))) {
+        if (r.label.substr(0, r.label.find(' ')) == manifest.str() &&
+            (r.mounted || !r.upper.empty())) {
+            out.push_back(r.target);
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> orphaned_uppers(const snapshot::Store& store) {
+    if (!fs::is_dir(state_dir(store))) {
+        return {};
+    }
+    UniqueFd l = lock_mounts(store);
+    return find_orphans(store);
+}
+
+std::vector<std::string> remove_orphaned_uppers(const snapshot::Store& store) {
+    if (!fs::is_dir(state_dir(store))) {
+        return {};
+    }
+    UniqueFd l = lock_mounts(store);
+    std::vector<std::string> gone = find_orphans(store);
+    for (const auto& d : gone) {
+        fs::remove_all(d);
+    }
+    return gone;
+}
 
 void register_mount(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<MountOptions>();

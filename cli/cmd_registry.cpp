@@ -30,6 +30,7 @@ struct RemoteOpts {
     std::string platform;
     std::uint64_t chunk_size = 0;
     std::string creds;
+    std::string compression = "gzip"; // push: zstd layers become gzip unless "zstd"
 };
 
 void add_remote_options(CLI::App* cmd, RemoteOpts& o, bool transfer) {
@@ -185,7 +186,23 @@ void do_push(Context& ctx, const std::string& image, const std::string& dest_tex
     if (!o.quiet) {
         std::cout << "The push refers to repository [" << dest->repository() << "]\n";
     }
-    registry::PushResult r = registry::push(store, rec.manifest, *dest, t);
+    // zstd layers go out as gzip unless --compression zstd: Docker 20.10 and
+    // other older clients cannot pull zstd (BuildKit's force-compression).
+    formats::Descriptor to_push = rec.manifest;
+    if (o.compression == "gzip") {
+        registry::LayerConversion c = registry::convert_layers(
+            store, rec.manifest, formats::Compression::zstd, formats::Compression::gzip);
+        for (const auto& [from, to] : c.converted) {
+            if (!o.quiet) {
+                std::cout << from.short_id() << ": converted from zstd to gzip as " << to.str()
+                          << " (--compression zstd pushes zstd)\n";
+            }
+        }
+        to_push = c.manifest;
+    } else if (o.compression != "zstd") {
+        throw UsageError("--compression must be gzip or zstd, not \"" + o.compression + "\"");
+    }
+    registry::PushResult r = registry::push(store, to_push, *dest, t);
     if (o.quiet) {
         std::cout << r.manifest.digest.str() << "\n";
         return;
@@ -215,6 +232,9 @@ void register_registry(CLI::App& app, Context& ctx) {
         cmd->add_option("IMAGE", *image, "Image in the store (name, ID or digest)")->required();
         cmd->add_option("REF", *dest, "Destination (default: the image's name)");
         add_remote_options(cmd, *o, true);
+        cmd->add_option("--compression", o->compression,
+                        "Layer compression on the registry: gzip (default: zstd layers are "
+                        "converted) or zstd (layers pushed as they are)");
         cmd->add_option("--chunk-size", o->chunk_size,
                         "Upload blobs in PATCH chunks of this many bytes (default: one request)");
         cmd->callback([&ctx, o, image, dest] { do_push(ctx, *image, *dest, *o); });

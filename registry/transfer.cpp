@@ -1,7 +1,9 @@
 #include "registry/transfer.hpp"
 
 #include "formats/media_types.hpp"
+#include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/sha256.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -278,6 +280,80 @@ PushResult push(snapshot::Store& store, const formats::Descriptor& manifest_desc
     blobs.push_back(image.manifest.config);
     blobs.insert(blobs.end(), image.manifest.layers.begin(), image.manifest.layers.end());
     return push_manifest(store, manifest_bytes, media_type, blobs, dest, options);
+}
+
+namespace {
+
+std::optional<formats::Compression> layer_compression(const std::string& media_type) {
+    if (media_type == formats::media::oci_layer_zstd ||
+        media_type == formats::media::oci_layer_nd_zstd) {
+        return formats::Compression::zstd;
+    }
+    if (media_type == formats::media::oci_layer_gzip ||
+        media_type == formats::media::oci_layer_nd_gzip ||
+        media_type == formats::media::docker_layer_gzip) {
+        return formats::Compression::gzip;
+    }
+    if (media_type == formats::media::oci_layer) {
+        return formats::Compression::none;
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+LayerConversion convert_layers(snapshot::Store& store, const formats::Descriptor& manifest,
+                               formats::Compression from, formats::Compression to) {
+    snapshot::Image image = store.load(manifest);
+    LayerConversion out;
+    out.manifest = image.descriptor;
+    if (from == to) {
+        return out;
+    }
+    std::vector<formats::Descriptor> layers = image.manifest.layers;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        formats::Descriptor& l = layers[i];
+        if (layer_compression(l.media_type) != from || i >= image.config.diff_ids.size()) {
+            continue;
+        }
+        snapshot::BlobWriter blob = store.new_blob();
+        Sha256 diff;
+        auto comp = formats::Compressor::create(
+            to, [&](const void* data, std::size_t size) { blob.write(data, size); });
+        auto dec = formats::Decompressor::create(from, [&](const void* data, std::size_t size) {
+            diff.update(data, size);
+            comp->write(data, size);
+        });
+        UniqueFd in = store.open_blob(l.digest);
+        std::vector<char> buf(1 << 20);
+        while (true) {
+            std::size_t n = fs::read_full(in.get(), buf.data(), buf.size());
+            if (n == 0) {
+                break;
+            }
+            dec->feed(buf.data(), n);
+        }
+        dec->finish();
+        comp->finish();
+        formats::Digest got = formats::Digest::parse("sha256:" + diff.finish_hex());
+        if (got != image.config.diff_ids[i]) {
+            throw Error("layer " + l.digest.str() + " holds " + got.str() + ", not the diff ID " +
+                        image.config.diff_ids[i].str() + " its image config names");
+        }
+        std::int64_t size = static_cast<std::int64_t>(blob.size());
+        formats::Digest d = blob.commit();
+        out.converted.emplace_back(l.digest, d);
+        l.digest = d;
+        l.size = size;
+        l.media_type = std::string(formats::oci_layer_media_type(to));
+        l.annotations.clear();
+    }
+    if (out.converted.empty()) {
+        return out;
+    }
+    std::string config = store.read_blob(image.manifest.config.digest);
+    out.manifest = store.put_image_raw(config, layers, image.manifest.annotations);
+    return out;
 }
 
 PushResult push_manifest(snapshot::Store& store, const std::string& manifest_bytes,

@@ -12,6 +12,7 @@
 // (several at once); the manifest is put last, with its stored bytes.
 #pragma once
 
+#include "formats/compression.hpp"
 #include "formats/oci.hpp"
 #include "registry/client.hpp"
 #include "snapshot/reference.hpp"
@@ -86,6 +87,21 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
 // Pushes the image whose manifest is `manifest` to dest.
 PushResult push(snapshot::Store& store, const formats::Descriptor& manifest,
                 const snapshot::Reference& dest, const TransferOptions& options);
+
+// For push: the image with every layer compressed with `from` re-compressed
+// with `to` (the uncompressed tars, hence the diff IDs, the config and the
+// image ID, are unchanged; each converted layer is checked against its diff
+// ID). The new layer blobs and manifest are put in the store, unnamed (gc
+// removes them later); with no such layer the manifest is returned as it is.
+// Docker 20.10 and other older clients cannot pull zstd layers, so strata
+// push converts zstd to gzip unless asked to keep zstd (as BuildKit's
+// force-compression does when exporting gzip).
+struct LayerConversion {
+    formats::Descriptor manifest;
+    std::vector<std::pair<formats::Digest, formats::Digest>> converted; // old layer -> new layer
+};
+LayerConversion convert_layers(snapshot::Store& store, const formats::Descriptor& manifest,
+                               formats::Compression from, formats::Compression to);
 
 // Pushes a document that is not an image (a build cache, an artifact): the
 // blobs, which must be in the store, then the manifest bytes as they are,

@@ -98,10 +98,19 @@ std::size_t read_full(int fd, void* data, std::size_t size) {
 }
 
 void write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
-    std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    // A name unique per writer (mkostemp): threads of one process may write
+    // the same destination at once (two stages reaching the same cache key).
+    std::string tmp = path + ".tmp.XXXXXX";
     {
-        UniqueFd fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+        int raw = ::mkostemp(tmp.data(), O_CLOEXEC);
+        if (raw < 0) {
+            throw_errno("mkostemp", path + ".tmp.XXXXXX");
+        }
+        UniqueFd fd(raw);
         try {
+            if (::fchmod(fd.get(), mode) != 0) {
+                throw_errno("fchmod", tmp);
+            }
             write_all(fd.get(), data);
             if (::fsync(fd.get()) != 0) {
                 throw_errno("fsync", tmp);

@@ -144,10 +144,10 @@ BuildPlan plan(const ParseResult& ast, const PlanOptions& opts) {
                 value = it->second;
                 consumed.insert(def.name);
             }
+            // A global ARG without a value changes nothing (BuildKit's
+            // buildMetaArgs): `ARG TARGETARCH` keeps the automatic value.
             if (value) {
                 p.global_values.set(def.name, *value);
-            } else {
-                p.global_values.unset(def.name);
             }
         }
     }

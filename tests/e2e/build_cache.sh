@@ -46,7 +46,7 @@ rewrite "$C/dir/b.txt" "BRAVO"
 build
 log=$(cat "$WORK/last.log")
 assert_contains "$log" "(2 steps run, 1 cached" "an in-place edit reruns the COPY that reads it and what follows"
-assert_contains "$log" "the files it reads changed" "the miss says why"
+assert_contains "$log" "running: 1 file changed: modified dir/b.txt" "the miss says which file changed"
 assert_eq "$(out)" "BRAVO" "the image holds the edited content"
 
 # A second edit right away (within the same second as the build that read

@@ -179,7 +179,7 @@ printf 'FROM nosuch/image:1\n' >"$WORK/scratch/Dockerfile.missing"
 expect_fail "FROM nosuch/image:1: no such image" strata build -f "$WORK/scratch/Dockerfile.missing" "$WORK/scratch"
 
 # --- outputs
-build -t ex/basics -o type=oci,dest="$WORK/out-oci" -o type=docker-archive,dest="$WORK/out.tar" \
+build -t ex/basics -o type=oci,dest="$WORK/out-oci",tar=false -o type=docker-archive,dest="$WORK/out.tar" \
   -o type=tar,dest="$WORK/rootfs.tar" -o type=local,dest="$WORK/out-local" "$EX/basics"
 [ -f "$WORK/out-oci/index.json" ] && [ -f "$WORK/out-oci/oci-layout" ] || fail "type=oci writes a layout"
 tar tf "$WORK/out.tar" | grep -q manifest.json || fail "type=docker-archive has manifest.json"

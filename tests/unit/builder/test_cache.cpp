@@ -76,3 +76,77 @@ TEST_CASE("Probe records remember the content a step read") {
     cache.remember_content("p", "sha256:abc");
     CHECK(cache.last_content("p").value() == "sha256:abc");
 }
+
+TEST_CASE("explain_miss names the input that changed since the step's last build") {
+    using strata::builder::explain_miss;
+    using strata::builder::StepInputs;
+    auto make = [](std::vector<std::pair<std::string, std::string>> items) {
+        StepInputs in;
+        in.key = std::string(64, 'a');
+        in.items = std::move(items);
+        return in;
+    };
+    StepInputs prev = make({{"instruction", "COPY src/ /src/"},
+                            {"base", "busybox sha256:1"},
+                            {"prior", "ARG A=1"},
+                            {"parent", "p1"},
+                            {"arg A", "1"},
+                            {"arg API_TOKEN", strata::builder::redact("s1")},
+                            {"content", "c1"}});
+    CHECK(explain_miss(std::nullopt, prev, "").find("no earlier build") != std::string::npos);
+
+    StepInputs cur = prev;
+    cur.items[1].second = "busybox sha256:2";
+    cur.items[3].second = "p2";
+    CHECK(explain_miss(prev, cur, "") ==
+          "the base image changed: was busybox sha256:1, now busybox sha256:2");
+    CHECK(explain_miss(prev, cur, "[2/4] RUN make") == "an earlier step missed: [2/4] RUN make");
+
+    cur = prev;
+    cur.items[0].second = "COPY src/ /app/";
+    CHECK(explain_miss(prev, cur, "") ==
+          "the instruction changed: was `COPY src/ /src/`, now `COPY src/ /app/`");
+
+    cur = prev;
+    cur.items[4].second = "2";
+    CHECK(explain_miss(prev, cur, "") == "build arg A changed: was \"1\", now \"2\"");
+    cur = prev;
+    cur.items[5].second = strata::builder::redact("s2");
+    CHECK(explain_miss(prev, cur, "") ==
+          "build arg API_TOKEN changed: was <redacted>, now <redacted>");
+    CHECK(strata::builder::to_json(cur).find("s2") == std::string::npos);
+
+    cur = prev;
+    cur.items[6].second = "c2";
+    prev.files = std::map<std::string, std::string>{{"src/a", "100644 x"}, {"src/b", "100644 y"}};
+    cur.files = std::map<std::string, std::string>{{"src/a", "100644 z"}, {"src/c", "100644 w"}};
+    CHECK(explain_miss(prev, cur, "") ==
+          "3 files changed: modified src/a, removed src/b, added src/c");
+    cur.files.reset();
+    CHECK(explain_miss(prev, cur, "") == "the files it reads changed");
+
+    cur = prev;
+    CHECK(explain_miss(prev, cur, "").find("same inputs") != std::string::npos);
+}
+
+TEST_CASE("secret-like names follow BuildKit's SecretsUsedInArgOrEnv words") {
+    using strata::builder::looks_secret;
+    CHECK(looks_secret("API_TOKEN"));
+    CHECK(looks_secret("password"));
+    CHECK(looks_secret("AWS_SECRET_ACCESS_KEY"));
+    CHECK(looks_secret("GITHUB_AUTH"));
+    CHECK_FALSE(looks_secret("GREETING"));
+    CHECK_FALSE(looks_secret("KEYBOARD"));
+    CHECK_FALSE(looks_secret("MONKEY"));
+}
+
+TEST_CASE("step inputs round-trip through JSON") {
+    strata::builder::StepInputs in;
+    in.key = std::string(64, 'b');
+    in.items = {{"instruction", "RUN make"}, {"arg X", "1"}};
+    in.files = std::map<std::string, std::string>{{"a", "100644 d"}};
+    auto back = strata::builder::parse_step_inputs(strata::builder::to_json(in), "test");
+    CHECK(back.key == in.key);
+    CHECK(back.items == in.items);
+    CHECK(back.files == in.files);
+}

@@ -119,6 +119,41 @@ TEST_CASE("chmod and parents options: the mode is applied and source paths are k
     CHECK(fs::read_file(f.root.path() + "/p/dir/sub/y") == "Y");
 }
 
+TEST_CASE("COPY --parents: ** matches any number of directories, none included") {
+    Fixture f;
+    test::write_file(f.ctx.path() + "/src/a.txt", "a");
+    test::write_file(f.ctx.path() + "/src/x/b.txt", "b");
+    test::write_file(f.ctx.path() + "/src/x/y/c.txt", "c");
+    test::write_file(f.ctx.path() + "/src/x/y/skip.md", "s");
+    CopyOptions p;
+    p.parents = true;
+    f.copy({"./src/**/*.txt"}, "/parents/", p);
+    CHECK(fs::read_file(f.root.path() + "/parents/src/a.txt") == "a");
+    CHECK(fs::read_file(f.root.path() + "/parents/src/x/b.txt") == "b");
+    CHECK(fs::read_file(f.root.path() + "/parents/src/x/y/c.txt") == "c");
+    CHECK_FALSE(fs::exists(f.root.path() + "/parents/src/x/y/skip.md"));
+    // Each match is copied once (also when several routes reach it).
+    CHECK(expand_sources(f.ctxfd.get(), {"src/**/**/*.txt"}, p).size() == 3);
+}
+
+TEST_CASE("COPY --parents: the ./ pivot keeps the paths from the pivot on") {
+    Fixture f;
+    test::write_file(f.ctx.path() + "/x/y/a.txt", "a");
+    test::write_file(f.ctx.path() + "/x/y/b.txt", "b");
+    test::write_file(f.ctx.path() + "/src/x/deep/c.txt", "c");
+    CopyOptions p;
+    p.parents = true;
+    f.copy({"./x/./y/*.txt"}, "/parents/", p);
+    CHECK(fs::read_file(f.root.path() + "/parents/y/a.txt") == "a");
+    CHECK(fs::read_file(f.root.path() + "/parents/y/b.txt") == "b");
+    CHECK_FALSE(fs::exists(f.root.path() + "/parents/x"));
+    f.copy({"./src/./x/**/*.txt"}, "/p2/", p);
+    CHECK(fs::read_file(f.root.path() + "/p2/x/deep/c.txt") == "c");
+    // A directory source at the pivot: its contents, under the kept path.
+    f.copy({"/x/./y"}, "/p3/", p);
+    CHECK(fs::read_file(f.root.path() + "/p3/y/a.txt") == "a");
+}
+
 TEST_CASE("hard links between copied files are kept") {
     Fixture f;
     REQUIRE(::link((f.ctx.path() + "/dir/x").c_str(), (f.ctx.path() + "/dir/x2").c_str()) == 0);

@@ -63,6 +63,42 @@ TEST_CASE("automatic platform args exist in the global scope") {
     CHECK(env[1].value == "v8");
 }
 
+TEST_CASE("a global platform ARG without a value keeps the automatic value in a stage") {
+    // BuildKit: a global ARG with no value (and no --build-arg) changes
+    // nothing, so the stage's redeclaration sees the automatic value.
+    PlanOptions o;
+    o.target_platform = "linux/arm64/v8";
+    o.build_platform = "linux/amd64";
+    auto p = plan_of("ARG TARGETARCH\nARG TARGETOS\nARG TARGETPLATFORM\nARG TARGETVARIANT\n"
+                     "ARG BUILDARCH\nARG BUILDOS\nARG BUILDPLATFORM\nARG BUILDVARIANT\n"
+                     "FROM a\nARG TARGETARCH\nARG TARGETOS\nARG TARGETPLATFORM\nARG TARGETVARIANT\n"
+                     "ARG BUILDARCH\nARG BUILDOS\nARG BUILDPLATFORM\nARG BUILDVARIANT\n"
+                     "ENV TA=$TARGETARCH TO=$TARGETOS TP=$TARGETPLATFORM TV=$TARGETVARIANT "
+                     "BA=$BUILDARCH BO=$BUILDOS BP=$BUILDPLATFORM BV=$BUILDVARIANT\n",
+                     o);
+    auto env = std::get<EnvInstr>(find(p.stages[0], "ENV").data).env;
+    REQUIRE(env.size() == 8);
+    CHECK(env[0].value == "arm64");
+    CHECK(env[1].value == "linux");
+    CHECK(env[2].value == "linux/arm64/v8");
+    CHECK(env[3].value == "v8");
+    CHECK(env[4].value == "amd64");
+    CHECK(env[5].value == "linux");
+    CHECK(env[6].value == "linux/amd64");
+    CHECK(env[7].value == "");
+}
+
+TEST_CASE("a global ARG without a value keeps an earlier global value; a build arg still wins") {
+    PlanOptions o;
+    o.build_args = {{"B", "cli"}};
+    auto p =
+        plan_of("ARG A=1\nARG A\nARG B=def\nARG B\nFROM x:$A\nARG A\nARG B\nENV A=$A B=$B\n", o);
+    CHECK(std::get<FromInstr>(p.stages[0].from.data).image == "x:1");
+    auto env = std::get<EnvInstr>(find(p.stages[0], "ENV").data).env;
+    CHECK(env[0].value == "1");
+    CHECK(env[1].value == "cli");
+}
+
 TEST_CASE("the stage graph follows FROM, COPY --from and RUN --mount from=") {
     auto p = plan_of("FROM a AS base\nENV E=1\n"
                      "FROM alpine AS tools\n"

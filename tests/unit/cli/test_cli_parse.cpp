@@ -72,3 +72,15 @@ TEST_CASE("strata parse exits 1 and names file, line and column on errors") {
     CHECK(target.status.code() == 1);
     CHECK(target.out.find("target stage \"x\" could not be found") != std::string::npos);
 }
+
+TEST_CASE("strata parse shows the automatic TARGETARCH for a global ARG redeclared in a stage") {
+    strata::TempDir dir;
+    strata::test::write_file(
+        dir.path() + "/Dockerfile",
+        "ARG TARGETARCH\nARG BUILDPLATFORM\nFROM busybox\nARG TARGETARCH\n"
+        "ARG BUILDPLATFORM\nENV A=\"arch=$TARGETARCH build=$BUILDPLATFORM\"\n");
+    auto r = strata::run_capture({strata::test::strata_binary(), "parse",
+                                  dir.path() + "/Dockerfile", "--platform", "linux/arm64"});
+    REQUIRE(r.status.success());
+    CHECK(r.out.find("arch=arm64 build=linux/") != std::string::npos);
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# strata push converts zstd layers to gzip by default (Docker 20.10 and other
+# older clients cannot pull zstd), saying so, and keeps the image ID (the
+# config and diff IDs are those of the same uncompressed layers); --compression
+# zstd pushes them as they are. Against Debian's docker-registry on 127.0.0.1.
+# Needs root and overlayfs (overlay probe), busybox-static, docker-registry.
+. "$(dirname "$0")/lib.sh"
+need python3
+need docker-registry
+[ -x /bin/busybox ] || skip "needs /bin/busybox (apt-get install busybox-static)"
+. "$(dirname "$0")/../support/docker_registry.sh"
+registry_start "$WORK/registry" || fail "docker-registry did not start"
+on_exit "registry_stop $WORK/registry"
+
+strata bootstrap busybox >/dev/null || fail "bootstrap"
+C=$WORK/ctx
+mkdir -p "$C"
+printf 'FROM busybox\nRUN echo zstd > /z\n' >"$C/Dockerfile"
+strata build -q --compression zstd -t zimg "$C" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "build"; }
+id=$(strata inspect --format json zimg | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')
+# layer media types of a manifest at the registry
+remote_types() {
+  python3 - "$REG" "$1" "$2" <<'PY'
+import json, sys, urllib.request
+reg, repo, tag = sys.argv[1:]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+req = urllib.request.Request("http://%s/v2/%s/manifests/%s" % (reg, repo, tag), headers={
+    "Accept": "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"})
+m = json.load(opener.open(req))
+print(" ".join(sorted(set(l["mediaType"] for l in m["layers"]))))
+PY
+}
+
+strata push zimg "$REG/t/zimg:gzip" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "push"; }
+assert_contains "$(cat "$WORK/out")" "converted from zstd to gzip" "push says it converts"
+assert_eq "$(remote_types t/zimg gzip)" "application/vnd.oci.image.layer.v1.tar+gzip" "the registry gets gzip layers"
+strata push --compression zstd zimg "$REG/t/zimg:zstd" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "push --compression zstd"; }
+assert_contains "$(remote_types t/zimg zstd)" "tar+zstd" "--compression zstd keeps zstd"
+
+OTHER=$WORK/other
+STRATA_ROOT=$OTHER strata pull "$REG/t/zimg:gzip" >/dev/null || fail "pull the converted image"
+id2=$(STRATA_ROOT=$OTHER strata inspect --format json "$REG/t/zimg:gzip" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')
+assert_eq "$id2" "$id" "the converted image has the same image ID"
+rm -rf "$WORK/u"
+STRATA_ROOT=$OTHER strata unpack "$REG/t/zimg:gzip" "$WORK/u" >/dev/null || fail "unpack the pulled image"
+assert_eq "$(cat "$WORK/u/z")" "zstd" "the converted layers hold the same files"
+echo "build_push: all checks passed"
