@@ -16,6 +16,7 @@
 #include "util/fd.hpp"
 #include "util/fs.hpp"
 #include "util/root.hpp"
+#include "util/tempdir.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -158,7 +159,8 @@ std::vector<std::string> created_by_per_layer(const snapshot::Image& image) {
 
 std::string truncate(std::string s, std::size_t n, bool no_trunc) {
     for (auto& c : s) {
-        if (c == '\n' || c == '\t') c = ' ';
+        if (c == '\n' || c == '\t')
+            c = ' ';
     }
     if (no_trunc || s.size() <= n) {
         return s;
@@ -171,7 +173,9 @@ void print_json(const json& j) {
     std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
 }
 
-std::string octal(std::uint32_t mode) { return fmt::format("{:04o}", mode); }
+std::string octal(std::uint32_t mode) {
+    return fmt::format("{:04o}", mode);
+}
 
 std::string time_text(std::int64_t sec) {
     std::time_t t = static_cast<std::time_t>(sec);
@@ -190,13 +194,17 @@ json meta_json(const snapshot::FileMeta& m) {
     j["gid"] = m.gid;
     j["size"] = m.size;
     j["mtime"] = rfc3339(m.mtime_sec);
-    if (!m.link.empty()) j["link"] = m.link;
+    if (!m.link.empty())
+        j["link"] = m.link;
     if (m.type == EntryType::chardev || m.type == EntryType::blockdev) {
         j["device"] = fmt::format("{}:{}", m.devmajor, m.devminor);
     }
-    if (!m.xattrs.empty()) j["xattrs"] = m.xattrs;
-    if (m.content) j["sha256"] = Sha256::hex(*m.content);
-    if (m.layer) j["layer"] = *m.layer + 1;
+    if (!m.xattrs.empty())
+        j["xattrs"] = m.xattrs;
+    if (m.content)
+        j["sha256"] = Sha256::hex(*m.content);
+    if (m.layer)
+        j["layer"] = *m.layer + 1;
     return j;
 }
 
@@ -240,7 +248,8 @@ void cmd_history(Context& ctx, const std::string& image_text, bool no_trunc,
             const auto& r = rows[i];
             values.push_back(docker_history_row(
                 i == 0 ? image.id().str() : "", no_trunc, r.history ? r.history->created : "",
-                r.history ? r.history->created_by : "", r.layer ? index.layer(*r.layer).content_bytes : 0,
+                r.history ? r.history->created_by : "",
+                r.layer ? index.layer(*r.layer).content_bytes : 0,
                 r.history ? r.history->comment : "",
                 r.layer ? image.manifest.layers[*r.layer].digest.str() : "<empty>"));
         }
@@ -265,7 +274,8 @@ void cmd_history(Context& ctx, const std::string& image_text, bool no_trunc,
         print_json(out);
         return;
     }
-    std::vector<std::vector<std::string>> table{{"LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"}};
+    std::vector<std::vector<std::string>> table{
+        {"LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"}};
     for (const auto& r : rows) {
         std::string layer = "<empty>";
         if (r.layer) {
@@ -293,8 +303,8 @@ void cmd_layers(Context& ctx, const std::string& image_text, bool no_trunc,
     MergedTree tree(index, index.layer_count());
     auto created_by = created_by_per_layer(image);
     json out = json::array();
-    std::vector<std::vector<std::string>> table{
-        {"#", "DIGEST", "DIFF ID", "COMPRESSED", "SIZE", "ADDED", "CHANGED", "REMOVED", "CREATED BY"}};
+    std::vector<std::vector<std::string>> table{{"#", "DIGEST", "DIFF ID", "COMPRESSED", "SIZE",
+                                                 "ADDED", "CHANGED", "REMOVED", "CREATED BY"}};
     for (std::size_t i = 0; i < index.layer_count(); ++i) {
         const auto& desc = image.manifest.layers[i];
         const auto& meta = index.layer(i);
@@ -360,7 +370,8 @@ void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
         nodes.push_back(*node);
     } else if (opts.recursive) {
         b.tree.walk(*node, [&](std::uint32_t n) {
-            if (n != *node) nodes.push_back(n);
+            if (n != *node)
+                nodes.push_back(n);
         });
     } else {
         nodes = b.tree.children(*node);
@@ -385,11 +396,13 @@ void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
             m.link = b.index.string(rec.link);
         }
         if (rec.type == EntryType::hardlink) {
-            if (auto d = b.tree.data_record(n)) m.size = b.index.record(*d).size;
+            if (auto d = b.tree.data_record(n))
+                m.size = b.index.record(*d).size;
         }
         m.devmajor = rec.devmajor;
         m.devminor = rec.devminor;
-        if (rec.xattrs) m.xattrs = b.index.xattrs(rec.xattrs);
+        if (rec.xattrs)
+            m.xattrs = b.index.xattrs(rec.xattrs);
         m.layer = rec.layer;
         return m;
     };
@@ -406,7 +419,8 @@ void cmd_ls(Context& ctx, const std::string& spec_text, const std::string& path,
     }
     std::string text;
     for (auto n : nodes) {
-        std::string name = (!list_dir || opts.recursive) ? "/" + trie.path(n) : std::string(trie.name(n));
+        std::string name =
+            (!list_dir || opts.recursive) ? "/" + trie.path(n) : std::string(trie.name(n));
         if (!opts.long_format) {
             text += name;
             text += '\n';
@@ -445,7 +459,8 @@ void cmd_cat(Context& ctx, const std::string& spec_text, const std::string& path
         throw Error(fmt::format("{}: is a directory in {}", path, spec_text));
     }
     if (type != EntryType::file && type != EntryType::hardlink) {
-        throw Error(fmt::format("{}: is a {}, not a regular file", path, snapshot::type_name(type)));
+        throw Error(
+            fmt::format("{}: is a {}, not a regular file", path, snapshot::type_name(type)));
     }
     auto data = b.tree.data_record(*node);
     if (!data) {
@@ -475,6 +490,125 @@ std::pair<std::string, std::string> split_cp_source(const std::string& text) {
     return {text.substr(0, pos), text.substr(pos + 1)};
 }
 
+// `strata cp IMAGE:PATH -`: the file or subtree as a tar on stdout, as
+// `docker cp CONTAINER:PATH -` writes it: entries named from the copied
+// path's base name, with the image's owners, modes, times, xattrs, devices
+// and hard links (nothing is created on the host, so no root is needed).
+// File contents are read once per layer into a private temporary directory
+// of the store, then written in tree order.
+void cp_to_tar(BrowsedImage& b, std::uint32_t node) {
+    const auto& trie = b.index.trie();
+    std::string base = node == PathTrie::kRoot ? "rootfs" : std::string(trie.name(node));
+    TempDir staging(b.store.tmp_dir(), "cp-");
+    auto staging_fd = fs::open_dir(staging.path());
+    auto staged_name = [](std::uint32_t record) { return std::to_string(record); };
+
+    std::vector<std::uint32_t> nodes;
+    std::vector<std::uint32_t> to_fill; // data records with content
+    b.tree.walk(node, [&](std::uint32_t n) {
+        nodes.push_back(n);
+        auto type = b.tree.type_of(n);
+        if (type == EntryType::file || type == EntryType::hardlink) {
+            if (auto data = b.tree.data_record(n); data && b.index.record(*data).size > 0) {
+                to_fill.push_back(*data);
+            }
+        }
+    });
+    std::sort(to_fill.begin(), to_fill.end());
+    to_fill.erase(std::unique(to_fill.begin(), to_fill.end()), to_fill.end());
+    // Contents: one pass over each layer that holds some (records are in
+    // layer order, then in stream order).
+    for (std::size_t i = 0; i < to_fill.size();) {
+        auto layer = b.index.record(to_fill[i]).layer;
+        const auto& desc = b.image.manifest.layers.at(layer);
+        auto fd = b.store.open_blob(desc.digest);
+        formats::TarReader reader(fd.get(), desc.digest.str());
+        std::uint32_t ordinal = 0;
+        while (i < to_fill.size() && b.index.record(to_fill[i]).layer == layer) {
+            auto want = b.index.record(to_fill[i]).ordinal;
+            std::optional<formats::TarEntry> e;
+            while ((e = reader.next()) && ordinal < want) {
+                ++ordinal;
+            }
+            if (!e) {
+                throw Error(fmt::format("layer {}: entry {} vanished on a second read",
+                                        desc.digest.str(), want));
+            }
+            ++ordinal;
+            UniqueFd out(::openat(staging_fd.get(), staged_name(to_fill[i]).c_str(),
+                                  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+            if (!out) {
+                throw_errno("create", fs::join(staging.path(), staged_name(to_fill[i])));
+            }
+            reader.copy_to(out.get());
+            ++i;
+        }
+    }
+
+    formats::TarWriter::Options wopts;
+    wopts.compression = formats::Compression::none;
+    formats::TarWriter writer(STDOUT_FILENO, wopts);
+    std::map<std::uint32_t, std::string> first_path; // data record -> tar path
+    std::size_t root_len = trie.path(node).size();
+    for (auto n : nodes) {
+        std::string sub = trie.path(n).substr(root_len);
+        if (!sub.empty() && sub[0] == '/')
+            sub.erase(0, 1);
+        formats::TarEntry e;
+        e.path = sub.empty() ? base : base + "/" + sub;
+        auto type = b.tree.type_of(n);
+        auto rec = b.tree.record_of(n);
+        if (!rec) { // a directory only implied by the layers
+            e.type = EntryType::dir;
+            e.mode = 0755;
+            writer.add(e);
+            continue;
+        }
+        auto r = b.index.record(*rec);
+        std::optional<std::uint32_t> data;
+        if (type == EntryType::file || type == EntryType::hardlink) {
+            data = b.tree.data_record(n);
+            if (!data) {
+                throw Error(fmt::format("{}: a hard link whose target is missing from the image",
+                                        "/" + trie.path(n)));
+            }
+            r = b.index.record(*data); // a hard link's metadata is its target's
+        }
+        e.type = type == EntryType::hardlink ? EntryType::file : type;
+        e.mode = r.mode;
+        e.uid = r.uid;
+        e.gid = r.gid;
+        e.mtime_sec = r.mtime_sec;
+        e.mtime_nsec = r.mtime_nsec;
+        e.devmajor = r.devmajor;
+        e.devminor = r.devminor;
+        if (r.xattrs)
+            e.xattrs = b.index.xattrs(r.xattrs);
+        if (type == EntryType::symlink) {
+            e.linkname = b.index.string(r.link);
+        }
+        if (!data) {
+            writer.add(e);
+            continue;
+        }
+        if (auto it = first_path.find(*data); it != first_path.end()) {
+            e.type = EntryType::hardlink;
+            e.linkname = it->second;
+            writer.add(e);
+            continue;
+        }
+        first_path.emplace(*data, e.path);
+        e.size = r.size;
+        if (r.size == 0) {
+            writer.add(e);
+            continue;
+        }
+        auto content = open_in_root(staging_fd.get(), staged_name(*data), O_RDONLY | O_CLOEXEC);
+        writer.add(e, content.get());
+    }
+    writer.finish();
+}
+
 void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
             const CpOptions& opts) {
     auto [spec_text, path] = split_cp_source(source);
@@ -483,6 +617,10 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
     auto node = b.tree.resolve(path, opts.follow);
     if (!node) {
         throw Error(fmt::format("{}: no such file or directory in {}", path, spec_text));
+    }
+    if (dest == "-") {
+        cp_to_tar(b, *node);
+        return;
     }
 
     // Where it goes, as docker cp: into DEST when DEST is a directory, else
@@ -518,13 +656,14 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         std::string rel;
         std::uint32_t record;
     };
-    std::map<std::uint32_t, std::string> first_copy; // data record -> rel path
+    std::map<std::uint32_t, std::string> first_copy;            // data record -> rel path
     std::vector<std::pair<std::uint32_t, std::string>> to_fill; // data record, rel
     std::vector<std::pair<std::uint32_t, std::string>> all;     // node, rel
     std::size_t root_len = trie.path(*node).size();
     b.tree.walk(*node, [&](std::uint32_t n) {
         std::string sub = trie.path(n).substr(root_len);
-        if (!sub.empty() && sub[0] == '/') sub.erase(0, 1);
+        if (!sub.empty() && sub[0] == '/')
+            sub.erase(0, 1);
         std::string rel = sub.empty() ? target_name : target_name + "/" + sub;
         all.emplace_back(n, rel);
         auto type = b.tree.type_of(n);
@@ -545,7 +684,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         const auto& r = b.index.record(*rec);
         switch (type) {
         case EntryType::symlink:
-            if (::symlinkat(b.index.string(r.link).c_str(), parent.dir.get(), parent.name.c_str()) != 0) {
+            if (::symlinkat(b.index.string(r.link).c_str(), parent.dir.get(),
+                            parent.name.c_str()) != 0) {
                 throw_errno("symlink", fs::join(target_dir, rel));
             }
             break;
@@ -591,7 +731,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
                 throw_errno("mknod", fs::join(target_dir, rel));
             }
             break;
-        case EntryType::dir: break;
+        case EntryType::dir:
+            break;
         }
     });
 
@@ -614,7 +755,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
                                         desc.digest.str(), want));
             }
             ++ordinal;
-            auto out = open_in_root(dirfd.get(), to_fill[i].second, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+            auto out =
+                open_in_root(dirfd.get(), to_fill[i].second, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
             reader.copy_to(out.get());
             ++i;
         }
@@ -626,7 +768,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         auto [n, rel] = *it;
         auto rec = b.tree.record_of(n);
         auto type = b.tree.type_of(n);
-        if ((type == EntryType::chardev || type == EntryType::blockdev) && !as_root) continue;
+        if ((type == EntryType::chardev || type == EntryType::blockdev) && !as_root)
+            continue;
         auto parent = open_parent_in_root(dirfd.get(), rel);
         std::uint32_t mode = 0755;
         std::int64_t mtime = 0;
@@ -634,7 +777,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         if (rec) {
             auto src = b.index.record(*rec);
             if (type == EntryType::hardlink) {
-                if (auto d = b.tree.data_record(n)) src = b.index.record(*d);
+                if (auto d = b.tree.data_record(n))
+                    src = b.index.record(*d);
             }
             mode = src.mode;
             mtime = src.mtime_sec;
@@ -642,7 +786,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
             if (opts.archive) {
                 if (::fchownat(parent.dir.get(), parent.name.c_str(), src.uid, src.gid,
                                AT_SYMLINK_NOFOLLOW) != 0) {
-                    throw_errno(fmt::format("chown {}:{}", src.uid, src.gid), fs::join(target_dir, rel));
+                    throw_errno(fmt::format("chown {}:{}", src.uid, src.gid),
+                                fs::join(target_dir, rel));
                 }
             }
         }
@@ -651,7 +796,8 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
                 throw_errno("chmod", fs::join(target_dir, rel));
             }
         }
-        struct timespec ts[2] = {{mtime, static_cast<long>(mtime_ns)}, {mtime, static_cast<long>(mtime_ns)}};
+        struct timespec ts[2] = {{mtime, static_cast<long>(mtime_ns)},
+                                 {mtime, static_cast<long>(mtime_ns)}};
         if (::utimensat(parent.dir.get(), parent.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
             throw_errno("utimensat", fs::join(target_dir, rel));
         }
@@ -694,7 +840,8 @@ DiffSide load_side(const snapshot::Store& store, const std::string& text, bool m
     }
     auto n = checked_layer(spec, *image);
     if (spec.layer && *spec.layer == 0 && !merged) {
-        throw UsageError(text + ": layers are numbered from 1 (use --merged for the empty tree @0)");
+        throw UsageError(text +
+                         ": layers are numbered from 1 (use --merged for the empty tree @0)");
     }
     LayerIndex index(LayerIndex::Options{true});
     index_layers(store, *image, index, n);
@@ -718,9 +865,9 @@ std::string change_detail(const snapshot::FileChange& c) {
             parts.push_back(fmt::format("type ({} -> {})", snapshot::type_name(a.type),
                                         snapshot::type_name(b.type)));
         } else if (w == "content") {
-            parts.push_back(a.size == b.size
-                                ? fmt::format("content ({})", human_size(b.size))
-                                : fmt::format("content ({} -> {})", human_size(a.size), human_size(b.size)));
+            parts.push_back(a.size == b.size ? fmt::format("content ({})", human_size(b.size))
+                                             : fmt::format("content ({} -> {})", human_size(a.size),
+                                                           human_size(b.size)));
         } else if (w == "mode") {
             parts.push_back(fmt::format("mode ({} -> {})", octal(a.mode), octal(b.mode)));
         } else if (w == "owner") {
@@ -731,25 +878,30 @@ std::string change_detail(const snapshot::FileChange& c) {
             parts.push_back(fmt::format("device ({}:{} -> {}:{})", a.devmajor, a.devminor,
                                         b.devmajor, b.devminor));
         } else if (w == "mtime") {
-            parts.push_back(fmt::format("mtime ({} -> {})", rfc3339(a.mtime_sec), rfc3339(b.mtime_sec)));
+            parts.push_back(
+                fmt::format("mtime ({} -> {})", rfc3339(a.mtime_sec), rfc3339(b.mtime_sec)));
         } else if (w == "xattrs") {
             std::vector<std::string> keys;
             for (const auto& [k, v] : a.xattrs) {
                 auto it = b.xattrs.find(k);
-                if (it == b.xattrs.end() || it->second != v) keys.push_back(k);
+                if (it == b.xattrs.end() || it->second != v)
+                    keys.push_back(k);
             }
             for (const auto& [k, v] : b.xattrs) {
-                if (!a.xattrs.count(k)) keys.push_back(k);
+                if (!a.xattrs.count(k))
+                    keys.push_back(k);
             }
             std::string s = "xattrs (";
-            for (std::size_t i = 0; i < keys.size(); ++i) s += (i ? ", " : "") + keys[i];
+            for (std::size_t i = 0; i < keys.size(); ++i)
+                s += (i ? ", " : "") + keys[i];
             parts.push_back(s + ")");
         } else {
             parts.push_back(w);
         }
     }
     std::string out;
-    for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : "") + parts[i];
+    for (std::size_t i = 0; i < parts.size(); ++i)
+        out += (i ? ", " : "") + parts[i];
     return out;
 }
 
@@ -783,9 +935,12 @@ int run_diff(Context& ctx, const std::string& a_text, const std::string& b_text,
             j["change"] = c.change == snapshot::ChangeType::added     ? "added"
                           : c.change == snapshot::ChangeType::removed ? "removed"
                                                                       : "modified";
-            if (!c.what.empty()) j["what"] = c.what;
-            if (c.a) j["a"] = meta_json(*c.a);
-            if (c.b) j["b"] = meta_json(*c.b);
+            if (!c.what.empty())
+                j["what"] = c.what;
+            if (c.a)
+                j["a"] = meta_json(*c.a);
+            if (c.b)
+                j["b"] = meta_json(*c.b);
             out["files"].push_back(std::move(j));
         }
         out["config"] = json::array();
@@ -805,12 +960,14 @@ int run_diff(Context& ctx, const std::string& a_text, const std::string& b_text,
             case snapshot::ChangeType::added:
                 ++added;
                 text += fmt::format("A /{}", c.path);
-                if (c.b->type == EntryType::file) text += fmt::format(" ({})", human_size(c.b->size));
+                if (c.b->type == EntryType::file)
+                    text += fmt::format(" ({})", human_size(c.b->size));
                 break;
             case snapshot::ChangeType::removed:
                 ++removed;
                 text += fmt::format("D /{}", c.path);
-                if (c.a->type == EntryType::file) text += fmt::format(" ({})", human_size(c.a->size));
+                if (c.a->type == EntryType::file)
+                    text += fmt::format(" ({})", human_size(c.a->size));
                 break;
             case snapshot::ChangeType::modified:
                 ++modified;
@@ -823,8 +980,9 @@ int run_diff(Context& ctx, const std::string& a_text, const std::string& b_text,
             text += fmt::format("C {}: {} -> {}\n", c.field, quoted(c.a), quoted(c.b));
         }
         if (!equal) {
-            text += fmt::format("{} added, {} removed, {} modified, {} config difference{}\n", added,
-                                removed, modified, config.size(), config.size() == 1 ? "" : "s");
+            text +=
+                fmt::format("{} added, {} removed, {} modified, {} config difference{}\n", added,
+                            removed, modified, config.size(), config.size() == 1 ? "" : "s");
         }
         std::cout << text;
     }
@@ -836,8 +994,8 @@ int run_diff(Context& ctx, const std::string& a_text, const std::string& b_text,
 struct AnalyzeOptions {
     std::string format = "table";
     bool ci = false;
-    std::string lowest_efficiency;        // ratio 0..1, or "disabled"
-    std::string highest_wasted_bytes;     // bytes with unit ("20MB"), or "disabled"
+    std::string lowest_efficiency;           // ratio 0..1, or "disabled"
+    std::string highest_wasted_bytes;        // bytes with unit ("20MB"), or "disabled"
     std::string highest_user_wasted_percent; // ratio 0..1, or "disabled"
     std::size_t top = 20;
 };
@@ -845,30 +1003,48 @@ struct AnalyzeOptions {
 // Sizes as dive reads them (go-humanize ParseBytes): "20MB" = 20e6, "20MiB" = 20*2^20.
 std::uint64_t parse_bytes(const std::string& text) {
     std::size_t i = 0;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-    if (i == 0) throw UsageError("bad size \"" + text + "\" (e.g. 20MB, 1.5GiB, 1000)");
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+        ++i;
+    if (i == 0)
+        throw UsageError("bad size \"" + text + "\" (e.g. 20MB, 1.5GiB, 1000)");
     double v = std::stod(text.substr(0, i));
     std::string unit;
     for (auto c : text.substr(i)) {
-        if (c != ' ') unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (c != ' ')
+            unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
-    static const std::map<std::string, double> units = {
-        {"", 1},         {"b", 1},           {"k", 1e3},         {"kb", 1e3},
-        {"m", 1e6},      {"mb", 1e6},        {"g", 1e9},         {"gb", 1e9},
-        {"t", 1e12},     {"tb", 1e12},       {"ki", 1024.0},     {"kib", 1024.0},
-        {"mi", 1048576.0}, {"mib", 1048576.0}, {"gi", 1073741824.0}, {"gib", 1073741824.0},
-        {"ti", 1099511627776.0}, {"tib", 1099511627776.0}};
+    static const std::map<std::string, double> units = {{"", 1},
+                                                        {"b", 1},
+                                                        {"k", 1e3},
+                                                        {"kb", 1e3},
+                                                        {"m", 1e6},
+                                                        {"mb", 1e6},
+                                                        {"g", 1e9},
+                                                        {"gb", 1e9},
+                                                        {"t", 1e12},
+                                                        {"tb", 1e12},
+                                                        {"ki", 1024.0},
+                                                        {"kib", 1024.0},
+                                                        {"mi", 1048576.0},
+                                                        {"mib", 1048576.0},
+                                                        {"gi", 1073741824.0},
+                                                        {"gib", 1073741824.0},
+                                                        {"ti", 1099511627776.0},
+                                                        {"tib", 1099511627776.0}};
     auto it = units.find(unit);
-    if (it == units.end()) throw UsageError("bad size unit in \"" + text + "\"");
+    if (it == units.end())
+        throw UsageError("bad size unit in \"" + text + "\"");
     return static_cast<std::uint64_t>(v * it->second);
 }
 
 std::optional<double> parse_ratio(const std::string& text, const std::string& name) {
-    if (text.empty() || text == "disabled") return std::nullopt;
+    if (text.empty() || text == "disabled")
+        return std::nullopt;
     try {
         std::size_t used = 0;
         double v = std::stod(text, &used);
-        if (used != text.size() || v < 0) throw std::invalid_argument("x");
+        if (used != text.size() || v < 0)
+            throw std::invalid_argument("x");
         return v;
     } catch (const std::logic_error&) {
         throw UsageError("--" + name + " takes a ratio such as 0.9 (or \"disabled\"), got \"" +
@@ -879,7 +1055,8 @@ std::optional<double> parse_ratio(const std::string& text, const std::string& na
 void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptions& opts) {
     check_format(opts.format);
     // dive's defaults when --ci is given without rules.
-    std::string low_eff = opts.lowest_efficiency.empty() && opts.ci ? "0.9" : opts.lowest_efficiency;
+    std::string low_eff =
+        opts.lowest_efficiency.empty() && opts.ci ? "0.9" : opts.lowest_efficiency;
     std::string high_pct = opts.highest_user_wasted_percent.empty() && opts.ci
                                ? "0.1"
                                : opts.highest_user_wasted_percent;
@@ -907,9 +1084,10 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
     if (opts.ci || eff_rule || pct_rule || bytes_rule) {
         if (eff_rule) {
             bool pass = !(*eff_rule > a.efficiency);
-            rules.push_back({"lowestEfficiency", pass,
-                             fmt::format("image efficiency is too low (efficiency={} < threshold={})",
-                                         a.efficiency, *eff_rule)});
+            rules.push_back(
+                {"lowestEfficiency", pass,
+                 fmt::format("image efficiency is too low (efficiency={} < threshold={})",
+                             a.efficiency, *eff_rule)});
         }
         if (bytes_rule) {
             bool pass = !(a.wasted_bytes > *bytes_rule);
@@ -943,8 +1121,9 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
         img["hiddenFiles"] = a.hidden_files;
         img["fileReference"] = json::array();
         for (const auto& w : a.inefficiencies) {
-            img["fileReference"].push_back(
-                {{"count", w.count}, {"sizeBytes", w.cumulative}, {"file", "/" + trie.path(w.node)}});
+            img["fileReference"].push_back({{"count", w.count},
+                                            {"sizeBytes", w.cumulative},
+                                            {"file", "/" + trie.path(w.node)}});
         }
         out["image"] = std::move(img);
         out["layer"] = json::array();
@@ -964,7 +1143,8 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
         if (!rules.empty()) {
             json ci = json::array();
             for (const auto& r : rules) {
-                ci.push_back({{"rule", r.name}, {"pass", r.pass}, {"message", r.pass ? "" : r.message}});
+                ci.push_back(
+                    {{"rule", r.name}, {"pass", r.pass}, {"message", r.pass ? "" : r.message}});
             }
             out["ci"] = {{"pass", failed == 0}, {"rules", ci}};
         }
@@ -973,12 +1153,14 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
         std::string t;
         t += fmt::format("Image: {} ({})\n", image_text, image.id().short_id());
         t += fmt::format("  efficiency:          {:.4f} %\n", a.efficiency * 100);
-        t += fmt::format("  wasted bytes:        {} ({})\n", a.wasted_bytes, human_size(a.wasted_bytes));
+        t += fmt::format("  wasted bytes:        {} ({})\n", a.wasted_bytes,
+                         human_size(a.wasted_bytes));
         t += std::isfinite(a.wasted_user_percent)
                  ? fmt::format("  user wasted percent: {:.4f} %\n", a.wasted_user_percent * 100)
-                 : std::string("  user wasted percent: inf (no bytes in the layers above the first)\n");
-        t += fmt::format("  image size:          {} ({} in user layers)\n", human_size(a.size_bytes),
-                         human_size(a.user_size_bytes));
+                 : std::string(
+                       "  user wasted percent: inf (no bytes in the layers above the first)\n");
+        t += fmt::format("  image size:          {} ({} in user layers)\n",
+                         human_size(a.size_bytes), human_size(a.user_size_bytes));
         t += fmt::format("  hidden bytes:        {} ({}) in {} file versions not visible in the "
                          "final image\n",
                          a.hidden_bytes, human_size(a.hidden_bytes), a.hidden_files);
@@ -988,11 +1170,13 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
             std::vector<std::vector<std::string>> rows{{"COUNT", "WASTED SPACE", "FILE PATH"}};
             for (std::size_t i = 0; i < a.inefficiencies.size() && i < opts.top; ++i) {
                 const auto& w = a.inefficiencies[i];
-                rows.push_back({std::to_string(w.count), human_size(w.cumulative), "/" + trie.path(w.node)});
+                rows.push_back(
+                    {std::to_string(w.count), human_size(w.cumulative), "/" + trie.path(w.node)});
             }
             print_table(rows);
             if (a.inefficiencies.size() > opts.top) {
-                std::cout << "(" << a.inefficiencies.size() - opts.top << " more; --top N or --format json)\n";
+                std::cout << "(" << a.inefficiencies.size() - opts.top
+                          << " more; --top N or --format json)\n";
             }
         }
         std::vector<snapshot::LayerWaste> layers = a.layers;
@@ -1002,15 +1186,17 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
         std::cout << "\nLayers by bytes later overwritten or deleted:\n";
         std::vector<std::vector<std::string>> lrows{{"#", "SIZE", "HIDDEN", "FILES", "CREATED BY"}};
         for (const auto& l : layers) {
-            lrows.push_back({std::to_string(l.layer + 1), human_size(l.size), human_size(l.hidden_bytes),
-                             std::to_string(l.hidden_files), truncate(created_by[l.layer], 60, false)});
+            lrows.push_back({std::to_string(l.layer + 1), human_size(l.size),
+                             human_size(l.hidden_bytes), std::to_string(l.hidden_files),
+                             truncate(created_by[l.layer], 60, false)});
         }
         print_table(lrows);
         if (!a.largest.empty()) {
             std::cout << "\nLargest files:\n";
             std::vector<std::vector<std::string>> frows{{"SIZE", "LAYER", "PATH"}};
             for (const auto& f : a.largest) {
-                frows.push_back({human_size(f.size), std::to_string(f.layer + 1), "/" + trie.path(f.node)});
+                frows.push_back(
+                    {human_size(f.size), std::to_string(f.layer + 1), "/" + trie.path(f.node)});
             }
             print_table(frows);
         }
@@ -1026,7 +1212,8 @@ void cmd_analyze(Context& ctx, const std::string& image_text, const AnalyzeOptio
     if (failed > 0) {
         std::string names;
         for (const auto& r : rules) {
-            if (!r.pass) names += (names.empty() ? "" : "; ") + r.name + ": " + r.message;
+            if (!r.pass)
+                names += (names.empty() ? "" : "; ") + r.name + ": " + r.message;
         }
         throw Error(fmt::format("analyze --ci: {} of {} rule{} failed: {}", failed, rules.size(),
                                 rules.size() == 1 ? "" : "s", names));
@@ -1061,9 +1248,11 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
         auto image = std::make_shared<std::string>();
         auto path = std::make_shared<std::string>("/");
         auto opts = std::make_shared<LsOptions>();
-        cmd->add_option("IMAGE", *image, "Image, or IMAGE@N for the tree after layer N")->required();
+        cmd->add_option("IMAGE", *image, "Image, or IMAGE@N for the tree after layer N")
+            ->required();
         cmd->add_option("PATH", *path, "Directory or file inside the image (default /)");
-        cmd->add_flag("-R,--recursive", opts->recursive, "List subdirectories recursively (full paths)");
+        cmd->add_flag("-R,--recursive", opts->recursive,
+                      "List subdirectories recursively (full paths)");
         cmd->add_flag("-l,--long", opts->long_format, "Long listing: mode, owner, size, mtime");
         cmd->add_option("--format", opts->format, "table or json");
         cmd->callback([=, &ctx] { cmd_ls(ctx, *image, *path, *opts); });
@@ -1072,7 +1261,8 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
         auto* cmd = app.add_subcommand("cat", "Print a file of an image without unpacking it");
         auto image = std::make_shared<std::string>();
         auto path = std::make_shared<std::string>();
-        cmd->add_option("IMAGE", *image, "Image, or IMAGE@N for the tree after layer N")->required();
+        cmd->add_option("IMAGE", *image, "Image, or IMAGE@N for the tree after layer N")
+            ->required();
         cmd->add_option("PATH", *path, "File inside the image")->required();
         cmd->callback([=, &ctx] { cmd_cat(ctx, *image, *path); });
     }
@@ -1098,7 +1288,8 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
         auto semantic = std::make_shared<bool>(false);
         auto merged = std::make_shared<bool>(false);
         auto format = std::make_shared<std::string>("table");
-        cmd->add_option("A", *a, "IMAGE, IMAGE@N (layer N's own entries) or a directory")->required();
+        cmd->add_option("A", *a, "IMAGE, IMAGE@N (layer N's own entries) or a directory")
+            ->required();
         cmd->add_option("B", *b, "IMAGE, IMAGE@N or a directory")->required();
         cmd->add_flag("--semantic", *semantic,
                       "Ignore timestamps, history and layer digests (tar order), as diffoci");
@@ -1117,7 +1308,8 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
     }
     {
         auto* cmd = app.add_subcommand(
-            "analyze", "Wasted space across layers and dive's efficiency score; --ci to gate builds");
+            "analyze",
+            "Wasted space across layers and dive's efficiency score; --ci to gate builds");
         auto image = std::make_shared<std::string>();
         auto opts = std::make_shared<AnalyzeOptions>();
         cmd->add_option("IMAGE", *image, "Image name or ID")->required();

@@ -14,6 +14,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <map>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -215,6 +217,45 @@ TEST_CASE("cp copies a file or a subtree out of an image", "[inspect_cli]") {
     auto onto_file = fx.run({"cp", "known:1:/a", out.path() + "/h-copy"}, true);
     CHECK(onto_file.status.code() == 1);
     CHECK_THAT(onto_file.out, Catch::Contains("is not a directory"));
+}
+
+TEST_CASE("cp IMAGE:PATH - writes a tar to stdout, as docker cp", "[inspect_cli]") {
+    Fixture fx;
+    TempDir out;
+    std::string tar = fx.ok({"cp", "known:1:/a", "-"});
+    CHECK_FALSE(fs::exists("-")); // never a file named "-"
+    test::write_file(out.path() + "/a.tar", tar);
+    auto fd = fs::open(out.path() + "/a.tar", O_RDONLY | O_CLOEXEC);
+    formats::TarReader reader(fd.get(), "a.tar");
+    std::map<std::string, formats::TarEntry> entries;
+    std::string f_content;
+    while (auto e = reader.next()) {
+        if (e->path == "a/f") {
+            f_content.resize(e->size);
+            REQUIRE(reader.read(f_content.data(), f_content.size()) == f_content.size());
+        }
+        entries[e->path] = *e;
+    }
+    REQUIRE(entries.count("a") == 1);
+    CHECK(entries["a"].type == formats::EntryType::dir);
+    REQUIRE(entries.count("a/f") == 1);
+    CHECK(entries["a/f"].type == formats::EntryType::file);
+    CHECK(entries["a/f"].mtime_sec == 1700000000);
+    CHECK(f_content == rep('3', 300));
+    // The hard link stays a hard link to the first path written.
+    REQUIRE(entries.count("a/hl") == 1);
+    CHECK(entries["a/hl"].type == formats::EntryType::hardlink);
+    CHECK(entries["a/hl"].linkname == "a/f");
+    // A single file: one entry named by its base name.
+    std::string one = fx.ok({"cp", "known:1:/h", "-"});
+    test::write_file(out.path() + "/h.tar", one);
+    auto hfd = fs::open(out.path() + "/h.tar", O_RDONLY | O_CLOEXEC);
+    formats::TarReader hreader(hfd.get(), "h.tar");
+    auto h = hreader.next();
+    REQUIRE(h);
+    CHECK(h->path == "h");
+    CHECK((h->mode & 07777) == 0755);
+    CHECK_FALSE(hreader.next());
 }
 
 TEST_CASE("cp stays inside the destination even through symlinks already there",
