@@ -26,6 +26,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sys/stat.h>
@@ -490,6 +491,34 @@ std::pair<std::string, std::string> split_cp_source(const std::string& text) {
     return {text.substr(0, pos), text.substr(pos + 1)};
 }
 
+// Reads the contents of regular-file records out of their layer blobs, one
+// pass over each layer that holds some: records sorted (layer order, then
+// stream order), each handed to copy(record, reader) positioned at its data.
+void read_contents(BrowsedImage& b, const std::vector<std::uint32_t>& records,
+                   const std::function<void(std::uint32_t, formats::TarReader&)>& copy) {
+    for (std::size_t i = 0; i < records.size();) {
+        auto layer = b.index.record(records[i]).layer;
+        const auto& desc = b.image.manifest.layers.at(layer);
+        auto fd = b.store.open_blob(desc.digest);
+        formats::TarReader reader(fd.get(), desc.digest.str());
+        std::uint32_t ordinal = 0;
+        while (i < records.size() && b.index.record(records[i]).layer == layer) {
+            auto want = b.index.record(records[i]).ordinal;
+            std::optional<formats::TarEntry> e;
+            while ((e = reader.next()) && ordinal < want) {
+                ++ordinal;
+            }
+            if (!e) {
+                throw Error(fmt::format("layer {}: entry {} vanished on a second read",
+                                        desc.digest.str(), want));
+            }
+            ++ordinal;
+            copy(records[i], reader);
+            ++i;
+        }
+    }
+}
+
 // `strata cp IMAGE:PATH -`: the file or subtree as a tar on stdout, as
 // `docker cp CONTAINER:PATH -` writes it: entries named from the copied
 // path's base name, with the image's owners, modes, times, xattrs, devices
@@ -518,32 +547,14 @@ void cp_to_tar(BrowsedImage& b, std::uint32_t node) {
     to_fill.erase(std::unique(to_fill.begin(), to_fill.end()), to_fill.end());
     // Contents: one pass over each layer that holds some (records are in
     // layer order, then in stream order).
-    for (std::size_t i = 0; i < to_fill.size();) {
-        auto layer = b.index.record(to_fill[i]).layer;
-        const auto& desc = b.image.manifest.layers.at(layer);
-        auto fd = b.store.open_blob(desc.digest);
-        formats::TarReader reader(fd.get(), desc.digest.str());
-        std::uint32_t ordinal = 0;
-        while (i < to_fill.size() && b.index.record(to_fill[i]).layer == layer) {
-            auto want = b.index.record(to_fill[i]).ordinal;
-            std::optional<formats::TarEntry> e;
-            while ((e = reader.next()) && ordinal < want) {
-                ++ordinal;
-            }
-            if (!e) {
-                throw Error(fmt::format("layer {}: entry {} vanished on a second read",
-                                        desc.digest.str(), want));
-            }
-            ++ordinal;
-            UniqueFd out(::openat(staging_fd.get(), staged_name(to_fill[i]).c_str(),
-                                  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-            if (!out) {
-                throw_errno("create", fs::join(staging.path(), staged_name(to_fill[i])));
-            }
-            reader.copy_to(out.get());
-            ++i;
+    read_contents(b, to_fill, [&](std::uint32_t record, formats::TarReader& reader) {
+        UniqueFd out(::openat(staging_fd.get(), staged_name(record).c_str(),
+                              O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (!out) {
+            throw_errno("create", fs::join(staging.path(), staged_name(record)));
         }
-    }
+        reader.copy_to(out.get());
+    });
 
     formats::TarWriter::Options wopts;
     wopts.compression = formats::Compression::none;
@@ -738,29 +749,16 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
 
     // Pass 2: content, one pass over each layer that holds some.
     std::sort(to_fill.begin(), to_fill.end());
-    for (std::size_t i = 0; i < to_fill.size();) {
-        auto layer = b.index.record(to_fill[i].first).layer;
-        const auto& desc = b.image.manifest.layers.at(layer);
-        auto fd = b.store.open_blob(desc.digest);
-        formats::TarReader reader(fd.get(), desc.digest.str());
-        std::uint32_t ordinal = 0;
-        while (i < to_fill.size() && b.index.record(to_fill[i].first).layer == layer) {
-            auto want = b.index.record(to_fill[i].first).ordinal;
-            std::optional<formats::TarEntry> e;
-            while ((e = reader.next()) && ordinal < want) {
-                ++ordinal;
-            }
-            if (!e) {
-                throw Error(fmt::format("layer {}: entry {} vanished on a second read",
-                                        desc.digest.str(), want));
-            }
-            ++ordinal;
-            auto out =
-                open_in_root(dirfd.get(), to_fill[i].second, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-            reader.copy_to(out.get());
-            ++i;
-        }
+    std::vector<std::uint32_t> records;
+    std::map<std::uint32_t, std::string> rel_of;
+    for (const auto& [record, rel] : to_fill) {
+        records.push_back(record);
+        rel_of.emplace(record, rel);
     }
+    read_contents(b, records, [&](std::uint32_t record, formats::TarReader& reader) {
+        auto out = open_in_root(dirfd.get(), rel_of.at(record), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        reader.copy_to(out.get());
+    });
 
     // Pass 3: modes, owners and times; directories last, deepest first, so
     // that read-only directories are filled before they close.
