@@ -212,11 +212,17 @@ void Store::unpin(const std::string& name) {
     }
 }
 
-StoreLock Store::lock() const { return StoreLock(root_ + "/lock"); }
+StoreLock Store::lock() const {
+    return StoreLock(root_ + "/lock");
+}
 
-bool Store::has_blob(const Digest& d) const { return layout_.has_blob(d); }
+bool Store::has_blob(const Digest& d) const {
+    return layout_.has_blob(d);
+}
 
-std::string Store::blob_path(const Digest& d) const { return layout_.blob_path(d); }
+std::string Store::blob_path(const Digest& d) const {
+    return layout_.blob_path(d);
+}
 
 UniqueFd Store::open_blob(const Digest& d) const {
     auto fd = layout_.maybe_open_blob(d);
@@ -290,9 +296,13 @@ Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
     return layout_.ingest(fd, expected, std::nullopt, tmp_dir());
 }
 
-formats::Index Store::read_index() const { return layout_.read_index(); }
+formats::Index Store::read_index() const {
+    return layout_.read_index();
+}
 
-void Store::write_index(const formats::Index& index) { layout_.write_index(index); }
+void Store::write_index(const formats::Index& index) {
+    layout_.write_index(index);
+}
 
 void Store::update_index(const std::function<void(formats::Index&)>& change) {
     StoreLock l = lock();
@@ -364,7 +374,8 @@ ImageRecord Store::resolve(std::string_view text) const {
                 continue;
             }
             bool by_id = config_hex.rfind(hex, 0) == 0;
-            bool by_manifest = r.manifest.digest.hex().substr(0, hex.size()) == hex && hex.size() >= 12;
+            bool by_manifest =
+                r.manifest.digest.hex().substr(0, hex.size()) == hex && hex.size() >= 12;
             if (by_id || by_manifest) {
                 if (!found) {
                     found = r;
@@ -386,8 +397,8 @@ Image Store::load(const Descriptor& desc) const {
     std::string what = "manifest " + desc.digest.str();
     std::string data = read_blob(desc.digest);
     if (desc.size != static_cast<std::int64_t>(data.size())) {
-        throw Error(what + ": descriptor says " + std::to_string(desc.size) + " bytes but the blob has " +
-                    std::to_string(data.size()));
+        throw Error(what + ": descriptor says " + std::to_string(desc.size) +
+                    " bytes but the blob has " + std::to_string(data.size()));
     }
     Image img{desc, {}, {}};
     if (is_index_type(desc.media_type)) {
@@ -398,21 +409,24 @@ Image Store::load(const Descriptor& desc) const {
             if (!is_manifest_type(m.media_type)) {
                 continue;
             }
-            if (m.platform && (m.platform->os != host.os || m.platform->architecture != host.architecture)) {
+            if (m.platform &&
+                (m.platform->os != host.os || m.platform->architecture != host.architecture)) {
                 continue;
             }
             if (has_blob(m.digest)) {
                 return load(m);
             }
         }
-        throw Error(what + ": no manifest for " + host.os + "/" + host.architecture + " in this index");
+        throw Error(what + ": no manifest for " + host.os + "/" + host.architecture +
+                    " in this index");
     }
     img.manifest = formats::parse_manifest(data, what);
     std::string config = read_blob(img.manifest.config.digest);
     img.config = formats::parse_image_config(config, "config " + img.manifest.config.digest.str());
     if (img.config.diff_ids.size() != img.manifest.layers.size()) {
-        throw Error(what + ": " + std::to_string(img.manifest.layers.size()) + " layers but the config lists " +
-                    std::to_string(img.config.diff_ids.size()) + " diff IDs");
+        throw Error(what + ": " + std::to_string(img.manifest.layers.size()) +
+                    " layers but the config lists " + std::to_string(img.config.diff_ids.size()) +
+                    " diff IDs");
     }
     return img;
 }
@@ -430,8 +444,9 @@ void Store::set_name(const Reference& name, const Descriptor& manifest) {
         std::string named_json = formats::to_json(named);
         bool untagged_copy = false;
         for (const auto& d : ms) {
-            untagged_copy = untagged_copy || (d.digest == manifest.digest &&
-                                              d.annotations.count(std::string(kRefNameAnnotation)) == 0);
+            untagged_copy =
+                untagged_copy || (d.digest == manifest.digest &&
+                                  d.annotations.count(std::string(kRefNameAnnotation)) == 0);
         }
         for (const auto& d : ms) {
             if (!untagged_copy && formats::to_json(d) == named_json) {
@@ -488,13 +503,15 @@ void Store::remove_untagged(const Digest& manifest) {
         ms.erase(std::remove_if(ms.begin(), ms.end(),
                                 [&](const Descriptor& d) {
                                     return d.digest == manifest &&
-                                           d.annotations.count(std::string(kRefNameAnnotation)) == 0;
+                                           d.annotations.count(std::string(kRefNameAnnotation)) ==
+                                               0;
                                 }),
                  ms.end());
     });
 }
 
-Descriptor Store::put_image(const formats::ImageConfig& config, const std::vector<Descriptor>& layers,
+Descriptor Store::put_image(const formats::ImageConfig& config,
+                            const std::vector<Descriptor>& layers,
                             const std::map<std::string, std::string>& annotations) {
     return put_image_raw(formats::to_json(config), layers, annotations);
 }
@@ -604,8 +621,9 @@ std::vector<std::string> Store::ensure_snapshots(const Image& image) {
             opts.lower_dirs.assign(dirs.rbegin(), dirs.rend());
             ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);
             if (!r.digests || r.digests->blob_digest != layer.digest) {
-                throw Error("layer " + layer.digest.str() + " is corrupt: its content hashes to " +
-                            (r.digests ? r.digests->blob_digest.str() : std::string("an unknown digest")));
+                throw Error(
+                    "layer " + layer.digest.str() + " is corrupt: its content hashes to " +
+                    (r.digests ? r.digests->blob_digest.str() : std::string("an unknown digest")));
             }
             if (r.digests->diff_id != image.config.diff_ids[i]) {
                 throw Error("layer " + layer.digest.str() + ": uncompressed content hashes to " +
@@ -690,9 +708,11 @@ LiveLeases read_leases(const std::string& dir, const std::string& own, std::int6
 
 // Whether path changed (was made, renamed into place, or replaced) at or
 // after since: its inode's ctime, which no one can set back.
-bool changed_since(const std::string& path, std::int64_t since) {
+bool changed_since(const std::string& path, const struct timespec& since) {
     struct stat st;
-    return ::lstat(path.c_str(), &st) == 0 && st.st_ctim.tv_sec >= since;
+    return ::lstat(path.c_str(), &st) == 0 &&
+           (st.st_ctim.tv_sec > since.tv_sec ||
+            (st.st_ctim.tv_sec == since.tv_sec && st.st_ctim.tv_nsec >= since.tv_nsec));
 }
 
 } // namespace
@@ -700,11 +720,21 @@ bool changed_since(const std::string& path, std::int64_t since) {
 GcResult Store::gc() {
     // Everything made from here on, or since the oldest live lease began,
     // is someone's work in progress. One second of slack for the clock.
-    std::int64_t now = ::time(nullptr);
+    // gc's start is read on the kernel's coarse clock, the one inode times
+    // come from, so that whatever another process changes after it has a
+    // ctime at or after it; what was made before it, with no live lease,
+    // is gone at once (`rmi` then `gc` leaves nothing). A lease's start has
+    // whole seconds: one second of slack before it.
+    struct timespec start {};
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &start);
+    std::int64_t now = start.tv_sec;
     StoreLock l = lock();
     GcResult result;
-    LiveLeases live = read_leases(root_ + "/leases", lease_path_, now);
-    std::int64_t since = std::min(now, live.oldest_start) - 1;
+    LiveLeases live = read_leases(root_ + "/leases", lease_path_, now + 1);
+    struct timespec since = start;
+    if (live.oldest_start <= now) {
+        since = {static_cast<time_t>(live.oldest_start - 1), 0};
+    }
     std::unordered_set<std::string> keep_blobs;
     std::unordered_set<std::string> keep_snapshots;
     std::function<void(const Descriptor&)> mark = [&](const Descriptor& d) {
@@ -712,7 +742,8 @@ GcResult Store::gc() {
             return;
         }
         if (is_index_type(d.media_type)) {
-            for (const auto& m : formats::parse_index(read_blob(d.digest), d.digest.str()).manifests) {
+            for (const auto& m :
+                 formats::parse_index(read_blob(d.digest), d.digest.str()).manifests) {
                 mark(m);
             }
         } else if (is_manifest_type(d.media_type)) {
@@ -747,7 +778,8 @@ GcResult Store::gc() {
         if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
             continue;
         }
-        auto j = nlohmann::json::parse(fs::read_file(path, formats::kMaxDocumentSize), nullptr, false);
+        auto j =
+            nlohmann::json::parse(fs::read_file(path, formats::kMaxDocumentSize), nullptr, false);
         if (j.is_discarded() || !j.is_object()) {
             continue;
         }
@@ -816,7 +848,8 @@ GcResult Store::gc() {
     return result;
 }
 
-std::vector<VerifyProblem> Store::verify(const std::function<void(std::string_view)>& progress) const {
+std::vector<VerifyProblem>
+Store::verify(const std::function<void(std::string_view)>& progress) const {
     return verify_all(progress).problems;
 }
 
@@ -838,7 +871,8 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
     for (const auto& name : fs::list_dir(blobs)) {
         auto expected = Digest::try_parse("sha256:" + name);
         if (!expected) {
-            problems.push_back({"blobs/sha256/" + name + ": not a valid digest name", std::nullopt});
+            problems.push_back(
+                {"blobs/sha256/" + name + ": not a valid digest name", std::nullopt});
             continue;
         }
         if (progress) {
@@ -854,15 +888,17 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
                 if (errno == EINTR) {
                     continue;
                 }
-                problems.push_back({"blob " + expected->str() + ": " + std::strerror(errno), std::nullopt});
+                problems.push_back(
+                    {"blob " + expected->str() + ": " + std::strerror(errno), std::nullopt});
                 bad_blobs.insert(name);
                 break;
             }
             if (n == 0) {
                 Digest actual = h.finish();
                 if (actual != *expected) {
-                    problems.push_back({"blob " + expected->str() + ": content hashes to " + actual.str(),
-                                        std::nullopt});
+                    problems.push_back(
+                        {"blob " + expected->str() + ": content hashes to " + actual.str(),
+                         std::nullopt});
                     bad_blobs.insert(name);
                 }
                 break;
@@ -882,15 +918,18 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
             Image img = load(rec.manifest);
             for (const auto& l : img.manifest.layers) {
                 if (!has_blob(l.digest)) {
-                    problems.push_back({"image " + label + ": layer " + l.digest.str() + " is missing",
-                                        std::nullopt});
+                    problems.push_back(
+                        {"image " + label + ": layer " + l.digest.str() + " is missing",
+                         std::nullopt});
                 }
             }
             auto chains = img.chain_ids();
             for (std::size_t i = 0; i < chains.size() && i < img.manifest.layers.size(); ++i) {
-                sources.try_emplace(std::string(chains[i].hex()),
-                                    Source{img.manifest.layers[i].digest,
-                                           std::vector<Digest>(chains.begin(), chains.begin() + static_cast<std::ptrdiff_t>(i))});
+                sources.try_emplace(
+                    std::string(chains[i].hex()),
+                    Source{img.manifest.layers[i].digest,
+                           std::vector<Digest>(chains.begin(),
+                                               chains.begin() + static_cast<std::ptrdiff_t>(i))});
             }
         } catch (const Error& e) {
             problems.push_back({"image " + label + ": " + e.what(), std::nullopt});
@@ -901,11 +940,11 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
         if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
             continue;
         }
-        auto j = nlohmann::json::parse(fs::read_file(cache_dir() + "/" + name, formats::kMaxDocumentSize),
-                                       nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("chain_id") || !j["chain_id"].is_string() ||
-            !j.contains("layer") || !j["layer"].is_object() || !j["layer"].contains("digest") ||
-            !j["layer"]["digest"].is_string()) {
+        auto j = nlohmann::json::parse(
+            fs::read_file(cache_dir() + "/" + name, formats::kMaxDocumentSize), nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("chain_id") ||
+            !j["chain_id"].is_string() || !j.contains("layer") || !j["layer"].is_object() ||
+            !j["layer"].contains("digest") || !j["layer"]["digest"].is_string()) {
             continue;
         }
         auto chain = Digest::try_parse(j["chain_id"].get<std::string>());
@@ -927,13 +966,15 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
         const Source& src = it->second;
         std::string label = "snapshot " + chain->str();
         if (!has_blob(src.layer)) {
-            problems.push_back({label + ": cannot check it, its layer " + src.layer.str() + " is missing",
-                                std::nullopt});
+            problems.push_back(
+                {label + ": cannot check it, its layer " + src.layer.str() + " is missing",
+                 std::nullopt});
             continue;
         }
         if (bad_blobs.contains(std::string(src.layer.hex()))) {
-            problems.push_back({label + ": not checked, its layer " + src.layer.str() + " is corrupt",
-                                std::nullopt});
+            problems.push_back(
+                {label + ": not checked, its layer " + src.layer.str() + " is corrupt",
+                 std::nullopt});
             continue;
         }
         if (progress) {
@@ -948,7 +989,8 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
         ++result.snapshots;
         try {
             UniqueFd blob = open_blob(src.layer);
-            SnapshotCheck c = verify_snapshot(blob.get(), src.layer.str(), snapshot_dir(*chain), lowers);
+            SnapshotCheck c =
+                verify_snapshot(blob.get(), src.layer.str(), snapshot_dir(*chain), lowers);
             for (auto& m : c.mismatches) {
                 problems.push_back({label + ": " + m.path + ": " + m.what, *chain});
             }
