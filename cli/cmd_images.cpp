@@ -48,8 +48,8 @@ std::uint64_t layer_content_size(const snapshot::Store& store, const snapshot::I
     return total;
 }
 
-// The image's size as `docker images` shows it: the sum of its layers'
-// uncompressed content, not the compressed blobs' sizes.
+} // namespace
+
 std::uint64_t image_size(const snapshot::Store& store, const snapshot::Image& img) {
     std::uint64_t total = 0;
     for (std::size_t i = 0; i < img.manifest.layers.size() && i < img.config.diff_ids.size(); ++i) {
@@ -57,6 +57,8 @@ std::uint64_t image_size(const snapshot::Store& store, const snapshot::Image& im
     }
     return total;
 }
+
+namespace {
 
 struct ImagesOpts {
     bool quiet = false;

@@ -91,7 +91,7 @@ void print_human(const snapshot::Image& img, const std::vector<std::string>& nam
 // RepoTags, RepoDigests, Created, Author, Config with the image's
 // User/Env/Cmd/Entrypoint/..., Architecture, Os, RootFS), plus strata's
 // Digest, MediaType and Manifest.
-TemplateValue docker_document(const snapshot::Image& img,
+TemplateValue docker_document(const snapshot::Store& store, const snapshot::Image& img,
                               const std::vector<snapshot::Reference>& names) {
     TemplateValue oci = TemplateValue::parse(formats::to_json(img.config));
     TemplateValue d = TemplateValue::object();
@@ -119,6 +119,9 @@ TemplateValue docker_document(const snapshot::Image& img,
     if (!img.config.os_version.empty()) {
         d["OsVersion"] = img.config.os_version;
     }
+    // Bytes, as docker's image inspect has them.
+    d["Size"] = static_cast<std::int64_t>(image_size(store, img));
+    d["VirtualSize"] = d["Size"];
     d["RootFS"] = {{"Type", "layers"}, {"Layers", TemplateValue::array()}};
     for (const auto& id : img.config.diff_ids) {
         d["RootFS"]["Layers"].push_back(id.str());
@@ -164,7 +167,7 @@ void register_inspect(CLI::App& app, Context& ctx) {
             }
             if (tmpl) {
                 // docker inspect --format: the template per image, then a newline.
-                std::cout << tmpl->execute(docker_document(img, refs)) << "\n";
+                std::cout << tmpl->execute(docker_document(store, img, refs)) << "\n";
             } else if (o->format == "json") {
                 all.push_back({{"Id", img.id().str()},
                                {"RepoTags", names},

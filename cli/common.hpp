@@ -84,4 +84,9 @@ std::vector<std::string> did_you_mean(const std::string& word,
 // padding 3, widths in characters), the header first.
 void print_table(const std::vector<std::vector<std::string>>& rows);
 
+// The image's size as `docker images` and `docker image inspect` show it:
+// the sum of its layers' uncompressed file content, not the compressed
+// blobs' sizes (cli/cmd_images.cpp).
+std::uint64_t image_size(const snapshot::Store& store, const snapshot::Image& img);
+
 } // namespace strata::cli

@@ -61,8 +61,12 @@ namespace {
 
 constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 
-// The last message of a failed fsconfig/fsmount (the child is single-threaded).
-char g_detail[sizeof(Report::detail)];
+// The child's own state, per thread: containers start from several threads
+// at once (a build's parallel stages), and a child cloned vfork-style shares
+// its parent's memory but runs on its parent thread's TLS while that thread
+// waits, so thread_local is per container where a global would be shared.
+// The last message of a failed fsconfig/fsmount, or the path a check refused.
+thread_local char g_detail[sizeof(Report::detail)];
 
 [[noreturn]] void fail(const Plan& plan, Step step, int err, int index = -1) noexcept {
     Report r{static_cast<int>(step), err, index, {}};
@@ -574,7 +578,8 @@ int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int t
 // The procfs and sysfs this container just mounted (kMountProc, kMountSys):
 // the masks are resolved below these handles, never through a path in the
 // image.
-int g_kept[kKeptMounts] = {-1, -1};
+// Per thread, as g_detail (set again for every container).
+thread_local int g_kept[kKeptMounts] = {-1, -1};
 
 bool on_fs(int fd, long magic) noexcept {
     struct statfs sf;
@@ -991,6 +996,9 @@ void join_cgroup(const Plan& plan) noexcept {
 } // namespace
 
 void child_main(const Plan& plan) noexcept {
+    for (int& k : g_kept) {
+        k = -1; // a vfork-style child sees what the last container on this thread left
+    }
     // 1. Signals: default dispositions (an ignored SIGPIPE must not leak
     // into the command) and an empty mask; the parent blocked everything
     // around clone so that none of its handlers can run here.
