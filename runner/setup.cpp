@@ -830,16 +830,29 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
             // A bind's own flags (a cache mount's nosuid,nodev) need a remount.
             // The flags the mount already has are kept (a user namespace may
             // not clear them).
-            struct statvfs sv;
-            if (r == 0 && (op.flags & (MS_NOSUID | MS_NODEV)) != 0 &&
-                (r = ::statvfs(target.c_str(), &sv)) == 0) {
-                unsigned long keep = ((sv.f_flag & ST_RDONLY) ? MS_RDONLY : 0) |
-                                     ((sv.f_flag & ST_NOEXEC) ? MS_NOEXEC : 0) |
-                                     ((sv.f_flag & ST_NOSUID) ? MS_NOSUID : 0) |
-                                     ((sv.f_flag & ST_NODEV) ? MS_NODEV : 0);
-                r = ::mount(nullptr, target.c_str(), nullptr,
-                            MS_REMOUNT | MS_BIND | keep | (op.flags & (MS_NOSUID | MS_NODEV)),
-                            nullptr);
+            // The fd still names the directory the bind now covers: the
+            // new mount is opened again inside the root.
+            if (r == 0 && (op.flags & (MS_NOSUID | MS_NODEV)) != 0) {
+                int mnt = sys::openat2_direct(rootfd, op.target, O_PATH, 0, kResolve);
+                struct statvfs sv;
+                if (mnt < 0) {
+                    errno = -mnt;
+                    r = -1;
+                } else if ((r = ::fstatvfs(mnt, &sv)) == 0) {
+                    unsigned long keep = ((sv.f_flag & ST_RDONLY) ? MS_RDONLY : 0) |
+                                         ((sv.f_flag & ST_NOEXEC) ? MS_NOEXEC : 0) |
+                                         ((sv.f_flag & ST_NOSUID) ? MS_NOSUID : 0) |
+                                         ((sv.f_flag & ST_NODEV) ? MS_NODEV : 0);
+                    FdPath covering(mnt);
+                    r = ::mount(nullptr, covering.c_str(), nullptr,
+                                MS_REMOUNT | MS_BIND | keep | (op.flags & (MS_NOSUID | MS_NODEV)),
+                                nullptr);
+                }
+                if (mnt >= 0) {
+                    int e = errno;
+                    ::close(mnt);
+                    errno = e;
+                }
             }
         }
         if (r != 0) {
@@ -999,6 +1012,7 @@ void child_main(const Plan& plan) noexcept {
     for (int& k : g_kept) {
         k = -1; // a vfork-style child sees what the last container on this thread left
     }
+    g_detail[0] = '\0';
     // 1. Signals: default dispositions (an ignored SIGPIPE must not leak
     // into the command) and an empty mask; the parent blocked everything
     // around clone so that none of its handlers can run here.
