@@ -6,7 +6,10 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 using namespace strata;
 using namespace strata::snapshot;
@@ -114,7 +117,8 @@ TEST_CASE("naming a manifest that is not in the store fails and changes nothing"
     ghost.digest = Digest::of("not stored");
     ghost.size = 10;
     std::string before = fs::read_file(t.path() + "/index.json");
-    CHECK_THROWS_WITH(store.set_name(Reference::parse("ghost"), ghost), Catch::Contains(ghost.digest.str()));
+    CHECK_THROWS_WITH(store.set_name(Reference::parse("ghost"), ghost),
+                      Catch::Contains(ghost.digest.str()));
     CHECK(fs::read_file(t.path() + "/index.json") == before);
 }
 
@@ -140,6 +144,10 @@ TEST_CASE("gc removes what no image reaches and keeps the rest") {
     Image kept = store.load(keep);
     Image dropped = store.load(drop);
     store.remove_name(Reference::parse("drop"));
+    // gc keeps what changed at or after its start on the kernel's coarse
+    // clock (someone else's work in progress): let one tick (at most 10 ms)
+    // pass, as between two strata commands.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
     auto r = store.gc();
     CHECK(r.blobs_removed == 3); // manifest, config, layer
     CHECK(store.has_blob(keep.digest));
