@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when a folder includes a folder above it (DESIGN.md's dependency
 # direction: cli -> builder -> {runner, layerfs}; layerfs -> snapshot ->
-# formats -> util; runner -> util; registry -> snapshot). builder/dockerfile/ (the parser target)
+# formats -> util; runner -> util; registry -> snapshot; cli -> containers ->
+# {runner, layerfs, snapshot}). builder/dockerfile/ (the parser target)
 # may include only util. Usage: check_includes.sh [SOURCE_ROOT]
 set -u
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -15,9 +16,10 @@ allowed() {
     layerfs) echo "layerfs snapshot formats util" ;;
     runner) echo "runner util" ;;
     registry) echo "registry snapshot formats util" ;;
+    containers) echo "containers runner layerfs snapshot formats util" ;;
     builder/dockerfile) echo "builder/dockerfile util" ;;
     builder) echo "builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
-    cli) echo "cli builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
+    cli) echo "cli containers builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
   esac
 }
 
@@ -34,7 +36,7 @@ for folder in util formats snapshot layerfs runner registry builder cli; do
       inc=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]+)".*/\1/' <<<"${line#*:}")
       target=${inc%%/*}
       case "$inc" in builder/dockerfile/*) target=builder/dockerfile ;; esac
-      case " util formats snapshot layerfs runner registry builder builder/dockerfile cli " in
+      case " util formats snapshot layerfs runner registry containers builder builder/dockerfile cli " in
         *" $target "*) ;;
         *) continue ;;
       esac
