@@ -16,7 +16,7 @@ void flatten_image(Store& store, const Image& img, const std::string& dir) {
         UniqueFd blob = store.open_blob(l.digest);
         ApplyOptions opts;
         opts.mode = WhiteoutMode::flatten;
-        opts.layer_name = "layer " + l.digest.str();
+        opts.layer_name = l.digest.str();
         auto stats = apply_layer_at(blob.get(), target.get(), opts);
         if (stats.digests && stats.digests->blob_digest != l.digest) {
             throw Error("layer " + l.digest.str() + " is corrupt: its content hashes to " +

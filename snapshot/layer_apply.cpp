@@ -1,6 +1,7 @@
 #include "snapshot/layer_apply.hpp"
 
 #include "formats/whiteout.hpp"
+#include "snapshot/merged_view.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -66,15 +67,6 @@ std::string checked_name(std::string_view raw, const char* what) {
     return out;
 }
 
-std::string read_link_at(int dirfd, const std::string& name, const std::string& shown) {
-    std::vector<char> buf(4096);
-    ssize_t n = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
-    if (n < 0) {
-        throw_errno("readlink", shown);
-    }
-    return std::string(buf.data(), static_cast<std::size_t>(n));
-}
-
 bool overlay_xattr(const std::string& name) {
     return formats::whiteout::is_overlay_xattr(name);
 }
@@ -122,10 +114,15 @@ private:
     }
 
     // Returns an O_PATH fd of directory `path` (a checked, relative name),
-    // creating missing components (0755) when create is set; -1 when it
-    // is missing and create is not set. Symlinks on the way are followed
-    // inside the root only when they are relative and stay inside it.
-    int dir_fd(const std::string& path, bool create, int depth = 0) {
+    // creating missing components when create is set; -1 when it is missing
+    // and create is not set. The path is resolved as the layer's entries are
+    // applied by Docker's (containerd's) applier, over the image's root: a
+    // symlink on the way is followed inside the root, whichever layer brought
+    // it (an absolute target starts at the root, ".." stops there). The walk
+    // below handles the plain case, every component a directory of the
+    // target; a symlink, or (over lowers) a component the target lacks, goes
+    // to resolve_merged.
+    int dir_fd(const std::string& path, bool create) {
         if (path.empty()) {
             return root_;
         }
@@ -133,15 +130,14 @@ private:
             return cache_fd_.get();
         }
         UniqueFd cur;
-        std::string real; // lexical real path of cur, relative to the root
         std::string walked;
         std::string_view rest = path;
         if (cache_key_ && starts_with(path, *cache_key_ + "/")) {
             cur = dup_cloexec(cache_fd_.get());
-            real = cache_real_;
             walked = *cache_key_;
             rest = std::string_view(path).substr(cache_key_->size() + 1);
         }
+        bool over_lowers = opts_.mode == WhiteoutMode::overlay && !opts_.lower_dirs.empty();
         for (auto& comp : split_components(rest)) {
             int curfd = cur ? cur.get() : root_;
             walked = walked.empty() ? comp : walked + "/" + comp;
@@ -149,6 +145,9 @@ private:
             if (::fstatat(curfd, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
                 if (errno != ENOENT) {
                     throw_errno("stat", walked);
+                }
+                if (over_lowers) {
+                    return resolve_merged(path, create);
                 }
                 if (!create) {
                     return -1;
@@ -159,39 +158,7 @@ private:
                 st.st_mode = S_IFDIR;
             }
             if (S_ISLNK(st.st_mode)) {
-                std::string target = read_link_at(curfd, comp, walked);
-                if (!target.empty() && target[0] == '/') {
-                    throw Error("path goes through symlink \"" + walked + "\" -> \"" + target +
-                                "\", an absolute symlink; a layer may not write through it");
-                }
-                std::string resolved =
-                    clean_path((real.empty() ? std::string() : real + "/") + target);
-                if (resolved == ".." || starts_with(resolved, "../")) {
-                    throw Error("path goes through symlink \"" + walked + "\" -> \"" + target +
-                                "\", which leaves the root");
-                }
-                if (resolved == ".") {
-                    resolved.clear();
-                }
-                // Follow it with the same rules (a chain of links is checked
-                // link by link).
-                if (depth >= 40) {
-                    throw SysError("open", walked, ELOOP);
-                }
-                UniqueFd next;
-                if (resolved.empty()) {
-                    next = dup_cloexec(root_);
-                } else {
-                    int t = dir_fd(resolved, create, depth + 1);
-                    if (t < 0) {
-                        return -1;
-                    }
-                    next = dup_cloexec(t);
-                    resolved = cache_real_;
-                }
-                cur = std::move(next);
-                real = resolved;
-                continue;
+                return resolve_merged(path, create);
             }
             if (!S_ISDIR(st.st_mode)) {
                 throw SysError("open", walked, ENOTDIR);
@@ -201,12 +168,92 @@ private:
                 throw_errno("open", walked);
             }
             cur.reset(fd);
-            real = real.empty() ? comp : real + "/" + comp;
         }
+        std::string real = cache_key_ && starts_with(path, *cache_key_ + "/")
+                               ? cache_real_ + path.substr(cache_key_->size())
+                               : path;
         cache_key_ = path;
-        cache_real_ = real;
+        cache_real_ = std::move(real);
         cache_fd_ = cur ? std::move(cur) : dup_cloexec(root_);
         return cache_fd_.get();
+    }
+
+    // The slow path of dir_fd: the path resolved in the merged view of the
+    // target over the lowers (snapshot/merged_view.hpp), then the resolved
+    // directories made in the target where missing. A directory that only a
+    // lower layer has is copied up as overlayfs would: its owner, mode and
+    // xattrs (mode and mtime set with the layer's own directories at the end).
+    int resolve_merged(const std::string& path, bool create) {
+        MergedView view(root_, opts_.mode == WhiteoutMode::overlay ? opts_.lower_dirs
+                                                                   : std::vector<std::string>{});
+        view.set_hidden([this](const std::string& p) { return hidden_.contains(p); });
+        std::optional<std::string> real = view.resolve(path, create);
+        if (!real) {
+            return -1;
+        }
+        UniqueFd cur = dup_cloexec(root_);
+        std::string walked;
+        for (auto& comp : split_components(*real)) {
+            walked = walked.empty() ? comp : walked + "/" + comp;
+            int fd =
+                ::openat(cur.get(), comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0 && errno == ENOENT) {
+                if (!create) {
+                    return -1;
+                }
+                copy_up_dir(view, cur.get(), comp, walked);
+                fd = ::openat(cur.get(), comp.c_str(),
+                              O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            }
+            if (fd < 0) {
+                throw_errno("open", walked);
+            }
+            cur.reset(fd);
+        }
+        cache_key_ = path;
+        cache_real_ = *real;
+        cache_fd_ = std::move(cur);
+        return cache_fd_.get();
+    }
+
+    void copy_up_dir(const MergedView& view, int pfd, const std::string& name,
+                     const std::string& real) {
+        MergedView::Node lower = view.lookup(real);
+        if (lower.layer < 0 || lower.kind != MergedView::Node::Kind::dir) {
+            if (::mkdirat(pfd, name.c_str(), 0755) != 0 && errno != EEXIST) {
+                throw_errno("mkdir", real);
+            }
+            return;
+        }
+        if (::mkdirat(pfd, name.c_str(), 0700) != 0) {
+            throw_errno("mkdir", real);
+        }
+        UniqueFd fd(::openat(pfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd) {
+            throw_errno("open", real);
+        }
+        if (preserve_owner_ && ::fchown(fd.get(), lower.st.st_uid, lower.st.st_gid) != 0 &&
+            errno != EPERM && errno != EINVAL) {
+            throw_errno("chown", real);
+        }
+        std::string from = view.lower_path(lower.layer, real);
+        std::vector<char> names(1 << 16);
+        ssize_t len = ::llistxattr(from.c_str(), names.data(), names.size());
+        for (ssize_t i = 0; len > 0 && i < len;) {
+            std::string xname(names.data() + i);
+            i += static_cast<ssize_t>(xname.size()) + 1;
+            if (overlay_xattr(xname)) {
+                continue;
+            }
+            std::vector<char> value(1 << 16);
+            ssize_t vlen = ::lgetxattr(from.c_str(), xname.c_str(), value.data(), value.size());
+            if (vlen >= 0) {
+                ::fsetxattr(fd.get(), xname.c_str(), value.data(), static_cast<std::size_t>(vlen),
+                            0);
+            }
+        }
+        dirs_.push_back(DirMeta{real, lower.st.st_mode & 07777, lower.st.st_mtim.tv_sec,
+                                static_cast<std::uint32_t>(lower.st.st_mtim.tv_nsec)});
     }
 
     // ---- per entry ----
@@ -225,7 +272,7 @@ private:
         int pfd = dir_fd(parent, true);
         switch (e.type) {
         case EntryType::dir:
-            make_dir(pfd, path, base, e);
+            make_dir(pfd, path, base, e, parent.empty() ? base : cache_real_ + "/" + base);
             break;
         case EntryType::file:
             make_file(pfd, path, base, e);
@@ -280,6 +327,7 @@ private:
         // this layer also has stays, and is opaque if it is a directory.
         if (opts_.mode == WhiteoutMode::overlay || added_.contains(victim)) {
             whiteouts_.emplace_back(parent, name);
+            hidden_.insert(victim);
             return;
         }
         {
@@ -455,7 +503,9 @@ private:
         return t;
     }
 
-    void make_dir(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
+    // real: the directory's path with the symlinks of its parents resolved.
+    void make_dir(int pfd, const std::string& path, const std::string& base, const TarEntry& e,
+                  const std::string& real) {
         ++stats_.dirs;
         if (::mkdirat(pfd, base.c_str(), 0700) != 0) {
             if (errno != EEXIST) {
@@ -479,7 +529,7 @@ private:
             throw_errno("chmod", path);
         }
         set_xattrs(fd.get(), path, e, false, pfd, base);
-        dirs_.push_back(DirMeta{path, e.mode, e.mtime_sec, e.mtime_nsec});
+        dirs_.push_back(DirMeta{real, e.mode, e.mtime_sec, e.mtime_nsec});
     }
 
     void make_file(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
@@ -580,44 +630,47 @@ private:
     }
 
     // Overlay mode: copies a regular file that a hard link names from the
-    // topmost lower directory that has it into the snapshot.
+    // topmost lower layer that shows it (the merged view) into the snapshot.
     bool copy_up(const std::string& target) {
-        for (const auto& lower : opts_.lower_dirs) {
-            UniqueFd lroot = fs::open_dir(lower);
-            UniqueFd src;
-            try {
-                src = open_in_root(lroot.get(), target, O_RDONLY | O_NOFOLLOW);
-            } catch (const SysError&) {
-                continue;
-            }
-            struct stat st = fs::fstat(src.get());
-            if (!S_ISREG(st.st_mode)) {
-                continue;
-            }
-            auto [tparent, tbase] = fs::split_parent(target);
-            int pfd = dir_fd(tparent, true);
-            UniqueFd dst(::openat(pfd, tbase.c_str(),
-                                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-            if (!dst) {
-                throw_errno("copy-up", target);
-            }
-            std::vector<char> buf(1 << 16);
-            for (;;) {
-                std::size_t n = fs::read_full(src.get(), buf.data(), buf.size());
-                if (n == 0) {
-                    break;
-                }
-                fs::write_all(dst.get(), buf.data(), n);
-            }
-            if (preserve_owner_ && ::fchown(dst.get(), st.st_uid, st.st_gid) != 0) {
-                ++stats_.owners_skipped;
-            }
-            ::fchmod(dst.get(), st.st_mode & 07777);
-            struct timespec ts[2] = {st.st_atim, st.st_mtim};
-            ::futimens(dst.get(), ts);
-            return true;
+        MergedView view(root_, opts_.lower_dirs);
+        view.set_hidden([this](const std::string& p) { return hidden_.contains(p); });
+        auto [tparent, tbase] = fs::split_parent(target);
+        std::optional<std::string> real_parent = view.resolve(tparent, false);
+        if (!real_parent) {
+            return false;
         }
-        return false;
+        std::string real = real_parent->empty() ? tbase : *real_parent + "/" + tbase;
+        MergedView::Node node = view.lookup(real);
+        if (node.layer < 0 || !S_ISREG(node.st.st_mode)) {
+            return false;
+        }
+        UniqueFd src(
+            ::open(view.lower_path(node.layer, real).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!src) {
+            throw_errno("open", view.lower_path(node.layer, real));
+        }
+        struct stat st = fs::fstat(src.get());
+        int pfd = dir_fd(tparent, true);
+        UniqueFd dst(::openat(pfd, tbase.c_str(),
+                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!dst) {
+            throw_errno("copy-up", target);
+        }
+        std::vector<char> buf(1 << 16);
+        for (;;) {
+            std::size_t n = fs::read_full(src.get(), buf.data(), buf.size());
+            if (n == 0) {
+                break;
+            }
+            fs::write_all(dst.get(), buf.data(), n);
+        }
+        if (preserve_owner_ && ::fchown(dst.get(), st.st_uid, st.st_gid) != 0) {
+            ++stats_.owners_skipped;
+        }
+        ::fchmod(dst.get(), st.st_mode & 07777);
+        struct timespec ts[2] = {st.st_atim, st.st_mtim};
+        ::futimens(dst.get(), ts);
+        return true;
     }
 
     void make_node(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
@@ -709,6 +762,8 @@ private:
     UniqueFd cache_fd_;
     UniqueFd keepalive_;
     std::unordered_set<std::string> added_; // paths this layer brings, and their parents
+    // Paths this layer whites out: lower layers are not looked at below them.
+    std::unordered_set<std::string> hidden_;
     std::vector<std::pair<std::string, std::string>> whiteouts_; // (parent, name), made last
     std::vector<DirMeta> dirs_;
 };

@@ -11,11 +11,17 @@
 //    entry, an opaque marker empties the directory of everything this layer
 //    did not add, as Docker's applier does.
 //
-// Every path is resolved inside the target (openat2 RESOLVE_IN_ROOT). An
-// entry is rejected, with its name and the layer's name in the message, when
-// its name has a ".." component, when its parent path goes through a symlink
-// that is absolute or leaves the root, when a hard link names a target with
-// "..", or when a whiteout name is bad (`.wh.` alone, `.wh..`, `.wh...`).
+// Every path is resolved inside the target as Docker (containerd's applier)
+// resolves it over the image's root: a symlink on an entry's parent path is
+// followed inside the root whichever layer brought it (in overlay mode the
+// lower_dirs are looked through: snapshot/merged_view.hpp), an absolute
+// target starts at the root and ".." stops there; a directory written into
+// that only a lower layer has is copied up with its owner, mode and xattrs.
+// An entry is rejected, with its name and the layer's name in the message,
+// when its name has a ".." component, when its parent path goes through a
+// symlink whose target does not exist (Docker's MkdirAll fails there), when a
+// hard link names a target with "..", or when a whiteout name is bad (`.wh.`
+// alone, `.wh..`, `.wh...`).
 // Xattrs that would steer overlayfs (trusted.overlay.*, user.overlay.*) are
 // never taken from a layer.
 #pragma once
@@ -41,9 +47,10 @@ struct ApplyOptions {
     std::optional<bool> preserve_owner;
     // Name used in messages (a digest or a path).
     std::string layer_name;
-    // Overlay mode: lower directories (topmost first) where a hard link may
-    // find a target that this layer does not contain; the target is copied
-    // up into the snapshot first, as overlayfs would do.
+    // Overlay mode: lower directories (topmost first), the layers below this
+    // one: their symlinks are followed and their directories copied up as
+    // entries need them, and a hard link may find a target that this layer
+    // does not contain (copied up into the snapshot first, as overlayfs would).
     std::vector<std::string> lower_dirs;
 };
 

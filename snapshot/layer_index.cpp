@@ -219,8 +219,8 @@ void LayerIndex::add_entry(const formats::TarEntry& e, const std::optional<Sha25
     auto slash = path.rfind('/');
     std::string_view base = slash == std::string::npos ? std::string_view(path)
                                                        : std::string_view(path).substr(slash + 1);
-    std::string_view dir = slash == std::string::npos ? std::string_view()
-                                                      : std::string_view(path).substr(0, slash);
+    std::string_view dir =
+        slash == std::string::npos ? std::string_view() : std::string_view(path).substr(0, slash);
     if (formats::whiteout::is_reserved(base)) {
         if (formats::whiteout::is_opaque_marker(base)) {
             r.kind = RecordKind::opaque;
@@ -519,13 +519,25 @@ std::optional<std::uint32_t> MergedTree::resolve(std::string_view path, bool fol
 std::string mode_string(EntryType type, std::uint32_t mode) {
     char t = '-';
     switch (type) {
-    case EntryType::dir: t = 'd'; break;
-    case EntryType::symlink: t = 'l'; break;
-    case EntryType::chardev: t = 'c'; break;
-    case EntryType::blockdev: t = 'b'; break;
-    case EntryType::fifo: t = 'p'; break;
+    case EntryType::dir:
+        t = 'd';
+        break;
+    case EntryType::symlink:
+        t = 'l';
+        break;
+    case EntryType::chardev:
+        t = 'c';
+        break;
+    case EntryType::blockdev:
+        t = 'b';
+        break;
+    case EntryType::fifo:
+        t = 'p';
+        break;
     case EntryType::file:
-    case EntryType::hardlink: t = '-'; break;
+    case EntryType::hardlink:
+        t = '-';
+        break;
     }
     std::string s(10, '-');
     s[0] = t;
@@ -535,9 +547,12 @@ std::string mode_string(EntryType type, std::uint32_t mode) {
             s[1 + i] = rwx[i];
         }
     }
-    if (mode & 04000) s[3] = (mode & 0100) ? 's' : 'S';
-    if (mode & 02000) s[6] = (mode & 0010) ? 's' : 'S';
-    if (mode & 01000) s[9] = (mode & 0001) ? 't' : 'T';
+    if (mode & 04000)
+        s[3] = (mode & 0100) ? 's' : 'S';
+    if (mode & 02000)
+        s[6] = (mode & 0010) ? 's' : 'S';
+    if (mode & 01000)
+        s[9] = (mode & 0001) ? 't' : 'T';
     return s;
 }
 

@@ -102,16 +102,16 @@ struct Record {
     std::uint32_t gid = 0;
     std::uint32_t mtime_nsec = 0;
     std::int64_t mtime_sec = 0;
-    std::uint64_t size = 0;       // regular files: content bytes; others 0
-    std::uint32_t link = 0;       // index in LayerIndex::strings (0: none): symlink target
+    std::uint64_t size = 0; // regular files: content bytes; others 0
+    std::uint32_t link = 0; // index in LayerIndex::strings (0: none): symlink target
     std::uint32_t link_node = PathTrie::kNone; // hard links: the target path's node
-    std::uint32_t xattrs = 0;     // index in LayerIndex::xattrs (0: none)
+    std::uint32_t xattrs = 0;                  // index in LayerIndex::xattrs (0: none)
     std::uint32_t devmajor = 0;
     std::uint32_t devminor = 0;
 };
 
 struct LayerMeta {
-    std::string name; // digest or path, for messages
+    std::string name;        // digest or path, for messages
     std::uint32_t first = 0; // records [first, end)
     std::uint32_t end = 0;
     std::optional<formats::LayerDigests> digests;

@@ -2,10 +2,12 @@
 
 #include "formats/tar.hpp"
 #include "formats/whiteout.hpp"
+#include "snapshot/merged_view.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/root.hpp"
 #include "util/sha256.hpp"
+#include "util/sys/syscalls.hpp"
 
 #include <cerrno>
 #include <climits>
@@ -13,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/openat2.h>
 #include <map>
 #include <optional>
 #include <sys/stat.h>
@@ -63,7 +66,6 @@ std::optional<std::string> clean_name(std::string_view raw) {
     return out;
 }
 
-
 const char* type_name(mode_t m) {
     switch (m & S_IFMT) {
     case S_IFREG:
@@ -105,7 +107,6 @@ mode_t type_bits(EntryType t) {
 }
 
 using Xattrs = std::map<std::string, std::string>;
-
 
 std::string shown(const std::string& rel) {
     return "/" + rel;
@@ -350,6 +351,22 @@ private:
         } catch (const SysError& e) {
             if (e.error_code() != ENOENT && e.error_code() != ENOTDIR) {
                 throw;
+            }
+            // The applier follows the lower layers' symlinks too: the
+            // parent resolved in the merged view (snapshot/merged_view.hpp).
+            std::optional<std::string> real;
+            if (!lowers_.empty()) {
+                real = MergedView(root_, lowers_).resolve(p, false);
+            }
+            if (real) {
+                int fd = sys::openat2_raw(root_, real->empty() ? "." : real->c_str(),
+                                          O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                          RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+                if (fd >= 0) {
+                    parent_->fd.reset(fd);
+                    parent_->real = *real;
+                    return *parent_;
+                }
             }
             parent_->missing = true;
             return *parent_;

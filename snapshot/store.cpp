@@ -617,7 +617,7 @@ std::vector<std::string> Store::ensure_snapshots(const Image& image) {
             ApplyOptions opts;
             opts.mode = WhiteoutMode::overlay;
             opts.userxattr = !trusted_xattrs_allowed();
-            opts.layer_name = "layer " + layer.digest.str();
+            opts.layer_name = layer.digest.str();
             opts.lower_dirs.assign(dirs.rbegin(), dirs.rend());
             ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);
             if (!r.digests || r.digests->blob_digest != layer.digest) {

@@ -93,6 +93,47 @@ ln -s "$WORK/elsewhere" "$WORK/layout/blobs"
 check_refused '"blobs" is a symlink' "$WORK/layout"
 strata verify >/dev/null || fail "verify after the refusals"
 
+# Faithful where Docker is lenient: a later layer's path through a symlink of a
+# lower layer (Debian's var/run -> /run, a relative lib -> usr/lib, a link
+# that climbs above the root) is followed inside the root, as Docker applies
+# layers; unpack, export and verify agree.
+python3 - "$WORK" <<'PY'
+import hashlib, io, json, sys, tarfile
+work = sys.argv[1]
+def layer(entries):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for info, data in entries:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return b.getvalue()
+def d(name, mode=0o755):
+    i = tarfile.TarInfo(name); i.type = tarfile.DIRTYPE; i.mode = mode; i.mtime = 1700000000; return (i, None)
+def f(name, data):
+    i = tarfile.TarInfo(name); i.size = len(data); i.mtime = 1700000000; i.mode = 0o644; return (i, data)
+def l(name, target):
+    i = tarfile.TarInfo(name); i.type = tarfile.SYMTYPE; i.linkname = target; i.mtime = 1700000000; return (i, None)
+sha = lambda b: hashlib.sha256(b).hexdigest()
+l1 = layer([d("var"), l("var/run", "/run"), d("run", 0o710), d("usr"), d("usr/lib"), l("lib", "usr/lib"), l("up", "../../..")])
+l2 = layer([f("var/run/x", b"through var/run\n"), f("lib/y", b"through lib\n"), f("up/z", b"through up\n")])
+with tarfile.open(f"{work}/lowerlink.tar", "w") as t:
+    def add(n, data):
+        i = tarfile.TarInfo(n); i.size = len(data); t.addfile(i, io.BytesIO(data))
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(l1), "sha256:" + sha(l2)]}}).encode()
+    add(sha(l1) + "/layer.tar", l1); add(sha(l2) + "/layer.tar", l2); add(sha(cfg) + ".json", cfg)
+    add("manifest.json", json.dumps([{"Config": sha(cfg) + ".json", "RepoTags": ["lowerlink:1"],
+                                      "Layers": [sha(l1) + "/layer.tar", sha(l2) + "/layer.tar"]}]).encode())
+PY
+strata load -i "$WORK/lowerlink.tar" >/dev/null || fail "load of an image writing through a lower layer's symlinks"
+strata unpack lowerlink:1 "$WORK/lowerlink" || fail "unpack through a lower layer's symlinks"
+assert_eq "$(cat "$WORK/lowerlink/run/x")" "through var/run" "var/run/x lands at /run/x"
+assert_eq "$(cat "$WORK/lowerlink/usr/lib/y")" "through lib" "lib/y lands at /usr/lib/y"
+assert_eq "$(cat "$WORK/lowerlink/z")" "through up" "up/z stops at the root"
+[ -L "$WORK/lowerlink/var/run" ] || fail "var/run stays a symlink"
+assert_eq "$(stat -c %a "$WORK/lowerlink/run")" "710" "/run keeps its mode"
+strata export lowerlink:1 | tar -t | grep -qx 'run/x' || fail "export has run/x"
+strata verify >/dev/null || fail "verify after the unpack through lower symlinks"
+
 # The sparse layer loads when the bound is raised.
 STRATA_MAX_FILE_SIZE=$((1 << 41)) strata load -i "$WORK/sparse.tar" >/dev/null ||
   fail "--max-file-size / STRATA_MAX_FILE_SIZE raises the bound"

@@ -70,8 +70,11 @@ void expect_rejected(const std::function<std::vector<LayerEntry>(const World&)>&
 } // namespace
 
 TEST_CASE("hostile: ../ in names is rejected") {
-    expect_rejected([](const World&) { return std::vector<LayerEntry>{{file_entry("../evil"), "x"}}; },
-                    "../evil", "\"..\" component");
+    expect_rejected(
+        [](const World&) {
+            return std::vector<LayerEntry>{{file_entry("../evil"), "x"}};
+        },
+        "../evil", "\"..\" component");
     expect_rejected(
         [](const World&) {
             return std::vector<LayerEntry>{{dir_entry("a"), ""}, {file_entry("a/../../evil"), "x"}};
@@ -84,49 +87,75 @@ TEST_CASE("hostile: ../ in names is rejected") {
         "../outside/sentinel", "\"..\" component");
 }
 
-TEST_CASE("hostile: writing through an absolute symlink is rejected") {
-    expect_rejected(
+// Docker (containerd's applier) applies a layer over the image's root as if
+// chrooted there: a symlink on an entry's path is followed inside the root, an
+// absolute target starts at the root and ".." stops at it. The entry lands
+// inside; nothing outside changes.
+void expect_confined(const std::function<std::vector<LayerEntry>(const World&)>& make,
+                     const std::function<std::string(const World&)>& landed,
+                     const std::string& content) {
+    for (auto mode : {WhiteoutMode::flatten, WhiteoutMode::overlay}) {
+        INFO((mode == WhiteoutMode::flatten ? "flatten" : "overlay") << " mode");
+        World w;
+        write_layer(w.layer, make(w));
+        std::string before = w.outside_dump();
+        std::string passwd = host_passwd_state();
+        apply(w.layer, w.target, mode, /*userxattr=*/true);
+        CHECK(fs::read_file(w.target + "/" + landed(w)) == content);
+        CHECK(w.outside_dump() == before);
+        CHECK(host_passwd_state() == passwd);
+    }
+}
+
+TEST_CASE("hostile: writing through an absolute symlink lands inside the root") {
+    expect_confined(
         [](const World&) {
-            return std::vector<LayerEntry>{{symlink_entry("link", "/etc"), ""},
+            return std::vector<LayerEntry>{{dir_entry("etc"), ""},
+                                           {symlink_entry("link", "/etc"), ""},
                                            {file_entry("link/passwd"), "pwned"}};
         },
-        "link/passwd", "absolute symlink");
-    expect_rejected(
+        [](const World&) { return std::string("etc/passwd"); }, "pwned");
+    expect_confined(
         [](const World& w) {
-            return std::vector<LayerEntry>{{symlink_entry("esc", w.outside), ""},
+            return std::vector<LayerEntry>{{dir_entry(w.outside.substr(1)), ""},
+                                           {symlink_entry("esc", w.outside), ""},
                                            {file_entry("esc/sentinel"), "pwned"}};
         },
-        "esc/sentinel", "absolute symlink");
+        [](const World& w) { return w.outside.substr(1) + "/sentinel"; }, "pwned");
+    // A link whose target does not exist in the root: Docker's MkdirAll fails.
     expect_rejected(
         [](const World& w) {
             return std::vector<LayerEntry>{{symlink_entry("esc", w.outside), ""},
                                            {dir_entry("esc/dir/sub"), ""}};
         },
-        "esc/dir/sub", "absolute symlink");
+        "esc/dir/sub", "whose target does not exist");
 }
 
-TEST_CASE("hostile: writing through a symlink that leaves the root is rejected") {
-    expect_rejected(
+TEST_CASE("hostile: a symlink that leaves the root stops at the root") {
+    expect_confined(
         [](const World&) {
-            return std::vector<LayerEntry>{{symlink_entry("rel", "../outside"), ""},
+            return std::vector<LayerEntry>{{dir_entry("outside"), ""},
+                                           {symlink_entry("rel", "../outside"), ""},
                                            {file_entry("rel/sentinel"), "pwned"}};
         },
-        "rel/sentinel", "leaves the root");
-    expect_rejected(
+        [](const World&) { return std::string("outside/sentinel"); }, "pwned");
+    expect_confined(
         [](const World&) {
             return std::vector<LayerEntry>{{dir_entry("a"), ""},
+                                           {dir_entry("outside"), ""},
                                            {symlink_entry("a/up", "../../../../.."), ""},
                                            {file_entry("a/up/outside/sentinel"), "pwned"}};
         },
-        "a/up/outside/sentinel", "leaves the root");
-    // A relative link to an absolute one is checked link by link.
-    expect_rejected(
+        [](const World&) { return std::string("outside/sentinel"); }, "pwned");
+    // A relative link to an absolute one is followed link by link.
+    expect_confined(
         [](const World& w) {
-            return std::vector<LayerEntry>{{symlink_entry("abs", w.outside), ""},
+            return std::vector<LayerEntry>{{dir_entry(w.outside.substr(1)), ""},
+                                           {symlink_entry("abs", w.outside), ""},
                                            {symlink_entry("hop", "abs"), ""},
                                            {file_entry("hop/sentinel"), "pwned"}};
         },
-        "hop/sentinel", "absolute symlink");
+        [](const World& w) { return w.outside.substr(1) + "/sentinel"; }, "pwned");
 }
 
 TEST_CASE("hostile: hard links to files outside the root are rejected") {
@@ -137,44 +166,56 @@ TEST_CASE("hostile: hard links to files outside the root are rejected") {
         "hl", "\"..\" component");
     // An absolute target is taken inside the root, where it does not exist.
     expect_rejected(
-        [](const World&) { return std::vector<LayerEntry>{{hardlink_entry("hl", "/etc/passwd"), ""}}; },
+        [](const World&) {
+            return std::vector<LayerEntry>{{hardlink_entry("hl", "/etc/passwd"), ""}};
+        },
         "hl", "does not exist");
     expect_rejected(
         [](const World& w) {
             return std::vector<LayerEntry>{{symlink_entry("l", w.outside), ""},
                                            {hardlink_entry("hl", "l/sentinel"), ""}};
         },
-        "hl", "absolute symlink");
+        "hl", "does not exist");
 }
 
 TEST_CASE("hostile: bad whiteout names are rejected") {
-    expect_rejected([](const World&) { return std::vector<LayerEntry>{{file_entry(".wh.."), ""}}; },
-                    ".wh..", "bad whiteout name");
-    expect_rejected([](const World&) { return std::vector<LayerEntry>{{file_entry("d/.wh..."), ""}}; },
-                    "d/.wh...", "bad whiteout name");
-    expect_rejected([](const World&) { return std::vector<LayerEntry>{{file_entry(".wh."), ""}}; },
-                    ".wh.", "bad whiteout name");
-}
-
-TEST_CASE("hostile: whiteouts and opaque markers through escaping symlinks are rejected") {
-    expect_rejected(
-        [](const World& w) {
-            return std::vector<LayerEntry>{{symlink_entry("l", w.outside), ""},
-                                           {file_entry("l/.wh.sentinel"), ""}};
-        },
-        "l/.wh.sentinel", "absolute symlink");
-    expect_rejected(
-        [](const World& w) {
-            return std::vector<LayerEntry>{{symlink_entry("l", w.outside), ""},
-                                           {file_entry("l/.wh..wh..opq"), ""}};
-        },
-        "l/.wh..wh..opq", "absolute symlink");
     expect_rejected(
         [](const World&) {
-            return std::vector<LayerEntry>{{symlink_entry("l", "../outside"), ""},
-                                           {file_entry("l/.wh..wh..opq"), ""}};
+            return std::vector<LayerEntry>{{file_entry(".wh.."), ""}};
         },
-        "l/.wh..wh..opq", "leaves the root");
+        ".wh..", "bad whiteout name");
+    expect_rejected(
+        [](const World&) {
+            return std::vector<LayerEntry>{{file_entry("d/.wh..."), ""}};
+        },
+        "d/.wh...", "bad whiteout name");
+    expect_rejected(
+        [](const World&) {
+            return std::vector<LayerEntry>{{file_entry(".wh."), ""}};
+        },
+        ".wh.", "bad whiteout name");
+}
+
+TEST_CASE("hostile: whiteouts and opaque markers through escaping symlinks stay inside") {
+    for (auto mode : {WhiteoutMode::flatten, WhiteoutMode::overlay}) {
+        for (std::string link : {std::string("ABS"), std::string("../outside")}) {
+            for (std::string marker : {std::string(".wh.sentinel"), std::string(".wh..wh..opq")}) {
+                INFO(int(mode) << " " << link << " " << marker);
+                World w;
+                std::string target = link == "ABS" ? w.outside : link;
+                write_layer(w.layer,
+                            {{symlink_entry("l", target), ""}, {file_entry("l/" + marker), ""}});
+                std::string before = w.outside_dump();
+                try {
+                    apply(w.layer, w.target, mode, true);
+                } catch (const Error& e) {
+                    // The link's target is not in the root: refused as Docker's MkdirAll.
+                    CHECK_THAT(e.what(), Catch::Contains("whose target does not exist"));
+                }
+                CHECK(w.outside_dump() == before);
+            }
+        }
+    }
 }
 
 TEST_CASE("hostile: entries over symlinks replace the link and stay inside") {
@@ -197,14 +238,18 @@ TEST_CASE("hostile: entries over symlinks replace the link and stay inside") {
     }
 }
 
-TEST_CASE("hostile: an existing absolute symlink in the target is not written through") {
+TEST_CASE("hostile: an existing absolute symlink in the target is followed inside it") {
     World w;
     REQUIRE(::symlink(w.outside.c_str(), (w.target + "/lower-link").c_str()) == 0);
     std::string before = w.outside_dump();
     write_layer(w.layer, {{file_entry("lower-link/sentinel"), "pwned"}});
     CHECK_THROWS_WITH(apply(w.layer, w.target, WhiteoutMode::flatten),
                       Catch::Contains("lower-link/sentinel") &&
-                          Catch::Contains("absolute symlink"));
+                          Catch::Contains("whose target does not exist"));
+    fs::mkdirs(w.target + w.outside);
+    apply(w.layer, w.target, WhiteoutMode::flatten);
+    CHECK(fs::read_file(w.target + w.outside + "/sentinel") == "pwned");
+    CHECK(w.outside_dump() == before);
     write_layer(w.layer, {{file_entry(".wh.lower-link"), ""}});
     apply(w.layer, w.target, WhiteoutMode::flatten); // removes the link, not its target
     CHECK_FALSE(fs::exists(w.target + "/lower-link"));
