@@ -349,12 +349,16 @@ void MergedTree::apply_layer(std::size_t l) {
         const auto& rec = recs[r];
         if (rec.kind == RecordKind::whiteout) {
             if (rec.node != PathTrie::kRoot) {
-                remove_subtree(rec.node, layer);
+                if (auto n = place(rec.node, layer, false)) {
+                    remove_subtree(*n, layer);
+                }
             }
         } else if (rec.kind == RecordKind::opaque) {
-            if (state_[rec.node] != kAbsent && is_dir(rec.node)) {
+            auto n = rec.node == PathTrie::kRoot ? std::optional<std::uint32_t>(rec.node)
+                                                 : place(rec.node, layer, false);
+            if (n && state_[*n] != kAbsent && is_dir(*n)) {
                 std::vector<std::uint32_t> kids;
-                trie.for_each_child(rec.node, [&](std::uint32_t c) { kids.push_back(c); });
+                trie.for_each_child(*n, [&](std::uint32_t c) { kids.push_back(c); });
                 for (auto c : kids) {
                     remove_subtree(c, layer);
                 }
@@ -369,7 +373,7 @@ void MergedTree::apply_layer(std::size_t l) {
         if (rec.kind != RecordKind::entry) {
             continue;
         }
-        const auto n = rec.node;
+        auto n = rec.node;
         if (n == PathTrie::kRoot) {
             if (rec.type == EntryType::dir) {
                 touch(n, layer);
@@ -378,14 +382,21 @@ void MergedTree::apply_layer(std::size_t l) {
             continue;
         }
         ancestors.clear();
+        bool through_link = false;
         for (auto a = trie.parent(n); a != PathTrie::kRoot; a = trie.parent(a)) {
             ancestors.push_back(a);
+            through_link = through_link || (state_[a] >= 0 && type_of(a) == EntryType::symlink);
         }
-        for (auto it = ancestors.rbegin(); it != ancestors.rend(); ++it) {
-            auto a = *it;
-            if (state_[a] == kAbsent || !is_dir(a)) {
-                touch(a, layer);
-                state_[a] = kImplicitDir;
+        std::optional<std::uint32_t> moved;
+        if (through_link && (moved = place(n, layer, true))) {
+            n = *moved;
+        } else {
+            for (auto it = ancestors.rbegin(); it != ancestors.rend(); ++it) {
+                auto a = *it;
+                if (state_[a] == kAbsent || !is_dir(a)) {
+                    touch(a, layer);
+                    state_[a] = kImplicitDir;
+                }
             }
         }
         if (state_[n] != kAbsent && is_dir(n) && rec.type != EntryType::dir) {
@@ -423,6 +434,50 @@ void MergedTree::apply_layer(std::size_t l) {
     }
     changes_.push_back(ch);
     touched_.clear();
+}
+
+void MergedTree::grow() {
+    std::size_t n = index_->trie().size();
+    if (state_.size() < n) {
+        state_.resize(n, kAbsent);
+        touched_epoch_.resize(n, 0);
+        before_.resize(n, kAbsent);
+    }
+}
+
+std::optional<std::uint32_t> MergedTree::place(std::uint32_t node, std::uint32_t layer,
+                                               bool create) {
+    const auto& trie = index_->trie();
+    std::vector<std::uint32_t> lexical;
+    for (auto a = trie.parent(node); a != PathTrie::kRoot; a = trie.parent(a)) {
+        lexical.push_back(a);
+    }
+    std::uint32_t cur = PathTrie::kRoot;
+    for (auto it = lexical.rbegin(); it != lexical.rend(); ++it) {
+        auto c = index_->intern_child(cur, trie.name(*it));
+        grow();
+        if (state_[c] >= 0 && type_of(c) == EntryType::symlink) {
+            const auto& target = index_->string(index_->record(*record_of(c)).link);
+            std::string from = target.starts_with('/') ? target : trie.path(cur) + "/" + target;
+            auto to = resolve(from, true);
+            if (!to || !is_dir(*to)) {
+                return std::nullopt;
+            }
+            cur = *to;
+            continue;
+        }
+        if (state_[c] == kAbsent || !is_dir(c)) {
+            if (!create) {
+                return std::nullopt;
+            }
+            touch(c, layer);
+            state_[c] = kImplicitDir;
+        }
+        cur = c;
+    }
+    auto placed = index_->intern_child(cur, trie.name(node));
+    grow();
+    return placed;
 }
 
 std::optional<std::uint32_t> MergedTree::record_of(std::uint32_t node) const {

@@ -145,6 +145,12 @@ public:
     const std::vector<Record>& records() const noexcept { return records_; }
     const Record& record(std::uint32_t r) const { return records_[r]; }
     const PathTrie& trie() const noexcept { return trie_; }
+    // The node for name below parent, added to the trie when missing: a
+    // MergedTree places an entry whose parent path goes through a lower
+    // layer's symlink at the path the link leads to.
+    std::uint32_t intern_child(std::uint32_t parent, std::string_view name) const {
+        return trie_.child(parent, name);
+    }
     const std::string& string(std::uint32_t i) const { return strings_[i]; }
     const std::map<std::string, std::string>& xattrs(std::uint32_t i) const { return xattrs_[i]; }
     bool hashes_content() const noexcept { return opts_.hash_content; }
@@ -154,7 +160,7 @@ public:
 
 private:
     Options opts_;
-    PathTrie trie_;
+    mutable PathTrie trie_; // grows only through intern_child once built
     std::vector<Record> records_;
     std::vector<Sha256::Bytes> hashes_; // parallel to records_ when hashing
     std::vector<std::string> strings_{std::string()};
@@ -219,6 +225,13 @@ public:
 
 private:
     void apply_layer(std::size_t layer);
+    // Where a record at node lands: node itself, unless a present symlink is
+    // on its parent path (then the node below where the link leads, as the
+    // applier resolves it; snapshot/merged_view.hpp). With create, missing or
+    // non-directory parents become implicit directories. nullopt: a link on
+    // the way leads nowhere.
+    std::optional<std::uint32_t> place(std::uint32_t node, std::uint32_t layer, bool create);
+    void grow();
     void remove_subtree(std::uint32_t node, std::uint32_t layer);
     void touch(std::uint32_t node, std::uint32_t layer);
 

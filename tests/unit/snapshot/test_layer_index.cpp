@@ -112,6 +112,22 @@ TEST_CASE("paths resolve through symlinks inside the image root", "[layer_index]
     CHECK_THROWS_WITH(t.resolve("loop1", true), Catch::Contains("too many levels of symbolic links"));
 }
 
+TEST_CASE("a later layer's entries go where a lower layer's symlinks lead", "[layer_index]") {
+    LayerIndex idx;
+    test::add_layer(idx, "L1", {{test::dir("var")}, {test::symlink("var/run", "/run")},
+                                {test::dir("run")}, {test::dir("usr")}, {test::dir("usr/lib")},
+                                {test::symlink("lib", "usr/lib")}, {test::symlink("up", "../..")},
+                                {test::file("run/old", 1)}});
+    test::add_layer(idx, "L2", {{test::file("var/run/x", 2)}, {test::file("lib/sub/y", 3)},
+                                {test::file("up/z", 4)}, {test::marker("var/run/.wh.old")}});
+    MergedTree t(idx, 2);
+    CHECK(dump(t) == "lib\nrun/\nrun/x\nup\nusr/\nusr/lib/\nusr/lib/sub/\nusr/lib/sub/y\nvar/\nvar/run\nz\n");
+    CHECK(t.type_of(*t.resolve("var/run", false)) == formats::EntryType::symlink);
+    CHECK(idx.record(*t.record_of(*t.resolve("/var/run/x", true))).size == 2);
+    CHECK(t.changes()[1].added == 4); // run/x, usr/lib/sub, usr/lib/sub/y, z; run/old removed
+    CHECK(t.changes()[1].removed == 1);
+}
+
 TEST_CASE("unsafe entry names are rejected naming the layer and the entry", "[layer_index]") {
     LayerIndex idx;
     idx.begin_layer("sha256:abc");
