@@ -16,7 +16,8 @@ constexpr std::int32_t kImplied = -2; // a directory node without metadata (dive
 // dive's stacked tree of the layers below the current one.
 class DiveStack {
 public:
-    explicit DiveStack(const LayerIndex& idx) : idx_(idx), state_(idx.trie().size(), kAbsent) {
+    explicit DiveStack(const LayerIndex& idx)
+        : idx_(idx), state_(idx.trie().size(), kAbsent) {
         state_[PathTrie::kRoot] = kImplied;
     }
 
@@ -145,15 +146,13 @@ Analysis analyze_layers(const LayerIndex& idx, std::size_t top_files) {
             auto below = rec.kind == RecordKind::opaque ? rec.node : trie.parent(rec.node);
             if (rec.kind != RecordKind::opaque) {
                 for (auto a = below; a != PathTrie::kNone; a = trie.parent(a)) {
-                    if (non_leaf[a])
-                        break;
+                    if (non_leaf[a]) break;
                     mark(non_leaf, a);
                 }
             } else {
                 for (auto a = trie.parent(below); a != PathTrie::kNone && below != PathTrie::kRoot;
                      a = trie.parent(a)) {
-                    if (non_leaf[a])
-                        break;
+                    if (non_leaf[a]) break;
                     mark(non_leaf, a);
                 }
             }
@@ -221,8 +220,7 @@ Analysis analyze_layers(const LayerIndex& idx, std::size_t top_files) {
     }
     std::stable_sort(out.inefficiencies.begin(), out.inefficiencies.end(),
                      [&](const PathWaste& a, const PathWaste& b) {
-                         if (a.cumulative != b.cumulative)
-                             return a.cumulative > b.cumulative;
+                         if (a.cumulative != b.cumulative) return a.cumulative > b.cumulative;
                          return trie.path(a.node) < trie.path(b.node);
                      });
 
@@ -254,8 +252,7 @@ Analysis analyze_layers(const LayerIndex& idx, std::size_t top_files) {
         out.hidden_files += lw.hidden_files;
     }
     auto by_size = [&](const LargeFile& a, const LargeFile& b) {
-        if (a.size != b.size)
-            return a.size > b.size;
+        if (a.size != b.size) return a.size > b.size;
         return a.node < b.node;
     };
     if (out.largest.size() > top_files) {

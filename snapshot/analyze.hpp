@@ -36,9 +36,9 @@ namespace strata::snapshot {
 
 struct PathWaste {
     std::uint32_t node = 0;
-    std::uint32_t count = 0;      // how many layers touched the path
-    std::uint64_t cumulative = 0; // bytes spent on it across layers
-    std::uint64_t min_size = 0;   // the smallest it was
+    std::uint32_t count = 0;       // how many layers touched the path
+    std::uint64_t cumulative = 0;  // bytes spent on it across layers
+    std::uint64_t min_size = 0;    // the smallest it was
 };
 
 struct LayerWaste {

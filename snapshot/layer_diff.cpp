@@ -7,16 +7,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
-#include <cstring>
 #include <deque>
+#include <mutex>
+#include <thread>
+#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <map>
-#include <mutex>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/uio.h>
-#include <thread>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <vector>
 
@@ -80,8 +80,7 @@ private:
                 queue_.pop_front();
             }
             // Best effort: errors are the writer's to report.
-            int fd =
-                ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+            int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
             if (fd >= 0) {
                 struct stat st;
                 if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -146,6 +145,7 @@ std::vector<std::string> list_dir(int dirfd, const std::string& shown,
     }
     return names;
 }
+
 
 // The xattrs that belong in a layer.
 Xattrs layer_xattrs(const Xattrs& all) {
@@ -393,9 +393,8 @@ bool same_content(const Node& a, const Node& b) {
 bool changed(const Node& n, const Node& o) {
     const struct stat& a = n.st;
     const struct stat& b = o.st;
-    if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT) ||
-        (a.st_mode & 07777) != (b.st_mode & 07777) || a.st_uid != b.st_uid ||
-        a.st_gid != b.st_gid) {
+    if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT) || (a.st_mode & 07777) != (b.st_mode & 07777) ||
+        a.st_uid != b.st_uid || a.st_gid != b.st_gid) {
         return true;
     }
     if (layer_xattrs(n.xattrs) != layer_xattrs(o.xattrs)) {
@@ -506,7 +505,8 @@ void diff_dirs(Emitter& em, int nfd, const std::string& nfull, int ofd, const st
 } // namespace
 
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
-                                        const formats::TarWriter::Options& opts, DiffStats* stats) {
+                                        const formats::TarWriter::Options& opts,
+                                        DiffStats* stats) {
     UniqueFd root = fs::open(upper_dir, O_PATH | O_DIRECTORY);
     Emitter em(out_fd, opts, stats);
     walk_upper(em, root.get(), "", upper_dir);

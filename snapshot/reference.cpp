@@ -11,9 +11,7 @@ namespace {
 constexpr std::string_view kDefaultDomain = "docker.io";
 constexpr std::size_t kMaxNameLength = 255;
 
-bool is_lower_alnum(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
+bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
 // path-component: [a-z0-9]+ ((\.|_|__|[-]+)[a-z0-9]+)*
 bool valid_component(std::string_view c) {

@@ -73,7 +73,7 @@ struct VerifyProblem {
 struct VerifyResult {
     std::vector<VerifyProblem> problems;
     std::uint64_t blobs = 0;
-    std::uint64_t snapshots = 0;         // compared with their layer
+    std::uint64_t snapshots = 0;      // compared with their layer
     std::uint64_t snapshots_skipped = 0; // no image or cache record names their layer
 };
 
@@ -171,8 +171,7 @@ public:
     GcResult gc();
     // Re-hashes every blob, loads every image, and compares every snapshot
     // with the layer it was unpacked from (snapshot_verify.hpp).
-    std::vector<VerifyProblem>
-    verify(const std::function<void(std::string_view)>& progress = {}) const;
+    std::vector<VerifyProblem> verify(const std::function<void(std::string_view)>& progress = {}) const;
     VerifyResult verify_all(const std::function<void(std::string_view)>& progress = {}) const;
     // Removes a snapshot (under the lock); returns false when there was none.
     bool remove_snapshot(const formats::Digest& chain_id);

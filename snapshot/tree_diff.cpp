@@ -20,20 +20,13 @@ using formats::EntryType;
 
 std::string_view type_name(EntryType t) {
     switch (t) {
-    case EntryType::file:
-        return "file";
-    case EntryType::dir:
-        return "directory";
-    case EntryType::symlink:
-        return "symlink";
-    case EntryType::hardlink:
-        return "hardlink";
-    case EntryType::chardev:
-        return "char device";
-    case EntryType::blockdev:
-        return "block device";
-    case EntryType::fifo:
-        return "fifo";
+    case EntryType::file: return "file";
+    case EntryType::dir: return "directory";
+    case EntryType::symlink: return "symlink";
+    case EntryType::hardlink: return "hardlink";
+    case EntryType::chardev: return "char device";
+    case EntryType::blockdev: return "block device";
+    case EntryType::fifo: return "fifo";
     }
     return "?";
 }
@@ -164,8 +157,9 @@ bool skip_xattr(std::string_view name) {
     return formats::whiteout::is_overlay_xattr(name) || name == "security.selinux";
 }
 
-void walk_directory(const std::string& root, const std::string& rel, int dirfd, TreeListing& out,
-                    std::vector<char>& buf) {
+
+void walk_directory(const std::string& root, const std::string& rel, int dirfd,
+                    TreeListing& out, std::vector<char>& buf) {
     UniqueFd dup(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
     if (!dup) {
         throw_errno("dup", fs::join(root, rel));
@@ -215,20 +209,16 @@ void walk_directory(const std::string& root, const std::string& rel, int dirfd, 
             for (;;) {
                 auto n = ::read(fd.get(), buf.data(), buf.size());
                 if (n < 0) {
-                    if (errno == EINTR)
-                        continue;
+                    if (errno == EINTR) continue;
                     throw_errno("read", full);
                 }
-                if (n == 0)
-                    break;
+                if (n == 0) break;
                 sha.update(buf.data(), static_cast<std::size_t>(n));
             }
             m.content = sha.finish();
             break;
         }
-        case S_IFDIR:
-            m.type = EntryType::dir;
-            break;
+        case S_IFDIR: m.type = EntryType::dir; break;
         case S_IFLNK: {
             m.type = EntryType::symlink;
             std::vector<char> target(static_cast<std::size_t>(st.st_size) + 2);
@@ -239,17 +229,10 @@ void walk_directory(const std::string& root, const std::string& rel, int dirfd, 
             m.link.assign(target.data(), static_cast<std::size_t>(n));
             break;
         }
-        case S_IFCHR:
-            m.type = EntryType::chardev;
-            break;
-        case S_IFBLK:
-            m.type = EntryType::blockdev;
-            break;
-        case S_IFIFO:
-            m.type = EntryType::fifo;
-            break;
-        default:
-            continue; // sockets have no tar form
+        case S_IFCHR: m.type = EntryType::chardev; break;
+        case S_IFBLK: m.type = EntryType::blockdev; break;
+        case S_IFIFO: m.type = EntryType::fifo; break;
+        default: continue; // sockets have no tar form
         }
         if (m.type == EntryType::chardev || m.type == EntryType::blockdev) {
             m.devmajor = major(st.st_rdev);
@@ -308,8 +291,7 @@ std::vector<FileChange> diff_listings(const TreeListing& a, const TreeListing& b
             what.emplace_back("type");
         } else {
             if (ma.type == EntryType::file) {
-                if (ma.size != mb.size ||
-                    (ma.content && mb.content && *ma.content != *mb.content)) {
+                if (ma.size != mb.size || (ma.content && mb.content && *ma.content != *mb.content)) {
                     what.emplace_back("content");
                 }
             }
@@ -320,12 +302,9 @@ std::vector<FileChange> diff_listings(const TreeListing& a, const TreeListing& b
                 what.emplace_back("device");
             }
         }
-        if (ma.mode != mb.mode)
-            what.emplace_back("mode");
-        if (ma.uid != mb.uid || ma.gid != mb.gid)
-            what.emplace_back("owner");
-        if (ma.xattrs != mb.xattrs)
-            what.emplace_back("xattrs");
+        if (ma.mode != mb.mode) what.emplace_back("mode");
+        if (ma.uid != mb.uid || ma.gid != mb.gid) what.emplace_back("owner");
+        if (ma.xattrs != mb.xattrs) what.emplace_back("xattrs");
         if (!opts.semantic && ma.type != EntryType::symlink &&
             (ma.mtime_sec != mb.mtime_sec || ma.mtime_nsec != mb.mtime_nsec)) {
             what.emplace_back("mtime");
@@ -344,12 +323,10 @@ namespace {
 std::string json_list(const std::vector<std::string>& v) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) {
-        if (i)
-            s += ",";
+        if (i) s += ",";
         s += "\"";
         for (char c : v[i]) {
-            if (c == '"' || c == '\\')
-                s += '\\';
+            if (c == '"' || c == '\\') s += '\\';
             s += c;
         }
         s += "\"";
@@ -358,14 +335,12 @@ std::string json_list(const std::vector<std::string>& v) {
 }
 
 std::optional<std::string> opt_list(const std::optional<std::vector<std::string>>& v) {
-    if (!v)
-        return std::nullopt;
+    if (!v) return std::nullopt;
     return json_list(*v);
 }
 
 std::optional<std::string> non_empty(const std::string& s) {
-    if (s.empty())
-        return std::nullopt;
+    if (s.empty()) return std::nullopt;
     return s;
 }
 
@@ -390,17 +365,15 @@ std::string healthcheck_text(const formats::Healthcheck& h) {
 
 std::string history_text(const formats::History& h) {
     std::string s = h.created_by;
-    if (h.empty_layer)
-        s += " (empty layer)";
-    if (!h.comment.empty())
-        s += " # " + h.comment;
+    if (h.empty_layer) s += " (empty layer)";
+    if (!h.comment.empty()) s += " # " + h.comment;
     return s;
 }
 
 } // namespace
 
-std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a, const formats::ImageConfig& b,
-                                       const DiffOptions& opts) {
+std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a,
+                                       const formats::ImageConfig& b, const DiffOptions& opts) {
     std::vector<ConfigChange> out;
     auto field = [&](std::string name, std::optional<std::string> va,
                      std::optional<std::string> vb) {
@@ -411,10 +384,8 @@ std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a, const form
     auto maps = [&](const std::string& name, const std::map<std::string, std::string>& ma,
                     const std::map<std::string, std::string>& mb) {
         std::set<std::string> keys;
-        for (const auto& [k, v] : ma)
-            keys.insert(k);
-        for (const auto& [k, v] : mb)
-            keys.insert(k);
+        for (const auto& [k, v] : ma) keys.insert(k);
+        for (const auto& [k, v] : mb) keys.insert(k);
         for (const auto& k : keys) {
             auto fa = ma.find(k);
             auto fb = mb.find(k);
@@ -460,15 +431,12 @@ std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a, const form
           ca.healthcheck ? std::optional(healthcheck_text(*ca.healthcheck)) : std::nullopt,
           cb.healthcheck ? std::optional(healthcheck_text(*cb.healthcheck)) : std::nullopt);
     if (!opts.semantic) {
-        field("ArgsEscaped", ca.args_escaped ? "true" : "false",
-              cb.args_escaped ? "true" : "false");
+        field("ArgsEscaped", ca.args_escaped ? "true" : "false", cb.args_escaped ? "true" : "false");
         field("Created", non_empty(a.created), non_empty(b.created));
         auto n = std::max(a.history.size(), b.history.size());
         for (std::size_t i = 0; i < n; ++i) {
-            auto ha =
-                i < a.history.size() ? std::optional(history_text(a.history[i])) : std::nullopt;
-            auto hb =
-                i < b.history.size() ? std::optional(history_text(b.history[i])) : std::nullopt;
+            auto ha = i < a.history.size() ? std::optional(history_text(a.history[i])) : std::nullopt;
+            auto hb = i < b.history.size() ? std::optional(history_text(b.history[i])) : std::nullopt;
             field(fmt::format("History[{}]", i), ha, hb);
             if (i < a.history.size() && i < b.history.size() &&
                 a.history[i].created != b.history[i].created) {

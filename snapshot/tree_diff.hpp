@@ -83,8 +83,8 @@ struct ConfigChange {
     std::optional<std::string> b;
 };
 
-std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a, const formats::ImageConfig& b,
-                                       const DiffOptions& opts);
+std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a,
+                                       const formats::ImageConfig& b, const DiffOptions& opts);
 
 std::string_view type_name(formats::EntryType t);
 
