@@ -33,8 +33,27 @@ struct Image2 {
     Image img;
     std::vector<std::string> dirs;
 
-    explicit Image2(const std::vector<test::LayerEntry>& l2) {
-        std::vector<test::LayerEntry> l1 = {
+    // Layer 1 as Debian has it (var/run -> /run) and more links; unpacked.
+    explicit Image2(const std::vector<test::LayerEntry>& l2) : Image2(debian_like(), l2) {
+        dirs = store.ensure_snapshots(img);
+    }
+
+    // Two layers in the store, not unpacked yet.
+    Image2(const std::vector<test::LayerEntry>& l1, const std::vector<test::LayerEntry>& l2) {
+        auto d1 = test::write_layer(t.path() + "/l1.tar", l1);
+        auto d2 = test::write_layer(t.path() + "/l2.tar", l2);
+        formats::ImageConfig config;
+        config.architecture = "amd64";
+        config.os = "linux";
+        config.diff_ids = {d1.diff_id, d2.diff_id};
+        auto m =
+            store.put_image(config, {add(t.path() + "/l1.tar", d1), add(t.path() + "/l2.tar", d2)});
+        store.add_untagged(m);
+        img = store.load(m);
+    }
+
+    static std::vector<test::LayerEntry> debian_like() {
+        return {
             {test::dir_entry("var"), ""},
             {test::symlink_entry("var/run", "/run"), ""},
             {owned_dir("run", 0710, 5), ""},
@@ -46,17 +65,6 @@ struct Image2 {
             {test::dir_entry("opq"), ""},
             {test::symlink_entry("opq/link", "/run"), ""},
         };
-        auto d1 = test::write_layer(t.path() + "/l1.tar", l1);
-        auto d2 = test::write_layer(t.path() + "/l2.tar", l2);
-        formats::ImageConfig config;
-        config.architecture = "amd64";
-        config.os = "linux";
-        config.diff_ids = {d1.diff_id, d2.diff_id};
-        auto m =
-            store.put_image(config, {add(t.path() + "/l1.tar", d1), add(t.path() + "/l2.tar", d2)});
-        store.add_untagged(m);
-        img = store.load(m);
-        dirs = store.ensure_snapshots(img);
     }
 
     formats::Descriptor add(const std::string& path, const formats::LayerDigests& d) {
@@ -141,30 +149,11 @@ TEST_CASE("a whited-out or opaque lower directory is not looked through") {
 }
 
 TEST_CASE("a lower symlink to a missing directory is refused as Docker's applier does") {
-    TempDir t;
-    Store store{t.path() + "/store"};
-    std::vector<test::LayerEntry> l1 = {{test::symlink_entry("dangling", "/nowhere"), ""}};
-    std::vector<test::LayerEntry> l2 = {{test::file_entry("dangling/x"), "x"}};
-    auto d1 = test::write_layer(t.path() + "/l1.tar", l1);
-    auto d2 = test::write_layer(t.path() + "/l2.tar", l2);
-    formats::ImageConfig config;
-    config.architecture = "amd64";
-    config.os = "linux";
-    config.diff_ids = {d1.diff_id, d2.diff_id};
-    auto add = [&](const std::string& path, const formats::LayerDigests& d) {
-        formats::Descriptor ld;
-        ld.media_type = formats::media::oci_layer;
-        ld.digest = store.ingest(fs::open(path, O_RDONLY).get());
-        ld.size = static_cast<std::int64_t>(d.blob_size);
-        return ld;
-    };
-    auto m =
-        store.put_image(config, {add(t.path() + "/l1.tar", d1), add(t.path() + "/l2.tar", d2)});
-    store.add_untagged(m);
-    Image img = store.load(m);
+    Image2 f({{test::symlink_entry("dangling", "/nowhere"), ""}},
+             {{test::file_entry("dangling/x"), "x"}});
     CHECK_THROWS_WITH(
-        store.ensure_snapshots(img),
+        f.store.ensure_snapshots(f.img),
         Catch::Contains("entry \"dangling/x\"") &&
             Catch::Contains("\"dangling\" -> \"/nowhere\", whose target does not exist"));
-    CHECK_FALSE(fs::exists(t.path() + "/nowhere"));
+    CHECK_FALSE(fs::exists(f.t.path() + "/nowhere"));
 }
