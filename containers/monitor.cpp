@@ -411,7 +411,6 @@ void update_state(const Store& store, const std::string& id, const std::function
     store.save_state(id, s);
 }
 
-
 // Once the container runs, the monitor idles in a small loop: the pages of
 // code and read-only data that setting it up touched (image store, JSON,
 // overlay, runner) are given back (MADV_DONTNEED) so that they stop counting
@@ -437,7 +436,8 @@ void drop_startup_pages() {
         pos = nl + 1;
         char perms[5] = {};
         unsigned long a = 0, b = 0, inode = 0;
-        if (std::sscanf(std::string(line).c_str(), "%lx-%lx %4s %*s %*s %lu", &a, &b, perms, &inode) == 4 &&
+        if (std::sscanf(std::string(line).c_str(), "%lx-%lx %4s %*s %*s %lu", &a, &b, perms,
+                        &inode) == 4 &&
             line.find(':') != std::string_view::npos && line.find("kB") == std::string_view::npos) {
             start = a;
             end = b;
