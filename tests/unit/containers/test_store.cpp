@@ -49,7 +49,7 @@ TEST_CASE("a container is created, found by name, id and unique prefix, listed a
     REQUIRE(store.resolve("web") == id2);
 }
 
-TEST_CASE("names are unique with Docker's conflict message; rename frees the old name", "[store]") {
+TEST_CASE("names are unique with Docker's conflict message, rename frees the old name", "[store]") {
     TempDir root;
     Store store(root.path());
     std::string a = store.create({}, "aa");
@@ -68,7 +68,7 @@ TEST_CASE("names are unique with Docker's conflict message; rename frees the old
     REQUIRE(store.list().size() == 2);
 }
 
-TEST_CASE("an ambiguous prefix is refused; a claim left by a killed create is free", "[store]") {
+TEST_CASE("an ambiguous prefix is refused, a claim left by a killed create is free", "[store]") {
     TempDir root;
     Store store(root.path());
     std::string id1(64, 'a'), id2 = std::string(63, 'a') + "b";
