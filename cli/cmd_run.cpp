@@ -72,6 +72,7 @@ struct RunOptions {
     std::vector<std::string> env_files;
     std::vector<std::string> mount_flags;
     std::vector<std::string> add_hosts;
+    runner::Resources resources; // --memory, --cpus... (cli/run_flags.hpp)
     std::string image;
     std::vector<std::string> command;
 };
@@ -395,6 +396,7 @@ void run(Context& ctx, const RunOptions& o) {
     }
     spec.init = o.init;
     spec.read_only = o.read_only;
+    spec.resources = checked_resources(o.resources, std::cerr);
     spec.tty = o.tty;
     apply_security(spec.security, o);
     if (o.interactive || o.tty) {
@@ -511,6 +513,7 @@ void register_run(CLI::App& app, Context& ctx) {
                     "Mount type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST"
                     "[,tmpfs-size=N][,tmpfs-mode=OCT]")
         ->allow_extra_args(false);
+    add_resource_flags(cmd, o->resources);
     cmd->add_option("--add-host", o->add_hosts, "Add NAME:IP to the container's /etc/hosts")
         ->allow_extra_args(false);
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Resource limits (docker run --memory, --pids-limit, --cpus...): an OOM kill
+# is exit 137, a fork beyond the pids limit fails inside and the container
+# lives on, the limits are where docker puts them; Docker's checks and messages.
+. "$(dirname "$0")/lib.sh"
+
+[ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || skip "no cgroup hierarchy"
+strata bootstrap busybox >/dev/null || fail "bootstrap"
+v2=false
+[ -f /sys/fs/cgroup/cgroup.controllers ] && v2=true
+
+# Docker's validation, before anything runs.
+out=$(strata run --rm -m 1m busybox true 2>&1) && fail "a 1m memory limit must be refused"
+assert_contains "$out" "Minimum memory limit allowed is 6MB" "docker's minimum"
+out=$(strata run --rm -m 64x busybox true 2>&1) && fail "a bad size must be refused"
+assert_contains "$out" "invalid size: '64x'" "RAMInBytes' message"
+out=$(strata run --rm -m 32m --memory-swap 16m busybox true 2>&1) && fail "swap below memory"
+assert_contains "$out" "Minimum memoryswap limit should be larger than memory limit" "swap message"
+out=$(strata run --rm --cpus abc busybox true 2>&1) && fail "--cpus abc"
+assert_contains "$out" "failed to parse abc as a rational number" "--cpus message"
+out=$(strata run --rm --cpus 999 busybox true 2>&1) && fail "--cpus beyond the host"
+assert_contains "$out" "Range of CPUs is from 0.01 to" "--cpus range"
+
+# A memory hog under 32m: killed by the kernel's OOM killer, exit 137, and
+# nothing on stderr that pretends otherwise.
+err=$(strata run --rm --memory 32m busybox dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1 >/dev/null); rc=$?
+assert_eq "$rc" "137" "an OOM-killed hog exits 137"
+[[ "$err" == *error* ]] && fail "an OOM kill is not a strata error: $err"
+# Under the limit it runs.
+strata run --rm --memory 32m busybox dd if=/dev/zero of=/dev/null bs=4M count=1 2>/dev/null \
+    || fail "4M under a 32m limit must run"
+
+# A fork bomb under --pids-limit 20: forks beyond it fail (EAGAIN) inside,
+# and only the bomb (a shell whose fork fails gives up, as busybox sh does)
+# ends; the container keeps running (only shell builtins once it is full).
+out=$(strata run --rm --pids-limit 20 busybox sh -c '
+  sh -c "while :; do sleep 60 & done"; echo "bomb=$?"
+  set -- /proc/[0-9]*; echo "procs=$#"
+  for p in /proc/[0-9]*; do p=${p#/proc/}; [ "$p" = 1 ] || kill "$p"; done
+  echo alive' 2>&1); rc=$?
+assert_eq "$rc" "0" "the container survives its fork bomb: $out"
+assert_contains "$out" "can't fork: Resource temporarily unavailable" "fork fails with EAGAIN"
+assert_contains "$out" "bomb=2" "the bomb's shell ends on the failed fork"
+# this shell + 18 sleeps: the bomb's own shell made the twentieth.
+assert_contains "$out" "procs=19" "no more than 20 processes"
+assert_contains "$out" "alive" "the shell goes on"
+
+# --cpus 1.5 is a CFS quota of 150000 over a 100000 period.
+"$STRATA" run --rm --cpus 1.5 --pids-limit 33 busybox sleep 5 & pid=$!
+found=false
+for _ in $(seq 1 50); do
+    if $v2; then
+        f=$(grep -l '^150000 100000$' /sys/fs/cgroup/strata/*/cpu.max 2>/dev/null | head -1)
+    else
+        f=$(grep -l '^150000$' /sys/fs/cgroup/cpu/strata/*/cpu.cfs_quota_us 2>/dev/null | head -1)
+    fi
+    [ -n "$f" ] && { found=true; break; }
+    sleep 0.1
+done
+$found || fail "--cpus 1.5 should show as a CFS quota of 150000"
+wait $pid || fail "run --cpus 1.5"
+[ -e "$f" ] && fail "the container's cgroup should be gone after it ended: $f"
+
+# What this host cannot do is dropped with Docker's warning.
+if ! $v2 && [ ! -e /sys/fs/cgroup/blkio/blkio.weight ]; then
+    err=$(strata run --rm --blkio-weight 300 busybox true 2>&1 >/dev/null) || fail "--blkio-weight without the controller still runs"
+    assert_contains "$err" "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded." "blkio warning"
+fi
+echo "resources: ok"
