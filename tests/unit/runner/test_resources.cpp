@@ -2,8 +2,10 @@
 // and warnings, runc's v2 conversions, and, as root, real cgroups: limits
 // written and read back, a child in the cgroup frozen and thawed, its stats,
 // an OOM kill counted, a fork beyond pids.max refused.
+#include "fixture.hpp"
 #include "runner/cgroup.hpp"
 #include "runner/resources.hpp"
+#include "runner/runner.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -13,6 +15,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <fcntl.h>
 #include <filesystem>
 #include <linux/magic.h>
 #include <sys/mman.h>
@@ -48,9 +51,9 @@ std::string unique_id(const char* what) {
 }
 
 // A child that joins cg and runs body; killed and reaped by the destructor.
-struct Child {
+struct InCgroup {
     pid_t pid = -1;
-    Child(const runner::Cgroup& cg, void (*body)()) {
+    InCgroup(const runner::Cgroup& cg, void (*body)()) {
         int ready[2];
         REQUIRE(::pipe(ready) == 0);
         pid = ::fork();
@@ -77,7 +80,7 @@ struct Child {
         pid = -1;
         return status;
     }
-    ~Child() {
+    ~InCgroup() {
         if (pid > 0) {
             ::kill(pid, SIGKILL);
             ::waitpid(pid, nullptr, 0);
@@ -242,7 +245,7 @@ TEST_CASE("v1 limits are written where docker writes them and read back", "[root
         CHECK_FALSE(trim(fs::read_file(p.dir_of("cpuset") + "/cpuset.mems")).empty());
 
         // A child in it: its stats, and the freezer.
-        Child child(cg, [] {
+        InCgroup child(cg, [] {
             volatile unsigned long n = 0;
             for (;;) {
                 n = n + 1;
@@ -284,7 +287,7 @@ TEST_CASE("a hog over the memory limit is OOM-killed and counted", "[root]") {
     opt.erase(opt.begin());
     auto cg = runner::Cgroup::create("strata", unique_id("oom"), {"devices"}, opt);
     cg.apply(r);
-    Child hog(cg, [] {
+    InCgroup hog(cg, [] {
         for (int i = 0; i < 256; ++i) {
             void* p = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                              -1, 0);
@@ -308,7 +311,7 @@ TEST_CASE("a fork beyond pids.max fails with EAGAIN and the process lives on", "
     opt.erase(opt.begin());
     auto cg = runner::Cgroup::create("strata", unique_id("pids"), {"devices"}, opt);
     cg.apply(r);
-    Child parent(cg, [] {
+    InCgroup parent(cg, [] {
         int forked = 0;
         int err = 0;
         for (int i = 0; i < 10; ++i) {
@@ -359,7 +362,7 @@ TEST_CASE("the v2 freezer of a cgroup2 tree stops and resumes a child", "[root]"
     }
     auto cg = runner::Cgroup::create_at(runner::CgroupVersion::v2, root, "strata-test",
                                         unique_id("freeze2"), {});
-    Child child(cg, [] {
+    InCgroup child(cg, [] {
         for (;;) {
             ::usleep(1000);
         }
@@ -371,4 +374,61 @@ TEST_CASE("the v2 freezer of a cgroup2 tree stops and resumes a child", "[root]"
           std::string::npos);
     runner::thaw(p);
     CHECK_FALSE(runner::frozen(p));
+}
+
+TEST_CASE("a limit the kernel refuses is an error naming its file", "[root]") {
+    if (!v1_host()) {
+        WARN("cgroup v2 host: the v1 case does not apply");
+        return;
+    }
+    if (!runner::host_support().swap) {
+        WARN("no swap accounting: memory.memsw.limit_in_bytes cannot be refused here");
+        return;
+    }
+    runner::Resources r; // not verified: memory+swap below memory
+    r.memory = 32 << 20;
+    r.memory_swap = 16 << 20;
+    auto cg = runner::Cgroup::create("strata", unique_id("refused"), {"devices"}, {"memory"});
+    CHECK_THROWS_WITH(cg.apply(r), Catch::Contains("memory.memsw.limit_in_bytes"));
+}
+
+TEST_CASE("a named container's cgroup is found from its name; an OOM kill is told", "[root]") {
+    test::Rootfs root;
+    std::string name = unique_id("named");
+    runner::RunSpec spec = test::probe_spec(root, {});
+    spec.argv = {"/bin/busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"};
+    spec.cgroup_name = name;
+    spec.resources.memory = 32 << 20;
+    spec.stderr_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    auto c = runner::Container::start(spec);
+    auto p = runner::cgroup_paths(name);
+    REQUIRE_FALSE(p.empty());
+    ExitStatus st = c.wait();
+    ::close(spec.stderr_fd);
+    CHECK(st.shell_code() == 137);
+    CHECK(c.oom_killed());
+    CHECK(runner::cgroup_paths(name).empty()); // gone with the container
+
+    spec = test::probe_spec(root, {});
+    spec.argv = {"/bin/busybox", "true"};
+    spec.cgroup_name = name; // the same name again: a fresh cgroup
+    spec.resources.memory = 32 << 20;
+    auto again = runner::Container::start(spec);
+    CHECK(again.wait().shell_code() == 0);
+    CHECK_FALSE(again.oom_killed());
+}
+
+TEST_CASE("limits Docker refuses stop the container before it starts", "[root]") {
+    test::Rootfs root;
+    runner::RunSpec spec = test::probe_spec(root, {});
+    spec.argv = {"/bin/busybox", "true"};
+    spec.resources.memory = 1 << 20;
+    try {
+        runner::run(spec);
+        FAIL("a 1 MiB memory limit must be refused");
+    } catch (const runner::StartError& e) {
+        CHECK(e.exit_code() == 125);
+        CHECK(std::string(e.what()).find("Minimum memory limit allowed is 6MB") !=
+              std::string::npos);
+    }
 }
