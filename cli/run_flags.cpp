@@ -391,4 +391,20 @@ runner::Resources checked_resources(const runner::Resources& r, std::ostream& wa
     return out;
 }
 
+void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& host) {
+    host["CpuShares"] = r.cpu_shares;
+    host["Memory"] = r.memory;
+    host["NanoCpus"] = r.nano_cpus;
+    host["BlkioWeight"] = r.blkio_weight;
+    host["CpuPeriod"] = 0;
+    host["CpuQuota"] = 0;
+    host["CpusetCpus"] = r.cpuset_cpus;
+    host["CpusetMems"] = r.cpuset_mems;
+    host["MemoryReservation"] = r.memory_reservation;
+    host["MemorySwap"] = r.memory_swap;
+    host["OomKillDisable"] = r.oom_kill_disable;
+    host["PidsLimit"] =
+        r.pids_limit > 0 ? nlohmann::ordered_json(r.pids_limit) : nlohmann::ordered_json(nullptr);
+}
+
 } // namespace strata::cli

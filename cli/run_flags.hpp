@@ -4,6 +4,8 @@
 
 #include "runner/runner.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -55,6 +57,12 @@ void add_resource_flags(CLI::App* cmd, runner::Resources& r);
 // "WARNING: ..." on warn for each limit the host cannot apply (and drops
 // it), throws UsageError with Docker's message for an invalid combination.
 runner::Resources checked_resources(const runner::Resources& r, std::ostream& warn);
+
+// HostConfig's fields for r, with Docker's names and values (Memory,
+// MemorySwap, MemoryReservation, NanoCpus, CpuShares, CpuPeriod, CpuQuota,
+// CpusetCpus, CpusetMems, PidsLimit (null when unset), BlkioWeight,
+// OomKillDisable), as `docker inspect` shows them.
+void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& host);
 
 // The pieces, for tests: go-units RAMInBytes (throws UsageError "FLAG:
 // invalid size: 'TEXT'"), docker's --memory-swap ("-1" or a size), --cpus
