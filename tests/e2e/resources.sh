@@ -66,4 +66,57 @@ if ! $v2 && [ ! -e /sys/fs/cgroup/blkio/blkio.weight ]; then
     err=$(strata run --rm --blkio-weight 300 busybox true 2>&1 >/dev/null) || fail "--blkio-weight without the controller still runs"
     assert_contains "$err" "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded." "blkio warning"
 fi
+# Containers that last (create / run -d, with the container record): the
+# limits in HostConfig, the cgroup named after the id, stats, pause/unpause,
+# OOMKilled in inspect.
+out=$(strata create --name res-created -m 32m --cpus 1.5 --pids-limit 33 busybox true) || fail "create with limits: $out"
+assert_eq "$(strata inspect --format '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}' res-created)" \
+    "33554432 67108864 1500000000 33" "HostConfig's resources as docker's"
+out=$(strata pause res-created 2>&1) && fail "pause of a created container must fail"
+assert_contains "$out" "Error response from daemon: Container $(strata inspect --format '{{.Id}}' res-created) is not running" "docker's pause error"
+strata rm res-created >/dev/null || fail "rm res-created"
+
+id=$(strata run -d --name res-svc -m 64m --cpus 1.5 --pids-limit 33 busybox sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done') || fail "run -d with limits"
+on_exit "\"$STRATA\" rm -f res-svc >/dev/null 2>&1"
+pid=$(strata inspect --format '{{.State.Pid}}' res-svc)
+[ "$pid" -gt 0 ] || fail "a running container's pid: $pid"
+if $v2; then
+    assert_eq "$(cat /sys/fs/cgroup/strata/$id/cpu.max)" "150000 100000" "cpu.max of the container's cgroup"
+    assert_eq "$(cat /sys/fs/cgroup/strata/$id/memory.max)" "67108864" "memory.max"
+else
+    assert_eq "$(cat /sys/fs/cgroup/cpu/strata/$id/cpu.cfs_quota_us)" "150000" "cpu.cfs_quota_us of strata/<id>"
+    assert_eq "$(cat /sys/fs/cgroup/memory/strata/$id/memory.limit_in_bytes)" "67108864" "memory.limit_in_bytes of strata/<id>"
+    assert_eq "$(cat /sys/fs/cgroup/pids/strata/$id/pids.max)" "33" "pids.max of strata/<id>"
+fi
+sleep 0.5
+out=$(strata stats --no-stream res-svc) || fail "stats --no-stream: $out"
+assert_contains "$out" "CONTAINER ID   NAME" "stats' header"
+assert_contains "$out" "MEM USAGE / LIMIT" "stats' header"
+assert_contains "$out" "${id:0:12}   res-svc" "stats' row"
+assert_contains "$out" " / 64MiB" "the memory limit in stats"
+assert_eq "$(strata stats --no-stream --format '{{.Name}} {{.PIDs}}' res-svc | cut -d' ' -f1)" "res-svc" "stats --format"
+strata stats --no-stream | grep -q "res-svc" || fail "stats without arguments lists the running container"
+
+count() { cat "/proc/$pid/root/tmp/count"; }
+assert_eq "$(strata pause res-svc)" "res-svc" "pause prints the name"
+assert_eq "$(strata inspect --format '{{.State.Status}} {{.State.Paused}}' res-svc)" "paused true" "paused in the state"
+a=$(count); sleep 0.5; b=$(count)
+assert_eq "$a" "$b" "a paused counter does not move"
+out=$(strata pause res-svc 2>&1) && fail "pause of a paused container must fail"
+assert_contains "$out" "Container $id is already paused" "docker's already-paused error"
+assert_eq "$(strata unpause res-svc)" "res-svc" "unpause prints the name"
+sleep 0.5; c=$(count)
+[ "$c" -gt "$b" ] || fail "an unpaused counter moves again: $b then $c"
+assert_eq "$(strata inspect --format '{{.State.Status}}' res-svc)" "running" "running again"
+out=$(strata unpause res-svc 2>&1) && fail "unpause of a running container must fail"
+assert_contains "$out" "Container $id is not paused" "docker's not-paused error"
+strata pause res-svc >/dev/null || fail "pause again"
+strata rm -f res-svc >/dev/null || fail "rm -f of a paused container"
+if $v2; then [ -e "/sys/fs/cgroup/strata/$id" ]; else [ -e "/sys/fs/cgroup/memory/strata/$id" ]; fi && fail "the cgroup should be gone with the container"
+
+# An OOM kill of a kept container: exit 137 and OOMKilled true.
+strata run --name res-oom -m 32m busybox dd if=/dev/zero of=/dev/null bs=64M count=1 >/dev/null 2>&1; rc=$?
+assert_eq "$rc" "137" "run (kept) of a hog exits 137"
+assert_eq "$(strata inspect --format '{{.State.OOMKilled}} {{.State.ExitCode}}' res-oom)" "true 137" "OOMKilled in inspect"
+strata rm res-oom >/dev/null || fail "rm res-oom"
 echo "resources: ok"
