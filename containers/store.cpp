@@ -208,7 +208,8 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
             config["Created"] = now_rfc3339nano();
         }
         write_json(tmp + "/config.json", config);
-        write_json(tmp + "/state.json", State{}.to_json());
+        // Not synced: the config is (above), and a state.json torn by a crash reads as exited.
+        write_json_nosync(tmp + "/state.json", State{}.to_json());
         if (::rename(tmp.c_str(), path(id).c_str()) != 0) {
             throw_errno("rename", tmp);
         }
