@@ -130,6 +130,7 @@ int run_cli(int argc, char** argv) {
     register_run(app, ctx);
     register_create(app, ctx);
     register_containers(app, ctx);
+    register_resources(app, ctx); // after: adds to `container` too
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);

@@ -78,6 +78,7 @@ struct RunOptions {
     std::vector<std::string> env_files;
     std::vector<std::string> mount_flags;
     std::vector<std::string> add_hosts;
+    runner::Resources resources; // --memory, --cpus... (cli/run_flags.hpp)
     // Kept containers (create, run without --rm): cli/container_ops.hpp.
     bool detach = false;
     std::string name;
@@ -398,6 +399,7 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     }
     spec.init = o.init;
     spec.read_only = o.read_only;
+    spec.resources = checked_resources(o.resources, std::cerr);
     spec.tty = o.tty;
     apply_security(spec.security, o);
     if (o.interactive || o.tty) {
@@ -593,7 +595,7 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["Devices"] = o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
     host["Ulimits"] = o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
     host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.mount_flags);
-    // The resources engineer's fields (Memory, NanoCpus...) join here.
+    resources_host_config(spec.resources, host); // Memory, NanoCpus... (cli/run_flags.hpp)
     c["HostConfig"] = host;
     nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
     for (const auto& m : spec.mounts) {
@@ -623,6 +625,7 @@ std::string create_container(Context& ctx, const RunOptions& o) {
     snapshot::Image img = store.load(rec.manifest);
     runner::RunSpec spec = make_spec(img, o);
     std::string id = containers::new_id();
+    spec.cgroup_name = id; // strata/<id>: stats, pause, exec find it from the id
     if (spec.hostname.empty()) {
         spec.hostname = containers::short_id(id);
     }
@@ -685,6 +688,7 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
                     "Mount type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST"
                     "[,tmpfs-size=N][,tmpfs-mode=OCT]")
         ->allow_extra_args(false);
+    add_resource_flags(cmd, o->resources);
     cmd->add_option("--add-host", o->add_hosts, "Add NAME:IP to the container's /etc/hosts")
         ->allow_extra_args(false);
     cmd->add_option("--name", o->name, "Assign a name to the container");

@@ -1,7 +1,9 @@
 #include "cli/run_flags.hpp"
 
 #include "util/error.hpp"
+
 #include "util/fs.hpp"
+#include <CLI/CLI.hpp>
 
 #include <arpa/inet.h>
 #include <cctype>
@@ -9,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits.h>
+#include <ostream>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -291,6 +294,117 @@ std::pair<std::string, std::string> parse_add_host(std::string_view value) {
         throw UsageError(flag + ": invalid IP address \"" + ip + "\"");
     }
     return {name, ip};
+}
+
+std::int64_t parse_memory_bytes(const std::string& flag, const std::string& text) {
+    std::uint64_t v = ram_in_bytes(flag, text);
+    if (v > static_cast<std::uint64_t>(INT64_MAX)) {
+        throw UsageError(flag + ": invalid size: '" + text + "'");
+    }
+    return static_cast<std::int64_t>(v);
+}
+
+std::int64_t parse_memory_swap(const std::string& flag, const std::string& text) {
+    if (text == "-1") {
+        return -1;
+    }
+    return parse_memory_bytes(flag, text);
+}
+
+std::int64_t parse_nano_cpus(const std::string& flag, const std::string& text) {
+    // docker's NanoCPUs: a rational number times 1e9 that must be whole.
+    std::size_t i = 0;
+    bool neg = !text.empty() && (text[0] == '-' || text[0] == '+');
+    if (neg) {
+        neg = text[0] == '-';
+        ++i;
+    }
+    std::string whole, frac;
+    bool dot = false;
+    for (; i < text.size(); ++i) {
+        char c = text[i];
+        if (c == '.' && !dot) {
+            dot = true;
+        } else if (std::isdigit(static_cast<unsigned char>(c))) {
+            (dot ? frac : whole) += c;
+        } else {
+            whole.clear();
+            frac.clear();
+            break;
+        }
+    }
+    if (i != text.size() || (whole.empty() && frac.empty())) {
+        throw UsageError("invalid argument \"" + text + "\" for \"" + flag +
+                         "\" flag: failed to parse " + text + " as a rational number");
+    }
+    while (frac.size() > 9 && frac.back() == '0') {
+        frac.pop_back();
+    }
+    if (frac.size() > 9) {
+        throw UsageError("invalid argument \"" + text + "\" for \"" + flag +
+                         "\" flag: value is too precise");
+    }
+    whole.erase(0, whole.find_first_not_of('0'));
+    if (whole.size() > 9) {
+        throw UsageError("invalid argument \"" + text + "\" for \"" + flag +
+                         "\" flag: value is too large");
+    }
+    frac.resize(9, '0');
+    std::int64_t nano = (whole.empty() ? 0 : std::stoll(whole)) * 1000000000LL + std::stoll(frac);
+    return neg ? -nano : nano;
+}
+
+void add_resource_flags(CLI::App* cmd, runner::Resources& r) {
+    auto bytes = [cmd](const char* names, const char* flag, std::int64_t& out, const char* help) {
+        cmd->add_option_function<std::string>(
+            names, [flag, &out](const std::string& v) { out = parse_memory_bytes(flag, v); }, help);
+    };
+    bytes("-m,--memory", "--memory", r.memory, "Memory limit (e.g. 64m, 1g)");
+    cmd->add_option_function<std::string>(
+        "--memory-swap",
+        [&r](const std::string& v) { r.memory_swap = parse_memory_swap("--memory-swap", v); },
+        "Swap limit equal to memory plus swap: '-1' to enable unlimited swap");
+    bytes("--memory-reservation", "--memory-reservation", r.memory_reservation,
+          "Memory soft limit");
+    cmd->add_option_function<std::string>(
+        "--cpus", [&r](const std::string& v) { r.nano_cpus = parse_nano_cpus("--cpus", v); },
+        "Number of CPUs (e.g. 1.5)");
+    cmd->add_option("-c,--cpu-shares", r.cpu_shares, "CPU shares (relative weight)");
+    cmd->add_option("--cpuset-cpus", r.cpuset_cpus, "CPUs in which to allow execution (0-3, 0,1)");
+    cmd->add_option("--cpuset-mems", r.cpuset_mems, "MEMs in which to allow execution (0-3, 0,1)");
+    cmd->add_option_function<std::int64_t>(
+        "--pids-limit", [&r](std::int64_t v) { r.pids_limit = v > 0 ? v : 0; },
+        "Tune container pids limit (set -1 for unlimited)");
+    cmd->add_option("--blkio-weight", r.blkio_weight,
+                    "Block IO (relative weight), between 10 and 1000, or 0 to disable");
+    cmd->add_flag("--oom-kill-disable", r.oom_kill_disable, "Disable OOM Killer");
+}
+
+runner::Resources checked_resources(const runner::Resources& r, std::ostream& warn) {
+    runner::Resources out = r;
+    if (!out.any()) {
+        return out;
+    }
+    for (const auto& w : runner::verify_resources(out, runner::host_support())) {
+        warn << "WARNING: " << w << "\n";
+    }
+    return out;
+}
+
+void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& host) {
+    host["CpuShares"] = r.cpu_shares;
+    host["Memory"] = r.memory;
+    host["NanoCpus"] = r.nano_cpus;
+    host["BlkioWeight"] = r.blkio_weight;
+    host["CpuPeriod"] = 0;
+    host["CpuQuota"] = 0;
+    host["CpusetCpus"] = r.cpuset_cpus;
+    host["CpusetMems"] = r.cpuset_mems;
+    host["MemoryReservation"] = r.memory_reservation;
+    host["MemorySwap"] = r.memory_swap;
+    host["OomKillDisable"] = r.oom_kill_disable;
+    host["PidsLimit"] =
+        r.pids_limit > 0 ? nlohmann::ordered_json(r.pids_limit) : nlohmann::ordered_json(nullptr);
 }
 
 } // namespace strata::cli

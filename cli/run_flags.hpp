@@ -4,12 +4,19 @@
 
 #include "runner/runner.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace strata::cli {
 
@@ -36,5 +43,32 @@ runner::Mount parse_mount(std::string_view value);
 // address must be an IP address. host-gateway is refused: a strata
 // container has no network of its own (none or host), so no gateway.
 std::pair<std::string, std::string> parse_add_host(std::string_view value);
+
+// Docker's resource flags on `run` and `create`, written into r as parsed:
+// -m/--memory, --memory-swap (-1: unlimited), --memory-reservation (go-units
+// RAMInBytes: 64m, 1.5g, 512k, 1024b), --cpus (a decimal: 1.5),
+// -c/--cpu-shares, --cpuset-cpus, --cpuset-mems, --pids-limit (-1 or 0:
+// unlimited), --blkio-weight (10..1000, 0: unset), --oom-kill-disable. A
+// value that does not parse throws UsageError naming the flag.
+void add_resource_flags(CLI::App* cmd, runner::Resources& r);
+
+// The flags' values as Docker's daemon checks them (runner::verify_resources
+// against this host): fills memory-swap's default, prints Docker's
+// "WARNING: ..." on warn for each limit the host cannot apply (and drops
+// it), throws UsageError with Docker's message for an invalid combination.
+runner::Resources checked_resources(const runner::Resources& r, std::ostream& warn);
+
+// HostConfig's fields for r, with Docker's names and values (Memory,
+// MemorySwap, MemoryReservation, NanoCpus, CpuShares, CpuPeriod, CpuQuota,
+// CpusetCpus, CpusetMems, PidsLimit (null when unset), BlkioWeight,
+// OomKillDisable), as `docker inspect` shows them.
+void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& host);
+
+// The pieces, for tests: go-units RAMInBytes (throws UsageError "FLAG:
+// invalid size: 'TEXT'"), docker's --memory-swap ("-1" or a size), --cpus
+// (a decimal number of cpus -> nano cpus; more than 9 decimals is "too precise").
+std::int64_t parse_memory_bytes(const std::string& flag, const std::string& text);
+std::int64_t parse_memory_swap(const std::string& flag, const std::string& text);
+std::int64_t parse_nano_cpus(const std::string& flag, const std::string& text);
 
 } // namespace strata::cli

@@ -5,10 +5,12 @@
 #include "containers/spec.hpp"
 #include "formats/oci.hpp"
 #include "layerfs/overlay.hpp"
+#include "runner/cgroup.hpp"
 #include "runner/runner.hpp"
 #include "snapshot/store.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
+#include "util/log.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -222,6 +224,7 @@ private:
             cv_.notify_all();
             if (running) {
                 control_.forward(sig);
+                thaw_if_paused();
             }
             write_line(c.fd.get(), running || verb == "stop" ? "ok" : "error not running");
             c.fd.reset();
@@ -229,6 +232,26 @@ private:
         }
         write_line(c.fd.get(), "error unknown request: " + line);
         c.fd.reset();
+    }
+
+    // A paused (frozen) container receives a signal only once thawed: it is
+    // unpaused after the signal is sent, as Docker does, and recorded so.
+    void thaw_if_paused() {
+        try {
+            runner::CgroupPaths cg = runner::cgroup_paths(id_);
+            if (cg.empty() || !runner::frozen(cg)) {
+                return;
+            }
+            Lock l = store_.lock(id_);
+            runner::thaw(cg);
+            State s = store_.load_state(id_);
+            if (s.status == "paused") {
+                s.status = "running";
+                store_.save_state(id_, s);
+            }
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("unpausing container {} for a signal: {}", id_, e.what());
+        }
     }
 
     void handle_frames(Client& c) {
@@ -618,6 +641,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
             code = 137;
         }
         io.set_running(0, nullptr);
+        bool oom = c->oom_killed(); // the memory cgroup counted a kill (Docker's OOMKilled)
         c.reset();
         last_code = code;
         bool restart = false;
@@ -627,6 +651,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
             s.pid = 0;
             s.exit_code = code;
             s.finished_at = now_rfc3339nano();
+            s.oom_killed = oom;
             if (hooks.on_exit) {
                 hooks.on_exit(store, id, s);
             }

@@ -78,6 +78,18 @@ nlohmann::ordered_json spec_to_json(const runner::RunSpec& spec) {
                      {"SeccompProfile", s.seccomp_profile},
                      {"SeccompProfileSource", s.seccomp_profile_source},
                      {"Devices", devices}};
+    const auto& r = spec.resources;
+    j["Resources"] = {{"Memory", r.memory},
+                      {"MemorySwap", r.memory_swap},
+                      {"MemoryReservation", r.memory_reservation},
+                      {"NanoCpus", r.nano_cpus},
+                      {"CpuShares", r.cpu_shares},
+                      {"CpusetCpus", r.cpuset_cpus},
+                      {"CpusetMems", r.cpuset_mems},
+                      {"PidsLimit", r.pids_limit},
+                      {"BlkioWeight", r.blkio_weight},
+                      {"OomKillDisable", r.oom_kill_disable}};
+    j["CgroupName"] = spec.cgroup_name;
     return j;
 }
 
@@ -124,6 +136,21 @@ runner::RunSpec spec_from_json(const nlohmann::json& j) {
                                                  d.value("Permissions", std::string("rwm"))});
             }
         }
+        if (j.contains("Resources")) {
+            const auto& r = j["Resources"];
+            auto& o = spec.resources;
+            o.memory = r.value("Memory", std::int64_t{0});
+            o.memory_swap = r.value("MemorySwap", std::int64_t{0});
+            o.memory_reservation = r.value("MemoryReservation", std::int64_t{0});
+            o.nano_cpus = r.value("NanoCpus", std::int64_t{0});
+            o.cpu_shares = r.value("CpuShares", std::int64_t{0});
+            o.cpuset_cpus = r.value("CpusetCpus", std::string());
+            o.cpuset_mems = r.value("CpusetMems", std::string());
+            o.pids_limit = r.value("PidsLimit", std::int64_t{0});
+            o.blkio_weight = r.value("BlkioWeight", std::uint16_t{0});
+            o.oom_kill_disable = r.value("OomKillDisable", false);
+        }
+        spec.cgroup_name = j.value("CgroupName", std::string());
     } catch (const nlohmann::json::exception& e) {
         throw Error(std::string("config.json StrataSpec: ") + e.what());
     }

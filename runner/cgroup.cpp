@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <functional>
 #include <linux/bpf.h>
 #include <linux/magic.h>
 #include <sstream>
@@ -72,6 +73,108 @@ void write_file(const std::string& path, const std::string& text) {
     }
 }
 
+// Whether a comma-separated list of controllers has c.
+bool lists(const std::string& list, const std::string& c) {
+    std::istringstream in(list);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        if (item == c) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string read_text(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        throw_errno("open", path);
+    }
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("read", path);
+        }
+        if (n == 0) {
+            break;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
+std::string trimmed(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
+        s.pop_back();
+    }
+    return s;
+}
+
+bool fs_is_dir(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool file_exists(const std::string& path) {
+    return ::access(path.c_str(), F_OK) == 0;
+}
+
+// "key value" lines (memory.stat, memory.events, cpu.stat, oom_control).
+std::uint64_t keyed(const std::string& text, const std::string& key, bool* found = nullptr) {
+    std::istringstream in(text);
+    std::string k;
+    std::uint64_t v = 0;
+    while (in >> k >> v) {
+        if (k == key) {
+            if (found) {
+                *found = true;
+            }
+            return v;
+        }
+    }
+    if (found) {
+        *found = false;
+    }
+    return 0;
+}
+
+void enable_v2_controllers(const std::string& dir) {
+    std::string have;
+    try {
+        have = read_text(dir + "/cgroup.controllers");
+    } catch (const std::exception&) {
+        return;
+    }
+    std::istringstream in(have);
+    for (std::string c; in >> c;) {
+        if (c == "cpu" || c == "cpuset" || c == "memory" || c == "pids" || c == "io") {
+            UniqueFd fd(::open((dir + "/cgroup.subtree_control").c_str(), O_WRONLY | O_CLOEXEC));
+            std::string text = "+" + c;
+            if (fd) {
+                // Refused when already on, or when the directory has
+                // processes of its own: the limit's write then says so.
+                [[maybe_unused]] ssize_t n = ::write(fd.get(), text.data(), text.size());
+            }
+        }
+    }
+}
+
+void inherit_cpuset(const std::string& parent, const std::string& dir) {
+    for (const char* f : {"/cpuset.cpus", "/cpuset.mems"}) {
+        if (trimmed(read_text(dir + f)).empty()) {
+            std::string v = trimmed(read_text(parent + f));
+            if (!v.empty()) {
+                write_file(dir + f, v);
+            }
+        }
+    }
+}
+
 long bpf(int cmd, union bpf_attr* attr) {
     return ::syscall(SYS_bpf, cmd, attr, sizeof *attr);
 }
@@ -105,6 +208,16 @@ int access_bits(const std::string& access) {
 }
 
 } // namespace
+
+std::string cgroup_v1_mount(const std::string& controller) {
+    return v1_mount_of(controller);
+}
+
+const std::vector<std::string>& container_controllers() {
+    static const std::vector<std::string> list = {"devices", "memory", "cpu",   "cpuacct",
+                                                  "cpuset",  "pids",   "blkio", "freezer"};
+    return list;
+}
 
 CgroupVersion cgroup_version() {
     if (fs_is(kCgroupRoot, CGROUP2_SUPER_MAGIC)) {
@@ -259,13 +372,15 @@ UniqueFd load_device_filter(const std::vector<DeviceRule>& rules) {
 }
 
 Cgroup Cgroup::create(const std::string& parent, const std::string& id,
-                      const std::vector<std::string>& controllers) {
-    return create_at(cgroup_version(), kCgroupRoot, parent, id, controllers);
+                      const std::vector<std::string>& controllers,
+                      const std::vector<std::string>& optional) {
+    return create_at(cgroup_version(), kCgroupRoot, parent, id, controllers, optional);
 }
 
 Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
                          const std::string& parent, const std::string& id,
-                         const std::vector<std::string>& controllers) {
+                         const std::vector<std::string>& controllers,
+                         const std::vector<std::string>& optional) {
     Cgroup cg;
     cg.version_ = version;
     auto make = [&](const std::string& hierarchy, const std::string& controller) {
@@ -273,9 +388,26 @@ Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
         if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) {
             throw_errno("mkdir (the containers' cgroup)", base);
         }
+        if (version == CgroupVersion::v2) {
+            // The controllers must be enabled for the children of the
+            // root and of the parent; those the host lacks stay off (a
+            // limit that needs one then fails naming its file).
+            enable_v2_controllers(hierarchy);
+            enable_v2_controllers(base);
+        } else if (controller == "cpuset") {
+            // A new v1 cpuset starts with no cpus and no memory nodes: the
+            // parent's are copied, or nothing could run in it.
+            inherit_cpuset(hierarchy, base);
+        }
         std::string dir = base + "/" + id;
         if (::mkdir(dir.c_str(), 0755) != 0) {
-            throw_errno("mkdir (the container's cgroup)", dir);
+            // A stale one (its container's strata was killed) goes if empty.
+            if (errno != EEXIST || ::rmdir(dir.c_str()) != 0 || ::mkdir(dir.c_str(), 0755) != 0) {
+                throw_errno("mkdir (the container's cgroup)", dir);
+            }
+        }
+        if (version != CgroupVersion::v2 && controller == "cpuset") {
+            inherit_cpuset(base, dir);
         }
         cg.dirs_.push_back(dir);
         cg.controllers_.push_back(controller);
@@ -290,16 +422,28 @@ Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
         make(mount_root, "");
         return cg;
     }
-    for (const auto& c : controllers) {
+    std::vector<std::string> all = controllers;
+    all.insert(all.end(), optional.begin(), optional.end());
+    for (std::size_t k = 0; k < all.size(); ++k) {
+        const std::string& c = all[k];
         std::string mount = mount_root == kCgroupRoot ? v1_mount_of(c) : mount_root + "/" + c;
+        if (mount_root != kCgroupRoot && k >= controllers.size() && !fs_is_dir(mount)) {
+            mount.clear();
+        }
+        if (mount.empty() && k >= controllers.size()) {
+            continue;
+        }
         if (mount.empty()) {
             throw Error("cgroup " + std::string(cgroup_version_name(version)) +
                         ": no hierarchy with the " + c + " controller is mounted (" +
                         std::string(kCgroupRoot) + "/" + c + "); the container cannot be confined");
         }
         bool seen = false;
-        for (const auto& d : cg.dirs_) {
-            seen = seen || d.rfind(mount + "/", 0) == 0;
+        for (std::size_t i = 0; i < cg.dirs_.size(); ++i) {
+            if (cg.dirs_[i].rfind(mount + "/", 0) == 0) {
+                seen = true;
+                cg.controllers_[i] += "," + c; // a hierarchy with several ("cpu,cpuacct")
+            }
         }
         if (!seen) {
             make(mount, c);
@@ -353,7 +497,7 @@ void Cgroup::set_devices(const std::vector<DeviceRule>& rules) {
         return;
     }
     for (std::size_t i = 0; i < dirs_.size(); ++i) {
-        if (controllers_[i] != "devices") {
+        if (!lists(controllers_[i], "devices")) {
             continue;
         }
         // One rule per write(2), as the devices controller wants.
@@ -405,6 +549,426 @@ void Cgroup::remove() {
     if (!failed.empty()) {
         throw SysError("rmdir (the container's cgroup)", failed, err);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Limits, OOM, paths by name, freezer, stats
+
+std::string CgroupPaths::dir_of(const std::string& controller) const {
+    for (const auto& [c, d] : dirs) {
+        if (version == CgroupVersion::v2 || lists(c, controller)) {
+            return d;
+        }
+    }
+    return {};
+}
+
+CgroupPaths Cgroup::where() const {
+    CgroupPaths p;
+    p.version = version_;
+    for (std::size_t i = 0; i < dirs_.size(); ++i) {
+        p.dirs.emplace_back(controllers_[i], dirs_[i]);
+    }
+    return p;
+}
+
+namespace {
+
+std::string need_dir(const CgroupPaths& p, const std::string& controller, const char* file) {
+    std::string d = p.dir_of(controller);
+    if (d.empty()) {
+        throw Error("cgroup: the container's cgroup has no " + controller +
+                    " hierarchy, needed for " + file);
+    }
+    return d;
+}
+
+} // namespace
+
+void Cgroup::apply(const Resources& r) {
+    CgroupPaths p = where();
+    auto put = [&](const std::string& controller, const char* file, const std::string& value) {
+        write_file(need_dir(p, controller, file) + "/" + file, value);
+    };
+    const std::int64_t period = 100000;
+    std::int64_t quota = r.nano_cpus * period / 1000000000;
+    if (version_ == CgroupVersion::v2) {
+        if (r.memory_reservation > 0) {
+            put("memory", "memory.low", std::to_string(r.memory_reservation));
+        }
+        if (r.memory > 0) {
+            put("memory", "memory.max", std::to_string(r.memory));
+            if (r.memory_swap > 0) {
+                put("memory", "memory.swap.max", std::to_string(r.memory_swap - r.memory));
+            } else if (r.memory_swap == -1) {
+                put("memory", "memory.swap.max", "max");
+            }
+        }
+        if (r.oom_kill_disable) {
+            throw Error("cgroup v2 cannot disable the OOM killer (--oom-kill-disable)");
+        }
+        if (r.nano_cpus > 0) {
+            put("cpu", "cpu.max", std::to_string(quota) + " " + std::to_string(period));
+        }
+        if (r.cpu_shares > 0) {
+            put("cpu", "cpu.weight", std::to_string(cpu_shares_to_weight(r.cpu_shares)));
+        }
+        if (!r.cpuset_cpus.empty()) {
+            put("cpuset", "cpuset.cpus", r.cpuset_cpus);
+        }
+        if (!r.cpuset_mems.empty()) {
+            put("cpuset", "cpuset.mems", r.cpuset_mems);
+        }
+        if (r.pids_limit > 0) {
+            put("pids", "pids.max", std::to_string(r.pids_limit));
+        }
+        if (r.blkio_weight > 0) {
+            std::string d = need_dir(p, "io", "io.weight");
+            if (file_exists(d + "/io.bfq.weight")) {
+                write_file(d + "/io.bfq.weight", std::to_string(r.blkio_weight));
+            } else {
+                write_file(d + "/io.weight",
+                           "default " + std::to_string(blkio_weight_to_io_weight(r.blkio_weight)));
+            }
+        }
+        return;
+    }
+    if (r.memory_reservation > 0) {
+        put("memory", "memory.soft_limit_in_bytes", std::to_string(r.memory_reservation));
+    }
+    if (r.memory > 0) {
+        put("memory", "memory.limit_in_bytes", std::to_string(r.memory));
+        if (r.memory_swap > 0) {
+            put("memory", "memory.memsw.limit_in_bytes", std::to_string(r.memory_swap));
+        }
+    }
+    if (r.oom_kill_disable) {
+        put("memory", "memory.oom_control", "1");
+    }
+    if (r.nano_cpus > 0) {
+        put("cpu", "cpu.cfs_period_us", std::to_string(period));
+        put("cpu", "cpu.cfs_quota_us", std::to_string(quota));
+    }
+    if (r.cpu_shares > 0) {
+        put("cpu", "cpu.shares", std::to_string(r.cpu_shares));
+    }
+    if (!r.cpuset_cpus.empty()) {
+        put("cpuset", "cpuset.cpus", r.cpuset_cpus);
+    }
+    if (!r.cpuset_mems.empty()) {
+        put("cpuset", "cpuset.mems", r.cpuset_mems);
+    }
+    if (r.pids_limit > 0) {
+        put("pids", "pids.max", std::to_string(r.pids_limit));
+    }
+    if (r.blkio_weight > 0) {
+        put("blkio", "blkio.weight", std::to_string(r.blkio_weight));
+    }
+}
+
+bool Cgroup::oom_killed() const {
+    std::string d = where().dir_of("memory");
+    if (d.empty()) {
+        return false;
+    }
+    if (version_ == CgroupVersion::v2) {
+        return keyed(read_text(d + "/memory.events"), "oom_kill") > 0;
+    }
+    std::string text = read_text(d + "/memory.oom_control");
+    bool found = false;
+    std::uint64_t kills = keyed(text, "oom_kill", &found);
+    if (found) {
+        return kills > 0;
+    }
+    // Kernels before 4.13 count no kills: under_oom, or a limit that was hit.
+    return keyed(text, "under_oom") > 0 ||
+           std::stoull("0" + trimmed(read_text(d + "/memory.failcnt"))) > 0;
+}
+
+CgroupPaths cgroup_paths(const std::string& name) {
+    CgroupPaths p;
+    p.version = cgroup_version();
+    if (p.version == CgroupVersion::v2) {
+        std::string d = std::string(kCgroupRoot) + "/strata/" + name;
+        if (fs_is_dir(d)) {
+            p.dirs.emplace_back("", d);
+        }
+        return p;
+    }
+    for (const auto& c : container_controllers()) {
+        std::string mount = v1_mount_of(c);
+        if (mount.empty()) {
+            continue;
+        }
+        std::string d = mount + "/strata/" + name;
+        if (!fs_is_dir(d)) {
+            continue;
+        }
+        bool merged = false;
+        for (auto& [cs, dir] : p.dirs) {
+            if (dir == d) {
+                cs += "," + c;
+                merged = true;
+            }
+        }
+        if (!merged) {
+            p.dirs.emplace_back(c, d);
+        }
+    }
+    return p;
+}
+
+CgroupPaths cgroup_paths_of(pid_t pid) {
+    std::string file = "/proc/" + std::to_string(pid) + "/cgroup";
+    std::istringstream in(read_text(file));
+    CgroupPaths p;
+    p.version = cgroup_version();
+    std::string line;
+    while (std::getline(in, line)) {
+        // "4:memory:/strata/ID", "1:cpu,cpuacct:/x", "0::/strata/ID"
+        auto a = line.find(':');
+        auto b = a == std::string::npos ? a : line.find(':', a + 1);
+        if (b == std::string::npos) {
+            continue;
+        }
+        std::string controllers = line.substr(a + 1, b - a - 1);
+        std::string path = line.substr(b + 1);
+        if (p.version == CgroupVersion::v2) {
+            if (controllers.empty()) {
+                p.dirs.emplace_back("", std::string(kCgroupRoot) + (path == "/" ? "" : path));
+            }
+            continue;
+        }
+        if (controllers.empty() || controllers.rfind("name=", 0) == 0) {
+            continue;
+        }
+        std::istringstream cs(controllers);
+        std::string first;
+        std::getline(cs, first, ',');
+        std::string mount = v1_mount_of(first);
+        if (!mount.empty()) {
+            p.dirs.emplace_back(controllers, mount + (path == "/" ? "" : path));
+        }
+    }
+    return p;
+}
+
+namespace {
+
+// Polls until done() or about 10 s have passed.
+bool settle(const std::function<bool()>& done) {
+    for (int i = 0; i < 2000; ++i) {
+        if (done()) {
+            return true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(i < 100 ? 1 : 5));
+    }
+    return done();
+}
+
+void set_frozen(const CgroupPaths& cg, bool freeze_it) {
+    if (cg.version == CgroupVersion::v2) {
+        std::string d = need_dir(cg, "", "cgroup.freeze");
+        write_file(d + "/cgroup.freeze", freeze_it ? "1" : "0");
+        std::string want = freeze_it ? "1" : "0";
+        bool ok = settle([&] {
+            bool found = false;
+            std::uint64_t v = keyed(read_text(d + "/cgroup.events"), "frozen", &found);
+            return found && std::to_string(v) == want;
+        });
+        if (!ok) {
+            if (freeze_it) {
+                write_file(d + "/cgroup.freeze", "0");
+            }
+            throw Error("cgroup: " + d + "/cgroup.events did not report frozen " + want);
+        }
+        return;
+    }
+    std::string d = need_dir(cg, "freezer", "freezer.state");
+    std::string file = d + "/freezer.state";
+    const char* want = freeze_it ? "FROZEN" : "THAWED";
+    write_file(file, want);
+    // FREEZING can stay while a task is in an uninterruptible sleep: the
+    // write is repeated, as runc does.
+    int n = 0;
+    bool ok = settle([&] {
+        if (trimmed(read_text(file)) == want) {
+            return true;
+        }
+        if (++n % 50 == 0) {
+            write_file(file, want);
+        }
+        return false;
+    });
+    if (!ok) {
+        if (freeze_it) {
+            write_file(file, "THAWED");
+        }
+        throw Error(std::string("cgroup: ") + file + " did not become " + want);
+    }
+}
+
+std::uint64_t read_u64(const std::string& path) {
+    std::string t = trimmed(read_text(path));
+    if (t == "max" || t.empty()) {
+        return 0;
+    }
+    try {
+        return std::stoull(t);
+    } catch (const std::exception&) {
+        throw Error("cgroup: " + path + ": not a number: \"" + t + "\"");
+    }
+}
+
+} // namespace
+
+void freeze(const CgroupPaths& cg) {
+    set_frozen(cg, true);
+}
+
+void thaw(const CgroupPaths& cg) {
+    set_frozen(cg, false);
+}
+
+bool frozen(const CgroupPaths& cg) {
+    if (cg.version == CgroupVersion::v2) {
+        std::string d = need_dir(cg, "", "cgroup.events");
+        return keyed(read_text(d + "/cgroup.events"), "frozen") == 1;
+    }
+    std::string d = need_dir(cg, "freezer", "freezer.state");
+    return trimmed(read_text(d + "/freezer.state")) != "THAWED";
+}
+
+std::uint64_t host_memory_bytes() {
+    std::string text = read_text("/proc/meminfo");
+    auto at = text.find("MemTotal:");
+    if (at == std::string::npos) {
+        throw Error("/proc/meminfo: no MemTotal line");
+    }
+    return std::stoull(text.substr(at + 9)) * 1024;
+}
+
+std::uint64_t system_cpu_usage_ns() {
+    std::istringstream in(read_text("/proc/stat"));
+    std::string label;
+    in >> label;
+    if (label != "cpu") {
+        throw Error("/proc/stat: the first line is not the cpu line");
+    }
+    std::uint64_t ticks = 0;
+    for (int i = 0; i < 7; ++i) { // user nice system idle iowait irq softirq
+        std::uint64_t v = 0;
+        in >> v;
+        ticks += v;
+    }
+    long hz = ::sysconf(_SC_CLK_TCK);
+    return ticks * (1000000000ULL / static_cast<std::uint64_t>(hz > 0 ? hz : 100));
+}
+
+CgroupStats read_cgroup_stats(const CgroupPaths& cg) {
+    CgroupStats s;
+    std::uint64_t host_mem = host_memory_bytes();
+    if (cg.version == CgroupVersion::v2) {
+        std::string d = need_dir(cg, "", "cpu.stat");
+        s.cpu_usage_ns = keyed(read_text(d + "/cpu.stat"), "usage_usec") * 1000;
+        if (file_exists(d + "/memory.current")) {
+            s.memory_usage = read_u64(d + "/memory.current");
+            s.memory_cache = keyed(read_text(d + "/memory.stat"), "inactive_file");
+            s.memory_limit = read_u64(d + "/memory.max");
+        }
+        if (file_exists(d + "/pids.current")) {
+            s.pids_current = read_u64(d + "/pids.current");
+        }
+        if (file_exists(d + "/io.stat")) {
+            std::istringstream in(read_text(d + "/io.stat"));
+            std::string tok;
+            while (in >> tok) {
+                if (tok.rfind("rbytes=", 0) == 0) {
+                    s.blkio_read += std::stoull(tok.substr(7));
+                } else if (tok.rfind("wbytes=", 0) == 0) {
+                    s.blkio_write += std::stoull(tok.substr(7));
+                }
+            }
+        }
+    } else {
+        std::string acct = cg.dir_of("cpuacct");
+        if (!acct.empty()) {
+            s.cpu_usage_ns = read_u64(acct + "/cpuacct.usage");
+        }
+        std::string mem = cg.dir_of("memory");
+        if (!mem.empty()) {
+            s.memory_usage = read_u64(mem + "/memory.usage_in_bytes");
+            std::string stat = read_text(mem + "/memory.stat");
+            bool found = false;
+            s.memory_cache = keyed(stat, "total_inactive_file", &found);
+            if (!found) {
+                s.memory_cache = keyed(stat, "inactive_file");
+            }
+            s.memory_limit = read_u64(mem + "/memory.limit_in_bytes");
+        }
+        std::string pids = cg.dir_of("pids");
+        if (!pids.empty()) {
+            s.pids_current = read_u64(pids + "/pids.current");
+        }
+        std::string blkio = cg.dir_of("blkio");
+        if (!blkio.empty()) {
+            std::string file = blkio + "/blkio.io_service_bytes_recursive";
+            if (!file_exists(file)) {
+                file = blkio + "/blkio.throttle.io_service_bytes_recursive";
+            }
+            if (file_exists(file)) {
+                std::istringstream in(read_text(file));
+                std::string dev, op;
+                std::uint64_t v = 0;
+                std::string line;
+                while (std::getline(in, line)) {
+                    std::istringstream l(line);
+                    if (l >> dev >> op >> v) {
+                        if (op == "Read") {
+                            s.blkio_read += v;
+                        } else if (op == "Write") {
+                            s.blkio_write += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // An unlimited cgroup (or one above the host's memory) shows the host's, as docker.
+    if (s.memory_limit == 0 || s.memory_limit > host_mem) {
+        s.memory_limit = host_mem;
+    }
+    return s;
+}
+
+NetIO read_net_io(pid_t pid) {
+    std::string file = "/proc/" + std::to_string(pid) + "/net/dev";
+    std::istringstream in(read_text(file));
+    NetIO io;
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        if (++n <= 2) {
+            continue; // the two header lines
+        }
+        auto colon = line.find(':');
+        if (colon == std::string::npos) {
+            continue;
+        }
+        std::string name = line.substr(0, colon);
+        name.erase(0, name.find_first_not_of(' '));
+        if (name == "lo") {
+            continue;
+        }
+        std::istringstream f(line.substr(colon + 1));
+        std::uint64_t v[9] = {};
+        for (auto& x : v) {
+            f >> x;
+        }
+        io.rx += v[0]; // receive bytes
+        io.tx += v[8]; // transmit bytes (after 8 receive fields)
+    }
+    return io;
 }
 
 } // namespace strata::runner

@@ -1,7 +1,8 @@
 // The container's cgroup: one directory per container, created before the
 // container starts and removed after it has ended. Today it carries Docker's
-// device policy (which device nodes the container may open or create); it is
-// where memory, cpu and pids limits go too.
+// device policy (which device nodes the container may open or create) and
+// its resource limits (runner/resources.hpp), and is where the freezer
+// (pause/unpause) and the stats of a running container are read from.
 //
 //   runner::Cgroup cg = runner::Cgroup::create("strata", id);  // throws
 //   cg.set_devices(runner::default_device_rules());
@@ -21,10 +22,13 @@
 // (its root overlay, its /dev tmpfs) is nodev.
 #pragma once
 
+#include "runner/resources.hpp"
 #include "util/fd.hpp"
 
 #include <cstdint>
 #include <string>
+#include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace strata::runner {
@@ -39,6 +43,67 @@ enum class CgroupVersion {
 // when /sys/fs/cgroup/unified is a cgroup2 mount).
 CgroupVersion cgroup_version();
 const char* cgroup_version_name(CgroupVersion v);
+
+// The mount point of the v1 hierarchy that holds controller (from
+// /proc/self/mountinfo); "" when none is mounted.
+std::string cgroup_v1_mount(const std::string& controller);
+
+// The v1 controllers a container's cgroup joins when they are mounted
+// (devices is required, the others optional): its limits, its stats, its freezer.
+const std::vector<std::string>& container_controllers();
+
+// Where a container's cgroup is, for another process that has only its
+// name or its pid: (controller, directory) pairs; v2: one ("", directory).
+struct CgroupPaths {
+    CgroupVersion version = CgroupVersion::v1;
+    std::vector<std::pair<std::string, std::string>> dirs;
+
+    // The directory of a controller (v2: the one directory); "" when none.
+    std::string dir_of(const std::string& controller) const;
+    bool empty() const noexcept { return dirs.empty(); }
+};
+// The cgroup a container started with RunSpec::cgroup_name == name has:
+// /sys/fs/cgroup/<controller>/strata/<name> (v1), /sys/fs/cgroup/strata/<name>
+// (v2); only the directories that exist (none once the container has ended).
+CgroupPaths cgroup_paths(const std::string& name);
+// The cgroup of a process, from /proc/<pid>/cgroup (e.g. a running
+// container's PID 1, for exec to join). Throws naming the file.
+CgroupPaths cgroup_paths_of(pid_t pid);
+
+// The freezer (docker pause/unpause): v1 freezer.state FROZEN/THAWED, v2
+// cgroup.freeze + cgroup.events; each waits until the state has settled
+// (every process stopped, or running again). Throws naming the file.
+void freeze(const CgroupPaths& cg);
+void thaw(const CgroupPaths& cg);
+bool frozen(const CgroupPaths& cg);
+
+// What `docker stats` shows of a container, read from its cgroup.
+struct CgroupStats {
+    std::uint64_t cpu_usage_ns = 0; // cpuacct.usage / cpu.stat usage_usec
+    std::uint64_t memory_usage = 0; // memory.usage_in_bytes / memory.current
+    std::uint64_t memory_cache = 0; // (total_)inactive_file, which docker subtracts
+    std::uint64_t memory_limit = 0; // the limit; unlimited: the host's memory, as docker
+    std::uint64_t pids_current = 0; // pids.current
+    std::uint64_t blkio_read = 0;   // bytes read and written (blkio / io.stat)
+    std::uint64_t blkio_write = 0;
+    // What docker's CLI shows as MEM USAGE: usage minus the inactive file cache.
+    std::uint64_t memory_shown() const noexcept {
+        return memory_cache < memory_usage ? memory_usage - memory_cache : memory_usage;
+    }
+};
+CgroupStats read_cgroup_stats(const CgroupPaths& cg);
+// The host's cpu time in ns (/proc/stat's cpu line, as moby's
+// getSystemCPUUsage): the denominator of docker's CPU %.
+std::uint64_t system_cpu_usage_ns();
+// The host's memory (/proc/meminfo MemTotal), in bytes.
+std::uint64_t host_memory_bytes();
+// Bytes received and sent on the network interfaces (but lo) of the
+// network namespace of pid (/proc/<pid>/net/dev).
+struct NetIO {
+    std::uint64_t rx = 0;
+    std::uint64_t tx = 0;
+};
+NetIO read_net_io(pid_t pid);
 
 // One rule of a device cgroup, in the v1 file syntax: "c 1:3 rwm", "a *:* rwm".
 struct DeviceRule {
@@ -75,12 +140,17 @@ public:
     // (v1/hybrid: /sys/fs/cgroup/<controller>/<parent>/<id>; v2: one
     // directory). Throws Error naming the path when a controller is missing
     // or a directory cannot be made: the caller must not start the container.
+    // optional: v1 controllers joined when mounted, skipped otherwise.
+    // A stale empty <parent>/<id> (a container of that name whose strata
+    // was killed) is removed first; one with processes in it is an error.
     static Cgroup create(const std::string& parent, const std::string& id,
-                         const std::vector<std::string>& controllers = {"devices"});
+                         const std::vector<std::string>& controllers = {"devices"},
+                         const std::vector<std::string>& optional = {});
     // Same, below an explicit mount point of the hierarchy (tests).
     static Cgroup create_at(CgroupVersion version, const std::string& mount_root,
                             const std::string& parent, const std::string& id,
-                            const std::vector<std::string>& controllers);
+                            const std::vector<std::string>& controllers,
+                            const std::vector<std::string>& optional = {});
 
     Cgroup() = default;
     Cgroup(Cgroup&&) noexcept = default;
@@ -92,6 +162,14 @@ public:
     // Replaces the device rules: v1 writes "a" to devices.deny then each
     // rule to devices.allow or devices.deny; v2 attaches a device program.
     void set_devices(const std::vector<DeviceRule>& rules);
+
+    // Writes the limits (verified by verify_resources). Throws Error naming
+    // the file that could not be written, or the controller that is missing.
+    void apply(const Resources& r);
+    // Whether the OOM killer killed a process of this cgroup (v1
+    // memory.oom_control's oom_kill counter, v2 memory.events oom_kill).
+    bool oom_killed() const;
+    CgroupPaths where() const;
 
     // Open fds of each directory's cgroup.procs: writing "0" to one moves
     // the writer there (the child does, before it execs).

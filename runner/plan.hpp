@@ -105,6 +105,10 @@ struct Op {
     gid_t dev_gid = 0;
 };
 
+// One cgroup.procs per v1 hierarchy the container joins (devices, memory,
+// cpu, cpuacct, cpuset, pids, blkio, freezer), with room to spare.
+inline constexpr int kMaxCgroupFds = 12;
+
 struct Plan {
     // Parent-owned storage behind every pointer below.
     std::deque<std::string> strings;
@@ -123,8 +127,9 @@ struct Plan {
     bool setgroups_denied = false; // rootless with only our own ids mapped: no setgroups
     bool new_mount_api = false;    // fsopen/fsmount/open_tree/move_mount (else mount(2))
     bool device_bind = false;      // device ops bind the host's node (user namespace: no mknod)
-    int cgroup_fds[4] = {-1, -1, -1, -1}; // cgroup.procs of the container's cgroup: write "0"
-    bool unshare_cgroupns = false;        // a cgroup namespace after joining (not at clone)
+    // cgroup.procs of the container's cgroup, one per hierarchy: write "0".
+    int cgroup_fds[kMaxCgroupFds] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    bool unshare_cgroupns = false; // a cgroup namespace after joining (not at clone)
 
     uid_t uid = 0;
     gid_t gid = 0;

@@ -24,8 +24,8 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -450,10 +450,10 @@ struct Container::State {
     UniqueFd pidfd;
     bool tty = false;
     bool reaped = false;
-    UniqueFd master;      // tty: the pty's master side
-    int tty_in = -1;      // tty: copied to the master
-    int tty_out = -1;     // tty: the master's output goes here
-    int winsize_fd = -1;  // tty: where the caller's window size is read
+    UniqueFd master;     // tty: the pty's master side
+    int tty_in = -1;     // tty: copied to the master
+    int tty_out = -1;    // tty: the master's output goes here
+    int winsize_fd = -1; // tty: where the caller's window size is read
     // Mount points strata created in the root directory, outermost first;
     // removed (when still empty) once the container is gone, so that a
     // build step's layer does not gain an empty /etc/hosts or /proc.
@@ -461,9 +461,17 @@ struct Container::State {
     std::vector<std::string> created;
     // The container's cgroup (real root only): removed once it has ended.
     Cgroup cgroup;
+    bool oom_killed = false; // read from the cgroup before it goes
 
     void remove_created() noexcept;
     void remove_cgroup() noexcept {
+        try {
+            if (!cgroup.paths().empty()) {
+                oom_killed = cgroup.oom_killed();
+            }
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("{}", e.what());
+        }
         try {
             cgroup.remove();
         } catch (const std::exception& e) {
@@ -1052,12 +1060,31 @@ bool initial_user_namespace() {
 }
 
 // The container's cgroup with Docker's device policy (everything with
-// --privileged), plus --device's nodes with their permissions. Fails closed:
-// a root container without its device cgroup does not start.
-Cgroup device_cgroup(const Security& sec, const std::vector<HostDevice>& devices) {
-    std::string id = random_hostname() + random_hostname();
+// --privileged), plus --device's nodes with their permissions, and its
+// resource limits. Fails closed: a root container without its device cgroup
+// or one of its limits does not start.
+Cgroup container_cgroup(const RunSpec& spec, const std::vector<HostDevice>& devices) {
+    const Security& sec = spec.security;
+    std::string id =
+        spec.cgroup_name.empty() ? random_hostname() + random_hostname() : spec.cgroup_name;
+    Resources limits = spec.resources;
     try {
-        Cgroup cg = Cgroup::create("strata", id);
+        // Docker's checks again (a spec that does not come from the CLI);
+        // the CLI has shown the warnings of what this host cannot do.
+        verify_resources(limits, host_support());
+    } catch (const std::exception& e) {
+        throw StartError(std::string("container setup: resource limits: ") + e.what(), 125);
+    }
+    try {
+        // A named container (a record others pause and read stats of) or
+        // one with limits joins every controller; a build step or a bare
+        // `run --rm` only the devices one, as before (fewer directories to
+        // make and remove per start).
+        std::vector<std::string> optional;
+        if (!spec.cgroup_name.empty() || limits.any()) {
+            optional.assign(container_controllers().begin() + 1, container_controllers().end());
+        }
+        Cgroup cg = Cgroup::create("strata", id, {"devices"}, optional);
         std::vector<DeviceRule> rules;
         if (sec.privileged) {
             rules.push_back({'a', -1, -1, "rwm", true});
@@ -1071,6 +1098,11 @@ Cgroup device_cgroup(const Security& sec, const std::vector<HostDevice>& devices
             }
         }
         cg.set_devices(rules);
+        try {
+            cg.apply(limits);
+        } catch (const std::exception& e) {
+            throw StartError(std::string("container setup: resource limits: ") + e.what(), 125);
+        }
         return cg;
     } catch (const StartError&) {
         throw;
@@ -1299,14 +1331,18 @@ Container Container::start(const RunSpec& spec) {
     plan.device_bind = userns || joined;
     // devpts's gid=5 (tty) needs gid 5 mapped.
     plan_mounts(plan, spec, mapped && idmap.gid_count() <= 5, hostname, devices, op_names);
-    // The device cgroup: only real root has one, and needs one.
+    // The device cgroup: only real root has one, and needs one. So do limits.
     if (root && !joined && initial_user_namespace()) {
-        state->cgroup = device_cgroup(spec.security, devices);
+        state->cgroup = container_cgroup(spec, devices);
         auto fds = state->cgroup.procs_fds();
         for (std::size_t i = 0; i < fds.size() && i < std::size(plan.cgroup_fds); ++i) {
             plan.cgroup_fds[i] = fds[i];
         }
         plan.unshare_cgroupns = true;
+    } else if (spec.resources.any()) {
+        throw StartError("container setup: resource limits (--memory, --cpus, --pids-limit...) "
+                         "need real root: without it strata makes no cgroup for the container",
+                         125);
     }
 
     // -- Mount points in the root directory itself are created here (and
@@ -1530,6 +1566,10 @@ Container::~Container() {
         state_->kill_and_reap();
         delete state_;
     }
+}
+
+bool Container::oom_killed() const noexcept {
+    return state_ != nullptr && state_->oom_killed;
 }
 
 pid_t Container::pid() const noexcept {

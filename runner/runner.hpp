@@ -18,13 +18,16 @@
 // caller, and 1..N its /etc/subuid and /etc/subgid ranges when
 // newuidmap/newgidmap are installed (runner/idmap.hpp); otherwise only 0 is
 // mapped and a USER other than root needs root.
-// Not (yet) done, by decision: no cgroup limits and no /sys/fs/cgroup inside;
+// Resource limits (spec.resources, Docker's --memory, --cpus...) go to the
+// container's cgroup (runner/cgroup.hpp), real root only. Not (yet) done,
+// by decision: no /sys/fs/cgroup inside;
 // networks are none or host only. Mount points created in the root (e.g. an image without /proc or
 // /etc/hosts) are removed after the run, except when strata itself is killed by SIGKILL or a mount
 // point had to be created through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and
 // pidfds (5.3).
 #pragma once
 
+#include "runner/resources.hpp"
 #include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -79,8 +82,8 @@ struct Rlimit {
 
 // A host device node made available in the container (`--device`).
 struct Device {
-    std::string host_path;      // a character or block device on the host, e.g. /dev/fuse
-    std::string container_path; // where it appears inside; empty: the same as host_path
+    std::string host_path;           // a character or block device on the host, e.g. /dev/fuse
+    std::string container_path;      // where it appears inside; empty: the same as host_path
     std::string permissions = "rwm"; // the device cgroup's r(ead), w(rite), m(knod)
 };
 
@@ -122,6 +125,14 @@ struct RunSpec {
     bool read_only = false;      // the root directory is mounted read-only
     bool tty = false;            // the command gets a new pseudo-terminal as stdin/out/err
     Security security;
+    // Docker's resource limits, applied to the container's cgroup before its
+    // command runs (verify_resources' checks; a limit that cannot be written
+    // stops the container with StartError naming the file). Need real root.
+    Resources resources;
+    // The container's cgroup is strata/<cgroup_name> in each hierarchy, so
+    // other processes find it from the name (cgroup_paths(name)); empty: a
+    // random name.
+    std::string cgroup_name;
     // Streams. stdin -1: /dev/null (as `docker run` without -i); stdout and
     // stderr -1: the caller's own. With tty, stdin_fd and stdout_fd are the
     // two ends strata copies between the terminal and the pty (stderr is
@@ -197,6 +208,9 @@ public:
     // and the pty when spec.tty, and serving control. With spec.init the
     // status is docker-init's: the command's code, 128+N for a death by signal N.
     ExitStatus wait(Control* control = nullptr);
+    // After wait(): whether the kernel's OOM killer killed a process of the
+    // container (its memory cgroup counted a kill), Docker's OOMKilled.
+    bool oom_killed() const noexcept;
 
     struct State;
 

@@ -986,12 +986,13 @@ void load_seccomp(const Plan& plan) noexcept {
     }
 }
 
-// 1c. The container's cgroup (the device policy), before anything in the
-// image can be opened: "0" moves the writer. Then a cgroup namespace rooted
-// there, so that /proc/self/cgroup shows "/" as in Docker.
+// 1c. The container's cgroup (the device policy, the resource limits),
+// before anything in the image can be opened: "0" moves the writer. Then a
+// cgroup namespace rooted there, so that /proc/self/cgroup shows "/" as in
+// Docker.
 void join_cgroup(const Plan& plan) noexcept {
     bool joined = false;
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kMaxCgroupFds; ++i) {
         if (plan.cgroup_fds[i] < 0) {
             continue;
         }

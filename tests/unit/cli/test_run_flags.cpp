@@ -2,8 +2,10 @@
 #include "cli/run_flags.hpp"
 #include "util/error.hpp"
 
+#include <CLI/CLI.hpp>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 
 using namespace strata::cli;
@@ -79,4 +81,72 @@ TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-
     CHECK_THROWS_WITH(parse_add_host("db"), Catch::Contains("expected NAME:IP"));
     CHECK_THROWS_WITH(parse_add_host(":1.2.3.4"), Catch::Contains("host name is empty"));
     CHECK_THROWS_WITH(parse_add_host("gw:host-gateway"), Catch::Contains("host-gateway"));
+}
+
+TEST_CASE("resource flags parse as docker's: RAMInBytes, --memory-swap -1, --cpus decimals",
+          "[run_flags]") {
+    CHECK(parse_memory_bytes("--memory", "32m") == 32 << 20);
+    CHECK(parse_memory_bytes("--memory", "1g") == 1LL << 30);
+    CHECK(parse_memory_bytes("--memory", "1.5g") == 3LL << 29);
+    CHECK(parse_memory_bytes("--memory", "512k") == 512 << 10);
+    CHECK(parse_memory_bytes("--memory", "64MiB") == 64 << 20);
+    CHECK(parse_memory_bytes("--memory", "1024") == 1024);
+    CHECK(parse_memory_bytes("--memory", "1024b") == 1024);
+    CHECK_THROWS_WITH(parse_memory_bytes("--memory", "64x"), "--memory: invalid size: '64x'");
+    CHECK_THROWS_WITH(parse_memory_bytes("--memory", "-1"), "--memory: invalid size: '-1'");
+    CHECK(parse_memory_swap("--memory-swap", "-1") == -1);
+    CHECK(parse_memory_swap("--memory-swap", "64m") == 64 << 20);
+    CHECK(parse_nano_cpus("--cpus", "1.5") == 1'500'000'000);
+    CHECK(parse_nano_cpus("--cpus", "2") == 2'000'000'000);
+    CHECK(parse_nano_cpus("--cpus", ".25") == 250'000'000);
+    CHECK(parse_nano_cpus("--cpus", "0.000000001") == 1);
+    CHECK_THROWS_WITH(
+        parse_nano_cpus("--cpus", "0.0000000001"),
+        "invalid argument \"0.0000000001\" for \"--cpus\" flag: value is too precise");
+    CHECK_THROWS_WITH(parse_nano_cpus("--cpus", "abc"),
+                      "invalid argument \"abc\" for \"--cpus\" flag: failed to parse abc as a "
+                      "rational number");
+}
+
+TEST_CASE("the resource flags fill runner::Resources", "[run_flags]") {
+    CLI::App app;
+    strata::runner::Resources r;
+    add_resource_flags(&app, r);
+    std::vector<std::string> args = {"-m",
+                                     "64m",
+                                     "--memory-swap",
+                                     "-1",
+                                     "--memory-reservation",
+                                     "16m",
+                                     "--cpus",
+                                     "0.5",
+                                     "-c",
+                                     "512",
+                                     "--cpuset-cpus",
+                                     "0-1",
+                                     "--cpuset-mems",
+                                     "0",
+                                     "--pids-limit",
+                                     "-1",
+                                     "--blkio-weight",
+                                     "300",
+                                     "--oom-kill-disable"};
+    std::reverse(args.begin(), args.end()); // CLI11 takes them in reverse
+    app.parse(args);
+    CHECK(r.memory == 64 << 20);
+    CHECK(r.memory_swap == -1);
+    CHECK(r.memory_reservation == 16 << 20);
+    CHECK(r.nano_cpus == 500'000'000);
+    CHECK(r.cpu_shares == 512);
+    CHECK(r.cpuset_cpus == "0-1");
+    CHECK(r.cpuset_mems == "0");
+    CHECK(r.pids_limit == 0); // -1: unlimited
+    CHECK(r.blkio_weight == 300);
+    CHECK(r.oom_kill_disable);
+
+    strata::runner::Resources bad;
+    CLI::App app2;
+    add_resource_flags(&app2, bad);
+    std::vector<std::string> args2 = {"lots", "--memory"};
+    CHECK_THROWS_WITH(app2.parse(args2), "--memory: invalid size: 'lots'");
 }

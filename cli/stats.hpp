@@ -1,0 +1,38 @@
+// `strata stats` as docker's: the numbers and their formatting (docker's
+// CLI formatter: units.BytesSize for memory, HumanSizeWithPrecision(3) for
+// network and block I/O, CPU % over the host's cpu time since the last
+// sample, MEM % of the limit), kept apart from the command for tests.
+#pragma once
+
+#include "cli/template.hpp"
+#include "runner/cgroup.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace strata::cli {
+
+// go-units BytesSize: binary units, "%.4g" ("1.5MiB", "32MiB", "0B").
+std::string bytes_size(std::uint64_t bytes);
+
+// One reading of a container (all zeros for one that is not running).
+struct StatsSample {
+    runner::CgroupStats cgroup;
+    runner::NetIO net;
+    std::uint64_t system_ns = 0; // the host's cpu time at the reading
+    int online_cpus = 1;
+};
+
+// docker's calculateCPUPercentUnix: the container's share of the host's
+// cpu time between two readings, times the online cpus, in percent.
+double cpu_percent(const StatsSample& before, const StatsSample& now);
+
+// A row for docker's stats formatter: Container, ID, Name, CPUPerc,
+// MemUsage, MemPerc, NetIO, BlockIO, PIDs.
+TemplateValue stats_row(const std::string& container, const std::string& id,
+                        const std::string& name, bool no_trunc, const StatsSample& before,
+                        const StatsSample& now);
+// The table's default and its headers ("CONTAINER ID", "CPU %"...).
+TableFormat stats_format();
+
+} // namespace strata::cli
