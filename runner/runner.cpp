@@ -24,8 +24,8 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -181,7 +181,9 @@ Control::Control() : pipe_(Pipe::create()) {
 
 namespace {
 
-enum : unsigned char { kEventCancel = 0, kEventWinch = 1, kEventSignalBase = 2 };
+using detail::kEventCancel;
+using detail::kEventSignalBase;
+using detail::kEventWinch;
 
 void send_event(int fd, unsigned char byte) noexcept {
     int saved = errno;
@@ -436,6 +438,10 @@ std::string step_text(Step step) {
         return "creating the cgroup namespace";
     case Step::device:
         return "creating a device node";
+    case Step::join_namespace:
+        return "joining the container's namespace";
+    case Step::fork_exec:
+        return "forking in the container's PID namespace";
     }
     return "step " + std::to_string(static_cast<int>(step));
 }
@@ -450,10 +456,10 @@ struct Container::State {
     UniqueFd pidfd;
     bool tty = false;
     bool reaped = false;
-    UniqueFd master;      // tty: the pty's master side
-    int tty_in = -1;      // tty: copied to the master
-    int tty_out = -1;     // tty: the master's output goes here
-    int winsize_fd = -1;  // tty: where the caller's window size is read
+    UniqueFd master;     // tty: the pty's master side
+    int tty_in = -1;     // tty: copied to the master
+    int tty_out = -1;    // tty: the master's output goes here
+    int winsize_fd = -1; // tty: where the caller's window size is read
     // Mount points strata created in the root directory, outermost first;
     // removed (when still empty) once the container is gone, so that a
     // build step's layer does not gain an empty /etc/hosts or /proc.
@@ -1147,6 +1153,24 @@ std::string isolation_message(const detail::Report& r, const std::vector<std::st
 }
 
 } // namespace
+
+namespace detail {
+
+std::string plan_security_seccomp(Plan& plan, const Security& security) {
+    RunSpec spec;
+    spec.security = security;
+    return plan_seccomp(plan, spec);
+}
+
+bool pump_stream(int from, int to) {
+    return pump(from, to);
+}
+
+void copy_winsize(int from, int master) {
+    copy_window_size(from, master);
+}
+
+} // namespace detail
 
 Container Container::start(const RunSpec& spec) {
     // -- Validate the spec and compute everything the child will need.
