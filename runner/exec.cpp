@@ -794,6 +794,39 @@ ExitStatus Exec::wait(Control* control) {
     return ExitStatus(status);
 }
 
+std::optional<ExitStatus> Exec::wait_for(std::chrono::milliseconds timeout) {
+    if (reaped_ || pid_ < 0) {
+        throw Error("the exec'd process is not running");
+    }
+    struct pollfd p {
+        pidfd_.get(), POLLIN, 0
+    };
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        int r = ::poll(&p, 1, static_cast<int>(std::max<long long>(0, left.count())));
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            throw_errno("poll", "exec'd process " + std::to_string(pid_));
+        }
+        if (r == 0) {
+            return std::nullopt;
+        }
+        break;
+    }
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0) {
+        if (errno != EINTR) {
+            throw_errno("waitpid", "exec'd process " + std::to_string(pid_));
+        }
+    }
+    reaped_ = true;
+    return ExitStatus(status);
+}
+
 ExitStatus exec(const ExecSpec& spec, Control* control) {
     Exec e = Exec::start(spec);
     if (spec.detach) {

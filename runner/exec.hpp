@@ -33,6 +33,8 @@
 #include "util/child.hpp"
 #include "util/fd.hpp"
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -86,6 +88,8 @@ public:
     // Waits for the process, copying between the caller's streams and the
     // pty with tty, and serving control (cancel kills it: throws Cancelled).
     ExitStatus wait(Control* control = nullptr);
+    // Waits up to timeout (no tty copying); nullopt when still running.
+    std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
 
 private:
     pid_t pid_ = -1;
