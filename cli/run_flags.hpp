@@ -2,7 +2,10 @@
 // --mount and --add-host. Each throws UsageError naming the flag and value.
 #pragma once
 
+#include "formats/oci.hpp"
 #include "runner/runner.hpp"
+
+#include <CLI/CLI.hpp>
 
 #include <functional>
 #include <optional>
@@ -36,5 +39,22 @@ runner::Mount parse_mount(std::string_view value);
 // address must be an IP address. host-gateway is refused: a strata
 // container has no network of its own (none or host), so no gateway.
 std::pair<std::string, std::string> parse_add_host(std::string_view value);
+
+// --health-cmd, --health-interval, --health-timeout, --health-start-period,
+// --health-start-interval, --health-retries, --no-healthcheck (Docker's).
+struct HealthFlags {
+    std::string cmd;
+    std::string interval; // Go durations ("30s", "1m")
+    std::string timeout;
+    std::string start_period;
+    std::string start_interval;
+    int retries = 0;
+    bool none = false;
+    // The container's own check (Config.Healthcheck before the image's is
+    // merged in), nullopt when no flag was given. Throws UsageError with
+    // Docker's messages (negative values, --no-healthcheck with --health-*).
+    std::optional<formats::Healthcheck> healthcheck() const;
+};
+void add_health_flags(CLI::App* cmd, HealthFlags& flags);
 
 } // namespace strata::cli

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 
 using namespace strata::cli;
@@ -79,4 +80,35 @@ TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-
     CHECK_THROWS_WITH(parse_add_host("db"), Catch::Contains("expected NAME:IP"));
     CHECK_THROWS_WITH(parse_add_host(":1.2.3.4"), Catch::Contains("host name is empty"));
     CHECK_THROWS_WITH(parse_add_host("gw:host-gateway"), Catch::Contains("host-gateway"));
+}
+
+TEST_CASE("health flags: Docker's HealthConfig and its messages") {
+    auto parse = [](std::vector<std::string> args) {
+        CLI::App app;
+        HealthFlags f;
+        add_health_flags(&app, f);
+        std::reverse(args.begin(), args.end());
+        app.parse(args);
+        return f.healthcheck();
+    };
+    CHECK_FALSE(parse({}));
+    auto h = parse(
+        {"--health-cmd", "wget -q localhost", "--health-interval", "2s", "--health-retries", "4"});
+    REQUIRE(h);
+    CHECK(h->test == std::vector<std::string>{"CMD-SHELL", "wget -q localhost"});
+    CHECK(h->interval == 2'000'000'000);
+    CHECK(h->timeout == 0);
+    CHECK(h->retries == 4);
+    h = parse({"--health-timeout", "500ms"});
+    REQUIRE(h);
+    CHECK(h->test.empty());
+    CHECK(h->timeout == 500'000'000);
+    h = parse({"--no-healthcheck"});
+    REQUIRE(h);
+    CHECK(h->test == std::vector<std::string>{"NONE"});
+    CHECK_THROWS_WITH(parse({"--no-healthcheck", "--health-cmd", "x"}),
+                      "--no-healthcheck conflicts with --health-* options");
+    CHECK_THROWS_WITH(parse({"--health-retries", "-1"}), "--health-retries cannot be negative");
+    CHECK_THROWS_WITH(parse({"--health-interval", "-1s"}), "--health-interval cannot be negative");
+    CHECK_THROWS_AS(parse({"--health-interval", "soon"}), strata::UsageError);
 }
