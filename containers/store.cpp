@@ -298,8 +298,14 @@ State Store::load_state(const std::string& id) const {
     // The monitor is gone: its container died with it (PID 1 has the
     // monitor as parent with PDEATHSIG). Settle it under the lock, reading
     // again: the monitor may have written its last state meanwhile.
-    Lock l = lock(id);
-    s = read();
+    // When the caller (or another process) holds the lock, the corrected
+    // state is returned without writing it.
+    std::string lp = path(id) + "/lock";
+    UniqueFd fd(::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    bool locked = fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+    if (locked) {
+        s = read();
+    }
     if (s.running() && !monitor_alive(id)) {
         s.status = "exited";
         s.exit_code = 137;
@@ -307,7 +313,9 @@ State Store::load_state(const std::string& id) const {
         s.error = "the container's monitor (pid " + std::to_string(s.monitor_pid) + ") died";
         s.finished_at = now_rfc3339nano();
         s.monitor_pid = 0;
-        save_state(id, s);
+        if (locked) {
+            save_state(id, s);
+        }
     }
     return s;
 }
