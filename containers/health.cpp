@@ -1,11 +1,15 @@
 #include "containers/health.hpp"
 
+#include "containers/spec.hpp"
+#include "containers/store.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <ctime>
+#include <memory>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -387,6 +391,76 @@ void HealthChecker::loop() {
             STRATA_LOG_WARN("health check: recording the state: {}", e.what());
         }
     }
+}
+
+namespace {
+
+struct HealthHookState {
+    std::mutex mutex; // the checker and checked_pid (never held around the store's lock)
+    int checked_pid = 0;
+    std::unique_ptr<HealthChecker> checker;
+    std::atomic<int> live_pid{0}; // the PID 1 results are recorded for
+};
+
+} // namespace
+
+void add_health_hooks(MonitorHooks& hooks) {
+    auto st = std::make_shared<HealthHookState>();
+    auto previous_tick = hooks.on_tick;
+    auto previous_exit = hooks.on_exit;
+    if (hooks.tick_interval.count() == 0 || hooks.tick_interval > std::chrono::milliseconds(100)) {
+        hooks.tick_interval = std::chrono::milliseconds(100);
+    }
+    hooks.on_tick = [st, previous_tick](const Store& store, const std::string& id, int pid) {
+        if (previous_tick) {
+            previous_tick(store, id, pid);
+        }
+        std::unique_ptr<HealthChecker> old;
+        {
+            std::lock_guard lock(st->mutex);
+            if (pid <= 0 || pid == st->checked_pid) {
+                return;
+            }
+            st->checked_pid = pid;
+            old = std::move(st->checker);
+        }
+        old.reset(); // joins the previous run's thread (its records are ignored)
+        try {
+            auto config = store.load_config(id);
+            auto hc =
+                healthcheck_from_json(config.at("Config").value("Healthcheck", nlohmann::json()));
+            std::optional<HealthConfig> cfg = hc ? effective_healthcheck(*hc) : std::nullopt;
+            if (!cfg) {
+                return;
+            }
+            runner::RunSpec run = spec_from_json(config.at("StrataSpec"));
+            st->live_pid = pid;
+            auto record = [st, pid, store, id](const nlohmann::ordered_json& health) {
+                if (st->live_pid != pid) {
+                    return;
+                }
+                Lock l = store.lock(id);
+                State s = store.load_state(id);
+                if (s.pid != pid) {
+                    return;
+                }
+                s.health = health;
+                store.save_state(id, s);
+            };
+            auto checker = std::make_unique<HealthChecker>(
+                *cfg, exec_spec_for(run, pid), std::chrono::steady_clock::now(), record);
+            std::lock_guard lock(st->mutex);
+            st->checker = std::move(checker);
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("health check of container {}: {}", id, e.what());
+        }
+    };
+    hooks.on_exit = [st, previous_exit](const Store& store, const std::string& id, State& state) {
+        st->live_pid = 0; // under the container's lock: no join here
+        if (previous_exit) {
+            previous_exit(store, id, state);
+        }
+    };
 }
 
 } // namespace strata::containers

@@ -13,6 +13,7 @@
 //   }
 #pragma once
 
+#include "containers/monitor.hpp"
 #include "formats/oci.hpp"
 #include "runner/exec.hpp"
 #include "runner/runner.hpp"
@@ -121,5 +122,12 @@ private:
     Health health_;
     std::thread thread_;
 };
+
+// The monitor's hook (containers/monitor.hpp): on each tick while the
+// container runs, a HealthChecker for its current PID 1 when its
+// Config.Healthcheck asks for one (a new one after each restart), recording
+// State.Health under the container's lock; stopped when the container exits.
+// Chains any on_tick/on_exit already in hooks.
+void add_health_hooks(MonitorHooks& hooks);
 
 } // namespace strata::containers

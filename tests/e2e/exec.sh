@@ -75,7 +75,7 @@ PY
 )
 assert_contains "$out" "/dev/pts/" "exec -t gives a pty"
 assert_contains "$out" "status=0" "exec -t exit status"
-assert_eq "$(strata exec -t svc sh -c 'test -t 0 && echo tty')" "tty" "exec -t without a terminal on the caller's side"
+assert_eq "$(strata exec -t svc sh -c 'test -t 0 && echo tty' | tr -d '\r')" "tty" "exec -t without a terminal on the caller's side"
 
 # top: the service's processes (sh and its sleep), in Docker's columns.
 out=$(strata top svc) || fail "top"
