@@ -22,6 +22,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -232,6 +233,15 @@ bool send_fd(int sock, int fd) noexcept {
                 detail::child_fail(plan, Step::fork_exec, -f);
             }
             if (f == 0) {
+                // Run once adopted by the container's PID 1 (its parent
+                // here exits at once), so that the command never sees
+                // another parent; bounded, in case PID 1 is slow to die.
+                for (int i = 0; i < 2000 && ::getppid() != 1; ++i) {
+                    struct timespec ms {
+                        0, 1000000
+                    };
+                    ::nanosleep(&ms, nullptr);
+                }
                 command_main(ep);
             }
             _exit(0); // f is orphaned: the container's PID 1 adopts it
