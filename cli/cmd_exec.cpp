@@ -149,7 +149,13 @@ void top(Context& ctx, const std::string& container, const std::vector<std::stri
     for (const auto& a : ps_args) {
         args += (args.empty() ? "" : " ") + a;
     }
-    std::cout << containers::format_top(containers::top(t.state.pid, args));
+    containers::TopResult r;
+    try {
+        r = containers::top(t.state.pid, args);
+    } catch (const Error& e) {
+        throw DaemonError(e.what()); // Docker's daemon runs ps and checks its options
+    }
+    std::cout << containers::format_top(r);
 }
 
 // Docker's CLI prints the daemon's refusals this way and exits 1.

@@ -85,6 +85,7 @@ assert_contains "$out" "sh -c i=0; while true" "top lists the service"
 [ "$(echo "$out" | grep -c 'strata')" = 0 ] || fail "top lists host processes: $out"
 out=$(strata top svc -o pid,comm) || fail "top -o pid,comm"
 assert_eq "$(echo "$out" | head -1 | tr -s ' ')" "PID COMMAND" "top with ps options"
+expect_fail 'Error response from daemon: specifying "ppid=PID" is not allowed' strata top svc -o ppid=PID
 
 # A stopped container cannot be exec'd into.
 strata stop -t 1 svc >/dev/null || fail "stop"
