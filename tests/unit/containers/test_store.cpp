@@ -53,18 +53,18 @@ TEST_CASE("names are unique with Docker's conflict message; rename frees the old
           "[store]") {
     TempDir root;
     Store store(root.path());
-    std::string a = store.create({}, "a");
-    REQUIRE_THROWS_WITH(store.create({}, "a"),
-                        "Conflict. The container name \"/a\" is already in use by container \"" +
+    std::string a = store.create({}, "aa");
+    REQUIRE_THROWS_WITH(store.create({}, "aa"),
+                        "Conflict. The container name \"/aa\" is already in use by container \"" +
                             a + "\". You have to remove (or rename) that container to be able to "
                                 "reuse that name.");
     REQUIRE_THROWS_AS(store.create({}, "bad name"), UsageError);
-    std::string b = store.create({}, "b");
-    REQUIRE_THROWS_AS(store.rename(b, "a"), NameConflict);
-    store.rename(a, "c");
-    REQUIRE(store.resolve("c") == a);
-    REQUIRE_THROWS_AS(store.resolve("a"), NoSuchContainer);
-    REQUIRE(store.name(a) == "c");
+    std::string b = store.create({}, "bb");
+    REQUIRE_THROWS_AS(store.rename(b, "aa"), NameConflict);
+    store.rename(a, "cc");
+    REQUIRE(store.resolve("cc") == a);
+    REQUIRE_THROWS_AS(store.resolve("aa"), NoSuchContainer);
+    REQUIRE(store.name(a) == "cc");
     REQUIRE(store.list().size() == 2);
 }
 
@@ -104,7 +104,7 @@ TEST_CASE("concurrent creates lose nothing and never share a name", "[store]") {
 TEST_CASE("a running state whose monitor is gone reads as exited 137", "[store]") {
     TempDir root;
     Store store(root.path());
-    std::string id = store.create({}, "r");
+    std::string id = store.create({}, "rr");
     State s;
     s.status = "running";
     s.pid = 12345;
