@@ -564,9 +564,11 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     if (!ports.empty()) {
         config["ExposedPorts"] = ports;
     }
-    if (auto h = containers::merge_healthcheck(cc.healthcheck, o.health.healthcheck()); !h.test.empty()) {
-        containers::effective_healthcheck(h); // refused at create, as Docker
-        config["Healthcheck"] = containers::healthcheck_to_json(h); // the merged check, as Docker
+    // The check merged over the image's, as Docker keeps it; refused at create.
+    auto health = containers::merge_healthcheck(cc.healthcheck, o.health.healthcheck());
+    if (!health.test.empty()) {
+        containers::effective_healthcheck(health);
+        config["Healthcheck"] = containers::healthcheck_to_json(health);
     }
     c["Config"] = config;
     containers::RestartPolicy policy = containers::parse_restart_policy(o.restart);
