@@ -106,4 +106,20 @@ assert_eq "$(status)" "unhealthy" "two failures in a row"
 assert_contains "$(strata ps --filter name=hc)" "(unhealthy)" "ps shows unhealthy"
 streak=$(strata inspect --format '{{.State.Health.FailingStreak}}' hc)
 [ "$streak" -ge 2 ] || fail "FailingStreak: $streak"
+
+# The image's HEALTHCHECK applies; --no-healthcheck turns it off.
+mkdir -p "$WORK/ctx"
+printf 'FROM busybox\nHEALTHCHECK --interval=200ms --retries=1 CMD test -e /etc/passwd\n' > "$WORK/ctx/Dockerfile"
+strata build -q -t hcimg "$WORK/ctx" >/dev/null || fail "build with HEALTHCHECK"
+strata run -d --name hc2 hcimg sleep 600 >/dev/null || fail "run -d hcimg"
+on_exit "strata rm -f hc2 >/dev/null 2>&1"
+for _ in $(seq 50); do [ "$(strata inspect --format '{{.State.Health.Status}}' hc2)" = healthy ] && break; sleep 0.1; done
+assert_eq "$(strata inspect --format '{{.State.Health.Status}}' hc2)" "healthy" "the image's health check"
+assert_eq "$(strata inspect --format '{{json .Config.Healthcheck.Test}}' hc2)" '["CMD-SHELL","test -e /etc/passwd"]' "Config.Healthcheck (shell form)"
+strata run -d --name hc3 --no-healthcheck hcimg sleep 600 >/dev/null || fail "run -d --no-healthcheck"
+on_exit "strata rm -f hc3 >/dev/null 2>&1"
+assert_eq "$(strata inspect --format '{{json .Config.Healthcheck.Test}}' hc3)" '["NONE"]' "--no-healthcheck"
+sleep 0.5
+assert_eq "$(strata ps --filter name=hc3 --format '{{.Status}}' | sed 's/Up [^(]*//')" "" "no health without a check"
+expect_fail "conflicts with --health-* options" strata run -d --no-healthcheck --health-cmd true busybox true
 exit 0
