@@ -131,6 +131,8 @@ int run_cli(int argc, char** argv) {
     register_create(app, ctx);
     register_containers(app, ctx);
     register_resources(app, ctx); // after: adds to `container` too
+    register_exec(app, ctx);
+    register_top(app, ctx);
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);

@@ -19,6 +19,7 @@
 #include "cli/common.hpp"
 #include "cli/container_cli.hpp"
 #include "cli/run_flags.hpp"
+#include "containers/health.hpp"
 #include "containers/names.hpp"
 #include "containers/signal.hpp"
 #include "containers/spec.hpp"
@@ -87,6 +88,7 @@ struct RunOptions {
     std::vector<std::string> log_opts;
     std::string stop_signal;
     std::optional<int> stop_timeout;
+    HealthFlags health; // --health-* (cli/run_flags.hpp)
     std::string image;
     std::vector<std::string> command;
 };
@@ -564,6 +566,12 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     if (!ports.empty()) {
         config["ExposedPorts"] = ports;
     }
+    // The check merged over the image's, as Docker keeps it; refused at create.
+    auto health = containers::merge_healthcheck(cc.healthcheck, o.health.healthcheck());
+    if (!health.test.empty()) {
+        containers::effective_healthcheck(health);
+        config["Healthcheck"] = containers::healthcheck_to_json(health);
+    }
     c["Config"] = config;
     containers::RestartPolicy policy = containers::parse_restart_policy(o.restart);
     if (o.rm && policy.name != "no") {
@@ -700,6 +708,7 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
         ->allow_extra_args(false);
     cmd->add_option("--stop-signal", o->stop_signal, "Signal to stop the container");
     cmd->add_option("--stop-timeout", o->stop_timeout, "Timeout (in seconds) to stop a container");
+    add_health_flags(cmd, o->health);
 }
 
 void register_run(CLI::App& app, Context& ctx) {

@@ -17,6 +17,8 @@ void register_run(CLI::App& app, Context& ctx);
 void register_create(CLI::App& app, Context& ctx);
 void register_containers(CLI::App& app, Context& ctx); // ps and the lifecycle commands, container ...
 void register_resources(CLI::App& app, Context& ctx);  // stats, pause, unpause
+void register_exec(CLI::App& app, Context& ctx); // exec (cmd_exec.cpp)
+void register_top(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);

@@ -1,8 +1,9 @@
 #include "cli/run_flags.hpp"
 
+#include "builder/dockerfile/instructions.hpp"
 #include "util/error.hpp"
-
 #include "util/fs.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <arpa/inet.h>
@@ -405,6 +406,64 @@ void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& h
     host["OomKillDisable"] = r.oom_kill_disable;
     host["PidsLimit"] =
         r.pids_limit > 0 ? nlohmann::ordered_json(r.pids_limit) : nlohmann::ordered_json(nullptr);
+void add_health_flags(CLI::App* cmd, HealthFlags& f) {
+    cmd->add_option("--health-cmd", f.cmd, "Command to run to check health");
+    cmd->add_option("--health-interval", f.interval,
+                    "Time between running the check (ms|s|m|h) (default 0s)");
+    cmd->add_option("--health-timeout", f.timeout,
+                    "Maximum time to allow one check to run (ms|s|m|h) (default 0s)");
+    cmd->add_option("--health-start-period", f.start_period,
+                    "Start period for the container to initialize before starting health-retries "
+                    "countdown (ms|s|m|h) (default 0s)");
+    cmd->add_option(
+        "--health-start-interval", f.start_interval,
+        "Time between running the check during the start period (ms|s|m|h) (default 0s)");
+    cmd->add_option("--health-retries", f.retries,
+                    "Consecutive failures needed to report unhealthy");
+    cmd->add_flag("--no-healthcheck", f.none, "Disable any container-specified HEALTHCHECK");
+}
+
+std::optional<formats::Healthcheck> HealthFlags::healthcheck() const {
+    auto duration = [](const std::string& flag, const std::string& text) -> std::int64_t {
+        if (text.empty()) {
+            return 0;
+        }
+        std::int64_t ns = 0;
+        try {
+            ns = dockerfile::parse_go_duration(text);
+        } catch (const Error& e) {
+            throw UsageError("invalid argument \"" + text + "\" for \"" + flag +
+                             "\" flag: " + e.what());
+        }
+        if (ns < 0) {
+            throw UsageError(flag + " cannot be negative");
+        }
+        return ns;
+    };
+    formats::Healthcheck h;
+    h.interval = duration("--health-interval", interval);
+    h.timeout = duration("--health-timeout", timeout);
+    h.start_period = duration("--health-start-period", start_period);
+    h.start_interval = duration("--health-start-interval", start_interval);
+    if (retries < 0) {
+        throw UsageError("--health-retries cannot be negative");
+    }
+    h.retries = retries;
+    const bool settings = !cmd.empty() || h.interval != 0 || h.timeout != 0 ||
+                          h.start_period != 0 || h.start_interval != 0 || h.retries != 0;
+    if (none) {
+        if (settings) {
+            throw UsageError("--no-healthcheck conflicts with --health-* options");
+        }
+        return formats::Healthcheck{{"NONE"}};
+    }
+    if (!settings) {
+        return std::nullopt;
+    }
+    if (!cmd.empty()) {
+        h.test = {"CMD-SHELL", cmd};
+    }
+    return h;
 }
 
 } // namespace strata::cli

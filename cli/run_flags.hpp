@@ -2,8 +2,10 @@
 // --mount and --add-host. Each throws UsageError naming the flag and value.
 #pragma once
 
+#include "formats/oci.hpp"
 #include "runner/runner.hpp"
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <functional>
@@ -70,5 +72,21 @@ void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& h
 std::int64_t parse_memory_bytes(const std::string& flag, const std::string& text);
 std::int64_t parse_memory_swap(const std::string& flag, const std::string& text);
 std::int64_t parse_nano_cpus(const std::string& flag, const std::string& text);
+// --health-cmd, --health-interval, --health-timeout, --health-start-period,
+// --health-start-interval, --health-retries, --no-healthcheck (Docker's).
+struct HealthFlags {
+    std::string cmd;
+    std::string interval; // Go durations ("30s", "1m")
+    std::string timeout;
+    std::string start_period;
+    std::string start_interval;
+    int retries = 0;
+    bool none = false;
+    // The container's own check (Config.Healthcheck before the image's is
+    // merged in), nullopt when no flag was given. Throws UsageError with
+    // Docker's messages (negative values, --no-healthcheck with --health-*).
+    std::optional<formats::Healthcheck> healthcheck() const;
+};
+void add_health_flags(CLI::App* cmd, HealthFlags& flags);
 
 } // namespace strata::cli

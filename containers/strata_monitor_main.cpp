@@ -1,6 +1,7 @@
 // strata-monitor: the per-container monitor (containers/monitor.hpp),
 // started detached by `strata start` / `strata run -d`:
 //   strata-monitor --root STORE --id ID --ready-fd FD [--attach-first]
+#include "containers/health.hpp"
 #include "containers/monitor.hpp"
 
 #include <csignal>
@@ -14,6 +15,7 @@ namespace {
 // The hooks the monitor runs besides its own work (health checks, OOM flag).
 strata::containers::MonitorHooks monitor_hooks() {
     strata::containers::MonitorHooks hooks;
+    strata::containers::add_health_hooks(hooks);
     return hooks;
 }
 

@@ -59,6 +59,9 @@ enum class Step : int {
     cgroup,         // joining the container's cgroup (index: hierarchy)
     cgroupns,       // unsharing the cgroup namespace
     device,         // creating a device node (index: op)
+    // runner::exec (runner/exec.cpp).
+    join_namespace, // setns into the container's namespace (index: ExecNs)
+    fork_exec,      // forking the exec'd process inside the container's PID namespace
 };
 
 struct Report {
@@ -154,8 +157,21 @@ struct Plan {
     std::vector<const char*> init_argv;  // init: docker-init -- argv..., null-terminated
 };
 
+// The bytes Control writes on its pipe: cancel, window change, signal N
+// (kEventSignalBase + N).
+enum : unsigned char { kEventCancel = 0, kEventWinch = 1, kEventSignalBase = 2 };
+
 // Runs in the cloned child; never returns.
 [[noreturn]] void child_main(const Plan& plan) noexcept;
+// The end of child_main, shared with runner::exec's child (runner/exec.cpp):
+// standard streams (plan.stdio, or console_slave with plan.tty), fds closed at
+// exec, a new session keyring, groups, ids, capabilities, no_new_privs,
+// seccomp, session and controlling tty, chdir(plan.workdir), exec.
+[[noreturn]] void become_command(const Plan& plan, int console_slave) noexcept;
+// Resets the child's per-thread state (first thing in a child).
+void child_begin() noexcept;
+// Reports (step, err, index) on plan.report_fd and exits.
+[[noreturn]] void child_fail(const Plan& plan, Step step, int err, int index = -1) noexcept;
 
 // Helpers shared with the tests.
 std::string hosts_file(const std::string& hostname,
@@ -167,5 +183,12 @@ std::vector<std::string> container_env(const RunSpec& spec, const ExecUser& user
 std::vector<std::string> exec_candidates(const std::string& argv0,
                                          const std::vector<std::string>& env);
 std::string step_text(Step step);
+// The container's seccomp filter for plan.caps into plan (as Container::start
+// compiles it); returns its name for messages. Throws StartError (125).
+std::string plan_security_seccomp(Plan& plan, const Security& security);
+// Copies what is readable from `from` to `to`; false at EOF or error.
+bool pump_stream(int from, int to);
+// The terminal size of `from` (when it is a terminal) onto the pty master.
+void copy_winsize(int from, int master);
 
 } // namespace strata::runner::detail

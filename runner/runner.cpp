@@ -181,7 +181,9 @@ Control::Control() : pipe_(Pipe::create()) {
 
 namespace {
 
-enum : unsigned char { kEventCancel = 0, kEventWinch = 1, kEventSignalBase = 2 };
+using detail::kEventCancel;
+using detail::kEventSignalBase;
+using detail::kEventWinch;
 
 void send_event(int fd, unsigned char byte) noexcept {
     int saved = errno;
@@ -436,6 +438,10 @@ std::string step_text(Step step) {
         return "creating the cgroup namespace";
     case Step::device:
         return "creating a device node";
+    case Step::join_namespace:
+        return "joining the container's namespace";
+    case Step::fork_exec:
+        return "forking in the container's PID namespace";
     }
     return "step " + std::to_string(static_cast<int>(step));
 }
@@ -1179,6 +1185,24 @@ std::string isolation_message(const detail::Report& r, const std::vector<std::st
 }
 
 } // namespace
+
+namespace detail {
+
+std::string plan_security_seccomp(Plan& plan, const Security& security) {
+    RunSpec spec;
+    spec.security = security;
+    return plan_seccomp(plan, spec);
+}
+
+bool pump_stream(int from, int to) {
+    return pump(from, to);
+}
+
+void copy_winsize(int from, int master) {
+    copy_window_size(from, master);
+}
+
+} // namespace detail
 
 Container Container::start(const RunSpec& spec) {
     // -- Validate the spec and compute everything the child will need.

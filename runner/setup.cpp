@@ -1010,10 +1010,7 @@ void join_cgroup(const Plan& plan) noexcept {
 } // namespace
 
 void child_main(const Plan& plan) noexcept {
-    for (int& k : g_kept) {
-        k = -1; // a vfork-style child sees what the last container on this thread left
-    }
-    g_detail[0] = '\0';
+    child_begin();
     // 1. Signals: default dispositions (an ignored SIGPIPE must not leak
     // into the command) and an empty mask; the parent blocked everything
     // around clone so that none of its handlers can run here.
@@ -1195,6 +1192,21 @@ void child_main(const Plan& plan) noexcept {
         }
     }
 
+    become_command(plan, console_slave);
+}
+
+void child_begin() noexcept {
+    for (int& k : g_kept) {
+        k = -1; // a vfork-style child sees what the last container on this thread left
+    }
+    g_detail[0] = '\0';
+}
+
+[[noreturn]] void child_fail(const Plan& plan, Step step, int err, int index) noexcept {
+    fail(plan, step, err, index);
+}
+
+void become_command(const Plan& plan, int console_slave) noexcept {
     // 7. Standard streams: duplicate the sources above 2 first so that one
     // source may be another's target, then put them in place.
     int tmp[3] = {-1, -1, -1};

@@ -149,4 +149,33 @@ TEST_CASE("the resource flags fill runner::Resources", "[run_flags]") {
     add_resource_flags(&app2, bad);
     std::vector<std::string> args2 = {"lots", "--memory"};
     CHECK_THROWS_WITH(app2.parse(args2), "--memory: invalid size: 'lots'");
+TEST_CASE("health flags: Docker's HealthConfig and its messages") {
+    auto parse = [](std::vector<std::string> args) {
+        CLI::App app;
+        HealthFlags f;
+        add_health_flags(&app, f);
+        std::reverse(args.begin(), args.end());
+        app.parse(args);
+        return f.healthcheck();
+    };
+    CHECK_FALSE(parse({}));
+    auto h = parse(
+        {"--health-cmd", "wget -q localhost", "--health-interval", "2s", "--health-retries", "4"});
+    REQUIRE(h);
+    CHECK(h->test == std::vector<std::string>{"CMD-SHELL", "wget -q localhost"});
+    CHECK(h->interval == 2'000'000'000);
+    CHECK(h->timeout == 0);
+    CHECK(h->retries == 4);
+    h = parse({"--health-timeout", "500ms"});
+    REQUIRE(h);
+    CHECK(h->test.empty());
+    CHECK(h->timeout == 500'000'000);
+    h = parse({"--no-healthcheck"});
+    REQUIRE(h);
+    CHECK(h->test == std::vector<std::string>{"NONE"});
+    CHECK_THROWS_WITH(parse({"--no-healthcheck", "--health-cmd", "x"}),
+                      "--no-healthcheck conflicts with --health-* options");
+    CHECK_THROWS_WITH(parse({"--health-retries", "-1"}), "--health-retries cannot be negative");
+    CHECK_THROWS_WITH(parse({"--health-interval", "-1s"}), "--health-interval cannot be negative");
+    CHECK_THROWS_AS(parse({"--health-interval", "soon"}), strata::UsageError);
 }
