@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <dirent.h>
 #include <fcntl.h>
 #include <map>
@@ -167,6 +168,25 @@ struct Walker {
     }
 };
 
+bool same_type(const struct stat& st, EntryType t) {
+    switch (t) {
+    case EntryType::file:
+    case EntryType::hardlink:
+        return S_ISREG(st.st_mode);
+    case EntryType::dir:
+        return S_ISDIR(st.st_mode);
+    case EntryType::symlink:
+        return S_ISLNK(st.st_mode);
+    case EntryType::chardev:
+        return S_ISCHR(st.st_mode);
+    case EntryType::blockdev:
+        return S_ISBLK(st.st_mode);
+    case EntryType::fifo:
+        return S_ISFIFO(st.st_mode);
+    }
+    return false;
+}
+
 } // namespace
 
 CopySource open_copy_source(int root_fd, const std::string& path, bool follow,
@@ -207,9 +227,10 @@ CopySource open_copy_source(int root_fd, const std::string& path, bool follow,
 
 CopyTarget resolve_copy_target(int root_fd, const std::string& dest, bool src_is_dir,
                                bool contents_only, const std::string& src_base,
-                               const std::string& shown_prefix) {
+                               const std::string& shown_prefix, const std::string& shown_dest) {
     CopyTarget t;
-    t.shown = shown_prefix + dest;
+    const std::string& as_typed = shown_dest.empty() ? dest : shown_dest;
+    t.shown = shown_prefix + as_typed;
     std::string cleaned = clean_path(dest.empty() ? "." : dest);
     bool trailing_slash = dest.size() > 1 && dest.ends_with('/');
     std::optional<struct stat> st;
@@ -248,12 +269,24 @@ CopyTarget resolve_copy_target(int root_fd, const std::string& dest, bool src_is
                              O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     } catch (const SysError& e) {
         if (e.error_code() == ENOENT || e.error_code() == ENOTDIR) {
-            throw Error("destination directory " + shown_prefix + parent + " does not exist");
+            throw Error("destination directory " + shown_prefix + fs::dirname(as_typed) +
+                        " does not exist");
         }
         throw;
     }
     t.name = name;
     return t;
+}
+
+std::string host_absolute(const std::string& path) {
+    if (path.starts_with('/')) {
+        return path;
+    }
+    char buf[PATH_MAX];
+    if (::getcwd(buf, sizeof buf) == nullptr) {
+        throw_errno("getcwd", path);
+    }
+    return std::string(buf) + "/" + path;
 }
 
 void walk_copy_source(const CopySource& src, const std::string& name,
@@ -403,12 +436,12 @@ void TreeWriter::finish() {
     for (auto it = done_.rbegin(); it != done_.rend(); ++it) {
         const TarEntry& e = it->meta;
         std::string where = shown_ + "/" + it->rel;
-        // The entry itself (never what a symlink put in its place points
-        // at): an O_PATH fd, checked to be of the type made.
-        UniqueFd fd = open_in_root(dir_, it->rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        struct stat st = fs::fstat(fd.get());
-        bool is_link = S_ISLNK(st.st_mode);
-        if (is_link != (e.type == EntryType::symlink)) {
+        // The entry, resolved inside the destination (a symlink there is
+        // followed inside it, never out), checked to be of the type made: an
+        // O_PATH fd, used through /proc/self/fd below.
+        bool is_link = e.type == EntryType::symlink;
+        UniqueFd fd = open_in_root(dir_, it->rel, O_PATH | O_CLOEXEC | (is_link ? O_NOFOLLOW : 0));
+        if (!same_type(fs::fstat(fd.get()), e.type)) {
             throw Error(where + " was replaced while it was copied");
         }
         if (keep_owner_ &&

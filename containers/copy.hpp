@@ -44,9 +44,14 @@ struct CopyTarget {
     std::string name; // the top entry's name in dir; empty: dir itself (contents)
     std::string shown;
 };
+// Messages name shown_prefix + shown_dest (dest when shown_dest is empty).
 CopyTarget resolve_copy_target(int root_fd, const std::string& dest, bool src_is_dir,
                                bool contents_only, const std::string& src_base,
-                               const std::string& shown_prefix = "");
+                               const std::string& shown_prefix = "",
+                               const std::string& shown_dest = "");
+// A host path made absolute for resolve_copy_target under "/" (a trailing
+// "/" kept).
+std::string host_absolute(const std::string& path);
 
 // Walks the source tree (not following symlinks below the top), calling
 // visit with entries named under `name` ("name/sub/file"; the top entry is
