@@ -7,6 +7,7 @@
 // entries (whiteouts shown as `.wh.` files), unless --merged is given.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_fs.hpp"
 #include "containers/copy.hpp"
 #include "formats/tar.hpp"
 #include "snapshot/analyze.hpp"
@@ -1179,15 +1180,21 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
     }
     {
         auto* cmd = app.add_subcommand(
-            "cp", "Copy a file or directory out of an image: strata cp IMAGE[@N]:PATH DEST");
+            "cp", "Copy files between a container and the host (CONTAINER:PATH, - for a tar), or "
+                  "out of an image: strata cp IMAGE[@N]:PATH DEST");
         auto src = std::make_shared<std::string>();
         auto dest = std::make_shared<std::string>();
         auto opts = std::make_shared<CpOptions>();
-        cmd->add_option("SOURCE", *src, "IMAGE[@N]:PATH")->required();
-        cmd->add_option("DEST", *dest, "Destination path on the host")->required();
+        cmd->add_option("SOURCE", *src, "CONTAINER:PATH, IMAGE[@N]:PATH, a host path or -")
+            ->required();
+        cmd->add_option("DEST", *dest, "A host path, CONTAINER:PATH or -")->required();
         cmd->add_flag("-L,--follow-link", opts->follow, "Follow a symlink at the source path");
         cmd->add_flag("-a,--archive", opts->archive, "Keep uid/gid (needs root)");
-        cmd->callback([=, &ctx] { cmd_cp(ctx, *src, *dest, *opts); });
+        cmd->callback([=, &ctx] {
+            if (!container_cp(ctx, *src, *dest, opts->follow, opts->archive)) {
+                cmd_cp(ctx, *src, *dest, *opts);
+            }
+        });
     }
     {
         auto* cmd = app.add_subcommand(
@@ -1201,12 +1208,17 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
         auto format = std::make_shared<std::string>("table");
         cmd->add_option("A", *a, "IMAGE, IMAGE@N (layer N's own entries) or a directory")
             ->required();
-        cmd->add_option("B", *b, "IMAGE, IMAGE@N or a directory")->required();
+        cmd->add_option("B", *b, "IMAGE, IMAGE@N or a directory (without B: A is a container, "
+                                 "its changes as docker diff lists them)");
         cmd->add_flag("--semantic", *semantic,
                       "Ignore timestamps, history and layer digests (tar order), as diffoci");
         cmd->add_flag("--merged", *merged, "IMAGE@N means the whole tree after layer N");
         cmd->add_option("--format", *format, "table or json");
         cmd->callback([=, &ctx] {
+            if (b->empty()) {
+                container_diff(ctx, *a);
+                return;
+            }
             // diff(1) exits 2 on trouble; 1 means "different".
             try {
                 ctx.exit_code = run_diff(ctx, *a, *b, *semantic, *merged, *format);
