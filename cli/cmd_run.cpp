@@ -17,6 +17,7 @@
 // STRATA_ROOTLESS_DRIVER=overlay|fuse forces one of the two.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_cli.hpp"
 #include "cli/run_flags.hpp"
 #include "containers/names.hpp"
 #include "containers/signal.hpp"
@@ -713,18 +714,23 @@ void register_run(CLI::App& app, Context& ctx) {
         }
         // prefix_command() hands an unknown flag over as the image name.
         if (rest.front().size() > 1 && rest.front()[0] == '-') {
-            const std::string& f = rest.front();
-            bool detach = f == "-d" || f == "--detach" || (f[1] != '-' && f.find('d') != std::string::npos);
-            throw UsageError("unknown flag: " + f +
-                             (detach ? " (strata run does not detach yet: containers run in the "
-                                       "foreground and are removed when they exit)"
-                                     : "") +
-                             "\nSee 'strata run --help'.");
+            throw UsageError("unknown flag: " + rest.front() + "\nSee 'strata run --help'.");
         }
         o->image = rest.front();
         o->command.assign(rest.begin() + 1, rest.end());
         try {
-            run(ctx, *o);
+            if (o->rm && !o->detach) {
+                run(ctx, *o); // the fast path: nothing kept
+                return;
+            }
+            // Docker: the container is kept (until rm); -d prints its id.
+            std::string id = create_container(ctx, *o);
+            if (o->detach) {
+                start_container(ctx, id, false, false);
+                std::cout << id << "\n";
+            } else {
+                ctx.exit_code = start_container(ctx, id, true, o->interactive);
+            }
         } catch (const runner::StartError& e) {
             // Before the container: e.g. a --security-opt profile that cannot be read.
             std::cerr << "strata: error: " << e.what() << "\n";

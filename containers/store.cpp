@@ -52,6 +52,30 @@ void write_json(const std::string& path, const nlohmann::ordered_json& j) {
     fs::write_file_atomic(path, j.dump(2) + "\n", 0600);
 }
 
+// temp+rename without fsync: state changes are frequent and on the start
+// and stop paths; after a crash a state.json that cannot be read counts as
+// exited (load_state), never as an error.
+void write_json_nosync(const std::string& path, const nlohmann::ordered_json& j) {
+    std::string tmp = path + ".tmp." + std::to_string(::gettid());
+    {
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (!fd) {
+            throw_errno("open", tmp);
+        }
+        try {
+            fs::write_all(fd.get(), j.dump(2) + "\n");
+        } catch (...) {
+            ::unlink(tmp.c_str());
+            throw;
+        }
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        throw SysError("rename", tmp, err);
+    }
+}
+
 } // namespace
 
 std::string now_rfc3339nano() {
@@ -288,7 +312,12 @@ State Store::load_state(const std::string& id) const {
         try {
             return State::from_json(nlohmann::json::parse(text));
         } catch (const std::exception& e) {
-            throw Error(p + ": " + e.what());
+            // Torn by a crash (state writes are not synced): it is not running.
+            State s;
+            s.status = "exited";
+            s.exit_code = 137;
+            s.error = p + " could not be read: " + e.what();
+            return s;
         }
     };
     State s = read();
@@ -298,8 +327,14 @@ State Store::load_state(const std::string& id) const {
     // The monitor is gone: its container died with it (PID 1 has the
     // monitor as parent with PDEATHSIG). Settle it under the lock, reading
     // again: the monitor may have written its last state meanwhile.
-    Lock l = lock(id);
-    s = read();
+    // When the caller (or another process) holds the lock, the corrected
+    // state is returned without writing it.
+    std::string lp = path(id) + "/lock";
+    UniqueFd fd(::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    bool locked = fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+    if (locked) {
+        s = read();
+    }
     if (s.running() && !monitor_alive(id)) {
         s.status = "exited";
         s.exit_code = 137;
@@ -307,13 +342,15 @@ State Store::load_state(const std::string& id) const {
         s.error = "the container's monitor (pid " + std::to_string(s.monitor_pid) + ") died";
         s.finished_at = now_rfc3339nano();
         s.monitor_pid = 0;
-        save_state(id, s);
+        if (locked) {
+            save_state(id, s);
+        }
     }
     return s;
 }
 
 void Store::save_state(const std::string& id, const State& state) const {
-    write_json(path(id) + "/state.json", state.to_json());
+    write_json_nosync(path(id) + "/state.json", state.to_json());
 }
 
 Lock Store::lock(const std::string& id) const {
