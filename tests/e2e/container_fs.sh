@@ -108,4 +108,26 @@ with tarfile.open(sys.argv[1], "w") as t:
 PY
 expect_fail "leaves the destination" sh -c "'$STRATA' --root '$STRATA_ROOT' cp - fs:/opt < '$WORK/up.tar'"
 [ -e "/tmp/$marker" ] && fail "a ../ tar entry escaped"
+# A running container (run -d): its own writes through overlayfs; diff,
+# cp and commit while it runs (cp through /proc/<Pid>/root).
+strata run -d --name svc busybox sh -c 'echo x > /etc/new; echo more >> /etc/passwd; rm /bin/ls; ln -s / /evil; ln -s ../../.. /up; touch /ready; sleep 600' >/dev/null || fail "run -d"
+on_exit "\"$STRATA\" --root \"$STRATA_ROOT\" rm -f svc >/dev/null 2>&1"
+for _ in $(seq 100); do strata diff svc | grep -q '^A /ready$' && break; sleep 0.1; done
+# (/etc/hostname, hosts and resolv.conf are the runner's files in the upper.)
+assert_eq "$(strata diff svc | grep -Ev '^A /etc/(hostname|hosts|resolv.conf)$')" "C /bin
+D /bin/ls
+C /etc
+A /etc/new
+C /etc/passwd
+A /evil
+A /ready
+A /up" "diff of a running container"
+assert_eq "$(strata cp svc:/evil/up/etc/new - | tar -xOf -)" "x" "cp out of a running container, through its symlinks, inside it"
+strata cp "$WORK/$marker" svc:/up/evil/tmp/ || fail "cp into a running container"
+[ -e "/tmp/$marker" ] && fail "cp into a running container through its symlinks reached the host"
+assert_eq "$(strata cp svc:/tmp/$marker - | tar -xOf -)" "attack" "cp into a running container"
+strata commit -m live svc live:1 >/dev/null || fail "commit of a running container"
+assert_eq "$(strata run --rm live:1 cat /etc/new /tmp/$marker)" "x
+attack" "the committed image has the running container's files"
+strata rm -f svc >/dev/null || fail "rm -f svc"
 echo "OK"
