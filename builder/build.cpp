@@ -19,6 +19,7 @@
 #include "runner/user.hpp"
 #include "snapshot/layer_apply.hpp"
 #include "snapshot/layer_diff.hpp"
+#include "snapshot/upper_layer.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -942,25 +943,22 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
         for (const auto& f : ws.after_unmount) {
             f(ws.upper());
         }
-        snapshot::BlobWriter blob = store_.new_blob();
         formats::TarWriter::Options to;
         to.compression = opts_.compression;
         to.level = opts_.compression_level;
         to.clamp_mtime = opts_.source_date_epoch;
         snapshot::DiffStats stats;
-        formats::LayerDigests d = [&] {
-            PackingProgress progress(step_shown ? events_ : nullptr, step.id, blob.fd());
-            return snapshot::write_upper_layer(ws.upper(), blob.fd(), to, &stats);
-        }();
-        if (stats.entries > 0) {
-            blob.commit_trusted(d.blob_digest);
-            remember_layer_size(store_, d.diff_id, stats.bytes);
-            Descriptor layer;
-            layer.media_type = std::string(formats::oci_layer_media_type(opts_.compression));
-            layer.digest = d.blob_digest;
-            layer.size = static_cast<std::int64_t>(d.blob_size);
+        std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
+            store_, ws.upper(), to, &stats, [&](int blob_fd, const std::function<void()>& pack) {
+                PackingProgress progress(step_shown ? events_ : nullptr, step.id, blob_fd);
+                pack();
+            });
+        if (packed) {
+            const Digest& diff_id = packed->diff_id;
+            remember_layer_size(store_, diff_id, stats.bytes);
+            Descriptor layer = packed->layer;
             std::vector<Digest> diffs = st.config.diff_ids;
-            diffs.push_back(d.diff_id);
+            diffs.push_back(diff_id);
             Digest chain = formats::chain_id(diffs);
             auto t_adopt = std::chrono::steady_clock::now();
             store_.adopt_snapshot(chain, ws.upper_path());
@@ -968,11 +966,12 @@ void Executor::layer_step(StageResult& st, const Step& step, const std::string& 
                              std::chrono::duration<double>(t_pack - t_work).count(),
                              std::chrono::duration<double>(t_adopt - t_pack).count(), seconds_since(t_adopt));
             out.layer = layer;
-            out.diff_id = d.diff_id;
+            out.diff_id = diff_id;
             out.chain_id = chain;
             if (step_shown) {
                 events_->step_note(step.id, fmt::format("layer {} {} ({} entries)", layer.digest.str(),
-                                                        human_bytes(d.blob_size), stats.entries));
+                                                        human_bytes(static_cast<std::uint64_t>(layer.size)),
+                                                        stats.entries));
             }
         }
     }

@@ -3,6 +3,7 @@
 // filesystems.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_fs.hpp"
 #include "formats/image_archive.hpp"
 #include "formats/json.hpp"
 #include "formats/media_types.hpp"
@@ -282,10 +283,16 @@ void register_archive(CLI::App& app, Context& ctx) {
         std::string image, path;
     };
     auto eo = std::make_shared<Pair>();
-    auto* export_cmd = app.add_subcommand("export", "Write an image's flattened root filesystem as a tar");
-    export_cmd->add_option("IMAGE", eo->image, "Image name or ID")->required();
+    auto* export_cmd = app.add_subcommand("export", "Write a container's or an image's root filesystem as a tar");
+    export_cmd->add_option("CONTAINER", eo->image, "Container (or image) name or ID")->required();
     export_cmd->add_option("-o,--output", eo->path, "Output file (default: stdout)");
-    export_cmd->callback([&ctx, eo] { export_image(ctx, eo->image, eo->path); });
+    export_cmd->callback([&ctx, eo] {
+        if (find_container(ctx, eo->image)) {
+            container_export(ctx, eo->image, eo->path);
+        } else {
+            export_image(ctx, eo->image, eo->path);
+        }
+    });
 
     auto uo = std::make_shared<Pair>();
     auto* unpack_cmd = app.add_subcommand("unpack", "Write an image's root filesystem into a directory");

@@ -7,6 +7,8 @@
 // entries (whiteouts shown as `.wh.` files), unless --merged is given.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_fs.hpp"
+#include "containers/copy.hpp"
 #include "formats/tar.hpp"
 #include "snapshot/analyze.hpp"
 #include "snapshot/layer_index.hpp"
@@ -634,120 +636,67 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         return;
     }
 
-    // Where it goes, as docker cp: into DEST when DEST is a directory, else
-    // DEST is the new name (its parent must exist).
+    // Where it goes: docker cp's rules (containers/copy.hpp); every entry is
+    // made inside the target directory, so that a symlink from the image or
+    // already there cannot steer a write out of it. Files sharing content
+    // become hard links of the first copy.
     std::string base = *node == PathTrie::kRoot ? "rootfs" : std::string(trie.name(*node));
-    std::string target_dir;
-    std::string target_name;
-    struct stat st {};
-    if (::stat(dest.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-        target_dir = dest;
-        target_name = base;
-    } else {
-        if (dest.ends_with('/')) {
-            throw Error("destination directory " + dest + " does not exist");
-        }
-        if (b.tree.is_dir(*node) && ::lstat(dest.c_str(), &st) == 0) {
-            throw Error("cannot copy directory " + path + " onto " + dest +
-                        ", which exists and is not a directory");
-        }
-        target_dir = fs::dirname(dest);
-        target_name = fs::basename(dest);
-        if (!fs::is_dir(target_dir)) {
-            throw Error("destination directory " + target_dir + " does not exist");
-        }
-    }
-    auto dirfd = fs::open_dir(target_dir);
-    const bool as_root = ::geteuid() == 0;
-
-    // Pass 1: directories, symlinks, devices and empty files, all resolved
-    // inside target_dir so that a symlink from the image cannot steer a write
-    // out of it. Files sharing content become hard links of the first copy.
-    struct Pending {
-        std::string rel;
-        std::uint32_t record;
-    };
+    UniqueFd host_root = fs::open("/", O_PATH | O_DIRECTORY);
+    containers::CopyTarget target = containers::resolve_copy_target(
+        host_root.get(), containers::host_absolute(dest), b.tree.is_dir(*node),
+        path.ends_with("/."), base, "", dest);
+    containers::TreeWriter writer(target.dir.get(), target.shown, opts.archive);
     std::map<std::uint32_t, std::string> first_copy;            // data record -> rel path
     std::vector<std::pair<std::uint32_t, std::string>> to_fill; // data record, rel
-    std::vector<std::pair<std::uint32_t, std::string>> all;     // node, rel
     std::size_t root_len = trie.path(*node).size();
     b.tree.walk(*node, [&](std::uint32_t n) {
         std::string sub = trie.path(n).substr(root_len);
         if (!sub.empty() && sub[0] == '/')
             sub.erase(0, 1);
-        std::string rel = sub.empty() ? target_name : target_name + "/" + sub;
-        all.emplace_back(n, rel);
+        formats::TarEntry e;
+        e.path = target.name.empty() ? sub : sub.empty() ? target.name : target.name + "/" + sub;
         auto type = b.tree.type_of(n);
         auto rec = b.tree.record_of(n);
-        if (type == EntryType::dir) {
-            if (sub.empty()) {
-                if (::mkdirat(dirfd.get(), rel.c_str(), 0700) != 0 && errno != EEXIST) {
-                    throw_errno("mkdir", fs::join(target_dir, rel));
-                }
-            }
-            mkdirs_in_root(dirfd.get(), rel, 0700);
+        e.type = type;
+        if (!rec) { // a directory only implied by the layers
+            e.mode = 0755;
+            writer.add(e);
             return;
         }
-        auto parent = open_parent_in_root(dirfd.get(), rel);
-        if (::unlinkat(parent.dir.get(), parent.name.c_str(), 0) != 0 && errno != ENOENT) {
-            throw_errno("unlink", fs::join(target_dir, rel));
-        }
-        const auto& r = b.index.record(*rec);
-        switch (type) {
-        case EntryType::symlink:
-            if (::symlinkat(b.index.string(r.link).c_str(), parent.dir.get(),
-                            parent.name.c_str()) != 0) {
-                throw_errno("symlink", fs::join(target_dir, rel));
+        auto r = b.index.record(*rec);
+        std::optional<std::uint32_t> data;
+        if (type == EntryType::file || type == EntryType::hardlink) {
+            data = b.tree.data_record(n);
+            if (data) {
+                r = b.index.record(*data); // a hard link's metadata is its target's
             }
-            break;
-        case EntryType::file:
-        case EntryType::hardlink: {
-            auto data = b.tree.data_record(n);
+            e.type = EntryType::file;
             if (data) {
                 if (auto it = first_copy.find(*data); it != first_copy.end()) {
-                    auto src = open_parent_in_root(dirfd.get(), it->second);
-                    if (::linkat(src.dir.get(), src.name.c_str(), parent.dir.get(),
-                                 parent.name.c_str(), 0) == 0) {
-                        break;
+                    e.type = EntryType::hardlink;
+                    e.linkname = it->second;
+                } else {
+                    first_copy.emplace(*data, e.path);
+                    if (r.size > 0) {
+                        to_fill.emplace_back(*data, e.path);
                     }
                 }
             }
-            UniqueFd f(::openat(parent.dir.get(), parent.name.c_str(),
-                                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-            if (!f) {
-                throw_errno("create", fs::join(target_dir, rel));
-            }
-            if (data && b.index.record(*data).size > 0) {
-                first_copy.emplace(*data, rel);
-                to_fill.emplace_back(*data, rel);
-            } else if (data) {
-                first_copy.emplace(*data, rel);
-            }
-            break;
         }
-        case EntryType::fifo:
-            if (::mkfifoat(parent.dir.get(), parent.name.c_str(), 0600) != 0) {
-                throw_errno("mkfifo", fs::join(target_dir, rel));
-            }
-            break;
-        case EntryType::chardev:
-        case EntryType::blockdev:
-            if (!as_root) {
-                std::cerr << "strata: warning: skipping device " << rel << " (needs root)\n";
-                break;
-            }
-            if (::mknodat(parent.dir.get(), parent.name.c_str(),
-                          (type == EntryType::chardev ? S_IFCHR : S_IFBLK) | 0600,
-                          makedev(r.devmajor, r.devminor)) != 0) {
-                throw_errno("mknod", fs::join(target_dir, rel));
-            }
-            break;
-        case EntryType::dir:
-            break;
+        e.mode = r.mode;
+        e.uid = r.uid;
+        e.gid = r.gid;
+        e.mtime_sec = r.mtime_sec;
+        e.mtime_nsec = r.mtime_nsec;
+        e.devmajor = r.devmajor;
+        e.devminor = r.devminor;
+        if (type == EntryType::symlink) {
+            e.linkname = b.index.string(r.link);
         }
+        writer.add(e);
     });
 
-    // Pass 2: content, one pass over each layer that holds some.
+    // Content, one pass over each layer that holds some.
     std::sort(to_fill.begin(), to_fill.end());
     std::vector<std::uint32_t> records;
     std::map<std::uint32_t, std::string> rel_of;
@@ -756,49 +705,14 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
         rel_of.emplace(record, rel);
     }
     read_contents(b, records, [&](std::uint32_t record, formats::TarReader& reader) {
-        auto out = open_in_root(dirfd.get(), rel_of.at(record), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        auto out = writer.open_file(rel_of.at(record));
         reader.copy_to(out.get());
     });
-
-    // Pass 3: modes, owners and times; directories last, deepest first, so
-    // that read-only directories are filled before they close.
-    for (auto it = all.rbegin(); it != all.rend(); ++it) {
-        auto [n, rel] = *it;
-        auto rec = b.tree.record_of(n);
-        auto type = b.tree.type_of(n);
-        if ((type == EntryType::chardev || type == EntryType::blockdev) && !as_root)
-            continue;
-        auto parent = open_parent_in_root(dirfd.get(), rel);
-        std::uint32_t mode = 0755;
-        std::int64_t mtime = 0;
-        std::uint32_t mtime_ns = 0;
-        if (rec) {
-            auto src = b.index.record(*rec);
-            if (type == EntryType::hardlink) {
-                if (auto d = b.tree.data_record(n))
-                    src = b.index.record(*d);
-            }
-            mode = src.mode;
-            mtime = src.mtime_sec;
-            mtime_ns = src.mtime_nsec;
-            if (opts.archive) {
-                if (::fchownat(parent.dir.get(), parent.name.c_str(), src.uid, src.gid,
-                               AT_SYMLINK_NOFOLLOW) != 0) {
-                    throw_errno(fmt::format("chown {}:{}", src.uid, src.gid),
-                                fs::join(target_dir, rel));
-                }
-            }
-        }
-        if (type != EntryType::symlink) {
-            if (::fchmodat(parent.dir.get(), parent.name.c_str(), mode & 07777, 0) != 0) {
-                throw_errno("chmod", fs::join(target_dir, rel));
-            }
-        }
-        struct timespec ts[2] = {{mtime, static_cast<long>(mtime_ns)},
-                                 {mtime, static_cast<long>(mtime_ns)}};
-        if (::utimensat(parent.dir.get(), parent.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
-            throw_errno("utimensat", fs::join(target_dir, rel));
-        }
+    // Modes, owners and times, deepest first.
+    writer.finish();
+    if (auto skipped = writer.stats().devices_skipped; skipped > 0) {
+        std::cerr << "strata: warning: skipped " << skipped << " device node"
+                  << (skipped == 1 ? "" : "s") << " (needs root)\n";
     }
 }
 
@@ -1266,15 +1180,21 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
     }
     {
         auto* cmd = app.add_subcommand(
-            "cp", "Copy a file or directory out of an image: strata cp IMAGE[@N]:PATH DEST");
+            "cp", "Copy files between a container and the host (CONTAINER:PATH, - for a tar), or "
+                  "out of an image: strata cp IMAGE[@N]:PATH DEST");
         auto src = std::make_shared<std::string>();
         auto dest = std::make_shared<std::string>();
         auto opts = std::make_shared<CpOptions>();
-        cmd->add_option("SOURCE", *src, "IMAGE[@N]:PATH")->required();
-        cmd->add_option("DEST", *dest, "Destination path on the host")->required();
+        cmd->add_option("SOURCE", *src, "CONTAINER:PATH, IMAGE[@N]:PATH, a host path or -")
+            ->required();
+        cmd->add_option("DEST", *dest, "A host path, CONTAINER:PATH or -")->required();
         cmd->add_flag("-L,--follow-link", opts->follow, "Follow a symlink at the source path");
         cmd->add_flag("-a,--archive", opts->archive, "Keep uid/gid (needs root)");
-        cmd->callback([=, &ctx] { cmd_cp(ctx, *src, *dest, *opts); });
+        cmd->callback([=, &ctx] {
+            if (!container_cp(ctx, *src, *dest, opts->follow, opts->archive)) {
+                cmd_cp(ctx, *src, *dest, *opts);
+            }
+        });
     }
     {
         auto* cmd = app.add_subcommand(
@@ -1288,12 +1208,17 @@ void register_inspect_layers(CLI::App& app, Context& ctx) {
         auto format = std::make_shared<std::string>("table");
         cmd->add_option("A", *a, "IMAGE, IMAGE@N (layer N's own entries) or a directory")
             ->required();
-        cmd->add_option("B", *b, "IMAGE, IMAGE@N or a directory")->required();
+        cmd->add_option("B", *b, "IMAGE, IMAGE@N or a directory (without B: A is a container, "
+                                 "its changes as docker diff lists them)");
         cmd->add_flag("--semantic", *semantic,
                       "Ignore timestamps, history and layer digests (tar order), as diffoci");
         cmd->add_flag("--merged", *merged, "IMAGE@N means the whole tree after layer N");
         cmd->add_option("--format", *format, "table or json");
         cmd->callback([=, &ctx] {
+            if (b->empty()) {
+                container_diff(ctx, *a);
+                return;
+            }
             // diff(1) exits 2 on trouble; 1 means "different".
             try {
                 ctx.exit_code = run_diff(ctx, *a, *b, *semantic, *merged, *format);

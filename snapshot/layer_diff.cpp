@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <cstring>
@@ -336,7 +337,12 @@ bool is_opaque(const Node& n) {
     return formats::whiteout::has_opaque_xattr(n.xattrs);
 }
 
-void walk_upper(Emitter& em, int dirfd, const std::string& rel, const std::string& full) {
+// The walk of an upper directory, shared by the layer writer (Emitter) and
+// walk_upper_dir (docker diff): sink.whiteout for an overlay whiteout,
+// sink.node for everything else (a directory before its contents),
+// sink.opaque right after an opaque directory's node.
+template <typename Sink>
+void walk_upper(Sink& em, int dirfd, const std::string& rel, const std::string& full) {
     for (const auto& name : list_dir(dirfd, full, em.prefetch())) {
         std::string crel = join_rel(rel, name);
         std::string cfull = full + "/" + name;
@@ -502,11 +508,42 @@ void diff_dirs(Emitter& em, int nfd, const std::string& nfull, int ofd, const st
     }
 }
 
+// Hands walk_upper's entries to walk_upper_dir's visitor.
+class Visitor {
+public:
+    explicit Visitor(const std::function<void(const UpperEntry&)>& visit) : visit_(visit) {}
+    Prefetcher* prefetch() { return nullptr; }
+    void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* st) {
+        UpperEntry e;
+        e.path = join_rel(dir_rel, name);
+        e.st = *st;
+        e.whiteout = true;
+        visit_(e);
+    }
+    void node(const Node& n) {
+        UpperEntry e;
+        e.path = n.rel;
+        e.st = n.st;
+        e.opaque = S_ISDIR(n.st.st_mode) && is_opaque(n);
+        visit_(e);
+    }
+    void opaque(const Node&) {}
+
+private:
+    const std::function<void(const UpperEntry&)>& visit_;
+};
+
 } // namespace
 
+void walk_upper_dir(const std::string& upper_dir,
+                    const std::function<void(const UpperEntry&)>& visit) {
+    UniqueFd root = fs::open(upper_dir, O_PATH | O_DIRECTORY);
+    Visitor v(visit);
+    walk_upper(v, root.get(), "", upper_dir);
+}
+
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
-                                        const formats::TarWriter::Options& opts,
-                                        DiffStats* stats) {
+                                        const formats::TarWriter::Options& opts, DiffStats* stats) {
     UniqueFd root = fs::open(upper_dir, O_PATH | O_DIRECTORY);
     Emitter em(out_fd, opts, stats);
     walk_upper(em, root.get(), "", upper_dir);

@@ -25,8 +25,10 @@
 #include "formats/tar.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <sys/stat.h>
 
 namespace strata::snapshot {
 
@@ -42,6 +44,19 @@ struct DiffStats {
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
                                         const formats::TarWriter::Options& opts,
                                         DiffStats* stats = nullptr);
+
+// One entry of an upper directory as write_upper_layer sees it, for those
+// who list a container's changes (docker diff) with the same walk.
+struct UpperEntry {
+    std::string path; // "etc/passwd"
+    struct stat st {};
+    bool whiteout = false; // an overlay whiteout: path was deleted
+    bool opaque = false;   // a directory hiding what the layers below have there
+};
+// Visits the entries of an upper directory in write_upper_layer's order
+// (sorted bytes per directory, a directory before its contents).
+void walk_upper_dir(const std::string& upper_dir,
+                    const std::function<void(const UpperEntry&)>& visit);
 
 // parent_dir empty: the whole of dir.
 formats::LayerDigests write_diff_layer(const std::string& dir, const std::string& parent_dir,

@@ -1,0 +1,374 @@
+// docker diff, commit and export of containers: the container's record
+// (containers::Store) gives the image (its snapshots are the lowers) and the
+// writable layer; containers/filesystem.* does the work; commit's --change
+// goes through the builder's Dockerfile parser (cli/commit_changes.*).
+#include "cli/commands.hpp"
+#include "cli/commit_changes.hpp"
+#include "cli/common.hpp"
+#include "cli/container_fs.hpp"
+
+#include "builder/cache.hpp"
+#include "containers/copy.hpp"
+#include "containers/filesystem.hpp"
+#include "containers/store.hpp"
+#include "formats/json.hpp"
+#include "layerfs/overlay.hpp"
+#include "snapshot/reference.hpp"
+#include "util/atomic_file.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/root.hpp"
+
+#include <algorithm>
+#include <fcntl.h>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+// The image a container was made from: the manifest its record names
+// (StrataManifest), else its image ID.
+snapshot::Image container_image(const snapshot::Store& store, const nlohmann::ordered_json& config,
+                                const std::string& id) {
+    auto m = config.find("StrataManifest");
+    if (m != config.end() && m->is_object()) {
+        return store.load(
+            formats::parse_descriptor(m->dump(), "container " + id + " StrataManifest"));
+    }
+    auto img = config.find("Image");
+    if (img == config.end() || !img->is_string()) {
+        throw Error("container " + id + ": config.json names no image");
+    }
+    return store.load(img->get<std::string>());
+}
+
+struct ContainerFs {
+    std::string id;
+    nlohmann::ordered_json config;
+    snapshot::Image image;
+    std::string upper;
+};
+
+ContainerFs open_container(snapshot::Store& store, const containers::Store& cs,
+                           const std::string& text) {
+    ContainerFs c;
+    c.id = cs.resolve(text);
+    c.config = cs.load_config(c.id);
+    c.image = container_image(store, c.config, c.id);
+    c.upper = cs.path(c.id) + "/upper";
+    return c;
+}
+
+// The lowers as overlayfs takes them: topmost first.
+std::vector<std::string> lowers_of(snapshot::Store& store, const snapshot::Image& image) {
+    std::vector<std::string> lowers = store.ensure_snapshots(image);
+    std::reverse(lowers.begin(), lowers.end());
+    return lowers;
+}
+
+// The OCI fields of the container's Config (docker inspect's shape) over
+// the image's config: Docker commits the container's config.
+formats::ImageConfig committed_config(const snapshot::Image& base,
+                                      const nlohmann::ordered_json& config, const std::string& id) {
+    auto doc = nlohmann::ordered_json::parse(formats::to_json(base.config));
+    auto cc = config.find("Config");
+    if (cc != config.end() && cc->is_object()) {
+        auto& out = doc["config"];
+        if (!out.is_object()) {
+            out = nlohmann::ordered_json::object();
+        }
+        for (const char* key :
+             {"User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+              "StopSignal", "ArgsEscaped", "Healthcheck", "OnBuild", "Shell"}) {
+            auto it = cc->find(key);
+            if (it == cc->end()) {
+                continue;
+            }
+            if (it->is_null()) {
+                out.erase(key);
+            } else {
+                out[key] = *it;
+            }
+        }
+    }
+    return formats::parse_image_config(doc.dump(), "container " + id + " config");
+}
+
+// Go's strings.Join(cmd, " ").
+std::string join_cmd(const std::optional<std::vector<std::string>>& cmd) {
+    std::string out;
+    if (cmd) {
+        for (const auto& a : *cmd) {
+            if (!out.empty()) {
+                out += ' ';
+            }
+            out += a;
+        }
+    }
+    return out;
+}
+
+struct CommitOptions {
+    std::string author;
+    std::string message;
+    std::vector<std::string> changes;
+    bool pause = true;
+    std::string container;
+    std::string reference;
+};
+
+void cmd_commit(Context& ctx, const CommitOptions& o) {
+    std::optional<snapshot::Reference> name;
+    if (!o.reference.empty()) {
+        name = snapshot::Reference::parse(o.reference);
+    }
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, o.container);
+    formats::ImageConfig config = committed_config(c.image, c.config, c.id);
+    // created_by is the container's command, as Docker's history shows it.
+    std::string created_by = join_cmd(config.config.cmd);
+    apply_commit_changes(config, o.changes);
+    if (!o.author.empty()) {
+        config.author = o.author;
+    }
+    formats::History h;
+    h.created = containers::now_rfc3339nano();
+    h.created_by = created_by;
+    h.author = o.author;
+    h.comment = o.message;
+    auto res = containers::commit_image(store, c.image, c.upper, std::move(config), std::move(h),
+                                        formats::Compression::gzip);
+    if (!res.empty_layer) {
+        snapshot::Image img = store.load(res.manifest);
+        builder::remember_layer_size(store, img.config.diff_ids.back(), res.stats.bytes);
+    }
+    if (name) {
+        store.set_name(*name, res.manifest);
+    } else {
+        store.add_untagged(res.manifest);
+    }
+    std::cout << res.id.str() << "\n";
+}
+
+// The container's filesystem as its processes see it. Running: its PID 1's
+// root (/proc/<Pid>/root), with its volumes and mounts. Otherwise: the
+// overlay of its image's snapshots and its writable layer, mounted on
+// <id>/rootfs in a mount namespace of this process's own (gone when it
+// exits), under the container's lock so that it is not started meanwhile.
+class ContainerRoot {
+public:
+    ContainerRoot(snapshot::Store& store, const containers::Store& cs, const ContainerFs& c) {
+        containers::State state = cs.load_state(c.id);
+        if (state.running() && state.pid > 0) {
+            fd_ = fs::open("/proc/" + std::to_string(state.pid) + "/root", O_PATH | O_DIRECTORY);
+            return;
+        }
+        lock_ = cs.lock(c.id);
+        state = cs.load_state(c.id);
+        if (state.running()) {
+            throw Error("container " + c.id + " started while cp looked at it; try again");
+        }
+        if (::unshare(CLONE_NEWNS) != 0) {
+            throw_errno("unshare(CLONE_NEWNS)", "(cp to or from a stopped container needs root)");
+        }
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+            throw_errno("mount", "/ (make private)");
+        }
+        std::string dir = cs.path(c.id);
+        std::string target = dir + "/rootfs";
+        fs::mkdirs(target, 0755);
+        layerfs::mount_overlay(
+            layerfs::OverlaySpec{lowers_of(store, c.image), c.upper, dir + "/work"}, target);
+        mounted_ = target;
+        fd_ = fs::open(target, O_PATH | O_DIRECTORY);
+    }
+    ~ContainerRoot() {
+        fd_ = UniqueFd();
+        if (!mounted_.empty()) {
+            ::umount2(mounted_.c_str(), MNT_DETACH);
+        }
+    }
+    ContainerRoot(const ContainerRoot&) = delete;
+    ContainerRoot& operator=(const ContainerRoot&) = delete;
+    int fd() const { return fd_.get(); }
+
+private:
+    containers::Lock lock_;
+    std::string mounted_;
+    UniqueFd fd_;
+};
+
+// docker's splitCpArg: an absolute or ./relative path is local; else
+// CONTAINER:PATH splits at the first ':'.
+std::optional<std::pair<std::string, std::string>> split_container_arg(const std::string& arg) {
+    if (arg.starts_with('/') || arg.starts_with("./") || arg == "-") {
+        return std::nullopt;
+    }
+    auto colon = arg.find(':');
+    if (colon == std::string::npos || colon == 0) {
+        return std::nullopt;
+    }
+    return std::make_pair(arg.substr(0, colon), arg.substr(colon + 1));
+}
+
+void copy_tree(const containers::CopySource& src, const containers::CopyTarget& target,
+               bool archive) {
+    containers::TreeWriter writer(target.dir.get(), target.shown, archive);
+    containers::walk_copy_source(src, target.name,
+                                 [&](const formats::TarEntry& e, int fd) { writer.add(e, fd); });
+    writer.finish();
+    if (auto skipped = writer.stats().devices_skipped; skipped > 0) {
+        std::cerr << "strata: warning: skipped " << skipped << " device node"
+                  << (skipped == 1 ? "" : "s") << " (needs root)\n";
+    }
+}
+
+} // namespace
+
+bool container_cp(Context& ctx, const std::string& source, const std::string& dest, bool follow,
+                  bool archive) {
+    auto from = split_container_arg(source);
+    auto to = split_container_arg(dest);
+    containers::Store cs(ctx.store_root());
+    auto is_container = [&](const std::optional<std::pair<std::string, std::string>>& side) {
+        if (!side) {
+            return false;
+        }
+        try {
+            cs.resolve(side->first);
+            return true;
+        } catch (const containers::NoSuchContainer&) {
+            return false;
+        }
+    };
+    bool out = is_container(from);
+    bool in = is_container(to);
+    if (out && in) {
+        throw UsageError("copying between containers is not supported");
+    }
+    if (!out && !in) {
+        if (to && !from) {
+            // Docker's message for SRC CONTAINER:DEST with no such container.
+            throw containers::NoSuchContainer(to->first);
+        }
+        return false; // an image (strata cp IMAGE:PATH) or two local paths
+    }
+    snapshot::Store store = open_store(ctx);
+    if (out) {
+        ContainerFs c = open_container(store, cs, from->first);
+        ContainerRoot root(store, cs, c);
+        containers::CopySource src =
+            containers::open_copy_source(root.fd(), from->second, follow, "container " + c.id);
+        if (dest == "-") {
+            formats::TarWriter::Options wo;
+            wo.compression = formats::Compression::none;
+            formats::TarWriter writer(STDOUT_FILENO, wo);
+            containers::walk_copy_source(
+                src, src.contents_only ? "" : src.base,
+                [&](const formats::TarEntry& e, int fd) { writer.add(e, fd); });
+            writer.finish();
+            return true;
+        }
+        UniqueFd host = fs::open("/", O_PATH | O_DIRECTORY);
+        containers::CopyTarget target =
+            containers::resolve_copy_target(host.get(), containers::host_absolute(dest), src.is_dir,
+                                            src.contents_only, src.base, "", dest);
+        copy_tree(src, target, archive);
+        return true;
+    }
+    ContainerFs c = open_container(store, cs, to->first);
+    ContainerRoot root(store, cs, c);
+    std::string prefix = to->first + ":";
+    if (source == "-") {
+        // A tar on stdin, extracted into DEST (a directory), every entry
+        // resolved inside it.
+        UniqueFd dir;
+        try {
+            dir = open_in_root(root.fd(), to->second.empty() ? "/" : to->second,
+                               O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        } catch (const SysError& e) {
+            if (e.error_code() == ENOENT || e.error_code() == ENOTDIR) {
+                throw Error("destination \"" + prefix + to->second + "\" must be a directory");
+            }
+            throw;
+        }
+        containers::TreeWriter writer(dir.get(), prefix + to->second, archive);
+        formats::TarReader reader(STDIN_FILENO, "stdin");
+        containers::extract_tar(reader, writer);
+        writer.finish();
+        return true;
+    }
+    UniqueFd host = fs::open("/", O_PATH | O_DIRECTORY);
+    containers::CopySource src =
+        containers::open_copy_source(host.get(), containers::host_absolute(source), follow);
+    src.shown = source;
+    containers::CopyTarget target =
+        containers::resolve_copy_target(root.fd(), to->second.empty() ? "/" : to->second,
+                                        src.is_dir, src.contents_only, src.base, prefix);
+    copy_tree(src, target, archive);
+    return true;
+}
+
+std::optional<std::string> find_container(const Context& ctx, const std::string& text) {
+    containers::Store cs(ctx.store_root());
+    try {
+        return cs.resolve(text);
+    } catch (const containers::NoSuchContainer&) {
+        return std::nullopt;
+    }
+}
+
+void container_diff(Context& ctx, const std::string& container) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    std::string out;
+    for (const auto& ch : containers::list_changes(lowers_of(store, c.image), c.upper)) {
+        out += containers::change_letter(ch.kind);
+        out += ' ';
+        out += ch.path;
+        out += '\n';
+    }
+    std::cout << out << std::flush;
+}
+
+void container_export(Context& ctx, const std::string& container, const std::string& output) {
+    bool to_stdout = output.empty() || output == "-";
+    if (to_stdout && ::isatty(STDOUT_FILENO)) {
+        throw UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    if (to_stdout) {
+        containers::write_container_tar(store, c.image, c.upper, STDOUT_FILENO);
+        return;
+    }
+    AtomicFile out(output);
+    containers::write_container_tar(store, c.image, c.upper, out.fd());
+    out.commit();
+}
+
+void register_container_fs(CLI::App& app, Context& ctx) {
+    auto o = std::make_shared<CommitOptions>();
+    auto* cmd = app.add_subcommand("commit", "Create a new image from a container's changes");
+    cmd->add_option("-a,--author", o->author,
+                    "Author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")");
+    cmd->add_option("-m,--message", o->message, "Commit message");
+    cmd->add_option("-c,--change", o->changes, "Apply Dockerfile instruction to the created image")
+        ->allow_extra_args(false);
+    cmd->add_flag("-p,--pause", o->pause,
+                  "Pause container during commit (accepted; strata commits without pausing)");
+    cmd->add_option("CONTAINER", o->container, "Container name or ID")->required();
+    cmd->add_option("REPOSITORY", o->reference, "REPOSITORY[:TAG]");
+    cmd->callback([&ctx, o] { cmd_commit(ctx, *o); });
+}
+
+} // namespace strata::cli

@@ -1,0 +1,31 @@
+// An overlayfs upper directory (a build step's, a container's writable
+// layer) packed into a layer blob of the store: the one layer writer of
+// `strata build` (RUN, COPY, ...) and `strata commit`.
+#pragma once
+
+#include "formats/oci.hpp"
+#include "formats/tar.hpp"
+#include "snapshot/layer_diff.hpp"
+#include "snapshot/store.hpp"
+
+#include <functional>
+#include <optional>
+
+namespace strata::snapshot {
+
+struct UpperLayer {
+    formats::Descriptor layer;
+    formats::Digest diff_id;
+};
+
+// Writes upper_dir as a layer (write_upper_layer, compressed as opts say) to
+// a new blob of the store and commits it when it has entries (nullopt when
+// the upper holds nothing: no layer, nothing stored); the descriptor's media
+// type follows opts.compression. around, when set, is called with the blob's
+// fd and the packing to run (a progress display).
+std::optional<UpperLayer> put_upper_layer(
+    Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
+    DiffStats* stats = nullptr,
+    const std::function<void(int blob_fd, const std::function<void()>& pack)>& around = {});
+
+} // namespace strata::snapshot
