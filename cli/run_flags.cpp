@@ -406,6 +406,8 @@ void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& h
     host["OomKillDisable"] = r.oom_kill_disable;
     host["PidsLimit"] =
         r.pids_limit > 0 ? nlohmann::ordered_json(r.pids_limit) : nlohmann::ordered_json(nullptr);
+}
+
 void add_health_flags(CLI::App* cmd, HealthFlags& f) {
     cmd->add_option("--health-cmd", f.cmd, "Command to run to check health");
     cmd->add_option("--health-interval", f.interval,

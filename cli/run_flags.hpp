@@ -72,6 +72,7 @@ void resources_host_config(const runner::Resources& r, nlohmann::ordered_json& h
 std::int64_t parse_memory_bytes(const std::string& flag, const std::string& text);
 std::int64_t parse_memory_swap(const std::string& flag, const std::string& text);
 std::int64_t parse_nano_cpus(const std::string& flag, const std::string& text);
+
 // --health-cmd, --health-interval, --health-timeout, --health-start-period,
 // --health-start-interval, --health-retries, --no-healthcheck (Docker's).
 struct HealthFlags {

@@ -149,6 +149,8 @@ TEST_CASE("the resource flags fill runner::Resources", "[run_flags]") {
     add_resource_flags(&app2, bad);
     std::vector<std::string> args2 = {"lots", "--memory"};
     CHECK_THROWS_WITH(app2.parse(args2), "--memory: invalid size: 'lots'");
+}
+
 TEST_CASE("health flags: Docker's HealthConfig and its messages") {
     auto parse = [](std::vector<std::string> args) {
         CLI::App app;
