@@ -375,18 +375,13 @@ void run(Context& ctx, const RunOptions& o) {
     spec.user = !o.user.empty() ? o.user : cc.user;
     spec.hostname = o.hostname;
     spec.network = runner::parse_network(o.network);
-    for (const auto& v : o.volumes) {
-        spec.mounts.push_back(runner::parse_volume(v));
-    }
     for (const auto& t : o.tmpfs) {
         spec.mounts.push_back(runner::parse_tmpfs(t));
     }
     for (const auto& d : o.devices) {
         spec.security.devices.push_back(runner::parse_device(d));
     }
-    for (const auto& m : o.mount_flags) {
-        spec.mounts.push_back(parse_mount(m));
-    }
+    RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     for (const auto& h : o.add_hosts) {
         spec.extra_hosts.push_back(parse_add_host(h));
     }
@@ -416,6 +411,7 @@ void run(Context& ctx, const RunOptions& o) {
             std::string path;
             ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
         } unmount{fuse ? std::string() : spec.rootfs};
+        volumes.prepare(spec);
         run_container(ctx, o, spec);
         return;
     }
@@ -442,6 +438,7 @@ void run(Context& ctx, const RunOptions& o) {
         ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
     } unmount{merged};
     spec.rootfs = merged;
+    volumes.prepare(spec);
     run_container(ctx, o, spec);
 }
 
@@ -471,7 +468,7 @@ void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spe
 void register_run(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<RunOptions>();
     auto* cmd = app.add_subcommand("run", "Run a command in a new container from an image");
-    cmd->add_flag("--rm", o->rm, "Remove the container when it exits (strata always does)");
+    cmd->add_flag("--rm", o->rm, "Remove the anonymous volumes made for the container when it exits (the container itself always goes)");
     cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
@@ -481,7 +478,9 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
     cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
     cmd->add_option("--hostname", o->hostname, "Container host name");
-    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]")->allow_extra_args(false);
+    cmd->add_option("-v,--volume", o->volumes,
+                    "Bind mount a host path or a volume [SRC:]DST[:OPTS] (SRC without '/' names "
+                    "a volume, made when missing; DST alone is an anonymous volume)")->allow_extra_args(false);
     cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
     cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
     cmd->add_option("--device", o->devices,
@@ -508,8 +507,9 @@ void register_run(CLI::App& app, Context& ctx) {
     cmd->add_option("--env-file", o->env_files, "Read environment variables from a file (K=V lines)")
         ->allow_extra_args(false);
     cmd->add_option("--mount", o->mount_flags,
-                    "Mount type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST"
-                    "[,tmpfs-size=N][,tmpfs-mode=OCT]")
+                    "Mount type=bind,source=SRC,target=DST[,readonly], type=volume[,source=NAME],"
+                    "target=DST[,readonly][,volume-nocopy][,volume-opt=K=V] or type=tmpfs,"
+                    "target=DST[,tmpfs-size=N][,tmpfs-mode=OCT]")
         ->allow_extra_args(false);
     cmd->add_option("--add-host", o->add_hosts, "Add NAME:IP to the container's /etc/hosts")
         ->allow_extra_args(false);
