@@ -76,7 +76,7 @@ if [ -z "${SKIP_DOCKER:-}" ] && command -v dockerd >/dev/null; then
   timers+=(--label "docker run --rm" "docker run --rm --network none busybox true")
 fi
 
-echo "== strata run against the floor and the peers, $runs rounds"
+echo "== strata run --rm against the floor and the peers, $runs rounds"
 echo "   $("$strata" --version 2>/dev/null || echo strata), $(podman --version 2>/dev/null || true)," \
   "$(docker version --format 'docker {{.Server.Version}}' 2>/dev/null || true), $(runc --version | head -1)"
 python3 "$here/run_timer.py" -n "$runs" "${timers[@]}"
@@ -124,7 +124,7 @@ echo "in-process (runner only, no process start-up), $runs runs:"
 
 if [ -z "${SKIP_ROOTLESS:-}" ] && id -u strata-subuid >/dev/null 2>&1 && command -v newuidmap >/dev/null; then
   echo
-  echo "== rootless: strata run as a user against the floor (unshare -r) as that user, $runs rounds"
+  echo "== rootless: strata run --rm as a user against the floor (unshare -r) as that user, $runs rounds"
   chmod 755 "$work"
   rl=()
   for user in strata-subuid nobody; do
@@ -133,7 +133,7 @@ if [ -z "${SKIP_ROOTLESS:-}" ] && id -u strata-subuid >/dev/null 2>&1 && command
     as="setpriv --reuid=$(id -u "$user") --regid=$(id -g "$user") --clear-groups env -i PATH=/usr/bin:/bin HOME=$home XDG_DATA_HOME=$home/data"
     $as "$strata" bootstrap busybox >/dev/null
     $as "$strata" run --rm busybox true # unpacks the snapshot
-    rl+=(--label "strata run as $user" "$as $strata run --rm busybox true"
+    rl+=(--label "strata run --rm as $user" "$as $strata run --rm busybox true"
          --label "unshare -r floor as $user" "$as unshare --user --map-root-user --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true")
   done
   python3 "$here/run_timer.py" -n "$runs" "${rl[@]}"

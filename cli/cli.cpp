@@ -128,6 +128,8 @@ int run_cli(int argc, char** argv) {
     register_import(app, ctx);
     register_archive(app, ctx);
     register_run(app, ctx);
+    register_create(app, ctx);
+    register_containers(app, ctx);
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);

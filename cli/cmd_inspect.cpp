@@ -2,6 +2,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/template.hpp"
+#include "cli/container_cli.hpp"
 #include "cli/mount_state.hpp"
 #include "util/error.hpp"
 
@@ -10,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unistd.h>
 
 namespace strata::cli {
 
@@ -140,8 +142,8 @@ void register_inspect(CLI::App& app, Context& ctx) {
         std::string format;
     };
     auto o = std::make_shared<Opts>();
-    auto* cmd = app.add_subcommand("inspect", "Show an image's manifest and config");
-    cmd->add_option("IMAGE", o->refs, "Image names or IDs")->required();
+    auto* cmd = app.add_subcommand("inspect", "Show a container's or an image's details");
+    cmd->add_option("NAME", o->refs, "Container or image names or IDs")->required();
     cmd->add_option(
         "--format", o->format,
         "json (strata's document: Id, RepoTags, Digest, MediaType, Manifest, Config) or a Go "
@@ -153,8 +155,27 @@ void register_inspect(CLI::App& app, Context& ctx) {
         }
         snapshot::Store store = open_store(ctx);
         nlohmann::json all = nlohmann::json::array();
+        TemplateValue all_containers = TemplateValue::array();
         bool first = true;
         for (const auto& text : o->refs) {
+            // A container first, as docker inspect looks them up.
+            if (::geteuid() == 0) {
+                containers::Store cs(ctx.store_root());
+                std::optional<std::string> id;
+                try {
+                    id = cs.resolve(text);
+                } catch (const containers::NoSuchContainer&) {
+                }
+                if (id) {
+                    TemplateValue d = container_document(cs, *id);
+                    if (tmpl) {
+                        std::cout << tmpl->execute(d) << "\n";
+                    } else {
+                        all_containers.push_back(std::move(d));
+                    }
+                    continue;
+                }
+            }
             auto rec = store.resolve(text);
             snapshot::Image img = store.load(rec.manifest);
             std::vector<std::string> names;
@@ -185,6 +206,9 @@ void register_inspect(CLI::App& app, Context& ctx) {
         }
         if (o->format == "json") {
             std::cout << all.dump(2) << "\n";
+        }
+        if (!tmpl && !all_containers.empty()) {
+            std::cout << all_containers.dump(4) << "\n";
         }
     });
 }

@@ -17,7 +17,13 @@
 // STRATA_ROOTLESS_DRIVER=overlay|fuse forces one of the two.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_cli.hpp"
 #include "cli/run_flags.hpp"
+#include "containers/names.hpp"
+#include "containers/signal.hpp"
+#include "containers/spec.hpp"
+#include "containers/store.hpp"
+#include "formats/oci.hpp"
 #include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/idmap.hpp"
@@ -72,6 +78,14 @@ struct RunOptions {
     std::vector<std::string> env_files;
     std::vector<std::string> mount_flags;
     std::vector<std::string> add_hosts;
+    // Kept containers (create, run without --rm): cli/container_ops.hpp.
+    bool detach = false;
+    std::string name;
+    std::string restart = "no";
+    std::vector<std::string> labels;
+    std::vector<std::string> log_opts;
+    std::string stop_signal;
+    std::optional<int> stop_timeout;
     std::string image;
     std::vector<std::string> command;
 };
@@ -324,20 +338,9 @@ std::string mount_rootless(std::vector<std::string> lowers, const std::string& s
     return merged;
 }
 
-void run(Context& ctx, const RunOptions& o) {
-    // Without root: into a user and a mount namespace of strata's own first,
-    // while strata is single-threaded (setns needs it), and before any
-    // snapshot is unpacked (its owners must be the image's, as mapped).
-    const bool rootless = ::geteuid() != 0;
-    std::string store_root = ctx.store_root(); // the user's store, not root's
-    if (rootless) {
-        runner::enter_user_namespace(runner::rootless_id_map());
-        private_mount_namespace();
-    }
-    snapshot::Store store(store_root);
-    snapshot::Image img = store.load(o.image);
+// The image's config and the flags as the runner's spec (rootfs left unset).
+runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     const auto& cc = img.config.config;
-
     runner::RunSpec spec;
     // Docker: --entrypoint replaces the image's Entrypoint and drops its Cmd.
     std::vector<std::string> argv;
@@ -381,7 +384,6 @@ void run(Context& ctx, const RunOptions& o) {
     for (const auto& d : o.devices) {
         spec.security.devices.push_back(runner::parse_device(d));
     }
-    RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     for (const auto& h : o.add_hosts) {
         spec.extra_hosts.push_back(parse_add_host(h));
     }
@@ -399,6 +401,24 @@ void run(Context& ctx, const RunOptions& o) {
         spec.stdout_fd = 1;
     }
 
+    return spec;
+}
+
+void run(Context& ctx, const RunOptions& o) {
+    // Without root: into a user and a mount namespace of strata's own first,
+    // while strata is single-threaded (setns needs it), and before any
+    // snapshot is unpacked (its owners must be the image's, as mapped).
+    const bool rootless = ::geteuid() != 0;
+    std::string store_root = ctx.store_root(); // the user's store, not root's
+    if (rootless) {
+        runner::enter_user_namespace(runner::rootless_id_map());
+        private_mount_namespace();
+    }
+    snapshot::Store store(store_root);
+    snapshot::Image img = store.load(o.image);
+
+    runner::RunSpec spec = make_spec(img, o);
+    RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     std::vector<std::string> lowers = store.ensure_snapshots(img);
     std::reverse(lowers.begin(), lowers.end());
     if (rootless) {
@@ -463,12 +483,169 @@ void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spe
     }
 }
 
+
+// Docker's inspect shape of a new container (config.json, containers/store.hpp).
+nlohmann::ordered_json container_config(const std::string& id, const snapshot::Image& img,
+                                        const RunOptions& o, const runner::RunSpec& spec) {
+    const auto& cc = img.config.config;
+    nlohmann::ordered_json c;
+    c["Id"] = id;
+    c["Created"] = containers::now_rfc3339nano();
+    c["Path"] = spec.argv.front();
+    c["Args"] = std::vector<std::string>(spec.argv.begin() + 1, spec.argv.end());
+    c["Image"] = img.id().str();
+    c["ResolvConfPath"] = "";
+    c["HostnamePath"] = "";
+    c["HostsPath"] = "";
+    c["Driver"] = "overlay";
+    c["Platform"] = "linux";
+    nlohmann::ordered_json labels = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : cc.labels) {
+        labels[k] = v;
+    }
+    for (const auto& l : o.labels) {
+        std::size_t eq = l.find('=');
+        labels[l.substr(0, eq)] = eq == std::string::npos ? "" : l.substr(eq + 1);
+    }
+    std::string stop_signal = !o.stop_signal.empty() ? o.stop_signal : cc.stop_signal;
+    if (!stop_signal.empty()) {
+        containers::parse_signal(stop_signal); // Docker refuses a bad one at create
+    }
+    nlohmann::ordered_json config;
+    config["Hostname"] = spec.hostname;
+    config["Domainname"] = "";
+    config["User"] = spec.user;
+    config["AttachStdin"] = o.interactive && !o.detach;
+    config["AttachStdout"] = !o.detach;
+    config["AttachStderr"] = !o.detach;
+    config["Tty"] = o.tty;
+    config["OpenStdin"] = o.interactive;
+    config["StdinOnce"] = o.interactive && !o.detach;
+    config["Env"] = spec.env;
+    nlohmann::ordered_json cmd = nullptr;
+    if (!o.command.empty()) {
+        cmd = o.command;
+    } else if (!o.entrypoint && cc.cmd) {
+        cmd = *cc.cmd;
+    }
+    config["Cmd"] = cmd;
+    config["Image"] = o.image;
+    nlohmann::ordered_json volumes = nullptr;
+    for (const auto& v : cc.volumes) {
+        volumes[v] = nlohmann::ordered_json::object();
+    }
+    config["Volumes"] = volumes;
+    config["WorkingDir"] = !o.workdir.empty() ? o.workdir : cc.working_dir;
+    nlohmann::ordered_json entrypoint = nullptr;
+    if (o.entrypoint) {
+        entrypoint = o.entrypoint->empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json::array({*o.entrypoint});
+    } else if (cc.entrypoint) {
+        entrypoint = *cc.entrypoint;
+    }
+    config["Entrypoint"] = entrypoint;
+    config["OnBuild"] = nullptr;
+    config["Labels"] = labels;
+    if (!stop_signal.empty()) {
+        config["StopSignal"] = stop_signal;
+    }
+    if (o.stop_timeout) {
+        config["StopTimeout"] = *o.stop_timeout;
+    }
+    nlohmann::ordered_json ports = nlohmann::ordered_json::object();
+    for (const auto& p : cc.exposed_ports) {
+        ports[p] = nlohmann::ordered_json::object();
+    }
+    if (!ports.empty()) {
+        config["ExposedPorts"] = ports;
+    }
+    c["Config"] = config;
+    containers::RestartPolicy policy = containers::parse_restart_policy(o.restart);
+    if (o.rm && policy.name != "no") {
+        throw UsageError("Conflicting options: --restart and --rm");
+    }
+    nlohmann::ordered_json host;
+    host["Binds"] = o.volumes.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.volumes);
+    host["ContainerIDFile"] = "";
+    host["LogConfig"] = {{"Type", "json-file"}, {"Config", containers::parse_log_opts(o.log_opts)}};
+    host["NetworkMode"] = o.network;
+    host["PortBindings"] = nlohmann::ordered_json::object();
+    host["RestartPolicy"] = {{"Name", policy.name}, {"MaximumRetryCount", policy.max_retries}};
+    host["AutoRemove"] = o.rm;
+    host["VolumeDriver"] = "";
+    host["VolumesFrom"] = nullptr;
+    host["CapAdd"] = o.cap_add.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_add);
+    host["CapDrop"] = o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
+    host["ExtraHosts"] = o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
+    host["Privileged"] = o.privileged;
+    host["ReadonlyRootfs"] = o.read_only;
+    host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.security_opts);
+    nlohmann::ordered_json tmpfs = nullptr;
+    for (const auto& t : o.tmpfs) {
+        std::size_t colon = t.find(':');
+        tmpfs[t.substr(0, colon)] = colon == std::string::npos ? "" : t.substr(colon + 1);
+    }
+    host["Tmpfs"] = tmpfs;
+    host["Init"] = o.init;
+    host["Devices"] = o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
+    host["Ulimits"] = o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
+    host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.mount_flags);
+    // The resources engineer's fields (Memory, NanoCpus...) join here.
+    c["HostConfig"] = host;
+    nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
+    for (const auto& m : spec.mounts) {
+        if (m.type == runner::Mount::Type::bind) {
+            mounts.push_back({{"Type", "bind"},
+                              {"Source", m.source},
+                              {"Destination", m.target},
+                              {"Mode", m.read_only ? "ro" : ""},
+                              {"RW", !m.read_only},
+                              {"Propagation", "rprivate"}});
+        }
+    }
+    c["Mounts"] = mounts;
+    c["StrataSpec"] = containers::spec_to_json(spec);
+    return c;
+}
+
+// create (and run without --rm): a container record in the store; its image
+// is pinned so that gc keeps it. Returns the id.
+std::string create_container(Context& ctx, const RunOptions& o) {
+    if (::geteuid() != 0) {
+        throw UsageError("containers that last (create, run without --rm) need root: strata does "
+                         "not keep rootless containers yet (strata run --rm works without root)");
+    }
+    snapshot::Store store(ctx.store_root());
+    snapshot::ImageRecord rec = store.resolve(o.image);
+    snapshot::Image img = store.load(rec.manifest);
+    runner::RunSpec spec = make_spec(img, o);
+    std::string id = containers::new_id();
+    if (spec.hostname.empty()) {
+        spec.hostname = containers::short_id(id);
+    }
+    // Volumes are resolved here (named and anonymous ones: containers/volumes.*).
+    RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, false, spec, id);
+    volumes.prepare_record(spec, store, img);
+    nlohmann::ordered_json config = container_config(id, img, o, spec);
+    volumes.record(config);
+    config["StrataManifest"] = nlohmann::ordered_json::parse(formats::to_json(rec.manifest));
+    // Pinned before the record exists: gc never sees a container without its image.
+    store.pin("container-" + id, rec.manifest);
+    try {
+        containers::Store cs(ctx.store_root());
+        cs.create(std::move(config), o.name);
+    } catch (...) {
+        store.unpin("container-" + id);
+        throw;
+    }
+    return id;
+}
+
 } // namespace
 
-void register_run(CLI::App& app, Context& ctx) {
-    auto o = std::make_shared<RunOptions>();
-    auto* cmd = app.add_subcommand("run", "Run a command in a new container from an image");
-    cmd->add_flag("--rm", o->rm, "Remove the anonymous volumes made for the container when it exits (the container itself always goes)");
+// One option set for run and create (Docker's: the same flags).
+void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
+    cmd->add_flag("--rm", o->rm, "Automatically remove the container and its anonymous volumes when it exits (the fast in-memory path)");
     cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
@@ -513,6 +690,22 @@ void register_run(CLI::App& app, Context& ctx) {
         ->allow_extra_args(false);
     cmd->add_option("--add-host", o->add_hosts, "Add NAME:IP to the container's /etc/hosts")
         ->allow_extra_args(false);
+    cmd->add_option("--name", o->name, "Assign a name to the container");
+    cmd->add_option("--restart", o->restart,
+                    "Restart policy: no, on-failure[:max-retries], always, unless-stopped")
+        ->capture_default_str();
+    cmd->add_option("-l,--label", o->labels, "Set meta data on a container (K=V)")->allow_extra_args(false);
+    cmd->add_option("--log-opt", o->log_opts, "Log driver options: max-size=N, max-file=N")
+        ->allow_extra_args(false);
+    cmd->add_option("--stop-signal", o->stop_signal, "Signal to stop the container");
+    cmd->add_option("--stop-timeout", o->stop_timeout, "Timeout (in seconds) to stop a container");
+}
+
+void register_run(CLI::App& app, Context& ctx) {
+    auto o = std::make_shared<RunOptions>();
+    auto* cmd = app.add_subcommand("run", "Run a command in a new container from an image");
+    add_run_flags(cmd, o);
+    cmd->add_flag("-d,--detach", o->detach, "Run container in background and print container ID");
     // IMAGE [COMMAND [ARG...]]: everything from the image name on belongs to
     // the container, as with docker run ("strata run busybox ls -l").
     cmd->prefix_command();
@@ -524,23 +717,48 @@ void register_run(CLI::App& app, Context& ctx) {
         }
         // prefix_command() hands an unknown flag over as the image name.
         if (rest.front().size() > 1 && rest.front()[0] == '-') {
-            const std::string& f = rest.front();
-            bool detach = f == "-d" || f == "--detach" || (f[1] != '-' && f.find('d') != std::string::npos);
-            throw UsageError("unknown flag: " + f +
-                             (detach ? " (strata run does not detach yet: containers run in the "
-                                       "foreground and are removed when they exit)"
-                                     : "") +
-                             "\nSee 'strata run --help'.");
+            throw UsageError("unknown flag: " + rest.front() + "\nSee 'strata run --help'.");
         }
         o->image = rest.front();
         o->command.assign(rest.begin() + 1, rest.end());
         try {
-            run(ctx, *o);
+            if (o->rm && !o->detach) {
+                run(ctx, *o); // the fast path: nothing kept
+                return;
+            }
+            // Docker: the container is kept (until rm); -d prints its id.
+            std::string id = create_container(ctx, *o);
+            if (o->detach) {
+                start_container(ctx, id, false, false);
+                std::cout << id << "\n";
+            } else {
+                ctx.exit_code = start_container(ctx, id, true, o->interactive);
+            }
         } catch (const runner::StartError& e) {
             // Before the container: e.g. a --security-opt profile that cannot be read.
             std::cerr << "strata: error: " << e.what() << "\n";
             ctx.exit_code = e.exit_code();
         }
+    });
+}
+
+void register_create(CLI::App& app, Context& ctx) {
+    auto o = std::make_shared<RunOptions>();
+    auto* cmd = app.add_subcommand("create", "Create a new container");
+    add_run_flags(cmd, o);
+    cmd->prefix_command();
+    cmd->footer("Usage: strata create [OPTIONS] IMAGE [COMMAND [ARG...]]");
+    cmd->callback([&ctx, o, cmd] {
+        std::vector<std::string> rest = cmd->remaining();
+        if (rest.empty()) {
+            throw UsageError("\"strata create\" requires at least 1 argument.\nSee 'strata create --help'.");
+        }
+        if (rest.front().size() > 1 && rest.front()[0] == '-') {
+            throw UsageError("unknown flag: " + rest.front() + "\nSee 'strata create --help'.");
+        }
+        o->image = rest.front();
+        o->command.assign(rest.begin() + 1, rest.end());
+        std::cout << create_container(ctx, *o) << "\n";
     });
 }
 

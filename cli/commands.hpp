@@ -14,6 +14,8 @@ void register_maintenance(CLI::App& app, Context& ctx);
 void register_import(CLI::App& app, Context& ctx);
 void register_archive(CLI::App& app, Context& ctx);
 void register_run(CLI::App& app, Context& ctx);
+void register_create(CLI::App& app, Context& ctx);
+void register_containers(CLI::App& app, Context& ctx); // ps and the lifecycle commands, container ...
 void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);

@@ -6,6 +6,7 @@
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/root.hpp"
+#include "util/tempdir.hpp"
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -386,9 +387,9 @@ std::size_t depth(const std::string& target) {
 RunVolumes::RunVolumes(const snapshot::Store& store, const formats::ImageConfig& image,
                        const std::vector<std::string>& volume_flags,
                        const std::vector<std::string>& mount_flags, bool remove_anonymous,
-                       runner::RunSpec& spec)
-    : store_(store), volumes_(store_, containers::new_id()), image_volumes_(image.config.volumes),
-      remove_anonymous_(remove_anonymous) {
+                       runner::RunSpec& spec, const std::string& container_id)
+    : store_(store), volumes_(store_, container_id.empty() ? containers::new_id() : container_id),
+      image_volumes_(image.config.volumes), remove_anonymous_(remove_anonymous) {
     std::vector<containers::VolumeRequest> requests;
     std::set<std::string> targets;
     auto add = [&](const MountFlag& f) {
@@ -417,7 +418,8 @@ RunVolumes::~RunVolumes() {
     }
 }
 
-void RunVolumes::prepare(runner::RunSpec& spec) {
+std::vector<containers::VolumeRequest>
+RunVolumes::image_requests(const runner::RunSpec& spec) const {
     // The image's VOLUME entries that no mount covers get anonymous volumes.
     std::set<std::string> covered;
     for (const auto& m : spec.mounts) {
@@ -435,16 +437,61 @@ void RunVolumes::prepare(runner::RunSpec& spec) {
             requests.push_back(r);
         }
     }
-    volumes_.attach(requests);
+    return requests;
+}
+
+void RunVolumes::sort_mounts(runner::RunSpec& spec) {
+    std::stable_sort(spec.mounts.begin(), spec.mounts.end(),
+                     [](const runner::Mount& a, const runner::Mount& b) {
+                         return depth(a.target) < depth(b.target);
+                     });
+}
+
+void RunVolumes::prepare(runner::RunSpec& spec) {
+    volumes_.attach(image_requests(spec));
     volumes_.mount_driver_options();
     volumes_.copy_up(spec.rootfs);
     for (auto& m : volumes_.mounts()) {
         spec.mounts.push_back(std::move(m));
     }
-    std::stable_sort(spec.mounts.begin(), spec.mounts.end(),
-                     [](const runner::Mount& a, const runner::Mount& b) {
-                         return depth(a.target) < depth(b.target);
-                     });
+    sort_mounts(spec);
+}
+
+void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
+                                const snapshot::Image& img) {
+    volumes_.attach(image_requests(spec));
+    std::vector<runner::Mount> mounts = volumes_.record_mounts(); // refuses what it cannot keep
+    std::vector<std::string> lowers = store.ensure_snapshots(img);
+    std::reverse(lowers.begin(), lowers.end());
+    TempDir scratch(store.tmp_dir(), "volume-copy-");
+    volumes_.copy_up_from_layers(lowers, scratch.path());
+    for (auto& m : mounts) {
+        spec.mounts.push_back(std::move(m));
+    }
+    sort_mounts(spec);
+}
+
+void RunVolumes::record(nlohmann::ordered_json& config) const {
+    // Mounts: the volumes as Docker lists them, in place of the bind
+    // entries of their _data (or of their driver's own mounts).
+    nlohmann::ordered_json points = volumes_.mount_points();
+    std::set<std::string> targets;
+    for (const auto& p : points) {
+        targets.insert(clean_path(p["Destination"].get<std::string>()));
+    }
+    nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
+    if (config.contains("Mounts") && config["Mounts"].is_array()) {
+        for (const auto& m : config["Mounts"]) {
+            if (!m.contains("Destination") ||
+                targets.count(clean_path(m["Destination"].get<std::string>())) == 0) {
+                mounts.push_back(m);
+            }
+        }
+    }
+    for (const auto& p : points) {
+        mounts.push_back(p);
+    }
+    config["Mounts"] = mounts;
 }
 
 std::pair<std::string, std::string> parse_add_host(std::string_view value) {

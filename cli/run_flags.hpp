@@ -57,7 +57,7 @@ public:
     RunVolumes(const snapshot::Store& store, const formats::ImageConfig& image,
                const std::vector<std::string>& volume_flags,
                const std::vector<std::string>& mount_flags, bool remove_anonymous,
-               runner::RunSpec& spec);
+               runner::RunSpec& spec, const std::string& container_id = {});
     RunVolumes(const RunVolumes&) = delete;
     RunVolumes& operator=(const RunVolumes&) = delete;
     ~RunVolumes();
@@ -67,7 +67,18 @@ public:
     // sorts mounts: by the depth of their target).
     void prepare(runner::RunSpec& spec);
 
+    // prepare() for a container recorded now (create, run -d): the copy-up
+    // reads the image's layers (stacked read-only in a child process), the
+    // local driver's options become the container's own
+    // mounts (ContainerVolumes::record_mounts), and config (the record's
+    // Docker inspect document) gets the volumes in Mounts and HostConfig.
+    void prepare_record(runner::RunSpec& spec, snapshot::Store& store, const snapshot::Image& img);
+    void record(nlohmann::ordered_json& config) const;
+
 private:
+    std::vector<containers::VolumeRequest> image_requests(const runner::RunSpec& spec) const;
+    static void sort_mounts(runner::RunSpec& spec);
+
     containers::VolumeStore store_;
     containers::ContainerVolumes volumes_;
     std::set<std::string> image_volumes_;

@@ -2,6 +2,8 @@
 
 #include "containers/names.hpp"
 #include "formats/json.hpp"
+#include "layerfs/overlay.hpp"
+#include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -13,6 +15,7 @@
 #include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <set>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -748,6 +751,125 @@ void ContainerVolumes::copy_up(const std::string& rootfs) {
                          }
                      });
     }
+}
+
+void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lowers,
+                                           const std::string& scratch) {
+    bool needed = false;
+    for (const auto& a : attached_) {
+        needed = needed || !a.request.nocopy;
+    }
+    if (!needed || lowers.empty()) {
+        return;
+    }
+    if (lowers.size() == 1) {
+        copy_up(lowers.front()); // one layer is its own root: nothing to stack
+        return;
+    }
+    Pipe report = Pipe::create();
+    Child child = Child::fork_fn([&]() -> int {
+        report.read.reset();
+        try {
+            // The overlay lives and dies with this child's mount namespace.
+            if (::unshare(CLONE_NEWNS) != 0) {
+                throw_errno("unshare(CLONE_NEWNS)");
+            }
+            if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+                throw_errno("mount", "/ (make private)");
+            }
+            layerfs::mount_overlay(layerfs::OverlaySpec{lowers, "", "", false}, scratch);
+            copy_up(scratch);
+            return 0;
+        } catch (const std::exception& e) {
+            std::string what = e.what();
+            ssize_t n = ::write(report.write.get(), what.data(), what.size());
+            (void)n;
+            return 1;
+        }
+    });
+    report.write.reset();
+    std::string message = fs::read_fd(report.read.get(), 1 << 16);
+    ExitStatus st = child.wait();
+    if (!st.success()) {
+        throw Error(message.empty() ? "volume copy-up " + st.describe() : message);
+    }
+}
+
+std::vector<runner::Mount> ContainerVolumes::record_mounts() const {
+    std::vector<runner::Mount> out = mounts();
+    for (std::size_t i = 0; i < attached_.size(); ++i) {
+        const auto& opts = attached_[i].volume.options;
+        if (!opts || opts->count("type") == 0) {
+            continue;
+        }
+        const std::string& type = opts->at("type");
+        std::string o = opts->count("o") != 0 ? opts->at("o") : "";
+        MountOptions mo = parse_mount_options(o);
+        runner::Mount& m = out[i];
+        if (type == "tmpfs") {
+            m.type = runner::Mount::Type::tmpfs;
+            m.source.clear();
+            m.options = mo.data;
+            m.read_only = m.read_only || (mo.flags & MS_RDONLY) != 0;
+        } else if (type == "none" && (mo.flags & MS_BIND) != 0) {
+            m.source = opts->at("device");
+            m.read_only = m.read_only || (mo.flags & MS_RDONLY) != 0;
+        } else {
+            throw UsageError("volume " + attached_[i].volume.name + ": type=" + type +
+                             " volumes are mounted only by strata run --rm (a container the "
+                             "monitor starts takes type=tmpfs and type=none,o=bind)");
+        }
+    }
+    return out;
+}
+
+nlohmann::ordered_json ContainerVolumes::mount_points() const {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const auto& a : attached_) {
+        nlohmann::ordered_json m;
+        m["Type"] = "volume";
+        m["Name"] = a.volume.name;
+        m["Source"] = a.volume.mountpoint;
+        m["Destination"] = a.request.target;
+        m["Driver"] = a.volume.driver;
+        m["Mode"] = a.request.read_only ? "ro" : "";
+        m["RW"] = !a.request.read_only;
+        m["Propagation"] = "";
+        out.push_back(m);
+    }
+    return out;
+}
+
+std::vector<std::string> remove_anonymous_volumes(const snapshot::Store& store,
+                                                  const nlohmann::json& config) noexcept {
+    std::vector<std::string> removed;
+    try {
+        VolumeStore vs(store);
+        auto mounts = config.find("Mounts");
+        if (mounts == config.end() || !mounts->is_array()) {
+            return removed;
+        }
+        for (const auto& m : *mounts) {
+            if (!m.is_object() || m.value("Type", "") != "volume") {
+                continue;
+            }
+            std::string name = m.value("Name", "");
+            auto v = vs.maybe_get(name);
+            if (!v || !v->anonymous()) {
+                continue;
+            }
+            try {
+                if (vs.remove(name, true)) {
+                    removed.push_back(name);
+                }
+            } catch (const std::exception& e) {
+                STRATA_LOG_WARN("rm -v: {}", e.what()); // another container uses it
+            }
+        }
+    } catch (const std::exception& e) {
+        STRATA_LOG_WARN("rm -v: {}", e.what());
+    }
+    return removed;
 }
 
 void ContainerVolumes::remove_anonymous() noexcept {

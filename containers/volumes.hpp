@@ -206,6 +206,23 @@ public:
     // refuses "/" as a volume's destination).
     void copy_up(const std::string& rootfs);
 
+    // copy_up() for a container that is only recorded now (create, run -d):
+    // its root is the image's layers (lowers, top-most first), stacked
+    // read-only at scratch (an empty directory) in a child process with a
+    // mount namespace of its own. Throws Error with the child's message.
+    void copy_up_from_layers(const std::vector<std::string>& lowers, const std::string& scratch);
+
+    // The volumes' local driver options as the container's own mounts, for
+    // containers the monitor starts later: type=tmpfs becomes a tmpfs mount
+    // (o= its options), type=none with o=bind|rbind a bind of the device;
+    // other types throw UsageError. Returns the mounts that replace
+    // mounts()' binds of those volumes (same order, same targets).
+    std::vector<runner::Mount> record_mounts() const;
+
+    // Docker's inspect Mounts entries of the attached volumes (Type volume,
+    // Name, Source, Destination, Driver, Mode, RW, Propagation).
+    nlohmann::ordered_json mount_points() const;
+
     // Removes the anonymous volumes attach() made (the uses end first);
     // errors are logged, not thrown.
     void remove_anonymous() noexcept;
@@ -217,6 +234,13 @@ private:
     std::vector<VolumeStore::Use> uses_;
     std::vector<std::string> driver_mounts_; // _data directories mounted on
 };
+
+// `rm -v`: removes the anonymous volumes that a container's config.json
+// (Docker's inspect document) lists in Mounts, unless another container
+// uses them; named volumes stay. Call after the record is gone. Returns the
+// names removed; errors are logged, not thrown.
+std::vector<std::string> remove_anonymous_volumes(const snapshot::Store& store,
+                                                  const nlohmann::json& config) noexcept;
 
 // Copies the directory tree below src_dir into dst_dir (an empty
 // directory), preserving what copy_up() says; never follows a symlink.

@@ -70,9 +70,9 @@ out=$(strata biuld 2>&1); assert_contains "$out" "Did you mean this?" ; assert_c
 out=$(strata images --digest 2>&1) && fail "unknown flag accepted"
 assert_contains "$out" "unknown flag: --digest" "unknown flag named"
 assert_contains "$out" "--digests" "flag suggestion"
-out=$(strata run -d busybox true 2>&1) && fail "run -d accepted"
-assert_contains "$out" "unknown flag: -d"
-[[ "$out" != *"no such image"* ]] || fail "run -d must not look up an image named -d: $out"
+out=$(strata run --rm --bogus busybox true 2>&1) && fail "run --bogus accepted"
+assert_contains "$out" "unknown flag: --bogus"
+[[ "$out" != *"no such image"* ]] || fail "run --bogus must not look up an image named --bogus: $out"
 assert_eq "$(strata --version)" "$(strata version)" "--version"
 [[ "$(strata --version)" =~ ^strata\ version\ [0-9] ]] || fail "version text"
 

@@ -9,30 +9,30 @@ strata bootstrap busybox >/dev/null || fail "bootstrap"
 
 # --env-file: docker's format, then -e on top.
 printf '# comment\nA=from file\n  B=two words  \nPASSED\nUNSET_VAR\nC=file\n' >"$WORK/env"
-out=$(PASSED=from-caller strata run --env-file "$WORK/env" -e C=flag busybox \
+out=$(PASSED=from-caller strata run --rm --env-file "$WORK/env" -e C=flag busybox \
   sh -c 'echo "$A|$B|$PASSED|${UNSET_VAR-unset}|$C"')
 assert_eq "$out" "from file|two words  |from-caller|unset|flag" "--env-file"
 printf 'BAD NAME=1\n' >"$WORK/bad.env"
-expect_fail "contains whitespaces" strata run --env-file "$WORK/bad.env" busybox true
+expect_fail "contains whitespaces" strata run --rm --env-file "$WORK/bad.env" busybox true
 
 # --mount bind and tmpfs; volume refused.
 mkdir -p "$WORK/data" && echo data >"$WORK/data/f"
-assert_eq "$(strata run --mount "type=bind,source=$WORK/data,target=/mnt,readonly" busybox cat /mnt/f)" "data" \
+assert_eq "$(strata run --rm --mount "type=bind,source=$WORK/data,target=/mnt,readonly" busybox cat /mnt/f)" "data" \
   "--mount type=bind"
-strata run --mount "type=bind,src=$WORK/data,dst=/mnt,ro" busybox sh -c 'echo x >/mnt/g' 2>/dev/null &&
+strata run --rm --mount "type=bind,src=$WORK/data,dst=/mnt,ro" busybox sh -c 'echo x >/mnt/g' 2>/dev/null &&
   fail "--mount readonly must refuse writes"
-out=$(strata run --mount type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=1770 busybox \
+out=$(strata run --rm --mount type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=1770 busybox \
   sh -c 'stat -c %a /scratch; grep " /scratch " /proc/mounts')
 assert_contains "$out" "1770" "tmpfs-mode"
 assert_contains "$out" "size=1024k" "tmpfs-size"
-expect_fail "volume name is too short" strata run --mount source=v,target=/v busybox true
+expect_fail "volume name is too short" strata run --rm --mount source=v,target=/v busybox true
 
 # --add-host
-out=$(strata run --add-host db.local:10.1.2.3 --add-host v6:::1 busybox cat /etc/hosts)
+out=$(strata run --rm --add-host db.local:10.1.2.3 --add-host v6:::1 busybox cat /etc/hosts)
 echo "$out" | grep -qE '^10\.1\.2\.3[[:space:]]+db\.local$' || fail "--add-host in /etc/hosts: $out"
 echo "$out" | grep -qE '^::1[[:space:]]+v6$' || fail "--add-host IPv6: $out"
-expect_fail "invalid IP address" strata run --add-host db:nope busybox true
-expect_fail "host-gateway" strata run --add-host gw:host-gateway busybox true
+expect_fail "invalid IP address" strata run --rm --add-host db:nope busybox true
+expect_fail "host-gateway" strata run --rm --add-host gw:host-gateway busybox true
 
 # images --filter label= on a built image
 mkdir -p "$WORK/ctx"

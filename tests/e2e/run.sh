@@ -4,53 +4,53 @@
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 assert_eq "$(strata run --rm busybox echo hello)" "hello" "echo"
-assert_eq "$(strata run busybox sh -c 'echo $$')" "1" "the command is PID 1"
-strata run busybox sh -c 'exit 7'; assert_eq "$?" "7" "exit status"
+assert_eq "$(strata run --rm busybox sh -c 'echo $$')" "1" "the command is PID 1"
+strata run --rm busybox sh -c 'exit 7'; assert_eq "$?" "7" "exit status"
 # As PID 1 a command ignores signals it does not handle (as in Docker); under
 # --init it is an ordinary process, and its death by SIGTERM is 128+15.
-strata run busybox sh -c 'kill -TERM $$; echo survived' | grep -q survived || fail "PID 1 ignores unhandled SIGTERM"
-strata run --init busybox sh -c 'kill -TERM $$; sleep 5' ; rc=$?
+strata run --rm busybox sh -c 'kill -TERM $$; echo survived' | grep -q survived || fail "PID 1 ignores unhandled SIGTERM"
+strata run --rm --init busybox sh -c 'kill -TERM $$; sleep 5' ; rc=$?
 assert_eq "$rc" "143" "death by SIGTERM is 128+15"
-expect_fail 'nosuchcommand' strata run busybox nosuchcommand
-strata run busybox nosuchcommand 2>/dev/null; assert_eq "$?" "127" "not found is 127"
-strata run busybox /etc/passwd 2>/dev/null; assert_eq "$?" "126" "not executable is 126"
-assert_eq "$(strata run -w /tmp/new busybox pwd)" "/tmp/new" "-w creates the working directory"
-assert_eq "$(strata run -e FOO=bar busybox sh -c 'echo $FOO')" "bar" "-e"
-assert_eq "$(strata run -u nobody busybox id -u)" "65534" "-u name from the image's /etc/passwd"
-assert_eq "$(strata run --hostname box busybox hostname)" "box" "--hostname"
-assert_eq "$(echo piped | strata run -i busybox cat)" "piped" "-i passes stdin"
-assert_eq "$(strata run busybox ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')" "lo " "network none has only lo"
+expect_fail 'nosuchcommand' strata run --rm busybox nosuchcommand
+strata run --rm busybox nosuchcommand 2>/dev/null; assert_eq "$?" "127" "not found is 127"
+strata run --rm busybox /etc/passwd 2>/dev/null; assert_eq "$?" "126" "not executable is 126"
+assert_eq "$(strata run --rm -w /tmp/new busybox pwd)" "/tmp/new" "-w creates the working directory"
+assert_eq "$(strata run --rm -e FOO=bar busybox sh -c 'echo $FOO')" "bar" "-e"
+assert_eq "$(strata run --rm -u nobody busybox id -u)" "65534" "-u name from the image's /etc/passwd"
+assert_eq "$(strata run --rm --hostname box busybox hostname)" "box" "--hostname"
+assert_eq "$(echo piped | strata run --rm -i busybox cat)" "piped" "-i passes stdin"
+assert_eq "$(strata run --rm busybox ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')" "lo " "network none has only lo"
 mkdir -p "$WORK/vol"; echo data > "$WORK/vol/f"
-assert_eq "$(strata run -v "$WORK/vol:/mnt:ro" busybox cat /mnt/f)" "data" "-v bind mount"
-strata run -v "$WORK/vol:/mnt:ro" busybox sh -c 'echo x > /mnt/g' 2>/dev/null && fail "read-only volume must refuse writes"
-assert_eq "$(strata run --entrypoint echo busybox a b)" "a b" "--entrypoint"
+assert_eq "$(strata run --rm -v "$WORK/vol:/mnt:ro" busybox cat /mnt/f)" "data" "-v bind mount"
+strata run --rm -v "$WORK/vol:/mnt:ro" busybox sh -c 'echo x > /mnt/g' 2>/dev/null && fail "read-only volume must refuse writes"
+assert_eq "$(strata run --rm --entrypoint echo busybox a b)" "a b" "--entrypoint"
 
 # Writes never reach the image; nothing stays mounted or in tmp/.
-strata run busybox sh -c 'echo changed > /etc/passwd; rm /bin/ls' || fail "writes in the container"
-strata run busybox grep -q root /etc/passwd || fail "the image's /etc/passwd must be unchanged"
-strata run busybox test -e /bin/ls || fail "the image's /bin/ls must be unchanged"
+strata run --rm busybox sh -c 'echo changed > /etc/passwd; rm /bin/ls' || fail "writes in the container"
+strata run --rm busybox grep -q root /etc/passwd || fail "the image's /etc/passwd must be unchanged"
+strata run --rm busybox test -e /bin/ls || fail "the image's /bin/ls must be unchanged"
 # The throwaway upper is never synced to disk (overlay "volatile").
-strata run busybox head -1 /proc/self/mountinfo | grep -q 'overlay.*volatile' || fail "the container's root should be a volatile overlay"
+strata run --rm busybox head -1 /proc/self/mountinfo | grep -q 'overlay.*volatile' || fail "the container's root should be a volatile overlay"
 grep -q "$STRATA_ROOT" /proc/self/mountinfo && fail "a mount was left behind"
 [ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after runs: $(ls "$STRATA_ROOT/tmp")"
 
 # The writable layer is in memory by default: a tmpfs that only strata's own
 # mount namespace sees (the store's tmp/ stays empty on disk while a
 # container runs); --scratch disk puts it in a directory of tmp/.
-"$STRATA" run busybox sh -c 'echo x > /f; sleep 2' & pid=$!
+"$STRATA" run --rm busybox sh -c 'echo x > /f; sleep 2' & pid=$!
 sleep 1
 [ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "a memory scratch should not show in tmp/: $(ls "$STRATA_ROOT/tmp")"
 wait $pid || fail "run with the memory scratch"
-"$STRATA" run --scratch disk busybox sh -c 'echo x > /f; sleep 2' & pid=$!
+"$STRATA" run --rm --scratch disk busybox sh -c 'echo x > /f; sleep 2' & pid=$!
 sleep 1
 ls "$STRATA_ROOT/tmp" | grep -q '^run-' || fail "--scratch disk should use a directory in tmp/"
 wait $pid || fail "run with --scratch disk"
-assert_eq "$(strata run --scratch disk busybox sh -c 'echo d > /f; cat /f')" "d" "--scratch disk writes"
+assert_eq "$(strata run --rm --scratch disk busybox sh -c 'echo d > /f; cat /f')" "d" "--scratch disk writes"
 [ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after a --scratch disk run"
-strata run --scratch nowhere busybox true 2>/dev/null && fail "--scratch accepts only memory or disk"
+strata run --rm --scratch nowhere busybox true 2>/dev/null && fail "--scratch accepts only memory or disk"
 # SIGKILL to strata: the container dies with it (PDEATHSIG), and the memory
 # scratch and the mounts vanish with its mount namespace.
-"$STRATA" run busybox sleep 101 & pid=$!
+"$STRATA" run --rm busybox sleep 101 & pid=$!
 sleep 1
 kill -KILL $pid
 wait $pid 2>/dev/null
@@ -60,7 +60,7 @@ grep -q "$STRATA_ROOT" /proc/self/mountinfo && fail "a mount was left behind aft
 [ -z "$(ls "$STRATA_ROOT/tmp")" ] || fail "tmp/ should be empty after strata was killed"
 
 # Ctrl-C (SIGINT to strata) stops the container and leaves nothing.
-"$STRATA" run busybox sleep 100 & pid=$!
+"$STRATA" run --rm busybox sleep 100 & pid=$!
 sleep 1
 kill -INT $pid
 wait $pid; rc=$?

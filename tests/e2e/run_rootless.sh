@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# strata run as a non-root user, as podman runs rootless: as the test user
+# strata run --rm as a non-root user, as podman runs rootless: as the test user
 # strata-subuid (ranges in /etc/subuid and /etc/subgid, mapped through
 # newuidmap/newgidmap) and as nobody (no range: the user alone is container
 # root). Each user bootstraps busybox into a store of its own and runs: id
@@ -131,7 +131,7 @@ check_user() {
     # Without newuidmap (not in PATH) the ranges cannot be mapped: a warning
     # says so, and USER 1000 is refused naming what to install.
     err=$(setpriv --reuid="$uid" --regid="$gid" --clear-groups env -i PATH=/nonexistent HOME="$U" \
-      XDG_DATA_HOME="$U/data" "$STRATA" run -u 1000 busybox true 2>&1) && fail "$user: -u 1000 without newuidmap ran"
+      XDG_DATA_HOME="$U/data" "$STRATA" run --rm -u 1000 busybox true 2>&1) && fail "$user: -u 1000 without newuidmap ran"
     assert_contains "$err" "newuidmap (package uidmap) is missing" "$user: warning without newuidmap"
     assert_contains "$err" "install newuidmap/newgidmap" "$user: error without newuidmap"
     assert_eq "$(echo $out)" "0:0 /bin/busybox 0:0 /etc/passwd 1000:1000 /home/u 1000:1000 /home/u/owned" "$user: owners"
@@ -193,7 +193,7 @@ hello" "$user: -v"
     for drv in overlay fuse; do
       # (setpriv execs env, which execs strata: $! is strata.)
       setpriv --reuid="$uid" --regid="$gid" --clear-groups env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME="$U" XDG_DATA_HOME="$U/data" STRATA_ROOTLESS_DRIVER=$drv "$STRATA" run busybox sleep 100 &
+        HOME="$U" XDG_DATA_HOME="$U/data" STRATA_ROOTLESS_DRIVER=$drv "$STRATA" run --rm busybox sleep 100 &
       pid=$!
       for _ in $(seq 200); do pgrep -u "$uid" -f "^sleep 100" >/dev/null && break; sleep 0.05; done
       pgrep -u "$uid" -f "^sleep 100" >/dev/null || fail "$user: ($drv) the container did not start"
@@ -239,7 +239,7 @@ mount --bind "$WORK/dev/closed" /dev/fuse || skip "cannot bind over /dev/fuse"
 mkdir -p "$WORK/nobody"
 chown "$(id -u nobody):$(id -g nobody)" "$WORK/nobody"
 run_as nobody "$WORK/nobody" "$STRATA" bootstrap busybox >/dev/null || fail "bootstrap as nobody"
-DRIVER=fuse expect_fail '/dev/fuse' run_as nobody "$WORK/nobody" "$STRATA" run busybox true
+DRIVER=fuse expect_fail '/dev/fuse' run_as nobody "$WORK/nobody" "$STRATA" run --rm busybox true
 nothing_left nobody "$WORK/nobody"
 umount /dev/fuse
 # Then a /dev/fuse the users may open, where it is not already (Debian's

@@ -44,27 +44,27 @@ assert_eq "$(strata volume inspect --format '{{.Name}} {{.Options.type}} {{index
 expect_fail "No such volume: nosuch" strata volume inspect nosuch
 
 # --- a named volume outlives its container; read-only means read-only
-strata run -v data1:/data busybox sh -c 'echo hello >/data/f' || fail "write into a volume"
-assert_eq "$(strata run -v data1:/data busybox cat /data/f)" "hello" "the next container sees it"
+strata run --rm -v data1:/data busybox sh -c 'echo hello >/data/f' || fail "write into a volume"
+assert_eq "$(strata run --rm -v data1:/data busybox cat /data/f)" "hello" "the next container sees it"
 assert_eq "$(cat "$VOLS/data1/_data/f")" "hello" "the volume's content on the host"
-strata run -v data1:/data:ro busybox sh -c 'echo x >/data/g' 2>/dev/null && fail "-v NAME:/x:ro must refuse writes"
+strata run --rm -v data1:/data:ro busybox sh -c 'echo x >/data/g' 2>/dev/null && fail "-v NAME:/x:ro must refuse writes"
 [ ! -e "$VOLS/data1/_data/g" ] || fail "a read-only volume was written"
-strata run --mount type=volume,source=data1,target=/m,readonly busybox sh -c 'echo x >/m/g' 2>/dev/null &&
+strata run --rm --mount type=volume,source=data1,target=/m,readonly busybox sh -c 'echo x >/m/g' 2>/dev/null &&
   fail "--mount type=volume,readonly must refuse writes"
-assert_eq "$(strata run --mount type=volume,src=data1,dst=/m busybox cat /m/f)" "hello" "--mount type=volume"
+assert_eq "$(strata run --rm --mount type=volume,src=data1,dst=/m busybox cat /m/f)" "hello" "--mount type=volume"
 # A missing named volume is made on first use (with Docker's null labels).
-strata run -v implicit1:/x busybox true || fail "run -v with a new name"
+strata run --rm -v implicit1:/x busybox true || fail "run -v with a new name"
 assert_eq "$(strata volume inspect --format '{{json .Labels}}' implicit1)" "null" "implicit volume labels"
 
 # --- copy-up: an empty volume is filled from the image once
-strata run -v etcvol:/etc busybox true || fail "run with a volume over /etc"
-assert_eq "$(cat "$VOLS/etcvol/_data/passwd")" "$(strata run busybox cat /etc/passwd)" "copy-up of /etc"
-assert_eq "$(stat -c '%a %u:%g' "$VOLS/etcvol/_data")" "$(strata run busybox stat -c '%a %u:%g' /etc)" \
+strata run --rm -v etcvol:/etc busybox true || fail "run with a volume over /etc"
+assert_eq "$(cat "$VOLS/etcvol/_data/passwd")" "$(strata run --rm busybox cat /etc/passwd)" "copy-up of /etc"
+assert_eq "$(stat -c '%a %u:%g' "$VOLS/etcvol/_data")" "$(strata run --rm busybox stat -c '%a %u:%g' /etc)" \
   "the volume's root takes the owner and mode of the image's directory"
-strata run -v etcvol:/etc busybox rm /etc/passwd || fail "rm in the volume"
-strata run -v etcvol:/etc busybox test -e /etc/passwd && fail "a volume with content is not filled again"
-assert_eq "$(strata run -v nocopy1:/etc:nocopy busybox ls -A /etc)" "" "nocopy leaves the volume empty"
-assert_eq "$(strata run --mount type=volume,src=nocopy2,dst=/etc,volume-nocopy busybox ls -A /etc)" "" \
+strata run --rm -v etcvol:/etc busybox rm /etc/passwd || fail "rm in the volume"
+strata run --rm -v etcvol:/etc busybox test -e /etc/passwd && fail "a volume with content is not filled again"
+assert_eq "$(strata run --rm -v nocopy1:/etc:nocopy busybox ls -A /etc)" "" "nocopy leaves the volume empty"
+assert_eq "$(strata run --rm --mount type=volume,src=nocopy2,dst=/etc,volume-nocopy busybox ls -A /etc)" "" \
   "volume-nocopy"
 
 # --- an image with VOLUME: an anonymous volume filled from the image
@@ -77,7 +77,7 @@ VOLUME /vol
 EOF
 strata build --progress plain -t volimg "$C" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; fail "build volimg"; }
 before=$(anon_count)
-assert_eq "$(strata run volimg cat /vol/seed)" "seeded" "the image's VOLUME content"
+assert_eq "$(strata run --name keeper volimg cat /vol/seed)" "seeded" "the image's VOLUME content"
 assert_eq "$(anon_count)" "$((before + 1))" "run without --rm keeps the anonymous volume"
 new=$(for v in $(strata volume ls -q --filter label=com.docker.volume.anonymous); do
   [ -e "$VOLS/$v/_data/seed" ] && echo "$v"; done | head -1)
@@ -93,17 +93,42 @@ assert_eq "$(strata volume inspect --format '{{json .Labels}}' "$new")" '{"com.d
 strata run --rm volimg true || fail "run --rm volimg"
 strata run --rm -v /scratch busybox sh -c 'echo x >/scratch/x' || fail "run --rm -v /path"
 assert_eq "$(anon_count)" "$((before + 1))" "run --rm removes the anonymous volumes it made"
-assert_eq "$(strata run -v data1:/vol volimg ls /vol)" "f" "a named volume over the image's VOLUME"
+assert_eq "$(strata run --rm -v data1:/vol volimg ls /vol)" "f" "a named volume over the image's VOLUME"
 assert_eq "$(anon_count)" "$((before + 1))" "no anonymous volume where a mount covers VOLUME"
+# The stopped container's record lists it (inspect's Mounts) and keeps it in use.
+mp=$(strata inspect --format '{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.Driver}} {{.RW}}{{end}}' keeper)
+assert_eq "$mp" "volume $new /vol local true" "inspect Mounts of the container"
+cid=$(strata inspect --format '{{.Id}}' keeper)
+expect_fail "remove $new: volume is in use - [$cid]" strata volume rm "$new"
+assert_contains "$(strata volume ls -q --filter dangling=false)" "$new" "a stopped container's volume is not dangling"
+strata rm -v keeper >/dev/null || fail "rm -v"
+assert_eq "$(anon_count)" "$before" "rm -v removes the container's anonymous volumes"
+
+# create / run -d: volumes resolved and filled at create, used by the monitor's container
+strata create --name made -v etc2:/etc -v data1:/data busybox sh -c 'cat /data/f >/etc/seen' >/dev/null ||
+  fail "create with volumes"
+[ -s "$VOLS/etc2/_data/passwd" ] || fail "create fills an empty volume from the image"
+strata start -a made >/dev/null || fail "start made"
+assert_eq "$(cat "$VOLS/etc2/_data/seen")" "hello" "the started container wrote into its volumes"
+mid=$(strata inspect --format '{{.Id}}' made)
+expect_fail "remove data1: volume is in use - [$mid]" strata volume rm data1
+strata rm made >/dev/null
+strata run -d --name svc -v data1:/data --mount type=volume,dst=/anon busybox sh -c 'echo svc >/data/svc' >/dev/null ||
+  fail "run -d with volumes"
+strata wait svc >/dev/null
+assert_eq "$(cat "$VOLS/data1/_data/svc")" "svc" "run -d wrote into its volume"
+strata rm svc >/dev/null
+rm -f "$VOLS/data1/_data/svc"
+strata volume rm etc2 >/dev/null || fail "etc2 is free once its container is gone"
 
 # --- the local driver's tmpfs option: mounted at use, nothing on the disk
-out=$(strata run -v tmpvol:/t busybox sh -c 'echo x >/t/x; grep " /t " /proc/mounts')
+out=$(strata run --rm -v tmpvol:/t busybox sh -c 'echo x >/t/x; grep " /t " /proc/mounts')
 assert_contains "$out" "tmpfs" "a type=tmpfs volume is a tmpfs"
 assert_contains "$out" "size=1024k" "its o= options"
 assert_eq "$(ls -A "$VOLS/tmpvol/_data")" "" "a tmpfs volume leaves nothing on the disk"
 
 # --- in use: rm refuses, prune skips; after the container ends both work
-strata run -v data1:/data busybox sleep 30 &
+strata run --rm -v data1:/data busybox sleep 30 &
 pid=$!
 on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
 for _ in $(seq 100); do [ -n "$(ls -A "$VOLS/data1/users" 2>/dev/null)" ] && break; sleep 0.1; done
@@ -122,7 +147,8 @@ wait "$pid" 2>/dev/null
 # --- rm and prune output
 strata volume create keep1 >/dev/null
 strata volume create --label drop=yes drop1 >/dev/null
-strata run -v /anon busybox true
+strata run --name anonuser -v /anon busybox true
+strata rm anonuser >/dev/null # without -v: its anonymous volume stays, dangling
 out=$(strata volume prune -f)
 assert_eq "$(echo "$out" | head -1)" "Deleted Volumes:" "prune header"
 assert_eq "$(echo "$out" | tail -1)" "Total reclaimed space: 0B" "prune total"

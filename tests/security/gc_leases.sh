@@ -28,7 +28,7 @@ strata rmi mimg >/dev/null 2>&1 || echo "rmi of a mounted image refused: its nam
 
 printf 'FROM busybox\nRUN echo start > /a && sleep 6 && echo end >> /a\nRUN cat /a\n' >"$C/Dockerfile.slow"
 strata build -q --no-cache -t slow -f "$C/Dockerfile.slow" "$C" >"$WORK/build.out" 2>&1 & b=$!
-strata run --scratch disk busybox sh -c \
+strata run --rm --scratch disk busybox sh -c \
   'dd if=/dev/urandom of=/data bs=1M count=8 2>/dev/null; md5sum /data > /sum; sleep 6; md5sum -c /sum' \
   >"$WORK/run.out" 2>&1 & r=$!
 python3 -c '
@@ -55,7 +55,7 @@ wait $l || fail "load during gc: $(cat "$WORK/load.out")"
 echo "gc ran $rounds times"
 assert_eq "$(strata cat slow /a | tr '\n' ' ')" "start end " "the slow build's layer"
 assert_contains "$(cat "$WORK/run.out")" "/data: OK" "the run's scratch file"
-strata run big md5sum -c /big.md5 >/dev/null || fail "the loaded image's content"
+strata run --rm big md5sum -c /big.md5 >/dev/null || fail "the loaded image's content"
 assert_eq "$(cat "$WORK/mnt/m")" "mounted" "mounted file"
 strata umount "$WORK/mnt" || fail "umount"
 strata verify || fail "verify after gc during work"

@@ -11,7 +11,7 @@ strata bootstrap busybox >/dev/null || fail "bootstrap"
 
 host_id=$(stat -L -c %d:%i "$STRATA")
 host_sum=$(sha256sum <"$STRATA" | cut -d' ' -f1)
-out=$(strata run --init busybox sh -c '
+out=$(strata run --rm --init busybox sh -c '
   echo "exe=$(readlink /proc/1/exe)"
   echo "id=$(stat -L -c %d:%i /proc/1/exe)"
   echo "sum=$(sha256sum </proc/1/exe | cut -d" " -f1)"
@@ -32,16 +32,16 @@ assert_eq "$(get dd)" "refused" "writing /proc/1/exe in place"
 [ "$(sha256sum </usr/bin/tini-static | cut -d' ' -f1)" = "$(get sum)" ] || fail "host tini changed"
 
 # The command is PID 2 under PID 1; orphans are reaped.
-assert_eq "$(strata run --init busybox sh -c 'echo $$ $PPID')" "2 1" "command is PID 2"
-z=$(strata run --init busybox sh -c '(sleep 0.2 & exec true) ; sleep 1; ps -o stat | grep -c "^Z"')
+assert_eq "$(strata run --rm --init busybox sh -c 'echo $$ $PPID')" "2 1" "command is PID 2"
+z=$(strata run --rm --init busybox sh -c '(sleep 0.2 & exec true) ; sleep 1; ps -o stat | grep -c "^Z"')
 assert_eq "$z" "0" "zombies are reaped"
 # Exit statuses and signals.
-strata run --init busybox sh -c 'exit 7'; assert_eq "$?" "7" "exit status"
-strata run --init busybox sh -c 'kill -TERM $$; sleep 5'; assert_eq "$?" "143" "death by SIGTERM"
-strata run --init busybox nosuchcommand 2>"$WORK/err"; assert_eq "$?" "127" "missing command"
+strata run --rm --init busybox sh -c 'exit 7'; assert_eq "$?" "7" "exit status"
+strata run --rm --init busybox sh -c 'kill -TERM $$; sleep 5'; assert_eq "$?" "143" "death by SIGTERM"
+strata run --rm --init busybox nosuchcommand 2>"$WORK/err"; assert_eq "$?" "127" "missing command"
 assert_contains "$(cat "$WORK/err")" "nosuchcommand" "missing command named"
 # A signal to PID 1 reaches the command through docker-init.
-out=$(strata run --init busybox sh -c 'trap "echo got-usr1; exit 9" USR1; kill -USR1 1; sleep 3; echo missed')
+out=$(strata run --rm --init busybox sh -c 'trap "echo got-usr1; exit 9" USR1; kill -USR1 1; sleep 3; echo missed')
 rc=$?
 assert_eq "$rc" "9" "SIGUSR1 to PID 1 forwarded to the command"
 assert_eq "$out" "got-usr1" "the command saw SIGUSR1"

@@ -12,7 +12,7 @@ R=$WORK/proc-link; rootfs "$R"
 mkdir -p "$R/dev/x" "$R/etc/p" "$R/sys"
 ln -s /dev/x/../../etc/p "$R/proc"
 image evil-proc "$R"
-out=$(strata run evil-proc sh -c 'echo x > /etc/p/sys/kernel/core_pattern; cat /etc/p/timer_list' 2>&1); rc=$?
+out=$(strata run --rm evil-proc sh -c 'echo x > /etc/p/sys/kernel/core_pattern; cat /etc/p/timer_list' 2>&1); rc=$?
 assert_eq "$rc" 125 "a symlinked /proc must stop the container (exit 125); output: $out"
 assert_contains "$out" '"/proc" in the image is a symlink ("/dev/x/../../etc/p"): refusing to mount procfs through it'
 build_expect_fail 'refusing to mount procfs through it' 'FROM evil-proc
@@ -24,7 +24,7 @@ mkdir -p "$R/dev/y" "$R/etc/s" "$R/proc"
 ln -s /dev/y/../../etc/s "$R/sys"
 image evil-sys "$R"
 expect_fail '"/sys" in the image is a symlink ("/dev/y/../../etc/s"): refusing to mount sysfs through it' \
-  strata run evil-sys true
+  strata run --rm evil-sys true
 build_expect_fail 'refusing to mount sysfs through it' 'FROM evil-sys
 RUN true'
 
@@ -35,7 +35,7 @@ mkdir -p "$R/proc" "$R/sys" "$R/var/d"
 ln -s var/d "$R/dev"
 image evil-dev "$R"
 expect_fail '"/dev" in the image is a symlink ("var/d"): refusing to mount a tmpfs through it' \
-  strata run evil-dev true
+  strata run --rm evil-dev true
 build_expect_fail '"/dev" in the image is a symlink' 'FROM evil-dev
 RUN true'
 
@@ -43,7 +43,7 @@ RUN true'
 R=$WORK/proc-file; rootfs "$R"
 mkdir -p "$R/sys"; echo no > "$R/proc"
 image evil-proc-file "$R"
-out=$(strata run evil-proc-file true 2>&1); rc=$?
+out=$(strata run --rm evil-proc-file true 2>&1); rc=$?
 assert_eq "$rc" 125 "a /proc that is a file must stop the container; output: $out"
 assert_contains "$out" '"/proc" in the image is not a directory: refusing to mount procfs on "/proc"'
 
@@ -52,12 +52,12 @@ R=$WORK/hostname-dir; rootfs "$R"
 mkdir -p "$R/etc/hostname"
 image evil-hostname "$R"
 expect_fail '"/etc/hostname" in the image is a directory: refusing to mount the generated /etc/hostname on "/etc/hostname"' \
-  strata run evil-hostname true
+  strata run --rm evil-hostname true
 
 # An ordinary image still runs, with Docker's masks and read-only paths.
 R=$WORK/plain; rootfs "$R"
 image plain "$R"
-out=$(strata run plain sh -c '
+out=$(strata run --rm plain sh -c '
   (wc -c < /proc/kcore) 2>/dev/null || echo 0; wc -c < /proc/timer_list
   (echo x > /proc/sys/kernel/core_pattern) 2>/dev/null || echo core-pattern-ro
   (echo x > /proc/sysrq-trigger) 2>/dev/null || echo sysrq-ro
@@ -79,6 +79,6 @@ RUN test "$(wc -c < /proc/timer_list)" = 0 && ! (echo x > /proc/sys/kernel/core_
 # A -v target of the wrong type, named.
 mkdir -p "$WORK/vol"
 expect_fail '"/etc/passwd" in the image is not a directory: refusing to mount a bind mount of' \
-  strata run -v "$WORK/vol:/etc/passwd" plain true
+  strata run --rm -v "$WORK/vol:/etc/passwd" plain true
 
 echo ok
