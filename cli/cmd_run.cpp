@@ -77,6 +77,7 @@ struct RunOptions {
     // --env-file, --mount, --add-host (cli/run_flags.hpp)
     std::vector<std::string> env_files;
     std::vector<std::string> mount_flags;
+    std::vector<std::string> volumes_from; // --volumes-from (cli/run_flags.hpp RunVolumes)
     std::vector<std::string> add_hosts;
     // Kept containers (create, run without --rm): cli/container_ops.hpp.
     bool detach = false;
@@ -419,6 +420,7 @@ void run(Context& ctx, const RunOptions& o) {
 
     runner::RunSpec spec = make_spec(img, o);
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
+    volumes.add_volumes_from(o.volumes_from, spec);
     std::vector<std::string> lowers = store.ensure_snapshots(img);
     std::reverse(lowers.begin(), lowers.end());
     if (rootless) {
@@ -625,6 +627,7 @@ std::string create_container(Context& ctx, const RunOptions& o) {
     }
     // Volumes are resolved here (named and anonymous ones: containers/volumes.*).
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, false, spec, id);
+    volumes.add_volumes_from(o.volumes_from, spec);
     volumes.prepare_record(spec, store, img);
     nlohmann::ordered_json config = container_config(id, img, o, spec);
     volumes.record(config);
@@ -682,6 +685,9 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
                   "no masked paths");
     // Docker's --env-file, --mount and --add-host (parsed in cli/run_flags.cpp).
     cmd->add_option("--env-file", o->env_files, "Read environment variables from a file (K=V lines)")
+        ->allow_extra_args(false);
+    cmd->add_option("--volumes-from", o->volumes_from,
+                    "Mount the volumes and binds of a container CONTAINER[:ro|:rw]")
         ->allow_extra_args(false);
     cmd->add_option("--mount", o->mount_flags,
                     "Mount type=bind,source=SRC,target=DST[,readonly], type=volume[,source=NAME],"

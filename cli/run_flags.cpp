@@ -1,6 +1,7 @@
 #include "cli/run_flags.hpp"
 
 #include "containers/names.hpp"
+#include "containers/store.hpp"
 #include "runner/options.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -471,6 +472,61 @@ void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
     sort_mounts(spec);
 }
 
+void RunVolumes::add_volumes_from(const std::vector<std::string>& from, runner::RunSpec& spec) {
+    std::set<std::string> covered;
+    for (const auto& m : spec.mounts) {
+        covered.insert(clean_path(m.target));
+    }
+    for (const auto& a : volumes_.attached()) {
+        covered.insert(clean_path(a.request.target));
+    }
+    std::vector<containers::VolumeRequest> requests;
+    for (const auto& item : from) {
+        std::string name = item;
+        std::optional<bool> read_only;
+        if (auto colon = item.rfind(':'); colon != std::string::npos) {
+            std::string mode = item.substr(colon + 1);
+            if (mode != "ro" && mode != "rw") {
+                throw UsageError("invalid mode for volumes-from: " + mode);
+            }
+            read_only = mode == "ro";
+            name = item.substr(0, colon);
+        }
+        std::string root = store_.dir().substr(0, store_.dir().rfind('/'));
+        containers::Store cs(root);
+        std::string id = cs.resolve(name);
+        nlohmann::ordered_json config = cs.load_config(id);
+        if (!config.contains("Mounts") || !config["Mounts"].is_array()) {
+            continue;
+        }
+        for (const auto& m : config["Mounts"]) {
+            std::string dest = m.value("Destination", "");
+            std::string type = m.value("Type", "");
+            if (dest.empty() || !covered.insert(clean_path(dest)).second) {
+                continue;
+            }
+            bool ro = read_only.value_or(!m.value("RW", true));
+            if (type == "volume") {
+                containers::VolumeRequest r;
+                r.name = m.value("Name", "");
+                r.target = dest;
+                r.read_only = ro;
+                r.nocopy = true; // the volume is the other container's: no copy-up into it
+                requests.push_back(r);
+            } else if (type == "bind") {
+                runner::Mount b;
+                b.type = runner::Mount::Type::bind;
+                b.source = m.value("Source", "");
+                b.target = dest;
+                b.read_only = ro;
+                spec.mounts.push_back(b);
+            }
+        }
+        volumes_from_.push_back(item);
+    }
+    volumes_.attach(requests);
+}
+
 void RunVolumes::record(nlohmann::ordered_json& config) const {
     // Mounts: the volumes as Docker lists them, in place of the bind
     // entries of their _data (or of their driver's own mounts).
@@ -492,6 +548,9 @@ void RunVolumes::record(nlohmann::ordered_json& config) const {
         mounts.push_back(p);
     }
     config["Mounts"] = mounts;
+    if (!volumes_from_.empty() && config.contains("HostConfig")) {
+        config["HostConfig"]["VolumesFrom"] = volumes_from_;
+    }
 }
 
 std::pair<std::string, std::string> parse_add_host(std::string_view value) {

@@ -75,6 +75,13 @@ public:
     void prepare_record(runner::RunSpec& spec, snapshot::Store& store, const snapshot::Image& img);
     void record(nlohmann::ordered_json& config) const;
 
+    // --volumes-from CONTAINER[:ro|:rw]: the volumes and binds of a
+    // recorded container (its config.json's Mounts) at the same targets,
+    // read-only or read-write as asked (default: as they are there). A
+    // target the flags already mount keeps the flag's mount. Throws
+    // NoSuchContainer for an unknown container.
+    void add_volumes_from(const std::vector<std::string>& from, runner::RunSpec& spec);
+
 private:
     std::vector<containers::VolumeRequest> image_requests(const runner::RunSpec& spec) const;
     static void sort_mounts(runner::RunSpec& spec);
@@ -83,6 +90,7 @@ private:
     containers::ContainerVolumes volumes_;
     std::set<std::string> image_volumes_;
     bool remove_anonymous_;
+    std::vector<std::string> volumes_from_;
 };
 
 // --add-host NAME:IP or NAME=IP (IPv6 in brackets or bare, as docker); the

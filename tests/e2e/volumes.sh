@@ -120,6 +120,18 @@ assert_eq "$(cat "$VOLS/data1/_data/svc")" "svc" "run -d wrote into its volume"
 strata rm svc >/dev/null
 rm -f "$VOLS/data1/_data/svc"
 strata volume rm etc2 >/dev/null || fail "etc2 is free once its container is gone"
+# --volumes-from CONTAINER[:ro|:rw]
+strata create --name src1 -v data1:/data -v /anonsrc busybox true >/dev/null || fail "create src1"
+assert_eq "$(strata run --rm --volumes-from src1 busybox cat /data/f)" "hello" "--volumes-from"
+strata run --rm --volumes-from src1:ro busybox sh -c 'echo x >/data/z' 2>/dev/null && fail "--volumes-from :ro must refuse writes"
+[ ! -e "$VOLS/data1/_data/z" ] || fail "--volumes-from :ro wrote"
+strata run --name user2 --volumes-from src1 busybox sh -c 'echo from >/anonsrc/x' || fail "run --volumes-from"
+assert_eq "$(strata inspect --format '{{json .HostConfig.VolumesFrom}}' user2)" '["src1"]' "HostConfig.VolumesFrom"
+strata rm -v user2 >/dev/null
+srcanon=$(strata inspect --format '{{range .Mounts}}{{if eq .Destination "/anonsrc"}}{{.Name}}{{end}}{{end}}' src1)
+assert_eq "$(cat "$VOLS/$srcanon/_data/x")" "from" "the other container's anonymous volume, kept while src1 uses it"
+strata rm -v src1 >/dev/null
+[ ! -e "$VOLS/$srcanon" ] || fail "rm -v src1 removes its anonymous volume"
 
 # --- the local driver's tmpfs option: mounted at use, nothing on the disk
 out=$(strata run --rm -v tmpvol:/t busybox sh -c 'echo x >/t/x; grep " /t " /proc/mounts')
