@@ -194,3 +194,47 @@ TEST_CASE("a volume named in a container record's Mounts is in use, running or n
     fs::remove_all(store.root() + "/containers/" + id);
     CHECK(vs.remove("kept"));
 }
+
+TEST_CASE("rm -v removes a container's anonymous volumes, never its named ones", "[volumes]") {
+    TempDir dir;
+    snapshot::Store store(dir.path() + "/store");
+    VolumeStore vs(store);
+    vs.create(VolumeCreate{"named", "local", std::nullopt, std::nullopt});
+    Volume anon = vs.create(VolumeCreate{}).first;
+    nlohmann::json config = {{"Mounts",
+                              {{{"Type", "volume"}, {"Name", "named"}, {"Destination", "/n"}},
+                               {{"Type", "volume"}, {"Name", anon.name}, {"Destination", "/a"}},
+                               {{"Type", "bind"}, {"Source", "/tmp"}, {"Destination", "/b"}}}}};
+    auto removed = remove_anonymous_volumes(store, config);
+    CHECK(removed == std::vector<std::string>{anon.name});
+    CHECK(vs.maybe_get("named"));
+    CHECK_FALSE(vs.maybe_get(anon.name));
+}
+
+TEST_CASE("a container's volumes are listed as docker inspect's Mounts", "[volumes]") {
+    TempDir dir;
+    snapshot::Store store(dir.path() + "/store");
+    VolumeStore vs(store);
+    ContainerVolumes cv(vs, std::string(64, 'd'));
+    VolumeRequest named;
+    named.name = "web";
+    named.target = "/srv";
+    named.read_only = true;
+    VolumeRequest anon;
+    anon.target = "/cache";
+    cv.attach({named, anon});
+    auto points = cv.mount_points();
+    REQUIRE(points.size() == 2);
+    CHECK(
+        points[0].dump() ==
+        R"({"Type":"volume","Name":"web","Source":")" + store.root() +
+            R"(/volumes/web/_data","Destination":"/srv","Driver":"local","Mode":"ro","RW":false,"Propagation":""})");
+    CHECK(points[1]["Name"].get<std::string>().size() == 64);
+    CHECK(vs.users("web") == std::vector<std::string>{std::string(64, 'd')});
+    auto mounts = cv.mounts();
+    CHECK(mounts[0].source == store.root() + "/volumes/web/_data");
+    CHECK(mounts[0].read_only);
+    cv.remove_anonymous();
+    CHECK(vs.list().size() == 1); // the anonymous one went, "web" stays
+    CHECK(vs.users("web").empty());
+}
