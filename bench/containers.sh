@@ -46,7 +46,7 @@ export STRATA_ROOT=$work/store
 "$strata" run --rm busybox true # unpacks the snapshots
 
 cycle() { # TOOL [FLAGS]: run -d --rm + stop -t 0 as one command
-  echo "id=\$($1 run -d --rm $2 busybox sleep 1000) && $1 stop -t 0 \$id"
+  echo "bash -c 'id=\$($1 run -d --rm $2 busybox sleep 1000) && $1 stop -t 0 \$id'"
 }
 timers=(--label "strata run -d + stop" "$(cycle "$strata" "")"
         --label "unshare floor" "unshare --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true")
@@ -72,7 +72,7 @@ python3 "$here/run_timer.py" -n "$runs" "${timers[@]}"
 echo
 echo "== ps -a with 200 containers"
 for i in $(seq 200); do "$strata" create busybox true >/dev/null; done
-pt=(--label "strata ps -a" "$strata ps -a")
+pt=(--label "strata ps -a" "$strata ps -a" --label "strata --help (its start-up)" "$strata --help")
 if [ -n "$podman" ]; then
   for i in $(seq 200); do $podman create $pflags busybox true >/dev/null; done
   pt+=(--label "podman ps -a" "$podman ps -a")

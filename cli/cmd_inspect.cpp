@@ -145,7 +145,7 @@ void register_inspect(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("inspect", "Show a container's or an image's details");
     cmd->add_option("NAME", o->refs, "Container or image names or IDs")->required();
     cmd->add_option(
-        "--format", o->format,
+        "-f,--format", o->format,
         "json (strata's document: Id, RepoTags, Digest, MediaType, Manifest, Config) or a Go "
         "template over docker's inspect document ({{.Config.Env}}, {{json .RootFS}}, ...)");
     cmd->callback([&ctx, o] {

@@ -22,6 +22,7 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -410,6 +411,50 @@ void update_state(const Store& store, const std::string& id, const std::function
     store.save_state(id, s);
 }
 
+// Once the container runs, the monitor idles in a small loop: the pages of
+// code and read-only data that setting it up touched (image store, JSON,
+// overlay, runner) are given back (MADV_DONTNEED) so that they stop counting
+// in its RSS; any it needs again are read back from the page cache. Only
+// mappings with no private (copied-on-write) page are dropped, as
+// /proc/self/smaps says (never RELRO or data), so nothing changes meaning.
+void drop_startup_pages() {
+    std::string smaps;
+    try {
+        smaps = fs::read_file("/proc/self/smaps");
+    } catch (const std::exception&) {
+        return;
+    }
+    std::size_t pos = 0;
+    unsigned long start = 0, end = 0;
+    bool candidate = false;
+    while (pos < smaps.size()) {
+        std::size_t nl = smaps.find('\n', pos);
+        if (nl == std::string::npos) {
+            nl = smaps.size();
+        }
+        std::string_view line(smaps.data() + pos, nl - pos);
+        pos = nl + 1;
+        char perms[5] = {};
+        unsigned long a = 0, b = 0, inode = 0;
+        if (std::sscanf(std::string(line).c_str(), "%lx-%lx %4s %*s %*s %lu", &a, &b, perms,
+                        &inode) == 4 &&
+            line.find(':') != std::string_view::npos && line.find("kB") == std::string_view::npos) {
+            start = a;
+            end = b;
+            candidate = inode != 0 && perms[1] != 'w' && perms[0] == 'r';
+            continue;
+        }
+        if (candidate && line.rfind("Anonymous:", 0) == 0) {
+            unsigned long kb = 1;
+            std::sscanf(std::string(line.substr(10)).c_str(), "%lu", &kb);
+            if (kb == 0) {
+                ::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
+            }
+            candidate = false;
+        }
+    }
+}
+
 } // namespace
 
 int run_monitor(const std::string& store_root, const std::string& id, int ready_fd,
@@ -423,7 +468,14 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         ready.done("error 125 another monitor runs container " + id);
         return 1;
     }
-    fs::write_file_atomic(dir + "/monitor.pid", std::to_string(::getpid()) + "\n", 0600);
+    {
+        // Informational (the flock is the truth): not synced.
+        std::string pid_path = dir + "/monitor.pid";
+        UniqueFd pf(::open(pid_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (pf) {
+            fs::write_all(pf.get(), std::to_string(::getpid()) + "\n");
+        }
+    }
 
     runner::RunSpec spec;
     RestartPolicy policy;
@@ -557,6 +609,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         if (first) {
             ready.done("ok");
             first = false;
+            drop_startup_pages();
         }
         int code;
         try {

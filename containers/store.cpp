@@ -52,6 +52,30 @@ void write_json(const std::string& path, const nlohmann::ordered_json& j) {
     fs::write_file_atomic(path, j.dump(2) + "\n", 0600);
 }
 
+// temp+rename without fsync: state changes are frequent and on the start
+// and stop paths; after a crash a state.json that cannot be read counts as
+// exited (load_state), never as an error.
+void write_json_nosync(const std::string& path, const nlohmann::ordered_json& j) {
+    std::string tmp = path + ".tmp." + std::to_string(::gettid());
+    {
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (!fd) {
+            throw_errno("open", tmp);
+        }
+        try {
+            fs::write_all(fd.get(), j.dump(2) + "\n");
+        } catch (...) {
+            ::unlink(tmp.c_str());
+            throw;
+        }
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        throw SysError("rename", tmp, err);
+    }
+}
+
 } // namespace
 
 std::string now_rfc3339nano() {
@@ -184,7 +208,8 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
             config["Created"] = now_rfc3339nano();
         }
         write_json(tmp + "/config.json", config);
-        write_json(tmp + "/state.json", State{}.to_json());
+        // Not synced: the config is (above), and a state.json torn by a crash reads as exited.
+        write_json_nosync(tmp + "/state.json", State{}.to_json());
         if (::rename(tmp.c_str(), path(id).c_str()) != 0) {
             throw_errno("rename", tmp);
         }
@@ -288,7 +313,12 @@ State Store::load_state(const std::string& id) const {
         try {
             return State::from_json(nlohmann::json::parse(text));
         } catch (const std::exception& e) {
-            throw Error(p + ": " + e.what());
+            // Torn by a crash (state writes are not synced): it is not running.
+            State s;
+            s.status = "exited";
+            s.exit_code = 137;
+            s.error = p + " could not be read: " + e.what();
+            return s;
         }
     };
     State s = read();
@@ -321,7 +351,7 @@ State Store::load_state(const std::string& id) const {
 }
 
 void Store::save_state(const std::string& id, const State& state) const {
-    write_json(path(id) + "/state.json", state.to_json());
+    write_json_nosync(path(id) + "/state.json", state.to_json());
 }
 
 Lock Store::lock(const std::string& id) const {

@@ -863,7 +863,8 @@ std::vector<std::string> remove_anonymous_volumes(const snapshot::Store& store,
                     removed.push_back(name);
                 }
             } catch (const std::exception& e) {
-                STRATA_LOG_WARN("rm -v: {}", e.what()); // another container uses it
+                // Another container uses it (--volumes-from): Docker keeps it quietly.
+                STRATA_LOG_DEBUG("rm -v: {}", e.what());
             }
         }
     } catch (const std::exception& e) {

@@ -49,22 +49,22 @@ TEST_CASE("a container is created, found by name, id and unique prefix, listed a
     REQUIRE(store.resolve("web") == id2);
 }
 
-TEST_CASE("names are unique with Docker's conflict message; rename frees the old name",
-          "[store]") {
+TEST_CASE("names are unique with Docker's conflict message; rename frees the old name", "[store]") {
     TempDir root;
     Store store(root.path());
-    std::string a = store.create({}, "a");
-    REQUIRE_THROWS_WITH(store.create({}, "a"),
-                        "Conflict. The container name \"/a\" is already in use by container \"" +
-                            a + "\". You have to remove (or rename) that container to be able to "
-                                "reuse that name.");
+    std::string a = store.create({}, "aa");
+    REQUIRE_THROWS_WITH(store.create({}, "aa"),
+                        "Conflict. The container name \"/aa\" is already in use by container \"" +
+                            a +
+                            "\". You have to remove (or rename) that container to be able to "
+                            "reuse that name.");
     REQUIRE_THROWS_AS(store.create({}, "bad name"), UsageError);
-    std::string b = store.create({}, "b");
-    REQUIRE_THROWS_AS(store.rename(b, "a"), NameConflict);
-    store.rename(a, "c");
-    REQUIRE(store.resolve("c") == a);
-    REQUIRE_THROWS_AS(store.resolve("a"), NoSuchContainer);
-    REQUIRE(store.name(a) == "c");
+    std::string b = store.create({}, "bb");
+    REQUIRE_THROWS_AS(store.rename(b, "aa"), NameConflict);
+    store.rename(a, "cc");
+    REQUIRE(store.resolve("cc") == a);
+    REQUIRE_THROWS_AS(store.resolve("aa"), NoSuchContainer);
+    REQUIRE(store.name(a) == "cc");
     REQUIRE(store.list().size() == 2);
 }
 
@@ -88,7 +88,9 @@ TEST_CASE("concurrent creates lose nothing and never share a name", "[store]") {
     std::vector<std::thread> threads;
     std::vector<std::string> ids(40);
     for (int i = 0; i < 40; ++i) {
-        threads.emplace_back([&, i] { ids[i] = Store(root.path()).create({}, i % 2 ? "" : "n" + std::to_string(i)); });
+        threads.emplace_back([&, i] {
+            ids[i] = Store(root.path()).create({}, i % 2 ? "" : "n" + std::to_string(i));
+        });
     }
     for (auto& t : threads) {
         t.join();
@@ -104,7 +106,7 @@ TEST_CASE("concurrent creates lose nothing and never share a name", "[store]") {
 TEST_CASE("a running state whose monitor is gone reads as exited 137", "[store]") {
     TempDir root;
     Store store(root.path());
-    std::string id = store.create({}, "r");
+    std::string id = store.create({}, "rr");
     State s;
     s.status = "running";
     s.pid = 12345;
@@ -142,7 +144,8 @@ TEST_CASE("restart policies, log options and signals as Docker parses them", "[s
     auto lo = log_options(parse_log_opts({"max-size=10k", "max-file=3"}));
     REQUIRE(lo.max_size == 10240);
     REQUIRE(lo.max_file == 3);
-    REQUIRE_THROWS_WITH(parse_log_opts({"colour=red"}), "unknown log opt 'colour' for json-file log driver");
+    REQUIRE_THROWS_WITH(parse_log_opts({"colour=red"}),
+                        "unknown log opt 'colour' for json-file log driver");
     REQUIRE_THROWS_AS(parse_log_opts({"max-file=0"}), UsageError);
     REQUIRE(parse_signal("SIGTERM") == SIGTERM);
     REQUIRE(parse_signal("kill") == SIGKILL);
