@@ -789,7 +789,12 @@ UniqueFd connect_monitor(const Store& store, const std::string& id) {
 
 std::optional<std::string> monitor_request(const Store& store, const std::string& id,
                                            const std::string& line) {
-    UniqueFd fd = connect_monitor(store, id);
+    UniqueFd fd;
+    try {
+        fd = connect_monitor(store, id);
+    } catch (const NoSuchContainer&) {
+        return std::nullopt; // removed meanwhile
+    }
     if (!fd) {
         return std::nullopt;
     }
@@ -844,14 +849,36 @@ void wait_monitor_exit(const Store& store, const std::string& id) {
 }
 
 State wait_not_running(const Store& store, const std::string& id) {
+    State last;
     while (true) {
-        State s = store.load_state(id);
+        State s;
+        try {
+            s = store.load_state(id);
+        } catch (const NoSuchContainer&) {
+            // removed meanwhile (run --rm -d): it ended with its last state
+            last.status = "exited";
+            last.pid = 0;
+            return last;
+        }
+        last = s;
         if (!s.running() && !(s.status == "created" && store.monitor_alive(id))) {
             return s;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
 }
+
+namespace {
+// Whether the container still runs; a container removed meanwhile (an
+// auto-removed one) does not.
+bool wait_running_once(const Store& store, const std::string& id) {
+    try {
+        return store.load_state(id).running();
+    } catch (const NoSuchContainer&) {
+        return false;
+    }
+}
+} // namespace
 
 void stop(const Store& store, const std::string& id, int timeout, int sig) {
     State s = store.load_state(id);
@@ -867,16 +894,18 @@ void stop(const Store& store, const std::string& id, int timeout, int sig) {
     if (timeout < 0) {
         timeout = cc.value("StopTimeout", 10);
     }
-    {
+    try {
         Lock l = store.lock(id);
         State cur = store.load_state(id);
         cur.manually_stopped = true;
         store.save_state(id, cur);
+    } catch (const NoSuchContainer&) {
+        return; // it ended and removed itself meanwhile
     }
     monitor_request(store, id, "stop " + std::to_string(sig));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
     while (std::chrono::steady_clock::now() < deadline) {
-        if (!store.load_state(id).running()) {
+        if (!wait_running_once(store, id)) {
             wait_monitor_exit(store, id);
             return;
         }

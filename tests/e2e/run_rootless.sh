@@ -99,34 +99,34 @@ check_user() {
   s bootstrap busybox >/dev/null || fail "$user: bootstrap"
   out=$(s run --rm busybox id) || fail "$user: run id: $out"
   assert_contains "$out" "uid=0(root) gid=0(root)" "$user: container root"
-  assert_eq "$(s run busybox cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //' | tr '\n' ';')" "$map" "$user: uid map"
-  assert_eq "$(s run busybox sh -c 'echo $$')" "1" "$user: PID 1"
+  assert_eq "$(s run --rm busybox cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //' | tr '\n' ';')" "$map" "$user: uid map"
+  assert_eq "$(s run --rm busybox sh -c 'echo $$')" "1" "$user: PID 1"
 
   # Writes stay in the throwaway upper.
-  s run busybox sh -c 'echo x >/new && rm /bin/ls && echo changed >/etc/passwd' || fail "$user: writes"
-  s run busybox sh -c 'test ! -e /new && test -e /bin/ls && grep -q root /etc/passwd' ||
+  s run --rm busybox sh -c 'echo x >/new && rm /bin/ls && echo changed >/etc/passwd' || fail "$user: writes"
+  s run --rm busybox sh -c 'test ! -e /new && test -e /bin/ls && grep -q root /etc/passwd' ||
     fail "$user: a write reached the image"
   nothing_left "$user" "$U"
 
   # Exit codes as for root.
-  s run busybox sh -c 'exit 7'; rc=$?
+  s run --rm busybox sh -c 'exit 7'; rc=$?
   assert_eq "$rc" 7 "$user: exit status"
-  s run busybox nosuchcommand 2>/dev/null; rc=$?
+  s run --rm busybox nosuchcommand 2>/dev/null; rc=$?
   assert_eq "$rc" 127 "$user: not found"
-  expect_fail 'executable file not found' s run busybox nosuchcommand
-  s run busybox /etc/passwd 2>/dev/null; rc=$?
+  expect_fail 'executable file not found' s run --rm busybox nosuchcommand
+  s run --rm busybox /etc/passwd 2>/dev/null; rc=$?
   assert_eq "$rc" 126 "$user: not executable"
-  s run --init busybox sh -c 'kill -TERM $$; sleep 5'; rc=$?
+  s run --rm --init busybox sh -c 'kill -TERM $$; sleep 5'; rc=$?
   assert_eq "$rc" 143 "$user: death by SIGTERM"
 
   # Owners: the image's, as far as the map allows.
   make_owned_image "$user" "$U"
-  out=$(s run owned:1 stat -c '%u:%g %n' /bin/busybox /etc/passwd /home/u /home/u/owned) ||
+  out=$(s run --rm owned:1 stat -c '%u:%g %n' /bin/busybox /etc/passwd /home/u /home/u/owned) ||
     fail "$user: stat: $out"
   if [ "$user" = nobody ]; then
     # Only container root is mapped: uid 1000's files are the user's (root).
     assert_eq "$(echo $out)" "0:0 /bin/busybox 0:0 /etc/passwd 0:0 /home/u 0:0 /home/u/owned" "$user: owners"
-    expect_fail "/etc/subuid" s run -u 1000 busybox id
+    expect_fail "/etc/subuid" s run --rm -u 1000 busybox id
   else
     # Without newuidmap (not in PATH) the ranges cannot be mapped: a warning
     # says so, and USER 1000 is refused naming what to install.
@@ -135,10 +135,10 @@ check_user() {
     assert_contains "$err" "newuidmap (package uidmap) is missing" "$user: warning without newuidmap"
     assert_contains "$err" "install newuidmap/newgidmap" "$user: error without newuidmap"
     assert_eq "$(echo $out)" "0:0 /bin/busybox 0:0 /etc/passwd 1000:1000 /home/u 1000:1000 /home/u/owned" "$user: owners"
-    assert_eq "$(s run -u 1000:1000 owned:1 sh -c 'id -u; echo more >>/home/u/owned; cat /home/u/owned')" "1000
+    assert_eq "$(s run --rm -u 1000:1000 owned:1 sh -c 'id -u; echo more >>/home/u/owned; cat /home/u/owned')" "1000
 mine
 more" "$user: USER 1000 writes its own file"
-    s run -u 1000 owned:1 sh -c 'echo x >/etc/passwd' 2>/dev/null && fail "$user: uid 1000 wrote root's file"
+    s run --rm -u 1000 owned:1 sh -c 'echo x >/etc/passwd' 2>/dev/null && fail "$user: uid 1000 wrote root's file"
     # On the host the image's uid 1000 is the subordinate id 999.
     sub=$(awk -F: -v n="$name" '$1 == n { print $2; exit }' /etc/subuid)
     find "$U/data/strata/snapshots" -path '*/home/u/owned' -printf '%U\n' | grep -qx "$((sub + 999))" ||
@@ -147,27 +147,27 @@ more" "$user: USER 1000 writes its own file"
   nothing_left "$user" "$U"
 
   # -v: the user's own directory, read-write, and read-only.
-  assert_eq "$(s run -v "$U/vol:/mnt" busybox sh -c 'stat -c %u /mnt/f; cat /mnt/f; echo back >/mnt/g')" "0
+  assert_eq "$(s run --rm -v "$U/vol:/mnt" busybox sh -c 'stat -c %u /mnt/f; cat /mnt/f; echo back >/mnt/g')" "0
 hello" "$user: -v"
   assert_eq "$(stat -c %u "$U/vol/g")" "$uid" "$user: a file written to the volume belongs to the user"
-  s run -v "$U/vol:/mnt:ro" busybox sh -c 'echo x >/mnt/h' 2>/dev/null && fail "$user: a :ro volume took a write"
-  assert_eq "$(s run -v "$WORK/in:/in:ro" busybox cat /in)" data \
+  s run --rm -v "$U/vol:/mnt:ro" busybox sh -c 'echo x >/mnt/h' 2>/dev/null && fail "$user: a :ro volume took a write"
+  assert_eq "$(s run --rm -v "$WORK/in:/in:ro" busybox cat /in)" data \
     "$user: root's 0644 file is readable through a :ro volume"
   nothing_left "$user" "$U"
 
   # Both drivers: kernel overlayfs in the user namespace, and strata-overlay.
-  DRIVER=overlay s run busybox head -1 /proc/self/mountinfo | grep -q ' / .* overlay ' ||
-    fail "$user: the root is not overlayfs: $(DRIVER=overlay s run busybox head -1 /proc/self/mountinfo)"
-  DRIVER=fuse s run busybox head -1 /proc/self/mountinfo | grep -q 'fuse.strata-overlay' ||
-    fail "$user: the root is not strata-overlay: $(DRIVER=fuse s run busybox head -1 /proc/self/mountinfo)"
-  DRIVER=fuse s run busybox sh -c 'echo x >/new && rm /bin/ls && id -u' >/dev/null || fail "$user: fuse writes"
-  DRIVER=fuse s run busybox sh -c 'test ! -e /new && test -e /bin/ls' || fail "$user: fuse: a write reached the image"
+  DRIVER=overlay s run --rm busybox head -1 /proc/self/mountinfo | grep -q ' / .* overlay ' ||
+    fail "$user: the root is not overlayfs: $(DRIVER=overlay s run --rm busybox head -1 /proc/self/mountinfo)"
+  DRIVER=fuse s run --rm busybox head -1 /proc/self/mountinfo | grep -q 'fuse.strata-overlay' ||
+    fail "$user: the root is not strata-overlay: $(DRIVER=fuse s run --rm busybox head -1 /proc/self/mountinfo)"
+  DRIVER=fuse s run --rm busybox sh -c 'echo x >/new && rm /bin/ls && id -u' >/dev/null || fail "$user: fuse writes"
+  DRIVER=fuse s run --rm busybox sh -c 'test ! -e /new && test -e /bin/ls' || fail "$user: fuse: a write reached the image"
   if [ "$user" != nobody ]; then
-    assert_eq "$(DRIVER=fuse s run -u 1000 owned:1 sh -c 'stat -c %u:%g /home/u/owned; touch /home/u/new; stat -c %u /home/u/new')" \
+    assert_eq "$(DRIVER=fuse s run --rm -u 1000 owned:1 sh -c 'stat -c %u:%g /home/u/owned; touch /home/u/new; stat -c %u /home/u/new')" \
       "1000:1000
 1000" "$user: fuse: owners"
   fi
-  DRIVER=fuse s run busybox sh -c 'exit 3'; rc=$?
+  DRIVER=fuse s run --rm busybox sh -c 'exit 3'; rc=$?
   assert_eq "$rc" 3 "$user: fuse: exit status"
   nothing_left "$user" "$U"
 
@@ -175,14 +175,14 @@ hello" "$user: -v"
   # tmp/ while a container runs), in a directory of tmp/ with --scratch disk;
   # with both drivers.
   for drv in overlay fuse; do
-    assert_eq "$(DRIVER=$drv s run busybox sh -c 'echo m >/f && cat /f')" m "$user: ($drv) memory scratch"
-    assert_eq "$(DRIVER=$drv s run --scratch disk busybox sh -c 'echo d >/f && cat /f')" d "$user: ($drv) --scratch disk"
+    assert_eq "$(DRIVER=$drv s run --rm busybox sh -c 'echo m >/f && cat /f')" m "$user: ($drv) memory scratch"
+    assert_eq "$(DRIVER=$drv s run --rm --scratch disk busybox sh -c 'echo d >/f && cat /f')" d "$user: ($drv) --scratch disk"
   done
-  DRIVER=overlay s run busybox sleep 2 & pid=$!
+  DRIVER=overlay s run --rm busybox sleep 2 & pid=$!
   sleep 1
   [ -z "$(ls -A "$U/data/strata/tmp")" ] || fail "$user: the memory scratch showed in tmp/: $(ls -A "$U/data/strata/tmp")"
   wait $pid || fail "$user: run with the memory scratch"
-  DRIVER=overlay s run --scratch disk busybox sleep 2 & pid=$!
+  DRIVER=overlay s run --rm --scratch disk busybox sleep 2 & pid=$!
   sleep 1
   ls "$U/data/strata/tmp" | grep -q '^run-' || fail "$user: --scratch disk should use a directory in tmp/"
   wait $pid || fail "$user: run with --scratch disk"
@@ -214,7 +214,7 @@ hello" "$user: -v"
       fail "$user: replacing /etc in the writable mount"
     s umount --commit opq:1 "$U/m" >/dev/null || fail "$user: umount --commit"
     for drv in overlay fuse; do
-      assert_eq "$(DRIVER=$drv s run opq:1 sh -c 'cat /etc/only; ls /etc/passwd 2>&1 >/dev/null | wc -l')" "new
+      assert_eq "$(DRIVER=$drv s run --rm opq:1 sh -c 'cat /etc/only; ls /etc/passwd 2>&1 >/dev/null | wc -l')" "new
 1" "$user: opaque /etc ($drv)"
     done
     s rmi opq:1 >/dev/null || fail "$user: rmi opq:1"
