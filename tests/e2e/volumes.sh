@@ -120,6 +120,11 @@ assert_eq "$(cat "$VOLS/data1/_data/svc")" "svc" "run -d wrote into its volume"
 strata rm svc >/dev/null
 rm -f "$VOLS/data1/_data/svc"
 strata volume rm etc2 >/dev/null || fail "etc2 is free once its container is gone"
+# run -d --rm: the container removes itself, and its anonymous volumes with it
+before=$(anon_count)
+strata run -d --rm -v /gone busybox true >/dev/null || fail "run -d --rm"
+for _ in $(seq 100); do [ "$(anon_count)" = "$before" ] && break; sleep 0.1; done
+assert_eq "$(anon_count)" "$before" "run -d --rm removes its anonymous volumes"
 # --volumes-from CONTAINER[:ro|:rw]
 strata create --name src1 -v data1:/data -v /anonsrc busybox true >/dev/null || fail "create src1"
 assert_eq "$(strata run --rm --volumes-from src1 busybox cat /data/f)" "hello" "--volumes-from"
