@@ -10,6 +10,7 @@
 #include "containers/names.hpp"
 #include "containers/signal.hpp"
 #include "containers/store.hpp"
+#include "containers/volumes.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "util/error.hpp"
@@ -563,16 +564,18 @@ void remove_container(containers::Store& cs, const std::string& id, bool force, 
         }
         containers::stop(cs, id, 0, SIGKILL);
     }
-    // rm -v: the container's anonymous volumes go too (containers/volumes.*
-    // provides the function; the volumes engineer wires it here).
-    (void)volumes;
     containers::wait_monitor_exit(cs, id);
     containers::Lock l = cs.lock(id);
     if (cs.monitor_alive(id)) {
         throw Error("You cannot remove a running container " + id +
                     ". Stop the container before attempting removal or force remove");
     }
+    nlohmann::ordered_json config = volumes ? cs.load_config(id) : nlohmann::ordered_json();
     cs.remove(id);
+    if (volumes) { // rm -v: its anonymous volumes go too, once the record no longer uses them
+        snapshot::Store store(cs.store_root());
+        containers::remove_anonymous_volumes(store, config);
+    }
 }
 
 void add_rm(CLI::App* cmd, Context& ctx) {

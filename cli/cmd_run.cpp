@@ -78,6 +78,7 @@ struct RunOptions {
     // --env-file, --mount, --add-host (cli/run_flags.hpp)
     std::vector<std::string> env_files;
     std::vector<std::string> mount_flags;
+    std::vector<std::string> volumes_from; // --volumes-from (cli/run_flags.hpp RunVolumes)
     std::vector<std::string> add_hosts;
     runner::Resources resources; // --memory, --cpus... (cli/run_flags.hpp)
     // Kept containers (create, run without --rm): cli/container_ops.hpp.
@@ -381,17 +382,11 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     spec.user = !o.user.empty() ? o.user : cc.user;
     spec.hostname = o.hostname;
     spec.network = runner::parse_network(o.network);
-    for (const auto& v : o.volumes) {
-        spec.mounts.push_back(runner::parse_volume(v));
-    }
     for (const auto& t : o.tmpfs) {
         spec.mounts.push_back(runner::parse_tmpfs(t));
     }
     for (const auto& d : o.devices) {
         spec.security.devices.push_back(runner::parse_device(d));
-    }
-    for (const auto& m : o.mount_flags) {
-        spec.mounts.push_back(parse_mount(m));
     }
     for (const auto& h : o.add_hosts) {
         spec.extra_hosts.push_back(parse_add_host(h));
@@ -428,6 +423,8 @@ void run(Context& ctx, const RunOptions& o) {
     snapshot::Image img = store.load(o.image);
 
     runner::RunSpec spec = make_spec(img, o);
+    RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
+    volumes.add_volumes_from(o.volumes_from, spec);
     std::vector<std::string> lowers = store.ensure_snapshots(img);
     std::reverse(lowers.begin(), lowers.end());
     if (rootless) {
@@ -440,6 +437,7 @@ void run(Context& ctx, const RunOptions& o) {
             std::string path;
             ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
         } unmount{fuse ? std::string() : spec.rootfs};
+        volumes.prepare(spec);
         run_container(ctx, o, spec);
         return;
     }
@@ -466,6 +464,7 @@ void run(Context& ctx, const RunOptions& o) {
         ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
     } unmount{merged};
     spec.rootfs = merged;
+    volumes.prepare(spec);
     run_container(ctx, o, spec);
 }
 
@@ -638,7 +637,11 @@ std::string create_container(Context& ctx, const RunOptions& o) {
         spec.hostname = containers::short_id(id);
     }
     // Volumes are resolved here (named and anonymous ones: containers/volumes.*).
+    RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, false, spec, id);
+    volumes.add_volumes_from(o.volumes_from, spec);
+    volumes.prepare_record(spec, store, img);
     nlohmann::ordered_json config = container_config(id, img, o, spec);
+    volumes.record(config);
     config["StrataManifest"] = nlohmann::ordered_json::parse(formats::to_json(rec.manifest));
     // Pinned before the record exists: gc never sees a container without its image.
     store.pin("container-" + id, rec.manifest);
@@ -656,7 +659,7 @@ std::string create_container(Context& ctx, const RunOptions& o) {
 
 // One option set for run and create (Docker's: the same flags).
 void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
-    cmd->add_flag("--rm", o->rm, "Automatically remove the container when it exits (the fast in-memory path)");
+    cmd->add_flag("--rm", o->rm, "Automatically remove the container and its anonymous volumes when it exits (the fast in-memory path)");
     cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
@@ -666,7 +669,9 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
     cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
     cmd->add_option("--hostname", o->hostname, "Container host name");
-    cmd->add_option("-v,--volume", o->volumes, "Bind mount SRC:DST[:ro]")->allow_extra_args(false);
+    cmd->add_option("-v,--volume", o->volumes,
+                    "Bind mount a host path or a volume [SRC:]DST[:OPTS] (SRC without '/' names "
+                    "a volume, made when missing; DST alone is an anonymous volume)")->allow_extra_args(false);
     cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
     cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
     cmd->add_option("--device", o->devices,
@@ -692,9 +697,13 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     // Docker's --env-file, --mount and --add-host (parsed in cli/run_flags.cpp).
     cmd->add_option("--env-file", o->env_files, "Read environment variables from a file (K=V lines)")
         ->allow_extra_args(false);
+    cmd->add_option("--volumes-from", o->volumes_from,
+                    "Mount the volumes and binds of a container CONTAINER[:ro|:rw]")
+        ->allow_extra_args(false);
     cmd->add_option("--mount", o->mount_flags,
-                    "Mount type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST"
-                    "[,tmpfs-size=N][,tmpfs-mode=OCT]")
+                    "Mount type=bind,source=SRC,target=DST[,readonly], type=volume[,source=NAME],"
+                    "target=DST[,readonly][,volume-nocopy][,volume-opt=K=V] or type=tmpfs,"
+                    "target=DST[,tmpfs-size=N][,tmpfs-mode=OCT]")
         ->allow_extra_args(false);
     add_resource_flags(cmd, o->resources);
     cmd->add_option("--add-host", o->add_hosts, "Add NAME:IP to the container's /etc/hosts")

@@ -25,6 +25,7 @@ void register_parse(CLI::App& app, Context& ctx);
 void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls cat cp diff analyze
 void register_build(CLI::App& app, Context& ctx);
 void register_container_fs(CLI::App& app, Context& ctx); // commit (diff, export, cp: see container_fs.hpp)
+void register_volume(CLI::App& app, Context& ctx);
 void register_completion(CLI::App& app, Context& ctx); // completion, man (hidden)
 
 } // namespace strata::cli

@@ -1,11 +1,18 @@
 #include "cli/run_flags.hpp"
 
 #include "builder/dockerfile/instructions.hpp"
+#include "containers/names.hpp"
+#include "containers/store.hpp"
+#include "runner/options.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/root.hpp"
+#include "util/tempdir.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cctype>
 #include <cerrno>
@@ -152,13 +159,15 @@ parse_env_file(const std::string& path,
     return parse_env_text(text, path, lookup);
 }
 
-runner::Mount parse_mount(std::string_view value) {
+MountFlag parse_mount(std::string_view value) {
     const std::string flag = "--mount " + std::string(value);
     std::string type = "volume"; // docker's default
     std::string source, target;
     std::optional<bool> read_only;
     std::optional<std::uint64_t> tmpfs_size;
     std::optional<unsigned long> tmpfs_mode;
+    containers::VolumeRequest vol; // volume-* fields
+    bool volume_fields = false;
     std::size_t pos = 0;
     while (pos <= value.size()) {
         std::size_t comma = value.find(',', pos);
@@ -176,6 +185,11 @@ runner::Mount parse_mount(std::string_view value) {
         if (eq == std::string::npos) {
             if (key == "readonly" || key == "ro") {
                 read_only = true;
+                continue;
+            }
+            if (key == "volume-nocopy") {
+                vol.nocopy = true;
+                volume_fields = true;
                 continue;
             }
             throw UsageError(flag + ": invalid field '" + field + "' must be a key=value pair");
@@ -200,6 +214,21 @@ runner::Mount parse_mount(std::string_view value) {
                                  " (an octal mode)");
             }
             tmpfs_mode = m;
+        } else if (key == "volume-nocopy") {
+            vol.nocopy = parse_bool(flag, key, v);
+            volume_fields = true;
+        } else if (key == "volume-opt" || key == "volume-label") {
+            // K=V (the value's own '=' splits it); repeated for several.
+            auto veq = v.find('=');
+            auto& m = key == "volume-opt" ? vol.driver_options : vol.labels;
+            if (!m) {
+                m = containers::StringMap{};
+            }
+            (*m)[v.substr(0, veq)] = veq == std::string::npos ? "" : v.substr(veq + 1);
+            volume_fields = true;
+        } else if (key == "volume-driver") {
+            vol.driver = v;
+            volume_fields = true;
         } else if (key == "bind-propagation") {
             if (v != "rprivate") {
                 throw UsageError(flag + ": bind-propagation=" + v +
@@ -207,8 +236,8 @@ runner::Mount parse_mount(std::string_view value) {
             }
         } else {
             throw UsageError(flag + ": unknown option '" + key +
-                             "' (strata takes type, source, target, "
-                             "readonly, tmpfs-size, tmpfs-mode)");
+                             "' (strata takes type, source, target, readonly, tmpfs-size, "
+                             "tmpfs-mode, volume-nocopy, volume-opt, volume-label, volume-driver)");
         }
     }
     if (target.empty()) {
@@ -220,6 +249,9 @@ runner::Mount parse_mount(std::string_view value) {
     runner::Mount m;
     m.target = target;
     m.read_only = read_only.value_or(false);
+    if (volume_fields && type != "volume") {
+        throw UsageError(flag + ": volume options are for type=volume");
+    }
     if (type == "bind") {
         if (tmpfs_size || tmpfs_mode) {
             throw UsageError(flag + ": tmpfs options are for type=tmpfs");
@@ -260,10 +292,269 @@ runner::Mount parse_mount(std::string_view value) {
         return m;
     }
     if (type == "volume") {
-        throw UsageError(flag + ": type=volume (docker's default type): strata has no volumes yet; "
-                                "use type=bind with a host directory, or type=tmpfs");
+        if (tmpfs_size || tmpfs_mode) {
+            throw UsageError(flag + ": tmpfs options are for type=tmpfs");
+        }
+        if (!source.empty()) {
+            containers::check_volume_name(source);
+        }
+        vol.name = source; // empty: an anonymous volume
+        vol.target = target;
+        vol.read_only = m.read_only;
+        return vol;
     }
-    throw UsageError(flag + ": type=" + type + " is not supported (bind or tmpfs)");
+    throw UsageError(flag + ": type=" + type + " is not supported (bind, volume or tmpfs)");
+}
+
+MountFlag parse_volume_flag(std::string_view value) {
+    const std::string flag = "--volume " + std::string(value);
+    std::vector<std::string> parts;
+    std::size_t pos = 0;
+    while (true) {
+        std::size_t c = value.find(':', pos);
+        parts.emplace_back(
+            value.substr(pos, c == std::string_view::npos ? std::string_view::npos : c - pos));
+        if (c == std::string_view::npos) {
+            break;
+        }
+        pos = c + 1;
+    }
+    if (parts.size() > 3 || parts.front().empty()) {
+        throw UsageError("invalid spec: " + std::string(value) + ": too many colons");
+    }
+    if (parts.size() == 1) {
+        // DST alone: an anonymous volume.
+        if (parts[0][0] != '/') {
+            throw UsageError("invalid volume specification: '" + std::string(value) +
+                             "': invalid mount config for type \"volume\": invalid mount path: '" +
+                             parts[0] + "' mount path must be absolute");
+        }
+        containers::VolumeRequest r;
+        r.target = parts[0];
+        return r;
+    }
+    std::string source = parts[0];
+    if (source == "." || source == ".." || source.rfind("./", 0) == 0 ||
+        source.rfind("../", 0) == 0) {
+        source = fs::absolute(source); // docker's CLI: a relative host path
+    }
+    if (source[0] == '/') {
+        std::string rebuilt = source;
+        for (std::size_t i = 1; i < parts.size(); ++i) {
+            rebuilt += ":" + parts[i];
+        }
+        return runner::parse_volume(rebuilt);
+    }
+    containers::check_volume_name(source);
+    containers::VolumeRequest r;
+    r.name = source;
+    r.target = parts[1];
+    if (r.target.empty() || r.target[0] != '/') {
+        throw UsageError("invalid volume specification: '" + std::string(value) +
+                         "': invalid mount config for type \"volume\": invalid mount path: '" +
+                         r.target + "' mount path must be absolute");
+    }
+    if (parts.size() == 3) {
+        std::string_view opts = parts[2];
+        std::size_t i = 0;
+        while (i <= opts.size()) {
+            std::size_t j = std::min(opts.find(',', i), opts.size());
+            std::string o(opts.substr(i, j - i));
+            if (o == "ro") {
+                r.read_only = true;
+            } else if (o == "rw") {
+                r.read_only = false;
+            } else if (o == "nocopy") {
+                r.nocopy = true;
+            } else if (o == "z" || o == "Z" || o.empty()) {
+                // SELinux relabelling: strata applies no SELinux labels
+            } else {
+                throw UsageError("invalid mode: " + o);
+            }
+            i = j + 1;
+        }
+    }
+    (void)flag;
+    return r;
+}
+
+namespace {
+
+// Docker's order of mounts: by the number of components of the target, so
+// that a mount below another comes after it.
+std::size_t depth(const std::string& target) {
+    std::string c = clean_path(target);
+    return c == "/" ? 0 : static_cast<std::size_t>(std::count(c.begin(), c.end(), '/'));
+}
+
+} // namespace
+
+RunVolumes::RunVolumes(const snapshot::Store& store, const formats::ImageConfig& image,
+                       const std::vector<std::string>& volume_flags,
+                       const std::vector<std::string>& mount_flags, bool remove_anonymous,
+                       runner::RunSpec& spec, const std::string& container_id)
+    : store_(store), volumes_(store_, container_id.empty() ? containers::new_id() : container_id),
+      image_volumes_(image.config.volumes), remove_anonymous_(remove_anonymous) {
+    std::vector<containers::VolumeRequest> requests;
+    std::set<std::string> targets;
+    auto add = [&](const MountFlag& f) {
+        std::string target = std::visit([](const auto& m) { return m.target; }, f);
+        if (!targets.insert(clean_path(target)).second) {
+            throw UsageError("Duplicate mount point: " + clean_path(target));
+        }
+        if (const auto* m = std::get_if<runner::Mount>(&f)) {
+            spec.mounts.push_back(*m);
+        } else {
+            requests.push_back(std::get<containers::VolumeRequest>(f));
+        }
+    };
+    for (const auto& v : volume_flags) {
+        add(parse_volume_flag(v));
+    }
+    for (const auto& m : mount_flags) {
+        add(parse_mount(m));
+    }
+    volumes_.attach(requests);
+}
+
+RunVolumes::~RunVolumes() {
+    if (remove_anonymous_) {
+        volumes_.remove_anonymous();
+    }
+}
+
+std::vector<containers::VolumeRequest>
+RunVolumes::image_requests(const runner::RunSpec& spec) const {
+    // The image's VOLUME entries that no mount covers get anonymous volumes.
+    std::set<std::string> covered;
+    for (const auto& m : spec.mounts) {
+        covered.insert(clean_path(m.target));
+    }
+    for (const auto& a : volumes_.attached()) {
+        covered.insert(clean_path(a.request.target));
+    }
+    std::vector<containers::VolumeRequest> requests;
+    for (const auto& target : image_volumes_) {
+        std::string t = clean_path(target[0] == '/' ? target : "/" + target);
+        if (covered.insert(t).second) {
+            containers::VolumeRequest r;
+            r.target = t;
+            requests.push_back(r);
+        }
+    }
+    return requests;
+}
+
+void RunVolumes::sort_mounts(runner::RunSpec& spec) {
+    std::stable_sort(spec.mounts.begin(), spec.mounts.end(),
+                     [](const runner::Mount& a, const runner::Mount& b) {
+                         return depth(a.target) < depth(b.target);
+                     });
+}
+
+void RunVolumes::prepare(runner::RunSpec& spec) {
+    volumes_.attach(image_requests(spec));
+    volumes_.mount_driver_options();
+    volumes_.copy_up(spec.rootfs);
+    for (auto& m : volumes_.mounts()) {
+        spec.mounts.push_back(std::move(m));
+    }
+    sort_mounts(spec);
+}
+
+void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
+                                const snapshot::Image& img) {
+    volumes_.attach(image_requests(spec));
+    std::vector<runner::Mount> mounts = volumes_.record_mounts(); // refuses what it cannot keep
+    std::vector<std::string> lowers = store.ensure_snapshots(img);
+    std::reverse(lowers.begin(), lowers.end());
+    TempDir scratch(store.tmp_dir(), "volume-copy-");
+    volumes_.copy_up_from_layers(lowers, scratch.path());
+    for (auto& m : mounts) {
+        spec.mounts.push_back(std::move(m));
+    }
+    sort_mounts(spec);
+}
+
+void RunVolumes::add_volumes_from(const std::vector<std::string>& from, runner::RunSpec& spec) {
+    std::set<std::string> covered;
+    for (const auto& m : spec.mounts) {
+        covered.insert(clean_path(m.target));
+    }
+    for (const auto& a : volumes_.attached()) {
+        covered.insert(clean_path(a.request.target));
+    }
+    std::vector<containers::VolumeRequest> requests;
+    for (const auto& item : from) {
+        std::string name = item;
+        std::optional<bool> read_only;
+        if (auto colon = item.rfind(':'); colon != std::string::npos) {
+            std::string mode = item.substr(colon + 1);
+            if (mode != "ro" && mode != "rw") {
+                throw UsageError("invalid mode for volumes-from: " + mode);
+            }
+            read_only = mode == "ro";
+            name = item.substr(0, colon);
+        }
+        std::string root = store_.dir().substr(0, store_.dir().rfind('/'));
+        containers::Store cs(root);
+        std::string id = cs.resolve(name);
+        nlohmann::ordered_json config = cs.load_config(id);
+        if (!config.contains("Mounts") || !config["Mounts"].is_array()) {
+            continue;
+        }
+        for (const auto& m : config["Mounts"]) {
+            std::string dest = m.value("Destination", "");
+            std::string type = m.value("Type", "");
+            if (dest.empty() || !covered.insert(clean_path(dest)).second) {
+                continue;
+            }
+            bool ro = read_only.value_or(!m.value("RW", true));
+            if (type == "volume") {
+                containers::VolumeRequest r;
+                r.name = m.value("Name", "");
+                r.target = dest;
+                r.read_only = ro;
+                r.nocopy = true; // the volume is the other container's: no copy-up into it
+                requests.push_back(r);
+            } else if (type == "bind") {
+                runner::Mount b;
+                b.type = runner::Mount::Type::bind;
+                b.source = m.value("Source", "");
+                b.target = dest;
+                b.read_only = ro;
+                spec.mounts.push_back(b);
+            }
+        }
+        volumes_from_.push_back(item);
+    }
+    volumes_.attach(requests);
+}
+
+void RunVolumes::record(nlohmann::ordered_json& config) const {
+    // Mounts: the volumes as Docker lists them, in place of the bind
+    // entries of their _data (or of their driver's own mounts).
+    nlohmann::ordered_json points = volumes_.mount_points();
+    std::set<std::string> targets;
+    for (const auto& p : points) {
+        targets.insert(clean_path(p["Destination"].get<std::string>()));
+    }
+    nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
+    if (config.contains("Mounts") && config["Mounts"].is_array()) {
+        for (const auto& m : config["Mounts"]) {
+            if (!m.contains("Destination") ||
+                targets.count(clean_path(m["Destination"].get<std::string>())) == 0) {
+                mounts.push_back(m);
+            }
+        }
+    }
+    for (const auto& p : points) {
+        mounts.push_back(p);
+    }
+    config["Mounts"] = mounts;
+    if (!volumes_from_.empty() && config.contains("HostConfig")) {
+        config["HostConfig"]["VolumesFrom"] = volumes_from_;
+    }
 }
 
 std::pair<std::string, std::string> parse_add_host(std::string_view value) {

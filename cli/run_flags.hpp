@@ -2,8 +2,10 @@
 // --mount and --add-host. Each throws UsageError naming the flag and value.
 #pragma once
 
+#include "containers/volumes.hpp"
 #include "formats/oci.hpp"
 #include "runner/runner.hpp"
+#include "snapshot/store.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -11,9 +13,11 @@
 #include <functional>
 #include <iosfwd>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace CLI {
@@ -34,12 +38,68 @@ std::vector<std::string>
 parse_env_text(std::string_view text, const std::string& path,
                const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
-// --mount type=bind|tmpfs,source=..,target=..,readonly,tmpfs-size=..,tmpfs-mode=..
-// as docker's (field names and aliases: src/source, dst/destination/target,
+// --mount type=bind|volume|tmpfs,source=..,target=..,readonly,tmpfs-size=..,
+// tmpfs-mode=..,volume-nocopy,volume-opt=K=V,volume-label=K=V as docker's
+// (field names and aliases: src/source, dst/destination/target,
 // ro/readonly[=true|false]). A relative bind source is made absolute from
-// the current directory and must exist. type=volume (docker's default when
-// no type is given) is refused: strata has no volumes yet.
-runner::Mount parse_mount(std::string_view value);
+// the current directory and must exist. type=volume is docker's default; a
+// volume without a source is anonymous.
+using MountFlag = std::variant<runner::Mount, containers::VolumeRequest>;
+MountFlag parse_mount(std::string_view value);
+
+// -v / --volume [SRC:]DST[:OPTS] as docker reads it on Linux: SRC a host
+// path (absolute, or starting with "." and made absolute) is a bind mount
+// (OPTS ro, rw); any other SRC is a volume name (OPTS ro, rw, nocopy; z and
+// Z are accepted and ignored); DST alone is an anonymous volume.
+MountFlag parse_volume_flag(std::string_view value);
+
+// The volumes of one one-shot `strata run`, as Docker gives them to a
+// container: the -v and --mount flags (binds and tmpfs go to spec.mounts
+// at once, volumes are made when missing and put in use), then, in
+// prepare(), an anonymous volume for each of the image's VOLUME entries
+// that no mount covers, the local driver's mounts and the copy-up of the
+// image's content into empty volumes. With remove_anonymous (run --rm) the
+// anonymous volumes made for the container go when it ends.
+class RunVolumes {
+public:
+    RunVolumes(const snapshot::Store& store, const formats::ImageConfig& image,
+               const std::vector<std::string>& volume_flags,
+               const std::vector<std::string>& mount_flags, bool remove_anonymous,
+               runner::RunSpec& spec, const std::string& container_id = {});
+    RunVolumes(const RunVolumes&) = delete;
+    RunVolumes& operator=(const RunVolumes&) = delete;
+    ~RunVolumes();
+
+    // Once spec.rootfs is the container's mounted root, in strata's own
+    // mount namespace; adds the volumes' mounts to spec (sorted as Docker
+    // sorts mounts: by the depth of their target).
+    void prepare(runner::RunSpec& spec);
+
+    // prepare() for a container recorded now (create, run -d): the copy-up
+    // reads the image's layers (stacked read-only in a child process), the
+    // local driver's options become the container's own
+    // mounts (ContainerVolumes::record_mounts), and config (the record's
+    // Docker inspect document) gets the volumes in Mounts and HostConfig.
+    void prepare_record(runner::RunSpec& spec, snapshot::Store& store, const snapshot::Image& img);
+    void record(nlohmann::ordered_json& config) const;
+
+    // --volumes-from CONTAINER[:ro|:rw]: the volumes and binds of a
+    // recorded container (its config.json's Mounts) at the same targets,
+    // read-only or read-write as asked (default: as they are there). A
+    // target the flags already mount keeps the flag's mount. Throws
+    // NoSuchContainer for an unknown container.
+    void add_volumes_from(const std::vector<std::string>& from, runner::RunSpec& spec);
+
+private:
+    std::vector<containers::VolumeRequest> image_requests(const runner::RunSpec& spec) const;
+    static void sort_mounts(runner::RunSpec& spec);
+
+    containers::VolumeStore store_;
+    containers::ContainerVolumes volumes_;
+    std::set<std::string> image_volumes_;
+    bool remove_anonymous_;
+    std::vector<std::string> volumes_from_;
+};
 
 // --add-host NAME:IP or NAME=IP (IPv6 in brackets or bare, as docker); the
 // address must be an IP address. host-gateway is refused: a strata

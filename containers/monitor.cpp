@@ -3,6 +3,7 @@
 #include "containers/json_log.hpp"
 #include "containers/signal.hpp"
 #include "containers/spec.hpp"
+#include "containers/volumes.hpp"
 #include "formats/oci.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
@@ -686,7 +687,11 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     update_state(store, id, [&](State& s) { s.monitor_pid = 0; });
     if (auto_remove) {
         try {
+            nlohmann::ordered_json config = store.load_config(id);
             store.remove(id);
+            // Docker's --rm: the container's anonymous volumes go with it.
+            snapshot::Store images(store.store_root());
+            remove_anonymous_volumes(images, config);
         } catch (const std::exception&) {
             // removed by someone else meanwhile
         }

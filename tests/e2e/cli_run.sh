@@ -25,7 +25,7 @@ out=$(strata run --rm --mount type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mod
   sh -c 'stat -c %a /scratch; grep " /scratch " /proc/mounts')
 assert_contains "$out" "1770" "tmpfs-mode"
 assert_contains "$out" "size=1024k" "tmpfs-size"
-expect_fail "strata has no volumes yet" strata run --rm --mount source=myvol,target=/v busybox true
+expect_fail "volume name is too short" strata run --rm --mount source=v,target=/v busybox true
 
 # --add-host
 out=$(strata run --rm --add-host db.local:10.1.2.3 --add-host v6:::1 busybox cat /etc/hosts)

@@ -41,23 +41,50 @@ TEST_CASE("env files read as docker's: K=V verbatim, comments, bare names from t
     CHECK_THROWS_AS(parse_env_file("/nonexistent/env", fake_env), strata::UsageError);
 }
 
-TEST_CASE("run --mount takes docker's bind and tmpfs syntax and refuses volumes clearly",
-          "[run_flags]") {
-    auto b = parse_mount("type=bind,source=/tmp,target=/data,readonly");
+namespace {
+strata::runner::Mount mount_of(std::string_view v) {
+    return std::get<strata::runner::Mount>(parse_mount(v));
+}
+strata::containers::VolumeRequest volume_of(const MountFlag& f) {
+    return std::get<strata::containers::VolumeRequest>(f);
+}
+} // namespace
+
+TEST_CASE("run --mount takes docker's bind, volume and tmpfs syntax", "[run_flags]") {
+    auto b = mount_of("type=bind,source=/tmp,target=/data,readonly");
     CHECK(b.type == strata::runner::Mount::Type::bind);
     CHECK(b.source == "/tmp");
     CHECK(b.target == "/data");
     CHECK(b.read_only);
-    auto b2 = parse_mount("type=bind,src=/tmp,dst=/d,ro=false");
+    auto b2 = mount_of("type=bind,src=/tmp,dst=/d,ro=false");
     CHECK(!b2.read_only);
     CHECK(b2.target == "/d");
-    auto t = parse_mount("type=tmpfs,destination=/scratch,tmpfs-size=64m,tmpfs-mode=1770");
+    auto t = mount_of("type=tmpfs,destination=/scratch,tmpfs-size=64m,tmpfs-mode=1770");
     CHECK(t.type == strata::runner::Mount::Type::tmpfs);
     CHECK(t.target == "/scratch");
     CHECK(t.options == "size=67108864,mode=1770");
-    CHECK_THROWS_WITH(parse_mount("source=/tmp,target=/d"),
-                      Catch::Contains("strata has no volumes yet"));
-    CHECK_THROWS_WITH(parse_mount("type=volume,source=v,target=/d"), Catch::Contains("no volumes"));
+    // type=volume is docker's default; no source is an anonymous volume.
+    auto v = volume_of(parse_mount("source=myvol,target=/d"));
+    CHECK(v.name == "myvol");
+    CHECK(v.target == "/d");
+    CHECK(!v.read_only);
+    CHECK(!v.nocopy);
+    auto v2 = volume_of(
+        parse_mount("type=volume,target=/"
+                    "d,readonly,volume-nocopy,volume-opt=type=tmpfs,volume-opt=device=tmpfs,"
+                    "volume-opt=o=size=1m,volume-label=a=b"));
+    CHECK(v2.name.empty());
+    CHECK(v2.read_only);
+    CHECK(v2.nocopy);
+    REQUIRE(v2.driver_options);
+    CHECK(v2.driver_options->at("type") == "tmpfs");
+    CHECK(v2.driver_options->at("o") == "size=1m");
+    REQUIRE(v2.labels);
+    CHECK(v2.labels->at("a") == "b");
+    CHECK_THROWS_WITH(parse_mount("type=volume,source=bad/name,target=/d"),
+                      Catch::Contains("includes invalid characters for a local volume name"));
+    CHECK_THROWS_WITH(parse_mount("type=bind,source=/tmp,target=/d,volume-nocopy"),
+                      Catch::Contains("volume options are for type=volume"));
     CHECK_THROWS_WITH(parse_mount("type=bind,source=/tmp"), Catch::Contains("target is required"));
     CHECK_THROWS_WITH(parse_mount("type=bind,source=/no/such/dir,target=/d"),
                       Catch::Contains("bind source path does not exist: /no/such/dir"));
@@ -67,6 +94,31 @@ TEST_CASE("run --mount takes docker's bind and tmpfs syntax and refuses volumes 
                       Catch::Contains("unknown option 'bogus'"));
     CHECK_THROWS_WITH(parse_mount("type=npipe,target=/d"),
                       Catch::Contains("type=npipe is not supported"));
+}
+
+TEST_CASE("run -v reads a host path as a bind, a name as a volume, DST alone as anonymous",
+          "[run_flags]") {
+    auto b = std::get<strata::runner::Mount>(parse_volume_flag("/tmp:/data:ro"));
+    CHECK(b.source == "/tmp");
+    CHECK(b.target == "/data");
+    CHECK(b.read_only);
+    auto v = volume_of(parse_volume_flag("data:/var/lib/data:ro,nocopy"));
+    CHECK(v.name == "data");
+    CHECK(v.target == "/var/lib/data");
+    CHECK(v.read_only);
+    CHECK(v.nocopy);
+    auto a = volume_of(parse_volume_flag("/cache"));
+    CHECK(a.name.empty());
+    CHECK(a.target == "/cache");
+    CHECK_THROWS_WITH(parse_volume_flag("x:/d"), Catch::Contains("volume name is too short"));
+    CHECK_THROWS_WITH(
+        parse_volume_flag("a b:/d"),
+        Catch::Contains("If you intended to pass a host directory, use absolute path"));
+    CHECK_THROWS_WITH(parse_volume_flag("data:/d:shared"), Catch::Contains("invalid mode: shared"));
+    CHECK_THROWS_WITH(parse_volume_flag("relative"),
+                      Catch::Contains("mount path must be absolute"));
+    CHECK_THROWS_WITH(parse_volume_flag("data:rel"),
+                      Catch::Contains("mount path must be absolute"));
 }
 
 TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-gateway",
