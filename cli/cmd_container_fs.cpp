@@ -13,6 +13,7 @@
 #include "containers/store.hpp"
 #include "formats/json.hpp"
 #include "layerfs/overlay.hpp"
+#include "runner/cgroup.hpp"
 #include "snapshot/reference.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
@@ -123,6 +124,45 @@ struct CommitOptions {
     std::string reference;
 };
 
+// commit -p (the default): a running container is frozen (its cgroup's
+// freezer, as `pause`) while its writable layer is read, so that the layer
+// is one moment of it, and thawed after, as Docker's daemon does. A paused
+// container stays paused.
+class FrozenWhile {
+public:
+    FrozenWhile(const containers::Store& cs, const std::string& id, bool pause) {
+        if (!pause) {
+            return;
+        }
+        containers::State st = cs.load_state(id);
+        if (!st.running() || st.status == "paused") {
+            return;
+        }
+        cg_ = runner::cgroup_paths(id);
+        if (cg_.empty()) {
+            throw Error("Cannot pause container " + id + ": it has no cgroup");
+        }
+        runner::freeze(cg_);
+        frozen_ = true;
+    }
+    ~FrozenWhile() {
+        if (frozen_) {
+            try {
+                runner::thaw(cg_);
+            } catch (const std::exception& e) {
+                std::cerr << "strata: warning: cannot unpause the container after commit: "
+                          << e.what() << "\n";
+            }
+        }
+    }
+    FrozenWhile(const FrozenWhile&) = delete;
+    FrozenWhile& operator=(const FrozenWhile&) = delete;
+
+private:
+    runner::CgroupPaths cg_;
+    bool frozen_ = false;
+};
+
 void cmd_commit(Context& ctx, const CommitOptions& o) {
     std::optional<snapshot::Reference> name;
     if (!o.reference.empty()) {
@@ -143,6 +183,7 @@ void cmd_commit(Context& ctx, const CommitOptions& o) {
     h.created_by = created_by;
     h.author = o.author;
     h.comment = o.message;
+    FrozenWhile frozen(cs, c.id, o.pause);
     auto res = containers::commit_image(store, c.image, c.upper, std::move(config), std::move(h),
                                         formats::Compression::gzip);
     if (!res.empty_layer) {

@@ -129,5 +129,15 @@ assert_eq "$(strata cp svc:/tmp/$marker - | tar -xOf -)" "attack" "cp into a run
 strata commit -m live svc live:1 >/dev/null || fail "commit of a running container"
 assert_eq "$(strata run --rm live:1 cat /etc/new /tmp/$marker)" "x
 attack" "the committed image has the running container's files"
+# commit -p (the default) freezes the container while it reads the layer and
+# thaws it after: the container runs on, not paused; a container paused by
+# the user stays paused (commit thaws only what it froze).
+assert_eq "$(strata inspect -f '{{.State.Status}}' svc)" "running" "running after commit -p"
+strata exec svc true || fail "the container answers exec after commit -p (thawed)"
+strata pause svc >/dev/null || fail "pause"
+strata commit svc live:2 >/dev/null || fail "commit of a paused container"
+assert_eq "$(strata inspect -f '{{.State.Status}}' svc)" "paused" "a paused container stays paused through commit"
+strata unpause svc >/dev/null || fail "unpause"
+strata commit --pause=false svc live:3 >/dev/null || fail "commit --pause=false"
 strata rm -f svc >/dev/null || fail "rm -f svc"
 echo "OK"

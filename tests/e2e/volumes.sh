@@ -25,7 +25,8 @@ expect_fail "conflicting options" strata volume create --name one two
 out=$(strata volume ls)
 assert_eq "$(echo "$out" | head -1)" "DRIVER    VOLUME NAME" "volume ls header"
 assert_contains "$out" "local     data1" "volume ls row"
-assert_eq "$(strata volume ls -q | LC_ALL=C sort | tr '\n' ' ')" "$gen data1 tmpvol " "volume ls -q"
+assert_eq "$(strata volume ls -q | LC_ALL=C sort | tr '\n' ' ')" \
+  "$(printf '%s\n' "$gen" data1 tmpvol | LC_ALL=C sort | tr '\n' ' ')" "volume ls -q"
 assert_eq "$(strata volume ls -q --filter label=team=a)" "tmpvol" "ls --filter label="
 assert_eq "$(strata volume ls -q --filter name=^data)" "data1" "ls --filter name="
 assert_eq "$(strata volume ls -q --filter dangling=false)" "" "ls --filter dangling=false"
