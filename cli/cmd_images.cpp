@@ -3,8 +3,10 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/mount_state.hpp"
+#include "containers/store.hpp"
 #include "formats/tar.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 
 #include "cli/template.hpp"
 
@@ -15,6 +17,32 @@
 #include <nlohmann/json.hpp>
 
 namespace strata::cli {
+
+namespace {
+
+// The containers (running or not) made from the image whose ID (config
+// digest, "sha256:...") is image_id.
+std::vector<std::string> containers_using(const Context& ctx, const std::string& image_id) {
+    std::vector<std::string> out;
+    std::string dir = ctx.store_root() + "/containers";
+    if (!fs::exists(dir)) {
+        return out;
+    }
+    containers::Store cs(ctx.store_root());
+    for (const auto& cid : cs.list()) {
+        try {
+            if (cs.load_config(cid).value("Image", std::string()) == image_id) {
+                out.push_back(cid);
+            }
+        } catch (const std::exception&) {
+            // A record being removed meanwhile.
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+} // namespace
 
 using snapshot::Reference;
 
@@ -307,6 +335,19 @@ void register_images(CLI::App& app, Context& ctx) {
                 if (!(by_name && names.size() > 1)) {
                     mounted = mounts_of_image(store, rec.manifest.digest);
                 }
+                // An image a container was made from (running or not):
+                // Docker's conflict; with -f, untagged and kept as <none>
+                // for the container (its pin keeps it from gc), as Docker.
+                if (!(by_name && names.size() > 1)) {
+                    for (const auto& cid : containers_using(ctx, id)) {
+                        if (!ro->force) {
+                            throw Error("conflict: unable to remove repository reference \"" +
+                                        text + "\" (must force) - container " + cid.substr(0, 12) +
+                                        " is using its referenced image " + id.substr(7, 12));
+                        }
+                        mounted.push_back("container " + cid.substr(0, 12));
+                    }
+                }
                 if (!mounted.empty()) {
                     std::string short_id = id.substr(7, 12);
                     if (!ro->force) {
@@ -315,9 +356,12 @@ void register_images(CLI::App& app, Context& ctx) {
                                     " is using its referenced image " + short_id +
                                     " (strata umount it first)");
                     }
-                    std::cerr << "strata: warning: " << text << " is mounted on " << mounted.front()
+                    bool container = mounted.back().starts_with("container ");
+                    std::cerr << "strata: warning: " << text
+                              << (container ? " is used by " : " is mounted on ") << mounted.back()
                               << ": its name is removed, the image " << short_id
-                              << " stays (<none>) until strata umount\n";
+                              << (container ? " stays (<none>) until strata rm of the container\n"
+                                            : " stays (<none>) until strata umount\n");
                     if (by_name) {
                         store.remove_name(*ref);
                         std::cout << "Untagged: " << ref->familiar() << "\n";

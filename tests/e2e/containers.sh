@@ -124,8 +124,12 @@ strata wait "$lid" >/dev/null
 [ "$(stat -c %s "$STRATA_ROOT/containers/$lid/$lid-json.log")" -le 1024 ] || fail "the log exceeds max-size"
 assert_eq "$(strata logs --tail 1 "$lid")" "line199" "the newest line survives rotation"
 
-# --- gc keeps the image of a container
-strata rmi busybox >/dev/null 2>&1
+# --- rmi refuses an image a container uses (Docker's conflict); -f untags it
+# and gc keeps the image of a container
+expect_fail "conflict: unable to remove repository reference \"busybox\" (must force) - container " strata rmi busybox
+strata images --format '{{.Repository}}' | grep -qx busybox || fail "a refused rmi keeps the name"
+strata rmi -f busybox >/dev/null 2>&1 || fail "rmi -f of an image a container uses"
+strata images --format '{{.Repository}}' | grep -qx busybox && fail "rmi -f removes the name"
 strata gc >/dev/null || fail "gc"
 strata start -a twice >/dev/null 2>&1; assert_eq "$?" "3" "a container's image survives rmi + gc"
 
