@@ -231,7 +231,7 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
     }
     std::vector<const formats::Descriptor*> missing;
     for (const auto& b : blobs) {
-        if (store.has_blob(b.digest)) {
+        if (store.reuse_intact_blob(b.digest)) {
             ++result.blobs_skipped;
             emit(options, TransferEvent::Kind::skipped, b.digest, static_cast<std::uint64_t>(b.size));
         } else {

@@ -279,6 +279,10 @@ bool blob_intact(const formats::OciLayout& layout, const Digest& d) {
 }
 } // namespace
 
+bool Store::reuse_intact_blob(const Digest& d) const {
+    return blob_intact(layout_, d) && reuse_blob(d);
+}
+
 Digest Store::put_blob(std::string_view data) {
     Digest d = Digest::of(data);
     if (blob_intact(layout_, d) && reuse_blob(d)) {

@@ -114,6 +114,10 @@ public:
     // writing it: the blob counts as new for gc (its ctime is refreshed under
     // this Store's lease), so gc cannot take it before it is referenced.
     bool reuse_blob(const formats::Digest& d) const;
+    // reuse_blob for a blob that arrives from outside (a pull): true only
+    // when the stored blob still hashes to d (it is read in full). A damaged
+    // blob is then fetched again and the verified bytes replace it.
+    bool reuse_intact_blob(const formats::Digest& d) const;
     std::string blob_path(const formats::Digest& d) const;
     // Opens a blob for reading; throws naming the digest when it is missing.
     UniqueFd open_blob(const formats::Digest& d) const;

@@ -44,4 +44,17 @@ assert_eq "$id2" "$id" "the converted image has the same image ID"
 rm -rf "$WORK/u"
 STRATA_ROOT=$OTHER strata unpack "$REG/t/zimg:gzip" "$WORK/u" >/dev/null || fail "unpack the pulled image"
 assert_eq "$(cat "$WORK/u/z")" "zstd" "the converted layers hold the same files"
+# A damaged blob in the store is not trusted when its digest is pulled again:
+# it is fetched again and replaced by the verified bytes.
+layer=$(STRATA_ROOT=$OTHER strata inspect --format '{{index .RootFS.Layers 0}}' "$REG/t/zimg:gzip" 2>/dev/null)
+blob=$(find "$OTHER/blobs/sha256" -type f -size +100c | while read -r b; do
+  if gzip -t "$b" 2>/dev/null; then echo "$b"; fi; done | head -1)
+[ -n "$blob" ] || fail "no layer blob found in the pulled store ($layer)"
+digest=$(basename "$blob")
+chmod u+w "$blob"
+printf 'garbage' | dd of="$blob" bs=1 seek=0 conv=notrunc status=none
+STRATA_ROOT=$OTHER strata verify >/dev/null 2>&1 && fail "verify must see the damaged blob"
+STRATA_ROOT=$OTHER strata pull "$REG/t/zimg:gzip" >/dev/null || fail "pull again over a damaged blob"
+assert_eq "$(sha256sum "$blob" | cut -d' ' -f1)" "$digest" "the damaged blob was fetched again"
+STRATA_ROOT=$OTHER strata verify >/dev/null || fail "verify after the pull replaced the damaged blob"
 echo "build_push: all checks passed"
