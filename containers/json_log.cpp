@@ -1,6 +1,7 @@
 #include "containers/json_log.hpp"
 
 #include "containers/store.hpp"
+#include "formats/json.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -15,45 +16,6 @@ namespace strata::containers {
 namespace {
 
 constexpr std::size_t kMaxPartial = 16 * 1024;
-
-// JSON string text as Go's encoding/json writes it (<, >, & escaped too).
-void append_escaped(std::string& out, std::string_view s) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        case '<':
-        case '>':
-        case '&':
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 15];
-            break;
-        default:
-            if (c < 0x20) {
-                out += "\\u00";
-                out += kHex[c >> 4];
-                out += kHex[c & 15];
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-}
 
 UniqueFd open_log(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
@@ -101,9 +63,10 @@ void JsonLog::flush() {
 }
 
 void JsonLog::emit(const char* stream, std::string_view text) {
-    std::string line = "{\"log\":\"";
-    append_escaped(line, text);
-    line += "\",\"stream\":\"";
+    // The text as Go's encoding/json writes it (<, >, & escaped; invalid
+    // UTF-8 as U+FFFD, so the line stays JSON).
+    std::string line = "{\"log\":" + formats::dump_go_style(std::string(text));
+    line += ",\"stream\":\"";
     line += stream;
     line += "\",\"time\":\"" + now_rfc3339nano() + "\"}\n";
     if (options_.max_size > 0 && size_ > 0 && size_ + line.size() > options_.max_size) {

@@ -162,6 +162,7 @@ TEST_CASE("the json-file log: Docker's lines, partial lines, rotation", "[store]
         log.write("stdout", "a<b\nhalf");
         log.write("stderr", "e\"\n");
         log.write("stdout", " line\n");
+        log.write("stdout", "bin\xff\n");
         log.flush();
     }
     std::string text = fs::read_file(path);
@@ -173,7 +174,8 @@ TEST_CASE("the json-file log: Docker's lines, partial lines, rotation", "[store]
         entries.push_back(*e);
         start = nl + 1;
     }
-    REQUIRE(entries.size() == 3);
+    REQUIRE(entries.size() == 4);
+    REQUIRE(entries[3].text == "bin\xef\xbf\xbd\n"); // invalid UTF-8 as U+FFFD, as Go
     REQUIRE(entries[0].text == "a<b\n");
     REQUIRE(entries[0].stream == "stdout");
     REQUIRE(entries[1].text == "e\"\n");
