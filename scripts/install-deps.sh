@@ -10,12 +10,15 @@ build_pkgs=(
   libcurl4-openssl-dev busybox-static util-linux python3
   libseccomp-dev  # the runner's seccomp filters (Docker's default profile, --security-opt seccomp=)
 )
+build_pkgs+=(libnl-route-3-dev)  # network/: bridges, veth pairs, addresses and routes over rtnetlink
+build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftables table of strata's own
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io
 )
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
+test_pkgs+=(iproute2 passt slirp4netns)  # networking tests: ip(8) to check what is left; rootless networks
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 test_pkgs+=(keyutils)  # tests/security: keyctl puts a key in the session keyring a container must not read
 test_pkgs+=(uidmap)  # runner [subuid] tests: newuidmap/newgidmap map /etc/subuid ranges

@@ -2,7 +2,7 @@
 # Fails when a folder includes a folder above it (DESIGN.md's dependency
 # direction: cli -> builder -> {runner, layerfs}; layerfs -> snapshot ->
 # formats -> util; runner -> util; registry -> snapshot; cli -> containers ->
-# {runner, layerfs, snapshot}). builder/dockerfile/ (the parser target)
+# {network, runner, layerfs, snapshot}; network -> util). builder/dockerfile/ (the parser target)
 # may include only util. Usage: check_includes.sh [SOURCE_ROOT]
 set -u
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -15,17 +15,18 @@ allowed() {
     snapshot) echo "snapshot formats util" ;;
     layerfs) echo "layerfs snapshot formats util" ;;
     runner) echo "runner util" ;;
+    network) echo "network util" ;;
     registry) echo "registry snapshot formats util" ;;
-    containers) echo "containers runner layerfs snapshot formats util" ;;
+    containers) echo "containers network runner layerfs snapshot formats util" ;;
     builder/dockerfile) echo "builder/dockerfile util" ;;
     builder) echo "builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
-    cli) echo "cli containers builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
+    cli) echo "cli containers network builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
   esac
 }
 
 bad=0
 checked=0
-for folder in util formats snapshot layerfs runner registry builder cli; do
+for folder in util formats snapshot layerfs runner network registry containers builder cli; do
   [ -d "$folder" ] || continue
   while IFS= read -r -d '' file; do
     own=$folder
@@ -36,7 +37,7 @@ for folder in util formats snapshot layerfs runner registry builder cli; do
       inc=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]+)".*/\1/' <<<"${line#*:}")
       target=${inc%%/*}
       case "$inc" in builder/dockerfile/*) target=builder/dockerfile ;; esac
-      case " util formats snapshot layerfs runner registry containers builder builder/dockerfile cli " in
+      case " util formats snapshot layerfs runner network registry containers builder builder/dockerfile cli " in
         *" $target "*) ;;
         *) continue ;;
       esac
