@@ -134,6 +134,50 @@ assert_eq "$(stat -c %a "$WORK/lowerlink/run")" "710" "/run keeps its mode"
 strata export lowerlink:1 | tar -t | grep -qx 'run/x' || fail "export has run/x"
 strata verify >/dev/null || fail "verify after the unpack through lower symlinks"
 
+# security.* xattrs a layer carries are applied as Docker's applier applies
+# them (moby's createTarFile sets every SCHILY.xattr record; checked against
+# dockerd's overlay2: security.selinux and user.* stay on the file). The
+# overlayfs xattrs are dropped: dockerd keeps them (trusted.overlay.opaque
+# stays on its file), strata does not let a layer speak for overlayfs. strata's own layer writer leaves
+# security.selinux out, as Docker's does.
+if [ "$(id -u)" = 0 ]; then
+  python3 - "$WORK" <<'PY'
+import hashlib, io, json, sys, tarfile
+work = sys.argv[1]
+b = io.BytesIO()
+with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
+    i = tarfile.TarInfo("labelled"); data = b"x\n"; i.size = len(data); i.mode = 0o644
+    i.pax_headers = {"SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0",
+                     "SCHILY.xattr.user.note": "kept",
+                     "SCHILY.xattr.trusted.overlay.opaque": "y"}
+    t.addfile(i, io.BytesIO(data))
+l = b.getvalue(); sha = lambda x: hashlib.sha256(x).hexdigest()
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                  "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(l)]}}).encode()
+with tarfile.open(f"{work}/selinux.tar", "w") as t:
+    def add(n, data):
+        i = tarfile.TarInfo(n); i.size = len(data); t.addfile(i, io.BytesIO(data))
+    add(sha(l) + "/layer.tar", l); add(sha(cfg) + ".json", cfg)
+    add("manifest.json", json.dumps([{"Config": sha(cfg) + ".json", "RepoTags": ["labelled:1"],
+                                      "Layers": [sha(l) + "/layer.tar"]}]).encode())
+PY
+  strata load -i "$WORK/selinux.tar" >/dev/null || fail "load of a layer with security.selinux"
+  strata unpack labelled:1 "$WORK/labelled" || fail "unpack of the labelled image"
+  snap=$WORK/labelled/labelled
+  xattrs() { python3 -c 'import os,sys; p=sys.argv[1]; print(" ".join(sorted(n+"="+os.getxattr(p,n,follow_symlinks=False).decode() for n in os.listxattr(p,follow_symlinks=False))))' "$1"; }
+  assert_eq "$(xattrs "$snap")" "security.selinux=system_u:object_r:bin_t:s0 user.note=kept" \
+    "security.selinux and user.* applied, trusted.overlay.* dropped"
+  if docker info >/dev/null 2>&1; then
+    docker rmi -f labelled:1 >/dev/null 2>&1
+    docker load -i "$WORK/selinux.tar" >/dev/null || fail "docker load of the labelled image"
+    upper=$(docker inspect -f '{{.GraphDriver.Data.UpperDir}}' labelled:1)
+    assert_eq "$(xattrs "$snap")" "$(xattrs "$upper/labelled" | tr ' ' '\n' | grep -v '^trusted\.' | paste -sd' ')" \
+      "the same xattrs as dockerd's overlay2 (overlayfs's own aside)"
+    docker rmi -f labelled:1 >/dev/null 2>&1
+  fi
+  strata verify >/dev/null || fail "verify after the labelled layer"
+fi
+
 # The sparse layer loads when the bound is raised.
 STRATA_MAX_FILE_SIZE=$((1 << 41)) strata load -i "$WORK/sparse.tar" >/dev/null ||
   fail "--max-file-size / STRATA_MAX_FILE_SIZE raises the bound"
