@@ -6,35 +6,13 @@
 namespace strata::network::ipv4 {
 
 bool Address::try_parse(std::string_view text, Address& out) {
-    std::uint32_t value = 0;
-    std::size_t pos = 0;
-    for (int part = 0; part < 4; ++part) {
-        if (part > 0) {
-            if (pos >= text.size() || text[pos] != '.') {
-                return false;
-            }
-            ++pos;
-        }
-        std::size_t start = pos;
-        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-            ++pos;
-        }
-        std::size_t len = pos - start;
-        // Go's net.ParseIP refuses leading zeros ("010.0.0.1") as ambiguous.
-        if (len == 0 || len > 3 || (len > 1 && text[start] == '0')) {
-            return false;
-        }
-        unsigned n = 0;
-        std::from_chars(text.data() + start, text.data() + pos, n);
-        if (n > 255) {
-            return false;
-        }
-        value = (value << 8) | n;
-    }
-    if (pos != text.size()) {
+    // glibc's inet_pton takes exactly four decimal parts 0..255 and refuses
+    // leading zeros, as Go's net.ParseIP does.
+    in_addr a{};
+    if (text.size() > 15 || ::inet_pton(AF_INET, std::string(text).c_str(), &a) != 1) {
         return false;
     }
-    out.value = value;
+    out = from_in_addr(a);
     return true;
 }
 
