@@ -4,6 +4,7 @@
 #include "containers/names.hpp"
 #include "containers/store.hpp"
 #include "runner/options.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -466,8 +467,7 @@ void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
                                 const snapshot::Image& img) {
     volumes_.attach(image_requests(spec));
     std::vector<runner::Mount> mounts = volumes_.record_mounts(); // refuses what it cannot keep
-    std::vector<std::string> lowers = store.ensure_snapshots(img);
-    std::reverse(lowers.begin(), lowers.end());
+    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
     TempDir scratch(store.tmp_dir(), "volume-copy-");
     volumes_.copy_up_from_layers(lowers, scratch.path());
     for (auto& m : mounts) {

@@ -8,6 +8,7 @@
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
 #include "runner/runner.hpp"
+#include "snapshot/stack_order.hpp"
 #include "snapshot/store.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
@@ -537,8 +538,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         formats::Descriptor manifest =
             formats::parse_descriptor(config.at("StrataManifest").dump(), "StrataManifest");
         snapshot::Image img = images->load(manifest);
-        std::vector<std::string> lowers = images->ensure_snapshots(img);
-        std::reverse(lowers.begin(), lowers.end());
+        std::vector<std::string> lowers = snapshot::top_first(images->ensure_snapshots(img));
         if (lowers.empty()) {
             fs::mkdirs(dir + "/empty", 0755);
             lowers.push_back(dir + "/empty");

@@ -465,6 +465,7 @@ struct Container::State {
     // build step's layer does not gain an empty /etc/hosts or /proc.
     UniqueFd rootfd;
     std::vector<std::string> created;
+    CreatedMountPoints made; // what created held, for the caller (kept after removal)
     // The container's cgroup (real root only): removed once it has ended.
     Cgroup cgroup;
     bool oom_killed = false; // read from the cgroup before it goes
@@ -921,9 +922,12 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
 // Creates the missing components of target inside the root (directories,
 // the last one an empty file unless dir) and appends what it created to
 // created. A dangling symlink on the way is left to the child, which
-// creates the path where the link points, inside the root.
-void precreate(int rootfd, const std::string& target, bool dir, std::vector<std::string>& created) {
+// creates the path where the link points, inside the root. made gets the
+// same paths and, before the first creation, the existing directories above.
+void precreate(int rootfd, const std::string& target, bool dir, std::vector<std::string>& created,
+               CreatedMountPoints& made) {
     std::string prefix;
+    std::vector<std::string> above; // existing components passed so far
     std::size_t i = 1;
     while (i <= target.size()) {
         std::size_t j = target.find('/', i);
@@ -935,12 +939,29 @@ void precreate(int rootfd, const std::string& target, bool dir, std::vector<std:
         i = j + 1;
         try {
             open_in_root(rootfd, prefix, O_PATH);
+            above.push_back(prefix);
             continue; // exists
         } catch (const SysError& e) {
             if (e.error_code() != ENOENT) {
                 return; // the child reports it with the mount's name
             }
         }
+        for (const auto& a : above) {
+            auto seen = [&](const auto& entry) { return entry.first == a; };
+            if (std::find(made.paths.begin(), made.paths.end(), a) != made.paths.end() ||
+                std::any_of(made.parents.begin(), made.parents.end(), seen)) {
+                continue;
+            }
+            try {
+                UniqueFd fd = open_in_root(rootfd, a, O_PATH | O_NOFOLLOW);
+                struct stat st;
+                if (::fstat(fd.get(), &st) == 0) {
+                    made.parents.emplace_back(a, st);
+                }
+            } catch (const Error&) {
+            }
+        }
+        above.clear();
         ParentRef p = open_parent_in_root(rootfd, prefix);
         int r;
         if (last && !dir) {
@@ -957,6 +978,7 @@ void precreate(int rootfd, const std::string& target, bool dir, std::vector<std:
             throw_errno("creating mount point", prefix);
         }
         created.push_back(prefix);
+        made.paths.push_back(prefix);
     }
 }
 
@@ -1389,7 +1411,8 @@ Container Container::start(const RunSpec& spec) {
         }
         if (!covered) {
             with_context("in " + rootfs, [&] {
-                precreate(state->rootfd.get(), target, op.target_dir, state->created);
+                precreate(state->rootfd.get(), target, op.target_dir, state->created,
+                          state->made);
             });
         }
         mounted.push_back(target);
@@ -1596,6 +1619,13 @@ bool Container::oom_killed() const noexcept {
     return state_ != nullptr && state_->oom_killed;
 }
 
+const CreatedMountPoints& Container::created_mount_points() const {
+    if (state_ == nullptr) {
+        throw Error("container is not running");
+    }
+    return state_->made;
+}
+
 pid_t Container::pid() const noexcept {
     return state_ != nullptr ? state_->pid : -1;
 }
@@ -1708,9 +1738,13 @@ ExitStatus Container::wait(Control* control) {
     return status;
 }
 
-ExitStatus run(const RunSpec& spec, Control* control) {
+ExitStatus run(const RunSpec& spec, Control* control, CreatedMountPoints* created) {
     Container c = Container::start(spec);
-    return c.wait(control);
+    ExitStatus status = c.wait(control);
+    if (created != nullptr) {
+        *created = c.created_mount_points();
+    }
+    return status;
 }
 
 } // namespace strata::runner

@@ -36,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <utility>
 #include <vector>
@@ -183,6 +184,17 @@ private:
     Pipe pipe_;
 };
 
+// The mount points start() created in the root directory because they were
+// missing (wait() removes them again when still empty), and the directories
+// above them as they were before (lstat, first sight; "/" left out), so
+// that a caller whose root is a build step's upper layer can put back their
+// times (builder/mount_stubs.hpp). A mount point created inside another
+// mount, or through a dangling symlink by the container, is not listed.
+struct CreatedMountPoints {
+    std::vector<std::string> paths; // outermost first
+    std::vector<std::pair<std::string, struct stat>> parents;
+};
+
 // A started container. Destroying it while it runs kills it (SIGKILL to
 // its PID 1, which ends the PID namespace) and reaps it.
 class Container {
@@ -211,6 +223,8 @@ public:
     // After wait(): whether the kernel's OOM killer killed a process of the
     // container (its memory cgroup counted a kill), Docker's OOMKilled.
     bool oom_killed() const noexcept;
+    // The mount points start() created in the root directory.
+    const CreatedMountPoints& created_mount_points() const;
 
     struct State;
 
@@ -219,8 +233,10 @@ private:
     State* state_ = nullptr;
 };
 
-// start() + wait().
-ExitStatus run(const RunSpec& spec, Control* control = nullptr);
+// start() + wait(); with created, what Container::created_mount_points()
+// reports once the command has ended.
+ExitStatus run(const RunSpec& spec, Control* control = nullptr,
+               CreatedMountPoints* created = nullptr);
 
 // Docker's default capability set, as a bit mask over CAP_* numbers.
 std::uint64_t default_capabilities() noexcept;
