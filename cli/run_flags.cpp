@@ -573,10 +573,7 @@ std::pair<std::string, std::string> parse_add_host(std::string_view value) {
         throw UsageError(flag + ": the host name is empty");
     }
     if (ip == "host-gateway") {
-        throw UsageError(flag +
-                         ": host-gateway needs a container network with a gateway to the host; "
-                         "strata run's network is none or host (with --network host, the host "
-                         "is 127.0.0.1)");
+        return {name, ip}; // the gateway of the container's network, at start
     }
     if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') {
         ip = ip.substr(1, ip.size() - 2);

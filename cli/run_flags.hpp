@@ -102,8 +102,8 @@ private:
 };
 
 // --add-host NAME:IP or NAME=IP (IPv6 in brackets or bare, as docker); the
-// address must be an IP address. host-gateway is refused: a strata
-// container has no network of its own (none or host), so no gateway.
+// address must be an IP address or host-gateway (kept as is: the gateway
+// of the container's network replaces it at start, containers/network.hpp).
 std::pair<std::string, std::string> parse_add_host(std::string_view value);
 
 // Docker's resource flags on `run` and `create`, written into r as parsed:
