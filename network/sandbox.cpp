@@ -28,22 +28,21 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// Bridge up with its gateway address (call with the store lock held).
-void ensure_bridge(netlink::Netlink& nl, const NetworkRecord& net) {
+// The network's bridge, made (up, with its gateway address) when missing;
+// returns its index. Call with the store lock held. As Docker's, the device
+// then stays while the network exists (`network rm` deletes it): making and
+// deleting it around every container would cost tens of milliseconds (each
+// deletion waits for RCU grace periods).
+int ensure_bridge(netlink::Netlink& nl, const NetworkRecord& net) {
     std::string dev = net.device();
+    int index = nl.ifindex(dev);
+    if (index != 0) {
+        return index;
+    }
     nl.create_bridge(dev);
     nl.add_address(dev, net.gateway, net.subnet->prefix);
     nl.set_up(dev);
-}
-
-// The bridge goes once no endpoint is left on it (call with the store lock held).
-void drop_bridge_if_unused(netlink::Netlink& nl, NetworkStore& store, const NetworkRecord& net) {
-    for (const auto& e : store.sweep(net.id)) {
-        nl.delete_link(e.host_veth);
-    }
-    if (store.endpoints(net.id).empty()) {
-        nl.delete_link(net.device());
-    }
+    return nl.ifindex(dev);
 }
 
 } // namespace
@@ -63,7 +62,9 @@ struct Sandbox::State {
     ~State() {
         while (!joined.empty()) {
             try {
-                detach(joined.size() - 1);
+                // The namespace goes with this object: the kernel deletes the
+                // veths with it, off the caller's path.
+                detach(joined.size() - 1, true);
             } catch (const std::exception&) {
                 // what is left is stale (its lock goes with this process): recover() takes it
                 joined.pop_back();
@@ -100,8 +101,8 @@ struct Sandbox::State {
             NetworkStore::Claim c =
                 store.claim(net, req.container_id, req.container_name, aliases, er.ipv4, veth);
             try {
-                ensure_bridge(host, net);
-                host.create_veth(veth, host.ifindex(net.device()), j.ifname, netns.get(),
+                int master = ensure_bridge(host, net);
+                host.create_veth(veth, master, j.ifname, netns.get(),
                                  netlink::mac_for(c.endpoint.address));
                 // A container may reach its own published ports (hairpin NAT).
                 host.set_hairpin(veth);
@@ -122,19 +123,22 @@ struct Sandbox::State {
                 inner->add_default_route(net.gateway, added.ifname);
             }
         } catch (...) {
-            detach(joined.size() - 1);
+            detach(joined.size() - 1, false);
             throw;
         }
     }
 
-    void detach(std::size_t i) {
+    // netns_dying: the namespace is about to be closed, which deletes the
+    // veth (a synchronous RTM_DELLINK waits for RCU grace periods).
+    void detach(std::size_t i, bool netns_dying) {
         Joined j = std::move(joined[i]);
         joined.erase(joined.begin() + static_cast<std::ptrdiff_t>(i));
-        host.delete_link(j.ep.host_veth);
+        if (!netns_dying) {
+            host.delete_link(j.ep.host_veth);
+        }
         FileLock l = store.lock();
         store.release(j.net.id, req.container_id);
         j.lock.reset();
-        drop_bridge_if_unused(host, store, j.net);
     }
 };
 
@@ -324,7 +328,7 @@ void Sandbox::disconnect(const std::string& network) {
     NetworkRecord net = s_->store.load(network);
     for (std::size_t i = 0; i < s_->joined.size(); ++i) {
         if (s_->joined[i].net.id == net.id) {
-            s_->detach(i);
+            s_->detach(i, false);
             return;
         }
     }
@@ -337,7 +341,9 @@ void recover(const std::string& store_root) {
     FileLock l = store.lock();
     for (const auto& net : store.list()) {
         if (net.is_bridge()) {
-            drop_bridge_if_unused(nl, store, net);
+            for (const auto& e : store.sweep(net.id)) {
+                nl.delete_link(e.host_veth); // usually gone with its namespace already
+            }
         }
     }
 }

@@ -11,11 +11,11 @@
 //   spec.netns_fd = sb.netns_fd();
 //   spec.hosts_address = sb.hosts_address();
 //
-// Destruction tears it down: the veths deleted, the addresses released, the
-// bridge device deleted when its network has no endpoint left (the record
-// stays until `network rm`). A process killed before that leaves endpoints
-// whose lock is free: the next sandbox on the network, or recover(), cleans
-// them.
+// Destruction tears it down: the addresses released, the namespace closed
+// (the kernel deletes its veths with it). The bridge device stays while its
+// network exists, as Docker's docker0 and br-* do (`network rm` deletes it).
+// A process killed before that leaves endpoints whose lock is free: the
+// next sandbox on the network, or recover(), cleans them.
 #pragma once
 
 #include "network/store.hpp"
@@ -86,8 +86,8 @@ std::string resolv_conf_with(const std::vector<std::string>& dns,
                              const std::vector<std::string>& dns_search,
                              const std::vector<std::string>& dns_options, bool host_network);
 
-// Cleans what dead owners left: stale endpoints (their veths) and bridge
-// devices of networks without endpoints.
+// Cleans what dead owners left: stale endpoints (and their veths, when the
+// kernel has not deleted them with the namespace).
 void recover(const std::string& store_root);
 
 // `network rm`: the record, and its bridge device.

@@ -48,8 +48,13 @@ echo "$out" | grep -qE '^172\.17\.0\.[0-9]+[[:space:]]+box$' || fail "/etc/hosts
 out=$(strata run --rm --add-host gw:host-gateway busybox cat /etc/hosts)
 echo "$out" | grep -qE '^172\.17\.0\.1[[:space:]]+gw$' || fail "host-gateway is the bridge's gateway: $out"
 assert_eq "$(strata run --rm --network none busybox sh -c 'ls /sys/class/net | tr "\n" " "')" "lo " "--network none"
-# The device goes with the last container on it.
-ip -o link show strata0 >/dev/null 2>&1 && fail "strata0 left after the last container"
+# The bridge stays (Docker's docker0); the containers' veths go with their namespaces.
+ip -o link show strata0 >/dev/null || fail "strata0 is the default bridge"
+veths_gone() {
+  for _ in $(seq 100); do ip -o link | grep -q ' veth' || return 0; sleep 0.05; done
+  fail "veths left: $(ip -o link)"
+}
+veths_gone
 
 # --- user-defined networks
 id=$(strata network create app) || fail "network create"
@@ -119,12 +124,20 @@ strata rm -f "${ids[@]}" >/dev/null || fail "rm -f the 20"
 rec=$(strata run -d --network int busybox sleep 60) || fail "run on int"
 dev="br-$(strata network inspect -f '{{.Id}}' int | cut -c1-12)"
 ip -o link show "$dev" >/dev/null || fail "the bridge of int exists while a container runs"
+intid=$(strata network inspect -f '{{.Id}}' int)
+hv=$(sed -n 's/.*"HostVeth":"\([^"]*\)".*/\1/p' "$STRATA_ROOT/networks/$intid/endpoints/$rec.json")
+ip -o link show "$hv" >/dev/null || fail "the container's veth $hv"
 kill -9 "$(cat "$STRATA_ROOT/containers/$rec/monitor.pid")"
 sleep 0.5
+assert_eq "$(strata network inspect -f '{{len .Containers}}' int)" "0" "a dead owner's endpoint is not listed"
+[ -n "$(ls "$STRATA_ROOT/networks/$intid/endpoints")" ] || fail "the stale endpoint file is there before recovery"
 strata network ls >/dev/null
-ip -o link show "$dev" >/dev/null 2>&1 && fail "the bridge of a crashed container's network is left: $(ip -o link)"
-assert_eq "$(strata network inspect -f '{{len .Containers}}' int)" "0" "stale endpoint swept"
+assert_eq "$(ls "$STRATA_ROOT/networks/$intid/endpoints")" "" "stale endpoint swept by the next network command"
+for _ in $(seq 100); do ip -o link show "$hv" >/dev/null 2>&1 || break; sleep 0.05; done
+ip -o link show "$hv" >/dev/null 2>&1 && fail "the crashed container's veth $hv is left"
 strata rm -f "$rec" >/dev/null
+strata network rm int >/dev/null || fail "network rm int"
+ip -o link show "$dev" >/dev/null 2>&1 && fail "network rm leaves its bridge: $(ip -o link)"
 
 # --- removal
 strata rm -f web >/dev/null
@@ -135,7 +148,8 @@ assert_contains "$out" "Deleted Networks:" "prune output"
 assert_contains "$out" "fixed" "prune removes fixed"
 assert_eq "$(strata network ls --format '{{.Name}}' | tr '\n' ' ')" "bridge host none " "only the predefined networks left"
 
-# --- nothing left behind in this namespace
-assert_eq "$(ip -o link | awk -F': ' '{print $2}' | tr '\n' ' ')" "lo " "links left: $(ip -o link)"
-assert_eq "$(ip -o -4 addr | awk '{print $2, $4}' | tr '\n' ' ')" "lo 127.0.0.1/8 " "addresses left"
+# --- nothing left behind in this namespace but the default bridge (Docker's docker0)
+veths_gone
+assert_eq "$(ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | tr '\n' ' ')" "lo strata0 " "links left: $(ip -o link)"
+assert_eq "$(ip -o -4 addr | awk '{print $2, $4}' | tr '\n' ' ')" "lo 127.0.0.1/8 strata0 172.17.0.1/16 " "addresses left"
 echo "network e2e: ok"
