@@ -233,6 +233,10 @@ std::vector<PortBinding> parse_publish(std::string_view spec) {
 std::vector<PortBinding> publish_all(const std::vector<std::string>& exposed) {
     std::vector<PortBinding> out;
     for (const auto& key : exposed) {
+        std::size_t slash = key.find('/');
+        if (slash != std::string::npos && lower(key.substr(slash + 1)) == "sctp") {
+            continue; // strata publishes tcp and udp only
+        }
         auto [port, proto] = parse_key(key, "exposed port");
         PortBinding b;
         b.proto = proto;
@@ -329,8 +333,12 @@ std::vector<std::string> exposed_with(const std::vector<std::string>& exposed,
                                       const std::vector<PortBinding>& bindings) {
     std::vector<std::string> out;
     for (const auto& key : exposed) {
-        auto [port, proto] = parse_key(key, "exposed port");
-        out.push_back(std::to_string(port) + "/" + proto);
+        try {
+            auto [port, proto] = parse_key(key, "exposed port");
+            out.push_back(std::to_string(port) + "/" + proto);
+        } catch (const UsageError&) {
+            out.push_back(key); // e.g. 132/sctp: kept as the image has it
+        }
     }
     for (const auto& b : bindings) {
         out.push_back(b.key());

@@ -46,8 +46,8 @@ namespace ports {
 std::vector<PortBinding> parse_publish(std::string_view spec);
 
 // -P: each exposed port ("80", "80/tcp", "53/udp", as Config.ExposedPorts'
-// keys) to a free host port on every address. Throws UsageError for a key
-// that is not a port.
+// keys) to a free host port on every address; sctp ports are left out.
+// Throws UsageError for a key that is not a port.
 std::vector<PortBinding> publish_all(const std::vector<std::string>& exposed);
 
 // Bindings in HostConfig.PortBindings' shape: {"80/tcp": [{"HostIp": "",

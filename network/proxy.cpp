@@ -386,11 +386,7 @@ PublishedPorts::PublishedPorts(std::string owner, ipv4::Address container_ip,
     if (!use_nat || proxy_.bound().empty()) {
         return;
     }
-    nat_error_ = nat::unavailable_reason();
-    if (!nat_error_.empty()) {
-        return;
-    }
-    try {
+    try { // no probe first: a refusal (no library, no nf_tables) is the answer
         nat::add_ports(owner_, container_ip, proxy_.bound());
         kernel_ = true;
     } catch (const Error& e) {

@@ -58,7 +58,7 @@ TEST_CASE("-p: Docker's error texts", "[ports]") {
 }
 
 TEST_CASE("-P publishes every exposed port to a free one", "[ports]") {
-    CHECK(ports::publish_all({"80/tcp", "53/udp", "8080"}) ==
+    CHECK(ports::publish_all({"80/tcp", "53/udp", "8080", "132/sctp"}) ==
           std::vector{pb("tcp", 80, "", 0), pb("udp", 53, "", 0), pb("tcp", 8080, "", 0)});
     CHECK_THROWS_AS(ports::publish_all({"x/tcp"}), UsageError);
 }
@@ -91,8 +91,8 @@ TEST_CASE("start bindings: PortBindings plus -P's exposed ports not bound", "[po
     CHECK(got == std::vector{pb("tcp", 80, "", 8080), pb("tcp", 443, "", 0)});
     CHECK(ports::bindings_for_start(host, false, {"443/tcp"}) ==
           std::vector{pb("tcp", 80, "", 8080)});
-    CHECK(ports::exposed_with({"443", "80/tcp"}, {pb("udp", 53, "", 5353)}) ==
-          std::vector<std::string>{"443/tcp", "53/udp", "80/tcp"});
+    CHECK(ports::exposed_with({"443", "80/tcp", "132/sctp"}, {pb("udp", 53, "", 5353)}) ==
+          std::vector<std::string>{"132/sctp", "443/tcp", "53/udp", "80/tcp"});
 }
 
 TEST_CASE("NetworkSettings.Ports and the lines of `port`", "[ports]") {
