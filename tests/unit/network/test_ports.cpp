@@ -23,7 +23,7 @@ PortBinding pb(const char* proto, std::uint16_t cport, const char* ip, std::uint
 
 } // namespace
 
-TEST_CASE("-p: Docker's [ip:][hostPort:]containerPort[/proto]", "[ports]") {
+TEST_CASE("publish flag: Docker's [ip:][hostPort:]containerPort[/proto]", "[ports]") {
     CHECK(ports::parse_publish("80") == std::vector{pb("tcp", 80, "", 0)});
     CHECK(ports::parse_publish("8080:80") == std::vector{pb("tcp", 80, "", 8080)});
     CHECK(ports::parse_publish("127.0.0.1:18080:80") ==
@@ -39,7 +39,7 @@ TEST_CASE("-p: Docker's [ip:][hostPort:]containerPort[/proto]", "[ports]") {
     CHECK(ports::parse_publish("0:80") == std::vector{pb("tcp", 80, "", 0)});
 }
 
-TEST_CASE("-p: Docker's error texts", "[ports]") {
+TEST_CASE("publish flag: Docker's error texts", "[ports]") {
     CHECK_THROWS_WITH(ports::parse_publish("abc"), "invalid containerPort: abc");
     CHECK_THROWS_WITH(ports::parse_publish("8080:"), "no port specified: 8080:<empty>");
     CHECK_THROWS_WITH(ports::parse_publish(""), "no port specified: <empty>");
@@ -57,7 +57,7 @@ TEST_CASE("-p: Docker's error texts", "[ports]") {
     CHECK_THROWS_WITH(ports::parse_publish("::1:80:80"), Catch::Contains("IPv4 addresses only"));
 }
 
-TEST_CASE("-P publishes every exposed port to a free one", "[ports]") {
+TEST_CASE("publish-all: every exposed port to a free one", "[ports]") {
     CHECK(ports::publish_all({"80/tcp", "53/udp", "8080", "132/sctp"}) ==
           std::vector{pb("tcp", 80, "", 0), pb("udp", 53, "", 0), pb("tcp", 8080, "", 0)});
     CHECK_THROWS_AS(ports::publish_all({"x/tcp"}), UsageError);
