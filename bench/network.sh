@@ -19,11 +19,13 @@
 #   docker-proxy  A -> 127.0.0.1:15002         (Debian's docker-proxy, when installed)
 #   floor-fwd     C -> 10.99.0.2:5001          (forwarded by A, no NAT)
 #   dnat-fwd      C -> 10.98.0.1:15001         (prerouting DNAT, forwarded)
-#   podman-fwd    C -> 10.98.0.1:15003         (podman run -p, CNI portmap; see below)
-# podman: `podman run --rootfs / ...` (no image needed) with its default CNI
-# network inside namespace A, when podman is installed; SKIP_PODMAN=1
-# leaves it out. If podman cannot set its network up here, the script says
-# so and prints no figure for it.
+#   podman-floor-fwd C -> the podman container's address:5001 (its bridge, no NAT)
+#   podman-fwd    C -> 10.98.0.1:15003         (podman run -p: CNI portmap DNAT,
+#                                              compared with podman-floor-fwd)
+# podman: `podman run --rootfs /:O ...` (the host's root as an overlay: no
+# image needed) on its default CNI network, which podman sets up inside
+# namespace A, when podman is installed; SKIP_PODMAN=1 leaves it out. If
+# podman cannot run here, the script says so and prints no figure for it.
 set -euo pipefail
 if [ -z "${STRATA_BENCH_NETNS:-}" ]; then
   [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
@@ -84,11 +86,15 @@ if command -v docker-proxy >/dev/null; then
 fi
 podman_note=""
 if [ -z "${SKIP_PODMAN:-}" ] && command -v podman >/dev/null; then
-  # The sink itself, run by podman from the host's root (read-only overlay).
-  if podman_ctr=$(podman run -d --rm --rootfs /:O -p 15003:5001 "$nd" tcp-sink 5001 2>/tmp/strata-bench-podman.$$); then
+  # The sink itself, run by podman from the host's root (an overlay: writes are thrown away).
+  # (The limits: runc cannot raise RLIMIT_NOFILE/NPROC to podman's defaults where
+  # strata's sandbox lacks CAP_SYS_RESOURCE.)
+  if podman_ctr=$(podman run -d --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+    -p 15003:5001 --rootfs /:O "$nd" tcp-sink 5001 2>/tmp/strata-bench-podman.$$); then
+    podman_ip=$(podman inspect --format '{{.NetworkSettings.IPAddress}}' "$podman_ctr")
     sleep 1
     if ns C "$nd" tcp-send 10.98.0.1 15003 1 >/dev/null 2>&1; then
-      cases+=(podman-fwd)
+      cases+=(podman-floor-fwd podman-fwd)
     else
       podman_note="podman started but its published port was not reachable here"
     fi
@@ -108,6 +114,7 @@ target() {
     floor-fwd) echo "C 10.99.0.2 5001" ;;
     dnat-fwd) echo "C 10.98.0.1 15001" ;;
     podman-fwd) echo "C 10.98.0.1 15003" ;;
+    podman-floor-fwd) echo "C $podman_ip 5001" ;;
   esac
 }
 run_in() { local where=$1; shift; if [ "$where" = A ]; then "$@"; else ns "$where" "$@"; fi; }
@@ -127,7 +134,7 @@ floor_fwd=$(echo "${TP[floor-fwd]}" | median)
 for c in "${cases[@]}"; do
   tp=$(echo "${TP[$c]}" | median)
   lat=$(echo "${LAT[$c]}" | median)
-  case $c in *-fwd) f=$floor_fwd ;; *) f=$floor_local ;; esac
+  case $c in podman-fwd) f=$(echo "${TP[podman-floor-fwd]}" | median) ;; *-fwd) f=$floor_fwd ;; *) f=$floor_local ;; esac
   printf '| %s | %s | %s%% | %s |\n' "$c" "$tp" "$(awk -v a="$tp" -v b="$f" 'BEGIN {printf "%.0f", 100 * a / b}')" "$lat"
 done
 [ -z "$podman_note" ] || echo "podman: $podman_note"

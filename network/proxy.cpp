@@ -24,7 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kUdpIdle = std::chrono::seconds(90); // docker-proxy's UDPConnTrackTimeout
-constexpr std::size_t kChunk = 1 << 16;
+constexpr int kPipeSize = 1 << 20; // as Go's splice (docker-proxy): fewer calls per byte
 
 sockaddr_in make_addr(ipv4::Address a, std::uint16_t port) {
     sockaddr_in sa{};
@@ -121,6 +121,7 @@ struct Proxy::Loop {
     // One direction of a TCP connection: src -> pipe -> dst.
     struct Way {
         Pipe pipe;
+        std::size_t capacity = 1 << 16; // the pipe's size
         std::size_t pending = 0;
         bool eof = false;  // src said EOF
         bool shut = false; // dst's write side shut after the last byte
@@ -156,8 +157,13 @@ struct Proxy::Loop {
             }
             auto conn = std::make_unique<Conn>();
             try {
-                conn->up.pipe = Pipe::create();
-                conn->down.pipe = Pipe::create();
+                for (Way* w : {&conn->up, &conn->down}) {
+                    w->pipe = Pipe::create();
+                    int size = ::fcntl(w->pipe.write.get(), F_SETPIPE_SZ, kPipeSize);
+                    if (size > 0) {
+                        w->capacity = static_cast<std::size_t>(size);
+                    }
+                }
             } catch (const Error&) {
                 continue; // out of fds: the client sees its connection closed
             }
@@ -187,9 +193,9 @@ struct Proxy::Loop {
     static bool pump(int src, Way& w, int dst) {
         for (;;) {
             bool progress = false;
-            if (!w.eof && w.pending < kChunk) {
-                ssize_t n = ::splice(src, nullptr, w.pipe.write.get(), nullptr, kChunk - w.pending,
-                                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (!w.eof && w.pending < w.capacity) {
+                ssize_t n = ::splice(src, nullptr, w.pipe.write.get(), nullptr,
+                                     w.capacity - w.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n > 0) {
                     w.pending += static_cast<std::size_t>(n);
                     progress = true;
