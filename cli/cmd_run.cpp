@@ -96,6 +96,7 @@ struct RunOptions {
     std::string stop_signal;
     std::optional<int> stop_timeout;
     HealthFlags health; // --health-* (cli/run_flags.hpp)
+    PublishFlags publish; // -p, -P (cli/run_flags.hpp)
     std::string image;
     std::vector<std::string> command;
 };
@@ -628,6 +629,7 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["CapDrop"] = o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
     host["ExtraHosts"] = o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
     host["Privileged"] = o.privileged;
+    host["PublishAllPorts"] = o.publish.publish_all;
     host["ReadonlyRootfs"] = o.read_only;
     host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.security_opts);
     nlohmann::ordered_json tmpfs = nullptr;
@@ -642,6 +644,7 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.mount_flags);
     resources_host_config(spec.resources, host); // Memory, NanoCpus... (cli/run_flags.hpp)
     c["HostConfig"] = host;
+    o.publish.record(c); // PortBindings, PublishAllPorts, ExposedPorts += -p's
     nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
     for (const auto& m : spec.mounts) {
         if (m.type == runner::Mount::Type::bind) {
@@ -767,6 +770,7 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("--stop-signal", o->stop_signal, "Signal to stop the container");
     cmd->add_option("--stop-timeout", o->stop_timeout, "Timeout (in seconds) to stop a container");
     add_health_flags(cmd, o->health);
+    add_publish_flags(cmd, o->publish);
 }
 
 void register_run(CLI::App& app, Context& ctx) {

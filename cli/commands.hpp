@@ -27,6 +27,7 @@ void register_build(CLI::App& app, Context& ctx);
 void register_container_fs(CLI::App& app, Context& ctx); // commit (diff, export, cp: see container_fs.hpp)
 void register_volume(CLI::App& app, Context& ctx);
 void register_network(CLI::App& app, Context& ctx); // network create/ls/inspect/rm/prune/connect/disconnect
+void register_port(CLI::App& app, Context& ctx); // port (cmd_port.cpp)
 void register_completion(CLI::App& app, Context& ctx); // completion, man (hidden)
 
 } // namespace strata::cli

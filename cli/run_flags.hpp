@@ -4,6 +4,7 @@
 
 #include "containers/volumes.hpp"
 #include "formats/oci.hpp"
+#include "network/ports.hpp"
 #include "runner/runner.hpp"
 #include "snapshot/store.hpp"
 
@@ -149,5 +150,26 @@ struct HealthFlags {
     std::optional<formats::Healthcheck> healthcheck() const;
 };
 void add_health_flags(CLI::App* cmd, HealthFlags& flags);
+
+// -p/--publish and -P/--publish-all (Docker's; the grammar is
+// network/ports.hpp's). The container's config keeps them as Docker does:
+// HostConfig.PortBindings, HostConfig.PublishAllPorts, and the published
+// ports added to Config.ExposedPorts; at each start the monitor publishes
+// network::ports::bindings_for_start() of that config.
+struct PublishFlags {
+    std::vector<std::string> publish;
+    bool publish_all = false;
+
+    // The -p values parsed; UsageError with Docker's text ("invalid
+    // containerPort: x").
+    std::vector<network::PortBinding> bindings() const;
+    // What to publish now (run --rm): the -p bindings and, with -P, every
+    // exposed port not bound already.
+    std::vector<network::PortBinding> for_start(const std::set<std::string>& exposed) const;
+    // Into a container record (Docker's inspect document): HostConfig's
+    // PortBindings and PublishAllPorts, Config.ExposedPorts.
+    void record(nlohmann::ordered_json& config) const;
+};
+void add_publish_flags(CLI::App* cmd, PublishFlags& flags);
 
 } // namespace strata::cli
