@@ -408,51 +408,61 @@ Handling handle_query(std::span<const std::uint8_t> msg, const Lookup& lookup,
     std::vector<std::uint8_t> out;
     std::vector<std::vector<std::uint8_t>> answers; // each a whole RR
     bool local = false;
-    if (in_class && q.type == type_ptr) {
-        if (auto addr = reverse_name(name); addr && reverse) {
-            if (auto target = reverse(*addr)) {
-                std::vector<std::uint8_t> rr;
-                put16(rr, 0xc00c); // the question's name
-                put16(rr, type_ptr);
-                put16(rr, class_in);
-                put32(rr, kTtl);
-                std::vector<std::uint8_t> data;
-                try {
-                    write_name(data, *target);
-                    put16(rr, static_cast<std::uint16_t>(data.size()));
-                    rr.insert(rr.end(), data.begin(), data.end());
-                    answers.push_back(std::move(rr));
-                    local = true;
-                } catch (const ParseError& e) {
-                    STRATA_LOG_WARN("DNS server: PTR {} -> {}: {}", q.name, *target, e.what());
-                }
-            }
-        }
-    } else if (in_class && plain_name(name) && lookup) {
-        auto addrs = lookup(name);
-        if (!addrs.empty()) {
-            local = true;
-            if (q.type == type_a || q.type == type_any) {
-                // Shuffled, as Docker's, so clients spread over the addresses.
-                for (std::size_t i = addrs.size(); i > 1; --i) {
-                    std::uint32_t r = 0;
-                    if (::getrandom(&r, sizeof r, 0) != sizeof r) {
-                        r = static_cast<std::uint32_t>(i * 2654435761u);
-                    }
-                    std::swap(addrs[i - 1], addrs[r % i]);
-                }
-                for (auto a : addrs) {
+    try {
+        if (in_class && q.type == type_ptr) {
+            if (auto addr = reverse_name(name); addr && reverse) {
+                if (auto target = reverse(*addr)) {
                     std::vector<std::uint8_t> rr;
-                    put16(rr, 0xc00c);
-                    put16(rr, type_a);
+                    put16(rr, 0xc00c); // the question's name
+                    put16(rr, type_ptr);
                     put16(rr, class_in);
                     put32(rr, kTtl);
-                    put16(rr, 4);
-                    put32(rr, a.value);
-                    answers.push_back(std::move(rr));
+                    std::vector<std::uint8_t> data;
+                    try {
+                        write_name(data, *target);
+                        put16(rr, static_cast<std::uint16_t>(data.size()));
+                        rr.insert(rr.end(), data.begin(), data.end());
+                        answers.push_back(std::move(rr));
+                        local = true;
+                    } catch (const ParseError& e) {
+                        STRATA_LOG_WARN("DNS server: PTR {} -> {}: {}", q.name, *target, e.what());
+                    }
+                }
+            }
+        } else if (in_class && plain_name(name) && lookup) {
+            auto addrs = lookup(name);
+            if (!addrs.empty()) {
+                local = true;
+                if (q.type == type_a || q.type == type_any) {
+                    // Shuffled, as Docker's, so clients spread over the addresses.
+                    for (std::size_t i = addrs.size(); i > 1; --i) {
+                        std::uint32_t r = 0;
+                        if (::getrandom(&r, sizeof r, 0) != sizeof r) {
+                            r = static_cast<std::uint32_t>(i * 2654435761u);
+                        }
+                        std::swap(addrs[i - 1], addrs[r % i]);
+                    }
+                    for (auto a : addrs) {
+                        std::vector<std::uint8_t> rr;
+                        put16(rr, 0xc00c);
+                        put16(rr, type_a);
+                        put16(rr, class_in);
+                        put32(rr, kTtl);
+                        put16(rr, 4);
+                        put32(rr, a.value);
+                        answers.push_back(std::move(rr));
+                    }
                 }
             }
         }
+    } catch (const ParseError&) {
+        throw;
+    } catch (const std::exception& e) {
+        // The store could not be read, say: SERVFAIL, the client retries.
+        STRATA_LOG_WARN("DNS server: looking up {}: {}", q.name, e.what());
+        h.action = Handling::Action::reply;
+        h.reply = reply_start(header, &q, rcode_servfail, false);
+        return h;
     }
     if (!local && can_forward) {
         h.action = Handling::Action::forward;
@@ -575,7 +585,6 @@ struct DnsServer::Impl {
         std::vector<std::uint8_t> in;
         std::vector<std::uint8_t> out;
         Clock::time_point deadline;
-        bool closing = false; // close once out is flushed
     };
     std::map<std::uint64_t, TcpClient> clients;
     std::uint64_t next_client = 1;
@@ -713,7 +722,7 @@ void DnsServer::Impl::run() noexcept {
         auto now = Clock::now();
         auto next = now + std::chrono::seconds(60);
         for (auto& [id, c] : clients) {
-            short ev = static_cast<short>((c.closing ? 0 : POLLIN) | (c.out.empty() ? 0 : POLLOUT));
+            short ev = static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT));
             fds.push_back({c.fd.get(), ev, 0});
             owners.emplace_back(1, id);
             next = std::min(next, c.deadline);
@@ -821,7 +830,7 @@ bool DnsServer::Impl::flush_client(TcpClient& c) {
         }
         c.out.erase(c.out.begin(), c.out.begin() + n);
     }
-    return !c.closing;
+    return true;
 }
 
 void DnsServer::Impl::on_udp() {
@@ -884,11 +893,9 @@ void DnsServer::Impl::on_client(std::uint64_t id, short revents) {
         return;
     }
     auto& c = it->second;
-    if (revents & POLLOUT) {
-        if (!flush_client(c) && c.out.empty()) {
-            clients.erase(it);
-            return;
-        }
+    if ((revents & POLLOUT) && !flush_client(c)) {
+        clients.erase(it);
+        return;
     }
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
         std::uint8_t buf[16384];
@@ -930,6 +937,8 @@ void DnsServer::Impl::client_query(std::uint64_t id, std::span<const std::uint8_
         std::lock_guard lock(upstream_mutex);
         can_forward = !upstreams.empty();
     }
+    // Kept open while its query may wait for every upstream in turn.
+    clients[id].deadline = Clock::now() + kTcpIdle + kMaxUpstreams * options.upstream_timeout;
     Handling h = wire::handle_query(msg, options.lookup, options.reverse, can_forward, 0xffff);
     if (h.action == Handling::Action::reply) {
         send_tcp(id, h.reply);

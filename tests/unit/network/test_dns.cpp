@@ -229,6 +229,16 @@ TEST_CASE("the server answers its names as Docker's resolver does", "[dns]") {
     CHECK_FALSE(asked);
 }
 
+TEST_CASE("a lookup that fails gives SERVFAIL", "[dns]") {
+    Lookup broken = [](std::string_view) -> std::vector<ipv4::Address> {
+        throw strata::Error("store unreadable");
+    };
+    auto h =
+        wire::handle_query(wire::build_query(1, "web", wire::type_a), broken, kReverse, true, 0);
+    REQUIRE(h.action == wire::Handling::Action::reply);
+    CHECK(wire::parse(h.reply).header.rcode() == wire::rcode_servfail);
+}
+
 TEST_CASE("bad queries get FORMERR or NOTIMP, responses and garbage get nothing", "[dns]") {
     auto rcode = [](const Bytes& q) {
         auto h = wire::handle_query(q, kLookup, kReverse, true, 0);
@@ -443,7 +453,7 @@ Bytes make_reply(const Bytes& q, int rcode, bool aa, bool tc, int count, std::ui
 Bytes upstream_answer(const Bytes& q, bool tcp) {
     auto m = wire::parse(q);
     std::string name = m.question->name;
-    if (name == "example.org") {
+    if (name == "example.org" || name == "spoof.example.org") {
         return make_reply(q, 0, false, false, m.question->type == wire::type_a ? 1 : 0, 0x0a090807);
     }
     if (name == "big.example.org") {
@@ -471,6 +481,19 @@ void serve_upstream(int udp, int tcp, const std::atomic<bool>& stop) {
             if (n > 0) {
                 buf.resize(static_cast<std::size_t>(n));
                 Bytes r = upstream_answer(buf, false);
+                if (wire::parse(buf).question->name == "spoof.example.org") {
+                    // Forged replies first: another id, another question.
+                    Bytes forged = make_reply(buf, 0, false, false, 1, 0x0a060606);
+                    forged[1] ^= 0x5a;
+                    ::sendto(udp, forged.data(), forged.size(), 0,
+                             reinterpret_cast<sockaddr*>(&from), len);
+                    Bytes other = make_reply(
+                        wire::build_query(static_cast<std::uint16_t>(buf[0] << 8 | buf[1]),
+                                          "example.org", wire::type_a),
+                        0, false, false, 1, 0x0a060606);
+                    ::sendto(udp, other.data(), other.size(), 0, reinterpret_cast<sockaddr*>(&from),
+                             len);
+                }
                 ::sendto(udp, r.data(), r.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
             }
         }
@@ -571,6 +594,11 @@ int dns_in_netns() {
         // Forwarded: the first upstream times out, the second answers.
         out = nslookup({"-type=a", "example.org", "127.0.0.11"});
         EXPECT(out.find("Address: 10.9.8.7") != std::string::npos, "example.org: %s", out.c_str());
+        // Replies with another id or question are not taken for the answer.
+        out = nslookup({"-type=a", "spoof.example.org", "127.0.0.11"});
+        EXPECT(out.find("Address: 10.9.8.7") != std::string::npos &&
+                   out.find("10.6.6.6") == std::string::npos,
+               "spoof: %s", out.c_str());
         out = nslookup({"-type=a", "nosuch.example.org", "127.0.0.11"});
         EXPECT(out.find("NXDOMAIN") != std::string::npos, "nosuch: %s", out.c_str());
         // No upstream: unknown names are NXDOMAIN, known ones answer.
