@@ -97,31 +97,16 @@ void loopback_up(int netns_fd) {
     }
 }
 
-// Docker's refusal when a host port is taken, checked before the helper
-// starts (the helper's own message is less clear).
-void check_port_free(const PortForward& p) {
+// Binds p's host address and port (0: any free one) as the helper will;
+// the port bound, or 0 when it is taken.
+std::uint16_t try_bind(const PortForward& p, std::uint16_t port) {
     std::string ip = p.host_ip.empty() ? "0.0.0.0" : p.host_ip;
     bool udp = p.proto == "udp";
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    int family = AF_INET;
-    if (ip.find(':') != std::string::npos) {
-        auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons(p.host_port);
-        if (::inet_pton(AF_INET6, ip.c_str(), &a6->sin6_addr) != 1) {
-            throw Error("invalid IP address in port binding: " + ip);
-        }
-        len = sizeof *a6;
-        family = AF_INET6;
-    } else {
-        auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons(p.host_port);
-        a4->sin_addr = ipv4::Address::parse(ip).to_in_addr();
-        len = sizeof *a4;
-    }
-    UniqueFd s(::socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
+    sockaddr_in a4{};
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons(port);
+    a4.sin_addr = ipv4::Address::parse(ip).to_in_addr();
+    UniqueFd s(::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
     if (!s) {
         throw_errno("rootless network: socket");
     }
@@ -129,15 +114,37 @@ void check_port_free(const PortForward& p) {
     if (!udp) {
         ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     }
-    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a4), sizeof a4) != 0) {
         int err = errno;
-        std::string where =
-            (family == AF_INET6 ? "[" + ip + "]" : ip) + ":" + std::to_string(p.host_port);
         if (err == EADDRINUSE) {
-            throw Error("Bind for " + where + " failed: port is already allocated");
+            return 0;
         }
-        throw SysError("rootless network: bind", where + "/" + p.proto, err);
+        throw SysError("rootless network: bind", ip + ":" + std::to_string(port) + "/" + p.proto,
+                       err);
     }
+    socklen_t len = sizeof a4;
+    if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a4), &len) != 0) {
+        throw_errno("rootless network: getsockname");
+    }
+    return ntohs(a4.sin_port);
+}
+
+// The host port p gets: its own when free (Docker's refusal when taken), a
+// free one of its range, or any free one for 0.
+std::uint16_t pick_host_port(const PortForward& p) {
+    std::string ip = p.host_ip.empty() ? "0.0.0.0" : p.host_ip;
+    if (p.host_port == 0) {
+        return try_bind(p, 0);
+    }
+    std::uint16_t last = std::max(p.host_port, p.host_port_end);
+    for (std::uint32_t port = p.host_port; port <= last; ++port) {
+        if (std::uint16_t got = try_bind(p, static_cast<std::uint16_t>(port))) {
+            return got;
+        }
+    }
+    std::string range = std::to_string(p.host_port) +
+                        (last > p.host_port ? "-" + std::to_string(last) : std::string());
+    throw Error("Bind for " + ip + ":" + range + " failed: port is already allocated");
 }
 
 struct Spawned {
@@ -341,14 +348,16 @@ Network::~Network() {
 }
 
 Network Network::start(int netns_fd, const Options& options) {
-    for (const auto& p : options.ports) {
+    std::vector<PortForward> ports = options.ports;
+    for (auto& p : ports) {
         if (p.proto != "tcp" && p.proto != "udp") {
             throw Error("rootless network: unsupported protocol " + p.proto + " in " + describe(p));
         }
-        if (p.host_port == 0 || p.container_port == 0) {
-            throw Error("rootless network: port forward " + describe(p) + " needs both ports");
+        if (p.container_port == 0) {
+            throw Error("rootless network: port forward " + describe(p) + " has no container port");
         }
-        check_port_free(p);
+        p.host_port = pick_host_port(p);
+        p.host_port_end = 0;
     }
     std::optional<Backend> backend = options.backend ? options.backend : backend_from_env();
     auto pasta = find_program("pasta");
@@ -374,6 +383,7 @@ Network Network::start(int netns_fd, const Options& options) {
 
     Network net;
     net.info_.backend = *backend;
+    net.ports_ = ports;
     std::string ns_path = "/proc/self/fd/" + std::to_string(kNetnsFd);
     if (*backend == Backend::pasta) {
         // Foreground (so it is our child and dies with us); it writes its pid
@@ -383,7 +393,7 @@ Network Network::start(int netns_fd, const Options& options) {
                                          "--config-net", "--dns-forward", "169.254.1.1",
                                          "--no-map-gw"};
         std::string tcp, udp;
-        for (const auto& p : options.ports) {
+        for (const auto& p : ports) {
             std::string spec = (p.host_ip.empty() ? "" : p.host_ip + "/") +
                                std::to_string(p.host_port) + ":" + std::to_string(p.container_port);
             std::string& list = p.proto == "tcp" ? tcp : udp;
@@ -434,7 +444,7 @@ Network Network::start(int netns_fd, const Options& options) {
         if (!wait_ready(ready.read.get(), net.helper_, got)) {
             helper_failed("slirp4netns", net.helper_, spawned.output.get(), "did not start");
         }
-        for (const auto& p : options.ports) {
+        for (const auto& p : ports) {
             std::string req = "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"" +
                               p.proto + "\", \"host_addr\": \"" +
                               (p.host_ip.empty() ? "0.0.0.0" : p.host_ip) +

@@ -11,6 +11,7 @@
 //   // thread that started it exits, so a crash leaves nothing behind):
 //   rootless::Options o;
 //   o.ports = {{.proto = "tcp", .container_port = 80, .host_ip = "", .host_port = 8080}};
+//   // net.ports(): the host ports actually bound (0 and ranges resolved)
 //   auto net = rootless::Network::start(netns_fd, o);
 //   // resolv.conf: nameserver net.info().nameserver
 //   ... run the container in netns_fd ...
@@ -37,8 +38,10 @@ namespace strata::network::rootless {
 struct PortForward {
     std::string proto = "tcp"; // "tcp" or "udp"
     std::uint16_t container_port = 0;
-    std::string host_ip;         // "" = every address
-    std::uint16_t host_port = 0; // must be set: the caller picks free ports
+    std::string host_ip;         // "" = every address (IPv4)
+    std::uint16_t host_port = 0; // 0 = a free port
+    // With host_port: the last port of a range to pick a free one from.
+    std::uint16_t host_port_end = 0;
 };
 
 enum class Backend { pasta, slirp4netns };
@@ -64,7 +67,7 @@ bool available();
 
 class Network {
 public:
-    // Starts the helper for netns_fd and returns once the namespace is
+    // Starts the helper for netns_fd (one per namespace) and returns once the namespace is
     // configured and every port forward listens. Throws Error naming the
     // tool and what it printed when it fails, "rootless networking needs
     // pasta (apt-get install passt) or slirp4netns (apt-get install
@@ -77,11 +80,14 @@ public:
     ~Network(); // stops the helper (SIGTERM, then SIGKILL) and reaps it
 
     const Info& info() const { return info_; }
+    // The forwards as bound: host_port is the port actually used.
+    const std::vector<PortForward>& ports() const { return ports_; }
     pid_t pid() const { return helper_.pid(); }
 
 private:
     Network() = default;
     Info info_;
+    std::vector<PortForward> ports_;
     Child helper_;
     UniqueFd exit_fd_;                 // slirp4netns exits when this closes
     std::unique_ptr<TempDir> api_dir_; // slirp4netns' API socket

@@ -131,6 +131,7 @@ int as_user(rootless::Backend backend) {
         EXPECT(net.info().nameserver ==
                    (backend == rootless::Backend::pasta ? "169.254.1.1" : "10.0.2.3"),
                "nameserver %s", net.info().nameserver.c_str());
+        EXPECT(net.ports().size() == 1 && net.ports()[0].host_port == 18080, "ports");
         std::string got = fetch(18080);
         EXPECT(got == "hello from the container", "%s: got '%s'", rootless::backend_name(backend),
                got.c_str());
@@ -148,6 +149,31 @@ int as_user(rootless::Backend backend) {
             EXPECT(std::string(e.what()) ==
                        "Bind for 127.0.0.1:18081 failed: port is already allocated",
                    "%s", e.what());
+        }
+        o.ports = {{"tcp", 8081, "127.0.0.1", 18081, 18081}};
+        try {
+            rootless::Network::start(netns.get(), o);
+            EXPECT(false, "a taken range was accepted");
+        } catch (const Error& e) {
+            EXPECT(std::string(e.what()) ==
+                       "Bind for 127.0.0.1:18081 failed: port is already allocated",
+                   "%s", e.what());
+        }
+        // A range whose first port is taken gets the next one; 0 gets any.
+        o.ports = {{"tcp", 8080, "127.0.0.1", 18081, 18083}, {"udp", 53, "127.0.0.1", 0}};
+        UniqueFd other; // a second namespace (one helper per namespace)
+        std::thread([&] {
+            if (::unshare(CLONE_NEWNET) == 0) {
+                other = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+            }
+        }).join();
+        try {
+            auto second = rootless::Network::start(other.get(), o);
+            EXPECT(second.ports().size() == 2 && second.ports()[0].host_port == 18082 &&
+                       second.ports()[1].host_port != 0 && second.ports()[1].proto == "udp",
+                   "ports picked: %u %u", second.ports()[0].host_port, second.ports()[1].host_port);
+        } catch (const Error& e) {
+            EXPECT(false, "range and free ports: %s", e.what());
         }
     }
     // The helper is gone and the port is free again.
@@ -240,8 +266,8 @@ TEST_CASE("rootless: a bad port forward is refused before anything starts", "[ro
     o.ports = {{"sctp", 80, "", 8080}};
     CHECK_THROWS_WITH(rootless::Network::start(-1, o),
                       "rootless network: unsupported protocol sctp in 0.0.0.0:8080->80/sctp");
-    o.ports = {{"tcp", 80, "", 0}};
-    CHECK_THROWS_WITH(rootless::Network::start(-1, o), Catch::Contains("needs both ports"));
+    o.ports = {{"tcp", 0, "", 8080}};
+    CHECK_THROWS_WITH(rootless::Network::start(-1, o), Catch::Contains("has no container port"));
     o.ports = {{"tcp", 80, "300.1.1.1", 8080}};
     CHECK_THROWS_WITH(rootless::Network::start(-1, o),
                       Catch::Contains("invalid IPv4 address: 300.1.1.1"));
