@@ -1,5 +1,6 @@
 #include "network/rootless.hpp"
 
+#include "network/dns.hpp"
 #include "network/ipv4.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
@@ -345,6 +346,40 @@ Network::~Network() {
     } catch (const std::exception& e) {
         STRATA_LOG_WARN("rootless network: stopping {}: {}", backend_name(info_.backend), e.what());
     }
+}
+
+Network Network::create(const Options& options) {
+    UniqueFd ns;
+    std::exception_ptr error;
+    std::thread([&] {
+        try {
+            if (::unshare(CLONE_NEWNET) != 0) {
+                throw_errno("rootless network: unshare(CLONE_NEWNET)");
+            }
+            ns = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+            if (!ns) {
+                throw_errno("open", "/proc/thread-self/ns/net");
+            }
+        } catch (...) {
+            error = std::current_exception();
+        }
+    }).join();
+    if (error) {
+        std::rethrow_exception(error);
+    }
+    Network net = start(ns.get(), options);
+    net.netns_ = std::move(ns);
+    return net;
+}
+
+std::string Network::resolv_conf(const std::vector<std::string>& dns,
+                                 const std::vector<std::string>& dns_search,
+                                 const std::vector<std::string>& dns_options) const {
+    dns::ResolvConfRequest r;
+    r.dns = dns.empty() ? std::vector<std::string>{info_.nameserver} : dns;
+    r.dns_search = dns_search;
+    r.dns_options = dns_options;
+    return dns::resolv_conf_for(r).text;
 }
 
 Network Network::start(int netns_fd, const Options& options) {

@@ -12,9 +12,11 @@
 //   rootless::Options o;
 //   o.ports = {{.proto = "tcp", .container_port = 80, .host_ip = "", .host_port = 8080}};
 //   // net.ports(): the host ports actually bound (0 and ranges resolved)
-//   auto net = rootless::Network::start(netns_fd, o);
-//   // resolv.conf: nameserver net.info().nameserver
-//   ... run the container in netns_fd ...
+//   auto net = rootless::Network::create(o);   // or start(netns_fd, o)
+//   spec.network = runner::Network::join;
+//   spec.netns_fd = net.netns_fd();
+//   spec.resolv_conf = net.resolv_conf(dns, dns_search, dns_options);
+//   ... run the container ...
 //   // ~Network stops the helper
 //
 // The namespace's own loopback is brought up too. The helper runs in the
@@ -74,6 +76,10 @@ public:
     // slirp4netns)" when neither is installed, and "Bind for IP:PORT failed:
     // port is already allocated" (Docker's text) when a host port is taken.
     static Network start(int netns_fd, const Options& options);
+    // A new network namespace (made on a thread of its own, so in the
+    // caller's user namespace, which must be one the caller is root in),
+    // then start() for it: what a rootless `run` needs.
+    static Network create(const Options& options);
 
     Network(Network&&) noexcept;
     Network& operator=(Network&&) noexcept;
@@ -83,9 +89,19 @@ public:
     // The forwards as bound: host_port is the port actually used.
     const std::vector<PortForward>& ports() const { return ports_; }
     pid_t pid() const { return helper_.pid(); }
+    // The namespace made by create() (-1 after start()): RunSpec::netns_fd
+    // with runner::Network::join.
+    int netns_fd() const { return netns_.get(); }
+    // The container's /etc/resolv.conf: the helper's nameserver (or --dns),
+    // the host's search and options (or --dns-search, --dns-option), in
+    // Docker's format (network/dns.hpp).
+    std::string resolv_conf(const std::vector<std::string>& dns = {},
+                            const std::vector<std::string>& dns_search = {},
+                            const std::vector<std::string>& dns_options = {}) const;
 
 private:
     Network() = default;
+    UniqueFd netns_; // create()'s; closed after the helper stops
     Info info_;
     std::vector<PortForward> ports_;
     Child helper_;

@@ -176,6 +176,45 @@ int as_user(rootless::Backend backend) {
             EXPECT(false, "range and free ports: %s", e.what());
         }
     }
+    // create(): a namespace of its own, the resolv.conf for it.
+    {
+        rootless::Options o;
+        o.backend = backend;
+        o.ports = {{"tcp", 80, "127.0.0.1", 18090}};
+        auto net = rootless::Network::create(o);
+        EXPECT(net.netns_fd() >= 0, "no namespace");
+        UniqueFd inside;
+        std::thread([&] {
+            if (::setns(net.netns_fd(), CLONE_NEWNET) != 0) {
+                return;
+            }
+            inside = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            sockaddr_in any{};
+            any.sin_family = AF_INET;
+            any.sin_port = htons(80);
+            if (::bind(inside.get(), reinterpret_cast<sockaddr*>(&any), sizeof any) != 0 ||
+                ::listen(inside.get(), 8) != 0) {
+                inside.reset();
+            }
+        }).join();
+        EXPECT(inside, "no listener in the created namespace");
+        std::thread srv([&] {
+            UniqueFd c(::accept4(inside.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            if (c) {
+                ::send(c.get(), "created", 7, MSG_NOSIGNAL);
+            }
+        });
+        std::string got = fetch(18090);
+        ::shutdown(inside.get(), SHUT_RDWR);
+        srv.join();
+        EXPECT(got == "created", "create(): got '%s'", got.c_str());
+        std::string rc = net.resolv_conf();
+        EXPECT(rc.find("\nnameserver " + net.info().nameserver + "\n") != std::string::npos, "%s",
+               rc.c_str());
+        rc = net.resolv_conf({"10.1.2.3"}, {"example.com"});
+        EXPECT(rc.find("\nnameserver 10.1.2.3\nsearch example.com\n") != std::string::npos, "%s",
+               rc.c_str());
+    }
     // The helper is gone and the port is free again.
     EXPECT(::kill(helper, 0) != 0 && errno == ESRCH, "helper %d still runs", helper);
     UniqueFd again(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
