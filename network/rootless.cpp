@@ -394,104 +394,114 @@ Network Network::start(int netns_fd, const Options& options) {
         p.host_port = pick_host_port(p);
         p.host_port_end = 0;
     }
-    std::optional<Backend> backend = options.backend ? options.backend : backend_from_env();
+    std::optional<Backend> chosen = options.backend ? options.backend : backend_from_env();
     auto pasta = find_program("pasta");
     auto slirp = find_program("slirp4netns");
-    if (!backend) {
-        if (pasta) {
-            backend = Backend::pasta;
-        } else if (slirp) {
-            backend = Backend::slirp4netns;
-        } else {
-            throw Error("rootless networking needs pasta (apt-get install passt) or slirp4netns "
-                        "(apt-get install slirp4netns)");
-        }
-    }
-    if (*backend == Backend::pasta && !pasta) {
+    if (chosen == Backend::pasta && !pasta) {
         throw Error("rootless networking: pasta is not installed (apt-get install passt)");
     }
-    if (*backend == Backend::slirp4netns && !slirp) {
+    if (chosen == Backend::slirp4netns && !slirp) {
         throw Error(
             "rootless networking: slirp4netns is not installed (apt-get install slirp4netns)");
+    }
+    if (!pasta && !slirp) {
+        throw Error("rootless networking needs pasta (apt-get install passt) or slirp4netns "
+                    "(apt-get install slirp4netns)");
     }
     loopback_up(netns_fd);
 
     Network net;
-    net.info_.backend = *backend;
     net.ports_ = ports;
-    std::string ns_path = "/proc/self/fd/" + std::to_string(kNetnsFd);
-    if (*backend == Backend::pasta) {
-        // Foreground (so it is our child and dies with us); it writes its pid
-        // to --pid once the namespace is configured and the ports are bound:
-        // a pipe, read here, is the readiness signal.
-        std::vector<std::string> args = {"pasta",        "--foreground",  "--quiet",
-                                         "--config-net", "--dns-forward", "169.254.1.1",
-                                         "--no-map-gw"};
-        std::string tcp, udp;
-        for (const auto& p : ports) {
-            std::string spec = (p.host_ip.empty() ? "" : p.host_ip + "/") +
-                               std::to_string(p.host_port) + ":" + std::to_string(p.container_port);
-            std::string& list = p.proto == "tcp" ? tcp : udp;
-            list += (list.empty() ? "" : ",") + spec;
-        }
-        // Nothing else is forwarded (pasta's default would follow every
-        // port bound on either side).
-        for (auto [flag, spec] : {std::pair{"-t", tcp}, std::pair{"-u", udp},
-                                  std::pair{"-T", std::string()}, std::pair{"-U", std::string()}}) {
-            args.push_back(flag);
-            args.push_back(spec.empty() ? "none" : spec);
-        }
-        args.push_back("--pid");
-        args.push_back("/proc/self/fd/" + std::to_string(kReadyFd));
-        args.push_back("--netns");
-        args.push_back(ns_path);
-        Pipe ready = Pipe::create();
-        auto spawned = spawn_helper(*pasta, args, netns_fd, ready.write.get(), -1);
-        ready.write.reset();
-        net.helper_ = std::move(spawned.child);
-        std::string got;
-        if (!wait_ready(ready.read.get(), net.helper_, got)) {
-            helper_failed("pasta", net.helper_, spawned.output.get(), "did not start");
-        }
-        net.info_.nameserver = "169.254.1.1";
+    if (chosen == Backend::slirp4netns || (!chosen && !pasta)) {
+        net.start_slirp4netns(*slirp, netns_fd);
+    } else if (chosen == Backend::pasta || !slirp) {
+        net.start_pasta(*pasta, netns_fd);
     } else {
-        net.api_dir_ = std::make_unique<TempDir>(std::string{}, "strata-slirp-");
-        std::string api = net.api_dir_->path() + "/api.sock";
-        Pipe ready = Pipe::create();
-        Pipe exit = Pipe::create();
-        std::vector<std::string> args = {"slirp4netns",
-                                         "--configure",
-                                         "--mtu=65520",
-                                         "--disable-host-loopback",
-                                         "--ready-fd=" + std::to_string(kReadyFd),
-                                         "--exit-fd=" + std::to_string(kExitFd),
-                                         "--api-socket",
-                                         api,
-                                         "--netns-type=path",
-                                         ns_path,
-                                         "tap0"};
-        auto spawned = spawn_helper(*slirp, args, netns_fd, ready.write.get(), exit.read.get());
-        ready.write.reset();
-        exit.read.reset();
-        net.helper_ = std::move(spawned.child);
-        net.exit_fd_ = std::move(exit.write);
-        std::string got;
-        if (!wait_ready(ready.read.get(), net.helper_, got)) {
-            helper_failed("slirp4netns", net.helper_, spawned.output.get(), "did not start");
+        // pasta preferred; slirp4netns when pasta cannot run here (e.g. no
+        // host interface with a default route for it to copy).
+        try {
+            net.start_pasta(*pasta, netns_fd);
+        } catch (const Error& e) {
+            STRATA_LOG_DEBUG("{}; trying slirp4netns", e.what());
+            net.helper_ = Child();
+            net.start_slirp4netns(*slirp, netns_fd);
         }
-        for (const auto& p : ports) {
-            std::string req = "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"" +
-                              p.proto + "\", \"host_addr\": \"" +
-                              (p.host_ip.empty() ? "0.0.0.0" : p.host_ip) +
-                              "\", \"host_port\": " + std::to_string(p.host_port) +
-                              ", \"guest_port\": " + std::to_string(p.container_port) + "}}";
-            slirp_api(api, req, p);
-        }
-        net.info_.nameserver = "10.0.2.3";
     }
-    STRATA_LOG_DEBUG("rootless network: {} started (pid {})", backend_name(*backend),
+    STRATA_LOG_DEBUG("rootless network: {} started (pid {})", backend_name(net.info_.backend),
                      net.helper_.pid());
     return net;
+}
+
+void Network::start_pasta(const std::string& path, int netns_fd) {
+    info_.backend = Backend::pasta;
+    // Foreground (so it is our child and dies with us); it writes its pid to
+    // --pid once the namespace is configured and the ports are bound: a
+    // pipe, read here, is the readiness signal.
+    std::vector<std::string> args = {"pasta",         "--foreground", "--quiet",    "--config-net",
+                                     "--dns-forward", "169.254.1.1",  "--no-map-gw"};
+    std::string tcp, udp;
+    for (const auto& p : ports_) {
+        std::string spec = (p.host_ip.empty() ? "" : p.host_ip + "/") +
+                           std::to_string(p.host_port) + ":" + std::to_string(p.container_port);
+        std::string& list = p.proto == "tcp" ? tcp : udp;
+        list += (list.empty() ? "" : ",") + spec;
+    }
+    // Nothing else is forwarded (pasta's default would follow every port
+    // bound on either side).
+    for (auto [flag, spec] : {std::pair{"-t", tcp}, std::pair{"-u", udp},
+                              std::pair{"-T", std::string()}, std::pair{"-U", std::string()}}) {
+        args.push_back(flag);
+        args.push_back(spec.empty() ? "none" : spec);
+    }
+    args.push_back("--pid");
+    args.push_back("/proc/self/fd/" + std::to_string(kReadyFd));
+    args.push_back("--netns");
+    args.push_back("/proc/self/fd/" + std::to_string(kNetnsFd));
+    Pipe ready = Pipe::create();
+    auto spawned = spawn_helper(path, args, netns_fd, ready.write.get(), -1);
+    ready.write.reset();
+    helper_ = std::move(spawned.child);
+    std::string got;
+    if (!wait_ready(ready.read.get(), helper_, got)) {
+        helper_failed("pasta", helper_, spawned.output.get(), "did not start");
+    }
+    info_.nameserver = "169.254.1.1";
+}
+
+void Network::start_slirp4netns(const std::string& path, int netns_fd) {
+    info_.backend = Backend::slirp4netns;
+    api_dir_ = std::make_unique<TempDir>(std::string{}, "strata-slirp-");
+    std::string api = api_dir_->path() + "/api.sock";
+    Pipe ready = Pipe::create();
+    Pipe exit = Pipe::create();
+    std::vector<std::string> args = {"slirp4netns",
+                                     "--configure",
+                                     "--mtu=65520",
+                                     "--disable-host-loopback",
+                                     "--ready-fd=" + std::to_string(kReadyFd),
+                                     "--exit-fd=" + std::to_string(kExitFd),
+                                     "--api-socket",
+                                     api,
+                                     "--netns-type=path",
+                                     "/proc/self/fd/" + std::to_string(kNetnsFd),
+                                     "tap0"};
+    auto spawned = spawn_helper(path, args, netns_fd, ready.write.get(), exit.read.get());
+    ready.write.reset();
+    exit.read.reset();
+    helper_ = std::move(spawned.child);
+    exit_fd_ = std::move(exit.write);
+    std::string got;
+    if (!wait_ready(ready.read.get(), helper_, got)) {
+        helper_failed("slirp4netns", helper_, spawned.output.get(), "did not start");
+    }
+    for (const auto& p : ports_) {
+        std::string req = "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"" + p.proto +
+                          "\", \"host_addr\": \"" + (p.host_ip.empty() ? "0.0.0.0" : p.host_ip) +
+                          "\", \"host_port\": " + std::to_string(p.host_port) +
+                          ", \"guest_port\": " + std::to_string(p.container_port) + "}}";
+        slirp_api(api, req, p);
+    }
+    info_.nameserver = "10.0.2.3";
 }
 
 } // namespace strata::network::rootless

@@ -52,7 +52,7 @@ const char* backend_name(Backend backend);
 
 struct Options {
     std::vector<PortForward> ports;
-    // Default: pasta when it is installed, else slirp4netns
+    // Default: pasta when it is installed and starts, else slirp4netns
     // (STRATA_ROOTLESS_NETWORK=pasta|slirp4netns picks one too).
     std::optional<Backend> backend;
 };
@@ -101,6 +101,8 @@ public:
 
 private:
     Network() = default;
+    void start_pasta(const std::string& path, int netns_fd);
+    void start_slirp4netns(const std::string& path, int netns_fd);
     UniqueFd netns_; // create()'s; closed after the helper stops
     Info info_;
     std::vector<PortForward> ports_;
