@@ -15,12 +15,14 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <thread>
@@ -563,6 +565,25 @@ template <typename F> void in_netns(int netns_fd, F&& fn) {
     }
 }
 
+// Brings lo up in the calling thread's namespace (a new one has it down).
+void loopback_up() {
+    UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!s) {
+        throw_errno("DNS server: socket");
+    }
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) {
+        throw_errno("DNS server: SIOCGIFFLAGS", "lo");
+    }
+    if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+        if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) {
+            throw_errno("DNS server: SIOCSIFFLAGS", "lo");
+        }
+    }
+}
+
 bool would_block(int err) {
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
@@ -643,6 +664,7 @@ DnsServer::DnsServer(int netns_fd, ServerOptions options) : impl_(std::make_uniq
     const std::string& listen = impl_->options.listen_address;
     std::uint16_t port = impl_->options.port;
     in_netns(netns_fd, [&] {
+        loopback_up(); // 127.0.0.11 exists once lo is up
         SockAddr addr = resolve_numeric(listen, port);
         std::string where = listen + ":" + std::to_string(port);
         UniqueFd udp = make_socket(addr.family(), SOCK_DGRAM);

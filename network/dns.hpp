@@ -79,7 +79,8 @@ struct ServerOptions {
 class DnsServer {
 public:
     // Binds listen_address:port (UDP and TCP) inside the network namespace
-    // netns_fd (-1: the caller's own) and starts serving. Throws Error (e.g.
+    // netns_fd (-1: the caller's own; its lo is brought up when down) and
+    // starts serving. Throws Error (e.g.
     // "DNS server: bind 127.0.0.11:53/udp: Address already in use").
     DnsServer(int netns_fd, ServerOptions options);
     // Stops the thread and closes every socket.

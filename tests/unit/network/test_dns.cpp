@@ -542,7 +542,7 @@ int dns_in_netns() {
     }
     std::string ns_path =
         "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(container.get());
-    sh({"nsenter", "--net=" + ns_path, "ip", "link", "set", "lo", "up"});
+    // (Its lo stays down: the server brings it up.)
 
     // Upstreams in the "host" namespace: 127.0.0.3 never answers (UDP) and
     // refuses TCP; 127.0.0.2 answers.
