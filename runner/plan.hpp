@@ -176,7 +176,7 @@ void child_begin() noexcept;
 // Helpers shared with the tests.
 std::string hosts_file(const std::string& hostname,
                        const std::vector<std::pair<std::string, std::string>>& extra,
-                       Network network);
+                       Network network, const std::string& hosts_address = {});
 std::string resolv_conf(Network network);
 std::vector<std::string> container_env(const RunSpec& spec, const ExecUser& user,
                                        const std::string& hostname);
