@@ -454,6 +454,13 @@ void run(Context& ctx, const RunOptions& o) {
 
     runner::RunSpec spec = make_spec(img, o);
     containers::NetworkConfig netcfg = network_config(store_root, o, rootless);
+    if (netcfg.bridged()) {
+        // -p/-P (cli/run_flags.hpp): published while the container runs.
+        netcfg.ports = o.publish.for_start(img.config.config.exposed_ports);
+        netcfg.exposed = network::ports::exposed_with(
+            {img.config.config.exposed_ports.begin(), img.config.config.exposed_ports.end()},
+            o.publish.bindings());
+    }
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     volumes.add_volumes_from(o.volumes_from, spec);
     std::vector<std::string> lowers = store.ensure_snapshots(img);

@@ -85,6 +85,15 @@ NetworkConfig NetworkConfig::from_container(const nlohmann::json& config) {
     c.dns = strings(host, "Dns");
     c.dns_search = strings(host, "DnsSearch");
     c.dns_options = strings(host, "DnsOptions");
+    if (config.contains("Config") && config["Config"].contains("ExposedPorts") &&
+        config["Config"]["ExposedPorts"].is_object()) {
+        for (const auto& [k, v] : config["Config"]["ExposedPorts"].items()) {
+            c.exposed.push_back(k);
+        }
+    }
+    c.ports =
+        network::ports::bindings_for_start(host.value("PortBindings", nlohmann::json::object()),
+                                           host.value("PublishAllPorts", false), c.exposed);
     bool shared = c.mode == "none" || c.mode == "host" || c.mode.rfind("container:", 0) == 0;
     if (shared || !config.contains("NetworkSettings") ||
         !config["NetworkSettings"].contains("Networks")) {
@@ -179,6 +188,8 @@ ContainerNetwork ContainerNetwork::attach(const std::string& store_root, const s
         req.dns = cfg.dns;
         req.dns_search = cfg.dns_search;
         req.dns_options = cfg.dns_options;
+        req.ports = cfg.ports;
+        req.exposed = cfg.exposed;
         n.sandbox.emplace(network::Sandbox::create(req));
         spec.network = runner::Network::join;
         spec.netns_fd = n.sandbox->netns_fd();

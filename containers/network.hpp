@@ -22,6 +22,9 @@ struct NetworkConfig {
     std::string mode = "none";
     std::vector<network::EndpointRequest> endpoints; // bridge networks, the mode's first
     std::vector<std::string> dns, dns_search, dns_options;
+    // Published ports of a start (-p, -P), and the exposed ones ("80/tcp").
+    std::vector<network::PortBinding> ports;
+    std::vector<std::string> exposed;
 
     bool bridged() const { return !endpoints.empty(); }
     // From flags: resolves the network names (NetworkNotFound "network X not
@@ -31,7 +34,8 @@ struct NetworkConfig {
                                     const std::vector<std::string>& dns,
                                     const std::vector<std::string>& dns_search,
                                     const std::vector<std::string>& dns_options);
-    // From a container's config.json (HostConfig and NetworkSettings.Networks).
+    // From a container's config.json (HostConfig and NetworkSettings.Networks;
+    // the ports from HostConfig.PortBindings/PublishAllPorts and Config.ExposedPorts).
     static NetworkConfig from_container(const nlohmann::json& config);
     // HostConfig.NetworkMode/Dns/DnsSearch/DnsOptions and NetworkSettings
     // (Docker's shape for a container that does not run: addresses empty).

@@ -1,7 +1,10 @@
 #include "network/sandbox.hpp"
 
+#include "network/dns.hpp"
+#include "network/nat.hpp"
 #include "network/netlink.hpp"
 #include "network/netns.hpp"
+#include "network/proxy.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -42,8 +45,58 @@ int ensure_bridge(netlink::Netlink& nl, const NetworkRecord& net) {
     nl.create_bridge(dev);
     nl.add_address(dev, net.gateway, net.subnet->prefix);
     nl.set_up(dev);
+    // Masquerade (unless internal), isolation from the other strata bridges,
+    // internal's drops. Without nftables containers still reach each other
+    // and the host, not beyond.
+    if (nat::available()) {
+        nat::add_network({net.id, dev, *net.subnet, net.internal});
+    }
     return nl.ifindex(dev);
 }
+
+// The user-defined networks' endpoints a name means: "web", "web.app"
+// (the network's name as a domain), an alias, a 12-digit or full id.
+struct Names {
+    std::string store_root;
+    std::vector<std::pair<std::string, std::string>> networks; // (id, name)
+
+    std::vector<ipv4::Address> lookup(std::string_view query) const {
+        std::string want = lower(query);
+        std::vector<ipv4::Address> out;
+        NetworkStore store(store_root);
+        for (const auto& [id, name] : networks) {
+            std::string key = want;
+            std::string suffix = "." + lower(name);
+            if (key.size() > suffix.size() &&
+                key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0) {
+                key.resize(key.size() - suffix.size());
+            }
+            for (const auto& e : store.endpoints(id)) {
+                bool match = lower(e.name) == key || e.container_id == key ||
+                             (key.size() == 12 && e.container_id.compare(0, 12, key) == 0);
+                for (const auto& a : e.aliases) {
+                    match = match || lower(a) == key;
+                }
+                if (match && std::find(out.begin(), out.end(), e.address) == out.end()) {
+                    out.push_back(e.address);
+                }
+            }
+        }
+        return out;
+    }
+
+    std::optional<std::string> reverse(ipv4::Address a) const {
+        NetworkStore store(store_root);
+        for (const auto& [id, name] : networks) {
+            for (const auto& e : store.endpoints(id)) {
+                if (e.address == a) {
+                    return (e.name.empty() ? e.container_id.substr(0, 12) : e.name) + "." + name;
+                }
+            }
+        }
+        return std::nullopt;
+    }
+};
 
 } // namespace
 
@@ -55,11 +108,26 @@ struct Sandbox::State {
     std::optional<netlink::Netlink> inner;
     std::vector<Joined> joined;
     int next_if = 0;
+    std::unique_ptr<PublishedPorts> published;
+    std::unique_ptr<dns::DnsServer> dns_server;
+    std::string resolv_conf;
+
+    Names names() const {
+        Names n{req.store_root, {}};
+        for (const auto& j : joined) {
+            if (j.net.name != "bridge") {
+                n.networks.emplace_back(j.net.id, j.net.name);
+            }
+        }
+        return n;
+    }
 
     explicit State(const SandboxRequest& r)
         : req(r), store(r.store_root), host(netlink::Netlink::open()) {}
 
     ~State() {
+        published.reset(); // its rules and proxy first: they lead to the addresses
+        dns_server.reset();
         while (!joined.empty()) {
             try {
                 // The namespace goes with this object: the kernel deletes the
@@ -154,6 +222,32 @@ Sandbox Sandbox::create(const SandboxRequest& req) {
     for (const auto& e : req.endpoints) {
         s->attach(e);
     }
+    if (!req.ports.empty() && !s->joined.empty()) {
+        s->published = std::make_unique<PublishedPorts>(req.container_id,
+                                                        s->joined.front().ep.address, req.ports);
+    }
+    // Docker's resolv.conf: the embedded DNS server's on user-defined
+    // networks (the host's or --dns servers become its upstreams, none when
+    // every network is internal), the host's otherwise.
+    Names names = s->names();
+    dns::ResolvConfRequest rr;
+    rr.internal_resolver = !names.networks.empty();
+    rr.dns = req.dns;
+    rr.dns_search = req.dns_search;
+    rr.dns_options = req.dns_options;
+    dns::ResolvConf rc = dns::resolv_conf_for(rr);
+    s->resolv_conf = rc.text;
+    if (rr.internal_resolver) {
+        bool all_internal = std::all_of(s->joined.begin(), s->joined.end(),
+                                        [](const Joined& j) { return j.net.internal; });
+        dns::ServerOptions o;
+        o.lookup = [names](std::string_view n) { return names.lookup(n); };
+        o.reverse = [names](ipv4::Address a) { return names.reverse(a); };
+        if (!all_internal) {
+            o.upstreams = rc.upstreams;
+        }
+        s->dns_server = std::make_unique<dns::DnsServer>(s->netns.get(), std::move(o));
+    }
     return Sandbox(std::move(s));
 }
 
@@ -170,8 +264,7 @@ std::string Sandbox::gateway() const {
 }
 
 std::string Sandbox::resolv_conf() const {
-    const auto& r = s_->req;
-    return resolv_conf_with(r.dns, r.dns_search, r.dns_options, false);
+    return s_->resolv_conf;
 }
 
 std::string resolv_conf_with(const std::vector<std::string>& dns,
@@ -248,7 +341,8 @@ nlohmann::ordered_json Sandbox::settings() const {
     s["HairpinMode"] = false;
     s["LinkLocalIPv6Address"] = "";
     s["LinkLocalIPv6PrefixLen"] = 0;
-    s["Ports"] = nlohmann::ordered_json::object();
+    s["Ports"] = ports::ports_json(
+        s_->published ? s_->published->bound() : std::vector<PortBinding>{}, s_->req.exposed);
     s["SandboxKey"] = "";
     s["SecondaryIPAddresses"] = nullptr;
     s["SecondaryIPv6Addresses"] = nullptr;
@@ -297,24 +391,7 @@ nlohmann::ordered_json Sandbox::settings() const {
 }
 
 std::vector<ipv4::Address> Sandbox::lookup(std::string_view name) const {
-    std::string want = lower(name);
-    std::vector<ipv4::Address> out;
-    for (const auto& j : s_->joined) {
-        if (j.net.name == "bridge") {
-            continue; // Docker: no name resolution on the default bridge
-        }
-        for (const auto& e : s_->store.endpoints(j.net.id)) {
-            bool match = lower(e.name) == want || e.container_id == want ||
-                         (want.size() == 12 && e.container_id.compare(0, 12, want) == 0);
-            for (const auto& a : e.aliases) {
-                match = match || lower(a) == want;
-            }
-            if (match && std::find(out.begin(), out.end(), e.address) == out.end()) {
-                out.push_back(e.address);
-            }
-        }
-    }
-    return out;
+    return s_->names().lookup(name);
 }
 
 void Sandbox::connect(const EndpointRequest& req) {
@@ -339,12 +416,20 @@ void recover(const std::string& store_root) {
     NetworkStore store(store_root);
     auto nl = netlink::Netlink::open();
     FileLock l = store.lock();
+    std::vector<std::string> live; // owners of nat rules: networks, containers with endpoints
     for (const auto& net : store.list()) {
         if (net.is_bridge()) {
             for (const auto& e : store.sweep(net.id)) {
                 nl.delete_link(e.host_veth); // usually gone with its namespace already
             }
+            live.push_back(net.id);
+            for (const auto& e : store.endpoints(net.id)) {
+                live.push_back(e.container_id);
+            }
         }
+    }
+    if (nat::available()) {
+        nat::keep_only(live);
     }
 }
 
@@ -357,6 +442,9 @@ void remove_network(const std::string& store_root, const NetworkRecord& net) {
     }
     if (net.is_bridge()) {
         nl.delete_link(net.device());
+        if (nat::available()) {
+            nat::remove_owner(net.id);
+        }
     }
 }
 

@@ -1,7 +1,11 @@
 // A container's network sandbox on bridge networks: a network namespace of
 // its own with one veth per network (eth0, eth1...) whose other end is a
 // port of the network's Linux bridge, an address from the network's IPAM,
-// the default route via the first network's gateway. The monitor (kept
+// the default route via the first network's gateway; the network's nftables
+// rules (masquerade, isolation, internal: network/nat.hpp) when its bridge
+// is made, the published ports (network/proxy.hpp), and on user-defined
+// networks the embedded DNS server at 127.0.0.11 (network/dns.hpp) that
+// answers the names, aliases and ids of the containers on the same networks. The monitor (kept
 // containers) and `run --rm` make one before starting the container and
 // drop it after it exits; the runner joins netns_fd().
 //
@@ -18,6 +22,7 @@
 // next sandbox on the network, or recover(), cleans them.
 #pragma once
 
+#include "network/ports.hpp"
 #include "network/store.hpp"
 
 #include <memory>
@@ -40,6 +45,11 @@ struct SandboxRequest {
     std::string hostname;
     std::vector<EndpointRequest> endpoints; // the first gives the default route
     std::vector<std::string> dns, dns_search, dns_options;
+    // Published ports of this start (ports::bindings_for_start), to the
+    // first network's address: DNAT rules where nftables works, the userland
+    // proxy for loopback bindings and as the fallback (network/proxy.hpp).
+    std::vector<PortBinding> ports;
+    std::vector<std::string> exposed; // "80/tcp": NetworkSettings.Ports lists them
 };
 
 class Sandbox {

@@ -102,6 +102,32 @@ expect_fail "network-scoped alias is supported only for containers in user defin
   strata run --rm --network-alias x busybox true
 expect_fail "has active endpoints" strata network rm app
 
+# The embedded DNS server: names, aliases and ids of the containers on app.
+out=$(strata run --rm --network app busybox cat /etc/resolv.conf)
+assert_contains "$out" "nameserver 127.0.0.11" "resolv.conf on a user network"
+assert_contains "$out" "options ndots:0" "ndots on a user network"
+assert_contains "$(strata run --rm --network app busybox nslookup web 2>&1)" "172.18.0.2" "nslookup web"
+assert_eq "$(strata run --rm --network app busybox wget -qO- http://web/)" "hello-from-web" "wget by name"
+assert_eq "$(strata run --rm --network app busybox wget -qO- http://www/)" "hello-from-web" "wget by alias"
+assert_eq "$(strata run --rm --network app busybox wget -qO- "http://${web:0:12}/")" "hello-from-web" "wget by short id"
+strata run --rm --network app busybox ping -c 1 -W 2 web.app >/dev/null || fail "ping web.app"
+out=$(strata run --rm busybox cat /etc/resolv.conf)
+[[ "$out" == *127.0.0.11* ]] && fail "no embedded DNS on the default bridge: $out"
+
+# Published ports: the proxy on 127.0.0.1, DNAT (nftables) on the other addresses.
+pub=$(strata run -d --network app -p 18080:80 busybox \
+  sh -c 'mkdir -p /www && echo hello-published > /www/index.html && exec httpd -f -p 80 -h /www') || fail "run -p"
+assert_eq "$(strata port "$pub")" "80/tcp -> 0.0.0.0:18080" "strata port"
+assert_eq "$(strata inspect -f '{{(index (index .NetworkSettings.Ports "80/tcp") 0).HostPort}}' "$pub")" "18080" "NetworkSettings.Ports"
+for host in 127.0.0.1 172.18.0.1; do
+  for i in $(seq 50); do
+    out=$(bash -c "exec 3<>/dev/tcp/$host/18080 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null) && break
+    sleep 0.1
+  done
+  assert_contains "$out" "hello-published" "published port via $host"
+done
+strata rm -f "$pub" >/dev/null
+
 # connect / disconnect on a stopped container: the networks of its next start.
 strata create --name multi --network app busybox sh -c 'ip -4 -o addr; sleep 30' >/dev/null || fail "create"
 strata network connect --ip 10.99.0.50 fixed multi || fail "network connect"
@@ -124,6 +150,11 @@ strata rm -f "${ids[@]}" >/dev/null || fail "rm -f the 20"
 rec=$(strata run -d --network int busybox sleep 60) || fail "run on int"
 dev="br-$(strata network inspect -f '{{.Id}}' int | cut -c1-12)"
 ip -o link show "$dev" >/dev/null || fail "the bridge of int exists while a container runs"
+have_nft=0
+command -v nft >/dev/null && nft list ruleset >/dev/null 2>&1 && have_nft=1
+if [ "$have_nft" = 1 ]; then
+  nft list ruleset | grep -q "strata:$(strata network inspect -f '{{.Id}}' int)" || fail "internal network rules: $(nft list ruleset)"
+fi
 intid=$(strata network inspect -f '{{.Id}}' int)
 hv=$(sed -n 's/.*"HostVeth":"\([^"]*\)".*/\1/p' "$STRATA_ROOT/networks/$intid/endpoints/$rec.json")
 ip -o link show "$hv" >/dev/null || fail "the container's veth $hv"
@@ -138,6 +169,9 @@ ip -o link show "$hv" >/dev/null 2>&1 && fail "the crashed container's veth $hv 
 strata rm -f "$rec" >/dev/null
 strata network rm int >/dev/null || fail "network rm int"
 ip -o link show "$dev" >/dev/null 2>&1 && fail "network rm leaves its bridge: $(ip -o link)"
+if [ "$have_nft" = 1 ]; then
+  nft list ruleset | grep -q "strata:$intid" && fail "network rm leaves its rules: $(nft list ruleset)"
+fi
 
 # --- removal
 strata rm -f web >/dev/null
@@ -152,4 +186,8 @@ assert_eq "$(strata network ls --format '{{.Name}}' | tr '\n' ' ')" "bridge host
 veths_gone
 assert_eq "$(ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | tr '\n' ' ')" "lo strata0 " "links left: $(ip -o link)"
 assert_eq "$(ip -o -4 addr | awk '{print $2, $4}' | tr '\n' ' ')" "lo 127.0.0.1/8 strata0 172.17.0.1/16 " "addresses left"
+if [ "$have_nft" = 1 ]; then
+  assert_eq "$(nft list ruleset | grep -o 'strata:[0-9a-f]*' | sort -u)" \
+    "strata:$(strata network inspect -f '{{.Id}}' bridge)" "nft rules left (only the default bridge's)"
+fi
 echo "network e2e: ok"
