@@ -40,6 +40,7 @@ assert_eq "$(strata port web)" "$(printf '9/tcp -> 0.0.0.0:32768\n53/udp -> 0.0.
   "port: Docker's lines, in natural order"
 assert_eq "$(strata port web 80)" "127.0.0.1:18080" "port CONTAINER 80"
 assert_eq "$(strata port "${id:0:12}" 53/udp)" "0.0.0.0:5353" "port by short id, udp"
+assert_eq "$(strata container port web 80/tcp)" "127.0.0.1:18080" "container port"
 expect_fail "Error: No public port '443/tcp' published for web" strata port web 443/tcp
 rm "$STRATA_ROOT/containers/$id/network.json"
 strata create --name plain busybox true >/dev/null
