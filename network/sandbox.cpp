@@ -1,7 +1,10 @@
 #include "network/sandbox.hpp"
 
+#include "network/dns.hpp"
+#include "network/nat.hpp"
 #include "network/netlink.hpp"
 #include "network/netns.hpp"
+#include "network/proxy.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -28,23 +31,72 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// Bridge up with its gateway address (call with the store lock held).
-void ensure_bridge(netlink::Netlink& nl, const NetworkRecord& net) {
+// The network's bridge, made (up, with its gateway address) when missing;
+// returns its index. Call with the store lock held. As Docker's, the device
+// then stays while the network exists (`network rm` deletes it): making and
+// deleting it around every container would cost tens of milliseconds (each
+// deletion waits for RCU grace periods).
+int ensure_bridge(netlink::Netlink& nl, const NetworkRecord& net) {
     std::string dev = net.device();
+    int index = nl.ifindex(dev);
+    if (index != 0) {
+        return index;
+    }
     nl.create_bridge(dev);
     nl.add_address(dev, net.gateway, net.subnet->prefix);
     nl.set_up(dev);
+    // Masquerade (unless internal), isolation from the other strata bridges,
+    // internal's drops. Without nftables containers still reach each other
+    // and the host, not beyond.
+    if (nat::available()) {
+        nat::add_network({net.id, dev, *net.subnet, net.internal});
+    }
+    return nl.ifindex(dev);
 }
 
-// The bridge goes once no endpoint is left on it (call with the store lock held).
-void drop_bridge_if_unused(netlink::Netlink& nl, NetworkStore& store, const NetworkRecord& net) {
-    for (const auto& e : store.sweep(net.id)) {
-        nl.delete_link(e.host_veth);
+// The user-defined networks' endpoints a name means: "web", "web.app"
+// (the network's name as a domain), an alias, a 12-digit or full id.
+struct Names {
+    std::string store_root;
+    std::vector<std::pair<std::string, std::string>> networks; // (id, name)
+
+    std::vector<ipv4::Address> lookup(std::string_view query) const {
+        std::string want = lower(query);
+        std::vector<ipv4::Address> out;
+        NetworkStore store(store_root);
+        for (const auto& [id, name] : networks) {
+            std::string key = want;
+            std::string suffix = "." + lower(name);
+            if (key.size() > suffix.size() &&
+                key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0) {
+                key.resize(key.size() - suffix.size());
+            }
+            for (const auto& e : store.endpoints(id)) {
+                bool match = lower(e.name) == key || e.container_id == key ||
+                             (key.size() == 12 && e.container_id.compare(0, 12, key) == 0);
+                for (const auto& a : e.aliases) {
+                    match = match || lower(a) == key;
+                }
+                if (match && std::find(out.begin(), out.end(), e.address) == out.end()) {
+                    out.push_back(e.address);
+                }
+            }
+        }
+        return out;
     }
-    if (store.endpoints(net.id).empty()) {
-        nl.delete_link(net.device());
+
+    std::optional<std::string> reverse(ipv4::Address a) const {
+        NetworkStore store(store_root);
+        for (const auto& [id, name] : networks) {
+            for (const auto& e : store.endpoints(id)) {
+                if (e.address == a) {
+                    return (e.name.empty() ? e.container_id.substr(0, 12) : e.name) + "." + name;
+                }
+            }
+        }
+        return std::nullopt;
     }
-}
+};
 
 } // namespace
 
@@ -56,14 +108,31 @@ struct Sandbox::State {
     std::optional<netlink::Netlink> inner;
     std::vector<Joined> joined;
     int next_if = 0;
+    std::unique_ptr<PublishedPorts> published;
+    std::unique_ptr<dns::DnsServer> dns_server;
+    std::string resolv_conf;
+
+    Names names() const {
+        Names n{req.store_root, {}};
+        for (const auto& j : joined) {
+            if (j.net.name != "bridge") {
+                n.networks.emplace_back(j.net.id, j.net.name);
+            }
+        }
+        return n;
+    }
 
     explicit State(const SandboxRequest& r)
         : req(r), store(r.store_root), host(netlink::Netlink::open()) {}
 
     ~State() {
+        published.reset(); // its rules and proxy first: they lead to the addresses
+        dns_server.reset();
         while (!joined.empty()) {
             try {
-                detach(joined.size() - 1);
+                // The namespace goes with this object: the kernel deletes the
+                // veths with it, off the caller's path.
+                detach(joined.size() - 1, true);
             } catch (const std::exception&) {
                 // what is left is stale (its lock goes with this process): recover() takes it
                 joined.pop_back();
@@ -100,8 +169,8 @@ struct Sandbox::State {
             NetworkStore::Claim c =
                 store.claim(net, req.container_id, req.container_name, aliases, er.ipv4, veth);
             try {
-                ensure_bridge(host, net);
-                host.create_veth(veth, host.ifindex(net.device()), j.ifname, netns.get(),
+                int master = ensure_bridge(host, net);
+                host.create_veth(veth, master, j.ifname, netns.get(),
                                  netlink::mac_for(c.endpoint.address));
                 // A container may reach its own published ports (hairpin NAT).
                 host.set_hairpin(veth);
@@ -122,19 +191,22 @@ struct Sandbox::State {
                 inner->add_default_route(net.gateway, added.ifname);
             }
         } catch (...) {
-            detach(joined.size() - 1);
+            detach(joined.size() - 1, false);
             throw;
         }
     }
 
-    void detach(std::size_t i) {
+    // netns_dying: the namespace is about to be closed, which deletes the
+    // veth (a synchronous RTM_DELLINK waits for RCU grace periods).
+    void detach(std::size_t i, bool netns_dying) {
         Joined j = std::move(joined[i]);
         joined.erase(joined.begin() + static_cast<std::ptrdiff_t>(i));
-        host.delete_link(j.ep.host_veth);
+        if (!netns_dying) {
+            host.delete_link(j.ep.host_veth);
+        }
         FileLock l = store.lock();
         store.release(j.net.id, req.container_id);
         j.lock.reset();
-        drop_bridge_if_unused(host, store, j.net);
     }
 };
 
@@ -149,6 +221,32 @@ Sandbox Sandbox::create(const SandboxRequest& req) {
     s->inner->set_up("lo");
     for (const auto& e : req.endpoints) {
         s->attach(e);
+    }
+    if (!req.ports.empty() && !s->joined.empty()) {
+        s->published = std::make_unique<PublishedPorts>(req.container_id,
+                                                        s->joined.front().ep.address, req.ports);
+    }
+    // Docker's resolv.conf: the embedded DNS server's on user-defined
+    // networks (the host's or --dns servers become its upstreams, none when
+    // every network is internal), the host's otherwise.
+    Names names = s->names();
+    dns::ResolvConfRequest rr;
+    rr.internal_resolver = !names.networks.empty();
+    rr.dns = req.dns;
+    rr.dns_search = req.dns_search;
+    rr.dns_options = req.dns_options;
+    dns::ResolvConf rc = dns::resolv_conf_for(rr);
+    s->resolv_conf = rc.text;
+    if (rr.internal_resolver) {
+        bool all_internal = std::all_of(s->joined.begin(), s->joined.end(),
+                                        [](const Joined& j) { return j.net.internal; });
+        dns::ServerOptions o;
+        o.lookup = [names](std::string_view n) { return names.lookup(n); };
+        o.reverse = [names](ipv4::Address a) { return names.reverse(a); };
+        if (!all_internal) {
+            o.upstreams = rc.upstreams;
+        }
+        s->dns_server = std::make_unique<dns::DnsServer>(s->netns.get(), std::move(o));
     }
     return Sandbox(std::move(s));
 }
@@ -166,8 +264,7 @@ std::string Sandbox::gateway() const {
 }
 
 std::string Sandbox::resolv_conf() const {
-    const auto& r = s_->req;
-    return resolv_conf_with(r.dns, r.dns_search, r.dns_options, false);
+    return s_->resolv_conf;
 }
 
 std::string resolv_conf_with(const std::vector<std::string>& dns,
@@ -244,7 +341,8 @@ nlohmann::ordered_json Sandbox::settings() const {
     s["HairpinMode"] = false;
     s["LinkLocalIPv6Address"] = "";
     s["LinkLocalIPv6PrefixLen"] = 0;
-    s["Ports"] = nlohmann::ordered_json::object();
+    s["Ports"] = ports::ports_json(
+        s_->published ? s_->published->bound() : std::vector<PortBinding>{}, s_->req.exposed);
     s["SandboxKey"] = "";
     s["SecondaryIPAddresses"] = nullptr;
     s["SecondaryIPv6Addresses"] = nullptr;
@@ -293,24 +391,7 @@ nlohmann::ordered_json Sandbox::settings() const {
 }
 
 std::vector<ipv4::Address> Sandbox::lookup(std::string_view name) const {
-    std::string want = lower(name);
-    std::vector<ipv4::Address> out;
-    for (const auto& j : s_->joined) {
-        if (j.net.name == "bridge") {
-            continue; // Docker: no name resolution on the default bridge
-        }
-        for (const auto& e : s_->store.endpoints(j.net.id)) {
-            bool match = lower(e.name) == want || e.container_id == want ||
-                         (want.size() == 12 && e.container_id.compare(0, 12, want) == 0);
-            for (const auto& a : e.aliases) {
-                match = match || lower(a) == want;
-            }
-            if (match && std::find(out.begin(), out.end(), e.address) == out.end()) {
-                out.push_back(e.address);
-            }
-        }
-    }
-    return out;
+    return s_->names().lookup(name);
 }
 
 void Sandbox::connect(const EndpointRequest& req) {
@@ -324,7 +405,7 @@ void Sandbox::disconnect(const std::string& network) {
     NetworkRecord net = s_->store.load(network);
     for (std::size_t i = 0; i < s_->joined.size(); ++i) {
         if (s_->joined[i].net.id == net.id) {
-            s_->detach(i);
+            s_->detach(i, false);
             return;
         }
     }
@@ -335,10 +416,20 @@ void recover(const std::string& store_root) {
     NetworkStore store(store_root);
     auto nl = netlink::Netlink::open();
     FileLock l = store.lock();
+    std::vector<std::string> live; // owners of nat rules: networks, containers with endpoints
     for (const auto& net : store.list()) {
         if (net.is_bridge()) {
-            drop_bridge_if_unused(nl, store, net);
+            for (const auto& e : store.sweep(net.id)) {
+                nl.delete_link(e.host_veth); // usually gone with its namespace already
+            }
+            live.push_back(net.id);
+            for (const auto& e : store.endpoints(net.id)) {
+                live.push_back(e.container_id);
+            }
         }
+    }
+    if (nat::available()) {
+        nat::keep_only(live);
     }
 }
 
@@ -351,6 +442,9 @@ void remove_network(const std::string& store_root, const NetworkRecord& net) {
     }
     if (net.is_bridge()) {
         nl.delete_link(net.device());
+        if (nat::available()) {
+            nat::remove_owner(net.id);
+        }
     }
 }
 

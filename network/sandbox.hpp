@@ -1,7 +1,11 @@
 // A container's network sandbox on bridge networks: a network namespace of
 // its own with one veth per network (eth0, eth1...) whose other end is a
 // port of the network's Linux bridge, an address from the network's IPAM,
-// the default route via the first network's gateway. The monitor (kept
+// the default route via the first network's gateway; the network's nftables
+// rules (masquerade, isolation, internal: network/nat.hpp) when its bridge
+// is made, the published ports (network/proxy.hpp), and on user-defined
+// networks the embedded DNS server at 127.0.0.11 (network/dns.hpp) that
+// answers the names, aliases and ids of the containers on the same networks. The monitor (kept
 // containers) and `run --rm` make one before starting the container and
 // drop it after it exits; the runner joins netns_fd().
 //
@@ -11,13 +15,14 @@
 //   spec.netns_fd = sb.netns_fd();
 //   spec.hosts_address = sb.hosts_address();
 //
-// Destruction tears it down: the veths deleted, the addresses released, the
-// bridge device deleted when its network has no endpoint left (the record
-// stays until `network rm`). A process killed before that leaves endpoints
-// whose lock is free: the next sandbox on the network, or recover(), cleans
-// them.
+// Destruction tears it down: the addresses released, the namespace closed
+// (the kernel deletes its veths with it). The bridge device stays while its
+// network exists, as Docker's docker0 and br-* do (`network rm` deletes it).
+// A process killed before that leaves endpoints whose lock is free: the
+// next sandbox on the network, or recover(), cleans them.
 #pragma once
 
+#include "network/ports.hpp"
 #include "network/store.hpp"
 
 #include <memory>
@@ -40,6 +45,11 @@ struct SandboxRequest {
     std::string hostname;
     std::vector<EndpointRequest> endpoints; // the first gives the default route
     std::vector<std::string> dns, dns_search, dns_options;
+    // Published ports of this start (ports::bindings_for_start), to the
+    // first network's address: DNAT rules where nftables works, the userland
+    // proxy for loopback bindings and as the fallback (network/proxy.hpp).
+    std::vector<PortBinding> ports;
+    std::vector<std::string> exposed; // "80/tcp": NetworkSettings.Ports lists them
 };
 
 class Sandbox {
@@ -86,8 +96,8 @@ std::string resolv_conf_with(const std::vector<std::string>& dns,
                              const std::vector<std::string>& dns_search,
                              const std::vector<std::string>& dns_options, bool host_network);
 
-// Cleans what dead owners left: stale endpoints (their veths) and bridge
-// devices of networks without endpoints.
+// Cleans what dead owners left: stale endpoints (and their veths, when the
+// kernel has not deleted them with the namespace).
 void recover(const std::string& store_root);
 
 // `network rm`: the record, and its bridge device.

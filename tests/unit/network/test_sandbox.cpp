@@ -4,11 +4,13 @@
 #include "network/netns.hpp"
 #include "network/sandbox.hpp"
 
+#include "util/fs.hpp"
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -37,6 +39,25 @@ UniqueFd listen_in(int netns_fd) {
         REQUIRE(::listen(fd.get(), 4) == 0);
     });
     return fd;
+}
+
+// The veths of this namespace (their peers' namespaces gone, the kernel
+// deletes them shortly after).
+int veths_left() {
+    for (int i = 0; i < 200; ++i) {
+        int n = 0;
+        if (auto* names = ::if_nameindex()) {
+            for (auto* p = names; p->if_index != 0; ++p) {
+                n += std::string(p->if_name).rfind("veth", 0) == 0 ? 1 : 0;
+            }
+            ::if_freenameindex(names);
+        }
+        if (n == 0) {
+            return 0;
+        }
+        ::usleep(10000);
+    }
+    return -1;
 }
 
 bool connects(const std::string& addr) {
@@ -95,9 +116,14 @@ TEST_CASE("sandboxes on a bridge reach each other and the host; teardown leaves 
         CHECK(nl.ifindex("strata0") != 0);
         CHECK(s3.lookup("one").empty());
     }
-    CHECK(nl.ifindex(net.device()) == 0);
-    CHECK(nl.ifindex("strata0") == 0);
+    // The bridges stay while their networks exist (Docker's); the veths go.
+    CHECK(nl.ifindex(net.device()) != 0);
+    CHECK(nl.ifindex("strata0") != 0);
+    CHECK(veths_left() == 0);
     CHECK(store.endpoints(net.id).empty());
+    remove_network(tmp.path(), store.load("app"));
+    CHECK(nl.ifindex(net.device()) == 0);
+    CHECK_FALSE(store.find("app"));
 }
 
 TEST_CASE("a dead owner's endpoint is recovered: veth deleted, address free", "[root]") {
@@ -123,10 +149,15 @@ TEST_CASE("a dead owner's endpoint is recovered: veth deleted, address free", "[
     REQUIRE(::waitpid(pid, &status, 0) == pid);
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);
-    CHECK(nl.ifindex(net.device()) != 0);
-    recover(tmp.path());
-    CHECK(nl.ifindex(net.device()) == 0);
+    auto files = [&] {
+        return fs::list_dir(store.endpoint_path(net.id, "x")
+                                .substr(0, store.endpoint_path(net.id, "x").rfind('/')));
+    };
+    CHECK(files().size() == 1); // stale: its owner died without teardown
     CHECK(store.endpoints(net.id).empty());
+    recover(tmp.path());
+    CHECK(files().empty());
+    CHECK(veths_left() == 0);
     SandboxRequest r{tmp.path(), std::string(64, '5'), "d", "d", {{"rec", "", {}}}};
     auto s = Sandbox::create(r);
     CHECK(s.hosts_address() == "10.78.0.2");
