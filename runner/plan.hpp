@@ -150,6 +150,7 @@ struct Plan {
     int init_fd = -1;            // init: the sealed memfd holding docker-init
     int console_fd = -1;         // tty: socket that takes the pty master to the parent
     int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
+    int join_netns_fd = -1; // a network namespace the child enters first (rootless join)
 
     std::vector<const char*> argv;       // null-terminated
     std::vector<const char*> envp;       // null-terminated

@@ -1421,10 +1421,14 @@ Container Container::start(const RunSpec& spec) {
     // -- A network namespace to join (a bridge sandbox): this thread enters
     // it for the clone, so the child is born in it, then comes back.
     UniqueFd netns_back;
-    if (spec.network == Network::join) {
-        if (spec.netns_fd < 0) {
-            throw StartError("container setup: no network namespace to join", 125);
-        }
+    if (spec.network == Network::join && spec.netns_fd < 0) {
+        throw StartError("container setup: no network namespace to join", 125);
+    }
+    if (spec.network == Network::join && spec.user_namespace == UserNamespace::joined) {
+        // Rootless: this thread could not come back to the host's namespace
+        // (another user namespace owns it), so the child enters it instead.
+        plan.join_netns_fd = spec.netns_fd;
+    } else if (spec.network == Network::join) {
         netns_back = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
         if (!netns_back) {
             throw StartError(std::string("container setup: open /proc/thread-self/ns/net: ") +
