@@ -140,6 +140,8 @@ int run_cli(int argc, char** argv) {
     register_build(app, ctx);
     register_container_fs(app, ctx);
     register_volume(app, ctx);
+    register_network(app, ctx);
+    register_port(app, ctx);
     register_completion(app, ctx); // last: it walks the commands above
     app.set_version_flag("-v,--version", std::string("strata version ") + STRATA_VERSION,
                          "Print the version and exit");

@@ -8,6 +8,7 @@
 #include "containers/json_log.hpp"
 #include "containers/monitor.hpp"
 #include "containers/names.hpp"
+#include "containers/network.hpp"
 #include "containers/signal.hpp"
 #include "containers/store.hpp"
 #include "containers/volumes.hpp"
@@ -441,7 +442,8 @@ TemplateValue container_document(const containers::Store& cs, const std::string&
                         {"Name", "overlay"}};
     d["Mounts"] = c.value("Mounts", TemplateValue::array());
     d["Config"] = c["Config"];
-    d["NetworkSettings"] = {{"Networks", TemplateValue::object()}};
+    // The running sandbox's addresses, else the configured networks (containers/network.hpp).
+    d["NetworkSettings"] = containers::network_settings(cs, id, c);
     return d;
 }
 

@@ -21,6 +21,7 @@
 #include "cli/run_flags.hpp"
 #include "containers/health.hpp"
 #include "containers/names.hpp"
+#include "containers/network.hpp"
 #include "containers/signal.hpp"
 #include "containers/spec.hpp"
 #include "containers/store.hpp"
@@ -31,6 +32,7 @@
 #include "runner/options.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
+#include "network/netns.hpp"
 #include "util/error.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
@@ -62,7 +64,11 @@ struct RunOptions {
     std::vector<std::string> env;
     std::string workdir;
     std::string user;
-    std::string network = "none";
+    // --network: "" is the default (bridge as root, none without root).
+    std::string network;
+    std::string ip;                          // --ip
+    std::vector<std::string> network_aliases; // --network-alias
+    std::vector<std::string> dns, dns_search, dns_options;
     std::string hostname;
     std::vector<std::string> volumes;
     std::vector<std::string> tmpfs;
@@ -90,6 +96,7 @@ struct RunOptions {
     std::string stop_signal;
     std::optional<int> stop_timeout;
     HealthFlags health; // --health-* (cli/run_flags.hpp)
+    PublishFlags publish; // -p, -P (cli/run_flags.hpp)
     std::string image;
     std::vector<std::string> command;
 };
@@ -381,7 +388,9 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     spec.cwd = !o.workdir.empty() ? o.workdir : cc.working_dir.empty() ? "/" : cc.working_dir;
     spec.user = !o.user.empty() ? o.user : cc.user;
     spec.hostname = o.hostname;
-    spec.network = runner::parse_network(o.network);
+    // none or host here; a bridge network or container:NAME is joined at
+    // start (containers/network.hpp).
+    spec.network = o.network == "host" ? runner::Network::host : runner::Network::none;
     for (const auto& t : o.tmpfs) {
         spec.mounts.push_back(runner::parse_tmpfs(t));
     }
@@ -409,6 +418,27 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     return spec;
 }
 
+// The flags' network, Docker's warning when packets will not be forwarded.
+containers::NetworkConfig network_config(const std::string& store_root, const RunOptions& o,
+                                         bool rootless) {
+    std::string mode = o.network.empty() ? (rootless ? "none" : "bridge") : o.network;
+    if (rootless && mode != "none" && mode != "host") {
+        throw UsageError("--network " + mode +
+                         ": strata run without root takes --network none or host (bridge "
+                         "networks need root)");
+    }
+    auto cfg = containers::NetworkConfig::from_flags(store_root, mode, o.ip, o.network_aliases,
+                                                     o.dns, o.dns_search, o.dns_options);
+    if (cfg.bridged() && !network::ipv4_forwarding_enabled()) {
+        static bool warned = false;
+        if (!warned) {
+            std::cerr << "WARNING: IPv4 forwarding is disabled. Networking will not work.\n";
+            warned = true;
+        }
+    }
+    return cfg;
+}
+
 void run(Context& ctx, const RunOptions& o) {
     // Without root: into a user and a mount namespace of strata's own first,
     // while strata is single-threaded (setns needs it), and before any
@@ -423,6 +453,14 @@ void run(Context& ctx, const RunOptions& o) {
     snapshot::Image img = store.load(o.image);
 
     runner::RunSpec spec = make_spec(img, o);
+    containers::NetworkConfig netcfg = network_config(store_root, o, rootless);
+    if (netcfg.bridged()) {
+        // -p/-P (cli/run_flags.hpp): published while the container runs.
+        netcfg.ports = o.publish.for_start(img.config.config.exposed_ports);
+        netcfg.exposed = network::ports::exposed_with(
+            {img.config.config.exposed_ports.begin(), img.config.config.exposed_ports.end()},
+            o.publish.bindings());
+    }
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     volumes.add_volumes_from(o.volumes_from, spec);
     std::vector<std::string> lowers = store.ensure_snapshots(img);
@@ -438,6 +476,8 @@ void run(Context& ctx, const RunOptions& o) {
             ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
         } unmount{fuse ? std::string() : spec.rootfs};
         volumes.prepare(spec);
+        auto net = containers::ContainerNetwork::attach(store_root, std::string(), o.name, netcfg,
+                                                        spec);
         run_container(ctx, o, spec);
         return;
     }
@@ -465,6 +505,12 @@ void run(Context& ctx, const RunOptions& o) {
     } unmount{merged};
     spec.rootfs = merged;
     volumes.prepare(spec);
+    // The container's network (a bridge sandbox), torn down after it exits.
+    std::string id = containers::new_id();
+    if (spec.hostname.empty() && netcfg.bridged()) {
+        spec.hostname = containers::short_id(id);
+    }
+    auto net = containers::ContainerNetwork::attach(store_root, id, o.name, netcfg, spec);
     run_container(ctx, o, spec);
 }
 
@@ -590,6 +636,7 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["CapDrop"] = o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
     host["ExtraHosts"] = o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
     host["Privileged"] = o.privileged;
+    host["PublishAllPorts"] = o.publish.publish_all;
     host["ReadonlyRootfs"] = o.read_only;
     host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.security_opts);
     nlohmann::ordered_json tmpfs = nullptr;
@@ -604,6 +651,7 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.mount_flags);
     resources_host_config(spec.resources, host); // Memory, NanoCpus... (cli/run_flags.hpp)
     c["HostConfig"] = host;
+    o.publish.record(c); // PortBindings, PublishAllPorts, ExposedPorts += -p's
     nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
     for (const auto& m : spec.mounts) {
         if (m.type == runner::Mount::Type::bind) {
@@ -641,6 +689,7 @@ std::string create_container(Context& ctx, const RunOptions& o) {
     volumes.add_volumes_from(o.volumes_from, spec);
     volumes.prepare_record(spec, store, img);
     nlohmann::ordered_json config = container_config(id, img, o, spec);
+    network_config(ctx.store_root(), o, false).to_container(config);
     volumes.record(config);
     config["StrataManifest"] = nlohmann::ordered_json::parse(formats::to_json(rec.manifest));
     // Pinned before the record exists: gc never sees a container without its image.
@@ -667,7 +716,17 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
         ->allow_extra_args(false);
     cmd->add_option("-w,--workdir", o->workdir, "Working directory inside the container");
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
-    cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
+    cmd->add_option("--network", o->network,
+                    "Connect a container to a network: bridge (the default as root), none, host, "
+                    "a network's name, container:NAME");
+    cmd->add_option("--ip", o->ip, "IPv4 address (e.g. 172.30.100.104) on a user-defined network");
+    cmd->add_option("--network-alias", o->network_aliases,
+                    "Add network-scoped alias for the container")
+        ->allow_extra_args(false);
+    cmd->add_option("--dns", o->dns, "Set custom DNS servers")->allow_extra_args(false);
+    cmd->add_option("--dns-search", o->dns_search, "Set custom DNS search domains")
+        ->allow_extra_args(false);
+    cmd->add_option("--dns-option", o->dns_options, "Set DNS options")->allow_extra_args(false);
     cmd->add_option("--hostname", o->hostname, "Container host name");
     cmd->add_option("-v,--volume", o->volumes,
                     "Bind mount a host path or a volume [SRC:]DST[:OPTS] (SRC without '/' names "
@@ -718,6 +777,7 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("--stop-signal", o->stop_signal, "Signal to stop the container");
     cmd->add_option("--stop-timeout", o->stop_timeout, "Timeout (in seconds) to stop a container");
     add_health_flags(cmd, o->health);
+    add_publish_flags(cmd, o->publish);
 }
 
 void register_run(CLI::App& app, Context& ctx) {

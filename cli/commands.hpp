@@ -26,6 +26,8 @@ void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls 
 void register_build(CLI::App& app, Context& ctx);
 void register_container_fs(CLI::App& app, Context& ctx); // commit (diff, export, cp: see container_fs.hpp)
 void register_volume(CLI::App& app, Context& ctx);
+void register_network(CLI::App& app, Context& ctx); // network create/ls/inspect/rm/prune/connect/disconnect
+void register_port(CLI::App& app, Context& ctx); // port (cmd_port.cpp)
 void register_completion(CLI::App& app, Context& ctx); // completion, man (hidden)
 
 } // namespace strata::cli

@@ -213,7 +213,7 @@ namespace detail {
 
 std::string hosts_file(const std::string& hostname,
                        const std::vector<std::pair<std::string, std::string>>& extra,
-                       Network network) {
+                       Network network, const std::string& hosts_address) {
     std::string out;
     if (network == Network::host) {
         // As Docker with --network host: the host's own hosts file.
@@ -240,8 +240,9 @@ std::string hosts_file(const std::string& hostname,
               "ff02::1\tip6-allnodes\n"
               "ff02::2\tip6-allrouters\n";
         // With no network of its own the container's name still resolves, as
-        // in BuildKit's sandbox.
-        out += "127.0.0.1\t" + hostname + "\n";
+        // in BuildKit's sandbox; on a bridge, to its own address (Docker's).
+        out += (hosts_address.empty() ? std::string("127.0.0.1") : hosts_address) + "\t" +
+               hostname + "\n";
     }
     for (const auto& [name, address] : extra) {
         out += address + "\t" + name + "\n";
@@ -852,8 +853,10 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         add(op, std::string("bind generated ") + target);
     };
     gen("/etc/hostname", hostname + "\n");
-    gen("/etc/hosts", detail::hosts_file(hostname, spec.extra_hosts, spec.network));
-    gen("/etc/resolv.conf", detail::resolv_conf(spec.network));
+    gen("/etc/hosts",
+        detail::hosts_file(hostname, spec.extra_hosts, spec.network, spec.hosts_address));
+    gen("/etc/resolv.conf",
+        spec.resolv_conf.empty() ? detail::resolv_conf(spec.network) : spec.resolv_conf);
 
     // The caller's mounts, parents before children (as Docker sorts them).
     std::vector<const Mount*> mounts;
@@ -1438,6 +1441,31 @@ Container Container::start(const RunSpec& spec) {
         flags |= CLONE_NEWUSER;
     }
 
+    // -- A network namespace to join (a bridge sandbox): this thread enters
+    // it for the clone, so the child is born in it, then comes back.
+    UniqueFd netns_back;
+    if (spec.network == Network::join && spec.netns_fd < 0) {
+        throw StartError("container setup: no network namespace to join", 125);
+    }
+    if (spec.network == Network::join && spec.user_namespace == UserNamespace::joined) {
+        // Rootless: this thread could not come back to the host's namespace
+        // (another user namespace owns it), so the child enters it instead.
+        plan.join_netns_fd = spec.netns_fd;
+    } else if (spec.network == Network::join) {
+        netns_back = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+        if (!netns_back) {
+            throw StartError(std::string("container setup: open /proc/thread-self/ns/net: ") +
+                                 std::strerror(errno),
+                             125);
+        }
+        if (::setns(spec.netns_fd, CLONE_NEWNET) != 0) {
+            throw StartError(std::string("container setup: joining the container's network "
+                                         "namespace: ") +
+                                 std::strerror(errno),
+                             125);
+        }
+    }
+
     // -- Clone with every signal blocked, so that none of the caller's
     // handlers runs in the child before it resets them.
     sigset_t all, old;
@@ -1461,6 +1489,9 @@ Container Container::start(const RunSpec& spec) {
     }
     int clone_err = pid < 0 ? -pid : 0;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (netns_back && ::setns(netns_back.get(), CLONE_NEWNET) != 0) {
+        std::terminate(); // this thread would stay in the container's network
+    }
     if (pid < 0) {
         throw SysError("clone3 (new namespaces)", rootfs, clone_err);
     }

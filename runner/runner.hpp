@@ -20,11 +20,11 @@
 // mapped and a USER other than root needs root.
 // Resource limits (spec.resources, Docker's --memory, --cpus...) go to the
 // container's cgroup (runner/cgroup.hpp), real root only. Not (yet) done,
-// by decision: no /sys/fs/cgroup inside;
-// networks are none or host only. Mount points created in the root (e.g. an image without /proc or
-// /etc/hosts) are removed after the run, except when strata itself is killed by SIGKILL or a mount
-// point had to be created through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and
-// pidfds (5.3).
+// by decision: no /sys/fs/cgroup inside.
+// Networks: none, host, or join (a namespace the caller prepared, e.g. a bridge network's sandbox).
+// Mount points created in the root (e.g. an image without /proc or /etc/hosts) are removed after
+// the run, except when strata itself is killed by SIGKILL or a mount point had to be created
+// through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and pidfds (5.3).
 #pragma once
 
 #include "runner/resources.hpp"
@@ -46,6 +46,7 @@ namespace strata::runner {
 enum class Network {
     none, // a new network namespace with only the loopback interface, up
     host, // the host's network namespace
+    join, // the namespace RunSpec::netns_fd (a bridge sandbox, network/sandbox.hpp)
 };
 
 enum class UserNamespace {
@@ -119,6 +120,15 @@ struct RunSpec {
     std::string hostname;          // default: 12 random hex digits, as Docker's container id
     std::vector<std::pair<std::string, std::string>> extra_hosts; // (name, address) for /etc/hosts
     Network network = Network::none;
+    // Network::join: the network namespace the container enters (the caller's
+    // fd, kept open until start() returns).
+    int netns_fd = -1;
+    // The address /etc/hosts gives the hostname (a bridged container's own);
+    // empty: 127.0.0.1 for none.
+    std::string hosts_address;
+    // The text of /etc/resolv.conf; empty: the host's (without loopback
+    // nameservers unless the network is host).
+    std::string resolv_conf;
     UserNamespace user_namespace = UserNamespace::automatic;
     std::vector<Mount> mounts;
     std::vector<Rlimit> rlimits; // can only lower limits without CAP_SYS_RESOURCE
