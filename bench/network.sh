@@ -5,6 +5,7 @@
 # `unshare -n`; nothing touches the host's network).
 #
 #   bench/network.sh [BUILD_DIR] [RUNS] [MIB]     (root; RUNS 5, MIB 1024)
+#   CASES="floor-fwd dnat-fwd" CONNECTS=20 bench/network.sh ...   (a subset)
 #
 # Namespaces: A "the host" (this script's), B "the container" (10.99.0.2,
 # veth to A's 10.99.0.1, a TCP sink on :5001), C "a client outside"
@@ -105,6 +106,15 @@ if [ -z "${SKIP_PODMAN:-}" ] && command -v podman >/dev/null; then
   rm -f /tmp/strata-bench-podman.$$
 fi
 
+# CASES="floor-fwd dnat-fwd" measures only those (in that order, alternating).
+if [ -n "${CASES:-}" ]; then
+  read -r -a wanted <<<"$CASES"
+  for w in "${wanted[@]}"; do
+    [[ " ${cases[*]} " == *" $w "* ]] || { echo "no case $w here (cases: ${cases[*]})" >&2; exit 2; }
+  done
+  cases=("${wanted[@]}")
+fi
+connects=${CONNECTS:-200}
 target() {
   case $1 in
     floor-local) echo "A 10.99.0.2 5001" ;;
@@ -123,18 +133,18 @@ for ((r = 0; r < runs; r++)); do
   for c in "${cases[@]}"; do
     read -r where host port <<<"$(target "$c")"
     TP[$c]+="$(run_in "$where" "$nd" tcp-send "$host" "$port" "$mib") "
-    LAT[$c]+="$(run_in "$where" "$nd" tcp-connect "$host" "$port" 200) "
+    LAT[$c]+="$(run_in "$where" "$nd" tcp-connect "$host" "$port" "$connects") "
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | awk 'NF' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "| case | MiB/s (median of $runs) | vs floor | connect+1B+close µs (median) |"
 echo "|---|---|---|---|"
-floor_local=$(echo "${TP[floor-local]}" | median)
-floor_fwd=$(echo "${TP[floor-fwd]}" | median)
+floor_local=$(echo "${TP[floor-local]:-}" | median)
+floor_fwd=$(echo "${TP[floor-fwd]:-}" | median)
 for c in "${cases[@]}"; do
   tp=$(echo "${TP[$c]}" | median)
   lat=$(echo "${LAT[$c]}" | median)
   case $c in podman-fwd) f=$(echo "${TP[podman-floor-fwd]}" | median) ;; *-fwd) f=$floor_fwd ;; *) f=$floor_local ;; esac
-  printf '| %s | %s | %s%% | %s |\n' "$c" "$tp" "$(awk -v a="$tp" -v b="$f" 'BEGIN {printf "%.0f", 100 * a / b}')" "$lat"
+  printf '| %s | %s | %s | %s |\n' "$c" "$tp" "$(awk -v a="$tp" -v b="$f" 'BEGIN {if (b > 0) printf "%.0f%%", 100 * a / b; else printf "-"}')" "$lat"
 done
 [ -z "$podman_note" ] || echo "podman: $podman_note"

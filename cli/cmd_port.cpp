@@ -31,11 +31,7 @@ nlohmann::json published_ports(const containers::Store& cs, const std::string& i
     return settings.value("Ports", nlohmann::json::object());
 }
 
-} // namespace
-
-void register_port(CLI::App& app, Context& ctx) {
-    auto* cmd =
-        app.add_subcommand("port", "List port mappings or a specific mapping for the container");
+void add_port(CLI::App* cmd, Context& ctx) {
     auto container = std::make_shared<std::string>();
     auto filter = std::make_shared<std::string>();
     cmd->add_option("CONTAINER", *container, "Container name or id")->required();
@@ -58,6 +54,24 @@ void register_port(CLI::App& app, Context& ctx) {
             std::cout << l << "\n";
         }
     });
+}
+
+} // namespace
+
+// `port` and `container port` (registered after the `container` group).
+void register_port(CLI::App& app, Context& ctx) {
+    CLI::App* container = nullptr;
+    for (CLI::App* sub :
+         app.get_subcommands([](CLI::App* a) { return a->get_name() == "container"; })) {
+        container = sub;
+    }
+    for (CLI::App* parent : {&app, container}) {
+        if (parent != nullptr) {
+            add_port(parent->add_subcommand(
+                         "port", "List port mappings or a specific mapping for the container"),
+                     ctx);
+        }
+    }
 }
 
 } // namespace strata::cli

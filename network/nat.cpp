@@ -181,7 +181,10 @@ std::vector<TaggedRule> tagged_rules() {
     Result r = run_nft("list table ip strata", true);
     std::vector<TaggedRule> out;
     if (r.rc != 0) {
-        return out; // no table
+        if (r.error.find("No such file or directory") != std::string::npos) {
+            return out; // no table
+        }
+        throw Error("nft list table ip strata: " + r.error);
     }
     nlohmann::json doc = nlohmann::json::parse(r.output, nullptr, false);
     if (doc.is_discarded() || !doc.contains("nftables") || !doc["nftables"].is_array()) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -390,18 +391,54 @@ PublishedPorts::PublishedPorts(std::string owner, ipv4::Address container_ip,
                                const std::vector<PortBinding>& wanted, bool use_nat)
     : owner_(std::move(owner)), proxy_(wanted, container_ip) {
     if (!use_nat || proxy_.bound().empty()) {
+        nat_.set_value("");
+        kernel_.emplace(false);
         return;
     }
-    try { // no probe first: a refusal (no library, no nf_tables) is the answer
-        nat::add_ports(owner_, container_ip, proxy_.bound());
-        kernel_ = true;
-    } catch (const Error& e) {
-        nat_error_ = e.what();
+    // On a thread of its own (in this thread's network namespace, as a new
+    // thread starts in its creator's): loading libnftables and its first
+    // batch take some 20 ms, which the container's start does not wait for.
+    // Until the rules are in, the proxy serves every address.
+    installer_ = std::thread([this, container_ip] {
+        try { // no probe first: a refusal (no library, no nf_tables) is the answer
+            nat::add_ports(owner_, container_ip, proxy_.bound());
+            nat_.set_value("");
+        } catch (const std::exception& e) {
+            nat_.set_value(e.what());
+        }
+    });
+}
+
+void PublishedPorts::wait_nat() const {
+    if (!kernel_) {
+        nat_error_ = nat_.get_future().get();
+        kernel_.emplace(nat_error_.empty());
     }
 }
 
+bool PublishedPorts::kernel() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wait_nat();
+    return *kernel_;
+}
+
+std::string PublishedPorts::nat_error() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wait_nat();
+    return nat_error_;
+}
+
 PublishedPorts::~PublishedPorts() {
-    if (kernel_) {
+    if (installer_.joinable()) {
+        installer_.join();
+    }
+    bool installed = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        wait_nat();
+        installed = *kernel_ && proxy_.bound().size() > 0;
+    }
+    if (installed) {
         try {
             nat::remove_owner(owner_);
         } catch (const Error&) {

@@ -23,7 +23,10 @@
 #include "network/ports.hpp"
 #include "util/fd.hpp"
 
+#include <future>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,24 +59,35 @@ private:
 class PublishedPorts {
 public:
     // owner: the container's id, the tag of its nat rules (remove_owner(owner)
-    // at destruction). use_nat false: the proxy alone (as Docker with
-    // userland-proxy and no iptables). When nat is wanted but refuses,
-    // the proxy serves everything and nat_error() says why.
+    // at destruction). Binds every port (throws as Proxy does) before it
+    // returns; the DNAT rules are installed by a thread of their own, so the
+    // container's start does not wait for libnftables: until they are in,
+    // the proxy serves all traffic. use_nat false: the proxy alone (as
+    // Docker with userland-proxy and no iptables). When nat refuses, the
+    // proxy keeps serving everything and nat_error() says why.
     PublishedPorts(std::string owner, ipv4::Address container_ip,
                    const std::vector<PortBinding>& wanted, bool use_nat = true);
     PublishedPorts(const PublishedPorts&) = delete;
     PublishedPorts& operator=(const PublishedPorts&) = delete;
+    // Waits for the rules' installation, removes them, stops the proxy.
     ~PublishedPorts();
 
     const std::vector<PortBinding>& bound() const { return proxy_.bound(); }
-    bool kernel() const { return kernel_; }
-    const std::string& nat_error() const { return nat_error_; }
+    // Whether the DNAT rules are in (waits for their installation).
+    bool kernel() const;
+    // Why they are not ("" when they are, or when nat was not wanted).
+    std::string nat_error() const;
 
 private:
+    void wait_nat() const; // with mutex_ held
+
     std::string owner_;
     Proxy proxy_;
-    bool kernel_ = false;
-    std::string nat_error_;
+    mutable std::mutex mutex_;
+    mutable std::promise<std::string> nat_; // the installer's error, "" for success
+    mutable std::optional<bool> kernel_;
+    mutable std::string nat_error_;
+    std::thread installer_;
 };
 
 } // namespace strata::network

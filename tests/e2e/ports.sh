@@ -141,6 +141,23 @@ assert_eq "$(get C http://10.98.0.1:9090/)" "hello from B" "C -> 9090 through th
 kill -TERM "$pub3"
 wait "$pub3"
 
+echo "== 12 containers publishing and stopping at once (the rules' lock)"
+par=()
+for i in $(seq 12); do
+  "$ND" publish "par$i" 10.99.0.2 "$((20000 + i)):80" >"$WORK/par$i" 2>&1 &
+  par+=("$!")
+  pids+=("$!")
+done
+for i in $(seq 12); do wait_ready "$WORK/par$i"; done
+for i in $(seq 12); do
+  grep -q '^kernel yes' "$WORK/par$i" || fail "par$i: no DNAT: $(cat "$WORK/par$i")"
+done
+assert_eq "$("$ND" owners | grep -c '^par')" 12 "every parallel publisher has its rules"
+assert_eq "$(get C http://10.98.0.1:20007/)" "hello from B" "C -> a port published in parallel"
+kill -TERM "${par[@]}"
+for p in "${par[@]}"; do wait "$p" || fail "a parallel publisher did not stop cleanly"; done
+assert_eq "$("$ND" owners | grep -c '^par')" 0 "parallel stops leave no rule"
+
 echo "== remove_owner, keep_only: nothing of strata's left"
 kill -TERM "$pub1"
 wait "$pub1" || fail "publisher ctr1 did not stop cleanly"

@@ -29,6 +29,20 @@ assert_eq "$(strata port web)" "" "port of a created container"
 expect_fail "Error: No public port '80/tcp' published for web" strata port web 80/tcp
 expect_fail "Error: No public port '80' published for web" strata port web 80
 expect_fail "invalid port (x)" strata port web x
+# While it runs, `port` reads the NetworkSettings its sandbox writes
+# (<store>/containers/<id>/network.json); written here as the sandbox does.
+id=$(strata inspect --format '{{.Id}}' web)
+cat >"$STRATA_ROOT/containers/$id/network.json" <<'JSON'
+{"Networks":{},"Ports":{"443/tcp":null,"53/udp":[{"HostIp":"0.0.0.0","HostPort":"5353"}],
+ "80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}],"9/tcp":[{"HostIp":"0.0.0.0","HostPort":"32768"}]}}
+JSON
+assert_eq "$(strata port web)" "$(printf '9/tcp -> 0.0.0.0:32768\n53/udp -> 0.0.0.0:5353\n80/tcp -> 127.0.0.1:18080')" \
+  "port: Docker's lines, in natural order"
+assert_eq "$(strata port web 80)" "127.0.0.1:18080" "port CONTAINER 80"
+assert_eq "$(strata port "${id:0:12}" 53/udp)" "0.0.0.0:5353" "port by short id, udp"
+assert_eq "$(strata container port web 80/tcp)" "127.0.0.1:18080" "container port"
+expect_fail "Error: No public port '443/tcp' published for web" strata port web 443/tcp
+rm "$STRATA_ROOT/containers/$id/network.json"
 strata create --name plain busybox true >/dev/null
 assert_eq "$(strata inspect --format '{{json .HostConfig.PortBindings}} {{.HostConfig.PublishAllPorts}}' plain)" \
   "{} false" "no -p"

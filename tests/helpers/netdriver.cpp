@@ -4,7 +4,8 @@
 //
 //   publish OWNER CONTAINER_IP [--no-nat] SPEC...   PublishedPorts until SIGTERM;
 //                                                   prints "bound KEY IP:PORT",
-//                                                   "kernel yes|no REASON", "ready"
+//                                                   "kernel yes|no REASON", "ports JSON",
+//                                                   "setup_us N" (PublishedPorts' time), "ready"
 //   network OWNER BRIDGE SUBNET [internal]          nat::add_network
 //   remove OWNER | keep-only [OWNER...] | owners | available
 //   udp-echo PORT                                   answers "echo:DATA"
@@ -87,13 +88,18 @@ int publish(const std::vector<std::string>& args) {
             wanted.push_back(b);
         }
     }
+    auto t0 = std::chrono::steady_clock::now();
     PublishedPorts pub(args[0], ipv4::Address::parse(args[1]), wanted, nat);
+    auto setup =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     for (const auto& b : pub.bound()) {
         std::cout << "bound " << b.key() << " " << (b.host_ip.empty() ? "0.0.0.0" : b.host_ip)
                   << ":" << b.host_port << "\n";
     }
     std::cout << "kernel " << (pub.kernel() ? "yes" : "no") << " " << pub.nat_error() << "\n";
     std::cout << "ports " << ports::ports_json(pub.bound(), {}).dump() << "\n";
+    std::cout << "setup_us " << setup << "\n";
     std::cout << "ready" << std::endl;
     int sig = 0;
     sigwait(&set, &sig);
