@@ -33,6 +33,7 @@
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "network/netns.hpp"
+#include "network/rootless.hpp"
 #include "util/error.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
@@ -422,10 +423,13 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
 containers::NetworkConfig network_config(const std::string& store_root, const RunOptions& o,
                                          bool rootless) {
     std::string mode = o.network.empty() ? (rootless ? "none" : "bridge") : o.network;
+    if (rootless && (mode == "pasta" || mode == "slirp4netns")) {
+        mode = "none"; // the helper's namespace replaces it (rootless_network)
+    }
     if (rootless && mode != "none" && mode != "host") {
         throw UsageError("--network " + mode +
-                         ": strata run without root takes --network none or host (bridge "
-                         "networks need root)");
+                         ": strata run without root takes --network none, host, pasta or "
+                         "slirp4netns (bridge networks need root)");
     }
     auto cfg = containers::NetworkConfig::from_flags(store_root, mode, o.ip, o.network_aliases,
                                                      o.dns, o.dns_search, o.dns_options);
@@ -437,6 +441,32 @@ containers::NetworkConfig network_config(const std::string& store_root, const Ru
         }
     }
     return cfg;
+}
+
+// Without root, as rootless podman: published ports (-p, -P) or --network
+// pasta|slirp4netns give the container a network namespace of its own, made
+// in strata's user namespace and connected to the host's network by pasta or
+// slirp4netns (network/rootless.hpp), which stops with the returned object.
+std::optional<network::rootless::Network>
+rootless_network(const RunOptions& o, const snapshot::Image& img, runner::RunSpec& spec) {
+    bool named = o.network == "pasta" || o.network == "slirp4netns";
+    auto ports = o.publish.for_start(img.config.config.exposed_ports);
+    if (!named && (!o.network.empty() || ports.empty())) {
+        return std::nullopt; // none (the default without ports) or host
+    }
+    network::rootless::Options ro;
+    for (const auto& p : ports) {
+        ro.ports.push_back({p.proto, p.container_port, p.host_ip, p.host_port, p.host_port_end});
+    }
+    if (named) {
+        ro.backend = o.network == "pasta" ? network::rootless::Backend::pasta
+                                          : network::rootless::Backend::slirp4netns;
+    }
+    auto net = network::rootless::Network::create(ro);
+    spec.network = runner::Network::join;
+    spec.netns_fd = net.netns_fd();
+    spec.resolv_conf = net.resolv_conf(o.dns, o.dns_search, o.dns_options);
+    return net;
 }
 
 void run(Context& ctx, const RunOptions& o) {
@@ -478,6 +508,7 @@ void run(Context& ctx, const RunOptions& o) {
         volumes.prepare(spec);
         auto net = containers::ContainerNetwork::attach(store_root, std::string(), o.name, netcfg,
                                                         spec);
+        auto rootless_net = rootless_network(o, img, spec);
         run_container(ctx, o, spec);
         return;
     }
@@ -718,7 +749,8 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
     cmd->add_option("--network", o->network,
                     "Connect a container to a network: bridge (the default as root), none, host, "
-                    "a network's name, container:NAME");
+                    "a network's name, container:NAME; without root: none (with -p/-P: pasta or "
+                    "slirp4netns), host, pasta, slirp4netns");
     cmd->add_option("--ip", o->ip, "IPv4 address (e.g. 172.30.100.104) on a user-defined network");
     cmd->add_option("--network-alias", o->network_aliases,
                     "Add network-scoped alias for the container")

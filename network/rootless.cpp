@@ -437,8 +437,9 @@ void Network::start_pasta(const std::string& path, int netns_fd) {
     // Foreground (so it is our child and dies with us); it writes its pid to
     // --pid once the namespace is configured and the ports are bound: a
     // pipe, read here, is the readiness signal.
-    std::vector<std::string> args = {"pasta",         "--foreground", "--quiet",    "--config-net",
-                                     "--dns-forward", "169.254.1.1",  "--no-map-gw"};
+    // IPv4 only, as strata's networks (configuring IPv6 doubles the start).
+    std::vector<std::string> args = {"pasta",        "--foreground",  "--quiet",     "--ipv4-only",
+                                     "--config-net", "--dns-forward", "169.254.1.1", "--no-map-gw"};
     std::string tcp, udp;
     for (const auto& p : ports_) {
         std::string spec = (p.host_ip.empty() ? "" : p.host_ip + "/") +
