@@ -28,14 +28,15 @@
 #include "formats/oci.hpp"
 #include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
+#include "network/netns.hpp"
+#include "network/rootless.hpp"
 #include "runner/idmap.hpp"
 #include "runner/options.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
-#include "network/netns.hpp"
-#include "network/rootless.hpp"
-#include "util/error.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/child.hpp"
+#include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/tempdir.hpp"
@@ -48,8 +49,8 @@
 #include <memory>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/xattr.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <thread>
 #include <unistd.h>
 
@@ -67,7 +68,7 @@ struct RunOptions {
     std::string user;
     // --network: "" is the default (bridge as root, none without root).
     std::string network;
-    std::string ip;                          // --ip
+    std::string ip;                           // --ip
     std::vector<std::string> network_aliases; // --network-alias
     std::vector<std::string> dns, dns_search, dns_options;
     std::string hostname;
@@ -96,7 +97,7 @@ struct RunOptions {
     std::vector<std::string> log_opts;
     std::string stop_signal;
     std::optional<int> stop_timeout;
-    HealthFlags health; // --health-* (cli/run_flags.hpp)
+    HealthFlags health;   // --health-* (cli/run_flags.hpp)
     PublishFlags publish; // -p, -P (cli/run_flags.hpp)
     std::string image;
     std::vector<std::string> command;
@@ -493,8 +494,7 @@ void run(Context& ctx, const RunOptions& o) {
     }
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     volumes.add_volumes_from(o.volumes_from, spec);
-    std::vector<std::string> lowers = store.ensure_snapshots(img);
-    std::reverse(lowers.begin(), lowers.end());
+    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
     if (rootless) {
         spec.user_namespace = runner::UserNamespace::joined;
         std::optional<TempDir> disk;
@@ -506,8 +506,8 @@ void run(Context& ctx, const RunOptions& o) {
             ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
         } unmount{fuse ? std::string() : spec.rootfs};
         volumes.prepare(spec);
-        auto net = containers::ContainerNetwork::attach(store_root, std::string(), o.name, netcfg,
-                                                        spec);
+        auto net =
+            containers::ContainerNetwork::attach(store_root, std::string(), o.name, netcfg, spec);
         auto rootless_net = rootless_network(o, img, spec);
         run_container(ctx, o, spec);
         return;
@@ -565,7 +565,6 @@ void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spe
         ctx.exit_code = 128 + (sig != 0 ? sig : SIGKILL);
     }
 }
-
 
 // Docker's inspect shape of a new container (config.json, containers/store.hpp).
 nlohmann::ordered_json container_config(const std::string& id, const snapshot::Image& img,
@@ -654,7 +653,8 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
         throw UsageError("Conflicting options: --restart and --rm");
     }
     nlohmann::ordered_json host;
-    host["Binds"] = o.volumes.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.volumes);
+    host["Binds"] =
+        o.volumes.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.volumes);
     host["ContainerIDFile"] = "";
     host["LogConfig"] = {{"Type", "json-file"}, {"Config", containers::parse_log_opts(o.log_opts)}};
     host["NetworkMode"] = o.network;
@@ -663,13 +663,17 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["AutoRemove"] = o.rm;
     host["VolumeDriver"] = "";
     host["VolumesFrom"] = nullptr;
-    host["CapAdd"] = o.cap_add.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_add);
-    host["CapDrop"] = o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
-    host["ExtraHosts"] = o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
+    host["CapAdd"] =
+        o.cap_add.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_add);
+    host["CapDrop"] =
+        o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
+    host["ExtraHosts"] =
+        o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
     host["Privileged"] = o.privileged;
     host["PublishAllPorts"] = o.publish.publish_all;
     host["ReadonlyRootfs"] = o.read_only;
-    host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.security_opts);
+    host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr)
+                                                  : nlohmann::ordered_json(o.security_opts);
     nlohmann::ordered_json tmpfs = nullptr;
     for (const auto& t : o.tmpfs) {
         std::size_t colon = t.find(':');
@@ -677,9 +681,12 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     }
     host["Tmpfs"] = tmpfs;
     host["Init"] = o.init;
-    host["Devices"] = o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
-    host["Ulimits"] = o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
-    host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.mount_flags);
+    host["Devices"] =
+        o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
+    host["Ulimits"] =
+        o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
+    host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json(o.mount_flags);
     resources_host_config(spec.resources, host); // Memory, NanoCpus... (cli/run_flags.hpp)
     c["HostConfig"] = host;
     o.publish.record(c); // PortBindings, PublishAllPorts, ExposedPorts += -p's
@@ -739,11 +746,15 @@ std::string create_container(Context& ctx, const RunOptions& o) {
 
 // One option set for run and create (Docker's: the same flags).
 void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
-    cmd->add_flag("--rm", o->rm, "Automatically remove the container and its anonymous volumes when it exits (the fast in-memory path)");
-    cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
+    cmd->add_flag("--rm", o->rm,
+                  "Automatically remove the container and its anonymous volumes when it exits (the "
+                  "fast in-memory path)");
+    cmd->add_flag("--init", o->init,
+                  "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
-    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)")
+    cmd->add_option("-e,--env", o->env,
+                    "Set an environment variable (K=V, or K to pass it through)")
         ->allow_extra_args(false);
     cmd->add_option("-w,--workdir", o->workdir, "Working directory inside the container");
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
@@ -762,9 +773,11 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("--hostname", o->hostname, "Container host name");
     cmd->add_option("-v,--volume", o->volumes,
                     "Bind mount a host path or a volume [SRC:]DST[:OPTS] (SRC without '/' names "
-                    "a volume, made when missing; DST alone is an anonymous volume)")->allow_extra_args(false);
+                    "a volume, made when missing; DST alone is an anonymous volume)")
+        ->allow_extra_args(false);
     cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
-    cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
+    cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")
+        ->allow_extra_args(false);
     cmd->add_option("--device", o->devices,
                     "Add a host device HOST[:CONTAINER[:PERMS]] (PERMS: r, w, m; default rwm)")
         ->allow_extra_args(false);
@@ -786,7 +799,8 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
                   "Give extended privileges: every capability, no seccomp filter, host devices, "
                   "no masked paths");
     // Docker's --env-file, --mount and --add-host (parsed in cli/run_flags.cpp).
-    cmd->add_option("--env-file", o->env_files, "Read environment variables from a file (K=V lines)")
+    cmd->add_option("--env-file", o->env_files,
+                    "Read environment variables from a file (K=V lines)")
         ->allow_extra_args(false);
     cmd->add_option("--volumes-from", o->volumes_from,
                     "Mount the volumes and binds of a container CONTAINER[:ro|:rw]")
@@ -803,7 +817,8 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("--restart", o->restart,
                     "Restart policy: no, on-failure[:max-retries], always, unless-stopped")
         ->capture_default_str();
-    cmd->add_option("-l,--label", o->labels, "Set meta data on a container (K=V)")->allow_extra_args(false);
+    cmd->add_option("-l,--label", o->labels, "Set meta data on a container (K=V)")
+        ->allow_extra_args(false);
     cmd->add_option("--log-opt", o->log_opts, "Log driver options: max-size=N, max-file=N")
         ->allow_extra_args(false);
     cmd->add_option("--stop-signal", o->stop_signal, "Signal to stop the container");
@@ -862,7 +877,8 @@ void register_create(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx, o, cmd] {
         std::vector<std::string> rest = cmd->remaining();
         if (rest.empty()) {
-            throw UsageError("\"strata create\" requires at least 1 argument.\nSee 'strata create --help'.");
+            throw UsageError(
+                "\"strata create\" requires at least 1 argument.\nSee 'strata create --help'.");
         }
         if (rest.front().size() > 1 && rest.front()[0] == '-') {
             throw UsageError("unknown flag: " + rest.front() + "\nSee 'strata create --help'.");
