@@ -136,7 +136,13 @@ int run_cli(int argc, char** argv) {
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);
-    register_inspect_layers(app, ctx);
+    register_history(app, ctx);
+    register_layers(app, ctx);
+    register_ls(app, ctx);
+    register_cat(app, ctx);
+    register_cp(app, ctx);
+    register_diff(app, ctx);
+    register_analyze(app, ctx);
     register_build(app, ctx);
     register_container_fs(app, ctx);
     register_volume(app, ctx);

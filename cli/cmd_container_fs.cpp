@@ -309,6 +309,7 @@ bool container_cp(Context& ctx, const std::string& source, const std::string& de
         if (dest == "-") {
             formats::TarWriter::Options wo;
             wo.compression = formats::Compression::none;
+            wo.out_name = "stdout";
             formats::TarWriter writer(STDOUT_FILENO, wo);
             containers::walk_copy_source(
                 src, src.contents_only ? "" : src.base,

@@ -273,7 +273,7 @@ bool blob_intact(const formats::OciLayout& layout, const Digest& d) {
     }
     formats::DigestHasher h;
     std::vector<char> buf(1 << 20);
-    while (std::size_t n = fs::read_full(fd->get(), buf.data(), buf.size())) {
+    while (std::size_t n = fs::read_full(fd->get(), layout.blob_path(d), buf.data(), buf.size())) {
         h.update(buf.data(), n);
     }
     return h.finish() == d;
@@ -688,7 +688,7 @@ LiveLeases read_leases(const std::string& dir, const std::string& own, std::int6
             }
             continue;
         }
-        std::string text = fs::read_fd(fd.get(), 16 << 20);
+        std::string text = fs::read_fd(fd.get(), path, 16 << 20);
         std::istringstream in(text);
         std::string line;
         bool first = true;
