@@ -1,8 +1,8 @@
 #include "builder/image_config.hpp"
 
-#include "builder/dockerfile/text.hpp"
 #include "util/error.hpp"
 #include "util/root.hpp"
+#include "util/text.hpp"
 
 #include <fmt/format.h>
 
@@ -68,7 +68,7 @@ std::string go_quote_list(const std::vector<std::string>& v) {
         if (i > 0) {
             out += ' ';
         }
-        out += dockerfile::text::go_quote(v[i]);
+        out += text::go_quote(v[i]);
     }
     return out + "]";
 }
@@ -125,7 +125,7 @@ std::string go_quote_rune(int r) {
         return fmt::format("'\\x{:02x}'", r);
     }
     std::string s;
-    dockerfile::text::append_utf8(s, static_cast<char32_t>(r));
+    text::append_utf8(s, static_cast<char32_t>(r));
     return "'" + s + "'";
 }
 
@@ -303,10 +303,10 @@ std::string apply_metadata(formats::ImageConfig& cfg, const Instruction& ins, bo
                 hc.retries = d.retries;
                 c.healthcheck = hc;
                 return "HEALTHCHECK &{" + go_quote_list(hc.test) + " " +
-                       dockerfile::text::go_quote(go_duration(hc.interval)) + " " +
-                       dockerfile::text::go_quote(go_duration(hc.timeout)) + " " +
-                       dockerfile::text::go_quote(go_duration(hc.start_period)) + " " +
-                       dockerfile::text::go_quote(go_duration(hc.start_interval)) + " " +
+                       text::go_quote(go_duration(hc.interval)) + " " +
+                       text::go_quote(go_duration(hc.timeout)) + " " +
+                       text::go_quote(go_duration(hc.start_period)) + " " +
+                       text::go_quote(go_duration(hc.start_interval)) + " " +
                        go_quote_rune(hc.retries) + "}";
             } else if constexpr (std::is_same_v<T, dockerfile::ShellInstr>) {
                 c.shell = d.shell;

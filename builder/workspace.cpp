@@ -1,21 +1,11 @@
 #include "builder/workspace.hpp"
 
+#include "snapshot/stack_order.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 
-#include <algorithm>
-
 namespace strata::builder {
-
-namespace {
-
-std::vector<std::string> top_first(const std::vector<std::string>& bottom_first) {
-    std::vector<std::string> v(bottom_first.rbegin(), bottom_first.rend());
-    return v;
-}
-
-} // namespace
 
 Workspace::Workspace(const std::string& tmp_dir, const std::vector<std::string>& lowers)
     : dir_(tmp_dir, "step-") {
@@ -31,7 +21,7 @@ Workspace::Workspace(const std::string& tmp_dir, const std::vector<std::string>&
         fs::mkdirs(empty, 0755);
         spec.lowers = {empty};
     } else {
-        spec.lowers = top_first(lowers);
+        spec.lowers = snapshot::top_first(lowers);
     }
     spec.upper = upper_;
     spec.work = work;
@@ -62,7 +52,7 @@ RootView::RootView(const std::string& tmp_dir, const std::vector<std::string>& l
         return;
     }
     layerfs::MountSpec spec;
-    spec.lowers = top_first(lowers);
+    spec.lowers = snapshot::top_first(lowers);
     spec.driver = layerfs::Driver::overlay;
     mount_.emplace(layerfs::mount(spec, path_));
 }

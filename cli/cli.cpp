@@ -136,10 +136,18 @@ int run_cli(int argc, char** argv) {
     register_mount(app, ctx);
     register_layer(app, ctx);
     register_parse(app, ctx);
-    register_inspect_layers(app, ctx);
+    register_history(app, ctx);
+    register_layers(app, ctx);
+    register_ls(app, ctx);
+    register_cat(app, ctx);
+    register_cp(app, ctx);
+    register_diff(app, ctx);
+    register_analyze(app, ctx);
     register_build(app, ctx);
     register_container_fs(app, ctx);
     register_volume(app, ctx);
+    register_network(app, ctx);
+    register_port(app, ctx);
     register_completion(app, ctx); // last: it walks the commands above
     app.set_version_flag("-v,--version", std::string("strata version ") + STRATA_VERSION,
                          "Print the version and exit");

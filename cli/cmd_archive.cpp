@@ -60,20 +60,8 @@ void load(Context& ctx, const LoadOptions& o) {
         // Archives are read by name; stage stdin in the store's tmp/.
         input = work.path() + "/stdin.tar";
         UniqueFd out = fs::open(input, O_WRONLY | O_CREAT | O_EXCL, 0600);
-        std::vector<char> buf(1 << 20);
-        while (true) {
-            ssize_t n = ::read(0, buf.data(), buf.size());
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0) {
-                throw_errno("read", "stdin");
-            }
-            if (n == 0) {
-                break;
-            }
-            fs::write_all(out.get(), buf.data(), static_cast<std::size_t>(n));
-        }
+        fs::read_each(STDIN_FILENO, "stdin", 1 << 20,
+                      [&](const char* p, std::size_t n) { fs::write_all(out.get(), input, p, n); });
     }
     std::string extract = work.path() + "/x";
     fs::mkdirs(extract, 0700);

@@ -67,7 +67,7 @@ constexpr std::string_view kGroup =
 void require_static(const std::string& path) {
     UniqueFd fd = fs::open(path, O_RDONLY);
     Elf64_Ehdr eh{};
-    if (fs::read_full(fd.get(), &eh, sizeof eh) != sizeof eh ||
+    if (fs::read_full(fd.get(), path, &eh, sizeof eh) != sizeof eh ||
         std::string_view(reinterpret_cast<const char*>(eh.e_ident), 4) != "\x7f" "ELF" ||
         eh.e_ident[EI_CLASS] != ELFCLASS64) {
         throw Error(path + ": not a 64-bit ELF executable");

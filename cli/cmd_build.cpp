@@ -509,25 +509,15 @@ UniqueFd spool_stdin(const std::string& dir, std::uint64_t limit) {
     if (!f) {
         throw_errno("open O_TMPFILE", dir);
     }
-    std::vector<char> buf(1 << 20);
+    const std::string spool = "stdin's copy in " + dir;
     std::uint64_t total = 0;
-    while (true) {
-        ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw_errno("read", "stdin");
-        }
-        if (n == 0) {
-            break;
-        }
-        total += static_cast<std::uint64_t>(n);
+    fs::read_each(STDIN_FILENO, "stdin", 1 << 20, [&](const char* p, std::size_t n) {
+        total += n;
         if (total > limit) {
             throw Error("stdin: more than " + human_size(limit) + " given as the build context");
         }
-        fs::write_all(f.get(), std::string_view(buf.data(), static_cast<std::size_t>(n)));
-    }
+        fs::write_all(f.get(), spool, p, n);
+    });
     if (::lseek(f.get(), 0, SEEK_SET) != 0) {
         throw_errno("lseek", "stdin");
     }
@@ -536,23 +526,13 @@ UniqueFd spool_stdin(const std::string& dir, std::uint64_t limit) {
 
 std::string read_stdin_text(std::size_t limit) {
     std::string text;
-    std::vector<char> buf(1 << 16);
-    while (true) {
-        ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw_errno("read", "stdin");
-        }
-        if (n == 0) {
-            return text;
-        }
-        text.append(buf.data(), static_cast<std::size_t>(n));
+    fs::read_each(STDIN_FILENO, "stdin", 1 << 16, [&](const char* p, std::size_t n) {
+        text.append(p, n);
         if (text.size() > limit) {
             throw Error("stdin: a Dockerfile of more than " + human_size(limit));
         }
-    }
+    });
+    return text;
 }
 
 void run_build(Context& ctx, const BuildArgs& a) {
@@ -587,7 +567,7 @@ void run_build(Context& ctx, const BuildArgs& a) {
                 throw Error("stdin: neither a tar archive nor a Dockerfile (over 16 MiB)");
             }
             std::string text(static_cast<std::size_t>(st.st_size), '\0');
-            text.resize(fs::read_full(in.get(), text.data(), text.size()));
+            text.resize(fs::read_full(in.get(), "stdin", text.data(), text.size()));
             o.dockerfile_text = std::move(text);
             o.context_dir = stdin_context->path();
             o.dockerfile = fs::join(o.context_dir, "Dockerfile");

@@ -8,6 +8,7 @@
 #include "containers/json_log.hpp"
 #include "containers/monitor.hpp"
 #include "containers/names.hpp"
+#include "containers/network.hpp"
 #include "containers/signal.hpp"
 #include "containers/store.hpp"
 #include "containers/volumes.hpp"
@@ -360,7 +361,7 @@ int attach_streams(const containers::Store& cs, const std::string& id, int conn,
             }
             if (stream == 1 || stream == 2) {
                 try {
-                    fs::write_all(stream, payload);
+                    fs::write_all(stream, stream == 1 ? "stdout" : "stderr", payload);
                 } catch (const std::exception&) {
                     // our output is gone: keep the container going
                 }
@@ -399,7 +400,7 @@ int start_container(Context& ctx, const std::string& id, bool attach, bool inter
     if (!conn) {
         throw Error("cannot attach to container " + id + ": its monitor does not answer");
     }
-    fs::write_all(conn.get(), std::string("attach\n"));
+    fs::write_all(conn.get(), "the container's monitor socket", std::string_view("attach\n"));
     containers::finish_start(h);
     int code = attach_streams(cs, id, conn.get(), interactive, tty);
     if (code < 0) {
@@ -441,7 +442,8 @@ TemplateValue container_document(const containers::Store& cs, const std::string&
                         {"Name", "overlay"}};
     d["Mounts"] = c.value("Mounts", TemplateValue::array());
     d["Config"] = c["Config"];
-    d["NetworkSettings"] = {{"Networks", TemplateValue::object()}};
+    // The running sandbox's addresses, else the configured networks (containers/network.hpp).
+    d["NetworkSettings"] = containers::network_settings(cs, id, c);
     return d;
 }
 
@@ -693,7 +695,7 @@ void add_logs(CLI::App* cmd, Context& ctx) {
                         return;
                     }
                     std::string text = o->timestamps ? e.time + " " + e.text : e.text;
-                    fs::write_all(e.stream == "stderr" ? 2 : 1, text);
+                    fs::write_all(e.stream == "stderr" ? 2 : 1, e.stream, text);
                 };
                 std::vector<containers::LogEntry> entries;
                 std::string path = cs.log_path(id);
@@ -787,7 +789,8 @@ void add_attach(CLI::App* cmd, Context& ctx) {
                 if (!conn) {
                     throw Error("You cannot attach to a stopped container, start it first");
                 }
-                fs::write_all(conn.get(), std::string("attach\n"));
+                fs::write_all(conn.get(), "the container's monitor socket",
+                              std::string_view("attach\n"));
                 int code = attach_streams(
                     cs, id, conn.get(), !o->no_stdin && config["Config"].value("OpenStdin", false),
                     config["Config"].value("Tty", false));

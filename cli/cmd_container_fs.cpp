@@ -15,6 +15,7 @@
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
 #include "snapshot/reference.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -68,9 +69,7 @@ ContainerFs open_container(snapshot::Store& store, const containers::Store& cs,
 
 // The lowers as overlayfs takes them: topmost first.
 std::vector<std::string> lowers_of(snapshot::Store& store, const snapshot::Image& image) {
-    std::vector<std::string> lowers = store.ensure_snapshots(image);
-    std::reverse(lowers.begin(), lowers.end());
-    return lowers;
+    return snapshot::top_first(store.ensure_snapshots(image));
 }
 
 // The OCI fields of the container's Config (docker inspect's shape) over
@@ -310,6 +309,7 @@ bool container_cp(Context& ctx, const std::string& source, const std::string& de
         if (dest == "-") {
             formats::TarWriter::Options wo;
             wo.compression = formats::Compression::none;
+            wo.out_name = "stdout";
             formats::TarWriter writer(STDOUT_FILENO, wo);
             containers::walk_copy_source(
                 src, src.contents_only ? "" : src.base,

@@ -7,6 +7,7 @@
 #include "formats/media_types.hpp"
 #include "layerfs/mount.hpp"
 #include "snapshot/layer_diff.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -93,8 +94,7 @@ void mount_image(Context& ctx, const MountOptions& o) {
     if (!fs::is_dir(target)) {
         throw Error("mount point " + target + " is not a directory");
     }
-    std::vector<std::string> lowers = store.ensure_snapshots(img);
-    std::reverse(lowers.begin(), lowers.end());
+    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
     if (lowers.empty()) {
         throw Error("image " + o.image + " has no layers to mount");
     }

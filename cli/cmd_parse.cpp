@@ -5,10 +5,10 @@
 #include "builder/dockerfile/instructions.hpp"
 #include "builder/dockerfile/parser.hpp"
 #include "builder/dockerfile/plan.hpp"
-#include "builder/dockerfile/text.hpp"
 #include "cli/commands.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/text.hpp"
 
 #include <fmt/format.h>
 
@@ -32,7 +32,7 @@ struct ParseOptions {
 std::string read_dockerfile(const std::string& file) {
     constexpr std::size_t kMax = 64u << 20;
     if (file == "-") {
-        return fs::read_fd(STDIN_FILENO, kMax);
+        return fs::read_fd(STDIN_FILENO, "stdin", kMax);
     }
     return fs::read_file(file, kMax);
 }

@@ -21,18 +21,22 @@
 #include "cli/run_flags.hpp"
 #include "containers/health.hpp"
 #include "containers/names.hpp"
+#include "containers/network.hpp"
 #include "containers/signal.hpp"
 #include "containers/spec.hpp"
 #include "containers/store.hpp"
 #include "formats/oci.hpp"
 #include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
+#include "network/netns.hpp"
+#include "network/rootless.hpp"
 #include "runner/idmap.hpp"
 #include "runner/options.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
-#include "util/error.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/child.hpp"
+#include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/tempdir.hpp"
@@ -45,8 +49,8 @@
 #include <memory>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/xattr.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <thread>
 #include <unistd.h>
 
@@ -62,7 +66,11 @@ struct RunOptions {
     std::vector<std::string> env;
     std::string workdir;
     std::string user;
-    std::string network = "none";
+    // --network: "" is the default (bridge as root, none without root).
+    std::string network;
+    std::string ip;                           // --ip
+    std::vector<std::string> network_aliases; // --network-alias
+    std::vector<std::string> dns, dns_search, dns_options;
     std::string hostname;
     std::vector<std::string> volumes;
     std::vector<std::string> tmpfs;
@@ -89,7 +97,8 @@ struct RunOptions {
     std::vector<std::string> log_opts;
     std::string stop_signal;
     std::optional<int> stop_timeout;
-    HealthFlags health; // --health-* (cli/run_flags.hpp)
+    HealthFlags health;   // --health-* (cli/run_flags.hpp)
+    PublishFlags publish; // -p, -P (cli/run_flags.hpp)
     std::string image;
     std::vector<std::string> command;
 };
@@ -381,7 +390,9 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     spec.cwd = !o.workdir.empty() ? o.workdir : cc.working_dir.empty() ? "/" : cc.working_dir;
     spec.user = !o.user.empty() ? o.user : cc.user;
     spec.hostname = o.hostname;
-    spec.network = runner::parse_network(o.network);
+    // none or host here; a bridge network or container:NAME is joined at
+    // start (containers/network.hpp).
+    spec.network = o.network == "host" ? runner::Network::host : runner::Network::none;
     for (const auto& t : o.tmpfs) {
         spec.mounts.push_back(runner::parse_tmpfs(t));
     }
@@ -409,6 +420,56 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     return spec;
 }
 
+// The flags' network, Docker's warning when packets will not be forwarded.
+containers::NetworkConfig network_config(const std::string& store_root, const RunOptions& o,
+                                         bool rootless) {
+    std::string mode = o.network.empty() ? (rootless ? "none" : "bridge") : o.network;
+    if (rootless && (mode == "pasta" || mode == "slirp4netns")) {
+        mode = "none"; // the helper's namespace replaces it (rootless_network)
+    }
+    if (rootless && mode != "none" && mode != "host") {
+        throw UsageError("--network " + mode +
+                         ": strata run without root takes --network none, host, pasta or "
+                         "slirp4netns (bridge networks need root)");
+    }
+    auto cfg = containers::NetworkConfig::from_flags(store_root, mode, o.ip, o.network_aliases,
+                                                     o.dns, o.dns_search, o.dns_options);
+    if (cfg.bridged() && !network::ipv4_forwarding_enabled()) {
+        static bool warned = false;
+        if (!warned) {
+            std::cerr << "WARNING: IPv4 forwarding is disabled. Networking will not work.\n";
+            warned = true;
+        }
+    }
+    return cfg;
+}
+
+// Without root, as rootless podman: published ports (-p, -P) or --network
+// pasta|slirp4netns give the container a network namespace of its own, made
+// in strata's user namespace and connected to the host's network by pasta or
+// slirp4netns (network/rootless.hpp), which stops with the returned object.
+std::optional<network::rootless::Network>
+rootless_network(const RunOptions& o, const snapshot::Image& img, runner::RunSpec& spec) {
+    bool named = o.network == "pasta" || o.network == "slirp4netns";
+    auto ports = o.publish.for_start(img.config.config.exposed_ports);
+    if (!named && (!o.network.empty() || ports.empty())) {
+        return std::nullopt; // none (the default without ports) or host
+    }
+    network::rootless::Options ro;
+    for (const auto& p : ports) {
+        ro.ports.push_back({p.proto, p.container_port, p.host_ip, p.host_port, p.host_port_end});
+    }
+    if (named) {
+        ro.backend = o.network == "pasta" ? network::rootless::Backend::pasta
+                                          : network::rootless::Backend::slirp4netns;
+    }
+    auto net = network::rootless::Network::create(ro);
+    spec.network = runner::Network::join;
+    spec.netns_fd = net.netns_fd();
+    spec.resolv_conf = net.resolv_conf(o.dns, o.dns_search, o.dns_options);
+    return net;
+}
+
 void run(Context& ctx, const RunOptions& o) {
     // Without root: into a user and a mount namespace of strata's own first,
     // while strata is single-threaded (setns needs it), and before any
@@ -423,10 +484,17 @@ void run(Context& ctx, const RunOptions& o) {
     snapshot::Image img = store.load(o.image);
 
     runner::RunSpec spec = make_spec(img, o);
+    containers::NetworkConfig netcfg = network_config(store_root, o, rootless);
+    if (netcfg.bridged()) {
+        // -p/-P (cli/run_flags.hpp): published while the container runs.
+        netcfg.ports = o.publish.for_start(img.config.config.exposed_ports);
+        netcfg.exposed = network::ports::exposed_with(
+            {img.config.config.exposed_ports.begin(), img.config.config.exposed_ports.end()},
+            o.publish.bindings());
+    }
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     volumes.add_volumes_from(o.volumes_from, spec);
-    std::vector<std::string> lowers = store.ensure_snapshots(img);
-    std::reverse(lowers.begin(), lowers.end());
+    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
     if (rootless) {
         spec.user_namespace = runner::UserNamespace::joined;
         std::optional<TempDir> disk;
@@ -438,6 +506,9 @@ void run(Context& ctx, const RunOptions& o) {
             ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
         } unmount{fuse ? std::string() : spec.rootfs};
         volumes.prepare(spec);
+        auto net =
+            containers::ContainerNetwork::attach(store_root, std::string(), o.name, netcfg, spec);
+        auto rootless_net = rootless_network(o, img, spec);
         run_container(ctx, o, spec);
         return;
     }
@@ -465,6 +536,12 @@ void run(Context& ctx, const RunOptions& o) {
     } unmount{merged};
     spec.rootfs = merged;
     volumes.prepare(spec);
+    // The container's network (a bridge sandbox), torn down after it exits.
+    std::string id = containers::new_id();
+    if (spec.hostname.empty() && netcfg.bridged()) {
+        spec.hostname = containers::short_id(id);
+    }
+    auto net = containers::ContainerNetwork::attach(store_root, id, o.name, netcfg, spec);
     run_container(ctx, o, spec);
 }
 
@@ -488,7 +565,6 @@ void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spe
         ctx.exit_code = 128 + (sig != 0 ? sig : SIGKILL);
     }
 }
-
 
 // Docker's inspect shape of a new container (config.json, containers/store.hpp).
 nlohmann::ordered_json container_config(const std::string& id, const snapshot::Image& img,
@@ -577,7 +653,8 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
         throw UsageError("Conflicting options: --restart and --rm");
     }
     nlohmann::ordered_json host;
-    host["Binds"] = o.volumes.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.volumes);
+    host["Binds"] =
+        o.volumes.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.volumes);
     host["ContainerIDFile"] = "";
     host["LogConfig"] = {{"Type", "json-file"}, {"Config", containers::parse_log_opts(o.log_opts)}};
     host["NetworkMode"] = o.network;
@@ -586,12 +663,17 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     host["AutoRemove"] = o.rm;
     host["VolumeDriver"] = "";
     host["VolumesFrom"] = nullptr;
-    host["CapAdd"] = o.cap_add.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_add);
-    host["CapDrop"] = o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
-    host["ExtraHosts"] = o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
+    host["CapAdd"] =
+        o.cap_add.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_add);
+    host["CapDrop"] =
+        o.cap_drop.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.cap_drop);
+    host["ExtraHosts"] =
+        o.add_hosts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.add_hosts);
     host["Privileged"] = o.privileged;
+    host["PublishAllPorts"] = o.publish.publish_all;
     host["ReadonlyRootfs"] = o.read_only;
-    host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.security_opts);
+    host["SecurityOpt"] = o.security_opts.empty() ? nlohmann::ordered_json(nullptr)
+                                                  : nlohmann::ordered_json(o.security_opts);
     nlohmann::ordered_json tmpfs = nullptr;
     for (const auto& t : o.tmpfs) {
         std::size_t colon = t.find(':');
@@ -599,11 +681,15 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     }
     host["Tmpfs"] = tmpfs;
     host["Init"] = o.init;
-    host["Devices"] = o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
-    host["Ulimits"] = o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
-    host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.mount_flags);
+    host["Devices"] =
+        o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
+    host["Ulimits"] =
+        o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
+    host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json(o.mount_flags);
     resources_host_config(spec.resources, host); // Memory, NanoCpus... (cli/run_flags.hpp)
     c["HostConfig"] = host;
+    o.publish.record(c); // PortBindings, PublishAllPorts, ExposedPorts += -p's
     nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
     for (const auto& m : spec.mounts) {
         if (m.type == runner::Mount::Type::bind) {
@@ -641,6 +727,7 @@ std::string create_container(Context& ctx, const RunOptions& o) {
     volumes.add_volumes_from(o.volumes_from, spec);
     volumes.prepare_record(spec, store, img);
     nlohmann::ordered_json config = container_config(id, img, o, spec);
+    network_config(ctx.store_root(), o, false).to_container(config);
     volumes.record(config);
     config["StrataManifest"] = nlohmann::ordered_json::parse(formats::to_json(rec.manifest));
     // Pinned before the record exists: gc never sees a container without its image.
@@ -659,21 +746,38 @@ std::string create_container(Context& ctx, const RunOptions& o) {
 
 // One option set for run and create (Docker's: the same flags).
 void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
-    cmd->add_flag("--rm", o->rm, "Automatically remove the container and its anonymous volumes when it exits (the fast in-memory path)");
-    cmd->add_flag("--init", o->init, "Run strata's init as PID 1 (reaps zombies, forwards signals)");
+    cmd->add_flag("--rm", o->rm,
+                  "Automatically remove the container and its anonymous volumes when it exits (the "
+                  "fast in-memory path)");
+    cmd->add_flag("--init", o->init,
+                  "Run strata's init as PID 1 (reaps zombies, forwards signals)");
     cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open");
     cmd->add_flag("-t,--tty", o->tty, "Allocate a pseudo-terminal");
-    cmd->add_option("-e,--env", o->env, "Set an environment variable (K=V, or K to pass it through)")
+    cmd->add_option("-e,--env", o->env,
+                    "Set an environment variable (K=V, or K to pass it through)")
         ->allow_extra_args(false);
     cmd->add_option("-w,--workdir", o->workdir, "Working directory inside the container");
     cmd->add_option("-u,--user", o->user, "User (name|uid[:group|gid])");
-    cmd->add_option("--network", o->network, "none (loopback only) or host")->capture_default_str();
+    cmd->add_option("--network", o->network,
+                    "Connect a container to a network: bridge (the default as root), none, host, "
+                    "a network's name, container:NAME; without root: none (with -p/-P: pasta or "
+                    "slirp4netns), host, pasta, slirp4netns");
+    cmd->add_option("--ip", o->ip, "IPv4 address (e.g. 172.30.100.104) on a user-defined network");
+    cmd->add_option("--network-alias", o->network_aliases,
+                    "Add network-scoped alias for the container")
+        ->allow_extra_args(false);
+    cmd->add_option("--dns", o->dns, "Set custom DNS servers")->allow_extra_args(false);
+    cmd->add_option("--dns-search", o->dns_search, "Set custom DNS search domains")
+        ->allow_extra_args(false);
+    cmd->add_option("--dns-option", o->dns_options, "Set DNS options")->allow_extra_args(false);
     cmd->add_option("--hostname", o->hostname, "Container host name");
     cmd->add_option("-v,--volume", o->volumes,
                     "Bind mount a host path or a volume [SRC:]DST[:OPTS] (SRC without '/' names "
-                    "a volume, made when missing; DST alone is an anonymous volume)")->allow_extra_args(false);
+                    "a volume, made when missing; DST alone is an anonymous volume)")
+        ->allow_extra_args(false);
     cmd->add_option("--tmpfs", o->tmpfs, "Mount a tmpfs DST[:OPTS]")->allow_extra_args(false);
-    cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")->allow_extra_args(false);
+    cmd->add_option("--ulimit", o->ulimits, "Lower a resource limit NAME=SOFT[:HARD]")
+        ->allow_extra_args(false);
     cmd->add_option("--device", o->devices,
                     "Add a host device HOST[:CONTAINER[:PERMS]] (PERMS: r, w, m; default rwm)")
         ->allow_extra_args(false);
@@ -695,7 +799,8 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
                   "Give extended privileges: every capability, no seccomp filter, host devices, "
                   "no masked paths");
     // Docker's --env-file, --mount and --add-host (parsed in cli/run_flags.cpp).
-    cmd->add_option("--env-file", o->env_files, "Read environment variables from a file (K=V lines)")
+    cmd->add_option("--env-file", o->env_files,
+                    "Read environment variables from a file (K=V lines)")
         ->allow_extra_args(false);
     cmd->add_option("--volumes-from", o->volumes_from,
                     "Mount the volumes and binds of a container CONTAINER[:ro|:rw]")
@@ -712,12 +817,14 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_option("--restart", o->restart,
                     "Restart policy: no, on-failure[:max-retries], always, unless-stopped")
         ->capture_default_str();
-    cmd->add_option("-l,--label", o->labels, "Set meta data on a container (K=V)")->allow_extra_args(false);
+    cmd->add_option("-l,--label", o->labels, "Set meta data on a container (K=V)")
+        ->allow_extra_args(false);
     cmd->add_option("--log-opt", o->log_opts, "Log driver options: max-size=N, max-file=N")
         ->allow_extra_args(false);
     cmd->add_option("--stop-signal", o->stop_signal, "Signal to stop the container");
     cmd->add_option("--stop-timeout", o->stop_timeout, "Timeout (in seconds) to stop a container");
     add_health_flags(cmd, o->health);
+    add_publish_flags(cmd, o->publish);
 }
 
 void register_run(CLI::App& app, Context& ctx) {
@@ -770,7 +877,8 @@ void register_create(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx, o, cmd] {
         std::vector<std::string> rest = cmd->remaining();
         if (rest.empty()) {
-            throw UsageError("\"strata create\" requires at least 1 argument.\nSee 'strata create --help'.");
+            throw UsageError(
+                "\"strata create\" requires at least 1 argument.\nSee 'strata create --help'.");
         }
         if (rest.front().size() > 1 && rest.front()[0] == '-') {
             throw UsageError("unknown flag: " + rest.front() + "\nSee 'strata create --help'.");

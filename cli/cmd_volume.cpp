@@ -35,20 +35,6 @@ StringMap key_values(const std::vector<std::string>& items) {
     return m;
 }
 
-// go-units HumanSize: decimal units, "%.4g" (prune's "Total reclaimed space").
-std::string human_size4(std::uint64_t bytes) {
-    static constexpr const char* units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1000.0 && u < 8) {
-        v /= 1000.0;
-        ++u;
-    }
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.4g%s", v, units[u]);
-    return buf;
-}
-
 // Docker's sortorder.NaturalLess: digit runs compare as numbers.
 bool natural_less(const std::string& a, const std::string& b) {
     std::size_t i = 0, j = 0;
@@ -407,7 +393,7 @@ void register_prune(CLI::App* volume, Context& ctx) {
             }
             std::cout << "\n";
         }
-        std::cout << "Total reclaimed space: " << human_size4(r.bytes) << "\n";
+        std::cout << "Total reclaimed space: " << human_size(r.bytes, 4) << "\n";
     });
 }
 

@@ -22,10 +22,19 @@ void register_top(CLI::App& app, Context& ctx);
 void register_mount(CLI::App& app, Context& ctx);
 void register_layer(CLI::App& app, Context& ctx);
 void register_parse(CLI::App& app, Context& ctx);
-void register_inspect_layers(CLI::App& app, Context& ctx); // history layers ls cat cp diff analyze
+// Looking inside images without unpacking them (cli/inspect_image.hpp).
+void register_history(CLI::App& app, Context& ctx);
+void register_layers(CLI::App& app, Context& ctx);
+void register_ls(CLI::App& app, Context& ctx);
+void register_cat(CLI::App& app, Context& ctx);
+void register_cp(CLI::App& app, Context& ctx);   // of images; of containers: container_fs.hpp
+void register_diff(CLI::App& app, Context& ctx); // of images and directories; of containers too
+void register_analyze(CLI::App& app, Context& ctx);
 void register_build(CLI::App& app, Context& ctx);
 void register_container_fs(CLI::App& app, Context& ctx); // commit (diff, export, cp: see container_fs.hpp)
 void register_volume(CLI::App& app, Context& ctx);
+void register_network(CLI::App& app, Context& ctx); // network create/ls/inspect/rm/prune/connect/disconnect
+void register_port(CLI::App& app, Context& ctx); // port (cmd_port.cpp)
 void register_completion(CLI::App& app, Context& ctx); // completion, man (hidden)
 
 } // namespace strata::cli

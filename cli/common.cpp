@@ -39,8 +39,8 @@ void enter_store_user_namespace(Context& ctx) {
     }
 }
 
-std::string human_size(std::uint64_t bytes) {
-    // go-units HumanSizeWithPrecision(size, 3): decimal units, "%.3g".
+std::string human_size(std::uint64_t bytes, int precision) {
+    // go-units HumanSizeWithPrecision: decimal units, "%.<precision>g".
     static constexpr const char* units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"};
     double v = static_cast<double>(bytes);
     int u = 0;
@@ -49,7 +49,7 @@ std::string human_size(std::uint64_t bytes) {
         ++u;
     }
     char buf[48];
-    std::snprintf(buf, sizeof buf, "%.3g%s", v, units[u]);
+    std::snprintf(buf, sizeof buf, "%.*g%s", precision, v, units[u]);
     return buf;
 }
 

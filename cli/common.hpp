@@ -30,9 +30,10 @@ void enter_store_user_namespace(Context& ctx);
 // integer is a usage error.
 std::optional<std::int64_t> source_date_epoch();
 
-// "1.23MB", "512B": go-units HumanSizeWithPrecision(size, 3), decimal
-// units, as docker prints sizes.
-std::string human_size(std::uint64_t bytes);
+// "1.23MB", "512B": go-units HumanSizeWithPrecision(size, precision),
+// decimal units, as docker prints sizes (precision 4 is go-units HumanSize,
+// prune's "Total reclaimed space").
+std::string human_size(std::uint64_t bytes, int precision = 3);
 // go-units HumanDuration: "Less than a second", "About a minute",
 // "5 minutes", "About an hour", "47 hours", "3 days", "2 weeks", ...
 std::string human_duration(std::int64_t seconds);

@@ -4,6 +4,7 @@
 #include "containers/names.hpp"
 #include "containers/store.hpp"
 #include "runner/options.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -466,8 +467,7 @@ void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
                                 const snapshot::Image& img) {
     volumes_.attach(image_requests(spec));
     std::vector<runner::Mount> mounts = volumes_.record_mounts(); // refuses what it cannot keep
-    std::vector<std::string> lowers = store.ensure_snapshots(img);
-    std::reverse(lowers.begin(), lowers.end());
+    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
     TempDir scratch(store.tmp_dir(), "volume-copy-");
     volumes_.copy_up_from_layers(lowers, scratch.path());
     for (auto& m : mounts) {
@@ -573,10 +573,7 @@ std::pair<std::string, std::string> parse_add_host(std::string_view value) {
         throw UsageError(flag + ": the host name is empty");
     }
     if (ip == "host-gateway") {
-        throw UsageError(flag +
-                         ": host-gateway needs a container network with a gateway to the host; "
-                         "strata run's network is none or host (with --network host, the host "
-                         "is 127.0.0.1)");
+        return {name, ip}; // the gateway of the container's network, at start
     }
     if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') {
         ip = ip.substr(1, ip.size() - 2);
@@ -757,6 +754,52 @@ std::optional<formats::Healthcheck> HealthFlags::healthcheck() const {
         h.test = {"CMD-SHELL", cmd};
     }
     return h;
+}
+
+std::vector<network::PortBinding> PublishFlags::bindings() const {
+    std::vector<network::PortBinding> out;
+    for (const auto& p : publish) {
+        for (const auto& b : network::ports::parse_publish(p)) {
+            out.push_back(b);
+        }
+    }
+    return out;
+}
+
+std::vector<network::PortBinding>
+PublishFlags::for_start(const std::set<std::string>& exposed) const {
+    return network::ports::bindings_for_start(network::ports::port_bindings_json(bindings()),
+                                              publish_all, {exposed.begin(), exposed.end()});
+}
+
+void PublishFlags::record(nlohmann::ordered_json& config) const {
+    auto b = bindings();
+    auto& host = config["HostConfig"];
+    host["PortBindings"] = network::ports::port_bindings_json(b);
+    host["PublishAllPorts"] = publish_all;
+    auto& cfg = config["Config"];
+    std::vector<std::string> exposed;
+    if (cfg.contains("ExposedPorts") && cfg["ExposedPorts"].is_object()) {
+        for (const auto& [key, value] : cfg["ExposedPorts"].items()) {
+            exposed.push_back(key);
+        }
+    }
+    exposed = network::ports::exposed_with(exposed, b);
+    if (!exposed.empty()) {
+        nlohmann::ordered_json ports = nlohmann::ordered_json::object();
+        for (const auto& key : exposed) {
+            ports[key] = nlohmann::ordered_json::object();
+        }
+        cfg["ExposedPorts"] = ports;
+    }
+}
+
+void add_publish_flags(CLI::App* cmd, PublishFlags& flags) {
+    cmd->add_option("-p,--publish", flags.publish,
+                    "Publish a container's port(s) to the host [IP:][HOSTPORT:]PORT[/PROTO]")
+        ->allow_extra_args(false);
+    cmd->add_flag("-P,--publish-all", flags.publish_all,
+                  "Publish all exposed ports to free host ports");
 }
 
 } // namespace strata::cli

@@ -4,6 +4,7 @@
 
 #include "containers/volumes.hpp"
 #include "formats/oci.hpp"
+#include "network/ports.hpp"
 #include "runner/runner.hpp"
 #include "snapshot/store.hpp"
 
@@ -102,8 +103,8 @@ private:
 };
 
 // --add-host NAME:IP or NAME=IP (IPv6 in brackets or bare, as docker); the
-// address must be an IP address. host-gateway is refused: a strata
-// container has no network of its own (none or host), so no gateway.
+// address must be an IP address or host-gateway (kept as is: the gateway
+// of the container's network replaces it at start, containers/network.hpp).
 std::pair<std::string, std::string> parse_add_host(std::string_view value);
 
 // Docker's resource flags on `run` and `create`, written into r as parsed:
@@ -149,5 +150,26 @@ struct HealthFlags {
     std::optional<formats::Healthcheck> healthcheck() const;
 };
 void add_health_flags(CLI::App* cmd, HealthFlags& flags);
+
+// -p/--publish and -P/--publish-all (Docker's; the grammar is
+// network/ports.hpp's). The container's config keeps them as Docker does:
+// HostConfig.PortBindings, HostConfig.PublishAllPorts, and the published
+// ports added to Config.ExposedPorts; at each start the monitor publishes
+// network::ports::bindings_for_start() of that config.
+struct PublishFlags {
+    std::vector<std::string> publish;
+    bool publish_all = false;
+
+    // The -p values parsed; UsageError with Docker's text ("invalid
+    // containerPort: x").
+    std::vector<network::PortBinding> bindings() const;
+    // What to publish now (run --rm): the -p bindings and, with -P, every
+    // exposed port not bound already.
+    std::vector<network::PortBinding> for_start(const std::set<std::string>& exposed) const;
+    // Into a container record (Docker's inspect document): HostConfig's
+    // PortBindings and PublishAllPorts, Config.ExposedPorts.
+    void record(nlohmann::ordered_json& config) const;
+};
+void add_publish_flags(CLI::App* cmd, PublishFlags& flags);
 
 } // namespace strata::cli

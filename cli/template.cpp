@@ -5,6 +5,7 @@
 #include "cli/template.hpp"
 
 #include "util/error.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -889,51 +890,6 @@ std::size_t rune_count(std::string_view s) {
     return n;
 }
 
-// strconv.Quote, for %q.
-std::string go_quote(const std::string& s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\a':
-            out += "\\a";
-            break;
-        case '\b':
-            out += "\\b";
-            break;
-        case '\f':
-            out += "\\f";
-            break;
-        case '\v':
-            out += "\\v";
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                char b[8];
-                std::snprintf(b, sizeof b, "\\x%02x", c);
-                out += b;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    return out + "\"";
-}
-
 // fmt.Sprintf with Go's verbs over JSON values.
 std::string go_sprintf(const std::string& format, const std::vector<Value>& args) {
     std::string out;
@@ -1053,7 +1009,7 @@ std::string go_sprintf(const std::string& format, const std::vector<Value>& args
             break;
         case 'q':
             if (v.is_string())
-                s = go_quote(v.get<std::string>());
+                s = text::go_quote(v.get<std::string>());
             else if (v.is_number_integer())
                 s = "'" + std::string(1, static_cast<char>(v.get<std::int64_t>())) + "'";
             else

@@ -410,7 +410,7 @@ void TreeWriter::add(const TarEntry& e, int content_fd) {
             if (n == 0) {
                 break;
             }
-            fs::write_all(out.get(), buf, static_cast<std::size_t>(n));
+            fs::write_all(out.get(), shown_ + "/" + rel, buf, static_cast<std::size_t>(n));
         }
     }
 }
@@ -423,7 +423,7 @@ void TreeWriter::add_stream(const TarEntry& e,
     std::size_t n;
     while ((n = read(buf, sizeof buf)) > 0) {
         if (out) {
-            fs::write_all(out.get(), buf, n);
+            fs::write_all(out.get(), shown_ + "/" + rel, buf, n);
         }
     }
 }

@@ -296,7 +296,7 @@ HealthResult run_probe(const HealthConfig& cfg, const runner::ExecSpec& base) {
     }
     r.end = now_text();
     ::lseek(out.get(), 0, SEEK_SET);
-    r.output = fs::read_fd(out.get(), kMaxOutput);
+    r.output = fs::read_fd(out.get(), "the health check's output", kMaxOutput);
     if (r.output.size() > kMaxOutput) {
         r.output.resize(kMaxOutput);
     }

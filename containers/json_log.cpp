@@ -73,7 +73,7 @@ void JsonLog::emit(const char* stream, std::string_view text) {
         rotate();
     }
     try {
-        fs::write_all(fd_.get(), line);
+        fs::write_all(fd_.get(), path_, line);
         size_ += line.size();
     } catch (const std::exception&) {
         // a full disk loses log lines, never the container

@@ -1,6 +1,7 @@
 #include "containers/monitor.hpp"
 
 #include "containers/json_log.hpp"
+#include "containers/network.hpp"
 #include "containers/signal.hpp"
 #include "containers/spec.hpp"
 #include "containers/volumes.hpp"
@@ -8,6 +9,7 @@
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
 #include "runner/runner.hpp"
+#include "snapshot/stack_order.hpp"
 #include "snapshot/store.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
@@ -502,6 +504,8 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     }
 
     runner::RunSpec spec;
+    NetworkConfig netcfg; // a bridge sandbox is made before each start
+    std::string name;
     RestartPolicy policy;
     bool auto_remove = false;
     bool open_stdin = false;
@@ -513,6 +517,11 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     try {
         auto config = store.load_config(id);
         spec = spec_from_json(config.at("StrataSpec"));
+        netcfg = NetworkConfig::from_container(config);
+        name = config.value("Name", std::string());
+        if (!name.empty() && name.front() == '/') {
+            name.erase(0, 1);
+        }
         const auto& host = config.at("HostConfig");
         if (host.contains("RestartPolicy")) {
             policy.name = host["RestartPolicy"].value("Name", std::string("no"));
@@ -537,8 +546,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         formats::Descriptor manifest =
             formats::parse_descriptor(config.at("StrataManifest").dump(), "StrataManifest");
         snapshot::Image img = images->load(manifest);
-        std::vector<std::string> lowers = images->ensure_snapshots(img);
-        std::reverse(lowers.begin(), lowers.end());
+        std::vector<std::string> lowers = snapshot::top_first(images->ensure_snapshots(img));
         if (lowers.empty()) {
             fs::mkdirs(dir + "/empty", 0755);
             lowers.push_back(dir + "/empty");
@@ -596,10 +604,19 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     int last_code = 0;
     auto delay = std::chrono::milliseconds(100);
     while (true) {
+        std::optional<ContainerNetwork> net;
         std::optional<runner::Container> c;
+        runner::RunSpec run_spec = spec;
         try {
-            c.emplace(runner::Container::start(spec));
+            net.emplace(ContainerNetwork::attach(store_root, id, name, netcfg, run_spec));
+            if (auto settings = net->settings()) {
+                fs::write_file_atomic(network_settings_path(store, id), settings->dump(2) + "\n",
+                                      0600);
+            }
+            c.emplace(runner::Container::start(run_spec));
         } catch (const std::exception& e) {
+            net.reset();
+            ::unlink(network_settings_path(store, id).c_str());
             int code = 125;
             if (auto* se = dynamic_cast<const runner::StartError*>(&e)) {
                 code = se->exit_code();
@@ -644,6 +661,8 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         io.set_running(0, nullptr);
         bool oom = c->oom_killed(); // the memory cgroup counted a kill (Docker's OOMKilled)
         c.reset();
+        net.reset(); // veths, addresses, an unused bridge
+        ::unlink(network_settings_path(store, id).c_str());
         last_code = code;
         bool restart = false;
         bool manual = io.stop_requested();

@@ -63,7 +63,7 @@ void write_json_nosync(const std::string& path, const nlohmann::ordered_json& j)
             throw_errno("open", tmp);
         }
         try {
-            fs::write_all(fd.get(), j.dump(2) + "\n");
+            fs::write_all(fd.get(), tmp, j.dump(2) + "\n");
         } catch (...) {
             ::unlink(tmp.c_str());
             throw;

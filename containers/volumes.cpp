@@ -181,7 +181,7 @@ struct Copier {
             if (n == 0) {
                 return;
             }
-            fs::write_all(out, buf, static_cast<std::size_t>(n));
+            fs::write_all(out, name, buf, static_cast<std::size_t>(n));
         }
     }
 
@@ -788,7 +788,7 @@ void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lower
         }
     });
     report.write.reset();
-    std::string message = fs::read_fd(report.read.get(), 1 << 16);
+    std::string message = fs::read_fd(report.read.get(), "the copy-up's report pipe", 1 << 16);
     ExitStatus st = child.wait();
     if (!st.success()) {
         throw Error(message.empty() ? "volume copy-up " + st.describe() : message);

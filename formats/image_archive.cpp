@@ -65,7 +65,7 @@ std::optional<std::string> foreign_compression(const std::string& path) {
     std::size_t n = 0;
     try {
         UniqueFd fd = fs::open(path, O_RDONLY);
-        n = fs::read_full(fd.get(), m, sizeof m);
+        n = fs::read_full(fd.get(), path, m, sizeof m);
     } catch (const Error&) {
         return std::nullopt;
     }
@@ -373,7 +373,7 @@ std::string read_verified_blob(const Source& src, const Descriptor& d, const std
 std::string sniff_layer_media_type(const std::string& path) {
     unsigned char magic[4] = {};
     UniqueFd fd = fs::open(path, O_RDONLY);
-    std::size_t n = fs::read_full(fd.get(), magic, sizeof magic);
+    std::size_t n = fs::read_full(fd.get(), path, magic, sizeof magic);
     if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
         return std::string(media::docker_layer_gzip);
     }
@@ -702,11 +702,11 @@ std::pair<Digest, std::int64_t> stream_layer(const std::string& path, bool decom
     };
     UniqueFd fd = fs::open(path, O_RDONLY);
     std::vector<char> buf(1 << 20);
-    std::size_t n = fs::read_full(fd.get(), buf.data(), buf.size());
+    std::size_t n = fs::read_full(fd.get(), path, buf.data(), buf.size());
     if (!decompress) {
         while (n > 0) {
             out(buf.data(), n);
-            n = fs::read_full(fd.get(), buf.data(), buf.size());
+            n = fs::read_full(fd.get(), path, buf.data(), buf.size());
         }
         return {h.finish(), total};
     }
@@ -718,7 +718,7 @@ std::pair<Digest, std::int64_t> stream_layer(const std::string& path, bool decom
         auto dec = Decompressor::create(c, out);
         while (n > 0) {
             dec->feed(buf.data(), n);
-            n = fs::read_full(fd.get(), buf.data(), buf.size());
+            n = fs::read_full(fd.get(), path, buf.data(), buf.size());
         }
         dec->finish();
     } catch (const Error& e) {

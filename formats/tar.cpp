@@ -187,7 +187,7 @@ private:
 class StreamStage {
 public:
     StreamStage(int out_fd, const TarWriter::Options& opts)
-        : out_fd_(out_fd), in_(kQueue, kChunk), out_(kQueue, kChunk) {
+        : out_fd_(out_fd), out_name_(opts.out_name), in_(kQueue, kChunk), out_(kQueue, kChunk) {
         plain_ = opts.compression == Compression::none;
         compressor_ = Compressor::create(
             opts.compression, [this](const void* d, std::size_t n) { emit(d, n); }, opts.level,
@@ -334,7 +334,7 @@ private:
             Chunk chunk;
             while (out_.pop(chunk)) {
                 blob_hasher_.update(chunk.data.get(), chunk.size);
-                fs::write_all(out_fd_, chunk.data.get(), chunk.size);
+                fs::write_all(out_fd_, out_name_, chunk.data.get(), chunk.size);
                 out_.give(std::move(chunk));
             }
         } catch (...) {
@@ -353,7 +353,7 @@ private:
                 flush_plain();
             }
             if (n >= kChunk / 8) {
-                fs::write_all(out_fd_, p, n);
+                fs::write_all(out_fd_, out_name_, p, n);
                 return;
             }
             plain_buf_.insert(plain_buf_.end(), p, p + n);
@@ -382,12 +382,13 @@ private:
 
     void flush_plain() {
         if (!plain_buf_.empty()) {
-            fs::write_all(out_fd_, plain_buf_.data(), plain_buf_.size());
+            fs::write_all(out_fd_, out_name_, plain_buf_.data(), plain_buf_.size());
             plain_buf_.clear();
         }
     }
 
     int out_fd_;
+    std::string out_name_;
     bool plain_ = false;
     std::unique_ptr<Compressor> compressor_;
     ChunkQueue in_;
@@ -737,6 +738,13 @@ struct TarReader::Impl {
             try {
                 std::rethrow_exception(error);
             } catch (const Error& e) {
+                // A copy, so that error stays as the read callback left it
+                // for any later call; a SysError keeps its op, path and errno.
+                if (const auto* se = dynamic_cast<const SysError*>(&e)) {
+                    SysError copy = *se;
+                    copy.add_context(where);
+                    throw copy;
+                }
                 throw Error(where + ": " + e.what());
             }
         }
@@ -751,7 +759,7 @@ TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>
     impl->check = std::make_unique<TarHeaderCheck>(impl->name);
     impl->in_buf.resize(kReadChunk);
     // Detect the compression from the first bytes.
-    std::size_t got = fs::read_full(in_fd, impl->in_buf.data(), 512);
+    std::size_t got = fs::read_full(in_fd, impl->name, impl->in_buf.data(), 512);
     impl->in_len = got;
     impl->in_eof = got < 512;
     impl->blob_hasher.update(impl->in_buf.data(), got);
@@ -965,7 +973,7 @@ void TarReader::copy_to(int fd) {
             pos = offset;
             sparse = true;
         }
-        fs::write_all(fd, block, size);
+        fs::write_all(fd, impl.current, block, size);
         pos += static_cast<la_int64_t>(size);
     }
     if (sparse) {
@@ -990,8 +998,9 @@ LayerDigests TarReader::finish() {
         while (!impl.eof) {
             impl.pull();
         }
-    } catch (const Error& e) {
-        throw Error(impl.name + ": " + e.what());
+    } catch (Error& e) {
+        e.add_context(impl.name);
+        throw;
     }
     return LayerDigests{impl.diff_hasher.finish(), impl.diff_size, impl.blob_hasher.finish(),
                         impl.blob_size};

@@ -54,6 +54,9 @@ public:
         int threads = 0; // zstd workers; 0 = all cores
         // When set, mtimes later than this are clamped to it (SOURCE_DATE_EPOCH).
         std::optional<std::int64_t> clamp_mtime;
+        // What out_fd writes to ("stdout", a blob's path), named by write
+        // errors; empty: the fd's /proc/self/fd link.
+        std::string out_name;
     };
     // Writes the (compressed) stream to out_fd, which the writer does not own.
     TarWriter(int out_fd, Options opts);

@@ -327,7 +327,8 @@ LayerConversion convert_layers(snapshot::Store& store, const formats::Descriptor
         UniqueFd in = store.open_blob(l.digest);
         std::vector<char> buf(1 << 20);
         while (true) {
-            std::size_t n = fs::read_full(in.get(), buf.data(), buf.size());
+            std::size_t n =
+                fs::read_full(in.get(), store.blob_path(l.digest), buf.data(), buf.size());
             if (n == 0) {
                 break;
             }

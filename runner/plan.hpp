@@ -150,6 +150,7 @@ struct Plan {
     int init_fd = -1;            // init: the sealed memfd holding docker-init
     int console_fd = -1;         // tty: socket that takes the pty master to the parent
     int close_in_child[4] = {-1, -1, -1, -1}; // the parent's ends
+    int join_netns_fd = -1; // a network namespace the child enters first (rootless join)
 
     std::vector<const char*> argv;       // null-terminated
     std::vector<const char*> envp;       // null-terminated
@@ -176,7 +177,7 @@ void child_begin() noexcept;
 // Helpers shared with the tests.
 std::string hosts_file(const std::string& hostname,
                        const std::vector<std::pair<std::string, std::string>>& extra,
-                       Network network);
+                       Network network, const std::string& hosts_address = {});
 std::string resolv_conf(Network network);
 std::vector<std::string> container_env(const RunSpec& spec, const ExecUser& user,
                                        const std::string& hostname);

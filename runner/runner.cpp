@@ -213,7 +213,7 @@ namespace detail {
 
 std::string hosts_file(const std::string& hostname,
                        const std::vector<std::pair<std::string, std::string>>& extra,
-                       Network network) {
+                       Network network, const std::string& hosts_address) {
     std::string out;
     if (network == Network::host) {
         // As Docker with --network host: the host's own hosts file.
@@ -240,8 +240,9 @@ std::string hosts_file(const std::string& hostname,
               "ff02::1\tip6-allnodes\n"
               "ff02::2\tip6-allrouters\n";
         // With no network of its own the container's name still resolves, as
-        // in BuildKit's sandbox.
-        out += "127.0.0.1\t" + hostname + "\n";
+        // in BuildKit's sandbox; on a bridge, to its own address (Docker's).
+        out += (hosts_address.empty() ? std::string("127.0.0.1") : hosts_address) + "\t" +
+               hostname + "\n";
     }
     for (const auto& [name, address] : extra) {
         out += address + "\t" + name + "\n";
@@ -465,6 +466,7 @@ struct Container::State {
     // build step's layer does not gain an empty /etc/hosts or /proc.
     UniqueFd rootfd;
     std::vector<std::string> created;
+    CreatedMountPoints made; // what created held, for the caller (kept after removal)
     // The container's cgroup (real root only): removed once it has ended.
     Cgroup cgroup;
     bool oom_killed = false; // read from the cgroup before it goes
@@ -851,8 +853,10 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         add(op, std::string("bind generated ") + target);
     };
     gen("/etc/hostname", hostname + "\n");
-    gen("/etc/hosts", detail::hosts_file(hostname, spec.extra_hosts, spec.network));
-    gen("/etc/resolv.conf", detail::resolv_conf(spec.network));
+    gen("/etc/hosts",
+        detail::hosts_file(hostname, spec.extra_hosts, spec.network, spec.hosts_address));
+    gen("/etc/resolv.conf",
+        spec.resolv_conf.empty() ? detail::resolv_conf(spec.network) : spec.resolv_conf);
 
     // The caller's mounts, parents before children (as Docker sorts them).
     std::vector<const Mount*> mounts;
@@ -921,9 +925,12 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
 // Creates the missing components of target inside the root (directories,
 // the last one an empty file unless dir) and appends what it created to
 // created. A dangling symlink on the way is left to the child, which
-// creates the path where the link points, inside the root.
-void precreate(int rootfd, const std::string& target, bool dir, std::vector<std::string>& created) {
+// creates the path where the link points, inside the root. made gets the
+// same paths and, before the first creation, the existing directories above.
+void precreate(int rootfd, const std::string& target, bool dir, std::vector<std::string>& created,
+               CreatedMountPoints& made) {
     std::string prefix;
+    std::vector<std::string> above; // existing components passed so far
     std::size_t i = 1;
     while (i <= target.size()) {
         std::size_t j = target.find('/', i);
@@ -935,12 +942,29 @@ void precreate(int rootfd, const std::string& target, bool dir, std::vector<std:
         i = j + 1;
         try {
             open_in_root(rootfd, prefix, O_PATH);
+            above.push_back(prefix);
             continue; // exists
         } catch (const SysError& e) {
             if (e.error_code() != ENOENT) {
                 return; // the child reports it with the mount's name
             }
         }
+        for (const auto& a : above) {
+            auto seen = [&](const auto& entry) { return entry.first == a; };
+            if (std::find(made.paths.begin(), made.paths.end(), a) != made.paths.end() ||
+                std::any_of(made.parents.begin(), made.parents.end(), seen)) {
+                continue;
+            }
+            try {
+                UniqueFd fd = open_in_root(rootfd, a, O_PATH | O_NOFOLLOW);
+                struct stat st;
+                if (::fstat(fd.get(), &st) == 0) {
+                    made.parents.emplace_back(a, st);
+                }
+            } catch (const Error&) {
+            }
+        }
+        above.clear();
         ParentRef p = open_parent_in_root(rootfd, prefix);
         int r;
         if (last && !dir) {
@@ -957,6 +981,7 @@ void precreate(int rootfd, const std::string& target, bool dir, std::vector<std:
             throw_errno("creating mount point", prefix);
         }
         created.push_back(prefix);
+        made.paths.push_back(prefix);
     }
 }
 
@@ -1389,7 +1414,8 @@ Container Container::start(const RunSpec& spec) {
         }
         if (!covered) {
             with_context("in " + rootfs, [&] {
-                precreate(state->rootfd.get(), target, op.target_dir, state->created);
+                precreate(state->rootfd.get(), target, op.target_dir, state->created,
+                          state->made);
             });
         }
         mounted.push_back(target);
@@ -1415,6 +1441,31 @@ Container Container::start(const RunSpec& spec) {
         flags |= CLONE_NEWUSER;
     }
 
+    // -- A network namespace to join (a bridge sandbox): this thread enters
+    // it for the clone, so the child is born in it, then comes back.
+    UniqueFd netns_back;
+    if (spec.network == Network::join && spec.netns_fd < 0) {
+        throw StartError("container setup: no network namespace to join", 125);
+    }
+    if (spec.network == Network::join && spec.user_namespace == UserNamespace::joined) {
+        // Rootless: this thread could not come back to the host's namespace
+        // (another user namespace owns it), so the child enters it instead.
+        plan.join_netns_fd = spec.netns_fd;
+    } else if (spec.network == Network::join) {
+        netns_back = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+        if (!netns_back) {
+            throw StartError(std::string("container setup: open /proc/thread-self/ns/net: ") +
+                                 std::strerror(errno),
+                             125);
+        }
+        if (::setns(spec.netns_fd, CLONE_NEWNET) != 0) {
+            throw StartError(std::string("container setup: joining the container's network "
+                                         "namespace: ") +
+                                 std::strerror(errno),
+                             125);
+        }
+    }
+
     // -- Clone with every signal blocked, so that none of the caller's
     // handlers runs in the child before it resets them.
     sigset_t all, old;
@@ -1438,6 +1489,9 @@ Container Container::start(const RunSpec& spec) {
     }
     int clone_err = pid < 0 ? -pid : 0;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (netns_back && ::setns(netns_back.get(), CLONE_NEWNET) != 0) {
+        std::terminate(); // this thread would stay in the container's network
+    }
     if (pid < 0) {
         throw SysError("clone3 (new namespaces)", rootfs, clone_err);
     }
@@ -1596,6 +1650,13 @@ bool Container::oom_killed() const noexcept {
     return state_ != nullptr && state_->oom_killed;
 }
 
+const CreatedMountPoints& Container::created_mount_points() const {
+    if (state_ == nullptr) {
+        throw Error("container is not running");
+    }
+    return state_->made;
+}
+
 pid_t Container::pid() const noexcept {
     return state_ != nullptr ? state_->pid : -1;
 }
@@ -1708,9 +1769,13 @@ ExitStatus Container::wait(Control* control) {
     return status;
 }
 
-ExitStatus run(const RunSpec& spec, Control* control) {
+ExitStatus run(const RunSpec& spec, Control* control, CreatedMountPoints* created) {
     Container c = Container::start(spec);
-    return c.wait(control);
+    ExitStatus status = c.wait(control);
+    if (created != nullptr) {
+        *created = c.created_mount_points();
+    }
+    return status;
 }
 
 } // namespace strata::runner

@@ -20,11 +20,11 @@
 // mapped and a USER other than root needs root.
 // Resource limits (spec.resources, Docker's --memory, --cpus...) go to the
 // container's cgroup (runner/cgroup.hpp), real root only. Not (yet) done,
-// by decision: no /sys/fs/cgroup inside;
-// networks are none or host only. Mount points created in the root (e.g. an image without /proc or
-// /etc/hosts) are removed after the run, except when strata itself is killed by SIGKILL or a mount
-// point had to be created through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and
-// pidfds (5.3).
+// by decision: no /sys/fs/cgroup inside.
+// Networks: none, host, or join (a namespace the caller prepared, e.g. a bridge network's sandbox).
+// Mount points created in the root (e.g. an image without /proc or /etc/hosts) are removed after
+// the run, except when strata itself is killed by SIGKILL or a mount point had to be created
+// through a dangling symlink. Needs Linux 5.6 (openat2 RESOLVE_IN_ROOT) and pidfds (5.3).
 #pragma once
 
 #include "runner/resources.hpp"
@@ -36,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <utility>
 #include <vector>
@@ -45,6 +46,7 @@ namespace strata::runner {
 enum class Network {
     none, // a new network namespace with only the loopback interface, up
     host, // the host's network namespace
+    join, // the namespace RunSpec::netns_fd (a bridge sandbox, network/sandbox.hpp)
 };
 
 enum class UserNamespace {
@@ -118,6 +120,15 @@ struct RunSpec {
     std::string hostname;          // default: 12 random hex digits, as Docker's container id
     std::vector<std::pair<std::string, std::string>> extra_hosts; // (name, address) for /etc/hosts
     Network network = Network::none;
+    // Network::join: the network namespace the container enters (the caller's
+    // fd, kept open until start() returns).
+    int netns_fd = -1;
+    // The address /etc/hosts gives the hostname (a bridged container's own);
+    // empty: 127.0.0.1 for none.
+    std::string hosts_address;
+    // The text of /etc/resolv.conf; empty: the host's (without loopback
+    // nameservers unless the network is host).
+    std::string resolv_conf;
     UserNamespace user_namespace = UserNamespace::automatic;
     std::vector<Mount> mounts;
     std::vector<Rlimit> rlimits; // can only lower limits without CAP_SYS_RESOURCE
@@ -183,6 +194,17 @@ private:
     Pipe pipe_;
 };
 
+// The mount points start() created in the root directory because they were
+// missing (wait() removes them again when still empty), and the directories
+// above them as they were before (lstat, first sight; "/" left out), so
+// that a caller whose root is a build step's upper layer can put back their
+// times (builder/mount_stubs.hpp). A mount point created inside another
+// mount, or through a dangling symlink by the container, is not listed.
+struct CreatedMountPoints {
+    std::vector<std::string> paths; // outermost first
+    std::vector<std::pair<std::string, struct stat>> parents;
+};
+
 // A started container. Destroying it while it runs kills it (SIGKILL to
 // its PID 1, which ends the PID namespace) and reaps it.
 class Container {
@@ -211,6 +233,8 @@ public:
     // After wait(): whether the kernel's OOM killer killed a process of the
     // container (its memory cgroup counted a kill), Docker's OOMKilled.
     bool oom_killed() const noexcept;
+    // The mount points start() created in the root directory.
+    const CreatedMountPoints& created_mount_points() const;
 
     struct State;
 
@@ -219,8 +243,10 @@ private:
     State* state_ = nullptr;
 };
 
-// start() + wait().
-ExitStatus run(const RunSpec& spec, Control* control = nullptr);
+// start() + wait(); with created, what Container::created_mount_points()
+// reports once the command has ended.
+ExitStatus run(const RunSpec& spec, Control* control = nullptr,
+               CreatedMountPoints* created = nullptr);
 
 // Docker's default capability set, as a bit mask over CAP_* numbers.
 std::uint64_t default_capabilities() noexcept;

@@ -1030,6 +1030,9 @@ void child_main(const Plan& plan) noexcept {
     for (int fd : plan.close_in_child) {
         close_fd(fd);
     }
+    if (plan.join_netns_fd >= 0 && ::setns(plan.join_netns_fd, CLONE_NEWNET) != 0) {
+        fail(plan, Step::join_namespace, errno);
+    }
     // 1b. Wait for the parent: it writes the id maps first. EOF means it
     // died. Without id maps to wait for, only check that it has not died
     // before PR_SET_PDEATHSIG took effect: it holds the write end open

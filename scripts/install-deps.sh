@@ -19,6 +19,7 @@ test_pkgs=(
 )
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(iproute2 passt slirp4netns)  # networking tests: ip(8) to check what is left; rootless networks
+test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the ruleset
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 test_pkgs+=(keyutils)  # tests/security: keyctl puts a key in the session keyring a container must not read
 test_pkgs+=(uidmap)  # runner [subuid] tests: newuidmap/newgidmap map /etc/subuid ranges

@@ -644,10 +644,10 @@ private:
         if (node.layer < 0 || !S_ISREG(node.st.st_mode)) {
             return false;
         }
-        UniqueFd src(
-            ::open(view.lower_path(node.layer, real).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        const std::string src_path = view.lower_path(node.layer, real);
+        UniqueFd src(::open(src_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
         if (!src) {
-            throw_errno("open", view.lower_path(node.layer, real));
+            throw_errno("open", src_path);
         }
         struct stat st = fs::fstat(src.get());
         int pfd = dir_fd(tparent, true);
@@ -658,11 +658,11 @@ private:
         }
         std::vector<char> buf(1 << 16);
         for (;;) {
-            std::size_t n = fs::read_full(src.get(), buf.data(), buf.size());
+            std::size_t n = fs::read_full(src.get(), src_path, buf.data(), buf.size());
             if (n == 0) {
                 break;
             }
-            fs::write_all(dst.get(), buf.data(), n);
+            fs::write_all(dst.get(), target, buf.data(), n);
         }
         if (preserve_owner_ && ::fchown(dst.get(), st.st_uid, st.st_gid) != 0) {
             ++stats_.owners_skipped;

@@ -385,8 +385,8 @@ bool same_content(const Node& a, const Node& b) {
     UniqueFd fb = fs::open(b.full, O_RDONLY | O_NOFOLLOW);
     std::vector<char> ba(1 << 16), bb(1 << 16);
     for (;;) {
-        std::size_t na = fs::read_full(fa.get(), ba.data(), ba.size());
-        std::size_t nb = fs::read_full(fb.get(), bb.data(), bb.size());
+        std::size_t na = fs::read_full(fa.get(), a.full, ba.data(), ba.size());
+        std::size_t nb = fs::read_full(fb.get(), b.full, bb.data(), bb.size());
         if (na != nb || std::memcmp(ba.data(), bb.data(), na) != 0) {
             return false;
         }

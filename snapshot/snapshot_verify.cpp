@@ -394,7 +394,7 @@ private:
                 if (!S_ISREG(st.st_mode)) {
                     continue;
                 }
-                return std::make_pair(hash_fd(f.get()), st);
+                return std::make_pair(hash_fd(f.get(), lower + "/" + rel), st);
             } catch (const SysError&) {
                 continue;
             }
@@ -402,10 +402,11 @@ private:
         return std::nullopt;
     }
 
-    std::string hash_fd(int fd) {
+    // path: what fd is, for errors.
+    std::string hash_fd(int fd, const std::string& path) {
         Sha256 h;
         std::vector<char> buf(1 << 16);
-        while (std::size_t n = fs::read_full(fd, buf.data(), buf.size())) {
+        while (std::size_t n = fs::read_full(fd, path, buf.data(), buf.size())) {
             h.update(buf.data(), n);
         }
         return h.finish_hex();
@@ -547,7 +548,7 @@ private:
                                          e.linkname, lst.st_size));
             } else {
                 UniqueFd f = fs::open_at(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                std::string got = hash_fd(f.get());
+                std::string got = hash_fd(f.get(), root_real_ + "/" + rel);
                 if (got != sha) {
                     problem(rel, "content hashes to sha256:" + got + ", the file below it (/" +
                                      e.linkname + ") to sha256:" + sha);
@@ -576,7 +577,7 @@ private:
                 problem(rel, fmt::format("size is {}, the layer has {}", st.st_size, e.size));
             } else {
                 UniqueFd f = fs::open_at(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                std::string got = hash_fd(f.get());
+                std::string got = hash_fd(f.get(), root_real_ + "/" + rel);
                 if (got != e.sha256) {
                     problem(rel, "content hashes to sha256:" + got +
                                      ", the layer has sha256:" + e.sha256);

@@ -3,6 +3,7 @@
 #include "formats/media_types.hpp"
 #include "snapshot/layer_apply.hpp"
 #include "snapshot/snapshot_verify.hpp"
+#include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -272,7 +273,7 @@ bool blob_intact(const formats::OciLayout& layout, const Digest& d) {
     }
     formats::DigestHasher h;
     std::vector<char> buf(1 << 20);
-    while (std::size_t n = fs::read_full(fd->get(), buf.data(), buf.size())) {
+    while (std::size_t n = fs::read_full(fd->get(), layout.blob_path(d), buf.data(), buf.size())) {
         h.update(buf.data(), n);
     }
     return h.finish() == d;
@@ -606,36 +607,40 @@ bool trusted_xattrs_allowed() {
 
 } // namespace
 
+void Store::ensure_snapshot(const Descriptor& layer, const Digest& diff_id, const Digest& chain_id,
+                            const std::vector<std::string>& lowers) {
+    if (has_snapshot(chain_id)) {
+        return;
+    }
+    TempDir work(tmp_dir(), "unpack-");
+    std::string fsdir = work.path() + "/fs";
+    fs::mkdirs(fsdir, 0755);
+    UniqueFd blob = open_blob(layer.digest);
+    UniqueFd target = fs::open_dir(fsdir);
+    ApplyOptions opts;
+    opts.mode = WhiteoutMode::overlay;
+    opts.userxattr = !trusted_xattrs_allowed();
+    opts.layer_name = layer.digest.str();
+    opts.lower_dirs = top_first(lowers);
+    ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);
+    if (!r.digests || r.digests->blob_digest != layer.digest) {
+        throw CorruptLayer(
+            "layer " + layer.digest.str() + " is corrupt: its content hashes to " +
+            (r.digests ? r.digests->blob_digest.str() : std::string("an unknown digest")));
+    }
+    if (r.digests->diff_id != diff_id) {
+        throw CorruptLayer("layer " + layer.digest.str() + ": uncompressed content hashes to " +
+                           r.digests->diff_id.str() + " but the config says " + diff_id.str());
+    }
+    adopt_snapshot(chain_id, fsdir);
+}
+
 std::vector<std::string> Store::ensure_snapshots(const Image& image) {
     std::vector<std::string> dirs;
     auto chains = image.chain_ids();
     for (std::size_t i = 0; i < chains.size(); ++i) {
         const Digest& chain = chains[i];
-        if (!has_snapshot(chain)) {
-            const Descriptor& layer = image.manifest.layers[i];
-            TempDir work(tmp_dir(), "unpack-");
-            std::string fsdir = work.path() + "/fs";
-            fs::mkdirs(fsdir, 0755);
-            UniqueFd blob = open_blob(layer.digest);
-            UniqueFd target = fs::open_dir(fsdir);
-            ApplyOptions opts;
-            opts.mode = WhiteoutMode::overlay;
-            opts.userxattr = !trusted_xattrs_allowed();
-            opts.layer_name = layer.digest.str();
-            opts.lower_dirs.assign(dirs.rbegin(), dirs.rend());
-            ApplyStats r = apply_layer_at(blob.get(), target.get(), opts);
-            if (!r.digests || r.digests->blob_digest != layer.digest) {
-                throw Error(
-                    "layer " + layer.digest.str() + " is corrupt: its content hashes to " +
-                    (r.digests ? r.digests->blob_digest.str() : std::string("an unknown digest")));
-            }
-            if (r.digests->diff_id != image.config.diff_ids[i]) {
-                throw Error("layer " + layer.digest.str() + ": uncompressed content hashes to " +
-                            r.digests->diff_id.str() + " but the config says " +
-                            image.config.diff_ids[i].str());
-            }
-            adopt_snapshot(chain, fsdir);
-        }
+        ensure_snapshot(image.manifest.layers[i], image.config.diff_ids[i], chain, dirs);
         dirs.push_back(snapshot_dir(chain));
         // In use for this Store's life: gc skips a snapshot it cannot lock.
         // A lock (no write) costs `strata run` nothing on the disk.
@@ -683,7 +688,7 @@ LiveLeases read_leases(const std::string& dir, const std::string& own, std::int6
             }
             continue;
         }
-        std::string text = fs::read_fd(fd.get(), 16 << 20);
+        std::string text = fs::read_fd(fd.get(), path, 16 << 20);
         std::istringstream in(text);
         std::string line;
         bool first = true;

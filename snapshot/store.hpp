@@ -14,6 +14,7 @@
 #include "formats/layout.hpp"
 #include "formats/oci.hpp"
 #include "snapshot/reference.hpp"
+#include "util/error.hpp"
 #include "util/fd.hpp"
 
 #include <cstdint>
@@ -27,6 +28,12 @@
 namespace strata::snapshot {
 
 inline constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
+
+// A layer blob that does not hold what its digest or diff ID says.
+class CorruptLayer : public Error {
+public:
+    using Error::Error;
+};
 
 // An exclusive flock on the store's lock file, held for the object's life.
 class StoreLock {
@@ -165,6 +172,14 @@ public:
     // the snapshot directories, bottom layer first; gc leaves them alone for
     // this Store's life.
     std::vector<std::string> ensure_snapshots(const Image& image);
+    // Unpacks one layer blob (in overlay form) as the snapshot chain_id over
+    // lowers, the snapshot directories below it (bottom first), unless that
+    // snapshot exists. The one way a snapshot is made from a blob: images
+    // (ensure_snapshots) and build cache hits use it. Throws CorruptLayer,
+    // publishing nothing, when the blob does not hash to layer.digest or its
+    // content not to diff_id; SysError when the blob is missing.
+    void ensure_snapshot(const formats::Descriptor& layer, const formats::Digest& diff_id,
+                         const formats::Digest& chain_id, const std::vector<std::string>& lowers);
     // Publishes an already-populated directory (e.g. a build step's upper dir)
     // as the snapshot for chain_id; the directory is moved, not copied. The
     // filesystem is synced (syncfs) first, so that a snapshot visible under

@@ -46,14 +46,12 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(std::string_view data) {
-    try {
-        fs::write_all(fd_.get(), data);
-    } catch (const SysError& e) {
-        throw SysError(e.op(), tmp_, e.error_code());
-    }
+    fs::write_all(fd_.get(), tmp_, data);
 }
 
-bool AtomicFile::commit(bool no_replace) { return commit_as(path_, no_replace); }
+bool AtomicFile::commit(bool no_replace) {
+    return commit_as(path_, no_replace);
+}
 
 bool AtomicFile::commit_as(const std::string& path, bool no_replace) {
     if (committed_) {

@@ -1,5 +1,7 @@
 #include "util/error.hpp"
 
+#include "util/text.hpp"
+
 #include <cerrno>
 #include <cstring>
 
@@ -10,7 +12,7 @@ std::string format_sys(const std::string& op, const std::string& path, int err) 
     std::string msg = op;
     if (!path.empty()) {
         msg += ' ';
-        msg += path;
+        msg += quote_path(path);
     }
     msg += ": ";
     msg += std::strerror(err);
@@ -18,12 +20,21 @@ std::string format_sys(const std::string& op, const std::string& path, int err) 
 }
 } // namespace
 
-Error Error::with_context(std::string_view context) const {
-    return Error(std::string(context) + ": " + what());
+void Error::add_context(std::string_view context) {
+    std::string msg;
+    msg.reserve(context.size() + 2 + m_message.size());
+    msg.append(context);
+    msg += ": ";
+    msg += m_message;
+    m_message = std::move(msg);
+}
+
+std::string quote_path(std::string_view path) {
+    return text::go_quote(path);
 }
 
 SysError::SysError(std::string op, std::string path, int err)
-    : Error(format_sys(op, path, err)), op_(std::move(op)), path_(std::move(path)), err_(err) {}
+    : Error(format_sys(op, path, err)), m_op(std::move(op)), m_path(std::move(path)), m_err(err) {}
 
 void throw_errno(std::string op, std::string path) {
     int err = errno;

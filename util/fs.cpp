@@ -30,40 +30,73 @@ UniqueFd open(const std::string& path, int flags, mode_t mode) {
     return open_at(AT_FDCWD, path, flags, mode);
 }
 
-std::string read_fd(int fd, std::size_t max_size) {
-    std::string out;
-    char buf[65536];
-    while (true) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw_errno("read");
-        }
-        if (n == 0) {
-            return out;
-        }
-        if (out.size() + static_cast<std::size_t>(n) > max_size) {
-            throw Error("file is larger than the limit of " + std::to_string(max_size) +
-                        " bytes");
-        }
-        out.append(buf, static_cast<std::size_t>(n));
+std::string fd_name(int fd) {
+    std::string link = "/proc/self/fd/" + std::to_string(fd);
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+    if (n <= 0) {
+        return "fd " + std::to_string(fd);
     }
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+namespace {
+// The name an error shows: path, or the fd's link when the caller gave none.
+std::string shown(int fd, std::string_view path) {
+    return path.empty() ? fd_name(fd) : std::string(path);
+}
+
+// One read(2), retried on EINTR; 0 at EOF.
+std::size_t read_some(int fd, std::string_view path, void* data, std::size_t size) {
+    while (true) {
+        ssize_t n = ::read(fd, data, size);
+        if (n >= 0) {
+            return static_cast<std::size_t>(n);
+        }
+        if (errno != EINTR) {
+            int err = errno;
+            throw SysError("read", shown(fd, path), err);
+        }
+    }
+}
+} // namespace
+
+std::uint64_t read_each(int fd, std::string_view path, std::size_t chunk,
+                        const std::function<void(const char*, std::size_t)>& sink) {
+    std::vector<char> buf(chunk);
+    std::uint64_t total = 0;
+    while (true) {
+        std::size_t n = read_some(fd, path, buf.data(), buf.size());
+        if (n == 0) {
+            return total;
+        }
+        total += n;
+        sink(buf.data(), n);
+    }
+}
+
+std::string read_fd(int fd, std::string_view path, std::size_t max_size) {
+    std::string out;
+    read_each(fd, path, 65536, [&](const char* p, std::size_t n) {
+        if (out.size() + n > max_size) {
+            throw Error(quote_path(shown(fd, path)) + ": file is larger than the limit of " +
+                        std::to_string(max_size) + " bytes");
+        }
+        out.append(p, n);
+    });
+    return out;
+}
+
+std::string read_fd(int fd, std::size_t max_size) {
+    return read_fd(fd, {}, max_size);
 }
 
 std::string read_file(const std::string& path, std::size_t max_size) {
     UniqueFd fd = open(path, O_RDONLY);
-    try {
-        return read_fd(fd.get(), max_size);
-    } catch (const SysError& e) {
-        throw SysError(e.op(), path, e.error_code());
-    } catch (const Error& e) {
-        throw e.with_context(path);
-    }
+    return read_fd(fd.get(), path, max_size);
 }
 
-void write_all(int fd, const void* data, std::size_t size) {
+void write_all(int fd, std::string_view path, const void* data, std::size_t size) {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
         ssize_t n = ::write(fd, p, size);
@@ -71,28 +104,23 @@ void write_all(int fd, const void* data, std::size_t size) {
             if (errno == EINTR) {
                 continue;
             }
-            throw_errno("write");
+            int err = errno;
+            throw SysError("write", shown(fd, path), err);
         }
         p += n;
         size -= static_cast<std::size_t>(n);
     }
 }
 
-std::size_t read_full(int fd, void* data, std::size_t size) {
+std::size_t read_full(int fd, std::string_view path, void* data, std::size_t size) {
     char* p = static_cast<char*>(data);
     std::size_t done = 0;
     while (done < size) {
-        ssize_t n = ::read(fd, p + done, size - done);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw_errno("read");
-        }
+        std::size_t n = read_some(fd, path, p + done, size - done);
         if (n == 0) {
             break;
         }
-        done += static_cast<std::size_t>(n);
+        done += n;
     }
     return done;
 }
@@ -111,7 +139,7 @@ void write_file_atomic(const std::string& path, std::string_view data, mode_t mo
             if (::fchmod(fd.get(), mode) != 0) {
                 throw_errno("fchmod", tmp);
             }
-            write_all(fd.get(), data);
+            write_all(fd.get(), tmp, data);
             if (::fsync(fd.get()) != 0) {
                 throw_errno("fsync", tmp);
             }

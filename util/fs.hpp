@@ -10,9 +10,9 @@
 #include <map>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace strata::fs {
@@ -24,11 +24,40 @@ inline UniqueFd open_dir(const std::string& path) {
 }
 
 std::string read_file(const std::string& path, std::size_t max_size = SIZE_MAX);
-std::string read_fd(int fd, std::size_t max_size = SIZE_MAX);
-void write_all(int fd, const void* data, std::size_t size);
-inline void write_all(int fd, std::string_view s) { write_all(fd, s.data(), s.size()); }
+
+// Reads and writes on an fd, retrying EINTR. path is what the fd reads or
+// writes (a file's path, or "stdin", "the container's pipe"...): errors name
+// it (`read "/x": Input/output error`); read_fd's size limit too.
+//
+// Reads everything up to EOF; throws Error when there is more than max_size.
+std::string read_fd(int fd, std::string_view path, std::size_t max_size = SIZE_MAX);
+void write_all(int fd, std::string_view path, const void* data, std::size_t size);
+inline void write_all(int fd, std::string_view path, std::string_view s) {
+    write_all(fd, path, s.data(), s.size());
+}
 // Reads exactly size bytes (or until EOF); returns how many were read.
-std::size_t read_full(int fd, void* data, std::size_t size);
+std::size_t read_full(int fd, std::string_view path, void* data, std::size_t size);
+
+// Reads fd to EOF in pieces of up to chunk bytes, handing each to sink (which
+// may throw to stop); returns the total read.
+std::uint64_t read_each(int fd, std::string_view path, std::size_t chunk,
+                        const std::function<void(const char*, std::size_t)>& sink);
+
+// The same for callers that do not know what the fd is: an error names it by
+// its /proc/self/fd link ("pipe:[1234]", the path of a file).
+std::string read_fd(int fd, std::size_t max_size = SIZE_MAX);
+inline void write_all(int fd, const void* data, std::size_t size) {
+    write_all(fd, std::string_view{}, data, size);
+}
+inline void write_all(int fd, std::string_view s) {
+    write_all(fd, std::string_view{}, s);
+}
+inline std::size_t read_full(int fd, void* data, std::size_t size) {
+    return read_full(fd, std::string_view{}, data, size);
+}
+// What /proc/self/fd/N links to ("pipe:[1234]", a path), or "fd N".
+std::string fd_name(int fd);
+
 // Writes the file, replacing it atomically (temp file + fsync + rename).
 void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
 

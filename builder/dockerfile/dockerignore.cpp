@@ -1,10 +1,10 @@
 #include "builder/dockerfile/dockerignore.hpp"
 
 #include "builder/dockerfile/error.hpp"
-#include "builder/dockerfile/text.hpp"
-#include "util/fs.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 #include "util/root.hpp"
+#include "util/text.hpp"
 
 #include <cerrno>
 #include <cstdlib>

@@ -1,7 +1,7 @@
 #include "builder/dockerfile/instructions.hpp"
 
 #include "builder/dockerfile/error.hpp"
-#include "builder/dockerfile/text.hpp"
+#include "util/text.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -2,7 +2,7 @@
 
 #include "builder/dockerfile/error.hpp"
 #include "builder/dockerfile/shell.hpp"
-#include "builder/dockerfile/text.hpp"
+#include "util/text.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,6 +1,6 @@
 #include "builder/dockerfile/shell.hpp"
 
-#include "builder/dockerfile/text.hpp"
+#include "util/text.hpp"
 
 #include <fmt/format.h>
 

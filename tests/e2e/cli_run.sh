@@ -32,7 +32,9 @@ out=$(strata run --rm --add-host db.local:10.1.2.3 --add-host v6:::1 busybox cat
 echo "$out" | grep -qE '^10\.1\.2\.3[[:space:]]+db\.local$' || fail "--add-host in /etc/hosts: $out"
 echo "$out" | grep -qE '^::1[[:space:]]+v6$' || fail "--add-host IPv6: $out"
 expect_fail "invalid IP address" strata run --rm --add-host db:nope busybox true
-expect_fail "host-gateway" strata run --rm --add-host gw:host-gateway busybox true
+# host-gateway: the gateway of the container's network (the default bridge's without one).
+out=$(strata run --rm --network none --add-host gw:host-gateway busybox cat /etc/hosts)
+echo "$out" | grep -qE '^172\.17\.0\.1[[:space:]]+gw$' || fail "--add-host host-gateway: $out"
 
 # images --filter label= on a built image
 mkdir -p "$WORK/ctx"

@@ -15,6 +15,12 @@ case "$cap" in
     command -v newuidmap >/dev/null && command -v newgidmap >/dev/null || skip "needs newuidmap/newgidmap (apt-get install uidmap)"
     command -v useradd >/dev/null || skip "needs useradd"
     unshare --user --map-root-user true 2>/dev/null || skip "needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)" ;;
+  rootlessnet)
+    [ "$(id -u)" -eq 0 ] || skip "needs root (to make a private network namespace and switch to nobody)"
+    command -v pasta >/dev/null || command -v slirp4netns >/dev/null ||
+      skip "needs pasta (apt-get install passt) or slirp4netns (apt-get install slirp4netns)"
+    [ -c /dev/net/tun ] || skip "needs /dev/net/tun"
+    unshare --user --map-root-user true 2>/dev/null || skip "needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)" ;;
   overlay)
     [ "$(id -u)" -eq 0 ] || skip "needs root for kernel overlayfs"
     grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null

@@ -121,7 +121,7 @@ TEST_CASE("run -v reads a host path as a bind, a name as a volume, DST alone as 
                       Catch::Contains("mount path must be absolute"));
 }
 
-TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-gateway",
+TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and host-gateway",
           "[run_flags]") {
     CHECK(parse_add_host("db:10.0.0.2") == std::pair<std::string, std::string>{"db", "10.0.0.2"});
     CHECK(parse_add_host("db=10.0.0.2") == std::pair<std::string, std::string>{"db", "10.0.0.2"});
@@ -132,7 +132,9 @@ TEST_CASE("run --add-host takes NAME:IP and NAME=IP, IPv6 too, and refuses host-
                       Catch::Contains("invalid IP address \"not-an-ip\""));
     CHECK_THROWS_WITH(parse_add_host("db"), Catch::Contains("expected NAME:IP"));
     CHECK_THROWS_WITH(parse_add_host(":1.2.3.4"), Catch::Contains("host name is empty"));
-    CHECK_THROWS_WITH(parse_add_host("gw:host-gateway"), Catch::Contains("host-gateway"));
+    // Resolved at start to the gateway of the container's network.
+    CHECK(parse_add_host("gw:host-gateway") ==
+          std::pair<std::string, std::string>{"gw", "host-gateway"});
 }
 
 TEST_CASE("resource flags parse as docker's: RAMInBytes, --memory-swap -1, --cpus decimals",

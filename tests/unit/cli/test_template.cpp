@@ -109,6 +109,8 @@ TEST_CASE("pipelines, printf, print, println and trim markers", "[template]") {
     CHECK(run("{{printf \"%-8s|%5d|%05d|%x|%q|%v|%t\" \"ab\" 42 42 255 \"q\" .Config.Cmd true}}") ==
           "ab      |   42|00042|ff|\"q\"|[sh]|true");
     CHECK(run("{{printf \"%.2f %e %g\" .Ratio .Ratio .Ratio}}") == "0.50 5.000000e-01 0.5");
+    // %q escapes what Go's strconv.IsPrint refuses, keeps printable UTF-8.
+    CHECK(run("{{printf \"%q\" \"\\u2028\\u00e9\"}}") == "\"\\u2028\u00e9\"");
     CHECK(run("{{printf \"%d\" .Id}}") == "%!d(string=sha256:0123456789abcdef)");
     CHECK(run("{{printf \"%s %s\" \"a\"}}") == "a %!s(MISSING)");
     CHECK(run("{{print 1 2 \"a\" 3}}") == "1 2a3");

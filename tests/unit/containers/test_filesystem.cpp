@@ -6,6 +6,7 @@
 #include "formats/tar.hpp"
 #include "formats/whiteout.hpp"
 #include "snapshot/flatten.hpp"
+#include "snapshot/stack_order.hpp"
 #include "snapshot/upper_layer.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -97,8 +98,7 @@ struct Fixture {
                 formats::History{"2024-01-01T00:00:00Z", "layer", "", "", false});
         }
         image = store.load(store.put_image(config, layers));
-        lowers = store.ensure_snapshots(image);
-        std::reverse(lowers.begin(), lowers.end());
+        lowers = snapshot::top_first(store.ensure_snapshots(image));
         upper = t.path() + "/upper";
         fs::mkdirs(upper, 0755);
     }

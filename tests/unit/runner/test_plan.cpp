@@ -44,6 +44,10 @@ TEST_CASE("the generated hosts file maps localhost, the hostname and extra hosts
     CHECK(hosts.find("127.0.0.1\tlocalhost\n") != std::string::npos);
     CHECK(hosts.find("127.0.0.1\tbox\n") != std::string::npos);
     CHECK(hosts.find("10.0.0.2\tdb\n") != std::string::npos);
+    // On a bridge the hostname is the container's own address (Docker's).
+    auto bridged = detail::hosts_file("box", {}, Network::join, "172.17.0.2");
+    CHECK(bridged.find("172.17.0.2\tbox\n") != std::string::npos);
+    CHECK(bridged.find("127.0.0.1\tbox\n") == std::string::npos);
 }
 
 TEST_CASE("resolv.conf for a private network drops loopback nameservers") {

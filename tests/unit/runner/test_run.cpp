@@ -11,6 +11,7 @@
 #include "util/fs.hpp"
 #include "util/sys/process.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
@@ -883,6 +884,44 @@ TEST_CASE("mount points the runner creates in the root are removed afterwards", 
     spec.argv = {"nosuch"};
     CHECK_THROWS_AS(run_captured(spec), runner::StartError);
     CHECK(dump_tree(root.path) == before);
+}
+
+TEST_CASE("run reports the mount points it created and the times their parents had before",
+          "[root]") {
+    Rootfs root;
+    std::filesystem::remove(root.path + "/etc/hosts");
+    std::filesystem::remove_all(root.path + "/sys");
+    struct timespec old[2] = {{1000, 0}, {2000, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, (root.path + "/etc").c_str(), old, 0) == 0);
+    TempDir host;
+    auto spec = probe_spec(root, {});
+    spec.mounts = {runner::Mount{runner::Mount::Type::bind, host.path(), "/etc/x/y", true, ""}};
+    spec.argv = {"/bin/sh", "-c", "true"};
+    runner::CreatedMountPoints created;
+    CHECK(runner::run(spec, nullptr, &created).success());
+
+    auto at = [&](const std::string& p) {
+        return std::find(created.paths.begin(), created.paths.end(), p) - created.paths.begin();
+    };
+    auto n = static_cast<std::ptrdiff_t>(created.paths.size());
+    CHECK(at("/sys") < n);
+    CHECK(at("/etc/hosts") < n);
+    CHECK(at("/etc/x") < at("/etc/x/y")); // outermost first
+    CHECK(at("/etc/x/y") < n);
+    // /etc once, as it was before anything was made in it; "/" and what
+    // the runner made are no parents.
+    int etc = 0;
+    for (const auto& [path, st] : created.parents) {
+        CHECK(path != "/");
+        CHECK(at(path) == n);
+        if (path == "/etc") {
+            ++etc;
+            CHECK(st.st_mtim.tv_sec == 2000);
+            CHECK(st.st_atim.tv_sec == 1000);
+        }
+    }
+    CHECK(etc == 1);
+    CHECK_FALSE(std::filesystem::exists(root.path + "/etc/x")); // removed again
 }
 
 TEST_CASE("SIGTERM to strata stops the whole container through SignalRouting", "[root]") {

@@ -51,10 +51,54 @@ TEST_CASE("ScopeFail runs only while unwinding, ScopeExit always") {
     CHECK(exit_runs == 1);
 }
 
-TEST_CASE("SysError names the operation, the path and the errno text") {
+TEST_CASE("SysError names the operation, the quoted path and the errno text") {
     SysError e("open", "/no/such", ENOENT);
-    CHECK(std::string(e.what()) == "open /no/such: No such file or directory");
+    CHECK(std::string(e.what()) == "open \"/no/such\": No such file or directory");
     CHECK(e.error_code() == ENOENT);
-    Error wrapped = Error("inner").with_context("layer sha256:ab");
-    CHECK(std::string(wrapped.what()) == "layer sha256:ab: inner");
+    CHECK(std::string(SysError("pipe2", EMFILE).what()) == "pipe2: Too many open files");
+    // Quotes, control bytes and invalid UTF-8 in a name are escaped as Go's %q does.
+    CHECK(std::string(SysError("open", "/a \"b\"\n\xff", ENOENT).what()) ==
+          "open \"/a \\\"b\\\"\\n\\xff\": No such file or directory");
+}
+
+TEST_CASE("a context frame keeps the exception's type, op, path and errno") {
+    try {
+        with_context("layer sha256:ab", [] { throw SysError("read", "/x/y", EIO); });
+        FAIL("no exception");
+    } catch (const SysError& e) {
+        CHECK(std::string(e.what()) == "layer sha256:ab: read \"/x/y\": Input/output error");
+        CHECK(e.op() == "read");
+        CHECK(e.path() == "/x/y");
+        CHECK(e.error_code() == EIO);
+    }
+    try {
+        with_context("outer", [] { with_context("inner", [] { throw UsageError("bad flag"); }); });
+        FAIL("no exception");
+    } catch (const UsageError& e) {
+        CHECK(std::string(e.what()) == "outer: inner: bad flag");
+    }
+    // A value comes back unchanged when nothing throws.
+    CHECK(with_context("unused", [] { return 7; }) == 7);
+}
+
+// An error of a module above util, caught by its own type.
+class CodedError : public Error {
+public:
+    CodedError(const std::string& what, int code) : Error(what), m_code(code) {}
+    int code() const noexcept { return m_code; }
+
+private:
+    int m_code;
+};
+
+TEST_CASE("a subclass with its own fields passes through context frames whole") {
+    try {
+        with_context("step 3", [] { throw CodedError("not found", 127); });
+        FAIL("no exception");
+    } catch (const CodedError& e) {
+        CHECK(e.code() == 127);
+        CHECK(std::string(e.what()) == "step 3: not found");
+    } catch (const std::exception& e) {
+        FAIL("caught as another type: " << e.what());
+    }
 }

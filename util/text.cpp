@@ -1,9 +1,9 @@
-#include "builder/dockerfile/text.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <cstdint>
 
-namespace strata::dockerfile::text {
+namespace strata::text {
 
 namespace {
 
@@ -12,7 +12,7 @@ struct CodeRange {
     char32_t hi;
 };
 
-#include "builder/dockerfile/unicode_tables.inc"
+#include "util/unicode_tables.inc"
 
 template <std::size_t N> bool in_table(const CodeRange (&table)[N], char32_t cp) {
     const CodeRange* end = table + N;
@@ -251,4 +251,4 @@ std::size_t find_invalid_utf8_or_nul(std::string_view s) {
     return std::string_view::npos;
 }
 
-} // namespace strata::dockerfile::text
+} // namespace strata::text

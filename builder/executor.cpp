@@ -1,0 +1,984 @@
+#include "builder/executor.hpp"
+
+#include "builder/dockerfile/error.hpp"
+#include "builder/dockerfile/parser.hpp"
+#include "builder/image_config.hpp"
+#include "formats/tar.hpp"
+#include "runner/user.hpp"
+#include "snapshot/layer_diff.hpp"
+#include "snapshot/upper_layer.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/root.hpp"
+#include "util/scope.hpp"
+#include "util/sha256.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <fcntl.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+namespace strata::builder {
+
+using formats::Descriptor;
+using formats::Digest;
+using formats::ImageConfig;
+using namespace detail;
+
+void StageResult::add_layer(const Descriptor& blob, const Digest& diff_id, std::string snapshot) {
+    config.diff_ids.push_back(diff_id);
+    layers.push_back({blob, std::move(snapshot)});
+}
+
+std::vector<std::string> StageResult::lowers() const {
+    std::vector<std::string> out;
+    out.reserve(layers.size());
+    for (const auto& l : layers) {
+        out.push_back(l.snapshot);
+    }
+    return out;
+}
+
+std::vector<Descriptor> StageResult::blobs() const {
+    std::vector<Descriptor> out;
+    out.reserve(layers.size());
+    for (const auto& l : layers) {
+        out.push_back(l.blob);
+    }
+    return out;
+}
+
+namespace detail {
+
+std::string human_bytes(std::uint64_t n) {
+    const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = static_cast<double>(n);
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        ++u;
+    }
+    return u == 0 ? fmt::format("{}B", n) : fmt::format("{:.2f}{}", v, units[u]);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        out += (i ? sep : "") + v[i];
+    }
+    return out;
+}
+
+bool exists_in_root(int rootfd, const std::string& path) {
+    try {
+        open_in_root(rootfd, path, O_PATH | O_NOFOLLOW);
+        return true;
+    } catch (const SysError& e) {
+        if (e.error_code() == ENOENT || e.error_code() == ENOTDIR) {
+            return false;
+        }
+        throw;
+    }
+}
+
+std::string chomp_tabs(const std::string& s) {
+    std::string out;
+    bool line_start = true;
+    for (char c : s) {
+        if (line_start && c == '\t') {
+            continue;
+        }
+        line_start = c == '\n';
+        out += c;
+    }
+    return out;
+}
+
+} // namespace detail
+
+namespace {
+
+class NullEvents final : public BuildEvents {
+public:
+    void step_started(int, const std::string&) override {}
+    void step_cached(int) override {}
+    void step_running(int, const std::string&) override {}
+    void step_output(int, std::string_view) override {}
+    void step_note(int, const std::string&) override {}
+    void step_done(int, double) override {}
+    void step_failed(int, const std::string&, double) override {}
+};
+
+// `# syntax=` frontends that are the Dockerfile syntax strata implements
+// itself (docker/dockerfile:1, :1.7, :labs, docker.io/..., -upstream).
+bool is_builtin_frontend(const std::string& ref) {
+    std::string r = ref;
+    for (const char* prefix : {"docker.io/", "index.docker.io/"}) {
+        if (r.rfind(prefix, 0) == 0) {
+            r = r.substr(std::string(prefix).size());
+        }
+    }
+    std::string name = r.substr(0, r.find('@'));
+    std::string repo = name.substr(0, name.find(':'));
+    return repo == "docker/dockerfile" || repo == "docker/dockerfile-upstream";
+}
+
+// Reports the size of a layer blob while it is written (a thread polls the
+// blob file: the tar and compression code stays as it is), and once more
+// when packing ends.
+class PackingProgress {
+public:
+    PackingProgress(BuildEvents* events, int id, int blob_fd)
+        : events_(events), id_(id), fd_(blob_fd) {
+        if (events_ != nullptr) {
+            thread_ = std::thread([this] {
+                std::unique_lock<std::mutex> l(mu_);
+                while (!cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return done_; })) {
+                    report();
+                }
+            });
+        }
+    }
+    ~PackingProgress() {
+        if (events_ == nullptr) {
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+        report();
+    }
+    PackingProgress(const PackingProgress&) = delete;
+    PackingProgress& operator=(const PackingProgress&) = delete;
+
+private:
+    void report() {
+        struct stat st;
+        if (::fstat(fd_, &st) == 0) {
+            events_->step_packing(id_, static_cast<std::uint64_t>(st.st_size));
+        }
+    }
+    BuildEvents* events_;
+    int id_;
+    int fd_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false;
+};
+
+} // namespace
+
+Executor::Executor(snapshot::Store& store, const BuildOptions& opts)
+    : store_(store), opts_(opts), cache_(store.cache_dir(), opts.cache_from),
+      null_events_(std::make_unique<NullEvents>()),
+      events_(opts.events ? opts.events : null_events_.get()) {}
+
+void Executor::load_dockerfile() {
+    if (opts_.context_dir.empty()) {
+        throw UsageError("no build context given");
+    }
+    if (!fs::is_dir(opts_.context_dir)) {
+        throw UsageError("build context " + opts_.context_dir + " is not a directory");
+    }
+    context_fd_ = fs::open(opts_.context_dir, O_RDONLY | O_DIRECTORY);
+    explain_context_ =
+        opts_.context_label.empty() ? fs::absolute(opts_.context_dir) : opts_.context_label;
+    dockerfile_path_ =
+        opts_.dockerfile.empty() ? fs::join(opts_.context_dir, "Dockerfile") : opts_.dockerfile;
+    if (fs::absolute(dockerfile_path_).starts_with(fs::absolute(opts_.context_dir) + "/")) {
+        // A Dockerfile in the context that is a symlink: followed inside the
+        // context only (one given with -f outside it is the user's choice).
+        df::DockerIgnore::check_inside(dockerfile_path_, opts_.context_dir, "the Dockerfile");
+    }
+    std::string text;
+    if (opts_.dockerfile_text) {
+        text = *opts_.dockerfile_text;
+    } else {
+        try {
+            text = fs::read_file(dockerfile_path_, 16 << 20);
+        } catch (const SysError& e) {
+            throw Error("cannot read the Dockerfile: " + std::string(e.what()));
+        }
+    }
+    std::string shown =
+        opts_.dockerfile.empty() || opts_.dockerfile_text ? "Dockerfile" : opts_.dockerfile;
+    ast_ = df::parse(text, shown);
+    for (const auto& d : ast_.directives) {
+        if (d.name == "syntax" && !is_builtin_frontend(d.value)) {
+            warnings_.push_back(fmt::format("{}:{}: # syntax={}: strata does not run external "
+                                            "frontends; building with its own Dockerfile frontend",
+                                            shown, d.line, d.value));
+        }
+    }
+    df::PlanOptions po;
+    po.build_args = opts_.build_args;
+    po.target = opts_.target;
+    if (!opts_.platform.empty()) {
+        formats::Platform want = formats::parse_platform(opts_.platform);
+        if (!formats::platform_matches(want, formats::host_platform())) {
+            throw UsageError("--platform " + opts_.platform + ": only the host platform (" +
+                             formats::to_string(formats::host_platform()) + ") can be built");
+        }
+    }
+    plan_ = df::plan(ast_, po);
+    if (!plan_.unused_build_args.empty()) {
+        // BuildKit's wording (moby builder/dockerfile/buildargs.go).
+        warnings_.push_back("[Warning] One or more build-args [" +
+                            join(plan_.unused_build_args, " ") + "] were not consumed");
+    }
+    multi_stage_ = plan_.stages.size() > 1;
+    // A build that copies from the context walks it while the first steps run.
+    for (std::size_t i : plan_.order) {
+        for (const auto& ins : plan_.stages[i].instructions) {
+            const auto* cp = std::get_if<df::CopyInstr>(&ins.data);
+            if (cp != nullptr && cp->from.empty()) {
+                (void)context_index();
+                break;
+            }
+        }
+    }
+    ignore_ = df::DockerIgnore::load_for(opts_.context_dir, dockerfile_path_);
+    for (const auto& s : opts_.secrets) {
+        if (!fs::exists(s.path)) {
+            throw UsageError("--secret id=" + s.id + ": " + s.path + " does not exist");
+        }
+    }
+}
+
+std::string Executor::stage_prefix(std::size_t stage, int pos, int total) const {
+    const df::Stage& s = plan_.stages[stage];
+    std::string label;
+    if (multi_stage_) {
+        label = (s.name.empty() ? "stage-" + std::to_string(stage) : s.name) + " ";
+    }
+    return fmt::format("[{}{}/{}]", label, pos, total);
+}
+
+Executor::Step Executor::start_step(std::size_t stage, int pos, int total,
+                                    const std::string& text) {
+    if (opts_.cancellation && opts_.cancellation->cancelled()) {
+        throw Cancelled("build cancelled");
+    }
+    Step s;
+    s.id = next_step_++;
+    s.name = stage_prefix(stage, pos, total) + " " + text;
+    s.t0 = std::chrono::steady_clock::now();
+    // The same step of the same Dockerfile in the same context, build after
+    // build: its inputs are compared to explain a miss.
+    const df::Stage& sd = plan_.stages[stage];
+    std::string kind = text.substr(0, text.find(' '));
+    if (kind == "ONBUILD") {
+        std::size_t end = text.find(' ', 8);
+        kind += " " + text.substr(8, end == std::string::npos ? std::string::npos : end - 8);
+    }
+    s.slot = cache_key({"explain-slot/1", explain_context_, ast_.file,
+                        sd.name.empty() ? "stage-" + std::to_string(stage) : sd.name,
+                        std::to_string(pos), kind});
+    events_->step_started(s.id, s.name);
+    return s;
+}
+
+std::string Executor::history_time(const std::optional<CacheRecord>& rec) const {
+    if (opts_.source_date_epoch) {
+        return build_time(opts_.source_date_epoch);
+    }
+    if (rec && !rec->created.empty()) {
+        return rec->created;
+    }
+    return build_time(std::nullopt);
+}
+
+void Executor::add_history(StageResult& st, const std::string& created_by, bool empty,
+                           const std::string& created) {
+    formats::History h;
+    h.created = created;
+    h.created_by = created_by;
+    h.comment = "buildkit.dockerfile.v0";
+    h.empty_layer = empty;
+    st.config.history.push_back(std::move(h));
+}
+
+void Executor::shown_step(std::size_t stage, int pos, int total, const std::string& text,
+                          const std::function<void(const Step&)>& body) {
+    Step step = start_step(stage, pos, total, text);
+    try {
+        body(step);
+    } catch (const std::exception& e) {
+        events_->step_failed(step.id, e.what(), seconds_since(step.t0));
+        throw;
+    }
+    events_->step_done(step.id, seconds_since(step.t0));
+}
+
+void Executor::as_step(const df::Instruction& ins, const std::function<void()>& f) const {
+    try {
+        f();
+    } catch (const StepError&) {
+        throw;
+    } catch (const Error& e) {
+        fail(ins, e.what());
+    }
+}
+
+void Executor::fail(const df::Instruction& ins, const std::string& message,
+                    const std::string& output, int exit_code) const {
+    std::string text = ins.original.empty() ? ins.keyword : ins.original;
+    throw StepError(fmt::format("{}:{}: {}: {}", ins.loc.file, ins.loc.line, text, message),
+                    ins.loc.file, ins.loc.line, text, output, exit_code);
+}
+
+std::optional<std::size_t> Executor::stage_by_ref(const std::string& ref,
+                                                  std::size_t before) const {
+    std::string lower;
+    for (char c : ref) {
+        lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    for (std::size_t i = 0; i < before && i < plan_.stages.size(); ++i) {
+        if (!plan_.stages[i].name.empty() && plan_.stages[i].name == lower) {
+            return i;
+        }
+    }
+    if (!ref.empty() && ref.find_first_not_of("0123456789") == std::string::npos) {
+        std::size_t idx = std::stoul(ref);
+        if (idx < before) {
+            return idx;
+        }
+    }
+    return std::nullopt;
+}
+
+const StageResult& Executor::finished_stage(std::size_t index) {
+    std::shared_future<StageResult> f;
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        f = futures_.at(index);
+    }
+    if (!f.valid()) {
+        throw Error(fmt::format("internal error: stage {} was not scheduled", index));
+    }
+    return f.get();
+}
+
+StageResult Executor::external_image(const std::string& ref, const std::string& platform) {
+    StageResult st;
+    st.base_ref = ref;
+    if (ref == "scratch") {
+        st.config = scratch_config();
+        st.key = cache_key({"FROM scratch", formats::to_string(formats::host_platform())});
+        st.base_id = "scratch";
+        return st;
+    }
+    std::optional<snapshot::ImageRecord> rec;
+    if (opts_.fetch_always && opts_.fetch_image) {
+        if (auto got = opts_.fetch_image(ref)) {
+            rec = store_.resolve(*got);
+        }
+    }
+    try {
+        if (!rec) {
+            rec = store_.resolve(ref);
+        }
+    } catch (const Error& e) {
+        if (!snapshot::Reference::try_parse(ref)) {
+            throw Error("invalid image reference \"" + ref + "\": " + e.what());
+        }
+        if (opts_.fetch_image && !opts_.fetch_always) {
+            if (auto got = opts_.fetch_image(ref)) {
+                rec = store_.resolve(*got);
+            }
+        }
+        if (!rec) {
+            throw Error("no such image in the store: " + ref + " (strata pull " + ref +
+                        ", or strata bootstrap busybox for the example base)");
+        }
+    }
+    store_.keep(rec->manifest); // gc leaves the base alone while the build uses it
+    snapshot::Image img = store_.load(rec->manifest);
+    if (!platform.empty()) {
+        formats::Platform want = formats::parse_platform(platform);
+        if (!formats::platform_matches(want, formats::host_platform())) {
+            throw Error("FROM --platform=" + platform + ": only the host platform (" +
+                        formats::to_string(formats::host_platform()) + ") can be built");
+        }
+    }
+    formats::Platform have;
+    have.os = img.config.os;
+    have.architecture = img.config.architecture;
+    have.variant = img.config.variant;
+    if (!have.os.empty() && !formats::platform_matches(formats::host_platform(), have)) {
+        STRATA_LOG_WARN("{} is for {}, not the host platform {}", ref, formats::to_string(have),
+                        formats::to_string(formats::host_platform()));
+    }
+    st.config = img.config;
+    std::vector<std::string> snapshots = store_.ensure_snapshots(img);
+    for (std::size_t i = 0; i < snapshots.size(); ++i) {
+        st.layers.push_back({img.manifest.layers[i], std::move(snapshots[i])});
+    }
+    st.key = cache_key(
+        {"FROM", rec->manifest.digest.str(), formats::to_string(formats::host_platform())});
+    st.base_id = ref + " " + rec->manifest.digest.str();
+    return st;
+}
+
+std::vector<std::string> Executor::lowers_for_ref(const std::string& ref, std::size_t stage,
+                                                  std::string* key) {
+    if (auto idx = stage_by_ref(ref, stage)) {
+        const StageResult& r = finished_stage(*idx);
+        if (key) {
+            *key = r.key;
+        }
+        return r.lowers();
+    }
+    StageResult r = external_image(ref, "");
+    if (key) {
+        *key = r.key;
+    }
+    return r.lowers();
+}
+
+std::vector<std::string> Executor::run_env(const StageResult& st,
+                                           const df::StageScope& scope) const {
+    std::vector<std::string> env = st.config.config.env;
+    for (const auto& [k, v] : scope.args().entries()) {
+        if (!get_env(env, k)) {
+            env.push_back(k + "=" + v);
+        }
+    }
+    return env;
+}
+
+std::vector<std::pair<std::string, std::string>>
+Executor::args_in_scope(const StageResult& st, const df::StageScope& scope) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [k, v] : scope.args().entries()) {
+        auto env = get_env(st.config.config.env, k);
+        out.emplace_back(k, env ? *env : v);
+    }
+    return out;
+}
+
+CopyOptions Executor::context_copy_options() const {
+    CopyOptions o;
+    if (ignore_) {
+        const df::DockerIgnore* ign = &*ignore_;
+        o.excluded = [ign](const std::string& rel, bool) { return ign->excluded(rel); };
+        o.may_reinclude = [ign](const std::string& rel) { return ign->may_reinclude_under(rel); };
+    }
+    return o;
+}
+
+bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain, const Digest& diff_id,
+                                const std::vector<std::string>& lowers) {
+    if (store_.has_snapshot(chain)) {
+        return true;
+    }
+    if (!store_.has_blob(layer.digest)) {
+        return false;
+    }
+    try {
+        store_.ensure_snapshot(layer, diff_id, chain, lowers);
+    } catch (const snapshot::CorruptLayer& e) {
+        // A record (perhaps imported from a registry) names the blob and the
+        // diff ID the image config will carry: the blob must hold them.
+        STRATA_LOG_WARN("cached layer {}: not using it: {}", layer.digest.str(), e.what());
+        return false;
+    }
+    return true;
+}
+
+StepInputs Executor::step_inputs(const StageResult& st, const std::string& key,
+                                 const std::string& instruction, bool with_parent) const {
+    StepInputs in;
+    in.key = key;
+    in.items.emplace_back("instruction", instruction);
+    in.items.emplace_back("base", st.base_id);
+    in.items.emplace_back("prior", join(st.prior, "\n"));
+    if (with_parent) {
+        in.items.emplace_back("parent", st.key);
+    }
+    for (const auto& [k, v] : st.args) {
+        in.items.emplace_back("arg " + k, maybe_redact(k, v));
+    }
+    return in;
+}
+
+std::string Executor::maybe_redact(const std::string& name, const std::string& value) const {
+    bool secret = looks_secret(name);
+    for (const auto& s : opts_.secrets) {
+        secret = secret || strcasecmp(s.id.c_str(), name.c_str()) == 0;
+    }
+    return secret ? redact(value) : value;
+}
+
+std::optional<std::map<std::string, std::string>>
+Executor::context_listing(const std::vector<std::string>& sources, const CopyOptions& co) {
+    // Listed through the context's digest memo: only files whose metadata
+    // changed since they were last hashed are read.
+    constexpr std::size_t kMaxListed = 50000;
+    std::map<std::string, std::string> files;
+    try {
+        hash_sources(context_fd_.get(), sources, co, &context_index(), &files);
+    } catch (const Error& e) {
+        STRATA_LOG_DEBUG("listing the context files of a step: {}", e.what());
+        return std::nullopt;
+    }
+    if (files.size() > kMaxListed) {
+        return std::nullopt;
+    }
+    return files;
+}
+
+void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const Work& work) {
+    const std::string& key = ls.key;
+    const std::string& created_by = ls.created_by;
+    StepInputs& inputs = ls.inputs;
+    const ListFiles& list_files = ls.list_files;
+    const bool independent = ls.independent;
+    // The inputs this step had at its last build, to say why it misses. The
+    // files a COPY reads are listed only when they may have changed.
+    std::optional<StepInputs> prev = cache_.last_inputs(step.slot);
+    bool files_filled = false;
+    auto fill_files = [&] {
+        if (files_filled || !list_files) {
+            return;
+        }
+        files_filled = true;
+        const std::string* pc = prev ? prev->get("content") : nullptr;
+        const std::string* cc = inputs.get("content");
+        if (prev && prev->files && pc != nullptr && cc != nullptr && *pc == *cc) {
+            inputs.files = prev->files;
+        } else {
+            inputs.files = list_files();
+        }
+    };
+    // independent (COPY --link): the layer is made over an empty directory,
+    // so a record made on another parent chain is valid here too; its
+    // snapshot is found, or unpacked from the blob, under this chain's ID.
+    std::optional<CacheRecord> rec;
+    std::optional<Digest> hit_chain;
+    std::string reason;
+    if (opts_.no_cache) {
+        reason = "--no-cache";
+    } else {
+        rec = cache_.lookup(key);
+        if (rec && rec->layer) {
+            std::vector<Digest> diffs = st.config.diff_ids;
+            diffs.push_back(*rec->diff_id);
+            hit_chain = formats::chain_id(diffs);
+            std::string imported_from;
+            if ((!independent && *hit_chain != *rec->chain_id) ||
+                !cache_.ensure_layer(store_, *rec, &imported_from) ||
+                !restore_snapshot(*rec->layer, *hit_chain, *rec->diff_id,
+                                  independent ? std::vector<std::string>{} : st.lowers())) {
+                rec.reset();
+                reason = "the cached layer is no longer in the store";
+            } else if (!imported_from.empty()) {
+                events_->step_note(
+                    step.id,
+                    fmt::format("importing layer {} {} from cache {}", rec->layer->digest.str(),
+                                human_bytes(static_cast<std::uint64_t>(rec->layer->size)),
+                                imported_from));
+            }
+        }
+        if (!rec && reason.empty()) {
+            fill_files();
+            reason = explain_miss(prev, inputs, st.first_miss);
+            // No earlier build of this step here (another context path): the
+            // same instruction on the same parent read other files.
+            if (!prev && !ls.probe_key.empty()) {
+                auto last = cache_.last_content(ls.probe_key);
+                if (last && *last != ls.content_hash) {
+                    reason = "the files it reads changed";
+                }
+            }
+        }
+    }
+    if (rec) {
+        if (!prev || prev->key != key) {
+            fill_files();
+            cache_.remember_inputs(step.slot, inputs);
+        }
+        if (rec->layer) {
+            st.add_layer(*rec->layer, *rec->diff_id, store_.snapshot_dir(*hit_chain));
+        }
+        add_history(st, created_by, !rec->layer.has_value(), history_time(rec));
+        st.key = key;
+        steps_cached_++;
+        events_->step_cached(step.id);
+        return;
+    }
+    events_->step_running(step.id, reason);
+    if (st.first_miss.empty()) {
+        st.first_miss = step.name;
+    }
+    steps_run_++;
+    CacheRecord out;
+    out.key = key;
+    out.created_by = created_by;
+    out.created = build_time(opts_.source_date_epoch);
+    {
+        auto t_work = std::chrono::steady_clock::now();
+        Workspace ws(store_.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers());
+        work(ws);
+        ws.unmount();
+        auto t_pack = std::chrono::steady_clock::now();
+        for (const auto& f : ws.after_unmount) {
+            f(ws.upper());
+        }
+        formats::TarWriter::Options to;
+        to.compression = opts_.compression;
+        to.level = opts_.compression_level;
+        to.clamp_mtime = opts_.source_date_epoch;
+        snapshot::DiffStats stats;
+        std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
+            store_, ws.upper(), to, &stats, [&](int blob_fd, const std::function<void()>& pack) {
+                PackingProgress progress(events_, step.id, blob_fd);
+                pack();
+            });
+        if (packed) {
+            const Digest& diff_id = packed->diff_id;
+            remember_layer_size(store_, diff_id, stats.bytes);
+            Descriptor layer = packed->layer;
+            std::vector<Digest> diffs = st.config.diff_ids;
+            diffs.push_back(diff_id);
+            Digest chain = formats::chain_id(diffs);
+            auto t_adopt = std::chrono::steady_clock::now();
+            store_.adopt_snapshot(chain, ws.upper_path());
+            STRATA_LOG_DEBUG("step {}: work {:.3f} s, pack {:.3f} s, adopt {:.3f} s", step.id,
+                             std::chrono::duration<double>(t_pack - t_work).count(),
+                             std::chrono::duration<double>(t_adopt - t_pack).count(),
+                             seconds_since(t_adopt));
+            out.layer = layer;
+            out.diff_id = diff_id;
+            out.chain_id = chain;
+            events_->step_note(step.id,
+                               fmt::format("layer {} {} ({} entries)", layer.digest.str(),
+                                           human_bytes(static_cast<std::uint64_t>(layer.size)),
+                                           stats.entries));
+        }
+    }
+    if (out.layer) {
+        st.add_layer(*out.layer, *out.diff_id, store_.snapshot_dir(*out.chain_id));
+    }
+    add_history(st, created_by, !out.layer.has_value(), history_time(out));
+    cache_.store(out);
+    if (!ls.probe_key.empty()) {
+        cache_.remember_content(ls.probe_key, ls.content_hash);
+    }
+    fill_files();
+    cache_.remember_inputs(step.slot, inputs);
+    st.key = key;
+}
+
+void Executor::do_workdir(StageResult& st, const df::Instruction& ins, const Step& step) {
+    bool cmd_set_unused = true;
+    std::string created_by = apply_metadata(st.config, ins, cmd_set_unused);
+    std::string wd = st.config.config.working_dir;
+    if (wd == "/") {
+        std::string key = cache_key({st.key, created_by});
+        auto rec = opts_.no_cache ? std::nullopt : cache_.lookup(key);
+        add_history(st, created_by, true, history_time(rec));
+        if (!rec) {
+            cache_.store({key, created_by, build_time(opts_.source_date_epoch), {}, {}, {}});
+        }
+        st.key = key;
+        events_->step_cached(step.id);
+        return;
+    }
+    std::string user = st.config.config.user;
+    std::string key = cache_key({st.key, created_by, "user=" + user});
+    LayerStep ls;
+    ls.key = key;
+    ls.created_by = created_by;
+    ls.inputs = step_inputs(st, key, created_by);
+    ls.inputs.items.emplace_back("user", user);
+    layer_step(st, step, std::move(ls), [&](Workspace& ws) {
+        UniqueFd root = fs::open_dir(ws.merged());
+        if (exists_in_root(root.get(), wd)) {
+            return;
+        }
+        std::optional<std::pair<uid_t, gid_t>> owner;
+        if (!user.empty()) {
+            runner::ExecUser u = runner::resolve_user(root.get(), user);
+            owner = std::make_pair(u.uid, u.gid);
+        }
+        // Create each missing component (owned by USER, as BuildKit's
+        // mkdir WithUser does).
+        std::string cur;
+        std::string rest = wd.substr(1);
+        std::size_t pos = 0;
+        while (pos <= rest.size()) {
+            std::size_t slash = rest.find('/', pos);
+            std::string comp =
+                rest.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+            pos = slash == std::string::npos ? rest.size() + 1 : slash + 1;
+            if (comp.empty()) {
+                continue;
+            }
+            cur += "/" + comp;
+            if (exists_in_root(root.get(), cur)) {
+                continue;
+            }
+            UniqueFd d = mkdirs_in_root(root.get(), cur, 0755);
+            if (owner && ::fchownat(d.get(), "", owner->first, owner->second,
+                                    AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+                throw_errno("fchown", cur);
+            }
+        }
+    });
+    (void)ins;
+}
+
+void Executor::run_instruction(StageResult& st, df::Instruction ins, df::StageScope& scope,
+                               bool& cmd_set, std::size_t stage, int pos, int total, bool trigger) {
+    df::expand(ins, scope.lookup());
+    scope.apply(ins);
+    st.args.clear();
+    for (const auto& [k, v] : scope.args().entries()) {
+        st.args.emplace_back(k, v);
+    }
+    // The step's name: the instruction as written (BuildKit shows it so).
+    std::string text = ins.original.empty() ? df::describe(ins) : ins.original;
+    if (trigger) {
+        text = "ONBUILD " + text;
+    }
+    // After the step (a step's own text is not its "prior").
+    auto note_prior = ScopeExit([&]() noexcept {
+        try {
+            st.prior.push_back((trigger ? "ONBUILD " : "") + df::describe(ins));
+        } catch (...) {
+        }
+    });
+    if (auto* run = std::get_if<df::RunInstr>(&ins.data)) {
+        shown_step(stage, pos, total, text,
+                   [&](const Step& step) { do_run(st, ins, *run, scope, step, stage); });
+    } else if (auto* cp = std::get_if<df::CopyInstr>(&ins.data)) {
+        shown_step(stage, pos, total, text,
+                   [&](const Step& step) { do_copy(st, ins, *cp, step, stage); });
+    } else if (std::holds_alternative<df::WorkdirInstr>(ins.data)) {
+        shown_step(stage, pos, total, text, [&](const Step& step) { do_workdir(st, ins, step); });
+    } else if (std::holds_alternative<df::FromInstr>(ins.data)) {
+        fail(ins, "FROM cannot be an ONBUILD trigger");
+    } else {
+        std::string created_by;
+        as_step(ins, [&] { created_by = apply_metadata(st.config, ins, cmd_set); });
+        std::vector<std::string> parts = {st.key, created_by};
+        if (std::holds_alternative<df::ArgInstr>(ins.data)) {
+            for (const auto& [k, v] : scope.args().entries()) {
+                parts.push_back(k + "=" + v);
+            }
+        }
+        std::string key = cache_key(parts);
+        std::optional<CacheRecord> rec = opts_.no_cache ? std::nullopt : cache_.lookup(key);
+        std::string created = history_time(rec);
+        if (!rec) {
+            cache_.store({key, created_by, created, {}, {}, {}});
+        }
+        add_history(st, created_by, true, created);
+        st.key = key;
+    }
+}
+
+StageResult Executor::build_stage(std::size_t index) {
+    const df::Stage& s = plan_.stages[index];
+    const auto& from = std::get<df::FromInstr>(s.from.data);
+    int total = static_cast<int>(s.instructions.size()) + 1;
+    std::vector<df::Instruction> triggers;
+    StageResult st;
+    {
+        std::string from_text =
+            "FROM " + (from.image == "scratch" ? std::string("scratch") : from.image);
+        Step step = start_step(index, 1, total, from_text);
+        try {
+            if (s.base_stage) {
+                st = finished_stage(*s.base_stage);
+                triggers = s.triggers;
+            } else {
+                st = external_image(from.image, from.platform);
+                for (const auto& t : st.config.config.on_build) {
+                    df::ParseResult tast = df::parse(t + "\n", "ONBUILD trigger of " + from.image);
+                    for (const auto& node : tast.root.children) {
+                        triggers.push_back(df::to_instruction(node, tast));
+                    }
+                }
+            }
+        } catch (const StepError&) {
+            events_->step_failed(step.id, "", seconds_since(step.t0));
+            throw;
+        } catch (const Error& e) {
+            events_->step_failed(step.id, e.what(), seconds_since(step.t0));
+            throw StepError(fmt::format("{}:{}: {}: {}", s.from.loc.file, s.from.loc.line,
+                                        s.from.original, e.what()),
+                            s.from.loc.file, s.from.loc.line, s.from.original, "", -1);
+        }
+        events_->step_done(step.id, seconds_since(step.t0));
+    }
+    if (!triggers.empty()) {
+        total += static_cast<int>(triggers.size());
+    }
+    st.config.config.on_build.clear();
+    if (!triggers.empty()) {
+        st.key = cache_key({st.key, "onbuild-triggers-cleared"});
+    }
+    // BuildKit: a stage's config starts with the host platform's fields.
+    formats::Platform host = formats::host_platform();
+    st.config.architecture = host.architecture;
+    st.config.os = host.os;
+    if (st.config.created.empty()) {
+        st.config.created = "";
+    }
+
+    st.prior.clear();
+    df::Env base_env;
+    for (const auto& e : st.config.config.env) {
+        auto eq = e.find('=');
+        base_env.set(e.substr(0, eq), eq == std::string::npos ? "" : e.substr(eq + 1));
+    }
+    df::StageScope scope(base_env, &opts_.build_args, &plan_.global_values);
+    bool cmd_set = false;
+    int pos = 2;
+    auto note_key = [&st](const std::string& before) {
+        if (st.key != before) {
+            st.cache_keys.push_back(st.key);
+        }
+    };
+    for (const auto& t : triggers) {
+        std::string before = st.key;
+        run_instruction(st, t, scope, cmd_set, index, pos++, total, true);
+        note_key(before);
+    }
+    for (const auto& ins : s.instructions) {
+        std::string before = st.key;
+        run_instruction(st, ins, scope, cmd_set, index, pos++, total, false);
+        note_key(before);
+    }
+    return st;
+}
+
+ContextIndex& Executor::context_index() {
+    std::lock_guard<std::mutex> l(context_index_mu_);
+    if (!context_index_) {
+        struct stat root = fs::fstat(context_fd_.get());
+        std::string id = Sha256::hex_of(
+            fmt::format("{}\n{}\n{}", fs::absolute(opts_.context_dir), root.st_dev, root.st_ino));
+        context_index_ =
+            std::make_unique<ContextIndex>(context_fd_.get(), opts_.context_dir,
+                                           store_.cache_dir() + "/context/" + id + ".digests");
+    }
+    return *context_index_;
+}
+
+std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
+                                   const std::string& options_signature) {
+    ContextIndex& index = context_index();
+    std::vector<std::string> parts = {"context-hash/2", index.fingerprint(), options_signature};
+    parts.insert(parts.end(), sources.begin(), sources.end());
+    if (ignore_) {
+        for (const auto& p : ignore_->patterns()) {
+            parts.push_back("ignore " + p);
+        }
+    }
+    std::string probe = cache_key(parts);
+    if (auto known = cache_.last_content(probe)) {
+        return *known;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    std::string hash = hash_sources(context_fd_.get(), sources, co, &index);
+    index.save();
+    STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
+    if (!index.racy()) {
+        cache_.remember_content(probe, hash);
+    }
+    return hash;
+}
+
+BuildResult Executor::run() {
+    load_dockerfile();
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        futures_.resize(plan_.stages.size());
+    }
+    // Each needed stage on its own thread, started in dependency order; a
+    // stage waits for the stages it uses (finished_stage) and nothing else.
+    std::vector<std::future<void>> done;
+    std::vector<std::promise<StageResult>> promises(plan_.stages.size());
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        for (std::size_t i : plan_.order) {
+            futures_[i] = promises[i].get_future().share();
+        }
+    }
+    for (std::size_t i : plan_.order) {
+        done.push_back(std::async(std::launch::async, [this, i, &promises] {
+            try {
+                promises[i].set_value(build_stage(i));
+            } catch (...) {
+                promises[i].set_exception(std::current_exception());
+            }
+        }));
+    }
+    for (auto& d : done) {
+        d.wait();
+    }
+    // Report the first failure in plan order (a stage that failed only
+    // because a stage it needed failed reports the same error).
+    for (std::size_t i : plan_.order) {
+        futures_[i].wait();
+    }
+    StageResult final_stage;
+    std::vector<std::string> all_keys;
+    for (std::size_t i : plan_.order) {
+        StageResult r = futures_[i].get();
+        for (const auto& k : r.cache_keys) {
+            if (std::find(all_keys.begin(), all_keys.end(), k) == all_keys.end()) {
+                all_keys.push_back(k);
+            }
+        }
+        if (i == plan_.target) {
+            final_stage = std::move(r);
+        }
+    }
+
+    ImageConfig cfg = final_stage.config;
+    // --label: on the image config only (no history entry, no cache key), as
+    // BuildKit's dockerfile frontend applies it to the target stage.
+    for (const auto& [k, v] : opts_.labels) {
+        cfg.config.labels[k] = v;
+    }
+    cfg.created = opts_.source_date_epoch ? build_time(opts_.source_date_epoch)
+                                          : (!cfg.history.empty() ? cfg.history.back().created
+                                                                  : build_time(std::nullopt));
+    BuildResult result;
+    result.manifest = store_.put_image(cfg, final_stage.blobs());
+    result.config = cfg;
+    result.image_id = Digest::of(formats::to_json(cfg));
+    result.layers = final_stage.blobs();
+    result.steps_run = steps_run_;
+    result.steps_cached = steps_cached_;
+    result.cache_keys = final_stage.cache_keys;
+    result.all_cache_keys = std::move(all_keys);
+    result.warnings = warnings_;
+    if (opts_.tags.empty()) {
+        store_.add_untagged(result.manifest);
+    }
+    for (const auto& t : opts_.tags) {
+        store_.set_name(snapshot::Reference::parse(t), result.manifest);
+    }
+    return result;
+}
+
+} // namespace strata::builder

@@ -1,0 +1,448 @@
+// network create|ls|inspect|rm|prune|connect|disconnect: bridge networks in
+// the store (network/store.hpp), with Docker's flags, output and messages.
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "cli/template.hpp"
+#include "containers/network.hpp"
+#include "containers/store.hpp"
+#include "network/sandbox.hpp"
+#include "network/store.hpp"
+#include "util/error.hpp"
+
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace strata::cli {
+
+namespace {
+
+using network::NetworkRecord;
+using network::NetworkStore;
+
+std::map<std::string, std::string> key_values(const std::vector<std::string>& items) {
+    std::map<std::string, std::string> m;
+    for (const auto& item : items) {
+        auto eq = item.find('=');
+        m[item.substr(0, eq)] = eq == std::string::npos ? "" : item.substr(eq + 1);
+    }
+    return m;
+}
+
+// `network inspect`'s document: the record and its live endpoints.
+nlohmann::ordered_json inspect_document(const NetworkStore& store, const NetworkRecord& net) {
+    nlohmann::ordered_json rec = net.to_json();
+    nlohmann::ordered_json doc;
+    nlohmann::ordered_json containers = nlohmann::ordered_json::object();
+    for (const auto& e : store.endpoints(net.id)) {
+        containers[e.container_id.empty() ? "ep-" + e.endpoint_id : e.container_id] = {
+            {"Name", e.name},
+            {"EndpointID", e.endpoint_id},
+            {"MacAddress", e.mac},
+            {"IPv4Address", e.address.str() + "/" + std::to_string(net.subnet->prefix)},
+            {"IPv6Address", ""}};
+    }
+    for (const auto& [k, v] : rec.items()) {
+        if (k == "Options") {
+            doc["Containers"] = containers;
+        }
+        doc[k] = v;
+    }
+    return doc;
+}
+
+struct Filters {
+    std::map<std::string, std::vector<std::string>> by_key;
+
+    static Filters parse(const std::vector<std::string>& items, const std::set<std::string>& keys) {
+        Filters f;
+        for (const auto& item : items) {
+            auto eq = item.find('=');
+            if (eq == std::string::npos) {
+                throw UsageError("bad format of filter (expected name=value)");
+            }
+            std::string key = item.substr(0, eq);
+            if (keys.count(key) == 0) {
+                throw UsageError("invalid filter '" + key + "'");
+            }
+            f.by_key[key].push_back(item.substr(eq + 1));
+        }
+        return f;
+    }
+
+    // Docker's network filters: values of one key are alternatives.
+    bool match(const NetworkRecord& n) const {
+        for (const auto& [key, values] : by_key) {
+            bool any = false;
+            for (const auto& v : values) {
+                if (key == "name") {
+                    any = any || n.name.find(v) != std::string::npos;
+                } else if (key == "id") {
+                    any = any || n.id.rfind(v, 0) == 0;
+                } else if (key == "driver") {
+                    any = any || n.driver == v;
+                } else if (key == "scope") {
+                    any = any || v == "local";
+                } else if (key == "type") {
+                    if (v != "custom" && v != "builtin") {
+                        throw UsageError("invalid filter: 'type'='" + v + "'");
+                    }
+                    any = any || (v == "builtin") == n.predefined();
+                } else if (key == "label") {
+                    auto eq = v.find('=');
+                    auto it = n.labels.find(v.substr(0, eq));
+                    any = any || (it != n.labels.end() &&
+                                  (eq == std::string::npos || it->second == v.substr(eq + 1)));
+                }
+            }
+            if (!any) {
+                return false;
+            }
+        }
+        return true;
+    }
+};
+
+void register_create(CLI::App* parent, Context& ctx) {
+    struct Options {
+        std::string driver = "bridge";
+        std::string subnet, gateway;
+        bool internal = false;
+        std::vector<std::string> labels, opts;
+        std::string name;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = parent->add_subcommand("create", "Create a network");
+    cmd->add_option("-d,--driver", o->driver, "Driver to manage the Network (bridge)")
+        ->capture_default_str();
+    cmd->add_option("--subnet", o->subnet,
+                    "Subnet in CIDR format that represents a network segment");
+    cmd->add_option("--gateway", o->gateway, "IPv4 Gateway for the master subnet");
+    cmd->add_flag("--internal", o->internal, "Restrict external access to the network");
+    cmd->add_option("--label", o->labels, "Set metadata on a network")->allow_extra_args(false);
+    cmd->add_option("-o,--opt", o->opts, "Set driver specific options")->allow_extra_args(false);
+    cmd->add_option("NETWORK", o->name, "Network name")->required();
+    cmd->callback([&ctx, o] {
+        NetworkStore store(ctx.store_root());
+        network::CreateOptions c;
+        c.name = o->name;
+        c.driver = o->driver;
+        c.subnet = o->subnet;
+        c.gateway = o->gateway;
+        c.internal = o->internal;
+        c.labels = key_values(o->labels);
+        c.options = key_values(o->opts);
+        std::cout << store.create(c).id << "\n";
+    });
+}
+
+void register_ls(CLI::App* parent, Context& ctx) {
+    struct Options {
+        bool quiet = false;
+        bool no_trunc = false;
+        std::vector<std::string> filters;
+        std::string format;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = parent->add_subcommand("ls", "List networks");
+    cmd->alias("list");
+    cmd->add_flag("-q,--quiet", o->quiet, "Only display network IDs");
+    cmd->add_flag("--no-trunc", o->no_trunc, "Do not truncate the output");
+    cmd->add_option("-f,--filter", o->filters,
+                    "Provide filter values (driver=, id=, label=K[=V], name=, scope=, "
+                    "type=custom|builtin)")
+        ->allow_extra_args(false);
+    cmd->add_option("--format", o->format,
+                    "Format output: table, table TEMPLATE, json or a Go template");
+    cmd->callback([&ctx, o] {
+        Filters f = Filters::parse(o->filters, {"driver", "id", "label", "name", "scope", "type"});
+        NetworkStore store(ctx.store_root());
+        if (::geteuid() == 0) {
+            // What containers killed with their monitor left (no daemon does it).
+            network::recover(ctx.store_root());
+        }
+        std::vector<TemplateValue> rows;
+        for (const auto& n : store.list()) {
+            if (!f.match(n)) {
+                continue;
+            }
+            std::string labels;
+            for (const auto& [k, v] : n.labels) {
+                labels += (labels.empty() ? "" : ",") + k + "=" + v;
+            }
+            TemplateValue r;
+            r["ID"] = o->no_trunc ? n.id : n.id.substr(0, 12);
+            r["Name"] = n.name;
+            r["Driver"] = n.driver;
+            r["Scope"] = "local";
+            r["IPv6"] = "false";
+            r["Internal"] = n.internal ? "true" : "false";
+            r["Labels"] = labels;
+            r["CreatedAt"] = n.created;
+            rows.push_back(std::move(r));
+        }
+        if (o->quiet && o->format.empty()) {
+            for (const auto& r : rows) {
+                std::cout << r["ID"].get<std::string>() << "\n";
+            }
+            return;
+        }
+        TableFormat table;
+        table.default_table = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
+        table.headers = {{"ID", "NETWORK ID"}, {"Name", "NAME"},           {"Driver", "DRIVER"},
+                         {"Scope", "SCOPE"},   {"IPv6", "IPV6"},           {"Internal", "INTERNAL"},
+                         {"Labels", "LABELS"}, {"CreatedAt", "CREATED AT"}};
+        std::cout << format_rows(o->format, table, rows);
+    });
+}
+
+void register_inspect(CLI::App* parent, Context& ctx) {
+    struct Options {
+        std::string format;
+        std::vector<std::string> names;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd =
+        parent->add_subcommand("inspect", "Display detailed information on one or more networks");
+    cmd->add_option("-f,--format", o->format, "Format output using a Go template, or json");
+    cmd->add_option("NETWORK", o->names, "Network names or ids")->required();
+    cmd->callback([&ctx, o] {
+        std::optional<Template> tmpl;
+        if (!o->format.empty() && o->format != "json") {
+            tmpl = Template::parse(o->format);
+        }
+        NetworkStore store(ctx.store_root());
+        nlohmann::ordered_json all = nlohmann::ordered_json::array();
+        std::vector<std::string> missing;
+        for (const auto& name : o->names) {
+            auto n = store.find(name);
+            if (!n) {
+                missing.push_back(name);
+                continue;
+            }
+            auto doc = inspect_document(store, *n);
+            if (tmpl) {
+                std::cout << tmpl->execute(doc) << "\n";
+            } else {
+                all.push_back(doc);
+            }
+        }
+        if (!tmpl) {
+            std::cout << all.dump(4) << "\n";
+        }
+        for (const auto& name : missing) {
+            std::cerr << "strata: error: No such network: " << name << "\n";
+        }
+        if (!missing.empty()) {
+            ctx.exit_code = 1;
+        }
+    });
+}
+
+void register_rm(CLI::App* parent, Context& ctx) {
+    struct Options {
+        bool force = false;
+        std::vector<std::string> names;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = parent->add_subcommand("rm", "Remove one or more networks");
+    cmd->alias("remove");
+    cmd->add_flag("-f,--force", o->force, "Do not error if the network does not exist");
+    cmd->add_option("NETWORK", o->names, "Network names or ids")->required();
+    cmd->callback([&ctx, o] {
+        NetworkStore store(ctx.store_root());
+        int failures = 0;
+        for (const auto& name : o->names) {
+            try {
+                auto n = store.find(name);
+                if (!n) {
+                    if (o->force) {
+                        continue;
+                    }
+                    throw network::NetworkNotFound("network " + name + " not found");
+                }
+                network::remove_network(ctx.store_root(), *n);
+                std::cout << name << "\n";
+            } catch (const Error& e) {
+                std::cerr << "strata: error: " << e.what() << "\n";
+                ++failures;
+            }
+        }
+        if (failures > 0) {
+            ctx.exit_code = 1;
+        }
+    });
+}
+
+void register_prune(CLI::App* parent, Context& ctx) {
+    struct Options {
+        bool force = false;
+        std::vector<std::string> filters;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = parent->add_subcommand("prune", "Remove all unused networks");
+    cmd->add_flag("-f,--force", o->force, "Do not prompt for confirmation");
+    cmd->add_option("--filter", o->filters, "Provide filter values (label=K[=V])")
+        ->allow_extra_args(false);
+    cmd->callback([&ctx, o] {
+        Filters f = Filters::parse(o->filters, {"label"});
+        if (!o->force) {
+            std::cout << "WARNING! This will remove all custom networks not used by at least one "
+                         "container.\nAre you sure you want to continue? [y/N] "
+                      << std::flush;
+            std::string answer;
+            std::getline(std::cin, answer);
+            if (answer != "y" && answer != "Y") {
+                return;
+            }
+        }
+        NetworkStore store(ctx.store_root());
+        network::recover(ctx.store_root());
+        // Docker: a network a container is configured for is in use, even stopped.
+        std::set<std::string> used;
+        containers::Store cs(ctx.store_root());
+        for (const auto& id : cs.list()) {
+            try {
+                auto cfg = containers::NetworkConfig::from_container(cs.load_config(id));
+                for (const auto& e : cfg.endpoints) {
+                    if (auto n = store.find(e.network)) {
+                        used.insert(n->id);
+                    }
+                }
+            } catch (const std::exception&) {
+                // a container being removed
+            }
+        }
+        std::vector<std::string> removed;
+        for (const auto& n : store.list()) {
+            if (n.predefined() || used.count(n.id) != 0 || !f.match(n) ||
+                !store.endpoints(n.id).empty()) {
+                continue;
+            }
+            try {
+                network::remove_network(ctx.store_root(), n);
+                removed.push_back(n.name);
+            } catch (const Error&) {
+                // attached meanwhile
+            }
+        }
+        if (!removed.empty()) {
+            std::cout << "Deleted Networks:\n";
+            for (const auto& name : removed) {
+                std::cout << name << "\n";
+            }
+        }
+    });
+}
+
+// connect/disconnect change what a container is configured for; the
+// networks are joined at its next start.
+void register_connect(CLI::App* parent, Context& ctx) {
+    struct Options {
+        std::string ip;
+        std::vector<std::string> aliases;
+        std::string network, container;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = parent->add_subcommand("connect", "Connect a container to a network");
+    cmd->add_option("--ip", o->ip, "IPv4 address (e.g. 172.30.100.104)");
+    cmd->add_option("--alias", o->aliases, "Add network-scoped alias for the container")
+        ->allow_extra_args(false);
+    cmd->add_option("NETWORK", o->network, "Network")->required();
+    cmd->add_option("CONTAINER", o->container, "Container")->required();
+    cmd->callback([&ctx, o] {
+        NetworkStore store(ctx.store_root());
+        NetworkRecord net = store.load(o->network);
+        containers::Store cs(ctx.store_root());
+        std::string id = cs.resolve(o->container);
+        auto lock = cs.lock(id);
+        auto config = cs.load_config(id);
+        if (cs.load_state(id).status == "running") {
+            throw Error("strata connects a container to a network while it is stopped: stop " +
+                        o->container + " first (its sandbox is made at start)");
+        }
+        auto cfg = containers::NetworkConfig::from_container(config);
+        if (!cfg.bridged() && cfg.mode != "bridge") {
+            throw Error("container cannot be disconnected from host network or connected to host "
+                        "network");
+        }
+        if (!net.is_bridge()) {
+            throw Error("container cannot be disconnected from host network or connected to host "
+                        "network");
+        }
+        for (const auto& e : cfg.endpoints) {
+            if (e.network == net.name) {
+                throw Error("endpoint with name " + cs.name(id) + " already exists in network " +
+                            net.name);
+            }
+        }
+        auto checked = containers::NetworkConfig::from_flags(ctx.store_root(), net.name, o->ip,
+                                                             o->aliases, {}, {}, {});
+        cfg.endpoints.push_back(checked.endpoints.front());
+        cfg.to_container(config);
+        cs.save_config(id, config);
+    });
+}
+
+void register_disconnect(CLI::App* parent, Context& ctx) {
+    struct Options {
+        bool force = false;
+        std::string network, container;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = parent->add_subcommand("disconnect", "Disconnect a container from a network");
+    cmd->add_flag("-f,--force", o->force, "Force the container to disconnect from a network");
+    cmd->add_option("NETWORK", o->network, "Network")->required();
+    cmd->add_option("CONTAINER", o->container, "Container")->required();
+    cmd->callback([&ctx, o] {
+        NetworkStore store(ctx.store_root());
+        NetworkRecord net = store.load(o->network);
+        containers::Store cs(ctx.store_root());
+        std::string id = cs.resolve(o->container);
+        auto lock = cs.lock(id);
+        auto config = cs.load_config(id);
+        if (cs.load_state(id).status == "running") {
+            throw Error("strata disconnects a container from a network while it is stopped: "
+                        "stop " +
+                        o->container + " first");
+        }
+        auto cfg = containers::NetworkConfig::from_container(config);
+        auto it = std::find_if(cfg.endpoints.begin(), cfg.endpoints.end(),
+                               [&](const network::EndpointRequest& e) {
+                                   auto n = store.find(e.network);
+                                   return n && n->id == net.id;
+                               });
+        if (it == cfg.endpoints.end()) {
+            throw Error("container " + id + " is not connected to network " + net.name);
+        }
+        cfg.endpoints.erase(it);
+        if (cfg.endpoints.empty()) {
+            cfg.mode = "none";
+        } else if (cfg.mode == net.name) {
+            cfg.mode = cfg.endpoints.front().network;
+        }
+        cfg.to_container(config);
+        cs.save_config(id, config);
+    });
+}
+
+} // namespace
+
+void register_network(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("network", "Manage networks");
+    cmd->require_subcommand(1);
+    register_create(cmd, ctx);
+    register_ls(cmd, ctx);
+    register_inspect(cmd, ctx);
+    register_rm(cmd, ctx);
+    register_prune(cmd, ctx);
+    register_connect(cmd, ctx);
+    register_disconnect(cmd, ctx);
+}
+
+} // namespace strata::cli

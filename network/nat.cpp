@@ -1,0 +1,339 @@
+#include "network/nat.hpp"
+
+#include "util/error.hpp"
+#include "util/fd.hpp"
+
+#include <nftables/libnftables.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <mutex>
+#include <set>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata::network::nat {
+
+namespace {
+
+constexpr const char* kTag = "strata:";
+constexpr const char* kLockDir = "/run/strata";
+constexpr const char* kLockPath = "/run/strata/nat.lock";
+
+// libnftables' entry points, found with dlsym in libnftables.so.1.
+struct Api {
+    void* handle = nullptr;
+    std::string error;
+    decltype(&::nft_ctx_new) ctx_new = nullptr;
+    decltype(&::nft_ctx_free) ctx_free = nullptr;
+    decltype(&::nft_ctx_buffer_output) buffer_output = nullptr;
+    decltype(&::nft_ctx_get_output_buffer) get_output = nullptr;
+    decltype(&::nft_ctx_buffer_error) buffer_error = nullptr;
+    decltype(&::nft_ctx_get_error_buffer) get_error = nullptr;
+    decltype(&::nft_ctx_output_set_flags) set_output_flags = nullptr;
+    decltype(&::nft_run_cmd_from_buffer) run = nullptr;
+};
+
+template <typename F> bool bind(Api& api, F& fn, const char* name) {
+    fn = reinterpret_cast<F>(::dlsym(api.handle, name));
+    if (fn == nullptr) {
+        api.error = std::string("libnftables.so.1 has no ") + name;
+        return false;
+    }
+    return true;
+}
+
+Api load() {
+    Api api;
+    api.handle = ::dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (api.handle == nullptr) {
+        const char* e = ::dlerror();
+        api.error = std::string("cannot load libnftables (apt-get install libnftables1): ") +
+                    (e != nullptr ? e : "dlopen failed");
+        return api;
+    }
+    bool ok = bind(api, api.ctx_new, "nft_ctx_new") && bind(api, api.ctx_free, "nft_ctx_free") &&
+              bind(api, api.buffer_output, "nft_ctx_buffer_output") &&
+              bind(api, api.get_output, "nft_ctx_get_output_buffer") &&
+              bind(api, api.buffer_error, "nft_ctx_buffer_error") &&
+              bind(api, api.get_error, "nft_ctx_get_error_buffer") &&
+              bind(api, api.set_output_flags, "nft_ctx_output_set_flags") &&
+              bind(api, api.run, "nft_run_cmd_from_buffer");
+    if (!ok) {
+        ::dlclose(api.handle);
+        api.handle = nullptr;
+    }
+    return api;
+}
+
+const Api& api() {
+    static const Api loaded = load();
+    return loaded;
+}
+
+struct Result {
+    int rc = 0;
+    std::string output;
+    std::string error;
+};
+
+// One nft command batch (atomic in the kernel). json: JSON output with handles.
+Result run_nft(const std::string& commands, bool json = false) {
+    const Api& a = api();
+    if (a.handle == nullptr) {
+        throw Error(a.error);
+    }
+    nft_ctx* ctx = a.ctx_new(NFT_CTX_DEFAULT);
+    if (ctx == nullptr) {
+        throw Error("libnftables: cannot create a context");
+    }
+    a.buffer_output(ctx);
+    a.buffer_error(ctx);
+    if (json) {
+        a.set_output_flags(ctx, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_HANDLE);
+    }
+    Result r;
+    r.rc = a.run(ctx, commands.c_str());
+    const char* out = a.get_output(ctx);
+    const char* err = a.get_error(ctx);
+    r.output = out != nullptr ? out : "";
+    r.error = err != nullptr ? err : "";
+    a.ctx_free(ctx);
+    return r;
+}
+
+void must(const std::string& commands) {
+    Result r = run_nft(commands);
+    if (r.rc != 0) {
+        std::string msg = r.error;
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
+            msg.pop_back();
+        }
+        throw Error("nftables refused the rules: " + (msg.empty() ? "error" : msg));
+    }
+}
+
+// The cross-process lock (and a mutex for the threads of this one).
+class Lock {
+public:
+    Lock() : guard_(mutex()) {
+        ::mkdir(kLockDir, 0700);
+        fd_.reset(::open(kLockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!fd_) {
+            throw_errno("open", kLockPath);
+        }
+        while (::flock(fd_.get(), LOCK_EX) != 0) {
+            if (errno != EINTR) {
+                throw_errno("flock", kLockPath);
+            }
+        }
+    }
+
+private:
+    static std::mutex& mutex() {
+        static std::mutex m;
+        return m;
+    }
+    std::lock_guard<std::mutex> guard_;
+    UniqueFd fd_;
+};
+
+const char* kSkeleton =
+    "add table ip strata\n"
+    "add chain ip strata prerouting { type nat hook prerouting priority dstnat; policy accept; }\n"
+    "add chain ip strata output { type nat hook output priority -100; policy accept; }\n"
+    "add chain ip strata postrouting { type nat hook postrouting priority srcnat; policy accept; "
+    "}\n"
+    "add chain ip strata forward { type filter hook forward priority filter; policy accept; }\n"
+    "add chain ip strata isolate\n";
+
+std::string comment(const std::string& owner) {
+    return " comment \"" + std::string(kTag) + owner + "\"\n";
+}
+
+// Owners and interface names go into nft's text: only the characters they
+// can have (ids are hex, devices [A-Za-z0-9_.-]).
+void check_word(const std::string& what, const std::string& value) {
+    if (value.empty() || value.size() > 128) {
+        throw Error("nat: invalid " + what + " '" + value + "'");
+    }
+    for (char c : value) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.';
+        if (!ok) {
+            throw Error("nat: invalid " + what + " '" + value + "'");
+        }
+    }
+}
+
+struct TaggedRule {
+    std::string chain;
+    long long handle = 0;
+    std::string owner;
+};
+
+// The rules of table ip strata that carry a tag (empty without the table).
+std::vector<TaggedRule> tagged_rules() {
+    Result r = run_nft("list table ip strata", true);
+    std::vector<TaggedRule> out;
+    if (r.rc != 0) {
+        if (r.error.find("No such file or directory") != std::string::npos) {
+            return out; // no table
+        }
+        throw Error("nft list table ip strata: " + r.error);
+    }
+    nlohmann::json doc = nlohmann::json::parse(r.output, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("nftables") || !doc["nftables"].is_array()) {
+        throw Error("nft: unexpected JSON listing of table ip strata");
+    }
+    for (const auto& item : doc["nftables"]) {
+        if (!item.contains("rule")) {
+            continue;
+        }
+        const auto& rule = item["rule"];
+        std::string c = rule.value("comment", std::string());
+        if (c.rfind(kTag, 0) != 0) {
+            continue;
+        }
+        out.push_back({rule.value("chain", std::string()), rule.value("handle", 0LL),
+                       c.substr(std::char_traits<char>::length(kTag))});
+    }
+    return out;
+}
+
+// Deletes the rules for which drop(owner) is true; the table when no tagged
+// rule is left. Call with the Lock held.
+template <typename Pred> void delete_where(Pred drop) {
+    std::vector<TaggedRule> rules = tagged_rules();
+    std::string batch;
+    std::size_t kept = 0;
+    for (const auto& r : rules) {
+        if (drop(r.owner)) {
+            batch +=
+                "delete rule ip strata " + r.chain + " handle " + std::to_string(r.handle) + "\n";
+        } else {
+            ++kept;
+        }
+    }
+    if (kept == 0) {
+        Result probe = run_nft("list table ip strata");
+        if (probe.rc == 0) {
+            batch = "delete table ip strata\n";
+        }
+    }
+    if (!batch.empty()) {
+        must(batch);
+    }
+}
+
+} // namespace
+
+std::string unavailable_reason() {
+    const Api& a = api();
+    if (a.handle == nullptr) {
+        return a.error;
+    }
+    Result r = run_nft("list tables ip");
+    if (r.rc != 0) {
+        std::string msg = r.error;
+        while (!msg.empty() && msg.back() == '\n') {
+            msg.pop_back();
+        }
+        return "nftables: " + (msg.empty() ? std::string("the kernel refuses") : msg);
+    }
+    return "";
+}
+
+bool available() {
+    return unavailable_reason().empty();
+}
+
+void add_network(const NetworkRules& net) {
+    check_word("owner", net.owner);
+    check_word("bridge", net.bridge);
+    const std::string sub = net.subnet.str();
+    const std::string br = "\"" + net.bridge + "\"";
+    const std::string tag = comment(net.owner);
+    std::string batch = kSkeleton;
+    batch +=
+        "add rule ip strata forward iifname " + br + " oifname != " + br + " jump isolate" + tag;
+    batch += "add rule ip strata isolate oifname " + br + " drop" + tag;
+    if (net.internal) {
+        batch += "add rule ip strata forward iifname " + br + " oifname != " + br + " drop" + tag;
+        batch += "add rule ip strata forward oifname " + br + " iifname != " + br + " drop" + tag;
+    } else {
+        batch += "add rule ip strata postrouting ip saddr " + sub + " oifname != " + br +
+                 " masquerade" + tag;
+        batch += "add rule ip strata postrouting ip saddr " + sub + " oifname " + br +
+                 " ct status dnat masquerade" + tag;
+    }
+    Lock lock;
+    delete_where([&](const std::string& o) { return o == net.owner; });
+    must(batch);
+}
+
+void add_ports(const std::string& owner, ipv4::Address container_ip,
+               const std::vector<PortBinding>& bound) {
+    check_word("owner", owner);
+    std::string rules;
+    for (const auto& b : bound) {
+        if (b.host_port == 0) {
+            throw Error("nat: port " + b.key() + " has no host port chosen");
+        }
+        if (b.proto != "tcp" && b.proto != "udp") {
+            throw Error("nat: unsupported protocol " + b.proto);
+        }
+        std::string daddr;
+        if (!b.host_ip.empty()) {
+            ipv4::Address a = ipv4::Address::parse(b.host_ip);
+            if ((a.value >> 24) == 127) {
+                continue; // the proxy's
+            }
+            daddr = "ip daddr " + a.str() + " ";
+        }
+        const std::string match = daddr + "fib daddr type local " + b.proto + " dport " +
+                                  std::to_string(b.host_port) + " dnat to " + container_ip.str() +
+                                  ":" + std::to_string(b.container_port) + comment(owner);
+        rules += "add rule ip strata prerouting " + match;
+        rules += "add rule ip strata output ip daddr != 127.0.0.0/8 " + match;
+    }
+    if (rules.empty()) {
+        return;
+    }
+    Lock lock;
+    must(kSkeleton + rules);
+}
+
+void remove_owner(const std::string& owner) {
+    if (!api().handle) {
+        return; // nothing can have been added
+    }
+    Lock lock;
+    delete_where([&](const std::string& o) { return o == owner; });
+}
+
+void keep_only(const std::vector<std::string>& live) {
+    if (!api().handle) {
+        return;
+    }
+    std::set<std::string> keep(live.begin(), live.end());
+    Lock lock;
+    delete_where([&](const std::string& o) { return !keep.contains(o); });
+}
+
+std::vector<std::string> owners() {
+    if (!api().handle) {
+        return {};
+    }
+    std::set<std::string> all;
+    for (const auto& r : tagged_rules()) {
+        all.insert(r.owner);
+    }
+    return {all.begin(), all.end()};
+}
+
+} // namespace strata::network::nat
