@@ -151,6 +151,18 @@ public:
     bool stop_requested() const { return stop_requested_.load(); }
     void clear_stop() { stop_requested_ = false; }
 
+    // Everything the container wrote is logged before its exit is recorded,
+    // as Docker waits for a container's streams before it reports the exit:
+    // `wait` then `logs` sees every line. The writers are gone, so what is
+    // left is in the pipes; the I/O thread reads it all and says so.
+    void drain(std::chrono::milliseconds timeout) {
+        std::unique_lock<std::mutex> g(mu_);
+        std::uint64_t want = ++drain_asked_;
+        std::uint64_t one = 1;
+        (void)!::write(wake_.get(), &one, sizeof one);
+        cv_.wait_for(g, timeout, [&] { return drain_done_ >= want; });
+    }
+
     // The container is done for good: drain, tell attached clients, end.
     void finish(int exit_code) {
         exit_code_ = exit_code;
@@ -362,6 +374,10 @@ private:
             if (r <= 0) {
                 continue;
             }
+            if (fds[0].revents != 0) {
+                std::uint64_t n;
+                (void)!::read(wake_.get(), &n, sizeof n);
+            }
             if (fds[2].revents != 0) {
                 pump(out_, 1, "stdout");
             }
@@ -381,6 +397,24 @@ private:
                 if (fd >= 0) {
                     clients_.push_back(Client{UniqueFd(fd), {}, false});
                 }
+            }
+            std::uint64_t asked;
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                asked = drain_asked_;
+            }
+            if (asked != drained_) {
+                pump(out_, 1, "stdout");
+                if (err_ >= 0) {
+                    pump(err_, 2, "stderr");
+                }
+                log_.flush();
+                drained_ = asked;
+                {
+                    std::lock_guard<std::mutex> g(mu_);
+                    drain_done_ = asked;
+                }
+                cv_.notify_all();
             }
             if (done_) {
                 pump(out_, 1, "stdout");
@@ -409,6 +443,8 @@ private:
     int pid_ = 0;
     runner::Container* container_ = nullptr;
     bool attached_ = false;
+    std::uint64_t drain_asked_ = 0, drain_done_ = 0; // under mu_
+    std::uint64_t drained_ = 0;                      // the I/O thread's own
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> done_{false};
     std::atomic<int> exit_code_{0};
@@ -659,6 +695,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
             code = 137;
         }
         io.set_running(0, nullptr);
+        io.drain(std::chrono::seconds(2));
         bool oom = c->oom_killed(); // the memory cgroup counted a kill (Docker's OOMKilled)
         c.reset();
         net.reset(); // veths, addresses, an unused bridge
