@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/template.hpp"
+#include "containers/monitor.hpp"
 #include "containers/network.hpp"
 #include "containers/store.hpp"
 #include "network/sandbox.hpp"
@@ -340,8 +341,34 @@ void register_prune(CLI::App* parent, Context& ctx) {
     });
 }
 
-// connect/disconnect change what a container is configured for; the
-// networks are joined at its next start.
+// Docker's runconfig errors for connect/disconnect.
+const char* const conflict_shared = "container sharing network namespace with another container "
+                                    "or host cannot be connected to any other network";
+const char* const conflict_host =
+    "container cannot be disconnected from host network or connected to host network";
+const char* const conflict_none = "container cannot be connected to multiple networks with one of "
+                                  "the networks in private (none) mode";
+
+// Asks a running container's monitor to join or leave a network now (it owns
+// the sandbox: containers/monitor.hpp); false when no monitor answers (the
+// container stopped meanwhile: the configuration alone changes).
+bool ask_monitor(const containers::Store& cs, const std::string& id, const std::string& verb,
+                 const nlohmann::json& req) {
+    auto answer = containers::monitor_request(cs, id, verb + " " + req.dump());
+    if (!answer) {
+        return false;
+    }
+    if (answer->rfind("error ", 0) == 0) {
+        throw Error(answer->substr(6));
+    }
+    if (*answer != "ok") {
+        throw Error("the monitor of container " + id + " answered: " + *answer);
+    }
+    return true;
+}
+
+// connect/disconnect change what a container is configured for (its next
+// starts) and, while it runs, its sandbox: as Docker's, live.
 void register_connect(CLI::App* parent, Context& ctx) {
     struct Options {
         std::string ip;
@@ -362,28 +389,43 @@ void register_connect(CLI::App* parent, Context& ctx) {
         std::string id = cs.resolve(o->container);
         auto lock = cs.lock(id);
         auto config = cs.load_config(id);
-        if (cs.load_state(id).status == "running") {
-            throw Error("strata connects a container to a network while it is stopped: stop " +
-                        o->container + " first (its sandbox is made at start)");
-        }
         auto cfg = containers::NetworkConfig::from_container(config);
-        if (!cfg.bridged() && cfg.mode != "bridge") {
-            throw Error("container cannot be disconnected from host network or connected to host "
-                        "network");
+        // Docker's checks (daemon's updateNetworkSettings), in its order.
+        if (cfg.mode.rfind("container:", 0) == 0) {
+            throw Error(conflict_shared);
         }
-        if (!net.is_bridge()) {
-            throw Error("container cannot be disconnected from host network or connected to host "
-                        "network");
+        if (cfg.mode != "host" && net.driver == "host") {
+            throw Error(conflict_host);
+        }
+        std::string name = cs.name(id);
+        if (cfg.mode == net.name && !net.is_bridge()) {
+            throw Error("endpoint with name " + name + " already exists in network " + net.name);
         }
         for (const auto& e : cfg.endpoints) {
-            if (e.network == net.name) {
-                throw Error("endpoint with name " + cs.name(id) + " already exists in network " +
+            auto n = store.find(e.network);
+            if (e.network == net.name || (n && n->id == net.id)) {
+                throw Error("endpoint with name " + name + " already exists in network " +
                             net.name);
             }
         }
+        if (cfg.mode == "host" || net.driver == "host") {
+            throw Error(conflict_shared);
+        }
+        if (cfg.mode == "none" || net.driver == "null") {
+            throw Error(conflict_none);
+        }
         auto checked = containers::NetworkConfig::from_flags(ctx.store_root(), net.name, o->ip,
                                                              o->aliases, {}, {}, {});
-        cfg.endpoints.push_back(checked.endpoints.front());
+        if (!o->ip.empty() && !net.configured_subnet) {
+            throw UsageError("user specified IP address is supported only when connecting to "
+                             "networks with user configured subnets");
+        }
+        network::EndpointRequest e = checked.endpoints.front();
+        if (cs.load_state(id).running()) {
+            ask_monitor(cs, id, "network-connect",
+                        {{"Network", e.network}, {"IPv4Address", e.ipv4}, {"Aliases", e.aliases}});
+        }
+        cfg.connect(e);
         cfg.to_container(config);
         cs.save_config(id, config);
     });
@@ -403,28 +445,31 @@ void register_disconnect(CLI::App* parent, Context& ctx) {
         NetworkStore store(ctx.store_root());
         NetworkRecord net = store.load(o->network);
         containers::Store cs(ctx.store_root());
-        std::string id = cs.resolve(o->container);
+        std::string id;
+        try {
+            id = cs.resolve(o->container);
+        } catch (const containers::NoSuchContainer&) {
+            // Docker's -f: the endpoints a removed container left on the network.
+            if (!o->force || network::remove_endpoints(ctx.store_root(), net, o->container) == 0) {
+                throw;
+            }
+            return;
+        }
         auto lock = cs.lock(id);
         auto config = cs.load_config(id);
-        if (cs.load_state(id).status == "running") {
-            throw Error("strata disconnects a container from a network while it is stopped: "
-                        "stop " +
-                        o->container + " first");
-        }
         auto cfg = containers::NetworkConfig::from_container(config);
-        auto it = std::find_if(cfg.endpoints.begin(), cfg.endpoints.end(),
-                               [&](const network::EndpointRequest& e) {
-                                   auto n = store.find(e.network);
-                                   return n && n->id == net.id;
-                               });
-        if (it == cfg.endpoints.end()) {
-            throw Error("container " + id + " is not connected to network " + net.name);
+        if (cfg.mode == "host" && net.driver == "host") {
+            throw Error(conflict_host);
         }
-        cfg.endpoints.erase(it);
-        if (cfg.endpoints.empty()) {
-            cfg.mode = "none";
-        } else if (cfg.mode == net.name) {
-            cfg.mode = cfg.endpoints.front().network;
+        if (cs.load_state(id).running()) {
+            ask_monitor(cs, id, "network-disconnect", {{"Network", net.name}});
+            try {
+                cfg.disconnect(ctx.store_root(), id, net.name);
+            } catch (const Error&) {
+                // connected by a start before the configuration said so: gone now
+            }
+        } else {
+            cfg.disconnect(ctx.store_root(), id, net.name);
         }
         cfg.to_container(config);
         cs.save_config(id, config);

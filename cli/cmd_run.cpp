@@ -434,6 +434,16 @@ containers::NetworkConfig network_config(const std::string& store_root, const Ru
     }
     auto cfg = containers::NetworkConfig::from_flags(store_root, mode, o.ip, o.network_aliases,
                                                      o.dns, o.dns_search, o.dns_options);
+    // Docker's: -p has no meaning in the host's namespace (a warning, as its
+    // daemon's; -P and --network none pass silently), none in another container's.
+    if (cfg.mode.rfind("container:", 0) == 0 &&
+        (!o.publish.publish.empty() || o.publish.publish_all)) {
+        throw UsageError(
+            "conflicting options: port publishing and the container type network mode");
+    }
+    if (cfg.mode == "host" && !o.publish.publish.empty()) {
+        std::cerr << "WARNING: Published ports are discarded when using host network mode\n";
+    }
     if (cfg.bridged() && !network::ipv4_forwarding_enabled()) {
         static bool warned = false;
         if (!warned) {

@@ -150,6 +150,10 @@ public:
     }
     bool stop_requested() const { return stop_requested_.load(); }
     void clear_stop() { stop_requested_ = false; }
+    // Answers "network-connect JSON" and "network-disconnect JSON" (set before run_thread).
+    using NetworkHandler =
+        std::function<std::string(const std::string& verb, const std::string& arg)>;
+    void set_network_handler(NetworkHandler h) { network_ = std::move(h); }
 
     // Everything the container wrote is logged before its exit is recorded,
     // as Docker waits for a container's streams before it reports the exit:
@@ -242,6 +246,13 @@ private:
                 thaw_if_paused();
             }
             write_line(c.fd.get(), running || verb == "stop" ? "ok" : "error not running");
+            c.fd.reset();
+            return;
+        }
+        if ((verb == "network-connect" || verb == "network-disconnect") && network_) {
+            std::string answer = network_(verb, arg);
+            std::replace(answer.begin(), answer.end(), '\n', ' ');
+            write_line(c.fd.get(), answer);
             c.fd.reset();
             return;
         }
@@ -434,6 +445,7 @@ private:
     JsonLog& log_;
     runner::Control& control_;
     const MonitorHooks& hooks_;
+    NetworkHandler network_;
     UniqueFd wake_;
     int listen_ = -1, out_ = -1, err_ = -1, stdin_ = -1;
     std::vector<Client> clients_;
@@ -628,8 +640,51 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         return 1;
     }
 
+    // The sandbox of the current start, and netcfg, are shared with the I/O
+    // thread's `network connect`/`disconnect` requests: a network joined
+    // live is joined by this process (its endpoint's owner and lock holder,
+    // so a crash leaves it stale for the next sweep as the others) and by
+    // every later start of this monitor.
+    std::mutex net_mu;
+    std::optional<ContainerNetwork> net;
     runner::Control control;
     Io io(store, id, *log, control, hooks);
+    io.set_network_handler([&](const std::string& verb, const std::string& arg) -> std::string {
+        std::lock_guard<std::mutex> g(net_mu);
+        try {
+            auto req = nlohmann::json::parse(arg);
+            std::string network = req.at("Network").get<std::string>();
+            network::Sandbox* sb = net && net->sandbox ? &*net->sandbox : nullptr;
+            if (verb == "network-connect") {
+                network::EndpointRequest er;
+                er.network = network;
+                er.ipv4 = req.value("IPv4Address", std::string());
+                er.aliases = req.value("Aliases", std::vector<std::string>());
+                if (sb != nullptr) {
+                    sb->connect(er);
+                }
+                netcfg.connect(er);
+            } else {
+                if (sb != nullptr) {
+                    sb->disconnect(network);
+                }
+                try {
+                    netcfg.disconnect(store_root, id, network);
+                } catch (const Error&) {
+                    if (sb == nullptr) {
+                        throw; // not running: the configuration is the truth
+                    }
+                }
+            }
+            if (sb != nullptr) {
+                fs::write_file_atomic(network_settings_path(store, id),
+                                      sb->settings().dump(2) + "\n", 0600);
+            }
+            return "ok";
+        } catch (const std::exception& e) {
+            return std::string("error ") + e.what();
+        }
+    });
     io.run_thread(listener.get(), out.read.get(), err.read ? err.read.get() : -1,
                   in.write ? in.write.release() : -1);
     if (attach_first) {
@@ -640,18 +695,23 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     int last_code = 0;
     auto delay = std::chrono::milliseconds(100);
     while (true) {
-        std::optional<ContainerNetwork> net;
         std::optional<runner::Container> c;
         runner::RunSpec run_spec = spec;
         try {
-            net.emplace(ContainerNetwork::attach(store_root, id, name, netcfg, run_spec));
-            if (auto settings = net->settings()) {
-                fs::write_file_atomic(network_settings_path(store, id), settings->dump(2) + "\n",
-                                      0600);
+            {
+                std::lock_guard<std::mutex> g(net_mu);
+                net.emplace(ContainerNetwork::attach(store_root, id, name, netcfg, run_spec));
+                if (auto settings = net->settings()) {
+                    fs::write_file_atomic(network_settings_path(store, id),
+                                          settings->dump(2) + "\n", 0600);
+                }
             }
             c.emplace(runner::Container::start(run_spec));
         } catch (const std::exception& e) {
-            net.reset();
+            {
+                std::lock_guard<std::mutex> g(net_mu);
+                net.reset();
+            }
             ::unlink(network_settings_path(store, id).c_str());
             int code = 125;
             if (auto* se = dynamic_cast<const runner::StartError*>(&e)) {
@@ -698,8 +758,11 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         io.drain(std::chrono::seconds(2));
         bool oom = c->oom_killed(); // the memory cgroup counted a kill (Docker's OOMKilled)
         c.reset();
-        net.reset(); // veths, addresses, an unused bridge
-        ::unlink(network_settings_path(store, id).c_str());
+        {
+            std::lock_guard<std::mutex> g(net_mu);
+            net.reset(); // veths, addresses, an unused bridge
+            ::unlink(network_settings_path(store, id).c_str());
+        }
         last_code = code;
         bool restart = false;
         bool manual = io.stop_requested();

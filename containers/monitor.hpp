@@ -12,6 +12,12 @@
 //   a request line, answered by one line ("ok" or "error MESSAGE"), then closed:
 //     "kill SIG"     deliver SIG to the container's PID 1
 //     "stop SIG"     the same, and mark the stop as asked for (no restart)
+//     "network-connect {"Network":N,"IPv4Address":A,"Aliases":[...]}"
+//     "network-disconnect {"Network":N}"
+//                    `network connect`/`disconnect` (cli/cmd_network.cpp): the
+//                    running sandbox joins/leaves N now (the endpoint is the
+//                    monitor's, its lock held by it like the start's ones) and
+//                    every later start of this monitor does as well
 //   or "attach\n", then frames both ways, each an 8-byte header (Docker's
 //   stdcopy: stream byte, 3 zero bytes, big-endian length) and a payload:
 //     from the monitor: 1 stdout, 2 stderr, 3 exit (payload: the exit code)

@@ -3,6 +3,7 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <unistd.h>
@@ -173,12 +174,41 @@ void NetworkConfig::to_container(nlohmann::ordered_json& config) const {
                                  {"Networks", nets}};
 }
 
+void NetworkConfig::connect(const network::EndpointRequest& e) {
+    endpoints.push_back(e); // NetworkMode stays, as Docker's
+}
+
+void NetworkConfig::disconnect(const std::string& store_root, const std::string& container_id,
+                               const std::string& net) {
+    network::NetworkStore store(store_root);
+    auto want = store.find(net);
+    auto it =
+        std::find_if(endpoints.begin(), endpoints.end(), [&](const network::EndpointRequest& e) {
+            if (e.network == net) {
+                return true;
+            }
+            auto n = store.find(e.network);
+            return want && n && n->id == want->id;
+        });
+    if (it == endpoints.end()) {
+        throw Error("container " + container_id + " is not connected to the network " +
+                    (want ? want->name : net));
+    }
+    // NetworkMode stays, as Docker's: from_container orders the networks
+    // left (the mode's first when it is one of them); none left, the next
+    // start has a namespace with only lo.
+    endpoints.erase(it);
+}
+
 ContainerNetwork ContainerNetwork::attach(const std::string& store_root, const std::string& id,
                                           const std::string& name, const NetworkConfig& cfg,
                                           runner::RunSpec& spec) {
     ContainerNetwork n;
     std::string gateway;
-    if (cfg.bridged()) {
+    // A container on bridge networks has a sandbox even when `network
+    // disconnect` left it none: `network connect` joins one while it runs.
+    bool shared = cfg.mode == "none" || cfg.mode == "host" || cfg.mode.rfind("container:", 0) == 0;
+    if (cfg.bridged() || !shared) {
         network::SandboxRequest req;
         req.store_root = store_root;
         req.container_id = id;
@@ -214,7 +244,7 @@ ContainerNetwork ContainerNetwork::attach(const std::string& store_root, const s
     } else {
         spec.network = cfg.mode == "host" ? runner::Network::host : runner::Network::none;
     }
-    if (!cfg.bridged() && cfg.mode.rfind("container:", 0) != 0) {
+    if (shared && cfg.mode.rfind("container:", 0) != 0) {
         spec.resolv_conf =
             network::resolv_conf_with(cfg.dns, cfg.dns_search, cfg.dns_options, cfg.mode == "host");
     }
@@ -243,14 +273,14 @@ std::string network_settings_path(const Store& store, const std::string& id) {
     return store.path(id) + "/network.json";
 }
 
-nlohmann::ordered_json network_settings(const Store& store, const std::string& id,
-                                        const nlohmann::json& config) {
+namespace {
+
+// The running sandbox's settings (<id>/network.json); nullopt when there is
+// none (not running, or no bridge network).
+std::optional<nlohmann::ordered_json> live_settings(const Store& store, const std::string& id) {
     try {
-        State st = store.load_state(id);
-        if (st.status == "running" || st.status == "paused") {
-            std::string text = fs::read_file(network_settings_path(store, id), 1u << 20);
-            return nlohmann::ordered_json::parse(text);
-        }
+        std::string text = fs::read_file(network_settings_path(store, id), 1u << 20);
+        return nlohmann::ordered_json::parse(text);
     } catch (const SysError& e) {
         if (e.error_code() != ENOENT) {
             throw;
@@ -258,13 +288,41 @@ nlohmann::ordered_json network_settings(const Store& store, const std::string& i
     } catch (const nlohmann::json::exception&) {
         // being rewritten: the configured ones
     }
-    if (config.contains("NetworkSettings")) {
-        return config["NetworkSettings"];
+    return std::nullopt;
+}
+
+} // namespace
+
+nlohmann::ordered_json network_settings(const Store& store, const std::string& id,
+                                        const nlohmann::json& config) {
+    int pid = 0;
+    try {
+        State st = store.load_state(id);
+        if (st.status == "running" || st.status == "paused") {
+            pid = st.pid;
+        }
+    } catch (const SysError& e) {
+        if (e.error_code() != ENOENT) {
+            throw;
+        }
     }
-    NetworkConfig c = NetworkConfig::from_container(config);
-    nlohmann::ordered_json tmp;
-    c.to_container(tmp);
-    return tmp["NetworkSettings"];
+    std::optional<nlohmann::ordered_json> out;
+    if (pid > 0) {
+        out = live_settings(store, id);
+    }
+    if (!out && config.contains("NetworkSettings")) {
+        out = config["NetworkSettings"];
+    }
+    if (!out) {
+        NetworkConfig c = NetworkConfig::from_container(config);
+        nlohmann::ordered_json tmp;
+        c.to_container(tmp);
+        out = tmp["NetworkSettings"];
+    }
+    // Docker's SandboxKey is its bind mount of the namespace
+    // (/var/run/docker/netns/ID); strata's namespace lives as long as PID 1.
+    (*out)["SandboxKey"] = pid > 0 ? "/proc/" + std::to_string(pid) + "/ns/net" : "";
+    return *out;
 }
 
 } // namespace strata::containers

@@ -40,6 +40,13 @@ struct NetworkConfig {
     // HostConfig.NetworkMode/Dns/DnsSearch/DnsOptions and NetworkSettings
     // (Docker's shape for a container that does not run: addresses empty).
     void to_container(nlohmann::ordered_json& config) const;
+
+    // `network connect`/`disconnect` on the configuration (the next start
+    // joins what it says). disconnect throws Error "container ID is not
+    // connected to the network NAME" when it is not. NetworkMode stays.
+    void connect(const network::EndpointRequest& e);
+    void disconnect(const std::string& store_root, const std::string& container_id,
+                    const std::string& network);
 };
 
 // The network of one start; its destruction tears the sandbox down.
@@ -59,7 +66,10 @@ public:
 
 // Where a running container's NetworkSettings are (<store>/containers/<id>/network.json).
 std::string network_settings_path(const Store& store, const std::string& id);
-// The container's NetworkSettings: the running sandbox's, else the configured ones.
+// The container's NetworkSettings: the running sandbox's, else the configured
+// ones. While it runs, SandboxKey is the path of its network namespace,
+// /proc/<PID 1>/ns/net (strata bind-mounts none: the monitor holds it open),
+// valid for the life of that start.
 nlohmann::ordered_json network_settings(const Store& store, const std::string& id,
                                         const nlohmann::json& config);
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <mutex>
 #include <optional>
 
 namespace strata::network {
@@ -98,6 +99,19 @@ struct Names {
     }
 };
 
+// The sandbox's user-defined networks as the DNS server sees them: networks
+// connected or disconnected while the container runs change what it answers.
+struct NameTable {
+    std::string store_root;
+    mutable std::mutex mu;
+    std::vector<std::pair<std::string, std::string>> networks; // (id, name)
+
+    Names snapshot() const {
+        std::lock_guard<std::mutex> g(mu);
+        return Names{store_root, networks};
+    }
+};
+
 } // namespace
 
 struct Sandbox::State {
@@ -111,15 +125,20 @@ struct Sandbox::State {
     std::unique_ptr<PublishedPorts> published;
     std::unique_ptr<dns::DnsServer> dns_server;
     std::string resolv_conf;
+    std::shared_ptr<NameTable> table = std::make_shared<NameTable>();
 
-    Names names() const {
-        Names n{req.store_root, {}};
+    Names names() const { return table->snapshot(); }
+
+    void update_names() {
+        std::vector<std::pair<std::string, std::string>> nets;
         for (const auto& j : joined) {
             if (j.net.name != "bridge") {
-                n.networks.emplace_back(j.net.id, j.net.name);
+                nets.emplace_back(j.net.id, j.net.name);
             }
         }
-        return n;
+        std::lock_guard<std::mutex> g(table->mu);
+        table->store_root = req.store_root;
+        table->networks = std::move(nets);
     }
 
     explicit State(const SandboxRequest& r)
@@ -183,6 +202,7 @@ struct Sandbox::State {
         }
         joined.push_back(std::move(j));
         next_if += 1;
+        update_names();
         Joined& added = joined.back();
         try {
             inner->add_address(added.ifname, added.ep.address, net.subnet->prefix);
@@ -201,6 +221,7 @@ struct Sandbox::State {
     void detach(std::size_t i, bool netns_dying) {
         Joined j = std::move(joined[i]);
         joined.erase(joined.begin() + static_cast<std::ptrdiff_t>(i));
+        update_names();
         if (!netns_dying) {
             host.delete_link(j.ep.host_veth);
         }
@@ -229,6 +250,7 @@ Sandbox Sandbox::create(const SandboxRequest& req) {
     // Docker's resolv.conf: the embedded DNS server's on user-defined
     // networks (the host's or --dns servers become its upstreams, none when
     // every network is internal), the host's otherwise.
+    s->update_names();
     Names names = s->names();
     dns::ResolvConfRequest rr;
     rr.internal_resolver = !names.networks.empty();
@@ -241,8 +263,10 @@ Sandbox Sandbox::create(const SandboxRequest& req) {
         bool all_internal = std::all_of(s->joined.begin(), s->joined.end(),
                                         [](const Joined& j) { return j.net.internal; });
         dns::ServerOptions o;
-        o.lookup = [names](std::string_view n) { return names.lookup(n); };
-        o.reverse = [names](ipv4::Address a) { return names.reverse(a); };
+        // Through the table: `network connect`/`disconnect` change it live.
+        std::shared_ptr<NameTable> table = s->table;
+        o.lookup = [table](std::string_view n) { return table->snapshot().lookup(n); };
+        o.reverse = [table](ipv4::Address a) { return table->snapshot().reverse(a); };
         if (!all_internal) {
             o.upstreams = rc.upstreams;
         }
@@ -406,6 +430,12 @@ void Sandbox::disconnect(const std::string& network) {
     for (std::size_t i = 0; i < s_->joined.size(); ++i) {
         if (s_->joined[i].net.id == net.id) {
             s_->detach(i, false);
+            if (i == 0 && !s_->joined.empty()) {
+                // The default route went with the first network's link: the
+                // next network's gateway takes it, as Docker picks another.
+                const Joined& next = s_->joined.front();
+                s_->inner->add_default_route(next.net.gateway, next.ifname);
+            }
             return;
         }
     }
@@ -431,6 +461,30 @@ void recover(const std::string& store_root) {
     if (nat::available()) {
         nat::keep_only(live);
     }
+}
+
+int remove_endpoints(const std::string& store_root, const NetworkRecord& net,
+                     const std::string& ref) {
+    NetworkStore store(store_root);
+    auto nl = netlink::Netlink::open();
+    FileLock l = store.lock();
+    auto matches = [&](const Endpoint& e) {
+        return e.name == ref || e.container_id == ref ||
+               (ref.size() == 12 && e.container_id.compare(0, 12, ref) == 0);
+    };
+    int removed = 0;
+    for (const auto& e : store.sweep(net.id)) {
+        nl.delete_link(e.host_veth);
+        removed += matches(e) ? 1 : 0;
+    }
+    for (const auto& e : store.endpoints(net.id)) {
+        if (matches(e)) {
+            nl.delete_link(e.host_veth);
+            store.release(net.id, e.container_id);
+            removed += 1;
+        }
+    }
+    return removed;
 }
 
 void remove_network(const std::string& store_root, const NetworkRecord& net) {

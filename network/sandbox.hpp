@@ -100,6 +100,13 @@ std::string resolv_conf_with(const std::vector<std::string>& dns,
 // kernel has not deleted them with the namespace).
 void recover(const std::string& store_root);
 
+// `network disconnect -f` of a container that no longer exists (Docker's
+// forced endpoint removal): the endpoints on net named ref (a container's
+// name, full or 12-digit id), live or stale, with their veths. Returns how
+// many it removed.
+int remove_endpoints(const std::string& store_root, const NetworkRecord& net,
+                     const std::string& ref);
+
 // `network rm`: the record, and its bridge device.
 void remove_network(const std::string& store_root, const NetworkRecord& net);
 
