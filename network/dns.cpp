@@ -471,8 +471,15 @@ Handling handle_query(std::span<const std::uint8_t> msg, const Lookup& lookup,
         return h;
     }
     // Known names are ours (NOERROR, possibly empty, as Docker answers AAAA
-    // and MX for them); unknown ones are NXDOMAIN when nothing can be asked.
-    out = reply_start(header, &q, local ? rcode_noerror : rcode_nxdomain, true);
+    // and MX for them). Unknown ones when nothing can be asked (no upstream,
+    // internal networks) are SERVFAIL, as Docker's resolver answers what no
+    // upstream could (libnetwork resolver.go serveDNS), not authoritative.
+    if (!local) {
+        h.action = Handling::Action::reply;
+        h.reply = reply_start(header, &q, rcode_servfail, false);
+        return h;
+    }
+    out = reply_start(header, &q, rcode_noerror, true);
     std::uint16_t count = 0;
     for (const auto& rr : answers) {
         if (out.size() + rr.size() > max_size) {

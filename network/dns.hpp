@@ -25,7 +25,7 @@
 // the client's UDP size, else the client gets TC and retries over TCP.
 // SERVFAIL, REFUSED and non-authoritative NXDOMAIN move on to the next
 // server; when all fail the client gets the last reply, or SERVFAIL. With no
-// upstream at all (internal networks) an unknown name is NXDOMAIN.
+// upstream at all (internal networks) an unknown name is SERVFAIL (Docker's).
 //
 // Packets are parsed defensively (RFC 1035): compression pointers must
 // point backwards, labels are at most 63 bytes and names 255, counts are
@@ -68,7 +68,7 @@ struct ServerOptions {
     Lookup lookup;         // required
     ReverseLookup reverse; // optional
     // Tried in order, at most the first 3 (Docker's maxExtDNS). Empty: no
-    // forwarding, unknown names are NXDOMAIN.
+    // forwarding, unknown names are SERVFAIL (Docker's).
     std::vector<Upstream> upstreams;
     std::chrono::milliseconds upstream_timeout{4000}; // per server, as Docker's
     // Where to listen inside the namespace (tests use other ports).

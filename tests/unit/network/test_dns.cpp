@@ -204,18 +204,21 @@ TEST_CASE("the server answers its names as Docker's resolver does", "[dns]") {
     auto ptr = reply_to(wire::build_query(3, "2.0.18.172.in-addr.arpa", wire::type_ptr));
     REQUIRE(ptr.ptr.size() == 1);
     CHECK(ptr.ptr[0] == "web.mynet");
-    // Unknown names: forwarded when there are upstreams, NXDOMAIN otherwise.
+    // Unknown names: forwarded when there are upstreams, otherwise SERVFAIL
+    // (not authoritative), as Docker's resolver.
     auto fwd = wire::handle_query(wire::build_query(4, "example.org", wire::type_a), kLookup,
                                   kReverse, true, 0);
     CHECK(fwd.action == wire::Handling::Action::forward);
     CHECK(fwd.query.question->name == "example.org");
     auto nx = reply_to(wire::build_query(4, "example.org", wire::type_a));
-    CHECK(nx.header.rcode() == wire::rcode_nxdomain);
+    CHECK(nx.header.rcode() == wire::rcode_servfail);
+    CHECK(!nx.header.aa());
+    CHECK(nx.header.ancount == 0);
     for (const char* odd : {"3.0.18.172.in-addr.arpa", "1.2.3.in-addr.arpa",
                             "01.0.18.172.in-addr.arpa", "300.0.18.172.in-addr.arpa"}) {
         INFO(odd);
         CHECK(reply_to(wire::build_query(5, odd, wire::type_ptr)).header.rcode() ==
-              wire::rcode_nxdomain);
+              wire::rcode_servfail);
     }
     // A name with bytes no container name has is never looked up.
     bool asked = false;
@@ -601,9 +604,9 @@ int dns_in_netns() {
                "spoof: %s", out.c_str());
         out = nslookup({"-type=a", "nosuch.example.org", "127.0.0.11"});
         EXPECT(out.find("NXDOMAIN") != std::string::npos, "nosuch: %s", out.c_str());
-        // No upstream: unknown names are NXDOMAIN, known ones answer.
+        // No upstream: unknown names are SERVFAIL (Docker's), known ones answer.
         out = nslookup({"-type=a", "example.org", "127.0.0.12"});
-        EXPECT(out.find("NXDOMAIN") != std::string::npos, "no upstream: %s", out.c_str());
+        EXPECT(out.find("SERVFAIL") != std::string::npos, "no upstream: %s", out.c_str());
         out = nslookup({"web", "127.0.0.12"});
         EXPECT(out.find("Address: 172.18.0.2") != std::string::npos, "no upstream web: %s",
                out.c_str());
