@@ -349,9 +349,9 @@ const char* const conflict_host =
 const char* const conflict_none = "container cannot be connected to multiple networks with one of "
                                   "the networks in private (none) mode";
 
-// Asks a running container's monitor to join or leave a network now (it owns
-// the sandbox: containers/monitor.hpp); false when no monitor answers (the
-// container stopped meanwhile: the configuration alone changes).
+// Asks the container's monitor to join or leave a network now (it owns the
+// sandbox: containers/monitor.hpp) and at its later starts; false when no
+// monitor answers (a stopped container: the configuration alone changes).
 bool ask_monitor(const containers::Store& cs, const std::string& id, const std::string& verb,
                  const nlohmann::json& req) {
     auto answer = containers::monitor_request(cs, id, verb + " " + req.dump());
@@ -421,10 +421,10 @@ void register_connect(CLI::App* parent, Context& ctx) {
                              "networks with user configured subnets");
         }
         network::EndpointRequest e = checked.endpoints.front();
-        if (cs.load_state(id).running()) {
-            ask_monitor(cs, id, "network-connect",
-                        {{"Network", e.network}, {"IPv4Address", e.ipv4}, {"Aliases", e.aliases}});
-        }
+        // A live monitor (running, or waiting to restart it) joins now and
+        // at its next starts; without one the configuration alone changes.
+        ask_monitor(cs, id, "network-connect",
+                    {{"Network", e.network}, {"IPv4Address", e.ipv4}, {"Aliases", e.aliases}});
         cfg.connect(e);
         cfg.to_container(config);
         cs.save_config(id, config);
@@ -461,8 +461,7 @@ void register_disconnect(CLI::App* parent, Context& ctx) {
         if (cfg.mode == "host" && net.driver == "host") {
             throw Error(conflict_host);
         }
-        if (cs.load_state(id).running()) {
-            ask_monitor(cs, id, "network-disconnect", {{"Network", net.name}});
+        if (ask_monitor(cs, id, "network-disconnect", {{"Network", net.name}})) {
             try {
                 cfg.disconnect(ctx.store_root(), id, net.name);
             } catch (const Error&) {
