@@ -429,6 +429,12 @@ void Sandbox::disconnect(const std::string& network) {
     NetworkRecord net = s_->store.load(network);
     for (std::size_t i = 0; i < s_->joined.size(); ++i) {
         if (s_->joined[i].net.id == net.id) {
+            if (i == 0) {
+                // The published ports lead to this endpoint's address, which
+                // is released now: their rules and proxies go with it, as
+                // Docker's port mappings go with their endpoint.
+                s_->published.reset();
+            }
             s_->detach(i, false);
             if (i == 0 && !s_->joined.empty()) {
                 // The default route went with the first network's link: the

@@ -125,6 +125,22 @@ strata network ls >/dev/null
 [ -e "$ep" ] && fail "the crashed monitor's live endpoint is not swept"
 strata rm -f sa >/dev/null
 
+# --- published ports go with the endpoint they lead to
+sp=$(strata run -d --name sp --network net1 -p 18090:80 busybox \
+  sh -c 'mkdir -p /www && echo hello-published > /www/index.html && exec httpd -f -p 80 -h /www') || fail "run sp"
+for i in $(seq 50); do
+  out=$(bash -c "exec 3<>/dev/tcp/127.0.0.1/18090 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null) && break
+  sleep 0.1
+done
+assert_contains "$out" "hello-published" "published port before the disconnect"
+strata network disconnect net1 sp || fail "disconnect sp"
+assert_eq "$(strata port sp)" "" "no published port left after the disconnect"
+bash -c "exec 3<>/dev/tcp/127.0.0.1/18090" 2>/dev/null && fail "the published port still answers after the disconnect"
+if command -v nft >/dev/null && nft list ruleset >/dev/null 2>&1; then
+  nft list ruleset | grep -q "strata:$sp" && fail "the DNAT rules of sp are left: $(nft list ruleset)"
+fi
+strata rm -f sp >/dev/null
+
 # --- disconnect -f: the endpoints of a container that no longer exists
 expect_fail "No such container" strata network disconnect -f net2 ghost
 
