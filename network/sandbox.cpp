@@ -1,5 +1,6 @@
 #include "network/sandbox.hpp"
 
+#include "network/conntrack.hpp"
 #include "network/dns.hpp"
 #include "network/nat.hpp"
 #include "network/netlink.hpp"
@@ -7,6 +8,7 @@
 #include "network/proxy.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/log.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -144,8 +146,28 @@ struct Sandbox::State {
     explicit State(const SandboxRequest& r)
         : req(r), store(r.store_root), host(netlink::Netlink::open()) {}
 
+    // The published ports' rules and proxies; with UDP ones, the conntrack
+    // entries of flows to the address too (a client that keeps sending
+    // would stay bound to it after it is released).
+    void drop_published() {
+        if (!published) {
+            return;
+        }
+        bool udp = std::any_of(published->bound().begin(), published->bound().end(),
+                               [](const PortBinding& b) { return b.proto == "udp"; });
+        ipv4::Address address = joined.front().ep.address;
+        published.reset();
+        if (udp) {
+            try {
+                conntrack::flush_udp_to(address);
+            } catch (const std::exception& e) {
+                STRATA_LOG_WARN("conntrack entries of {}: {}", address.str(), e.what());
+            }
+        }
+    }
+
     ~State() {
-        published.reset(); // its rules and proxy first: they lead to the addresses
+        drop_published(); // its rules and proxy first: they lead to the addresses
         dns_server.reset();
         while (!joined.empty()) {
             try {
@@ -433,7 +455,7 @@ void Sandbox::disconnect(const std::string& network) {
                 // The published ports lead to this endpoint's address, which
                 // is released now: their rules and proxies go with it, as
                 // Docker's port mappings go with their endpoint.
-                s_->published.reset();
+                s_->drop_published();
             }
             s_->detach(i, false);
             if (i == 0 && !s_->joined.empty()) {

@@ -141,6 +141,22 @@ if command -v nft >/dev/null && nft list ruleset >/dev/null 2>&1; then
 fi
 strata rm -f sp >/dev/null
 
+# --- UDP published ports: the conntrack entries of their flows go with the
+# container (a client that keeps sending would stay NATed to a released address)
+if [ -r /proc/net/nf_conntrack ]; then
+  strata run -d --name su --network net1 -p 18095:5353/udp busybox sleep 300 >/dev/null || fail "run su"
+  uip=$(strata inspect -f '{{.NetworkSettings.Networks.net1.IPAddress}}' su)
+  gw=$(strata network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' net1)
+  for _ in 1 2 3; do echo hi >"/dev/udp/$gw/18095"; done
+  grep -q "udp .* src=$uip " /proc/net/nf_conntrack ||
+    fail "no conntrack entry of the UDP flow to $uip: $(cat /proc/net/nf_conntrack)"
+  strata stop -t 1 su >/dev/null || fail "stop su"
+  grep "udp .* src=$uip " /proc/net/nf_conntrack && fail "conntrack entries of su's UDP flows are left"
+  strata rm -f su >/dev/null
+else
+  echo "note: no /proc/net/nf_conntrack, the conntrack flush is not checked"
+fi
+
 # --- disconnect -f: the endpoints of a container that no longer exists
 expect_fail "No such container" strata network disconnect -f net2 ghost
 
