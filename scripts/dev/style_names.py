@@ -4,7 +4,7 @@
     members with a trailing underscore   foo_bar_  ->  m_foo_bar
     constants spelled kCamelCase         kFooBar   ->  k_foo_bar
 
-Usage: scripts/dev/style_names.py [--check] [--quiet] [REPO]
+Usage: scripts/dev/style_names.py [--check] [--quiet] [--no-format] [REPO]
 
 Only identifiers change: string and character literals (raw strings too) and
 #include paths are left alone; comments follow the rename where they name an
@@ -22,11 +22,15 @@ A rename is skipped, everywhere, and reported when
 
 Deterministic (files and names are processed in sorted order) and idempotent:
 a second run changes nothing. --check changes nothing and exits 1 when a run
-would; --quiet prints only the skipped renames.
+would; --quiet prints only the skipped renames. The lines a rename changed (and
+only those) go through clang-format (.clang-format: longer names may pass 100
+columns) when it is installed, unless --no-format.
 """
 
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 FOLDERS = ["util", "formats", "snapshot", "layerfs", "runner", "registry", "builder", "cli",
@@ -217,6 +221,7 @@ def walk(repo, exts, folders=FOLDERS):
 def main(argv):
     check = "--check" in argv
     quiet = "--quiet" in argv
+    fmt = None if "--no-format" in argv else shutil.which("clang-format")
     args = [a for a in argv if not a.startswith("--")]
     repo = os.path.abspath(args[0] if args else os.path.join(os.path.dirname(__file__), "..", ".."))
     self_path = os.path.abspath(__file__)
@@ -301,8 +306,17 @@ def main(argv):
         if dirty:
             changed.append(path)
             if not check:
+                old_lines = "".join(t for _, t in tokens[path]).split("\n")
+                new_text = "".join(pieces)
                 with open(path, "w", encoding="utf-8") as f:
-                    f.write("".join(pieces))
+                    f.write(new_text)
+                # The renamed lines only (longer names may pass 100 columns),
+                # not the rest of the file.
+                lines = [i + 1 for i, (a, b) in enumerate(zip(old_lines, new_text.split("\n")))
+                         if a != b]
+                if fmt and lines:
+                    subprocess.run([fmt, "-i"] + [f"--lines={n}:{n}" for n in lines] + [path],
+                                   check=True)
 
     if not quiet:
         for name in sorted(renames):
