@@ -48,7 +48,7 @@ export STRATA_ROOT=$work/store
 cycle() { # TOOL [FLAGS]: run -d --rm + stop -t 0 as one command
   echo "bash -c 'id=\$($1 run -d --rm $2 busybox sleep 1000) && $1 stop -t 0 \$id'"
 }
-timers=(--label "strata run -d + stop" "$(cycle "$strata" "")"
+timers=(--label "strata run -d + stop" "$(cycle "$strata" "--network none")"
         --label "unshare floor" "unshare --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true")
 pflags="--runtime runc --cgroup-manager cgroupfs --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 --network none"
 if [ -z "${SKIP_PODMAN:-}" ]; then
@@ -71,7 +71,7 @@ python3 "$here/run_timer.py" -n "$runs" "${timers[@]}"
 
 echo
 echo "== ps -a with 200 containers"
-for i in $(seq 200); do "$strata" create busybox true >/dev/null; done
+for i in $(seq 200); do "$strata" create --network none busybox true >/dev/null; done
 pt=(--label "strata ps -a" "$strata ps -a" --label "strata --help (its start-up)" "$strata --help")
 if [ -n "$podman" ]; then
   for i in $(seq 200); do $podman create $pflags busybox true >/dev/null; done
@@ -85,7 +85,7 @@ python3 "$here/run_timer.py" -n "$runs" "${pt[@]}"
 
 echo
 echo "== RSS of one idle container's supervision (kB, VmRSS)"
-id=$("$strata" run -d busybox sleep 1000)
+id=$("$strata" run -d --network none busybox sleep 1000)
 sleep 1
 m=$(cat "$STRATA_ROOT/containers/$id/monitor.pid")
 echo "  strata-monitor: $(awk '/VmRSS/ {print $2}' /proc/$m/status)"

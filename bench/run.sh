@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [BUILD_DIR] [RUNS]        (root; RUNS defaults to 30)
 #
-# 1. `strata run --rm busybox true` (the real CLI over a store: image
+# 1. `strata run --rm --network none busybox true` (the real CLI over a store: image
 #    resolution, overlay of the image's snapshots under a throwaway upper,
 #    the runner) against the floor `unshare --fork --pid --mount --net --uts
 #    --ipc true`, `podman run --rm` and `docker run --rm --network none`, on
@@ -54,7 +54,7 @@ export STRATA_ROOT=$store
 "$strata" bootstrap busybox >/dev/null
 "$strata" save busybox -o "$work/busybox.tar" --format docker
 
-timers=(--label "strata run --rm" "$strata run --rm busybox true"
+timers=(--label "strata run --rm" "$strata run --rm --network none busybox true"
         --label "unshare floor" "unshare --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true")
 "$strata" unpack busybox "$work/rootfs" >/dev/null
 
@@ -87,7 +87,7 @@ if command -v perf >/dev/null; then
   # the strata binary itself (--help) against the rest.
   echo
   echo "== CPU time per command (perf stat task-clock, $runs runs each)"
-  for c in "$strata run --rm busybox true" "$strata --help" "$bin $work/rootfs /bin/true" \
+  for c in "$strata run --rm --network none busybox true" "$strata --help" "$bin $work/rootfs /bin/true" \
            "unshare --fork --pid --mount --net --uts --ipc $work/rootfs/bin/true"; do
     ms=$(perf stat -r "$runs" -x, -e task-clock $c 2>&1 >/dev/null | awk -F, '/task-clock/ {print $1}')
     printf '  %7.2f ms  %s\n' "$ms" "${c#"$build"/}"

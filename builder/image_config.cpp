@@ -35,7 +35,8 @@ std::vector<std::string> effective_shell(const formats::ImageConfig& cfg) {
 void set_env(std::vector<std::string>& env, const std::string& name, const std::string& value) {
     for (auto& e : env) {
         auto eq = e.find('=');
-        if (e.compare(0, eq, name) == 0 && (eq == name.size() || (eq == std::string::npos && e == name))) {
+        if (e.compare(0, eq, name) == 0 &&
+            (eq == name.size() || (eq == std::string::npos && e == name))) {
             e = name + "=" + value;
             return;
         }
@@ -60,6 +61,45 @@ std::string resolve_workdir(const formats::ImageConfig& cfg, const std::string& 
         p = base + "/" + p;
     }
     return clean_path(p);
+}
+
+runner::RunSpec image_run_spec(const formats::ImageConfig& cfg, const RunOverrides& o) {
+    const auto& cc = cfg.config;
+    runner::RunSpec spec;
+    // Docker: --entrypoint replaces the image's Entrypoint and drops its Cmd.
+    std::vector<std::string> argv;
+    if (o.entrypoint) {
+        if (!o.entrypoint->empty()) {
+            argv.push_back(*o.entrypoint);
+        }
+    } else if (cc.entrypoint) {
+        argv = *cc.entrypoint;
+    }
+    if (!o.command.empty()) {
+        argv.insert(argv.end(), o.command.begin(), o.command.end());
+    } else if (!o.entrypoint && cc.cmd) {
+        argv.insert(argv.end(), cc.cmd->begin(), cc.cmd->end());
+    }
+    if (argv.empty()) {
+        throw UsageError("no command specified: the image has no Entrypoint or Cmd");
+    }
+    spec.argv = argv;
+    spec.env = cc.env;
+    spec.cwd = !o.workdir.empty() ? o.workdir : cc.working_dir.empty() ? "/" : cc.working_dir;
+    spec.user = !o.user.empty() ? o.user : cc.user;
+    return spec;
+}
+
+void override_env(std::vector<std::string>& env, const std::vector<std::string>& overrides) {
+    for (const auto& item : overrides) {
+        std::size_t eq = item.find('=');
+        if (eq == std::string::npos) {
+            std::erase_if(env,
+                          [&](const std::string& e) { return e.substr(0, e.find('=')) == item; });
+            continue;
+        }
+        set_env(env, item.substr(0, eq), item.substr(eq + 1));
+    }
 }
 
 std::string go_quote_list(const std::vector<std::string>& v) {
@@ -112,14 +152,22 @@ std::string go_quote_rune(int r) {
         return std::string("'") + static_cast<char>(r) + "'";
     }
     switch (r) {
-    case '\a': return "'\\a'";
-    case '\b': return "'\\b'";
-    case '\f': return "'\\f'";
-    case '\n': return "'\\n'";
-    case '\r': return "'\\r'";
-    case '\t': return "'\\t'";
-    case '\v': return "'\\v'";
-    default: break;
+    case '\a':
+        return "'\\a'";
+    case '\b':
+        return "'\\b'";
+    case '\f':
+        return "'\\f'";
+    case '\n':
+        return "'\\n'";
+    case '\r':
+        return "'\\r'";
+    case '\t':
+        return "'\\t'";
+    case '\v':
+        return "'\\v'";
+    default:
+        break;
     }
     if (r >= 0 && r < 0x80) {
         return fmt::format("'\\x{:02x}'", r);
@@ -174,7 +222,8 @@ std::string go_duration(std::int64_t ns) {
         return "0s";
     }
     bool neg = ns < 0;
-    std::uint64_t u = neg ? static_cast<std::uint64_t>(-(ns + 1)) + 1 : static_cast<std::uint64_t>(ns);
+    std::uint64_t u =
+        neg ? static_cast<std::uint64_t>(-(ns + 1)) + 1 : static_cast<std::uint64_t>(ns);
     std::string out;
     if (u < 1000000000ULL) {
         int prec = 0;
@@ -208,7 +257,8 @@ std::string go_duration(std::int64_t ns) {
     return (neg ? "-" : "") + out;
 }
 
-std::vector<std::string> run_argv(const formats::ImageConfig& cfg, const dockerfile::RunInstr& run) {
+std::vector<std::string> run_argv(const formats::ImageConfig& cfg,
+                                  const dockerfile::RunInstr& run) {
     if (!run.heredocs.empty() && run.cmd.shell_form && !run.cmd.args.empty()) {
         // Several heredocs, or a command around them: the shell reads the
         // bodies itself (BuildKit passes the whole text to the shell).

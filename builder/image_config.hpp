@@ -24,8 +24,10 @@
 
 #include "builder/dockerfile/instructions.hpp"
 #include "formats/oci.hpp"
+#include "runner/runner.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +66,30 @@ std::vector<std::string> run_argv(const formats::ImageConfig& cfg, const dockerf
 // BuildKit's runCommandString, the declared ARGs with their values first.
 std::string run_history(const std::vector<std::string>& argv,
                         const std::vector<std::pair<std::string, std::string>>& args_in_scope);
+
+// What `docker run` and `docker create` change of the image's config for
+// the container's process (the Engine API's create body carries the same).
+struct RunOverrides {
+    // --entrypoint: replaces the image's Entrypoint and drops its Cmd; ""
+    // leaves no entrypoint (Docker's `--entrypoint ""`). nullopt: the image's.
+    std::optional<std::string> entrypoint;
+    // IMAGE [COMMAND [ARG...]]: replaces the image's Cmd when not empty.
+    std::vector<std::string> command;
+    std::string workdir; // -w; empty: the image's WorkingDir, or "/"
+    std::string user;    // -u; empty: the image's User
+};
+
+// The process a container of an image with config `cfg` runs, as Docker
+// resolves it: argv (Entrypoint + Cmd, with the overrides), env (the image's
+// Env; override_env sets the flags' over it), cwd and user. The other fields
+// keep RunSpec's defaults (rootfs unset). Throws UsageError when neither the
+// image nor the overrides give a command.
+runner::RunSpec image_run_spec(const formats::ImageConfig& cfg, const RunOverrides& o);
+
+// Sets each "K=V" of `overrides` in env, in order: the first entry named K
+// is replaced where it stands, else the variable is appended (moby's
+// ReplaceOrAppendEnvValues); an entry without '=' removes K. Never throws.
+void override_env(std::vector<std::string>& env, const std::vector<std::string>& overrides);
 
 // Go's %q of a []string: ["a" "b"].
 std::string go_quote_list(const std::vector<std::string>& v);

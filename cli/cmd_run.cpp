@@ -15,10 +15,12 @@
 // strata's child (it dies with strata). The runner then works as it does
 // for root, without a user namespace of its own (UserNamespace::joined).
 // STRATA_ROOTLESS_DRIVER=overlay|fuse forces one of the two.
+#include "builder/image_config.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/container_cli.hpp"
 #include "cli/run_flags.hpp"
+#include "cli/run_options.hpp"
 #include "containers/health.hpp"
 #include "containers/names.hpp"
 #include "containers/network.hpp"
@@ -35,82 +37,33 @@
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "snapshot/stack_order.hpp"
-#include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/tempdir.hpp"
 
 #include <cerrno>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/xattr.h>
-#include <thread>
 #include <unistd.h>
 
 namespace strata::cli {
 
 namespace {
 
-struct RunOptions {
-    bool rm = false;
-    bool init = false;
-    bool interactive = false;
-    bool tty = false;
-    std::vector<std::string> env;
-    std::string workdir;
-    std::string user;
-    // --network: "" is the default (bridge as root, none without root).
-    std::string network;
-    std::string ip;                           // --ip
-    std::vector<std::string> network_aliases; // --network-alias
-    std::vector<std::string> dns, dns_search, dns_options;
-    std::string hostname;
-    std::vector<std::string> volumes;
-    std::vector<std::string> tmpfs;
-    std::vector<std::string> ulimits;
-    std::vector<std::string> devices;
-    bool read_only = false;
-    std::string scratch = "memory";
-    std::optional<std::string> entrypoint;
-    std::vector<std::string> security_opts;
-    std::vector<std::string> cap_add;
-    std::vector<std::string> cap_drop;
-    bool privileged = false;
-    // --env-file, --mount, --add-host (cli/run_flags.hpp)
-    std::vector<std::string> env_files;
-    std::vector<std::string> mount_flags;
-    std::vector<std::string> volumes_from; // --volumes-from (cli/run_flags.hpp RunVolumes)
-    std::vector<std::string> add_hosts;
-    runner::Resources resources; // --memory, --cpus... (cli/run_flags.hpp)
-    // Kept containers (create, run without --rm): cli/container_ops.hpp.
-    bool detach = false;
-    std::string name;
-    std::string restart = "no";
-    std::vector<std::string> labels;
-    std::vector<std::string> log_opts;
-    std::string stop_signal;
-    std::optional<int> stop_timeout;
-    HealthFlags health;   // --health-* (cli/run_flags.hpp)
-    PublishFlags publish; // -p, -P (cli/run_flags.hpp)
-    std::string image;
-    std::vector<std::string> command;
-};
-
 // "-e K=V" sets K; "-e K" takes K from strata's environment (dropped when unset).
-void apply_env(std::vector<std::string>& env, const std::string& item) {
+std::optional<std::string> env_flag(const std::string& item) {
     std::string key = item.substr(0, item.find('='));
     std::string value;
     if (item.find('=') == std::string::npos) {
         const char* v = std::getenv(key.c_str());
         if (v == nullptr) {
-            return;
+            return std::nullopt;
         }
         value = key + "=" + v;
     } else {
@@ -119,13 +72,7 @@ void apply_env(std::vector<std::string>& env, const std::string& item) {
     if (key.empty()) {
         throw UsageError("invalid environment variable: " + item);
     }
-    for (auto& e : env) {
-        if (e.substr(0, e.find('=')) == key) {
-            e = value;
-            return;
-        }
-    }
-    env.push_back(value);
+    return value;
 }
 
 // --security-opt, --cap-add, --cap-drop and --privileged into spec, as
@@ -204,64 +151,6 @@ void private_mount_namespace() {
 
 void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spec);
 
-// The rootless union: strata-overlay in the foreground, a child of strata
-// that dies with it (PR_SET_PDEATHSIG). Destruction unmounts (lazily: the
-// daemon then sees its connection end and exits) and reaps it.
-class FuseUnion {
-public:
-    FuseUnion(const std::vector<std::string>& lowers, const std::string& upper,
-              const std::string& work, const std::string& target)
-        : target_(target) {
-        if (::access("/dev/fuse", R_OK | W_OK) != 0) {
-            throw SysError("open", "/dev/fuse", errno);
-        }
-        std::string opts = layerfs::layer_dirs_option(lowers, upper, work) + ",fsname=strata-run";
-        struct stat before {};
-        if (::stat(target.c_str(), &before) != 0) {
-            throw_errno("stat", target);
-        }
-        SpawnOptions so;
-        so.argv = {layerfs::find_fuse_program(), "-f", "-o", opts, target};
-        so.die_with_parent = true;
-        child_ = Child::spawn(so);
-        // Live once the target is another filesystem (stat waits for the
-        // daemon's answer); the daemon ending first is the failure.
-        for (int i = 0;; ++i) {
-            struct stat now {};
-            if (::stat(target.c_str(), &now) == 0 && now.st_dev != before.st_dev) {
-                return;
-            }
-            if (auto st = child_.try_wait()) {
-                throw Error(so.argv[0] + " " + st->describe() + " before mounting on \"" + target +
-                            "\"");
-            }
-            if (i > 10000) {
-                throw Error(so.argv[0] + " did not mount \"" + target + "\" within 10 s");
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-    }
-    FuseUnion(const FuseUnion&) = delete;
-    FuseUnion& operator=(const FuseUnion&) = delete;
-    ~FuseUnion() {
-        if (!child_) {
-            return;
-        }
-        ::umount2(target_.c_str(), MNT_DETACH);
-        try {
-            if (!child_.wait_for(std::chrono::milliseconds(2000))) {
-                child_.terminate();
-            }
-        } catch (const std::exception& e) {
-            STRATA_LOG_WARN("strata-overlay on {}: {}", target_, e.what());
-        }
-    }
-
-private:
-    std::string target_;
-    Child child_;
-};
-
 // The directory that holds the container's writable layer (overlay upper
 // and work directories), inside strata's own mount namespace. In memory by
 // default: a tmpfs over the store's tmp directory, so that only this process
@@ -292,9 +181,10 @@ std::string scratch_dir(const RunOptions& o, const snapshot::Store& store, bool 
 
 // The layers under a throwaway upper at SCRATCH/merged, inside the user and
 // mount namespaces entered by run(): kernel overlayfs when it works here,
-// else strata-overlay. Returns the merged directory.
-std::string mount_rootless(std::vector<std::string> lowers, const std::string& scratch,
-                           std::optional<FuseUnion>& fuse) {
+// else strata-overlay in the foreground, as strata's child (it dies with
+// strata). The handle's target is the merged directory; it detaches the
+// mount (and reaps strata-overlay) when destroyed.
+layerfs::MountHandle mount_rootless(std::vector<std::string> lowers, const std::string& scratch) {
     const char* forced = std::getenv("STRATA_ROOTLESS_DRIVER");
     std::string driver = forced != nullptr ? forced : "";
     if (!driver.empty() && driver != "overlay" && driver != "fuse") {
@@ -318,7 +208,8 @@ std::string mount_rootless(std::vector<std::string> lowers, const std::string& s
             layerfs::mount_overlay(ospec, merged);
             STRATA_LOG_DEBUG("run: kernel overlayfs in the user namespace ({})",
                              layerfs::last_overlay_method());
-            return merged;
+            return layerfs::MountHandle(merged, layerfs::Driver::overlay, {},
+                                        layerfs::Teardown::detach);
         } catch (const Error& e) {
             if (driver == "overlay") {
                 throw Error(std::string(e.what()) +
@@ -335,7 +226,14 @@ std::string mount_rootless(std::vector<std::string> lowers, const std::string& s
     fs::mkdirs(upper, 0755);
     fs::mkdirs(fuse_work, 0755);
     try {
-        fuse.emplace(lowers, upper, fuse_work, merged);
+        layerfs::MountSpec fuse;
+        fuse.lowers = lowers;
+        fuse.upper = upper;
+        fuse.work = fuse_work;
+        fuse.driver = layerfs::Driver::fuse;
+        fuse.foreground = true;
+        fuse.fsname = "strata-run";
+        return layerfs::mount(fuse, merged);
     } catch (const Error& e) {
         std::string why = std::string(e.what());
         if (why.find("\"/dev/fuse\"") != std::string::npos) {
@@ -348,47 +246,33 @@ std::string mount_rootless(std::vector<std::string> lowers, const std::string& s
                          : "kernel overlayfs in a user namespace: " + overlay_error + "; ") +
                     "strata-overlay (FUSE): " + why);
     }
-    return merged;
 }
 
 // The image's config and the flags as the runner's spec (rootfs left unset).
-runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
-    const auto& cc = img.config.config;
-    runner::RunSpec spec;
-    // Docker: --entrypoint replaces the image's Entrypoint and drops its Cmd.
-    std::vector<std::string> argv;
-    if (o.entrypoint) {
-        if (!o.entrypoint->empty()) {
-            argv.push_back(*o.entrypoint);
-        }
-    } else if (cc.entrypoint) {
-        argv = *cc.entrypoint;
-    }
-    if (!o.command.empty()) {
-        argv.insert(argv.end(), o.command.begin(), o.command.end());
-    } else if (!o.entrypoint && cc.cmd) {
-        argv.insert(argv.end(), cc.cmd->begin(), cc.cmd->end());
-    }
-    if (argv.empty()) {
-        throw UsageError("no command specified: the image has no Entrypoint or Cmd");
-    }
-    spec.argv = argv;
-    spec.env = cc.env;
+runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o, std::ostream& warn) {
+    // Entrypoint, Cmd, Env, WorkingDir and User: the image's under the
+    // flags (builder/image_config.hpp).
+    runner::RunSpec spec = builder::image_run_spec(
+        img.config, builder::RunOverrides{o.entrypoint, o.command, o.workdir, o.user});
     // Docker: the env files first, in order, then -e.
+    std::vector<std::string> env;
     for (const auto& file : o.env_files) {
         auto lookup = [](const std::string& k) -> std::optional<std::string> {
             const char* v = std::getenv(k.c_str());
             return v == nullptr ? std::nullopt : std::optional<std::string>(v);
         };
         for (const auto& e : parse_env_file(file, lookup)) {
-            apply_env(spec.env, e);
+            if (auto v = env_flag(e)) {
+                env.push_back(*v);
+            }
         }
     }
     for (const auto& e : o.env) {
-        apply_env(spec.env, e);
+        if (auto v = env_flag(e)) {
+            env.push_back(*v);
+        }
     }
-    spec.cwd = !o.workdir.empty() ? o.workdir : cc.working_dir.empty() ? "/" : cc.working_dir;
-    spec.user = !o.user.empty() ? o.user : cc.user;
+    builder::override_env(spec.env, env);
     spec.hostname = o.hostname;
     // none or host here; a bridge network or container:NAME is joined at
     // start (containers/network.hpp).
@@ -407,7 +291,7 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
     }
     spec.init = o.init;
     spec.read_only = o.read_only;
-    spec.resources = checked_resources(o.resources, std::cerr);
+    spec.resources = checked_resources(o.resources, warn);
     spec.tty = o.tty;
     apply_security(spec.security, o);
     if (o.interactive || o.tty) {
@@ -422,7 +306,7 @@ runner::RunSpec make_spec(const snapshot::Image& img, const RunOptions& o) {
 
 // The flags' network, Docker's warning when packets will not be forwarded.
 containers::NetworkConfig network_config(const std::string& store_root, const RunOptions& o,
-                                         bool rootless) {
+                                         bool rootless, std::ostream& warn) {
     std::string mode = o.network.empty() ? (rootless ? "none" : "bridge") : o.network;
     if (rootless && (mode == "pasta" || mode == "slirp4netns")) {
         mode = "none"; // the helper's namespace replaces it (rootless_network)
@@ -447,7 +331,7 @@ containers::NetworkConfig network_config(const std::string& store_root, const Ru
     if (cfg.bridged() && !network::ipv4_forwarding_enabled()) {
         static bool warned = false;
         if (!warned) {
-            std::cerr << "WARNING: IPv4 forwarding is disabled. Networking will not work.\n";
+            warn << "WARNING: IPv4 forwarding is disabled. Networking will not work.\n";
             warned = true;
         }
     }
@@ -493,8 +377,8 @@ void run(Context& ctx, const RunOptions& o) {
     snapshot::Store store(store_root);
     snapshot::Image img = store.load(o.image);
 
-    runner::RunSpec spec = make_spec(img, o);
-    containers::NetworkConfig netcfg = network_config(store_root, o, rootless);
+    runner::RunSpec spec = make_spec(img, o, std::cerr);
+    containers::NetworkConfig netcfg = network_config(store_root, o, rootless, std::cerr);
     if (netcfg.bridged()) {
         // -p/-P (cli/run_flags.hpp): published while the container runs.
         netcfg.ports = o.publish.for_start(img.config.config.exposed_ports);
@@ -509,12 +393,8 @@ void run(Context& ctx, const RunOptions& o) {
         spec.user_namespace = runner::UserNamespace::joined;
         std::optional<TempDir> disk;
         std::string scratch = scratch_dir(o, store, true, disk);
-        std::optional<FuseUnion> fuse;
-        spec.rootfs = mount_rootless(lowers, scratch, fuse);
-        struct Unmount {
-            std::string path;
-            ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-        } unmount{fuse ? std::string() : spec.rootfs};
+        layerfs::MountHandle root = mount_rootless(lowers, scratch);
+        spec.rootfs = root.target();
         volumes.prepare(spec);
         auto net =
             containers::ContainerNetwork::attach(store_root, std::string(), o.name, netcfg, spec);
@@ -540,10 +420,7 @@ void run(Context& ctx, const RunOptions& o) {
     }
     // The upper is thrown away: no sync of the disk at unmount ("volatile").
     layerfs::mount_overlay(layerfs::OverlaySpec{lowers, upper, ovl_work, true}, merged);
-    struct Unmount {
-        std::string path;
-        ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-    } unmount{merged};
+    layerfs::MountHandle root(merged, layerfs::Driver::overlay, {}, layerfs::Teardown::detach);
     spec.rootfs = merged;
     volumes.prepare(spec);
     // The container's network (a bridge sandbox), torn down after it exits.
@@ -716,17 +593,18 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
     return c;
 }
 
-// create (and run without --rm): a container record in the store; its image
-// is pinned so that gc keeps it. Returns the id.
-std::string create_container(Context& ctx, const RunOptions& o) {
+} // namespace
+
+std::string create_container(const std::string& store_root, const RunOptions& o,
+                             std::ostream& warn) {
     if (::geteuid() != 0) {
         throw UsageError("containers that last (create, run without --rm) need root: strata does "
                          "not keep rootless containers yet (strata run --rm works without root)");
     }
-    snapshot::Store store(ctx.store_root());
+    snapshot::Store store(store_root);
     snapshot::ImageRecord rec = store.resolve(o.image);
     snapshot::Image img = store.load(rec.manifest);
-    runner::RunSpec spec = make_spec(img, o);
+    runner::RunSpec spec = make_spec(img, o, warn);
     std::string id = containers::new_id();
     spec.cgroup_name = id; // strata/<id>: stats, pause, exec find it from the id
     if (spec.hostname.empty()) {
@@ -737,13 +615,13 @@ std::string create_container(Context& ctx, const RunOptions& o) {
     volumes.add_volumes_from(o.volumes_from, spec);
     volumes.prepare_record(spec, store, img);
     nlohmann::ordered_json config = container_config(id, img, o, spec);
-    network_config(ctx.store_root(), o, false).to_container(config);
+    network_config(store_root, o, false, warn).to_container(config);
     volumes.record(config);
     config["StrataManifest"] = nlohmann::ordered_json::parse(formats::to_json(rec.manifest));
     // Pinned before the record exists: gc never sees a container without its image.
     store.pin("container-" + id, rec.manifest);
     try {
-        containers::Store cs(ctx.store_root());
+        containers::Store cs(store_root);
         cs.create(std::move(config), o.name);
     } catch (...) {
         store.unpin("container-" + id);
@@ -751,8 +629,6 @@ std::string create_container(Context& ctx, const RunOptions& o) {
     }
     return id;
 }
-
-} // namespace
 
 // One option set for run and create (Docker's: the same flags).
 void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
@@ -863,7 +739,7 @@ void register_run(CLI::App& app, Context& ctx) {
                 return;
             }
             // Docker: the container is kept (until rm); -d prints its id.
-            std::string id = create_container(ctx, *o);
+            std::string id = create_container(ctx.store_root(), *o, std::cerr);
             if (o->detach) {
                 start_container(ctx, id, false, false);
                 std::cout << id << "\n";
@@ -895,7 +771,7 @@ void register_create(CLI::App& app, Context& ctx) {
         }
         o->image = rest.front();
         o->command.assign(rest.begin() + 1, rest.end());
-        std::cout << create_container(ctx, *o) << "\n";
+        std::cout << create_container(ctx.store_root(), *o, std::cerr) << "\n";
     });
 }
 

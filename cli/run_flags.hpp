@@ -8,7 +8,6 @@
 #include "runner/runner.hpp"
 #include "snapshot/store.hpp"
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <functional>

@@ -10,9 +10,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <dirent.h>
 #include <sstream>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 namespace strata::layerfs {
@@ -43,8 +46,6 @@ std::string record_path(const std::string& state_dir, const std::string& target)
     return fs::join(state_dir, Sha256::hex_of(target).substr(0, 24) + ".mount");
 }
 
-
-
 void check_path(const std::string& p) {
     if (p.find('\n') != std::string::npos) {
         throw UsageError("path with a newline cannot be mounted: \"" + p + "\"");
@@ -69,6 +70,47 @@ void mount_fuse(const MountSpec& spec, const std::string& target) {
         }
         throw Error("FUSE mount on \"" + target + "\" failed: " + argv[0] + " " +
                     r.status.describe() + (out.empty() ? "" : ": " + out));
+    }
+}
+
+// strata-overlay -f: the program stays in the foreground as our child, which
+// dies with us. Returns it once the mount is live.
+Child mount_fuse_foreground(const MountSpec& spec, const std::string& target) {
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+        throw SysError("open", "/dev/fuse", errno);
+    }
+    std::vector<std::string> lowers;
+    for (const auto& l : spec.lowers) {
+        lowers.push_back(fs::absolute(l));
+    }
+    std::string opts = layer_dirs_option(lowers, spec.upper.empty() ? "" : fs::absolute(spec.upper),
+                                         spec.upper.empty() ? "" : fs::absolute(spec.work));
+    if (!spec.fsname.empty()) {
+        opts += ",fsname=" + spec.fsname;
+    }
+    struct stat before {};
+    if (::stat(target.c_str(), &before) != 0) {
+        throw_errno("stat", target);
+    }
+    SpawnOptions so;
+    so.argv = {find_fuse_program(spec.fuse_program), "-f", "-o", opts, target};
+    so.die_with_parent = true;
+    Child child = Child::spawn(so);
+    // Live once the target is another filesystem (stat waits for the
+    // program's answer); the program ending first is the failure.
+    for (int i = 0;; ++i) {
+        struct stat now {};
+        if (::stat(target.c_str(), &now) == 0 && now.st_dev != before.st_dev) {
+            return child;
+        }
+        if (auto st = child.try_wait()) {
+            throw Error(so.argv[0] + " " + st->describe() + " before mounting on \"" + target +
+                        "\"");
+        }
+        if (i > 10000) {
+            throw Error(so.argv[0] + " did not mount \"" + target + "\" within 10 s");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
 }
 
@@ -138,8 +180,19 @@ MountHandle mount(const MountSpec& spec, const std::string& target_in) {
     }
     check_path(spec.upper);
     check_path(spec.work);
+    if (spec.foreground && spec.driver == Driver::fuse && !spec.state_dir.empty()) {
+        throw UsageError("mount on \"" + target_in + "\": a foreground FUSE mount is not recorded");
+    }
     if (!fs::is_dir(target)) {
         throw SysError("mount", target, ENOTDIR);
+    }
+    if (spec.driver == Driver::fuse && spec.foreground) {
+        Child program = mount_fuse_foreground(spec, target);
+        MountHandle handle(target, spec.driver, {}, Teardown::detach);
+        handle.m_fuse = std::move(program);
+        STRATA_LOG_DEBUG("mounted {} layers on \"{}\" with strata-overlay in the foreground",
+                         spec.lowers.size(), target);
+        return handle;
     }
     if (spec.driver == Driver::overlay) {
         OverlaySpec o{spec.lowers, spec.upper, spec.work};
@@ -251,43 +304,77 @@ std::optional<MountRecord> maybe_mount_record(const std::string& state_dir,
 
 MountHandle::MountHandle(MountHandle&& o) noexcept
     : m_target(std::exchange(o.m_target, {})), m_driver(o.m_driver),
-      m_state_dir(std::move(o.m_state_dir)) {}
+      m_state_dir(std::move(o.m_state_dir)), m_teardown(o.m_teardown), m_fuse(std::move(o.m_fuse)) {
+}
 
 MountHandle& MountHandle::operator=(MountHandle&& o) noexcept {
     if (this != &o) {
-        if (!m_target.empty()) {
-            try {
-                unmount();
-            } catch (const std::exception& e) {
-                STRATA_LOG_WARN("unmounting \"{}\": {}", m_target, e.what());
-            }
-        }
+        unmount_noexcept();
         m_target = std::exchange(o.m_target, {});
         m_driver = o.m_driver;
         m_state_dir = std::move(o.m_state_dir);
+        m_teardown = o.m_teardown;
+        m_fuse = std::move(o.m_fuse);
     }
     return *this;
 }
 
 MountHandle::~MountHandle() {
+    unmount_noexcept();
+}
+
+void MountHandle::unmount_noexcept() noexcept {
     if (m_target.empty()) {
         return;
     }
+    if (m_teardown == Teardown::detach) {
+        std::string t = std::exchange(m_target, {});
+        sys::umount_raw(t.c_str(), MNT_DETACH); // a throwaway mount: nothing to report
+        reap_fuse(t);
+        return;
+    }
+    std::string t = m_target;
     try {
         unmount();
     } catch (const std::exception& e) {
-        STRATA_LOG_WARN("unmounting \"{}\": {}", m_target, e.what());
+        STRATA_LOG_WARN("unmounting \"{}\": {}", t, e.what());
     }
 }
 
 void MountHandle::unmount() {
     std::string t = std::exchange(m_target, {});
-    if (!t.empty()) {
+    if (t.empty()) {
+        return;
+    }
+    if (m_teardown == Teardown::normal) {
         layerfs::unmount(t, m_state_dir);
+        return;
+    }
+    int r = sys::umount_raw(t.c_str(), MNT_DETACH);
+    reap_fuse(t);
+    if (r < 0) {
+        throw SysError("umount2", t, -r);
     }
 }
 
-std::string MountHandle::release() noexcept { return std::exchange(m_target, {}); }
+void MountHandle::reap_fuse(const std::string& target) noexcept {
+    if (!m_fuse) {
+        return;
+    }
+    // Detached, the program sees its connection end and exits.
+    try {
+        if (!m_fuse.wait_for(std::chrono::milliseconds(2000))) {
+            m_fuse.terminate();
+        }
+    } catch (const std::exception& e) {
+        STRATA_LOG_WARN("strata-overlay on {}: {}", target, e.what());
+    }
+}
+
+std::string MountHandle::release() noexcept {
+    m_fuse.detach(); // a foreground program serves on until this process ends
+    return std::exchange(m_target, {});
+}
 
 std::string find_fuse_program(const std::string& configured) {
     if (!configured.empty()) {

@@ -102,7 +102,9 @@ TEST_CASE("Metadata instructions set the config and add empty history entries") 
     BuildResult r = build(f.store, o);
     CHECK(r.layers.empty());
     CHECK(r.config.diff_ids.empty());
-    CHECK(r.config.config.env == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1", "B=two"});
+    CHECK(r.config.config.env ==
+          std::vector<std::string>{
+              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1", "B=two"});
     CHECK(r.config.config.labels.at("org.example.x") == "y");
     CHECK(r.config.config.cmd == std::vector<std::string>{"run", "$A"});
     REQUIRE(r.config.history.size() == 4);
@@ -143,7 +145,9 @@ TEST_CASE("A second build takes every step from the cache and makes the same ima
     for (std::size_t i = 0; i < 3; ++i) {
         CHECK(third.cache_keys[i] != first.cache_keys[i]);
     }
-    CHECK(third.config.config.env == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "V=2"});
+    CHECK(third.config.config.env ==
+          std::vector<std::string>{
+              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "V=2"});
 }
 
 TEST_CASE("Each step reports started, then done, under ids in Dockerfile order") {
@@ -189,14 +193,17 @@ TEST_CASE("A FROM of an image the store lacks fails at the FROM line") {
     CHECK(f.events.of(1).back().rfind("failed ", 0) == 0);
 }
 
-TEST_CASE("--target builds the stages the target needs, and its config only") {
+TEST_CASE("build --target builds the stages the target needs, and its config only") {
     Fixture f;
     BuildOptions o = f.options("FROM scratch AS base\nENV FROM_BASE=1\n"
                                "FROM scratch AS other\nENV OTHER=1\n"
                                "FROM base AS final\nENV FINAL=1\n");
     o.target = "final";
     BuildResult r = build(f.store, o);
-    CHECK(r.config.config.env == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FROM_BASE=1", "FINAL=1"});
+    CHECK(r.config.config.env ==
+          std::vector<std::string>{
+              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FROM_BASE=1",
+              "FINAL=1"});
     for (const auto& line : f.events.lines()) {
         CHECK(line.find("other") == std::string::npos);
     }
@@ -215,7 +222,7 @@ TEST_CASE("Unused build args and external syntax frontends are warned about") {
     CHECK(r.warnings[1] == "[Warning] One or more build-args [UNUSED] were not consumed");
 }
 
-TEST_CASE("--label goes on the image config only, not in the history or the cache key") {
+TEST_CASE("build --label goes on the image config only, not in the history or the cache key") {
     Fixture f;
     BuildResult plain = build(f.store, f.options("FROM scratch\nENV A=1\n"));
     BuildOptions o = f.options("FROM scratch\nENV A=1\n");

@@ -86,8 +86,10 @@ TEST_CASE("WORKDIR resolves relative paths against the previous one") {
 TEST_CASE("HEALTHCHECK is kept in the config with Go's %q history text") {
     formats::ImageConfig cfg = scratch_config();
     bool cmd_set = false;
-    std::string h = apply(cfg, "HEALTHCHECK --interval=1m30s --timeout=3s --retries=3 CMD curl -f x", cmd_set);
-    CHECK(h == "HEALTHCHECK &{[\"CMD-SHELL\" \"curl -f x\"] \"1m30s\" \"3s\" \"0s\" \"0s\" '\\x03'}");
+    std::string h =
+        apply(cfg, "HEALTHCHECK --interval=1m30s --timeout=3s --retries=3 CMD curl -f x", cmd_set);
+    CHECK(h ==
+          "HEALTHCHECK &{[\"CMD-SHELL\" \"curl -f x\"] \"1m30s\" \"3s\" \"0s\" \"0s\" '\\x03'}");
     REQUIRE(cfg.config.healthcheck.has_value());
     CHECK(cfg.config.healthcheck->interval == 90'000'000'000LL);
     CHECK(cfg.config.healthcheck->retries == 3);
@@ -119,6 +121,70 @@ TEST_CASE("The scratch config has the host platform, PATH and WorkingDir /") {
     CHECK_FALSE(cfg.architecture.empty());
     CHECK(cfg.config.env == std::vector<std::string>{kDefaultPathEnv});
     CHECK(cfg.config.working_dir == "/");
-    CHECK(get_env(cfg.config.env, "PATH").value() == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    CHECK(get_env(cfg.config.env, "PATH").value() ==
+          "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     CHECK_FALSE(get_env(cfg.config.env, "PAT").has_value());
+}
+
+TEST_CASE("a run takes Entrypoint, Cmd, Env, WorkingDir and User from the image config") {
+    formats::ImageConfig cfg = scratch_config();
+    cfg.config.entrypoint = std::vector<std::string>{"/bin/tini", "--"};
+    cfg.config.cmd = std::vector<std::string>{"sh", "-c", "echo hi"};
+    cfg.config.env = {"PATH=/bin", "A=1"};
+    cfg.config.working_dir = "/srv";
+    cfg.config.user = "daemon";
+    runner::RunSpec spec = image_run_spec(cfg, {});
+    CHECK(spec.argv == std::vector<std::string>{"/bin/tini", "--", "sh", "-c", "echo hi"});
+    CHECK(spec.env == std::vector<std::string>{"PATH=/bin", "A=1"});
+    CHECK(spec.cwd == "/srv");
+    CHECK(spec.user == "daemon");
+    CHECK(spec.rootfs.empty());
+
+    SECTION("a command replaces Cmd and keeps Entrypoint") {
+        RunOverrides o;
+        o.command = {"ls", "-l"};
+        CHECK(image_run_spec(cfg, o).argv ==
+              std::vector<std::string>{"/bin/tini", "--", "ls", "-l"});
+    }
+    SECTION("--entrypoint replaces Entrypoint and drops Cmd") {
+        RunOverrides o;
+        o.entrypoint = "/bin/echo";
+        CHECK(image_run_spec(cfg, o).argv == std::vector<std::string>{"/bin/echo"});
+        o.command = {"a", "b"};
+        CHECK(image_run_spec(cfg, o).argv == std::vector<std::string>{"/bin/echo", "a", "b"});
+    }
+    SECTION("--entrypoint \"\" leaves only the command") {
+        RunOverrides o;
+        o.entrypoint = "";
+        o.command = {"true"};
+        CHECK(image_run_spec(cfg, o).argv == std::vector<std::string>{"true"});
+        o.command.clear();
+        CHECK_THROWS_AS(image_run_spec(cfg, o), UsageError);
+    }
+    SECTION("-w and -u replace WorkingDir and User") {
+        RunOverrides o;
+        o.workdir = "/tmp";
+        o.user = "1000:1000";
+        runner::RunSpec s = image_run_spec(cfg, o);
+        CHECK(s.cwd == "/tmp");
+        CHECK(s.user == "1000:1000");
+    }
+}
+
+TEST_CASE("a run without WorkingDir starts in / and one without a command is refused") {
+    formats::ImageConfig cfg;
+    cfg.config.cmd = std::vector<std::string>{"/bin/sh"};
+    runner::RunSpec spec = image_run_spec(cfg, {});
+    CHECK(spec.cwd == "/");
+    CHECK(spec.user.empty());
+    CHECK(spec.env.empty());
+    cfg.config.cmd.reset();
+    CHECK_THROWS_WITH(image_run_spec(cfg, {}),
+                      "no command specified: the image has no Entrypoint or Cmd");
+}
+
+TEST_CASE("override_env replaces variables in place, appends new ones and removes bare names") {
+    std::vector<std::string> env = {"PATH=/bin", "A=1", "B=2", "A=dup", "C"};
+    override_env(env, {"A=x=y", "D=4", "PATH=/usr/bin", "B", "C=3", "E="});
+    CHECK(env == std::vector<std::string>{"PATH=/usr/bin", "A=x=y", "A=dup", "C=3", "D=4", "E="});
 }

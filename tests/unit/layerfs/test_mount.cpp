@@ -1,5 +1,6 @@
 // Mount records, unmount reliability, and strata-overlay as a mount helper.
 #include "layerfs/mount.hpp"
+#include "layerfs/overlay.hpp"
 #include "tests/support/support.hpp"
 #include "tests/unit/layerfs/stack.hpp"
 #include "util/child.hpp"
@@ -106,12 +107,89 @@ TEST_CASE("a FUSE mount whose process was killed unmounts cleanly", "[fuse]") {
     CHECK(fs::is_dir(m));
 }
 
+namespace {
+
+// The /proc/self/mountinfo line of the mount on target ("" when none).
+std::string mountinfo_line(const std::string& target) {
+    std::string info = fs::read_file("/proc/self/mountinfo");
+    std::size_t at = info.find(" " + target + " ");
+    if (at == std::string::npos) {
+        return {};
+    }
+    std::size_t begin = info.rfind('\n', at);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    return info.substr(begin, info.find('\n', at) - begin);
+}
+
+} // namespace
+
+TEST_CASE("a foreground FUSE mount is the caller's child and goes with its handle", "[fuse]") {
+    TempDir t;
+    test::write_file(t.path() + "/l1/f", "1");
+    std::string m = t.path() + "/m";
+    fs::mkdirs(m);
+    fs::mkdirs(t.path() + "/upper");
+    fs::mkdirs(t.path() + "/work");
+    auto spec =
+        test::spec_for({t.path() + "/l1"}, Driver::fuse, t.path() + "/upper", t.path() + "/work");
+    spec.foreground = true;
+    spec.fsname = "strata-test";
+    pid_t pid = -1;
+    {
+        auto h = layerfs::mount(spec, m);
+        CHECK(h.target() == m);
+        CHECK(sys::is_mount_point(m));
+        CHECK(mountinfo_line(m).find(" strata-test ") != std::string::npos);
+        pid = test::overlay_daemon_pid(m);
+        REQUIRE(pid > 0);
+        std::string stat = fs::read_file("/proc/" + std::to_string(pid) + "/stat");
+        // Field 4 (after "pid (comm) state") is the parent: this process.
+        std::size_t close = stat.rfind(')');
+        CHECK(std::stol(stat.substr(close + 4)) == ::getpid());
+        test::write_file(m + "/g", "2");
+        CHECK(test::read_file(t.path() + "/upper/g") == "2");
+    }
+    CHECK_FALSE(sys::is_mount_point(m));
+    // Reaped by the handle, not left a zombie.
+    CHECK(::kill(pid, 0) < 0);
+    CHECK(errno == ESRCH);
+}
+
+TEST_CASE("a foreground FUSE mount is not recorded") {
+    TempDir t;
+    fs::mkdirs(t.path() + "/l1");
+    fs::mkdirs(t.path() + "/m");
+    auto spec = test::spec_for({t.path() + "/l1"}, Driver::fuse);
+    spec.foreground = true;
+    spec.state_dir = t.path() + "/state";
+    CHECK_THROWS_AS(layerfs::mount(spec, t.path() + "/m"), UsageError);
+    CHECK_FALSE(fs::exists(t.path() + "/state"));
+}
+
+TEST_CASE("a handle with Teardown::detach detaches a mount it took over", "[overlay]") {
+    TempDir t;
+    test::write_file(t.path() + "/l1/f", "1");
+    std::string m = t.path() + "/m";
+    fs::mkdirs(m);
+    layerfs::mount_overlay(layerfs::OverlaySpec{{t.path() + "/l1"}, "", ""}, m);
+    {
+        layerfs::MountHandle h(m, Driver::overlay, {}, layerfs::Teardown::detach);
+        CHECK(test::read_file(m + "/f") == "1");
+    }
+    CHECK_FALSE(sys::is_mount_point(m));
+    // Explicitly, a target that is no longer mounted is an error.
+    layerfs::MountHandle gone(m, Driver::overlay, {}, layerfs::Teardown::detach);
+    CHECK_THROWS_AS(gone.unmount(), SysError);
+    CHECK(gone.target().empty());
+}
+
 TEST_CASE("SIGTERM to the FUSE process unmounts", "[fuse]") {
     TempDir t;
     test::write_file(t.path() + "/l1/f", "1");
     std::string m = t.path() + "/m";
     fs::mkdirs(m);
-    std::string target = layerfs::mount(test::spec_for({t.path() + "/l1"}, Driver::fuse), m).release();
+    std::string target =
+        layerfs::mount(test::spec_for({t.path() + "/l1"}, Driver::fuse), m).release();
     pid_t pid = test::overlay_daemon_pid(m);
     REQUIRE(pid > 0);
     REQUIRE(::kill(pid, SIGTERM) == 0);
@@ -128,7 +206,8 @@ TEST_CASE("a FUSE mount serves on one thread until it gets busy, and its process
     std::string m = t.path() + "/m";
     fs::mkdirs(m);
     bool busy = GENERATE(false, true);
-    std::string target = layerfs::mount(test::spec_for({t.path() + "/l1"}, Driver::fuse), m).release();
+    std::string target =
+        layerfs::mount(test::spec_for({t.path() + "/l1"}, Driver::fuse), m).release();
     pid_t pid = test::overlay_daemon_pid(m);
     REQUIRE(pid > 0);
     // The mount was ready when mount() returned: the kernel's INIT is
