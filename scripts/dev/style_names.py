@@ -211,7 +211,9 @@ def walk(repo, exts, folders=FOLDERS):
     for folder in folders:
         top = os.path.join(repo, folder)
         for root, dirs, names in os.walk(top):
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("build"))
+            # build trees (build, build-asan), not source folders such as builder/
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d != "build" and
+                             not d.startswith("build-"))
             for name in sorted(names):
                 if name.endswith(exts) or (".txt" in exts and name == "CMakeLists.txt"):
                     files.append(os.path.join(root, name))
