@@ -224,21 +224,23 @@ namespace {
 // checksum pays for its initialisation.
 class EvpHash {
 public:
-    explicit EvpHash(const EVP_MD* md) : ctx_(EVP_MD_CTX_new()) {
-        if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, md, nullptr) != 1) {
-            EVP_MD_CTX_free(ctx_);
+    explicit EvpHash(const EVP_MD* md) : m_ctx(EVP_MD_CTX_new()) {
+        if (m_ctx == nullptr || EVP_DigestInit_ex(m_ctx, md, nullptr) != 1) {
+            EVP_MD_CTX_free(m_ctx);
             throw Error("cannot initialise OpenSSL's digest " + std::string(EVP_MD_get0_name(md)));
         }
     }
-    ~EvpHash() { EVP_MD_CTX_free(ctx_); }
+    ~EvpHash() { EVP_MD_CTX_free(m_ctx); }
     EvpHash(const EvpHash&) = delete;
     EvpHash& operator=(const EvpHash&) = delete;
     // noexcept: called from the libcurl callback.
-    bool update(const void* data, std::size_t n) noexcept { return EVP_DigestUpdate(ctx_, data, n) == 1; }
+    bool update(const void* data, std::size_t n) noexcept {
+        return EVP_DigestUpdate(m_ctx, data, n) == 1;
+    }
     std::string finish_hex() {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
-        if (EVP_DigestFinal_ex(ctx_, md, &len) != 1) {
+        if (EVP_DigestFinal_ex(m_ctx, md, &len) != 1) {
             throw Error("OpenSSL digest failed");
         }
         static const char* hex = "0123456789abcdef";
@@ -251,7 +253,7 @@ public:
     }
 
 private:
-    EVP_MD_CTX* ctx_;
+    EVP_MD_CTX* m_ctx;
 };
 
 struct Sink {
@@ -409,35 +411,36 @@ namespace {
 // above, reading from fd with pread (the offset of fd is left alone).
 class RawDecompressor {
 public:
-    explicit RawDecompressor(int fd, const std::string& name) : fd_(fd), name_(name) {
-        a_ = archive_read_new();
-        if (a_ == nullptr) {
+    explicit RawDecompressor(int fd, const std::string& name) : m_fd(fd), m_name(name) {
+        m_a = archive_read_new();
+        if (m_a == nullptr) {
             throw Error("libarchive: out of memory");
         }
         // Only the filters ADD recognises (filter_all would also bid with
         // filters that run external programs).
-        archive_read_support_filter_gzip(a_);
-        archive_read_support_filter_bzip2(a_);
-        archive_read_support_filter_xz(a_);
-        archive_read_support_filter_zstd(a_);
-        archive_read_support_format_raw(a_);
-        if (archive_read_open(a_, this, nullptr, &RawDecompressor::read_cb, nullptr) != ARCHIVE_OK) {
-            std::string msg = name_ + ": " + err();
-            archive_read_free(a_);
-            a_ = nullptr;
+        archive_read_support_filter_gzip(m_a);
+        archive_read_support_filter_bzip2(m_a);
+        archive_read_support_filter_xz(m_a);
+        archive_read_support_filter_zstd(m_a);
+        archive_read_support_format_raw(m_a);
+        if (archive_read_open(m_a, this, nullptr, &RawDecompressor::read_cb, nullptr) !=
+            ARCHIVE_OK) {
+            std::string msg = m_name + ": " + err();
+            archive_read_free(m_a);
+            m_a = nullptr;
             throw Error(msg);
         }
         archive_entry* e = nullptr;
-        if (archive_read_next_header(a_, &e) != ARCHIVE_OK) {
-            std::string msg = name_ + ": " + err();
-            archive_read_free(a_);
-            a_ = nullptr;
+        if (archive_read_next_header(m_a, &e) != ARCHIVE_OK) {
+            std::string msg = m_name + ": " + err();
+            archive_read_free(m_a);
+            m_a = nullptr;
             throw Error(msg);
         }
     }
     ~RawDecompressor() {
-        if (a_ != nullptr) {
-            archive_read_free(a_);
+        if (m_a != nullptr) {
+            archive_read_free(m_a);
         }
     }
     RawDecompressor(const RawDecompressor&) = delete;
@@ -445,16 +448,16 @@ public:
 
     // Decompressed bytes; 0 at the end. Throws on corrupt input.
     std::size_t read(void* buf, std::size_t size) {
-        la_ssize_t r = archive_read_data(a_, buf, size);
+        la_ssize_t r = archive_read_data(m_a, buf, size);
         if (r < 0) {
-            throw Error(name_ + ": decompressing: " + err());
+            throw Error(m_name + ": decompressing: " + err());
         }
         return static_cast<std::size_t>(r);
     }
 
 private:
     std::string err() const {
-        const char* m = archive_error_string(a_);
+        const char* m = archive_error_string(m_a);
         return m != nullptr ? m : "unknown libarchive error";
     }
     // A C callback: no exception may cross it.
@@ -462,22 +465,22 @@ private:
         auto* d = static_cast<RawDecompressor*>(self);
         ssize_t n;
         do {
-            n = ::pread(d->fd_, d->buf_, sizeof d->buf_, d->off_);
+            n = ::pread(d->m_fd, d->m_buf, sizeof d->m_buf, d->m_off);
         } while (n < 0 && errno == EINTR);
         if (n < 0) {
             archive_set_error(a, errno, "read: %s", std::strerror(errno));
             return -1;
         }
-        d->off_ += n;
-        *out = d->buf_;
+        d->m_off += n;
+        *out = d->m_buf;
         return n;
     }
 
-    int fd_;
-    std::string name_;
-    struct archive* a_ = nullptr;
-    off_t off_ = 0;
-    char buf_[64 * 1024];
+    int m_fd;
+    std::string m_name;
+    struct archive* m_a = nullptr;
+    off_t m_off = 0;
+    char m_buf[64 * 1024];
 };
 
 bool tar_header_checksum_ok(const std::string& block) {

@@ -18,24 +18,24 @@ std::string build_time(const std::optional<std::int64_t>& source_date_epoch) {
 }
 
 void Cancellation::cancel() noexcept {
-    flag_ = true;
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto* c : running_) {
+    m_flag = true;
+    std::lock_guard<std::mutex> l(m_mu);
+    for (auto* c : m_running) {
         c->cancel();
     }
 }
 
 void Cancellation::add(runner::Control* c) {
-    std::lock_guard<std::mutex> l(mu_);
-    running_.insert(c);
-    if (flag_) {
+    std::lock_guard<std::mutex> l(m_mu);
+    m_running.insert(c);
+    if (m_flag) {
         c->cancel();
     }
 }
 
 void Cancellation::remove(runner::Control* c) {
-    std::lock_guard<std::mutex> l(mu_);
-    running_.erase(c);
+    std::lock_guard<std::mutex> l(m_mu);
+    m_running.erase(c);
 }
 
 BuildResult build(snapshot::Store& store, const BuildOptions& opts) {

@@ -44,15 +44,15 @@ namespace strata::builder {
 class Cancellation {
 public:
     void cancel() noexcept;
-    bool cancelled() const noexcept { return flag_.load(); }
+    bool cancelled() const noexcept { return m_flag.load(); }
     // For the executor: RUN steps register their runner while it runs.
     void add(runner::Control* c);
     void remove(runner::Control* c);
 
 private:
-    std::mutex mu_;
-    std::set<runner::Control*> running_;
-    std::atomic<bool> flag_{false};
+    std::mutex m_mu;
+    std::set<runner::Control*> m_running;
+    std::atomic<bool> m_flag{false};
 };
 
 class Cancelled : public Error {
@@ -161,21 +161,21 @@ class StepError : public Error {
 public:
     StepError(const std::string& what, std::string file, int line, std::string instruction,
               std::string output, int exit_code)
-        : Error(what), file_(std::move(file)), line_(line), instruction_(std::move(instruction)),
-          output_(std::move(output)), exit_code_(exit_code) {}
-    const std::string& file() const noexcept { return file_; }
-    int line() const noexcept { return line_; }
-    const std::string& instruction() const noexcept { return instruction_; }
+        : Error(what), m_file(std::move(file)), m_line(line), m_instruction(std::move(instruction)),
+          m_output(std::move(output)), m_exit_code(exit_code) {}
+    const std::string& file() const noexcept { return m_file; }
+    int line() const noexcept { return m_line; }
+    const std::string& instruction() const noexcept { return m_instruction; }
     // The process's whole output (RUN only).
-    const std::string& output() const noexcept { return output_; }
-    int exit_code() const noexcept { return exit_code_; } // -1 when not a process
+    const std::string& output() const noexcept { return m_output; }
+    int exit_code() const noexcept { return m_exit_code; } // -1 when not a process
 
 private:
-    std::string file_;
-    int line_;
-    std::string instruction_;
-    std::string output_;
-    int exit_code_;
+    std::string m_file;
+    int m_line;
+    std::string m_instruction;
+    std::string m_output;
+    int m_exit_code;
 };
 
 BuildResult build(snapshot::Store& store, const BuildOptions& opts);

@@ -334,17 +334,17 @@ std::string explain_miss(const std::optional<StepInputs>& prev, const StepInputs
 }
 
 BuildCache::BuildCache(std::string dir, std::vector<const CacheSource*> sources)
-    : dir_(std::move(dir)), sources_(std::move(sources)) {
-    fs::mkdirs(dir_, 0700);
+    : m_dir(std::move(dir)), m_sources(std::move(sources)) {
+    fs::mkdirs(m_dir, 0700);
 }
 
 std::optional<CacheRecord> BuildCache::lookup_local(const std::string& key) const {
-    std::string path = dir_ + "/" + key + ".json";
+    std::string path = m_dir + "/" + key + ".json";
     if (!fs::exists(path)) {
         return std::nullopt;
     }
     try {
-        CacheRecord r = parse_cache_record(fs::read_file(path, formats::kMaxDocumentSize), path);
+        CacheRecord r = parse_cache_record(fs::read_file(path, formats::k_max_document_size), path);
         if (r.key != key) {
             throw Error("record is for key " + r.key);
         }
@@ -359,7 +359,7 @@ std::optional<CacheRecord> BuildCache::lookup(const std::string& key) const {
     if (auto r = lookup_local(key)) {
         return r;
     }
-    for (const CacheSource* s : sources_) {
+    for (const CacheSource* s : m_sources) {
         if (auto r = s->lookup(key)) {
             store(*r);
             return r;
@@ -375,7 +375,7 @@ bool BuildCache::ensure_layer(snapshot::Store& st, const CacheRecord& record, st
     if (st.has_blob(record.layer->digest)) {
         return true;
     }
-    for (const CacheSource* s : sources_) {
+    for (const CacheSource* s : m_sources) {
         auto r = s->lookup(record.key);
         if (!r || !r->layer || r->layer->digest != record.layer->digest) {
             continue;
@@ -395,11 +395,11 @@ bool BuildCache::ensure_layer(snapshot::Store& st, const CacheRecord& record, st
 }
 
 void BuildCache::store(const CacheRecord& r) const {
-    fs::write_file_atomic(dir_ + "/" + r.key + ".json", to_json(r) + "\n", 0600);
+    fs::write_file_atomic(m_dir + "/" + r.key + ".json", to_json(r) + "\n", 0600);
 }
 
 std::optional<std::string> BuildCache::last_content(const std::string& probe_key) const {
-    std::string path = dir_ + "/" + probe_key + ".json";
+    std::string path = m_dir + "/" + probe_key + ".json";
     if (!fs::exists(path)) {
         return std::nullopt;
     }
@@ -413,7 +413,7 @@ std::optional<std::string> BuildCache::last_content(const std::string& probe_key
 
 void BuildCache::remember_content(const std::string& probe_key, const std::string& content_hash) const {
     nlohmann::json j = {{"probe", probe_key}, {"content", content_hash}};
-    fs::write_file_atomic(dir_ + "/" + probe_key + ".json", j.dump() + "\n", 0600);
+    fs::write_file_atomic(m_dir + "/" + probe_key + ".json", j.dump() + "\n", 0600);
 }
 
 namespace {
@@ -454,12 +454,12 @@ void remember_layer_size(const snapshot::Store& store, const formats::Digest& di
 }
 
 std::optional<StepInputs> BuildCache::last_inputs(const std::string& slot) const {
-    std::string path = dir_ + "/explain/" + slot + ".json";
+    std::string path = m_dir + "/explain/" + slot + ".json";
     if (!fs::exists(path)) {
         return std::nullopt;
     }
     try {
-        return parse_step_inputs(fs::read_file(path, formats::kMaxDocumentSize), path);
+        return parse_step_inputs(fs::read_file(path, formats::k_max_document_size), path);
     } catch (const std::exception& e) {
         STRATA_LOG_DEBUG("ignoring unreadable step inputs {}: {}", path, e.what());
         return std::nullopt;
@@ -468,14 +468,14 @@ std::optional<StepInputs> BuildCache::last_inputs(const std::string& slot) const
 
 void BuildCache::remember_inputs(const std::string& slot, const StepInputs& inputs) const {
     try {
-        fs::mkdirs(dir_ + "/explain", 0700);
+        fs::mkdirs(m_dir + "/explain", 0700);
         std::string json = to_json(inputs);
-        if (json.size() > formats::kMaxDocumentSize) {
+        if (json.size() > formats::k_max_document_size) {
             StepInputs small = inputs;
             small.files.reset();
             json = to_json(small);
         }
-        fs::write_file_atomic(dir_ + "/explain/" + slot + ".json", json + "\n", 0600);
+        fs::write_file_atomic(m_dir + "/explain/" + slot + ".json", json + "\n", 0600);
     } catch (const Error& e) {
         STRATA_LOG_WARN("cannot remember the inputs of a build step: {}", e.what());
     }

@@ -128,11 +128,11 @@ public:
     std::optional<StepInputs> last_inputs(const std::string& slot) const;
     void remember_inputs(const std::string& slot, const StepInputs& inputs) const;
 
-    const std::string& dir() const noexcept { return dir_; }
+    const std::string& dir() const noexcept { return m_dir; }
 
 private:
-    std::string dir_;
-    std::vector<const CacheSource*> sources_;
+    std::string m_dir;
+    std::vector<const CacheSource*> m_sources;
 };
 
 // The uncompressed content size of a layer (the bytes of its regular files,

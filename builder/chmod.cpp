@@ -8,7 +8,7 @@ namespace strata::builder {
 
 ChmodSpec ChmodSpec::parse(const std::string& text) {
     ChmodSpec spec;
-    spec.text_ = text;
+    spec.m_text = text;
     auto bad = [&]() -> Error {
         return Error("--chmod=" + text +
                      ": not a mode (octal such as 0755, or symbolic such as u+x,g-w or a=rX)");
@@ -20,8 +20,8 @@ ChmodSpec ChmodSpec::parse(const std::string& text) {
         if (text.size() > 4) {
             throw bad();
         }
-        spec.octal_ = true;
-        spec.mode_ = static_cast<mode_t>(std::stoul(text, nullptr, 8));
+        spec.m_octal = true;
+        spec.m_mode = static_cast<mode_t>(std::stoul(text, nullptr, 8));
         return spec;
     }
     std::size_t i = 0;
@@ -50,7 +50,7 @@ ChmodSpec ChmodSpec::parse(const std::string& text) {
                  ++i) {
                 op.perms += text[i];
             }
-            spec.ops_.push_back(std::move(op));
+            spec.m_ops.push_back(std::move(op));
         }
         if (i == text.size()) {
             return spec;
@@ -63,11 +63,11 @@ ChmodSpec ChmodSpec::parse(const std::string& text) {
 }
 
 mode_t ChmodSpec::apply(mode_t mode, bool is_dir) const {
-    if (octal_) {
-        return mode_;
+    if (m_octal) {
+        return m_mode;
     }
     mode &= 07777;
-    for (const Op& op : ops_) {
+    for (const Op& op : m_ops) {
         mode_t bits = 0;
         for (char c : op.perms) {
             switch (c) {

@@ -22,8 +22,8 @@ public:
     static ChmodSpec parse(const std::string& text);
 
     mode_t apply(mode_t mode, bool is_dir) const;
-    bool symbolic() const noexcept { return !octal_; }
-    const std::string& text() const noexcept { return text_; }
+    bool symbolic() const noexcept { return !m_octal; }
+    const std::string& text() const noexcept { return m_text; }
 
 private:
     struct Op {
@@ -31,10 +31,10 @@ private:
         char op;    // '+', '-', '='
         std::string perms;
     };
-    std::string text_;
-    bool octal_ = false;
-    mode_t mode_ = 0;
-    std::vector<Op> ops_;
+    std::string m_text;
+    bool m_octal = false;
+    mode_t m_mode = 0;
+    std::vector<Op> m_ops;
 };
 
 } // namespace strata::builder

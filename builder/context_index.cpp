@@ -22,7 +22,7 @@ namespace strata::builder {
 
 namespace {
 
-constexpr std::string_view kMemoHeader = "strata-context-digests 1\n";
+constexpr std::string_view k_memo_header = "strata-context-digests 1\n";
 
 std::int64_t ns_of(const struct timespec& t) {
     return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
@@ -54,21 +54,21 @@ bool parse_num(std::string_view& s, T& out) {
 
 ContextIndex::ContextIndex(int context_fd, std::string shown, std::string memo_file,
                            std::int64_t racy_window_ns)
-    : context_fd_(context_fd), shown_(std::move(shown)), memo_file_(std::move(memo_file)),
-      racy_window_ns_(racy_window_ns) {
+    : m_context_fd(context_fd), m_shown(std::move(shown)), m_memo_file(std::move(memo_file)),
+      m_racy_window_ns(racy_window_ns) {
     struct timespec now {};
     ::clock_gettime(CLOCK_REALTIME, &now);
-    start_ns_ = ns_of(now);
-    queue_.emplace_back("");
+    m_start_ns = ns_of(now);
+    m_queue.emplace_back("");
     unsigned n = std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
     try {
         for (unsigned i = 0; i < n; ++i) {
-            threads_.emplace_back([this] { walker(); });
+            m_threads.emplace_back([this] { walker(); });
         }
     } catch (...) {
-        stop_ = true;
-        walk_cv_.notify_all();
-        for (auto& t : threads_) {
+        m_stop = true;
+        m_walk_cv.notify_all();
+        for (auto& t : m_threads) {
             t.join();
         }
         throw;
@@ -76,44 +76,44 @@ ContextIndex::ContextIndex(int context_fd, std::string shown, std::string memo_f
 }
 
 ContextIndex::~ContextIndex() {
-    stop_ = true;
+    m_stop = true;
     {
-        std::lock_guard l(walk_mu_);
-        walk_cv_.notify_all();
+        std::lock_guard l(m_walk_mu);
+        m_walk_cv.notify_all();
     }
-    for (auto& t : threads_) {
+    for (auto& t : m_threads) {
         t.join();
     }
 }
 
 void ContextIndex::walker() noexcept {
-    std::unique_lock l(walk_mu_);
+    std::unique_lock l(m_walk_mu);
     for (;;) {
-        walk_cv_.wait(l, [&] { return stop_ || walk_done_ || !queue_.empty(); });
-        if (stop_ || walk_done_) {
+        m_walk_cv.wait(l, [&] { return m_stop || m_walk_done || !m_queue.empty(); });
+        if (m_stop || m_walk_done) {
             return;
         }
-        std::string rel = std::move(queue_.back());
-        queue_.pop_back();
-        busy_++;
+        std::string rel = std::move(m_queue.back());
+        m_queue.pop_back();
+        m_busy++;
         l.unlock();
         try {
             walk_dir(rel);
         } catch (...) {
             l.lock();
-            if (!walk_error_) {
-                walk_error_ = std::current_exception();
+            if (!m_walk_error) {
+                m_walk_error = std::current_exception();
             }
-            walk_done_ = true;
-            busy_--;
-            walk_cv_.notify_all();
+            m_walk_done = true;
+            m_busy--;
+            m_walk_cv.notify_all();
             return;
         }
         l.lock();
-        busy_--;
-        if (queue_.empty() && busy_ == 0) {
-            walk_done_ = true;
-            walk_cv_.notify_all();
+        m_busy--;
+        if (m_queue.empty() && m_busy == 0) {
+            m_walk_done = true;
+            m_walk_cv.notify_all();
             return;
         }
     }
@@ -122,9 +122,10 @@ void ContextIndex::walker() noexcept {
 // One directory: its entries sorted by name, each with its lstat metadata,
 // hashed into one digest; subdirectories are queued for the walkers.
 void ContextIndex::walk_dir(const std::string& rel) {
-    std::string shown = rel.empty() ? shown_ : shown_ + "/" + rel;
-    UniqueFd fd = rel.empty() ? UniqueFd(::openat(context_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))
-                              : open_in_root(context_fd_, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    std::string shown = rel.empty() ? m_shown : m_shown + "/" + rel;
+    UniqueFd fd = rel.empty()
+                      ? UniqueFd(::openat(m_context_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+                      : open_in_root(m_context_fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (!fd) {
         throw_errno("open", shown);
     }
@@ -152,7 +153,7 @@ void ContextIndex::walk_dir(const std::string& rel) {
     std::vector<std::string> subdirs;
     bool racy = false;
     for (const auto& n : names) {
-        if (stop_) {
+        if (m_stop) {
             break;
         }
         struct stat st;
@@ -180,65 +181,67 @@ void ContextIndex::walk_dir(const std::string& rel) {
     Sha256 h;
     h.update(records);
     auto digest = h.finish();
-    std::lock_guard l(walk_mu_);
-    dirs_.push_back({rel, std::string(reinterpret_cast<const char*>(digest.data()), digest.size())});
-    entries_ += names.size();
-    racy_ = racy_ || racy;
+    std::lock_guard l(m_walk_mu);
+    m_dirs.push_back(
+        {rel, std::string(reinterpret_cast<const char*>(digest.data()), digest.size())});
+    m_entries += names.size();
+    m_racy = m_racy || racy;
     if (!subdirs.empty()) {
         for (auto& s : subdirs) {
-            queue_.push_back(std::move(s));
+            m_queue.push_back(std::move(s));
         }
-        walk_cv_.notify_all();
+        m_walk_cv.notify_all();
     }
 }
 
 void ContextIndex::wait_walk() {
-    std::unique_lock l(walk_mu_);
-    walk_cv_.wait(l, [&] { return walk_done_; });
-    if (walk_error_) {
-        std::rethrow_exception(walk_error_);
+    std::unique_lock l(m_walk_mu);
+    m_walk_cv.wait(l, [&] { return m_walk_done; });
+    if (m_walk_error) {
+        std::rethrow_exception(m_walk_error);
     }
 }
 
 const std::string& ContextIndex::fingerprint() {
     wait_walk();
-    std::lock_guard l(walk_mu_);
-    if (!fingerprint_) {
-        std::sort(dirs_.begin(), dirs_.end(),
+    std::lock_guard l(m_walk_mu);
+    if (!m_fingerprint) {
+        std::sort(m_dirs.begin(), m_dirs.end(),
                   [](const DirResult& a, const DirResult& b) { return a.rel < b.rel; });
         Sha256 h;
         struct stat root {};
-        if (::fstat(context_fd_, &root) != 0) {
-            throw_errno("stat", shown_);
+        if (::fstat(m_context_fd, &root) != 0) {
+            throw_errno("stat", m_shown);
         }
         MetaRecord m{};
         m.ino = root.st_ino;
         m.size = static_cast<std::int64_t>(root.st_dev);
         h.update("strata-context-fingerprint 2\n");
         h.update(&m, sizeof m);
-        for (const auto& dr : dirs_) {
+        for (const auto& dr : m_dirs) {
             h.update(dr.rel.c_str(), dr.rel.size() + 1);
             h.update(dr.digest);
         }
-        fingerprint_ = h.finish_hex();
+        m_fingerprint = h.finish_hex();
     }
-    return *fingerprint_;
+    return *m_fingerprint;
 }
 
 bool ContextIndex::racy() {
     wait_walk();
-    std::lock_guard l(walk_mu_);
-    return racy_;
+    std::lock_guard l(m_walk_mu);
+    return m_racy;
 }
 
 std::size_t ContextIndex::entries() {
     wait_walk();
-    std::lock_guard l(walk_mu_);
-    return entries_;
+    std::lock_guard l(m_walk_mu);
+    return m_entries;
 }
 
 bool ContextIndex::is_racy(const struct stat& st) const {
-    return ns_of(st.st_ctim) >= start_ns_ - racy_window_ns_ || ns_of(st.st_mtim) >= start_ns_ - racy_window_ns_;
+    return ns_of(st.st_ctim) >= m_start_ns - m_racy_window_ns ||
+           ns_of(st.st_mtim) >= m_start_ns - m_racy_window_ns;
 }
 
 // The memo file: a header line, then one line per file
@@ -246,32 +249,33 @@ bool ContextIndex::is_racy(const struct stat& st) const {
 // and a last line "end <sha256 hex of everything before it>\n". Anything that
 // does not parse, or a wrong checksum, discards the whole memo (it is a cache).
 void ContextIndex::load_memo() {
-    memo_loaded_ = true;
+    m_memo_loaded = true;
     std::string data;
     try {
-        data = fs::read_file(memo_file_);
+        data = fs::read_file(m_memo_file);
     } catch (const SysError& e) {
         if (e.error_code() != ENOENT) {
-            STRATA_LOG_DEBUG("context digests {}: {}", memo_file_, e.what());
+            STRATA_LOG_DEBUG("context digests {}: {}", m_memo_file, e.what());
         }
         return;
     } catch (const Error& e) {
-        STRATA_LOG_DEBUG("context digests {}: {}", memo_file_, e.what());
+        STRATA_LOG_DEBUG("context digests {}: {}", m_memo_file, e.what());
         return;
     }
     auto bad = [&](const char* why) {
-        STRATA_LOG_DEBUG("context digests {}: {}; ignored", memo_file_, why);
-        memo_.clear();
+        STRATA_LOG_DEBUG("context digests {}: {}; ignored", m_memo_file, why);
+        m_memo.clear();
     };
     std::size_t end = data.rfind("end ");
-    if (data.compare(0, kMemoHeader.size(), kMemoHeader) != 0 || end == std::string::npos ||
+    if (data.compare(0, k_memo_header.size(), k_memo_header) != 0 || end == std::string::npos ||
         data.size() != end + 4 + 64 + 1 || data.back() != '\n') {
         return bad("not a digest memo");
     }
     if (Sha256::hex_of(std::string_view(data).substr(0, end)) != data.substr(end + 4, 64)) {
         return bad("checksum mismatch");
     }
-    std::string_view s = std::string_view(data).substr(kMemoHeader.size(), end - kMemoHeader.size());
+    std::string_view s =
+        std::string_view(data).substr(k_memo_header.size(), end - k_memo_header.size());
     while (!s.empty()) {
         Remembered r;
         if (s.size() < 65 || s[64] != ' ') {
@@ -287,17 +291,17 @@ void ContextIndex::load_memo() {
         }
         std::string rel(s.substr(0, len));
         s.remove_prefix(len + 1);
-        memo_[std::move(rel)] = std::move(r);
+        m_memo[std::move(rel)] = std::move(r);
     }
 }
 
 std::optional<std::string> ContextIndex::find(const std::string& rel, const struct stat& st) {
-    std::lock_guard l(memo_mu_);
-    if (!memo_loaded_) {
+    std::lock_guard l(m_memo_mu);
+    if (!m_memo_loaded) {
         load_memo();
     }
-    auto it = memo_.find(rel);
-    if (it == memo_.end()) {
+    auto it = m_memo.find(rel);
+    if (it == m_memo.end()) {
         return std::nullopt;
     }
     Remembered& r = it->second;
@@ -310,13 +314,13 @@ std::optional<std::string> ContextIndex::find(const std::string& rel, const stru
 }
 
 void ContextIndex::learn(const std::string& rel, const struct stat& st, const std::string& digest) {
-    std::lock_guard l(memo_mu_);
-    if (!memo_loaded_) {
+    std::lock_guard l(m_memo_mu);
+    if (!m_memo_loaded) {
         load_memo();
     }
     if (is_racy(st)) {
-        memo_.erase(rel);
-        memo_dirty_ = true;
+        m_memo.erase(rel);
+        m_memo_dirty = true;
         return;
     }
     Remembered r;
@@ -327,32 +331,32 @@ void ContextIndex::learn(const std::string& rel, const struct stat& st, const st
     r.mode = st.st_mode;
     r.digest = digest;
     r.used = true;
-    memo_[rel] = std::move(r);
-    memo_dirty_ = true;
+    m_memo[rel] = std::move(r);
+    m_memo_dirty = true;
 }
 
 void ContextIndex::save() {
-    std::lock_guard l(memo_mu_);
-    if (!memo_dirty_) {
+    std::lock_guard l(m_memo_mu);
+    if (!m_memo_dirty) {
         return;
     }
     // Entries of files that are gone (or were not read by any build since)
     // are dropped once the memo grows well past the context.
     std::size_t walked = 0;
     {
-        std::lock_guard wl(walk_mu_);
-        walked = walk_done_ && !walk_error_ ? entries_ : 0;
+        std::lock_guard wl(m_walk_mu);
+        walked = m_walk_done && !m_walk_error ? m_entries : 0;
     }
-    bool prune = walked > 0 && memo_.size() > 2 * walked + 1024;
+    bool prune = walked > 0 && m_memo.size() > 2 * walked + 1024;
     std::vector<const std::pair<const std::string, Remembered>*> rows;
-    rows.reserve(memo_.size());
-    for (const auto& kv : memo_) {
+    rows.reserve(m_memo.size());
+    for (const auto& kv : m_memo) {
         if (!prune || kv.second.used) {
             rows.push_back(&kv);
         }
     }
     std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->first < b->first; });
-    std::string out(kMemoHeader);
+    std::string out(k_memo_header);
     out.reserve(rows.size() * 140);
     for (const auto* kv : rows) {
         const Remembered& r = kv->second;
@@ -365,13 +369,13 @@ void ContextIndex::save() {
     std::string sum = Sha256::hex_of(out);
     out += "end " + sum + "\n";
     try {
-        fs::mkdirs(fs::dirname(memo_file_), 0700);
-        AtomicFile f(memo_file_, 0600);
+        fs::mkdirs(fs::dirname(m_memo_file), 0700);
+        AtomicFile f(m_memo_file, 0600);
         f.write(out);
         f.commit();
-        memo_dirty_ = false;
+        m_memo_dirty = false;
     } catch (const Error& e) {
-        STRATA_LOG_WARN("cannot save the context's file digests to {}: {}", memo_file_, e.what());
+        STRATA_LOG_WARN("cannot save the context's file digests to {}: {}", m_memo_file, e.what());
     }
 }
 

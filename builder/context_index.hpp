@@ -41,7 +41,7 @@ public:
     // path for messages; memo_file: where the file digests are kept (loaded on
     // first use, written by save()).
     ContextIndex(int context_fd, std::string shown, std::string memo_file,
-                 std::int64_t racy_window_ns = kRacyWindowNs);
+                 std::int64_t racy_window_ns = k_racy_window_ns);
     ContextIndex(const ContextIndex&) = delete;
     ContextIndex& operator=(const ContextIndex&) = delete;
     ~ContextIndex() override; // stops and joins the walk
@@ -64,7 +64,7 @@ public:
     void save();
 
     // How far back from the start of the walk a ctime counts as racy.
-    static constexpr std::int64_t kRacyWindowNs = 2'000'000'000;
+    static constexpr std::int64_t k_racy_window_ns = 2'000'000'000;
 
 private:
     struct Remembered {
@@ -87,30 +87,30 @@ private:
     bool is_racy(const struct stat& st) const;
     void load_memo();
 
-    int context_fd_;
-    std::string shown_;
-    std::string memo_file_;
-    std::int64_t start_ns_ = 0;
-    std::int64_t racy_window_ns_;
+    int m_context_fd;
+    std::string m_shown;
+    std::string m_memo_file;
+    std::int64_t m_start_ns = 0;
+    std::int64_t m_racy_window_ns;
 
     // The walk: a queue of directories (relative paths, "" for the root).
-    std::mutex walk_mu_;
-    std::condition_variable walk_cv_;
-    std::vector<std::string> queue_;
-    std::size_t busy_ = 0;
-    bool walk_done_ = false;
-    std::exception_ptr walk_error_;
-    std::vector<DirResult> dirs_;
-    std::size_t entries_ = 0;
-    bool racy_ = false;
-    std::atomic<bool> stop_{false};
-    std::vector<std::thread> threads_;
-    std::optional<std::string> fingerprint_;
+    std::mutex m_walk_mu;
+    std::condition_variable m_walk_cv;
+    std::vector<std::string> m_queue;
+    std::size_t m_busy = 0;
+    bool m_walk_done = false;
+    std::exception_ptr m_walk_error;
+    std::vector<DirResult> m_dirs;
+    std::size_t m_entries = 0;
+    bool m_racy = false;
+    std::atomic<bool> m_stop{false};
+    std::vector<std::thread> m_threads;
+    std::optional<std::string> m_fingerprint;
 
-    std::mutex memo_mu_;
-    bool memo_loaded_ = false;
-    bool memo_dirty_ = false;
-    std::unordered_map<std::string, Remembered> memo_;
+    std::mutex m_memo_mu;
+    bool m_memo_loaded = false;
+    bool m_memo_dirty = false;
+    std::unordered_map<std::string, Remembered> m_memo;
 };
 
 } // namespace strata::builder

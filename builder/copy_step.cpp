@@ -123,7 +123,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     bool from_stage = !cp.from.empty();
     if (from_stage) {
         auto lowers = lowers_for_ref(cp.from, stage, &from_key);
-        view = std::make_unique<RootView>(store_.tmp_dir(), lowers);
+        view = std::make_unique<RootView>(m_store.tmp_dir(), lowers);
         src_fd = fs::open_dir(view->path());
     }
 
@@ -199,7 +199,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     std::optional<std::pair<uid_t, gid_t>> link_owner;
     if (cp.link && !cp.chown.empty()) {
         as_step(ins, [&] {
-            RootView parent(store_.tmp_dir(), st.lowers());
+            RootView parent(m_store.tmp_dir(), st.lowers());
             UniqueFd proot = fs::open_dir(parent.path());
             link_owner = resolve_chown(proot.get(), cp.chown);
         });
@@ -225,7 +225,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     std::vector<Download> downloads;
     for (const auto& u : urls) {
         if (!download_dir) {
-            download_dir.emplace(store_.tmp_dir(), "add-");
+            download_dir.emplace(m_store.tmp_dir(), "add-");
         }
         as_step(ins, [&] { downloads.push_back(fetch_url(u, download_dir->path(), cp.checksum)); });
         content += "\n" + u + "=" + downloads.back().sha256;
@@ -234,12 +234,12 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     GitAuth git_auth;
     if (!git_sources.empty()) {
         // Only what the build was given: --ssh default, --secret GIT_AUTH_TOKEN[.<host>].
-        for (const auto& a : opts_.ssh_agents) {
+        for (const auto& a : m_opts.ssh_agents) {
             if (a.id == "default") {
                 git_auth.ssh_auth_sock = a.socket;
             }
         }
-        for (const auto& sec : opts_.secrets) {
+        for (const auto& sec : m_opts.secrets) {
             if (sec.id == "GIT_AUTH_TOKEN" || sec.id.rfind("GIT_AUTH_TOKEN.", 0) == 0) {
                 git_auth.token = fs::read_file(sec.path, 64 * 1024);
                 while (!git_auth.token.empty() &&
@@ -252,7 +252,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     }
     for (const auto& g : git_sources) {
         if (!download_dir) {
-            download_dir.emplace(store_.tmp_dir(), "add-");
+            download_dir.emplace(m_store.tmp_dir(), "add-");
         }
         std::string d = download_dir->path() + "/git-" + std::to_string(checkouts.size());
         fs::mkdirs(d, 0700);
@@ -321,7 +321,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
             });
         }
         as_step(ins, [&] {
-            int sfd = from_stage ? src_fd.get() : context_fd_.get();
+            int sfd = from_stage ? src_fd.get() : m_context_fd.get();
             for (const auto& s : local_sources) {
                 bool extracted = false;
                 if (cp.add && !from_stage && cp.unpack.value_or(true) && !has_wildcard(s)) {
@@ -333,7 +333,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                     if (f && S_ISREG(fs::fstat(f.get()).st_mode) && is_tar_archive(f.get())) {
                         std::string d = dest.back() == '/' ? dest : dest + "/";
                         UniqueFd target = mkdirs_in_root(root.get(), d, 0755);
-                        extract_archive(f.get(), s, target.get(), store_.tmp_dir());
+                        extract_archive(f.get(), s, target.get(), m_store.tmp_dir());
                         extracted = true;
                     }
                 }
@@ -342,16 +342,16 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                 }
             }
             if (!cp.contents.empty()) {
-                TempDir hd(store_.tmp_dir(), "heredoc-");
+                TempDir hd(m_store.tmp_dir(), "heredoc-");
                 std::vector<std::string> names;
                 for (const auto& c : cp.contents) {
                     std::string data = c.chomp ? chomp_tabs(c.data) : c.data;
                     UniqueFd f =
                         fs::open(hd.path() + "/" + c.path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
                     fs::write_all(f.get(), data);
-                    if (opts_.source_date_epoch) {
-                        struct timespec ts[2] = {{*opts_.source_date_epoch, 0},
-                                                 {*opts_.source_date_epoch, 0}};
+                    if (m_opts.source_date_epoch) {
+                        struct timespec ts[2] = {{*m_opts.source_date_epoch, 0},
+                                                 {*m_opts.source_date_epoch, 0}};
                         ::futimens(f.get(), ts);
                     }
                     f.close();

@@ -139,26 +139,27 @@ bool is_builtin_frontend(const std::string& ref) {
 class PackingProgress {
 public:
     PackingProgress(BuildEvents* events, int id, int blob_fd)
-        : events_(events), id_(id), fd_(blob_fd) {
-        if (events_ != nullptr) {
-            thread_ = std::thread([this] {
-                std::unique_lock<std::mutex> l(mu_);
-                while (!cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return done_; })) {
+        : m_events(events), m_id(id), m_fd(blob_fd) {
+        if (m_events != nullptr) {
+            m_thread = std::thread([this] {
+                std::unique_lock<std::mutex> l(m_mu);
+                while (
+                    !m_cv.wait_for(l, std::chrono::milliseconds(250), [this] { return m_done; })) {
                     report();
                 }
             });
         }
     }
     ~PackingProgress() {
-        if (events_ == nullptr) {
+        if (m_events == nullptr) {
             return;
         }
         {
-            std::lock_guard<std::mutex> l(mu_);
-            done_ = true;
+            std::lock_guard<std::mutex> l(m_mu);
+            m_done = true;
         }
-        cv_.notify_all();
-        thread_.join();
+        m_cv.notify_all();
+        m_thread.join();
         report();
     }
     PackingProgress(const PackingProgress&) = delete;
@@ -167,83 +168,83 @@ public:
 private:
     void report() {
         struct stat st;
-        if (::fstat(fd_, &st) == 0) {
-            events_->step_packing(id_, static_cast<std::uint64_t>(st.st_size));
+        if (::fstat(m_fd, &st) == 0) {
+            m_events->step_packing(m_id, static_cast<std::uint64_t>(st.st_size));
         }
     }
-    BuildEvents* events_;
-    int id_;
-    int fd_;
-    std::thread thread_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool done_ = false;
+    BuildEvents* m_events;
+    int m_id;
+    int m_fd;
+    std::thread m_thread;
+    std::mutex m_mu;
+    std::condition_variable m_cv;
+    bool m_done = false;
 };
 
 } // namespace
 
 Executor::Executor(snapshot::Store& store, const BuildOptions& opts)
-    : store_(store), opts_(opts), cache_(store.cache_dir(), opts.cache_from),
-      null_events_(std::make_unique<NullEvents>()),
-      events_(opts.events ? opts.events : null_events_.get()) {}
+    : m_store(store), m_opts(opts), m_cache(store.cache_dir(), opts.cache_from),
+      m_null_events(std::make_unique<NullEvents>()),
+      m_events(opts.events ? opts.events : m_null_events.get()) {}
 
 void Executor::load_dockerfile() {
-    if (opts_.context_dir.empty()) {
+    if (m_opts.context_dir.empty()) {
         throw UsageError("no build context given");
     }
-    if (!fs::is_dir(opts_.context_dir)) {
-        throw UsageError("build context " + opts_.context_dir + " is not a directory");
+    if (!fs::is_dir(m_opts.context_dir)) {
+        throw UsageError("build context " + m_opts.context_dir + " is not a directory");
     }
-    context_fd_ = fs::open(opts_.context_dir, O_RDONLY | O_DIRECTORY);
-    explain_context_ =
-        opts_.context_label.empty() ? fs::absolute(opts_.context_dir) : opts_.context_label;
-    dockerfile_path_ =
-        opts_.dockerfile.empty() ? fs::join(opts_.context_dir, "Dockerfile") : opts_.dockerfile;
-    if (fs::absolute(dockerfile_path_).starts_with(fs::absolute(opts_.context_dir) + "/")) {
+    m_context_fd = fs::open(m_opts.context_dir, O_RDONLY | O_DIRECTORY);
+    m_explain_context =
+        m_opts.context_label.empty() ? fs::absolute(m_opts.context_dir) : m_opts.context_label;
+    m_dockerfile_path =
+        m_opts.dockerfile.empty() ? fs::join(m_opts.context_dir, "Dockerfile") : m_opts.dockerfile;
+    if (fs::absolute(m_dockerfile_path).starts_with(fs::absolute(m_opts.context_dir) + "/")) {
         // A Dockerfile in the context that is a symlink: followed inside the
         // context only (one given with -f outside it is the user's choice).
-        df::DockerIgnore::check_inside(dockerfile_path_, opts_.context_dir, "the Dockerfile");
+        df::DockerIgnore::check_inside(m_dockerfile_path, m_opts.context_dir, "the Dockerfile");
     }
     std::string text;
-    if (opts_.dockerfile_text) {
-        text = *opts_.dockerfile_text;
+    if (m_opts.dockerfile_text) {
+        text = *m_opts.dockerfile_text;
     } else {
         try {
-            text = fs::read_file(dockerfile_path_, 16 << 20);
+            text = fs::read_file(m_dockerfile_path, 16 << 20);
         } catch (const SysError& e) {
             throw Error("cannot read the Dockerfile: " + std::string(e.what()));
         }
     }
     std::string shown =
-        opts_.dockerfile.empty() || opts_.dockerfile_text ? "Dockerfile" : opts_.dockerfile;
-    ast_ = df::parse(text, shown);
-    for (const auto& d : ast_.directives) {
+        m_opts.dockerfile.empty() || m_opts.dockerfile_text ? "Dockerfile" : m_opts.dockerfile;
+    m_ast = df::parse(text, shown);
+    for (const auto& d : m_ast.directives) {
         if (d.name == "syntax" && !is_builtin_frontend(d.value)) {
-            warnings_.push_back(fmt::format("{}:{}: # syntax={}: strata does not run external "
-                                            "frontends; building with its own Dockerfile frontend",
-                                            shown, d.line, d.value));
+            m_warnings.push_back(fmt::format("{}:{}: # syntax={}: strata does not run external "
+                                             "frontends; building with its own Dockerfile frontend",
+                                             shown, d.line, d.value));
         }
     }
     df::PlanOptions po;
-    po.build_args = opts_.build_args;
-    po.target = opts_.target;
-    if (!opts_.platform.empty()) {
-        formats::Platform want = formats::parse_platform(opts_.platform);
+    po.build_args = m_opts.build_args;
+    po.target = m_opts.target;
+    if (!m_opts.platform.empty()) {
+        formats::Platform want = formats::parse_platform(m_opts.platform);
         if (!formats::platform_matches(want, formats::host_platform())) {
-            throw UsageError("--platform " + opts_.platform + ": only the host platform (" +
+            throw UsageError("--platform " + m_opts.platform + ": only the host platform (" +
                              formats::to_string(formats::host_platform()) + ") can be built");
         }
     }
-    plan_ = df::plan(ast_, po);
-    if (!plan_.unused_build_args.empty()) {
+    m_plan = df::plan(m_ast, po);
+    if (!m_plan.unused_build_args.empty()) {
         // BuildKit's wording (moby builder/dockerfile/buildargs.go).
-        warnings_.push_back("[Warning] One or more build-args [" +
-                            join(plan_.unused_build_args, " ") + "] were not consumed");
+        m_warnings.push_back("[Warning] One or more build-args [" +
+                             join(m_plan.unused_build_args, " ") + "] were not consumed");
     }
-    multi_stage_ = plan_.stages.size() > 1;
+    m_multi_stage = m_plan.stages.size() > 1;
     // A build that copies from the context walks it while the first steps run.
-    for (std::size_t i : plan_.order) {
-        for (const auto& ins : plan_.stages[i].instructions) {
+    for (std::size_t i : m_plan.order) {
+        for (const auto& ins : m_plan.stages[i].instructions) {
             const auto* cp = std::get_if<df::CopyInstr>(&ins.data);
             if (cp != nullptr && cp->from.empty()) {
                 (void)context_index();
@@ -251,8 +252,8 @@ void Executor::load_dockerfile() {
             }
         }
     }
-    ignore_ = df::DockerIgnore::load_for(opts_.context_dir, dockerfile_path_);
-    for (const auto& s : opts_.secrets) {
+    m_ignore = df::DockerIgnore::load_for(m_opts.context_dir, m_dockerfile_path);
+    for (const auto& s : m_opts.secrets) {
         if (!fs::exists(s.path)) {
             throw UsageError("--secret id=" + s.id + ": " + s.path + " does not exist");
         }
@@ -260,9 +261,9 @@ void Executor::load_dockerfile() {
 }
 
 std::string Executor::stage_prefix(std::size_t stage, int pos, int total) const {
-    const df::Stage& s = plan_.stages[stage];
+    const df::Stage& s = m_plan.stages[stage];
     std::string label;
-    if (multi_stage_) {
+    if (m_multi_stage) {
         label = (s.name.empty() ? "stage-" + std::to_string(stage) : s.name) + " ";
     }
     return fmt::format("[{}{}/{}]", label, pos, total);
@@ -270,31 +271,31 @@ std::string Executor::stage_prefix(std::size_t stage, int pos, int total) const 
 
 Executor::Step Executor::start_step(std::size_t stage, int pos, int total,
                                     const std::string& text) {
-    if (opts_.cancellation && opts_.cancellation->cancelled()) {
+    if (m_opts.cancellation && m_opts.cancellation->cancelled()) {
         throw Cancelled("build cancelled");
     }
     Step s;
-    s.id = next_step_++;
+    s.id = m_next_step++;
     s.name = stage_prefix(stage, pos, total) + " " + text;
     s.t0 = std::chrono::steady_clock::now();
     // The same step of the same Dockerfile in the same context, build after
     // build: its inputs are compared to explain a miss.
-    const df::Stage& sd = plan_.stages[stage];
+    const df::Stage& sd = m_plan.stages[stage];
     std::string kind = text.substr(0, text.find(' '));
     if (kind == "ONBUILD") {
         std::size_t end = text.find(' ', 8);
         kind += " " + text.substr(8, end == std::string::npos ? std::string::npos : end - 8);
     }
-    s.slot = cache_key({"explain-slot/1", explain_context_, ast_.file,
+    s.slot = cache_key({"explain-slot/1", m_explain_context, m_ast.file,
                         sd.name.empty() ? "stage-" + std::to_string(stage) : sd.name,
                         std::to_string(pos), kind});
-    events_->step_started(s.id, s.name);
+    m_events->step_started(s.id, s.name);
     return s;
 }
 
 std::string Executor::history_time(const std::optional<CacheRecord>& rec) const {
-    if (opts_.source_date_epoch) {
-        return build_time(opts_.source_date_epoch);
+    if (m_opts.source_date_epoch) {
+        return build_time(m_opts.source_date_epoch);
     }
     if (rec && !rec->created.empty()) {
         return rec->created;
@@ -318,10 +319,10 @@ void Executor::shown_step(std::size_t stage, int pos, int total, const std::stri
     try {
         body(step);
     } catch (const std::exception& e) {
-        events_->step_failed(step.id, e.what(), seconds_since(step.t0));
+        m_events->step_failed(step.id, e.what(), seconds_since(step.t0));
         throw;
     }
-    events_->step_done(step.id, seconds_since(step.t0));
+    m_events->step_done(step.id, seconds_since(step.t0));
 }
 
 void Executor::as_step(const df::Instruction& ins, const std::function<void()>& f) const {
@@ -347,8 +348,8 @@ std::optional<std::size_t> Executor::stage_by_ref(const std::string& ref,
     for (char c : ref) {
         lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
-    for (std::size_t i = 0; i < before && i < plan_.stages.size(); ++i) {
-        if (!plan_.stages[i].name.empty() && plan_.stages[i].name == lower) {
+    for (std::size_t i = 0; i < before && i < m_plan.stages.size(); ++i) {
+        if (!m_plan.stages[i].name.empty() && m_plan.stages[i].name == lower) {
             return i;
         }
     }
@@ -364,8 +365,8 @@ std::optional<std::size_t> Executor::stage_by_ref(const std::string& ref,
 const StageResult& Executor::finished_stage(std::size_t index) {
     std::shared_future<StageResult> f;
     {
-        std::lock_guard<std::mutex> l(mu_);
-        f = futures_.at(index);
+        std::lock_guard<std::mutex> l(m_mu);
+        f = m_futures.at(index);
     }
     if (!f.valid()) {
         throw Error(fmt::format("internal error: stage {} was not scheduled", index));
@@ -383,22 +384,22 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
         return st;
     }
     std::optional<snapshot::ImageRecord> rec;
-    if (opts_.fetch_always && opts_.fetch_image) {
-        if (auto got = opts_.fetch_image(ref)) {
-            rec = store_.resolve(*got);
+    if (m_opts.fetch_always && m_opts.fetch_image) {
+        if (auto got = m_opts.fetch_image(ref)) {
+            rec = m_store.resolve(*got);
         }
     }
     try {
         if (!rec) {
-            rec = store_.resolve(ref);
+            rec = m_store.resolve(ref);
         }
     } catch (const Error& e) {
         if (!snapshot::Reference::try_parse(ref)) {
             throw Error("invalid image reference \"" + ref + "\": " + e.what());
         }
-        if (opts_.fetch_image && !opts_.fetch_always) {
-            if (auto got = opts_.fetch_image(ref)) {
-                rec = store_.resolve(*got);
+        if (m_opts.fetch_image && !m_opts.fetch_always) {
+            if (auto got = m_opts.fetch_image(ref)) {
+                rec = m_store.resolve(*got);
             }
         }
         if (!rec) {
@@ -406,8 +407,8 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
                         ", or strata bootstrap busybox for the example base)");
         }
     }
-    store_.keep(rec->manifest); // gc leaves the base alone while the build uses it
-    snapshot::Image img = store_.load(rec->manifest);
+    m_store.keep(rec->manifest); // gc leaves the base alone while the build uses it
+    snapshot::Image img = m_store.load(rec->manifest);
     if (!platform.empty()) {
         formats::Platform want = formats::parse_platform(platform);
         if (!formats::platform_matches(want, formats::host_platform())) {
@@ -424,7 +425,7 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
                         formats::to_string(formats::host_platform()));
     }
     st.config = img.config;
-    std::vector<std::string> snapshots = store_.ensure_snapshots(img);
+    std::vector<std::string> snapshots = m_store.ensure_snapshots(img);
     for (std::size_t i = 0; i < snapshots.size(); ++i) {
         st.layers.push_back({img.manifest.layers[i], std::move(snapshots[i])});
     }
@@ -473,8 +474,8 @@ Executor::args_in_scope(const StageResult& st, const df::StageScope& scope) cons
 
 CopyOptions Executor::context_copy_options() const {
     CopyOptions o;
-    if (ignore_) {
-        const df::DockerIgnore* ign = &*ignore_;
+    if (m_ignore) {
+        const df::DockerIgnore* ign = &*m_ignore;
         o.excluded = [ign](const std::string& rel, bool) { return ign->excluded(rel); };
         o.may_reinclude = [ign](const std::string& rel) { return ign->may_reinclude_under(rel); };
     }
@@ -483,14 +484,14 @@ CopyOptions Executor::context_copy_options() const {
 
 bool Executor::restore_snapshot(const Descriptor& layer, const Digest& chain, const Digest& diff_id,
                                 const std::vector<std::string>& lowers) {
-    if (store_.has_snapshot(chain)) {
+    if (m_store.has_snapshot(chain)) {
         return true;
     }
-    if (!store_.has_blob(layer.digest)) {
+    if (!m_store.has_blob(layer.digest)) {
         return false;
     }
     try {
-        store_.ensure_snapshot(layer, diff_id, chain, lowers);
+        m_store.ensure_snapshot(layer, diff_id, chain, lowers);
     } catch (const snapshot::CorruptLayer& e) {
         // A record (perhaps imported from a registry) names the blob and the
         // diff ID the image config will carry: the blob must hold them.
@@ -518,7 +519,7 @@ StepInputs Executor::step_inputs(const StageResult& st, const std::string& key,
 
 std::string Executor::maybe_redact(const std::string& name, const std::string& value) const {
     bool secret = looks_secret(name);
-    for (const auto& s : opts_.secrets) {
+    for (const auto& s : m_opts.secrets) {
         secret = secret || strcasecmp(s.id.c_str(), name.c_str()) == 0;
     }
     return secret ? redact(value) : value;
@@ -528,15 +529,15 @@ std::optional<std::map<std::string, std::string>>
 Executor::context_listing(const std::vector<std::string>& sources, const CopyOptions& co) {
     // Listed through the context's digest memo: only files whose metadata
     // changed since they were last hashed are read.
-    constexpr std::size_t kMaxListed = 50000;
+    constexpr std::size_t k_max_listed = 50000;
     std::map<std::string, std::string> files;
     try {
-        hash_sources(context_fd_.get(), sources, co, &context_index(), &files);
+        hash_sources(m_context_fd.get(), sources, co, &context_index(), &files);
     } catch (const Error& e) {
         STRATA_LOG_DEBUG("listing the context files of a step: {}", e.what());
         return std::nullopt;
     }
-    if (files.size() > kMaxListed) {
+    if (files.size() > k_max_listed) {
         return std::nullopt;
     }
     return files;
@@ -550,7 +551,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     const bool independent = ls.independent;
     // The inputs this step had at its last build, to say why it misses. The
     // files a COPY reads are listed only when they may have changed.
-    std::optional<StepInputs> prev = cache_.last_inputs(step.slot);
+    std::optional<StepInputs> prev = m_cache.last_inputs(step.slot);
     bool files_filled = false;
     auto fill_files = [&] {
         if (files_filled || !list_files) {
@@ -571,23 +572,23 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     std::optional<CacheRecord> rec;
     std::optional<Digest> hit_chain;
     std::string reason;
-    if (opts_.no_cache) {
+    if (m_opts.no_cache) {
         reason = "--no-cache";
     } else {
-        rec = cache_.lookup(key);
+        rec = m_cache.lookup(key);
         if (rec && rec->layer) {
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(*rec->diff_id);
             hit_chain = formats::chain_id(diffs);
             std::string imported_from;
             if ((!independent && *hit_chain != *rec->chain_id) ||
-                !cache_.ensure_layer(store_, *rec, &imported_from) ||
+                !m_cache.ensure_layer(m_store, *rec, &imported_from) ||
                 !restore_snapshot(*rec->layer, *hit_chain, *rec->diff_id,
                                   independent ? std::vector<std::string>{} : st.lowers())) {
                 rec.reset();
                 reason = "the cached layer is no longer in the store";
             } else if (!imported_from.empty()) {
-                events_->step_note(
+                m_events->step_note(
                     step.id,
                     fmt::format("importing layer {} {} from cache {}", rec->layer->digest.str(),
                                 human_bytes(static_cast<std::uint64_t>(rec->layer->size)),
@@ -600,7 +601,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             // No earlier build of this step here (another context path): the
             // same instruction on the same parent read other files.
             if (!prev && !ls.probe_key.empty()) {
-                auto last = cache_.last_content(ls.probe_key);
+                auto last = m_cache.last_content(ls.probe_key);
                 if (last && *last != ls.content_hash) {
                     reason = "the files it reads changed";
                 }
@@ -610,29 +611,29 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     if (rec) {
         if (!prev || prev->key != key) {
             fill_files();
-            cache_.remember_inputs(step.slot, inputs);
+            m_cache.remember_inputs(step.slot, inputs);
         }
         if (rec->layer) {
-            st.add_layer(*rec->layer, *rec->diff_id, store_.snapshot_dir(*hit_chain));
+            st.add_layer(*rec->layer, *rec->diff_id, m_store.snapshot_dir(*hit_chain));
         }
         add_history(st, created_by, !rec->layer.has_value(), history_time(rec));
         st.key = key;
-        steps_cached_++;
-        events_->step_cached(step.id);
+        m_steps_cached++;
+        m_events->step_cached(step.id);
         return;
     }
-    events_->step_running(step.id, reason);
+    m_events->step_running(step.id, reason);
     if (st.first_miss.empty()) {
         st.first_miss = step.name;
     }
-    steps_run_++;
+    m_steps_run++;
     CacheRecord out;
     out.key = key;
     out.created_by = created_by;
-    out.created = build_time(opts_.source_date_epoch);
+    out.created = build_time(m_opts.source_date_epoch);
     {
         auto t_work = std::chrono::steady_clock::now();
-        Workspace ws(store_.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers());
+        Workspace ws(m_store.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers());
         work(ws);
         ws.unmount();
         auto t_pack = std::chrono::steady_clock::now();
@@ -640,24 +641,24 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             f(ws.upper());
         }
         formats::TarWriter::Options to;
-        to.compression = opts_.compression;
-        to.level = opts_.compression_level;
-        to.clamp_mtime = opts_.source_date_epoch;
+        to.compression = m_opts.compression;
+        to.level = m_opts.compression_level;
+        to.clamp_mtime = m_opts.source_date_epoch;
         snapshot::DiffStats stats;
         std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
-            store_, ws.upper(), to, &stats, [&](int blob_fd, const std::function<void()>& pack) {
-                PackingProgress progress(events_, step.id, blob_fd);
+            m_store, ws.upper(), to, &stats, [&](int blob_fd, const std::function<void()>& pack) {
+                PackingProgress progress(m_events, step.id, blob_fd);
                 pack();
             });
         if (packed) {
             const Digest& diff_id = packed->diff_id;
-            remember_layer_size(store_, diff_id, stats.bytes);
+            remember_layer_size(m_store, diff_id, stats.bytes);
             Descriptor layer = packed->layer;
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(diff_id);
             Digest chain = formats::chain_id(diffs);
             auto t_adopt = std::chrono::steady_clock::now();
-            store_.adopt_snapshot(chain, ws.upper_path());
+            m_store.adopt_snapshot(chain, ws.upper_path());
             STRATA_LOG_DEBUG("step {}: work {:.3f} s, pack {:.3f} s, adopt {:.3f} s", step.id,
                              std::chrono::duration<double>(t_pack - t_work).count(),
                              std::chrono::duration<double>(t_adopt - t_pack).count(),
@@ -665,22 +666,22 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             out.layer = layer;
             out.diff_id = diff_id;
             out.chain_id = chain;
-            events_->step_note(step.id,
-                               fmt::format("layer {} {} ({} entries)", layer.digest.str(),
-                                           human_bytes(static_cast<std::uint64_t>(layer.size)),
-                                           stats.entries));
+            m_events->step_note(step.id,
+                                fmt::format("layer {} {} ({} entries)", layer.digest.str(),
+                                            human_bytes(static_cast<std::uint64_t>(layer.size)),
+                                            stats.entries));
         }
     }
     if (out.layer) {
-        st.add_layer(*out.layer, *out.diff_id, store_.snapshot_dir(*out.chain_id));
+        st.add_layer(*out.layer, *out.diff_id, m_store.snapshot_dir(*out.chain_id));
     }
     add_history(st, created_by, !out.layer.has_value(), history_time(out));
-    cache_.store(out);
+    m_cache.store(out);
     if (!ls.probe_key.empty()) {
-        cache_.remember_content(ls.probe_key, ls.content_hash);
+        m_cache.remember_content(ls.probe_key, ls.content_hash);
     }
     fill_files();
-    cache_.remember_inputs(step.slot, inputs);
+    m_cache.remember_inputs(step.slot, inputs);
     st.key = key;
 }
 
@@ -690,13 +691,13 @@ void Executor::do_workdir(StageResult& st, const df::Instruction& ins, const Ste
     std::string wd = st.config.config.working_dir;
     if (wd == "/") {
         std::string key = cache_key({st.key, created_by});
-        auto rec = opts_.no_cache ? std::nullopt : cache_.lookup(key);
+        auto rec = m_opts.no_cache ? std::nullopt : m_cache.lookup(key);
         add_history(st, created_by, true, history_time(rec));
         if (!rec) {
-            cache_.store({key, created_by, build_time(opts_.source_date_epoch), {}, {}, {}});
+            m_cache.store({key, created_by, build_time(m_opts.source_date_epoch), {}, {}, {}});
         }
         st.key = key;
-        events_->step_cached(step.id);
+        m_events->step_cached(step.id);
         return;
     }
     std::string user = st.config.config.user;
@@ -783,10 +784,10 @@ void Executor::run_instruction(StageResult& st, df::Instruction ins, df::StageSc
             }
         }
         std::string key = cache_key(parts);
-        std::optional<CacheRecord> rec = opts_.no_cache ? std::nullopt : cache_.lookup(key);
+        std::optional<CacheRecord> rec = m_opts.no_cache ? std::nullopt : m_cache.lookup(key);
         std::string created = history_time(rec);
         if (!rec) {
-            cache_.store({key, created_by, created, {}, {}, {}});
+            m_cache.store({key, created_by, created, {}, {}, {}});
         }
         add_history(st, created_by, true, created);
         st.key = key;
@@ -794,7 +795,7 @@ void Executor::run_instruction(StageResult& st, df::Instruction ins, df::StageSc
 }
 
 StageResult Executor::build_stage(std::size_t index) {
-    const df::Stage& s = plan_.stages[index];
+    const df::Stage& s = m_plan.stages[index];
     const auto& from = std::get<df::FromInstr>(s.from.data);
     int total = static_cast<int>(s.instructions.size()) + 1;
     std::vector<df::Instruction> triggers;
@@ -817,15 +818,15 @@ StageResult Executor::build_stage(std::size_t index) {
                 }
             }
         } catch (const StepError&) {
-            events_->step_failed(step.id, "", seconds_since(step.t0));
+            m_events->step_failed(step.id, "", seconds_since(step.t0));
             throw;
         } catch (const Error& e) {
-            events_->step_failed(step.id, e.what(), seconds_since(step.t0));
+            m_events->step_failed(step.id, e.what(), seconds_since(step.t0));
             throw StepError(fmt::format("{}:{}: {}: {}", s.from.loc.file, s.from.loc.line,
                                         s.from.original, e.what()),
                             s.from.loc.file, s.from.loc.line, s.from.original, "", -1);
         }
-        events_->step_done(step.id, seconds_since(step.t0));
+        m_events->step_done(step.id, seconds_since(step.t0));
     }
     if (!triggers.empty()) {
         total += static_cast<int>(triggers.size());
@@ -848,7 +849,7 @@ StageResult Executor::build_stage(std::size_t index) {
         auto eq = e.find('=');
         base_env.set(e.substr(0, eq), eq == std::string::npos ? "" : e.substr(eq + 1));
     }
-    df::StageScope scope(base_env, &opts_.build_args, &plan_.global_values);
+    df::StageScope scope(base_env, &m_opts.build_args, &m_plan.global_values);
     bool cmd_set = false;
     int pos = 2;
     auto note_key = [&st](const std::string& before) {
@@ -870,16 +871,16 @@ StageResult Executor::build_stage(std::size_t index) {
 }
 
 ContextIndex& Executor::context_index() {
-    std::lock_guard<std::mutex> l(context_index_mu_);
-    if (!context_index_) {
-        struct stat root = fs::fstat(context_fd_.get());
+    std::lock_guard<std::mutex> l(m_context_index_mu);
+    if (!m_context_index) {
+        struct stat root = fs::fstat(m_context_fd.get());
         std::string id = Sha256::hex_of(
-            fmt::format("{}\n{}\n{}", fs::absolute(opts_.context_dir), root.st_dev, root.st_ino));
-        context_index_ =
-            std::make_unique<ContextIndex>(context_fd_.get(), opts_.context_dir,
-                                           store_.cache_dir() + "/context/" + id + ".digests");
+            fmt::format("{}\n{}\n{}", fs::absolute(m_opts.context_dir), root.st_dev, root.st_ino));
+        m_context_index =
+            std::make_unique<ContextIndex>(m_context_fd.get(), m_opts.context_dir,
+                                           m_store.cache_dir() + "/context/" + id + ".digests");
     }
-    return *context_index_;
+    return *m_context_index;
 }
 
 std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
@@ -887,21 +888,21 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
     ContextIndex& index = context_index();
     std::vector<std::string> parts = {"context-hash/2", index.fingerprint(), options_signature};
     parts.insert(parts.end(), sources.begin(), sources.end());
-    if (ignore_) {
-        for (const auto& p : ignore_->patterns()) {
+    if (m_ignore) {
+        for (const auto& p : m_ignore->patterns()) {
             parts.push_back("ignore " + p);
         }
     }
     std::string probe = cache_key(parts);
-    if (auto known = cache_.last_content(probe)) {
+    if (auto known = m_cache.last_content(probe)) {
         return *known;
     }
     auto t0 = std::chrono::steady_clock::now();
-    std::string hash = hash_sources(context_fd_.get(), sources, co, &index);
+    std::string hash = hash_sources(m_context_fd.get(), sources, co, &index);
     index.save();
     STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
     if (!index.racy()) {
-        cache_.remember_content(probe, hash);
+        m_cache.remember_content(probe, hash);
     }
     return hash;
 }
@@ -909,20 +910,20 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
 BuildResult Executor::run() {
     load_dockerfile();
     {
-        std::lock_guard<std::mutex> l(mu_);
-        futures_.resize(plan_.stages.size());
+        std::lock_guard<std::mutex> l(m_mu);
+        m_futures.resize(m_plan.stages.size());
     }
     // Each needed stage on its own thread, started in dependency order; a
     // stage waits for the stages it uses (finished_stage) and nothing else.
     std::vector<std::future<void>> done;
-    std::vector<std::promise<StageResult>> promises(plan_.stages.size());
+    std::vector<std::promise<StageResult>> promises(m_plan.stages.size());
     {
-        std::lock_guard<std::mutex> l(mu_);
-        for (std::size_t i : plan_.order) {
-            futures_[i] = promises[i].get_future().share();
+        std::lock_guard<std::mutex> l(m_mu);
+        for (std::size_t i : m_plan.order) {
+            m_futures[i] = promises[i].get_future().share();
         }
     }
-    for (std::size_t i : plan_.order) {
+    for (std::size_t i : m_plan.order) {
         done.push_back(std::async(std::launch::async, [this, i, &promises] {
             try {
                 promises[i].set_value(build_stage(i));
@@ -936,19 +937,19 @@ BuildResult Executor::run() {
     }
     // Report the first failure in plan order (a stage that failed only
     // because a stage it needed failed reports the same error).
-    for (std::size_t i : plan_.order) {
-        futures_[i].wait();
+    for (std::size_t i : m_plan.order) {
+        m_futures[i].wait();
     }
     StageResult final_stage;
     std::vector<std::string> all_keys;
-    for (std::size_t i : plan_.order) {
-        StageResult r = futures_[i].get();
+    for (std::size_t i : m_plan.order) {
+        StageResult r = m_futures[i].get();
         for (const auto& k : r.cache_keys) {
             if (std::find(all_keys.begin(), all_keys.end(), k) == all_keys.end()) {
                 all_keys.push_back(k);
             }
         }
-        if (i == plan_.target) {
+        if (i == m_plan.target) {
             final_stage = std::move(r);
         }
     }
@@ -956,27 +957,27 @@ BuildResult Executor::run() {
     ImageConfig cfg = final_stage.config;
     // --label: on the image config only (no history entry, no cache key), as
     // BuildKit's dockerfile frontend applies it to the target stage.
-    for (const auto& [k, v] : opts_.labels) {
+    for (const auto& [k, v] : m_opts.labels) {
         cfg.config.labels[k] = v;
     }
-    cfg.created = opts_.source_date_epoch ? build_time(opts_.source_date_epoch)
-                                          : (!cfg.history.empty() ? cfg.history.back().created
-                                                                  : build_time(std::nullopt));
+    cfg.created = m_opts.source_date_epoch ? build_time(m_opts.source_date_epoch)
+                                           : (!cfg.history.empty() ? cfg.history.back().created
+                                                                   : build_time(std::nullopt));
     BuildResult result;
-    result.manifest = store_.put_image(cfg, final_stage.blobs());
+    result.manifest = m_store.put_image(cfg, final_stage.blobs());
     result.config = cfg;
     result.image_id = Digest::of(formats::to_json(cfg));
     result.layers = final_stage.blobs();
-    result.steps_run = steps_run_;
-    result.steps_cached = steps_cached_;
+    result.steps_run = m_steps_run;
+    result.steps_cached = m_steps_cached;
     result.cache_keys = final_stage.cache_keys;
     result.all_cache_keys = std::move(all_keys);
-    result.warnings = warnings_;
-    if (opts_.tags.empty()) {
-        store_.add_untagged(result.manifest);
+    result.warnings = m_warnings;
+    if (m_opts.tags.empty()) {
+        m_store.add_untagged(result.manifest);
     }
-    for (const auto& t : opts_.tags) {
-        store_.set_name(snapshot::Reference::parse(t), result.manifest);
+    for (const auto& t : m_opts.tags) {
+        m_store.set_name(snapshot::Reference::parse(t), result.manifest);
     }
     return result;
 }

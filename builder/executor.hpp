@@ -177,28 +177,28 @@ private:
     // failure (fail()).
     void as_step(const df::Instruction& ins, const std::function<void()>& f) const;
 
-    snapshot::Store& store_;
-    const BuildOptions& opts_;
-    BuildCache cache_;
-    std::unique_ptr<BuildEvents> null_events_;
-    BuildEvents* events_;
+    snapshot::Store& m_store;
+    const BuildOptions& m_opts;
+    BuildCache m_cache;
+    std::unique_ptr<BuildEvents> m_null_events;
+    BuildEvents* m_events;
 
-    std::string dockerfile_path_;
-    df::ParseResult ast_;
-    df::BuildPlan plan_;
-    bool multi_stage_ = false;
-    std::optional<df::DockerIgnore> ignore_;
-    UniqueFd context_fd_;
+    std::string m_dockerfile_path;
+    df::ParseResult m_ast;
+    df::BuildPlan m_plan;
+    bool m_multi_stage = false;
+    std::optional<df::DockerIgnore> m_ignore;
+    UniqueFd m_context_fd;
 
-    std::mutex mu_; // guards futures_
-    std::atomic<int> next_step_{1};
-    std::atomic<int> steps_run_{0};
-    std::atomic<int> steps_cached_{0};
-    std::vector<std::shared_future<StageResult>> futures_;
-    std::mutex context_index_mu_; // guards context_index_
-    std::unique_ptr<ContextIndex> context_index_;
-    std::vector<std::string> warnings_;
-    std::string explain_context_; // the context's absolute path, for step slots
+    std::mutex m_mu; // guards m_futures
+    std::atomic<int> m_next_step{1};
+    std::atomic<int> m_steps_run{0};
+    std::atomic<int> m_steps_cached{0};
+    std::vector<std::shared_future<StageResult>> m_futures;
+    std::mutex m_context_index_mu; // guards m_context_index
+    std::unique_ptr<ContextIndex> m_context_index;
+    std::vector<std::string> m_warnings;
+    std::string m_explain_context; // the context's absolute path, for step slots
 };
 
 } // namespace strata::builder

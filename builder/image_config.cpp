@@ -20,7 +20,7 @@ formats::ImageConfig scratch_config() {
     cfg.architecture = p.architecture;
     cfg.os = p.os;
     cfg.variant = p.variant;
-    cfg.config.env = {kDefaultPathEnv};
+    cfg.config.env = {k_default_path_env};
     cfg.config.working_dir = "/";
     return cfg;
 }

@@ -33,7 +33,7 @@
 
 namespace strata::builder {
 
-inline constexpr const char* kDefaultPathEnv =
+inline constexpr const char* k_default_path_env =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // The config of `FROM scratch` (BuildKit's emptyImage): the host platform,

@@ -9,16 +9,16 @@
 
 namespace strata::builder {
 
-MountStubs::MountStubs(int rootfd, const runner::CreatedMountPoints& created) : rootfd_(rootfd) {
+MountStubs::MountStubs(int rootfd, const runner::CreatedMountPoints& created) : m_rootfd(rootfd) {
     for (const auto& [path, st] : created.parents) {
-        parents_.emplace(path, st);
+        m_parents.emplace(path, st);
     }
 }
 
 void MountStubs::restore_times() const {
-    for (const auto& [path, st] : parents_) {
+    for (const auto& [path, st] : m_parents) {
         try {
-            ParentRef ref = open_parent_in_root(rootfd_, path);
+            ParentRef ref = open_parent_in_root(m_rootfd, path);
             struct timespec ts[2] = {st.st_atim, st.st_mtim};
             ::utimensat(ref.dir.get(), ref.name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
         } catch (const Error&) {
@@ -27,7 +27,7 @@ void MountStubs::restore_times() const {
 }
 
 void MountStubs::prune_upper(const std::string& upper) const {
-    for (auto it = parents_.rbegin(); it != parents_.rend(); ++it) {
+    for (auto it = m_parents.rbegin(); it != m_parents.rend(); ++it) {
         std::string p = upper + it->first;
         struct stat st;
         if (::lstat(p.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -33,8 +33,8 @@ public:
     void prune_upper(const std::string& upper) const;
 
 private:
-    int rootfd_;
-    std::map<std::string, struct stat> parents_; // sorted: parents before children
+    int m_rootfd;
+    std::map<std::string, struct stat> m_parents; // sorted: parents before children
 };
 
 } // namespace strata::builder

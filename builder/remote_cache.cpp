@@ -14,31 +14,32 @@ namespace strata::builder {
 
 RegistryCacheSource::RegistryCacheSource(const snapshot::Reference& ref,
                                          const registry::ClientOptions& options)
-    : ref_(ref), display_(registry::display_reference(ref)),
-      client_(std::make_unique<registry::Client>(ref.domain(), options)) {
-    const std::string repo = ref_.path();
-    registry::RemoteManifest m = client_->get_manifest(repo, registry::reference_in_repo(ref_));
+    : m_ref(ref), m_display(registry::display_reference(ref)),
+      m_client(std::make_unique<registry::Client>(ref.domain(), options)) {
+    const std::string repo = m_ref.path();
+    registry::RemoteManifest m = m_client->get_manifest(repo, registry::reference_in_repo(m_ref));
     if (m.media_type != formats::media::oci_manifest) {
         throw Error(fmt::format("{} is not a strata build cache: its manifest is a \"{}\", not an "
                                 "OCI image manifest",
-                                display_, m.media_type));
+                                m_display, m.media_type));
     }
-    formats::Manifest manifest = formats::parse_manifest(m.bytes, display_);
-    if (manifest.config.media_type != kCacheConfigMediaType) {
+    formats::Manifest manifest = formats::parse_manifest(m.bytes, m_display);
+    if (manifest.config.media_type != k_cache_config_media_type) {
         throw Error(fmt::format("{} is not a strata build cache: its config is a \"{}\", not {}",
-                                display_, manifest.config.media_type, kCacheConfigMediaType));
+                                m_display, manifest.config.media_type, k_cache_config_media_type));
     }
-    if (manifest.config.size < 0 || static_cast<std::uint64_t>(manifest.config.size) > kMaxCacheConfigSize) {
-        throw Error(fmt::format("{}: the cache config is {} bytes, over the limit of {}", display_,
-                                manifest.config.size, kMaxCacheConfigSize));
+    if (manifest.config.size < 0 ||
+        static_cast<std::uint64_t>(manifest.config.size) > k_max_cache_config_size) {
+        throw Error(fmt::format("{}: the cache config is {} bytes, over the limit of {}", m_display,
+                                manifest.config.size, k_max_cache_config_size));
     }
-    manifest_digest_ = m.digest;
+    m_manifest_digest = m.digest;
     std::string bytes;
-    client_->fetch_blob(
+    m_client->fetch_blob(
         repo, manifest.config.digest, static_cast<std::uint64_t>(manifest.config.size),
         [&](const char* data, std::size_t n) { bytes.append(data, n); }, [&] { bytes.clear(); },
         /*verify=*/true);
-    std::string what = display_ + " cache config " + manifest.config.digest.str();
+    std::string what = m_display + " cache config " + manifest.config.digest.str();
     nlohmann::json j = formats::parse_json_strict(bytes, what);
     if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("records") ||
         !j["records"].is_array()) {
@@ -58,20 +59,20 @@ RegistryCacheSource::RegistryCacheSource(const snapshot::Reference& ref,
                             what, rec.key, rec.layer->digest.str());
             continue;
         }
-        records_.emplace(rec.key, std::move(rec));
+        m_records.emplace(rec.key, std::move(rec));
     }
 }
 
 std::optional<CacheRecord> RegistryCacheSource::lookup(const std::string& key) const {
-    auto it = records_.find(key);
-    if (it == records_.end()) {
+    auto it = m_records.find(key);
+    if (it == m_records.end()) {
         return std::nullopt;
     }
     return it->second;
 }
 
 void RegistryCacheSource::fetch_layer(snapshot::Store& store, const formats::Descriptor& layer) const {
-    registry::fetch_blob_into(store, *client_, ref_.path(), layer);
+    registry::fetch_blob_into(store, *m_client, m_ref.path(), layer);
 }
 
 CacheExport export_cache(snapshot::Store& store, const BuildCache& cache,
@@ -111,7 +112,7 @@ CacheExport export_cache(snapshot::Store& store, const BuildCache& cache,
     formats::Manifest m;
     m.schema_version = 2;
     m.media_type = std::string(formats::media::oci_manifest);
-    m.config.media_type = std::string(kCacheConfigMediaType);
+    m.config.media_type = std::string(k_cache_config_media_type);
     m.config.digest = store.put_blob(config_bytes);
     m.config.size = static_cast<std::int64_t>(config_bytes.size());
     m.layers = layers;

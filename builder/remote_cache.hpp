@@ -29,9 +29,10 @@
 
 namespace strata::builder {
 
-inline constexpr std::string_view kCacheConfigMediaType = "application/vnd.strata.cache.config.v1+json";
+inline constexpr std::string_view k_cache_config_media_type =
+    "application/vnd.strata.cache.config.v1+json";
 // The largest cache config accepted from a registry.
-inline constexpr std::size_t kMaxCacheConfigSize = 16 * 1024 * 1024;
+inline constexpr std::size_t k_max_cache_config_size = 16 * 1024 * 1024;
 
 class RegistryCacheSource final : public CacheSource {
 public:
@@ -40,19 +41,19 @@ public:
     // unreachable registry, Error for a manifest that is not a strata cache).
     RegistryCacheSource(const snapshot::Reference& ref, const registry::ClientOptions& options);
 
-    std::string name() const override { return display_; }
+    std::string name() const override { return m_display; }
     std::optional<CacheRecord> lookup(const std::string& key) const override;
     void fetch_layer(snapshot::Store& store, const formats::Descriptor& layer) const override;
 
-    std::size_t records() const noexcept { return records_.size(); }
-    const formats::Digest& manifest_digest() const noexcept { return manifest_digest_; }
+    std::size_t records() const noexcept { return m_records.size(); }
+    const formats::Digest& manifest_digest() const noexcept { return m_manifest_digest; }
 
 private:
-    snapshot::Reference ref_;
-    std::string display_;
-    std::unique_ptr<registry::Client> client_;
-    formats::Digest manifest_digest_ = formats::Digest::of("");
-    std::map<std::string, CacheRecord> records_;
+    snapshot::Reference m_ref;
+    std::string m_display;
+    std::unique_ptr<registry::Client> m_client;
+    formats::Digest m_manifest_digest = formats::Digest::of("");
+    std::map<std::string, CacheRecord> m_records;
 };
 
 struct CacheExport {

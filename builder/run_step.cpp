@@ -32,7 +32,7 @@ using namespace detail;
 namespace {
 
 // Output kept for a failing RUN's report (the whole of it, up to this much).
-constexpr std::size_t kMaxKeptOutput = 64u << 20;
+constexpr std::size_t k_max_kept_output = 64u << 20;
 
 // The canonical host path of a path inside root (symlinks resolved inside it).
 std::string host_path_in_root(int rootfd, const std::string& path) {
@@ -54,16 +54,16 @@ std::string host_path_in_root(int rootfd, const std::string& path) {
 // directory), the scratch directory last.
 class RunResources {
 public:
-    explicit RunResources(const std::string& tmp_dir) : scratch_(tmp_dir, "run-") {}
+    explicit RunResources(const std::string& tmp_dir) : m_scratch(tmp_dir, "run-") {}
     RunResources(const RunResources&) = delete;
     RunResources& operator=(const RunResources&) = delete;
 
-    const std::string& scratch() const noexcept { return scratch_.path(); }
+    const std::string& scratch() const noexcept { return m_scratch.path(); }
 
     // A read-only view of the snapshots (bottom first); its path.
     const std::string& view(const std::string& tmp_dir, const std::vector<std::string>& lowers) {
-        views_.push_back(std::make_unique<RootView>(tmp_dir, lowers));
-        return views_.back()->path();
+        m_views.push_back(std::make_unique<RootView>(tmp_dir, lowers));
+        return m_views.back()->path();
     }
 
     // Holds an exclusive flock on path (created) until the step ends.
@@ -74,20 +74,20 @@ public:
                 throw_errno("flock", path);
             }
         }
-        locks_.push_back(std::move(fd));
+        m_locks.push_back(std::move(fd));
     }
 
     // Relays a socket at listen_path to the host agent (AgentProxy).
     void add_agent(const std::string& listen_path, const std::string& agent_path, mode_t mode,
                    uid_t uid, gid_t gid) {
-        agents_.push_back(std::make_unique<AgentProxy>(listen_path, agent_path, mode, uid, gid));
+        m_agents.push_back(std::make_unique<AgentProxy>(listen_path, agent_path, mode, uid, gid));
     }
 
 private:
-    TempDir scratch_;
-    std::vector<std::unique_ptr<RootView>> views_;
-    std::vector<UniqueFd> locks_;
-    std::vector<std::unique_ptr<AgentProxy>> agents_; // after scratch_: destroyed before it
+    TempDir m_scratch;
+    std::vector<std::unique_ptr<RootView>> m_views;
+    std::vector<UniqueFd> m_locks;
+    std::vector<std::unique_ptr<AgentProxy>> m_agents; // after m_scratch: destroyed before it
 };
 
 // How the command ended: its status, or why it could not start.
@@ -95,7 +95,7 @@ struct RunOutcome {
     std::optional<ExitStatus> status;
     std::string start_error;
     int start_code = -1;
-    std::string output; // stdout and stderr, up to kMaxKeptOutput
+    std::string output; // stdout and stderr, up to k_max_kept_output
     runner::CreatedMountPoints created;
 };
 
@@ -118,8 +118,8 @@ RunOutcome run_command(runner::RunSpec spec, Cancellation* cancellation,
                 break;
             }
             std::string_view chunk(buf, static_cast<std::size_t>(n));
-            if (r.output.size() < kMaxKeptOutput) {
-                r.output.append(chunk.substr(0, kMaxKeptOutput - r.output.size()));
+            if (r.output.size() < k_max_kept_output) {
+                r.output.append(chunk.substr(0, k_max_kept_output - r.output.size()));
             }
             on_output(chunk);
         }
@@ -159,11 +159,11 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
     // BuildKit's entitlements: a Dockerfile may not give itself the host's
     // network or a privileged step; the one who runs the build grants them.
     bool insecure = run.security == "insecure";
-    if (insecure && !opts_.allow_security_insecure) {
+    if (insecure && !m_opts.allow_security_insecure) {
         fail(ins, "security.insecure is not allowed (grant it with strata build --allow "
                   "security.insecure)");
     }
-    if (run.network == "host" && !opts_.allow_network_host && opts_.network != Network::host) {
+    if (run.network == "host" && !m_opts.allow_network_host && m_opts.network != Network::host) {
         fail(ins, "network.host is not allowed (grant it with strata build --allow network.host)");
     }
     std::vector<std::string> argv = run_argv(st.config, run);
@@ -188,8 +188,9 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
     std::vector<std::string> env = run_env(st, scope);
     std::string created_by = run_history(argv, args_in_scope(st, scope)) + " # buildkit";
     std::string workdir = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
-    std::string network =
-        run.network == "default" ? (opts_.network == Network::host ? "host" : "none") : run.network;
+    std::string network = run.network == "default"
+                              ? (m_opts.network == Network::host ? "host" : "none")
+                              : run.network;
 
     // Key: the argv, the environment, user, workdir, the mounts and what the
     // bind mounts read.
@@ -219,7 +220,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
                 parts.push_back("from=" + k);
             }
         } else if (m.type == df::Mount::Type::Ssh) {
-            bool given = std::any_of(opts_.ssh_agents.begin(), opts_.ssh_agents.end(),
+            bool given = std::any_of(m_opts.ssh_agents.begin(), m_opts.ssh_agents.end(),
                                      [&](const SshAgent& a) { return a.id == m.id; });
             if (!given && m.required) {
                 fail(ins, "ssh agent \"" + m.id +
@@ -275,7 +276,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         spec.network = network == "host" ? runner::Network::host : runner::Network::none;
         spec.security.privileged = insecure;
 
-        RunResources res(store_.tmp_dir());
+        RunResources res(m_store.tmp_dir());
         int ssh_count = 0;
         if (script) {
             std::string dir = res.scratch() + "/pipes";
@@ -295,7 +296,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
             switch (m.type) {
             case df::Mount::Type::Cache: {
                 std::string id = m.id.empty() ? target : m.id;
-                std::string dir = store_.root() + "/cache-mounts/" + Sha256::hex_of(id);
+                std::string dir = m_store.root() + "/cache-mounts/" + Sha256::hex_of(id);
                 if (!fs::is_dir(dir)) {
                     fs::mkdirs(dir, 0755);
                     if (::chmod(dir.c_str(), m.mode.value_or(0755)) != 0) {
@@ -323,10 +324,10 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
                 std::string src_host;
                 std::string src = m.source.empty() ? "/" : m.source;
                 if (m.from.empty()) {
-                    src_host = host_path_in_root(context_fd_.get(), src);
+                    src_host = host_path_in_root(m_context_fd.get(), src);
                 } else {
                     auto lowers = lowers_for_ref(m.from, stage, nullptr);
-                    UniqueFd vfd = fs::open_dir(res.view(store_.tmp_dir(), lowers));
+                    UniqueFd vfd = fs::open_dir(res.view(m_store.tmp_dir(), lowers));
                     src_host = host_path_in_root(vfd.get(), src);
                 }
                 if (!m.read_only) {
@@ -359,7 +360,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
             case df::Mount::Type::Secret: {
                 std::string id = m.id.empty() ? fs::basename(target) : m.id;
                 const Secret* found = nullptr;
-                for (const auto& s : opts_.secrets) {
+                for (const auto& s : m_opts.secrets) {
                     if (s.id == id) {
                         found = &s;
                     }
@@ -392,7 +393,7 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
             }
             case df::Mount::Type::Ssh: {
                 const SshAgent* agent = nullptr;
-                for (const auto& a : opts_.ssh_agents) {
+                for (const auto& a : m_opts.ssh_agents) {
                     if (a.id == m.id) {
                         agent = &a;
                     }
@@ -421,8 +422,8 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
         }
 
         RunOutcome outcome =
-            run_command(std::move(spec), opts_.cancellation,
-                        [&](std::string_view chunk) { events_->step_output(step.id, chunk); });
+            run_command(std::move(spec), m_opts.cancellation,
+                        [&](std::string_view chunk) { m_events->step_output(step.id, chunk); });
         std::string cmdline = join(argv, " ");
         if (!outcome.start_error.empty()) {
             fail(ins,

@@ -137,18 +137,18 @@ struct AgentProxy::Impl {
 
 AgentProxy::AgentProxy(const std::string& listen_path, const std::string& agent_path, mode_t mode,
                        uid_t uid, gid_t gid)
-    : impl_(std::make_unique<Impl>()) {
-    impl_->path = listen_path;
-    impl_->agent = agent_path;
+    : m_impl(std::make_unique<Impl>()) {
+    m_impl->path = listen_path;
+    m_impl->agent = agent_path;
     if (!is_socket(agent_path)) {
         throw Error("ssh agent " + agent_path + " is not a unix socket");
     }
-    impl_->listener = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!impl_->listener) {
+    m_impl->listener = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!m_impl->listener) {
         throw_errno("socket", listen_path);
     }
     sockaddr_un a = unix_address(listen_path);
-    if (::bind(impl_->listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (::bind(m_impl->listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
         throw_errno("bind", listen_path);
     }
     if (::chmod(listen_path.c_str(), mode) != 0) {
@@ -157,28 +157,28 @@ AgentProxy::AgentProxy(const std::string& listen_path, const std::string& agent_
     if (::chown(listen_path.c_str(), uid, gid) != 0) {
         throw_errno("chown", listen_path);
     }
-    if (::listen(impl_->listener.get(), 16) != 0) {
+    if (::listen(m_impl->listener.get(), 16) != 0) {
         throw_errno("listen", listen_path);
     }
-    impl_->stop = Pipe::create();
-    impl_->acceptor = std::thread([impl = impl_.get()] { impl->accept_loop(); });
+    m_impl->stop = Pipe::create();
+    m_impl->acceptor = std::thread([impl = m_impl.get()] { impl->accept_loop(); });
 }
 
 AgentProxy::~AgentProxy() {
-    impl_->stop.write.reset(); // every poll sees POLLHUP on the read end
-    if (impl_->acceptor.joinable()) {
-        impl_->acceptor.join();
+    m_impl->stop.write.reset(); // every poll sees POLLHUP on the read end
+    if (m_impl->acceptor.joinable()) {
+        m_impl->acceptor.join();
     }
-    for (auto& t : impl_->relays) {
+    for (auto& t : m_impl->relays) {
         if (t.joinable()) {
             t.join();
         }
     }
-    ::unlink(impl_->path.c_str());
+    ::unlink(m_impl->path.c_str());
 }
 
 const std::string& AgentProxy::path() const noexcept {
-    return impl_->path;
+    return m_impl->path;
 }
 
 } // namespace strata::builder

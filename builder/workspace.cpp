@@ -8,57 +8,57 @@
 namespace strata::builder {
 
 Workspace::Workspace(const std::string& tmp_dir, const std::vector<std::string>& lowers)
-    : dir_(tmp_dir, "step-") {
-    upper_ = dir_.path() + "/upper";
-    merged_ = dir_.path() + "/merged";
-    std::string work = dir_.path() + "/work";
-    fs::mkdirs(upper_, 0755);
-    fs::mkdirs(merged_, 0755);
+    : m_dir(tmp_dir, "step-") {
+    m_upper = m_dir.path() + "/upper";
+    m_merged = m_dir.path() + "/merged";
+    std::string work = m_dir.path() + "/work";
+    fs::mkdirs(m_upper, 0755);
+    fs::mkdirs(m_merged, 0755);
     fs::mkdirs(work, 0700);
     layerfs::MountSpec spec;
     if (lowers.empty()) {
-        std::string empty = dir_.path() + "/empty";
+        std::string empty = m_dir.path() + "/empty";
         fs::mkdirs(empty, 0755);
         spec.lowers = {empty};
     } else {
         spec.lowers = snapshot::top_first(lowers);
     }
-    spec.upper = upper_;
+    spec.upper = m_upper;
     spec.work = work;
     spec.driver = layerfs::Driver::overlay;
-    mount_.emplace(layerfs::mount(spec, merged_));
+    m_mount.emplace(layerfs::mount(spec, m_merged));
 }
 
 Workspace::~Workspace() {
-    mount_.reset(); // unmounts (lazily) before the TempDir goes
+    m_mount.reset(); // unmounts (lazily) before the TempDir goes
 }
 
 void Workspace::unmount() {
-    if (mount_) {
-        mount_->unmount();
-        mount_.reset();
+    if (m_mount) {
+        m_mount->unmount();
+        m_mount.reset();
     }
 }
 
 RootView::RootView(const std::string& tmp_dir, const std::vector<std::string>& lowers) {
     if (lowers.size() == 1) {
-        path_ = lowers[0];
+        m_path = lowers[0];
         return;
     }
-    dir_.emplace(tmp_dir, "view-");
-    path_ = dir_->path() + "/root";
-    fs::mkdirs(path_, 0755);
+    m_dir.emplace(tmp_dir, "view-");
+    m_path = m_dir->path() + "/root";
+    fs::mkdirs(m_path, 0755);
     if (lowers.empty()) {
         return;
     }
     layerfs::MountSpec spec;
     spec.lowers = snapshot::top_first(lowers);
     spec.driver = layerfs::Driver::overlay;
-    mount_.emplace(layerfs::mount(spec, path_));
+    m_mount.emplace(layerfs::mount(spec, m_path));
 }
 
 RootView::~RootView() {
-    mount_.reset();
+    m_mount.reset();
 }
 
 } // namespace strata::builder

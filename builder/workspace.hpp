@@ -27,23 +27,23 @@ public:
     Workspace& operator=(const Workspace&) = delete;
     ~Workspace();
 
-    const std::string& merged() const noexcept { return merged_; }
-    const std::string& upper() const noexcept { return upper_; }
+    const std::string& merged() const noexcept { return m_merged; }
+    const std::string& upper() const noexcept { return m_upper; }
     // Unmounts merged/ (the upper directory is complete after this).
     void unmount();
     // Hands the upper directory over (for Store::adopt_snapshot); the rest of
     // the workspace is still removed with the object.
-    std::string upper_path() const { return upper_; }
+    std::string upper_path() const { return m_upper; }
 
     // Run by the step's owner after unmount(), with the upper directory
     // (e.g. to drop stub directories that are no change).
     std::vector<std::function<void(const std::string& upper)>> after_unmount;
 
 private:
-    TempDir dir_;
-    std::string upper_;
-    std::string merged_;
-    std::optional<layerfs::MountHandle> mount_;
+    TempDir m_dir;
+    std::string m_upper;
+    std::string m_merged;
+    std::optional<layerfs::MountHandle> m_mount;
 };
 
 class RootView {
@@ -53,12 +53,12 @@ public:
     RootView& operator=(const RootView&) = delete;
     ~RootView();
 
-    const std::string& path() const noexcept { return path_; }
+    const std::string& path() const noexcept { return m_path; }
 
 private:
-    std::optional<TempDir> dir_;
-    std::string path_;
-    std::optional<layerfs::MountHandle> mount_;
+    std::optional<TempDir> m_dir;
+    std::string m_path;
+    std::optional<layerfs::MountHandle> m_mount;
 };
 
 } // namespace strata::builder

@@ -104,7 +104,7 @@ int run_cli(int argc, char** argv) {
         ->type_name("DIR");
     app.add_flag("-D,--debug", ctx.debug, "Debug logging");
     app.add_option("--log-level", ctx.log_level, "error, warn, info, debug or trace");
-    std::uint64_t max_file_size = formats::kDefaultMaxFileSize;
+    std::uint64_t max_file_size = formats::k_default_max_file_size;
     app.add_option("--max-file-size", max_file_size,
                    "Largest file a layer may create, sparse files included (bytes; default 64 GiB)")
         ->envname("STRATA_MAX_FILE_SIZE")

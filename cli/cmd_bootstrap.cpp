@@ -24,44 +24,42 @@ namespace strata::cli {
 
 namespace {
 
-constexpr std::string_view kPasswd =
-    "root:x:0:0:root:/root:/bin/sh\n"
-    "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
-    "bin:x:2:2:bin:/bin:/bin/false\n"
-    "sys:x:3:3:sys:/dev:/bin/false\n"
-    "sync:x:4:100:sync:/bin:/bin/sync\n"
-    "mail:x:8:8:mail:/var/spool/mail:/bin/false\n"
-    "www-data:x:33:33:www-data:/var/www:/bin/false\n"
-    "operator:x:37:37:Operator:/var:/bin/false\n"
-    "nobody:x:65534:65534:nobody:/home:/bin/false\n";
+constexpr std::string_view k_passwd = "root:x:0:0:root:/root:/bin/sh\n"
+                                      "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
+                                      "bin:x:2:2:bin:/bin:/bin/false\n"
+                                      "sys:x:3:3:sys:/dev:/bin/false\n"
+                                      "sync:x:4:100:sync:/bin:/bin/sync\n"
+                                      "mail:x:8:8:mail:/var/spool/mail:/bin/false\n"
+                                      "www-data:x:33:33:www-data:/var/www:/bin/false\n"
+                                      "operator:x:37:37:Operator:/var:/bin/false\n"
+                                      "nobody:x:65534:65534:nobody:/home:/bin/false\n";
 
-constexpr std::string_view kGroup =
-    "root:x:0:\n"
-    "daemon:x:1:\n"
-    "bin:x:2:\n"
-    "sys:x:3:\n"
-    "adm:x:4:\n"
-    "tty:x:5:\n"
-    "disk:x:6:\n"
-    "lp:x:7:\n"
-    "mail:x:8:\n"
-    "kmem:x:9:\n"
-    "wheel:x:10:root\n"
-    "cdrom:x:11:\n"
-    "dialout:x:18:\n"
-    "floppy:x:19:\n"
-    "video:x:28:\n"
-    "audio:x:29:\n"
-    "tape:x:32:\n"
-    "www-data:x:33:\n"
-    "operator:x:37:\n"
-    "utmp:x:43:\n"
-    "plugdev:x:46:\n"
-    "staff:x:50:\n"
-    "lock:x:54:\n"
-    "netdev:x:82:\n"
-    "users:x:100:\n"
-    "nogroup:x:65534:\n";
+constexpr std::string_view k_group = "root:x:0:\n"
+                                     "daemon:x:1:\n"
+                                     "bin:x:2:\n"
+                                     "sys:x:3:\n"
+                                     "adm:x:4:\n"
+                                     "tty:x:5:\n"
+                                     "disk:x:6:\n"
+                                     "lp:x:7:\n"
+                                     "mail:x:8:\n"
+                                     "kmem:x:9:\n"
+                                     "wheel:x:10:root\n"
+                                     "cdrom:x:11:\n"
+                                     "dialout:x:18:\n"
+                                     "floppy:x:19:\n"
+                                     "video:x:28:\n"
+                                     "audio:x:29:\n"
+                                     "tape:x:32:\n"
+                                     "www-data:x:33:\n"
+                                     "operator:x:37:\n"
+                                     "utmp:x:43:\n"
+                                     "plugdev:x:46:\n"
+                                     "staff:x:50:\n"
+                                     "lock:x:54:\n"
+                                     "netdev:x:82:\n"
+                                     "users:x:100:\n"
+                                     "nogroup:x:65534:\n";
 
 // A busybox that needs a dynamic loader would not run in the image.
 void require_static(const std::string& path) {
@@ -172,10 +170,10 @@ void bootstrap(Context& ctx, const Options& o) {
         entries.emplace(a, e);
     }
     auto passwd = base("etc/passwd", formats::EntryType::file, 0644);
-    passwd.size = kPasswd.size();
+    passwd.size = k_passwd.size();
     entries.emplace(passwd.path, passwd);
     auto group = base("etc/group", formats::EntryType::file, 0644);
-    group.size = kGroup.size();
+    group.size = k_group.size();
     entries.emplace(group.path, group);
 
     // The busybox file must come before its hard links; "bin/busybox" sorts
@@ -188,9 +186,9 @@ void bootstrap(Context& ctx, const Options& o) {
             continue;
         }
         if (path == "etc/passwd") {
-            tar.add_data(e, kPasswd);
+            tar.add_data(e, k_passwd);
         } else if (path == "etc/group") {
-            tar.add_data(e, kGroup);
+            tar.add_data(e, k_group);
         } else {
             tar.add(e);
         }

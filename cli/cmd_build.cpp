@@ -152,8 +152,8 @@ struct ExplainRow {
 class Printer final : public builder::BuildEvents {
 public:
     enum class Mode { plain, tty, quiet };
-    explicit Printer(Mode mode) : mode_(mode), t0_(std::chrono::steady_clock::now()) {
-        if (mode_ == Mode::tty) {
+    explicit Printer(Mode mode) : m_mode(mode), m_t0(std::chrono::steady_clock::now()) {
+        if (m_mode == Mode::tty) {
             // Each frame (clear, new lines, redraw) leaves in one write():
             // stderr is buffered while the live area is drawn and flushed at
             // the end of every frame (draw_live), so the terminal never shows
@@ -161,9 +161,10 @@ public:
             std::setvbuf(stderr, nullptr, _IOFBF, 1 << 16);
             std::cerr.unsetf(std::ios::unitbuf);
             // Redraws the running steps' timers a few times a second.
-            ticker_ = std::thread([this] {
-                std::unique_lock<std::mutex> l(mu_);
-                while (!tick_cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return stopping_; })) {
+            m_ticker = std::thread([this] {
+                std::unique_lock<std::mutex> l(m_mu);
+                while (!m_tick_cv.wait_for(l, std::chrono::milliseconds(250),
+                                           [this] { return m_stopping; })) {
                     clear_live();
                     draw_live();
                 }
@@ -178,14 +179,14 @@ public:
     // Ends the live area (before the final lines are printed).
     void stop() {
         {
-            std::lock_guard<std::mutex> l(mu_);
-            stopping_ = true;
+            std::lock_guard<std::mutex> l(m_mu);
+            m_stopping = true;
         }
-        tick_cv_.notify_all();
-        if (ticker_.joinable()) {
-            ticker_.join();
+        m_tick_cv.notify_all();
+        if (m_ticker.joinable()) {
+            m_ticker.join();
         }
-        if (mode_ == Mode::tty) {
+        if (m_mode == Mode::tty) {
             std::cerr.flush(); // the last frame, then stderr unbuffered again
             std::cerr.setf(std::ios::unitbuf);
             std::setvbuf(stderr, nullptr, _IONBF, 0);
@@ -193,11 +194,11 @@ public:
     }
 
     void step_started(int id, const std::string& name) override {
-        std::lock_guard<std::mutex> l(mu_);
-        steps_[id].name = name;
-        steps_[id].t0 = std::chrono::steady_clock::now();
-        explained_[id] = ExplainRow{name, "-", ""}; // FROM: nothing looked up
-        if (mode_ != Mode::quiet) {
+        std::lock_guard<std::mutex> l(m_mu);
+        m_steps[id].name = name;
+        m_steps[id].t0 = std::chrono::steady_clock::now();
+        m_explained[id] = ExplainRow{name, "-", ""}; // FROM: nothing looked up
+        if (m_mode != Mode::quiet) {
             clear_live();
             std::cerr << "#" << id << " " << name << "\n";
             draw_live();
@@ -205,33 +206,33 @@ public:
     }
     void step_cached(int id) override {
         {
-            std::lock_guard<std::mutex> l(mu_);
-            steps_[id].cached = true;
-            explained_[id] = ExplainRow{steps_[id].name, "CACHED", ""};
+            std::lock_guard<std::mutex> l(m_mu);
+            m_steps[id].cached = true;
+            m_explained[id] = ExplainRow{m_steps[id].name, "CACHED", ""};
         }
         line(id, "CACHED");
     }
     void step_running(int id, const std::string& reason) override {
         {
-            std::lock_guard<std::mutex> l(mu_);
-            explained_[id] = ExplainRow{steps_[id].name, "miss", reason};
+            std::lock_guard<std::mutex> l(m_mu);
+            m_explained[id] = ExplainRow{m_steps[id].name, "miss", reason};
         }
         line(id, "running: " + reason);
     }
     // Every step that was looked up in the cache, in step order.
     std::vector<ExplainRow> explained() {
-        std::lock_guard<std::mutex> l(mu_);
+        std::lock_guard<std::mutex> l(m_mu);
         std::vector<ExplainRow> out;
-        for (const auto& [id, row] : explained_) {
+        for (const auto& [id, row] : m_explained) {
             out.push_back(row);
         }
         return out;
     }
     void step_output(int id, std::string_view data) override {
-        std::lock_guard<std::mutex> l(mu_);
-        auto& s = steps_[id];
+        std::lock_guard<std::mutex> l(m_mu);
+        auto& s = m_steps[id];
         s.output.append(data);
-        if (mode_ == Mode::quiet) {
+        if (m_mode == Mode::quiet) {
             return;
         }
         s.pending.append(data);
@@ -243,9 +244,9 @@ public:
     }
     void step_note(int id, const std::string& note) override { line(id, note); }
     void step_packing(int id, std::uint64_t bytes) override {
-        std::lock_guard<std::mutex> l(mu_);
-        auto it = steps_.find(id);
-        if (mode_ != Mode::tty || it == steps_.end()) {
+        std::lock_guard<std::mutex> l(m_mu);
+        auto it = m_steps.find(id);
+        if (m_mode != Mode::tty || it == m_steps.end()) {
             return;
         }
         it->second.packed = bytes;
@@ -256,33 +257,33 @@ public:
         flush_pending(id);
         bool cached = false;
         {
-            std::lock_guard<std::mutex> l(mu_);
-            cached = steps_[id].cached;
-            if (live_id_ == id) {
+            std::lock_guard<std::mutex> l(m_mu);
+            cached = m_steps[id].cached;
+            if (m_live_id == id) {
                 clear_live(); // the finished step's output tail goes away
-                live_id_ = 0;
+                m_live_id = 0;
             }
         }
         if (!cached) {
             line(id, fmt::format("DONE {:.1f}s", seconds));
         }
-        std::lock_guard<std::mutex> l(mu_);
-        steps_.erase(id);
-        if (mode_ == Mode::tty) {
+        std::lock_guard<std::mutex> l(m_mu);
+        m_steps.erase(id);
+        if (m_mode == Mode::tty) {
             clear_live();
-            live_id_ = 0;
+            m_live_id = 0;
         }
     }
     void step_failed(int id, const std::string& message, double seconds) override {
         flush_pending(id);
-        std::lock_guard<std::mutex> l(mu_);
+        std::lock_guard<std::mutex> l(m_mu);
         clear_live();
-        live_id_ = 0;
-        auto& s = steps_[id];
-        failed_name_ = s.name;
-        failed_output_ = s.output;
-        failed_shown_ = mode_ == Mode::plain;
-        if (mode_ != Mode::quiet) {
+        m_live_id = 0;
+        auto& s = m_steps[id];
+        m_failed_name = s.name;
+        m_failed_output = s.output;
+        m_failed_shown = m_mode == Mode::plain;
+        if (m_mode != Mode::quiet) {
             std::cerr << "#" << id << " ERROR " << fmt::format("{:.1f}s", seconds);
             if (!message.empty()) {
                 std::cerr << ": " << message;
@@ -291,20 +292,20 @@ public:
         }
     }
     void message(const std::string& text) {
-        std::lock_guard<std::mutex> l(mu_);
-        if (mode_ != Mode::quiet) {
+        std::lock_guard<std::mutex> l(m_mu);
+        if (m_mode != Mode::quiet) {
             clear_live();
             std::cerr << text << "\n";
         }
     }
     // The failing step's whole output, framed as BuildKit frames it.
     void report_failure() {
-        std::lock_guard<std::mutex> l(mu_);
-        if (failed_name_.empty() || failed_output_.empty()) {
+        std::lock_guard<std::mutex> l(m_mu);
+        if (m_failed_name.empty() || m_failed_output.empty()) {
             return;
         }
-        std::cerr << "------\n > " << failed_name_ << ":\n" << failed_output_;
-        if (failed_output_.back() != '\n') {
+        std::cerr << "------\n > " << m_failed_name << ":\n" << m_failed_output;
+        if (m_failed_output.back() != '\n') {
             std::cerr << "\n";
         }
         std::cerr << "------\n";
@@ -322,8 +323,8 @@ private:
     };
 
     void line(int id, const std::string& text) {
-        std::lock_guard<std::mutex> l(mu_);
-        if (mode_ == Mode::quiet) {
+        std::lock_guard<std::mutex> l(m_mu);
+        if (m_mode == Mode::quiet) {
             return;
         }
         clear_live();
@@ -331,16 +332,16 @@ private:
         draw_live();
     }
     void flush_pending(int id) {
-        std::lock_guard<std::mutex> l(mu_);
-        auto it = steps_.find(id);
-        if (it != steps_.end() && !it->second.pending.empty() && mode_ != Mode::quiet) {
+        std::lock_guard<std::mutex> l(m_mu);
+        auto it = m_steps.find(id);
+        if (it != m_steps.end() && !it->second.pending.empty() && m_mode != Mode::quiet) {
             emit_output_line(id, it->second, it->second.pending);
             it->second.pending.clear();
         }
     }
     void emit_output_line(int id, StepState& s, const std::string& text) {
         double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.t0).count();
-        if (mode_ == Mode::plain) {
+        if (m_mode == Mode::plain) {
             std::cerr << "#" << id << " " << fmt::format("{:.3f}", t) << " " << text << "\n";
             return;
         }
@@ -349,31 +350,31 @@ private:
         // Only what the line shows on a terminal: no carriage returns, tabs or
         // escape sequences, which would break the count of lines to redraw.
         s.tail.push_back(terminal_text(text.substr(0, 4096)));
-        if (s.tail.size() > kTailLines) {
+        if (s.tail.size() > k_tail_lines) {
             s.tail.pop_front();
         }
-        live_id_ = id;
+        m_live_id = id;
         draw_live();
     }
     void clear_live() {
-        if (mode_ != Mode::tty || drawn_ == 0) {
+        if (m_mode != Mode::tty || m_drawn == 0) {
             return;
         }
-        for (int i = 0; i < drawn_; ++i) {
+        for (int i = 0; i < m_drawn; ++i) {
             std::cerr << "\x1b[1A\x1b[2K";
         }
-        drawn_ = 0;
+        m_drawn = 0;
     }
     // tty: below the finished lines, one line per running step (its name,
     // time so far and, while its layer is packed, the bytes written), and the
     // last output lines of the step that printed last.
     void draw_live() {
-        if (mode_ != Mode::tty || stopping_) {
+        if (m_mode != Mode::tty || m_stopping) {
             return;
         }
         auto now = std::chrono::steady_clock::now();
         std::size_t width = terminal_width();
-        for (const auto& [id, s] : steps_) {
+        for (const auto& [id, s] : m_steps) {
             if (s.cached) {
                 continue;
             }
@@ -384,18 +385,18 @@ private:
             }
             const bool colour = use_colour();
             std::cerr << (colour ? "\x1b[34m" : "") << clip(text, width) << (colour ? "\x1b[0m" : "") << "\n";
-            ++drawn_;
-            if (id == live_id_) {
+            ++m_drawn;
+            if (id == m_live_id) {
                 for (const auto& t : s.tail) {
                     std::cerr << (colour ? "\x1b[2m  " : "  ") << clip(t, width - 2) << (colour ? "\x1b[0m" : "")
                               << "\n";
-                    ++drawn_;
+                    ++m_drawn;
                 }
             }
         }
-        double total = std::chrono::duration<double>(now - t0_).count();
+        double total = std::chrono::duration<double>(now - m_t0).count();
         std::cerr << fmt::format("[+] Building {:.1f}s", total) << "\n";
-        ++drawn_;
+        ++m_drawn;
         std::cerr.flush();
     }
     static std::size_t terminal_width() {
@@ -414,20 +415,20 @@ private:
         return v == nullptr || *v == '\0';
     }
 
-    static constexpr std::size_t kTailLines = 6;
-    Mode mode_;
-    std::chrono::steady_clock::time_point t0_;
-    std::mutex mu_;
-    std::map<int, StepState> steps_;
-    int live_id_ = 0;
-    int drawn_ = 0;
-    bool stopping_ = false;
-    std::condition_variable tick_cv_;
-    std::thread ticker_;
-    std::string failed_name_;
-    std::string failed_output_;
-    bool failed_shown_ = false;
-    std::map<int, ExplainRow> explained_;
+    static constexpr std::size_t k_tail_lines = 6;
+    Mode m_mode;
+    std::chrono::steady_clock::time_point m_t0;
+    std::mutex m_mu;
+    std::map<int, StepState> m_steps;
+    int m_live_id = 0;
+    int m_drawn = 0;
+    bool m_stopping = false;
+    std::condition_variable m_tick_cv;
+    std::thread m_ticker;
+    std::string m_failed_name;
+    std::string m_failed_output;
+    bool m_failed_shown = false;
+    std::map<int, ExplainRow> m_explained;
 };
 
 void print_explain_table(const std::vector<ExplainRow>& rows) {

@@ -137,17 +137,17 @@ public:
         if (!st.running() || st.status == "paused") {
             return;
         }
-        cg_ = runner::cgroup_paths(id);
-        if (cg_.empty()) {
+        m_cg = runner::cgroup_paths(id);
+        if (m_cg.empty()) {
             throw Error("Cannot pause container " + id + ": it has no cgroup");
         }
-        runner::freeze(cg_);
-        frozen_ = true;
+        runner::freeze(m_cg);
+        m_frozen = true;
     }
     ~FrozenWhile() {
-        if (frozen_) {
+        if (m_frozen) {
             try {
-                runner::thaw(cg_);
+                runner::thaw(m_cg);
             } catch (const std::exception& e) {
                 std::cerr << "strata: warning: cannot unpause the container after commit: "
                           << e.what() << "\n";
@@ -158,8 +158,8 @@ public:
     FrozenWhile& operator=(const FrozenWhile&) = delete;
 
 private:
-    runner::CgroupPaths cg_;
-    bool frozen_ = false;
+    runner::CgroupPaths m_cg;
+    bool m_frozen = false;
 };
 
 void cmd_commit(Context& ctx, const CommitOptions& o) {
@@ -207,10 +207,10 @@ public:
     ContainerRoot(snapshot::Store& store, const containers::Store& cs, const ContainerFs& c) {
         containers::State state = cs.load_state(c.id);
         if (state.running() && state.pid > 0) {
-            fd_ = fs::open("/proc/" + std::to_string(state.pid) + "/root", O_PATH | O_DIRECTORY);
+            m_fd = fs::open("/proc/" + std::to_string(state.pid) + "/root", O_PATH | O_DIRECTORY);
             return;
         }
-        lock_ = cs.lock(c.id);
+        m_lock = cs.lock(c.id);
         state = cs.load_state(c.id);
         if (state.running()) {
             throw Error("container " + c.id + " started while cp looked at it; try again");
@@ -226,23 +226,23 @@ public:
         fs::mkdirs(target, 0755);
         layerfs::mount_overlay(
             layerfs::OverlaySpec{lowers_of(store, c.image), c.upper, dir + "/work"}, target);
-        mounted_ = target;
-        fd_ = fs::open(target, O_PATH | O_DIRECTORY);
+        m_mounted = target;
+        m_fd = fs::open(target, O_PATH | O_DIRECTORY);
     }
     ~ContainerRoot() {
-        fd_ = UniqueFd();
-        if (!mounted_.empty()) {
-            ::umount2(mounted_.c_str(), MNT_DETACH);
+        m_fd = UniqueFd();
+        if (!m_mounted.empty()) {
+            ::umount2(m_mounted.c_str(), MNT_DETACH);
         }
     }
     ContainerRoot(const ContainerRoot&) = delete;
     ContainerRoot& operator=(const ContainerRoot&) = delete;
-    int fd() const { return fd_.get(); }
+    int fd() const { return m_fd.get(); }
 
 private:
-    containers::Lock lock_;
-    std::string mounted_;
-    UniqueFd fd_;
+    containers::Lock m_lock;
+    std::string m_mounted;
+    UniqueFd m_fd;
 };
 
 // docker's splitCpArg: an absolute or ./relative path is local; else

@@ -53,7 +53,7 @@ std::pair<std::string, std::string> split_cp_source(const std::string& text) {
 // of the store, then written in tree order.
 void cp_to_tar(BrowsedImage& b, std::uint32_t node) {
     const auto& trie = b.index.trie();
-    std::string base = node == PathTrie::kRoot ? "rootfs" : std::string(trie.name(node));
+    std::string base = node == PathTrie::k_root ? "rootfs" : std::string(trie.name(node));
     std::vector<snapshot::CopyItem> items = snapshot::plan_tree_copy(b.tree, node, base, true);
     TempDir staging(b.store.tmp_dir(), "cp-");
     auto staging_fd = fs::open_dir(staging.path());
@@ -109,7 +109,7 @@ void cmd_cp(Context& ctx, const std::string& source, const std::string& dest,
     // made inside the target directory, so that a symlink from the image or
     // already there cannot steer a write out of it. Files sharing content
     // become hard links of the first copy.
-    std::string base = *node == PathTrie::kRoot ? "rootfs" : std::string(trie.name(*node));
+    std::string base = *node == PathTrie::k_root ? "rootfs" : std::string(trie.name(*node));
     UniqueFd host_root = fs::open("/", O_PATH | O_DIRECTORY);
     containers::CopyTarget target =
         containers::resolve_copy_target(host_root.get(), containers::host_absolute(dest),

@@ -30,11 +30,11 @@ struct ParseOptions {
 };
 
 std::string read_dockerfile(const std::string& file) {
-    constexpr std::size_t kMax = 64u << 20;
+    constexpr std::size_t k_max = 64u << 20;
     if (file == "-") {
-        return fs::read_fd(STDIN_FILENO, "stdin", kMax);
+        return fs::read_fd(STDIN_FILENO, "stdin", k_max);
     }
-    return fs::read_file(file, kMax);
+    return fs::read_file(file, k_max);
 }
 
 std::string stage_label(const dockerfile::Stage& s) {

@@ -14,7 +14,7 @@ namespace strata::cli {
 
 namespace {
 
-constexpr std::array<std::string_view, 11> kAllowed = {
+constexpr std::array<std::string_view, 11> k_allowed = {
     "cmd",     "entrypoint", "healthcheck", "env",    "expose", "label",
     "onbuild", "stopsignal", "user",        "volume", "workdir"};
 
@@ -33,7 +33,7 @@ void apply_commit_changes(formats::ImageConfig& cfg, const std::vector<std::stri
     std::vector<dockerfile::Instruction> instrs;
     for (const auto& node : ast.root.children) {
         std::string kw = node.keyword();
-        if (std::find(kAllowed.begin(), kAllowed.end(), kw) == kAllowed.end()) {
+        if (std::find(k_allowed.begin(), k_allowed.end(), kw) == k_allowed.end()) {
             throw Error(kw + " is not a valid change command");
         }
         instrs.push_back(dockerfile::to_instruction(node, ast));

@@ -394,8 +394,9 @@ RunVolumes::RunVolumes(const snapshot::Store& store, const formats::ImageConfig&
                        const std::vector<std::string>& volume_flags,
                        const std::vector<std::string>& mount_flags, bool remove_anonymous,
                        runner::RunSpec& spec, const std::string& container_id)
-    : store_(store), volumes_(store_, container_id.empty() ? containers::new_id() : container_id),
-      image_volumes_(image.config.volumes), remove_anonymous_(remove_anonymous) {
+    : m_store(store),
+      m_volumes(m_store, container_id.empty() ? containers::new_id() : container_id),
+      m_image_volumes(image.config.volumes), m_remove_anonymous(remove_anonymous) {
     std::vector<containers::VolumeRequest> requests;
     std::set<std::string> targets;
     auto add = [&](const MountFlag& f) {
@@ -415,12 +416,12 @@ RunVolumes::RunVolumes(const snapshot::Store& store, const formats::ImageConfig&
     for (const auto& m : mount_flags) {
         add(parse_mount(m));
     }
-    volumes_.attach(requests);
+    m_volumes.attach(requests);
 }
 
 RunVolumes::~RunVolumes() {
-    if (remove_anonymous_) {
-        volumes_.remove_anonymous();
+    if (m_remove_anonymous) {
+        m_volumes.remove_anonymous();
     }
 }
 
@@ -431,11 +432,11 @@ RunVolumes::image_requests(const runner::RunSpec& spec) const {
     for (const auto& m : spec.mounts) {
         covered.insert(clean_path(m.target));
     }
-    for (const auto& a : volumes_.attached()) {
+    for (const auto& a : m_volumes.attached()) {
         covered.insert(clean_path(a.request.target));
     }
     std::vector<containers::VolumeRequest> requests;
-    for (const auto& target : image_volumes_) {
+    for (const auto& target : m_image_volumes) {
         std::string t = clean_path(target[0] == '/' ? target : "/" + target);
         if (covered.insert(t).second) {
             containers::VolumeRequest r;
@@ -454,10 +455,10 @@ void RunVolumes::sort_mounts(runner::RunSpec& spec) {
 }
 
 void RunVolumes::prepare(runner::RunSpec& spec) {
-    volumes_.attach(image_requests(spec));
-    volumes_.mount_driver_options();
-    volumes_.copy_up(spec.rootfs);
-    for (auto& m : volumes_.mounts()) {
+    m_volumes.attach(image_requests(spec));
+    m_volumes.mount_driver_options();
+    m_volumes.copy_up(spec.rootfs);
+    for (auto& m : m_volumes.mounts()) {
         spec.mounts.push_back(std::move(m));
     }
     sort_mounts(spec);
@@ -465,11 +466,11 @@ void RunVolumes::prepare(runner::RunSpec& spec) {
 
 void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
                                 const snapshot::Image& img) {
-    volumes_.attach(image_requests(spec));
-    std::vector<runner::Mount> mounts = volumes_.record_mounts(); // refuses what it cannot keep
+    m_volumes.attach(image_requests(spec));
+    std::vector<runner::Mount> mounts = m_volumes.record_mounts(); // refuses what it cannot keep
     std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
     TempDir scratch(store.tmp_dir(), "volume-copy-");
-    volumes_.copy_up_from_layers(lowers, scratch.path());
+    m_volumes.copy_up_from_layers(lowers, scratch.path());
     for (auto& m : mounts) {
         spec.mounts.push_back(std::move(m));
     }
@@ -481,7 +482,7 @@ void RunVolumes::add_volumes_from(const std::vector<std::string>& from, runner::
     for (const auto& m : spec.mounts) {
         covered.insert(clean_path(m.target));
     }
-    for (const auto& a : volumes_.attached()) {
+    for (const auto& a : m_volumes.attached()) {
         covered.insert(clean_path(a.request.target));
     }
     std::vector<containers::VolumeRequest> requests;
@@ -496,7 +497,7 @@ void RunVolumes::add_volumes_from(const std::vector<std::string>& from, runner::
             read_only = mode == "ro";
             name = item.substr(0, colon);
         }
-        std::string root = store_.dir().substr(0, store_.dir().rfind('/'));
+        std::string root = m_store.dir().substr(0, m_store.dir().rfind('/'));
         containers::Store cs(root);
         std::string id = cs.resolve(name);
         nlohmann::ordered_json config = cs.load_config(id);
@@ -526,15 +527,15 @@ void RunVolumes::add_volumes_from(const std::vector<std::string>& from, runner::
                 spec.mounts.push_back(b);
             }
         }
-        volumes_from_.push_back(item);
+        m_volumes_from.push_back(item);
     }
-    volumes_.attach(requests);
+    m_volumes.attach(requests);
 }
 
 void RunVolumes::record(nlohmann::ordered_json& config) const {
     // Mounts: the volumes as Docker lists them, in place of the bind
     // entries of their _data (or of their driver's own mounts).
-    nlohmann::ordered_json points = volumes_.mount_points();
+    nlohmann::ordered_json points = m_volumes.mount_points();
     std::set<std::string> targets;
     for (const auto& p : points) {
         targets.insert(clean_path(p["Destination"].get<std::string>()));
@@ -552,8 +553,8 @@ void RunVolumes::record(nlohmann::ordered_json& config) const {
         mounts.push_back(p);
     }
     config["Mounts"] = mounts;
-    if (!volumes_from_.empty() && config.contains("HostConfig")) {
-        config["HostConfig"]["VolumesFrom"] = volumes_from_;
+    if (!m_volumes_from.empty() && config.contains("HostConfig")) {
+        config["HostConfig"]["VolumesFrom"] = m_volumes_from;
     }
 }
 

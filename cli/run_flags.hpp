@@ -94,11 +94,11 @@ private:
     std::vector<containers::VolumeRequest> image_requests(const runner::RunSpec& spec) const;
     static void sort_mounts(runner::RunSpec& spec);
 
-    containers::VolumeStore store_;
-    containers::ContainerVolumes volumes_;
-    std::set<std::string> image_volumes_;
-    bool remove_anonymous_;
-    std::vector<std::string> volumes_from_;
+    containers::VolumeStore m_store;
+    containers::ContainerVolumes m_volumes;
+    std::set<std::string> m_image_volumes;
+    bool m_remove_anonymous;
+    std::vector<std::string> m_volumes_from;
 };
 
 // --add-host NAME:IP or NAME=IP (IPv6 in brackets or bare, as docker); the

@@ -189,7 +189,7 @@ std::string unquote_go(std::string_view s, int line) {
 // Splits the template into text and actions, then lexes each action.
 class Lexer {
 public:
-    explicit Lexer(std::string_view src) : src_(src) {}
+    explicit Lexer(std::string_view src) : m_src(src) {}
 
     struct Piece {
         bool action = false;
@@ -202,12 +202,12 @@ public:
         std::vector<Piece> out;
         std::size_t pos = 0;
         bool trim_next = false;
-        while (pos <= src_.size()) {
-            std::size_t open = src_.find("{{", pos);
-            std::string text(src_.substr(
+        while (pos <= m_src.size()) {
+            std::size_t open = m_src.find("{{", pos);
+            std::string text(m_src.substr(
                 pos, open == std::string_view::npos ? std::string_view::npos : open - pos));
-            bool trim_left = open != std::string_view::npos && open + 3 < src_.size() &&
-                             src_[open + 2] == '-' && is_space(src_[open + 3]);
+            bool trim_left = open != std::string_view::npos && open + 3 < m_src.size() &&
+                             m_src[open + 2] == '-' && is_space(m_src[open + 3]);
             if (trim_next) {
                 std::size_t k = 0;
                 while (k < text.size() && is_space(text[k])) {
@@ -221,35 +221,35 @@ public:
                 }
             }
             if (!text.empty()) {
-                out.push_back({false, text, {}, line_});
+                out.push_back({false, text, {}, m_line});
             }
-            count_lines(pos, open == std::string_view::npos ? src_.size() : open);
+            count_lines(pos, open == std::string_view::npos ? m_src.size() : open);
             if (open == std::string_view::npos) {
                 break;
             }
             pos = open + 2 + (trim_left ? 2 : 0);
             Piece p;
             p.action = true;
-            p.line = line_;
+            p.line = m_line;
             // Comment?
             std::size_t q = pos;
-            while (q < src_.size() && is_space(src_[q]) && trim_left) {
+            while (q < m_src.size() && is_space(m_src[q]) && trim_left) {
                 ++q;
             }
-            if (src_.substr(q, 2) == "/*") {
-                std::size_t close = src_.find("*/", q + 2);
+            if (m_src.substr(q, 2) == "/*") {
+                std::size_t close = m_src.find("*/", q + 2);
                 if (close == std::string_view::npos) {
-                    parse_fail(line_, "unclosed comment");
+                    parse_fail(m_line, "unclosed comment");
                 }
                 std::size_t after = close + 2;
                 bool trim_right = false;
-                if (src_.substr(after, 4) == " -}}") {
+                if (m_src.substr(after, 4) == " -}}") {
                     trim_right = true;
                     after += 4;
-                } else if (src_.substr(after, 2) == "}}") {
+                } else if (m_src.substr(after, 2) == "}}") {
                     after += 2;
                 } else {
-                    parse_fail(line_, "comment ends before closing delimiter");
+                    parse_fail(m_line, "comment ends before closing delimiter");
                 }
                 count_lines(pos, after);
                 pos = after;
@@ -264,9 +264,9 @@ public:
 
 private:
     void count_lines(std::size_t from, std::size_t to) {
-        for (std::size_t i = from; i < to && i < src_.size(); ++i) {
-            if (src_[i] == '\n') {
-                ++line_;
+        for (std::size_t i = from; i < to && i < m_src.size(); ++i) {
+            if (m_src[i] == '\n') {
+                ++m_line;
             }
         }
     }
@@ -276,34 +276,34 @@ private:
         bool spaced = true;
         int parens = 0;
         for (;;) {
-            if (pos >= src_.size()) {
-                parse_fail(line_, "unclosed action");
+            if (pos >= m_src.size()) {
+                parse_fail(m_line, "unclosed action");
             }
-            char c = src_[pos];
+            char c = m_src[pos];
             if (is_space(c)) {
                 // " -}}" closes with trimming.
-                if (src_.substr(pos + 1, 3) == "-}}") {
+                if (m_src.substr(pos + 1, 3) == "-}}") {
                     count_lines(pos, pos + 1);
-                    toks.push_back({Token::Kind::end, "", true, line_});
+                    toks.push_back({Token::Kind::end, "", true, m_line});
                     trim_next = true;
                     return pos + 4;
                 }
                 if (c == '\n') {
-                    ++line_;
+                    ++m_line;
                 }
                 ++pos;
                 spaced = true;
                 continue;
             }
-            if (src_.substr(pos, 2) == "}}") {
+            if (m_src.substr(pos, 2) == "}}") {
                 if (parens > 0) {
-                    parse_fail(line_, "unclosed left paren");
+                    parse_fail(m_line, "unclosed left paren");
                 }
-                toks.push_back({Token::Kind::end, "", spaced, line_});
+                toks.push_back({Token::Kind::end, "", spaced, m_line});
                 trim_next = false;
                 return pos + 2;
             }
-            Token t{Token::Kind::end, "", spaced, line_};
+            Token t{Token::Kind::end, "", spaced, m_line};
             spaced = false;
             if (c == '|') {
                 t.kind = Token::Kind::pipe;
@@ -314,14 +314,14 @@ private:
                 ++pos;
             } else if (c == ')') {
                 if (--parens < 0) {
-                    parse_fail(line_, "unexpected right paren");
+                    parse_fail(m_line, "unexpected right paren");
                 }
                 t.kind = Token::Kind::rparen;
                 ++pos;
             } else if (c == ',') {
                 t.kind = Token::Kind::comma;
                 ++pos;
-            } else if (c == ':' && src_.substr(pos, 2) == ":=") {
+            } else if (c == ':' && m_src.substr(pos, 2) == ":=") {
                 t.kind = Token::Kind::declare;
                 pos += 2;
             } else if (c == '=') {
@@ -329,56 +329,56 @@ private:
                 ++pos;
             } else if (c == '"') {
                 std::size_t e = pos + 1;
-                while (e < src_.size() && src_[e] != '"') {
-                    if (src_[e] == '\\') {
+                while (e < m_src.size() && m_src[e] != '"') {
+                    if (m_src[e] == '\\') {
                         ++e;
                     }
-                    if (e < src_.size() && src_[e] == '\n') {
-                        parse_fail(line_, "unterminated quoted string");
+                    if (e < m_src.size() && m_src[e] == '\n') {
+                        parse_fail(m_line, "unterminated quoted string");
                     }
                     ++e;
                 }
-                if (e >= src_.size()) {
-                    parse_fail(line_, "unterminated quoted string");
+                if (e >= m_src.size()) {
+                    parse_fail(m_line, "unterminated quoted string");
                 }
                 t.kind = Token::Kind::string;
-                t.text = unquote_go(src_.substr(pos + 1, e - pos - 1), line_);
+                t.text = unquote_go(m_src.substr(pos + 1, e - pos - 1), m_line);
                 pos = e + 1;
             } else if (c == '`') {
-                std::size_t e = src_.find('`', pos + 1);
+                std::size_t e = m_src.find('`', pos + 1);
                 if (e == std::string_view::npos) {
-                    parse_fail(line_, "unterminated raw quoted string");
+                    parse_fail(m_line, "unterminated raw quoted string");
                 }
                 t.kind = Token::Kind::string;
-                t.text = std::string(src_.substr(pos + 1, e - pos - 1));
+                t.text = std::string(m_src.substr(pos + 1, e - pos - 1));
                 count_lines(pos, e);
                 pos = e + 1;
             } else if (c == '\'') {
                 std::size_t e = pos + 1;
-                while (e < src_.size() && src_[e] != '\'') {
-                    if (src_[e] == '\\') {
+                while (e < m_src.size() && m_src[e] != '\'') {
+                    if (m_src[e] == '\\') {
                         ++e;
                     }
                     ++e;
                 }
-                if (e >= src_.size()) {
-                    parse_fail(line_, "unterminated character constant");
+                if (e >= m_src.size()) {
+                    parse_fail(m_line, "unterminated character constant");
                 }
-                std::string s = unquote_go(src_.substr(pos + 1, e - pos - 1), line_);
+                std::string s = unquote_go(m_src.substr(pos + 1, e - pos - 1), m_line);
                 t.kind = Token::Kind::charlit;
                 t.text = s;
                 pos = e + 1;
             } else if (c == '$') {
                 std::size_t e = pos + 1;
-                while (e < src_.size() && is_alnum(src_[e])) {
+                while (e < m_src.size() && is_alnum(m_src[e])) {
                     ++e;
                 }
                 t.kind = Token::Kind::var;
-                t.text = std::string(src_.substr(pos, e - pos));
+                t.text = std::string(m_src.substr(pos, e - pos));
                 pos = e;
-            } else if (c == '.' && (pos + 1 >= src_.size() || !is_alnum(src_[pos + 1]) ||
-                                    (src_[pos + 1] >= '0' && src_[pos + 1] <= '9'))) {
-                if (pos + 1 < src_.size() && src_[pos + 1] >= '0' && src_[pos + 1] <= '9') {
+            } else if (c == '.' && (pos + 1 >= m_src.size() || !is_alnum(m_src[pos + 1]) ||
+                                    (m_src[pos + 1] >= '0' && m_src[pos + 1] <= '9'))) {
+                if (pos + 1 < m_src.size() && m_src[pos + 1] >= '0' && m_src[pos + 1] <= '9') {
                     pos = lex_number(pos, t);
                 } else {
                     t.kind = Token::Kind::dot;
@@ -386,26 +386,27 @@ private:
                 }
             } else if (c == '.') {
                 std::size_t e = pos + 1;
-                while (e < src_.size() && is_alnum(src_[e])) {
+                while (e < m_src.size() && is_alnum(m_src[e])) {
                     ++e;
                 }
                 t.kind = Token::Kind::field;
-                t.text = std::string(src_.substr(pos + 1, e - pos - 1));
+                t.text = std::string(m_src.substr(pos + 1, e - pos - 1));
                 pos = e;
             } else if ((c >= '0' && c <= '9') ||
-                       ((c == '-' || c == '+') && pos + 1 < src_.size() &&
-                        ((src_[pos + 1] >= '0' && src_[pos + 1] <= '9') || src_[pos + 1] == '.'))) {
+                       ((c == '-' || c == '+') && pos + 1 < m_src.size() &&
+                        ((m_src[pos + 1] >= '0' && m_src[pos + 1] <= '9') ||
+                         m_src[pos + 1] == '.'))) {
                 pos = lex_number(pos, t);
             } else if (is_alnum(c)) {
                 std::size_t e = pos;
-                while (e < src_.size() && is_alnum(src_[e])) {
+                while (e < m_src.size() && is_alnum(m_src[e])) {
                     ++e;
                 }
                 t.kind = Token::Kind::ident;
-                t.text = std::string(src_.substr(pos, e - pos));
+                t.text = std::string(m_src.substr(pos, e - pos));
                 pos = e;
             } else {
-                parse_fail(line_, std::string("unexpected \"") + c + "\" in command");
+                parse_fail(m_line, std::string("unexpected \"") + c + "\" in command");
             }
             toks.push_back(std::move(t));
         }
@@ -413,22 +414,22 @@ private:
 
     std::size_t lex_number(std::size_t pos, Token& t) {
         std::size_t e = pos;
-        if (src_[e] == '+' || src_[e] == '-') {
+        if (m_src[e] == '+' || m_src[e] == '-') {
             ++e;
         }
-        while (e < src_.size() && (is_alnum(src_[e]) || src_[e] == '.' ||
-                                   ((src_[e] == '+' || src_[e] == '-') &&
-                                    (src_[e - 1] == 'e' || src_[e - 1] == 'E' ||
-                                     src_[e - 1] == 'p' || src_[e - 1] == 'P')))) {
+        while (e < m_src.size() && (is_alnum(m_src[e]) || m_src[e] == '.' ||
+                                    ((m_src[e] == '+' || m_src[e] == '-') &&
+                                     (m_src[e - 1] == 'e' || m_src[e - 1] == 'E' ||
+                                      m_src[e - 1] == 'p' || m_src[e - 1] == 'P')))) {
             ++e;
         }
         t.kind = Token::Kind::number;
-        t.text = std::string(src_.substr(pos, e - pos));
+        t.text = std::string(m_src.substr(pos, e - pos));
         return e;
     }
 
-    std::string_view src_;
-    int line_ = 1;
+    std::string_view m_src;
+    int m_line = 1;
 };
 
 Value parse_number(const std::string& text, int line) {
@@ -471,13 +472,13 @@ Value parse_number(const std::string& text, int line) {
 
 class Parser {
 public:
-    explicit Parser(std::vector<Lexer::Piece> pieces) : pieces_(std::move(pieces)) {}
+    explicit Parser(std::vector<Lexer::Piece> pieces) : m_pieces(std::move(pieces)) {}
 
     List parse_all() {
         List out;
         std::string stop = parse_list(out);
         if (!stop.empty()) {
-            parse_fail(last_line_, "unexpected {{" + stop + "}}");
+            parse_fail(m_last_line, "unexpected {{" + stop + "}}");
         }
         return out;
     }
@@ -487,15 +488,15 @@ private:
     // keyword that stopped it ("" at the end of input). For else, the
     // tokens after "else" are left in else_rest_.
     std::string parse_list(List& out) {
-        while (i_ < pieces_.size()) {
-            auto& p = pieces_[i_++];
-            last_line_ = p.line;
+        while (m_i < m_pieces.size()) {
+            auto& p = m_pieces[m_i++];
+            m_last_line = p.line;
             if (!p.action) {
                 out.push_back({Node::Kind::text, p.text, nullptr, nullptr, nullptr, p.line});
                 continue;
             }
-            toks_ = &p.tokens;
-            t_ = 0;
+            m_toks = &p.tokens;
+            m_t = 0;
             const Token& first = tok();
             if (first.kind == Token::Kind::end) {
                 parse_fail(p.line, "missing value for command");
@@ -503,24 +504,24 @@ private:
             if (first.kind == Token::Kind::ident) {
                 const std::string& k = first.text;
                 if (k == "end") {
-                    ++t_;
+                    ++m_t;
                     expect_end();
                     return "end";
                 }
                 if (k == "else") {
-                    ++t_;
+                    ++m_t;
                     return "else";
                 }
                 if (k == "if" || k == "range" || k == "with") {
-                    ++t_;
+                    ++m_t;
                     out.push_back(parse_control(k, p.line));
                     continue;
                 }
                 if (k == "break" || k == "continue") {
-                    if (range_depth_ == 0) {
+                    if (m_range_depth == 0) {
                         parse_fail(p.line, "{{" + k + "}} outside {{range}}");
                     }
-                    ++t_;
+                    ++m_t;
                     expect_end();
                     out.push_back({k == "break" ? Node::Kind::break_ : Node::Kind::continue_, "",
                                    nullptr, nullptr, nullptr, p.line});
@@ -547,14 +548,14 @@ private:
         expect_end();
         n.body = std::make_shared<List>();
         if (kw == "range") {
-            ++range_depth_;
+            ++m_range_depth;
         }
         std::string stop = parse_list(*n.body);
         if (kw == "range") {
-            --range_depth_;
+            --m_range_depth;
         }
         if (stop.empty()) {
-            parse_fail(last_line_, "unexpected EOF");
+            parse_fail(m_last_line, "unexpected EOF");
         }
         if (stop == "else") {
             n.else_body = std::make_shared<List>();
@@ -563,21 +564,21 @@ private:
             if (tok().kind == Token::Kind::ident && (tok().text == "if" || tok().text == "with") &&
                 kw != "range") {
                 std::string k2 = tok().text;
-                ++t_;
-                n.else_body->push_back(parse_control(k2, last_line_));
+                ++m_t;
+                n.else_body->push_back(parse_control(k2, m_last_line));
                 return n;
             }
             expect_end();
             std::string stop2 = parse_list(*n.else_body);
             if (stop2 != "end") {
-                parse_fail(last_line_,
+                parse_fail(m_last_line,
                            stop2.empty() ? "unexpected EOF" : "expected end; found {{else}}");
             }
         }
         return n;
     }
 
-    const Token& tok() const { return (*toks_)[t_]; }
+    const Token& tok() const { return (*m_toks)[m_t]; }
 
     void expect_end() {
         if (tok().kind != Token::Kind::end) {
@@ -590,14 +591,14 @@ private:
         p->line = line;
         // Declarations: $x := / $x = / $i, $v :=
         if (top && tok().kind == Token::Kind::var) {
-            std::size_t save = t_;
+            std::size_t save = m_t;
             std::vector<std::string> vars{tok().text};
-            ++t_;
+            ++m_t;
             if (range && tok().kind == Token::Kind::comma) {
-                ++t_;
+                ++m_t;
                 if (tok().kind == Token::Kind::var) {
                     vars.push_back(tok().text);
-                    ++t_;
+                    ++m_t;
                 } else {
                     parse_fail(line, "range can only initialize variables");
                 }
@@ -605,9 +606,9 @@ private:
             if (tok().kind == Token::Kind::declare || tok().kind == Token::Kind::assign) {
                 p->declare = tok().kind == Token::Kind::declare;
                 p->vars = vars;
-                ++t_;
+                ++m_t;
             } else {
-                t_ = save;
+                m_t = save;
             }
         }
         for (;;) {
@@ -621,7 +622,7 @@ private:
             }
             p->cmds.push_back(std::move(c));
             if (tok().kind == Token::Kind::pipe) {
-                ++t_;
+                ++m_t;
                 continue;
             }
             break;
@@ -638,23 +639,23 @@ private:
             a.kind = Arg::Kind::field;
             a.fields.push_back(t.text);
             a.text = "." + t.text;
-            ++t_;
+            ++m_t;
             break;
         case Token::Kind::dot:
             a.kind = Arg::Kind::dot;
             a.text = ".";
-            ++t_;
+            ++m_t;
             break;
         case Token::Kind::var:
             a.kind = Arg::Kind::var;
             a.name = t.text;
-            ++t_;
+            ++m_t;
             break;
         case Token::Kind::string:
             a.kind = Arg::Kind::literal;
             a.literal = t.text;
             a.text = nlohmann::json(t.text).dump();
-            ++t_;
+            ++m_t;
             break;
         case Token::Kind::charlit: {
             a.kind = Arg::Kind::literal;
@@ -669,13 +670,13 @@ private:
                 }
             }
             a.literal = cp;
-            ++t_;
+            ++m_t;
             break;
         }
         case Token::Kind::number:
             a.kind = Arg::Kind::literal;
             a.literal = parse_number(t.text, t.line);
-            ++t_;
+            ++m_t;
             break;
         case Token::Kind::ident:
             if (t.text == "true" || t.text == "false") {
@@ -688,16 +689,16 @@ private:
                 a.kind = Arg::Kind::ident;
                 a.name = t.text;
             }
-            ++t_;
+            ++m_t;
             break;
         case Token::Kind::lparen:
-            ++t_;
+            ++m_t;
             a.kind = Arg::Kind::pipe;
             a.sub = parse_pipeline(false, t.line);
             if (tok().kind != Token::Kind::rparen) {
                 parse_fail(t.line, "unclosed left paren");
             }
-            ++t_;
+            ++m_t;
             a.text = "(...)";
             break;
         default:
@@ -710,17 +711,17 @@ private:
             }
             a.fields.push_back(tok().text);
             a.text += "." + tok().text;
-            ++t_;
+            ++m_t;
         }
         return a;
     }
 
-    std::vector<Lexer::Piece> pieces_;
-    std::size_t i_ = 0;
-    const std::vector<Token>* toks_ = nullptr;
-    std::size_t t_ = 0;
-    int last_line_ = 1;
-    int range_depth_ = 0;
+    std::vector<Lexer::Piece> m_pieces;
+    std::size_t m_i = 0;
+    const std::vector<Token>* m_toks = nullptr;
+    std::size_t m_t = 0;
+    int m_last_line = 1;
+    int m_range_depth = 0;
 };
 
 // ------------------------------------------------------------------ printing
@@ -1276,13 +1277,13 @@ std::string map_case(const std::string& s, bool upper) {
 
 class Exec {
 public:
-    Exec(const Value& root, bool strict) : strict_(strict) { vars_.push_back({"$", root}); }
+    Exec(const Value& root, bool strict) : m_strict(strict) { m_vars.push_back({"$", root}); }
 
     enum class Flow { normal, break_, continue_ };
 
     Flow run(const List& list, const Value& dot, std::string& out) {
         for (const auto& n : list) {
-            line_ = n.line;
+            m_line = n.line;
             switch (n.kind) {
             case Node::Kind::text:
                 out += n.text;
@@ -1296,7 +1297,7 @@ public:
             }
             case Node::Kind::if_:
             case Node::Kind::with: {
-                std::size_t mark = vars_.size();
+                std::size_t mark = m_vars.size();
                 Value v = eval_pipeline(*n.pipe, dot);
                 Flow f = Flow::normal;
                 if (truth(v)) {
@@ -1304,20 +1305,20 @@ public:
                 } else if (n.else_body) {
                     f = run(*n.else_body, dot, out);
                 }
-                vars_.resize(mark);
+                m_vars.resize(mark);
                 if (f != Flow::normal) {
                     return f;
                 }
                 break;
             }
             case Node::Kind::range: {
-                std::size_t mark = vars_.size();
+                std::size_t mark = m_vars.size();
                 Pipeline p = *n.pipe;
                 std::vector<std::string> vars = p.vars;
                 p.vars.clear();
                 Value v = eval_pipeline(p, dot);
                 auto iterate = [&](const Value& key, const Value& elem) {
-                    std::size_t inner = vars_.size();
+                    std::size_t inner = m_vars.size();
                     if (vars.size() == 1) {
                         set_var(vars[0], elem, true);
                     } else if (vars.size() == 2) {
@@ -1325,7 +1326,7 @@ public:
                         set_var(vars[1], elem, true);
                     }
                     Flow f = run(*n.body, elem, out);
-                    vars_.resize(inner);
+                    m_vars.resize(inner);
                     return f;
                 };
                 bool any = false;
@@ -1357,11 +1358,11 @@ public:
                 }
                 if (!any && n.else_body) {
                     Flow f = run(*n.else_body, dot, out);
-                    vars_.resize(mark);
+                    m_vars.resize(mark);
                     if (f != Flow::normal)
                         return f;
                 }
-                vars_.resize(mark);
+                m_vars.resize(mark);
                 break;
             }
             case Node::Kind::break_:
@@ -1373,16 +1374,16 @@ public:
         return Flow::normal;
     }
 
-    int line() const { return line_; }
-    const std::string& at() const { return at_; }
+    int line() const { return m_line; }
+    const std::string& at() const { return m_at; }
 
 private:
     void set_var(const std::string& name, const Value& v, bool declare) {
         if (declare) {
-            vars_.push_back({name, v});
+            m_vars.push_back({name, v});
             return;
         }
-        for (auto it = vars_.rbegin(); it != vars_.rend(); ++it) {
+        for (auto it = m_vars.rbegin(); it != m_vars.rend(); ++it) {
             if (it->first == name) {
                 it->second = v;
                 return;
@@ -1392,7 +1393,7 @@ private:
     }
 
     const Value& var(const std::string& name) {
-        for (auto it = vars_.rbegin(); it != vars_.rend(); ++it) {
+        for (auto it = m_vars.rbegin(); it != m_vars.rend(); ++it) {
             if (it->first == name) {
                 return it->second;
             }
@@ -1406,13 +1407,13 @@ private:
             if (it != v.end()) {
                 return *it;
             }
-            if (strict_) {
+            if (m_strict) {
                 exec_fail("can't evaluate field " + name + " in type " + go_type(v));
             }
             return nullptr;
         }
         if (v.is_null()) {
-            if (strict_) {
+            if (m_strict) {
                 exec_fail("nil pointer evaluating interface {}." + name);
             }
             return nullptr;
@@ -1441,7 +1442,7 @@ private:
     }
 
     Value eval_arg(const Arg& a, const Value& dot) {
-        at_ = a.text;
+        m_at = a.text;
         switch (a.kind) {
         case Arg::Kind::dot:
             return dot;
@@ -1452,9 +1453,9 @@ private:
         case Arg::Kind::literal:
             return a.literal;
         case Arg::Kind::pipe: {
-            std::size_t mark = vars_.size();
+            std::size_t mark = m_vars.size();
             Value v = eval_pipeline(*a.sub, dot);
-            vars_.resize(mark);
+            m_vars.resize(mark);
             return chain(v, a.fields);
         }
         case Arg::Kind::ident:
@@ -1470,13 +1471,13 @@ private:
             for (std::size_t i = 1; i < c.args.size(); ++i) {
                 rest.push_back(&c.args[i]);
             }
-            at_ = first.text;
+            m_at = first.text;
             Value r = call(first.name, rest, dot, final);
-            at_ = first.text;
+            m_at = first.text;
             return r;
         }
         if (c.args.size() > 1 || final != nullptr) {
-            at_ = first.text;
+            m_at = first.text;
             exec_fail("can't give argument to non-function " + first.text);
         }
         return eval_arg(first, dot);
@@ -1487,9 +1488,9 @@ private:
         std::size_t n = argv.size() + (final ? 1 : 0);
         auto arg = [&](std::size_t i) -> Value {
             if (i < argv.size()) {
-                std::string save = at_;
+                std::string save = m_at;
                 Value v = eval_arg(*argv[i], dot);
-                at_ = save;
+                m_at = save;
                 return v;
             }
             return *final;
@@ -1771,10 +1772,10 @@ private:
         exec_fail("function \"" + fn + "\" not defined");
     }
 
-    bool strict_;
-    std::vector<std::pair<std::string, Value>> vars_;
-    int line_ = 1;
-    std::string at_;
+    bool m_strict;
+    std::vector<std::pair<std::string, Value>> m_vars;
+    int m_line = 1;
+    std::string m_at;
 };
 
 const std::vector<std::string>& known_functions() {
@@ -1823,16 +1824,16 @@ Template Template::parse(std::string_view text, bool strict_fields) {
     tree->root = parser.parse_all();
     check_functions(tree->root);
     Template t;
-    t.tree_ = std::move(tree);
-    t.strict_ = strict_fields;
+    t.m_tree = std::move(tree);
+    t.m_strict = strict_fields;
     return t;
 }
 
 std::string Template::execute(const TemplateValue& data) const {
     std::string out;
-    Exec ex(data, strict_);
+    Exec ex(data, m_strict);
     try {
-        ex.run(tree_->root, data, out);
+        ex.run(m_tree->root, data, out);
     } catch (const ExecError& e) {
         throw Error("template: :" + std::to_string(ex.line()) + ": executing \"\" at <" + ex.at() +
                     ">: " + e.msg);

@@ -41,8 +41,8 @@ public:
     struct Tree;
 
 private:
-    std::shared_ptr<const Tree> tree_;
-    bool strict_ = false;
+    std::shared_ptr<const Tree> m_tree;
+    bool m_strict = false;
 };
 
 // A value as Go's fmt.Sprint prints it ("%v").

@@ -316,27 +316,28 @@ void walk_copy_source(const CopySource& src, const std::string& name,
 // ---------------------------------------------------------------- writer
 
 TreeWriter::TreeWriter(int dir_fd, std::string shown, bool keep_owner)
-    : dir_(dir_fd), shown_(std::move(shown)), keep_owner_(keep_owner), as_root_(::geteuid() == 0) {}
+    : m_dir(dir_fd), m_shown(std::move(shown)), m_keep_owner(keep_owner),
+      m_as_root(::geteuid() == 0) {}
 
 UniqueFd TreeWriter::create(const TarEntry& e, std::string& rel) {
-    rel = checked_rel(e.path, shown_);
+    rel = checked_rel(e.path, m_shown);
     if (rel.empty()) {
         if (e.type != EntryType::dir) {
-            throw Error(shown_ + ": entry \"" + e.path + "\" has no name");
+            throw Error(m_shown + ": entry \"" + e.path + "\" has no name");
         }
         return {}; // the destination directory itself
     }
-    std::string where = shown_ + "/" + rel;
+    std::string where = m_shown + "/" + rel;
     if (e.type == EntryType::dir) {
-        mkdirs_in_root(dir_, rel, 0700);
-        done_.push_back(Done{rel, e});
-        ++stats_.entries;
+        mkdirs_in_root(m_dir, rel, 0700);
+        m_done.push_back(Done{rel, e});
+        ++m_stats.entries;
         return {};
     }
     if (rel.find('/') != std::string::npos) {
-        mkdirs_in_root(dir_, fs::dirname(rel), 0755);
+        mkdirs_in_root(m_dir, fs::dirname(rel), 0755);
     }
-    ParentRef p = open_parent_in_root(dir_, rel);
+    ParentRef p = open_parent_in_root(m_dir, rel);
     if (::unlinkat(p.dir.get(), p.name.c_str(), 0) != 0 && errno != ENOENT) {
         if (errno == EISDIR) {
             throw Error("cannot overwrite directory " + where + " with non-directory");
@@ -358,15 +359,15 @@ UniqueFd TreeWriter::create(const TarEntry& e, std::string& rel) {
         }
         break;
     case EntryType::hardlink: {
-        std::string target = checked_rel(e.linkname, shown_);
+        std::string target = checked_rel(e.linkname, m_shown);
         if (target.empty()) {
-            throw Error(shown_ + ": hard link \"" + e.path + "\" has no target");
+            throw Error(m_shown + ": hard link \"" + e.path + "\" has no target");
         }
-        ParentRef s = open_parent_in_root(dir_, target);
+        ParentRef s = open_parent_in_root(m_dir, target);
         if (::linkat(s.dir.get(), s.name.c_str(), p.dir.get(), p.name.c_str(), 0) != 0) {
             throw_errno("link to " + target, where);
         }
-        ++stats_.entries;
+        ++m_stats.entries;
         return {}; // shares its target's metadata
     }
     case EntryType::fifo:
@@ -376,8 +377,8 @@ UniqueFd TreeWriter::create(const TarEntry& e, std::string& rel) {
         break;
     case EntryType::chardev:
     case EntryType::blockdev:
-        if (!as_root_) {
-            ++stats_.devices_skipped;
+        if (!m_as_root) {
+            ++m_stats.devices_skipped;
             return {};
         }
         if (::mknodat(p.dir.get(), p.name.c_str(),
@@ -389,8 +390,8 @@ UniqueFd TreeWriter::create(const TarEntry& e, std::string& rel) {
     case EntryType::dir:
         break;
     }
-    done_.push_back(Done{rel, e});
-    ++stats_.entries;
+    m_done.push_back(Done{rel, e});
+    ++m_stats.entries;
     return out;
 }
 
@@ -410,7 +411,7 @@ void TreeWriter::add(const TarEntry& e, int content_fd) {
             if (n == 0) {
                 break;
             }
-            fs::write_all(out.get(), shown_ + "/" + rel, buf, static_cast<std::size_t>(n));
+            fs::write_all(out.get(), m_shown + "/" + rel, buf, static_cast<std::size_t>(n));
         }
     }
 }
@@ -423,35 +424,35 @@ void TreeWriter::add_stream(const TarEntry& e,
     std::size_t n;
     while ((n = read(buf, sizeof buf)) > 0) {
         if (out) {
-            fs::write_all(out.get(), shown_ + "/" + rel, buf, n);
+            fs::write_all(out.get(), m_shown + "/" + rel, buf, n);
         }
     }
 }
 
 UniqueFd TreeWriter::open_file(const std::string& rel) const {
-    return open_in_root(dir_, rel, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    return open_in_root(m_dir, rel, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 void TreeWriter::finish() {
-    for (auto it = done_.rbegin(); it != done_.rend(); ++it) {
+    for (auto it = m_done.rbegin(); it != m_done.rend(); ++it) {
         const TarEntry& e = it->meta;
-        std::string where = shown_ + "/" + it->rel;
+        std::string where = m_shown + "/" + it->rel;
         // The entry, resolved inside the destination (a symlink there is
         // followed inside it, never out), checked to be of the type made: an
         // O_PATH fd, used through /proc/self/fd below.
         bool is_link = e.type == EntryType::symlink;
-        UniqueFd fd = open_in_root(dir_, it->rel, O_PATH | O_CLOEXEC | (is_link ? O_NOFOLLOW : 0));
+        UniqueFd fd = open_in_root(m_dir, it->rel, O_PATH | O_CLOEXEC | (is_link ? O_NOFOLLOW : 0));
         if (!same_type(fs::fstat(fd.get()), e.type)) {
             throw Error(where + " was replaced while it was copied");
         }
-        if (keep_owner_ &&
+        if (m_keep_owner &&
             ::fchownat(fd.get(), "", e.uid, e.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
             throw_errno("chown " + std::to_string(e.uid) + ":" + std::to_string(e.gid), where);
         }
         struct timespec ts[2] = {{e.mtime_sec, static_cast<long>(e.mtime_nsec)},
                                  {e.mtime_sec, static_cast<long>(e.mtime_nsec)}};
         if (is_link) {
-            ParentRef p = open_parent_in_root(dir_, it->rel);
+            ParentRef p = open_parent_in_root(m_dir, it->rel);
             if (::utimensat(p.dir.get(), p.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
                 throw_errno("utimensat", where);
             }
@@ -467,7 +468,7 @@ void TreeWriter::finish() {
             throw_errno("utimensat", where);
         }
     }
-    done_.clear();
+    m_done.clear();
 }
 
 void extract_tar(formats::TarReader& reader, TreeWriter& writer) {

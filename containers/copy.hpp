@@ -82,7 +82,7 @@ public:
     // Opens an entry made by add for writing (content filled later).
     UniqueFd open_file(const std::string& rel) const;
     void finish();
-    const WriterStats& stats() const { return stats_; }
+    const WriterStats& stats() const { return m_stats; }
 
 private:
     UniqueFd create(const formats::TarEntry& e, std::string& rel);
@@ -90,12 +90,12 @@ private:
         std::string rel;
         formats::TarEntry meta;
     };
-    int dir_;
-    std::string shown_;
-    bool keep_owner_;
-    bool as_root_;
-    std::vector<Done> done_;
-    WriterStats stats_;
+    int m_dir;
+    std::string m_shown;
+    bool m_keep_owner;
+    bool m_as_root;
+    std::vector<Done> m_done;
+    WriterStats m_stats;
 };
 
 // Extracts a tar stream into the writer (docker cp - CONTAINER:DIR).

@@ -17,8 +17,8 @@ namespace strata::containers {
 
 namespace {
 
-constexpr std::size_t kMaxOutput = 4096; // Docker's maxOutputLen
-constexpr std::size_t kMaxLog = 5;       // Docker's maxLogEntries
+constexpr std::size_t k_max_output = 4096; // Docker's maxOutputLen
+constexpr std::size_t k_max_log = 5;       // Docker's maxLogEntries
 
 std::string now_text() {
     struct timespec ts {};
@@ -296,9 +296,9 @@ HealthResult run_probe(const HealthConfig& cfg, const runner::ExecSpec& base) {
     }
     r.end = now_text();
     ::lseek(out.get(), 0, SEEK_SET);
-    r.output = fs::read_fd(out.get(), "the health check's output", kMaxOutput);
-    if (r.output.size() > kMaxOutput) {
-        r.output.resize(kMaxOutput);
+    r.output = fs::read_fd(out.get(), "the health check's output", k_max_output);
+    if (r.output.size() > k_max_output) {
+        r.output.resize(k_max_output);
     }
     return r;
 }
@@ -307,9 +307,9 @@ void apply_result(Health& health, HealthResult result, const HealthConfig& cfg,
                   bool in_start_period) {
     const bool ok = result.exit_code == 0;
     health.log.push_back(std::move(result));
-    if (health.log.size() > kMaxLog) {
+    if (health.log.size() > k_max_log) {
         health.log.erase(health.log.begin(),
-                         health.log.begin() + static_cast<long>(health.log.size() - kMaxLog));
+                         health.log.begin() + static_cast<long>(health.log.size() - k_max_log));
     }
     if (ok) {
         health.failing_streak = 0;
@@ -328,49 +328,51 @@ void apply_result(Health& health, HealthResult result, const HealthConfig& cfg,
 
 HealthChecker::HealthChecker(HealthConfig cfg, runner::ExecSpec base,
                              std::chrono::steady_clock::time_point started, Record record)
-    : cfg_(std::move(cfg)), base_(std::move(base)), started_(started), record_(std::move(record)) {
+    : m_cfg(std::move(cfg)), m_base(std::move(base)), m_started(started),
+      m_record(std::move(record)) {
     try {
-        record_(health_.to_json());
+        m_record(m_health.to_json());
     } catch (const std::exception& e) {
         STRATA_LOG_WARN("health check: recording the state: {}", e.what());
     }
-    thread_ = std::thread([this] { loop(); });
+    m_thread = std::thread([this] { loop(); });
 }
 
 HealthChecker::~HealthChecker() {
     {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
+        std::lock_guard lock(m_mutex);
+        m_stop = true;
     }
-    wake_.notify_all();
-    if (thread_.joinable()) {
-        thread_.join();
+    m_wake.notify_all();
+    if (m_thread.joinable()) {
+        m_thread.join();
     }
 }
 
 Health HealthChecker::health() const {
-    std::lock_guard lock(mutex_);
-    return health_;
+    std::lock_guard lock(m_mutex);
+    return m_health;
 }
 
 void HealthChecker::loop() {
     while (true) {
         Nanos wait;
         {
-            std::lock_guard lock(mutex_);
-            bool in_start = std::chrono::steady_clock::now() - started_ < cfg_.start_period;
-            wait = in_start && health_.status == "starting" ? cfg_.start_interval : cfg_.interval;
+            std::lock_guard lock(m_mutex);
+            bool in_start = std::chrono::steady_clock::now() - m_started < m_cfg.start_period;
+            wait =
+                in_start && m_health.status == "starting" ? m_cfg.start_interval : m_cfg.interval;
         }
         {
-            std::unique_lock lock(mutex_);
-            if (wake_.wait_for(lock, wait, [this] { return stop_; })) {
+            std::unique_lock lock(m_mutex);
+            if (m_wake.wait_for(lock, wait, [this] { return m_stop; })) {
                 return;
             }
         }
         auto began = std::chrono::steady_clock::now();
         HealthResult r;
         try {
-            r = run_probe(cfg_, base_);
+            r = run_probe(m_cfg, m_base);
         } catch (const std::exception& e) {
             r.start = r.end = now_text();
             r.exit_code = -1;
@@ -378,15 +380,15 @@ void HealthChecker::loop() {
         }
         nlohmann::ordered_json snapshot;
         {
-            std::lock_guard lock(mutex_);
-            if (stop_) {
+            std::lock_guard lock(m_mutex);
+            if (m_stop) {
                 return;
             }
-            apply_result(health_, std::move(r), cfg_, began - started_ < cfg_.start_period);
-            snapshot = health_.to_json();
+            apply_result(m_health, std::move(r), m_cfg, began - m_started < m_cfg.start_period);
+            snapshot = m_health.to_json();
         }
         try {
-            record_(snapshot);
+            m_record(snapshot);
         } catch (const std::exception& e) {
             STRATA_LOG_WARN("health check: recording the state: {}", e.what());
         }

@@ -112,15 +112,15 @@ public:
 private:
     void loop();
 
-    HealthConfig cfg_;
-    runner::ExecSpec base_;
-    std::chrono::steady_clock::time_point started_;
-    Record record_;
-    mutable std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stop_ = false;
-    Health health_;
-    std::thread thread_;
+    HealthConfig m_cfg;
+    runner::ExecSpec m_base;
+    std::chrono::steady_clock::time_point m_started;
+    Record m_record;
+    mutable std::mutex m_mutex;
+    std::condition_variable m_wake;
+    bool m_stop = false;
+    Health m_health;
+    std::thread m_thread;
 };
 
 // The monitor's hook (containers/monitor.hpp): on each tick while the

@@ -15,7 +15,7 @@ namespace strata::containers {
 
 namespace {
 
-constexpr std::size_t kMaxPartial = 16 * 1024;
+constexpr std::size_t k_max_partial = 16 * 1024;
 
 UniqueFd open_log(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
@@ -28,12 +28,12 @@ UniqueFd open_log(const std::string& path) {
 } // namespace
 
 JsonLog::JsonLog(std::string path, LogOptions options)
-    : path_(std::move(path)), options_(options), fd_(open_log(path_)) {
-    size_ = static_cast<std::uint64_t>(fs::fstat(fd_.get()).st_size);
+    : m_path(std::move(path)), m_options(options), m_fd(open_log(m_path)) {
+    m_size = static_cast<std::uint64_t>(fs::fstat(m_fd.get()).st_size);
 }
 
 void JsonLog::write(const char* stream, std::string_view data) {
-    std::string& partial = stream[3] == 'o' ? partial_out_ : partial_err_;
+    std::string& partial = stream[3] == 'o' ? m_partial_out : m_partial_err;
     partial.append(data);
     std::size_t start = 0;
     while (true) {
@@ -45,20 +45,20 @@ void JsonLog::write(const char* stream, std::string_view data) {
         start = nl + 1;
     }
     partial.erase(0, start);
-    while (partial.size() >= kMaxPartial) {
-        emit(stream, std::string_view(partial).substr(0, kMaxPartial));
-        partial.erase(0, kMaxPartial);
+    while (partial.size() >= k_max_partial) {
+        emit(stream, std::string_view(partial).substr(0, k_max_partial));
+        partial.erase(0, k_max_partial);
     }
 }
 
 void JsonLog::flush() {
-    if (!partial_out_.empty()) {
-        emit("stdout", partial_out_);
-        partial_out_.clear();
+    if (!m_partial_out.empty()) {
+        emit("stdout", m_partial_out);
+        m_partial_out.clear();
     }
-    if (!partial_err_.empty()) {
-        emit("stderr", partial_err_);
-        partial_err_.clear();
+    if (!m_partial_err.empty()) {
+        emit("stderr", m_partial_err);
+        m_partial_err.clear();
     }
 }
 
@@ -69,30 +69,30 @@ void JsonLog::emit(const char* stream, std::string_view text) {
     line += ",\"stream\":\"";
     line += stream;
     line += "\",\"time\":\"" + now_rfc3339nano() + "\"}\n";
-    if (options_.max_size > 0 && size_ > 0 && size_ + line.size() > options_.max_size) {
+    if (m_options.max_size > 0 && m_size > 0 && m_size + line.size() > m_options.max_size) {
         rotate();
     }
     try {
-        fs::write_all(fd_.get(), path_, line);
-        size_ += line.size();
+        fs::write_all(m_fd.get(), m_path, line);
+        m_size += line.size();
     } catch (const std::exception&) {
         // a full disk loses log lines, never the container
     }
 }
 
 void JsonLog::rotate() {
-    fd_.reset();
-    if (options_.max_file <= 1) {
-        ::truncate(path_.c_str(), 0);
+    m_fd.reset();
+    if (m_options.max_file <= 1) {
+        ::truncate(m_path.c_str(), 0);
     } else {
-        for (int i = options_.max_file - 1; i >= 1; --i) {
-            std::string from = i == 1 ? path_ : path_ + "." + std::to_string(i - 1);
-            std::string to = path_ + "." + std::to_string(i);
+        for (int i = m_options.max_file - 1; i >= 1; --i) {
+            std::string from = i == 1 ? m_path : m_path + "." + std::to_string(i - 1);
+            std::string to = m_path + "." + std::to_string(i);
             ::rename(from.c_str(), to.c_str());
         }
     }
-    fd_ = open_log(path_);
-    size_ = 0;
+    m_fd = open_log(m_path);
+    m_size = 0;
 }
 
 std::optional<LogEntry> parse_log_line(std::string_view line) {

@@ -27,11 +27,11 @@ private:
     void emit(const char* stream, std::string_view text);
     void rotate();
 
-    std::string path_;
-    LogOptions options_;
-    UniqueFd fd_;
-    std::uint64_t size_ = 0;
-    std::string partial_out_, partial_err_;
+    std::string m_path;
+    LogOptions m_options;
+    UniqueFd m_fd;
+    std::uint64_t m_size = 0;
+    std::string m_partial_out, m_partial_err;
 };
 
 struct LogEntry {

@@ -86,23 +86,23 @@ std::string read_line(int fd) {
 // The monitor's report to the CLI that started it: one line, then closed.
 class Ready {
 public:
-    explicit Ready(int fd) : fd_(fd) {}
+    explicit Ready(int fd) : m_fd(fd) {}
     void line(const std::string& text) {
-        if (fd_ >= 0) {
+        if (m_fd >= 0) {
             std::string l = text + "\n";
-            (void)!::write(fd_, l.data(), l.size());
+            (void)!::write(m_fd, l.data(), l.size());
         }
     }
     void done(const std::string& text) {
         line(text);
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
+        if (m_fd >= 0) {
+            ::close(m_fd);
+            m_fd = -1;
         }
     }
 
 private:
-    int fd_;
+    int m_fd;
 };
 
 struct Client {
@@ -117,70 +117,70 @@ class Io {
 public:
     Io(const Store& store, std::string id, JsonLog& log, runner::Control& control,
        const MonitorHooks& hooks)
-        : store_(store), id_(std::move(id)), log_(log), control_(control), hooks_(hooks),
-          wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-        if (!wake_) {
+        : m_store(store), m_id(std::move(id)), m_log(log), m_control(control), m_hooks(hooks),
+          m_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (!m_wake) {
             throw_errno("eventfd");
         }
     }
 
     void run_thread(int listen_fd, int out_fd, int err_fd, int stdin_fd) {
-        listen_ = listen_fd;
-        out_ = out_fd;
-        err_ = err_fd;
-        stdin_ = stdin_fd;
-        thread_ = std::thread([this] { loop(); });
+        m_listen = listen_fd;
+        m_out = out_fd;
+        m_err = err_fd;
+        m_stdin = stdin_fd;
+        m_thread = std::thread([this] { loop(); });
     }
 
     // The container runs as pid (0: not running); resize goes to c.
     void set_running(int pid, runner::Container* c) {
-        std::lock_guard<std::mutex> g(mu_);
-        pid_ = pid;
-        container_ = c;
+        std::lock_guard<std::mutex> g(m_mu);
+        m_pid = pid;
+        m_container = c;
     }
 
     bool wait_attached(std::chrono::seconds timeout) {
-        std::unique_lock<std::mutex> g(mu_);
-        return cv_.wait_for(g, timeout, [this] { return attached_; });
+        std::unique_lock<std::mutex> g(m_mu);
+        return m_cv.wait_for(g, timeout, [this] { return m_attached; });
     }
     // Sleeps up to d, or less when a stop is asked for; true when it was.
     bool sleep_unless_stopped(std::chrono::milliseconds d) {
-        std::unique_lock<std::mutex> g(mu_);
-        return cv_.wait_for(g, d, [this] { return stop_requested_.load(); });
+        std::unique_lock<std::mutex> g(m_mu);
+        return m_cv.wait_for(g, d, [this] { return m_stop_requested.load(); });
     }
-    bool stop_requested() const { return stop_requested_.load(); }
-    void clear_stop() { stop_requested_ = false; }
+    bool stop_requested() const { return m_stop_requested.load(); }
+    void clear_stop() { m_stop_requested = false; }
     // Answers "network-connect JSON" and "network-disconnect JSON" (set before run_thread).
     using NetworkHandler =
         std::function<std::string(const std::string& verb, const std::string& arg)>;
-    void set_network_handler(NetworkHandler h) { network_ = std::move(h); }
+    void set_network_handler(NetworkHandler h) { m_network = std::move(h); }
 
     // Everything the container wrote is logged before its exit is recorded,
     // as Docker waits for a container's streams before it reports the exit:
     // `wait` then `logs` sees every line. The writers are gone, so what is
     // left is in the pipes; the I/O thread reads it all and says so.
     void drain(std::chrono::milliseconds timeout) {
-        std::unique_lock<std::mutex> g(mu_);
-        std::uint64_t want = ++drain_asked_;
+        std::unique_lock<std::mutex> g(m_mu);
+        std::uint64_t want = ++m_drain_asked;
         std::uint64_t one = 1;
-        (void)!::write(wake_.get(), &one, sizeof one);
-        cv_.wait_for(g, timeout, [&] { return drain_done_ >= want; });
+        (void)!::write(m_wake.get(), &one, sizeof one);
+        m_cv.wait_for(g, timeout, [&] { return m_drain_done >= want; });
     }
 
     // The container is done for good: drain, tell attached clients, end.
     void finish(int exit_code) {
-        exit_code_ = exit_code;
-        done_ = true;
+        m_exit_code = exit_code;
+        m_done = true;
         std::uint64_t one = 1;
-        (void)!::write(wake_.get(), &one, sizeof one);
-        if (thread_.joinable()) {
-            thread_.join();
+        (void)!::write(m_wake.get(), &one, sizeof one);
+        if (m_thread.joinable()) {
+            m_thread.join();
         }
     }
 
 private:
     void broadcast(unsigned char stream, std::string_view data) {
-        for (auto& c : clients_) {
+        for (auto& c : m_clients) {
             if (c.attached && c.fd) {
                 try {
                     write_frame(c.fd.get(), stream, data);
@@ -202,7 +202,7 @@ private:
                 return;
             }
             std::string_view data(buf, static_cast<std::size_t>(n));
-            log_.write(name, data);
+            m_log.write(name, data);
             broadcast(stream, data);
             if (static_cast<std::size_t>(n) < sizeof buf) {
                 return;
@@ -217,10 +217,10 @@ private:
         if (verb == "attach") {
             c.attached = true;
             {
-                std::lock_guard<std::mutex> g(mu_);
-                attached_ = true;
+                std::lock_guard<std::mutex> g(m_mu);
+                m_attached = true;
             }
-            cv_.notify_all();
+            m_cv.notify_all();
             return;
         }
         if (verb == "kill" || verb == "stop") {
@@ -234,23 +234,23 @@ private:
             }
             bool running;
             {
-                std::lock_guard<std::mutex> g(mu_);
-                running = pid_ != 0;
+                std::lock_guard<std::mutex> g(m_mu);
+                running = m_pid != 0;
                 if (verb == "stop") {
-                    stop_requested_ = true;
+                    m_stop_requested = true;
                 }
             }
-            cv_.notify_all();
+            m_cv.notify_all();
             if (running) {
-                control_.forward(sig);
+                m_control.forward(sig);
                 thaw_if_paused();
             }
             write_line(c.fd.get(), running || verb == "stop" ? "ok" : "error not running");
             c.fd.reset();
             return;
         }
-        if ((verb == "network-connect" || verb == "network-disconnect") && network_) {
-            std::string answer = network_(verb, arg);
+        if ((verb == "network-connect" || verb == "network-disconnect") && m_network) {
+            std::string answer = m_network(verb, arg);
             std::replace(answer.begin(), answer.end(), '\n', ' ');
             write_line(c.fd.get(), answer);
             c.fd.reset();
@@ -264,19 +264,19 @@ private:
     // unpaused after the signal is sent, as Docker does, and recorded so.
     void thaw_if_paused() {
         try {
-            runner::CgroupPaths cg = runner::cgroup_paths(id_);
+            runner::CgroupPaths cg = runner::cgroup_paths(m_id);
             if (cg.empty() || !runner::frozen(cg)) {
                 return;
             }
-            Lock l = store_.lock(id_);
+            Lock l = m_store.lock(m_id);
             runner::thaw(cg);
-            State s = store_.load_state(id_);
+            State s = m_store.load_state(m_id);
             if (s.status == "paused") {
                 s.status = "running";
-                store_.save_state(id_, s);
+                m_store.save_state(m_id, s);
             }
         } catch (const std::exception& e) {
-            STRATA_LOG_WARN("unpausing container {} for a signal: {}", id_, e.what());
+            STRATA_LOG_WARN("unpausing container {} for a signal: {}", m_id, e.what());
         }
     }
 
@@ -292,24 +292,24 @@ private:
             unsigned char type = static_cast<unsigned char>(c.buf[0]);
             std::string payload = c.buf.substr(8, len);
             c.buf.erase(0, 8 + len);
-            if (type == 0 && stdin_ >= 0) {
+            if (type == 0 && m_stdin >= 0) {
                 try {
-                    fs::write_all(stdin_, payload);
+                    fs::write_all(m_stdin, payload);
                 } catch (const std::exception&) {
-                    ::close(stdin_);
-                    stdin_ = -1;
+                    ::close(m_stdin);
+                    m_stdin = -1;
                 }
-            } else if (type == 1 && stdin_ >= 0) {
-                ::close(stdin_);
-                stdin_ = -1;
+            } else if (type == 1 && m_stdin >= 0) {
+                ::close(m_stdin);
+                m_stdin = -1;
             } else if (type == 2) {
                 unsigned rows = 0, cols = 0;
                 if (std::sscanf(payload.c_str(), "%u %u", &rows, &cols) == 2) {
-                    std::lock_guard<std::mutex> g(mu_);
-                    if (container_ != nullptr) {
+                    std::lock_guard<std::mutex> g(m_mu);
+                    if (m_container != nullptr) {
                         try {
-                            container_->resize(static_cast<unsigned short>(rows),
-                                               static_cast<unsigned short>(cols));
+                            m_container->resize(static_cast<unsigned short>(rows),
+                                                static_cast<unsigned short>(cols));
                         } catch (const std::exception&) {
                             // no terminal: nothing to resize
                         }
@@ -346,18 +346,18 @@ private:
     }
 
     void loop() {
-        auto next_tick = std::chrono::steady_clock::now() + hooks_.tick_interval;
+        auto next_tick = std::chrono::steady_clock::now() + m_hooks.tick_interval;
         while (true) {
             std::vector<pollfd> fds;
-            fds.push_back({wake_.get(), POLLIN, 0});
-            fds.push_back({listen_, POLLIN, 0});
-            fds.push_back({out_, POLLIN, 0});
-            fds.push_back({err_ >= 0 ? err_ : -1, POLLIN, 0});
-            for (auto& c : clients_) {
+            fds.push_back({m_wake.get(), POLLIN, 0});
+            fds.push_back({m_listen, POLLIN, 0});
+            fds.push_back({m_out, POLLIN, 0});
+            fds.push_back({m_err >= 0 ? m_err : -1, POLLIN, 0});
+            for (auto& c : m_clients) {
                 fds.push_back({c.fd.get(), POLLIN, 0});
             }
             int timeout = -1;
-            if (hooks_.on_tick && hooks_.tick_interval.count() > 0) {
+            if (m_hooks.on_tick && m_hooks.tick_interval.count() > 0) {
                 auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     next_tick - std::chrono::steady_clock::now());
                 timeout = static_cast<int>(std::max<std::int64_t>(0, left.count()));
@@ -366,100 +366,100 @@ private:
             if (r < 0 && errno != EINTR) {
                 return;
             }
-            if (hooks_.on_tick && hooks_.tick_interval.count() > 0 &&
+            if (m_hooks.on_tick && m_hooks.tick_interval.count() > 0 &&
                 std::chrono::steady_clock::now() >= next_tick) {
                 int pid;
                 {
-                    std::lock_guard<std::mutex> g(mu_);
-                    pid = pid_;
+                    std::lock_guard<std::mutex> g(m_mu);
+                    pid = m_pid;
                 }
                 if (pid != 0) {
                     try {
-                        hooks_.on_tick(store_, id_, pid);
+                        m_hooks.on_tick(m_store, m_id, pid);
                     } catch (const std::exception&) {
                         // a hook's failure is its own to record
                     }
                 }
-                next_tick = std::chrono::steady_clock::now() + hooks_.tick_interval;
+                next_tick = std::chrono::steady_clock::now() + m_hooks.tick_interval;
             }
             if (r <= 0) {
                 continue;
             }
             if (fds[0].revents != 0) {
                 std::uint64_t n;
-                (void)!::read(wake_.get(), &n, sizeof n);
+                (void)!::read(m_wake.get(), &n, sizeof n);
             }
             if (fds[2].revents != 0) {
-                pump(out_, 1, "stdout");
+                pump(m_out, 1, "stdout");
             }
-            if (err_ >= 0 && fds[3].revents != 0) {
-                pump(err_, 2, "stderr");
+            if (m_err >= 0 && fds[3].revents != 0) {
+                pump(m_err, 2, "stderr");
             }
-            for (std::size_t i = 0; i < clients_.size(); ++i) {
-                if (clients_[i].fd && fds[4 + i].revents != 0) {
-                    read_client(clients_[i]);
+            for (std::size_t i = 0; i < m_clients.size(); ++i) {
+                if (m_clients[i].fd && fds[4 + i].revents != 0) {
+                    read_client(m_clients[i]);
                 }
             }
-            clients_.erase(std::remove_if(clients_.begin(), clients_.end(),
-                                          [](const Client& c) { return !c.fd; }),
-                           clients_.end());
+            m_clients.erase(std::remove_if(m_clients.begin(), m_clients.end(),
+                                           [](const Client& c) { return !c.fd; }),
+                            m_clients.end());
             if (fds[1].revents & POLLIN) {
-                int fd = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+                int fd = ::accept4(m_listen, nullptr, nullptr, SOCK_CLOEXEC);
                 if (fd >= 0) {
-                    clients_.push_back(Client{UniqueFd(fd), {}, false});
+                    m_clients.push_back(Client{UniqueFd(fd), {}, false});
                 }
             }
             std::uint64_t asked;
             {
-                std::lock_guard<std::mutex> g(mu_);
-                asked = drain_asked_;
+                std::lock_guard<std::mutex> g(m_mu);
+                asked = m_drain_asked;
             }
-            if (asked != drained_) {
-                pump(out_, 1, "stdout");
-                if (err_ >= 0) {
-                    pump(err_, 2, "stderr");
+            if (asked != m_drained) {
+                pump(m_out, 1, "stdout");
+                if (m_err >= 0) {
+                    pump(m_err, 2, "stderr");
                 }
-                log_.flush();
-                drained_ = asked;
+                m_log.flush();
+                m_drained = asked;
                 {
-                    std::lock_guard<std::mutex> g(mu_);
-                    drain_done_ = asked;
+                    std::lock_guard<std::mutex> g(m_mu);
+                    m_drain_done = asked;
                 }
-                cv_.notify_all();
+                m_cv.notify_all();
             }
-            if (done_) {
-                pump(out_, 1, "stdout");
-                if (err_ >= 0) {
-                    pump(err_, 2, "stderr");
+            if (m_done) {
+                pump(m_out, 1, "stdout");
+                if (m_err >= 0) {
+                    pump(m_err, 2, "stderr");
                 }
-                log_.flush();
-                broadcast(3, std::to_string(exit_code_));
-                clients_.clear();
+                m_log.flush();
+                broadcast(3, std::to_string(m_exit_code));
+                m_clients.clear();
                 return;
             }
         }
     }
 
-    const Store& store_;
-    std::string id_;
-    JsonLog& log_;
-    runner::Control& control_;
-    const MonitorHooks& hooks_;
-    NetworkHandler network_;
-    UniqueFd wake_;
-    int listen_ = -1, out_ = -1, err_ = -1, stdin_ = -1;
-    std::vector<Client> clients_;
-    std::thread thread_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    int pid_ = 0;
-    runner::Container* container_ = nullptr;
-    bool attached_ = false;
-    std::uint64_t drain_asked_ = 0, drain_done_ = 0; // under mu_
-    std::uint64_t drained_ = 0;                      // the I/O thread's own
-    std::atomic<bool> stop_requested_{false};
-    std::atomic<bool> done_{false};
-    std::atomic<int> exit_code_{0};
+    const Store& m_store;
+    std::string m_id;
+    JsonLog& m_log;
+    runner::Control& m_control;
+    const MonitorHooks& m_hooks;
+    NetworkHandler m_network;
+    UniqueFd m_wake;
+    int m_listen = -1, m_out = -1, m_err = -1, m_stdin = -1;
+    std::vector<Client> m_clients;
+    std::thread m_thread;
+    std::mutex m_mu;
+    std::condition_variable m_cv;
+    int m_pid = 0;
+    runner::Container* m_container = nullptr;
+    bool m_attached = false;
+    std::uint64_t m_drain_asked = 0, m_drain_done = 0; // under m_mu
+    std::uint64_t m_drained = 0;                       // the I/O thread's own
+    std::atomic<bool> m_stop_requested{false};
+    std::atomic<bool> m_done{false};
+    std::atomic<int> m_exit_code{0};
 };
 
 Pipe make_pipe() {

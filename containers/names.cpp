@@ -24,11 +24,11 @@ void random_bytes(unsigned char* out, std::size_t n) {
     }
 }
 
-constexpr std::array<const char*, 24> kAdjectives = {
+constexpr std::array<const char*, 24> k_adjectives = {
     "amazing", "bold",   "brave",   "calm",   "clever", "eager", "elated",  "focused",
     "gallant", "happy",  "jolly",   "keen",   "kind",   "lucid", "modest",  "nifty",
     "patient", "quirky", "relaxed", "serene", "sharp",  "stoic", "vibrant", "wizardly"};
-constexpr std::array<const char*, 24> kSurnames = {
+constexpr std::array<const char*, 24> k_surnames = {
     "babbage", "bohr",    "curie",  "darwin",  "dijkstra", "einstein", "euler",   "faraday",
     "fermi",   "galois",  "gauss",  "hopper",  "kepler",   "knuth",    "lamport", "lovelace",
     "meitner", "noether", "pascal", "ritchie", "shannon",  "tesla",    "turing",  "wozniak"};
@@ -36,15 +36,15 @@ constexpr std::array<const char*, 24> kSurnames = {
 } // namespace
 
 std::string new_id() {
-    static constexpr char kHex[] = "0123456789abcdef";
+    static constexpr char k_hex[] = "0123456789abcdef";
     for (;;) {
         std::array<unsigned char, 32> bytes{};
         random_bytes(bytes.data(), bytes.size());
         std::string id;
         id.reserve(64);
         for (unsigned char b : bytes) {
-            id.push_back(kHex[b >> 4]);
-            id.push_back(kHex[b & 15]);
+            id.push_back(k_hex[b >> 4]);
+            id.push_back(k_hex[b & 15]);
         }
         if (id.substr(0, 12).find_first_not_of("0123456789") != std::string::npos) {
             return id;
@@ -87,8 +87,8 @@ void check_name(std::string_view name) {
 std::string random_name() {
     std::array<unsigned char, 2> b{};
     random_bytes(b.data(), b.size());
-    return std::string(kAdjectives[b[0] % kAdjectives.size()]) + "_" +
-           kSurnames[b[1] % kSurnames.size()];
+    return std::string(k_adjectives[b[0] % k_adjectives.size()]) + "_" +
+           k_surnames[b[1] % k_surnames.size()];
 }
 
 } // namespace strata::containers

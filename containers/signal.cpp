@@ -11,7 +11,7 @@ namespace strata::containers {
 
 namespace {
 
-constexpr std::array<std::pair<const char*, int>, 31> kSignals = {{
+constexpr std::array<std::pair<const char*, int>, 31> k_signals = {{
     {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},
     {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},     {"BUS", SIGBUS},   {"FPE", SIGFPE},
     {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
@@ -39,7 +39,7 @@ int parse_signal(std::string_view text) {
     if (name.substr(0, 3) == "SIG") {
         name.remove_prefix(3);
     }
-    for (const auto& [n, v] : kSignals) {
+    for (const auto& [n, v] : k_signals) {
         if (name == n) {
             return v;
         }
@@ -48,7 +48,7 @@ int parse_signal(std::string_view text) {
 }
 
 std::string signal_name(int sig) {
-    for (const auto& [n, v] : kSignals) {
+    for (const auto& [n, v] : k_signals) {
         if (v == sig) {
             return std::string("SIG") + n;
         }

@@ -18,7 +18,7 @@ namespace strata::containers {
 
 namespace {
 
-constexpr std::size_t kMaxRecord = 16u << 20;
+constexpr std::size_t k_max_record = 16u << 20;
 
 bool is_id(std::string_view s) {
     if (s.size() != 64) {
@@ -122,8 +122,8 @@ State State::from_json(const nlohmann::json& j) {
     s.pid = j.value("Pid", 0);
     s.exit_code = j.value("ExitCode", 0);
     s.error = j.value("Error", std::string());
-    s.started_at = j.value("StartedAt", std::string(kZeroTime));
-    s.finished_at = j.value("FinishedAt", std::string(kZeroTime));
+    s.started_at = j.value("StartedAt", std::string(k_zero_time));
+    s.finished_at = j.value("FinishedAt", std::string(k_zero_time));
     s.restart_count = j.value("RestartCount", 0);
     s.monitor_pid = j.value("MonitorPid", 0);
     s.manually_stopped = j.value("ManuallyStopped", false);
@@ -134,12 +134,12 @@ State State::from_json(const nlohmann::json& j) {
 }
 
 Store::Store(std::string store_root)
-    : store_root_(std::move(store_root)), dir_(store_root_ + "/containers") {
-    fs::mkdirs(dir_ + "/names", 0700);
+    : m_store_root(std::move(store_root)), m_dir(m_store_root + "/containers") {
+    fs::mkdirs(m_dir + "/names", 0700);
 }
 
 std::string Store::path(std::string_view id) const {
-    return dir_ + "/" + std::string(id);
+    return m_dir + "/" + std::string(id);
 }
 
 std::string Store::log_path(std::string_view id) const {
@@ -163,7 +163,7 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
     if (!random) {
         check_name(name);
     }
-    std::string tmp = dir_ + "/.creating-" + id;
+    std::string tmp = m_dir + "/.creating-" + id;
     // Claim the name first: symlink(2) fails with EEXIST when it is taken.
     for (int attempt = 0;; ++attempt) {
         if (random) {
@@ -172,7 +172,7 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
                 name += std::to_string(attempt);
             }
         }
-        std::string link = dir_ + "/names/" + name;
+        std::string link = m_dir + "/names/" + name;
         if (::symlink(id.c_str(), link.c_str()) == 0) {
             break;
         }
@@ -182,7 +182,8 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
         // A claim whose container never came to be (a create killed midway)
         // is free again.
         std::string owner = read_link(link);
-        if (is_id(owner) && !fs::exists(path(owner)) && !fs::exists(dir_ + "/.creating-" + owner)) {
+        if (is_id(owner) && !fs::exists(path(owner)) &&
+            !fs::exists(m_dir + "/.creating-" + owner)) {
             ::unlink(link.c_str());
             --attempt;
             continue;
@@ -215,7 +216,7 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
         }
     } catch (...) {
         fs::remove_all(tmp);
-        ::unlink((dir_ + "/names/" + name).c_str());
+        ::unlink((m_dir + "/names/" + name).c_str());
         throw;
     }
     return id;
@@ -231,7 +232,7 @@ std::string Store::resolve(std::string_view text_in) const {
     }
     std::string name = strip_slash(text);
     if (valid_name(name) && name.find('/') == std::string::npos) {
-        std::string owner = read_link(dir_ + "/names/" + name);
+        std::string owner = read_link(m_dir + "/names/" + name);
         if (is_id(owner) && fs::is_dir(path(owner))) {
             return owner;
         }
@@ -259,9 +260,9 @@ std::string Store::resolve(std::string_view text_in) const {
 
 std::vector<std::string> Store::list() const {
     std::vector<std::string> ids;
-    DIR* d = ::opendir(dir_.c_str());
+    DIR* d = ::opendir(m_dir.c_str());
     if (d == nullptr) {
-        throw_errno("opendir", dir_);
+        throw_errno("opendir", m_dir);
     }
     while (auto* e = ::readdir(d)) {
         if (is_id(e->d_name)) {
@@ -276,7 +277,7 @@ nlohmann::ordered_json Store::load_config(const std::string& id) const {
     std::string p = path(id) + "/config.json";
     std::string text;
     try {
-        text = fs::read_file(p, kMaxRecord);
+        text = fs::read_file(p, k_max_record);
     } catch (const SysError&) {
         if (!fs::exists(path(id))) {
             throw NoSuchContainer(id);
@@ -303,7 +304,7 @@ State Store::load_state(const std::string& id) const {
     auto read = [&] {
         std::string text;
         try {
-            text = fs::read_file(p, kMaxRecord);
+            text = fs::read_file(p, k_max_record);
         } catch (const SysError&) {
             if (!fs::exists(path(id))) {
                 throw NoSuchContainer(id);
@@ -392,12 +393,12 @@ void Store::rename(const std::string& id, const std::string& new_name_in) {
     if (old == new_name) {
         throw Error("Renaming a container with the same name as its current name");
     }
-    std::string link = dir_ + "/names/" + new_name;
+    std::string link = m_dir + "/names/" + new_name;
     if (::symlink(id.c_str(), link.c_str()) != 0) {
         if (errno == EEXIST) {
             std::string owner = read_link(link);
             if (is_id(owner) && !fs::exists(path(owner)) &&
-                !fs::exists(dir_ + "/.creating-" + owner)) {
+                !fs::exists(m_dir + "/.creating-" + owner)) {
                 ::unlink(link.c_str());
                 if (::symlink(id.c_str(), link.c_str()) == 0) {
                     goto claimed;
@@ -413,7 +414,7 @@ void Store::rename(const std::string& id, const std::string& new_name_in) {
 claimed:
     config["Name"] = "/" + new_name;
     save_config(id, config);
-    std::string old_link = dir_ + "/names/" + old;
+    std::string old_link = m_dir + "/names/" + old;
     if (!old.empty() && read_link(old_link) == id) {
         ::unlink(old_link.c_str());
     }
@@ -429,18 +430,18 @@ void Store::remove(const std::string& id) {
         // an unreadable config still goes
     }
     // Out of the listing first (one rename), then the slow part.
-    std::string gone = dir_ + "/.removing-" + id;
+    std::string gone = m_dir + "/.removing-" + id;
     if (::rename(path(id).c_str(), gone.c_str()) != 0) {
         if (errno == ENOENT) {
             throw NoSuchContainer(id);
         }
         throw_errno("rename", path(id));
     }
-    std::string link = dir_ + "/names/" + name;
+    std::string link = m_dir + "/names/" + name;
     if (!name.empty() && read_link(link) == id) {
         ::unlink(link.c_str());
     }
-    std::string pin = store_root_ + "/leases/pin-container-" + id;
+    std::string pin = m_store_root + "/leases/pin-container-" + id;
     ::unlink(pin.c_str());
     fs::remove_all(gone);
 }

@@ -44,11 +44,11 @@ namespace strata::containers {
 class NoSuchContainer : public Error {
 public:
     explicit NoSuchContainer(const std::string& what)
-        : Error("No such container: " + what), what_(what) {}
-    const std::string& name() const noexcept { return what_; }
+        : Error("No such container: " + what), m_what(what) {}
+    const std::string& name() const noexcept { return m_what; }
 
 private:
-    std::string what_;
+    std::string m_what;
 };
 
 // Docker's message for a name in use.
@@ -58,7 +58,7 @@ public:
 };
 
 // Docker's zero time, for StartedAt/FinishedAt never set.
-inline constexpr const char* kZeroTime = "0001-01-01T00:00:00Z";
+inline constexpr const char* k_zero_time = "0001-01-01T00:00:00Z";
 
 // The current time as RFC 3339 with nanoseconds, UTC, as Docker writes it.
 std::string now_rfc3339nano();
@@ -71,8 +71,8 @@ struct State {
     int pid = 0; // host pid of the container's PID 1 while running
     int exit_code = 0;
     std::string error;
-    std::string started_at = kZeroTime;
-    std::string finished_at = kZeroTime;
+    std::string started_at = k_zero_time;
+    std::string finished_at = k_zero_time;
     int restart_count = 0;
     int monitor_pid = 0;
     // The last stop was asked for (stop, kill, rm -f): restart policies other
@@ -92,10 +92,10 @@ struct State {
 class Lock {
 public:
     Lock() = default;
-    explicit Lock(UniqueFd fd) : fd_(std::move(fd)) {}
+    explicit Lock(UniqueFd fd) : m_fd(std::move(fd)) {}
 
 private:
-    UniqueFd fd_;
+    UniqueFd m_fd;
 };
 
 class Store {
@@ -103,8 +103,8 @@ public:
     // <store_root>/containers (made when missing).
     explicit Store(std::string store_root);
 
-    const std::string& store_root() const noexcept { return store_root_; }
-    const std::string& dir() const noexcept { return dir_; } // <store>/containers
+    const std::string& store_root() const noexcept { return m_store_root; }
+    const std::string& dir() const noexcept { return m_dir; } // <store>/containers
     std::string path(std::string_view id) const;             // <store>/containers/<id>
     std::string log_path(std::string_view id) const;         // .../<id>/<id>-json.log
 
@@ -149,8 +149,8 @@ public:
     void remove(const std::string& id);
 
 private:
-    std::string store_root_;
-    std::string dir_;
+    std::string m_store_root;
+    std::string m_dir;
 };
 
 } // namespace strata::containers

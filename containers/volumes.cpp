@@ -258,7 +258,7 @@ struct MountOptions {
 };
 
 MountOptions parse_mount_options(const std::string& o) {
-    static const std::map<std::string, std::pair<bool, unsigned long>> kFlags = {
+    static const std::map<std::string, std::pair<bool, unsigned long>> k_flags = {
         {"ro", {false, MS_RDONLY}},
         {"rw", {true, MS_RDONLY}},
         {"bind", {false, MS_BIND}},
@@ -291,8 +291,8 @@ MountOptions parse_mount_options(const std::string& o) {
         if (item.empty()) {
             continue;
         }
-        auto it = kFlags.find(item);
-        if (it == kFlags.end()) {
+        auto it = k_flags.find(item);
+        if (it == k_flags.end()) {
             m.data += (m.data.empty() ? "" : ",") + item;
         } else if (it->second.first) {
             m.flags &= ~it->second.second;
@@ -308,7 +308,7 @@ MountOptions parse_mount_options(const std::string& o) {
 // --- Volume
 
 bool Volume::anonymous() const {
-    return labels && labels->count(std::string(kAnonymousVolumeLabel)) != 0;
+    return labels && labels->count(std::string(k_anonymous_volume_label)) != 0;
 }
 
 nlohmann::ordered_json Volume::to_json() const {
@@ -361,9 +361,9 @@ void check_volume_options(const StringMap& options) {
         }
     }
     // moby's mandatoryOpts: device and type need each other, o needs both.
-    static const std::map<std::string, std::vector<std::string>> kNeeds = {
+    static const std::map<std::string, std::vector<std::string>> k_needs = {
         {"device", {"type"}}, {"type", {"device"}}, {"o", {"device", "type"}}};
-    for (const auto& [opt, needs] : kNeeds) {
+    for (const auto& [opt, needs] : k_needs) {
         if (options.count(opt) == 0) {
             continue;
         }
@@ -378,7 +378,7 @@ void check_volume_options(const StringMap& options) {
 // --- VolumeStore
 
 VolumeStore::VolumeStore(const snapshot::Store& store)
-    : store_(store), dir_(store.root() + "/volumes") {}
+    : m_store(store), m_dir(store.root() + "/volumes") {}
 
 std::optional<Volume> VolumeStore::maybe_get(const std::string& name) const {
     if (!valid_volume_name(name)) {
@@ -423,7 +423,7 @@ Volume VolumeStore::get(const std::string& name) const {
 
 std::vector<Volume> VolumeStore::list() const {
     std::vector<Volume> out;
-    for (const auto& name : fs::list_dir(dir_)) {
+    for (const auto& name : fs::list_dir(m_dir)) {
         if (auto v = maybe_get(name)) {
             out.push_back(std::move(*v));
         }
@@ -444,15 +444,15 @@ std::pair<Volume, bool> VolumeStore::create(const VolumeCreate& req) {
         if (!v.labels) {
             v.labels = StringMap{};
         }
-        (*v.labels)[std::string(kAnonymousVolumeLabel)] = "";
+        (*v.labels)[std::string(k_anonymous_volume_label)] = "";
     }
     v.options = req.options;
     if (v.options) {
         check_volume_options(*v.options);
     }
-    snapshot::StoreLock lock = store_.lock();
-    if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
-        throw_errno("mkdir", dir_);
+    snapshot::StoreLock lock = m_store.lock();
+    if (::mkdir(m_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw_errno("mkdir", m_dir);
     }
     if (auto existing = maybe_get(v.name)) {
         if (existing->driver != req.driver) {
@@ -461,7 +461,7 @@ std::pair<Volume, bool> VolumeStore::create(const VolumeCreate& req) {
         return {*existing, false};
     }
     // Made under a temporary name, then renamed: a volume is either whole or absent.
-    std::string tmp = dir_ + "/.new-" + new_id().substr(0, 16);
+    std::string tmp = m_dir + "/.new-" + new_id().substr(0, 16);
     if (::mkdir(tmp.c_str(), 0701) != 0) {
         throw_errno("mkdir", tmp);
     }
@@ -495,7 +495,7 @@ std::pair<Volume, bool> VolumeStore::create(const VolumeCreate& req) {
         }
         throw;
     }
-    fs::fsync_dir(dir_);
+    fs::fsync_dir(m_dir);
     return {v, true};
 }
 
@@ -505,7 +505,7 @@ std::vector<std::string> VolumeStore::live_users(const std::string& name) const 
 
 std::vector<std::string> VolumeStore::recorded_users(const std::string& name) const {
     std::vector<std::string> ids;
-    std::string dir = store_.root() + "/containers";
+    std::string dir = m_store.root() + "/containers";
     for (const auto& id : fs::list_dir(dir)) {
         if (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) {
             continue; // names/, .creating-*: not a container record
@@ -547,7 +547,7 @@ std::vector<std::string> VolumeStore::users(const std::string& name) const {
 
 void VolumeStore::remove_locked(const std::string& name) {
     // Renamed away first: a volume half removed is no volume at all.
-    std::string gone = dir_ + "/.rm-" + new_id().substr(0, 16);
+    std::string gone = m_dir + "/.rm-" + new_id().substr(0, 16);
     if (::rename(volume_dir(name).c_str(), gone.c_str()) != 0) {
         throw_errno("rename " + volume_dir(name), gone);
     }
@@ -555,7 +555,7 @@ void VolumeStore::remove_locked(const std::string& name) {
 }
 
 bool VolumeStore::remove(const std::string& name, bool force) {
-    snapshot::StoreLock lock = store_.lock();
+    snapshot::StoreLock lock = m_store.lock();
     if (!maybe_get(name)) {
         if (force) {
             return false;
@@ -587,10 +587,10 @@ std::uint64_t VolumeStore::size(const Volume& v) const {
 
 VolumeStore::PruneResult VolumeStore::prune(const std::function<bool(const Volume&)>& select) {
     PruneResult r;
-    snapshot::StoreLock lock = store_.lock();
-    for (const auto& name : fs::list_dir(dir_)) {
+    snapshot::StoreLock lock = m_store.lock();
+    for (const auto& name : fs::list_dir(m_dir)) {
         if (name.rfind(".rm-", 0) == 0) {
-            fs::remove_all(dir_ + "/" + name); // left by a removal that was cut short
+            fs::remove_all(m_dir + "/" + name); // left by a removal that was cut short
             continue;
         }
         auto v = maybe_get(name);
@@ -607,8 +607,8 @@ VolumeStore::PruneResult VolumeStore::prune(const std::function<bool(const Volum
 VolumeStore::Use& VolumeStore::Use::operator=(Use&& o) noexcept {
     if (this != &o) {
         release();
-        path_ = std::move(o.path_);
-        fd_ = std::move(o.fd_);
+        m_path = std::move(o.m_path);
+        m_fd = std::move(o.m_fd);
     }
     return *this;
 }
@@ -618,14 +618,14 @@ VolumeStore::Use::~Use() {
 }
 
 void VolumeStore::Use::release() noexcept {
-    if (fd_) {
-        ::unlink(path_.c_str()); // still locked: nobody takes it for stale meanwhile
-        fd_.reset();
+    if (m_fd) {
+        ::unlink(m_path.c_str()); // still locked: nobody takes it for stale meanwhile
+        m_fd.reset();
     }
 }
 
 VolumeStore::Use VolumeStore::use(const std::string& name, const std::string& container_id) {
-    snapshot::StoreLock lock = store_.lock();
+    snapshot::StoreLock lock = m_store.lock();
     if (!maybe_get(name)) {
         throw Error("get " + name + ": no such volume");
     }
@@ -647,7 +647,7 @@ VolumeStore::Use VolumeStore::use(const std::string& name, const std::string& co
 // --- ContainerVolumes
 
 ContainerVolumes::~ContainerVolumes() {
-    for (const auto& path : driver_mounts_) {
+    for (const auto& path : m_driver_mounts) {
         if (::umount2(path.c_str(), MNT_DETACH) != 0) {
             STRATA_LOG_WARN("unmounting the volume on {}: {}", path, std::strerror(errno));
         }
@@ -661,15 +661,15 @@ void ContainerVolumes::attach(const std::vector<VolumeRequest>& requests) {
         c.driver = req.driver;
         c.labels = req.labels;
         c.options = req.driver_options;
-        auto [volume, created] = store_.create(c);
-        uses_.push_back(store_.use(volume.name, container_id_));
-        attached_.push_back({volume, req, created});
+        auto [volume, created] = m_store.create(c);
+        m_uses.push_back(m_store.use(volume.name, m_container_id));
+        m_attached.push_back({volume, req, created});
     }
 }
 
 std::vector<runner::Mount> ContainerVolumes::mounts() const {
     std::vector<runner::Mount> out;
-    for (const auto& a : attached_) {
+    for (const auto& a : m_attached) {
         runner::Mount m;
         m.type = runner::Mount::Type::bind;
         m.source = a.volume.mountpoint;
@@ -682,7 +682,7 @@ std::vector<runner::Mount> ContainerVolumes::mounts() const {
 
 void ContainerVolumes::mount_driver_options() {
     std::set<std::string> done;
-    for (const auto& a : attached_) {
+    for (const auto& a : m_attached) {
         const auto& opts = a.volume.options;
         if (!opts || opts->count("type") == 0 || !done.insert(a.volume.name).second) {
             continue;
@@ -696,14 +696,14 @@ void ContainerVolumes::mount_driver_options() {
             throw SysError("mount " + type + " " + device + " (volume " + a.volume.name + ")",
                            a.volume.mountpoint, errno);
         }
-        driver_mounts_.push_back(a.volume.mountpoint);
+        m_driver_mounts.push_back(a.volume.mountpoint);
     }
 }
 
 void ContainerVolumes::copy_up(const std::string& rootfs) {
     UniqueFd root = fs::open(rootfs, O_PATH | O_DIRECTORY);
     struct stat root_st = fs::fstat(root.get());
-    for (const auto& a : attached_) {
+    for (const auto& a : m_attached) {
         // A target that resolves to the root itself (an image's VOLUME
         // that is a symlink to "/") would cover the whole container: Docker
         // refuses "/" as a destination.
@@ -756,7 +756,7 @@ void ContainerVolumes::copy_up(const std::string& rootfs) {
 void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lowers,
                                            const std::string& scratch) {
     bool needed = false;
-    for (const auto& a : attached_) {
+    for (const auto& a : m_attached) {
         needed = needed || !a.request.nocopy;
     }
     if (!needed || lowers.empty()) {
@@ -797,8 +797,8 @@ void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lower
 
 std::vector<runner::Mount> ContainerVolumes::record_mounts() const {
     std::vector<runner::Mount> out = mounts();
-    for (std::size_t i = 0; i < attached_.size(); ++i) {
-        const auto& opts = attached_[i].volume.options;
+    for (std::size_t i = 0; i < m_attached.size(); ++i) {
+        const auto& opts = m_attached[i].volume.options;
         if (!opts || opts->count("type") == 0) {
             continue;
         }
@@ -815,7 +815,7 @@ std::vector<runner::Mount> ContainerVolumes::record_mounts() const {
             m.source = opts->at("device");
             m.read_only = m.read_only || (mo.flags & MS_RDONLY) != 0;
         } else {
-            throw UsageError("volume " + attached_[i].volume.name + ": type=" + type +
+            throw UsageError("volume " + m_attached[i].volume.name + ": type=" + type +
                              " volumes are mounted only by strata run --rm (a container the "
                              "monitor starts takes type=tmpfs and type=none,o=bind)");
         }
@@ -825,7 +825,7 @@ std::vector<runner::Mount> ContainerVolumes::record_mounts() const {
 
 nlohmann::ordered_json ContainerVolumes::mount_points() const {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const auto& a : attached_) {
+    for (const auto& a : m_attached) {
         nlohmann::ordered_json m;
         m["Type"] = "volume";
         m["Name"] = a.volume.name;
@@ -874,17 +874,17 @@ std::vector<std::string> remove_anonymous_volumes(const snapshot::Store& store,
 }
 
 void ContainerVolumes::remove_anonymous() noexcept {
-    uses_.clear();
-    for (const auto& path : driver_mounts_) {
+    m_uses.clear();
+    for (const auto& path : m_driver_mounts) {
         ::umount2(path.c_str(), MNT_DETACH);
     }
-    driver_mounts_.clear();
-    for (const auto& a : attached_) {
+    m_driver_mounts.clear();
+    for (const auto& a : m_attached) {
         if (!a.created || !a.volume.anonymous()) {
             continue;
         }
         try {
-            store_.remove(a.volume.name, true);
+            m_store.remove(a.volume.name, true);
         } catch (const std::exception& e) {
             STRATA_LOG_WARN("removing anonymous volume {}: {}", a.volume.name, e.what());
         }

@@ -38,7 +38,7 @@ namespace strata::containers {
 // Docker 23+ marks the volumes it makes for a container by itself (`-v
 // /path`, the image's VOLUME) with this label; `volume prune` without -a
 // removes only those.
-inline constexpr std::string_view kAnonymousVolumeLabel = "com.docker.volume.anonymous";
+inline constexpr std::string_view k_anonymous_volume_label = "com.docker.volume.anonymous";
 
 using StringMap = std::map<std::string, std::string>;
 
@@ -83,7 +83,7 @@ public:
     // Works on `<store.root()>/volumes` (made by the first create()).
     explicit VolumeStore(const snapshot::Store& store);
 
-    const std::string& dir() const noexcept { return dir_; }
+    const std::string& dir() const noexcept { return m_dir; }
 
     // Creates the volume, or returns the existing one of that name (as
     // Docker: its labels and options stay as they were). Returns the volume
@@ -124,7 +124,7 @@ public:
     class Use {
     public:
         Use() = default;
-        Use(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+        Use(std::string path, UniqueFd fd) : m_path(std::move(path)), m_fd(std::move(fd)) {}
         Use(Use&&) noexcept = default;
         Use& operator=(Use&&) noexcept;
         Use(const Use&) = delete;
@@ -133,23 +133,23 @@ public:
         void release() noexcept;
 
     private:
-        std::string path_;
-        UniqueFd fd_;
+        std::string m_path;
+        UniqueFd m_fd;
     };
     // Starts a use of the volume by container_id under the store lock; throws
     // Error("get NAME: no such volume") when it is gone.
     Use use(const std::string& name, const std::string& container_id);
 
 private:
-    std::string volume_dir(const std::string& name) const { return dir_ + "/" + name; }
+    std::string volume_dir(const std::string& name) const { return m_dir + "/" + name; }
     std::vector<std::string> live_users(const std::string& name) const;
     // Containers recorded in the store (<store>/containers/<id>/config.json)
     // whose Mounts list names the volume (Type "volume"), running or not.
     std::vector<std::string> recorded_users(const std::string& name) const;
     void remove_locked(const std::string& name);
 
-    const snapshot::Store& store_;
-    std::string dir_;
+    const snapshot::Store& m_store;
+    std::string m_dir;
 };
 
 // A volume a container asks for (`-v NAME:/path`, `-v /path`, `--mount
@@ -171,7 +171,7 @@ struct VolumeRequest {
 class ContainerVolumes {
 public:
     ContainerVolumes(VolumeStore& store, std::string container_id)
-        : store_(store), container_id_(std::move(container_id)) {}
+        : m_store(store), m_container_id(std::move(container_id)) {}
     ContainerVolumes(const ContainerVolumes&) = delete;
     ContainerVolumes& operator=(const ContainerVolumes&) = delete;
     ~ContainerVolumes(); // unmounts what mount_driver_options() mounted
@@ -185,7 +185,7 @@ public:
     // Makes or finds each requested volume and starts its use. Throws
     // UsageError for a bad name or options (nothing is left in use then).
     void attach(const std::vector<VolumeRequest>& requests);
-    const std::vector<Attached>& attached() const noexcept { return attached_; }
+    const std::vector<Attached>& attached() const noexcept { return m_attached; }
 
     // The bind mounts that put the volumes in the container.
     std::vector<runner::Mount> mounts() const;
@@ -228,11 +228,11 @@ public:
     void remove_anonymous() noexcept;
 
 private:
-    VolumeStore& store_;
-    std::string container_id_;
-    std::vector<Attached> attached_;
-    std::vector<VolumeStore::Use> uses_;
-    std::vector<std::string> driver_mounts_; // _data directories mounted on
+    VolumeStore& m_store;
+    std::string m_container_id;
+    std::vector<Attached> m_attached;
+    std::vector<VolumeStore::Use> m_uses;
+    std::vector<std::string> m_driver_mounts; // _data directories mounted on
 };
 
 // `rm -v`: removes the anonymous volumes that a container's config.json

@@ -75,22 +75,22 @@ std::string_view oci_layer_media_type(Compression c) {
 
 namespace {
 
-constexpr std::size_t kOutChunk = 1 << 17;
+constexpr std::size_t k_out_chunk = 1 << 17;
 
 // ---- none ----
 
 class PlainCompressor final : public Compressor {
 public:
-    explicit PlainCompressor(ByteSink out) : out_(std::move(out)) {}
+    explicit PlainCompressor(ByteSink out) : m_out(std::move(out)) {}
     void write(const void* data, std::size_t size) override {
         if (size > 0) {
-            out_(data, size);
+            m_out(data, size);
         }
     }
     void finish() override {}
 
 private:
-    ByteSink out_;
+    ByteSink m_out;
 };
 
 class PlainDecompressor final : public Decompressor {
@@ -122,31 +122,31 @@ void check_zstd(std::size_t r, const char* what) {
 class ZstdCompressor final : public Compressor {
 public:
     ZstdCompressor(ByteSink out, int level, int threads)
-        : out_(std::move(out)), cctx_(ZSTD_createCCtx()), buf_(ZSTD_CStreamOutSize()) {
-        if (cctx_ == nullptr) {
+        : m_out(std::move(out)), m_cctx(ZSTD_createCCtx()), m_buf(ZSTD_CStreamOutSize()) {
+        if (m_cctx == nullptr) {
             throw Error("zstd: cannot create a compression context");
         }
         if (threads <= 0) {
             threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
         }
-        check_zstd(ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel,
+        check_zstd(ZSTD_CCtx_setParameter(m_cctx, ZSTD_c_compressionLevel,
                                           level == 0 ? ZSTD_CLEVEL_DEFAULT : level),
                    "level");
-        check_zstd(ZSTD_CCtx_setParameter(cctx_, ZSTD_c_checksumFlag, 1), "checksum");
+        check_zstd(ZSTD_CCtx_setParameter(m_cctx, ZSTD_c_checksumFlag, 1), "checksum");
         // Always the multi-threaded format, even with one thread: zstd's
         // output is the same for any nbWorkers >= 1 but differs with 0, and
         // a layer's digest must not depend on the machine's core count.
         // (Not fatal when libzstd was built without multi-threading.)
-        std::size_t r = ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, threads);
+        std::size_t r = ZSTD_CCtx_setParameter(m_cctx, ZSTD_c_nbWorkers, threads);
         (void)r;
     }
-    ~ZstdCompressor() override { ZSTD_freeCCtx(cctx_); }
+    ~ZstdCompressor() override { ZSTD_freeCCtx(m_cctx); }
 
     void write(const void* data, std::size_t size) override {
         ZSTD_inBuffer in{data, size, 0};
         while (in.pos < in.size) {
             ZSTD_outBuffer out = output();
-            check_zstd(ZSTD_compressStream2(cctx_, &out, &in, ZSTD_e_continue), "compress");
+            check_zstd(ZSTD_compressStream2(m_cctx, &out, &in, ZSTD_e_continue), "compress");
             emit(out);
         }
     }
@@ -156,37 +156,37 @@ public:
         std::size_t remaining;
         do {
             ZSTD_outBuffer out = output();
-            remaining = ZSTD_compressStream2(cctx_, &out, &in, ZSTD_e_end);
+            remaining = ZSTD_compressStream2(m_cctx, &out, &in, ZSTD_e_end);
             check_zstd(remaining, "compress");
             emit(out);
         } while (remaining != 0);
     }
 
-    void set_output_area(OutputArea area) override { area_ = std::move(area); }
+    void set_output_area(OutputArea area) override { m_area = std::move(area); }
 
 private:
     ZSTD_outBuffer output() {
-        if (area_.room) {
-            auto [p, n] = area_.room();
+        if (m_area.room) {
+            auto [p, n] = m_area.room();
             return ZSTD_outBuffer{p, n, 0};
         }
-        return ZSTD_outBuffer{buf_.data(), buf_.size(), 0};
+        return ZSTD_outBuffer{m_buf.data(), m_buf.size(), 0};
     }
     void emit(const ZSTD_outBuffer& out) {
         if (out.pos == 0) {
             return;
         }
-        if (area_.room) {
-            area_.commit(out.pos);
+        if (m_area.room) {
+            m_area.commit(out.pos);
         } else {
-            out_(buf_.data(), out.pos);
+            m_out(m_buf.data(), out.pos);
         }
     }
 
-    ByteSink out_;
-    OutputArea area_;
-    ZSTD_CCtx* cctx_;
-    std::vector<char> buf_;
+    ByteSink m_out;
+    OutputArea m_area;
+    ZSTD_CCtx* m_cctx;
+    std::vector<char> m_buf;
 };
 
 // The largest zstd window accepted: 512 MiB (windowLog 29), what
@@ -194,17 +194,18 @@ private:
 // default, so every layer Docker can pull can be read. The decoder's buffer
 // is at most the window (plus a block), whatever the frame expands to; zstd
 // -d's own default is 128 MiB (--long=27).
-constexpr int kZstdWindowLogMax = 29;
+constexpr int k_zstd_window_log_max = 29;
 
 class ZstdDecompressor final : public Decompressor {
 public:
-    explicit ZstdDecompressor(ByteSink out) : Decompressor(std::move(out)), dctx_(ZSTD_createDCtx()) {
-        if (dctx_ == nullptr) {
+    explicit ZstdDecompressor(ByteSink out)
+        : Decompressor(std::move(out)), m_dctx(ZSTD_createDCtx()) {
+        if (m_dctx == nullptr) {
             throw Error("zstd: cannot create a decompression context");
         }
-        ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, kZstdWindowLogMax);
+        ZSTD_DCtx_setParameter(m_dctx, ZSTD_d_windowLogMax, k_zstd_window_log_max);
     }
-    ~ZstdDecompressor() override { ZSTD_freeDCtx(dctx_); }
+    ~ZstdDecompressor() override { ZSTD_freeDCtx(m_dctx); }
 
     Step decode(const void* data, std::size_t size, void* dst, std::size_t cap) override {
         ZSTD_inBuffer in{data, size, 0};
@@ -214,11 +215,11 @@ public:
         do {
             std::size_t in_before = in.pos;
             std::size_t out_before = out.pos;
-            std::size_t r = ZSTD_decompressStream(dctx_, &out, &in);
+            std::size_t r = ZSTD_decompressStream(m_dctx, &out, &in);
             if (ZSTD_isError(r)) {
                 if (ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge) {
                     throw Error("zstd frame needs a window larger than " +
-                                std::to_string((1u << kZstdWindowLogMax) >> 20) +
+                                std::to_string((1u << k_zstd_window_log_max) >> 20) +
                                 " MiB, the most strata accepts");
                 }
                 throw Error(std::string("corrupt zstd stream: ") + ZSTD_getErrorName(r));
@@ -227,8 +228,8 @@ public:
                 break;
             }
             // Only a call that did something says where the frame is.
-            last_ = r;
-            seen_ = true;
+            m_last = r;
+            m_seen = true;
         } while (in.pos < in.size && out.pos < out.size);
         return Step{in.pos, out.pos};
     }
@@ -236,15 +237,15 @@ public:
     void finish() override {
         // ZSTD_decompressStream returns 0 exactly when a frame is complete
         // and fully flushed.
-        if (!seen_ || last_ != 0) {
+        if (!m_seen || m_last != 0) {
             throw Error("unexpected end of zstd stream");
         }
     }
 
 private:
-    ZSTD_DCtx* dctx_;
-    std::size_t last_ = 1;
-    bool seen_ = false;
+    ZSTD_DCtx* m_dctx;
+    std::size_t m_last = 1;
+    bool m_seen = false;
 };
 
 // ---- gzip ----
@@ -258,16 +259,17 @@ private:
 class GzipCompressor final : public Compressor {
 public:
     GzipCompressor(ByteSink out, int level, int threads)
-        : out_(std::move(out)), level_(level == 0 ? 6 : level),
-          threads_(threads > 0 ? threads
-                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
-        if (level_ < 1 || level_ > 9) {
+        : m_out(std::move(out)), m_level(level == 0 ? 6 : level),
+          m_threads(threads > 0
+                        ? threads
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+        if (m_level < 1 || m_level > 9) {
             throw UsageError("gzip level must be 1..9, not " + std::to_string(level));
         }
-        cur_.reserve(kBlock);
+        m_cur.reserve(k_block);
     }
     ~GzipCompressor() override {
-        for (auto& f : inflight_) {
+        for (auto& f : m_inflight) {
             if (f.valid()) {
                 f.wait();
             }
@@ -277,11 +279,11 @@ public:
     void write(const void* data, std::size_t size) override {
         const char* p = static_cast<const char*>(data);
         while (size > 0) {
-            std::size_t n = std::min(size, kBlock - cur_.size());
-            cur_.append(p, n);
+            std::size_t n = std::min(size, k_block - m_cur.size());
+            m_cur.append(p, n);
             p += n;
             size -= n;
-            if (cur_.size() == kBlock) {
+            if (m_cur.size() == k_block) {
                 submit(false);
             }
         }
@@ -289,20 +291,20 @@ public:
 
     void finish() override {
         submit(true);
-        while (!inflight_.empty()) {
+        while (!m_inflight.empty()) {
             drain_one();
         }
         unsigned char trailer[8];
         for (int i = 0; i < 4; ++i) {
-            trailer[i] = static_cast<unsigned char>((crc_ >> (8 * i)) & 0xff);
-            trailer[4 + i] = static_cast<unsigned char>((total_ >> (8 * i)) & 0xff);
+            trailer[i] = static_cast<unsigned char>((m_crc >> (8 * i)) & 0xff);
+            trailer[4 + i] = static_cast<unsigned char>((m_total >> (8 * i)) & 0xff);
         }
-        out_(trailer, sizeof trailer);
+        m_out(trailer, sizeof trailer);
     }
 
 private:
-    static constexpr std::size_t kBlock = 512 * 1024;
-    static constexpr std::size_t kDict = 32 * 1024;
+    static constexpr std::size_t k_block = 512 * 1024;
+    static constexpr std::size_t k_dict = 32 * 1024;
 
     struct Block {
         std::string deflated;
@@ -339,66 +341,67 @@ private:
     }
 
     void submit(bool last) {
-        if (!header_done_) {
+        if (!m_header_done) {
             // No name, mtime 0, OS unix: the same bytes every time.
             const unsigned char header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
-            out_(header, sizeof header);
-            header_done_ = true;
+            m_out(header, sizeof header);
+            m_header_done = true;
         }
-        std::string dict = prev_tail_;
+        std::string dict = m_prev_tail;
         // The next block's dictionary: the last 32 KiB of input so far.
-        std::string tail = cur_.size() >= kDict ? cur_.substr(cur_.size() - kDict) : prev_tail_ + cur_;
-        if (tail.size() > kDict) {
-            tail.erase(0, tail.size() - kDict);
+        std::string tail =
+            m_cur.size() >= k_dict ? m_cur.substr(m_cur.size() - k_dict) : m_prev_tail + m_cur;
+        if (tail.size() > k_dict) {
+            tail.erase(0, tail.size() - k_dict);
         }
-        prev_tail_ = std::move(tail);
-        std::string input = std::move(cur_);
-        cur_.clear();
-        cur_.reserve(kBlock);
-        if (threads_ <= 1) {
-            emit(deflate_block(std::move(input), std::move(dict), level_, last));
+        m_prev_tail = std::move(tail);
+        std::string input = std::move(m_cur);
+        m_cur.clear();
+        m_cur.reserve(k_block);
+        if (m_threads <= 1) {
+            emit(deflate_block(std::move(input), std::move(dict), m_level, last));
             return;
         }
-        while (inflight_.size() >= static_cast<std::size_t>(threads_)) {
+        while (m_inflight.size() >= static_cast<std::size_t>(m_threads)) {
             drain_one();
         }
-        inflight_.push_back(std::async(std::launch::async, &GzipCompressor::deflate_block,
-                                       std::move(input), std::move(dict), level_, last));
+        m_inflight.push_back(std::async(std::launch::async, &GzipCompressor::deflate_block,
+                                        std::move(input), std::move(dict), m_level, last));
     }
 
     void drain_one() {
-        Block b = inflight_.front().get();
-        inflight_.pop_front();
+        Block b = m_inflight.front().get();
+        m_inflight.pop_front();
         emit(b);
     }
 
     void emit(const Block& b) {
-        crc_ = crc32_combine(crc_, b.crc, static_cast<z_off_t>(b.size));
-        total_ += b.size;
+        m_crc = crc32_combine(m_crc, b.crc, static_cast<z_off_t>(b.size));
+        m_total += b.size;
         if (!b.deflated.empty()) {
-            out_(b.deflated.data(), b.deflated.size());
+            m_out(b.deflated.data(), b.deflated.size());
         }
     }
 
-    ByteSink out_;
-    int level_;
-    int threads_;
-    std::string cur_;
-    std::string prev_tail_;
-    std::deque<std::future<Block>> inflight_;
-    uLong crc_ = crc32(0L, Z_NULL, 0);
-    std::uint64_t total_ = 0;
-    bool header_done_ = false;
+    ByteSink m_out;
+    int m_level;
+    int m_threads;
+    std::string m_cur;
+    std::string m_prev_tail;
+    std::deque<std::future<Block>> m_inflight;
+    uLong m_crc = crc32(0L, Z_NULL, 0);
+    std::uint64_t m_total = 0;
+    bool m_header_done = false;
 };
 
 class GzipDecompressor final : public Decompressor {
 public:
     explicit GzipDecompressor(ByteSink out) : Decompressor(std::move(out)) {
-        if (inflateInit2(&zs_, 15 + 16) != Z_OK) {
+        if (inflateInit2(&m_zs, 15 + 16) != Z_OK) {
             throw Error("gzip: cannot initialise inflate");
         }
     }
-    ~GzipDecompressor() override { inflateEnd(&zs_); }
+    ~GzipDecompressor() override { inflateEnd(&m_zs); }
 
     Step decode(const void* data, std::size_t size, void* dst, std::size_t cap) override {
         const auto* p = static_cast<const Bytef*>(data);
@@ -406,41 +409,41 @@ public:
         std::size_t used = 0;
         std::size_t produced = 0;
         while (produced < cap) {
-            if (ended_) {
+            if (m_ended) {
                 if (used == size) {
                     break;
                 }
                 // Another member follows (as in `cat a.gz b.gz`), or zero
                 // padding (tape blocking), which gzip -d also tolerates.
-                if (padding_ || p[used] == 0) {
+                if (m_padding || p[used] == 0) {
                     for (std::size_t i = used; i < size; ++i) {
                         if (p[i] != 0) {
                             throw Error("corrupt gzip stream: garbage after the end of the stream");
                         }
                     }
-                    padding_ = true;
+                    m_padding = true;
                     used = size;
                     break;
                 }
                 if (p[used] != 0x1f) {
                     throw Error("corrupt gzip stream: garbage after the end of the stream");
                 }
-                inflateReset(&zs_);
-                ended_ = false;
+                inflateReset(&m_zs);
+                m_ended = false;
             }
             uInt in_n = static_cast<uInt>(std::min<std::size_t>(size - used, 1u << 30));
             uInt out_n = static_cast<uInt>(std::min<std::size_t>(cap - produced, 1u << 30));
-            zs_.next_in = const_cast<Bytef*>(p + used);
-            zs_.avail_in = in_n;
-            zs_.next_out = o + produced;
-            zs_.avail_out = out_n;
-            int r = inflate(&zs_, Z_NO_FLUSH);
-            std::size_t u = in_n - zs_.avail_in;
-            std::size_t w = out_n - zs_.avail_out;
+            m_zs.next_in = const_cast<Bytef*>(p + used);
+            m_zs.avail_in = in_n;
+            m_zs.next_out = o + produced;
+            m_zs.avail_out = out_n;
+            int r = inflate(&m_zs, Z_NO_FLUSH);
+            std::size_t u = in_n - m_zs.avail_in;
+            std::size_t w = out_n - m_zs.avail_out;
             used += u;
             produced += w;
             if (r == Z_STREAM_END) {
-                ended_ = true;
+                m_ended = true;
                 continue;
             }
             if (r == Z_BUF_ERROR) {
@@ -448,9 +451,9 @@ public:
             }
             if (r != Z_OK) {
                 throw Error(std::string("corrupt gzip stream: ") +
-                            (zs_.msg != nullptr ? zs_.msg : "inflate failed"));
+                            (m_zs.msg != nullptr ? m_zs.msg : "inflate failed"));
             }
-            if ((u == 0 && w == 0) || (used == size && zs_.avail_out != 0)) {
+            if ((u == 0 && w == 0) || (used == size && m_zs.avail_out != 0)) {
                 break;
             }
         }
@@ -458,15 +461,15 @@ public:
     }
 
     void finish() override {
-        if (!ended_) {
+        if (!m_ended) {
             throw Error("unexpected end of gzip stream");
         }
     }
 
 private:
-    z_stream zs_{};
-    bool ended_ = false;
-    bool padding_ = false;
+    z_stream m_zs{};
+    bool m_ended = false;
+    bool m_padding = false;
 };
 
 } // namespace
@@ -485,16 +488,16 @@ std::unique_ptr<Compressor> Compressor::create(Compression c, ByteSink out, int 
 }
 
 void Decompressor::feed(const void* data, std::size_t size) {
-    if (!feed_buf_) {
-        feed_buf_ = std::make_unique<char[]>(kOutChunk);
+    if (!m_feed_buf) {
+        m_feed_buf = std::make_unique<char[]>(k_out_chunk);
     }
     const char* p = static_cast<const char*>(data);
     for (;;) {
-        Step s = decode(p, size, feed_buf_.get(), kOutChunk);
+        Step s = decode(p, size, m_feed_buf.get(), k_out_chunk);
         p += s.consumed;
         size -= s.consumed;
-        if (s.produced > 0 && sink_) {
-            sink_(feed_buf_.get(), s.produced);
+        if (s.produced > 0 && m_sink) {
+            m_sink(m_feed_buf.get(), s.produced);
         }
         if (s.consumed == 0 && s.produced == 0) {
             if (size > 0) {

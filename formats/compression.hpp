@@ -74,12 +74,12 @@ public:
     static std::unique_ptr<Decompressor> create(Compression c, ByteSink out = {});
 
 protected:
-    explicit Decompressor(ByteSink out) : sink_(std::move(out)) {}
-    const ByteSink& sink() const noexcept { return sink_; }
+    explicit Decompressor(ByteSink out) : m_sink(std::move(out)) {}
+    const ByteSink& sink() const noexcept { return m_sink; }
 
 private:
-    ByteSink sink_;
-    std::unique_ptr<char[]> feed_buf_;
+    ByteSink m_sink;
+    std::unique_ptr<char[]> m_feed_buf;
 };
 
 } // namespace strata::formats

@@ -31,9 +31,9 @@ public:
     static Digest of(std::string_view data);
     static Digest from_hasher(Sha256& hasher);
 
-    const std::string& str() const noexcept { return text_; }
-    std::string_view hex() const noexcept { return std::string_view(text_).substr(7); }
-    std::string_view algorithm() const noexcept { return std::string_view(text_).substr(0, 6); }
+    const std::string& str() const noexcept { return m_text; }
+    std::string_view hex() const noexcept { return std::string_view(m_text).substr(7); }
+    std::string_view algorithm() const noexcept { return std::string_view(m_text).substr(0, 6); }
     // "sha256:0123456789ab" (12 hex digits), as docker prints image IDs.
     std::string short_id() const { return std::string(hex().substr(0, 12)); }
     // "blobs/sha256/<hex>" relative to an OCI layout root.
@@ -43,19 +43,19 @@ public:
     bool operator==(const Digest&) const = default;
 
 private:
-    explicit Digest(std::string text) : text_(std::move(text)) {}
-    std::string text_;
+    explicit Digest(std::string text) : m_text(std::move(text)) {}
+    std::string m_text;
 };
 
 // A hasher that yields a Digest.
 class DigestHasher {
 public:
-    void update(const void* data, std::size_t size) { sha_.update(data, size); }
-    void update(std::string_view s) { sha_.update(s); }
-    Digest finish() { return Digest::from_hasher(sha_); }
+    void update(const void* data, std::size_t size) { m_sha.update(data, size); }
+    void update(std::string_view s) { m_sha.update(s); }
+    Digest finish() { return Digest::from_hasher(m_sha); }
 
 private:
-    Sha256 sha_;
+    Sha256 m_sha;
 };
 
 } // namespace strata::formats

@@ -29,10 +29,10 @@ namespace {
 using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
-constexpr const char* kRefName = "org.opencontainers.image.ref.name";
-constexpr const char* kContainerdName = "io.containerd.image.name";
+constexpr const char* k_ref_name = "org.opencontainers.image.ref.name";
+constexpr const char* k_containerd_name = "io.containerd.image.name";
 // Symlink chains longer than this are treated as loops (Linux's MAXSYMLINKS).
-constexpr int kMaxLinkHops = 40;
+constexpr int k_max_link_hops = 40;
 
 struct ReadArchiveDeleter {
     void operator()(archive* a) const noexcept { archive_read_free(a); }
@@ -161,16 +161,16 @@ public:
 
 class DirSource : public Source {
 public:
-    explicit DirSource(std::string root) : root_(std::move(root)) {}
+    explicit DirSource(std::string root) : m_root(std::move(root)) {}
     std::optional<std::string> maybe_file(const std::string& name) const override {
-        std::string p = root_ + "/" + name;
+        std::string p = m_root + "/" + name;
         struct stat st {};
         // A layout directory is the user's own: still, only regular files
         // (not symlinks) count as blobs, and no directory on the way (blobs,
         // blobs/sha256) may be a symlink, so nothing outside it is read.
         for (auto slash = name.find('/'); slash != std::string::npos;
              slash = name.find('/', slash + 1)) {
-            std::string dir = root_ + "/" + name.substr(0, slash);
+            std::string dir = m_root + "/" + name.substr(0, slash);
             if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
                 throw FormatError(describe() + ": " + quote_untrusted(name.substr(0, slash)) +
                                   " is a symlink; a layout's directories must be inside it");
@@ -181,56 +181,56 @@ public:
         }
         return p;
     }
-    std::string describe() const override { return "the OCI layout " + root_; }
+    std::string describe() const override { return "the OCI layout " + m_root; }
 
 private:
-    std::string root_;
+    std::string m_root;
 };
 
 class ExtractedSource : public Source {
 public:
     ExtractedSource(std::string input, std::string work_dir)
-        : input_(std::move(input)), work_(std::move(work_dir)) {}
+        : m_input(std::move(input)), m_work(std::move(work_dir)) {}
 
     void extract();
 
     std::optional<std::string> maybe_file(const std::string& start) const override {
         std::string name = start;
-        for (int hop = 0; hop <= kMaxLinkHops; ++hop) {
-            if (auto f = files_.find(name); f != files_.end()) {
+        for (int hop = 0; hop <= k_max_link_hops; ++hop) {
+            if (auto f = m_files.find(name); f != m_files.end()) {
                 return f->second;
             }
-            auto l = links_.find(name);
-            if (l == links_.end()) {
+            auto l = m_links.find(name);
+            if (l == m_links.end()) {
                 return std::nullopt;
             }
             name = l->second;
         }
-        throw FormatError(input_ + ": " + quote_untrusted(start) + ": too many levels of links");
+        throw FormatError(m_input + ": " + quote_untrusted(start) + ": too many levels of links");
     }
-    std::string describe() const override { return "the archive " + input_; }
+    std::string describe() const override { return "the archive " + m_input; }
 
 private:
     void extract_file(archive* a, const std::string& name, const std::string& where,
                       std::int64_t size_hint);
 
-    std::string input_;
-    std::string work_;
-    UniqueFd work_fd_;
-    std::map<std::string, std::string> files_; // name -> path on disk
-    std::map<std::string, std::string> links_; // name -> target name (symlinks, hard links)
+    std::string m_input;
+    std::string m_work;
+    UniqueFd m_work_fd;
+    std::map<std::string, std::string> m_files; // name -> path on disk
+    std::map<std::string, std::string> m_links; // name -> target name (symlinks, hard links)
 };
 
 void ExtractedSource::extract() {
-    work_fd_ = fs::open_dir(work_);
+    m_work_fd = fs::open_dir(m_work);
     ReadArchive a(archive_read_new());
     if (!a) {
         throw Error("archive_read_new: out of memory");
     }
     support_archive_filters(a.get());
     archive_read_support_format_tar(a.get());
-    if (archive_read_open_filename(a.get(), input_.c_str(), 1 << 16) != ARCHIVE_OK) {
-        refuse_unreadable(input_, "cannot read as a tar archive: ", a.get());
+    if (archive_read_open_filename(a.get(), m_input.c_str(), 1 << 16) != ARCHIVE_OK) {
+        refuse_unreadable(m_input, "cannot read as a tar archive: ", a.get());
     }
     archive_entry* e = nullptr;
     int count = 0;
@@ -243,17 +243,17 @@ void ExtractedSource::extract() {
             // e.g. unknown PAX keywords: the entry itself is fine.
         } else if (r != ARCHIVE_OK) {
             if (count == 0) {
-                refuse_unreadable(input_, "not a tar archive: ", a.get());
+                refuse_unreadable(m_input, "not a tar archive: ", a.get());
             }
-            throw FormatError(input_ + ": corrupt tar archive after " + std::to_string(count) +
+            throw FormatError(m_input + ": corrupt tar archive after " + std::to_string(count) +
                               " entries: " + archive_err(a.get()));
         }
         ++count;
         const char* raw = archive_entry_pathname(e);
         if (raw == nullptr) {
-            throw FormatError(input_ + ": entry " + std::to_string(count) + " has no name");
+            throw FormatError(m_input + ": entry " + std::to_string(count) + " has no name");
         }
-        std::string where = input_ + ": entry " + quote_untrusted(raw);
+        std::string where = m_input + ": entry " + quote_untrusted(raw);
         std::string name = checked_name(raw, where);
         if (name == ".") {
             continue;
@@ -261,16 +261,16 @@ void ExtractedSource::extract() {
         if (const char* hl = archive_entry_hardlink(e)) {
             // Hard link targets are names of earlier entries in the archive.
             std::string target = checked_name(hl, where + " (hard link target)");
-            files_.erase(name);
-            links_[name] = target;
+            m_files.erase(name);
+            m_links[name] = target;
             continue;
         }
         switch (archive_entry_filetype(e)) {
         case AE_IFDIR:
-            mkdirs_in_root(work_fd_.get(), name);
+            mkdirs_in_root(m_work_fd.get(), name);
             break;
         case AE_IFREG:
-            links_.erase(name);
+            m_links.erase(name);
             extract_file(a.get(), name, where,
                          archive_entry_size_is_set(e) ? archive_entry_size(e) : -1);
             break;
@@ -287,8 +287,8 @@ void ExtractedSource::extract() {
                 throw FormatError(where + ": symlink to " + quote_untrusted(target) +
                                   " points outside the archive");
             }
-            files_.erase(name);
-            links_[name] = joined;
+            m_files.erase(name);
+            m_links[name] = joined;
             break;
         }
         default:
@@ -304,12 +304,12 @@ void ExtractedSource::extract_file(archive* a, const std::string& name, const st
     // links are ever created there, so no name can reach outside it.
     std::string dir = fs::dirname(name);
     UniqueFd parent =
-        dir == "." ? dup_cloexec(work_fd_.get()) : mkdirs_in_root(work_fd_.get(), dir);
+        dir == "." ? dup_cloexec(m_work_fd.get()) : mkdirs_in_root(m_work_fd.get(), dir);
     std::string base = fs::basename(name);
     int fd = ::openat(parent.get(), base.c_str(),
                       O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-        throw_errno("openat", work_ + "/" + name);
+        throw_errno("openat", m_work + "/" + name);
     }
     UniqueFd out(fd);
     const void* buf = nullptr;
@@ -330,7 +330,7 @@ void ExtractedSource::extract_file(archive* a, const std::string& name, const st
                 if (errno == EINTR) {
                     continue;
                 }
-                throw_errno("write", work_ + "/" + name);
+                throw_errno("write", m_work + "/" + name);
             }
             p += n;
             size -= static_cast<std::size_t>(n);
@@ -339,19 +339,19 @@ void ExtractedSource::extract_file(archive* a, const std::string& name, const st
     }
     // Sparse entries may end in a hole: give the file its full size.
     if (size_hint >= 0 && ::ftruncate(out.get(), size_hint) != 0) {
-        throw_errno("ftruncate", work_ + "/" + name);
+        throw_errno("ftruncate", m_work + "/" + name);
     }
     out.close();
-    files_[name] = work_ + "/" + name;
+    m_files[name] = m_work + "/" + name;
 }
 
 std::string read_doc(const std::string& path, const std::string& what) {
     struct stat st = fs::lstat(path);
-    if (static_cast<std::uint64_t>(st.st_size) > kMaxDocumentSize) {
+    if (static_cast<std::uint64_t>(st.st_size) > k_max_document_size) {
         throw FormatError(what + ": document is " + std::to_string(st.st_size) +
-                          " bytes, more than the limit of " + std::to_string(kMaxDocumentSize));
+                          " bytes, more than the limit of " + std::to_string(k_max_document_size));
     }
-    return fs::read_file(path, kMaxDocumentSize);
+    return fs::read_file(path, k_max_document_size);
 }
 
 // Reads the blob for d from the source and checks its digest.
@@ -426,10 +426,10 @@ std::optional<ArchiveImage> image_from_manifest(const Source& src, const Descrip
 }
 
 std::vector<std::string> names_of(const Descriptor& d) {
-    if (auto it = d.annotations.find(kContainerdName); it != d.annotations.end()) {
+    if (auto it = d.annotations.find(k_containerd_name); it != d.annotations.end()) {
         return {it->second};
     }
-    if (auto it = d.annotations.find(kRefName); it != d.annotations.end()) {
+    if (auto it = d.annotations.find(k_ref_name); it != d.annotations.end()) {
         return {it->second};
     }
     return {};
@@ -608,27 +608,27 @@ std::vector<ArchiveImage> read_docker(const Source& src, const std::string& inpu
 
 class TarOut {
 public:
-    explicit TarOut(int fd, std::string what) : what_(std::move(what)) {
-        a_.reset(archive_write_new());
-        if (!a_) {
+    explicit TarOut(int fd, std::string what) : m_what(std::move(what)) {
+        m_a.reset(archive_write_new());
+        if (!m_a) {
             throw Error("archive_write_new: out of memory");
         }
-        if (archive_write_set_format_pax_restricted(a_.get()) != ARCHIVE_OK ||
-            archive_write_set_bytes_in_last_block(a_.get(), 1) != ARCHIVE_OK ||
-            archive_write_open_fd(a_.get(), fd) != ARCHIVE_OK) {
-            throw Error(what_ + ": " + archive_err(a_.get()));
+        if (archive_write_set_format_pax_restricted(m_a.get()) != ARCHIVE_OK ||
+            archive_write_set_bytes_in_last_block(m_a.get(), 1) != ARCHIVE_OK ||
+            archive_write_open_fd(m_a.get(), fd) != ARCHIVE_OK) {
+            throw Error(m_what + ": " + archive_err(m_a.get()));
         }
     }
 
     void dir(const std::string& name) {
-        if (!dirs_.insert(name).second) {
+        if (!m_dirs.insert(name).second) {
             return;
         }
         header(name, AE_IFDIR, 0755, 0);
     }
 
     void data(const std::string& name, std::string_view bytes) {
-        if (!files_.insert(name).second) {
+        if (!m_files.insert(name).second) {
             return;
         }
         header(name, AE_IFREG, 0644, static_cast<std::int64_t>(bytes.size()));
@@ -637,7 +637,7 @@ public:
 
     // Starts a file entry whose content follows through write().
     bool begin_file(const std::string& name, std::int64_t size) {
-        if (!files_.insert(name).second) {
+        if (!m_files.insert(name).second) {
             return false;
         }
         header(name, AE_IFREG, 0644, size);
@@ -647,12 +647,12 @@ public:
     void write(const void* p, std::size_t n, const std::string& name) {
         const char* c = static_cast<const char*>(p);
         while (n > 0) {
-            la_ssize_t w = archive_write_data(a_.get(), c, n);
+            la_ssize_t w = archive_write_data(m_a.get(), c, n);
             if (w < 0) {
-                throw Error(what_ + ": writing " + name + ": " + archive_err(a_.get()));
+                throw Error(m_what + ": writing " + name + ": " + archive_err(m_a.get()));
             }
             if (w == 0) {
-                throw Error(what_ + ": writing " + name + ": more data than the entry's size");
+                throw Error(m_what + ": writing " + name + ": more data than the entry's size");
             }
             c += w;
             n -= static_cast<std::size_t>(w);
@@ -660,8 +660,8 @@ public:
     }
 
     void close() {
-        if (archive_write_close(a_.get()) != ARCHIVE_OK) {
-            throw Error(what_ + ": " + archive_err(a_.get()));
+        if (archive_write_close(m_a.get()) != ARCHIVE_OK) {
+            throw Error(m_what + ": " + archive_err(m_a.get()));
         }
     }
 
@@ -676,15 +676,15 @@ private:
         archive_entry_set_mtime(e.get(), 0, 0);
         archive_entry_set_uid(e.get(), 0);
         archive_entry_set_gid(e.get(), 0);
-        if (archive_write_header(a_.get(), e.get()) != ARCHIVE_OK) {
-            throw Error(what_ + ": writing " + name + ": " + archive_err(a_.get()));
+        if (archive_write_header(m_a.get(), e.get()) != ARCHIVE_OK) {
+            throw Error(m_what + ": writing " + name + ": " + archive_err(m_a.get()));
         }
     }
 
-    std::string what_;
-    WriteArchive a_;
-    std::set<std::string> dirs_;
-    std::set<std::string> files_;
+    std::string m_what;
+    WriteArchive m_a;
+    std::set<std::string> m_dirs;
+    std::set<std::string> m_files;
 };
 
 // Streams a file's bytes to sink, decompressing when decompress is set
@@ -808,8 +808,8 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd,
                 }
                 tags.push_back(n);
                 Descriptor named = md;
-                named.annotations[kContainerdName] = n;
-                named.annotations[kRefName] = tag_of(n);
+                named.annotations[k_containerd_name] = n;
+                named.annotations[k_ref_name] = tag_of(n);
                 index.manifests.push_back(std::move(named));
             }
             continue;
@@ -879,8 +879,8 @@ void write_docker_to(const std::vector<ArchiveWriteImage>& images, int fd,
         }
         for (const auto& n : img.names) {
             Descriptor named = md;
-            named.annotations[kContainerdName] = n;
-            named.annotations[kRefName] = tag_of(n);
+            named.annotations[k_containerd_name] = n;
+            named.annotations[k_ref_name] = tag_of(n);
             index.manifests.push_back(std::move(named));
         }
         entry_of_config.emplace(m.config.digest, std::make_pair(manifest_json.size(), md));
@@ -923,7 +923,7 @@ void write_oci_to(const std::vector<ArchiveWriteImage>& images, int fd, const st
         }
         for (const auto& n : img.names) {
             Descriptor named = md;
-            named.annotations[kRefName] = n;
+            named.annotations[k_ref_name] = n;
             index.manifests.push_back(std::move(named));
         }
     }
@@ -1119,9 +1119,9 @@ void write_oci_layout(const std::vector<ArchiveWriteImage>& images, const std::s
         auto add = [&](std::optional<std::string> name) {
             Descriptor d = md;
             if (name) {
-                d.annotations[kRefName] = *name;
+                d.annotations[k_ref_name] = *name;
                 std::erase_if(index.manifests, [&](const Descriptor& x) {
-                    auto it = x.annotations.find(kRefName);
+                    auto it = x.annotations.find(k_ref_name);
                     return it != x.annotations.end() && it->second == *name;
                 });
             }

@@ -24,18 +24,18 @@ public:
 // Largest manifest/index/config strata reads: registries cap manifests at
 // 4 MiB (distribution-spec); configs of images with very long histories stay
 // well below 20 MiB, the limit containerd uses for config blobs.
-inline constexpr std::size_t kMaxDocumentSize = 20 * 1024 * 1024;
+inline constexpr std::size_t k_max_document_size = 20 * 1024 * 1024;
 // Deepest nesting accepted. Real OCI documents nest at most 4 levels (index ->
 // manifests[] -> platform -> os.features[]); 64 leaves room for extensions
 // while keeping hostile input from costing stack or time.
-inline constexpr int kMaxJsonDepth = 64;
+inline constexpr int k_max_json_depth = 64;
 
 // Parses text as one JSON value. Throws FormatError "<what>: ..." when the
 // text is larger than max_size, is not JSON (with the byte offset), nests
 // deeper than max_depth, or repeats a key inside one object.
 nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
-                                 std::size_t max_size = kMaxDocumentSize,
-                                 int max_depth = kMaxJsonDepth);
+                                 std::size_t max_size = k_max_document_size,
+                                 int max_depth = k_max_json_depth);
 
 // Serialises compactly the way Go's encoding/json does (what Docker and
 // BuildKit write): no spaces, raw UTF-8, and '<', '>', '&', U+2028, U+2029

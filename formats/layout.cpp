@@ -27,25 +27,25 @@ std::string mismatch_text(const std::string& what, const Digest& expected, const
 // ---- BlobWriter --------------------------------------------------------------
 
 BlobWriter::BlobWriter(const OciLayout& layout, const std::string& tmp_dir)
-    : root_(layout.root()),
-      file_(AtomicFile::in_dir(tmp_dir.empty() ? layout.root() : tmp_dir, ".strata-blob")) {}
+    : m_root(layout.root()),
+      m_file(AtomicFile::in_dir(tmp_dir.empty() ? layout.root() : tmp_dir, ".strata-blob")) {}
 
 void BlobWriter::write(const void* data, std::size_t size) {
-    hasher_.update(data, size);
-    file_.write(std::string_view(static_cast<const char*>(data), size));
-    size_ += size;
+    m_hasher.update(data, size);
+    m_file.write(std::string_view(static_cast<const char*>(data), size));
+    m_size += size;
 }
 
 Digest BlobWriter::commit(const std::optional<Digest>& expected,
                           std::optional<std::int64_t> expected_size) {
-    Digest actual = hasher_.finish();
+    Digest actual = m_hasher.finish();
     if (expected && *expected != actual) {
-        throw DigestMismatch(mismatch_text("blob " + expected->str(), *expected, actual, size_));
+        throw DigestMismatch(mismatch_text("blob " + expected->str(), *expected, actual, m_size));
     }
-    if (expected_size && static_cast<std::uint64_t>(*expected_size) != size_) {
+    if (expected_size && static_cast<std::uint64_t>(*expected_size) != m_size) {
         throw DigestMismatch("blob " + actual.str() + ": size mismatch: expected " +
                              std::to_string(*expected_size) + " bytes, got " +
-                             std::to_string(size_));
+                             std::to_string(m_size));
     }
     publish(actual);
     return actual;
@@ -56,10 +56,10 @@ void BlobWriter::commit_trusted(const Digest& digest) {
 }
 
 void BlobWriter::publish(const Digest& digest) {
-    std::string dest = root_ + "/" + digest.blob_path();
+    std::string dest = m_root + "/" + digest.blob_path();
     // A blob already present under this digest is replaced by identical,
     // verified bytes: rename is atomic, readers see one or the other.
-    file_.commit_as(dest);
+    m_file.commit_as(dest);
     fs::fsync_dir(fs::dirname(dest));
 }
 
@@ -123,7 +123,7 @@ std::string OciLayout::read_blob(const Digest& d, std::size_t max_size) const {
 }
 
 std::vector<Digest> OciLayout::list_blobs() const {
-    std::string dir = root_ + "/blobs/sha256";
+    std::string dir = m_root + "/blobs/sha256";
     std::vector<Digest> out;
     UniqueFd fd = fs::open_dir(dir);
     DIR* dp = ::fdopendir(fd.get());
@@ -148,14 +148,14 @@ std::vector<Digest> OciLayout::list_blobs() const {
 
 Index OciLayout::read_index() const {
     std::string p = index_path();
-    return parse_index(fs::read_file(p, kMaxDocumentSize + 1), p);
+    return parse_index(fs::read_file(p, k_max_document_size + 1), p);
 }
 
 void OciLayout::write_index(const Index& index) const {
     AtomicFile f(index_path());
     f.write(to_json(index));
     f.commit();
-    fs::fsync_dir(root_);
+    fs::fsync_dir(m_root);
 }
 
 Digest OciLayout::ingest(int in_fd, const std::optional<Digest>& expected,

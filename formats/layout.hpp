@@ -51,8 +51,8 @@ public:
 
     void write(const void* data, std::size_t size);
     void write(std::string_view s) { write(s.data(), s.size()); }
-    std::uint64_t size() const noexcept { return size_; }
-    int fd() const noexcept { return file_.fd(); }
+    std::uint64_t size() const noexcept { return m_size; }
+    int fd() const noexcept { return m_file.fd(); }
 
     // Verifies (when given) digest and size, fsyncs and renames into
     // blobs/sha256/<hex>. Throws DigestMismatch naming both digests, leaving
@@ -65,10 +65,10 @@ public:
 private:
     void publish(const Digest& digest);
 
-    std::string root_; // the layout's root (a copy: the writer may outlive the OciLayout)
-    AtomicFile file_;  // removed by its destructor unless published
-    DigestHasher hasher_;
-    std::uint64_t size_ = 0;
+    std::string m_root; // the layout's root (a copy: the writer may outlive the OciLayout)
+    AtomicFile m_file;  // removed by its destructor unless published
+    DigestHasher m_hasher;
+    std::uint64_t m_size = 0;
 };
 
 class OciLayout {
@@ -80,10 +80,10 @@ public:
     // they are missing (existing ones are kept and checked), then opens it.
     static OciLayout create(const std::string& root);
 
-    const std::string& root() const noexcept { return root_; }
-    std::string index_path() const { return root_ + "/index.json"; }
+    const std::string& root() const noexcept { return m_root; }
+    std::string index_path() const { return m_root + "/index.json"; }
     // "<root>/blobs/sha256/<hex>".
-    std::string blob_path(const Digest& d) const { return root_ + "/" + d.blob_path(); }
+    std::string blob_path(const Digest& d) const { return m_root + "/" + d.blob_path(); }
     bool has_blob(const Digest& d) const;
     // Opens a blob for reading; nullopt when it is absent.
     std::optional<UniqueFd> maybe_open_blob(const Digest& d) const;
@@ -91,7 +91,7 @@ public:
     UniqueFd open_blob(const Digest& d) const;
     // Reads a whole blob (at most max_size bytes) and checks its digest;
     // throws DigestMismatch when the stored bytes do not hash to d.
-    std::string read_blob(const Digest& d, std::size_t max_size = kMaxDocumentSize) const;
+    std::string read_blob(const Digest& d, std::size_t max_size = k_max_document_size) const;
     // All digests under blobs/sha256 (names that are not 64 lowercase hex
     // digits are skipped), sorted.
     std::vector<Digest> list_blobs() const;
@@ -115,8 +115,8 @@ public:
                        const std::string& tmp_dir = {}) const;
 
 private:
-    explicit OciLayout(std::string root) : root_(std::move(root)) {}
-    std::string root_;
+    explicit OciLayout(std::string root) : m_root(std::move(root)) {}
+    std::string m_root;
 };
 
 } // namespace strata::formats

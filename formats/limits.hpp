@@ -10,7 +10,7 @@ namespace strata::formats {
 // above any single file real images carry, far below what fills a disk by
 // surprise. `strata --max-file-size` (STRATA_MAX_FILE_SIZE) raises it.
 // TarReader refuses a larger entry, naming it.
-constexpr std::uint64_t kDefaultMaxFileSize = std::uint64_t{64} << 30;
+constexpr std::uint64_t k_default_max_file_size = std::uint64_t{64} << 30;
 void set_max_file_size(std::uint64_t bytes);
 std::uint64_t max_file_size();
 

@@ -22,24 +22,24 @@ enum class Mode { strata, spec };
 
 class Doc {
 public:
-    Doc(std::string_view kind, std::string_view what, Mode mode) : mode_(mode) {
-        prefix_ = std::string(kind);
+    Doc(std::string_view kind, std::string_view what, Mode mode) : m_mode(mode) {
+        m_prefix = std::string(kind);
         if (!what.empty()) {
-            prefix_ += " ";
-            prefix_ += what;
+            m_prefix += " ";
+            m_prefix += what;
         }
     }
-    Mode mode() const { return mode_; }
-    bool spec() const { return mode_ == Mode::spec; }
-    const std::string& prefix() const { return prefix_; }
+    Mode mode() const { return m_mode; }
+    bool spec() const { return m_mode == Mode::spec; }
+    const std::string& prefix() const { return m_prefix; }
 
     [[noreturn]] void fail(const std::string& path, const std::string& msg) const {
-        throw FormatError(prefix_ + ": " + (path.empty() ? "" : path + ": ") + msg);
+        throw FormatError(m_prefix + ": " + (path.empty() ? "" : path + ": ") + msg);
     }
 
 private:
-    Mode mode_;
-    std::string prefix_;
+    Mode m_mode;
+    std::string m_prefix;
 };
 
 std::string sub(const std::string& path, std::string_view key) {

@@ -20,7 +20,7 @@
 
 namespace strata::formats {
 
-// FormatError and kMaxDocumentSize live in formats/json.hpp.
+// FormatError and k_max_document_size live in formats/json.hpp.
 
 struct Platform {
     std::string architecture;

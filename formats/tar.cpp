@@ -46,9 +46,9 @@ namespace strata::formats {
 
 namespace {
 
-constexpr std::size_t kReadChunk = 1 << 20;
+constexpr std::size_t k_read_chunk = 1 << 20;
 // Decompressed bytes per step of the reader.
-constexpr std::size_t kOutChunk = 256 << 10;
+constexpr std::size_t k_out_chunk = 256 << 10;
 
 struct ArchiveEntryPtr {
     archive_entry* e = archive_entry_new();
@@ -97,80 +97,80 @@ struct Chunk {
 // chunk costs page faults and page clearing every time).
 class ChunkQueue {
 public:
-    ChunkQueue(std::size_t depth, std::size_t chunk) : depth_(depth), chunk_(chunk) {}
+    ChunkQueue(std::size_t depth, std::size_t chunk) : m_depth(depth), m_chunk(chunk) {}
 
     // Blocks while the queue is full; false once the queue was aborted.
     bool push(Chunk c) {
-        std::unique_lock lock(mu_);
-        space_.wait(lock, [&] { return q_.size() < depth_ || aborted_; });
-        if (aborted_) {
+        std::unique_lock lock(m_mu);
+        m_space.wait(lock, [&] { return m_q.size() < m_depth || m_aborted; });
+        if (m_aborted) {
             return false;
         }
-        q_.push_back(std::move(c));
-        ready_.notify_one();
+        m_q.push_back(std::move(c));
+        m_ready.notify_one();
         return true;
     }
     // Blocks while the queue is empty; false at its end (closed and
     // drained) or once it was aborted.
     bool pop(Chunk& out) {
-        std::unique_lock lock(mu_);
-        ready_.wait(lock, [&] { return !q_.empty() || closed_ || aborted_; });
-        if (aborted_ || q_.empty()) {
+        std::unique_lock lock(m_mu);
+        m_ready.wait(lock, [&] { return !m_q.empty() || m_closed || m_aborted; });
+        if (m_aborted || m_q.empty()) {
             return false;
         }
-        out = std::move(q_.front());
-        q_.pop_front();
-        space_.notify_one();
+        out = std::move(m_q.front());
+        m_q.pop_front();
+        m_space.notify_one();
         return true;
     }
     bool aborted() {
-        std::lock_guard lock(mu_);
-        return aborted_;
+        std::lock_guard lock(m_mu);
+        return m_aborted;
     }
     void close() {
-        std::lock_guard lock(mu_);
-        closed_ = true;
-        ready_.notify_all();
+        std::lock_guard lock(m_mu);
+        m_closed = true;
+        m_ready.notify_all();
     }
     void abort() {
-        std::lock_guard lock(mu_);
-        aborted_ = true;
-        q_.clear();
-        ready_.notify_all();
-        space_.notify_all();
+        std::lock_guard lock(m_mu);
+        m_aborted = true;
+        m_q.clear();
+        m_ready.notify_all();
+        m_space.notify_all();
     }
     Chunk take() {
         Chunk b;
         {
-            std::lock_guard lock(mu_);
-            if (!free_.empty()) {
-                b = std::move(free_.back());
-                free_.pop_back();
+            std::lock_guard lock(m_mu);
+            if (!m_free.empty()) {
+                b = std::move(m_free.back());
+                m_free.pop_back();
             }
         }
         if (!b.data) {
-            b.data = std::make_unique_for_overwrite<char[]>(chunk_);
+            b.data = std::make_unique_for_overwrite<char[]>(m_chunk);
         }
         b.size = 0;
         return b;
     }
     void give(Chunk b) {
-        std::lock_guard lock(mu_);
-        if (free_.size() < depth_ + 2) {
-            free_.push_back(std::move(b));
+        std::lock_guard lock(m_mu);
+        if (m_free.size() < m_depth + 2) {
+            m_free.push_back(std::move(b));
         }
     }
 
 private:
-    std::size_t depth_;
-    std::size_t chunk_;
-    std::mutex mu_;
-    std::condition_variable ready_;
-    std::condition_variable space_;
-    std::deque<Chunk> q_;
-    std::vector<Chunk> free_;
-    bool closed_ = false;
-    bool aborted_ = false;
+    std::size_t m_depth;
+    std::size_t m_chunk;
+    std::mutex m_mu;
+    std::condition_variable m_ready;
+    std::condition_variable m_space;
+    std::deque<Chunk> m_q;
+    std::vector<Chunk> m_free;
+    bool m_closed = false;
+    bool m_aborted = false;
 };
 
 // The stream stage of the writer, a pipeline of three threads joined by
@@ -187,29 +187,31 @@ private:
 class StreamStage {
 public:
     StreamStage(int out_fd, const TarWriter::Options& opts)
-        : out_fd_(out_fd), out_name_(opts.out_name), in_(kQueue, kChunk), out_(kQueue, kChunk) {
-        plain_ = opts.compression == Compression::none;
-        compressor_ = Compressor::create(
+        : m_out_fd(out_fd), m_out_name(opts.out_name), m_in(k_queue, k_chunk),
+          m_out(k_queue, k_chunk) {
+        m_plain = opts.compression == Compression::none;
+        m_compressor = Compressor::create(
             opts.compression, [this](const void* d, std::size_t n) { emit(d, n); }, opts.level,
             opts.threads);
-        cur_ = in_.take();
-        if (plain_) {
-            plain_buf_.reserve(kChunk);
+        m_cur = m_in.take();
+        if (m_plain) {
+            m_plain_buf.reserve(k_chunk);
         } else {
-            out_cur_ = out_.take();
+            m_out_cur = m_out.take();
             // zstd compresses straight into the output chunks.
-            compressor_->set_output_area(Compressor::OutputArea{
-                [this] {
-                    return std::pair{out_cur_.data.get() + out_cur_.size, kChunk - out_cur_.size};
-                },
-                [this](std::size_t n) { commit_output(n); }});
-            output_thread_ = std::thread([this] { run_output(); });
+            m_compressor->set_output_area(
+                Compressor::OutputArea{[this] {
+                                           return std::pair{m_out_cur.data.get() + m_out_cur.size,
+                                                            k_chunk - m_out_cur.size};
+                                       },
+                                       [this](std::size_t n) { commit_output(n); }});
+            m_output_thread = std::thread([this] { run_output(); });
         }
-        codec_thread_ = std::thread([this] { run_codec(); });
+        m_codec_thread = std::thread([this] { run_codec(); });
     }
     ~StreamStage() {
-        in_.abort();
-        out_.abort();
+        m_in.abort();
+        m_out.abort();
         join();
     }
 
@@ -217,110 +219,110 @@ public:
     // empty), to read file contents into in place: write() of memory that
     // starts there then only counts it.
     std::pair<char*, std::size_t> room() noexcept {
-        return {cur_.data.get() + cur_.size, kChunk - cur_.size};
+        return {m_cur.data.get() + m_cur.size, k_chunk - m_cur.size};
     }
 
     // Calling thread: takes tar bytes. Throws what a stage thread threw.
     void write(const void* data, std::size_t size) {
         const char* p = static_cast<const char*>(data);
-        if (p == cur_.data.get() + cur_.size) {
-            if (size > kChunk - cur_.size) {
+        if (p == m_cur.data.get() + m_cur.size) {
+            if (size > k_chunk - m_cur.size) {
                 throw Error("tar writer: wrote past the room of its chunk");
             }
-            cur_.size += size;
-            if (cur_.size == kChunk) {
+            m_cur.size += size;
+            if (m_cur.size == k_chunk) {
                 push_input();
             }
             return;
         }
         while (size > 0) {
-            std::size_t n = std::min(size, kChunk - cur_.size);
-            std::memcpy(cur_.data.get() + cur_.size, p, n);
-            cur_.size += n;
+            std::size_t n = std::min(size, k_chunk - m_cur.size);
+            std::memcpy(m_cur.data.get() + m_cur.size, p, n);
+            m_cur.size += n;
             p += n;
             size -= n;
-            if (cur_.size == kChunk) {
+            if (m_cur.size == k_chunk) {
                 push_input();
             }
         }
     }
 
     LayerDigests finish() {
-        if (!cur_.empty() && !in_.push(std::move(cur_))) {
+        if (!m_cur.empty() && !m_in.push(std::move(m_cur))) {
             rethrow();
         }
-        in_.close();
+        m_in.close();
         join();
-        if (error_) {
-            std::rethrow_exception(error_);
+        if (m_error) {
+            std::rethrow_exception(m_error);
         }
-        Digest diff = diff_hasher_.finish();
-        Digest blob = plain_ ? diff : blob_hasher_.finish();
-        return LayerDigests{diff, diff_size_, blob, blob_size_};
+        Digest diff = m_diff_hasher.finish();
+        Digest blob = m_plain ? diff : m_blob_hasher.finish();
+        return LayerDigests{diff, m_diff_size, blob, m_blob_size};
     }
 
 private:
-    static constexpr std::size_t kChunk = 256 << 10;
-    static constexpr std::size_t kQueue = 16;
+    static constexpr std::size_t k_chunk = 256 << 10;
+    static constexpr std::size_t k_queue = 16;
 
     // Thrown inside the codec thread when the output thread has stopped.
     struct Stopped {};
 
     void push_input() {
-        if (!in_.push(std::move(cur_))) {
+        if (!m_in.push(std::move(m_cur))) {
             rethrow();
         }
-        cur_ = in_.take();
+        m_cur = m_in.take();
     }
 
     [[noreturn]] void rethrow() {
         join();
-        if (error_) {
-            std::rethrow_exception(error_);
+        if (m_error) {
+            std::rethrow_exception(m_error);
         }
         throw Error("tar writer: the output stage stopped");
     }
 
     void join() {
-        if (codec_thread_.joinable()) {
-            codec_thread_.join();
+        if (m_codec_thread.joinable()) {
+            m_codec_thread.join();
         }
-        if (output_thread_.joinable()) {
-            output_thread_.join();
+        if (m_output_thread.joinable()) {
+            m_output_thread.join();
         }
     }
 
     void fail(std::exception_ptr e) {
         {
-            std::lock_guard lock(error_mu_);
-            if (!error_) {
-                error_ = std::move(e);
+            std::lock_guard lock(m_error_mu);
+            if (!m_error) {
+                m_error = std::move(e);
             }
         }
-        in_.abort();
-        out_.abort();
+        m_in.abort();
+        m_out.abort();
     }
 
     void run_codec() noexcept {
         try {
             Chunk chunk;
-            while (in_.pop(chunk)) {
-                diff_hasher_.update(chunk.data.get(), chunk.size);
-                diff_size_ += chunk.size;
-                compressor_->write(chunk.data.get(), chunk.size);
-                in_.give(std::move(chunk));
+            while (m_in.pop(chunk)) {
+                m_diff_hasher.update(chunk.data.get(), chunk.size);
+                m_diff_size += chunk.size;
+                m_compressor->write(chunk.data.get(), chunk.size);
+                m_in.give(std::move(chunk));
             }
-            if (in_.aborted()) {
+            if (m_in.aborted()) {
                 return; // the writer is being destroyed unfinished, or failed
             }
-            compressor_->finish();
-            if (plain_) {
+            m_compressor->finish();
+            if (m_plain) {
                 flush_plain();
             } else {
-                if (!out_cur_.empty() && !out_.push(std::move(out_cur_))) {
+                if (!m_out_cur.empty() && !m_out.push(std::move(m_out_cur))) {
                     return;
                 }
-                out_.close();
+                m_out.close();
             }
         } catch (const Stopped&) {
             // The output thread failed and recorded why.
@@ -332,10 +334,10 @@ private:
     void run_output() noexcept {
         try {
             Chunk chunk;
-            while (out_.pop(chunk)) {
-                blob_hasher_.update(chunk.data.get(), chunk.size);
-                fs::write_all(out_fd_, out_name_, chunk.data.get(), chunk.size);
-                out_.give(std::move(chunk));
+            while (m_out.pop(chunk)) {
+                m_blob_hasher.update(chunk.data.get(), chunk.size);
+                fs::write_all(m_out_fd, m_out_name, chunk.data.get(), chunk.size);
+                m_out.give(std::move(chunk));
             }
         } catch (...) {
             fail(std::current_exception());
@@ -345,23 +347,23 @@ private:
     // Codec thread: compressed (or, uncompressed, tar) bytes.
     void emit(const void* d, std::size_t n) {
         const char* p = static_cast<const char*>(d);
-        if (plain_) {
-            blob_size_ += n;
+        if (m_plain) {
+            m_blob_size += n;
             // Large pieces (whole chunks) go straight out, small ones are
             // gathered.
-            if (plain_buf_.size() + n > kChunk || (n >= kChunk / 8 && !plain_buf_.empty())) {
+            if (m_plain_buf.size() + n > k_chunk || (n >= k_chunk / 8 && !m_plain_buf.empty())) {
                 flush_plain();
             }
-            if (n >= kChunk / 8) {
-                fs::write_all(out_fd_, out_name_, p, n);
+            if (n >= k_chunk / 8) {
+                fs::write_all(m_out_fd, m_out_name, p, n);
                 return;
             }
-            plain_buf_.insert(plain_buf_.end(), p, p + n);
+            m_plain_buf.insert(m_plain_buf.end(), p, p + n);
             return;
         }
         while (n > 0) {
-            std::size_t k = std::min(n, kChunk - out_cur_.size);
-            std::memcpy(out_cur_.data.get() + out_cur_.size, p, k);
+            std::size_t k = std::min(n, k_chunk - m_out_cur.size);
+            std::memcpy(m_out_cur.data.get() + m_out_cur.size, p, k);
             p += k;
             n -= k;
             commit_output(k);
@@ -370,40 +372,40 @@ private:
 
     // Codec thread: the first n free bytes of the output chunk are output.
     void commit_output(std::size_t n) {
-        blob_size_ += n;
-        out_cur_.size += n;
-        if (out_cur_.size == kChunk) {
-            if (!out_.push(std::move(out_cur_))) {
+        m_blob_size += n;
+        m_out_cur.size += n;
+        if (m_out_cur.size == k_chunk) {
+            if (!m_out.push(std::move(m_out_cur))) {
                 throw Stopped{};
             }
-            out_cur_ = out_.take();
+            m_out_cur = m_out.take();
         }
     }
 
     void flush_plain() {
-        if (!plain_buf_.empty()) {
-            fs::write_all(out_fd_, out_name_, plain_buf_.data(), plain_buf_.size());
-            plain_buf_.clear();
+        if (!m_plain_buf.empty()) {
+            fs::write_all(m_out_fd, m_out_name, m_plain_buf.data(), m_plain_buf.size());
+            m_plain_buf.clear();
         }
     }
 
-    int out_fd_;
-    std::string out_name_;
-    bool plain_ = false;
-    std::unique_ptr<Compressor> compressor_;
-    ChunkQueue in_;
-    ChunkQueue out_;
-    Chunk cur_;     // calling thread
-    Chunk out_cur_; // codec thread
-    std::vector<char> plain_buf_;
-    DigestHasher diff_hasher_; // codec thread
-    DigestHasher blob_hasher_; // output thread
-    std::uint64_t diff_size_ = 0;
-    std::uint64_t blob_size_ = 0;
-    std::mutex error_mu_;
-    std::exception_ptr error_;
-    std::thread codec_thread_;
-    std::thread output_thread_;
+    int m_out_fd;
+    std::string m_out_name;
+    bool m_plain = false;
+    std::unique_ptr<Compressor> m_compressor;
+    ChunkQueue m_in;
+    ChunkQueue m_out;
+    Chunk m_cur;     // calling thread
+    Chunk m_out_cur; // codec thread
+    std::vector<char> m_plain_buf;
+    DigestHasher m_diff_hasher; // codec thread
+    DigestHasher m_blob_hasher; // output thread
+    std::uint64_t m_diff_size = 0;
+    std::uint64_t m_blob_size = 0;
+    std::mutex m_error_mu;
+    std::exception_ptr m_error;
+    std::thread m_codec_thread;
+    std::thread m_output_thread;
 };
 
 struct TarWriter::Impl {
@@ -433,9 +435,9 @@ struct TarWriter::Impl {
     }
 };
 
-TarWriter::TarWriter(int out_fd, Options opts) : impl_(std::make_unique<Impl>()) {
-    impl_->opts = opts;
-    Impl* impl = impl_.get();
+TarWriter::TarWriter(int out_fd, Options opts) : m_impl(std::make_unique<Impl>()) {
+    m_impl->opts = opts;
+    Impl* impl = m_impl.get();
     impl->stage = std::make_unique<StreamStage>(out_fd, opts);
     impl->a = archive_write_new();
     if (impl->a == nullptr) {
@@ -459,10 +461,10 @@ TarWriter::TarWriter(int out_fd, Options opts) : impl_(std::make_unique<Impl>())
 }
 
 TarWriter::~TarWriter() {
-    if (impl_ && impl_->a != nullptr) {
+    if (m_impl && m_impl->a != nullptr) {
         // Not finished: discard without writing the end of the archive.
-        archive_write_fail(impl_->a);
-        archive_write_free(impl_->a);
+        archive_write_fail(m_impl->a);
+        archive_write_free(m_impl->a);
     }
 }
 
@@ -537,7 +539,7 @@ void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source) {
 }
 
 void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source, bool has_source) {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     if (impl.finished) {
         throw Error("tar writer: add after finish");
     }
@@ -578,7 +580,7 @@ void TarWriter::add_stream(const TarEntry& entry, const ContentSource& source, b
 }
 
 void TarWriter::add_data(const TarEntry& entry, std::string_view content) {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     TarEntry e = entry;
     if (e.type == EntryType::file) {
         e.size = content.size();
@@ -596,7 +598,7 @@ void TarWriter::add_data(const TarEntry& entry, std::string_view content) {
 }
 
 LayerDigests TarWriter::finish() {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     if (impl.finished) {
         throw Error("tar writer: finish called twice");
     }
@@ -618,7 +620,7 @@ LayerDigests TarWriter::finish() {
 // 4294967294, files over max_file_size() (limits.hpp).
 
 namespace {
-std::atomic<std::uint64_t> g_max_file_size{kDefaultMaxFileSize};
+std::atomic<std::uint64_t> g_max_file_size{k_default_max_file_size};
 } // namespace
 
 void set_max_file_size(std::uint64_t bytes) {
@@ -642,7 +644,7 @@ struct TarReader::Impl {
     std::size_t in_pos = 0; // in_buf[in_pos, in_len) is read but not decoded yet
     std::size_t in_len = 0; // (the first bytes are read while detecting the compression)
     bool in_eof = false;
-    // Decompressed bytes handed to libarchive: at most kOutChunk per pull(),
+    // Decompressed bytes handed to libarchive: at most k_out_chunk per pull(),
     // whatever the compression ratio (a decompression bomb costs time, not
     // memory). Uncompressed, out points into in_buf.
     std::unique_ptr<char[]> out_buf;
@@ -698,7 +700,7 @@ struct TarReader::Impl {
             // After the end of the input, the decoder is drained (it may
             // still hold output) before its end is checked.
             Decompressor::Step st = decompressor->decode(in_buf.data() + in_pos, in_len - in_pos,
-                                                         out_buf.get(), kOutChunk);
+                                                         out_buf.get(), k_out_chunk);
             in_pos += st.consumed;
             out = out_buf.get();
             out_len = st.produced;
@@ -752,12 +754,12 @@ struct TarReader::Impl {
     }
 };
 
-TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>()) {
-    Impl* impl = impl_.get();
+TarReader::TarReader(int in_fd, std::string name) : m_impl(std::make_unique<Impl>()) {
+    Impl* impl = m_impl.get();
     impl->in_fd = in_fd;
     impl->name = std::move(name);
     impl->check = std::make_unique<TarHeaderCheck>(impl->name);
-    impl->in_buf.resize(kReadChunk);
+    impl->in_buf.resize(k_read_chunk);
     // Detect the compression from the first bytes.
     std::size_t got = fs::read_full(in_fd, impl->name, impl->in_buf.data(), 512);
     impl->in_len = got;
@@ -767,7 +769,7 @@ TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>
     impl->compression = detect_compression(impl->in_buf.data(), got);
     impl->decompressor = Decompressor::create(impl->compression);
     if (impl->compression != Compression::none) {
-        impl->out_buf = std::make_unique<char[]>(kOutChunk);
+        impl->out_buf = std::make_unique<char[]>(k_out_chunk);
     }
     // An empty file is not a tar stream; libarchive reports it below.
     impl->a = archive_read_new();
@@ -789,13 +791,13 @@ TarReader::TarReader(int in_fd, std::string name) : impl_(std::make_unique<Impl>
 }
 
 TarReader::~TarReader() {
-    if (impl_ && impl_->a != nullptr) {
-        archive_read_free(impl_->a);
+    if (m_impl && m_impl->a != nullptr) {
+        archive_read_free(m_impl->a);
     }
 }
 
 Compression TarReader::compression() const {
-    return impl_->compression;
+    return m_impl->compression;
 }
 
 namespace {
@@ -824,7 +826,7 @@ std::string clean_entry_path(const char* raw) {
 } // namespace
 
 std::optional<TarEntry> TarReader::next() {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     if (impl.at_end) {
         return std::nullopt;
     }
@@ -942,7 +944,7 @@ std::optional<TarEntry> TarReader::next() {
 }
 
 std::size_t TarReader::read(void* buf, std::size_t size) {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     la_ssize_t n = archive_read_data(impl.a, buf, size);
     if (n < 0) {
         impl.fail("reading the content of tar entry " + impl.current);
@@ -951,7 +953,7 @@ std::size_t TarReader::read(void* buf, std::size_t size) {
 }
 
 void TarReader::copy_to(int fd) {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     const void* block = nullptr;
     size_t size = 0;
     la_int64_t offset = 0;
@@ -983,7 +985,7 @@ void TarReader::copy_to(int fd) {
 }
 
 LayerDigests TarReader::finish() {
-    Impl& impl = *impl_;
+    Impl& impl = *m_impl;
     if (impl.finished) {
         throw Error(impl.name + ": tar reader finished twice");
     }

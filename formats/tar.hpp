@@ -79,7 +79,7 @@ public:
 private:
     void add_stream(const TarEntry& entry, const ContentSource& source, bool has_source);
     struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<Impl> m_impl;
 };
 
 class TarReader {
@@ -106,7 +106,7 @@ public:
 
 private:
     struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<Impl> m_impl;
 };
 
 } // namespace strata::formats

@@ -11,11 +11,11 @@ namespace strata::formats {
 
 namespace {
 
-constexpr std::uint64_t kBlock = 512;
-constexpr std::uint32_t kMaxId = 0xFFFFFFFEu; // (uid_t)-1 means "no change" to chown
+constexpr std::uint64_t k_block = 512;
+constexpr std::uint32_t k_max_id = 0xFFFFFFFEu; // (uid_t)-1 means "no change" to chown
 
 std::uint64_t padded(std::uint64_t n) {
-    return (n + kBlock - 1) / kBlock * kBlock;
+    return (n + k_block - 1) / k_block * k_block;
 }
 
 std::string_view field(const char* block, std::size_t off, std::size_t len) {
@@ -136,7 +136,7 @@ bool names_root(std::string_view p) {
 }
 
 bool is_zero_block(const char* b) {
-    for (std::size_t i = 0; i < kBlock; ++i) {
+    for (std::size_t i = 0; i < k_block; ++i) {
         if (b[i] != 0) {
             return false;
         }
@@ -147,90 +147,91 @@ bool is_zero_block(const char* b) {
 } // namespace
 
 void TarHeaderCheck::fail(const std::string& what) const {
-    std::string at = name_ + ": tar header at offset " + std::to_string(block_at_);
-    if (!header_name_.empty()) {
-        at += " (" + quote_untrusted(header_name_) + ")";
+    std::string at = m_name + ": tar header at offset " + std::to_string(m_block_at);
+    if (!m_header_name.empty()) {
+        at += " (" + quote_untrusted(m_header_name) + ")";
     }
-    at += last_name_.empty() ? ", the first entry" : ", after entry " + quote_untrusted(last_name_);
+    at +=
+        m_last_name.empty() ? ", the first entry" : ", after entry " + quote_untrusted(m_last_name);
     throw FormatError(at + ": " + what);
 }
 
 void TarHeaderCheck::feed(const char* data, std::size_t size) {
-    while (size > 0 && state_ != State::done) {
-        if (state_ == State::skip) {
-            std::uint64_t n = std::min<std::uint64_t>(skip_, size);
-            skip_ -= n;
+    while (size > 0 && m_state != State::done) {
+        if (m_state == State::skip) {
+            std::uint64_t n = std::min<std::uint64_t>(m_skip, size);
+            m_skip -= n;
             data += n;
             size -= static_cast<std::size_t>(n);
-            offset_ += n;
-            if (skip_ == 0) {
-                state_ = State::header;
+            m_offset += n;
+            if (m_skip == 0) {
+                m_state = State::header;
             }
             continue;
         }
-        if (state_ == State::special) {
-            std::uint64_t n = std::min<std::uint64_t>(special_left_, size);
-            special_.append(data, static_cast<std::size_t>(n));
-            special_left_ -= n;
+        if (m_state == State::special) {
+            std::uint64_t n = std::min<std::uint64_t>(m_special_left, size);
+            m_special.append(data, static_cast<std::size_t>(n));
+            m_special_left -= n;
             data += n;
             size -= static_cast<std::size_t>(n);
-            offset_ += n;
-            if (special_left_ == 0) {
+            m_offset += n;
+            if (m_special_left == 0) {
                 special_done();
             }
             continue;
         }
         // A header or a GNU sparse extension block, assembled whole.
-        if (block_len_ == 0) {
-            block_at_ = offset_;
+        if (m_block_len == 0) {
+            m_block_at = m_offset;
         }
-        std::size_t n = std::min<std::size_t>(kBlock - block_len_, size);
-        std::memcpy(block_ + block_len_, data, n);
-        block_len_ += n;
+        std::size_t n = std::min<std::size_t>(k_block - m_block_len, size);
+        std::memcpy(m_block + m_block_len, data, n);
+        m_block_len += n;
         data += n;
         size -= n;
-        offset_ += n;
-        if (block_len_ == kBlock) {
-            block_len_ = 0;
-            if (state_ == State::header) {
+        m_offset += n;
+        if (m_block_len == k_block) {
+            m_block_len = 0;
+            if (m_state == State::header) {
                 header_block();
             } else {
                 sparse_ext_block();
             }
         }
     }
-    offset_ += size; // after the end of the archive: padding, never read as entries
+    m_offset += size; // after the end of the archive: padding, never read as entries
 }
 
 void TarHeaderCheck::header_block() {
-    const char* b = block_;
-    header_name_.clear();
+    const char* b = m_block;
+    m_header_name.clear();
     if (is_zero_block(b)) {
-        if (in_entry_) {
+        if (m_in_entry) {
             fail("extended header without the entry it describes");
         }
         // libarchive, like Go, ends the archive here; what follows is padding.
-        state_ = State::done;
+        m_state = State::done;
         return;
     }
     bool ustar = field(b, 257, 6) == std::string_view("ustar\0", 6);
     bool gnu = field(b, 257, 8) == std::string_view("ustar  \0", 8);
-    header_name_ = cstr(field(b, 0, 100));
+    m_header_name = cstr(field(b, 0, 100));
     if (ustar) {
         std::string prefix = cstr(field(b, 345, 155));
         if (!prefix.empty()) {
-            header_name_ = prefix + "/" + header_name_;
+            m_header_name = prefix + "/" + m_header_name;
         }
     }
-    if (!pax_path_.empty()) {
-        header_name_ = pax_path_;
-    } else if (!long_name_.empty()) {
-        header_name_ = long_name_;
+    if (!m_pax_path.empty()) {
+        m_header_name = m_pax_path;
+    } else if (!m_long_name.empty()) {
+        m_header_name = m_long_name;
     }
     auto chksum = parse_numeric(field(b, 148, 8));
     std::int64_t unsigned_sum = 0;
     std::int64_t signed_sum = 0;
-    for (std::size_t i = 0; i < kBlock; ++i) {
+    for (std::size_t i = 0; i < k_block; ++i) {
         bool in_field = i >= 148 && i < 156;
         unsigned_sum += in_field ? ' ' : static_cast<unsigned char>(b[i]);
         signed_sum += in_field ? ' ' : static_cast<signed char>(b[i]);
@@ -263,7 +264,7 @@ void TarHeaderCheck::header_block() {
     if (mode < 0 || mode > 07777777) {
         fail("mode " + std::to_string(mode) + " out of range");
     }
-    if (uid < 0 || uid > kMaxId || gid < 0 || gid > kMaxId) {
+    if (uid < 0 || uid > k_max_id || gid < 0 || gid > k_max_id) {
         fail("uid/gid " + std::to_string(uid) + ":" + std::to_string(gid) +
              " out of range (0 to 4294967294)");
     }
@@ -277,20 +278,20 @@ void TarHeaderCheck::header_block() {
     case 'g':
     case 'L':
     case 'K':
-        if (usize > kMaxSpecialSize) {
+        if (usize > k_max_special_size) {
             fail(std::string(type == 'x' || type == 'g' ? "PAX header" : "GNU long name") + " of " +
                  std::to_string(usize) + " bytes, more than the limit of " +
-                 std::to_string(kMaxSpecialSize));
+                 std::to_string(k_max_special_size));
         }
-        if (!in_entry_) {
-            in_entry_ = true;
-            entry_start_ = block_at_;
+        if (!m_in_entry) {
+            m_in_entry = true;
+            m_entry_start = m_block_at;
         }
-        special_type_ = type;
-        special_.clear();
-        special_left_ = usize;
-        special_pad_ = padded(usize) - usize;
-        state_ = State::special;
+        m_special_type = type;
+        m_special.clear();
+        m_special_left = usize;
+        m_special_pad = padded(usize) - usize;
+        m_state = State::special;
         if (usize == 0) {
             special_done();
         }
@@ -309,19 +310,19 @@ void TarHeaderCheck::header_block() {
         // Header-only types: no data follows, whatever the size field says
         // (as Go's reader).
         usize = 0;
-        pax_has_size_ = false;
+        m_pax_has_size = false;
         break;
     default:
         fail("unsupported entry type " + quote_untrusted(std::string(1, type)));
     }
-    if (type != '5' && names_root(header_name_) &&
-        !(type == '\0' && !header_name_.empty() && header_name_.back() == '/')) {
+    if (type != '5' && names_root(m_header_name) &&
+        !(type == '\0' && !m_header_name.empty() && m_header_name.back() == '/')) {
         // libarchive makes some of these directories; Go's reader does not,
         // and Docker then fails to replace the root with a file.
         fail("names the root but is not a directory");
     }
-    if (pax_has_size_) {
-        usize = pax_size_;
+    if (m_pax_has_size) {
+        usize = m_pax_size;
     }
     if (type == 'S') {
         // GNU sparse map: four entries here, more in extension blocks.
@@ -333,54 +334,54 @@ void TarHeaderCheck::header_block() {
             fail("negative sparse real size");
         }
     }
-    starts_.push_back(in_entry_ ? entry_start_ : block_at_);
-    last_name_ = header_name_;
-    header_name_.clear();
-    in_entry_ = false;
-    pax_has_size_ = false;
-    pax_path_.clear();
-    long_name_.clear();
+    m_starts.push_back(m_in_entry ? m_entry_start : m_block_at);
+    m_last_name = m_header_name;
+    m_header_name.clear();
+    m_in_entry = false;
+    m_pax_has_size = false;
+    m_pax_path.clear();
+    m_long_name.clear();
     if (type == 'S' && b[482] != 0) {
-        data_after_ext_ = padded(usize);
-        state_ = State::sparse_ext;
+        m_data_after_ext = padded(usize);
+        m_state = State::sparse_ext;
         return;
     }
-    skip_ = padded(usize);
-    state_ = skip_ > 0 ? State::skip : State::header;
+    m_skip = padded(usize);
+    m_state = m_skip > 0 ? State::skip : State::header;
 }
 
 void TarHeaderCheck::sparse_ext_block() {
-    header_name_ = last_name_;
+    m_header_name = m_last_name;
     for (std::size_t i = 0; i < 21; ++i) {
         for (std::size_t off : {i * 24, i * 24 + 12}) {
-            if (!parse_numeric(field(block_, off, 12))) {
+            if (!parse_numeric(field(m_block, off, 12))) {
                 fail("GNU sparse extension: a field is neither octal nor valid base-256");
             }
         }
     }
-    header_name_.clear();
-    if (block_[504] != 0) {
+    m_header_name.clear();
+    if (m_block[504] != 0) {
         return;
     }
-    skip_ = data_after_ext_;
-    state_ = skip_ > 0 ? State::skip : State::header;
+    m_skip = m_data_after_ext;
+    m_state = m_skip > 0 ? State::skip : State::header;
 }
 
 void TarHeaderCheck::special_done() {
-    if (special_type_ == 'x' || special_type_ == 'g') {
-        parse_pax(special_type_ == 'g');
-    } else if (special_type_ == 'L') {
-        long_name_ = cstr(special_);
+    if (m_special_type == 'x' || m_special_type == 'g') {
+        parse_pax(m_special_type == 'g');
+    } else if (m_special_type == 'L') {
+        m_long_name = cstr(m_special);
     }
-    special_.clear();
-    skip_ = special_pad_;
-    state_ = skip_ > 0 ? State::skip : State::header;
+    m_special.clear();
+    m_skip = m_special_pad;
+    m_state = m_skip > 0 ? State::skip : State::header;
 }
 
 // Go's parsePAX / parsePAXRecord / validPAXRecord, and the values Go's
 // mergePAX parses.
 void TarHeaderCheck::parse_pax(bool global) {
-    std::string_view s = special_;
+    std::string_view s = m_special;
     std::size_t at = 0;
     while (!s.empty()) {
         std::string where = "PAX record at byte " + std::to_string(at) + " of the extended header";
@@ -417,7 +418,7 @@ void TarHeaderCheck::parse_pax(bool global) {
         };
         if (k == "uid" || k == "gid") {
             auto id = parse_decimal(v);
-            if (!id || *id > kMaxId) {
+            if (!id || *id > k_max_id) {
                 fail(where + ": " + std::string(k) + " " + quote_untrusted(std::string(v)) +
                      " is not an id from 0 to 4294967294");
             }
@@ -427,8 +428,8 @@ void TarHeaderCheck::parse_pax(bool global) {
                 bad_value();
             }
             if (!global) {
-                pax_has_size_ = true;
-                pax_size_ = *sz;
+                m_pax_has_size = true;
+                m_pax_size = *sz;
             }
         } else if (k == "mtime" || k == "atime" || k == "ctime") {
             if (!valid_pax_time(v)) {
@@ -446,7 +447,7 @@ void TarHeaderCheck::parse_pax(bool global) {
                 bad_value();
             }
         } else if (k == "path" && !global) {
-            pax_path_ = std::string(v);
+            m_pax_path = std::string(v);
         }
         at += *n;
         s.remove_prefix(*n);
@@ -454,13 +455,13 @@ void TarHeaderCheck::parse_pax(bool global) {
 }
 
 void TarHeaderCheck::check_entry_start(std::uint64_t pos) {
-    if (starts_.empty() || starts_.front() != pos) {
-        block_at_ = pos;
-        header_name_.clear();
+    if (m_starts.empty() || m_starts.front() != pos) {
+        m_block_at = pos;
+        m_header_name.clear();
         fail("the tar stream is ambiguous (libarchive reads an entry here that Go's reader "
              "does not)");
     }
-    starts_.pop_front();
+    m_starts.pop_front();
 }
 
 } // namespace strata::formats

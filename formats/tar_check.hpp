@@ -22,10 +22,10 @@ class TarHeaderCheck {
 public:
     // PAX extended headers and GNU long names: at most this many bytes (as
     // Go's archive/tar, maxSpecialFileSize).
-    static constexpr std::uint64_t kMaxSpecialSize = 1 << 20;
+    static constexpr std::uint64_t k_max_special_size = 1 << 20;
 
     // name: the layer, for messages.
-    explicit TarHeaderCheck(std::string name) : name_(std::move(name)) {}
+    explicit TarHeaderCheck(std::string name) : m_name(std::move(name)) {}
 
     // The next bytes of the uncompressed tar stream. Throws FormatError
     // naming the header's offset, its name and the last good entry.
@@ -42,28 +42,28 @@ private:
     void parse_pax(bool global);
     [[noreturn]] void fail(const std::string& what) const;
 
-    std::string name_;
-    State state_ = State::header;
-    std::uint64_t offset_ = 0;   // bytes fed so far
-    std::uint64_t block_at_ = 0; // offset of the block being assembled
-    char block_[512];
-    std::size_t block_len_ = 0;
-    std::uint64_t skip_ = 0; // data and padding left to skip
-    std::string special_;    // PAX or long name data being collected
-    std::uint64_t special_left_ = 0;
-    std::uint64_t special_pad_ = 0;
-    char special_type_ = 0;
-    std::uint64_t data_after_ext_ = 0; // GNU sparse: data after the extension blocks
+    std::string m_name;
+    State m_state = State::header;
+    std::uint64_t m_offset = 0;   // bytes fed so far
+    std::uint64_t m_block_at = 0; // offset of the block being assembled
+    char m_block[512];
+    std::size_t m_block_len = 0;
+    std::uint64_t m_skip = 0; // data and padding left to skip
+    std::string m_special;    // PAX or long name data being collected
+    std::uint64_t m_special_left = 0;
+    std::uint64_t m_special_pad = 0;
+    char m_special_type = 0;
+    std::uint64_t m_data_after_ext = 0; // GNU sparse: data after the extension blocks
     // Prefix headers (PAX, long names) seen for the entry to come.
-    bool in_entry_ = false;
-    std::uint64_t entry_start_ = 0;
-    bool pax_has_size_ = false;
-    std::uint64_t pax_size_ = 0;
-    std::string pax_path_;
-    std::string long_name_;
-    std::string header_name_;          // of the header being checked
-    std::string last_name_;            // the last good entry
-    std::deque<std::uint64_t> starts_; // entries seen, not yet returned by libarchive
+    bool m_in_entry = false;
+    std::uint64_t m_entry_start = 0;
+    bool m_pax_has_size = false;
+    std::uint64_t m_pax_size = 0;
+    std::string m_pax_path;
+    std::string m_long_name;
+    std::string m_header_name;          // of the header being checked
+    std::string m_last_name;            // the last good entry
+    std::deque<std::uint64_t> m_starts; // entries seen, not yet returned by libarchive
 };
 
 } // namespace strata::formats

@@ -60,13 +60,13 @@ const Attr* find(const std::vector<Attr>& v, std::uint16_t type) {
 
 class Socket {
 public:
-    Socket() : fd_(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) {
-        if (!fd_) {
+    Socket() : m_fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) {
+        if (!m_fd) {
             throw_errno("socket", "NETLINK_NETFILTER");
         }
         sockaddr_nl sa{};
         sa.nl_family = AF_NETLINK;
-        if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        if (::bind(m_fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
             throw_errno("bind", "NETLINK_NETFILTER");
         }
     }
@@ -83,9 +83,9 @@ public:
         h.nlmsg_len = static_cast<std::uint32_t>(buf.size());
         h.nlmsg_type = static_cast<std::uint16_t>((NFNL_SUBSYS_CTNETLINK << 8) | msg);
         h.nlmsg_flags = static_cast<std::uint16_t>(NLM_F_REQUEST | flags);
-        h.nlmsg_seq = ++seq_;
+        h.nlmsg_seq = ++m_seq;
         std::memcpy(buf.data(), &h, sizeof h);
-        if (::send(fd_.get(), buf.data(), buf.size(), 0) < 0) {
+        if (::send(m_fd.get(), buf.data(), buf.size(), 0) < 0) {
             throw_errno("send", "ctnetlink");
         }
     }
@@ -95,7 +95,7 @@ public:
     template <class F> int receive(F&& f) {
         std::vector<unsigned char> buf(1 << 16);
         while (true) {
-            ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+            ssize_t n = ::recv(m_fd.get(), buf.data(), buf.size(), 0);
             if (n < 0 && errno == EINTR) {
                 continue;
             }
@@ -110,7 +110,7 @@ public:
                 if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > left) {
                     throw Error("ctnetlink: a truncated message");
                 }
-                if (h.nlmsg_seq == seq_) {
+                if (h.nlmsg_seq == m_seq) {
                     if (h.nlmsg_type == NLMSG_DONE) {
                         return 0;
                     }
@@ -134,8 +134,8 @@ public:
     }
 
 private:
-    UniqueFd fd_;
-    std::uint32_t seq_ = 0;
+    UniqueFd m_fd;
+    std::uint32_t m_seq = 0;
 };
 
 } // namespace

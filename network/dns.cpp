@@ -36,10 +36,10 @@ namespace strata::network::dns {
 namespace wire {
 namespace {
 
-constexpr std::size_t kHeaderSize = 12;
-constexpr std::size_t kMaxName = 255; // wire length, RFC 1035 2.3.4
-constexpr std::size_t kMaxLabel = 63;
-constexpr std::uint32_t kTtl = 600; // Docker's respTTL
+constexpr std::size_t k_header_size = 12;
+constexpr std::size_t k_max_name = 255; // wire length, RFC 1035 2.3.4
+constexpr std::size_t k_max_label = 63;
+constexpr std::uint32_t k_ttl = 600; // Docker's respTTL
 
 [[noreturn]] void fail(std::string_view what, std::size_t offset) {
     throw ParseError("DNS message: " + std::string(what) + " at offset " + std::to_string(offset));
@@ -182,7 +182,7 @@ std::vector<std::uint8_t> reply_start(const Header& h, const Question* q, int rc
 } // namespace
 
 Header parse_header(std::span<const std::uint8_t> msg) {
-    if (msg.size() < kHeaderSize) {
+    if (msg.size() < k_header_size) {
         fail("header truncated", msg.size());
     }
     Header h;
@@ -229,7 +229,7 @@ std::string read_name(std::span<const std::uint8_t> msg, std::size_t& pos) {
             fail("unsupported label type", p);
         }
         wire_len += 1 + len;
-        if (wire_len > kMaxName) {
+        if (wire_len > k_max_name) {
             fail("name longer than 255 bytes", p);
         }
         if (len == 0) {
@@ -281,12 +281,12 @@ void write_name(std::vector<std::uint8_t>& out, std::string_view name) {
                 label += name[i];
             }
         }
-        if (label.empty() || label.size() > kMaxLabel) {
+        if (label.empty() || label.size() > k_max_label) {
             throw ParseError("DNS name: label of " + std::to_string(label.size()) + " bytes in " +
                              std::string(name));
         }
         wire_len += 1 + label.size();
-        if (wire_len > kMaxName) {
+        if (wire_len > k_max_name) {
             throw ParseError("DNS name: longer than 255 bytes: " + std::string(name));
         }
         out.push_back(static_cast<std::uint8_t>(label.size()));
@@ -299,7 +299,7 @@ void write_name(std::vector<std::uint8_t>& out, std::string_view name) {
 Message parse(std::span<const std::uint8_t> msg) {
     Message m;
     m.header = parse_header(msg);
-    std::size_t pos = kHeaderSize;
+    std::size_t pos = k_header_size;
     for (unsigned i = 0; i < m.header.qdcount; ++i) {
         Question q;
         q.name = read_name(msg, pos);
@@ -350,7 +350,7 @@ std::vector<std::uint8_t> build_query(std::uint16_t id, std::string_view name, s
 
 std::vector<std::uint8_t> truncated_copy(std::span<const std::uint8_t> msg) {
     Header h = parse_header(msg);
-    std::size_t pos = kHeaderSize;
+    std::size_t pos = k_header_size;
     if (h.qdcount > 0) {
         read_name(msg, pos);
         pos += 4;
@@ -418,7 +418,7 @@ Handling handle_query(std::span<const std::uint8_t> msg, const Lookup& lookup,
                     put16(rr, 0xc00c); // the question's name
                     put16(rr, type_ptr);
                     put16(rr, class_in);
-                    put32(rr, kTtl);
+                    put32(rr, k_ttl);
                     std::vector<std::uint8_t> data;
                     try {
                         write_name(data, *target);
@@ -449,7 +449,7 @@ Handling handle_query(std::span<const std::uint8_t> msg, const Lookup& lookup,
                         put16(rr, 0xc00c);
                         put16(rr, type_a);
                         put16(rr, class_in);
-                        put32(rr, kTtl);
+                        put32(rr, k_ttl);
                         put16(rr, 4);
                         put32(rr, a.value);
                         answers.push_back(std::move(rr));
@@ -504,11 +504,11 @@ namespace {
 
 using wire::Handling;
 
-constexpr std::size_t kMaxForwards = 256; // concurrent forwarded queries
-constexpr std::size_t kMaxTcpClients = 64;
-constexpr std::size_t kMaxUpstreams = 3;            // Docker's maxExtDNS
-constexpr auto kTcpIdle = std::chrono::seconds(10); // a client connection with nothing to do
-constexpr std::size_t kMaxTcpOut = 256 * 1024;
+constexpr std::size_t k_max_forwards = 256; // concurrent forwarded queries
+constexpr std::size_t k_max_tcp_clients = 64;
+constexpr std::size_t k_max_upstreams = 3;            // Docker's maxExtDNS
+constexpr auto k_tcp_idle = std::chrono::seconds(10); // a client connection with nothing to do
+constexpr std::size_t k_max_tcp_out = 256 * 1024;
 
 using Clock = std::chrono::steady_clock;
 
@@ -656,20 +656,20 @@ struct DnsServer::Impl {
     bool flush_client(TcpClient& c);
 };
 
-DnsServer::DnsServer(int netns_fd, ServerOptions options) : impl_(std::make_unique<Impl>()) {
+DnsServer::DnsServer(int netns_fd, ServerOptions options) : m_impl(std::make_unique<Impl>()) {
     if (!options.lookup) {
         throw Error("DNS server: no lookup function");
     }
-    impl_->options = std::move(options);
-    impl_->upstreams = impl_->options.upstreams;
-    if (impl_->upstreams.size() > kMaxUpstreams) {
-        impl_->upstreams.resize(kMaxUpstreams);
+    m_impl->options = std::move(options);
+    m_impl->upstreams = m_impl->options.upstreams;
+    if (m_impl->upstreams.size() > k_max_upstreams) {
+        m_impl->upstreams.resize(k_max_upstreams);
     }
-    for (const auto& u : impl_->upstreams) {
+    for (const auto& u : m_impl->upstreams) {
         resolve_numeric(u.address, u.port); // refuse a bad one now
     }
-    const std::string& listen = impl_->options.listen_address;
-    std::uint16_t port = impl_->options.port;
+    const std::string& listen = m_impl->options.listen_address;
+    std::uint16_t port = m_impl->options.port;
     in_netns(netns_fd, [&] {
         loopback_up(); // 127.0.0.11 exists once lo is up
         SockAddr addr = resolve_numeric(listen, port);
@@ -696,45 +696,45 @@ DnsServer::DnsServer(int netns_fd, ServerOptions options) : impl_(std::make_uniq
         if (::listen(tcp.get(), 64) != 0) {
             throw_errno("DNS server: listen " + where + "/tcp");
         }
-        impl_->udp = std::move(udp);
-        impl_->tcp = std::move(tcp);
-        impl_->bound_port = bound;
+        m_impl->udp = std::move(udp);
+        m_impl->tcp = std::move(tcp);
+        m_impl->bound_port = bound;
     });
-    impl_->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!impl_->wake) {
+    m_impl->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!m_impl->wake) {
         throw_errno("DNS server: eventfd");
     }
-    Impl* impl = impl_.get();
-    impl_->thread = std::thread([impl] { impl->run(); });
+    Impl* impl = m_impl.get();
+    m_impl->thread = std::thread([impl] { impl->run(); });
 }
 
 DnsServer::~DnsServer() {
-    if (!impl_) {
+    if (!m_impl) {
         return;
     }
-    impl_->stop = true;
+    m_impl->stop = true;
     std::uint64_t one = 1;
-    if (::write(impl_->wake.get(), &one, sizeof one) < 0) {
+    if (::write(m_impl->wake.get(), &one, sizeof one) < 0) {
         // the thread still sees stop at its next wake-up (at most a timeout)
     }
-    if (impl_->thread.joinable()) {
-        impl_->thread.join();
+    if (m_impl->thread.joinable()) {
+        m_impl->thread.join();
     }
 }
 
 std::uint16_t DnsServer::port() const {
-    return impl_->bound_port;
+    return m_impl->bound_port;
 }
 
 void DnsServer::set_upstreams(std::vector<Upstream> upstreams) {
     for (const auto& u : upstreams) {
         resolve_numeric(u.address, u.port);
     }
-    if (upstreams.size() > kMaxUpstreams) {
-        upstreams.resize(kMaxUpstreams);
+    if (upstreams.size() > k_max_upstreams) {
+        upstreams.resize(k_max_upstreams);
     }
-    std::lock_guard lock(impl_->upstream_mutex);
-    impl_->upstreams = std::move(upstreams);
+    std::lock_guard lock(m_impl->upstream_mutex);
+    m_impl->upstreams = std::move(upstreams);
 }
 
 void DnsServer::Impl::run() noexcept {
@@ -838,14 +838,14 @@ void DnsServer::Impl::send_tcp(std::uint64_t id, std::span<const std::uint8_t> m
         return;
     }
     auto& c = it->second;
-    if (c.out.size() + msg.size() + 2 > kMaxTcpOut) {
+    if (c.out.size() + msg.size() + 2 > k_max_tcp_out) {
         clients.erase(it); // a client that does not read its answers
         return;
     }
     c.out.push_back(static_cast<std::uint8_t>(msg.size() >> 8));
     c.out.push_back(static_cast<std::uint8_t>(msg.size()));
     c.out.insert(c.out.end(), msg.begin(), msg.end());
-    c.deadline = Clock::now() + kTcpIdle;
+    c.deadline = Clock::now() + k_tcp_idle;
     if (!flush_client(c)) {
         clients.erase(it);
     }
@@ -883,9 +883,9 @@ void DnsServer::Impl::on_udp() {
         if (h.action == Handling::Action::reply) {
             send_udp(from, h.reply);
         } else if (h.action == Handling::Action::forward) {
-            if (forwards.size() >= kMaxForwards) {
+            if (forwards.size() >= k_max_forwards) {
                 STRATA_LOG_WARN("DNS server: more than {} queries waiting for upstream servers",
-                                kMaxForwards);
+                                k_max_forwards);
                 continue;
             }
             Forward f;
@@ -906,12 +906,12 @@ void DnsServer::Impl::on_accept() {
         if (!fd) {
             return;
         }
-        if (clients.size() >= kMaxTcpClients) {
+        if (clients.size() >= k_max_tcp_clients) {
             continue; // closed: too many connections
         }
         TcpClient c;
         c.fd = std::move(fd);
-        c.deadline = Clock::now() + kTcpIdle;
+        c.deadline = Clock::now() + k_tcp_idle;
         clients.emplace(next_client++, std::move(c));
     }
 }
@@ -937,7 +937,7 @@ void DnsServer::Impl::on_client(std::uint64_t id, short revents) {
             return;
         }
         c.in.insert(c.in.end(), buf, buf + n);
-        c.deadline = Clock::now() + kTcpIdle;
+        c.deadline = Clock::now() + k_tcp_idle;
         // Whole messages: a 2-byte length, then the message.
         std::size_t pos = 0;
         std::vector<std::vector<std::uint8_t>> msgs;
@@ -967,12 +967,12 @@ void DnsServer::Impl::client_query(std::uint64_t id, std::span<const std::uint8_
         can_forward = !upstreams.empty();
     }
     // Kept open while its query may wait for every upstream in turn.
-    clients[id].deadline = Clock::now() + kTcpIdle + kMaxUpstreams * options.upstream_timeout;
+    clients[id].deadline = Clock::now() + k_tcp_idle + k_max_upstreams * options.upstream_timeout;
     Handling h = wire::handle_query(msg, options.lookup, options.reverse, can_forward, 0xffff);
     if (h.action == Handling::Action::reply) {
         send_tcp(id, h.reply);
     } else if (h.action == Handling::Action::forward) {
-        if (forwards.size() >= kMaxForwards) {
+        if (forwards.size() >= k_max_forwards) {
             return;
         }
         Forward f;

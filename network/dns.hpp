@@ -96,7 +96,7 @@ public:
     struct Impl;
 
 private:
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<Impl> m_impl;
 };
 
 // ---- resolv.conf ------------------------------------------------------------

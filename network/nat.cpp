@@ -20,9 +20,9 @@ namespace strata::network::nat {
 
 namespace {
 
-constexpr const char* kTag = "strata:";
-constexpr const char* kLockDir = "/run/strata";
-constexpr const char* kLockPath = "/run/strata/nat.lock";
+constexpr const char* k_tag = "strata:";
+constexpr const char* k_lock_dir = "/run/strata";
+constexpr const char* k_lock_path = "/run/strata/nat.lock";
 
 // libnftables' entry points, found with dlsym in libnftables.so.1.
 struct Api {
@@ -120,15 +120,15 @@ void must(const std::string& commands) {
 // The cross-process lock (and a mutex for the threads of this one).
 class Lock {
 public:
-    Lock() : guard_(mutex()) {
-        ::mkdir(kLockDir, 0700);
-        fd_.reset(::open(kLockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-        if (!fd_) {
-            throw_errno("open", kLockPath);
+    Lock() : m_guard(mutex()) {
+        ::mkdir(k_lock_dir, 0700);
+        m_fd.reset(::open(k_lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!m_fd) {
+            throw_errno("open", k_lock_path);
         }
-        while (::flock(fd_.get(), LOCK_EX) != 0) {
+        while (::flock(m_fd.get(), LOCK_EX) != 0) {
             if (errno != EINTR) {
-                throw_errno("flock", kLockPath);
+                throw_errno("flock", k_lock_path);
             }
         }
     }
@@ -138,11 +138,11 @@ private:
         static std::mutex m;
         return m;
     }
-    std::lock_guard<std::mutex> guard_;
-    UniqueFd fd_;
+    std::lock_guard<std::mutex> m_guard;
+    UniqueFd m_fd;
 };
 
-const char* kSkeleton =
+const char* k_skeleton =
     "add table ip strata\n"
     "add chain ip strata prerouting { type nat hook prerouting priority dstnat; policy accept; }\n"
     "add chain ip strata output { type nat hook output priority -100; policy accept; }\n"
@@ -152,7 +152,7 @@ const char* kSkeleton =
     "add chain ip strata isolate\n";
 
 std::string comment(const std::string& owner) {
-    return " comment \"" + std::string(kTag) + owner + "\"\n";
+    return " comment \"" + std::string(k_tag) + owner + "\"\n";
 }
 
 // Owners and interface names go into nft's text: only the characters they
@@ -196,11 +196,11 @@ std::vector<TaggedRule> tagged_rules() {
         }
         const auto& rule = item["rule"];
         std::string c = rule.value("comment", std::string());
-        if (c.rfind(kTag, 0) != 0) {
+        if (c.rfind(k_tag, 0) != 0) {
             continue;
         }
         out.push_back({rule.value("chain", std::string()), rule.value("handle", 0LL),
-                       c.substr(std::char_traits<char>::length(kTag))});
+                       c.substr(std::char_traits<char>::length(k_tag))});
     }
     return out;
 }
@@ -258,7 +258,7 @@ void add_network(const NetworkRules& net) {
     const std::string sub = net.subnet.str();
     const std::string br = "\"" + net.bridge + "\"";
     const std::string tag = comment(net.owner);
-    std::string batch = kSkeleton;
+    std::string batch = k_skeleton;
     batch +=
         "add rule ip strata forward iifname " + br + " oifname != " + br + " jump isolate" + tag;
     batch += "add rule ip strata isolate oifname " + br + " drop" + tag;
@@ -305,7 +305,7 @@ void add_ports(const std::string& owner, ipv4::Address container_ip,
         return;
     }
     Lock lock;
-    must(kSkeleton + rules);
+    must(k_skeleton + rules);
 }
 
 void remove_owner(const std::string& owner) {

@@ -75,27 +75,27 @@ Netlink Netlink::open_in(int netns_fd) {
     return Netlink(sk);
 }
 
-Netlink::Netlink(Netlink&& o) noexcept : sk_(std::exchange(o.sk_, nullptr)) {}
+Netlink::Netlink(Netlink&& o) noexcept : m_sk(std::exchange(o.m_sk, nullptr)) {}
 
 Netlink& Netlink::operator=(Netlink&& o) noexcept {
     if (this != &o) {
-        if (sk_ != nullptr) {
-            nl_socket_free(sk_);
+        if (m_sk != nullptr) {
+            nl_socket_free(m_sk);
         }
-        sk_ = std::exchange(o.sk_, nullptr);
+        m_sk = std::exchange(o.m_sk, nullptr);
     }
     return *this;
 }
 
 Netlink::~Netlink() {
-    if (sk_ != nullptr) {
-        nl_socket_free(sk_);
+    if (m_sk != nullptr) {
+        nl_socket_free(m_sk);
     }
 }
 
 int Netlink::ifindex(const std::string& name) {
     rtnl_link* link = nullptr;
-    int err = rtnl_link_get_kernel(sk_, 0, name.c_str(), &link);
+    int err = rtnl_link_get_kernel(m_sk, 0, name.c_str(), &link);
     if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) {
         return 0;
     }
@@ -112,7 +112,7 @@ bool Netlink::create_bridge(const std::string& name) {
         throw std::bad_alloc();
     }
     rtnl_link_set_name(link.p, name.c_str());
-    int err = rtnl_link_add(sk_, link.p, NLM_F_CREATE | NLM_F_EXCL);
+    int err = rtnl_link_add(m_sk, link.p, NLM_F_CREATE | NLM_F_EXCL);
     if (err == -NLE_EXIST) {
         return false;
     }
@@ -125,7 +125,7 @@ bool Netlink::create_bridge(const std::string& name) {
 bool Netlink::delete_link(const std::string& name) {
     LinkRef link{rtnl_link_alloc()};
     rtnl_link_set_name(link.p, name.c_str());
-    int err = rtnl_link_delete(sk_, link.p);
+    int err = rtnl_link_delete(m_sk, link.p);
     if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) {
         return false;
     }
@@ -155,7 +155,7 @@ void Netlink::add_address(const std::string& name, ipv4::Address addr, int prefi
     if (prefix < 31) {
         rtnl_addr_set_broadcast(a, bcast.p);
     }
-    int err = rtnl_addr_add(sk_, a, NLM_F_CREATE | NLM_F_EXCL);
+    int err = rtnl_addr_add(m_sk, a, NLM_F_CREATE | NLM_F_EXCL);
     if (err < 0 && err != -NLE_EXIST) {
         fail("add address " + addr.str() + "/" + std::to_string(prefix) + " to " + name, err);
     }
@@ -170,7 +170,7 @@ void Netlink::set_up(const std::string& name) {
     LinkRef change{rtnl_link_alloc()};
     rtnl_link_set_ifindex(link.p, index);
     rtnl_link_set_flags(change.p, IFF_UP);
-    int err = rtnl_link_change(sk_, link.p, change.p, 0);
+    int err = rtnl_link_change(m_sk, link.p, change.p, 0);
     if (err < 0) {
         fail("set " + name + " up", err);
     }
@@ -191,7 +191,7 @@ void Netlink::create_veth(const std::string& host_name, int master_ifindex,
     rtnl_link_set_ns_fd(peer, peer_netns_fd);
     AddrRef ll{nl_addr_build(AF_LLC, mac.data(), mac.size())};
     rtnl_link_set_addr(peer, ll.p);
-    int err = rtnl_link_add(sk_, link.p, NLM_F_CREATE | NLM_F_EXCL);
+    int err = rtnl_link_add(m_sk, link.p, NLM_F_CREATE | NLM_F_EXCL);
     if (err < 0) {
         fail("create veth " + host_name + " (peer " + peer_name + ")", err);
     }
@@ -207,7 +207,7 @@ void Netlink::set_hairpin(const std::string& port_name) {
     rtnl_link_set_family(link.p, AF_BRIDGE);
     int err = rtnl_link_bridge_set_flags(link.p, RTNL_BRIDGE_HAIRPIN_MODE);
     if (err >= 0) {
-        err = rtnl_link_change(sk_, link.p, link.p, 0);
+        err = rtnl_link_change(m_sk, link.p, link.p, 0);
     }
     if (err < 0) {
         fail("hairpin on " + port_name, err);
@@ -232,7 +232,7 @@ void Netlink::add_default_route(ipv4::Address gateway, const std::string& dev) {
     rtnl_route_nh_set_gateway(nh, gw.p);
     rtnl_route_nh_set_ifindex(nh, index);
     rtnl_route_add_nexthop(r, nh); // the route owns nh
-    int err = rtnl_route_add(sk_, r, NLM_F_CREATE | NLM_F_EXCL);
+    int err = rtnl_route_add(m_sk, r, NLM_F_CREATE | NLM_F_EXCL);
     if (err < 0 && err != -NLE_EXIST) {
         fail("default route via " + gateway.str() + " dev " + dev, err);
     }

@@ -52,8 +52,8 @@ public:
     void add_default_route(ipv4::Address gateway, const std::string& dev);
 
 private:
-    explicit Netlink(nl_sock* sk) : sk_(sk) {}
-    nl_sock* sk_ = nullptr;
+    explicit Netlink(nl_sock* sk) : m_sk(sk) {}
+    nl_sock* m_sk = nullptr;
 };
 
 // Docker's MAC of an address: 02:42 and the four bytes of the address.

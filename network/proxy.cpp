@@ -24,8 +24,8 @@ namespace strata::network {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr auto kUdpIdle = std::chrono::seconds(90); // docker-proxy's UDPConnTrackTimeout
-constexpr int kPipeSize = 1 << 20; // as Go's splice (docker-proxy): fewer calls per byte
+constexpr auto k_udp_idle = std::chrono::seconds(90); // docker-proxy's UDPConnTrackTimeout
+constexpr int k_pipe_size = 1 << 20; // as Go's splice (docker-proxy): fewer calls per byte
 
 sockaddr_in make_addr(ipv4::Address a, std::uint16_t port) {
     sockaddr_in sa{};
@@ -160,7 +160,7 @@ struct Proxy::Loop {
             try {
                 for (Way* w : {&conn->up, &conn->down}) {
                     w->pipe = Pipe::create();
-                    int size = ::fcntl(w->pipe.write.get(), F_SETPIPE_SZ, kPipeSize);
+                    int size = ::fcntl(w->pipe.write.get(), F_SETPIPE_SZ, k_pipe_size);
                     if (size > 0) {
                         w->capacity = static_cast<std::size_t>(size);
                     }
@@ -305,7 +305,7 @@ struct Proxy::Loop {
         auto now = Clock::now();
         for (auto& l : listeners) {
             for (auto it = l->flows.begin(); it != l->flows.end();) {
-                it = now - it->second->last > kUdpIdle ? l->flows.erase(it) : std::next(it);
+                it = now - it->second->last > k_udp_idle ? l->flows.erase(it) : std::next(it);
             }
         }
     }
@@ -352,95 +352,95 @@ struct Proxy::Loop {
 };
 
 Proxy::Proxy(const std::vector<PortBinding>& wanted, ipv4::Address target)
-    : bound_(wanted), loop_(std::make_unique<Loop>()) {
-    loop_->target = target;
-    loop_->ep.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!loop_->ep) {
+    : m_bound(wanted), m_loop(std::make_unique<Loop>()) {
+    m_loop->target = target;
+    m_loop->ep.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!m_loop->ep) {
         throw_errno("epoll_create1");
     }
-    for (auto& b : bound_) {
+    for (auto& b : m_bound) {
         auto l = std::make_unique<Loop::Listener>(b.proto == "tcp" ? Loop::Kind::tcp_listener
                                                                    : Loop::Kind::udp_listener);
         l->fd = bind_port(b);
         l->container_port = b.container_port;
-        loop_->watch(l->fd.get(), l.get(), EPOLLIN);
-        loop_->listeners.push_back(std::move(l));
+        m_loop->watch(l->fd.get(), l.get(), EPOLLIN);
+        m_loop->listeners.push_back(std::move(l));
     }
-    stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!stop_) {
+    m_stop.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!m_stop) {
         throw_errno("eventfd");
     }
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;
-    if (::epoll_ctl(loop_->ep.get(), EPOLL_CTL_ADD, stop_.get(), &ev) != 0) {
+    if (::epoll_ctl(m_loop->ep.get(), EPOLL_CTL_ADD, m_stop.get(), &ev) != 0) {
         throw_errno("epoll_ctl");
     }
-    thread_ = std::thread([loop = loop_.get(), fd = stop_.get()] { loop->run(fd); });
+    m_thread = std::thread([loop = m_loop.get(), fd = m_stop.get()] { loop->run(fd); });
 }
 
 Proxy::~Proxy() {
     std::uint64_t one = 1;
-    (void)!::write(stop_.get(), &one, sizeof one);
-    if (thread_.joinable()) {
-        thread_.join();
+    (void)!::write(m_stop.get(), &one, sizeof one);
+    if (m_thread.joinable()) {
+        m_thread.join();
     }
 }
 
 PublishedPorts::PublishedPorts(std::string owner, ipv4::Address container_ip,
                                const std::vector<PortBinding>& wanted, bool use_nat)
-    : owner_(std::move(owner)), proxy_(wanted, container_ip) {
-    if (!use_nat || proxy_.bound().empty()) {
-        nat_.set_value("");
-        kernel_.emplace(false);
+    : m_owner(std::move(owner)), m_proxy(wanted, container_ip) {
+    if (!use_nat || m_proxy.bound().empty()) {
+        m_nat.set_value("");
+        m_kernel.emplace(false);
         return;
     }
     // On a thread of its own (in this thread's network namespace, as a new
     // thread starts in its creator's): loading libnftables and its first
     // batch take some 20 ms, which the container's start does not wait for.
     // Until the rules are in, the proxy serves every address.
-    installer_ = std::thread([this, container_ip] {
+    m_installer = std::thread([this, container_ip] {
         try { // no probe first: a refusal (no library, no nf_tables) is the answer
-            nat::add_ports(owner_, container_ip, proxy_.bound());
-            nat_.set_value("");
+            nat::add_ports(m_owner, container_ip, m_proxy.bound());
+            m_nat.set_value("");
         } catch (const std::exception& e) {
-            nat_.set_value(e.what());
+            m_nat.set_value(e.what());
         }
     });
 }
 
 void PublishedPorts::wait_nat() const {
-    if (!kernel_) {
-        nat_error_ = nat_.get_future().get();
-        kernel_.emplace(nat_error_.empty());
+    if (!m_kernel) {
+        m_nat_error = m_nat.get_future().get();
+        m_kernel.emplace(m_nat_error.empty());
     }
 }
 
 bool PublishedPorts::kernel() const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(m_mutex);
     wait_nat();
-    return *kernel_;
+    return *m_kernel;
 }
 
 std::string PublishedPorts::nat_error() const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(m_mutex);
     wait_nat();
-    return nat_error_;
+    return m_nat_error;
 }
 
 PublishedPorts::~PublishedPorts() {
-    if (installer_.joinable()) {
-        installer_.join();
+    if (m_installer.joinable()) {
+        m_installer.join();
     }
     bool installed = false;
     {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<std::mutex> lock(m_mutex);
         wait_nat();
-        installed = *kernel_ && proxy_.bound().size() > 0;
+        installed = *m_kernel && m_proxy.bound().size() > 0;
     }
     if (installed) {
         try {
-            nat::remove_owner(owner_);
+            nat::remove_owner(m_owner);
         } catch (const Error&) {
             // Left for the recovery sweep (nat::keep_only): a destructor cannot report it.
         }

@@ -46,14 +46,14 @@ public:
     ~Proxy();
 
     // wanted with the host ports actually bound, in the same order.
-    const std::vector<PortBinding>& bound() const { return bound_; }
+    const std::vector<PortBinding>& bound() const { return m_bound; }
 
 private:
     struct Loop;
-    std::vector<PortBinding> bound_;
-    std::unique_ptr<Loop> loop_;
-    UniqueFd stop_;
-    std::thread thread_;
+    std::vector<PortBinding> m_bound;
+    std::unique_ptr<Loop> m_loop;
+    UniqueFd m_stop;
+    std::thread m_thread;
 };
 
 class PublishedPorts {
@@ -72,22 +72,22 @@ public:
     // Waits for the rules' installation, removes them, stops the proxy.
     ~PublishedPorts();
 
-    const std::vector<PortBinding>& bound() const { return proxy_.bound(); }
+    const std::vector<PortBinding>& bound() const { return m_proxy.bound(); }
     // Whether the DNAT rules are in (waits for their installation).
     bool kernel() const;
     // Why they are not ("" when they are, or when nat was not wanted).
     std::string nat_error() const;
 
 private:
-    void wait_nat() const; // with mutex_ held
+    void wait_nat() const; // with m_mutex held
 
-    std::string owner_;
-    Proxy proxy_;
-    mutable std::mutex mutex_;
-    mutable std::promise<std::string> nat_; // the installer's error, "" for success
-    mutable std::optional<bool> kernel_;
-    mutable std::string nat_error_;
-    std::thread installer_;
+    std::string m_owner;
+    Proxy m_proxy;
+    mutable std::mutex m_mutex;
+    mutable std::promise<std::string> m_nat; // the installer's error, "" for success
+    mutable std::optional<bool> m_kernel;
+    mutable std::string m_nat_error;
+    std::thread m_installer;
 };
 
 } // namespace strata::network

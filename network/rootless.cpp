@@ -31,12 +31,12 @@ namespace strata::network::rootless {
 
 namespace {
 
-constexpr auto kStartTimeout = std::chrono::seconds(20);
+constexpr auto k_start_timeout = std::chrono::seconds(20);
 
 // The fd numbers the helper finds its namespace and pipes at.
-constexpr int kNetnsFd = 3;
-constexpr int kReadyFd = 4;
-constexpr int kExitFd = 5;
+constexpr int k_netns_fd = 3;
+constexpr int k_ready_fd = 4;
+constexpr int k_exit_fd = 5;
 
 std::string read_all(int fd) {
     std::string out;
@@ -200,10 +200,10 @@ Spawned spawn_helper(const std::string& path, const std::vector<std::string>& ar
         ::dup2(log, 2);
         for (int i = 0; i < 3; ++i) {
             if (moved[i] >= 0) {
-                ::dup2(moved[i], kNetnsFd + i); // dup2 clears FD_CLOEXEC
+                ::dup2(moved[i], k_netns_fd + i); // dup2 clears FD_CLOEXEC
             }
         }
-        sys::close_range(kExitFd + 1, ~0u, CLOSE_RANGE_CLOEXEC);
+        sys::close_range(k_exit_fd + 1, ~0u, CLOSE_RANGE_CLOEXEC);
         ::fcntl(rep, F_SETFD, FD_CLOEXEC);
         ::execv(path.c_str(), argv.data());
         int err = errno;
@@ -224,7 +224,7 @@ Spawned spawn_helper(const std::string& path, const std::vector<std::string>& ar
 // Waits for ready_fd to become readable (the helper wrote to it, or closed
 // it by exiting); false on timeout or EOF.
 bool wait_ready(int ready_fd, Child& helper, std::string& got) {
-    auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    auto deadline = std::chrono::steady_clock::now() + k_start_timeout;
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                         deadline - std::chrono::steady_clock::now())
@@ -332,19 +332,20 @@ Network::Network(Network&&) noexcept = default;
 Network& Network::operator=(Network&&) noexcept = default;
 
 Network::~Network() {
-    if (!helper_) {
+    if (!m_helper) {
         return;
     }
     try {
-        if (exit_fd_) {
-            exit_fd_.reset(); // slirp4netns leaves on its own when this closes
-            if (helper_.wait_for(std::chrono::milliseconds(1000))) {
+        if (m_exit_fd) {
+            m_exit_fd.reset(); // slirp4netns leaves on its own when this closes
+            if (m_helper.wait_for(std::chrono::milliseconds(1000))) {
                 return;
             }
         }
-        helper_.terminate(std::chrono::milliseconds(1000));
+        m_helper.terminate(std::chrono::milliseconds(1000));
     } catch (const std::exception& e) {
-        STRATA_LOG_WARN("rootless network: stopping {}: {}", backend_name(info_.backend), e.what());
+        STRATA_LOG_WARN("rootless network: stopping {}: {}", backend_name(m_info.backend),
+                        e.what());
     }
 }
 
@@ -368,7 +369,7 @@ Network Network::create(const Options& options) {
         std::rethrow_exception(error);
     }
     Network net = start(ns.get(), options);
-    net.netns_ = std::move(ns);
+    net.m_netns = std::move(ns);
     return net;
 }
 
@@ -376,7 +377,7 @@ std::string Network::resolv_conf(const std::vector<std::string>& dns,
                                  const std::vector<std::string>& dns_search,
                                  const std::vector<std::string>& dns_options) const {
     dns::ResolvConfRequest r;
-    r.dns = dns.empty() ? std::vector<std::string>{info_.nameserver} : dns;
+    r.dns = dns.empty() ? std::vector<std::string>{m_info.nameserver} : dns;
     r.dns_search = dns_search;
     r.dns_options = dns_options;
     return dns::resolv_conf_for(r).text;
@@ -411,7 +412,7 @@ Network Network::start(int netns_fd, const Options& options) {
     loopback_up(netns_fd);
 
     Network net;
-    net.ports_ = ports;
+    net.m_ports = ports;
     if (chosen == Backend::slirp4netns || (!chosen && !pasta)) {
         net.start_slirp4netns(*slirp, netns_fd);
     } else if (chosen == Backend::pasta || !slirp) {
@@ -423,17 +424,17 @@ Network Network::start(int netns_fd, const Options& options) {
             net.start_pasta(*pasta, netns_fd);
         } catch (const Error& e) {
             STRATA_LOG_DEBUG("{}; trying slirp4netns", e.what());
-            net.helper_ = Child();
+            net.m_helper = Child();
             net.start_slirp4netns(*slirp, netns_fd);
         }
     }
-    STRATA_LOG_DEBUG("rootless network: {} started (pid {})", backend_name(net.info_.backend),
-                     net.helper_.pid());
+    STRATA_LOG_DEBUG("rootless network: {} started (pid {})", backend_name(net.m_info.backend),
+                     net.m_helper.pid());
     return net;
 }
 
 void Network::start_pasta(const std::string& path, int netns_fd) {
-    info_.backend = Backend::pasta;
+    m_info.backend = Backend::pasta;
     // Foreground (so it is our child and dies with us); it writes its pid to
     // --pid once the namespace is configured and the ports are bound: a
     // pipe, read here, is the readiness signal.
@@ -441,7 +442,7 @@ void Network::start_pasta(const std::string& path, int netns_fd) {
     std::vector<std::string> args = {"pasta",        "--foreground",  "--quiet",     "--ipv4-only",
                                      "--config-net", "--dns-forward", "169.254.1.1", "--no-map-gw"};
     std::string tcp, udp;
-    for (const auto& p : ports_) {
+    for (const auto& p : m_ports) {
         std::string spec = (p.host_ip.empty() ? "" : p.host_ip + "/") +
                            std::to_string(p.host_port) + ":" + std::to_string(p.container_port);
         std::string& list = p.proto == "tcp" ? tcp : udp;
@@ -455,54 +456,54 @@ void Network::start_pasta(const std::string& path, int netns_fd) {
         args.push_back(spec.empty() ? "none" : spec);
     }
     args.push_back("--pid");
-    args.push_back("/proc/self/fd/" + std::to_string(kReadyFd));
+    args.push_back("/proc/self/fd/" + std::to_string(k_ready_fd));
     args.push_back("--netns");
-    args.push_back("/proc/self/fd/" + std::to_string(kNetnsFd));
+    args.push_back("/proc/self/fd/" + std::to_string(k_netns_fd));
     Pipe ready = Pipe::create();
     auto spawned = spawn_helper(path, args, netns_fd, ready.write.get(), -1);
     ready.write.reset();
-    helper_ = std::move(spawned.child);
+    m_helper = std::move(spawned.child);
     std::string got;
-    if (!wait_ready(ready.read.get(), helper_, got)) {
-        helper_failed("pasta", helper_, spawned.output.get(), "did not start");
+    if (!wait_ready(ready.read.get(), m_helper, got)) {
+        helper_failed("pasta", m_helper, spawned.output.get(), "did not start");
     }
-    info_.nameserver = "169.254.1.1";
+    m_info.nameserver = "169.254.1.1";
 }
 
 void Network::start_slirp4netns(const std::string& path, int netns_fd) {
-    info_.backend = Backend::slirp4netns;
-    api_dir_ = std::make_unique<TempDir>(std::string{}, "strata-slirp-");
-    std::string api = api_dir_->path() + "/api.sock";
+    m_info.backend = Backend::slirp4netns;
+    m_api_dir = std::make_unique<TempDir>(std::string{}, "strata-slirp-");
+    std::string api = m_api_dir->path() + "/api.sock";
     Pipe ready = Pipe::create();
     Pipe exit = Pipe::create();
     std::vector<std::string> args = {"slirp4netns",
                                      "--configure",
                                      "--mtu=65520",
                                      "--disable-host-loopback",
-                                     "--ready-fd=" + std::to_string(kReadyFd),
-                                     "--exit-fd=" + std::to_string(kExitFd),
+                                     "--ready-fd=" + std::to_string(k_ready_fd),
+                                     "--exit-fd=" + std::to_string(k_exit_fd),
                                      "--api-socket",
                                      api,
                                      "--netns-type=path",
-                                     "/proc/self/fd/" + std::to_string(kNetnsFd),
+                                     "/proc/self/fd/" + std::to_string(k_netns_fd),
                                      "tap0"};
     auto spawned = spawn_helper(path, args, netns_fd, ready.write.get(), exit.read.get());
     ready.write.reset();
     exit.read.reset();
-    helper_ = std::move(spawned.child);
-    exit_fd_ = std::move(exit.write);
+    m_helper = std::move(spawned.child);
+    m_exit_fd = std::move(exit.write);
     std::string got;
-    if (!wait_ready(ready.read.get(), helper_, got)) {
-        helper_failed("slirp4netns", helper_, spawned.output.get(), "did not start");
+    if (!wait_ready(ready.read.get(), m_helper, got)) {
+        helper_failed("slirp4netns", m_helper, spawned.output.get(), "did not start");
     }
-    for (const auto& p : ports_) {
+    for (const auto& p : m_ports) {
         std::string req = "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"" + p.proto +
                           "\", \"host_addr\": \"" + (p.host_ip.empty() ? "0.0.0.0" : p.host_ip) +
                           "\", \"host_port\": " + std::to_string(p.host_port) +
                           ", \"guest_port\": " + std::to_string(p.container_port) + "}}";
         slirp_api(api, req, p);
     }
-    info_.nameserver = "10.0.2.3";
+    m_info.nameserver = "10.0.2.3";
 }
 
 } // namespace strata::network::rootless

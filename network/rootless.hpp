@@ -85,13 +85,13 @@ public:
     Network& operator=(Network&&) noexcept;
     ~Network(); // stops the helper (SIGTERM, then SIGKILL) and reaps it
 
-    const Info& info() const { return info_; }
+    const Info& info() const { return m_info; }
     // The forwards as bound: host_port is the port actually used.
-    const std::vector<PortForward>& ports() const { return ports_; }
-    pid_t pid() const { return helper_.pid(); }
+    const std::vector<PortForward>& ports() const { return m_ports; }
+    pid_t pid() const { return m_helper.pid(); }
     // The namespace made by create() (-1 after start()): RunSpec::netns_fd
     // with runner::Network::join.
-    int netns_fd() const { return netns_.get(); }
+    int netns_fd() const { return m_netns.get(); }
     // The container's /etc/resolv.conf: the helper's nameserver (or --dns),
     // the host's search and options (or --dns-search, --dns-option), in
     // Docker's format (network/dns.hpp).
@@ -103,12 +103,12 @@ private:
     Network() = default;
     void start_pasta(const std::string& path, int netns_fd);
     void start_slirp4netns(const std::string& path, int netns_fd);
-    UniqueFd netns_; // create()'s; closed after the helper stops
-    Info info_;
-    std::vector<PortForward> ports_;
-    Child helper_;
-    UniqueFd exit_fd_;                 // slirp4netns exits when this closes
-    std::unique_ptr<TempDir> api_dir_; // slirp4netns' API socket
+    UniqueFd m_netns; // create()'s; closed after the helper stops
+    Info m_info;
+    std::vector<PortForward> m_ports;
+    Child m_helper;
+    UniqueFd m_exit_fd;                 // slirp4netns exits when this closes
+    std::unique_ptr<TempDir> m_api_dir; // slirp4netns' API socket
 };
 
 } // namespace strata::network::rootless

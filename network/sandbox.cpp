@@ -253,7 +253,7 @@ struct Sandbox::State {
     }
 };
 
-Sandbox::Sandbox(std::unique_ptr<State> s) : s_(std::move(s)) {}
+Sandbox::Sandbox(std::unique_ptr<State> s) : m_s(std::move(s)) {}
 Sandbox::Sandbox(Sandbox&&) noexcept = default;
 Sandbox& Sandbox::operator=(Sandbox&&) noexcept = default;
 Sandbox::~Sandbox() = default;
@@ -298,19 +298,19 @@ Sandbox Sandbox::create(const SandboxRequest& req) {
 }
 
 int Sandbox::netns_fd() const {
-    return s_->netns.get();
+    return m_s->netns.get();
 }
 
 std::string Sandbox::hosts_address() const {
-    return s_->joined.empty() ? std::string() : s_->joined.front().ep.address.str();
+    return m_s->joined.empty() ? std::string() : m_s->joined.front().ep.address.str();
 }
 
 std::string Sandbox::gateway() const {
-    return s_->joined.empty() ? std::string() : s_->joined.front().net.gateway.str();
+    return m_s->joined.empty() ? std::string() : m_s->joined.front().net.gateway.str();
 }
 
 std::string Sandbox::resolv_conf() const {
-    return s_->resolv_conf;
+    return m_s->resolv_conf;
 }
 
 std::string resolv_conf_with(const std::vector<std::string>& dns,
@@ -388,12 +388,12 @@ nlohmann::ordered_json Sandbox::settings() const {
     s["LinkLocalIPv6Address"] = "";
     s["LinkLocalIPv6PrefixLen"] = 0;
     s["Ports"] = ports::ports_json(
-        s_->published ? s_->published->bound() : std::vector<PortBinding>{}, s_->req.exposed);
+        m_s->published ? m_s->published->bound() : std::vector<PortBinding>{}, m_s->req.exposed);
     s["SandboxKey"] = "";
     s["SecondaryIPAddresses"] = nullptr;
     s["SecondaryIPv6Addresses"] = nullptr;
     const Joined* def = nullptr;
-    for (const auto& j : s_->joined) {
+    for (const auto& j : m_s->joined) {
         if (j.net.name == "bridge") {
             def = &j;
         }
@@ -407,7 +407,7 @@ nlohmann::ordered_json Sandbox::settings() const {
     s["IPv6Gateway"] = "";
     s["MacAddress"] = def != nullptr ? def->ep.mac : "";
     nlohmann::ordered_json nets = nlohmann::ordered_json::object();
-    for (const auto& j : s_->joined) {
+    for (const auto& j : m_s->joined) {
         nlohmann::ordered_json n;
         n["IPAMConfig"] = j.ep.static_address
                               ? nlohmann::ordered_json{{"IPv4Address", j.ep.address.str()}}
@@ -417,7 +417,7 @@ nlohmann::ordered_json Sandbox::settings() const {
             n["Aliases"] = nullptr;
         } else {
             auto a = j.ep.aliases;
-            a.push_back(s_->req.container_id.substr(0, 12));
+            a.push_back(m_s->req.container_id.substr(0, 12));
             n["Aliases"] = a;
         }
         n["NetworkID"] = j.net.id;
@@ -437,37 +437,37 @@ nlohmann::ordered_json Sandbox::settings() const {
 }
 
 std::vector<ipv4::Address> Sandbox::lookup(std::string_view name) const {
-    return s_->names().lookup(name);
+    return m_s->names().lookup(name);
 }
 
 void Sandbox::connect(const EndpointRequest& req) {
-    if (!s_->inner) {
-        s_->inner.emplace(netlink::Netlink::open_in(s_->netns.get()));
+    if (!m_s->inner) {
+        m_s->inner.emplace(netlink::Netlink::open_in(m_s->netns.get()));
     }
-    s_->attach(req);
+    m_s->attach(req);
 }
 
 void Sandbox::disconnect(const std::string& network) {
-    NetworkRecord net = s_->store.load(network);
-    for (std::size_t i = 0; i < s_->joined.size(); ++i) {
-        if (s_->joined[i].net.id == net.id) {
+    NetworkRecord net = m_s->store.load(network);
+    for (std::size_t i = 0; i < m_s->joined.size(); ++i) {
+        if (m_s->joined[i].net.id == net.id) {
             if (i == 0) {
                 // The published ports lead to this endpoint's address, which
                 // is released now: their rules and proxies go with it, as
                 // Docker's port mappings go with their endpoint.
-                s_->drop_published();
+                m_s->drop_published();
             }
-            s_->detach(i, false);
-            if (i == 0 && !s_->joined.empty()) {
+            m_s->detach(i, false);
+            if (i == 0 && !m_s->joined.empty()) {
                 // The default route went with the first network's link: the
                 // next network's gateway takes it, as Docker picks another.
-                const Joined& next = s_->joined.front();
-                s_->inner->add_default_route(next.net.gateway, next.ifname);
+                const Joined& next = m_s->joined.front();
+                m_s->inner->add_default_route(next.net.gateway, next.ifname);
             }
             return;
         }
     }
-    throw Error("container " + s_->req.container_id + " is not connected to network " + net.name);
+    throw Error("container " + m_s->req.container_id + " is not connected to network " + net.name);
 }
 
 void recover(const std::string& store_root) {

@@ -85,7 +85,7 @@ public:
 
 private:
     explicit Sandbox(std::unique_ptr<State> s);
-    std::unique_ptr<State> s_;
+    std::unique_ptr<State> m_s;
 };
 
 // /etc/resolv.conf with Docker's --dns, --dns-search and --dns-option

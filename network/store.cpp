@@ -19,7 +19,7 @@ namespace strata::network {
 
 namespace {
 
-constexpr const char* kPrivate = "StrataConfiguredSubnet";
+constexpr const char* k_private = "StrataConfiguredSubnet";
 
 bool is_hex(std::string_view s) {
     return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
@@ -28,7 +28,7 @@ bool is_hex(std::string_view s) {
 } // namespace
 
 std::string random_hex(std::size_t n) {
-    static constexpr char kHex[] = "0123456789abcdef";
+    static constexpr char k_hex[] = "0123456789abcdef";
     std::string bytes((n + 1) / 2, '\0');
     std::size_t got = 0;
     while (got < bytes.size()) {
@@ -43,8 +43,8 @@ std::string random_hex(std::size_t n) {
     }
     std::string out;
     for (unsigned char b : bytes) {
-        out.push_back(kHex[b >> 4]);
-        out.push_back(kHex[b & 15]);
+        out.push_back(k_hex[b >> 4]);
+        out.push_back(k_hex[b & 15]);
     }
     out.resize(n);
     return out;
@@ -104,7 +104,7 @@ nlohmann::ordered_json NetworkRecord::to_json() const {
 
 nlohmann::ordered_json NetworkRecord::to_record() const {
     auto j = to_json();
-    j[kPrivate] = configured_subnet;
+    j[k_private] = configured_subnet;
     return j;
 }
 
@@ -115,7 +115,7 @@ NetworkRecord NetworkRecord::from_json(const nlohmann::json& j) {
     r.created = j.value("Created", std::string());
     r.driver = j.value("Driver", std::string("bridge"));
     r.internal = j.value("Internal", false);
-    r.configured_subnet = j.value(kPrivate, false);
+    r.configured_subnet = j.value(k_private, false);
     if (j.contains("IPAM") && j["IPAM"].contains("Config") && !j["IPAM"]["Config"].empty()) {
         const auto& c = j["IPAM"]["Config"][0];
         r.subnet = ipv4::Subnet::parse(c.at("Subnet").get<std::string>());
@@ -163,32 +163,32 @@ Endpoint Endpoint::from_json(const nlohmann::json& j) {
 // ---------------------------------------------------------------------------
 
 FileLock::FileLock(const std::string& path, bool exclusive)
-    : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-    if (!fd_) {
+    : m_fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (!m_fd) {
         throw_errno("open", path);
     }
-    while (::flock(fd_.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
+    while (::flock(m_fd.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
         if (errno != EINTR) {
             throw_errno("flock", path);
         }
     }
 }
 
-NetworkStore::NetworkStore(std::string store_root) : dir_(store_root + "/networks") {
-    if (!fs::exists(dir_ + "/names/none")) {
-        fs::mkdirs(dir_ + "/names", 0700);
+NetworkStore::NetworkStore(std::string store_root) : m_dir(store_root + "/networks") {
+    if (!fs::exists(m_dir + "/names/none")) {
+        fs::mkdirs(m_dir + "/names", 0700);
         ensure_predefined();
     }
 }
 
 FileLock NetworkStore::lock(bool exclusive) const {
-    return FileLock(dir_ + "/lock", exclusive);
+    return FileLock(m_dir + "/lock", exclusive);
 }
 
 void NetworkStore::ensure_predefined() {
     FileLock l = lock();
     auto make = [&](const std::string& name, const std::string& driver) {
-        if (fs::exists(dir_ + "/names/" + name)) {
+        if (fs::exists(m_dir + "/names/" + name)) {
             return;
         }
         NetworkRecord r;
@@ -214,16 +214,16 @@ void NetworkStore::ensure_predefined() {
 NetworkRecord NetworkStore::write_new(NetworkRecord rec) {
     rec.id = random_hex(64);
     rec.created = now_rfc3339nano();
-    std::string d = dir_ + "/" + rec.id;
+    std::string d = m_dir + "/" + rec.id;
     fs::mkdirs(d + "/endpoints", 0700);
     fs::write_file_atomic(d + "/network.json", rec.to_record().dump(2) + "\n", 0600);
-    if (::symlink(rec.id.c_str(), (dir_ + "/names/" + rec.name).c_str()) != 0) {
+    if (::symlink(rec.id.c_str(), (m_dir + "/names/" + rec.name).c_str()) != 0) {
         int err = errno;
         fs::remove_all(d);
         if (err == EEXIST) {
             throw UsageError("network with name " + rec.name + " already exists");
         }
-        throw SysError("symlink", dir_ + "/names/" + rec.name, err);
+        throw SysError("symlink", m_dir + "/names/" + rec.name, err);
     }
     return rec;
 }
@@ -301,8 +301,8 @@ NetworkRecord NetworkStore::create(const CreateOptions& o) {
         throw UsageError("invalid network name \"" + o.name + "\"");
     }
     FileLock l = lock();
-    if (fs::exists(dir_ + "/names/" + o.name) ||
-        ::access((dir_ + "/names/" + o.name).c_str(), F_OK) == 0) {
+    if (fs::exists(m_dir + "/names/" + o.name) ||
+        ::access((m_dir + "/names/" + o.name).c_str(), F_OK) == 0) {
         throw UsageError("network with name " + o.name + " already exists");
     }
     NetworkRecord r;
@@ -345,14 +345,14 @@ std::optional<NetworkRecord> NetworkStore::find(std::string_view ref) const {
     char buf[128];
     std::string ref_s(ref);
     if (!ref.empty() && ref_s.find('/') == std::string::npos && ref_s != "." && ref_s != "..") {
-        ssize_t n = ::readlink((dir_ + "/names/" + ref_s).c_str(), buf, sizeof buf);
+        ssize_t n = ::readlink((m_dir + "/names/" + ref_s).c_str(), buf, sizeof buf);
         if (n > 0) {
             id.assign(buf, static_cast<std::size_t>(n));
         }
     }
     if (id.empty() && is_hex(ref)) {
         std::string match;
-        for (const auto& e : fs::list_dir(dir_)) {
+        for (const auto& e : fs::list_dir(m_dir)) {
             if (e.size() == 64 && e.compare(0, ref.size(), ref) == 0) {
                 if (!match.empty()) {
                     return std::nullopt; // ambiguous
@@ -365,7 +365,7 @@ std::optional<NetworkRecord> NetworkStore::find(std::string_view ref) const {
     if (id.empty()) {
         return std::nullopt;
     }
-    std::string path = dir_ + "/" + id + "/network.json";
+    std::string path = m_dir + "/" + id + "/network.json";
     std::string text;
     try {
         text = fs::read_file(path, 1u << 20);
@@ -392,7 +392,7 @@ NetworkRecord NetworkStore::load(std::string_view ref) const {
 
 std::vector<NetworkRecord> NetworkStore::list() const {
     std::vector<NetworkRecord> out;
-    for (const auto& name : fs::list_dir(dir_ + "/names")) {
+    for (const auto& name : fs::list_dir(m_dir + "/names")) {
         if (auto r = find(name)) {
             out.push_back(std::move(*r));
         }
@@ -402,7 +402,7 @@ std::vector<NetworkRecord> NetworkStore::list() const {
 
 std::string NetworkStore::endpoint_path(const std::string& network_id,
                                         const std::string& container_id) const {
-    return dir_ + "/" + network_id + "/endpoints/" + container_id + ".json";
+    return m_dir + "/" + network_id + "/endpoints/" + container_id + ".json";
 }
 
 namespace {
@@ -432,7 +432,7 @@ std::optional<Endpoint> read_endpoint(const std::string& path) {
 
 std::vector<Endpoint> NetworkStore::endpoints(const std::string& network_id) const {
     std::vector<Endpoint> out;
-    std::string d = dir_ + "/" + network_id + "/endpoints";
+    std::string d = m_dir + "/" + network_id + "/endpoints";
     for (const auto& f : fs::list_dir(d)) {
         if (f.size() < 5 || f.substr(f.size() - 5) != ".json") {
             continue;
@@ -450,7 +450,7 @@ std::vector<Endpoint> NetworkStore::endpoints(const std::string& network_id) con
 
 std::vector<Endpoint> NetworkStore::sweep(const std::string& network_id) {
     std::vector<Endpoint> out;
-    std::string d = dir_ + "/" + network_id + "/endpoints";
+    std::string d = m_dir + "/" + network_id + "/endpoints";
     for (const auto& f : fs::list_dir(d)) {
         std::string path = d + "/" + f;
         if (f.size() < 5 || f.substr(f.size() - 5) != ".json") {
@@ -563,8 +563,8 @@ std::vector<Endpoint> NetworkStore::remove(const NetworkRecord& net) {
         throw Error("error while removing network: network " + net.name + " id " + net.id +
                     " has active endpoints");
     }
-    ::unlink((dir_ + "/names/" + net.name).c_str());
-    fs::remove_all(dir_ + "/" + net.id);
+    ::unlink((m_dir + "/names/" + net.name).c_str());
+    fs::remove_all(m_dir + "/" + net.id);
     return stale;
 }
 

@@ -87,14 +87,14 @@ public:
     FileLock& operator=(FileLock&&) noexcept = default;
 
 private:
-    UniqueFd fd_;
+    UniqueFd m_fd;
 };
 
 class NetworkStore {
 public:
     explicit NetworkStore(std::string store_root);
 
-    const std::string& dir() const noexcept { return dir_; }
+    const std::string& dir() const noexcept { return m_dir; }
     // The store-wide lock (IPAM, bridge devices).
     FileLock lock(bool exclusive = true) const;
 
@@ -141,7 +141,7 @@ private:
     NetworkRecord write_new(NetworkRecord rec);
     ipv4::Subnet pick_subnet() const;
 
-    std::string dir_;
+    std::string m_dir;
 };
 
 // Whether subnet overlaps a route of the calling thread's namespace

@@ -136,53 +136,53 @@ std::optional<std::string> next_link(std::string_view h) {
 // Returns a borrowed session to the pool when it goes out of scope.
 class Client::Lease {
 public:
-    explicit Lease(Client& c) : c_(c), s_(c.acquire()) {}
-    ~Lease() { c_.release(std::move(s_)); }
-    HttpSession& operator*() { return *s_; }
+    explicit Lease(Client& c) : m_c(c), m_s(c.acquire()) {}
+    ~Lease() { m_c.release(std::move(m_s)); }
+    HttpSession& operator*() { return *m_s; }
 
 private:
-    Client& c_;
-    std::unique_ptr<HttpSession> s_;
+    Client& m_c;
+    std::unique_ptr<HttpSession> m_s;
 };
 
 Client::Client(std::string registry, ClientOptions options)
-    : registry_(std::move(registry)), host_(api_host(registry_)), options_(std::move(options)) {
-    allow_http_ = options_.insecure || !options_.tls_verify || is_insecure_host(registry_);
-    if (allow_http_) {
-        options_.http.tls_verify = false;
+    : m_registry(std::move(registry)), m_host(api_host(m_registry)), m_options(std::move(options)) {
+    m_allow_http = m_options.insecure || !m_options.tls_verify || is_insecure_host(m_registry);
+    if (m_allow_http) {
+        m_options.http.tls_verify = false;
     } else {
-        options_.http.tls_verify = options_.tls_verify;
+        m_options.http.tls_verify = m_options.tls_verify;
     }
 }
 
 Client::~Client() = default;
 
 std::unique_ptr<HttpSession> Client::acquire() {
-    std::lock_guard lock(mu_);
-    if (!pool_.empty()) {
-        auto s = std::move(pool_.back());
-        pool_.pop_back();
+    std::lock_guard lock(m_mu);
+    if (!m_pool.empty()) {
+        auto s = std::move(m_pool.back());
+        m_pool.pop_back();
         return s;
     }
-    return std::make_unique<HttpSession>(options_.http);
+    return std::make_unique<HttpSession>(m_options.http);
 }
 
 void Client::release(std::unique_ptr<HttpSession> s) {
-    std::lock_guard lock(mu_);
-    pool_.push_back(std::move(s));
+    std::lock_guard lock(m_mu);
+    m_pool.push_back(std::move(s));
 }
 
 std::string Client::base_url() {
     Lease s(*this);
     ensure_ready(*s);
-    std::lock_guard lock(mu_);
-    return scheme_ + "://" + host_;
+    std::lock_guard lock(m_mu);
+    return m_scheme + "://" + m_host;
 }
 
 void Client::ensure_ready(HttpSession& s) {
     {
-        std::lock_guard lock(mu_);
-        if (!scheme_.empty()) {
+        std::lock_guard lock(m_mu);
+        if (!m_scheme.empty()) {
             return;
         }
     }
@@ -190,9 +190,9 @@ void Client::ensure_ready(HttpSession& s) {
     // when TLS cannot be spoken (Docker's order).
     auto probe = [&](const std::string& scheme) {
         HttpRequest req;
-        req.url = scheme + "://" + host_ + "/v2/";
+        req.url = scheme + "://" + m_host + "/v2/";
         req.max_body = 64 * 1024;
-        return perform_with_retries(s, req, options_.retry);
+        return perform_with_retries(s, req, m_options.retry);
     };
     std::string scheme = "https";
     HttpResponse resp;
@@ -201,16 +201,17 @@ void Client::ensure_ready(HttpSession& s) {
     } catch (const TransportError& e) {
         // Nothing listening (or no such host) is no reason to try plain HTTP
         // on the same port; a failed TLS handshake or garbled answer is.
-        if (!allow_http_ || e.curl_code() == CURLE_COULDNT_CONNECT ||
-            e.curl_code() == CURLE_COULDNT_RESOLVE_HOST || e.curl_code() == CURLE_OPERATION_TIMEDOUT) {
-            throw RegistryError(fmt::format("cannot reach registry {}: {}", registry_, e.what()));
+        if (!m_allow_http || e.curl_code() == CURLE_COULDNT_CONNECT ||
+            e.curl_code() == CURLE_COULDNT_RESOLVE_HOST ||
+            e.curl_code() == CURLE_OPERATION_TIMEDOUT) {
+            throw RegistryError(fmt::format("cannot reach registry {}: {}", m_registry, e.what()));
         }
-        STRATA_LOG_DEBUG("{}: https failed ({}), trying http", registry_, e.what());
+        STRATA_LOG_DEBUG("{}: https failed ({}), trying http", m_registry, e.what());
         scheme = "http";
         try {
             resp = probe(scheme);
         } catch (const TransportError& e2) {
-            throw RegistryError(fmt::format("cannot reach registry {}: {}", registry_, e2.what()));
+            throw RegistryError(fmt::format("cannot reach registry {}: {}", m_registry, e2.what()));
         }
     }
     if (resp.status == 401) {
@@ -218,10 +219,10 @@ void Client::ensure_ready(HttpSession& s) {
     } else if (resp.status == 404) {
         throw RegistryError(fmt::format(
             "{}://{}/v2/ answered 404: {} does not speak the registry API (OCI distribution v2)",
-            scheme, host_, registry_));
+            scheme, m_host, m_registry));
     }
-    std::lock_guard lock(mu_);
-    scheme_ = scheme;
+    std::lock_guard lock(m_mu);
+    m_scheme = scheme;
 }
 
 bool Client::learn_challenge(const HttpResponse& resp) {
@@ -230,25 +231,25 @@ bool Client::learn_challenge(const HttpResponse& resp) {
         auto cs = parse_www_authenticate(h);
         challenges.insert(challenges.end(), cs.begin(), cs.end());
     }
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(m_mu);
     for (const auto& c : challenges) {
         if (c.scheme == "bearer") {
             auto realm = c.params.find("realm");
             if (realm == c.params.end() || realm->second.empty()) {
-                throw RegistryError(fmt::format("registry {} sent a Bearer challenge without a realm",
-                                                registry_));
+                throw RegistryError(
+                    fmt::format("registry {} sent a Bearer challenge without a realm", m_registry));
             }
-            auth_scheme_ = "bearer";
-            realm_ = realm->second;
+            m_auth_scheme = "bearer";
+            m_realm = realm->second;
             auto svc = c.params.find("service");
-            service_ = svc == c.params.end() ? std::string() : svc->second;
+            m_service = svc == c.params.end() ? std::string() : svc->second;
             return true;
         }
     }
     for (const auto& c : challenges) {
         if (c.scheme == "basic") {
-            auth_scheme_ = "basic";
-            return options_.credentials.has_value();
+            m_auth_scheme = "basic";
+            return m_options.credentials.has_value();
         }
     }
     return false;
@@ -257,9 +258,9 @@ bool Client::learn_challenge(const HttpResponse& resp) {
 std::string Client::fetch_token(HttpSession& s, const std::vector<std::string>& scopes) {
     std::string realm, service;
     {
-        std::lock_guard lock(mu_);
-        realm = realm_;
-        service = service_;
+        std::lock_guard lock(m_mu);
+        realm = m_realm;
+        service = m_service;
     }
     std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
     std::vector<std::string> q;
@@ -273,25 +274,25 @@ std::string Client::fetch_token(HttpSession& s, const std::vector<std::string>& 
     HttpRequest req;
     req.url = url;
     req.max_body = 1024 * 1024;
-    if (const auto& c = options_.credentials) {
+    if (const auto& c = m_options.credentials) {
         req.headers.push_back("Authorization: Basic " + base64_encode(c->username + ":" + c->password));
     }
     HttpResponse resp;
     try {
-        resp = perform_with_retries(s, req, options_.retry);
+        resp = perform_with_retries(s, req, m_options.retry);
     } catch (const TransportError& e) {
-        throw RegistryError(fmt::format("cannot get a token for {} from {}: {}", registry_, realm,
-                                        e.what()));
+        throw RegistryError(
+            fmt::format("cannot get a token for {} from {}: {}", m_registry, realm, e.what()));
     }
     if (resp.status == 401 || resp.status == 403) {
         throw UnauthorizedError(fmt::format(
-            "{}: token server {} refused {} ({}){}", registry_, realm,
-            options_.credentials ? "the credentials" : "anonymous access", resp.status,
-            options_.credentials ? "" : "; log in with `strata login " + registry_ + "`"));
+            "{}: token server {} refused {} ({}){}", m_registry, realm,
+            m_options.credentials ? "the credentials" : "anonymous access", resp.status,
+            m_options.credentials ? "" : "; log in with `strata login " + m_registry + "`"));
     }
     if (!resp.ok()) {
-        throw RegistryError(fmt::format("{}: token server {} answered HTTP {}: {}", registry_, realm,
-                                        resp.status, error_detail(resp)));
+        throw RegistryError(fmt::format("{}: token server {} answered HTTP {}: {}", m_registry,
+                                        realm, resp.status, error_detail(resp)));
     }
     json j = json::parse(resp.body, nullptr, false);
     std::string token;
@@ -303,14 +304,14 @@ std::string Client::fetch_token(HttpSession& s, const std::vector<std::string>& 
         }
     }
     if (token.empty()) {
-        throw RegistryError(fmt::format("{}: token server {} sent no token", registry_, realm));
+        throw RegistryError(fmt::format("{}: token server {} sent no token", m_registry, realm));
     }
     long expires = 60;
     if (!j.is_discarded() && j.contains("expires_in") && j["expires_in"].is_number_integer()) {
         expires = std::max<long>(j["expires_in"].get<long>(), 10);
     }
-    std::lock_guard lock(mu_);
-    tokens_[join(scopes, " ")] =
+    std::lock_guard lock(m_mu);
+    m_tokens[join(scopes, " ")] =
         Token{token, std::chrono::steady_clock::now() + std::chrono::seconds(expires - 5)};
     return token;
 }
@@ -320,21 +321,21 @@ std::optional<std::string> Client::auth_header(HttpSession& s,
                                                bool refresh) {
     std::string scheme;
     {
-        std::lock_guard lock(mu_);
-        scheme = auth_scheme_;
+        std::lock_guard lock(m_mu);
+        scheme = m_auth_scheme;
         if (scheme == "bearer" && !refresh) {
-            auto it = tokens_.find(join(scopes, " "));
-            if (it != tokens_.end() && it->second.expires > std::chrono::steady_clock::now()) {
+            auto it = m_tokens.find(join(scopes, " "));
+            if (it != m_tokens.end() && it->second.expires > std::chrono::steady_clock::now()) {
                 return "Authorization: Bearer " + it->second.value;
             }
         }
     }
     if (scheme == "basic") {
-        if (!options_.credentials) {
+        if (!m_options.credentials) {
             return std::nullopt;
         }
-        return "Authorization: Basic " +
-               base64_encode(options_.credentials->username + ":" + options_.credentials->password);
+        return "Authorization: Basic " + base64_encode(m_options.credentials->username + ":" +
+                                                       m_options.credentials->password);
     }
     if (scheme == "bearer") {
         return "Authorization: Bearer " + fetch_token(s, scopes);
@@ -355,22 +356,22 @@ HttpResponse Client::send(HttpSession& s, HttpRequest req, const std::vector<std
         try {
             resp = perform_with_retries(s, req, policy, restart);
         } catch (const TransportError& e) {
-            throw RegistryError(fmt::format("registry {}: {}", registry_, e.what()));
+            throw RegistryError(fmt::format("registry {}: {}", m_registry, e.what()));
         }
         if (resp.status != 401 || attempt > 0) {
             return resp;
         }
         std::string before;
         {
-            std::lock_guard lock(mu_);
-            before = auth_scheme_;
+            std::lock_guard lock(m_mu);
+            before = m_auth_scheme;
         }
         if (!learn_challenge(resp)) {
             return resp;
         }
         // Basic that was already sent, or nothing new learnt: give up.
-        std::lock_guard lock(mu_);
-        if (auth_scheme_ == "basic" && before == "basic") {
+        std::lock_guard lock(m_mu);
+        if (m_auth_scheme == "basic" && before == "basic") {
             return resp;
         }
     }
@@ -381,12 +382,12 @@ HttpResponse Client::send(HttpSession& s, HttpRequest req, const std::vector<std
     std::string msg = fmt::format("{}: HTTP {}{}", what, resp.status,
                                   detail.empty() ? std::string() : " " + detail);
     if (resp.status == 401 || resp.status == 403) {
-        bool anon = !options_.credentials;
-        throw UnauthorizedError(fmt::format(
-            "{}: unauthorized{}{}", what,
-            anon ? " (no credentials; run `strata login " + registry_ + "`)"
-                 : " (the stored credentials were not accepted)",
-            detail.empty() ? std::string() : ": " + detail));
+        bool anon = !m_options.credentials;
+        throw UnauthorizedError(
+            fmt::format("{}: unauthorized{}{}", what,
+                        anon ? " (no credentials; run `strata login " + m_registry + "`)"
+                             : " (the stored credentials were not accepted)",
+                        detail.empty() ? std::string() : ": " + detail));
     }
     if (resp.status == 404) {
         throw NotFoundError(msg);
@@ -398,16 +399,16 @@ std::string Client::absolute_url(const std::string& location) {
     if (location.starts_with("http://") || location.starts_with("https://")) {
         return location;
     }
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(m_mu);
     if (location.starts_with('/')) {
-        return scheme_ + "://" + host_ + location;
+        return m_scheme + "://" + m_host + location;
     }
-    return scheme_ + "://" + host_ + "/" + location;
+    return m_scheme + "://" + m_host + "/" + location;
 }
 
 std::string Client::url(const std::string& path) {
-    std::lock_guard lock(mu_);
-    return scheme_ + "://" + host_ + path;
+    std::lock_guard lock(m_mu);
+    return m_scheme + "://" + m_host + path;
 }
 
 void Client::ping() {
@@ -418,19 +419,19 @@ void Client::ping() {
     req.max_body = 64 * 1024;
     HttpResponse resp = send(*s, req, {});
     if (!resp.ok()) {
-        fail(resp, fmt::format("registry {}", registry_));
+        fail(resp, fmt::format("registry {}", m_registry));
     }
 }
 
 RemoteManifest Client::get_manifest(const std::string& repo, const std::string& reference) {
-    std::string what = fmt::format("manifest {}/{}{}{}", registry_, repo,
+    std::string what = fmt::format("manifest {}/{}{}{}", m_registry, repo,
                                    reference.starts_with("sha256:") ? "@" : ":", reference);
     Lease s(*this);
     ensure_ready(*s);
     HttpRequest req;
     req.url = url("/v2/" + repo + "/manifests/" + reference);
     req.headers.push_back(accept_manifests());
-    req.max_body = options_.max_manifest_size;
+    req.max_body = m_options.max_manifest_size;
     HttpResponse resp;
     try {
         resp = send(*s, req, {pull_scope(repo)});
@@ -485,7 +486,7 @@ std::optional<formats::Digest> Client::head_manifest(const std::string& repo,
         return std::nullopt;
     }
     if (!resp.ok()) {
-        fail(resp, fmt::format("manifest {}/{}:{}", registry_, repo, reference));
+        fail(resp, fmt::format("manifest {}/{}:{}", m_registry, repo, reference));
     }
     if (auto d = resp.headers.get("docker-content-digest")) {
         return formats::Digest::try_parse(*d);
@@ -495,7 +496,7 @@ std::optional<formats::Digest> Client::head_manifest(const std::string& repo,
 
 formats::Digest Client::put_manifest(const std::string& repo, const std::string& reference,
                                      const std::string& media_type, const std::string& bytes) {
-    std::string what = fmt::format("pushing manifest {}/{}:{}", registry_, repo, reference);
+    std::string what = fmt::format("pushing manifest {}/{}:{}", m_registry, repo, reference);
     Lease s(*this);
     ensure_ready(*s);
     HttpRequest req;
@@ -530,7 +531,7 @@ std::optional<std::uint64_t> Client::blob_size(const std::string& repo,
         return std::nullopt;
     }
     if (!resp.ok()) {
-        fail(resp, fmt::format("blob {}/{}@{}", registry_, repo, digest.str()));
+        fail(resp, fmt::format("blob {}/{}@{}", m_registry, repo, digest.str()));
     }
     auto len = resp.headers.get("content-length");
     return len ? std::strtoull(len->c_str(), nullptr, 10) : 0;
@@ -540,7 +541,7 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
                         std::optional<std::uint64_t> expected_size,
                         const std::function<void(const char*, std::size_t)>& sink,
                         const std::function<void()>& restart, bool verify) {
-    std::string what = fmt::format("blob {}/{}@{}", registry_, repo, digest.str());
+    std::string what = fmt::format("blob {}/{}@{}", m_registry, repo, digest.str());
     Lease s(*this);
     ensure_ready(*s);
     std::optional<formats::DigestHasher> hasher;
@@ -570,7 +571,7 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
     };
     HttpResponse resp;
     try {
-        resp = send(*s, req, {pull_scope(repo)}, options_.retry, again);
+        resp = send(*s, req, {pull_scope(repo)}, m_options.retry, again);
     } catch (const DigestMismatchError&) {
         throw;
     } catch (const UnauthorizedError&) {
@@ -599,7 +600,7 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
 
 BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const formats::Digest& digest,
                              std::uint64_t size, int fd, const std::vector<std::string>& mount_from) {
-    std::string what = fmt::format("uploading blob {} to {}/{}", digest.str(), registry_, repo);
+    std::string what = fmt::format("uploading blob {} to {}/{}", digest.str(), m_registry, repo);
     std::optional<std::string> location;
     for (const auto& from : mount_from) {
         if (from == repo) {
@@ -611,7 +612,7 @@ BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const form
                       "&from=" + url_escape(from));
         HttpResponse resp = send(s, req, {push_scope(repo), pull_scope(from)});
         if (resp.status == 201) {
-            STRATA_LOG_DEBUG("mounted {} from {} into {}/{}", digest.str(), from, registry_, repo);
+            STRATA_LOG_DEBUG("mounted {} from {} into {}/{}", digest.str(), from, m_registry, repo);
             return BlobPush::mounted;
         }
         if (resp.status == 202) {
@@ -636,9 +637,9 @@ BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const form
         }
         location = absolute_url(*loc);
     }
-    RetryPolicy once = options_.retry;
+    RetryPolicy once = m_options.retry;
     once.max_attempts = 1; // a failed upload restarts from a new session
-    std::uint64_t chunk = options_.chunk_size;
+    std::uint64_t chunk = m_options.chunk_size;
     if (chunk != 0 && size > chunk) {
         for (std::uint64_t off = 0; off < size; off += chunk) {
             std::uint64_t len = std::min(chunk, size - off);
@@ -702,17 +703,17 @@ BlobPush Client::push_blob(const std::string& repo, const formats::Digest& diges
         } catch (const NotFoundError&) {
             throw;
         } catch (const TransportError& e) {
-            if (e.connect_failure() || attempt >= options_.retry.max_attempts) {
+            if (e.connect_failure() || attempt >= m_options.retry.max_attempts) {
                 throw; // already retried once, quickly, by perform_with_retries
             }
-            auto delay = backoff_delay(options_.retry, attempt, nullptr);
+            auto delay = backoff_delay(m_options.retry, attempt, nullptr);
             STRATA_LOG_INFO("{}; restarting the upload in {} ms", e.what(), delay.count());
             std::this_thread::sleep_for(delay);
         } catch (const RegistryError& e) {
-            if (attempt >= options_.retry.max_attempts) {
+            if (attempt >= m_options.retry.max_attempts) {
                 throw;
             }
-            auto delay = backoff_delay(options_.retry, attempt, nullptr);
+            auto delay = backoff_delay(m_options.retry, attempt, nullptr);
             STRATA_LOG_INFO("{}; restarting the upload in {} ms", e.what(), delay.count());
             std::this_thread::sleep_for(delay);
         }
@@ -731,7 +732,7 @@ std::vector<std::string> Client::list_paged(const std::string& first_path, const
         req.max_body = 16 * 1024 * 1024;
         HttpResponse resp = send(*s, req, scopes);
         if (!resp.ok()) {
-            fail(resp, fmt::format("listing {}{}", registry_, first_path));
+            fail(resp, fmt::format("listing {}{}", m_registry, first_path));
         }
         json j = json::parse(resp.body, nullptr, false);
         if (j.is_discarded() || !j.is_object()) {
@@ -751,7 +752,7 @@ std::vector<std::string> Client::list_paged(const std::string& first_path, const
         }
         next = absolute_url(*target);
     }
-    throw RegistryError(fmt::format("listing {}{}: too many pages", registry_, first_path));
+    throw RegistryError(fmt::format("listing {}{}: too many pages", m_registry, first_path));
 }
 
 std::vector<std::string> Client::catalog(int page_size) {

@@ -46,7 +46,7 @@ public:
 };
 
 // The manifest registries accept at most (distribution's default limit).
-inline constexpr std::size_t kMaxManifestSize = 4 * 1024 * 1024;
+inline constexpr std::size_t k_max_manifest_size = 4 * 1024 * 1024;
 
 struct ClientOptions {
     bool tls_verify = true;
@@ -55,7 +55,7 @@ struct ClientOptions {
     bool insecure = false;
     std::optional<Credentials> credentials; // nullopt: anonymous
     RetryPolicy retry;
-    std::size_t max_manifest_size = kMaxManifestSize;
+    std::size_t max_manifest_size = k_max_manifest_size;
     // 0: monolithic uploads (POST + one PUT); otherwise PATCH chunks of this size.
     std::uint64_t chunk_size = 0;
     HttpOptions http;
@@ -86,7 +86,7 @@ public:
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
 
-    const std::string& registry() const noexcept { return registry_; }
+    const std::string& registry() const noexcept { return m_registry; }
     // "https://host" or "http://host", after probing (see ping).
     std::string base_url();
 
@@ -141,7 +141,7 @@ private:
     HttpResponse send(HttpSession& s, HttpRequest req, const std::vector<std::string>& scopes,
                       const RetryPolicy& policy, const std::function<void()>& restart = {});
     HttpResponse send(HttpSession& s, HttpRequest req, const std::vector<std::string>& scopes) {
-        return send(s, std::move(req), scopes, options_.retry);
+        return send(s, std::move(req), scopes, m_options.retry);
     }
     std::optional<std::string> auth_header(HttpSession& s, const std::vector<std::string>& scopes,
                                            bool refresh);
@@ -156,19 +156,19 @@ private:
     std::string absolute_url(const std::string& location);
     std::string url(const std::string& path);
 
-    std::string registry_;
-    std::string host_;
-    ClientOptions options_;
-    bool allow_http_;
+    std::string m_registry;
+    std::string m_host;
+    ClientOptions m_options;
+    bool m_allow_http;
 
-    std::mutex mu_;
-    std::vector<std::unique_ptr<HttpSession>> pool_;
-    std::string scheme_; // "" until probed
+    std::mutex m_mu;
+    std::vector<std::unique_ptr<HttpSession>> m_pool;
+    std::string m_scheme; // "" until probed
     // Learnt from the registry's challenges.
-    std::string auth_scheme_; // "", "basic" or "bearer"
-    std::string realm_;
-    std::string service_;
-    std::map<std::string, Token> tokens_; // by joined scopes
+    std::string m_auth_scheme; // "", "basic" or "bearer"
+    std::string m_realm;
+    std::string m_service;
+    std::map<std::string, Token> m_tokens; // by joined scopes
 };
 
 std::string pull_scope(const std::string& repo);

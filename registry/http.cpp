@@ -214,7 +214,7 @@ bool is_tls_code(CURLcode c) {
 } // namespace
 
 bool TransportError::transient() const noexcept {
-    switch (static_cast<CURLcode>(curl_code_)) {
+    switch (static_cast<CURLcode>(m_curl_code)) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_SEND_ERROR:
@@ -231,7 +231,7 @@ bool TransportError::transient() const noexcept {
 }
 
 bool TransportError::connect_failure() const noexcept {
-    switch (static_cast<CURLcode>(curl_code_)) {
+    switch (static_cast<CURLcode>(m_curl_code)) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -242,12 +242,12 @@ bool TransportError::connect_failure() const noexcept {
 }
 
 void Headers::add(std::string name, std::string value) {
-    items_.emplace_back(std::move(name), std::move(value));
+    m_items.emplace_back(std::move(name), std::move(value));
 }
 
 std::optional<std::string> Headers::get(std::string_view name) const {
     std::string key = lower(name);
-    for (const auto& [k, v] : items_) {
+    for (const auto& [k, v] : m_items) {
         if (k == key) {
             return v;
         }
@@ -258,7 +258,7 @@ std::optional<std::string> Headers::get(std::string_view name) const {
 std::vector<std::string> Headers::get_all(std::string_view name) const {
     std::string key = lower(name);
     std::vector<std::string> out;
-    for (const auto& [k, v] : items_) {
+    for (const auto& [k, v] : m_items) {
         if (k == key) {
             out.push_back(v);
         }
@@ -266,19 +266,21 @@ std::vector<std::string> Headers::get_all(std::string_view name) const {
     return out;
 }
 
-HttpSession::HttpSession(HttpOptions options) : options_(std::move(options)) {
+HttpSession::HttpSession(HttpOptions options) : m_options(std::move(options)) {
     global_init();
-    curl_ = curl_easy_init();
-    if (curl_ == nullptr) {
+    m_curl = curl_easy_init();
+    if (m_curl == nullptr) {
         throw RegistryError("cannot create a libcurl handle" +
                             (libcurl_load_error().empty() ? "" : ": " + libcurl_load_error()));
     }
 }
 
-HttpSession::~HttpSession() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+HttpSession::~HttpSession() {
+    curl_easy_cleanup(static_cast<CURL*>(m_curl));
+}
 
 HttpResponse HttpSession::perform(const HttpRequest& req) {
-    CURL* h = static_cast<CURL*>(curl_);
+    CURL* h = static_cast<CURL*>(m_curl);
     curl_easy_reset(h); // keeps the connection cache
     HttpResponse resp;
     Transfer t;
@@ -300,12 +302,13 @@ HttpResponse HttpSession::perform(const HttpRequest& req) {
     curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, options_.user_agent.c_str());
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options_.connect_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_USERAGENT, m_options.user_agent.c_str());
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+                     static_cast<long>(m_options.connect_timeout.count()));
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.stall_timeout.count()));
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, options_.tls_verify ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, options_.tls_verify ? 2L : 0L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(m_options.stall_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, m_options.tls_verify ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, m_options.tls_verify ? 2L : 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, req.follow_redirects ? 1L : 0L);

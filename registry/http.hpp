@@ -31,10 +31,10 @@ public:
 class TransportError : public RegistryError {
 public:
     TransportError(const std::string& what, int curl_code, bool tls)
-        : RegistryError(what), curl_code_(curl_code), tls_(tls) {}
-    int curl_code() const noexcept { return curl_code_; }
+        : RegistryError(what), m_curl_code(curl_code), m_tls(tls) {}
+    int curl_code() const noexcept { return m_curl_code; }
     // The TLS handshake failed (e.g. the server speaks plain HTTP).
-    bool tls_failure() const noexcept { return tls_; }
+    bool tls_failure() const noexcept { return m_tls; }
     // Worth another attempt (timeouts, resets, refused connections).
     bool transient() const noexcept;
     // No connection could be made at all: refused, no route, no such host.
@@ -43,21 +43,21 @@ public:
     bool connect_failure() const noexcept;
 
 private:
-    int curl_code_;
-    bool tls_;
+    int m_curl_code;
+    bool m_tls;
 };
 
 // Response headers in arrival order, names lower-cased.
 class Headers {
 public:
     void add(std::string name, std::string value);
-    void clear() { items_.clear(); }
+    void clear() { m_items.clear(); }
     std::optional<std::string> get(std::string_view name) const;
     std::vector<std::string> get_all(std::string_view name) const;
-    const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
+    const std::vector<std::pair<std::string, std::string>>& items() const { return m_items; }
 
 private:
-    std::vector<std::pair<std::string, std::string>> items_;
+    std::vector<std::pair<std::string, std::string>> m_items;
 };
 
 struct HttpRequest {
@@ -103,11 +103,11 @@ public:
     // One attempt. Throws TransportError when no response arrives, or what
     // the sink threw; HTTP error statuses are returned, not thrown.
     HttpResponse perform(const HttpRequest& request);
-    const HttpOptions& options() const { return options_; }
+    const HttpOptions& options() const { return m_options; }
 
 private:
-    HttpOptions options_;
-    void* curl_;
+    HttpOptions m_options;
+    void* m_curl;
 };
 
 struct RetryPolicy {

@@ -22,7 +22,7 @@ namespace strata::runner {
 
 namespace {
 
-constexpr const char* kCgroupRoot = "/sys/fs/cgroup";
+constexpr const char* k_cgroup_root = "/sys/fs/cgroup";
 
 bool fs_is(const char* path, long magic) {
     struct statfs sf {};
@@ -220,7 +220,7 @@ const std::vector<std::string>& container_controllers() {
 }
 
 CgroupVersion cgroup_version() {
-    if (fs_is(kCgroupRoot, CGROUP2_SUPER_MAGIC)) {
+    if (fs_is(k_cgroup_root, CGROUP2_SUPER_MAGIC)) {
         return CgroupVersion::v2;
     }
     if (fs_is("/sys/fs/cgroup/unified", CGROUP2_SUPER_MAGIC)) {
@@ -374,7 +374,7 @@ UniqueFd load_device_filter(const std::vector<DeviceRule>& rules) {
 Cgroup Cgroup::create(const std::string& parent, const std::string& id,
                       const std::vector<std::string>& controllers,
                       const std::vector<std::string>& optional) {
-    return create_at(cgroup_version(), kCgroupRoot, parent, id, controllers, optional);
+    return create_at(cgroup_version(), k_cgroup_root, parent, id, controllers, optional);
 }
 
 Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
@@ -382,7 +382,7 @@ Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
                          const std::vector<std::string>& controllers,
                          const std::vector<std::string>& optional) {
     Cgroup cg;
-    cg.version_ = version;
+    cg.m_version = version;
     auto make = [&](const std::string& hierarchy, const std::string& controller) {
         std::string base = hierarchy + "/" + parent;
         if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -409,14 +409,14 @@ Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
         if (version != CgroupVersion::v2 && controller == "cpuset") {
             inherit_cpuset(base, dir);
         }
-        cg.dirs_.push_back(dir);
-        cg.controllers_.push_back(controller);
+        cg.m_dirs.push_back(dir);
+        cg.m_controllers.push_back(controller);
         std::string procs = dir + "/cgroup.procs";
         UniqueFd fd(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
         if (!fd) {
             throw_errno("open", procs);
         }
-        cg.procs_.push_back(std::move(fd));
+        cg.m_procs.push_back(std::move(fd));
     };
     if (version == CgroupVersion::v2) {
         make(mount_root, "");
@@ -426,8 +426,8 @@ Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
     all.insert(all.end(), optional.begin(), optional.end());
     for (std::size_t k = 0; k < all.size(); ++k) {
         const std::string& c = all[k];
-        std::string mount = mount_root == kCgroupRoot ? v1_mount_of(c) : mount_root + "/" + c;
-        if (mount_root != kCgroupRoot && k >= controllers.size() && !fs_is_dir(mount)) {
+        std::string mount = mount_root == k_cgroup_root ? v1_mount_of(c) : mount_root + "/" + c;
+        if (mount_root != k_cgroup_root && k >= controllers.size() && !fs_is_dir(mount)) {
             mount.clear();
         }
         if (mount.empty() && k >= controllers.size()) {
@@ -436,13 +436,14 @@ Cgroup Cgroup::create_at(CgroupVersion version, const std::string& mount_root,
         if (mount.empty()) {
             throw Error("cgroup " + std::string(cgroup_version_name(version)) +
                         ": no hierarchy with the " + c + " controller is mounted (" +
-                        std::string(kCgroupRoot) + "/" + c + "); the container cannot be confined");
+                        std::string(k_cgroup_root) + "/" + c +
+                        "); the container cannot be confined");
         }
         bool seen = false;
-        for (std::size_t i = 0; i < cg.dirs_.size(); ++i) {
-            if (cg.dirs_[i].rfind(mount + "/", 0) == 0) {
+        for (std::size_t i = 0; i < cg.m_dirs.size(); ++i) {
+            if (cg.m_dirs[i].rfind(mount + "/", 0) == 0) {
                 seen = true;
-                cg.controllers_[i] += "," + c; // a hierarchy with several ("cpu,cpuacct")
+                cg.m_controllers[i] += "," + c; // a hierarchy with several ("cpu,cpuacct")
             }
         }
         if (!seen) {
@@ -459,12 +460,12 @@ Cgroup& Cgroup::operator=(Cgroup&& o) noexcept {
         } catch (const std::exception& e) {
             STRATA_LOG_WARN("{}", e.what());
         }
-        version_ = o.version_;
-        dirs_ = std::move(o.dirs_);
-        controllers_ = std::move(o.controllers_);
-        procs_ = std::move(o.procs_);
-        device_prog_ = std::move(o.device_prog_);
-        o.dirs_.clear();
+        m_version = o.m_version;
+        m_dirs = std::move(o.m_dirs);
+        m_controllers = std::move(o.m_controllers);
+        m_procs = std::move(o.m_procs);
+        m_device_prog = std::move(o.m_device_prog);
+        o.m_dirs.clear();
     }
     return *this;
 }
@@ -478,11 +479,11 @@ Cgroup::~Cgroup() {
 }
 
 void Cgroup::set_devices(const std::vector<DeviceRule>& rules) {
-    if (version_ == CgroupVersion::v2) {
+    if (m_version == CgroupVersion::v2) {
         UniqueFd prog = load_device_filter(rules);
-        UniqueFd dir(::open(dirs_.at(0).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd dir(::open(m_dirs.at(0).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!dir) {
-            throw_errno("open", dirs_.at(0));
+            throw_errno("open", m_dirs.at(0));
         }
         union bpf_attr attr;
         std::memset(&attr, 0, sizeof attr);
@@ -491,44 +492,44 @@ void Cgroup::set_devices(const std::vector<DeviceRule>& rules) {
         attr.attach_type = BPF_CGROUP_DEVICE;
         attr.attach_flags = BPF_F_ALLOW_MULTI;
         if (bpf(BPF_PROG_ATTACH, &attr) != 0) {
-            throw_errno("bpf(BPF_PROG_ATTACH) of the device filter", dirs_.at(0));
+            throw_errno("bpf(BPF_PROG_ATTACH) of the device filter", m_dirs.at(0));
         }
-        device_prog_ = std::move(prog);
+        m_device_prog = std::move(prog);
         return;
     }
-    for (std::size_t i = 0; i < dirs_.size(); ++i) {
-        if (!lists(controllers_[i], "devices")) {
+    for (std::size_t i = 0; i < m_dirs.size(); ++i) {
+        if (!lists(m_controllers[i], "devices")) {
             continue;
         }
         // One rule per write(2), as the devices controller wants.
-        write_file(dirs_[i] + "/devices.deny", "a");
+        write_file(m_dirs[i] + "/devices.deny", "a");
         for (const auto& r : rules) {
             if (r.type == 'a' && !r.allow) {
-                write_file(dirs_[i] + "/devices.deny", "a");
+                write_file(m_dirs[i] + "/devices.deny", "a");
             } else {
-                write_file(dirs_[i] + (r.allow ? "/devices.allow" : "/devices.deny"), r.text());
+                write_file(m_dirs[i] + (r.allow ? "/devices.allow" : "/devices.deny"), r.text());
             }
         }
         return;
     }
-    throw Error("cgroup: no devices hierarchy among " + std::to_string(dirs_.size()) +
+    throw Error("cgroup: no devices hierarchy among " + std::to_string(m_dirs.size()) +
                 " cgroup directories");
 }
 
 std::vector<int> Cgroup::procs_fds() const {
     std::vector<int> out;
-    for (const auto& fd : procs_) {
+    for (const auto& fd : m_procs) {
         out.push_back(fd.get());
     }
     return out;
 }
 
 void Cgroup::remove() {
-    procs_.clear();
-    device_prog_.reset();
+    m_procs.clear();
+    m_device_prog.reset();
     std::string failed;
     int err = 0;
-    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+    for (auto it = m_dirs.rbegin(); it != m_dirs.rend(); ++it) {
         // The processes of a PID namespace whose init has been reaped are
         // gone, but the cgroup can take a moment to notice.
         int r = -1;
@@ -544,8 +545,8 @@ void Cgroup::remove() {
             failed = *it;
         }
     }
-    dirs_.clear();
-    controllers_.clear();
+    m_dirs.clear();
+    m_controllers.clear();
     if (!failed.empty()) {
         throw SysError("rmdir (the container's cgroup)", failed, err);
     }
@@ -565,9 +566,9 @@ std::string CgroupPaths::dir_of(const std::string& controller) const {
 
 CgroupPaths Cgroup::where() const {
     CgroupPaths p;
-    p.version = version_;
-    for (std::size_t i = 0; i < dirs_.size(); ++i) {
-        p.dirs.emplace_back(controllers_[i], dirs_[i]);
+    p.version = m_version;
+    for (std::size_t i = 0; i < m_dirs.size(); ++i) {
+        p.dirs.emplace_back(m_controllers[i], m_dirs[i]);
     }
     return p;
 }
@@ -592,7 +593,7 @@ void Cgroup::apply(const Resources& r) {
     };
     const std::int64_t period = 100000;
     std::int64_t quota = r.nano_cpus * period / 1000000000;
-    if (version_ == CgroupVersion::v2) {
+    if (m_version == CgroupVersion::v2) {
         if (r.memory_reservation > 0) {
             put("memory", "memory.low", std::to_string(r.memory_reservation));
         }
@@ -671,7 +672,7 @@ bool Cgroup::oom_killed() const {
     if (d.empty()) {
         return false;
     }
-    if (version_ == CgroupVersion::v2) {
+    if (m_version == CgroupVersion::v2) {
         return keyed(read_text(d + "/memory.events"), "oom_kill") > 0;
     }
     std::string text = read_text(d + "/memory.oom_control");
@@ -689,7 +690,7 @@ CgroupPaths cgroup_paths(const std::string& name) {
     CgroupPaths p;
     p.version = cgroup_version();
     if (p.version == CgroupVersion::v2) {
-        std::string d = std::string(kCgroupRoot) + "/strata/" + name;
+        std::string d = std::string(k_cgroup_root) + "/strata/" + name;
         if (fs_is_dir(d)) {
             p.dirs.emplace_back("", d);
         }
@@ -735,7 +736,7 @@ CgroupPaths cgroup_paths_of(pid_t pid) {
         std::string path = line.substr(b + 1);
         if (p.version == CgroupVersion::v2) {
             if (controllers.empty()) {
-                p.dirs.emplace_back("", std::string(kCgroupRoot) + (path == "/" ? "" : path));
+                p.dirs.emplace_back("", std::string(k_cgroup_root) + (path == "/" ? "" : path));
             }
             continue;
         }

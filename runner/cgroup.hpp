@@ -81,7 +81,7 @@ bool frozen(const CgroupPaths& cg);
 struct CgroupStats {
     std::uint64_t cpu_usage_ns = 0; // cpuacct.usage / cpu.stat usage_usec
     std::uint64_t memory_usage = 0; // memory.usage_in_bytes / memory.current
-    std::uint64_t memory_cache = 0; // (total_)inactive_file, which docker subtracts
+    std::uint64_t memory_cache = 0; // (m_total)inactive_file, which docker subtracts
     std::uint64_t memory_limit = 0; // the limit; unlimited: the host's memory, as docker
     std::uint64_t pids_current = 0; // pids.current
     std::uint64_t blkio_read = 0;   // bytes read and written (blkio / io.stat)
@@ -175,8 +175,8 @@ public:
     // the writer there (the child does, before it execs).
     std::vector<int> procs_fds() const;
     // The directories, one per hierarchy.
-    const std::vector<std::string>& paths() const noexcept { return dirs_; }
-    CgroupVersion version() const noexcept { return version_; }
+    const std::vector<std::string>& paths() const noexcept { return m_dirs; }
+    CgroupVersion version() const noexcept { return m_version; }
 
     // Removes the directories (every process must have ended; an exited
     // container's last processes can take a moment to leave, so EBUSY is
@@ -184,11 +184,11 @@ public:
     void remove();
 
 private:
-    CgroupVersion version_ = CgroupVersion::v1;
-    std::vector<std::string> dirs_;        // created, outermost hierarchy first
-    std::vector<std::string> controllers_; // parallel to dirs_ (v2: "")
-    std::vector<UniqueFd> procs_;          // cgroup.procs of each dir, O_WRONLY
-    UniqueFd device_prog_;                 // v2: the attached program
+    CgroupVersion m_version = CgroupVersion::v1;
+    std::vector<std::string> m_dirs;        // created, outermost hierarchy first
+    std::vector<std::string> m_controllers; // parallel to m_dirs (v2: "")
+    std::vector<UniqueFd> m_procs;          // cgroup.procs of each dir, O_WRONLY
+    UniqueFd m_device_prog;                 // v2: the attached program
 };
 
 } // namespace strata::runner

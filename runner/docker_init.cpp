@@ -17,21 +17,22 @@
 namespace strata::runner {
 
 UniqueFd sealed_docker_init() {
-    UniqueFd src(::open(kDockerInitPath, O_RDONLY | O_CLOEXEC));
+    UniqueFd src(::open(k_docker_init_path, O_RDONLY | O_CLOEXEC));
     if (!src) {
         if (errno == ENOENT) {
-            throw StartError(std::string("--init needs docker-init: ") + kDockerInitPath +
+            throw StartError(std::string("--init needs docker-init: ") + k_docker_init_path +
                                  " is missing (apt-get install tini)",
                              125);
         }
-        throw_errno("open", kDockerInitPath);
+        throw_errno("open", k_docker_init_path);
     }
     struct stat st;
     if (::fstat(src.get(), &st) != 0) {
-        throw_errno("fstat", kDockerInitPath);
+        throw_errno("fstat", k_docker_init_path);
     }
     if (!S_ISREG(st.st_mode)) {
-        throw StartError(std::string("--init: ") + kDockerInitPath + " is not a regular file", 125);
+        throw StartError(std::string("--init: ") + k_docker_init_path + " is not a regular file",
+                         125);
     }
     int fd = ::memfd_create("docker-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
     if (fd < 0 && errno == EINVAL) {
@@ -48,10 +49,10 @@ UniqueFd sealed_docker_init() {
             if (errno == EINTR) {
                 continue;
             }
-            throw_errno("sendfile", kDockerInitPath);
+            throw_errno("sendfile", k_docker_init_path);
         }
         if (n == 0) {
-            throw SysError("sendfile (file shrank)", kDockerInitPath, EIO);
+            throw SysError("sendfile (file shrank)", k_docker_init_path, EIO);
         }
     }
     if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) !=

@@ -15,12 +15,12 @@
 namespace strata::runner {
 
 // Debian's static tini (package tini), as docker-init.
-inline constexpr const char* kDockerInitPath = "/usr/bin/tini-static";
+inline constexpr const char* k_docker_init_path = "/usr/bin/tini-static";
 // argv[0] the container sees, as Docker shows it (`/sbin/docker-init -- CMD`).
-inline constexpr const char* kDockerInitName = "/sbin/docker-init";
+inline constexpr const char* k_docker_init_name = "/sbin/docker-init";
 
 // A sealed (no write, grow, shrink or further seals), close-on-exec memfd
-// holding kDockerInitPath. Throws StartError (125) naming the path and the
+// holding k_docker_init_path. Throws StartError (125) naming the path and the
 // package when it is missing, SysError for any other failure.
 UniqueFd sealed_docker_init();
 

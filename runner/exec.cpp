@@ -57,16 +57,16 @@ struct NsKind {
     const char* name;
     int type;
 };
-constexpr NsKind kNamespaces[] = {
+constexpr NsKind k_namespaces[] = {
     {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
     {"net", CLONE_NEWNET},   {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP},
     {"mnt", CLONE_NEWNS},
 };
-constexpr int kNsCount = static_cast<int>(std::size(kNamespaces));
+constexpr int k_ns_count = static_cast<int>(std::size(k_namespaces));
 
 struct ExecPlan {
     Plan plan;
-    int ns_fds[kNsCount] = {-1, -1, -1, -1, -1, -1, -1};
+    int ns_fds[k_ns_count] = {-1, -1, -1, -1, -1, -1, -1};
     std::vector<int> cgroup_fds; // cgroup.procs of each of PID 1's cgroups
     std::vector<Rlimit> rlimits; // PID 1's, every resource
     bool detach = false;
@@ -211,11 +211,11 @@ bool send_fd(int sock, int fd) noexcept {
         }
         ::close(ep.cgroup_fds[i]);
     }
-    for (int i = 0; i < kNsCount; ++i) {
+    for (int i = 0; i < k_ns_count; ++i) {
         if (ep.ns_fds[i] < 0) {
             continue;
         }
-        if (::setns(ep.ns_fds[i], kNamespaces[i].type) != 0) {
+        if (::setns(ep.ns_fds[i], k_namespaces[i].type) != 0) {
             detail::child_fail(plan, Step::join_namespace, errno, i);
         }
         ::close(ep.ns_fds[i]);
@@ -392,8 +392,8 @@ std::string exec_message(const detail::Report& r, const ExecSpec& spec,
         return "exec: \"" + path + "\": " + err;
     }
     std::string what = detail::step_text(step);
-    if (step == Step::join_namespace && r.index >= 0 && r.index < kNsCount) {
-        what = std::string("joining the container's ") + kNamespaces[r.index].name + " namespace";
+    if (step == Step::join_namespace && r.index >= 0 && r.index < k_ns_count) {
+        what = std::string("joining the container's ") + k_namespaces[r.index].name + " namespace";
     } else if (step == Step::chdir) {
         what += " " + (spec.cwd.empty() ? std::string("/") : spec.cwd);
     } else if (step == Step::uid || step == Step::gid || step == Step::groups) {
@@ -427,9 +427,9 @@ Exec Exec::start(const ExecSpec& spec) {
     ExecPlan ep;
     Plan& plan = ep.plan;
     std::vector<UniqueFd> ns_fds;
-    for (int i = 0; i < kNsCount; ++i) {
-        std::string theirs = proc + "/ns/" + kNamespaces[i].name;
-        std::string ours = std::string("/proc/self/ns/") + kNamespaces[i].name;
+    for (int i = 0; i < k_ns_count; ++i) {
+        std::string theirs = proc + "/ns/" + k_namespaces[i].name;
+        std::string ours = std::string("/proc/self/ns/") + k_namespaces[i].name;
         UniqueFd fd(::open(theirs.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd) {
             throw_errno("open", theirs);
@@ -540,11 +540,11 @@ Exec Exec::start(const ExecSpec& spec) {
         console_child = UniqueFd(sv[1]);
         plan.console_fd = console_child.get();
         plan.close_in_child[3] = console_parent.get();
-        ex.tty_in_ = spec.stdin_fd;
-        ex.tty_out_ = spec.stdout_fd >= 0 ? spec.stdout_fd : 1;
-        ex.winsize_fd_ = ::isatty(ex.tty_out_)                             ? ex.tty_out_
-                         : (spec.stdin_fd >= 0 && ::isatty(spec.stdin_fd)) ? spec.stdin_fd
-                                                                           : -1;
+        ex.m_tty_in = spec.stdin_fd;
+        ex.m_tty_out = spec.stdout_fd >= 0 ? spec.stdout_fd : 1;
+        ex.m_winsize_fd = ::isatty(ex.m_tty_out)                            ? ex.m_tty_out
+                          : (spec.stdin_fd >= 0 && ::isatty(spec.stdin_fd)) ? spec.stdin_fd
+                                                                            : -1;
     } else {
         if (spec.stdin_fd < 0 || spec.detach) {
             devnull = UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -595,15 +595,15 @@ Exec Exec::start(const ExecSpec& spec) {
             n = ::read(pids.read.get(), &f, sizeof f);
         } while (n < 0 && errno == EINTR);
         if (n == static_cast<ssize_t>(sizeof f) && f > 0) {
-            ex.pid_ = f;
-            ex.reaped_ = false;
+            ex.m_pid = f;
+            ex.m_reaped = false;
             int pfd = static_cast<int>(::syscall(SYS_pidfd_open, f, 0));
             if (pfd < 0) {
                 int e = errno;
                 ex.kill_and_reap();
                 throw SysError("pidfd_open", "exec'd process " + std::to_string(f), e);
             }
-            ex.pidfd_ = UniqueFd(pfd);
+            ex.m_pidfd = UniqueFd(pfd);
         }
     }
     if (console_parent) {
@@ -628,8 +628,8 @@ Exec Exec::start(const ExecSpec& spec) {
         if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
             int fd;
             std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-            ex.master_ = UniqueFd(fd);
-            detail::copy_winsize(ex.winsize_fd_, ex.master_.get());
+            ex.m_master = UniqueFd(fd);
+            detail::copy_winsize(ex.m_winsize_fd, ex.m_master.get());
         }
         console_parent.reset();
     }
@@ -650,7 +650,7 @@ Exec Exec::start(const ExecSpec& spec) {
     if (n != 0) {
         throw_errno("read", "exec report pipe");
     }
-    if (!spec.detach && ex.pid_ < 0) {
+    if (!spec.detach && ex.m_pid < 0) {
         throw Error("exec in container " + std::to_string(spec.pid) +
                     ": the process was not started");
     }
@@ -658,20 +658,20 @@ Exec Exec::start(const ExecSpec& spec) {
 }
 
 Exec::Exec(Exec&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), pidfd_(std::move(o.pidfd_)), master_(std::move(o.master_)),
-      tty_in_(o.tty_in_), tty_out_(o.tty_out_), winsize_fd_(o.winsize_fd_),
-      reaped_(std::exchange(o.reaped_, true)) {}
+    : m_pid(std::exchange(o.m_pid, -1)), m_pidfd(std::move(o.m_pidfd)),
+      m_master(std::move(o.m_master)), m_tty_in(o.m_tty_in), m_tty_out(o.m_tty_out),
+      m_winsize_fd(o.m_winsize_fd), m_reaped(std::exchange(o.m_reaped, true)) {}
 
 Exec& Exec::operator=(Exec&& o) noexcept {
     if (this != &o) {
         kill_and_reap();
-        pid_ = std::exchange(o.pid_, -1);
-        pidfd_ = std::move(o.pidfd_);
-        master_ = std::move(o.master_);
-        tty_in_ = o.tty_in_;
-        tty_out_ = o.tty_out_;
-        winsize_fd_ = o.winsize_fd_;
-        reaped_ = std::exchange(o.reaped_, true);
+        m_pid = std::exchange(o.m_pid, -1);
+        m_pidfd = std::move(o.m_pidfd);
+        m_master = std::move(o.m_master);
+        m_tty_in = o.m_tty_in;
+        m_tty_out = o.m_tty_out;
+        m_winsize_fd = o.m_winsize_fd;
+        m_reaped = std::exchange(o.m_reaped, true);
     }
     return *this;
 }
@@ -681,50 +681,50 @@ Exec::~Exec() {
 }
 
 void Exec::kill_and_reap() noexcept {
-    if (!reaped_ && pid_ > 0) {
-        if (pidfd_) {
-            sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
+    if (!m_reaped && m_pid > 0) {
+        if (m_pidfd) {
+            sys::pidfd_send_signal(m_pidfd.get(), SIGKILL);
         }
         int status;
-        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        while (::waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
         }
     }
-    reaped_ = true;
+    m_reaped = true;
 }
 
 void Exec::kill(int sig) {
-    if (reaped_ || !pidfd_) {
+    if (m_reaped || !m_pidfd) {
         throw Error("the exec'd process is not running");
     }
-    int r = sys::pidfd_send_signal(pidfd_.get(), sig);
+    int r = sys::pidfd_send_signal(m_pidfd.get(), sig);
     if (r < 0 && r != -ESRCH) {
-        throw SysError("pidfd_send_signal", "exec'd process " + std::to_string(pid_), -r);
+        throw SysError("pidfd_send_signal", "exec'd process " + std::to_string(m_pid), -r);
     }
 }
 
 void Exec::resize(unsigned short rows, unsigned short cols) {
-    if (!master_) {
+    if (!m_master) {
         throw Error("the exec'd process has no terminal");
     }
     struct winsize ws {
         rows, cols, 0, 0
     };
-    if (::ioctl(master_.get(), TIOCSWINSZ, &ws) != 0) {
+    if (::ioctl(m_master.get(), TIOCSWINSZ, &ws) != 0) {
         throw_errno("TIOCSWINSZ", "exec pty");
     }
 }
 
 ExitStatus Exec::wait(Control* control) {
-    if (reaped_ || pid_ < 0) {
+    if (m_reaped || m_pid < 0) {
         throw Error("the exec'd process is not running");
     }
-    bool in_open = master_ && tty_in_ >= 0;
-    bool out_open = static_cast<bool>(master_);
+    bool in_open = m_master && m_tty_in >= 0;
+    bool out_open = static_cast<bool>(m_master);
     bool cancelled = false;
     while (true) {
         struct pollfd fds[4];
         int n = 0;
-        fds[n++] = {pidfd_.get(), POLLIN, 0};
+        fds[n++] = {m_pidfd.get(), POLLIN, 0};
         int control_i = -1, master_i = -1, in_i = -1;
         if (control != nullptr) {
             control_i = n;
@@ -732,41 +732,41 @@ ExitStatus Exec::wait(Control* control) {
         }
         if (out_open) {
             master_i = n;
-            fds[n++] = {master_.get(), POLLIN, 0};
+            fds[n++] = {m_master.get(), POLLIN, 0};
         }
         if (in_open) {
             in_i = n;
-            fds[n++] = {tty_in_, POLLIN, 0};
+            fds[n++] = {m_tty_in, POLLIN, 0};
         }
         if (::poll(fds, static_cast<nfds_t>(n), -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            throw_errno("poll", "exec'd process " + std::to_string(pid_));
+            throw_errno("poll", "exec'd process " + std::to_string(m_pid));
         }
         if (control_i >= 0 && (fds[control_i].revents & POLLIN) != 0) {
             unsigned char events[64];
             ssize_t got = ::read(control->fd(), events, sizeof events);
             for (ssize_t i = 0; i < got; ++i) {
-                if (events[i] == detail::kEventCancel) {
+                if (events[i] == detail::k_event_cancel) {
                     cancelled = true;
-                    sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
-                } else if (events[i] == detail::kEventWinch) {
-                    if (master_) {
-                        detail::copy_winsize(winsize_fd_, master_.get());
+                    sys::pidfd_send_signal(m_pidfd.get(), SIGKILL);
+                } else if (events[i] == detail::k_event_winch) {
+                    if (m_master) {
+                        detail::copy_winsize(m_winsize_fd, m_master.get());
                     }
                 } else {
-                    sys::pidfd_send_signal(pidfd_.get(), events[i] - detail::kEventSignalBase);
+                    sys::pidfd_send_signal(m_pidfd.get(), events[i] - detail::k_event_signal_base);
                 }
             }
         }
         if (master_i >= 0 && (fds[master_i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-            if (!detail::pump_stream(master_.get(), tty_out_)) {
+            if (!detail::pump_stream(m_master.get(), m_tty_out)) {
                 out_open = false;
             }
         }
         if (in_i >= 0 && (fds[in_i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-            if (!detail::pump_stream(tty_in_, master_.get())) {
+            if (!detail::pump_stream(m_tty_in, m_master.get())) {
                 in_open = false;
             }
         }
@@ -775,22 +775,22 @@ ExitStatus Exec::wait(Control* control) {
         }
     }
     int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
+    while (::waitpid(m_pid, &status, 0) < 0) {
         if (errno != EINTR) {
-            throw_errno("waitpid", "exec'd process " + std::to_string(pid_));
+            throw_errno("waitpid", "exec'd process " + std::to_string(m_pid));
         }
     }
-    reaped_ = true;
+    m_reaped = true;
     if (out_open) {
         // What the command wrote just before it ended.
-        int flags = ::fcntl(master_.get(), F_GETFL);
-        ::fcntl(master_.get(), F_SETFL, flags | O_NONBLOCK);
+        int flags = ::fcntl(m_master.get(), F_GETFL);
+        ::fcntl(m_master.get(), F_SETFL, flags | O_NONBLOCK);
         char buf[16384];
         ssize_t got;
-        while ((got = ::read(master_.get(), buf, sizeof buf)) > 0) {
+        while ((got = ::read(m_master.get(), buf, sizeof buf)) > 0) {
             std::size_t done = 0;
             while (done < static_cast<std::size_t>(got)) {
-                ssize_t w = ::write(tty_out_, buf + done, static_cast<std::size_t>(got) - done);
+                ssize_t w = ::write(m_tty_out, buf + done, static_cast<std::size_t>(got) - done);
                 if (w <= 0) {
                     break;
                 }
@@ -799,17 +799,17 @@ ExitStatus Exec::wait(Control* control) {
         }
     }
     if (cancelled) {
-        throw Cancelled("exec'd process " + std::to_string(pid_) + " was cancelled");
+        throw Cancelled("exec'd process " + std::to_string(m_pid) + " was cancelled");
     }
     return ExitStatus(status);
 }
 
 std::optional<ExitStatus> Exec::wait_for(std::chrono::milliseconds timeout) {
-    if (reaped_ || pid_ < 0) {
+    if (m_reaped || m_pid < 0) {
         throw Error("the exec'd process is not running");
     }
     struct pollfd p {
-        pidfd_.get(), POLLIN, 0
+        m_pidfd.get(), POLLIN, 0
     };
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
@@ -820,7 +820,7 @@ std::optional<ExitStatus> Exec::wait_for(std::chrono::milliseconds timeout) {
             continue;
         }
         if (r < 0) {
-            throw_errno("poll", "exec'd process " + std::to_string(pid_));
+            throw_errno("poll", "exec'd process " + std::to_string(m_pid));
         }
         if (r == 0) {
             return std::nullopt;
@@ -828,12 +828,12 @@ std::optional<ExitStatus> Exec::wait_for(std::chrono::milliseconds timeout) {
         break;
     }
     int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
+    while (::waitpid(m_pid, &status, 0) < 0) {
         if (errno != EINTR) {
-            throw_errno("waitpid", "exec'd process " + std::to_string(pid_));
+            throw_errno("waitpid", "exec'd process " + std::to_string(m_pid));
         }
     }
-    reaped_ = true;
+    m_reaped = true;
     return ExitStatus(status);
 }
 

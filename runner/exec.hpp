@@ -81,7 +81,7 @@ public:
     ~Exec();
 
     // Host pid of the process (-1 when detached).
-    pid_t pid() const noexcept { return pid_; }
+    pid_t pid() const noexcept { return m_pid; }
     void kill(int sig);
     // Sets the pty's window size (tty only).
     void resize(unsigned short rows, unsigned short cols);
@@ -92,13 +92,13 @@ public:
     std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
 
 private:
-    pid_t pid_ = -1;
-    UniqueFd pidfd_;
-    UniqueFd master_;
-    int tty_in_ = -1;
-    int tty_out_ = -1;
-    int winsize_fd_ = -1;
-    bool reaped_ = true;
+    pid_t m_pid = -1;
+    UniqueFd m_pidfd;
+    UniqueFd m_master;
+    int m_tty_in = -1;
+    int m_tty_out = -1;
+    int m_winsize_fd = -1;
+    bool m_reaped = true;
     void kill_and_reap() noexcept;
 };
 

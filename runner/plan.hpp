@@ -82,7 +82,7 @@ enum class OpKind : int {
 };
 
 // The procfs and sysfs instances the masks are applied below (Op::keep_mount, Op::base).
-enum : int { kMountProc = 0, kMountSys = 1, kKeptMounts = 2 };
+enum : int { k_mount_proc = 0, k_mount_sys = 1, k_kept_mounts = 2 };
 
 struct Op {
     OpKind kind = OpKind::fs;
@@ -99,7 +99,7 @@ struct Op {
     // No symlink anywhere on the way to target (/proc, /sys, /dev and below):
     // refused with Step::target_symlink, as runc does since CVE-2019-19921.
     bool no_symlinks = false;
-    int keep_mount = -1; // fs: remember the new mount as kMountProc/kMountSys
+    int keep_mount = -1; // fs: remember the new mount as k_mount_proc/k_mount_sys
     int base = -1;       // mask/readonly: target is relative to that kept mount
     // device: the node's type and permissions (st_mode), number and owner.
     unsigned dev_mode = 0;
@@ -110,7 +110,7 @@ struct Op {
 
 // One cgroup.procs per v1 hierarchy the container joins (devices, memory,
 // cpu, cpuacct, cpuset, pids, blkio, freezer), with room to spare.
-inline constexpr int kMaxCgroupFds = 12;
+inline constexpr int k_max_cgroup_fds = 12;
 
 struct Plan {
     // Parent-owned storage behind every pointer below.
@@ -131,7 +131,7 @@ struct Plan {
     bool new_mount_api = false;    // fsopen/fsmount/open_tree/move_mount (else mount(2))
     bool device_bind = false;      // device ops bind the host's node (user namespace: no mknod)
     // cgroup.procs of the container's cgroup, one per hierarchy: write "0".
-    int cgroup_fds[kMaxCgroupFds] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    int cgroup_fds[k_max_cgroup_fds] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
     bool unshare_cgroupns = false; // a cgroup namespace after joining (not at clone)
 
     uid_t uid = 0;
@@ -159,8 +159,8 @@ struct Plan {
 };
 
 // The bytes Control writes on its pipe: cancel, window change, signal N
-// (kEventSignalBase + N).
-enum : unsigned char { kEventCancel = 0, kEventWinch = 1, kEventSignalBase = 2 };
+// (k_event_signal_base + N).
+enum : unsigned char { k_event_cancel = 0, k_event_winch = 1, k_event_signal_base = 2 };
 
 // Runs in the cloned child; never returns.
 [[noreturn]] void child_main(const Plan& plan) noexcept;

@@ -156,7 +156,7 @@ std::vector<std::string> verify_resources(Resources& r, const HostSupport& host)
         // docker's flags never produce these; the HostConfig of a record can.
         throw UsageError("invalid resources: a negative limit");
     }
-    if (r.memory != 0 && r.memory < kMinMemory) {
+    if (r.memory != 0 && r.memory < k_min_memory) {
         throw UsageError("Minimum memory limit allowed is 6MB");
     }
     if (r.memory > 0 && r.memory_swap == 0) {
@@ -185,7 +185,7 @@ std::vector<std::string> verify_resources(Resources& r, const HostSupport& host)
                            "cgroup is not mounted. Limitation discarded.");
         r.memory_reservation = 0;
     }
-    if (r.memory_reservation > 0 && r.memory_reservation < kMinMemory) {
+    if (r.memory_reservation > 0 && r.memory_reservation < k_min_memory) {
         throw UsageError("Minimum memory reservation allowed is 6MB");
     }
     if (r.memory > 0 && r.memory_reservation > 0 && r.memory < r.memory_reservation) {

@@ -56,7 +56,7 @@ struct HostSupport {
 HostSupport host_support();
 
 // moby's minimum for --memory and --memory-reservation.
-inline constexpr std::int64_t kMinMemory = 6 * 1024 * 1024;
+inline constexpr std::int64_t k_min_memory = 6 * 1024 * 1024;
 
 // Docker's checks: throws UsageError with Docker's message for an invalid
 // combination; returns Docker's warnings for what it dropped from r.

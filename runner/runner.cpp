@@ -170,8 +170,8 @@ std::uint64_t container_capabilities(const Security& security) {
 // ---------------------------------------------------------------------------
 // Control
 
-Control::Control() : pipe_(Pipe::create()) {
-    for (int fd : {pipe_.read.get(), pipe_.write.get()}) {
+Control::Control() : m_pipe(Pipe::create()) {
+    for (int fd : {m_pipe.read.get(), m_pipe.write.get()}) {
         int flags = ::fcntl(fd, F_GETFL);
         if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
             throw_errno("fcntl O_NONBLOCK", "control pipe");
@@ -181,9 +181,9 @@ Control::Control() : pipe_(Pipe::create()) {
 
 namespace {
 
-using detail::kEventCancel;
-using detail::kEventSignalBase;
-using detail::kEventWinch;
+using detail::k_event_cancel;
+using detail::k_event_signal_base;
+using detail::k_event_winch;
 
 void send_event(int fd, unsigned char byte) noexcept {
     int saved = errno;
@@ -195,14 +195,14 @@ void send_event(int fd, unsigned char byte) noexcept {
 } // namespace
 
 void Control::cancel() noexcept {
-    send_event(pipe_.write.get(), kEventCancel);
+    send_event(m_pipe.write.get(), k_event_cancel);
 }
 void Control::window_changed() noexcept {
-    send_event(pipe_.write.get(), kEventWinch);
+    send_event(m_pipe.write.get(), k_event_winch);
 }
 void Control::forward(int sig) noexcept {
     if (sig > 0 && sig < 64) {
-        send_event(pipe_.write.get(), static_cast<unsigned char>(kEventSignalBase + sig));
+        send_event(m_pipe.write.get(), static_cast<unsigned char>(k_event_signal_base + sig));
     }
 }
 
@@ -320,7 +320,7 @@ std::vector<std::string> container_env(const RunSpec& spec, const ExecUser& user
     }
     std::vector<std::string> front;
     if (!has_key(env, "PATH")) {
-        front.push_back(std::string("PATH=") + kDefaultPath);
+        front.push_back(std::string("PATH=") + k_default_path);
     }
     if (!has_key(env, "HOSTNAME")) {
         front.push_back("HOSTNAME=" + hostname);
@@ -340,7 +340,7 @@ std::vector<std::string> exec_candidates(const std::string& argv0,
     if (argv0.find('/') != std::string::npos) {
         return {argv0};
     }
-    std::string path = kDefaultPath;
+    std::string path = k_default_path;
     for (const auto& e : env) {
         if (e.rfind("PATH=", 0) == 0) {
             path = e.substr(5);
@@ -756,7 +756,7 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
     auto strict = [&] { plan.ops.back().no_symlinks = true; };
     fs("/proc", "proc", nsd, nullptr);
     strict();
-    plan.ops.back().keep_mount = detail::kMountProc;
+    plan.ops.back().keep_mount = detail::k_mount_proc;
     // Device nodes work here (the standard ones, --device's) but nothing
     // runs from it or gains privileges through it.
     fs("/dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k");
@@ -815,7 +815,7 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
         op.read_only = !privileged;
         op.sys_fallback = true;
         op.no_symlinks = true;
-        op.keep_mount = detail::kMountSys;
+        op.keep_mount = detail::k_mount_sys;
         add(op, "sysfs on /sys");
     }
     // Docker's masked and read-only paths (moby's oci/defaults.go), none
@@ -828,15 +828,15 @@ void plan_mounts(Plan& plan, const RunSpec& spec, bool no_tty_gid, const std::st
               "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}) {
             Op op;
             op.kind = OpKind::mask;
-            op.base = p[1] == 'p' ? detail::kMountProc : detail::kMountSys;
-            op.target = p + (op.base == detail::kMountProc ? 6 : 5); // below /proc/ or /sys/
+            op.base = p[1] == 'p' ? detail::k_mount_proc : detail::k_mount_sys;
+            op.target = p + (op.base == detail::k_mount_proc ? 6 : 5); // below /proc/ or /sys/
             add(op, std::string("masking ") + p);
         }
         for (const char* p :
              {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}) {
             Op op;
             op.kind = OpKind::readonly;
-            op.base = detail::kMountProc;
+            op.base = detail::k_mount_proc;
             op.target = p + 6;
             add(op, std::string("read-only ") + p);
         }
@@ -1332,7 +1332,7 @@ Container Container::start(const RunSpec& spec) {
     if (spec.init) {
         init_fd = sealed_docker_init();
         plan.init_fd = init_fd.get();
-        plan.init_argv = {kDockerInitName, "--"};
+        plan.init_argv = {k_docker_init_name, "--"};
         plan.init_argv.insert(plan.init_argv.end(), plan.argv.begin(), plan.argv.end());
     }
     std::vector<std::string> candidates = detail::exec_candidates(spec.argv[0], env);
@@ -1622,72 +1622,72 @@ Container Container::start(const RunSpec& spec) {
     return Container(state.release());
 }
 
-Container::Container(Container&& o) noexcept : state_(std::exchange(o.state_, nullptr)) {}
+Container::Container(Container&& o) noexcept : m_state(std::exchange(o.m_state, nullptr)) {}
 
 Container& Container::operator=(Container&& o) noexcept {
     if (this != &o) {
-        if (state_ != nullptr) {
-            state_->kill_and_reap();
-            delete state_;
+        if (m_state != nullptr) {
+            m_state->kill_and_reap();
+            delete m_state;
         }
-        state_ = std::exchange(o.state_, nullptr);
+        m_state = std::exchange(o.m_state, nullptr);
     }
     return *this;
 }
 
 Container::~Container() {
-    if (state_ != nullptr) {
-        if (!state_->reaped) {
+    if (m_state != nullptr) {
+        if (!m_state->reaped) {
             STRATA_LOG_WARN("container pid {} still running at destruction; killing it",
-                            state_->pid);
+                            m_state->pid);
         }
-        state_->kill_and_reap();
-        delete state_;
+        m_state->kill_and_reap();
+        delete m_state;
     }
 }
 
 bool Container::oom_killed() const noexcept {
-    return state_ != nullptr && state_->oom_killed;
+    return m_state != nullptr && m_state->oom_killed;
 }
 
 const CreatedMountPoints& Container::created_mount_points() const {
-    if (state_ == nullptr) {
+    if (m_state == nullptr) {
         throw Error("container is not running");
     }
-    return state_->made;
+    return m_state->made;
 }
 
 pid_t Container::pid() const noexcept {
-    return state_ != nullptr ? state_->pid : -1;
+    return m_state != nullptr ? m_state->pid : -1;
 }
 
 void Container::kill(int sig) {
-    if (state_ == nullptr || state_->reaped) {
+    if (m_state == nullptr || m_state->reaped) {
         throw Error("container is not running");
     }
-    int r = sys::pidfd_send_signal(state_->pidfd.get(), sig);
+    int r = sys::pidfd_send_signal(m_state->pidfd.get(), sig);
     if (r < 0 && r != -ESRCH) {
-        throw SysError("pidfd_send_signal", "container " + std::to_string(state_->pid), -r);
+        throw SysError("pidfd_send_signal", "container " + std::to_string(m_state->pid), -r);
     }
 }
 
 void Container::resize(unsigned short rows, unsigned short cols) {
-    if (state_ == nullptr || !state_->master) {
+    if (m_state == nullptr || !m_state->master) {
         throw Error("container has no terminal");
     }
     struct winsize ws {
         rows, cols, 0, 0
     };
-    if (::ioctl(state_->master.get(), TIOCSWINSZ, &ws) != 0) {
+    if (::ioctl(m_state->master.get(), TIOCSWINSZ, &ws) != 0) {
         throw_errno("TIOCSWINSZ", "container pty");
     }
 }
 
 ExitStatus Container::wait(Control* control) {
-    if (state_ == nullptr || state_->reaped) {
+    if (m_state == nullptr || m_state->reaped) {
         throw Error("container is not running");
     }
-    State& s = *state_;
+    State& s = *m_state;
     bool in_open = s.tty && s.tty_in >= 0;
     bool out_open = s.tty;
     bool cancelled = false;
@@ -1719,15 +1719,15 @@ ExitStatus Container::wait(Control* control) {
             unsigned char events[64];
             ssize_t got = ::read(control->fd(), events, sizeof events);
             for (ssize_t i = 0; i < got; ++i) {
-                if (events[i] == kEventCancel) {
+                if (events[i] == k_event_cancel) {
                     cancelled = true;
                     s.signal(SIGKILL);
-                } else if (events[i] == kEventWinch) {
+                } else if (events[i] == k_event_winch) {
                     if (s.master) {
                         copy_window_size(s.winsize_fd, s.master.get());
                     }
                 } else {
-                    s.signal(events[i] - kEventSignalBase);
+                    s.signal(events[i] - k_event_signal_base);
                 }
             }
         }

@@ -159,11 +159,11 @@ struct RunSpec {
 // container itself could not be set up.
 class StartError : public Error {
 public:
-    StartError(const std::string& what, int exit_code) : Error(what), exit_code_(exit_code) {}
-    int exit_code() const noexcept { return exit_code_; }
+    StartError(const std::string& what, int exit_code) : Error(what), m_exit_code(exit_code) {}
+    int exit_code() const noexcept { return m_exit_code; }
 
 private:
-    int exit_code_;
+    int m_exit_code;
 };
 
 // run() was cancelled through its Control; the container has been killed
@@ -188,10 +188,10 @@ public:
     // The caller's terminal changed size: copy it to the container's pty.
     void window_changed() noexcept;
 
-    int fd() const noexcept { return pipe_.read.get(); }
+    int fd() const noexcept { return m_pipe.read.get(); }
 
 private:
-    Pipe pipe_;
+    Pipe m_pipe;
 };
 
 // The mount points start() created in the root directory because they were
@@ -239,8 +239,8 @@ public:
     struct State;
 
 private:
-    explicit Container(State* s) : state_(s) {}
-    State* state_ = nullptr;
+    explicit Container(State* s) : m_state(s) {}
+    State* m_state = nullptr;
 };
 
 // start() + wait(); with created, what Container::created_mount_points()
@@ -260,7 +260,7 @@ std::string capability_name(int cap);
 std::uint64_t container_capabilities(const Security& security);
 
 // Docker's PATH when the image sets none.
-inline constexpr const char* kDefaultPath =
+inline constexpr const char* k_default_path =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 } // namespace strata::runner

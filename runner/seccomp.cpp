@@ -45,26 +45,26 @@ using nlohmann::json;
 // This machine's architecture, as moby names it (goToNative[runtime.GOARCH])
 // and as an "architecture" of archMap.
 #if defined(__x86_64__)
-constexpr const char* kNativeGoArch = "amd64";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_X86_64";
+constexpr const char* k_native_go_arch = "amd64";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_X86_64";
 #elif defined(__aarch64__)
-constexpr const char* kNativeGoArch = "arm64";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_AARCH64";
+constexpr const char* k_native_go_arch = "arm64";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_AARCH64";
 #elif defined(__i386__)
-constexpr const char* kNativeGoArch = "x86";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_X86";
+constexpr const char* k_native_go_arch = "x86";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_X86";
 #elif defined(__arm__)
-constexpr const char* kNativeGoArch = "arm";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_ARM";
+constexpr const char* k_native_go_arch = "arm";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_ARM";
 #elif defined(__s390x__)
-constexpr const char* kNativeGoArch = "s390x";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_S390X";
+constexpr const char* k_native_go_arch = "s390x";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_S390X";
 #elif defined(__powerpc64__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-constexpr const char* kNativeGoArch = "ppc64le";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_PPC64LE";
+constexpr const char* k_native_go_arch = "ppc64le";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_PPC64LE";
 #elif defined(__riscv) && __riscv_xlen == 64
-constexpr const char* kNativeGoArch = "riscv64";
-constexpr const char* kNativeScmpArch = "SCMP_ARCH_RISCV64";
+constexpr const char* k_native_go_arch = "riscv64";
+constexpr const char* k_native_scmp_arch = "SCMP_ARCH_RISCV64";
 #else
 #error "strata's seccomp support does not know this architecture"
 #endif
@@ -418,7 +418,7 @@ SeccompProgram compile_seccomp(const SeccompProfile& p, std::uint64_t caps,
 
     std::vector<std::string> arches = p.architectures;
     for (const auto& m : p.arch_map) {
-        if (m.architecture == kNativeScmpArch) {
+        if (m.architecture == k_native_scmp_arch) {
             arches.push_back(m.architecture);
             arches.insert(arches.end(), m.sub_architectures.begin(), m.sub_architectures.end());
             break;
@@ -437,7 +437,7 @@ SeccompProgram compile_seccomp(const SeccompProfile& p, std::uint64_t caps,
     }
 
     int max_native_nr = -1;
-    const std::string arch = kNativeGoArch;
+    const std::string arch = k_native_go_arch;
     for (const auto& s : p.syscalls) {
         // moby's selection, in its order.
         if (!s.excludes.arches.empty() && contains(s.excludes.arches, arch)) {

@@ -93,9 +93,9 @@ SeccompProgram compile_seccomp(const SeccompProfile& profile, std::uint64_t caps
 // than a whole container start), so the build compiles it once for Docker's
 // default capability set (runner/seccomp_gen.cpp) and the runner uses that
 // program when nothing differs: the built-in profile, those capabilities.
-// minKernel is judged for kKernelFloor, the oldest kernel the runner runs
+// minKernel is judged for k_kernel_floor, the oldest kernel the runner runs
 // on. nullopt when caps differ (or the build could not precompile).
-inline constexpr KernelVersion kKernelFloor{5, 6};
+inline constexpr KernelVersion k_kernel_floor{5, 6};
 std::optional<SeccompProgram> precompiled_default_seccomp(std::uint64_t caps);
 
 } // namespace strata::runner

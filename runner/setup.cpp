@@ -59,7 +59,7 @@ namespace strata::runner::detail {
 
 namespace {
 
-constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+constexpr std::uint64_t k_resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 
 // The child's own state, per thread: containers start from several threads
 // at once (a build's parallel stages), and a child cloned vfork-style shares
@@ -111,7 +111,7 @@ void close_fd(int fd) noexcept {
 // created where it points, inside the root); magic links never. Returns an
 // fd or -errno.
 int open_target(int rootfd, const char* path, bool dir) noexcept {
-    int fd = sys::openat2_direct(rootfd, path, O_PATH, 0, kResolve);
+    int fd = sys::openat2_direct(rootfd, path, O_PATH, 0, k_resolve);
     if (fd >= 0 || fd != -ENOENT) {
         return fd;
     }
@@ -122,7 +122,7 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
     }
     std::memcpy(buf, path, len + 1);
     for (int hops = 0; hops < 40; ++hops) {
-        int cur = sys::openat2_direct(rootfd, "/", O_PATH | O_DIRECTORY, 0, kResolve);
+        int cur = sys::openat2_direct(rootfd, "/", O_PATH | O_DIRECTORY, 0, k_resolve);
         if (cur < 0) {
             return cur;
         }
@@ -157,7 +157,7 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
             // so that every symlink goes through RESOLVE_IN_ROOT.
             char saved = buf[j];
             buf[j] = '\0';
-            int next = sys::openat2_direct(rootfd, buf, O_PATH, 0, kResolve);
+            int next = sys::openat2_direct(rootfd, buf, O_PATH, 0, k_resolve);
             buf[j] = saved;
             if (next == -ENOENT) {
                 char link[PATH_MAX];
@@ -204,7 +204,7 @@ int open_target(int rootfd, const char* path, bool dir) noexcept {
                     return -e;
                 }
                 buf[j] = '\0';
-                next = sys::openat2_direct(rootfd, buf, O_PATH, 0, kResolve);
+                next = sys::openat2_direct(rootfd, buf, O_PATH, 0, k_resolve);
                 buf[j] = saved;
             }
             close_fd(cur);
@@ -418,7 +418,7 @@ int make_read_only(int fd, bool recursive) noexcept {
 
 // Reopens target (now covered by a new mount) and makes it read-only.
 int reopen_read_only(int rootfd, const char* target, bool recursive) noexcept {
-    int fd = sys::openat2_direct(rootfd, target, O_PATH, 0, kResolve);
+    int fd = sys::openat2_direct(rootfd, target, O_PATH, 0, k_resolve);
     if (fd < 0) {
         return fd;
     }
@@ -575,11 +575,11 @@ int bind_new(int src_dirfd, const char* src_path, bool recursive, bool ro, int t
     return attach(tree, target_fd, keep);
 }
 
-// The procfs and sysfs this container just mounted (kMountProc, kMountSys):
+// The procfs and sysfs this container just mounted (k_mount_proc, k_mount_sys):
 // the masks are resolved below these handles, never through a path in the
 // image.
 // Per thread, as g_detail (set again for every container).
-thread_local int g_kept[kKeptMounts] = {-1, -1};
+thread_local int g_kept[k_kept_mounts] = {-1, -1};
 
 bool on_fs(int fd, long magic) noexcept {
     struct statfs sf;
@@ -587,7 +587,7 @@ bool on_fs(int fd, long magic) noexcept {
 }
 
 long kept_magic(int base) noexcept {
-    return base == kMountProc ? PROC_SUPER_MAGIC : SYSFS_MAGIC;
+    return base == k_mount_proc ? PROC_SUPER_MAGIC : SYSFS_MAGIC;
 }
 
 // Remembers the filesystem just mounted on op.target for the masks. With
@@ -597,7 +597,7 @@ long kept_magic(int base) noexcept {
 void keep_mount(const Plan& plan, int rootfd, const Op& op, int index, int kept) noexcept {
     if (kept < 0) {
         kept = sys::openat2_direct(rootfd, op.target, O_PATH | O_DIRECTORY, 0,
-                                   kResolve | RESOLVE_NO_SYMLINKS);
+                                   k_resolve | RESOLVE_NO_SYMLINKS);
         if (kept < 0) {
             fail(plan, Step::mask_verify, -kept, index);
         }
@@ -613,7 +613,7 @@ void keep_mount(const Plan& plan, int rootfd, const Op& op, int index, int kept)
 // then covered through that fd. A path this kernel does not have is fine (as
 // runc); every other failure stops the container.
 void mask_op(const Plan& plan, const Op& op, int index) noexcept {
-    int base = op.base >= 0 && op.base < kKeptMounts ? g_kept[op.base] : -1;
+    int base = op.base >= 0 && op.base < k_kept_mounts ? g_kept[op.base] : -1;
     if (base < 0) {
         fail(plan, Step::mask_verify, EBADF, index);
     }
@@ -745,7 +745,7 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         // file lives only as long as the container's mount namespace and is
         // never written into the root directory (the image's layers).
         int dev = sys::openat2_direct(rootfd, "/dev", O_PATH | O_DIRECTORY, 0,
-                                      kResolve | RESOLVE_NO_SYMLINKS);
+                                      k_resolve | RESOLVE_NO_SYMLINKS);
         if (dev < 0) {
             fail(plan, Step::mount_target, -dev, index);
         }
@@ -793,7 +793,7 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
         int fd = open_op_target(plan, rootfd, op, index, op.target_dir);
         int* keep = nullptr;
         int kept = -1;
-        if (op.keep_mount >= 0 && op.keep_mount < kKeptMounts) {
+        if (op.keep_mount >= 0 && op.keep_mount < k_kept_mounts) {
             keep = &kept;
         }
         if (plan.new_mount_api) {
@@ -833,7 +833,7 @@ void run_op(const Plan& plan, int rootfd, const Op& op, int index) noexcept {
             // The fd still names the directory the bind now covers: the
             // new mount is opened again inside the root.
             if (r == 0 && (op.flags & (MS_NOSUID | MS_NODEV)) != 0) {
-                int mnt = sys::openat2_direct(rootfd, op.target, O_PATH, 0, kResolve);
+                int mnt = sys::openat2_direct(rootfd, op.target, O_PATH, 0, k_resolve);
                 struct statvfs sv;
                 if (mnt < 0) {
                     errno = -mnt;
@@ -992,7 +992,7 @@ void load_seccomp(const Plan& plan) noexcept {
 // Docker.
 void join_cgroup(const Plan& plan) noexcept {
     bool joined = false;
-    for (int i = 0; i < kMaxCgroupFds; ++i) {
+    for (int i = 0; i < k_max_cgroup_fds; ++i) {
         if (plan.cgroup_fds[i] < 0) {
             continue;
         }
@@ -1080,7 +1080,7 @@ void child_main(const Plan& plan) noexcept {
     // /dev/console, its master passed to the parent over a unix socket.
     int console_slave = -1;
     if (plan.tty) {
-        int master = sys::openat2_direct(rootfd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 0, kResolve);
+        int master = sys::openat2_direct(rootfd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 0, k_resolve);
         if (master < 0) {
             fail(plan, Step::console, -master);
         }

@@ -11,7 +11,7 @@ namespace strata::runner {
 
 namespace {
 
-constexpr int kSignals[5] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+constexpr int k_signals[5] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
 std::atomic<Control*> g_control{nullptr};
 std::atomic<int> g_last_signal{0};
 
@@ -42,10 +42,10 @@ SignalRouting::SignalRouting(Control& control) {
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     for (int i = 0; i < 5; ++i) {
-        if (::sigaction(kSignals[i], &sa, &old_[i]) != 0) {
+        if (::sigaction(k_signals[i], &sa, &m_old[i]) != 0) {
             int e = errno;
             for (int k = 0; k < i; ++k) {
-                ::sigaction(kSignals[k], &old_[k], nullptr);
+                ::sigaction(k_signals[k], &m_old[k], nullptr);
             }
             g_control.store(nullptr);
             throw SysError("sigaction", e);
@@ -55,7 +55,7 @@ SignalRouting::SignalRouting(Control& control) {
 
 SignalRouting::~SignalRouting() {
     for (int i = 0; i < 5; ++i) {
-        ::sigaction(kSignals[i], &old_[i], nullptr);
+        ::sigaction(k_signals[i], &m_old[i], nullptr);
     }
     g_control.store(nullptr);
 }
@@ -64,24 +64,24 @@ int SignalRouting::last_signal() noexcept {
     return g_last_signal.load();
 }
 
-RawTerminal::RawTerminal(int fd) : fd_(fd) {
+RawTerminal::RawTerminal(int fd) : m_fd(fd) {
     if (fd < 0 || !::isatty(fd)) {
         return;
     }
-    if (::tcgetattr(fd, &saved_) != 0) {
+    if (::tcgetattr(fd, &m_saved) != 0) {
         throw_errno("tcgetattr");
     }
-    struct termios raw = saved_;
+    struct termios raw = m_saved;
     ::cfmakeraw(&raw);
     if (::tcsetattr(fd, TCSADRAIN, &raw) != 0) {
         throw_errno("tcsetattr");
     }
-    active_ = true;
+    m_active = true;
 }
 
 RawTerminal::~RawTerminal() {
-    if (active_) {
-        ::tcsetattr(fd_, TCSADRAIN, &saved_);
+    if (m_active) {
+        ::tcsetattr(m_fd, TCSADRAIN, &m_saved);
     }
 }
 

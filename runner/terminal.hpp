@@ -25,7 +25,7 @@ public:
     static int last_signal() noexcept;
 
 private:
-    struct sigaction old_[5];
+    struct sigaction m_old[5];
 };
 
 // While alive, the terminal on fd is in raw mode (no echo, no line editing,
@@ -38,12 +38,12 @@ public:
     RawTerminal& operator=(const RawTerminal&) = delete;
     ~RawTerminal();
 
-    bool active() const noexcept { return active_; }
+    bool active() const noexcept { return m_active; }
 
 private:
-    int fd_;
-    bool active_ = false;
-    struct termios saved_ {};
+    int m_fd;
+    bool m_active = false;
+    struct termios m_saved {};
 };
 
 } // namespace strata::runner

@@ -10,25 +10,24 @@ using formats::EntryType;
 
 namespace {
 
-constexpr std::int32_t kAbsent = -1;
-constexpr std::int32_t kImplied = -2; // a directory node without metadata (dive: empty FileInfo)
+constexpr std::int32_t k_absent = -1;
+constexpr std::int32_t k_implied = -2; // a directory node without metadata (dive: empty FileInfo)
 
 // dive's stacked tree of the layers below the current one.
 class DiveStack {
 public:
-    explicit DiveStack(const LayerIndex& idx)
-        : idx_(idx), state_(idx.trie().size(), kAbsent) {
-        state_[PathTrie::kRoot] = kImplied;
+    explicit DiveStack(const LayerIndex& idx) : m_idx(idx), m_state(idx.trie().size(), k_absent) {
+        m_state[PathTrie::k_root] = k_implied;
     }
 
     // The size dive gives a whiteout of node: 0 for a file or an implied
     // directory, the sum of sizes below an explicit directory.
     std::uint64_t whiteout_size(std::uint32_t node) const {
-        auto s = state_[node];
+        auto s = m_state[node];
         if (s < 0) {
             return 0;
         }
-        if (idx_.record(static_cast<std::uint32_t>(s)).type != EntryType::dir) {
+        if (m_idx.record(static_cast<std::uint32_t>(s)).type != EntryType::dir) {
             return 0;
         }
         std::uint64_t total = 0;
@@ -36,11 +35,11 @@ public:
         while (!stack.empty()) {
             auto n = stack.back();
             stack.pop_back();
-            if (state_[n] >= 0) {
-                total += idx_.record(static_cast<std::uint32_t>(state_[n])).size;
+            if (m_state[n] >= 0) {
+                total += m_idx.record(static_cast<std::uint32_t>(m_state[n])).size;
             }
-            idx_.trie().for_each_child(n, [&](std::uint32_t c) {
-                if (state_[c] != kAbsent) {
+            m_idx.trie().for_each_child(n, [&](std::uint32_t c) {
+                if (m_state[c] != k_absent) {
                     stack.push_back(c);
                 }
             });
@@ -53,11 +52,11 @@ public:
         while (!stack.empty()) {
             auto n = stack.back();
             stack.pop_back();
-            if (state_[n] == kAbsent) {
+            if (m_state[n] == k_absent) {
                 continue;
             }
-            state_[n] = kAbsent;
-            idx_.trie().for_each_child(n, [&](std::uint32_t c) { stack.push_back(c); });
+            m_state[n] = k_absent;
+            m_idx.trie().for_each_child(n, [&](std::uint32_t c) { stack.push_back(c); });
         }
     }
 
@@ -65,35 +64,35 @@ public:
     // entries set their metadata (children kept), and every directory the
     // layer only implies gets empty metadata.
     void stack(std::size_t layer, const std::vector<char>& explicit_in_layer) {
-        const auto& meta = idx_.layer(layer);
-        const auto& trie = idx_.trie();
+        const auto& meta = m_idx.layer(layer);
+        const auto& trie = m_idx.trie();
         for (auto r = meta.first; r < meta.end; ++r) {
-            const auto& rec = idx_.record(r);
-            if (rec.kind == RecordKind::whiteout && rec.node != PathTrie::kRoot) {
+            const auto& rec = m_idx.record(r);
+            if (rec.kind == RecordKind::whiteout && rec.node != PathTrie::k_root) {
                 remove(rec.node);
             }
         }
         for (auto r = meta.first; r < meta.end; ++r) {
-            const auto& rec = idx_.record(r);
+            const auto& rec = m_idx.record(r);
             auto first_ancestor = rec.kind == RecordKind::opaque ? rec.node : trie.parent(rec.node);
-            if (rec.kind == RecordKind::entry && rec.node != PathTrie::kRoot) {
-                state_[rec.node] = static_cast<std::int32_t>(r);
+            if (rec.kind == RecordKind::entry && rec.node != PathTrie::k_root) {
+                m_state[rec.node] = static_cast<std::int32_t>(r);
             }
-            if (rec.node == PathTrie::kRoot && rec.kind != RecordKind::opaque) {
+            if (rec.node == PathTrie::k_root && rec.kind != RecordKind::opaque) {
                 continue;
             }
-            for (auto a = first_ancestor; a != PathTrie::kRoot && a != PathTrie::kNone;
+            for (auto a = first_ancestor; a != PathTrie::k_root && a != PathTrie::k_none;
                  a = trie.parent(a)) {
                 if (!explicit_in_layer[a]) {
-                    state_[a] = kImplied;
+                    m_state[a] = k_implied;
                 }
             }
         }
     }
 
 private:
-    const LayerIndex& idx_;
-    std::vector<std::int32_t> state_;
+    const LayerIndex& m_idx;
+    std::vector<std::int32_t> m_state;
 };
 
 } // namespace
@@ -145,13 +144,13 @@ Analysis analyze_layers(const LayerIndex& idx, std::size_t top_files) {
             // never added, but its directory is.
             auto below = rec.kind == RecordKind::opaque ? rec.node : trie.parent(rec.node);
             if (rec.kind != RecordKind::opaque) {
-                for (auto a = below; a != PathTrie::kNone; a = trie.parent(a)) {
+                for (auto a = below; a != PathTrie::k_none; a = trie.parent(a)) {
                     if (non_leaf[a]) break;
                     mark(non_leaf, a);
                 }
             } else {
-                for (auto a = trie.parent(below); a != PathTrie::kNone && below != PathTrie::kRoot;
-                     a = trie.parent(a)) {
+                for (auto a = trie.parent(below);
+                     a != PathTrie::k_none && below != PathTrie::k_root; a = trie.parent(a)) {
                     if (non_leaf[a]) break;
                     mark(non_leaf, a);
                 }
@@ -167,7 +166,7 @@ Analysis analyze_layers(const LayerIndex& idx, std::size_t top_files) {
         for (auto r = meta.first; r < meta.end; ++r) {
             const auto& rec = idx.record(r);
             auto n = rec.node;
-            if (n == PathTrie::kRoot) {
+            if (n == PathTrie::k_root) {
                 continue;
             }
             switch (rec.kind) {
@@ -227,7 +226,7 @@ Analysis analyze_layers(const LayerIndex& idx, std::size_t top_files) {
     // The exact figures, from the real merged tree.
     MergedTree final_tree(idx, idx.layer_count());
     std::vector<char> visible(idx.records().size(), 0);
-    final_tree.walk(PathTrie::kRoot, [&](std::uint32_t n) {
+    final_tree.walk(PathTrie::k_root, [&](std::uint32_t n) {
         if (auto d = final_tree.data_record(n)) {
             visible[*d] = 1;
             const auto& rec = idx.record(*d);

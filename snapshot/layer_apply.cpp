@@ -27,7 +27,7 @@ using formats::TarEntry;
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = formats::whiteout::k_prefix;
+constexpr std::string_view k_whiteout_prefix = formats::whiteout::k_prefix;
 constexpr std::string_view kOpaqueMarker = formats::whiteout::k_opaque_marker;
 constexpr std::string_view kAufsMetaPrefix = formats::whiteout::k_aufs_meta_prefix;
 
@@ -81,12 +81,12 @@ struct DirMeta {
 class Applier {
 public:
     Applier(formats::TarReader& reader, int root, const ApplyOptions& opts)
-        : reader_(reader), root_(root), opts_(opts),
-          preserve_owner_(opts.preserve_owner.value_or(::geteuid() == 0)) {}
+        : m_reader(reader), m_root(root), m_opts(opts),
+          m_preserve_owner(opts.preserve_owner.value_or(::geteuid() == 0)) {}
 
     ApplyStats run() {
-        while (auto e = reader_.next()) {
-            ++stats_.entries;
+        while (auto e = m_reader.next()) {
+            ++m_stats.entries;
             try {
                 apply(*e);
             } catch (const Error& ex) {
@@ -95,13 +95,13 @@ public:
         }
         finish_whiteouts();
         finish_dirs();
-        stats_.compression = reader_.compression();
-        return stats_;
+        m_stats.compression = m_reader.compression();
+        return m_stats;
     }
 
 private:
     std::string where() const {
-        return "layer " + (opts_.layer_name.empty() ? std::string("(stream)") : opts_.layer_name);
+        return "layer " + (m_opts.layer_name.empty() ? std::string("(stream)") : m_opts.layer_name);
     }
 
     // ---- resolving directories inside the root ----
@@ -109,8 +109,8 @@ private:
     // Forgets the cached directory. Its fd stays open until the next
     // invalidation, since the entry being applied may still be using it.
     void invalidate() {
-        cache_key_.reset();
-        keepalive_ = std::move(cache_fd_);
+        m_cache_key.reset();
+        m_keepalive = std::move(m_cache_fd);
     }
 
     // Returns an O_PATH fd of directory `path` (a checked, relative name),
@@ -124,22 +124,22 @@ private:
     // to resolve_merged.
     int dir_fd(const std::string& path, bool create) {
         if (path.empty()) {
-            return root_;
+            return m_root;
         }
-        if (cache_key_ && *cache_key_ == path) {
-            return cache_fd_.get();
+        if (m_cache_key && *m_cache_key == path) {
+            return m_cache_fd.get();
         }
         UniqueFd cur;
         std::string walked;
         std::string_view rest = path;
-        if (cache_key_ && starts_with(path, *cache_key_ + "/")) {
-            cur = dup_cloexec(cache_fd_.get());
-            walked = *cache_key_;
-            rest = std::string_view(path).substr(cache_key_->size() + 1);
+        if (m_cache_key && starts_with(path, *m_cache_key + "/")) {
+            cur = dup_cloexec(m_cache_fd.get());
+            walked = *m_cache_key;
+            rest = std::string_view(path).substr(m_cache_key->size() + 1);
         }
-        bool over_lowers = opts_.mode == WhiteoutMode::overlay && !opts_.lower_dirs.empty();
+        bool over_lowers = m_opts.mode == WhiteoutMode::overlay && !m_opts.lower_dirs.empty();
         for (auto& comp : split_components(rest)) {
-            int curfd = cur ? cur.get() : root_;
+            int curfd = cur ? cur.get() : m_root;
             walked = walked.empty() ? comp : walked + "/" + comp;
             struct stat st;
             if (::fstatat(curfd, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -169,13 +169,13 @@ private:
             }
             cur.reset(fd);
         }
-        std::string real = cache_key_ && starts_with(path, *cache_key_ + "/")
-                               ? cache_real_ + path.substr(cache_key_->size())
+        std::string real = m_cache_key && starts_with(path, *m_cache_key + "/")
+                               ? m_cache_real + path.substr(m_cache_key->size())
                                : path;
-        cache_key_ = path;
-        cache_real_ = std::move(real);
-        cache_fd_ = cur ? std::move(cur) : dup_cloexec(root_);
-        return cache_fd_.get();
+        m_cache_key = path;
+        m_cache_real = std::move(real);
+        m_cache_fd = cur ? std::move(cur) : dup_cloexec(m_root);
+        return m_cache_fd.get();
     }
 
     // The slow path of dir_fd: the path resolved in the merged view of the
@@ -184,14 +184,14 @@ private:
     // lower layer has is copied up as overlayfs would: its owner, mode and
     // xattrs (mode and mtime set with the layer's own directories at the end).
     int resolve_merged(const std::string& path, bool create) {
-        MergedView view(root_, opts_.mode == WhiteoutMode::overlay ? opts_.lower_dirs
-                                                                   : std::vector<std::string>{});
-        view.set_hidden([this](const std::string& p) { return hidden_.contains(p); });
+        MergedView view(m_root, m_opts.mode == WhiteoutMode::overlay ? m_opts.lower_dirs
+                                                                     : std::vector<std::string>{});
+        view.set_hidden([this](const std::string& p) { return m_hidden.contains(p); });
         std::optional<std::string> real = view.resolve(path, create);
         if (!real) {
             return -1;
         }
-        UniqueFd cur = dup_cloexec(root_);
+        UniqueFd cur = dup_cloexec(m_root);
         std::string walked;
         for (auto& comp : split_components(*real)) {
             walked = walked.empty() ? comp : walked + "/" + comp;
@@ -210,10 +210,10 @@ private:
             }
             cur.reset(fd);
         }
-        cache_key_ = path;
-        cache_real_ = *real;
-        cache_fd_ = std::move(cur);
-        return cache_fd_.get();
+        m_cache_key = path;
+        m_cache_real = *real;
+        m_cache_fd = std::move(cur);
+        return m_cache_fd.get();
     }
 
     void copy_up_dir(const MergedView& view, int pfd, const std::string& name,
@@ -232,7 +232,7 @@ private:
         if (!fd) {
             throw_errno("open", real);
         }
-        if (preserve_owner_ && ::fchown(fd.get(), lower.st.st_uid, lower.st.st_gid) != 0 &&
+        if (m_preserve_owner && ::fchown(fd.get(), lower.st.st_uid, lower.st.st_gid) != 0 &&
             errno != EPERM && errno != EINVAL) {
             throw_errno("chown", real);
         }
@@ -252,8 +252,8 @@ private:
                             0);
             }
         }
-        dirs_.push_back(DirMeta{real, lower.st.st_mode & 07777, lower.st.st_mtim.tv_sec,
-                                static_cast<std::uint32_t>(lower.st.st_mtim.tv_nsec)});
+        m_dirs.push_back(DirMeta{real, lower.st.st_mode & 07777, lower.st.st_mtim.tv_sec,
+                                 static_cast<std::uint32_t>(lower.st.st_mtim.tv_nsec)});
     }
 
     // ---- per entry ----
@@ -265,14 +265,14 @@ private:
             return;
         }
         auto [parent, base] = fs::split_parent(path);
-        if (starts_with(base, kWhiteoutPrefix)) {
+        if (starts_with(base, k_whiteout_prefix)) {
             apply_whiteout(parent, base);
             return;
         }
         int pfd = dir_fd(parent, true);
         switch (e.type) {
         case EntryType::dir:
-            make_dir(pfd, path, base, e, parent.empty() ? base : cache_real_ + "/" + base);
+            make_dir(pfd, path, base, e, parent.empty() ? base : m_cache_real + "/" + base);
             break;
         case EntryType::file:
             make_file(pfd, path, base, e);
@@ -296,7 +296,7 @@ private:
     // opaque marker later in the layer keeps them.
     void mark_added(const std::string& path) {
         std::string p = path;
-        while (added_.insert(p).second) {
+        while (m_added.insert(p).second) {
             auto slash = p.rfind('/');
             if (slash == std::string::npos) {
                 break;
@@ -315,19 +315,19 @@ private:
             STRATA_LOG_DEBUG("{}: skipping aufs metadata {}", where(), base);
             return;
         }
-        std::string name = base.substr(kWhiteoutPrefix.size());
+        std::string name = base.substr(k_whiteout_prefix.size());
         if (name.empty() || name == "." || name == "..") {
             throw Error("bad whiteout name \"" + base + "\"");
         }
-        ++stats_.whiteouts;
+        ++m_stats.whiteouts;
         std::string victim = parent.empty() ? name : parent + "/" + name;
         // A whiteout hides what lower layers have, never what this layer
         // brings, whichever comes first in the tar (OCI image spec): over
         // the overlay form they are made at the end of the layer; a name
         // this layer also has stays, and is opaque if it is a directory.
-        if (opts_.mode == WhiteoutMode::overlay || added_.contains(victim)) {
-            whiteouts_.emplace_back(parent, name);
-            hidden_.insert(victim);
+        if (m_opts.mode == WhiteoutMode::overlay || m_added.contains(victim)) {
+            m_whiteouts.emplace_back(parent, name);
+            m_hidden.insert(victim);
             return;
         }
         {
@@ -341,28 +341,28 @@ private:
     }
 
     void finish_whiteouts() {
-        for (const auto& [parent, name] : whiteouts_) {
+        for (const auto& [parent, name] : m_whiteouts) {
             std::string victim = parent.empty() ? name : parent + "/" + name;
             try {
                 finish_whiteout(parent, name, victim);
             } catch (const Error& ex) {
                 throw Error(where() + ": entry \"" + (parent.empty() ? "" : parent + "/") +
-                            std::string(kWhiteoutPrefix) + name + "\": " + ex.what());
+                            std::string(k_whiteout_prefix) + name + "\": " + ex.what());
             }
         }
-        whiteouts_.clear();
+        m_whiteouts.clear();
     }
 
     void finish_whiteout(const std::string& parent, const std::string& name,
                          const std::string& victim) {
         {
-            if (added_.contains(victim)) {
+            if (m_added.contains(victim)) {
                 int pfd = dir_fd(parent, false);
                 struct stat st;
                 if (pfd >= 0 && ::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                     S_ISDIR(st.st_mode)) {
                     apply_opaque(victim);
-                    --stats_.opaque_dirs; // counted as the whiteout it is
+                    --m_stats.opaque_dirs; // counted as the whiteout it is
                 }
                 return;
             }
@@ -376,14 +376,14 @@ private:
     }
 
     void apply_opaque(const std::string& dir) {
-        ++stats_.opaque_dirs;
-        if (opts_.mode == WhiteoutMode::overlay) {
+        ++m_stats.opaque_dirs;
+        if (m_opts.mode == WhiteoutMode::overlay) {
             int pfd = dir_fd(dir, true);
             UniqueFd fd(::openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
             if (!fd) {
                 throw_errno("open", dir);
             }
-            const char* name = formats::whiteout::opaque_xattr(opts_.userxattr);
+            const char* name = formats::whiteout::opaque_xattr(m_opts.userxattr);
             if (::fsetxattr(fd.get(), name, "y", 1, 0) != 0) {
                 throw_errno(std::string("setting ") + name + " on", dir.empty() ? "/" : dir);
             }
@@ -414,7 +414,7 @@ private:
         }
         for (auto& n : names) {
             std::string child = dir.empty() ? n : dir + "/" + n;
-            if (!added_.contains(child)) {
+            if (!m_added.contains(child)) {
                 fs::remove_all_at(dfd.get(), n);
             }
         }
@@ -447,7 +447,7 @@ private:
                     const std::string& base) {
         for (const auto& [name, value] : e.xattrs) {
             if (overlay_xattr(name)) {
-                ++stats_.xattrs_skipped;
+                ++m_stats.xattrs_skipped;
                 STRATA_LOG_WARN("{}: entry \"{}\": ignoring xattr {} (reserved for overlayfs)",
                                 where(), path, name);
                 continue;
@@ -461,7 +461,7 @@ private:
             }
             if (r != 0) {
                 if (errno == ENOTSUP || errno == EPERM || errno == EACCES) {
-                    ++stats_.xattrs_skipped;
+                    ++m_stats.xattrs_skipped;
                     STRATA_LOG_WARN("{}: entry \"{}\": cannot set xattr {}: {}", where(), path,
                                     name, std::strerror(errno));
                     continue;
@@ -473,9 +473,9 @@ private:
 
     void chown_at(int pfd, const std::string& base, const std::string& path, const TarEntry& e,
                   int fd) {
-        if (!preserve_owner_) {
+        if (!m_preserve_owner) {
             if (e.uid != ::geteuid() || e.gid != ::getegid()) {
-                ++stats_.owners_skipped;
+                ++m_stats.owners_skipped;
             }
             return;
         }
@@ -483,9 +483,9 @@ private:
                         : ::fchownat(pfd, base.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
         if (r != 0) {
             if (errno == EPERM || errno == EINVAL) {
-                ++stats_.owners_skipped;
-                if (!owner_warned_) {
-                    owner_warned_ = true;
+                ++m_stats.owners_skipped;
+                if (!m_owner_warned) {
+                    m_owner_warned = true;
                     STRATA_LOG_WARN("{}: cannot set owner {}:{} of \"{}\" ({}); keeping the "
                                     "current owner for this and similar entries",
                                     where(), e.uid, e.gid, path, std::strerror(errno));
@@ -506,7 +506,7 @@ private:
     // real: the directory's path with the symlinks of its parents resolved.
     void make_dir(int pfd, const std::string& path, const std::string& base, const TarEntry& e,
                   const std::string& real) {
-        ++stats_.dirs;
+        ++m_stats.dirs;
         if (::mkdirat(pfd, base.c_str(), 0700) != 0) {
             if (errno != EEXIST) {
                 throw_errno("mkdir", path);
@@ -529,11 +529,11 @@ private:
             throw_errno("chmod", path);
         }
         set_xattrs(fd.get(), path, e, false, pfd, base);
-        dirs_.push_back(DirMeta{real, e.mode, e.mtime_sec, e.mtime_nsec});
+        m_dirs.push_back(DirMeta{real, e.mode, e.mtime_sec, e.mtime_nsec});
     }
 
     void make_file(int pfd, const std::string& path, const std::string& base, const TarEntry& e) {
-        ++stats_.files;
+        ++m_stats.files;
         int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
         UniqueFd fd(::openat(pfd, base.c_str(), flags, 0600));
         if (!fd && errno == EEXIST) {
@@ -544,8 +544,8 @@ private:
             throw_errno("create", path);
         }
         if (e.size > 0) {
-            reader_.copy_to(fd.get());
-            stats_.bytes += e.size;
+            m_reader.copy_to(fd.get());
+            m_stats.bytes += e.size;
         }
         finish_fd(fd.get(), pfd, path, base, e);
     }
@@ -566,7 +566,7 @@ private:
 
     void make_symlink(int pfd, const std::string& path, const std::string& base,
                       const TarEntry& e) {
-        ++stats_.symlinks;
+        ++m_stats.symlinks;
         if (::symlinkat(e.linkname.c_str(), pfd, base.c_str()) != 0) {
             if (errno != EEXIST) {
                 throw_errno("symlink", path);
@@ -586,7 +586,7 @@ private:
 
     void make_hardlink(int pfd, const std::string& path, const std::string& base,
                        const TarEntry& e) {
-        ++stats_.hardlinks;
+        ++m_stats.hardlinks;
         std::string target = checked_name(e.linkname, "the hard link target");
         if (target.empty()) {
             throw Error("hard link with an empty target");
@@ -606,7 +606,7 @@ private:
         }
         struct stat st;
         bool found = tdir && ::fstatat(tdir.get(), tbase.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-        if (!found && opts_.mode == WhiteoutMode::overlay && !opts_.lower_dirs.empty()) {
+        if (!found && m_opts.mode == WhiteoutMode::overlay && !m_opts.lower_dirs.empty()) {
             found = copy_up(target);
             if (found) {
                 tdir = dup_cloexec(dir_fd(tparent, false));
@@ -632,8 +632,8 @@ private:
     // Overlay mode: copies a regular file that a hard link names from the
     // topmost lower layer that shows it (the merged view) into the snapshot.
     bool copy_up(const std::string& target) {
-        MergedView view(root_, opts_.lower_dirs);
-        view.set_hidden([this](const std::string& p) { return hidden_.contains(p); });
+        MergedView view(m_root, m_opts.lower_dirs);
+        view.set_hidden([this](const std::string& p) { return m_hidden.contains(p); });
         auto [tparent, tbase] = fs::split_parent(target);
         std::optional<std::string> real_parent = view.resolve(tparent, false);
         if (!real_parent) {
@@ -664,8 +664,8 @@ private:
             }
             fs::write_all(dst.get(), target, buf.data(), n);
         }
-        if (preserve_owner_ && ::fchown(dst.get(), st.st_uid, st.st_gid) != 0) {
-            ++stats_.owners_skipped;
+        if (m_preserve_owner && ::fchown(dst.get(), st.st_uid, st.st_gid) != 0) {
+            ++m_stats.owners_skipped;
         }
         ::fchmod(dst.get(), st.st_mode & 07777);
         struct timespec ts[2] = {st.st_atim, st.st_mtim};
@@ -679,9 +679,9 @@ private:
                                                      : S_IFBLK;
         dev_t dev = e.type == EntryType::fifo ? 0 : makedev(e.devmajor, e.devminor);
         if (e.type == EntryType::fifo) {
-            ++stats_.fifos;
+            ++m_stats.fifos;
         } else {
-            ++stats_.devices;
+            ++m_stats.devices;
         }
         if (::mknodat(pfd, base.c_str(), type | 0600, dev) != 0) {
             int err = errno;
@@ -694,7 +694,7 @@ private:
                 }
             }
             if (err == EPERM && e.type != EntryType::fifo) {
-                ++stats_.devices_skipped;
+                ++m_stats.devices_skipped;
                 STRATA_LOG_WARN("{}: entry \"{}\": cannot create device {}:{} without privilege; "
                                 "skipped",
                                 where(), path, e.devmajor, e.devminor);
@@ -723,16 +723,16 @@ private:
     // mtime, and a read-only mode would stop the writes.
     void finish_dirs() {
         invalidate();
-        for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+        for (auto it = m_dirs.rbegin(); it != m_dirs.rend(); ++it) {
             int fd = sys::openat2_raw(
-                root_, it->path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
+                m_root, it->path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
                 RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
             UniqueFd dfd;
             if (fd >= 0) {
                 dfd.reset(fd);
             } else if (fd == -ENOSYS) {
                 try {
-                    dfd = open_in_root(root_, it->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+                    dfd = open_in_root(m_root, it->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
                 } catch (const SysError&) {
                     continue;
                 }
@@ -751,21 +751,21 @@ private:
         }
     }
 
-    formats::TarReader& reader_;
-    int root_;
-    const ApplyOptions& opts_;
-    bool preserve_owner_;
-    bool owner_warned_ = false;
-    ApplyStats stats_;
-    std::optional<std::string> cache_key_;
-    std::string cache_real_;
-    UniqueFd cache_fd_;
-    UniqueFd keepalive_;
-    std::unordered_set<std::string> added_; // paths this layer brings, and their parents
+    formats::TarReader& m_reader;
+    int m_root;
+    const ApplyOptions& m_opts;
+    bool m_preserve_owner;
+    bool m_owner_warned = false;
+    ApplyStats m_stats;
+    std::optional<std::string> m_cache_key;
+    std::string m_cache_real;
+    UniqueFd m_cache_fd;
+    UniqueFd m_keepalive;
+    std::unordered_set<std::string> m_added; // paths this layer brings, and their parents
     // Paths this layer whites out: lower layers are not looked at below them.
-    std::unordered_set<std::string> hidden_;
-    std::vector<std::pair<std::string, std::string>> whiteouts_; // (parent, name), made last
-    std::vector<DirMeta> dirs_;
+    std::unordered_set<std::string> m_hidden;
+    std::vector<std::pair<std::string, std::string>> m_whiteouts; // (parent, name), made last
+    std::vector<DirMeta> m_dirs;
 };
 
 } // namespace

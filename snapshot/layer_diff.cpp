@@ -40,15 +40,15 @@ std::string join_rel(const std::string& a, const std::string& b) {
 // slow; readahead(2) queues the I/O for a whole directory at once.
 class Prefetcher {
 public:
-    Prefetcher() : thread_([this] { run(); }) {}
+    Prefetcher() : m_thread([this] { run(); }) {}
     ~Prefetcher() {
         {
-            std::lock_guard lock(mu_);
-            done_ = true;
-            queue_.clear();
+            std::lock_guard lock(m_mu);
+            m_done = true;
+            m_queue.clear();
         }
-        cv_.notify_one();
-        thread_.join();
+        m_cv.notify_one();
+        m_thread.join();
     }
     // One hand-off per directory, not per file.
     void add(std::vector<std::string> paths) {
@@ -56,15 +56,15 @@ public:
             return;
         }
         {
-            std::lock_guard lock(mu_);
-            if (queue_.size() > 100000) {
+            std::lock_guard lock(m_mu);
+            if (m_queue.size() > 100000) {
                 return;
             }
             for (auto& p : paths) {
-                queue_.push_back(std::move(p));
+                m_queue.push_back(std::move(p));
             }
         }
-        cv_.notify_one();
+        m_cv.notify_one();
     }
 
 private:
@@ -72,13 +72,13 @@ private:
         for (;;) {
             std::string path;
             {
-                std::unique_lock lock(mu_);
-                cv_.wait(lock, [&] { return done_ || !queue_.empty(); });
-                if (done_) {
+                std::unique_lock lock(m_mu);
+                m_cv.wait(lock, [&] { return m_done || !m_queue.empty(); });
+                if (m_done) {
                     return;
                 }
-                path = std::move(queue_.front());
-                queue_.pop_front();
+                path = std::move(m_queue.front());
+                m_queue.pop_front();
             }
             // Best effort: errors are the writer's to report.
             int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -92,11 +92,11 @@ private:
         }
     }
 
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<std::string> queue_;
-    bool done_ = false;
-    std::thread thread_;
+    std::mutex m_mu;
+    std::condition_variable m_cv;
+    std::deque<std::string> m_queue;
+    bool m_done = false;
+    std::thread m_thread;
 };
 
 // Whether the start of a file is in the page cache: a read that may not
@@ -190,17 +190,17 @@ std::string read_link(const Node& n) {
 class Emitter {
 public:
     Emitter(int out_fd, const formats::TarWriter::Options& opts, DiffStats* stats)
-        : writer_(out_fd, opts), stats_(stats != nullptr ? stats : &own_) {}
+        : m_writer(out_fd, opts), m_stats(stats != nullptr ? stats : &m_own) {}
 
     // A directory whose entry is written only if something below it (or the
     // directory itself) is.
     void push_dir(Node n, bool emit_now) {
-        pending_.push_back(Pending{std::move(n), false});
+        m_pending.push_back(Pending{std::move(n), false});
         if (emit_now) {
             flush_pending();
         }
     }
-    void pop_dir() { pending_.pop_back(); }
+    void pop_dir() { m_pending.pop_back(); }
 
     void node(const Node& n) {
         flush_pending();
@@ -218,9 +218,9 @@ public:
             e.gid = like->st_gid;
             e.mtime_sec = like->st_mtim.tv_sec;
         }
-        writer_.add_data(e, {});
-        ++stats_->whiteouts;
-        ++stats_->entries;
+        m_writer.add_data(e, {});
+        ++m_stats->whiteouts;
+        ++m_stats->entries;
     }
 
     void opaque(const Node& dir) {
@@ -232,13 +232,13 @@ public:
         e.uid = dir.st.st_uid;
         e.gid = dir.st.st_gid;
         e.mtime_sec = dir.st.st_mtim.tv_sec;
-        writer_.add_data(e, {});
-        ++stats_->opaque_dirs;
-        ++stats_->entries;
+        m_writer.add_data(e, {});
+        ++m_stats->opaque_dirs;
+        ++m_stats->entries;
     }
 
-    formats::LayerDigests finish() { return writer_.finish(); }
-    Prefetcher* prefetch() { return &prefetch_; }
+    formats::LayerDigests finish() { return m_writer.finish(); }
+    Prefetcher* prefetch() { return &m_prefetch; }
 
 private:
     struct Pending {
@@ -247,7 +247,7 @@ private:
     };
 
     void flush_pending() {
-        for (auto& p : pending_) {
+        for (auto& p : m_pending) {
             if (!p.written) {
                 p.written = true;
                 if (!p.node.rel.empty()) {
@@ -265,21 +265,21 @@ private:
         e.gid = n.st.st_gid;
         e.mtime_sec = n.st.st_mtim.tv_sec; // whole seconds, as Docker
         e.xattrs = layer_xattrs(n.xattrs);
-        ++stats_->entries;
+        ++m_stats->entries;
         mode_t t = n.st.st_mode & S_IFMT;
         if (t == S_IFREG) {
             if (n.st.st_nlink > 1) {
                 auto key = std::make_pair(n.st.st_dev, n.st.st_ino);
-                auto it = links_.find(key);
-                if (it != links_.end()) {
+                auto it = m_links.find(key);
+                if (it != m_links.end()) {
                     e.type = EntryType::hardlink;
                     e.linkname = it->second;
                     e.xattrs.clear();
-                    writer_.add(e);
-                    ++stats_->hardlinks;
+                    m_writer.add(e);
+                    ++m_stats->hardlinks;
                     return;
                 }
-                links_.emplace(key, n.rel);
+                m_links.emplace(key, n.rel);
             }
             e.type = EntryType::file;
             e.size = static_cast<std::uint64_t>(n.st.st_size);
@@ -287,9 +287,9 @@ private:
             if (e.size > 0) {
                 fd = fs::open(n.full, O_RDONLY | O_NOFOLLOW);
             }
-            writer_.add(e, fd.get());
-            ++stats_->files;
-            stats_->bytes += e.size;
+            m_writer.add(e, fd.get());
+            ++m_stats->files;
+            m_stats->bytes += e.size;
             return;
         }
         switch (t) {
@@ -311,20 +311,20 @@ private:
             break;
         case S_IFSOCK:
             // Sockets cannot be stored in a tar layer (Docker skips them too).
-            --stats_->entries;
+            --m_stats->entries;
             return;
         default:
             throw Error(n.full + ": unsupported file type");
         }
-        writer_.add(e);
+        m_writer.add(e);
     }
 
-    formats::TarWriter writer_;
-    Prefetcher prefetch_;
-    DiffStats own_;
-    DiffStats* stats_;
-    std::vector<Pending> pending_;
-    std::map<std::pair<dev_t, ino_t>, std::string> links_;
+    formats::TarWriter m_writer;
+    Prefetcher m_prefetch;
+    DiffStats m_own;
+    DiffStats* m_stats;
+    std::vector<Pending> m_pending;
+    std::map<std::pair<dev_t, ino_t>, std::string> m_links;
 };
 
 // ---------------------------------------------------------------- upper dir
@@ -511,26 +511,26 @@ void diff_dirs(Emitter& em, int nfd, const std::string& nfull, int ofd, const st
 // Hands walk_upper's entries to walk_upper_dir's visitor.
 class Visitor {
 public:
-    explicit Visitor(const std::function<void(const UpperEntry&)>& visit) : visit_(visit) {}
+    explicit Visitor(const std::function<void(const UpperEntry&)>& visit) : m_visit(visit) {}
     Prefetcher* prefetch() { return nullptr; }
     void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* st) {
         UpperEntry e;
         e.path = join_rel(dir_rel, name);
         e.st = *st;
         e.whiteout = true;
-        visit_(e);
+        m_visit(e);
     }
     void node(const Node& n) {
         UpperEntry e;
         e.path = n.rel;
         e.st = n.st;
         e.opaque = S_ISDIR(n.st.st_mode) && is_opaque(n);
-        visit_(e);
+        m_visit(e);
     }
     void opaque(const Node&) {}
 
 private:
-    const std::function<void(const UpperEntry&)>& visit_;
+    const std::function<void(const UpperEntry&)>& m_visit;
 };
 
 } // namespace

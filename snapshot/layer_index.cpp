@@ -11,18 +11,18 @@ using formats::EntryType;
 
 // ---------------------------------------------------------------- PathTrie
 
-PathTrie::PathTrie() : slots_(1024, kNone) {
-    nodes_.push_back(Node{kNone, 0, 0});
+PathTrie::PathTrie() : m_slots(1024, k_none) {
+    m_nodes.push_back(Node{k_none, 0, 0});
 }
 
 std::size_t PathTrie::find_slot(std::uint32_t parent, std::string_view name) const {
-    const std::size_t mask = slots_.size() - 1;
+    const std::size_t mask = m_slots.size() - 1;
     for (std::size_t i = hash(parent, name) & mask;; i = (i + 1) & mask) {
-        auto id = slots_[i];
-        if (id == kNone) {
+        auto id = m_slots[i];
+        if (id == k_none) {
             return i;
         }
-        const auto& n = nodes_[id];
+        const auto& n = m_nodes[id];
         if (n.parent == parent && this->name(id) == name) {
             return i;
         }
@@ -30,38 +30,38 @@ std::size_t PathTrie::find_slot(std::uint32_t parent, std::string_view name) con
 }
 
 void PathTrie::grow() {
-    std::vector<std::uint32_t> old(slots_.size() * 2, kNone);
-    old.swap(slots_);
-    const std::size_t mask = slots_.size() - 1;
+    std::vector<std::uint32_t> old(m_slots.size() * 2, k_none);
+    old.swap(m_slots);
+    const std::size_t mask = m_slots.size() - 1;
     for (auto id : old) {
-        if (id == kNone) {
+        if (id == k_none) {
             continue;
         }
-        auto i = hash(nodes_[id].parent, name(id)) & mask;
-        while (slots_[i] != kNone) {
+        auto i = hash(m_nodes[id].parent, name(id)) & mask;
+        while (m_slots[i] != k_none) {
             i = (i + 1) & mask;
         }
-        slots_[i] = id;
+        m_slots[i] = id;
     }
 }
 
 std::uint32_t PathTrie::child(std::uint32_t parent, std::string_view name) {
     auto slot = find_slot(parent, name);
-    if (slots_[slot] != kNone) {
-        return slots_[slot];
+    if (m_slots[slot] != k_none) {
+        return m_slots[slot];
     }
-    if (name.size() > UINT32_MAX || names_.size() + name.size() > UINT32_MAX ||
-        nodes_.size() >= UINT32_MAX - 1) {
+    if (name.size() > UINT32_MAX || m_names.size() + name.size() > UINT32_MAX ||
+        m_nodes.size() >= UINT32_MAX - 1) {
         throw Error("too many paths in one image for the index (over 4 GiB of names)");
     }
-    auto id = static_cast<std::uint32_t>(nodes_.size());
-    nodes_.push_back(Node{parent, static_cast<std::uint32_t>(names_.size()),
-                          static_cast<std::uint32_t>(name.size()), kNone,
-                          nodes_[parent].first_child});
-    names_.append(name);
-    nodes_[parent].first_child = id;
-    slots_[slot] = id;
-    if ((nodes_.size() + 1) * 2 > slots_.size()) {
+    auto id = static_cast<std::uint32_t>(m_nodes.size());
+    m_nodes.push_back(Node{parent, static_cast<std::uint32_t>(m_names.size()),
+                           static_cast<std::uint32_t>(name.size()), k_none,
+                           m_nodes[parent].first_child});
+    m_names.append(name);
+    m_nodes[parent].first_child = id;
+    m_slots[slot] = id;
+    if ((m_nodes.size() + 1) * 2 > m_slots.size()) {
         grow();
     }
     return id;
@@ -69,8 +69,8 @@ std::uint32_t PathTrie::child(std::uint32_t parent, std::string_view name) {
 
 std::optional<std::uint32_t> PathTrie::find_child(std::uint32_t parent,
                                                   std::string_view name) const {
-    auto id = slots_[find_slot(parent, name)];
-    if (id == kNone) {
+    auto id = m_slots[find_slot(parent, name)];
+    if (id == k_none) {
         return std::nullopt;
     }
     return id;
@@ -96,13 +96,13 @@ template <typename F> void for_each_component(std::string_view path, F&& f) {
 } // namespace
 
 std::uint32_t PathTrie::intern_path(std::string_view clean_path) {
-    std::uint32_t n = kRoot;
+    std::uint32_t n = k_root;
     for_each_component(clean_path, [&](std::string_view c) { n = child(n, c); });
     return n;
 }
 
 std::optional<std::uint32_t> PathTrie::find_path(std::string_view clean_path) const {
-    std::optional<std::uint32_t> n = kRoot;
+    std::optional<std::uint32_t> n = k_root;
     for_each_component(clean_path, [&](std::string_view c) {
         if (n) {
             n = find_child(*n, c);
@@ -113,7 +113,7 @@ std::optional<std::uint32_t> PathTrie::find_path(std::string_view clean_path) co
 
 std::string PathTrie::path(std::uint32_t n) const {
     std::vector<std::uint32_t> chain;
-    for (; n != kRoot && n != kNone; n = nodes_[n].parent) {
+    for (; n != k_root && n != k_none; n = m_nodes[n].parent) {
         chain.push_back(n);
     }
     std::string out;
@@ -135,33 +135,33 @@ std::vector<std::uint32_t> PathTrie::sorted_children(std::uint32_t n) const {
 }
 
 std::size_t PathTrie::memory_bytes() const {
-    return nodes_.capacity() * sizeof(Node) + names_.capacity() +
-           slots_.capacity() * sizeof(std::uint32_t);
+    return m_nodes.capacity() * sizeof(Node) + m_names.capacity() +
+           m_slots.capacity() * sizeof(std::uint32_t);
 }
 
 // ---------------------------------------------------------------- LayerIndex
 
-LayerIndex::LayerIndex(Options opts) : opts_(opts) {}
+LayerIndex::LayerIndex(Options opts) : m_opts(opts) {}
 
 void LayerIndex::begin_layer(std::string name) {
-    if (in_layer_) {
-        throw Error("internal: layer " + layers_.back().name + " was not ended");
+    if (m_in_layer) {
+        throw Error("internal: layer " + m_layers.back().name + " was not ended");
     }
-    in_layer_ = true;
-    ordinal_ = 0;
+    m_in_layer = true;
+    m_ordinal = 0;
     LayerMeta meta;
     meta.name = std::move(name);
-    meta.first = meta.end = static_cast<std::uint32_t>(records_.size());
-    layers_.push_back(std::move(meta));
+    meta.first = meta.end = static_cast<std::uint32_t>(m_records.size());
+    m_layers.push_back(std::move(meta));
 }
 
 void LayerIndex::end_layer(std::optional<formats::LayerDigests> digests) {
-    if (!in_layer_) {
+    if (!m_in_layer) {
         throw Error("internal: end_layer without begin_layer");
     }
-    in_layer_ = false;
-    layers_.back().end = static_cast<std::uint32_t>(records_.size());
-    layers_.back().digests = std::move(digests);
+    m_in_layer = false;
+    m_layers.back().end = static_cast<std::uint32_t>(m_records.size());
+    m_layers.back().digests = std::move(digests);
 }
 
 namespace {
@@ -196,12 +196,12 @@ std::string clean_entry_path(std::string_view raw, const std::string& layer,
 } // namespace
 
 void LayerIndex::add_entry(const formats::TarEntry& e, const std::optional<Sha256::Bytes>& hash) {
-    if (!in_layer_) {
+    if (!m_in_layer) {
         throw Error("internal: add_entry outside a layer");
     }
-    auto& meta = layers_.back();
-    const auto layer_no = static_cast<std::uint32_t>(layers_.size() - 1);
-    const std::uint32_t ordinal = ordinal_++;
+    auto& meta = m_layers.back();
+    const auto layer_no = static_cast<std::uint32_t>(m_layers.size() - 1);
+    const std::uint32_t ordinal = m_ordinal++;
     std::string path = clean_entry_path(e.path, meta.name, "entry");
 
     Record r;
@@ -224,7 +224,7 @@ void LayerIndex::add_entry(const formats::TarEntry& e, const std::optional<Sha25
     if (formats::whiteout::is_reserved(base)) {
         if (formats::whiteout::is_opaque_marker(base)) {
             r.kind = RecordKind::opaque;
-            r.node = trie_.intern_path(dir);
+            r.node = m_trie.intern_path(dir);
         } else if (formats::whiteout::is_aufs_meta(base)) {
             return; // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): not part of the tree
         } else {
@@ -233,86 +233,86 @@ void LayerIndex::add_entry(const formats::TarEntry& e, const std::optional<Sha25
                 throw Error("layer " + meta.name + ": bad whiteout entry \"" + e.path + "\"");
             }
             r.kind = RecordKind::whiteout;
-            r.node = trie_.child(trie_.intern_path(dir), target);
+            r.node = m_trie.child(m_trie.intern_path(dir), target);
         }
         r.type = EntryType::file;
         r.size = 0;
     } else {
         r.kind = RecordKind::entry;
-        r.node = trie_.intern_path(path);
+        r.node = m_trie.intern_path(path);
         if (e.type == EntryType::file) {
             r.size = e.size;
             meta.content_bytes += e.size;
         }
         if (e.type == EntryType::symlink) {
-            r.link = static_cast<std::uint32_t>(strings_.size());
-            strings_.push_back(e.linkname);
+            r.link = static_cast<std::uint32_t>(m_strings.size());
+            m_strings.push_back(e.linkname);
         } else if (e.type == EntryType::hardlink) {
             auto target = clean_entry_path(e.linkname, meta.name, "hard link target of " + e.path);
-            r.link = static_cast<std::uint32_t>(strings_.size());
-            strings_.push_back(target);
-            r.link_node = trie_.intern_path(target);
+            r.link = static_cast<std::uint32_t>(m_strings.size());
+            m_strings.push_back(target);
+            r.link_node = m_trie.intern_path(target);
         }
         if (!e.xattrs.empty()) {
-            r.xattrs = static_cast<std::uint32_t>(xattrs_.size());
-            xattrs_.push_back(e.xattrs);
+            r.xattrs = static_cast<std::uint32_t>(m_xattrs.size());
+            m_xattrs.push_back(e.xattrs);
         }
     }
-    records_.push_back(r);
-    if (opts_.hash_content) {
-        hashes_.push_back(hash.value_or(Sha256::Bytes{}));
+    m_records.push_back(r);
+    if (m_opts.hash_content) {
+        m_hashes.push_back(hash.value_or(Sha256::Bytes{}));
     }
 }
 
 std::size_t LayerIndex::memory_bytes() const {
-    std::size_t bytes = trie_.memory_bytes() + records_.capacity() * sizeof(Record) +
-                        hashes_.capacity() * sizeof(Sha256::Bytes);
-    for (const auto& s : strings_) {
+    std::size_t bytes = m_trie.memory_bytes() + m_records.capacity() * sizeof(Record) +
+                        m_hashes.capacity() * sizeof(Sha256::Bytes);
+    for (const auto& s : m_strings) {
         bytes += sizeof(std::string) + (s.capacity() > 15 ? s.capacity() + 1 : 0);
     }
-    bytes += xattrs_.size() * sizeof(xattrs_[0]);
+    bytes += m_xattrs.size() * sizeof(m_xattrs[0]);
     return bytes;
 }
 
 // ---------------------------------------------------------------- MergedTree
 
 MergedTree::MergedTree(const LayerIndex& index, std::size_t upto)
-    : index_(&index), upto_(upto), state_(index.trie().size(), kAbsent),
-      touched_epoch_(index.trie().size(), 0), before_(index.trie().size(), kAbsent) {
+    : m_index(&index), m_upto(upto), m_state(index.trie().size(), k_absent),
+      m_touched_epoch(index.trie().size(), 0), m_before(index.trie().size(), k_absent) {
     if (upto > index.layer_count()) {
         throw Error("the image has " + std::to_string(index.layer_count()) + " layers, not " +
                     std::to_string(upto));
     }
-    state_[PathTrie::kRoot] = kImplicitDir;
+    m_state[PathTrie::k_root] = k_implicit_dir;
     for (std::size_t l = 0; l < upto; ++l) {
         apply_layer(l);
     }
-    touched_epoch_ = {};
-    before_ = {};
-    touched_ = {};
+    m_touched_epoch = {};
+    m_before = {};
+    m_touched = {};
 }
 
 void MergedTree::touch(std::uint32_t node, std::uint32_t layer) {
-    if (touched_epoch_[node] != layer + 1) {
-        touched_epoch_[node] = layer + 1;
-        before_[node] = state_[node];
-        touched_.push_back(node);
+    if (m_touched_epoch[node] != layer + 1) {
+        m_touched_epoch[node] = layer + 1;
+        m_before[node] = m_state[node];
+        m_touched.push_back(node);
     }
 }
 
 void MergedTree::remove_subtree(std::uint32_t node, std::uint32_t layer) {
-    const auto& trie = index_->trie();
+    const auto& trie = m_index->trie();
     std::vector<std::uint32_t> stack{node};
     while (!stack.empty()) {
         auto n = stack.back();
         stack.pop_back();
-        if (state_[n] == kAbsent) {
+        if (m_state[n] == k_absent) {
             continue;
         }
         touch(n, layer);
-        state_[n] = kAbsent;
+        m_state[n] = k_absent;
         trie.for_each_child(n, [&](std::uint32_t c) {
-            if (state_[c] != kAbsent) {
+            if (m_state[c] != k_absent) {
                 stack.push_back(c);
             }
         });
@@ -340,23 +340,23 @@ bool same_dir_meta(const LayerIndex& idx, std::int32_t a, std::int32_t b) {
 
 void MergedTree::apply_layer(std::size_t l) {
     const auto layer = static_cast<std::uint32_t>(l);
-    const auto& meta = index_->layer(l);
-    const auto& trie = index_->trie();
-    const auto& recs = index_->records();
+    const auto& meta = m_index->layer(l);
+    const auto& trie = m_index->trie();
+    const auto& recs = m_index->records();
 
     // Pass 1: whiteouts and opaque markers act on the layers below.
     for (auto r = meta.first; r < meta.end; ++r) {
         const auto& rec = recs[r];
         if (rec.kind == RecordKind::whiteout) {
-            if (rec.node != PathTrie::kRoot) {
+            if (rec.node != PathTrie::k_root) {
                 if (auto n = place(rec.node, layer, false)) {
                     remove_subtree(*n, layer);
                 }
             }
         } else if (rec.kind == RecordKind::opaque) {
-            auto n = rec.node == PathTrie::kRoot ? std::optional<std::uint32_t>(rec.node)
-                                                 : place(rec.node, layer, false);
-            if (n && state_[*n] != kAbsent && is_dir(*n)) {
+            auto n = rec.node == PathTrie::k_root ? std::optional<std::uint32_t>(rec.node)
+                                                  : place(rec.node, layer, false);
+            if (n && m_state[*n] != k_absent && is_dir(*n)) {
                 std::vector<std::uint32_t> kids;
                 trie.for_each_child(*n, [&](std::uint32_t c) { kids.push_back(c); });
                 for (auto c : kids) {
@@ -374,18 +374,18 @@ void MergedTree::apply_layer(std::size_t l) {
             continue;
         }
         auto n = rec.node;
-        if (n == PathTrie::kRoot) {
+        if (n == PathTrie::k_root) {
             if (rec.type == EntryType::dir) {
                 touch(n, layer);
-                state_[n] = static_cast<std::int32_t>(r);
+                m_state[n] = static_cast<std::int32_t>(r);
             }
             continue;
         }
         ancestors.clear();
         bool through_link = false;
-        for (auto a = trie.parent(n); a != PathTrie::kRoot; a = trie.parent(a)) {
+        for (auto a = trie.parent(n); a != PathTrie::k_root; a = trie.parent(a)) {
             ancestors.push_back(a);
-            through_link = through_link || (state_[a] >= 0 && type_of(a) == EntryType::symlink);
+            through_link = through_link || (m_state[a] >= 0 && type_of(a) == EntryType::symlink);
         }
         std::optional<std::uint32_t> moved;
         if (through_link && (moved = place(n, layer, true))) {
@@ -393,71 +393,71 @@ void MergedTree::apply_layer(std::size_t l) {
         } else {
             for (auto it = ancestors.rbegin(); it != ancestors.rend(); ++it) {
                 auto a = *it;
-                if (state_[a] == kAbsent || !is_dir(a)) {
+                if (m_state[a] == k_absent || !is_dir(a)) {
                     touch(a, layer);
-                    state_[a] = kImplicitDir;
+                    m_state[a] = k_implicit_dir;
                 }
             }
         }
-        if (state_[n] != kAbsent && is_dir(n) && rec.type != EntryType::dir) {
+        if (m_state[n] != k_absent && is_dir(n) && rec.type != EntryType::dir) {
             remove_subtree(n, layer);
         }
         touch(n, layer);
-        state_[n] = static_cast<std::int32_t>(r);
+        m_state[n] = static_cast<std::int32_t>(r);
         if (rec.type == EntryType::hardlink) {
-            std::int32_t data = kAbsent;
+            std::int32_t data = k_absent;
             auto t = rec.link_node;
-            if (t != PathTrie::kNone && t != n && state_[t] >= 0) {
-                const auto& tr = recs[static_cast<std::uint32_t>(state_[t])];
+            if (t != PathTrie::k_none && t != n && m_state[t] >= 0) {
+                const auto& tr = recs[static_cast<std::uint32_t>(m_state[t])];
                 if (tr.type == EntryType::file) {
-                    data = state_[t];
+                    data = m_state[t];
                 } else if (tr.type == EntryType::hardlink) {
-                    auto it = hardlink_data_.find(static_cast<std::uint32_t>(state_[t]));
-                    data = it == hardlink_data_.end() ? kAbsent : it->second;
+                    auto it = m_hardlink_data.find(static_cast<std::uint32_t>(m_state[t]));
+                    data = it == m_hardlink_data.end() ? k_absent : it->second;
                 }
             }
-            hardlink_data_[r] = data;
+            m_hardlink_data[r] = data;
         }
     }
 
     LayerChanges ch;
-    for (auto n : touched_) {
-        auto b = before_[n];
-        auto a = state_[n];
-        if (b == kAbsent && a != kAbsent) {
+    for (auto n : m_touched) {
+        auto b = m_before[n];
+        auto a = m_state[n];
+        if (b == k_absent && a != k_absent) {
             ++ch.added;
-        } else if (b != kAbsent && a == kAbsent) {
+        } else if (b != k_absent && a == k_absent) {
             ++ch.removed;
-        } else if (b != kAbsent && a != b && !same_dir_meta(*index_, a, b)) {
+        } else if (b != k_absent && a != b && !same_dir_meta(*m_index, a, b)) {
             ++ch.modified;
         }
     }
-    changes_.push_back(ch);
-    touched_.clear();
+    m_changes.push_back(ch);
+    m_touched.clear();
 }
 
 void MergedTree::grow() {
-    std::size_t n = index_->trie().size();
-    if (state_.size() < n) {
-        state_.resize(n, kAbsent);
-        touched_epoch_.resize(n, 0);
-        before_.resize(n, kAbsent);
+    std::size_t n = m_index->trie().size();
+    if (m_state.size() < n) {
+        m_state.resize(n, k_absent);
+        m_touched_epoch.resize(n, 0);
+        m_before.resize(n, k_absent);
     }
 }
 
 std::optional<std::uint32_t> MergedTree::place(std::uint32_t node, std::uint32_t layer,
                                                bool create) {
-    const auto& trie = index_->trie();
+    const auto& trie = m_index->trie();
     std::vector<std::uint32_t> lexical;
-    for (auto a = trie.parent(node); a != PathTrie::kRoot; a = trie.parent(a)) {
+    for (auto a = trie.parent(node); a != PathTrie::k_root; a = trie.parent(a)) {
         lexical.push_back(a);
     }
-    std::uint32_t cur = PathTrie::kRoot;
+    std::uint32_t cur = PathTrie::k_root;
     for (auto it = lexical.rbegin(); it != lexical.rend(); ++it) {
-        auto c = index_->intern_child(cur, trie.name(*it));
+        auto c = m_index->intern_child(cur, trie.name(*it));
         grow();
-        if (state_[c] >= 0 && type_of(c) == EntryType::symlink) {
-            const auto& target = index_->string(index_->record(*record_of(c)).link);
+        if (m_state[c] >= 0 && type_of(c) == EntryType::symlink) {
+            const auto& target = m_index->string(m_index->record(*record_of(c)).link);
             std::string from = target.starts_with('/') ? target : trie.path(cur) + "/" + target;
             auto to = resolve(from, true);
             if (!to || !is_dir(*to)) {
@@ -466,22 +466,22 @@ std::optional<std::uint32_t> MergedTree::place(std::uint32_t node, std::uint32_t
             cur = *to;
             continue;
         }
-        if (state_[c] == kAbsent || !is_dir(c)) {
+        if (m_state[c] == k_absent || !is_dir(c)) {
             if (!create) {
                 return std::nullopt;
             }
             touch(c, layer);
-            state_[c] = kImplicitDir;
+            m_state[c] = k_implicit_dir;
         }
         cur = c;
     }
-    auto placed = index_->intern_child(cur, trie.name(node));
+    auto placed = m_index->intern_child(cur, trie.name(node));
     grow();
     return placed;
 }
 
 std::optional<std::uint32_t> MergedTree::record_of(std::uint32_t node) const {
-    auto s = state_[node];
+    auto s = m_state[node];
     if (s < 0) {
         return std::nullopt;
     }
@@ -489,29 +489,29 @@ std::optional<std::uint32_t> MergedTree::record_of(std::uint32_t node) const {
 }
 
 EntryType MergedTree::type_of(std::uint32_t node) const {
-    auto s = state_[node];
-    if (s == kImplicitDir) {
+    auto s = m_state[node];
+    if (s == k_implicit_dir) {
         return EntryType::dir;
     }
     if (s < 0) {
-        throw Error("internal: type_of an absent path /" + index_->trie().path(node));
+        throw Error("internal: type_of an absent path /" + m_index->trie().path(node));
     }
-    return index_->record(static_cast<std::uint32_t>(s)).type;
+    return m_index->record(static_cast<std::uint32_t>(s)).type;
 }
 
 std::optional<std::uint32_t> MergedTree::data_record(std::uint32_t node) const {
-    auto s = state_[node];
+    auto s = m_state[node];
     if (s < 0) {
         return std::nullopt;
     }
     auto r = static_cast<std::uint32_t>(s);
-    const auto& rec = index_->record(r);
+    const auto& rec = m_index->record(r);
     if (rec.type == EntryType::file) {
         return r;
     }
     if (rec.type == EntryType::hardlink) {
-        auto it = hardlink_data_.find(r);
-        if (it != hardlink_data_.end() && it->second >= 0) {
+        auto it = m_hardlink_data.find(r);
+        if (it != m_hardlink_data.end() && it->second >= 0) {
             return static_cast<std::uint32_t>(it->second);
         }
     }
@@ -519,13 +519,13 @@ std::optional<std::uint32_t> MergedTree::data_record(std::uint32_t node) const {
 }
 
 std::vector<std::uint32_t> MergedTree::children(std::uint32_t node) const {
-    auto kids = index_->trie().sorted_children(node);
-    std::erase_if(kids, [&](std::uint32_t c) { return state_[c] == kAbsent; });
+    auto kids = m_index->trie().sorted_children(node);
+    std::erase_if(kids, [&](std::uint32_t c) { return m_state[c] == k_absent; });
     return kids;
 }
 
 std::optional<std::uint32_t> MergedTree::resolve(std::string_view path, bool follow_last) const {
-    const auto& trie = index_->trie();
+    const auto& trie = m_index->trie();
     std::vector<std::string> pending; // components, last one first
     auto push = [&](std::string_view p) {
         std::vector<std::string> comps;
@@ -537,13 +537,13 @@ std::optional<std::uint32_t> MergedTree::resolve(std::string_view path, bool fol
         pending.insert(pending.end(), comps.rbegin(), comps.rend());
     };
     push(path);
-    std::uint32_t cur = PathTrie::kRoot;
+    std::uint32_t cur = PathTrie::k_root;
     int links = 0;
     while (!pending.empty()) {
         std::string comp = std::move(pending.back());
         pending.pop_back();
         if (comp == "..") {
-            if (cur != PathTrie::kRoot) {
+            if (cur != PathTrie::k_root) {
                 cur = trie.parent(cur);
             }
             continue;
@@ -552,16 +552,16 @@ std::optional<std::uint32_t> MergedTree::resolve(std::string_view path, bool fol
             return std::nullopt;
         }
         auto c = trie.find_child(cur, comp);
-        if (!c || state_[*c] == kAbsent) {
+        if (!c || m_state[*c] == k_absent) {
             return std::nullopt;
         }
         if (type_of(*c) == EntryType::symlink && (!pending.empty() || follow_last)) {
             if (++links > 40) {
                 throw Error("too many levels of symbolic links resolving " + std::string(path));
             }
-            const auto& target = index_->string(index_->record(*record_of(*c)).link);
+            const auto& target = m_index->string(m_index->record(*record_of(*c)).link);
             if (target.starts_with('/')) {
-                cur = PathTrie::kRoot;
+                cur = PathTrie::k_root;
             }
             push(target);
             continue;

@@ -36,8 +36,8 @@ namespace strata::snapshot {
 // root ("" / "/").
 class PathTrie {
 public:
-    static constexpr std::uint32_t kRoot = 0;
-    static constexpr std::uint32_t kNone = UINT32_MAX;
+    static constexpr std::uint32_t k_root = 0;
+    static constexpr std::uint32_t k_none = UINT32_MAX;
 
     PathTrie();
     // The child called name of parent, created when missing.
@@ -47,16 +47,16 @@ public:
     std::uint32_t intern_path(std::string_view clean_path);
     std::optional<std::uint32_t> find_path(std::string_view clean_path) const;
 
-    std::size_t size() const noexcept { return nodes_.size(); }
-    std::uint32_t parent(std::uint32_t n) const { return nodes_[n].parent; }
+    std::size_t size() const noexcept { return m_nodes.size(); }
+    std::uint32_t parent(std::uint32_t n) const { return m_nodes[n].parent; }
     std::string_view name(std::uint32_t n) const {
-        return std::string_view(names_).substr(nodes_[n].name_off, nodes_[n].name_len);
+        return std::string_view(m_names).substr(m_nodes[n].name_off, m_nodes[n].name_len);
     }
     // "a/b/c" without a leading slash; "" for the root.
     std::string path(std::uint32_t n) const;
     // Children in creation order (callers sort by name when it matters).
     template <typename F> void for_each_child(std::uint32_t n, F&& f) const {
-        for (auto c = nodes_[n].first_child; c != kNone; c = nodes_[c].next_sibling) {
+        for (auto c = m_nodes[n].first_child; c != k_none; c = m_nodes[c].next_sibling) {
             f(c);
         }
     }
@@ -66,10 +66,10 @@ public:
 private:
     struct Node {
         std::uint32_t parent;
-        std::uint32_t name_off; // into names_
+        std::uint32_t name_off; // into m_names
         std::uint32_t name_len;
-        std::uint32_t first_child = kNone;
-        std::uint32_t next_sibling = kNone;
+        std::uint32_t first_child = k_none;
+        std::uint32_t next_sibling = k_none;
     };
     static std::size_t hash(std::uint32_t parent, std::string_view name) {
         return std::hash<std::string_view>{}(name) ^ (std::size_t(parent) * 0x9e3779b97f4a7c15ULL);
@@ -78,10 +78,10 @@ private:
     std::size_t find_slot(std::uint32_t parent, std::string_view name) const;
     void grow();
 
-    std::vector<Node> nodes_;
-    std::string names_; // every name, back to back
-    // Open addressing, linear probing: node ids (kNone = empty), at most half full.
-    std::vector<std::uint32_t> slots_;
+    std::vector<Node> m_nodes;
+    std::string m_names; // every name, back to back
+    // Open addressing, linear probing: node ids (k_none = empty), at most half full.
+    std::vector<std::uint32_t> m_slots;
 };
 
 enum class RecordKind : std::uint8_t {
@@ -104,7 +104,7 @@ struct Record {
     std::int64_t mtime_sec = 0;
     std::uint64_t size = 0; // regular files: content bytes; others 0
     std::uint32_t link = 0; // index in LayerIndex::strings (0: none): symlink target
-    std::uint32_t link_node = PathTrie::kNone; // hard links: the target path's node
+    std::uint32_t link_node = PathTrie::k_none; // hard links: the target path's node
     std::uint32_t xattrs = 0;                  // index in LayerIndex::xattrs (0: none)
     std::uint32_t devmajor = 0;
     std::uint32_t devminor = 0;
@@ -140,34 +140,34 @@ public:
                    const std::optional<Sha256::Bytes>& content_hash = std::nullopt);
     void end_layer(std::optional<formats::LayerDigests> digests = std::nullopt);
 
-    std::size_t layer_count() const noexcept { return layers_.size(); }
-    const LayerMeta& layer(std::size_t i) const { return layers_.at(i); }
-    const std::vector<Record>& records() const noexcept { return records_; }
-    const Record& record(std::uint32_t r) const { return records_[r]; }
-    const PathTrie& trie() const noexcept { return trie_; }
+    std::size_t layer_count() const noexcept { return m_layers.size(); }
+    const LayerMeta& layer(std::size_t i) const { return m_layers.at(i); }
+    const std::vector<Record>& records() const noexcept { return m_records; }
+    const Record& record(std::uint32_t r) const { return m_records[r]; }
+    const PathTrie& trie() const noexcept { return m_trie; }
     // The node for name below parent, added to the trie when missing: a
     // MergedTree places an entry whose parent path goes through a lower
     // layer's symlink at the path the link leads to.
     std::uint32_t intern_child(std::uint32_t parent, std::string_view name) const {
-        return trie_.child(parent, name);
+        return m_trie.child(parent, name);
     }
-    const std::string& string(std::uint32_t i) const { return strings_[i]; }
-    const std::map<std::string, std::string>& xattrs(std::uint32_t i) const { return xattrs_[i]; }
-    bool hashes_content() const noexcept { return opts_.hash_content; }
+    const std::string& string(std::uint32_t i) const { return m_strings[i]; }
+    const std::map<std::string, std::string>& xattrs(std::uint32_t i) const { return m_xattrs[i]; }
+    bool hashes_content() const noexcept { return m_opts.hash_content; }
     // Content hash of a regular-file record (hash_content must be on).
-    const Sha256::Bytes& content_hash(std::uint32_t r) const { return hashes_[r]; }
+    const Sha256::Bytes& content_hash(std::uint32_t r) const { return m_hashes[r]; }
     std::size_t memory_bytes() const;
 
 private:
-    Options opts_;
-    mutable PathTrie trie_; // grows only through intern_child once built
-    std::vector<Record> records_;
-    std::vector<Sha256::Bytes> hashes_; // parallel to records_ when hashing
-    std::vector<std::string> strings_{std::string()};
-    std::vector<std::map<std::string, std::string>> xattrs_{{}};
-    std::vector<LayerMeta> layers_;
-    std::uint32_t ordinal_ = 0;
-    bool in_layer_ = false;
+    Options m_opts;
+    mutable PathTrie m_trie; // grows only through intern_child once built
+    std::vector<Record> m_records;
+    std::vector<Sha256::Bytes> m_hashes; // parallel to m_records when hashing
+    std::vector<std::string> m_strings{std::string()};
+    std::vector<std::map<std::string, std::string>> m_xattrs{{}};
+    std::vector<LayerMeta> m_layers;
+    std::uint32_t m_ordinal = 0;
+    bool m_in_layer = false;
 };
 
 // What changed in one layer compared with the tree below it.
@@ -180,15 +180,15 @@ struct LayerChanges {
 // The tree as it stands after layers [0, upto).
 class MergedTree {
 public:
-    static constexpr std::int32_t kAbsent = -1;
-    static constexpr std::int32_t kImplicitDir = -2;
+    static constexpr std::int32_t k_absent = -1;
+    static constexpr std::int32_t k_implicit_dir = -2;
 
     // upto: number of layers to apply (0 = empty tree, layer_count() = all).
     MergedTree(const LayerIndex& index, std::size_t upto);
 
-    const LayerIndex& index() const noexcept { return *index_; }
-    std::size_t layers_applied() const noexcept { return upto_; }
-    bool present(std::uint32_t node) const { return state_[node] != kAbsent; }
+    const LayerIndex& index() const noexcept { return *m_index; }
+    std::size_t layers_applied() const noexcept { return m_upto; }
+    bool present(std::uint32_t node) const { return m_state[node] != k_absent; }
     // The record that put the node there, or nullopt for an implicit directory
     // (and for the root unless a layer had a "./" entry).
     std::optional<std::uint32_t> record_of(std::uint32_t node) const;
@@ -200,7 +200,7 @@ public:
     std::optional<std::uint32_t> data_record(std::uint32_t node) const;
     // Present children, sorted by name.
     std::vector<std::uint32_t> children(std::uint32_t node) const;
-    const std::vector<LayerChanges>& changes() const noexcept { return changes_; }
+    const std::vector<LayerChanges>& changes() const noexcept { return m_changes; }
 
     // Resolves a path inside the image root: ".." stops at the root, symlinks
     // in intermediate components are followed inside the root, the last
@@ -235,15 +235,15 @@ private:
     void remove_subtree(std::uint32_t node, std::uint32_t layer);
     void touch(std::uint32_t node, std::uint32_t layer);
 
-    const LayerIndex* index_;
-    std::size_t upto_;
-    std::vector<std::int32_t> state_; // per node: record, kAbsent or kImplicitDir
-    std::unordered_map<std::uint32_t, std::int32_t> hardlink_data_;
-    std::vector<LayerChanges> changes_;
+    const LayerIndex* m_index;
+    std::size_t m_upto;
+    std::vector<std::int32_t> m_state; // per node: record, k_absent or k_implicit_dir
+    std::unordered_map<std::uint32_t, std::int32_t> m_hardlink_data;
+    std::vector<LayerChanges> m_changes;
     // per-layer change tracking
-    std::vector<std::uint32_t> touched_epoch_;
-    std::vector<std::int32_t> before_;
-    std::vector<std::uint32_t> touched_;
+    std::vector<std::uint32_t> m_touched_epoch;
+    std::vector<std::int32_t> m_before;
+    std::vector<std::uint32_t> m_touched;
 };
 
 // "rwxr-xr-x"-style mode string with the type letter ("drwxr-xr-x").

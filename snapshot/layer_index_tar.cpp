@@ -14,7 +14,7 @@ void LayerIndex::add_layer(formats::TarReader& reader, std::string name) {
     with_context("layer " + name, [&] {
         while (auto e = reader.next()) {
             std::optional<Sha256::Bytes> hash;
-            if (opts_.hash_content && e->type == EntryType::file) {
+            if (m_opts.hash_content && e->type == EntryType::file) {
                 buf.resize(1 << 16);
                 Sha256 sha;
                 while (auto n = reader.read(buf.data(), buf.size())) {
@@ -24,7 +24,7 @@ void LayerIndex::add_layer(formats::TarReader& reader, std::string name) {
             }
             add_entry(*e, hash);
         }
-        layers_.back().compression = reader.compression();
+        m_layers.back().compression = reader.compression();
         end_layer(reader.finish());
     });
 }

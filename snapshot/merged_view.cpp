@@ -56,10 +56,10 @@ bool opaque(const std::string& host) {
 } // namespace
 
 MergedView::MergedView(int target, std::vector<std::string> lowers)
-    : target_(target), lowers_(std::move(lowers)) {}
+    : m_target(target), m_lowers(std::move(lowers)) {}
 
 std::string MergedView::lower_path(int layer, const std::string& real) const {
-    const std::string& base = lowers_.at(static_cast<std::size_t>(layer));
+    const std::string& base = m_lowers.at(static_cast<std::size_t>(layer));
     return real.empty() ? base : base + "/" + real;
 }
 
@@ -70,23 +70,23 @@ std::string MergedView::lower_path(int layer, const std::string& real) const {
 std::vector<int> MergedView::lower_stack(const std::string& dir) const {
     std::vector<int> stack;
     stack.push_back(-1);
-    bool lowers_hidden = hidden_ && hidden_("");
+    bool lowers_hidden = m_hidden && m_hidden("");
     if (!lowers_hidden) {
-        for (int i = 0; i < static_cast<int>(lowers_.size()); ++i) {
+        for (int i = 0; i < static_cast<int>(m_lowers.size()); ++i) {
             stack.push_back(i);
         }
     }
     std::string q;
     for (const auto& comp : components(dir)) {
         q = join(q, comp);
-        bool hide = hidden_ && hidden_(q);
+        bool hide = m_hidden && m_hidden(q);
         std::vector<int> next;
         for (int layer : stack) {
             if (layer >= 0 && hide) {
                 break;
             }
             struct stat st {};
-            std::string host = layer < 0 ? "/proc/self/fd/" + std::to_string(target_) + "/" + q
+            std::string host = layer < 0 ? "/proc/self/fd/" + std::to_string(m_target) + "/" + q
                                          : lower_path(layer, q);
             if (::lstat(host.c_str(), &st) != 0) {
                 if (errno == ENOENT) {
@@ -118,7 +118,7 @@ MergedView::Node MergedView::lookup(const std::string& real) const {
     }
     std::string name = real.substr(real.rfind('/') == std::string::npos ? 0 : real.rfind('/') + 1);
     for (int layer : lower_stack(parent_of(real))) {
-        std::string host = layer < 0 ? "/proc/self/fd/" + std::to_string(target_) + "/" + real
+        std::string host = layer < 0 ? "/proc/self/fd/" + std::to_string(m_target) + "/" + real
                                      : lower_path(layer, real);
         struct stat st {};
         if (::lstat(host.c_str(), &st) != 0) {

@@ -34,7 +34,9 @@ public:
     // Lower layers stop being consulted at or below a path for which
     // hidden(path) is true (e.g. a directory the layer being applied makes
     // opaque or whites out).
-    void set_hidden(std::function<bool(const std::string&)> hidden) { hidden_ = std::move(hidden); }
+    void set_hidden(std::function<bool(const std::string&)> hidden) {
+        m_hidden = std::move(hidden);
+    }
 
     struct Node {
         enum class Kind { missing, dir, symlink, other };
@@ -65,9 +67,9 @@ private:
                                           bool follow_last) const;
     std::vector<int> lower_stack(const std::string& dir) const;
 
-    int target_;
-    std::vector<std::string> lowers_;
-    std::function<bool(const std::string&)> hidden_;
+    int m_target;
+    std::vector<std::string> m_lowers;
+    std::function<bool(const std::string&)> m_hidden;
 };
 
 } // namespace strata::snapshot

@@ -8,8 +8,8 @@ namespace strata::snapshot {
 
 namespace {
 
-constexpr std::string_view kDefaultDomain = "docker.io";
-constexpr std::size_t kMaxNameLength = 255;
+constexpr std::string_view k_default_domain = "docker.io";
+constexpr std::size_t k_max_name_length = 255;
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
@@ -132,7 +132,7 @@ Reference Reference::parse(std::string_view text, bool default_tag) {
         if (!d) {
             invalid(text, "bad digest after '@' (expected sha256:<64 hex digits>)");
         }
-        r.digest_ = *d;
+        r.m_digest = *d;
         rest = rest.substr(0, at);
     }
     // A tag is after the last ':' that comes after the last '/'.
@@ -143,7 +143,7 @@ Reference Reference::parse(std::string_view text, bool default_tag) {
         if (!valid_tag(tag)) {
             invalid(text, "bad tag \"" + std::string(tag) + "\"");
         }
-        r.tag_ = tag;
+        r.m_tag = tag;
         rest = rest.substr(0, colon);
     }
     std::string_view name = rest;
@@ -158,13 +158,13 @@ Reference Reference::parse(std::string_view text, bool default_tag) {
         if (!valid_domain(first)) {
             invalid(text, "bad registry host \"" + std::string(first) + "\"");
         }
-        r.domain_ = first;
+        r.m_domain = first;
         name = name.substr(first_slash + 1);
     } else {
-        r.domain_ = kDefaultDomain;
+        r.m_domain = k_default_domain;
     }
-    if (r.domain_ == "index.docker.io") {
-        r.domain_ = kDefaultDomain;
+    if (r.m_domain == "index.docker.io") {
+        r.m_domain = k_default_domain;
     }
     std::size_t i = 0;
     std::vector<std::string_view> comps;
@@ -185,15 +185,15 @@ Reference Reference::parse(std::string_view text, bool default_tag) {
         comps.push_back(comp);
         i = s + 1;
     }
-    r.path_ = std::string(name);
-    if (r.domain_ == kDefaultDomain && comps.size() == 1) {
-        r.path_ = "library/" + r.path_;
+    r.m_path = std::string(name);
+    if (r.m_domain == k_default_domain && comps.size() == 1) {
+        r.m_path = "library/" + r.m_path;
     }
-    if (r.domain_.size() + 1 + r.path_.size() > kMaxNameLength) {
+    if (r.m_domain.size() + 1 + r.m_path.size() > k_max_name_length) {
         invalid(text, "repository name longer than 255 characters");
     }
-    if (r.tag_.empty() && !r.digest_ && default_tag) {
-        r.tag_ = "latest";
+    if (r.m_tag.empty() && !r.m_digest && default_tag) {
+        r.m_tag = "latest";
     }
     return r;
 }
@@ -208,32 +208,32 @@ std::optional<Reference> Reference::try_parse(std::string_view text, bool defaul
 
 std::string Reference::full() const {
     std::string s = repository();
-    if (!tag_.empty()) {
-        s += ':' + tag_;
+    if (!m_tag.empty()) {
+        s += ':' + m_tag;
     }
-    if (digest_) {
-        s += '@' + digest_->str();
+    if (m_digest) {
+        s += '@' + m_digest->str();
     }
     return s;
 }
 
 std::string Reference::familiar_repository() const {
-    if (domain_ != kDefaultDomain) {
+    if (m_domain != k_default_domain) {
         return repository();
     }
-    if (path_.rfind("library/", 0) == 0 && path_.find('/', 8) == std::string::npos) {
-        return path_.substr(8);
+    if (m_path.rfind("library/", 0) == 0 && m_path.find('/', 8) == std::string::npos) {
+        return m_path.substr(8);
     }
-    return path_;
+    return m_path;
 }
 
 std::string Reference::familiar() const {
     std::string s = familiar_repository();
-    if (!tag_.empty()) {
-        s += ':' + tag_;
+    if (!m_tag.empty()) {
+        s += ':' + m_tag;
     }
-    if (digest_) {
-        s += '@' + digest_->str();
+    if (m_digest) {
+        s += '@' + m_digest->str();
     }
     return s;
 }
@@ -243,8 +243,8 @@ Reference Reference::with_tag(std::string tag) const {
         invalid(tag, "bad tag");
     }
     Reference r = *this;
-    r.tag_ = std::move(tag);
-    r.digest_.reset();
+    r.m_tag = std::move(tag);
+    r.m_digest.reset();
     return r;
 }
 

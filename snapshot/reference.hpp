@@ -18,13 +18,13 @@ public:
     static Reference parse(std::string_view text, bool default_tag = true);
     static std::optional<Reference> try_parse(std::string_view text, bool default_tag = true);
 
-    const std::string& domain() const noexcept { return domain_; } // "docker.io"
-    const std::string& path() const noexcept { return path_; }     // "library/busybox"
-    const std::string& tag() const noexcept { return tag_; }       // may be empty
-    const std::optional<formats::Digest>& digest() const noexcept { return digest_; }
+    const std::string& domain() const noexcept { return m_domain; } // "docker.io"
+    const std::string& path() const noexcept { return m_path; }     // "library/busybox"
+    const std::string& tag() const noexcept { return m_tag; }       // may be empty
+    const std::optional<formats::Digest>& digest() const noexcept { return m_digest; }
 
     // "docker.io/library/busybox"
-    std::string repository() const { return domain_ + "/" + path_; }
+    std::string repository() const { return m_domain + "/" + m_path; }
     // "docker.io/library/busybox:latest" (with "@sha256:..." when it has a digest)
     std::string full() const;
     // Docker's familiar form: "busybox:latest", "myregistry:5000/app:v1".
@@ -37,10 +37,10 @@ public:
 
 private:
     Reference() = default;
-    std::string domain_;
-    std::string path_;
-    std::string tag_;
-    std::optional<formats::Digest> digest_;
+    std::string m_domain;
+    std::string m_path;
+    std::string m_tag;
+    std::optional<formats::Digest> m_digest;
 };
 
 } // namespace strata::snapshot

@@ -29,7 +29,7 @@ using formats::EntryType;
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = formats::whiteout::k_prefix;
+constexpr std::string_view k_whiteout_prefix = formats::whiteout::k_prefix;
 constexpr std::string_view kOpaqueMarker = formats::whiteout::k_opaque_marker;
 constexpr std::string_view kAufsMetaPrefix = formats::whiteout::k_aufs_meta_prefix;
 
@@ -162,36 +162,36 @@ class Verifier {
 public:
     Verifier(formats::TarReader& reader, std::string layer_name, int root,
              const std::vector<std::string>& lowers)
-        : reader_(reader), layer_name_(std::move(layer_name)), root_(root), lowers_(lowers),
-          owners_(::geteuid() == 0) {}
+        : m_reader(reader), m_layer_name(std::move(layer_name)), m_root(root), m_lowers(lowers),
+          m_owners(::geteuid() == 0) {}
 
     SnapshotCheck run() {
-        root_real_ = read_link("/proc/self/fd/" + std::to_string(root_));
+        m_root_real = read_link("/proc/self/fd/" + std::to_string(m_root));
         read_layer();
         check_entries();
-        walk(root_, "");
-        return std::move(out_);
+        walk(m_root, "");
+        return std::move(m_out);
     }
 
 private:
     void problem(const std::string& rel, std::string what) {
-        out_.mismatches.push_back({shown(rel), std::move(what)});
+        m_out.mismatches.push_back({shown(rel), std::move(what)});
     }
 
     // ---- phase 1: what the layer says
 
     void erase_below(const std::string& path) {
         std::string prefix = path + "/";
-        for (auto it = expect_.lower_bound(prefix);
-             it != expect_.end() && starts_with(it->first, prefix);) {
-            it = expect_.erase(it);
+        for (auto it = m_expect.lower_bound(prefix);
+             it != m_expect.end() && starts_with(it->first, prefix);) {
+            it = m_expect.erase(it);
         }
     }
 
     void put(const std::string& path, Expect e) {
-        e.serial = ++serial_;
-        auto it = expect_.find(path);
-        if (it != expect_.end()) {
+        e.serial = ++m_serial;
+        auto it = m_expect.find(path);
+        if (it != m_expect.end()) {
             bool old_dir =
                 it->second.type == EntryType::dir && it->second.kind != Expect::Kind::whiteout;
             bool new_dir = e.type == EntryType::dir && e.kind != Expect::Kind::whiteout;
@@ -207,27 +207,27 @@ private:
             }
             it->second = std::move(e);
         } else {
-            expect_.emplace(path, std::move(e));
+            m_expect.emplace(path, std::move(e));
         }
     }
 
     void read_layer() {
         std::vector<char> buf(1 << 16);
-        while (auto te = reader_.next()) {
-            ++out_.entries;
+        while (auto te = m_reader.next()) {
+            ++m_out.entries;
             auto path = clean_name(te->path);
             if (!path) {
-                throw Error("layer " + layer_name_ + ": entry " + quoted(te->path) +
+                throw Error("layer " + m_layer_name + ": entry " + quoted(te->path) +
                             " has a \"..\" component");
             }
             if (path->empty()) {
                 continue; // the root: its metadata is the snapshot's own
             }
             auto [parent, base] = fs::split_parent(*path);
-            if (starts_with(base, kWhiteoutPrefix)) {
+            if (starts_with(base, k_whiteout_prefix)) {
                 if (base == kOpaqueMarker) {
-                    auto it = expect_.find(parent);
-                    if (it != expect_.end() && it->second.type == EntryType::dir &&
+                    auto it = m_expect.find(parent);
+                    if (it != m_expect.end() && it->second.type == EntryType::dir &&
                         it->second.kind != Expect::Kind::whiteout) {
                         it->second.opaque = true;
                     } else if (!parent.empty()) {
@@ -237,12 +237,12 @@ private:
                         e.opaque = true;
                         put(parent, std::move(e));
                     } else {
-                        root_opaque_ = true;
+                        m_root_opaque = true;
                     }
                 } else if (!starts_with(base, kAufsMetaPrefix)) {
                     // Made at the end of the layer, as the applier makes them.
-                    std::string name = base.substr(kWhiteoutPrefix.size());
-                    whiteouts_.push_back(parent.empty() ? name : parent + "/" + name);
+                    std::string name = base.substr(k_whiteout_prefix.size());
+                    m_whiteouts.push_back(parent.empty() ? name : parent + "/" + name);
                 }
                 continue;
             }
@@ -262,7 +262,7 @@ private:
             if (te->type == EntryType::file) {
                 Sha256 h;
                 std::uint64_t total = 0;
-                while (std::size_t n = reader_.read(buf.data(), buf.size())) {
+                while (std::size_t n = m_reader.read(buf.data(), buf.size())) {
                     h.update(buf.data(), n);
                     total += n;
                 }
@@ -271,11 +271,11 @@ private:
             } else if (te->type == EntryType::hardlink) {
                 auto target = clean_name(te->linkname);
                 if (!target || target->empty()) {
-                    throw Error("layer " + layer_name_ + ": entry " + quoted(te->path) +
+                    throw Error("layer " + m_layer_name + ": entry " + quoted(te->path) +
                                 ": bad hard link target " + quoted(te->linkname));
                 }
-                auto it = expect_.find(*target);
-                if (it != expect_.end() && it->second.kind != Expect::Kind::whiteout) {
+                auto it = m_expect.find(*target);
+                if (it != m_expect.end() && it->second.kind != Expect::Kind::whiteout) {
                     Expect linked = it->second;
                     linked.link_target = *target;
                     linked.link_serial = it->second.serial;
@@ -287,7 +287,7 @@ private:
                     c.linkname = *target;
                     put(*target, c);
                     c.link_target = *target;
-                    c.link_serial = serial_;
+                    c.link_serial = m_serial;
                     put(*path, std::move(c));
                 }
                 continue;
@@ -296,11 +296,11 @@ private:
         }
         // A whiteout hides lower layers only: a name this layer brings (or a
         // directory it fills) stays, opaque when it is a directory.
-        for (const auto& victim : whiteouts_) {
-            auto it = expect_.find(victim);
-            bool brought = it != expect_.end() && it->second.kind != Expect::Kind::whiteout;
-            auto below = expect_.lower_bound(victim + "/");
-            bool filled = below != expect_.end() && starts_with(below->first, victim + "/");
+        for (const auto& victim : m_whiteouts) {
+            auto it = m_expect.find(victim);
+            bool brought = it != m_expect.end() && it->second.kind != Expect::Kind::whiteout;
+            auto below = m_expect.lower_bound(victim + "/");
+            bool filled = below != m_expect.end() && starts_with(below->first, victim + "/");
             if (brought && it->second.type == EntryType::dir) {
                 it->second.opaque = true;
                 continue;
@@ -321,7 +321,7 @@ private:
             e.type = EntryType::chardev;
             put(victim, std::move(e));
         }
-        whiteouts_.clear();
+        m_whiteouts.clear();
     }
 
     // ---- phase 2: each expected path in the snapshot
@@ -337,17 +337,17 @@ private:
     // is in path order, so siblings come together).
     Parent& parent_of(const std::string& rel) {
         std::string p = fs::split_parent(rel).first;
-        if (parent_ && parent_->path == p) {
-            return *parent_;
+        if (m_parent && m_parent->path == p) {
+            return *m_parent;
         }
-        parent_.emplace();
-        parent_->path = p;
+        m_parent.emplace();
+        m_parent->path = p;
         if (p.empty()) {
-            parent_->fd = dup_cloexec(root_);
-            return *parent_;
+            m_parent->fd = dup_cloexec(m_root);
+            return *m_parent;
         }
         try {
-            parent_->fd = open_in_root(root_, p, O_PATH | O_DIRECTORY);
+            m_parent->fd = open_in_root(m_root, p, O_PATH | O_DIRECTORY);
         } catch (const SysError& e) {
             if (e.error_code() != ENOENT && e.error_code() != ENOTDIR) {
                 throw;
@@ -355,30 +355,30 @@ private:
             // The applier follows the lower layers' symlinks too: the
             // parent resolved in the merged view (snapshot/merged_view.hpp).
             std::optional<std::string> real;
-            if (!lowers_.empty()) {
-                real = MergedView(root_, lowers_).resolve(p, false);
+            if (!m_lowers.empty()) {
+                real = MergedView(m_root, m_lowers).resolve(p, false);
             }
             if (real) {
-                int fd = sys::openat2_raw(root_, real->empty() ? "." : real->c_str(),
+                int fd = sys::openat2_raw(m_root, real->empty() ? "." : real->c_str(),
                                           O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
                                           RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
                 if (fd >= 0) {
-                    parent_->fd.reset(fd);
-                    parent_->real = *real;
-                    return *parent_;
+                    m_parent->fd.reset(fd);
+                    m_parent->real = *real;
+                    return *m_parent;
                 }
             }
-            parent_->missing = true;
-            return *parent_;
+            m_parent->missing = true;
+            return *m_parent;
         }
-        std::string real = read_link("/proc/self/fd/" + std::to_string(parent_->fd.get()));
-        if (real == root_real_) {
+        std::string real = read_link("/proc/self/fd/" + std::to_string(m_parent->fd.get()));
+        if (real == m_root_real) {
             real.clear();
-        } else if (starts_with(real, root_real_ + "/")) {
-            real = real.substr(root_real_.size() + 1);
+        } else if (starts_with(real, m_root_real + "/")) {
+            real = real.substr(m_root_real.size() + 1);
         }
-        parent_->real = real;
-        return *parent_;
+        m_parent->real = real;
+        return *m_parent;
     }
 
     std::string fd_path(int dirfd, const std::string& name) const {
@@ -386,7 +386,7 @@ private:
     }
 
     std::optional<std::pair<std::string, struct stat>> lookup_lower(const std::string& rel) {
-        for (const auto& lower : lowers_) {
+        for (const auto& lower : m_lowers) {
             try {
                 UniqueFd lroot = fs::open_dir(lower);
                 UniqueFd f = open_in_root(lroot.get(), rel, O_RDONLY | O_NOFOLLOW);
@@ -414,7 +414,7 @@ private:
 
     void check_entries() {
         std::map<std::string, struct stat> seen; // for hard links
-        for (const auto& [rel, e] : expect_) {
+        for (const auto& [rel, e] : m_expect) {
             Parent& p = parent_of(rel);
             std::string name = fs::split_parent(rel).second;
             struct stat st;
@@ -426,14 +426,14 @@ private:
                 }
                 bool device = e.kind == Expect::Kind::entry &&
                               (e.type == EntryType::chardev || e.type == EntryType::blockdev);
-                if (device && !owners_) {
+                if (device && !m_owners) {
                     continue; // an unprivileged unpack skips devices
                 }
                 problem(rel, e.kind == Expect::Kind::whiteout ? "whiteout is missing"
                                                               : "missing (the layer has it)");
                 continue;
             }
-            checked_.insert(p.real.empty() ? name : p.real + "/" + name);
+            m_checked.insert(p.real.empty() ? name : p.real + "/" + name);
             seen.emplace(rel, st);
             std::string at = fd_path(p.fd.get(), name);
             Xattrs xattrs = fs::read_xattrs(at);
@@ -441,22 +441,22 @@ private:
         }
         // Hard links: the same inode as their target, unless a later entry
         // replaced the target (the link keeps the old file then).
-        for (const auto& [rel, e] : expect_) {
+        for (const auto& [rel, e] : m_expect) {
             if (e.link_target.empty()) {
                 continue;
             }
-            auto t = expect_.find(e.link_target);
+            auto t = m_expect.find(e.link_target);
             auto ls = seen.find(rel);
             auto ts = seen.find(e.link_target);
-            if (t != expect_.end() && t->second.serial == e.link_serial && ls != seen.end() &&
+            if (t != m_expect.end() && t->second.serial == e.link_serial && ls != seen.end() &&
                 ts != seen.end() &&
                 (ts->second.st_dev != ls->second.st_dev ||
                  ts->second.st_ino != ls->second.st_ino)) {
                 problem(rel, "is not a hard link to /" + e.link_target + " as in the layer");
             }
         }
-        if (root_opaque_) {
-            Xattrs x = fs::read_xattrs(fd_path(root_, "."));
+        if (m_root_opaque) {
+            Xattrs x = fs::read_xattrs(fd_path(m_root, "."));
             if (!is_opaque(x)) {
                 problem("", "is not marked opaque (the layer has an opaque marker for it)");
             }
@@ -475,7 +475,7 @@ private:
     Xattrs comparable(const Xattrs& x, const Xattrs& expected) const {
         Xattrs out;
         for (const auto& [k, v] : x) {
-            if (overlay_xattr(k) || (!owners_ && !starts_with(k, "user.")) ||
+            if (overlay_xattr(k) || (!m_owners && !starts_with(k, "user.")) ||
                 (k == "security.selinux" && !expected.contains(k))) {
                 continue;
             }
@@ -548,7 +548,7 @@ private:
                                          e.linkname, lst.st_size));
             } else {
                 UniqueFd f = fs::open_at(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                std::string got = hash_fd(f.get(), root_real_ + "/" + rel);
+                std::string got = hash_fd(f.get(), m_root_real + "/" + rel);
                 if (got != sha) {
                     problem(rel, "content hashes to sha256:" + got + ", the file below it (/" +
                                      e.linkname + ") to sha256:" + sha);
@@ -566,7 +566,7 @@ private:
             problem(rel, fmt::format("mode is {:04o}, the layer has {:04o}", st.st_mode & 07777,
                                      e.mode));
         }
-        if (owners_ && (st.st_uid != e.uid || st.st_gid != e.gid)) {
+        if (m_owners && (st.st_uid != e.uid || st.st_gid != e.gid)) {
             problem(rel, fmt::format("owner is {}:{}, the layer has {}:{}", st.st_uid, st.st_gid,
                                      e.uid, e.gid));
         }
@@ -577,7 +577,7 @@ private:
                 problem(rel, fmt::format("size is {}, the layer has {}", st.st_size, e.size));
             } else {
                 UniqueFd f = fs::open_at(pfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                std::string got = hash_fd(f.get(), root_real_ + "/" + rel);
+                std::string got = hash_fd(f.get(), m_root_real + "/" + rel);
                 if (got != e.sha256) {
                     problem(rel, "content hashes to sha256:" + got +
                                      ", the layer has sha256:" + e.sha256);
@@ -631,7 +631,7 @@ private:
             if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
                 throw_errno("stat", shown(crel));
             }
-            bool checked = checked_.contains(crel);
+            bool checked = m_checked.contains(crel);
             any = any || checked;
             if (S_ISDIR(st.st_mode)) {
                 UniqueFd sub(
@@ -639,13 +639,13 @@ private:
                 if (!sub) {
                     throw_errno("open", shown(crel));
                 }
-                std::size_t mark = out_.mismatches.size();
+                std::size_t mark = m_out.mismatches.size();
                 bool below = walk(sub.get(), crel);
                 any = any || below;
                 if (!checked && !below) {
                     // A whole tree the layer does not have: one report.
                     std::size_t inside = count_below(dirfd, name);
-                    out_.mismatches.resize(mark);
+                    m_out.mismatches.resize(mark);
                     problem(crel, inside == 0
                                       ? std::string("a directory the layer does not have")
                                       : fmt::format("a directory the layer does not have ({} "
@@ -674,19 +674,19 @@ private:
         return n;
     }
 
-    formats::TarReader& reader_;
-    std::string layer_name_;
-    int root_;
-    const std::vector<std::string>& lowers_;
-    bool owners_;
-    std::map<std::string, Expect> expect_;
-    std::vector<std::string> whiteouts_; // victims of this layer's .wh. entries
-    std::uint64_t serial_ = 0;
-    bool root_opaque_ = false;
-    std::optional<Parent> parent_;
-    std::string root_real_;
-    std::unordered_set<std::string> checked_;
-    SnapshotCheck out_;
+    formats::TarReader& m_reader;
+    std::string m_layer_name;
+    int m_root;
+    const std::vector<std::string>& m_lowers;
+    bool m_owners;
+    std::map<std::string, Expect> m_expect;
+    std::vector<std::string> m_whiteouts; // victims of this layer's .wh. entries
+    std::uint64_t m_serial = 0;
+    bool m_root_opaque = false;
+    std::optional<Parent> m_parent;
+    std::string m_root_real;
+    std::unordered_set<std::string> m_checked;
+    SnapshotCheck m_out;
 };
 
 } // namespace

@@ -47,8 +47,8 @@ bool is_index_type(std::string_view mt) {
 // ---------------------------------------------------------------- StoreLock
 
 StoreLock::StoreLock(const std::string& path) {
-    fd_ = fs::open(path, O_RDWR | O_CREAT, 0600);
-    while (::flock(fd_.get(), LOCK_EX) != 0) {
+    m_fd = fs::open(path, O_RDWR | O_CREAT, 0600);
+    while (::flock(m_fd.get(), LOCK_EX) != 0) {
         if (errno != EINTR) {
             throw_errno("flock", path);
         }
@@ -123,18 +123,18 @@ void tighten(const std::string& path, mode_t mode) {
 } // namespace
 
 Store::Store(std::string root)
-    : root_(normalise_root(std::move(root))),
-      layout_(formats::OciLayout::create(create_root(root_))) {
-    tighten(root_, k_root_mode);
+    : m_root(normalise_root(std::move(root))),
+      m_layout(formats::OciLayout::create(create_root(m_root))) {
+    tighten(m_root, k_root_mode);
     for (const char* d : k_private_dirs) {
-        fs::mkdirs(root_ + "/" + d, k_dir_mode);
-        tighten(root_ + "/" + d, k_dir_mode);
+        fs::mkdirs(m_root + "/" + d, k_dir_mode);
+        tighten(m_root + "/" + d, k_dir_mode);
     }
 }
 
 void Store::ensure_lease() const {
-    std::lock_guard guard(lease_mutex_);
-    if (!lease_path_.empty()) {
+    std::lock_guard guard(m_lease_mutex);
+    if (!m_lease_path.empty()) {
         return;
     }
     // This process's lease: "start <unix seconds>", then what keep() names.
@@ -150,13 +150,13 @@ void Store::ensure_lease() const {
         name += "0123456789abcdef"[c >> 4];
         name += "0123456789abcdef"[c & 15];
     }
-    std::string path = root_ + "/leases/" + name;
+    std::string path = m_root + "/leases/" + name;
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
     if (!fd) {
         if (errno == EACCES || errno == EROFS || errno == EPERM) {
             // A store this process cannot write: it makes nothing gc could take.
             STRATA_LOG_DEBUG("store: no lease in {}: {}", path, std::strerror(errno));
-            lease_path_ = "-"; // do not try again
+            m_lease_path = "-"; // do not try again
             return;
         }
         throw_errno("open", path);
@@ -170,25 +170,25 @@ void Store::ensure_lease() const {
         ::unlink(path.c_str());
         throw SysError("write", path, err);
     }
-    lease_path_ = path;
-    lease_fd_ = std::move(fd);
+    m_lease_path = path;
+    m_lease_fd = std::move(fd);
 }
 
 Store::~Store() {
-    if (lease_fd_) {
-        ::unlink(lease_path_.c_str());
+    if (m_lease_fd) {
+        ::unlink(m_lease_path.c_str());
     }
 }
 
 void Store::keep(const Descriptor& manifest) const {
     ensure_lease();
-    std::lock_guard guard(lease_mutex_);
-    if (!lease_fd_) {
+    std::lock_guard guard(m_lease_mutex);
+    if (!m_lease_fd) {
         return;
     }
     std::string line = formats::to_json(manifest) + "\n";
-    if (::write(lease_fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-        throw_errno("write", lease_path_);
+    if (::write(m_lease_fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        throw_errno("write", m_lease_path);
     }
 }
 
@@ -203,42 +203,42 @@ std::string pin_path(const std::string& root, const std::string& name) {
 } // namespace
 
 void Store::pin(const std::string& name, const Descriptor& manifest) {
-    fs::write_file_atomic(pin_path(root_, name), formats::to_json(manifest) + "\n", 0600);
+    fs::write_file_atomic(pin_path(m_root, name), formats::to_json(manifest) + "\n", 0600);
 }
 
 void Store::unpin(const std::string& name) {
-    std::string p = pin_path(root_, name);
+    std::string p = pin_path(m_root, name);
     if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
         throw_errno("unlink", p);
     }
 }
 
 StoreLock Store::lock() const {
-    return StoreLock(root_ + "/lock");
+    return StoreLock(m_root + "/lock");
 }
 
 bool Store::has_blob(const Digest& d) const {
-    return layout_.has_blob(d);
+    return m_layout.has_blob(d);
 }
 
 std::string Store::blob_path(const Digest& d) const {
-    return layout_.blob_path(d);
+    return m_layout.blob_path(d);
 }
 
 UniqueFd Store::open_blob(const Digest& d) const {
-    auto fd = layout_.maybe_open_blob(d);
+    auto fd = m_layout.maybe_open_blob(d);
     if (!fd) {
-        throw Error("blob " + d.str() + " is missing from the store " + root_);
+        throw Error("blob " + d.str() + " is missing from the store " + m_root);
     }
     return std::move(*fd);
 }
 
 std::string Store::read_blob(const Digest& d, std::size_t max_size) const {
     if (!has_blob(d)) {
-        throw Error("blob " + d.str() + " is missing from the store " + root_);
+        throw Error("blob " + d.str() + " is missing from the store " + m_root);
     }
     try {
-        return layout_.read_blob(d, max_size);
+        return m_layout.read_blob(d, max_size);
     } catch (const formats::DigestMismatch& e) {
         throw Error("blob " + d.str() + " is corrupt (run 'strata verify'): " + e.what());
     }
@@ -246,7 +246,7 @@ std::string Store::read_blob(const Digest& d, std::size_t max_size) const {
 
 BlobWriter Store::new_blob() const {
     ensure_lease();
-    return BlobWriter(layout_, tmp_dir());
+    return BlobWriter(m_layout, tmp_dir());
 }
 
 bool Store::reuse_blob(const Digest& d) const {
@@ -281,32 +281,32 @@ bool blob_intact(const formats::OciLayout& layout, const Digest& d) {
 } // namespace
 
 bool Store::reuse_intact_blob(const Digest& d) const {
-    return blob_intact(layout_, d) && reuse_blob(d);
+    return blob_intact(m_layout, d) && reuse_blob(d);
 }
 
 Digest Store::put_blob(std::string_view data) {
     Digest d = Digest::of(data);
-    if (blob_intact(layout_, d) && reuse_blob(d)) {
+    if (blob_intact(m_layout, d) && reuse_blob(d)) {
         return d;
     }
     ensure_lease();
-    return layout_.ingest_bytes(data, d, tmp_dir());
+    return m_layout.ingest_bytes(data, d, tmp_dir());
 }
 
 Digest Store::ingest(int fd, const std::optional<Digest>& expected) {
-    if (expected && blob_intact(layout_, *expected) && reuse_blob(*expected)) {
+    if (expected && blob_intact(m_layout, *expected) && reuse_blob(*expected)) {
         return *expected;
     }
     ensure_lease();
-    return layout_.ingest(fd, expected, std::nullopt, tmp_dir());
+    return m_layout.ingest(fd, expected, std::nullopt, tmp_dir());
 }
 
 formats::Index Store::read_index() const {
-    return layout_.read_index();
+    return m_layout.read_index();
 }
 
 void Store::write_index(const formats::Index& index) {
-    layout_.write_index(index);
+    m_layout.write_index(index);
 }
 
 void Store::update_index(const std::function<void(formats::Index&)>& change) {
@@ -324,11 +324,11 @@ std::vector<ImageRecord> Store::images() const {
     std::vector<ImageRecord> out;
     for (const auto& d : read_index().manifests) {
         ImageRecord r{std::nullopt, d};
-        auto it = d.annotations.find(std::string(kRefNameAnnotation));
+        auto it = d.annotations.find(std::string(k_ref_name_annotation));
         if (it != d.annotations.end()) {
             r.name = Reference::try_parse(it->second);
         }
-        r.manifest.annotations.erase(std::string(kRefNameAnnotation));
+        r.manifest.annotations.erase(std::string(k_ref_name_annotation));
         out.push_back(std::move(r));
     }
     return out;
@@ -445,13 +445,13 @@ void Store::set_name(const Reference& name, const Descriptor& manifest) {
         auto& ms = index.manifests;
         std::string full = name.full();
         Descriptor named = manifest;
-        named.annotations[std::string(kRefNameAnnotation)] = full;
+        named.annotations[std::string(k_ref_name_annotation)] = full;
         std::string named_json = formats::to_json(named);
         bool untagged_copy = false;
         for (const auto& d : ms) {
             untagged_copy =
                 untagged_copy || (d.digest == manifest.digest &&
-                                  d.annotations.count(std::string(kRefNameAnnotation)) == 0);
+                                  d.annotations.count(std::string(k_ref_name_annotation)) == 0);
         }
         for (const auto& d : ms) {
             if (!untagged_copy && formats::to_json(d) == named_json) {
@@ -460,7 +460,8 @@ void Store::set_name(const Reference& name, const Descriptor& manifest) {
         }
         ms.erase(std::remove_if(ms.begin(), ms.end(),
                                 [&](const Descriptor& d) {
-                                    auto it = d.annotations.find(std::string(kRefNameAnnotation));
+                                    auto it =
+                                        d.annotations.find(std::string(k_ref_name_annotation));
                                     if (it != d.annotations.end()) {
                                         return it->second == full;
                                     }
@@ -469,7 +470,7 @@ void Store::set_name(const Reference& name, const Descriptor& manifest) {
                                 }),
                  ms.end());
         Descriptor d = manifest;
-        d.annotations[std::string(kRefNameAnnotation)] = full;
+        d.annotations[std::string(k_ref_name_annotation)] = full;
         ms.push_back(std::move(d));
     });
 }
@@ -482,7 +483,7 @@ void Store::add_untagged(const Descriptor& manifest) {
             }
         }
         Descriptor d = manifest;
-        d.annotations.erase(std::string(kRefNameAnnotation));
+        d.annotations.erase(std::string(k_ref_name_annotation));
         index.manifests.push_back(std::move(d));
     });
 }
@@ -493,7 +494,7 @@ bool Store::remove_name(const Reference& name) {
         auto& ms = index.manifests;
         std::string full = name.full();
         auto it = std::remove_if(ms.begin(), ms.end(), [&](const Descriptor& d) {
-            auto a = d.annotations.find(std::string(kRefNameAnnotation));
+            auto a = d.annotations.find(std::string(k_ref_name_annotation));
             return a != d.annotations.end() && a->second == full;
         });
         removed = it != ms.end();
@@ -507,9 +508,8 @@ void Store::remove_untagged(const Digest& manifest) {
         auto& ms = index.manifests;
         ms.erase(std::remove_if(ms.begin(), ms.end(),
                                 [&](const Descriptor& d) {
-                                    return d.digest == manifest &&
-                                           d.annotations.count(std::string(kRefNameAnnotation)) ==
-                                               0;
+                                    return d.digest == manifest && d.annotations.count(std::string(
+                                                                       k_ref_name_annotation)) == 0;
                                 }),
                  ms.end());
     });
@@ -544,7 +544,7 @@ Descriptor Store::put_image_raw(std::string_view config_json, const std::vector<
 }
 
 std::string Store::snapshot_dir(const Digest& chain_id) const {
-    return root_ + "/snapshots/" + std::string(chain_id.hex()) + "/fs";
+    return m_root + "/snapshots/" + std::string(chain_id.hex()) + "/fs";
 }
 
 bool Store::has_snapshot(const Digest& chain_id) const {
@@ -553,7 +553,7 @@ bool Store::has_snapshot(const Digest& chain_id) const {
 
 void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir) {
     ensure_lease();
-    std::string parent = root_ + "/snapshots/" + std::string(chain_id.hex());
+    std::string parent = m_root + "/snapshots/" + std::string(chain_id.hex());
     {
         // One syncfs for the whole tree (not an fsync per file): the data and
         // metadata are on disk before the name makes the snapshot visible, so
@@ -644,11 +644,11 @@ std::vector<std::string> Store::ensure_snapshots(const Image& image) {
         dirs.push_back(snapshot_dir(chain));
         // In use for this Store's life: gc skips a snapshot it cannot lock.
         // A lock (no write) costs `strata run` nothing on the disk.
-        std::string held = root_ + "/snapshots/" + std::string(chain.hex());
+        std::string held = m_root + "/snapshots/" + std::string(chain.hex());
         UniqueFd fd(::open(held.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (fd && ::flock(fd.get(), LOCK_SH) == 0) {
-            std::lock_guard guard(lease_mutex_);
-            held_.push_back(std::move(fd));
+            std::lock_guard guard(m_lease_mutex);
+            m_held.push_back(std::move(fd));
         } else {
             STRATA_LOG_DEBUG("store: cannot lock {}: {}", held, std::strerror(errno));
         }
@@ -739,7 +739,7 @@ GcResult Store::gc() {
     std::int64_t now = start.tv_sec;
     StoreLock l = lock();
     GcResult result;
-    LiveLeases live = read_leases(root_ + "/leases", lease_path_, now + 1);
+    LiveLeases live = read_leases(m_root + "/leases", m_lease_path, now + 1);
     struct timespec since = start;
     if (live.oldest_start <= now) {
         since = {static_cast<time_t>(live.oldest_start - 1), 0};
@@ -787,8 +787,8 @@ GcResult Store::gc() {
         if (name.size() < 5 || name.substr(name.size() - 5) != ".json") {
             continue;
         }
-        auto j =
-            nlohmann::json::parse(fs::read_file(path, formats::kMaxDocumentSize), nullptr, false);
+        auto j = nlohmann::json::parse(fs::read_file(path, formats::k_max_document_size), nullptr,
+                                       false);
         if (j.is_discarded() || !j.is_object()) {
             continue;
         }
@@ -805,7 +805,7 @@ GcResult Store::gc() {
             }
         }
     }
-    std::string blobs = root_ + "/blobs/sha256";
+    std::string blobs = m_root + "/blobs/sha256";
     for (const auto& name : fs::list_dir(blobs)) {
         if (keep_blobs.count(name) == 0 && !changed_since(blobs + "/" + name, since)) {
             struct stat st;
@@ -816,8 +816,8 @@ GcResult Store::gc() {
             result.blobs_removed++;
         }
     }
-    for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
-        std::string dir = root_ + "/snapshots/" + name;
+    for (const auto& name : fs::list_dir(m_root + "/snapshots")) {
+        std::string dir = m_root + "/snapshots/" + name;
         if (keep_snapshots.count(name) == 0 && !changed_since(dir, since)) {
             // Removed under gc's own exclusive lock, so that no one starts
             // to use it meanwhile.
@@ -863,7 +863,7 @@ Store::verify(const std::function<void(std::string_view)>& progress) const {
 }
 
 bool Store::remove_snapshot(const Digest& chain_id) {
-    std::string dir = root_ + "/snapshots/" + std::string(chain_id.hex());
+    std::string dir = m_root + "/snapshots/" + std::string(chain_id.hex());
     StoreLock l = lock();
     if (!fs::exists(dir)) {
         return false;
@@ -876,7 +876,7 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
     VerifyResult result;
     auto& problems = result.problems;
     std::unordered_set<std::string> bad_blobs;
-    std::string blobs = root_ + "/blobs/sha256";
+    std::string blobs = m_root + "/blobs/sha256";
     for (const auto& name : fs::list_dir(blobs)) {
         auto expected = Digest::try_parse("sha256:" + name);
         if (!expected) {
@@ -950,7 +950,7 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
             continue;
         }
         auto j = nlohmann::json::parse(
-            fs::read_file(cache_dir() + "/" + name, formats::kMaxDocumentSize), nullptr, false);
+            fs::read_file(cache_dir() + "/" + name, formats::k_max_document_size), nullptr, false);
         if (j.is_discarded() || !j.is_object() || !j.contains("chain_id") ||
             !j["chain_id"].is_string() || !j.contains("layer") || !j["layer"].is_object() ||
             !j["layer"].contains("digest") || !j["layer"]["digest"].is_string()) {
@@ -962,7 +962,7 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
             sources.try_emplace(std::string(chain->hex()), Source{*layer, {}});
         }
     }
-    for (const auto& name : fs::list_dir(root_ + "/snapshots")) {
+    for (const auto& name : fs::list_dir(m_root + "/snapshots")) {
         auto chain = Digest::try_parse("sha256:" + name);
         if (!chain || !has_snapshot(*chain)) {
             continue; // not a snapshot (leftover of an interrupted adopt; gc removes it)

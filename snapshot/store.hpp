@@ -27,7 +27,7 @@
 
 namespace strata::snapshot {
 
-inline constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
+inline constexpr std::string_view k_ref_name_annotation = "org.opencontainers.image.ref.name";
 
 // A layer blob that does not hold what its digest or diff ID says.
 class CorruptLayer : public Error {
@@ -43,7 +43,7 @@ public:
     StoreLock& operator=(StoreLock&&) noexcept = default;
 
 private:
-    UniqueFd fd_;
+    UniqueFd m_fd;
 };
 
 // Blobs are written through the OCI layout's verified writer: bytes go to
@@ -110,9 +110,9 @@ public:
     void pin(const std::string& name, const formats::Descriptor& manifest);
     void unpin(const std::string& name);
 
-    const std::string& root() const noexcept { return root_; }
-    std::string tmp_dir() const { return root_ + "/tmp"; }
-    std::string cache_dir() const { return root_ + "/cache"; }
+    const std::string& root() const noexcept { return m_root; }
+    std::string tmp_dir() const { return m_root + "/tmp"; }
+    std::string cache_dir() const { return m_root + "/cache"; }
     StoreLock lock() const;
 
     // --- blobs
@@ -130,7 +130,7 @@ public:
     UniqueFd open_blob(const formats::Digest& d) const;
     // Reads a small blob (a JSON document) and checks its digest.
     std::string read_blob(const formats::Digest& d,
-                          std::size_t max_size = formats::kMaxDocumentSize) const;
+                          std::size_t max_size = formats::k_max_document_size) const;
     formats::Digest put_blob(std::string_view data);
     BlobWriter new_blob() const;
     // Copies a blob from a stream (verifying it when expected is set).
@@ -200,16 +200,16 @@ private:
     formats::Index read_index() const;
     void update_index(const std::function<void(formats::Index&)>& change);
 
-    std::string root_;
-    formats::OciLayout layout_;
+    std::string m_root;
+    formats::OciLayout m_layout;
     // Starts this Store's lease when it has none yet.
     void ensure_lease() const;
 
     // The lease (made on first need; the builder writes from several threads).
-    mutable std::mutex lease_mutex_;
-    mutable std::string lease_path_;     // leases/lease-<pid>-<random>; empty without one
-    mutable UniqueFd lease_fd_;          // holds the shared flock
-    mutable std::vector<UniqueFd> held_; // snapshot directories under a shared flock
+    mutable std::mutex m_lease_mutex;
+    mutable std::string m_lease_path;     // leases/lease-<pid>-<random>; empty without one
+    mutable UniqueFd m_lease_fd;          // holds the shared flock
+    mutable std::vector<UniqueFd> m_held; // snapshot directories under a shared flock
 };
 
 } // namespace strata::snapshot

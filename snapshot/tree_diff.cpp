@@ -72,8 +72,8 @@ TreeListing listing_of(const MergedTree& tree) {
     const auto& idx = tree.index();
     const auto& trie = idx.trie();
     TreeListing out;
-    tree.walk(PathTrie::kRoot, [&](std::uint32_t n) {
-        if (n == PathTrie::kRoot) {
+    tree.walk(PathTrie::k_root, [&](std::uint32_t n) {
+        if (n == PathTrie::k_root) {
             return;
         }
         FileMeta m;

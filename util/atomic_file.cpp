@@ -20,62 +20,62 @@ AtomicFile AtomicFile::in_dir(const std::string& dir, std::string_view prefix, m
 }
 
 AtomicFile::AtomicFile(std::string path, const std::string& templ, mode_t mode)
-    : path_(std::move(path)) {
+    : m_path(std::move(path)) {
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
     int fd = ::mkostemp(buf.data(), O_CLOEXEC);
     if (fd < 0) {
         throw_errno("mkostemp", templ);
     }
-    fd_.reset(fd);
-    tmp_ = buf.data();
+    m_fd.reset(fd);
+    m_tmp = buf.data();
     if (::fchmod(fd, mode) != 0) {
         int err = errno;
-        ::unlink(tmp_.c_str());
-        throw SysError("fchmod", tmp_, err);
+        ::unlink(m_tmp.c_str());
+        throw SysError("fchmod", m_tmp, err);
     }
     // In use while open: a store's gc skips temporaries it cannot lock.
     ::flock(fd, LOCK_SH);
 }
 
 AtomicFile::~AtomicFile() {
-    if (!committed_) {
-        fd_.reset();
-        ::unlink(tmp_.c_str());
+    if (!m_committed) {
+        m_fd.reset();
+        ::unlink(m_tmp.c_str());
     }
 }
 
 void AtomicFile::write(std::string_view data) {
-    fs::write_all(fd_.get(), tmp_, data);
+    fs::write_all(m_fd.get(), m_tmp, data);
 }
 
 bool AtomicFile::commit(bool no_replace) {
-    return commit_as(path_, no_replace);
+    return commit_as(m_path, no_replace);
 }
 
 bool AtomicFile::commit_as(const std::string& path, bool no_replace) {
-    if (committed_) {
-        throw Error("AtomicFile " + tmp_ + ": committed twice");
+    if (m_committed) {
+        throw Error("AtomicFile " + m_tmp + ": committed twice");
     }
     if (path.empty()) {
-        throw Error("AtomicFile " + tmp_ + ": no destination");
+        throw Error("AtomicFile " + m_tmp + ": no destination");
     }
-    if (::fsync(fd_.get()) != 0) {
-        throw_errno("fsync", tmp_);
+    if (::fsync(m_fd.get()) != 0) {
+        throw_errno("fsync", m_tmp);
     }
-    fd_.close();
+    m_fd.close();
     if (no_replace) {
-        if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+        if (::renameat2(AT_FDCWD, m_tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
             if (errno == EEXIST) {
                 return false;
             }
             throw_errno("rename", path);
         }
-    } else if (::rename(tmp_.c_str(), path.c_str()) != 0) {
+    } else if (::rename(m_tmp.c_str(), path.c_str()) != 0) {
         throw_errno("rename", path);
     }
-    committed_ = true;
-    path_ = path;
+    m_committed = true;
+    m_path = path;
     return true;
 }
 

@@ -23,9 +23,9 @@ public:
     AtomicFile& operator=(const AtomicFile&) = delete;
     ~AtomicFile();
 
-    int fd() const noexcept { return fd_.get(); }
-    const std::string& path() const noexcept { return path_; }
-    const std::string& temp_path() const noexcept { return tmp_; }
+    int fd() const noexcept { return m_fd.get(); }
+    const std::string& path() const noexcept { return m_path; }
+    const std::string& temp_path() const noexcept { return m_tmp; }
     void write(std::string_view data);
     // fsync + rename. With no_replace, an existing destination is left alone
     // and commit returns false.
@@ -35,10 +35,10 @@ public:
 
 private:
     AtomicFile(std::string path, const std::string& templ, mode_t mode);
-    std::string path_;
-    std::string tmp_;
-    UniqueFd fd_;
-    bool committed_ = false;
+    std::string m_path;
+    std::string m_tmp;
+    UniqueFd m_fd;
+    bool m_committed = false;
 };
 
 } // namespace strata

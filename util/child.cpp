@@ -17,10 +17,18 @@
 
 namespace strata {
 
-bool ExitStatus::exited() const noexcept { return WIFEXITED(raw_); }
-bool ExitStatus::signaled() const noexcept { return WIFSIGNALED(raw_); }
-int ExitStatus::code() const noexcept { return WEXITSTATUS(raw_); }
-int ExitStatus::signal() const noexcept { return WTERMSIG(raw_); }
+bool ExitStatus::exited() const noexcept {
+    return WIFEXITED(m_raw);
+}
+bool ExitStatus::signaled() const noexcept {
+    return WIFSIGNALED(m_raw);
+}
+int ExitStatus::code() const noexcept {
+    return WEXITSTATUS(m_raw);
+}
+int ExitStatus::signal() const noexcept {
+    return WTERMSIG(m_raw);
+}
 int ExitStatus::shell_code() const noexcept {
     return exited() ? code() : signaled() ? 128 + signal() : 255;
 }
@@ -39,26 +47,26 @@ std::string ExitStatus::describe() const {
         }
         return s;
     }
-    return "ended with wait status " + std::to_string(raw_);
+    return "ended with wait status " + std::to_string(m_raw);
 }
 
 Child::Child(Child&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), process_group_(o.process_group_) {}
+    : m_pid(std::exchange(o.m_pid, -1)), m_process_group(o.m_process_group) {}
 
 Child& Child::operator=(Child&& o) noexcept {
     if (this != &o) {
-        if (pid_ > 0) {
+        if (m_pid > 0) {
             terminate();
         }
-        pid_ = std::exchange(o.pid_, -1);
-        process_group_ = o.process_group_;
+        m_pid = std::exchange(o.m_pid, -1);
+        m_process_group = o.m_process_group;
     }
     return *this;
 }
 
 Child::~Child() {
-    if (pid_ > 0) {
-        STRATA_LOG_WARN("child process {} still running at destruction; killing it", pid_);
+    if (m_pid > 0) {
+        STRATA_LOG_WARN("child process {} still running at destruction; killing it", m_pid);
         try {
             terminate();
         } catch (...) {
@@ -187,33 +195,33 @@ Child Child::fork_fn(const std::function<int()>& fn, bool new_process_group) {
 }
 
 ExitStatus Child::wait() {
-    if (pid_ <= 0) {
+    if (m_pid <= 0) {
         throw Error("wait: no child process");
     }
     int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
+    while (::waitpid(m_pid, &status, 0) < 0) {
         if (errno != EINTR) {
-            pid_t pid = std::exchange(pid_, -1);
+            pid_t pid = std::exchange(m_pid, -1);
             throw SysError("waitpid", std::to_string(pid), errno);
         }
     }
-    pid_ = -1;
+    m_pid = -1;
     return ExitStatus(status);
 }
 
 std::optional<ExitStatus> Child::try_wait() {
-    if (pid_ <= 0) {
+    if (m_pid <= 0) {
         throw Error("wait: no child process");
     }
     int status = 0;
-    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    pid_t r = ::waitpid(m_pid, &status, WNOHANG);
     if (r < 0) {
-        throw_errno("waitpid", std::to_string(pid_));
+        throw_errno("waitpid", std::to_string(m_pid));
     }
     if (r == 0) {
         return std::nullopt;
     }
-    pid_ = -1;
+    m_pid = -1;
     return ExitStatus(status);
 }
 
@@ -233,16 +241,18 @@ std::optional<ExitStatus> Child::wait_for(std::chrono::milliseconds timeout) {
 }
 
 void Child::kill(int sig) {
-    if (pid_ <= 0) {
+    if (m_pid <= 0) {
         return;
     }
-    if (process_group_) {
-        ::kill(-pid_, sig);
+    if (m_process_group) {
+        ::kill(-m_pid, sig);
     }
-    ::kill(pid_, sig);
+    ::kill(m_pid, sig);
 }
 
-pid_t Child::detach() noexcept { return std::exchange(pid_, -1); }
+pid_t Child::detach() noexcept {
+    return std::exchange(m_pid, -1);
+}
 
 ExitStatus Child::terminate(std::chrono::milliseconds grace) {
     kill(SIGTERM);

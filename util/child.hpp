@@ -18,7 +18,7 @@ namespace strata {
 // The way a process ended, as waitpid reports it.
 class ExitStatus {
 public:
-    explicit ExitStatus(int wstatus) : raw_(wstatus) {}
+    explicit ExitStatus(int wstatus) : m_raw(wstatus) {}
     bool exited() const noexcept;
     bool signaled() const noexcept;
     int code() const noexcept;   // exit status, valid when exited()
@@ -28,10 +28,10 @@ public:
     int shell_code() const noexcept;
     // "exited with status N" or "killed by signal N (SIGNAME)"
     std::string describe() const;
-    int raw() const noexcept { return raw_; }
+    int raw() const noexcept { return m_raw; }
 
 private:
-    int raw_;
+    int m_raw;
 };
 
 struct SpawnOptions {
@@ -63,8 +63,8 @@ public:
     // Adopts an existing pid (e.g. from clone3).
     static Child adopt(pid_t pid, bool process_group) { return Child(pid, process_group); }
 
-    pid_t pid() const noexcept { return pid_; }
-    explicit operator bool() const noexcept { return pid_ > 0; }
+    pid_t pid() const noexcept { return m_pid; }
+    explicit operator bool() const noexcept { return m_pid > 0; }
     ExitStatus wait();
     std::optional<ExitStatus> try_wait();
     // Waits up to timeout; returns nullopt if still running.
@@ -76,9 +76,9 @@ public:
     ExitStatus terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(1000));
 
 private:
-    Child(pid_t pid, bool pg) : pid_(pid), process_group_(pg) {}
-    pid_t pid_ = -1;
-    bool process_group_ = false;
+    Child(pid_t pid, bool pg) : m_pid(pid), m_process_group(pg) {}
+    pid_t m_pid = -1;
+    bool m_process_group = false;
 };
 
 // Runs argv to completion, capturing stdout (stderr passes through unless

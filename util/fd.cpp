@@ -9,14 +9,14 @@
 namespace strata {
 
 void UniqueFd::close() {
-    int fd = std::exchange(fd_, -1);
+    int fd = std::exchange(m_fd, -1);
     if (fd >= 0 && ::close(fd) != 0 && errno != EINTR) {
         throw_errno("close");
     }
 }
 
 void UniqueFd::reset(int fd) noexcept {
-    int old = std::exchange(fd_, fd);
+    int old = std::exchange(m_fd, fd);
     if (old >= 0) {
         int saved = errno;
         ::close(old);

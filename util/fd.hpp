@@ -9,28 +9,28 @@ namespace strata {
 class UniqueFd {
 public:
     UniqueFd() noexcept = default;
-    explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+    explicit UniqueFd(int fd) noexcept : m_fd(fd) {}
     UniqueFd(const UniqueFd&) = delete;
     UniqueFd& operator=(const UniqueFd&) = delete;
-    UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    UniqueFd(UniqueFd&& o) noexcept : m_fd(std::exchange(o.m_fd, -1)) {}
     UniqueFd& operator=(UniqueFd&& o) noexcept {
         if (this != &o) {
-            reset(std::exchange(o.fd_, -1));
+            reset(std::exchange(o.m_fd, -1));
         }
         return *this;
     }
     ~UniqueFd() { reset(); }
 
-    int get() const noexcept { return fd_; }
-    explicit operator bool() const noexcept { return fd_ >= 0; }
-    [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
+    int get() const noexcept { return m_fd; }
+    explicit operator bool() const noexcept { return m_fd >= 0; }
+    [[nodiscard]] int release() noexcept { return std::exchange(m_fd, -1); }
     // Closes now and reports a failed close (e.g. EIO on NFS) as SysError.
     void close();
     // Closes silently (keeps errno intact) and takes ownership of fd.
     void reset(int fd = -1) noexcept;
 
 private:
-    int fd_ = -1;
+    int m_fd = -1;
 };
 
 // A pipe whose both ends are O_CLOEXEC.

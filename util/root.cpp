@@ -63,7 +63,7 @@ std::string clean_path(std::string_view path) {
 
 namespace {
 
-constexpr int kMaxSymlinks = 40;
+constexpr int k_max_symlinks = 40;
 
 std::deque<std::string> split(std::string_view path) {
     std::deque<std::string> out;
@@ -119,7 +119,7 @@ UniqueFd open_in_root_fallback(int rootfd, std::string_view path, int flags, mod
             throw_errno("stat", std::string(path));
         }
         if (present && S_ISLNK(st.st_mode) && (!last || follow_last)) {
-            if (++links > kMaxSymlinks) {
+            if (++links > k_max_symlinks) {
                 throw SysError("open", std::string(path), ELOOP);
             }
             std::string target = read_link_at(cur(), comp);
@@ -199,7 +199,7 @@ ParentRef open_parent_in_root(int rootfd, std::string_view path) {
 namespace {
 
 UniqueFd mkdirs_in_root_impl(int rootfd, const std::string& cleaned, mode_t mode, int depth) {
-    if (depth > kMaxSymlinks) {
+    if (depth > k_max_symlinks) {
         throw SysError("mkdir", cleaned, ELOOP);
     }
     UniqueFd cur = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);

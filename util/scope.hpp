@@ -10,37 +10,37 @@ namespace strata {
 
 template <typename F> class [[nodiscard]] ScopeExit {
 public:
-    explicit ScopeExit(F f) : f_(std::move(f)) {}
+    explicit ScopeExit(F f) : m_f(std::move(f)) {}
     ScopeExit(const ScopeExit&) = delete;
     ScopeExit& operator=(const ScopeExit&) = delete;
     ~ScopeExit() {
-        if (active_) {
-            f_();
+        if (m_active) {
+            m_f();
         }
     }
-    void dismiss() noexcept { active_ = false; }
+    void dismiss() noexcept { m_active = false; }
 
 private:
-    F f_;
-    bool active_ = true;
+    F m_f;
+    bool m_active = true;
 };
 
 template <typename F> class [[nodiscard]] ScopeFail {
 public:
-    explicit ScopeFail(F f) : f_(std::move(f)), exceptions_(std::uncaught_exceptions()) {}
+    explicit ScopeFail(F f) : m_f(std::move(f)), m_exceptions(std::uncaught_exceptions()) {}
     ScopeFail(const ScopeFail&) = delete;
     ScopeFail& operator=(const ScopeFail&) = delete;
     ~ScopeFail() {
-        if (active_ && std::uncaught_exceptions() > exceptions_) {
-            f_();
+        if (m_active && std::uncaught_exceptions() > m_exceptions) {
+            m_f();
         }
     }
-    void dismiss() noexcept { active_ = false; }
+    void dismiss() noexcept { m_active = false; }
 
 private:
-    F f_;
-    int exceptions_;
-    bool active_ = true;
+    F m_f;
+    int m_exceptions;
+    bool m_active = true;
 };
 
 } // namespace strata

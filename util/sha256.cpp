@@ -23,30 +23,32 @@ SHA256_CTX* ctx_of(void* p) { return static_cast<SHA256_CTX*>(p); }
 Sha256::Sha256() {
     auto ctx = std::make_unique<SHA256_CTX>();
     if (SHA256_Init(ctx.get()) != 1) throw Error("OpenSSL: cannot initialise SHA-256");
-    ctx_ = ctx.release();
+    m_ctx = ctx.release();
 }
 
-Sha256::~Sha256() { delete ctx_of(ctx_); }
+Sha256::~Sha256() {
+    delete ctx_of(m_ctx);
+}
 
-Sha256::Sha256(Sha256&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+Sha256::Sha256(Sha256&& o) noexcept : m_ctx(std::exchange(o.m_ctx, nullptr)) {}
 
 Sha256& Sha256::operator=(Sha256&& o) noexcept {
     if (this != &o) {
-        delete ctx_of(ctx_);
-        ctx_ = std::exchange(o.ctx_, nullptr);
+        delete ctx_of(m_ctx);
+        m_ctx = std::exchange(o.m_ctx, nullptr);
     }
     return *this;
 }
 
 void Sha256::update(const void* data, std::size_t size) {
-    if (size != 0 && SHA256_Update(ctx_of(ctx_), data, size) != 1) {
+    if (size != 0 && SHA256_Update(ctx_of(m_ctx), data, size) != 1) {
         throw Error("OpenSSL: SHA-256 update failed");
     }
 }
 
 Sha256::Bytes Sha256::finish() {
     Bytes out{};
-    if (SHA256_Final(out.data(), ctx_of(ctx_)) != 1) {
+    if (SHA256_Final(out.data(), ctx_of(m_ctx)) != 1) {
         throw Error("OpenSSL: SHA-256 final failed");
     }
     return out;

@@ -32,7 +32,7 @@ public:
     static std::string hex_of(std::string_view data);
 
 private:
-    void* ctx_;
+    void* m_ctx;
 };
 
 } // namespace strata

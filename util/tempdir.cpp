@@ -25,53 +25,53 @@ TempDir::TempDir(const std::string& parent, const std::string& prefix) {
     if (::mkdtemp(buf.data()) == nullptr) {
         throw_errno("mkdtemp", templ);
     }
-    path_ = buf.data();
-    lock_ = UniqueFd(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (lock_) {
-        ::flock(lock_.get(), LOCK_SH);
+    m_path = buf.data();
+    m_lock = UniqueFd(::open(m_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (m_lock) {
+        ::flock(m_lock.get(), LOCK_SH);
     }
 }
 
 TempDir::TempDir(TempDir&& o) noexcept
-    : path_(std::exchange(o.path_, {})), keep_(std::exchange(o.keep_, true)),
-      lock_(std::move(o.lock_)) {}
+    : m_path(std::exchange(o.m_path, {})), m_keep(std::exchange(o.m_keep, true)),
+      m_lock(std::move(o.m_lock)) {}
 
 TempDir& TempDir::operator=(TempDir&& o) noexcept {
     if (this != &o) {
         try {
-            if (!keep_ && !path_.empty()) {
-                fs::remove_all(path_);
+            if (!m_keep && !m_path.empty()) {
+                fs::remove_all(m_path);
             }
         } catch (...) {
         }
-        path_ = std::exchange(o.path_, {});
-        keep_ = std::exchange(o.keep_, true);
-        lock_ = std::move(o.lock_);
+        m_path = std::exchange(o.m_path, {});
+        m_keep = std::exchange(o.m_keep, true);
+        m_lock = std::move(o.m_lock);
     }
     return *this;
 }
 
 TempDir::~TempDir() {
-    if (keep_ || path_.empty()) {
+    if (m_keep || m_path.empty()) {
         return;
     }
     try {
-        fs::remove_all(path_);
+        fs::remove_all(m_path);
     } catch (const std::exception& e) {
-        STRATA_LOG_WARN("cannot remove temporary directory {}: {}", path_, e.what());
+        STRATA_LOG_WARN("cannot remove temporary directory {}: {}", m_path, e.what());
     }
 }
 
 std::string TempDir::keep() noexcept {
-    keep_ = true;
-    return path_;
+    m_keep = true;
+    return m_path;
 }
 
 void TempDir::remove() {
-    if (!path_.empty()) {
-        fs::remove_all(path_);
+    if (!m_path.empty()) {
+        fs::remove_all(m_path);
     }
-    keep_ = true;
+    m_keep = true;
 }
 
 } // namespace strata

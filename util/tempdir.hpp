@@ -19,16 +19,16 @@ public:
     TempDir& operator=(const TempDir&) = delete;
     ~TempDir();
 
-    const std::string& path() const noexcept { return path_; }
+    const std::string& path() const noexcept { return m_path; }
     // Keeps the directory and returns its path.
     std::string keep() noexcept;
     // Deletes now, reporting errors.
     void remove();
 
 private:
-    std::string path_;
-    bool keep_ = false;
-    UniqueFd lock_; // the shared flock on path_
+    std::string m_path;
+    bool m_keep = false;
+    UniqueFd m_lock; // the shared flock on m_path
 };
 
 } // namespace strata

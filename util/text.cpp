@@ -25,7 +25,7 @@ template <std::size_t N> bool in_table(const CodeRange (&table)[N], char32_t cp)
     return cp >= it->lo && cp <= it->hi;
 }
 
-constexpr char kHex[] = "0123456789abcdef";
+constexpr char k_hex[] = "0123456789abcdef";
 
 } // namespace
 
@@ -139,8 +139,8 @@ std::string go_quote(std::string_view s) {
         if (!r.valid) {
             const auto b = static_cast<unsigned char>(s[i]);
             out += "\\x";
-            out.push_back(kHex[b >> 4]);
-            out.push_back(kHex[b & 0xF]);
+            out.push_back(k_hex[b >> 4]);
+            out.push_back(k_hex[b & 0xF]);
             ++i;
             continue;
         }
@@ -176,17 +176,17 @@ std::string go_quote(std::string_view s) {
             default:
                 if (c < 0x20 || c == 0x7F) {
                     out += "\\x";
-                    out.push_back(kHex[c >> 4]);
-                    out.push_back(kHex[c & 0xF]);
+                    out.push_back(k_hex[c >> 4]);
+                    out.push_back(k_hex[c & 0xF]);
                 } else if (c < 0x10000) {
                     out += "\\u";
                     for (int shift = 12; shift >= 0; shift -= 4) {
-                        out.push_back(kHex[(c >> shift) & 0xF]);
+                        out.push_back(k_hex[(c >> shift) & 0xF]);
                     }
                 } else {
                     out += "\\U";
                     for (int shift = 28; shift >= 0; shift -= 4) {
-                        out.push_back(kHex[(c >> shift) & 0xF]);
+                        out.push_back(k_hex[(c >> shift) & 0xF]);
                     }
                 }
             }

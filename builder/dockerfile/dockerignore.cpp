@@ -309,7 +309,7 @@ std::vector<std::string_view> split_slash(std::string_view s) {
 
 DockerIgnore DockerIgnore::parse(std::string_view content, const std::string& file) {
     DockerIgnore ig;
-    ig.file_ = file;
+    ig.m_file = file;
     if (content.starts_with("\xEF\xBB\xBF")) {
         content.remove_prefix(3);
     }
@@ -357,15 +357,15 @@ DockerIgnore DockerIgnore::parse(std::string_view content, const std::string& fi
                                   fmt::format("invalid pattern \"{}\": {}", p.cleaned, err.what()),
                                   std::string(raw));
         }
-        ig.has_exceptions_ = ig.has_exceptions_ || p.exclusion;
-        ig.patterns_.push_back(std::move(p));
+        ig.m_has_exceptions = ig.m_has_exceptions || p.exclusion;
+        ig.m_patterns.push_back(std::move(p));
     }
     return ig;
 }
 
 std::optional<DockerIgnore> DockerIgnore::load_for(const std::string& context_dir,
                                                    const std::string& dockerfile_path) {
-    constexpr std::size_t kMax = 16u << 20;
+    constexpr std::size_t k_max = 16u << 20;
     auto present = [](const std::string& file) {
         struct stat st {};
         if (::lstat(file.c_str(), &st) == 0) {
@@ -379,7 +379,7 @@ std::optional<DockerIgnore> DockerIgnore::load_for(const std::string& context_di
     auto load = [&](const std::string& file, const std::string& dir) {
         check_inside(file, dir, "the ignore file");
         try {
-            return parse(fs::read_file(file, kMax), file);
+            return parse(fs::read_file(file, k_max), file);
         } catch (const SysError& e) {
             throw Error("cannot read the ignore file: " + std::string(e.what()));
         }
@@ -443,7 +443,7 @@ bool DockerIgnore::excluded(std::string_view path_in) const {
         }
     }
     bool matched = false;
-    for (const Pattern& p : patterns_) {
+    for (const Pattern& p : m_patterns) {
         if (p.exclusion != matched) {
             continue;
         }
@@ -464,7 +464,7 @@ bool DockerIgnore::excluded(std::string_view path_in) const {
 }
 
 bool DockerIgnore::may_reinclude_under(std::string_view dir_in) const {
-    if (!has_exceptions_) {
+    if (!m_has_exceptions) {
         return false;
     }
     const std::string dir = clean_path(dir_in);
@@ -473,7 +473,7 @@ bool DockerIgnore::may_reinclude_under(std::string_view dir_in) const {
         d.remove_prefix(1);
     }
     const auto dcomps = d.empty() || d == "." ? std::vector<std::string_view>{} : split_slash(d);
-    for (const Pattern& p : patterns_) {
+    for (const Pattern& p : m_patterns) {
         if (!p.exclusion) {
             continue;
         }
@@ -504,7 +504,7 @@ bool DockerIgnore::may_reinclude_under(std::string_view dir_in) const {
 
 std::vector<std::string> DockerIgnore::patterns() const {
     std::vector<std::string> out;
-    for (const Pattern& p : patterns_) {
+    for (const Pattern& p : m_patterns) {
         out.push_back((p.exclusion ? "!" : "") + p.cleaned);
     }
     return out;

@@ -45,15 +45,15 @@ public:
 
     // The cleaned patterns, "!" kept on exceptions (Docker's ReadAll output).
     std::vector<std::string> patterns() const;
-    const std::string& file() const { return file_; }
+    const std::string& file() const { return m_file; }
 
     struct Token;
     struct Pattern;
 
 private:
-    std::string file_;
-    std::vector<Pattern> patterns_;
-    bool has_exceptions_ = false;
+    std::string m_file;
+    std::vector<Pattern> m_patterns;
+    bool m_has_exceptions = false;
 
 public:
     DockerIgnore();

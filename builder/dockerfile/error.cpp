@@ -38,7 +38,7 @@ std::string format_error(const std::string& file, int line, int column, const st
 
 DockerfileError::DockerfileError(std::string file, int line, int column, std::string message,
                                  std::string text)
-    : Error(format_error(file, line, column, message, text)), file_(std::move(file)), line_(line),
-      column_(column), message_(std::move(message)), text_(std::move(text)) {}
+    : Error(format_error(file, line, column, message, text)), m_file(std::move(file)), m_line(line),
+      m_column(column), m_message(std::move(message)), m_text(std::move(text)) {}
 
 } // namespace strata::dockerfile

@@ -17,18 +17,18 @@ class DockerfileError : public Error {
 public:
     DockerfileError(std::string file, int line, int column, std::string message, std::string text);
 
-    const std::string& file() const noexcept { return file_; }
-    int line() const noexcept { return line_; }
-    int column() const noexcept { return column_; }
-    const std::string& message() const noexcept { return message_; }
-    const std::string& text() const noexcept { return text_; }
+    const std::string& file() const noexcept { return m_file; }
+    int line() const noexcept { return m_line; }
+    int column() const noexcept { return m_column; }
+    const std::string& message() const noexcept { return m_message; }
+    const std::string& text() const noexcept { return m_text; }
 
 private:
-    std::string file_;
-    int line_;
-    int column_;
-    std::string message_;
-    std::string text_;
+    std::string m_file;
+    int m_line;
+    int m_column;
+    std::string m_message;
+    std::string m_text;
 };
 
 } // namespace strata::dockerfile

@@ -88,13 +88,13 @@ public:
     enum class Type { Bool, String, Strings };
 
     Flags(const std::vector<std::string>& args, const Location& loc, std::string ins)
-        : args_(args), loc_(loc), ins_(std::move(ins)) {}
+        : m_args(args), m_loc(loc), m_ins(std::move(ins)) {}
 
-    void add(const std::string& name, Type t) { defs_[name] = t; }
+    void add(const std::string& name, Type t) { m_defs[name] = t; }
 
     void parse() {
-        for (const auto& arg : args_) {
-            current_ = arg.substr(0, arg.find('='));
+        for (const auto& arg : m_args) {
+            m_current = arg.substr(0, arg.find('='));
             if (!arg.starts_with("--")) {
                 fail(fmt::format("arg should start with -- : {}", arg));
             }
@@ -106,18 +106,18 @@ public:
             const std::string name = body.substr(0, eq);
             const bool has_value = eq != std::string::npos;
             const std::string value = has_value ? body.substr(eq + 1) : std::string();
-            auto it = defs_.find(name);
-            if (it == defs_.end()) {
+            auto it = m_defs.find(name);
+            if (it == m_defs.end()) {
                 std::vector<std::string> names;
-                for (const auto& [n, t] : defs_) {
+                for (const auto& [n, t] : m_defs) {
                     names.push_back(n);
                 }
                 fail(fmt::format("unknown flag: --{}{}", name, suggest(name, names, "--")));
             }
-            if (used_.count(name) != 0 && it->second != Type::Strings) {
+            if (m_used.count(name) != 0 && it->second != Type::Strings) {
                 fail(fmt::format("duplicate flag specified: --{}", name));
             }
-            auto& slot = used_[name];
+            auto& slot = m_used[name];
             switch (it->second) {
             case Type::Bool: {
                 if (has_value && value.empty()) {
@@ -150,28 +150,28 @@ public:
         }
     }
 
-    bool used(const std::string& name) const { return used_.count(name) != 0; }
+    bool used(const std::string& name) const { return m_used.count(name) != 0; }
     std::string str(const std::string& name) const {
-        auto it = used_.find(name);
-        return it == used_.end() || it->second.empty() ? std::string() : it->second.back();
+        auto it = m_used.find(name);
+        return it == m_used.end() || it->second.empty() ? std::string() : it->second.back();
     }
     bool boolean(const std::string& name) const { return str(name) == "true"; }
     std::vector<std::string> strings(const std::string& name) const {
-        auto it = used_.find(name);
-        return it == used_.end() ? std::vector<std::string>{} : it->second;
+        auto it = m_used.find(name);
+        return it == m_used.end() ? std::vector<std::string>{} : it->second;
     }
 
 private:
     [[noreturn]] void fail(const std::string& msg) const {
-        fail_at(loc_, ins_ + ": " + msg, current_);
+        fail_at(m_loc, m_ins + ": " + msg, m_current);
     }
 
-    const std::vector<std::string>& args_;
-    const Location& loc_;
-    std::string ins_;
-    std::map<std::string, Type> defs_;
-    std::map<std::string, std::vector<std::string>> used_;
-    std::string current_;
+    const std::vector<std::string>& m_args;
+    const Location& m_loc;
+    std::string m_ins;
+    std::map<std::string, Type> m_defs;
+    std::map<std::string, std::vector<std::string>> m_used;
+    std::string m_current;
 };
 
 CommandLine command_line(const Node& n, std::size_t skip = 0) {

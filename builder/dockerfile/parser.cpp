@@ -564,59 +564,59 @@ std::optional<std::pair<std::string, std::string>> match_directive(std::string_v
 
 class Parser {
 public:
-    Parser(std::string_view src, const std::string& file) : src_(src) { res_.file = file; }
+    Parser(std::string_view src, const std::string& file) : m_src(src) { m_res.file = file; }
 
     ParseResult run() {
         split_lines();
         validate();
-        for (const auto& l : phys_) {
-            res_.lines.emplace_back(trim_newline(l));
+        for (const auto& l : m_phys) {
+            m_res.lines.emplace_back(trim_newline(l));
         }
         std::size_t i = 0;
-        while (i < phys_.size()) {
+        while (i < m_phys.size()) {
             parse_instruction(i);
         }
-        if (res_.root.children.empty()) {
+        if (m_res.root.children.empty()) {
             fail(1, 1, "file with no instructions", "");
         }
-        res_.root.start_line = res_.root.children.front().start_line;
-        res_.root.end_line = res_.root.children.back().end_line;
-        return std::move(res_);
+        m_res.root.start_line = m_res.root.children.front().start_line;
+        m_res.root.end_line = m_res.root.children.back().end_line;
+        return std::move(m_res);
     }
 
 private:
     [[noreturn]] void fail(int line, int column, const std::string& msg, std::string_view text) {
-        throw DockerfileError(res_.file, line, column, msg, std::string(text));
+        throw DockerfileError(m_res.file, line, column, msg, std::string(text));
     }
 
     void split_lines() {
-        std::string_view s = src_;
+        std::string_view s = m_src;
         if (s.starts_with("\xEF\xBB\xBF")) {
             s.remove_prefix(3);
-            bom_ = 3;
+            m_bom = 3;
         }
         std::size_t b = 0;
         while (b < s.size()) {
             std::size_t e = s.find('\n', b);
             e = e == std::string_view::npos ? s.size() : e + 1;
-            phys_.push_back(s.substr(b, e - b));
+            m_phys.push_back(s.substr(b, e - b));
             b = e;
         }
     }
 
     void validate() {
-        for (std::size_t n = 0; n < phys_.size(); ++n) {
-            std::string_view l = trim_newline(phys_[n]);
+        for (std::size_t n = 0; n < m_phys.size(); ++n) {
+            std::string_view l = trim_newline(m_phys[n]);
             const int line = static_cast<int>(n + 1);
-            if (l.size() > kMaxLineLength) {
-                fail(line, static_cast<int>(kMaxLineLength + 1),
+            if (l.size() > k_max_line_length) {
+                fail(line, static_cast<int>(k_max_line_length + 1),
                      fmt::format("dockerfile line greater than max allowed size of {}",
-                                 kMaxLineLength),
+                                 k_max_line_length),
                      l.substr(0, 80));
             }
-            const std::size_t bad = text::find_invalid_utf8_or_nul(phys_[n]);
+            const std::size_t bad = text::find_invalid_utf8_or_nul(m_phys[n]);
             if (bad != std::string_view::npos) {
-                const bool nul = phys_[n][bad] == '\0';
+                const bool nul = m_phys[n][bad] == '\0';
                 std::string shown;
                 for (char c : l.substr(0, 120)) {
                     const auto u = static_cast<unsigned char>(c);
@@ -625,7 +625,7 @@ private:
                 fail(line, static_cast<int>(bad + 1),
                      nul ? "NUL byte in Dockerfile"
                          : fmt::format("invalid UTF-8 (byte 0x{:02x})",
-                                       static_cast<unsigned char>(phys_[n][bad])),
+                                       static_cast<unsigned char>(m_phys[n][bad])),
                      shown);
             }
         }
@@ -633,15 +633,15 @@ private:
 
     // Directive scanning runs on every line until the first non-directive line.
     void directive(std::string_view line, int lineno) {
-        if (directives_done_) {
+        if (m_directives_done) {
             return;
         }
         auto d = match_directive(line);
         if (!d || (d->first != "syntax" && d->first != "escape" && d->first != "check")) {
-            directives_done_ = true;
+            m_directives_done = true;
             return;
         }
-        for (const auto& seen : res_.directives) {
+        for (const auto& seen : m_res.directives) {
             if (seen.name == d->first) {
                 fail(lineno, 1, fmt::format("only one {} parser directive can be used", d->first),
                      line);
@@ -653,9 +653,9 @@ private:
                      fmt::format("invalid escape token '{}' does not match ` or \\", d->second),
                      line);
             }
-            res_.escape = d->second[0];
+            m_res.escape = d->second[0];
         }
-        res_.directives.push_back({d->first, d->second, lineno});
+        m_res.directives.push_back({d->first, d->second, lineno});
     }
 
     // Returns the line without the continuation escape and whether it continues.
@@ -664,15 +664,15 @@ private:
         while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) {
             t.remove_suffix(1);
         }
-        if (!t.empty() && t.back() == res_.escape &&
-            (t.size() == 1 || t[t.size() - 2] != res_.escape)) {
+        if (!t.empty() && t.back() == m_res.escape &&
+            (t.size() == 1 || t[t.size() - 2] != m_res.escape)) {
             return {t.substr(0, t.size() - 1), true};
         }
         return {line, false};
     }
 
     void parse_instruction(std::size_t& i) {
-        std::string_view raw = trim_newline(phys_[i]);
+        std::string_view raw = trim_newline(m_phys[i]);
         const int start = static_cast<int>(i + 1);
         ++i;
         std::string_view lead = text::trim_left_space(raw);
@@ -681,15 +681,15 @@ private:
             return;
         }
         const int column = static_cast<int>(raw.size() - lead.size()) + 1 +
-                           (start == 1 ? static_cast<int>(bom_) : 0);
+                           (start == 1 ? static_cast<int>(m_bom) : 0);
         auto [first, cont] = continuation(lead);
         if (!cont && first.empty()) {
             return;
         }
         std::string line(first);
         bool empty_cont = false;
-        while (cont && i < phys_.size()) {
-            std::string_view l = trim_newline(phys_[i]);
+        while (cont && i < m_phys.size()) {
+            std::string_view l = trim_newline(m_phys[i]);
             ++i;
             if (is_comment(l)) {
                 continue;
@@ -701,16 +701,16 @@ private:
             auto [part, more] = continuation(l);
             line += part;
             cont = more;
-            if (line.size() > kMaxInstructionLength) {
+            if (line.size() > k_max_instruction_length) {
                 fail(start, column,
                      fmt::format("instruction is longer than {} bytes after joining its "
                                  "continuation lines",
-                                 kMaxInstructionLength),
+                                 k_max_instruction_length),
                      lead);
             }
         }
         if (empty_cont) {
-            res_.warnings.push_back(
+            m_res.warnings.push_back(
                 {"Empty continuation line found in instruction; empty continuation lines will "
                  "become errors in a future release",
                  start});
@@ -720,7 +720,7 @@ private:
         }
         Node node;
         try {
-            node = node_from_line(line, res_.escape);
+            node = node_from_line(line, m_res.escape);
         } catch (const ArgError& e) {
             fail(start, column, e.message, lead);
         }
@@ -735,8 +735,8 @@ private:
             }
             for (auto& h : docs) {
                 bool terminated = false;
-                while (i < phys_.size()) {
-                    std::string_view body = phys_[i];
+                while (i < m_phys.size()) {
+                    std::string_view body = m_phys[i];
                     ++i;
                     std::string_view term = trim_newline(body);
                     if (h.chomp) {
@@ -757,14 +757,14 @@ private:
             }
         }
         node.end_line = static_cast<int>(i);
-        res_.root.children.push_back(std::move(node));
+        m_res.root.children.push_back(std::move(node));
     }
 
-    std::string_view src_;
-    std::size_t bom_ = 0;
-    std::vector<std::string_view> phys_;
-    bool directives_done_ = false;
-    ParseResult res_;
+    std::string_view m_src;
+    std::size_t m_bom = 0;
+    std::vector<std::string_view> m_phys;
+    bool m_directives_done = false;
+    ParseResult m_res;
 };
 
 void dump_into(const Node& node, std::string& out) {

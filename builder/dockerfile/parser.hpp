@@ -69,8 +69,8 @@ struct ParseResult {
     std::string_view line_text(int line) const;
 };
 
-inline constexpr std::size_t kMaxLineLength = 65535;            // one physical line
-inline constexpr std::size_t kMaxInstructionLength = 16u << 20; // joined continuations
+inline constexpr std::size_t k_max_line_length = 65535;            // one physical line
+inline constexpr std::size_t k_max_instruction_length = 16u << 20; // joined continuations
 
 // Parses a whole Dockerfile. Errors name file:line:column.
 ParseResult parse(std::string_view source, const std::string& file = "Dockerfile");

@@ -40,43 +40,43 @@ bool is_predefined_arg(std::string_view name) {
 
 StageScope::StageScope(Env env, const std::map<std::string, std::string>* build_args,
                        const Env* global_args)
-    : env_(std::move(env)), build_args_(build_args), global_args_(global_args) {}
+    : m_env(std::move(env)), m_build_args(build_args), m_global_args(global_args) {}
 
 EnvLookup StageScope::lookup() const {
     return [this](std::string_view name) -> std::optional<std::string_view> {
-        if (auto v = env_.get(name)) {
+        if (auto v = m_env.get(name)) {
             return v;
         }
-        return args_.get(name);
+        return m_args.get(name);
     };
 }
 
 void StageScope::apply(const Instruction& ins) {
     if (const auto* e = std::get_if<EnvInstr>(&ins.data)) {
         for (const auto& kv : e->env) {
-            env_.set(kv.key, kv.value);
+            m_env.set(kv.key, kv.value);
         }
     } else if (const auto* a = std::get_if<ArgInstr>(&ins.data)) {
         for (const auto& def : a->args) {
             std::optional<std::string> value;
-            if (build_args_ != nullptr) {
-                if (auto it = build_args_->find(def.name); it != build_args_->end()) {
+            if (m_build_args != nullptr) {
+                if (auto it = m_build_args->find(def.name); it != m_build_args->end()) {
                     value = it->second;
-                    consumed_.insert(def.name);
+                    m_consumed.insert(def.name);
                 }
             }
             if (!value && def.default_value) {
                 value = def.default_value;
             }
-            if (!value && global_args_ != nullptr) {
-                if (auto g = global_args_->get(def.name)) {
+            if (!value && m_global_args != nullptr) {
+                if (auto g = m_global_args->get(def.name)) {
                     value = std::string(*g);
                 }
             }
             if (value) {
-                args_.set(def.name, *value);
+                m_args.set(def.name, *value);
             } else {
-                args_.unset(def.name);
+                m_args.unset(def.name);
             }
         }
     }

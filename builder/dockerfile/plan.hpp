@@ -52,17 +52,17 @@ public:
     EnvLookup lookup() const;
     // Applies an expanded ENV or ARG; other instructions change nothing.
     void apply(const Instruction& expanded);
-    const Env& env() const { return env_; }
-    const Env& args() const { return args_; }
+    const Env& env() const { return m_env; }
+    const Env& args() const { return m_args; }
     // Build args that an ARG in this scope consumed.
-    const std::set<std::string>& consumed() const { return consumed_; }
+    const std::set<std::string>& consumed() const { return m_consumed; }
 
 private:
-    Env env_;
-    Env args_;
-    const std::map<std::string, std::string>* build_args_ = nullptr;
-    const Env* global_args_ = nullptr;
-    std::set<std::string> consumed_;
+    Env m_env;
+    Env m_args;
+    const std::map<std::string, std::string>* m_build_args = nullptr;
+    const Env* m_global_args = nullptr;
+    std::set<std::string> m_consumed;
 };
 
 struct Dependency {

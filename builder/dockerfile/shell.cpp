@@ -18,7 +18,7 @@ Env::Env(std::initializer_list<std::pair<std::string, std::string>> init) {
 }
 
 Env::Env(const Env& o) {
-    for (const auto& [k, v] : o.entries_) {
+    for (const auto& [k, v] : o.m_entries) {
         set(k, v);
     }
 }
@@ -32,40 +32,40 @@ Env& Env::operator=(const Env& o) {
 }
 
 void Env::set(std::string_view name, std::string_view value) {
-    if (auto it = index_.find(name); it != index_.end()) {
+    if (auto it = m_index.find(name); it != m_index.end()) {
         it->second->second = std::string(value);
         return;
     }
-    entries_.emplace_back(std::string(name), std::string(value));
-    auto last = std::prev(entries_.end());
-    index_.emplace(std::string_view(last->first), last);
+    m_entries.emplace_back(std::string(name), std::string(value));
+    auto last = std::prev(m_entries.end());
+    m_index.emplace(std::string_view(last->first), last);
 }
 
 void Env::unset(std::string_view name) {
-    auto it = index_.find(name);
-    if (it == index_.end()) {
+    auto it = m_index.find(name);
+    if (it == m_index.end()) {
         return;
     }
     const auto pos = it->second;
-    index_.erase(it);
-    entries_.erase(pos);
+    m_index.erase(it);
+    m_entries.erase(pos);
 }
 
 std::optional<std::string_view> Env::get(std::string_view name) const {
-    if (auto it = index_.find(name); it != index_.end()) {
+    if (auto it = m_index.find(name); it != m_index.end()) {
         return std::string_view(it->second->second);
     }
     return std::nullopt;
 }
 
 std::vector<std::pair<std::string, std::string>> Env::entries() const {
-    return {entries_.begin(), entries_.end()};
+    return {m_entries.begin(), m_entries.end()};
 }
 
 std::vector<std::string> Env::to_list() const {
     std::vector<std::string> out;
-    out.reserve(entries_.size());
-    for (const auto& [k, v] : entries_) {
+    out.reserve(m_entries.size());
+    for (const auto& [k, v] : m_entries) {
         out.push_back(k + "=" + v);
     }
     return out;
@@ -77,7 +77,7 @@ EnvLookup Env::lookup() const {
 
 namespace {
 
-constexpr char32_t kEOF = 0xFFFFFFFF;
+constexpr char32_t k_eof = 0xFFFFFFFF;
 
 // Text as code points; an invalid byte b becomes 0x110000 + b so that it survives a
 // round trip unchanged.
@@ -111,7 +111,7 @@ std::string from_runes(const std::vector<char32_t>& r, std::size_t b, std::size_
 
 std::string rune_string(char32_t cp) {
     std::string s;
-    if (cp != kEOF) {
+    if (cp != k_eof) {
         append_rune(s, cp);
     }
     return s;
@@ -128,33 +128,33 @@ public:
         for (std::size_t i = 0; i < p.size(); ++i) {
             const char32_t c = p[i];
             if (c == '*') {
-                const int l1 = static_cast<int>(prog_.size());
-                prog_.push_back({Op::Split, 0, 0, 0});
-                prog_.push_back({Op::Any, 0, 0, 0});
-                prog_.push_back({Op::Jmp, 0, l1, 0});
-                const int l3 = static_cast<int>(prog_.size());
-                prog_[l1].x = greedy ? l1 + 1 : l3;
-                prog_[l1].y = greedy ? l3 : l1 + 1;
+                const int l1 = static_cast<int>(m_prog.size());
+                m_prog.push_back({Op::Split, 0, 0, 0});
+                m_prog.push_back({Op::Any, 0, 0, 0});
+                m_prog.push_back({Op::Jmp, 0, l1, 0});
+                const int l3 = static_cast<int>(m_prog.size());
+                m_prog[l1].x = greedy ? l1 + 1 : l3;
+                m_prog[l1].y = greedy ? l3 : l1 + 1;
             } else if (c == '?') {
-                prog_.push_back({Op::Any, 0, 0, 0});
+                m_prog.push_back({Op::Any, 0, 0, 0});
             } else if (c == '\\') {
                 if (i + 1 < p.size() && p[i + 1] == '}') {
                     continue; // "\}" inside ${} is "}"; the escape is not part of the pattern
                 }
-                const char32_t t = i + 1 < p.size() ? p[i + 1] : kEOF;
+                const char32_t t = i + 1 < p.size() ? p[i + 1] : k_eof;
                 if (t != '*' && t != '?' && t != '\\') {
                     throw ExpansionError(fmt::format("invalid pattern ({}) in substitution: "
                                                      "invalid escape '\\{}'",
                                                      pattern, rune_string(t)));
                 }
                 ++i;
-                prog_.push_back({Op::Char, t, 0, 0});
+                m_prog.push_back({Op::Char, t, 0, 0});
             } else {
-                prog_.push_back({Op::Char, c, 0, 0});
+                m_prog.push_back({Op::Char, c, 0, 0});
             }
         }
-        prog_.push_back({Op::Match, 0, 0, 0});
-        mark_.assign(prog_.size(), 0);
+        m_prog.push_back({Op::Match, 0, 0, 0});
+        m_mark.assign(m_prog.size(), 0);
     }
 
     // First match (leftmost-first) at or after `from`; anchored: only at `from`.
@@ -174,7 +174,7 @@ public:
             }
             const std::uint64_t ngen = next_gen();
             for (const Thread& t : clist) {
-                const Inst& in = prog_[t.pc];
+                const Inst& in = m_prog[t.pc];
                 if (in.op == Op::Match) {
                     best = std::make_pair(t.start, pos);
                     break; // lower-priority threads are cut
@@ -193,7 +193,7 @@ public:
             if (pos >= n) {
                 // Threads left in clist can only be Match; handle them.
                 for (const Thread& t : clist) {
-                    if (prog_[t.pc].op == Op::Match) {
+                    if (m_prog[t.pc].op == Op::Match) {
                         best = std::make_pair(t.start, pos);
                         break;
                     }
@@ -217,34 +217,34 @@ private:
         std::size_t start;
     };
 
-    std::uint64_t next_gen() { return ++gen_; }
+    std::uint64_t next_gen() { return ++m_gen; }
 
     void add(std::vector<Thread>& list, int pc0, std::size_t start, std::uint64_t gen) {
-        stack_.clear();
-        stack_.push_back(pc0);
-        while (!stack_.empty()) {
-            const int pc = stack_.back();
-            stack_.pop_back();
-            if (mark_[pc] == gen) {
+        m_stack.clear();
+        m_stack.push_back(pc0);
+        while (!m_stack.empty()) {
+            const int pc = m_stack.back();
+            m_stack.pop_back();
+            if (m_mark[pc] == gen) {
                 continue;
             }
-            mark_[pc] = gen;
-            const Inst& in = prog_[pc];
+            m_mark[pc] = gen;
+            const Inst& in = m_prog[pc];
             if (in.op == Op::Jmp) {
-                stack_.push_back(in.x);
+                m_stack.push_back(in.x);
             } else if (in.op == Op::Split) {
-                stack_.push_back(in.y);
-                stack_.push_back(in.x);
+                m_stack.push_back(in.y);
+                m_stack.push_back(in.x);
             } else {
                 list.push_back({pc, start});
             }
         }
     }
 
-    std::vector<Inst> prog_;
-    std::vector<std::uint64_t> mark_;
-    std::vector<int> stack_;
-    std::uint64_t gen_ = 0;
+    std::vector<Inst> m_prog;
+    std::vector<std::uint64_t> m_mark;
+    std::vector<int> m_stack;
+    std::uint64_t m_gen = 0;
 };
 
 // Reverses a pattern without reversing its "\x" escape pairs.
@@ -348,33 +348,33 @@ class ShellWord {
 public:
     ShellWord(std::string_view input, const EnvLookup& env, const ShellExpander::Options& opts,
               ShellExpander::Result& res)
-        : in_(input), env_(env), opts_(opts), res_(res), raw_escapes_(opts.raw_escapes) {}
+        : m_in(input), m_env(env), m_opts(opts), m_res(res), m_raw_escapes(opts.raw_escapes) {}
 
-    std::string run(Words* words) { return stop_on(kEOF, raw_escapes_, words, 0); }
+    std::string run(Words* words) { return stop_on(k_eof, m_raw_escapes, words, 0); }
 
 private:
     char32_t peek() const {
-        if (pos_ >= in_.size()) {
-            return kEOF;
+        if (m_pos >= m_in.size()) {
+            return k_eof;
         }
-        const text::Rune r = text::decode(in_, pos_);
+        const text::Rune r = text::decode(m_in, m_pos);
         return r.valid ? r.cp : 0xFFFD;
     }
     char32_t next() {
-        if (pos_ >= in_.size()) {
-            last_ = {};
-            return kEOF;
+        if (m_pos >= m_in.size()) {
+            m_last = {};
+            return k_eof;
         }
-        const text::Rune r = text::decode(in_, pos_);
-        last_ = in_.substr(pos_, r.len);
-        pos_ += r.len;
+        const text::Rune r = text::decode(m_in, m_pos);
+        m_last = m_in.substr(m_pos, r.len);
+        m_pos += r.len;
         return r.valid ? r.cp : 0xFFFD;
     }
 
     void check_size(std::size_t n) const {
-        if (n > opts_.max_size) {
+        if (n > m_opts.max_size) {
             throw ExpansionError(
-                fmt::format("expansion result is larger than {} bytes", opts_.max_size));
+                fmt::format("expansion result is larger than {} bytes", m_opts.max_size));
         }
     }
 
@@ -385,7 +385,7 @@ private:
         try {
             return stop_on(stop, raw_escapes, nullptr, depth + 1);
         } catch (const ExpansionError&) {
-            if (peek() == kEOF) {
+            if (peek() == k_eof) {
                 throw ExpansionError(missing);
             }
             throw;
@@ -393,27 +393,27 @@ private:
     }
 
     std::string stop_on(char32_t stop, bool raw_escapes, Words* words, std::size_t depth) {
-        if (depth > opts_.max_depth) {
-            throw ExpansionError(
-                fmt::format("variable expansion is nested deeper than {} levels", opts_.max_depth));
+        if (depth > m_opts.max_depth) {
+            throw ExpansionError(fmt::format("variable expansion is nested deeper than {} levels",
+                                             m_opts.max_depth));
         }
-        const bool saved = raw_escapes_;
-        raw_escapes_ = raw_escapes;
+        const bool saved = m_raw_escapes;
+        m_raw_escapes = raw_escapes;
         struct Restore {
             bool& ref;
             bool value;
             ~Restore() { ref = value; }
-        } restore{raw_escapes_, saved};
+        } restore{m_raw_escapes, saved};
 
         std::string result;
-        const char32_t esc = static_cast<unsigned char>(opts_.escape);
-        while (peek() != kEOF) {
+        const char32_t esc = static_cast<unsigned char>(m_opts.escape);
+        while (peek() != k_eof) {
             char32_t ch = peek();
-            if (stop != kEOF && ch == stop) {
+            if (stop != k_eof && ch == stop) {
                 next();
                 return result;
             }
-            if (ch == '$' || (!opts_.skip_quotes && (ch == '\'' || ch == '"'))) {
+            if (ch == '$' || (!m_opts.skip_quotes && (ch == '\'' || ch == '"'))) {
                 std::string tmp = ch == '$'    ? dollar(depth)
                                   : ch == '\'' ? single_quote()
                                                : double_quote(depth);
@@ -429,17 +429,17 @@ private:
                 continue;
             }
             ch = next();
-            std::string_view raw = last_;
+            std::string_view raw = m_last;
             if (ch == esc) {
-                if (raw_escapes_) {
+                if (m_raw_escapes) {
                     if (words != nullptr) {
                         words->add_raw(raw);
                     }
                     result += raw;
                 }
                 ch = next();
-                raw = last_;
-                if (ch == kEOF) {
+                raw = m_last;
+                if (ch == k_eof) {
                     break;
                 }
                 if (words != nullptr) {
@@ -451,7 +451,7 @@ private:
             result += raw;
             check_size(result.size());
         }
-        if (stop != kEOF) {
+        if (stop != k_eof) {
             throw ExpansionError(fmt::format(
                 "unexpected end of statement while looking for matching {}", rune_string(stop)));
         }
@@ -461,41 +461,41 @@ private:
     std::string single_quote() {
         std::string result;
         next();
-        if (opts_.raw_quotes) {
+        if (m_opts.raw_quotes) {
             result += '\'';
         }
         for (;;) {
             const char32_t ch = next();
-            if (ch == kEOF) {
+            if (ch == k_eof) {
                 throw ExpansionError(
                     "unexpected end of statement while looking for matching single-quote");
             }
             if (ch == '\'') {
-                if (opts_.raw_quotes) {
+                if (m_opts.raw_quotes) {
                     result += '\'';
                 }
                 return result;
             }
-            result += last_;
+            result += m_last;
         }
     }
 
     std::string double_quote(std::size_t depth) {
         std::string result;
         next();
-        if (opts_.raw_quotes) {
+        if (m_opts.raw_quotes) {
             result += '"';
         }
-        const char32_t esc = static_cast<unsigned char>(opts_.escape);
+        const char32_t esc = static_cast<unsigned char>(m_opts.escape);
         for (;;) {
             const char32_t p = peek();
-            if (p == kEOF) {
+            if (p == k_eof) {
                 throw ExpansionError(
                     "unexpected end of statement while looking for matching double-quote");
             }
             if (p == '"') {
                 next();
-                if (opts_.raw_quotes) {
+                if (m_opts.raw_quotes) {
                     result += '"';
                 }
                 return result;
@@ -506,18 +506,18 @@ private:
                 continue;
             }
             const char32_t ch = next();
-            std::string_view raw = last_;
+            std::string_view raw = m_last;
             if (ch == esc) {
                 const char32_t q = peek();
-                if (q == kEOF) {
+                if (q == k_eof) {
                     continue; // a trailing escape is dropped; the missing quote fails above
                 }
                 if (q == '"' || q == '$' || q == esc) {
-                    if (raw_escapes_) {
+                    if (m_raw_escapes) {
                         result += raw;
                     }
                     next();
-                    raw = last_;
+                    raw = m_last;
                 }
             }
             result += raw;
@@ -526,23 +526,23 @@ private:
     }
 
     std::optional<std::string_view> lookup(const std::string& name) {
-        std::optional<std::string_view> v = env_ ? env_(name) : std::nullopt;
+        std::optional<std::string_view> v = m_env ? m_env(name) : std::nullopt;
         if (v) {
-            res_.used.insert(name);
+            m_res.used.insert(name);
         } else {
-            res_.unset.insert(name);
+            m_res.unset.insert(name);
         }
         return v;
     }
 
     std::string name() {
         std::string out;
-        while (peek() != kEOF) {
+        while (peek() != k_eof) {
             char32_t ch = peek();
             if (out.empty() && text::is_digit(ch)) {
-                while (peek() != kEOF && text::is_digit(peek())) {
+                while (peek() != k_eof && text::is_digit(peek())) {
                     next();
-                    out += last_;
+                    out += m_last;
                 }
                 return out;
             }
@@ -557,7 +557,7 @@ private:
                 case '!':
                 case '0':
                     next();
-                    return std::string(last_);
+                    return std::string(m_last);
                 default:
                     break;
                 }
@@ -566,7 +566,7 @@ private:
                 break;
             }
             next();
-            out += last_;
+            out += m_last;
         }
         return out;
     }
@@ -579,14 +579,14 @@ private:
                 return "$";
             }
             auto v = lookup(n);
-            if (!v && opts_.skip_unset) {
+            if (!v && m_opts.skip_unset) {
                 return "$" + n;
             }
             return v ? std::string(*v) : std::string();
         }
         next(); // '{'
         switch (peek()) {
-        case kEOF:
+        case k_eof:
             throw ExpansionError("syntax error: missing '}'");
         case '{':
         case '}':
@@ -601,7 +601,7 @@ private:
         bool null_is_unset = false;
         if (ch == '}') {
             auto v = lookup(n);
-            if (!v && opts_.skip_unset) {
+            if (!v && m_opts.skip_unset) {
                 return "${" + n + "}";
             }
             return v ? std::string(*v) : std::string();
@@ -618,7 +618,7 @@ private:
             }
             std::string word = stop_on_nested('}', raw, depth, "syntax error: missing '}'");
             auto v = lookup(n);
-            if (opts_.skip_unset && !v) {
+            if (m_opts.skip_unset && !v) {
                 return "${" + n + chs + word + "}";
             }
             const bool set = v.has_value();
@@ -661,7 +661,7 @@ private:
                 stop_on_nested('/', true, depth, "syntax error: missing '/' in ${}");
             std::string repl = stop_on_nested('}', true, depth, "syntax error: missing '}'");
             auto v = lookup(n);
-            if (opts_.skip_unset && !v) {
+            if (m_opts.skip_unset && !v) {
                 return "${" + n + "/" + pattern + "/" + repl + "}";
             }
             return substitute(v ? *v : std::string_view(), pattern, repl, all);
@@ -713,13 +713,13 @@ private:
         return out;
     }
 
-    std::string_view in_;
-    std::size_t pos_ = 0;
-    std::string_view last_;
-    const EnvLookup& env_;
-    const ShellExpander::Options& opts_;
-    ShellExpander::Result& res_;
-    bool raw_escapes_;
+    std::string_view m_in;
+    std::size_t m_pos = 0;
+    std::string_view m_last;
+    const EnvLookup& m_env;
+    const ShellExpander::Options& m_opts;
+    ShellExpander::Result& m_res;
+    bool m_raw_escapes;
 };
 
 } // namespace
@@ -727,7 +727,7 @@ private:
 ShellExpander::Result ShellExpander::process(std::string_view input, const EnvLookup& env) const {
     Result res;
     Words words;
-    ShellWord sw(input, env, opts_, res);
+    ShellWord sw(input, env, m_opts, res);
     res.word = sw.run(&words);
     res.words = words.finish();
     return res;
@@ -735,7 +735,7 @@ ShellExpander::Result ShellExpander::process(std::string_view input, const EnvLo
 
 std::string ShellExpander::word(std::string_view input, const EnvLookup& env) const {
     Result res;
-    ShellWord sw(input, env, opts_, res);
+    ShellWord sw(input, env, m_opts, res);
     return sw.run(nullptr); // no word splitting needed
 }
 

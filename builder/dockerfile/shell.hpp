@@ -50,8 +50,8 @@ public:
     void set(std::string_view name, std::string_view value); // O(1)
     void unset(std::string_view name);                       // O(1)
     std::optional<std::string_view> get(std::string_view name) const;
-    bool empty() const { return entries_.empty(); }
-    std::size_t size() const { return entries_.size(); }
+    bool empty() const { return m_entries.empty(); }
+    std::size_t size() const { return m_entries.size(); }
     std::vector<std::pair<std::string, std::string>> entries() const; // in order
     std::vector<std::string> to_list() const;                         // "NAME=value"
     // A lookup function bound to this object (which must outlive it).
@@ -59,8 +59,8 @@ public:
 
 private:
     using List = std::list<std::pair<std::string, std::string>>;
-    List entries_;
-    std::unordered_map<std::string_view, List::iterator> index_; // views into entries_
+    List m_entries;
+    std::unordered_map<std::string_view, List::iterator> m_index; // views into m_entries
 };
 
 class ShellExpander {
@@ -83,16 +83,16 @@ public:
     };
 
     ShellExpander() = default;
-    explicit ShellExpander(Options opts) : opts_(opts) {}
+    explicit ShellExpander(Options opts) : m_opts(opts) {}
 
     Result process(std::string_view input, const EnvLookup& env) const;
     std::string word(std::string_view input, const EnvLookup& env) const;
     std::vector<std::string> words(std::string_view input, const EnvLookup& env) const;
 
-    const Options& options() const { return opts_; }
+    const Options& options() const { return m_opts; }
 
 private:
-    Options opts_;
+    Options m_opts;
 };
 
 } // namespace strata::dockerfile

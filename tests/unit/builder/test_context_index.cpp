@@ -97,13 +97,13 @@ TEST_CASE("an unreadable context directory fails the fingerprint, naming it") {
 
 TEST_CASE("files just changed are racy: their digests and the fingerprint are not remembered") {
     Context c;
-    auto idx = c.index(ContextIndex::kRacyWindowNs);
+    auto idx = c.index(ContextIndex::k_racy_window_ns);
     CHECK(idx->racy());
     Counting count(*idx);
     hash_sources(c.fd.get(), {"."}, {}, &count);
     CHECK(count.learned == 3);
     idx->save();
-    auto again = c.index(ContextIndex::kRacyWindowNs);
+    auto again = c.index(ContextIndex::k_racy_window_ns);
     Counting count2(*again);
     hash_sources(c.fd.get(), {"."}, {}, &count2);
     CHECK(count2.learned == 3);

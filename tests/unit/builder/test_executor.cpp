@@ -38,15 +38,15 @@ public:
     }
 
     std::vector<std::string> lines() {
-        std::lock_guard<std::mutex> l(mu_);
-        return lines_;
+        std::lock_guard<std::mutex> l(m_mu);
+        return m_lines;
     }
     // The events of one step, without its id.
     std::vector<std::string> of(int id) {
-        std::lock_guard<std::mutex> l(mu_);
+        std::lock_guard<std::mutex> l(m_mu);
         std::vector<std::string> out;
         std::string prefix = std::to_string(id) + " ";
-        for (const auto& line : lines_) {
+        for (const auto& line : m_lines) {
             if (line.rfind(prefix, 0) == 0) {
                 out.push_back(line.substr(prefix.size()));
             }
@@ -56,11 +56,11 @@ public:
 
 private:
     void add(int id, const std::string& what) {
-        std::lock_guard<std::mutex> l(mu_);
-        lines_.push_back(std::to_string(id) + " " + what);
+        std::lock_guard<std::mutex> l(m_mu);
+        m_lines.push_back(std::to_string(id) + " " + what);
     }
-    std::mutex mu_;
-    std::vector<std::string> lines_;
+    std::mutex m_mu;
+    std::vector<std::string> m_lines;
 };
 
 struct Fixture {

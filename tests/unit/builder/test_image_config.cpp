@@ -119,7 +119,7 @@ TEST_CASE("The scratch config has the host platform, PATH and WorkingDir /") {
     formats::ImageConfig cfg = scratch_config();
     CHECK(cfg.os == "linux");
     CHECK_FALSE(cfg.architecture.empty());
-    CHECK(cfg.config.env == std::vector<std::string>{kDefaultPathEnv});
+    CHECK(cfg.config.env == std::vector<std::string>{k_default_path_env});
     CHECK(cfg.config.working_dir == "/");
     CHECK(get_env(cfg.config.env, "PATH").value() ==
           "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");

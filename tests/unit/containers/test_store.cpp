@@ -36,7 +36,7 @@ TEST_CASE("a container is created, found by name, id and unique prefix, listed a
     REQUIRE(c["Config"]["Image"] == "busybox");
     State s = store.load_state(id);
     REQUIRE(s.status == "created");
-    REQUIRE(s.started_at == kZeroTime);
+    REQUIRE(s.started_at == k_zero_time);
     REQUIRE(fs::is_dir(store.path(id) + "/upper"));
     REQUIRE(fs::is_dir(store.path(id) + "/work"));
     REQUIRE_THROWS_AS(store.resolve("nosuch"), NoSuchContainer);

@@ -84,7 +84,7 @@ TEST_CASE("volumes are created, found, listed and removed in the store", "[volum
     CHECK(a_created);
     CHECK(a.name.size() == 64);
     CHECK(a.anonymous());
-    CHECK(a.to_json()["Labels"][std::string(kAnonymousVolumeLabel)] == "");
+    CHECK(a.to_json()["Labels"][std::string(k_anonymous_volume_label)] == "");
     CHECK(a.to_json()["Options"].is_null());
 
     auto all = vs.list();

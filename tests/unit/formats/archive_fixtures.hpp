@@ -21,8 +21,8 @@ class TarBuilder {
 public:
     TarBuilder& file(const std::string& name, const std::string& content, mode_t mode = 0644) {
         header(name, '0', content.size(), "", mode);
-        out_ += content;
-        out_.append((512 - content.size() % 512) % 512, '\0');
+        m_out += content;
+        m_out.append((512 - content.size() % 512) % 512, '\0');
         return *this;
     }
     TarBuilder& dir(const std::string& name) {
@@ -41,7 +41,7 @@ public:
         header(name, '6', 0, "", 0644);
         return *this;
     }
-    std::string finish() const { return out_ + std::string(1024, '\0'); }
+    std::string finish() const { return m_out + std::string(1024, '\0'); }
 
 private:
     void header(const std::string& name, char type, std::size_t size, const std::string& link,
@@ -66,9 +66,9 @@ private:
         }
         std::snprintf(h + 148, 8, "%06o", sum);
         h[155] = ' ';
-        out_.append(h, 512);
+        m_out.append(h, 512);
     }
-    std::string out_;
+    std::string m_out;
 };
 
 inline std::string gzip(const std::string& data) {

@@ -25,8 +25,8 @@ using namespace strata::formats;
 
 namespace {
 
-constexpr std::uint64_t kMiB = 1 << 20;
-constexpr std::uint64_t kGiB = 1ull << 30;
+constexpr std::uint64_t k_mib = 1 << 20;
+constexpr std::uint64_t k_gib = 1ull << 30;
 
 // A ustar header for a regular file of `size` bytes (octal fields, checksum).
 std::string ustar_header(const std::string& name, std::uint64_t size) {
@@ -73,9 +73,9 @@ std::string zstd_bomb(const std::string& header, std::uint64_t zeros, bool last)
     };
     block(0, static_cast<std::uint32_t>(header.size()), false);
     f += header;
-    constexpr std::uint64_t kBlock = 128 << 10;
+    constexpr std::uint64_t k_block = 128 << 10;
     while (zeros > 0) {
-        std::uint64_t n = std::min(zeros, kBlock);
+        std::uint64_t n = std::min(zeros, k_block);
         zeros -= n;
         block(1, static_cast<std::uint32_t>(n), last && zeros == 0);
         f += '\0';
@@ -148,7 +148,7 @@ struct Outcome {
 // (checked to be zeros), and the digests; measures the peak RSS growth.
 Outcome read_measured(const std::string& path) {
     UniqueFd in = fs::open(path, O_RDONLY);
-    std::vector<char> buf(kMiB);
+    std::vector<char> buf(k_mib);
     reset_peak_rss();
     std::uint64_t base = status_kib("VmRSS:");
     Outcome o;
@@ -186,7 +186,7 @@ void check_truncated_in_zeros(const std::string& cut, const std::string& codec) 
 
 TEST_CASE("a zstd layer expanding to gigabytes is read in bounded memory") {
     TempDir dir;
-    const std::uint64_t size = 2 * kGiB;
+    const std::uint64_t size = 2 * k_gib;
     std::string header = ustar_header("zeros", size);
     std::string p = dir.path() + "/bomb.tar.zst";
     // The content, then the end-of-archive blocks; 64 KiB expanding to 2 GiB.
@@ -199,22 +199,22 @@ TEST_CASE("a zstd layer expanding to gigabytes is read in bounded memory") {
     CHECK(o.entries[0].size == size);
     CHECK(o.digests->diff_size == 512 + size + 1024);
     CHECK(o.digests->blob_size == file_size(p));
-    INFO("peak RSS growth " << o.peak_growth / kMiB << " MiB");
-    CHECK(o.peak_growth < 64 * kMiB);
+    INFO("peak RSS growth " << o.peak_growth / k_mib << " MiB");
+    CHECK(o.peak_growth < 64 * k_mib);
 
     SECTION("truncated inside the content: an error naming the entry") {
         std::string cut = dir.path() + "/cut.tar.zst";
-        fs::write_file_atomic(cut, zstd_bomb(header, 512 * kMiB, false));
+        fs::write_file_atomic(cut, zstd_bomb(header, 512 * k_mib, false));
         check_truncated_in_zeros(cut, "zstd");
     }
 }
 
 TEST_CASE("a gzip layer expanding to a gigabyte is read in bounded memory") {
     TempDir dir;
-    const std::uint64_t size = kGiB;
+    const std::uint64_t size = k_gib;
     std::string header = ustar_header("zeros", size);
     std::string gz = gzip_bomb(header, size + 1024);
-    REQUIRE(gz.size() < 2 * kMiB);
+    REQUIRE(gz.size() < 2 * k_mib);
     std::string p = dir.path() + "/bomb.tar.gz";
     fs::write_file_atomic(p, gz);
 
@@ -223,8 +223,8 @@ TEST_CASE("a gzip layer expanding to a gigabyte is read in bounded memory") {
     CHECK(o.entries[0].path == "zeros");
     CHECK(o.entries[0].size == size);
     CHECK(o.digests->diff_size == 512 + size + 1024);
-    INFO("peak RSS growth " << o.peak_growth / kMiB << " MiB");
-    CHECK(o.peak_growth < 64 * kMiB);
+    INFO("peak RSS growth " << o.peak_growth / k_mib << " MiB");
+    CHECK(o.peak_growth < 64 * k_mib);
 
     SECTION("truncated inside the content: an error naming the entry") {
         std::string cut = dir.path() + "/cut.tar.gz";
@@ -235,10 +235,10 @@ TEST_CASE("a gzip layer expanding to a gigabyte is read in bounded memory") {
 
 TEST_CASE("Decompressor::decode never writes more than the output buffer") {
     // One call with the whole bomb as input and a 64 KiB output buffer.
-    std::string header = ustar_header("zeros", 64 * kMiB);
+    std::string header = ustar_header("zeros", 64 * k_mib);
     for (auto c : {Compression::zstd, Compression::gzip}) {
-        std::string in = c == Compression::zstd ? zstd_bomb(header, 64 * kMiB + 1024, true)
-                                                : gzip_bomb(header, 64 * kMiB + 1024);
+        std::string in = c == Compression::zstd ? zstd_bomb(header, 64 * k_mib + 1024, true)
+                                                : gzip_bomb(header, 64 * k_mib + 1024);
         auto dec = Decompressor::create(c);
         std::vector<char> out(64 << 10);
         std::uint64_t total = 0;
@@ -255,7 +255,7 @@ TEST_CASE("Decompressor::decode never writes more than the output buffer") {
             }
         }
         CHECK(pos == in.size());
-        CHECK(total == 512 + 64 * kMiB + 1024);
+        CHECK(total == 512 + 64 * k_mib + 1024);
         CHECK(calls > 1000);
         CHECK_NOTHROW(dec->finish());
     }

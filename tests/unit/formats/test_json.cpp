@@ -5,8 +5,8 @@
 using namespace strata::formats;
 
 namespace {
-std::string error_of(std::string_view text, std::size_t max = kMaxDocumentSize,
-                     int depth = kMaxJsonDepth) {
+std::string error_of(std::string_view text, std::size_t max = k_max_document_size,
+                     int depth = k_max_json_depth) {
     try {
         parse_json_strict(text, "doc.json", max, depth);
     } catch (const FormatError& e) {

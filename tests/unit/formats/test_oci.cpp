@@ -7,9 +7,9 @@ using namespace strata::formats;
 
 namespace {
 
-const std::string kD1 = "sha256:" + std::string(64, '1');
-const std::string kD2 = "sha256:" + std::string(64, '2');
-const std::string kD3 = "sha256:" + std::string(64, '3');
+const std::string k_d1 = "sha256:" + std::string(64, '1');
+const std::string k_d2 = "sha256:" + std::string(64, '2');
+const std::string k_d3 = "sha256:" + std::string(64, '3');
 
 ImageConfig full_config() {
     ImageConfig c;
@@ -36,7 +36,7 @@ ImageConfig full_config() {
                                        3};
     c.config.on_build = {"RUN echo hi"};
     c.config.shell = {"/bin/bash", "-c"};
-    c.diff_ids = {Digest::parse(kD1), Digest::parse(kD2)};
+    c.diff_ids = {Digest::parse(k_d1), Digest::parse(k_d2)};
     c.history = {{"2024-01-02T03:04:05Z", "/bin/sh -c #(nop) ADD file:abc in /", "", "", false},
                  {"2024-01-02T03:04:06Z", "ENV A=b=c", "", "buildkit.dockerfile.v0", true}};
     return c;
@@ -67,7 +67,7 @@ std::string layer(const std::string& digest, const std::string& size = "10") {
 }
 std::string manifest_with_layers(const std::string& layers) {
     return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
-           kD1 + R"(","size":5},"layers":[)" + layers + "]}";
+           k_d1 + R"(","size":5},"layers":[)" + layers + "]}";
 }
 
 } // namespace
@@ -83,7 +83,7 @@ TEST_CASE("image config serialises deterministically in Docker/BuildKit field or
         R"("Interval":30000000000,"Timeout":5000000000,"StartInterval":1000000000,"Retries":3},)"
         R"("OnBuild":["RUN echo hi"],"Shell":["/bin/bash","-c"]},"rootfs":{"type":"layers",)"
         R"("diff_ids":[")" +
-        kD1 + R"(",")" + kD2 +
+        k_d1 + R"(",")" + k_d2 +
         R"("]},"history":[{"created":"2024-01-02T03:04:05Z",)"
         R"("created_by":"/bin/sh -c #(nop) ADD file:abc in /"},{"created":"2024-01-02T03:04:06Z",)"
         R"("created_by":"ENV A=b=c","comment":"buildkit.dockerfile.v0","empty_layer":true}]})";
@@ -118,18 +118,18 @@ TEST_CASE("null and absent Cmd/Entrypoint stay distinct from empty", "[oci]") {
 TEST_CASE("manifest and index serialise in OCI field order and round-trip", "[oci]") {
     Manifest m;
     m.media_type = std::string(media::oci_manifest);
-    m.config = {std::string(media::oci_config), Digest::parse(kD1), 123, {}, {}, {}, {}, {}};
-    Descriptor l{std::string(media::oci_layer_zstd), Digest::parse(kD2), 456, {}, {}, {}, {}, {}};
+    m.config = {std::string(media::oci_config), Digest::parse(k_d1), 123, {}, {}, {}, {}, {}};
+    Descriptor l{std::string(media::oci_layer_zstd), Digest::parse(k_d2), 456, {}, {}, {}, {}, {}};
     l.annotations["org.example"] = "x";
     m.layers = {l};
     m.annotations["org.opencontainers.image.created"] = "2024-01-01T00:00:00Z";
     std::string golden =
         R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
         R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
-        kD1 +
+        k_d1 +
         R"(","size":123},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd",)"
         R"("digest":")" +
-        kD2 +
+        k_d2 +
         R"(","size":456,"annotations":{"org.example":"x"}}],)"
         R"("annotations":{"org.opencontainers.image.created":"2024-01-01T00:00:00Z"}})";
     CHECK(to_json(m) == golden);
@@ -137,14 +137,14 @@ TEST_CASE("manifest and index serialise in OCI field order and round-trip", "[oc
 
     Index i;
     i.media_type = std::string(media::oci_index);
-    Descriptor md{std::string(media::oci_manifest), Digest::parse(kD3), 789, {}, {}, {}, {}, {}};
+    Descriptor md{std::string(media::oci_manifest), Digest::parse(k_d3), 789, {}, {}, {}, {}, {}};
     md.platform = Platform{"arm", "linux", "", {}, "v7"};
     md.annotations["org.opencontainers.image.ref.name"] = "busybox:latest";
     i.manifests = {md};
     std::string igolden =
         R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
         R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-        kD3 +
+        k_d3 +
         R"(","size":789,"annotations":{"org.opencontainers.image.ref.name":"busybox:latest"},)"
         R"("platform":{"architecture":"arm","os":"linux","variant":"v7"}}]})";
     CHECK(to_json(i) == igolden);
@@ -154,7 +154,7 @@ TEST_CASE("manifest and index serialise in OCI field order and round-trip", "[oc
 TEST_CASE("manifests with no layers and Docker media types are accepted", "[oci]") {
     auto m = parse_manifest(
         R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":")" +
-            kD1 + R"(","size":5},"layers":[]})",
+            k_d1 + R"(","size":5},"layers":[]})",
         "m");
     CHECK(m.layers.empty());
     CHECK(m.media_type == media::docker_manifest);
@@ -162,24 +162,24 @@ TEST_CASE("manifests with no layers and Docker media types are accepted", "[oci]
 
 TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
     CHECK(manifest_error(
-              manifest_with_layers(layer(kD2) + "," + layer(kD3) + "," + layer("sha256:xyz"))) ==
+              manifest_with_layers(layer(k_d2) + "," + layer(k_d3) + "," + layer("sha256:xyz"))) ==
           "manifest sha256:abc: layers[2].digest: invalid digest \"sha256:xyz\": sha256 needs "
           "exactly 64 lowercase hex digits");
-    CHECK(manifest_error(manifest_with_layers(layer(kD2, "-1"))) ==
+    CHECK(manifest_error(manifest_with_layers(layer(k_d2, "-1"))) ==
           "manifest sha256:abc: layers[0].size: negative value -1");
-    CHECK(manifest_error(manifest_with_layers(layer(kD2, "\"10\""))) ==
+    CHECK(manifest_error(manifest_with_layers(layer(k_d2, "\"10\""))) ==
           "manifest sha256:abc: layers[0].size: expected an integer, got a string");
-    CHECK(manifest_error(manifest_with_layers(layer(kD2, "1.5"))) ==
+    CHECK(manifest_error(manifest_with_layers(layer(k_d2, "1.5"))) ==
           "manifest sha256:abc: layers[0].size: expected an integer, got a number with a "
           "fraction or exponent");
-    CHECK(manifest_error(manifest_with_layers(layer(kD2, "99999999999999999999")))
+    CHECK(manifest_error(manifest_with_layers(layer(k_d2, "99999999999999999999")))
               .find("layers[0].size") != std::string::npos);
     CHECK(manifest_error(manifest_with_layers(layer("sha512:" + std::string(128, 'a')))) ==
           "manifest sha256:abc: layers[0].digest: invalid digest \"sha512:" +
               std::string(100 - 7, 'a') +
               "...\": unsupported algorithm \"sha512\" (only sha256 is supported)");
     // A media type that says "index" on a manifest.
-    std::string m = manifest_with_layers(layer(kD2));
+    std::string m = manifest_with_layers(layer(k_d2));
     std::string lying = m;
     lying.replace(lying.find("image.manifest.v1"), 17, "image.index.v1");
     CHECK(manifest_error(lying) ==
@@ -194,26 +194,26 @@ TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
               R"({"schemaVersion":2,"config":{"mediaType":"a/b","size":1},"layers":[]})") ==
           "manifest sha256:abc: config.digest: required field is missing");
     CHECK(manifest_error(R"({"schemaVersion":2,"config":{"mediaType":"nosubtype","digest":")" +
-                         kD1 + R"(","size":1},"layers":[]})") ==
+                         k_d1 + R"(","size":1},"layers":[]})") ==
           "manifest sha256:abc: config.mediaType: invalid media type \"nosubtype\"");
     CHECK(manifest_error(R"({"schemaVersion":2,"schemaVersion":2})") ==
           "manifest sha256:abc: duplicate key \"schemaVersion\"");
     CHECK(manifest_error("[]") == "manifest sha256:abc: expected an object, got an array");
     CHECK(manifest_error("{").rfind("manifest sha256:abc: invalid JSON", 0) == 0);
-    std::string big(kMaxDocumentSize + 1, ' ');
+    std::string big(k_max_document_size + 1, ' ');
     CHECK(manifest_error(big).find("more than the limit") != std::string::npos);
-    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + kD2 +
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + k_d2 +
                                               R"(","size":1,"annotations":{"k":1}})")) ==
           "manifest sha256:abc: layers[0].annotations.k: expected a string, got an integer");
     // "YWJj" is "abc".
     CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" +
                                               Digest::of("abc").str() +
                                               R"(","size":3,"data":"YWJj"})")) == "(no error)");
-    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + kD2 +
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + k_d2 +
                                               R"(","size":3,"data":"YWJj"})")) ==
           "manifest sha256:abc: layers[0].data: embedded data (3 bytes, " +
               Digest::of("abc").str() + ") does not match the descriptor's digest and size");
-    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + kD2 +
+    CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + k_d2 +
                                               R"(","size":1,"data":"YWJ"})")) ==
           "manifest sha256:abc: layers[0].data: not padded standard base64");
 }
@@ -225,7 +225,7 @@ TEST_CASE("malformed indexes are rejected naming the field", "[oci]") {
         "index index.json: mediaType: media type "
         "\"application/vnd.oci.image.manifest.v1+json\" contradicts the document, which is "
         "read as an image index");
-    CHECK(index_error(R"({"schemaVersion":2,"manifests":[{"mediaType":"a/b","digest":")" + kD1 +
+    CHECK(index_error(R"({"schemaVersion":2,"manifests":[{"mediaType":"a/b","digest":")" + k_d1 +
                       R"(","size":1,"platform":{"os":"linux"}}]})") ==
           "index index.json: manifests[0].platform.architecture: required field is missing");
     CHECK(index_error(R"({"schemaVersion":2,"manifests":{}})") ==
@@ -262,12 +262,12 @@ TEST_CASE("malformed image configs are rejected naming the field", "[oci]") {
 TEST_CASE("descriptor and layout header parsing", "[oci]") {
     auto d =
         parse_descriptor(R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":")" +
-                             kD1 + R"(","size":0,"urls":["https://example.com/x"]})",
+                             k_d1 + R"(","size":0,"urls":["https://example.com/x"]})",
                          "d");
     CHECK(d.size == 0);
     CHECK(d.urls.size() == 1);
     CHECK(error_of([&] {
-              parse_descriptor(R"({"mediaType":"a/b","digest":")" + kD1 +
+              parse_descriptor(R"({"mediaType":"a/b","digest":")" + k_d1 +
                                    R"(","size":0,"urls":["value"]})",
                                "d");
           }) == "descriptor d: urls[0]: not an absolute URI: \"value\"");
@@ -292,11 +292,11 @@ TEST_CASE("a document contradicting its descriptor's media type is rejected", "[
 }
 
 TEST_CASE("chain ID follows the image-spec definition", "[oci]") {
-    Digest a = Digest::parse(kD1), b = Digest::parse(kD2), c = Digest::parse(kD3);
+    Digest a = Digest::parse(k_d1), b = Digest::parse(k_d2), c = Digest::parse(k_d3);
     CHECK(chain_id({a}) == a);
-    Digest ab = Digest::of(kD1 + " " + kD2);
+    Digest ab = Digest::of(k_d1 + " " + k_d2);
     CHECK(chain_id({a, b}) == ab);
-    CHECK(chain_id({a, b, c}) == Digest::of(ab.str() + " " + kD3));
+    CHECK(chain_id({a, b, c}) == Digest::of(ab.str() + " " + k_d3));
     CHECK_THROWS_AS(chain_id({}), strata::Error);
 }
 

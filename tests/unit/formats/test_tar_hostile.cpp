@@ -122,12 +122,12 @@ std::vector<std::string> read_all(const std::string& tar) {
     return names;
 }
 
-const std::string kFirst = entry(ustar("first", '0', 5), "hello");
+const std::string k_first = entry(ustar("first", '0', 5), "hello");
 
 } // namespace
 
 TEST_CASE("hostile tar: the raw writer of these tests makes tars TarReader reads") {
-    auto names = read_all(kFirst + entry(ustar("second", '0', 2), "hi") +
+    auto names = read_all(k_first + entry(ustar("second", '0', 2), "hi") +
                           pax(pax_record("path", "long/name")) + entry(ustar("x", '5')) + end());
     CHECK(names == std::vector<std::string>{"first", "second", "long/name"});
 }
@@ -139,7 +139,7 @@ TEST_CASE("hostile tar: numeric fields must be octal or valid base-256") {
         INFO(what);
         Header h = ustar("second", '0');
         h.put(static_cast<std::size_t>(off), static_cast<std::size_t>(len), "00006x4");
-        CHECK_THROWS_WITH(read_all(kFirst + entry(h) + end()),
+        CHECK_THROWS_WITH(read_all(k_first + entry(h) + end()),
                           Contains(std::string("the ") + what + " field is neither octal") &&
                               Contains("\"second\"") && Contains("after entry \"first\"") &&
                               Contains("offset 1024"));
@@ -148,23 +148,23 @@ TEST_CASE("hostile tar: numeric fields must be octal or valid base-256") {
     Header h = ustar("second", '0');
     std::memset(h.b + 124, 0xff, 12);
     h.b[124] = static_cast<char>(0x80);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(h) + end()),
+    CHECK_THROWS_WITH(read_all(k_first + entry(h) + end()),
                       Contains("size field is neither octal nor valid base-256"));
     // A negative size (base-256).
     Header neg = ustar("second", '0');
     std::memset(neg.b + 124, 0xff, 12);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(neg) + end()), Contains("negative size"));
+    CHECK_THROWS_WITH(read_all(k_first + entry(neg) + end()), Contains("negative size"));
     // Spaces and NULs around octal digits are fine (as Go).
     Header ok = ustar("second", '0', 0);
     ok.put(124, 12, "   0 \0");
-    CHECK(read_all(kFirst + entry(ok) + end()).size() == 2);
+    CHECK(read_all(k_first + entry(ok) + end()).size() == 2);
 }
 
 TEST_CASE("hostile tar: a bad checksum names the header and the last good entry") {
     Header h = ustar("second", '0', 2);
     h.seal();
     h.b[0] = 'S'; // changed after sealing
-    CHECK_THROWS_WITH(read_all(kFirst + entry(h, "hi", false) + end()),
+    CHECK_THROWS_WITH(read_all(k_first + entry(h, "hi", false) + end()),
                       Contains("bad header checksum") && Contains("\"Second\"") &&
                           Contains("after entry \"first\"") && Contains("offset 1024"));
     CHECK_THROWS_WITH(read_all(entry(h, "hi", false) + end()),
@@ -174,20 +174,20 @@ TEST_CASE("hostile tar: a bad checksum names the header and the last good entry"
 TEST_CASE("hostile tar: ids above 4294967294, negative or garbage are refused") {
     Header big = ustar("second", '0');
     big.base256(108, 8, 4294967295ULL);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(big) + end()), Contains("out of range"));
+    CHECK_THROWS_WITH(read_all(k_first + entry(big) + end()), Contains("out of range"));
     Header huge = ustar("second", '0');
     huge.base256(116, 8, 1ULL << 40);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(huge) + end()), Contains("out of range"));
+    CHECK_THROWS_WITH(read_all(k_first + entry(huge) + end()), Contains("out of range"));
     Header neg = ustar("second", '0');
     std::memset(neg.b + 108, 0xff, 8);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(neg) + end()), Contains("out of range"));
+    CHECK_THROWS_WITH(read_all(k_first + entry(neg) + end()), Contains("out of range"));
     for (std::string v : {"4294967295", "-1", "12a", "", "99999999999999999999"}) {
         INFO(v);
         CHECK_THROWS_WITH(
-            read_all(kFirst + pax(pax_record("uid", v)) + entry(ustar("second", '0')) + end()),
+            read_all(k_first + pax(pax_record("uid", v)) + entry(ustar("second", '0')) + end()),
             Contains("is not an id"));
     }
-    CHECK(read_all(kFirst + pax(pax_record("uid", "4294967294")) + entry(ustar("second", '0')) +
+    CHECK(read_all(k_first + pax(pax_record("uid", "4294967294")) + entry(ustar("second", '0')) +
                    end())
               .size() == 2);
 }
@@ -195,7 +195,7 @@ TEST_CASE("hostile tar: ids above 4294967294, negative or garbage are refused") 
 TEST_CASE("hostile tar: malformed PAX records are refused") {
     auto refused = [](const std::string& records, const std::string& why) {
         INFO(records);
-        CHECK_THROWS_WITH(read_all(kFirst + pax(records) + entry(ustar("second", '0')) + end()),
+        CHECK_THROWS_WITH(read_all(k_first + pax(records) + entry(ustar("second", '0')) + end()),
                           Contains(why) && Contains("after entry \"first\""));
     };
     refused("30 path=abc\n", "bad length");                 // longer than the header
@@ -213,18 +213,18 @@ TEST_CASE("hostile tar: malformed PAX records are refused") {
     refused(pax_record("mtime", "12:30"), "bad value");
     refused(pax_record("GNU.sparse.realsize", "-5"), "bad value");
     // An xattr value may hold NULs (binary capabilities).
-    CHECK(read_all(kFirst + pax(pax_record("SCHILY.xattr.user.a", std::string("\0\1", 2))) +
+    CHECK(read_all(k_first + pax(pax_record("SCHILY.xattr.user.a", std::string("\0\1", 2))) +
                    entry(ustar("second", '0')) + end())
               .size() == 2);
 }
 
 TEST_CASE("hostile tar: PAX headers and long names over 1 MiB are refused") {
     std::string big(2 << 20, 'a');
-    CHECK_THROWS_WITH(read_all(kFirst + entry(ustar("PaxHeaders/second", 'x', big.size()), big) +
+    CHECK_THROWS_WITH(read_all(k_first + entry(ustar("PaxHeaders/second", 'x', big.size()), big) +
                                entry(ustar("second", '0')) + end()),
                       Contains("PAX header of 2097152 bytes, more than the limit of 1048576") &&
                           Contains("after entry \"first\""));
-    CHECK_THROWS_WITH(read_all(kFirst + entry(ustar("././@LongLink", 'L', big.size()), big) +
+    CHECK_THROWS_WITH(read_all(k_first + entry(ustar("././@LongLink", 'L', big.size()), big) +
                                entry(ustar("second", '0')) + end()),
                       Contains("GNU long name of 2097152 bytes"));
 }
@@ -232,16 +232,16 @@ TEST_CASE("hostile tar: PAX headers and long names over 1 MiB are refused") {
 TEST_CASE("hostile tar: device numbers the kernel cannot hold are refused") {
     Header major = ustar("dev/x", '3');
     major.octal(329, 8, 4096);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(major) + end()),
+    CHECK_THROWS_WITH(read_all(k_first + entry(major) + end()),
                       Contains("\"dev/x\"") && Contains("beyond what the kernel holds"));
     Header minor = ustar("dev/y", '4');
     minor.octal(337, 8, 1 << 20);
-    CHECK_THROWS_WITH(read_all(kFirst + entry(minor) + end()),
+    CHECK_THROWS_WITH(read_all(k_first + entry(minor) + end()),
                       Contains("\"dev/y\"") && Contains("beyond what the kernel holds"));
     Header ok = ustar("dev/z", '3');
     ok.octal(329, 8, 4095);
     ok.octal(337, 8, (1 << 20) - 1);
-    CHECK(read_all(kFirst + entry(ok) + end()).size() == 2);
+    CHECK(read_all(k_first + entry(ok) + end()).size() == 2);
 }
 
 TEST_CASE("hostile tar: '.', './' and '/' must be directories") {
@@ -252,17 +252,17 @@ TEST_CASE("hostile tar: '.', './' and '/' must be directories") {
             if (type == '2') {
                 h.put(157, 100, "etc");
             }
-            CHECK_THROWS_WITH(read_all(kFirst + entry(h) + end()),
+            CHECK_THROWS_WITH(read_all(k_first + entry(h) + end()),
                               Contains("names the root but is not a directory"));
         }
-        CHECK(read_all(entry(ustar(name, '5')) + kFirst + end()).size() == 2);
+        CHECK(read_all(entry(ustar(name, '5')) + k_first + end()).size() == 2);
     }
 }
 
 TEST_CASE("hostile tar: entry types a layer cannot hold are refused") {
     for (char type : {'V', 'D', 'M', 'N', 'A'}) {
         INFO(type);
-        CHECK_THROWS_WITH(read_all(kFirst + entry(ustar("second", type)) + end()),
+        CHECK_THROWS_WITH(read_all(k_first + entry(ustar("second", type)) + end()),
                           Contains("unsupported entry type"));
     }
 }
@@ -275,7 +275,7 @@ TEST_CASE("hostile tar: a sparse file's logical size is bounded") {
         h.octal(386, 12, 0);
         h.octal(398, 12, 512);
         h.base256(483, 12, realsize);
-        return kFirst + entry(h, std::string(512, 'x')) + end();
+        return k_first + entry(h, std::string(512, 'x')) + end();
     };
     std::uint64_t tib = std::uint64_t{1} << 40;
     CHECK_THROWS_WITH(read_all(sparse(tib)),
@@ -283,13 +283,13 @@ TEST_CASE("hostile tar: a sparse file's logical size is bounded") {
                           Contains("over the limit of 68719476736") && Contains("--max-file-size"));
     CHECK(read_all(sparse(1 << 20)).size() == 2);
     struct Restore {
-        ~Restore() { set_max_file_size(kDefaultMaxFileSize); }
+        ~Restore() { set_max_file_size(k_default_max_file_size); }
     } restore;
     set_max_file_size(tib);
     CHECK(read_all(sparse(tib)).size() == 2);
 }
 
 TEST_CASE("hostile tar: an extended header with no entry after it is refused") {
-    CHECK_THROWS_WITH(read_all(kFirst + pax(pax_record("path", "x")) + end()),
+    CHECK_THROWS_WITH(read_all(k_first + pax(pax_record("path", "x")) + end()),
                       Contains("extended header without the entry"));
 }

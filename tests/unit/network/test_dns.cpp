@@ -23,7 +23,7 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-const Lookup kLookup = [](std::string_view name) -> std::vector<ipv4::Address> {
+const Lookup k_lookup = [](std::string_view name) -> std::vector<ipv4::Address> {
     if (name == "web" || name == "web.mynet") {
         return {ipv4::Address::parse("172.18.0.2")};
     }
@@ -39,7 +39,7 @@ const Lookup kLookup = [](std::string_view name) -> std::vector<ipv4::Address> {
     }
     return {};
 };
-const ReverseLookup kReverse = [](ipv4::Address a) -> std::optional<std::string> {
+const ReverseLookup k_reverse = [](ipv4::Address a) -> std::optional<std::string> {
     if (a.str() == "172.18.0.2") {
         return "web.mynet";
     }
@@ -57,7 +57,7 @@ Bytes header(std::uint16_t id, std::uint16_t flags, std::uint16_t qd, std::uint1
 }
 
 wire::Message reply_to(const Bytes& query, std::size_t max = 0, bool can_forward = false) {
-    auto h = wire::handle_query(query, kLookup, kReverse, can_forward, max);
+    auto h = wire::handle_query(query, k_lookup, k_reverse, can_forward, max);
     REQUIRE(h.action == wire::Handling::Action::reply);
     return wire::parse(h.reply);
 }
@@ -158,7 +158,7 @@ TEST_CASE("hostile packets are refused with a reason, never read past the end", 
 
 TEST_CASE("every truncation of a valid reply fails cleanly", "[dns]") {
     Bytes q = wire::build_query(7, "db", wire::type_a);
-    auto h = wire::handle_query(q, kLookup, kReverse, false, 0);
+    auto h = wire::handle_query(q, k_lookup, k_reverse, false, 0);
     REQUIRE(h.action == wire::Handling::Action::reply);
     CHECK(wire::parse(h.reply).a.size() == 2);
     for (std::size_t n = 0; n < h.reply.size(); ++n) {
@@ -172,7 +172,7 @@ TEST_CASE("every truncation of a valid reply fails cleanly", "[dns]") {
             m[i] = static_cast<std::uint8_t>(v);
             try {
                 wire::parse(m);
-                wire::handle_query(m, kLookup, kReverse, true, 0);
+                wire::handle_query(m, k_lookup, k_reverse, true, 0);
             } catch (const wire::ParseError&) {
             }
         }
@@ -194,7 +194,8 @@ TEST_CASE("the server answers its names as Docker's resolver does", "[dns]") {
     CHECK(db.a.size() == 2);
     // AAAA and MX of a known name: NOERROR without records (not forwarded).
     for (auto type : {wire::type_aaaa, wire::type_mx}) {
-        auto h = wire::handle_query(wire::build_query(2, "web", type), kLookup, kReverse, true, 0);
+        auto h =
+            wire::handle_query(wire::build_query(2, "web", type), k_lookup, k_reverse, true, 0);
         REQUIRE(h.action == wire::Handling::Action::reply);
         auto r = wire::parse(h.reply);
         CHECK(r.header.rcode() == wire::rcode_noerror);
@@ -206,8 +207,8 @@ TEST_CASE("the server answers its names as Docker's resolver does", "[dns]") {
     CHECK(ptr.ptr[0] == "web.mynet");
     // Unknown names: forwarded when there are upstreams, otherwise SERVFAIL
     // (not authoritative), as Docker's resolver.
-    auto fwd = wire::handle_query(wire::build_query(4, "example.org", wire::type_a), kLookup,
-                                  kReverse, true, 0);
+    auto fwd = wire::handle_query(wire::build_query(4, "example.org", wire::type_a), k_lookup,
+                                  k_reverse, true, 0);
     CHECK(fwd.action == wire::Handling::Action::forward);
     CHECK(fwd.query.question->name == "example.org");
     auto nx = reply_to(wire::build_query(4, "example.org", wire::type_a));
@@ -228,7 +229,7 @@ TEST_CASE("the server answers its names as Docker's resolver does", "[dns]") {
     };
     Bytes q = header(9, 0x0100, 1);
     q.insert(q.end(), {3, 'w', 0, 'b', 0, 0, 1, 0, 1});
-    wire::handle_query(q, spy, kReverse, false, 0);
+    wire::handle_query(q, spy, k_reverse, false, 0);
     CHECK_FALSE(asked);
 }
 
@@ -237,14 +238,14 @@ TEST_CASE("a lookup that fails gives SERVFAIL", "[dns]") {
         throw strata::Error("store unreadable");
     };
     auto h =
-        wire::handle_query(wire::build_query(1, "web", wire::type_a), broken, kReverse, true, 0);
+        wire::handle_query(wire::build_query(1, "web", wire::type_a), broken, k_reverse, true, 0);
     REQUIRE(h.action == wire::Handling::Action::reply);
     CHECK(wire::parse(h.reply).header.rcode() == wire::rcode_servfail);
 }
 
 TEST_CASE("bad queries get FORMERR or NOTIMP, responses and garbage get nothing", "[dns]") {
     auto rcode = [](const Bytes& q) {
-        auto h = wire::handle_query(q, kLookup, kReverse, true, 0);
+        auto h = wire::handle_query(q, k_lookup, k_reverse, true, 0);
         REQUIRE(h.action == wire::Handling::Action::reply);
         auto m = wire::parse(h.reply);
         CHECK(m.header.id == 0x4242);
@@ -266,22 +267,22 @@ TEST_CASE("bad queries get FORMERR or NOTIMP, responses and garbage get nothing"
     // packet too short for a header.
     Bytes resp = wire::build_query(1, "web", wire::type_a);
     resp[2] |= 0x80;
-    CHECK(wire::handle_query(resp, kLookup, kReverse, true, 0).action ==
+    CHECK(wire::handle_query(resp, k_lookup, k_reverse, true, 0).action ==
           wire::Handling::Action::drop);
-    CHECK(wire::handle_query(Bytes{1, 2, 3, 4, 5}, kLookup, kReverse, true, 0).action ==
+    CHECK(wire::handle_query(Bytes{1, 2, 3, 4, 5}, k_lookup, k_reverse, true, 0).action ==
           wire::Handling::Action::drop);
 }
 
 TEST_CASE("UDP replies fit 512 bytes or the EDNS0 size, cut with TC", "[dns]") {
     Bytes q = wire::build_query(1, "many", wire::type_a);
-    auto small = wire::handle_query(q, kLookup, kReverse, false, 0);
+    auto small = wire::handle_query(q, k_lookup, k_reverse, false, 0);
     CHECK(small.reply.size() <= 512);
     auto m = wire::parse(small.reply);
     CHECK(m.header.tc());
     CHECK(m.a.size() == m.header.ancount);
     CHECK(m.a.size() < 100);
     // Over TCP everything fits.
-    auto tcp = wire::parse(wire::handle_query(q, kLookup, kReverse, false, 65535).reply);
+    auto tcp = wire::parse(wire::handle_query(q, k_lookup, k_reverse, false, 65535).reply);
     CHECK_FALSE(tcp.header.tc());
     CHECK(tcp.a.size() == 100);
     // EDNS0 OPT record with a 4096-byte payload size.
@@ -289,12 +290,12 @@ TEST_CASE("UDP replies fit 512 bytes or the EDNS0 size, cut with TC", "[dns]") {
     edns[11] = 1;
     edns.insert(edns.end(), {0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0});
     CHECK(wire::parse(edns).udp_size == 4096);
-    auto big = wire::parse(wire::handle_query(edns, kLookup, kReverse, false, 0).reply);
+    auto big = wire::parse(wire::handle_query(edns, k_lookup, k_reverse, false, 0).reply);
     CHECK_FALSE(big.header.tc());
     CHECK(big.a.size() == 100);
     // truncated_copy keeps the question only.
     auto t = wire::parse(
-        wire::truncated_copy(wire::handle_query(q, kLookup, kReverse, false, 65535).reply));
+        wire::truncated_copy(wire::handle_query(q, k_lookup, k_reverse, false, 65535).reply));
     CHECK(t.header.tc());
     CHECK(t.header.ancount == 0);
     CHECK(t.question->name == "many");
@@ -566,14 +567,14 @@ int dns_in_netns() {
 
     {
         ServerOptions o;
-        o.lookup = kLookup;
-        o.reverse = kReverse;
+        o.lookup = k_lookup;
+        o.reverse = k_reverse;
         o.upstreams = {{"127.0.0.3", 53}, {"127.0.0.2", 53}};
         o.upstream_timeout = std::chrono::milliseconds(300);
         DnsServer server(container.get(), o);
         EXPECT(server.port() == 53, "port %u", server.port());
         ServerOptions internal;
-        internal.lookup = kLookup;
+        internal.lookup = k_lookup;
         internal.listen_address = "127.0.0.12";
         DnsServer no_upstream(container.get(), internal);
         // Nothing listens on 127.0.0.11 in the test's own namespace.

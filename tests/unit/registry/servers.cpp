@@ -57,18 +57,18 @@ void wait_for_port(int port, const std::string& what) {
     throw Error(what + " did not start listening on 127.0.0.1:" + std::to_string(port));
 }
 
-FakeRegistry::FakeRegistry(const std::vector<std::string>& flags) : dir_({}, "strata-fakereg-") {
+FakeRegistry::FakeRegistry(const std::vector<std::string>& flags) : m_dir({}, "strata-fakereg-") {
     auto python = find_program("python3");
     if (!python) {
         throw Error("python3 is needed for the fake registry");
     }
-    std::string port_file = dir_.path() + "/port";
+    std::string port_file = m_dir.path() + "/port";
     SpawnOptions o;
-    o.argv = {*python, script_path(), "--port-file", port_file, "--log", dir_.path() + "/log"};
+    o.argv = {*python, script_path(), "--port-file", port_file, "--log", m_dir.path() + "/log"};
     o.argv.insert(o.argv.end(), flags.begin(), flags.end());
-    child_ = Child::spawn(o);
+    m_child = Child::spawn(o);
     for (int i = 0; i < 200 && !fs::exists(port_file); ++i) {
-        if (auto st = child_.try_wait()) {
+        if (auto st = m_child.try_wait()) {
             throw Error("fake registry exited: " + st->describe());
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -77,18 +77,18 @@ FakeRegistry::FakeRegistry(const std::vector<std::string>& flags) : dir_({}, "st
         throw Error("fake registry did not start");
     }
     int port = std::stoi(fs::read_file(port_file));
-    host_ = "127.0.0.1:" + std::to_string(port);
+    m_host = "127.0.0.1:" + std::to_string(port);
     wait_for_port(port, "fake registry");
 }
 
 FakeRegistry::~FakeRegistry() {
-    if (child_) {
-        child_.terminate(std::chrono::milliseconds(2000));
+    if (m_child) {
+        m_child.terminate(std::chrono::milliseconds(2000));
     }
 }
 
 std::string FakeRegistry::requests() const {
-    std::string log = dir_.path() + "/log";
+    std::string log = m_dir.path() + "/log";
     return fs::exists(log) ? fs::read_file(log) : std::string();
 }
 
@@ -104,13 +104,13 @@ int FakeRegistry::count(const std::string& needle) const {
 bool DockerRegistry::available() { return find_program("docker-registry").has_value(); }
 
 DockerRegistry::DockerRegistry(const std::string& user, const std::string& password)
-    : dir_({}, "strata-registry-") {
+    : m_dir({}, "strata-registry-") {
     auto prog = find_program("docker-registry");
     if (!prog) {
         throw Error("docker-registry is not installed (apt-get install docker-registry)");
     }
-    storage_ = dir_.path() + "/storage";
-    fs::mkdirs(storage_);
+    m_storage = m_dir.path() + "/storage";
+    fs::mkdirs(m_storage);
     std::string auth;
     if (!user.empty()) {
         auto htpasswd = find_program("htpasswd");
@@ -121,8 +121,9 @@ DockerRegistry::DockerRegistry(const std::string& user, const std::string& passw
         if (!r.status.success()) {
             throw Error("htpasswd " + r.status.describe());
         }
-        fs::write_file_atomic(dir_.path() + "/htpasswd", r.out);
-        auth = "auth:\n  htpasswd:\n    realm: strata-test\n    path: " + dir_.path() + "/htpasswd\n";
+        fs::write_file_atomic(m_dir.path() + "/htpasswd", r.out);
+        auth =
+            "auth:\n  htpasswd:\n    realm: strata-test\n    path: " + m_dir.path() + "/htpasswd\n";
     }
     // Bounded retries: another process may take the port between free_port()
     // and the registry's bind.
@@ -130,38 +131,41 @@ DockerRegistry::DockerRegistry(const std::string& user, const std::string& passw
         int port = free_port();
         std::string config = "version: 0.1\n"
                              "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-                             "storage:\n  filesystem:\n    rootdirectory: " + storage_ + "\n"
+                             "storage:\n  filesystem:\n    rootdirectory: " +
+                             m_storage +
+                             "\n"
                              "  delete:\n    enabled: true\n"
-                             "http:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n" + auth;
-        fs::write_file_atomic(dir_.path() + "/config.yml", config);
+                             "http:\n  addr: 127.0.0.1:" +
+                             std::to_string(port) + "\n" + auth;
+        fs::write_file_atomic(m_dir.path() + "/config.yml", config);
         SpawnOptions o;
-        o.argv = {*prog, "serve", dir_.path() + "/config.yml"};
+        o.argv = {*prog, "serve", m_dir.path() + "/config.yml"};
         // The registry logs every 404 at error level: keep that out of test output.
-        UniqueFd log = fs::open(dir_.path() + "/registry.log", O_WRONLY | O_CREAT | O_APPEND);
+        UniqueFd log = fs::open(m_dir.path() + "/registry.log", O_WRONLY | O_CREAT | O_APPEND);
         o.stdout_fd = log.get();
         o.stderr_fd = log.get();
-        child_ = Child::spawn(o);
+        m_child = Child::spawn(o);
         for (int i = 0; i < 200; ++i) {
             if (try_connect(port)) {
-                host_ = "127.0.0.1:" + std::to_string(port);
+                m_host = "127.0.0.1:" + std::to_string(port);
                 return;
             }
-            if (child_.try_wait()) {
+            if (m_child.try_wait()) {
                 break;
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
-        if (child_) {
-            child_.terminate(std::chrono::milliseconds(2000));
+        if (m_child) {
+            m_child.terminate(std::chrono::milliseconds(2000));
         }
-        child_ = Child();
+        m_child = Child();
     }
     throw Error("docker-registry did not start on 127.0.0.1");
 }
 
 DockerRegistry::~DockerRegistry() {
-    if (child_) {
-        child_.terminate(std::chrono::milliseconds(3000));
+    if (m_child) {
+        m_child.terminate(std::chrono::milliseconds(3000));
     }
 }
 

@@ -17,15 +17,15 @@ public:
     explicit FakeRegistry(const std::vector<std::string>& flags = {});
     ~FakeRegistry();
     // "127.0.0.1:PORT"
-    const std::string& host() const { return host_; }
+    const std::string& host() const { return m_host; }
     // The request log: one "METHOD PATH STATUS" line per request.
     std::string requests() const;
     int count(const std::string& needle) const;
 
 private:
-    TempDir dir_;
-    Child child_;
-    std::string host_;
+    TempDir m_dir;
+    Child m_child;
+    std::string m_host;
 };
 
 class DockerRegistry {
@@ -34,15 +34,15 @@ public:
     explicit DockerRegistry(const std::string& htpasswd_user = {},
                             const std::string& htpasswd_password = {});
     ~DockerRegistry();
-    const std::string& host() const { return host_; }
-    const std::string& storage() const { return storage_; }
+    const std::string& host() const { return m_host; }
+    const std::string& storage() const { return m_storage; }
     static bool available();
 
 private:
-    TempDir dir_;
-    Child child_;
-    std::string host_;
-    std::string storage_;
+    TempDir m_dir;
+    Child m_child;
+    std::string m_host;
+    std::string m_storage;
 };
 
 // Waits until host:port accepts TCP connections (bounded).

@@ -60,7 +60,7 @@ std::string fetch(Client& c, const std::string& repo, const Digest& d,
     return out;
 }
 
-const std::string kManifest =
+const std::string k_manifest =
     R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]})";
 
 } // namespace
@@ -106,13 +106,14 @@ TEST_CASE("a blob another repository has is mounted, not uploaded", "[client]") 
 TEST_CASE("manifests round-trip and report their digest and media type", "[client]") {
     test::FakeRegistry reg;
     Client c(reg.host(), fast_options());
-    Digest d = c.put_manifest("app", "v1", "application/vnd.oci.image.manifest.v1+json", kManifest);
-    CHECK(d == Digest::of(kManifest));
+    Digest d =
+        c.put_manifest("app", "v1", "application/vnd.oci.image.manifest.v1+json", k_manifest);
+    CHECK(d == Digest::of(k_manifest));
     RemoteManifest m = c.get_manifest("app", "v1");
-    CHECK(m.bytes == kManifest);
+    CHECK(m.bytes == k_manifest);
     CHECK(m.digest == d);
     CHECK(m.media_type == "application/vnd.oci.image.manifest.v1+json");
-    CHECK(c.get_manifest("app", d.str()).bytes == kManifest);
+    CHECK(c.get_manifest("app", d.str()).bytes == k_manifest);
     CHECK(c.head_manifest("app", "v1") == d);
     CHECK_FALSE(c.head_manifest("app", "v2").has_value());
 }
@@ -136,7 +137,7 @@ TEST_CASE("a manifest over the size limit is refused", "[client]") {
     ClientOptions o = fast_options();
     Client big(reg.host(), o);
     std::string huge = R"({"schemaVersion":2,"annotations":{"x":")" +
-                       std::string(kMaxManifestSize, 'a') + "\"}}";
+                       std::string(k_max_manifest_size, 'a') + "\"}}";
     big.put_manifest("app", "huge", "application/vnd.oci.image.manifest.v1+json", huge);
     try {
         big.get_manifest("app", "huge");
@@ -192,7 +193,7 @@ TEST_CASE("429 and 503 answers are retried with backoff", "[client]") {
         ClientOptions o = fast_options();
         o.retry.max_attempts = 2;
         Client impatient(reg.host(), o);
-        c.put_manifest("app", "v1", "application/vnd.oci.image.manifest.v1+json", kManifest);
+        c.put_manifest("app", "v1", "application/vnd.oci.image.manifest.v1+json", k_manifest);
         try {
             impatient.get_manifest("app", "v1");
             FAIL("no error");
@@ -264,13 +265,13 @@ TEST_CASE("bearer auth: tokens are fetched per scope from the challenge's realm"
     o.credentials = Credentials{"alice", "s3cret", ""};
     Client c(reg.host(), o);
     CHECK(c.push_blob("team/app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
-    c.put_manifest("team/app", "v1", "application/vnd.oci.image.manifest.v1+json", kManifest);
+    c.put_manifest("team/app", "v1", "application/vnd.oci.image.manifest.v1+json", k_manifest);
     CHECK(reg.count("GET /token?service=fake&scope=repository%3Ateam%2Fapp%3Apull%2Cpush") == 1);
 
     // Anonymous pulls get a pull token; anonymous pushes are refused.
     Client anon(reg.host(), fast_options());
     CHECK(fetch(anon, "team/app", b.digest()) == b.data);
-    CHECK(anon.get_manifest("team/app", "v1").bytes == kManifest);
+    CHECK(anon.get_manifest("team/app", "v1").bytes == k_manifest);
     CHECK_THROWS_AS(anon.push_blob("team/other", Digest::of("x"), 1, b.fd.get()), UnauthorizedError);
 
     ClientOptions wrong = fast_options();
@@ -290,10 +291,10 @@ TEST_CASE("catalog and tags follow Link pagination", "[client]") {
     test::FakeRegistry reg({"--page", "2"});
     Client c(reg.host(), fast_options());
     for (const char* repo : {"a", "b", "c", "d", "e"}) {
-        c.put_manifest(repo, "latest", "application/vnd.oci.image.manifest.v1+json", kManifest);
+        c.put_manifest(repo, "latest", "application/vnd.oci.image.manifest.v1+json", k_manifest);
     }
     for (const char* tag : {"v1", "v2", "v3"}) {
-        c.put_manifest("a", tag, "application/vnd.oci.image.manifest.v1+json", kManifest);
+        c.put_manifest("a", tag, "application/vnd.oci.image.manifest.v1+json", k_manifest);
     }
     CHECK(c.catalog() == std::vector<std::string>{"a", "b", "c", "d", "e"});
     CHECK(c.tags("a") == std::vector<std::string>{"latest", "v1", "v2", "v3"});

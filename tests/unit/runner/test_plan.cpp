@@ -20,7 +20,7 @@ TEST_CASE("the environment gets Docker's PATH, HOSTNAME and the user's HOME") {
     ExecUser user;
     user.home = "/home/u";
     auto env = detail::container_env(spec, user, "box");
-    CHECK(env == std::vector<std::string>{std::string("PATH=") + kDefaultPath, "HOSTNAME=box",
+    CHECK(env == std::vector<std::string>{std::string("PATH=") + k_default_path, "HOSTNAME=box",
                                           "HOME=/home/u"});
     spec.env = {"PATH=/x", "A=1", "A=2", "HOME=/h"};
     spec.tty = true;

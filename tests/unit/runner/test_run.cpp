@@ -511,7 +511,7 @@ TEST_CASE("the environment has Docker's defaults and the caller's variables", "[
     spec.user = "user";
     auto o = run_captured(spec);
     INFO(o.out << o.err);
-    CHECK(contains(o.out, std::string("PATH=") + runner::kDefaultPath + "\n"));
+    CHECK(contains(o.out, std::string("PATH=") + runner::k_default_path + "\n"));
     CHECK(contains(o.out, "HOME=/home/user\n"));
     CHECK(contains(o.out, "HOSTNAME=box\n"));
     CHECK(contains(o.out, "FOO=bar\n"));

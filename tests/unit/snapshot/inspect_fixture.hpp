@@ -86,8 +86,9 @@ inline snapshot::LayerIndex reference_image(bool hash = true) {
 inline std::string dump(const snapshot::MergedTree& t) {
     std::string out;
     const auto& trie = t.index().trie();
-    t.walk(snapshot::PathTrie::kRoot, [&](std::uint32_t n) {
-        if (n == snapshot::PathTrie::kRoot) return;
+    t.walk(snapshot::PathTrie::k_root, [&](std::uint32_t n) {
+        if (n == snapshot::PathTrie::k_root)
+            return;
         out += trie.path(n);
         out += t.is_dir(n) ? "/" : "";
         out += "\n";

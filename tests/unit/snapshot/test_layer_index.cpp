@@ -177,7 +177,7 @@ TEST_CASE("deep paths, repeated entries and non-UTF-8 names are handled", "[laye
     auto leaf = t.resolve(deep + "/leaf", true);
     REQUIRE(leaf);
     std::size_t n = 0;
-    t.walk(PathTrie::kRoot, [&](std::uint32_t) { ++n; });
+    t.walk(PathTrie::k_root, [&](std::uint32_t) { ++n; });
     CHECK(n == 1 + 5000 + 1 + 1 + 1);
     CHECK(idx.record(*t.record_of(*t.resolve("dup", true))).size == 2); // the later entry wins
     CHECK(t.resolve("caf\xe9", true));

@@ -96,7 +96,7 @@ TEST_CASE("names resolve by tag, full name, image ID and ID prefix") {
     CHECK_THROWS_WITH(store.resolve("app:2"), "no such image: app:2");
     auto index = nlohmann::json::parse(fs::read_file(t.path() + "/index.json"));
     REQUIRE(index["manifests"].size() == 1);
-    CHECK(index["manifests"][0]["annotations"][std::string(kRefNameAnnotation)] ==
+    CHECK(index["manifests"][0]["annotations"][std::string(k_ref_name_annotation)] ==
           "docker.io/library/app:1");
 
     // Re-pointing a name replaces it; removing it leaves the store without it.
