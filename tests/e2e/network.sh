@@ -6,13 +6,7 @@
 # (a monitor killed by SIGKILL), and no link or address left behind.
 # Everything happens in a network namespace of the test's own: the script
 # re-executes itself under `unshare -n` before touching anything.
-if [ -z "${STRATA_NETWORK_E2E_NETNS-}" ]; then
-  command -v unshare >/dev/null || { echo "SKIPPED: needs unshare (util-linux)"; exit 77; }
-  command -v ip >/dev/null || { echo "SKIPPED: needs ip (apt-get install iproute2)"; exit 77; }
-  unshare -n true 2>/dev/null || { echo "SKIPPED: needs unshare -n (root)"; exit 77; }
-  exec env STRATA_NETWORK_E2E_NETNS=1 unshare -n bash "$0" "$@"
-fi
-ip link set lo up
+. "$(dirname "$0")/own_netns.sh"
 . "$(dirname "$0")/lib.sh"
 
 cleanup() {

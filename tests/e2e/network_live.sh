@@ -4,13 +4,7 @@
 # monitor (swept after a crash as the others), NetworkSettings.SandboxKey,
 # and `-p` with --network host (Docker's warning) / none / container:.
 # Everything happens in a network namespace of the test's own.
-if [ -z "${STRATA_NETWORK_E2E_NETNS-}" ]; then
-  command -v unshare >/dev/null || { echo "SKIPPED: needs unshare (util-linux)"; exit 77; }
-  command -v ip >/dev/null || { echo "SKIPPED: needs ip (apt-get install iproute2)"; exit 77; }
-  unshare -n true 2>/dev/null || { echo "SKIPPED: needs unshare -n (root)"; exit 77; }
-  exec env STRATA_NETWORK_E2E_NETNS=1 unshare -n bash "$0" "$@"
-fi
-ip link set lo up
+. "$(dirname "$0")/own_netns.sh"
 sysctl -qw net.ipv4.ip_forward=1
 . "$(dirname "$0")/lib.sh"
 need nsenter util-linux

@@ -8,10 +8,7 @@
 #   C "outside"    10.98.0.2/24 (A: vo0 10.98.0.1), no route beyond its link
 #   D "container"  10.97.0.2/24 (A: vd0 10.97.0.1), network net2 (internal), httpd :80
 set -u
-if [ -z "${STRATA_PORTS_NETNS:-}" ]; then
-  [ "$(id -u)" -eq 0 ] || { echo "SKIPPED: needs root (network namespaces, nftables)"; exit 77; }
-  STRATA_PORTS_NETNS=1 exec unshare -n bash "$0" "$@"
-fi
+. "$(dirname "$0")/own_netns.sh"
 . "$(dirname "$0")/lib.sh"
 ND=${NETDRIVER:?NETDRIVER must point at strata-netdriver}
 BB=/bin/busybox
@@ -21,7 +18,6 @@ need nsenter util-linux
 need ip iproute2
 "$ND" available >/dev/null || skip "nftables unavailable: $("$ND" available)"
 
-ip link set lo up
 sysctl -qw net.ipv4.ip_forward=1 || fail "cannot enable forwarding in the test's namespace"
 
 pids=()
