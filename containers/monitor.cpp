@@ -414,7 +414,8 @@ private:
                 std::lock_guard<std::mutex> g(m_mu);
                 asked = m_drain_asked;
             }
-            if (asked != m_drained) {
+            // The end drains too, for a container that never ran.
+            if (asked != m_drained || m_done) {
                 pump(m_out, 1, "stdout");
                 if (m_err >= 0) {
                     pump(m_err, 2, "stderr");
@@ -428,11 +429,6 @@ private:
                 m_cv.notify_all();
             }
             if (m_done) {
-                pump(m_out, 1, "stdout");
-                if (m_err >= 0) {
-                    pump(m_err, 2, "stderr");
-                }
-                m_log.flush();
                 broadcast(3, std::to_string(m_exit_code));
                 m_clients.clear();
                 return;
