@@ -1,5 +1,6 @@
 #include "snapshot/layer_diff.hpp"
 
+#include "formats/layer_xattrs.hpp"
 #include "formats/whiteout.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -7,17 +8,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
-#include <deque>
-#include <functional>
-#include <mutex>
-#include <thread>
 #include <cstring>
+#include <deque>
 #include <dirent.h>
 #include <fcntl.h>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -81,7 +82,8 @@ private:
                 m_queue.pop_front();
             }
             // Best effort: errors are the writer's to report.
-            int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+            int fd =
+                ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
             if (fd >= 0) {
                 struct stat st;
                 if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -147,15 +149,13 @@ std::vector<std::string> list_dir(int dirfd, const std::string& shown,
     return names;
 }
 
-
-// The xattrs that belong in a layer.
+// The xattrs that belong in a layer (formats/layer_xattrs.hpp).
 Xattrs layer_xattrs(const Xattrs& all) {
     Xattrs out;
     for (const auto& [k, v] : all) {
-        if (formats::whiteout::is_overlay_xattr(k) || k == "security.selinux") {
-            continue;
+        if (formats::layer_xattrs::kept(k)) {
+            out.emplace(k, formats::layer_xattrs::value(k, v));
         }
-        out.emplace(k, v);
     }
     return out;
 }
@@ -399,8 +399,9 @@ bool same_content(const Node& a, const Node& b) {
 bool changed(const Node& n, const Node& o) {
     const struct stat& a = n.st;
     const struct stat& b = o.st;
-    if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT) || (a.st_mode & 07777) != (b.st_mode & 07777) ||
-        a.st_uid != b.st_uid || a.st_gid != b.st_gid) {
+    if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT) ||
+        (a.st_mode & 07777) != (b.st_mode & 07777) || a.st_uid != b.st_uid ||
+        a.st_gid != b.st_gid) {
         return true;
     }
     if (layer_xattrs(n.xattrs) != layer_xattrs(o.xattrs)) {

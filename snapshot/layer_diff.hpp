@@ -17,9 +17,10 @@
 // entries with formats::TarWriter (deterministic PAX). What goes into the
 // layer's identity: mtimes are truncated to whole seconds (as Docker does)
 // and clamped when TarWriter::Options::clamp_mtime is set; atime and ctime
-// never; uname/gname are left empty (numeric ids only, as BuildKit); xattrs
-// are kept except overlayfs' own (trusted.overlay.*, user.overlay.*) and
-// security.selinux (a host label, stripped as buildah/podman do).
+// never; uname/gname are left empty (numeric ids only, as BuildKit); the
+// xattrs kept are those Docker and buildah write (formats/layer_xattrs.hpp:
+// security.capability as revision 2, security.ima, user.* but overlayfs'
+// own), never host labels such as security.selinux.
 #pragma once
 
 #include "formats/tar.hpp"

@@ -1,5 +1,6 @@
 #include "snapshot/tree_diff.hpp"
 
+#include "formats/layer_xattrs.hpp"
 #include "formats/whiteout.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -20,13 +21,20 @@ using formats::EntryType;
 
 std::string_view type_name(EntryType t) {
     switch (t) {
-    case EntryType::file: return "file";
-    case EntryType::dir: return "directory";
-    case EntryType::symlink: return "symlink";
-    case EntryType::hardlink: return "hardlink";
-    case EntryType::chardev: return "char device";
-    case EntryType::blockdev: return "block device";
-    case EntryType::fifo: return "fifo";
+    case EntryType::file:
+        return "file";
+    case EntryType::dir:
+        return "directory";
+    case EntryType::symlink:
+        return "symlink";
+    case EntryType::hardlink:
+        return "hardlink";
+    case EntryType::chardev:
+        return "char device";
+    case EntryType::blockdev:
+        return "block device";
+    case EntryType::fifo:
+        return "fifo";
     }
     return "?";
 }
@@ -154,12 +162,11 @@ TreeListing listing_of_layer(const LayerIndex& idx, std::size_t layer) {
 namespace {
 
 bool skip_xattr(std::string_view name) {
-    return formats::whiteout::is_overlay_xattr(name) || name == "security.selinux";
+    return !formats::layer_xattrs::kept(name);
 }
 
-
-void walk_directory(const std::string& root, const std::string& rel, int dirfd,
-                    TreeListing& out, std::vector<char>& buf) {
+void walk_directory(const std::string& root, const std::string& rel, int dirfd, TreeListing& out,
+                    std::vector<char>& buf) {
     UniqueFd dup(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
     if (!dup) {
         throw_errno("dup", fs::join(root, rel));
@@ -209,16 +216,20 @@ void walk_directory(const std::string& root, const std::string& rel, int dirfd,
             for (;;) {
                 auto n = ::read(fd.get(), buf.data(), buf.size());
                 if (n < 0) {
-                    if (errno == EINTR) continue;
+                    if (errno == EINTR)
+                        continue;
                     throw_errno("read", full);
                 }
-                if (n == 0) break;
+                if (n == 0)
+                    break;
                 sha.update(buf.data(), static_cast<std::size_t>(n));
             }
             m.content = sha.finish();
             break;
         }
-        case S_IFDIR: m.type = EntryType::dir; break;
+        case S_IFDIR:
+            m.type = EntryType::dir;
+            break;
         case S_IFLNK: {
             m.type = EntryType::symlink;
             std::vector<char> target(static_cast<std::size_t>(st.st_size) + 2);
@@ -229,10 +240,17 @@ void walk_directory(const std::string& root, const std::string& rel, int dirfd,
             m.link.assign(target.data(), static_cast<std::size_t>(n));
             break;
         }
-        case S_IFCHR: m.type = EntryType::chardev; break;
-        case S_IFBLK: m.type = EntryType::blockdev; break;
-        case S_IFIFO: m.type = EntryType::fifo; break;
-        default: continue; // sockets have no tar form
+        case S_IFCHR:
+            m.type = EntryType::chardev;
+            break;
+        case S_IFBLK:
+            m.type = EntryType::blockdev;
+            break;
+        case S_IFIFO:
+            m.type = EntryType::fifo;
+            break;
+        default:
+            continue; // sockets have no tar form
         }
         if (m.type == EntryType::chardev || m.type == EntryType::blockdev) {
             m.devmajor = major(st.st_rdev);
@@ -240,6 +258,9 @@ void walk_directory(const std::string& root, const std::string& rel, int dirfd,
         }
         m.xattrs = fs::read_xattrs(full);
         std::erase_if(m.xattrs, [](const auto& kv) { return skip_xattr(kv.first); });
+        for (auto& [k, v] : m.xattrs) {
+            v = formats::layer_xattrs::value(k, std::move(v));
+        }
         bool is_dir = m.type == EntryType::dir;
         out.entries.emplace_back(path, std::move(m));
         if (is_dir) {
@@ -291,7 +312,8 @@ std::vector<FileChange> diff_listings(const TreeListing& a, const TreeListing& b
             what.emplace_back("type");
         } else {
             if (ma.type == EntryType::file) {
-                if (ma.size != mb.size || (ma.content && mb.content && *ma.content != *mb.content)) {
+                if (ma.size != mb.size ||
+                    (ma.content && mb.content && *ma.content != *mb.content)) {
                     what.emplace_back("content");
                 }
             }
@@ -302,9 +324,12 @@ std::vector<FileChange> diff_listings(const TreeListing& a, const TreeListing& b
                 what.emplace_back("device");
             }
         }
-        if (ma.mode != mb.mode) what.emplace_back("mode");
-        if (ma.uid != mb.uid || ma.gid != mb.gid) what.emplace_back("owner");
-        if (ma.xattrs != mb.xattrs) what.emplace_back("xattrs");
+        if (ma.mode != mb.mode)
+            what.emplace_back("mode");
+        if (ma.uid != mb.uid || ma.gid != mb.gid)
+            what.emplace_back("owner");
+        if (ma.xattrs != mb.xattrs)
+            what.emplace_back("xattrs");
         if (!opts.semantic && ma.type != EntryType::symlink &&
             (ma.mtime_sec != mb.mtime_sec || ma.mtime_nsec != mb.mtime_nsec)) {
             what.emplace_back("mtime");
@@ -323,10 +348,12 @@ namespace {
 std::string json_list(const std::vector<std::string>& v) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) {
-        if (i) s += ",";
+        if (i)
+            s += ",";
         s += "\"";
         for (char c : v[i]) {
-            if (c == '"' || c == '\\') s += '\\';
+            if (c == '"' || c == '\\')
+                s += '\\';
             s += c;
         }
         s += "\"";
@@ -335,12 +362,14 @@ std::string json_list(const std::vector<std::string>& v) {
 }
 
 std::optional<std::string> opt_list(const std::optional<std::vector<std::string>>& v) {
-    if (!v) return std::nullopt;
+    if (!v)
+        return std::nullopt;
     return json_list(*v);
 }
 
 std::optional<std::string> non_empty(const std::string& s) {
-    if (s.empty()) return std::nullopt;
+    if (s.empty())
+        return std::nullopt;
     return s;
 }
 
@@ -365,15 +394,17 @@ std::string healthcheck_text(const formats::Healthcheck& h) {
 
 std::string history_text(const formats::History& h) {
     std::string s = h.created_by;
-    if (h.empty_layer) s += " (empty layer)";
-    if (!h.comment.empty()) s += " # " + h.comment;
+    if (h.empty_layer)
+        s += " (empty layer)";
+    if (!h.comment.empty())
+        s += " # " + h.comment;
     return s;
 }
 
 } // namespace
 
-std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a,
-                                       const formats::ImageConfig& b, const DiffOptions& opts) {
+std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a, const formats::ImageConfig& b,
+                                       const DiffOptions& opts) {
     std::vector<ConfigChange> out;
     auto field = [&](std::string name, std::optional<std::string> va,
                      std::optional<std::string> vb) {
@@ -384,8 +415,10 @@ std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a,
     auto maps = [&](const std::string& name, const std::map<std::string, std::string>& ma,
                     const std::map<std::string, std::string>& mb) {
         std::set<std::string> keys;
-        for (const auto& [k, v] : ma) keys.insert(k);
-        for (const auto& [k, v] : mb) keys.insert(k);
+        for (const auto& [k, v] : ma)
+            keys.insert(k);
+        for (const auto& [k, v] : mb)
+            keys.insert(k);
         for (const auto& k : keys) {
             auto fa = ma.find(k);
             auto fb = mb.find(k);
@@ -431,12 +464,15 @@ std::vector<ConfigChange> diff_configs(const formats::ImageConfig& a,
           ca.healthcheck ? std::optional(healthcheck_text(*ca.healthcheck)) : std::nullopt,
           cb.healthcheck ? std::optional(healthcheck_text(*cb.healthcheck)) : std::nullopt);
     if (!opts.semantic) {
-        field("ArgsEscaped", ca.args_escaped ? "true" : "false", cb.args_escaped ? "true" : "false");
+        field("ArgsEscaped", ca.args_escaped ? "true" : "false",
+              cb.args_escaped ? "true" : "false");
         field("Created", non_empty(a.created), non_empty(b.created));
         auto n = std::max(a.history.size(), b.history.size());
         for (std::size_t i = 0; i < n; ++i) {
-            auto ha = i < a.history.size() ? std::optional(history_text(a.history[i])) : std::nullopt;
-            auto hb = i < b.history.size() ? std::optional(history_text(b.history[i])) : std::nullopt;
+            auto ha =
+                i < a.history.size() ? std::optional(history_text(a.history[i])) : std::nullopt;
+            auto hb =
+                i < b.history.size() ? std::optional(history_text(b.history[i])) : std::nullopt;
             field(fmt::format("History[{}]", i), ha, hb);
             if (i < a.history.size() && i < b.history.size() &&
                 a.history[i].created != b.history[i].created) {

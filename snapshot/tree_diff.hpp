@@ -54,8 +54,8 @@ TreeListing listing_of(const MergedTree& tree);
 // One layer's own entries, as stored: whiteouts appear as ".wh.NAME" files
 // and opaque markers as ".wh..wh..opq".
 TreeListing listing_of_layer(const LayerIndex& index, std::size_t layer);
-// A directory on disk (not following symlinks; overlayfs' own xattrs and
-// security.selinux are left out, as they never go into layers).
+// A directory on disk (not following symlinks; only the xattrs a layer made
+// from it would carry are listed, as formats/layer_xattrs.hpp decides).
 TreeListing listing_of_directory(const std::string& dir);
 
 enum class ChangeType { added, removed, modified };

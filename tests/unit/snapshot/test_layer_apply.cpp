@@ -30,7 +30,9 @@ formats::LayerDigests make_layer(const std::string& dir, const std::string& pare
     return d;
 }
 
-ino_t ino(const std::string& p) { return fs::lstat(p).st_ino; }
+ino_t ino(const std::string& p) {
+    return fs::lstat(p).st_ino;
+}
 
 bool is_whiteout(const std::string& p) {
     struct stat st;
@@ -61,7 +63,8 @@ TEST_CASE("a tree survives layer create and apply, in every compression") {
         CHECK(stats.hardlinks == 2);
         CHECK(stats.symlinks == 3);
         CHECK(stats.fifos == 1);
-        CHECK(stats.bytes == 70000 + 2 + 4 + 1 + 9 + 18 + std::string("root:x:0:0:root:/root:/bin/sh\n").size());
+        CHECK(stats.bytes ==
+              70000 + 2 + 4 + 1 + 9 + 18 + std::string("root:x:0:0:root:/root:/bin/sh\n").size());
     }
 }
 
@@ -118,7 +121,11 @@ TEST_CASE("owners and device nodes round-trip when running as root", "[root]") {
     // chown clears setuid; the applier must set the mode after the owner.
     REQUIRE(::chown((src.path() + "/bin/su").c_str(), 0, 42) == 0);
     REQUIRE(::chmod((src.path() + "/bin/su").c_str(), 06755) == 0);
-    set_xattr(src.path() + "/bin/busybox", "trusted.strata-test", "t");
+    // A file capability (revision 2: cap_net_raw permitted and effective).
+    set_xattr(src.path() + "/bin/busybox", "security.capability",
+              std::string("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00"
+                          "\x00\x00\x00\x00\x00\x00\x00\x00",
+                          20));
     std::string layer = out.path() + "/l";
     make_layer(src.path(), "", layer);
     auto stats = apply(layer, dst.path(), WhiteoutMode::flatten);
@@ -156,12 +163,22 @@ TEST_CASE("flatten mode: whiteouts delete lower entries and opaque markers empty
     CHECK(stats.whiteouts == 3);
     CHECK(stats.opaque_dirs == 3);
     std::string o = " " + std::to_string(::getuid()) + ":" + std::to_string(::getgid());
-    CHECK(dump_tree(lower.path()) == "/a d 0755" + o + "\n"
-                                     "/a/keep f 0644" + o + " 1 " + Sha256::hex_of("k") + "\n"
-                                     "/opq d 0755" + o + "\n"
-                                     "/opq/new f 0644" + o + " 1 " + Sha256::hex_of("n") + "\n"
-                                     "/opq2 d 0755" + o + "\n"
-                                     "/opq2/new2 f 0644" + o + " 3 " + Sha256::hex_of("new") + "\n");
+    CHECK(dump_tree(lower.path()) == "/a d 0755" + o +
+                                         "\n"
+                                         "/a/keep f 0644" +
+                                         o + " 1 " + Sha256::hex_of("k") +
+                                         "\n"
+                                         "/opq d 0755" +
+                                         o +
+                                         "\n"
+                                         "/opq/new f 0644" +
+                                         o + " 1 " + Sha256::hex_of("n") +
+                                         "\n"
+                                         "/opq2 d 0755" +
+                                         o +
+                                         "\n"
+                                         "/opq2/new2 f 0644" +
+                                         o + " 3 " + Sha256::hex_of("new") + "\n");
 }
 
 TEST_CASE("an entry replaces a directory with a file and a file with a directory") {
@@ -259,21 +276,21 @@ TEST_CASE("layer create and layer apply work from the command line") {
     TempDir src, dst, out;
     build_sample_tree(src.path());
     std::string layer = out.path() + "/l.tar.gz";
-    auto r = run_capture({"env", "SOURCE_DATE_EPOCH=1500003000", strata_binary(), "layer",
-                          "create", src.path(), "-o", layer, "--compression", "gzip"});
+    auto r = run_capture({"env", "SOURCE_DATE_EPOCH=1500003000", strata_binary(), "layer", "create",
+                          src.path(), "-o", layer, "--compression", "gzip"});
     REQUIRE(r.status.success());
     CHECK(r.out.find("diff-id sha256:") != std::string::npos);
-    CHECK(r.out.find("digest  sha256:" +
-                     formats::Digest::of(fs::read_file(layer)).str().substr(7)) !=
-          std::string::npos);
+    CHECK(
+        r.out.find("digest  sha256:" + formats::Digest::of(fs::read_file(layer)).str().substr(7)) !=
+        std::string::npos);
     auto a = run_capture({strata_binary(), "layer", "apply", layer, dst.path() + "/new"});
     REQUIRE(a.status.success());
     CHECK(a.out.find("from a gzip layer") != std::string::npos);
     CHECK(fs::lstat(dst.path() + "/new/bin/su").st_mtim.tv_sec == 1500003000);
     CHECK(fs::read_file(dst.path() + "/new/bin/busybox") == std::string(70000, 'b'));
-    auto bad = run_capture({strata_binary(), "layer", "create", src.path(), "-o", layer,
-                            "--compression", "lz4"},
-                           true);
+    auto bad = run_capture(
+        {strata_binary(), "layer", "create", src.path(), "-o", layer, "--compression", "lz4"},
+        true);
     CHECK(bad.status.code() == 2);
     CHECK(bad.out.find("unknown compression \"lz4\"") != std::string::npos);
 }
