@@ -421,9 +421,20 @@ void Executor::do_run(StageResult& st, const df::Instruction& ins, const df::Run
             }
         }
 
-        RunOutcome outcome =
-            run_command(std::move(spec), m_opts.cancellation,
-                        [&](std::string_view chunk) { m_events->step_output(step.id, chunk); });
+        // What the runner refuses before the command starts (a USER the
+        // image does not know, a mount it cannot make) names the step too.
+        RunOutcome outcome;
+        try {
+            outcome =
+                run_command(std::move(spec), m_opts.cancellation,
+                            [&](std::string_view chunk) { m_events->step_output(step.id, chunk); });
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const StepError&) {
+            throw;
+        } catch (const Error& e) {
+            fail(ins, e.what());
+        }
         std::string cmdline = join(argv, " ");
         if (!outcome.start_error.empty()) {
             fail(ins,

@@ -17,6 +17,19 @@ bad_build '--chown=4294967296:0: user id 4294967296 out of range (0 to 429496729
 printf 'FROM scratch\nCOPY --chown=0:99999999999 a /a\n' >"$C/Dockerfile.chown2"
 bad_build 'group id 99999999999 out of range' -f "$C/Dockerfile.chown2" "$C"
 
+# USER with an id no uid_t holds, or garbage, is looked up as a name, as runc
+# does, and the step fails naming its Dockerfile line: never a wrapped id.
+if [ -x /bin/busybox ] && strata bootstrap busybox >/dev/null 2>&1; then
+  for u in 4294967296 -1 99999999999999999999 '0:4294967296'; do
+    printf 'FROM busybox\nUSER %s\nRUN id\n' "$u" >"$C/Dockerfile.user"
+    out=$(strata build --progress plain --network none -f "$C/Dockerfile.user" "$C" 2>&1) &&
+      fail "USER $u must not run"
+    assert_contains "$out" "Dockerfile.user:3: RUN id: user \"$u\": unable to find" "USER $u"
+  done
+else
+  echo "note: no /bin/busybox, the USER cases were not run"
+fi
+
 printf 'FROM busybox@sha256:1234\n' >"$C/Dockerfile.from"
 bad_build 'Dockerfile.from:1' -f "$C/Dockerfile.from" "$C"
 bad_build 'invalid image reference "busybox@sha256:1234"' -f "$C/Dockerfile.from" "$C"
