@@ -86,7 +86,10 @@ want pack-zstd && timed "strata layer create (zstd)#rm -f $W/s.tar.zst; $warm_tr
       "${BASE_SPEC[@]}" \
       "tar | zstd -T0#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst" \
       "tar | zstd -T0, both sha256 (diff ID + digest)#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | tee >(sha256sum >$W/diffid) | zstd -q -T0 | tee >(sha256sum >$W/digest) > $W/t.tar.zst"
+BASE_GZIP=()
+[ -n "${STRATA_BASE:-}" ] && BASE_GZIP=("strata (base build) layer create (gzip)#rm -f $W/b.tar.gz; $warm_tree#$STRATA_BASE layer create $DATA --compression gzip -o $W/b.tar.gz")
 want pack-gzip && timed "strata layer create (gzip)#rm -f $W/s.tar.gz; $warm_tree#$STRATA layer create $DATA --compression gzip -o $W/s.tar.gz" \
+      "${BASE_GZIP[@]}" \
       "tar | gzip#rm -f $W/t.tar.gz; $warm_tree#tar -C $DATA -cf - . | gzip > $W/t.tar.gz" \
       "tar | pigz#rm -f $W/t.tar.gz; $warm_tree#tar -C $DATA -cf - . | pigz > $W/t.tar.gz" \
       "umoci repack (gzip)#$prep_umoci_bundle && umoci tag --image $U/layout:base new >/dev/null && $warm_tree#umoci repack --image $U/layout:new $U/bundle"

@@ -2,26 +2,37 @@
 //
 // zstd: libzstd's streaming API. Compression runs on ZSTD_c_nbWorkers worker
 // threads (0 = all cores) and writes a content checksum; decompression checks
-// it. gzip: zlib. Compression uses deflate at level 6 by default (what
+// it. gzip: compression uses zlib's deflate at level 6 by default (what
 // `gzip`, Docker and BuildKit use, so the ratio is what users expect), in
-// parallel blocks as pigz does (see GzipCompressor);
-// decompression uses inflate, which streams (libdeflate is faster but needs
-// the whole member in memory, which a layer may not fit). Concatenated gzip
-// members and zstd frames are decoded as one stream, as gzip -d and zstd -d do.
+// parallel blocks as pigz does (see GzipCompressor); decompression uses
+// ISA-L's igzip (libisal.so.2, loaded on the first gzip stream: several
+// times zlib's speed for the same bytes), and zlib's inflate where ISA-L is
+// not installed. Both stream (libdeflate is faster still but needs the whole
+// member in memory, which a layer may not fit). Concatenated gzip members and
+// zstd frames are decoded as one stream, as gzip -d and zstd -d do.
 // Decoders write into the caller's fixed-size buffer (Decompressor::decode),
 // so what a stream expands to never decides how much memory is used.
 #include "formats/compression.hpp"
 
 #include "util/error.hpp"
 
+#include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <dlfcn.h>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <thread>
 #include <vector>
 #include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
+
+#if __has_include(<isa-l/igzip_lib.h>)
+#include <isa-l/igzip_lib.h>
+#define STRATA_HAVE_ISAL 1
+#endif
 
 namespace strata::formats {
 
@@ -250,12 +261,70 @@ private:
 
 // ---- gzip ----
 
+// A fixed set of worker threads running queued jobs in the order given,
+// started with the compressor and joined when it goes (pigz keeps its
+// threads the same way, instead of one new thread per block).
+class WorkerPool {
+public:
+    explicit WorkerPool(int threads) {
+        m_workers.reserve(static_cast<std::size_t>(threads));
+        for (int i = 0; i < threads; ++i) {
+            m_workers.emplace_back([this] { work(); });
+        }
+    }
+    ~WorkerPool() {
+        {
+            std::lock_guard lock(m_mutex);
+            m_stop = true;
+        }
+        m_ready.notify_all();
+        for (auto& t : m_workers) {
+            t.join();
+        }
+    }
+    WorkerPool(const WorkerPool&) = delete;
+    WorkerPool& operator=(const WorkerPool&) = delete;
+
+    void post(std::function<void()> job) {
+        {
+            std::lock_guard lock(m_mutex);
+            m_jobs.push_back(std::move(job));
+        }
+        m_ready.notify_one();
+    }
+
+private:
+    void work() {
+        for (;;) {
+            std::function<void()> job;
+            {
+                std::unique_lock lock(m_mutex);
+                m_ready.wait(lock, [this] { return m_stop || !m_jobs.empty(); });
+                if (m_jobs.empty()) {
+                    return;
+                }
+                job = std::move(m_jobs.front());
+                m_jobs.pop_front();
+            }
+            job();
+        }
+    }
+
+    std::mutex m_mutex;
+    std::condition_variable m_ready;
+    std::deque<std::function<void()>> m_jobs;
+    bool m_stop = false;
+    std::vector<std::thread> m_workers;
+};
+
 // gzip compression, pigz-style: the input is cut into fixed 512 KiB blocks,
-// each deflated on its own thread as raw deflate primed with the previous
-// block's last 32 KiB (so the ratio stays close to a single stream) and
-// ended with a sync flush; the blocks are joined in order into ONE gzip
-// member whose CRC is combined from the blocks' CRCs. The output depends only
-// on the input and the level, never on the number of threads.
+// each deflated by a worker of a fixed pool as raw deflate primed with the
+// previous block's last 32 KiB (so the ratio stays close to a single stream)
+// and ended with a sync flush; the blocks are joined in order into ONE gzip
+// member whose CRC is combined from the blocks' CRCs. Up to two blocks per
+// worker are in flight, so the workers never wait for the thread feeding
+// them. The output depends only on the input and the level, never on the
+// number of threads.
 class GzipCompressor final : public Compressor {
 public:
     GzipCompressor(ByteSink out, int level, int threads)
@@ -275,6 +344,8 @@ public:
             }
         }
     }
+    GzipCompressor(const GzipCompressor&) = delete;
+    GzipCompressor& operator=(const GzipCompressor&) = delete;
 
     void write(const void* data, std::size_t size) override {
         const char* p = static_cast<const char*>(data);
@@ -362,11 +433,18 @@ private:
             emit(deflate_block(std::move(input), std::move(dict), m_level, last));
             return;
         }
-        while (m_inflight.size() >= static_cast<std::size_t>(m_threads)) {
+        if (!m_pool) {
+            m_pool = std::make_unique<WorkerPool>(m_threads);
+        }
+        while (m_inflight.size() >= 2 * static_cast<std::size_t>(m_threads)) {
             drain_one();
         }
-        m_inflight.push_back(std::async(std::launch::async, &GzipCompressor::deflate_block,
-                                        std::move(input), std::move(dict), m_level, last));
+        auto job = std::make_shared<std::packaged_task<Block()>>(
+            [input = std::move(input), dict = std::move(dict), level = m_level, last]() mutable {
+                return deflate_block(std::move(input), std::move(dict), level, last);
+            });
+        m_inflight.push_back(job->get_future());
+        m_pool->post([job] { (*job)(); });
     }
 
     void drain_one() {
@@ -389,23 +467,26 @@ private:
     std::string m_cur;
     std::string m_prev_tail;
     std::deque<std::future<Block>> m_inflight;
+    // Declared after m_inflight: destroyed first, so its workers finish
+    // every queued block before the futures go.
+    std::unique_ptr<WorkerPool> m_pool;
     uLong m_crc = crc32(0L, Z_NULL, 0);
     std::uint64_t m_total = 0;
     bool m_header_done = false;
 };
 
-class GzipDecompressor final : public Decompressor {
+// What both gzip decoders share: a stream is one or more members (as in
+// `cat a.gz b.gz`), possibly followed by zero padding (tape blocking), which
+// gzip -d also tolerates; anything else after a member is an error. The
+// engine decodes within one member: inflate() returns how much it read and
+// wrote and whether the member ended; restart() readies it for the next.
+class GzipMembers : public Decompressor {
 public:
-    explicit GzipDecompressor(ByteSink out) : Decompressor(std::move(out)) {
-        if (inflateInit2(&m_zs, 15 + 16) != Z_OK) {
-            throw Error("gzip: cannot initialise inflate");
-        }
-    }
-    ~GzipDecompressor() override { inflateEnd(&m_zs); }
+    explicit GzipMembers(ByteSink out) : Decompressor(std::move(out)) {}
 
     Step decode(const void* data, std::size_t size, void* dst, std::size_t cap) override {
-        const auto* p = static_cast<const Bytef*>(data);
-        auto* o = static_cast<Bytef*>(dst);
+        const auto* p = static_cast<const unsigned char*>(data);
+        auto* o = static_cast<unsigned char*>(dst);
         std::size_t used = 0;
         std::size_t produced = 0;
         while (produced < cap) {
@@ -413,8 +494,6 @@ public:
                 if (used == size) {
                     break;
                 }
-                // Another member follows (as in `cat a.gz b.gz`), or zero
-                // padding (tape blocking), which gzip -d also tolerates.
                 if (m_padding || p[used] == 0) {
                     for (std::size_t i = used; i < size; ++i) {
                         if (p[i] != 0) {
@@ -428,33 +507,21 @@ public:
                 if (p[used] != 0x1f) {
                     throw Error("corrupt gzip stream: garbage after the end of the stream");
                 }
-                inflateReset(&m_zs);
+                restart();
                 m_ended = false;
             }
-            uInt in_n = static_cast<uInt>(std::min<std::size_t>(size - used, 1u << 30));
-            uInt out_n = static_cast<uInt>(std::min<std::size_t>(cap - produced, 1u << 30));
-            m_zs.next_in = const_cast<Bytef*>(p + used);
-            m_zs.avail_in = in_n;
-            m_zs.next_out = o + produced;
-            m_zs.avail_out = out_n;
-            int r = inflate(&m_zs, Z_NO_FLUSH);
-            std::size_t u = in_n - m_zs.avail_in;
-            std::size_t w = out_n - m_zs.avail_out;
-            used += u;
-            produced += w;
-            if (r == Z_STREAM_END) {
+            auto in_n = static_cast<std::uint32_t>(std::min<std::size_t>(size - used, 1u << 30));
+            auto out_n =
+                static_cast<std::uint32_t>(std::min<std::size_t>(cap - produced, 1u << 30));
+            Inflated r = inflate(p + used, in_n, o + produced, out_n);
+            used += r.read;
+            produced += r.written;
+            if (r.member_end) {
                 m_ended = true;
                 continue;
             }
-            if (r == Z_BUF_ERROR) {
+            if ((r.read == 0 && r.written == 0) || (used == size && r.written < out_n)) {
                 break; // needs more input (or output space)
-            }
-            if (r != Z_OK) {
-                throw Error(std::string("corrupt gzip stream: ") +
-                            (m_zs.msg != nullptr ? m_zs.msg : "inflate failed"));
-            }
-            if ((u == 0 && w == 0) || (used == size && m_zs.avail_out != 0)) {
-                break;
             }
         }
         return Step{used, produced};
@@ -466,11 +533,233 @@ public:
         }
     }
 
+protected:
+    struct Inflated {
+        std::size_t read = 0;
+        std::size_t written = 0;
+        bool member_end = false;
+    };
+    virtual Inflated inflate(const unsigned char* in, std::uint32_t in_n, unsigned char* out,
+                             std::uint32_t out_n) = 0;
+    virtual void restart() = 0;
+
 private:
-    z_stream m_zs{};
     bool m_ended = false;
     bool m_padding = false;
 };
+
+class ZlibGzipDecompressor final : public GzipMembers {
+public:
+    explicit ZlibGzipDecompressor(ByteSink out) : GzipMembers(std::move(out)) {
+        if (inflateInit2(&m_zs, 15 + 16) != Z_OK) {
+            throw Error("gzip: cannot initialise inflate");
+        }
+    }
+    ~ZlibGzipDecompressor() override { inflateEnd(&m_zs); }
+
+private:
+    Inflated inflate(const unsigned char* in, std::uint32_t in_n, unsigned char* out,
+                     std::uint32_t out_n) override {
+        m_zs.next_in = const_cast<Bytef*>(in);
+        m_zs.avail_in = in_n;
+        m_zs.next_out = out;
+        m_zs.avail_out = out_n;
+        int r = ::inflate(&m_zs, Z_NO_FLUSH);
+        Inflated res{in_n - m_zs.avail_in, out_n - m_zs.avail_out, r == Z_STREAM_END};
+        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) {
+            throw Error(std::string("corrupt gzip stream: ") +
+                        (m_zs.msg != nullptr ? m_zs.msg : "inflate failed"));
+        }
+        return res;
+    }
+    void restart() override { inflateReset(&m_zs); }
+
+    z_stream m_zs{};
+};
+
+#ifdef STRATA_HAVE_ISAL
+// ISA-L, loaded once on first use and never unloaded; absent, gzip streams
+// go through zlib.
+struct IsalApi {
+    void (*init)(inflate_state*) = nullptr;
+    void (*reset)(inflate_state*) = nullptr;
+    int (*inflate)(inflate_state*) = nullptr;
+};
+
+const IsalApi* isal_api() {
+    static const IsalApi* loaded = []() -> const IsalApi* {
+        void* h = ::dlopen("libisal.so.2", RTLD_NOW | RTLD_LOCAL);
+        if (h == nullptr) {
+            return nullptr;
+        }
+        static IsalApi api;
+        api.init = reinterpret_cast<decltype(api.init)>(::dlsym(h, "isal_inflate_init"));
+        api.reset = reinterpret_cast<decltype(api.reset)>(::dlsym(h, "isal_inflate_reset"));
+        api.inflate = reinterpret_cast<decltype(api.inflate)>(::dlsym(h, "isal_inflate"));
+        if (api.init == nullptr || api.reset == nullptr || api.inflate == nullptr) {
+            ::dlclose(h);
+            return nullptr;
+        }
+        return &api;
+    }();
+    return loaded;
+}
+
+// The member header is parsed here (RFC 1952: the fixed 10 bytes, then
+// FEXTRA, FNAME, FCOMMENT and FHCRC when flagged) and igzip decodes the
+// deflate data and checks the trailer (CRC-32 and size): igzip's own header
+// parser miscounts the header CRC of a header split across calls.
+class IgzipDecompressor final : public GzipMembers {
+public:
+    IgzipDecompressor(ByteSink out, const IsalApi& api)
+        : GzipMembers(std::move(out)), m_api(api), m_st(std::make_unique<inflate_state>()) {
+        restart();
+    }
+
+private:
+    Inflated inflate(const unsigned char* in, std::uint32_t in_n, unsigned char* out,
+                     std::uint32_t out_n) override {
+        if (!m_header_done) {
+            std::uint32_t n = 0;
+            while (n < in_n && !m_header_done) {
+                header_byte(in[n++]);
+            }
+            return Inflated{n, 0, false};
+        }
+        m_st->next_in = const_cast<std::uint8_t*>(in);
+        m_st->avail_in = in_n;
+        m_st->next_out = out;
+        m_st->avail_out = out_n;
+        int r = m_api.inflate(m_st.get());
+        if (r != ISAL_DECOMP_OK) {
+            throw Error(std::string("corrupt gzip stream: ") + message(r));
+        }
+        return Inflated{in_n - m_st->avail_in, out_n - m_st->avail_out,
+                        m_st->block_state == ISAL_BLOCK_FINISH};
+    }
+
+    void restart() override {
+        if (m_started) {
+            m_api.reset(m_st.get());
+        } else {
+            m_api.init(m_st.get());
+            m_started = true;
+        }
+        m_st->crc_flag = ISAL_GZIP_NO_HDR_VER; // the trailer follows the deflate data
+        m_header.clear();
+        m_header_done = false;
+        m_need = 10;
+        m_field = Field::fixed;
+    }
+
+    enum class Field { fixed, extra_len, extra, name, comment, hcrc };
+
+    void header_byte(unsigned char b) {
+        m_header.push_back(static_cast<char>(b));
+        switch (m_field) {
+        case Field::name:
+        case Field::comment:
+            if (b == 0) {
+                next_field();
+            }
+            return;
+        default:
+            if (--m_need == 0) {
+                next_field();
+            }
+        }
+    }
+
+    void next_field() {
+        const auto* h = reinterpret_cast<const unsigned char*>(m_header.data());
+        unsigned flags = h[3];
+        if (m_field == Field::fixed) {
+            if (h[0] != 0x1f || h[1] != 0x8b) {
+                throw Error("corrupt gzip stream: incorrect header check");
+            }
+            if (h[2] != 8) {
+                throw Error("corrupt gzip stream: unknown compression method");
+            }
+            if ((flags & 0xe0) != 0) {
+                throw Error("corrupt gzip stream: unknown header flags set");
+            }
+        }
+        if (m_field == Field::extra_len) {
+            m_need = h[10] | (static_cast<unsigned>(h[11]) << 8);
+            m_field = Field::extra;
+            if (m_need > 0) {
+                return;
+            }
+        }
+        // The fields in the order RFC 1952 gives them, each when flagged.
+        constexpr unsigned k_fhcrc = 2, k_fextra = 4, k_fname = 8, k_fcomment = 16;
+        if (m_field < Field::extra_len && (flags & k_fextra) != 0) {
+            m_field = Field::extra_len;
+            m_need = 2;
+            return;
+        }
+        if (m_field < Field::name && (flags & k_fname) != 0) {
+            m_field = Field::name;
+            return;
+        }
+        if (m_field < Field::comment && (flags & k_fcomment) != 0) {
+            m_field = Field::comment;
+            return;
+        }
+        if (m_field < Field::hcrc && (flags & k_fhcrc) != 0) {
+            m_field = Field::hcrc;
+            m_need = 2;
+            return;
+        }
+        if (m_field == Field::hcrc) {
+            std::size_t n = m_header.size() - 2;
+            uLong crc = crc32(0L, h, static_cast<uInt>(n));
+            if ((h[n] | (static_cast<unsigned>(h[n + 1]) << 8)) != (crc & 0xffff)) {
+                throw Error("corrupt gzip stream: header crc mismatch");
+            }
+        }
+        m_header_done = true;
+    }
+
+    static const char* message(int r) {
+        switch (r) {
+        case ISAL_INVALID_BLOCK:
+            return "invalid block type";
+        case ISAL_INVALID_SYMBOL:
+            return "invalid code";
+        case ISAL_INVALID_LOOKBACK:
+            return "invalid distance too far back";
+        case ISAL_INCORRECT_CHECKSUM:
+            return "incorrect data check";
+        case ISAL_NEED_DICT:
+            return "a preset dictionary is needed";
+        default:
+            return "inflate failed";
+        }
+    }
+
+    const IsalApi& m_api;
+    std::unique_ptr<inflate_state> m_st; // large (~40 KiB): on the heap
+    bool m_started = false;
+    std::string m_header;
+    bool m_header_done = false;
+    std::size_t m_need = 10;
+    Field m_field = Field::fixed;
+};
+#endif
+
+std::unique_ptr<Decompressor> gzip_decompressor(ByteSink out, GzipEngine engine) {
+#ifdef STRATA_HAVE_ISAL
+    if (engine == GzipEngine::fastest) {
+        if (const IsalApi* api = isal_api()) {
+            return std::make_unique<IgzipDecompressor>(std::move(out), *api);
+        }
+    }
+#else
+    (void)engine;
+#endif
+    return std::make_unique<ZlibGzipDecompressor>(std::move(out));
+}
 
 } // namespace
 
@@ -508,12 +797,24 @@ void Decompressor::feed(const void* data, std::size_t size) {
     }
 }
 
+std::unique_ptr<Decompressor> Decompressor::create_gzip(ByteSink out, GzipEngine engine) {
+    return gzip_decompressor(std::move(out), engine);
+}
+
+bool igzip_available() {
+#ifdef STRATA_HAVE_ISAL
+    return isal_api() != nullptr;
+#else
+    return false;
+#endif
+}
+
 std::unique_ptr<Decompressor> Decompressor::create(Compression c, ByteSink out) {
     switch (c) {
     case Compression::none:
         return std::make_unique<PlainDecompressor>(std::move(out));
     case Compression::gzip:
-        return std::make_unique<GzipDecompressor>(std::move(out));
+        return gzip_decompressor(std::move(out), GzipEngine::fastest);
     case Compression::zstd:
         return std::make_unique<ZstdDecompressor>(std::move(out));
     }

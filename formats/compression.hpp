@@ -48,6 +48,11 @@ public:
     virtual void set_output_area(OutputArea) {}
 };
 
+// gzip decoders: ISA-L's igzip when libisal.so.2 is installed (fastest),
+// zlib's inflate otherwise.
+enum class GzipEngine { fastest, zlib };
+bool igzip_available();
+
 // Streaming decompressor. Two ways to drive it:
 //  - decode(): pull-style, the caller owns both buffers. Each call consumes
 //    some input and writes at most out_size bytes, so memory never grows with
@@ -72,6 +77,9 @@ public:
     virtual void finish() = 0;
     // out may be empty when only decode() is used.
     static std::unique_ptr<Decompressor> create(Compression c, ByteSink out = {});
+    // A gzip decoder on a chosen engine (create() takes the fastest there
+    // is; tests compare the two on the same bytes).
+    static std::unique_ptr<Decompressor> create_gzip(ByteSink out, GzipEngine engine);
 
 protected:
     explicit Decompressor(ByteSink out) : m_sink(std::move(out)) {}

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
+#include <zlib.h>
 
 using namespace strata;
 using namespace strata::formats;
@@ -162,4 +163,98 @@ TEST_CASE("parallel gzip output does not depend on the thread count and gzip -d 
     REQUIRE(zs.status.success());
     CHECK(zs.out == in);
     CHECK_THROWS_AS(compress(Compression::gzip, "x", 11), UsageError);
+}
+
+namespace {
+
+std::string decompress_with(GzipEngine engine, const std::string& in, std::size_t chunk) {
+    std::string out;
+    auto dec = Decompressor::create_gzip(
+        [&](const void* d, std::size_t n) { out.append(static_cast<const char*>(d), n); },
+        engine);
+    for (std::size_t i = 0; i < in.size(); i += chunk) {
+        dec->feed(in.data() + i, std::min(chunk, in.size() - i));
+    }
+    dec->finish();
+    return out;
+}
+
+// A gzip member written by hand around zlib's raw deflate: every optional
+// header field (FEXTRA, FNAME, FCOMMENT, FHCRC), as other tools write them.
+std::string member_with_all_header_fields(const std::string& data) {
+    std::string raw(data.size() + 1024, '\0');
+    z_stream zs{};
+    REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    zs.avail_in = static_cast<uInt>(data.size());
+    zs.next_out = reinterpret_cast<Bytef*>(raw.data());
+    zs.avail_out = static_cast<uInt>(raw.size());
+    REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+    raw.resize(zs.total_out);
+    deflateEnd(&zs);
+    std::string h("\x1f\x8b\x08\x1e\0\0\0\0\0\x03", 10); // FHCRC|FEXTRA|FNAME|FCOMMENT
+    h += std::string("\x04\0ab\x01\x02", 6);             // XLEN 4, one subfield
+    h += std::string("name.tar\0", 9);
+    h += std::string("a comment\0", 10);
+    uLong hcrc = crc32(0L, reinterpret_cast<const Bytef*>(h.data()), static_cast<uInt>(h.size()));
+    h += static_cast<char>(hcrc & 0xff);
+    h += static_cast<char>((hcrc >> 8) & 0xff);
+    uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(data.data()),
+                      static_cast<uInt>(data.size()));
+    std::string t;
+    for (int i = 0; i < 4; ++i) {
+        t += static_cast<char>((crc >> (8 * i)) & 0xff);
+    }
+    for (int i = 0; i < 4; ++i) {
+        t += static_cast<char>((data.size() >> (8 * i)) & 0xff);
+    }
+    return h + raw + t;
+}
+
+} // namespace
+
+TEST_CASE("both gzip engines decode the same streams and refuse the same damage") {
+    if (!igzip_available()) {
+        WARN("libisal.so.2 is not installed: only zlib's inflate is exercised");
+    }
+    std::string in = sample(1u << 20) + std::string(300000, 'z') + sample(4321);
+    std::string gz = compress(Compression::gzip, in);
+    std::string small = compress(Compression::gzip, "tail");
+    std::string custom = member_with_all_header_fields("custom header member");
+    for (GzipEngine engine : {GzipEngine::fastest, GzipEngine::zlib}) {
+        CAPTURE(engine == GzipEngine::zlib ? "zlib" : "fastest");
+        for (std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{4093},
+                                  std::size_t{1} << 22}) {
+            CAPTURE(chunk);
+            if (chunk == 1) {
+                CHECK(decompress_with(engine, small + custom, chunk) ==
+                      "tailcustom header member");
+                continue;
+            }
+            CHECK(decompress_with(engine, gz + small + custom + std::string(1024, '\0'), chunk) ==
+                  in + "tailcustom header member");
+        }
+        // The trailer's CRC-32 and size are checked.
+        std::string bad_crc = gz;
+        bad_crc[bad_crc.size() - 8] ^= 1;
+        CHECK_THROWS_WITH(decompress_with(engine, bad_crc, 4093),
+                          Catch::Contains("corrupt gzip stream"));
+        std::string bad_size = gz;
+        bad_size[bad_size.size() - 1] ^= 1;
+        CHECK_THROWS_WITH(decompress_with(engine, bad_size, 4093),
+                          Catch::Contains("corrupt gzip stream"));
+        std::string bad_method = gz;
+        bad_method[2] = 7;
+        CHECK_THROWS_WITH(decompress_with(engine, bad_method, 4093),
+                          Catch::Contains("corrupt gzip stream"));
+        CHECK_THROWS_WITH(decompress_with(engine, gz.substr(0, gz.size() - 3), 4093),
+                          "unexpected end of gzip stream");
+        CHECK_THROWS_WITH(decompress_with(engine, gz + "junk", 4093),
+                          Catch::Contains("garbage after the end"));
+        std::string flipped = gz;
+        flipped[gz.size() / 2] ^= 0x55;
+        flipped[gz.size() / 2 + 1] ^= 0x55;
+        CHECK_THROWS_WITH(decompress_with(engine, flipped, 4093),
+                          Catch::Contains("corrupt gzip stream"));
+    }
 }
