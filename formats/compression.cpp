@@ -16,6 +16,8 @@
 
 #include "util/error.hpp"
 
+#include <array>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -24,6 +26,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 #include <zlib.h>
 #include <zstd.h>
@@ -383,7 +386,68 @@ private:
         std::size_t size;
     };
 
+    // Whether deflate would gain next to nothing on a block: its bytes are
+    // nearly uniform (entropy of the byte histogram at least 7.98 bits per
+    // byte, so Huffman coding saves under 0.25%) and no 64-byte sequence
+    // occurs twice within it and the 32 KiB before it (what LZ77 could
+    // match), found through content-defined anchors of a gear hash (a
+    // repeat is seen whatever its alignment). Such a block (already
+    // compressed or random data) is stored rather than searched for
+    // matches, which costs zlib about as much as compressing text. The
+    // decision depends on the bytes only, so the output stays deterministic.
+    static bool incompressible(const std::string& dict, const std::string& input) {
+        if (input.size() < 64 * 1024) {
+            return false;
+        }
+        std::array<std::uint64_t, 256> counts{};
+        for (unsigned char c : input) {
+            ++counts[c];
+        }
+        double n = static_cast<double>(input.size());
+        double bits = 0;
+        for (std::uint64_t c : counts) {
+            if (c != 0) {
+                double p = static_cast<double>(c) / n;
+                bits -= p * std::log2(p);
+            }
+        }
+        if (bits < 7.98) {
+            return false;
+        }
+        std::unordered_set<std::uint64_t> anchors;
+        anchors.reserve((dict.size() + input.size()) / 32);
+        std::uint64_t h = 0;
+        std::size_t seen = 0;
+        for (const std::string* part : {&dict, &input}) {
+            for (unsigned char c : *part) {
+                h = (h << 1) + k_gear[c];
+                // The hash covers the last 64 bytes; about one anchor in 64.
+                if (++seen >= 64 && (h >> 58) == 0 && !anchors.insert(h).second) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    // Gear hash table: 256 fixed pseudo-random 64-bit values (splitmix64).
+    static constexpr std::array<std::uint64_t, 256> k_gear = [] {
+        std::array<std::uint64_t, 256> t{};
+        std::uint64_t x = 0x9e3779b97f4a7c15ull;
+        for (auto& v : t) {
+            x += 0x9e3779b97f4a7c15ull;
+            std::uint64_t z = x;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            v = z ^ (z >> 31);
+        }
+        return t;
+    }();
+
     static Block deflate_block(std::string input, std::string dict, int level, bool last) {
+        if (incompressible(dict, input)) {
+            level = Z_NO_COMPRESSION;
+        }
         z_stream zs{};
         if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
             throw Error("gzip: cannot initialise deflate");

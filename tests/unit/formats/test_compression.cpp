@@ -258,3 +258,40 @@ TEST_CASE("both gzip engines decode the same streams and refuse the same damage"
                           Catch::Contains("corrupt gzip stream"));
     }
 }
+
+TEST_CASE("gzip stores incompressible blocks and still finds repeats in random-looking data") {
+    std::string random;
+    std::uint64_t x = 88172645463325252ull;
+    while (random.size() < (3u << 20)) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        random.append(reinterpret_cast<const char*>(&x), sizeof x);
+    }
+    std::string gz = compress(Compression::gzip, random);
+    // Stored: the input plus a few bytes per 64 KiB block, never expanded
+    // by failed match searches.
+    CHECK(gz.size() >= random.size());
+    CHECK(gz.size() < random.size() + random.size() / 1000);
+    CHECK(decompress(Compression::gzip, gz) == random);
+    auto gunzip = strata::run_capture({"gzip", "-dc"}, false, gz);
+    REQUIRE(gunzip.status.success());
+    CHECK(gunzip.out == random);
+
+    // The same byte histogram, but an 8 KiB piece repeated: deflate's
+    // matches find it, so the block is compressed, not stored.
+    std::string repeated;
+    while (repeated.size() < (1u << 20)) {
+        repeated += random.substr(0, 8192);
+    }
+    std::string gz2 = compress(Compression::gzip, repeated);
+    CHECK(gz2.size() < repeated.size() / 10);
+    CHECK(decompress(Compression::gzip, gz2) == repeated);
+    // A 10,000-byte repeat at distance 10,000 that straddles the 512 KiB
+    // block boundary: its second half matches the previous block's tail,
+    // which the next block sees as its dictionary, so both halves are found.
+    std::string mixed = random.substr(0, 520000) + random.substr(510000, 100000);
+    std::string gz3 = compress(Compression::gzip, mixed);
+    CHECK(gz3.size() < mixed.size() - 9000);
+    CHECK(decompress(Compression::gzip, gz3) == mixed);
+}
