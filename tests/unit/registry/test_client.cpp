@@ -137,8 +137,10 @@ TEST_CASE("uploads follow Locations relative to the request, chunked or not", "[
         BlobFile b(pattern(40000, 12));
         CHECK(c.push_blob("team/app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
         CHECK(reg.count("PATCH /v2/team/app/blobs/uploads/") == 3);
-        CHECK(reg.count("PUT /v2/team/app/blobs/uploads/") == 1);
         CHECK(fetch(c, "team/app", b.digest()) == b.data);
+        // (The fake registry logs a request after answering it: counted
+        // once a later request was answered.)
+        CHECK(reg.count("PUT /v2/team/app/blobs/uploads/") == 1);
     }
 }
 
