@@ -1,6 +1,7 @@
 #include "registry/client.hpp"
 
 #include "formats/media_types.hpp"
+#include "util/base64.hpp"
 #include "util/log.hpp"
 
 #include <curl/curl.h>
