@@ -23,6 +23,7 @@ test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the rule
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 test_pkgs+=(keyutils)  # tests/security: keyctl puts a key in the session keyring a container must not read
 test_pkgs+=(uidmap)  # runner [subuid] tests: newuidmap/newgidmap map /etc/subuid ranges
+test_pkgs+=(libsubid4)  # runner tests: libsubid's ranges equal the /etc/subuid parser's (strata dlopens it)
 test_pkgs+=(bzip2 xz-utils)  # ADD of bzip2/xz archives (builder unit tests, build_features)
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
