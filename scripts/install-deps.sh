@@ -12,6 +12,7 @@ build_pkgs=(
 )
 build_pkgs+=(libnl-route-3-dev)  # network/: bridges, veth pairs, addresses and routes over rtnetlink
 build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftables table of strata's own
+build_pkgs+=(unicode-data)  # util/gen_unicode_tables.py: UnicodeData.txt (Unicode 15.0) for util/unicode_tables.inc
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
