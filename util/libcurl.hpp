@@ -8,9 +8,9 @@
 // (curl_global_init, curl_easy_*, curl_slist_*, and the URL API: curl_url_*,
 // curl_free) and forwards each to the real library, which it dlopen()s
 // ("libcurl.so.4", the soname of Debian's libcurl4) on the first call. Code
-// keeps including <curl/curl.h> and calling libcurl as usual. When the library cannot be loaded, the entry points fail
-// the way libcurl does (CURLE_FAILED_INIT, a null handle) and
-// libcurl_load_error() says why.
+// keeps including <curl/curl.h> and calling libcurl as usual. When the
+// library cannot be loaded, the entry points fail the way libcurl does
+// (CURLE_FAILED_INIT, a null handle) and libcurl_load_error() says why.
 #pragma once
 
 #include <string>
