@@ -125,7 +125,8 @@ std::pair<ExitStatus, std::string> run_git(const std::vector<std::string>& args,
         (auth.token_host.empty() || auth.token_host == host)) {
         // As BuildKit sends GIT_AUTH_TOKEN.
         config.emplace_back("http." + url + ".extraheader",
-                            "Authorization: basic " + base64_encode("x-access-token:" + auth.token));
+                            "Authorization: basic " +
+                                base64_encode("x-access-token:" + auth.token));
     }
     env.emplace_back("GIT_CONFIG_COUNT=" + std::to_string(config.size()));
     for (std::size_t i = 0; i < config.size(); ++i) {
