@@ -2,6 +2,7 @@
 
 #include "formats/compression.hpp"
 #include "util/error.hpp"
+#include "util/base64.hpp"
 #include "util/fd.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
@@ -81,15 +82,6 @@ std::string url_host(const std::string& url) {
     return rest.substr(0, rest.find(':'));
 }
 
-std::string base64(const std::string& data) {
-    std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(data.data()),
-                            static_cast<int>(data.size()));
-    out.resize(static_cast<std::size_t>(n));
-    return out;
-}
-
 // Runs git with its output captured and no terminal prompts; returns the
 // exit status and the output (stdout and stderr). A Dockerfile is untrusted:
 // git must not fetch with the builder's identity, so it gets an environment
@@ -133,7 +125,8 @@ std::pair<ExitStatus, std::string> run_git(const std::vector<std::string>& args,
         (auth.token_host.empty() || auth.token_host == host)) {
         // As BuildKit sends GIT_AUTH_TOKEN.
         config.emplace_back("http." + url + ".extraheader",
-                            "Authorization: basic " + base64("x-access-token:" + auth.token));
+                            "Authorization: basic " +
+                                base64_encode("x-access-token:" + auth.token));
     }
     env.emplace_back("GIT_CONFIG_COUNT=" + std::to_string(config.size()));
     for (std::size_t i = 0; i < config.size(); ++i) {

@@ -1,6 +1,7 @@
 #include "formats/oci.hpp"
 
 #include "formats/media_types.hpp"
+#include "util/base64.hpp"
 
 #include <sys/utsname.h>
 
@@ -295,67 +296,6 @@ Digest digest_field(const Doc& d, const json& j, const std::string& path, bool t
     }
 }
 
-// Standard base64 with padding (RFC 4648 section 4), as Go's StdEncoding
-// decodes it: CR and LF are skipped, everything else must fit.
-bool base64_ok(std::string_view s) {
-    std::string t;
-    for (char c : s) {
-        if (c != '\r' && c != '\n') {
-            t += c;
-        }
-    }
-    if (t.size() % 4 != 0) {
-        return false;
-    }
-    std::size_t pad = 0;
-    for (std::size_t i = 0; i < t.size(); ++i) {
-        char c = t[i];
-        if (c == '=') {
-            ++pad;
-            continue;
-        }
-        if (pad > 0) {
-            return false; // data after padding
-        }
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/')) {
-            return false;
-        }
-    }
-    return pad <= 2;
-}
-
-// Decodes standard base64 (already checked by base64_ok).
-std::string base64_decode(std::string_view s) {
-    auto val = [](char c) -> int {
-        if (c >= 'A' && c <= 'Z') {
-            return c - 'A';
-        }
-        if (c >= 'a' && c <= 'z') {
-            return c - 'a' + 26;
-        }
-        if (c >= '0' && c <= '9') {
-            return c - '0' + 52;
-        }
-        return c == '+' ? 62 : c == '/' ? 63 : -1;
-    };
-    std::string out;
-    unsigned acc = 0;
-    int bits = 0;
-    for (char c : s) {
-        int v = val(c);
-        if (v < 0) {
-            continue; // '=', CR, LF
-        }
-        acc = (acc << 6) | static_cast<unsigned>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xff);
-        }
-    }
-    return out;
-}
-
 bool all_digits(std::string_view s) {
     return !s.empty() &&
            std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -478,12 +418,15 @@ Descriptor read_descriptor(const Doc& d, const json& j, const std::string& path,
     }
     if (const json* v = member(d, j, "data")) {
         std::string data = as_string(d, *v, sub(path, "data"));
-        if (!base64_ok(data)) {
+        // Padded standard base64 as Go's StdEncoding decodes it: CR and LF
+        // are skipped, everything else must fit.
+        auto decoded = base64_decode(data, Base64Rules{.skip_newlines = true});
+        if (!decoded) {
             d.fail(sub(path, "data"), "not padded standard base64");
         }
         if (!d.spec()) {
             // image-spec descriptor.md: embedded data MUST match digest and size.
-            std::string bytes = base64_decode(data);
+            const std::string& bytes = *decoded;
             if (static_cast<std::int64_t>(bytes.size()) != desc.size ||
                 Digest::of(bytes) != desc.digest) {
                 d.fail(sub(path, "data"), "embedded data (" + std::to_string(bytes.size()) +

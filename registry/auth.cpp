@@ -2,11 +2,11 @@
 
 #include "registry/http.hpp"
 #include "util/atomic_file.hpp"
+#include "util/base64.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
 
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 
 #include <cctype>
 #include <cstdlib>
@@ -88,7 +88,8 @@ std::string helper_for(const json& config, std::string_view registry) {
 std::string helper_program(const std::string& helper) {
     std::string prog = "docker-credential-" + helper;
     if (!find_program(prog)) {
-        throw RegistryError("credential helper " + prog + " (named in the Docker config) is not in PATH");
+        throw RegistryError("credential helper " + prog +
+                            " (named in the Docker config) is not in PATH");
     }
     return prog;
 }
@@ -126,7 +127,8 @@ std::vector<Challenge> parse_www_authenticate(std::string_view h) {
         return std::string(h.substr(start, i - start));
     };
     auto bad = [&](const std::string& why) {
-        return RegistryError("malformed WWW-Authenticate header \"" + std::string(h) + "\": " + why);
+        return RegistryError("malformed WWW-Authenticate header \"" + std::string(h) +
+                             "\": " + why);
     };
     while (true) {
         skip_ws();
@@ -194,40 +196,6 @@ std::vector<Challenge> parse_www_authenticate(std::string_view h) {
     return out;
 }
 
-std::string base64_encode(std::string_view data) {
-    std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(data.data()),
-                            static_cast<int>(data.size()));
-    out.resize(static_cast<size_t>(n));
-    return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view in) {
-    std::string data(in);
-    // Accept unpadded input, as Go's decoders do for some registries.
-    while (data.size() % 4 != 0) {
-        data += '=';
-    }
-    if (data.empty()) {
-        return std::string();
-    }
-    std::string out(3 * data.size() / 4 + 1, '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(data.data()),
-                            static_cast<int>(data.size()));
-    if (n < 0) {
-        return std::nullopt;
-    }
-    // EVP_DecodeBlock counts padding as zero bytes.
-    size_t pad = 0;
-    for (size_t k = data.size(); k > 0 && data[k - 1] == '='; --k) {
-        ++pad;
-    }
-    out.resize(static_cast<size_t>(n) - std::min<size_t>(pad, static_cast<size_t>(n)));
-    return out;
-}
-
 std::string docker_config_path() {
     if (const char* d = std::getenv("DOCKER_CONFIG"); d != nullptr && *d != '\0') {
         return fs::join(d, "config.json");
@@ -282,8 +250,9 @@ std::optional<Credentials> load_credentials(std::string_view registry,
         throw RegistryError(config_path + ": auths." + it.key() + " is not an object");
     }
     Credentials c;
-    if (auto a = entry.find("auth"); a != entry.end() && a->is_string() && !a->get<std::string>().empty()) {
-        auto decoded = base64_decode(a->get<std::string>());
+    if (auto a = entry.find("auth");
+        a != entry.end() && a->is_string() && !a->get<std::string>().empty()) {
+        auto decoded = base64_decode(a->get<std::string>(), Base64Rules{.allow_unpadded = true});
         if (!decoded) {
             throw RegistryError(config_path + ": auths." + it.key() + ".auth is not valid base64");
         }
@@ -352,7 +321,8 @@ bool erase_credentials(std::string_view registry, const std::string& config_path
     json config = read_config(config_path);
     bool found = false;
     if (std::string helper = helper_for(config, registry); !helper.empty()) {
-        RunResult r = run_capture({helper_program(helper), "erase"}, true, credential_key(registry));
+        RunResult r =
+            run_capture({helper_program(helper), "erase"}, true, credential_key(registry));
         found = r.status.success();
     }
     if (auto a = config.find("auths"); a != config.end() && a->is_object()) {

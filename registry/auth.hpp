@@ -31,10 +31,6 @@ struct Credentials {
     bool operator==(const Credentials&) const = default;
 };
 
-std::string base64_encode(std::string_view data);
-// nullopt when data is not valid base64.
-std::optional<std::string> base64_decode(std::string_view data);
-
 // $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json.
 std::string docker_config_path();
 

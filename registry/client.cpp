@@ -1,6 +1,7 @@
 #include "registry/client.hpp"
 
 #include "formats/media_types.hpp"
+#include "util/base64.hpp"
 #include "util/log.hpp"
 
 #include <curl/curl.h>
@@ -76,8 +77,12 @@ std::string join(const std::vector<std::string>& v, std::string_view sep) {
 
 } // namespace
 
-std::string pull_scope(const std::string& repo) { return "repository:" + repo + ":pull"; }
-std::string push_scope(const std::string& repo) { return "repository:" + repo + ":pull,push"; }
+std::string pull_scope(const std::string& repo) {
+    return "repository:" + repo + ":pull";
+}
+std::string push_scope(const std::string& repo) {
+    return "repository:" + repo + ":pull,push";
+}
 
 bool is_insecure_host(std::string_view registry) {
     std::string host = host_without_port(registry);
@@ -121,7 +126,8 @@ std::optional<std::string> next_link(std::string_view h) {
         }
         std::string url(h.substr(lt + 1, gt - lt - 1));
         auto end = h.find('<', gt);
-        std::string_view params = h.substr(gt + 1, end == std::string_view::npos ? end : end - gt - 1);
+        std::string_view params =
+            h.substr(gt + 1, end == std::string_view::npos ? end : end - gt - 1);
         std::string p(params);
         p.erase(std::remove_if(p.begin(), p.end(), [](char c) { return c == ' ' || c == '"'; }),
                 p.end());
@@ -215,7 +221,7 @@ void Client::ensure_ready(HttpSession& s) {
         }
     }
     if (resp.status == 401) {
-        learn_challenge(resp);
+        learn_challenge(scheme + "://" + m_host + "/v2/", resp);
     } else if (resp.status == 404) {
         throw RegistryError(fmt::format(
             "{}://{}/v2/ answered 404: {} does not speak the registry API (OCI distribution v2)",
@@ -225,7 +231,7 @@ void Client::ensure_ready(HttpSession& s) {
     m_scheme = scheme;
 }
 
-bool Client::learn_challenge(const HttpResponse& resp) {
+bool Client::learn_challenge(const std::string& request_url, const HttpResponse& resp) {
     std::vector<Challenge> challenges;
     for (const auto& h : resp.headers.get_all("www-authenticate")) {
         auto cs = parse_www_authenticate(h);
@@ -240,7 +246,9 @@ bool Client::learn_challenge(const HttpResponse& resp) {
                     fmt::format("registry {} sent a Bearer challenge without a realm", m_registry));
             }
             m_auth_scheme = "bearer";
-            m_realm = realm->second;
+            // A realm is a URL; a relative one is relative to the challenged request.
+            m_realm = resolve_url(resp.effective_url.empty() ? request_url : resp.effective_url,
+                                  realm->second);
             auto svc = c.params.find("service");
             m_service = svc == c.params.end() ? std::string() : svc->second;
             return true;
@@ -262,20 +270,19 @@ std::string Client::fetch_token(HttpSession& s, const std::vector<std::string>& 
         realm = m_realm;
         service = m_service;
     }
-    std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
-    std::vector<std::string> q;
+    std::string url = realm;
     if (!service.empty()) {
-        q.push_back("service=" + url_escape(service));
+        url = append_query(url, "service=" + url_escape(service));
     }
     for (const auto& sc : scopes) {
-        q.push_back("scope=" + url_escape(sc));
+        url = append_query(url, "scope=" + url_escape(sc));
     }
-    url += join(q, "&");
     HttpRequest req;
     req.url = url;
     req.max_body = 1024 * 1024;
     if (const auto& c = m_options.credentials) {
-        req.headers.push_back("Authorization: Basic " + base64_encode(c->username + ":" + c->password));
+        req.headers.push_back("Authorization: Basic " +
+                              base64_encode(c->username + ":" + c->password));
     }
     HttpResponse resp;
     try {
@@ -316,9 +323,8 @@ std::string Client::fetch_token(HttpSession& s, const std::vector<std::string>& 
     return token;
 }
 
-std::optional<std::string> Client::auth_header(HttpSession& s,
-                                               const std::vector<std::string>& scopes,
-                                               bool refresh) {
+std::optional<std::string>
+Client::auth_header(HttpSession& s, const std::vector<std::string>& scopes, bool refresh) {
     std::string scheme;
     {
         std::lock_guard lock(m_mu);
@@ -366,7 +372,7 @@ HttpResponse Client::send(HttpSession& s, HttpRequest req, const std::vector<std
             std::lock_guard lock(m_mu);
             before = m_auth_scheme;
         }
-        if (!learn_challenge(resp)) {
+        if (!learn_challenge(req.url, resp)) {
             return resp;
         }
         // Basic that was already sent, or nothing new learnt: give up.
@@ -393,17 +399,6 @@ HttpResponse Client::send(HttpSession& s, HttpRequest req, const std::vector<std
         throw NotFoundError(msg);
     }
     throw RegistryError(msg);
-}
-
-std::string Client::absolute_url(const std::string& location) {
-    if (location.starts_with("http://") || location.starts_with("https://")) {
-        return location;
-    }
-    std::lock_guard lock(m_mu);
-    if (location.starts_with('/')) {
-        return m_scheme + "://" + m_host + location;
-    }
-    return m_scheme + "://" + m_host + "/" + location;
 }
 
 std::string Client::url(const std::string& path) {
@@ -450,8 +445,8 @@ RemoteManifest Client::get_manifest(const std::string& repo, const std::string& 
     }
     formats::Digest digest = formats::Digest::of(resp.body);
     if (reference.starts_with("sha256:") && digest.str() != reference) {
-        throw DigestMismatchError(fmt::format("{}: the registry sent bytes that hash to {}",
-                                              what, digest.str()));
+        throw DigestMismatchError(
+            fmt::format("{}: the registry sent bytes that hash to {}", what, digest.str()));
     }
     std::string media_type = resp.headers.get("content-type").value_or("");
     if (auto semi = media_type.find(';'); semi != std::string::npos) {
@@ -511,9 +506,9 @@ formats::Digest Client::put_manifest(const std::string& repo, const std::string&
     formats::Digest mine = formats::Digest::of(bytes);
     if (auto d = resp.headers.get("docker-content-digest")) {
         if (auto theirs = formats::Digest::try_parse(*d); theirs && *theirs != mine) {
-            throw DigestMismatchError(fmt::format(
-                "{}: the registry stored it as {} but its bytes hash to {}", what, theirs->str(),
-                mine.str()));
+            throw DigestMismatchError(
+                fmt::format("{}: the registry stored it as {} but its bytes hash to {}", what,
+                            theirs->str(), mine.str()));
         }
     }
     return mine;
@@ -553,9 +548,9 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
     req.sink = [&](const char* d, std::size_t n) {
         received += n;
         if (expected_size && received > *expected_size) {
-            throw DigestMismatchError(fmt::format(
-                "{}: the registry sent more than the {} bytes the manifest declares", what,
-                *expected_size));
+            throw DigestMismatchError(
+                fmt::format("{}: the registry sent more than the {} bytes the manifest declares",
+                            what, *expected_size));
         }
         if (verify) {
             hasher->update(d, n);
@@ -599,7 +594,8 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
 }
 
 BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const formats::Digest& digest,
-                             std::uint64_t size, int fd, const std::vector<std::string>& mount_from) {
+                             std::uint64_t size, int fd,
+                             const std::vector<std::string>& mount_from) {
     std::string what = fmt::format("uploading blob {} to {}/{}", digest.str(), m_registry, repo);
     std::optional<std::string> location;
     for (const auto& from : mount_from) {
@@ -618,7 +614,7 @@ BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const form
         if (resp.status == 202) {
             // The registry could not mount and opened an upload session instead.
             if (auto loc = resp.headers.get("location")) {
-                location = absolute_url(*loc);
+                location = resolve_url(response_url(req, resp), *loc);
                 break;
             }
         }
@@ -635,7 +631,7 @@ BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const form
         if (!loc) {
             throw RegistryError(what + ": the registry opened an upload without a Location");
         }
-        location = absolute_url(*loc);
+        location = resolve_url(response_url(req, resp), *loc);
     }
     RetryPolicy once = m_options.retry;
     once.max_attempts = 1; // a failed upload restarts from a new session
@@ -657,13 +653,12 @@ BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const form
                 fail(resp, fmt::format("{} (chunk at offset {})", what, off));
             }
             if (auto loc = resp.headers.get("location")) {
-                location = absolute_url(*loc);
+                location = resolve_url(response_url(req, resp), *loc);
             }
         }
         HttpRequest req;
         req.method = "PUT";
-        req.url = *location + (location->find('?') == std::string::npos ? "?" : "&") +
-                  "digest=" + url_escape(digest.str());
+        req.url = append_query(*location, "digest=" + url_escape(digest.str()));
         req.headers.push_back("Content-Type: application/octet-stream");
         req.follow_redirects = false;
         HttpResponse resp = send(s, req, {push_scope(repo)}, once);
@@ -674,8 +669,7 @@ BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const form
     }
     HttpRequest req;
     req.method = "PUT";
-    req.url = *location + (location->find('?') == std::string::npos ? "?" : "&") +
-              "digest=" + url_escape(digest.str());
+    req.url = append_query(*location, "digest=" + url_escape(digest.str()));
     req.headers.push_back("Content-Type: application/octet-stream");
     req.body_fd = fd;
     req.body_offset = 0;
@@ -750,7 +744,7 @@ std::vector<std::string> Client::list_paged(const std::string& first_path, const
         if (!target) {
             return out;
         }
-        next = absolute_url(*target);
+        next = resolve_url(response_url(req, resp), *target);
     }
     throw RegistryError(fmt::format("listing {}{}: too many pages", m_registry, first_path));
 }

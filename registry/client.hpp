@@ -145,15 +145,15 @@ private:
     }
     std::optional<std::string> auth_header(HttpSession& s, const std::vector<std::string>& scopes,
                                            bool refresh);
-    // Records the challenge of a 401; false when it cannot be answered.
-    bool learn_challenge(const HttpResponse& resp);
+    // Records the challenge of a 401 to request_url; false when it cannot be
+    // answered.
+    bool learn_challenge(const std::string& request_url, const HttpResponse& resp);
     std::string fetch_token(HttpSession& s, const std::vector<std::string>& scopes);
     [[noreturn]] void fail(const HttpResponse& resp, const std::string& what);
     std::vector<std::string> list_paged(const std::string& first_path, const std::string& key,
                                         const std::vector<std::string>& scopes);
     BlobPush upload_once(HttpSession& s, const std::string& repo, const formats::Digest& digest,
                          std::uint64_t size, int fd, const std::vector<std::string>& mount_from);
-    std::string absolute_url(const std::string& location);
     std::string url(const std::string& path);
 
     std::string m_registry;

@@ -29,8 +29,8 @@ std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
         s.remove_prefix(1);
     }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                          s.back() == '\n')) {
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
         s.remove_suffix(1);
     }
     return s;
@@ -174,7 +174,8 @@ std::pair<std::string, std::string> host_port_of(std::string_view url) {
 // Go's wording for a failed dial (what Docker prints): "dial tcp
 // 127.0.0.1:5999: connect: connection refused", "dial tcp: lookup
 // nosuch.example: no such host".
-std::string dial_error(CURLcode rc, std::string_view url, long os_errno, const std::string& detail) {
+std::string dial_error(CURLcode rc, std::string_view url, long os_errno,
+                       const std::string& detail) {
     auto [host, port] = host_port_of(url);
     if (rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY) {
         std::string host_only = host;
@@ -471,6 +472,85 @@ std::string url_escape(std::string_view s) {
             out += hex[c >> 4];
             out += hex[c & 15];
         }
+    }
+    return out;
+}
+
+namespace {
+
+struct UrlHandle {
+    CURLU* u = curl_url();
+    UrlHandle() {
+        if (u == nullptr) {
+            throw RegistryError("cannot parse URLs: libcurl is not available" +
+                                (libcurl_load_error().empty() ? "" : ": " + libcurl_load_error()));
+        }
+    }
+    UrlHandle(const UrlHandle&) = delete;
+    UrlHandle& operator=(const UrlHandle&) = delete;
+    ~UrlHandle() { curl_url_cleanup(u); }
+
+    std::string get() const {
+        char* out = nullptr;
+        CURLUcode rc = curl_url_get(u, CURLUPART_URL, &out, 0);
+        if (rc != CURLUE_OK) {
+            throw RegistryError(std::string("cannot form a URL: ") + curl_url_strerror(rc));
+        }
+        std::string s(out);
+        curl_free(out);
+        return s;
+    }
+};
+
+} // namespace
+
+std::string resolve_url(std::string_view base, std::string_view reference) {
+    UrlHandle h;
+    std::string b(base), r(reference);
+    if (CURLUcode rc = curl_url_set(h.u, CURLUPART_URL, b.c_str(), 0); rc != CURLUE_OK) {
+        throw RegistryError(fmt::format("{} is not a URL: {}", b, curl_url_strerror(rc)));
+    }
+    // An empty reference is the base itself (RFC 3986 section 5.2.2, without
+    // its fragment), which curl_url_set would refuse.
+    if (!r.empty()) {
+        if (CURLUcode rc = curl_url_set(h.u, CURLUPART_URL, r.c_str(), 0); rc != CURLUE_OK) {
+            throw RegistryError(
+                fmt::format("cannot resolve \"{}\" against {}: {}", r, b, curl_url_strerror(rc)));
+        }
+    }
+    curl_url_set(h.u, CURLUPART_FRAGMENT, nullptr, 0);
+    return h.get();
+}
+
+std::string response_url(const HttpRequest& request, const HttpResponse& response) {
+    return response.effective_url.empty() ? request.url : response.effective_url;
+}
+
+std::string append_query(std::string_view url, std::string_view param) {
+    UrlHandle h;
+    std::string u(url);
+    if (CURLUcode rc = curl_url_set(h.u, CURLUPART_URL, u.c_str(), 0); rc != CURLUE_OK) {
+        throw RegistryError(fmt::format("{} is not a URL: {}", u, curl_url_strerror(rc)));
+    }
+    // Setting CURLUPART_QUERY would re-case the query's percent-escapes
+    // (libcurl 7.88): the parameter is added to the URL's text instead, and
+    // the result parsed again.
+    curl_url_set(h.u, CURLUPART_FRAGMENT, nullptr, 0);
+    char* query = nullptr;
+    bool has_query = curl_url_get(h.u, CURLUPART_QUERY, &query, 0) == CURLUE_OK &&
+                     query != nullptr && query[0] != '\0';
+    bool ends_with_amp = has_query && std::string_view(query).ends_with('&');
+    curl_free(query);
+    std::string out = h.get();
+    if (!out.empty() && out.back() == '?') {
+        out.pop_back();
+    }
+    out += has_query ? (ends_with_amp ? "" : "&") : "?";
+    out += param;
+    UrlHandle check;
+    if (CURLUcode rc = curl_url_set(check.u, CURLUPART_URL, out.c_str(), 0); rc != CURLUE_OK) {
+        throw RegistryError(
+            fmt::format("cannot add {} to {}: {}", param, u, curl_url_strerror(rc)));
     }
     return out;
 }

@@ -141,4 +141,21 @@ HttpResponse perform_with_retries(HttpSession& session, const HttpRequest& reque
 // Percent-encodes a query parameter value.
 std::string url_escape(std::string_view s);
 
+// The one place where strata turns a URL a registry sent (a Location header on
+// a redirect or an upload session, a token realm, a Link to the next page)
+// into the URL to request: `reference` resolved against `base`, the URL of
+// the request whose response carried it, as RFC 3986 section 5.2 says
+// (libcurl's URL API). "uploads/x" and "../x" are relative to base's path,
+// "/v2/x" to its host, "//host/x" keeps its scheme, "?q" keeps its path.
+// Throws RegistryError naming both when either is not a URL.
+std::string resolve_url(std::string_view base, std::string_view reference);
+
+// The URL a response answers: where redirects ended, else the request's URL.
+// Relative references in the response resolve against it.
+std::string response_url(const HttpRequest& request, const HttpResponse& response);
+
+// url with `param` ("name=value", already escaped) added to its query, and
+// without its fragment (never sent over HTTP).
+std::string append_query(std::string_view url, std::string_view param);
+
 } // namespace strata::registry

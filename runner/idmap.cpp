@@ -1,5 +1,6 @@
 #include "runner/idmap.hpp"
 
+#include "runner/subid.hpp"
 #include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -137,8 +138,8 @@ RootlessIdMap rootless_id_map() {
             name = pw.pw_name;
         }
     }
-    auto subuids = subordinate_ranges(read_small_file("/etc/subuid"), name, uid);
-    auto subgids = subordinate_ranges(read_small_file("/etc/subgid"), name, uid);
+    auto subuids = user_subordinate_ranges(SubidKind::uid, name, uid);
+    auto subgids = user_subordinate_ranges(SubidKind::gid, name, uid);
     auto newuidmap = find_program("newuidmap");
     auto newgidmap = find_program("newgidmap");
     RootlessIdMap m =

@@ -13,6 +13,7 @@ build_pkgs=(
 build_pkgs+=(libnl-route-3-dev)  # network/: bridges, veth pairs, addresses and routes over rtnetlink
 build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftables table of strata's own
 build_pkgs+=(libisal-dev)  # gzip layers decoded by ISA-L's igzip (libisal2, dlopen'd; zlib without it)
+build_pkgs+=(unicode-data)  # util/gen_unicode_tables.py: UnicodeData.txt (Unicode 15.0) for util/unicode_tables.inc
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
@@ -24,6 +25,7 @@ test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the rule
 test_pkgs+=(openssl)  # the registry TLS test makes a self-signed certificate
 test_pkgs+=(keyutils)  # tests/security: keyctl puts a key in the session keyring a container must not read
 test_pkgs+=(uidmap)  # runner [subuid] tests: newuidmap/newgidmap map /etc/subuid ranges
+test_pkgs+=(libsubid4)  # runner tests: libsubid's ranges equal the /etc/subuid parser's (strata dlopens it)
 test_pkgs+=(bzip2 xz-utils)  # ADD of bzip2/xz archives (builder unit tests, build_features)
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -22,10 +22,15 @@ struct Api {
     const char* (*easy_strerror)(CURLcode) = nullptr;
     curl_slist* (*slist_append)(curl_slist*, const char*) = nullptr;
     void (*slist_free_all)(curl_slist*) = nullptr;
+    CURLU* (*url)() = nullptr;
+    void (*url_cleanup)(CURLU*) = nullptr;
+    CURLUcode (*url_set)(CURLU*, CURLUPart, const char*, unsigned int) = nullptr;
+    CURLUcode (*url_get)(CURLU*, CURLUPart, char**, unsigned int) = nullptr;
+    const char* (*url_strerror)(CURLUcode) = nullptr;
+    void (*free)(void*) = nullptr;
 };
 
-template <typename F>
-bool bind(Api& api, F& fn, const char* name) {
+template <typename F> bool bind(Api& api, F& fn, const char* name) {
     fn = reinterpret_cast<F>(::dlsym(api.handle, name));
     if (fn == nullptr) {
         api.error = std::string("libcurl.so.4 has no ") + name;
@@ -52,7 +57,10 @@ Api load() {
               bind(api, api.easy_getinfo, "curl_easy_getinfo") &&
               bind(api, api.easy_strerror, "curl_easy_strerror") &&
               bind(api, api.slist_append, "curl_slist_append") &&
-              bind(api, api.slist_free_all, "curl_slist_free_all");
+              bind(api, api.slist_free_all, "curl_slist_free_all") &&
+              bind(api, api.url, "curl_url") && bind(api, api.url_cleanup, "curl_url_cleanup") &&
+              bind(api, api.url_set, "curl_url_set") && bind(api, api.url_get, "curl_url_get") &&
+              bind(api, api.url_strerror, "curl_url_strerror") && bind(api, api.free, "curl_free");
     if (!ok) {
         ::dlclose(api.handle);
         api.handle = nullptr;
@@ -66,13 +74,17 @@ const Api& api() {
     return loaded;
 }
 
-bool loaded() { return api().handle != nullptr; }
+bool loaded() {
+    return api().handle != nullptr;
+}
 
 } // namespace
 
 namespace strata {
 
-std::string libcurl_load_error() { return api().error; }
+std::string libcurl_load_error() {
+    return api().error;
+}
 
 } // namespace strata
 
@@ -88,7 +100,9 @@ CURLcode curl_global_init(long flags) {
     return loaded() ? api().global_init(flags) : CURLE_FAILED_INIT;
 }
 
-CURL* curl_easy_init() { return loaded() ? api().easy_init() : nullptr; }
+CURL* curl_easy_init() {
+    return loaded() ? api().easy_init() : nullptr;
+}
 
 void curl_easy_cleanup(CURL* curl) {
     if (curl != nullptr) {
@@ -96,7 +110,9 @@ void curl_easy_cleanup(CURL* curl) {
     }
 }
 
-void curl_easy_reset(CURL* curl) { api().easy_reset(curl); }
+void curl_easy_reset(CURL* curl) {
+    api().easy_reset(curl);
+}
 
 // curl_easy_setopt's third argument is a long, an object or function pointer,
 // a curl_off_t or a blob pointer, told apart by the option's number range (as
@@ -116,7 +132,9 @@ CURLcode curl_easy_setopt(CURL* curl, CURLoption option, ...) {
     return rc;
 }
 
-CURLcode curl_easy_perform(CURL* curl) { return api().easy_perform(curl); }
+CURLcode curl_easy_perform(CURL* curl) {
+    return api().easy_perform(curl);
+}
 
 // Every CURLINFO takes a pointer to where the answer goes.
 CURLcode curl_easy_getinfo(CURL* curl, CURLINFO info, ...) {
@@ -138,6 +156,36 @@ curl_slist* curl_slist_append(curl_slist* list, const char* text) {
 void curl_slist_free_all(curl_slist* list) {
     if (list != nullptr && loaded()) {
         api().slist_free_all(list);
+    }
+}
+
+// The URL API (curl_url_*): a null handle or CURLUE_OUT_OF_MEMORY, the
+// closest code libcurl has, when the library cannot be loaded.
+CURLU* curl_url() {
+    return loaded() ? api().url() : nullptr;
+}
+
+void curl_url_cleanup(CURLU* url) {
+    if (url != nullptr) {
+        api().url_cleanup(url);
+    }
+}
+
+CURLUcode curl_url_set(CURLU* url, CURLUPart part, const char* content, unsigned int flags) {
+    return loaded() ? api().url_set(url, part, content, flags) : CURLUE_OUT_OF_MEMORY;
+}
+
+CURLUcode curl_url_get(CURLU* url, CURLUPart part, char** content, unsigned int flags) {
+    return loaded() ? api().url_get(url, part, content, flags) : CURLUE_OUT_OF_MEMORY;
+}
+
+const char* curl_url_strerror(CURLUcode code) {
+    return loaded() ? api().url_strerror(code) : "libcurl is not available";
+}
+
+void curl_free(void* p) {
+    if (p != nullptr && loaded()) {
+        api().free(p);
     }
 }
 

@@ -216,6 +216,16 @@ TEST_CASE("malformed manifests are rejected naming the field", "[oci]") {
     CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + k_d2 +
                                               R"(","size":1,"data":"YWJ"})")) ==
           "manifest sha256:abc: layers[0].data: not padded standard base64");
+    // CR and LF are skipped, as Go's decoder does; nothing else is.
+    CHECK(manifest_error(
+              manifest_with_layers(R"({"mediaType":"a/b","digest":")" + Digest::of("abcd").str() +
+                                   R"(","size":4,"data":"YWJj\r\nZA=="})")) == "(no error)");
+    for (const char* bad : {"YWJj ZA==", "YWJjZA=", "YWJjZA===", "YW=jZA==", "YWJj-A==", "YWJjZ"}) {
+        INFO(bad);
+        CHECK(manifest_error(manifest_with_layers(R"({"mediaType":"a/b","digest":")" + k_d2 +
+                                                  R"(","size":4,"data":")" + bad + R"("})")) ==
+              "manifest sha256:abc: layers[0].data: not padded standard base64");
+    }
 }
 
 TEST_CASE("malformed indexes are rejected naming the field", "[oci]") {

@@ -35,6 +35,8 @@ ap.add_argument("--flaky", type=int, default=0,
 ap.add_argument("--drop-after", type=int, default=0,
                 help="close the connection after sending this many bytes of each blob, once")
 ap.add_argument("--redirect-blobs", action="store_true", help="blob GETs answer 307 to /storage/")
+ap.add_argument("--relative-locations", action="store_true",
+                help="upload Locations and the token realm relative to the request URL")
 ap.add_argument("--page", type=int, default=0, help="force this page size on listings")
 ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate")
 args = ap.parse_args()
@@ -103,8 +105,8 @@ class Handler(BaseHTTPRequestHandler):
             port = self.server.server_address[1]
             scope = f',scope="repository:{scope_repo}:pull"' if scope_repo else ""
             self.send_response(401)
-            self.send_header("WWW-Authenticate",
-                             f'Bearer realm="http://127.0.0.1:{port}/token",service="fake"{scope}')
+            realm = "/token" if args.relative_locations else f"http://127.0.0.1:{port}/token"
+            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="fake"{scope}')
         body = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}).encode()
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -258,7 +260,9 @@ class Handler(BaseHTTPRequestHandler):
             self.body()
             uid = uuid.uuid4().hex
             uploads[uid] = bytearray()
-            return self.reply(202, b"", {"Location": f"/v2/{repo}/blobs/uploads/{uid}?_state=x",
+            # Relative to /v2/<repo>/blobs/uploads/ (RFC 3986 section 5.2).
+            loc = f"{uid}?_state=x" if args.relative_locations else f"/v2/{repo}/blobs/uploads/{uid}?_state=x"
+            return self.reply(202, b"", {"Location": loc,
                                          "Range": "0-0", "Docker-Upload-UUID": uid})
         uid = rest
         if uid not in uploads:
@@ -272,7 +276,9 @@ class Handler(BaseHTTPRequestHandler):
                 if start != len(uploads[uid]):
                     return self.error(416, "BLOB_UPLOAD_INVALID", "bad range")
             uploads[uid] += data
-            return self.reply(202, b"", {"Location": f"/v2/{repo}/blobs/uploads/{uid}?_state=y",
+            # Relative to /v2/<repo>/blobs/uploads/<uid>.
+            loc = f"../uploads/{uid}?_state=y" if args.relative_locations else f"/v2/{repo}/blobs/uploads/{uid}?_state=y"
+            return self.reply(202, b"", {"Location": loc,
                                          "Range": f"0-{len(uploads[uid]) - 1}"})
         if self.command == "PUT":
             uploads[uid] += self.body()

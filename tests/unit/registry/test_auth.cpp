@@ -4,6 +4,7 @@
 #include "registry/client.hpp"
 #include "registry/http.hpp"
 #include "tests/support/support.hpp"
+#include "util/base64.hpp"
 #include "util/fs.hpp"
 #include "util/tempdir.hpp"
 
@@ -85,14 +86,22 @@ TEST_CASE("backoff doubles, is capped, and honours Retry-After", "[auth]") {
     CHECK_FALSE(retryable_status(401));
 }
 
-TEST_CASE("base64 encodes and decodes as Docker's config expects", "[auth]") {
-    CHECK(base64_encode("alice:s3cret") == "YWxpY2U6czNjcmV0");
-    CHECK(base64_encode("") == "");
-    CHECK(base64_decode("YWxpY2U6czNjcmV0") == "alice:s3cret");
-    CHECK(base64_decode("YQ==") == "a");
-    CHECK(base64_decode("YQ") == "a");
-    CHECK(base64_decode("YWI=") == "ab");
-    CHECK_FALSE(base64_decode("!!!!").has_value());
+TEST_CASE("a config's auth must be base64 (padding may be left off)", "[auth]") {
+    TempDir dir;
+    std::string path = dir.path() + "/config.json";
+    auto with_auth = [&](const std::string& auth) {
+        test::write_file(path, R"({"auths": {"reg.lan": {"auth": ")" + auth + R"("}}})");
+        return load_credentials("reg.lan", path);
+    };
+    CHECK(with_auth("YWxpY2U6czNjcmV0") == Credentials{"alice", "s3cret", ""});
+    CHECK(with_auth("YTpi") == Credentials{"a", "b", ""});
+    CHECK(with_auth("YTpiYw") == Credentials{"a", "bc", ""}); // "YTpiYw==" unpadded
+    // Truncated, bad padding, whitespace, characters outside the alphabet.
+    for (const char* bad : {"YTpiY", "YTpi=", "YTpiYw=", "YTpi====", "YT=pi", " YTpi", "YTpi ",
+                            "YT\\npi", "YTp!", "YTp-", "YTp_"}) {
+        INFO(bad);
+        CHECK_THROWS_WITH(with_auth(bad), Catch::Contains("auth is not valid base64"));
+    }
 }
 
 TEST_CASE("credentials are stored in config.json auths and read back", "[auth]") {
@@ -175,11 +184,19 @@ TEST_CASE("a credential helper named by credsStore stores, returns and erases cr
     test::write_file(bin + "/docker-credential-fake",
                      "#!/bin/sh\n"
                      "case \"$1\" in\n"
-                     "  store) cat > '" + saved + "' ;;\n"
-                     "  get) read url; [ -f '" + saved + "' ] || { echo 'credentials not found in native keychain'; exit 1; }\n"
-                     "       sed 's/\"ServerURL\":\"[^\"]*\",//' '" + saved + "' ;;\n"
-                     "  erase) read url; rm -f '" + saved + "' ;;\n"
-                     "esac\n",
+                     "  store) cat > '" +
+                         saved +
+                         "' ;;\n"
+                         "  get) read url; [ -f '" +
+                         saved +
+                         "' ] || { echo 'credentials not found in native keychain'; exit 1; }\n"
+                         "       sed 's/\"ServerURL\":\"[^\"]*\",//' '" +
+                         saved +
+                         "' ;;\n"
+                         "  erase) read url; rm -f '" +
+                         saved +
+                         "' ;;\n"
+                         "esac\n",
                      0755);
     std::string old_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
     ::setenv("PATH", (bin + ":" + old_path).c_str(), 1);

@@ -50,13 +50,14 @@ std::string pattern(std::size_t n, unsigned seed) {
 std::string fetch(Client& c, const std::string& repo, const Digest& d,
                   std::optional<std::uint64_t> size = std::nullopt, int* restarts = nullptr) {
     std::string out;
-    c.fetch_blob(repo, d, size, [&](const char* p, std::size_t n) { out.append(p, n); },
-                 [&] {
-                     out.clear();
-                     if (restarts != nullptr) {
-                         ++*restarts;
-                     }
-                 });
+    c.fetch_blob(
+        repo, d, size, [&](const char* p, std::size_t n) { out.append(p, n); },
+        [&] {
+            out.clear();
+            if (restarts != nullptr) {
+                ++*restarts;
+            }
+        });
     return out;
 }
 
@@ -87,6 +88,70 @@ TEST_CASE("a chunked upload sends PATCH requests with Content-Range", "[client]"
     CHECK(c.push_blob("app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
     CHECK(reg.count("PATCH /v2/app/blobs/uploads/") == 4);
     CHECK(fetch(c, "app", b.digest()) == b.data);
+}
+
+TEST_CASE("Locations resolve against the request URL as RFC 3986 section 5.2 says", "[url]") {
+    const std::string base = "https://reg.example:5000/v2/team/app/blobs/uploads/?mount=x";
+    CHECK(resolve_url(base, "u1?_state=a") ==
+          "https://reg.example:5000/v2/team/app/blobs/uploads/u1?_state=a");
+    CHECK(resolve_url(base, "../x") == "https://reg.example:5000/v2/team/app/blobs/x");
+    CHECK(resolve_url("http://h/v2/a/blobs/uploads/u1", "../uploads/u2?_state=b") ==
+          "http://h/v2/a/blobs/uploads/u2?_state=b");
+    CHECK(resolve_url(base, "/v2/team/app/blobs/uploads/u2") ==
+          "https://reg.example:5000/v2/team/app/blobs/uploads/u2");
+    CHECK(resolve_url(base, "https://storage.example/b?sig=1") ==
+          "https://storage.example/b?sig=1");
+    CHECK(resolve_url(base, "//cdn.example/p") == "https://cdn.example/p");
+    CHECK(resolve_url("http://h/v2/a/blobs/uploads/u1?_state=a", "?_state=b") ==
+          "http://h/v2/a/blobs/uploads/u1?_state=b");
+    CHECK(resolve_url("http://h/v2/", "/token") == "http://h/token");
+    CHECK(resolve_url("http://h/v2/a/b", "") == "http://h/v2/a/b");
+    CHECK_THROWS_AS(resolve_url("not a url", "x"), RegistryError);
+    CHECK_THROWS_WITH(resolve_url("http://h/", "http://[::1"), Catch::Contains("http://[::1"));
+}
+
+TEST_CASE("a query parameter is added to a URL that may already carry one", "[url]") {
+    CHECK(append_query("http://h/up/u1", "digest=sha256%3Aab") ==
+          "http://h/up/u1?digest=sha256%3Aab");
+    CHECK(append_query("http://h/up/u1?_state=a", "digest=d") ==
+          "http://h/up/u1?_state=a&digest=d");
+    CHECK(append_query("http://h/token?x=1#frag", "scope=s") == "http://h/token?x=1&scope=s");
+    CHECK(append_query("http://h/t?a=%2F", "b=%3A") == "http://h/t?a=%2F&b=%3A");
+}
+
+TEST_CASE("uploads follow Locations relative to the request, chunked or not", "[client]") {
+    // The fake registry answers POST .../blobs/uploads/ with "UUID?_state=x"
+    // and each PATCH with "../uploads/UUID?_state=y".
+    test::FakeRegistry reg({"--relative-locations"});
+    ClientOptions o = fast_options();
+    SECTION("monolithic") {
+        Client c(reg.host(), o);
+        BlobFile b(pattern(70000, 11));
+        CHECK(c.push_blob("team/app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
+        CHECK(fetch(c, "team/app", b.digest()) == b.data);
+        CHECK(reg.count("PUT /v2/team/app/blobs/uploads/") == 1);
+    }
+    SECTION("chunked") {
+        o.chunk_size = 16 * 1024;
+        Client c(reg.host(), o);
+        BlobFile b(pattern(40000, 12));
+        CHECK(c.push_blob("team/app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
+        CHECK(reg.count("PATCH /v2/team/app/blobs/uploads/") == 3);
+        CHECK(fetch(c, "team/app", b.digest()) == b.data);
+        // (The fake registry logs a request after answering it: counted
+        // once a later request was answered.)
+        CHECK(reg.count("PUT /v2/team/app/blobs/uploads/") == 1);
+    }
+}
+
+TEST_CASE("a relative token realm is resolved against the challenged request", "[client]") {
+    test::FakeRegistry reg({"--relative-locations", "--auth", "bearer"}); // realm="/token"
+    ClientOptions o = fast_options();
+    o.credentials = Credentials{"alice", "s3cret", ""};
+    Client c(reg.host(), o);
+    BlobFile b(pattern(5000, 13));
+    CHECK(c.push_blob("team/app", b.digest(), b.data.size(), b.fd.get()) == BlobPush::uploaded);
+    CHECK(reg.count("GET /token?service=fake&scope=repository%3Ateam%2Fapp%3Apull%2Cpush") == 1);
 }
 
 TEST_CASE("a blob another repository has is mounted, not uploaded", "[client]") {
@@ -272,7 +337,8 @@ TEST_CASE("bearer auth: tokens are fetched per scope from the challenge's realm"
     Client anon(reg.host(), fast_options());
     CHECK(fetch(anon, "team/app", b.digest()) == b.data);
     CHECK(anon.get_manifest("team/app", "v1").bytes == k_manifest);
-    CHECK_THROWS_AS(anon.push_blob("team/other", Digest::of("x"), 1, b.fd.get()), UnauthorizedError);
+    CHECK_THROWS_AS(anon.push_blob("team/other", Digest::of("x"), 1, b.fd.get()),
+                    UnauthorizedError);
 
     ClientOptions wrong = fast_options();
     wrong.credentials = Credentials{"alice", "nope", ""};
@@ -311,8 +377,8 @@ TEST_CASE("an unreachable registry is a clear error", "[client]") {
         c.ping();
         FAIL("no error");
     } catch (const RegistryError& e) {
-        CHECK(std::string(e.what()).find("cannot reach registry 127.0.0.1:" + std::to_string(port)) !=
-              std::string::npos);
+        CHECK(std::string(e.what()).find("cannot reach registry 127.0.0.1:" +
+                                         std::to_string(port)) != std::string::npos);
     }
 }
 
@@ -331,10 +397,11 @@ TEST_CASE("a refused connection fails after one quick retry, naming host:port an
             FAIL("no error");
         } catch (const TransportError& e) {
             CHECK(e.connect_failure());
-            CHECK_THAT(e.what(), Catch::Contains("GET http://" + hostport + "/v2/: dial tcp " + hostport +
-                                                 ": connect: connection refused"));
+            CHECK_THAT(e.what(), Catch::Contains("GET http://" + hostport + "/v2/: dial tcp " +
+                                                 hostport + ": connect: connection refused"));
         }
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - t0);
         CHECK(ms.count() >= 100); // the one retry
         CHECK(ms.count() < 1000); // not 250+500+1000+2000 ms of backoff
     }
@@ -342,23 +409,28 @@ TEST_CASE("a refused connection fails after one quick retry, naming host:port an
         Client c(hostport, defaults);
         auto t0 = std::chrono::steady_clock::now();
         CHECK_THROWS_WITH(c.ping(), Catch::Contains("cannot reach registry " + hostport) &&
-                                        Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
+                                        Catch::Contains("dial tcp " + hostport +
+                                                        ": connect: connection refused"));
         Client c2(hostport, defaults);
-        CHECK_THROWS_WITH(c2.get_manifest("library/busybox", "latest"),
-                          Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
+        CHECK_THROWS_WITH(
+            c2.get_manifest("library/busybox", "latest"),
+            Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
         Client c3(hostport, defaults);
         BlobFile b(pattern(1000, 3));
-        CHECK_THROWS_WITH(c3.push_blob("app", b.digest(), b.data.size(), b.fd.get()),
-                          Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        CHECK_THROWS_WITH(
+            c3.push_blob("app", b.digest(), b.data.size(), b.fd.get()),
+            Catch::Contains("dial tcp " + hostport + ": connect: connection refused"));
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - t0);
         CHECK(ms.count() < 3000); // three clients, ~100 ms each
     }
     SECTION("IPv6 loopback") {
         HttpSession s;
         HttpRequest req;
         req.url = "http://[::1]:" + std::to_string(port) + "/v2/";
-        CHECK_THROWS_WITH(perform_with_retries(s, req, defaults.retry),
-                          Catch::Contains("dial tcp [::1]:" + std::to_string(port) + ": connect: "));
+        CHECK_THROWS_WITH(
+            perform_with_retries(s, req, defaults.retry),
+            Catch::Contains("dial tcp [::1]:" + std::to_string(port) + ": connect: "));
     }
     SECTION("an unknown host") {
         HttpSession s;
@@ -372,13 +444,13 @@ TEST_CASE("a refused connection fails after one quick retry, naming host:port an
             CHECK(e.connect_failure());
             CHECK_THAT(e.what(), Catch::Contains("dial tcp: lookup nosuch.invalid: no such host"));
         }
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - t0);
         CHECK(ms.count() < 1500);
     }
 }
 
-TEST_CASE("TLS: a self-signed certificate fails verification unless it is turned off",
-          "[client]") {
+TEST_CASE("TLS: a self-signed certificate fails verification unless it is turned off", "[client]") {
     auto openssl = find_program("openssl");
     REQUIRE(openssl.has_value());
     TempDir certs;

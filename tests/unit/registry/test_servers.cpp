@@ -10,6 +10,7 @@
 #include "tests/support/support.hpp"
 #include "tests/unit/registry/image_fixture.hpp"
 #include "tests/unit/registry/servers.hpp"
+#include "util/base64.hpp"
 #include "util/child.hpp"
 #include "util/fs.hpp"
 #include "util/tempdir.hpp"
@@ -196,7 +197,7 @@ TEST_CASE("login with htpasswd basic auth: the right password works, a wrong one
     REQUIRE(ok.status.success());
     CHECK(ok.out.find("Login Succeeded") != std::string::npos);
     auto j = nlohmann::json::parse(fs::read_file(cfg.path() + "/config.json"));
-    CHECK(j["auths"][reg.host()]["auth"] == registry::base64_encode("alice:correct horse"));
+    CHECK(j["auths"][reg.host()]["auth"] == base64_encode("alice:correct horse"));
 
     Cli push = strata_cli({"--root", a.path(), "push", reg.host() + "/private/app:v1"}, cfg.path());
     INFO(push.err);

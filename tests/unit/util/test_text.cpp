@@ -21,3 +21,19 @@ TEST_CASE("go_quote quotes as Go's strconv.Quote") {
     // U+00A0 is printable for Go only through IsGraphic, not IsPrint.
     CHECK(text::go_quote("\xc2\xa0") == "\"\\u00a0\"");
 }
+
+// Go (and so BuildKit) follows Unicode 15.0; these code points were assigned
+// in 15.0 (util/unicode_tables.inc comes from Debian's unicode-data 15.0).
+TEST_CASE("letters, digits and printable runes are Unicode 15.0's, as Go's") {
+    CHECK(text::is_letter(0x1E030)); // MODIFIER LETTER CYRILLIC SMALL A (Lm)
+    CHECK(text::is_letter(0x31350)); // first of CJK Unified Ideographs Extension H (Lo)
+    CHECK(text::is_letter(0x323AF)); // its last
+    CHECK_FALSE(text::is_letter(0x323B0));
+    CHECK(text::is_digit(0x11F50)); // KAWI DIGIT ZERO (Nd)
+    CHECK(text::is_digit(0x1E4F9)); // NAG MUNDARI DIGIT NINE (Nd)
+    CHECK_FALSE(text::is_letter(0x11F50));
+    CHECK(text::is_print(0x1F6DC));       // WIRELESS (So)
+    CHECK(text::is_print(0x11F41));       // KAWI SIGN KILLER (Mc)
+    CHECK_FALSE(text::is_print(0xE0001)); // LANGUAGE TAG (Cf)
+    CHECK_FALSE(text::is_print(0x1FAFF)); // unassigned in 15.0
+}
