@@ -15,13 +15,13 @@
 #include "formats/compression.hpp"
 
 #include "util/error.hpp"
+#include "util/shared_library.hpp"
 
 #include <array>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <dlfcn.h>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -645,28 +645,20 @@ private:
 // ISA-L, loaded once on first use and never unloaded; absent, gzip streams
 // go through zlib.
 struct IsalApi {
+    SharedLibrary lib{"libisal.so.2", "libisal2"};
     void (*init)(inflate_state*) = nullptr;
     void (*reset)(inflate_state*) = nullptr;
     int (*inflate)(inflate_state*) = nullptr;
 };
 
 const IsalApi* isal_api() {
-    static const IsalApi* loaded = []() -> const IsalApi* {
-        void* h = ::dlopen("libisal.so.2", RTLD_NOW | RTLD_LOCAL);
-        if (h == nullptr) {
-            return nullptr;
-        }
-        static IsalApi api;
-        api.init = reinterpret_cast<decltype(api.init)>(::dlsym(h, "isal_inflate_init"));
-        api.reset = reinterpret_cast<decltype(api.reset)>(::dlsym(h, "isal_inflate_reset"));
-        api.inflate = reinterpret_cast<decltype(api.inflate)>(::dlsym(h, "isal_inflate"));
-        if (api.init == nullptr || api.reset == nullptr || api.inflate == nullptr) {
-            ::dlclose(h);
-            return nullptr;
-        }
-        return &api;
+    static const IsalApi api = [] {
+        IsalApi a;
+        (void)(a.lib.bind(a.init, "isal_inflate_init") &&
+               a.lib.bind(a.reset, "isal_inflate_reset") && a.lib.bind(a.inflate, "isal_inflate"));
+        return a;
     }();
-    return loaded;
+    return api.lib.loaded() ? &api : nullptr;
 }
 
 // The member header is parsed here (RFC 1952: the fixed 10 bytes, then

@@ -6,9 +6,10 @@
 #include <nftables/libnftables.h>
 #include <nlohmann/json.hpp>
 
+#include "util/shared_library.hpp"
 #include <algorithm>
 #include <cerrno>
-#include <dlfcn.h>
+
 #include <fcntl.h>
 #include <mutex>
 #include <set>
@@ -26,8 +27,7 @@ constexpr const char* k_lock_path = "/run/strata/nat.lock";
 
 // libnftables' entry points, found with dlsym in libnftables.so.1.
 struct Api {
-    void* handle = nullptr;
-    std::string error;
+    strata::SharedLibrary lib{"libnftables.so.1", "libnftables1"};
     decltype(&::nft_ctx_new) ctx_new = nullptr;
     decltype(&::nft_ctx_free) ctx_free = nullptr;
     decltype(&::nft_ctx_buffer_output) buffer_output = nullptr;
@@ -38,35 +38,16 @@ struct Api {
     decltype(&::nft_run_cmd_from_buffer) run = nullptr;
 };
 
-template <typename F> bool bind(Api& api, F& fn, const char* name) {
-    fn = reinterpret_cast<F>(::dlsym(api.handle, name));
-    if (fn == nullptr) {
-        api.error = std::string("libnftables.so.1 has no ") + name;
-        return false;
-    }
-    return true;
-}
-
 Api load() {
     Api api;
-    api.handle = ::dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (api.handle == nullptr) {
-        const char* e = ::dlerror();
-        api.error = std::string("cannot load libnftables (apt-get install libnftables1): ") +
-                    (e != nullptr ? e : "dlopen failed");
-        return api;
-    }
-    bool ok = bind(api, api.ctx_new, "nft_ctx_new") && bind(api, api.ctx_free, "nft_ctx_free") &&
-              bind(api, api.buffer_output, "nft_ctx_buffer_output") &&
-              bind(api, api.get_output, "nft_ctx_get_output_buffer") &&
-              bind(api, api.buffer_error, "nft_ctx_buffer_error") &&
-              bind(api, api.get_error, "nft_ctx_get_error_buffer") &&
-              bind(api, api.set_output_flags, "nft_ctx_output_set_flags") &&
-              bind(api, api.run, "nft_run_cmd_from_buffer");
-    if (!ok) {
-        ::dlclose(api.handle);
-        api.handle = nullptr;
-    }
+    // A missing symbol gives the library up: api.lib.error() names it.
+    (void)(api.lib.bind(api.ctx_new, "nft_ctx_new") && api.lib.bind(api.ctx_free, "nft_ctx_free") &&
+           api.lib.bind(api.buffer_output, "nft_ctx_buffer_output") &&
+           api.lib.bind(api.get_output, "nft_ctx_get_output_buffer") &&
+           api.lib.bind(api.buffer_error, "nft_ctx_buffer_error") &&
+           api.lib.bind(api.get_error, "nft_ctx_get_error_buffer") &&
+           api.lib.bind(api.set_output_flags, "nft_ctx_output_set_flags") &&
+           api.lib.bind(api.run, "nft_run_cmd_from_buffer"));
     return api;
 }
 
@@ -84,8 +65,8 @@ struct Result {
 // One nft command batch (atomic in the kernel). json: JSON output with handles.
 Result run_nft(const std::string& commands, bool json = false) {
     const Api& a = api();
-    if (a.handle == nullptr) {
-        throw Error(a.error);
+    if (!a.lib.loaded()) {
+        throw Error(a.lib.error());
     }
     nft_ctx* ctx = a.ctx_new(NFT_CTX_DEFAULT);
     if (ctx == nullptr) {
@@ -234,8 +215,8 @@ template <typename Pred> void delete_where(Pred drop) {
 
 std::string unavailable_reason() {
     const Api& a = api();
-    if (a.handle == nullptr) {
-        return a.error;
+    if (!a.lib.loaded()) {
+        return a.lib.error();
     }
     Result r = run_nft("list tables ip");
     if (r.rc != 0) {
@@ -309,7 +290,7 @@ void add_ports(const std::string& owner, ipv4::Address container_ip,
 }
 
 void remove_owner(const std::string& owner) {
-    if (!api().handle) {
+    if (!api().lib.loaded()) {
         return; // nothing can have been added
     }
     Lock lock;
@@ -317,7 +298,7 @@ void remove_owner(const std::string& owner) {
 }
 
 void keep_only(const std::vector<std::string>& live) {
-    if (!api().handle) {
+    if (!api().lib.loaded()) {
         return;
     }
     std::set<std::string> keep(live.begin(), live.end());
@@ -326,7 +307,7 @@ void keep_only(const std::vector<std::string>& live) {
 }
 
 std::vector<std::string> owners() {
-    if (!api().handle) {
+    if (!api().lib.loaded()) {
         return {};
     }
     std::set<std::string> all;

@@ -4,9 +4,9 @@
 #include "util/fs.hpp"
 #include "util/log.hpp"
 
+#include "util/shared_library.hpp"
 #include <cstdio>
 #include <cstdlib>
-#include <dlfcn.h>
 
 namespace strata::runner {
 
@@ -20,35 +20,17 @@ struct subid_range {
 };
 
 struct Api {
-    void* handle = nullptr;
-    std::string error;
+    strata::SharedLibrary lib{"libsubid.so.4", "libsubid4"};
     bool (*init)(const char*, FILE*) = nullptr;
     int (*uid_ranges)(const char*, subid_range**) = nullptr;
     int (*gid_ranges)(const char*, subid_range**) = nullptr;
 };
 
-template <typename F> bool bind(Api& api, F& fn, const char* name) {
-    fn = reinterpret_cast<F>(::dlsym(api.handle, name));
-    if (fn == nullptr) {
-        api.error = std::string("libsubid.so.4 has no ") + name;
-        return false;
-    }
-    return true;
-}
-
 Api load() {
     Api api;
-    api.handle = ::dlopen("libsubid.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (api.handle == nullptr) {
-        const char* e = ::dlerror();
-        api.error = std::string("cannot load libsubid (apt-get install libsubid4): ") +
-                    (e != nullptr ? e : "dlopen failed");
-        return api;
-    }
-    if (!bind(api, api.init, "subid_init") || !bind(api, api.uid_ranges, "subid_get_uid_ranges") ||
-        !bind(api, api.gid_ranges, "subid_get_gid_ranges")) {
-        ::dlclose(api.handle);
-        api.handle = nullptr;
+    if (!api.lib.bind(api.init, "subid_init") ||
+        !api.lib.bind(api.uid_ranges, "subid_get_uid_ranges") ||
+        !api.lib.bind(api.gid_ranges, "subid_get_gid_ranges")) {
         return api;
     }
     // libsubid logs to the stream it is given (stderr by default): a library
@@ -57,12 +39,10 @@ Api load() {
     // inherited by every process strata starts.
     FILE* log = std::fopen("/dev/null", "we");
     if (log == nullptr || !api.init("strata", log)) {
-        api.error = "subid_init failed";
         if (log != nullptr) {
             std::fclose(log);
         }
-        ::dlclose(api.handle);
-        api.handle = nullptr;
+        api.lib.fail("subid_init failed");
     }
     return api;
 }
@@ -85,12 +65,12 @@ std::string file_or_empty(const char* path) {
 } // namespace
 
 std::string libsubid_load_error() {
-    return api().error;
+    return api().lib.error();
 }
 
 std::optional<std::vector<IdRange>> libsubid_ranges(SubidKind kind, const std::string& owner) {
     const Api& a = api();
-    if (a.handle == nullptr) {
+    if (!a.lib.loaded()) {
         return std::nullopt;
     }
     subid_range* ranges = nullptr;

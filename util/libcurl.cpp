@@ -4,14 +4,13 @@
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 
+#include "util/shared_library.hpp"
 #include <cstdarg>
-#include <dlfcn.h>
 
 namespace {
 
 struct Api {
-    void* handle = nullptr;
-    std::string error;
+    strata::SharedLibrary lib{"libcurl.so.4", "libcurl4"};
     CURLcode (*global_init)(long) = nullptr;
     CURL* (*easy_init)() = nullptr;
     void (*easy_cleanup)(CURL*) = nullptr;
@@ -30,41 +29,23 @@ struct Api {
     void (*free)(void*) = nullptr;
 };
 
-template <typename F> bool bind(Api& api, F& fn, const char* name) {
-    fn = reinterpret_cast<F>(::dlsym(api.handle, name));
-    if (fn == nullptr) {
-        api.error = std::string("libcurl.so.4 has no ") + name;
-        return false;
-    }
-    return true;
-}
-
 Api load() {
     Api api;
-    api.handle = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (api.handle == nullptr) {
-        const char* e = ::dlerror();
-        api.error = std::string("cannot load libcurl (apt-get install libcurl4): ") +
-                    (e != nullptr ? e : "dlopen failed");
-        return api;
-    }
-    bool ok = bind(api, api.global_init, "curl_global_init") &&
-              bind(api, api.easy_init, "curl_easy_init") &&
-              bind(api, api.easy_cleanup, "curl_easy_cleanup") &&
-              bind(api, api.easy_reset, "curl_easy_reset") &&
-              bind(api, api.easy_setopt, "curl_easy_setopt") &&
-              bind(api, api.easy_perform, "curl_easy_perform") &&
-              bind(api, api.easy_getinfo, "curl_easy_getinfo") &&
-              bind(api, api.easy_strerror, "curl_easy_strerror") &&
-              bind(api, api.slist_append, "curl_slist_append") &&
-              bind(api, api.slist_free_all, "curl_slist_free_all") &&
-              bind(api, api.url, "curl_url") && bind(api, api.url_cleanup, "curl_url_cleanup") &&
-              bind(api, api.url_set, "curl_url_set") && bind(api, api.url_get, "curl_url_get") &&
-              bind(api, api.url_strerror, "curl_url_strerror") && bind(api, api.free, "curl_free");
-    if (!ok) {
-        ::dlclose(api.handle);
-        api.handle = nullptr;
-    }
+    // A missing symbol gives the library up: api.lib.error() names it.
+    (void)(api.lib.bind(api.global_init, "curl_global_init") &&
+           api.lib.bind(api.easy_init, "curl_easy_init") &&
+           api.lib.bind(api.easy_cleanup, "curl_easy_cleanup") &&
+           api.lib.bind(api.easy_reset, "curl_easy_reset") &&
+           api.lib.bind(api.easy_setopt, "curl_easy_setopt") &&
+           api.lib.bind(api.easy_perform, "curl_easy_perform") &&
+           api.lib.bind(api.easy_getinfo, "curl_easy_getinfo") &&
+           api.lib.bind(api.easy_strerror, "curl_easy_strerror") &&
+           api.lib.bind(api.slist_append, "curl_slist_append") &&
+           api.lib.bind(api.slist_free_all, "curl_slist_free_all") &&
+           api.lib.bind(api.url, "curl_url") && api.lib.bind(api.url_cleanup, "curl_url_cleanup") &&
+           api.lib.bind(api.url_set, "curl_url_set") && api.lib.bind(api.url_get, "curl_url_get") &&
+           api.lib.bind(api.url_strerror, "curl_url_strerror") &&
+           api.lib.bind(api.free, "curl_free"));
     return api;
 }
 
@@ -75,7 +56,7 @@ const Api& api() {
 }
 
 bool loaded() {
-    return api().handle != nullptr;
+    return api().lib.loaded();
 }
 
 } // namespace
@@ -83,7 +64,7 @@ bool loaded() {
 namespace strata {
 
 std::string libcurl_load_error() {
-    return api().error;
+    return api().lib.error();
 }
 
 } // namespace strata
