@@ -79,6 +79,7 @@ umoci init --layout "$U/layout" >/dev/null
 umoci new --image "$U/layout:base" >/dev/null
 prep_umoci_bundle="rm -rf $U/bundle && umoci unpack --image $U/layout:base $U/bundle >/dev/null && cp -a $DATA/. $U/bundle/rootfs/"
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== pack (${RUNS} runs each, interleaved)" >&2
 BASE_SPEC=()
 [ -n "${STRATA_BASE:-}" ] && BASE_SPEC=("strata (base build) layer create (zstd)#rm -f $W/b.tar.zst; $warm_tree#$STRATA_BASE layer create $DATA -o $W/b.tar.zst")
@@ -137,7 +138,8 @@ mbs() { awk -v b="$BYTES" -v ms="$1" 'BEGIN { printf "%.0f", b / 1e6 / (ms / 100
 fps() { awk -v f="$FILES" -v ms="$1" 'BEGIN { printf "%.0f", f / (ms / 1000) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 echo
-echo "Data: $FILES entries, $((BYTES / 1000000)) MB; $(nproc) cores; $(uname -r); runs: $RUNS; medians."
+echo "Data: $FILES entries, $((BYTES / 1000000)) MB; runs: $RUNS; medians."
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r); $W on $(stat -f -c %T "$W") ($(findmnt -n -o SOURCE --target "$W" 2>/dev/null || echo '?')); load average before the runs: $LOAD_BEFORE."
 echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst 2>/dev/null), tar|zstd $(stat -c %s $W/t.tar.zst 2>/dev/null), strata gzip $(stat -c %s $W/s.tar.gz 2>/dev/null), tar|gzip $(stat -c %s $W/t.tar.gz 2>/dev/null) bytes."
 echo
 echo "| operation | tool | median | MB/s | files/s | strata is faster by | CPU (user+sys) | strata uses less CPU by |"
