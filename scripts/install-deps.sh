@@ -12,11 +12,13 @@ build_pkgs=(
 )
 build_pkgs+=(libnl-route-3-dev)  # network/: bridges, veth pairs, addresses and routes over rtnetlink
 build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftables table of strata's own
+build_pkgs+=(libboost-dev)  # api/: Boost.Beast, the HTTP of strata serve (header-only)
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io
 )
+test_pkgs+=(curl)  # e2e.api_cli: the raw HTTP answers of strata serve
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(iproute2 passt slirp4netns)  # networking tests: ip(8) to check what is left; rootless networks
 test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the ruleset

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# strata serve (issue #17) driven by Debian's docker CLI (docker.io 20.10,
+# API 1.41) over a unix socket of the test's own: version, info, the image
+# commands (images, inspect, history, tag, rmi, save | load) and dockerd's
+# errors as the docker CLI prints them. Runs in a network namespace of its
+# own (own_netns.sh).
+. "$(dirname "$0")/own_netns.sh"
+. "$(dirname "$0")/lib.sh"
+
+DOCKER=/usr/bin/docker # Debian's client; /usr/local/bin may hold another one
+[ -x "$DOCKER" ] || skip "needs Debian's docker CLI (apt-get install docker.io)"
+"$DOCKER" --version | grep -q 'Docker version 20\.10' || skip "needs docker.io 20.10's client"
+need curl
+
+SOCK=$WORK/s.sock
+export DOCKER_HOST=unix://$SOCK
+export DOCKER_CONFIG=$WORK/docker-config # no user config, no credential helpers
+mkdir -p "$DOCKER_CONFIG"
+docker() { "$DOCKER" "$@"; }
+api() { curl -sS --unix-socket "$SOCK" "$@"; }
+
+strata bootstrap busybox >/dev/null || fail "bootstrap"
+
+# --- refused addresses and flags, before anything listens
+expect_fail "unix sockets only" strata serve -H tcp://127.0.0.1:2375
+expect_fail "needs an absolute path" strata serve -H unix://relative.sock
+expect_fail "no such group" strata serve -H "unix://$SOCK" --group no-such-group-here
+
+"$STRATA" serve -H "unix://$SOCK" 2>"$WORK/serve.log" &
+SERVE_PID=$!
+stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
+on_exit stop_server
+for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+[ -S "$SOCK" ] || fail "no socket: $(cat "$WORK/serve.log")"
+assert_eq "$(stat -c '%a %U' "$SOCK")" "660 root" "socket mode and owner"
+
+# --- /_ping, versions, unknown paths (curl: the raw answers)
+hdr=$(api -D - -o /dev/null http://d/_ping)
+assert_contains "$hdr" "Api-Version: 1.41" "ping Api-Version"
+assert_contains "$hdr" "Ostype: linux" "ping Ostype"
+assert_contains "$hdr" "Docker-Experimental: false" "ping Docker-Experimental"
+assert_contains "$hdr" "Server: strata/" "ping Server"
+assert_eq "$(api http://d/_ping)" "OK" "ping body"
+assert_eq "$(api -o /dev/null -w '%{http_code}' -I http://d/v1.41/_ping)" "200" "HEAD /_ping"
+assert_eq "$(api http://d/v1.99/version)" \
+  '{"message":"client version 1.99 is too new. Maximum supported API version is 1.41"}' "too new"
+assert_eq "$(api -o /dev/null -w '%{http_code}' http://d/v1.99/version)" "400" "too new: 400"
+assert_eq "$(api http://d/v1.41/no/such/path)" '{"message":"page not found"}' "404 page"
+assert_eq "$(api http://d/images/json | head -c1)" "[" "unprefixed path"
+
+# --- docker version, docker info
+out=$(docker version) || fail "docker version: $out"
+assert_contains "$out" "Server: strata" "version: platform"
+assert_contains "$out" "API version:      1.41 (minimum version 1.12)" "version: API"
+assert_contains "$out" "OS/Arch:          linux/" "version: OS/Arch"
+out=$(docker info 2>&1) || fail "docker info: $out"
+assert_contains "$out" " Containers: 0" "info: containers"
+assert_contains "$out" " Images: 1" "info: images"
+assert_contains "$out" " Kernel Version: $(uname -r)" "info: kernel"
+assert_contains "$out" " CPUs: $(nproc)" "info: CPUs"
+assert_contains "$out" " Docker Root Dir: $STRATA_ROOT" "info: root"
+assert_contains "$out" " Cgroup Version: " "info: cgroup version"
+[[ "$out" != *"ERROR"* ]] || fail "docker info reports an error: $out"
+
+# --- images, inspect, history
+id=$(strata inspect -f '{{.Id}}' busybox)
+out=$(docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}')
+assert_eq "$out" "busybox:latest ${id:7:12}" "docker images"
+assert_eq "$(docker images -q --no-trunc)" "$id" "images -q"
+assert_eq "$(docker image inspect -f '{{.Id}} {{.RepoTags}} {{.Os}}' busybox)" \
+  "$id [busybox:latest] linux" "image inspect"
+assert_eq "$(docker inspect -f '{{.Id}}' busybox)" "$id" "inspect (any type)"
+assert_eq "$(docker history -q busybox | head -1)" "${id:7:12}" "history: top row"
+assert_eq "$(docker history --format '{{.CreatedBy}}' busybox | wc -l)" \
+  "$(strata history --format '{{.CreatedBy}}' busybox | wc -l)" "history rows"
+
+# --- tag, filters, rmi
+docker tag busybox example.com/team/box:v1 || fail "docker tag"
+assert_eq "$(strata images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')" \
+  "busybox:latest example.com/team/box:v1 " "the tag is in strata's store"
+assert_eq "$(docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')" \
+  "busybox:latest example.com/team/box:v1 " "docker images lists both names"
+assert_eq "$(docker images --filter reference='example.com/*/*' --format '{{.Repository}}:{{.Tag}}')" \
+  "example.com/team/box:v1" "reference filter"
+assert_eq "$(docker images --filter dangling=true -q)" "" "dangling filter"
+expect_fail "Error response from daemon: conflict: unable to delete ${id:7:12} (must be forced) - image is referenced in multiple repositories" \
+  docker rmi "${id:7:12}"
+assert_eq "$(docker rmi example.com/team/box:v1)" "Untagged: example.com/team/box:v1" "rmi of a second name"
+assert_eq "$(strata images -q | wc -l)" "1" "one name left"
+
+# --- errors: dockerd's 404 message, and what the docker CLI makes of it
+assert_eq "$(api http://d/v1.41/images/nosuch/json)" '{"message":"No such image: nosuch:latest"}' "404 message"
+assert_eq "$(api -o /dev/null -w '%{http_code}' -X DELETE http://d/v1.41/images/nosuch)" "404" "rmi: 404"
+for cmd in "image inspect" rmi history save; do
+  # shellcheck disable=SC2086
+  out=$(docker $cmd nosuch 2>&1) && fail "docker $cmd nosuch succeeded"
+  assert_contains "$out" "No such image: nosuch" "docker $cmd nosuch"
+done
+expect_fail "Error response from daemon: No such image: nosuch:latest" docker tag nosuch other
+
+# --- docker save | docker load, and a round trip through rmi
+docker save busybox -o "$WORK/busybox.tar" || fail "docker save"
+tar -tf "$WORK/busybox.tar" | grep -qx manifest.json || fail "save: no manifest.json in the archive"
+out=$(docker rmi busybox) || fail "rmi: $out"
+assert_contains "$out" "Untagged: busybox:latest" "rmi: untagged"
+assert_contains "$out" "Deleted: $id" "rmi: deleted"
+assert_eq "$(strata images -q | wc -l)" "0" "store empty after rmi"
+out=$(docker load -i "$WORK/busybox.tar") || fail "docker load: $out"
+assert_eq "$out" "Loaded image: busybox:latest" "docker load output"
+assert_eq "$(strata inspect -f '{{.Id}}' busybox)" "$id" "loaded image ID"
+out=$(docker save busybox | docker load -q) || fail "save | load: $out"
+assert_eq "$out" "Loaded image: busybox:latest" "save | load"
+
+# --- SIGTERM: a clean stop, the socket removed
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID"
+rc=$?
+assert_eq "$rc" "0" "serve exit status on SIGTERM"
+[ ! -e "$SOCK" ] || fail "the socket file is left after SIGTERM"
+grep -q "stopping on SIGTERM" "$WORK/serve.log" || fail "no stop line: $(cat "$WORK/serve.log")"
+echo "PASS"
