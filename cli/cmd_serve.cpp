@@ -3,6 +3,7 @@
 #include "api/http.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_cli.hpp"
 #include "cli/images.hpp"
 #include "cli/serve/routes.hpp"
 #include "containers/store.hpp"
@@ -45,6 +46,7 @@ std::pair<int, std::string> classify_error(const std::exception& e) {
         return {404, e.what()}; // "No such container: X", dockerd's words
     }
     if (dynamic_cast<const ImageConflict*>(&e) != nullptr ||
+        dynamic_cast<const ContainerConflict*>(&e) != nullptr ||
         dynamic_cast<const containers::NameConflict*>(&e) != nullptr) {
         return {409, e.what()};
     }
@@ -102,6 +104,7 @@ void run_serve(Context& ctx, const ServeOpts& o) {
     api::Router router;
     serve::add_system_routes(router, ctx);
     serve::add_image_routes(router, ctx);
+    serve::add_container_routes(router, ctx);
 
     for (const auto& a : options.listen) {
         fs::mkdirs(fs::dirname(a.unix_path), 0755);

@@ -16,6 +16,8 @@ namespace strata::cli::serve {
 void add_system_routes(api::Router& router, Context& ctx);
 // /images/... (images.cpp).
 void add_image_routes(api::Router& router, Context& ctx);
+// /containers/... (containers.cpp).
+void add_container_routes(api::Router& router, Context& ctx);
 
 // The status and message dockerd answers for an exception a handler let
 // through: 404 "No such image: busybox:latest", 409 for conflicts, 400

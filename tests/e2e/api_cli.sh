@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # strata serve (issue #17) driven by Debian's docker CLI (docker.io 20.10,
 # API 1.41) over a unix socket of the test's own: version, info, the image
-# commands (images, inspect, history, tag, rmi, save | load) and dockerd's
-# errors as the docker CLI prints them. Runs in a network namespace of its
+# commands (images, inspect, history, tag, rmi, save | load), the container
+# commands (create, start, run -d, ps, logs, inspect, stop, kill, wait,
+# restart, rm) and dockerd's errors as the docker CLI prints them. Runs in a network namespace of its
 # own (own_netns.sh).
 . "$(dirname "$0")/own_netns.sh"
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +17,7 @@ SOCK=$WORK/s.sock
 export DOCKER_HOST=unix://$SOCK
 export DOCKER_CONFIG=$WORK/docker-config # no user config, no credential helpers
 mkdir -p "$DOCKER_CONFIG"
-docker() { "$DOCKER" "$@"; }
+docker() { timeout 120 "$DOCKER" "$@"; }
 api() { curl -sS --unix-socket "$SOCK" "$@"; }
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
@@ -111,6 +112,73 @@ assert_eq "$(strata inspect -f '{{.Id}}' busybox)" "$id" "loaded image ID"
 out=$(docker save busybox | docker load -q) || fail "save | load: $out"
 assert_eq "$out" "Loaded image: busybox:latest" "save | load"
 
+# --- containers: create + start, ps, logs, inspect, stop, wait, rm
+cleanup_containers() {
+  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
+}
+on_exit cleanup_containers
+cid=$(docker create --name c1 busybox sh -c 'echo out; echo err >&2; exec sleep 1000' 2>/dev/null) ||
+  fail "docker create: $cid"
+[[ "$cid" =~ ^[0-9a-f]{64}$ ]] || fail "docker create printed '$cid'"
+assert_eq "$(strata ps -a --format '{{.Names}} {{.State}}')" "c1 created" "strata sees the created container"
+assert_eq "$(docker ps -q)" "" "ps: nothing running"
+assert_eq "$(docker ps -a --format '{{.Names}} {{.Status}}')" "c1 Created" "ps -a"
+assert_eq "$(docker start c1)" "c1" "docker start"
+assert_eq "$(docker ps --format '{{.ID}} {{.Image}} {{.Names}}')" "${cid:0:12} busybox c1" "ps: running"
+docker ps --format '{{.Status}}' | grep -q '^Up ' || fail "ps status: $(docker ps)"
+assert_eq "$(docker inspect -f '{{.State.Running}} {{.Name}} {{.Config.Image}}' c1)" "true /c1 busybox" "inspect"
+assert_eq "$(docker container inspect -f '{{.Id}}' "${cid:0:12}")" "$cid" "inspect by ID prefix"
+for _ in $(seq 1 50); do [ -n "$(strata logs c1 2>&1)" ] && [ "$(strata logs c1 2>&1 | wc -l)" = 2 ] && break; sleep 0.1; done
+assert_eq "$(docker logs c1 2>/dev/null)" "out" "logs: stdout (demultiplexed)"
+assert_eq "$(docker logs c1 2>&1 >/dev/null)" "err" "logs: stderr (demultiplexed)"
+assert_eq "$(docker logs --tail 1 c1 2>&1)" "err" "logs --tail"
+docker logs -t c1 2>/dev/null | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z out$' || fail "logs -t: $(docker logs -t c1 2>&1)"
+expect_fail "Error response from daemon: You cannot remove a running container $cid. Stop the container before attempting removal or force remove" docker rm c1
+expect_fail "Error response from daemon: conflict: unable to remove repository reference \"busybox\" (must force) - container ${cid:0:12} is using its referenced image" docker rmi busybox
+assert_eq "$(docker stop -t 1 c1)" "c1" "docker stop"
+assert_eq "$(docker wait c1)" "137" "docker wait after stop (sleep ignores SIGTERM as PID 1: SIGKILL)"
+assert_eq "$(docker ps -a --format '{{.Status}}' --filter name=c1 | cut -d' ' -f1-2)" "Exited (137)" "ps -a: exited"
+assert_eq "$(docker ps -q --filter status=exited)" "${cid:0:12}" "ps --filter status=exited"
+expect_fail "Error response from daemon: Cannot kill container: c1: Container $cid is not running" docker kill c1
+
+# docker run -d: create + start; wait; logs after the exit; restart; rm
+cid2=$(docker run -d --name c2 busybox sh -c 'echo hi; exit 3' 2>/dev/null) || fail "docker run -d: $cid2"
+assert_eq "$(docker wait c2)" "3" "docker wait: exit code"
+assert_eq "$(docker logs c2)" "hi" "logs of an exited container"
+assert_eq "$(docker restart c2)" "c2" "docker restart"
+assert_eq "$(docker wait c2)" "3" "wait after restart"
+assert_eq "$(docker logs c2)" "hi
+hi" "logs after restart"
+assert_eq "$(docker rm c1 c2 | tr '\n' ' ')" "c1 c2 " "docker rm"
+assert_eq "$(strata ps -aq | wc -l)" "0" "strata: containers removed"
+
+# rm -f of a running container; kill with a signal
+docker run -d --name c3 busybox sh -c 'trap "exit 7" USR1; echo ready; while :; do sleep 0.1; done' >/dev/null 2>&1 ||
+  fail "run -d c3"
+for _ in $(seq 1 50); do [ "$(docker logs c3)" = ready ] && break; sleep 0.1; done
+assert_eq "$(docker kill -s USR1 c3)" "c3" "docker kill -s"
+assert_eq "$(docker wait c3)" "7" "the container's USR1 trap ran"
+docker run -d --name c4 busybox sleep 1000 >/dev/null 2>&1 || fail "run -d c4"
+assert_eq "$(docker rm -f c4)" "c4" "docker rm -f"
+
+# errors as dockerd sends them
+assert_eq "$(api http://d/v1.41/containers/nosuch/json)" '{"message":"No such container: nosuch"}' "404 container"
+expect_fail "Error response from daemon: No such container: nosuch" docker start nosuch
+expect_fail "Error response from daemon: No such container: nosuch" docker stop nosuch
+expect_fail "Error: No such container: nosuch" docker logs nosuch
+expect_fail "Error: No such container: nosuch" docker rm nosuch
+expect_fail "Error response from daemon: No such container: nosuch" docker wait nosuch
+# (the CLI then tries to pull it: no /images/create yet, so "page not found")
+expect_fail "Unable to find image 'nosuch:latest' locally" docker create nosuch
+assert_eq "$(api -X POST -H 'Content-Type: application/json' -d '{"Image":"nosuch"}' http://d/v1.41/containers/create)" \
+  '{"message":"No such image: nosuch:latest"}' "create: 404 for a missing image"
+docker create --name c5 busybox true >/dev/null 2>&1 || fail "create c5"
+expect_fail 'Error response from daemon: Conflict. The container name "/c5" is already in use by container' \
+  docker create --name c5 busybox true
+
+# a container left running when the server stops
+docker run -d --name keep busybox sleep 1000 >/dev/null 2>&1 || fail "run -d keep"
+
 # --- SIGTERM: a clean stop, the socket removed
 kill -TERM "$SERVE_PID"
 wait "$SERVE_PID"
@@ -118,4 +186,5 @@ rc=$?
 assert_eq "$rc" "0" "serve exit status on SIGTERM"
 [ ! -e "$SOCK" ] || fail "the socket file is left after SIGTERM"
 grep -q "stopping on SIGTERM" "$WORK/serve.log" || fail "no stop line: $(cat "$WORK/serve.log")"
+assert_eq "$(strata ps --format '{{.Names}} {{.State}}')" "keep running" "containers outlive the server"
 echo "PASS"
