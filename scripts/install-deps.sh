@@ -18,7 +18,7 @@ test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io
 )
-test_pkgs+=(curl)  # e2e.api_cli: the raw HTTP answers of strata serve
+test_pkgs+=(curl python3-docker)  # e2e.api_cli: the raw HTTP answers of strata serve; docker-py as a client
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(iproute2 passt slirp4netns)  # networking tests: ip(8) to check what is left; rootless networks
 test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the ruleset

@@ -3,7 +3,9 @@
 # API 1.41) over a unix socket of the test's own: version, info, the image
 # commands (images, inspect, history, tag, rmi, save | load), the container
 # commands (create, start, run -d, ps, logs, inspect, stop, kill, wait,
-# restart, rm) and dockerd's errors as the docker CLI prints them. Runs in a network namespace of its
+# restart, rm) and dockerd's errors as the docker CLI prints them; then
+# docker-py (python3-docker) does the same few calls, and a second server
+# checks -G and SIGINT. Runs in a network namespace of its
 # own (own_netns.sh).
 . "$(dirname "$0")/own_netns.sh"
 . "$(dirname "$0")/lib.sh"
@@ -178,6 +180,60 @@ expect_fail 'Error response from daemon: Conflict. The container name "/c5" is a
 
 # a container left running when the server stops
 docker run -d --name keep busybox sleep 1000 >/dev/null 2>&1 || fail "run -d keep"
+
+# --- docker-py (python3-docker) over the same socket
+PY=
+for p in /usr/bin/python3 python3; do # Debian's python3-docker first
+  if "$p" -c 'import docker' 2>/dev/null; then PY=$p; break; fi
+done
+if [ -n "$PY" ]; then
+  out=$(timeout 120 "$PY" - "$DOCKER_HOST" <<'PY' 2>&1) || fail "docker-py: $out"
+import sys
+import docker
+c = docker.DockerClient(base_url=sys.argv[1], version="1.41")
+assert c.ping()
+assert c.version()["ApiVersion"] == "1.41"
+img = c.images.get("busybox")
+assert "busybox:latest" in img.tags, img.tags
+assert [i.id for i in c.images.list(name="busybox")] == [img.id]
+img.tag("py/box", "t1")
+assert "py/box:t1" in c.images.get(img.id).tags
+c.images.remove("py/box:t1")
+ctr = c.containers.run("busybox", ["sh", "-c", "echo py-out; echo py-err >&2; exit 5"],
+                       detach=True, name="pyc")
+assert ctr.wait()["StatusCode"] == 5
+assert ctr.logs(stdout=True, stderr=False) == b"py-out\n"
+assert ctr.logs(stdout=False, stderr=True) == b"py-err\n"
+ctr.reload()
+assert ctr.status == "exited", ctr.status
+assert [x.name for x in c.containers.list(all=True, filters={"name": "pyc"})] == ["pyc"]
+ctr.remove()
+try:
+    c.containers.get("pyc")
+    raise SystemExit("pyc still there")
+except docker.errors.NotFound as e:
+    assert "No such container: pyc" in str(e), str(e)
+try:
+    c.images.get("nosuch")
+    raise SystemExit("nosuch found")
+except docker.errors.ImageNotFound as e:
+    assert "No such image: nosuch:latest" in str(e), str(e)
+print("docker-py ok")
+PY
+  assert_eq "$out" "docker-py ok" "docker-py script"
+else
+  echo "docker-py not installed (python3-docker): its part is not run"
+fi
+
+# --- another socket, owned by a group (-G), mode 0660
+"$STRATA" serve -H "unix://$WORK/g.sock" -G 4242 2>/dev/null &
+G_PID=$!
+for _ in $(seq 1 100); do [ -S "$WORK/g.sock" ] && break; sleep 0.05; done
+assert_eq "$(stat -c '%a %u %g' "$WORK/g.sock")" "660 0 4242" "-G: the socket's group"
+assert_eq "$(curl -sS --unix-socket "$WORK/g.sock" http://d/_ping)" "OK" "second server answers"
+kill -INT "$G_PID"
+wait "$G_PID" || fail "serve exit status on SIGINT"
+[ ! -e "$WORK/g.sock" ] || fail "the socket file is left after SIGINT"
 
 # --- SIGTERM: a clean stop, the socket removed
 kill -TERM "$SERVE_PID"
