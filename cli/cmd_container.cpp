@@ -204,7 +204,8 @@ std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool al
 std::string docker_command(const nlohmann::ordered_json& c) {
     std::string cmd = c.value("Path", std::string());
     for (const auto& a : c.value("Args", std::vector<std::string>{})) {
-        cmd += " " + a;
+        // dockerd's list: an argument with a space in single quotes.
+        cmd += " " + (a.find(' ') != std::string::npos ? "'" + a + "'" : a);
     }
     return cmd;
 }

@@ -43,7 +43,8 @@ struct ContainerEntry {
 // exited: values of one key ORed, keys ANDed). UsageError for a bad filter.
 std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool all_states, int last,
                                             const std::vector<std::string>& filters);
-// ps's COMMAND: Path and Args joined by spaces.
+// ps's COMMAND: Path and Args joined by spaces, an argument with a space
+// in single quotes (as dockerd lists it).
 std::string docker_command(const nlohmann::ordered_json& config);
 
 // rm: removes a stopped container; force stops it first (SIGKILL, as
