@@ -7,11 +7,13 @@
 #include "cli/serve/routes.hpp"
 #include "containers/monitor.hpp"
 #include "containers/names.hpp"
+#include "containers/network.hpp"
 #include "containers/signal.hpp"
 #include "containers/store.hpp"
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -63,14 +65,14 @@ RunOptions run_options(const json& body, const std::string& name) {
     const json& hc = body.contains("HostConfig") && body["HostConfig"].is_object()
                          ? body["HostConfig"]
                          : json::object();
-    for (const char* key : {"PortBindings", "Mounts", "Devices", "Links", "VolumesFrom",
-                            "PublishAllPorts", "Sysctls", "Tmpfs", "Ulimits", "DeviceRequests"}) {
+    for (const char* key : {"Mounts", "Devices", "Links", "VolumesFrom", "Sysctls", "Tmpfs",
+                            "Ulimits", "DeviceRequests"}) {
         if (set_or_default(hc, key)) {
             throw api::HttpError(400, std::string("HostConfig.") + key +
                                           " is not handled by strata serve yet");
         }
     }
-    for (const char* key : {"Healthcheck", "ExposedPorts", "Volumes", "OnBuild", "Shell"}) {
+    for (const char* key : {"Healthcheck", "OnBuild", "Shell"}) {
         if (set_or_default(body, key)) {
             throw api::HttpError(400, std::string(key) + " is not handled by strata serve yet");
         }
@@ -107,6 +109,44 @@ RunOptions run_options(const json& body, const std::string& name) {
     }
     o.rm = hc.value("AutoRemove", false);
     o.volumes = strings(hc.value("Binds", json()), "HostConfig.Binds");
+    // -v /data: an anonymous volume, in Config.Volumes.
+    if (body.contains("Volumes") && body["Volumes"].is_object()) {
+        for (const auto& [dst, _] : body["Volumes"].items()) {
+            o.volumes.push_back(dst);
+        }
+    }
+    // -p as PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+    // back into -p values; -P is PublishAllPorts.
+    if (hc.contains("PortBindings") && hc["PortBindings"].is_object()) {
+        for (const auto& [port, bindings] : hc["PortBindings"].items()) {
+            if (!bindings.is_array() || bindings.empty()) {
+                o.publish.publish.push_back(port);
+                continue;
+            }
+            for (const auto& b : bindings) {
+                std::string ip = b.value("HostIp", std::string());
+                std::string host_port = b.value("HostPort", std::string());
+                std::string spec =
+                    ip.empty() ? ""
+                               : (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":";
+                spec += host_port.empty() && ip.empty() ? "" : host_port + ":";
+                o.publish.publish.push_back(spec + port);
+            }
+        }
+    }
+    o.publish.publish_all = hc.value("PublishAllPorts", false);
+    // --expose without -p: strata has no flag for it.
+    if (body.contains("ExposedPorts") && body["ExposedPorts"].is_object()) {
+        for (const auto& [port, _] : body["ExposedPorts"].items()) {
+            bool bound = hc.contains("PortBindings") && hc["PortBindings"].is_object() &&
+                         hc["PortBindings"].contains(port);
+            if (!bound) {
+                throw api::HttpError(400,
+                                     "ExposedPorts " + port +
+                                         " without a binding is not handled by strata serve yet");
+            }
+        }
+    }
     std::string network = hc.value("NetworkMode", std::string());
     o.network = network == "default" ? "" : network;
     o.dns = strings(hc.value("Dns", json()), "HostConfig.Dns");
@@ -272,6 +312,35 @@ void wait(Context& ctx, api::Request& req, api::Exchange& ex) {
     ex.finish();
 }
 
+// dockerd's list of a running container's published ports, from its
+// NetworkSettings.Ports ({"80/tcp": [{"HostIp", "HostPort"}]}).
+ordered_json list_ports(const containers::Store& cs, const ContainerEntry& e) {
+    ordered_json out = ordered_json::array();
+    if (!e.state.running()) {
+        return out;
+    }
+    ordered_json ns = containers::network_settings(cs, e.id, e.config);
+    if (!ns.contains("Ports") || !ns["Ports"].is_object()) {
+        return out;
+    }
+    for (const auto& [key, bindings] : ns["Ports"].items()) {
+        std::size_t slash = key.find('/');
+        int private_port = std::atoi(key.substr(0, slash).c_str());
+        std::string type = slash == std::string::npos ? "tcp" : key.substr(slash + 1);
+        if (!bindings.is_array() || bindings.empty()) {
+            out.push_back({{"PrivatePort", private_port}, {"Type", type}});
+            continue;
+        }
+        for (const auto& b : bindings) {
+            out.push_back({{"IP", b.value("HostIp", std::string())},
+                           {"PrivatePort", private_port},
+                           {"PublicPort", std::atoi(b.value("HostPort", std::string()).c_str())},
+                           {"Type", type}});
+        }
+    }
+    return out;
+}
+
 // GET /containers/json?all=&limit=&filters=: ps's selection as dockerd's
 // summaries.
 void list(Context& ctx, api::Request& req, api::Exchange& ex) {
@@ -297,7 +366,7 @@ void list(Context& ctx, api::Request& req, api::Exchange& ex) {
                        {"ImageID", c.value("Image", std::string())},
                        {"Command", docker_command(c)},
                        {"Created", parse_time(c.value("Created", std::string())).value_or(0)},
-                       {"Ports", ordered_json::array()},
+                       {"Ports", list_ports(cs, e)},
                        {"Labels", labels},
                        {"State", e.state.status},
                        {"Status", container_status_text(e.state)},

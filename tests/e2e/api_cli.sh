@@ -163,6 +163,18 @@ assert_eq "$(docker wait c3)" "7" "the container's USR1 trap ran"
 docker run -d --name c4 busybox sleep 1000 >/dev/null 2>&1 || fail "run -d c4"
 assert_eq "$(docker rm -f c4)" "c4" "docker rm -f"
 
+# -p (PortBindings) and -v /data (an anonymous volume)
+sysctl -qw net.ipv4.ip_forward=1
+docker run -d --name web -p 127.0.0.1:18080:80 -v /data busybox \
+  sh -c 'echo served > /data/index.html; exec httpd -f -p 80 -h /data' >/dev/null 2>&1 || fail "run -d -p"
+assert_eq "$(docker ps --filter name=web --format '{{.Ports}}')" "127.0.0.1:18080->80/tcp" "ps: published port"
+assert_eq "$(docker inspect -f '{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}' web)" "volume /data" "anonymous volume"
+for _ in $(seq 1 50); do out=$(curl -s http://127.0.0.1:18080/index.html) && [ "$out" = served ] && break; sleep 0.1; done
+assert_eq "$out" "served" "the published port answers"
+assert_eq "$(docker rm -f -v web)" "web" "rm -f -v"
+expect_fail "Error response from daemon: ExposedPorts 81/tcp without a binding is not handled by strata serve yet" \
+  docker create --expose 81 busybox true
+
 # errors as dockerd sends them
 assert_eq "$(api http://d/v1.41/containers/nosuch/json)" '{"message":"No such container: nosuch"}' "404 container"
 expect_fail "Error response from daemon: No such container: nosuch" docker start nosuch
