@@ -179,9 +179,35 @@ RunOptions run_options(const json& body, const std::string& name) {
             }
         }
     }
-    for (const char* key : {"Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuQuota",
-                            "CpuPeriod", "PidsLimit", "CpusetCpus"}) {
-        if (set_or_default(hc, key)) {
+    // --memory, --cpus ...: the same fields as runner::Resources; Docker's
+    // checks and warnings are create_container's.
+    auto int64 = [&](const char* key) -> std::int64_t {
+        if (!hc.contains(key) || hc[key].is_null()) {
+            return 0;
+        }
+        if (!hc[key].is_number_integer()) {
+            throw api::HttpError(400, std::string("HostConfig.") + key + ": expected an integer");
+        }
+        return hc[key].get<std::int64_t>();
+    };
+    o.resources.memory = int64("Memory");
+    o.resources.memory_swap = int64("MemorySwap");
+    o.resources.memory_reservation = int64("MemoryReservation");
+    o.resources.nano_cpus = int64("NanoCpus");
+    o.resources.cpu_shares = int64("CpuShares");
+    o.resources.pids_limit = int64("PidsLimit");
+    o.resources.blkio_weight = static_cast<std::uint16_t>(int64("BlkioWeight"));
+    o.resources.cpuset_cpus = hc.value("CpusetCpus", std::string());
+    o.resources.cpuset_mems = hc.value("CpusetMems", std::string());
+    o.resources.oom_kill_disable = hc.contains("OomKillDisable") &&
+                                   hc["OomKillDisable"].is_boolean() &&
+                                   hc["OomKillDisable"].get<bool>();
+    for (const char* key : {"CpuQuota", "CpuPeriod", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+                            "KernelMemory", "MemorySwappiness", "BlkioWeightDevice",
+                            "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "DeviceCgroupRules"}) {
+        bool swappiness_default = std::string(key) == "MemorySwappiness" && hc.contains(key) &&
+                                  hc[key].is_number_integer() && hc[key].get<int>() == -1;
+        if (set_or_default(hc, key) && !swappiness_default) {
             throw api::HttpError(400, std::string("HostConfig.") + key +
                                           " is not handled by strata serve yet");
         }

@@ -175,6 +175,12 @@ assert_eq "$(docker rm -f -v web)" "web" "rm -f -v"
 expect_fail "Error response from daemon: ExposedPorts 81/tcp without a binding is not handled by strata serve yet" \
   docker create --expose 81 busybox true
 
+# resource limits (HostConfig.Memory, PidsLimit)
+docker run -d --name lim -m 64m --pids-limit 50 busybox sleep 1000 >/dev/null 2>&1 || fail "run -d -m"
+assert_eq "$(docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}' lim)" "67108864 50" "limits recorded"
+assert_eq "$(docker ps --filter name=lim --format '{{.State}}')" "running" "limited container runs"
+docker rm -f lim >/dev/null || fail "rm -f lim"
+
 # errors as dockerd sends them
 assert_eq "$(api http://d/v1.41/containers/nosuch/json)" '{"message":"No such container: nosuch"}' "404 container"
 expect_fail "Error response from daemon: No such container: nosuch" docker start nosuch

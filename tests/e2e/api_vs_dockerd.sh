@@ -86,6 +86,8 @@ script() {
   run stop -t 1 c2
   run wait c2
   run rm c2
+  run create -m 1m busybox true
+  run create --cpus 1000 busybox true
   run start nosuch
   run stop nosuch
   run rm nosuch
