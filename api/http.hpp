@@ -5,7 +5,7 @@
 // streaming and Docker's multiplexed stdout/stderr framing.
 //
 // This library knows nothing of images or containers: the endpoints live in
-// cli/ (cmd_serve.cpp, serve_*.cpp) and call the functions the CLI commands
+// cli/ (cmd_serve.cpp, cli/serve/) and call the functions the CLI commands
 // call. Beast stays inside api/server.cpp; nothing here exposes it.
 //
 // Unix sockets only: no TCP listener (it would need TLS client
@@ -94,6 +94,10 @@ public:
 
     // True once a response (whole or streamed) has begun.
     virtual bool responded() const = 0;
+    // True once the client has closed its side of the connection (it gave
+    // up waiting: a `docker run -d` cancels its wait once the container
+    // started). Does not block.
+    virtual bool client_gone() = 0;
 };
 
 // Docker's stdcopy framing of a multiplexed stream: an 8-byte header

@@ -404,6 +404,11 @@ public:
 
     bool responded() const override { return m_responded; }
 
+    bool client_gone() override {
+        pollfd p{m_sock.native_handle(), POLLRDHUP, 0};
+        return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    }
+
 private:
     template <class Res> void set_headers(Res& res, std::string_view content_type) {
         // dockerd's headers on every response (api/server/server.go, middleware).

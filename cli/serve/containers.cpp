@@ -311,24 +311,33 @@ void wait(Context& ctx, api::Request& req, api::Exchange& ex) {
     // The status line now, the body when the condition is met, as dockerd:
     // the docker CLI starts a container only once its wait is answered.
     ex.begin_stream(200, "application/json");
+    // containers::wait_not_running's condition, polled here every 50 ms
+    // with a look at the client between polls: a wait the client gave up
+    // on (docker run -d cancels its own) ends instead of polling for the
+    // container's whole life.
+    bool seen_run = condition == "not-running";
     containers::State s;
-    if (condition == "not-running") {
-        s = containers::wait_not_running(cs, id);
-    } else {
-        // next-exit and removed: a created container is waited for until
-        // it has run (as strata wait does).
-        for (;;) {
-            s = containers::wait_not_running(cs, id);
-            if (s.status != "created") {
-                break;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (;;) {
+        if (ex.client_gone()) {
+            return;
         }
-        if (condition == "removed") {
-            while (cs.exists(id)) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            }
+        bool removed = false;
+        try {
+            s = cs.load_state(id);
+        } catch (const containers::NoSuchContainer&) {
+            removed = true; // an auto-removed container: it ended with its last state (in s)
+            s.status = "exited";
+            s.pid = 0;
         }
+        bool not_running =
+            removed || (!s.running() && !(s.status == "created" && cs.monitor_alive(id)));
+        // next-exit and removed: a created container is waited for until it
+        // has run (as strata wait does).
+        seen_run = seen_run || (not_running && s.status != "created");
+        if (not_running && seen_run && (condition != "removed" || removed)) {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     ordered_json error = nullptr;
     if (!s.error.empty()) {

@@ -196,8 +196,17 @@ docker create --name c5 busybox true >/dev/null 2>&1 || fail "create c5"
 expect_fail 'Error response from daemon: Conflict. The container name "/c5" is already in use by container' \
   docker create --name c5 busybox true
 
+# run --rm -d: the CLI's wait is for the removal
+docker run --rm -d --name gone busybox true >/dev/null 2>&1 || fail "run --rm -d"
+for _ in $(seq 1 50); do [ -z "$(strata ps -aq --filter name=gone)" ] && break; sleep 0.1; done
+assert_eq "$(docker ps -aq --filter name=gone)" "" "run --rm -d: removed after its exit"
+
 # a container left running when the server stops
 docker run -d --name keep busybox sleep 1000 >/dev/null 2>&1 || fail "run -d keep"
+# docker run -d gives up its wait once the container started: the server's
+# threads end with the connections (main thread and signal thread left).
+for _ in $(seq 1 50); do [ "$(ls "/proc/$SERVE_PID/task" | wc -l)" -le 2 ] && break; sleep 0.1; done
+assert_eq "$(ls "/proc/$SERVE_PID/task" | wc -l)" "2" "threads left after the clients went away"
 
 # --- docker-py (python3-docker) over the same socket
 PY=

@@ -46,7 +46,7 @@ std::string http_exchange(const std::string& socket_path, const std::string& raw
 
 } // namespace
 
-TEST_CASE("router: literal, {name} and greedy {name*} segments; HEAD takes GET routes") {
+TEST_CASE("router: literal, {name} and greedy {name*} segments, HEAD takes GET routes") {
     Router router;
     int hit = 0;
     router.add("GET", "/images/json", [&](Request&, Exchange&) { hit = 1; });
@@ -112,7 +112,7 @@ TEST_CASE("mux_frame is Docker's stdcopy header and payload") {
     CHECK(static_cast<unsigned char>(big[7]) == 0x03);
 }
 
-TEST_CASE("listen addresses: absolute unix paths only; TCP is refused") {
+TEST_CASE("listen addresses: absolute unix paths only, TCP refused") {
     CHECK(ListenAddress::parse("unix:///run/x.sock").unix_path == "/run/x.sock");
     CHECK_THROWS_AS(ListenAddress::parse("unix://x.sock"), UsageError);
     CHECK_THROWS_AS(ListenAddress::parse("tcp://127.0.0.1:2375"), UsageError);
