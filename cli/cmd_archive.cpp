@@ -4,6 +4,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/container_fs.hpp"
+#include "cli/images.hpp"
 #include "formats/image_archive.hpp"
 #include "formats/json.hpp"
 #include "formats/media_types.hpp"
@@ -48,14 +49,18 @@ struct LoadOptions {
     bool quiet = false;
 };
 
-void load(Context& ctx, const LoadOptions& o) {
+} // namespace
+
+std::vector<std::string> load_images(Context& ctx, const std::string& input_arg,
+                                     const std::string& tag_text, const std::string& source) {
+    std::vector<std::string> report;
     std::optional<snapshot::Reference> tag;
-    if (!o.tag.empty()) {
-        tag = snapshot::Reference::parse(o.tag);
+    if (!tag_text.empty()) {
+        tag = snapshot::Reference::parse(tag_text);
     }
     snapshot::Store store = open_store(ctx);
     TempDir work(store.tmp_dir(), "load-");
-    std::string input = o.input;
+    std::string input = input_arg;
     if (input == "-") {
         // Archives are read by name; stage stdin in the store's tmp/.
         input = work.path() + "/stdin.tar";
@@ -67,10 +72,10 @@ void load(Context& ctx, const LoadOptions& o) {
     fs::mkdirs(extract, 0700);
     formats::ArchiveContents contents = formats::read_image_archive(input, extract);
     if (contents.images.empty()) {
-        throw Error(o.input + ": the archive holds no image");
+        throw Error(source + ": the archive holds no image");
     }
     if (tag && contents.images.size() > 1) {
-        throw UsageError(o.input + " holds " + std::to_string(contents.images.size()) +
+        throw UsageError(source + " holds " + std::to_string(contents.images.size()) +
                          " images; -t names one image only");
     }
     // docker load refuses an archive whose RepoTags hold an invalid name, a
@@ -81,11 +86,11 @@ void load(Context& ctx, const LoadOptions& o) {
             for (const auto& n : img.names) {
                 auto ref = snapshot::Reference::try_parse(n, false);
                 if (!ref || ref->tag().empty() || ref->digest()) {
-                    throw Error(o.input + ": manifest.json: RepoTags: invalid tag " +
+                    throw Error(source + ": manifest.json: RepoTags: invalid tag " +
                                 formats::quote_untrusted(n));
                 }
                 if (!seen.insert(ref->full()).second) {
-                    throw Error(o.input + ": manifest.json: RepoTags: " +
+                    throw Error(source + ": manifest.json: RepoTags: " +
                                 formats::quote_untrusted(n) + " names more than one image");
                 }
             }
@@ -99,9 +104,9 @@ void load(Context& ctx, const LoadOptions& o) {
     };
     std::vector<Loaded> loaded;
     for (const auto& img : contents.images) {
-        formats::ImageConfig config = formats::parse_image_config(img.config, o.input + ": config");
+        formats::ImageConfig config = formats::parse_image_config(img.config, source + ": config");
         if (config.diff_ids.size() != img.layers.size()) {
-            throw Error(o.input + ": the config lists " + std::to_string(config.diff_ids.size()) +
+            throw Error(source + ": the config lists " + std::to_string(config.diff_ids.size()) +
                         " diff IDs but the image has " + std::to_string(img.layers.size()) + " layers");
         }
         std::vector<Descriptor> layers;
@@ -111,7 +116,7 @@ void load(Context& ctx, const LoadOptions& o) {
             if (l.descriptor) {
                 expected = l.descriptor->digest;
             }
-            Digest d = with_context(o.input + ": layer " + fs::basename(l.path),
+            Digest d = with_context(source + ": layer " + fs::basename(l.path),
                                     [&] { return store.ingest(fd.get(), expected); });
             Descriptor desc;
             desc.media_type = img.manifest ? l.media_type : oci_layer_type(l);
@@ -122,10 +127,10 @@ void load(Context& ctx, const LoadOptions& o) {
         Descriptor manifest;
         if (img.manifest) {
             // Keep the archive's manifest bytes, so the image keeps its digest.
-            formats::Manifest m = formats::parse_manifest(*img.manifest, o.input + ": manifest");
+            formats::Manifest m = formats::parse_manifest(*img.manifest, source + ": manifest");
             Digest config_digest = store.put_blob(img.config);
             if (config_digest != m.config.digest) {
-                throw Error(o.input + ": manifest names config " + m.config.digest.str() +
+                throw Error(source + ": manifest names config " + m.config.digest.str() +
                             " but the archive's config is " + config_digest.str());
             }
             manifest.media_type = m.media_type.empty() ? std::string(formats::media::oci_manifest)
@@ -143,31 +148,28 @@ void load(Context& ctx, const LoadOptions& o) {
         bool named = false;
         if (tag) {
             store.set_name(*tag, l.manifest);
-            if (!o.quiet) {
-                std::cout << "Loaded image: " << tag->familiar() << "\n";
-            }
+            report.push_back("Loaded image: " + tag->familiar());
             continue;
         }
         for (const auto& n : l.names) {
             auto ref = snapshot::Reference::try_parse(n);
             if (!ref) {
-                STRATA_LOG_WARN("{}: ignoring image name \"{}\" (not a valid reference)", o.input, n);
+                STRATA_LOG_WARN("{}: ignoring image name \"{}\" (not a valid reference)", source, n);
                 continue;
             }
             store.set_name(*ref, l.manifest);
             named = true;
-            if (!o.quiet) {
-                std::cout << "Loaded image: " << ref->familiar() << "\n";
-            }
+            report.push_back("Loaded image: " + ref->familiar());
         }
         if (!named) {
             store.add_untagged(l.manifest);
-            if (!o.quiet) {
-                std::cout << "Loaded image ID: " << id.str() << "\n";
-            }
+            report.push_back("Loaded image ID: " + id.str());
         }
     }
+    return report;
 }
+
+namespace {
 
 // ------------------------------------------------------------------ save
 
@@ -223,6 +225,19 @@ void save(Context& ctx, const SaveOptions& o) {
     }
 }
 
+} // namespace
+
+void save_docker_archive(Context& ctx, const std::vector<std::string>& names, int fd) {
+    snapshot::Store store = open_store(ctx);
+    std::vector<formats::ArchiveWriteImage> images;
+    for (const auto& text : names) {
+        images.push_back(archive_image(store, text));
+    }
+    formats::write_docker_archive(images, fd);
+}
+
+namespace {
+
 // -------------------------------------------------------- unpack / export
 
 void unpack(Context& ctx, const std::string& image, const std::string& dir) {
@@ -256,7 +271,13 @@ void register_archive(CLI::App& app, Context& ctx) {
     load_cmd->add_option("-i,--input", lo->input, "Archive file or OCI layout directory (- for stdin)")->required();
     load_cmd->add_option("-t,--tag", lo->tag, "Name for the image (when the input holds one)");
     load_cmd->add_flag("-q,--quiet", lo->quiet, "Print nothing");
-    load_cmd->callback([&ctx, lo] { load(ctx, *lo); });
+    load_cmd->callback([&ctx, lo] {
+        for (const auto& line : load_images(ctx, lo->input, lo->tag, lo->input)) {
+            if (!lo->quiet) {
+                std::cout << line << "\n";
+            }
+        }
+    });
 
     auto so = std::make_shared<SaveOptions>();
     auto* save_cmd = app.add_subcommand("save", "Save images to a docker-archive, an OCI archive or an OCI layout directory");

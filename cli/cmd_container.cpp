@@ -97,11 +97,7 @@ struct PsOptions {
     std::string format;
 };
 
-struct PsEntry {
-    std::string id;
-    nlohmann::ordered_json config;
-    containers::State state;
-};
+using PsEntry = ContainerEntry;
 
 bool matches_filter(const PsEntry& e, const std::string& key, const std::string& value) {
     const auto& c = e.config;
@@ -147,18 +143,12 @@ bool matches_filter(const PsEntry& e, const std::string& key, const std::string&
     throw UsageError("invalid filter '" + key + "'");
 }
 
-std::string docker_command(const nlohmann::ordered_json& c) {
-    std::string cmd = c.value("Path", std::string());
-    for (const auto& a : c.value("Args", std::vector<std::string>{})) {
-        cmd += " " + a;
-    }
-    return cmd;
-}
+} // namespace
 
-void ps(Context& ctx, const PsOptions& o) {
-    containers::Store cs(ctx.store_root());
+std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool all_states, int last,
+                                            const std::vector<std::string>& filter_args) {
     std::multimap<std::string, std::string> filters;
-    for (const auto& f : o.filters) {
+    for (const auto& f : filter_args) {
         std::size_t eq = f.find('=');
         if (eq == std::string::npos) {
             throw UsageError("bad format of filter (expected name=value)");
@@ -182,11 +172,10 @@ void ps(Context& ctx, const PsOptions& o) {
     std::sort(entries.begin(), entries.end(), [](const PsEntry& a, const PsEntry& b) {
         return a.config.value("Created", std::string()) > b.config.value("Created", std::string());
     });
-    int last = o.latest ? 1 : o.last;
-    bool all = o.all || last > 0 || filters.count("status") > 0 || filters.count("exited") > 0;
-    std::vector<TemplateValue> rows;
+    bool all = all_states || last > 0 || filters.count("status") > 0 || filters.count("exited") > 0;
+    std::vector<ContainerEntry> out;
     int n = 0;
-    for (const auto& e : entries) {
+    for (auto& e : entries) {
         if (last > 0 && n >= last) {
             break;
         }
@@ -205,9 +194,28 @@ void ps(Context& ctx, const PsOptions& o) {
             ok = any;
             it = range.second;
         }
-        if (!ok) {
-            continue;
+        if (ok) {
+            out.push_back(std::move(e));
         }
+    }
+    return out;
+}
+
+std::string docker_command(const nlohmann::ordered_json& c) {
+    std::string cmd = c.value("Path", std::string());
+    for (const auto& a : c.value("Args", std::vector<std::string>{})) {
+        // dockerd's list: an argument with a space in single quotes.
+        cmd += " " + (a.find(' ') != std::string::npos ? "'" + a + "'" : a);
+    }
+    return cmd;
+}
+
+namespace {
+
+void ps(Context& ctx, const PsOptions& o) {
+    containers::Store cs(ctx.store_root());
+    std::vector<TemplateValue> rows;
+    for (const auto& e : list_containers(cs, o.all, o.latest ? 1 : o.last, o.filters)) {
         const auto& c = e.config;
         TemplateValue v;
         v["ID"] = o.no_trunc ? e.id : containers::short_id(e.id);
@@ -556,21 +564,23 @@ void add_wait(CLI::App* cmd, Context& ctx) {
     });
 }
 
-// Removes a stopped container; -f stops it first (SIGKILL, as Docker).
+} // namespace
+
 void remove_container(containers::Store& cs, const std::string& id, bool force, bool volumes) {
     containers::State s = cs.load_state(id);
     if (s.running()) {
         if (!force) {
-            throw Error("You cannot remove a " + s.status + " container " + id +
-                        ". Stop the container before attempting removal or force remove");
+            throw ContainerConflict(
+                "You cannot remove a " + s.status + " container " + id +
+                ". Stop the container before attempting removal or force remove");
         }
         containers::stop(cs, id, 0, SIGKILL);
     }
     containers::wait_monitor_exit(cs, id);
     containers::Lock l = cs.lock(id);
     if (cs.monitor_alive(id)) {
-        throw Error("You cannot remove a running container " + id +
-                    ". Stop the container before attempting removal or force remove");
+        throw ContainerConflict("You cannot remove a running container " + id +
+                                ". Stop the container before attempting removal or force remove");
     }
     nlohmann::ordered_json config = volumes ? cs.load_config(id) : nlohmann::ordered_json();
     cs.remove(id);
@@ -579,6 +589,8 @@ void remove_container(containers::Store& cs, const std::string& id, bool force, 
         containers::remove_anonymous_volumes(store, config);
     }
 }
+
+namespace {
 
 void add_rm(CLI::App* cmd, Context& ctx) {
     struct O {
@@ -670,102 +682,114 @@ std::int64_t parse_log_time(const std::string& text) {
     return t;
 }
 
-void add_logs(CLI::App* cmd, Context& ctx) {
-    struct O {
-        std::string name;
-        bool follow = false, timestamps = false;
-        std::string tail = "all", since, until;
+} // namespace
+
+void read_logs(const containers::Store& cs, const std::string& id, const LogOptions& o,
+               const std::function<bool(const containers::LogEntry&, const std::string&)>& sink) {
+    std::int64_t since = parse_log_time(o.since);
+    std::int64_t until = parse_log_time(o.until);
+    std::size_t tail = SIZE_MAX;
+    if (o.tail != "all" && !o.tail.empty()) {
+        if (o.tail.find_first_not_of("0123456789") != std::string::npos) {
+            throw UsageError("invalid value for \"tail\": " + o.tail);
+        }
+        tail = std::stoul(o.tail);
+    }
+    // false: the reader went away.
+    auto print = [&](const containers::LogEntry& e) {
+        std::int64_t t = parse_nano_time(e.time);
+        if ((since != 0 && t < since) || (until != 0 && t > until)) {
+            return true;
+        }
+        return sink(e, o.timestamps ? e.time + " " + e.text : e.text);
     };
-    auto o = std::make_shared<O>();
-    cmd->add_option("CONTAINER", o->name, "Container")->required();
+    std::vector<containers::LogEntry> entries;
+    std::string path = cs.log_path(id);
+    for (const auto& f : containers::log_files(path)) {
+        std::string text;
+        try {
+            text = fs::read_file(f);
+        } catch (const SysError&) {
+            continue; // rotated away meanwhile
+        }
+        std::size_t start = 0;
+        while (start < text.size()) {
+            std::size_t nl = text.find('\n', start);
+            if (nl == std::string::npos) {
+                break;
+            }
+            if (auto e =
+                    containers::parse_log_line(std::string_view(text).substr(start, nl - start))) {
+                entries.push_back(std::move(*e));
+            }
+            start = nl + 1;
+        }
+    }
+    std::size_t first = entries.size() > tail ? entries.size() - tail : 0;
+    for (std::size_t i = first; i < entries.size(); ++i) {
+        if (!print(entries[i])) {
+            return;
+        }
+    }
+    if (!o.follow) {
+        return;
+    }
+    // Follow the current file from its end until the container stops.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    off_t offset = fd ? static_cast<off_t>(fs::fstat(fd.get()).st_size) : 0;
+    ino_t ino = fd ? fs::fstat(fd.get()).st_ino : 0;
+    std::string partial;
+    while (true) {
+        bool running = cs.load_state(id).running() || cs.monitor_alive(id);
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 && st.st_ino != ino) {
+            fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); // rotated
+            ino = st.st_ino;
+            offset = 0;
+        }
+        if (fd) {
+            char buf[65536];
+            ssize_t n;
+            while ((n = ::pread(fd.get(), buf, sizeof buf, offset)) > 0) {
+                offset += n;
+                partial.append(buf, static_cast<std::size_t>(n));
+            }
+            std::size_t nl;
+            while ((nl = partial.find('\n')) != std::string::npos) {
+                if (auto e = containers::parse_log_line(partial.substr(0, nl))) {
+                    if (!print(*e)) {
+                        return;
+                    }
+                }
+                partial.erase(0, nl + 1);
+            }
+        }
+        if (!running) {
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
+namespace {
+
+void add_logs(CLI::App* cmd, Context& ctx) {
+    auto o = std::make_shared<LogOptions>();
+    auto name = std::make_shared<std::string>();
+    cmd->add_option("CONTAINER", *name, "Container")->required();
     cmd->add_flag("-f,--follow", o->follow, "Follow log output");
     cmd->add_flag("-t,--timestamps", o->timestamps, "Show timestamps");
     cmd->add_option("-n,--tail", o->tail, "Number of lines to show from the end of the logs")
         ->capture_default_str();
     cmd->add_option("--since", o->since, "Show logs since timestamp or relative (e.g. 42m)");
     cmd->add_option("--until", o->until, "Show logs before a timestamp or relative (e.g. 42m)");
-    cmd->callback([&ctx, o] {
+    cmd->callback([&ctx, o, name] {
         for_each_container(
-            ctx, {o->name}, [&](containers::Store& cs, const std::string& id, const std::string&) {
-                std::int64_t since = parse_log_time(o->since);
-                std::int64_t until = parse_log_time(o->until);
-                auto print = [&](const containers::LogEntry& e) {
-                    std::int64_t t = parse_nano_time(e.time);
-                    if ((since != 0 && t < since) || (until != 0 && t > until)) {
-                        return;
-                    }
-                    std::string text = o->timestamps ? e.time + " " + e.text : e.text;
+            ctx, {*name}, [&](containers::Store& cs, const std::string& id, const std::string&) {
+                read_logs(cs, id, *o, [](const containers::LogEntry& e, const std::string& text) {
                     fs::write_all(e.stream == "stderr" ? 2 : 1, e.stream, text);
-                };
-                std::vector<containers::LogEntry> entries;
-                std::string path = cs.log_path(id);
-                for (const auto& f : containers::log_files(path)) {
-                    std::string text;
-                    try {
-                        text = fs::read_file(f);
-                    } catch (const SysError&) {
-                        continue; // rotated away meanwhile
-                    }
-                    std::size_t start = 0;
-                    while (start < text.size()) {
-                        std::size_t nl = text.find('\n', start);
-                        if (nl == std::string::npos) {
-                            break;
-                        }
-                        if (auto e = containers::parse_log_line(
-                                std::string_view(text).substr(start, nl - start))) {
-                            entries.push_back(std::move(*e));
-                        }
-                        start = nl + 1;
-                    }
-                }
-                std::size_t first = 0;
-                if (o->tail != "all" && !o->tail.empty()) {
-                    if (o->tail.find_first_not_of("0123456789") != std::string::npos) {
-                        throw UsageError("invalid value for \"tail\": " + o->tail);
-                    }
-                    std::size_t n = std::stoul(o->tail);
-                    first = entries.size() > n ? entries.size() - n : 0;
-                }
-                for (std::size_t i = first; i < entries.size(); ++i) {
-                    print(entries[i]);
-                }
-                if (!o->follow) {
-                    return;
-                }
-                // Follow the current file from its end until the container stops.
-                UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-                off_t offset = fd ? static_cast<off_t>(fs::fstat(fd.get()).st_size) : 0;
-                ino_t ino = fd ? fs::fstat(fd.get()).st_ino : 0;
-                std::string partial;
-                while (true) {
-                    bool running = cs.load_state(id).running() || cs.monitor_alive(id);
-                    struct stat st {};
-                    if (::stat(path.c_str(), &st) == 0 && st.st_ino != ino) {
-                        fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); // rotated
-                        ino = st.st_ino;
-                        offset = 0;
-                    }
-                    if (fd) {
-                        char buf[65536];
-                        ssize_t n;
-                        while ((n = ::pread(fd.get(), buf, sizeof buf, offset)) > 0) {
-                            offset += n;
-                            partial.append(buf, static_cast<std::size_t>(n));
-                        }
-                        std::size_t nl;
-                        while ((nl = partial.find('\n')) != std::string::npos) {
-                            if (auto e = containers::parse_log_line(partial.substr(0, nl))) {
-                                print(*e);
-                            }
-                            partial.erase(0, nl + 1);
-                        }
-                    }
-                    if (!running) {
-                        return;
-                    }
-                    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-                }
+                    return true;
+                });
             });
     });
 }

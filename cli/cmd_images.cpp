@@ -2,6 +2,7 @@
 #include "builder/cache.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/images.hpp"
 #include "cli/mount_state.hpp"
 #include "containers/store.hpp"
 #include "formats/tar.hpp"
@@ -263,6 +264,110 @@ void list_images(Context& ctx, const ImagesOpts& o) {
 
 } // namespace
 
+std::function<bool(const snapshot::ImageRecord&, const snapshot::Image&)>
+image_filter(snapshot::Store& store, const std::vector<std::string>& filters) {
+    ImagesOpts o;
+    o.filters = filters;
+    return [f = parse_image_filters(store, o)](const snapshot::ImageRecord& rec,
+                                                const snapshot::Image& img) {
+        return keep_image(f, rec, img);
+    };
+}
+
+void tag_image(Context& ctx, const std::string& source, const std::string& target) {
+    snapshot::Store store = open_store(ctx);
+    auto rec = store.resolve(source);
+    Reference name = Reference::parse(target);
+    if (name.digest()) {
+        throw UsageError("refusing to create a tag with a digest reference: " + target);
+    }
+    store.set_name(name, rec.manifest);
+}
+
+ImageRemoval remove_image(const Context& ctx, snapshot::Store& store, const std::string& text,
+                          bool force) {
+    ImageRemoval out;
+    auto rec = store.resolve(text);
+    auto all = store.images();
+    std::vector<Reference> names;
+    for (const auto& r : all) {
+        if (r.manifest.digest == rec.manifest.digest && r.name) {
+            names.push_back(*r.name);
+        }
+    }
+    auto ref = Reference::try_parse(text);
+    bool by_name = ref && rec.name && *rec.name == *ref;
+    std::string id = store.load(rec.manifest).id().str();
+    // An image a `strata mount` uses is not deleted (as Docker
+    // keeps an image a container uses): refused, or with -f
+    // untagged and kept as <none> until it is unmounted.
+    std::vector<std::string> mounted;
+    if (!(by_name && names.size() > 1)) {
+        mounted = mounts_of_image(store, rec.manifest.digest);
+    }
+    // An image a container was made from (running or not):
+    // Docker's conflict; with -f, untagged and kept as <none>
+    // for the container (its pin keeps it from gc), as Docker.
+    if (!(by_name && names.size() > 1)) {
+        for (const auto& cid : containers_using(ctx, id)) {
+            if (!force) {
+                throw ImageConflict("conflict: unable to remove repository reference \"" + text +
+                                    "\" (must force) - container " + cid.substr(0, 12) +
+                                    " is using its referenced image " + id.substr(7, 12));
+            }
+            mounted.push_back("container " + cid.substr(0, 12));
+        }
+    }
+    if (!mounted.empty()) {
+        std::string short_id = id.substr(7, 12);
+        if (!force) {
+            throw ImageConflict("conflict: unable to remove repository reference \"" + text +
+                                "\" (must force) - mount " + mounted.front() +
+                                " is using its referenced image " + short_id +
+                                " (strata umount it first)");
+        }
+        bool container = mounted.back().starts_with("container ");
+        out.warnings.push_back(text + (container ? " is used by " : " is mounted on ") +
+                               mounted.back() + ": its name is removed, the image " + short_id +
+                               (container ? " stays (<none>) until strata rm of the container"
+                                          : " stays (<none>) until strata umount"));
+        if (by_name) {
+            store.remove_name(*ref);
+            out.items.emplace_back("Untagged", ref->familiar());
+        } else {
+            for (const auto& n : names) {
+                store.remove_name(n);
+                out.items.emplace_back("Untagged", n.familiar());
+            }
+        }
+        // After the names go (an image with a name counts as
+        // recorded already).
+        store.add_untagged(rec.manifest);
+        return out;
+    }
+    if (by_name) {
+        store.remove_name(*ref);
+        out.items.emplace_back("Untagged", ref->familiar());
+        if (names.size() > 1) {
+            return out;
+        }
+    } else {
+        if (names.size() > 1 && !force) {
+            throw ImageConflict("conflict: unable to delete " + text +
+                                " (must be forced) - image is referenced in multiple repositories");
+        }
+        for (const auto& n : names) {
+            store.remove_name(n);
+            out.items.emplace_back("Untagged", n.familiar());
+        }
+    }
+    // Drop an untagged entry of the same manifest too.
+    store.remove_untagged(rec.manifest.digest);
+    out.items.emplace_back("Deleted", id);
+    out.deleted = true;
+    return out;
+}
+
 void register_images(CLI::App& app, Context& ctx) {
     auto io = std::make_shared<ImagesOpts>();
     auto* images = app.add_subcommand("images", "List the images in the store");
@@ -291,15 +396,7 @@ void register_images(CLI::App& app, Context& ctx) {
     auto* tag = app.add_subcommand("tag", "Give an image another name");
     tag->add_option("SOURCE", to->source, "Image name or ID")->required();
     tag->add_option("TARGET", to->target, "New name[:tag]")->required();
-    tag->callback([&ctx, to] {
-        snapshot::Store store = open_store(ctx);
-        auto rec = store.resolve(to->source);
-        Reference name = Reference::parse(to->target);
-        if (name.digest()) {
-            throw UsageError("refusing to create a tag with a digest reference: " + to->target);
-        }
-        store.set_name(name, rec.manifest);
-    });
+    tag->callback([&ctx, to] { tag_image(ctx, to->source, to->target); });
 
     struct RmiOpts {
         std::vector<std::string> refs;
@@ -317,86 +414,14 @@ void register_images(CLI::App& app, Context& ctx) {
         int failures = 0;
         for (const auto& text : ro->refs) {
             try {
-                auto rec = store.resolve(text);
-                auto all = store.images();
-                std::vector<Reference> names;
-                for (const auto& r : all) {
-                    if (r.manifest.digest == rec.manifest.digest && r.name) {
-                        names.push_back(*r.name);
-                    }
+                ImageRemoval r = remove_image(ctx, store, text, ro->force);
+                for (const auto& w : r.warnings) {
+                    std::cerr << "strata: warning: " << w << "\n";
                 }
-                auto ref = Reference::try_parse(text);
-                bool by_name = ref && rec.name && *rec.name == *ref;
-                std::string id = store.load(rec.manifest).id().str();
-                // An image a `strata mount` uses is not deleted (as Docker
-                // keeps an image a container uses): refused, or with -f
-                // untagged and kept as <none> until it is unmounted.
-                std::vector<std::string> mounted;
-                if (!(by_name && names.size() > 1)) {
-                    mounted = mounts_of_image(store, rec.manifest.digest);
+                for (const auto& [what, name] : r.items) {
+                    std::cout << what << ": " << name << "\n";
                 }
-                // An image a container was made from (running or not):
-                // Docker's conflict; with -f, untagged and kept as <none>
-                // for the container (its pin keeps it from gc), as Docker.
-                if (!(by_name && names.size() > 1)) {
-                    for (const auto& cid : containers_using(ctx, id)) {
-                        if (!ro->force) {
-                            throw Error("conflict: unable to remove repository reference \"" +
-                                        text + "\" (must force) - container " + cid.substr(0, 12) +
-                                        " is using its referenced image " + id.substr(7, 12));
-                        }
-                        mounted.push_back("container " + cid.substr(0, 12));
-                    }
-                }
-                if (!mounted.empty()) {
-                    std::string short_id = id.substr(7, 12);
-                    if (!ro->force) {
-                        throw Error("conflict: unable to remove repository reference \"" + text +
-                                    "\" (must force) - mount " + mounted.front() +
-                                    " is using its referenced image " + short_id +
-                                    " (strata umount it first)");
-                    }
-                    bool container = mounted.back().starts_with("container ");
-                    std::cerr << "strata: warning: " << text
-                              << (container ? " is used by " : " is mounted on ") << mounted.back()
-                              << ": its name is removed, the image " << short_id
-                              << (container ? " stays (<none>) until strata rm of the container\n"
-                                            : " stays (<none>) until strata umount\n");
-                    if (by_name) {
-                        store.remove_name(*ref);
-                        std::cout << "Untagged: " << ref->familiar() << "\n";
-                    } else {
-                        for (const auto& n : names) {
-                            store.remove_name(n);
-                            std::cout << "Untagged: " << n.familiar() << "\n";
-                        }
-                    }
-                    // After the names go (an image with a name counts as
-                    // recorded already).
-                    store.add_untagged(rec.manifest);
-                    continue;
-                }
-                if (by_name) {
-                    store.remove_name(*ref);
-                    std::cout << "Untagged: " << ref->familiar() << "\n";
-                    if (names.size() > 1) {
-                        continue;
-                    }
-                } else {
-                    if (names.size() > 1 && !ro->force) {
-                        throw Error(
-                            "conflict: unable to delete " + text +
-                            " (must be forced) - image is referenced in multiple repositories");
-                    }
-                    for (const auto& n : names) {
-                        store.remove_name(n);
-                        std::cout << "Untagged: " << n.familiar() << "\n";
-                    }
-                }
-                // Drop an untagged entry of the same manifest too.
-                store.remove_untagged(rec.manifest.digest);
-                std::cout << "Deleted: " << id << "\n";
-                removed_any = true;
+                removed_any = removed_any || r.deleted;
             } catch (const Error& e) {
                 std::cerr << "strata: error: " << e.what() << "\n";
                 ++failures;

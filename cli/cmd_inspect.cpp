@@ -3,6 +3,7 @@
 #include "cli/common.hpp"
 #include "cli/template.hpp"
 #include "cli/container_cli.hpp"
+#include "cli/images.hpp"
 #include "cli/mount_state.hpp"
 #include "util/error.hpp"
 
@@ -89,12 +90,14 @@ void print_human(const snapshot::Image& img, const std::vector<std::string>& nam
     }
 }
 
+} // namespace
+
 // The document --format templates see: docker's image inspect shape (Id,
 // RepoTags, RepoDigests, Created, Author, Config with the image's
 // User/Env/Cmd/Entrypoint/..., Architecture, Os, RootFS), plus strata's
 // Digest, MediaType and Manifest.
-TemplateValue docker_document(const snapshot::Store& store, const snapshot::Image& img,
-                              const std::vector<snapshot::Reference>& names) {
+TemplateValue image_document(const snapshot::Store& store, const snapshot::Image& img,
+                             const std::vector<snapshot::Reference>& names) {
     TemplateValue oci = TemplateValue::parse(formats::to_json(img.config));
     TemplateValue d = TemplateValue::object();
     d["Id"] = img.id().str();
@@ -133,8 +136,6 @@ TemplateValue docker_document(const snapshot::Store& store, const snapshot::Imag
     d["Manifest"] = TemplateValue::parse(formats::to_json(img.manifest));
     return d;
 }
-
-} // namespace
 
 void register_inspect(CLI::App& app, Context& ctx) {
     struct Opts {
@@ -188,7 +189,7 @@ void register_inspect(CLI::App& app, Context& ctx) {
             }
             if (tmpl) {
                 // docker inspect --format: the template per image, then a newline.
-                std::cout << tmpl->execute(docker_document(store, img, refs)) << "\n";
+                std::cout << tmpl->execute(image_document(store, img, refs)) << "\n";
             } else if (o->format == "json") {
                 all.push_back({{"Id", img.id().str()},
                                {"RepoTags", names},

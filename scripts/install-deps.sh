@@ -14,11 +14,13 @@ build_pkgs+=(libnl-route-3-dev)  # network/: bridges, veth pairs, addresses and 
 build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftables table of strata's own
 build_pkgs+=(libisal-dev)  # gzip layers decoded by ISA-L's igzip (libisal2, dlopen'd; zlib without it)
 build_pkgs+=(unicode-data)  # util/gen_unicode_tables.py: UnicodeData.txt (Unicode 15.0) for util/unicode_tables.inc
+build_pkgs+=(libboost-dev)  # api/: Boost.Beast, the HTTP of strata serve (header-only)
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
   skopeo umoci buildah docker-registry apache2-utils zstd pigz clang
   docker.io
 )
+test_pkgs+=(curl python3-docker)  # e2e.api_cli: the raw HTTP answers of strata serve; docker-py as a client
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(iproute2 passt slirp4netns)  # networking tests: ip(8) to check what is left; rootless networks
 test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the ruleset

@@ -395,7 +395,7 @@ ImageRecord Store::resolve(std::string_view text) const {
             return *found;
         }
     }
-    throw Error("no such image: " + std::string(text));
+    throw NoSuchImage(text);
 }
 
 Image Store::load(const Descriptor& desc) const {

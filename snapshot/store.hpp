@@ -35,6 +35,18 @@ public:
     using Error::Error;
 };
 
+// Store::resolve found nothing by that name, ID or digest ("no such image: X";
+// `strata serve` answers 404 with dockerd's message).
+class NoSuchImage : public Error {
+public:
+    explicit NoSuchImage(std::string_view text)
+        : Error("no such image: " + std::string(text)), m_text(text) {}
+    const std::string& text() const noexcept { return m_text; }
+
+private:
+    std::string m_text;
+};
+
 // An exclusive flock on the store's lock file, held for the object's life.
 class StoreLock {
 public:
@@ -141,7 +153,7 @@ public:
     // Resolves what a user typed: a name ("busybox", "busybox:1", full
     // "docker.io/library/busybox:latest"), an image ID or a unique prefix of
     // it ("sha256:abc..." or "abc1234"), or a manifest digest. Throws
-    // Error("no such image: X").
+    // NoSuchImage.
     ImageRecord resolve(std::string_view text) const;
     std::optional<ImageRecord> find(const Reference& name) const;
     // Reads and checks the manifest and config the descriptor points at.

@@ -2,7 +2,8 @@
 # Fails when a folder includes a folder above it (DESIGN.md's dependency
 # direction: cli -> builder -> {runner, layerfs}; layerfs -> snapshot ->
 # formats -> util; runner -> util; registry -> snapshot; cli -> containers ->
-# {network, runner, layerfs, snapshot}; network -> util). builder/dockerfile/ (the parser target)
+# {network, runner, layerfs, snapshot}; network -> util; cli -> api -> util:
+# api is the HTTP plumbing of `strata serve`, its endpoints are in cli/). builder/dockerfile/ (the parser target)
 # may include only util. Usage: check_includes.sh [SOURCE_ROOT]
 set -u
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -20,7 +21,8 @@ allowed() {
     containers) echo "containers network runner layerfs snapshot formats util" ;;
     builder/dockerfile) echo "builder/dockerfile util" ;;
     builder) echo "builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
-    cli) echo "cli containers network builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
+    api) echo "api util" ;;
+    cli) echo "cli api containers network builder builder/dockerfile registry runner layerfs snapshot formats util" ;;
   esac
 }
 
@@ -37,7 +39,7 @@ for folder in util formats snapshot layerfs runner network registry containers b
       inc=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]+)".*/\1/' <<<"${line#*:}")
       target=${inc%%/*}
       case "$inc" in builder/dockerfile/*) target=builder/dockerfile ;; esac
-      case " util formats snapshot layerfs runner network registry containers builder builder/dockerfile cli " in
+      case " util formats snapshot layerfs runner network registry containers builder builder/dockerfile api cli " in
         *" $target "*) ;;
         *) continue ;;
       esac

@@ -1,0 +1,173 @@
+// The HTTP side of `strata serve` (DESIGN.md "The container half": api/):
+// listeners on unix sockets, one thread per connection, HTTP/1.1 parsed by
+// Boost.Beast, a router over Docker Engine API paths (version-prefixed
+// "/v1.41/..." and unprefixed), dockerd's `{"message": ...}` errors, chunked
+// streaming and Docker's multiplexed stdout/stderr framing.
+//
+// This library knows nothing of images or containers: the endpoints live in
+// cli/ (cmd_serve.cpp, cli/serve/) and call the functions the CLI commands
+// call. Beast stays inside api/server.cpp; nothing here exposes it.
+//
+// Unix sockets only: no TCP listener (it would need TLS client
+// verification), no socket activation, no hijacked connections (attach/exec).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strata::api {
+
+// The highest and lowest API versions served, as dockerd 20.10 has them.
+inline constexpr const char* k_api_version = "1.41";
+inline constexpr const char* k_min_api_version = "1.12";
+
+// An error the client sees as dockerd sends it: the status and
+// {"message": MESSAGE}. Handlers throw it; the router answers.
+class HttpError : public std::runtime_error {
+public:
+    HttpError(int status, const std::string& message)
+        : std::runtime_error(message), m_status(status) {}
+    int status() const noexcept { return m_status; }
+
+private:
+    int m_status;
+};
+
+struct Request {
+    std::string method;  // "GET", "HEAD", ...
+    std::string target;  // as sent: "/v1.41/images/json?all=1"
+    std::string path;    // percent-decoded, without the version prefix: "/images/json"
+    std::string version; // "1.41" from the prefix, "" when unprefixed
+    std::multimap<std::string, std::string> query; // decoded
+    std::map<std::string, std::string> headers;    // names in lower case
+    std::map<std::string, std::string> params;     // from the route: {name} -> value
+
+    // The last value of a query parameter, when present.
+    std::optional<std::string> maybe_query(const std::string& key) const;
+    // A query parameter as dockerd's httputils.BoolValue reads it: absent,
+    // "", "0", "no", "false" and "none" are false, anything else true.
+    bool query_bool(const std::string& key) const;
+    // An integer parameter; `fallback` when absent or empty; HttpError 400
+    // when it is not a number.
+    std::int64_t query_int(const std::string& key, std::int64_t fallback) const;
+    // The JSON `filters` parameter ({"key": {"value": true}} or the old
+    // {"key": ["value"]}) as "key=value" strings; HttpError 400 when it does
+    // not parse.
+    std::vector<std::string> query_filters() const;
+    const std::string& param(const std::string& name) const { return params.at(name); }
+};
+
+// One request's response, written on the connection.
+class Exchange {
+public:
+    virtual ~Exchange() = default;
+
+    // The request body in memory; HttpError 413 over `limit` bytes.
+    virtual std::string read_body(std::size_t limit = 16 << 20) = 0;
+    // Copies the request body to fd (a file or a pipe), as it arrives.
+    virtual void read_body_to(int fd) = 0;
+
+    // A whole response.
+    virtual void respond(int status, std::string_view content_type, std::string_view body) = 0;
+    void respond_json(int status, const nlohmann::ordered_json& body);
+    void respond_empty(int status) { respond(status, "", ""); }
+    // dockerd's error document.
+    void respond_error(int status, const std::string& message);
+
+    // A chunked response: the status and headers, then write() as data
+    // comes, then finish(). write() returns false when the client is gone.
+    virtual void begin_stream(int status, std::string_view content_type) = 0;
+    virtual bool write(std::string_view data) = 0;
+    virtual void finish() = 0;
+    // One JSON document and a newline, as dockerd's progress streams.
+    bool write_json(const nlohmann::ordered_json& j) { return write(j.dump() + "\n"); }
+
+    // True once a response (whole or streamed) has begun.
+    virtual bool responded() const = 0;
+    // True once the client has closed its side of the connection (it gave
+    // up waiting: a `docker run -d` cancels its wait once the container
+    // started). Does not block.
+    virtual bool client_gone() = 0;
+};
+
+// Docker's stdcopy framing of a multiplexed stream: an 8-byte header
+// (stream 0 stdin, 1 stdout, 2 stderr; three zero bytes; the payload size,
+// big-endian 32 bits) then the payload.
+std::string mux_frame(int stream, std::string_view payload);
+
+using Handler = std::function<void(Request&, Exchange&)>;
+
+// Routes by method and path. A pattern's segments are literals or {name}
+// (one segment); {name*} takes one or more segments, as image names have
+// slashes ("/images/{name*}/json" matches "/images/library/busybox/json").
+class Router {
+public:
+    void add(std::string method, std::string pattern, Handler handler);
+    // The handler for the request (filling req.params), when a route matches.
+    const Handler* match(Request& req) const;
+
+private:
+    struct Route {
+        std::string method;
+        std::vector<std::string> segments;
+        Handler handler;
+    };
+    std::vector<Route> m_routes;
+};
+
+// Where a server listens: "unix:///run/strata/strata.sock" (tcp:// is
+// refused until TLS client verification is supported, as dockerd refuses
+// an unverified TCP socket by default).
+struct ListenAddress {
+    std::string unix_path;
+    static ListenAddress parse(const std::string& text); // throws UsageError
+};
+
+struct ServerOptions {
+    std::vector<ListenAddress> listen;
+    std::optional<unsigned> socket_gid; // the sockets' group (dockerd -G); root otherwise
+    std::string server_header;          // "strata/0.1 (linux)"
+    // Called for requests that fail in a handler with an exception that is
+    // not an HttpError: the status and message to answer (e.g. 404 for a
+    // missing image). Unset: 500 and the exception's message.
+    std::function<std::pair<int, std::string>(const std::exception&)> classify;
+    // Diagnostics (one line per failed request, listener errors).
+    std::function<void(const std::string&)> log;
+};
+
+// Listens on every address (socket files mode 0660, an existing socket file
+// replaced), serves each connection on its own thread, and returns when
+// stop() is called from another thread or a signal handler's helper; the
+// socket files are then removed. Connections still open are abandoned to
+// the process's exit.
+class Server {
+public:
+    Server(ServerOptions options, Router router);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds every listener (throws SysError naming the socket path).
+    void bind();
+    // Accepts until stop().
+    void run();
+    // Async-signal-safe enough for a signal-waiting thread: wakes run().
+    void stop();
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> m_impl; // shared with the connections' threads
+};
+
+} // namespace strata::api

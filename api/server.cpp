@@ -1,0 +1,700 @@
+// Listeners, connections and HTTP/1.1 through Boost.Beast (api/http.hpp).
+#include "api/http.hpp"
+
+#include "util/error.hpp"
+#include "util/fd.hpp"
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <limits>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <thread>
+#include <unistd.h>
+
+namespace strata::api {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using Socket = net::local::stream_protocol::socket;
+
+namespace {
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// Go's url.QueryUnescape (plus_as_space) / PathUnescape: a bad escape is a 400.
+std::string unescape(std::string_view s, bool plus_as_space) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%') {
+            int hi = i + 2 < s.size() ? hex_value(s[i + 1]) : -1;
+            int lo = i + 2 < s.size() ? hex_value(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                throw HttpError(
+                    400, "invalid URL escape \"" +
+                             std::string(s.substr(i, std::min<std::size_t>(3, s.size() - i))) +
+                             "\"");
+            }
+            out += static_cast<char>(hi * 16 + lo);
+            i += 2;
+        } else if (plus_as_space && s[i] == '+') {
+            out += ' ';
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < path.size()) {
+        if (path[i] == '/') {
+            ++i;
+            continue;
+        }
+        std::size_t j = path.find('/', i);
+        if (j == std::string_view::npos) {
+            j = path.size();
+        }
+        out.emplace_back(path.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+// "1.41" < "1.5"? Versions compare part by part as numbers (versions.LessThan).
+int compare_versions(std::string_view a, std::string_view b) {
+    while (!a.empty() || !b.empty()) {
+        auto take = [](std::string_view& s) {
+            std::size_t dot = s.find('.');
+            std::string_view part = s.substr(0, dot);
+            s = dot == std::string_view::npos ? std::string_view{} : s.substr(dot + 1);
+            long v = 0;
+            for (char c : part) {
+                v = v * 10 + (c - '0');
+            }
+            return v;
+        };
+        long x = take(a);
+        long y = take(b);
+        if (x != y) {
+            return x < y ? -1 : 1;
+        }
+    }
+    return 0;
+}
+
+bool match_segments(const std::vector<std::string>& pattern, std::size_t pi,
+                    const std::vector<std::string>& path, std::size_t si,
+                    std::map<std::string, std::string>& params) {
+    if (pi == pattern.size()) {
+        return si == path.size();
+    }
+    const std::string& p = pattern[pi];
+    if (p.size() > 3 && p.front() == '{' && p.ends_with("*}")) {
+        std::string name = p.substr(1, p.size() - 3);
+        // Greedy from the longest: "/images/a/json/json" names "a/json".
+        for (std::size_t end = path.size(); end > si; --end) {
+            if (match_segments(pattern, pi + 1, path, end, params)) {
+                std::string v;
+                for (std::size_t k = si; k < end; ++k) {
+                    v += (k > si ? "/" : "") + path[k];
+                }
+                params[name] = v;
+                return true;
+            }
+        }
+        return false;
+    }
+    if (si == path.size()) {
+        return false;
+    }
+    if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
+        if (!match_segments(pattern, pi + 1, path, si + 1, params)) {
+            return false;
+        }
+        params[p.substr(1, p.size() - 2)] = path[si];
+        return true;
+    }
+    return p == path[si] && match_segments(pattern, pi + 1, path, si + 1, params);
+}
+
+} // namespace
+
+std::optional<std::string> Request::maybe_query(const std::string& key) const {
+    auto [b, e] = query.equal_range(key);
+    if (b == e) {
+        return std::nullopt;
+    }
+    return std::prev(e)->second;
+}
+
+bool Request::query_bool(const std::string& key) const {
+    auto v = maybe_query(key);
+    if (!v) {
+        return false;
+    }
+    std::string s = *v;
+    for (auto& c : s) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return !(s.empty() || s == "0" || s == "no" || s == "false" || s == "none");
+}
+
+std::int64_t Request::query_int(const std::string& key, std::int64_t fallback) const {
+    auto v = maybe_query(key);
+    if (!v || v->empty()) {
+        return fallback;
+    }
+    try {
+        std::size_t used = 0;
+        long long n = std::stoll(*v, &used);
+        if (used == v->size()) {
+            return n;
+        }
+    } catch (const std::exception&) {
+    }
+    throw HttpError(400, "strconv.ParseInt: parsing \"" + *v + "\": invalid syntax");
+}
+
+std::vector<std::string> Request::query_filters() const {
+    std::vector<std::string> out;
+    auto text = maybe_query("filters");
+    if (!text || text->empty()) {
+        return out;
+    }
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(*text);
+    } catch (const std::exception& e) {
+        throw HttpError(400, "invalid filter: " + std::string(e.what()));
+    }
+    if (!j.is_object()) {
+        throw HttpError(400, "invalid filter: not a JSON object");
+    }
+    for (const auto& [key, values] : j.items()) {
+        if (values.is_object()) { // {"key": {"value": true}}
+            for (const auto& [v, on] : values.items()) {
+                if (!on.is_boolean()) {
+                    throw HttpError(400, "invalid filter: " + key);
+                }
+                if (on.get<bool>()) {
+                    out.push_back(key + "=" + v);
+                }
+            }
+        } else if (values.is_array()) { // API < 1.22: {"key": ["value"]}
+            for (const auto& v : values) {
+                if (!v.is_string()) {
+                    throw HttpError(400, "invalid filter: " + key);
+                }
+                out.push_back(key + "=" + v.get<std::string>());
+            }
+        } else {
+            throw HttpError(400, "invalid filter: " + key);
+        }
+    }
+    return out;
+}
+
+void Exchange::respond_json(int status, const nlohmann::ordered_json& body) {
+    respond(status, "application/json", body.dump() + "\n");
+}
+
+void Exchange::respond_error(int status, const std::string& message) {
+    respond_json(status, nlohmann::ordered_json{{"message", message}});
+}
+
+std::string mux_frame(int stream, std::string_view payload) {
+    std::string out(8, '\0');
+    out[0] = static_cast<char>(stream);
+    auto n = static_cast<std::uint32_t>(payload.size());
+    out[4] = static_cast<char>((n >> 24) & 0xff);
+    out[5] = static_cast<char>((n >> 16) & 0xff);
+    out[6] = static_cast<char>((n >> 8) & 0xff);
+    out[7] = static_cast<char>(n & 0xff);
+    out.append(payload);
+    return out;
+}
+
+void Router::add(std::string method, std::string pattern, Handler handler) {
+    m_routes.push_back({std::move(method), split_path(pattern), std::move(handler)});
+}
+
+const Handler* Router::match(Request& req) const {
+    std::vector<std::string> segments = split_path(req.path);
+    for (const auto& r : m_routes) {
+        // HEAD is answered by a GET route (net/http writes no body for it).
+        if (r.method != req.method && !(req.method == "HEAD" && r.method == "GET")) {
+            continue;
+        }
+        std::map<std::string, std::string> params;
+        if (match_segments(r.segments, 0, segments, 0, params)) {
+            req.params = std::move(params);
+            return &r.handler;
+        }
+    }
+    return nullptr;
+}
+
+ListenAddress ListenAddress::parse(const std::string& text) {
+    constexpr std::string_view unix_scheme = "unix://";
+    if (text.starts_with(unix_scheme)) {
+        ListenAddress a;
+        a.unix_path = text.substr(unix_scheme.size());
+        if (a.unix_path.empty() || a.unix_path.front() != '/') {
+            throw UsageError("-H " + text + ": a unix socket needs an absolute path");
+        }
+        if (a.unix_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+            throw UsageError("-H " + text + ": the socket path is too long");
+        }
+        return a;
+    }
+    if (text.starts_with("tcp://") || text.starts_with("fd://")) {
+        throw UsageError("-H " + text +
+                         ": strata serve listens on unix sockets only (an API on TCP would need "
+                         "TLS client verification, as dockerd requires)");
+    }
+    throw UsageError("-H " + text + ": unknown address (unix:///PATH)");
+}
+
+namespace {
+
+// One connection: requests read one after the other (keep-alive).
+class Connection final : public Exchange {
+public:
+    Connection(Socket sock, const ServerOptions& options, const Router& router)
+        : m_sock(std::move(sock)), m_options(options), m_router(router) {}
+
+    void serve() {
+        for (;;) {
+            m_parser.emplace();
+            // No limit (handlers set theirs). Not boost::none: Boost 1.74
+            // compares a Content-Length with an empty optional as "over".
+            m_parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+            m_parser->header_limit(1 << 20);
+            boost::system::error_code ec;
+            http::read_header(m_sock, m_buffer, *m_parser, ec);
+            if (ec) {
+                return; // closed, or not HTTP: nothing to answer
+            }
+            m_body.reset();
+            m_responded = false;
+            m_streaming = false;
+            m_close = !m_parser->get().keep_alive();
+            handle();
+            if (m_streaming) {
+                return; // a stream that ended early: the client may be gone
+            }
+            if (!drain_body()) {
+                return;
+            }
+            if (m_close) {
+                return;
+            }
+        }
+    }
+
+    std::string read_body(std::size_t limit) override {
+        std::string out;
+        read_body_chunks([&](const char* p, std::size_t n) {
+            if (out.size() + n > limit) {
+                throw HttpError(413, "request body too large");
+            }
+            out.append(p, n);
+        });
+        return out;
+    }
+
+    void read_body_to(int fd) override {
+        read_body_chunks([&](const char* p, std::size_t n) {
+            while (n > 0) {
+                ssize_t w = ::write(fd, p, n);
+                if (w < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    throw_errno("write of the request body");
+                }
+                p += w;
+                n -= static_cast<std::size_t>(w);
+            }
+        });
+    }
+
+    void respond(int status, std::string_view content_type, std::string_view body) override {
+        if (m_responded) {
+            return;
+        }
+        m_responded = true;
+        boost::system::error_code ec;
+        if (m_head) {
+            http::response<http::empty_body> res{static_cast<http::status>(status), 11};
+            set_headers(res, content_type);
+            res.content_length(body.size());
+            res.keep_alive(!m_close);
+            http::write(m_sock, res, ec);
+        } else {
+            http::response<http::string_body> res{static_cast<http::status>(status), 11};
+            set_headers(res, content_type);
+            res.body() = std::string(body);
+            res.keep_alive(!m_close);
+            res.prepare_payload();
+            http::write(m_sock, res, ec);
+        }
+        if (ec) {
+            m_close = true;
+        }
+    }
+
+    void begin_stream(int status, std::string_view content_type) override {
+        m_responded = true;
+        m_streaming = true;
+        http::response<http::empty_body> res{static_cast<http::status>(status), 11};
+        set_headers(res, content_type);
+        res.chunked(true);
+        res.keep_alive(!m_close);
+        http::response_serializer<http::empty_body> sr{res};
+        boost::system::error_code ec;
+        http::write_header(m_sock, sr, ec);
+        m_stream_ok = !ec;
+    }
+
+    bool write(std::string_view data) override {
+        if (!m_stream_ok || data.empty()) {
+            return m_stream_ok;
+        }
+        boost::system::error_code ec;
+        net::write(m_sock, http::make_chunk(net::buffer(data.data(), data.size())), ec);
+        m_stream_ok = !ec;
+        return m_stream_ok;
+    }
+
+    void finish() override {
+        if (m_stream_ok) {
+            boost::system::error_code ec;
+            net::write(m_sock, http::make_chunk_last(), ec);
+            m_stream_ok = !ec;
+            if (m_stream_ok) {
+                m_streaming = false; // the connection may serve another request
+            }
+        }
+    }
+
+    bool responded() const override { return m_responded; }
+
+    bool client_gone() override {
+        pollfd p{m_sock.native_handle(), POLLRDHUP, 0};
+        return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    }
+
+private:
+    template <class Res> void set_headers(Res& res, std::string_view content_type) {
+        // dockerd's headers on every response (api/server/server.go, middleware).
+        res.set("Api-Version", k_api_version);
+        res.set("Docker-Experimental", "false");
+        res.set("Ostype", "linux");
+        res.set(http::field::server, m_options.server_header);
+        if (!content_type.empty()) {
+            res.set(http::field::content_type, std::string(content_type));
+        }
+    }
+
+    template <class F> void read_body_chunks(F&& sink) {
+        if (m_body_done) {
+            return;
+        }
+        if (!m_body) {
+            m_body.emplace(std::move(*m_parser));
+            m_body->body_limit(std::numeric_limits<std::uint64_t>::max());
+        }
+        std::vector<char> chunk(64 * 1024);
+        while (!m_body->is_done()) {
+            m_body->get().body().data = chunk.data();
+            m_body->get().body().size = chunk.size();
+            boost::system::error_code ec;
+            http::read(m_sock, m_buffer, *m_body, ec);
+            if (ec == http::error::need_buffer) {
+                ec = {};
+            }
+            if (ec) {
+                m_close = true;
+                throw HttpError(400, "reading the request body: " + ec.message());
+            }
+            std::size_t n = chunk.size() - m_body->get().body().size;
+            if (n > 0) {
+                sink(chunk.data(), n);
+            }
+        }
+        m_body_done = true;
+    }
+
+    // Reads what the handler left of the body, so the next request parses.
+    bool drain_body() {
+        try {
+            read_body_chunks([](const char*, std::size_t) {});
+        } catch (const HttpError&) {
+            return false;
+        }
+        return true;
+    }
+
+    void handle() {
+        const auto& h = m_parser->get();
+        m_head = h.method() == http::verb::head;
+        Request req;
+        req.method = std::string(h.method_string());
+        req.target = std::string(h.target());
+        for (const auto& f : h) {
+            std::string name(f.name_string());
+            for (auto& c : name) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            req.headers[name] = std::string(f.value());
+        }
+        m_body_done =
+            !h.chunked() && (!h.has_content_length() || h[http::field::content_length] == "0");
+        if (m_body_done) {
+            m_body.reset();
+        } else {
+            m_body_done = false;
+        }
+        try {
+            std::string_view target = req.target;
+            std::size_t q = target.find('?');
+            std::string_view raw_path = target.substr(0, q);
+            if (q != std::string_view::npos) {
+                std::string_view qs = target.substr(q + 1);
+                while (!qs.empty()) {
+                    std::size_t amp = qs.find('&');
+                    std::string_view pair = qs.substr(0, amp);
+                    qs = amp == std::string_view::npos ? std::string_view{} : qs.substr(amp + 1);
+                    if (pair.empty()) {
+                        continue;
+                    }
+                    std::size_t eq = pair.find('=');
+                    std::string key = unescape(pair.substr(0, eq), true);
+                    std::string value =
+                        eq == std::string_view::npos ? "" : unescape(pair.substr(eq + 1), true);
+                    req.query.emplace(std::move(key), std::move(value));
+                }
+            }
+            req.path = unescape(raw_path, false);
+            // "/v1.41/..." (dockerd's "/v{version:[0-9.]+}" prefix).
+            if (req.path.size() > 2 && req.path.starts_with("/v") &&
+                std::isdigit(static_cast<unsigned char>(req.path[2]))) {
+                std::size_t end = req.path.find('/', 2);
+                std::string v =
+                    req.path.substr(2, end == std::string::npos ? std::string::npos : end - 2);
+                if (v.find_first_not_of("0123456789.") == std::string::npos) {
+                    req.version = v;
+                    req.path = end == std::string::npos ? "/" : req.path.substr(end);
+                }
+            }
+            const Handler* handler = m_router.match(req);
+            if (!handler) {
+                respond_error(404, "page not found");
+                return;
+            }
+            if (!req.version.empty()) {
+                if (compare_versions(req.version, k_api_version) > 0) {
+                    throw HttpError(400, "client version " + req.version +
+                                             " is too new. Maximum supported API version is " +
+                                             k_api_version);
+                }
+                if (compare_versions(req.version, k_min_api_version) < 0) {
+                    throw HttpError(400, "client version " + req.version +
+                                             " is too old. Minimum supported API version is " +
+                                             k_min_api_version +
+                                             ", please upgrade your client to a newer version");
+                }
+            }
+            (*handler)(req, *this);
+        } catch (const HttpError& e) {
+            fail(req, e.status(), e.what());
+        } catch (const std::exception& e) {
+            int status = 500;
+            std::string message = e.what();
+            if (m_options.classify) {
+                std::tie(status, message) = m_options.classify(e);
+            }
+            fail(req, status, message);
+        }
+    }
+
+    void fail(const Request& req, int status, const std::string& message) {
+        if (m_options.log && status >= 500) {
+            m_options.log(req.method + " " + req.target + ": " + message);
+        }
+        if (!m_responded) {
+            respond_error(status, message);
+        } else if (m_streaming && m_stream_ok) {
+            // Mid-stream: dockerd's progress streams carry the error as a
+            // message; then the stream ends.
+            write_json(nlohmann::ordered_json{{"errorDetail", {{"message", message}}},
+                                              {"error", message}});
+            finish();
+        }
+    }
+
+    Socket m_sock;
+    const ServerOptions& m_options;
+    const Router& m_router;
+    boost::beast::flat_buffer m_buffer;
+    std::optional<http::request_parser<http::empty_body>> m_parser;
+    std::optional<http::request_parser<http::buffer_body>> m_body;
+    bool m_body_done = true;
+    bool m_responded = false;
+    bool m_streaming = false;
+    bool m_stream_ok = false;
+    bool m_close = false;
+    bool m_head = false;
+};
+
+} // namespace
+
+struct Server::Impl {
+    ServerOptions options;
+    Router router;
+    net::io_context ioc; // only for the sockets' sync operations
+    std::vector<UniqueFd> listeners;
+    std::vector<std::string> bound_paths;
+    Pipe wake;
+};
+
+Server::Server(ServerOptions options, Router router) : m_impl(std::make_shared<Impl>()) {
+    m_impl->options = std::move(options);
+    m_impl->router = std::move(router);
+    m_impl->wake = Pipe::create();
+}
+
+Server::~Server() {
+    for (const auto& p : m_impl->bound_paths) {
+        ::unlink(p.c_str());
+    }
+}
+
+void Server::bind() {
+    for (const auto& a : m_impl->options.listen) {
+        const std::string& path = a.unix_path;
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!fd) {
+            throw_errno("socket");
+        }
+        // A socket file left by a server that died is replaced (dockerd does
+        // the same); anything else at the path is an error from bind.
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+            if (::unlink(path.c_str()) != 0) {
+                throw_errno("unlink", path);
+            }
+        }
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+        // Never reachable by others, not even between bind and chmod.
+        mode_t old = ::umask(0117);
+        int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        int err = errno;
+        ::umask(old);
+        if (rc != 0) {
+            throw SysError("bind", path, err);
+        }
+        m_impl->bound_paths.push_back(path);
+        if (::chmod(path.c_str(), 0660) != 0) {
+            throw_errno("chmod", path);
+        }
+        if (m_impl->options.socket_gid &&
+            ::chown(path.c_str(), -1, *m_impl->options.socket_gid) != 0) {
+            throw_errno("chown", path);
+        }
+        if (::listen(fd.get(), SOMAXCONN) != 0) {
+            throw_errno("listen", path);
+        }
+        m_impl->listeners.push_back(std::move(fd));
+    }
+}
+
+void Server::run() {
+    std::vector<pollfd> fds;
+    fds.push_back({m_impl->wake.read.get(), POLLIN, 0});
+    for (const auto& l : m_impl->listeners) {
+        fds.push_back({l.get(), POLLIN, 0});
+    }
+    for (;;) {
+        int n = ::poll(fds.data(), fds.size(), -1);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw_errno("poll");
+        }
+        if (fds[0].revents != 0) {
+            break;
+        }
+        for (std::size_t i = 1; i < fds.size(); ++i) {
+            if ((fds[i].revents & POLLIN) == 0) {
+                continue;
+            }
+            int c = ::accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) {
+                if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED &&
+                    m_impl->options.log) {
+                    m_impl->options.log(std::string("accept: ") + std::strerror(errno));
+                }
+                continue;
+            }
+            Socket sock(m_impl->ioc);
+            boost::system::error_code ec;
+            sock.assign(net::local::stream_protocol(), c, ec);
+            if (ec) {
+                ::close(c);
+                continue;
+            }
+            // One thread per connection; it ends with the connection (or
+            // with the process, for a stream still open at stop()).
+            std::thread([s = std::move(sock), impl = m_impl]() mutable {
+                try {
+                    Connection conn(std::move(s), impl->options, impl->router);
+                    conn.serve();
+                } catch (const std::exception& e) {
+                    if (impl->options.log) {
+                        impl->options.log(std::string("connection: ") + e.what());
+                    }
+                }
+            }).detach();
+        }
+    }
+    for (const auto& p : m_impl->bound_paths) {
+        ::unlink(p.c_str());
+    }
+    m_impl->bound_paths.clear();
+}
+
+void Server::stop() {
+    char b = 1;
+    [[maybe_unused]] ssize_t n = ::write(m_impl->wake.write.get(), &b, 1);
+}
+
+} // namespace strata::api

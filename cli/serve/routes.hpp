@@ -1,0 +1,31 @@
+// The Docker Engine API endpoints of `strata serve` (cmd_serve.cpp), each
+// backed by the functions the matching strata command calls. api/ carries
+// the HTTP; these add the routes.
+#pragma once
+
+#include "api/http.hpp"
+#include "cli/cli.hpp"
+
+#include <exception>
+#include <string>
+#include <utility>
+
+namespace strata::cli::serve {
+
+// /_ping, /version, /info (system.cpp).
+void add_system_routes(api::Router& router, Context& ctx);
+// /images/... (images.cpp).
+void add_image_routes(api::Router& router, Context& ctx);
+// /containers/... (containers.cpp).
+void add_container_routes(api::Router& router, Context& ctx);
+
+// The status and message dockerd answers for an exception a handler let
+// through: 404 "No such image: busybox:latest", 409 for conflicts, 400
+// for usage errors, else 500 with the message.
+std::pair<int, std::string> classify_error(const std::exception& e);
+
+// dockerd's text for a missing image: the name with its tag made explicit
+// ("No such image: busybox:latest"), an ID or digest as given.
+std::string no_such_image_message(const std::string& text);
+
+} // namespace strata::cli::serve
