@@ -86,6 +86,15 @@ script() {
   run stop -t 1 c2
   run wait c2
   run rm c2
+  run run --rm --network none busybox echo hi
+  run run --name c3 --network none busybox sh -c 'echo out; exit 5'
+  run start -a c3
+  run rm c3
+  echo piped | run run -i --rm --network none busybox cat
+  run run -d --name c4 --network none busybox sh -c 'sleep 2; echo late; exit 4'
+  run attach c4
+  run attach c4
+  run rm c4
   run create -m 1m busybox true
   run create --cpus 1000 busybox true
   run start nosuch
