@@ -495,6 +495,7 @@ void add_container_routes(api::Router& router, Context& ctx) {
     router.add("POST", "/containers/{id}/wait", bind(wait));
     router.add("DELETE", "/containers/{id}", bind(remove));
     add_attach_routes(router, ctx);
+    add_exec_routes(router, ctx);
 }
 
 } // namespace strata::cli::serve

@@ -21,6 +21,9 @@ void add_container_routes(api::Router& router, Context& ctx);
 
 // POST /containers/{id}/attach, hijacked, and /resize (attach.cpp).
 void add_attach_routes(api::Router& router, Context& ctx);
+// POST /containers/{id}/exec, /exec/{id}/start (hijacked), /exec/{id}/json
+// (exec.cpp).
+void add_exec_routes(api::Router& router, Context& ctx);
 // POST /containers/{id}/start's start (attach.cpp): attaches that came
 // first (docker run, docker start -a) get the container's streams from its
 // first byte, through a monitor that waits for them as `strata run` does;

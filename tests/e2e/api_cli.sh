@@ -3,7 +3,7 @@
 # API 1.41) over a unix socket of the test's own: version, info, the image
 # commands (images, inspect, history, tag, rmi, save | load), the container
 # commands (create, start, run -d, ps, logs, inspect, stop, kill, wait,
-# restart, rm; run, start -a and attach in the foreground, stdin piped) and dockerd's errors as the docker CLI prints them; then
+# restart, rm; run, start -a and attach in the foreground, stdin piped; exec) and dockerd's errors as the docker CLI prints them; then
 # docker-py (python3-docker) does the same few calls, and a second server
 # checks -G and SIGINT. Runs in a network namespace of its
 # own (own_netns.sh).
@@ -233,6 +233,28 @@ out=$(api -X POST -H 'Connection: Upgrade' -H 'Upgrade: tcp' -D - -o /dev/null \
 assert_eq "$out" "HTTP/1.1 101 UPGRADED" "attach: 101 UPGRADED"
 assert_eq "$(api -X POST http://d/v1.41/containers/nosuch/attach?stream=1)" '{"message":"No such container: nosuch"}' "attach: 404"
 docker rm up >/dev/null || fail "rm up"
+
+# --- exec: create, start (hijacked), inspect's ExitCode
+docker run -d --name ex busybox sleep 1000 >/dev/null 2>&1 || fail "run -d ex"
+docker exec ex sh -c 'echo out; echo err >&2; exit 6' >"$WORK/ex.out" 2>"$WORK/ex.err"
+assert_eq "$?" "6" "exec: the exit code"
+assert_eq "$(cat "$WORK/ex.out")" "out" "exec: stdout"
+assert_eq "$(cat "$WORK/ex.err")" "err" "exec: stderr"
+assert_eq "$(printf 'a\nb\n' | docker exec -i ex cat)" "a
+b" "exec -i: stdin piped"
+assert_eq "$(docker exec -u 1000 -w /tmp -e FOO=bar ex sh -c 'echo $(id -u) $(pwd) $FOO')" "1000 /tmp bar" "exec -u -w -e"
+out=$(docker exec ex nosuchcmd 2>&1)
+assert_eq "$?" "127" "exec: a missing command"
+assert_contains "$out" '"nosuchcmd"' "exec: the start error in the stream"
+docker exec -d ex sh -c 'echo detached > /tmp/d' || fail "exec -d"
+for _ in $(seq 1 50); do [ "$(docker exec ex cat /tmp/d 2>/dev/null)" = detached ] && break; sleep 0.1; done
+assert_eq "$(docker exec ex cat /tmp/d)" "detached" "exec -d ran"
+eid=$(api -X POST -H 'Content-Type: application/json' -d '{"Cmd":["true"]}' http://d/v1.41/containers/ex/exec | sed -E 's/.*"Id":"([0-9a-f]+)".*/\1/')
+assert_eq "$(api http://d/v1.41/exec/$eid/json | grep -o '"Running":false,"ExitCode":null')" '"Running":false,"ExitCode":null' "exec inspect before its start"
+assert_eq "$(api http://d/v1.41/exec/nosuch/json)" '{"message":"No such exec instance: nosuch"}' "exec inspect: 404"
+docker stop -t 0 ex >/dev/null || fail "stop ex"
+expect_fail "Error response from daemon: Container $(docker inspect -f '{{.Id}}' ex) is not running" docker exec ex true
+docker rm ex >/dev/null || fail "rm ex"
 
 # run --rm -d: the CLI's wait is for the removal
 docker run --rm -d --name gone busybox true >/dev/null 2>&1 || fail "run --rm -d"

@@ -81,6 +81,9 @@ script() {
   run rm c1
   run run -d --name c2 --network none busybox sleep 1000
   run ps --format '{{.Names}} {{.State}}'
+  run exec c2 sh -c 'echo out; echo err >&2; exit 6'
+  echo piped | run exec -i c2 cat
+  run exec -u 1000 -w /tmp -e FOO=bar c2 sh -c 'echo $(id -u) $(pwd) $FOO'
   run rm c2
   run rmi busybox
   run stop -t 1 c2
