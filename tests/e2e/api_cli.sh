@@ -234,6 +234,13 @@ assert_eq "$out" "HTTP/1.1 101 UPGRADED" "attach: 101 UPGRADED"
 assert_eq "$(api -X POST http://d/v1.41/containers/nosuch/attach?stream=1)" '{"message":"No such container: nosuch"}' "attach: 404"
 docker rm up >/dev/null || fail "rm up"
 
+# a TTY: raw bytes instead of frames; /resize sets the pty's size
+assert_eq "$(docker run -t --rm busybox echo tty | tr -d '\r')" "tty" "run -t: the TTY's raw stream"
+docker run -d -t --name tt busybox sleep 1000 >/dev/null 2>&1 || fail "run -d -t"
+assert_eq "$(api -o /dev/null -w '%{http_code}' -X POST 'http://d/v1.41/containers/tt/resize?h=30&w=100')" "200" "resize"
+assert_eq "$(docker exec tt sh -c 'stty size < /proc/1/fd/0')" "30 100" "resize: the pty's size"
+docker rm -f tt >/dev/null || fail "rm -f tt"
+
 # --- exec: create, start (hijacked), inspect's ExitCode
 docker run -d --name ex busybox sleep 1000 >/dev/null 2>&1 || fail "run -d ex"
 docker exec ex sh -c 'echo out; echo err >&2; exit 6' >"$WORK/ex.out" 2>"$WORK/ex.err"
