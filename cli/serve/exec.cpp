@@ -47,8 +47,25 @@ struct ExecInstance {
 std::mutex g_mu;
 std::map<std::string, std::shared_ptr<ExecInstance>> g_execs;
 
-std::shared_ptr<ExecInstance> find_exec(const std::string& id) {
+// Forgets the exec instances of removed containers (dockerd deletes them
+// with the container). Under g_mu.
+void prune(const containers::Store& cs) {
+    for (auto it = g_execs.begin(); it != g_execs.end();) {
+        bool gone = false;
+        if (!it->second->running) {
+            try {
+                cs.load_state(it->second->container);
+            } catch (const containers::NoSuchContainer&) {
+                gone = true;
+            }
+        }
+        it = gone ? g_execs.erase(it) : std::next(it);
+    }
+}
+
+std::shared_ptr<ExecInstance> find_exec(const containers::Store& cs, const std::string& id) {
     std::lock_guard<std::mutex> g(g_mu);
+    prune(cs);
     auto it = g_execs.find(id);
     if (it == g_execs.end()) {
         throw api::HttpError(404, "No such exec instance: " + id);
@@ -126,6 +143,7 @@ void create(Context& ctx, api::Request& req, api::Exchange& ex) {
     e->err = body.value("AttachStderr", false);
     {
         std::lock_guard<std::mutex> g(g_mu);
+        prune(cs);
         g_execs[e->id] = e;
     }
     ex.respond_json(201, ordered_json{{"Id", e->id}});
@@ -204,13 +222,13 @@ bool pump(int client, std::string pending_in, UniqueFd& in, UniqueFd& out, Uniqu
 
 // POST /exec/{id}/start {"Detach": false, "Tty": false}
 void start(Context& ctx, api::Request& req, api::Exchange& ex) {
-    auto e = find_exec(req.param("id"));
+    containers::Store cs(ctx.store_root());
+    auto e = find_exec(cs, req.param("id"));
     json body = parse_body(ex);
     if (body.value("Tty", false)) {
         throw api::HttpError(400, "exec with a TTY (-t) is not handled by strata serve yet");
     }
     bool detach = body.value("Detach", false);
-    containers::Store cs(ctx.store_root());
     {
         std::lock_guard<std::mutex> g(g_mu);
         if (e->started) {
@@ -291,8 +309,9 @@ void start(Context& ctx, api::Request& req, api::Exchange& ex) {
 }
 
 // GET /exec/{id}/json
-void inspect(Context&, api::Request& req, api::Exchange& ex) {
-    auto e = find_exec(req.param("id"));
+void inspect(Context& ctx, api::Request& req, api::Exchange& ex) {
+    containers::Store cs(ctx.store_root());
+    auto e = find_exec(cs, req.param("id"));
     std::lock_guard<std::mutex> g(g_mu);
     ordered_json args = ordered_json::array();
     for (std::size_t i = 1; i < e->argv.size(); ++i) {

@@ -262,6 +262,7 @@ assert_eq "$(api http://d/v1.41/exec/nosuch/json)" '{"message":"No such exec ins
 docker stop -t 0 ex >/dev/null || fail "stop ex"
 expect_fail "Error response from daemon: Container $(docker inspect -f '{{.Id}}' ex) is not running" docker exec ex true
 docker rm ex >/dev/null || fail "rm ex"
+assert_eq "$(api http://d/v1.41/exec/$eid/json)" "{\"message\":\"No such exec instance: $eid\"}" "exec instances go with their container"
 
 # run --rm -d: the CLI's wait is for the removal
 docker run --rm -d --name gone busybox true >/dev/null 2>&1 || fail "run --rm -d"
