@@ -9,7 +9,7 @@
 // call. Beast stays inside api/server.cpp; nothing here exposes it.
 //
 // Unix sockets only: no TCP listener (it would need TLS client
-// verification), no socket activation, no hijacked connections (attach/exec).
+// verification), no socket activation.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -91,6 +91,20 @@ public:
     virtual void finish() = 0;
     // One JSON document and a newline, as dockerd's progress streams.
     bool write_json(const nlohmann::ordered_json& j) { return write(j.dump() + "\n"); }
+
+    // A hijacked connection (attach, exec start), as dockerd answers one:
+    // "101 UPGRADED" with Connection: Upgrade / Upgrade: tcp when the
+    // request asked for the upgrade, else "200 OK"; Content-Type
+    // application/vnd.docker.raw-stream (API 1.41: the bytes are still
+    // multiplexed when the container has no TTY). From then on the socket
+    // carries raw bytes both ways: the handler reads and writes `fd` (bytes
+    // the client sent after its request headers are in `buffered`) until it
+    // returns; the connection then closes.
+    struct Hijacked {
+        int fd = -1;
+        std::string buffered;
+    };
+    virtual Hijacked hijack() = 0;
 
     // True once a response (whole or streamed) has begun.
     virtual bool responded() const = 0;

@@ -402,6 +402,42 @@ public:
         }
     }
 
+    Hijacked hijack() override {
+        m_responded = true;
+        m_streaming = true; // the connection is the handler's, then closes
+        const auto& h = m_parser->get();
+        auto has_token = [](boost::beast::string_view value, std::string_view token) {
+            std::string v(value.data(), value.size());
+            for (auto& c : v) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            return v.find(token) != std::string::npos;
+        };
+        bool upgrade = has_token(h[http::field::upgrade], "tcp") &&
+                       has_token(h[http::field::connection], "upgrade");
+        // dockerd's words (postContainersAttach), then the headers its
+        // middleware set, in Go's sorted order.
+        std::string head = upgrade ? "HTTP/1.1 101 UPGRADED\r\n"
+                                     "Content-Type: application/vnd.docker.raw-stream\r\n"
+                                     "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+                                   : "HTTP/1.1 200 OK\r\n"
+                                     "Content-Type: application/vnd.docker.raw-stream\r\n";
+        head += std::string("Api-Version: ") + k_api_version +
+                "\r\nDocker-Experimental: false\r\nOstype: linux\r\nServer: " +
+                m_options.server_header + "\r\n\r\n";
+        boost::system::error_code ec;
+        net::write(m_sock, net::buffer(head), ec);
+        Hijacked out;
+        if (ec) {
+            return out; // the client is gone: fd -1
+        }
+        out.fd = m_sock.native_handle();
+        auto data = m_buffer.data();
+        out.buffered.assign(static_cast<const char*>(data.data()), data.size());
+        m_buffer.consume(data.size());
+        return out;
+    }
+
     bool responded() const override { return m_responded; }
 
     bool client_gone() override {

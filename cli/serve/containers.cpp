@@ -225,6 +225,18 @@ void create(Context& ctx, api::Request& req, api::Exchange& ex) {
     RunOptions o = run_options(body, req.maybe_query("name").value_or(""));
     std::ostringstream warn;
     std::string id = create_container(ctx.store_root(), o, warn);
+    // The attach flags of a foreground `docker run` (o.detach is set for
+    // create): StdinOnce decides what the end of an attached stdin does.
+    if (body.value("AttachStdin", false) || body.value("AttachStdout", false) ||
+        body.value("AttachStderr", false) || body.value("StdinOnce", false)) {
+        containers::Store cs(ctx.store_root());
+        containers::Lock lock = cs.lock(id);
+        auto config = cs.load_config(id);
+        for (const char* key : {"AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce"}) {
+            config["Config"][key] = body.value(key, false);
+        }
+        cs.save_config(id, config);
+    }
     ordered_json warnings = ordered_json::array();
     std::istringstream lines(warn.str());
     for (std::string line; std::getline(lines, line);) {
@@ -250,7 +262,7 @@ void start(Context& ctx, api::Request& req, api::Exchange& ex) {
         ex.respond_empty(304); // dockerd: already started
         return;
     }
-    start_container(ctx, id, false, false);
+    start_container_attached(ctx, id);
     ex.respond_empty(204);
 }
 
@@ -482,6 +494,8 @@ void add_container_routes(api::Router& router, Context& ctx) {
     router.add("POST", "/containers/{id}/kill", bind(kill));
     router.add("POST", "/containers/{id}/wait", bind(wait));
     router.add("DELETE", "/containers/{id}", bind(remove));
+    add_attach_routes(router, ctx);
+    add_exec_routes(router, ctx);
 }
 
 } // namespace strata::cli::serve

@@ -19,6 +19,17 @@ void add_image_routes(api::Router& router, Context& ctx);
 // /containers/... (containers.cpp).
 void add_container_routes(api::Router& router, Context& ctx);
 
+// POST /containers/{id}/attach, hijacked, and /resize (attach.cpp).
+void add_attach_routes(api::Router& router, Context& ctx);
+// POST /containers/{id}/exec, /exec/{id}/start (hijacked), /exec/{id}/json
+// (exec.cpp).
+void add_exec_routes(api::Router& router, Context& ctx);
+// POST /containers/{id}/start's start (attach.cpp): attaches that came
+// first (docker run, docker start -a) get the container's streams from its
+// first byte, through a monitor that waits for them as `strata run` does;
+// as `strata start` otherwise.
+void start_container_attached(Context& ctx, const std::string& id);
+
 // The status and message dockerd answers for an exception a handler let
 // through: 404 "No such image: busybox:latest", 409 for conflicts, 400
 // for usage errors, else 500 with the message.

@@ -3,7 +3,7 @@
 # API 1.41) over a unix socket of the test's own: version, info, the image
 # commands (images, inspect, history, tag, rmi, save | load), the container
 # commands (create, start, run -d, ps, logs, inspect, stop, kill, wait,
-# restart, rm) and dockerd's errors as the docker CLI prints them; then
+# restart, rm; run, start -a and attach in the foreground, stdin piped; exec) and dockerd's errors as the docker CLI prints them; then
 # docker-py (python3-docker) does the same few calls, and a second server
 # checks -G and SIGINT. Runs in a network namespace of its
 # own (own_netns.sh).
@@ -195,6 +195,74 @@ assert_eq "$(api -X POST -H 'Content-Type: application/json' -d '{"Image":"nosuc
 docker create --name c5 busybox true >/dev/null 2>&1 || fail "create c5"
 expect_fail 'Error response from daemon: Conflict. The container name "/c5" is already in use by container' \
   docker create --name c5 busybox true
+
+# --- foreground: the hijacked attach stream (create, attach, start, wait)
+assert_eq "$(docker run --rm --name fgrm busybox echo hi)" "hi" "run --rm in the foreground"
+assert_eq "$(strata ps -aq --filter name=fgrm)" "" "run --rm: removed once the CLI returns"
+docker run --name fg busybox sh -c 'echo out; echo err >&2; exit 3' >"$WORK/fg.out" 2>"$WORK/fg.err"
+assert_eq "$?" "3" "run: the container's exit code"
+assert_eq "$(cat "$WORK/fg.out")" "out" "run: stdout demultiplexed"
+assert_eq "$(cat "$WORK/fg.err")" "err" "run: stderr demultiplexed"
+out=$(docker start -a fg 2>&1)
+assert_eq "$?" "3" "start -a: the exit code"
+assert_eq "$(sort <<<"$out" | tr '\n' ' ')" "err out " "start -a: both streams"
+assert_eq "$(docker logs fg 2>&1 | wc -l)" "4" "the log holds both runs"
+docker rm fg >/dev/null || fail "rm fg"
+assert_eq "$(printf 'one\ntwo\n' | docker run -i --rm busybox cat)" "one
+two" "run -i: stdin piped, its end closes the container's stdin"
+assert_eq "$(head -c 300000 /dev/zero | docker run -i --rm busybox wc -c | tr -d ' ')" "300000" "run -i: 300 kB through stdin"
+assert_eq "$(docker run --rm busybox sh -c 'head -c 200000 /dev/zero' | wc -c | tr -d ' ')" "200000" "run: 200 kB of output"
+# attach to a running container: its output from then on, its exit code
+docker run -d --name at busybox sh -c 'i=0; while [ $i -lt 20 ]; do echo tick; sleep 0.1; i=$((i+1)); done; exit 4' >/dev/null 2>&1 ||
+  fail "run -d at"
+out=$(docker attach at)
+assert_eq "$?" "4" "attach: the exit code"
+[ -n "$out" ] && [ -z "$(grep -v '^tick$' <<<"$out")" ] || fail "attach: output '$out'"
+expect_fail "You cannot attach to a stopped container, start it first" docker attach at
+# stdin through attach: without StdinOnce (run -d -i) its end ends the
+# attach, the container's stdin stays open (dockerd's behaviour)
+docker run -d -i --name ati busybox sh -c 'read x; echo "got $x"; exit 5' >/dev/null 2>&1 || fail "run -d -i ati"
+echo hello | docker attach ati >/dev/null
+assert_eq "$?" "5" "attach with stdin: the exit code"
+assert_eq "$(docker logs ati)" "got hello" "attach: stdin reached the container"
+docker rm at ati >/dev/null || fail "rm at ati"
+# the raw answer to an upgrade request (curl stops at the 101)
+hdr=$(docker create --name up busybox true 2>/dev/null) || fail "create up"
+out=$(api -X POST -H 'Connection: Upgrade' -H 'Upgrade: tcp' -D - -o /dev/null \
+  'http://d/v1.41/containers/up/attach?stream=0&stdout=1' 2>&1 | head -1 | tr -d '\r')
+assert_eq "$out" "HTTP/1.1 101 UPGRADED" "attach: 101 UPGRADED"
+assert_eq "$(api -X POST http://d/v1.41/containers/nosuch/attach?stream=1)" '{"message":"No such container: nosuch"}' "attach: 404"
+docker rm up >/dev/null || fail "rm up"
+
+# a TTY: raw bytes instead of frames; /resize sets the pty's size
+assert_eq "$(docker run -t --rm busybox echo tty | tr -d '\r')" "tty" "run -t: the TTY's raw stream"
+docker run -d -t --name tt busybox sleep 1000 >/dev/null 2>&1 || fail "run -d -t"
+assert_eq "$(api -o /dev/null -w '%{http_code}' -X POST 'http://d/v1.41/containers/tt/resize?h=30&w=100')" "200" "resize"
+assert_eq "$(docker exec tt sh -c 'stty size < /proc/1/fd/0')" "30 100" "resize: the pty's size"
+docker rm -f tt >/dev/null || fail "rm -f tt"
+
+# --- exec: create, start (hijacked), inspect's ExitCode
+docker run -d --name ex busybox sleep 1000 >/dev/null 2>&1 || fail "run -d ex"
+docker exec ex sh -c 'echo out; echo err >&2; exit 6' >"$WORK/ex.out" 2>"$WORK/ex.err"
+assert_eq "$?" "6" "exec: the exit code"
+assert_eq "$(cat "$WORK/ex.out")" "out" "exec: stdout"
+assert_eq "$(cat "$WORK/ex.err")" "err" "exec: stderr"
+assert_eq "$(printf 'a\nb\n' | docker exec -i ex cat)" "a
+b" "exec -i: stdin piped"
+assert_eq "$(docker exec -u 1000 -w /tmp -e FOO=bar ex sh -c 'echo $(id -u) $(pwd) $FOO')" "1000 /tmp bar" "exec -u -w -e"
+out=$(docker exec ex nosuchcmd 2>&1)
+assert_eq "$?" "127" "exec: a missing command"
+assert_contains "$out" '"nosuchcmd"' "exec: the start error in the stream"
+docker exec -d ex sh -c 'echo detached > /tmp/d' || fail "exec -d"
+for _ in $(seq 1 50); do [ "$(docker exec ex cat /tmp/d 2>/dev/null)" = detached ] && break; sleep 0.1; done
+assert_eq "$(docker exec ex cat /tmp/d)" "detached" "exec -d ran"
+eid=$(api -X POST -H 'Content-Type: application/json' -d '{"Cmd":["true"]}' http://d/v1.41/containers/ex/exec | sed -E 's/.*"Id":"([0-9a-f]+)".*/\1/')
+assert_eq "$(api http://d/v1.41/exec/$eid/json | grep -o '"Running":false,"ExitCode":null')" '"Running":false,"ExitCode":null' "exec inspect before its start"
+assert_eq "$(api http://d/v1.41/exec/nosuch/json)" '{"message":"No such exec instance: nosuch"}' "exec inspect: 404"
+docker stop -t 0 ex >/dev/null || fail "stop ex"
+expect_fail "Error response from daemon: Container $(docker inspect -f '{{.Id}}' ex) is not running" docker exec ex true
+docker rm ex >/dev/null || fail "rm ex"
+assert_eq "$(api http://d/v1.41/exec/$eid/json)" "{\"message\":\"No such exec instance: $eid\"}" "exec instances go with their container"
 
 # run --rm -d: the CLI's wait is for the removal
 docker run --rm -d --name gone busybox true >/dev/null 2>&1 || fail "run --rm -d"

@@ -81,11 +81,23 @@ script() {
   run rm c1
   run run -d --name c2 --network none busybox sleep 1000
   run ps --format '{{.Names}} {{.State}}'
+  run exec c2 sh -c 'echo out; echo err >&2; exit 6'
+  echo piped | run exec -i c2 cat
+  run exec -u 1000 -w /tmp -e FOO=bar c2 sh -c 'echo $(id -u) $(pwd) $FOO'
   run rm c2
   run rmi busybox
   run stop -t 1 c2
   run wait c2
   run rm c2
+  run run --rm --network none busybox echo hi
+  run run --name c3 --network none busybox sh -c 'echo out; exit 5'
+  run start -a c3
+  run rm c3
+  echo piped | run run -i --rm --network none busybox cat
+  run run -d --name c4 --network none busybox sh -c 'sleep 2; echo late; exit 4'
+  run attach c4
+  run attach c4
+  run rm c4
   run create -m 1m busybox true
   run create --cpus 1000 busybox true
   run start nosuch

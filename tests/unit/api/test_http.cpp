@@ -205,3 +205,63 @@ TEST_CASE("server: versions, dockerd's errors, bodies, streams, the socket's mod
     t.join();
     CHECK(::access(sock.c_str(), F_OK) != 0); // removed
 }
+
+TEST_CASE("server: a hijacked connection (attach) answers 101 UPGRADED, then raw bytes both ways") {
+    TempDir dir;
+    std::string sock = dir.path() + "/s.sock";
+    ServerOptions options;
+    options.listen.push_back(ListenAddress::parse("unix://" + sock));
+    options.server_header = "strata/test (linux)";
+    Router router;
+    router.add("POST", "/containers/{id}/attach", [](Request& req, Exchange& ex) {
+        Exchange::Hijacked h = ex.hijack();
+        REQUIRE(h.fd >= 0);
+        // What the client sent until its half-close, then our answer.
+        std::string got = h.buffered;
+        char buf[256];
+        ssize_t n;
+        while ((n = ::read(h.fd, buf, sizeof buf)) > 0) {
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+        std::string answer = mux_frame(1, req.param("id") + " got " + got);
+        REQUIRE(::write(h.fd, answer.data(), answer.size()) == static_cast<ssize_t>(answer.size()));
+    });
+    Server server(std::move(options), std::move(router));
+    server.bind();
+    std::thread t([&] { server.run(); });
+
+    auto exchange = [&](const std::string& raw) {
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(fd);
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::strncpy(sa.sun_path, sock.c_str(), sizeof sa.sun_path - 1);
+        REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        REQUIRE(::write(fd.get(), raw.data(), raw.size()) == static_cast<ssize_t>(raw.size()));
+        REQUIRE(::shutdown(fd.get(), SHUT_WR) == 0); // the client's stdin ends
+        std::string out;
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+        return out;
+    };
+    // Bytes right behind the headers belong to the stream.
+    std::string out = exchange("POST /v1.41/containers/c1/attach?stream=1&stdin=1 HTTP/1.1\r\n"
+                               "Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nabc");
+    CHECK(out.starts_with("HTTP/1.1 101 UPGRADED\r\n"
+                          "Content-Type: application/vnd.docker.raw-stream\r\n"
+                          "Connection: Upgrade\r\nUpgrade: tcp\r\n"));
+    CHECK(out.find("Api-Version: 1.41\r\n") != std::string::npos);
+    CHECK(out.ends_with("\r\n\r\n" + mux_frame(1, "c1 got abc")));
+
+    // Without the upgrade: dockerd's 200 and the same raw stream.
+    out = exchange("POST /containers/c2/attach?stream=1 HTTP/1.1\r\nHost: d\r\n\r\nxy");
+    CHECK(out.starts_with("HTTP/1.1 200 OK\r\n"
+                          "Content-Type: application/vnd.docker.raw-stream\r\n"));
+    CHECK(out.ends_with("\r\n\r\n" + mux_frame(1, "c2 got xy")));
+
+    server.stop();
+    t.join();
+}
