@@ -8,7 +8,8 @@
 # Commands, each through DOCKER_HOST=unix://<that server's socket>:
 #   docker ps -a              (10 created containers in each server's store)
 #   docker images
-#   docker run -d --rm --network none busybox true (create + start)
+#   docker run -d --rm --network none busybox true (create + start; the figures
+#   in bench/README predate the attach stream, so the foreground run is not timed)
 # The same busybox image (made by `strata bootstrap`) is loaded into every
 # server. Interleaved A B C A B C ... after a warm-up round
 # (bench/run_timer.py: medians and pairwise ratios). The client is Debian's
