@@ -119,6 +119,10 @@ public:
 // big-endian 32 bits) then the payload.
 std::string mux_frame(int stream, std::string_view payload);
 
+// Writes all of data to a hijacked connection's socket (no SIGPIPE when the
+// client has gone); false when the client is gone.
+bool send_all(int fd, std::string_view data);
+
 using Handler = std::function<void(Request&, Exchange&)>;
 
 // Routes by method and path. A pattern's segments are literals or {name}

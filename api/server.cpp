@@ -238,6 +238,20 @@ std::string mux_frame(int stream, std::string_view payload) {
     return out;
 }
 
+bool send_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
 void Router::add(std::string method, std::string pattern, Handler handler) {
     m_routes.push_back({std::move(method), split_path(pattern), std::move(handler)});
 }

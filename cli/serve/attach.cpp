@@ -67,20 +67,6 @@ UniqueFd attach_monitor(const containers::Store& cs, const std::string& id) {
     return conn;
 }
 
-bool send_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
-
 struct Streams {
     bool in = false, out = false, err = false;
     // The end of the client's stdin closes the container's (docker run -i);
@@ -95,7 +81,7 @@ bool send_output(int client, const Streams& s, int stream, std::string_view data
     if ((stream == 1 && !s.out) || (stream == 2 && !s.err)) {
         return true;
     }
-    return send_all(client, s.tty ? std::string(data) : api::mux_frame(stream, data));
+    return api::send_all(client, s.tty ? std::string(data) : api::mux_frame(stream, data));
 }
 
 // Copies between the client and the monitor until the container ends (the

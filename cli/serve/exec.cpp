@@ -149,20 +149,6 @@ void create(Context& ctx, api::Request& req, api::Exchange& ex) {
     ex.respond_json(201, ordered_json{{"Id", e->id}});
 }
 
-bool send_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
-
 // Copies the client's bytes to the process's stdin and its output to the
 // client until the output ends; false when the client left.
 bool pump(int client, std::string pending_in, UniqueFd& in, UniqueFd& out, UniqueFd& err) {
@@ -208,8 +194,9 @@ bool pump(int client, std::string pending_in, UniqueFd& in, UniqueFd& out, Uniqu
             }
             ssize_t n = ::read(fd.get(), buf, sizeof buf);
             if (n > 0) {
-                if (!send_all(client, api::mux_frame(
-                                          i, std::string_view(buf, static_cast<std::size_t>(n))))) {
+                if (!api::send_all(
+                        client,
+                        api::mux_frame(i, std::string_view(buf, static_cast<std::size_t>(n))))) {
                     return false;
                 }
             } else if (n == 0 || errno != EINTR) {
@@ -277,7 +264,7 @@ void start(Context& ctx, api::Request& req, api::Exchange& ex) {
     } catch (const runner::StartError& x) {
         // dockerd writes the error into the stream; the exit code is 126/127.
         finish(x.exit_code());
-        send_all(h.fd, api::mux_frame(1, std::string(x.what()) + "\r\n"));
+        api::send_all(h.fd, api::mux_frame(1, std::string(x.what()) + "\r\n"));
         return;
     }
     {
