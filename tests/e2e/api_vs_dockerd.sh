@@ -7,58 +7,11 @@
 . "$(dirname "$0")/own_netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-DOCKER=/usr/bin/docker
-[ -x "$DOCKER" ] || skip "needs Debian's docker CLI (apt-get install docker.io)"
-"$DOCKER" --version | grep -q 'Docker version 20\.10' || skip "needs docker.io 20.10's client"
-command -v dockerd >/dev/null || skip "needs dockerd (apt-get install docker.io)"
-export DOCKER_CONFIG=$WORK/docker-config
-mkdir -p "$DOCKER_CONFIG"
+. "$(dirname "$0")/../support/api_pair.sh"
+api_pair_start
 
-strata bootstrap busybox >/dev/null || fail "bootstrap"
-strata save busybox -o "$WORK/busybox.tar" --format docker >/dev/null || fail "save"
-
-# dockerd, in this namespace, gone with the test.
-DD=$WORK/dockerd
-mkdir -p "$DD"
-dockerd --data-root "$DD/data" --exec-root "$DD/exec" --pidfile "$DD/pid" -H "unix://$DD/d.sock" \
-  --iptables=false --ip6tables=false --bridge=none --ip-masq=false >"$DD/log" 2>&1 &
-DOCKERD_PID=$!
-stop_dockerd() {
-  DOCKER_HOST=unix://$DD/d.sock timeout 30 "$DOCKER" rm -f $(DOCKER_HOST=unix://$DD/d.sock "$DOCKER" ps -aq) >/dev/null 2>&1
-  kill "$DOCKERD_PID" 2>/dev/null
-  for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
-  umount -R "$DD/exec" "$DD/data" 2>/dev/null
-}
-on_exit stop_dockerd
-for _ in $(seq 1 60); do DOCKER_HOST=unix://$DD/d.sock "$DOCKER" version >/dev/null 2>&1 && break; sleep 0.5; done
-DOCKER_HOST=unix://$DD/d.sock "$DOCKER" version >/dev/null 2>&1 || skip "dockerd did not start: $(tail -3 "$DD/log")"
-DOCKER_HOST=unix://$DD/d.sock "$DOCKER" load -i "$WORK/busybox.tar" >/dev/null || fail "docker load into dockerd"
-DOCKER_HOST=unix://$DD/d.sock timeout 60 "$DOCKER" run --rm --network none busybox true >/dev/null 2>&1 ||
-  skip "dockerd cannot run a container here: $(DOCKER_HOST=unix://$DD/d.sock "$DOCKER" run --rm --network none busybox true 2>&1 | tail -1)"
-
-"$STRATA" serve -H "unix://$WORK/s.sock" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-on_exit stop_server
-cleanup_containers() {
-  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
-}
-on_exit cleanup_containers
-for _ in $(seq 1 100); do [ -S "$WORK/s.sock" ] && break; sleep 0.05; done
-
-# The script: each command's stdout, stderr and exit status, with 64- and
-# 12-hex IDs of containers replaced (image IDs are the same on both sides).
+# The script (run and normalize: tests/support/api_pair.sh).
 script() {
-  d() { timeout 120 "$DOCKER" "$@"; }
-  run() {
-    local out err rc
-    out=$(d "$@" 2>"$WORK/err"); rc=$?
-    err=$(cat "$WORK/err")
-    echo "\$ docker $*"
-    [ -z "$out" ] || echo "$out"
-    [ -z "$err" ] || echo "stderr: $err"
-    echo "exit $rc"
-  }
   run images --format '{{.Repository}} {{.Tag}} {{.ID}}'
   run image inspect -f '{{.Id}} {{.RepoTags}} {{.Os}} {{.Architecture}} {{json .Config.Cmd}}' busybox
   run history --format '{{.CreatedBy}}' busybox
@@ -107,10 +60,5 @@ script() {
   run wait nosuch
   run inspect nosuch
 }
-normalize() { sed -E 's/[0-9a-f]{64}/<ID>/g; s/\b[0-9a-f]{12}\b/<ID12>/g'; }
-
-DOCKER_HOST=unix://$DD/d.sock script 2>&1 | normalize >"$WORK/dockerd.out"
-DOCKER_HOST=unix://$WORK/s.sock script 2>&1 | normalize >"$WORK/strata.out"
-diff -u "$WORK/dockerd.out" "$WORK/strata.out" || fail "strata serve answers the docker CLI differently from dockerd (see above)"
-cat "$WORK/strata.out" # the transcript both sides gave
+api_pair_compare script
 echo "PASS"
