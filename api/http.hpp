@@ -8,8 +8,8 @@
 // cli/ (cmd_serve.cpp, cli/serve/) and call the functions the CLI commands
 // call. Beast stays inside api/server.cpp; nothing here exposes it.
 //
-// Unix sockets only: no TCP listener (it would need TLS client
-// verification), no socket activation.
+// Listeners: unix sockets, TCP with TLS client verification (api/tls.hpp),
+// and sockets systemd passes (socket activation).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -143,18 +143,37 @@ private:
     std::vector<Route> m_routes;
 };
 
-// Where a server listens: "unix:///run/strata/strata.sock" (tcp:// is
-// refused until TLS client verification is supported, as dockerd refuses
-// an unverified TCP socket by default).
+// Where a server listens, as dockerd's -H: "unix:///run/strata/strata.sock";
+// "tcp://HOST:PORT" (HOST empty for every address, PORT 2376 when left
+// out; served only with TLS client verification, ServerOptions::tls);
+// "fd://" for every socket systemd passed (socket activation,
+// LISTEN_FDS), "fd://N" for the one at descriptor N.
 struct ListenAddress {
-    std::string unix_path;
+    enum class Kind { unix_socket, tcp, systemd };
+    Kind kind = Kind::unix_socket;
+    std::string text;      // as given
+    std::string unix_path; // unix_socket
+    std::string host;      // tcp: a name or an address ("::1" without brackets)
+    std::string port;      // tcp
+    int fd = -1;           // systemd: -1 for all of them
     static ListenAddress parse(const std::string& text); // throws UsageError
+};
+
+// The PEM files of a TLS listener (dockerd's --tlscacert, --tlscert,
+// --tlskey with --tlsverify).
+struct TlsOptions {
+    std::string ca_cert;
+    std::string cert;
+    std::string key;
 };
 
 struct ServerOptions {
     std::vector<ListenAddress> listen;
     std::optional<unsigned> socket_gid; // the sockets' group (dockerd -G); root otherwise
-    std::string server_header;          // "strata/0.1 (linux)"
+    // TLS with client verification for the TCP listeners (and TCP sockets
+    // systemd passes); a TCP listener without it is refused at bind().
+    std::optional<TlsOptions> tls;
+    std::string server_header; // "strata/0.1 (linux)"
     // Called for requests that fail in a handler with an exception that is
     // not an HttpError: the status and message to answer (e.g. 404 for a
     // missing image). Unset: 500 and the exception's message.
@@ -166,8 +185,8 @@ struct ServerOptions {
 // Listens on every address (socket files mode 0660, an existing socket file
 // replaced), serves each connection on its own thread, and returns when
 // stop() is called from another thread or a signal handler's helper; the
-// socket files are then removed. Connections still open are abandoned to
-// the process's exit.
+// socket files it made are then removed (systemd's stay systemd's). Connections still open are
+// abandoned to the process's exit.
 class Server {
 public:
     Server(ServerOptions options, Router router);
@@ -175,8 +194,11 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Binds every listener (throws SysError naming the socket path).
-    void bind();
+    // Binds every listener (throws SysError naming the socket path or
+    // address, UsageError for TCP without TLS or fd:// without sockets from
+    // systemd). Returns what it listens on, one line each ("unix:///x.sock",
+    // "tcp://127.0.0.1:2376 (TLS, client certificates verified)").
+    std::vector<std::string> bind();
     // Accepts until stop().
     void run();
     // Async-signal-safe enough for a signal-waiting thread: wakes run().

@@ -1,6 +1,7 @@
 // Listeners, connections and HTTP/1.1 through Boost.Beast (api/http.hpp).
 #include "api/http.hpp"
 
+#include "api/tls.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
 
@@ -9,10 +10,18 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <limits>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -273,9 +282,13 @@ const Handler* Router::match(Request& req) const {
 }
 
 ListenAddress ListenAddress::parse(const std::string& text) {
+    ListenAddress a;
+    a.text = text;
     constexpr std::string_view unix_scheme = "unix://";
+    constexpr std::string_view tcp_scheme = "tcp://";
+    constexpr std::string_view fd_scheme = "fd://";
     if (text.starts_with(unix_scheme)) {
-        ListenAddress a;
+        a.kind = Kind::unix_socket;
         a.unix_path = text.substr(unix_scheme.size());
         if (a.unix_path.empty() || a.unix_path.front() != '/') {
             throw UsageError("-H " + text + ": a unix socket needs an absolute path");
@@ -285,12 +298,60 @@ ListenAddress ListenAddress::parse(const std::string& text) {
         }
         return a;
     }
-    if (text.starts_with("tcp://") || text.starts_with("fd://")) {
-        throw UsageError("-H " + text +
-                         ": strata serve listens on unix sockets only (an API on TCP would need "
-                         "TLS client verification, as dockerd requires)");
+    if (text.starts_with(tcp_scheme)) {
+        a.kind = Kind::tcp;
+        std::string rest = text.substr(tcp_scheme.size());
+        if (!rest.empty() && rest.back() == '/') {
+            rest.pop_back();
+        }
+        if (rest.find('/') != std::string::npos) {
+            throw UsageError("-H " + text + ": a TCP address has no path (tcp://HOST:PORT)");
+        }
+        std::string port;
+        if (rest.starts_with("[")) { // [::1]:2376
+            std::size_t close = rest.find(']');
+            if (close == std::string::npos) {
+                throw UsageError("-H " + text + ": missing ']' in the address");
+            }
+            a.host = rest.substr(1, close - 1);
+            std::string tail = rest.substr(close + 1);
+            if (!tail.empty()) {
+                if (tail.front() != ':') {
+                    throw UsageError("-H " + text + ": expected :PORT after the address");
+                }
+                port = tail.substr(1);
+            }
+        } else if (std::count(rest.begin(), rest.end(), ':') > 1) {
+            throw UsageError("-H " + text +
+                             ": an IPv6 address is written in brackets ([::1]:2376)");
+        } else if (std::size_t colon = rest.rfind(':'); colon != std::string::npos) {
+            a.host = rest.substr(0, colon);
+            port = rest.substr(colon + 1);
+        } else {
+            a.host = rest;
+        }
+        if (port.empty()) {
+            port = "2376"; // dockerd's port for TLS
+        }
+        if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoul(port) > 65535) {
+            throw UsageError("-H " + text + ": invalid port \"" + port + "\"");
+        }
+        a.port = port;
+        return a;
     }
-    throw UsageError("-H " + text + ": unknown address (unix:///PATH)");
+    if (text.starts_with(fd_scheme)) {
+        a.kind = Kind::systemd;
+        std::string rest = text.substr(fd_scheme.size());
+        if (!rest.empty()) {
+            if (rest.size() > 9 || rest.find_first_not_of("0123456789") != std::string::npos) {
+                throw UsageError("-H " + text + ": expected fd:// or fd://N (a descriptor number)");
+            }
+            a.fd = std::stoi(rest);
+        }
+        return a;
+    }
+    throw UsageError("-H " + text + ": unknown address (unix:///PATH, tcp://HOST:PORT or fd://)");
 }
 
 namespace {
@@ -385,6 +446,7 @@ public:
     void begin_stream(int status, std::string_view content_type) override {
         m_responded = true;
         m_streaming = true;
+        m_stream_json = content_type == "application/json";
         http::response<http::empty_body> res{static_cast<http::status>(status), 11};
         set_headers(res, content_type);
         res.chunked(true);
@@ -600,10 +662,15 @@ private:
         if (!m_responded) {
             respond_error(status, message);
         } else if (m_streaming && m_stream_ok) {
-            // Mid-stream: dockerd's progress streams carry the error as a
-            // message; then the stream ends.
-            write_json(nlohmann::ordered_json{{"errorDetail", {{"message", message}}},
-                                              {"error", message}});
+            // Mid-stream: dockerd's JSON progress streams carry the error as
+            // a message; a raw stream (logs, export) just ends, as dockerd's
+            // does, rather than carrying JSON its reader would take for data.
+            if (m_stream_json) {
+                write_json(nlohmann::ordered_json{{"errorDetail", {{"message", message}}},
+                                                  {"error", message}});
+            } else if (m_options.log && status < 500) {
+                m_options.log(req.method + " " + req.target + ": " + message);
+            }
             finish();
         }
     }
@@ -618,20 +685,52 @@ private:
     bool m_responded = false;
     bool m_streaming = false;
     bool m_stream_ok = false;
+    bool m_stream_json = false;
     bool m_close = false;
     bool m_head = false;
 };
 
 } // namespace
 
-struct Server::Impl {
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+    struct Listener {
+        UniqueFd fd;
+        bool tls = false; // a TCP socket: connections are served through tls_relay
+    };
     ServerOptions options;
     Router router;
     net::io_context ioc; // only for the sockets' sync operations
-    std::vector<UniqueFd> listeners;
+    std::vector<Listener> listeners;
     std::vector<std::string> bound_paths;
+    std::unique_ptr<TlsContext> tls;
     Pipe wake;
+
+    void bind_unix(const ListenAddress& a);
+    void bind_tcp(const ListenAddress& a);
+    void take_systemd(const ListenAddress& a, std::vector<std::string>& described);
+    void need_tls(const std::string& what) const;
+    void serve(UniqueFd fd, bool tls);
 };
+
+namespace {
+
+std::string tls_suffix() {
+    return " (TLS, client certificates verified)";
+}
+
+std::string describe_inet(const sockaddr* sa) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+        ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        return "tcp://" + std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+    }
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    return "tcp://[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+}
+
+} // namespace
 
 Server::Server(ServerOptions options, Router router) : m_impl(std::make_shared<Impl>()) {
     m_impl->options = std::move(options);
@@ -645,44 +744,222 @@ Server::~Server() {
     }
 }
 
-void Server::bind() {
-    for (const auto& a : m_impl->options.listen) {
-        const std::string& path = a.unix_path;
-        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+void Server::Impl::need_tls(const std::string& what) const {
+    if (!tls) {
+        throw UsageError(
+            what + ": strata serve listens on TCP only with TLS client verification, as "
+                   "dockerd requires (--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY)");
+    }
+}
+
+void Server::Impl::bind_unix(const ListenAddress& a) {
+    const std::string& path = a.unix_path;
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        throw_errno("socket");
+    }
+    // A socket file left by a server that died is replaced (dockerd does
+    // the same); anything else at the path is an error from bind.
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+        if (::unlink(path.c_str()) != 0) {
+            throw_errno("unlink", path);
+        }
+    }
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+    // Never reachable by others, not even between bind and chmod.
+    mode_t old = ::umask(0117);
+    int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    int err = errno;
+    ::umask(old);
+    if (rc != 0) {
+        throw SysError("bind", path, err);
+    }
+    bound_paths.push_back(path);
+    if (::chmod(path.c_str(), 0660) != 0) {
+        throw_errno("chmod", path);
+    }
+    if (options.socket_gid && ::chown(path.c_str(), -1, *options.socket_gid) != 0) {
+        throw_errno("chown", path);
+    }
+    if (::listen(fd.get(), SOMAXCONN) != 0) {
+        throw_errno("listen", path);
+    }
+    listeners.push_back({std::move(fd), false});
+}
+
+void Server::Impl::bind_tcp(const ListenAddress& a) {
+    need_tls("-H " + a.text);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    int rc = ::getaddrinfo(a.host.empty() ? nullptr : a.host.c_str(), a.port.c_str(), &hints, &res);
+    if (rc != 0) {
+        throw UsageError("-H " + a.text + ": " + ::gai_strerror(rc));
+    }
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> hold(res, ::freeaddrinfo);
+    // Every address the name has (Go's net.Listen takes the first; a host
+    // name with an IPv4 and an IPv6 address answers on both here).
+    int bound = 0;
+    int err = 0;
+    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+        UniqueFd fd(::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd) {
-            throw_errno("socket");
+            err = errno;
+            continue;
         }
-        // A socket file left by a server that died is replaced (dockerd does
-        // the same); anything else at the path is an error from bind.
-        struct stat st {};
-        if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-            if (::unlink(path.c_str()) != 0) {
-                throw_errno("unlink", path);
+        int one = 1;
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6) {
+            ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        }
+        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 ||
+            ::listen(fd.get(), SOMAXCONN) != 0) {
+            err = errno;
+            continue;
+        }
+        listeners.push_back({std::move(fd), true});
+        ++bound;
+    }
+    if (bound == 0) {
+        throw SysError("bind", a.text, err != 0 ? err : EADDRNOTAVAIL);
+    }
+}
+
+void Server::Impl::take_systemd(const ListenAddress& a, std::vector<std::string>& described) {
+    const char* pid = std::getenv("LISTEN_PID");
+    const char* count = std::getenv("LISTEN_FDS");
+    if (pid == nullptr || count == nullptr || std::atol(pid) != static_cast<long>(::getpid())) {
+        throw UsageError("-H " + a.text +
+                         ": no sockets were passed by systemd (LISTEN_PID and LISTEN_FDS are not "
+                         "set for this process)");
+    }
+    int n = std::atoi(count);
+    constexpr int first = 3; // SD_LISTEN_FDS_START
+    if (n <= 0) {
+        throw UsageError("-H " + a.text +
+                         ": systemd passed no sockets (LISTEN_FDS=" + std::string(count) + ")");
+    }
+    if (a.fd != -1 && (a.fd < first || a.fd >= first + n)) {
+        throw UsageError("-H " + a.text + ": systemd passed descriptors " + std::to_string(first) +
+                         " to " + std::to_string(first + n - 1));
+    }
+    for (int fd = first; fd < first + n; ++fd) {
+        if (a.fd != -1 && fd != a.fd) {
+            continue;
+        }
+        std::string what = "-H " + a.text + " (descriptor " + std::to_string(fd) + ")";
+        int type = 0;
+        int listening = 0;
+        socklen_t len = sizeof type;
+        socklen_t len2 = sizeof listening;
+        if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+            ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len2) != 0 ||
+            type != SOCK_STREAM || listening == 0) {
+            throw UsageError(what + ": not a listening stream socket");
+        }
+        sockaddr_storage ss{};
+        socklen_t sl = sizeof ss;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) {
+            throw_errno("getsockname", what);
+        }
+        bool inet = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+        if (inet) {
+            need_tls(what);
+        } else if (ss.ss_family != AF_UNIX) {
+            throw UsageError(what + ": neither a unix nor a TCP socket");
+        }
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC); // not for the containers' processes
+        listeners.push_back({UniqueFd(fd), inet});
+        if (inet) {
+            described.push_back(describe_inet(reinterpret_cast<sockaddr*>(&ss)) + tls_suffix() +
+                                " from systemd");
+        } else {
+            const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+            std::string path = sl > offsetof(sockaddr_un, sun_path) ? un->sun_path : "";
+            described.push_back("unix://" + path + " from systemd");
+        }
+    }
+}
+
+std::vector<std::string> Server::bind() {
+    std::vector<std::string> described;
+    if (m_impl->options.tls) {
+        const auto& t = *m_impl->options.tls;
+        m_impl->tls = std::make_unique<TlsContext>(TlsFiles{t.ca_cert, t.cert, t.key});
+    }
+    bool systemd = false;
+    for (const auto& a : m_impl->options.listen) {
+        switch (a.kind) {
+        case ListenAddress::Kind::unix_socket:
+            m_impl->bind_unix(a);
+            described.push_back(a.text);
+            break;
+        case ListenAddress::Kind::tcp: {
+            std::size_t before = m_impl->listeners.size();
+            m_impl->bind_tcp(a);
+            for (std::size_t i = before; i < m_impl->listeners.size(); ++i) {
+                sockaddr_storage ss{};
+                socklen_t sl = sizeof ss;
+                ::getsockname(m_impl->listeners[i].fd.get(), reinterpret_cast<sockaddr*>(&ss), &sl);
+                described.push_back(describe_inet(reinterpret_cast<sockaddr*>(&ss)) + tls_suffix());
             }
+            break;
         }
-        sockaddr_un sa{};
-        sa.sun_family = AF_UNIX;
-        std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
-        // Never reachable by others, not even between bind and chmod.
-        mode_t old = ::umask(0117);
-        int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-        int err = errno;
-        ::umask(old);
-        if (rc != 0) {
-            throw SysError("bind", path, err);
+        case ListenAddress::Kind::systemd:
+            m_impl->take_systemd(a, described);
+            systemd = true;
+            break;
         }
-        m_impl->bound_paths.push_back(path);
-        if (::chmod(path.c_str(), 0660) != 0) {
-            throw_errno("chmod", path);
+    }
+    if (systemd) {
+        // sd_listen_fds(1): the sockets are this process's, not its children's.
+        ::unsetenv("LISTEN_PID");
+        ::unsetenv("LISTEN_FDS");
+        ::unsetenv("LISTEN_FDNAMES");
+    }
+    return described;
+}
+
+void Server::Impl::serve(UniqueFd fd, bool with_tls) {
+    auto log = [this](const std::string& line) {
+        if (options.log) {
+            options.log(line);
         }
-        if (m_impl->options.socket_gid &&
-            ::chown(path.c_str(), -1, *m_impl->options.socket_gid) != 0) {
-            throw_errno("chown", path);
+    };
+    if (with_tls) {
+        int one = 1;
+        ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        int pair[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+            log(std::string("socketpair: ") + std::strerror(errno));
+            return;
         }
-        if (::listen(fd.get(), SOMAXCONN) != 0) {
-            throw_errno("listen", path);
-        }
-        m_impl->listeners.push_back(std::move(fd));
+        UniqueFd plain(pair[1]);
+        // The HTTP side serves its end of the pair as any unix connection;
+        // this thread relays.
+        std::thread([inner = UniqueFd(pair[0]), impl = shared_from_this()]() mutable {
+            impl->serve(std::move(inner), false);
+        }).detach();
+        tls_relay(*tls, std::move(fd), std::move(plain), log);
+        return;
+    }
+    Socket sock(ioc);
+    boost::system::error_code ec;
+    sock.assign(net::local::stream_protocol(), fd.get(), ec);
+    if (ec) {
+        return;
+    }
+    (void)fd.release(); // the socket owns it now
+    try {
+        Connection conn(std::move(sock), options, router);
+        conn.serve();
+    } catch (const std::exception& e) {
+        log(std::string("connection: ") + e.what());
     }
 }
 
@@ -690,7 +967,7 @@ void Server::run() {
     std::vector<pollfd> fds;
     fds.push_back({m_impl->wake.read.get(), POLLIN, 0});
     for (const auto& l : m_impl->listeners) {
-        fds.push_back({l.get(), POLLIN, 0});
+        fds.push_back({l.fd.get(), POLLIN, 0});
     }
     for (;;) {
         int n = ::poll(fds.data(), fds.size(), -1);
@@ -715,24 +992,12 @@ void Server::run() {
                 }
                 continue;
             }
-            Socket sock(m_impl->ioc);
-            boost::system::error_code ec;
-            sock.assign(net::local::stream_protocol(), c, ec);
-            if (ec) {
-                ::close(c);
-                continue;
-            }
-            // One thread per connection; it ends with the connection (or
-            // with the process, for a stream still open at stop()).
-            std::thread([s = std::move(sock), impl = m_impl]() mutable {
-                try {
-                    Connection conn(std::move(s), impl->options, impl->router);
-                    conn.serve();
-                } catch (const std::exception& e) {
-                    if (impl->options.log) {
-                        impl->options.log(std::string("connection: ") + e.what());
-                    }
-                }
+            // One thread per connection (two with TLS); it ends with the
+            // connection (or with the process, for a stream still open at
+            // stop()).
+            std::thread([fd = UniqueFd(c), tls = m_impl->listeners[i - 1].tls,
+                         impl = m_impl]() mutable {
+                impl->serve(std::move(fd), tls);
             }).detach();
         }
     }

@@ -740,7 +740,14 @@ void read_logs(const containers::Store& cs, const std::string& id, const LogOpti
     ino_t ino = fd ? fs::fstat(fd.get()).st_ino : 0;
     std::string partial;
     while (true) {
-        bool running = cs.load_state(id).running() || cs.monitor_alive(id);
+        bool running = false;
+        try {
+            running = cs.load_state(id).running() || cs.monitor_alive(id);
+        } catch (const containers::NoSuchContainer&) {
+            // Removed while followed (docker-py's run(remove=True) reads the
+            // stream it opened after the remove): what the open log still
+            // holds is read, then the stream ends, as dockerd's does.
+        }
         struct stat st {};
         if (::stat(path.c_str(), &st) == 0 && st.st_ino != ino) {
             fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); // rotated

@@ -1,4 +1,5 @@
-// strata serve: the Docker Engine API on unix sockets (api/ carries the HTTP,
+// strata serve: the Docker Engine API on unix sockets, TCP with TLS client
+// verification or sockets systemd passes (api/ carries the HTTP,
 // cli/serve/ the endpoints), in the foreground until SIGTERM or SIGINT.
 #include "api/http.hpp"
 #include "cli/commands.hpp"
@@ -63,6 +64,10 @@ namespace {
 struct ServeOpts {
     std::vector<std::string> hosts;
     std::string group;
+    bool tlsverify = false;
+    std::string tlscacert;
+    std::string tlscert;
+    std::string tlskey;
 };
 
 std::string utc_now() {
@@ -92,6 +97,13 @@ void run_serve(Context& ctx, const ServeOpts& o) {
             options.socket_gid = g->gr_gid;
         }
     }
+    if (o.tlsverify) {
+        options.tls = api::TlsOptions{o.tlscacert, o.tlscert, o.tlskey};
+    } else if (!o.tlscacert.empty() || !o.tlscert.empty() || !o.tlskey.empty()) {
+        // dockerd's --tls without --tlsverify serves TLS to any client; strata
+        // serves TCP only to clients with a certificate its CA signed.
+        throw UsageError("--tlscacert, --tlscert and --tlskey are used with --tlsverify");
+    }
     options.server_header = std::string("strata/") + STRATA_VERSION + " (linux)";
     options.classify = serve::classify_error;
     auto log_mutex = std::make_shared<std::mutex>();
@@ -107,7 +119,9 @@ void run_serve(Context& ctx, const ServeOpts& o) {
     serve::add_container_routes(router, ctx);
 
     for (const auto& a : options.listen) {
-        fs::mkdirs(fs::dirname(a.unix_path), 0755);
+        if (a.kind == api::ListenAddress::Kind::unix_socket) {
+            fs::mkdirs(fs::dirname(a.unix_path), 0755);
+        }
     }
     // SIGTERM and SIGINT are taken by one thread (every thread made after
     // this inherits the mask); a client gone mid-response is an error from
@@ -119,15 +133,10 @@ void run_serve(Context& ctx, const ServeOpts& o) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
-    std::vector<std::string> paths;
-    for (const auto& a : options.listen) {
-        paths.push_back(a.unix_path);
-    }
     auto log = options.log;
     api::Server server(std::move(options), std::move(router));
-    server.bind();
-    for (const auto& p : paths) {
-        log("API listen on " + p);
+    for (const auto& where : server.bind()) {
+        log("API listen on " + where);
     }
     std::atomic<bool> done{false};
     std::thread waiter([&] {
@@ -164,11 +173,20 @@ void run_serve(Context& ctx, const ServeOpts& o) {
 void register_serve(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<ServeOpts>();
     auto* cmd = app.add_subcommand(
-        "serve", "Serve the Docker Engine API (docker CLI, docker-py) on a unix socket");
+        "serve", "Serve the Docker Engine API (docker CLI, docker-py, Compose) on a unix socket");
     cmd->add_option("-H,--host", o->hosts,
-                    "Socket to listen on, unix:///PATH (repeatable; default "
-                    "unix:///run/strata/strata.sock)")
+                    "Where to listen: unix:///PATH, tcp://HOST:PORT (with --tlsverify) or fd:// "
+                    "(systemd socket activation); repeatable; default "
+                    "unix:///run/strata/strata.sock")
         ->type_name("ADDR");
+    cmd->add_flag(
+        "--tlsverify", o->tlsverify,
+        "Serve TCP with TLS and accept only clients whose certificate --tlscacert signed");
+    cmd->add_option("--tlscacert", o->tlscacert, "CA certificate (PEM) that signs the clients'")
+        ->type_name("FILE");
+    cmd->add_option("--tlscert", o->tlscert, "The server's TLS certificate (PEM)")
+        ->type_name("FILE");
+    cmd->add_option("--tlskey", o->tlskey, "The server's TLS key (PEM)")->type_name("FILE");
     cmd->add_option("-G,--group", o->group,
                     "Group owning the sockets (name or GID; mode 0660), root otherwise");
     cmd->callback([&ctx, o] { run_serve(ctx, *o); });

@@ -25,7 +25,7 @@ api() { curl -sS --unix-socket "$SOCK" "$@"; }
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 
 # --- refused addresses and flags, before anything listens
-expect_fail "unix sockets only" strata serve -H tcp://127.0.0.1:2375
+expect_fail "only with TLS client verification" strata serve -H tcp://127.0.0.1:2375
 expect_fail "needs an absolute path" strata serve -H unix://relative.sock
 expect_fail "no such group" strata serve -H "unix://$SOCK" --group no-such-group-here
 

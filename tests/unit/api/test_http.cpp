@@ -112,12 +112,62 @@ TEST_CASE("mux_frame is Docker's stdcopy header and payload") {
     CHECK(static_cast<unsigned char>(big[7]) == 0x03);
 }
 
-TEST_CASE("listen addresses: absolute unix paths only, TCP refused") {
-    CHECK(ListenAddress::parse("unix:///run/x.sock").unix_path == "/run/x.sock");
+TEST_CASE("listen addresses: unix paths, TCP as dockerd writes it, systemd's sockets") {
+    auto u = ListenAddress::parse("unix:///run/x.sock");
+    CHECK(u.kind == ListenAddress::Kind::unix_socket);
+    CHECK(u.unix_path == "/run/x.sock");
     CHECK_THROWS_AS(ListenAddress::parse("unix://x.sock"), UsageError);
-    CHECK_THROWS_AS(ListenAddress::parse("tcp://127.0.0.1:2375"), UsageError);
     CHECK_THROWS_AS(ListenAddress::parse("/run/x.sock"), UsageError);
     CHECK_THROWS_AS(ListenAddress::parse("unix:///" + std::string(200, 'a')), UsageError);
+
+    auto t = ListenAddress::parse("tcp://127.0.0.1:2375");
+    CHECK(t.kind == ListenAddress::Kind::tcp);
+    CHECK(t.host == "127.0.0.1");
+    CHECK(t.port == "2375");
+    auto all = ListenAddress::parse("tcp://:4243");
+    CHECK(all.host.empty());
+    CHECK(all.port == "4243");
+    CHECK(ListenAddress::parse("tcp://localhost").port == "2376"); // dockerd's TLS port
+    auto v6 = ListenAddress::parse("tcp://[::1]:9999/");
+    CHECK(v6.host == "::1");
+    CHECK(v6.port == "9999");
+    CHECK_THROWS_AS(ListenAddress::parse("tcp://::1:9999"), UsageError);
+    CHECK_THROWS_AS(ListenAddress::parse("tcp://host:65536"), UsageError);
+    CHECK_THROWS_AS(ListenAddress::parse("tcp://host:http"), UsageError);
+    CHECK_THROWS_AS(ListenAddress::parse("tcp://host:1/path"), UsageError);
+    CHECK_THROWS_AS(ListenAddress::parse("tcp://[::1"), UsageError);
+
+    CHECK(ListenAddress::parse("fd://").fd == -1);
+    CHECK(ListenAddress::parse("fd://").kind == ListenAddress::Kind::systemd);
+    CHECK(ListenAddress::parse("fd://4").fd == 4);
+    CHECK_THROWS_AS(ListenAddress::parse("fd://x"), UsageError);
+    CHECK_THROWS_AS(ListenAddress::parse("http://x"), UsageError);
+}
+
+TEST_CASE("server: TCP only with TLS, fd:// only with sockets from systemd") {
+    ServerOptions o;
+    o.listen.push_back(ListenAddress::parse("tcp://127.0.0.1:0"));
+    Server tcp(o, Router{});
+    CHECK_THROWS_WITH(tcp.bind(), Catch::Contains("only with TLS client verification"));
+
+    ServerOptions f;
+    f.listen.push_back(ListenAddress::parse("fd://"));
+    ::unsetenv("LISTEN_PID");
+    Server fd(f, Router{});
+    CHECK_THROWS_WITH(fd.bind(), Catch::Contains("no sockets were passed by systemd"));
+
+    // Sockets passed to another process are not this one's.
+    ::setenv("LISTEN_PID", "1", 1);
+    ::setenv("LISTEN_FDS", "1", 1);
+    Server other(f, Router{});
+    CHECK_THROWS_WITH(other.bind(), Catch::Contains("no sockets were passed by systemd"));
+    ::unsetenv("LISTEN_PID");
+    ::unsetenv("LISTEN_FDS");
+
+    ServerOptions bad;
+    bad.tls = TlsOptions{"/nonexistent/ca.pem", "/nonexistent/cert.pem", "/nonexistent/key.pem"};
+    Server tls(bad, Router{});
+    CHECK_THROWS_WITH(tls.bind(), Catch::Contains("/nonexistent/cert.pem"));
 }
 
 TEST_CASE("server: versions, dockerd's errors, bodies, streams, the socket's mode") {
