@@ -10,6 +10,7 @@
 #include "formats/media_types.hpp"
 #include "snapshot/flatten.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 #include "util/atomic_file.hpp"
 #include "util/log.hpp"
@@ -145,6 +146,7 @@ std::vector<std::string> load_images(Context& ctx, const std::string& input_arg,
     }
     for (const auto& l : loaded) {
         Digest id = store.load(l.manifest).id();
+        events::record_event(store.root(), "image", "load", id.str(), {{"name", id.str()}});
         bool named = false;
         if (tag) {
             store.set_name(*tag, l.manifest);
@@ -182,6 +184,7 @@ struct SaveOptions {
 formats::ArchiveWriteImage archive_image(snapshot::Store& store, const std::string& text) {
     snapshot::ImageRecord rec = store.resolve(text);
     snapshot::Image img = store.load(rec.manifest);
+    events::record_event(store.root(), "image", "save", img.id().str(), {{"name", img.id().str()}});
     formats::ArchiveWriteImage w;
     auto ref = snapshot::Reference::try_parse(text);
     if (ref && rec.name && *rec.name == *ref) {

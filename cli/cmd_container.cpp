@@ -15,6 +15,7 @@
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 
 #include <csignal>
@@ -661,25 +662,13 @@ void add_rename(CLI::App* cmd, Context& ctx) {
 }
 
 // Docker's --since/--until: RFC 3339, Unix seconds, or a duration ago ("10m").
+// --since/--until of logs, as the docker CLI reads them (durations, RFC 3339,
+// dates, seconds since the epoch), in nanoseconds as the log's times; 0: none.
 std::int64_t parse_log_time(const std::string& text) {
     if (text.empty()) {
         return 0;
     }
-    if (text.find_first_not_of("0123456789.") == std::string::npos) {
-        return std::stoll(text);
-    }
-    char unit = text.back();
-    std::string num = text.substr(0, text.size() - 1);
-    if (!num.empty() && num.find_first_not_of("0123456789") == std::string::npos &&
-        (unit == 's' || unit == 'm' || unit == 'h')) {
-        std::int64_t n = std::stoll(num) * (unit == 's' ? 1 : unit == 'm' ? 60 : 3600);
-        return now_seconds() - n;
-    }
-    std::int64_t t = parse_nano_time(text);
-    if (t == 0) {
-        throw UsageError("invalid value for \"since\"/\"until\": " + text);
-    }
-    return t;
+    return events::parse_time_argument(text, now_seconds() * 1000000000LL);
 }
 
 } // namespace

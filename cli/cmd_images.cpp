@@ -7,6 +7,7 @@
 #include "containers/store.hpp"
 #include "formats/tar.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 
 #include "cli/template.hpp"
@@ -282,7 +283,23 @@ void tag_image(Context& ctx, const std::string& source, const std::string& targe
         throw UsageError("refusing to create a tag with a digest reference: " + target);
     }
     store.set_name(name, rec.manifest);
+    events::record_event(store.root(), "image", "tag", store.load(rec.manifest).id().str(),
+                         {{"name", name.familiar()}});
 }
+
+namespace {
+
+// dockerd's events for an image removal: "untag" per name removed, "delete"
+// for the image, both naming the image ID.
+void record_removal_events(const snapshot::Store& store, const std::string& id,
+                           const ImageRemoval& r) {
+    for (const auto& [what, name] : r.items) {
+        events::record_event(store.root(), "image", what == "Deleted" ? "delete" : "untag", id,
+                             {{"name", id}});
+    }
+}
+
+} // namespace
 
 ImageRemoval remove_image(const Context& ctx, snapshot::Store& store, const std::string& text,
                           bool force) {
@@ -343,12 +360,14 @@ ImageRemoval remove_image(const Context& ctx, snapshot::Store& store, const std:
         // After the names go (an image with a name counts as
         // recorded already).
         store.add_untagged(rec.manifest);
+        record_removal_events(store, id, out);
         return out;
     }
     if (by_name) {
         store.remove_name(*ref);
         out.items.emplace_back("Untagged", ref->familiar());
         if (names.size() > 1) {
+            record_removal_events(store, id, out);
             return out;
         }
     } else {
@@ -365,6 +384,7 @@ ImageRemoval remove_image(const Context& ctx, snapshot::Store& store, const std:
     store.remove_untagged(rec.manifest.digest);
     out.items.emplace_back("Deleted", id);
     out.deleted = true;
+    record_removal_events(store, id, out);
     return out;
 }
 

@@ -1,5 +1,6 @@
 #include "containers/monitor.hpp"
 
+#include "containers/events.hpp"
 #include "containers/json_log.hpp"
 #include "containers/network.hpp"
 #include "containers/signal.hpp"
@@ -739,6 +740,7 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
             s.dead = false;
         });
         io.set_running(c->pid(), &*c);
+        record_container_event(store, id, "start");
         if (first) {
             ready.done("ok");
             first = false;
@@ -760,6 +762,10 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
             ::unlink(network_settings_path(store, id).c_str());
         }
         last_code = code;
+        if (oom) {
+            record_container_event(store, id, "oom");
+        }
+        record_container_event(store, id, "die", {{"exitCode", std::to_string(code)}});
         bool restart = false;
         bool manual = io.stop_requested();
         update_state(store, id, [&](State& s) {
@@ -1047,18 +1053,23 @@ void stop(const Store& store, const std::string& id, int timeout, int sig) {
     } catch (const NoSuchContainer&) {
         return; // it ended and removed itself meanwhile
     }
+    // dockerd's events: kill (the signal), die (the monitor's), stop.
+    record_container_event(store, id, "kill", {{"signal", std::to_string(sig)}});
     monitor_request(store, id, "stop " + std::to_string(sig));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
     while (std::chrono::steady_clock::now() < deadline) {
         if (!wait_running_once(store, id)) {
             wait_monitor_exit(store, id);
+            record_container_event(store, id, "stop");
             return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    record_container_event(store, id, "kill", {{"signal", std::to_string(SIGKILL)}});
     monitor_request(store, id, "stop 9");
     wait_not_running(store, id);
     wait_monitor_exit(store, id);
+    record_container_event(store, id, "stop");
 }
 
 void kill(const Store& store, const std::string& id, int sig) {
@@ -1077,6 +1088,7 @@ void kill(const Store& store, const std::string& id, int sig) {
         cur.manually_stopped = true;
         store.save_state(id, cur);
     }
+    record_container_event(store, id, "kill", {{"signal", std::to_string(sig)}});
     auto answer = monitor_request(store, id, (manual ? "stop " : "kill ") + std::to_string(sig));
     if (!answer || *answer != "ok") {
         throw Error("Cannot kill container: " + id + ": Container " + id + " is not running");

@@ -1,5 +1,6 @@
 #include "containers/store.hpp"
 
+#include "containers/events.hpp"
 #include "containers/names.hpp"
 #include "formats/json.hpp"
 #include "util/fs.hpp"
@@ -219,6 +220,7 @@ std::string Store::create(nlohmann::ordered_json config, const std::string& name
         ::unlink((m_dir + "/names/" + name).c_str());
         throw;
     }
+    record_container_event(m_store_root, id, config, "create");
     return id;
 }
 
@@ -418,12 +420,15 @@ claimed:
     if (!old.empty() && read_link(old_link) == id) {
         ::unlink(old_link.c_str());
     }
+    record_container_event(m_store_root, id, config, "rename", {{"oldName", "/" + old}});
 }
 
 void Store::remove(const std::string& id) {
     std::string name;
+    nlohmann::json config = nlohmann::json::object();
     try {
-        name = this->name(id);
+        config = load_config(id);
+        name = strip_slash(config.value("Name", std::string()));
     } catch (const NoSuchContainer&) {
         throw;
     } catch (const std::exception&) {
@@ -444,6 +449,7 @@ void Store::remove(const std::string& id) {
     std::string pin = m_store_root + "/leases/pin-container-" + id;
     ::unlink(pin.c_str());
     fs::remove_all(gone);
+    record_container_event(m_store_root, id, config, "destroy");
 }
 
 } // namespace strata::containers

@@ -5,6 +5,7 @@
 #include "layerfs/overlay.hpp"
 #include "util/child.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/root.hpp"
@@ -496,6 +497,7 @@ std::pair<Volume, bool> VolumeStore::create(const VolumeCreate& req) {
         throw;
     }
     fs::fsync_dir(m_dir);
+    events::record_event(m_store.root(), "volume", "create", v.name, {{"driver", v.driver}});
     return {v, true};
 }
 
@@ -552,6 +554,7 @@ void VolumeStore::remove_locked(const std::string& name) {
         throw_errno("rename " + volume_dir(name), gone);
     }
     fs::remove_all(gone);
+    events::record_event(m_store.root(), "volume", "destroy", name, {{"driver", "local"}});
 }
 
 bool VolumeStore::remove(const std::string& name, bool force) {

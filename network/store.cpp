@@ -1,6 +1,7 @@
 #include "network/store.hpp"
 
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 
 #include <algorithm>
@@ -337,7 +338,10 @@ NetworkRecord NetworkStore::create(const CreateOptions& o) {
     } else {
         r.gateway = r.subnet->host(1);
     }
-    return write_new(std::move(r));
+    NetworkRecord made = write_new(std::move(r));
+    events::record_event(fs::dirname(m_dir), "network", "create", made.id,
+                         {{"name", made.name}, {"type", made.driver}});
+    return made;
 }
 
 std::optional<NetworkRecord> NetworkStore::find(std::string_view ref) const {
@@ -547,11 +551,26 @@ NetworkStore::Claim NetworkStore::claim(const NetworkRecord& net, const std::str
         ::unlink(path.c_str());
         throw;
     }
+    events::record_event(fs::dirname(m_dir), "network", "connect", net.id,
+                         {{"container", container_id}, {"name", net.name}, {"type", net.driver}});
     return Claim{std::move(ep), std::move(fd)};
 }
 
 void NetworkStore::release(const std::string& network_id, const std::string& container_id) {
-    ::unlink(endpoint_path(network_id, container_id).c_str());
+    std::string path = endpoint_path(network_id, container_id);
+    if (::unlink(path.c_str()) == 0) {
+        std::map<std::string, std::string> attrs{{"container", container_id}};
+        try {
+            if (auto net = find(network_id)) {
+                attrs["name"] = net->name;
+                attrs["type"] = net->driver;
+            }
+        } catch (const std::exception&) {
+            // the network's record is unreadable: the event names the container only
+        }
+        events::record_event(fs::dirname(m_dir), "network", "disconnect", network_id,
+                             std::move(attrs));
+    }
 }
 
 std::vector<Endpoint> NetworkStore::remove(const NetworkRecord& net) {
@@ -565,6 +584,8 @@ std::vector<Endpoint> NetworkStore::remove(const NetworkRecord& net) {
     }
     ::unlink((m_dir + "/names/" + net.name).c_str());
     fs::remove_all(m_dir + "/" + net.id);
+    events::record_event(fs::dirname(m_dir), "network", "destroy", net.id,
+                         {{"name", net.name}, {"type", net.driver}});
     return stale;
 }
 

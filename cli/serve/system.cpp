@@ -3,6 +3,7 @@
 #include "cli/common.hpp"
 #include "cli/serve/routes.hpp"
 #include "containers/store.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 
 #include <fstream>
@@ -226,6 +227,32 @@ void ping(api::Request& req, api::Exchange& ex) {
 
 } // namespace
 
+// GET /events: the store's journal (util/event_log.hpp) as dockerd streams
+// its events: one JSON message a line; past ones with `since`, then new
+// ones until `until` or the client leaves.
+void events_stream(Context& ctx, api::Request& req, api::Exchange& ex) {
+    events::EventQuery q;
+    std::string since = req.maybe_query("since").value_or("");
+    std::string until = req.maybe_query("until").value_or("");
+    if (!since.empty()) {
+        q.since = events::parse_event_time(since);
+    }
+    if (!until.empty()) {
+        q.until = events::parse_event_time(until);
+        if (q.until < std::max<std::int64_t>(q.since, 0)) {
+            throw api::HttpError(400, "`since` time (" + since +
+                                          ") cannot be after `until` time (" + until + ")");
+        }
+    }
+    q.filter = events::EventFilter(req.query_filters());
+    std::string root = ctx.store_root();
+    ex.begin_stream(200, "application/json");
+    events::read_events(
+        root, q, [&](const events::Event& e) { return ex.write_json(e.to_json()); },
+        [&] { return ex.client_gone(); });
+    ex.finish();
+}
+
 void add_system_routes(api::Router& router, Context& ctx) {
     // The API headers every response carries come from api/server.cpp.
     router.add("GET", "/_ping", ping);
@@ -234,6 +261,8 @@ void add_system_routes(api::Router& router, Context& ctx) {
     router.add("GET", "/info", [&ctx](api::Request&, api::Exchange& ex) {
         ex.respond_json(200, info_document(ctx));
     });
+    router.add("GET", "/events",
+               [&ctx](api::Request& req, api::Exchange& ex) { events_stream(ctx, req, ex); });
 }
 
 } // namespace strata::cli::serve
