@@ -686,7 +686,11 @@ void read_logs(const containers::Store& cs, const std::string& id, const LogOpti
     }
     // false: the reader went away.
     auto print = [&](const containers::LogEntry& e) {
-        std::int64_t t = parse_nano_time(e.time);
+        std::int64_t t = 0;
+        try {
+            t = events::parse_event_time(e.time); // nanoseconds, as since and until
+        } catch (const UsageError&) {
+        }
         if ((since != 0 && t < since) || (until != 0 && t > until)) {
             return true;
         }

@@ -83,4 +83,19 @@ line=$(strata events --since 2m --until 0s --filter container=live1 --filter eve
 [[ "$line" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{9}(Z|[+-][0-9]{2}:[0-9]{2})\ container\ create\ [0-9a-f]{64}\ \(image=busybox,\ name=live1\)$ ]] ||
   fail "strata events' default line is not docker's: $line"
 expect_fail "failed to parse value as time or duration" strata events --since yesterday
+
+# The same times select log lines (strata logs and docker logs through the
+# server): --until the first line's time keeps it alone, --since the
+# second's keeps the second alone.
+d run -d --name lg --network none busybox sh -c 'echo first; sleep 1.2; echo second' >/dev/null || fail "run lg"
+d wait lg >/dev/null
+t_first=$(strata logs -t lg | sed -n 1p | cut -d' ' -f1)
+t_second=$(strata logs -t lg | sed -n 2p | cut -d' ' -f1)
+[ -n "$t_first" ] && [ -n "$t_second" ] || fail "no timestamps from strata logs -t"
+assert_eq "$(strata logs --until "$t_first" lg)" "first" "strata logs --until"
+assert_eq "$(strata logs --since "$t_second" lg)" "second" "strata logs --since"
+assert_eq "$(d logs --until "$t_first" lg)" "first" "docker logs --until"
+assert_eq "$(d logs --since "$t_second" lg)" "second" "docker logs --since"
+assert_eq "$(strata logs --since 10m lg | wc -l)" "2" "strata logs --since a duration"
+assert_eq "$(strata logs --until 10m lg | wc -l)" "0" "strata logs --until a duration"
 echo "PASS"
