@@ -123,7 +123,8 @@ assert_eq "$(docker image inspect -f '{{.Author}} {{.Comment}}' committed:1)" "m
 assert_eq "$cid" "$(strata inspect -f '{{.Id}}' committed:1)" "commit: the ID printed"
 out=$(api -X POST 'http://d/v1.41/commit?container=c1&repo=committed&tag=2' -H 'Content-Type: application/json' -d '{"Env":["Q=1"],"Cmd":["ls"]}')
 assert_contains "$out" '{"Id":"sha256:' "commit API: Id"
-assert_eq "$(docker image inspect -f '{{.Config.Cmd}} {{.Config.Env}}' committed:2)" "[ls] [Q=1]" "commit API: body config"
+assert_eq "$(docker image inspect -f '{{.Config.Cmd}}' committed:2)" "[ls]" "commit API: body Cmd"
+assert_contains "$(docker image inspect -f '{{.Config.Env}}' committed:2)" " Q=1]" "commit API: body Env, merged with the image's"
 assert_eq "$(api -o /dev/null -w '%{http_code}' -X POST 'http://d/v1.41/commit?container=nope')" "404" "commit: no such container"
 
 # --- import
@@ -146,23 +147,26 @@ out=$(docker push "$REG/t/app:1" 2>&1) || fail "push again: $out"
 assert_contains "$out" ": Layer already exists" "push again: layers exist"
 raw=$(api -X POST -H 'X-Registry-Auth: e30=' "http://d/v1.41/images/$REG/t/app/push?tag=1")
 assert_contains "$raw" "{\"progressDetail\":{},\"aux\":{\"Tag\":\"1\",\"Digest\":\"$mdigest\"," "push: aux message"
-docker rmi "$REG/t/app:1" >/dev/null || fail "rmi"
-strata rmi app:1 app:2 >/dev/null
-docker image prune -af >/dev/null # the layers go, so that the pull fetches them
-out=$(docker pull "$REG/t/app:1" 2>&1) || fail "docker pull: $out"
-assert_contains "$out" "1: Pulling from t/app" "pull: first line"
-assert_contains "$out" "Pull complete" "pull: layers"
-assert_contains "$out" "Digest: $mdigest" "pull: digest"
-assert_contains "$out" "Status: Downloaded newer image for $REG/t/app:1" "pull: status"
-out=$(docker pull "$REG/t/app:1" 2>&1) || fail "pull again: $out"
-assert_contains "$out" "Status: Image is up to date for $REG/t/app:1" "pull again: up to date"
-assert_eq "$(docker run --rm --network none "$REG/t/app:1")" "content" "pulled image runs"
+# the imported image: its layer is in no build cache record, so that once
+# its names go the pull fetches it again
+docker tag imp:1 "$REG/t/imp:1" || fail "tag imp"
+out=$(docker push "$REG/t/imp:1" 2>&1) || fail "docker push imp: $out"
+imdigest=$(sed -n 's/^1: digest: \(sha256:[0-9a-f]*\) size: [0-9]*$/\1/p' <<<"$out")
+docker rmi imp:1 "$REG/t/imp:1" >/dev/null || fail "rmi imp"
+out=$(docker pull "$REG/t/imp:1" 2>&1) || fail "docker pull: $out"
+assert_contains "$out" "1: Pulling from t/imp" "pull: first line"
+assert_contains "$out" ": Pull complete" "pull: the layer"
+assert_contains "$out" "Digest: $imdigest" "pull: digest"
+assert_contains "$out" "Status: Downloaded newer image for $REG/t/imp:1" "pull: status"
+out=$(docker pull "$REG/t/imp:1" 2>&1) || fail "pull again: $out"
+assert_contains "$out" "Status: Image is up to date for $REG/t/imp:1" "pull again: up to date"
+assert_eq "$(docker run --rm --network none "$REG/t/imp:1" /bin/sh -c "/bin/busybox echo ran")" "ran" "pulled image runs"
 out=$(docker pull "$REG/t/nope:1" 2>&1) && fail "pull of a missing repository succeeded"
 assert_contains "$out" "Error response from daemon: manifest for $REG/t/nope:1 not found: manifest unknown" "pull: missing"
 assert_eq "$(api -o /dev/null -w '%{http_code}' -X POST "http://d/v1.41/images/create?fromImage=$REG/t/nope&tag=1")" "404" "pull: 404"
 # X-Registry-Auth is decoded (credentials the registry ignores)
 auth=$(printf '{"username":"u","password":"p"}' | base64 -w0 | tr '+/' '-_')
-raw=$(api -X POST -H "X-Registry-Auth: $auth" "http://d/v1.41/images/create?fromImage=$REG/t/app:1")
+raw=$(api -X POST -H "X-Registry-Auth: $auth" "http://d/v1.41/images/create?fromImage=$REG/t/imp:1")
 assert_contains "$raw" '"status":"Status: Image is up to date for' "pull with X-Registry-Auth"
 
 # --- image prune, system df
@@ -178,7 +182,7 @@ out=$(docker system df) || fail "system df"
 assert_contains "$out" "Images  " "df: images row"
 assert_contains "$out" "Containers  " "df: containers row"
 out=$(docker system df -v) || fail "system df -v"
-assert_contains "$out" "keep         1 " "df -v: images"
+grep -Eq '^busybox +latest +[0-9a-f]{12} .* 1$' <<<"$out" || fail "df -v: busybox used by c1: $out"
 assert_contains "$out" "c1" "df -v: containers"
 out=$(strata system df) || fail "strata system df"
 assert_contains "$out" "Images" "strata system df"
