@@ -23,11 +23,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
-#include <set>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -81,6 +81,13 @@ public:
     // packed (several times a second, and once at the end). Optional.
     virtual void step_packing(int id, std::uint64_t bytes) { (void)id, (void)bytes; }
     virtual void step_done(int id, double seconds) = 0;
+    // An instruction that is not a step of its own (ENV, LABEL, CMD, ARG,
+    // ...: it changes only the config) was applied: stage (index in the
+    // Dockerfile), its position in the stage as step names count it (FROM is
+    // 1), and whether the cache had its record. Optional.
+    virtual void config_instruction(std::size_t stage, int pos, bool cached) {
+        (void)stage, (void)pos, (void)cached;
+    }
     virtual void step_failed(int id, const std::string& message, double seconds) = 0;
 };
 
@@ -99,11 +106,11 @@ enum class Network { none, host };
 
 struct BuildOptions {
     std::string context_dir;
-    std::string dockerfile;                        // default: <context>/Dockerfile
+    std::string dockerfile; // default: <context>/Dockerfile
     // The Dockerfile's text (strata build -f -, or a Dockerfile given as the
     // context on stdin): used instead of reading `dockerfile`.
     std::optional<std::string> dockerfile_text;
-    std::map<std::string, std::string> labels;     // --label: set on the image config
+    std::map<std::string, std::string> labels; // --label: set on the image config
     // How to recognise the context from build to build when explaining cache
     // misses (default: its absolute path; "-" for a context read from stdin).
     std::string context_label;
@@ -111,7 +118,7 @@ struct BuildOptions {
     std::map<std::string, std::string> build_args; // --build-arg
     std::string target;                            // --target; empty: the last stage
     bool no_cache = false;
-    Network network = Network::none;               // RUN's default network
+    Network network = Network::none; // RUN's default network
     std::vector<Secret> secrets;
     std::vector<SshAgent> ssh_agents; // --ssh
     // --allow: BuildKit's entitlements. RUN --network=host needs network.host

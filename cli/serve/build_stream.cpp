@@ -53,7 +53,7 @@ void ClassicBuildStream::prepare(const builder::BuildOptions& o,
             text += " " + k + "=" + v;
         }
         m_lines.push_back(Line{static_cast<int>(std::min(plan.target, plan.stages.size() - 1)),
-                               1 << 20, text, false, 0});
+                               k_label_pos, text, false, 0});
     }
     int n = 0;
     for (auto& line : m_lines) {
@@ -127,8 +127,20 @@ void ClassicBuildStream::pump() {
     while (m_cursor < m_lines.size()) {
         const Line& l = m_lines[m_cursor];
         if (!l.shown) {
-            if (!m_header_sent) {
-                emit_line_header(l);
+            // A config instruction of a stage is shown once the builder
+            // applied it (with " ---> Using cache" when its record was
+            // there); global ARGs and the --label step at once.
+            std::optional<bool> cached;
+            if (auto it = m_config_cached.find({l.stage, l.pos}); it != m_config_cached.end()) {
+                cached = it->second;
+            }
+            bool waits = l.stage >= 0 && l.pos < k_label_pos && !m_all_done;
+            if (waits && !cached) {
+                return;
+            }
+            emit_line_header(l);
+            if (cached && *cached) {
+                send(" ---> Using cache\n");
             }
             m_header_sent = false;
             ++m_cursor;
@@ -187,6 +199,13 @@ void ClassicBuildStream::step_output(int id, std::string_view data) {
 }
 
 void ClassicBuildStream::step_note(int, const std::string&) {}
+
+void ClassicBuildStream::config_instruction(std::size_t stage, int pos, bool cached) {
+    std::lock_guard l(m_mu);
+    m_config_cached[{static_cast<int>(stage), pos - m_trigger_offset[static_cast<int>(stage)]}] =
+        cached;
+    pump();
+}
 
 void ClassicBuildStream::step_done(int id, double) {
     std::lock_guard l(m_mu);

@@ -49,6 +49,7 @@ public:
     void step_note(int id, const std::string& note) override;
     void step_done(int id, double seconds) override;
     void step_failed(int id, const std::string& message, double seconds) override;
+    void config_instruction(std::size_t stage, int pos, bool cached) override;
 
     // A line of the build's own ("pulling busybox"), shown as it comes.
     void message(const std::string& text);
@@ -98,7 +99,9 @@ private:
     std::map<int, int> m_trigger_offset;      // stage -> ONBUILD steps seen
     std::map<std::string, int> m_stage_by_label;
     bool m_multi_stage = false;
-    bool m_all_done = false; // the build succeeded: every line is shown
+    std::map<std::pair<int, int>, bool> m_config_cached; // (stage, pos) -> cached
+    static constexpr int k_label_pos = 1 << 20;          // the --label step's position
+    bool m_all_done = false;                             // the build succeeded: every line is shown
 };
 
 // The parameters of POST /build, as strata build's settings.

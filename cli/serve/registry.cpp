@@ -75,7 +75,8 @@ void pull(Context& ctx, api::Request& req, api::Exchange& ex) {
     s.platform = req.maybe_query("platform").value_or("");
     snapshot::Store store = open_store(ctx);
     ProgressStream out(ex);
-    const std::string id = ref.digest() ? ref.digest()->str() : ref.tag();
+    // dockerd's "up to date": the name already named what was pulled.
+    std::optional<snapshot::ImageRecord> before = store.find(ref);
     registry::PullResult r;
     try {
         r = pull_image(store, ref, s, [&](const registry::TransferEvent& e) {
@@ -97,8 +98,9 @@ void pull(Context& ctx, api::Request& req, api::Exchange& ex) {
         throw;
     }
     out.send({{"status", "Digest: " + r.manifest.digest.str()}});
-    out.send({{"status", std::string(r.blobs_fetched == 0 ? "Status: Image is up to date for "
-                                                          : "Status: Downloaded newer image for ") +
+    bool up_to_date = before && before->manifest.digest == r.manifest.digest;
+    out.send({{"status", std::string(up_to_date ? "Status: Image is up to date for "
+                                                : "Status: Downloaded newer image for ") +
                              ref.familiar()}});
     out.finish();
 }
