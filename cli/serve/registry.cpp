@@ -158,7 +158,14 @@ void push(Context& ctx, api::Request& req, api::Exchange& ex) {
     snapshot::Store store = open_store(ctx);
     // dockerd pushes a repository's tags; one tag (latest when none) here,
     // which is what docker push NAME[:TAG] asks.
-    PushTarget target = push_target(store, parsed->full(), parsed->full());
+    std::optional<PushTarget> found;
+    try {
+        found = push_target(store, parsed->full(), parsed->full());
+    } catch (const snapshot::NoSuchImage&) {
+        throw api::HttpError(404, "An image does not exist locally with the tag: " +
+                                      parsed->familiar_repository());
+    }
+    const PushTarget& target = *found;
     RemoteSettings s = remote_settings(req);
     snapshot::Image img = store.load(target.record.manifest);
     ProgressStream out(ex);
