@@ -101,7 +101,7 @@ assert_contains "$raw" "{\"aux\":{\"ID\":\"$id\"}}" "raw: aux ID"
 # --- a hostile context: a ../ entry and an absolute symlink to a host file
 H=$WORK/hostile
 mkdir -p "$H"
-python3 - "$H/escape.tar" "$H/link.tar" <<'PY'
+python3 - "$H/escape.tar" "$H/link.tar" "$H/through.tar" "$WORK" <<'PY'
 import io, sys, tarfile
 def add(t, name, data=b"", **kw):
     ti = tarfile.TarInfo(name); ti.size = len(data)
@@ -112,6 +112,10 @@ with tarfile.open(sys.argv[1], "w") as t:
     add(t, "../../escaped-by-build", b"x")
 with tarfile.open(sys.argv[2], "w") as t:
     add(t, "Dockerfile", type=tarfile.SYMTYPE, linkname="/etc/shadow")
+with tarfile.open(sys.argv[3], "w") as t:  # an absolute symlink, then a file through it
+    add(t, "Dockerfile", b"FROM busybox\nCOPY esc/ /esc/\n")
+    add(t, "esc", type=tarfile.SYMTYPE, linkname=sys.argv[4])
+    add(t, "esc/escaped-through-link", b"x")
 PY
 out=$(api -X POST -H 'Content-Type: application/x-tar' --data-binary @"$H/escape.tar" 'http://d/v1.41/build')
 assert_contains "$out" '"message"' "../ entry: an error"
@@ -122,6 +126,10 @@ find / -xdev -name escaped-by-build 2>/dev/null | grep -q . && fail "../ entry w
 out=$(api -X POST -H 'Content-Type: application/x-tar' --data-binary @"$H/link.tar" 'http://d/v1.41/build')
 assert_contains "$out" "Cannot locate specified Dockerfile: Dockerfile" "Dockerfile symlinked to a host file: resolved in the context"
 [[ "$out" != *"root:"* ]] || fail "the host's /etc/shadow leaked: $out"
+
+api -X POST -H 'Content-Type: application/x-tar' --data-binary @"$H/through.tar" 'http://d/v1.41/build' >"$WORK/through.out"
+[ ! -e "$WORK/escaped-through-link" ] || fail "a file written through an absolute symlink of the context: $(cat "$WORK/through.out")"
+assert_contains "$(cat "$WORK/through.out")" 'entry \"esc/escaped-through-link\": path goes through symlink' "symlink context: refused, naming the entry"
 
 # --- commit
 docker run --name c1 --network none busybox sh -c 'echo committed > /c' >/dev/null || fail "run c1"
