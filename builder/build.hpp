@@ -23,11 +23,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,11 +106,11 @@ enum class Network { none, host };
 
 struct BuildOptions {
     std::string context_dir;
-    std::string dockerfile; // default: <context>/Dockerfile
+    std::string dockerfile;                        // default: <context>/Dockerfile
     // The Dockerfile's text (strata build -f -, or a Dockerfile given as the
     // context on stdin): used instead of reading `dockerfile`.
     std::optional<std::string> dockerfile_text;
-    std::map<std::string, std::string> labels; // --label: set on the image config
+    std::map<std::string, std::string> labels;     // --label: set on the image config
     // How to recognise the context from build to build when explaining cache
     // misses (default: its absolute path; "-" for a context read from stdin).
     std::string context_label;
@@ -118,7 +118,7 @@ struct BuildOptions {
     std::map<std::string, std::string> build_args; // --build-arg
     std::string target;                            // --target; empty: the last stage
     bool no_cache = false;
-    Network network = Network::none; // RUN's default network
+    Network network = Network::none;               // RUN's default network
     std::vector<Secret> secrets;
     std::vector<SshAgent> ssh_agents; // --ssh
     // --allow: BuildKit's entitlements. RUN --network=host needs network.host

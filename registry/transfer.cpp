@@ -104,8 +104,8 @@ void fetch_one(snapshot::Store& store, Client& client, const std::string& repo,
     try {
         writer->commit(b.digest);
     } catch (const Error& e) {
-        throw DigestMismatchError(
-            fmt::format("blob {}/{}@{}: {}", client.registry(), repo, b.digest.str(), e.what()));
+        throw DigestMismatchError(fmt::format("blob {}/{}@{}: {}", client.registry(), repo,
+                                              b.digest.str(), e.what()));
     }
 }
 
@@ -122,6 +122,7 @@ std::string display_reference(const snapshot::Reference& ref) {
     return ref.domain() + "/" + ref.path() +
            (ref.digest() ? "@" + ref.digest()->str() : ":" + reference_in_repo(ref));
 }
+
 
 bool fetch_blob_into(snapshot::Store& store, Client& client, const std::string& repo,
                      const formats::Descriptor& blob) {
@@ -151,8 +152,8 @@ formats::Descriptor select_platform(const formats::Index& index, const formats::
         }
         if (formats::platform_matches(want, *d.platform)) {
             // Prefer an exact variant match over a variant-less entry.
-            if (best == nullptr ||
-                (d.platform->variant == want.variant && best->platform->variant != want.variant)) {
+            if (best == nullptr || (d.platform->variant == want.variant &&
+                                    best->platform->variant != want.variant)) {
                 best = &d;
             }
         }
@@ -198,8 +199,8 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
                                    "since 2017); push the image again with a current tool");
     }
     if (!formats::is_manifest_media_type(chosen.media_type)) {
-        throw RegistryError(
-            fmt::format("{}: unsupported manifest media type \"{}\"", what, chosen.media_type));
+        throw RegistryError(fmt::format("{}: unsupported manifest media type \"{}\"", what,
+                                        chosen.media_type));
     }
     formats::Manifest manifest =
         formats::parse_manifest(chosen.bytes, what + " (" + chosen.digest.str() + ")");
@@ -232,8 +233,8 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
     for (const auto& b : blobs) {
         if (store.reuse_intact_blob(b.digest)) {
             ++result.blobs_skipped;
-            emit(options, TransferEvent::Kind::skipped, b.digest,
-                 static_cast<std::uint64_t>(b.size), {}, b.digest == manifest.config.digest);
+            emit(options, TransferEvent::Kind::skipped, b.digest, static_cast<std::uint64_t>(b.size),
+                 {}, b.digest == manifest.config.digest);
         } else {
             missing.push_back(&b);
         }
@@ -251,8 +252,8 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
             const formats::Descriptor& b = *missing[i];
             fetch_one(store, client, repo, b, &cancelled);
             bytes += static_cast<std::uint64_t>(b.size);
-            emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size),
-                 {}, b.digest == manifest.config.digest);
+            emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size), {},
+                 b.digest == manifest.config.digest);
         },
         cancelled);
     result.blobs_fetched = static_cast<int>(missing.size());
@@ -277,10 +278,9 @@ PushResult push(snapshot::Store& store, const formats::Descriptor& manifest_desc
     snapshot::Image image = store.load(manifest_desc);
     const formats::Descriptor& mdesc = image.descriptor;
     std::string manifest_bytes = store.read_blob(mdesc.digest);
-    std::string media_type = !mdesc.media_type.empty() ? mdesc.media_type
-                             : !image.manifest.media_type.empty()
-                                 ? image.manifest.media_type
-                                 : std::string(formats::media::oci_manifest);
+    std::string media_type = !mdesc.media_type.empty()          ? mdesc.media_type
+                             : !image.manifest.media_type.empty() ? image.manifest.media_type
+                                                                  : std::string(formats::media::oci_manifest);
 
     std::vector<formats::Descriptor> blobs;
     blobs.push_back(image.manifest.config);
@@ -411,24 +411,22 @@ PushResult push_manifest(snapshot::Store& store, const std::string& manifest_byt
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<bool> cancelled{false};
     // Largest first, so the long uploads start early.
-    std::sort(
-        blobs.begin(), blobs.end(),
-        [](const formats::Descriptor& a, const formats::Descriptor& b) { return a.size > b.size; });
+    std::sort(blobs.begin(), blobs.end(),
+              [](const formats::Descriptor& a, const formats::Descriptor& b) { return a.size > b.size; });
     parallel_for(
         blobs.size(), options.jobs,
         [&](std::size_t i) {
             const formats::Descriptor& b = blobs[i];
             UniqueFd fd = store.open_blob(b.digest);
             auto it = mount_from.find(b.digest);
-            std::vector<std::string> from =
-                it == mount_from.end() ? std::vector<std::string>{} : it->second;
+            std::vector<std::string> from = it == mount_from.end() ? std::vector<std::string>{}
+                                                                   : it->second;
             BlobPush r = client.push_blob(repo, b.digest, static_cast<std::uint64_t>(b.size),
                                           fd.get(), from);
             switch (r) {
             case BlobPush::existed:
                 ++existed;
-                emit(options, TransferEvent::Kind::exists, b.digest,
-                     static_cast<std::uint64_t>(b.size));
+                emit(options, TransferEvent::Kind::exists, b.digest, static_cast<std::uint64_t>(b.size));
                 break;
             case BlobPush::mounted:
                 ++mounted;
@@ -438,8 +436,7 @@ PushResult push_manifest(snapshot::Store& store, const std::string& manifest_byt
             case BlobPush::uploaded:
                 ++uploaded;
                 bytes += static_cast<std::uint64_t>(b.size);
-                emit(options, TransferEvent::Kind::done, b.digest,
-                     static_cast<std::uint64_t>(b.size));
+                emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size));
                 break;
             }
         },
@@ -448,9 +445,8 @@ PushResult push_manifest(snapshot::Store& store, const std::string& manifest_byt
     std::string reference = reference_in_repo(dest);
     formats::Digest pushed = client.put_manifest(repo, reference, media_type, manifest_bytes);
     if (pushed != manifest_digest) {
-        throw DigestMismatchError(
-            fmt::format("{}: the pushed manifest hashes to {}, the store's to {}", what,
-                        pushed.str(), manifest_digest.str()));
+        throw DigestMismatchError(fmt::format("{}: the pushed manifest hashes to {}, the store's to {}",
+                                              what, pushed.str(), manifest_digest.str()));
     }
     result.manifest.digest = manifest_digest;
     result.manifest.size = static_cast<std::int64_t>(manifest_bytes.size());

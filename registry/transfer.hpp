@@ -28,12 +28,12 @@ namespace strata::registry {
 
 struct TransferEvent {
     enum class Kind {
-        resolved, // the manifest to transfer is known (digest = manifest)
-        skipped,  // pull: blob already in the store
-        exists,   // push: the registry already has the blob
-        mounted,  // push: mounted from `from`
-        done,     // blob transferred
-        fetching, // pull: a blob the store lacks is about to be fetched
+        resolved,  // the manifest to transfer is known (digest = manifest)
+        skipped,   // pull: blob already in the store
+        exists,    // push: the registry already has the blob
+        mounted,   // push: mounted from `from`
+        done,      // blob transferred
+        fetching,  // pull: a blob the store lacks is about to be fetched
     };
     Kind kind;
     formats::Digest digest;
