@@ -204,6 +204,12 @@ grep -Eq '^busybox +latest +[0-9a-f]{12} .* 1$' <<<"$out" || fail "df -v: busybo
 assert_contains "$out" "c1" "df -v: containers"
 out=$(strata system df) || fail "strata system df"
 assert_contains "$out" "Images" "strata system df"
+# strata image prune: the same function as the endpoint
+printf 'FROM busybox\nRUN echo dangling2 > /d\n' >"$C/Dockerfile.d2"
+did2=$(strata build -q -f "$C/Dockerfile.d2" "$C" 2>/dev/null) || fail "strata build of a dangling image"
+out=$(strata image prune) || fail "strata image prune: $out"
+assert_contains "$out" "deleted: $did2" "strata image prune: the dangling image"
+assert_contains "$out" "Total reclaimed space: " "strata image prune: the total"
 
 # --- image inspect's dockerd fields
 doc=$(api http://d/v1.41/images/committed:1/json)
