@@ -81,6 +81,13 @@ public:
     // packed (several times a second, and once at the end). Optional.
     virtual void step_packing(int id, std::uint64_t bytes) { (void)id, (void)bytes; }
     virtual void step_done(int id, double seconds) = 0;
+    // An instruction that is not a step of its own (ENV, LABEL, CMD, ARG,
+    // ...: it changes only the config) was applied: stage (index in the
+    // Dockerfile), its position in the stage as step names count it (FROM is
+    // 1), and whether the cache had its record. Optional.
+    virtual void config_instruction(std::size_t stage, int pos, bool cached) {
+        (void)stage, (void)pos, (void)cached;
+    }
     virtual void step_failed(int id, const std::string& message, double seconds) = 0;
 };
 

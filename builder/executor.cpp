@@ -791,6 +791,7 @@ void Executor::run_instruction(StageResult& st, df::Instruction ins, df::StageSc
         }
         add_history(st, created_by, true, created);
         st.key = key;
+        m_events->config_instruction(stage, pos, rec.has_value());
     }
 }
 

@@ -13,6 +13,7 @@
 // --progress tty (auto on a terminal) shows the same steps, with the running
 // step's last output lines redrawn in place. --progress quiet prints only the
 // image ID (and a failing step's output).
+#include "cli/build.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 
@@ -35,8 +36,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
-#include <pthread.h>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -55,28 +54,15 @@ namespace strata::cli {
 
 namespace {
 
-struct BuildArgs {
+struct BuildArgs : BuildSettings {
     std::string file;
-    std::vector<std::string> tags;
-    std::vector<std::string> build_args;
-    std::string target;
-    bool no_cache = false;
-    std::string network = "none";
-    std::vector<std::string> secrets;
-    std::vector<std::string> ssh;
-    std::vector<std::string> allow; // --allow entitlements
     std::string progress = "auto";
     std::vector<std::string> outputs;
-    std::string compression = "gzip";
-    std::vector<std::string> labels;
     bool explain_cache = false;
-    std::string platform;
     std::string iidfile;
     bool quiet = false;
-    std::string pull = "missing";
     std::vector<std::string> cache_from;
     std::vector<std::string> cache_to;
-    bool tls_verify = true;
     std::string context;
 };
 
@@ -100,7 +86,8 @@ CacheSpec parse_cache_spec(const std::string& text, const std::string& flag, boo
     std::size_t pos = 0;
     while (pos <= text.size()) {
         std::size_t comma = text.find(',', pos);
-        std::string f = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        std::string f =
+            text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         pos = comma == std::string::npos ? text.size() + 1 : comma + 1;
         if (f.empty()) {
             continue;
@@ -114,7 +101,8 @@ CacheSpec parse_cache_spec(const std::string& text, const std::string& flag, boo
             ref = snapshot::Reference::parse(v);
         } else if (k == "mode" && exporting) {
             if (v != "min" && v != "max") {
-                throw UsageError(flag + " " + text + ": mode must be min or max, not \"" + v + "\"");
+                throw UsageError(flag + " " + text + ": mode must be min or max, not \"" + v +
+                                 "\"");
             }
             max = v == "max";
         } else if (k == "ignore-error" && exporting) {
@@ -127,12 +115,13 @@ CacheSpec parse_cache_spec(const std::string& text, const std::string& flag, boo
         }
     }
     if (type != "registry") {
-        throw UsageError(flag + " " + text + ": only type=registry is supported" +
-                         (type.empty() ? std::string(" (type= is missing)") : ", not type=" + type));
+        throw UsageError(
+            flag + " " + text + ": only type=registry is supported" +
+            (type.empty() ? std::string(" (type= is missing)") : ", not type=" + type));
     }
     if (!unknown.empty()) {
-        throw UsageError(flag + " " + text + ": unknown attribute \"" + unknown + "\" (expected type, ref" +
-                         (exporting ? ", mode, ignore-error)" : ")"));
+        throw UsageError(flag + " " + text + ": unknown attribute \"" + unknown +
+                         "\" (expected type, ref" + (exporting ? ", mode, ignore-error)" : ")"));
     }
     if (!ref) {
         throw UsageError(flag + " " + text + ": ref=REGISTRY/REPOSITORY[:TAG] is missing");
@@ -384,12 +373,13 @@ private:
                 text += " packing layer " + human_size(*s.packed);
             }
             const bool colour = use_colour();
-            std::cerr << (colour ? "\x1b[34m" : "") << clip(text, width) << (colour ? "\x1b[0m" : "") << "\n";
+            std::cerr << (colour ? "\x1b[34m" : "") << clip(text, width)
+                      << (colour ? "\x1b[0m" : "") << "\n";
             ++m_drawn;
             if (id == m_live_id) {
                 for (const auto& t : s.tail) {
-                    std::cerr << (colour ? "\x1b[2m  " : "  ") << clip(t, width - 2) << (colour ? "\x1b[0m" : "")
-                              << "\n";
+                    std::cerr << (colour ? "\x1b[2m  " : "  ") << clip(t, width - 2)
+                              << (colour ? "\x1b[0m" : "") << "\n";
                     ++m_drawn;
                 }
             }
@@ -408,7 +398,9 @@ private:
     }
     // At most width columns (wcwidth), never cutting a character: a wrapped
     // line would break the count of lines to redraw.
-    static std::string clip(const std::string& s, std::size_t width) { return clip_to_width(s, width); }
+    static std::string clip(const std::string& s, std::size_t width) {
+        return clip_to_width(s, width);
+    }
     // NO_COLOR (https://no-color.org): set and not empty turns colour off.
     static bool use_colour() {
         const char* v = std::getenv("NO_COLOR");
@@ -477,33 +469,6 @@ void print_dockerfile_excerpt(const std::string& path, const std::optional<std::
     std::cerr << "--------------------\n";
 }
 
-// --ssh default|ID[=SOCKET] as docker build takes it; no socket means
-// $SSH_AUTH_SOCK. Key files (which BuildKit loads into an agent of its own)
-// are refused: strata forwards agent sockets only.
-builder::SshAgent parse_ssh_flag(const std::string& s) {
-    builder::SshAgent agent;
-    auto eq = s.find('=');
-    agent.id = s.substr(0, eq);
-    std::string path = eq == std::string::npos ? "" : s.substr(eq + 1);
-    if (agent.id.empty()) {
-        throw UsageError("--ssh " + s + ": expected default|ID[=SOCKET]");
-    }
-    if (path.empty()) {
-        const char* env = std::getenv("SSH_AUTH_SOCK");
-        if (env == nullptr || *env == '\0') {
-            throw UsageError("--ssh " + s + ": no socket given and SSH_AUTH_SOCK is not set");
-        }
-        path = env;
-    }
-    if (path.find(',') != std::string::npos || !builder::is_socket(path)) {
-        throw UsageError("--ssh " + s + ": " + path +
-                         " is not an ssh agent socket (strata forwards agent sockets only; load "
-                         "keys with ssh-add and pass the agent's socket)");
-    }
-    agent.socket = path;
-    return agent;
-}
-
 // All of stdin, up to limit bytes, into an unlinked file in dir.
 UniqueFd spool_stdin(const std::string& dir, std::uint64_t limit) {
     UniqueFd f(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
@@ -550,29 +515,7 @@ void run_build(Context& ctx, const BuildArgs& a) {
         stdin_context.emplace(store.tmp_dir(), "context-");
         o.context_label = "-";
         UniqueFd in = spool_stdin(store.tmp_dir(), std::uint64_t(64) << 30);
-        if (builder::is_tar_archive(in.get())) {
-            UniqueFd dir = fs::open_dir(stdin_context->path());
-            builder::extract_archive(in.get(), "the build context on stdin", dir.get(),
-                                     store.tmp_dir());
-            o.context_dir = stdin_context->path();
-            o.dockerfile = a.file.empty() ? fs::join(o.context_dir, "Dockerfile")
-                                          : fs::join(o.context_dir, a.file);
-        } else {
-            if (!a.file.empty()) {
-                throw UsageError("-f " + a.file +
-                                 ": with a Dockerfile on stdin as the context, there is "
-                                 "no context to find it in");
-            }
-            struct stat st = fs::fstat(in.get());
-            if (st.st_size > (16 << 20)) {
-                throw Error("stdin: neither a tar archive nor a Dockerfile (over 16 MiB)");
-            }
-            std::string text(static_cast<std::size_t>(st.st_size), '\0');
-            text.resize(fs::read_full(in.get(), "stdin", text.data(), text.size()));
-            o.dockerfile_text = std::move(text);
-            o.context_dir = stdin_context->path();
-            o.dockerfile = fs::join(o.context_dir, "Dockerfile");
-        }
+        context_from_stream(store, in.get(), a.file, stdin_context->path(), "stdin", o);
     } else {
         o.context_dir = a.context;
         o.dockerfile = a.file;
@@ -583,77 +526,7 @@ void run_build(Context& ctx, const BuildArgs& a) {
             o.dockerfile = fs::join(a.context, "Dockerfile");
         }
     }
-    for (const auto& kv : a.labels) {
-        auto eq = kv.find('=');
-        if (eq == 0) {
-            throw UsageError("--label " + kv + ": expected KEY=VALUE");
-        }
-        o.labels[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
-    }
-    o.tags = a.tags;
-    for (const auto& t : a.tags) {
-        snapshot::Reference::parse(t); // fail before building
-    }
-    for (const auto& kv : a.build_args) {
-        auto eq = kv.find('=');
-        if (eq == std::string::npos) {
-            // Docker: --build-arg NAME takes the value from the environment.
-            if (const char* v = std::getenv(kv.c_str())) {
-                o.build_args[kv] = v;
-            }
-            continue;
-        }
-        o.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    o.target = a.target;
-    o.no_cache = a.no_cache;
-    if (a.network == "none" || a.network == "default") {
-        o.network = builder::Network::none;
-    } else if (a.network == "host") {
-        o.network = builder::Network::host;
-    } else {
-        throw UsageError("--network must be none or host, not \"" + a.network + "\"");
-    }
-    for (const auto& s : a.secrets) {
-        builder::Secret sec;
-        std::size_t pos = 0;
-        while (pos <= s.size()) {
-            std::size_t comma = s.find(',', pos);
-            std::string f = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-            pos = comma == std::string::npos ? s.size() + 1 : comma + 1;
-            auto eq = f.find('=');
-            std::string k = f.substr(0, eq);
-            std::string v = eq == std::string::npos ? "" : f.substr(eq + 1);
-            if (k == "id") {
-                sec.id = v;
-            } else if (k == "src" || k == "source") {
-                sec.path = v;
-            } else if (k == "type" && v == "file") {
-            } else {
-                throw UsageError("--secret " + s + ": expected id=ID,src=PATH");
-            }
-        }
-        if (sec.id.empty() || sec.path.empty()) {
-            throw UsageError("--secret " + s + ": expected id=ID,src=PATH");
-        }
-        o.secrets.push_back(sec);
-    }
-    for (const auto& e : a.allow) {
-        if (e == "network.host") {
-            o.allow_network_host = true;
-        } else if (e == "security.insecure") {
-            o.allow_security_insecure = true;
-        } else {
-            throw UsageError("invalid entitlement: " + e +
-                             " (strata build --allow takes network.host or security.insecure)");
-        }
-    }
-    for (const auto& s : a.ssh) {
-        o.ssh_agents.push_back(parse_ssh_flag(s));
-    }
-    o.compression = formats::parse_compression(a.compression);
-    o.source_date_epoch = source_date_epoch();
-    o.platform = a.platform;
+    apply_build_settings(a, o);
     std::vector<builder::OutputSpec> outputs;
     bool stdout_taken = false;
     for (const auto& out : a.outputs) {
@@ -668,10 +541,7 @@ void run_build(Context& ctx, const BuildArgs& a) {
     if (stdout_taken && ::isatty(STDOUT_FILENO)) {
         throw UsageError("--output: refusing to write a tar to a terminal (redirect stdout)");
     }
-    std::string pull = a.pull == "true" ? "always" : a.pull == "false" ? "missing" : a.pull;
-    if (pull != "always" && pull != "missing" && pull != "never") {
-        throw UsageError("--pull must be always, missing or never, not \"" + a.pull + "\"");
-    }
+    std::string pull = pull_policy(a.pull);
     std::vector<CacheSpec> cache_from;
     for (const auto& c : a.cache_from) {
         cache_from.push_back(parse_cache_spec(c, "--cache-from", false));
@@ -697,50 +567,9 @@ void run_build(Context& ctx, const BuildArgs& a) {
     Printer printer(mode);
     o.events = &printer;
 
-    // FROM and COPY --from images the store lacks (or every one, with
-    // --pull always) are pulled as `strata pull` pulls them; each reference
-    // once per build, whichever stage asks first.
-    std::mutex pull_mu;
-    std::map<std::string, std::string> pulled;
-    if (pull == "never") {
-        o.fetch_image = [](const std::string& text) -> std::optional<std::string> {
-            throw Error("image " + text + " is not in the store, and --pull never does not pull it "
-                        "(strata pull " + text + " first)");
-        };
-    } else {
-        o.fetch_always = pull == "always";
-        o.fetch_image = [&](const std::string& text) -> std::optional<std::string> {
-            std::optional<snapshot::Reference> ref = snapshot::Reference::try_parse(text);
-            if (!ref) {
-                return std::nullopt; // an image ID: only the store can have it
-            }
-            std::lock_guard<std::mutex> l(pull_mu);
-            if (auto it = pulled.find(text); it != pulled.end()) {
-                return it->second;
-            }
-            printer.message("pulling " + ref->full());
-            registry::TransferOptions t;
-            t.client = registry::client_options_for(ref->domain(), a.tls_verify);
-            auto p0 = std::chrono::steady_clock::now();
-            registry::PullResult r;
-            try {
-                r = registry::pull(store, *ref, t);
-            } catch (const Error& e) {
-                if (o.fetch_always) {
-                    throw Error("--pull always: pulling " + ref->full() + " failed: " + e.what());
-                }
-                throw Error("no such image in the store: " + text + ", and pulling " + ref->full() +
-                            " failed: " + e.what());
-            }
-            double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
-            printer.message(fmt::format("pulled {} {} ({} blobs fetched, {} already present, {:.1f}s)",
-                                        ref->full(), r.manifest.digest.str(), r.blobs_fetched,
-                                        r.blobs_skipped, secs));
-            // The manifest digest: the tag may move while the build runs.
-            pulled[text] = r.manifest.digest.str();
-            return pulled[text];
-        };
-    }
+    BaseImageFetcher fetcher(store, pull, a.tls_verify,
+                             [&printer](const std::string& m) { printer.message(m); });
+    fetcher.install(o);
 
     // --cache-from: a cache that cannot be read is a warning, as in BuildKit;
     // the build goes on without it.
@@ -750,7 +579,8 @@ void run_build(Context& ctx, const BuildArgs& a) {
         try {
             sources.push_back(std::make_unique<builder::RegistryCacheSource>(
                 c.ref, registry::client_options_for(c.ref.domain(), a.tls_verify)));
-            printer.message(fmt::format("imported cache {} ({} records)", sources.back()->manifest_digest().str(),
+            printer.message(fmt::format("imported cache {} ({} records)",
+                                        sources.back()->manifest_digest().str(),
                                         sources.back()->records()));
             o.cache_from.push_back(sources.back().get());
         } catch (const std::exception& e) {
@@ -847,12 +677,13 @@ void run_build(Context& ctx, const BuildArgs& a) {
             auto e0 = std::chrono::steady_clock::now();
             builder::CacheExport ex = builder::export_cache(
                 store, cache, c.max ? r.all_cache_keys : r.cache_keys, c.ref, t);
-            double esecs = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
-            printer.message(fmt::format("exporting cache to {} done: manifest {} ({} records, {} layers; "
-                                        "{} uploaded, {} already there, {:.1f}s)",
-                                        c.ref.full(), ex.manifest.str(), ex.records, ex.layers,
-                                        ex.push.blobs_uploaded + ex.push.blobs_mounted,
-                                        ex.push.blobs_existed, esecs));
+            double esecs =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+            printer.message(fmt::format(
+                "exporting cache to {} done: manifest {} ({} records, {} layers; "
+                "{} uploaded, {} already there, {:.1f}s)",
+                c.ref.full(), ex.manifest.str(), ex.records, ex.layers,
+                ex.push.blobs_uploaded + ex.push.blobs_mounted, ex.push.blobs_existed, esecs));
         } catch (const std::exception& e) {
             if (c.ignore_error) {
                 printer.message("WARNING: --cache-to " + c.ref.full() + ": " + e.what());
@@ -876,8 +707,9 @@ void register_build(CLI::App& app, Context& ctx) {
     cmd->add_flag("--no-cache", a->no_cache, "Do not use the build cache");
     cmd->add_option("--network", a->network, "Network for RUN: none (default) or host");
     cmd->add_option("--secret", a->secrets, "Secret for RUN --mount=type=secret: id=ID,src=PATH");
-    cmd->add_option("--ssh", a->ssh,
-                    "ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)");
+    cmd->add_option(
+        "--ssh", a->ssh,
+        "ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)");
     cmd->add_option("--allow", a->allow,
                     "Grant an entitlement: network.host (RUN --network=host) or security.insecure "
                     "(RUN --security=insecure, a privileged step)");

@@ -114,13 +114,8 @@ std::string join_cmd(const std::optional<std::vector<std::string>>& cmd) {
     return out;
 }
 
-struct CommitOptions {
-    std::string author;
-    std::string message;
-    std::vector<std::string> changes;
-    bool pause = true;
+struct CommitOptions : CommitSettings {
     std::string container;
-    std::string reference;
 };
 
 // commit -p (the default): a running container is frozen (its cgroup's
@@ -161,41 +156,6 @@ private:
     runner::CgroupPaths m_cg;
     bool m_frozen = false;
 };
-
-void cmd_commit(Context& ctx, const CommitOptions& o) {
-    std::optional<snapshot::Reference> name;
-    if (!o.reference.empty()) {
-        name = snapshot::Reference::parse(o.reference);
-    }
-    snapshot::Store store = open_store(ctx);
-    containers::Store cs(ctx.store_root());
-    ContainerFs c = open_container(store, cs, o.container);
-    formats::ImageConfig config = committed_config(c.image, c.config, c.id);
-    // created_by is the container's command, as Docker's history shows it.
-    std::string created_by = join_cmd(config.config.cmd);
-    apply_commit_changes(config, o.changes);
-    if (!o.author.empty()) {
-        config.author = o.author;
-    }
-    formats::History h;
-    h.created = containers::now_rfc3339nano();
-    h.created_by = created_by;
-    h.author = o.author;
-    h.comment = o.message;
-    FrozenWhile frozen(cs, c.id, o.pause);
-    auto res = containers::commit_image(store, c.image, c.upper, std::move(config), std::move(h),
-                                        formats::Compression::gzip);
-    if (!res.empty_layer) {
-        snapshot::Image img = store.load(res.manifest);
-        builder::remember_layer_size(store, img.config.diff_ids.back(), res.stats.bytes);
-    }
-    if (name) {
-        store.set_name(*name, res.manifest);
-    } else {
-        store.add_untagged(res.manifest);
-    }
-    std::cout << res.id.str() << "\n";
-}
 
 // The container's filesystem as its processes see it. Running: its PID 1's
 // root (/proc/<Pid>/root), with its volumes and mounts. Otherwise: the
@@ -357,6 +317,42 @@ bool container_cp(Context& ctx, const std::string& source, const std::string& de
     return true;
 }
 
+formats::Digest commit_container(Context& ctx, const std::string& container,
+                                 const CommitSettings& o) {
+    std::optional<snapshot::Reference> name;
+    if (!o.reference.empty()) {
+        name = snapshot::Reference::parse(o.reference);
+    }
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    formats::ImageConfig config = committed_config(c.image, c.config, c.id);
+    // created_by is the container's command, as Docker's history shows it.
+    std::string created_by = join_cmd(config.config.cmd);
+    apply_commit_changes(config, o.changes);
+    if (!o.author.empty()) {
+        config.author = o.author;
+    }
+    formats::History h;
+    h.created = containers::now_rfc3339nano();
+    h.created_by = created_by;
+    h.author = o.author;
+    h.comment = o.message;
+    FrozenWhile frozen(cs, c.id, o.pause);
+    auto res = containers::commit_image(store, c.image, c.upper, std::move(config), std::move(h),
+                                        formats::Compression::gzip);
+    if (!res.empty_layer) {
+        snapshot::Image img = store.load(res.manifest);
+        builder::remember_layer_size(store, img.config.diff_ids.back(), res.stats.bytes);
+    }
+    if (name) {
+        store.set_name(*name, res.manifest);
+    } else {
+        store.add_untagged(res.manifest);
+    }
+    return res.id;
+}
+
 std::optional<std::string> find_container(const Context& ctx, const std::string& text) {
     containers::Store cs(ctx.store_root());
     try {
@@ -409,7 +405,8 @@ void register_container_fs(CLI::App& app, Context& ctx) {
                   "Pause container during commit (accepted; strata commits without pausing)");
     cmd->add_option("CONTAINER", o->container, "Container name or ID")->required();
     cmd->add_option("REPOSITORY", o->reference, "REPOSITORY[:TAG]");
-    cmd->callback([&ctx, o] { cmd_commit(ctx, *o); });
+    cmd->callback(
+        [&ctx, o] { std::cout << commit_container(ctx, o->container, *o).str() << "\n"; });
 }
 
 } // namespace strata::cli

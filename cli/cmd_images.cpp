@@ -13,10 +13,12 @@
 #include "cli/template.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <fnmatch.h>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace strata::cli {
 
@@ -270,7 +272,7 @@ image_filter(snapshot::Store& store, const std::vector<std::string>& filters) {
     ImagesOpts o;
     o.filters = filters;
     return [f = parse_image_filters(store, o)](const snapshot::ImageRecord& rec,
-                                                const snapshot::Image& img) {
+                                               const snapshot::Image& img) {
         return keep_image(f, rec, img);
     };
 }
@@ -388,6 +390,213 @@ ImageRemoval remove_image(const Context& ctx, snapshot::Store& store, const std:
     return out;
 }
 
+namespace {
+
+// "until": a Unix time (seconds, maybe with a fraction), an RFC 3339 time,
+// or a Go duration before now ("24h", "90m", "1h30m").
+std::int64_t until_time(const std::string& v) {
+    if (!v.empty() && v.find_first_not_of("0123456789.") == std::string::npos) {
+        return std::stoll(v.substr(0, v.find('.')));
+    }
+    if (auto t = parse_time(v)) {
+        return *t;
+    }
+    std::int64_t total = 0;
+    std::size_t i = 0;
+    while (i < v.size()) {
+        std::size_t j = i;
+        while (j < v.size() && (std::isdigit(static_cast<unsigned char>(v[j])) != 0)) {
+            ++j;
+        }
+        if (j == i || j == v.size()) {
+            throw UsageError("invalid filter 'until=" + v + "'");
+        }
+        std::int64_t n = std::stoll(v.substr(i, j - i));
+        char unit = v[j];
+        if (unit == 'h') {
+            total += n * 3600;
+        } else if (unit == 'm') {
+            total += n * 60;
+        } else if (unit == 's') {
+            total += n;
+        } else {
+            throw UsageError("invalid filter 'until=" + v + "'");
+        }
+        i = j + 1;
+    }
+    return static_cast<std::int64_t>(std::time(nullptr)) - total;
+}
+
+} // namespace
+
+ImagePrune prune_images(Context& ctx, snapshot::Store& store,
+                        const std::vector<std::string>& filters) {
+    bool dangling_only = true;
+    std::optional<std::int64_t> until;
+    std::vector<std::pair<std::string, std::optional<std::string>>> with, without;
+    for (const auto& f : filters) {
+        auto eq = f.find('=');
+        std::string key = f.substr(0, eq);
+        std::string value = eq == std::string::npos ? "" : f.substr(eq + 1);
+        if (key == "dangling") {
+            if (value == "true" || value == "1") {
+                dangling_only = true;
+            } else if (value == "false" || value == "0") {
+                dangling_only = false;
+            } else {
+                throw UsageError("Invalid filter 'dangling=" + value + "'");
+            }
+        } else if (key == "until") {
+            until = until_time(value);
+        } else if (key == "label" || key == "label!") {
+            auto e2 = value.find('=');
+            auto& list = key == "label" ? with : without;
+            list.emplace_back(value.substr(0, e2), e2 == std::string::npos
+                                                       ? std::nullopt
+                                                       : std::optional(value.substr(e2 + 1)));
+        } else {
+            throw UsageError("Invalid filter '" + key + "'");
+        }
+    }
+    ImagePrune out;
+    std::set<std::string> seen;
+    for (const auto& rec : store.images()) {
+        if (!seen.insert(rec.manifest.digest.str()).second) {
+            continue;
+        }
+        snapshot::Image img;
+        try {
+            img = store.load(rec.manifest);
+        } catch (const Error&) {
+            continue;
+        }
+        std::vector<Reference> names;
+        for (const auto& r : store.images()) {
+            if (r.name && r.manifest.digest == rec.manifest.digest) {
+                names.push_back(*r.name);
+            }
+        }
+        if (dangling_only && !names.empty()) {
+            continue;
+        }
+        if (until && parse_time(img.config.created).value_or(0) >= *until) {
+            continue;
+        }
+        const auto& labels = img.config.config.labels;
+        auto has = [&](const std::pair<std::string, std::optional<std::string>>& l) {
+            auto it = labels.find(l.first);
+            return it != labels.end() && (!l.second || it->second == *l.second);
+        };
+        if (!std::all_of(with.begin(), with.end(), has) ||
+            std::any_of(without.begin(), without.end(), has)) {
+            continue;
+        }
+        std::string id = img.id().str();
+        // What a container or a mount uses stays, as dockerd keeps it.
+        if (!containers_using(ctx, id).empty() ||
+            !mounts_of_image(store, rec.manifest.digest).empty()) {
+            continue;
+        }
+        for (const auto& n : names) {
+            store.remove_name(n);
+            out.items.emplace_back("Untagged", n.familiar());
+        }
+        store.remove_untagged(rec.manifest.digest);
+        out.items.emplace_back("Deleted", id);
+    }
+    if (!out.items.empty()) {
+        out.reclaimed = store.gc().bytes_removed;
+    }
+    return out;
+}
+
+DiskUsage disk_usage(Context& ctx) {
+    DiskUsage out;
+    snapshot::Store store = open_store(ctx);
+    // Distinct images, and how many images each layer (diff ID) is in.
+    std::vector<std::pair<snapshot::ImageRecord, snapshot::Image>> images;
+    std::set<std::string> seen;
+    std::map<std::string, int> layer_users;
+    std::map<std::string, std::uint64_t> layer_size;
+    for (const auto& rec : store.images()) {
+        if (!seen.insert(rec.manifest.digest.str()).second) {
+            continue;
+        }
+        try {
+            snapshot::Image img = store.load(rec.manifest);
+            for (std::size_t i = 0;
+                 i < img.manifest.layers.size() && i < img.config.diff_ids.size(); ++i) {
+                std::string d = img.config.diff_ids[i].str();
+                if (layer_users[d]++ == 0) {
+                    layer_size[d] = layer_content_size(store, img, i);
+                }
+            }
+            images.emplace_back(rec, std::move(img));
+        } catch (const Error&) {
+            continue; // a broken entry: `strata images` warns about it
+        }
+    }
+    for (const auto& [d, size] : layer_size) {
+        out.layers_size += size;
+    }
+    std::map<std::string, int> users_of_image;
+    std::vector<ContainerEntry> entries;
+    if (fs::exists(ctx.store_root() + "/containers")) {
+        containers::Store cs(ctx.store_root());
+        entries = list_containers(cs, true, 0, {});
+        for (auto& e : entries) {
+            std::string image_id = e.config.value("Image", std::string());
+            ++users_of_image[image_id];
+            std::uint64_t rw = 0;
+            try {
+                rw = fs::disk_usage(cs.path(e.id) + "/upper").bytes;
+            } catch (const SysError&) {
+                // removed meanwhile
+            }
+            std::uint64_t image_bytes = 0;
+            for (const auto& [rec, img] : images) {
+                if (img.id().str() == image_id) {
+                    image_bytes = image_size(store, img);
+                }
+            }
+            out.containers.push_back({std::move(e), rw, rw + image_bytes});
+        }
+    }
+    for (const auto& [rec, img] : images) {
+        DiskUsage::ImageRow row;
+        row.id = img.id().str();
+        for (const auto& r : store.images()) {
+            if (r.name && r.manifest.digest == rec.manifest.digest) {
+                row.names.push_back(*r.name);
+            }
+        }
+        row.manifest = rec.manifest.digest.str();
+        row.created = parse_time(img.config.created).value_or(0);
+        row.labels = img.config.config.labels;
+        for (std::size_t i = 0; i < img.manifest.layers.size() && i < img.config.diff_ids.size();
+             ++i) {
+            std::string d = img.config.diff_ids[i].str();
+            row.size += layer_size[d];
+            if (layer_users[d] > 1) {
+                row.shared += layer_size[d];
+            }
+        }
+        row.containers = users_of_image[row.id];
+        out.images.push_back(std::move(row));
+    }
+    std::sort(out.images.begin(), out.images.end(),
+              [](const auto& a, const auto& b) { return a.created > b.created; });
+    containers::VolumeStore vs(store);
+    if (fs::exists(vs.dir())) {
+        for (auto& v : vs.list()) {
+            std::uint64_t size = vs.size(v);
+            int refs = static_cast<int>(vs.users(v.name).size());
+            out.volumes.push_back({std::move(v), size, refs});
+        }
+    }
+    return out;
+}
+
 void register_images(CLI::App& app, Context& ctx) {
     auto io = std::make_shared<ImagesOpts>();
     auto* images = app.add_subcommand("images", "List the images in the store");
@@ -453,6 +662,79 @@ void register_images(CLI::App& app, Context& ctx) {
         if (failures > 0) {
             ctx.exit_code = 1;
         }
+    });
+
+    struct PruneOpts {
+        bool all = false;
+        bool force = false;
+        std::vector<std::string> filters;
+    };
+    auto po = std::make_shared<PruneOpts>();
+    auto* image = app.add_subcommand("image", "Image commands docker has under `docker image`");
+    image->require_subcommand(1);
+    auto* prune = image->add_subcommand(
+        "prune", "Remove images without a name (with -a: every image no container uses)");
+    prune->add_flag("-a,--all", po->all, "Remove every image no container or mount uses");
+    prune->add_option("--filter", po->filters, "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]")
+        ->allow_extra_args(false);
+    prune->add_flag("-f,--force", po->force, "Do not prompt (strata never prompts)");
+    prune->callback([&ctx, po] {
+        enter_store_user_namespace(ctx); // prune collects garbage
+        snapshot::Store store = open_store(ctx);
+        std::vector<std::string> filters = po->filters;
+        filters.push_back(po->all ? "dangling=false" : "dangling=true");
+        ImagePrune r = prune_images(ctx, store, filters);
+        if (!r.items.empty()) {
+            std::cout << "Deleted Images:\n";
+            for (const auto& [what, name] : r.items) {
+                std::cout << (what == "Untagged" ? "untagged: " : "deleted: ") << name << "\n";
+            }
+            std::cout << "\n";
+        }
+        std::cout << "Total reclaimed space: " << human_size(r.reclaimed) << "\n";
+    });
+
+    auto* system = app.add_subcommand("system", "Docker's `docker system` commands on the store");
+    system->require_subcommand(1);
+    auto* df = system->add_subcommand("df", "Show the space images, containers and volumes use");
+    df->callback([&ctx] {
+        DiskUsage u = disk_usage(ctx);
+        std::uint64_t images_size = u.layers_size, images_reclaimable = 0;
+        int images_active = 0;
+        for (const auto& i : u.images) {
+            if (i.containers > 0) {
+                ++images_active;
+            } else {
+                images_reclaimable += i.size - i.shared;
+            }
+        }
+        std::uint64_t rw = 0, rw_reclaimable = 0;
+        int running = 0;
+        for (const auto& c : u.containers) {
+            rw += c.size_rw;
+            if (c.entry.state.running()) {
+                ++running;
+            } else {
+                rw_reclaimable += c.size_rw;
+            }
+        }
+        std::uint64_t vol = 0, vol_reclaimable = 0;
+        int vol_active = 0;
+        for (const auto& v : u.volumes) {
+            vol += v.size;
+            if (v.refs > 0) {
+                ++vol_active;
+            } else {
+                vol_reclaimable += v.size;
+            }
+        }
+        print_table({{"TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"},
+                     {"Images", std::to_string(u.images.size()), std::to_string(images_active),
+                      human_size(images_size), human_size(images_reclaimable)},
+                     {"Containers", std::to_string(u.containers.size()), std::to_string(running),
+                      human_size(rw), human_size(rw_reclaimable)},
+                     {"Local Volumes", std::to_string(u.volumes.size()), std::to_string(vol_active),
+                      human_size(vol), human_size(vol_reclaimable)}});
     });
 }
 

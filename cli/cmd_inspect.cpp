@@ -1,10 +1,10 @@
 // inspect: an image's manifest and config.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "cli/template.hpp"
 #include "cli/container_cli.hpp"
 #include "cli/images.hpp"
 #include "cli/mount_state.hpp"
+#include "cli/template.hpp"
 #include "util/error.hpp"
 
 #include <algorithm>
@@ -111,9 +111,31 @@ TemplateValue image_document(const snapshot::Store& store, const snapshot::Image
             d["RepoDigests"].push_back(rd);
         }
     }
+    // Docker's own config keys that OCI's ImageConfig does not keep: read
+    // from the config blob (empty for images strata made, as dockerd shows
+    // an imported image's).
+    nlohmann::json raw =
+        nlohmann::json::parse(store.read_blob(img.manifest.config.digest), nullptr, false);
+    auto raw_string = [&](const char* key) {
+        return raw.is_object() && raw.contains(key) && raw[key].is_string()
+                   ? raw[key].get<std::string>()
+                   : std::string();
+    };
     d["Parent"] = "";
     d["Comment"] = img.config.history.empty() ? "" : img.config.history.back().comment;
     d["Created"] = img.config.created;
+    d["Container"] = raw_string("container");
+    if (raw.is_object() && raw.contains("container_config") &&
+        raw["container_config"].is_object()) {
+        d["ContainerConfig"] = TemplateValue::parse(raw["container_config"].dump());
+    } else {
+        d["ContainerConfig"] = TemplateValue::parse(
+            R"({"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,)"
+            R"("AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,)"
+            R"("Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,)"
+            R"("OnBuild":null,"Labels":null})");
+    }
+    d["DockerVersion"] = raw_string("docker_version");
     d["Author"] = img.config.author;
     d["Config"] = oci.contains("config") ? oci["config"] : TemplateValue::object();
     d["Architecture"] = img.config.architecture;
@@ -127,10 +149,34 @@ TemplateValue image_document(const snapshot::Store& store, const snapshot::Image
     // Bytes, as docker's image inspect has them.
     d["Size"] = static_cast<std::int64_t>(image_size(store, img));
     d["VirtualSize"] = d["Size"];
+    // The layers' snapshot directories (unpacked on first use), top first
+    // as overlayfs takes lowerdir; strata's own storage, not a graph driver.
+    TemplateValue data = TemplateValue::object();
+    std::vector<std::string> dirs;
+    for (std::size_t i = 1; i <= img.config.diff_ids.size(); ++i) {
+        std::vector<formats::Digest> chain(img.config.diff_ids.begin(),
+                                           img.config.diff_ids.begin() +
+                                               static_cast<std::ptrdiff_t>(i));
+        dirs.insert(dirs.begin(), store.snapshot_dir(formats::chain_id(chain)));
+    }
+    if (!dirs.empty()) {
+        data["UpperDir"] = dirs.front();
+        std::string lower;
+        for (std::size_t i = 1; i < dirs.size(); ++i) {
+            lower += (lower.empty() ? "" : ":") + dirs[i];
+        }
+        if (!lower.empty()) {
+            data["LowerDir"] = lower;
+        }
+    }
+    d["GraphDriver"] = {{"Data", data}, {"Name", "strata"}};
     d["RootFS"] = {{"Type", "layers"}, {"Layers", TemplateValue::array()}};
     for (const auto& id : img.config.diff_ids) {
         d["RootFS"]["Layers"].push_back(id.str());
     }
+    // strata keeps no time of tagging: Go's zero time, as dockerd has for an
+    // image it never tagged.
+    d["Metadata"] = {{"LastTagTime", "0001-01-01T00:00:00Z"}};
     d["Digest"] = img.descriptor.digest.str();
     d["MediaType"] = img.descriptor.media_type;
     d["Manifest"] = TemplateValue::parse(formats::to_json(img.manifest));

@@ -1,6 +1,7 @@
 // push, pull, login, logout, catalog, tags: sharing images through a registry.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/registry.hpp"
 #include "registry/auth.hpp"
 #include "registry/client.hpp"
 #include "registry/transfer.hpp"
@@ -50,10 +51,9 @@ registry::ClientOptions client_options(const std::string& registry, const Remote
     registry::ClientOptions c = registry::client_options_for(registry, o.tls_verify);
     if (!o.creds.empty()) {
         auto colon = o.creds.find(':');
-        c.credentials = registry::Credentials{o.creds.substr(0, colon),
-                                              colon == std::string::npos ? std::string()
-                                                                         : o.creds.substr(colon + 1),
-                                              ""};
+        c.credentials = registry::Credentials{
+            o.creds.substr(0, colon),
+            colon == std::string::npos ? std::string() : o.creds.substr(colon + 1), ""};
     }
     c.chunk_size = o.chunk_size;
     return c;
@@ -84,6 +84,7 @@ registry::TransferProgress printer(bool quiet, bool pushing) {
         std::string id = e.digest.short_id();
         switch (e.kind) {
         case registry::TransferEvent::Kind::resolved:
+        case registry::TransferEvent::Kind::fetching:
             return;
         case registry::TransferEvent::Kind::skipped:
             std::cout << id << ": Already exists\n";
@@ -115,7 +116,8 @@ std::string read_password_stdin() {
 // Prompts on the terminal with echo off.
 std::string prompt(const std::string& label, bool secret) {
     if (::isatty(STDIN_FILENO) == 0) {
-        throw UsageError("cannot prompt for " + label + ": stdin is not a terminal (use -u, -p or "
+        throw UsageError("cannot prompt for " + label +
+                         ": stdin is not a terminal (use -u, -p or "
                          "--password-stdin)");
     }
     std::cerr << label << ": " << std::flush;
@@ -135,22 +137,31 @@ std::string prompt(const std::string& label, bool secret) {
     return line;
 }
 
+RemoteSettings settings_of(const RemoteOpts& o) {
+    RemoteSettings s;
+    s.tls_verify = o.tls_verify;
+    s.jobs = o.jobs;
+    s.platform = o.platform;
+    s.chunk_size = o.chunk_size;
+    s.compression = o.compression;
+    if (!o.creds.empty()) {
+        auto colon = o.creds.find(':');
+        s.credentials = registry::Credentials{
+            o.creds.substr(0, colon),
+            colon == std::string::npos ? std::string() : o.creds.substr(colon + 1), ""};
+    }
+    return s;
+}
+
 void do_pull(Context& ctx, const std::string& text, const RemoteOpts& o) {
     Reference ref = Reference::parse(text);
     snapshot::Store store = open_store(ctx);
-    registry::TransferOptions t;
-    t.client = client_options(ref.domain(), o);
-    t.jobs = o.jobs;
-    if (!o.platform.empty()) {
-        t.platform = formats::parse_platform(o.platform);
-    }
-    t.progress = printer(o.quiet, false);
     if (!o.quiet) {
         std::cout << (ref.digest() ? ref.digest()->str().substr(7, 12) : ref.tag())
                   << ": Pulling from " << ref.familiar_repository() << "\n";
     }
     auto start = std::chrono::steady_clock::now();
-    registry::PullResult r = registry::pull(store, ref, t);
+    registry::PullResult r = pull_image(store, ref, settings_of(o), printer(o.quiet, false));
     if (o.quiet) {
         std::cout << ref.full() << "\n";
         return;
@@ -161,64 +172,100 @@ void do_pull(Context& ctx, const std::string& text, const RemoteOpts& o) {
         std::cout << "Status: Image is up to date for " << ref.familiar() << "\n";
     } else {
         std::cout << "Status: Downloaded newer image for " << ref.familiar() << " ("
-                  << human_size(r.bytes_fetched) << " in " << fmt::format("{:.1f}", secs)
-                  << "s)\n";
+                  << human_size(r.bytes_fetched) << " in " << fmt::format("{:.1f}", secs) << "s)\n";
     }
 }
 
 void do_push(Context& ctx, const std::string& image, const std::string& dest_text,
              const RemoteOpts& o) {
     snapshot::Store store = open_store(ctx);
-    snapshot::ImageRecord rec = store.resolve(image);
-    std::optional<Reference> dest;
-    if (!dest_text.empty()) {
-        dest = Reference::parse(dest_text);
-    } else if (rec.name) {
-        dest = *rec.name;
-    } else {
-        throw UsageError("image " + image + " has no name: say where to push it (strata push " +
-                         image + " REGISTRY/REPOSITORY[:TAG])");
-    }
-    registry::TransferOptions t;
-    t.client = client_options(dest->domain(), o);
-    t.jobs = o.jobs;
-    t.progress = printer(o.quiet, true);
+    PushTarget target = push_target(store, image, dest_text);
     if (!o.quiet) {
-        std::cout << "The push refers to repository [" << dest->repository() << "]\n";
+        std::cout << "The push refers to repository [" << target.dest.repository() << "]\n";
     }
-    // zstd layers go out as gzip unless --compression zstd: Docker 20.10 and
-    // other older clients cannot pull zstd (BuildKit's force-compression).
-    formats::Descriptor to_push = rec.manifest;
-    if (o.compression == "gzip") {
-        registry::LayerConversion c = registry::convert_layers(
-            store, rec.manifest, formats::Compression::zstd, formats::Compression::gzip);
-        for (const auto& [from, to] : c.converted) {
-            if (!o.quiet) {
-                std::cout << from.short_id() << ": converted from zstd to gzip as " << to.str()
-                          << " (--compression zstd pushes zstd)\n";
-            }
-        }
-        to_push = c.manifest;
-    } else if (o.compression != "zstd") {
-        throw UsageError("--compression must be gzip or zstd, not \"" + o.compression + "\"");
-    }
-    registry::PushResult r = registry::push(store, to_push, *dest, t);
+    registry::PushResult r =
+        push_image(store, target, settings_of(o), printer(o.quiet, true),
+                   [&o](const formats::Digest& from, const formats::Digest& to) {
+                       if (!o.quiet) {
+                           std::cout << from.short_id() << ": converted from zstd to gzip as "
+                                     << to.str() << " (--compression zstd pushes zstd)\n";
+                       }
+                   });
     if (o.quiet) {
         std::cout << r.manifest.digest.str() << "\n";
         return;
     }
-    std::cout << (dest->digest() ? dest->digest()->str() : dest->tag())
+    const Reference& dest = target.dest;
+    std::cout << (dest.digest() ? dest.digest()->str() : dest.tag())
               << ": digest: " << r.manifest.digest.str() << " size: " << r.manifest.size << "\n";
 }
 
 } // namespace
+
+registry::PullResult pull_image(snapshot::Store& store, const Reference& ref,
+                                const RemoteSettings& s, registry::TransferProgress progress) {
+    registry::TransferOptions t;
+    t.client = registry::client_options_for(ref.domain(), s.tls_verify);
+    if (s.credentials) {
+        t.client.credentials = s.credentials;
+    }
+    t.client.chunk_size = s.chunk_size;
+    t.jobs = s.jobs;
+    if (!s.platform.empty()) {
+        t.platform = formats::parse_platform(s.platform);
+    }
+    t.progress = std::move(progress);
+    return registry::pull(store, ref, t);
+}
+
+PushTarget push_target(snapshot::Store& store, const std::string& image,
+                       const std::string& dest_text) {
+    snapshot::ImageRecord rec = store.resolve(image);
+    if (!dest_text.empty()) {
+        return PushTarget{rec, Reference::parse(dest_text)};
+    }
+    if (rec.name) {
+        return PushTarget{rec, *rec.name};
+    }
+    throw UsageError("image " + image + " has no name: say where to push it (strata push " + image +
+                     " REGISTRY/REPOSITORY[:TAG])");
+}
+
+registry::PushResult push_image(
+    snapshot::Store& store, const PushTarget& target, const RemoteSettings& s,
+    registry::TransferProgress progress,
+    const std::function<void(const formats::Digest& from, const formats::Digest& to)>& converted) {
+    registry::TransferOptions t;
+    t.client = registry::client_options_for(target.dest.domain(), s.tls_verify);
+    if (s.credentials) {
+        t.client.credentials = s.credentials;
+    }
+    t.client.chunk_size = s.chunk_size;
+    t.jobs = s.jobs;
+    t.progress = std::move(progress);
+    // zstd layers go out as gzip unless --compression zstd: Docker 20.10 and
+    // other older clients cannot pull zstd (BuildKit's force-compression).
+    formats::Descriptor to_push = target.record.manifest;
+    if (s.compression == "gzip") {
+        registry::LayerConversion c = registry::convert_layers(
+            store, target.record.manifest, formats::Compression::zstd, formats::Compression::gzip);
+        for (const auto& [from, to] : c.converted) {
+            converted(from, to);
+        }
+        to_push = c.manifest;
+    } else if (s.compression != "zstd") {
+        throw UsageError("--compression must be gzip or zstd, not \"" + s.compression + "\"");
+    }
+    return registry::push(store, to_push, target.dest, t);
+}
 
 void register_registry(CLI::App& app, Context& ctx) {
     {
         auto o = std::make_shared<RemoteOpts>();
         auto ref = std::make_shared<std::string>();
         auto* cmd = app.add_subcommand("pull", "Download an image from a registry");
-        cmd->add_option("REF", *ref, "Image reference (busybox, localhost:5000/app:v1, ...@sha256:...)")
+        cmd->add_option("REF", *ref,
+                        "Image reference (busybox, localhost:5000/app:v1, ...@sha256:...)")
             ->required();
         add_remote_options(cmd, *o, true);
         cmd->add_option("--platform", o->platform, "os/arch[/variant] to pick from an index");
@@ -248,7 +295,8 @@ void register_registry(CLI::App& app, Context& ctx) {
             RemoteOpts remote;
         };
         auto o = std::make_shared<LoginOpts>();
-        auto* cmd = app.add_subcommand("login", "Log in to a registry (stored in the Docker config)");
+        auto* cmd =
+            app.add_subcommand("login", "Log in to a registry (stored in the Docker config)");
         cmd->add_option("REGISTRY", o->registry, "Registry host[:port] (default: docker.io)");
         cmd->add_option("-u,--username", o->username, "User name");
         cmd->add_option("-p,--password", o->password, "Password (prefer --password-stdin)");

@@ -4,9 +4,11 @@
 #pragma once
 
 #include "cli/cli.hpp"
+#include "formats/digest.hpp"
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace strata::cli {
 
@@ -24,5 +26,19 @@ void container_export(Context& ctx, const std::string& container, const std::str
 // then copies out of an image).
 bool container_cp(Context& ctx, const std::string& source, const std::string& dest, bool follow,
                   bool archive);
+
+// docker commit CONTAINER [REPOSITORY[:TAG]]: the container's changes as a
+// new layer on its image, the changes (-c, Dockerfile instructions) applied
+// to its config; pause freezes a running container meanwhile. Returns the
+// image ID.
+struct CommitSettings {
+    std::string author;
+    std::string message;
+    std::vector<std::string> changes;
+    bool pause = true;
+    std::string reference; // empty: an untagged image
+};
+formats::Digest commit_container(Context& ctx, const std::string& container,
+                                 const CommitSettings& s);
 
 } // namespace strata::cli

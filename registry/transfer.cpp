@@ -67,9 +67,9 @@ void parallel_for(std::size_t n, int jobs, const std::function<void(std::size_t)
 }
 
 void emit(const TransferOptions& o, TransferEvent::Kind kind, const formats::Digest& d,
-          std::uint64_t size, std::string from = {}) {
+          std::uint64_t size, std::string from = {}, bool config = false) {
     if (o.progress) {
-        o.progress(TransferEvent{kind, d, size, std::move(from)});
+        o.progress(TransferEvent{kind, d, size, std::move(from), config});
     }
 }
 
@@ -233,10 +233,15 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
     for (const auto& b : blobs) {
         if (store.reuse_intact_blob(b.digest)) {
             ++result.blobs_skipped;
-            emit(options, TransferEvent::Kind::skipped, b.digest, static_cast<std::uint64_t>(b.size));
+            emit(options, TransferEvent::Kind::skipped, b.digest, static_cast<std::uint64_t>(b.size),
+                 {}, b.digest == manifest.config.digest);
         } else {
             missing.push_back(&b);
         }
+    }
+    for (const auto* b : missing) {
+        emit(options, TransferEvent::Kind::fetching, b->digest, static_cast<std::uint64_t>(b->size),
+             {}, b->digest == manifest.config.digest);
     }
 
     std::atomic<bool> cancelled{false};
@@ -247,7 +252,8 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
             const formats::Descriptor& b = *missing[i];
             fetch_one(store, client, repo, b, &cancelled);
             bytes += static_cast<std::uint64_t>(b.size);
-            emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size));
+            emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size), {},
+                 b.digest == manifest.config.digest);
         },
         cancelled);
     result.blobs_fetched = static_cast<int>(missing.size());

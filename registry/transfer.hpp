@@ -33,11 +33,13 @@ struct TransferEvent {
         exists,    // push: the registry already has the blob
         mounted,   // push: mounted from `from`
         done,      // blob transferred
+        fetching,  // pull: a blob the store lacks is about to be fetched
     };
     Kind kind;
     formats::Digest digest;
     std::uint64_t size = 0;
     std::string from;
+    bool config = false; // pull: the blob is the image's config, not a layer
 };
 
 using TransferProgress = std::function<void(const TransferEvent&)>;

@@ -2,7 +2,10 @@
 // load, through the functions of strata's image commands (cli/images.hpp).
 #include "cli/images.hpp"
 #include "cli/common.hpp"
+#include "cli/container_cli.hpp"
+#include "cli/container_fs.hpp"
 #include "cli/inspect_image.hpp"
+#include "cli/serve/progress.hpp"
 #include "cli/serve/routes.hpp"
 #include "snapshot/image_browse.hpp"
 #include "util/fd.hpp"
@@ -234,9 +237,155 @@ void load(Context& ctx, api::Exchange& ex) {
     ex.finish();
 }
 
+// POST /commit: docker commit, as `strata commit` makes it; 201
+// {"Id": "sha256:..."} as dockerd. The body's Config goes in as changes
+// before the changes parameter.
+void commit(Context& ctx, api::Request& req, api::Exchange& ex) {
+    std::string container = req.maybe_query("container").value_or("");
+    if (container.empty()) {
+        throw api::HttpError(404, "No such container: ");
+    }
+    CommitSettings s;
+    std::string repo = req.maybe_query("repo").value_or("");
+    std::string tag = req.maybe_query("tag").value_or("");
+    if (!repo.empty()) {
+        s.reference = tag.empty() ? repo : repo + ":" + tag;
+        if (!snapshot::Reference::try_parse(s.reference)) {
+            throw api::HttpError(400, "invalid reference format");
+        }
+    } else if (!tag.empty()) {
+        throw api::HttpError(400, "invalid reference format: a tag needs a repository");
+    }
+    s.message = req.maybe_query("comment").value_or("");
+    s.author = req.maybe_query("author").value_or("");
+    s.pause =
+        !req.maybe_query("pause") || req.maybe_query("pause")->empty() || req.query_bool("pause");
+    std::string body = ex.read_body(1 << 20);
+    if (!body.empty()) {
+        nlohmann::json config = nlohmann::json::parse(body, nullptr, false);
+        if (config.is_discarded()) {
+            throw api::HttpError(400, "invalid JSON in the commit's config");
+        }
+        s.changes = config_changes(config);
+    }
+    auto [b, e] = req.query.equal_range("changes");
+    for (auto it = b; it != e; ++it) {
+        s.changes.push_back(it->second);
+    }
+    formats::Digest id = commit_container(ctx, container, s);
+    ex.respond_json(201, ordered_json{{"Id", id.str()}});
+}
+
+// POST /images/prune: docker image prune [-a] [--filter], as `strata image
+// prune`: {"ImagesDeleted": [{"Untagged": ...}, {"Deleted": ...}] (null when
+// none), "SpaceReclaimed": bytes}.
+void prune(Context& ctx, api::Request& req, api::Exchange& ex) {
+    std::vector<std::string> filters = req.query_filters();
+    bool dangling_given = std::any_of(filters.begin(), filters.end(), [](const std::string& f) {
+        return f.starts_with("dangling=");
+    });
+    if (!dangling_given) {
+        filters.push_back("dangling=true");
+    }
+    snapshot::Store store = open_store(ctx);
+    ImagePrune r = prune_images(ctx, store, filters);
+    ordered_json deleted = nullptr;
+    for (const auto& [what, name] : r.items) {
+        if (deleted.is_null()) {
+            deleted = ordered_json::array();
+        }
+        deleted.push_back({{what, name}});
+    }
+    ex.respond_json(200, ordered_json{{"ImagesDeleted", deleted},
+                                      {"SpaceReclaimed", static_cast<std::int64_t>(r.reclaimed)}});
+}
+
+// GET /system/df: docker system df [-v], from `strata system df`'s figures.
+// BuildCache is null and BuilderSize 0, as dockerd's classic builder
+// answers: strata's build cache records are not listed here.
+void system_df(Context& ctx, api::Exchange& ex) {
+    DiskUsage u = disk_usage(ctx);
+    ordered_json images = ordered_json::array();
+    for (const auto& i : u.images) {
+        ordered_json tags = ordered_json::array();
+        ordered_json digests = ordered_json::array();
+        for (const auto& n : i.names) {
+            tags.push_back(n.familiar());
+            std::string rd = n.familiar_repository() + "@" + i.manifest;
+            if (std::find(digests.begin(), digests.end(), rd) == digests.end()) {
+                digests.push_back(rd);
+            }
+        }
+        if (tags.empty()) {
+            tags.push_back("<none>:<none>");
+            digests.push_back("<none>@<none>");
+        }
+        ordered_json labels = nullptr;
+        if (!i.labels.empty()) {
+            labels = ordered_json::object();
+            for (const auto& [k, v] : i.labels) {
+                labels[k] = v;
+            }
+        }
+        images.push_back({{"Containers", i.containers},
+                          {"Created", i.created},
+                          {"Id", i.id},
+                          {"Labels", labels},
+                          {"ParentId", ""},
+                          {"RepoDigests", digests},
+                          {"RepoTags", tags},
+                          {"SharedSize", static_cast<std::int64_t>(i.shared)},
+                          {"Size", static_cast<std::int64_t>(i.size)},
+                          {"VirtualSize", static_cast<std::int64_t>(i.size)}});
+    }
+    ordered_json containers = ordered_json::array();
+    for (const auto& row : u.containers) {
+        const auto& c = row.entry.config;
+        ordered_json config = c.value("Config", ordered_json::object());
+        std::string image = config.value("Image", std::string());
+        ordered_json labels = ordered_json::object();
+        if (config.contains("Labels") && config["Labels"].is_object()) {
+            labels = config["Labels"];
+        }
+        containers.push_back(
+            {{"Id", row.entry.id},
+             {"Names", {c.value("Name", std::string())}},
+             {"Image", image.empty() ? c.value("Image", std::string()) : image},
+             {"ImageID", c.value("Image", std::string())},
+             {"Command", docker_command(c)},
+             {"Created", parse_time(c.value("Created", std::string())).value_or(0)},
+             {"SizeRw", static_cast<std::int64_t>(row.size_rw)},
+             {"SizeRootFs", static_cast<std::int64_t>(row.size_root_fs)},
+             {"Labels", labels},
+             {"State", row.entry.state.status},
+             {"Status", container_status_text(row.entry.state)},
+             {"Mounts", c.value("Mounts", ordered_json::array())}});
+    }
+    ordered_json volumes = ordered_json::array();
+    for (const auto& v : u.volumes) {
+        ordered_json j = v.volume.to_json();
+        j["UsageData"] = {{"RefCount", v.refs}, {"Size", static_cast<std::int64_t>(v.size)}};
+        volumes.push_back(std::move(j));
+    }
+    ex.respond_json(200, ordered_json{{"LayersSize", static_cast<std::int64_t>(u.layers_size)},
+                                      {"Images", images},
+                                      {"Containers", containers},
+                                      {"Volumes", volumes},
+                                      {"BuildCache", nullptr},
+                                      {"BuilderSize", 0}});
+}
+
 } // namespace
 
 void add_image_routes(api::Router& router, Context& ctx) {
+    add_build_routes(router, ctx);
+    add_registry_routes(router, ctx);
+    router.add("POST", "/images/prune",
+               [&ctx](api::Request& req, api::Exchange& ex) { prune(ctx, req, ex); });
+    router.add("GET", "/system/df",
+               [&ctx](api::Request&, api::Exchange& ex) { system_df(ctx, ex); });
+    router.add("POST", "/commit",
+               [&ctx](api::Request& req, api::Exchange& ex) { commit(ctx, req, ex); });
     router.add("GET", "/images/json",
                [&ctx](api::Request& req, api::Exchange& ex) { list_images(ctx, req, ex); });
     router.add("GET", "/images/get", [&ctx](api::Request& req, api::Exchange& ex) {

@@ -14,8 +14,12 @@ namespace strata::cli::serve {
 
 // /_ping, /version, /info (system.cpp).
 void add_system_routes(api::Router& router, Context& ctx);
-// /images/... (images.cpp).
+// /images/... (images.cpp), with /build, /commit and /system/df.
 void add_image_routes(api::Router& router, Context& ctx);
+// POST /images/create (pull, import), /images/{name}/push (registry.cpp).
+void add_registry_routes(api::Router& router, Context& ctx);
+// POST /build (build.cpp).
+void add_build_routes(api::Router& router, Context& ctx);
 // /containers/... (containers.cpp).
 void add_container_routes(api::Router& router, Context& ctx);
 
