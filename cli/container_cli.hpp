@@ -52,6 +52,13 @@ std::string docker_command(const nlohmann::ordered_json& config);
 // a running one without force.
 void remove_container(containers::Store& cs, const std::string& id, bool force, bool volumes);
 
+// container prune: removes the containers that are not running (nor
+// about to: a live monitor) and that the filters select (label=K[=V],
+// label!=K[=V], until=TIME: created before). Returns their ids. UsageError
+// for another filter.
+std::vector<std::string> prune_containers(containers::Store& cs,
+                                          const std::vector<std::string>& filters);
+
 // logs: the container's json-file log entries (rotated files first) after
 // the tail/since/until selection, then with follow the new ones until it
 // stops. sink gets each entry and its text (with the time in front for

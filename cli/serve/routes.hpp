@@ -19,6 +19,14 @@ void add_image_routes(api::Router& router, Context& ctx);
 // /containers/... (containers.cpp).
 void add_container_routes(api::Router& router, Context& ctx);
 
+// /containers/{id}/top, stats, changes, export, archive, rename, pause,
+// unpause, update and /containers/prune (container_ops.cpp).
+void add_container_op_routes(api::Router& router, Context& ctx);
+// /volumes/... (volumes.cpp).
+void add_volume_routes(api::Router& router, Context& ctx);
+// /networks/... (networks.cpp).
+void add_network_routes(api::Router& router, Context& ctx);
+
 // POST /containers/{id}/attach, hijacked, and /resize (attach.cpp).
 void add_attach_routes(api::Router& router, Context& ctx);
 // POST /containers/{id}/exec, /exec/{id}/start (hijacked), /exec/{id}/json
