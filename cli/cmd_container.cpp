@@ -633,12 +633,12 @@ void add_prune(CLI::App* cmd, Context& ctx) {
             }
         }
         containers::Store cs(ctx.store_root());
-        std::vector<std::string> removed = prune_containers(cs, o->filters);
+        ContainerPrune r = prune_containers(cs, o->filters);
         std::cout << "Deleted Containers:\n";
-        for (const auto& id : removed) {
+        for (const auto& id : r.removed) {
             std::cout << id << "\n";
         }
-        std::cout << "\nTotal reclaimed space: 0B\n";
+        std::cout << "\nTotal reclaimed space: " << human_size(r.bytes, 4) << "\n";
     });
 }
 
@@ -681,8 +681,7 @@ std::int64_t parse_log_time(const std::string& text) {
 
 } // namespace
 
-std::vector<std::string> prune_containers(containers::Store& cs,
-                                          const std::vector<std::string>& filters) {
+ContainerPrune prune_containers(containers::Store& cs, const std::vector<std::string>& filters) {
     std::vector<std::string> labels, not_labels;
     std::optional<std::int64_t> until;
     for (const auto& f : filters) {
@@ -712,7 +711,7 @@ std::vector<std::string> prune_containers(containers::Store& cs,
         return eq == std::string::npos ||
                (v.is_string() && v.get<std::string>() == filter.substr(eq + 1));
     };
-    std::vector<std::string> removed;
+    ContainerPrune out;
     for (const auto& id : cs.list()) {
         try {
             containers::Lock l = cs.lock(id);
@@ -734,13 +733,19 @@ std::vector<std::string> prune_containers(containers::Store& cs,
             if (keep) {
                 continue;
             }
+            // dockerd's SpaceReclaimed: the bytes of the writable layer's files.
+            std::uint64_t bytes = 0;
+            if (fs::is_dir(cs.path(id) + "/upper")) {
+                bytes = fs::disk_usage(cs.path(id) + "/upper").bytes;
+            }
             cs.remove(id);
-            removed.push_back(id);
+            out.removed.push_back(id);
+            out.bytes += bytes;
         } catch (const containers::NoSuchContainer&) {
             // removed meanwhile
         }
     }
-    return removed;
+    return out;
 }
 
 void read_logs(const containers::Store& cs, const std::string& id, const LogOptions& o,

@@ -54,10 +54,13 @@ void remove_container(containers::Store& cs, const std::string& id, bool force, 
 
 // container prune: removes the containers that are not running (nor
 // about to: a live monitor) and that the filters select (label=K[=V],
-// label!=K[=V], until=TIME: created before). Returns their ids. UsageError
-// for another filter.
-std::vector<std::string> prune_containers(containers::Store& cs,
-                                          const std::vector<std::string>& filters);
+// label!=K[=V], until=TIME: created before): their ids. UsageError
+// for another filter. bytes: what their writable layers' files held.
+struct ContainerPrune {
+    std::vector<std::string> removed;
+    std::uint64_t bytes = 0;
+};
+ContainerPrune prune_containers(containers::Store& cs, const std::vector<std::string>& filters);
 
 // logs: the container's json-file log entries (rotated files first) after
 // the tail/since/until selection, then with follow the new ones until it

@@ -455,9 +455,9 @@ void unpause(Context& ctx, api::Request& req, api::Exchange& ex) {
 // POST /containers/prune?filters=: strata container prune.
 void prune(Context& ctx, api::Request& req, api::Exchange& ex) {
     containers::Store cs(ctx.store_root());
-    std::vector<std::string> removed = prune_containers(cs, req.query_filters());
-    ordered_json deleted = removed.empty() ? ordered_json(nullptr) : ordered_json(removed);
-    ex.respond_json(200, ordered_json{{"ContainersDeleted", deleted}, {"SpaceReclaimed", 0}});
+    ContainerPrune r = prune_containers(cs, req.query_filters());
+    ordered_json deleted = r.removed.empty() ? ordered_json(nullptr) : ordered_json(r.removed);
+    ex.respond_json(200, ordered_json{{"ContainersDeleted", deleted}, {"SpaceReclaimed", r.bytes}});
 }
 
 // POST /containers/{id}/update: strata has no command that changes a

@@ -23,17 +23,27 @@ echo two >"$WORK/src/sub/b.txt"
 # docker stats' figures as their shapes: "0.00%" -> "N%", "1.2MiB / 7.7GiB"
 # -> "N / N".
 stats_shape() { sed -E 's/[0-9]+(\.[0-9]+)?([kKMGT]i?)?B/N/g; s/[0-9]+\.[0-9]+%/N%/g'; }
+# top's PIDs are the host's, different on each side.
+top_shape() { sed -E 's/^[0-9]+ +/<PID> /'; }
+# docker diff in a stable order (dockerd's follows its walk of the layer,
+# not sorted), without /etc/hostname, /etc/hosts and /etc/resolv.conf:
+# strata writes them into the container's layer where dockerd bind-mounts
+# them, so strata diff lists them (and /etc as changed) and dockerd does not.
+diff_shape() { grep -vxE 'A /etc/(hostname|hosts|resolv\.conf)|C /etc' | sort; }
+# The bytes prune reclaims: the writable layers' files, which differ
+# (dockerd's holds its mount points, strata's the files above).
+space_shape() { sed -E 's/^(Total reclaimed space: ).*/\1<N>/'; }
 
 script() {
   rm -rf "$WORK/out" && mkdir -p "$WORK/out"
   run run -d --name t1 --network none busybox sh -c 'echo data > /new-file; exec sleep 1000'
   sleep 1
-  run top t1 -o pid,comm,args
+  run top t1 -o pid,comm,args | top_shape
   run top nosuch
   run stats --no-stream --format '{{.Name}} {{.PIDs}} {{.CPUPerc}} {{.MemUsage}} {{.NetIO}}' t1 | stats_shape
-  run diff t1
+  run diff t1 | diff_shape
   run exec t1 sh -c 'rm /bin/true; mkdir -p /tmp/d; echo x > /tmp/d/f'
-  run diff t1
+  run diff t1 | diff_shape
   run export t1 -o "$WORK/out/t1.tar"
   tar -tf "$WORK/out/t1.tar" | grep -E '^(new-file|tmp/d/f|bin/true)$' | sort
   run cp "$WORK/src/a.txt" t1:/tmp/
@@ -61,9 +71,9 @@ script() {
   run stop -t 1 t2
   run create --name dead1 --label keep=no busybox true
   run create --name dead2 busybox true
-  run container prune -f --filter label=keep=no
+  run container prune -f --filter label=keep=no | space_shape
   run ps -a --format '{{.Names}}'
-  run container prune -f
+  run container prune -f | space_shape
   run ps -a --format '{{.Names}}'
   run volume create v1
   run volume create --label team=a v2
