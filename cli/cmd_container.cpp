@@ -183,13 +183,16 @@ std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool al
         if (!all && !e.state.running()) {
             continue;
         }
-        // Docker: values of one key are ORed, keys are ANDed.
+        // Docker: values of one key are ORed, keys are ANDed; every label
+        // must match (MatchKVList).
         bool ok = true;
         for (auto it = filters.begin(); it != filters.end() && ok;) {
             auto range = filters.equal_range(it->first);
-            bool any = false;
+            bool label = it->first == "label";
+            bool any = label;
             for (auto f = range.first; f != range.second; ++f) {
-                any = any || matches_filter(e, f->first, f->second);
+                bool m = matches_filter(e, f->first, f->second);
+                any = label ? any && m : any || m;
             }
             ok = any;
             it = range.second;

@@ -115,6 +115,7 @@ void register_create(CLI::App* parent, Context& ctx) {
         std::string driver = "bridge";
         std::string subnet, gateway;
         bool internal = false;
+        bool attachable = false;
         std::vector<std::string> labels, opts;
         std::string name;
     };
@@ -126,6 +127,7 @@ void register_create(CLI::App* parent, Context& ctx) {
                     "Subnet in CIDR format that represents a network segment");
     cmd->add_option("--gateway", o->gateway, "IPv4 Gateway for the master subnet");
     cmd->add_flag("--internal", o->internal, "Restrict external access to the network");
+    cmd->add_flag("--attachable", o->attachable, "Enable manual container attachment");
     cmd->add_option("--label", o->labels, "Set metadata on a network")->allow_extra_args(false);
     cmd->add_option("-o,--opt", o->opts, "Set driver specific options")->allow_extra_args(false);
     cmd->add_option("NETWORK", o->name, "Network name")->required();
@@ -137,6 +139,7 @@ void register_create(CLI::App* parent, Context& ctx) {
         c.subnet = o->subnet;
         c.gateway = o->gateway;
         c.internal = o->internal;
+        c.attachable = o->attachable;
         c.labels = key_values(o->labels);
         c.options = key_values(o->opts);
         std::cout << store.create(c).id << "\n";

@@ -40,7 +40,8 @@ struct ContainerEntry {
 // ps's selection: newest first; running ones only unless all_states (or
 // last > 0, or a status/exited filter); the `last` newest when last > 0;
 // Docker's filters as "key=value" (id, name, label, status, ancestor,
-// exited: values of one key ORed, keys ANDed). UsageError for a bad filter.
+// exited: values of one key ORed, but every label must match; keys ANDed).
+// UsageError for a bad filter.
 std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool all_states, int last,
                                             const std::vector<std::string>& filters);
 // ps's COMMAND: Path and Args joined by spaces, an argument with a space

@@ -116,8 +116,9 @@ void inspect(Context& ctx, api::Request& req, api::Exchange& ex) {
 void create(Context& ctx, api::Request&, api::Exchange& ex) {
     json body = read_json(ex);
     for (const auto& [k, v] : body.items()) {
-        static const std::set<std::string> known = {
-            "Name", "CheckDuplicate", "Driver", "Internal", "Labels", "Options", "IPAM"};
+        static const std::set<std::string> known = {"Name",     "CheckDuplicate", "Driver",
+                                                    "Internal", "Labels",         "Options",
+                                                    "IPAM",     "Attachable"};
         if (known.count(k) == 0 && is_set(v)) {
             throw api::HttpError(400, k + " is not handled by strata serve's network create");
         }
@@ -132,6 +133,7 @@ void create(Context& ctx, api::Request&, api::Exchange& ex) {
         c.driver = "bridge";
     }
     c.internal = body.value("Internal", false);
+    c.attachable = body.value("Attachable", false);
     c.labels = string_map(body, "Labels");
     c.options = string_map(body, "Options");
     if (body.contains("IPAM") && body["IPAM"].is_object()) {

@@ -16,7 +16,9 @@ SOCK=$WORK/s.sock
 export DOCKER_HOST=unix://$SOCK
 export DOCKER_CONFIG=$WORK/docker-config
 mkdir -p "$DOCKER_CONFIG"
-compose() { timeout 180 docker-compose --no-ansi -p demo -f "$WORK/proj/docker-compose.yml" "$@"; }
+# compose's exec runs the docker CLI found in PATH: Debian's 20.10 client
+# (/usr/local/bin may hold another).
+compose() { PATH=/usr/bin:$PATH timeout 180 docker-compose --ansi never -p demo -f "$WORK/proj/docker-compose.yml" "$@"; }
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 "$STRATA" serve -H "unix://$SOCK" 2>"$WORK/serve.log" &
