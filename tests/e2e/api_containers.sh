@@ -4,7 +4,8 @@
 # --no-stream, diff, export, cp both ways (with `-` tar streams, a `../`
 # path and a hostile tar PUT to /archive that must stay inside the
 # container), rename, pause/unpause, container prune, update's refusal;
-# volume create/ls/inspect/rm/prune and -v NAME:/path; network
+# exec -it on a real pty (its size, its exit code, detach keys leaving the
+# shell running); volume create/ls/inspect/rm/prune and -v NAME:/path; network
 # create/ls/inspect/connect/disconnect/rm/prune with two containers reaching
 # each other by name and by alias through strata's DNS; then docker-py
 # does a few of the same calls. Everything runs in a network namespace of
@@ -245,6 +246,78 @@ out=$(docker network prune -f) || fail "network prune: $out"
 assert_contains "$out" "n1" "network prune: n1"
 assert_contains "$out" "n3" "network prune: n3"
 assert_eq "$(docker network ls -q --filter type=custom)" "" "no custom network left"
+
+# --- exec -it through a real pty: the terminal, its size, detach keys
+docker run -d --name tty1 --network none busybox sleep 1000 >/dev/null || fail "run tty1"
+python3 - "$DOCKER" <<'EOF' || fail "exec -it"
+import fcntl, os, pty, select, struct, sys, termios, time
+docker = sys.argv[1]
+def spawn(args, rows=30, cols=100):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(docker, [docker] + args)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return pid, fd
+def read_until(fd, want, timeout=20):
+    out = b""
+    end = time.time() + timeout
+    while want not in out:
+        left = end - time.time()
+        if left <= 0:
+            raise SystemExit("timed out waiting for %r, got %r" % (want, out))
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    if want not in out:
+        raise SystemExit("%r not in %r" % (want, out))
+    return out
+def wait_exit(pid, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    raise SystemExit("docker exec did not end")
+# A command on a terminal of the window's size; its exit code comes back.
+pid, fd = spawn(["exec", "-it", "tty1", "sh", "-c", "tty; stty size; exit 3"])
+out = read_until(fd, b"30 100")
+assert b"/dev/pts/" in out, out
+code = wait_exit(pid)
+assert code == 3, code
+# An interactive shell: what is typed runs; ctrl-p ctrl-q detaches and the
+# shell keeps running in the container.
+def prompt(fd):
+    # busybox's shell asks the terminal where its cursor is: answer as one.
+    out = read_until(fd, b"# ")
+    if b"\x1b[6n" in out or b"\x1b[6n" in read_until_quiet(fd):
+        os.write(fd, b"\x1b[1;5R")
+    time.sleep(0.2)
+def read_until_quiet(fd):
+    r, _, _ = select.select([fd], [], [], 0.5)
+    return os.read(fd, 4096) if r else b""
+pid, fd = spawn(["exec", "-it", "tty1", "sh"])
+prompt(fd)
+os.write(fd, b"echo hi-$((40+2))\r")
+read_until(fd, b"hi-42")
+os.write(fd, b"\x10\x11")
+wait_exit(pid)
+# --detach-keys of its own
+pid, fd = spawn(["exec", "-it", "--detach-keys", "ctrl-x,y", "tty1", "sh"])
+prompt(fd)
+os.write(fd, b"echo again-$((1+1))\r")
+read_until(fd, b"again-2")
+os.write(fd, b"\x18y")
+wait_exit(pid)
+EOF
+assert_eq "$(docker top tty1 -o pid,comm | grep -cE " sh$")" "2" "the detached shells still run"
+docker rm -f tty1 >/dev/null
 
 # --- docker-py
 python3 -c 'import docker' 2>/dev/null || skip "needs python3-docker"
