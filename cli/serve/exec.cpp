@@ -27,6 +27,61 @@
 
 namespace strata::cli::serve {
 
+std::string parse_detach_keys(const std::string& text) {
+    if (text.empty()) {
+        return "\x10\x11";
+    }
+    std::string out;
+    std::size_t start = 0;
+    for (;;) {
+        std::size_t comma = text.find(',', start);
+        std::string key =
+            text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (key.size() == 1) {
+            out += key;
+        } else if (key.size() == 6 && key.starts_with("ctrl-")) {
+            char c = key[5];
+            if (c >= 'a' && c <= 'z') {
+                out += static_cast<char>(c - 'a' + 1);
+            } else if (c >= '@' && c <= '_') { // @ A..Z [ \ ] ^ _
+                out += static_cast<char>(c - '@');
+            } else {
+                throw api::HttpError(400, "Unknown character: '" + key + "'");
+            }
+        } else {
+            throw api::HttpError(400, "Unknown character: '" + key + "'");
+        }
+        if (comma == std::string::npos) {
+            break;
+        }
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::string DetachMatcher::feed(std::string_view data) {
+    std::string out;
+    for (char c : data) {
+        if (detached) {
+            break;
+        }
+        if (c == keys[matched]) {
+            if (++matched == keys.size()) {
+                detached = true;
+            }
+            continue;
+        }
+        out.append(keys, 0, matched);
+        matched = 0;
+        if (c == keys[0]) {
+            matched = 1;
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
 namespace {
 
 using nlohmann::json;
@@ -110,41 +165,6 @@ json parse_body(api::Exchange& ex) {
     } catch (const json::exception&) {
     }
     throw api::HttpError(400, "invalid JSON in the request body");
-}
-
-// dockerd's detach keys ("ctrl-p,ctrl-q", "ctrl-a,x"): each a single
-// character or ctrl-X (X a letter or one of @[\\]^_); the bytes they send.
-// Empty: dockerd's default ctrl-p,ctrl-q. A bad one is dockerd's 400.
-std::string parse_detach_keys(const std::string& text) {
-    if (text.empty()) {
-        return "\x10\x11";
-    }
-    std::string out;
-    std::size_t start = 0;
-    for (;;) {
-        std::size_t comma = text.find(',', start);
-        std::string key =
-            text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (key.size() == 1) {
-            out += key;
-        } else if (key.size() == 6 && key.starts_with("ctrl-")) {
-            char c = key[5];
-            if (c >= 'a' && c <= 'z') {
-                out += static_cast<char>(c - 'a' + 1);
-            } else if (c >= '@' && c <= '_') { // @ A..Z [ \ ] ^ _
-                out += static_cast<char>(c - '@');
-            } else {
-                throw api::HttpError(400, "Unknown character: '" + key + "'");
-            }
-        } else {
-            throw api::HttpError(400, "Unknown character: '" + key + "'");
-        }
-        if (comma == std::string::npos) {
-            break;
-        }
-        start = comma + 1;
-    }
-    return out;
 }
 
 // The running container, or dockerd's 409.
@@ -285,28 +305,16 @@ int run_with_tty(const std::shared_ptr<ExecInstance>& e, runner::ExecSpec spec,
     int to_proc = in.write.get();
     std::string keys = e->detach_keys;
     std::thread feeder([client, to_proc, keys, pending = std::move(h.buffered)]() mutable {
-        std::size_t matched = 0;
+        DetachMatcher m{keys};
         auto feed = [&](const char* p, std::size_t n) {
-            std::string out;
-            for (std::size_t i = 0; i < n; ++i) {
-                if (p[i] == keys[matched]) {
-                    if (++matched == keys.size()) {
-                        ::shutdown(client, SHUT_RDWR); // detached: the connection ends
-                        return false;
-                    }
-                    continue;
-                }
-                out.append(keys, 0, matched);
-                matched = 0;
-                if (p[i] == keys[0]) {
-                    matched = 1;
-                    continue;
-                }
-                out += p[i];
-            }
+            std::string out = m.feed(std::string_view(p, n));
             try {
                 fs::write_all(to_proc, "the exec's terminal", out);
             } catch (const std::exception&) {
+                return false;
+            }
+            if (m.detached) {
+                ::shutdown(client, SHUT_RDWR); // detached: the connection ends
                 return false;
             }
             return true;

@@ -5,7 +5,7 @@
 # path and a hostile tar PUT to /archive that must stay inside the
 # container), rename, pause/unpause, container prune, update's refusal;
 # exec -it on a real pty (its size, its exit code, detach keys leaving the
-# shell running); volume create/ls/inspect/rm/prune and -v NAME:/path; network
+# shell running), attach's detach keys; volume create/ls/inspect/rm/prune and -v NAME:/path; network
 # create/ls/inspect/connect/disconnect/rm/prune with two containers reaching
 # each other by name and by alias through strata's DNS; then docker-py
 # does a few of the same calls. Everything runs in a network namespace of
@@ -318,6 +318,36 @@ wait_exit(pid)
 EOF
 assert_eq "$(docker top tty1 -o pid,comm | grep -cE " sh$")" "2" "the detached shells still run"
 docker rm -f tty1 >/dev/null
+
+# attach to a -it container: ctrl-p ctrl-q ends the attach, the container runs on
+docker run -dit --name tty2 --network none busybox sh >/dev/null || fail "run -dit tty2"
+python3 - "$DOCKER" <<'EOF' || fail "attach's detach keys"
+import fcntl, os, pty, select, struct, sys, termios, time
+docker = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(docker, [docker, "attach", "tty2"])
+time.sleep(1)
+os.write(fd, b"echo att-$((2+3))\r")
+out = b""
+end = time.time() + 20
+while b"att-5" not in out and time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        out += os.read(fd, 4096)
+assert b"att-5" in out, out
+os.write(fd, b"\x10\x11")
+end = time.time() + 20
+while time.time() < end:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    raise SystemExit("docker attach did not end on ctrl-p ctrl-q")
+EOF
+assert_eq "$(docker inspect -f '{{.State.Status}}' tty2)" "running" "the container runs on after the detach"
+docker rm -f tty2 >/dev/null
 
 # --- docker-py
 python3 -c 'import docker' 2>/dev/null || skip "needs python3-docker"
