@@ -355,25 +355,21 @@ std::string archive_path(api::Request& req) {
     return path;
 }
 
-// The shown name of a container in archive errors: as the client named it.
-std::string not_found(const NoSuchContainerPath& e) {
-    return e.what();
-}
-
 // HEAD and GET /containers/{id}/archive?path=: the stat header (HEAD), or
 // the header and the tar of the path (GET), as docker cp CONTAINER:PATH
 // asks; the path is resolved inside the container's root.
 void archive_get(Context& ctx, api::Request& req, api::Exchange& ex) {
     containers::Store cs(ctx.store_root());
-    std::string id = resolve(cs, req);
+    resolve(cs, req); // 404 first
     std::string path = archive_path(req);
+    // Messages name the container as the client did ("... in container t1").
     std::string shown = req.param("id");
     if (req.method == "HEAD") {
         ContainerPathStat st;
         try {
-            in_own_thread([&] { st = container_path_stat(ctx, id, path); });
+            in_own_thread([&] { st = container_path_stat(ctx, shown, path); });
         } catch (const NoSuchContainerPath& e) {
-            throw api::HttpError(404, not_found(e));
+            throw api::HttpError(404, e.what());
         }
         ex.add_header("X-Docker-Container-Path-Stat", path_stat_header(st));
         ex.respond(200, "", "");
@@ -385,7 +381,7 @@ void archive_get(Context& ctx, api::Request& req, api::Exchange& ex) {
             ex, "application/x-tar",
             [&](int fd, const std::function<void()>& ready) {
                 container_archive(
-                    ctx, id, path,
+                    ctx, shown, path,
                     [&](const ContainerPathStat& st) {
                         found = st;
                         ready();
@@ -394,7 +390,7 @@ void archive_get(Context& ctx, api::Request& req, api::Exchange& ex) {
             },
             [&] { ex.add_header("X-Docker-Container-Path-Stat", path_stat_header(found)); });
     } catch (const NoSuchContainerPath& e) {
-        throw api::HttpError(404, not_found(e));
+        throw api::HttpError(404, e.what());
     }
 }
 
@@ -403,7 +399,8 @@ void archive_get(Context& ctx, api::Request& req, api::Exchange& ex) {
 // inside it (strata cp - CONTAINER:DIR's extraction).
 void archive_put(Context& ctx, api::Request& req, api::Exchange& ex) {
     containers::Store cs(ctx.store_root());
-    std::string id = resolve(cs, req);
+    resolve(cs, req); // 404 before the body is read
+    std::string shown = req.param("id");
     std::string path = archive_path(req);
     bool copy_uid_gid = req.query_bool("copyUIDGID");
     // The body in an unnamed file of the store's file system first: the
@@ -417,9 +414,9 @@ void archive_put(Context& ctx, api::Request& req, api::Exchange& ex) {
         throw_errno("lseek", "the archive's body");
     }
     try {
-        in_own_thread([&] { container_extract(ctx, id, path, body.get(), copy_uid_gid); });
+        in_own_thread([&] { container_extract(ctx, shown, path, body.get(), copy_uid_gid); });
     } catch (const NoSuchContainerPath& e) {
-        throw api::HttpError(404, not_found(e));
+        throw api::HttpError(404, e.what());
     } catch (const UsageError& e) {
         throw api::HttpError(400, e.what());
     } catch (const Error& e) {

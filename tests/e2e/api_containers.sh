@@ -101,6 +101,8 @@ docker cp t1:/stopped.txt "$WORK/stopped.txt" || fail "cp out of a stopped conta
 assert_eq "$(cat "$WORK/stopped.txt")" "one" "cp with a stopped container"
 docker start t1 >/dev/null || fail "restart t1"
 expect_fail "No such container:path: t1:/nope" docker cp t1:/nope "$WORK/x"
+assert_eq "$(api "http://d/v1.41/containers/t1/archive?path=/nope")" \
+  '{"message":"Could not find the file /nope in container t1"}' "archive: dockerd's 404"
 # HEAD's stat header: base64 JSON as dockerd's
 hdr=$(api -I "http://d/v1.41/containers/t1/archive?path=/new-file" | tr -d '\r' |
   sed -n 's/^X-Docker-Container-Path-Stat: //Ip')
