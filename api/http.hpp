@@ -77,6 +77,10 @@ public:
     // Copies the request body to fd (a file or a pipe), as it arrives.
     virtual void read_body_to(int fd) = 0;
 
+    // A header of the next response (whole, streamed), beside dockerd's own:
+    // X-Docker-Container-Path-Stat on /containers/{id}/archive.
+    virtual void add_header(std::string name, std::string value) = 0;
+
     // A whole response.
     virtual void respond(int status, std::string_view content_type, std::string_view body) = 0;
     void respond_json(int status, const nlohmann::ordered_json& body);

@@ -377,6 +377,7 @@ public:
             m_body.reset();
             m_responded = false;
             m_streaming = false;
+            m_extra_headers.clear();
             m_close = !m_parser->get().keep_alive();
             handle();
             if (m_streaming) {
@@ -416,6 +417,10 @@ public:
                 n -= static_cast<std::size_t>(w);
             }
         });
+    }
+
+    void add_header(std::string name, std::string value) override {
+        m_extra_headers.emplace_back(std::move(name), std::move(value));
     }
 
     void respond(int status, std::string_view content_type, std::string_view body) override {
@@ -530,6 +535,9 @@ private:
         res.set(http::field::server, m_options.server_header);
         if (!content_type.empty()) {
             res.set(http::field::content_type, std::string(content_type));
+        }
+        for (const auto& [name, value] : m_extra_headers) {
+            res.set(name, value);
         }
     }
 
@@ -688,6 +696,7 @@ private:
     bool m_stream_json = false;
     bool m_close = false;
     bool m_head = false;
+    std::vector<std::pair<std::string, std::string>> m_extra_headers;
 };
 
 } // namespace

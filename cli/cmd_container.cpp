@@ -184,13 +184,16 @@ std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool al
         if (!all && !e.state.running()) {
             continue;
         }
-        // Docker: values of one key are ORed, keys are ANDed.
+        // Docker: values of one key are ORed, keys are ANDed; every label
+        // must match (MatchKVList).
         bool ok = true;
         for (auto it = filters.begin(); it != filters.end() && ok;) {
             auto range = filters.equal_range(it->first);
-            bool any = false;
+            bool label = it->first == "label";
+            bool any = label;
             for (auto f = range.first; f != range.second; ++f) {
-                any = any || matches_filter(e, f->first, f->second);
+                bool m = matches_filter(e, f->first, f->second);
+                any = label ? any && m : any || m;
             }
             ok = any;
             it = range.second;
@@ -614,10 +617,16 @@ void add_rm(CLI::App* cmd, Context& ctx) {
 }
 
 void add_prune(CLI::App* cmd, Context& ctx) {
-    auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "Do not prompt for confirmation");
-    cmd->callback([&ctx, force] {
-        if (!*force) {
+    struct O {
+        bool force = false;
+        std::vector<std::string> filters;
+    };
+    auto o = std::make_shared<O>();
+    cmd->add_flag("-f,--force", o->force, "Do not prompt for confirmation");
+    cmd->add_option("--filter", o->filters, "Provide filter values (e.g. 'until=<timestamp>')")
+        ->allow_extra_args(false);
+    cmd->callback([&ctx, o] {
+        if (!o->force) {
             std::cout << "WARNING! This will remove all stopped containers.\n"
                          "Are you sure you want to continue? [y/N] "
                       << std::flush;
@@ -628,21 +637,12 @@ void add_prune(CLI::App* cmd, Context& ctx) {
             }
         }
         containers::Store cs(ctx.store_root());
+        ContainerPrune r = prune_containers(cs, o->filters);
         std::cout << "Deleted Containers:\n";
-        for (const auto& id : cs.list()) {
-            try {
-                containers::Lock l = cs.lock(id);
-                containers::State s = cs.load_state(id);
-                if (s.running() || cs.monitor_alive(id)) {
-                    continue;
-                }
-                cs.remove(id);
-                std::cout << id << "\n";
-            } catch (const containers::NoSuchContainer&) {
-                // removed meanwhile
-            }
+        for (const auto& id : r.removed) {
+            std::cout << id << "\n";
         }
-        std::cout << "\nTotal reclaimed space: 0B\n";
+        std::cout << "\nTotal reclaimed space: " << human_size(r.bytes, 4) << "\n";
     });
 }
 
@@ -672,6 +672,73 @@ std::int64_t parse_log_time(const std::string& text) {
 }
 
 } // namespace
+
+ContainerPrune prune_containers(containers::Store& cs, const std::vector<std::string>& filters) {
+    std::vector<std::string> labels, not_labels;
+    std::optional<std::int64_t> until;
+    for (const auto& f : filters) {
+        auto eq = f.find('=');
+        if (eq == std::string::npos) {
+            throw UsageError("bad format of filter (expected name=value)");
+        }
+        std::string key = f.substr(0, eq);
+        std::string value = f.substr(eq + 1);
+        if (key == "until") {
+            until = parse_log_time(value);
+        } else if (key == "label" || key == "label!") {
+            (key == "label" ? labels : not_labels).push_back(value);
+        } else {
+            throw UsageError("Invalid filter '" + key + "'");
+        }
+    }
+    auto has_label = [](const nlohmann::ordered_json& config, const std::string& filter) {
+        auto eq = filter.find('=');
+        std::string k = filter.substr(0, eq);
+        const auto* cfg = config.contains("Config") ? &config["Config"] : nullptr;
+        if (cfg == nullptr || !cfg->contains("Labels") || !(*cfg)["Labels"].is_object() ||
+            !(*cfg)["Labels"].contains(k)) {
+            return false;
+        }
+        const auto& v = (*cfg)["Labels"][k];
+        return eq == std::string::npos ||
+               (v.is_string() && v.get<std::string>() == filter.substr(eq + 1));
+    };
+    ContainerPrune out;
+    for (const auto& id : cs.list()) {
+        try {
+            containers::Lock l = cs.lock(id);
+            containers::State s = cs.load_state(id);
+            if (s.running() || cs.monitor_alive(id)) {
+                continue;
+            }
+            auto config = cs.load_config(id);
+            bool keep = false;
+            for (const auto& f : labels) {
+                keep = keep || !has_label(config, f);
+            }
+            for (const auto& f : not_labels) {
+                keep = keep || has_label(config, f);
+            }
+            if (until && parse_time(config.value("Created", std::string())).value_or(0) >= *until) {
+                keep = true;
+            }
+            if (keep) {
+                continue;
+            }
+            // dockerd's SpaceReclaimed: the bytes of the writable layer's files.
+            std::uint64_t bytes = 0;
+            if (fs::is_dir(cs.path(id) + "/upper")) {
+                bytes = fs::disk_usage(cs.path(id) + "/upper").bytes;
+            }
+            cs.remove(id);
+            out.removed.push_back(id);
+            out.bytes += bytes;
+        } catch (const containers::NoSuchContainer&) {
+            // removed meanwhile
+        }
+    }
+    return out;
+}
 
 void read_logs(const containers::Store& cs, const std::string& id, const LogOptions& o,
                const std::function<bool(const containers::LogEntry&, const std::string&)>& sink) {

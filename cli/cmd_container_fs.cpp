@@ -363,11 +363,8 @@ std::optional<std::string> find_container(const Context& ctx, const std::string&
 }
 
 void container_diff(Context& ctx, const std::string& container) {
-    snapshot::Store store = open_store(ctx);
-    containers::Store cs(ctx.store_root());
-    ContainerFs c = open_container(store, cs, container);
     std::string out;
-    for (const auto& ch : containers::list_changes(lowers_of(store, c.image), c.upper)) {
+    for (const auto& ch : container_changes(ctx, container)) {
         out += containers::change_letter(ch.kind);
         out += ' ';
         out += ch.path;
@@ -381,16 +378,170 @@ void container_export(Context& ctx, const std::string& container, const std::str
     if (to_stdout && ::isatty(STDOUT_FILENO)) {
         throw UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
-    snapshot::Store store = open_store(ctx);
-    containers::Store cs(ctx.store_root());
-    ContainerFs c = open_container(store, cs, container);
     if (to_stdout) {
-        containers::write_container_tar(store, c.image, c.upper, STDOUT_FILENO);
+        export_container(ctx, container, STDOUT_FILENO);
         return;
     }
     AtomicFile out(output);
-    containers::write_container_tar(store, c.image, c.upper, out.fd());
+    export_container(ctx, container, out.fd());
     out.commit();
+}
+
+std::vector<containers::Change> container_changes(Context& ctx, const std::string& container) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    return containers::list_changes(lowers_of(store, c.image), c.upper);
+}
+
+void export_container(Context& ctx, const std::string& container, int fd) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    containers::write_container_tar(store, c.image, c.upper, fd);
+}
+
+namespace {
+
+// Go's os.FileMode of a stat: the permission bits and the type bits Go
+// gives them (fs.ModeDir 1<<31, ModeSymlink 1<<27, ...), as dockerd's
+// ContainerPathStat carries it.
+std::uint32_t go_file_mode(const struct stat& st) {
+    std::uint32_t m = st.st_mode & 0777;
+    switch (st.st_mode & S_IFMT) {
+    case S_IFDIR:
+        m |= 1u << 31;
+        break;
+    case S_IFLNK:
+        m |= 1u << 27;
+        break;
+    case S_IFIFO:
+        m |= 1u << 25;
+        break;
+    case S_IFSOCK:
+        m |= 1u << 24;
+        break;
+    case S_IFCHR:
+        m |= (1u << 26) | (1u << 21);
+        break;
+    case S_IFBLK:
+        m |= 1u << 26;
+        break;
+    default:
+        break;
+    }
+    if ((st.st_mode & S_ISUID) != 0) {
+        m |= 1u << 23;
+    }
+    if ((st.st_mode & S_ISGID) != 0) {
+        m |= 1u << 22;
+    }
+    if ((st.st_mode & S_ISVTX) != 0) {
+        m |= 1u << 20;
+    }
+    return m;
+}
+
+ContainerPathStat stat_in_root(int root_fd, const std::string& path, const std::string& shown) {
+    {
+        std::string cleaned = clean_path(path.empty() ? "/" : path);
+        bool follow = path.ends_with('/') || path.ends_with("/.") || cleaned == "/";
+        try {
+            open_in_root(root_fd, cleaned == "/" ? "." : cleaned,
+                         O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+        } catch (const SysError& e) {
+            if (e.error_code() == ENOENT || e.error_code() == ENOTDIR) {
+                throw NoSuchContainerPath("Could not find the file " + path + " in " + shown);
+            }
+            throw;
+        }
+    }
+    containers::CopySource src = containers::open_copy_source(root_fd, path, false, shown);
+    struct stat st = fs::fstat(src.fd.get());
+    ContainerPathStat out;
+    std::string cleaned = clean_path(path.empty() ? "/" : path);
+    out.name = cleaned == "/" || cleaned == "." ? "/" : fs::basename(cleaned);
+    out.size = static_cast<std::int64_t>(st.st_size);
+    out.mode = go_file_mode(st);
+    out.mtime_sec = st.st_mtim.tv_sec;
+    out.mtime_nsec = st.st_mtim.tv_nsec;
+    if (S_ISLNK(st.st_mode)) {
+        // dockerd: the link resolved (inside the root), as a path in it.
+        std::string root = fs::fd_name(root_fd);
+        UniqueFd target = open_in_root(root_fd, cleaned, O_PATH | O_CLOEXEC);
+        std::string resolved = fs::fd_name(target.get());
+        if (resolved == root) {
+            out.link_target = "/";
+        } else if (resolved.starts_with(root + "/")) {
+            out.link_target = resolved.substr(root == "/" ? 0 : root.size());
+        } else {
+            throw Error("container path " + path + " resolves outside the container");
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+ContainerPathStat container_path_stat(Context& ctx, const std::string& container,
+                                      const std::string& path) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    ContainerRoot root(store, cs, c);
+    return stat_in_root(root.fd(), path, "container " + container);
+}
+
+void container_archive(Context& ctx, const std::string& container, const std::string& path,
+                       const std::function<void(const ContainerPathStat&)>& found, int fd) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    ContainerRoot root(store, cs, c);
+    ContainerPathStat st = stat_in_root(root.fd(), path, "container " + container);
+    containers::CopySource src =
+        containers::open_copy_source(root.fd(), path, false, "container " + container);
+    found(st);
+    formats::TarWriter::Options wo;
+    wo.compression = formats::Compression::none;
+    wo.out_name = "the archive of " + container + ":" + path;
+    formats::TarWriter writer(fd, wo);
+    // dockerd's rebase: entries under the name the path was asked by, "."
+    // for DIR/. ("./a"; the docker CLI renames that "." to its
+    // destination), the contents alone for /.
+    containers::walk_copy_source(
+        src,
+        src.contents_only ? "."
+        : st.name == "/"  ? ""
+                          : st.name,
+        [&](const formats::TarEntry& e, int content) { writer.add(e, content); });
+    writer.finish();
+}
+
+void container_extract(Context& ctx, const std::string& container, const std::string& dir,
+                       int tar_fd, bool copy_uid_gid) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    ContainerRoot root(store, cs, c);
+    std::string shown = container + ":" + dir;
+    UniqueFd target;
+    try {
+        target = open_in_root(root.fd(), dir.empty() ? "/" : dir, O_RDONLY | O_CLOEXEC);
+    } catch (const SysError& e) {
+        if (e.error_code() == ENOENT || e.error_code() == ENOTDIR) {
+            throw NoSuchContainerPath("Could not find the file " + dir + " in container " +
+                                      container);
+        }
+        throw;
+    }
+    if (!S_ISDIR(fs::fstat(target.get()).st_mode)) {
+        throw UsageError("extraction point is not a directory");
+    }
+    containers::TreeWriter writer(target.get(), shown, copy_uid_gid);
+    formats::TarReader reader(tar_fd, "the archive for " + shown);
+    containers::extract_tar(reader, writer);
+    writer.finish();
 }
 
 void register_container_fs(CLI::App& app, Context& ctx) {

@@ -2,6 +2,7 @@
 // the store (network/store.hpp), with Docker's flags, output and messages.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/networks.hpp"
 #include "cli/template.hpp"
 #include "containers/monitor.hpp"
 #include "containers/network.hpp"
@@ -114,6 +115,7 @@ void register_create(CLI::App* parent, Context& ctx) {
         std::string driver = "bridge";
         std::string subnet, gateway;
         bool internal = false;
+        bool attachable = false;
         std::vector<std::string> labels, opts;
         std::string name;
     };
@@ -125,6 +127,7 @@ void register_create(CLI::App* parent, Context& ctx) {
                     "Subnet in CIDR format that represents a network segment");
     cmd->add_option("--gateway", o->gateway, "IPv4 Gateway for the master subnet");
     cmd->add_flag("--internal", o->internal, "Restrict external access to the network");
+    cmd->add_flag("--attachable", o->attachable, "Enable manual container attachment");
     cmd->add_option("--label", o->labels, "Set metadata on a network")->allow_extra_args(false);
     cmd->add_option("-o,--opt", o->opts, "Set driver specific options")->allow_extra_args(false);
     cmd->add_option("NETWORK", o->name, "Network name")->required();
@@ -136,6 +139,7 @@ void register_create(CLI::App* parent, Context& ctx) {
         c.subnet = o->subnet;
         c.gateway = o->gateway;
         c.internal = o->internal;
+        c.attachable = o->attachable;
         c.labels = key_values(o->labels);
         c.options = key_values(o->opts);
         std::cout << store.create(c).id << "\n";
@@ -161,17 +165,8 @@ void register_ls(CLI::App* parent, Context& ctx) {
     cmd->add_option("--format", o->format,
                     "Format output: table, table TEMPLATE, json or a Go template");
     cmd->callback([&ctx, o] {
-        Filters f = Filters::parse(o->filters, {"driver", "id", "label", "name", "scope", "type"});
-        NetworkStore store(ctx.store_root());
-        if (::geteuid() == 0) {
-            // What containers killed with their monitor left (no daemon does it).
-            network::recover(ctx.store_root());
-        }
         std::vector<TemplateValue> rows;
-        for (const auto& n : store.list()) {
-            if (!f.match(n)) {
-                continue;
-            }
+        for (const auto& n : list_networks(ctx.store_root(), o->filters)) {
             std::string labels;
             for (const auto& [k, v] : n.labels) {
                 labels += (labels.empty() ? "" : ",") + k + "=" + v;
@@ -291,7 +286,7 @@ void register_prune(CLI::App* parent, Context& ctx) {
     cmd->add_option("--filter", o->filters, "Provide filter values (label=K[=V])")
         ->allow_extra_args(false);
     cmd->callback([&ctx, o] {
-        Filters f = Filters::parse(o->filters, {"label"});
+        Filters::parse(o->filters, {"label"}); // before the question
         if (!o->force) {
             std::cout << "WARNING! This will remove all custom networks not used by at least one "
                          "container.\nAre you sure you want to continue? [y/N] "
@@ -302,36 +297,7 @@ void register_prune(CLI::App* parent, Context& ctx) {
                 return;
             }
         }
-        NetworkStore store(ctx.store_root());
-        network::recover(ctx.store_root());
-        // Docker: a network a container is configured for is in use, even stopped.
-        std::set<std::string> used;
-        containers::Store cs(ctx.store_root());
-        for (const auto& id : cs.list()) {
-            try {
-                auto cfg = containers::NetworkConfig::from_container(cs.load_config(id));
-                for (const auto& e : cfg.endpoints) {
-                    if (auto n = store.find(e.network)) {
-                        used.insert(n->id);
-                    }
-                }
-            } catch (const std::exception&) {
-                // a container being removed
-            }
-        }
-        std::vector<std::string> removed;
-        for (const auto& n : store.list()) {
-            if (n.predefined() || used.count(n.id) != 0 || !f.match(n) ||
-                !store.endpoints(n.id).empty()) {
-                continue;
-            }
-            try {
-                network::remove_network(ctx.store_root(), n);
-                removed.push_back(n.name);
-            } catch (const Error&) {
-                // attached meanwhile
-            }
-        }
+        std::vector<std::string> removed = prune_networks(ctx.store_root(), o->filters);
         if (!removed.empty()) {
             std::cout << "Deleted Networks:\n";
             for (const auto& name : removed) {
@@ -383,51 +349,7 @@ void register_connect(CLI::App* parent, Context& ctx) {
     cmd->add_option("NETWORK", o->network, "Network")->required();
     cmd->add_option("CONTAINER", o->container, "Container")->required();
     cmd->callback([&ctx, o] {
-        NetworkStore store(ctx.store_root());
-        NetworkRecord net = store.load(o->network);
-        containers::Store cs(ctx.store_root());
-        std::string id = cs.resolve(o->container);
-        auto lock = cs.lock(id);
-        auto config = cs.load_config(id);
-        auto cfg = containers::NetworkConfig::from_container(config);
-        // Docker's checks (daemon's updateNetworkSettings), in its order.
-        if (cfg.mode.rfind("container:", 0) == 0) {
-            throw Error(conflict_shared);
-        }
-        if (cfg.mode != "host" && net.driver == "host") {
-            throw Error(conflict_host);
-        }
-        std::string name = cs.name(id);
-        if (cfg.mode == net.name && !net.is_bridge()) {
-            throw Error("endpoint with name " + name + " already exists in network " + net.name);
-        }
-        for (const auto& e : cfg.endpoints) {
-            auto n = store.find(e.network);
-            if (e.network == net.name || (n && n->id == net.id)) {
-                throw Error("endpoint with name " + name + " already exists in network " +
-                            net.name);
-            }
-        }
-        if (cfg.mode == "host" || net.driver == "host") {
-            throw Error(conflict_shared);
-        }
-        if (cfg.mode == "none" || net.driver == "null") {
-            throw Error(conflict_none);
-        }
-        auto checked = containers::NetworkConfig::from_flags(ctx.store_root(), net.name, o->ip,
-                                                             o->aliases, {}, {}, {});
-        if (!o->ip.empty() && !net.configured_subnet) {
-            throw UsageError("user specified IP address is supported only when connecting to "
-                             "networks with user configured subnets");
-        }
-        network::EndpointRequest e = checked.endpoints.front();
-        // A live monitor (running, or waiting to restart it) joins now and
-        // at its next starts; without one the configuration alone changes.
-        ask_monitor(cs, id, "network-connect",
-                    {{"Network", e.network}, {"IPv4Address", e.ipv4}, {"Aliases", e.aliases}});
-        cfg.connect(e);
-        cfg.to_container(config);
-        cs.save_config(id, config);
+        connect_container(ctx.store_root(), o->network, o->container, o->ip, o->aliases);
     });
 }
 
@@ -441,41 +363,152 @@ void register_disconnect(CLI::App* parent, Context& ctx) {
     cmd->add_flag("-f,--force", o->force, "Force the container to disconnect from a network");
     cmd->add_option("NETWORK", o->network, "Network")->required();
     cmd->add_option("CONTAINER", o->container, "Container")->required();
-    cmd->callback([&ctx, o] {
-        NetworkStore store(ctx.store_root());
-        NetworkRecord net = store.load(o->network);
-        containers::Store cs(ctx.store_root());
-        std::string id;
-        try {
-            id = cs.resolve(o->container);
-        } catch (const containers::NoSuchContainer&) {
-            // Docker's -f: the endpoints a removed container left on the network.
-            if (!o->force || network::remove_endpoints(ctx.store_root(), net, o->container) == 0) {
-                throw;
-            }
-            return;
-        }
-        auto lock = cs.lock(id);
-        auto config = cs.load_config(id);
-        auto cfg = containers::NetworkConfig::from_container(config);
-        if (cfg.mode == "host" && net.driver == "host") {
-            throw Error(conflict_host);
-        }
-        if (ask_monitor(cs, id, "network-disconnect", {{"Network", net.name}})) {
-            try {
-                cfg.disconnect(ctx.store_root(), id, net.name);
-            } catch (const Error&) {
-                // connected by a start before the configuration said so: gone now
-            }
-        } else {
-            cfg.disconnect(ctx.store_root(), id, net.name);
-        }
-        cfg.to_container(config);
-        cs.save_config(id, config);
-    });
+    cmd->callback(
+        [&ctx, o] { disconnect_container(ctx.store_root(), o->network, o->container, o->force); });
 }
 
 } // namespace
+
+nlohmann::ordered_json network_document(const network::NetworkStore& store,
+                                        const network::NetworkRecord& net) {
+    return inspect_document(store, net);
+}
+
+std::vector<NetworkRecord> list_networks(const std::string& store_root,
+                                         const std::vector<std::string>& filters) {
+    Filters f = Filters::parse(filters, {"driver", "id", "label", "name", "scope", "type"});
+    NetworkStore store(store_root);
+    if (::geteuid() == 0) {
+        // What containers killed with their monitor left (no daemon does it).
+        network::recover(store_root);
+    }
+    std::vector<NetworkRecord> out;
+    for (const auto& n : store.list()) {
+        if (f.match(n)) {
+            out.push_back(n);
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> prune_networks(const std::string& store_root,
+                                        const std::vector<std::string>& filters) {
+    Filters f = Filters::parse(filters, {"label"});
+    NetworkStore store(store_root);
+    network::recover(store_root);
+    // Docker: a network a container is configured for is in use, even stopped.
+    std::set<std::string> used;
+    containers::Store cs(store_root);
+    for (const auto& id : cs.list()) {
+        try {
+            auto cfg = containers::NetworkConfig::from_container(cs.load_config(id));
+            for (const auto& e : cfg.endpoints) {
+                if (auto n = store.find(e.network)) {
+                    used.insert(n->id);
+                }
+            }
+        } catch (const std::exception&) {
+            // a container being removed
+        }
+    }
+    std::vector<std::string> removed;
+    for (const auto& n : store.list()) {
+        if (n.predefined() || used.count(n.id) != 0 || !f.match(n) ||
+            !store.endpoints(n.id).empty()) {
+            continue;
+        }
+        try {
+            network::remove_network(store_root, n);
+            removed.push_back(n.name);
+        } catch (const Error&) {
+            // attached meanwhile
+        }
+    }
+    return removed;
+}
+
+void connect_container(const std::string& store_root, const std::string& network,
+                       const std::string& container, const std::string& ip,
+                       const std::vector<std::string>& aliases) {
+    NetworkStore store(store_root);
+    NetworkRecord net = store.load(network);
+    containers::Store cs(store_root);
+    std::string id = cs.resolve(container);
+    auto lock = cs.lock(id);
+    auto config = cs.load_config(id);
+    auto cfg = containers::NetworkConfig::from_container(config);
+    // Docker's checks (daemon's updateNetworkSettings), in its order.
+    if (cfg.mode.rfind("container:", 0) == 0) {
+        throw Error(conflict_shared);
+    }
+    if (cfg.mode != "host" && net.driver == "host") {
+        throw Error(conflict_host);
+    }
+    std::string name = cs.name(id);
+    if (cfg.mode == net.name && !net.is_bridge()) {
+        throw Error("endpoint with name " + name + " already exists in network " + net.name);
+    }
+    for (const auto& e : cfg.endpoints) {
+        auto n = store.find(e.network);
+        if (e.network == net.name || (n && n->id == net.id)) {
+            throw Error("endpoint with name " + name + " already exists in network " + net.name);
+        }
+    }
+    if (cfg.mode == "host" || net.driver == "host") {
+        throw Error(conflict_shared);
+    }
+    if (cfg.mode == "none" || net.driver == "null") {
+        throw Error(conflict_none);
+    }
+    auto checked =
+        containers::NetworkConfig::from_flags(store_root, net.name, ip, aliases, {}, {}, {});
+    if (!ip.empty() && !net.configured_subnet) {
+        throw UsageError("user specified IP address is supported only when connecting to "
+                         "networks with user configured subnets");
+    }
+    network::EndpointRequest e = checked.endpoints.front();
+    // A live monitor (running, or waiting to restart it) joins now and
+    // at its next starts; without one the configuration alone changes.
+    ask_monitor(cs, id, "network-connect",
+                {{"Network", e.network}, {"IPv4Address", e.ipv4}, {"Aliases", e.aliases}});
+    cfg.connect(e);
+    cfg.to_container(config);
+    cs.save_config(id, config);
+}
+
+void disconnect_container(const std::string& store_root, const std::string& network,
+                          const std::string& container, bool force) {
+    NetworkStore store(store_root);
+    NetworkRecord net = store.load(network);
+    containers::Store cs(store_root);
+    std::string id;
+    try {
+        id = cs.resolve(container);
+    } catch (const containers::NoSuchContainer&) {
+        // Docker's -f: the endpoints a removed container left on the network.
+        if (!force || network::remove_endpoints(store_root, net, container) == 0) {
+            throw;
+        }
+        return;
+    }
+    auto lock = cs.lock(id);
+    auto config = cs.load_config(id);
+    auto cfg = containers::NetworkConfig::from_container(config);
+    if (cfg.mode == "host" && net.driver == "host") {
+        throw Error(conflict_host);
+    }
+    if (ask_monitor(cs, id, "network-disconnect", {{"Network", net.name}})) {
+        try {
+            cfg.disconnect(store_root, id, net.name);
+        } catch (const Error&) {
+            // connected by a start before the configuration said so: gone now
+        }
+    } else {
+        cfg.disconnect(store_root, id, net.name);
+    }
+    cfg.to_container(config);
+    cs.save_config(id, config);
+}
 
 void register_network(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("network", "Manage networks");

@@ -572,8 +572,34 @@ nlohmann::ordered_json container_config(const std::string& id, const snapshot::I
         o.devices.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.devices);
     host["Ulimits"] =
         o.ulimits.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.ulimits);
-    host["Mounts"] = o.mount_flags.empty() ? nlohmann::ordered_json(nullptr)
-                                           : nlohmann::ordered_json(o.mount_flags);
+    // --mount as Docker's mount.Mount objects (what docker inspect decodes).
+    nlohmann::ordered_json host_mounts = nullptr;
+    for (const auto& flag : o.mount_flags) {
+        MountFlag m = parse_mount(flag);
+        nlohmann::ordered_json j;
+        if (const auto* v = std::get_if<containers::VolumeRequest>(&m)) {
+            j = {{"Type", "volume"}, {"Source", v->name}, {"Target", v->target}};
+            if (v->read_only) {
+                j["ReadOnly"] = true;
+            }
+            if (v->nocopy) {
+                j["VolumeOptions"] = {{"NoCopy", true}};
+            }
+        } else {
+            const auto& b = std::get<runner::Mount>(m);
+            bool tmpfs = b.type == runner::Mount::Type::tmpfs;
+            j = {{"Type", tmpfs ? "tmpfs" : "bind"}};
+            if (!tmpfs) {
+                j["Source"] = b.source;
+            }
+            j["Target"] = b.target;
+            if (b.read_only) {
+                j["ReadOnly"] = true;
+            }
+        }
+        host_mounts.push_back(j);
+    }
+    host["Mounts"] = host_mounts;
     resources_host_config(spec.resources, host); // Memory, NanoCpus... (cli/run_flags.hpp)
     c["HostConfig"] = host;
     o.publish.record(c); // PortBindings, PublishAllPorts, ExposedPorts += -p's

@@ -4,6 +4,7 @@
 // container store under the container's lock.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/container_cli.hpp"
 #include "cli/stats.hpp"
 #include "containers/names.hpp"
 #include "containers/store.hpp"
@@ -89,26 +90,7 @@ TableFormat stats_format() {
     return t;
 }
 
-namespace {
-
-struct StatsOptions {
-    bool all = false;
-    bool no_stream = false;
-    bool no_trunc = false;
-    std::string format;
-    std::vector<std::string> containers;
-};
-
-struct Watched {
-    std::string typed; // as the user named it (docker's .Container)
-    std::string id;
-    StatsSample before;
-    bool have_before = false;
-};
-
-// A reading of a running container; zeros for one that is not (or whose
-// cgroup is gone: it has just ended).
-StatsSample sample(const containers::State& st, const std::string& id) {
+StatsSample sample_container(const containers::State& st, const std::string& id) {
     StatsSample s;
     if (!st.running() || st.pid <= 0) {
         return s;
@@ -128,6 +110,54 @@ StatsSample sample(const containers::State& st, const std::string& id) {
     s.online_cpus = n > 0 ? static_cast<int>(n) : 1;
     return s;
 }
+
+void pause_container(containers::Store& cs, const std::string& id, bool pause) {
+    containers::Lock lock = cs.lock(id);
+    containers::State st = cs.load_state(id);
+    if (pause) {
+        if (!st.running()) {
+            throw ContainerConflict("Container " + id + " is not running");
+        }
+        if (st.status == "paused") {
+            throw ContainerConflict("Container " + id + " is already paused");
+        }
+        if (st.status == "restarting") {
+            throw ContainerConflict("Container " + id +
+                                    " is restarting, wait until the container is running");
+        }
+    } else if (st.status != "paused") {
+        throw ContainerConflict("Container " + id + " is not paused");
+    }
+    runner::CgroupPaths cg = runner::cgroup_paths(id);
+    if (cg.empty()) {
+        throw ContainerConflict("Container " + id + " is not running");
+    }
+    try {
+        pause ? runner::freeze(cg) : runner::thaw(cg);
+    } catch (const std::exception& e) {
+        throw Error(std::string(pause ? "Cannot pause" : "Cannot unpause") + " container " + id +
+                    ": " + e.what());
+    }
+    st.status = pause ? "paused" : "running";
+    cs.save_state(id, st);
+}
+
+namespace {
+
+struct StatsOptions {
+    bool all = false;
+    bool no_stream = false;
+    bool no_trunc = false;
+    std::string format;
+    std::vector<std::string> containers;
+};
+
+struct Watched {
+    std::string typed; // as the user named it (docker's .Container)
+    std::string id;
+    StatsSample before;
+    bool have_before = false;
+};
 
 void stats(Context& ctx, const StatsOptions& o) {
     containers::Store cs(ctx.store_root());
@@ -169,7 +199,7 @@ void stats(Context& ctx, const StatsOptions& o) {
             } catch (const containers::NoSuchContainer&) {
                 continue; // removed meanwhile
             }
-            StatsSample now = sample(st, w.id);
+            StatsSample now = sample_container(st, w.id);
             StatsSample before = w.have_before ? w.before : now;
             rows.push_back(stats_row(w.typed, w.id, name, o.no_trunc, before, now));
             w.before = now;
@@ -201,35 +231,7 @@ void pause_or_unpause(Context& ctx, const std::vector<std::string>& names, bool 
     std::vector<std::string> errors;
     for (const auto& typed : names) {
         try {
-            std::string id = cs.resolve(typed);
-            containers::Lock lock = cs.lock(id);
-            containers::State st = cs.load_state(id);
-            if (pause) {
-                if (!st.running()) {
-                    throw Error("Container " + id + " is not running");
-                }
-                if (st.status == "paused") {
-                    throw Error("Container " + id + " is already paused");
-                }
-                if (st.status == "restarting") {
-                    throw Error("Container " + id +
-                                " is restarting, wait until the container is running");
-                }
-            } else if (st.status != "paused") {
-                throw Error("Container " + id + " is not paused");
-            }
-            runner::CgroupPaths cg = runner::cgroup_paths(id);
-            if (cg.empty()) {
-                throw Error("Container " + id + " is not running");
-            }
-            try {
-                pause ? runner::freeze(cg) : runner::thaw(cg);
-            } catch (const std::exception& e) {
-                throw Error(std::string(pause ? "Cannot pause" : "Cannot unpause") + " container " +
-                            id + ": " + e.what());
-            }
-            st.status = pause ? "paused" : "running";
-            cs.save_state(id, st);
+            pause_container(cs, cs.resolve(typed), pause);
             std::cout << typed << "\n";
         } catch (const std::exception& e) {
             errors.push_back(std::string("Error response from daemon: ") + e.what());

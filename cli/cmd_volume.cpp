@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/template.hpp"
+#include "cli/volumes.hpp"
 #include "containers/names.hpp"
 #include "containers/volumes.hpp"
 #include "util/error.hpp"
@@ -222,42 +223,10 @@ void register_ls(CLI::App* volume, Context& ctx) {
     cmd->add_option("--format", o->format,
                     "Format output: table, table TEMPLATE, json or a Go template");
     cmd->callback([&ctx, o] {
-        Filters f = Filters::parse(o->filters, {"dangling", "name", "label", "label!", "driver"});
         snapshot::Store store = open_store(ctx);
         VolumeStore volumes(store);
-        std::vector<Volume> list = volumes.list();
-        std::sort(list.begin(), list.end(),
-                  [](const Volume& a, const Volume& b) { return natural_less(a.name, b.name); });
         std::vector<TemplateValue> rows;
-        for (const auto& v : list) {
-            if (!f.labels_match(v)) {
-                continue;
-            }
-            if (auto it = f.by_key.find("dangling"); it != f.by_key.end()) {
-                bool want = parse_filter_bool("dangling", it->second.back());
-                if (volumes.users(v.name).empty() != want) {
-                    continue;
-                }
-            }
-            if (auto it = f.by_key.find("name"); it != f.by_key.end()) {
-                bool any = false;
-                for (const auto& re : it->second) {
-                    try {
-                        any = any || std::regex_search(v.name, std::regex(re));
-                    } catch (const std::regex_error&) {
-                        throw UsageError("invalid filter 'name=" + re +
-                                         "': not a regular expression");
-                    }
-                }
-                if (!any) {
-                    continue;
-                }
-            }
-            if (auto it = f.by_key.find("driver"); it != f.by_key.end()) {
-                if (std::find(it->second.begin(), it->second.end(), v.driver) == it->second.end()) {
-                    continue;
-                }
-            }
+        for (const auto& v : list_volumes(volumes, o->filters)) {
             rows.push_back(ls_row(v));
         }
         if (o->quiet && o->format.empty()) {
@@ -364,11 +333,7 @@ void register_prune(CLI::App* volume, Context& ctx) {
     cmd->add_option("--filter", o->filters, "Provide filter values (label=K[=V], label!=K[=V])")
         ->allow_extra_args(false);
     cmd->callback([&ctx, o] {
-        Filters f = Filters::parse(o->filters, {"label", "label!", "all"});
-        bool all = o->all;
-        if (auto it = f.by_key.find("all"); it != f.by_key.end()) {
-            all = all || parse_filter_bool("all", it->second.back());
-        }
+        bool all = o->all || prune_all_filter(o->filters);
         if (!o->force) {
             std::cout << (all ? "WARNING! This will remove all local volumes not used by at least "
                                 "one container.\n"
@@ -384,8 +349,7 @@ void register_prune(CLI::App* volume, Context& ctx) {
         enter_store_user_namespace(ctx);
         snapshot::Store store = open_store(ctx);
         VolumeStore volumes(store);
-        auto r = volumes.prune(
-            [&](const Volume& v) { return (all || v.anonymous()) && f.labels_match(v); });
+        auto r = prune_volumes(volumes, o->filters, all);
         if (!r.removed.empty()) {
             std::cout << "Deleted Volumes:\n";
             for (const auto& name : r.removed) {
@@ -398,6 +362,59 @@ void register_prune(CLI::App* volume, Context& ctx) {
 }
 
 } // namespace
+
+std::vector<Volume> list_volumes(const VolumeStore& volumes,
+                                 const std::vector<std::string>& filters) {
+    Filters f = Filters::parse(filters, {"dangling", "name", "label", "label!", "driver"});
+    std::vector<Volume> list = volumes.list();
+    std::sort(list.begin(), list.end(),
+              [](const Volume& a, const Volume& b) { return natural_less(a.name, b.name); });
+    std::vector<Volume> out;
+    for (const auto& v : list) {
+        if (!f.labels_match(v)) {
+            continue;
+        }
+        if (auto it = f.by_key.find("dangling"); it != f.by_key.end()) {
+            bool want = parse_filter_bool("dangling", it->second.back());
+            if (volumes.users(v.name).empty() != want) {
+                continue;
+            }
+        }
+        if (auto it = f.by_key.find("name"); it != f.by_key.end()) {
+            bool any = false;
+            for (const auto& re : it->second) {
+                try {
+                    any = any || std::regex_search(v.name, std::regex(re));
+                } catch (const std::regex_error&) {
+                    throw UsageError("invalid filter 'name=" + re + "': not a regular expression");
+                }
+            }
+            if (!any) {
+                continue;
+            }
+        }
+        if (auto it = f.by_key.find("driver"); it != f.by_key.end()) {
+            if (std::find(it->second.begin(), it->second.end(), v.driver) == it->second.end()) {
+                continue;
+            }
+        }
+        out.push_back(v);
+    }
+    return out;
+}
+
+bool prune_all_filter(const std::vector<std::string>& filters) {
+    Filters f = Filters::parse(filters, {"label", "label!", "all"});
+    auto it = f.by_key.find("all");
+    return it != f.by_key.end() && parse_filter_bool("all", it->second.back());
+}
+
+VolumeStore::PruneResult prune_volumes(VolumeStore& volumes,
+                                       const std::vector<std::string>& filters, bool all) {
+    Filters f = Filters::parse(filters, {"label", "label!", "all"});
+    return volumes.prune(
+        [&](const Volume& v) { return (all || v.anonymous()) && f.labels_match(v); });
+}
 
 void register_volume(CLI::App& app, Context& ctx) {
     auto* volume = app.add_subcommand("volume", "Manage volumes");

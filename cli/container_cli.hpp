@@ -40,7 +40,8 @@ struct ContainerEntry {
 // ps's selection: newest first; running ones only unless all_states (or
 // last > 0, or a status/exited filter); the `last` newest when last > 0;
 // Docker's filters as "key=value" (id, name, label, status, ancestor,
-// exited: values of one key ORed, keys ANDed). UsageError for a bad filter.
+// exited: values of one key ORed, but every label must match; keys ANDed).
+// UsageError for a bad filter.
 std::vector<ContainerEntry> list_containers(const containers::Store& cs, bool all_states, int last,
                                             const std::vector<std::string>& filters);
 // ps's COMMAND: Path and Args joined by spaces, an argument with a space
@@ -51,6 +52,16 @@ std::string docker_command(const nlohmann::ordered_json& config);
 // Docker); volumes removes its anonymous volumes too. ContainerConflict for
 // a running one without force.
 void remove_container(containers::Store& cs, const std::string& id, bool force, bool volumes);
+
+// container prune: removes the containers that are not running (nor
+// about to: a live monitor) and that the filters select (label=K[=V],
+// label!=K[=V], until=TIME: created before): their ids. UsageError
+// for another filter. bytes: what their writable layers' files held.
+struct ContainerPrune {
+    std::vector<std::string> removed;
+    std::uint64_t bytes = 0;
+};
+ContainerPrune prune_containers(containers::Store& cs, const std::vector<std::string>& filters);
 
 // logs: the container's json-file log entries (rotated files first) after
 // the tail/since/until selection, then with follow the new ones until it

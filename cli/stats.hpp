@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cli/template.hpp"
+#include "containers/store.hpp"
 #include "runner/cgroup.hpp"
 
 #include <cstdint>
@@ -22,6 +23,16 @@ struct StatsSample {
     std::uint64_t system_ns = 0; // the host's cpu time at the reading
     int online_cpus = 1;
 };
+
+// A reading of a container now; zeros for one that is not running (or
+// whose cgroup is gone: it has just ended).
+StatsSample sample_container(const containers::State& st, const std::string& id);
+
+// docker pause / unpause of one container: its cgroup frozen or thawed and
+// its state "paused" / "running", under its lock. ContainerConflict (with
+// dockerd's words) when it is not running, already paused, restarting, or
+// (unpause) not paused.
+void pause_container(containers::Store& cs, const std::string& id, bool pause);
 
 // docker's calculateCPUPercentUnix: the container's share of the host's
 // cpu time between two readings, times the online cpus, in percent.

@@ -86,7 +86,7 @@ nlohmann::ordered_json NetworkRecord::to_json() const {
     j["IPAM"] = {
         {"Driver", "default"}, {"Options", nlohmann::ordered_json::object()}, {"Config", config}};
     j["Internal"] = internal;
-    j["Attachable"] = false;
+    j["Attachable"] = attachable;
     j["Ingress"] = false;
     j["ConfigFrom"] = {{"Network", ""}};
     j["ConfigOnly"] = false;
@@ -116,6 +116,7 @@ NetworkRecord NetworkRecord::from_json(const nlohmann::json& j) {
     r.created = j.value("Created", std::string());
     r.driver = j.value("Driver", std::string("bridge"));
     r.internal = j.value("Internal", false);
+    r.attachable = j.value("Attachable", false);
     r.configured_subnet = j.value(k_private, false);
     if (j.contains("IPAM") && j["IPAM"].contains("Config") && !j["IPAM"]["Config"].empty()) {
         const auto& c = j["IPAM"]["Config"][0];
@@ -310,6 +311,7 @@ NetworkRecord NetworkStore::create(const CreateOptions& o) {
     r.name = o.name;
     r.driver = o.driver;
     r.internal = o.internal;
+    r.attachable = o.attachable;
     r.labels = o.labels;
     r.options = o.options;
     if (!o.subnet.empty()) {

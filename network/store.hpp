@@ -38,6 +38,9 @@ struct NetworkRecord {
     std::optional<ipv4::Subnet> subnet; // bridge networks only
     ipv4::Address gateway;
     bool internal = false;
+    // Docker's --attachable: recorded and shown; every local network takes
+    // containers (it matters to swarm's overlay networks only).
+    bool attachable = false;
     bool configured_subnet = false; // --subnet given (Docker allows --ip only then)
     std::map<std::string, std::string> labels;
     std::map<std::string, std::string> options;
@@ -75,6 +78,7 @@ struct CreateOptions {
     std::string subnet;  // empty: picked
     std::string gateway; // empty: the subnet's first host
     bool internal = false;
+    bool attachable = false;
     std::map<std::string, std::string> labels;
     std::map<std::string, std::string> options;
 };

@@ -21,6 +21,7 @@ test_pkgs=(
   docker.io
 )
 test_pkgs+=(curl python3-docker)  # e2e.api_cli: the raw HTTP answers of strata serve; docker-py as a client
+test_pkgs+=(docker-compose)  # e2e.api_compose: Debian's docker-compose 1.29 against strata serve
 test_pkgs+=(fuse-overlayfs)  # bench/mount.sh: the FUSE union strata-overlay is measured against
 test_pkgs+=(iproute2 passt slirp4netns)  # networking tests: ip(8) to check what is left; rootless networks
 test_pkgs+=(nftables)  # e2e.ports: nft(8) checks what strata leaves in the ruleset

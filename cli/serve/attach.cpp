@@ -73,7 +73,8 @@ struct Streams {
     // otherwise it ends the attach and the container's stdin stays open
     // (docker attach to a `run -d -i` container), as dockerd does.
     bool stdin_once = false;
-    bool tty = false; // raw bytes; else Docker's multiplexed frames
+    bool tty = false;        // raw bytes; else Docker's multiplexed frames
+    std::string detach_keys; // in the client's stdin: the attach ends, the container runs on
 };
 
 // What the container wrote on `stream` (1 stdout, 2 stderr) to the client.
@@ -89,9 +90,16 @@ bool send_output(int client, const Streams& s, int stream, std::string_view data
 // the client sent before; stdin_closed: its half-close came already.
 void pump(int client, int monitor, const Streams& s, const std::string& stdin_data,
           bool stdin_closed) {
+    DetachMatcher detach{s.detach_keys};
     try {
         if (s.in && !stdin_data.empty()) {
-            containers::write_frame(monitor, 0, stdin_data);
+            std::string pass = detach.feed(stdin_data);
+            if (!pass.empty()) {
+                containers::write_frame(monitor, 0, pass);
+            }
+            if (detach.detached) {
+                return;
+            }
         }
         if (s.in && stdin_closed) {
             if (!s.stdin_once) {
@@ -116,8 +124,14 @@ void pump(int client, int monitor, const Streams& s, const std::string& stdin_da
                     return; // reset: the client is gone
                 }
                 if (n > 0 && s.in) {
-                    containers::write_frame(monitor, 0,
-                                            std::string_view(buf, static_cast<std::size_t>(n)));
+                    std::string pass =
+                        detach.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+                    if (!pass.empty()) {
+                        containers::write_frame(monitor, 0, pass);
+                    }
+                    if (detach.detached) {
+                        return; // dockerd's detach: the attach ends, the container runs on
+                    }
                 } else if (n == 0) {
                     // The client's half-close: with StdinOnce the
                     // container's stdin ends (the output keeps coming);
@@ -228,6 +242,7 @@ void attach(Context& ctx, api::Request& req, api::Exchange& ex) {
     s.stdin_once = c.value("StdinOnce", false);
     s.out = req.query_bool("stdout");
     s.err = req.query_bool("stderr");
+    s.detach_keys = parse_detach_keys(req.maybe_query("detachKeys").value_or(""));
     bool stream = req.query_bool("stream");
     if (cs.load_state(id).status == "paused") {
         throw api::HttpError(409, "You cannot attach to a paused container, unpause it first");

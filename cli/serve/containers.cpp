@@ -13,7 +13,9 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -56,6 +58,79 @@ bool set_or_default(const json& j, const char* key) {
              (v.is_object() && v.empty()));
 }
 
+// One of HostConfig.Mounts as the --mount value docker's CLI made it from.
+std::string mount_flag(const json& m) {
+    if (!m.is_object()) {
+        throw api::HttpError(400, "HostConfig.Mounts: expected objects");
+    }
+    for (const auto& [k, v] : m.items()) {
+        static const std::set<std::string> known = {"Type",         "Source",      "Target",
+                                                    "ReadOnly",     "BindOptions", "VolumeOptions",
+                                                    "TmpfsOptions", "Consistency"};
+        if (known.count(k) == 0 && set_or_default(m, k.c_str())) {
+            (void)v;
+            throw api::HttpError(400, "HostConfig.Mounts." + k + " is not handled by strata serve");
+        }
+    }
+    std::string type = m.value("Type", std::string("volume"));
+    std::string out = "type=" + type;
+    if (std::string src = m.value("Source", std::string()); !src.empty()) {
+        out += ",source=" + src;
+    }
+    out += ",target=" + m.value("Target", std::string());
+    if (m.value("ReadOnly", false)) {
+        out += ",readonly";
+    }
+    if (std::string c = m.value("Consistency", std::string()); !c.empty() && c != "default") {
+        out += ",consistency=" + c;
+    }
+    if (m.contains("BindOptions") && m["BindOptions"].is_object()) {
+        for (const auto& [k, v] : m["BindOptions"].items()) {
+            if (k == "Propagation" && v.is_string() && !v.get<std::string>().empty()) {
+                out += ",bind-propagation=" + v.get<std::string>();
+            } else if (set_or_default(m["BindOptions"], k.c_str())) {
+                throw api::HttpError(400, "HostConfig.Mounts.BindOptions." + k +
+                                              " is not handled by strata serve");
+            }
+        }
+    }
+    if (m.contains("VolumeOptions") && m["VolumeOptions"].is_object()) {
+        const json& vo = m["VolumeOptions"];
+        if (vo.value("NoCopy", false)) {
+            out += ",volume-nocopy";
+        }
+        if (vo.contains("Labels") && vo["Labels"].is_object()) {
+            for (const auto& [k, v] : vo["Labels"].items()) {
+                out += ",volume-label=" + k + "=" + v.get<std::string>();
+            }
+        }
+        if (vo.contains("DriverConfig") && vo["DriverConfig"].is_object()) {
+            const json& dc = vo["DriverConfig"];
+            if (std::string d = dc.value("Name", std::string()); !d.empty()) {
+                out += ",volume-driver=" + d;
+            }
+            if (dc.contains("Options") && dc["Options"].is_object()) {
+                for (const auto& [k, v] : dc["Options"].items()) {
+                    out += ",volume-opt=" + k + "=" + v.get<std::string>();
+                }
+            }
+        }
+    }
+    if (m.contains("TmpfsOptions") && m["TmpfsOptions"].is_object()) {
+        const json& to = m["TmpfsOptions"];
+        if (to.contains("SizeBytes") && to["SizeBytes"].is_number_integer() &&
+            to["SizeBytes"].get<std::int64_t>() > 0) {
+            out += ",tmpfs-size=" + std::to_string(to["SizeBytes"].get<std::int64_t>());
+        }
+        if (to.contains("Mode") && to["Mode"].is_number_integer() && to["Mode"].get<int>() != 0) {
+            char mode[16];
+            std::snprintf(mode, sizeof mode, "%o", to["Mode"].get<int>());
+            out += std::string(",tmpfs-mode=") + mode;
+        }
+    }
+    return out;
+}
+
 // Docker's create body as `strata create`'s options. Fields strata has no
 // flag for are refused when set (400 naming them), never dropped.
 RunOptions run_options(const json& body, const std::string& name) {
@@ -65,8 +140,8 @@ RunOptions run_options(const json& body, const std::string& name) {
     const json& hc = body.contains("HostConfig") && body["HostConfig"].is_object()
                          ? body["HostConfig"]
                          : json::object();
-    for (const char* key : {"Mounts", "Devices", "Links", "VolumesFrom", "Sysctls", "Tmpfs",
-                            "Ulimits", "DeviceRequests"}) {
+    for (const char* key :
+         {"Devices", "Links", "VolumesFrom", "Sysctls", "Tmpfs", "Ulimits", "DeviceRequests"}) {
         if (set_or_default(hc, key)) {
             throw api::HttpError(400, std::string("HostConfig.") + key +
                                           " is not handled by strata serve yet");
@@ -109,10 +184,28 @@ RunOptions run_options(const json& body, const std::string& name) {
     }
     o.rm = hc.value("AutoRemove", false);
     o.volumes = strings(hc.value("Binds", json()), "HostConfig.Binds");
-    // -v /data: an anonymous volume, in Config.Volumes.
+    // -v /data: an anonymous volume, in Config.Volumes. Clients (docker-py,
+    // compose) list there the destinations of their binds and mounts too:
+    // those are not anonymous volumes (dockerd merges them).
     if (body.contains("Volumes") && body["Volumes"].is_object()) {
+        std::set<std::string> taken;
+        for (const auto& b : o.volumes) {
+            auto first = b.find(':');
+            if (first != std::string::npos) {
+                taken.insert(b.substr(first + 1, b.find(':', first + 1) - first - 1));
+            }
+        }
+        if (hc.contains("Mounts") && hc["Mounts"].is_array()) {
+            for (const auto& m : hc["Mounts"]) {
+                if (m.is_object()) {
+                    taken.insert(m.value("Target", std::string()));
+                }
+            }
+        }
         for (const auto& [dst, _] : body["Volumes"].items()) {
-            o.volumes.push_back(dst);
+            if (taken.count(dst) == 0) {
+                o.volumes.push_back(dst);
+            }
         }
     }
     // -p as PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
@@ -149,6 +242,48 @@ RunOptions run_options(const json& body, const std::string& name) {
     }
     std::string network = hc.value("NetworkMode", std::string());
     o.network = network == "default" ? "" : network;
+    // docker run --network NET --network-alias A --ip IP: the endpoint of
+    // NetworkMode's network in NetworkingConfig.
+    if (body.contains("NetworkingConfig") && body["NetworkingConfig"].is_object() &&
+        body["NetworkingConfig"].contains("EndpointsConfig") &&
+        body["NetworkingConfig"]["EndpointsConfig"].is_object()) {
+        for (const auto& [net, ec] : body["NetworkingConfig"]["EndpointsConfig"].items()) {
+            if (net != o.network && !(o.network.empty() && net == "bridge")) {
+                throw api::HttpError(400, "NetworkingConfig.EndpointsConfig: " + net +
+                                              " is not the container's NetworkMode (strata "
+                                              "connects other networks with network connect)");
+            }
+            if (!ec.is_object()) {
+                continue;
+            }
+            for (const auto& [k, v] : ec.items()) {
+                if (k != "Aliases" && k != "IPAMConfig" && k != "NetworkID" && k != "EndpointID" &&
+                    set_or_default(ec, k.c_str())) {
+                    (void)v;
+                    throw api::HttpError(400, "NetworkingConfig.EndpointsConfig." + net + "." + k +
+                                                  " is not handled by strata serve yet");
+                }
+            }
+            o.network_aliases = strings(ec.value("Aliases", json()),
+                                        "NetworkingConfig.EndpointsConfig." + net + ".Aliases");
+            if (ec.contains("IPAMConfig") && ec["IPAMConfig"].is_object()) {
+                for (const auto& [k, v] : ec["IPAMConfig"].items()) {
+                    if (k != "IPv4Address" && set_or_default(ec["IPAMConfig"], k.c_str())) {
+                        throw api::HttpError(400, "NetworkingConfig.EndpointsConfig." + net +
+                                                      ".IPAMConfig." + k +
+                                                      " is not handled by strata serve yet");
+                    }
+                }
+                o.ip = ec["IPAMConfig"].value("IPv4Address", std::string());
+            }
+        }
+    }
+    // --mount as HostConfig.Mounts, back into --mount values.
+    if (hc.contains("Mounts") && hc["Mounts"].is_array()) {
+        for (const auto& m : hc["Mounts"]) {
+            o.mount_flags.push_back(mount_flag(m));
+        }
+    }
     o.dns = strings(hc.value("Dns", json()), "HostConfig.Dns");
     o.dns_search = strings(hc.value("DnsSearch", json()), "HostConfig.DnsSearch");
     o.dns_options = strings(hc.value("DnsOptions", json()), "HostConfig.DnsOptions");
@@ -494,6 +629,10 @@ void add_container_routes(api::Router& router, Context& ctx) {
     router.add("POST", "/containers/{id}/kill", bind(kill));
     router.add("POST", "/containers/{id}/wait", bind(wait));
     router.add("DELETE", "/containers/{id}", bind(remove));
+    add_container_op_routes(router, ctx);
+    // The volumes and networks containers are made with.
+    add_volume_routes(router, ctx);
+    add_network_routes(router, ctx);
     add_attach_routes(router, ctx);
     add_exec_routes(router, ctx);
 }

@@ -19,11 +19,68 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <poll.h>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
 namespace strata::cli::serve {
+
+std::string parse_detach_keys(const std::string& text) {
+    if (text.empty()) {
+        return "\x10\x11";
+    }
+    std::string out;
+    std::size_t start = 0;
+    for (;;) {
+        std::size_t comma = text.find(',', start);
+        std::string key =
+            text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (key.size() == 1) {
+            out += key;
+        } else if (key.size() == 6 && key.starts_with("ctrl-")) {
+            char c = key[5];
+            if (c >= 'a' && c <= 'z') {
+                out += static_cast<char>(c - 'a' + 1);
+            } else if (c >= '@' && c <= '_') { // @ A..Z [ \ ] ^ _
+                out += static_cast<char>(c - '@');
+            } else {
+                throw api::HttpError(400, "Unknown character: '" + key + "'");
+            }
+        } else {
+            throw api::HttpError(400, "Unknown character: '" + key + "'");
+        }
+        if (comma == std::string::npos) {
+            break;
+        }
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::string DetachMatcher::feed(std::string_view data) {
+    std::string out;
+    for (char c : data) {
+        if (detached) {
+            break;
+        }
+        if (c == keys[matched]) {
+            if (++matched == keys.size()) {
+                detached = true;
+            }
+            continue;
+        }
+        out.append(keys, 0, matched);
+        matched = 0;
+        if (c == keys[0]) {
+            matched = 1;
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
 
 namespace {
 
@@ -38,7 +95,12 @@ struct ExecInstance {
     std::string user, workdir;
     bool privileged = false;
     bool in = false, out = false, err = false;
+    bool tty = false;
+    std::string detach_keys; // the bytes that detach (dockerd's default ctrl-p ctrl-q)
+    std::string detach_keys_text;
     // under g_mu:
+    runner::Exec* proc = nullptr; // while it runs with a TTY: for resize
+    std::optional<std::pair<unsigned short, unsigned short>> size; // asked before the start
     bool started = false, running = false;
     std::optional<int> exit_code;
     int pid = 0;
@@ -124,10 +186,10 @@ void create(Context& ctx, api::Request& req, api::Exchange& ex) {
     std::string cid = cs.resolve(req.param("id"));
     json body = parse_body(ex);
     running_state(cs, cid);
-    if (body.value("Tty", false)) {
-        throw api::HttpError(400, "exec with a TTY (-t) is not handled by strata serve yet");
-    }
     auto e = std::make_shared<ExecInstance>();
+    e->tty = body.value("Tty", false);
+    e->detach_keys_text = body.value("DetachKeys", std::string());
+    e->detach_keys = parse_detach_keys(e->detach_keys_text);
     e->id = containers::new_id();
     e->container = cid;
     e->argv = strings(body, "Cmd");
@@ -207,15 +269,123 @@ bool pump(int client, std::string pending_in, UniqueFd& in, UniqueFd& out, Uniqu
     return true;
 }
 
+// exec -t: the process on a pty (runner::Exec copies between it and the
+// client's socket, raw bytes both ways, as dockerd with a TTY). The
+// client's bytes come through a pipe fed by a thread that watches for the
+// detach keys: they end the connection and leave the process running
+// (dockerd's detach), the handler then waiting for its end. Returns the
+// exit code.
+int run_with_tty(const std::shared_ptr<ExecInstance>& e, runner::ExecSpec spec,
+                 api::Exchange::Hijacked& h) {
+    Pipe in = Pipe::create();
+    spec.tty = true;
+    spec.stdin_fd = e->in ? in.read.get() : -1;
+    spec.stdout_fd = h.fd;
+    spec.stderr_fd = h.fd;
+    std::optional<runner::Exec> proc;
+    try {
+        proc.emplace(runner::Exec::start(spec));
+    } catch (const runner::StartError& x) {
+        api::send_all(h.fd, std::string(x.what()) + "\r\n");
+        return x.exit_code();
+    }
+    // in.read stays open: runner::Exec copies from it to the pty.
+    {
+        std::lock_guard<std::mutex> g(g_mu);
+        e->running = true;
+        e->pid = proc->pid();
+        e->proc = &*proc;
+        if (e->size) {
+            proc->resize(e->size->first, e->size->second);
+        }
+    }
+    // The client's bytes to the process, but the detach keys. A prefix of
+    // them is held back until the next byte shows whether it is one.
+    int client = h.fd;
+    int to_proc = in.write.get();
+    std::string keys = e->detach_keys;
+    std::thread feeder([client, to_proc, keys, pending = std::move(h.buffered)]() mutable {
+        DetachMatcher m{keys};
+        auto feed = [&](const char* p, std::size_t n) {
+            std::string out = m.feed(std::string_view(p, n));
+            try {
+                fs::write_all(to_proc, "the exec's terminal", out);
+            } catch (const std::exception&) {
+                return false;
+            }
+            if (m.detached) {
+                ::shutdown(client, SHUT_RDWR); // detached: the connection ends
+                return false;
+            }
+            return true;
+        };
+        if (!pending.empty() && !feed(pending.data(), pending.size())) {
+            return;
+        }
+        char buf[4096];
+        for (;;) {
+            ssize_t n = ::read(client, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0 || !feed(buf, static_cast<std::size_t>(n))) {
+                return;
+            }
+        }
+    });
+    // The exit code is set before the connection ends: the client asks
+    // for it (GET /exec/{id}/json) as soon as its stream ends.
+    auto stop_feeder = [&](std::optional<int> code) {
+        {
+            std::lock_guard<std::mutex> g(g_mu);
+            e->proc = nullptr;
+            if (code) {
+                e->running = false;
+                e->exit_code = *code;
+            }
+        }
+        ::shutdown(client, SHUT_RDWR); // the feeder's read ends
+        feeder.join();
+    };
+    std::optional<ExitStatus> st;
+    try {
+        st.emplace(proc->wait());
+    } catch (...) {
+        stop_feeder(std::nullopt);
+        throw;
+    }
+    stop_feeder(st->shell_code());
+    return st->shell_code();
+}
+
+// POST /exec/{id}/resize?h=&w=: the pty's size (remembered until the
+// process has one).
+void resize(Context& ctx, api::Request& req, api::Exchange& ex) {
+    containers::Store cs(ctx.store_root());
+    auto e = find_exec(cs, req.param("id"));
+    auto h = req.query_int("h", 0);
+    auto w = req.query_int("w", 0);
+    if (h < 0 || w < 0 || h > 65535 || w > 65535) {
+        throw api::HttpError(400, "invalid terminal size");
+    }
+    std::lock_guard<std::mutex> g(g_mu);
+    if (!e->tty) {
+        throw api::HttpError(409, "Error: Exec " + e->id + " has no TTY"); // a 409 as dockerd's
+    }
+    e->size = std::make_pair(static_cast<unsigned short>(h), static_cast<unsigned short>(w));
+    if (e->proc != nullptr) {
+        e->proc->resize(e->size->first, e->size->second);
+    }
+    ex.respond_empty(200);
+}
+
 // POST /exec/{id}/start {"Detach": false, "Tty": false}
 void start(Context& ctx, api::Request& req, api::Exchange& ex) {
     containers::Store cs(ctx.store_root());
     auto e = find_exec(cs, req.param("id"));
     json body = parse_body(ex);
-    if (body.value("Tty", false)) {
-        throw api::HttpError(400, "exec with a TTY (-t) is not handled by strata serve yet");
-    }
     bool detach = body.value("Detach", false);
+    bool tty = e->tty || body.value("Tty", false);
     {
         std::lock_guard<std::mutex> g(g_mu);
         if (e->started) {
@@ -251,6 +421,10 @@ void start(Context& ctx, api::Request& req, api::Exchange& ex) {
     api::Exchange::Hijacked h = ex.hijack();
     if (h.fd < 0) {
         finish(-1);
+        return;
+    }
+    if (tty) {
+        finish(run_with_tty(e, spec, h));
         return;
     }
     Pipe in = Pipe::create(), out = Pipe::create(), err = Pipe::create();
@@ -309,7 +483,7 @@ void inspect(Context& ctx, api::Request& req, api::Exchange& ex) {
                                       {"ExitCode", e->exit_code ? ordered_json(*e->exit_code)
                                                                 : ordered_json(nullptr)},
                                       {"ProcessConfig",
-                                       {{"tty", false},
+                                       {{"tty", e->tty},
                                         {"entrypoint", e->argv.front()},
                                         {"arguments", args},
                                         {"privileged", e->privileged},
@@ -319,7 +493,7 @@ void inspect(Context& ctx, api::Request& req, api::Exchange& ex) {
                                       {"OpenStdout", e->out},
                                       {"CanRemove", false},
                                       {"ContainerID", e->container},
-                                      {"DetachKeys", ""},
+                                      {"DetachKeys", e->detach_keys_text},
                                       {"Pid", e->pid}});
 }
 
@@ -332,6 +506,7 @@ void add_exec_routes(api::Router& router, Context& ctx) {
     router.add("POST", "/containers/{id}/exec", bind(create));
     router.add("POST", "/exec/{id}/start", bind(start));
     router.add("GET", "/exec/{id}/json", bind(inspect));
+    router.add("POST", "/exec/{id}/resize", bind(resize));
 }
 
 } // namespace strata::cli::serve
