@@ -9,6 +9,7 @@
 
 #include "builder/cache.hpp"
 #include "containers/copy.hpp"
+#include "containers/events.hpp"
 #include "containers/filesystem.hpp"
 #include "containers/store.hpp"
 #include "formats/json.hpp"
@@ -18,6 +19,7 @@
 #include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 #include "util/root.hpp"
 
@@ -350,6 +352,11 @@ formats::Digest commit_container(Context& ctx, const std::string& container,
     } else {
         store.add_untagged(res.manifest);
     }
+    // dockerd's: a container event naming the image made.
+    containers::record_container_event(cs, c.id, "commit",
+                                       {{"comment", o.message},
+                                        {"imageID", res.id.str()},
+                                        {"imageRef", name ? name->familiar() : ""}});
     return res.id;
 }
 

@@ -3,7 +3,9 @@
 // PID 1 (runner/exec.hpp); top filters the host's ps (containers/top.hpp).
 #include "cli/commands.hpp"
 #include "cli/run_flags.hpp"
+#include "containers/events.hpp"
 #include "containers/health.hpp"
+#include "containers/names.hpp"
 #include "containers/spec.hpp"
 #include "containers/store.hpp"
 #include "containers/top.hpp"
@@ -129,6 +131,31 @@ void exec(Context& ctx, const ExecOptions& o, const std::string& container,
             raw.emplace(0);
         }
     }
+    // dockerd's events for an exec, as strata serve records them.
+    std::string exec_id = containers::new_id();
+    std::string cmdline;
+    for (const auto& a : command) {
+        cmdline += (cmdline.empty() ? "" : " ") + a;
+    }
+    containers::Store events_cs(ctx.store_root());
+    containers::record_container_event(events_cs, t.id, "exec_create: " + cmdline,
+                                       {{"execID", exec_id}});
+    containers::record_container_event(events_cs, t.id, "exec_start: " + cmdline,
+                                       {{"execID", exec_id}});
+    struct DieEvent {
+        containers::Store& cs;
+        const std::string& id;
+        const std::string& exec_id;
+        const Context& ctx;
+        bool detach;
+        ~DieEvent() {
+            if (!detach) {
+                containers::record_container_event(
+                    cs, id, "exec_die",
+                    {{"execID", exec_id}, {"exitCode", std::to_string(ctx.exit_code)}});
+            }
+        }
+    } die{events_cs, t.id, exec_id, ctx, o.detach};
     try {
         ExitStatus st = runner::exec(spec, &control);
         ctx.exit_code = o.detach ? 0 : st.shell_code();

@@ -8,6 +8,7 @@
 #include "cli/images.hpp"
 #include "formats/tar.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 #include "util/root.hpp"
 
@@ -86,7 +87,9 @@ formats::Digest import_rootfs(Context& ctx, int fd, const std::string& input,
     } else {
         store.add_untagged(manifest);
     }
-    return store.load(manifest).id();
+    formats::Digest id = store.load(manifest).id();
+    events::record_event(store.root(), "image", "import", id.str(), {{"name", id.str()}});
+    return id;
 }
 
 namespace {

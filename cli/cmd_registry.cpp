@@ -6,6 +6,7 @@
 #include "registry/client.hpp"
 #include "registry/transfer.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/fs.hpp"
 
 #include <fmt/format.h>
@@ -215,7 +216,11 @@ registry::PullResult pull_image(snapshot::Store& store, const Reference& ref,
         t.platform = formats::parse_platform(s.platform);
     }
     t.progress = std::move(progress);
-    return registry::pull(store, ref, t);
+    registry::PullResult r = registry::pull(store, ref, t);
+    // dockerd's: the reference as pulled, its name without the tag.
+    events::record_event(store.root(), "image", "pull", ref.familiar(),
+                         {{"name", ref.familiar_repository()}});
+    return r;
 }
 
 PushTarget push_target(snapshot::Store& store, const std::string& image,
@@ -256,7 +261,10 @@ registry::PushResult push_image(
     } else if (s.compression != "zstd") {
         throw UsageError("--compression must be gzip or zstd, not \"" + s.compression + "\"");
     }
-    return registry::push(store, to_push, target.dest, t);
+    registry::PushResult r = registry::push(store, to_push, target.dest, t);
+    events::record_event(store.root(), "image", "push", target.dest.familiar(),
+                         {{"name", target.dest.familiar_repository()}});
+    return r;
 }
 
 void register_registry(CLI::App& app, Context& ctx) {

@@ -247,8 +247,28 @@ void attach(Context& ctx, api::Request& req, api::Exchange& ex) {
     if (cs.load_state(id).status == "paused") {
         throw api::HttpError(409, "You cannot attach to a paused container, unpause it first");
     }
+    // The attach is in place before the client hears 101: the docker CLI
+    // sends POST /start as soon as it does, and that start must find this
+    // attach waiting (or the first output would be gone before it looks).
+    UniqueFd conn;
+    std::shared_ptr<PendingAttach> p;
+    bool ended = false; // running when looked at, ended before the connection
+    if (stream) {
+        std::lock_guard<std::mutex> g(g_pending_mu);
+        if (cs.load_state(id).running()) {
+            conn = attach_monitor(cs, id);
+            ended = !conn;
+        } else {
+            p = std::make_shared<PendingAttach>();
+            g_pending.emplace(id, p);
+        }
+    }
     api::Exchange::Hijacked h = ex.hijack();
     if (h.fd < 0) {
+        if (p) { // the client is gone: a start that took it meanwhile drops it with p
+            std::lock_guard<std::mutex> g(g_pending_mu);
+            unregister(id, p);
+        }
         return;
     }
     if (req.query_bool("logs")) { // what the log holds so far, then the stream
@@ -258,25 +278,15 @@ void attach(Context& ctx, api::Request& req, api::Exchange& ex) {
             return ok;
         });
         if (!ok) {
+            if (p) {
+                std::lock_guard<std::mutex> g(g_pending_mu);
+                unregister(id, p);
+            }
             return;
         }
     }
-    if (!stream) {
+    if (!stream || ended) {
         return;
-    }
-    UniqueFd conn;
-    std::shared_ptr<PendingAttach> p;
-    {
-        std::lock_guard<std::mutex> g(g_pending_mu);
-        if (cs.load_state(id).running()) {
-            conn = attach_monitor(cs, id);
-            if (!conn) {
-                return; // it ended meanwhile
-            }
-        } else {
-            p = std::make_shared<PendingAttach>();
-            g_pending.emplace(id, p);
-        }
     }
     std::string stdin_data = std::move(h.buffered);
     bool stdin_closed = false;

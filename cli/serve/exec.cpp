@@ -7,6 +7,7 @@
 // spec (containers::exec_spec_for).
 #include "runner/exec.hpp"
 #include "cli/serve/routes.hpp"
+#include "containers/events.hpp"
 #include "containers/health.hpp"
 #include "containers/monitor.hpp"
 #include "containers/names.hpp"
@@ -181,6 +182,15 @@ containers::State running_state(const containers::Store& cs, const std::string& 
 }
 
 // POST /containers/{id}/exec
+// dockerd's exec event actions carry the command: "exec_start: sh -c true".
+std::string command_line(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& a : argv) {
+        out += (out.empty() ? "" : " ") + a;
+    }
+    return out;
+}
+
 void create(Context& ctx, api::Request& req, api::Exchange& ex) {
     containers::Store cs(ctx.store_root());
     std::string cid = cs.resolve(req.param("id"));
@@ -208,6 +218,8 @@ void create(Context& ctx, api::Request& req, api::Exchange& ex) {
         prune(cs);
         g_execs[e->id] = e;
     }
+    containers::record_container_event(cs, cid, "exec_create: " + command_line(e->argv),
+                                       {{"execID", e->id}});
     ex.respond_json(201, ordered_json{{"Id", e->id}});
 }
 
@@ -407,10 +419,19 @@ void start(Context& ctx, api::Request& req, api::Exchange& ex) {
     }
     spec.privileged = e->privileged;
     spec.detach = detach;
+    containers::record_container_event(cs, e->container, "exec_start: " + command_line(e->argv),
+                                       {{"execID", e->id}});
     auto finish = [&](int code) {
-        std::lock_guard<std::mutex> g(g_mu);
-        e->running = false;
-        e->exit_code = code;
+        {
+            std::lock_guard<std::mutex> g(g_mu);
+            e->running = false;
+            e->exit_code = code;
+        }
+        if (!detach) { // a detached process's end is not seen here
+            containers::record_container_event(
+                cs, e->container, "exec_die",
+                {{"execID", e->id}, {"exitCode", std::to_string(code)}});
+        }
     };
     if (detach) {
         runner::exec(spec);
