@@ -8,8 +8,9 @@
 # Commands, each through DOCKER_HOST=unix://<that server's socket>:
 #   docker ps -a              (10 created containers in each server's store)
 #   docker images
-#   docker run -d --rm --network none busybox true (create + start; the figures
-#   in bench/README predate the attach stream, so the foreground run is not timed)
+#   docker run -d --rm --network none busybox true (create + start)
+#   docker run --rm --network none busybox true (in the foreground: create,
+#   attach, start, wait for the exit and the removal)
 # The same busybox image (made by `strata bootstrap`) is loaded into every
 # server. Interleaved A B C A B C ... after a warm-up round
 # (bench/run_timer.py: medians and pairwise ratios). The client is Debian's
@@ -93,7 +94,7 @@ EOC
   wait_for "$work/podman.sock" && servers+=(podman "$work/podman.sock")
 fi
 
-ps_t=() images_t=() run_t=()
+ps_t=() images_t=() run_t=() fg_t=()
 for ((i = 0; i < ${#servers[@]}; i += 2)); do
   name=${servers[i]} sock=${servers[i + 1]}
   d="env DOCKER_HOST=unix://$sock $client"
@@ -102,6 +103,7 @@ for ((i = 0; i < ${#servers[@]}; i += 2)); do
   ps_t+=(--label "docker ps -a via $name" "$d ps -a")
   images_t+=(--label "docker images via $name" "$d images")
   run_t+=(--label "docker run -d --rm via $name" "$d run -d --rm --network none busybox true")
+  fg_t+=(--label "docker run --rm via $name" "$d run --rm --network none busybox true")
 done
 
 echo "== docker ps -a (10 containers), $runs rounds"
@@ -112,3 +114,6 @@ python3 "$here/run_timer.py" -n "$runs" "${images_t[@]}"
 echo
 echo "== docker run -d --rm --network none busybox true, $runs rounds"
 python3 "$here/run_timer.py" -n "$runs" "${run_t[@]}"
+echo
+echo "== docker run --rm --network none busybox true (foreground), $runs rounds"
+python3 "$here/run_timer.py" -n "$runs" "${fg_t[@]}"

@@ -3,7 +3,8 @@
 # events`. One script of docker commands runs against a dockerd of the
 # test's own and against strata serve; `docker events --since --until` must
 # tell the same story on both (container create/start/die/kill/stop/destroy
-# with their attributes, image tag/untag), and take the same bad filters
+# with their attributes, rename, exec_create/exec_start/exec_die, image
+# tag/untag), and take the same bad filters
 # and times. Then, against strata only: `docker events` following
 # live (a container started after it began is seen; the filter holds),
 # docker-py's events(decode=True), and `strata events` reading the same
@@ -22,10 +23,12 @@ events_script() {
   d run -d --name ev1 --network none --label tier=web busybox sh -c 'exit 3' >/dev/null
   d wait ev1 >/dev/null
   d run -d --name ev2 --network none busybox sleep 100 >/dev/null
+  d exec ev2 sh -c 'exit 4'
   d stop -t 1 ev2 >/dev/null
-  d kill ev2 >/dev/null 2>&1
+  d rename ev2 ev3
+  d kill ev3 >/dev/null 2>&1
   d rm ev1 >/dev/null
-  d rm ev2 >/dev/null
+  d rm ev3 >/dev/null
   d tag busybox evtag:1
   d rmi evtag:1 >/dev/null
   sleep 1
@@ -35,7 +38,7 @@ events_script() {
 events_queries() {
   local t0=$1 t1=$2
   run events --since "$t0" --until "$t1" --filter type=container \
-    --format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.oldName}} {{.Actor.Attributes.tier}} {{.Status}} {{.From}}'
+    --format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.oldName}} {{.Actor.Attributes.tier}} {{.Status}} {{.From}}' | sed -E 's/^(container exec_[a-z]+.*) [0-9a-f]{64}/\1 <EXECID>/'
   run events --since "$t0" --until "$t1" --filter type=image --format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.ID}}'
   run events --since "$t0" --until "$t1" --filter container=ev1 --filter event=die --format '{{.Action}} {{.Actor.Attributes.exitCode}}'
   run events --since "$t0" --until "$t1" --filter label=tier=web --filter event=start --format '{{.Action}} {{.Actor.Attributes.name}}'
