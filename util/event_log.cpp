@@ -190,6 +190,40 @@ bool EventFilter::matches(const Event& e) const {
            image_ok && labels_ok;
 }
 
+namespace {
+
+// What follows the seconds of an RFC 3339 time whose date and time strptime
+// read into tm: an optional fraction, then "Z" or "±hh:mm", or nothing when
+// local time is allowed (then read as local time). Nanoseconds since the
+// epoch; nullopt when the tail is none of those.
+std::optional<std::int64_t> rfc3339_tail(std::tm& tm, const char* end, bool local_ok) {
+    std::int64_t nanos = 0;
+    if (*end == '.') {
+        std::string f;
+        for (++end; *end >= '0' && *end <= '9'; ++end) {
+            f += *end;
+        }
+        f.resize(9, '0');
+        nanos = std::stoll(f.substr(0, 9));
+    }
+    if (local_ok && *end == '\0') {
+        return static_cast<std::int64_t>(::mktime(&tm)) * 1000000000LL + nanos;
+    }
+    long offset = 0;
+    if ((*end == 'Z' || *end == 'z') && end[1] == '\0') {
+        offset = 0;
+    } else if ((*end == '+' || *end == '-') && std::strlen(end) == 6 && end[3] == ':') {
+        offset = (std::atol(std::string(end + 1, 2).c_str()) * 60 +
+                  std::atol(std::string(end + 4, 2).c_str())) *
+                 60 * (*end == '+' ? 1 : -1);
+    } else {
+        return std::nullopt;
+    }
+    return (static_cast<std::int64_t>(::timegm(&tm)) - offset) * 1000000000LL + nanos;
+}
+
+} // namespace
+
 std::int64_t parse_event_time(const std::string& text) {
     // Seconds[.fraction], what the docker CLI sends.
     std::size_t dot = text.find('.');
@@ -204,29 +238,9 @@ std::int64_t parse_event_time(const std::string& text) {
     }
     // RFC 3339: 2006-01-02T15:04:05[.frac](Z|±hh:mm).
     std::tm tm{};
-    const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (end != nullptr) {
-        std::int64_t nanos = 0;
-        if (*end == '.') {
-            std::string f;
-            for (++end; *end >= '0' && *end <= '9'; ++end) {
-                f += *end;
-            }
-            f.resize(9, '0');
-            nanos = std::stoll(f.substr(0, 9));
-        }
-        long offset = 0;
-        bool ok = false;
-        if (*end == 'Z' && end[1] == '\0') {
-            ok = true;
-        } else if ((*end == '+' || *end == '-') && std::strlen(end) == 6 && end[3] == ':') {
-            offset = (std::atol(std::string(end + 1, 2).c_str()) * 60 +
-                      std::atol(std::string(end + 4, 2).c_str())) *
-                     60 * (*end == '+' ? 1 : -1);
-            ok = true;
-        }
-        if (ok) {
-            return (static_cast<std::int64_t>(::timegm(&tm)) - offset) * 1000000000LL + nanos;
+    if (const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) {
+        if (auto t = rfc3339_tail(tm, end, false)) {
+            return *t;
         }
     }
     throw UsageError("invalid timestamp \"" + text + "\" (seconds since the epoch, or RFC 3339)");
@@ -315,30 +329,8 @@ std::int64_t parse_time_argument(const std::string& text, std::int64_t now_nano)
         }
     }
     if (end != nullptr) {
-        std::int64_t nanos = 0;
-        if (*end == '.') {
-            std::string f;
-            for (++end; *end >= '0' && *end <= '9'; ++end) {
-                f += *end;
-            }
-            f.resize(9, '0');
-            nanos = std::stoll(f.substr(0, 9));
-        }
-        if (!zoned && *end == '\0') {
-            return static_cast<std::int64_t>(::mktime(&tm)) * 1000000000LL + nanos; // local time
-        }
-        long offset = 0;
-        bool ok = false;
-        if ((*end == 'Z' || *end == 'z') && end[1] == '\0') {
-            ok = true;
-        } else if ((*end == '+' || *end == '-') && std::strlen(end) == 6 && end[3] == ':') {
-            offset = (std::atol(std::string(end + 1, 2).c_str()) * 60 +
-                      std::atol(std::string(end + 4, 2).c_str())) *
-                     60 * (*end == '+' ? 1 : -1);
-            ok = true;
-        }
-        if (ok) {
-            return (static_cast<std::int64_t>(::timegm(&tm)) - offset) * 1000000000LL + nanos;
+        if (auto t = rfc3339_tail(tm, end, !zoned)) {
+            return *t;
         }
     }
     throw UsageError("failed to parse value as time or duration: \"" + text + "\"");

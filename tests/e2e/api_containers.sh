@@ -14,17 +14,13 @@
 sysctl -qw net.ipv4.ip_forward=1
 . "$(dirname "$0")/lib.sh"
 
-DOCKER=/usr/bin/docker # Debian's client; /usr/local/bin may hold another one
-[ -x "$DOCKER" ] || skip "needs Debian's docker CLI (apt-get install docker.io)"
-"$DOCKER" --version | grep -q 'Docker version 20\.10' || skip "needs docker.io 20.10's client"
+. "$(dirname "$0")/../support/docker_client.sh"
+need_docker_client
 need curl
 need python3
 
 SOCK=$WORK/s.sock
 export DOCKER_HOST=unix://$SOCK
-export DOCKER_CONFIG=$WORK/docker-config
-mkdir -p "$DOCKER_CONFIG"
-docker() { timeout 120 "$DOCKER" "$@"; }
 api() { curl -sS --unix-socket "$SOCK" "$@"; }
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"

@@ -10,15 +10,11 @@
 . "$(dirname "$0")/own_netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-DOCKER=/usr/bin/docker # Debian's client; /usr/local/bin may hold another one
-[ -x "$DOCKER" ] || skip "needs Debian's docker CLI (apt-get install docker.io)"
-"$DOCKER" --version | grep -q 'Docker version 20\.10' || skip "needs docker.io 20.10's client"
+. "$(dirname "$0")/../support/docker_client.sh"
+need_docker_client
 need curl
 need openssl
 need systemd-socket-activate systemd
-export DOCKER_CONFIG=$WORK/docker-config
-mkdir -p "$DOCKER_CONFIG"
-docker() { timeout 120 "$DOCKER" "$@"; }
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 
 # --- certificates: a CA, the server's (127.0.0.1 and localhost), a client's

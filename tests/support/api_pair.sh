@@ -12,12 +12,9 @@
 # difference.
 
 api_pair_start() {
-  DOCKER=/usr/bin/docker
-  [ -x "$DOCKER" ] || skip "needs Debian's docker CLI (apt-get install docker.io)"
-  "$DOCKER" --version | grep -q 'Docker version 20\.10' || skip "needs docker.io 20.10's client"
+  . "$(dirname "${BASH_SOURCE[0]}")/docker_client.sh"
+  need_docker_client
   command -v dockerd >/dev/null || skip "needs dockerd (apt-get install docker.io)"
-  export DOCKER_CONFIG=$WORK/docker-config
-  mkdir -p "$DOCKER_CONFIG"
 
   strata bootstrap busybox >/dev/null || fail "bootstrap"
   strata save busybox -o "$WORK/busybox.tar" --format docker >/dev/null || fail "save"
