@@ -486,7 +486,9 @@ public:
     Hijacked hijack() override {
         m_responded = true;
         m_streaming = true; // the connection is the handler's, then closes
-        const auto& h = m_parser->get();
+        // A handler that read the body first (exec start) moved the headers
+        // into the body parser.
+        const http::request_header<>& h = m_body ? m_body->get().base() : m_parser->get().base();
         auto has_token = [](boost::beast::string_view value, std::string_view token) {
             std::string v(value.data(), value.size());
             for (auto& c : v) {

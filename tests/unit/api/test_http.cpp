@@ -276,6 +276,15 @@ TEST_CASE("server: a hijacked connection (attach) answers 101 UPGRADED, then raw
         std::string answer = mux_frame(1, req.param("id") + " got " + got);
         REQUIRE(::write(h.fd, answer.data(), answer.size()) == static_cast<ssize_t>(answer.size()));
     });
+    // exec start reads its JSON body, then hijacks: the upgrade headers must
+    // still be seen (the docker 28 client refuses a 200 there).
+    router.add("POST", "/exec/{id}/start", [](Request&, Exchange& ex) {
+        std::string body = ex.read_body();
+        Exchange::Hijacked h = ex.hijack();
+        REQUIRE(h.fd >= 0);
+        std::string answer = mux_frame(1, "body " + body);
+        REQUIRE(::write(h.fd, answer.data(), answer.size()) == static_cast<ssize_t>(answer.size()));
+    });
     Server server(std::move(options), std::move(router));
     server.bind();
     std::thread t([&] { server.run(); });
@@ -311,6 +320,11 @@ TEST_CASE("server: a hijacked connection (attach) answers 101 UPGRADED, then raw
     CHECK(out.starts_with("HTTP/1.1 200 OK\r\n"
                           "Content-Type: application/vnd.docker.raw-stream\r\n"));
     CHECK(out.ends_with("\r\n\r\n" + mux_frame(1, "c2 got xy")));
+
+    out = exchange("POST /v1.41/exec/e1/start HTTP/1.1\r\nHost: d\r\nContent-Length: 16\r\n"
+                   "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n{\"Detach\":false}");
+    CHECK(out.starts_with("HTTP/1.1 101 UPGRADED\r\n"));
+    CHECK(out.ends_with("\r\n\r\n" + mux_frame(1, "body {\"Detach\":false}")));
 
     server.stop();
     t.join();
