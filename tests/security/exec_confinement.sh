@@ -43,10 +43,11 @@ n=$(strata exec box sh -c 'ls -d /proc/[0-9]* | wc -l')
 
 # No fd of strata's: deliberately inheritable fds in the caller stay out.
 exec 7</etc/passwd 8>"$WORK/leak"
-fds=$(strata exec box sh -c 'ls /proc/$$/fd | tr "\n" " "')
+fds=$(strata exec box ls /proc/self/fd | tr "\n" " ")
 exec 7<&- 8>&-
-# 0-2, and 3 when ls is the process listed (busybox sh execs it in its
-# place: the directory it reads); never the caller's 7 and 8.
+# 0-2, and 3: the directory ls itself reads; never the caller's 7 and 8.
+# (Listed by the exec'd process itself: a shell's listing of its own fds
+# caught its pipe to tr now and then.)
 for fd in $fds; do
   [ "$fd" -le 3 ] || fail "an fd of strata's reached the exec'd process: $fds"
 done
