@@ -33,6 +33,20 @@ diff_shape() { grep -vxE 'A /etc/(hostname|hosts|resolv\.conf)|C /etc' | sort; }
 # The bytes prune reclaims: the writable layers' files, which differ
 # (dockerd's holds its mount points, strata's the files above).
 space_shape() { sed -E 's/^(Total reclaimed space: ).*/\1<N>/'; }
+# The names a prune lists, sorted: dockerd walks its volumes in Go map
+# order, so it prints "v2, v1" on one run and "v1, v2" on the next.
+listed_sorted() {
+  awk 'function flush(   i, j, t) {
+         for (i = 2; i <= n; i++) for (j = i; j > 1 && names[j-1] > names[j]; j--) { t = names[j]; names[j] = names[j-1]; names[j-1] = t }
+         for (i = 1; i <= n; i++) print names[i]
+         n = 0
+       }
+       /^Deleted [A-Za-z]+:$/ { print; inlist = 1; next }
+       inlist && /^$/ { flush(); inlist = 0 }
+       inlist { names[++n] = $0; next }
+       { print }
+       END { flush() }'
+}
 
 script() {
   rm -rf "$WORK/out" && mkdir -p "$WORK/out"
@@ -88,7 +102,7 @@ script() {
   run volume rm v2
   run rm -f vu
   run volume rm nosuch
-  run volume prune -f
+  run volume prune -f | listed_sorted
   run volume ls -q
   run network create --label team=n n1
   run network create n1
