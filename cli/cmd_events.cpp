@@ -6,6 +6,7 @@
 #include "cli/template.hpp"
 #include "util/error.hpp"
 #include "util/event_log.hpp"
+#include "util/go_time.hpp"
 
 #include <chrono>
 #include <ctime>
@@ -25,22 +26,7 @@ struct EventsOpts {
 
 // Go's "2006-01-02T15:04:05.000000000Z07:00" in local time, as the docker CLI.
 std::string rfc3339_nano_fixed(std::int64_t nanos) {
-    std::time_t secs = static_cast<std::time_t>(nanos / 1000000000);
-    std::tm tm{};
-    ::localtime_r(&secs, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%09lld", static_cast<long long>(nanos % 1000000000));
-    std::string zone = "Z";
-    if (tm.tm_gmtoff != 0) {
-        long off = tm.tm_gmtoff;
-        char z[40];
-        std::snprintf(z, sizeof z, "%c%02ld:%02ld", off < 0 ? '-' : '+', std::labs(off) / 3600,
-                      (std::labs(off) % 3600) / 60);
-        zone = z;
-    }
-    return std::string(buf) + frac + zone;
+    return format_go_time(nanos, TimeZoneStyle::local, TimeFraction::nine);
 }
 
 // docker/cli's printOutput: time, type, action, actor, (sorted attributes).

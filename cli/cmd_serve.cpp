@@ -11,6 +11,7 @@
 #include "snapshot/reference.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/go_time.hpp"
 
 #include <atomic>
 #include <csignal>
@@ -71,12 +72,7 @@ struct ServeOpts {
 };
 
 std::string utc_now() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
+    return format_go_time(unix_nanos_now(), TimeZoneStyle::utc, TimeFraction::none);
 }
 
 void run_serve(Context& ctx, const ServeOpts& o) {

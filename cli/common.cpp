@@ -3,6 +3,7 @@
 #include "cli/template.hpp"
 #include "runner/idmap.hpp"
 #include "util/error.hpp"
+#include "util/go_time.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -133,30 +134,11 @@ std::string go_time_string(std::int64_t seconds) {
 }
 
 std::string rfc3339_local(std::int64_t seconds) {
-    // Go's time.Unix(s, 0).Format(time.RFC3339): local zone, "Z" for UTC.
-    std::time_t t = static_cast<std::time_t>(seconds);
-    struct tm tm {};
-    ::localtime_r(&t, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::string s = buf;
-    long off = tm.tm_gmtoff;
-    if (off == 0) {
-        return s + "Z";
-    }
-    char z[32];
-    std::snprintf(z, sizeof z, "%c%02ld:%02ld", off < 0 ? '-' : '+', std::labs(off) / 3600,
-                  (std::labs(off) % 3600) / 60);
-    return s + z;
+    return format_go_time(seconds * 1000000000, TimeZoneStyle::local, TimeFraction::none);
 }
 
 std::string rfc3339(std::int64_t seconds) {
-    std::time_t t = static_cast<std::time_t>(seconds);
-    struct tm tm {};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
+    return format_go_time(seconds * 1000000000, TimeZoneStyle::utc, TimeFraction::none);
 }
 
 std::optional<std::int64_t> source_date_epoch() {

@@ -4,6 +4,7 @@
 #include "containers/store.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/go_time.hpp"
 #include "util/log.hpp"
 
 #include <atomic>
@@ -21,24 +22,7 @@ constexpr std::size_t k_max_output = 4096; // Docker's maxOutputLen
 constexpr std::size_t k_max_log = 5;       // Docker's maxLogEntries
 
 std::string now_text() {
-    struct timespec ts {};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm {};
-    ::gmtime_r(&ts.tv_sec, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::string out = buf;
-    // Go's RFC3339Nano: trailing zeros of the fraction dropped.
-    char frac[16];
-    std::snprintf(frac, sizeof frac, "%09ld", static_cast<long>(ts.tv_nsec));
-    std::string f = frac;
-    while (!f.empty() && f.back() == '0') {
-        f.pop_back();
-    }
-    if (!f.empty()) {
-        out += "." + f;
-    }
-    return out + "Z";
+    return format_go_time(unix_nanos_now(), TimeZoneStyle::utc, TimeFraction::trimmed);
 }
 
 Nanos or_default(std::int64_t ns, Nanos def) {

@@ -4,6 +4,7 @@
 #include "containers/names.hpp"
 #include "formats/json.hpp"
 #include "util/fs.hpp"
+#include "util/go_time.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -80,17 +81,7 @@ void write_json_nosync(const std::string& path, const nlohmann::ordered_json& j)
 } // namespace
 
 std::string now_rfc3339nano() {
-    auto now = std::chrono::system_clock::now().time_since_epoch();
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now).count();
-    std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-    long frac = static_cast<long>(ns % 1000000000);
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char out[96];
-    std::snprintf(out, sizeof out, "%s.%09ldZ", buf, frac);
-    return out;
+    return format_go_time(unix_nanos_now(), TimeZoneStyle::utc, TimeFraction::nine);
 }
 
 nlohmann::ordered_json State::to_json() const {

@@ -7,6 +7,7 @@
 #include "util/error.hpp"
 #include "util/event_log.hpp"
 #include "util/fs.hpp"
+#include "util/go_time.hpp"
 #include "util/log.hpp"
 #include "util/root.hpp"
 
@@ -37,20 +38,7 @@ bool name_char(char c, bool first) {
 
 // RFC 3339 in the local zone, as Go's time.Format(time.RFC3339) prints it.
 std::string now_rfc3339_local() {
-    std::time_t t = std::time(nullptr);
-    struct tm tm {};
-    ::localtime_r(&t, &tm);
-    char buf[40];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::string s = buf;
-    long off = tm.tm_gmtoff;
-    if (off == 0) {
-        return s + "Z";
-    }
-    char z[40];
-    std::snprintf(z, sizeof z, "%c%02ld:%02ld", off < 0 ? '-' : '+', std::labs(off) / 3600,
-                  (std::labs(off) % 3600) / 60);
-    return s + z;
+    return format_go_time(unix_nanos_now(), TimeZoneStyle::local, TimeFraction::none);
 }
 
 nlohmann::json map_json(const std::optional<StringMap>& m) {

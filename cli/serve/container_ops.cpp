@@ -13,6 +13,7 @@
 #include "util/base64.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/go_time.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -149,22 +150,9 @@ void top(Context& ctx, api::Request& req, api::Exchange& ex) {
 }
 
 std::string go_time(std::chrono::system_clock::time_point t) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%09lld", static_cast<long long>(ns % 1000000000));
-    std::string f = frac;
-    while (f.back() == '0') {
-        f.pop_back();
-    }
-    if (f == ".") {
-        f.clear();
-    }
-    return std::string(buf) + f + "Z";
+    return format_go_time(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count(),
+        TimeZoneStyle::utc, TimeFraction::trimmed);
 }
 
 ordered_json cpu_stats(const StatsSample& s) {
@@ -325,25 +313,13 @@ void export_tar(Context& ctx, api::Request& req, api::Exchange& ex) {
 // X-Docker-Container-Path-Stat: the stat as JSON, base64 (Go's
 // StdEncoding), as dockerd's setContainerPathStatHeader.
 std::string path_stat_header(const ContainerPathStat& st) {
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%09ld", st.mtime_nsec);
-    std::string f = frac;
-    while (f.back() == '0') {
-        f.pop_back();
-    }
-    if (f == ".") {
-        f.clear();
-    }
-    std::time_t secs = static_cast<std::time_t>(st.mtime_sec);
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    ordered_json doc{{"name", st.name},
-                     {"size", st.size},
-                     {"mode", st.mode},
-                     {"mtime", std::string(buf) + f + "Z"},
-                     {"linkTarget", st.link_target}};
+    ordered_json doc{
+        {"name", st.name},
+        {"size", st.size},
+        {"mode", st.mode},
+        {"mtime", format_go_time(std::int64_t(st.mtime_sec) * 1000000000 + st.mtime_nsec,
+                                 TimeZoneStyle::utc, TimeFraction::trimmed)},
+        {"linkTarget", st.link_target}};
     return base64_encode(doc.dump());
 }
 
@@ -493,9 +469,7 @@ void update(Context& ctx, api::Request& req, api::Exchange& ex) {
 } // namespace
 
 void add_container_op_routes(api::Router& router, Context& ctx) {
-    auto bind = [&ctx](void (*f)(Context&, api::Request&, api::Exchange&)) {
-        return [&ctx, f](api::Request& req, api::Exchange& ex) { f(ctx, req, ex); };
-    };
+    auto bind = [&ctx](ContextHandler f) { return with_context(ctx, f); };
     router.add("POST", "/containers/prune", bind(prune));
     router.add("GET", "/containers/{id}/top", bind(top));
     router.add("GET", "/containers/{id}/stats", bind(stats));

@@ -616,9 +616,7 @@ void remove(Context& ctx, api::Request& req, api::Exchange& ex) {
 } // namespace
 
 void add_container_routes(api::Router& router, Context& ctx) {
-    auto bind = [&ctx](void (*f)(Context&, api::Request&, api::Exchange&)) {
-        return [&ctx, f](api::Request& req, api::Exchange& ex) { f(ctx, req, ex); };
-    };
+    auto bind = [&ctx](ContextHandler f) { return with_context(ctx, f); };
     router.add("POST", "/containers/create", bind(create));
     router.add("GET", "/containers/json", bind(list));
     router.add("GET", "/containers/{id}/json", bind(inspect));

@@ -521,9 +521,7 @@ void inspect(Context& ctx, api::Request& req, api::Exchange& ex) {
 } // namespace
 
 void add_exec_routes(api::Router& router, Context& ctx) {
-    auto bind = [&ctx](void (*f)(Context&, api::Request&, api::Exchange&)) {
-        return [&ctx, f](api::Request& req, api::Exchange& ex) { f(ctx, req, ex); };
-    };
+    auto bind = [&ctx](ContextHandler f) { return with_context(ctx, f); };
     router.add("POST", "/containers/{id}/exec", bind(create));
     router.add("POST", "/exec/{id}/start", bind(start));
     router.add("GET", "/exec/{id}/json", bind(inspect));

@@ -232,9 +232,7 @@ void disconnect(Context& ctx, api::Request& req, api::Exchange& ex) {
 } // namespace
 
 void add_network_routes(api::Router& router, Context& ctx) {
-    auto bind = [&ctx](void (*f)(Context&, api::Request&, api::Exchange&)) {
-        return [&ctx, f](api::Request& req, api::Exchange& ex) { f(ctx, req, ex); };
-    };
+    auto bind = [&ctx](ContextHandler f) { return with_context(ctx, f); };
     router.add("GET", "/networks", bind(list));
     router.add("POST", "/networks/create", bind(create));
     router.add("POST", "/networks/prune", bind(prune));

@@ -14,6 +14,12 @@
 
 namespace strata::cli::serve {
 
+// A handler of the form f(ctx, request, exchange) as the router's handler.
+using ContextHandler = void (*)(Context&, api::Request&, api::Exchange&);
+inline auto with_context(Context& ctx, ContextHandler f) {
+    return [&ctx, f](api::Request& req, api::Exchange& ex) { f(ctx, req, ex); };
+}
+
 // /_ping, /version, /info (system.cpp).
 void add_system_routes(api::Router& router, Context& ctx);
 // /images/... (images.cpp), with /build, /commit and /system/df.

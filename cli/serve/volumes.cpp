@@ -135,9 +135,7 @@ void prune(Context& ctx, api::Request& req, api::Exchange& ex) {
 } // namespace
 
 void add_volume_routes(api::Router& router, Context& ctx) {
-    auto bind = [&ctx](void (*f)(Context&, api::Request&, api::Exchange&)) {
-        return [&ctx, f](api::Request& req, api::Exchange& ex) { f(ctx, req, ex); };
-    };
+    auto bind = [&ctx](ContextHandler f) { return with_context(ctx, f); };
     router.add("GET", "/volumes", bind(list));
     router.add("POST", "/volumes/create", bind(create));
     router.add("POST", "/volumes/prune", bind(prune));
