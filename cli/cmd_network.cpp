@@ -208,33 +208,17 @@ void register_inspect(CLI::App* parent, Context& ctx) {
     cmd->add_option("-f,--format", o->format, "Format output using a Go template, or json");
     cmd->add_option("NETWORK", o->names, "Network names or ids")->required();
     cmd->callback([&ctx, o] {
-        std::optional<Template> tmpl;
-        if (!o->format.empty() && o->format != "json") {
-            tmpl = Template::parse(o->format);
-        }
         NetworkStore store(ctx.store_root());
-        nlohmann::ordered_json all = nlohmann::ordered_json::array();
-        std::vector<std::string> missing;
-        for (const auto& name : o->names) {
-            auto n = store.find(name);
-            if (!n) {
-                missing.push_back(name);
-                continue;
-            }
-            auto doc = inspect_document(store, *n);
-            if (tmpl) {
-                std::cout << tmpl->execute(doc) << "\n";
-            } else {
-                all.push_back(doc);
-            }
-        }
-        if (!tmpl) {
-            std::cout << all.dump(4) << "\n";
-        }
-        for (const auto& name : missing) {
-            std::cerr << "strata: error: No such network: " << name << "\n";
-        }
-        if (!missing.empty()) {
+        bool found =
+            print_inspected(o->format, o->names, "network",
+                            [&](const std::string& name) -> std::optional<nlohmann::ordered_json> {
+                                auto n = store.find(name);
+                                if (!n) {
+                                    return std::nullopt;
+                                }
+                                return inspect_document(store, *n);
+                            });
+        if (!found) {
             ctx.exit_code = 1;
         }
     });

@@ -257,33 +257,18 @@ void register_inspect(CLI::App* volume, Context& ctx) {
     cmd->add_option("-f,--format", o->format, "Format output using a Go template, or json");
     cmd->add_option("VOLUME", o->names, "Volume names")->required();
     cmd->callback([&ctx, o] {
-        std::optional<Template> tmpl;
-        if (!o->format.empty() && o->format != "json") {
-            tmpl = Template::parse(o->format);
-        }
         snapshot::Store store = open_store(ctx);
         VolumeStore volumes(store);
-        nlohmann::ordered_json all = nlohmann::ordered_json::array();
-        std::vector<std::string> missing;
-        for (const auto& name : o->names) {
-            auto v = volumes.maybe_get(name);
-            if (!v) {
-                missing.push_back(name);
-                continue;
-            }
-            if (tmpl) {
-                std::cout << tmpl->execute(v->to_json()) << "\n";
-            } else {
-                all.push_back(v->to_json());
-            }
-        }
-        if (!tmpl) {
-            std::cout << all.dump(4) << "\n";
-        }
-        for (const auto& name : missing) {
-            std::cerr << "strata: error: No such volume: " << name << "\n";
-        }
-        if (!missing.empty()) {
+        bool found =
+            print_inspected(o->format, o->names, "volume",
+                            [&](const std::string& name) -> std::optional<nlohmann::ordered_json> {
+                                auto v = volumes.maybe_get(name);
+                                if (!v) {
+                                    return std::nullopt;
+                                }
+                                return v->to_json();
+                            });
+        if (!found) {
             ctx.exit_code = 1;
         }
     });

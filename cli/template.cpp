@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cwctype>
 #include <functional>
+#include <iostream>
 #include <locale.h>
 #include <map>
 #include <optional>
@@ -1979,6 +1980,34 @@ std::string format_rows(std::string_view format, const TableFormat& table,
         body += t.execute(row) + "\n";
     }
     return is_table ? tabwrite(body) : body;
+}
+
+bool print_inspected(std::string_view format, const std::vector<std::string>& names,
+                     std::string_view what,
+                     const std::function<std::optional<TemplateValue>(const std::string&)>& find) {
+    std::optional<Template> tmpl;
+    if (!format.empty() && format != "json") {
+        tmpl = Template::parse(format);
+    }
+    TemplateValue all = TemplateValue::array();
+    std::vector<std::string> missing;
+    for (const auto& name : names) {
+        auto doc = find(name);
+        if (!doc) {
+            missing.push_back(name);
+        } else if (tmpl) {
+            std::cout << tmpl->execute(*doc) << "\n";
+        } else {
+            all.push_back(std::move(*doc));
+        }
+    }
+    if (!tmpl) {
+        std::cout << all.dump(4) << "\n";
+    }
+    for (const auto& name : missing) {
+        std::cerr << "strata: error: No such " << what << ": " << name << "\n";
+    }
+    return missing.empty();
 }
 
 } // namespace strata::cli

@@ -18,7 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,5 +65,14 @@ struct TableFormat {
 // Renders rows as `format` says (see above) and returns the text.
 std::string format_rows(std::string_view format, const TableFormat& table,
                         const std::vector<TemplateValue>& rows);
+
+// `docker network inspect`'s and `docker volume inspect`'s output: each
+// document find() returns for a name, through the template when format is
+// one (neither "" nor "json"), else all of them as one indented JSON array;
+// then "No such WHAT: NAME" on stderr for each name it did not find.
+// Returns false when some name was not found.
+bool print_inspected(std::string_view format, const std::vector<std::string>& names,
+                     std::string_view what,
+                     const std::function<std::optional<TemplateValue>(const std::string&)>& find);
 
 } // namespace strata::cli

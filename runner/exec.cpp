@@ -83,31 +83,6 @@ pid_t clone_sibling() noexcept {
     return r < 0 ? -errno : static_cast<pid_t>(r);
 }
 
-// Sends fd over the unix socket sock (SCM_RIGHTS); false on failure.
-bool send_fd(int sock, int fd) noexcept {
-    char byte = 0;
-    struct iovec iov {
-        &byte, 1
-    };
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    std::memset(&control, 0, sizeof control);
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-    return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
-}
-
 // The process that becomes the command: in the container's namespaces,
 // a member of its PID namespace.
 [[noreturn]] void command_main(const ExecPlan& ep) noexcept {
@@ -607,28 +582,8 @@ Exec Exec::start(const ExecSpec& spec) {
         }
     }
     if (console_parent) {
-        char byte;
-        struct iovec iov {
-            &byte, 1
-        };
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } control;
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-        ssize_t got;
-        do {
-            got = ::recvmsg(console_parent.get(), &msg, MSG_CMSG_CLOEXEC);
-        } while (got < 0 && errno == EINTR);
-        struct cmsghdr* cmsg = got > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
-        if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-            ex.m_master = UniqueFd(fd);
+        if (UniqueFd master = receive_fd(console_parent.get())) {
+            ex.m_master = std::move(master);
             detail::copy_winsize(ex.m_winsize_fd, ex.m_master.get());
         }
         console_parent.reset();

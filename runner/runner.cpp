@@ -1414,8 +1414,7 @@ Container Container::start(const RunSpec& spec) {
         }
         if (!covered) {
             with_context("in " + rootfs, [&] {
-                precreate(state->rootfd.get(), target, op.target_dir, state->created,
-                          state->made);
+                precreate(state->rootfd.get(), target, op.target_dir, state->created, state->made);
             });
         }
         mounted.push_back(target);
@@ -1528,28 +1527,8 @@ Container Container::start(const RunSpec& spec) {
     // -- The pty's master (tty): EOF instead means the child failed, which
     // the report pipe then says.
     if (console_parent) {
-        char byte;
-        struct iovec iov {
-            &byte, 1
-        };
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } control;
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-        ssize_t got;
-        do {
-            got = ::recvmsg(console_parent.get(), &msg, MSG_CMSG_CLOEXEC);
-        } while (got < 0 && errno == EINTR);
-        struct cmsghdr* cmsg = got > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
-        if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-            state->master = UniqueFd(fd);
+        if (UniqueFd master = receive_fd(console_parent.get())) {
+            state->master = std::move(master);
             copy_window_size(state->winsize_fd, state->master.get());
         }
         console_parent.reset();

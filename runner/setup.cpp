@@ -1102,27 +1102,7 @@ void child_main(const Plan& plan) noexcept {
             fail(plan, Step::console, errno);
         }
         ::close(target);
-        char byte = 0;
-        struct iovec iov {
-            &byte, 1
-        };
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } control;
-        std::memset(&control, 0, sizeof control);
-        struct msghdr msg;
-        std::memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-        struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
-        if (::sendmsg(plan.console_fd, &msg, MSG_NOSIGNAL) != 1) {
+        if (!send_fd(plan.console_fd, master)) {
             fail(plan, Step::console, errno);
         }
         ::close(master);

@@ -3,7 +3,10 @@
 #include "util/error.hpp"
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace strata {
@@ -38,6 +41,57 @@ UniqueFd dup_cloexec(int fd) {
         throw_errno("fcntl(F_DUPFD_CLOEXEC)");
     }
     return UniqueFd(r);
+}
+
+bool send_fd(int sock, int fd) noexcept {
+    char byte = 0;
+    struct iovec iov {
+        &byte, 1
+    };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    std::memset(&control, 0, sizeof control);
+    struct msghdr msg;
+    std::memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
+}
+
+UniqueFd receive_fd(int sock) noexcept {
+    char byte;
+    struct iovec iov {
+        &byte, 1
+    };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    ssize_t got;
+    do {
+        got = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (got < 0 && errno == EINTR);
+    struct cmsghdr* cmsg = got > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+    if (cmsg == nullptr || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+        return UniqueFd();
+    }
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+    return UniqueFd(fd);
 }
 
 } // namespace strata

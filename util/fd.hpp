@@ -43,4 +43,12 @@ struct Pipe {
 // dup with F_DUPFD_CLOEXEC.
 UniqueFd dup_cloexec(int fd);
 
+// Passing a file descriptor over a unix socket (SCM_RIGHTS) with one byte of
+// data. send_fd allocates nothing and only calls sendmsg, so a child between
+// clone and exec may call it; false on failure with errno from sendmsg.
+bool send_fd(int sock, int fd) noexcept;
+// The descriptor the other end sent, close-on-exec; empty when it closed
+// the socket or sent no descriptor (EINTR is retried).
+UniqueFd receive_fd(int sock) noexcept;
+
 } // namespace strata

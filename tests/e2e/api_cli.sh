@@ -25,12 +25,7 @@ expect_fail "only with TLS client verification" strata serve -H tcp://127.0.0.1:
 expect_fail "needs an absolute path" strata serve -H unix://relative.sock
 expect_fail "no such group" strata serve -H "unix://$SOCK" --group no-such-group-here
 
-"$STRATA" serve -H "unix://$SOCK" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-on_exit stop_server
-for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || fail "no socket: $(cat "$WORK/serve.log")"
+start_strata_serve "$SOCK"
 assert_eq "$(stat -c '%a %U' "$SOCK")" "660 root" "socket mode and owner"
 
 # --- /_ping, versions, unknown paths (curl: the raw answers)
@@ -111,10 +106,6 @@ out=$(docker save busybox | docker load -q) || fail "save | load: $out"
 assert_eq "$out" "Loaded image: busybox:latest" "save | load"
 
 # --- containers: create + start, ps, logs, inspect, stop, wait, rm
-cleanup_containers() {
-  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
-}
-on_exit cleanup_containers
 cid=$(docker create --name c1 busybox sh -c 'echo out; echo err >&2; exec sleep 1000' 2>/dev/null) ||
   fail "docker create: $cid"
 [[ "$cid" =~ ^[0-9a-f]{64}$ ]] || fail "docker create printed '$cid'"

@@ -9,29 +9,17 @@ sysctl -qw net.ipv4.ip_forward=1
 . "$(dirname "$0")/lib.sh"
 
 command -v docker-compose >/dev/null || skip "needs docker-compose (apt-get install docker-compose)"
-DOCKER=/usr/bin/docker
-[ -x "$DOCKER" ] || skip "needs Debian's docker CLI (apt-get install docker.io)"
+. "$(dirname "$0")/../support/docker_client.sh"
+need_docker_client
 
 SOCK=$WORK/s.sock
 export DOCKER_HOST=unix://$SOCK
-export DOCKER_CONFIG=$WORK/docker-config
-mkdir -p "$DOCKER_CONFIG"
 # compose's exec runs the docker CLI found in PATH: Debian's 20.10 client
 # (/usr/local/bin may hold another).
 compose() { PATH=/usr/bin:$PATH timeout 180 docker-compose --ansi never -p demo -f "$WORK/proj/docker-compose.yml" "$@"; }
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
-"$STRATA" serve -H "unix://$SOCK" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-cleanup() {
-  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
-  for n in $("$STRATA" network ls -q --filter type=custom 2>/dev/null); do "$STRATA" network rm "$n" >/dev/null 2>&1; done
-}
-on_exit stop_server
-on_exit cleanup
-for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || fail "no socket: $(cat "$WORK/serve.log")"
+start_strata_serve "$SOCK"
 
 mkdir -p "$WORK/proj"
 cat >"$WORK/proj/docker-compose.yml" <<'EOF'

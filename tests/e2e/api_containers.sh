@@ -25,17 +25,7 @@ api() { curl -sS --unix-socket "$SOCK" "$@"; }
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 
-"$STRATA" serve -H "unix://$SOCK" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-cleanup() {
-  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
-  for n in $("$STRATA" network ls -q --filter type=custom 2>/dev/null); do "$STRATA" network rm "$n" >/dev/null 2>&1; done
-}
-on_exit stop_server
-on_exit cleanup
-for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || fail "no socket: $(cat "$WORK/serve.log")"
+start_strata_serve "$SOCK"
 
 # --- top, stats, diff, export
 docker run -d --name t1 --network none busybox sh -c 'echo data > /new-file; exec sleep 1000' >/dev/null ||

@@ -28,12 +28,7 @@ strata bootstrap busybox >/dev/null || fail "bootstrap"
 registry_start "$WORK/registry" || fail "docker-registry did not start"
 on_exit "registry_stop $WORK/registry"
 
-"$STRATA" serve -H "unix://$SOCK" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-on_exit stop_server
-for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || fail "no socket: $(cat "$WORK/serve.log")"
+start_strata_serve "$SOCK"
 
 # --- docker build: steps, RUN output, build args, labels, tags
 C=$WORK/ctx

@@ -54,14 +54,7 @@ expect_fail "not a PEM certificate" strata serve -H tcp://127.0.0.1:2376 --tlsve
 expect_fail "no sockets were passed by systemd" strata serve -H fd://
 
 # --- TCP with TLS beside a unix socket
-"$STRATA" serve -H tcp://127.0.0.1:2376 -H "unix://$WORK/s.sock" "${TLS[@]}" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-on_exit stop_server
-cleanup_containers() {
-  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
-}
-on_exit cleanup_containers
+start_strata_serve "$WORK/s.sock" -H tcp://127.0.0.1:2376 "${TLS[@]}"
 for _ in $(seq 1 100); do grep -q "tcp://127.0.0.1:2376" "$WORK/serve.log" && break; sleep 0.05; done
 assert_contains "$(cat "$WORK/serve.log")" "API listen on tcp://127.0.0.1:2376 (TLS, client certificates verified)" "the log names the TLS listener"
 
@@ -118,7 +111,7 @@ refused without a certificate" "docker-py over TLS"
 else
   fail "python3-docker is not installed (scripts/install-deps.sh --test installs it)"
 fi
-stop_server
+stop_strata_serve
 
 # --- socket activation: systemd-socket-activate binds, strata serve takes
 # the sockets on the first connection (LISTEN_FDS), as a .socket unit does.

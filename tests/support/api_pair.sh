@@ -34,12 +34,7 @@ api_pair_start() {
     skip "dockerd cannot run a container here: $(DOCKER_HOST=unix://$DD_SOCK "$DOCKER" run --rm --network none busybox true 2>&1 | tail -1)"
 
   S_SOCK=$WORK/s.sock
-  "$STRATA" serve -H "unix://$S_SOCK" 2>"$WORK/serve.log" &
-  SERVE_PID=$!
-  on_exit api_pair_stop_server
-  on_exit api_pair_cleanup_containers
-  for _ in $(seq 1 100); do [ -S "$S_SOCK" ] && break; sleep 0.05; done
-  [ -S "$S_SOCK" ] || fail "strata serve did not start: $(cat "$WORK/serve.log")"
+  start_strata_serve "$S_SOCK"
 }
 
 api_pair_stop_dockerd() {
@@ -48,11 +43,6 @@ api_pair_stop_dockerd() {
   local _
   for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
   umount -R "$DD/exec" "$DD/data" 2>/dev/null
-}
-api_pair_stop_server() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
-api_pair_cleanup_containers() {
-  local c
-  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
 }
 
 # One docker command of a transcript: its stdout, stderr and exit status.
