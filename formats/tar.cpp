@@ -436,6 +436,9 @@ struct TarWriter::Impl {
 };
 
 TarWriter::TarWriter(int out_fd, Options opts) : m_impl(std::make_unique<Impl>()) {
+    if (opts.chunked) {
+        throw Error("tar writer: zstd:chunked layers are written by ChunkedWriter");
+    }
     m_impl->opts = opts;
     Impl* impl = m_impl.get();
     impl->stage = std::make_unique<StreamStage>(out_fd, opts);

@@ -57,6 +57,10 @@ public:
         // What out_fd writes to ("stdout", a blob's path), named by write
         // errors; empty: the fd's /proc/self/fd link.
         std::string out_name;
+        // With zstd: a zstd:chunked layer (formats/zstd_chunked.hpp). Honoured
+        // by snapshot's layer writers (write_upper_layer, write_diff_layer),
+        // which then use ChunkedWriter; TarWriter itself refuses it.
+        bool chunked = false;
     };
     // Writes the (compressed) stream to out_fd, which the writer does not own.
     TarWriter(int out_fd, Options opts);

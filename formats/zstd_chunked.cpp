@@ -35,6 +35,7 @@
 #include <mutex>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 
 namespace strata::formats {
 
@@ -669,15 +670,79 @@ std::map<std::string, std::string> chunked_annotations(const ChunkedLayerInfo& i
 
 namespace {
 
+// A byte buffer that is not zeroed when sized (every byte is written before
+// it is read): zero-filling hundreds of MB of chunks costs as much as hashing
+// them.
+class Buf {
+public:
+    Buf() = default;
+    Buf(Buf&& o) noexcept
+        : m_p(std::move(o.m_p)), m_n(std::exchange(o.m_n, 0)), m_cap(std::exchange(o.m_cap, 0)) {}
+    Buf& operator=(Buf&& o) noexcept {
+        m_p = std::move(o.m_p);
+        m_n = std::exchange(o.m_n, 0);
+        m_cap = std::exchange(o.m_cap, 0);
+        return *this;
+    }
+    void alloc(std::size_t n) {
+        if (n > m_cap) {
+            m_p.reset(new char[n]);
+            m_cap = n;
+        }
+        m_n = n;
+    }
+    void shrink(std::size_t n) { m_n = std::min(n, m_n); }
+    void assign(std::string_view s) {
+        alloc(s.size());
+        std::memcpy(m_p.get(), s.data(), s.size());
+    }
+    void reset() {
+        m_p.reset();
+        m_n = m_cap = 0;
+    }
+    char* data() noexcept { return m_p.get(); }
+    const char* data() const noexcept { return m_p.get(); }
+    std::size_t size() const noexcept { return m_n; }
+    bool empty() const noexcept { return m_n == 0; }
+    std::size_t capacity() const noexcept { return m_cap; }
+
+private:
+    std::unique_ptr<char[]> m_p;
+    std::size_t m_n = 0, m_cap = 0;
+};
+
+// Whether the zstd frames `in` decode to exactly `want`, decoding into a
+// small scratch buffer (never more than want's size is produced).
+bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char>& scratch) {
+    ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
+    scratch.resize(256 << 10);
+    ZSTD_inBuffer ib{in.data(), in.size(), 0};
+    std::size_t pos = 0;
+    std::size_t last = 1;
+    while (true) {
+        ZSTD_outBuffer ob{scratch.data(), scratch.size(), 0};
+        last = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(last) || ob.pos > want.size() - pos ||
+            std::memcmp(scratch.data(), want.data() + pos, ob.pos) != 0) {
+            return false;
+        }
+        pos += ob.pos;
+        if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
+            break;
+        }
+    }
+    return last == 0 && pos == want.size();
+}
+
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
-    std::string input;            // uncompressed bytes
-    std::string old_frames;       // a previous layer's frames that may hold the same bytes
+    Buf input;                    // uncompressed bytes
+    Buf old_frames;               // a previous layer's frames that may hold the same bytes
     std::size_t entry = SIZE_MAX; // the TOC entry whose range this piece is (content only)
     bool content = false;
     bool first_chunk = false, last_chunk = false;
     // Set by the worker.
-    std::string output;
+    Buf output;
     bool reused = false;
 };
 
@@ -723,6 +788,37 @@ struct ChunkedWriter::Impl {
     std::thread output;
     std::size_t max_pending = 4;
 
+    // Buffers of k_pool_buf bytes handed back by the output thread, so that
+    // chunks do not fault in fresh pages (pool_mu guards pool).
+    static constexpr std::size_t k_pool_buf = k_chunked_chunk_size + (64 << 10);
+    std::mutex pool_mu;
+    std::vector<Buf> pool;
+
+    Buf take(std::size_t n) {
+        Buf b;
+        if (n <= k_pool_buf) {
+            std::lock_guard lk(pool_mu);
+            if (!pool.empty()) {
+                b = std::move(pool.back());
+                pool.pop_back();
+            }
+        }
+        if (b.capacity() == 0 && n <= k_pool_buf && n >= (64 << 10)) {
+            b.alloc(k_pool_buf);
+        }
+        b.alloc(n);
+        return b;
+    }
+    void give(Buf& b) {
+        if (b.capacity() == k_pool_buf) {
+            std::lock_guard lk(pool_mu);
+            if (pool.size() < 64) {
+                pool.push_back(std::move(b));
+            }
+        }
+        b.reset();
+    }
+
     // Output thread only (read by finish() after join).
     DigestHasher blob_hasher;
     std::uint64_t blob_size = 0;
@@ -756,7 +852,7 @@ struct ChunkedWriter::Impl {
                 ZSTD_isError(ZSTD_CCtx_setParameter(c.c, ZSTD_c_checksumFlag, 1))) {
                 throw Error("zstd: cannot set the compression level " + std::to_string(level));
             }
-            std::string check;
+            std::vector<char> scratch;
             while (true) {
                 std::shared_ptr<Job> job;
                 {
@@ -769,26 +865,22 @@ struct ChunkedWriter::Impl {
                     queue.pop_front();
                 }
                 for (Piece& p : job->pieces) {
-                    if (!p.old_frames.empty()) {
-                        check.clear();
-                        if (decode_exact(d.c, p.old_frames.data(), p.old_frames.size(),
-                                         p.input.size(), check) &&
-                            check == p.input) {
-                            p.output = std::move(p.old_frames);
-                            p.reused = true;
-                            continue;
-                        }
+                    if (!p.old_frames.empty() &&
+                        frames_equal(d.c, p.old_frames, p.input, scratch)) {
+                        p.output = std::move(p.old_frames);
+                        p.reused = true;
+                        continue;
                     }
-                    p.output.resize(ZSTD_compressBound(p.input.size()));
+                    give(p.old_frames);
+                    p.output = take(ZSTD_compressBound(p.input.size()));
                     std::size_t n = ZSTD_compress2(c.c, p.output.data(), p.output.size(),
                                                    p.input.data(), p.input.size());
                     if (ZSTD_isError(n)) {
                         throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
                     }
-                    p.output.resize(n);
+                    p.output.shrink(n);
                     if (!p.content) {
-                        p.input.clear(); // header bytes are not needed past here
-                        p.input.shrink_to_fit();
+                        give(p.input); // header bytes are not needed past here
                     }
                 }
                 std::lock_guard lk(mu);
@@ -823,6 +915,7 @@ struct ChunkedWriter::Impl {
                     blob_hasher.update(p.output.data(), p.output.size());
                     blob_size += p.output.size();
                     if (!p.content) {
+                        give(p.output);
                         continue;
                     }
                     ChunkedEntry& e = toc[p.entry];
@@ -834,9 +927,11 @@ struct ChunkedWriter::Impl {
                     }
                     file_hasher.update(p.input.data(), p.input.size());
                     file_all_reused = file_all_reused && p.reused;
+                    give(p.output);
                     if (p.reused) {
                         reused_bytes += p.input.size();
                     }
+                    give(p.input);
                     if (p.last_chunk) {
                         // The file's reg entry is the first of its run.
                         std::size_t r = p.entry;
@@ -886,14 +981,14 @@ struct ChunkedWriter::Impl {
             return;
         }
         Piece p;
-        p.input = std::move(header_run);
+        p.input.assign(header_run);
         header_run.clear();
         add_piece(std::move(p));
     }
 
     // The previous layer's frames for this chunk of `name`, or "".
-    std::string old_frames_for(std::string_view name, std::uint64_t size,
-                               std::uint64_t chunk_offset, std::uint64_t chunk_size) {
+    Buf old_frames_for(std::string_view name, std::uint64_t size, std::uint64_t chunk_offset,
+                       std::uint64_t chunk_size) {
         if (old_fd < 0) {
             return {};
         }
@@ -909,7 +1004,7 @@ struct ChunkedWriter::Impl {
                 if (len == 0 || len > chunk_size + chunk_size / 8 + 4096) {
                     return {};
                 }
-                std::string frames(static_cast<std::size_t>(len), '\0');
+                Buf frames = take(static_cast<std::size_t>(len));
                 pread_all(old_fd, frames.data(), frames.size(), c.offset, old_what);
                 return frames;
             }
@@ -954,7 +1049,7 @@ struct ChunkedWriter::Impl {
             std::uint64_t n = std::min<std::uint64_t>(left, k_chunked_chunk_size);
             Piece p;
             p.content = true;
-            p.input.resize(static_cast<std::size_t>(n));
+            p.input = take(static_cast<std::size_t>(n));
             std::size_t got = 0;
             while (got < n) {
                 std::size_t r = src(p.input.data() + got, static_cast<std::size_t>(n) - got);
