@@ -35,7 +35,7 @@ struct CreateArgs {
     int level = 0;
     int threads = 0;
     bool upper = false;
-    bool no_chunked = false;
+    bool chunked = false;
 };
 
 void run_apply(const ApplyArgs& a) {
@@ -72,7 +72,7 @@ void run_create(const CreateArgs& a) {
     opts.level = a.level;
     opts.threads = a.threads;
     opts.clamp_mtime = source_date_epoch();
-    opts.chunked = !a.no_chunked;
+    opts.chunked = a.chunked;
     snapshot::ChunkedPack chunked;
     if (!fs::is_dir(a.dir)) {
         throw UsageError("not a directory: " + a.dir);
@@ -158,9 +158,9 @@ void register_layer(CLI::App& app, Context&) {
     create->add_option("--compression", create_args->compression, "zstd (default), gzip or none");
     create->add_option("--level", create_args->level, "Compression level (0: codec default)");
     create->add_option("--threads", create_args->threads, "zstd threads (0: all cores)");
-    create->add_flag("--no-chunked", create_args->no_chunked,
-                     "zstd: one plain zstd stream instead of a zstd:chunked layer (a frame per "
-                     "file, with a table of contents)");
+    create->add_flag("--chunked", create_args->chunked,
+                     "zstd: a zstd:chunked layer (a frame per file, with a table of contents, as "
+                     "builds write) instead of one plain zstd stream");
     create->callback([create_args] { run_create(*create_args); });
 }
 

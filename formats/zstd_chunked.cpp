@@ -32,6 +32,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <fcntl.h>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -822,6 +823,7 @@ struct ChunkedWriter::Impl {
     // Output thread only (read by finish() after join).
     DigestHasher blob_hasher;
     std::uint64_t blob_size = 0;
+    std::uint64_t write_started = 0; // writeback asked for [0, write_started)
     DigestHasher file_hasher;
     std::uint64_t reused_bytes = 0, reused_files = 0;
     bool file_all_reused = true;
@@ -914,6 +916,16 @@ struct ChunkedWriter::Impl {
                     fs::write_all(out_fd, opts.out_name, p.output.data(), p.output.size());
                     blob_hasher.update(p.output.data(), p.output.size());
                     blob_size += p.output.size();
+                    // Start the writeback of what is written so far, so
+                    // that the blob's fsync (the store's) finds little left
+                    // to write. Errors (a pipe, a filesystem without it) are
+                    // of no consequence.
+                    if (blob_size - write_started >= (8 << 20)) {
+                        ::sync_file_range(out_fd, static_cast<off_t>(write_started),
+                                          static_cast<off_t>(blob_size - write_started),
+                                          SYNC_FILE_RANGE_WRITE);
+                        write_started = blob_size;
+                    }
                     if (!p.content) {
                         give(p.output);
                         continue;

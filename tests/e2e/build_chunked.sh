@@ -24,6 +24,9 @@ FROM busybox:latest
 COPY . /data/
 RUN find /data -type f | wc -l > /count
 DF
+# Files changed within the last 2 s are "racy" (builder/context_index.hpp):
+# their digests are not remembered, so they are always copied, never linked.
+sleep 3
 sum1=$(sha256sum <"$C/big1.bin" | cut -d' ' -f1)
 sum2=$(sha256sum <"$C/big2.bin" | cut -d' ' -f1)
 
