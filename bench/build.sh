@@ -9,6 +9,9 @@
 #   W3  multi-stage, COPY --from (cold)
 #   W4  rebuild of W1 and of W2 with nothing changed (everything cached)
 #   W5  rebuild of W2 after one small context file's content changed
+# strata writes its default (gzip) layers, as the peers do;
+# STRATA_COMPRESSION=zstd for zstd:chunked layers (a rebuild then reuses the
+# unchanged files and their compressed frames).
 # Usage (root): bench/build.sh [STRATA_BINARY] [RUNS]   (default build/cli/strata, 5)
 # Work data goes to $BENCH_DATA (default /var/tmp/strata-bench-build).
 # BuildKit runs in a Docker engine of the benchmark's own (data under
@@ -83,7 +86,7 @@ F=$DATA/ctx/W2/small/d07/s03/f042.txt
 cmd() { # cmd TOOL WORKLOAD [--no-cache]
   local c=$DATA/ctx/$2
   case $1 in
-    strata) echo "$STRATA build --progress quiet ${3:-} -t localhost/${2,,}:bench $c" ;;
+    strata) echo "$STRATA build --progress quiet ${STRATA_COMPRESSION:+--compression $STRATA_COMPRESSION} ${3:-} -t localhost/${2,,}:bench $c" ;;
     buildah) echo "$BAH bud --isolation chroot --layers --pull=never -q ${3:-} -t localhost/${2,,}:bench $c" ;;
     docker) echo "DOCKER_BUILDKIT=1 $DOCKER_CLI build --network=none -q ${3:-} -t ${2,,}:bench $c" ;;
   esac

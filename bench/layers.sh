@@ -84,6 +84,7 @@ echo "== pack (${RUNS} runs each, interleaved)" >&2
 BASE_SPEC=()
 [ -n "${STRATA_BASE:-}" ] && BASE_SPEC=("strata (base build) layer create (zstd)#rm -f $W/b.tar.zst; $warm_tree#$STRATA_BASE layer create $DATA -o $W/b.tar.zst")
 want pack-zstd && timed "strata layer create (zstd)#rm -f $W/s.tar.zst; $warm_tree#$STRATA layer create $DATA -o $W/s.tar.zst" \
+      "strata layer create --chunked (zstd:chunked)#rm -f $W/c.tar.zst; $warm_tree#$STRATA layer create --chunked $DATA -o $W/c.tar.zst" \
       "${BASE_SPEC[@]}" \
       "tar | zstd -T0#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | zstd -q -T0 > $W/t.tar.zst" \
       "tar | zstd -T0, both sha256 (diff ID + digest)#rm -f $W/t.tar.zst; $warm_tree#tar -C $DATA -cf - . | tee >(sha256sum >$W/diffid) | zstd -q -T0 | tee >(sha256sum >$W/digest) > $W/t.tar.zst"
@@ -140,7 +141,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 echo
 echo "Data: $FILES entries, $((BYTES / 1000000)) MB; runs: $RUNS; medians."
 echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r); $W on $(stat -f -c %T "$W") ($(findmnt -n -o SOURCE --target "$W" 2>/dev/null || echo '?')); load average before the runs: $LOAD_BEFORE."
-echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst 2>/dev/null), tar|zstd $(stat -c %s $W/t.tar.zst 2>/dev/null), strata gzip $(stat -c %s $W/s.tar.gz 2>/dev/null), tar|gzip $(stat -c %s $W/t.tar.gz 2>/dev/null) bytes."
+echo "Sizes: strata zstd $(stat -c %s $W/s.tar.zst 2>/dev/null), strata zstd:chunked $(stat -c %s $W/c.tar.zst 2>/dev/null), tar|zstd $(stat -c %s $W/t.tar.zst 2>/dev/null), strata gzip $(stat -c %s $W/s.tar.gz 2>/dev/null), tar|gzip $(stat -c %s $W/t.tar.gz 2>/dev/null) bytes."
 echo
 echo "| operation | tool | median | MB/s | files/s | strata is faster by | CPU (user+sys) | strata uses less CPU by |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
@@ -154,9 +155,11 @@ row() { # op label baseline-label
   echo "| $1 | ${2//|/\\|} | ${ms} ms | $(mbs "$ms") | $(fps "$ms") | $r | ${cpu} ms | $rc |"
 }
 row pack "strata layer create (zstd)"
+row pack "strata layer create --chunked (zstd:chunked)" "strata layer create (zstd)"
 row pack "strata (base build) layer create (zstd)" "strata layer create (zstd)"
 row pack "tar | zstd -T0" "strata layer create (zstd)"
 row pack "tar | zstd -T0, both sha256 (diff ID + digest)" "strata layer create (zstd)"
+row pack "tar | zstd -T0" "strata layer create --chunked (zstd:chunked)"
 row pack "strata layer create (gzip)"
 row pack "tar | gzip" "strata layer create (gzip)"
 row pack "tar | pigz" "strata layer create (gzip)"

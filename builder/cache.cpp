@@ -54,7 +54,8 @@ CacheRecord parse_cache_record(std::string_view json, std::string_view what) {
     try {
         CacheRecord r;
         r.key = j.at("key").get<std::string>();
-        if (r.key.size() != 64 || r.key.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        if (r.key.size() != 64 ||
+            r.key.find_first_not_of("0123456789abcdef") != std::string::npos) {
             throw Error("key \"" + r.key + "\" is not a sha256 hex digest");
         }
         r.created_by = j.value("created_by", "");
@@ -368,7 +369,8 @@ std::optional<CacheRecord> BuildCache::lookup(const std::string& key) const {
     return std::nullopt;
 }
 
-bool BuildCache::ensure_layer(snapshot::Store& st, const CacheRecord& record, std::string* from) const {
+bool BuildCache::ensure_layer(snapshot::Store& st, const CacheRecord& record,
+                              std::string* from) const {
     if (!record.layer) {
         return true;
     }
@@ -411,9 +413,36 @@ std::optional<std::string> BuildCache::last_content(const std::string& probe_key
     }
 }
 
-void BuildCache::remember_content(const std::string& probe_key, const std::string& content_hash) const {
+void BuildCache::remember_content(const std::string& probe_key, const std::string& content_hash,
+                                  const std::string& key) const {
     nlohmann::json j = {{"probe", probe_key}, {"content", content_hash}};
+    if (!key.empty()) {
+        j["key"] = key;
+    }
     fs::write_file_atomic(m_dir + "/" + probe_key + ".json", j.dump() + "\n", 0600);
+}
+
+std::optional<CacheRecord> BuildCache::last_probe_record(const std::string& probe_key) const {
+    std::string path = m_dir + "/" + probe_key + ".json";
+    if (!fs::exists(path)) {
+        return std::nullopt;
+    }
+    std::string key;
+    try {
+        auto j = formats::parse_json_strict(fs::read_file(path, 1 << 16), path);
+        auto it = j.find("key");
+        if (it == j.end() || !it->is_string()) {
+            return std::nullopt;
+        }
+        key = it->get<std::string>();
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    // A key is 64 hex digits (it names a file under cache/).
+    if (key.size() != 64 || key.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        return std::nullopt;
+    }
+    return lookup_local(key);
 }
 
 namespace {

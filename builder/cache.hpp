@@ -121,8 +121,14 @@ public:
     // A "probe" record remembers the content hash a step read last time under
     // a key made without it, so that a miss can say "the files it reads
     // changed" instead of "not in the cache".
+    // It also keeps the key of that last build's record (key; empty: none),
+    // so that a COPY that misses because some files changed can find the
+    // previous result of the same step (last_probe_record) and reuse its
+    // unchanged files and their compressed frames.
     std::optional<std::string> last_content(const std::string& probe_key) const;
-    void remember_content(const std::string& probe_key, const std::string& content_hash) const;
+    void remember_content(const std::string& probe_key, const std::string& content_hash,
+                          const std::string& key = {}) const;
+    std::optional<CacheRecord> last_probe_record(const std::string& probe_key) const;
 
     // The inputs remembered for a step slot (StepInputs), or nullopt.
     std::optional<StepInputs> last_inputs(const std::string& slot) const;

@@ -220,7 +220,9 @@ bool path_match(const std::string& pattern, const std::string& path) {
     }
 }
 
-bool has_wildcard(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+bool has_wildcard(const std::string& s) {
+    return s.find_first_of("*?[") != std::string::npos;
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -253,7 +255,8 @@ bool is_excluded(const CopyOptions& o, const std::string& rel, bool is_dir) {
 
 // Expands one pattern component by component below the source root.
 void expand_into(int src_root, const std::vector<std::string>& comps, std::size_t i,
-                 const std::string& prefix, const CopyOptions& opts, std::vector<std::string>& out) {
+                 const std::string& prefix, const CopyOptions& opts,
+                 std::vector<std::string>& out) {
     if (i == comps.size()) {
         out.push_back(prefix.empty() ? "." : prefix);
         return;
@@ -327,7 +330,8 @@ struct Copier {
         return opts.gid ? *opts.gid : opts.preserve_owner ? st.st_gid : 0;
     }
     mode_t mode_of(const struct stat& st) const {
-        return opts.chmod ? opts.chmod->apply(st.st_mode, S_ISDIR(st.st_mode)) : (st.st_mode & 07777);
+        return opts.chmod ? opts.chmod->apply(st.st_mode, S_ISDIR(st.st_mode))
+                          : (st.st_mode & 07777);
     }
 
     void set_meta(int dirfd, const std::string& name, const struct stat& st, bool is_link) {
@@ -355,7 +359,8 @@ struct Copier {
             }
             char value[65536];
             ssize_t v = ::fgetxattr(src_fd, name.c_str(), value, sizeof value);
-            if (v >= 0 && ::fsetxattr(dst_fd, name.c_str(), value, static_cast<size_t>(v), 0) != 0) {
+            if (v >= 0 &&
+                ::fsetxattr(dst_fd, name.c_str(), value, static_cast<size_t>(v), 0) != 0) {
                 STRATA_LOG_DEBUG("copy: cannot set xattr {}: {}", name, std::strerror(errno));
             }
         }
@@ -380,7 +385,7 @@ struct Copier {
 
     // Copies the regular file open as `in` (described by st) to ddir/dname.
     void copy_file(int in, const struct stat& st, int ddir, const std::string& dname,
-                   const std::string& shown) {
+                   const std::string& shown, const std::string& src_rel) {
         clear_target(ddir, dname, false, shown);
         if (st.st_nlink > 1) {
             auto it = links.find({st.st_dev, st.st_ino});
@@ -393,6 +398,10 @@ struct Copier {
         }
         UniqueFd out = fs::open_at(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
         off_t remaining = st.st_size;
+        if (st.st_nlink == 1 && remaining > 0 && opts.defer_content &&
+            opts.defer_content(shown, src_rel, st)) {
+            remaining = 0;
+        }
         if (remaining > 0 && no_copy_file_range) {
             copy_by_sendfile(in, out.get(), remaining, shown);
             remaining = 0;
@@ -440,7 +449,8 @@ struct Copier {
     // end of file; read/write when the kernel cannot.
     static void copy_by_sendfile(int in, int out, off_t remaining, const std::string& shown) {
         while (remaining > 0) {
-            ssize_t n = ::sendfile(out, in, nullptr, static_cast<size_t>(std::min<off_t>(remaining, 1 << 30)));
+            ssize_t n = ::sendfile(out, in, nullptr,
+                                   static_cast<size_t>(std::min<off_t>(remaining, 1 << 30)));
             if (n < 0) {
                 if (errno == EINTR) {
                     continue;
@@ -459,7 +469,8 @@ struct Copier {
     }
 
     static void copy_by_read(int in, int out, const std::string& shown) {
-        std::unique_ptr<char[]> buf(new char[1 << 20]); // not zeroed: only what read() filled is used
+        std::unique_ptr<char[]> buf(
+            new char[1 << 20]); // not zeroed: only what read() filled is used
         while (true) {
             ssize_t n = ::read(in, buf.get(), 1 << 20);
             if (n < 0) {
@@ -476,8 +487,9 @@ struct Copier {
     }
 
     // Copies the entry sdir/sname (already lstat'ed as st) to ddir/dname.
-    void copy_entry(int sdir, const std::string& sname, const struct stat& st, const std::string& rel,
-                    int ddir, const std::string& dname, const std::string& shown) {
+    void copy_entry(int sdir, const std::string& sname, const struct stat& st,
+                    const std::string& rel, int ddir, const std::string& dname,
+                    const std::string& shown) {
         if (S_ISDIR(st.st_mode)) {
             clear_target(ddir, dname, true, shown);
             if (::mkdirat(ddir, dname.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -490,7 +502,7 @@ struct Copier {
             set_meta(ddir, dname, st, false);
         } else if (S_ISREG(st.st_mode)) {
             UniqueFd in = fs::open_at(sdir, sname, O_RDONLY | O_NOFOLLOW);
-            copy_file(in.get(), st, ddir, dname, shown);
+            copy_file(in.get(), st, ddir, dname, shown, rel);
         } else if (S_ISLNK(st.st_mode)) {
             clear_target(ddir, dname, false, shown);
             std::vector<char> buf(static_cast<std::size_t>(st.st_size) + 1 > 4096
@@ -646,9 +658,11 @@ CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int d
     for (const auto& m : matches) {
         matched.push_back(m.rel);
     }
-    bool dest_is_dir_syntax = !dest.empty() && (dest.back() == '/' || dest.ends_with("/.") || dest == ".");
-    bool multiple = matched.size() > 1 || std::any_of(sources.begin(), sources.end(),
-                                                       [](const std::string& s) { return has_wildcard(s); });
+    bool dest_is_dir_syntax =
+        !dest.empty() && (dest.back() == '/' || dest.ends_with("/.") || dest == ".");
+    bool multiple =
+        matched.size() > 1 || std::any_of(sources.begin(), sources.end(),
+                                          [](const std::string& s) { return has_wildcard(s); });
     std::string dest_clean = clean_path("/" + dest);
     bool dest_exists_dir = false;
     try {
@@ -689,7 +703,7 @@ CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int d
         std::string name = fs::basename(target);
         if (S_ISREG(st.st_mode)) {
             UniqueFd in = open_in_root(src_root, rel, O_RDONLY);
-            c.copy_file(in.get(), st, ddir.get(), name, target);
+            c.copy_file(in.get(), st, ddir.get(), name, target, rel);
         } else {
             // A FIFO or device node (a top-level symlink was followed above).
             auto parent = open_parent_in_root(src_root, rel);
@@ -746,9 +760,11 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
             digest = fh.finish_hex();
             // Remembered only under the lstat it was found with, and only
             // when the file read is still that one.
-            if (opened.st_ino == st.st_ino && opened.st_dev == st.st_dev && opened.st_size == st.st_size &&
-                opened.st_mtim.tv_sec == st.st_mtim.tv_sec && opened.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
-                opened.st_ctim.tv_sec == st.st_ctim.tv_sec && opened.st_ctim.tv_nsec == st.st_ctim.tv_nsec) {
+            if (opened.st_ino == st.st_ino && opened.st_dev == st.st_dev &&
+                opened.st_size == st.st_size && opened.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+                opened.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
+                opened.st_ctim.tv_sec == st.st_ctim.tv_sec &&
+                opened.st_ctim.tv_nsec == st.st_ctim.tv_nsec) {
                 memo->learn(rel, st, *digest);
             }
         }
@@ -763,7 +779,8 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
                 throw_errno("stat", child);
             }
             bool is_dir = S_ISDIR(st.st_mode);
-            if (is_excluded(opts, child, is_dir) && !(is_dir && opts.may_reinclude && opts.may_reinclude(child))) {
+            if (is_excluded(opts, child, is_dir) &&
+                !(is_dir && opts.may_reinclude && opts.may_reinclude(child))) {
                 continue;
             }
             std::string line = child + '\0' + std::to_string(st.st_mode) + '\0';
@@ -772,7 +789,8 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
             }
             h.update(line);
             if (S_ISREG(st.st_mode)) {
-                hash_file([&] { return fs::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW); }, child, st);
+                hash_file([&] { return fs::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW); }, child,
+                          st);
             } else if (S_ISLNK(st.st_mode)) {
                 char buf[4096];
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), buf, sizeof buf);

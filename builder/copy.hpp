@@ -36,15 +36,23 @@ namespace strata::builder {
 struct CopyOptions {
     std::optional<uid_t> uid; // --chown
     std::optional<gid_t> gid;
-    bool preserve_owner = false;  // keep source ownership when no --chown
+    bool preserve_owner = false;    // keep source ownership when no --chown
     std::optional<ChmodSpec> chmod; // --chmod (octal or symbolic)
-    bool parents = false;         // --parents
+    bool parents = false;           // --parents
     // Paths (relative to the source root, "a/b") that must not be copied:
     // .dockerignore for the context, and --exclude patterns.
     std::function<bool(const std::string& rel, bool is_dir)> excluded;
     // Whether a directory excluded by `excluded` may still hold re-included
     // entries (a "!" exception below it), so it must be walked.
     std::function<bool(const std::string& rel)> may_reinclude;
+    // When set: asked before a regular file with one link is copied, with its
+    // destination (absolute in the destination root, "/data/a.bin"), its
+    // path in the source root and its lstat. True: its content is not
+    // copied; the file is made empty with all its metadata (mode, owner,
+    // mtime, xattrs), and the caller fills it in (the builder replaces it by
+    // a hard link to the identical file of a previous build's snapshot).
+    std::function<bool(const std::string& dest, const std::string& src_rel, const struct stat& st)>
+        defer_content;
 };
 
 struct CopyStats {
@@ -70,7 +78,8 @@ class FileDigestMemo {
 public:
     virtual ~FileDigestMemo() = default;
     virtual std::optional<std::string> find(const std::string& rel, const struct stat& st) = 0;
-    virtual void learn(const std::string& rel, const struct stat& st, const std::string& digest) = 0;
+    virtual void learn(const std::string& rel, const struct stat& st,
+                       const std::string& digest) = 0;
 };
 
 // A content hash of what copy_into would read, for the build cache: paths,

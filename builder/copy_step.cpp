@@ -5,6 +5,7 @@
 
 #include "builder/add_source.hpp"
 #include "builder/chmod.hpp"
+#include "builder/copy_reuse.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/root.hpp"
@@ -310,6 +311,29 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     layer_step(st, step, std::move(ls), [&](Workspace& ws) {
         UniqueFd root = fs::open_dir(ws.merged());
         CopyOptions o = co;
+        // One context source, nothing else: its unchanged files may be
+        // linked from the step's previous result (builder/copy_reuse.hpp).
+        std::shared_ptr<CopyReuse> reuse;
+        if (!ws.previous_fs.empty() && ws.previous_layer && !from_stage && !cp.add &&
+            local_sources.size() == 1 && cp.contents.empty() && downloads.empty() &&
+            checkouts.empty()) {
+            if (auto r = CopyReuse::open(m_store, ws.previous_fs, *ws.previous_layer,
+                                         &context_index())) {
+                reuse = std::make_shared<CopyReuse>(std::move(*r));
+                o.defer_content = [reuse](const std::string& dest, const std::string& src_rel,
+                                          const struct stat& s) {
+                    return reuse->defer(dest, src_rel, s);
+                };
+                ws.after_unmount.push_back([reuse, this, id = step.id](const std::string& upper) {
+                    std::size_t n = reuse->finish(upper);
+                    if (n > 0) {
+                        m_events->step_note(
+                            id,
+                            fmt::format("{} unchanged files linked from the previous build", n));
+                    }
+                });
+            }
+        }
         if (link_owner) {
             o.uid = link_owner->first;
             o.gid = link_owner->second;

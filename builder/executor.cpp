@@ -631,9 +631,30 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     out.key = key;
     out.created_by = created_by;
     out.created = build_time(m_opts.source_date_epoch);
+    // The same step's previous result on this parent (a COPY whose files
+    // changed): its snapshot lends the unchanged files, its layer their
+    // compressed frames. Not under --no-cache (a cold build).
+    std::optional<CacheRecord> prev_result;
+    if (!ls.probe_key.empty() && !m_opts.no_cache) {
+        prev_result = m_cache.last_probe_record(ls.probe_key);
+        if (prev_result && (!prev_result->layer || !prev_result->chain_id)) {
+            prev_result.reset();
+        }
+    }
     {
         auto t_work = std::chrono::steady_clock::now();
         Workspace ws(m_store.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers());
+        if (prev_result && !independent) {
+            std::vector<Digest> diffs = st.config.diff_ids;
+            diffs.push_back(*prev_result->diff_id);
+            std::string dir = m_store.snapshot_dir(*prev_result->chain_id);
+            // The record's chain must be this parent's: the files it holds
+            // were copied over these lowers.
+            if (formats::chain_id(diffs) == *prev_result->chain_id && fs::exists(dir)) {
+                ws.previous_fs = dir;
+                ws.previous_layer = prev_result->layer;
+            }
+        }
         work(ws);
         ws.unmount();
         auto t_pack = std::chrono::steady_clock::now();
@@ -644,12 +665,23 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         to.compression = m_opts.compression;
         to.level = m_opts.compression_level;
         to.clamp_mtime = m_opts.source_date_epoch;
+        // zstd layers are zstd:chunked; a COPY that missed because some of
+        // its files changed reuses the compressed frames of the unchanged
+        // ones from the same step's previous layer.
+        to.chunked = true;
+        std::optional<Descriptor> previous;
+        if (to.compression == formats::Compression::zstd && prev_result) {
+            previous = prev_result->layer;
+        }
         snapshot::DiffStats stats;
+        std::uint64_t reused = 0;
         std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
-            m_store, ws.upper(), to, &stats, [&](int blob_fd, const std::function<void()>& pack) {
+            m_store, ws.upper(), to, &stats,
+            [&](int blob_fd, const std::function<void()>& pack) {
                 PackingProgress progress(m_events, step.id, blob_fd);
                 pack();
-            });
+            },
+            previous ? &*previous : nullptr, &reused);
         if (packed) {
             const Digest& diff_id = packed->diff_id;
             remember_layer_size(m_store, diff_id, stats.bytes);
@@ -670,6 +702,11 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                                 fmt::format("layer {} {} ({} entries)", layer.digest.str(),
                                             human_bytes(static_cast<std::uint64_t>(layer.size)),
                                             stats.entries));
+            if (reused > 0) {
+                m_events->step_note(step.id,
+                                    fmt::format("{} of unchanged files reused from layer {}",
+                                                human_bytes(reused), previous->digest.str()));
+            }
         }
     }
     if (out.layer) {
@@ -678,7 +715,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     add_history(st, created_by, !out.layer.has_value(), history_time(out));
     m_cache.store(out);
     if (!ls.probe_key.empty()) {
-        m_cache.remember_content(ls.probe_key, ls.content_hash);
+        m_cache.remember_content(ls.probe_key, ls.content_hash, key);
     }
     fill_files();
     m_cache.remember_inputs(step.slot, inputs);

@@ -9,6 +9,7 @@
 //   directory, or a read-only overlay of the snapshots.
 #pragma once
 
+#include "formats/oci.hpp"
 #include "layerfs/mount.hpp"
 #include "util/tempdir.hpp"
 
@@ -38,6 +39,12 @@ public:
     // Run by the step's owner after unmount(), with the upper directory
     // (e.g. to drop stub directories that are no change).
     std::vector<std::function<void(const std::string& upper)>> after_unmount;
+    // The snapshot (fs directory) of this step's previous result on the same
+    // parent, when the step missed only because files it reads changed: a
+    // COPY hard-links its unchanged files from there. Empty: none.
+    std::string previous_fs;
+    // That result's layer (set with previous_fs).
+    std::optional<formats::Descriptor> previous_layer;
 
 private:
     TempDir m_dir;

@@ -20,7 +20,6 @@ namespace strata::cli {
 
 namespace {
 
-
 struct ApplyArgs {
     std::string layer;
     std::string dir;
@@ -36,6 +35,7 @@ struct CreateArgs {
     int level = 0;
     int threads = 0;
     bool upper = false;
+    bool chunked = false;
 };
 
 void run_apply(const ApplyArgs& a) {
@@ -72,6 +72,8 @@ void run_create(const CreateArgs& a) {
     opts.level = a.level;
     opts.threads = a.threads;
     opts.clamp_mtime = source_date_epoch();
+    opts.chunked = a.chunked;
+    snapshot::ChunkedPack chunked;
     if (!fs::is_dir(a.dir)) {
         throw UsageError("not a directory: " + a.dir);
     }
@@ -83,9 +85,9 @@ void run_create(const CreateArgs& a) {
     }
     auto make = [&](int out_fd) {
         if (a.upper) {
-            return snapshot::write_upper_layer(a.dir, out_fd, opts);
+            return snapshot::write_upper_layer(a.dir, out_fd, opts, nullptr, &chunked);
         }
-        return snapshot::write_diff_layer(a.dir, a.parent, out_fd, opts);
+        return snapshot::write_diff_layer(a.dir, a.parent, out_fd, opts, nullptr, &chunked);
     };
     std::optional<formats::LayerDigests> d;
     if (a.output == "-") {
@@ -96,6 +98,11 @@ void run_create(const CreateArgs& a) {
         std::cerr << "diff-id " << d->diff_id.str() << "\n"
                   << "digest  " << d->blob_digest.str() << "\n"
                   << "size    " << d->blob_size << "\n";
+        if (chunked.info) {
+            for (const auto& [k, v] : formats::chunked_annotations(*chunked.info)) {
+                std::cerr << "annotation " << k << "=" << v << "\n";
+            }
+        }
         return;
     }
     // Like tar and zstd: written in place, no fsync (the store's own blob
@@ -108,6 +115,11 @@ void run_create(const CreateArgs& a) {
               << "digest  " << d->blob_digest.str() << "\n"
               << "size    " << d->blob_size << "\n"
               << "media-type " << formats::oci_layer_media_type(opts.compression) << "\n";
+    if (chunked.info) {
+        for (const auto& [k, v] : formats::chunked_annotations(*chunked.info)) {
+            std::cout << "annotation " << k << "=" << v << "\n";
+        }
+    }
 }
 
 } // namespace
@@ -121,8 +133,7 @@ void register_layer(CLI::App& app, Context&) {
         "apply", "Apply an OCI layer (tar, tar+gzip or tar+zstd) onto a directory, whiteouts "
                  "included; nothing is written outside DIR");
     apply->add_option("LAYER", apply_args->layer, "Layer file, or - for stdin")->required();
-    apply->add_option("DIR", apply_args->dir, "Target directory (created if missing)")
-        ->required();
+    apply->add_option("DIR", apply_args->dir, "Target directory (created if missing)")->required();
     apply->add_flag("--overlay", apply_args->overlay,
                     "Keep whiteouts in overlayfs form (0:0 devices, opaque xattrs) instead of "
                     "applying them");
@@ -135,8 +146,9 @@ void register_layer(CLI::App& app, Context&) {
         "create", "Write the OCI layer for a directory, or for its difference from --parent; "
                   "prints the diff ID and blob digest");
     create->add_option("DIR", create_args->dir, "Directory")->required();
-    create->add_option("--parent", create_args->parent,
-                       "Parent directory: the layer holds only the difference")
+    create
+        ->add_option("--parent", create_args->parent,
+                     "Parent directory: the layer holds only the difference")
         ->type_name("DIR");
     create->add_flag("--upper", create_args->upper,
                      "DIR is an overlayfs upper directory (whiteouts, opaque directories)");
@@ -146,6 +158,9 @@ void register_layer(CLI::App& app, Context&) {
     create->add_option("--compression", create_args->compression, "zstd (default), gzip or none");
     create->add_option("--level", create_args->level, "Compression level (0: codec default)");
     create->add_option("--threads", create_args->threads, "zstd threads (0: all cores)");
+    create->add_flag("--chunked", create_args->chunked,
+                     "zstd: a zstd:chunked layer (a frame per file, with a table of contents, as "
+                     "builds write) instead of one plain zstd stream");
     create->callback([create_args] { run_create(*create_args); });
 }
 

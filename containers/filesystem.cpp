@@ -151,6 +151,7 @@ CommitResult commit_image(snapshot::Store& store, const snapshot::Image& base,
                           formats::History history, formats::Compression compression) {
     formats::TarWriter::Options to;
     to.compression = compression;
+    to.chunked = true; // zstd layers are zstd:chunked
     snapshot::DiffStats stats;
     std::optional<snapshot::UpperLayer> packed =
         snapshot::put_upper_layer(store, upper, to, &stats);

@@ -436,6 +436,9 @@ struct TarWriter::Impl {
 };
 
 TarWriter::TarWriter(int out_fd, Options opts) : m_impl(std::make_unique<Impl>()) {
+    if (opts.chunked) {
+        throw Error("tar writer: zstd:chunked layers are written by ChunkedWriter");
+    }
     m_impl->opts = opts;
     Impl* impl = m_impl.get();
     impl->stage = std::make_unique<StreamStage>(out_fd, opts);
@@ -609,6 +612,99 @@ LayerDigests TarWriter::finish() {
     archive_write_free(impl.a);
     impl.a = nullptr;
     return impl.stage->finish();
+}
+
+// ---------------------------------------------------------------- renderer
+
+struct TarRenderer::Impl {
+    Sink out;
+    std::optional<std::int64_t> clamp;
+    archive* a = nullptr;
+    bool in_content = false;
+    std::exception_ptr error;
+
+    static la_ssize_t write_cb(archive*, void* self, const void* data, size_t size) {
+        auto* impl = static_cast<Impl*>(self);
+        try {
+            impl->out(data, size, impl->in_content);
+            return static_cast<la_ssize_t>(size);
+        } catch (...) {
+            impl->error = std::current_exception();
+            return -1;
+        }
+    }
+
+    [[noreturn]] void fail(const std::string& what) {
+        if (error) {
+            std::rethrow_exception(error);
+        }
+        throw Error(what + ": " + archive_err(a));
+    }
+};
+
+TarRenderer::TarRenderer(Sink out, std::optional<std::int64_t> clamp_mtime)
+    : m_impl(std::make_unique<Impl>()) {
+    Impl* impl = m_impl.get();
+    impl->out = std::move(out);
+    impl->clamp = clamp_mtime;
+    impl->a = archive_write_new();
+    if (impl->a == nullptr) {
+        throw Error("libarchive: out of memory");
+    }
+    // The same settings as TarWriter: the bytes must be the same.
+    if (archive_write_set_format_pax_restricted(impl->a) != ARCHIVE_OK ||
+        archive_write_set_format_option(impl->a, "pax", "xattrheader", "SCHILY") != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(impl->a, 0) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(impl->a, 1) != ARCHIVE_OK ||
+        archive_write_open(impl->a, impl, nullptr, &Impl::write_cb, nullptr) != ARCHIVE_OK) {
+        std::string msg = archive_err(impl->a);
+        archive_write_free(impl->a);
+        impl->a = nullptr;
+        throw Error("libarchive: cannot set up the tar renderer: " + msg);
+    }
+}
+
+TarRenderer::~TarRenderer() {
+    if (m_impl && m_impl->a != nullptr) {
+        archive_write_fail(m_impl->a);
+        archive_write_free(m_impl->a);
+    }
+}
+
+void TarRenderer::header(const TarEntry& entry) {
+    Impl& impl = *m_impl;
+    if (impl.a == nullptr) {
+        throw Error("tar renderer: header after finish");
+    }
+    if (entry.path.empty()) {
+        throw Error("tar renderer: an entry with an empty path");
+    }
+    impl.in_content = false;
+    ArchiveEntryPtr ep;
+    fill_entry(ep.e, entry, impl.clamp);
+    if (archive_write_header(impl.a, ep.e) < ARCHIVE_WARN) {
+        impl.fail("writing tar entry " + entry.path);
+    }
+}
+
+void TarRenderer::data(const void* data, std::size_t size) {
+    Impl& impl = *m_impl;
+    impl.in_content = true;
+    la_ssize_t w = archive_write_data(impl.a, data, size);
+    impl.in_content = false;
+    if (w < 0 || static_cast<std::size_t>(w) != size) {
+        impl.fail("writing tar content");
+    }
+}
+
+void TarRenderer::finish() {
+    Impl& impl = *m_impl;
+    impl.in_content = false;
+    if (archive_write_close(impl.a) != ARCHIVE_OK) {
+        impl.fail("finishing the tar stream");
+    }
+    archive_write_free(impl.a);
+    impl.a = nullptr;
 }
 
 // ---------------------------------------------------------------- reader

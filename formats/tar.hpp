@@ -22,7 +22,7 @@ namespace strata::formats {
 enum class EntryType { file, dir, symlink, hardlink, chardev, blockdev, fifo };
 
 struct TarEntry {
-    std::string path;     // as stored, without leading "./" or "/"; dirs without trailing '/'
+    std::string path; // as stored, without leading "./" or "/"; dirs without trailing '/'
     EntryType type = EntryType::file;
     std::uint32_t mode = 0644; // permission bits incl. setuid/setgid/sticky
     std::uint32_t uid = 0;
@@ -31,8 +31,8 @@ struct TarEntry {
     std::string gname;
     std::int64_t mtime_sec = 0;
     std::uint32_t mtime_nsec = 0;
-    std::uint64_t size = 0;  // regular files only
-    std::string linkname;    // symlink target or hard-link target path
+    std::uint64_t size = 0; // regular files only
+    std::string linkname;   // symlink target or hard-link target path
     std::uint32_t devmajor = 0;
     std::uint32_t devminor = 0;
     std::map<std::string, std::string> xattrs; // SCHILY.xattr.*
@@ -40,9 +40,9 @@ struct TarEntry {
 
 // What a written or read layer stream adds up to.
 struct LayerDigests {
-    Digest diff_id;            // sha256 of the uncompressed tar
-    std::uint64_t diff_size;   // uncompressed bytes
-    Digest blob_digest;        // sha256 of the bytes as stored (== diff_id when none)
+    Digest diff_id;          // sha256 of the uncompressed tar
+    std::uint64_t diff_size; // uncompressed bytes
+    Digest blob_digest;      // sha256 of the bytes as stored (== diff_id when none)
     std::uint64_t blob_size;
 };
 
@@ -57,6 +57,10 @@ public:
         // What out_fd writes to ("stdout", a blob's path), named by write
         // errors; empty: the fd's /proc/self/fd link.
         std::string out_name;
+        // With zstd: a zstd:chunked layer (formats/zstd_chunked.hpp). Honoured
+        // by snapshot's layer writers (write_upper_layer, write_diff_layer),
+        // which then use ChunkedWriter; TarWriter itself refuses it.
+        bool chunked = false;
     };
     // Writes the (compressed) stream to out_fd, which the writer does not own.
     TarWriter(int out_fd, Options opts);
@@ -78,6 +82,28 @@ public:
 
 private:
     void add_stream(const TarEntry& entry, const ContentSource& source, bool has_source);
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+};
+
+// The plain writer's tar bytes without compression or hashing, for writers
+// that frame them themselves (zstd:chunked). header() emits the previous
+// entry's padding and this entry's header(s); data() passes content bytes
+// through unchanged (the sink sees the caller's pointer, in_content = true);
+// finish() emits the last padding and the end-of-archive blocks. The same
+// entries give exactly TarWriter's uncompressed bytes.
+class TarRenderer {
+public:
+    using Sink = std::function<void(const void* data, std::size_t size, bool in_content)>;
+    TarRenderer(Sink out, std::optional<std::int64_t> clamp_mtime);
+    ~TarRenderer();
+    TarRenderer(const TarRenderer&) = delete;
+    TarRenderer& operator=(const TarRenderer&) = delete;
+    void header(const TarEntry& entry);
+    void data(const void* data, std::size_t size);
+    void finish();
+
+private:
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };

@@ -189,8 +189,26 @@ std::string read_link(const Node& n) {
 
 class Emitter {
 public:
-    Emitter(int out_fd, const formats::TarWriter::Options& opts, DiffStats* stats)
-        : m_writer(out_fd, opts), m_stats(stats != nullptr ? stats : &m_own) {}
+    Emitter(int out_fd, const formats::TarWriter::Options& opts, DiffStats* stats,
+            ChunkedPack* chunked)
+        : m_stats(stats != nullptr ? stats : &m_own) {
+        m_pack = chunked;
+        if (opts.chunked && opts.compression == formats::Compression::zstd) {
+            formats::ChunkedWriter::Options co;
+            co.level = opts.level;
+            co.threads = opts.threads;
+            co.clamp_mtime = opts.clamp_mtime;
+            co.out_name = opts.out_name;
+            m_chunked = std::make_unique<formats::ChunkedWriter>(out_fd, co);
+            if (chunked != nullptr && chunked->old_toc != nullptr && chunked->old_blob_fd >= 0) {
+                m_chunked->reuse_from(chunked->old_blob_fd, *chunked->old_toc, chunked->old_what);
+            }
+        } else {
+            formats::TarWriter::Options to = opts;
+            to.chunked = false;
+            m_writer.emplace(out_fd, to);
+        }
+    }
 
     // A directory whose entry is written only if something below it (or the
     // directory itself) is.
@@ -218,7 +236,7 @@ public:
             e.gid = like->st_gid;
             e.mtime_sec = like->st_mtim.tv_sec;
         }
-        m_writer.add_data(e, {});
+        add(e);
         ++m_stats->whiteouts;
         ++m_stats->entries;
     }
@@ -232,12 +250,21 @@ public:
         e.uid = dir.st.st_uid;
         e.gid = dir.st.st_gid;
         e.mtime_sec = dir.st.st_mtim.tv_sec;
-        m_writer.add_data(e, {});
+        add(e);
         ++m_stats->opaque_dirs;
         ++m_stats->entries;
     }
 
-    formats::LayerDigests finish() { return m_writer.finish(); }
+    formats::LayerDigests finish() {
+        if (m_chunked) {
+            formats::ChunkedLayerInfo info = m_chunked->finish();
+            if (m_pack != nullptr) {
+                m_pack->info = info;
+            }
+            return info.digests;
+        }
+        return m_writer->finish();
+    }
     Prefetcher* prefetch() { return &m_prefetch; }
 
 private:
@@ -275,7 +302,7 @@ private:
                     e.type = EntryType::hardlink;
                     e.linkname = it->second;
                     e.xattrs.clear();
-                    m_writer.add(e);
+                    add(e);
                     ++m_stats->hardlinks;
                     return;
                 }
@@ -287,7 +314,7 @@ private:
             if (e.size > 0) {
                 fd = fs::open(n.full, O_RDONLY | O_NOFOLLOW);
             }
-            m_writer.add(e, fd.get());
+            add(e, fd.get());
             ++m_stats->files;
             m_stats->bytes += e.size;
             return;
@@ -316,10 +343,20 @@ private:
         default:
             throw Error(n.full + ": unsupported file type");
         }
-        m_writer.add(e);
+        add(e);
     }
 
-    formats::TarWriter m_writer;
+    void add(const TarEntry& e, int fd = -1) {
+        if (m_chunked) {
+            m_chunked->add(e, fd);
+        } else {
+            m_writer->add(e, fd);
+        }
+    }
+
+    std::optional<formats::TarWriter> m_writer;
+    std::unique_ptr<formats::ChunkedWriter> m_chunked;
+    ChunkedPack* m_pack = nullptr;
     Prefetcher m_prefetch;
     DiffStats m_own;
     DiffStats* m_stats;
@@ -544,18 +581,19 @@ void walk_upper_dir(const std::string& upper_dir,
 }
 
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
-                                        const formats::TarWriter::Options& opts, DiffStats* stats) {
+                                        const formats::TarWriter::Options& opts, DiffStats* stats,
+                                        ChunkedPack* chunked) {
     UniqueFd root = fs::open(upper_dir, O_PATH | O_DIRECTORY);
-    Emitter em(out_fd, opts, stats);
+    Emitter em(out_fd, opts, stats, chunked);
     walk_upper(em, root.get(), "", upper_dir);
     return em.finish();
 }
 
 formats::LayerDigests write_diff_layer(const std::string& dir, const std::string& parent_dir,
                                        int out_fd, const formats::TarWriter::Options& opts,
-                                       DiffStats* stats) {
+                                       DiffStats* stats, ChunkedPack* chunked) {
     UniqueFd root = fs::open(dir, O_PATH | O_DIRECTORY);
-    Emitter em(out_fd, opts, stats);
+    Emitter em(out_fd, opts, stats, chunked);
     if (parent_dir.empty()) {
         add_tree(em, root.get(), "", dir);
     } else {

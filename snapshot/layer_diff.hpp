@@ -24,6 +24,7 @@
 #pragma once
 
 #include "formats/tar.hpp"
+#include "formats/zstd_chunked.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -42,9 +43,19 @@ struct DiffStats {
     std::uint64_t hardlinks = 0;
 };
 
+// For zstd:chunked layers (opts.chunked with zstd): optionally a previous
+// layer whose frames the writer may reuse for unchanged file contents
+// (ChunkedWriter::reuse_from), and what the writer reports.
+struct ChunkedPack {
+    int old_blob_fd = -1; // not owned
+    const formats::ChunkedToc* old_toc = nullptr;
+    std::string old_what;
+    std::optional<formats::ChunkedLayerInfo> info; // set by the writer
+};
+
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
                                         const formats::TarWriter::Options& opts,
-                                        DiffStats* stats = nullptr);
+                                        DiffStats* stats = nullptr, ChunkedPack* chunked = nullptr);
 
 // One entry of an upper directory as write_upper_layer sees it, for those
 // who list a container's changes (docker diff) with the same walk.
@@ -62,6 +73,6 @@ void walk_upper_dir(const std::string& upper_dir,
 // parent_dir empty: the whole of dir.
 formats::LayerDigests write_diff_layer(const std::string& dir, const std::string& parent_dir,
                                        int out_fd, const formats::TarWriter::Options& opts,
-                                       DiffStats* stats = nullptr);
+                                       DiffStats* stats = nullptr, ChunkedPack* chunked = nullptr);
 
 } // namespace strata::snapshot

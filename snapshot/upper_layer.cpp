@@ -1,18 +1,50 @@
 #include "snapshot/upper_layer.hpp"
 
 #include "formats/compression.hpp"
+#include "formats/zstd_chunked.hpp"
+#include "util/log.hpp"
 
 namespace strata::snapshot {
 
 std::optional<UpperLayer>
 put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
                 DiffStats* stats,
-                const std::function<void(int blob_fd, const std::function<void()>& pack)>& around) {
+                const std::function<void(int blob_fd, const std::function<void()>& pack)>& around,
+                const formats::Descriptor* previous, std::uint64_t* reused) {
     BlobWriter blob = store.new_blob();
     DiffStats own;
     DiffStats* st = stats != nullptr ? stats : &own;
+    const bool chunked = opts.chunked && opts.compression == formats::Compression::zstd;
+    ChunkedPack pack_info;
+    UniqueFd old_fd;
+    std::optional<formats::ChunkedToc> old_toc;
+    if (chunked && previous != nullptr && store.has_blob(previous->digest)) {
+        // Only a zstd:chunked layer has frames to reuse; the TOC must be
+        // the one its descriptor names. Anything wrong: compress afresh.
+        auto ann =
+            previous->annotations.find(std::string(formats::k_chunked_manifest_checksum_key));
+        if (ann != previous->annotations.end()) {
+            try {
+                old_fd = store.open_blob(previous->digest);
+                old_toc = formats::read_chunked_toc(old_fd.get(),
+                                                    static_cast<std::uint64_t>(previous->size),
+                                                    previous->digest.str(), ann->second);
+            } catch (const Error& e) {
+                STRATA_LOG_WARN("not reusing the frames of layer {}: {}", previous->digest.str(),
+                                e.what());
+                old_toc.reset();
+            }
+            if (old_toc) {
+                pack_info.old_blob_fd = old_fd.get();
+                pack_info.old_toc = &*old_toc;
+                pack_info.old_what = previous->digest.str();
+            }
+        }
+    }
     std::optional<formats::LayerDigests> d;
-    auto pack = [&] { d = write_upper_layer(upper_dir, blob.fd(), opts, st); };
+    auto pack = [&] {
+        d = write_upper_layer(upper_dir, blob.fd(), opts, st, chunked ? &pack_info : nullptr);
+    };
     if (around) {
         around(blob.fd(), pack);
     } else {
@@ -26,6 +58,12 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
     layer.media_type = std::string(formats::oci_layer_media_type(opts.compression));
     layer.digest = d->blob_digest;
     layer.size = static_cast<std::int64_t>(d->blob_size);
+    if (pack_info.info) {
+        layer.annotations = formats::chunked_annotations(*pack_info.info);
+        if (reused != nullptr) {
+            *reused = pack_info.info->reused_bytes;
+        }
+    }
     return UpperLayer{std::move(layer), d->diff_id};
 }
 

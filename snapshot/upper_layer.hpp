@@ -23,9 +23,16 @@ struct UpperLayer {
 // the upper holds nothing: no layer, nothing stored); the descriptor's media
 // type follows opts.compression. around, when set, is called with the blob's
 // fd and the packing to run (a progress display).
+// With opts.chunked and zstd the layer is zstd:chunked (its descriptor
+// carries containers/storage's TOC annotations); previous, when set, is an
+// earlier layer of the store (the same build step's last result) whose
+// frames are reused for unchanged files (one that is not zstd:chunked, or
+// unreadable, is simply not used). *reused (when given) tells the content
+// bytes whose frames were reused.
 std::optional<UpperLayer> put_upper_layer(
     Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
     DiffStats* stats = nullptr,
-    const std::function<void(int blob_fd, const std::function<void()>& pack)>& around = {});
+    const std::function<void(int blob_fd, const std::function<void()>& pack)>& around = {},
+    const formats::Descriptor* previous = nullptr, std::uint64_t* reused = nullptr);
 
 } // namespace strata::snapshot

@@ -1,0 +1,1331 @@
+// zstd:chunked: see zstd_chunked.hpp for the layout. Facts taken from
+// containers/storage (pkg/chunked/internal/minimal/compression.go and
+// pkg/chunked/compressor/compressor.go): the footer is a 64-byte skippable
+// frame (magic 0x184D2A50) holding, little endian u64s, the TOC's offset,
+// compressed and uncompressed lengths, the manifest type (1), the tar-split's
+// offset and lengths (0 here), then the 8 bytes "GNUlInUx"; the TOC itself
+// sits in a skippable frame of its own, zstd-compressed, and its sha256 is the
+// manifest-checksum annotation; the manifest-position annotation is
+// "<offset>:<compressed>:<uncompressed>:1". A file's content starts a new
+// frame; the header of the next entry (and the content's tar padding) starts
+// another; a "reg" entry's endOffset is the end of its last chunk's frames,
+// "chunk" entries carry only their name, offset, chunkOffset and chunkSize.
+//
+// Writing: the calling thread renders the tar (TarRenderer), hashes it (diff
+// ID) and cuts it into pieces (header runs, content chunks) gathered into
+// jobs of about 1 MiB; workers compress each piece as its own frame (or check
+// and reuse a previous layer's frames); one output thread writes the jobs in
+// order, hashing the blob and each file's content, and notes every piece's
+// offset for the TOC.
+#include "formats/zstd_chunked.hpp"
+
+#include "util/base64.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <nlohmann/json.hpp>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <fcntl.h>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+
+namespace strata::formats {
+
+namespace {
+
+constexpr std::uint32_t k_skippable_magic = 0x184D2A50;
+constexpr char k_footer_magic[8] = {'G', 'N', 'U', 'l', 'I', 'n', 'U', 'x'};
+constexpr std::size_t k_footer_data = 64;
+constexpr std::size_t k_footer_frame = 8 + k_footer_data;
+// The largest TOC read: containers/storage refuses 150 MiB; a parsed JSON
+// document costs several times its text, so strata stops at 64 MiB (about
+// 200,000 entries).
+constexpr std::uint64_t k_max_toc = std::uint64_t{64} << 20;
+// The largest piece of content read_chunked_range decodes: a chunk written by
+// strata is at most 1 MiB, containers/storage's rolling-checksum chunks are
+// 64 KiB on average; whole small files are single chunks.
+constexpr std::uint64_t k_max_range_output = std::uint64_t{256} << 20;
+constexpr std::size_t k_job_bytes = 1 << 20;
+
+std::uint64_t le64(const unsigned char* p) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+std::uint32_t le32(const unsigned char* p) {
+    return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
+           std::uint32_t{p[3]} << 24;
+}
+void put_le64(std::string& s, std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+        s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    }
+}
+void put_le32(std::string& s, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) {
+        s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    }
+}
+
+void pread_all(int fd, void* buf, std::size_t size, std::uint64_t off, std::string_view what) {
+    char* p = static_cast<char*>(buf);
+    while (size > 0) {
+        ssize_t n = ::pread(fd, p, size, static_cast<off_t>(off));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw SysError("pread", std::string(what), errno);
+        }
+        if (n == 0) {
+            throw Error(std::string(what) + ": unexpected end of blob at offset " +
+                        std::to_string(off));
+        }
+        p += n;
+        size -= static_cast<std::size_t>(n);
+        off += static_cast<std::uint64_t>(n);
+    }
+}
+
+struct DCtx {
+    ZSTD_DCtx* c = ZSTD_createDCtx();
+    DCtx() {
+        if (c == nullptr) {
+            throw Error("zstd: out of memory");
+        }
+    }
+    ~DCtx() { ZSTD_freeDCtx(c); }
+    DCtx(const DCtx&) = delete;
+    DCtx& operator=(const DCtx&) = delete;
+};
+
+struct CCtx {
+    ZSTD_CCtx* c = ZSTD_createCCtx();
+    CCtx() {
+        if (c == nullptr) {
+            throw Error("zstd: out of memory");
+        }
+    }
+    ~CCtx() { ZSTD_freeCCtx(c); }
+    CCtx(const CCtx&) = delete;
+    CCtx& operator=(const CCtx&) = delete;
+};
+
+// Decodes `in` (whole zstd frames) into exactly `expected` bytes appended to
+// out; false when the frames are damaged, incomplete, or give another size.
+bool decode_exact(ZSTD_DCtx* d, const char* in, std::size_t in_size, std::uint64_t expected,
+                  std::string& out) {
+    ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
+    std::size_t base = out.size();
+    ZSTD_inBuffer ib{in, in_size, 0};
+    std::size_t last = 1;
+    while (ib.pos < ib.size) {
+        std::size_t have = out.size() - base;
+        // Grow with the output actually produced, never to a size read from
+        // the input: one byte of room past `expected` shows an overlong frame.
+        std::size_t room = static_cast<std::size_t>(
+            std::min<std::uint64_t>(expected - std::min<std::uint64_t>(have, expected), 1 << 20) +
+            1);
+        out.resize(base + have + room);
+        ZSTD_outBuffer ob{out.data() + base + have, room, 0};
+        last = ZSTD_decompressStream(d, &ob, &ib);
+        out.resize(base + have + ob.pos);
+        if (ZSTD_isError(last) || out.size() - base > expected) {
+            out.resize(base);
+            return false;
+        }
+    }
+    // Flush what the decoder may still hold.
+    while (last != 0) {
+        std::size_t have = out.size() - base;
+        out.resize(base + have + 1 + 4096);
+        ZSTD_outBuffer ob{out.data() + base + have, 1 + 4096, 0};
+        ZSTD_inBuffer none{nullptr, 0, 0};
+        last = ZSTD_decompressStream(d, &ob, &none);
+        out.resize(base + have + ob.pos);
+        if (ZSTD_isError(last) || out.size() - base > expected || (ob.pos == 0 && last != 0)) {
+            out.resize(base);
+            return false;
+        }
+    }
+    if (out.size() - base != expected) {
+        out.resize(base);
+        return false;
+    }
+    return true;
+}
+
+// A TOC name: cleaned of leading "./" and "/"; refused when empty, with "..",
+// or with a NUL.
+std::string clean_toc_name(std::string_view raw, std::string_view what, std::size_t index) {
+    auto bad = [&](const char* why) -> Error {
+        return Error(std::string(what) + ": zstd:chunked TOC entry " + std::to_string(index) +
+                     " has an unsafe name \"" + std::string(raw.substr(0, 200)) + "\": " + why);
+    };
+    if (raw.find('\0') != std::string_view::npos) {
+        throw bad("it contains a NUL byte");
+    }
+    std::string out;
+    std::size_t i = 0;
+    while (i <= raw.size()) {
+        std::size_t j = raw.find('/', i);
+        if (j == std::string_view::npos) {
+            j = raw.size();
+        }
+        std::string_view part = raw.substr(i, j - i);
+        if (part == "..") {
+            throw bad("it has a \"..\" component");
+        }
+        if (!part.empty() && part != ".") {
+            if (!out.empty()) {
+                out += '/';
+            }
+            out += part;
+        }
+        i = j + 1;
+    }
+    if (out.empty()) {
+        throw bad("it names the root");
+    }
+    return out;
+}
+
+// days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
+    z += 719468;
+    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = static_cast<unsigned>(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    y = static_cast<std::int64_t>(yoe) + era * 400;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+}
+
+// Go's time.Time JSON form (RFC 3339, nanoseconds without trailing zeros, UTC).
+// nullopt for years Go refuses to marshal (outside 0..9999).
+std::optional<std::string> format_time(std::int64_t sec, std::uint32_t nsec) {
+    std::int64_t days = sec / 86400;
+    std::int64_t rem = sec % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days -= 1;
+    }
+    std::int64_t y = 0;
+    unsigned m = 0, d = 0;
+    civil_from_days(days, y, m, d);
+    if (y < 0 || y > 9999) {
+        return std::nullopt;
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld",
+                  static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600),
+                  static_cast<long long>(rem / 60 % 60), static_cast<long long>(rem % 60));
+    std::string s = buf;
+    if (nsec != 0) {
+        char f[16];
+        std::snprintf(f, sizeof f, ".%09u", nsec);
+        std::string frac = f;
+        while (frac.back() == '0') {
+            frac.pop_back();
+        }
+        s += frac;
+    }
+    s += 'Z';
+    return s;
+}
+
+bool parse_time(std::string_view t, std::int64_t& sec, std::uint32_t& nsec) {
+    auto num = [&](std::size_t pos, std::size_t len, unsigned& v) {
+        if (pos + len > t.size()) {
+            return false;
+        }
+        v = 0;
+        for (std::size_t i = pos; i < pos + len; ++i) {
+            if (t[i] < '0' || t[i] > '9') {
+                return false;
+            }
+            v = v * 10 + static_cast<unsigned>(t[i] - '0');
+        }
+        return true;
+    };
+    unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+    if (!num(0, 4, y) || t.size() < 20 || t[4] != '-' || !num(5, 2, mo) || t[7] != '-' ||
+        !num(8, 2, d) || (t[10] != 'T' && t[10] != 't') || !num(11, 2, h) || t[13] != ':' ||
+        !num(14, 2, mi) || t[16] != ':' || !num(17, 2, s)) {
+        return false;
+    }
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) {
+        return false;
+    }
+    std::size_t p = 19;
+    nsec = 0;
+    if (p < t.size() && t[p] == '.') {
+        ++p;
+        unsigned digits = 0;
+        while (p < t.size() && t[p] >= '0' && t[p] <= '9') {
+            if (digits < 9) {
+                nsec = nsec * 10 + static_cast<std::uint32_t>(t[p] - '0');
+                ++digits;
+            }
+            ++p;
+        }
+        if (digits == 0) {
+            return false;
+        }
+        for (; digits < 9; ++digits) {
+            nsec *= 10;
+        }
+    }
+    std::int64_t offset = 0;
+    if (p < t.size() && (t[p] == 'Z' || t[p] == 'z') && p + 1 == t.size()) {
+        offset = 0;
+    } else if (p + 6 == t.size() && (t[p] == '+' || t[p] == '-') && t[p + 3] == ':') {
+        unsigned oh = 0, om = 0;
+        if (!num(p + 1, 2, oh) || !num(p + 4, 2, om) || oh > 23 || om > 59) {
+            return false;
+        }
+        offset = (static_cast<std::int64_t>(oh) * 60 + om) * 60 * (t[p] == '-' ? -1 : 1);
+    } else {
+        return false;
+    }
+    sec = days_from_civil(y, mo, d) * 86400 + static_cast<std::int64_t>(h) * 3600 + mi * 60 + s -
+          offset;
+    return true;
+}
+
+std::string_view type_name(EntryType t) {
+    switch (t) {
+    case EntryType::file:
+        return "reg";
+    case EntryType::dir:
+        return "dir";
+    case EntryType::symlink:
+        return "symlink";
+    case EntryType::hardlink:
+        return "hardlink";
+    case EntryType::chardev:
+        return "char";
+    case EntryType::blockdev:
+        return "block";
+    case EntryType::fifo:
+        return "fifo";
+    }
+    return "reg";
+}
+
+bool known_type(std::string_view t) {
+    return t == "reg" || t == "dir" || t == "symlink" || t == "hardlink" || t == "char" ||
+           t == "block" || t == "fifo" || t == "chunk";
+}
+
+// Parses and checks a TOC document; throws naming `what`.
+ChunkedToc parse_toc(std::string_view json_text, std::uint64_t content_end, std::string_view what) {
+    auto fail = [&](const std::string& why) -> Error {
+        return Error(std::string(what) + ": bad zstd:chunked TOC: " + why);
+    };
+    nlohmann::json doc;
+    try {
+        doc = nlohmann::json::parse(json_text);
+    } catch (const nlohmann::json::exception& e) {
+        throw fail(std::string("invalid JSON: ") + e.what());
+    }
+    if (!doc.is_object()) {
+        throw fail("not a JSON object");
+    }
+    auto version = doc.find("version");
+    if (version == doc.end() || !version->is_number_integer() ||
+        version->get<std::int64_t>() != 1) {
+        throw fail("version is not 1");
+    }
+    auto entries = doc.find("entries");
+    if (entries == doc.end() || !entries->is_array()) {
+        throw fail("no \"entries\" array");
+    }
+    ChunkedToc toc;
+    toc.entries.reserve(entries->size());
+    std::size_t index = 0;
+    for (const auto& j : *entries) {
+        auto efail = [&](const std::string& why) {
+            return fail("entry " + std::to_string(index) + ": " + why);
+        };
+        if (!j.is_object()) {
+            throw efail("not an object");
+        }
+        auto str = [&](const char* key) -> std::string {
+            auto it = j.find(key);
+            if (it == j.end() || it->is_null()) {
+                return {};
+            }
+            if (!it->is_string()) {
+                throw efail(std::string("\"") + key + "\" is not a string");
+            }
+            return it->get<std::string>();
+        };
+        auto u64 = [&](const char* key, std::uint64_t max) -> std::uint64_t {
+            auto it = j.find(key);
+            if (it == j.end() || it->is_null()) {
+                return 0;
+            }
+            if (!it->is_number_integer() || (it->is_number_integer() && !it->is_number_unsigned() &&
+                                             it->get<std::int64_t>() < 0)) {
+                throw efail(std::string("\"") + key + "\" is not a non-negative integer");
+            }
+            std::uint64_t v = it->get<std::uint64_t>();
+            if (v > max) {
+                throw efail(std::string("\"") + key + "\" is out of range: " + std::to_string(v));
+            }
+            return v;
+        };
+        ChunkedEntry e;
+        e.type = str("type");
+        if (!known_type(e.type)) {
+            throw efail("unknown type \"" + e.type.substr(0, 50) + "\"");
+        }
+        e.name = clean_toc_name(str("name"), what, index);
+        e.link_name = str("linkName");
+        if (e.link_name.find('\0') != std::string::npos) {
+            throw efail("linkName contains a NUL byte");
+        }
+        if (e.type == "hardlink") {
+            e.link_name = clean_toc_name(e.link_name, what, index);
+        }
+        e.mode = static_cast<std::uint32_t>(u64("mode", 0777777) & 07777);
+        e.uid = static_cast<std::uint32_t>(u64("uid", 4294967294u));
+        e.gid = static_cast<std::uint32_t>(u64("gid", 4294967294u));
+        e.size = u64("size", std::uint64_t{1} << 62);
+        e.devmajor = static_cast<std::uint32_t>(u64("devMajor", 0xfff));
+        e.devminor = static_cast<std::uint32_t>(u64("devMinor", 0xfffff));
+        std::string mtime = str("modtime");
+        if (!mtime.empty() && !parse_time(mtime, e.mtime_sec, e.mtime_nsec)) {
+            throw efail("bad modtime \"" + mtime.substr(0, 50) + "\"");
+        }
+        if (auto x = j.find("xattrs"); x != j.end() && !x->is_null()) {
+            if (!x->is_object()) {
+                throw efail("\"xattrs\" is not an object");
+            }
+            for (const auto& [k, v] : x->items()) {
+                if (!v.is_string()) {
+                    throw efail("xattr " + k.substr(0, 100) + " is not a string");
+                }
+                auto decoded = base64_decode(v.get<std::string>());
+                if (!decoded) {
+                    throw efail("xattr " + k.substr(0, 100) + " is not base64");
+                }
+                e.xattrs[k] = std::move(*decoded);
+            }
+        }
+        e.digest = str("digest");
+        if (!e.digest.empty() && !Digest::try_parse(e.digest)) {
+            throw efail("bad digest \"" + e.digest.substr(0, 80) + "\"");
+        }
+        e.offset = u64("offset", content_end);
+        e.end_offset = u64("endOffset", content_end);
+        e.chunk_offset = u64("chunkOffset", std::uint64_t{1} << 62);
+        e.chunk_size = u64("chunkSize", std::uint64_t{1} << 62);
+        toc.entries.push_back(std::move(e));
+        ++index;
+    }
+    // Chunks: a reg entry followed by its chunk entries. Give every piece its
+    // own [offset, end_offset) and chunk bounds, and check that the chunks
+    // tile the file and that their frames follow each other in the blob.
+    std::uint64_t prev_end = 0;
+    for (std::size_t i = 0; i < toc.entries.size(); ++i) {
+        ChunkedEntry& e = toc.entries[i];
+        auto efail = [&](const std::string& why) {
+            return fail("entry " + std::to_string(i) + " (" + e.name + "): " + why);
+        };
+        if (e.type == "chunk") {
+            throw efail("a chunk entry that follows no regular file");
+        }
+        if (e.type != "reg") {
+            e.offset = e.end_offset = e.chunk_offset = e.chunk_size = 0;
+            e.digest.clear();
+            continue;
+        }
+        std::size_t n = 1;
+        while (i + n < toc.entries.size() && toc.entries[i + n].type == "chunk") {
+            if (toc.entries[i + n].name != e.name) {
+                throw efail("chunk entry " + std::to_string(i + n) + " names another file");
+            }
+            ++n;
+        }
+        if (e.size == 0) {
+            if (n > 1) {
+                throw efail("an empty file with chunks");
+            }
+            e.offset = e.end_offset = e.chunk_offset = e.chunk_size = 0;
+            continue;
+        }
+        const std::uint64_t file_end = e.end_offset;
+        if (n == 1) {
+            if (e.chunk_offset != 0 || (e.chunk_size != 0 && e.chunk_size != e.size)) {
+                throw efail("chunk bounds that do not cover the file");
+            }
+            e.chunk_size = e.size;
+        }
+        std::uint64_t want_chunk_offset = 0;
+        for (std::size_t k = 0; k < n; ++k) {
+            ChunkedEntry& c = toc.entries[i + k];
+            if (c.chunk_offset != want_chunk_offset) {
+                throw efail("chunk " + std::to_string(k) + " starts at " +
+                            std::to_string(c.chunk_offset) + ", not " +
+                            std::to_string(want_chunk_offset));
+            }
+            if (c.chunk_size == 0 && k + 1 == n && n > 1) {
+                c.chunk_size = e.size - c.chunk_offset; // the last chunk may omit its size
+            }
+            if (c.chunk_size == 0 || c.chunk_size > e.size - c.chunk_offset) {
+                throw efail("chunk " + std::to_string(k) + " has a bad size");
+            }
+            want_chunk_offset += c.chunk_size;
+            std::uint64_t end = k + 1 < n ? toc.entries[i + k + 1].offset : file_end;
+            if (c.offset < prev_end || end <= c.offset || end > content_end) {
+                throw efail("chunk " + std::to_string(k) + " has bad offsets " +
+                            std::to_string(c.offset) + ".." + std::to_string(end));
+            }
+            c.end_offset = end;
+            prev_end = end;
+            if (k > 0) {
+                c.size = e.size;
+                c.mode = e.mode;
+                c.uid = e.uid;
+                c.gid = e.gid;
+            }
+        }
+        if (want_chunk_offset != e.size) {
+            throw efail("chunks cover " + std::to_string(want_chunk_offset) + " of " +
+                        std::to_string(e.size) + " bytes");
+        }
+        i += n - 1;
+    }
+    return toc;
+}
+
+} // namespace
+
+std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
+                                           std::string_view what,
+                                           std::string_view expected_digest) {
+    if (blob_size < k_footer_frame + 8) {
+        return std::nullopt;
+    }
+    unsigned char footer[k_footer_frame];
+    pread_all(blob_fd, footer, sizeof footer, blob_size - k_footer_frame, what);
+    if (le32(footer) != k_skippable_magic || le32(footer + 4) != k_footer_data ||
+        std::memcmp(footer + 8 + 56, k_footer_magic, 8) != 0) {
+        return std::nullopt;
+    }
+    auto fail = [&](const std::string& why) {
+        return Error(std::string(what) + ": bad zstd:chunked footer: " + why);
+    };
+    const unsigned char* f = footer + 8;
+    const std::uint64_t offset = le64(f), length = le64(f + 8), raw_length = le64(f + 16),
+                        type = le64(f + 24);
+    const std::uint64_t footer_start = blob_size - k_footer_frame;
+    if (type != 1) {
+        throw fail("manifest type " + std::to_string(type) + " (only 1 is known)");
+    }
+    if (length == 0 || length > k_max_toc || raw_length == 0 || raw_length > k_max_toc) {
+        throw fail("TOC sizes " + std::to_string(length) + "/" + std::to_string(raw_length) +
+                   " out of range (at most " + std::to_string(k_max_toc) + ")");
+    }
+    if (offset < 8 || offset > footer_start || length > footer_start - offset) {
+        throw fail("TOC at " + std::to_string(offset) + "+" + std::to_string(length) +
+                   " lies outside the blob (" + std::to_string(blob_size) + " bytes)");
+    }
+    unsigned char frame_head[8];
+    pread_all(blob_fd, frame_head, 8, offset - 8, what);
+    if ((le32(frame_head) & 0xFFFFFFF0u) != k_skippable_magic || le32(frame_head + 4) < length) {
+        throw fail("the TOC at " + std::to_string(offset) + " is not in a skippable frame");
+    }
+    std::string compressed(static_cast<std::size_t>(length), '\0');
+    pread_all(blob_fd, compressed.data(), compressed.size(), offset, what);
+    std::string digest = Digest::of(compressed).str();
+    if (!expected_digest.empty() && digest != expected_digest) {
+        throw Error(std::string(what) + ": zstd:chunked TOC digest " + digest +
+                    " does not match the layer's annotation " + std::string(expected_digest));
+    }
+    DCtx d;
+    std::string json;
+    if (!decode_exact(d.c, compressed.data(), compressed.size(), raw_length, json)) {
+        throw fail("the TOC does not decompress to its " + std::to_string(raw_length) + " bytes");
+    }
+    ChunkedToc toc = parse_toc(json, offset - 8, what);
+    toc.digest = std::move(digest);
+    return toc;
+}
+
+std::string read_chunked_range(int blob_fd, std::uint64_t offset, std::uint64_t end_offset,
+                               std::uint64_t expected_size, std::string_view what) {
+    auto fail = [&](const std::string& why) {
+        return Error(std::string(what) + ": zstd:chunked range " + std::to_string(offset) + ".." +
+                     std::to_string(end_offset) + ": " + why);
+    };
+    if (end_offset < offset) {
+        throw fail("ends before it starts");
+    }
+    if (expected_size > k_max_range_output) {
+        throw fail("claims " + std::to_string(expected_size) + " bytes, more than the " +
+                   std::to_string(k_max_range_output) + " a chunk may hold");
+    }
+    if (end_offset == offset) {
+        if (expected_size != 0) {
+            throw fail("is empty but should hold " + std::to_string(expected_size) + " bytes");
+        }
+        return {};
+    }
+    struct stat st {};
+    if (::fstat(blob_fd, &st) != 0) {
+        throw SysError("fstat", std::string(what), errno);
+    }
+    if (end_offset > static_cast<std::uint64_t>(st.st_size)) {
+        throw fail("lies past the end of the blob (" + std::to_string(st.st_size) + " bytes)");
+    }
+    DCtx d;
+    ZSTD_DCtx_reset(d.c, ZSTD_reset_session_and_parameters);
+    std::string out;
+    std::vector<char> in(
+        static_cast<std::size_t>(std::min<std::uint64_t>(end_offset - offset, 1 << 20)));
+    std::uint64_t pos = offset;
+    std::size_t last = 1;
+    while (pos < end_offset) {
+        std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(end_offset - pos, in.size()));
+        pread_all(blob_fd, in.data(), n, pos, what);
+        pos += n;
+        ZSTD_inBuffer ib{in.data(), n, 0};
+        while (ib.pos < ib.size) {
+            std::size_t have = out.size();
+            std::size_t room = static_cast<std::size_t>(
+                std::min<std::uint64_t>(
+                    expected_size - std::min<std::uint64_t>(have, expected_size), 1 << 20) +
+                1);
+            out.resize(have + room);
+            ZSTD_outBuffer ob{out.data() + have, room, 0};
+            last = ZSTD_decompressStream(d.c, &ob, &ib);
+            out.resize(have + ob.pos);
+            if (ZSTD_isError(last)) {
+                throw fail(std::string("zstd: ") + ZSTD_getErrorName(last));
+            }
+            if (out.size() > expected_size) {
+                throw fail("holds more than the expected " + std::to_string(expected_size) +
+                           " bytes");
+            }
+        }
+    }
+    while (last != 0) {
+        std::size_t have = out.size();
+        out.resize(have + 4097);
+        ZSTD_outBuffer ob{out.data() + have, 4097, 0};
+        ZSTD_inBuffer none{nullptr, 0, 0};
+        last = ZSTD_decompressStream(d.c, &ob, &none);
+        out.resize(have + ob.pos);
+        if (ZSTD_isError(last)) {
+            throw fail(std::string("zstd: ") + ZSTD_getErrorName(last));
+        }
+        if (out.size() > expected_size) {
+            throw fail("holds more than the expected " + std::to_string(expected_size) + " bytes");
+        }
+        if (ob.pos == 0 && last != 0) {
+            throw fail("ends inside a zstd frame");
+        }
+    }
+    if (out.size() != expected_size) {
+        throw fail("holds " + std::to_string(out.size()) + " bytes, not " +
+                   std::to_string(expected_size));
+    }
+    return out;
+}
+
+std::map<std::string, std::string> chunked_annotations(const ChunkedLayerInfo& info) {
+    return {{std::string(k_chunked_manifest_checksum_key), info.toc_digest},
+            {std::string(k_chunked_manifest_position_key),
+             std::to_string(info.toc_offset) + ":" + std::to_string(info.toc_size) + ":" +
+                 std::to_string(info.toc_raw_size) + ":1"}};
+}
+
+// ------------------------------------------------------------------ writer
+
+namespace {
+
+// A byte buffer that is not zeroed when sized (every byte is written before
+// it is read): zero-filling hundreds of MB of chunks costs as much as hashing
+// them.
+class Buf {
+public:
+    Buf() = default;
+    Buf(Buf&& o) noexcept
+        : m_p(std::move(o.m_p)), m_n(std::exchange(o.m_n, 0)), m_cap(std::exchange(o.m_cap, 0)) {}
+    Buf& operator=(Buf&& o) noexcept {
+        m_p = std::move(o.m_p);
+        m_n = std::exchange(o.m_n, 0);
+        m_cap = std::exchange(o.m_cap, 0);
+        return *this;
+    }
+    void alloc(std::size_t n) {
+        if (n > m_cap) {
+            m_p.reset(new char[n]);
+            m_cap = n;
+        }
+        m_n = n;
+    }
+    void shrink(std::size_t n) { m_n = std::min(n, m_n); }
+    void assign(std::string_view s) {
+        alloc(s.size());
+        std::memcpy(m_p.get(), s.data(), s.size());
+    }
+    void reset() {
+        m_p.reset();
+        m_n = m_cap = 0;
+    }
+    char* data() noexcept { return m_p.get(); }
+    const char* data() const noexcept { return m_p.get(); }
+    std::size_t size() const noexcept { return m_n; }
+    bool empty() const noexcept { return m_n == 0; }
+    std::size_t capacity() const noexcept { return m_cap; }
+
+private:
+    std::unique_ptr<char[]> m_p;
+    std::size_t m_n = 0, m_cap = 0;
+};
+
+// Whether the zstd frames `in` decode to exactly `want`, decoding into a
+// small scratch buffer (never more than want's size is produced).
+bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char>& scratch) {
+    ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
+    scratch.resize(256 << 10);
+    ZSTD_inBuffer ib{in.data(), in.size(), 0};
+    std::size_t pos = 0;
+    std::size_t last = 1;
+    while (true) {
+        ZSTD_outBuffer ob{scratch.data(), scratch.size(), 0};
+        last = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(last) || ob.pos > want.size() - pos ||
+            std::memcmp(scratch.data(), want.data() + pos, ob.pos) != 0) {
+            return false;
+        }
+        pos += ob.pos;
+        if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
+            break;
+        }
+    }
+    return last == 0 && pos == want.size();
+}
+
+// One piece of the tar: a run of header bytes, or one chunk of a file.
+struct Piece {
+    Buf input;                    // uncompressed bytes
+    Buf old_frames;               // a previous layer's frames that may hold the same bytes
+    std::size_t entry = SIZE_MAX; // the TOC entry whose range this piece is (content only)
+    bool content = false;
+    bool first_chunk = false, last_chunk = false;
+    // Set by the worker.
+    Buf output;
+    bool reused = false;
+};
+
+struct Job {
+    std::vector<Piece> pieces;
+    std::size_t bytes = 0;
+    bool done = false;
+};
+
+} // namespace
+
+struct ChunkedWriter::Impl {
+    Options opts;
+    int out_fd = -1;
+    int level = ZSTD_CLEVEL_DEFAULT;
+    std::unique_ptr<TarRenderer> renderer;
+    DigestHasher diff_hasher;
+    std::uint64_t diff_size = 0;
+    std::string header_run;        // calling thread: tar bytes since the last content
+    Job cur;                       // calling thread: the job being gathered
+    std::vector<ChunkedEntry> toc; // entries; offsets filled by the output thread
+    bool finished = false;
+
+    // Reuse source.
+    int old_fd = -1;
+    std::string old_what;
+    // name -> the old file's pieces (reg then chunks), with its size.
+    struct OldFile {
+        std::uint64_t size = 0;
+        std::vector<ChunkedEntry> pieces;
+    };
+    std::map<std::string, OldFile, std::less<>> old_files;
+
+    // Workers and the output thread. mu guards jobs, next_seq_*, stop, error.
+    std::mutex mu;
+    std::condition_variable cv_work, cv_done, cv_room;
+    std::deque<std::shared_ptr<Job>> queue;   // not yet taken by a worker
+    std::deque<std::shared_ptr<Job>> pending; // in order, for the output thread
+    bool closing = false;
+    bool stop = false;
+    std::exception_ptr error;
+    std::vector<std::thread> workers;
+    std::thread output;
+    std::size_t max_pending = 4;
+
+    // Buffers of k_pool_buf bytes handed back by the output thread, so that
+    // chunks do not fault in fresh pages (pool_mu guards pool).
+    static constexpr std::size_t k_pool_buf = k_chunked_chunk_size + (64 << 10);
+    std::mutex pool_mu;
+    std::vector<Buf> pool;
+
+    Buf take(std::size_t n) {
+        Buf b;
+        if (n <= k_pool_buf) {
+            std::lock_guard lk(pool_mu);
+            if (!pool.empty()) {
+                b = std::move(pool.back());
+                pool.pop_back();
+            }
+        }
+        if (b.capacity() == 0 && n <= k_pool_buf && n >= (64 << 10)) {
+            b.alloc(k_pool_buf);
+        }
+        b.alloc(n);
+        return b;
+    }
+    void give(Buf& b) {
+        if (b.capacity() == k_pool_buf) {
+            std::lock_guard lk(pool_mu);
+            if (pool.size() < 64) {
+                pool.push_back(std::move(b));
+            }
+        }
+        b.reset();
+    }
+
+    // Output thread only (read by finish() after join).
+    DigestHasher blob_hasher;
+    std::uint64_t blob_size = 0;
+    std::uint64_t write_started = 0; // writeback asked for [0, write_started)
+    DigestHasher file_hasher;
+    std::uint64_t reused_bytes = 0, reused_files = 0;
+    bool file_all_reused = true;
+
+    void record_error(std::exception_ptr e) {
+        std::lock_guard lk(mu);
+        if (!error) {
+            error = e;
+        }
+        stop = true;
+        cv_work.notify_all();
+        cv_done.notify_all();
+        cv_room.notify_all();
+    }
+
+    void rethrow_if_failed() {
+        std::lock_guard lk(mu);
+        if (error) {
+            std::rethrow_exception(error);
+        }
+    }
+
+    void run_worker() noexcept {
+        try {
+            CCtx c;
+            DCtx d;
+            if (ZSTD_isError(ZSTD_CCtx_setParameter(c.c, ZSTD_c_compressionLevel, level)) ||
+                ZSTD_isError(ZSTD_CCtx_setParameter(c.c, ZSTD_c_checksumFlag, 1))) {
+                throw Error("zstd: cannot set the compression level " + std::to_string(level));
+            }
+            std::vector<char> scratch;
+            while (true) {
+                std::shared_ptr<Job> job;
+                {
+                    std::unique_lock lk(mu);
+                    cv_work.wait(lk, [&] { return stop || closing || !queue.empty(); });
+                    if (stop || queue.empty()) {
+                        return;
+                    }
+                    job = std::move(queue.front());
+                    queue.pop_front();
+                }
+                for (Piece& p : job->pieces) {
+                    if (!p.old_frames.empty() &&
+                        frames_equal(d.c, p.old_frames, p.input, scratch)) {
+                        p.output = std::move(p.old_frames);
+                        p.reused = true;
+                        continue;
+                    }
+                    give(p.old_frames);
+                    p.output = take(ZSTD_compressBound(p.input.size()));
+                    std::size_t n = ZSTD_compress2(c.c, p.output.data(), p.output.size(),
+                                                   p.input.data(), p.input.size());
+                    if (ZSTD_isError(n)) {
+                        throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
+                    }
+                    p.output.shrink(n);
+                    if (!p.content) {
+                        give(p.input); // header bytes are not needed past here
+                    }
+                }
+                std::lock_guard lk(mu);
+                job->done = true;
+                cv_done.notify_all();
+            }
+        } catch (...) {
+            record_error(std::current_exception());
+        }
+    }
+
+    void run_output() noexcept {
+        try {
+            while (true) {
+                std::shared_ptr<Job> job;
+                {
+                    std::unique_lock lk(mu);
+                    cv_done.wait(lk, [&] {
+                        return stop || (!pending.empty() && pending.front()->done) ||
+                               (closing && pending.empty());
+                    });
+                    if (stop || pending.empty()) {
+                        return;
+                    }
+                    job = std::move(pending.front());
+                    pending.pop_front();
+                    cv_room.notify_all();
+                }
+                for (Piece& p : job->pieces) {
+                    std::uint64_t start = blob_size;
+                    fs::write_all(out_fd, opts.out_name, p.output.data(), p.output.size());
+                    blob_hasher.update(p.output.data(), p.output.size());
+                    blob_size += p.output.size();
+                    // Start the writeback of what is written so far, so
+                    // that the blob's fsync (the store's) finds little left
+                    // to write. Errors (a pipe, a filesystem without it) are
+                    // of no consequence.
+                    if (blob_size - write_started >= (8 << 20)) {
+                        ::sync_file_range(out_fd, static_cast<off_t>(write_started),
+                                          static_cast<off_t>(blob_size - write_started),
+                                          SYNC_FILE_RANGE_WRITE);
+                        write_started = blob_size;
+                    }
+                    if (!p.content) {
+                        give(p.output);
+                        continue;
+                    }
+                    ChunkedEntry& e = toc[p.entry];
+                    e.offset = start;
+                    e.end_offset = blob_size;
+                    if (p.first_chunk) {
+                        file_hasher = DigestHasher();
+                        file_all_reused = true;
+                    }
+                    file_hasher.update(p.input.data(), p.input.size());
+                    file_all_reused = file_all_reused && p.reused;
+                    give(p.output);
+                    if (p.reused) {
+                        reused_bytes += p.input.size();
+                    }
+                    give(p.input);
+                    if (p.last_chunk) {
+                        // The file's reg entry is the first of its run.
+                        std::size_t r = p.entry;
+                        while (toc[r].type == "chunk") {
+                            --r;
+                        }
+                        toc[r].digest = file_hasher.finish().str();
+                        if (file_all_reused) {
+                            ++reused_files;
+                        }
+                    }
+                }
+            }
+        } catch (...) {
+            record_error(std::current_exception());
+        }
+    }
+
+    // Calling thread: hands the gathered job to the workers (waiting while
+    // too many are in flight).
+    void submit() {
+        if (cur.pieces.empty()) {
+            return;
+        }
+        auto job = std::make_shared<Job>(std::move(cur));
+        cur = Job{};
+        std::unique_lock lk(mu);
+        cv_room.wait(lk, [&] { return stop || pending.size() < max_pending; });
+        if (error) {
+            std::rethrow_exception(error);
+        }
+        queue.push_back(job);
+        pending.push_back(job);
+        cv_work.notify_one();
+    }
+
+    void add_piece(Piece p) {
+        cur.bytes += p.input.size() + p.old_frames.size();
+        cur.pieces.push_back(std::move(p));
+        if (cur.bytes >= k_job_bytes) {
+            submit();
+        }
+    }
+
+    void flush_header_run() {
+        if (header_run.empty()) {
+            return;
+        }
+        Piece p;
+        p.input.assign(header_run);
+        header_run.clear();
+        add_piece(std::move(p));
+    }
+
+    // The previous layer's frames for this chunk of `name`, or "".
+    Buf old_frames_for(std::string_view name, std::uint64_t size, std::uint64_t chunk_offset,
+                       std::uint64_t chunk_size) {
+        if (old_fd < 0) {
+            return {};
+        }
+        auto it = old_files.find(name);
+        if (it == old_files.end() || it->second.size != size) {
+            return {};
+        }
+        for (const ChunkedEntry& c : it->second.pieces) {
+            if (c.chunk_offset == chunk_offset && c.chunk_size == chunk_size) {
+                std::uint64_t len = c.end_offset - c.offset;
+                // Incompressible data grows a little in zstd; anything far
+                // larger is not worth reading.
+                if (len == 0 || len > chunk_size + chunk_size / 8 + 4096) {
+                    return {};
+                }
+                Buf frames = take(static_cast<std::size_t>(len));
+                pread_all(old_fd, frames.data(), frames.size(), c.offset, old_what);
+                return frames;
+            }
+        }
+        return {};
+    }
+
+    void add_entry(const TarEntry& entry,
+                   const std::function<std::size_t(void*, std::size_t)>& src) {
+        if (finished) {
+            throw Error("zstd:chunked writer: add after finish");
+        }
+        rethrow_if_failed();
+        ChunkedEntry e;
+        e.type = std::string(type_name(entry.type));
+        e.name = entry.path;
+        e.link_name = entry.linkname;
+        e.mode = entry.mode & 07777;
+        e.uid = entry.uid;
+        e.gid = entry.gid;
+        e.size = entry.type == EntryType::file ? entry.size : 0;
+        e.mtime_sec = entry.mtime_sec;
+        e.mtime_nsec = entry.mtime_nsec;
+        if (opts.clamp_mtime && (e.mtime_sec > *opts.clamp_mtime ||
+                                 (e.mtime_sec == *opts.clamp_mtime && e.mtime_nsec > 0))) {
+            e.mtime_sec = *opts.clamp_mtime;
+            e.mtime_nsec = 0;
+        }
+        e.devmajor = entry.devmajor;
+        e.devminor = entry.devminor;
+        e.xattrs = entry.xattrs;
+        renderer->header(entry);
+        std::size_t reg_index = toc.size();
+        toc.push_back(e);
+        if (e.type != "reg" || e.size == 0) {
+            return;
+        }
+        flush_header_run();
+        std::uint64_t left = e.size;
+        std::uint64_t chunk_offset = 0;
+        while (left > 0) {
+            std::uint64_t n = std::min<std::uint64_t>(left, k_chunked_chunk_size);
+            Piece p;
+            p.content = true;
+            p.input = take(static_cast<std::size_t>(n));
+            std::size_t got = 0;
+            while (got < n) {
+                std::size_t r = src(p.input.data() + got, static_cast<std::size_t>(n) - got);
+                if (r == 0) {
+                    throw Error("writing tar entry " + entry.path +
+                                ": file shrank while being read (" +
+                                std::to_string(e.size - left + got) + " of " +
+                                std::to_string(e.size) + " bytes)");
+                }
+                got += r;
+            }
+            renderer->data(p.input.data(), p.input.size());
+            if (chunk_offset == 0) {
+                p.entry = reg_index;
+                p.first_chunk = true;
+                toc[reg_index].chunk_offset = 0;
+                toc[reg_index].chunk_size = n;
+            } else {
+                ChunkedEntry c;
+                c.type = "chunk";
+                c.name = e.name;
+                c.chunk_offset = chunk_offset;
+                c.chunk_size = n;
+                p.entry = toc.size();
+                toc.push_back(std::move(c));
+            }
+            p.old_frames = old_frames_for(e.name, e.size, chunk_offset, n);
+            left -= n;
+            chunk_offset += n;
+            p.last_chunk = left == 0;
+            add_piece(std::move(p));
+        }
+    }
+
+    void start_threads() {
+        unsigned t = opts.threads > 0 ? static_cast<unsigned>(opts.threads)
+                                      : std::max(1u, std::thread::hardware_concurrency());
+        max_pending = 2 * t + 2;
+        for (unsigned i = 0; i < t; ++i) {
+            workers.emplace_back([this] { run_worker(); });
+        }
+        output = std::thread([this] { run_output(); });
+    }
+
+    void join_threads() {
+        {
+            std::lock_guard lk(mu);
+            closing = true;
+            cv_work.notify_all();
+            cv_done.notify_all();
+        }
+        for (auto& w : workers) {
+            if (w.joinable()) {
+                w.join();
+            }
+        }
+        if (output.joinable()) {
+            output.join();
+        }
+    }
+};
+
+ChunkedWriter::ChunkedWriter(int out_fd, Options opts) : m_impl(std::make_unique<Impl>()) {
+    Impl& impl = *m_impl;
+    impl.opts = std::move(opts);
+    impl.out_fd = out_fd;
+    if (impl.opts.level != 0) {
+        impl.level = impl.opts.level;
+    }
+    if (impl.opts.out_name.empty()) {
+        impl.opts.out_name = "/proc/self/fd/" + std::to_string(out_fd);
+    }
+    Impl* p = &impl;
+    impl.renderer = std::make_unique<TarRenderer>(
+        [p](const void* data, std::size_t size, bool in_content) {
+            p->diff_hasher.update(data, size);
+            p->diff_size += size;
+            if (!in_content) {
+                p->header_run.append(static_cast<const char*>(data), size);
+            }
+        },
+        impl.opts.clamp_mtime);
+    impl.start_threads();
+}
+
+ChunkedWriter::~ChunkedWriter() {
+    if (m_impl) {
+        {
+            std::lock_guard lk(m_impl->mu);
+            m_impl->stop = true;
+        }
+        m_impl->cv_room.notify_all();
+        m_impl->join_threads();
+    }
+}
+
+void ChunkedWriter::reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what) {
+    Impl& impl = *m_impl;
+    impl.old_fd = old_blob_fd;
+    impl.old_what = std::move(what);
+    impl.old_files.clear();
+    for (const ChunkedEntry& e : old_toc.entries) {
+        if (e.type == "reg" && e.size > 0) {
+            auto& f = impl.old_files[e.name];
+            f.size = e.size;
+            f.pieces.assign(1, e);
+        } else if (e.type == "chunk") {
+            auto it = impl.old_files.find(e.name);
+            if (it != impl.old_files.end()) {
+                it->second.pieces.push_back(e);
+            }
+        }
+    }
+}
+
+void ChunkedWriter::add(const TarEntry& entry, int content_fd) {
+    if (entry.type == EntryType::file && entry.size > 0 && content_fd < 0) {
+        throw Error("writing tar entry " + entry.path + ": no content given");
+    }
+    m_impl->add_entry(entry, [&](void* buf, std::size_t size) -> std::size_t {
+        while (true) {
+            ssize_t n = ::read(content_fd, buf, size);
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                throw SysError("read", entry.path, errno);
+            }
+            return static_cast<std::size_t>(n);
+        }
+    });
+}
+
+void ChunkedWriter::add_data(const TarEntry& entry, std::string_view content) {
+    TarEntry e = entry;
+    if (e.type == EntryType::file) {
+        e.size = content.size();
+    }
+    std::size_t pos = 0;
+    m_impl->add_entry(e, [&](void* buf, std::size_t size) -> std::size_t {
+        std::size_t n = std::min(size, content.size() - pos);
+        std::memcpy(buf, content.data() + pos, n);
+        pos += n;
+        return n;
+    });
+}
+
+ChunkedLayerInfo ChunkedWriter::finish() {
+    Impl& impl = *m_impl;
+    if (impl.finished) {
+        throw Error("zstd:chunked writer: finish called twice");
+    }
+    impl.finished = true;
+    impl.renderer->finish();
+    impl.flush_header_run();
+    impl.submit();
+    impl.join_threads();
+    impl.rethrow_if_failed();
+
+    // The TOC, as containers/storage writes it.
+    nlohmann::ordered_json entries = nlohmann::ordered_json::array();
+    for (const ChunkedEntry& e : impl.toc) {
+        nlohmann::ordered_json j;
+        j["type"] = e.type;
+        j["name"] = e.name;
+        if (e.type == "chunk") {
+            j["offset"] = e.offset;
+            j["endOffset"] = e.end_offset;
+            j["chunkSize"] = e.chunk_size;
+            j["chunkOffset"] = e.chunk_offset;
+            entries.push_back(std::move(j));
+            continue;
+        }
+        if (!e.link_name.empty()) {
+            j["linkName"] = e.link_name;
+        }
+        if (e.mode != 0) {
+            j["mode"] = e.mode;
+        }
+        if (e.size != 0) {
+            j["size"] = e.size;
+        }
+        if (e.uid != 0) {
+            j["uid"] = e.uid;
+        }
+        if (e.gid != 0) {
+            j["gid"] = e.gid;
+        }
+        if (auto t = format_time(e.mtime_sec, e.mtime_nsec)) {
+            j["modtime"] = *t;
+        }
+        if (e.devmajor != 0) {
+            j["devMajor"] = e.devmajor;
+        }
+        if (e.devminor != 0) {
+            j["devMinor"] = e.devminor;
+        }
+        if (!e.xattrs.empty()) {
+            nlohmann::ordered_json x = nlohmann::ordered_json::object();
+            for (const auto& [k, v] : e.xattrs) {
+                x[k] = base64_encode(v);
+            }
+            j["xattrs"] = std::move(x);
+        }
+        if (!e.digest.empty()) {
+            j["digest"] = e.digest;
+        }
+        if (e.type == "reg" && e.size != 0) {
+            j["offset"] = e.offset;
+            // A reg entry's endOffset is the end of the file's last chunk.
+            std::uint64_t end = e.end_offset;
+            std::size_t i = static_cast<std::size_t>(&e - impl.toc.data());
+            for (std::size_t k = i + 1; k < impl.toc.size() && impl.toc[k].type == "chunk"; ++k) {
+                end = impl.toc[k].end_offset;
+            }
+            j["endOffset"] = end;
+            if (e.chunk_size != e.size) {
+                j["chunkSize"] = e.chunk_size;
+            }
+        }
+        entries.push_back(std::move(j));
+    }
+    nlohmann::ordered_json doc;
+    doc["version"] = 1;
+    doc["entries"] = std::move(entries);
+    std::string json = doc.dump();
+    std::string compressed(ZSTD_compressBound(json.size()), '\0');
+    std::size_t n =
+        ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), impl.level);
+    if (ZSTD_isError(n)) {
+        throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
+    }
+    compressed.resize(n);
+
+    ChunkedLayerInfo info;
+    std::string tail;
+    put_le32(tail, k_skippable_magic);
+    put_le32(tail, static_cast<std::uint32_t>(compressed.size()));
+    info.toc_offset = impl.blob_size + 8;
+    info.toc_size = compressed.size();
+    info.toc_raw_size = json.size();
+    info.toc_digest = Digest::of(compressed).str();
+    tail += compressed;
+    put_le32(tail, k_skippable_magic);
+    put_le32(tail, k_footer_data);
+    put_le64(tail, info.toc_offset);
+    put_le64(tail, info.toc_size);
+    put_le64(tail, info.toc_raw_size);
+    put_le64(tail, 1);
+    put_le64(tail, 0);
+    put_le64(tail, 0);
+    put_le64(tail, 0);
+    tail.append(k_footer_magic, 8);
+    fs::write_all(impl.out_fd, impl.opts.out_name, tail.data(), tail.size());
+    impl.blob_hasher.update(tail.data(), tail.size());
+    impl.blob_size += tail.size();
+
+    info.digests.diff_id = impl.diff_hasher.finish();
+    info.digests.diff_size = impl.diff_size;
+    info.digests.blob_digest = impl.blob_hasher.finish();
+    info.digests.blob_size = impl.blob_size;
+    info.reused_bytes = impl.reused_bytes;
+    info.reused_files = impl.reused_files;
+    return info;
+}
+
+} // namespace strata::formats
