@@ -216,15 +216,15 @@ void decode_blob(int blob_fd, const std::string& what, BlobIndex& idx, std::uint
             n = fill();
         }
         // The frame in progress may still hold output.
-        for (;;) {
+        while (last != 0) {
             ZSTD_inBuffer ib{nullptr, 0, 0};
             ZSTD_outBuffer ob{out.data(), out.size(), 0};
             std::size_t r = ZSTD_decompressStream(ds.d, &ob, &ib);
             if (ZSTD_isError(r)) {
                 throw formats::FormatError(what + ": corrupt zstd stream: " + ZSTD_getErrorName(r));
             }
+            last = r;
             if (ob.pos == 0) {
-                last = r;
                 break;
             }
             sink(out.data(), ob.pos);
