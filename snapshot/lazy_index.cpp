@@ -556,7 +556,10 @@ BlobIndex load_blob_index(const Store& store, const formats::Digest& blob) {
             STRATA_LOG_WARN("{}; rebuilding it", e.what());
         }
     }
-    BlobIndex idx = build_blob_index(fd.get(), blob);
+    // A checkpoint per MiB of output: a file read out of tar order decodes
+    // half a MiB before its first byte on average, for an index of about 3%
+    // of the uncompressed size (the 32 KiB windows).
+    BlobIndex idx = build_blob_index(fd.get(), blob, 1ULL << 20);
     fs::mkdirs(store.root() + "/lazy", 0700);
     fs::write_file_atomic(path, serialize_blob_index(idx), 0600);
     return idx;
