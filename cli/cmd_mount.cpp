@@ -102,11 +102,12 @@ void mount_image(Context& ctx, const MountOptions& o) {
     }
     // An image whose snapshots are missing is served at once from its
     // compressed layers (strata-lazy) instead of being unpacked first.
-    const bool lazy = !o.writable && snapshot::choose_lazy(store, img,
-                                                           o.lazy ? snapshot::LazyMode::on
-                                                           : o.no_lazy || !o.driver.empty()
-                                                               ? snapshot::LazyMode::off
-                                                               : snapshot::LazyMode::automatic);
+    const bool lazy =
+        !o.writable && snapshot::choose_lazy(store, img,
+                                             o.lazy ? snapshot::LazyMode::on
+                                             : o.no_lazy || !o.driver.empty() || ::geteuid() != 0
+                                                 ? snapshot::LazyMode::off
+                                                 : snapshot::LazyMode::automatic);
     layerfs::MountSpec spec;
     if (lazy) {
         spec.lazy = layerfs::LazyImage{store.root(), img.descriptor.digest.str(), false};
