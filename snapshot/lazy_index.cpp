@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -765,11 +766,26 @@ bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
         return false;
     }
     if (mode == LazyMode::automatic) {
-        bool missing = false;
-        for (const auto& c : image.chain_ids()) {
-            missing = missing || !store.has_snapshot(c);
+        // Lazy by default only when the unpack it saves is worth a FUSE
+        // server for the mount's life: layers still to unpack of at least
+        // 64 MiB as stored (STRATA_LAZY_MIN_BYTES changes it). A small image
+        // unpacks in well under a second once, and runs from its snapshots
+        // ever after (a lazy `run --rm busybox true` took 0.2 s, 0.03 s
+        // unpacked).
+        std::uint64_t missing = 0;
+        bool any = false;
+        auto chains = image.chain_ids();
+        for (std::size_t i = 0; i < chains.size(); ++i) {
+            if (!store.has_snapshot(chains[i])) {
+                any = true;
+                missing += static_cast<std::uint64_t>(image.manifest.layers[i].size);
+            }
         }
-        if (!missing) {
+        std::uint64_t threshold = 64ULL << 20;
+        if (const char* env = std::getenv("STRATA_LAZY_MIN_BYTES"); env != nullptr && *env != 0) {
+            threshold = std::strtoull(env, nullptr, 10);
+        }
+        if (!any || missing < threshold) {
             return false;
         }
     }

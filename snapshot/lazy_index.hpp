@@ -135,7 +135,8 @@ struct Image;
 enum class LazyMode { automatic, on, off };
 
 // Whether to serve the image lazily (strata-lazy) instead of unpacking its
-// snapshots. automatic: when a snapshot is missing, /dev/fuse can be opened
+// snapshots. automatic: when the layers whose snapshot is missing weigh at
+// least 64 MiB as stored (STRATA_LAZY_MIN_BYTES), /dev/fuse can be opened
 // and every layer can be read lazily (its index is built here when
 // missing); off: never; on: always, and throws Error saying why when it
 // cannot (no /dev/fuse, a layer that is not seekable). An image without

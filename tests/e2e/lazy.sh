@@ -10,6 +10,9 @@
 need python3
 need setcap libcap2-bin
 DUMP="python3 $(dirname "$0")/lazy_dump.py"
+# The test images are small: lazy by default all the same (the default
+# threshold is 64 MiB of layers still to unpack).
+export STRATA_LAZY_MIN_BYTES=0
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 ctx=$WORK/ctx
@@ -134,6 +137,14 @@ expect_fail "cannot be read lazily" strata mount --lazy lazy-bigframe:1 "$mnt"
 strata mount lazy-bigframe:1 "$mnt" || fail "mount of an unseekable image"
 grep -q " $mnt .* overlay " /proc/self/mountinfo || fail "the unseekable image is unpacked and overlaid"
 strata umount "$mnt" || fail "umount"
+
+# Under the threshold, the default unpacks.
+mnt2=$WORK/mnt-small
+mkdir -p "$mnt2"
+rm -rf "$STRATA_ROOT/snapshots"/*
+STRATA_LAZY_MIN_BYTES=$((1 << 40)) strata mount lazy-gzip:1 "$mnt2" || fail "mount of a small image"
+grep -q " $mnt2 .* overlay " /proc/self/mountinfo || fail "a small image is unpacked by default"
+strata umount "$mnt2" || fail "umount"
 
 # No /dev/fuse: --lazy fails naming it; the default unpacks.
 rm -rf "$STRATA_ROOT/snapshots"/*
