@@ -7,6 +7,7 @@
 #include "formats/media_types.hpp"
 #include "layerfs/mount.hpp"
 #include "snapshot/layer_diff.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -75,6 +76,8 @@ std::vector<std::string> find_orphans(const snapshot::Store& store) {
 struct MountOptions {
     std::string driver; // empty: overlay as root, fuse otherwise
     bool writable = false;
+    bool lazy = false;
+    bool no_lazy = false;
     std::string image;
     std::string dir;
 };
@@ -94,12 +97,27 @@ void mount_image(Context& ctx, const MountOptions& o) {
     if (!fs::is_dir(target)) {
         throw Error("mount point " + target + " is not a directory");
     }
-    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
-    if (lowers.empty()) {
-        throw Error("image " + o.image + " has no layers to mount");
+    if (o.lazy && o.writable) {
+        throw UsageError("--lazy mounts are read-only: --writable unpacks the image (--no-lazy)");
     }
+    // An image whose snapshots are missing is served at once from its
+    // compressed layers (strata-lazy) instead of being unpacked first.
+    const bool lazy =
+        !o.writable && snapshot::choose_lazy(store, img,
+                                             o.lazy ? snapshot::LazyMode::on
+                                             : o.no_lazy || !o.driver.empty() || ::geteuid() != 0
+                                                 ? snapshot::LazyMode::off
+                                                 : snapshot::LazyMode::automatic);
     layerfs::MountSpec spec;
-    spec.lowers = lowers;
+    if (lazy) {
+        spec.lazy = layerfs::LazyImage{store.root(), img.descriptor.digest.str(), false};
+        driver = layerfs::Driver::fuse;
+    } else {
+        spec.lowers = snapshot::top_first(store.ensure_snapshots(img));
+        if (spec.lowers.empty()) {
+            throw Error("image " + o.image + " has no layers to mount");
+        }
+    }
     spec.driver = driver;
     // A mount on the host, browsable by other users: an image's setuid-root
     // binary or device node must not work there (as the FUSE driver mounts).
@@ -284,6 +302,11 @@ void register_mount(CLI::App& app, Context& ctx) {
         ->check(CLI::IsMember({"overlay", "fuse"}));
     cmd->add_flag("--writable", o->writable,
                   "Add a writable upper directory (see umount --commit)");
+    auto* lazy = cmd->add_flag("--lazy", o->lazy,
+                               "Serve the image from its compressed layers without unpacking it "
+                               "(the default when it is not unpacked yet)");
+    cmd->add_flag("--no-lazy", o->no_lazy, "Unpack the image's missing layers first")
+        ->excludes(lazy);
     cmd->add_option("IMAGE", o->image, "Image name or ID")->required();
     cmd->add_option("DIR", o->dir, "Mount point")->required();
     cmd->callback([&ctx, o] { mount_image(ctx, *o); });

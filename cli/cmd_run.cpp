@@ -36,6 +36,7 @@
 #include "runner/options.hpp"
 #include "runner/runner.hpp"
 #include "runner/terminal.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -150,6 +151,26 @@ void private_mount_namespace() {
 }
 
 void run_container(Context& ctx, const RunOptions& o, const runner::RunSpec& spec);
+
+snapshot::LazyMode lazy_mode(const RunOptions& o) {
+    return o.lazy ? snapshot::LazyMode::on
+                  : o.no_lazy ? snapshot::LazyMode::off : snapshot::LazyMode::automatic;
+}
+
+// The image served read-only by strata-lazy on dir, in the foreground (a
+// child that dies with this process), with setuid binaries and devices
+// working as on the unpacked image: the lower directory of the
+// container's overlay.
+layerfs::MountHandle mount_lazy_lower(const snapshot::Store& store, const snapshot::Image& img,
+                                      const std::string& dir) {
+    fs::mkdirs(dir, 0755);
+    layerfs::MountSpec ls;
+    ls.lazy = layerfs::LazyImage{store.root(), img.descriptor.digest.str(), true};
+    ls.driver = layerfs::Driver::fuse;
+    ls.foreground = true;
+    ls.fsname = "strata-lazy";
+    return layerfs::mount(ls, dir);
+}
 
 // The directory that holds the container's writable layer (overlay upper
 // and work directories), inside strata's own mount namespace. In memory by
@@ -388,7 +409,12 @@ void run(Context& ctx, const RunOptions& o) {
     }
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, o.rm, spec); // -v, --mount
     volumes.add_volumes_from(o.volumes_from, spec);
-    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
+    // Root: an image that is not unpacked is served from its compressed
+    // layers (strata-lazy, as the overlay's lower) instead of unpacked first.
+    // Rootless runs unpack (their snapshots' owners are the mapped ids).
+    const bool lazy = !rootless && snapshot::choose_lazy(store, img, lazy_mode(o));
+    std::vector<std::string> lowers =
+        lazy ? std::vector<std::string>{} : snapshot::top_first(store.ensure_snapshots(img));
     if (rootless) {
         spec.user_namespace = runner::UserNamespace::joined;
         std::optional<TempDir> disk;
@@ -412,6 +438,13 @@ void run(Context& ctx, const RunOptions& o) {
     std::string merged = scratch;
     for (const auto& d : {upper, ovl_work}) {
         fs::mkdirs(d, 0755);
+    }
+    // The lazy image's server is strata's child and dies with it; its mount
+    // is in strata's mount namespace.
+    std::optional<layerfs::MountHandle> lazy_lower;
+    if (lazy) {
+        lazy_lower = mount_lazy_lower(store, img, scratch + "/lazy");
+        lowers.push_back(lazy_lower->target());
     }
     if (lowers.empty()) {
         // FROM scratch-like image without layers: an empty lower.
@@ -694,6 +727,11 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
                     "Add a host device HOST[:CONTAINER[:PERMS]] (PERMS: r, w, m; default rwm)")
         ->allow_extra_args(false);
     cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
+    auto* lazy = cmd->add_flag("--lazy", o->lazy,
+                               "Serve the image from its compressed layers without unpacking it "
+                               "(the default when it is not unpacked yet)");
+    cmd->add_flag("--no-lazy", o->no_lazy, "Unpack the image's missing layers first")
+        ->excludes(lazy);
     cmd->add_option("--scratch", o->scratch,
                     "Where the container's writes go: memory (tmpfs, the default) or disk")
         ->check(CLI::IsMember({"memory", "disk"}))

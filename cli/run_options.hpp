@@ -33,6 +33,11 @@ struct RunOptions {
     std::vector<std::string> devices;
     bool read_only = false;
     std::string scratch = "memory";
+    // --lazy / --no-lazy: serve an image that is not unpacked from its
+    // compressed layers (snapshot/lazy_index.hpp); neither: lazy when a
+    // snapshot is missing.
+    bool lazy = false;
+    bool no_lazy = false;
     std::optional<std::string> entrypoint;
     std::vector<std::string> security_opts;
     std::vector<std::string> cap_add;

@@ -751,6 +751,7 @@ struct TarReader::Impl {
     bool finished = false;
     std::exception_ptr error;
     std::string current;                   // path of the current entry, for messages
+    std::optional<std::uint64_t> content_at; // the current entry's content offset
     std::unique_ptr<TarHeaderCheck> check; // Go's strictness, before libarchive
 
     bool fill() {
@@ -1027,6 +1028,12 @@ std::optional<TarEntry> TarReader::next() {
         t.devmajor = static_cast<std::uint32_t>(major);
         t.devminor = static_cast<std::uint32_t>(minor);
     }
+    impl.content_at.reset();
+    if (archive_entry_sparse_count(e) == 0) {
+        // libarchive has consumed the entry's headers: its position in the
+        // tar stream is where the content starts.
+        impl.content_at = static_cast<std::uint64_t>(archive_filter_bytes(impl.a, 0));
+    }
     archive_entry_xattr_reset(e);
     const char* xname = nullptr;
     const void* xval = nullptr;
@@ -1037,6 +1044,10 @@ std::optional<TarEntry> TarReader::next() {
         }
     }
     return t;
+}
+
+std::optional<std::uint64_t> TarReader::content_offset() const {
+    return m_impl->content_at;
 }
 
 std::size_t TarReader::read(void* buf, std::size_t size) {

@@ -122,6 +122,10 @@ public:
     // of a leading "./" and "/" but otherwise reported as stored, so that the
     // caller can reject "../" names.
     std::optional<TarEntry> next();
+    // After next() returned a regular file: where its content starts in the
+    // uncompressed tar stream, or nullopt for a sparse entry (its content is
+    // not one run of bytes there). Lazy images read contents from there.
+    std::optional<std::uint64_t> content_offset() const;
     // Reads the current entry's content; returns 0 at its end.
     std::size_t read(void* buf, std::size_t size);
     // Copies the current entry's content to fd.

@@ -52,7 +52,40 @@ void check_path(const std::string& p) {
     }
 }
 
+// strata-lazy's command line for spec.lazy (foreground: -f).
+std::vector<std::string> lazy_argv(const MountSpec& spec, const std::string& target,
+                                   bool foreground) {
+    std::vector<std::string> argv = {find_fuse_program(spec.fuse_program, "strata-lazy")};
+    if (foreground) {
+        argv.emplace_back("-f");
+    }
+    if (spec.lazy->suid_dev) {
+        argv.emplace_back("--suid-dev");
+    }
+    if (!spec.fsname.empty()) {
+        argv.emplace_back("--fsname");
+        argv.push_back(spec.fsname);
+    }
+    argv.push_back(spec.lazy->store);
+    argv.push_back(spec.lazy->manifest);
+    argv.push_back(target);
+    return argv;
+}
+
 void mount_fuse(const MountSpec& spec, const std::string& target) {
+    if (spec.lazy) {
+        std::vector<std::string> argv = lazy_argv(spec, target, false);
+        RunResult r = run_capture(argv, true);
+        if (!r.status.success()) {
+            std::string out = r.out;
+            while (!out.empty() && out.back() == '\n') {
+                out.pop_back();
+            }
+            throw Error("lazy FUSE mount on \"" + target + "\" failed: " + argv[0] + " " +
+                        r.status.describe() + (out.empty() ? "" : ": " + out));
+        }
+        return;
+    }
     std::vector<std::string> lowers;
     for (const auto& l : spec.lowers) {
         lowers.push_back(fs::absolute(l));
@@ -79,21 +112,26 @@ Child mount_fuse_foreground(const MountSpec& spec, const std::string& target) {
     if (::access("/dev/fuse", R_OK | W_OK) != 0) {
         throw SysError("open", "/dev/fuse", errno);
     }
-    std::vector<std::string> lowers;
-    for (const auto& l : spec.lowers) {
-        lowers.push_back(fs::absolute(l));
-    }
-    std::string opts = layer_dirs_option(lowers, spec.upper.empty() ? "" : fs::absolute(spec.upper),
-                                         spec.upper.empty() ? "" : fs::absolute(spec.work));
-    if (!spec.fsname.empty()) {
-        opts += ",fsname=" + spec.fsname;
+    std::string opts;
+    if (!spec.lazy) {
+        std::vector<std::string> lowers;
+        for (const auto& l : spec.lowers) {
+            lowers.push_back(fs::absolute(l));
+        }
+        opts = layer_dirs_option(lowers, spec.upper.empty() ? "" : fs::absolute(spec.upper),
+                                 spec.upper.empty() ? "" : fs::absolute(spec.work));
+        if (!spec.fsname.empty()) {
+            opts += ",fsname=" + spec.fsname;
+        }
     }
     struct stat before {};
     if (::stat(target.c_str(), &before) != 0) {
         throw_errno("stat", target);
     }
     SpawnOptions so;
-    so.argv = {find_fuse_program(spec.fuse_program), "-f", "-o", opts, target};
+    so.argv = spec.lazy ? lazy_argv(spec, target, true)
+                        : std::vector<std::string>{find_fuse_program(spec.fuse_program), "-f", "-o",
+                                                   opts, target};
     so.die_with_parent = true;
     Child child = Child::spawn(so);
     // Live once the target is another filesystem (stat waits for the
@@ -121,6 +159,9 @@ void write_record(const MountSpec& spec, const std::string& target) {
     }
     if (!spec.upper.empty()) {
         text += "upper=" + fs::absolute(spec.upper) + "\nwork=" + fs::absolute(spec.work) + "\n";
+    }
+    if (spec.lazy) {
+        text += "lazy=" + spec.lazy->manifest + "\n";
     }
     text += "label=" + spec.label + "\n";
     fs::mkdirs(spec.state_dir, 0700);
@@ -166,8 +207,11 @@ std::string normalize_target(const std::string& target) {
 } // namespace
 
 MountHandle mount(const MountSpec& spec, const std::string& target_in) {
-    if (spec.lowers.empty()) {
+    if (spec.lowers.empty() && !spec.lazy) {
         throw UsageError("mount on \"" + target_in + "\": no layers given");
+    }
+    if (spec.lazy && (spec.driver != Driver::fuse || !spec.upper.empty())) {
+        throw UsageError("mount on \"" + target_in + "\": a lazy image is a read-only FUSE mount");
     }
     if (spec.upper.empty() != spec.work.empty()) {
         throw UsageError("mount on \"" + target_in +
@@ -376,7 +420,7 @@ std::string MountHandle::release() noexcept {
     return std::exchange(m_target, {});
 }
 
-std::string find_fuse_program(const std::string& configured) {
+std::string find_fuse_program(const std::string& configured, const std::string& name) {
     if (!configured.empty()) {
         return configured;
     }
@@ -385,17 +429,17 @@ std::string find_fuse_program(const std::string& configured) {
     if (n > 0) {
         std::string dir = fs::dirname(std::string(exe, static_cast<std::size_t>(n)));
         // Installed side by side, or the build tree (cli/strata, layerfs/strata-overlay).
-        for (const auto& c : {fs::join(dir, "strata-overlay"),
-                              fs::join(fs::dirname(dir), "layerfs/strata-overlay")}) {
+        for (const auto& c : {fs::join(dir, name), fs::join(fs::dirname(dir), "layerfs/" + name)}) {
             if (::access(c.c_str(), X_OK) == 0) {
                 return c;
             }
         }
     }
-    if (auto p = find_program("strata-overlay")) {
+    if (auto p = find_program(name)) {
         return *p;
     }
-    throw Error("cannot find the strata-overlay program (looked beside \"/proc/self/exe\" and "
+    throw Error("cannot find the " + name +
+                " program (looked beside \"/proc/self/exe\" and "
                 "in PATH) for a FUSE mount");
 }
 

@@ -24,10 +24,20 @@ enum class Driver { overlay, fuse };
 const char* driver_name(Driver d) noexcept;
 Driver parse_driver(const std::string& name);
 
+// A lazy image (layerfs/lazy_fs.hpp), served by the strata-lazy program.
+struct LazyImage {
+    std::string store;     // the store's root
+    std::string manifest;  // "sha256:..."
+    bool suid_dev = false; // a container's lower: setuid binaries and devices work
+};
+
 struct MountSpec {
-    std::vector<std::string> lowers; // top-most first; at least one
-    std::string upper;               // empty: read-only
-    std::string work;                // required with upper
+    std::vector<std::string> lowers; // top-most first; at least one (unless lazy)
+    // The FUSE driver only, read-only: the image served by strata-lazy from
+    // its compressed layers instead of lowers.
+    std::optional<LazyImage> lazy;
+    std::string upper; // empty: read-only
+    std::string work;  // required with upper
     Driver driver = Driver::overlay;
     // Where to record the mount (one file per mount); empty: no record.
     std::string state_dir;
@@ -108,7 +118,8 @@ private:
 // The FUSE program for spec.fuse_program (empty: strata-overlay beside
 // /proc/self/exe, in the build tree's layerfs/, then in PATH). Throws Error
 // when there is none.
-std::string find_fuse_program(const std::string& configured = {});
+std::string find_fuse_program(const std::string& configured = {},
+                              const std::string& name = "strata-overlay");
 
 // Mounts spec on target (an existing directory). Throws UsageError for a bad
 // spec, SysError/Error when the mount fails (nothing stays mounted then). A

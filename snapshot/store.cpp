@@ -816,6 +816,15 @@ GcResult Store::gc() {
             result.blobs_removed++;
         }
     }
+    // Lazy images' content indexes (lazy/<blob hex>.idx) go with their blob.
+    if (fs::is_dir(m_root + "/lazy")) {
+        for (const auto& name : fs::list_dir(m_root + "/lazy")) {
+            std::string hex = name.substr(0, name.find('.'));
+            if (!fs::exists(blobs + "/" + hex)) {
+                fs::remove_all(m_root + "/lazy/" + name);
+            }
+        }
+    }
     for (const auto& name : fs::list_dir(m_root + "/snapshots")) {
         std::string dir = m_root + "/snapshots/" + name;
         if (keep_snapshots.count(name) == 0 && !changed_since(dir, since)) {

@@ -1,0 +1,67 @@
+// strata-lazy: an image of the store served read-only over FUSE straight
+// from its compressed layer blobs (layerfs/lazy_fs.hpp).
+//
+//   strata-lazy [-f] [--suid-dev] [--fsname NAME] STORE MANIFEST-DIGEST MOUNTPOINT
+//
+// Daemonizes once the mount answers unless -f; exits when unmounted.
+
+#include "layerfs/lazy_fs.hpp"
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* k_usage =
+    "usage: strata-lazy [-f] [-d] [--suid-dev] [--fsname NAME] STORE MANIFEST-DIGEST MOUNTPOINT\n";
+
+int run(int argc, char** argv) {
+    strata::layerfs::LazyOptions opts;
+    bool foreground = false;
+    std::vector<std::string> positional;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-h" || a == "--help") {
+            std::fputs(k_usage, stdout);
+            return 0;
+        }
+        if (a == "-f") {
+            foreground = true;
+        } else if (a == "-d") {
+            foreground = true;
+            strata::log::set_level(strata::log::Level::debug);
+        } else if (a == "--suid-dev") {
+            opts.suid_dev = true;
+        } else if (a == "--fsname" && i + 1 < argc) {
+            opts.fsname = argv[++i];
+        } else if (a.starts_with("-")) {
+            throw strata::UsageError("unknown option " + a);
+        } else {
+            positional.push_back(a);
+        }
+    }
+    if (positional.size() != 3) {
+        std::fputs(k_usage, stderr);
+        throw strata::UsageError("expected STORE MANIFEST-DIGEST MOUNTPOINT");
+    }
+    opts.store = positional[0];
+    opts.manifest = positional[1];
+    return strata::layerfs::serve_lazy(opts, positional[2], !foreground);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const strata::UsageError& e) {
+        std::fprintf(stderr, "strata-lazy: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "strata-lazy: error: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Lazy images: `strata mount` and `strata run` of an image that is not
+# unpacked serve it from its compressed layers (strata-lazy), file by file
+# the same as the kernel overlay of its unpacked snapshots, for gzip, zstd
+# and uncompressed layers; damaged indexes are rebuilt; a layer that cannot
+# be read lazily is unpacked (or refused with --lazy); no /dev/fuse fails
+# clearly with --lazy.
+. "$(dirname "$0")/lib.sh"
+[ -c /dev/fuse ] || skip "needs /dev/fuse"
+need python3
+need setcap libcap2-bin
+DUMP="python3 $(dirname "$0")/lazy_dump.py"
+# The test images are small: lazy by default all the same (the default
+# threshold is 64 MiB of layers still to unpack).
+export STRATA_LAZY_MIN_BYTES=0
+
+strata bootstrap busybox >/dev/null || fail "bootstrap"
+ctx=$WORK/ctx
+mkdir -p "$ctx"
+printf 'cap' > "$ctx/capfile"
+setcap cap_net_raw+ep "$ctx/capfile" || skip "setcap does not work here"
+head -c 3000000 /dev/urandom > "$ctx/rand.bin"
+cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox
+COPY capfile rand.bin /c/
+RUN mkdir -p /d/sub /o /w && echo a > /d/a && echo b > /d/sub/b && echo x > /o/x && \
+    echo w > /w/gone && echo keep > /w/keep && ln /d/a /d/hl && ln -s ../d/a /d/sl && \
+    ln -s /nowhere /d/dangling && mkfifo /d/fifo && chmod 4755 /d/a && : > /d/empty && \
+    dd if=/dev/zero bs=1M count=9 2>/dev/null | tr '\0' 'z' > /big && chown 1000:1000 /d/sub/b
+RUN rm -rf /d/sub /w/gone && rm -rf /o && mkdir /o && echo y > /o/y && echo more >> /big && \
+    ln /big /big-link
+DF
+for comp in gzip zstd none; do
+  strata build --no-cache --compression $comp -t lazy-$comp:1 "$ctx" >"$WORK/build-$comp.log" 2>&1 ||
+    { cat "$WORK/build-$comp.log" >&2; fail "build ($comp)"; }
+done
+
+# xattrs (security.capability, user.*) through a layer of their own.
+xr=$WORK/xroot
+mkdir -p "$xr/bin" "$xr/etc"
+cp "$ctx/capfile" "$xr/bin/ping"
+setcap cap_net_raw+ep "$xr/bin/ping" || fail "setcap"
+echo hi > "$xr/etc/x"
+python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.note", b"v\x00w")' "$xr/etc/x" || fail "setxattr"
+tar --xattrs --xattrs-include='*' -C "$xr" -cf "$WORK/x.tar" . || fail "tar --xattrs"
+strata import "$WORK/x.tar" -t lazy-x:1 >/dev/null || fail "import"
+
+snaps() { ls "$STRATA_ROOT/snapshots" 2>/dev/null | wc -l; }
+for comp in gzip zstd none x; do
+  img=lazy-$comp:1
+  rm -rf "$STRATA_ROOT/snapshots"/* "$STRATA_ROOT/lazy"
+  lz=$WORK/lz-$comp ov=$WORK/ov-$comp
+  mkdir -p "$lz" "$ov"
+  strata mount "$img" "$lz" || fail "lazy mount ($comp)"
+  on_exit "umount -l $lz 2>/dev/null"
+  grep -q " $lz .* fuse.strata-lazy " /proc/self/mountinfo || fail "$comp: the mount is not lazy: $(grep " $lz " /proc/self/mountinfo)"
+  assert_eq "$(snaps)" 0 "$comp: a lazy mount unpacks nothing"
+  [ -n "$(ls "$STRATA_ROOT/lazy/")" ] || fail "$comp: no index kept in the store"
+  strata mount --driver overlay "$img" "$ov" || fail "overlay mount ($comp)"
+  on_exit "umount -l $ov 2>/dev/null"
+  $DUMP "$lz" > "$WORK/lz-$comp.txt" || fail "dump of the lazy mount"
+  $DUMP "$ov" > "$WORK/ov-$comp.txt" || fail "dump of the overlay mount"
+  if [ $comp = x ]; then
+    grep -q "^bin/ping .*security.capability=" "$WORK/lz-$comp.txt" || fail "security.capability missing"
+    grep -q "^etc/x .*user.note=760077" "$WORK/lz-$comp.txt" || fail "user xattr missing"
+  else
+    [ "$(wc -l < "$WORK/ov-$comp.txt")" -gt 300 ] || fail "$comp: the dump is too short"
+    grep -q "^d/hl .* d/a/2 " "$WORK/lz-$comp.txt" || fail "$comp: the hard link is not one inode: $(grep '^d/hl' "$WORK/lz-$comp.txt")"
+  fi
+  diff "$WORK/ov-$comp.txt" "$WORK/lz-$comp.txt" >&2 || fail "$comp: the lazy mount differs from the overlay mount"
+  if [ $comp != x ]; then
+    for f in "$lz/bin/busybox" "$lz/big" "$lz/c/rand.bin"; do
+      cmp "$f" "$ov/${f#"$lz"/}" || fail "$comp: content of $f"
+    done
+  fi
+  touch "$lz/new" 2>/dev/null && fail "$comp: a lazy mount accepted a write"
+  strata umount "$lz" || fail "umount lazy ($comp)"
+  grep -q " $lz " /proc/self/mountinfo && fail "$comp: the lazy mount stayed"
+  strata umount "$ov" || fail "umount overlay ($comp)"
+done
+for _ in $(seq 100); do pgrep -f "strata-lazy .*$WORK" >/dev/null || break; sleep 0.05; done
+pgrep -af "strata-lazy .*$WORK" && fail "a strata-lazy process outlived its mount"
+
+# run: the container sees the image, writes go to its own layer, nothing is unpacked.
+rm -rf "$STRATA_ROOT/snapshots"/*
+out=$(strata run --rm lazy-gzip:1 sh -c 'cat /d/a /o/y; ls /d; echo new > /d/a; cat /d/a; ls -l /d/a | cut -c1-10; grep strata-lazy /proc/self/mountinfo | wc -l') ||
+  fail "run on a lazy image: $out"
+assert_eq "$out" "a
+y
+a
+dangling
+empty
+fifo
+hl
+sl
+new
+-rwsr-xr-x
+0" "run on a lazy image"
+assert_eq "$(snaps)" 0 "a lazy run unpacks nothing"
+assert_eq "$(strata run --rm lazy-gzip:1 cat /d/a)" "a" "the container's writes are gone"
+assert_eq "$(strata run --rm --no-lazy lazy-gzip:1 cat /d/a)" "a" "--no-lazy"
+[ "$(snaps)" -gt 0 ] || fail "--no-lazy unpacks"
+
+# A damaged index is rebuilt, never trusted.
+rm -rf "$STRATA_ROOT/snapshots"/*
+for idx in "$STRATA_ROOT"/lazy/*.idx; do
+  printf 'garbage' | dd of="$idx" bs=1 seek=200 conv=notrunc 2>/dev/null
+done
+mnt=$WORK/mnt-damaged
+mkdir -p "$mnt"
+strata mount lazy-gzip:1 "$mnt" 2>"$WORK/err" || fail "mount with damaged indexes"
+on_exit "umount -l $mnt 2>/dev/null"
+assert_contains "$(cat "$WORK/err")" "rebuilding it" "the damaged index is reported"
+cmp "$mnt/big" <(strata run --rm --no-lazy lazy-gzip:1 cat /big) || fail "content after the rebuild"
+strata umount "$mnt" || fail "umount"
+strata mount lazy-gzip:1 "$mnt" 2>"$WORK/err" || fail "mount with rebuilt indexes"
+[ -s "$WORK/err" ] && fail "the rebuilt index was not kept: $(cat "$WORK/err")"
+strata umount "$mnt" || fail "umount"
+
+# gc removes an index whose blob is gone, and keeps the others.
+orphan=$STRATA_ROOT/lazy/$(printf 'gone' | sha256sum | cut -c1-64).idx
+cp "$(ls "$STRATA_ROOT"/lazy/*.idx | head -1)" "$orphan"
+n_before=$(ls "$STRATA_ROOT/lazy" | wc -l)
+strata gc >/dev/null || fail "gc"
+[ ! -e "$orphan" ] || fail "gc left the index of a blob that is not there"
+assert_eq "$(ls "$STRATA_ROOT/lazy" | wc -l)" "$((n_before - 1))" "gc keeps the indexes of present blobs"
+
+# One zstd frame over 16 MiB (as Docker writes zstd) cannot be read lazily:
+# --lazy says so, the default unpacks.
+cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox
+RUN dd if=/dev/urandom of=/huge bs=1M count=20 2>/dev/null
+DF
+strata build --no-cache --compression zstd -t lazy-bigframe:1 "$ctx" >/dev/null 2>&1 || fail "build bigframe"
+rm -rf "$STRATA_ROOT/snapshots"/*
+expect_fail "cannot be read lazily" strata mount --lazy lazy-bigframe:1 "$mnt"
+strata mount lazy-bigframe:1 "$mnt" || fail "mount of an unseekable image"
+grep -q " $mnt .* overlay " /proc/self/mountinfo || fail "the unseekable image is unpacked and overlaid"
+strata umount "$mnt" || fail "umount"
+
+# Under the threshold, the default unpacks.
+mnt2=$WORK/mnt-small
+mkdir -p "$mnt2"
+rm -rf "$STRATA_ROOT/snapshots"/*
+STRATA_LAZY_MIN_BYTES=$((1 << 40)) strata mount lazy-gzip:1 "$mnt2" || fail "mount of a small image"
+grep -q " $mnt2 .* overlay " /proc/self/mountinfo || fail "a small image is unpacked by default"
+strata umount "$mnt2" || fail "umount"
+
+# No /dev/fuse: --lazy fails naming it; the default unpacks.
+rm -rf "$STRATA_ROOT/snapshots"/*
+out=$(unshare -m sh -c "mount -t tmpfs none /dev && touch /dev/null && $STRATA mount --lazy lazy-gzip:1 $mnt" 2>&1) &&
+  fail "--lazy without /dev/fuse succeeded"
+assert_contains "$out" "/dev/fuse" "the error names /dev/fuse"
+echo ok
