@@ -1,5 +1,7 @@
 #include "layerfs/lazy_fs.hpp"
 
+#include "layerfs/fuse_daemon.hpp"
+
 #include "snapshot/layer_index.hpp"
 #include "snapshot/lazy_index.hpp"
 #include "snapshot/store.hpp"
@@ -19,7 +21,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
-#include <syslog.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
@@ -429,22 +430,6 @@ struct SessionDeleter {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
 
-// Serves requests on this thread until INIT is answered; false when the
-// session ended first.
-bool serve_until_init(fuse_session* se, LazyFs& fs, fuse_buf& buf) {
-    while (!fuse_session_exited(se) && !fs.initialized) {
-        int r = fuse_session_receive_buf(se, &buf);
-        if (r == -EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return false;
-        }
-        fuse_session_process_buf(se, &buf);
-    }
-    return fs.initialized;
-}
-
 } // namespace
 
 int serve_lazy(const LazyOptions& opts, const std::string& target, bool daemonize) {
@@ -480,50 +465,9 @@ int serve_lazy(const LazyOptions& opts, const std::string& target, bool daemoniz
     ScopeExit unmount_at_end([&] { fuse_session_unmount(se.get()); });
     fuse_buf buf{};
     ScopeExit free_buf([&] { std::free(buf.mem); });
-    if (daemonize) {
-        Pipe ready = Pipe::create();
-        pid_t pid = ::fork();
-        if (pid < 0) {
-            throw_errno("fork", target);
-        }
-        if (pid > 0) {
-            ready.write.reset();
-            char c = 0;
-            ssize_t n;
-            do {
-                n = ::read(ready.read.get(), &c, 1);
-            } while (n < 0 && errno == EINTR);
-            if (n == 1 && c == 1) {
-                ::_exit(0);
-            }
-            throw Error("lazy filesystem on \"" + target +
-                        "\": the daemon ended before the kernel's INIT was answered");
-        }
-        ready.read.reset();
-        ::setsid();
-        if (UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC)); null) {
-            ::dup2(null.get(), STDIN_FILENO);
-            ::dup2(null.get(), STDOUT_FILENO);
-            ::dup2(null.get(), STDERR_FILENO);
-            if (null.get() <= STDERR_FILENO) {
-                (void)null.release();
-            }
-        }
-        ::openlog("strata-lazy", LOG_PID, LOG_DAEMON);
-        log::set_sink([](log::Level level, std::string_view message) {
-            int prio = level == log::Level::error  ? LOG_ERR
-                       : level == log::Level::warn ? LOG_WARNING
-                                                   : LOG_DEBUG;
-            ::syslog(prio, "%.*s", static_cast<int>(message.size()), message.data());
-        });
-        bool ok = serve_until_init(se.get(), fs, buf);
-        char c = ok ? 1 : 0;
-        if (::write(ready.write.get(), &c, 1) != 1) {
-            // The parent died: serve all the same.
-        }
-        if (!ok) {
-            return 1;
-        }
+    if (daemonize && !daemonize_when_ready(se.get(), buf, target, "strata-lazy",
+                                           [&] { return fs.initialized.load(); })) {
+        return 1;
     }
     if (::chdir("/") != 0) {
         // "/" always exists.

@@ -1,6 +1,7 @@
 // The FUSE session: mounting the union, the daemon's start-up and the
 // request loops.
 
+#include "layerfs/fuse_daemon.hpp"
 #include "layerfs/union/fs.hpp"
 
 #include "util/error.hpp"
@@ -11,7 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <syslog.h>
 
 namespace strata::layerfs {
 
@@ -51,88 +51,6 @@ struct SessionDeleter {
 // and the first requests after the mount are answered without a hand-off
 // between threads; a busy mount gets its workers after this many.
 constexpr int k_inline_requests = 64;
-
-// Serves requests one at a time on this thread until enough() says so.
-// False when the session ended first (unmounted, a signal, a read error).
-template <typename Enough> bool serve_inline(fuse_session* se, fuse_buf& buf, Enough&& enough) {
-    while (!fuse_session_exited(se)) {
-        if (enough()) {
-            return true;
-        }
-        int r = fuse_session_receive_buf(se, &buf);
-        if (r == -EINTR) {
-            continue; // a signal: its handler may have ended the session
-        }
-        if (r < 0) {
-            STRATA_LOG_ERROR("union fs: reading /dev/fuse: {}", std::strerror(-r));
-            fuse_session_exit(se);
-        }
-        if (r <= 0) {
-            return false; // 0: unmounted (libfuse marked the session exited)
-        }
-        fuse_session_process_buf(se, &buf);
-    }
-    return false;
-}
-
-void log_to_syslog() {
-    ::openlog("strata-overlay", LOG_PID, LOG_DAEMON);
-    log::set_sink([](log::Level level, std::string_view message) {
-        int prio = level == log::Level::error  ? LOG_ERR
-                   : level == log::Level::warn ? LOG_WARNING
-                                               : LOG_DEBUG;
-        ::syslog(prio, "%.*s", static_cast<int>(message.size()), message.data());
-    });
-}
-
-// Forks the daemon once the mount exists. The child detaches (new session,
-// cwd /, stdio on /dev/null, logs to syslog), answers the kernel's INIT and
-// only then lets the parent go: the parent exits 0 once the mount serves
-// requests (what mount(8), `strata mount` and scripts that use the mount
-// right away expect; libfuse's fuse_daemonize lets it go before, so the
-// first request waited for the new daemon to be scheduled, answer INIT and
-// start its threads). Returns in the child, true when INIT was answered.
-// In the parent, throws if the child ended before answering INIT.
-bool daemonize_when_ready(fuse_session* se, Fs& fs, fuse_buf& buf, const std::string& target) {
-    Pipe ready = Pipe::create();
-    pid_t pid = ::fork();
-    if (pid < 0) {
-        throw_errno("fork", target);
-    }
-    if (pid > 0) {
-        ready.write.reset();
-        char c = 0;
-        ssize_t n;
-        do {
-            n = ::read(ready.read.get(), &c, 1);
-        } while (n < 0 && errno == EINTR);
-        if (n == 1 && c == 1) {
-            ::_exit(0);
-        }
-        throw Error("union filesystem on \"" + target +
-                    "\": the daemon ended before the kernel's INIT was answered");
-    }
-    ready.read.reset();
-    ::setsid();
-    if (::chdir("/") != 0) {
-        // "/" always exists; nothing to do but stay where we are.
-    }
-    if (UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC)); null) {
-        ::dup2(null.get(), STDIN_FILENO);
-        ::dup2(null.get(), STDOUT_FILENO);
-        ::dup2(null.get(), STDERR_FILENO);
-        if (null.get() <= STDERR_FILENO) {
-            (void)null.release(); // it is one of stdin/out/err now
-        }
-    }
-    log_to_syslog();
-    bool ok = serve_inline(se, buf, [&] { return fs.initialized(); });
-    char c = ok ? 1 : 0;
-    if (::write(ready.write.get(), &c, 1) != 1) {
-        // The parent died: the mount is served all the same.
-    }
-    return ok;
-}
 
 } // namespace
 } // namespace unionfs
@@ -188,7 +106,8 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
     fuse_buf buf{};
     ScopeExit free_buf([&] { std::free(buf.mem); });
     if (daemonize) {
-        if (!daemonize_when_ready(se.get(), fs, buf, target)) {
+        if (!daemonize_when_ready(se.get(), buf, target, "strata-overlay",
+                                  [&] { return fs.initialized(); })) {
             return 1;
         }
     } else if (::chdir("/") != 0) {
@@ -196,7 +115,8 @@ int serve_union(const UnionOptions& opts, const std::string& target, bool daemon
     }
     int left = k_inline_requests;
     int r = 0;
-    if (serve_inline(se.get(), buf, [&] { return left-- == 0; })) {
+    if (serve_inline(
+            se.get(), buf, [&] { return left-- == 0; }, "union fs")) {
         std::free(buf.mem);
         buf = fuse_buf{};
         fuse_loop_config* cfg = fuse_loop_cfg_create();
