@@ -129,8 +129,14 @@ std::size_t CopyReuse::finish(const std::string& upper) {
         std::string old_path = m_previous_fs + "/" + name;
         struct stat ph {
         }, old{};
-        if (::lstat(placeholder.c_str(), &ph) != 0 || !S_ISREG(ph.st_mode) || ph.st_size != 0 ||
-            ph.st_nlink != 1) {
+        if (::lstat(placeholder.c_str(), &ph) != 0) {
+            // The copy made a placeholder at this path; something else
+            // there, never nothing. Were it elsewhere (a destination reached
+            // through a symlink), an empty file would be left in the image:
+            // fail the step instead.
+            throw_errno("stat", placeholder);
+        }
+        if (!S_ISREG(ph.st_mode) || ph.st_size != 0 || ph.st_nlink != 1) {
             // Not the placeholder the copy made (a later source of the same
             // COPY replaced it): leave it.
             continue;
