@@ -52,7 +52,8 @@ struct SeekPoint {
     std::uint8_t bits = 0; // inflate: bits of the byte at in - 1 still to be read
     std::uint64_t out = 0; // offset in the uncompressed stream
     std::uint64_t in = 0;  // offset in the blob
-    std::string window;    // inflate: up to 32 KiB of output before out
+    // inflate: up to 32 KiB of output before out, kept by BlobIndex::storage
+    std::string_view window;
 };
 
 struct IndexedEntry {
@@ -73,6 +74,10 @@ struct BlobIndex {
     std::uint64_t diff_size = 0;
     std::vector<SeekPoint> points;     // sorted by out (and in)
     std::vector<IndexedEntry> entries; // in tar order
+    // What the seek points' windows point into: the index file mapped in
+    // memory, or the windows made by build_blob_index. Loading an index
+    // copies none of its (up to 32 KiB each) windows.
+    std::shared_ptr<const void> storage;
 
     // The last seek point at or before out (there is always one at 0 for a
     // compressed blob).
@@ -88,9 +93,11 @@ BlobIndex build_blob_index(int blob_fd, const formats::Digest& blob,
 
 std::string serialize_blob_index(const BlobIndex& index);
 // Throws FormatError naming path when data is not a sound index of blob
-// (blob_size bytes).
+// (blob_size bytes). The index's windows point into data when keep (which
+// must hold data) is given, else into a copy of it.
 BlobIndex parse_blob_index(std::string_view data, const formats::Digest& blob,
-                           std::uint64_t blob_size, const std::string& path);
+                           std::uint64_t blob_size, const std::string& path,
+                           std::shared_ptr<const void> keep = {});
 
 // <store>/lazy/<hex>.idx
 std::string blob_index_path(const Store& store, const formats::Digest& blob);
