@@ -626,15 +626,8 @@ void add_prune(CLI::App* cmd, Context& ctx) {
     cmd->add_option("--filter", o->filters, "Provide filter values (e.g. 'until=<timestamp>')")
         ->allow_extra_args(false);
     cmd->callback([&ctx, o] {
-        if (!o->force) {
-            std::cout << "WARNING! This will remove all stopped containers.\n"
-                         "Are you sure you want to continue? [y/N] "
-                      << std::flush;
-            std::string answer;
-            std::getline(std::cin, answer);
-            if (answer != "y" && answer != "Y" && answer != "yes") {
-                return;
-            }
+        if (!o->force && !confirmed("This will remove all stopped containers.")) {
+            return;
         }
         containers::Store cs(ctx.store_root());
         ContainerPrune r = prune_containers(cs, o->filters);

@@ -640,22 +640,16 @@ void register_images(CLI::App& app, Context& ctx) {
         enter_store_user_namespace(ctx); // rmi collects garbage
         snapshot::Store store = open_store(ctx);
         bool removed_any = false;
-        int failures = 0;
-        for (const auto& text : ro->refs) {
-            try {
-                ImageRemoval r = remove_image(ctx, store, text, ro->force);
-                for (const auto& w : r.warnings) {
-                    std::cerr << "strata: warning: " << w << "\n";
-                }
-                for (const auto& [what, name] : r.items) {
-                    std::cout << what << ": " << name << "\n";
-                }
-                removed_any = removed_any || r.deleted;
-            } catch (const Error& e) {
-                std::cerr << "strata: error: " << e.what() << "\n";
-                ++failures;
+        int failures = each_reporting_errors(ro->refs, [&](const std::string& text) {
+            ImageRemoval r = remove_image(ctx, store, text, ro->force);
+            for (const auto& w : r.warnings) {
+                std::cerr << "strata: warning: " << w << "\n";
             }
-        }
+            for (const auto& [what, name] : r.items) {
+                std::cout << what << ": " << name << "\n";
+            }
+            removed_any = removed_any || r.deleted;
+        });
         if (removed_any) {
             store.gc();
         }
@@ -677,8 +671,14 @@ void register_images(CLI::App& app, Context& ctx) {
     prune->add_flag("-a,--all", po->all, "Remove every image no container or mount uses");
     prune->add_option("--filter", po->filters, "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]")
         ->allow_extra_args(false);
-    prune->add_flag("-f,--force", po->force, "Do not prompt (strata never prompts)");
+    prune->add_flag("-f,--force", po->force, "Do not prompt for confirmation");
     prune->callback([&ctx, po] {
+        if (!po->force &&
+            !confirmed(po->all ? "This will remove all images without at least one container "
+                                 "associated to them."
+                               : "This will remove all dangling images.")) {
+            return;
+        }
         enter_store_user_namespace(ctx); // prune collects garbage
         snapshot::Store store = open_store(ctx);
         std::vector<std::string> filters = po->filters;

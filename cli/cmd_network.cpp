@@ -236,23 +236,17 @@ void register_rm(CLI::App* parent, Context& ctx) {
     cmd->add_option("NETWORK", o->names, "Network names or ids")->required();
     cmd->callback([&ctx, o] {
         NetworkStore store(ctx.store_root());
-        int failures = 0;
-        for (const auto& name : o->names) {
-            try {
-                auto n = store.find(name);
-                if (!n) {
-                    if (o->force) {
-                        continue;
-                    }
-                    throw network::NetworkNotFound("network " + name + " not found");
+        int failures = each_reporting_errors(o->names, [&](const std::string& name) {
+            auto n = store.find(name);
+            if (!n) {
+                if (o->force) {
+                    return;
                 }
-                network::remove_network(ctx.store_root(), *n);
-                std::cout << name << "\n";
-            } catch (const Error& e) {
-                std::cerr << "strata: error: " << e.what() << "\n";
-                ++failures;
+                throw network::NetworkNotFound("network " + name + " not found");
             }
-        }
+            network::remove_network(ctx.store_root(), *n);
+            std::cout << name << "\n";
+        });
         if (failures > 0) {
             ctx.exit_code = 1;
         }
@@ -271,15 +265,10 @@ void register_prune(CLI::App* parent, Context& ctx) {
         ->allow_extra_args(false);
     cmd->callback([&ctx, o] {
         Filters::parse(o->filters, {"label"}); // before the question
-        if (!o->force) {
-            std::cout << "WARNING! This will remove all custom networks not used by at least one "
-                         "container.\nAre you sure you want to continue? [y/N] "
-                      << std::flush;
-            std::string answer;
-            std::getline(std::cin, answer);
-            if (answer != "y" && answer != "Y") {
-                return;
-            }
+        if (!o->force &&
+            !confirmed(
+                "This will remove all custom networks not used by at least one container.")) {
+            return;
         }
         std::vector<std::string> removed = prune_networks(ctx.store_root(), o->filters);
         if (!removed.empty()) {

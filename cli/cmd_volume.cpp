@@ -288,17 +288,11 @@ void register_rm(CLI::App* volume, Context& ctx) {
         enter_store_user_namespace(ctx); // the container's files may be subordinate ids'
         snapshot::Store store = open_store(ctx);
         VolumeStore volumes(store);
-        int failures = 0;
-        for (const auto& name : o->names) {
-            try {
-                if (volumes.remove(name, o->force) || o->force) {
-                    std::cout << name << "\n";
-                }
-            } catch (const Error& e) {
-                std::cerr << "strata: error: " << e.what() << "\n";
-                ++failures;
+        int failures = each_reporting_errors(o->names, [&](const std::string& name) {
+            if (volumes.remove(name, o->force) || o->force) {
+                std::cout << name << "\n";
             }
-        }
+        });
         if (failures > 0) {
             ctx.exit_code = 1;
         }
@@ -319,17 +313,12 @@ void register_prune(CLI::App* volume, Context& ctx) {
         ->allow_extra_args(false);
     cmd->callback([&ctx, o] {
         bool all = o->all || prune_all_filter(o->filters);
-        if (!o->force) {
-            std::cout << (all ? "WARNING! This will remove all local volumes not used by at least "
-                                "one container.\n"
-                              : "WARNING! This will remove anonymous local volumes not used by at "
-                                "least one container.\n")
-                      << "Are you sure you want to continue? [y/N] " << std::flush;
-            std::string answer;
-            std::getline(std::cin, answer);
-            if (answer != "y" && answer != "Y") {
-                return;
-            }
+        if (!o->force &&
+            !confirmed(all ? "This will remove all local volumes not used by at least one "
+                             "container."
+                           : "This will remove anonymous local volumes not used by at least one "
+                             "container.")) {
+            return;
         }
         enter_store_user_namespace(ctx);
         snapshot::Store store = open_store(ctx);

@@ -20,6 +20,28 @@
 
 namespace strata::cli {
 
+bool confirmed(std::string_view warning) {
+    std::cout << "WARNING! " << warning << "\nAre you sure you want to continue? [y/N] "
+              << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    return answer == "y" || answer == "Y";
+}
+
+int each_reporting_errors(const std::vector<std::string>& names,
+                          const std::function<void(const std::string&)>& fn) {
+    int failures = 0;
+    for (const auto& name : names) {
+        try {
+            fn(name);
+        } catch (const Error& e) {
+            std::cerr << "strata: error: " << e.what() << "\n";
+            ++failures;
+        }
+    }
+    return failures;
+}
+
 snapshot::Store open_store(const Context& ctx) {
     return snapshot::Store(ctx.store_root());
 }

@@ -8,6 +8,7 @@
 #include "snapshot/store.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,17 @@
 namespace strata::cli {
 
 snapshot::Store open_store(const Context& ctx);
+
+// Docker's question before a prune: "WARNING! <warning>" and "Are you sure
+// you want to continue? [y/N] " on stdout, one line read from stdin; true
+// only for "y" or "Y" (end of input is a no, as in docker).
+bool confirmed(std::string_view warning);
+
+// fn(name) for each name in turn; an Error is printed as "strata: error:
+// ..." and the next name is tried. Returns how many failed (docker's rm
+// family exits 1 when any did).
+int each_reporting_errors(const std::vector<std::string>& names,
+                          const std::function<void(const std::string&)>& fn);
 
 // Without root and with /etc/subuid ranges: makes this (single-threaded)
 // process root of a user namespace with the user's ranges, as podman runs

@@ -198,7 +198,11 @@ assert_contains "$out" "Images" "strata system df"
 # strata image prune: the same function as the endpoint
 printf 'FROM busybox\nRUN echo dangling2 > /d\n' >"$C/Dockerfile.d2"
 did2=$(strata build -q -f "$C/Dockerfile.d2" "$C" 2>/dev/null) || fail "strata build of a dangling image"
-out=$(strata image prune) || fail "strata image prune: $out"
+# docker's question first: anything but y keeps the image
+out=$(echo n | strata image prune) || fail "strata image prune answered n: $out"
+assert_contains "$out" "WARNING! This will remove all dangling images." "strata image prune: the question"
+strata inspect "$did2" >/dev/null 2>&1 || fail "strata image prune answered n removed the image"
+out=$(echo y | strata image prune) || fail "strata image prune: $out"
 assert_contains "$out" "deleted: $did2" "strata image prune: the dangling image"
 assert_contains "$out" "Total reclaimed space: " "strata image prune: the total"
 
