@@ -148,6 +148,7 @@ int run_cli(int argc, char** argv) {
     register_volume(app, ctx);
     register_network(app, ctx);
     register_port(app, ctx);
+    register_prune(app, ctx); // after register_images: adds to `system`
     register_events(app, ctx);
     register_serve(app, ctx);
     register_completion(app, ctx); // last: it walks the commands above

@@ -10,6 +10,8 @@
 #include "network/sandbox.hpp"
 #include "network/store.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
+#include "util/go_time.hpp"
 
 #include <algorithm>
 #include <iostream>
@@ -261,7 +263,7 @@ void register_prune(CLI::App* parent, Context& ctx) {
     auto o = std::make_shared<Options>();
     auto* cmd = parent->add_subcommand("prune", "Remove all unused networks");
     cmd->add_flag("-f,--force", o->force, "Do not prompt for confirmation");
-    cmd->add_option("--filter", o->filters, "Provide filter values (label=K[=V])")
+    cmd->add_option("--filter", o->filters, "Provide filter values (until=TIME, label=K[=V])")
         ->allow_extra_args(false);
     cmd->callback([&ctx, o] {
         Filters::parse(o->filters, {"label"}); // before the question
@@ -366,7 +368,17 @@ std::vector<NetworkRecord> list_networks(const std::string& store_root,
 
 std::vector<std::string> prune_networks(const std::string& store_root,
                                         const std::vector<std::string>& filters) {
-    Filters f = Filters::parse(filters, {"label"});
+    // until=TIME: made before it (docker's network prune filter).
+    std::optional<std::int64_t> until;
+    std::vector<std::string> rest;
+    for (const auto& item : filters) {
+        if (item.starts_with("until=")) {
+            until = events::parse_time_argument(item.substr(6), unix_nanos_now()) / 1000000000LL;
+        } else {
+            rest.push_back(item);
+        }
+    }
+    Filters f = Filters::parse(rest, {"label"});
     NetworkStore store(store_root);
     network::recover(store_root);
     // Docker: a network a container is configured for is in use, even stopped.
@@ -387,6 +399,7 @@ std::vector<std::string> prune_networks(const std::string& store_root,
     std::vector<std::string> removed;
     for (const auto& n : store.list()) {
         if (n.predefined() || used.count(n.id) != 0 || !f.match(n) ||
+            (until && parse_time(n.created).value_or(0) >= *until) ||
             !store.endpoints(n.id).empty()) {
             continue;
         }

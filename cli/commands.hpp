@@ -35,6 +35,7 @@ void register_container_fs(CLI::App& app, Context& ctx); // commit (diff, export
 void register_volume(CLI::App& app, Context& ctx);
 void register_network(CLI::App& app, Context& ctx); // network create/ls/inspect/rm/prune/connect/disconnect
 void register_port(CLI::App& app, Context& ctx); // port (cmd_port.cpp)
+void register_prune(CLI::App& app, Context& ctx); // builder prune, system prune (cmd_prune.cpp)
 void register_events(CLI::App& app, Context& ctx); // events (cmd_events.cpp)
 void register_serve(CLI::App& app, Context& ctx); // serve: the Docker Engine API (cmd_serve.cpp, serve/)
 void register_completion(CLI::App& app, Context& ctx); // completion, man (hidden)

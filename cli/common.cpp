@@ -20,8 +20,8 @@
 
 namespace strata::cli {
 
-bool confirmed(std::string_view warning) {
-    std::cout << "WARNING! " << warning << "\nAre you sure you want to continue? [y/N] "
+bool confirmed(std::string_view warning, std::string_view between) {
+    std::cout << "WARNING! " << warning << between << "Are you sure you want to continue? [y/N] "
               << std::flush;
     std::string answer;
     std::getline(std::cin, answer);

@@ -18,10 +18,11 @@ namespace strata::cli {
 
 snapshot::Store open_store(const Context& ctx);
 
-// Docker's question before a prune: "WARNING! <warning>" and "Are you sure
-// you want to continue? [y/N] " on stdout, one line read from stdin; true
-// only for "y" or "Y" (end of input is a no, as in docker).
-bool confirmed(std::string_view warning);
+// Docker's question before a prune: "WARNING! <warning>", then (after
+// `between`: docker's builder prune asks on the same line) "Are you sure you
+// want to continue? [y/N] " on stdout, one line read from stdin; true only
+// for "y" or "Y" (end of input is a no, as in docker).
+bool confirmed(std::string_view warning, std::string_view between = "\n");
 
 // fn(name) for each name in turn; an Error is printed as "strata: error:
 // ..." and the next name is tried. Returns how many failed (docker's rm

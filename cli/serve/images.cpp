@@ -1,6 +1,7 @@
 // /images/...: docker images, image inspect, history, tag, rmi, save and
 // load, through the functions of strata's image commands (cli/images.hpp).
 #include "cli/images.hpp"
+#include "cli/build_cache.hpp"
 #include "cli/common.hpp"
 #include "cli/container_cli.hpp"
 #include "cli/container_fs.hpp"
@@ -300,6 +301,25 @@ void prune(Context& ctx, api::Request& req, api::Exchange& ex) {
                                       {"SpaceReclaimed", static_cast<std::int64_t>(r.reclaimed)}});
 }
 
+// POST /build/prune?all=&keep-storage=&filters=: docker builder prune (and
+// the last step of docker system prune), as `strata builder prune`:
+// {"CachesDeleted": [keys] (null when none), "SpaceReclaimed": bytes}.
+void build_prune(Context& ctx, api::Request& req, api::Exchange& ex) {
+    builder::CachePruneOptions opts =
+        build_cache_prune_options(req.query_filters(), req.query_bool("all"));
+    if (std::int64_t keep = req.query_int("keep-storage", 0); keep > 0) {
+        opts.keep_storage = static_cast<std::uint64_t>(keep);
+    }
+    snapshot::Store store = open_store(ctx);
+    builder::CachePruneResult r = builder::prune_build_cache(store, opts);
+    ordered_json deleted = nullptr;
+    if (!r.removed.empty()) {
+        deleted = r.removed;
+    }
+    ex.respond_json(200, ordered_json{{"CachesDeleted", deleted},
+                                      {"SpaceReclaimed", static_cast<std::int64_t>(r.reclaimed)}});
+}
+
 // GET /system/df: docker system df [-v], from `strata system df`'s figures.
 // BuildCache is null and BuilderSize 0, as dockerd's classic builder
 // answers: strata's build cache records are not listed here.
@@ -382,6 +402,8 @@ void add_image_routes(api::Router& router, Context& ctx) {
     add_registry_routes(router, ctx);
     router.add("POST", "/images/prune",
                [&ctx](api::Request& req, api::Exchange& ex) { prune(ctx, req, ex); });
+    router.add("POST", "/build/prune",
+               [&ctx](api::Request& req, api::Exchange& ex) { build_prune(ctx, req, ex); });
     router.add("GET", "/system/df",
                [&ctx](api::Request&, api::Exchange& ex) { system_df(ctx, ex); });
     router.add("POST", "/commit",

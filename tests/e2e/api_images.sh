@@ -206,6 +206,16 @@ out=$(echo y | strata image prune) || fail "strata image prune: $out"
 assert_contains "$out" "deleted: $did2" "strata image prune: the dangling image"
 assert_contains "$out" "Total reclaimed space: " "strata image prune: the total"
 
+# docker builder prune and system prune (POST /build/prune is system
+# prune's last step): the dangling image's build cache record goes.
+out=$(docker builder prune -f 2>&1) || fail "docker builder prune: $out"
+assert_contains "$out" "Deleted build cache objects:" "builder prune: the dangling build's record"
+assert_contains "$out" "Total reclaimed space: " "builder prune: the total"
+out=$(docker builder prune -f 2>&1) || fail "docker builder prune again: $out"
+assert_eq "$out" "Total reclaimed space: 0B" "builder prune: nothing left to take"
+out=$(api -X POST 'http://d/v1.41/build/prune?filters=%7B%22label%22%3A%7B%22a%22%3Atrue%7D%7D')
+assert_contains "$out" "Invalid filter 'label'" "build/prune: a filter it does not take"
+
 # --- image inspect's dockerd fields
 doc=$(api http://d/v1.41/images/committed:1/json)
 python3 - "$doc" <<'PY' || fail "inspect fields: $doc"
@@ -240,4 +250,12 @@ ctr = c.containers.get("c1")
 committed = ctr.commit(repository="pycommit", tag="1", message="from python")
 assert committed.attrs["Comment"] == "from python", committed.attrs
 PY
+
+# --- docker system prune (last: it takes the stopped c1): POST
+# /containers/prune, /networks/prune, /images/prune and /build/prune.
+out=$(docker system prune -f 2>&1) || fail "docker system prune: $out"
+assert_contains "$out" "Deleted Containers:" "system prune: the stopped containers"
+assert_contains "$out" "Total reclaimed space: " "system prune: the total"
+strata inspect c1 >/dev/null 2>&1 && fail "system prune left the stopped c1"
+strata inspect keep:1 >/dev/null 2>&1 || fail "system prune took a named image"
 echo "api_images: all checks passed"
