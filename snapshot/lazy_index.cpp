@@ -3,6 +3,7 @@
 #include "formats/json.hpp"
 #include "formats/limits.hpp"
 #include "snapshot/layer_index.hpp"
+#include "snapshot/lazy_toc.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -378,6 +379,11 @@ BlobIndex build_blob_index(int blob_fd, const formats::Digest& blob, std::uint64
 }
 
 std::string serialize_blob_index(const BlobIndex& idx) {
+    if (idx.toc) {
+        // Its chunks have no place in the file: a TOC index is made again
+        // from the TOC at each load.
+        throw Error("lazy index of " + idx.blob.str() + ": an index made from a TOC is not kept");
+    }
     Writer w;
     w.u32(BlobIndex::k_version);
     w.str(idx.blob.str());
@@ -801,7 +807,7 @@ bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
         return false;
     }
     for (const auto& d : image.manifest.layers) {
-        BlobIndex idx = load_blob_index(store, d.digest);
+        BlobIndex idx = load_lazy_index(store, d);
         if (!idx.seekable) {
             std::string why = "layer " + d.digest.str() +
                               " cannot be read lazily (one zstd frame for the whole layer, as "
