@@ -807,8 +807,8 @@ bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
         return false;
     }
     for (const auto& d : image.manifest.layers) {
-        BlobIndex idx = load_lazy_index(store, d);
-        if (!idx.seekable) {
+        auto toc = toc_index_seekable(store, d); // zstd:chunked: no pass
+        if (toc ? !*toc : !load_blob_index(store, d.digest).seekable) {
             std::string why = "layer " + d.digest.str() +
                               " cannot be read lazily (one zstd frame for the whole layer, as "
                               "Docker and BuildKit write it, or a sparse file)";

@@ -133,10 +133,20 @@ std::optional<BlobIndex> build_toc_index(int blob_fd, const formats::Digest& blo
     if (idx.chunks.size() > UINT32_MAX) {
         throw Error(what + ": zstd:chunked TOC: too many chunks");
     }
+    // A chunk is decoded whole into memory at a read: one larger than a
+    // seekable zstd layer's largest frame (a big file its writer did not cut)
+    // makes the layer one to unpack, as such a frame does for the pass.
+    for (const ChunkLocator& l : idx.chunks) {
+        if (l.size > BlobIndex::k_max_zstd_gap) {
+            idx.seekable = false;
+        }
+    }
     return idx;
 }
 
-BlobIndex load_lazy_index(const Store& store, const formats::Descriptor& layer) {
+namespace {
+
+std::optional<BlobIndex> maybe_toc_index(const Store& store, const formats::Descriptor& layer) {
     UniqueFd fd = store.open_blob(layer.digest);
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
@@ -147,11 +157,24 @@ BlobIndex load_lazy_index(const Store& store, const formats::Descriptor& layer) 
         it != layer.annotations.end()) {
         expected = it->second;
     }
-    if (auto idx = build_toc_index(fd.get(), layer.digest, static_cast<std::uint64_t>(st.st_size),
-                                   expected)) {
+    return build_toc_index(fd.get(), layer.digest, static_cast<std::uint64_t>(st.st_size),
+                           expected);
+}
+
+} // namespace
+
+BlobIndex load_lazy_index(const Store& store, const formats::Descriptor& layer) {
+    if (auto idx = maybe_toc_index(store, layer)) {
         return std::move(*idx);
     }
     return load_blob_index(store, layer.digest);
+}
+
+std::optional<bool> toc_index_seekable(const Store& store, const formats::Descriptor& layer) {
+    if (auto idx = maybe_toc_index(store, layer)) {
+        return idx->seekable;
+    }
+    return std::nullopt;
 }
 
 // ---------------------------------------------------------------- reading

@@ -43,7 +43,9 @@ class Store;
 // ("" when the descriptor has none). Throws Error naming the blob (and the
 // entry) for a damaged or hostile TOC, a TOC whose digest is not the
 // annotation's, a regular file without a digest, and for what the unpack path
-// refuses (unsafe names, absurd sizes, bad whiteouts).
+// refuses (unsafe names, absurd sizes, bad whiteouts). A chunk of more than
+// BlobIndex::k_max_zstd_gap bytes makes the index not seekable (the image is
+// unpacked, as for a layer of one big zstd frame).
 std::optional<BlobIndex> build_toc_index(int blob_fd, const formats::Digest& blob,
                                          std::uint64_t blob_size,
                                          std::string_view expected_toc_digest);
@@ -51,6 +53,11 @@ std::optional<BlobIndex> build_toc_index(int blob_fd, const formats::Digest& blo
 // The lazy index of a layer in the store: made from its TOC when the blob is
 // zstd:chunked, else load_blob_index's (kept in lazy/, built by one pass).
 BlobIndex load_lazy_index(const Store& store, const formats::Descriptor& layer);
+
+// Whether a zstd:chunked layer can be read lazily (its TOC index is
+// seekable); nullopt when the layer's blob is not zstd:chunked. Throws as
+// build_toc_index.
+std::optional<bool> toc_index_seekable(const Store& store, const formats::Descriptor& layer);
 
 // Reads regular files' bytes of a TOC-indexed blob, chunk by chunk, verifying
 // each chunk the first time it is decoded. Keeps the last decoded chunks

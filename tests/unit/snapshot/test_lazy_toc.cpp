@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <zstd.h>
 
+#include <algorithm>
 #include <fcntl.h>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -272,6 +273,9 @@ TEST_CASE("a zstd:chunked layer's TOC is its lazy index: metadata and every byte
     // The index is never written to the store's lazy/ directory.
     CHECK_THROWS_WITH(serialize_blob_index(*idx), Catch::Contains("not kept"));
 
+    CHECK(std::all_of(idx->chunks.begin(), idx->chunks.end(),
+                      [](const ChunkLocator& l) { return l.size <= (1 << 20); }));
+
     // A blob without a footer has no TOC index.
     Blob plain;
     plain.data = zframe("not a chunked layer, just one zstd frame of text");
@@ -385,4 +389,25 @@ TEST_CASE("TOC index: damaged and hostile TOCs are refused naming the blob", "[l
                Catch::Contains("bad size"));
     CHECK_THAT(refusal([](Crafted& c) { c.toc["entries"][1]["endOffset"] = 1ULL << 40; }),
                Catch::Contains("out of range"));
+}
+
+TEST_CASE("TOC index: a chunk larger than a seekable frame makes the layer one to unpack",
+          "[lazy_toc]") {
+    std::string big(BlobIndex::k_max_zstd_gap + 1, 'x');
+    std::string frames = zframe(big);
+    nlohmann::json toc = {{"version", 1},
+                          {"entries",
+                           {{{"type", "reg"},
+                             {"name", "huge"},
+                             {"size", big.size()},
+                             {"offset", 0},
+                             {"endOffset", frames.size()},
+                             {"digest", Digest::of(big).str()}}}}};
+    Blob b;
+    b.data = craft(frames, toc);
+    b.digest = Digest::of(b.data);
+    auto idx = index_of(b);
+    CHECK_FALSE(idx->seekable);
+    REQUIRE(idx->chunks.size() == 1);
+    CHECK(idx->chunks[0].size == big.size());
 }
