@@ -6,6 +6,7 @@
 #include "snapshot/layer_index.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
+#include "util/log.hpp"
 #include "util/sha256.hpp"
 
 #include <algorithm>
@@ -157,8 +158,17 @@ std::optional<BlobIndex> maybe_toc_index(const Store& store, const formats::Desc
         it != layer.annotations.end()) {
         expected = it->second;
     }
-    return build_toc_index(fd.get(), layer.digest, static_cast<std::uint64_t>(st.st_size),
-                           expected);
+    try {
+        return build_toc_index(fd.get(), layer.digest, static_cast<std::uint64_t>(st.st_size),
+                               expected);
+    } catch (const Error& e) {
+        // The blob itself is whole and verified (its digest is its name):
+        // only its TOC is damaged, foreign or of a kind not read here (such as
+        // containers/storage's sparse "zeros" chunks). The pass reads the tar
+        // stream itself and trusts nothing of the TOC.
+        STRATA_LOG_WARN("{}; indexing the layer by a pass over it instead", e.what());
+        return std::nullopt;
+    }
 }
 
 } // namespace

@@ -52,11 +52,14 @@ std::optional<BlobIndex> build_toc_index(int blob_fd, const formats::Digest& blo
 
 // The lazy index of a layer in the store: made from its TOC when the blob is
 // zstd:chunked, else load_blob_index's (kept in lazy/, built by one pass).
+// A TOC that build_toc_index refuses (damaged, not the annotation's, a kind
+// not read here) is logged as a warning and the pass is used: the blob is in
+// the store under its digest, and the pass trusts nothing of the TOC.
 BlobIndex load_lazy_index(const Store& store, const formats::Descriptor& layer);
 
 // Whether a zstd:chunked layer can be read lazily (its TOC index is
-// seekable); nullopt when the layer's blob is not zstd:chunked. Throws as
-// build_toc_index.
+// seekable); nullopt when the layer's blob is not zstd:chunked or its TOC is
+// refused (as load_lazy_index: the pass decides then).
 std::optional<bool> toc_index_seekable(const Store& store, const formats::Descriptor& layer);
 
 // Reads regular files' bytes of a TOC-indexed blob, chunk by chunk, verifying

@@ -6,6 +6,7 @@
 
 #include "formats/tar.hpp"
 #include "formats/zstd_chunked.hpp"
+#include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -410,4 +411,41 @@ TEST_CASE("TOC index: a chunk larger than a seekable frame makes the layer one t
     CHECK_FALSE(idx->seekable);
     REQUIRE(idx->chunks.size() == 1);
     CHECK(idx->chunks[0].size == big.size());
+}
+
+TEST_CASE("load_lazy_index: the TOC when it is the annotation's, else the pass", "[lazy_toc]") {
+    TempDir t;
+    Store store(t.path() + "/store");
+    std::string p = t.path() + "/layer";
+    std::string data = content(3 << 20, 9);
+    formats::ChunkedLayerInfo info;
+    {
+        UniqueFd fd = fs::open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        formats::ChunkedWriter w(fd.get(), {});
+        formats::TarEntry e;
+        e.path = "f";
+        e.size = data.size();
+        w.add_data(e, data);
+        info = w.finish();
+    }
+    formats::Descriptor layer;
+    layer.digest = store.put_blob(fs::read_file(p));
+    layer.annotations = formats::chunked_annotations(info);
+    BlobIndex idx = load_lazy_index(store, layer);
+    CHECK(idx.toc);
+    CHECK(toc_index_seekable(store, layer) == std::optional<bool>(true));
+    CHECK_FALSE(fs::exists(blob_index_path(store, layer.digest)));
+
+    // The annotation names another TOC: the pass indexes the layer (and
+    // keeps its index), trusting nothing of the TOC.
+    layer.annotations[std::string(formats::k_chunked_manifest_checksum_key)] =
+        Digest::of("another toc").str();
+    CHECK_FALSE(toc_index_seekable(store, layer));
+    BlobIndex passed = load_lazy_index(store, layer);
+    CHECK_FALSE(passed.toc);
+    CHECK(passed.seekable);
+    REQUIRE(passed.entries.size() == 1);
+    CHECK(passed.entries[0].entry.path == "f");
+    CHECK(passed.entries[0].entry.size == data.size());
+    CHECK(fs::exists(blob_index_path(store, layer.digest)));
 }
