@@ -441,6 +441,10 @@ ChunkedToc parse_toc(std::string_view json_text, std::uint64_t content_end, std:
         if (!e.digest.empty() && !Digest::try_parse(e.digest)) {
             throw efail("bad digest \"" + e.digest.substr(0, 80) + "\"");
         }
+        e.chunk_digest = str("chunkDigest");
+        if (!e.chunk_digest.empty() && !Digest::try_parse(e.chunk_digest)) {
+            throw efail("bad chunkDigest \"" + e.chunk_digest.substr(0, 80) + "\"");
+        }
         e.offset = u64("offset", content_end);
         e.end_offset = u64("endOffset", content_end);
         e.chunk_offset = u64("chunkOffset", std::uint64_t{1} << 62);
@@ -463,6 +467,7 @@ ChunkedToc parse_toc(std::string_view json_text, std::uint64_t content_end, std:
         if (e.type != "reg") {
             e.offset = e.end_offset = e.chunk_offset = e.chunk_size = 0;
             e.digest.clear();
+            e.chunk_digest.clear();
             continue;
         }
         std::size_t n = 1;

@@ -44,6 +44,10 @@ struct ChunkedEntry {
     std::uint32_t devmajor = 0, devminor = 0;
     std::map<std::string, std::string> xattrs; // decoded values
     std::string digest; // reg: "sha256:<hex>" of the whole content; "" otherwise
+    // reg (its first chunk) and chunk entries: "sha256:<hex>" of this chunk's
+    // uncompressed bytes when the writer gave one (containers/storage's
+    // "chunkDigest"); "" otherwise.
+    std::string chunk_digest;
     // The compressed bytes [offset, end_offset) of the blob are the zstd
     // frame(s) holding this piece of content: for "reg" its first chunk, for
     // "chunk" that chunk. 0, 0 when there is no content.

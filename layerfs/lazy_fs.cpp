@@ -4,6 +4,7 @@
 
 #include "snapshot/layer_index.hpp"
 #include "snapshot/lazy_index.hpp"
+#include "snapshot/lazy_toc.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
@@ -35,7 +36,8 @@ using snapshot::PathTrie;
 
 struct Layer {
     std::shared_ptr<const snapshot::BlobIndex> index;
-    std::unique_ptr<snapshot::ContentReader> reader;
+    std::unique_ptr<snapshot::ContentReader> reader;         // an index made by a pass
+    std::unique_ptr<snapshot::ChunkedContentReader> chunked; // an index made from a TOC
 };
 
 struct DirEntry {
@@ -50,8 +52,8 @@ public:
         snapshot::Store store(opts.store);
         snapshot::Image img = store.load(opts.manifest);
         for (const auto& d : img.manifest.layers) {
-            auto idx = std::make_shared<const snapshot::BlobIndex>(
-                snapshot::load_blob_index(store, d.digest));
+            auto idx =
+                std::make_shared<const snapshot::BlobIndex>(snapshot::load_lazy_index(store, d));
             if (!idx->seekable) {
                 throw Error("layer " + d.digest.str() +
                             " cannot be read lazily (a zstd stream without frames to seek to, "
@@ -62,8 +64,15 @@ public:
                 m_index.add_entry(ie.entry);
             }
             m_index.end_layer();
-            m_layers.push_back(Layer{
-                idx, std::make_unique<snapshot::ContentReader>(store.open_blob(d.digest), idx)});
+            if (idx->toc) {
+                m_layers.push_back(Layer{idx, nullptr,
+                                         std::make_unique<snapshot::ChunkedContentReader>(
+                                             store.open_blob(d.digest), idx)});
+            } else {
+                m_layers.push_back(Layer{
+                    idx, std::make_unique<snapshot::ContentReader>(store.open_blob(d.digest), idx),
+                    nullptr});
+            }
         }
         m_tree = std::make_unique<MergedTree>(m_index, m_index.layer_count());
         // Inode numbers: node + 1 (the root is FUSE's 1); every hard link of
@@ -177,6 +186,10 @@ public:
         }
         len = static_cast<std::size_t>(std::min<std::uint64_t>(len, rec.size - off));
         Layer& l = m_layers.at(rec.layer);
+        if (l.chunked) {
+            l.chunked->read(rec.ordinal, off, buf, len);
+            return len;
+        }
         const auto& ie = l.index->entries.at(rec.ordinal);
         l.reader->read(ie.content + off, buf, len);
         return len;

@@ -3,6 +3,7 @@
 #include "formats/json.hpp"
 #include "formats/limits.hpp"
 #include "snapshot/layer_index.hpp"
+#include "snapshot/lazy_toc.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -277,14 +278,6 @@ public:
     }
     std::string str() { return std::string(take(u32())); }
     std::string_view view() { return take(u32()); }
-    // Consumes prefix when the data starts with it.
-    bool take_prefix(std::string_view prefix) {
-        if (m_data.substr(m_pos).substr(0, prefix.size()) != prefix) {
-            return false;
-        }
-        m_pos += prefix.size();
-        return true;
-    }
     std::size_t left() const { return m_data.size() - m_pos; }
     [[noreturn]] void fail(const std::string& why) const {
         throw formats::FormatError("lazy index " + m_path + ": " + why + " (at byte " +
@@ -391,6 +384,11 @@ BlobIndex build_blob_index(int blob_fd, const formats::Digest& blob, std::uint64
 }
 
 std::string serialize_blob_index(const BlobIndex& idx) {
+    if (idx.toc) {
+        // Its chunks have no place in the file: a TOC index is made again
+        // from the TOC at each load.
+        throw Error("lazy index of " + idx.blob.str() + ": an index made from a TOC is not kept");
+    }
     Writer w;
     w.u32(BlobIndex::k_version);
     w.str(idx.blob.str());
@@ -464,6 +462,7 @@ BlobIndex parse_blob_index(std::string_view data, const formats::Digest& blob,
                std::to_string(BlobIndex::k_version));
     }
     BlobIndex idx;
+    idx.storage = keep; // the windows are views into it
     idx.blob = formats::Digest::parse(r.str());
     if (idx.blob != blob) {
         r.fail("describes " + idx.blob.str() + ", not " + blob.str());
@@ -816,38 +815,6 @@ void ContentReader::read(std::uint64_t offset, char* buf, std::size_t len) {
 
 namespace strata::snapshot {
 
-namespace {
-
-// Whether blob's layer can be read lazily: from the head of its kept index
-// (the server that mounts it loads and checks the whole index: a damaged one
-// is rebuilt there), else from the index built and kept here. Reading the
-// head only keeps a 2.4 MB index from being read and hashed twice per mount.
-bool blob_index_seekable(const Store& store, const formats::Digest& blob) {
-    std::string path = blob_index_path(store, blob);
-    try {
-        UniqueFd fd = fs::open(path, O_RDONLY);
-        char head[256];
-        std::size_t n = fs::read_full(fd.get(), path, head, sizeof head);
-        Reader r(std::string_view(head, n), path);
-        if (r.take_prefix(k_magic) && r.u32() == BlobIndex::k_version && r.str() == blob.str()) {
-            struct stat st {};
-            UniqueFd blob_fd = store.open_blob(blob);
-            if (::fstat(blob_fd.get(), &st) == 0 &&
-                r.u64() == static_cast<std::uint64_t>(st.st_size)) {
-                auto compression = r.u8();
-                if (compression <= static_cast<std::uint8_t>(formats::Compression::zstd)) {
-                    return r.u8() != 0;
-                }
-            }
-        }
-    } catch (const Error&) {
-        // missing, short or not an index: built (or rebuilt) below
-    }
-    return load_blob_index(store, blob).seekable;
-}
-
-} // namespace
-
 bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
     if (mode == LazyMode::off || image.manifest.layers.empty()) {
         return false;
@@ -888,7 +855,10 @@ bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
         return false;
     }
     for (const auto& d : image.manifest.layers) {
-        if (!blob_index_seekable(store, d.digest)) {
+        auto toc = toc_index_seekable(store, d); // zstd:chunked: no pass
+        // The index is checked whole here (a damaged one is rebuilt and said
+        // so on the terminal); mapped, it costs a hash of it.
+        if (toc ? !*toc : !load_blob_index(store, d.digest).seekable) {
             std::string why = "layer " + d.digest.str() +
                               " cannot be read lazily (one zstd frame for the whole layer, as "
                               "Docker and BuildKit write it, or a sparse file)";

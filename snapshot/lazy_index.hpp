@@ -59,6 +59,22 @@ struct SeekPoint {
 struct IndexedEntry {
     formats::TarEntry entry;
     std::uint64_t content = 0; // regular files: content offset in the uncompressed stream
+    // An index made from a zstd:chunked TOC (BlobIndex::toc): a regular
+    // file's chunks are BlobIndex::chunks[first_chunk, first_chunk +
+    // chunk_count), in file order; digest: the whole content's (the TOC's
+    // "digest").
+    std::uint32_t first_chunk = 0, chunk_count = 0;
+    std::optional<formats::Digest> digest;
+};
+
+// Where one chunk of a file lies in a zstd:chunked blob: the zstd frames
+// [begin, end) of the blob decode to the file's bytes [file_offset,
+// file_offset + size); digest: the chunk's own (the TOC's "chunkDigest"),
+// when the writer gave one.
+struct ChunkLocator {
+    std::uint64_t begin = 0, end = 0;
+    std::uint64_t file_offset = 0, size = 0;
+    std::optional<formats::Digest> digest;
 };
 
 struct BlobIndex {
@@ -78,6 +94,13 @@ struct BlobIndex {
     // memory, or the windows made by build_blob_index. Loading an index
     // copies none of its (up to 32 KiB each) windows.
     std::shared_ptr<const void> storage;
+    // Made from a zstd:chunked blob's footer and TOC (snapshot/lazy_toc.hpp)
+    // instead of a pass over the blob: no seek points, no diff ID (diff_id
+    // and diff_size are unknown and left empty), contents are read per chunk
+    // (ChunkedContentReader). Never kept in lazy/: the TOC is read again.
+    bool toc = false;
+    std::string toc_digest;           // toc: "sha256:<hex>" of the TOC as stored
+    std::vector<ChunkLocator> chunks; // toc: every regular file's chunks
 
     // The last seek point at or before out (there is always one at 0 for a
     // compressed blob).

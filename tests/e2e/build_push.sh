@@ -2,7 +2,9 @@
 # strata push converts zstd layers to gzip by default (Docker 20.10 and other
 # older clients cannot pull zstd), saying so, and keeps the image ID (the
 # config and diff IDs are those of the same uncompressed layers); --compression
-# zstd pushes them as they are. Against Debian's docker-registry on 127.0.0.1.
+# zstd pushes them as they are, zstd:chunked TOC annotations included (a pull
+# gets them back, and the image is read lazily through its TOC). Against
+# Debian's docker-registry on 127.0.0.1.
 # Needs root and overlayfs (overlay probe), busybox-static, docker-registry.
 . "$(dirname "$0")/lib.sh"
 need python3
@@ -36,6 +38,27 @@ assert_contains "$(cat "$WORK/out")" "converted from zstd to gzip" "push says it
 assert_eq "$(remote_types t/zimg gzip)" "application/vnd.oci.image.layer.v1.tar+gzip" "the registry gets gzip layers"
 strata push --compression zstd zimg "$REG/t/zimg:zstd" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "push --compression zstd"; }
 assert_contains "$(remote_types t/zimg zstd)" "tar+zstd" "--compression zstd keeps zstd"
+# The zstd:chunked layers keep containers/storage's TOC annotations through
+# push and pull, and the pulled image is read lazily through its TOC.
+chunked_ann() {
+  strata inspect --format json "$1" | python3 -c 'import json,sys
+for l in json.load(sys.stdin)[0]["Manifest"]["layers"]:
+    a = l.get("annotations", {})
+    k = "io.github.containers.zstd-chunked.manifest-"
+    if k + "checksum" in a: print(l["digest"], a[k + "checksum"], a[k + "position"])'
+}
+ann=$(chunked_ann zimg)
+[ -n "$ann" ] || fail "the zstd build wrote no zstd:chunked layer"
+ZS=$WORK/zstore
+STRATA_ROOT=$ZS strata pull "$REG/t/zimg:zstd" >/dev/null || fail "pull the zstd image"
+assert_eq "$(STRATA_ROOT=$ZS chunked_ann "$REG/t/zimg:zstd")" "$ann" "the TOC annotations survive push and pull"
+if [ -c /dev/fuse ]; then
+  STRATA_ROOT=$ZS strata run --rm --lazy "$REG/t/zimg:zstd" cat /z >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "lazy run of the pulled zstd image"; }
+  assert_eq "$(cat "$WORK/out")" "zstd" "the pulled zstd:chunked image read lazily"
+  for d in $(echo "$ann" | cut -d' ' -f1); do
+    [ ! -e "$ZS/lazy/${d#sha256:}.idx" ] || fail "layer $d was indexed by a pass, not from its TOC"
+  done
+fi
 
 OTHER=$WORK/other
 STRATA_ROOT=$OTHER strata pull "$REG/t/zimg:gzip" >/dev/null || fail "pull the converted image"

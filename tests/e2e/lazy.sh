@@ -2,9 +2,10 @@
 # Lazy images: `strata mount` and `strata run` of an image that is not
 # unpacked serve it from its compressed layers (strata-lazy), file by file
 # the same as the kernel overlay of its unpacked snapshots, for gzip, zstd
-# and uncompressed layers; damaged indexes are rebuilt; a layer that cannot
-# be read lazily is unpacked (or refused with --lazy); no /dev/fuse fails
-# clearly with --lazy.
+# and uncompressed layers (zstd:chunked ones indexed from their TOC, a
+# damaged chunk never served); damaged indexes are rebuilt; a layer that
+# cannot be read lazily is unpacked (or refused with --lazy); no /dev/fuse
+# fails clearly with --lazy.
 . "$(dirname "$0")/lib.sh"
 [ -c /dev/fuse ] || skip "needs /dev/fuse"
 need python3
@@ -47,6 +48,12 @@ tar --xattrs --xattrs-include='*' -C "$xr" -cf "$WORK/x.tar" . || fail "tar --xa
 strata import "$WORK/x.tar" -t lazy-x:1 >/dev/null || fail "import"
 
 snaps() { ls "$STRATA_ROOT/snapshots" 2>/dev/null | wc -l; }
+# The digests of an image's layers that carry a zstd:chunked TOC annotation.
+chunked_layers() {
+  strata inspect --format json "$1" | python3 -c 'import json,sys
+for l in json.load(sys.stdin)[0]["Manifest"]["layers"]:
+    if "io.github.containers.zstd-chunked.manifest-checksum" in l.get("annotations", {}): print(l["digest"])'
+}
 for comp in gzip zstd none x; do
   img=lazy-$comp:1
   rm -rf "$STRATA_ROOT/snapshots"/* "$STRATA_ROOT/lazy"
@@ -57,6 +64,14 @@ for comp in gzip zstd none x; do
   grep -q " $lz .* fuse.strata-lazy " /proc/self/mountinfo || fail "$comp: the mount is not lazy: $(grep " $lz " /proc/self/mountinfo)"
   assert_eq "$(snaps)" 0 "$comp: a lazy mount unpacks nothing"
   [ -n "$(ls "$STRATA_ROOT/lazy/")" ] || fail "$comp: no index kept in the store"
+  if [ $comp = zstd ]; then
+    # zstd:chunked layers are indexed from their TOC: no pass, nothing kept.
+    chunked=$(chunked_layers "$img")
+    [ "$(echo "$chunked" | wc -w)" -ge 3 ] || fail "zstd: the build wrote no zstd:chunked layers: $chunked"
+    for d in $chunked; do
+      [ ! -e "$STRATA_ROOT/lazy/${d#sha256:}.idx" ] || fail "zstd: layer $d was indexed by a pass, not from its TOC"
+    done
+  fi
   strata mount --driver overlay "$img" "$ov" || fail "overlay mount ($comp)"
   on_exit "umount -l $ov 2>/dev/null"
   $DUMP "$lz" > "$WORK/lz-$comp.txt" || fail "dump of the lazy mount"
@@ -101,6 +116,35 @@ assert_eq "$(snaps)" 0 "a lazy run unpacks nothing"
 assert_eq "$(strata run --rm lazy-gzip:1 cat /d/a)" "a" "the container's writes are gone"
 assert_eq "$(strata run --rm --no-lazy lazy-gzip:1 cat /d/a)" "a" "--no-lazy"
 [ "$(snaps)" -gt 0 ] || fail "--no-lazy unpacks"
+
+# A zstd:chunked layer whose frames do not hold what its TOC says (a byte of
+# /c/rand.bin's second chunk changed in the store): reading the file is an
+# error (EIO) logged naming the layer and the file, never other bytes; the
+# layer's other files are still served. (zstd's frame checksum catches this
+# one; frames that decode to other bytes are caught by the chunk's digest:
+# the [lazy_toc] unit tests.)
+rm -rf "$STRATA_ROOT/snapshots"/*
+copy_layer=$(strata inspect --format json lazy-zstd:1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Manifest"]["layers"][1]["digest"])')
+blobf=$STRATA_ROOT/blobs/sha256/${copy_layer#sha256:}
+cp "$blobf" "$WORK/blob.saved"
+on_exit "cp $WORK/blob.saved $blobf"
+python3 - "$blobf" <<'PY' || fail "damage the blob"
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+# rand.bin's 3 MB of random bytes are most of the layer: its middle lies in
+# the second chunk's frame (stored raw: random data does not compress).
+b[len(b) // 2] ^= 0x55
+open(p, "wb").write(bytes(b))
+PY
+out=$(strata run --rm lazy-zstd:1 sh -c 'cat /c/capfile; echo; cat /c/rand.bin >/dev/null && echo served' 2>&1) &&
+  fail "a damaged chunk was served: $out"
+assert_contains "$out" "cap" "the layer's other files are served"
+assert_contains "$out" "Input/output error" "the damaged chunk is an I/O error"
+assert_contains "$out" "layer $copy_layer: file \"c/rand.bin\"" "the log names the layer and the file"
+[[ "$out" == *served* ]] && fail "the damaged file was read whole: $out"
+cp "$WORK/blob.saved" "$blobf"
+cmp <(strata run --rm lazy-zstd:1 cat /c/rand.bin) "$ctx/rand.bin" || fail "rand.bin after the repair"
 
 # A damaged index is rebuilt, never trusted.
 rm -rf "$STRATA_ROOT/snapshots"/*
