@@ -10,6 +10,7 @@
 #include "util/log.hpp"
 
 #include <cstdio>
+#include <malloc.h>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,12 @@ int run(int argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
+    // Decoded chunks (up to 1 MiB each, 32 MiB of them cached) come and go
+    // all the time: from the heap, kept when freed, they are reused instead
+    // of being mapped and faulted in afresh each time.
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+    mallopt(M_ARENA_MAX, 2); // FUSE workers share: half the fresh pages of one arena each
     try {
         return run(argc, argv);
     } catch (const strata::UsageError& e) {
