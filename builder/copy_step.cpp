@@ -320,10 +320,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
             if (auto r = CopyReuse::open(m_store, ws.previous_fs, *ws.previous_layer,
                                          &context_index())) {
                 reuse = std::make_shared<CopyReuse>(std::move(*r));
-                o.defer_content = [reuse](const std::string& dest, const std::string& src_rel,
-                                          const struct stat& s) {
-                    return reuse->defer(dest, src_rel, s);
-                };
+                o.defer_content = [reuse](const DeferredFile& f) { return reuse->defer(f); };
                 ws.after_unmount.push_back([reuse, this, id = step.id](const std::string& upper) {
                     std::size_t n = reuse->finish(upper);
                     if (n > 0) {
