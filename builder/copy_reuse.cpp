@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 namespace strata::builder {
@@ -83,27 +84,33 @@ bool is_whiteout(const struct stat& st) {
 std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
                                          const std::string& previous_fs,
                                          const formats::Descriptor& previous_layer,
-                                         FileDigestMemo* memo) {
+                                         FileDigestMemo* memo, bool check_in_pack) {
+    if (memo == nullptr) {
+        return std::nullopt;
+    }
     auto ann =
         previous_layer.annotations.find(std::string(formats::k_chunked_manifest_checksum_key));
-    if (memo == nullptr || ann == previous_layer.annotations.end() ||
-        !store.has_blob(previous_layer.digest)) {
+    bool chunked = ann != previous_layer.annotations.end() && store.has_blob(previous_layer.digest);
+    if (!chunked && !check_in_pack) {
         return std::nullopt;
     }
     CopyReuse r;
     try {
         r.m_prev = fs::open(previous_fs, O_PATH | O_DIRECTORY);
-        UniqueFd blob = store.open_blob(previous_layer.digest);
-        auto toc =
-            formats::read_chunked_toc(blob.get(), static_cast<std::uint64_t>(previous_layer.size),
-                                      previous_layer.digest.str(), ann->second);
-        if (!toc) {
-            return std::nullopt;
-        }
-        for (const auto& e : toc->entries) {
-            if (e.type == "reg" && e.size > 0 && e.digest.size() == 71) {
-                r.m_old[e.name] = Old{e.digest.substr(7), e.size, !e.xattrs.empty()};
+        if (chunked) {
+            UniqueFd blob = store.open_blob(previous_layer.digest);
+            auto toc = formats::read_chunked_toc(blob.get(),
+                                                 static_cast<std::uint64_t>(previous_layer.size),
+                                                 previous_layer.digest.str(), ann->second);
+            if (!toc) {
+                return std::nullopt;
             }
+            for (const auto& e : toc->entries) {
+                if (e.type == "reg" && e.size > 0 && e.digest.size() == 71) {
+                    r.m_old[e.name] = Old{e.digest.substr(7), e.size, !e.xattrs.empty()};
+                }
+            }
+            r.m_toc = true;
         }
     } catch (const Error& e) {
         STRATA_LOG_WARN("COPY: not reusing files of {}: {}", previous_fs, e.what());
@@ -119,15 +126,17 @@ bool CopyReuse::defer(const DeferredFile& f) {
     while (!name.empty() && name.front() == '/') {
         name.erase(0, 1);
     }
-    auto it = m_old.find(name);
-    if (it == m_old.end() || it->second.xattrs ||
-        it->second.size != static_cast<std::uint64_t>(f.st.st_size)) {
-        return false;
+    if (m_toc) {
+        auto it = m_old.find(name);
+        if (it == m_old.end() || it->second.xattrs ||
+            it->second.size != static_cast<std::uint64_t>(f.st.st_size)) {
+            return false;
+        }
     }
     // The digest this build computed for the source (the cache key's), for
     // its current lstat: never a stale one.
     std::optional<std::string> digest = m_memo->find(f.src_rel, f.st);
-    if (!digest || *digest != it->second.digest) {
+    if (!digest || (m_toc && *digest != m_old.find(name)->second.digest)) {
         return false;
     }
     // The previous snapshot's file must be what the copy would make now:
@@ -141,14 +150,23 @@ bool CopyReuse::defer(const DeferredFile& f) {
     }
     // One inode per path: two new paths sharing one would become a tar hard
     // link, which a full copy does not make.
+    if (!m_toc) {
+        // No TOC to say which extended attributes the layer gives it.
+        char names[1];
+        std::string path = m_previous_fs + "/" + name;
+        ssize_t n = ::llistxattr(path.c_str(), names, 0);
+        if (n != 0 && !(n < 0 && errno == ENOTSUP)) {
+            return false;
+        }
+    }
     if (!m_inodes.insert({old.st_dev, old.st_ino}).second) {
         return false;
     }
-    m_deferred.push_back(Deferred{std::move(name), f});
+    m_deferred.push_back(Deferred{std::move(name), f, std::move(*digest)});
     return true;
 }
 
-std::size_t CopyReuse::finish(const std::string& upper) {
+std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks& checks) {
     std::size_t linked = 0;
     UniqueFd root = fs::open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     // The directories linked into, with the times the copy gave them.
@@ -180,6 +198,10 @@ std::size_t CopyReuse::finish(const std::string& upper) {
             replace = true;
         } else if (errno != ENOENT) {
             throw_errno("stat", shown);
+        }
+        if (!m_toc) {
+            // Linked or copied, the content is the previous snapshot's.
+            checks.emplace(d.name, "sha256:" + d.digest);
         }
         std::string tmp = ".strata-link-" + base;
         const std::string& at = replace ? tmp : base;

@@ -1,8 +1,11 @@
 // Unchanged files of a COPY are not copied again: when a COPY from the
 // context misses only because some of its files changed, the files that are
-// the same as in the step's previous result (same content digest as that
-// layer's zstd:chunked TOC says, same size, mtime, mode and owner in its
-// snapshot, no extended attributes on either side) are not created by the
+// the same as in the step's previous result (same size, mtime, mode and
+// owner in its snapshot, no extended attributes on either side, and the
+// same content: the digest that layer's zstd:chunked TOC gives the file is
+// the one the build computed for the source; for a layer without a TOC the
+// new layer's writer hashes each such file as it packs it and the step is
+// made again without reuse if one differs) are not created by the
 // copy at all (CopyOptions::defer_content). After the step's overlay is
 // unmounted each is hard-linked from the previous snapshot into the upper
 // directory (over the whiteout the copy left where a lower file was
@@ -19,6 +22,7 @@
 
 #include "builder/copy.hpp"
 #include "formats/oci.hpp"
+#include "snapshot/layer_diff.hpp"
 #include "snapshot/store.hpp"
 #include "util/fd.hpp"
 
@@ -34,19 +38,23 @@ namespace strata::builder {
 
 class CopyReuse {
 public:
-    // nullopt when the previous layer is not zstd:chunked or its snapshot or
-    // TOC cannot be read (then everything is copied).
+    // nullopt when the previous snapshot or TOC cannot be read, or when the
+    // previous layer is not zstd:chunked and the new layer's writer cannot
+    // check contents (check_in_pack false: a zstd:chunked layer); then
+    // everything is copied.
     static std::optional<CopyReuse> open(const snapshot::Store& store,
                                          const std::string& previous_fs,
                                          const formats::Descriptor& previous_layer,
-                                         FileDigestMemo* memo);
+                                         FileDigestMemo* memo, bool check_in_pack);
 
     // CopyOptions::defer_content.
     bool defer(const DeferredFile& f);
     // After the overlay is unmounted: links (or copies) the deferred files
     // into the upper directory. Returns how many were linked. Throws naming
-    // the path when one cannot be made (the step fails).
-    std::size_t finish(const std::string& upper);
+    // the path when one cannot be made (the step fails). checks gets the
+    // content digest each linked file must have when the layer writer is to
+    // check them (a previous layer without a TOC).
+    std::size_t finish(const std::string& upper, snapshot::ContentChecks& checks);
 
 private:
     struct Old {
@@ -57,10 +65,12 @@ private:
     struct Deferred {
         std::string name; // relative to the root: "data/a.bin"
         DeferredFile file;
+        std::string digest; // hex, of the source's content
     };
     std::string m_previous_fs;
     UniqueFd m_prev;
     FileDigestMemo* m_memo = nullptr;
+    bool m_toc = false; // m_old holds the previous layer's TOC; else checked in the pack
     std::map<std::string, Old, std::less<>> m_old; // TOC name -> content
     std::vector<Deferred> m_deferred;
     std::set<std::pair<dev_t, ino_t>> m_inodes; // of the previous files deferred
