@@ -165,6 +165,11 @@ struct Node {
     std::string full; // host path
     struct stat st;
     Xattrs xattrs; // raw
+    // Where the upper-directory walk found it (not owned, valid while the
+    // entry is handed to the sink): its content is opened from there, not
+    // by walking the whole host path again. -1: open `full`.
+    int dirfd = -1;
+    std::string base;
 };
 
 Node load(int dirfd, const std::string& base, const std::string& rel, const std::string& full) {
@@ -185,6 +190,14 @@ std::string read_link(const Node& n) {
         throw_errno("readlink", n.full);
     }
     return std::string(buf.data(), static_cast<std::size_t>(r));
+}
+
+UniqueFd open_content_at(const Node& n) {
+    int fd = ::openat(n.dirfd, n.base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        throw_errno("open", n.full);
+    }
+    return UniqueFd(fd);
 }
 
 class Emitter {
@@ -318,7 +331,7 @@ private:
             e.size = static_cast<std::uint64_t>(n.st.st_size);
             UniqueFd fd;
             if (e.size > 0) {
-                fd = fs::open(n.full, O_RDONLY | O_NOFOLLOW);
+                fd = n.dirfd >= 0 ? open_content_at(n) : fs::open(n.full, O_RDONLY | O_NOFOLLOW);
             }
             auto check = m_checks != nullptr && e.size > 0 ? m_checks->find(e.path)
                                                            : ContentChecks::const_iterator{};
@@ -446,6 +459,8 @@ void walk_upper(Sink& em, int dirfd, const std::string& rel, const std::string& 
             walk_upper(em, subfd.get(), crel, cfull);
             continue;
         }
+        n.dirfd = dirfd;
+        n.base = name;
         em.node(n);
     }
 }
