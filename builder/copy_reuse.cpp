@@ -148,17 +148,26 @@ bool CopyReuse::defer(const DeferredFile& f) {
         old.st_uid != f.uid || old.st_gid != f.gid) {
         return false;
     }
-    // One inode per path: two new paths sharing one would become a tar hard
-    // link, which a full copy does not make.
     if (!m_toc) {
-        // No TOC to say which extended attributes the layer gives it.
-        char names[1];
+        // No TOC to say which extended attributes the layer gives it: none
+        // that a copy would make (host labels and overlayfs' own are not).
+        char names[65536];
         std::string path = m_previous_fs + "/" + name;
-        ssize_t n = ::llistxattr(path.c_str(), names, 0);
-        if (n != 0 && !(n < 0 && errno == ENOTSUP)) {
+        ssize_t n = ::llistxattr(path.c_str(), names, sizeof names);
+        if (n < 0 && errno != ENOTSUP) {
             return false;
         }
+        for (ssize_t i = 0; i < n;) {
+            std::string x(names + i);
+            i += static_cast<ssize_t>(x.size()) + 1;
+            if (!(x.rfind("trusted.", 0) == 0 || x.rfind("security.selinux", 0) == 0 ||
+                  x.find("overlay.") != std::string::npos)) {
+                return false;
+            }
+        }
     }
+    // One inode per path: two new paths sharing one would become a tar hard
+    // link, which a full copy does not make.
     if (!m_inodes.insert({old.st_dev, old.st_ino}).second) {
         return false;
     }
