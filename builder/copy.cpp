@@ -347,14 +347,35 @@ struct Copier {
         ::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
     }
 
+    static bool kept_xattr(const std::string& name) {
+        return !(name.rfind("trusted.", 0) == 0 || name.rfind("security.selinux", 0) == 0 ||
+                 name.find("overlay.") != std::string::npos);
+    }
+
+    // Whether copy_xattrs would copy something from src_fd (or cannot tell).
+    static bool has_kept_xattrs(int src_fd) {
+        char names[65536];
+        ssize_t n = ::flistxattr(src_fd, names, sizeof names);
+        if (n < 0) {
+            return errno != ENOTSUP;
+        }
+        for (ssize_t i = 0; i < n;) {
+            std::string name(names + i);
+            i += static_cast<ssize_t>(name.size()) + 1;
+            if (kept_xattr(name)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     void copy_xattrs(int src_fd, int dst_fd) {
         char names[65536];
         ssize_t n = ::flistxattr(src_fd, names, sizeof names);
         for (ssize_t i = 0; i < n;) {
             std::string name(names + i);
             i += static_cast<ssize_t>(name.size()) + 1;
-            if (name.rfind("trusted.", 0) == 0 || name.rfind("security.selinux", 0) == 0 ||
-                name.find("overlay.") != std::string::npos) {
+            if (!kept_xattr(name)) {
                 continue;
             }
             char value[65536];
@@ -396,12 +417,15 @@ struct Copier {
                 }
             }
         }
+        if (st.st_nlink == 1 && st.st_size > 0 && opts.defer_content && !has_kept_xattrs(in) &&
+            opts.defer_content(
+                DeferredFile{shown, src_rel, st, mode_of(st), owner_uid(st), owner_gid(st)})) {
+            stats.files++;
+            stats.bytes += static_cast<std::uint64_t>(st.st_size);
+            return;
+        }
         UniqueFd out = fs::open_at(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
         off_t remaining = st.st_size;
-        if (st.st_nlink == 1 && remaining > 0 && opts.defer_content &&
-            opts.defer_content(shown, src_rel, st)) {
-            remaining = 0;
-        }
         if (remaining > 0 && no_copy_file_range) {
             copy_by_sendfile(in, out.get(), remaining, shown);
             remaining = 0;

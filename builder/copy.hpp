@@ -33,6 +33,17 @@
 
 namespace strata::builder {
 
+// A file CopyOptions::defer_content is asked about: where it goes, where it
+// comes from, and the metadata the copy would give it.
+struct DeferredFile {
+    std::string dest;    // absolute in the destination root: "/data/a.bin"
+    std::string src_rel; // relative to the source root: "a.bin"
+    struct stat st {};   // the source's lstat
+    mode_t mode = 0;     // permission bits the copy sets (after --chmod)
+    uid_t uid = 0;       // owner the copy sets (after --chown)
+    gid_t gid = 0;
+};
+
 struct CopyOptions {
     std::optional<uid_t> uid; // --chown
     std::optional<gid_t> gid;
@@ -45,14 +56,13 @@ struct CopyOptions {
     // Whether a directory excluded by `excluded` may still hold re-included
     // entries (a "!" exception below it), so it must be walked.
     std::function<bool(const std::string& rel)> may_reinclude;
-    // When set: asked before a regular file with one link is copied, with its
-    // destination (absolute in the destination root, "/data/a.bin"), its
-    // path in the source root and its lstat. True: its content is not
-    // copied; the file is made empty with all its metadata (mode, owner,
-    // mtime, xattrs), and the caller fills it in (the builder replaces it by
-    // a hard link to the identical file of a previous build's snapshot).
-    std::function<bool(const std::string& dest, const std::string& src_rel, const struct stat& st)>
-        defer_content;
+    // When set: asked before a regular file with one link, some content and
+    // no extended attributes that a copy would keep is copied. True: the file
+    // is not created at all (its stats still count), and the caller makes it
+    // after the copy, exactly as the copy would have: the builder links the
+    // identical file of a previous build's snapshot into the step's upper
+    // directory (builder/copy_reuse.hpp).
+    std::function<bool(const DeferredFile&)> defer_content;
 };
 
 struct CopyStats {

@@ -6,9 +6,13 @@
 #include "util/fs.hpp"
 #include "util/log.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 namespace strata::builder {
@@ -19,25 +23,20 @@ bool same_time(const struct timespec& a, const struct timespec& b) {
     return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
-// Copies the content of src into dst (an empty file), keeping dst's times.
-void fill_from(const std::string& src, const std::string& dst) {
-    UniqueFd in = fs::open(src, O_RDONLY | O_NOFOLLOW);
-    UniqueFd out = fs::open(dst, O_WRONLY | O_NOFOLLOW);
-    struct stat before = fs::fstat(out.get());
-    struct stat st = fs::fstat(in.get());
-    off_t left = st.st_size;
+// Copies the whole content of `in` into `out` (both regular files).
+void copy_content(int in, int out, off_t size, const std::string& src, const std::string& dst) {
+    off_t left = size;
     while (left > 0) {
-        ssize_t n =
-            ::copy_file_range(in.get(), nullptr, out.get(), nullptr, static_cast<size_t>(left), 0);
+        ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<size_t>(left), 0);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n <= 0) {
             // Any failure of the in-kernel copy: plain reads and writes.
             std::vector<char> buf(1 << 20);
-            off_t done = st.st_size - left;
+            off_t done = size - left;
             while (left > 0) {
-                ssize_t r = ::pread(in.get(), buf.data(),
+                ssize_t r = ::pread(in, buf.data(),
                                     static_cast<size_t>(std::min<off_t>(left, 1 << 20)), done);
                 if (r < 0 && errno == EINTR) {
                     continue;
@@ -45,7 +44,7 @@ void fill_from(const std::string& src, const std::string& dst) {
                 if (r <= 0) {
                     throw_errno("read", src);
                 }
-                if (::pwrite(out.get(), buf.data(), static_cast<size_t>(r), done) != r) {
+                if (::pwrite(out, buf.data(), static_cast<size_t>(r), done) != r) {
                     throw_errno("write", dst);
                 }
                 done += r;
@@ -55,8 +54,29 @@ void fill_from(const std::string& src, const std::string& dst) {
         }
         left -= n;
     }
-    struct timespec ts[2] = {before.st_atim, before.st_mtim};
-    ::futimens(out.get(), ts);
+}
+
+// Opens the directory rel ("a/b"; "" for the root) under root without
+// following a symlink anywhere on the way: the copy made these directories
+// in the upper directory; a symlink there would lead outside it.
+UniqueFd open_dir_beneath(int root, const std::string& rel, const std::string& shown) {
+    UniqueFd cur = fs::open_at(root, ".", O_RDONLY | O_DIRECTORY);
+    std::size_t pos = 0;
+    while (pos < rel.size()) {
+        std::size_t slash = rel.find('/', pos);
+        std::string comp =
+            rel.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+        pos = slash == std::string::npos ? rel.size() : slash + 1;
+        if (comp.empty() || comp == "." || comp == "..") {
+            throw Error("COPY: bad path " + shown + "/" + rel);
+        }
+        cur = fs::open_at(cur.get(), comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    }
+    return cur;
+}
+
+bool is_whiteout(const struct stat& st) {
+    return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
 }
 
 } // namespace
@@ -64,27 +84,33 @@ void fill_from(const std::string& src, const std::string& dst) {
 std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
                                          const std::string& previous_fs,
                                          const formats::Descriptor& previous_layer,
-                                         FileDigestMemo* memo) {
+                                         FileDigestMemo* memo, bool check_in_pack) {
+    if (memo == nullptr) {
+        return std::nullopt;
+    }
     auto ann =
         previous_layer.annotations.find(std::string(formats::k_chunked_manifest_checksum_key));
-    if (memo == nullptr || ann == previous_layer.annotations.end() ||
-        !store.has_blob(previous_layer.digest)) {
+    bool chunked = ann != previous_layer.annotations.end() && store.has_blob(previous_layer.digest);
+    if (!chunked && !check_in_pack) {
         return std::nullopt;
     }
     CopyReuse r;
     try {
         r.m_prev = fs::open(previous_fs, O_PATH | O_DIRECTORY);
-        UniqueFd blob = store.open_blob(previous_layer.digest);
-        auto toc =
-            formats::read_chunked_toc(blob.get(), static_cast<std::uint64_t>(previous_layer.size),
-                                      previous_layer.digest.str(), ann->second);
-        if (!toc) {
-            return std::nullopt;
-        }
-        for (const auto& e : toc->entries) {
-            if (e.type == "reg" && e.size > 0 && e.digest.size() == 71) {
-                r.m_old[e.name] = Old{e.digest.substr(7), e.size};
+        if (chunked) {
+            UniqueFd blob = store.open_blob(previous_layer.digest);
+            auto toc = formats::read_chunked_toc(blob.get(),
+                                                 static_cast<std::uint64_t>(previous_layer.size),
+                                                 previous_layer.digest.str(), ann->second);
+            if (!toc) {
+                return std::nullopt;
             }
+            for (const auto& e : toc->entries) {
+                if (e.type == "reg" && e.size > 0 && e.digest.size() == 71) {
+                    r.m_old[e.name] = Old{e.digest.substr(7), e.size, !e.xattrs.empty()};
+                }
+            }
+            r.m_toc = true;
         }
     } catch (const Error& e) {
         STRATA_LOG_WARN("COPY: not reusing files of {}: {}", previous_fs, e.what());
@@ -95,74 +121,139 @@ std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
     return r;
 }
 
-bool CopyReuse::defer(const std::string& dest, const std::string& src_rel, const struct stat& st) {
-    if (st.st_size < k_min_link_size) {
-        return false;
-    }
-    std::string name = dest;
+bool CopyReuse::defer(const DeferredFile& f) {
+    std::string name = f.dest;
     while (!name.empty() && name.front() == '/') {
         name.erase(0, 1);
     }
-    auto it = m_old.find(name);
-    if (it == m_old.end() || it->second.size != static_cast<std::uint64_t>(st.st_size)) {
-        return false;
+    if (m_toc) {
+        auto it = m_old.find(name);
+        if (it == m_old.end() || it->second.xattrs ||
+            it->second.size != static_cast<std::uint64_t>(f.st.st_size)) {
+            return false;
+        }
     }
     // The digest this build computed for the source (the cache key's), for
     // its current lstat: never a stale one.
-    std::optional<std::string> digest = m_memo->find(src_rel, st);
-    if (!digest || *digest != it->second.digest) {
+    std::optional<std::string> digest = m_memo->find(f.src_rel, f.st);
+    if (!digest || (m_toc && *digest != m_old.find(name)->second.digest)) {
         return false;
     }
+    // The previous snapshot's file must be what the copy would make now:
+    // a link takes its inode's metadata as it is.
     struct stat old {};
     if (::fstatat(m_prev.get(), name.c_str(), &old, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(old.st_mode) || old.st_size != st.st_size || !same_time(old.st_mtim, st.st_mtim)) {
+        !S_ISREG(old.st_mode) || old.st_size != f.st.st_size ||
+        !same_time(old.st_mtim, f.st.st_mtim) || (old.st_mode & 07777) != (f.mode & 07777) ||
+        old.st_uid != f.uid || old.st_gid != f.gid) {
         return false;
     }
-    m_deferred.push_back(std::move(name));
+    if (!m_toc) {
+        // No TOC to say which extended attributes the layer gives it: none
+        // that a copy would make (host labels and overlayfs' own are not).
+        char names[65536];
+        std::string path = m_previous_fs + "/" + name;
+        ssize_t n = ::llistxattr(path.c_str(), names, sizeof names);
+        if (n < 0 && errno != ENOTSUP) {
+            return false;
+        }
+        for (ssize_t i = 0; i < n;) {
+            std::string x(names + i);
+            i += static_cast<ssize_t>(x.size()) + 1;
+            if (!(x.rfind("trusted.", 0) == 0 || x.rfind("security.selinux", 0) == 0 ||
+                  x.find("overlay.") != std::string::npos)) {
+                return false;
+            }
+        }
+    }
+    // One inode per path: two new paths sharing one would become a tar hard
+    // link, which a full copy does not make.
+    if (!m_inodes.insert({old.st_dev, old.st_ino}).second) {
+        return false;
+    }
+    m_deferred.push_back(Deferred{std::move(name), f, std::move(*digest)});
     return true;
 }
 
-std::size_t CopyReuse::finish(const std::string& upper) {
+std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks& checks) {
     std::size_t linked = 0;
-    for (const auto& name : m_deferred) {
-        std::string placeholder = upper + "/" + name;
-        std::string old_path = m_previous_fs + "/" + name;
-        struct stat ph {
-        }, old{};
-        if (::lstat(placeholder.c_str(), &ph) != 0) {
-            // The copy made a placeholder at this path; something else
-            // there, never nothing. Were it elsewhere (a destination reached
-            // through a symlink), an empty file would be left in the image:
-            // fail the step instead.
-            throw_errno("stat", placeholder);
+    UniqueFd root = fs::open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    // The directories linked into, with the times the copy gave them.
+    std::map<std::string, std::pair<struct timespec, struct timespec>> dir_times;
+    std::string cur_dir;
+    UniqueFd dir;
+    for (const auto& d : m_deferred) {
+        auto slash = d.name.rfind('/');
+        std::string parent = slash == std::string::npos ? "" : d.name.substr(0, slash);
+        std::string base = slash == std::string::npos ? d.name : d.name.substr(slash + 1);
+        std::string shown = upper + "/" + d.name;
+        if (!dir || parent != cur_dir) {
+            // The copy created every directory on the way (or copied it up).
+            dir = open_dir_beneath(root.get(), parent, upper);
+            cur_dir = parent;
+            if (dir_times.find(parent) == dir_times.end()) {
+                struct stat ds = fs::fstat(dir.get());
+                dir_times.emplace(parent, std::make_pair(ds.st_atim, ds.st_mtim));
+            }
         }
-        if (!S_ISREG(ph.st_mode) || ph.st_size != 0 || ph.st_nlink != 1) {
-            // Not the placeholder the copy made (a later source of the same
-            // COPY replaced it): leave it.
+        // The copy removed what the lower layers had there (a whiteout in
+        // the upper directory), never anything else.
+        struct stat there {};
+        bool replace = false;
+        if (::fstatat(dir.get(), base.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (!is_whiteout(there)) {
+                throw Error("COPY: " + shown + " exists where a linked file was to go");
+            }
+            replace = true;
+        } else if (errno != ENOENT) {
+            throw_errno("stat", shown);
+        }
+        if (!m_toc) {
+            // Linked or copied, the content is the previous snapshot's.
+            checks.emplace(d.name, "sha256:" + d.digest);
+        }
+        std::string tmp = ".strata-link-" + base;
+        const std::string& at = replace ? tmp : base;
+        if (::linkat(m_prev.get(), d.name.c_str(), dir.get(), at.c_str(), 0) == 0) {
+            if (replace && ::renameat(dir.get(), tmp.c_str(), dir.get(), base.c_str()) != 0) {
+                int err = errno;
+                ::unlinkat(dir.get(), tmp.c_str(), 0);
+                throw SysError("rename", shown, err);
+            }
+            ++linked;
             continue;
         }
-        if (::lstat(old_path.c_str(), &old) != 0) {
-            throw_errno("stat", old_path);
+        STRATA_LOG_DEBUG("COPY: cannot link {}/{}: {}", m_previous_fs, d.name,
+                         std::strerror(errno));
+        // No link (another filesystem, a refusal): the copy's own file.
+        UniqueFd in = fs::open_at(m_prev.get(), d.name, O_RDONLY | O_NOFOLLOW);
+        UniqueFd out = fs::open_at(dir.get(), at, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+        copy_content(in.get(), out.get(), d.file.st.st_size, m_previous_fs + "/" + d.name, shown);
+        if (::fchown(out.get(), d.file.uid, d.file.gid) != 0 && errno != EPERM) {
+            throw_errno("chown", shown);
         }
-        bool same = S_ISREG(old.st_mode) && (old.st_mode & 07777) == (ph.st_mode & 07777) &&
-                    old.st_uid == ph.st_uid && old.st_gid == ph.st_gid &&
-                    same_time(old.st_mtim, ph.st_mtim) &&
-                    fs::read_xattrs(old_path) == fs::read_xattrs(placeholder);
-        if (same) {
-            std::string tmp = fs::dirname(placeholder) + "/.strata-link-" + fs::basename(name);
-            if (::link(old_path.c_str(), tmp.c_str()) == 0) {
-                if (::rename(tmp.c_str(), placeholder.c_str()) != 0) {
-                    int err = errno;
-                    ::unlink(tmp.c_str());
-                    throw SysError("rename", placeholder, err);
-                }
-                ++linked;
-                continue;
-            }
-            STRATA_LOG_DEBUG("COPY: cannot link {}: {}", old_path, std::strerror(errno));
+        if (::fchmod(out.get(), d.file.mode & 07777) != 0) {
+            throw_errno("chmod", shown);
         }
-        // Same content (digest checked), other metadata or no link: copy it.
-        fill_from(old_path, placeholder);
+        struct timespec ts[2] = {d.file.st.st_mtim, d.file.st.st_mtim};
+        if (::futimens(out.get(), ts) != 0) {
+            throw_errno("utimens", shown);
+        }
+        out.close();
+        if (replace && ::renameat(dir.get(), tmp.c_str(), dir.get(), base.c_str()) != 0) {
+            int err = errno;
+            ::unlinkat(dir.get(), tmp.c_str(), 0);
+            throw SysError("rename", shown, err);
+        }
+    }
+    dir.reset();
+    // Links changed the directories' mtimes: back to the copy's.
+    for (const auto& [rel, times] : dir_times) {
+        UniqueFd dfd = open_dir_beneath(root.get(), rel, upper);
+        struct timespec ts[2] = {times.first, times.second};
+        if (::futimens(dfd.get(), ts) != 0) {
+            throw_errno("utimens", upper + "/" + rel);
+        }
     }
     m_deferred.clear();
     return linked;

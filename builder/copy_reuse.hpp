@@ -1,62 +1,79 @@
 // Unchanged files of a COPY are not copied again: when a COPY from the
 // context misses only because some of its files changed, the files that are
-// the same as in the step's previous result (same content digest as that
-// layer's zstd:chunked TOC says, same size and mtime in its snapshot) are
-// created empty by the copy (CopyOptions::defer_content), and after the step's
-// overlay is unmounted each is replaced by a hard link to the previous
-// snapshot's file, once the placeholder's metadata (mode, owner, mtime,
-// xattrs) is seen to be the old file's. Where it is not, or the link fails,
-// the content is copied from there instead.
+// the same as in the step's previous result (same size, mtime, mode and
+// owner in its snapshot, no extended attributes on either side, and the
+// same content: the digest that layer's zstd:chunked TOC gives the file is
+// the one the build computed for the source; for a layer without a TOC the
+// new layer's writer hashes each such file as it packs it and the step is
+// made again without reuse if one differs) are not created by the
+// copy at all (CopyOptions::defer_content). After the step's overlay is
+// unmounted each is hard-linked from the previous snapshot into the upper
+// directory (over the whiteout the copy left where a lower file was
+// replaced), and the directories it went into get back the times the copy
+// gave them, so the upper directory, and the layer made from it, are exactly
+// what a full copy makes. Where the link fails, the file is created in the
+// upper directory with the same metadata and its content copied there.
 //
 // Sharing inodes between snapshots is safe because snapshots are only ever
-// read-only overlay lower directories: a container or RUN step that writes
-// to such a file gets a copy-up (a new inode) in its own upper directory.
-// Files under k_min_link_size are copied: making the placeholder costs what
-// copying them does, and the link and rename would add two calls.
+// read-only overlay lower directories: a container, RUN step, writable mount
+// or later COPY that writes to such a file gets a copy-up (a new inode) in
+// its own upper directory; nothing writes into a snapshot in place.
 #pragma once
 
+#include "builder/copy.hpp"
 #include "formats/oci.hpp"
+#include "snapshot/layer_diff.hpp"
 #include "snapshot/store.hpp"
 #include "util/fd.hpp"
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
 
 namespace strata::builder {
 
-class FileDigestMemo;
-
 class CopyReuse {
 public:
-    static constexpr std::int64_t k_min_link_size = 64 * 1024;
-
-    // nullopt when the previous layer is not zstd:chunked or its snapshot or
-    // TOC cannot be read (then everything is copied).
+    // nullopt when the previous snapshot or TOC cannot be read, or when the
+    // previous layer is not zstd:chunked and the new layer's writer cannot
+    // check contents (check_in_pack false: a zstd:chunked layer); then
+    // everything is copied.
     static std::optional<CopyReuse> open(const snapshot::Store& store,
                                          const std::string& previous_fs,
                                          const formats::Descriptor& previous_layer,
-                                         FileDigestMemo* memo);
+                                         FileDigestMemo* memo, bool check_in_pack);
 
     // CopyOptions::defer_content.
-    bool defer(const std::string& dest, const std::string& src_rel, const struct stat& st);
-    // After the overlay is unmounted: links (or fills) the deferred files.
-    // Returns how many were linked.
-    std::size_t finish(const std::string& upper);
+    bool defer(const DeferredFile& f);
+    // After the overlay is unmounted: links (or copies) the deferred files
+    // into the upper directory. Returns how many were linked. Throws naming
+    // the path when one cannot be made (the step fails). checks gets the
+    // content digest each linked file must have when the layer writer is to
+    // check them (a previous layer without a TOC).
+    std::size_t finish(const std::string& upper, snapshot::ContentChecks& checks);
 
 private:
     struct Old {
         std::string digest; // hex
         std::uint64_t size = 0;
+        bool xattrs = false; // the layer gives the file extended attributes
+    };
+    struct Deferred {
+        std::string name; // relative to the root: "data/a.bin"
+        DeferredFile file;
+        std::string digest; // hex, of the source's content
     };
     std::string m_previous_fs;
     UniqueFd m_prev;
     FileDigestMemo* m_memo = nullptr;
+    bool m_toc = false; // m_old holds the previous layer's TOC; else checked in the pack
     std::map<std::string, Old, std::less<>> m_old; // TOC name -> content
-    std::vector<std::string> m_deferred;           // names relative to the root
+    std::vector<Deferred> m_deferred;
+    std::set<std::pair<dev_t, ino_t>> m_inodes; // of the previous files deferred
 };
 
 } // namespace strata::builder

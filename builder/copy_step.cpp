@@ -318,14 +318,12 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
             local_sources.size() == 1 && cp.contents.empty() && downloads.empty() &&
             checkouts.empty()) {
             if (auto r = CopyReuse::open(m_store, ws.previous_fs, *ws.previous_layer,
-                                         &context_index())) {
+                                         &context_index(), ws.can_check_contents)) {
                 reuse = std::make_shared<CopyReuse>(std::move(*r));
-                o.defer_content = [reuse](const std::string& dest, const std::string& src_rel,
-                                          const struct stat& s) {
-                    return reuse->defer(dest, src_rel, s);
-                };
-                ws.after_unmount.push_back([reuse, this, id = step.id](const std::string& upper) {
-                    std::size_t n = reuse->finish(upper);
+                o.defer_content = [reuse](const DeferredFile& f) { return reuse->defer(f); };
+                ws.after_unmount.push_back([reuse, this, id = step.id,
+                                            wsp = &ws](const std::string& upper) {
+                    std::size_t n = reuse->finish(upper, wsp->content_checks);
                     if (n > 0) {
                         m_events->step_note(
                             id,

@@ -641,10 +641,12 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             prev_result.reset();
         }
     }
-    {
+    // One attempt at the step; reuse: with the previous result's files.
+    auto attempt = [&](bool reuse) {
         auto t_work = std::chrono::steady_clock::now();
         Workspace ws(m_store.tmp_dir(), independent ? std::vector<std::string>{} : st.lowers());
-        if (prev_result && !independent) {
+        ws.can_check_contents = m_opts.compression != formats::Compression::zstd;
+        if (reuse && prev_result && !independent) {
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(*prev_result->diff_id);
             std::string dir = m_store.snapshot_dir(*prev_result->chain_id);
@@ -670,7 +672,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         // ones from the same step's previous layer.
         to.chunked = true;
         std::optional<Descriptor> previous;
-        if (to.compression == formats::Compression::zstd && prev_result) {
+        if (reuse && to.compression == formats::Compression::zstd && prev_result) {
             previous = prev_result->layer;
         }
         snapshot::DiffStats stats;
@@ -681,7 +683,8 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                 PackingProgress progress(m_events, step.id, blob_fd);
                 pack();
             },
-            previous ? &*previous : nullptr, &reused);
+            previous ? &*previous : nullptr, &reused,
+            ws.content_checks.empty() ? nullptr : &ws.content_checks);
         if (packed) {
             const Digest& diff_id = packed->diff_id;
             remember_layer_size(m_store, diff_id, stats.bytes);
@@ -708,6 +711,16 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                                                 human_bytes(reused), previous->digest.str()));
             }
         }
+    };
+    try {
+        attempt(true);
+    } catch (const snapshot::ContentMismatch& e) {
+        // A file linked from the previous snapshot is not what the context
+        // holds now (same size and times, other bytes): the step again,
+        // copying everything.
+        STRATA_LOG_WARN("step {}: {}; copying every file", step.id, e.what());
+        m_events->step_note(step.id, "a file of the previous build differs: copying every file");
+        attempt(false);
     }
     if (out.layer) {
         st.add_layer(*out.layer, *out.diff_id, m_store.snapshot_dir(*out.chain_id));

@@ -11,6 +11,7 @@
 
 #include "formats/oci.hpp"
 #include "layerfs/mount.hpp"
+#include "snapshot/layer_diff.hpp"
 #include "util/tempdir.hpp"
 
 #include <functional>
@@ -45,6 +46,11 @@ public:
     std::string previous_fs;
     // That result's layer (set with previous_fs).
     std::optional<formats::Descriptor> previous_layer;
+    // Whether the layer writer can check file contents (not zstd:chunked).
+    bool can_check_contents = false;
+    // Content digests files of the upper directory must have in the layer
+    // (snapshot::ContentChecks), set by after_unmount work.
+    snapshot::ContentChecks content_checks;
 
 private:
     TempDir m_dir;

@@ -28,12 +28,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
 #include <fcntl.h>
 #include <mutex>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <thread>
 #include <unistd.h>
 #include <utility>
@@ -55,6 +59,7 @@ constexpr std::uint64_t k_max_toc = std::uint64_t{64} << 20;
 // 64 KiB on average; whole small files are single chunks.
 constexpr std::uint64_t k_max_range_output = std::uint64_t{256} << 20;
 constexpr std::size_t k_job_bytes = 1 << 20;
+constexpr std::size_t k_iov_max = IOV_MAX;
 
 std::uint64_t le64(const unsigned char* p) {
     std::uint64_t v = 0;
@@ -746,11 +751,51 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
+// A read-only mapping of a whole file (a previous layer's blob, which is
+// never changed in place: blobs are replaced by rename, removed by unlink).
+class Mapping {
+public:
+    Mapping() = default;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping() { reset(); }
+    // Maps fd; false (and nothing mapped) when the kernel refuses.
+    bool map(int fd) {
+        reset();
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+            return false;
+        }
+        void* p =
+            ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            return false;
+        }
+        m_p = static_cast<const char*>(p);
+        m_n = static_cast<std::size_t>(st.st_size);
+        return true;
+    }
+    void reset() noexcept {
+        if (m_p != nullptr) {
+            ::munmap(const_cast<char*>(m_p), m_n);
+            m_p = nullptr;
+            m_n = 0;
+        }
+    }
+    const char* data() const noexcept { return m_p; }
+    std::size_t size() const noexcept { return m_n; }
+
+private:
+    const char* m_p = nullptr;
+    std::size_t m_n = 0;
+};
+
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
     Buf input;                    // uncompressed bytes
     Buf old_frames;               // a previous layer's frames that may hold the same bytes
     std::size_t entry = SIZE_MAX; // the TOC entry whose range this piece is (content only)
+    std::size_t reg = SIZE_MAX;   // the file's reg entry (content only)
     bool content = false;
     bool first_chunk = false, last_chunk = false;
     // Set by the worker.
@@ -780,6 +825,7 @@ struct ChunkedWriter::Impl {
 
     // Reuse source.
     int old_fd = -1;
+    Mapping old_map; // the old blob, when it can be mapped: no read per frame
     std::string old_what;
     // name -> the old file's pieces (reg then chunks), with its size.
     struct OldFile {
@@ -838,6 +884,15 @@ struct ChunkedWriter::Impl {
     DigestHasher file_hasher;
     std::uint64_t reused_bytes = 0, reused_files = 0;
     bool file_all_reused = true;
+    // Where each content piece went, and each file's digest: applied to the
+    // TOC by finish() after the threads are joined (the calling thread keeps
+    // appending to the TOC meanwhile, so the output thread never touches it).
+    struct Placed {
+        std::size_t entry;
+        std::uint64_t offset, end_offset;
+    };
+    std::vector<Placed> placed;
+    std::vector<std::pair<std::size_t, std::string>> file_digests;
 
     void record_error(std::exception_ptr e) {
         std::lock_guard lk(mu);
@@ -922,28 +977,32 @@ struct ChunkedWriter::Impl {
                     pending.pop_front();
                     cv_room.notify_all();
                 }
+                // The job's frames in one system call (a job holds hundreds
+                // of small files' frames), then the bookkeeping per piece.
+                write_pieces(job->pieces);
+                // Start the writeback of what is written so far, so that
+                // the blob's fsync (the store's) finds little left to
+                // write. Errors (a pipe, a filesystem without it) are of no
+                // consequence.
+                std::uint64_t job_end = blob_size;
+                for (const Piece& p : job->pieces) {
+                    job_end += p.output.size();
+                }
+                if (job_end - write_started >= (8 << 20)) {
+                    ::sync_file_range(out_fd, static_cast<off_t>(write_started),
+                                      static_cast<off_t>(job_end - write_started),
+                                      SYNC_FILE_RANGE_WRITE);
+                    write_started = job_end;
+                }
                 for (Piece& p : job->pieces) {
                     std::uint64_t start = blob_size;
-                    fs::write_all(out_fd, opts.out_name, p.output.data(), p.output.size());
                     blob_hasher.update(p.output.data(), p.output.size());
                     blob_size += p.output.size();
-                    // Start the writeback of what is written so far, so
-                    // that the blob's fsync (the store's) finds little left
-                    // to write. Errors (a pipe, a filesystem without it) are
-                    // of no consequence.
-                    if (blob_size - write_started >= (8 << 20)) {
-                        ::sync_file_range(out_fd, static_cast<off_t>(write_started),
-                                          static_cast<off_t>(blob_size - write_started),
-                                          SYNC_FILE_RANGE_WRITE);
-                        write_started = blob_size;
-                    }
                     if (!p.content) {
                         give(p.output);
                         continue;
                     }
-                    ChunkedEntry& e = toc[p.entry];
-                    e.offset = start;
-                    e.end_offset = blob_size;
+                    placed.push_back(Placed{p.entry, start, blob_size});
                     if (p.first_chunk) {
                         file_hasher = DigestHasher();
                         file_all_reused = true;
@@ -956,12 +1015,7 @@ struct ChunkedWriter::Impl {
                     }
                     give(p.input);
                     if (p.last_chunk) {
-                        // The file's reg entry is the first of its run.
-                        std::size_t r = p.entry;
-                        while (toc[r].type == "chunk") {
-                            --r;
-                        }
-                        toc[r].digest = file_hasher.finish().str();
+                        file_digests.emplace_back(p.reg, file_hasher.finish().str());
                         if (file_all_reused) {
                             ++reused_files;
                         }
@@ -970,6 +1024,46 @@ struct ChunkedWriter::Impl {
             }
         } catch (...) {
             record_error(std::current_exception());
+        }
+    }
+
+    // Output thread: writes the pieces' output in order, with writev.
+    void write_pieces(const std::vector<Piece>& pieces) {
+        std::vector<struct iovec> iov;
+        iov.reserve(std::min<std::size_t>(pieces.size(), k_iov_max));
+        std::size_t i = 0;
+        while (i < pieces.size()) {
+            iov.clear();
+            for (; i < pieces.size() && iov.size() < k_iov_max; ++i) {
+                if (!pieces[i].output.empty()) {
+                    iov.push_back(
+                        {const_cast<char*>(pieces[i].output.data()), pieces[i].output.size()});
+                }
+            }
+            std::size_t k = 0;
+            while (k < iov.size()) {
+                ssize_t n = ::writev(out_fd, iov.data() + k, static_cast<int>(iov.size() - k));
+                if (n < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    throw SysError("write",
+                                   opts.out_name.empty() ? fs::fd_name(out_fd) : opts.out_name,
+                                   errno);
+                }
+                if (n == 0) {
+                    throw Error("write " + opts.out_name + ": no progress");
+                }
+                auto left = static_cast<std::size_t>(n);
+                while (k < iov.size() && left >= iov[k].iov_len) {
+                    left -= iov[k].iov_len;
+                    ++k;
+                }
+                if (left > 0) {
+                    iov[k].iov_base = static_cast<char*>(iov[k].iov_base) + left;
+                    iov[k].iov_len -= left;
+                }
+            }
         }
     }
 
@@ -1028,7 +1122,11 @@ struct ChunkedWriter::Impl {
                     return {};
                 }
                 Buf frames = take(static_cast<std::size_t>(len));
-                pread_all(old_fd, frames.data(), frames.size(), c.offset, old_what);
+                if (old_map.data() != nullptr && c.end_offset <= old_map.size()) {
+                    std::memcpy(frames.data(), old_map.data() + c.offset, frames.size());
+                } else {
+                    pread_all(old_fd, frames.data(), frames.size(), c.offset, old_what);
+                }
                 return frames;
             }
         }
@@ -1085,6 +1183,7 @@ struct ChunkedWriter::Impl {
                 got += r;
             }
             renderer->data(p.input.data(), p.input.size());
+            p.reg = reg_index;
             if (chunk_offset == 0) {
                 p.entry = reg_index;
                 p.first_chunk = true;
@@ -1172,6 +1271,7 @@ ChunkedWriter::~ChunkedWriter() {
 void ChunkedWriter::reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what) {
     Impl& impl = *m_impl;
     impl.old_fd = old_blob_fd;
+    impl.old_map.map(old_blob_fd);
     impl.old_what = std::move(what);
     impl.old_files.clear();
     for (const ChunkedEntry& e : old_toc.entries) {
@@ -1231,6 +1331,13 @@ ChunkedLayerInfo ChunkedWriter::finish() {
     impl.submit();
     impl.join_threads();
     impl.rethrow_if_failed();
+    for (const auto& pl : impl.placed) {
+        impl.toc[pl.entry].offset = pl.offset;
+        impl.toc[pl.entry].end_offset = pl.end_offset;
+    }
+    for (auto& [reg, digest] : impl.file_digests) {
+        impl.toc[reg].digest = std::move(digest);
+    }
 
     // The TOC, as containers/storage writes it.
     nlohmann::ordered_json entries = nlohmann::ordered_json::array();

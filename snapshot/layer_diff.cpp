@@ -165,6 +165,11 @@ struct Node {
     std::string full; // host path
     struct stat st;
     Xattrs xattrs; // raw
+    // Where the upper-directory walk found it (not owned, valid while the
+    // entry is handed to the sink): its content is opened from there, not
+    // by walking the whole host path again. -1: open `full`.
+    int dirfd = -1;
+    std::string base;
 };
 
 Node load(int dirfd, const std::string& base, const std::string& rel, const std::string& full) {
@@ -185,6 +190,14 @@ std::string read_link(const Node& n) {
         throw_errno("readlink", n.full);
     }
     return std::string(buf.data(), static_cast<std::size_t>(r));
+}
+
+UniqueFd open_content_at(const Node& n) {
+    int fd = ::openat(n.dirfd, n.base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        throw_errno("open", n.full);
+    }
+    return UniqueFd(fd);
 }
 
 class Emitter {
@@ -266,6 +279,12 @@ public:
         return m_writer->finish();
     }
     Prefetcher* prefetch() { return &m_prefetch; }
+    void check_contents(const ContentChecks* checks) {
+        if (m_chunked) {
+            throw Error("layer writer: content checks need the plain tar writer");
+        }
+        m_checks = checks;
+    }
 
 private:
     struct Pending {
@@ -312,9 +331,15 @@ private:
             e.size = static_cast<std::uint64_t>(n.st.st_size);
             UniqueFd fd;
             if (e.size > 0) {
-                fd = fs::open(n.full, O_RDONLY | O_NOFOLLOW);
+                fd = n.dirfd >= 0 ? open_content_at(n) : fs::open(n.full, O_RDONLY | O_NOFOLLOW);
             }
-            add(e, fd.get());
+            auto check = m_checks != nullptr && e.size > 0 ? m_checks->find(e.path)
+                                                           : ContentChecks::const_iterator{};
+            if (m_checks != nullptr && e.size > 0 && check != m_checks->end()) {
+                add_checked(e, fd.get(), n.full, check->second);
+            } else {
+                add(e, fd.get());
+            }
             ++m_stats->files;
             m_stats->bytes += e.size;
             return;
@@ -346,6 +371,28 @@ private:
         add(e);
     }
 
+    // A file whose content must have the digest `want`: hashed as written.
+    void add_checked(const TarEntry& e, int fd, const std::string& full, const std::string& want) {
+        formats::DigestHasher h;
+        m_writer->add_stream(e, [&](void* buf, std::size_t size) -> std::size_t {
+            while (true) {
+                ssize_t n = ::read(fd, buf, size);
+                if (n < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    throw SysError("read", full, errno);
+                }
+                h.update(buf, static_cast<std::size_t>(n));
+                return static_cast<std::size_t>(n);
+            }
+        });
+        std::string got = h.finish().str();
+        if (got != want) {
+            throw ContentMismatch(full + ": content is " + got + ", expected " + want);
+        }
+    }
+
     void add(const TarEntry& e, int fd = -1) {
         if (m_chunked) {
             m_chunked->add(e, fd);
@@ -357,6 +404,7 @@ private:
     std::optional<formats::TarWriter> m_writer;
     std::unique_ptr<formats::ChunkedWriter> m_chunked;
     ChunkedPack* m_pack = nullptr;
+    const ContentChecks* m_checks = nullptr;
     Prefetcher m_prefetch;
     DiffStats m_own;
     DiffStats* m_stats;
@@ -411,6 +459,8 @@ void walk_upper(Sink& em, int dirfd, const std::string& rel, const std::string& 
             walk_upper(em, subfd.get(), crel, cfull);
             continue;
         }
+        n.dirfd = dirfd;
+        n.base = name;
         em.node(n);
     }
 }
@@ -582,9 +632,12 @@ void walk_upper_dir(const std::string& upper_dir,
 
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
                                         const formats::TarWriter::Options& opts, DiffStats* stats,
-                                        ChunkedPack* chunked) {
+                                        ChunkedPack* chunked, const ContentChecks* checks) {
     UniqueFd root = fs::open(upper_dir, O_PATH | O_DIRECTORY);
     Emitter em(out_fd, opts, stats, chunked);
+    if (checks != nullptr && !checks->empty()) {
+        em.check_contents(checks);
+    }
     walk_upper(em, root.get(), "", upper_dir);
     return em.finish();
 }

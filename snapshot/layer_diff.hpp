@@ -25,9 +25,11 @@
 
 #include "formats/tar.hpp"
 #include "formats/zstd_chunked.hpp"
+#include "util/error.hpp"
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <sys/stat.h>
@@ -53,9 +55,21 @@ struct ChunkedPack {
     std::optional<formats::ChunkedLayerInfo> info; // set by the writer
 };
 
+// Content digests some regular files of a layer must have, by tar path
+// ("data/a.bin" -> "sha256:<hex>"): the plain writer (tar, gzip, zstd; not
+// zstd:chunked) hashes those files' bytes as it writes them and throws
+// ContentMismatch naming the first that differs. The builder checks so the
+// files a COPY linked from a previous snapshot.
+using ContentChecks = std::map<std::string, std::string, std::less<>>;
+class ContentMismatch : public Error {
+public:
+    using Error::Error;
+};
+
 formats::LayerDigests write_upper_layer(const std::string& upper_dir, int out_fd,
                                         const formats::TarWriter::Options& opts,
-                                        DiffStats* stats = nullptr, ChunkedPack* chunked = nullptr);
+                                        DiffStats* stats = nullptr, ChunkedPack* chunked = nullptr,
+                                        const ContentChecks* checks = nullptr);
 
 // One entry of an upper directory as write_upper_layer sees it, for those
 // who list a container's changes (docker diff) with the same walk.

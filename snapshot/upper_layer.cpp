@@ -10,7 +10,8 @@ std::optional<UpperLayer>
 put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
                 DiffStats* stats,
                 const std::function<void(int blob_fd, const std::function<void()>& pack)>& around,
-                const formats::Descriptor* previous, std::uint64_t* reused) {
+                const formats::Descriptor* previous, std::uint64_t* reused,
+                const ContentChecks* checks) {
     BlobWriter blob = store.new_blob();
     DiffStats own;
     DiffStats* st = stats != nullptr ? stats : &own;
@@ -43,7 +44,8 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
     }
     std::optional<formats::LayerDigests> d;
     auto pack = [&] {
-        d = write_upper_layer(upper_dir, blob.fd(), opts, st, chunked ? &pack_info : nullptr);
+        d = write_upper_layer(upper_dir, blob.fd(), opts, st, chunked ? &pack_info : nullptr,
+                              checks);
     };
     if (around) {
         around(blob.fd(), pack);

@@ -28,11 +28,14 @@ struct UpperLayer {
 // earlier layer of the store (the same build step's last result) whose
 // frames are reused for unchanged files (one that is not zstd:chunked, or
 // unreadable, is simply not used). *reused (when given) tells the content
-// bytes whose frames were reused.
+// bytes whose frames were reused. checks (when given) are content digests
+// files of the layer must have (write_upper_layer; not with zstd:chunked):
+// ContentMismatch is thrown, and nothing stored, when one differs.
 std::optional<UpperLayer> put_upper_layer(
     Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
     DiffStats* stats = nullptr,
     const std::function<void(int blob_fd, const std::function<void()>& pack)>& around = {},
-    const formats::Descriptor* previous = nullptr, std::uint64_t* reused = nullptr);
+    const formats::Descriptor* previous = nullptr, std::uint64_t* reused = nullptr,
+    const ContentChecks* checks = nullptr);
 
 } // namespace strata::snapshot

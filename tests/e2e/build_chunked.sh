@@ -2,10 +2,12 @@
 # zstd:chunked layers and COPY reuse: a build with --compression zstd writes
 # zstd:chunked layers (a valid zstd stream of the plain tar, with
 # containers/storage's TOC annotations); a rebuild after one context file
-# changed hard-links the unchanged big files from the previous snapshot (same
-# inode) and reuses their compressed frames verbatim; the image's files are
-# right through `strata run` and `strata mount`; a container writing to a
-# linked file leaves both snapshots unchanged; verify and gc stay correct;
+# changed hard-links every unchanged file, small and big, from the previous
+# snapshot (same inode) and reuses their compressed frames verbatim, making
+# the same layer, byte for byte, as a --no-cache build of the same context;
+# the image's files are right through `strata run` and `strata mount`; a
+# container, a writable mount or a later build writing to a linked file
+# leaves both snapshots unchanged; verify and gc stay correct;
 # podman (when installed) reads the layers. Needs root and overlayfs (overlay
 # probe), busybox-static, python3 and zstd.
 . "$(dirname "$0")/lib.sh"
@@ -13,6 +15,8 @@ need python3
 need zstd
 [ -x /bin/busybox ] || skip "needs /bin/busybox (apt-get install busybox-static)"
 strata bootstrap busybox >/dev/null || fail "bootstrap busybox"
+# Whole-second times clamped: two builds of one context make one layer.
+export SOURCE_DATE_EPOCH=1700000000
 
 C=$WORK/ctx
 mkdir -p "$C/small"
@@ -82,7 +86,8 @@ cmp -s "$WORK/plain.tar" "$WORK/chunked.tar" || fail "zstd -d of the chunked lay
 # ---------------------------------------------- rebuild after one file changed
 echo "changed" >>"$C/small/f7.txt"
 build -t chunk/b "$C"
-assert_contains "$(cat "$WORK/last.log")" "unchanged files linked from the previous build" "COPY links unchanged files"
+# 43 files (40 small, 2 big, the Dockerfile), one changed: 42 linked.
+assert_contains "$(cat "$WORK/last.log")" "42 unchanged files linked from the previous build" "COPY links every unchanged file"
 assert_contains "$(cat "$WORK/last.log")" "of unchanged files reused from layer $la" "the packer reuses frames"
 read -r lb _ _ _ <<<"$(copy_layer chunk/b)"
 [ "$lb" != "$la" ] || fail "the COPY layer did not change"
@@ -99,6 +104,19 @@ assert_eq "${#copies[@]}" 2 "two snapshots hold data/big2.bin"
 assert_eq "$(stat -c %i "${copies[0]}")" "$(stat -c %i "${copies[1]}")" "big2.bin is hard-linked between the snapshots"
 mapfile -t smalls < <(ls -d "$STRATA_ROOT"/snapshots/*/fs/data/small/f7.txt)
 [ "$(stat -c %i "${smalls[0]}")" != "$(stat -c %i "${smalls[1]}")" ] || fail "the changed file must not be shared"
+mapfile -t small3 < <(ls -d "$STRATA_ROOT"/snapshots/*/fs/data/small/f3.txt)
+assert_eq "$(stat -c %i "${small3[0]}")" "$(stat -c %i "${small3[1]}")" "the small unchanged f3.txt is hard-linked between the snapshots"
+# The directories the links went into keep the copy's times: a --no-cache
+# build of the same context makes the same layer (digest and diff ID).
+build --no-cache -t chunk/cold "$C"
+read -r lcold _ _ _ <<<"$(copy_layer chunk/cold)"
+assert_eq "$(diff_id chunk/cold)" "$(diff_id chunk/b)" "the rebuilt COPY layer's diff ID is a cold build's"
+assert_eq "$lcold" "$lb" "the rebuilt COPY layer is a cold build's, byte for byte"
+snaps_b=$(ls -d "$STRATA_ROOT"/snapshots/*/fs/data/small | wc -l)
+assert_eq "$snaps_b" 2 "the cold build found the rebuilt snapshot (same chain)"
+dump_dirs() { (cd "$1" && find data -mindepth 1 -type d -printf '%p %m %u:%g %T@\n' | sort); }
+for s in "$STRATA_ROOT"/snapshots/*/fs; do [ -f "$s/data/small/f7.txt" ] && [ "$(cat "$s/data/small/f7.txt")" = "$(cat "$C/small/f7.txt")" ] && snap_b=$s; done
+assert_eq "$(dump_dirs "$snap_b")" "$(mkdir -p "$WORK/fresh" && cp -a "$C/." "$WORK/fresh/data" && cd "$WORK/fresh" && find data -mindepth 1 -type d -printf '%p %m %u:%g %T@\n' | sort)" "the rebuilt snapshot's directories have the context's modes and times"
 # The layer has no hard-link entry for the shared inode.
 if zstd -dcq <"$(blob "$lb")" | tar -tv | grep -q "^h"; then fail "a tar hard link in the rebuilt layer"; fi
 
@@ -112,10 +130,35 @@ assert_eq "$(sha256sum <"$M/data/big1.bin" | cut -d' ' -f1)" "$sum1" "mount show
 strata umount "$M" >/dev/null || fail "umount"
 
 # A container writing to a linked file gets its own copy.
-strata run --rm chunk/b sh -c 'echo scribble >> /data/big2.bin; echo scribble >> /data/big1.bin' || fail "run a writer"
+f3sum=$(sha256sum <"$C/small/f3.txt" | cut -d' ' -f1)
+strata run --rm chunk/b sh -c 'echo scribble >> /data/big2.bin; echo scribble >> /data/big1.bin; echo scribble >> /data/small/f3.txt' || fail "run a writer"
 for f in "${copies[@]}"; do
   assert_eq "$(sha256sum <"$f" | cut -d' ' -f1)" "$sum2" "the snapshot's $f is unchanged after a container wrote to it"
 done
+check_f3() {
+  for f in "${small3[@]}"; do
+    assert_eq "$(sha256sum <"$f" | cut -d' ' -f1)" "$f3sum" "the snapshot's $f is unchanged after $1"
+  done
+}
+check_f3 "a container wrote to it"
+# A writable mount, then a later build (RUN appends, COPY replaces).
+strata mount --writable chunk/b "$M" >/dev/null || fail "mount --writable chunk/b"
+echo scribble >>"$M/data/small/f3.txt" || fail "write through the writable mount"
+strata umount "$M" >/dev/null || fail "umount the writable mount"
+check_f3 "a writable mount wrote to it"
+C2=$WORK/ctx2; mkdir -p "$C2"; echo other >"$C2/f3.txt"
+cat >"$C2/Dockerfile" <<'DF'
+FROM chunk/b
+RUN echo scribble >> /data/small/f3.txt && echo scribble >> /data/big2.bin
+COPY f3.txt /data/small/f3.txt
+DF
+build -t chunk/later "$C2"
+assert_eq "$(strata run --rm chunk/later cat /data/small/f3.txt)" "other" "the later build's COPY replaced f3.txt"
+check_f3 "a later build wrote to it"
+for f in "${copies[@]}"; do
+  assert_eq "$(sha256sum <"$f" | cut -d' ' -f1)" "$sum2" "the snapshot's $f is unchanged after a later build wrote to it"
+done
+strata rmi chunk/later chunk/cold >/dev/null || fail "rmi chunk/later chunk/cold"
 assert_eq "$(strata run --rm chunk/a sha256sum /data/big2.bin | cut -d' ' -f1)" "$sum2" "the other image's file is unchanged"
 
 # ------------------------------------------------------------ verify and gc

@@ -293,6 +293,33 @@ TEST_CASE("zstd:chunked: the output does not depend on the thread count") {
     }
 }
 
+TEST_CASE("zstd:chunked: thousands of small files each get their range and digest") {
+    // The TOC grows (and moves in memory) while the output thread places the
+    // frames: each file's offsets and digest must still land in the TOC.
+    std::vector<Item> items;
+    for (int i = 0; i < 20000; ++i) {
+        items.push_back({entry("d/f" + std::to_string(i), EntryType::file),
+                         noise(64 + static_cast<std::size_t>(i % 50) * 40,
+                               static_cast<std::uint32_t>(i))});
+    }
+    Chunked c = chunked(items, 4);
+    ChunkedToc toc = toc_of(c.blob);
+    REQUIRE(toc.entries.size() == items.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const ChunkedEntry& e = toc.entries[i];
+        if (e.end_offset <= e.offset || e.digest != Digest::of(items[i].content).str()) {
+            ++bad;
+        }
+    }
+    CHECK(bad == 0);
+    UniqueFd fd = memfd("blob");
+    fs::write_all(fd.get(), "blob", c.blob.data(), c.blob.size());
+    const ChunkedEntry& last = toc.entries.back();
+    CHECK(read_chunked_range(fd.get(), last.offset, last.end_offset, last.chunk_size, "x") ==
+          items.back().content);
+}
+
 TEST_CASE("zstd:chunked: an empty layer and blobs without a footer") {
     Chunked c = chunked({});
     CHECK(zstd_decode(c.blob) == plain_tar({}));
