@@ -117,6 +117,72 @@ assert_eq "$(strata run --rm lazy-gzip:1 cat /d/a)" "a" "the container's writes 
 assert_eq "$(strata run --rm --no-lazy lazy-gzip:1 cat /d/a)" "a" "--no-lazy"
 [ "$(snaps)" -gt 0 ] || fail "--no-lazy unpacks"
 
+# mount --writable of an image that is not unpacked: kernel overlayfs (the
+# writes) over a strata-lazy mount of the image as its single lower, both
+# taken down by umount; the same tree as a --no-lazy writable mount after the
+# same writes, deletes and renames; the store's blobs are never written;
+# --commit makes the writes an image.
+rm -rf "$STRATA_ROOT/snapshots"/*
+wl=$WORK/wl wn=$WORK/wn
+mkdir -p "$wl" "$wn"
+blob_sums() { (cd "$STRATA_ROOT/blobs" && find . -type f -exec sha256sum {} + | sort); }
+blobs_before=$(blob_sums)
+strata mount --writable lazy-gzip:1 "$wl" || fail "writable lazy mount"
+on_exit "umount -l $wl 2>/dev/null; for l in $STRATA_ROOT/mounts/rw-*/lower; do umount -l \$l 2>/dev/null; done"
+grep -q " $wl .* overlay " /proc/self/mountinfo || fail "the writable lazy mount is not an overlay: $(grep " $wl " /proc/self/mountinfo)"
+grep -q " $STRATA_ROOT/mounts/rw-[0-9a-f]*/lower .* fuse.strata-lazy " /proc/self/mountinfo ||
+  fail "no strata-lazy lower under the writable mount"
+assert_eq "$(snaps)" 0 "a writable lazy mount unpacks nothing"
+assert_contains "$(strata mounts)" "overlay+lazy" "mounts shows the writable lazy mount"
+strata mount --writable --no-lazy lazy-gzip:1 "$wn" || fail "writable --no-lazy mount"
+on_exit "umount -l $wn 2>/dev/null"
+grep -q " $wn .* overlay " /proc/self/mountinfo || fail "the --no-lazy writable mount"
+modify() {
+  echo new > "$1/d/a" && echo more >> "$1/big" && rm "$1/d/sl" && rm -r "$1/o" &&
+    mv "$1/c" "$1/c2" && mv "$1/w/keep" "$1/w/kept" && mkdir -p "$1/n/m" && echo n > "$1/n/m/f" &&
+    ln -s ../big "$1/n/l" && chmod 700 "$1/n" && chown 1000:1000 "$1/n/m/f" && mkfifo "$1/n/p" &&
+    rm "$1/bin/ls" && touch -d @1000 "$1/etc/passwd"
+}
+modify "$wl" || fail "writes in the writable lazy mount"
+modify "$wn" || fail "writes in the --no-lazy writable mount"
+# mtimes of what was just written differ between the two: compared without.
+nomtime() { $DUMP "$1" | awk '{$5=""; print}'; }
+nomtime "$wl" > "$WORK/wl.txt" || fail "dump of the writable lazy mount"
+nomtime "$wn" > "$WORK/wn.txt" || fail "dump of the --no-lazy writable mount"
+grep -q "^n/m/f " "$WORK/wl.txt" && grep -q "^c2/rand.bin " "$WORK/wl.txt" || fail "the writes are not in the dump"
+grep -q "^o[ /]" "$WORK/wl.txt" && fail "a deleted directory is still there"
+diff "$WORK/wn.txt" "$WORK/wl.txt" >&2 || fail "the writable lazy mount differs from the --no-lazy one"
+cmp "$wl/c2/rand.bin" "$ctx/rand.bin" || fail "a renamed directory's file"
+assert_eq "$(blob_sums)" "$blobs_before" "a writable lazy mount writes no blob"
+strata umount "$wn" || fail "umount --no-lazy writable"
+strata umount --commit lazy-committed:1 "$wl" >/dev/null || fail "umount --commit of the writable lazy mount"
+grep -q " $wl " /proc/self/mountinfo && fail "the writable lazy mount stayed"
+grep -q " $STRATA_ROOT/mounts/" /proc/self/mountinfo && fail "the lazy lower stayed: $(grep " $STRATA_ROOT/mounts/" /proc/self/mountinfo)"
+[ -z "$(ls "$STRATA_ROOT/mounts" | grep rw-)" ] || fail "the writable mount's directory stayed: $(ls "$STRATA_ROOT/mounts")"
+cm=$WORK/committed
+mkdir -p "$cm"
+strata mount --no-lazy lazy-committed:1 "$cm" || fail "mount of the committed image"
+nomtime "$cm" > "$WORK/cm.txt" || fail "dump of the committed image"
+strata umount "$cm" || fail "umount committed"
+diff "$WORK/wn.txt" "$WORK/cm.txt" >&2 || fail "the committed image differs from the writes"
+# The overlay unmounted by hand (or gone with a reboot): umount still takes
+# down the lazy lower; gc takes a lower whose record is gone.
+strata mount --writable --lazy lazy-zstd:1 "$wl" || fail "writable --lazy mount (zstd)"
+echo z > "$wl/z" || fail "write (zstd)"
+umount "$wl" || fail "umount by hand"
+strata umount "$wl" || fail "umount of a writable lazy mount whose overlay is gone"
+grep -q " $STRATA_ROOT/mounts/" /proc/self/mountinfo && fail "the lazy lower outlived umount"
+strata mount --writable --lazy lazy-zstd:1 "$wl" || fail "writable --lazy mount (zstd), again"
+umount "$wl" || fail "umount by hand"
+rm "$STRATA_ROOT"/mounts/*.mount
+strata gc >/dev/null || fail "gc with an orphaned writable lazy mount"
+grep -q " $STRATA_ROOT/mounts/" /proc/self/mountinfo && fail "gc left the orphan's lazy lower mounted"
+[ -z "$(ls "$STRATA_ROOT/mounts" | grep rw-)" ] || fail "gc left the orphan's directory"
+expect_fail "needs root and the overlay driver" strata mount --writable --lazy --driver fuse lazy-gzip:1 "$wl"
+for _ in $(seq 100); do pgrep -f "strata-lazy .*$WORK" >/dev/null || break; sleep 0.05; done
+pgrep -af "strata-lazy .*$WORK" && fail "a strata-lazy process outlived its writable mount"
+strata verify >/dev/null || fail "verify after the writable lazy mounts"
+
 # A zstd:chunked layer whose frames do not hold what its TOC says (a byte of
 # /c/rand.bin's second chunk changed in the store): reading the file is an
 # error (EIO) logged naming the layer and the file, never other bytes; the
