@@ -252,6 +252,83 @@ grep -q " $mnt .* fuse.strata-lazy " /proc/self/mountinfo && fail "the unseekabl
 cmp "$mnt/huge" "$WORK/bigframe/huge" || fail "the unseekable image's file"
 strata umount "$mnt" || fail "umount"
 
+# Containers that last (run -d, create + start): the monitor serves an image
+# that is not unpacked through strata-lazy, its own child in its own mount
+# namespace (suid,dev), from start to stop, restarts included: the CLI's exit
+# does not take it down, stop and rm do; the writable layer survives a
+# restart; --lazy fails at create when the image cannot be read lazily.
+cleanup_containers() {
+  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
+}
+on_exit cleanup_containers
+lazy_servers() { pgrep -f "strata-lazy .*$STRATA_ROOT" | wc -l; }
+wait_no_server() {
+  for _ in $(seq 100); do [ "$(lazy_servers)" = 0 ] && return 0; sleep 0.05; done
+  fail "$1: a strata-lazy process outlived its container: $(pgrep -af "strata-lazy .*$STRATA_ROOT")"
+}
+# /d/a as the container sees it, once its command has appended its line.
+a_after() {
+  local out
+  for _ in $(seq 100); do
+    out=$(strata exec lzc cat /d/a 2>/dev/null)
+    [ "$(printf '%s\n' "$out" | wc -l)" -ge "$1" ] && break
+    sleep 0.05
+  done
+  printf '%s\n' "$out"
+}
+rm -rf "$STRATA_ROOT/snapshots"/*
+cid=$(strata run -d --name lzc lazy-gzip:1 sh -c 'echo w >> /d/a; exec sleep 1000') || fail "run -d of a lazy image"
+assert_eq "$(snaps)" 0 "run -d of a lazy image unpacks nothing"
+mon=$(cat "$STRATA_ROOT/containers/$cid/monitor.pid")
+grep -q " fuse.strata-lazy " "/proc/$mon/mountinfo" || fail "the monitor's rootfs is not lazy"
+grep -q "fuse.strata-lazy" /proc/self/mountinfo && fail "the lazy mount of a container leaks onto the host"
+pgrep -P "$mon" -f strata-lazy >/dev/null || fail "strata-lazy is not the monitor's child"
+assert_eq "$(lazy_servers)" 1 "one server for the container"
+assert_eq "$(a_after 2)" "a
+w" "the container sees the image and its write"
+assert_eq "$(strata exec lzc ls -l /d/a | cut -c1-10)" "-rwsr-xr-x" "setuid as unpacked"
+cmp <(strata exec lzc cat /c/rand.bin) "$ctx/rand.bin" || fail "a big file through the container"
+strata stop -t 1 lzc >/dev/null || fail "stop"
+wait_no_server "stop"
+strata start lzc >/dev/null || fail "start again"
+assert_eq "$(a_after 3)" "a
+w
+w" "the writable layer survives a stop and start"
+strata restart -t 1 lzc >/dev/null || fail "restart"
+assert_eq "$(a_after 4)" "a
+w
+w
+w" "restart"
+assert_eq "$(lazy_servers)" 1 "one server after a restart"
+assert_eq "$(snaps)" 0 "the container's starts unpacked nothing"
+strata rm -f lzc >/dev/null || fail "rm -f"
+wait_no_server "rm -f"
+# A restart policy restarts the command over the same lazy rootfs.
+rid=$(strata run -d --restart on-failure:2 lazy-zstd:1 sh -c 'cat /c/capfile; echo; exit 3') || fail "run -d --restart"
+assert_eq "$(strata wait "$rid")" "3" "wait on a lazy container"
+assert_eq "$(strata logs "$rid" | tr '\n' ' ')" "cap cap cap " "three runs over the lazy rootfs"
+wait_no_server "restart policy"
+strata rm "$rid" >/dev/null || fail "rm"
+# create + start, --lazy recorded; --no-lazy unpacks at start.
+strata create --lazy --name lzcr lazy-zstd:1 cat /c/capfile >/dev/null || fail "create --lazy"
+assert_eq "$(snaps)" 0 "create unpacks nothing"
+assert_eq "$(strata start -a lzcr)" "cap" "start -a of a lazy container"
+assert_eq "$(snaps)" 0 "start of a --lazy container unpacks nothing"
+wait_no_server "create + start"
+expect_fail "cannot be read lazily" strata create --lazy lazy-bigframe:1 true
+nid=$(strata run -d --no-lazy lazy-gzip:1 true) || fail "run -d --no-lazy"
+assert_eq "$(strata wait "$nid")" "0" "wait --no-lazy"
+[ "$(snaps)" -gt 0 ] || fail "run -d --no-lazy unpacks"
+assert_eq "$(lazy_servers)" 0 "run -d --no-lazy starts no lazy server"
+# Automatic: an unseekable image (one big zstd frame) is unpacked at start
+# (/huge is no program: the start fails after the rootfs is made).
+rm -rf "$STRATA_ROOT/snapshots"/*
+strata create --name bf lazy-bigframe:1 /huge >/dev/null || fail "create of an unseekable image"
+strata start bf >/dev/null 2>&1
+[ "$(snaps)" -gt 0 ] || fail "the unseekable image is not unpacked at start"
+assert_eq "$(lazy_servers)" 0 "the unseekable image is not served lazily"
+cleanup_containers
+
 # Under the threshold, the default unpacks.
 mnt2=$WORK/mnt-small
 mkdir -p "$mnt2"
