@@ -301,6 +301,13 @@ w
 w" "restart"
 assert_eq "$(lazy_servers)" 1 "one server after a restart"
 assert_eq "$(snaps)" 0 "the container's starts unpacked nothing"
+strata gc >/dev/null || fail "gc while a lazy container runs"
+assert_eq "$(strata exec lzc cat /d/a 2>&1 | head -1)" "a" "the lazy rootfs after gc"
+# A SIGKILL'd monitor takes its lazy server with it.
+kill -9 "$(cat "$STRATA_ROOT/containers/$cid/monitor.pid")"
+wait_no_server "SIGKILL of the monitor"
+strata start lzc >/dev/null || fail "start after the monitor's SIGKILL"
+assert_eq "$(lazy_servers)" 1 "one server after a start"
 strata rm -f lzc >/dev/null || fail "rm -f"
 wait_no_server "rm -f"
 # A restart policy restarts the command over the same lazy rootfs.
