@@ -839,6 +839,9 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     }
     io.finish(last_code);
     ::umount2((dir + "/rootfs").c_str(), MNT_DETACH);
+    // The lazy server goes now: --rm removes the container's directory,
+    // which its mount (<id>/lazy, in this namespace) would keep busy.
+    lazy_lower.reset();
     update_state(store, id, [&](State& s) { s.monitor_pid = 0; });
     if (auto_remove) {
         try {

@@ -316,6 +316,11 @@ assert_eq "$(strata wait "$rid")" "3" "wait on a lazy container"
 assert_eq "$(strata logs "$rid" | tr '\n' ' ')" "cap cap cap " "three runs over the lazy rootfs"
 wait_no_server "restart policy"
 strata rm "$rid" >/dev/null || fail "rm"
+# run -d --rm: the container and its lazy server go when it exits.
+rmid=$(strata run -d --rm lazy-gzip:1 cat /d/a) || fail "run -d --rm of a lazy image"
+for _ in $(seq 100); do [ -d "$STRATA_ROOT/containers/$rmid" ] || break; sleep 0.05; done
+[ -d "$STRATA_ROOT/containers/$rmid" ] && fail "run -d --rm left the lazy container: $(ls "$STRATA_ROOT/containers/$rmid")"
+wait_no_server "run -d --rm"
 # create + start, --lazy recorded; --no-lazy unpacks at start.
 strata create --lazy --name lzcr lazy-zstd:1 cat /c/capfile >/dev/null || fail "create --lazy"
 assert_eq "$(snaps)" 0 "create unpacks nothing"
