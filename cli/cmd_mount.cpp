@@ -14,6 +14,7 @@
 #include "util/log.hpp"
 #include "util/scope.hpp"
 #include "util/sha256.hpp"
+#include "util/sys/mount.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -49,6 +50,23 @@ UniqueFd lock_mounts(const snapshot::Store& store) {
         }
     }
     return fd;
+}
+
+// A writable lazy mount's lower directory: the image served by a
+// strata-lazy daemon inside the mount's work directory (mounts/rw-*/lower),
+// under the kernel overlay that holds the writes.
+std::string lazy_lower_dir(const std::string& rw) {
+    return rw + "/lower";
+}
+
+// Takes down a writable mount's lazy lower, if it is mounted (after the
+// overlay on it is gone), then removes the work directory. remove_all never
+// crosses into a mount, so the lower goes first.
+void remove_rw_dir(const std::string& rw) {
+    if (sys::is_mount_point(lazy_lower_dir(rw))) {
+        layerfs::unmount(lazy_lower_dir(rw));
+    }
+    fs::remove_all(rw);
 }
 
 std::vector<std::string> find_orphans(const snapshot::Store& store) {
@@ -97,22 +115,24 @@ void mount_image(Context& ctx, const MountOptions& o) {
     if (!fs::is_dir(target)) {
         throw Error("mount point " + target + " is not a directory");
     }
-    if (o.lazy && o.writable) {
-        throw UsageError("--lazy mounts are read-only: --writable unpacks the image (--no-lazy)");
-    }
     // An image whose snapshots are missing is served at once from its
-    // compressed layers (strata-lazy) instead of being unpacked first.
-    const bool lazy =
-        !o.writable && snapshot::choose_lazy(store, img,
-                                             o.lazy ? snapshot::LazyMode::on
-                                             : o.no_lazy || !o.driver.empty() || ::geteuid() != 0
-                                                 ? snapshot::LazyMode::off
-                                                 : snapshot::LazyMode::automatic);
+    // compressed layers (strata-lazy) instead of being unpacked first;
+    // --writable stacks kernel overlayfs (the writes) over that lazy mount,
+    // as `strata run` does, so it needs root and the overlay driver.
+    if (o.lazy && o.writable && (driver != layerfs::Driver::overlay || ::geteuid() != 0)) {
+        throw UsageError("--lazy --writable stacks kernel overlayfs over the lazy mount: it needs "
+                         "root and the overlay driver (--no-lazy unpacks the image instead)");
+    }
+    const bool lazy = snapshot::choose_lazy(store, img,
+                                            o.lazy ? snapshot::LazyMode::on
+                                            : o.no_lazy || !o.driver.empty() || ::geteuid() != 0
+                                                ? snapshot::LazyMode::off
+                                                : snapshot::LazyMode::automatic);
     layerfs::MountSpec spec;
-    if (lazy) {
+    if (lazy && !o.writable) {
         spec.lazy = layerfs::LazyImage{store.root(), img.descriptor.digest.str(), false};
         driver = layerfs::Driver::fuse;
-    } else {
+    } else if (!lazy) {
         spec.lowers = snapshot::top_first(store.ensure_snapshots(img));
         if (spec.lowers.empty()) {
             throw Error("image " + o.image + " has no layers to mount");
@@ -139,14 +159,14 @@ void mount_image(Context& ctx, const MountOptions& o) {
     ScopeFail drop_rw([&] {
         if (!rw.empty()) {
             try {
-                fs::remove_all(rw);
+                remove_rw_dir(rw);
             } catch (const std::exception& e) {
                 STRATA_LOG_WARN("removing {}: {}", rw, e.what());
             }
         }
     });
     if (o.writable) {
-        fs::remove_all(rw);
+        remove_rw_dir(rw);
         spec.upper = rw + "/upper";
         spec.work = rw + "/work";
         fs::mkdirs(spec.upper, 0755);
@@ -161,8 +181,23 @@ void mount_image(Context& ctx, const MountOptions& o) {
             STRATA_LOG_WARN("{}", e.what());
         }
     });
+    // The writable lazy mount's lower: a strata-lazy daemon (nosuid,nodev)
+    // inside the work directory, recorded as the overlay's single lower in
+    // the overlay's record; umount takes it down after the overlay. Unmounted
+    // again (before the work directory goes) if the overlay cannot be made.
+    layerfs::MountHandle lazy_lower;
+    if (lazy && o.writable) {
+        std::string lower = lazy_lower_dir(rw);
+        fs::mkdirs(lower, 0755);
+        layerfs::MountSpec ls;
+        ls.lazy = layerfs::LazyImage{store.root(), img.descriptor.digest.str(), false};
+        ls.driver = layerfs::Driver::fuse;
+        lazy_lower = layerfs::mount(ls, lower);
+        spec.lowers = {lower};
+    }
     try {
         layerfs::mount(spec, target).release();
+        lazy_lower.release();
     } catch (const SysError& e) {
         if (driver != layerfs::Driver::overlay || e.error_code() != EPERM || ::geteuid() == 0) {
             throw;
@@ -213,8 +248,12 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
         return;
     }
     std::string rw = fs::dirname(record->upper);
+    // A writable lazy mount: its strata-lazy lower goes after the overlay.
+    if (sys::is_mount_point(lazy_lower_dir(rw))) {
+        layerfs::unmount(lazy_lower_dir(rw));
+    }
     if (!name) {
-        fs::remove_all(rw);
+        remove_rw_dir(rw);
         return;
     }
     // The upper directory is the diff: it becomes a layer and, as it is, the
@@ -239,7 +278,7 @@ void umount_image(Context& ctx, const std::string& dir, const std::string& commi
     formats::Descriptor manifest = store.put_image(config, layers);
     snapshot::Image committed = store.load(manifest);
     store.adopt_snapshot(committed.chain_ids().back(), record->upper);
-    fs::remove_all(rw);
+    remove_rw_dir(rw);
     store.set_name(*name, manifest);
     std::cout << committed.id().str() << "\n";
 }
@@ -250,8 +289,12 @@ void list(Context& ctx) {
     for (const auto& r : layerfs::list_mounts(state_dir(store))) {
         std::string label =
             r.label.substr(r.label.find(' ') == std::string::npos ? 0 : r.label.find(' ') + 1);
-        rows.push_back({r.target, layerfs::driver_name(r.driver), r.upper.empty() ? "ro" : "rw",
-                        label, r.mounted ? "mounted" : "gone"});
+        // A writable lazy mount: kernel overlayfs over its strata-lazy lower.
+        bool lazy_rw = !r.upper.empty() && r.lowers.size() == 1 &&
+                       r.lowers.front() == lazy_lower_dir(fs::dirname(r.upper));
+        rows.push_back({r.target,
+                        lazy_rw ? std::string("overlay+lazy") : layerfs::driver_name(r.driver),
+                        r.upper.empty() ? "ro" : "rw", label, r.mounted ? "mounted" : "gone"});
     }
     for (const auto& dir : orphaned_uppers(store)) {
         rows.push_back({dir, "-", "rw", "-", "orphaned upper (strata gc removes it)"});
@@ -288,7 +331,7 @@ std::vector<std::string> remove_orphaned_uppers(const snapshot::Store& store) {
     UniqueFd l = lock_mounts(store);
     std::vector<std::string> gone = find_orphans(store);
     for (const auto& d : gone) {
-        fs::remove_all(d);
+        remove_rw_dir(d);
     }
     return gone;
 }

@@ -677,6 +677,14 @@ std::string create_container(const std::string& store_root, const RunOptions& o,
     network_config(store_root, o, false, warn).to_container(config);
     volumes.record(config);
     config["StrataManifest"] = nlohmann::ordered_json::parse(formats::to_json(rec.manifest));
+    if (o.lazy || o.no_lazy) {
+        // The monitor serves the image lazily or unpacks it at each start;
+        // --lazy fails here already when the image cannot be read lazily.
+        config["StrataLazy"] = o.lazy ? "on" : "off";
+        if (o.lazy) {
+            snapshot::choose_lazy(store, img, snapshot::LazyMode::on);
+        }
+    }
     // Pinned before the record exists: gc never sees a container without its image.
     store.pin("container-" + id, rec.manifest);
     try {

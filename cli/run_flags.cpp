@@ -468,7 +468,13 @@ void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
                                 const snapshot::Image& img) {
     m_volumes.attach(image_requests(spec));
     std::vector<runner::Mount> mounts = m_volumes.record_mounts(); // refuses what it cannot keep
-    std::vector<std::string> lowers = snapshot::top_first(store.ensure_snapshots(img));
+    // The image's files are needed (unpacked) only when a volume may be
+    // filled from them: a lazy image stays packed otherwise.
+    const auto& attached = m_volumes.attached();
+    bool copy = std::any_of(attached.begin(), attached.end(),
+                            [](const auto& a) { return !a.request.nocopy; });
+    std::vector<std::string> lowers =
+        copy ? snapshot::top_first(store.ensure_snapshots(img)) : std::vector<std::string>{};
     TempDir scratch(store.tmp_dir(), "volume-copy-");
     m_volumes.copy_up_from_layers(lowers, scratch.path());
     for (auto& m : mounts) {

@@ -7,9 +7,11 @@
 #include "containers/spec.hpp"
 #include "containers/volumes.hpp"
 #include "formats/oci.hpp"
+#include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
 #include "runner/runner.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/stack_order.hpp"
 #include "snapshot/store.hpp"
 #include "util/child.hpp"
@@ -87,7 +89,13 @@ std::string read_line(int fd) {
 // The monitor's report to the CLI that started it: one line, then closed.
 class Ready {
 public:
-    explicit Ready(int fd) : m_fd(fd) {}
+    // Close-on-exec: no program the monitor starts (strata-lazy) keeps the
+    // starting CLI's pipe open.
+    explicit Ready(int fd) : m_fd(fd) {
+        if (m_fd >= 0) {
+            ::fcntl(m_fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
     void line(const std::string& text) {
         if (m_fd >= 0) {
             std::string l = text + "\n";
@@ -559,6 +567,10 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     Pipe out, err, in;
     // Holds the image's snapshots (a lease gc honours) while the container runs.
     std::optional<snapshot::Store> images;
+    // A lazy image's server (strata-lazy, the rootfs overlay's lower): the
+    // monitor's child in the monitor's mount namespace, so it lives as long
+    // as the rootfs (restarts included) and goes with the monitor.
+    std::optional<layerfs::MountHandle> lazy_lower;
     try {
         auto config = store.load_config(id);
         spec = spec_from_json(config.at("StrataSpec"));
@@ -591,7 +603,29 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
         formats::Descriptor manifest =
             formats::parse_descriptor(config.at("StrataManifest").dump(), "StrataManifest");
         snapshot::Image img = images->load(manifest);
-        std::vector<std::string> lowers = snapshot::top_first(images->ensure_snapshots(img));
+        // An image that is not unpacked is served from its compressed layers
+        // (as `strata run` does): `--lazy` insists (an error saying why when it
+        // cannot), `--no-lazy` unpacks, the default decides by size.
+        const std::string lazy_flag = config.value("StrataLazy", std::string());
+        const bool lazy =
+            snapshot::choose_lazy(*images, img,
+                                  lazy_flag == "on"    ? snapshot::LazyMode::on
+                                  : lazy_flag == "off" ? snapshot::LazyMode::off
+                                                       : snapshot::LazyMode::automatic);
+        std::vector<std::string> lowers;
+        if (lazy) {
+            // suid,dev: setuid binaries and devices work as on the unpacked image.
+            layerfs::MountSpec ls;
+            ls.lazy = layerfs::LazyImage{images->root(), img.descriptor.digest.str(), true};
+            ls.driver = layerfs::Driver::fuse;
+            ls.foreground = true;
+            ls.fsname = "strata-lazy";
+            fs::mkdirs(dir + "/lazy", 0755);
+            lazy_lower = layerfs::mount(ls, dir + "/lazy");
+            lowers.push_back(lazy_lower->target());
+        } else {
+            lowers = snapshot::top_first(images->ensure_snapshots(img));
+        }
         if (lowers.empty()) {
             fs::mkdirs(dir + "/empty", 0755);
             lowers.push_back(dir + "/empty");
@@ -805,6 +839,9 @@ int run_monitor(const std::string& store_root, const std::string& id, int ready_
     }
     io.finish(last_code);
     ::umount2((dir + "/rootfs").c_str(), MNT_DETACH);
+    // The lazy server goes now: --rm removes the container's directory,
+    // which its mount (<id>/lazy, in this namespace) would keep busy.
+    lazy_lower.reset();
     update_state(store, id, [&](State& s) { s.monitor_pid = 0; });
     if (auto_remove) {
         try {

@@ -117,6 +117,72 @@ assert_eq "$(strata run --rm lazy-gzip:1 cat /d/a)" "a" "the container's writes 
 assert_eq "$(strata run --rm --no-lazy lazy-gzip:1 cat /d/a)" "a" "--no-lazy"
 [ "$(snaps)" -gt 0 ] || fail "--no-lazy unpacks"
 
+# mount --writable of an image that is not unpacked: kernel overlayfs (the
+# writes) over a strata-lazy mount of the image as its single lower, both
+# taken down by umount; the same tree as a --no-lazy writable mount after the
+# same writes, deletes and renames; the store's blobs are never written;
+# --commit makes the writes an image.
+rm -rf "$STRATA_ROOT/snapshots"/*
+wl=$WORK/wl wn=$WORK/wn
+mkdir -p "$wl" "$wn"
+blob_sums() { (cd "$STRATA_ROOT/blobs" && find . -type f -exec sha256sum {} + | sort); }
+blobs_before=$(blob_sums)
+strata mount --writable lazy-gzip:1 "$wl" || fail "writable lazy mount"
+on_exit "umount -l $wl 2>/dev/null; for l in $STRATA_ROOT/mounts/rw-*/lower; do umount -l \$l 2>/dev/null; done"
+grep -q " $wl .* overlay " /proc/self/mountinfo || fail "the writable lazy mount is not an overlay: $(grep " $wl " /proc/self/mountinfo)"
+grep -q " $STRATA_ROOT/mounts/rw-[0-9a-f]*/lower .* fuse.strata-lazy " /proc/self/mountinfo ||
+  fail "no strata-lazy lower under the writable mount"
+assert_eq "$(snaps)" 0 "a writable lazy mount unpacks nothing"
+assert_contains "$(strata mounts)" "overlay+lazy" "mounts shows the writable lazy mount"
+strata mount --writable --no-lazy lazy-gzip:1 "$wn" || fail "writable --no-lazy mount"
+on_exit "umount -l $wn 2>/dev/null"
+grep -q " $wn .* overlay " /proc/self/mountinfo || fail "the --no-lazy writable mount"
+modify() {
+  echo new > "$1/d/a" && echo more >> "$1/big" && rm "$1/d/sl" && rm -r "$1/o" &&
+    mv "$1/c" "$1/c2" && mv "$1/w/keep" "$1/w/kept" && mkdir -p "$1/n/m" && echo n > "$1/n/m/f" &&
+    ln -s ../big "$1/n/l" && chmod 700 "$1/n" && chown 1000:1000 "$1/n/m/f" && mkfifo "$1/n/p" &&
+    rm "$1/bin/ls" && touch -d @1000 "$1/etc/passwd"
+}
+modify "$wl" || fail "writes in the writable lazy mount"
+modify "$wn" || fail "writes in the --no-lazy writable mount"
+# mtimes of what was just written differ between the two: compared without.
+nomtime() { $DUMP "$1" | awk '{$5=""; print}'; }
+nomtime "$wl" > "$WORK/wl.txt" || fail "dump of the writable lazy mount"
+nomtime "$wn" > "$WORK/wn.txt" || fail "dump of the --no-lazy writable mount"
+grep -q "^n/m/f " "$WORK/wl.txt" && grep -q "^c2/rand.bin " "$WORK/wl.txt" || fail "the writes are not in the dump"
+grep -q "^o[ /]" "$WORK/wl.txt" && fail "a deleted directory is still there"
+diff "$WORK/wn.txt" "$WORK/wl.txt" >&2 || fail "the writable lazy mount differs from the --no-lazy one"
+cmp "$wl/c2/rand.bin" "$ctx/rand.bin" || fail "a renamed directory's file"
+assert_eq "$(blob_sums)" "$blobs_before" "a writable lazy mount writes no blob"
+strata umount "$wn" || fail "umount --no-lazy writable"
+strata umount --commit lazy-committed:1 "$wl" >/dev/null || fail "umount --commit of the writable lazy mount"
+grep -q " $wl " /proc/self/mountinfo && fail "the writable lazy mount stayed"
+grep -q " $STRATA_ROOT/mounts/" /proc/self/mountinfo && fail "the lazy lower stayed: $(grep " $STRATA_ROOT/mounts/" /proc/self/mountinfo)"
+[ -z "$(ls "$STRATA_ROOT/mounts" | grep rw-)" ] || fail "the writable mount's directory stayed: $(ls "$STRATA_ROOT/mounts")"
+cm=$WORK/committed
+mkdir -p "$cm"
+strata mount --no-lazy lazy-committed:1 "$cm" || fail "mount of the committed image"
+nomtime "$cm" > "$WORK/cm.txt" || fail "dump of the committed image"
+strata umount "$cm" || fail "umount committed"
+diff "$WORK/wn.txt" "$WORK/cm.txt" >&2 || fail "the committed image differs from the writes"
+# The overlay unmounted by hand (or gone with a reboot): umount still takes
+# down the lazy lower; gc takes a lower whose record is gone.
+strata mount --writable --lazy lazy-zstd:1 "$wl" || fail "writable --lazy mount (zstd)"
+echo z > "$wl/z" || fail "write (zstd)"
+umount "$wl" || fail "umount by hand"
+strata umount "$wl" || fail "umount of a writable lazy mount whose overlay is gone"
+grep -q " $STRATA_ROOT/mounts/" /proc/self/mountinfo && fail "the lazy lower outlived umount"
+strata mount --writable --lazy lazy-zstd:1 "$wl" || fail "writable --lazy mount (zstd), again"
+umount "$wl" || fail "umount by hand"
+rm "$STRATA_ROOT"/mounts/*.mount
+strata gc >/dev/null || fail "gc with an orphaned writable lazy mount"
+grep -q " $STRATA_ROOT/mounts/" /proc/self/mountinfo && fail "gc left the orphan's lazy lower mounted"
+[ -z "$(ls "$STRATA_ROOT/mounts" | grep rw-)" ] || fail "gc left the orphan's directory"
+expect_fail "needs root and the overlay driver" strata mount --writable --lazy --driver fuse lazy-gzip:1 "$wl"
+for _ in $(seq 100); do pgrep -f "strata-lazy .*$WORK" >/dev/null || break; sleep 0.05; done
+pgrep -af "strata-lazy .*$WORK" && fail "a strata-lazy process outlived its writable mount"
+strata verify >/dev/null || fail "verify after the writable lazy mounts"
+
 # A zstd:chunked layer whose frames do not hold what its TOC says (a byte of
 # /c/rand.bin's second chunk changed in the store): reading the file is an
 # error (EIO) logged naming the layer and the file, never other bytes; the
@@ -185,6 +251,95 @@ grep -q " $mnt .* fuse.strata-lazy " /proc/self/mountinfo && fail "the unseekabl
 [ "$(snaps)" -gt 0 ] || fail "the unseekable image is not unpacked"
 cmp "$mnt/huge" "$WORK/bigframe/huge" || fail "the unseekable image's file"
 strata umount "$mnt" || fail "umount"
+
+# Containers that last (run -d, create + start): the monitor serves an image
+# that is not unpacked through strata-lazy, its own child in its own mount
+# namespace (suid,dev), from start to stop, restarts included: the CLI's exit
+# does not take it down, stop and rm do; the writable layer survives a
+# restart; --lazy fails at create when the image cannot be read lazily.
+cleanup_containers() {
+  for c in $("$STRATA" ps -aq --no-trunc 2>/dev/null); do "$STRATA" rm -f "$c" >/dev/null 2>&1; done
+}
+on_exit cleanup_containers
+lazy_servers() { pgrep -f "strata-lazy .*$STRATA_ROOT" | wc -l; }
+wait_no_server() {
+  for _ in $(seq 100); do [ "$(lazy_servers)" = 0 ] && return 0; sleep 0.05; done
+  fail "$1: a strata-lazy process outlived its container: $(pgrep -af "strata-lazy .*$STRATA_ROOT")"
+}
+# /d/a as the container sees it, once its command has appended its line.
+a_after() {
+  local out
+  for _ in $(seq 100); do
+    out=$(strata exec lzc cat /d/a 2>/dev/null)
+    [ "$(printf '%s\n' "$out" | wc -l)" -ge "$1" ] && break
+    sleep 0.05
+  done
+  printf '%s\n' "$out"
+}
+rm -rf "$STRATA_ROOT/snapshots"/*
+cid=$(strata run -d --name lzc lazy-gzip:1 sh -c 'echo w >> /d/a; exec sleep 1000') || fail "run -d of a lazy image"
+assert_eq "$(snaps)" 0 "run -d of a lazy image unpacks nothing"
+mon=$(cat "$STRATA_ROOT/containers/$cid/monitor.pid")
+grep -q " fuse.strata-lazy " "/proc/$mon/mountinfo" || fail "the monitor's rootfs is not lazy"
+grep -q "fuse.strata-lazy" /proc/self/mountinfo && fail "the lazy mount of a container leaks onto the host"
+pgrep -P "$mon" -f strata-lazy >/dev/null || fail "strata-lazy is not the monitor's child"
+assert_eq "$(lazy_servers)" 1 "one server for the container"
+assert_eq "$(a_after 2)" "a
+w" "the container sees the image and its write"
+assert_eq "$(strata exec lzc ls -l /d/a | cut -c1-10)" "-rwsr-xr-x" "setuid as unpacked"
+cmp <(strata exec lzc cat /c/rand.bin) "$ctx/rand.bin" || fail "a big file through the container"
+strata stop -t 1 lzc >/dev/null || fail "stop"
+wait_no_server "stop"
+strata start lzc >/dev/null || fail "start again"
+assert_eq "$(a_after 3)" "a
+w
+w" "the writable layer survives a stop and start"
+strata restart -t 1 lzc >/dev/null || fail "restart"
+assert_eq "$(a_after 4)" "a
+w
+w
+w" "restart"
+assert_eq "$(lazy_servers)" 1 "one server after a restart"
+assert_eq "$(snaps)" 0 "the container's starts unpacked nothing"
+strata gc >/dev/null || fail "gc while a lazy container runs"
+assert_eq "$(strata exec lzc cat /d/a 2>&1 | head -1)" "a" "the lazy rootfs after gc"
+# A SIGKILL'd monitor takes its lazy server with it.
+kill -9 "$(cat "$STRATA_ROOT/containers/$cid/monitor.pid")"
+wait_no_server "SIGKILL of the monitor"
+strata start lzc >/dev/null || fail "start after the monitor's SIGKILL"
+assert_eq "$(lazy_servers)" 1 "one server after a start"
+strata rm -f lzc >/dev/null || fail "rm -f"
+wait_no_server "rm -f"
+# A restart policy restarts the command over the same lazy rootfs.
+rid=$(strata run -d --restart on-failure:2 lazy-zstd:1 sh -c 'cat /c/capfile; echo; exit 3') || fail "run -d --restart"
+assert_eq "$(strata wait "$rid")" "3" "wait on a lazy container"
+assert_eq "$(strata logs "$rid" | tr '\n' ' ')" "cap cap cap " "three runs over the lazy rootfs"
+wait_no_server "restart policy"
+strata rm "$rid" >/dev/null || fail "rm"
+# run -d --rm: the container and its lazy server go when it exits.
+rmid=$(strata run -d --rm lazy-gzip:1 cat /d/a) || fail "run -d --rm of a lazy image"
+for _ in $(seq 100); do [ -d "$STRATA_ROOT/containers/$rmid" ] || break; sleep 0.05; done
+[ -d "$STRATA_ROOT/containers/$rmid" ] && fail "run -d --rm left the lazy container: $(ls "$STRATA_ROOT/containers/$rmid")"
+wait_no_server "run -d --rm"
+# create + start, --lazy recorded; --no-lazy unpacks at start.
+strata create --lazy --name lzcr lazy-zstd:1 cat /c/capfile >/dev/null || fail "create --lazy"
+assert_eq "$(snaps)" 0 "create unpacks nothing"
+assert_eq "$(strata start -a lzcr)" "cap" "start -a of a lazy container"
+assert_eq "$(snaps)" 0 "start of a --lazy container unpacks nothing"
+wait_no_server "create + start"
+expect_fail "cannot be read lazily" strata create --lazy lazy-bigframe:1 true
+nid=$(strata run -d --no-lazy lazy-gzip:1 true) || fail "run -d --no-lazy"
+assert_eq "$(strata wait "$nid")" "0" "wait --no-lazy"
+[ "$(snaps)" -gt 0 ] || fail "run -d --no-lazy unpacks"
+assert_eq "$(lazy_servers)" 0 "run -d --no-lazy starts no lazy server"
+# Automatic: an unseekable image (one big zstd frame) is unpacked at start
+# (/huge is no program: the start fails after the rootfs is made).
+rm -rf "$STRATA_ROOT/snapshots"/*
+strata create --name bf lazy-bigframe:1 /huge >/dev/null || fail "create of an unseekable image"
+strata start bf >/dev/null 2>&1
+[ "$(snaps)" -gt 0 ] || fail "the unseekable image is not unpacked at start"
+assert_eq "$(lazy_servers)" 0 "the unseekable image is not served lazily"
+cleanup_containers
 
 # Under the threshold, the default unpacks.
 mnt2=$WORK/mnt-small
