@@ -79,8 +79,10 @@ assert_eq "$(strata --version)" "$(strata version)" "--version"
 # --- completion and man pages from the command definitions
 strata completion bash >"$WORK/c.bash" || fail "completion bash"
 bash -n "$WORK/c.bash" || fail "bash completion syntax"
+got=$(bash -c '. "$1"; COMP_WORDS=(strata boot); COMP_CWORD=1; _strata; echo "${COMPREPLY[*]}"' _ "$WORK/c.bash")
+assert_eq "$got" "bootstrap" "bash completes commands"
 got=$(bash -c '. "$1"; COMP_WORDS=(strata bui); COMP_CWORD=1; _strata; echo "${COMPREPLY[*]}"' _ "$WORK/c.bash")
-assert_eq "$got" "build" "bash completes commands"
+assert_eq "$got" "build builder" "bash lists every command a prefix fits"
 got=$(bash -c '. "$1"; COMP_WORDS=(strata --root /x images --dig); COMP_CWORD=4; _strata; echo "${COMPREPLY[*]}"' _ "$WORK/c.bash")
 assert_eq "$got" "--digests" "bash completes a command's flags"
 got=$(bash -c '. "$1"; COMP_WORDS=(strata layer cr); COMP_CWORD=2; _strata; echo "${COMPREPLY[*]}"' _ "$WORK/c.bash")
