@@ -429,6 +429,14 @@ std::int64_t until_time(const std::string& v) {
 
 } // namespace
 
+std::vector<std::string> pruned_image_lines(const ImagePrune& r) {
+    std::vector<std::string> lines;
+    for (const auto& [what, name] : r.items) {
+        lines.push_back((what == "Untagged" ? "untagged: " : "deleted: ") + name);
+    }
+    return lines;
+}
+
 ImagePrune prune_images(Context& ctx, snapshot::Store& store,
                         const std::vector<std::string>& filters) {
     bool dangling_only = true;
@@ -684,13 +692,7 @@ void register_images(CLI::App& app, Context& ctx) {
         std::vector<std::string> filters = po->filters;
         filters.push_back(po->all ? "dangling=false" : "dangling=true");
         ImagePrune r = prune_images(ctx, store, filters);
-        if (!r.items.empty()) {
-            std::cout << "Deleted Images:\n";
-            for (const auto& [what, name] : r.items) {
-                std::cout << (what == "Untagged" ? "untagged: " : "deleted: ") << name << "\n";
-            }
-            std::cout << "\n";
-        }
+        print_pruned("Deleted Images", pruned_image_lines(r));
         std::cout << "Total reclaimed space: " << human_size(r.reclaimed) << "\n";
     });
 

@@ -41,19 +41,6 @@ builder::CachePruneOptions build_cache_prune_options(const std::vector<std::stri
 
 namespace {
 
-// "Deleted build cache objects:" and the keys, as docker prints them; empty
-// when none went.
-std::string cache_prune_report(const builder::CachePruneResult& r) {
-    if (r.removed.empty()) {
-        return {};
-    }
-    std::string out = "Deleted build cache objects:\n";
-    for (const auto& key : r.removed) {
-        out += key + "\n";
-    }
-    return out;
-}
-
 void register_builder_prune(CLI::App& app, Context& ctx) {
     struct Options {
         bool all = false;
@@ -85,10 +72,7 @@ void register_builder_prune(CLI::App& app, Context& ctx) {
         enter_store_user_namespace(ctx); // gc removes snapshots
         snapshot::Store store = open_store(ctx);
         builder::CachePruneResult r = builder::prune_build_cache(store, opts);
-        std::string report = cache_prune_report(r);
-        if (!report.empty()) {
-            std::cout << report << "\n";
-        }
+        print_pruned("Deleted build cache objects", r.removed);
         std::cout << "Total reclaimed space: " << human_size(r.reclaimed, 4) << "\n";
     });
 }
@@ -138,52 +122,26 @@ void register_system_prune(CLI::App& app, Context& ctx) {
         {
             containers::Store cs(ctx.store_root());
             ContainerPrune r = prune_containers(cs, o->filters);
-            if (!r.removed.empty()) {
-                std::cout << "Deleted Containers:\n";
-                for (const auto& id : r.removed) {
-                    std::cout << id << "\n";
-                }
-                std::cout << "\n";
-            }
+            print_pruned("Deleted Containers", r.removed);
             reclaimed += r.bytes;
         }
-        if (auto names = prune_networks(ctx.store_root(), o->filters); !names.empty()) {
-            std::cout << "Deleted Networks:\n";
-            for (const auto& n : names) {
-                std::cout << n << "\n";
-            }
-            std::cout << "\n";
-        }
+        print_pruned("Deleted Networks", prune_networks(ctx.store_root(), o->filters));
         snapshot::Store store = open_store(ctx);
         if (o->volumes) {
             containers::VolumeStore volumes(store);
             auto r = prune_volumes(volumes, o->filters, prune_all_filter(o->filters));
-            if (!r.removed.empty()) {
-                std::cout << "Deleted Volumes:\n";
-                for (const auto& n : r.removed) {
-                    std::cout << n << "\n";
-                }
-                std::cout << "\n";
-            }
+            print_pruned("Deleted Volumes", r.removed);
             reclaimed += r.bytes;
         }
         {
             std::vector<std::string> filters = o->filters;
             filters.push_back(o->all ? "dangling=false" : "dangling=true");
             ImagePrune r = prune_images(ctx, store, filters);
-            if (!r.items.empty()) {
-                std::cout << "Deleted Images:\n";
-                for (const auto& [what, name] : r.items) {
-                    std::cout << (what == "Untagged" ? "untagged: " : "deleted: ") << name << "\n";
-                }
-                std::cout << "\n";
-            }
+            print_pruned("Deleted Images", pruned_image_lines(r));
             reclaimed += r.reclaimed;
         }
         builder::CachePruneResult r = builder::prune_build_cache(store, cache_opts);
-        if (std::string report = cache_prune_report(r); !report.empty()) {
-            std::cout << report << "\n";
-        }
+        print_pruned("Deleted build cache objects", r.removed);
         reclaimed += r.reclaimed;
         std::cout << "Total reclaimed space: " << human_size(reclaimed, 4) << "\n";
     });

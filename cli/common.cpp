@@ -28,6 +28,17 @@ bool confirmed(std::string_view warning, std::string_view between) {
     return answer == "y" || answer == "Y";
 }
 
+void print_pruned(std::string_view title, const std::vector<std::string>& lines) {
+    if (lines.empty()) {
+        return;
+    }
+    std::cout << title << ":\n";
+    for (const auto& l : lines) {
+        std::cout << l << "\n";
+    }
+    std::cout << "\n";
+}
+
 int each_reporting_errors(const std::vector<std::string>& names,
                           const std::function<void(const std::string&)>& fn) {
     int failures = 0;

@@ -27,6 +27,10 @@ bool confirmed(std::string_view warning, std::string_view between = "\n");
 // fn(name) for each name in turn; an Error is printed as "strata: error:
 // ..." and the next name is tried. Returns how many failed (docker's rm
 // family exits 1 when any did).
+// A prune's section as docker prints it: "TITLE:", a line each, a blank
+// line; nothing when lines is empty.
+void print_pruned(std::string_view title, const std::vector<std::string>& lines);
+
 int each_reporting_errors(const std::vector<std::string>& names,
                           const std::function<void(const std::string&)>& fn);
 

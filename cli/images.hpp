@@ -54,6 +54,8 @@ struct ImagePrune {
     std::vector<std::pair<std::string, std::string>> items; // ("Untagged"|"Deleted", name or ID)
     std::uint64_t reclaimed = 0;                            // bytes the gc freed
 };
+// "untagged: NAME" / "deleted: ID" lines, as docker image prune lists them.
+std::vector<std::string> pruned_image_lines(const ImagePrune& r);
 ImagePrune prune_images(Context& ctx, snapshot::Store& store,
                         const std::vector<std::string>& filters);
 

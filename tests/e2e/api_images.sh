@@ -256,6 +256,6 @@ PY
 out=$(docker system prune -f 2>&1) || fail "docker system prune: $out"
 assert_contains "$out" "Deleted Containers:" "system prune: the stopped containers"
 assert_contains "$out" "Total reclaimed space: " "system prune: the total"
-strata inspect c1 >/dev/null 2>&1 && fail "system prune left the stopped c1"
+strata container inspect c1 >/dev/null 2>&1 && fail "system prune left the stopped c1"
 strata inspect keep:1 >/dev/null 2>&1 || fail "system prune took a named image"
 echo "api_images: all checks passed"

@@ -72,7 +72,7 @@ assert_contains "$out" "WARNING! This will remove:
   - all dangling build cache
 
 Are you sure you want to continue? [y/N] " "docker's question"
-strata inspect stopped >/dev/null 2>&1 || fail "answered n, yet the container went"
+strata container inspect stopped >/dev/null 2>&1 || fail "answered n, yet the container went"
 out=$(strata system prune -f) || fail "system prune: $out"
 assert_contains "$out" "Deleted Containers:" "containers"
 assert_contains "$out" "Deleted Networks:
@@ -80,7 +80,7 @@ prune-net" "networks"
 assert_contains "$out" "Deleted Images:" "images"
 assert_contains "$out" "Deleted build cache objects:" "build cache"
 assert_contains "$out" "Total reclaimed space: " "total"
-strata inspect stopped >/dev/null 2>&1 && fail "system prune left the stopped container"
+strata container inspect stopped >/dev/null 2>&1 && fail "system prune left the stopped container"
 strata inspect keep:1 >/dev/null || fail "system prune took a named image"
 expect_fail 'The "until" filter is not supported with "--volumes"' strata system prune -f --volumes --filter until=1h
 strata verify >/dev/null || fail "verify after system prune"
