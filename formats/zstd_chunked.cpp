@@ -22,6 +22,7 @@
 #include "util/base64.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/mapped_file.hpp"
 
 #include <nlohmann/json.hpp>
 #include <zstd.h>
@@ -35,7 +36,6 @@
 #include <exception>
 #include <fcntl.h>
 #include <mutex>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <thread>
@@ -751,45 +751,6 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
-// A read-only mapping of a whole file (a previous layer's blob, which is
-// never changed in place: blobs are replaced by rename, removed by unlink).
-class Mapping {
-public:
-    Mapping() = default;
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    ~Mapping() { reset(); }
-    // Maps fd; false (and nothing mapped) when the kernel refuses.
-    bool map(int fd) {
-        reset();
-        struct stat st {};
-        if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
-            return false;
-        }
-        void* p =
-            ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            return false;
-        }
-        m_p = static_cast<const char*>(p);
-        m_n = static_cast<std::size_t>(st.st_size);
-        return true;
-    }
-    void reset() noexcept {
-        if (m_p != nullptr) {
-            ::munmap(const_cast<char*>(m_p), m_n);
-            m_p = nullptr;
-            m_n = 0;
-        }
-    }
-    const char* data() const noexcept { return m_p; }
-    std::size_t size() const noexcept { return m_n; }
-
-private:
-    const char* m_p = nullptr;
-    std::size_t m_n = 0;
-};
-
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
     Buf input;                    // uncompressed bytes
@@ -825,7 +786,7 @@ struct ChunkedWriter::Impl {
 
     // Reuse source.
     int old_fd = -1;
-    Mapping old_map; // the old blob, when it can be mapped: no read per frame
+    MappedFile old_map; // the old blob, when it can be mapped: no read per frame
     std::string old_what;
     // name -> the old file's pieces (reg then chunks), with its size.
     struct OldFile {

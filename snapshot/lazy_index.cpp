@@ -8,6 +8,7 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/mapped_file.hpp"
 #include "util/scope.hpp"
 #include "util/sha256.hpp"
 
@@ -18,7 +19,6 @@
 #include <deque>
 #include <exception>
 #include <functional>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
@@ -556,41 +556,6 @@ BlobIndex parse_blob_index(std::string_view data, const formats::Digest& blob,
     return idx;
 }
 
-namespace {
-
-// A kept index, mapped read-only with its pages populated in one call: no
-// copy, and no page fault per page (costly in this project's VMs) while it
-// is checked and parsed.
-class MappedFile {
-public:
-    explicit MappedFile(const std::string& path) {
-        UniqueFd fd = fs::open(path, O_RDONLY);
-        struct stat st {};
-        if (::fstat(fd.get(), &st) != 0) {
-            throw_errno("fstat", path);
-        }
-        if (st.st_size <= 0 || static_cast<std::uint64_t>(st.st_size) > (1ULL << 32)) {
-            throw formats::FormatError("lazy index " + path + ": size " +
-                                       std::to_string(st.st_size) + " out of bounds");
-        }
-        m_size = static_cast<std::size_t>(st.st_size);
-        m_data = ::mmap(nullptr, m_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
-        if (m_data == MAP_FAILED) {
-            throw_errno("mmap", path);
-        }
-    }
-    ~MappedFile() { ::munmap(m_data, m_size); }
-    MappedFile(const MappedFile&) = delete;
-    MappedFile& operator=(const MappedFile&) = delete;
-    std::string_view bytes() const { return {static_cast<const char*>(m_data), m_size}; }
-
-private:
-    void* m_data = nullptr;
-    std::size_t m_size = 0;
-};
-
-} // namespace
-
 std::string blob_index_path(const Store& store, const formats::Digest& blob) {
     return store.root() + "/lazy/" + std::string(blob.hex()) + ".idx";
 }
@@ -604,7 +569,19 @@ BlobIndex load_blob_index(const Store& store, const formats::Digest& blob) {
     }
     if (fs::exists(path)) {
         try {
-            auto mapped = std::make_shared<const MappedFile>(path);
+            // Mapped with its pages populated in one call: no copy, and no
+            // page fault per page (costly in this project's VMs) while it
+            // is checked and parsed.
+            auto mapped = std::make_shared<MappedFile>();
+            UniqueFd ifd = fs::open(path, O_RDONLY);
+            struct stat ist = fs::fstat(ifd.get());
+            if (ist.st_size <= 0 || static_cast<std::uint64_t>(ist.st_size) > (1ULL << 32)) {
+                throw formats::FormatError("lazy index " + path + ": size " +
+                                           std::to_string(ist.st_size) + " out of bounds");
+            }
+            if (!mapped->map(ifd.get(), true)) {
+                throw_errno("mmap", path);
+            }
             return parse_blob_index(mapped->bytes(), blob, static_cast<std::uint64_t>(st.st_size),
                                     path, mapped);
         } catch (const Error& e) {
