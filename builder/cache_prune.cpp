@@ -69,7 +69,11 @@ CachePruneResult prune_build_cache(snapshot::Store& store, const CachePruneOptio
             std::optional<CacheRecord> record; // nullopt: unreadable
         };
         std::vector<Entry> entries;
-        std::vector<std::string> probes;
+        struct Probe {
+            std::string path;
+            std::string key; // the record it names ("": none)
+        };
+        std::vector<Probe> probes;
         for (const auto& name : fs::list_dir(dir)) {
             if (!is_key_name(name)) {
                 continue;
@@ -88,7 +92,10 @@ CachePruneResult prune_build_cache(snapshot::Store& store, const CachePruneOptio
             }
             auto j = nlohmann::json::parse(text, nullptr, false);
             if (j.is_object() && j.contains("probe")) {
-                probes.push_back(name); // after the records: it may name one removed
+                // Handled after the records: it may name one removed.
+                auto it = j.find("key");
+                probes.push_back({e.path, it != j.end() && it->is_string() ? it->get<std::string>()
+                                                                           : std::string()});
                 continue;
             }
             try {
@@ -143,19 +150,10 @@ CachePruneResult prune_build_cache(snapshot::Store& store, const CachePruneOptio
                 kept_diff_ids.insert(e.record->diff_id->str());
             }
         }
-        for (const auto& name : probes) {
-            std::string path = dir + "/" + name;
-            bool names_removed = false;
-            try {
-                auto j = formats::parse_json_strict(fs::read_file(path, 1 << 16), path);
-                auto it = j.find("key");
-                names_removed = it != j.end() && it->is_string() &&
-                                removed_keys.count(it->get<std::string>()) > 0;
-            } catch (const std::exception&) {
-                names_removed = true; // unreadable: of no use to a rebuild
-            }
-            if ((opts.all && !opts.keep_storage && old_enough(path, opts.until)) || names_removed) {
-                fs::remove_all(path);
+        for (const auto& p : probes) {
+            if ((opts.all && !opts.keep_storage && old_enough(p.path, opts.until)) ||
+                removed_keys.count(p.key) > 0) {
+                fs::remove_all(p.path);
             }
         }
         // The remembered inputs of steps whose record went, and every one

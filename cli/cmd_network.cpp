@@ -10,8 +10,6 @@
 #include "network/sandbox.hpp"
 #include "network/store.hpp"
 #include "util/error.hpp"
-#include "util/event_log.hpp"
-#include "util/go_time.hpp"
 
 #include <algorithm>
 #include <iostream>
@@ -373,7 +371,7 @@ std::vector<std::string> prune_networks(const std::string& store_root,
     std::vector<std::string> rest;
     for (const auto& item : filters) {
         if (item.starts_with("until=")) {
-            until = events::parse_time_argument(item.substr(6), unix_nanos_now()) / 1000000000LL;
+            until = until_seconds(item.substr(6));
         } else {
             rest.push_back(item);
         }

@@ -12,8 +12,6 @@
 #include "containers/store.hpp"
 #include "containers/volumes.hpp"
 #include "util/error.hpp"
-#include "util/event_log.hpp"
-#include "util/go_time.hpp"
 
 #include <iostream>
 #include <memory>
@@ -33,8 +31,7 @@ builder::CachePruneOptions build_cache_prune_options(const std::vector<std::stri
         if (key != "until") {
             throw UsageError("Invalid filter '" + key + "'");
         }
-        std::int64_t nanos = events::parse_time_argument(f.substr(eq + 1), unix_nanos_now());
-        o.until = nanos / 1000000000LL;
+        o.until = until_seconds(f.substr(eq + 1));
     }
     return o;
 }

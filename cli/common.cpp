@@ -3,6 +3,7 @@
 #include "cli/template.hpp"
 #include "runner/idmap.hpp"
 #include "util/error.hpp"
+#include "util/event_log.hpp"
 #include "util/go_time.hpp"
 #include "util/log.hpp"
 
@@ -26,6 +27,10 @@ bool confirmed(std::string_view warning, std::string_view between) {
     std::string answer;
     std::getline(std::cin, answer);
     return answer == "y" || answer == "Y";
+}
+
+std::int64_t until_seconds(const std::string& value) {
+    return events::parse_time_argument(value, unix_nanos_now()) / 1000000000LL;
 }
 
 void print_pruned(std::string_view title, const std::vector<std::string>& lines) {

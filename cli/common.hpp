@@ -27,6 +27,11 @@ bool confirmed(std::string_view warning, std::string_view between = "\n");
 // fn(name) for each name in turn; an Error is printed as "strata: error:
 // ..." and the next name is tried. Returns how many failed (docker's rm
 // family exits 1 when any did).
+// A prune filter's until=VALUE as the docker CLI reads it (a Go duration
+// before now, an RFC 3339 time or date, Unix seconds), in Unix seconds;
+// UsageError naming the text.
+std::int64_t until_seconds(const std::string& value);
+
 // A prune's section as docker prints it: "TITLE:", a line each, a blank
 // line; nothing when lines is empty.
 void print_pruned(std::string_view title, const std::vector<std::string>& lines);

@@ -82,8 +82,8 @@ std::string read_fd(int fd, std::string_view path, std::size_t max_size) {
     };
     std::string out;
     // A regular file is read straight into a buffer of its size: growing the
-    // string 64 KiB at a time copied a 2.4 MB lazy index six times over, the
-    // most of a lazy mount's start-up here (fresh pages fault expensively).
+    // string 64 KiB at a time copies a file of megabytes several times over,
+    // into fresh pages that fault expensively in this project's VMs.
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         auto size = static_cast<std::uint64_t>(st.st_size);
