@@ -184,6 +184,10 @@ struct SaveOptions {
 formats::ArchiveWriteImage archive_image(snapshot::Store& store, const std::string& text) {
     snapshot::ImageRecord rec = store.resolve(text);
     snapshot::Image img = store.load(rec.manifest);
+    for (const auto& l : img.manifest.layers) {
+        // A missing or lazily pulled layer is named before anything is written.
+        store.open_blob(l.digest);
+    }
     events::record_event(store.root(), "image", "save", img.id().str(), {{"name", img.id().str()}});
     formats::ArchiveWriteImage w;
     auto ref = snapshot::Reference::try_parse(text);

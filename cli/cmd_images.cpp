@@ -6,6 +6,8 @@
 #include "cli/mount_state.hpp"
 #include "containers/store.hpp"
 #include "formats/tar.hpp"
+#include "snapshot/lazy_toc.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "util/error.hpp"
 #include "util/event_log.hpp"
 #include "util/fs.hpp"
@@ -65,6 +67,17 @@ std::uint64_t layer_content_size(const snapshot::Store& store, const snapshot::I
         return *known;
     }
     const auto& layer = img.manifest.layers.at(i);
+    if (!store.has_blob(layer.digest) && snapshot::PartialBlob::exists(store, layer.digest)) {
+        // Lazily pulled: its TOC's sizes (not remembered: the diff ID is not
+        // checked until the pull completes).
+        std::uint64_t total = 0;
+        for (const auto& ie : snapshot::load_lazy_index(store, layer).entries) {
+            if (ie.entry.type == formats::EntryType::file) {
+                total += ie.entry.size;
+            }
+        }
+        return total;
+    }
     UniqueFd blob = store.open_blob(layer.digest);
     formats::TarReader reader(blob.get(), layer.digest.str());
     std::uint64_t total = 0;

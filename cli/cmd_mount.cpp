@@ -4,6 +4,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/mount_state.hpp"
+#include "cli/registry.hpp"
 #include "formats/media_types.hpp"
 #include "layerfs/mount.hpp"
 #include "snapshot/layer_diff.hpp"
@@ -109,6 +110,9 @@ void mount_image(Context& ctx, const MountOptions& o) {
     layerfs::Driver driver =
         o.driver.empty() ? (::geteuid() == 0 ? layerfs::Driver::overlay : layerfs::Driver::fuse)
                          : layerfs::parse_driver(o.driver);
+    if (o.lazy) {
+        lazy_pull_missing(store, o.image, std::cerr);
+    }
     snapshot::ImageRecord rec = store.resolve(o.image);
     snapshot::Image img = store.load(rec.manifest);
     std::string target = fs::absolute(o.dir);
@@ -347,7 +351,8 @@ void register_mount(CLI::App& app, Context& ctx) {
                   "Add a writable upper directory (see umount --commit)");
     auto* lazy = cmd->add_flag("--lazy", o->lazy,
                                "Serve the image from its compressed layers without unpacking it "
-                               "(the default when it is not unpacked yet)");
+                               "(the default when it is not unpacked yet); an image not in the "
+                               "store is pulled lazily (strata pull --lazy)");
     cmd->add_flag("--no-lazy", o->no_lazy, "Unpack the image's missing layers first")
         ->excludes(lazy);
     cmd->add_option("IMAGE", o->image, "Image name or ID")->required();

@@ -16,6 +16,8 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <ostream>
 #include <termios.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@ struct RemoteOpts {
     std::uint64_t chunk_size = 0;
     std::string creds;
     std::string compression = "gzip"; // push: zstd layers become gzip unless "zstd"
+    bool lazy = false;                // pull --lazy
 };
 
 void add_remote_options(CLI::App* cmd, RemoteOpts& o, bool transfer) {
@@ -100,6 +103,15 @@ registry::TransferProgress printer(bool quiet, bool pushing) {
             std::cout << id << (pushing ? ": Pushed " : ": Pull complete ") << human_size(e.size)
                       << "\n";
             break;
+        case registry::TransferEvent::Kind::lazy:
+            std::cout << id << ": Pulled lazily (table of contents: " << human_size(e.size)
+                      << " of " << human_size(std::stoull(e.from))
+                      << "; files are fetched when read)\n";
+            break;
+        case registry::TransferEvent::Kind::completed:
+            std::cout << id << ": Pull complete " << human_size(e.size)
+                      << " (the rest of a lazy pull)\n";
+            break;
         }
         std::cout.flush();
     };
@@ -145,6 +157,7 @@ RemoteSettings settings_of(const RemoteOpts& o) {
     s.platform = o.platform;
     s.chunk_size = o.chunk_size;
     s.compression = o.compression;
+    s.lazy = o.lazy;
     if (!o.creds.empty()) {
         auto colon = o.creds.find(':');
         s.credentials = registry::Credentials{
@@ -173,7 +186,13 @@ void do_pull(Context& ctx, const std::string& text, const RemoteOpts& o) {
         std::cout << "Status: Image is up to date for " << ref.familiar() << "\n";
     } else {
         std::cout << "Status: Downloaded newer image for " << ref.familiar() << " ("
-                  << human_size(r.bytes_fetched) << " in " << fmt::format("{:.1f}", secs) << "s)\n";
+                  << human_size(r.bytes_fetched) << " in " << fmt::format("{:.1f}", secs) << "s"
+                  << (r.layers_lazy > 0
+                          ? fmt::format("; {} layer{} pulled lazily: `strata pull` without "
+                                        "--lazy fetches the rest",
+                                        r.layers_lazy, r.layers_lazy == 1 ? "" : "s")
+                          : std::string())
+                  << ")\n";
     }
 }
 
@@ -216,11 +235,48 @@ registry::PullResult pull_image(snapshot::Store& store, const Reference& ref,
         t.platform = formats::parse_platform(s.platform);
     }
     t.progress = std::move(progress);
+    t.lazy = s.lazy;
     registry::PullResult r = registry::pull(store, ref, t);
     // dockerd's: the reference as pulled, its name without the tag.
     events::record_event(store.root(), "image", "pull", ref.familiar(),
                          {{"name", ref.familiar_repository()}});
     return r;
+}
+
+void lazy_pull_missing(snapshot::Store& store, const std::string& image, std::ostream& log) {
+    try {
+        store.resolve(image);
+        return;
+    } catch (const snapshot::NoSuchImage&) {
+        // pulled below, when it names one
+    }
+    std::optional<Reference> ref;
+    try {
+        ref = Reference::parse(image);
+    } catch (const Error&) {
+        throw snapshot::NoSuchImage(image);
+    }
+    log << "Unable to find image '" << ref->familiar() << "' locally\n"
+        << "Pulling " << ref->familiar() << " lazily\n";
+    RemoteSettings s;
+    s.lazy = true;
+    auto mu = std::make_shared<std::mutex>();
+    registry::PullResult r =
+        pull_image(store, *ref, s, [&log, mu](const registry::TransferEvent& e) {
+            if (e.kind != registry::TransferEvent::Kind::lazy &&
+                e.kind != registry::TransferEvent::Kind::done) {
+                return;
+            }
+            std::lock_guard lock(*mu);
+            log << e.digest.short_id()
+                << (e.kind == registry::TransferEvent::Kind::lazy
+                        ? ": table of contents " + human_size(e.size) + " of " +
+                              human_size(std::stoull(e.from))
+                        : std::string(e.config ? ": config " : ": pulled whole ") +
+                              human_size(e.size))
+                << "\n";
+        });
+    log << "Digest: " << r.manifest.digest.str() << "\n" << std::flush;
 }
 
 PushTarget push_target(snapshot::Store& store, const std::string& image,
@@ -277,6 +333,10 @@ void register_registry(CLI::App& app, Context& ctx) {
             ->required();
         add_remote_options(cmd, *o, true);
         cmd->add_option("--platform", o->platform, "os/arch[/variant] to pick from an index");
+        cmd->add_flag("--lazy", o->lazy,
+                      "Of zstd:chunked layers, fetch only the tables of contents: files are "
+                      "fetched when read (strata run, mount); a pull without --lazy completes "
+                      "them");
         cmd->callback([&ctx, o, ref] { do_pull(ctx, *ref, *o); });
     }
     {

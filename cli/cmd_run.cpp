@@ -19,6 +19,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/container_cli.hpp"
+#include "cli/registry.hpp"
 #include "cli/run_flags.hpp"
 #include "cli/run_options.hpp"
 #include "containers/health.hpp"
@@ -396,6 +397,9 @@ void run(Context& ctx, const RunOptions& o) {
         private_mount_namespace();
     }
     snapshot::Store store(store_root);
+    if (o.lazy) {
+        lazy_pull_missing(store, o.image, std::cerr); // Docker's run pulls a missing image
+    }
     snapshot::Image img = store.load(o.image);
 
     runner::RunSpec spec = make_spec(img, o, std::cerr);
@@ -661,6 +665,9 @@ std::string create_container(const std::string& store_root, const RunOptions& o,
                          "not keep rootless containers yet (strata run --rm works without root)");
     }
     snapshot::Store store(store_root);
+    if (o.lazy) {
+        lazy_pull_missing(store, o.image, warn);
+    }
     snapshot::ImageRecord rec = store.resolve(o.image);
     snapshot::Image img = store.load(rec.manifest);
     runner::RunSpec spec = make_spec(img, o, warn);
@@ -737,7 +744,8 @@ void add_run_flags(CLI::App* cmd, const std::shared_ptr<RunOptions>& o) {
     cmd->add_flag("--read-only", o->read_only, "Mount the container's root filesystem read-only");
     auto* lazy = cmd->add_flag("--lazy", o->lazy,
                                "Serve the image from its compressed layers without unpacking it "
-                               "(the default when it is not unpacked yet)");
+                               "(the default when it is not unpacked yet); an image not in the "
+                               "store is pulled lazily (strata pull --lazy)");
     cmd->add_flag("--no-lazy", o->no_lazy, "Unpack the image's missing layers first")
         ->excludes(lazy);
     cmd->add_option("--scratch", o->scratch,

@@ -50,6 +50,7 @@ constexpr std::uint32_t k_skippable_magic = 0x184D2A50;
 constexpr char k_footer_magic[8] = {'G', 'N', 'U', 'l', 'I', 'n', 'U', 'x'};
 constexpr std::size_t k_footer_data = 64;
 constexpr std::size_t k_footer_frame = 8 + k_footer_data;
+static_assert(k_footer_frame == k_chunked_footer_frame);
 // The largest TOC read: containers/storage refuses 150 MiB; a parsed JSON
 // document costs several times its text, so strata stops at 64 MiB (about
 // 200,000 entries).

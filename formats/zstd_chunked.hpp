@@ -62,6 +62,11 @@ struct ChunkedToc {
     std::string digest; // "sha256:<hex>" of the TOC as stored (the manifest-checksum annotation)
 };
 
+// The footer's skippable frame, the blob's last bytes: what a reader fetches
+// first, with the TOC (at the manifest-position annotation, after its own
+// 8-byte skippable frame header).
+constexpr std::uint64_t k_chunked_footer_frame = 8 + 64;
+
 // nullopt: the blob has no zstd:chunked footer (a plain zstd/gzip/tar blob).
 // Throws an Error naming `what` (the blob's digest) for a damaged or hostile
 // footer or TOC (offsets past the blob, absurd sizes, bad JSON, unsafe names),

@@ -5,8 +5,10 @@
 #include "snapshot/layer_index.hpp"
 #include "snapshot/lazy_index.hpp"
 #include "snapshot/lazy_toc.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/scope.hpp"
 
@@ -64,7 +66,10 @@ public:
                 m_index.add_entry(ie.entry);
             }
             m_index.end_layer();
-            if (idx->toc) {
+            if (idx->toc && !store.has_blob(d.digest) &&
+                snapshot::PartialBlob::exists(store, d.digest)) {
+                m_layers.push_back(Layer{idx, nullptr, partial_reader(opts, store, d, idx)});
+            } else if (idx->toc) {
                 m_layers.push_back(Layer{idx, nullptr,
                                          std::make_unique<snapshot::ChunkedContentReader>(
                                              store.open_blob(d.digest), idx)});
@@ -102,6 +107,29 @@ public:
             }
         });
         m_fsname = opts.fsname;
+    }
+
+    // A lazily pulled layer (snapshot/partial_blob.hpp): its frames are
+    // fetched into partial/ as they are first read.
+    static std::unique_ptr<snapshot::ChunkedContentReader>
+    partial_reader(const LazyOptions& opts, const snapshot::Store& store,
+                   const formats::Descriptor& d, std::shared_ptr<const snapshot::BlobIndex> idx) {
+        if (!opts.remote) {
+            throw Error("layer " + d.digest.str() +
+                        " was pulled lazily and this server cannot fetch the rest of it");
+        }
+        auto partial = snapshot::PartialBlob::open(store, d.digest);
+        auto fetch = opts.remote(*partial);
+        UniqueFd fd = fs::open(partial->dir() + "/data", O_RDONLY | O_CLOEXEC);
+        auto source = [partial, fetch](std::uint64_t begin, std::uint64_t end, bool refetch) {
+            std::uint64_t n = partial->ensure(begin, end, fetch, refetch);
+            if (n > 0) {
+                STRATA_LOG_DEBUG("lazy: fetched {} bytes of {} from {}", n, partial->digest().str(),
+                                 partial->source().registry);
+            }
+        };
+        return std::make_unique<snapshot::ChunkedContentReader>(std::move(fd), std::move(idx),
+                                                                std::move(source));
     }
 
     const MergedTree& tree() const { return *m_tree; }

@@ -16,6 +16,9 @@
 // snapshot library (zlib, zstd, libarchive), which strata-overlay does not.
 #pragma once
 
+#include "snapshot/partial_blob.hpp"
+
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -29,6 +32,10 @@ struct LazyOptions {
     // where setuid binaries must work as on the unpacked image.
     bool suid_dev = false;
     std::optional<bool> allow_other; // default: when run as root
+    // How to fetch the missing bytes of a lazily pulled layer (partial/,
+    // snapshot/partial_blob.hpp): strata-lazy's is registry::remote_fetch.
+    // Unset: an image with such a layer is refused.
+    std::function<snapshot::PartialBlob::Fetch(const snapshot::PartialBlob&)> remote;
 };
 
 // Loads the indexes (building missing ones), mounts on target and serves

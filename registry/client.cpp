@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <thread>
@@ -591,6 +592,70 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
                 fmt::format("{}: the registry sent bytes that hash to {}", what, got.str()));
         }
     }
+}
+
+std::uint64_t Client::fetch_blob_range(const std::string& repo, const formats::Digest& digest,
+                                       std::uint64_t offset, std::uint64_t length,
+                                       const std::function<void(const char*, std::size_t)>& sink) {
+    std::string what = fmt::format("blob {}/{}@{} bytes {}..{}", m_registry, repo, digest.str(),
+                                   offset, offset + length);
+    if (length == 0) {
+        return 0;
+    }
+    Lease s(*this);
+    ensure_ready(*s);
+    std::uint64_t received = 0;
+    HttpRequest req;
+    req.url = url("/v2/" + repo + "/blobs/" + digest.str());
+    req.headers.push_back(fmt::format("Range: bytes={}-{}", offset, offset + length - 1));
+    req.max_body = 64 * 1024;
+    req.sink = [&](const char* d, std::size_t n) {
+        if (received + n > length) {
+            throw RegistryError(fmt::format(
+                "{}: the registry sent more bytes than asked for (it does not answer range "
+                "requests: pull the image whole, without --lazy)",
+                what));
+        }
+        received += n;
+        sink(d, n);
+    };
+    HttpResponse resp;
+    try {
+        // No restart: bytes given to sink stay given; a transfer cut short
+        // returns what arrived, and the caller asks for the rest.
+        resp = send(*s, req, {pull_scope(repo)}, m_options.retry, {});
+    } catch (const UnauthorizedError&) {
+        throw;
+    } catch (const TransportError& e) {
+        if (received > 0) {
+            return received;
+        }
+        throw RegistryError(what + ": " + e.what());
+    } catch (const RegistryError& e) {
+        throw RegistryError(what + ": " + e.what());
+    }
+    if (resp.status == 404) {
+        throw NotFoundError(fmt::format("{}: blob unknown to the registry", what));
+    }
+    if (!resp.ok()) {
+        fail(resp, what);
+    }
+    if (resp.status != 206 && !(offset == 0 && received == length)) {
+        throw RegistryError(fmt::format("{}: the registry answered {} to a range request, not 206",
+                                        what, resp.status));
+    }
+    if (auto cr = resp.headers.get("content-range")) {
+        unsigned long long b = 0, e = 0;
+        if (std::sscanf(cr->c_str(), "bytes %llu-%llu/", &b, &e) != 2 || b != offset ||
+            e + 1 != offset + length) {
+            throw RegistryError(fmt::format("{}: the registry sent Content-Range \"{}\"", what, *cr));
+        }
+    }
+    if (received != length) {
+        throw RegistryError(
+            fmt::format("{}: the registry sent {} bytes of the {} asked for", what, received, length));
+    }
+    return received;
 }
 
 BlobPush Client::upload_once(HttpSession& s, const std::string& repo, const formats::Digest& digest,

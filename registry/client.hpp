@@ -117,6 +117,17 @@ public:
                     const std::function<void(const char*, std::size_t)>& sink,
                     const std::function<void()>& restart, bool verify = true);
 
+    // Streams the bytes [offset, offset + length) of a blob to sink with an
+    // HTTP range request (a lazy pull's frames and TOCs). The bytes are not
+    // verified here (the caller checks them against the digests of its
+    // TOC). Throws RegistryError when the registry answers with anything but
+    // exactly those bytes (a registry that ignores Range sends the whole
+    // blob: the transfer stops at the first byte too many). Returns the
+    // bytes sent to sink, less than length only when a transport error
+    // stopped the transfer after some arrived (the caller asks for the rest).
+    std::uint64_t fetch_blob_range(const std::string& repo, const formats::Digest& digest,
+                                   std::uint64_t offset, std::uint64_t length,
+                                   const std::function<void(const char*, std::size_t)>& sink);
     // Uploads size bytes of fd (from offset 0) as blob digest, unless the
     // registry has it already or can mount it from one of mount_from (other
     // repositories on this registry).

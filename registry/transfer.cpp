@@ -1,12 +1,15 @@
 #include "registry/transfer.hpp"
 
 #include "formats/media_types.hpp"
+#include "formats/zstd_chunked.hpp"
+#include "snapshot/lazy_toc.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <exception>
 #include <mutex>
 #include <set>
@@ -109,7 +112,149 @@ void fetch_one(snapshot::Store& store, Client& client, const std::string& repo,
     }
 }
 
+// Bytes [offset, offset + length) of a blob to sink, by range requests:
+// a transfer cut short is resumed from where it stopped (a few times).
+snapshot::PartialBlob::Fetch range_fetch(std::shared_ptr<Client> client, std::string repo,
+                                         formats::Digest digest) {
+    return [client = std::move(client), repo = std::move(repo), digest = std::move(digest)](
+               std::uint64_t offset, std::uint64_t length,
+               const std::function<void(const char*, std::size_t)>& sink) {
+        std::uint64_t got = 0;
+        for (int cut = 0; got < length; ++cut) {
+            if (cut == 4) {
+                throw RegistryError(fmt::format(
+                    "blob {}/{}@{}: the transfer of bytes {}..{} was cut short {} times",
+                    client->registry(), repo, digest.str(), offset, offset + length, cut));
+            }
+            got += client->fetch_blob_range(repo, digest, offset + got, length - got, sink);
+        }
+    };
+}
+
+// A client that the fetch functions share with the pull (not owned).
+std::shared_ptr<Client> borrowed(Client& client) {
+    return std::shared_ptr<Client>(&client, [](Client*) {});
+}
+
+// The TOC's place in a zstd:chunked layer from its manifest-position
+// annotation ("offset:length:uncompressed length:type"); nullopt when the
+// descriptor lacks it or its checksum, or it is not containers/storage's
+// type 1 (the zstd TOC).
+std::optional<std::pair<std::uint64_t, std::uint64_t>> toc_position(const formats::Descriptor& l) {
+    auto pos = l.annotations.find(std::string(formats::k_chunked_manifest_position_key));
+    if (pos == l.annotations.end() ||
+        !l.annotations.contains(std::string(formats::k_chunked_manifest_checksum_key))) {
+        return std::nullopt;
+    }
+    unsigned long long off = 0, len = 0, raw = 0, type = 0;
+    int used = 0;
+    if (std::sscanf(pos->second.c_str(), "%llu:%llu:%llu:%llu%n", &off, &len, &raw, &type, &used) !=
+            4 ||
+        static_cast<std::size_t>(used) != pos->second.size() || type != 1 || off < 8 ||
+        l.size < 0 || off + len + formats::k_chunked_footer_frame > static_cast<std::uint64_t>(l.size)) {
+        return std::nullopt;
+    }
+    return std::pair<std::uint64_t, std::uint64_t>{off, len};
+}
+
+// A lazy pull of one layer: its TOC (with its skippable frame's header) and
+// footer into partial/, checked against the manifest's checksum annotation.
+// Returns the bytes fetched, or nullopt when the layer is to be fetched whole
+// instead (not zstd:chunked, a TOC that does not check out, a registry that
+// does not answer range requests): a warning says why, and the partial
+// blob is removed.
+std::optional<std::uint64_t> pull_layer_lazily(snapshot::Store& store, Client& client,
+                                               const std::string& repo,
+                                               const formats::Descriptor& l, bool tls_verify) {
+    auto pos = toc_position(l);
+    if (!pos) {
+        return std::nullopt;
+    }
+    const auto size = static_cast<std::uint64_t>(l.size);
+    snapshot::PartialBlob::Source src{client.registry(), repo, size, l.media_type, tls_verify};
+    auto partial = snapshot::PartialBlob::open_or_create(store, l.digest, src);
+    auto fetch = range_fetch(borrowed(client), repo, l.digest);
+    try {
+        // The TOC and the footer, in one request when little lies between
+        // them (containers/storage puts the tar-split there).
+        std::uint64_t toc_begin = pos->first - 8, toc_end = pos->first + pos->second;
+        std::uint64_t footer = size - formats::k_chunked_footer_frame;
+        std::uint64_t fetched = 0;
+        if (footer - toc_end <= (1U << 20)) {
+            fetched += partial->ensure(toc_begin, size, fetch);
+        } else {
+            fetched += partial->ensure(toc_begin, toc_end, fetch);
+            fetched += partial->ensure(footer, size, fetch);
+        }
+        // The index strata-lazy will make, made once here: the TOC must be
+        // the manifest's and one strata can serve.
+        auto idx = snapshot::build_toc_index(
+            partial->fd(), l.digest, size,
+            l.annotations.at(std::string(formats::k_chunked_manifest_checksum_key)));
+        if (!idx || !idx->seekable) {
+            throw Error("layer " + l.digest.str() +
+                        (idx ? ": a chunk too big to read lazily" : ": no zstd:chunked footer"));
+        }
+        return fetched;
+    } catch (const UnauthorizedError&) {
+        throw;
+    } catch (const Error& e) {
+        STRATA_LOG_WARN("{}; fetching the layer whole", e.what());
+        fs::remove_all(partial->dir());
+        return std::nullopt;
+    }
+}
+
+// Completes a lazily pulled layer: fetches its missing bytes, checks the
+// whole against its digest and moves it into blobs/. Bytes that do not
+// check out are thrown away and the blob fetched whole. Returns the bytes
+// fetched.
+std::uint64_t complete_partial(snapshot::Store& store, Client& client, const std::string& repo,
+                               const formats::Descriptor& b, const std::atomic<bool>* cancelled) {
+    auto partial = snapshot::PartialBlob::open(store, b.digest);
+    if (partial->source().size != static_cast<std::uint64_t>(b.size)) {
+        fs::remove_all(partial->dir());
+        fetch_one(store, client, repo, b, cancelled);
+        return static_cast<std::uint64_t>(b.size);
+    }
+    auto fetch = range_fetch(borrowed(client), repo, b.digest);
+    std::uint64_t fetched = 0;
+    for (auto [begin, end] : partial->missing()) {
+        // In pieces, so that a cancelled pull stops soon.
+        for (std::uint64_t at = begin; at < end; at += 32U << 20) {
+            if (cancelled != nullptr && cancelled->load()) {
+                throw Cancelled();
+            }
+            fetched += partial->ensure(at, std::min<std::uint64_t>(end, at + (32U << 20)), fetch);
+        }
+    }
+    std::optional<snapshot::BlobWriter> writer;
+    writer.emplace(NewBlob{store});
+    fs::read_each(partial->fd(), partial->dir() + "/data", 1U << 20,
+                  [&](const char* data, std::size_t n) { writer->write(data, n); });
+    try {
+        writer->commit(b.digest);
+    } catch (const Error& e) {
+        STRATA_LOG_WARN("blob {}: the lazily pulled bytes do not check out ({}); fetching it whole",
+                        b.digest.str(), e.what());
+        // The partial blob stays until the whole one is in: a pull that
+        // fails leaves the image as it was (its files checked as they are
+        // read).
+        fetch_one(store, client, repo, b, cancelled);
+        fs::remove_all(partial->dir());
+        return fetched + static_cast<std::uint64_t>(b.size);
+    }
+    fs::remove_all(partial->dir());
+    return fetched;
+}
+
 } // namespace
+
+snapshot::PartialBlob::Fetch remote_fetch(const snapshot::PartialBlob& blob) {
+    const auto& src = blob.source();
+    auto client = std::make_shared<Client>(src.registry, client_options_for(src.registry, src.tls_verify));
+    return range_fetch(std::move(client), src.repository, blob.digest());
+}
 
 std::string reference_in_repo(const snapshot::Reference& ref) {
     if (ref.digest()) {
@@ -231,7 +376,9 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
     }
     std::vector<const formats::Descriptor*> missing;
     for (const auto& b : blobs) {
-        if (store.reuse_intact_blob(b.digest)) {
+        if (snapshot::PartialBlob::exists(store, b.digest) && !store.has_blob(b.digest)) {
+            missing.push_back(&b); // lazily pulled: stays so, or is completed
+        } else if (store.reuse_intact_blob(b.digest)) {
             ++result.blobs_skipped;
             emit(options, TransferEvent::Kind::skipped, b.digest, static_cast<std::uint64_t>(b.size),
                  {}, b.digest == manifest.config.digest);
@@ -246,17 +393,40 @@ PullResult pull(snapshot::Store& store, const snapshot::Reference& ref,
 
     std::atomic<bool> cancelled{false};
     std::atomic<std::uint64_t> bytes{0};
+    std::atomic<int> lazy{0};
     parallel_for(
         missing.size(), options.jobs,
         [&](std::size_t i) {
             const formats::Descriptor& b = *missing[i];
+            const bool config = b.digest == manifest.config.digest;
+            const bool partial = !config && snapshot::PartialBlob::exists(store, b.digest);
+            if (options.lazy && !config) {
+                if (partial) {
+                    ++lazy; // as it was: its files come when they are read
+                    emit(options, TransferEvent::Kind::lazy, b.digest, 0,
+                         std::to_string(b.size));
+                    return;
+                }
+                if (auto n = pull_layer_lazily(store, client, repo, b, options.client.tls_verify)) {
+                    ++lazy;
+                    bytes += *n;
+                    emit(options, TransferEvent::Kind::lazy, b.digest, *n, std::to_string(b.size));
+                    return;
+                }
+            } else if (partial) {
+                std::uint64_t n = complete_partial(store, client, repo, b, &cancelled);
+                bytes += n;
+                emit(options, TransferEvent::Kind::completed, b.digest, n);
+                return;
+            }
             fetch_one(store, client, repo, b, &cancelled);
             bytes += static_cast<std::uint64_t>(b.size);
             emit(options, TransferEvent::Kind::done, b.digest, static_cast<std::uint64_t>(b.size), {},
-                 b.digest == manifest.config.digest);
+                 config);
         },
         cancelled);
     result.blobs_fetched = static_cast<int>(missing.size());
+    result.layers_lazy = lazy.load();
     result.bytes_fetched = bytes.load();
 
     // The manifest, then the name: only now is the image visible.

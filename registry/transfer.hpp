@@ -15,6 +15,7 @@
 #include "formats/compression.hpp"
 #include "formats/oci.hpp"
 #include "registry/client.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/reference.hpp"
 #include "snapshot/store.hpp"
 
@@ -34,6 +35,9 @@ struct TransferEvent {
         mounted,   // push: mounted from `from`
         done,      // blob transferred
         fetching,  // pull: a blob the store lacks is about to be fetched
+        lazy,      // lazy pull: a layer's TOC fetched, its files left for when they are read
+                   // (size: bytes fetched; from: the layer's size)
+        completed, // pull: a lazily pulled layer's missing bytes fetched (size: those)
     };
     Kind kind;
     formats::Digest digest;
@@ -51,6 +55,13 @@ struct TransferOptions {
     std::optional<formats::Platform> platform;
     // Called from worker threads; must be thread-safe.
     TransferProgress progress;
+    // Pull lazily: of a zstd:chunked layer whose descriptor carries its TOC's
+    // position and checksum (containers/storage's annotations), fetch only the
+    // TOC and footer, into partial/ (snapshot/partial_blob.hpp); its files'
+    // frames come when they are read (strata-lazy, through range requests).
+    // Other layers are fetched whole. A pull without lazy completes the
+    // lazily pulled layers it meets, fetching only their missing bytes.
+    bool lazy = false;
 };
 
 struct PullResult {
@@ -59,6 +70,7 @@ struct PullResult {
     std::uint64_t bytes_fetched = 0;
     int blobs_fetched = 0;
     int blobs_skipped = 0;
+    int layers_lazy = 0; // left in partial/ (TOC only, or some of their files)
 };
 
 struct PushResult {
@@ -112,6 +124,11 @@ PushResult push_manifest(snapshot::Store& store, const std::string& manifest_byt
                          const std::string& media_type,
                          const std::vector<formats::Descriptor>& blobs,
                          const snapshot::Reference& dest, const TransferOptions& options);
+
+// Fetches the missing bytes of a lazily pulled blob from where its partial/
+// record says it came from (registry and repository; credentials from the
+// Docker config): for strata-lazy serving a lazily pulled image.
+snapshot::PartialBlob::Fetch remote_fetch(const snapshot::PartialBlob& blob);
 
 // Downloads one blob of repo into the store, verified against its digest and
 // size: nothing is visible under the digest unless the bytes match

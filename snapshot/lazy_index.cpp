@@ -4,6 +4,7 @@
 #include "formats/limits.hpp"
 #include "snapshot/layer_index.hpp"
 #include "snapshot/lazy_toc.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -793,10 +794,28 @@ void ContentReader::read(std::uint64_t offset, char* buf, std::size_t len) {
 namespace strata::snapshot {
 
 bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
-    if (mode == LazyMode::off || image.manifest.layers.empty()) {
+    if (image.manifest.layers.empty()) {
         return false;
     }
-    if (mode == LazyMode::automatic) {
+    // A lazily pulled image (layers in partial/, not in blobs/) can only be
+    // served lazily until `strata pull` completes it, unless it is unpacked.
+    auto chains = image.chain_ids();
+    std::string partial;
+    for (std::size_t i = 0; i < chains.size(); ++i) {
+        const auto& d = image.manifest.layers[i].digest;
+        if (!store.has_snapshot(chains[i]) && !store.has_blob(d) && PartialBlob::exists(store, d)) {
+            partial = d.str();
+            break;
+        }
+    }
+    if (mode == LazyMode::off) {
+        if (!partial.empty()) {
+            throw Error("--no-lazy: the image was pulled lazily and its layer " + partial +
+                        " is not all in the store yet: `strata pull` the image first");
+        }
+        return false;
+    }
+    if (mode == LazyMode::automatic && partial.empty()) {
         // Lazy by default only when the unpack it saves is worth a FUSE
         // server for the mount's life: layers still to unpack of at least
         // 64 MiB as stored (STRATA_LAZY_MIN_BYTES changes it). A small image
@@ -805,7 +824,6 @@ bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
         // unpacked).
         std::uint64_t missing = 0;
         bool any = false;
-        auto chains = image.chain_ids();
         for (std::size_t i = 0; i < chains.size(); ++i) {
             if (!store.has_snapshot(chains[i])) {
                 any = true;
@@ -822,6 +840,11 @@ bool choose_lazy(const Store& store, const Image& image, LazyMode mode) {
     }
     if (::access("/dev/fuse", R_OK | W_OK) != 0) {
         int err = errno;
+        if (!partial.empty()) {
+            throw Error("cannot open /dev/fuse (" + std::string(std::strerror(err)) +
+                        "): the image was pulled lazily and is served over FUSE until `strata "
+                        "pull` completes it");
+        }
         if (mode == LazyMode::on) {
             throw Error("--lazy: cannot open /dev/fuse (" + std::string(std::strerror(err)) +
                         "): lazy images are served over FUSE; load the fuse module, or use "

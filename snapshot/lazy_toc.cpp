@@ -4,6 +4,7 @@
 #include "formats/limits.hpp"
 #include "formats/zstd_chunked.hpp"
 #include "snapshot/layer_index.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
@@ -147,17 +148,41 @@ std::optional<BlobIndex> build_toc_index(int blob_fd, const formats::Digest& blo
 
 namespace {
 
+std::string annotation(const formats::Descriptor& layer, std::string_view key) {
+    auto it = layer.annotations.find(std::string(key));
+    return it == layer.annotations.end() ? std::string() : it->second;
+}
+
+// A lazily pulled layer's index: its TOC, which the pull fetched.
+BlobIndex partial_toc_index(const Store& store, const formats::Descriptor& layer) {
+    auto partial = PartialBlob::open(store, layer.digest);
+    // Nothing else vouches for the bytes here: the TOC must be the one the
+    // manifest names (a lazy pull fetches no layer without that annotation
+    // lazily).
+    std::string expected = annotation(layer, formats::k_chunked_manifest_checksum_key);
+    if (expected.empty()) {
+        throw Error("layer " + layer.digest.str() +
+                    " was pulled lazily but its descriptor has no TOC checksum annotation: "
+                    "`strata pull` the image");
+    }
+    auto idx = build_toc_index(partial->fd(), layer.digest, partial->source().size, expected);
+    if (!idx) {
+        throw Error("layer " + layer.digest.str() + ": the lazily pulled blob has no zstd:chunked "
+                    "footer (" + partial->dir() + " is damaged: remove it and pull again)");
+    }
+    return std::move(*idx);
+}
+
 std::optional<BlobIndex> maybe_toc_index(const Store& store, const formats::Descriptor& layer) {
+    if (!store.has_blob(layer.digest) && PartialBlob::exists(store, layer.digest)) {
+        return partial_toc_index(store, layer); // its errors stand: there is no pass to fall back to
+    }
     UniqueFd fd = store.open_blob(layer.digest);
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
         throw_errno("fstat", store.blob_path(layer.digest));
     }
-    std::string expected;
-    if (auto it = layer.annotations.find(std::string(formats::k_chunked_manifest_checksum_key));
-        it != layer.annotations.end()) {
-        expected = it->second;
-    }
+    std::string expected = annotation(layer, formats::k_chunked_manifest_checksum_key);
     try {
         return build_toc_index(fd.get(), layer.digest, static_cast<std::uint64_t>(st.st_size),
                                expected);
@@ -189,8 +214,10 @@ std::optional<bool> toc_index_seekable(const Store& store, const formats::Descri
 
 // ---------------------------------------------------------------- reading
 
-ChunkedContentReader::ChunkedContentReader(UniqueFd blob_fd, std::shared_ptr<const BlobIndex> index)
-    : m_fd(std::move(blob_fd)), m_index(std::move(index)), m_verified(m_index->chunks.size()) {}
+ChunkedContentReader::ChunkedContentReader(UniqueFd blob_fd, std::shared_ptr<const BlobIndex> index,
+                                           RangeSource source)
+    : m_fd(std::move(blob_fd)), m_index(std::move(index)), m_source(std::move(source)),
+      m_verified(m_index->chunks.size()) {}
 
 ChunkedContentReader::~ChunkedContentReader() = default;
 
@@ -199,8 +226,31 @@ std::string ChunkedContentReader::what(std::size_t entry) const {
            formats::quote_untrusted(m_index->entries.at(entry).entry.path);
 }
 
+void ChunkedContentReader::prefetch(std::size_t entry, std::uint32_t c) const {
+    if (!m_source) {
+        return;
+    }
+    // This chunk's frames and those of the file's next chunks, up to
+    // k_prefetch_bytes in all, in one request: a file is mostly read on from
+    // where a read starts, and each request costs a round trip.
+    const IndexedEntry& ie = m_index->entries.at(entry);
+    const ChunkLocator& first = m_index->chunks.at(c);
+    std::uint64_t end = first.end;
+    for (std::uint32_t k = c + 1; k < ie.first_chunk + ie.chunk_count; ++k) {
+        const ChunkLocator& l = m_index->chunks[k];
+        if (l.begin < end || l.end - first.begin > k_prefetch_bytes) {
+            break;
+        }
+        end = l.end;
+    }
+    m_source(first.begin, end, false);
+}
+
 ChunkedContentReader::Bytes ChunkedContentReader::decode(std::size_t entry, std::uint32_t c) const {
     const ChunkLocator& l = m_index->chunks.at(c);
+    if (m_source) {
+        m_source(l.begin, l.end, false);
+    }
     return std::make_shared<const std::string>(
         formats::read_chunked_range(m_fd.get(), l.begin, l.end, l.size, what(entry)));
 }
@@ -209,12 +259,33 @@ void ChunkedContentReader::verify_file(std::size_t entry) {
     // The file's chunks carry no digests of their own: hash the whole
     // content against the file's digest, once.
     const IndexedEntry& ie = m_index->entries.at(entry);
-    formats::DigestHasher h;
-    for (std::uint32_t k = 0; k < ie.chunk_count; ++k) {
-        Bytes b = decode(entry, ie.first_chunk + k);
-        h.update(*b);
+    auto hash = [&] {
+        formats::DigestHasher h;
+        for (std::uint32_t k = 0; k < ie.chunk_count; ++k) {
+            prefetch(entry, ie.first_chunk + k);
+            Bytes b = decode(entry, ie.first_chunk + k);
+            h.update(*b);
+        }
+        return h.finish();
+    };
+    formats::Digest got = formats::Digest::of({});
+    for (int attempt = 0;; ++attempt) {
+        try {
+            got = hash();
+            if (got == *ie.digest || !m_source || attempt > 0) {
+                break;
+            }
+        } catch (const Error&) {
+            if (!m_source || attempt > 0) {
+                throw;
+            }
+        }
+        // As in chunk(): fetched once more before the file is called damaged.
+        for (std::uint32_t k = 0; k < ie.chunk_count; ++k) {
+            const ChunkLocator& l = m_index->chunks[ie.first_chunk + k];
+            m_source(l.begin, l.end, true);
+        }
     }
-    formats::Digest got = h.finish();
     if (got != *ie.digest) {
         throw Error(what(entry) + ": the content hashes to " + got.str() + ", not " +
                     ie.digest->str() + " as the TOC says");
@@ -243,15 +314,31 @@ ChunkedContentReader::Bytes ChunkedContentReader::chunk(std::size_t entry, std::
         verify_file(entry);
         verified = true;
     }
-    Bytes b = decode(entry, c);
-    if (!verified) {
-        const formats::Digest& want = l.digest ? *l.digest : *ie.digest;
-        formats::Digest got = formats::Digest::of(*b);
-        if (got != want) {
+    prefetch(entry, c);
+    Bytes b;
+    for (int attempt = 0;; ++attempt) {
+        try {
+            b = decode(entry, c);
+            if (verified) {
+                break;
+            }
+            const formats::Digest& want = l.digest ? *l.digest : *ie.digest;
+            formats::Digest got = formats::Digest::of(*b);
+            if (got == want) {
+                break;
+            }
             throw Error(what(entry) + ": bytes " + std::to_string(l.file_offset) + ".." +
                         std::to_string(l.file_offset + l.size) + " hash to " + got.str() +
                         ", not " + want.str() + " as the TOC says");
+        } catch (const Error&) {
+            if (!m_source || attempt > 0) {
+                throw;
+            }
         }
+        // Fetched bytes that do not decode or match: fetch them once more
+        // (the copy on the disk may be what is wrong) before calling the file
+        // damaged.
+        m_source(l.begin, l.end, true);
     }
     std::lock_guard lock(m_mu);
     m_verified[c] = true;

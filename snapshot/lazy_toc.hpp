@@ -25,6 +25,7 @@
 #include "util/fd.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,9 @@ std::optional<BlobIndex> build_toc_index(int blob_fd, const formats::Digest& blo
 
 // The lazy index of a layer in the store: made from its TOC when the blob is
 // zstd:chunked, else load_blob_index's (kept in lazy/, built by one pass).
+// A lazily pulled layer (partial/<hex>, no blob yet) has only its TOC, which
+// must match the descriptor's manifest-checksum annotation: any error about
+// it is thrown, there is no pass to fall back to.
 // A TOC that build_toc_index refuses (damaged, not the annotation's, a kind
 // not read here) is logged as a warning and the pass is used: the blob is in
 // the store under its digest, and the pass trusts nothing of the TOC.
@@ -68,7 +72,15 @@ std::optional<bool> toc_index_seekable(const Store& store, const formats::Descri
 // Thread-safe.
 class ChunkedContentReader {
 public:
-    ChunkedContentReader(UniqueFd blob_fd, std::shared_ptr<const BlobIndex> index);
+    // For a blob the store has only parts of (a lazily pulled layer,
+    // snapshot/partial_blob.hpp): makes the bytes [begin, end) of blob_fd
+    // present before they are read; refetch: fetch them again although they
+    // are there (they did not match their digest: a chunk is fetched once
+    // more before it is called damaged). Throws when it cannot.
+    using RangeSource = std::function<void(std::uint64_t begin, std::uint64_t end, bool refetch)>;
+
+    ChunkedContentReader(UniqueFd blob_fd, std::shared_ptr<const BlobIndex> index,
+                         RangeSource source = {});
     ~ChunkedContentReader();
     ChunkedContentReader(const ChunkedContentReader&) = delete;
     ChunkedContentReader& operator=(const ChunkedContentReader&) = delete;
@@ -80,16 +92,21 @@ public:
     void read(std::size_t entry, std::uint64_t off, char* buf, std::size_t len);
 
     static constexpr std::size_t k_cache_bytes = 32U << 20;
+    // With a RangeSource: the most bytes of a file's frames made present at
+    // once (a read fetches on ahead in the file, up to this).
+    static constexpr std::uint64_t k_prefetch_bytes = 4U << 20;
 
 private:
     using Bytes = std::shared_ptr<const std::string>;
     Bytes chunk(std::size_t entry, std::uint32_t c);
     Bytes decode(std::size_t entry, std::uint32_t c) const;
+    void prefetch(std::size_t entry, std::uint32_t c) const;
     void verify_file(std::size_t entry);
     std::string what(std::size_t entry) const;
 
     UniqueFd m_fd;
     std::shared_ptr<const BlobIndex> m_index;
+    RangeSource m_source;
     std::mutex m_mu;                                    // guards m_verified, m_cache, m_cached
     std::vector<bool> m_verified;                       // per chunk of the index
     std::list<std::pair<std::uint32_t, Bytes>> m_cache; // most recent first

@@ -2,6 +2,7 @@
 
 #include "formats/media_types.hpp"
 #include "snapshot/layer_apply.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/snapshot_verify.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
@@ -228,6 +229,11 @@ std::string Store::blob_path(const Digest& d) const {
 UniqueFd Store::open_blob(const Digest& d) const {
     auto fd = m_layout.maybe_open_blob(d);
     if (!fd) {
+        if (PartialBlob::exists(*this, d)) {
+            throw Error("layer " + d.str() +
+                        " was pulled lazily and is not all in the store yet: `strata pull` "
+                        "the image to fetch the rest");
+        }
         throw Error("blob " + d.str() + " is missing from the store " + m_root);
     }
     return std::move(*fd);
@@ -816,6 +822,17 @@ GcResult Store::gc() {
             result.blobs_removed++;
         }
     }
+    // Lazily pulled layers (partial/<hex>) go with the last image naming
+    // them, and once their whole blob is in blobs/ (`strata pull`).
+    if (fs::is_dir(m_root + "/partial")) {
+        for (const auto& name : fs::list_dir(m_root + "/partial")) {
+            std::string dir = m_root + "/partial/" + name;
+            bool whole = fs::exists(blobs + "/" + name);
+            if ((whole || keep_blobs.count(name) == 0) && !changed_since(dir, since)) {
+                fs::remove_all(dir);
+            }
+        }
+    }
     // Lazy images' content indexes (lazy/<blob hex>.idx) go with their blob.
     if (fs::is_dir(m_root + "/lazy")) {
         for (const auto& name : fs::list_dir(m_root + "/lazy")) {
@@ -935,7 +952,7 @@ VerifyResult Store::verify_all(const std::function<void(std::string_view)>& prog
         try {
             Image img = load(rec.manifest);
             for (const auto& l : img.manifest.layers) {
-                if (!has_blob(l.digest)) {
+                if (!has_blob(l.digest) && !PartialBlob::exists(*this, l.digest)) {
                     problems.push_back(
                         {"image " + label + ": layer " + l.digest.str() + " is missing",
                          std::nullopt});

@@ -80,6 +80,7 @@ std::vector<ordered_json> pull_progress(const registry::TransferEvent& e,
     case Kind::fetching:
         return {msg("Pulling fs layer")};
     case Kind::done:
+    case Kind::completed: // the rest of a lazily pulled layer
         return {msg("Download complete"), msg("Pull complete")};
     default:
         return {};

@@ -6,6 +6,7 @@
 
 #include "formats/tar.hpp"
 #include "formats/zstd_chunked.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -448,4 +449,160 @@ TEST_CASE("load_lazy_index: the TOC when it is the annotation's, else the pass",
     CHECK(passed.entries[0].entry.path == "f");
     CHECK(passed.entries[0].entry.size == data.size());
     CHECK(fs::exists(blob_index_path(store, layer.digest)));
+}
+
+// ------------------------------------------------------------ lazy pulls
+
+namespace {
+
+// A registry stand-in for PartialBlob::Fetch: serves `data` by range,
+// counting requests and bytes; `corrupt` flips a byte of the next n answers.
+struct FakeRemote {
+    const std::string& data;
+    int requests = 0;
+    std::uint64_t bytes = 0;
+    int corrupt = 0;
+    PartialBlob::Fetch fetch() {
+        return [this](std::uint64_t off, std::uint64_t len,
+                      const std::function<void(const char*, std::size_t)>& sink) {
+            ++requests;
+            bytes += len;
+            std::string piece = data.substr(off, len);
+            if (corrupt > 0) {
+                --corrupt;
+                piece[piece.size() / 2] ^= 0x55;
+            }
+            // In two pieces, as a transfer arrives.
+            sink(piece.data(), piece.size() / 2);
+            sink(piece.data() + piece.size() / 2, piece.size() - piece.size() / 2);
+        };
+    }
+};
+
+std::shared_ptr<PartialBlob> partial_of(const Store& store, const Digest& d, std::uint64_t size) {
+    return PartialBlob::open_or_create(store, d, {"127.0.0.1:5000", "t/img", size, "", true});
+}
+
+} // namespace
+
+TEST_CASE("PartialBlob: fetches only what is missing, records it, merges near gaps",
+          "[lazy_toc][partial]") {
+    TempDir t;
+    Store store(t.path() + "/store");
+    std::string data = content(1 << 20, 11);
+    Digest d = Digest::of(data);
+    FakeRemote remote{data};
+    auto p = partial_of(store, d, data.size());
+    CHECK(p->present_bytes() == 0);
+    CHECK(p->ensure(1000, 5000, remote.fetch()) == 4000);
+    CHECK(p->ensure(2000, 3000, remote.fetch()) == 0); // present: no request
+    CHECK(remote.requests == 1);
+    // Two gaps 10 bytes apart are fetched in one request with what lies
+    // between; the present range in the middle is fetched again with them.
+    CHECK(p->ensure(0, 300000, remote.fetch()) == 300000);
+    CHECK(remote.requests == 2);
+    CHECK(p->ensure(400000, 400100, remote.fetch()) == 100);
+    CHECK(p->ensure(400200, 400300, remote.fetch()) == 100);
+    CHECK(p->ensure(399000, 401000, remote.fetch()) == 2000);
+    CHECK(remote.requests == 5);
+    std::string got(401000, '\0');
+    REQUIRE(::pread(p->fd(), got.data(), got.size(), 0) == static_cast<ssize_t>(got.size()));
+    CHECK(got.substr(0, 300000) == data.substr(0, 300000));
+    CHECK(got.substr(399000, 2000) == data.substr(399000, 2000));
+    auto missing = p->missing();
+    REQUIRE(missing.size() == 2);
+    CHECK(missing[0] == std::pair<std::uint64_t, std::uint64_t>{300000, 399000});
+    CHECK(missing[1] == std::pair<std::uint64_t, std::uint64_t>{401000, data.size()});
+
+    // Another process's view: the record on the disk, read again; its own
+    // fetches are seen by the first.
+    auto q = PartialBlob::open(store, d);
+    CHECK(q->present_bytes() == 302000);
+    CHECK(q->ensure(500000, 600000, remote.fetch()) == 100000);
+    CHECK(p->ensure(500000, 600000, remote.fetch()) == 0);
+    CHECK(remote.requests == 6);
+    // refetch: fetched again although present (bytes that did not match).
+    CHECK(p->ensure(500000, 500010, remote.fetch(), true) == 10);
+    CHECK(q->present_bytes() == 402000);
+    CHECK(partial_of(store, d, data.size())->present_bytes() == 402000); // opened, not made again
+    CHECK_THROWS_WITH(partial_of(store, d, data.size() + 1), Catch::Contains("bytes"));
+    CHECK_THROWS_WITH(p->ensure(0, data.size() + 1, remote.fetch()),
+                      Catch::Contains(d.str()));
+}
+
+TEST_CASE("PartialBlob: a remote sending too much or too little, a damaged record",
+          "[lazy_toc][partial]") {
+    TempDir t;
+    Store store(t.path() + "/store");
+    std::string data = content(100000, 12);
+    Digest d = Digest::of(data);
+    auto p = partial_of(store, d, data.size());
+    PartialBlob::Fetch too_much = [&](std::uint64_t off, std::uint64_t len,
+                                      const std::function<void(const char*, std::size_t)>& sink) {
+        sink(data.data() + off, len + 1);
+    };
+    PartialBlob::Fetch too_little = [&](std::uint64_t off, std::uint64_t len,
+                                        const std::function<void(const char*, std::size_t)>& sink) {
+        sink(data.data() + off, len - 1);
+    };
+    CHECK_THROWS_WITH(p->ensure(0, 1000, too_much), Catch::Contains("more than"));
+    CHECK_THROWS_WITH(p->ensure(0, 1000, too_little), Catch::Contains("999 of the 1000"));
+    CHECK(p->present_bytes() == 0); // nothing recorded for either
+    {
+        UniqueFd rec = fs::open(p->dir() + "/ranges", O_WRONLY | O_APPEND | O_CLOEXEC);
+        fs::write_all(rec.get(), "+ 10 5\n");
+    }
+    CHECK_THROWS_WITH(PartialBlob::open(store, d), Catch::Contains("damaged line \"+ 10 5\""));
+    CHECK_THROWS_WITH(PartialBlob::open(store, Digest::of("other")),
+                      Catch::Contains("was not pulled lazily"));
+}
+
+TEST_CASE("a lazily pulled zstd:chunked layer: only the frames read are fetched, each checked",
+          "[lazy_toc][partial]") {
+    Crafted c = crafted(true);
+    const std::string& blob = c.blob->data;
+    auto idx = index_of(*c.blob);
+    TempDir t;
+    Store store(t.path() + "/store");
+    FakeRemote remote{blob};
+    auto p = partial_of(store, c.blob->digest, blob.size());
+    auto source = [&](std::uint64_t b, std::uint64_t e, bool refetch) {
+        p->ensure(b, e, remote.fetch(), refetch);
+    };
+    std::size_t b_entry = entry_of(*idx, "b");
+    {
+        ChunkedContentReader r(fs::open(p->dir() + "/data", O_RDONLY | O_CLOEXEC), idx, source);
+        CHECK(read_all(r, *idx, b_entry, 700) == c.b);
+        // b's three chunks came in one request (its frames are adjacent);
+        // a's frames were not fetched.
+        CHECK(remote.requests == 1);
+        const ChunkLocator& first = idx->chunks[idx->entries[b_entry].first_chunk];
+        const ChunkLocator& last = idx->chunks[idx->entries[b_entry].first_chunk + 2];
+        CHECK(remote.bytes == last.end - first.begin);
+        CHECK(p->present_bytes() == last.end - first.begin);
+    }
+    std::size_t a_entry = entry_of(*idx, "d/a");
+    {
+        // A registry (or a disk) that gives wrong bytes once: the chunk is
+        // fetched again and served right.
+        remote.corrupt = 1;
+        ChunkedContentReader r(fs::open(p->dir() + "/data", O_RDONLY | O_CLOEXEC), idx, source);
+        CHECK(read_all(r, *idx, a_entry, 3000) == c.a);
+        CHECK(remote.requests == 3);
+    }
+    {
+        // Wrong twice (bytes that do not decode, or decode to others): an
+        // error naming the file, never the wrong bytes.
+        FakeRemote liar{blob};
+        liar.corrupt = 100;
+        auto p2 = partial_of(store, Digest::of(blob + "x"), blob.size());
+        auto lying = [&](std::uint64_t b, std::uint64_t e, bool refetch) {
+            p2->ensure(b, e, liar.fetch(), refetch);
+        };
+        ChunkedContentReader r(fs::open(p2->dir() + "/data", O_RDONLY | O_CLOEXEC), idx, lying);
+        std::string buf(3000, '\0');
+        CHECK_THAT(error_of([&] { r.read(a_entry, 0, buf.data(), buf.size()); }),
+                   Catch::Contains("\"d/a\""));
+        CHECK(liar.requests == 2);
+    }
 }

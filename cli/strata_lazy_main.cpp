@@ -3,9 +3,12 @@
 //
 //   strata-lazy [-f] [--suid-dev] [--fsname NAME] STORE MANIFEST-DIGEST MOUNTPOINT
 //
-// Daemonizes once the mount answers unless -f; exits when unmounted.
+// Daemonizes once the mount answers unless -f; exits when unmounted. The
+// files of a lazily pulled layer are fetched from its registry with range
+// requests as they are first read (registry::remote_fetch).
 
 #include "layerfs/lazy_fs.hpp"
+#include "registry/transfer.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 
@@ -48,6 +51,9 @@ int run(int argc, char** argv) {
         std::fputs(k_usage, stderr);
         throw strata::UsageError("expected STORE MANIFEST-DIGEST MOUNTPOINT");
     }
+    opts.remote = [](const strata::snapshot::PartialBlob& blob) {
+        return strata::registry::remote_fetch(blob);
+    };
     opts.store = positional[0];
     opts.manifest = positional[1];
     return strata::layerfs::serve_lazy(opts, positional[2], !foreground);
