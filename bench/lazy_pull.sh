@@ -15,7 +15,8 @@
 #   lazy run     strata run --rm --lazy REG/IMAGE sha256sum /data/f150
 #   rest         strata pull REG/IMAGE after it (the missing bytes)
 #   full         strata pull REG/IMAGE + strata run --rm (the same read)
-#   podman       podman pull + podman run --rm --network none (the same read)
+#   podman       podman pull + podman run --rm --network none (runc, cgroupfs and
+#                ulimits root here can set: ../shared/peers/README.md; the same read)
 set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "bench/lazy_pull.sh: needs root" >&2; exit 1; }
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -60,6 +61,9 @@ want=$("$S" run --rm lazy-pull-bench sha256sum /data/f150 | cut -d' ' -f1)
 check() { [ "$(cut -d' ' -f1 "$DATA/out")" = "$want" ] || { echo "wrong bytes: $(cat "$DATA/out")" >&2; exit 1; }; }
 podman_ok=0
 command -v podman >/dev/null 2>&1 && podman_ok=1
+# podman's own storage for the benchmark, emptied before each pull: nothing
+# of another image (or an earlier run) shared.
+pod() { podman --root "$DATA/podman/root" --runroot "$DATA/podman/run" --runtime runc --cgroup-manager cgroupfs "$@"; }
 
 echo "date: $(date -u +%FT%TZ)  load: $(cut -d' ' -f1-3 /proc/loadavg)  runs: $RUNS  layers: $size bytes"
 : > "$DATA/t"
@@ -78,12 +82,13 @@ for _ in $(seq "$RUNS"); do
   t5=$(ms); check; full_b=$(served "$n")
   pod_ms=0 pod_b=0
   if [ "$podman_ok" = 1 ]; then
-    podman rmi -f "$IMG" >/dev/null 2>&1 || true
+    pod rmi -a -f >/dev/null 2>&1 || true
+    rm -rf "$DATA/podman"
     n=$(lines); t6=$(ms)
-    podman pull -q --tls-verify=false "$IMG" >/dev/null &&
-      podman run --rm --network none "$IMG" sha256sum /data/f150 >"$DATA/out"
+    pod pull -q --tls-verify=false "$IMG" >/dev/null &&
+      pod run --rm --network none --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 "$IMG" sha256sum /data/f150 >"$DATA/out"
     t7=$(ms); check; pod_b=$(served "$n"); pod_ms=$((t7 - t6))
-    podman rmi -f "$IMG" >/dev/null 2>&1 || true
+    pod rmi -a -f >/dev/null 2>&1 || true
   fi
   echo "$((t1 - t0)) $lazy_b $((t3 - t2)) $rest_b $((t5 - t4)) $full_b $pod_ms $pod_b" >> "$DATA/t"
 done
@@ -98,3 +103,4 @@ if [ "$podman_ok" = 1 ]; then
     "$(python3 -c "print(round($(col 1) / $(col 7), 3))")"
 fi
 rm -rf "$DATA/run"
+[ "$podman_ok" = 1 ] && { pod rmi -a -f >/dev/null 2>&1 || true; rm -rf "$DATA/podman"; }

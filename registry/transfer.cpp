@@ -9,11 +9,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <exception>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unistd.h>
 
 namespace strata::registry {
 
@@ -205,33 +207,67 @@ std::optional<std::uint64_t> pull_layer_lazily(snapshot::Store& store, Client& c
     }
 }
 
-// Completes a lazily pulled layer: fetches its missing bytes, checks the
-// whole against its digest and moves it into blobs/. Bytes that do not
-// check out are thrown away and the blob fetched whole. Returns the bytes
+// Completes a lazily pulled layer: the blob is written once, in order,
+// through the verified BlobWriter, from the bytes partial/ has and, for the
+// pieces it lacks, straight from the registry (the partial blob itself is
+// left as it is, for the strata-lazy servers that may still read it).
+// Bytes that do not check out are thrown away and the blob is fetched whole;
+// the partial blob goes only once the whole blob is in. Returns the bytes
 // fetched.
 std::uint64_t complete_partial(snapshot::Store& store, Client& client, const std::string& repo,
                                const formats::Descriptor& b, const std::atomic<bool>* cancelled) {
     auto partial = snapshot::PartialBlob::open(store, b.digest);
-    if (partial->source().size != static_cast<std::uint64_t>(b.size)) {
-        fs::remove_all(partial->dir());
+    const auto size = static_cast<std::uint64_t>(b.size);
+    auto check_cancel = [&] {
+        if (cancelled != nullptr && cancelled->load()) {
+            throw Cancelled();
+        }
+    };
+    if (partial->source().size != size) {
         fetch_one(store, client, repo, b, cancelled);
-        return static_cast<std::uint64_t>(b.size);
+        fs::remove_all(partial->dir());
+        return size;
     }
-    auto fetch = range_fetch(borrowed(client), repo, b.digest);
-    std::uint64_t fetched = 0;
+    // Missing pieces less than 1 MiB apart come in one request.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
     for (auto [begin, end] : partial->missing()) {
-        // In pieces, so that a cancelled pull stops soon.
-        for (std::uint64_t at = begin; at < end; at += 32U << 20) {
-            if (cancelled != nullptr && cancelled->load()) {
-                throw Cancelled();
-            }
-            fetched += partial->ensure(at, std::min<std::uint64_t>(end, at + (32U << 20)), fetch);
+        if (!gaps.empty() && begin - gaps.back().second < (1U << 20)) {
+            gaps.back().second = end;
+        } else {
+            gaps.emplace_back(begin, end);
         }
     }
+    auto fetch = range_fetch(borrowed(client), repo, b.digest);
     std::optional<snapshot::BlobWriter> writer;
     writer.emplace(NewBlob{store});
-    fs::read_each(partial->fd(), partial->dir() + "/data", 1U << 20,
-                  [&](const char* data, std::size_t n) { writer->write(data, n); });
+    std::string buf(1U << 20, '\0');
+    auto copy_present = [&](std::uint64_t from, std::uint64_t to) {
+        while (from < to) {
+            check_cancel();
+            auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), to - from));
+            ssize_t got = ::pread(partial->fd(), buf.data(), n, static_cast<off_t>(from));
+            if (got <= 0) {
+                if (got < 0 && errno == EINTR) {
+                    continue;
+                }
+                throw SysError("read", partial->dir() + "/data", got < 0 ? errno : EIO);
+            }
+            writer->write(buf.data(), static_cast<std::size_t>(got));
+            from += static_cast<std::uint64_t>(got);
+        }
+    };
+    std::uint64_t at = 0, fetched = 0;
+    for (auto [begin, end] : gaps) {
+        copy_present(at, begin);
+        for (std::uint64_t piece = begin; piece < end; piece += 32U << 20) {
+            check_cancel(); // between requests of at most 32 MiB
+            std::uint64_t n = std::min<std::uint64_t>(end - piece, 32U << 20);
+            fetch(piece, n, [&](const char* data, std::size_t len) { writer->write(data, len); });
+        }
+        fetched += end - begin;
+        at = end;
+    }
+    copy_present(at, size);
     try {
         writer->commit(b.digest);
     } catch (const Error& e) {
@@ -242,7 +278,7 @@ std::uint64_t complete_partial(snapshot::Store& store, Client& client, const std
         // read).
         fetch_one(store, client, repo, b, cancelled);
         fs::remove_all(partial->dir());
-        return fetched + static_cast<std::uint64_t>(b.size);
+        return fetched + size;
     }
     fs::remove_all(partial->dir());
     return fetched;

@@ -170,7 +170,10 @@ enum class LazyMode { automatic, on, off };
 // and every layer can be read lazily (its index is built here when
 // missing); off: never; on: always, and throws Error saying why when it
 // cannot (no /dev/fuse, a layer that is not seekable). An image without
-// layers is never lazy.
+// layers is never lazy. A lazily pulled image (a layer in partial/ with
+// neither blob nor snapshot, snapshot/partial_blob.hpp) is lazy whatever its
+// size, and throws Error saying to `strata pull` it with `off` or without
+// /dev/fuse.
 bool choose_lazy(const Store& store, const Image& image, LazyMode mode);
 
 } // namespace strata::snapshot
