@@ -6,6 +6,7 @@
 #include "formats/tar.hpp"
 #include "runner/user.hpp"
 #include "snapshot/layer_diff.hpp"
+#include "snapshot/partial_blob.hpp"
 #include "snapshot/upper_layer.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -409,6 +410,18 @@ StageResult Executor::external_image(const std::string& ref, const std::string& 
     }
     m_store.keep(rec->manifest); // gc leaves the base alone while the build uses it
     snapshot::Image img = m_store.load(rec->manifest);
+    // A lazily pulled base (`run --lazy`, `pull --lazy`): the build unpacks
+    // its layers, so its pull is completed first.
+    if (m_opts.fetch_image && rec->name &&
+        std::any_of(img.manifest.layers.begin(), img.manifest.layers.end(), [&](const auto& l) {
+            return !m_store.has_blob(l.digest) && snapshot::PartialBlob::exists(m_store, l.digest);
+        })) {
+        if (auto got = m_opts.fetch_image(rec->name->full())) {
+            rec = m_store.resolve(*got);
+            m_store.keep(rec->manifest);
+            img = m_store.load(rec->manifest);
+        }
+    }
     if (!platform.empty()) {
         formats::Platform want = formats::parse_platform(platform);
         if (!formats::platform_matches(want, formats::host_platform())) {

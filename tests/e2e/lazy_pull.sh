@@ -5,7 +5,8 @@
 # only the frames of the files that are read (range requests), each checked
 # against its TOC digest; `strata pull` completes the rest later and checks
 # the whole blob. Commands that need whole layers say so; gc removes a lazy
-# pull with its image; frames the registry serves damaged are never served
+# pull with its image; a build FROM it completes the pull first; frames
+# the registry serves damaged are never served
 # (EIO), and a pull that cannot complete leaves the store as it was.
 # Needs root, overlayfs, /dev/fuse, busybox-static, docker-registry.
 . "$(dirname "$0")/lib.sh"
@@ -144,7 +145,18 @@ STRATA_ROOT=$P strata rmi "$REG/t/lp:1" >/dev/null || fail "rmi"
 STRATA_ROOT=$P strata gc >/dev/null || fail "gc"
 [ ! -e "$P/partial/$HEX" ] || fail "gc left the partial blob of a removed image"
 
-# 7. Hostile registry: one file's frames damaged in the registry's copy of
+# 7. A build FROM a lazily pulled image completes its pull first (the build
+#    unpacks its layers).
+B=$WORK/bstore
+STRATA_ROOT=$B strata pull -q --lazy "$REG/t/lp:1" >/dev/null || fail "pull --lazy"
+mkdir -p "$WORK/bctx"
+printf 'FROM %s\nRUN sha256sum /data/f05 > /sum\n' "$REG/t/lp:1" >"$WORK/bctx/Dockerfile"
+STRATA_ROOT=$B strata build -q -t built "$WORK/bctx" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "build FROM a lazily pulled image"; }
+[ ! -e "$B/partial/$HEX" ] || fail "the build left the base's layer partial"
+STRATA_ROOT=$B strata run --rm built cat /sum >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err"; fail "run the build"; }
+assert_eq "$(cut -d' ' -f1 "$WORK/out")" "$(sum f05)" "a build on a lazily pulled base"
+
+# 8. Hostile registry: one file's frames damaged in the registry's copy of
 #    the blob. That file is never served (EIO, logged naming it), others
 #    are; a pull cannot complete and leaves the image as it was.
 frames=$(python3 - "$L/blobs/sha256/$HEX" <<'PY'
