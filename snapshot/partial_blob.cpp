@@ -3,6 +3,7 @@
 #include "snapshot/store.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/scope.hpp"
 #include "util/tempdir.hpp"
 
 #include <nlohmann/json.hpp>
@@ -224,21 +225,20 @@ std::uint64_t PartialBlob::ensure(std::uint64_t begin, std::uint64_t end, const 
     if (begin == end) {
         return 0;
     }
-    {
-        std::lock_guard lock(m_mu);
-        if (!refetch && gaps(begin, end).empty()) {
-            return 0; // the common case: no fetch, no system call
-        }
+    std::unique_lock lock(m_mu);
+    if (!refetch && gaps(begin, end).empty()) {
+        return 0; // the common case: no fetch, no system call
     }
-    std::lock_guard fetching(m_fetching);
+    if (refetch) {
+        remove(begin, end);
+        append('-', begin, end);
+    }
+    // What is missing and not being fetched by another thread: wait for
+    // those, fetch the rest (several threads fetch disjoint pieces at once).
     std::vector<std::pair<std::uint64_t, std::uint64_t>> todo;
-    {
-        std::lock_guard lock(m_mu);
-        catch_up(); // another thread or process may have fetched it meanwhile
-        if (refetch) {
-            remove(begin, end);
-            append('-', begin, end);
-        }
+    for (;;) {
+        catch_up(); // another process may have fetched it meanwhile
+        todo.clear();
         for (auto [b, e] : gaps(begin, end)) {
             if (!todo.empty() && b - todo.back().second < k_merge_gap) {
                 todo.back().second = e;
@@ -246,7 +246,28 @@ std::uint64_t PartialBlob::ensure(std::uint64_t begin, std::uint64_t end, const 
                 todo.emplace_back(b, e);
             }
         }
+        bool busy = std::any_of(todo.begin(), todo.end(), [&](const auto& t) {
+            return std::any_of(m_inflight.begin(), m_inflight.end(), [&](const auto& f) {
+                return t.first < f.second && f.first < t.second;
+            });
+        });
+        if (!busy) {
+            break;
+        }
+        m_done.wait(lock);
     }
+    if (todo.empty()) {
+        return 0;
+    }
+    m_inflight.insert(m_inflight.end(), todo.begin(), todo.end());
+    lock.unlock();
+    ScopeExit finished([&] {
+        std::lock_guard relock(m_mu);
+        for (const auto& t : todo) {
+            m_inflight.erase(std::find(m_inflight.begin(), m_inflight.end(), t));
+        }
+        m_done.notify_all();
+    });
     std::uint64_t fetched = 0;
     for (auto [b, e] : todo) {
         std::string buf;
@@ -283,7 +304,7 @@ std::uint64_t PartialBlob::ensure(std::uint64_t begin, std::uint64_t end, const 
                         std::to_string(e - b) + " bytes asked for came from " + m_source.registry);
         }
         // The record says so only once the bytes are written.
-        std::lock_guard lock(m_mu);
+        std::lock_guard relock(m_mu);
         append('+', b, e);
         add(b, e);
         fetched += e - b;

@@ -27,6 +27,7 @@
 #include "formats/digest.hpp"
 #include "util/fd.hpp"
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -78,8 +79,8 @@ public:
     // Makes the bytes [begin, end) present, fetching what is missing (gaps
     // of less than k_merge_gap between missing pieces are fetched with them,
     // in one request); refetch: fetch all of [begin, end) again. Returns the
-    // bytes fetched. Thread-safe; two threads never fetch the same bytes at
-    // once.
+    // bytes fetched. Thread-safe: threads fetch disjoint pieces at once, and
+    // one that needs bytes another is fetching waits for them.
     std::uint64_t ensure(std::uint64_t begin, std::uint64_t end, const Fetch& fetch,
                          bool refetch = false);
     // The missing pieces of the whole blob, in order (as the record has them
@@ -105,8 +106,9 @@ private:
     Source m_source;
     UniqueFd m_data;
     UniqueFd m_record;
-    std::mutex m_fetching; // one fetch at a time (taken before m_mu)
-    std::mutex m_mu;       // m_present, m_read
+    std::mutex m_mu; // everything below
+    std::condition_variable m_done; // a fetch ended
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> m_inflight; // being fetched
     std::map<std::uint64_t, std::uint64_t> m_present; // begin -> end, disjoint, not touching
     std::uint64_t m_read = 0;                         // bytes of the record parsed
     std::string m_tail;                               // a line not yet ended

@@ -20,6 +20,9 @@
 #include <fcntl.h>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <chrono>
+#include <mutex>
+#include <thread>
 
 using namespace strata;
 using namespace strata::snapshot;
@@ -605,4 +608,43 @@ TEST_CASE("a lazily pulled zstd:chunked layer: only the frames read are fetched,
                    Catch::Contains("\"d/a\""));
         CHECK(liar.requests == 2);
     }
+}
+
+TEST_CASE("PartialBlob: threads fetch disjoint pieces at once and wait for each other's",
+          "[lazy_toc][partial]") {
+    TempDir t;
+    Store store(t.path() + "/store");
+    std::string data = content(4 << 20, 13);
+    Digest d = Digest::of(data);
+    auto p = partial_of(store, d, data.size());
+    std::mutex mu;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> asked;
+    int at_once = 0, most = 0;
+    PartialBlob::Fetch slow = [&](std::uint64_t off, std::uint64_t len,
+                                  const std::function<void(const char*, std::size_t)>& sink) {
+        {
+            std::lock_guard lock(mu);
+            asked.emplace_back(off, off + len);
+            most = std::max(most, ++at_once);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        sink(data.data() + off, len);
+        std::lock_guard lock(mu);
+        --at_once;
+    };
+    // Four threads: two on the same first MiB, two on other MiBs.
+    std::vector<std::thread> threads;
+    const std::uint64_t mib = 1 << 20;
+    for (std::uint64_t b : {std::uint64_t{0}, std::uint64_t{0}, 2 * mib, 3 * mib}) {
+        threads.emplace_back([&, b] { p->ensure(b, b + mib, slow); });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    CHECK(asked.size() == 3); // the first MiB fetched once
+    CHECK(most >= 2);         // disjoint pieces at once
+    CHECK(p->present_bytes() == 3 * mib);
+    std::string got(mib, '\0');
+    REQUIRE(::pread(p->fd(), got.data(), got.size(), 3 * mib) == static_cast<ssize_t>(mib));
+    CHECK(got == data.substr(3 * mib, mib));
 }
