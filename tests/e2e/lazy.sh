@@ -341,6 +341,59 @@ strata start bf >/dev/null 2>&1
 assert_eq "$(lazy_servers)" 0 "the unseekable image is not served lazily"
 cleanup_containers
 
+# An image with a VOLUME whose directory holds files: run, run -d and
+# create fill an empty volume from the image served lazily (nothing
+# unpacked), with what the unpacked image gives: the same files, owners,
+# modes, times, xattrs and symlinks, and the volume's root takes the
+# directory's owner and mode.
+# The files (with a capability and a user xattr, which a Dockerfile's COPY
+# and RUN cannot make) come from a writable mount committed as an image.
+vb=$WORK/volbase
+mkdir -p "$vb"
+strata mount --writable --no-lazy busybox "$vb" || fail "writable mount of busybox"
+mkdir -p "$vb/vol/sub" && echo one > "$vb/vol/one" && echo two > "$vb/vol/sub/two" &&
+  ln -s one "$vb/vol/link" && cp "$ctx/capfile" "$vb/vol/capfile" &&
+  chown -R 1000:1001 "$vb/vol/sub" && chmod 0640 "$vb/vol/one" && chown 7:8 "$vb/vol" &&
+  chmod 0750 "$vb/vol" && setcap cap_net_raw+ep "$vb/vol/capfile" &&
+  python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.note", b"n")' "$vb/vol/one" ||
+  fail "files of the VOLUME"
+strata umount --commit lazy-volbase:1 "$vb" >/dev/null || fail "commit of the VOLUME's files"
+vctx=$WORK/vctx
+mkdir -p "$vctx"
+printf 'FROM lazy-volbase:1\nVOLUME /vol\n' > "$vctx/Dockerfile"
+strata build --no-cache -t lazy-vol:1 "$vctx" >"$WORK/build-vol.log" 2>&1 ||
+  { cat "$WORK/build-vol.log" >&2; fail "build (VOLUME)"; }
+voldump() { # the volume's root, then its tree
+  stat -c '%a %u:%g' "$STRATA_ROOT/volumes/$1/_data" && $DUMP "$STRATA_ROOT/volumes/$1/_data"
+}
+rm -rf "$STRATA_ROOT/snapshots"/*
+assert_eq "$(strata run --rm -v lzv-run:/vol lazy-vol:1 cat /vol/sub/two)" "two" "run of a lazy image with a VOLUME"
+assert_eq "$(snaps)" 0 "run with a volume filled from a lazy image unpacks nothing"
+vid=$(strata run -d -v lzv-d:/vol lazy-vol:1 cat /vol/one) || fail "run -d of a lazy image with a VOLUME"
+assert_eq "$(strata wait "$vid")" "0" "wait (VOLUME)"
+assert_eq "$(strata logs "$vid")" "one" "the container reads the volume"
+assert_eq "$(snaps)" 0 "run -d with a volume filled from a lazy image unpacks nothing"
+strata create --lazy --name lzvc -v lzv-create:/vol lazy-vol:1 true >/dev/null || fail "create --lazy (VOLUME)"
+assert_eq "$(snaps)" 0 "create with a volume filled from a lazy image unpacks nothing"
+# An anonymous volume (the image's VOLUME alone) is filled the same way.
+aid=$(strata create lazy-vol:1 true) || fail "create with an anonymous volume"
+anon=$(strata inspect --format '{{range .Mounts}}{{.Name}}{{end}}' "$aid")
+[ -n "$anon" ] || fail "no anonymous volume for the image's VOLUME"
+assert_eq "$(snaps)" 0 "an anonymous volume filled from a lazy image unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after the copy-ups"
+strata run --rm --no-lazy -v lzv-unpacked:/vol lazy-vol:1 true || fail "run --no-lazy (VOLUME)"
+[ "$(snaps)" -gt 0 ] || fail "--no-lazy unpacks (VOLUME)"
+voldump lzv-unpacked > "$WORK/vol-unpacked.txt" || fail "dump of the volume filled from the snapshots"
+grep -q "^capfile .*security.capability=" "$WORK/vol-unpacked.txt" && grep -q "^one .*user.note=6e" "$WORK/vol-unpacked.txt" ||
+  fail "no xattrs in the volume: $(cat "$WORK/vol-unpacked.txt")"
+head -1 "$WORK/vol-unpacked.txt" | grep -qx "750 7:8" || fail "the volume's root: $(head -1 "$WORK/vol-unpacked.txt")"
+for v in lzv-run lzv-d lzv-create "$anon"; do
+  voldump "$v" > "$WORK/vol-$v.txt" || fail "dump of volume $v"
+  diff "$WORK/vol-unpacked.txt" "$WORK/vol-$v.txt" >&2 || fail "volume $v filled lazily differs from the unpacked image's"
+done
+cleanup_containers
+strata volume rm lzv-run lzv-d lzv-create lzv-unpacked "$anon" >/dev/null || fail "volume rm"
+
 # Under the threshold, the default unpacks.
 mnt2=$WORK/mnt-small
 mkdir -p "$mnt2"
