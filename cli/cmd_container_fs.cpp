@@ -13,8 +13,10 @@
 #include "containers/filesystem.hpp"
 #include "containers/store.hpp"
 #include "formats/json.hpp"
+#include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/reference.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
@@ -161,7 +163,8 @@ private:
 
 // The container's filesystem as its processes see it. Running: its PID 1's
 // root (/proc/<Pid>/root), with its volumes and mounts. Otherwise: the
-// overlay of its image's snapshots and its writable layer, mounted on
+// overlay of its image's snapshots (or of the image served lazily) and its
+// writable layer, mounted on
 // <id>/rootfs in a mount namespace of this process's own (gone when it
 // exits), under the container's lock so that it is not started meanwhile.
 class ContainerRoot {
@@ -186,8 +189,27 @@ public:
         std::string dir = cs.path(c.id);
         std::string target = dir + "/rootfs";
         fs::mkdirs(target, 0755);
-        layerfs::mount_overlay(
-            layerfs::OverlaySpec{lowers_of(store, c.image), c.upper, dir + "/work"}, target);
+        // The image as the monitor would start it: one that is not unpacked
+        // is served from its compressed layers (strata-lazy, this process's
+        // child, mounted in this namespace) rather than unpacked for a copy.
+        std::vector<std::string> lowers;
+        const std::string lazy_flag = c.config.value("StrataLazy", std::string());
+        if (snapshot::choose_lazy(store, c.image,
+                                  lazy_flag == "on"    ? snapshot::LazyMode::on
+                                  : lazy_flag == "off" ? snapshot::LazyMode::off
+                                                       : snapshot::LazyMode::automatic)) {
+            layerfs::MountSpec ls;
+            ls.lazy = layerfs::LazyImage{store.root(), c.image.descriptor.digest.str(), true};
+            ls.driver = layerfs::Driver::fuse;
+            ls.foreground = true;
+            ls.fsname = "strata-lazy";
+            fs::mkdirs(dir + "/lazy", 0755);
+            m_lazy = layerfs::mount(ls, dir + "/lazy");
+            lowers.push_back(m_lazy->target());
+        } else {
+            lowers = lowers_of(store, c.image);
+        }
+        layerfs::mount_overlay(layerfs::OverlaySpec{lowers, c.upper, dir + "/work"}, target);
         m_mounted = target;
         m_fd = fs::open(target, O_PATH | O_DIRECTORY);
     }
@@ -203,6 +225,7 @@ public:
 
 private:
     containers::Lock m_lock;
+    std::optional<layerfs::MountHandle> m_lazy; // unmounted after the overlay above it
     std::string m_mounted;
     UniqueFd m_fd;
 };

@@ -394,6 +394,47 @@ done
 cleanup_containers
 strata volume rm lzv-run lzv-d lzv-create lzv-unpacked "$anon" >/dev/null || fail "volume rm"
 
+# strata cp to and from a stopped container whose image is not unpacked:
+# its root is the image served lazily under its writable layer, nothing
+# unpacked.
+rm -rf "$STRATA_ROOT/snapshots"/*
+strata create --name lzcp lazy-gzip:1 cat /d/from-host >/dev/null || fail "create (cp)"
+strata cp lzcp:/d/a "$WORK/cp-a" || fail "cp out of a stopped lazy container"
+assert_eq "$(cat "$WORK/cp-a")" "a" "cp out of a stopped lazy container"
+cmp <(strata cp lzcp:/c/rand.bin - | tar -xOf -) "$ctx/rand.bin" ||
+  fail "cp of a big file out of a stopped lazy container"
+echo host > "$WORK/from-host"
+strata cp "$WORK/from-host" lzcp:/d/from-host || fail "cp into a stopped lazy container"
+assert_eq "$(snaps)" 0 "cp to and from a stopped lazy container unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after cp"
+grep -q "fuse.strata-lazy" /proc/self/mountinfo && fail "cp left a lazy mount"
+assert_eq "$(strata start -a lzcp)" "host" "the copied file in the container"
+strata rm lzcp >/dev/null || fail "rm (cp)"
+
+# A writable layer made over the lazy image, started again once the image
+# is unpacked (the default then uses the snapshots): the container sees
+# the same tree (changed, added, deleted and replaced entries).
+rm -rf "$STRATA_ROOT/snapshots"/*
+strata create --name lzsw lazy-gzip:1 sh -c '[ -e /marker ] || { echo w >> /d/a; rm /o/y /d/hl; rm -rf /w; mkdir -p /w/new; echo n > /n; touch /marker; }; exec sleep 1000' >/dev/null ||
+  fail "create (switch)"
+state() { # the tree as the container sees it, once its changes are made
+  for _ in $(seq 100); do strata exec lzsw test -e /marker 2>/dev/null && break; sleep 0.05; done
+  strata exec lzsw sh -c 'cat /d/a /n; ls -lnR /d /o /w /big /big-link | grep -v "^total"; md5sum /big /c/rand.bin'
+}
+strata start lzsw >/dev/null || fail "start over the lazy image"
+grep -q " fuse.strata-lazy " "/proc/$(cat "$STRATA_ROOT/containers/$(strata inspect --format '{{.Id}}' lzsw)/monitor.pid")/mountinfo" ||
+  fail "the first start is not lazy"
+state > "$WORK/sw-lazy.txt" || fail "state over the lazy image"
+strata stop -t 1 lzsw >/dev/null || fail "stop (switch)"
+strata mount --no-lazy lazy-gzip:1 "$mnt" && strata umount "$mnt" || fail "unpack the image"
+[ "$(snaps)" -gt 0 ] || fail "the image is not unpacked"
+strata start lzsw >/dev/null || fail "start over the unpacked image"
+assert_eq "$(lazy_servers)" 0 "the second start serves nothing lazily"
+state > "$WORK/sw-unpacked.txt" || fail "state over the unpacked image"
+grep -q "^w$" "$WORK/sw-lazy.txt" || fail "the container's changes are not there: $(cat "$WORK/sw-lazy.txt")"
+diff "$WORK/sw-lazy.txt" "$WORK/sw-unpacked.txt" >&2 || fail "the writable layer over the unpacked image differs from over the lazy one"
+cleanup_containers
+
 # Under the threshold, the default unpacks.
 mnt2=$WORK/mnt-small
 mkdir -p "$mnt2"
