@@ -396,7 +396,7 @@ strata volume rm lzv-run lzv-d lzv-create lzv-unpacked "$anon" >/dev/null || fai
 
 # strata cp to and from a stopped container whose image is not unpacked:
 # its root is the image served lazily under its writable layer, nothing
-# unpacked.
+# unpacked (strata diff likewise, below).
 rm -rf "$STRATA_ROOT/snapshots"/*
 strata create --name lzcp lazy-gzip:1 cat /d/from-host >/dev/null || fail "create (cp)"
 strata cp lzcp:/d/a "$WORK/cp-a" || fail "cp out of a stopped lazy container"
@@ -426,6 +426,12 @@ grep -q " fuse.strata-lazy " "/proc/$(cat "$STRATA_ROOT/containers/$(strata insp
   fail "the first start is not lazy"
 state > "$WORK/sw-lazy.txt" || fail "state over the lazy image"
 strata stop -t 1 lzsw >/dev/null || fail "stop (switch)"
+# strata diff over the lazy image unpacks nothing either.
+strata diff lzsw > "$WORK/sw-diff-lazy.txt" || fail "diff of a container over the lazy image"
+assert_eq "$(snaps)" 0 "diff of a container over a lazy image unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after diff"
+grep -qx "D /o/y" "$WORK/sw-diff-lazy.txt" && grep -qx "A /n" "$WORK/sw-diff-lazy.txt" &&
+  grep -qx "C /d/a" "$WORK/sw-diff-lazy.txt" || fail "diff over the lazy image: $(cat "$WORK/sw-diff-lazy.txt")"
 strata mount --no-lazy lazy-gzip:1 "$mnt" && strata umount "$mnt" || fail "unpack the image"
 [ "$(snaps)" -gt 0 ] || fail "the image is not unpacked"
 strata start lzsw >/dev/null || fail "start over the unpacked image"
@@ -433,6 +439,9 @@ assert_eq "$(lazy_servers)" 0 "the second start serves nothing lazily"
 state > "$WORK/sw-unpacked.txt" || fail "state over the unpacked image"
 grep -q "^w$" "$WORK/sw-lazy.txt" || fail "the container's changes are not there: $(cat "$WORK/sw-lazy.txt")"
 diff "$WORK/sw-lazy.txt" "$WORK/sw-unpacked.txt" >&2 || fail "the writable layer over the unpacked image differs from over the lazy one"
+strata stop -t 1 lzsw >/dev/null || fail "stop (switch), again"
+strata diff lzsw > "$WORK/sw-diff-unpacked.txt" || fail "diff over the unpacked image"
+diff "$WORK/sw-diff-unpacked.txt" "$WORK/sw-diff-lazy.txt" >&2 || fail "diff over the lazy image differs from over the unpacked one"
 cleanup_containers
 
 # Under the threshold, the default unpacks.
