@@ -13,11 +13,14 @@
 #include "containers/filesystem.hpp"
 #include "containers/store.hpp"
 #include "formats/json.hpp"
+#include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/reference.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
+#include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/event_log.hpp"
 #include "util/fs.hpp"
@@ -72,6 +75,36 @@ ContainerFs open_container(snapshot::Store& store, const containers::Store& cs,
 // The lowers as overlayfs takes them: topmost first.
 std::vector<std::string> lowers_of(snapshot::Store& store, const snapshot::Image& image) {
     return snapshot::top_first(store.ensure_snapshots(image));
+}
+
+// The image as the monitor would start the container: one that is not
+// unpacked (by its recorded --lazy / --no-lazy, else by size) is served
+// from its compressed layers by strata-lazy, in the foreground as the
+// caller's child; nullopt: its snapshots (unpacked if missing).
+std::optional<layerfs::MountSpec> lazy_root_spec(const snapshot::Store& store,
+                                                 const ContainerFs& c) {
+    const std::string flag = c.config.value("StrataLazy", std::string());
+    if (!snapshot::choose_lazy(store, c.image,
+                               flag == "on"    ? snapshot::LazyMode::on
+                               : flag == "off" ? snapshot::LazyMode::off
+                                               : snapshot::LazyMode::automatic)) {
+        return std::nullopt;
+    }
+    layerfs::MountSpec ls;
+    ls.lazy = layerfs::LazyImage{store.root(), c.image.descriptor.digest.str(), true};
+    ls.driver = layerfs::Driver::fuse;
+    ls.foreground = true;
+    ls.fsname = "strata-lazy";
+    return ls;
+}
+
+void private_mount_namespace() {
+    if (::unshare(CLONE_NEWNS) != 0) {
+        throw_errno("unshare(CLONE_NEWNS)", "(a stopped container's files need root)");
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        throw_errno("mount", "/ (make private)");
+    }
 }
 
 // The OCI fields of the container's Config (docker inspect's shape) over
@@ -161,7 +194,8 @@ private:
 
 // The container's filesystem as its processes see it. Running: its PID 1's
 // root (/proc/<Pid>/root), with its volumes and mounts. Otherwise: the
-// overlay of its image's snapshots and its writable layer, mounted on
+// overlay of its image's snapshots (or of the image served lazily) and its
+// writable layer, mounted on
 // <id>/rootfs in a mount namespace of this process's own (gone when it
 // exits), under the container's lock so that it is not started meanwhile.
 class ContainerRoot {
@@ -186,8 +220,18 @@ public:
         std::string dir = cs.path(c.id);
         std::string target = dir + "/rootfs";
         fs::mkdirs(target, 0755);
-        layerfs::mount_overlay(
-            layerfs::OverlaySpec{lowers_of(store, c.image), c.upper, dir + "/work"}, target);
+        // An image that is not unpacked is served lazily (strata-lazy, this
+        // process's child, mounted in this namespace) rather than unpacked
+        // for a copy.
+        std::vector<std::string> lowers;
+        if (auto ls = lazy_root_spec(store, c)) {
+            fs::mkdirs(dir + "/lazy", 0755);
+            m_lazy = layerfs::mount(*ls, dir + "/lazy");
+            lowers.push_back(m_lazy->target());
+        } else {
+            lowers = lowers_of(store, c.image);
+        }
+        layerfs::mount_overlay(layerfs::OverlaySpec{lowers, c.upper, dir + "/work"}, target);
         m_mounted = target;
         m_fd = fs::open(target, O_PATH | O_DIRECTORY);
     }
@@ -203,6 +247,7 @@ public:
 
 private:
     containers::Lock m_lock;
+    std::optional<layerfs::MountHandle> m_lazy; // unmounted after the overlay above it
     std::string m_mounted;
     UniqueFd m_fd;
 };
@@ -398,7 +443,63 @@ std::vector<containers::Change> container_changes(Context& ctx, const std::strin
     snapshot::Store store = open_store(ctx);
     containers::Store cs(ctx.store_root());
     ContainerFs c = open_container(store, cs, container);
-    return containers::list_changes(lowers_of(store, c.image), c.upper);
+    auto ls = lazy_root_spec(store, c);
+    if (!ls) {
+        return containers::list_changes(lowers_of(store, c.image), c.upper);
+    }
+    // Over the image served lazily, its one merged lower, mounted in a
+    // child's mount namespace (this may be the API server, with threads):
+    // the changes come back over a pipe, each as its kind's digit and its
+    // path, NUL-terminated; a failure as '!' and the message.
+    std::string lower = cs.path(c.id) + "/lazy";
+    fs::mkdirs(lower, 0755);
+    Pipe report = Pipe::create();
+    Child child = Child::fork_fn([&]() -> int {
+        report.read.reset();
+        std::string out;
+        int rc = 0;
+        try {
+            private_mount_namespace();
+            layerfs::MountHandle root = layerfs::mount(*ls, lower);
+            for (const auto& ch : containers::list_changes({root.target()}, c.upper)) {
+                out += static_cast<char>('0' + static_cast<int>(ch.kind));
+                out += ch.path;
+                out += '\0';
+            }
+        } catch (const std::exception& e) {
+            out = std::string("!") + e.what();
+            rc = 1;
+        }
+        try {
+            fs::write_all(report.write.get(), out);
+        } catch (const std::exception&) {
+            rc = 1;
+        }
+        return rc;
+    });
+    report.write.reset();
+    std::string data = fs::read_fd(report.read.get(), "the diff's report pipe");
+    ExitStatus st = child.wait();
+    if (data.starts_with('!')) {
+        throw Error(data.substr(1));
+    }
+    if (!st.success()) {
+        throw Error("container " + c.id + ": listing the changes over the lazy image " +
+                    st.describe());
+    }
+    std::vector<containers::Change> changes;
+    for (std::size_t at = 0; at < data.size();) {
+        std::size_t end = data.find('\0', at);
+        if (end == std::string::npos || end == at || data[at] < '0' || data[at] > '2') {
+            throw Error("container " + c.id + ": a truncated change list from the diff's child");
+        }
+        containers::Change ch;
+        ch.kind = static_cast<containers::ChangeKind>(data[at] - '0');
+        ch.path = data.substr(at + 1, end - at - 1);
+        changes.push_back(std::move(ch));
+        at = end + 1;
+    }
+    return changes;
 }
 
 void export_container(Context& ctx, const std::string& container, int fd) {

@@ -679,7 +679,7 @@ std::string create_container(const std::string& store_root, const RunOptions& o,
     // Volumes are resolved here (named and anonymous ones: containers/volumes.*).
     RunVolumes volumes(store, img.config, o.volumes, o.mount_flags, false, spec, id);
     volumes.add_volumes_from(o.volumes_from, spec);
-    volumes.prepare_record(spec, store, img);
+    volumes.prepare_record(spec, store, img, lazy_mode(o));
     nlohmann::ordered_json config = container_config(id, img, o, spec);
     network_config(store_root, o, false, warn).to_container(config);
     volumes.record(config);

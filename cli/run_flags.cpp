@@ -465,18 +465,25 @@ void RunVolumes::prepare(runner::RunSpec& spec) {
 }
 
 void RunVolumes::prepare_record(runner::RunSpec& spec, snapshot::Store& store,
-                                const snapshot::Image& img) {
+                                const snapshot::Image& img, snapshot::LazyMode lazy) {
     m_volumes.attach(image_requests(spec));
     std::vector<runner::Mount> mounts = m_volumes.record_mounts(); // refuses what it cannot keep
-    // The image's files are needed (unpacked) only when a volume may be
-    // filled from them: a lazy image stays packed otherwise.
+    // The image's files are needed only when a volume may be filled from
+    // them; then they are read as the monitor will give them to the
+    // container: served lazily from the compressed layers (nothing
+    // unpacked) when the image would start so, else from its snapshots.
     const auto& attached = m_volumes.attached();
     bool copy = std::any_of(attached.begin(), attached.end(),
                             [](const auto& a) { return !a.request.nocopy; });
-    std::vector<std::string> lowers =
-        copy ? snapshot::top_first(store.ensure_snapshots(img)) : std::vector<std::string>{};
     TempDir scratch(store.tmp_dir(), "volume-copy-");
-    m_volumes.copy_up_from_layers(lowers, scratch.path());
+    if (copy && snapshot::choose_lazy(store, img, lazy)) {
+        m_volumes.copy_up_from_lazy(
+            layerfs::LazyImage{store.root(), img.descriptor.digest.str(), false}, scratch.path());
+    } else {
+        std::vector<std::string> lowers =
+            copy ? snapshot::top_first(store.ensure_snapshots(img)) : std::vector<std::string>{};
+        m_volumes.copy_up_from_layers(lowers, scratch.path());
+    }
     for (auto& m : mounts) {
         spec.mounts.push_back(std::move(m));
     }

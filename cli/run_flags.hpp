@@ -6,6 +6,7 @@
 #include "formats/oci.hpp"
 #include "network/ports.hpp"
 #include "runner/runner.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -80,7 +81,9 @@ public:
     // local driver's options become the container's own
     // mounts (ContainerVolumes::record_mounts), and config (the record's
     // Docker inspect document) gets the volumes in Mounts and HostConfig.
-    void prepare_record(runner::RunSpec& spec, snapshot::Store& store, const snapshot::Image& img);
+    // lazy: the run's --lazy / --no-lazy, which the monitor will follow.
+    void prepare_record(runner::RunSpec& spec, snapshot::Store& store, const snapshot::Image& img,
+                        snapshot::LazyMode lazy);
     void record(nlohmann::ordered_json& config) const;
 
     // --volumes-from CONTAINER[:ro|:rw]: the volumes and binds of a

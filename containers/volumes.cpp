@@ -128,13 +128,17 @@ struct Copier {
         }
     }
 
-    static void copy_meta(int ddir, const std::string& name, const struct stat& st, bool symlink) {
+    // Owner and mode, then the xattrs (a chown drops security.capability:
+    // set before it, a file capability would be lost), then the times.
+    static void copy_meta(int sdir, int ddir, const std::string& name, const struct stat& st,
+                          bool symlink) {
         if (::fchownat(ddir, name.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
             throw_errno("fchownat", name);
         }
         if (!symlink && ::fchmodat(ddir, name.c_str(), st.st_mode & 07777, 0) != 0) {
             throw_errno("fchmodat", name);
         }
+        copy_xattrs(sdir, ddir, name);
         struct timespec times[2] = {st.st_atim, st.st_mtim};
         if (::utimensat(ddir, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
             throw_errno("utimensat", name);
@@ -233,8 +237,7 @@ struct Copier {
                     throw_errno("mknodat", path);
                 }
             }
-            copy_xattrs(sdir, ddir, name);
-            copy_meta(ddir, name, st, S_ISLNK(st.st_mode));
+            copy_meta(sdir, ddir, name, st, S_ISLNK(st.st_mode));
         }
     }
 };
@@ -744,32 +747,24 @@ void ContainerVolumes::copy_up(const std::string& rootfs) {
     }
 }
 
-void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lowers,
-                                           const std::string& scratch) {
-    bool needed = false;
-    for (const auto& a : m_attached) {
-        needed = needed || !a.request.nocopy;
-    }
-    if (!needed || lowers.empty()) {
-        return;
-    }
-    if (lowers.size() == 1) {
-        copy_up(lowers.front()); // one layer is its own root: nothing to stack
-        return;
-    }
+bool ContainerVolumes::copy_up_needed() const {
+    return std::any_of(m_attached.begin(), m_attached.end(),
+                       [](const Attached& a) { return !a.request.nocopy; });
+}
+
+void ContainerVolumes::copy_up_in_child(const std::function<void()>& mount_root) {
     Pipe report = Pipe::create();
     Child child = Child::fork_fn([&]() -> int {
         report.read.reset();
         try {
-            // The overlay lives and dies with this child's mount namespace.
+            // The root lives and dies with this child's mount namespace.
             if (::unshare(CLONE_NEWNS) != 0) {
                 throw_errno("unshare(CLONE_NEWNS)");
             }
             if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
                 throw_errno("mount", "/ (make private)");
             }
-            layerfs::mount_overlay(layerfs::OverlaySpec{lowers, "", "", false}, scratch);
-            copy_up(scratch);
+            mount_root();
             return 0;
         } catch (const std::exception& e) {
             std::string what = e.what();
@@ -784,6 +779,39 @@ void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lower
     if (!st.success()) {
         throw Error(message.empty() ? "volume copy-up " + st.describe() : message);
     }
+}
+
+void ContainerVolumes::copy_up_from_layers(const std::vector<std::string>& lowers,
+                                           const std::string& scratch) {
+    if (!copy_up_needed() || lowers.empty()) {
+        return;
+    }
+    if (lowers.size() == 1) {
+        copy_up(lowers.front()); // one layer is its own root: nothing to stack
+        return;
+    }
+    copy_up_in_child([&] {
+        layerfs::mount_overlay(layerfs::OverlaySpec{lowers, "", "", false}, scratch);
+        copy_up(scratch);
+    });
+}
+
+void ContainerVolumes::copy_up_from_lazy(const layerfs::LazyImage& image,
+                                         const std::string& scratch) {
+    if (!copy_up_needed()) {
+        return;
+    }
+    copy_up_in_child([&] {
+        // strata-lazy in the foreground, the child's own child: the mount
+        // and its server go with this namespace, even if the CLI is killed.
+        layerfs::MountSpec ls;
+        ls.lazy = image;
+        ls.driver = layerfs::Driver::fuse;
+        ls.foreground = true;
+        ls.fsname = "strata-lazy";
+        layerfs::MountHandle root = layerfs::mount(ls, scratch);
+        copy_up(root.target());
+    });
 }
 
 std::vector<runner::Mount> ContainerVolumes::record_mounts() const {

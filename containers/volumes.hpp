@@ -19,6 +19,7 @@
 // "size" option (XFS project quotas).
 #pragma once
 
+#include "layerfs/mount.hpp"
 #include "runner/runner.hpp"
 #include "snapshot/store.hpp"
 #include "util/fd.hpp"
@@ -212,6 +213,12 @@ public:
     // mount namespace of its own. Throws Error with the child's message.
     void copy_up_from_layers(const std::vector<std::string>& lowers, const std::string& scratch);
 
+    // copy_up_from_layers() for an image that is not unpacked: its root is
+    // the image served by strata-lazy from its compressed layers (what the
+    // monitor will start the container over), mounted at scratch in the
+    // child; nothing is unpacked.
+    void copy_up_from_lazy(const layerfs::LazyImage& image, const std::string& scratch);
+
     // The volumes' local driver options as the container's own mounts, for
     // containers the monitor starts later: type=tmpfs becomes a tmpfs mount
     // (o= its options), type=none with o=bind|rbind a bind of the device;
@@ -228,6 +235,11 @@ public:
     void remove_anonymous() noexcept;
 
 private:
+    bool copy_up_needed() const; // a volume without nocopy
+    // Runs mount_root (which mounts a root and copies up from it) in a
+    // child process with a mount namespace of its own.
+    void copy_up_in_child(const std::function<void()>& mount_root);
+
     VolumeStore& m_store;
     std::string m_container_id;
     std::vector<Attached> m_attached;

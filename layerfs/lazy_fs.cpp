@@ -44,8 +44,8 @@ struct Layer {
 
 struct DirEntry {
     std::string name;
-    fuse_ino_t ino;
-    mode_t type;
+    std::uint32_t node;
+    bool dot; // "." or ".."
 };
 
 class LazyFs {
@@ -224,6 +224,10 @@ public:
     }
 
     std::atomic<bool> initialized{false};
+    // The kernel takes ENOSYS from open / opendir as "no need to ask again"
+    // (set at INIT, before any request).
+    bool no_open = false;
+    bool no_opendir = false;
     std::string m_fsname;
 
 private:
@@ -264,6 +268,27 @@ void ll_init(void* userdata, fuse_conn_info* conn) {
     if ((conn->capable & FUSE_CAP_SPLICE_WRITE) != 0) {
         conn->want |= FUSE_CAP_SPLICE_WRITE;
     }
+    // Nothing here ever changes, so the kernel may skip every request that
+    // only says so: open and opendir answered ENOSYS stop coming (with them
+    // release, releasedir and flush; the kernel then keeps file pages and
+    // directory listings cached, as keep_cache and cache_readdir asked),
+    // symlink targets stay in the page cache, and lookups in one directory
+    // run in parallel.
+    fs->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+    fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+    for (unsigned cap : {FUSE_CAP_CACHE_SYMLINKS, FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_READDIRPLUS}) {
+        if ((conn->capable & cap) != 0) {
+            conn->want |= cap;
+        }
+    }
+    // A directory listing brings every entry's attributes along (one
+    // readdirplus instead of a lookup per name), for the first walk only:
+    // the kernel's entries then live for ever.
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+    // Reads of up to 1 MiB (libfuse sizes the kernel's max_pages from
+    // max_write; its buffers hold 1 MiB + a header): a cold read of a big
+    // file takes a quarter of the round trips of the default 128 KiB.
+    conn->max_write = 1 << 20;
     conn->max_readahead = 1 << 20;
     fs->initialized = true;
 }
@@ -315,6 +340,18 @@ void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
     });
 }
 
+// A directory's entries in the order readdir gives them: ".", "..", then
+// the present children sorted by name.
+std::vector<DirEntry> listing(const LazyFs& fs, std::uint32_t node) {
+    std::vector<DirEntry> list;
+    list.push_back({".", node, true});
+    list.push_back({"..", node == PathTrie::k_root ? node : fs.index().trie().parent(node), true});
+    for (auto c : fs.tree().children(node)) {
+        list.push_back({std::string(fs.index().trie().name(c)), c, false});
+    }
+    return list;
+}
+
 void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, "opendir", [&] {
         LazyFs& fs = fs_of(req);
@@ -322,41 +359,70 @@ void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
             fuse_reply_err(req, fs.valid(ino) ? ENOTDIR : ENOENT);
             return;
         }
-        std::uint32_t node = fs.node_of(ino);
-        auto list = std::make_unique<std::vector<DirEntry>>();
-        list->push_back({".", ino, S_IFDIR});
-        std::uint32_t parent = node == PathTrie::k_root ? node : fs.index().trie().parent(node);
-        list->push_back({"..", fs.ino_of(parent), S_IFDIR});
-        for (auto c : fs.tree().children(node)) {
-            list->push_back({std::string(fs.index().trie().name(c)), fs.ino_of(c),
-                             static_cast<mode_t>(fs.stat_of(c).st_mode & S_IFMT)});
+        if (fs.no_opendir) {
+            fuse_reply_err(req, ENOSYS); // readdir lists by inode; the kernel caches it
+            return;
         }
-        fi->fh = reinterpret_cast<std::uint64_t>(list.release());
+        fi->fh = reinterpret_cast<std::uint64_t>(
+            std::make_unique<std::vector<DirEntry>>(listing(fs, fs.node_of(ino))).release());
         fi->cache_readdir = 1;
         fi->keep_cache = 1;
         fuse_reply_open(req, fi);
     });
 }
 
-void ll_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-    guarded(req, "readdir", [&] {
-        auto* list = reinterpret_cast<std::vector<DirEntry>*>(fi->fh);
-        std::vector<char> buf(size);
-        std::size_t used = 0;
-        for (auto i = static_cast<std::size_t>(off); i < list->size(); ++i) {
-            struct stat st {};
-            st.st_ino = (*list)[i].ino;
-            st.st_mode = (*list)[i].type;
-            std::size_t n =
-                fuse_add_direntry(req, buf.data() + used, size - used, (*list)[i].name.c_str(), &st,
-                                  static_cast<off_t>(i + 1));
-            if (n > size - used) {
-                break;
-            }
-            used += n;
+// readdir and readdirplus: from the listing opendir kept, or (no opendir)
+// one made now. The kernel caches what it gets (cache_readdir), so a
+// directory is listed here once per mount.
+void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                    bool plus) {
+    LazyFs& fs = fs_of(req);
+    std::vector<DirEntry> made;
+    const std::vector<DirEntry>* list = reinterpret_cast<std::vector<DirEntry>*>(fi->fh);
+    if (list == nullptr) {
+        if (!fs.valid(ino) || !fs.tree().is_dir(fs.node_of(ino))) {
+            fuse_reply_err(req, fs.valid(ino) ? ENOTDIR : ENOENT);
+            return;
         }
-        fuse_reply_buf(req, buf.data(), used);
-    });
+        made = listing(fs, fs.node_of(ino));
+        list = &made;
+    }
+    std::vector<char> buf(size);
+    std::size_t used = 0;
+    for (auto i = static_cast<std::size_t>(off); i < list->size(); ++i) {
+        const DirEntry& d = (*list)[i];
+        fuse_entry_param e{};
+        e.attr.st_ino = fs.ino_of(d.node);
+        if (d.dot) {
+            // "." and "..": the kernel takes only their names and types
+            // (no entry: e.ino stays 0).
+            e.attr.st_mode = S_IFDIR;
+        } else {
+            e.ino = e.attr.st_ino;
+            e.generation = 1;
+            e.attr = fs.stat_of(d.node);
+            e.attr_timeout = k_forever;
+            e.entry_timeout = k_forever;
+        }
+        std::size_t n = plus
+                            ? fuse_add_direntry_plus(req, buf.data() + used, size - used,
+                                                     d.name.c_str(), &e, static_cast<off_t>(i + 1))
+                            : fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(),
+                                                &e.attr, static_cast<off_t>(i + 1));
+        if (n > size - used) {
+            break;
+        }
+        used += n;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+}
+
+void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, "readdir", [&] { readdir_common(req, ino, size, off, fi, false); });
+}
+
+void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, "readdirplus", [&] { readdir_common(req, ino, size, off, fi, true); });
 }
 
 void ll_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -373,6 +439,12 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         }
         if ((fi->flags & O_ACCMODE) != O_RDONLY) {
             fuse_reply_err(req, EROFS);
+            return;
+        }
+        if (fs.no_open) {
+            // Success for the kernel, which opens every later file without
+            // asking (no open, flush nor release round trips), pages kept.
+            fuse_reply_err(req, ENOSYS);
             return;
         }
         fi->keep_cache = 1;
@@ -458,6 +530,7 @@ fuse_lowlevel_ops make_ops() {
     ops.readlink = ll_readlink;
     ops.opendir = ll_opendir;
     ops.readdir = ll_readdir;
+    ops.readdirplus = ll_readdirplus;
     ops.releasedir = ll_releasedir;
     ops.open = ll_open;
     ops.read = ll_read;

@@ -341,6 +341,109 @@ strata start bf >/dev/null 2>&1
 assert_eq "$(lazy_servers)" 0 "the unseekable image is not served lazily"
 cleanup_containers
 
+# An image with a VOLUME whose directory holds files: run, run -d and
+# create fill an empty volume from the image served lazily (nothing
+# unpacked), with what the unpacked image gives: the same files, owners,
+# modes, times, xattrs and symlinks, and the volume's root takes the
+# directory's owner and mode.
+# The files (with a capability and a user xattr, which a Dockerfile's COPY
+# and RUN cannot make) come from a writable mount committed as an image.
+vb=$WORK/volbase
+mkdir -p "$vb"
+strata mount --writable --no-lazy busybox "$vb" || fail "writable mount of busybox"
+mkdir -p "$vb/vol/sub" && echo one > "$vb/vol/one" && echo two > "$vb/vol/sub/two" &&
+  ln -s one "$vb/vol/link" && cp "$ctx/capfile" "$vb/vol/capfile" &&
+  chown -R 1000:1001 "$vb/vol/sub" && chmod 0640 "$vb/vol/one" && chown 7:8 "$vb/vol" &&
+  chmod 0750 "$vb/vol" && setcap cap_net_raw+ep "$vb/vol/capfile" &&
+  python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.note", b"n")' "$vb/vol/one" ||
+  fail "files of the VOLUME"
+strata umount --commit lazy-volbase:1 "$vb" >/dev/null || fail "commit of the VOLUME's files"
+vctx=$WORK/vctx
+mkdir -p "$vctx"
+printf 'FROM lazy-volbase:1\nVOLUME /vol\n' > "$vctx/Dockerfile"
+strata build --no-cache -t lazy-vol:1 "$vctx" >"$WORK/build-vol.log" 2>&1 ||
+  { cat "$WORK/build-vol.log" >&2; fail "build (VOLUME)"; }
+voldump() { # the volume's root, then its tree
+  stat -c '%a %u:%g' "$STRATA_ROOT/volumes/$1/_data" && $DUMP "$STRATA_ROOT/volumes/$1/_data"
+}
+rm -rf "$STRATA_ROOT/snapshots"/*
+assert_eq "$(strata run --rm -v lzv-run:/vol lazy-vol:1 cat /vol/sub/two)" "two" "run of a lazy image with a VOLUME"
+assert_eq "$(snaps)" 0 "run with a volume filled from a lazy image unpacks nothing"
+vid=$(strata run -d -v lzv-d:/vol lazy-vol:1 cat /vol/one) || fail "run -d of a lazy image with a VOLUME"
+assert_eq "$(strata wait "$vid")" "0" "wait (VOLUME)"
+assert_eq "$(strata logs "$vid")" "one" "the container reads the volume"
+assert_eq "$(snaps)" 0 "run -d with a volume filled from a lazy image unpacks nothing"
+strata create --lazy --name lzvc -v lzv-create:/vol lazy-vol:1 true >/dev/null || fail "create --lazy (VOLUME)"
+assert_eq "$(snaps)" 0 "create with a volume filled from a lazy image unpacks nothing"
+# An anonymous volume (the image's VOLUME alone) is filled the same way.
+aid=$(strata create lazy-vol:1 true) || fail "create with an anonymous volume"
+anon=$(strata inspect --format '{{range .Mounts}}{{.Name}}{{end}}' "$aid")
+[ -n "$anon" ] || fail "no anonymous volume for the image's VOLUME"
+assert_eq "$(snaps)" 0 "an anonymous volume filled from a lazy image unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after the copy-ups"
+strata run --rm --no-lazy -v lzv-unpacked:/vol lazy-vol:1 true || fail "run --no-lazy (VOLUME)"
+[ "$(snaps)" -gt 0 ] || fail "--no-lazy unpacks (VOLUME)"
+voldump lzv-unpacked > "$WORK/vol-unpacked.txt" || fail "dump of the volume filled from the snapshots"
+grep -q "^capfile .*security.capability=" "$WORK/vol-unpacked.txt" && grep -q "^one .*user.note=6e" "$WORK/vol-unpacked.txt" ||
+  fail "no xattrs in the volume: $(cat "$WORK/vol-unpacked.txt")"
+head -1 "$WORK/vol-unpacked.txt" | grep -qx "750 7:8" || fail "the volume's root: $(head -1 "$WORK/vol-unpacked.txt")"
+for v in lzv-run lzv-d lzv-create "$anon"; do
+  voldump "$v" > "$WORK/vol-$v.txt" || fail "dump of volume $v"
+  diff "$WORK/vol-unpacked.txt" "$WORK/vol-$v.txt" >&2 || fail "volume $v filled lazily differs from the unpacked image's"
+done
+cleanup_containers
+strata volume rm lzv-run lzv-d lzv-create lzv-unpacked "$anon" >/dev/null || fail "volume rm"
+
+# strata cp to and from a stopped container whose image is not unpacked:
+# its root is the image served lazily under its writable layer, nothing
+# unpacked (strata diff likewise, below).
+rm -rf "$STRATA_ROOT/snapshots"/*
+strata create --name lzcp lazy-gzip:1 cat /d/from-host >/dev/null || fail "create (cp)"
+strata cp lzcp:/d/a "$WORK/cp-a" || fail "cp out of a stopped lazy container"
+assert_eq "$(cat "$WORK/cp-a")" "a" "cp out of a stopped lazy container"
+cmp <(strata cp lzcp:/c/rand.bin - | tar -xOf -) "$ctx/rand.bin" ||
+  fail "cp of a big file out of a stopped lazy container"
+echo host > "$WORK/from-host"
+strata cp "$WORK/from-host" lzcp:/d/from-host || fail "cp into a stopped lazy container"
+assert_eq "$(snaps)" 0 "cp to and from a stopped lazy container unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after cp"
+grep -q "fuse.strata-lazy" /proc/self/mountinfo && fail "cp left a lazy mount"
+assert_eq "$(strata start -a lzcp)" "host" "the copied file in the container"
+strata rm lzcp >/dev/null || fail "rm (cp)"
+
+# A writable layer made over the lazy image, started again once the image
+# is unpacked (the default then uses the snapshots): the container sees
+# the same tree (changed, added, deleted and replaced entries).
+rm -rf "$STRATA_ROOT/snapshots"/*
+strata create --name lzsw lazy-gzip:1 sh -c '[ -e /marker ] || { echo w >> /d/a; rm /o/y /d/hl; rm -rf /w; mkdir -p /w/new; echo n > /n; touch /marker; }; exec sleep 1000' >/dev/null ||
+  fail "create (switch)"
+state() { # the tree as the container sees it, once its changes are made
+  for _ in $(seq 100); do strata exec lzsw test -e /marker 2>/dev/null && break; sleep 0.05; done
+  strata exec lzsw sh -c 'cat /d/a /n; ls -lnR /d /o /w /big /big-link | grep -v "^total"; md5sum /big /c/rand.bin'
+}
+strata start lzsw >/dev/null || fail "start over the lazy image"
+grep -q " fuse.strata-lazy " "/proc/$(cat "$STRATA_ROOT/containers/$(strata inspect --format '{{.Id}}' lzsw)/monitor.pid")/mountinfo" ||
+  fail "the first start is not lazy"
+state > "$WORK/sw-lazy.txt" || fail "state over the lazy image"
+strata stop -t 1 lzsw >/dev/null || fail "stop (switch)"
+# strata diff over the lazy image unpacks nothing either.
+strata diff lzsw > "$WORK/sw-diff-lazy.txt" || fail "diff of a container over the lazy image"
+assert_eq "$(snaps)" 0 "diff of a container over a lazy image unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after diff"
+grep -qx "D /o/y" "$WORK/sw-diff-lazy.txt" && grep -qx "A /n" "$WORK/sw-diff-lazy.txt" &&
+  grep -qx "C /d/a" "$WORK/sw-diff-lazy.txt" || fail "diff over the lazy image: $(cat "$WORK/sw-diff-lazy.txt")"
+strata mount --no-lazy lazy-gzip:1 "$mnt" && strata umount "$mnt" || fail "unpack the image"
+[ "$(snaps)" -gt 0 ] || fail "the image is not unpacked"
+strata start lzsw >/dev/null || fail "start over the unpacked image"
+assert_eq "$(lazy_servers)" 0 "the second start serves nothing lazily"
+state > "$WORK/sw-unpacked.txt" || fail "state over the unpacked image"
+grep -q "^w$" "$WORK/sw-lazy.txt" || fail "the container's changes are not there: $(cat "$WORK/sw-lazy.txt")"
+diff "$WORK/sw-lazy.txt" "$WORK/sw-unpacked.txt" >&2 || fail "the writable layer over the unpacked image differs from over the lazy one"
+strata stop -t 1 lzsw >/dev/null || fail "stop (switch), again"
+strata diff lzsw > "$WORK/sw-diff-unpacked.txt" || fail "diff over the unpacked image"
+diff "$WORK/sw-diff-unpacked.txt" "$WORK/sw-diff-lazy.txt" >&2 || fail "diff over the lazy image differs from over the unpacked one"
+cleanup_containers
+
 # Under the threshold, the default unpacks.
 mnt2=$WORK/mnt-small
 mkdir -p "$mnt2"
