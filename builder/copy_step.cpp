@@ -323,7 +323,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                 o.defer_content = [reuse](const DeferredFile& f) { return reuse->defer(f); };
                 ws.after_unmount.push_back([reuse, this, id = step.id,
                                             wsp = &ws](const std::string& upper) {
-                    std::size_t n = reuse->finish(upper, wsp->content_checks);
+                    std::size_t n = reuse->finish(upper, wsp->content_checks, wsp->linked_files);
                     if (n > 0) {
                         m_events->step_note(
                             id,

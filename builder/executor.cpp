@@ -677,6 +677,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         }
         snapshot::DiffStats stats;
         std::uint64_t reused = 0;
+        std::uint64_t linked_taken = 0;
         std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
             m_store, ws.upper(), to, &stats,
             [&](int blob_fd, const std::function<void()>& pack) {
@@ -684,7 +685,8 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                 pack();
             },
             previous ? &*previous : nullptr, &reused,
-            ws.content_checks.empty() ? nullptr : &ws.content_checks);
+            ws.content_checks.empty() ? nullptr : &ws.content_checks,
+            ws.linked_files.empty() ? nullptr : &ws.linked_files, &linked_taken);
         if (packed) {
             const Digest& diff_id = packed->diff_id;
             remember_layer_size(m_store, diff_id, stats.bytes);
@@ -707,8 +709,12 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                                             stats.entries));
             if (reused > 0) {
                 m_events->step_note(step.id,
-                                    fmt::format("{} of unchanged files reused from layer {}",
-                                                human_bytes(reused), previous->digest.str()));
+                                    fmt::format("{} of unchanged files reused from layer {}{}",
+                                                human_bytes(reused), previous->digest.str(),
+                                                linked_taken > 0
+                                                    ? fmt::format(" ({} linked files not read)",
+                                                                  linked_taken)
+                                                    : std::string()));
             }
         }
     };
