@@ -528,7 +528,11 @@ Chunked chunked_linked(const std::vector<Item>& items, const std::string& old_bl
     REQUIRE(toc);
     w.reuse_from(old_fd.get(), *toc, "old");
     for (const auto& it : items) {
-        if (linked.contains(it.entry.path) && w.add_linked(it.entry)) {
+        TarEntry e = it.entry;
+        if (e.type == EntryType::file) {
+            e.size = it.content.size(); // as the layer writer gives it (add_data sets it)
+        }
+        if (linked.contains(e.path) && w.add_linked(e)) {
             taken.insert(it.entry.path);
             continue;
         }
