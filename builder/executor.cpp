@@ -708,13 +708,13 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                                             human_bytes(static_cast<std::uint64_t>(layer.size)),
                                             stats.entries));
             if (reused > 0) {
-                m_events->step_note(step.id,
-                                    fmt::format("{} of unchanged files reused from layer {}{}",
-                                                human_bytes(reused), previous->digest.str(),
-                                                linked_taken > 0
-                                                    ? fmt::format(" ({} linked files not read)",
-                                                                  linked_taken)
-                                                    : std::string()));
+                m_events->step_note(
+                    step.id,
+                    fmt::format("{} of unchanged files reused from layer {}{}", human_bytes(reused),
+                                previous->digest.str(),
+                                linked_taken > 0
+                                    ? fmt::format(" ({} linked files not read)", linked_taken)
+                                    : std::string()));
             }
         }
     };

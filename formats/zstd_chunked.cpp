@@ -729,8 +729,8 @@ nlohmann::json checkpoints_array(const std::vector<HashCheckpoint>& checkpoints)
 // blob state (hex)], ...], "check": sha256 of the checkpoints array's text}:
 // the check catches a damaged file, whose states would otherwise give wrong
 // digests without any sign.
-std::string checkpoints_document(const std::vector<HashCheckpoint>& checkpoints,
-                                 const Digest& blob, std::uint64_t blob_size) {
+std::string checkpoints_document(const std::vector<HashCheckpoint>& checkpoints, const Digest& blob,
+                                 std::uint64_t blob_size) {
     nlohmann::json a = checkpoints_array(checkpoints);
     nlohmann::json doc;
     doc["blob"] = blob.str();
@@ -859,8 +859,7 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
 
 // Decodes `in` (whole zstd frames, their checksums checked) into exactly
 // out_size bytes at out; false when damaged or of another size.
-bool decode_to(ZSTD_DCtx* d, const char* in, std::size_t in_size, char* out,
-               std::size_t out_size) {
+bool decode_to(ZSTD_DCtx* d, const char* in, std::size_t in_size, char* out, std::size_t out_size) {
     std::size_t n = ZSTD_decompressDCtx(d, out, out_size, in, in_size);
     return !ZSTD_isError(n) && n == out_size;
 }
@@ -980,12 +979,12 @@ struct ChunkedWriter::Impl {
     // from that checkpoint's states over the window's bytes.
     bool resume = false;
     std::vector<HashCheckpoint> old_checkpoints;
-    std::uint64_t last_checkpoint_tar = 0; // calling thread (not resume)
+    std::uint64_t last_checkpoint_tar = 0;   // calling thread (not resume)
     std::vector<HashCheckpoint> checkpoints; // output thread
     bool same = true;
-    std::uint64_t tar_pos = 0;        // output thread (resume): tar bytes so far
-    std::uint64_t last_out_ckpt = 0;  // output thread (resume): tar offset of the last checkpoint
-    std::size_t next_old = 0;         // old_checkpoints not yet passed
+    std::uint64_t tar_pos = 0;       // output thread (resume): tar bytes so far
+    std::uint64_t last_out_ckpt = 0; // output thread (resume): tar offset of the last checkpoint
+    std::size_t next_old = 0;        // old_checkpoints not yet passed
     const HashCheckpoint* passed = nullptr;
     std::vector<std::shared_ptr<Job>> window;
     std::size_t window_first = 0; // the first piece of window.front() past `passed`
@@ -1016,9 +1015,9 @@ struct ChunkedWriter::Impl {
             }
             window_bytes += p.input.size() + p.out_size();
             const char* old_bytes = old_map.data() + blob_size;
-            bool equal = blob_size + p.out_size() <= old_map.size() &&
-                         (p.mapped == old_bytes ||
-                          std::memcmp(p.out_data(), old_bytes, p.out_size()) == 0);
+            bool equal =
+                blob_size + p.out_size() <= old_map.size() &&
+                (p.mapped == old_bytes || std::memcmp(p.out_data(), old_bytes, p.out_size()) == 0);
             // Equal, and no more than k_max_window bytes kept: a previous
             // layer whose checkpoints are far apart (or never at this
             // writer's piece boundaries) costs memory only up to there.
@@ -1195,9 +1194,9 @@ struct ChunkedWriter::Impl {
                         hash_resumed(job, i);
                     } else {
                         if (p.checkpoint) {
-                            checkpoints.push_back(HashCheckpoint{
-                                p.tar_offset, blob_size, std::move(p.diff_state),
-                                blob_hasher.state()});
+                            checkpoints.push_back(HashCheckpoint{p.tar_offset, blob_size,
+                                                                 std::move(p.diff_state),
+                                                                 blob_hasher.state()});
                         }
                         blob_hasher.update(p.out_data(), p.out_size());
                     }
@@ -1252,8 +1251,7 @@ struct ChunkedWriter::Impl {
             iov.clear();
             for (; i < pieces.size() && iov.size() < k_iov_max; ++i) {
                 if (pieces[i].out_size() != 0) {
-                    iov.push_back(
-                        {const_cast<char*>(pieces[i].out_data()), pieces[i].out_size()});
+                    iov.push_back({const_cast<char*>(pieces[i].out_data()), pieces[i].out_size()});
                 }
             }
             std::size_t k = 0;
@@ -1383,8 +1381,8 @@ struct ChunkedWriter::Impl {
             p.input = take(static_cast<std::size_t>(n));
             p.mapped = old_map.data() + c.offset;
             p.mapped_size = static_cast<std::size_t>(len);
-            bool ok = decode_to(linked_dctx.c, p.mapped, p.mapped_size, p.input.data(),
-                                p.input.size());
+            bool ok =
+                decode_to(linked_dctx.c, p.mapped, p.mapped_size, p.input.data(), p.input.size());
             out.push_back(std::move(p));
             if (!ok) {
                 return fail();
@@ -1398,8 +1396,7 @@ struct ChunkedWriter::Impl {
         return out;
     }
 
-    void add_entry(const TarEntry& entry,
-                   const std::function<std::size_t(void*, std::size_t)>& src,
+    void add_entry(const TarEntry& entry, const std::function<std::size_t(void*, std::size_t)>& src,
                    std::vector<Piece>* linked = nullptr) {
         if (finished) {
             throw Error("zstd:chunked writer: add after finish");

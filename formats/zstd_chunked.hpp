@@ -107,8 +107,8 @@ constexpr std::uint64_t k_checkpoint_interval = std::uint64_t{4} << 20;
 // their own, and back: nullopt when the text is not such a document for
 // that blob (damaged, another blob's, unordered or out of range offsets, a
 // bad state, or its own checksum not matching).
-std::string checkpoints_document(const std::vector<HashCheckpoint>& checkpoints,
-                                 const Digest& blob, std::uint64_t blob_size);
+std::string checkpoints_document(const std::vector<HashCheckpoint>& checkpoints, const Digest& blob,
+                                 std::uint64_t blob_size);
 std::optional<std::vector<HashCheckpoint>>
 parse_checkpoints_document(std::string_view text, const Digest& blob, std::uint64_t blob_size);
 

@@ -65,9 +65,9 @@ struct ChunkedPack {
     int old_blob_fd = -1; // not owned
     const formats::ChunkedToc* old_toc = nullptr;
     std::string old_what;
-    const LinkedFiles* linked = nullptr; // files whose frames old_toc gives
+    const LinkedFiles* linked = nullptr;                  // files whose frames old_toc gives
     std::vector<formats::HashCheckpoint> old_checkpoints; // the old blob's, when known
-    std::uint64_t linked_files = 0;      // set by the writer: of those, files taken so
+    std::uint64_t linked_files = 0;                // set by the writer: of those, files taken so
     std::optional<formats::ChunkedLayerInfo> info; // set by the writer
 };
 

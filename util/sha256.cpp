@@ -60,7 +60,8 @@ std::string Sha256::finish_hex() { return hex(finish()); }
 
 ResumableSha256::ResumableSha256() {
     auto ctx = std::make_unique<SHA256_CTX>();
-    if (SHA256_Init(ctx.get()) != 1) throw Error("OpenSSL: cannot initialise SHA-256");
+    if (SHA256_Init(ctx.get()) != 1)
+        throw Error("OpenSSL: cannot initialise SHA-256");
     m_ctx = ctx.release();
 }
 
@@ -124,7 +125,8 @@ std::uint64_t ResumableSha256::state_bytes(std::string_view state) {
 
 ResumableSha256 ResumableSha256::resume(std::string_view state) {
     auto bad = [] { return Error("bad SHA-256 state"); };
-    if (state.size() < k_state_tag.size() + 40 || state.substr(0, k_state_tag.size()) != k_state_tag) {
+    if (state.size() < k_state_tag.size() + 40 ||
+        state.substr(0, k_state_tag.size()) != k_state_tag) {
         throw bad();
     }
     const auto* p = reinterpret_cast<const unsigned char*>(state.data() + k_state_tag.size());

@@ -604,7 +604,8 @@ TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged is read
     // checksum fails, the whole file is added with its content.
     std::string damaged = old.blob;
     for (const auto& e : t.entries) {
-        if (e.name == "app/big.bin" && e.type == "chunk" && e.chunk_offset == k_chunked_chunk_size) {
+        if (e.name == "app/big.bin" && e.type == "chunk" &&
+            e.chunk_offset == k_chunked_chunk_size) {
             damaged[(e.offset + e.end_offset) / 2] ^= 0x55;
         }
     }
