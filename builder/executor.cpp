@@ -525,11 +525,15 @@ std::string Executor::maybe_redact(const std::string& name, const std::string& v
     return secret ? redact(value) : value;
 }
 
+namespace {
+// The most files a step's listing (explanations of misses) holds.
+constexpr std::size_t k_max_listed = 50000;
+} // namespace
+
 std::optional<std::map<std::string, std::string>>
 Executor::context_listing(const std::vector<std::string>& sources, const CopyOptions& co) {
     // Listed through the context's digest memo: only files whose metadata
     // changed since they were last hashed are read.
-    constexpr std::size_t k_max_listed = 50000;
     std::map<std::string, std::string> files;
     try {
         hash_sources(m_context_fd.get(), sources, co, &context_index(), &files);
@@ -941,7 +945,8 @@ ContextIndex& Executor::context_index() {
 }
 
 std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
-                                   const std::string& options_signature) {
+                                   const std::string& options_signature,
+                                   std::optional<std::map<std::string, std::string>>* listing) {
     ContextIndex& index = context_index();
     std::vector<std::string> parts = {"context-hash/2", index.fingerprint(), options_signature};
     parts.insert(parts.end(), sources.begin(), sources.end());
@@ -955,7 +960,12 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
         return *known;
     }
     auto t0 = std::chrono::steady_clock::now();
-    std::string hash = hash_sources(m_context_fd.get(), sources, co, &index);
+    std::map<std::string, std::string> files;
+    std::string hash = hash_sources(m_context_fd.get(), sources, co, &index,
+                                    listing != nullptr ? &files : nullptr);
+    if (listing != nullptr && files.size() <= k_max_listed) {
+        *listing = std::move(files);
+    }
     index.save();
     STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
     if (!index.racy()) {
