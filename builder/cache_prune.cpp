@@ -145,9 +145,13 @@ CachePruneResult prune_build_cache(snapshot::Store& store, const CachePruneOptio
             }
         }
         std::set<std::string> kept_diff_ids = image_diff_ids;
+        std::set<std::string> kept_layers = image_layers;
         for (const auto& e : entries) {
             if (removed_keys.count(e.key) == 0 && e.record && e.record->diff_id) {
                 kept_diff_ids.insert(e.record->diff_id->str());
+            }
+            if (removed_keys.count(e.key) == 0 && e.record && e.record->layer) {
+                kept_layers.insert(e.record->layer->digest.str());
             }
         }
         for (const auto& p : probes) {
@@ -182,6 +186,15 @@ CachePruneResult prune_build_cache(snapshot::Store& store, const CachePruneOptio
             for (const auto& name : fs::list_dir(sizes)) {
                 if (kept_diff_ids.count("sha256:" + name) == 0) {
                     fs::remove_all(sizes + "/" + name);
+                }
+            }
+        }
+        // Hash checkpoints (snapshot/upper_layer.cpp) of layers neither an
+        // image nor a kept record has.
+        if (std::string hashes = dir + "/layer-hashes"; fs::is_dir(hashes)) {
+            for (const auto& name : fs::list_dir(hashes)) {
+                if (kept_layers.count("sha256:" + name) == 0) {
+                    fs::remove_all(hashes + "/" + name);
                 }
             }
         }

@@ -19,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <utility>
 
 namespace strata::builder {
 
@@ -322,6 +323,10 @@ struct Copier {
     // (dev, ino) of a copied file with several links -> its destination path.
     std::map<std::pair<dev_t, ino_t>, std::string> links;
     bool no_copy_file_range = false; // it said EXDEV once: source and destination differ
+    // Whether the destination directory being filled was made by this copy
+    // (mkdir succeeded): it was empty, so its regular files need no
+    // clear_target (a look-up through every layer of the overlay each).
+    bool parent_fresh = false;
 
     uid_t owner_uid(const struct stat& st) const {
         return opts.uid ? *opts.uid : opts.preserve_owner ? st.st_uid : 0;
@@ -387,6 +392,42 @@ struct Copier {
         }
     }
 
+    // copy_file's deferral (opts.defer_content) of sdir/sname without opening
+    // it: its extended attributes listed through /proc/self/fd (no
+    // open and close per file; a COPY that reuses the previous build's files
+    // asks this of every file). false when the file is not deferred or /proc
+    // cannot tell: copy_file then decides with the file open.
+    bool defer_unopened(int sdir, const std::string& sname, const struct stat& st,
+                        const std::string& rel, int ddir, const std::string& dname,
+                        const std::string& shown) {
+        if (st.st_nlink != 1 || st.st_size <= 0 || !opts.defer_content) {
+            return false;
+        }
+        std::string path = "/proc/self/fd/" + std::to_string(sdir) + "/" + sname;
+        char names[65536];
+        ssize_t n = ::llistxattr(path.c_str(), names, sizeof names);
+        if (n < 0 && errno != ENOTSUP) {
+            return false;
+        }
+        for (ssize_t i = 0; i < n;) {
+            std::string name(names + i);
+            i += static_cast<ssize_t>(name.size()) + 1;
+            if (kept_xattr(name)) {
+                return false;
+            }
+        }
+        if (!parent_fresh) {
+            clear_target(ddir, dname, false, shown);
+        }
+        if (!opts.defer_content(
+                DeferredFile{shown, rel, st, mode_of(st), owner_uid(st), owner_gid(st)})) {
+            return false;
+        }
+        stats.files++;
+        stats.bytes += static_cast<std::uint64_t>(st.st_size);
+        return true;
+    }
+
     // Removes whatever is at dirfd/name unless it is a directory and keep_dir.
     void clear_target(int dirfd, const std::string& name, bool want_dir, const std::string& shown) {
         struct stat st;
@@ -407,7 +448,9 @@ struct Copier {
     // Copies the regular file open as `in` (described by st) to ddir/dname.
     void copy_file(int in, const struct stat& st, int ddir, const std::string& dname,
                    const std::string& shown, const std::string& src_rel) {
-        clear_target(ddir, dname, false, shown);
+        if (!parent_fresh) {
+            clear_target(ddir, dname, false, shown);
+        }
         if (st.st_nlink > 1) {
             auto it = links.find({st.st_dev, st.st_ino});
             if (it != links.end()) {
@@ -516,15 +559,21 @@ struct Copier {
                     const std::string& shown) {
         if (S_ISDIR(st.st_mode)) {
             clear_target(ddir, dname, true, shown);
-            if (::mkdirat(ddir, dname.c_str(), 0700) != 0 && errno != EEXIST) {
+            bool fresh = ::mkdirat(ddir, dname.c_str(), 0700) == 0;
+            if (!fresh && errno != EEXIST) {
                 throw_errno("mkdir", shown);
             }
             UniqueFd ssub = fs::open_at(sdir, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
             UniqueFd dsub = fs::open_at(ddir, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+            bool outer_fresh = std::exchange(parent_fresh, fresh);
             copy_children(ssub.get(), rel, dsub.get(), shown);
+            parent_fresh = outer_fresh;
             copy_xattrs(ssub.get(), dsub.get());
             set_meta(ddir, dname, st, false);
         } else if (S_ISREG(st.st_mode)) {
+            if (defer_unopened(sdir, sname, st, rel, ddir, dname, shown)) {
+                return;
+            }
             UniqueFd in = fs::open_at(sdir, sname, O_RDONLY | O_NOFOLLOW);
             copy_file(in.get(), st, ddir, dname, shown, rel);
         } else if (S_ISLNK(st.st_mode)) {

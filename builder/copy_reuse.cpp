@@ -171,11 +171,12 @@ bool CopyReuse::defer(const DeferredFile& f) {
     if (!m_inodes.insert({old.st_dev, old.st_ino}).second) {
         return false;
     }
-    m_deferred.push_back(Deferred{std::move(name), f, std::move(*digest)});
+    m_deferred.push_back(Deferred{std::move(name), f, std::move(*digest), old.st_dev, old.st_ino});
     return true;
 }
 
-std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks& checks) {
+std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks& checks,
+                              snapshot::LinkedFiles& linked_files) {
     std::size_t linked = 0;
     UniqueFd root = fs::open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     // The directories linked into, with the times the copy gave them.
@@ -196,35 +197,53 @@ std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks&
                 dir_times.emplace(parent, std::make_pair(ds.st_atim, ds.st_mtim));
             }
         }
-        // The copy removed what the lower layers had there (a whiteout in
-        // the upper directory), never anything else.
-        struct stat there {};
-        bool replace = false;
-        if (::fstatat(dir.get(), base.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
-            if (!is_whiteout(there)) {
-                throw Error("COPY: " + shown + " exists where a linked file was to go");
-            }
-            replace = true;
-        } else if (errno != ENOENT) {
-            throw_errno("stat", shown);
-        }
         if (!m_toc) {
             // Linked or copied, the content is the previous snapshot's.
             checks.emplace(d.name, "sha256:" + d.digest);
         }
+        // Most names are free: linked at once (a link never replaces).
+        // Taken: the copy removed what the lower layers had there (a
+        // whiteout in the upper directory), never anything else, and the
+        // link replaces that whiteout.
+        bool replace = false;
+        int link_err = 0;
+        if (::linkat(m_prev.get(), d.name.c_str(), dir.get(), base.c_str(), 0) == 0) {
+            ++linked;
+            if (m_toc) {
+                linked_files.emplace(d.name, std::make_pair(d.dev, d.ino));
+            }
+            continue;
+        }
+        link_err = errno;
+        if (link_err == EEXIST) {
+            struct stat there {};
+            if (::fstatat(dir.get(), base.c_str(), &there, AT_SYMLINK_NOFOLLOW) != 0) {
+                throw_errno("stat", shown);
+            }
+            if (!is_whiteout(there)) {
+                throw Error("COPY: " + shown + " exists where a linked file was to go");
+            }
+            replace = true;
+        }
         std::string tmp = ".strata-link-" + base;
         const std::string& at = replace ? tmp : base;
-        if (::linkat(m_prev.get(), d.name.c_str(), dir.get(), at.c_str(), 0) == 0) {
-            if (replace && ::renameat(dir.get(), tmp.c_str(), dir.get(), base.c_str()) != 0) {
+        if (replace && ::linkat(m_prev.get(), d.name.c_str(), dir.get(), at.c_str(), 0) == 0) {
+            if (::renameat(dir.get(), tmp.c_str(), dir.get(), base.c_str()) != 0) {
                 int err = errno;
                 ::unlinkat(dir.get(), tmp.c_str(), 0);
                 throw SysError("rename", shown, err);
             }
             ++linked;
+            if (m_toc) {
+                linked_files.emplace(d.name, std::make_pair(d.dev, d.ino));
+            }
             continue;
         }
+        if (replace) {
+            link_err = errno;
+        }
         STRATA_LOG_DEBUG("COPY: cannot link {}/{}: {}", m_previous_fs, d.name,
-                         std::strerror(errno));
+                         std::strerror(link_err));
         // No link (another filesystem, a refusal): the copy's own file.
         UniqueFd in = fs::open_at(m_prev.get(), d.name, O_RDONLY | O_NOFOLLOW);
         UniqueFd out = fs::open_at(dir.get(), at, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);

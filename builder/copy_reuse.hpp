@@ -53,8 +53,11 @@ public:
     // into the upper directory. Returns how many were linked. Throws naming
     // the path when one cannot be made (the step fails). checks gets the
     // content digest each linked file must have when the layer writer is to
-    // check them (a previous layer without a TOC).
-    std::size_t finish(const std::string& upper, snapshot::ContentChecks& checks);
+    // check them (a previous layer without a TOC); linked gets the files
+    // linked whose frames the previous layer's TOC gives (the layer writer
+    // then takes those frames without reading the files).
+    std::size_t finish(const std::string& upper, snapshot::ContentChecks& checks,
+                       snapshot::LinkedFiles& linked);
 
 private:
     struct Old {
@@ -66,6 +69,8 @@ private:
         std::string name; // relative to the root: "data/a.bin"
         DeferredFile file;
         std::string digest; // hex, of the source's content
+        dev_t dev = 0;      // the previous snapshot's inode
+        ino_t ino = 0;
     };
     std::string m_previous_fs;
     UniqueFd m_prev;

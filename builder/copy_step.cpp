@@ -210,6 +210,9 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         parts.push_back("heredoc " + c.path + "=" + c.data);
     }
     std::string content;
+    // The context's files as the content hash walked them, for the listing
+    // that explains a miss (one walk of the context, not two).
+    auto listing = std::make_shared<std::optional<std::map<std::string, std::string>>>();
     as_step(ins, [&] {
         if (from_stage) {
             content = "from=" + from_key;
@@ -219,7 +222,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         } else if (!local_sources.empty()) {
             std::string sig =
                 fmt::format("copy parents={} excludes={}", cp.parents, join(cp.excludes, "\x1f"));
-            content = context_hash(local_sources, co, sig);
+            content = context_hash(local_sources, co, sig, listing.get());
         }
     });
     std::optional<TempDir> download_dir;
@@ -306,7 +309,9 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     }
     inputs.items.emplace_back("content", content);
     if (!from_stage && !local_sources.empty()) {
-        ls.list_files = [this, local_sources, co] { return context_listing(local_sources, co); };
+        ls.list_files = [this, local_sources, co, listing] {
+            return *listing ? *listing : context_listing(local_sources, co);
+        };
     }
     layer_step(st, step, std::move(ls), [&](Workspace& ws) {
         UniqueFd root = fs::open_dir(ws.merged());
@@ -323,7 +328,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                 o.defer_content = [reuse](const DeferredFile& f) { return reuse->defer(f); };
                 ws.after_unmount.push_back([reuse, this, id = step.id,
                                             wsp = &ws](const std::string& upper) {
-                    std::size_t n = reuse->finish(upper, wsp->content_checks);
+                    std::size_t n = reuse->finish(upper, wsp->content_checks, wsp->linked_files);
                     if (n > 0) {
                         m_events->step_note(
                             id,

@@ -538,11 +538,15 @@ std::string Executor::maybe_redact(const std::string& name, const std::string& v
     return secret ? redact(value) : value;
 }
 
+namespace {
+// The most files a step's listing (explanations of misses) holds.
+constexpr std::size_t k_max_listed = 50000;
+} // namespace
+
 std::optional<std::map<std::string, std::string>>
 Executor::context_listing(const std::vector<std::string>& sources, const CopyOptions& co) {
     // Listed through the context's digest memo: only files whose metadata
     // changed since they were last hashed are read.
-    constexpr std::size_t k_max_listed = 50000;
     std::map<std::string, std::string> files;
     try {
         hash_sources(m_context_fd.get(), sources, co, &context_index(), &files);
@@ -690,6 +694,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         }
         snapshot::DiffStats stats;
         std::uint64_t reused = 0;
+        std::uint64_t linked_taken = 0;
         std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
             m_store, ws.upper(), to, &stats,
             [&](int blob_fd, const std::function<void()>& pack) {
@@ -697,7 +702,8 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                 pack();
             },
             previous ? &*previous : nullptr, &reused,
-            ws.content_checks.empty() ? nullptr : &ws.content_checks);
+            ws.content_checks.empty() ? nullptr : &ws.content_checks,
+            ws.linked_files.empty() ? nullptr : &ws.linked_files, &linked_taken);
         if (packed) {
             const Digest& diff_id = packed->diff_id;
             remember_layer_size(m_store, diff_id, stats.bytes);
@@ -719,9 +725,13 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
                                             human_bytes(static_cast<std::uint64_t>(layer.size)),
                                             stats.entries));
             if (reused > 0) {
-                m_events->step_note(step.id,
-                                    fmt::format("{} of unchanged files reused from layer {}",
-                                                human_bytes(reused), previous->digest.str()));
+                m_events->step_note(
+                    step.id,
+                    fmt::format("{} of unchanged files reused from layer {}{}", human_bytes(reused),
+                                previous->digest.str(),
+                                linked_taken > 0
+                                    ? fmt::format(" ({} linked files not read)", linked_taken)
+                                    : std::string()));
             }
         }
     };
@@ -948,7 +958,8 @@ ContextIndex& Executor::context_index() {
 }
 
 std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
-                                   const std::string& options_signature) {
+                                   const std::string& options_signature,
+                                   std::optional<std::map<std::string, std::string>>* listing) {
     ContextIndex& index = context_index();
     std::vector<std::string> parts = {"context-hash/2", index.fingerprint(), options_signature};
     parts.insert(parts.end(), sources.begin(), sources.end());
@@ -962,7 +973,12 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
         return *known;
     }
     auto t0 = std::chrono::steady_clock::now();
-    std::string hash = hash_sources(m_context_fd.get(), sources, co, &index);
+    std::map<std::string, std::string> files;
+    std::string hash = hash_sources(m_context_fd.get(), sources, co, &index,
+                                    listing != nullptr ? &files : nullptr);
+    if (listing != nullptr && files.size() <= k_max_listed) {
+        *listing = std::move(files);
+    }
     index.save();
     STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
     if (!index.racy()) {

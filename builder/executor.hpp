@@ -166,9 +166,13 @@ private:
     CopyOptions context_copy_options() const;
     // hash_sources over the context, remembered under a fingerprint of the
     // whole context's metadata so that an unchanged context is not re-read
-    // (builder/context_index.hpp).
+    // (builder/context_index.hpp). listing (when given) gets the files
+    // with their digests when the context was walked for the hash (not when
+    // the hash was remembered): context_listing's result, without a second
+    // walk.
     std::string context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
-                             const std::string& options_signature);
+                             const std::string& options_signature,
+                             std::optional<std::map<std::string, std::string>>* listing = nullptr);
     ContextIndex& context_index();
 
     [[noreturn]] void fail(const df::Instruction& ins, const std::string& message,

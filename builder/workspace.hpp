@@ -51,6 +51,10 @@ public:
     // Content digests files of the upper directory must have in the layer
     // (snapshot::ContentChecks), set by after_unmount work.
     snapshot::ContentChecks content_checks;
+    // Files of the upper directory that are the previous snapshot's inodes,
+    // whose frames the previous layer gives (snapshot::LinkedFiles), set by
+    // after_unmount work.
+    snapshot::LinkedFiles linked_files;
 
 private:
     TempDir m_dir;

@@ -23,6 +23,7 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/mapped_file.hpp"
+#include "util/sha256_resumable.hpp"
 
 #include <nlohmann/json.hpp>
 #include <zstd.h>
@@ -684,6 +685,111 @@ std::map<std::string, std::string> chunked_annotations(const ChunkedLayerInfo& i
                  std::to_string(info.toc_raw_size) + ":1"}};
 }
 
+namespace {
+
+std::string to_hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(bytes.size() * 2);
+    for (unsigned char c : bytes) {
+        s += digits[c >> 4];
+        s += digits[c & 15];
+    }
+    return s;
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+    auto val = [](char c) -> int {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    if (hex.size() % 2 != 0) {
+        return std::nullopt;
+    }
+    std::string out(hex.size() / 2, '\0');
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        int hi = val(hex[2 * i]), lo = val(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return std::nullopt;
+        }
+        out[i] = static_cast<char>(hi << 4 | lo);
+    }
+    return out;
+}
+
+nlohmann::json checkpoints_array(const std::vector<HashCheckpoint>& checkpoints) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& c : checkpoints) {
+        a.push_back({c.tar_offset, c.blob_offset, to_hex(c.diff_state), to_hex(c.blob_state)});
+    }
+    return a;
+}
+
+} // namespace
+
+// {"blob", "size", "checkpoints": [[tar offset, blob offset, diff state,
+// blob state (hex)], ...], "check": sha256 of the checkpoints array's text}:
+// the check catches a damaged file, whose states would otherwise give wrong
+// digests without any sign.
+std::string checkpoints_document(const std::vector<HashCheckpoint>& checkpoints, const Digest& blob,
+                                 std::uint64_t blob_size) {
+    nlohmann::json a = checkpoints_array(checkpoints);
+    nlohmann::json doc;
+    doc["blob"] = blob.str();
+    doc["size"] = blob_size;
+    doc["check"] = Digest::of(a.dump()).str();
+    doc["checkpoints"] = std::move(a);
+    return doc.dump() + "\n";
+}
+
+std::optional<std::vector<HashCheckpoint>>
+parse_checkpoints_document(std::string_view text, const Digest& blob, std::uint64_t blob_size) {
+    auto doc = nlohmann::json::parse(text, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("blob") ||
+        !doc["blob"].is_string() || doc["blob"].get<std::string>() != blob.str() ||
+        !doc.contains("size") || !doc["size"].is_number_unsigned() ||
+        doc["size"].get<std::uint64_t>() != blob_size || !doc.contains("checkpoints") ||
+        !doc["checkpoints"].is_array() || !doc.contains("check") || !doc["check"].is_string()) {
+        return std::nullopt;
+    }
+    std::vector<HashCheckpoint> out;
+    std::uint64_t prev_tar = 0, prev_blob = 0;
+    for (const auto& c : doc["checkpoints"]) {
+        if (!c.is_array() || c.size() != 4 || !c[0].is_number_unsigned() ||
+            !c[1].is_number_unsigned() || !c[2].is_string() || !c[3].is_string()) {
+            return std::nullopt;
+        }
+        HashCheckpoint h;
+        h.tar_offset = c[0].get<std::uint64_t>();
+        h.blob_offset = c[1].get<std::uint64_t>();
+        auto d = from_hex(c[2].get<std::string>());
+        auto b = from_hex(c[3].get<std::string>());
+        if (!d || !b || h.tar_offset <= prev_tar || h.blob_offset <= prev_blob ||
+            h.blob_offset > blob_size) {
+            return std::nullopt;
+        }
+        h.diff_state = std::move(*d);
+        h.blob_state = std::move(*b);
+        try {
+            // Well formed, and at the offsets they claim.
+            if (ResumableSha256::state_bytes(h.diff_state) != h.tar_offset ||
+                ResumableSha256::state_bytes(h.blob_state) != h.blob_offset ||
+                ResumableSha256::resume(h.diff_state).state() != h.diff_state ||
+                ResumableSha256::resume(h.blob_state).state() != h.blob_state) {
+                return std::nullopt;
+            }
+        } catch (const Error&) {
+            return std::nullopt;
+        }
+        prev_tar = h.tar_offset;
+        prev_blob = h.blob_offset;
+        out.push_back(std::move(h));
+    }
+    if (Digest::of(checkpoints_array(out).dump()).str() != doc["check"].get<std::string>()) {
+        return std::nullopt;
+    }
+    return out;
+}
+
 // ------------------------------------------------------------------ writer
 
 namespace {
@@ -752,6 +858,13 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
+// Decodes `in` (whole zstd frames, their checksums checked) into exactly
+// out_size bytes at out; false when damaged or of another size.
+bool decode_to(ZSTD_DCtx* d, const char* in, std::size_t in_size, char* out, std::size_t out_size) {
+    std::size_t n = ZSTD_decompressDCtx(d, out, out_size, in, in_size);
+    return !ZSTD_isError(n) && n == out_size;
+}
+
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
     Buf input;                    // uncompressed bytes
@@ -760,9 +873,25 @@ struct Piece {
     std::size_t reg = SIZE_MAX;   // the file's reg entry (content only)
     bool content = false;
     bool first_chunk = false, last_chunk = false;
+    // A linked file's chunk (ChunkedWriter::add_linked): the previous
+    // layer's frames in its mapping, known to hold `input`; written from
+    // there as they are, neither compressed nor compared.
+    const char* mapped = nullptr;
+    std::size_t mapped_size = 0;
+    std::string known_digest; // last chunk of a linked file: the file's digest
+    // A hash checkpoint at this piece's start (the calling thread's diff ID
+    // hash there; the output thread adds the blob's).
+    bool checkpoint = false;
+    std::uint64_t tar_offset = 0;
+    std::string diff_state;
     // Set by the worker.
     Buf output;
     bool reused = false;
+
+    const char* out_data() const noexcept { return mapped != nullptr ? mapped : output.data(); }
+    std::size_t out_size() const noexcept {
+        return mapped != nullptr ? mapped_size : output.size();
+    }
 };
 
 struct Job {
@@ -778,7 +907,7 @@ struct ChunkedWriter::Impl {
     int out_fd = -1;
     int level = ZSTD_CLEVEL_DEFAULT;
     std::unique_ptr<TarRenderer> renderer;
-    DigestHasher diff_hasher;
+    ResumableSha256 diff_hasher;
     std::uint64_t diff_size = 0;
     std::string header_run;        // calling thread: tar bytes since the last content
     Job cur;                       // calling thread: the job being gathered
@@ -792,8 +921,10 @@ struct ChunkedWriter::Impl {
     // name -> the old file's pieces (reg then chunks), with its size.
     struct OldFile {
         std::uint64_t size = 0;
+        std::string digest; // of the whole content, as the TOC gives it
         std::vector<ChunkedEntry> pieces;
     };
+    DCtx linked_dctx; // calling thread: decodes linked files' frames
     std::map<std::string, OldFile, std::less<>> old_files;
 
     // Workers and the output thread. mu guards jobs, next_seq_*, stop, error.
@@ -839,8 +970,102 @@ struct ChunkedWriter::Impl {
         b.reset();
     }
 
+    // Hash checkpoints. Without the previous layer's (resume false) the
+    // calling thread hashes the tar and marks a piece every
+    // k_checkpoint_interval bytes; the output thread hashes the blob and
+    // completes those checkpoints. With them (resume), the output thread
+    // hashes both, and not at all while the blob it writes is the old blob
+    // byte for byte (same): it only keeps the pieces since the last old
+    // checkpoint it passed (window), and at the first difference goes on
+    // from that checkpoint's states over the window's bytes.
+    bool resume = false;
+    std::vector<HashCheckpoint> old_checkpoints;
+    std::uint64_t last_checkpoint_tar = 0;   // calling thread (not resume)
+    std::vector<HashCheckpoint> checkpoints; // output thread
+    bool same = true;
+    std::uint64_t tar_pos = 0;       // output thread (resume): tar bytes so far
+    std::uint64_t last_out_ckpt = 0; // output thread (resume): tar offset of the last checkpoint
+    std::size_t next_old = 0;        // old_checkpoints not yet passed
+    const HashCheckpoint* passed = nullptr;
+    std::vector<std::shared_ptr<Job>> window;
+    std::size_t window_first = 0; // the first piece of window.front() past `passed`
+    std::uint64_t window_bytes = 0;
+    static constexpr std::uint64_t k_max_window = std::uint64_t{64} << 20;
+    std::uint64_t hashed_from = 0;
+
+    // Output thread (resume): hashes piece i of job (or, while the blob is
+    // still the old blob's, checks that it is and keeps it).
+    void hash_resumed(const std::shared_ptr<Job>& job, std::size_t i) {
+        Piece& p = job->pieces[i];
+        if (same) {
+            while (next_old < old_checkpoints.size() &&
+                   old_checkpoints[next_old].blob_offset < blob_size) {
+                ++next_old;
+            }
+            if (next_old < old_checkpoints.size() &&
+                old_checkpoints[next_old].blob_offset == blob_size &&
+                old_checkpoints[next_old].tar_offset == tar_pos) {
+                passed = &old_checkpoints[next_old++];
+                checkpoints.push_back(*passed);
+                last_out_ckpt = tar_pos;
+                // The pieces before it will not be hashed: let them go.
+                std::shared_ptr<Job> cur = window.back();
+                window.assign(1, cur);
+                window_first = i;
+                window_bytes = 0;
+            }
+            window_bytes += p.input.size() + p.out_size();
+            const char* old_bytes = old_map.data() + blob_size;
+            bool equal =
+                blob_size + p.out_size() <= old_map.size() &&
+                (p.mapped == old_bytes || std::memcmp(p.out_data(), old_bytes, p.out_size()) == 0);
+            // Equal, and no more than k_max_window bytes kept: a previous
+            // layer whose checkpoints are far apart (or never at this
+            // writer's piece boundaries) costs memory only up to there.
+            if (equal && window_bytes <= k_max_window) {
+                tar_pos += p.input.size();
+                return;
+            }
+            hash_window(job.get(), i);
+        }
+        if (tar_pos - last_out_ckpt >= k_checkpoint_interval) {
+            checkpoints.push_back(
+                HashCheckpoint{tar_pos, blob_size, diff_hasher.state(), blob_hasher.state()});
+            last_out_ckpt = tar_pos;
+        }
+        diff_hasher.update(p.input.data(), p.input.size());
+        blob_hasher.update(p.out_data(), p.out_size());
+        tar_pos += p.input.size();
+    }
+
+    // The blob stops being the old blob's at piece `stop` of job `upto`
+    // (nullptr: at the end): both hashes from the last checkpoint passed
+    // (or from the start) over the window's pieces before it.
+    void hash_window(const Job* upto, std::size_t stop) {
+        if (passed != nullptr) {
+            diff_hasher = ResumableSha256::resume(passed->diff_state);
+            blob_hasher = ResumableSha256::resume(passed->blob_state);
+            hashed_from = passed->blob_offset;
+        }
+        for (std::size_t w = 0; w < window.size(); ++w) {
+            Job* j = window[w].get();
+            std::size_t first = w == 0 ? window_first : 0;
+            std::size_t end = j == upto ? stop : j->pieces.size();
+            for (std::size_t k = first; k < end; ++k) {
+                const Piece& q = j->pieces[k];
+                diff_hasher.update(q.input.data(), q.input.size());
+                blob_hasher.update(q.out_data(), q.out_size());
+            }
+            if (j == upto) {
+                break;
+            }
+        }
+        window.clear();
+        same = false;
+    }
+
     // Output thread only (read by finish() after join).
-    DigestHasher blob_hasher;
+    ResumableSha256 blob_hasher;
     std::uint64_t blob_size = 0;
     std::uint64_t write_started = 0; // writeback asked for [0, write_started)
     DigestHasher file_hasher;
@@ -895,6 +1120,10 @@ struct ChunkedWriter::Impl {
                     queue.pop_front();
                 }
                 for (Piece& p : job->pieces) {
+                    if (p.mapped != nullptr) {
+                        p.reused = true;
+                        continue;
+                    }
                     if (!p.old_frames.empty() &&
                         frames_equal(d.c, p.old_frames, p.input, scratch)) {
                         p.output = std::move(p.old_frames);
@@ -909,7 +1138,7 @@ struct ChunkedWriter::Impl {
                         throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
                     }
                     p.output.shrink(n);
-                    if (!p.content) {
+                    if (!p.content && !resume) {
                         give(p.input); // header bytes are not needed past here
                     }
                 }
@@ -948,7 +1177,7 @@ struct ChunkedWriter::Impl {
                 // consequence.
                 std::uint64_t job_end = blob_size;
                 for (const Piece& p : job->pieces) {
-                    job_end += p.output.size();
+                    job_end += p.out_size();
                 }
                 if (job_end - write_started >= (8 << 20)) {
                     ::sync_file_range(out_fd, static_cast<off_t>(write_started),
@@ -956,12 +1185,31 @@ struct ChunkedWriter::Impl {
                                       SYNC_FILE_RANGE_WRITE);
                     write_started = job_end;
                 }
-                for (Piece& p : job->pieces) {
+                if (resume && same) {
+                    window.push_back(job);
+                }
+                for (std::size_t i = 0; i < job->pieces.size(); ++i) {
+                    Piece& p = job->pieces[i];
                     std::uint64_t start = blob_size;
-                    blob_hasher.update(p.output.data(), p.output.size());
-                    blob_size += p.output.size();
+                    if (resume) {
+                        hash_resumed(job, i);
+                    } else {
+                        if (p.checkpoint) {
+                            checkpoints.push_back(HashCheckpoint{p.tar_offset, blob_size,
+                                                                 std::move(p.diff_state),
+                                                                 blob_hasher.state()});
+                        }
+                        blob_hasher.update(p.out_data(), p.out_size());
+                    }
+                    blob_size += p.out_size();
+                    // While the blob is the old one's, the window keeps its
+                    // pieces' bytes for hashing.
+                    const bool keep = resume && same;
                     if (!p.content) {
-                        give(p.output);
+                        if (!keep) {
+                            give(p.output);
+                            give(p.input);
+                        }
                         continue;
                     }
                     placed.push_back(Placed{p.entry, start, blob_size});
@@ -969,15 +1217,21 @@ struct ChunkedWriter::Impl {
                         file_hasher = DigestHasher();
                         file_all_reused = true;
                     }
-                    file_hasher.update(p.input.data(), p.input.size());
+                    if (p.mapped == nullptr) {
+                        file_hasher.update(p.input.data(), p.input.size());
+                    }
                     file_all_reused = file_all_reused && p.reused;
-                    give(p.output);
                     if (p.reused) {
                         reused_bytes += p.input.size();
                     }
-                    give(p.input);
+                    if (!keep) {
+                        give(p.output);
+                        give(p.input);
+                    }
                     if (p.last_chunk) {
-                        file_digests.emplace_back(p.reg, file_hasher.finish().str());
+                        file_digests.emplace_back(p.reg, p.mapped != nullptr
+                                                             ? std::move(p.known_digest)
+                                                             : file_hasher.finish().str());
                         if (file_all_reused) {
                             ++reused_files;
                         }
@@ -997,9 +1251,8 @@ struct ChunkedWriter::Impl {
         while (i < pieces.size()) {
             iov.clear();
             for (; i < pieces.size() && iov.size() < k_iov_max; ++i) {
-                if (!pieces[i].output.empty()) {
-                    iov.push_back(
-                        {const_cast<char*>(pieces[i].output.data()), pieces[i].output.size()});
+                if (pieces[i].out_size() != 0) {
+                    iov.push_back({const_cast<char*>(pieces[i].out_data()), pieces[i].out_size()});
                 }
             }
             std::size_t k = 0;
@@ -1095,8 +1348,57 @@ struct ChunkedWriter::Impl {
         return {};
     }
 
-    void add_entry(const TarEntry& entry,
-                   const std::function<std::size_t(void*, std::size_t)>& src) {
+    // The content pieces of a linked file of `size` bytes: the previous
+    // layer's frames for `name`, cut where this writer cuts, each decoded
+    // (the diff ID covers the bytes) to exactly its chunk's size, their
+    // zstd checksums checked. Empty when the previous layer cannot give
+    // them all (no mapping, another size or cut, no digest, damaged
+    // frames): the caller reads the file instead.
+    std::vector<Piece> linked_pieces(std::string_view name, std::uint64_t size) {
+        std::vector<Piece> out;
+        if (old_map.data() == nullptr) {
+            return out;
+        }
+        auto it = old_files.find(name);
+        if (it == old_files.end() || it->second.size != size || it->second.digest.empty()) {
+            return out;
+        }
+        auto fail = [&] {
+            for (Piece& p : out) {
+                give(p.input);
+            }
+            out.clear();
+            return std::vector<Piece>{};
+        };
+        std::uint64_t chunk_offset = 0;
+        for (const ChunkedEntry& c : it->second.pieces) {
+            std::uint64_t n = std::min<std::uint64_t>(size - chunk_offset, k_chunked_chunk_size);
+            std::uint64_t len = c.end_offset - c.offset;
+            if (chunk_offset >= size || c.chunk_offset != chunk_offset || c.chunk_size != n ||
+                len == 0 || c.end_offset > old_map.size() || len > n + n / 8 + 4096) {
+                return fail();
+            }
+            Piece p;
+            p.input = take(static_cast<std::size_t>(n));
+            p.mapped = old_map.data() + c.offset;
+            p.mapped_size = static_cast<std::size_t>(len);
+            bool ok =
+                decode_to(linked_dctx.c, p.mapped, p.mapped_size, p.input.data(), p.input.size());
+            out.push_back(std::move(p));
+            if (!ok) {
+                return fail();
+            }
+            chunk_offset += n;
+        }
+        if (chunk_offset != size) {
+            return fail();
+        }
+        out.back().known_digest = it->second.digest;
+        return out;
+    }
+
+    void add_entry(const TarEntry& entry, const std::function<std::size_t(void*, std::size_t)>& src,
+                   std::vector<Piece>* linked = nullptr) {
         if (finished) {
             throw Error("zstd:chunked writer: add after finish");
         }
@@ -1128,12 +1430,17 @@ struct ChunkedWriter::Impl {
         flush_header_run();
         std::uint64_t left = e.size;
         std::uint64_t chunk_offset = 0;
+        std::size_t next_linked = 0;
         while (left > 0) {
             std::uint64_t n = std::min<std::uint64_t>(left, k_chunked_chunk_size);
             Piece p;
+            if (linked != nullptr) {
+                p = std::move((*linked)[next_linked++]);
+            } else {
+                p.input = take(static_cast<std::size_t>(n));
+            }
             p.content = true;
-            p.input = take(static_cast<std::size_t>(n));
-            std::size_t got = 0;
+            std::size_t got = linked != nullptr ? static_cast<std::size_t>(n) : 0;
             while (got < n) {
                 std::size_t r = src(p.input.data() + got, static_cast<std::size_t>(n) - got);
                 if (r == 0) {
@@ -1143,6 +1450,13 @@ struct ChunkedWriter::Impl {
                                 std::to_string(e.size) + " bytes)");
                 }
                 got += r;
+            }
+            if (!resume && diff_size - last_checkpoint_tar >= k_checkpoint_interval) {
+                // diff_size is where this piece starts in the tar.
+                p.checkpoint = true;
+                p.tar_offset = diff_size;
+                p.diff_state = diff_hasher.state();
+                last_checkpoint_tar = diff_size;
             }
             renderer->data(p.input.data(), p.input.size());
             p.reg = reg_index;
@@ -1160,7 +1474,9 @@ struct ChunkedWriter::Impl {
                 p.entry = toc.size();
                 toc.push_back(std::move(c));
             }
-            p.old_frames = old_frames_for(e.name, e.size, chunk_offset, n);
+            if (linked == nullptr) {
+                p.old_frames = old_frames_for(e.name, e.size, chunk_offset, n);
+            }
             left -= n;
             chunk_offset += n;
             p.last_chunk = left == 0;
@@ -1209,7 +1525,9 @@ ChunkedWriter::ChunkedWriter(int out_fd, Options opts) : m_impl(std::make_unique
     Impl* p = &impl;
     impl.renderer = std::make_unique<TarRenderer>(
         [p](const void* data, std::size_t size, bool in_content) {
-            p->diff_hasher.update(data, size);
+            if (!p->resume) {
+                p->diff_hasher.update(data, size);
+            }
             p->diff_size += size;
             if (!in_content) {
                 p->header_run.append(static_cast<const char*>(data), size);
@@ -1230,16 +1548,27 @@ ChunkedWriter::~ChunkedWriter() {
     }
 }
 
-void ChunkedWriter::reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what) {
+void ChunkedWriter::reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what,
+                               std::vector<HashCheckpoint> checkpoints) {
     Impl& impl = *m_impl;
+    if (impl.diff_size != 0) {
+        throw Error("zstd:chunked writer: reuse_from after the first entry");
+    }
     impl.old_fd = old_blob_fd;
     impl.old_map.map(old_blob_fd);
+    // Going on from the old checkpoints compares the new blob with the
+    // mapped old one; without a mapping, everything is hashed.
+    impl.resume = impl.old_map.data() != nullptr && !checkpoints.empty();
+    if (impl.resume) {
+        impl.old_checkpoints = std::move(checkpoints);
+    }
     impl.old_what = std::move(what);
     impl.old_files.clear();
     for (const ChunkedEntry& e : old_toc.entries) {
         if (e.type == "reg" && e.size > 0) {
             auto& f = impl.old_files[e.name];
             f.size = e.size;
+            f.digest = e.digest;
             f.pieces.assign(1, e);
         } else if (e.type == "chunk") {
             auto it = impl.old_files.find(e.name);
@@ -1268,6 +1597,19 @@ void ChunkedWriter::add(const TarEntry& entry, int content_fd) {
     });
 }
 
+bool ChunkedWriter::add_linked(const TarEntry& entry) {
+    if (entry.type != EntryType::file || entry.size == 0) {
+        return false;
+    }
+    std::vector<Piece> pieces = m_impl->linked_pieces(entry.path, entry.size);
+    if (pieces.empty()) {
+        return false;
+    }
+    m_impl->add_entry(
+        entry, [](void*, std::size_t) -> std::size_t { return 0; }, &pieces);
+    return true;
+}
+
 void ChunkedWriter::add_data(const TarEntry& entry, std::string_view content) {
     TarEntry e = entry;
     if (e.type == EntryType::file) {
@@ -1293,6 +1635,10 @@ ChunkedLayerInfo ChunkedWriter::finish() {
     impl.submit();
     impl.join_threads();
     impl.rethrow_if_failed();
+    if (impl.resume && impl.same) {
+        // The whole blob so far is the old one's first bytes.
+        impl.hash_window(nullptr, 0);
+    }
     for (const auto& pl : impl.placed) {
         impl.toc[pl.entry].offset = pl.offset;
         impl.toc[pl.entry].end_offset = pl.end_offset;
@@ -1399,12 +1745,14 @@ ChunkedLayerInfo ChunkedWriter::finish() {
     impl.blob_hasher.update(tail.data(), tail.size());
     impl.blob_size += tail.size();
 
-    info.digests.diff_id = impl.diff_hasher.finish();
+    info.digests.diff_id = Digest::from_hex(impl.diff_hasher.finish_hex());
     info.digests.diff_size = impl.diff_size;
-    info.digests.blob_digest = impl.blob_hasher.finish();
+    info.digests.blob_digest = Digest::from_hex(impl.blob_hasher.finish_hex());
     info.digests.blob_size = impl.blob_size;
     info.reused_bytes = impl.reused_bytes;
     info.reused_files = impl.reused_files;
+    info.checkpoints = std::move(impl.checkpoints);
+    info.hashed_from = impl.hashed_from;
     return info;
 }
 

@@ -95,6 +95,28 @@ inline constexpr std::string_view k_chunked_manifest_checksum_key =
 inline constexpr std::string_view k_chunked_manifest_position_key =
     "io.github.containers.zstd-chunked.manifest-position";
 
+// Where the two SHA-256 passes of a zstd:chunked layer stood at one frame
+// boundary: after tar_offset bytes of the tar (the diff ID's hash) and
+// blob_offset bytes of the blob (the blob digest's), as Sha256::state()
+// strings. A writer given a previous layer's checkpoints (reuse_from) does
+// not hash the bytes its blob shares with the previous blob from the start:
+// both hashes go on from the last checkpoint before the first difference.
+struct HashCheckpoint {
+    std::uint64_t tar_offset = 0, blob_offset = 0;
+    std::string diff_state, blob_state;
+};
+// A checkpoint every this many bytes of tar (at most).
+constexpr std::uint64_t k_checkpoint_interval = std::uint64_t{4} << 20;
+
+// The checkpoints of the blob `blob` (its digest and size) as a document of
+// their own, and back: nullopt when the text is not such a document for
+// that blob (damaged, another blob's, unordered or out of range offsets, a
+// bad state, or its own checksum not matching).
+std::string checkpoints_document(const std::vector<HashCheckpoint>& checkpoints, const Digest& blob,
+                                 std::uint64_t blob_size);
+std::optional<std::vector<HashCheckpoint>>
+parse_checkpoints_document(std::string_view text, const Digest& blob, std::uint64_t blob_size);
+
 struct ChunkedLayerInfo {
     LayerDigests digests{Digest::of(""), 0, Digest::of(""), 0};
     std::string toc_digest;         // the manifest-checksum annotation
@@ -103,6 +125,8 @@ struct ChunkedLayerInfo {
     std::uint64_t toc_raw_size = 0; // uncompressed JSON
     std::uint64_t reused_bytes = 0; // content bytes whose frames came from a previous layer
     std::uint64_t reused_files = 0; // regular files all of whose frames were reused
+    std::vector<HashCheckpoint> checkpoints; // of this layer, for the next writer
+    std::uint64_t hashed_from = 0; // blob offset both hashes went on from (0: hashed whole)
 };
 
 // {manifest-checksum, manifest-position} as containers/storage writes them.
@@ -131,10 +155,25 @@ public:
     // whose path, size and chunk bounds match one there, and whose bytes
     // decompressed from there equal the new ones, is written as that layer's
     // frames verbatim instead of compressed again. `what` names the blob.
-    void reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what);
+    // checkpoints (HashCheckpoint), when given, must be that blob's, as its
+    // writer made them (ChunkedLayerInfo::checkpoints): the hashing of the
+    // new blob's bytes that are the old blob's first bytes is then skipped
+    // up to the last checkpoint before they differ.
+    void reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what,
+                    std::vector<HashCheckpoint> checkpoints = {});
 
     // As TarWriter::add / add_data. Throws naming the entry.
     void add(const TarEntry& entry, int content_fd = -1);
+    // A regular file known to hold the bytes of the previous layer's file of
+    // the same path (reuse_from): the same inode as in the snapshot that
+    // layer was made from, snapshots being immutable (a file a COPY linked
+    // from the step's previous result). Its chunks are that layer's frames,
+    // written as they are from the mapped blob and decoded for the diff ID
+    // (their zstd checksums and sizes checked), not compared with the file,
+    // which is not read; its TOC digest is the previous layer's. false,
+    // nothing written, when the previous layer cannot give every chunk
+    // (not mapped, another size or cut, damaged frames): add() it then.
+    bool add_linked(const TarEntry& entry);
     void add_data(const TarEntry& entry, std::string_view content);
     ChunkedLayerInfo finish();
 

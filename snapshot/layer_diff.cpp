@@ -170,6 +170,8 @@ struct Node {
     // by walking the whole host path again. -1: open `full`.
     int dirfd = -1;
     std::string base;
+    // A linked file (LinkedFiles) still that inode: xattrs not read.
+    bool linked = false;
 };
 
 Node load(int dirfd, const std::string& base, const std::string& rel, const std::string& full) {
@@ -214,7 +216,8 @@ public:
             co.out_name = opts.out_name;
             m_chunked = std::make_unique<formats::ChunkedWriter>(out_fd, co);
             if (chunked != nullptr && chunked->old_toc != nullptr && chunked->old_blob_fd >= 0) {
-                m_chunked->reuse_from(chunked->old_blob_fd, *chunked->old_toc, chunked->old_what);
+                m_chunked->reuse_from(chunked->old_blob_fd, *chunked->old_toc, chunked->old_what,
+                                      chunked->old_checkpoints);
             }
         } else {
             formats::TarWriter::Options to = opts;
@@ -279,6 +282,17 @@ public:
         return m_writer->finish();
     }
     Prefetcher* prefetch() { return &m_prefetch; }
+    // Whether the upper directory's regular file rel (lstat st) is a linked
+    // file (LinkedFiles) whose frames the previous layer may give.
+    bool linked(const std::string& rel, const struct stat& st) const {
+        if (!m_chunked || m_pack == nullptr || m_pack->linked == nullptr ||
+            m_pack->old_toc == nullptr || !S_ISREG(st.st_mode) || st.st_size == 0) {
+            return false;
+        }
+        auto it = m_pack->linked->find(rel);
+        return it != m_pack->linked->end() && it->second.first == st.st_dev &&
+               it->second.second == st.st_ino;
+    }
     void check_contents(const ContentChecks* checks) {
         if (m_chunked) {
             throw Error("layer writer: content checks need the plain tar writer");
@@ -329,6 +343,17 @@ private:
             }
             e.type = EntryType::file;
             e.size = static_cast<std::uint64_t>(n.st.st_size);
+            if (n.linked) {
+                if (m_chunked->add_linked(e)) {
+                    ++m_pack->linked_files;
+                    ++m_stats->files;
+                    m_stats->bytes += e.size;
+                    return;
+                }
+                // The previous layer cannot give its frames: the file as
+                // any other, its extended attributes read after all.
+                e.xattrs = layer_xattrs(fs::read_xattrs(n.full));
+            }
             UniqueFd fd;
             if (e.size > 0) {
                 fd = n.dirfd >= 0 ? open_content_at(n) : fs::open(n.full, O_RDONLY | O_NOFOLLOW);
@@ -431,7 +456,16 @@ void walk_upper(Sink& em, int dirfd, const std::string& rel, const std::string& 
     for (const auto& name : list_dir(dirfd, full, em.prefetch())) {
         std::string crel = join_rel(rel, name);
         std::string cfull = full + "/" + name;
-        Node n = load(dirfd, name, crel, cfull);
+        Node n;
+        n.rel = crel;
+        n.full = cfull;
+        if (::fstatat(dirfd, name.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
+            throw_errno("stat", cfull);
+        }
+        n.linked = em.linked(crel, n.st);
+        if (!n.linked) {
+            n.xattrs = fs::read_xattrs(cfull);
+        }
         for (const char* k :
              {formats::whiteout::k_trusted_redirect, formats::whiteout::k_user_redirect,
               formats::whiteout::k_trusted_metacopy, formats::whiteout::k_user_metacopy}) {
@@ -601,6 +635,7 @@ class Visitor {
 public:
     explicit Visitor(const std::function<void(const UpperEntry&)>& visit) : m_visit(visit) {}
     Prefetcher* prefetch() { return nullptr; }
+    bool linked(const std::string&, const struct stat&) const { return false; }
     void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* st) {
         UpperEntry e;
         e.path = join_rel(dir_rel, name);

@@ -33,6 +33,8 @@
 #include <optional>
 #include <string>
 #include <sys/stat.h>
+#include <unordered_map>
+#include <utility>
 
 namespace strata::snapshot {
 
@@ -45,6 +47,17 @@ struct DiffStats {
     std::uint64_t hardlinks = 0;
 };
 
+// Regular files of an upper directory that are hard links to files of the
+// snapshot the previous layer (ChunkedPack's) was made from, files that
+// layer gives content and no extended attributes (a COPY's unchanged files,
+// builder/copy_reuse.hpp): tar path -> that inode (st_dev, st_ino).
+// Snapshots are immutable, so such an inode holds the previous layer's
+// bytes: when the upper directory's file is still that inode, the
+// zstd:chunked writer takes its frames from the previous layer
+// (ChunkedWriter::add_linked) and neither opens the file nor reads its
+// extended attributes.
+using LinkedFiles = std::unordered_map<std::string, std::pair<dev_t, ino_t>>;
+
 // For zstd:chunked layers (opts.chunked with zstd): optionally a previous
 // layer whose frames the writer may reuse for unchanged file contents
 // (ChunkedWriter::reuse_from), and what the writer reports.
@@ -52,6 +65,9 @@ struct ChunkedPack {
     int old_blob_fd = -1; // not owned
     const formats::ChunkedToc* old_toc = nullptr;
     std::string old_what;
+    const LinkedFiles* linked = nullptr;                  // files whose frames old_toc gives
+    std::vector<formats::HashCheckpoint> old_checkpoints; // the old blob's, when known
+    std::uint64_t linked_files = 0;                // set by the writer: of those, files taken so
     std::optional<formats::ChunkedLayerInfo> info; // set by the writer
 };
 

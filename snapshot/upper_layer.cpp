@@ -2,16 +2,62 @@
 
 #include "formats/compression.hpp"
 #include "formats/zstd_chunked.hpp"
+#include "util/fs.hpp"
 #include "util/log.hpp"
 
 namespace strata::snapshot {
+
+namespace {
+
+// The hash checkpoints of a zstd:chunked layer the build wrote
+// (formats::HashCheckpoint), kept beside the build cache: the next
+// rebuild of the same step goes on hashing from them. Losing them costs
+// only that.
+std::string checkpoints_path(const Store& store, const formats::Digest& blob) {
+    return store.cache_dir() + "/layer-hashes/" + std::string(blob.hex());
+}
+
+std::vector<formats::HashCheckpoint> load_checkpoints(const Store& store,
+                                                      const formats::Descriptor& layer) {
+    std::string path = checkpoints_path(store, layer.digest);
+    try {
+        if (!fs::exists(path)) {
+            return {};
+        }
+        auto c = formats::parse_checkpoints_document(fs::read_file(path, std::size_t{16} << 20),
+                                                     layer.digest,
+                                                     static_cast<std::uint64_t>(layer.size));
+        if (!c) {
+            STRATA_LOG_WARN("ignoring the damaged hash checkpoints {}", path);
+            return {};
+        }
+        return std::move(*c);
+    } catch (const Error& e) {
+        STRATA_LOG_WARN("ignoring the hash checkpoints {}: {}", path, e.what());
+        return {};
+    }
+}
+
+void save_checkpoints(const Store& store, const formats::Digest& blob, std::uint64_t size,
+                      const std::vector<formats::HashCheckpoint>& checkpoints) {
+    try {
+        fs::mkdirs(store.cache_dir() + "/layer-hashes", 0700);
+        fs::write_file_atomic(checkpoints_path(store, blob),
+                              formats::checkpoints_document(checkpoints, blob, size), 0600);
+    } catch (const Error& e) {
+        STRATA_LOG_WARN("cannot keep the hash checkpoints of layer {}: {}", blob.str(), e.what());
+    }
+}
+
+} // namespace
 
 std::optional<UpperLayer>
 put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
                 DiffStats* stats,
                 const std::function<void(int blob_fd, const std::function<void()>& pack)>& around,
                 const formats::Descriptor* previous, std::uint64_t* reused,
-                const ContentChecks* checks) {
+                const ContentChecks* checks, const LinkedFiles* linked,
+                std::uint64_t* linked_taken) {
     BlobWriter blob = store.new_blob();
     DiffStats own;
     DiffStats* st = stats != nullptr ? stats : &own;
@@ -39,6 +85,8 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
                 pack_info.old_blob_fd = old_fd.get();
                 pack_info.old_toc = &*old_toc;
                 pack_info.old_what = previous->digest.str();
+                pack_info.linked = linked;
+                pack_info.old_checkpoints = load_checkpoints(store, *previous);
             }
         }
     }
@@ -56,6 +104,9 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
         return std::nullopt;
     }
     blob.commit_trusted(d->blob_digest);
+    if (pack_info.info && !pack_info.info->checkpoints.empty()) {
+        save_checkpoints(store, d->blob_digest, d->blob_size, pack_info.info->checkpoints);
+    }
     formats::Descriptor layer;
     layer.media_type = std::string(formats::oci_layer_media_type(opts.compression));
     layer.digest = d->blob_digest;
@@ -64,6 +115,13 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
         layer.annotations = formats::chunked_annotations(*pack_info.info);
         if (reused != nullptr) {
             *reused = pack_info.info->reused_bytes;
+        }
+        STRATA_LOG_DEBUG("layer {}: {} files' frames taken unread, hashes went on from blob "
+                         "offset {} of {}",
+                         layer.digest.str(), pack_info.linked_files, pack_info.info->hashed_from,
+                         layer.size);
+        if (linked_taken != nullptr) {
+            *linked_taken = pack_info.linked_files;
         }
     }
     return UpperLayer{std::move(layer), d->diff_id};

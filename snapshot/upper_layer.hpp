@@ -30,12 +30,16 @@ struct UpperLayer {
 // unreadable, is simply not used). *reused (when given) tells the content
 // bytes whose frames were reused. checks (when given) are content digests
 // files of the layer must have (write_upper_layer; not with zstd:chunked):
-// ContentMismatch is thrown, and nothing stored, when one differs.
+// ContentMismatch is thrown, and nothing stored, when one differs. linked
+// (when given, with previous) are the upper directory's files that are
+// previous's snapshot's inodes (LinkedFiles): their frames are taken from
+// previous without reading them; *linked_taken (when given) tells how many.
 std::optional<UpperLayer> put_upper_layer(
     Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
     DiffStats* stats = nullptr,
     const std::function<void(int blob_fd, const std::function<void()>& pack)>& around = {},
     const formats::Descriptor* previous = nullptr, std::uint64_t* reused = nullptr,
-    const ContentChecks* checks = nullptr);
+    const ContentChecks* checks = nullptr, const LinkedFiles* linked = nullptr,
+    std::uint64_t* linked_taken = nullptr);
 
 } // namespace strata::snapshot

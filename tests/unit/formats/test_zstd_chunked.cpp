@@ -5,11 +5,13 @@
 #include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/sha256_resumable.hpp"
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <fcntl.h>
+#include <set>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -507,4 +509,235 @@ TEST_CASE("zstd:chunked: a previous layer whose frames lie is not trusted") {
     CHECK(zstd_decode(c.blob) == tar);
     CHECK(c.blob == old.blob);
     CHECK(c.info.reused_files == 52);
+}
+
+namespace {
+
+// chunked() with the files named in `linked` given by add_linked (their
+// content not handed over); taken gets the names add_linked accepted, the
+// others are added with their content.
+Chunked chunked_linked(const std::vector<Item>& items, const std::string& old_blob,
+                       const std::set<std::string>& linked, std::set<std::string>& taken) {
+    UniqueFd fd = memfd("chunked");
+    ChunkedWriter::Options o;
+    o.threads = 2;
+    ChunkedWriter w(fd.get(), o);
+    UniqueFd old_fd = memfd("old");
+    fs::write_all(old_fd.get(), "old", old_blob.data(), old_blob.size());
+    auto toc = read_chunked_toc(old_fd.get(), old_blob.size(), "old");
+    REQUIRE(toc);
+    w.reuse_from(old_fd.get(), *toc, "old");
+    for (const auto& it : items) {
+        TarEntry e = it.entry;
+        if (e.type == EntryType::file) {
+            e.size = it.content.size(); // as the layer writer gives it (add_data sets it)
+        }
+        if (linked.contains(e.path) && w.add_linked(e)) {
+            taken.insert(it.entry.path);
+            continue;
+        }
+        w.add_data(it.entry, it.content);
+    }
+    Chunked c;
+    c.info = w.finish();
+    c.blob = fd_bytes(fd.get());
+    return c;
+}
+
+} // namespace
+
+TEST_CASE("zstd:chunked: linked files take the previous layer's frames without their content") {
+    auto v1 = sample_items("v1");
+    auto v2 = sample_items("v2"); // app/a.txt changed
+    Chunked old = chunked(v1);
+    LayerDigests plain{Digest::of(""), 0, Digest::of(""), 0};
+    std::string tar2 = plain_tar(v2, &plain);
+    Chunked fresh = chunked(v2);
+    std::set<std::string> linked = {"app/attrs", "app/big.bin", "many/f0", "many/f49", "z/exact"};
+    std::set<std::string> taken;
+    Chunked c = chunked_linked(v2, old.blob, linked, taken);
+    CHECK(taken == linked);
+    CHECK(c.info.digests.diff_id == plain.diff_id);
+    CHECK(c.info.digests.blob_digest == fresh.info.digests.blob_digest);
+    CHECK(c.blob == fresh.blob);
+    CHECK(zstd_decode(c.blob) == tar2);
+    CHECK(c.info.reused_files == 53);
+    // The TOC's per-file digests are the previous layer's, which are the
+    // content's.
+    ChunkedToc t = toc_of(c.blob), tf = toc_of(fresh.blob);
+    REQUIRE(t.entries.size() == tf.entries.size());
+    for (std::size_t i = 0; i < t.entries.size(); ++i) {
+        CHECK(t.entries[i].digest == tf.entries[i].digest);
+    }
+    CHECK(c.info.toc_digest == fresh.info.toc_digest);
+
+    // A changed size, an empty file, a file the old layer does not have:
+    // refused, nothing written (the file is then added with its content).
+    // A file of the same size is taken whatever its content: the caller
+    // vouches for it (only the previous snapshot's inodes may be given), and
+    // the layer then holds the previous layer's bytes.
+    REQUIRE(v1[1].entry.path == "app/a.txt");
+    REQUIRE(v1[1].content.size() == v2[1].content.size());
+    taken.clear();
+    Chunked c2 = chunked_linked(v2, old.blob, {"app/a.txt", "app/empty", "dev/null"}, taken);
+    CHECK(taken == std::set<std::string>{"app/a.txt"});
+    CHECK(zstd_decode(c2.blob) == plain_tar(v1));
+    CHECK(c2.blob == old.blob);
+    TarEntry longer = v2[1].entry;
+    longer.size = v2[1].content.size() + 1;
+    std::vector<Item> v3 = v2;
+    v3[1].content += "!";
+    v3[1].entry = longer;
+    taken.clear();
+    Chunked c3 = chunked_linked(v3, old.blob, {"app/a.txt"}, taken);
+    CHECK(taken.empty());
+    CHECK(zstd_decode(c3.blob) == plain_tar(v3));
+}
+
+TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged is read instead") {
+    auto items = sample_items();
+    Chunked old = chunked(items);
+    LayerDigests plain{Digest::of(""), 0, Digest::of(""), 0};
+    std::string tar = plain_tar(items, &plain);
+    ChunkedToc t = toc_of(old.blob);
+    // One byte flipped in the middle of big.bin's second chunk's frame: its
+    // checksum fails, the whole file is added with its content.
+    std::string damaged = old.blob;
+    for (const auto& e : t.entries) {
+        if (e.name == "app/big.bin" && e.type == "chunk" &&
+            e.chunk_offset == k_chunked_chunk_size) {
+            damaged[(e.offset + e.end_offset) / 2] ^= 0x55;
+        }
+    }
+    REQUIRE(damaged != old.blob);
+    std::set<std::string> taken;
+    Chunked c = chunked_linked(items, damaged, {"app/big.bin", "many/f7"}, taken);
+    CHECK(taken == std::set<std::string>{"many/f7"});
+    CHECK(c.info.digests.diff_id == plain.diff_id);
+    CHECK(zstd_decode(c.blob) == tar);
+    CHECK(c.blob == old.blob);
+}
+
+namespace {
+
+// A layer of 14 MiB and more: big files first, then small files, so that a
+// change among the small files comes after several hash checkpoints.
+std::vector<Item> checkpoint_items(const std::string& first, const std::string& middle,
+                                   const std::string& last) {
+    std::vector<Item> items;
+    items.push_back({entry("a", EntryType::dir, 0755), {}});
+    items.push_back({entry("a/first.txt", EntryType::file), "first " + first + "\n"});
+    for (int i = 0; i < 7; ++i) {
+        items.push_back({entry("b/big" + std::to_string(i), EntryType::file),
+                         noise(2 * k_chunked_chunk_size + 1000 * static_cast<std::size_t>(i),
+                               static_cast<std::uint32_t>(100 + i))});
+    }
+    items.push_back({entry("m/middle.txt", EntryType::file), "middle " + middle + "\n"});
+    for (int i = 0; i < 3; ++i) {
+        items.push_back({entry("n/big" + std::to_string(i), EntryType::file),
+                         noise(3 * k_chunked_chunk_size, static_cast<std::uint32_t>(200 + i))});
+    }
+    for (int i = 0; i < 200; ++i) {
+        items.push_back({entry("s/f" + std::to_string(i), EntryType::file),
+                         "small " + std::to_string(i) + "\n"});
+    }
+    items.push_back({entry("z/last.txt", EntryType::file), "last " + last + "\n"});
+    return items;
+}
+
+Chunked chunked_resumed(const std::vector<Item>& items, const std::string& old_blob,
+                        const std::vector<HashCheckpoint>& checkpoints) {
+    UniqueFd fd = memfd("chunked");
+    ChunkedWriter::Options o;
+    o.threads = 2;
+    ChunkedWriter w(fd.get(), o);
+    UniqueFd old_fd = memfd("old");
+    fs::write_all(old_fd.get(), "old", old_blob.data(), old_blob.size());
+    auto toc = read_chunked_toc(old_fd.get(), old_blob.size(), "old");
+    REQUIRE(toc);
+    w.reuse_from(old_fd.get(), *toc, "old", checkpoints);
+    for (const auto& it : items) {
+        w.add_data(it.entry, it.content);
+    }
+    Chunked c;
+    c.info = w.finish();
+    c.blob = fd_bytes(fd.get());
+    return c;
+}
+
+} // namespace
+
+TEST_CASE("zstd:chunked: hashing goes on from the previous layer's checkpoints") {
+    auto v1 = checkpoint_items("v1", "v1", "v1");
+    Chunked old = chunked(v1);
+    REQUIRE(old.info.checkpoints.size() >= 3);
+    for (const auto& c : old.info.checkpoints) {
+        CHECK(ResumableSha256::state_bytes(c.diff_state) == c.tar_offset);
+        CHECK(ResumableSha256::state_bytes(c.blob_state) == c.blob_offset);
+    }
+    // The same checkpoints whatever the thread count.
+    Chunked one = chunked(v1, 1);
+    REQUIRE(one.info.checkpoints.size() == old.info.checkpoints.size());
+    CHECK(one.info.checkpoints.back().blob_state == old.info.checkpoints.back().blob_state);
+
+    struct Case {
+        const char* what;
+        std::vector<Item> items;
+        bool resumed; // a checkpoint lies before the first difference
+    };
+    std::vector<Case> cases = {
+        {"first file changed", checkpoint_items("v2", "v1", "v1"), false},
+        {"middle file changed", checkpoint_items("v1", "v2", "v1"), true},
+        {"last file changed", checkpoint_items("v1", "v1", "v2"), true},
+        {"a longer last file", checkpoint_items("v1", "v1", "version 2"), true},
+        {"nothing changed", checkpoint_items("v1", "v1", "v1"), true},
+    };
+    for (const auto& c : cases) {
+        SECTION(c.what) {
+            LayerDigests plain{Digest::of(""), 0, Digest::of(""), 0};
+            std::string tar = plain_tar(c.items, &plain);
+            Chunked fresh = chunked(c.items);
+            Chunked r = chunked_resumed(c.items, old.blob, old.info.checkpoints);
+            CHECK(r.info.digests.diff_id == plain.diff_id);
+            CHECK(r.info.digests.diff_id == fresh.info.digests.diff_id);
+            CHECK(r.info.digests.blob_digest == fresh.info.digests.blob_digest);
+            CHECK(r.info.digests.blob_digest == Digest::of(r.blob));
+            CHECK(r.blob == fresh.blob);
+            CHECK((r.info.hashed_from > 0) == c.resumed);
+            // Its own checkpoints are a fresh writer's.
+            REQUIRE(r.info.checkpoints.size() >= 1);
+            for (const auto& k : r.info.checkpoints) {
+                CHECK(ResumableSha256::state_bytes(k.diff_state) == k.tar_offset);
+                CHECK(ResumableSha256::state_bytes(k.blob_state) == k.blob_offset);
+                ResumableSha256 h = ResumableSha256::resume(k.blob_state);
+                h.update(r.blob.data() + k.blob_offset, r.blob.size() - k.blob_offset);
+                CHECK("sha256:" + h.finish_hex() == r.info.digests.blob_digest.str());
+                ResumableSha256 t = ResumableSha256::resume(k.diff_state);
+                t.update(tar.data() + k.tar_offset, tar.size() - k.tar_offset);
+                CHECK("sha256:" + t.finish_hex() == r.info.digests.diff_id.str());
+            }
+        }
+    }
+}
+
+TEST_CASE("zstd:chunked: checkpoint documents are checked") {
+    auto v1 = checkpoint_items("v1", "v1", "v1");
+    Chunked old = chunked(v1);
+    Digest d = Digest::of(old.blob);
+    std::string doc = checkpoints_document(old.info.checkpoints, d, old.blob.size());
+    auto back = parse_checkpoints_document(doc, d, old.blob.size());
+    REQUIRE(back);
+    REQUIRE(back->size() == old.info.checkpoints.size());
+    CHECK(back->back().blob_state == old.info.checkpoints.back().blob_state);
+    // Another blob, another size, a changed state, not JSON.
+    CHECK(!parse_checkpoints_document(doc, Digest::of("other"), old.blob.size()));
+    CHECK(!parse_checkpoints_document(doc, d, old.blob.size() + 1));
+    // One hex digit of the first state's chaining words flipped: still a
+    // well-formed state, caught by the document's check.
+    std::string changed = doc;
+    auto at = changed.find('"', changed.find("[[")) + 1 + 40;
+    REQUIRE(at < changed.size());
+    changed[at] = changed[at] == '0' ? '1' : '0';
+    CHECK(!parse_checkpoints_document(changed, d, old.blob.size()));
+    CHECK(!parse_checkpoints_document("not json", d, old.blob.size()));
 }
