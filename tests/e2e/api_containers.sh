@@ -274,7 +274,11 @@ def wait_exit(pid, timeout=20):
         time.sleep(0.05)
     raise SystemExit("docker exec did not end")
 # A command on a terminal of the window's size; its exit code comes back.
-pid, fd = spawn(["exec", "-it", "tty1", "sh", "-c", "tty; stty size; exit 3"])
+# Debian's docker CLI (20.10, API 1.41) sends the size with a resize call
+# after the start, as it does to dockerd: a command that asks at once may
+# run before it (a CI run saw "stty: standard input" of a 0x0 window), so
+# this one waits a moment first.
+pid, fd = spawn(["exec", "-it", "tty1", "sh", "-c", "tty; sleep 0.5; stty size; exit 3"])
 out = read_until(fd, b"30 100")
 assert b"/dev/pts/" in out, out
 code = wait_exit(pid)
