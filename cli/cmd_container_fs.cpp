@@ -13,10 +13,12 @@
 #include "containers/filesystem.hpp"
 #include "containers/store.hpp"
 #include "formats/json.hpp"
+#include "formats/tar.hpp"
 #include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
 #include "snapshot/lazy_index.hpp"
+#include "snapshot/layer_diff.hpp"
 #include "snapshot/reference.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
@@ -506,7 +508,49 @@ void export_container(Context& ctx, const std::string& container, int fd) {
     snapshot::Store store = open_store(ctx);
     containers::Store cs(ctx.store_root());
     ContainerFs c = open_container(store, cs, container);
-    containers::write_container_tar(store, c.image, c.upper, fd);
+    auto ls = lazy_root_spec(store, c);
+    if (!ls) {
+        containers::write_container_tar(store, c.image, c.upper, fd);
+        return;
+    }
+    // The image served lazily, with the container's writable layer over it
+    // as a read-only overlay (its whiteouts and opaque directories read as
+    // overlayfs reads them), in a child's mount namespace as for the diff
+    // above: the tar of that tree is the export. A failure comes back over
+    // a pipe.
+    std::string lower = cs.path(c.id) + "/lazy";
+    std::string merged = cs.path(c.id) + "/export";
+    fs::mkdirs(lower, 0755);
+    fs::mkdirs(merged, 0755);
+    Pipe report = Pipe::create();
+    Child child = Child::fork_fn([&]() -> int {
+        report.read.reset();
+        try {
+            private_mount_namespace();
+            layerfs::MountHandle root = layerfs::mount(*ls, lower);
+            layerfs::mount_overlay(layerfs::OverlaySpec{{c.upper, root.target()}, "", ""}, merged);
+            formats::TarWriter::Options wo;
+            wo.compression = formats::Compression::none;
+            snapshot::write_diff_layer(merged, "", fd, wo);
+            ::umount2(merged.c_str(), MNT_DETACH);
+            return 0;
+        } catch (const std::exception& e) {
+            try {
+                fs::write_all(report.write.get(), e.what());
+            } catch (const std::exception&) {
+            }
+            return 1;
+        }
+    });
+    report.write.reset();
+    std::string error = fs::read_fd(report.read.get(), "the export's report pipe");
+    ExitStatus st = child.wait();
+    if (!error.empty()) {
+        throw Error("container " + c.id + ": " + error);
+    }
+    if (!st.success()) {
+        throw Error("container " + c.id + ": exporting over the lazy image " + st.describe());
+    }
 }
 
 namespace {

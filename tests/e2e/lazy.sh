@@ -432,6 +432,23 @@ assert_eq "$(snaps)" 0 "diff of a container over a lazy image unpacks nothing"
 assert_eq "$(lazy_servers)" 0 "no strata-lazy left after diff"
 grep -qx "D /o/y" "$WORK/sw-diff-lazy.txt" && grep -qx "A /n" "$WORK/sw-diff-lazy.txt" &&
   grep -qx "C /d/a" "$WORK/sw-diff-lazy.txt" || fail "diff over the lazy image: $(cat "$WORK/sw-diff-lazy.txt")"
+# strata export likewise: the writable layer over the image served lazily.
+strata export -o "$WORK/sw-lazy.tar" lzsw || fail "export of a container over the lazy image"
+assert_eq "$(snaps)" 0 "export of a container over a lazy image unpacks nothing"
+assert_eq "$(lazy_servers)" 0 "no strata-lazy left after export"
+# Every member of an exported tar: name, type, mode, owner, size, time, link, content hash.
+tar_dump() {
+  python3 - "$1" <<'PY'
+import hashlib, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    for m in sorted(t.getmembers(), key=lambda m: m.name):
+        h = hashlib.sha256(t.extractfile(m).read()).hexdigest() if m.isfile() else ""
+        print(m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.size, m.mtime, m.linkname, h)
+PY
+}
+tar_dump "$WORK/sw-lazy.tar" > "$WORK/sw-lazy-tar.txt" || fail "read the export over the lazy image"
+grep -q "^d/a " "$WORK/sw-lazy-tar.txt" && ! grep -q "^o/y " "$WORK/sw-lazy-tar.txt" ||
+  fail "the export over the lazy image: $(head -20 "$WORK/sw-lazy-tar.txt")"
 strata mount --no-lazy lazy-gzip:1 "$mnt" && strata umount "$mnt" || fail "unpack the image"
 [ "$(snaps)" -gt 0 ] || fail "the image is not unpacked"
 strata start lzsw >/dev/null || fail "start over the unpacked image"
@@ -442,6 +459,11 @@ diff "$WORK/sw-lazy.txt" "$WORK/sw-unpacked.txt" >&2 || fail "the writable layer
 strata stop -t 1 lzsw >/dev/null || fail "stop (switch), again"
 strata diff lzsw > "$WORK/sw-diff-unpacked.txt" || fail "diff over the unpacked image"
 diff "$WORK/sw-diff-unpacked.txt" "$WORK/sw-diff-lazy.txt" >&2 || fail "diff over the lazy image differs from over the unpacked one"
+strata export -o "$WORK/sw-unpacked.tar" lzsw || fail "export over the unpacked image"
+tar_dump "$WORK/sw-unpacked.tar" > "$WORK/sw-unpacked-tar.txt" || fail "read the export over the unpacked image"
+# /etc's time is the second start's (it writes /etc/hosts & co. again).
+diff <(grep -v "^etc 5 " "$WORK/sw-unpacked-tar.txt") <(grep -v "^etc 5 " "$WORK/sw-lazy-tar.txt") >&2 ||
+  fail "export over the lazy image differs from over the unpacked one"
 cleanup_containers
 
 # Under the threshold, the default unpacks.
