@@ -18,6 +18,18 @@ need zstd
 . "$(dirname "$0")/../support/docker_registry.sh"
 registry_start "$WORK/registry" || fail "docker-registry did not start"
 on_exit "registry_stop $WORK/registry"
+# Its access log (a line per request, with the body's size) is the
+# registry's own count of what strata fetched.
+registry_stop "$WORK/registry"
+sed -i 's/^    disabled: true$/    disabled: false/' "$WORK/registry/config.yml"
+registry_spawn "$WORK/registry" || fail "docker-registry did not start again"
+RLOG=$WORK/registry/log
+# served BLOBHEX FROM-LINE: bytes of that blob the registry sent since the line.
+served() {
+  tail -n +"$(( $2 + 1 ))" "$RLOG" | awk -v b="$1" '$0 ~ b && / HTTP\/1\.[01]" [0-9]+ [0-9]+ / {
+      for (i = 1; i <= NF; i++) if ($i ~ /HTTP\/1\.[01]"$/) { n += $(i + 2); break } }
+    END { print n + 0 }'
+}
 
 strata bootstrap busybox >/dev/null || fail "bootstrap"
 C=$WORK/ctx
@@ -74,6 +86,7 @@ allocated() { echo $(( $(stat -c %b "$1/partial/$HEX/data") * $(stat -c %B "$1/p
 # 1. run --lazy of an image not in the store: a lazy pull, then one 2 MiB
 #    file read.
 L=$WORK/lstore
+mark=$(wc -l < "$RLOG")
 STRATA_ROOT=$L strata run --rm --lazy "$REG/t/lp:1" sha256sum /data/f07 >"$WORK/out" 2>"$WORK/err" ||
   { cat "$WORK/out" "$WORK/err"; fail "run --lazy of a registry image"; }
 assert_eq "$(cut -d' ' -f1 "$WORK/out")" "$(sum f07)" "the file read through the lazy pull"
@@ -83,7 +96,9 @@ assert_contains "$(cat "$WORK/err")" "table of contents" "run says it pulls lazi
 [ ! -e "$L/blobs/sha256/$HEX" ] || fail "the data layer was fetched whole"
 rec=$(recorded "$L")
 alloc=$(allocated "$L")
-echo "lazy run of one 2 MiB file: recorded $rec bytes, $alloc allocated, of $SIZE"
+sent=$(served "$HEX" "$mark")
+echo "lazy run of one 2 MiB file: recorded $rec bytes, $alloc allocated, the registry sent $sent, of $SIZE"
+[ "$sent" -eq "$rec" ] || fail "the registry sent $sent bytes of the layer, strata recorded $rec"
 [ "$rec" -ge $((2 << 20)) ] || fail "only $rec bytes recorded: the file is 2 MiB"
 [ $((rec * 100)) -le $((SIZE * 5)) ] || fail "$rec bytes of $SIZE fetched: more than 5%"
 [ $((alloc * 100)) -le $((SIZE * 6)) ] || fail "$alloc bytes of $SIZE written: more than 6%"
@@ -125,7 +140,13 @@ STRATA_ROOT=$L strata rm -f lp1 >/dev/null
 
 # 5. strata pull completes it: only the missing bytes, the whole blob checked.
 before=$(recorded "$L")
+mark=$(wc -l < "$RLOG")
 STRATA_ROOT=$L strata pull "$REG/t/lp:1" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "pull to complete"; }
+sent=$(served "$HEX" "$mark")
+# The missing bytes, and at most the present ones between gaps less than
+# 1 MiB apart (fetched with them): never the whole layer again.
+[ "$sent" -ge $((SIZE - before)) ] && [ "$sent" -le $((SIZE - before + (4 << 20))) ] ||
+  fail "completing the pull: the registry sent $sent bytes, $((SIZE - before)) were missing"
 assert_contains "$(cat "$WORK/out")" "the rest of a lazy pull" "pull completes the lazy layer"
 [ ! -e "$L/partial/$HEX" ] || fail "the partial blob stayed after the pull"
 [ "$(sha256sum "$L/blobs/sha256/$HEX" | cut -d' ' -f1)" = "$HEX" ] || fail "the completed blob"
