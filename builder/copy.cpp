@@ -494,7 +494,6 @@ struct Copier {
             }
             remaining -= n;
         }
-        copy_xattrs(in, out.get());
         // Owner, mode and times through the open file: no path lookups.
         if (::fchown(out.get(), owner_uid(st), owner_gid(st)) != 0 && errno != EPERM) {
             throw_errno("chown", shown);
@@ -502,6 +501,9 @@ struct Copier {
         if (::fchmod(out.get(), mode_of(st)) != 0) {
             throw_errno("chmod", shown);
         }
+        // After the chown, which drops security.capability (BuildKit's
+        // order too: owner and mode, then the xattrs).
+        copy_xattrs(in, out.get());
         struct timespec ts[2] = {st.st_mtim, st.st_mtim};
         ::futimens(out.get(), ts);
         out.close();

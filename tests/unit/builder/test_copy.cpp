@@ -5,7 +5,9 @@
 #include "util/tempdir.hpp"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 using namespace strata;
@@ -184,4 +186,30 @@ TEST_CASE("path_match follows Go's filepath.Match") {
     CHECK(path_match("\\*", "*"));
     CHECK(path_match("a*b*c", "axxbyyc"));
     CHECK_THROWS_WITH(path_match("[", "a"), Catch::Contains("syntax error in pattern"));
+}
+
+TEST_CASE("a copied file keeps its file capability and xattrs, --chown or not", "[root]") {
+    Fixture f;
+    std::string src = f.ctx.path() + "/ping";
+    test::write_file(src, "binary", 0755);
+    // cap_net_raw+ep (struct vfs_cap_data, revision 2, effective).
+    const unsigned char cap[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00,
+                                   0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    REQUIRE(::setxattr(src.c_str(), "security.capability", cap, sizeof cap, 0) == 0);
+    REQUIRE(::setxattr(src.c_str(), "user.note", "n", 1, 0) == 0);
+    auto check = [&](const std::string& dst, uid_t uid) {
+        unsigned char got[64];
+        ssize_t n = ::getxattr(dst.c_str(), "security.capability", got, sizeof got);
+        REQUIRE(n == static_cast<ssize_t>(sizeof cap));
+        CHECK(std::memcmp(got, cap, sizeof cap) == 0);
+        CHECK(::getxattr(dst.c_str(), "user.note", got, sizeof got) == 1);
+        CHECK(fs::lstat(dst).st_uid == uid);
+    };
+    f.copy({"ping"}, "/bin/ping");
+    check(f.root.path() + "/bin/ping", 0);
+    CopyOptions o;
+    o.uid = 1000;
+    o.gid = 1000;
+    f.copy({"ping"}, "/usr/bin/ping", o);
+    check(f.root.path() + "/usr/bin/ping", 1000);
 }
