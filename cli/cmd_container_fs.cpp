@@ -17,8 +17,8 @@
 #include "layerfs/mount.hpp"
 #include "layerfs/overlay.hpp"
 #include "runner/cgroup.hpp"
-#include "snapshot/lazy_index.hpp"
 #include "snapshot/layer_diff.hpp"
+#include "snapshot/lazy_index.hpp"
 #include "snapshot/reference.hpp"
 #include "snapshot/stack_order.hpp"
 #include "util/atomic_file.hpp"
@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <fcntl.h>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -441,33 +442,28 @@ void container_export(Context& ctx, const std::string& container, const std::str
     out.commit();
 }
 
-std::vector<containers::Change> container_changes(Context& ctx, const std::string& container) {
-    snapshot::Store store = open_store(ctx);
-    containers::Store cs(ctx.store_root());
-    ContainerFs c = open_container(store, cs, container);
-    auto ls = lazy_root_spec(store, c);
-    if (!ls) {
-        return containers::list_changes(lowers_of(store, c.image), c.upper);
-    }
-    // Over the image served lazily, its one merged lower, mounted in a
-    // child's mount namespace (this may be the API server, with threads):
-    // the changes come back over a pipe, each as its kind's digit and its
-    // path, NUL-terminated; a failure as '!' and the message.
+namespace {
+
+// Runs fn with the image served lazily on the container's lazy/ directory,
+// in a child's mount namespace (this may be the API server, with threads),
+// and returns what fn returned, sent back over a pipe. fn's failure is
+// rethrown here, its message after `failure` ("" or "container ID: ").
+std::string over_lazy_image(const containers::Store& cs, const ContainerFs& c,
+                            const layerfs::MountSpec& ls, const std::string& failure,
+                            const std::string& doing,
+                            const std::function<std::string(const std::string& root)>& fn) {
     std::string lower = cs.path(c.id) + "/lazy";
     fs::mkdirs(lower, 0755);
     Pipe report = Pipe::create();
     Child child = Child::fork_fn([&]() -> int {
         report.read.reset();
+        // '+' and fn's result, or '!' and the failure's message.
         std::string out;
         int rc = 0;
         try {
             private_mount_namespace();
-            layerfs::MountHandle root = layerfs::mount(*ls, lower);
-            for (const auto& ch : containers::list_changes({root.target()}, c.upper)) {
-                out += static_cast<char>('0' + static_cast<int>(ch.kind));
-                out += ch.path;
-                out += '\0';
-            }
+            layerfs::MountHandle root = layerfs::mount(ls, lower);
+            out = "+" + fn(root.target());
         } catch (const std::exception& e) {
             out = std::string("!") + e.what();
             rc = 1;
@@ -480,15 +476,39 @@ std::vector<containers::Change> container_changes(Context& ctx, const std::strin
         return rc;
     });
     report.write.reset();
-    std::string data = fs::read_fd(report.read.get(), "the diff's report pipe");
+    std::string data = fs::read_fd(report.read.get(), "the lazy child's report pipe");
     ExitStatus st = child.wait();
     if (data.starts_with('!')) {
-        throw Error(data.substr(1));
+        throw Error(failure + data.substr(1));
     }
-    if (!st.success()) {
-        throw Error("container " + c.id + ": listing the changes over the lazy image " +
-                    st.describe());
+    if (!st.success() || !data.starts_with('+')) {
+        throw Error("container " + c.id + ": " + doing + " over the lazy image " + st.describe());
     }
+    return data.substr(1);
+}
+
+} // namespace
+
+std::vector<containers::Change> container_changes(Context& ctx, const std::string& container) {
+    snapshot::Store store = open_store(ctx);
+    containers::Store cs(ctx.store_root());
+    ContainerFs c = open_container(store, cs, container);
+    auto ls = lazy_root_spec(store, c);
+    if (!ls) {
+        return containers::list_changes(lowers_of(store, c.image), c.upper);
+    }
+    // Over the image served lazily, its one merged lower: each change as its
+    // kind's digit and its path, NUL-terminated.
+    std::string data =
+        over_lazy_image(cs, c, *ls, "", "listing the changes", [&](const std::string& root) {
+            std::string out;
+            for (const auto& ch : containers::list_changes({root}, c.upper)) {
+                out += static_cast<char>('0' + static_cast<int>(ch.kind));
+                out += ch.path;
+                out += '\0';
+            }
+            return out;
+        });
     std::vector<containers::Change> changes;
     for (std::size_t at = 0; at < data.size();) {
         std::size_t end = data.find('\0', at);
@@ -513,44 +533,20 @@ void export_container(Context& ctx, const std::string& container, int fd) {
         containers::write_container_tar(store, c.image, c.upper, fd);
         return;
     }
-    // The image served lazily, with the container's writable layer over it
-    // as a read-only overlay (its whiteouts and opaque directories read as
-    // overlayfs reads them), in a child's mount namespace as for the diff
-    // above: the tar of that tree is the export. A failure comes back over
-    // a pipe.
-    std::string lower = cs.path(c.id) + "/lazy";
+    // The container's writable layer as a read-only overlay over the image
+    // served lazily (its whiteouts and opaque directories read as overlayfs
+    // reads them): the tar of that tree is the export.
     std::string merged = cs.path(c.id) + "/export";
-    fs::mkdirs(lower, 0755);
     fs::mkdirs(merged, 0755);
-    Pipe report = Pipe::create();
-    Child child = Child::fork_fn([&]() -> int {
-        report.read.reset();
-        try {
-            private_mount_namespace();
-            layerfs::MountHandle root = layerfs::mount(*ls, lower);
-            layerfs::mount_overlay(layerfs::OverlaySpec{{c.upper, root.target()}, "", ""}, merged);
+    over_lazy_image(
+        cs, c, *ls, "container " + c.id + ": ", "exporting", [&](const std::string& root) {
+            layerfs::mount_overlay(layerfs::OverlaySpec{{c.upper, root}, "", ""}, merged);
             formats::TarWriter::Options wo;
             wo.compression = formats::Compression::none;
             snapshot::write_diff_layer(merged, "", fd, wo);
             ::umount2(merged.c_str(), MNT_DETACH);
-            return 0;
-        } catch (const std::exception& e) {
-            try {
-                fs::write_all(report.write.get(), e.what());
-            } catch (const std::exception&) {
-            }
-            return 1;
-        }
-    });
-    report.write.reset();
-    std::string error = fs::read_fd(report.read.get(), "the export's report pipe");
-    ExitStatus st = child.wait();
-    if (!error.empty()) {
-        throw Error("container " + c.id + ": " + error);
-    }
-    if (!st.success()) {
-        throw Error("container " + c.id + ": exporting over the lazy image " + st.describe());
-    }
+            return std::string();
+        });
 }
 
 namespace {
