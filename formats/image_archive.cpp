@@ -323,19 +323,8 @@ void ExtractedSource::extract_file(archive* a, const std::string& name, const st
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
             throw FormatError(where + ": " + archive_err(a));
         }
-        const char* p = static_cast<const char*>(buf);
-        while (size > 0) {
-            ssize_t n = ::pwrite(out.get(), p, size, offset);
-            if (n < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                throw_errno("write", m_work + "/" + name);
-            }
-            p += n;
-            size -= static_cast<std::size_t>(n);
-            offset += n;
-        }
+        fs::pwrite_all(out.get(), m_work + "/" + name, buf, size,
+                       static_cast<std::uint64_t>(offset));
     }
     // Sparse entries may end in a hole: give the file its full size.
     if (size_hint >= 0 && ::ftruncate(out.get(), size_hint) != 0) {

@@ -86,22 +86,10 @@ void put_le32(std::string& s, std::uint32_t v) {
 }
 
 void pread_all(int fd, void* buf, std::size_t size, std::uint64_t off, std::string_view what) {
-    char* p = static_cast<char*>(buf);
-    while (size > 0) {
-        ssize_t n = ::pread(fd, p, size, static_cast<off_t>(off));
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw SysError("pread", std::string(what), errno);
-        }
-        if (n == 0) {
-            throw Error(std::string(what) + ": unexpected end of blob at offset " +
-                        std::to_string(off));
-        }
-        p += n;
-        size -= static_cast<std::size_t>(n);
-        off += static_cast<std::uint64_t>(n);
+    std::size_t got = fs::pread_full(fd, what, buf, size, off);
+    if (got != size) {
+        throw Error(std::string(what) + ": unexpected end of blob at offset " +
+                    std::to_string(off + got));
     }
 }
 

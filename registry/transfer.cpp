@@ -15,7 +15,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-#include <unistd.h>
 
 namespace strata::registry {
 
@@ -229,14 +228,7 @@ std::uint64_t complete_partial(snapshot::Store& store, Client& client, const std
         return size;
     }
     // Missing pieces less than 1 MiB apart come in one request.
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
-    for (auto [begin, end] : partial->missing()) {
-        if (!gaps.empty() && begin - gaps.back().second < (1U << 20)) {
-            gaps.back().second = end;
-        } else {
-            gaps.emplace_back(begin, end);
-        }
-    }
+    auto gaps = partial->missing(1U << 20);
     auto fetch = range_fetch(borrowed(client), repo, b.digest);
     std::optional<snapshot::BlobWriter> writer;
     writer.emplace(NewBlob{store});
@@ -245,15 +237,11 @@ std::uint64_t complete_partial(snapshot::Store& store, Client& client, const std
         while (from < to) {
             check_cancel();
             auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), to - from));
-            ssize_t got = ::pread(partial->fd(), buf.data(), n, static_cast<off_t>(from));
-            if (got <= 0) {
-                if (got < 0 && errno == EINTR) {
-                    continue;
-                }
-                throw SysError("read", partial->dir() + "/data", got < 0 ? errno : EIO);
+            if (fs::pread_full(partial->fd(), partial->dir() + "/data", buf.data(), n, from) != n) {
+                throw SysError("read", partial->dir() + "/data", EIO); // shorter than its blob
             }
-            writer->write(buf.data(), static_cast<std::size_t>(got));
-            from += static_cast<std::uint64_t>(got);
+            writer->write(buf.data(), n);
+            from += n;
         }
     };
     std::uint64_t at = 0, fetched = 0;

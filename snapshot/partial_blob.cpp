@@ -81,9 +81,8 @@ std::shared_ptr<PartialBlob> PartialBlob::open(const Store& store, const formats
     return std::shared_ptr<PartialBlob>(new PartialBlob(dir, blob, std::move(s)));
 }
 
-std::shared_ptr<PartialBlob> PartialBlob::open_or_create(const Store& store,
-                                                         const formats::Digest& blob,
-                                                         const Source& source) {
+std::shared_ptr<PartialBlob>
+PartialBlob::open_or_create(const Store& store, const formats::Digest& blob, const Source& source) {
     std::string dir = dir_of(store, blob);
     if (!fs::is_dir(dir)) {
         fs::mkdirs(store.root() + "/partial", 0700);
@@ -137,7 +136,8 @@ void PartialBlob::catch_up() {
             char op = 0;
             std::uint64_t b = 0, e = 0;
             int used = 0;
-            if (std::sscanf(line.c_str(), "%c %" SCNu64 " %" SCNu64 "%n", &op, &b, &e, &used) != 3 ||
+            if (std::sscanf(line.c_str(), "%c %" SCNu64 " %" SCNu64 "%n", &op, &b, &e, &used) !=
+                    3 ||
                 static_cast<std::size_t>(used) != line.size() || (op != '+' && op != '-') ||
                 b >= e || e > m_source.size) {
                 throw Error(m_dir + "/ranges: damaged line \"" + line +
@@ -183,6 +183,19 @@ void PartialBlob::remove(std::uint64_t begin, std::uint64_t end) {
             break;
         }
     }
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>>
+PartialBlob::merged_gaps(std::uint64_t begin, std::uint64_t end, std::uint64_t merge_gap) const {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    for (auto [b, e] : gaps(begin, end)) {
+        if (!out.empty() && b - out.back().second < merge_gap) {
+            out.back().second = e;
+        } else {
+            out.emplace_back(b, e);
+        }
+    }
+    return out;
 }
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> PartialBlob::gaps(std::uint64_t begin,
@@ -238,14 +251,7 @@ std::uint64_t PartialBlob::ensure(std::uint64_t begin, std::uint64_t end, const 
     std::vector<std::pair<std::uint64_t, std::uint64_t>> todo;
     for (;;) {
         catch_up(); // another process may have fetched it meanwhile
-        todo.clear();
-        for (auto [b, e] : gaps(begin, end)) {
-            if (!todo.empty() && b - todo.back().second < k_merge_gap) {
-                todo.back().second = e;
-            } else {
-                todo.emplace_back(b, e);
-            }
-        }
+        todo = merged_gaps(begin, end, k_merge_gap);
         bool busy = std::any_of(todo.begin(), todo.end(), [&](const auto& t) {
             return std::any_of(m_inflight.begin(), m_inflight.end(), [&](const auto& f) {
                 return t.first < f.second && f.first < t.second;
@@ -273,18 +279,7 @@ std::uint64_t PartialBlob::ensure(std::uint64_t begin, std::uint64_t end, const 
         std::string buf;
         std::uint64_t at = b;
         auto flush = [&] {
-            std::size_t done = 0;
-            while (done < buf.size()) {
-                ssize_t n = ::pwrite(m_data.get(), buf.data() + done, buf.size() - done,
-                                     static_cast<off_t>(at + done));
-                if (n < 0) {
-                    if (errno == EINTR) {
-                        continue;
-                    }
-                    throw_errno("write", m_dir + "/data");
-                }
-                done += static_cast<std::size_t>(n);
-            }
+            fs::pwrite_all(m_data.get(), m_dir + "/data", buf.data(), buf.size(), at);
             at += buf.size();
             buf.clear();
         };
@@ -312,10 +307,10 @@ std::uint64_t PartialBlob::ensure(std::uint64_t begin, std::uint64_t end, const 
     return fetched;
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> PartialBlob::missing() {
+std::vector<std::pair<std::uint64_t, std::uint64_t>> PartialBlob::missing(std::uint64_t merge_gap) {
     std::lock_guard lock(m_mu);
     catch_up();
-    return gaps(0, m_source.size);
+    return merged_gaps(0, m_source.size, merge_gap);
 }
 
 std::uint64_t PartialBlob::present_bytes() {

@@ -61,9 +61,8 @@ public:
     // Opens partial/<hex>, making it (empty) first when there is none (two
     // processes making it at once end up with the same one). Throws naming
     // the directory when its record is damaged.
-    static std::shared_ptr<PartialBlob> open_or_create(const Store& store,
-                                                       const formats::Digest& blob,
-                                                       const Source& source);
+    static std::shared_ptr<PartialBlob>
+    open_or_create(const Store& store, const formats::Digest& blob, const Source& source);
     // Opens an existing partial/<hex>; throws naming it when there is none.
     static std::shared_ptr<PartialBlob> open(const Store& store, const formats::Digest& blob);
 
@@ -84,8 +83,9 @@ public:
     std::uint64_t ensure(std::uint64_t begin, std::uint64_t end, const Fetch& fetch,
                          bool refetch = false);
     // The missing pieces of the whole blob, in order (as the record has them
-    // now, other processes' fetches included).
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> missing();
+    // now, other processes' fetches included); pieces less than merge_gap
+    // apart come as one, with the present bytes between them.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> missing(std::uint64_t merge_gap = 0);
     // Bytes present, by the record.
     std::uint64_t present_bytes();
 
@@ -100,14 +100,17 @@ private:
     void remove(std::uint64_t begin, std::uint64_t end);
     std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps(std::uint64_t begin,
                                                               std::uint64_t end) const;
+    // gaps(), those less than merge_gap apart joined.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>>
+    merged_gaps(std::uint64_t begin, std::uint64_t end, std::uint64_t merge_gap) const;
 
     std::string m_dir;
     formats::Digest m_digest;
     Source m_source;
     UniqueFd m_data;
     UniqueFd m_record;
-    std::mutex m_mu; // everything below
-    std::condition_variable m_done; // a fetch ended
+    std::mutex m_mu;                                                 // everything below
+    std::condition_variable m_done;                                  // a fetch ended
     std::vector<std::pair<std::uint64_t, std::uint64_t>> m_inflight; // being fetched
     std::map<std::uint64_t, std::uint64_t> m_present; // begin -> end, disjoint, not touching
     std::uint64_t m_read = 0;                         // bytes of the record parsed

@@ -131,6 +131,45 @@ void write_all(int fd, std::string_view path, const void* data, std::size_t size
     }
 }
 
+std::size_t pread_full(int fd, std::string_view path, void* data, std::size_t size,
+                       std::uint64_t offset) {
+    char* p = static_cast<char*>(data);
+    std::size_t done = 0;
+    while (done < size) {
+        ssize_t n = ::pread(fd, p + done, size - done, static_cast<off_t>(offset + done));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int err = errno;
+            throw SysError("read", shown(fd, path), err);
+        }
+        if (n == 0) {
+            break;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    return done;
+}
+
+void pwrite_all(int fd, std::string_view path, const void* data, std::size_t size,
+                std::uint64_t offset) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+        ssize_t n = ::pwrite(fd, p, size, static_cast<off_t>(offset));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int err = errno;
+            throw SysError("write", shown(fd, path), err);
+        }
+        p += n;
+        size -= static_cast<std::size_t>(n);
+        offset += static_cast<std::uint64_t>(n);
+    }
+}
+
 std::size_t read_full(int fd, std::string_view path, void* data, std::size_t size) {
     char* p = static_cast<char*>(data);
     std::size_t done = 0;

@@ -37,6 +37,12 @@ inline void write_all(int fd, std::string_view path, std::string_view s) {
 }
 // Reads exactly size bytes (or until EOF); returns how many were read.
 std::size_t read_full(int fd, std::string_view path, void* data, std::size_t size);
+// The same at an offset (pread), leaving the file position alone.
+std::size_t pread_full(int fd, std::string_view path, void* data, std::size_t size,
+                       std::uint64_t offset);
+// write_all at an offset (pwrite).
+void pwrite_all(int fd, std::string_view path, const void* data, std::size_t size,
+                std::uint64_t offset);
 
 // Reads fd to EOF in pieces of up to chunk bytes, handing each to sink (which
 // may throw to stop); returns the total read.
