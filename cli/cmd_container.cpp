@@ -699,6 +699,11 @@ ContainerPrune prune_containers(containers::Store& cs, const std::vector<std::st
     ContainerPrune out;
     for (const auto& id : cs.list()) {
         try {
+            if (containers::State s = cs.load_state(id); !s.running() && s.status != "created") {
+                // an exited container whose monitor is still finishing (it
+                // wrote the exit, now it unmounts): docker prunes it, so wait
+                containers::wait_monitor_exit(cs, id);
+            }
             containers::Lock l = cs.lock(id);
             containers::State s = cs.load_state(id);
             if (s.running() || cs.monitor_alive(id)) {
