@@ -72,6 +72,12 @@ private:
         dev_t dev = 0;      // the previous snapshot's inode
         ino_t ino = 0;
     };
+    // Links (or, where no link can be made, copies) d into the directory
+    // dir of the upper directory; true when linked. checks gets its digest
+    // when the pack is to check it.
+    bool link_one(const Deferred& d, int dir, const std::string& upper,
+                  std::vector<std::pair<std::string, std::string>>& checks) const;
+
     std::string m_previous_fs;
     UniqueFd m_prev;
     FileDigestMemo* m_memo = nullptr;
