@@ -4,6 +4,7 @@
 #include "builder/dockerfile/parser.hpp"
 #include "builder/image_config.hpp"
 #include "formats/tar.hpp"
+#include "formats/zstd_chunked.hpp"
 #include "runner/user.hpp"
 #include "snapshot/layer_diff.hpp"
 #include "snapshot/partial_blob.hpp"
@@ -680,6 +681,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         for (const auto& f : ws.after_unmount) {
             f(ws.upper());
         }
+        STRATA_LOG_DEBUG("step {}: after the unmount {:.3f} s", step.id, seconds_since(t_pack));
         formats::TarWriter::Options to;
         to.compression = m_opts.compression;
         to.level = m_opts.compression_level;
@@ -743,6 +745,13 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         // copying everything.
         STRATA_LOG_WARN("step {}: {}; copying every file", step.id, e.what());
         m_events->step_note(step.id, "a file of the previous build differs: copying every file");
+        attempt(false);
+    } catch (const formats::LinkedFramesDamaged& e) {
+        // The previous layer's frames of a linked file do not decode to it:
+        // the step again, copying everything.
+        STRATA_LOG_WARN("step {}: {}; copying every file", step.id, e.what());
+        m_events->step_note(step.id,
+                            "the previous build's layer is damaged: copying every file");
         attempt(false);
     }
     if (out.layer) {

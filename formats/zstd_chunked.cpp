@@ -15,8 +15,8 @@
 // ID) and cuts it into pieces (header runs, content chunks) gathered into
 // jobs of about 1 MiB; workers compress each piece as its own frame (or check
 // and reuse a previous layer's frames); one output thread writes the jobs in
-// order, hashing the blob and each file's content, and notes every piece's
-// offset for the TOC.
+// order, and one hash thread, behind it, hashes the blob and each file's
+// content and notes every piece's offset for the TOC.
 #include "formats/zstd_chunked.hpp"
 
 #include "util/base64.hpp"
@@ -35,6 +35,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <fcntl.h>
 #include <mutex>
 #include <sys/stat.h>
@@ -526,6 +527,44 @@ ChunkedToc parse_toc(std::string_view json_text, std::uint64_t content_end, std:
 
 } // namespace
 
+namespace {
+
+// The TOCs this process parsed last, by what the parse depends on (the TOC's
+// bytes, named by their digest, and where the content ends): a rebuild's
+// COPY reads the previous layer's TOC twice (which files it may link, then
+// the layer writer's frames), and parsing a TOC of 20,000 files takes about
+// 0.1 s.
+class TocMemo {
+public:
+    std::optional<ChunkedToc> find(const std::string& key) {
+        std::lock_guard lk(m_mu);
+        for (const auto& [k, toc] : m_last) {
+            if (k == key) {
+                return *toc;
+            }
+        }
+        return std::nullopt;
+    }
+    void add(std::string key, const ChunkedToc& toc) {
+        std::lock_guard lk(m_mu);
+        m_last.emplace_front(std::move(key), std::make_shared<const ChunkedToc>(toc));
+        if (m_last.size() > 4) {
+            m_last.pop_back();
+        }
+    }
+
+private:
+    std::mutex m_mu;
+    std::deque<std::pair<std::string, std::shared_ptr<const ChunkedToc>>> m_last;
+};
+
+TocMemo& toc_memo() {
+    static TocMemo memo;
+    return memo;
+}
+
+} // namespace
+
 std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
                                            std::string_view what,
                                            std::string_view expected_digest) {
@@ -568,6 +607,10 @@ std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
         throw Error(std::string(what) + ": zstd:chunked TOC digest " + digest +
                     " does not match the layer's annotation " + std::string(expected_digest));
     }
+    std::string key = digest + " " + std::to_string(offset) + " " + std::to_string(raw_length);
+    if (auto known = toc_memo().find(key)) {
+        return known;
+    }
     DCtx d;
     std::string json;
     if (!decode_exact(d.c, compressed.data(), compressed.size(), raw_length, json)) {
@@ -575,6 +618,7 @@ std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
     }
     ChunkedToc toc = parse_toc(json, offset - 8, what);
     toc.digest = std::move(digest);
+    toc_memo().add(std::move(key), toc);
     return toc;
 }
 
@@ -846,29 +890,24 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
-// Decodes `in` (whole zstd frames, their checksums checked) into exactly
-// out_size bytes at out; false when damaged or of another size.
-bool decode_to(ZSTD_DCtx* d, const char* in, std::size_t in_size, char* out, std::size_t out_size) {
-    std::size_t n = ZSTD_decompressDCtx(d, out, out_size, in, in_size);
-    return !ZSTD_isError(n) && n == out_size;
-}
-
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
-    Buf input;                    // uncompressed bytes
+    Buf input;                    // uncompressed bytes (none for a linked file's chunk)
+    std::size_t tar_size = 0;     // how many bytes of the tar the piece is
     Buf old_frames;               // a previous layer's frames that may hold the same bytes
     std::size_t entry = SIZE_MAX; // the TOC entry whose range this piece is (content only)
     std::size_t reg = SIZE_MAX;   // the file's reg entry (content only)
     bool content = false;
     bool first_chunk = false, last_chunk = false;
     // A linked file's chunk (ChunkedWriter::add_linked): the previous
-    // layer's frames in its mapping, known to hold `input`; written from
-    // there as they are, neither compressed nor compared.
+    // layer's frames in its mapping, known to hold the chunk's bytes (the
+    // calling thread decoded and hashed them); written from there as they
+    // are, neither compressed nor compared.
     const char* mapped = nullptr;
     std::size_t mapped_size = 0;
     std::string known_digest; // last chunk of a linked file: the file's digest
     // A hash checkpoint at this piece's start (the calling thread's diff ID
-    // hash there; the output thread adds the blob's).
+    // hash there; the hash thread adds the blob's).
     bool checkpoint = false;
     std::uint64_t tar_offset = 0;
     std::string diff_state;
@@ -884,7 +923,8 @@ struct Piece {
 
 struct Job {
     std::vector<Piece> pieces;
-    std::size_t bytes = 0;
+    std::size_t bytes = 0; // what its pieces hold or point to: a job is cut at k_job_bytes
+    std::size_t owned = 0; // what its buffers hold (a linked file's mapped frames are not)
     bool done = false;
 };
 
@@ -899,7 +939,7 @@ struct ChunkedWriter::Impl {
     std::uint64_t diff_size = 0;
     std::string header_run;        // calling thread: tar bytes since the last content
     Job cur;                       // calling thread: the job being gathered
-    std::vector<ChunkedEntry> toc; // entries; offsets filled by the output thread
+    std::vector<ChunkedEntry> toc; // entries; offsets filled by the hash thread
     bool finished = false;
 
     // Reuse source.
@@ -912,22 +952,29 @@ struct ChunkedWriter::Impl {
         std::string digest; // of the whole content, as the TOC gives it
         std::vector<ChunkedEntry> pieces;
     };
-    DCtx linked_dctx; // calling thread: decodes linked files' frames
+    DCtx linked_dctx;                // calling thread: decodes linked files' frames
+    std::vector<char> linked_scratch; // calling thread: their bytes, a little at a time
     std::map<std::string, OldFile, std::less<>> old_files;
 
-    // Workers and the output thread. mu guards jobs, next_seq_*, stop, error.
+    // Workers, the output thread (writes the frames in order) and the hash
+    // thread (hashes what the output thread wrote, in order, and keeps the
+    // books): the two SHA-256 passes and the copy into the blob are on two
+    // threads, not one after the other. mu guards the queues, stop, error.
     std::mutex mu;
-    std::condition_variable cv_work, cv_done, cv_room;
+    std::condition_variable cv_work, cv_done, cv_room, cv_hash;
     std::deque<std::shared_ptr<Job>> queue;   // not yet taken by a worker
     std::deque<std::shared_ptr<Job>> pending; // in order, for the output thread
+    std::deque<std::shared_ptr<Job>> written; // in order, for the hash thread
+    std::size_t in_flight_owned = 0;          // the owned bytes of pending and written jobs
     bool closing = false;
+    bool output_done = false;
     bool stop = false;
     std::exception_ptr error;
     std::vector<std::thread> workers;
-    std::thread output;
+    std::thread output, hasher;
     std::size_t max_pending = 4;
 
-    // Buffers of k_pool_buf bytes handed back by the output thread, so that
+    // Buffers of k_pool_buf bytes handed back by the hash thread, so that
     // chunks do not fault in fresh pages (pool_mu guards pool).
     static constexpr std::size_t k_pool_buf = k_chunked_chunk_size + (64 << 10);
     std::mutex pool_mu;
@@ -958,22 +1005,23 @@ struct ChunkedWriter::Impl {
         b.reset();
     }
 
-    // Hash checkpoints. Without the previous layer's (resume false) the
-    // calling thread hashes the tar and marks a piece every
-    // k_checkpoint_interval bytes; the output thread hashes the blob and
-    // completes those checkpoints. With them (resume), the output thread
-    // hashes both, and not at all while the blob it writes is the old blob
-    // byte for byte (same): it only keeps the pieces since the last old
-    // checkpoint it passed (window), and at the first difference goes on
-    // from that checkpoint's states over the window's bytes.
+    // Hash checkpoints. The calling thread hashes the tar (diff ID) and
+    // marks a piece every k_checkpoint_interval bytes; the hash thread
+    // hashes the blob and completes those checkpoints. With the previous
+    // layer's checkpoints (resume), the hash thread does not hash the blob
+    // while it is the old blob byte for byte (same): it only keeps the
+    // pieces since the last old checkpoint it passed (window), and at the
+    // first difference goes on from that checkpoint's blob state over the
+    // window's bytes. (The diff ID is always hashed whole: the calling
+    // thread has the tar's bytes at hand, and hashing them there, not after
+    // the output, lets it run ahead of the output over linked files.)
     bool resume = false;
     std::vector<HashCheckpoint> old_checkpoints;
-    std::uint64_t last_checkpoint_tar = 0;   // calling thread (not resume)
-    std::vector<HashCheckpoint> checkpoints; // output thread
+    std::uint64_t last_checkpoint_tar = 0;   // calling thread
+    std::vector<HashCheckpoint> checkpoints; // hash thread
     bool same = true;
-    std::uint64_t tar_pos = 0;       // output thread (resume): tar bytes so far
-    std::uint64_t last_out_ckpt = 0; // output thread (resume): tar offset of the last checkpoint
-    std::size_t next_old = 0;        // old_checkpoints not yet passed
+    std::uint64_t tar_pos = 0; // hash thread (resume): tar bytes so far
+    std::size_t next_old = 0;  // old_checkpoints not yet passed
     const HashCheckpoint* passed = nullptr;
     std::vector<std::shared_ptr<Job>> window;
     std::size_t window_first = 0; // the first piece of window.front() past `passed`
@@ -981,7 +1029,7 @@ struct ChunkedWriter::Impl {
     static constexpr std::uint64_t k_max_window = std::uint64_t{64} << 20;
     std::uint64_t hashed_from = 0;
 
-    // Output thread (resume): hashes piece i of job (or, while the blob is
+    // Hash thread (resume): hashes piece i of job (or, while the blob is
     // still the old blob's, checks that it is and keeps it).
     void hash_resumed(const std::shared_ptr<Job>& job, std::size_t i) {
         Piece& p = job->pieces[i];
@@ -994,15 +1042,13 @@ struct ChunkedWriter::Impl {
                 old_checkpoints[next_old].blob_offset == blob_size &&
                 old_checkpoints[next_old].tar_offset == tar_pos) {
                 passed = &old_checkpoints[next_old++];
-                checkpoints.push_back(*passed);
-                last_out_ckpt = tar_pos;
                 // The pieces before it will not be hashed: let them go.
                 std::shared_ptr<Job> cur = window.back();
                 window.assign(1, cur);
                 window_first = i;
                 window_bytes = 0;
             }
-            window_bytes += p.input.size() + p.out_size();
+            window_bytes += p.out_size();
             const char* old_bytes = old_map.data() + blob_size;
             bool equal =
                 blob_size + p.out_size() <= old_map.size() &&
@@ -1011,27 +1057,40 @@ struct ChunkedWriter::Impl {
             // layer whose checkpoints are far apart (or never at this
             // writer's piece boundaries) costs memory only up to there.
             if (equal && window_bytes <= k_max_window) {
-                tar_pos += p.input.size();
+                tar_pos += p.tar_size;
                 return;
             }
             hash_window(job.get(), i);
         }
-        if (tar_pos - last_out_ckpt >= k_checkpoint_interval) {
-            checkpoints.push_back(
-                HashCheckpoint{tar_pos, blob_size, diff_hasher.state(), blob_hasher.state()});
-            last_out_ckpt = tar_pos;
-        }
-        diff_hasher.update(p.input.data(), p.input.size());
         blob_hasher.update(p.out_data(), p.out_size());
-        tar_pos += p.input.size();
+        tar_pos += p.tar_size;
+    }
+
+    // Hash thread: the checkpoint piece p, at blob_size, completed with the
+    // blob's hash state there. While the blob is still the old one's (not
+    // hashed), that state is the old checkpoint's at the same place, if
+    // there is one.
+    void complete_checkpoint(Piece& p) {
+        if (!resume || !same) {
+            checkpoints.push_back(HashCheckpoint{p.tar_offset, blob_size, std::move(p.diff_state),
+                                                 blob_hasher.state()});
+            return;
+        }
+        auto it = std::lower_bound(
+            old_checkpoints.begin(), old_checkpoints.end(), blob_size,
+            [](const HashCheckpoint& c, std::uint64_t off) { return c.blob_offset < off; });
+        if (it != old_checkpoints.end() && it->blob_offset == blob_size &&
+            it->tar_offset == p.tar_offset) {
+            checkpoints.push_back(
+                HashCheckpoint{p.tar_offset, blob_size, std::move(p.diff_state), it->blob_state});
+        }
     }
 
     // The blob stops being the old blob's at piece `stop` of job `upto`
-    // (nullptr: at the end): both hashes from the last checkpoint passed
+    // (nullptr: at the end): the blob's hash from the last checkpoint passed
     // (or from the start) over the window's pieces before it.
     void hash_window(const Job* upto, std::size_t stop) {
         if (passed != nullptr) {
-            diff_hasher = ResumableSha256::resume(passed->diff_state);
             blob_hasher = ResumableSha256::resume(passed->blob_state);
             hashed_from = passed->blob_offset;
         }
@@ -1041,7 +1100,6 @@ struct ChunkedWriter::Impl {
             std::size_t end = j == upto ? stop : j->pieces.size();
             for (std::size_t k = first; k < end; ++k) {
                 const Piece& q = j->pieces[k];
-                diff_hasher.update(q.input.data(), q.input.size());
                 blob_hasher.update(q.out_data(), q.out_size());
             }
             if (j == upto) {
@@ -1052,7 +1110,7 @@ struct ChunkedWriter::Impl {
         same = false;
     }
 
-    // Output thread only (read by finish() after join).
+    // Hash thread only (read by finish() after join).
     ResumableSha256 blob_hasher;
     std::uint64_t blob_size = 0;
     std::uint64_t write_started = 0; // writeback asked for [0, write_started)
@@ -1061,7 +1119,7 @@ struct ChunkedWriter::Impl {
     bool file_all_reused = true;
     // Where each content piece went, and each file's digest: applied to the
     // TOC by finish() after the threads are joined (the calling thread keeps
-    // appending to the TOC meanwhile, so the output thread never touches it).
+    // appending to the TOC meanwhile, so the hash thread never touches it).
     struct Placed {
         std::size_t entry;
         std::uint64_t offset, end_offset;
@@ -1078,6 +1136,7 @@ struct ChunkedWriter::Impl {
         cv_work.notify_all();
         cv_done.notify_all();
         cv_room.notify_all();
+        cv_hash.notify_all();
     }
 
     void rethrow_if_failed() {
@@ -1126,7 +1185,7 @@ struct ChunkedWriter::Impl {
                         throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
                     }
                     p.output.shrink(n);
-                    if (!p.content && !resume) {
+                    if (!p.content) {
                         give(p.input); // header bytes are not needed past here
                     }
                 }
@@ -1141,6 +1200,7 @@ struct ChunkedWriter::Impl {
 
     void run_output() noexcept {
         try {
+            std::uint64_t out_size = 0;
             while (true) {
                 std::shared_ptr<Job> job;
                 {
@@ -1150,28 +1210,58 @@ struct ChunkedWriter::Impl {
                                (closing && pending.empty());
                     });
                     if (stop || pending.empty()) {
+                        output_done = true;
+                        cv_hash.notify_all();
                         return;
                     }
                     job = std::move(pending.front());
                     pending.pop_front();
-                    cv_room.notify_all();
                 }
                 // The job's frames in one system call (a job holds hundreds
-                // of small files' frames), then the bookkeeping per piece.
+                // of small files' frames).
                 write_pieces(job->pieces);
                 // Start the writeback of what is written so far, so that
                 // the blob's fsync (the store's) finds little left to
                 // write. Errors (a pipe, a filesystem without it) are of no
                 // consequence.
-                std::uint64_t job_end = blob_size;
                 for (const Piece& p : job->pieces) {
-                    job_end += p.out_size();
+                    out_size += p.out_size();
                 }
-                if (job_end - write_started >= (8 << 20)) {
+                if (out_size - write_started >= (8 << 20)) {
                     ::sync_file_range(out_fd, static_cast<off_t>(write_started),
-                                      static_cast<off_t>(job_end - write_started),
+                                      static_cast<off_t>(out_size - write_started),
                                       SYNC_FILE_RANGE_WRITE);
-                    write_started = job_end;
+                    write_started = out_size;
+                }
+                std::lock_guard lk(mu);
+                written.push_back(std::move(job));
+                cv_hash.notify_all();
+            }
+        } catch (...) {
+            record_error(std::current_exception());
+            std::lock_guard lk(mu);
+            output_done = true;
+            cv_hash.notify_all();
+        }
+    }
+
+    // Hash thread: the written jobs in order: both hashes (or the check
+    // that the blob is still the old one's), the TOC offsets, the files'
+    // digests; then the buffers go back to the pool.
+    void run_hash() noexcept {
+        try {
+            while (true) {
+                std::shared_ptr<Job> job;
+                {
+                    std::unique_lock lk(mu);
+                    cv_hash.wait(lk, [&] { return stop || !written.empty() || output_done; });
+                    if (stop || written.empty()) {
+                        return;
+                    }
+                    job = std::move(written.front());
+                    written.pop_front();
+                    in_flight_owned -= job->owned;
+                    cv_room.notify_all();
                 }
                 if (resume && same) {
                     window.push_back(job);
@@ -1179,14 +1269,12 @@ struct ChunkedWriter::Impl {
                 for (std::size_t i = 0; i < job->pieces.size(); ++i) {
                     Piece& p = job->pieces[i];
                     std::uint64_t start = blob_size;
+                    if (p.checkpoint) {
+                        complete_checkpoint(p);
+                    }
                     if (resume) {
                         hash_resumed(job, i);
                     } else {
-                        if (p.checkpoint) {
-                            checkpoints.push_back(HashCheckpoint{p.tar_offset, blob_size,
-                                                                 std::move(p.diff_state),
-                                                                 blob_hasher.state()});
-                        }
                         blob_hasher.update(p.out_data(), p.out_size());
                     }
                     blob_size += p.out_size();
@@ -1210,7 +1298,7 @@ struct ChunkedWriter::Impl {
                     }
                     file_all_reused = file_all_reused && p.reused;
                     if (p.reused) {
-                        reused_bytes += p.input.size();
+                        reused_bytes += p.tar_size;
                     }
                     if (!keep) {
                         give(p.output);
@@ -1270,8 +1358,11 @@ struct ChunkedWriter::Impl {
         }
     }
 
-    // Calling thread: hands the gathered job to the workers (waiting while
-    // too many are in flight).
+    // Calling thread: hands the gathered job to the workers, waiting while
+    // the jobs in flight hold max_pending jobs' worth of buffers. Jobs of
+    // linked files' frames hold none: up to k_max_jobs of them may wait for
+    // the output, while this thread goes on over the files after them.
+    static constexpr std::size_t k_max_jobs = 4096;
     void submit() {
         if (cur.pieces.empty()) {
             return;
@@ -1279,17 +1370,28 @@ struct ChunkedWriter::Impl {
         auto job = std::make_shared<Job>(std::move(cur));
         cur = Job{};
         std::unique_lock lk(mu);
-        cv_room.wait(lk, [&] { return stop || pending.size() < max_pending; });
+        cv_room.wait(lk, [&] {
+            std::size_t jobs = pending.size() + written.size();
+            return stop || jobs == 0 ||
+                   (jobs < k_max_jobs &&
+                    in_flight_owned + job->owned <= max_pending * k_job_bytes);
+        });
         if (error) {
             std::rethrow_exception(error);
         }
+        in_flight_owned += job->owned;
         queue.push_back(job);
         pending.push_back(job);
         cv_work.notify_one();
     }
 
     void add_piece(Piece p) {
-        cur.bytes += p.input.size() + p.old_frames.size();
+        if (p.tar_size == 0) {
+            p.tar_size = p.input.size();
+        }
+        std::size_t owned = p.input.size() + p.old_frames.size();
+        cur.owned += owned;
+        cur.bytes += owned + p.mapped_size;
         cur.pieces.push_back(std::move(p));
         if (cur.bytes >= k_job_bytes) {
             submit();
@@ -1337,11 +1439,10 @@ struct ChunkedWriter::Impl {
     }
 
     // The content pieces of a linked file of `size` bytes: the previous
-    // layer's frames for `name`, cut where this writer cuts, each decoded
-    // (the diff ID covers the bytes) to exactly its chunk's size, their
-    // zstd checksums checked. Empty when the previous layer cannot give
-    // them all (no mapping, another size or cut, no digest, damaged
-    // frames): the caller reads the file instead.
+    // layer's frames for `name`, cut where this writer cuts. Empty when the
+    // previous layer cannot give them all (no mapping, another size or cut,
+    // no digest): the caller reads the file instead. The frames are decoded
+    // (for the diff ID) as the tar is rendered: see hash_linked.
     std::vector<Piece> linked_pieces(std::string_view name, std::uint64_t size) {
         std::vector<Piece> out;
         if (old_map.data() == nullptr) {
@@ -1351,38 +1452,55 @@ struct ChunkedWriter::Impl {
         if (it == old_files.end() || it->second.size != size || it->second.digest.empty()) {
             return out;
         }
-        auto fail = [&] {
-            for (Piece& p : out) {
-                give(p.input);
-            }
-            out.clear();
-            return std::vector<Piece>{};
-        };
         std::uint64_t chunk_offset = 0;
         for (const ChunkedEntry& c : it->second.pieces) {
             std::uint64_t n = std::min<std::uint64_t>(size - chunk_offset, k_chunked_chunk_size);
             std::uint64_t len = c.end_offset - c.offset;
             if (chunk_offset >= size || c.chunk_offset != chunk_offset || c.chunk_size != n ||
                 len == 0 || c.end_offset > old_map.size() || len > n + n / 8 + 4096) {
-                return fail();
+                return {};
             }
             Piece p;
-            p.input = take(static_cast<std::size_t>(n));
             p.mapped = old_map.data() + c.offset;
             p.mapped_size = static_cast<std::size_t>(len);
-            bool ok =
-                decode_to(linked_dctx.c, p.mapped, p.mapped_size, p.input.data(), p.input.size());
+            p.tar_size = static_cast<std::size_t>(n);
             out.push_back(std::move(p));
-            if (!ok) {
-                return fail();
-            }
             chunk_offset += n;
         }
         if (chunk_offset != size) {
-            return fail();
+            return {};
         }
         out.back().known_digest = it->second.digest;
         return out;
+    }
+
+    // Calling thread: decodes a linked chunk's frames a little at a time
+    // (the bytes stay in the CPU's cache between the decoder and the hash)
+    // into the tar's hash. Throws LinkedFramesDamaged when they do not
+    // decode, with their checksums, to exactly the chunk's size.
+    void hash_linked(const Piece& p, const std::string& path) {
+        ZSTD_DCtx* d = linked_dctx.c;
+        ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
+        linked_scratch.resize(128 << 10);
+        ZSTD_inBuffer ib{p.mapped, p.mapped_size, 0};
+        std::size_t got = 0;
+        std::size_t last = 1;
+        while (true) {
+            ZSTD_outBuffer ob{linked_scratch.data(), linked_scratch.size(), 0};
+            last = ZSTD_decompressStream(d, &ob, &ib);
+            if (ZSTD_isError(last) || ob.pos > p.tar_size - got) {
+                break;
+            }
+            renderer->data(linked_scratch.data(), ob.pos);
+            got += ob.pos;
+            if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
+                break;
+            }
+        }
+        if (ZSTD_isError(last) || last != 0 || got != p.tar_size) {
+            throw LinkedFramesDamaged(old_what + ": the frames of " + path +
+                                      " do not decode to its content");
+        }
     }
 
     void add_entry(const TarEntry& entry, const std::function<std::size_t(void*, std::size_t)>& src,
@@ -1426,6 +1544,7 @@ struct ChunkedWriter::Impl {
                 p = std::move((*linked)[next_linked++]);
             } else {
                 p.input = take(static_cast<std::size_t>(n));
+                p.tar_size = static_cast<std::size_t>(n);
             }
             p.content = true;
             std::size_t got = linked != nullptr ? static_cast<std::size_t>(n) : 0;
@@ -1439,14 +1558,18 @@ struct ChunkedWriter::Impl {
                 }
                 got += r;
             }
-            if (!resume && diff_size - last_checkpoint_tar >= k_checkpoint_interval) {
+            if (diff_size - last_checkpoint_tar >= k_checkpoint_interval) {
                 // diff_size is where this piece starts in the tar.
                 p.checkpoint = true;
                 p.tar_offset = diff_size;
                 p.diff_state = diff_hasher.state();
                 last_checkpoint_tar = diff_size;
             }
-            renderer->data(p.input.data(), p.input.size());
+            if (p.mapped != nullptr) {
+                hash_linked(p, entry.path); // the frames are written as they are
+            } else {
+                renderer->data(p.input.data(), p.input.size());
+            }
             p.reg = reg_index;
             if (chunk_offset == 0) {
                 p.entry = reg_index;
@@ -1480,6 +1603,7 @@ struct ChunkedWriter::Impl {
             workers.emplace_back([this] { run_worker(); });
         }
         output = std::thread([this] { run_output(); });
+        hasher = std::thread([this] { run_hash(); });
     }
 
     void join_threads() {
@@ -1497,6 +1621,9 @@ struct ChunkedWriter::Impl {
         if (output.joinable()) {
             output.join();
         }
+        if (hasher.joinable()) {
+            hasher.join();
+        }
     }
 };
 
@@ -1513,9 +1640,7 @@ ChunkedWriter::ChunkedWriter(int out_fd, Options opts) : m_impl(std::make_unique
     Impl* p = &impl;
     impl.renderer = std::make_unique<TarRenderer>(
         [p](const void* data, std::size_t size, bool in_content) {
-            if (!p->resume) {
-                p->diff_hasher.update(data, size);
-            }
+            p->diff_hasher.update(data, size);
             p->diff_size += size;
             if (!in_content) {
                 p->header_run.append(static_cast<const char*>(data), size);

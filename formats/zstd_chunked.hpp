@@ -100,11 +100,20 @@ inline constexpr std::string_view k_chunked_manifest_position_key =
 // blob_offset bytes of the blob (the blob digest's), as Sha256::state()
 // strings. A writer given a previous layer's checkpoints (reuse_from) does
 // not hash the bytes its blob shares with the previous blob from the start:
-// both hashes go on from the last checkpoint before the first difference.
+// the blob's hash goes on from the last checkpoint before the first
+// difference. (The diff ID's is hashed whole, on the thread that renders
+// the tar, beside the output; diff_state is kept for readers of the tar.)
 struct HashCheckpoint {
     std::uint64_t tar_offset = 0, blob_offset = 0;
     std::string diff_state, blob_state;
 };
+// ChunkedWriter::add_linked: the previous layer's frames of a linked file
+// do not decode to its content.
+class LinkedFramesDamaged : public Error {
+public:
+    using Error::Error;
+};
+
 // A checkpoint every this many bytes of tar (at most).
 constexpr std::uint64_t k_checkpoint_interval = std::uint64_t{4} << 20;
 
@@ -126,7 +135,7 @@ struct ChunkedLayerInfo {
     std::uint64_t reused_bytes = 0; // content bytes whose frames came from a previous layer
     std::uint64_t reused_files = 0; // regular files all of whose frames were reused
     std::vector<HashCheckpoint> checkpoints; // of this layer, for the next writer
-    std::uint64_t hashed_from = 0; // blob offset both hashes went on from (0: hashed whole)
+    std::uint64_t hashed_from = 0; // blob offset the blob's hash went on from (0: hashed whole)
 };
 
 // {manifest-checksum, manifest-position} as containers/storage writes them.
@@ -158,7 +167,8 @@ public:
     // checkpoints (HashCheckpoint), when given, must be that blob's, as its
     // writer made them (ChunkedLayerInfo::checkpoints): the hashing of the
     // new blob's bytes that are the old blob's first bytes is then skipped
-    // up to the last checkpoint before they differ.
+    // up to the last checkpoint before they differ (the blob digest's; the
+    // diff ID is hashed whole).
     void reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::string what,
                     std::vector<HashCheckpoint> checkpoints = {});
 
@@ -172,7 +182,10 @@ public:
     // (their zstd checksums and sizes checked), not compared with the file,
     // which is not read; its TOC digest is the previous layer's. false,
     // nothing written, when the previous layer cannot give every chunk
-    // (not mapped, another size or cut, damaged frames): add() it then.
+    // (not mapped, another size or cut): add() it then. Frames that turn
+    // out damaged as they are decoded throw LinkedFramesDamaged, naming the
+    // old blob and the file: the writer is then unusable (the builder makes
+    // the step again, copying every file).
     bool add_linked(const TarEntry& entry);
     void add_data(const TarEntry& entry, std::string_view content);
     ChunkedLayerInfo finish();

@@ -95,6 +95,9 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
         d = write_upper_layer(upper_dir, blob.fd(), opts, st, chunked ? &pack_info : nullptr,
                               checks);
     };
+    // A linked file's damaged frames (formats::LinkedFramesDamaged) go up
+    // to the builder, which makes the step again copying every file: the
+    // linked inodes are only as good as the snapshot they came from.
     if (around) {
         around(blob.fd(), pack);
     } else {
@@ -116,7 +119,7 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
         if (reused != nullptr) {
             *reused = pack_info.info->reused_bytes;
         }
-        STRATA_LOG_DEBUG("layer {}: {} files' frames taken unread, hashes went on from blob "
+        STRATA_LOG_DEBUG("layer {}: {} files' frames taken unread, the blob's hash went on from "
                          "offset {} of {}",
                          layer.digest.str(), pack_info.linked_files, pack_info.info->hashed_from,
                          layer.size);

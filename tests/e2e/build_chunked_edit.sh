@@ -60,10 +60,10 @@ rebuild() {
     if grep -q "linked files not read" "$WORK/last.log"; then fail "$what: linked files taken from a previous layer that cannot give them"; fi
   fi
   read -r lr dr <<<"$(copy_layer edit/r$n)"
-  from=$(sed -n "s/.*layer $lr: .* hashes went on from blob offset \([0-9]*\) of.*/\1/p" "$WORK/last.log")
+  from=$(sed -n "s/.*layer $lr: .* the blob's hash went on from offset \([0-9]*\) of.*/\1/p" "$WORK/last.log")
   case $resumed in
-    yes) [ -n "$from" ] && [ "$from" -gt 0 ] || fail "$what: the hashes did not go on from a checkpoint (offset '$from')" ;;
-    no) [ -z "$from" ] || [ "$from" = 0 ] || fail "$what: the hashes went on from $from, before the change" ;;
+    yes) [ -n "$from" ] && [ "$from" -gt 0 ] || fail "$what: the blob's hash did not go on from a checkpoint (offset '$from')" ;;
+    no) [ -z "$from" ] || [ "$from" = 0 ] || fail "$what: the blob's hash went on from $from, before the change" ;;
   esac
   # The rebuilt layer's blob decodes to its diff ID.
   assert_eq "sha256:$(zstd -dcq <"$(blob "$lr")" | sha256sum | cut -d' ' -f1)" "$dr" "$what: the blob decodes to the diff ID"
@@ -120,7 +120,8 @@ rebuild "a tampered snapshot file" $((files - 1)) $((files - 1)) yes
 
 # ------------------------------------------------ the previous blob damaged
 # One byte of big1.bin's frames flipped in the previous blob: those frames
-# fail their check, big1.bin is read and compressed again.
+# fail their check as they are decoded, and the step is made again copying
+# every file (the build says so, naming the blob and the file).
 cat >"$WORK/damage.py" <<'PY'
 import json, struct, subprocess, sys
 path, name = sys.argv[1], sys.argv[2]
@@ -135,7 +136,10 @@ PY
 chmod u+w "$(blob "$last_layer")"
 python3 "$WORK/damage.py" "$(blob "$last_layer")" data/big1.bin || fail "damage the previous blob"
 echo "changed" >>"$C/z/f17.txt"
-rebuild "a damaged frame in the previous blob" $((files - 1)) $((files - 2))
+damaged=$last_layer
+rebuild "a damaged frame in the previous blob" $((files - 1)) none
+assert_contains "$(cat "$WORK/rebuild$n.log")" "$damaged: the frames of data/big1.bin do not decode to its content; copying every file" "a damaged frame in the previous blob: the warning"
+assert_contains "$(cat "$WORK/rebuild$n.log")" "the previous build's layer is damaged: copying every file" "a damaged frame in the previous blob: the step's note"
 
 # The previous blob truncated: no TOC, nothing reused or linked.
 chmod u+w "$(blob "$last_layer")"

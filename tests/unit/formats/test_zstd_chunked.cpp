@@ -594,14 +594,14 @@ TEST_CASE("zstd:chunked: linked files take the previous layer's frames without t
     CHECK(zstd_decode(c3.blob) == plain_tar(v3));
 }
 
-TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged is read instead") {
+TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged stops the writer") {
     auto items = sample_items();
     Chunked old = chunked(items);
-    LayerDigests plain{Digest::of(""), 0, Digest::of(""), 0};
-    std::string tar = plain_tar(items, &plain);
     ChunkedToc t = toc_of(old.blob);
     // One byte flipped in the middle of big.bin's second chunk's frame: its
-    // checksum fails, the whole file is added with its content.
+    // checksum fails as it is decoded for the diff ID; the writer says so,
+    // naming the old blob and the file (the builder then makes the step
+    // again, copying every file).
     std::string damaged = old.blob;
     for (const auto& e : t.entries) {
         if (e.name == "app/big.bin" && e.type == "chunk" &&
@@ -611,10 +611,14 @@ TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged is read
     }
     REQUIRE(damaged != old.blob);
     std::set<std::string> taken;
-    Chunked c = chunked_linked(items, damaged, {"app/big.bin", "many/f7"}, taken);
-    CHECK(taken == std::set<std::string>{"many/f7"});
-    CHECK(c.info.digests.diff_id == plain.diff_id);
-    CHECK(zstd_decode(c.blob) == tar);
+    CHECK_THROWS_AS(chunked_linked(items, damaged, {"many/f7", "app/big.bin"}, taken),
+                    LinkedFramesDamaged);
+    CHECK_THROWS_WITH(chunked_linked(items, damaged, {"many/f7", "app/big.bin"}, taken),
+                      "old: the frames of app/big.bin do not decode to its content");
+    // Undamaged, both are taken.
+    taken.clear();
+    Chunked c = chunked_linked(items, old.blob, {"many/f7", "app/big.bin"}, taken);
+    CHECK(taken == std::set<std::string>{"many/f7", "app/big.bin"});
     CHECK(c.blob == old.blob);
 }
 
