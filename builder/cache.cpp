@@ -5,6 +5,7 @@
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
+#include "util/text.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -46,7 +47,8 @@ std::string to_json(const CacheRecord& r) {
     }
     j["blobs"] = blobs;
     j["chain_ids"] = chains;
-    return j.dump();
+    // created_by is the instruction's text, any bytes.
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 CacheRecord parse_cache_record(std::string_view json, std::string_view what) {
@@ -81,15 +83,21 @@ const std::string* StepInputs::get(const std::string& label) const {
 }
 
 std::string to_json(const StepInputs& in) {
+    // Values and file names as valid UTF-8 (a context's names are any
+    // bytes): the record only explains misses.
     nlohmann::json j = nlohmann::json::object();
     j["key"] = in.key;
     nlohmann::json items = nlohmann::json::array();
     for (const auto& [k, v] : in.items) {
-        items.push_back(nlohmann::json::array({k, v}));
+        items.push_back(nlohmann::json::array({text::to_valid_utf8(k), text::to_valid_utf8(v)}));
     }
     j["items"] = items;
     if (in.files) {
-        j["files"] = *in.files;
+        nlohmann::json files = nlohmann::json::object();
+        for (const auto& [name, what] : *in.files) {
+            files[text::to_valid_utf8(name)] = text::to_valid_utf8(what);
+        }
+        j["files"] = std::move(files);
     } else {
         j["files"] = nullptr;
     }
@@ -245,11 +253,34 @@ std::string first_difference(const std::string& a, const std::string& b) {
 
 } // namespace
 
-std::string explain_miss(const std::optional<StepInputs>& prev, const StepInputs& cur,
+namespace {
+
+// The inputs as to_json stores them: strings as valid UTF-8.
+StepInputs as_stored(const StepInputs& in) {
+    auto valid = [](const std::string& s) {
+        return text::find_invalid_utf8_or_nul(s) == std::string::npos;
+    };
+    bool all_valid = std::all_of(in.items.begin(), in.items.end(),
+                                 [&](const auto& kv) { return valid(kv.first) && valid(kv.second); });
+    if (all_valid && in.files) {
+        all_valid = std::all_of(in.files->begin(), in.files->end(),
+                                [&](const auto& kv) { return valid(kv.first) && valid(kv.second); });
+    }
+    if (all_valid) {
+        return in;
+    }
+    return parse_step_inputs(to_json(in), "step inputs");
+}
+
+} // namespace
+
+std::string explain_miss(const std::optional<StepInputs>& prev, const StepInputs& cur_in,
                          const std::string& earlier_miss) {
     if (!prev) {
         return "no earlier build of this step (a new step, or the first build in this store)";
     }
+    // Compared as stored, so that a name that is not UTF-8 reads the same.
+    const StepInputs cur = as_stored(cur_in);
     auto changed = [&](const std::string& label) {
         const std::string* a = prev->get(label);
         const std::string* b = cur.get(label);

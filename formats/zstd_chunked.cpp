@@ -24,6 +24,7 @@
 #include "util/fs.hpp"
 #include "util/mapped_file.hpp"
 #include "util/sha256_resumable.hpp"
+#include "util/text.hpp"
 
 #include <nlohmann/json.hpp>
 #include <zstd.h>
@@ -712,6 +713,9 @@ std::string read_chunked_range(int blob_fd, std::uint64_t offset, std::uint64_t 
 }
 
 std::map<std::string, std::string> chunked_annotations(const ChunkedLayerInfo& info) {
+    if (info.toc_digest.empty()) {
+        return {};
+    }
     return {{std::string(k_chunked_manifest_checksum_key), info.toc_digest},
             {std::string(k_chunked_manifest_position_key),
              std::to_string(info.toc_offset) + ":" + std::to_string(info.toc_size) + ":" +
@@ -1090,6 +1094,10 @@ struct ChunkedWriter::Impl {
     std::string header_run;        // calling thread: tar bytes since the last content
     Job cur;                       // calling thread: the job being gathered
     std::vector<ChunkedEntry> toc; // entries; offsets filled by the hash thread
+    // Whether the TOC can say every entry: its names are JSON strings, which
+    // hold UTF-8 only (a name of other bytes would be read back as another
+    // name): false, the layer has no TOC.
+    bool toc_faithful = true;
     bool finished = false;
 
     // Reuse source.
@@ -1679,6 +1687,15 @@ struct ChunkedWriter::Impl {
         e.devmajor = entry.devmajor;
         e.devminor = entry.devminor;
         e.xattrs = entry.xattrs;
+        auto utf8 = [](const std::string& x) {
+            return text::find_invalid_utf8_or_nul(x) == std::string::npos;
+        };
+        if (toc_faithful &&
+            (!utf8(e.name) || !utf8(e.link_name) ||
+             !std::all_of(e.xattrs.begin(), e.xattrs.end(),
+                          [&](const auto& kv) { return utf8(kv.first); }))) {
+            toc_faithful = false;
+        }
         renderer->header(entry);
         std::size_t reg_index = toc.size();
         toc.push_back(e);
@@ -1746,6 +1763,106 @@ struct ChunkedWriter::Impl {
             p.last_chunk = left == 0;
             add_piece(std::move(p));
         }
+    }
+
+    // The TOC, as containers/storage writes it, and the footer, after the
+    // frames (the threads joined); info gets where they are.
+    void write_toc(ChunkedLayerInfo& info) {
+        nlohmann::ordered_json entries = nlohmann::ordered_json::array();
+        for (const ChunkedEntry& e : toc) {
+            nlohmann::ordered_json j;
+            j["type"] = e.type;
+            j["name"] = e.name;
+            if (e.type == "chunk") {
+                j["offset"] = e.offset;
+                j["endOffset"] = e.end_offset;
+                j["chunkSize"] = e.chunk_size;
+                j["chunkOffset"] = e.chunk_offset;
+                entries.push_back(std::move(j));
+                continue;
+            }
+            if (!e.link_name.empty()) {
+                j["linkName"] = e.link_name;
+            }
+            if (e.mode != 0) {
+                j["mode"] = e.mode;
+            }
+            if (e.size != 0) {
+                j["size"] = e.size;
+            }
+            if (e.uid != 0) {
+                j["uid"] = e.uid;
+            }
+            if (e.gid != 0) {
+                j["gid"] = e.gid;
+            }
+            if (auto t = format_time(e.mtime_sec, e.mtime_nsec)) {
+                j["modtime"] = *t;
+            }
+            if (e.devmajor != 0) {
+                j["devMajor"] = e.devmajor;
+            }
+            if (e.devminor != 0) {
+                j["devMinor"] = e.devminor;
+            }
+            if (!e.xattrs.empty()) {
+                nlohmann::ordered_json x = nlohmann::ordered_json::object();
+                for (const auto& [k, v] : e.xattrs) {
+                    x[k] = base64_encode(v);
+                }
+                j["xattrs"] = std::move(x);
+            }
+            if (!e.digest.empty()) {
+                j["digest"] = e.digest;
+            }
+            if (e.type == "reg" && e.size != 0) {
+                j["offset"] = e.offset;
+                // A reg entry's endOffset is the end of the file's last chunk.
+                std::uint64_t end = e.end_offset;
+                std::size_t i = static_cast<std::size_t>(&e - toc.data());
+                for (std::size_t k = i + 1; k < toc.size() && toc[k].type == "chunk"; ++k) {
+                    end = toc[k].end_offset;
+                }
+                j["endOffset"] = end;
+                if (e.chunk_size != e.size) {
+                    j["chunkSize"] = e.chunk_size;
+                }
+            }
+            entries.push_back(std::move(j));
+        }
+        nlohmann::ordered_json doc;
+        doc["version"] = 1;
+        doc["entries"] = std::move(entries);
+        std::string json = doc.dump();
+        std::string compressed(ZSTD_compressBound(json.size()), '\0');
+        std::size_t n =
+            ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), level);
+        if (ZSTD_isError(n)) {
+            throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
+        }
+        compressed.resize(n);
+
+        std::string tail;
+        put_le32(tail, k_skippable_magic);
+        put_le32(tail, static_cast<std::uint32_t>(compressed.size()));
+        info.toc_offset = blob_size + 8;
+        info.toc_size = compressed.size();
+        info.toc_raw_size = json.size();
+        info.toc_digest = Digest::of(compressed).str();
+        tail += compressed;
+        put_le32(tail, k_skippable_magic);
+        put_le32(tail, k_footer_data);
+        put_le64(tail, info.toc_offset);
+        put_le64(tail, info.toc_size);
+        put_le64(tail, info.toc_raw_size);
+        put_le64(tail, 1);
+        put_le64(tail, 0);
+        put_le64(tail, 0);
+        put_le64(tail, 0);
+        tail.append(k_footer_magic, 8);
+        fs::write_all(out_fd, opts.out_name, tail.data(), tail.size());
+        blob_hasher.update(tail.data(), tail.size());
+        blob_size += tail.size();
     }
 
     void start_threads() {
@@ -1914,104 +2031,10 @@ ChunkedLayerInfo ChunkedWriter::finish() {
     for (auto& [reg, digest] : impl.file_digests) {
         impl.toc[reg].digest = std::move(digest);
     }
-
-    // The TOC, as containers/storage writes it.
-    nlohmann::ordered_json entries = nlohmann::ordered_json::array();
-    for (const ChunkedEntry& e : impl.toc) {
-        nlohmann::ordered_json j;
-        j["type"] = e.type;
-        j["name"] = e.name;
-        if (e.type == "chunk") {
-            j["offset"] = e.offset;
-            j["endOffset"] = e.end_offset;
-            j["chunkSize"] = e.chunk_size;
-            j["chunkOffset"] = e.chunk_offset;
-            entries.push_back(std::move(j));
-            continue;
-        }
-        if (!e.link_name.empty()) {
-            j["linkName"] = e.link_name;
-        }
-        if (e.mode != 0) {
-            j["mode"] = e.mode;
-        }
-        if (e.size != 0) {
-            j["size"] = e.size;
-        }
-        if (e.uid != 0) {
-            j["uid"] = e.uid;
-        }
-        if (e.gid != 0) {
-            j["gid"] = e.gid;
-        }
-        if (auto t = format_time(e.mtime_sec, e.mtime_nsec)) {
-            j["modtime"] = *t;
-        }
-        if (e.devmajor != 0) {
-            j["devMajor"] = e.devmajor;
-        }
-        if (e.devminor != 0) {
-            j["devMinor"] = e.devminor;
-        }
-        if (!e.xattrs.empty()) {
-            nlohmann::ordered_json x = nlohmann::ordered_json::object();
-            for (const auto& [k, v] : e.xattrs) {
-                x[k] = base64_encode(v);
-            }
-            j["xattrs"] = std::move(x);
-        }
-        if (!e.digest.empty()) {
-            j["digest"] = e.digest;
-        }
-        if (e.type == "reg" && e.size != 0) {
-            j["offset"] = e.offset;
-            // A reg entry's endOffset is the end of the file's last chunk.
-            std::uint64_t end = e.end_offset;
-            std::size_t i = static_cast<std::size_t>(&e - impl.toc.data());
-            for (std::size_t k = i + 1; k < impl.toc.size() && impl.toc[k].type == "chunk"; ++k) {
-                end = impl.toc[k].end_offset;
-            }
-            j["endOffset"] = end;
-            if (e.chunk_size != e.size) {
-                j["chunkSize"] = e.chunk_size;
-            }
-        }
-        entries.push_back(std::move(j));
-    }
-    nlohmann::ordered_json doc;
-    doc["version"] = 1;
-    doc["entries"] = std::move(entries);
-    std::string json = doc.dump();
-    std::string compressed(ZSTD_compressBound(json.size()), '\0');
-    std::size_t n =
-        ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), impl.level);
-    if (ZSTD_isError(n)) {
-        throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
-    }
-    compressed.resize(n);
-
     ChunkedLayerInfo info;
-    std::string tail;
-    put_le32(tail, k_skippable_magic);
-    put_le32(tail, static_cast<std::uint32_t>(compressed.size()));
-    info.toc_offset = impl.blob_size + 8;
-    info.toc_size = compressed.size();
-    info.toc_raw_size = json.size();
-    info.toc_digest = Digest::of(compressed).str();
-    tail += compressed;
-    put_le32(tail, k_skippable_magic);
-    put_le32(tail, k_footer_data);
-    put_le64(tail, info.toc_offset);
-    put_le64(tail, info.toc_size);
-    put_le64(tail, info.toc_raw_size);
-    put_le64(tail, 1);
-    put_le64(tail, 0);
-    put_le64(tail, 0);
-    put_le64(tail, 0);
-    tail.append(k_footer_magic, 8);
-    fs::write_all(impl.out_fd, impl.opts.out_name, tail.data(), tail.size());
-    impl.blob_hasher.update(tail.data(), tail.size());
-    impl.blob_size += tail.size();
+    if (impl.toc_faithful) {
+        impl.write_toc(info);
+    }
 
     std::map<std::uint64_t, std::string> diff_states;
     info.digests.diff_id = Digest::from_hex(impl.tar_hash.finish(diff_states));

@@ -251,4 +251,20 @@ std::size_t find_invalid_utf8_or_nul(std::string_view s) {
     return std::string_view::npos;
 }
 
+std::string to_valid_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const Rune r = decode(s, i);
+        if (r.valid) {
+            out.append(s.substr(i, static_cast<std::size_t>(r.len)));
+        } else {
+            append_utf8(out, 0xFFFD);
+        }
+        i += static_cast<std::size_t>(r.len);
+    }
+    return out;
+}
+
 } // namespace strata::text

@@ -49,4 +49,9 @@ std::string_view trim_right_space(std::string_view s);
 // surrogates are invalid), or npos.
 std::size_t find_invalid_utf8_or_nul(std::string_view s);
 
+// s with each byte that is not part of valid UTF-8 replaced by U+FFFD (as Go's
+// encoding/json writes such a string): for JSON documents that must not fail
+// on a hostile file name.
+std::string to_valid_utf8(std::string_view s);
+
 } // namespace strata::text

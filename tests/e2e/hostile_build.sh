@@ -63,4 +63,40 @@ rm "$C/Dockerfile"
 ln -s "$WORK/outside/Dockerfile" "$C/Dockerfile"
 printf 'FROM scratch\n' >"$WORK/outside/Dockerfile"
 bad_build 'the Dockerfile '"$C"'/Dockerfile is a symlink to' "$C"
+
+# --- context file names that are not UTF-8 (a name is any bytes but / and
+# NUL): the build keeps them byte for byte, with gzip and zstd layers alike; a
+# zstd:chunked layer then has no TOC (its JSON strings cannot hold such a
+# name), and a rebuild after one of them changed says which.
+U=$WORK/utf
+mkdir -p "$U"
+printf 'FROM scratch\nCOPY . /d/\n' >"$U/Dockerfile"
+printf 'x\n' >"$U/$(printf 'bad\377name')"
+printf 'y\n' >"$U/$(printf 'ok\303\251')"
+cat >"$WORK/names.py" <<'PY'
+import io, json, subprocess, sys, tarfile
+d = json.load(sys.stdin)[0]
+layer = d["Manifest"]["layers"][-1]
+blob = open(sys.argv[1] + "/blobs/sha256/" + layer["digest"][7:], "rb").read()
+cmd = ["gzip", "-dc"] if blob[:2] == b"\x1f\x8b" else ["zstd", "-dcq"]
+tar = subprocess.run(cmd, input=blob, capture_output=True, check=True).stdout
+t = tarfile.open(fileobj=io.BytesIO(tar), encoding="utf-8", errors="surrogateescape")
+names = sorted(m.name.encode("utf-8", "surrogateescape") for m in t.getmembers())
+want = sorted([b"d", b"d/Dockerfile", b"d/bad\xffname", b"d/ok\xc3\xa9"])
+if names != want:
+    sys.exit("layer names %r, want %r" % (names, want))
+toc = "io.github.containers.zstd-chunked.manifest-checksum" in (layer.get("annotations") or {})
+if toc:
+    sys.exit("a TOC for names that are not UTF-8")
+PY
+for c in gzip zstd; do
+  strata build --progress plain --no-cache --compression $c -t utf:$c "$U" >"$WORK/utf.log" 2>&1 ||
+    { cat "$WORK/utf.log" >&2; fail "a context with a name that is not UTF-8 ($c)"; }
+  strata inspect --format json utf:$c | python3 "$WORK/names.py" "$STRATA_ROOT" || fail "the names of the $c layer"
+done
+sleep 2.1
+printf 'z\n' >>"$U/$(printf 'bad\377name')"
+strata build --progress plain --compression zstd -t utf:zstd "$U" >"$WORK/utf.log" 2>&1 ||
+  { cat "$WORK/utf.log" >&2; fail "a rebuild with a name that is not UTF-8"; }
+assert_contains "$(cat "$WORK/utf.log")" "1 file changed: modified bad$(printf '\357\277\275')name" "the miss is explained"
 echo ok

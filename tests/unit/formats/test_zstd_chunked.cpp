@@ -331,6 +331,28 @@ TEST_CASE("zstd:chunked: an empty layer and blobs without a footer") {
     CHECK(refusal(std::string(200, '\0')) == "nullopt");
 }
 
+TEST_CASE("zstd:chunked: a layer with a name that is not UTF-8 has no TOC") {
+    // A TOC's names are JSON strings: such a name would be read back as
+    // another. The frames are written as ever, with no TOC and no footer.
+    std::vector<Item> items = {{entry("d", EntryType::dir, 0755), {}},
+                               {entry("d/bad\xffname", EntryType::file), "x\n"},
+                               {entry("d/ok\xc3\xa9", EntryType::file), "y\n"}};
+    LayerDigests plain{Digest::of(""), 0, Digest::of(""), 0};
+    std::string tar = plain_tar(items, &plain);
+    Chunked c = chunked(items);
+    CHECK(zstd_decode(c.blob) == tar);
+    CHECK(c.info.digests.diff_id == plain.diff_id);
+    CHECK(c.info.digests.blob_digest == Digest::of(c.blob));
+    CHECK(c.info.toc_digest.empty());
+    CHECK(chunked_annotations(c.info).empty());
+    CHECK(refusal(c.blob) == "nullopt");
+    // Valid UTF-8 keeps its TOC.
+    items.erase(items.begin() + 1);
+    Chunked ok = chunked(items);
+    CHECK(!chunked_annotations(ok.info).empty());
+    CHECK(toc_of(ok.blob).entries.size() == 2);
+}
+
 TEST_CASE("zstd:chunked: hostile footers and TOCs are refused naming the blob") {
     const std::string good_json =
         R"({"version":1,"entries":[{"type":"reg","name":"a","size":3,"offset":0,"endOffset":12}]})";

@@ -37,3 +37,13 @@ TEST_CASE("letters, digits and printable runes are Unicode 15.0's, as Go's") {
     CHECK_FALSE(text::is_print(0xE0001)); // LANGUAGE TAG (Cf)
     CHECK_FALSE(text::is_print(0x1FAFF)); // unassigned in 15.0
 }
+
+TEST_CASE("to_valid_utf8 replaces each byte that is not UTF-8, as Go's encoding/json") {
+    CHECK(text::to_valid_utf8("ok\xc3\xa9") == "ok\xc3\xa9");
+    CHECK(text::to_valid_utf8("bad\xffname") == "bad\xef\xbf\xbdname");
+    // A truncated sequence and an overlong form: one U+FFFD per byte.
+    CHECK(text::to_valid_utf8("a\xe2\x82") == "a\xef\xbf\xbd\xef\xbf\xbd");
+    CHECK(text::to_valid_utf8("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");
+    CHECK(text::to_valid_utf8(std::string_view("\0x", 2)) == std::string("\0x", 2));
+    CHECK(text::to_valid_utf8("") == "");
+}
