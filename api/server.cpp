@@ -228,7 +228,11 @@ std::vector<std::string> Request::query_filters() const {
 }
 
 void Exchange::respond_json(int status, const nlohmann::ordered_json& body) {
-    respond(status, "application/json", body.dump() + "\n");
+    // Strings that are not UTF-8 (a file name in a container's changes, a
+    // command's argument) as dockerd's encoding/json writes them: each bad
+    // byte a U+FFFD, never a failed response.
+    respond(status, "application/json",
+            body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
 }
 
 void Exchange::respond_error(int status, const std::string& message) {

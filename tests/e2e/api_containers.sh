@@ -58,6 +58,10 @@ assert "total_inactive_file" in d["memory_stats"]["stats"]
 out=$(docker diff t1) || fail "docker diff: $out"
 assert_contains "$out" "A /new-file" "diff: added file"
 assert_eq "$(docker diff t1)" "$(strata diff t1)" "diff: the API's and strata diff's"
+# A name that is not UTF-8: the JSON answer has U+FFFD for the bad byte, as
+# dockerd's encoding/json writes it (the answer used to fail).
+docker exec t1 sh -c 'touch "/$(printf "b\377d")"' || fail "exec touch"
+assert_contains "$(docker diff t1)" "A /b$(printf '\357\277\275')d" "diff: a name that is not UTF-8"
 docker export t1 >"$WORK/t1.tar" || fail "docker export"
 tar -xOf "$WORK/t1.tar" new-file >"$WORK/new-file" || fail "export: no new-file in $(tar -tf "$WORK/t1.tar" | head)"
 assert_eq "$(cat "$WORK/new-file")" "data" "export: the container's file"
