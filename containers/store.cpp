@@ -50,8 +50,15 @@ std::string read_link(const std::string& path) {
     return std::string(buf, static_cast<std::size_t>(n));
 }
 
+// A container's documents as dockerd keeps them: a string that is not UTF-8
+// (an argument, an environment value) with U+FFFD for each bad byte, as
+// encoding/json writes it (so the container runs what docker would run).
+std::string json_text(const nlohmann::ordered_json& j) {
+    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
 void write_json(const std::string& path, const nlohmann::ordered_json& j) {
-    fs::write_file_atomic(path, j.dump(2) + "\n", 0600);
+    fs::write_file_atomic(path, json_text(j), 0600);
 }
 
 // temp+rename without fsync: state changes are frequent and on the start
@@ -65,7 +72,7 @@ void write_json_nosync(const std::string& path, const nlohmann::ordered_json& j)
             throw_errno("open", tmp);
         }
         try {
-            fs::write_all(fd.get(), tmp, j.dump(2) + "\n");
+            fs::write_all(fd.get(), tmp, json_text(j));
         } catch (...) {
             ::unlink(tmp.c_str());
             throw;

@@ -136,4 +136,12 @@ strata start -a twice >/dev/null 2>&1; assert_eq "$?" "3" "a container's image s
 # --- prune
 strata container prune -f >/dev/null || fail "prune"
 assert_eq "$(strata ps -aq)" "" "prune removes stopped containers"
+
+# --- an argument that is not UTF-8: kept as dockerd keeps it (U+FFFD for the
+# bad byte, as encoding/json writes it), never a failed create
+strata bootstrap busybox >/dev/null || fail "bootstrap again (rmi -f above untagged it)"
+bad=$(strata create busybox echo "a$(printf '\377')b") || fail "create with an argument that is not UTF-8"
+assert_eq "$(strata inspect --format '{{json .Config.Cmd}}' "$bad")" "[\"echo\",\"a$(printf '\357\277\275')b\"]" "the argument as stored"
+assert_eq "$(strata start -a "$bad")" "a$(printf '\357\277\275')b" "the container runs what docker would"
+strata rm "$bad" >/dev/null || fail "rm"
 echo "PASS"
