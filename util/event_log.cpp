@@ -94,7 +94,10 @@ void record_event(const std::string& store_root, std::string type, std::string a
     try {
         Event e{std::move(type), std::move(action), std::move(actor_id), std::move(attributes),
                 now_nano()};
-        std::string line = e.to_json().dump() + "\n";
+        // A label that is not UTF-8 as dockerd writes it: U+FFFD for each
+        // bad byte (the event is not lost).
+        std::string line =
+            e.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         std::string path = journal_path(store_root);
         UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
         if (!fd) {

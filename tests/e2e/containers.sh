@@ -140,7 +140,9 @@ assert_eq "$(strata ps -aq)" "" "prune removes stopped containers"
 # --- an argument that is not UTF-8: kept as dockerd keeps it (U+FFFD for the
 # bad byte, as encoding/json writes it), never a failed create
 strata bootstrap busybox >/dev/null || fail "bootstrap again (rmi -f above untagged it)"
-bad=$(strata create busybox echo "a$(printf '\377')b") || fail "create with an argument that is not UTF-8"
+bad=$(strata create --label "l=a$(printf '\377')" busybox echo "a$(printf '\377')b") || fail "create with an argument that is not UTF-8"
+grep -q "\"ID\":\"$bad\",\"Attributes\":{\"image\":\"busybox\",\"l\":\"a$(printf '\357\277\275')\"" "$STRATA_ROOT/events.jsonl" ||
+  fail "the create event of a container with a label that is not UTF-8: $(tail -2 "$STRATA_ROOT/events.jsonl")"
 assert_eq "$(strata inspect --format '{{json .Config.Cmd}}' "$bad")" "[\"echo\",\"a$(printf '\357\277\275')b\"]" "the argument as stored"
 assert_eq "$(strata start -a "$bad")" "a$(printf '\357\277\275')b" "the container runs what docker would"
 strata rm "$bad" >/dev/null || fail "rm"
