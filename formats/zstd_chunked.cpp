@@ -895,6 +895,47 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
+// s as a JSON string, as nlohmann's dump() writes it (s is valid UTF-8).
+void append_json_string(std::string& out, std::string_view s) {
+    out += '"';
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\b':
+            out += "\\b";
+            break;
+        case '\f':
+            out += "\\f";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            if (c < 0x20) {
+                static constexpr char hex[] = "0123456789abcdef";
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
+            } else {
+                out += ch;
+            }
+        }
+    }
+    out += '"';
+}
+
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
     Buf input;                    // uncompressed bytes (none for a linked file's chunk)
@@ -1768,72 +1809,97 @@ struct ChunkedWriter::Impl {
     // The TOC, as containers/storage writes it, and the footer, after the
     // frames (the threads joined); info gets where they are.
     void write_toc(ChunkedLayerInfo& info) {
-        nlohmann::ordered_json entries = nlohmann::ordered_json::array();
-        for (const ChunkedEntry& e : toc) {
-            nlohmann::ordered_json j;
-            j["type"] = e.type;
-            j["name"] = e.name;
+        // Written by hand, as nlohmann's dump() writes the same document
+        // (ordered keys, no spaces, UTF-8 as is): a TOC of 40,000 entries
+        // took 40 ms through a JSON tree, after the last frame.
+        std::string json;
+        json.reserve(toc.size() * 160 + 64);
+        json += R"({"version":1,"entries":[)";
+        for (std::size_t i = 0; i < toc.size(); ++i) {
+            const ChunkedEntry& e = toc[i];
+            if (i > 0) {
+                json += ',';
+            }
+            json += R"({"type":)";
+            append_json_string(json, e.type);
+            json += R"(,"name":)";
+            append_json_string(json, e.name);
+            auto num = [&](const char* key, std::uint64_t v) {
+                json += ",\"";
+                json += key;
+                json += "\":";
+                json += std::to_string(v);
+            };
+            auto str = [&](const char* key, std::string_view v) {
+                json += ",\"";
+                json += key;
+                json += "\":";
+                append_json_string(json, v);
+            };
             if (e.type == "chunk") {
-                j["offset"] = e.offset;
-                j["endOffset"] = e.end_offset;
-                j["chunkSize"] = e.chunk_size;
-                j["chunkOffset"] = e.chunk_offset;
-                entries.push_back(std::move(j));
+                num("offset", e.offset);
+                num("endOffset", e.end_offset);
+                num("chunkSize", e.chunk_size);
+                num("chunkOffset", e.chunk_offset);
+                json += '}';
                 continue;
             }
             if (!e.link_name.empty()) {
-                j["linkName"] = e.link_name;
+                str("linkName", e.link_name);
             }
             if (e.mode != 0) {
-                j["mode"] = e.mode;
+                num("mode", e.mode);
             }
             if (e.size != 0) {
-                j["size"] = e.size;
+                num("size", e.size);
             }
             if (e.uid != 0) {
-                j["uid"] = e.uid;
+                num("uid", e.uid);
             }
             if (e.gid != 0) {
-                j["gid"] = e.gid;
+                num("gid", e.gid);
             }
             if (auto t = format_time(e.mtime_sec, e.mtime_nsec)) {
-                j["modtime"] = *t;
+                str("modtime", *t);
             }
             if (e.devmajor != 0) {
-                j["devMajor"] = e.devmajor;
+                num("devMajor", e.devmajor);
             }
             if (e.devminor != 0) {
-                j["devMinor"] = e.devminor;
+                num("devMinor", e.devminor);
             }
             if (!e.xattrs.empty()) {
-                nlohmann::ordered_json x = nlohmann::ordered_json::object();
+                json += R"(,"xattrs":{)";
+                bool first = true;
                 for (const auto& [k, v] : e.xattrs) {
-                    x[k] = base64_encode(v);
+                    if (!first) {
+                        json += ',';
+                    }
+                    first = false;
+                    append_json_string(json, k);
+                    json += ':';
+                    append_json_string(json, base64_encode(v));
                 }
-                j["xattrs"] = std::move(x);
+                json += '}';
             }
             if (!e.digest.empty()) {
-                j["digest"] = e.digest;
+                str("digest", e.digest);
             }
             if (e.type == "reg" && e.size != 0) {
-                j["offset"] = e.offset;
+                num("offset", e.offset);
                 // A reg entry's endOffset is the end of the file's last chunk.
                 std::uint64_t end = e.end_offset;
-                std::size_t i = static_cast<std::size_t>(&e - toc.data());
                 for (std::size_t k = i + 1; k < toc.size() && toc[k].type == "chunk"; ++k) {
                     end = toc[k].end_offset;
                 }
-                j["endOffset"] = end;
+                num("endOffset", end);
                 if (e.chunk_size != e.size) {
-                    j["chunkSize"] = e.chunk_size;
+                    num("chunkSize", e.chunk_size);
                 }
             }
-            entries.push_back(std::move(j));
+            json += '}';
         }
-        nlohmann::ordered_json doc;
-        doc["version"] = 1;
-        doc["entries"] = std::move(entries);
-        std::string json = doc.dump();
+        json += "]}";
         std::string compressed(ZSTD_compressBound(json.size()), '\0');
         std::size_t n =
             ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), level);

@@ -252,6 +252,9 @@ std::size_t find_invalid_utf8_or_nul(std::string_view s) {
 }
 
 std::string to_valid_utf8(std::string_view s) {
+    if (std::all_of(s.begin(), s.end(), [](char c) { return (c & 0x80) == 0; })) {
+        return std::string(s); // ASCII (most names)
+    }
     std::string out;
     out.reserve(s.size());
     std::size_t i = 0;

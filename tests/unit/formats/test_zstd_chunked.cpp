@@ -331,6 +331,25 @@ TEST_CASE("zstd:chunked: an empty layer and blobs without a footer") {
     CHECK(refusal(std::string(200, '\0')) == "nullopt");
 }
 
+TEST_CASE("zstd:chunked: the TOC's JSON says names with quotes, backslashes and control bytes") {
+    std::vector<std::string> names = {"d/q\"uote", "d/back\\slash", "d/new\nline",
+                                      "d/tab\tctl\x01\x1f", "d/\xc3\xa9", "d/\x7f"};
+    std::vector<Item> items = {{entry("d", EntryType::dir, 0755), {}}};
+    for (const auto& n : names) {
+        items.push_back({entry(n, EntryType::file), "x\n"});
+    }
+    TarEntry x = entry("d/attrs", EntryType::file);
+    x.xattrs["user.k\"ey"] = "v\"al\n";
+    items.push_back({x, "y\n"});
+    Chunked c = chunked(items);
+    ChunkedToc t = toc_of(c.blob);
+    REQUIRE(t.entries.size() == items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        CHECK(t.entries[i].name == items[i].entry.path);
+    }
+    CHECK(t.entries.back().xattrs == x.xattrs);
+}
+
 TEST_CASE("zstd:chunked: a layer with a name that is not UTF-8 has no TOC") {
     // A TOC's names are JSON strings: such a name would be read back as
     // another. The frames are written as ever, with no TOC and no footer.
