@@ -681,7 +681,8 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         for (const auto& f : ws.after_unmount) {
             f(ws.upper());
         }
-        STRATA_LOG_DEBUG("step {}: after the unmount {:.3f} s", step.id, seconds_since(t_pack));
+        STRATA_LOG_DEBUG("step {}: work after the unmount (links) {:.3f} s", step.id,
+                         seconds_since(t_pack));
         formats::TarWriter::Options to;
         to.compression = m_opts.compression;
         to.level = m_opts.compression_level;
