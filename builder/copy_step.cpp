@@ -263,13 +263,16 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         as_step(ins, [&] { checkouts.push_back(fetch_git(g, d, cp.keep_git_dir, git_auth)); });
         content += "\n" + g + "=" + checkouts.back().commit;
     }
+    const std::size_t content_index = parts.size();
     parts.push_back(content);
     if (!cp.chown.empty()) {
         parts.push_back("chown=" + cp.chown);
     }
     std::string key = cache_key(parts);
+    // The same step whatever its files hold: the key without the content
+    // (--chown stays in: a record made with other owners lends no files).
     std::vector<std::string> probe_parts = parts;
-    probe_parts.pop_back();
+    probe_parts.erase(probe_parts.begin() + static_cast<std::ptrdiff_t>(content_index));
     std::string probe = from_stage ? "" : cache_key(probe_parts);
 
     // BuildKit's history text: "COPY a b /dest/ # buildkit".
@@ -294,8 +297,7 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     StepInputs& inputs = ls.inputs;
     inputs = step_inputs(st, key, df::describe(ins), !cp.link);
     inputs.items.emplace_back("cwd", workdir);
-    std::size_t content_at = parts.size() - 1 - (cp.chown.empty() ? 0 : 1);
-    for (std::size_t i = 3; i < content_at; ++i) {
+    for (std::size_t i = 3; i < content_index; ++i) {
         // chown ids (--link) and heredoc contents
         auto eq = parts[i].find('=');
         inputs.items.emplace_back(parts[i].substr(0, eq),

@@ -87,4 +87,27 @@ for s in "$snap_a" "$snap_b"; do
   assert_eq "$(cat "$s/data/small/sub/g2.txt")" "$g2" "$s/data/small/sub/g2.txt is unchanged after a container wrote to it"
 done
 strata verify >"$WORK/verify" 2>&1 || { cat "$WORK/verify"; fail "verify with shared inodes"; }
+
+# ---------------------------------------------- COPY --chown reuses too
+# The step's previous result is found by its key without the content, which
+# keeps --chown (a result made with other owners lends no files).
+cat >"$C/Dockerfile.chown" <<'DF'
+FROM busybox:latest
+COPY --chown=1000:1000 . /data/
+DF
+sleep 3
+build -f "$C/Dockerfile.chown" -t reuse/o1 "$C"
+echo "changed again" >>"$C/small/f9.txt"
+sleep 3
+build -f "$C/Dockerfile.chown" -t reuse/o2 "$C"
+assert_contains "$(cat "$WORK/last.log")" "37 unchanged files linked from the previous build" "COPY --chown links the unchanged files"
+read -r lo _ do2 <<<"$(copy_layer reuse/o2)"
+build --no-cache -f "$C/Dockerfile.chown" -t reuse/ocold "$C"
+read -r loc _ doc <<<"$(copy_layer reuse/ocold)"
+assert_eq "$lo" "$loc" "the rebuilt COPY --chown layer is a cold build's, byte for byte"
+assert_eq "$(strata run --rm reuse/o2 stat -c %u:%g /data/small/f3.txt)" "1000:1000" "linked files keep the --chown owner"
+sed -i 's/--chown=1000:1000/--chown=1001:1001/' "$C/Dockerfile.chown"
+build -f "$C/Dockerfile.chown" -t reuse/o3 "$C"
+if grep -q "unchanged files linked from the previous build" "$WORK/last.log"; then fail "files linked from a result made with other owners"; fi
+assert_eq "$(strata run --rm reuse/o3 stat -c %u:%g /data/small/f3.txt)" "1001:1001" "the other --chown's owner"
 echo PASS
