@@ -895,42 +895,29 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
-// s as a JSON string, as nlohmann's dump() writes it (s is valid UTF-8).
+// s as a JSON string, as nlohmann's dump() writes it (s is valid UTF-8):
+// quote and backslash escaped, control bytes as their short forms or \u00XX.
 void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
     out += '"';
     for (char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\b':
-            out += "\\b";
-            break;
-        case '\f':
-            out += "\\f";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20) {
-                static constexpr char hex[] = "0123456789abcdef";
-                out += "\\u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-            } else {
-                out += ch;
-            }
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c >= 0x20) {
+            out += ch;
+        } else if (const char* e = c == '\b'   ? "\\b"
+                                   : c == '\f' ? "\\f"
+                                   : c == '\n' ? "\\n"
+                                   : c == '\r' ? "\\r"
+                                   : c == '\t' ? "\\t"
+                                                : nullptr) {
+            out += e;
+        } else {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
         }
     }
     out += '"';
