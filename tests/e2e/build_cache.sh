@@ -76,3 +76,35 @@ assert_contains "$(cat "$WORK/last.log")" "(0 steps run" "touch and an ignored f
 chmod 0600 "$C/a.txt"
 build
 assert_contains "$(cat "$WORK/last.log")" "(3 steps run, 0 cached" "a mode change reruns the COPYs"
+
+# An extended attribute the copy keeps is content too, as in BuildKit's
+# content hash: set or changed, on a file and on a directory, it reruns the
+# COPY . (the image holds it), and a rebuild after it is cached; removed, the
+# sources are again what an earlier build had, and that build's steps hit.
+xattr() { python3 -c 'import os,sys; p,k=sys.argv[1],sys.argv[2]
+if len(sys.argv) > 3: os.setxattr(p, k, sys.argv[3].encode())
+else: os.removexattr(p, k)' "$@"; }
+xattr_in_image() { python3 -c 'import os,sys
+try: print(os.getxattr(sys.argv[1], sys.argv[2]).decode())
+except OSError: print("(none)")' "$WORK/u/ctx/$1" "$2"; }
+if python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.probe", b"1"); os.removexattr(sys.argv[1], "user.probe")' "$C/dir/b.txt" 2>/dev/null; then
+  for step in "dir/b.txt user.tag one" "dir/b.txt user.tag two" "dir/b.txt user.tag -" "dir user.tag d1"; do
+    set -- $step
+    [ "$3" = - ] && set -- "$1" "$2"
+    sleep 2.1
+    xattr "$C/$1" "$2" ${3:+"$3"}
+    build
+    if [ -n "${3:-}" ]; then
+      assert_contains "$(cat "$WORK/last.log")" "(2 steps run, 1 cached" "xattr $step reruns COPY . and the RUN"
+    else
+      assert_contains "$(cat "$WORK/last.log")" "(0 steps run, 3 cached" "xattr $step removed: the earlier build's steps"
+    fi
+    out >/dev/null
+    assert_eq "$(xattr_in_image "$1" "$2")" "${3:-(none)}" "the image holds xattr $step"
+    sleep 2.1
+    build
+    assert_contains "$(cat "$WORK/last.log")" "(0 steps run" "a rebuild after xattr $step is cached"
+  done
+else
+  echo "note: the filesystem of $C has no user xattrs; the xattr cases were not run"
+fi
