@@ -99,4 +99,20 @@ printf 'z\n' >>"$U/$(printf 'bad\377name')"
 strata build --progress plain --compression zstd -t utf:zstd "$U" >"$WORK/utf.log" 2>&1 ||
   { cat "$WORK/utf.log" >&2; fail "a rebuild with a name that is not UTF-8"; }
 assert_contains "$(cat "$WORK/utf.log")" "1 file changed: modified bad$(printf '\357\277\275')name" "the miss is explained"
+
+# --- a Dockerfile with bytes that are not UTF-8 (a Latin-1 comment, a RUN
+# that writes one) builds, as with BuildKit, which reads it as bytes; the RUN
+# gets its text byte for byte. A NUL byte is still refused, naming the line.
+if [ -x /bin/busybox ] && strata bootstrap busybox >/dev/null 2>&1; then
+  L=$WORK/latin1
+  mkdir -p "$L"
+  printf 'FROM busybox\n# Gr\366\337e\nRUN printf "caf\351" > /x\n' >"$L/Dockerfile"
+  strata build --progress plain --network none -t latin1 "$L" >"$WORK/latin1.log" 2>&1 ||
+    { cat "$WORK/latin1.log" >&2; fail "a Latin-1 Dockerfile"; }
+  assert_eq "$(strata cat latin1 /x | od -An -tx1 | tr -d ' \n')" "636166e9" "the RUN wrote its bytes as given"
+  printf 'FROM busybox\nRUN echo a\0b\n' >"$L/Dockerfile.nul"
+  bad_build 'Dockerfile.nul:2' -f "$L/Dockerfile.nul" "$L"
+else
+  echo "note: no /bin/busybox, the Latin-1 Dockerfile case was not run"
+fi
 echo ok
