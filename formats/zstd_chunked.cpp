@@ -11,12 +11,13 @@
 // another; a "reg" entry's endOffset is the end of its last chunk's frames,
 // "chunk" entries carry only their name, offset, chunkOffset and chunkSize.
 //
-// Writing: the calling thread renders the tar (TarRenderer), hashes it (diff
-// ID) and cuts it into pieces (header runs, content chunks) gathered into
-// jobs of about 1 MiB; workers compress each piece as its own frame (or check
-// and reuse a previous layer's frames); one output thread writes the jobs in
-// order, and one hash thread, behind it, hashes the blob and each file's
-// content and notes every piece's offset for the TOC.
+// Writing: the calling thread renders the tar (TarRenderer), hands it to a
+// thread that hashes it (diff ID), and cuts it into pieces (header runs,
+// content chunks) gathered into jobs of about 1 MiB; workers compress each
+// piece as its own frame (or check and reuse a previous layer's frames); one
+// output thread writes the jobs in order, and one hash thread, behind it,
+// hashes the blob and each file's content and notes every piece's offset for
+// the TOC.
 #include "formats/zstd_chunked.hpp"
 
 #include "util/base64.hpp"
@@ -939,11 +940,10 @@ struct Piece {
     const char* mapped = nullptr;
     std::size_t mapped_size = 0;
     std::string known_digest; // last chunk of a linked file: the file's digest
-    // A hash checkpoint at this piece's start (the calling thread's diff ID
-    // hash there; the hash thread adds the blob's).
+    // A hash checkpoint at this piece's start: the hash thread adds the
+    // blob's hash state there, finish() the tar's (TarHashThread::mark).
     bool checkpoint = false;
     std::uint64_t tar_offset = 0;
-    std::string diff_state;
     // Set by the worker.
     Buf output;
     bool reused = false;
@@ -994,7 +994,6 @@ public:
     }
     void commit(std::size_t n) {
         m_cur->used += n;
-        m_size += n;
         if (m_cur->used == k_block) {
             hand_over(false);
         }
@@ -1018,7 +1017,6 @@ public:
         }
         hand_over(true);
     }
-    std::uint64_t size() const noexcept { return m_size; }
 
     // The digest (hex); states gets the marked states, by tar offset.
     std::string finish(std::map<std::uint64_t, std::string>& states) {
@@ -1098,7 +1096,6 @@ private:
 
     Block m_blocks[k_blocks];
     Block* m_cur = nullptr; // calling thread
-    std::uint64_t m_size = 0;
     std::mutex m_mu;
     std::condition_variable m_cv_work, m_cv_free;
     std::deque<Block*> m_queue;
@@ -1190,16 +1187,16 @@ struct ChunkedWriter::Impl {
         b.reset();
     }
 
-    // Hash checkpoints. The calling thread hashes the tar (diff ID) and
-    // marks a piece every k_checkpoint_interval bytes; the hash thread
-    // hashes the blob and completes those checkpoints. With the previous
-    // layer's checkpoints (resume), the hash thread does not hash the blob
-    // while it is the old blob byte for byte (same): it only keeps the
-    // pieces since the last old checkpoint it passed (window), and at the
-    // first difference goes on from that checkpoint's blob state over the
-    // window's bytes. (The diff ID is always hashed whole: the calling
-    // thread has the tar's bytes at hand, and hashing them there, not after
-    // the output, lets it run ahead of the output over linked files.)
+    // Hash checkpoints. The calling thread hands the tar to tar_hash (the
+    // diff ID) and marks a piece every k_checkpoint_interval bytes; the hash
+    // thread hashes the blob and completes those checkpoints. With the
+    // previous layer's checkpoints (resume), the hash thread does not hash
+    // the blob while it is the old blob byte for byte (same): it only keeps
+    // the pieces since the last old checkpoint it passed (window), and at
+    // the first difference goes on from that checkpoint's blob state over
+    // the window's bytes. (The diff ID is always hashed whole, in order as
+    // the tar is rendered: so linked files' jobs need not keep their bytes,
+    // and the walk runs ahead of the output over them.)
     bool resume = false;
     std::vector<HashCheckpoint> old_checkpoints;
     std::uint64_t last_checkpoint_tar = 0;   // calling thread
@@ -1255,10 +1252,9 @@ struct ChunkedWriter::Impl {
     // blob's hash state there. While the blob is still the old one's (not
     // hashed), that state is the old checkpoint's at the same place, if
     // there is one.
-    void complete_checkpoint(Piece& p) {
+    void complete_checkpoint(const Piece& p) {
         if (!resume || !same) {
-            checkpoints.push_back(HashCheckpoint{p.tar_offset, blob_size, std::move(p.diff_state),
-                                                 blob_hasher.state()});
+            checkpoints.push_back(HashCheckpoint{p.tar_offset, blob_size, {}, blob_hasher.state()});
             return;
         }
         auto it = std::lower_bound(
@@ -1267,7 +1263,7 @@ struct ChunkedWriter::Impl {
         if (it != old_checkpoints.end() && it->blob_offset == blob_size &&
             it->tar_offset == p.tar_offset) {
             checkpoints.push_back(
-                HashCheckpoint{p.tar_offset, blob_size, std::move(p.diff_state), it->blob_state});
+                HashCheckpoint{p.tar_offset, blob_size, {}, it->blob_state});
         }
     }
 
@@ -1758,7 +1754,6 @@ struct ChunkedWriter::Impl {
             if (diff_size - last_checkpoint_tar >= k_checkpoint_interval) {
                 // diff_size is where this piece starts in the tar.
                 p.checkpoint = true;
-                // Its diff_state comes from tar_hash in finish().
                 p.tar_offset = diff_size;
                 tar_hash.mark();
                 last_checkpoint_tar = diff_size;
