@@ -793,27 +793,12 @@ namespace {
 // The extended attributes a copy keeps of fd (Copier::kept_xattr), in name
 // order, as bytes for a hash ("" when none): a change to one is a change of
 // the step's sources, as BuildKit's content hash has them.
-std::string kept_xattrs_of(int fd) {
-    char names[65536];
-    ssize_t n = ::flistxattr(fd, names, sizeof names);
-    if (n <= 0) {
-        return {};
-    }
-    std::map<std::string, std::string> kept;
-    for (ssize_t i = 0; i < n;) {
-        std::string name(names + i);
-        i += static_cast<ssize_t>(name.size()) + 1;
-        if (!Copier::kept_xattr(name)) {
-            continue;
-        }
-        std::string value(65536, '\0');
-        ssize_t v = ::fgetxattr(fd, name.c_str(), value.data(), value.size());
-        value.resize(v > 0 ? static_cast<std::size_t>(v) : 0);
-        kept.emplace(std::move(name), std::move(value));
-    }
+std::string kept_xattrs_of(int fd, const std::string& shown) {
     std::string out;
-    for (const auto& [name, value] : kept) {
-        out += "xattr " + name + '\0' + std::to_string(value.size()) + '\0' + value;
+    for (const auto& [name, value] : fs::read_xattrs(fd, shown)) {
+        if (Copier::kept_xattr(name)) {
+            out += "xattr " + name + '\0' + std::to_string(value.size()) + '\0' + value;
+        }
     }
     return out;
 }
@@ -853,7 +838,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
             // (Listed only with a memo: the hash input must not change.)
             UniqueFd f = open();
             hash_fd(h, f.get(), rel);
-            h.update(kept_xattrs_of(f.get()));
+            h.update(kept_xattrs_of(f.get(), rel));
             return;
         }
         // The memo's digest is the content's, or for a file with extended
@@ -866,7 +851,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
             Sha256 fh;
             hash_fd(fh, f.get(), rel);
             digest = fh.finish_hex();
-            if (std::string x = kept_xattrs_of(f.get()); !x.empty()) {
+            if (std::string x = kept_xattrs_of(f.get(), rel); !x.empty()) {
                 digest = Sha256::hex_of(*digest + '\0' + x);
             }
             // Remembered only under the lstat it was found with, and only
@@ -910,7 +895,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
             } else if (is_dir) {
                 list(child, st, "dir");
                 UniqueFd sub = fs::open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-                h.update(kept_xattrs_of(sub.get()));
+                h.update(kept_xattrs_of(sub.get(), child));
                 walk(sub.get(), child);
             }
         }
@@ -922,7 +907,7 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
         h.update(std::to_string(st.st_mode) + '\0');
         if (S_ISDIR(st.st_mode)) {
             UniqueFd dir = open_in_root(src_root, rel, O_RDONLY | O_DIRECTORY);
-            h.update(kept_xattrs_of(dir.get()));
+            h.update(kept_xattrs_of(dir.get(), rel));
             walk(dir.get(), rel);
         } else if (S_ISREG(st.st_mode)) {
             hash_file([&] { return open_in_root(src_root, rel, O_RDONLY); }, rel, st);

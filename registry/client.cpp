@@ -384,6 +384,15 @@ HttpResponse Client::send(HttpSession& s, HttpRequest req, const std::vector<std
     }
 }
 
+void Client::check_blob_answer(const HttpResponse& resp, const std::string& what) {
+    if (resp.status == 404) {
+        throw NotFoundError(fmt::format("{}: blob unknown to the registry", what));
+    }
+    if (!resp.ok()) {
+        fail(resp, what);
+    }
+}
+
 [[noreturn]] void Client::fail(const HttpResponse& resp, const std::string& what) {
     std::string detail = error_detail(resp);
     std::string msg = fmt::format("{}: HTTP {}{}", what, resp.status,
@@ -575,12 +584,7 @@ void Client::fetch_blob(const std::string& repo, const formats::Digest& digest,
     } catch (const RegistryError& e) {
         throw RegistryError(what + ": " + e.what());
     }
-    if (resp.status == 404) {
-        throw NotFoundError(fmt::format("{}: blob unknown to the registry", what));
-    }
-    if (!resp.ok()) {
-        fail(resp, what);
-    }
+    check_blob_answer(resp, what);
     if (expected_size && received != *expected_size) {
         throw DigestMismatchError(fmt::format("{}: received {} bytes, the manifest declares {}",
                                               what, received, *expected_size));
@@ -634,12 +638,7 @@ std::uint64_t Client::fetch_blob_range(const std::string& repo, const formats::D
     } catch (const RegistryError& e) {
         throw RegistryError(what + ": " + e.what());
     }
-    if (resp.status == 404) {
-        throw NotFoundError(fmt::format("{}: blob unknown to the registry", what));
-    }
-    if (!resp.ok()) {
-        fail(resp, what);
-    }
+    check_blob_answer(resp, what);
     if (resp.status != 206 && !(offset == 0 && received == length)) {
         throw RegistryError(fmt::format("{}: the registry answered {} to a range request, not 206",
                                         what, resp.status));

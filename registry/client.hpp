@@ -161,6 +161,9 @@ private:
     bool learn_challenge(const std::string& request_url, const HttpResponse& resp);
     std::string fetch_token(HttpSession& s, const std::vector<std::string>& scopes);
     [[noreturn]] void fail(const HttpResponse& resp, const std::string& what);
+    // A blob GET's answer: 404 is a blob the registry does not know (NotFoundError);
+    // any other failure goes to fail().
+    void check_blob_answer(const HttpResponse& resp, const std::string& what);
     std::vector<std::string> list_paged(const std::string& first_path, const std::string& key,
                                         const std::vector<std::string>& scopes);
     BlobPush upload_once(HttpSession& s, const std::string& repo, const formats::Digest& digest,

@@ -115,10 +115,17 @@ std::string read_file(const std::string& path, std::size_t max_size) {
     return read_fd(fd.get(), path, max_size);
 }
 
-void write_all(int fd, std::string_view path, const void* data, std::size_t size) {
+namespace {
+
+// Writes all of data: at offset when given (pwrite, the offset moving on),
+// else at the file's position.
+void write_fully(int fd, std::string_view path, const void* data, std::size_t size,
+                 const std::uint64_t* offset) {
     const char* p = static_cast<const char*>(data);
+    std::uint64_t at = offset != nullptr ? *offset : 0;
     while (size > 0) {
-        ssize_t n = ::write(fd, p, size);
+        ssize_t n = offset != nullptr ? ::pwrite(fd, p, size, static_cast<off_t>(at))
+                                      : ::write(fd, p, size);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -128,7 +135,14 @@ void write_all(int fd, std::string_view path, const void* data, std::size_t size
         }
         p += n;
         size -= static_cast<std::size_t>(n);
+        at += static_cast<std::uint64_t>(n);
     }
+}
+
+} // namespace
+
+void write_all(int fd, std::string_view path, const void* data, std::size_t size) {
+    write_fully(fd, path, data, size, nullptr);
 }
 
 std::size_t pread_full(int fd, std::string_view path, void* data, std::size_t size,
@@ -154,20 +168,7 @@ std::size_t pread_full(int fd, std::string_view path, void* data, std::size_t si
 
 void pwrite_all(int fd, std::string_view path, const void* data, std::size_t size,
                 std::uint64_t offset) {
-    const char* p = static_cast<const char*>(data);
-    while (size > 0) {
-        ssize_t n = ::pwrite(fd, p, size, static_cast<off_t>(offset));
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            int err = errno;
-            throw SysError("write", shown(fd, path), err);
-        }
-        p += n;
-        size -= static_cast<std::size_t>(n);
-        offset += static_cast<std::uint64_t>(n);
-    }
+    write_fully(fd, path, data, size, &offset);
 }
 
 std::size_t read_full(int fd, std::string_view path, void* data, std::size_t size) {
@@ -420,11 +421,17 @@ std::pair<std::string, std::string> split_parent(const std::string& path) {
     return {path.substr(0, slash), path.substr(slash + 1)};
 }
 
-std::map<std::string, std::string> read_xattrs(const std::string& path) {
+namespace {
+
+// read_xattrs' loop over list(buf, size) and get(name, buf, size), as
+// llistxattr/lgetxattr or flistxattr/fgetxattr.
+template <typename List, typename Get>
+std::map<std::string, std::string> read_xattrs_with(const List& list, const Get& get,
+                                                    const std::string& shown) {
     std::map<std::string, std::string> out;
     std::vector<char> names(1024);
     ssize_t n;
-    while ((n = ::llistxattr(path.c_str(), names.data(), names.size())) < 0) {
+    while ((n = list(names.data(), names.size())) < 0) {
         if (errno == ERANGE) {
             names.resize(names.size() * 4);
             continue;
@@ -432,7 +439,7 @@ std::map<std::string, std::string> read_xattrs(const std::string& path) {
         if (errno == ENOTSUP) {
             return out;
         }
-        throw_errno("listxattr", path);
+        throw_errno("listxattr", shown);
     }
     std::vector<char> value(256);
     for (std::size_t i = 0; i < static_cast<std::size_t>(n);) {
@@ -442,7 +449,7 @@ std::map<std::string, std::string> read_xattrs(const std::string& path) {
             continue;
         }
         for (;;) {
-            ssize_t v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+            ssize_t v = get(name.c_str(), value.data(), value.size());
             if (v >= 0) {
                 out.emplace(name, std::string(value.data(), static_cast<std::size_t>(v)));
                 break;
@@ -454,10 +461,30 @@ std::map<std::string, std::string> read_xattrs(const std::string& path) {
             if (errno == ENODATA) {
                 break; // removed meanwhile
             }
-            throw_errno("getxattr " + name, path);
+            throw_errno("getxattr " + name, shown);
         }
     }
     return out;
+}
+
+} // namespace
+
+std::map<std::string, std::string> read_xattrs(const std::string& path) {
+    return read_xattrs_with(
+        [&](char* buf, std::size_t size) { return ::llistxattr(path.c_str(), buf, size); },
+        [&](const char* name, char* buf, std::size_t size) {
+            return ::lgetxattr(path.c_str(), name, buf, size);
+        },
+        path);
+}
+
+std::map<std::string, std::string> read_xattrs(int fd, const std::string& shown) {
+    return read_xattrs_with(
+        [&](char* buf, std::size_t size) { return ::flistxattr(fd, buf, size); },
+        [&](const char* name, char* buf, std::size_t size) {
+            return ::fgetxattr(fd, name, buf, size);
+        },
+        shown);
 }
 
 std::string basename(std::string_view path) {

@@ -95,6 +95,8 @@ std::pair<std::string, std::string> split_parent(const std::string& path);
 // a /proc/self/fd/N/name path works for entries that cannot be opened).
 // Empty where the filesystem has none (ENOTSUP); throws SysError otherwise.
 std::map<std::string, std::string> read_xattrs(const std::string& path);
+// The same of an open file (shown names it in errors).
+std::map<std::string, std::string> read_xattrs(int fd, const std::string& shown);
 // Joins a and b with one '/' between them.
 std::string join(std::string_view a, std::string_view b);
 std::string absolute(const std::string& path);
