@@ -31,6 +31,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
@@ -38,6 +39,7 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <optional>
 #include <memory>
 #include <fcntl.h>
 #include <mutex>
@@ -340,117 +342,326 @@ bool known_type(std::string_view t) {
            t == "block" || t == "fifo" || t == "chunk";
 }
 
+// One TOC entry's fields as the JSON gives them, before they are checked
+// (a later duplicate key replaces an earlier one, as in a JSON object).
+struct RawField {
+    enum Kind : std::uint8_t { absent, null, string, unsigned_number, other } kind = absent;
+    std::string text;
+    std::uint64_t number = 0;
+};
+enum TocField : std::uint8_t {
+    f_type, f_name, f_link_name, f_mode, f_uid, f_gid, f_size, f_dev_major, f_dev_minor,
+    f_modtime, f_digest, f_chunk_digest, f_offset, f_end_offset, f_chunk_offset, f_chunk_size,
+    f_count, f_xattrs = f_count, f_unknown
+};
+constexpr std::array<std::string_view, f_count> k_toc_fields = {
+    "type",   "name",        "linkName", "mode",      "uid",         "gid",
+    "size",   "devMajor",    "devMinor", "modtime",   "digest",      "chunkDigest",
+    "offset", "endOffset",   "chunkOffset", "chunkSize"};
+
+TocField toc_field(std::string_view key) {
+    if (key == "xattrs") {
+        return f_xattrs;
+    }
+    for (std::size_t i = 0; i < k_toc_fields.size(); ++i) {
+        if (k_toc_fields[i] == key) {
+            return static_cast<TocField>(i);
+        }
+    }
+    return f_unknown;
+}
+
+// A TOC entry's own fault (the reader adds where it is).
+struct EntryProblem : Error {
+    using Error::Error;
+};
+
+struct RawEntry {
+    std::array<RawField, f_count> fields;
+    RawField::Kind xattrs_kind = RawField::absent; // null, other, or string: an object
+    // name -> value; nullopt: a value that is not a string.
+    std::map<std::string, std::optional<std::string>> xattrs;
+};
+
+// Checks one entry's fields, in the order the TOC's readers depend on
+// them; throws Error (why, without the entry's place).
+ChunkedEntry toc_entry(RawEntry& r, std::uint64_t content_end, std::string_view what,
+                       std::size_t index) {
+    auto str = [&](TocField f) -> std::string {
+        RawField& v = r.fields[f];
+        if (v.kind == RawField::absent || v.kind == RawField::null) {
+            return {};
+        }
+        if (v.kind != RawField::string) {
+            throw EntryProblem("\"" + std::string(k_toc_fields[f]) + "\" is not a string");
+        }
+        return std::move(v.text);
+    };
+    auto u64 = [&](TocField f, std::uint64_t max) -> std::uint64_t {
+        const RawField& v = r.fields[f];
+        if (v.kind == RawField::absent || v.kind == RawField::null) {
+            return 0;
+        }
+        if (v.kind != RawField::unsigned_number) {
+            throw EntryProblem("\"" + std::string(k_toc_fields[f]) + "\" is not a non-negative integer");
+        }
+        if (v.number > max) {
+            throw EntryProblem("\"" + std::string(k_toc_fields[f]) +
+                        "\" is out of range: " + std::to_string(v.number));
+        }
+        return v.number;
+    };
+    ChunkedEntry e;
+    e.type = str(f_type);
+    if (!known_type(e.type)) {
+        throw EntryProblem("unknown type \"" + e.type.substr(0, 50) + "\"");
+    }
+    e.name = clean_toc_name(str(f_name), what, index);
+    e.link_name = str(f_link_name);
+    if (e.link_name.find('\0') != std::string::npos) {
+        throw EntryProblem("linkName contains a NUL byte");
+    }
+    if (e.type == "hardlink") {
+        e.link_name = clean_toc_name(e.link_name, what, index);
+    }
+    e.mode = static_cast<std::uint32_t>(u64(f_mode, 0777777) & 07777);
+    e.uid = static_cast<std::uint32_t>(u64(f_uid, 4294967294u));
+    e.gid = static_cast<std::uint32_t>(u64(f_gid, 4294967294u));
+    e.size = u64(f_size, std::uint64_t{1} << 62);
+    e.devmajor = static_cast<std::uint32_t>(u64(f_dev_major, 0xfff));
+    e.devminor = static_cast<std::uint32_t>(u64(f_dev_minor, 0xfffff));
+    std::string mtime = str(f_modtime);
+    if (!mtime.empty() && !parse_time(mtime, e.mtime_sec, e.mtime_nsec)) {
+        throw EntryProblem("bad modtime \"" + mtime.substr(0, 50) + "\"");
+    }
+    if (r.xattrs_kind == RawField::other) {
+        throw EntryProblem("\"xattrs\" is not an object");
+    }
+    for (auto& [k, v] : r.xattrs) {
+        if (!v) {
+            throw EntryProblem("xattr " + k.substr(0, 100) + " is not a string");
+        }
+        auto decoded = base64_decode(*v);
+        if (!decoded) {
+            throw EntryProblem("xattr " + k.substr(0, 100) + " is not base64");
+        }
+        e.xattrs[k] = std::move(*decoded);
+    }
+    e.digest = str(f_digest);
+    if (!e.digest.empty() && !Digest::try_parse(e.digest)) {
+        throw EntryProblem("bad digest \"" + e.digest.substr(0, 80) + "\"");
+    }
+    e.chunk_digest = str(f_chunk_digest);
+    if (!e.chunk_digest.empty() && !Digest::try_parse(e.chunk_digest)) {
+        throw EntryProblem("bad chunkDigest \"" + e.chunk_digest.substr(0, 80) + "\"");
+    }
+    e.offset = u64(f_offset, content_end);
+    e.end_offset = u64(f_end_offset, content_end);
+    e.chunk_offset = u64(f_chunk_offset, std::uint64_t{1} << 62);
+    e.chunk_size = u64(f_chunk_size, std::uint64_t{1} << 62);
+    return e;
+}
+
+// The TOC read as events (nlohmann's SAX interface) straight into entries:
+// no document tree of 20,000 objects built and taken apart again (that was
+// most of the 0.1 s a rebuild spent reading its previous layer's TOC). What
+// it accepts and the errors it gives are those of reading the tree: the
+// JSON's syntax first, then the document's shape, then the first bad entry.
+class TocReader {
+public:
+    TocReader(std::uint64_t content_end, std::string_view what)
+        : m_content_end(content_end), m_what(what) {}
+
+    ChunkedToc take(std::string_view json_text) {
+        auto fail = [&](const std::string& why) -> Error {
+            return Error(std::string(m_what) + ": bad zstd:chunked TOC: " + why);
+        };
+        nlohmann::json::sax_parse(json_text, this);
+        if (m_syntax) {
+            throw fail("invalid JSON: " + *m_syntax);
+        }
+        if (!m_object) {
+            throw fail("not a JSON object");
+        }
+        if (!m_version_ok) {
+            throw fail("version is not 1");
+        }
+        if (!m_entries_array) {
+            throw fail("no \"entries\" array");
+        }
+        if (m_entry_error) {
+            throw Error(*m_entry_error);
+        }
+        return std::move(m_toc);
+    }
+
+    // nlohmann::json_sax
+    using json = nlohmann::json;
+    bool null() { return scalar(RawField::null, {}, 0); }
+    bool boolean(bool) { return scalar(RawField::other, {}, 0); }
+    bool number_integer(json::number_integer_t) { return scalar(RawField::other, {}, 0); }
+    bool number_unsigned(json::number_unsigned_t v) {
+        return scalar(RawField::unsigned_number, {}, v);
+    }
+    bool number_float(json::number_float_t, const json::string_t&) {
+        return scalar(RawField::other, {}, 0);
+    }
+    bool string(json::string_t& v) { return scalar(RawField::string, &v, 0); }
+    bool binary(json::binary_t&) { return scalar(RawField::other, {}, 0); }
+    bool key(json::string_t& k) {
+        m_key = std::move(k);
+        return true;
+    }
+    bool start_object(std::size_t) { return start(true); }
+    bool start_array(std::size_t) { return start(false); }
+    bool end_object() { return end(); }
+    bool end_array() { return end(); }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
+        m_syntax = ex.what();
+        return false;
+    }
+
+private:
+    enum class Level : std::uint8_t { top, entries, entry, xattrs, skipped };
+
+    bool scalar(RawField::Kind kind, json::string_t* text, std::uint64_t number) {
+        if (m_levels.empty()) {
+            return true; // a document that is not an object
+        }
+        switch (m_levels.back()) {
+        case Level::top:
+            if (m_key == "version") {
+                m_version_ok = kind == RawField::unsigned_number && number == 1;
+            } else if (m_key == "entries") {
+                entries_begin(false);
+            }
+            break;
+        case Level::entries:
+            entry_failed("not an object");
+            ++m_index;
+            break;
+        case Level::entry:
+            if (TocField f = toc_field(m_key); f < f_count) {
+                RawField& field = m_raw.fields[f];
+                field.kind = kind;
+                field.number = number;
+                if (text != nullptr) {
+                    field.text = std::move(*text);
+                }
+            } else if (f == f_xattrs) {
+                m_raw.xattrs_kind = kind == RawField::null ? RawField::null : RawField::other;
+                m_raw.xattrs.clear();
+            }
+            break;
+        case Level::xattrs:
+            if (text != nullptr) {
+                m_raw.xattrs[m_key] = std::move(*text);
+            } else {
+                m_raw.xattrs[m_key] = std::nullopt;
+            }
+            break;
+        case Level::skipped:
+            break;
+        }
+        return true;
+    }
+
+    bool start(bool object) {
+        Level level = Level::skipped;
+        if (m_levels.empty()) {
+            m_object = object;
+            level = object ? Level::top : Level::skipped;
+        } else {
+            switch (m_levels.back()) {
+            case Level::top:
+                if (m_key == "version") {
+                    m_version_ok = false;
+                } else if (m_key == "entries") {
+                    entries_begin(!object);
+                    level = object ? Level::skipped : Level::entries;
+                }
+                break;
+            case Level::entries:
+                if (object) {
+                    m_raw = RawEntry{};
+                    level = Level::entry;
+                } else {
+                    entry_failed("not an object");
+                    ++m_index;
+                }
+                break;
+            case Level::entry:
+                if (TocField f = toc_field(m_key); f < f_count) {
+                    m_raw.fields[f].kind = RawField::other;
+                } else if (f == f_xattrs) {
+                    m_raw.xattrs_kind = object ? RawField::string : RawField::other;
+                    m_raw.xattrs.clear();
+                    level = object ? Level::xattrs : Level::skipped;
+                }
+                break;
+            case Level::xattrs:
+                m_raw.xattrs[m_key] = std::nullopt;
+                break;
+            case Level::skipped:
+                break;
+            }
+        }
+        m_levels.push_back(level);
+        return true;
+    }
+
+    bool end() {
+        Level level = m_levels.back();
+        m_levels.pop_back();
+        if (level == Level::entry) {
+            if (!m_entry_error) {
+                try {
+                    m_toc.entries.push_back(toc_entry(m_raw, m_content_end, m_what, m_index));
+                } catch (const EntryProblem& e) {
+                    entry_failed(e.what());
+                } catch (const Error& e) {
+                    m_entry_error = e.what(); // an unsafe name: its own message
+                }
+            }
+            ++m_index;
+        }
+        return true;
+    }
+
+    // "entries" again: the last one counts, as in a JSON object.
+    void entries_begin(bool array) {
+        m_entries_array = array;
+        m_toc.entries.clear();
+        m_entry_error.reset();
+        m_index = 0;
+    }
+    void entry_failed(const std::string& why) {
+        if (!m_entry_error) {
+            m_entry_error = std::string(m_what) + ": bad zstd:chunked TOC: entry " +
+                            std::to_string(m_index) + ": " + why;
+        }
+    }
+
+    std::uint64_t m_content_end;
+    std::string_view m_what;
+    std::vector<Level> m_levels;
+    std::string m_key;
+    RawEntry m_raw;
+    std::size_t m_index = 0;
+    bool m_object = false;
+    bool m_version_ok = false;
+    bool m_entries_array = false;
+    std::optional<std::string> m_entry_error;
+    std::optional<std::string> m_syntax;
+    ChunkedToc m_toc;
+};
+
 // Parses and checks a TOC document; throws naming `what`.
 ChunkedToc parse_toc(std::string_view json_text, std::uint64_t content_end, std::string_view what) {
     auto fail = [&](const std::string& why) -> Error {
         return Error(std::string(what) + ": bad zstd:chunked TOC: " + why);
     };
-    nlohmann::json doc;
-    try {
-        doc = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::exception& e) {
-        throw fail(std::string("invalid JSON: ") + e.what());
-    }
-    if (!doc.is_object()) {
-        throw fail("not a JSON object");
-    }
-    auto version = doc.find("version");
-    if (version == doc.end() || !version->is_number_integer() ||
-        version->get<std::int64_t>() != 1) {
-        throw fail("version is not 1");
-    }
-    auto entries = doc.find("entries");
-    if (entries == doc.end() || !entries->is_array()) {
-        throw fail("no \"entries\" array");
-    }
-    ChunkedToc toc;
-    toc.entries.reserve(entries->size());
-    std::size_t index = 0;
-    for (const auto& j : *entries) {
-        auto efail = [&](const std::string& why) {
-            return fail("entry " + std::to_string(index) + ": " + why);
-        };
-        if (!j.is_object()) {
-            throw efail("not an object");
-        }
-        auto str = [&](const char* key) -> std::string {
-            auto it = j.find(key);
-            if (it == j.end() || it->is_null()) {
-                return {};
-            }
-            if (!it->is_string()) {
-                throw efail(std::string("\"") + key + "\" is not a string");
-            }
-            return it->get<std::string>();
-        };
-        auto u64 = [&](const char* key, std::uint64_t max) -> std::uint64_t {
-            auto it = j.find(key);
-            if (it == j.end() || it->is_null()) {
-                return 0;
-            }
-            if (!it->is_number_integer() || (it->is_number_integer() && !it->is_number_unsigned() &&
-                                             it->get<std::int64_t>() < 0)) {
-                throw efail(std::string("\"") + key + "\" is not a non-negative integer");
-            }
-            std::uint64_t v = it->get<std::uint64_t>();
-            if (v > max) {
-                throw efail(std::string("\"") + key + "\" is out of range: " + std::to_string(v));
-            }
-            return v;
-        };
-        ChunkedEntry e;
-        e.type = str("type");
-        if (!known_type(e.type)) {
-            throw efail("unknown type \"" + e.type.substr(0, 50) + "\"");
-        }
-        e.name = clean_toc_name(str("name"), what, index);
-        e.link_name = str("linkName");
-        if (e.link_name.find('\0') != std::string::npos) {
-            throw efail("linkName contains a NUL byte");
-        }
-        if (e.type == "hardlink") {
-            e.link_name = clean_toc_name(e.link_name, what, index);
-        }
-        e.mode = static_cast<std::uint32_t>(u64("mode", 0777777) & 07777);
-        e.uid = static_cast<std::uint32_t>(u64("uid", 4294967294u));
-        e.gid = static_cast<std::uint32_t>(u64("gid", 4294967294u));
-        e.size = u64("size", std::uint64_t{1} << 62);
-        e.devmajor = static_cast<std::uint32_t>(u64("devMajor", 0xfff));
-        e.devminor = static_cast<std::uint32_t>(u64("devMinor", 0xfffff));
-        std::string mtime = str("modtime");
-        if (!mtime.empty() && !parse_time(mtime, e.mtime_sec, e.mtime_nsec)) {
-            throw efail("bad modtime \"" + mtime.substr(0, 50) + "\"");
-        }
-        if (auto x = j.find("xattrs"); x != j.end() && !x->is_null()) {
-            if (!x->is_object()) {
-                throw efail("\"xattrs\" is not an object");
-            }
-            for (const auto& [k, v] : x->items()) {
-                if (!v.is_string()) {
-                    throw efail("xattr " + k.substr(0, 100) + " is not a string");
-                }
-                auto decoded = base64_decode(v.get<std::string>());
-                if (!decoded) {
-                    throw efail("xattr " + k.substr(0, 100) + " is not base64");
-                }
-                e.xattrs[k] = std::move(*decoded);
-            }
-        }
-        e.digest = str("digest");
-        if (!e.digest.empty() && !Digest::try_parse(e.digest)) {
-            throw efail("bad digest \"" + e.digest.substr(0, 80) + "\"");
-        }
-        e.chunk_digest = str("chunkDigest");
-        if (!e.chunk_digest.empty() && !Digest::try_parse(e.chunk_digest)) {
-            throw efail("bad chunkDigest \"" + e.chunk_digest.substr(0, 80) + "\"");
-        }
-        e.offset = u64("offset", content_end);
-        e.end_offset = u64("endOffset", content_end);
-        e.chunk_offset = u64("chunkOffset", std::uint64_t{1} << 62);
-        e.chunk_size = u64("chunkSize", std::uint64_t{1} << 62);
-        toc.entries.push_back(std::move(e));
-        ++index;
-    }
+    ChunkedToc toc = TocReader(content_end, what).take(json_text);
     // Chunks: a reg entry followed by its chunk entries. Give every piece its
     // own [offset, end_offset) and chunk bounds, and check that the chunks
     // tile the file and that their frames follow each other in the blob.
@@ -1494,10 +1705,40 @@ struct ChunkedWriter::Impl {
                         }
                     }
                 }
+                drop_old_behind(*job);
             }
         } catch (...) {
             record_error(std::current_exception());
         }
+    }
+
+    // Hash thread, after a job: the old blob's pages that the written and
+    // hashed jobs took their linked frames from are given back (unmapped,
+    // dropped from the page cache), every k_drop_step bytes. The old blob is
+    // read once, in order, to make the new one; keeping both cached would
+    // make every page of the new blob's page cache a fresh page of memory,
+    // which costs more than the copy into it (several times more in a
+    // virtual machine whose free memory goes back to the host). Freed this
+    // way, the new blob's writes take the old blob's pages. Not while the
+    // resume window may still hash those bytes.
+    static constexpr std::uint64_t k_drop_step = std::uint64_t{8} << 20;
+    std::uint64_t old_dropped = 0; // hash thread: the old blob given back below this
+    std::uint64_t old_taken = 0;   // hash thread: the end of the old frames taken so far
+    void drop_old_behind(const Job& job) {
+        if (old_map.data() == nullptr) {
+            return;
+        }
+        for (const Piece& p : job.pieces) {
+            if (p.mapped != nullptr) {
+                old_taken = std::max<std::uint64_t>(
+                    old_taken, static_cast<std::uint64_t>(p.mapped - old_map.data()) + p.mapped_size);
+            }
+        }
+        if ((resume && same) || old_taken < old_dropped + k_drop_step) {
+            return;
+        }
+        old_map.drop(old_fd, old_dropped, old_taken - old_dropped);
+        old_dropped = old_taken;
     }
 
     // Output thread: writes the pieces' output in order, with writev.

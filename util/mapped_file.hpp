@@ -20,6 +20,13 @@ public:
     // is empty or the kernel refuses (errno says why).
     bool map(int fd, bool populate = false);
     void reset() noexcept;
+    // Done with [offset, offset + size) for good (rounded inward to whole
+    // pages): its pages are unmapped from this process and, where clean,
+    // dropped from the page cache of fd (the mapped file), so that the
+    // memory is free for what is written next. A later read of the range
+    // reads the file again: nothing but time is lost. Failures are of no
+    // consequence (the range stays cached).
+    void drop(int fd, std::size_t offset, std::size_t size) const noexcept;
 
     const char* data() const noexcept { return m_p; }
     std::size_t size() const noexcept { return m_n; }

@@ -5,6 +5,7 @@
 #include "util/child.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/mapped_file.hpp"
 #include "util/sha256_resumable.hpp"
 #include "util/tempdir.hpp"
 
@@ -14,6 +15,7 @@
 #include <set>
 #include <string>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <vector>
 #include <zstd.h>
@@ -458,6 +460,125 @@ TEST_CASE("zstd:chunked: hostile footers and TOCs are refused naming the blob") 
     } catch (const Error& e) {
         CHECK(std::string(e.what()).find("sha256:named") != std::string::npos);
         CHECK(std::string(e.what()).find("does not match") != std::string::npos);
+    }
+}
+
+// The layer writer gives back the previous blob's pages behind it
+// (MappedFile::drop): the range leaves the page cache, and reads of it
+// still give the file's bytes (from the disk again).
+TEST_CASE("MappedFile::drop gives a range's pages back and loses no byte") {
+    // On the build tree's filesystem (a disk's: tmpfs keeps its pages).
+    TempDir dir(fs::absolute("."), "drop-");
+    struct statfs sf {};
+    REQUIRE(::statfs(dir.path().c_str(), &sf) == 0);
+    REQUIRE(sf.f_type != 0x01021994); // TMPFS_MAGIC: the test could not see a drop
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t n = 1024 * page;
+    std::string bytes(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) {
+        bytes[i] = static_cast<char>((i * 131) ^ (i >> 12));
+    }
+    std::string path = dir.path() + "/blob";
+    fs::write_file_atomic(path, bytes);
+    UniqueFd fd = fs::open(path, O_RDONLY);
+    REQUIRE(::fsync(fd.get()) == 0); // clean pages: the only ones a drop can give back
+    MappedFile m;
+    REQUIRE(m.map(fd.get()));
+    REQUIRE(std::string(m.data(), m.size()) == bytes); // every page read in
+    auto resident = [&](std::size_t from, std::size_t to) {
+        std::vector<unsigned char> v((to - from) / page);
+        REQUIRE(::mincore(const_cast<char*>(m.data()) + from, to - from, v.data()) == 0);
+        std::size_t in = 0;
+        for (unsigned char c : v) {
+            in += c & 1;
+        }
+        return in;
+    };
+    REQUIRE(resident(0, n) == n / page);
+    // Past the end, or empty: nothing happens.
+    m.drop(fd.get(), n + page, page);
+    m.drop(fd.get(), 0, 0);
+    CHECK(resident(0, n) == n / page);
+    // A part (the page cache may hold the file in folios of many pages: a
+    // folio goes only when all of it is in the range), then all of it.
+    m.drop(fd.get(), 100 * page + page / 2, 600 * page);
+    CHECK(std::string(m.data(), m.size()) == bytes);
+    m.drop(fd.get(), 0, n);
+    CHECK(resident(0, n) == 0);
+    CHECK(std::string(m.data(), m.size()) == bytes);
+}
+
+TEST_CASE("zstd:chunked: the TOC's JSON is read as a JSON object is, errors in order") {
+    std::string frames = zframe("abc");
+    auto read = [&](const std::string& json) {
+        std::string blob = craft(frames, json);
+        UniqueFd fd = memfd("toc");
+        fs::write_all(fd.get(), "toc", blob.data(), blob.size());
+        return read_chunked_toc(fd.get(), blob.size(), "sha256:shape");
+    };
+    SECTION("a later duplicate key replaces an earlier one") {
+        auto t = read(R"({"version":2,"version":1,"entries":[{"type":"socket"}],)"
+                      R"("entries":[{"type":"dir","name":"x","name":"d","mode":1,"mode":493}]})");
+        REQUIRE(t);
+        REQUIRE(t->entries.size() == 1);
+        CHECK(t->entries[0].name == "d");
+        CHECK(t->entries[0].mode == 0755);
+    }
+    SECTION("unknown keys are skipped, whatever they hold") {
+        auto t = read(R"({"x":{"version":5,"entries":7},"entries":[{"type":"dir","name":"d",)"
+                      R"("extra":{"name":"zz","type":"q","xattrs":5},"more":[1,{"a":[]}],)"
+                      R"("linkName":null,"xattrs":null,"size":null},)"
+                      R"({"type":"symlink","name":"l","linkName":"d","xattrs":{"user.a":"eA==","user.a":"eQ=="}}],)"
+                      R"("tail":[{"type":"bad"}],"version":1})");
+        REQUIRE(t);
+        REQUIRE(t->entries.size() == 2);
+        CHECK(t->entries[0].name == "d");
+        CHECK(t->entries[0].xattrs.empty());
+        CHECK(t->entries[1].link_name == "d");
+        CHECK(t->entries[1].xattrs.at("user.a") == "y");
+    }
+    struct Case {
+        const char* name;
+        const char* json;
+        const char* expect;
+    };
+    std::vector<Case> cases = {
+        {"an array", "[1,2]", "not a JSON object"},
+        {"a number", "5", "not a JSON object"},
+        {"no entries", R"({"version":1})", R"(no "entries" array)"},
+        {"entries an object", R"({"version":1,"entries":{}})", R"(no "entries" array)"},
+        {"entries last a string", R"({"version":1,"entries":[],"entries":"x"})",
+         R"(no "entries" array)"},
+        {"version an object", R"({"version":{"a":1},"entries":[]})", "version is not 1"},
+        {"version a float", R"({"version":1.0,"entries":[]})", "version is not 1"},
+        {"an entry not an object", R"({"version":1,"entries":[{"type":"dir","name":"d"},5]})",
+         "entry 1: not an object"},
+        {"an entry an array", R"({"version":1,"entries":[[]]})", "entry 0: not an object"},
+        {"a size as a string", R"({"version":1,"entries":[{"type":"reg","name":"a","size":"3"}]})",
+         R"(entry 0: "size" is not a non-negative integer)"},
+        {"a mode as a float", R"({"version":1,"entries":[{"type":"dir","name":"a","mode":1.5}]})",
+         R"("mode" is not a non-negative integer)"},
+        {"a name as an object", R"({"version":1,"entries":[{"type":"dir","name":{"a":"b"}}]})",
+         R"("name" is not a string)"},
+        {"xattrs an array", R"({"version":1,"entries":[{"type":"dir","name":"d","xattrs":[]}]})",
+         R"("xattrs" is not an object)"},
+        {"an xattr not a string",
+         R"({"version":1,"entries":[{"type":"dir","name":"d","xattrs":{"user.b":"eA==","user.a":{}}}]})",
+         "xattr user.a is not a string"},
+        {"the first bad entry is named",
+         R"({"version":1,"entries":[{"type":"dir","name":"d"},{"type":"x"},{"type":"dir","name":"../e"}]})",
+         "entry 1: unknown type"},
+        {"an unsafe name before a later fault",
+         R"({"version":1,"entries":[{"type":"dir","name":"../e"},{"type":"x"}]})",
+         "TOC entry 0 has an unsafe name"},
+        {"the shape before the entries", R"({"entries":[5],"version":2})", "version is not 1"},
+        {"the syntax before everything", R"({"entries":[5],"version":2,)", "invalid JSON"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.name);
+        std::string msg = refusal(craft(frames, c.json), "sha256:shape");
+        CHECK(msg.find("sha256:shape") != std::string::npos);
+        CHECK(msg.find(c.expect) != std::string::npos);
     }
 }
 
