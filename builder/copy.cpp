@@ -352,35 +352,13 @@ struct Copier {
         ::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
     }
 
-    static bool kept_xattr(const std::string& name) {
-        return !(name.rfind("trusted.", 0) == 0 || name.rfind("security.selinux", 0) == 0 ||
-                 name.find("overlay.") != std::string::npos);
-    }
-
-    // Whether copy_xattrs would copy something from src_fd (or cannot tell).
-    static bool has_kept_xattrs(int src_fd) {
-        char names[65536];
-        ssize_t n = ::flistxattr(src_fd, names, sizeof names);
-        if (n < 0) {
-            return errno != ENOTSUP;
-        }
-        for (ssize_t i = 0; i < n;) {
-            std::string name(names + i);
-            i += static_cast<ssize_t>(name.size()) + 1;
-            if (kept_xattr(name)) {
-                return true;
-            }
-        }
-        return false;
-    }
-
     void copy_xattrs(int src_fd, int dst_fd) {
         char names[65536];
         ssize_t n = ::flistxattr(src_fd, names, sizeof names);
         for (ssize_t i = 0; i < n;) {
             std::string name(names + i);
             i += static_cast<ssize_t>(name.size()) + 1;
-            if (!kept_xattr(name)) {
+            if (!copy_keeps_xattr(name)) {
                 continue;
             }
             char value[65536];
@@ -393,34 +371,20 @@ struct Copier {
     }
 
     // copy_file's deferral (opts.defer_content) of sdir/sname without opening
-    // it: its extended attributes listed through /proc/self/fd (no
-    // open and close per file; a COPY that reuses the previous build's files
-    // asks this of every file). false when the file is not deferred or /proc
-    // cannot tell: copy_file then decides with the file open.
+    // it (a COPY that reuses the previous build's files asks this of every
+    // file; the callback looks at extended attributes only when it must).
+    // false when the file is not deferred: copy_file copies it.
     bool defer_unopened(int sdir, const std::string& sname, const struct stat& st,
                         const std::string& rel, int ddir, const std::string& dname,
                         const std::string& shown) {
         if (st.st_nlink != 1 || st.st_size <= 0 || !opts.defer_content) {
             return false;
         }
-        std::string path = "/proc/self/fd/" + std::to_string(sdir) + "/" + sname;
-        char names[65536];
-        ssize_t n = ::llistxattr(path.c_str(), names, sizeof names);
-        if (n < 0 && errno != ENOTSUP) {
-            return false;
-        }
-        for (ssize_t i = 0; i < n;) {
-            std::string name(names + i);
-            i += static_cast<ssize_t>(name.size()) + 1;
-            if (kept_xattr(name)) {
-                return false;
-            }
-        }
         if (!parent_fresh) {
             clear_target(ddir, dname, false, shown);
         }
-        if (!opts.defer_content(
-                DeferredFile{shown, rel, st, mode_of(st), owner_uid(st), owner_gid(st)})) {
+        if (!opts.defer_content(DeferredFile{shown, rel, st, mode_of(st), owner_uid(st),
+                                             owner_gid(st), sdir, sname.c_str()})) {
             return false;
         }
         stats.files++;
@@ -460,9 +424,9 @@ struct Copier {
                 }
             }
         }
-        if (st.st_nlink == 1 && st.st_size > 0 && opts.defer_content && !has_kept_xattrs(in) &&
-            opts.defer_content(
-                DeferredFile{shown, src_rel, st, mode_of(st), owner_uid(st), owner_gid(st)})) {
+        if (st.st_nlink == 1 && st.st_size > 0 && opts.defer_content &&
+            opts.defer_content(DeferredFile{shown, src_rel, st, mode_of(st), owner_uid(st),
+                                            owner_gid(st), in, nullptr})) {
             stats.files++;
             stats.bytes += static_cast<std::uint64_t>(st.st_size);
             return;
@@ -788,15 +752,43 @@ CopyStats copy_into(int src_root, const std::vector<std::string>& sources, int d
     return c.stats;
 }
 
+bool copy_keeps_xattr(std::string_view name) {
+    return !(name.starts_with("trusted.") || name.starts_with("security.selinux") ||
+             name.find("overlay.") != std::string_view::npos);
+}
+
+bool has_kept_xattrs(const DeferredFile& f) {
+    char names[65536];
+    ssize_t n;
+    if (f.src_name == nullptr) {
+        n = ::flistxattr(f.src_dir, names, sizeof names);
+    } else {
+        // Through /proc/self/fd: no open and close of the file.
+        std::string path = "/proc/self/fd/" + std::to_string(f.src_dir) + "/" + f.src_name;
+        n = ::llistxattr(path.c_str(), names, sizeof names);
+    }
+    if (n < 0) {
+        return errno != ENOTSUP;
+    }
+    for (ssize_t i = 0; i < n;) {
+        std::string_view name(names + i);
+        i += static_cast<ssize_t>(name.size()) + 1;
+        if (copy_keeps_xattr(name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 namespace {
 
-// The extended attributes a copy keeps of fd (Copier::kept_xattr), in name
+// The extended attributes a copy keeps of fd (copy_keeps_xattr), in name
 // order, as bytes for a hash ("" when none): a change to one is a change of
 // the step's sources, as BuildKit's content hash has them.
 std::string kept_xattrs_of(int fd, const std::string& shown) {
     std::string out;
     for (const auto& [name, value] : fs::read_xattrs(fd, shown)) {
-        if (Copier::kept_xattr(name)) {
+        if (copy_keeps_xattr(name)) {
             out += "xattr " + name + '\0' + std::to_string(value.size()) + '\0' + value;
         }
     }

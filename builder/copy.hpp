@@ -27,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <vector>
@@ -42,7 +43,18 @@ struct DeferredFile {
     mode_t mode = 0;     // permission bits the copy sets (after --chmod)
     uid_t uid = 0;       // owner the copy sets (after --chown)
     gid_t gid = 0;
+    // The source, during the call only: src_name in the directory open as
+    // src_dir, or (src_name null) the file open as src_dir.
+    int src_dir = -1;
+    const char* src_name = nullptr;
 };
+
+// Whether a copy keeps the extended attribute `name` (not trusted.*,
+// security.selinux or overlayfs' own).
+bool copy_keeps_xattr(std::string_view name);
+// Whether the source of f has extended attributes a copy keeps (true when
+// they cannot be listed).
+bool has_kept_xattrs(const DeferredFile& f);
 
 struct CopyOptions {
     std::optional<uid_t> uid; // --chown
@@ -56,12 +68,13 @@ struct CopyOptions {
     // Whether a directory excluded by `excluded` may still hold re-included
     // entries (a "!" exception below it), so it must be walked.
     std::function<bool(const std::string& rel)> may_reinclude;
-    // When set: asked before a regular file with one link, some content and
-    // no extended attributes that a copy would keep is copied. True: the file
-    // is not created at all (its stats still count), and the caller makes it
-    // after the copy, exactly as the copy would have: the builder links the
-    // identical file of a previous build's snapshot into the step's upper
-    // directory (builder/copy_reuse.hpp).
+    // When set: asked before a regular file with one link and some content
+    // is copied. True: the file is not created at all (its stats still
+    // count), and the caller makes it after the copy, exactly as the copy
+    // would have: the builder links the identical file of a previous build's
+    // snapshot into the step's upper directory (builder/copy_reuse.hpp). It
+    // must refuse a file with extended attributes a copy keeps
+    // (has_kept_xattrs): the copy makes none for a deferred file.
     std::function<bool(const DeferredFile&)> defer_content;
 };
 

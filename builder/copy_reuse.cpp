@@ -137,15 +137,32 @@ bool CopyReuse::defer(const DeferredFile& f) {
         }
     }
     // The digest this build computed for the source (the cache key's), for
-    // its current lstat: never a stale one.
+    // its current lstat: never a stale one. For a file with extended
+    // attributes a copy keeps, the memo's digest covers them too, so it is
+    // never a TOC's content digest: with a TOC, such a file is not deferred
+    // without listing them here.
     std::optional<std::string> digest = m_memo->find(f.src_rel, f.st);
-    if (!digest || (m_toc && *digest != m_old.find(name)->second.digest)) {
+    if (!digest || (m_toc && *digest != m_old.find(name)->second.digest) ||
+        (!m_toc && has_kept_xattrs(f))) {
         return false;
     }
     // The previous snapshot's file must be what the copy would make now:
-    // a link takes its inode's metadata as it is.
+    // a link takes its inode's metadata as it is. (Looked up from its
+    // directory, open while the copy goes through it.)
+    auto slash = name.rfind('/');
+    std::string parent = slash == std::string::npos ? std::string() : name.substr(0, slash);
+    if (!m_prev_dir || parent != m_prev_dir_name) {
+        m_prev_dir.reset();
+        m_prev_dir_name = parent;
+        try {
+            m_prev_dir = open_dir_beneath(m_prev.get(), parent, m_previous_fs);
+        } catch (const Error&) {
+            return false; // not there (or not a directory): copied
+        }
+    }
+    const char* base = slash == std::string::npos ? name.c_str() : name.c_str() + slash + 1;
     struct stat old {};
-    if (::fstatat(m_prev.get(), name.c_str(), &old, AT_SYMLINK_NOFOLLOW) != 0 ||
+    if (::fstatat(m_prev_dir.get(), base, &old, AT_SYMLINK_NOFOLLOW) != 0 ||
         !S_ISREG(old.st_mode) || old.st_size != f.st.st_size ||
         !same_time(old.st_mtim, f.st.st_mtim) || (old.st_mode & 07777) != (f.mode & 07777) ||
         old.st_uid != f.uid || old.st_gid != f.gid) {
@@ -161,10 +178,9 @@ bool CopyReuse::defer(const DeferredFile& f) {
             return false;
         }
         for (ssize_t i = 0; i < n;) {
-            std::string x(names + i);
+            std::string_view x(names + i);
             i += static_cast<ssize_t>(x.size()) + 1;
-            if (!(x.rfind("trusted.", 0) == 0 || x.rfind("security.selinux", 0) == 0 ||
-                  x.find("overlay.") != std::string::npos)) {
+            if (copy_keeps_xattr(x)) {
                 return false;
             }
         }

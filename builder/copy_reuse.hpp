@@ -80,6 +80,9 @@ private:
 
     std::string m_previous_fs;
     UniqueFd m_prev;
+    // defer(): the previous snapshot's directory of the last file asked about.
+    std::string m_prev_dir_name;
+    UniqueFd m_prev_dir;
     FileDigestMemo* m_memo = nullptr;
     bool m_toc = false; // m_old holds the previous layer's TOC; else checked in the pack
     std::map<std::string, Old, std::less<>> m_old; // TOC name -> content

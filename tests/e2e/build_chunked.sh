@@ -168,6 +168,29 @@ strata gc >/dev/null || fail "gc"
 assert_eq "$(strata run --rm chunk/b sha256sum /data/big2.bin | cut -d' ' -f1)" "$sum2" "chunk/b after chunk/a is gone"
 strata verify >"$WORK/verify" 2>&1 || { cat "$WORK/verify"; fail "verify after gc"; }
 
+# ------------------------------------------ a file given an extended attribute
+# Same content and mtime, a new user.* xattr (its ctime moves): the COPY's
+# content hash covers the xattr, so the file is copied with it, not linked.
+if python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.note", b"kept")' "$C/small/f3.txt" 2>/dev/null; then
+  sleep 3
+  build -t chunk/x "$C"
+  assert_contains "$(cat "$WORK/last.log")" "42 unchanged files linked from the previous build" "COPY links all but the file given an xattr"
+  read -r lx _ _ _ <<<"$(copy_layer chunk/x)"
+  got=$(python3 - "$(blob "$lx")" <<'PY'
+import json, struct, subprocess, sys
+b = open(sys.argv[1], "rb").read()
+off, clen = struct.unpack("<2Q", b[-64:-48])
+toc = json.loads(subprocess.run(["zstd", "-dcq"], input=b[off:off + clen], capture_output=True, check=True).stdout)
+print([e.get("xattrs", {}) for e in toc["entries"] if e["name"] == "data/small/f3.txt"])
+PY
+)
+  assert_eq "$got" "[{'user.note': 'a2VwdA=='}]" "the layer gives f3.txt its xattr"
+  assert_eq "$(strata run --rm chunk/x cat /data/small/f3.txt)" "$(cat "$C/small/f3.txt")" "run reads f3.txt"
+  strata rmi chunk/x >/dev/null || fail "rmi chunk/x"
+else
+  echo "no user xattrs on $C: the xattr part is left out"
+fi
+
 # ------------------------------------------------------------ a foreign reader
 if command -v podman >/dev/null 2>&1; then
   strata save --format oci-dir -o "$WORK/layout" chunk/b >/dev/null || fail "save oci-dir"
