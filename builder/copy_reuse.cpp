@@ -108,11 +108,13 @@ std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
             if (!toc) {
                 return std::nullopt;
             }
+            r.m_old.reserve(toc->entries.size());
             for (const auto& e : toc->entries) {
                 if (e.type == "reg" && e.size > 0 && e.digest.size() == 71) {
-                    r.m_old[e.name] = Old{e.digest.substr(7), e.size, !e.xattrs.empty()};
+                    r.m_old[e.name] = &e;
                 }
             }
+            r.m_toc_entries = std::move(toc);
             r.m_toc = true;
         }
     } catch (const Error& e) {
@@ -129,12 +131,14 @@ bool CopyReuse::defer(const DeferredFile& f) {
     while (!name.empty() && name.front() == '/') {
         name.erase(0, 1);
     }
+    const formats::ChunkedEntry* old_entry = nullptr;
     if (m_toc) {
         auto it = m_old.find(name);
-        if (it == m_old.end() || it->second.xattrs ||
-            it->second.size != static_cast<std::uint64_t>(f.st.st_size)) {
+        if (it == m_old.end() || !it->second->xattrs.empty() ||
+            it->second->size != static_cast<std::uint64_t>(f.st.st_size)) {
             return false;
         }
+        old_entry = it->second;
     }
     // The digest this build computed for the source (the cache key's), for
     // its current lstat: never a stale one. For a file with extended
@@ -142,7 +146,7 @@ bool CopyReuse::defer(const DeferredFile& f) {
     // never a TOC's content digest: with a TOC, such a file is not deferred
     // without listing them here.
     std::optional<std::string> digest = m_memo->find(f.src_rel, f.st);
-    if (!digest || (m_toc && *digest != m_old.find(name)->second.digest) ||
+    if (!digest || (old_entry != nullptr && *digest != std::string_view(old_entry->digest).substr(7)) ||
         (!m_toc && has_kept_xattrs(f))) {
         return false;
     }

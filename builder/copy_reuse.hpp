@@ -22,16 +22,20 @@
 
 #include "builder/copy.hpp"
 #include "formats/oci.hpp"
+#include "formats/zstd_chunked.hpp"
 #include "snapshot/layer_diff.hpp"
 #include "snapshot/store.hpp"
 #include "util/fd.hpp"
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <sys/stat.h>
+#include <unordered_map>
 #include <vector>
 
 namespace strata::builder {
@@ -60,11 +64,6 @@ public:
                        snapshot::LinkedFiles& linked);
 
 private:
-    struct Old {
-        std::string digest; // hex
-        std::uint64_t size = 0;
-        bool xattrs = false; // the layer gives the file extended attributes
-    };
     struct Deferred {
         std::string name; // relative to the root: "data/a.bin"
         DeferredFile file;
@@ -85,7 +84,9 @@ private:
     UniqueFd m_prev_dir;
     FileDigestMemo* m_memo = nullptr;
     bool m_toc = false; // m_old holds the previous layer's TOC; else checked in the pack
-    std::map<std::string, Old, std::less<>> m_old; // TOC name -> content
+    std::shared_ptr<const formats::ChunkedToc> m_toc_entries;
+    // TOC name -> its regular file's entry ("sha256:" and 64 hex digits).
+    std::unordered_map<std::string_view, const formats::ChunkedEntry*> m_old;
     std::vector<Deferred> m_deferred;
     std::set<std::pair<dev_t, ino_t>> m_inodes; // of the previous files deferred
 };

@@ -222,7 +222,21 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         } else if (!local_sources.empty()) {
             std::string sig =
                 fmt::format("copy parents={} excludes={}", cp.parents, join(cp.excludes, "\x1f"));
-            content = context_hash(local_sources, co, sig, listing.get());
+            // A COPY that may reuse its previous result (one context source,
+            // nothing else; see layer_step below) reads that layer's TOC
+            // while the context is hashed, when the context changed.
+            std::function<void()> before_walk;
+            if (!cp.add && local_sources.size() == 1 && cp.contents.empty() && urls.empty() &&
+                git_sources.empty()) {
+                before_walk = [&] {
+                    std::vector<std::string> probe_parts = parts;
+                    if (!cp.chown.empty()) {
+                        probe_parts.push_back("chown=" + cp.chown);
+                    }
+                    prefetch_previous_toc(cache_key(probe_parts));
+                };
+            }
+            content = context_hash(local_sources, co, sig, listing.get(), before_walk);
         }
     });
     std::optional<TempDir> download_dir;

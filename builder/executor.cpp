@@ -190,6 +190,42 @@ Executor::Executor(snapshot::Store& store, const BuildOptions& opts)
       m_null_events(std::make_unique<NullEvents>()),
       m_events(opts.events ? opts.events : m_null_events.get()) {}
 
+Executor::~Executor() {
+    std::lock_guard l(m_prefetch_mu);
+    for (auto& t : m_prefetch) {
+        t.join();
+    }
+}
+
+void Executor::prefetch_previous_toc(const std::string& probe_key) {
+    if (probe_key.empty() || m_opts.no_cache ||
+        m_opts.compression != formats::Compression::zstd) {
+        return;
+    }
+    std::optional<CacheRecord> prev = m_cache.last_probe_record(probe_key);
+    if (!prev || !prev->layer) {
+        return;
+    }
+    formats::Descriptor layer = *prev->layer;
+    auto ann = layer.annotations.find(std::string(formats::k_chunked_manifest_checksum_key));
+    if (ann == layer.annotations.end() || !m_store.has_blob(layer.digest)) {
+        return;
+    }
+    std::string toc_digest = ann->second;
+    std::lock_guard l(m_prefetch_mu);
+    m_prefetch.emplace_back([this, layer = std::move(layer), toc_digest = std::move(toc_digest)] {
+        try {
+            UniqueFd blob = m_store.open_blob(layer.digest);
+            formats::read_chunked_toc(blob.get(), static_cast<std::uint64_t>(layer.size),
+                                      layer.digest.str(), toc_digest);
+        } catch (const std::exception& e) {
+            // The step reads it again, and says what is wrong with it.
+            STRATA_LOG_DEBUG("reading the TOC of layer {} ahead: {}", layer.digest.str(),
+                             e.what());
+        }
+    });
+}
+
 void Executor::load_dockerfile() {
     if (m_opts.context_dir.empty()) {
         throw UsageError("no build context given");
@@ -969,7 +1005,8 @@ ContextIndex& Executor::context_index() {
 
 std::string Executor::context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
                                    const std::string& options_signature,
-                                   std::optional<std::map<std::string, std::string>>* listing) {
+                                   std::optional<std::map<std::string, std::string>>* listing,
+                                   const std::function<void()>& before_walk) {
     ContextIndex& index = context_index();
     std::vector<std::string> parts = {"context-hash/2", index.fingerprint(), options_signature};
     parts.insert(parts.end(), sources.begin(), sources.end());
@@ -981,6 +1018,9 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
     std::string probe = cache_key(parts);
     if (auto known = m_cache.last_content(probe)) {
         return *known;
+    }
+    if (before_walk) {
+        before_walk();
     }
     auto t0 = std::chrono::steady_clock::now();
     std::map<std::string, std::string> files;

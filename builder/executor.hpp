@@ -27,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace strata::builder {
@@ -83,6 +84,7 @@ std::string chomp_tabs(const std::string& s);
 class Executor {
 public:
     Executor(snapshot::Store& store, const BuildOptions& opts);
+    ~Executor(); // joins the TOC reads ahead (prefetch_previous_toc)
     Executor(const Executor&) = delete;
     Executor& operator=(const Executor&) = delete;
 
@@ -170,9 +172,16 @@ private:
     // with their digests when the context was walked for the hash (not when
     // the hash was remembered): context_listing's result, without a second
     // walk.
+    // before_walk: called when the hash is not remembered, before the walk.
     std::string context_hash(const std::vector<std::string>& sources, const CopyOptions& co,
                              const std::string& options_signature,
-                             std::optional<std::map<std::string, std::string>>* listing = nullptr);
+                             std::optional<std::map<std::string, std::string>>* listing = nullptr,
+                             const std::function<void()>& before_walk = {});
+    // Reads, on a thread of its own, the zstd:chunked TOC of the layer that
+    // the step probed as probe_key last made (read_chunked_toc keeps it): a
+    // COPY whose files changed reuses that layer's files and frames, and
+    // reads the TOC while its context is still being hashed.
+    void prefetch_previous_toc(const std::string& probe_key);
     ContextIndex& context_index();
 
     [[noreturn]] void fail(const df::Instruction& ins, const std::string& message,
@@ -203,6 +212,8 @@ private:
     std::unique_ptr<ContextIndex> m_context_index;
     std::vector<std::string> m_warnings;
     std::string m_explain_context; // the context's absolute path, for step slots
+    std::mutex m_prefetch_mu; // guards m_prefetch
+    std::vector<std::thread> m_prefetch;
 };
 
 } // namespace strata::builder

@@ -124,6 +124,32 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what, s
     }
 }
 
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c >= 0x20) {
+            out += ch;
+        } else if (const char* e = c == '\b'   ? "\\b"
+                                   : c == '\f' ? "\\f"
+                                   : c == '\n' ? "\\n"
+                                   : c == '\r' ? "\\r"
+                                   : c == '\t' ? "\\t"
+                                                : nullptr) {
+            out += e;
+        } else {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    out += '"';
+}
+
 std::string dump_go_style(const nlohmann::ordered_json& value) {
     // Invalid UTF-8 (from strings strata built, parsed input is checked)
     // becomes U+FFFD as in Go, rather than an exception.

@@ -43,6 +43,12 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what,
 // the value (use ordered_json for a struct's field order).
 std::string dump_go_style(const nlohmann::ordered_json& value);
 
+// Appends s (valid UTF-8) as a JSON string exactly as nlohmann's dump()
+// writes it: '"' and '\\' escaped, control characters as \b \f \n \r \t or
+// \u00XX, everything else as it is. For documents written by hand, where a
+// tree of many small values would cost more than the writing.
+void append_json_string(std::string& out, std::string_view s);
+
 // "\"text\"" with control characters escaped and long text cut at 100 bytes,
 // for quoting untrusted strings in error messages.
 std::string quote_untrusted(std::string_view text);

@@ -20,6 +20,8 @@
 // the TOC.
 #include "formats/zstd_chunked.hpp"
 
+#include "formats/json.hpp"
+
 #include "util/base64.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -39,6 +41,8 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <set>
+#include <unordered_map>
 #include <optional>
 #include <memory>
 #include <fcntl.h>
@@ -750,25 +754,40 @@ namespace {
 // 0.1 s.
 class TocMemo {
 public:
-    std::optional<ChunkedToc> find(const std::string& key) {
-        std::lock_guard lk(m_mu);
+    // The TOC parsed under key, waiting while another thread parses it (a
+    // build reads its previous layer's TOC ahead, while the context is
+    // hashed). nullptr: none, and the caller parses it now (add() or
+    // abandon() follows).
+    std::shared_ptr<const ChunkedToc> find_or_claim(const std::string& key) {
+        std::unique_lock lk(m_mu);
+        m_cv.wait(lk, [&] { return m_parsing.count(key) == 0; });
         for (const auto& [k, toc] : m_last) {
             if (k == key) {
-                return *toc;
+                return toc;
             }
         }
-        return std::nullopt;
+        m_parsing.insert(key);
+        return nullptr;
     }
-    void add(std::string key, const ChunkedToc& toc) {
+    void add(const std::string& key, std::shared_ptr<const ChunkedToc> toc) {
         std::lock_guard lk(m_mu);
-        m_last.emplace_front(std::move(key), std::make_shared<const ChunkedToc>(toc));
+        m_parsing.erase(key);
+        m_last.emplace_front(key, std::move(toc));
         if (m_last.size() > 4) {
             m_last.pop_back();
         }
+        m_cv.notify_all();
+    }
+    void abandon(const std::string& key) {
+        std::lock_guard lk(m_mu);
+        m_parsing.erase(key);
+        m_cv.notify_all();
     }
 
 private:
     std::mutex m_mu;
+    std::condition_variable m_cv;
+    std::set<std::string> m_parsing;
     std::deque<std::pair<std::string, std::shared_ptr<const ChunkedToc>>> m_last;
 };
 
@@ -779,17 +798,17 @@ TocMemo& toc_memo() {
 
 } // namespace
 
-std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
-                                           std::string_view what,
-                                           std::string_view expected_digest) {
+std::shared_ptr<const ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
+                                                   std::string_view what,
+                                                   std::string_view expected_digest) {
     if (blob_size < k_footer_frame + 8) {
-        return std::nullopt;
+        return nullptr;
     }
     unsigned char footer[k_footer_frame];
     pread_all(blob_fd, footer, sizeof footer, blob_size - k_footer_frame, what);
     if (le32(footer) != k_skippable_magic || le32(footer + 4) != k_footer_data ||
         std::memcmp(footer + 8 + 56, k_footer_magic, 8) != 0) {
-        return std::nullopt;
+        return nullptr;
     }
     auto fail = [&](const std::string& why) {
         return Error(std::string(what) + ": bad zstd:chunked footer: " + why);
@@ -822,17 +841,27 @@ std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
                     " does not match the layer's annotation " + std::string(expected_digest));
     }
     std::string key = digest + " " + std::to_string(offset) + " " + std::to_string(raw_length);
-    if (auto known = toc_memo().find(key)) {
+    if (auto known = toc_memo().find_or_claim(key)) {
         return known;
     }
+    struct Claim {
+        const std::string& key;
+        bool kept = false;
+        ~Claim() {
+            if (!kept) {
+                toc_memo().abandon(key);
+            }
+        }
+    } claim{key};
     DCtx d;
     std::string json;
     if (!decode_exact(d.c, compressed.data(), compressed.size(), raw_length, json)) {
         throw fail("the TOC does not decompress to its " + std::to_string(raw_length) + " bytes");
     }
-    ChunkedToc toc = parse_toc(json, offset - 8, what);
-    toc.digest = std::move(digest);
-    toc_memo().add(std::move(key), toc);
+    auto toc = std::make_shared<ChunkedToc>(parse_toc(json, offset - 8, what));
+    toc->digest = std::move(digest);
+    toc_memo().add(key, toc);
+    claim.kept = true;
     return toc;
 }
 
@@ -1107,34 +1136,6 @@ bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char
     return last == 0 && pos == want.size();
 }
 
-// s as a JSON string, as nlohmann's dump() writes it (s is valid UTF-8):
-// quote and backslash escaped, control bytes as their short forms or \u00XX.
-void append_json_string(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (c >= 0x20) {
-            out += ch;
-        } else if (const char* e = c == '\b'   ? "\\b"
-                                   : c == '\f' ? "\\f"
-                                   : c == '\n' ? "\\n"
-                                   : c == '\r' ? "\\r"
-                                   : c == '\t' ? "\\t"
-                                                : nullptr) {
-            out += e;
-        } else {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
-    out += '"';
-}
-
 // One piece of the tar: a run of header bytes, or one chunk of a file.
 struct Piece {
     Buf input;                    // uncompressed bytes (none for a linked file's chunk)
@@ -1340,14 +1341,15 @@ struct ChunkedWriter::Impl {
     int old_fd = -1;
     MappedFile old_map; // the old blob, when it can be mapped: no read per frame
     std::string old_what;
-    // name -> the old file's pieces (reg then chunks), with its size.
+    // name -> the old file's pieces (reg then chunks): entries of the old
+    // TOC, which outlives the writer (reuse_from).
     struct OldFile {
         std::uint64_t size = 0;
-        std::string digest; // of the whole content, as the TOC gives it
-        std::vector<ChunkedEntry> pieces;
+        std::string_view digest; // of the whole content, as the TOC gives it
+        std::vector<const ChunkedEntry*> pieces;
     };
     DCtx linked_dctx; // calling thread: decodes linked files' frames
-    std::map<std::string, OldFile, std::less<>> old_files;
+    std::unordered_map<std::string_view, OldFile> old_files;
 
     // Workers, the output thread (writes the frames in order) and the hash
     // thread (hashes what the output thread wrote, in order, and keeps the
@@ -1840,7 +1842,8 @@ struct ChunkedWriter::Impl {
         if (it == old_files.end() || it->second.size != size) {
             return {};
         }
-        for (const ChunkedEntry& c : it->second.pieces) {
+        for (const ChunkedEntry* e : it->second.pieces) {
+            const ChunkedEntry& c = *e;
             if (c.chunk_offset == chunk_offset && c.chunk_size == chunk_size) {
                 std::uint64_t len = c.end_offset - c.offset;
                 // Incompressible data grows a little in zstd; anything far
@@ -1875,7 +1878,8 @@ struct ChunkedWriter::Impl {
             return out;
         }
         std::uint64_t chunk_offset = 0;
-        for (const ChunkedEntry& c : it->second.pieces) {
+        for (const ChunkedEntry* e : it->second.pieces) {
+            const ChunkedEntry& c = *e;
             std::uint64_t n = std::min<std::uint64_t>(size - chunk_offset, k_chunked_chunk_size);
             std::uint64_t len = c.end_offset - c.offset;
             if (chunk_offset >= size || c.chunk_offset != chunk_offset || c.chunk_size != n ||
@@ -1892,7 +1896,7 @@ struct ChunkedWriter::Impl {
         if (chunk_offset != size) {
             return {};
         }
-        out.back().known_digest = it->second.digest;
+        out.back().known_digest = std::string(it->second.digest);
         return out;
     }
 
@@ -2238,16 +2242,17 @@ void ChunkedWriter::reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::
     }
     impl.old_what = std::move(what);
     impl.old_files.clear();
+    impl.old_files.reserve(old_toc.entries.size());
     for (const ChunkedEntry& e : old_toc.entries) {
         if (e.type == "reg" && e.size > 0) {
             auto& f = impl.old_files[e.name];
             f.size = e.size;
             f.digest = e.digest;
-            f.pieces.assign(1, e);
+            f.pieces.assign(1, &e);
         } else if (e.type == "chunk") {
             auto it = impl.old_files.find(e.name);
             if (it != impl.old_files.end()) {
-                it->second.pieces.push_back(e);
+                it->second.pieces.push_back(&e);
             }
         }
     }

@@ -67,13 +67,15 @@ struct ChunkedToc {
 // 8-byte skippable frame header).
 constexpr std::uint64_t k_chunked_footer_frame = 8 + 64;
 
-// nullopt: the blob has no zstd:chunked footer (a plain zstd/gzip/tar blob).
+// nullptr: the blob has no zstd:chunked footer (a plain zstd/gzip/tar blob).
 // Throws an Error naming `what` (the blob's digest) for a damaged or hostile
 // footer or TOC (offsets past the blob, absurd sizes, bad JSON, unsafe names),
 // and when expected_digest is given and the TOC's digest differs from it.
-std::optional<ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
-                                           std::string_view what,
-                                           std::string_view expected_digest = {});
+// The TOC is shared: a process keeps the last few it parsed and hands the
+// same one to every reader of the layer.
+std::shared_ptr<const ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t blob_size,
+                                                   std::string_view what,
+                                                   std::string_view expected_digest = {});
 
 // The content bytes of one reg/chunk entry: reads [offset, end_offset) with
 // pread, decompresses, checks that exactly expected_size bytes come out.
@@ -160,7 +162,8 @@ public:
     ChunkedWriter& operator=(const ChunkedWriter&) = delete;
 
     // A previous zstd:chunked layer (blob fd, not owned, kept open until
-    // finish(); its TOC as read_chunked_toc returned it): a chunk of a file
+    // finish(); its TOC as read_chunked_toc returned it, kept as long as the
+    // writer): a chunk of a file
     // whose path, size and chunk bounds match one there, and whose bytes
     // decompressed from there equal the new ones, is written as that layer's
     // frames verbatim instead of compressed again. `what` names the blob.

@@ -64,7 +64,7 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
     const bool chunked = opts.chunked && opts.compression == formats::Compression::zstd;
     ChunkedPack pack_info;
     UniqueFd old_fd;
-    std::optional<formats::ChunkedToc> old_toc;
+    std::shared_ptr<const formats::ChunkedToc> old_toc;
     if (chunked && previous != nullptr && store.has_blob(previous->digest)) {
         // Only a zstd:chunked layer has frames to reuse; the TOC must be
         // the one its descriptor names. Anything wrong: compress afresh.
@@ -83,7 +83,7 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
             }
             if (old_toc) {
                 pack_info.old_blob_fd = old_fd.get();
-                pack_info.old_toc = &*old_toc;
+                pack_info.old_toc = old_toc.get();
                 pack_info.old_what = previous->digest.str();
                 pack_info.linked = linked;
                 pack_info.old_checkpoints = load_checkpoints(store, *previous);

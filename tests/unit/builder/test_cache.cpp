@@ -3,7 +3,9 @@
 #include "util/fs.hpp"
 #include "util/tempdir.hpp"
 
+#include "util/text.hpp"
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <nlohmann/json.hpp>
 
 using namespace strata;
@@ -138,6 +140,74 @@ TEST_CASE("secret-like names follow BuildKit's SecretsUsedInArgOrEnv words") {
     CHECK_FALSE(looks_secret("GREETING"));
     CHECK_FALSE(looks_secret("KEYBOARD"));
     CHECK_FALSE(looks_secret("MONKEY"));
+}
+
+TEST_CASE("step inputs are written as nlohmann's dump() of their tree, and read back strictly") {
+    using strata::builder::StepInputs;
+    // The tree to_json wrote before it wrote by hand.
+    auto tree_dump = [](const StepInputs& in) {
+        nlohmann::json j = nlohmann::json::object();
+        j["key"] = strata::text::to_valid_utf8(in.key);
+        nlohmann::json items = nlohmann::json::array();
+        for (const auto& [k, v] : in.items) {
+            items.push_back(nlohmann::json::array(
+                {strata::text::to_valid_utf8(k), strata::text::to_valid_utf8(v)}));
+        }
+        j["items"] = items;
+        if (in.files) {
+            nlohmann::json files = nlohmann::json::object();
+            for (const auto& [name, what] : *in.files) {
+                files[strata::text::to_valid_utf8(name)] = strata::text::to_valid_utf8(what);
+            }
+            j["files"] = std::move(files);
+        } else {
+            j["files"] = nullptr;
+        }
+        return j.dump();
+    };
+    StepInputs in;
+    in.key = std::string(64, 'c');
+    in.items = {{"instruction", "RUN echo \"q\" \\ \x01\t\n end"},
+                {"arg X", "caf\xc3\xa9 \xe2\x80\xa8"},
+                {"bad", "x\xff\xfey"}};
+    CHECK(strata::builder::to_json(in) == tree_dump(in));
+    in.files = std::map<std::string, std::string>{
+        {"a b/\"q\".txt", "100644 d1"}, {"Z", "100755 d2"}, {"\x7f\x1f", "x"}, {"\xc3\xa9", "y"}};
+    CHECK(strata::builder::to_json(in) == tree_dump(in));
+    auto back = strata::builder::parse_step_inputs(strata::builder::to_json(in), "t");
+    CHECK(back.key == in.key);
+    CHECK(back.files == in.files);
+    REQUIRE(back.items.size() == 3);
+    CHECK(back.items[2].second == "x\xef\xbf\xbd\xef\xbf\xbdy");
+    // Names that are not UTF-8: replaced, sorted anew, as the tree had them.
+    in.files->emplace("\xff" "a", "1");
+    in.files->emplace("\xfe" "a", "2");
+    CHECK(strata::builder::to_json(in) == tree_dump(in));
+    in.files.reset();
+    CHECK(strata::builder::to_json(in) == tree_dump(in));
+    CHECK_FALSE(strata::builder::parse_step_inputs(strata::builder::to_json(in), "t").files);
+    for (const char* bad : {
+             R"([])",
+             R"({"key":"k"})",
+             R"({"key":"k","items":[],"key":"k"})",
+             R"({"key":"k","items":[],"files":{"a":"1","a":"2"}})",
+             R"({"key":"k","items":[["a"]]})",
+             R"({"key":"k","items":[["a","b","c"]]})",
+             R"({"key":"k","items":["a"]})",
+             R"({"key":1,"items":[]})",
+             R"({"key":"k","items":[],"files":{"a":{}}})",
+             R"({"key":"k","items":[],"other":1})",
+             R"({"key":"k","items":[]} x)",
+             R"({"key":"k","items":[],"files":{"a":"1"})",
+         }) {
+        INFO(bad);
+        try {
+            strata::builder::parse_step_inputs(bad, "explain/x.json");
+            FAIL("accepted");
+        } catch (const strata::Error& e) {
+            CHECK(std::string(e.what()).find("explain/x.json: ") == 0);
+        }
+    }
 }
 
 TEST_CASE("step inputs round-trip through JSON") {
