@@ -33,6 +33,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <cerrno>
 #include <climits>
@@ -1222,6 +1223,27 @@ public:
             n -= k;
         }
     }
+    // A linked file's chunk as the previous layer's frames: the thread
+    // decodes them in their place in the stream and hashes the bytes, which
+    // must be exactly tar_size (else finish() throws LinkedFramesDamaged,
+    // "<*what>: the frames of <path> do not decode to its content"). The
+    // frames stay readable until finish().
+    void frames(const char* data, std::size_t size, std::size_t tar_size,
+                const std::string* what, std::string path) {
+        if (m_cur == nullptr) {
+            m_cur = take_free();
+        }
+        m_cur->frames.push_back(Frames{m_cur->used, data, size, tar_size, what, std::move(path)});
+        m_frames_pending.fetch_add(1, std::memory_order_relaxed);
+        m_cur_frames_bytes += tar_size;
+        if (m_cur->frames.size() >= 512 || m_cur_frames_bytes >= k_block) {
+            hand_over(false);
+        }
+    }
+    // Frames given and not decoded yet; the end of the last frames decoded.
+    std::size_t frames_pending() const { return m_frames_pending.load(std::memory_order_acquire); }
+    const char* frames_done() const { return m_frames_done.load(std::memory_order_acquire); }
+
     // The hash's state after the bytes given so far is to be kept.
     void mark() {
         if (m_cur == nullptr) {
@@ -1244,10 +1266,19 @@ public:
     }
 
 private:
+    struct Frames {
+        std::size_t at; // where in the block's bytes their content goes
+        const char* data;
+        std::size_t size;
+        std::size_t tar_size;
+        const std::string* what;
+        std::string path;
+    };
     struct Block {
         std::unique_ptr<char[]> data;
         std::size_t used = 0;
         bool mark = false;
+        std::vector<Frames> frames;
     };
 
     Block* take_free() {
@@ -1257,10 +1288,12 @@ private:
         m_free.pop_back();
         b->used = 0;
         b->mark = false;
+        b->frames.clear();
         return b;
     }
     void hand_over(bool mark) {
         m_cur->mark = mark;
+        m_cur_frames_bytes = 0;
         std::lock_guard lk(m_mu);
         m_queue.push_back(m_cur);
         m_cur = nullptr;
@@ -1290,8 +1323,23 @@ private:
                 m_queue.pop_front();
             }
             try {
-                m_hash.update(b->data.get(), b->used);
-                hashed += b->used;
+                std::size_t pos = 0;
+                for (const Frames& f : b->frames) {
+                    if (!m_error) {
+                        m_hash.update(b->data.get() + pos, f.at - pos);
+                        try {
+                            decode(f);
+                        } catch (...) {
+                            m_error = std::current_exception(); // the hash is of no use now
+                        }
+                    }
+                    hashed += f.at - pos + f.tar_size;
+                    pos = f.at;
+                    m_frames_done.store(f.data + f.size, std::memory_order_release);
+                    m_frames_pending.fetch_sub(1, std::memory_order_release);
+                }
+                m_hash.update(b->data.get() + pos, b->used - pos);
+                hashed += b->used - pos;
                 if (b->mark) {
                     m_states[hashed] = m_hash.state();
                 }
@@ -1306,8 +1354,40 @@ private:
         }
     }
 
+    // The thread: decodes f in blocks straight into the hash.
+    void decode(const Frames& f) {
+        if (!m_scratch) {
+            m_scratch = std::make_unique<char[]>(k_block);
+        }
+        ZSTD_DCtx_reset(m_dctx.c, ZSTD_reset_session_and_parameters);
+        ZSTD_inBuffer ib{f.data, f.size, 0};
+        std::size_t got = 0;
+        std::size_t last = 1;
+        while (true) {
+            ZSTD_outBuffer ob{m_scratch.get(), k_block, 0};
+            last = ZSTD_decompressStream(m_dctx.c, &ob, &ib);
+            if (ZSTD_isError(last) || ob.pos > f.tar_size - got) {
+                break;
+            }
+            m_hash.update(m_scratch.get(), ob.pos);
+            got += ob.pos;
+            if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
+                break;
+            }
+        }
+        if (ZSTD_isError(last) || last != 0 || got != f.tar_size) {
+            throw LinkedFramesDamaged(*f.what + ": the frames of " + f.path +
+                                      " do not decode to its content");
+        }
+    }
+
     Block m_blocks[k_blocks];
-    Block* m_cur = nullptr; // calling thread
+    Block* m_cur = nullptr;             // calling thread
+    std::size_t m_cur_frames_bytes = 0; // calling thread: decoded bytes of m_cur's frames
+    std::atomic<std::size_t> m_frames_pending{0};
+    std::atomic<const char*> m_frames_done{nullptr};
+    DCtx m_dctx;                        // the thread's
+    std::unique_ptr<char[]> m_scratch;  // the thread's
     std::mutex m_mu;
     std::condition_variable m_cv_work, m_cv_free;
     std::deque<Block*> m_queue;
@@ -1736,11 +1816,19 @@ struct ChunkedWriter::Impl {
                     old_taken, static_cast<std::uint64_t>(p.mapped - old_map.data()) + p.mapped_size);
             }
         }
-        if ((resume && same) || old_taken < old_dropped + k_drop_step) {
+        std::uint64_t upto = old_taken;
+        if (tar_hash.frames_pending() > 0) {
+            // Not past the frames the tar's hash thread decodes behind.
+            const char* done = tar_hash.frames_done();
+            upto = done == nullptr ? 0
+                                   : std::min<std::uint64_t>(
+                                         upto, static_cast<std::uint64_t>(done - old_map.data()));
+        }
+        if ((resume && same) || upto < old_dropped + k_drop_step) {
             return;
         }
-        old_map.drop(old_fd, old_dropped, old_taken - old_dropped);
-        old_dropped = old_taken;
+        old_map.drop(old_fd, old_dropped, upto - old_dropped);
+        old_dropped = upto;
     }
 
     // Output thread: writes the pieces' output in order, with writev.
@@ -1902,8 +1990,23 @@ struct ChunkedWriter::Impl {
 
     // Calling thread: decodes a linked chunk's frames, a block at a time,
     // straight into the tar's hash. Throws LinkedFramesDamaged when they do
-    // not decode, with their checksums, to exactly the chunk's size.
+    // not decode, with their checksums, to exactly the chunk's size. A
+    // small chunk's frames are handed to the hash thread instead (which
+    // throws the same from finish()): big ones are decoded here, where the
+    // hash thread, busy hashing them, would wait.
+    static constexpr std::size_t k_linked_on_hash_thread = 64 << 10;
     void hash_linked(const Piece& p, const std::string& path) {
+        if (p.tar_size <= k_linked_on_hash_thread) {
+            // Decoded by the tar's hash thread, which small files leave idle
+            // while this thread walks them; the renderer only counts bytes
+            // it is told are hashed already (any bytes do).
+            static const char zeros[k_linked_on_hash_thread] = {};
+            tar_hash.frames(p.mapped, p.mapped_size, p.tar_size, &old_what, path);
+            prehashed = true;
+            renderer->data(zeros, p.tar_size);
+            prehashed = false;
+            return;
+        }
         ZSTD_DCtx* d = linked_dctx.c;
         ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
         ZSTD_inBuffer ib{p.mapped, p.mapped_size, 0};

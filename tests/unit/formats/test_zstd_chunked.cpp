@@ -777,6 +777,21 @@ TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged stops t
                     LinkedFramesDamaged);
     CHECK_THROWS_WITH(chunked_linked(items, damaged, {"many/f7", "app/big.bin"}, taken),
                       "old: the frames of app/big.bin do not decode to its content");
+    // A small file's frames are decoded by the tar's hash thread: the same
+    // refusal, from the writer's finish.
+    std::string small = old.blob;
+    for (const auto& e : t.entries) {
+        if (e.name == "many/f7" && e.type == "reg") {
+            REQUIRE(e.size < 64 * 1024);
+            small[(e.offset + e.end_offset) / 2] ^= 0x55;
+        }
+    }
+    REQUIRE(small != old.blob);
+    taken.clear();
+    CHECK_THROWS_AS(chunked_linked(items, small, {"many/f7", "app/big.bin"}, taken),
+                    LinkedFramesDamaged);
+    CHECK_THROWS_WITH(chunked_linked(items, small, {"many/f7", "app/big.bin"}, taken),
+                      "old: the frames of many/f7 do not decode to its content");
     // Undamaged, both are taken.
     taken.clear();
     Chunked c = chunked_linked(items, old.blob, {"many/f7", "app/big.bin"}, taken);
