@@ -188,9 +188,10 @@ public:
     }
     bool key(json::string_t& k) {
         if (m_depth == 1) {
-            Field f = k == "key" ? Field::key : k == "items" ? Field::items
-                                            : k == "files" ? Field::files
-                                                           : Field::other;
+            Field f = k == "key"     ? Field::key
+                      : k == "items" ? Field::items
+                      : k == "files" ? Field::files
+                                     : Field::other;
             if (f == Field::other) {
                 return bad("unknown field " + formats::quote_untrusted(k));
             }
@@ -220,7 +221,8 @@ public:
         return bad("unexpected object");
     }
     bool start_array(std::size_t) {
-        if ((m_depth == 1 && m_field == Field::items) || (m_depth == 2 && m_field == Field::items)) {
+        if ((m_depth == 1 && m_field == Field::items) ||
+            (m_depth == 2 && m_field == Field::items)) {
             m_item_strings = 0;
             ++m_depth;
             return true;

@@ -146,7 +146,8 @@ bool CopyReuse::defer(const DeferredFile& f) {
     // never a TOC's content digest: with a TOC, such a file is not deferred
     // without listing them here.
     std::optional<std::string> digest = m_memo->find(f.src_rel, f.st);
-    if (!digest || (old_entry != nullptr && *digest != std::string_view(old_entry->digest).substr(7)) ||
+    if (!digest ||
+        (old_entry != nullptr && *digest != std::string_view(old_entry->digest).substr(7)) ||
         (!m_toc && has_kept_xattrs(f))) {
         return false;
     }

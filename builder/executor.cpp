@@ -198,8 +198,7 @@ Executor::~Executor() {
 }
 
 void Executor::prefetch_previous_toc(const std::string& probe_key) {
-    if (probe_key.empty() || m_opts.no_cache ||
-        m_opts.compression != formats::Compression::zstd) {
+    if (probe_key.empty() || m_opts.no_cache || m_opts.compression != formats::Compression::zstd) {
         return;
     }
     std::optional<CacheRecord> prev = m_cache.last_probe_record(probe_key);
@@ -220,8 +219,7 @@ void Executor::prefetch_previous_toc(const std::string& probe_key) {
                                       layer.digest.str(), toc_digest);
         } catch (const std::exception& e) {
             // The step reads it again, and says what is wrong with it.
-            STRATA_LOG_DEBUG("reading the TOC of layer {} ahead: {}", layer.digest.str(),
-                             e.what());
+            STRATA_LOG_DEBUG("reading the TOC of layer {} ahead: {}", layer.digest.str(), e.what());
         }
     });
 }

@@ -212,7 +212,7 @@ private:
     std::unique_ptr<ContextIndex> m_context_index;
     std::vector<std::string> m_warnings;
     std::string m_explain_context; // the context's absolute path, for step slots
-    std::mutex m_prefetch_mu; // guards m_prefetch
+    std::mutex m_prefetch_mu;      // guards m_prefetch
     std::vector<std::thread> m_prefetch;
 };
 

@@ -139,7 +139,7 @@ void append_json_string(std::string& out, std::string_view s) {
                                    : c == '\n' ? "\\n"
                                    : c == '\r' ? "\\r"
                                    : c == '\t' ? "\\t"
-                                                : nullptr) {
+                                               : nullptr) {
             out += e;
         } else {
             out += "\\u00";

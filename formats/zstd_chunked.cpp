@@ -33,25 +33,25 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
-#include <map>
-#include <set>
-#include <unordered_map>
-#include <optional>
-#include <memory>
 #include <fcntl.h>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <thread>
 #include <unistd.h>
+#include <unordered_map>
 #include <utility>
 
 namespace strata::formats {
@@ -355,14 +355,30 @@ struct RawField {
     std::uint64_t number = 0;
 };
 enum TocField : std::uint8_t {
-    f_type, f_name, f_link_name, f_mode, f_uid, f_gid, f_size, f_dev_major, f_dev_minor,
-    f_modtime, f_digest, f_chunk_digest, f_offset, f_end_offset, f_chunk_offset, f_chunk_size,
-    f_count, f_xattrs = f_count, f_unknown
+    f_type,
+    f_name,
+    f_link_name,
+    f_mode,
+    f_uid,
+    f_gid,
+    f_size,
+    f_dev_major,
+    f_dev_minor,
+    f_modtime,
+    f_digest,
+    f_chunk_digest,
+    f_offset,
+    f_end_offset,
+    f_chunk_offset,
+    f_chunk_size,
+    f_count,
+    f_xattrs = f_count,
+    f_unknown
 };
 constexpr std::array<std::string_view, f_count> k_toc_fields = {
-    "type",   "name",        "linkName", "mode",      "uid",         "gid",
-    "size",   "devMajor",    "devMinor", "modtime",   "digest",      "chunkDigest",
-    "offset", "endOffset",   "chunkOffset", "chunkSize"};
+    "type",   "name",      "linkName",    "mode",     "uid",    "gid",
+    "size",   "devMajor",  "devMinor",    "modtime",  "digest", "chunkDigest",
+    "offset", "endOffset", "chunkOffset", "chunkSize"};
 
 TocField toc_field(std::string_view key) {
     if (key == "xattrs") {
@@ -408,11 +424,12 @@ ChunkedEntry toc_entry(RawEntry& r, std::uint64_t content_end, std::string_view 
             return 0;
         }
         if (v.kind != RawField::unsigned_number) {
-            throw EntryProblem("\"" + std::string(k_toc_fields[f]) + "\" is not a non-negative integer");
+            throw EntryProblem("\"" + std::string(k_toc_fields[f]) +
+                               "\" is not a non-negative integer");
         }
         if (v.number > max) {
             throw EntryProblem("\"" + std::string(k_toc_fields[f]) +
-                        "\" is out of range: " + std::to_string(v.number));
+                               "\" is out of range: " + std::to_string(v.number));
         }
         return v.number;
     };
@@ -1228,8 +1245,8 @@ public:
     // must be exactly tar_size (else finish() throws LinkedFramesDamaged,
     // "<*what>: the frames of <path> do not decode to its content"). The
     // frames stay readable until finish().
-    void frames(const char* data, std::size_t size, std::size_t tar_size,
-                const std::string* what, std::string path) {
+    void frames(const char* data, std::size_t size, std::size_t tar_size, const std::string* what,
+                std::string path) {
         if (m_cur == nullptr) {
             m_cur = take_free();
         }
@@ -1386,8 +1403,8 @@ private:
     std::size_t m_cur_frames_bytes = 0; // calling thread: decoded bytes of m_cur's frames
     std::atomic<std::size_t> m_frames_pending{0};
     std::atomic<const char*> m_frames_done{nullptr};
-    DCtx m_dctx;                        // the thread's
-    std::unique_ptr<char[]> m_scratch;  // the thread's
+    DCtx m_dctx;                       // the thread's
+    std::unique_ptr<char[]> m_scratch; // the thread's
     std::mutex m_mu;
     std::condition_variable m_cv_work, m_cv_free;
     std::deque<Block*> m_queue;
@@ -1813,7 +1830,8 @@ struct ChunkedWriter::Impl {
         for (const Piece& p : job.pieces) {
             if (p.mapped != nullptr) {
                 old_taken = std::max<std::uint64_t>(
-                    old_taken, static_cast<std::uint64_t>(p.mapped - old_map.data()) + p.mapped_size);
+                    old_taken,
+                    static_cast<std::uint64_t>(p.mapped - old_map.data()) + p.mapped_size);
             }
         }
         std::uint64_t upto = old_taken;

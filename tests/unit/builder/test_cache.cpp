@@ -6,7 +6,6 @@
 #include "util/text.hpp"
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <nlohmann/json.hpp>
 
 using namespace strata;
 using namespace strata::builder;
@@ -180,8 +179,12 @@ TEST_CASE("step inputs are written as nlohmann's dump() of their tree, and read 
     REQUIRE(back.items.size() == 3);
     CHECK(back.items[2].second == "x\xef\xbf\xbd\xef\xbf\xbdy");
     // Names that are not UTF-8: replaced, sorted anew, as the tree had them.
-    in.files->emplace("\xff" "a", "1");
-    in.files->emplace("\xfe" "a", "2");
+    in.files->emplace("\xff"
+                      "a",
+                      "1");
+    in.files->emplace("\xfe"
+                      "a",
+                      "2");
     CHECK(strata::builder::to_json(in) == tree_dump(in));
     in.files.reset();
     CHECK(strata::builder::to_json(in) == tree_dump(in));

@@ -525,11 +525,12 @@ TEST_CASE("zstd:chunked: the TOC's JSON is read as a JSON object is, errors in o
         CHECK(t->entries[0].mode == 0755);
     }
     SECTION("unknown keys are skipped, whatever they hold") {
-        auto t = read(R"({"x":{"version":5,"entries":7},"entries":[{"type":"dir","name":"d",)"
-                      R"("extra":{"name":"zz","type":"q","xattrs":5},"more":[1,{"a":[]}],)"
-                      R"("linkName":null,"xattrs":null,"size":null},)"
-                      R"({"type":"symlink","name":"l","linkName":"d","xattrs":{"user.a":"eA==","user.a":"eQ=="}}],)"
-                      R"("tail":[{"type":"bad"}],"version":1})");
+        auto t = read(
+            R"({"x":{"version":5,"entries":7},"entries":[{"type":"dir","name":"d",)"
+            R"("extra":{"name":"zz","type":"q","xattrs":5},"more":[1,{"a":[]}],)"
+            R"("linkName":null,"xattrs":null,"size":null},)"
+            R"({"type":"symlink","name":"l","linkName":"d","xattrs":{"user.a":"eA==","user.a":"eQ=="}}],)"
+            R"("tail":[{"type":"bad"}],"version":1})");
         REQUIRE(t);
         REQUIRE(t->entries.size() == 2);
         CHECK(t->entries[0].name == "d");
