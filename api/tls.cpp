@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <chrono>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -59,6 +60,43 @@ void set_timeouts(int fd, int seconds) {
     timeval tv{seconds, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+// After a refused handshake: OpenSSL has sent its alert, but the client
+// (TLS 1.3 finishes its side first) may already have sent its request. A
+// close with those bytes unread makes the kernel answer with a reset, and
+// the client reports "connection reset by peer" instead of the alert
+// ("tls: bad certificate"), or nothing at all. So: half-close, read what
+// the client still sends until it closes (for up to a second), then close.
+void close_after_alert(int fd) {
+    ::shutdown(fd, SHUT_WR);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    char sink[4096];
+    std::size_t drained = 0;
+    while (drained < (std::size_t{1} << 20)) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+        if (left <= 0) {
+            return;
+        }
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, static_cast<int>(left));
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return;
+        }
+        ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            continue;
+        }
+        if (n <= 0) {
+            return; // the client closed (or reset): nothing more to wait for
+        }
+        drained += static_cast<std::size_t>(n);
+    }
 }
 
 bool write_all(int fd, const char* p, std::size_t n) {
@@ -156,6 +194,7 @@ void tls_relay(const TlsContext& ctx, UniqueFd network, UniqueFd plain,
     ::ERR_clear_error();
     if (::SSL_accept(ssl.get()) != 1) {
         log("TLS handshake with " + peer_name(network.get()) + " failed: " + ssl_errors());
+        close_after_alert(network.get());
         return;
     }
     set_timeouts(network.get(), 0);
