@@ -176,6 +176,25 @@ void Netlink::set_up(const std::string& name) {
     }
 }
 
+bool Netlink::set_down(const std::string& name) {
+    int index = ifindex(name);
+    if (index == 0) {
+        return false;
+    }
+    LinkRef link{rtnl_link_alloc()};
+    LinkRef change{rtnl_link_alloc()};
+    rtnl_link_set_ifindex(link.p, index);
+    rtnl_link_unset_flags(change.p, IFF_UP);
+    int err = rtnl_link_change(m_sk, link.p, change.p, 0);
+    if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) {
+        return false; // gone meanwhile
+    }
+    if (err < 0) {
+        fail("set " + name + " down", err);
+    }
+    return true;
+}
+
 void Netlink::create_veth(const std::string& host_name, int master_ifindex,
                           const std::string& peer_name, int peer_netns_fd, const Mac& mac) {
     LinkRef link{rtnl_link_veth_alloc()};

@@ -42,6 +42,8 @@ public:
     // addr/prefix on the link; an address already there is kept.
     void add_address(const std::string& name, ipv4::Address addr, int prefix);
     void set_up(const std::string& name);
+    // Takes the link down; false when there is none of that name.
+    bool set_down(const std::string& name);
     // A veth pair: host_name (up, enslaved to the bridge master_ifindex)
     // here, peer_name with mac in the namespace peer_netns_fd.
     void create_veth(const std::string& host_name, int master_ifindex, const std::string& peer_name,

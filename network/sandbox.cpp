@@ -239,12 +239,25 @@ struct Sandbox::State {
     }
 
     // netns_dying: the namespace is about to be closed, which deletes the
-    // veth (a synchronous RTM_DELLINK waits for RCU grace periods).
+    // veth (a synchronous RTM_DELLINK waits for RCU grace periods). The
+    // kernel does that later, off the caller's path; until then the old
+    // interface still holds the address and its MAC (Docker's, made of the
+    // address) on the bridge. So its bridge port is taken down first (which
+    // also drops what the bridge learnt there): once the address is given
+    // back, the next container to get it must be the only one answering for
+    // it, or a neighbour's replies go to the dying namespace, which resets
+    // them, and a client of the new container waits forever.
     void detach(std::size_t i, bool netns_dying) {
         Joined j = std::move(joined[i]);
         joined.erase(joined.begin() + static_cast<std::ptrdiff_t>(i));
         update_names();
-        if (!netns_dying) {
+        if (netns_dying) {
+            try {
+                host.set_down(j.ep.host_veth);
+            } catch (const std::exception& e) {
+                STRATA_LOG_WARN("taking {} down: {}", j.ep.host_veth, e.what());
+            }
+        } else {
             host.delete_link(j.ep.host_veth);
         }
         FileLock l = store.lock();
