@@ -1131,27 +1131,55 @@ private:
     std::size_t m_n = 0, m_cap = 0;
 };
 
-// Whether the zstd frames `in` decode to exactly `want`, decoding into a
-// small scratch buffer (never more than want's size is produced).
-bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char>& scratch) {
+// Decodes the frames [in, in + in_size) as one stream (their checksums
+// checked) into exactly `want` bytes, a run at a time: space(&room) says
+// where the next run may go, took(at, n) is given each run and may refuse
+// it. False when the frames do not decode to exactly `want` bytes, or took
+// refused a run.
+template <typename Space, typename Took>
+bool decode_runs(ZSTD_DCtx* d, const char* in, std::size_t in_size, std::size_t want,
+                 Space&& space, Took&& took) {
     ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
-    scratch.resize(256 << 10);
-    ZSTD_inBuffer ib{in.data(), in.size(), 0};
-    std::size_t pos = 0;
+    ZSTD_inBuffer ib{in, in_size, 0};
+    std::size_t got = 0;
     std::size_t last = 1;
     while (true) {
-        ZSTD_outBuffer ob{scratch.data(), scratch.size(), 0};
+        std::size_t room = 0;
+        char* at = space(&room);
+        ZSTD_outBuffer ob{at, room, 0};
         last = ZSTD_decompressStream(d, &ob, &ib);
-        if (ZSTD_isError(last) || ob.pos > want.size() - pos ||
-            std::memcmp(scratch.data(), want.data() + pos, ob.pos) != 0) {
+        if (ZSTD_isError(last) || ob.pos > want - got || !took(at, ob.pos)) {
             return false;
         }
-        pos += ob.pos;
+        got += ob.pos;
         if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
             break;
         }
     }
-    return last == 0 && pos == want.size();
+    return last == 0 && got == want;
+}
+
+// Whether the zstd frames `in` decode to exactly `want`, decoding into a
+// small scratch buffer (never more than want's size is produced).
+bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char>& scratch) {
+    scratch.resize(256 << 10);
+    return decode_runs(
+        d, in.data(), in.size(), want.size(),
+        [&](std::size_t* room) {
+            *room = scratch.size();
+            return scratch.data();
+        },
+        [&, pos = std::size_t{0}](const char* at, std::size_t n) mutable {
+            bool same = std::memcmp(at, want.data() + pos, n) == 0;
+            pos += n;
+            return same;
+        });
+}
+
+// What a linked file's frames that do not decode to its content throw.
+LinkedFramesDamaged linked_frames_damaged(const std::string& old_what, const std::string& path) {
+    return LinkedFramesDamaged(old_what + ": the frames of " + path +
+                               " do not decode to its content");
 }
 
 // One piece of the tar: a run of header bytes, or one chunk of a file.
@@ -1376,25 +1404,18 @@ private:
         if (!m_scratch) {
             m_scratch = std::make_unique<char[]>(k_block);
         }
-        ZSTD_DCtx_reset(m_dctx.c, ZSTD_reset_session_and_parameters);
-        ZSTD_inBuffer ib{f.data, f.size, 0};
-        std::size_t got = 0;
-        std::size_t last = 1;
-        while (true) {
-            ZSTD_outBuffer ob{m_scratch.get(), k_block, 0};
-            last = ZSTD_decompressStream(m_dctx.c, &ob, &ib);
-            if (ZSTD_isError(last) || ob.pos > f.tar_size - got) {
-                break;
-            }
-            m_hash.update(m_scratch.get(), ob.pos);
-            got += ob.pos;
-            if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
-                break;
-            }
-        }
-        if (ZSTD_isError(last) || last != 0 || got != f.tar_size) {
-            throw LinkedFramesDamaged(*f.what + ": the frames of " + f.path +
-                                      " do not decode to its content");
+        bool ok = decode_runs(
+            m_dctx.c, f.data, f.size, f.tar_size,
+            [&](std::size_t* room) {
+                *room = k_block;
+                return m_scratch.get();
+            },
+            [&](const char* at, std::size_t n) {
+                m_hash.update(at, n);
+                return true;
+            });
+        if (!ok) {
+            throw linked_frames_damaged(*f.what, f.path);
         }
     }
 
@@ -2025,31 +2046,18 @@ struct ChunkedWriter::Impl {
             prehashed = false;
             return;
         }
-        ZSTD_DCtx* d = linked_dctx.c;
-        ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
-        ZSTD_inBuffer ib{p.mapped, p.mapped_size, 0};
-        std::size_t got = 0;
-        std::size_t last = 1;
-        while (true) {
-            std::size_t room = 0;
-            char* at = tar_hash.space(&room);
-            ZSTD_outBuffer ob{at, room, 0};
-            last = ZSTD_decompressStream(d, &ob, &ib);
-            if (ZSTD_isError(last) || ob.pos > p.tar_size - got) {
-                break;
-            }
-            prehashed = true;
-            renderer->data(at, ob.pos);
-            prehashed = false;
-            tar_hash.commit(ob.pos);
-            got += ob.pos;
-            if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
-                break;
-            }
-        }
-        if (ZSTD_isError(last) || last != 0 || got != p.tar_size) {
-            throw LinkedFramesDamaged(old_what + ": the frames of " + path +
-                                      " do not decode to its content");
+        bool ok = decode_runs(
+            linked_dctx.c, p.mapped, p.mapped_size, p.tar_size,
+            [&](std::size_t* room) { return tar_hash.space(room); },
+            [&](const char* at, std::size_t n) {
+                prehashed = true;
+                renderer->data(at, n);
+                prehashed = false;
+                tar_hash.commit(n);
+                return true;
+            });
+        if (!ok) {
+            throw linked_frames_damaged(old_what, path);
         }
     }
 
