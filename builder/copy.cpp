@@ -758,13 +758,17 @@ bool copy_keeps_xattr(std::string_view name) {
 }
 
 bool has_kept_xattrs(const DeferredFile& f) {
+    return has_kept_xattrs(f.src_dir, f.src_name);
+}
+
+bool has_kept_xattrs(int dirfd, const char* name) {
     char names[65536];
     ssize_t n;
-    if (f.src_name == nullptr) {
-        n = ::flistxattr(f.src_dir, names, sizeof names);
+    if (name == nullptr) {
+        n = ::flistxattr(dirfd, names, sizeof names);
     } else {
         // Through /proc/self/fd: no open and close of the file.
-        std::string path = "/proc/self/fd/" + std::to_string(f.src_dir) + "/" + f.src_name;
+        std::string path = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
         n = ::llistxattr(path.c_str(), names, sizeof names);
     }
     if (n < 0) {

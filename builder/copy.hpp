@@ -52,8 +52,11 @@ struct DeferredFile {
 // Whether a copy keeps the extended attribute `name` (not trusted.*,
 // security.selinux or overlayfs' own).
 bool copy_keeps_xattr(std::string_view name);
-// Whether the source of f has extended attributes a copy keeps (true when
-// they cannot be listed).
+// Whether name in the directory open as dirfd (name null: the file open as
+// dirfd) has extended attributes a copy keeps (true when they cannot be
+// listed).
+bool has_kept_xattrs(int dirfd, const char* name);
+// The same of f's source.
 bool has_kept_xattrs(const DeferredFile& f);
 
 struct CopyOptions {

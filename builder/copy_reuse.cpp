@@ -173,22 +173,10 @@ bool CopyReuse::defer(const DeferredFile& f) {
         old.st_uid != f.uid || old.st_gid != f.gid) {
         return false;
     }
-    if (!m_toc) {
-        // No TOC to say which extended attributes the layer gives it: none
-        // that a copy would make (host labels and overlayfs' own are not).
-        char names[65536];
-        std::string path = m_previous_fs + "/" + name;
-        ssize_t n = ::llistxattr(path.c_str(), names, sizeof names);
-        if (n < 0 && errno != ENOTSUP) {
-            return false;
-        }
-        for (ssize_t i = 0; i < n;) {
-            std::string_view x(names + i);
-            i += static_cast<ssize_t>(x.size()) + 1;
-            if (copy_keeps_xattr(x)) {
-                return false;
-            }
-        }
+    // No TOC to say which extended attributes the layer gives it: none that
+    // a copy would make (host labels and overlayfs' own are not).
+    if (!m_toc && has_kept_xattrs(m_prev_dir.get(), base)) {
+        return false;
     }
     // One inode per path: two new paths sharing one would become a tar hard
     // link, which a full copy does not make.

@@ -110,4 +110,46 @@ sed -i 's/--chown=1000:1000/--chown=1001:1001/' "$C/Dockerfile.chown"
 build -f "$C/Dockerfile.chown" -t reuse/o3 "$C"
 if grep -q "unchanged files linked from the previous build" "$WORK/last.log"; then fail "files linked from a result made with other owners"; fi
 assert_eq "$(strata run --rm reuse/o3 stat -c %u:%g /data/small/f3.txt)" "1001:1001" "the other --chown's owner"
+
+# ---------------------------------------------- extended attributes (no TOC)
+# A source given a user.* xattr is copied with it, not linked; once the xattr
+# is removed again (content and mtime as they were), the previous snapshot's
+# file still has it, so it is not linked either: the layer has none.
+f3_xattrs() { # the pax xattrs the COPY layer of $1 gives data/small/f3.txt
+  read -r l _ _ <<<"$(copy_layer "$1")"
+  python3 - "$STRATA_ROOT/blobs/sha256/${l#sha256:}" <<'PY'
+import sys, tarfile
+t = tarfile.open(sys.argv[1])
+m = t.getmember("data/small/f3.txt")
+print(sorted(k for k in m.pax_headers if k.startswith("SCHILY.xattr.")))
+PY
+}
+if python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.note", b"kept")' "$C/small/f3.txt" 2>/dev/null; then
+  sleep 3
+  build -t reuse/x1 "$C"
+  assert_eq "$(f3_xattrs reuse/x1)" "['SCHILY.xattr.user.note']" "a file given an xattr is copied with it"
+  snap_x1=$(python3 - "$STRATA_ROOT"/snapshots/*/fs <<'PY'
+import os, sys
+for s in sys.argv[1:]:
+    try:
+        os.getxattr(s + "/data/small/f3.txt", "user.note")
+        print(s)
+        break
+    except OSError:
+        pass
+PY
+)
+  [ -n "$snap_x1" ] || fail "no snapshot holds f3.txt with its xattr"
+  python3 -c 'import os, sys; os.removexattr(sys.argv[1], "user.note")' "$C/small/f3.txt"
+  sleep 3
+  build -t reuse/x2 "$C"
+  assert_eq "$(f3_xattrs reuse/x2)" "[]" "the xattr is gone once removed from the source"
+  for s in "$STRATA_ROOT"/snapshots/*/fs; do
+    [ "$s" = "$snap_x1" ] && continue
+    [ "$(stat -c %i "$s/data/small/f3.txt" 2>/dev/null)" = "$(stat -c %i "$snap_x1/data/small/f3.txt")" ] &&
+      fail "the file with the removed xattr was linked from $snap_x1"
+  done
+else
+  echo "no user xattrs on $C: the xattr part is left out"
+fi
 echo PASS
