@@ -209,6 +209,18 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     for (const auto& c : cp.contents) {
         parts.push_back("heredoc " + c.path + "=" + c.data);
     }
+    // The same step whatever its files hold: the key without the content
+    // (--chown stays in: a record made with other owners lends no files).
+    std::vector<std::string> probe_parts = parts;
+    if (!cp.chown.empty()) {
+        probe_parts.push_back("chown=" + cp.chown);
+    }
+    const std::string probe = from_stage ? "" : cache_key(probe_parts);
+    // One context source, nothing else (ADD's URLs and git repositories come
+    // only with ADD): its unchanged files may be linked from the step's
+    // previous result (builder/copy_reuse.hpp).
+    const bool may_reuse =
+        !from_stage && !cp.add && local_sources.size() == 1 && cp.contents.empty();
     std::string content;
     // The context's files as the content hash walked them, for the listing
     // that explains a miss (one walk of the context, not two).
@@ -222,19 +234,11 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         } else if (!local_sources.empty()) {
             std::string sig =
                 fmt::format("copy parents={} excludes={}", cp.parents, join(cp.excludes, "\x1f"));
-            // A COPY that may reuse its previous result (one context source,
-            // nothing else; see layer_step below) reads that layer's TOC
-            // while the context is hashed, when the context changed.
+            // A COPY that may reuse its previous result reads that layer's
+            // TOC while the context is hashed, when the context changed.
             std::function<void()> before_walk;
-            if (!cp.add && local_sources.size() == 1 && cp.contents.empty() && urls.empty() &&
-                git_sources.empty()) {
-                before_walk = [&] {
-                    std::vector<std::string> probe_parts = parts;
-                    if (!cp.chown.empty()) {
-                        probe_parts.push_back("chown=" + cp.chown);
-                    }
-                    prefetch_previous_toc(cache_key(probe_parts));
-                };
+            if (may_reuse) {
+                before_walk = [&] { prefetch_previous_toc(probe); };
             }
             content = context_hash(local_sources, co, sig, listing.get(), before_walk);
         }
@@ -283,11 +287,6 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         parts.push_back("chown=" + cp.chown);
     }
     std::string key = cache_key(parts);
-    // The same step whatever its files hold: the key without the content
-    // (--chown stays in: a record made with other owners lends no files).
-    std::vector<std::string> probe_parts = parts;
-    probe_parts.erase(probe_parts.begin() + static_cast<std::ptrdiff_t>(content_index));
-    std::string probe = from_stage ? "" : cache_key(probe_parts);
 
     // BuildKit's history text: "COPY a b /dest/ # buildkit".
     std::string created_by = kw;
@@ -332,12 +331,8 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     layer_step(st, step, std::move(ls), [&](Workspace& ws) {
         UniqueFd root = fs::open_dir(ws.merged());
         CopyOptions o = co;
-        // One context source, nothing else: its unchanged files may be
-        // linked from the step's previous result (builder/copy_reuse.hpp).
         std::shared_ptr<CopyReuse> reuse;
-        if (!ws.previous_fs.empty() && ws.previous_layer && !from_stage && !cp.add &&
-            local_sources.size() == 1 && cp.contents.empty() && downloads.empty() &&
-            checkouts.empty()) {
+        if (may_reuse && !ws.previous_fs.empty() && ws.previous_layer) {
             if (auto r = CopyReuse::open(m_store, ws.previous_fs, *ws.previous_layer,
                                          &context_index(), ws.can_check_contents)) {
                 reuse = std::make_shared<CopyReuse>(std::move(*r));
