@@ -21,6 +21,7 @@
 #include "formats/zstd_chunked.hpp"
 
 #include "formats/json.hpp"
+#include "formats/zstd_frames.hpp"
 
 #include "util/base64.hpp"
 #include "util/error.hpp"
@@ -1193,10 +1194,13 @@ struct Piece {
     bool first_chunk = false, last_chunk = false;
     // A linked file's chunk (ChunkedWriter::add_linked): the previous
     // layer's frames in its mapping, known to hold the chunk's bytes (the
-    // calling thread decoded and hashed them); written from there as they
-    // are, neither compressed nor compared.
+    // tar's hash thread or the calling thread decodes and hashes them);
+    // written as they are, neither compressed nor compared. `mapped` says
+    // where they are in the old blob; the output thread reads them into
+    // its job's buffer (`read`), from where they are written and hashed.
     const char* mapped = nullptr;
     std::size_t mapped_size = 0;
+    const char* read = nullptr;
     std::string known_digest; // last chunk of a linked file: the file's digest
     // A hash checkpoint at this piece's start: the hash thread adds the
     // blob's hash state there, finish() the tar's (TarHashThread::mark).
@@ -1206,7 +1210,9 @@ struct Piece {
     Buf output;
     bool reused = false;
 
-    const char* out_data() const noexcept { return mapped != nullptr ? mapped : output.data(); }
+    const char* out_data() const noexcept {
+        return read != nullptr ? read : mapped != nullptr ? mapped : output.data();
+    }
     std::size_t out_size() const noexcept {
         return mapped != nullptr ? mapped_size : output.size();
     }
@@ -1217,6 +1223,7 @@ struct Job {
     std::size_t bytes = 0; // what its pieces hold or point to: a job is cut at k_job_bytes
     std::size_t owned = 0; // what its buffers hold (a linked file's mapped frames are not)
     bool done = false;
+    Buf linked; // the output thread's read of its linked frames (Piece::read)
 };
 
 } // namespace
@@ -1230,6 +1237,9 @@ class TarHashThread {
 public:
     static constexpr std::size_t k_block = 256 << 10;
     static constexpr std::size_t k_blocks = 8;
+    // The content a block's frames may hold: a block of big files' frames
+    // holds little else, and the calling thread goes on past them.
+    static constexpr std::size_t k_frames_bytes = 64 << 20;
 
     TarHashThread() {
         for (std::size_t i = 0; i < k_blocks; ++i) {
@@ -1281,9 +1291,15 @@ public:
         m_cur->frames.push_back(Frames{m_cur->used, data, size, tar_size, what, std::move(path)});
         m_frames_pending.fetch_add(1, std::memory_order_relaxed);
         m_cur_frames_bytes += tar_size;
-        if (m_cur->frames.size() >= 512 || m_cur_frames_bytes >= k_block) {
+        if (m_cur->frames.size() >= 512 || m_cur_frames_bytes >= k_frames_bytes) {
             hand_over(false);
         }
+    }
+    // The frames given are read from fd, mapped at base, rather than
+    // through the mapping.
+    void read_frames_from(int fd, const char* base) {
+        m_source_fd = fd;
+        m_source = base;
     }
     // Frames given and not decoded yet; the end of the last frames decoded.
     std::size_t frames_pending() const { return m_frames_pending.load(std::memory_order_acquire); }
@@ -1368,6 +1384,7 @@ private:
                 m_queue.pop_front();
             }
             try {
+                read_span(*b);
                 std::size_t pos = 0;
                 for (const Frames& f : b->frames) {
                     if (!m_error) {
@@ -1399,23 +1416,53 @@ private:
         }
     }
 
-    // The thread: decodes f in blocks straight into the hash.
+    // The thread: hashes f's content, read from the old blob (see
+    // ChunkedWriter's read_linked for why not through its mapping), raw
+    // blocks where they lie in that read, the rest decoded.
     void decode(const Frames& f) {
-        if (!m_scratch) {
-            m_scratch = std::make_unique<char[]>(k_block);
+        const char* in = f.data;
+        if (m_span_begin != nullptr && f.data >= m_span_begin && f.data + f.size <= m_span_end) {
+            in = m_span.data() + (f.data - m_span_begin);
+        } else if (m_source_fd >= 0) {
+            m_read.resize(std::max(m_read.size(), f.size));
+            pread_all(m_source_fd, m_read.data(), f.size,
+                      static_cast<std::uint64_t>(f.data - m_source), *f.what);
+            in = m_read.data();
         }
-        bool ok = decode_runs(
-            m_dctx.c, f.data, f.size, f.tar_size,
-            [&](std::size_t* room) {
-                *room = k_block;
-                return m_scratch.get();
-            },
-            [&](const char* at, std::size_t n) {
-                m_hash.update(at, n);
-                return true;
-            });
+        bool ok = frame_content_runs(m_dctx.c, in, f.size, f.tar_size, m_scratch,
+                                     [&](const char* at, std::size_t n) { m_hash.update(at, n); });
         if (!ok) {
             throw linked_frames_damaged(*f.what, f.path);
+        }
+    }
+
+    // The thread: a block's frames close together (small files' frames,
+    // between their headers' frames) read in one pread into m_span.
+    void read_span(const Block& b) {
+        m_span_begin = nullptr;
+        if (m_source_fd < 0 || b.frames.empty()) {
+            return;
+        }
+        const char* lo = b.frames.front().data;
+        const char* hi = lo;
+        std::size_t sum = 0;
+        for (const Frames& f : b.frames) {
+            lo = std::min(lo, f.data);
+            hi = std::max(hi, f.data + f.size);
+            sum += f.size;
+        }
+        auto span = static_cast<std::size_t>(hi - lo);
+        if (b.frames.size() < 2 || span > sum + sum / 2 + (1 << 20)) {
+            return; // one frame, or far apart: read one by one
+        }
+        try {
+            m_span.resize(std::max(m_span.size(), span));
+            pread_all(m_source_fd, m_span.data(), span, static_cast<std::uint64_t>(lo - m_source),
+                      *b.frames.front().what);
+            m_span_begin = lo;
+            m_span_end = hi;
+        } catch (const Error&) {
+            // Read one by one, where the failure is the frame's.
         }
     }
 
@@ -1425,7 +1472,13 @@ private:
     std::atomic<std::size_t> m_frames_pending{0};
     std::atomic<const char*> m_frames_done{nullptr};
     DCtx m_dctx;                       // the thread's
-    std::unique_ptr<char[]> m_scratch; // the thread's
+    std::vector<char> m_scratch;       // the thread's
+    std::vector<char> m_read;          // the thread's
+    std::vector<char> m_span;          // the thread's (read_span)
+    const char* m_span_begin = nullptr;
+    const char* m_span_end = nullptr;
+    int m_source_fd = -1; // set before the first frames
+    const char* m_source = nullptr;
     std::mutex m_mu;
     std::condition_variable m_cv_work, m_cv_free;
     std::deque<Block*> m_queue;
@@ -1457,7 +1510,10 @@ struct ChunkedWriter::Impl {
 
     // Reuse source.
     int old_fd = -1;
-    MappedFile old_map; // the old blob, when it can be mapped: no read per frame
+    // The old blob, when it can be mapped: Piece::mapped says where a linked
+    // chunk's frames are; the threads read them with pread (read_linked,
+    // TarHashThread::read_frames_from), which costs less than the mapping.
+    MappedFile old_map;
     std::string old_what;
     // name -> the old file's pieces (reg then chunks): entries of the old
     // TOC, which outlives the writer (reuse_from).
@@ -1729,6 +1785,7 @@ struct ChunkedWriter::Impl {
                     job = std::move(pending.front());
                     pending.pop_front();
                 }
+                read_linked(*job);
                 // The job's frames in one system call (a job holds hundreds
                 // of small files' frames).
                 write_pieces(job->pieces);
@@ -1826,10 +1883,103 @@ struct ChunkedWriter::Impl {
                     }
                 }
                 drop_old_behind(*job);
+                std::size_t read = job->linked.size();
+                if (read > 0) {
+                    if (!(resume && same)) {
+                        give_linked(job->linked);
+                    }
+                    std::lock_guard lk(mu);
+                    linked_buffered -= read;
+                    cv_room.notify_all();
+                }
             }
         } catch (...) {
             record_error(std::current_exception());
         }
+    }
+
+    // Output thread: the job's linked frames read from the old blob into
+    // job.linked (frames close together in one read), and each piece's
+    // `read` pointed there. Through the blob's mapping instead, the write
+    // and the blob's hash cost 3x more here (a virtual machine's page
+    // walks: 0.17 s against 0.06 s to write 280 MB, 0.30 s against 0.20 s
+    // to hash it). Waits while k_max_linked bytes read are not hashed yet.
+    static constexpr std::uint64_t k_read_gap = 64 << 10;
+    static constexpr std::size_t k_max_linked = 32 << 20;
+    std::size_t linked_buffered = 0; // mu: read by the output thread, not yet hashed
+    void read_linked(Job& job) {
+        if (old_map.data() == nullptr) {
+            return;
+        }
+        struct Run {
+            std::uint64_t lo, hi;
+            std::size_t at;
+        };
+        std::vector<Run> runs;
+        std::vector<std::size_t> run_of(job.pieces.size());
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < job.pieces.size(); ++i) {
+            const Piece& p = job.pieces[i];
+            if (p.mapped == nullptr) {
+                continue;
+            }
+            auto off = static_cast<std::uint64_t>(p.mapped - old_map.data());
+            if (!runs.empty() && off >= runs.back().hi && off - runs.back().hi <= k_read_gap) {
+                total += static_cast<std::size_t>(off + p.mapped_size - runs.back().hi);
+                runs.back().hi = off + p.mapped_size;
+            } else {
+                runs.push_back(Run{off, off + p.mapped_size, total});
+                total += p.mapped_size;
+            }
+            run_of[i] = runs.size() - 1;
+        }
+        if (total == 0) {
+            return;
+        }
+        {
+            std::unique_lock lk(mu);
+            cv_room.wait(lk, [&] {
+                return stop || linked_buffered == 0 || linked_buffered + total <= k_max_linked;
+            });
+            if (stop) {
+                return;
+            }
+            linked_buffered += total;
+        }
+        job.linked = take_linked(total);
+        for (const Run& r : runs) {
+            pread_all(old_fd, job.linked.data() + r.at, static_cast<std::size_t>(r.hi - r.lo), r.lo,
+                      old_what);
+        }
+        for (std::size_t i = 0; i < job.pieces.size(); ++i) {
+            Piece& p = job.pieces[i];
+            if (p.mapped != nullptr) {
+                const Run& r = runs[run_of[i]];
+                p.read = job.linked.data() + r.at +
+                         (static_cast<std::uint64_t>(p.mapped - old_map.data()) - r.lo);
+            }
+        }
+    }
+    // Buffers for read_linked, kept for the next jobs (pool_mu).
+    std::vector<Buf> linked_pool;
+    Buf take_linked(std::size_t n) {
+        Buf b;
+        {
+            std::lock_guard lk(pool_mu);
+            if (!linked_pool.empty()) {
+                b = std::move(linked_pool.back());
+                linked_pool.pop_back();
+            }
+        }
+        b.alloc(n);
+        return b;
+    }
+    void give_linked(Buf& b) {
+        std::lock_guard lk(pool_mu);
+        if (linked_pool.size() < 64) {
+            linked_pool.push_back(std::move(b));
+        }
+        b.reset();
     }
 
     // Hash thread, after a job: the old blob's pages that the written and
@@ -2035,14 +2185,24 @@ struct ChunkedWriter::Impl {
     // hash thread, busy hashing them, would wait.
     static constexpr std::size_t k_linked_on_hash_thread = 64 << 10;
     void hash_linked(const Piece& p, const std::string& path) {
-        if (p.tar_size <= k_linked_on_hash_thread) {
-            // Decoded by the tar's hash thread, which small files leave idle
-            // while this thread walks them; the renderer only counts bytes
-            // it is told are hashed already (any bytes do).
-            static const char zeros[k_linked_on_hash_thread] = {};
+        // Small files' frames, and frames that hardly compress (mostly raw
+        // blocks, which the hash thread hashes where they lie in the old
+        // blob: frame_content_runs), go to the tar's hash thread: small
+        // files leave it idle while this thread walks them, and this thread
+        // goes on to the next files while it hashes big ones. Other frames
+        // are decoded here, beside the hash thread's SHA-256.
+        if (p.tar_size <= k_linked_on_hash_thread ||
+            p.mapped_size + p.tar_size / 16 >= p.tar_size) {
             tar_hash.frames(p.mapped, p.mapped_size, p.tar_size, &old_what, path);
+            // The renderer only counts bytes it is told are hashed already
+            // (any bytes do).
+            static const char zeros[k_linked_on_hash_thread] = {};
             prehashed = true;
-            renderer->data(zeros, p.tar_size);
+            for (std::size_t left = p.tar_size; left > 0;) {
+                std::size_t n = std::min(left, sizeof zeros);
+                renderer->data(zeros, n);
+                left -= n;
+            }
             prehashed = false;
             return;
         }
@@ -2363,6 +2523,9 @@ void ChunkedWriter::reuse_from(int old_blob_fd, const ChunkedToc& old_toc, std::
     }
     impl.old_fd = old_blob_fd;
     impl.old_map.map(old_blob_fd);
+    if (impl.old_map.data() != nullptr) {
+        impl.tar_hash.read_frames_from(old_blob_fd, impl.old_map.data());
+    }
     // Going on from the old checkpoints compares the new blob with the
     // mapped old one; without a mapping, everything is hashed.
     impl.resume = impl.old_map.data() != nullptr && !checkpoints.empty();

@@ -14,6 +14,7 @@ build_pkgs+=(libnl-route-3-dev)  # network/: bridges, veth pairs, addresses and 
 build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftables table of strata's own
 build_pkgs+=(libisal-dev)  # gzip layers decoded by ISA-L's igzip (libisal2, dlopen'd; zlib without it)
 build_pkgs+=(unicode-data)  # util/gen_unicode_tables.py: UnicodeData.txt (Unicode 15.0) for util/unicode_tables.inc
+build_pkgs+=(libxxhash-dev)  # formats/zstd_frames.cpp: XXH64, the checksum of zstd frames read in place
 build_pkgs+=(libboost-dev)  # api/: Boost.Beast, the HTTP of strata serve (header-only)
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(

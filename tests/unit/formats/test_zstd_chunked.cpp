@@ -800,6 +800,47 @@ TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged stops t
     CHECK(c.blob == old.blob);
 }
 
+TEST_CASE("zstd:chunked: a big linked file that compresses is decoded and checked too") {
+    // Frames of stored (raw) blocks go to the tar's hash thread, read in
+    // place; frames that compress are decoded by the calling thread. Both
+    // must refuse damaged frames and take good ones.
+    auto items = sample_items();
+    std::string text;
+    for (int i = 0; text.size() < 2 * k_chunked_chunk_size + 777; ++i) {
+        text += "text line " + std::to_string(i % 1000) + " that compresses well\n";
+    }
+    items.push_back({entry("app/text.log", EntryType::file), text});
+    Chunked old = chunked(items);
+    ChunkedToc t = toc_of(old.blob);
+    std::uint64_t frames = 0;
+    for (const auto& e : t.entries) {
+        if (e.name == "app/text.log") {
+            frames += e.end_offset - e.offset;
+        }
+    }
+    REQUIRE(frames * 4 < text.size()); // compressed, not stored
+    LayerDigests plain{Digest::of(""), 0, Digest::of(""), 0};
+    std::string tar = plain_tar(items, &plain);
+    std::set<std::string> taken;
+    Chunked c = chunked_linked(items, old.blob, {"app/text.log", "app/big.bin"}, taken);
+    CHECK(taken == std::set<std::string>{"app/text.log", "app/big.bin"});
+    CHECK(c.blob == old.blob);
+    CHECK(c.info.digests.diff_id == plain.diff_id);
+    CHECK(zstd_decode(c.blob) == tar);
+    // One byte of its second chunk's frame flipped.
+    std::string damaged = old.blob;
+    for (const auto& e : t.entries) {
+        if (e.name == "app/text.log" && e.type == "chunk" &&
+            e.chunk_offset == k_chunked_chunk_size) {
+            damaged[(e.offset + e.end_offset) / 2] ^= 0x55;
+        }
+    }
+    REQUIRE(damaged != old.blob);
+    taken.clear();
+    CHECK_THROWS_WITH(chunked_linked(items, damaged, {"app/text.log", "app/big.bin"}, taken),
+                      "old: the frames of app/text.log do not decode to its content");
+}
+
 namespace {
 
 // A layer of 14 MiB and more: big files first, then small files, so that a
