@@ -191,9 +191,53 @@ Executor::Executor(snapshot::Store& store, const BuildOptions& opts)
       m_events(opts.events ? opts.events : m_null_events.get()) {}
 
 Executor::~Executor() {
-    std::lock_guard l(m_prefetch_mu);
-    for (auto& t : m_prefetch) {
-        t.join();
+    {
+        std::lock_guard l(m_prefetch_mu);
+        for (auto& t : m_prefetch) {
+            t.join();
+        }
+    }
+    // A build that failed still lets its layers' commits finish (they are
+    // the cache of its steps that ran).
+    std::lock_guard l(m_commit_mu);
+    for (auto& [blob, f] : m_commits) {
+        f.wait();
+    }
+}
+
+void Executor::commit_in_background(const Digest& blob, std::function<void()> commit) {
+    std::lock_guard l(m_commit_mu);
+    m_commits.emplace_back(blob, std::async(std::launch::async, std::move(commit)).share());
+}
+
+void Executor::wait_commit(const Digest& blob) {
+    std::vector<std::shared_future<void>> pending;
+    {
+        std::lock_guard l(m_commit_mu);
+        for (const auto& [d, f] : m_commits) {
+            if (d == blob) {
+                pending.push_back(f);
+            }
+        }
+    }
+    for (auto& f : pending) {
+        f.get();
+    }
+}
+
+void Executor::wait_commits() {
+    std::vector<std::shared_future<void>> pending;
+    {
+        std::lock_guard l(m_commit_mu);
+        for (const auto& [d, f] : m_commits) {
+            pending.push_back(f);
+        }
+    }
+    for (auto& f : pending) {
+        f.wait();
+    }
+    for (auto& f : pending) {
+        f.get();
     }
 }
 
@@ -629,6 +673,7 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     } else {
         rec = m_cache.lookup(key);
         if (rec && rec->layer) {
+            wait_commit(rec->layer->digest);
             std::vector<Digest> diffs = st.config.diff_ids;
             diffs.push_back(*rec->diff_id);
             hit_chain = formats::chain_id(diffs);
@@ -693,6 +738,11 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             prev_result.reset();
         }
     }
+    // The blob's commit (fsync and publication), started once the step's
+    // own records are written: an fsync of any small file made while the
+    // blob's fsync runs waits for that journal commit (0.1-0.2 s here for
+    // 280 MB).
+    std::function<void()> commit;
     // One attempt at the step; reuse: with the previous result's files.
     auto attempt = [&](bool reuse) {
         auto t_work = std::chrono::steady_clock::now();
@@ -721,6 +771,8 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         to.compression = m_opts.compression;
         to.level = m_opts.compression_level;
         to.clamp_mtime = m_opts.source_date_epoch;
+        // The blob is fsynced by its commit in the background (below).
+        to.start_writeback = false;
         // zstd layers are zstd:chunked; a COPY that missed because some of
         // its files changed reuses the compressed frames of the unchanged
         // ones from the same step's previous layer.
@@ -728,10 +780,16 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         std::optional<Descriptor> previous;
         if (reuse && to.compression == formats::Compression::zstd && prev_result) {
             previous = prev_result->layer;
+            wait_commit(previous->digest);
         }
         snapshot::DiffStats stats;
         std::uint64_t reused = 0;
         std::uint64_t linked_taken = 0;
+        // The upper directory is made durable while the layer is packed,
+        // before the blob's writes are there to be flushed with it (they
+        // are fsynced by the blob's own commit, in the background).
+        std::future<void> synced = std::async(
+            std::launch::async, [dir = ws.upper_path()] { snapshot::Store::sync_dir(dir); });
         std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
             m_store, ws.upper(), to, &stats,
             [&](int blob_fd, const std::function<void()>& pack) {
@@ -740,8 +798,9 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             },
             previous ? &*previous : nullptr, &reused,
             ws.content_checks.empty() ? nullptr : &ws.content_checks,
-            ws.linked_files.empty() ? nullptr : &ws.linked_files, &linked_taken);
+            ws.linked_files.empty() ? nullptr : &ws.linked_files, &linked_taken, true);
         if (packed) {
+            commit = std::move(packed->commit);
             const Digest& diff_id = packed->diff_id;
             remember_layer_size(m_store, diff_id, stats.bytes);
             Descriptor layer = packed->layer;
@@ -749,7 +808,8 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
             diffs.push_back(diff_id);
             Digest chain = formats::chain_id(diffs);
             auto t_adopt = std::chrono::steady_clock::now();
-            m_store.adopt_snapshot(chain, ws.upper_path());
+            synced.get();
+            m_store.adopt_snapshot(chain, ws.upper_path(), true);
             STRATA_LOG_DEBUG("step {}: work {:.3f} s, pack {:.3f} s, adopt {:.3f} s", step.id,
                              std::chrono::duration<double>(t_pack - t_work).count(),
                              std::chrono::duration<double>(t_adopt - t_pack).count(),
@@ -800,6 +860,9 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
     fill_files();
     m_cache.remember_inputs(step.slot, inputs);
     st.key = key;
+    if (commit) {
+        commit_in_background(out.layer->digest, std::move(commit));
+    }
 }
 
 void Executor::do_workdir(StageResult& st, const df::Instruction& ins, const Step& step) {
@@ -1082,6 +1145,7 @@ BuildResult Executor::run() {
         }
     }
 
+    wait_commits();
     ImageConfig cfg = final_stage.config;
     // --label: on the image config only (no history entry, no cache key), as
     // BuildKit's dockerfile frontend applies it to the target stage.

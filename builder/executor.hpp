@@ -84,7 +84,7 @@ std::string chomp_tabs(const std::string& s);
 class Executor {
 public:
     Executor(snapshot::Store& store, const BuildOptions& opts);
-    ~Executor(); // joins the TOC reads ahead (prefetch_previous_toc)
+    ~Executor(); // joins the TOC reads ahead and the blobs' commits
     Executor(const Executor&) = delete;
     Executor& operator=(const Executor&) = delete;
 
@@ -183,6 +183,14 @@ private:
     // reads the TOC while its context is still being hashed.
     void prefetch_previous_toc(const std::string& probe_key);
     ContextIndex& context_index();
+    // A layer's blob is fsynced and published on a thread of its own while
+    // the build goes on (the next step needs only its snapshot and diff ID);
+    // whatever reads the blob waits for it: a cache hit on the layer, a
+    // step reusing its frames, and the image at the end (wait_commits,
+    // which throws the first commit's error).
+    void commit_in_background(const formats::Digest& blob, std::function<void()> commit);
+    void wait_commit(const formats::Digest& blob);
+    void wait_commits();
 
     [[noreturn]] void fail(const df::Instruction& ins, const std::string& message,
                            const std::string& output = {}, int exit_code = -1) const;
@@ -214,6 +222,8 @@ private:
     std::string m_explain_context; // the context's absolute path, for step slots
     std::mutex m_prefetch_mu;      // guards m_prefetch
     std::vector<std::thread> m_prefetch;
+    std::mutex m_commit_mu; // guards m_commits
+    std::vector<std::pair<formats::Digest, std::shared_future<void>>> m_commits;
 };
 
 } // namespace strata::builder

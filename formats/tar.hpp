@@ -61,6 +61,9 @@ public:
         // by snapshot's layer writers (write_upper_layer, write_diff_layer),
         // which then use ChunkedWriter; TarWriter itself refuses it.
         bool chunked = false;
+        // zstd:chunked: start the writeback of what is written as it goes
+        // (ChunkedWriter::Options::start_writeback).
+        bool start_writeback = true;
     };
     // Writes the (compressed) stream to out_fd, which the writer does not own.
     TarWriter(int out_fd, Options opts);

@@ -1796,7 +1796,7 @@ struct ChunkedWriter::Impl {
                 for (const Piece& p : job->pieces) {
                     out_size += p.out_size();
                 }
-                if (out_size - write_started >= (8 << 20)) {
+                if (opts.start_writeback && out_size - write_started >= (8 << 20)) {
                     ::sync_file_range(out_fd, static_cast<off_t>(write_started),
                                       static_cast<off_t>(out_size - write_started),
                                       SYNC_FILE_RANGE_WRITE);

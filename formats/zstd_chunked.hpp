@@ -154,6 +154,13 @@ public:
         int threads = 0; // compression workers; 0 = all cores
         std::optional<std::int64_t> clamp_mtime;
         std::string out_name; // named by write errors
+        // Start the writeback of every 8 MiB written, so that an fsync right
+        // after finish() finds little left to write. Off when the fsync
+        // comes later, on another thread: written back early, the blob's
+        // data would be flushed by the next fsync of any small file (an
+        // ext4 journal commit waits for the data of the blocks it
+        // allocates), and that may be on the caller's path.
+        bool start_writeback = true;
     };
     // out_fd is not owned.
     ChunkedWriter(int out_fd, Options opts);

@@ -212,6 +212,7 @@ public:
             formats::ChunkedWriter::Options co;
             co.level = opts.level;
             co.threads = opts.threads;
+            co.start_writeback = opts.start_writeback;
             co.clamp_mtime = opts.clamp_mtime;
             co.out_name = opts.out_name;
             m_chunked = std::make_unique<formats::ChunkedWriter>(out_fd, co);

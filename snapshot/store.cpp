@@ -557,17 +557,21 @@ bool Store::has_snapshot(const Digest& chain_id) const {
     return fs::is_dir(snapshot_dir(chain_id));
 }
 
-void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir) {
+void Store::sync_dir(const std::string& dir) {
+    // One syncfs for the whole tree (not an fsync per file): the data and
+    // metadata are on disk before the name makes the snapshot visible, so a
+    // power cut leaves either no snapshot or a whole one.
+    UniqueFd fd = fs::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (::syncfs(fd.get()) != 0) {
+        throw_errno("syncfs", dir);
+    }
+}
+
+void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir, bool synced) {
     ensure_lease();
     std::string parent = m_root + "/snapshots/" + std::string(chain_id.hex());
-    {
-        // One syncfs for the whole tree (not an fsync per file): the data and
-        // metadata are on disk before the name makes the snapshot visible, so
-        // a power cut leaves either no snapshot or a whole one.
-        UniqueFd fd = fs::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (::syncfs(fd.get()) != 0) {
-            throw_errno("syncfs", dir);
-        }
+    if (!synced) {
+        sync_dir(dir);
     }
     StoreLock l = lock();
     if (has_snapshot(chain_id)) {

@@ -195,8 +195,14 @@ public:
     // Publishes an already-populated directory (e.g. a build step's upper dir)
     // as the snapshot for chain_id; the directory is moved, not copied. The
     // filesystem is synced (syncfs) first, so that a snapshot visible under
-    // its name survives a power cut whole.
-    void adopt_snapshot(const formats::Digest& chain_id, const std::string& dir);
+    // its name survives a power cut whole; synced: the caller did that
+    // (sync_dir) after the directory's last change.
+    void adopt_snapshot(const formats::Digest& chain_id, const std::string& dir,
+                        bool synced = false);
+    // The syncfs of adopt_snapshot, on its own: a build syncs a step's upper
+    // directory while it packs the layer, before the blob's own writes are
+    // there to be flushed with it.
+    static void sync_dir(const std::string& dir);
 
     // --- maintenance
     GcResult gc();

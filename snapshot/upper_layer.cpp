@@ -56,9 +56,10 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
                 DiffStats* stats,
                 const std::function<void(int blob_fd, const std::function<void()>& pack)>& around,
                 const formats::Descriptor* previous, std::uint64_t* reused,
-                const ContentChecks* checks, const LinkedFiles* linked,
-                std::uint64_t* linked_taken) {
-    BlobWriter blob = store.new_blob();
+                const ContentChecks* checks, const LinkedFiles* linked, std::uint64_t* linked_taken,
+                bool defer_commit) {
+    // Shared with the commit, which may outlive this call.
+    std::shared_ptr<BlobWriter> blob(new BlobWriter(store.new_blob()));
     DiffStats own;
     DiffStats* st = stats != nullptr ? stats : &own;
     const bool chunked = opts.chunked && opts.compression == formats::Compression::zstd;
@@ -92,23 +93,33 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
     }
     std::optional<formats::LayerDigests> d;
     auto pack = [&] {
-        d = write_upper_layer(upper_dir, blob.fd(), opts, st, chunked ? &pack_info : nullptr,
+        d = write_upper_layer(upper_dir, blob->fd(), opts, st, chunked ? &pack_info : nullptr,
                               checks);
     };
     // A linked file's damaged frames (formats::LinkedFramesDamaged) go up
     // to the builder, which makes the step again copying every file: the
     // linked inodes are only as good as the snapshot they came from.
     if (around) {
-        around(blob.fd(), pack);
+        around(blob->fd(), pack);
     } else {
         pack();
     }
     if (st->entries == 0) {
         return std::nullopt;
     }
-    blob.commit_trusted(d->blob_digest);
-    if (pack_info.info && !pack_info.info->checkpoints.empty()) {
-        save_checkpoints(store, d->blob_digest, d->blob_size, pack_info.info->checkpoints);
+    std::vector<formats::HashCheckpoint> checkpoints;
+    if (pack_info.info) {
+        checkpoints = std::move(pack_info.info->checkpoints);
+    }
+    auto commit = [&store, blob, digest = d->blob_digest, size = d->blob_size,
+                   checkpoints = std::move(checkpoints)] {
+        blob->commit_trusted(digest);
+        if (!checkpoints.empty()) {
+            save_checkpoints(store, digest, size, checkpoints);
+        }
+    };
+    if (!defer_commit) {
+        commit();
     }
     formats::Descriptor layer;
     layer.media_type = std::string(formats::oci_layer_media_type(opts.compression));
@@ -127,7 +138,11 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
             *linked_taken = pack_info.linked_files;
         }
     }
-    return UpperLayer{std::move(layer), d->diff_id};
+    UpperLayer out{std::move(layer), d->diff_id, {}};
+    if (defer_commit) {
+        out.commit = std::move(commit);
+    }
+    return out;
 }
 
 } // namespace strata::snapshot

@@ -16,6 +16,10 @@ namespace strata::snapshot {
 struct UpperLayer {
     formats::Descriptor layer;
     formats::Digest diff_id;
+    // With defer_commit: the blob is written and hashed but not yet in the
+    // store; commit() (callable on any thread, once) fsyncs and publishes
+    // it. Never called, the blob is removed with the last copy of commit.
+    std::function<void()> commit;
 };
 
 // Writes upper_dir as a layer (write_upper_layer, compressed as opts say) to
@@ -34,12 +38,15 @@ struct UpperLayer {
 // (when given, with previous) are the upper directory's files that are
 // previous's snapshot's inodes (LinkedFiles): their frames are taken from
 // previous without reading them; *linked_taken (when given) tells how many.
+// defer_commit: the blob is published by the caller, through
+// UpperLayer::commit (a build goes on with its next step meanwhile: the
+// fsync of a 280 MB blob took 0.17 s here).
 std::optional<UpperLayer> put_upper_layer(
     Store& store, const std::string& upper_dir, const formats::TarWriter::Options& opts,
     DiffStats* stats = nullptr,
     const std::function<void(int blob_fd, const std::function<void()>& pack)>& around = {},
     const formats::Descriptor* previous = nullptr, std::uint64_t* reused = nullptr,
     const ContentChecks* checks = nullptr, const LinkedFiles* linked = nullptr,
-    std::uint64_t* linked_taken = nullptr);
+    std::uint64_t* linked_taken = nullptr, bool defer_commit = false);
 
 } // namespace strata::snapshot

@@ -1,5 +1,6 @@
 #include "formats/media_types.hpp"
 #include "snapshot/store.hpp"
+#include "snapshot/upper_layer.hpp"
 #include "tests/support/support.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -155,4 +156,47 @@ TEST_CASE("gc removes what no image reaches and keeps the rest") {
     CHECK_FALSE(store.has_blob(drop.digest));
     CHECK_FALSE(store.has_blob(dropped.manifest.layers[0].digest));
     CHECK(store.verify().empty());
+}
+
+TEST_CASE("an upper directory's layer committed later is in the store only once committed") {
+    TempDir t;
+    Store store(t.path() + "/store");
+    std::string upper = t.path() + "/upper";
+    fs::mkdirs(upper + "/etc");
+    test::write_file(upper + "/etc/motd", "hello\n");
+    formats::TarWriter::Options to;
+    to.compression = formats::Compression::zstd;
+    to.chunked = true;
+    to.start_writeback = false;
+    auto count_tmp = [&] { return count_entries(store.tmp_dir()); };
+    std::size_t tmp_before = count_tmp();
+
+    // Committed: the blob is there under its digest, and holds the layer.
+    auto later = put_upper_layer(store, upper, to, nullptr, {}, nullptr, nullptr, nullptr, nullptr,
+                                 nullptr, true);
+    REQUIRE(later);
+    REQUIRE(later->commit);
+    CHECK_FALSE(store.has_blob(later->layer.digest));
+    CHECK(count_tmp() == tmp_before + 1); // the blob being written
+    later->commit();
+    CHECK(store.has_blob(later->layer.digest));
+    CHECK(Digest::of(store.read_blob(later->layer.digest)) == later->layer.digest);
+    CHECK(count_tmp() == tmp_before);
+    // The same layer committed at once has the same digest and no commit.
+    auto now = put_upper_layer(store, upper, to);
+    REQUIRE(now);
+    CHECK_FALSE(now->commit);
+    CHECK(now->layer.digest == later->layer.digest);
+    CHECK(now->diff_id == later->diff_id);
+
+    // Never committed: nothing published, nothing left behind.
+    test::write_file(upper + "/etc/motd", "other\n");
+    auto dropped = put_upper_layer(store, upper, to, nullptr, {}, nullptr, nullptr, nullptr,
+                                   nullptr, nullptr, true);
+    REQUIRE(dropped);
+    formats::Digest digest = dropped->layer.digest;
+    CHECK(digest != later->layer.digest);
+    dropped.reset();
+    CHECK_FALSE(store.has_blob(digest));
+    CHECK(count_tmp() == tmp_before);
 }
