@@ -26,6 +26,11 @@ Workspace::Workspace(const std::string& tmp_dir, const std::vector<std::string>&
     spec.upper = m_upper;
     spec.work = work;
     spec.driver = layerfs::Driver::overlay;
+    // Each unmount would otherwise sync the whole filesystem (while a
+    // layer's blob may be on its way to disk); a step's upper directory is
+    // synced by the build before it becomes a snapshot
+    // (Store::adopt_snapshot, Store::sync_dir), and thrown away otherwise.
+    spec.volatile_upper = true;
     m_mount.emplace(layerfs::mount(spec, m_merged));
 }
 

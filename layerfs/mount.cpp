@@ -241,6 +241,7 @@ MountHandle mount(const MountSpec& spec, const std::string& target_in) {
     if (spec.driver == Driver::overlay) {
         OverlaySpec o{spec.lowers, spec.upper, spec.work};
         o.nosuid_nodev = spec.nosuid_nodev;
+        o.volatile_upper = spec.volatile_upper && !spec.upper.empty();
         mount_overlay(o, target);
     } else {
         mount_fuse(spec, target);

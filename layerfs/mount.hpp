@@ -47,6 +47,9 @@ struct MountSpec {
     // nosuid,nodev with the kernel overlay driver (the FUSE driver always
     // mounts so): for mounts other users may browse, as `strata mount` makes.
     bool nosuid_nodev = false;
+    // The kernel overlay driver: its "volatile" option (OverlaySpec), for an
+    // upper directory its owner syncs itself when it keeps it (a build step).
+    bool volatile_upper = false;
     // The FUSE driver only: strata-overlay runs in the foreground as a child
     // of this process, which dies with it (PR_SET_PDEATHSIG), instead of as
     // a daemon, and the handle owns it (Teardown::detach, then reaps it).
