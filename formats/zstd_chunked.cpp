@@ -1437,7 +1437,10 @@ private:
     }
 
     // The thread: a block's frames close together (small files' frames,
-    // between their headers' frames) read in one pread into m_span.
+    // between their headers' frames) read in one pread into m_span, up to
+    // k_max_span bytes (a block of big files' frames is read frame by frame
+    // into one reused buffer: fresh memory costs more than the reads).
+    static constexpr std::size_t k_max_span = 4 << 20;
     void read_span(const Block& b) {
         m_span_begin = nullptr;
         if (m_source_fd < 0 || b.frames.empty()) {
@@ -1452,8 +1455,8 @@ private:
             sum += f.size;
         }
         auto span = static_cast<std::size_t>(hi - lo);
-        if (b.frames.size() < 2 || span > sum + sum / 2 + (1 << 20)) {
-            return; // one frame, or far apart: read one by one
+        if (b.frames.size() < 2 || span > k_max_span || span > sum + sum / 2 + (1 << 20)) {
+            return; // one frame, big ones, or far apart: read one by one
         }
         try {
             m_span.resize(std::max(m_span.size(), span));
