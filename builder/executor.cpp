@@ -210,29 +210,25 @@ void Executor::commit_in_background(const Digest& blob, std::function<void()> co
     m_commits.emplace_back(blob, std::async(std::launch::async, std::move(commit)).share());
 }
 
-void Executor::wait_commit(const Digest& blob) {
+std::vector<std::shared_future<void>> Executor::commits_of(const Digest* blob) {
+    std::lock_guard l(m_commit_mu);
     std::vector<std::shared_future<void>> pending;
-    {
-        std::lock_guard l(m_commit_mu);
-        for (const auto& [d, f] : m_commits) {
-            if (d == blob) {
-                pending.push_back(f);
-            }
+    for (const auto& [d, f] : m_commits) {
+        if (blob == nullptr || d == *blob) {
+            pending.push_back(f);
         }
     }
-    for (auto& f : pending) {
+    return pending;
+}
+
+void Executor::wait_commit(const Digest& blob) {
+    for (auto& f : commits_of(&blob)) {
         f.get();
     }
 }
 
 void Executor::wait_commits() {
-    std::vector<std::shared_future<void>> pending;
-    {
-        std::lock_guard l(m_commit_mu);
-        for (const auto& [d, f] : m_commits) {
-            pending.push_back(f);
-        }
-    }
+    std::vector<std::shared_future<void>> pending = commits_of(nullptr);
     for (auto& f : pending) {
         f.wait();
     }

@@ -191,6 +191,8 @@ private:
     void commit_in_background(const formats::Digest& blob, std::function<void()> commit);
     void wait_commit(const formats::Digest& blob);
     void wait_commits();
+    // The commits of blob (nullptr: all), taken under m_commit_mu.
+    std::vector<std::shared_future<void>> commits_of(const formats::Digest* blob);
 
     [[noreturn]] void fail(const df::Instruction& ins, const std::string& message,
                            const std::string& output = {}, int exit_code = -1) const;

@@ -1132,49 +1132,22 @@ private:
     std::size_t m_n = 0, m_cap = 0;
 };
 
-// Decodes the frames [in, in + in_size) as one stream (their checksums
-// checked) into exactly `want` bytes, a run at a time: space(&room) says
-// where the next run may go, took(at, n) is given each run and may refuse
-// it. False when the frames do not decode to exactly `want` bytes, or took
-// refused a run.
-template <typename Space, typename Took>
-bool decode_runs(ZSTD_DCtx* d, const char* in, std::size_t in_size, std::size_t want,
-                 Space&& space, Took&& took) {
-    ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
-    ZSTD_inBuffer ib{in, in_size, 0};
-    std::size_t got = 0;
-    std::size_t last = 1;
-    while (true) {
-        std::size_t room = 0;
-        char* at = space(&room);
-        ZSTD_outBuffer ob{at, room, 0};
-        last = ZSTD_decompressStream(d, &ob, &ib);
-        if (ZSTD_isError(last) || ob.pos > want - got || !took(at, ob.pos)) {
-            return false;
-        }
-        got += ob.pos;
-        if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
-            break;
-        }
-    }
-    return last == 0 && got == want;
-}
-
 // Whether the zstd frames `in` decode to exactly `want`, decoding into a
 // small scratch buffer (never more than want's size is produced).
 bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char>& scratch) {
     scratch.resize(256 << 10);
-    return decode_runs(
+    std::optional<std::uint64_t> n = decode_runs(
         d, in.data(), in.size(), want.size(),
         [&](std::size_t* room) {
             *room = scratch.size();
             return scratch.data();
         },
-        [&, pos = std::size_t{0}](const char* at, std::size_t n) mutable {
-            bool same = std::memcmp(at, want.data() + pos, n) == 0;
-            pos += n;
+        [&, pos = std::size_t{0}](const char* at, std::size_t k) mutable {
+            bool same = std::memcmp(at, want.data() + pos, k) == 0;
+            pos += k;
             return same;
         });
+    return n == want.size();
 }
 
 // What a linked file's frames that do not decode to its content throw.
@@ -2209,17 +2182,17 @@ struct ChunkedWriter::Impl {
             prehashed = false;
             return;
         }
-        bool ok = decode_runs(
+        std::optional<std::uint64_t> n = decode_runs(
             linked_dctx.c, p.mapped, p.mapped_size, p.tar_size,
             [&](std::size_t* room) { return tar_hash.space(room); },
-            [&](const char* at, std::size_t n) {
+            [&](const char* at, std::size_t k) {
                 prehashed = true;
-                renderer->data(at, n);
+                renderer->data(at, k);
                 prehashed = false;
-                tar_hash.commit(n);
+                tar_hash.commit(k);
                 return true;
             });
-        if (!ok) {
+        if (n != p.tar_size) {
             throw linked_frames_damaged(old_what, path);
         }
     }

@@ -6,8 +6,6 @@
 // checksum bit is set.
 #include "formats/zstd_frames.hpp"
 
-#include <zstd.h>
-
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -120,7 +118,7 @@ std::optional<StoredFrame> stored_frame(const unsigned char* p, std::size_t n) {
 
 } // namespace
 
-bool frame_content_runs(ZSTD_DCtx_s* d, const char* in, std::size_t size, std::uint64_t want,
+bool frame_content_runs(ZSTD_DCtx* d, const char* in, std::size_t size, std::uint64_t want,
                         std::vector<char>& scratch,
                         const std::function<void(const char*, std::size_t)>& took) {
     if (scratch.size() < k_block_max) {
@@ -172,26 +170,22 @@ bool frame_content_runs(ZSTD_DCtx_s* d, const char* in, std::size_t size, std::u
             }
         } else {
             // One frame through libzstd, which checks its checksum.
-            ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
-            ZSTD_inBuffer ib{in + pos, fsize, 0};
-            std::size_t last = 1;
-            while (true) {
-                ZSTD_outBuffer ob{scratch.data(), scratch.size(), 0};
-                last = ZSTD_decompressStream(d, &ob, &ib);
-                if (ZSTD_isError(last) || ob.pos > want - got) {
-                    return false;
-                }
-                if (ob.pos > 0) {
-                    took(scratch.data(), ob.pos);
-                }
-                got += ob.pos;
-                if (ib.pos == ib.size && (last == 0 || ob.pos == 0)) {
-                    break;
-                }
-            }
-            if (last != 0) {
+            auto n = decode_runs(
+                d, in + pos, fsize, want - got,
+                [&](std::size_t* room) {
+                    *room = scratch.size();
+                    return scratch.data();
+                },
+                [&](const char* at, std::size_t k) {
+                    if (k > 0) {
+                        took(at, k);
+                    }
+                    return true;
+                });
+            if (!n) {
                 return false;
             }
+            got += *n;
         }
         pos += fsize;
     }

@@ -757,6 +757,23 @@ TEST_CASE("zstd:chunked: linked files take the previous layer's frames without t
     CHECK(zstd_decode(c3.blob) == plain_tar(v3));
 }
 
+namespace {
+
+// blob with one byte flipped in the middle of the frame of name's second
+// chunk (TOC t).
+std::string second_chunk_damaged(const std::string& blob, const ChunkedToc& t,
+                                 const std::string& name) {
+    std::string damaged = blob;
+    for (const auto& e : t.entries) {
+        if (e.name == name && e.type == "chunk" && e.chunk_offset == k_chunked_chunk_size) {
+            damaged[(e.offset + e.end_offset) / 2] ^= 0x55;
+        }
+    }
+    return damaged;
+}
+
+} // namespace
+
 TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged stops the writer") {
     auto items = sample_items();
     Chunked old = chunked(items);
@@ -765,13 +782,7 @@ TEST_CASE("zstd:chunked: a linked file whose previous frames are damaged stops t
     // checksum fails as it is decoded for the diff ID; the writer says so,
     // naming the old blob and the file (the builder then makes the step
     // again, copying every file).
-    std::string damaged = old.blob;
-    for (const auto& e : t.entries) {
-        if (e.name == "app/big.bin" && e.type == "chunk" &&
-            e.chunk_offset == k_chunked_chunk_size) {
-            damaged[(e.offset + e.end_offset) / 2] ^= 0x55;
-        }
-    }
+    std::string damaged = second_chunk_damaged(old.blob, t, "app/big.bin");
     REQUIRE(damaged != old.blob);
     std::set<std::string> taken;
     CHECK_THROWS_AS(chunked_linked(items, damaged, {"many/f7", "app/big.bin"}, taken),
@@ -828,13 +839,7 @@ TEST_CASE("zstd:chunked: a big linked file that compresses is decoded and checke
     CHECK(c.info.digests.diff_id == plain.diff_id);
     CHECK(zstd_decode(c.blob) == tar);
     // One byte of its second chunk's frame flipped.
-    std::string damaged = old.blob;
-    for (const auto& e : t.entries) {
-        if (e.name == "app/text.log" && e.type == "chunk" &&
-            e.chunk_offset == k_chunked_chunk_size) {
-            damaged[(e.offset + e.end_offset) / 2] ^= 0x55;
-        }
-    }
+    std::string damaged = second_chunk_damaged(old.blob, t, "app/text.log");
     REQUIRE(damaged != old.blob);
     taken.clear();
     CHECK_THROWS_WITH(chunked_linked(items, damaged, {"app/text.log", "app/big.bin"}, taken),
