@@ -5,6 +5,7 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/root.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -87,7 +88,8 @@ bool is_whiteout(const struct stat& st) {
 std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
                                          const std::string& previous_fs,
                                          const formats::Descriptor& previous_layer,
-                                         FileDigestMemo* memo, bool check_in_pack) {
+                                         FileDigestMemo* memo, bool check_in_pack,
+                                         int source_root) {
     if (memo == nullptr) {
         return std::nullopt;
     }
@@ -121,6 +123,12 @@ std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
         STRATA_LOG_WARN("COPY: not reusing files of {}: {}", previous_fs, e.what());
         return std::nullopt;
     }
+    r.m_source = UniqueFd(::fcntl(source_root, F_DUPFD_CLOEXEC, 0));
+    if (!r.m_source) {
+        STRATA_LOG_WARN("COPY: not reusing files of {}: dup: {}", previous_fs,
+                        std::strerror(errno));
+        return std::nullopt;
+    }
     r.m_previous_fs = previous_fs;
     r.m_memo = memo;
     return r;
@@ -131,59 +139,31 @@ bool CopyReuse::defer(const DeferredFile& f) {
     while (!name.empty() && name.front() == '/') {
         name.erase(0, 1);
     }
-    const formats::ChunkedEntry* old_entry = nullptr;
-    if (m_toc) {
-        auto it = m_old.find(name);
-        if (it == m_old.end() || !it->second->xattrs.empty() ||
-            it->second->size != static_cast<std::uint64_t>(f.st.st_size)) {
-            return false;
-        }
-        old_entry = it->second;
-    }
     // The digest this build computed for the source (the cache key's), for
     // its current lstat: never a stale one. For a file with extended
     // attributes a copy keeps, the memo's digest covers them too, so it is
     // never a TOC's content digest: with a TOC, such a file is not deferred
     // without listing them here.
     std::optional<std::string> digest = m_memo->find(f.src_rel, f.st);
-    if (!digest ||
-        (old_entry != nullptr && *digest != std::string_view(old_entry->digest).substr(7)) ||
-        (!m_toc && has_kept_xattrs(f))) {
+    if (!digest) {
         return false;
     }
-    // The previous snapshot's file must be what the copy would make now:
-    // a link takes its inode's metadata as it is. (Looked up from its
-    // directory, open while the copy goes through it.)
-    auto slash = name.rfind('/');
-    std::string parent = slash == std::string::npos ? std::string() : name.substr(0, slash);
-    if (!m_prev_dir || parent != m_prev_dir_name) {
-        m_prev_dir.reset();
-        m_prev_dir_name = parent;
-        try {
-            m_prev_dir = open_dir_beneath(m_prev.get(), parent, m_previous_fs);
-        } catch (const Error&) {
-            return false; // not there (or not a directory): copied
+    if (m_toc) {
+        auto it = m_old.find(name);
+        if (it == m_old.end() || !it->second->xattrs.empty() ||
+            it->second->size != static_cast<std::uint64_t>(f.st.st_size) ||
+            *digest != std::string_view(it->second->digest).substr(7)) {
+            return false;
         }
-    }
-    const char* base = slash == std::string::npos ? name.c_str() : name.c_str() + slash + 1;
-    struct stat old {};
-    if (::fstatat(m_prev_dir.get(), base, &old, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISREG(old.st_mode) || old.st_size != f.st.st_size ||
-        !same_time(old.st_mtim, f.st.st_mtim) || (old.st_mode & 07777) != (f.mode & 07777) ||
-        old.st_uid != f.uid || old.st_gid != f.gid) {
+    } else if (has_kept_xattrs(f)) {
         return false;
     }
-    // No TOC to say which extended attributes the layer gives it: none that
-    // a copy would make (host labels and overlayfs' own are not).
-    if (!m_toc && has_kept_xattrs(m_prev_dir.get(), base)) {
-        return false;
-    }
-    // One inode per path: two new paths sharing one would become a tar hard
-    // link, which a full copy does not make.
-    if (!m_inodes.insert({old.st_dev, old.st_ino}).second) {
-        return false;
-    }
-    m_deferred.push_back(Deferred{std::move(name), f, std::move(*digest), old.st_dev, old.st_ino});
+    // Whether the previous snapshot's file is what the copy would make now
+    // is asked by finish(), on its threads: the walk of the copy is on one.
+    Deferred d{std::move(name), f, std::move(*digest)};
+    d.file.src_dir = -1; // valid during this call only
+    d.file.src_name = nullptr;
+    m_deferred.push_back(std::move(d));
     return true;
 }
 
@@ -232,21 +212,30 @@ std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks&
         parts[t].end = end;
         at = end;
     }
+    Claimed claimed;
     auto run = [&](Part& part) {
         try {
             std::string cur_dir;
             UniqueFd dir;
+            UniqueFd prev_dir;
             for (std::size_t i = part.begin; i < part.end; ++i) {
                 const Deferred& d = m_deferred[i];
                 std::string parent = parent_of(d.name);
                 if (!dir || parent != cur_dir) {
                     dir = open_dir_beneath(root.get(), parent, upper);
                     cur_dir = parent;
+                    prev_dir.reset();
+                    try {
+                        prev_dir = open_dir_beneath(m_prev.get(), parent, m_previous_fs);
+                    } catch (const Error&) {
+                        // Not there (or not a directory): its files are copied.
+                    }
                 }
-                if (link_one(d, dir.get(), upper, part.checks)) {
+                std::pair<dev_t, ino_t> inode;
+                if (link_one(d, dir.get(), prev_dir.get(), upper, claimed, part.checks, inode)) {
                     ++part.linked;
                     if (m_toc) {
-                        part.linked_files.emplace_back(d.name, std::make_pair(d.dev, d.ino));
+                        part.linked_files.emplace_back(d.name, inode);
                     }
                 }
             }
@@ -287,25 +276,24 @@ std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks&
     return linked;
 }
 
-bool CopyReuse::link_one(const Deferred& d, int dir, const std::string& upper,
-                         std::vector<std::pair<std::string, std::string>>& checks) const {
+bool CopyReuse::Claimed::claim(dev_t dev, ino_t ino) {
+    std::lock_guard l(mu);
+    return inodes.insert({dev, ino}).second;
+}
+
+bool CopyReuse::link_one(const Deferred& d, int dir, int prev_dir, const std::string& upper,
+                         Claimed& claimed, std::vector<std::pair<std::string, std::string>>& checks,
+                         std::pair<dev_t, ino_t>& inode) const {
     auto slash = d.name.rfind('/');
     std::string base = slash == std::string::npos ? d.name : d.name.substr(slash + 1);
     std::string shown = upper + "/" + d.name;
-    if (!m_toc) {
-        // Linked or copied, the content is the previous snapshot's.
-        checks.emplace_back(d.name, "sha256:" + d.digest);
-    }
-    // Most names are free: linked at once (a link never replaces).
-    // Taken: the copy removed what the lower layers had there (a
-    // whiteout in the upper directory), never anything else, and the
-    // link replaces that whiteout.
-    if (::linkat(m_prev.get(), d.name.c_str(), dir, base.c_str(), 0) == 0) {
-        return true;
-    }
-    int link_err = errno;
+    // Most names are free. Taken: the copy removed what the lower layers
+    // had there (a whiteout in the upper directory), never anything else,
+    // and the new file replaces that whiteout (made under a temporary name,
+    // renamed over it).
     bool replace = false;
-    if (link_err == EEXIST) {
+    std::string tmp = ".strata-link-" + base;
+    auto taken = [&] {
         struct stat there {};
         if (::fstatat(dir, base.c_str(), &there, AT_SYMLINK_NOFOLLOW) != 0) {
             throw_errno("stat", shown);
@@ -314,26 +302,67 @@ bool CopyReuse::link_one(const Deferred& d, int dir, const std::string& upper,
             throw Error("COPY: " + shown + " exists where a linked file was to go");
         }
         replace = true;
-    }
-    std::string tmp = ".strata-link-" + base;
-    const std::string& at = replace ? tmp : base;
-    if (replace && ::linkat(m_prev.get(), d.name.c_str(), dir, at.c_str(), 0) == 0) {
+    };
+    auto rename_over = [&] {
         if (::renameat(dir, tmp.c_str(), dir, base.c_str()) != 0) {
             int err = errno;
             ::unlinkat(dir, tmp.c_str(), 0);
             throw SysError("rename", shown, err);
         }
-        return true;
+    };
+    // The previous snapshot's file must be what the copy would make now: a
+    // link takes its inode's metadata as it is. One inode per path: two new
+    // paths sharing one would become a tar hard link, which a full copy
+    // does not make. No TOC to say which extended attributes the layer
+    // gives it: none that a copy would make (host labels and overlayfs' own
+    // are not).
+    struct stat old {};
+    if (prev_dir >= 0 && ::fstatat(prev_dir, base.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(old.st_mode) && old.st_size == d.file.st.st_size &&
+        same_time(old.st_mtim, d.file.st.st_mtim) &&
+        (old.st_mode & 07777) == (d.file.mode & 07777) && old.st_uid == d.file.uid &&
+        old.st_gid == d.file.gid && (m_toc || !has_kept_xattrs(prev_dir, base.c_str())) &&
+        claimed.claim(old.st_dev, old.st_ino)) {
+        int err = 0;
+        if (::linkat(prev_dir, base.c_str(), dir, base.c_str(), 0) != 0) {
+            err = errno;
+            if (err == EEXIST) {
+                taken();
+                err = ::linkat(prev_dir, base.c_str(), dir, tmp.c_str(), 0) == 0 ? 0 : errno;
+                if (err == 0) {
+                    rename_over();
+                }
+            }
+        }
+        if (err == 0) {
+            if (!m_toc) {
+                // The content is the previous snapshot's: checked in the pack.
+                checks.emplace_back(d.name, "sha256:" + d.digest);
+            }
+            inode = {old.st_dev, old.st_ino};
+            return true;
+        }
+        STRATA_LOG_DEBUG("COPY: cannot link {}/{}: {}", m_previous_fs, d.name, std::strerror(err));
     }
-    if (replace) {
-        link_err = errno;
+    // Not linked: the file is made from the source, as the copy would have
+    // made it.
+    UniqueFd in = open_in_root(m_source.get(), d.file.src_rel, O_RDONLY | O_NOFOLLOW);
+    struct stat now = fs::fstat(in.get());
+    if (!S_ISREG(now.st_mode)) {
+        throw Error("COPY: " + d.file.src_rel + " changed while it was copied");
     }
-    STRATA_LOG_DEBUG("COPY: cannot link {}/{}: {}", m_previous_fs, d.name,
-                     std::strerror(link_err));
-    // No link (another filesystem, a refusal): the copy's own file.
-    UniqueFd in = fs::open_at(m_prev.get(), d.name, O_RDONLY | O_NOFOLLOW);
-    UniqueFd out = fs::open_at(dir, at, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
-    copy_content(in.get(), out.get(), d.file.st.st_size, m_previous_fs + "/" + d.name, shown);
+    UniqueFd out;
+    try {
+        out =
+            fs::open_at(dir, replace ? tmp : base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    } catch (const SysError& e) {
+        if (replace || e.error_code() != EEXIST) {
+            throw;
+        }
+        taken();
+        out = fs::open_at(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    }
+    copy_content(in.get(), out.get(), now.st_size, d.file.src_rel, shown);
     if (::fchown(out.get(), d.file.uid, d.file.gid) != 0 && errno != EPERM) {
         throw_errno("chown", shown);
     }
@@ -345,10 +374,8 @@ bool CopyReuse::link_one(const Deferred& d, int dir, const std::string& upper,
         throw_errno("utimens", shown);
     }
     out.close();
-    if (replace && ::renameat(dir, tmp.c_str(), dir, base.c_str()) != 0) {
-        int err = errno;
-        ::unlinkat(dir, tmp.c_str(), 0);
-        throw SysError("rename", shown, err);
+    if (replace) {
+        rename_over();
     }
     return false;
 }

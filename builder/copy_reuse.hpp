@@ -1,18 +1,20 @@
 // Unchanged files of a COPY are not copied again: when a COPY from the
-// context misses only because some of its files changed, the files that are
-// the same as in the step's previous result (same size, mtime, mode and
-// owner in its snapshot, no extended attributes on either side, and the
-// same content: the digest that layer's zstd:chunked TOC gives the file is
-// the one the build computed for the source; for a layer without a TOC the
-// new layer's writer hashes each such file as it packs it and the step is
-// made again without reuse if one differs) are not created by the
-// copy at all (CopyOptions::defer_content). After the step's overlay is
-// unmounted each is hard-linked from the previous snapshot into the upper
+// context misses only because some of its files changed, the files whose
+// content is the same as in the step's previous result (the digest that
+// layer's zstd:chunked TOC gives the file is the one the build computed for
+// the source, and neither has extended attributes; for a layer without a
+// TOC, a source without extended attributes a copy keeps, whose content the
+// new layer's writer hashes as it packs it, the step being made again
+// without reuse if one differs) are not created by the copy at all
+// (CopyOptions::defer_content). After the step's overlay is unmounted, on a
+// few threads, each is hard-linked from the previous snapshot into the upper
 // directory (over the whiteout the copy left where a lower file was
-// replaced), and the directories it went into get back the times the copy
-// gave them, so the upper directory, and the layer made from it, are exactly
-// what a full copy makes. Where the link fails, the file is created in the
-// upper directory with the same metadata and its content copied there.
+// replaced) when the snapshot's file has the size, mtime, mode and owner the
+// copy gives it (and, without a TOC, no extended attributes); the
+// directories it went into get back the times the copy gave them, so the
+// upper directory, and the layer made from it, are exactly what a full copy
+// makes. A file that cannot be linked (other metadata, not in the snapshot,
+// a link refused) is made there from the source, as the copy would have.
 //
 // Sharing inodes between snapshots is safe because snapshots are only ever
 // read-only overlay lower directories: a container, RUN step, writable mount
@@ -30,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -46,10 +49,11 @@ public:
     // previous layer is not zstd:chunked and the new layer's writer cannot
     // check contents (check_in_pack false: a zstd:chunked layer); then
     // everything is copied.
+    // source_root: the directory the copy's sources are in (the context).
     static std::optional<CopyReuse> open(const snapshot::Store& store,
                                          const std::string& previous_fs,
                                          const formats::Descriptor& previous_layer,
-                                         FileDigestMemo* memo, bool check_in_pack);
+                                         FileDigestMemo* memo, bool check_in_pack, int source_root);
 
     // CopyOptions::defer_content.
     bool defer(const DeferredFile& f);
@@ -68,27 +72,32 @@ private:
         std::string name; // relative to the root: "data/a.bin"
         DeferredFile file;
         std::string digest; // hex, of the source's content
-        dev_t dev = 0;      // the previous snapshot's inode
-        ino_t ino = 0;
     };
-    // Links (or, where no link can be made, copies) d into the directory
-    // dir of the upper directory; true when linked. checks gets its digest
-    // when the pack is to check it.
-    bool link_one(const Deferred& d, int dir, const std::string& upper,
-                  std::vector<std::pair<std::string, std::string>>& checks) const;
+    // The previous snapshot's inodes linked so far, across finish()'s threads.
+    struct Claimed {
+        std::mutex mu;
+        std::set<std::pair<dev_t, ino_t>> inodes;
+        // False when another path took it first.
+        bool claim(dev_t dev, ino_t ino);
+    };
+    // Links d from prev_dir (its directory in the previous snapshot; -1: not
+    // there) into the upper directory's directory dir when that file is
+    // what the copy would make; else makes it from the source, as the copy
+    // would have. True when linked (inode: the inode linked); checks gets
+    // its digest when the pack is to check it.
+    bool link_one(const Deferred& d, int dir, int prev_dir, const std::string& upper,
+                  Claimed& claimed, std::vector<std::pair<std::string, std::string>>& checks,
+                  std::pair<dev_t, ino_t>& inode) const;
 
     std::string m_previous_fs;
     UniqueFd m_prev;
-    // defer(): the previous snapshot's directory of the last file asked about.
-    std::string m_prev_dir_name;
-    UniqueFd m_prev_dir;
+    UniqueFd m_source; // the root the sources' paths (DeferredFile::src_rel) are in
     FileDigestMemo* m_memo = nullptr;
     bool m_toc = false; // m_old holds the previous layer's TOC; else checked in the pack
     std::shared_ptr<const formats::ChunkedToc> m_toc_entries;
     // TOC name -> its regular file's entry ("sha256:" and 64 hex digits).
     std::unordered_map<std::string_view, const formats::ChunkedEntry*> m_old;
     std::vector<Deferred> m_deferred;
-    std::set<std::pair<dev_t, ino_t>> m_inodes; // of the previous files deferred
 };
 
 } // namespace strata::builder

@@ -333,8 +333,9 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
         CopyOptions o = co;
         std::shared_ptr<CopyReuse> reuse;
         if (may_reuse && !ws.previous_fs.empty() && ws.previous_layer) {
-            if (auto r = CopyReuse::open(m_store, ws.previous_fs, *ws.previous_layer,
-                                         &context_index(), ws.can_check_contents)) {
+            if (auto r =
+                    CopyReuse::open(m_store, ws.previous_fs, *ws.previous_layer, &context_index(),
+                                    ws.can_check_contents, m_context_fd.get())) {
                 reuse = std::make_shared<CopyReuse>(std::move(*r));
                 o.defer_content = [reuse](const DeferredFile& f) { return reuse->defer(f); };
                 ws.after_unmount.push_back([reuse, this, id = step.id,

@@ -95,6 +95,24 @@ echo "changed" >>"$C/a/f02.txt"
 echo "changed" >>"$C/z/f19.txt"
 rebuild "two files changed" $((files - 2)) $((files - 2)) no
 
+# ------------------------------------------------ same content, other metadata
+# Files whose content is unchanged but whose mtime or mode is not the
+# previous snapshot's are not linked (a link would carry the old metadata):
+# they are made from the context, and the layer is still a cold build's.
+touch -d 2001-02-03T04:05:06 "$C/a/f03.txt"
+chmod 600 "$C/m/f07.txt"
+echo "changed" >>"$C/z/f15.txt"
+rebuild "mtime and mode changed" $((files - 3)) $((files - 3)) no
+# A file of the previous snapshot gone (the TOC still lists it): made from
+# the context.
+had=0
+for s in "$STRATA_ROOT"/snapshots/*/fs; do
+  if [ -f "$s/data/a/f04.txt" ]; then rm "$s/data/a/f04.txt"; had=1; fi
+done
+[ $had = 1 ] || fail "no snapshot holds data/a/f04.txt"
+echo "changed" >>"$C/z/f14.txt"
+rebuild "a file gone from the previous snapshot" $((files - 2)) $((files - 2))
+
 # ------------------------------------------------ the previous snapshot tampered with
 # A linked file of the previous snapshot rewritten in place, keeping its size
 # and times: the COPY still links it, but the layer's bytes are the context's
