@@ -15,6 +15,7 @@ build_pkgs+=(libnftables-dev)  # network/: NAT and published ports as an nftable
 build_pkgs+=(libisal-dev)  # gzip layers decoded by ISA-L's igzip (libisal2, dlopen'd; zlib without it)
 build_pkgs+=(unicode-data)  # util/gen_unicode_tables.py: UnicodeData.txt (Unicode 15.0) for util/unicode_tables.inc
 build_pkgs+=(libxxhash-dev)  # formats/zstd_frames.cpp: XXH64, the checksum of zstd frames read in place
+build_pkgs+=(libjemalloc-dev)  # cli/allocator.cpp: the strata command's allocator, with transparent huge pages
 build_pkgs+=(libboost-dev)  # api/: Boost.Beast, the HTTP of strata serve (header-only)
 build_pkgs+=(tini)  # run --init: /usr/bin/tini-static is docker-init (PID 1, from a sealed memfd)
 test_pkgs=(
