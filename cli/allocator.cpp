@@ -8,9 +8,9 @@
 // 20,000 files): with 4 KiB pages each first touch is a page fault and each
 // later access a page walk, both dear on a virtual machine. narenas:1: one
 // arena for every thread (each keeps its own cache of small blocks), so that
-// a dozen short-lived threads do not each start huge pages of their own,
-// which the kernel must clear (that was 11% of a rebuild's CPU with
-// jemalloc's default of four arenas per CPU).
+// a dozen short-lived threads do not spread over arenas that each start huge
+// pages of their own, which the kernel must clear (11% of a rebuild's CPU
+// with jemalloc's default of four arenas per CPU; 1-9% with one).
 //
 // Measured on the one-file rebuild of bench/build.sh (W5: 20,000 files and
 // 250 MB; builds of each alternated, medians of 8): glibc's malloc 1.53 s
