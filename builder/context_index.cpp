@@ -65,6 +65,19 @@ ContextIndex::ContextIndex(int context_fd, std::string shown, std::string memo_f
         for (unsigned i = 0; i < n; ++i) {
             m_threads.emplace_back([this] { walker(); });
         }
+        // The memo is read beside the walk: the content hash's first look-up
+        // would otherwise wait for it.
+        m_threads.emplace_back([this] {
+            std::lock_guard l(m_memo_mu);
+            if (m_memo_loaded) {
+                return;
+            }
+            try {
+                load_memo();
+            } catch (...) {
+                m_memo.clear(); // a cache: the files are read instead
+            }
+        });
     } catch (...) {
         m_stop = true;
         m_walk_cv.notify_all();
@@ -151,8 +164,10 @@ void ContextIndex::walk_dir(const std::string& rel) {
     std::string records; // hashed in one update: per-entry updates cost more than the hashing
     records.reserve(names.size() * (sizeof(MetaRecord) + 16));
     std::vector<std::string> subdirs;
+    std::vector<ListedEntry> entries;
+    entries.reserve(names.size());
     bool racy = false;
-    for (const auto& n : names) {
+    for (auto& n : names) {
         if (m_stop) {
             break;
         }
@@ -176,15 +191,16 @@ void ContextIndex::walk_dir(const std::string& rel) {
         if (S_ISDIR(st.st_mode)) {
             subdirs.push_back(rel + n + "/");
         }
+        entries.push_back({std::move(n), st});
     }
     ::closedir(d);
     Sha256 h;
     h.update(records);
     auto digest = h.finish();
     std::lock_guard l(m_walk_mu);
-    m_dirs.push_back(
-        {rel, std::string(reinterpret_cast<const char*>(digest.data()), digest.size())});
-    m_entries += names.size();
+    m_dirs.push_back({rel, std::string(reinterpret_cast<const char*>(digest.data()), digest.size()),
+                      std::move(entries)});
+    m_entries += m_dirs.back().entries.size();
     m_racy = m_racy || racy;
     if (!subdirs.empty()) {
         for (auto& s : subdirs) {
@@ -225,6 +241,28 @@ const std::string& ContextIndex::fingerprint() {
         m_fingerprint = h.finish_hex();
     }
     return *m_fingerprint;
+}
+
+const std::vector<ListedEntry>* ContextIndex::listed(const std::string& rel) {
+    try {
+        fingerprint(); // the walk done, m_dirs in its final order
+    } catch (const Error&) {
+        return nullptr;
+    }
+    std::lock_guard l(m_walk_mu);
+    if (!m_dir_index) {
+        m_dir_index.emplace();
+        m_dir_index->reserve(m_dirs.size());
+        for (std::size_t i = 0; i < m_dirs.size(); ++i) {
+            std::string key = m_dirs[i].rel;
+            if (!key.empty()) {
+                key.pop_back(); // "a/b/" -> "a/b"
+            }
+            m_dir_index->emplace(std::move(key), i);
+        }
+    }
+    auto it = m_dir_index->find(rel == "." ? std::string() : rel);
+    return it == m_dir_index->end() ? nullptr : &m_dirs[it->second].entries;
 }
 
 bool ContextIndex::racy() {

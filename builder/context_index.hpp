@@ -54,6 +54,12 @@ public:
     bool racy();
     // Number of entries walked (after fingerprint()).
     std::size_t entries();
+    // The walk's entries of the directory at rel ("." or "" for the root,
+    // "a/b"), sorted by name, each with the lstat it was fingerprinted
+    // with; nullptr when the walk met no such directory or failed. For
+    // CopyOptions::listed: the content hash and the copy then see the
+    // context as the fingerprint did, and do not stat it again.
+    const std::vector<ListedEntry>* listed(const std::string& rel);
 
     // FileDigestMemo
     std::optional<std::string> find(const std::string& rel, const struct stat& st) override;
@@ -79,6 +85,7 @@ private:
     struct DirResult {
         std::string rel;
         std::string digest; // binary, 32 bytes
+        std::vector<ListedEntry> entries;
     };
 
     void walker() noexcept;
@@ -106,6 +113,9 @@ private:
     std::atomic<bool> m_stop{false};
     std::vector<std::thread> m_threads;
     std::optional<std::string> m_fingerprint;
+    // rel ("" for the root, "a/b") -> index in m_dirs, made by the first
+    // listed() after the walk (m_dirs does not change after that).
+    std::optional<std::unordered_map<std::string, std::size_t>> m_dir_index;
 
     std::mutex m_memo_mu;
     bool m_memo_loaded = false;

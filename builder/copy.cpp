@@ -250,6 +250,26 @@ std::string join_rel(const std::string& a, const std::string& b) {
     return a.empty() || a == "." ? b : a + "/" + b;
 }
 
+// The entries of the source directory sdir (at rel), sorted by name: from
+// opts.listed when it knows rel, else read and lstat'ed now (into own).
+const std::vector<ListedEntry>& entries_of(const CopyOptions& opts, int sdir,
+                                           const std::string& rel, std::vector<ListedEntry>& own) {
+    if (opts.listed) {
+        if (const std::vector<ListedEntry>* listed = opts.listed(rel)) {
+            return *listed;
+        }
+    }
+    own.clear();
+    for (auto& name : fs::list_dir_at(sdir)) {
+        struct stat st;
+        if (::fstatat(sdir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            throw_errno("stat", join_rel(rel, name));
+        }
+        own.push_back({std::move(name), st});
+    }
+    return own;
+}
+
 bool is_excluded(const CopyOptions& o, const std::string& rel, bool is_dir) {
     return o.excluded && rel != "." && o.excluded(rel, is_dir);
 }
@@ -569,12 +589,9 @@ struct Copier {
     }
 
     void copy_children(int sdir, const std::string& rel, int ddir, const std::string& shown) {
-        for (const auto& name : fs::list_dir_at(sdir)) {
+        std::vector<ListedEntry> own;
+        for (const auto& [name, st] : entries_of(opts, sdir, rel, own)) {
             std::string child_rel = join_rel(rel, name);
-            struct stat st;
-            if (::fstatat(sdir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-                throw_errno("stat", child_rel);
-            }
             bool is_dir = S_ISDIR(st.st_mode);
             if (is_excluded(opts, child_rel, is_dir)) {
                 if (!(is_dir && opts.may_reinclude && opts.may_reinclude(child_rel))) {
@@ -864,12 +881,9 @@ std::string hash_sources(int src_root, const std::vector<std::string>& sources,
         h.update(*digest);
     };
     std::function<void(int, const std::string&)> walk = [&](int dirfd, const std::string& rel) {
-        for (const auto& name : fs::list_dir_at(dirfd)) {
+        std::vector<ListedEntry> own;
+        for (const auto& [name, st] : entries_of(opts, dirfd, rel, own)) {
             std::string child = join_rel(rel, name);
-            struct stat st;
-            if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-                throw_errno("stat", child);
-            }
             bool is_dir = S_ISDIR(st.st_mode);
             if (is_excluded(opts, child, is_dir) &&
                 !(is_dir && opts.may_reinclude && opts.may_reinclude(child))) {

@@ -59,6 +59,20 @@ bool has_kept_xattrs(int dirfd, const char* name);
 // The same of f's source.
 bool has_kept_xattrs(const DeferredFile& f);
 
+// One entry of a source directory as a listing taken earlier gave it: its
+// name and lstat.
+struct ListedEntry {
+    std::string name;
+    struct stat st;
+};
+
+// Listings of a source root's directories taken earlier (the build
+// context's index, walked once at the start of the build): the entries of
+// the directory at rel (relative to the source root as the copy names it:
+// "." for the root, "a/b"), sorted by name, or nullptr when it has none for
+// that path (a path through a symlink, a directory made later).
+using ListedDirs = std::function<const std::vector<ListedEntry>*(const std::string& rel)>;
+
 struct CopyOptions {
     std::optional<uid_t> uid; // --chown
     std::optional<gid_t> gid;
@@ -79,6 +93,10 @@ struct CopyOptions {
     // must refuse a file with extended attributes a copy keeps
     // (has_kept_xattrs): the copy makes none for a deferred file.
     std::function<bool(const DeferredFile&)> defer_content;
+    // When set, a source directory the listing knows is not read and its
+    // entries not stat'ed again: the copy and the content hash (which must
+    // be given the same listing) see the context as it was walked.
+    ListedDirs listed;
 };
 
 struct CopyStats {

@@ -377,7 +377,12 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
                     }
                 }
                 if (!extracted) {
-                    copy_into(sfd, {s}, root.get(), dest, o);
+                    CopyOptions so = o;
+                    if (!from_stage) {
+                        // The context as its content hash saw it.
+                        so.listed = context_listed();
+                    }
+                    copy_into(sfd, {s}, root.get(), dest, so);
                 }
             }
             if (!cp.contents.empty()) {

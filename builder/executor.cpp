@@ -624,7 +624,9 @@ Executor::context_listing(const std::vector<std::string>& sources, const CopyOpt
     // changed since they were last hashed are read.
     std::map<std::string, std::string> files;
     try {
-        hash_sources(m_context_fd.get(), sources, co, &context_index(), &files);
+        CopyOptions lo = co;
+        lo.listed = context_listed();
+        hash_sources(m_context_fd.get(), sources, lo, &context_index(), &files);
     } catch (const Error& e) {
         STRATA_LOG_DEBUG("listing the context files of a step: {}", e.what());
         return std::nullopt;
@@ -1081,7 +1083,9 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
     }
     auto t0 = std::chrono::steady_clock::now();
     std::map<std::string, std::string> files;
-    std::string hash = hash_sources(m_context_fd.get(), sources, co, &index,
+    CopyOptions lo = co;
+    lo.listed = context_listed();
+    std::string hash = hash_sources(m_context_fd.get(), sources, lo, &index,
                                     listing != nullptr ? &files : nullptr);
     if (listing != nullptr && files.size() <= k_max_listed) {
         *listing = std::move(files);
@@ -1092,6 +1096,10 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
         m_cache.remember_content(probe, hash);
     }
     return hash;
+}
+
+ListedDirs Executor::context_listed() {
+    return [index = &context_index()](const std::string& rel) { return index->listed(rel); };
 }
 
 BuildResult Executor::run() {

@@ -183,6 +183,9 @@ private:
     // reads the TOC while its context is still being hashed.
     void prefetch_previous_toc(const std::string& probe_key);
     ContextIndex& context_index();
+    // CopyOptions::listed for the context: its directories as the context
+    // index walked them (one stat of each file per build).
+    ListedDirs context_listed();
     // A layer's blob is fsynced and published on a thread of its own while
     // the build goes on (the next step needs only its snapshot and diff ID);
     // whatever reads the blob waits for it: a cache hit on the layer, a

@@ -174,3 +174,54 @@ TEST_CASE("a damaged digest memo is ignored, not trusted") {
     hash_sources(c.fd.get(), {"."}, {}, &count);
     CHECK(count.learned == 3);
 }
+
+TEST_CASE("the hash and the copy see the context as the index walked it") {
+    Context c;
+    auto idx = c.index();
+    CopyOptions listed;
+    listed.listed = [&](const std::string& rel) { return idx->listed(rel); };
+
+    // The walk's entries, sorted, with their lstat; "." and "" are the root.
+    const std::vector<ListedEntry>* root = idx->listed(".");
+    REQUIRE(root != nullptr);
+    CHECK(idx->listed("") == root);
+    std::vector<std::string> names;
+    for (const auto& e : *root) {
+        names.push_back(e.name);
+    }
+    CHECK(names == std::vector<std::string>{"a.txt", "d"});
+    CHECK(S_ISDIR((*root)[1].st.st_mode));
+    CHECK((*root)[0].st.st_ino == fs::lstat(c.dir.path() + "/a.txt").st_ino);
+    const std::vector<ListedEntry>* e = idx->listed("d/e");
+    REQUIRE(e != nullptr);
+    REQUIRE(e->size() == 1);
+    CHECK((*e)[0].name == "c.bin");
+    CHECK((*e)[0].st.st_size == 100000);
+    CHECK(idx->listed("d/e/c.bin") == nullptr);
+    CHECK(idx->listed("nope") == nullptr);
+
+    // Nothing changed: the listing gives what reading the directories gives.
+    std::string h = hash_sources(c.fd.get(), {"."}, listed, idx.get());
+    CHECK(hash_sources(c.fd.get(), {"."}, {}, idx.get()) == h);
+
+    // A file made after the walk is neither hashed nor copied: both see the
+    // context as it was walked (as BuildKit sees the context it was sent).
+    test::write_file(c.dir.path() + "/d/late.txt", "late", 0644);
+    CHECK(hash_sources(c.fd.get(), {"."}, listed, idx.get()) == h);
+    CHECK(hash_sources(c.fd.get(), {"."}, {}, idx.get()) != h);
+    TempDir out;
+    UniqueFd dest = fs::open_dir(out.path());
+    copy_into(c.fd.get(), {"."}, dest.get(), "/ctx/", listed);
+    CHECK(fs::exists(out.path() + "/ctx/d/e/c.bin"));
+    CHECK(test::read_file(out.path() + "/ctx/d/b.txt") == "bravo");
+    CHECK_FALSE(fs::exists(out.path() + "/ctx/d/late.txt"));
+
+    // A directory the walk did not see is read as it is now.
+    test::write_file(c.dir.path() + "/new/x.txt", "x", 0644);
+    TempDir out2;
+    UniqueFd dest2 = fs::open_dir(out2.path());
+    copy_into(c.fd.get(), {"d", "new"}, dest2.get(), "/n/", listed);
+    CHECK(fs::exists(out2.path() + "/n/x.txt"));
+    CHECK(fs::exists(out2.path() + "/n/b.txt"));
+    CHECK_FALSE(fs::exists(out2.path() + "/n/late.txt"));
+}
