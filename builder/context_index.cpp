@@ -89,6 +89,9 @@ ContextIndex::ContextIndex(int context_fd, std::string shown, std::string memo_f
 }
 
 ContextIndex::~ContextIndex() {
+    if (m_saver.joinable()) {
+        m_saver.join();
+    }
     m_stop = true;
     {
         std::lock_guard l(m_walk_mu);
@@ -371,6 +374,26 @@ void ContextIndex::learn(const std::string& rel, const struct stat& st, const st
     r.used = true;
     m_memo[rel] = std::move(r);
     m_memo_dirty = true;
+}
+
+void ContextIndex::save_in_background() {
+    if (m_saver.joinable()) {
+        m_saver.join();
+    }
+    {
+        std::lock_guard l(m_memo_mu);
+        if (!m_memo_dirty) {
+            return;
+        }
+    }
+    m_saver = std::thread([this] {
+        try {
+            save();
+        } catch (const std::exception& e) {
+            STRATA_LOG_WARN("cannot save the context's file digests to {}: {}", m_memo_file,
+                            e.what());
+        }
+    });
 }
 
 void ContextIndex::save() {

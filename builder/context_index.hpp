@@ -68,6 +68,9 @@ public:
     // Writes the memo when something was learned (temp file + rename). A
     // failure is logged and ignored: it is a cache.
     void save();
+    // save() on a thread of its own (joined by the next call, and by the
+    // destructor); find() and learn() wait while it writes.
+    void save_in_background();
 
     // How far back from the start of the walk a ctime counts as racy.
     static constexpr std::int64_t k_racy_window_ns = 2'000'000'000;
@@ -112,6 +115,7 @@ private:
     bool m_racy = false;
     std::atomic<bool> m_stop{false};
     std::vector<std::thread> m_threads;
+    std::thread m_saver;
     std::optional<std::string> m_fingerprint;
     // rel ("" for the root, "a/b") -> index in m_dirs, made by the first
     // listed() after the walk (m_dirs does not change after that).

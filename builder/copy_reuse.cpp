@@ -111,6 +111,7 @@ std::optional<CopyReuse> CopyReuse::open(const snapshot::Store& store,
                 return std::nullopt;
             }
             r.m_old.reserve(toc->entries.size());
+            r.m_deferred.reserve(toc->entries.size()); // most files are deferred
             for (const auto& e : toc->entries) {
                 if (e.type == "reg" && e.size > 0 && e.digest.size() == 71) {
                     r.m_old[e.name] = &e;

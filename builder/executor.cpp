@@ -1090,7 +1090,7 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
     if (listing != nullptr && files.size() <= k_max_listed) {
         *listing = std::move(files);
     }
-    index.save();
+    index.save_in_background();
     STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
     if (!index.racy()) {
         m_cache.remember_content(probe, hash);
