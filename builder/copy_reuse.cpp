@@ -194,7 +194,7 @@ std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks&
         std::size_t begin = 0, end = 0;
         std::size_t linked = 0;
         std::vector<std::pair<std::string, std::string>> checks;
-        std::vector<std::pair<std::string, std::pair<dev_t, ino_t>>> linked_files;
+        std::vector<std::pair<std::string, struct stat>> linked_files;
         std::exception_ptr error;
     };
     const std::size_t n = m_deferred.size();
@@ -232,11 +232,11 @@ std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks&
                         // Not there (or not a directory): its files are copied.
                     }
                 }
-                std::pair<dev_t, ino_t> inode;
-                if (link_one(d, dir.get(), prev_dir.get(), upper, claimed, part.checks, inode)) {
+                struct stat linked {};
+                if (link_one(d, dir.get(), prev_dir.get(), upper, claimed, part.checks, linked)) {
                     ++part.linked;
                     if (m_toc) {
-                        part.linked_files.emplace_back(d.name, inode);
+                        part.linked_files.emplace_back(d.name, linked);
                     }
                 }
             }
@@ -261,8 +261,8 @@ std::size_t CopyReuse::finish(const std::string& upper, snapshot::ContentChecks&
         for (auto& [name, digest] : part.checks) {
             checks.emplace(std::move(name), std::move(digest));
         }
-        for (auto& [name, inode] : part.linked_files) {
-            linked_files.emplace(std::move(name), inode);
+        for (auto& [name, st] : part.linked_files) {
+            linked_files.emplace(std::move(name), st);
         }
     }
     // Links changed the directories' mtimes: back to the copy's.
@@ -284,7 +284,7 @@ bool CopyReuse::Claimed::claim(dev_t dev, ino_t ino) {
 
 bool CopyReuse::link_one(const Deferred& d, int dir, int prev_dir, const std::string& upper,
                          Claimed& claimed, std::vector<std::pair<std::string, std::string>>& checks,
-                         std::pair<dev_t, ino_t>& inode) const {
+                         struct stat& linked) const {
     auto slash = d.name.rfind('/');
     std::string base = slash == std::string::npos ? d.name : d.name.substr(slash + 1);
     std::string shown = upper + "/" + d.name;
@@ -340,7 +340,8 @@ bool CopyReuse::link_one(const Deferred& d, int dir, int prev_dir, const std::st
                 // The content is the previous snapshot's: checked in the pack.
                 checks.emplace_back(d.name, "sha256:" + d.digest);
             }
-            inode = {old.st_dev, old.st_ino};
+            linked = old;
+            linked.st_nlink++; // as the link left it
             return true;
         }
         STRATA_LOG_DEBUG("COPY: cannot link {}/{}: {}", m_previous_fs, d.name, std::strerror(err));

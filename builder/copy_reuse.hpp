@@ -83,11 +83,11 @@ private:
     // Links d from prev_dir (its directory in the previous snapshot; -1: not
     // there) into the upper directory's directory dir when that file is
     // what the copy would make; else makes it from the source, as the copy
-    // would have. True when linked (inode: the inode linked); checks gets
-    // its digest when the pack is to check it.
+    // would have. True when linked (linked: that inode's lstat as the link
+    // left it); checks gets its digest when the pack is to check it.
     bool link_one(const Deferred& d, int dir, int prev_dir, const std::string& upper,
                   Claimed& claimed, std::vector<std::pair<std::string, std::string>>& checks,
-                  std::pair<dev_t, ino_t>& inode) const;
+                  struct stat& linked) const;
 
     std::string m_previous_fs;
     UniqueFd m_prev;

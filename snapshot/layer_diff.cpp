@@ -291,8 +291,21 @@ public:
             return false;
         }
         auto it = m_pack->linked->find(rel);
-        return it != m_pack->linked->end() && it->second.first == st.st_dev &&
-               it->second.second == st.st_ino;
+        return it != m_pack->linked->end() && it->second.st_dev == st.st_dev &&
+               it->second.st_ino == st.st_ino;
+    }
+    // A linked file's lstat as its link left it (LinkedFiles); nullptr when
+    // rel is none, or the writer cannot take linked files' frames.
+    const struct stat* linked_stat(const std::string& rel) const {
+        if (!m_chunked || m_pack == nullptr || m_pack->linked == nullptr ||
+            m_pack->old_toc == nullptr) {
+            return nullptr;
+        }
+        auto it = m_pack->linked->find(rel);
+        return it == m_pack->linked->end() || !S_ISREG(it->second.st_mode) ||
+                       it->second.st_size == 0
+                   ? nullptr
+                   : &it->second;
     }
     void check_contents(const ContentChecks* checks) {
         if (m_chunked) {
@@ -329,7 +342,9 @@ private:
         ++m_stats->entries;
         mode_t t = n.st.st_mode & S_IFMT;
         if (t == S_IFREG) {
-            if (n.st.st_nlink > 1) {
+            // A linked file is an inode of the previous snapshot that no
+            // other path of the upper directory has (builder/copy_reuse).
+            if (n.st.st_nlink > 1 && !n.linked) {
                 auto key = std::make_pair(n.st.st_dev, n.st.st_ino);
                 auto it = m_links.find(key);
                 if (it != m_links.end()) {
@@ -460,10 +475,15 @@ void walk_upper(Sink& em, int dirfd, const std::string& rel, const std::string& 
         Node n;
         n.rel = crel;
         n.full = cfull;
-        if (::fstatat(dirfd, name.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
-            throw_errno("stat", cfull);
+        if (const struct stat* ls = em.linked_stat(crel)) {
+            n.st = *ls;
+            n.linked = true;
+        } else {
+            if (::fstatat(dirfd, name.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
+                throw_errno("stat", cfull);
+            }
+            n.linked = em.linked(crel, n.st);
         }
-        n.linked = em.linked(crel, n.st);
         if (!n.linked) {
             n.xattrs = fs::read_xattrs(cfull);
         }
@@ -637,6 +657,7 @@ public:
     explicit Visitor(const std::function<void(const UpperEntry&)>& visit) : m_visit(visit) {}
     Prefetcher* prefetch() { return nullptr; }
     bool linked(const std::string&, const struct stat&) const { return false; }
+    const struct stat* linked_stat(const std::string&) const { return nullptr; }
     void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* st) {
         UpperEntry e;
         e.path = join_rel(dir_rel, name);

@@ -50,13 +50,14 @@ struct DiffStats {
 // Regular files of an upper directory that are hard links to files of the
 // snapshot the previous layer (ChunkedPack's) was made from, files that
 // layer gives content and no extended attributes (a COPY's unchanged files,
-// builder/copy_reuse.hpp): tar path -> that inode (st_dev, st_ino).
-// Snapshots are immutable, so such an inode holds the previous layer's
-// bytes: when the upper directory's file is still that inode, the
-// zstd:chunked writer takes its frames from the previous layer
-// (ChunkedWriter::add_linked) and neither opens the file nor reads its
-// extended attributes.
-using LinkedFiles = std::unordered_map<std::string, std::pair<dev_t, ino_t>>;
+// builder/copy_reuse.hpp): tar path -> that inode's lstat as the link left
+// it (st_dev, st_ino say which inode). Snapshots are immutable, so such an
+// inode holds the previous layer's bytes: the zstd:chunked writer takes its
+// frames from the previous layer (ChunkedWriter::add_linked) and neither
+// opens the file nor reads its extended attributes, and the upper
+// directory's walk takes its lstat from here (nothing changes the upper
+// directory between the links and the pack).
+using LinkedFiles = std::unordered_map<std::string, struct stat>;
 
 // For zstd:chunked layers (opts.chunked with zstd): optionally a previous
 // layer whose frames the writer may reuse for unchanged file contents
