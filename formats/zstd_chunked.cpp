@@ -1662,7 +1662,7 @@ struct ChunkedWriter::Impl {
     std::uint64_t blob_size = 0;
     std::uint64_t write_started = 0; // writeback asked for [0, write_started)
     DigestHasher file_hasher;
-    std::uint64_t reused_bytes = 0, reused_files = 0;
+    std::uint64_t reused_bytes = 0, reused_files = 0, reused_headers = 0;
     bool file_all_reused = true;
     // Where each content piece went, and each file's digest: applied to the
     // TOC by finish() after the threads are joined (the calling thread keeps
@@ -1722,6 +1722,9 @@ struct ChunkedWriter::Impl {
                         frames_equal(d.c, p.old_frames, p.input, scratch)) {
                         p.output = std::move(p.old_frames);
                         p.reused = true;
+                        if (!p.content) {
+                            give(p.input);
+                        }
                         continue;
                     }
                     give(p.old_frames);
@@ -1830,6 +1833,7 @@ struct ChunkedWriter::Impl {
                     // pieces' bytes for hashing.
                     const bool keep = resume && same;
                     if (!p.content) {
+                        reused_headers += p.reused ? 1 : 0;
                         if (!keep) {
                             give(p.output);
                             give(p.input);
@@ -2078,15 +2082,25 @@ struct ChunkedWriter::Impl {
         }
     }
 
-    void flush_header_run() {
+    // old: the previous layer's frames that held the same run there, when
+    // the run sits between two linked files that were neighbours there too
+    // (the worker compares, and takes them when they decode to the run).
+    void flush_header_run(std::string_view old = {}) {
         if (header_run.empty()) {
             return;
         }
         Piece p;
         p.input.assign(header_run);
+        if (!old.empty()) {
+            p.old_frames.assign(old);
+        }
         header_run.clear();
         add_piece(std::move(p));
     }
+    // Calling thread: where the last content piece's frames end in the old
+    // blob, when that piece is a linked file's (UINT64_MAX otherwise).
+    std::uint64_t last_old_end = UINT64_MAX;
+    static constexpr std::uint64_t k_max_old_header = 64 << 10;
 
     // The previous layer's frames for this chunk of `name`, or "".
     Buf old_frames_for(std::string_view name, std::uint64_t size, std::uint64_t chunk_offset,
@@ -2239,7 +2253,24 @@ struct ChunkedWriter::Impl {
         if (e.type != "reg" || e.size == 0) {
             return;
         }
-        flush_header_run();
+        // The header run before a linked file that followed the same linked
+        // file in the previous layer: the previous layer's frames between
+        // the two may hold it (they do unless a header in it changed).
+        std::string_view old_run;
+        if (linked != nullptr && !linked->empty() && linked->front().mapped != nullptr &&
+            last_old_end != UINT64_MAX) {
+            auto at = static_cast<std::uint64_t>(linked->front().mapped - old_map.data());
+            if (at > last_old_end && at - last_old_end <= k_max_old_header) {
+                old_run = std::string_view(old_map.data() + last_old_end,
+                                           static_cast<std::size_t>(at - last_old_end));
+            }
+        }
+        flush_header_run(old_run);
+        last_old_end = UINT64_MAX;
+        if (linked != nullptr && !linked->empty() && linked->back().mapped != nullptr) {
+            last_old_end = static_cast<std::uint64_t>(linked->back().mapped - old_map.data()) +
+                           linked->back().mapped_size;
+        }
         std::uint64_t left = e.size;
         std::uint64_t chunk_offset = 0;
         std::size_t next_linked = 0;
@@ -2610,6 +2641,7 @@ ChunkedLayerInfo ChunkedWriter::finish() {
     info.digests.blob_size = impl.blob_size;
     info.reused_bytes = impl.reused_bytes;
     info.reused_files = impl.reused_files;
+    info.reused_headers = impl.reused_headers;
     // The checkpoints' tar hash states, as the hash thread kept them (one
     // missing would be a checkpoint of no use: left out).
     for (auto& c : impl.checkpoints) {

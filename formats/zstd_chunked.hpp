@@ -136,6 +136,7 @@ struct ChunkedLayerInfo {
     std::uint64_t toc_raw_size = 0; // uncompressed JSON
     std::uint64_t reused_bytes = 0; // content bytes whose frames came from a previous layer
     std::uint64_t reused_files = 0; // regular files all of whose frames were reused
+    std::uint64_t reused_headers = 0;        // runs of tar headers whose frames were reused
     std::vector<HashCheckpoint> checkpoints; // of this layer, for the next writer
     std::uint64_t hashed_from = 0; // blob offset the blob's hash went on from (0: hashed whole)
 };

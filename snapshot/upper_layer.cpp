@@ -130,10 +130,10 @@ put_upper_layer(Store& store, const std::string& upper_dir, const formats::TarWr
         if (reused != nullptr) {
             *reused = pack_info.info->reused_bytes;
         }
-        STRATA_LOG_DEBUG("layer {}: {} files' frames taken unread, the blob's hash went on from "
-                         "offset {} of {}",
-                         layer.digest.str(), pack_info.linked_files, pack_info.info->hashed_from,
-                         layer.size);
+        STRATA_LOG_DEBUG("layer {}: {} files' frames taken unread, {} header runs' frames "
+                         "taken, the blob's hash went on from offset {} of {}",
+                         layer.digest.str(), pack_info.linked_files, pack_info.info->reused_headers,
+                         pack_info.info->hashed_from, layer.size);
         if (linked_taken != nullptr) {
             *linked_taken = pack_info.linked_files;
         }

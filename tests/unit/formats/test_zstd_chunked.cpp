@@ -734,6 +734,35 @@ TEST_CASE("zstd:chunked: linked files take the previous layer's frames without t
     }
     CHECK(c.info.toc_digest == fresh.info.toc_digest);
 
+    // Every many/ file linked: the header run between two of them is the
+    // previous layer's frame, taken as it is (compared, not compressed).
+    std::set<std::string> all_many;
+    for (int i = 0; i < 50; ++i) {
+        all_many.insert("many/f" + std::to_string(i));
+    }
+    taken.clear();
+    Chunked m = chunked_linked(v2, old.blob, all_many, taken);
+    CHECK(taken == all_many);
+    CHECK(m.blob == fresh.blob);
+    CHECK(m.info.reused_headers == 49);
+    // attrs -> big.bin -> many/f0 and many/f49 -> z/exact: linked files
+    // that are neighbours in both layers (the headers between them too).
+    CHECK(c.info.reused_headers == 3);
+    // A header that changed between two linked files: that run is
+    // compressed (the old frame decodes to other bytes), the rest taken.
+    std::vector<Item> v4 = v2;
+    for (auto& it : v4) {
+        if (it.entry.path == "many/f20") {
+            it.entry.mode = 0600;
+        }
+    }
+    taken.clear();
+    Chunked m4 = chunked_linked(v4, old.blob, all_many, taken);
+    CHECK(taken == all_many);
+    CHECK(m4.blob == chunked(v4).blob);
+    CHECK(zstd_decode(m4.blob) == plain_tar(v4));
+    CHECK(m4.info.reused_headers == 48);
+
     // A changed size, an empty file, a file the old layer does not have:
     // refused, nothing written (the file is then added with its content).
     // A file of the same size is taken whatever its content: the caller
