@@ -404,8 +404,10 @@ std::string first_difference(const std::string& a, const std::string& b) {
 
 namespace {
 
-// The inputs as to_json stores them: strings as valid UTF-8.
-StepInputs as_stored(const StepInputs& in) {
+// The inputs as to_json stores them: strings as valid UTF-8. `in` itself
+// when it is stored as it is (no copy of a listing of thousands of files),
+// else that form, made in own.
+const StepInputs& as_stored(const StepInputs& in, std::optional<StepInputs>& own) {
     auto valid = [](const std::string& s) {
         return text::find_invalid_utf8_or_nul(s) == std::string::npos;
     };
@@ -418,7 +420,8 @@ StepInputs as_stored(const StepInputs& in) {
     if (all_valid) {
         return in;
     }
-    return parse_step_inputs(to_json(in), "step inputs");
+    own = parse_step_inputs(to_json(in), "step inputs");
+    return *own;
 }
 
 } // namespace
@@ -429,7 +432,8 @@ std::string explain_miss(const std::optional<StepInputs>& prev, const StepInputs
         return "no earlier build of this step (a new step, or the first build in this store)";
     }
     // Compared as stored, so that a name that is not UTF-8 reads the same.
-    const StepInputs cur = as_stored(cur_in);
+    std::optional<StepInputs> stored;
+    const StepInputs& cur = as_stored(cur_in, stored);
     auto changed = [&](const std::string& label) {
         const std::string* a = prev->get(label);
         const std::string* b = cur.get(label);

@@ -325,7 +325,14 @@ void Executor::do_copy(StageResult& st, const df::Instruction& ins, const df::Co
     inputs.items.emplace_back("content", content);
     if (!from_stage && !local_sources.empty()) {
         ls.list_files = [this, local_sources, co, listing] {
-            return *listing ? *listing : context_listing(local_sources, co);
+            if (*listing) {
+                // Taken, not copied (thousands of files); a second call
+                // lists the context again.
+                auto taken = std::move(*listing);
+                listing->reset();
+                return taken;
+            }
+            return context_listing(local_sources, co);
         };
     }
     layer_step(st, step, std::move(ls), [&](Workspace& ws) {

@@ -2426,22 +2426,28 @@ struct ChunkedWriter::Impl {
             json += '}';
         }
         json += "]}";
-        std::string compressed(ZSTD_compressBound(json.size()), '\0');
+        // Compressed into a buffer of its own, not a zeroed string: the
+        // bound is the JSON's size, a few MiB of fresh pages for a TOC of
+        // tens of thousands of entries, of which the TOC takes a seventh.
+        Buf compressed = take(ZSTD_compressBound(json.size()));
         std::size_t n =
             ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), level);
         if (ZSTD_isError(n)) {
             throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
         }
-        compressed.resize(n);
+        compressed.shrink(n);
+        std::string_view toc_bytes(compressed.data(), compressed.size());
 
         std::string tail;
+        tail.reserve(8 + toc_bytes.size() + k_footer_frame);
         put_le32(tail, k_skippable_magic);
-        put_le32(tail, static_cast<std::uint32_t>(compressed.size()));
+        put_le32(tail, static_cast<std::uint32_t>(toc_bytes.size()));
         info.toc_offset = blob_size + 8;
-        info.toc_size = compressed.size();
+        info.toc_size = toc_bytes.size();
         info.toc_raw_size = json.size();
-        info.toc_digest = Digest::of(compressed).str();
-        tail += compressed;
+        info.toc_digest = Digest::of(toc_bytes).str();
+        tail += toc_bytes;
+        give(compressed);
         put_le32(tail, k_skippable_magic);
         put_le32(tail, k_footer_data);
         put_le64(tail, info.toc_offset);
