@@ -1137,7 +1137,7 @@ private:
 
 // Whether the zstd frames `in` decode to exactly `want`, decoding into a
 // small scratch buffer (never more than want's size is produced).
-bool frames_equal(ZSTD_DCtx* d, const Buf& in, const Buf& want, std::vector<char>& scratch) {
+bool frames_equal(ZSTD_DCtx* d, std::string_view in, const Buf& want, std::vector<char>& scratch) {
     scratch.resize(256 << 10);
     std::optional<std::uint64_t> n = decode_runs(
         d, in.data(), in.size(), want.size(),
@@ -1164,6 +1164,9 @@ struct Piece {
     Buf input;                    // uncompressed bytes (none for a linked file's chunk)
     std::size_t tar_size = 0;     // how many bytes of the tar the piece is
     Buf old_frames;               // a previous layer's frames that may hold the same bytes
+    // A header run's: those frames in the previous blob's mapping (the
+    // worker compares them there, and copies them when they hold the run).
+    std::string_view old_header;
     std::size_t entry = SIZE_MAX; // the TOC entry whose range this piece is (content only)
     std::size_t reg = SIZE_MAX;   // the file's reg entry (content only)
     bool content = false;
@@ -1718,13 +1721,19 @@ struct ChunkedWriter::Impl {
                         p.reused = true;
                         continue;
                     }
+                    if (!p.old_header.empty() &&
+                        frames_equal(d.c, p.old_header, p.input, scratch)) {
+                        p.output.assign(p.old_header);
+                        p.reused = true;
+                        give(p.input);
+                        continue;
+                    }
                     if (!p.old_frames.empty() &&
-                        frames_equal(d.c, p.old_frames, p.input, scratch)) {
+                        frames_equal(d.c,
+                                     std::string_view(p.old_frames.data(), p.old_frames.size()),
+                                     p.input, scratch)) {
                         p.output = std::move(p.old_frames);
                         p.reused = true;
-                        if (!p.content) {
-                            give(p.input);
-                        }
                         continue;
                     }
                     give(p.old_frames);
@@ -2047,12 +2056,15 @@ struct ChunkedWriter::Impl {
     // linked files' frames hold none: up to k_max_jobs of them may wait for
     // the output, while this thread goes on over the files after them.
     static constexpr std::size_t k_max_jobs = 4096;
+    // Pieces a job has room for at first (a job of small files has hundreds).
+    static constexpr std::size_t k_job_pieces = 256;
     void submit() {
         if (cur.pieces.empty()) {
             return;
         }
         auto job = std::make_shared<Job>(std::move(cur));
         cur = Job{};
+        cur.pieces.reserve(k_job_pieces);
         std::unique_lock lk(mu);
         cv_room.wait(lk, [&] {
             std::size_t jobs = pending.size() + written.size();
@@ -2091,9 +2103,7 @@ struct ChunkedWriter::Impl {
         }
         Piece p;
         p.input.assign(header_run);
-        if (!old.empty()) {
-            p.old_frames.assign(old);
-        }
+        p.old_header = old;
         header_run.clear();
         add_piece(std::move(p));
     }
@@ -2249,8 +2259,10 @@ struct ChunkedWriter::Impl {
         }
         renderer->header(entry);
         std::size_t reg_index = toc.size();
-        toc.push_back(e);
-        if (e.type != "reg" || e.size == 0) {
+        const bool has_content = e.type == "reg" && e.size != 0;
+        const std::uint64_t size = e.size;
+        toc.push_back(std::move(e));
+        if (!has_content) {
             return;
         }
         // The header run before a linked file that followed the same linked
@@ -2271,7 +2283,7 @@ struct ChunkedWriter::Impl {
             last_old_end = static_cast<std::uint64_t>(linked->back().mapped - old_map.data()) +
                            linked->back().mapped_size;
         }
-        std::uint64_t left = e.size;
+        std::uint64_t left = size;
         std::uint64_t chunk_offset = 0;
         std::size_t next_linked = 0;
         while (left > 0) {
@@ -2290,8 +2302,8 @@ struct ChunkedWriter::Impl {
                 if (r == 0) {
                     throw Error("writing tar entry " + entry.path +
                                 ": file shrank while being read (" +
-                                std::to_string(e.size - left + got) + " of " +
-                                std::to_string(e.size) + " bytes)");
+                                std::to_string(size - left + got) + " of " + std::to_string(size) +
+                                " bytes)");
                 }
                 got += r;
             }
@@ -2316,14 +2328,14 @@ struct ChunkedWriter::Impl {
             } else {
                 ChunkedEntry c;
                 c.type = "chunk";
-                c.name = e.name;
+                c.name = toc[reg_index].name;
                 c.chunk_offset = chunk_offset;
                 c.chunk_size = n;
                 p.entry = toc.size();
                 toc.push_back(std::move(c));
             }
             if (linked == nullptr) {
-                p.old_frames = old_frames_for(e.name, e.size, chunk_offset, n);
+                p.old_frames = old_frames_for(toc[reg_index].name, size, chunk_offset, n);
             }
             left -= n;
             chunk_offset += n;
