@@ -170,7 +170,7 @@ struct Node {
     // by walking the whole host path again. -1: open `full`.
     int dirfd = -1;
     std::string base;
-    // A linked file (LinkedFiles) still that inode: xattrs not read.
+    // A linked file (LinkedFiles): its lstat from there, its xattrs not read.
     bool linked = false;
 };
 
@@ -283,19 +283,9 @@ public:
         return m_writer->finish();
     }
     Prefetcher* prefetch() { return &m_prefetch; }
-    // Whether the upper directory's regular file rel (lstat st) is a linked
-    // file (LinkedFiles) whose frames the previous layer may give.
-    bool linked(const std::string& rel, const struct stat& st) const {
-        if (!m_chunked || m_pack == nullptr || m_pack->linked == nullptr ||
-            m_pack->old_toc == nullptr || !S_ISREG(st.st_mode) || st.st_size == 0) {
-            return false;
-        }
-        auto it = m_pack->linked->find(rel);
-        return it != m_pack->linked->end() && it->second.st_dev == st.st_dev &&
-               it->second.st_ino == st.st_ino;
-    }
-    // A linked file's lstat as its link left it (LinkedFiles); nullptr when
-    // rel is none, or the writer cannot take linked files' frames.
+    // A linked file's lstat as its link left it (LinkedFiles): a regular
+    // file with content whose frames the previous layer may give; nullptr
+    // when rel is none, or the writer cannot take linked files' frames.
     const struct stat* linked_stat(const std::string& rel) const {
         if (!m_chunked || m_pack == nullptr || m_pack->linked == nullptr ||
             m_pack->old_toc == nullptr) {
@@ -478,11 +468,8 @@ void walk_upper(Sink& em, int dirfd, const std::string& rel, const std::string& 
         if (const struct stat* ls = em.linked_stat(crel)) {
             n.st = *ls;
             n.linked = true;
-        } else {
-            if (::fstatat(dirfd, name.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
-                throw_errno("stat", cfull);
-            }
-            n.linked = em.linked(crel, n.st);
+        } else if (::fstatat(dirfd, name.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
+            throw_errno("stat", cfull);
         }
         if (!n.linked) {
             n.xattrs = fs::read_xattrs(cfull);
@@ -656,7 +643,6 @@ class Visitor {
 public:
     explicit Visitor(const std::function<void(const UpperEntry&)>& visit) : m_visit(visit) {}
     Prefetcher* prefetch() { return nullptr; }
-    bool linked(const std::string&, const struct stat&) const { return false; }
     const struct stat* linked_stat(const std::string&) const { return nullptr; }
     void whiteout(const std::string& dir_rel, const std::string& name, const struct stat* st) {
         UpperEntry e;
