@@ -127,13 +127,18 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view what, s
 void append_json_string(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
+    // Runs of characters that need no escape are appended whole.
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        out.append(s.data() + run, i - run);
+        run = i + 1;
         if (c == '"' || c == '\\') {
             out += '\\';
-            out += ch;
-        } else if (c >= 0x20) {
-            out += ch;
+            out += s[i];
         } else if (const char* e = c == '\b'   ? "\\b"
                                    : c == '\f' ? "\\f"
                                    : c == '\n' ? "\\n"
@@ -147,6 +152,7 @@ void append_json_string(std::string& out, std::string_view s) {
             out += hex[c & 15];
         }
     }
+    out.append(s.data() + run, s.size() - run);
     out += '"';
 }
 

@@ -37,6 +37,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
@@ -231,9 +232,10 @@ void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) 
     y += m <= 2;
 }
 
-// Go's time.Time JSON form (RFC 3339, nanoseconds without trailing zeros, UTC).
-// nullopt for years Go refuses to marshal (outside 0..9999).
-std::optional<std::string> format_time(std::int64_t sec, std::uint32_t nsec) {
+// Appends Go's time.Time JSON form (RFC 3339, nanoseconds without trailing
+// zeros, UTC) as a JSON string. False (nothing appended) for years Go
+// refuses to marshal (outside 0..9999).
+bool append_json_time(std::string& out, std::int64_t sec, std::uint32_t nsec) {
     std::int64_t days = sec / 86400;
     std::int64_t rem = sec % 86400;
     if (rem < 0) {
@@ -244,24 +246,42 @@ std::optional<std::string> format_time(std::int64_t sec, std::uint32_t nsec) {
     unsigned m = 0, d = 0;
     civil_from_days(days, y, m, d);
     if (y < 0 || y > 9999) {
-        return std::nullopt;
+        return false;
     }
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld",
-                  static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600),
-                  static_cast<long long>(rem / 60 % 60), static_cast<long long>(rem % 60));
-    std::string s = buf;
-    if (nsec != 0) {
-        char f[16];
-        std::snprintf(f, sizeof f, ".%09u", nsec);
-        std::string frac = f;
-        while (frac.back() == '0') {
-            frac.pop_back();
+    // "YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ", quoted: written digit by digit (a
+    // TOC holds one per entry; snprintf was a tenth of its rendering).
+    char buf[40];
+    char* p = buf;
+    auto digits = [&p](std::uint64_t v, int n) {
+        for (int i = n - 1; i >= 0; --i) {
+            p[i] = static_cast<char>('0' + v % 10);
+            v /= 10;
         }
-        s += frac;
+        p += n;
+    };
+    *p++ = '"';
+    digits(static_cast<std::uint64_t>(y), 4);
+    *p++ = '-';
+    digits(m, 2);
+    *p++ = '-';
+    digits(d, 2);
+    *p++ = 'T';
+    digits(static_cast<std::uint64_t>(rem / 3600), 2);
+    *p++ = ':';
+    digits(static_cast<std::uint64_t>(rem / 60 % 60), 2);
+    *p++ = ':';
+    digits(static_cast<std::uint64_t>(rem % 60), 2);
+    if (nsec != 0) {
+        *p++ = '.';
+        digits(nsec, 9);
+        while (p[-1] == '0') {
+            --p;
+        }
     }
-    s += 'Z';
-    return s;
+    *p++ = 'Z';
+    *p++ = '"';
+    out.append(buf, static_cast<std::size_t>(p - buf));
+    return true;
 }
 
 bool parse_time(std::string_view t, std::int64_t& sec, std::uint32_t& nsec) {
@@ -877,6 +897,11 @@ std::shared_ptr<const ChunkedToc> read_chunked_toc(int blob_fd, std::uint64_t bl
     } claim{key};
     DCtx d;
     std::string json;
+    // Room for the size the footer gives (at most k_max_toc, checked above;
+    // pages are only touched as the output fills them): growing the string
+    // a MiB at a time moved it into fresh pages again and again, a third of
+    // the read of a TOC of 20,000 entries.
+    json.reserve(static_cast<std::size_t>(raw_length) + 1);
     if (!decode_exact(d.c, compressed.data(), compressed.size(), raw_length, json)) {
         throw fail("the TOC does not decompress to its " + std::to_string(raw_length) + " bytes");
     }
@@ -2346,120 +2371,162 @@ struct ChunkedWriter::Impl {
 
     // The TOC, as containers/storage writes it, and the footer, after the
     // frames (the threads joined); info gets where they are.
-    void write_toc(ChunkedLayerInfo& info) {
-        // Written by hand, as nlohmann's dump() writes the same document
-        // (ordered keys, no spaces, UTF-8 as is): a TOC of 40,000 entries
-        // took 40 ms through a JSON tree, after the last frame.
-        std::string json;
-        json.reserve(toc.size() * 160 + 64);
-        json += R"({"version":1,"entries":[)";
-        for (std::size_t i = 0; i < toc.size(); ++i) {
-            const ChunkedEntry& e = toc[i];
-            if (i > 0) {
-                json += ',';
-            }
-            json += R"({"type":)";
-            append_json_string(json, e.type);
-            json += R"(,"name":)";
-            append_json_string(json, e.name);
-            auto num = [&](const char* key, std::uint64_t v) {
-                json += ",\"";
-                json += key;
-                json += "\":";
-                json += std::to_string(v);
-            };
-            auto str = [&](const char* key, std::string_view v) {
-                json += ",\"";
-                json += key;
-                json += "\":";
-                append_json_string(json, v);
-            };
-            if (e.type == "chunk") {
-                num("offset", e.offset);
-                num("endOffset", e.end_offset);
-                num("chunkSize", e.chunk_size);
-                num("chunkOffset", e.chunk_offset);
-                json += '}';
-                continue;
-            }
-            if (!e.link_name.empty()) {
-                str("linkName", e.link_name);
-            }
-            if (e.mode != 0) {
-                num("mode", e.mode);
-            }
-            if (e.size != 0) {
-                num("size", e.size);
-            }
-            if (e.uid != 0) {
-                num("uid", e.uid);
-            }
-            if (e.gid != 0) {
-                num("gid", e.gid);
-            }
-            if (auto t = format_time(e.mtime_sec, e.mtime_nsec)) {
-                str("modtime", *t);
-            }
-            if (e.devmajor != 0) {
-                num("devMajor", e.devmajor);
-            }
-            if (e.devminor != 0) {
-                num("devMinor", e.devminor);
-            }
-            if (!e.xattrs.empty()) {
-                json += R"(,"xattrs":{)";
-                bool first = true;
-                for (const auto& [k, v] : e.xattrs) {
-                    if (!first) {
-                        json += ',';
-                    }
-                    first = false;
-                    append_json_string(json, k);
-                    json += ':';
-                    append_json_string(json, base64_encode(v));
+    // Appends TOC entry i's JSON object, with the keys in the order
+    // nlohmann's dump() of the same document gives them.
+    void render_toc_entry(std::string& json, std::size_t i) const {
+        const ChunkedEntry& e = toc[i];
+        json += R"({"type":)";
+        append_json_string(json, e.type);
+        json += R"(,"name":)";
+        append_json_string(json, e.name);
+        auto num = [&](const char* key, std::uint64_t v) {
+            json += ",\"";
+            json += key;
+            json += "\":";
+            char digits[24];
+            auto r = std::to_chars(digits, digits + sizeof digits, v);
+            json.append(digits, static_cast<std::size_t>(r.ptr - digits));
+        };
+        auto str = [&](const char* key, std::string_view v) {
+            json += ",\"";
+            json += key;
+            json += "\":";
+            append_json_string(json, v);
+        };
+        if (e.type == "chunk") {
+            num("offset", e.offset);
+            num("endOffset", e.end_offset);
+            num("chunkSize", e.chunk_size);
+            num("chunkOffset", e.chunk_offset);
+            json += '}';
+            return;
+        }
+        if (!e.link_name.empty()) {
+            str("linkName", e.link_name);
+        }
+        if (e.mode != 0) {
+            num("mode", e.mode);
+        }
+        if (e.size != 0) {
+            num("size", e.size);
+        }
+        if (e.uid != 0) {
+            num("uid", e.uid);
+        }
+        if (e.gid != 0) {
+            num("gid", e.gid);
+        }
+        std::size_t before_time = json.size();
+        json += R"(,"modtime":)";
+        if (!append_json_time(json, e.mtime_sec, e.mtime_nsec)) {
+            json.resize(before_time);
+        }
+        if (e.devmajor != 0) {
+            num("devMajor", e.devmajor);
+        }
+        if (e.devminor != 0) {
+            num("devMinor", e.devminor);
+        }
+        if (!e.xattrs.empty()) {
+            json += R"(,"xattrs":{)";
+            bool first = true;
+            for (const auto& [k, v] : e.xattrs) {
+                if (!first) {
+                    json += ',';
                 }
-                json += '}';
-            }
-            if (!e.digest.empty()) {
-                str("digest", e.digest);
-            }
-            if (e.type == "reg" && e.size != 0) {
-                num("offset", e.offset);
-                // A reg entry's endOffset is the end of the file's last chunk.
-                std::uint64_t end = e.end_offset;
-                for (std::size_t k = i + 1; k < toc.size() && toc[k].type == "chunk"; ++k) {
-                    end = toc[k].end_offset;
-                }
-                num("endOffset", end);
-                if (e.chunk_size != e.size) {
-                    num("chunkSize", e.chunk_size);
-                }
+                first = false;
+                append_json_string(json, k);
+                json += ':';
+                append_json_string(json, base64_encode(v));
             }
             json += '}';
         }
-        json += "]}";
-        // Compressed into a buffer of its own, not a zeroed string: the
-        // bound is the JSON's size, a few MiB of fresh pages for a TOC of
-        // tens of thousands of entries, of which the TOC takes a seventh.
-        Buf compressed = take(ZSTD_compressBound(json.size()));
-        std::size_t n =
-            ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), level);
-        if (ZSTD_isError(n)) {
-            throw Error(std::string("zstd: ") + ZSTD_getErrorName(n));
+        if (!e.digest.empty()) {
+            str("digest", e.digest);
         }
-        compressed.shrink(n);
-        std::string_view toc_bytes(compressed.data(), compressed.size());
+        if (e.type == "reg" && e.size != 0) {
+            num("offset", e.offset);
+            // A reg entry's endOffset is the end of the file's last chunk.
+            std::uint64_t end = e.end_offset;
+            for (std::size_t k = i + 1; k < toc.size() && toc[k].type == "chunk"; ++k) {
+                end = toc[k].end_offset;
+            }
+            num("endOffset", end);
+            if (e.chunk_size != e.size) {
+                num("chunkSize", e.chunk_size);
+            }
+        }
+        json += '}';
+    }
 
-        std::string tail;
-        tail.reserve(8 + toc_bytes.size() + k_footer_frame);
-        put_le32(tail, k_skippable_magic);
-        put_le32(tail, static_cast<std::uint32_t>(toc_bytes.size()));
+    // The TOC, written by hand as nlohmann's dump() writes the same document
+    // (ordered keys, no spaces, UTF-8 as is; through a JSON tree a TOC of
+    // 40,000 entries took 40 ms, after the last frame), a MiB at a time into
+    // one zstd frame: zstd's worker thread compresses each MiB while the
+    // next is rendered (the frame's bytes are the same for any number of
+    // workers from one on, so they do not depend on the machine).
+    void write_toc(ChunkedLayerInfo& info) {
+        constexpr std::size_t k_piece = std::size_t{1} << 20;
+        struct CCtx {
+            ZSTD_CCtx* c = ZSTD_createCCtx();
+            ~CCtx() { ZSTD_freeCCtx(c); }
+        } cc;
+        if (cc.c == nullptr) {
+            throw Error("zstd: cannot create a compression context for the TOC");
+        }
+        for (auto [param, value] :
+             {std::pair{ZSTD_c_compressionLevel, level}, std::pair{ZSTD_c_nbWorkers, 1},
+              std::pair{ZSTD_c_jobSize, static_cast<int>(k_piece)}}) {
+            std::size_t r = ZSTD_CCtx_setParameter(cc.c, param, value);
+            // Without multi-threading in libzstd: one thread, another frame.
+            if (ZSTD_isError(r) && param != ZSTD_c_nbWorkers && param != ZSTD_c_jobSize) {
+                throw Error(std::string("zstd: ") + ZSTD_getErrorName(r));
+            }
+        }
+        // The skippable frame's 8-byte header (its size patched in below),
+        // the compressed TOC, the footer.
+        std::string tail(8, '\0');
+        tail.reserve(toc.size() * 24 + 4096);
+        std::string json;
+        json.reserve(k_piece + 64 * 1024);
+        Buf out = take(ZSTD_CStreamOutSize());
+        std::uint64_t raw_size = 0;
+        auto feed = [&](ZSTD_EndDirective mode) {
+            ZSTD_inBuffer in{json.data(), json.size(), 0};
+            std::size_t left = 0;
+            do {
+                ZSTD_outBuffer o{out.data(), out.size(), 0};
+                left = ZSTD_compressStream2(cc.c, &o, &in, mode);
+                if (ZSTD_isError(left)) {
+                    throw Error(std::string("zstd: ") + ZSTD_getErrorName(left));
+                }
+                tail.append(out.data(), o.pos);
+            } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
+            raw_size += json.size();
+            json.clear();
+        };
+        json += R"({"version":1,"entries":[)";
+        for (std::size_t i = 0; i < toc.size(); ++i) {
+            if (i > 0) {
+                json += ',';
+            }
+            render_toc_entry(json, i);
+            if (json.size() >= k_piece) {
+                feed(ZSTD_e_continue);
+            }
+        }
+        json += "]}";
+        feed(ZSTD_e_end);
+        give(out);
+        const std::size_t toc_bytes = tail.size() - 8;
+        std::string head;
+        put_le32(head, k_skippable_magic);
+        put_le32(head, static_cast<std::uint32_t>(toc_bytes));
+        tail.replace(0, 8, head);
         info.toc_offset = blob_size + 8;
-        info.toc_size = toc_bytes.size();
-        info.toc_raw_size = json.size();
-        info.toc_digest = Digest::of(toc_bytes).str();
-        tail += toc_bytes;
-        give(compressed);
+        info.toc_size = toc_bytes;
+        info.toc_raw_size = raw_size;
+        info.toc_digest = Digest::of(std::string_view(tail).substr(8)).str();
         put_le32(tail, k_skippable_magic);
         put_le32(tail, k_footer_data);
         put_le64(tail, info.toc_offset);
