@@ -2462,62 +2462,123 @@ struct ChunkedWriter::Impl {
     // The TOC, written by hand as nlohmann's dump() writes the same document
     // (ordered keys, no spaces, UTF-8 as is; through a JSON tree a TOC of
     // 40,000 entries took 40 ms, after the last frame), a MiB at a time into
-    // one zstd frame: zstd's worker thread compresses each MiB while the
-    // next is rendered (the frame's bytes are the same for any number of
-    // workers from one on, so they do not depend on the machine).
+    // one zstd frame, compressed on a thread of its own while the next MiB is
+    // rendered (Debian's static libzstd has no worker threads of its own).
     void write_toc(ChunkedLayerInfo& info) {
         constexpr std::size_t k_piece = std::size_t{1} << 20;
-        struct CCtx {
-            ZSTD_CCtx* c = ZSTD_createCCtx();
-            ~CCtx() { ZSTD_freeCCtx(c); }
-        } cc;
-        if (cc.c == nullptr) {
-            throw Error("zstd: cannot create a compression context for the TOC");
-        }
-        for (auto [param, value] :
-             {std::pair{ZSTD_c_compressionLevel, level}, std::pair{ZSTD_c_nbWorkers, 1},
-              std::pair{ZSTD_c_jobSize, static_cast<int>(k_piece)}}) {
-            std::size_t r = ZSTD_CCtx_setParameter(cc.c, param, value);
-            // Without multi-threading in libzstd: one thread, another frame.
-            if (ZSTD_isError(r) && param != ZSTD_c_nbWorkers && param != ZSTD_c_jobSize) {
-                throw Error(std::string("zstd: ") + ZSTD_getErrorName(r));
-            }
+        CCtx cc;
+        if (std::size_t r = ZSTD_CCtx_setParameter(cc.c, ZSTD_c_compressionLevel, level);
+            ZSTD_isError(r)) {
+            throw Error(std::string("zstd: ") + ZSTD_getErrorName(r));
         }
         // The skippable frame's 8-byte header (its size patched in below),
         // the compressed TOC, the footer.
         std::string tail(8, '\0');
         tail.reserve(toc.size() * 24 + 4096);
-        std::string json;
-        json.reserve(k_piece + 64 * 1024);
-        Buf out = take(ZSTD_CStreamOutSize());
         std::uint64_t raw_size = 0;
-        auto feed = [&](ZSTD_EndDirective mode) {
-            ZSTD_inBuffer in{json.data(), json.size(), 0};
-            std::size_t left = 0;
-            do {
-                ZSTD_outBuffer o{out.data(), out.size(), 0};
-                left = ZSTD_compressStream2(cc.c, &o, &in, mode);
-                if (ZSTD_isError(left)) {
-                    throw Error(std::string("zstd: ") + ZSTD_getErrorName(left));
+        // Rendered pieces wait in `full` (at most two); compressed ones go
+        // back through `spare` to be rendered into again.
+        std::mutex qmu;
+        std::condition_variable qcv;
+        std::deque<std::string> full, spare;
+        bool rendered = false;
+        std::exception_ptr failed;
+        std::thread compressor([&] {
+            try {
+                Buf out = take(ZSTD_CStreamOutSize());
+                for (;;) {
+                    std::string piece;
+                    bool last = false;
+                    {
+                        std::unique_lock lk(qmu);
+                        qcv.wait(lk, [&] { return !full.empty() || rendered; });
+                        if (full.empty()) {
+                            break;
+                        }
+                        piece = std::move(full.front());
+                        full.pop_front();
+                        last = rendered && full.empty();
+                    }
+                    const ZSTD_EndDirective mode = last ? ZSTD_e_end : ZSTD_e_continue;
+                    ZSTD_inBuffer in{piece.data(), piece.size(), 0};
+                    std::size_t left = 0;
+                    do {
+                        ZSTD_outBuffer o{out.data(), out.size(), 0};
+                        left = ZSTD_compressStream2(cc.c, &o, &in, mode);
+                        if (ZSTD_isError(left)) {
+                            throw Error(std::string("zstd: ") + ZSTD_getErrorName(left));
+                        }
+                        tail.append(out.data(), o.pos);
+                    } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
+                    raw_size += piece.size();
+                    piece.clear();
+                    std::lock_guard lk(qmu);
+                    spare.push_back(std::move(piece));
+                    qcv.notify_all();
+                    if (last) {
+                        break;
+                    }
                 }
-                tail.append(out.data(), o.pos);
-            } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
-            raw_size += json.size();
-            json.clear();
+                give(out);
+            } catch (...) {
+                std::lock_guard lk(qmu);
+                failed = std::current_exception();
+                qcv.notify_all();
+            }
+        });
+        // Hands the piece over (waiting while two are queued) and takes an
+        // empty one; done: the last piece.
+        std::string json;
+        auto hand_over = [&](bool done) {
+            std::unique_lock lk(qmu);
+            qcv.wait(lk, [&] { return full.size() < 2 || failed; });
+            full.push_back(std::move(json));
+            rendered = done;
+            if (!spare.empty()) {
+                json = std::move(spare.front());
+                spare.pop_front();
+            } else {
+                json = std::string();
+            }
+            qcv.notify_all();
+            return !failed;
         };
-        json += R"({"version":1,"entries":[)";
-        for (std::size_t i = 0; i < toc.size(); ++i) {
-            if (i > 0) {
-                json += ',';
+        struct Join {
+            std::thread& t;
+            std::mutex& mu;
+            std::condition_variable& cv;
+            bool& rendered;
+            ~Join() {
+                {
+                    std::lock_guard lk(mu);
+                    rendered = true;
+                    cv.notify_all();
+                }
+                t.join();
             }
-            render_toc_entry(json, i);
-            if (json.size() >= k_piece) {
-                feed(ZSTD_e_continue);
+        };
+        {
+            Join join{compressor, qmu, qcv, rendered};
+            json.reserve(k_piece + 64 * 1024);
+            json += R"({"version":1,"entries":[)";
+            for (std::size_t i = 0; i < toc.size(); ++i) {
+                if (i > 0) {
+                    json += ',';
+                }
+                render_toc_entry(json, i);
+                if (json.size() >= k_piece) {
+                    if (!hand_over(false)) {
+                        break;
+                    }
+                    json.reserve(k_piece + 64 * 1024);
+                }
             }
+            json += "]}";
+            hand_over(true);
         }
-        json += "]}";
-        feed(ZSTD_e_end);
-        give(out);
+        if (failed) {
+            std::rethrow_exception(failed);
+        }
         const std::size_t toc_bytes = tail.size() - 8;
         std::string head;
         put_le32(head, k_skippable_magic);
