@@ -2483,7 +2483,11 @@ struct ChunkedWriter::Impl {
         std::deque<std::string> full, spare;
         bool rendered = false;
         std::exception_ptr failed;
-        std::thread compressor([&] {
+        // Started with the second piece: a TOC of one piece (under a MiB of
+        // JSON, most layers) is compressed on this thread.
+        std::thread compressor;
+        bool threaded = false;
+        auto compress_pieces = [&] {
             try {
                 Buf out = take(ZSTD_CStreamOutSize());
                 for (;;) {
@@ -2525,7 +2529,7 @@ struct ChunkedWriter::Impl {
                 failed = std::current_exception();
                 qcv.notify_all();
             }
-        });
+        };
         // Hands the piece over (waiting while two are queued) and takes an
         // empty one; done: the last piece.
         std::string json;
@@ -2541,6 +2545,11 @@ struct ChunkedWriter::Impl {
                 json = std::string();
             }
             qcv.notify_all();
+            if (!done && !threaded) {
+                lk.unlock();
+                compressor = std::thread(compress_pieces);
+                threaded = true;
+            }
             return !failed;
         };
         struct Join {
@@ -2554,7 +2563,9 @@ struct ChunkedWriter::Impl {
                     rendered = true;
                     cv.notify_all();
                 }
-                t.join();
+                if (t.joinable()) {
+                    t.join();
+                }
             }
         };
         {
@@ -2575,6 +2586,9 @@ struct ChunkedWriter::Impl {
             }
             json += "]}";
             hand_over(true);
+        }
+        if (!threaded && !failed) {
+            compress_pieces(); // one piece: here
         }
         if (failed) {
             std::rethrow_exception(failed);
