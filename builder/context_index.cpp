@@ -89,8 +89,11 @@ ContextIndex::ContextIndex(int context_fd, std::string shown, std::string memo_f
 }
 
 ContextIndex::~ContextIndex() {
-    if (m_saver.joinable()) {
-        m_saver.join();
+    {
+        std::lock_guard saving(m_saver_mu);
+        if (m_saver.joinable()) {
+            m_saver.join();
+        }
     }
     m_stop = true;
     {
@@ -377,6 +380,7 @@ void ContextIndex::learn(const std::string& rel, const struct stat& st, const st
 }
 
 void ContextIndex::save_in_background() {
+    std::lock_guard saving(m_saver_mu); // stages may call it at once
     if (m_saver.joinable()) {
         m_saver.join();
     }

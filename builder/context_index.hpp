@@ -115,6 +115,7 @@ private:
     bool m_racy = false;
     std::atomic<bool> m_stop{false};
     std::vector<std::thread> m_threads;
+    std::mutex m_saver_mu; // guards m_saver
     std::thread m_saver;
     std::optional<std::string> m_fingerprint;
     // rel ("" for the root, "a/b") -> index in m_dirs, made by the first

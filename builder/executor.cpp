@@ -197,6 +197,7 @@ Executor::~Executor() {
             t.join();
         }
     }
+    wait_background();
     // A build that failed still lets its layers' commits finish (they are
     // the cache of its steps that ran).
     std::lock_guard l(m_commit_mu);
@@ -234,6 +235,22 @@ void Executor::wait_commits() {
     }
     for (auto& f : pending) {
         f.get();
+    }
+}
+
+void Executor::in_background(std::function<void()> f) {
+    std::lock_guard l(m_background_mu);
+    m_background.push_back(std::async(std::launch::async, std::move(f)));
+}
+
+void Executor::wait_background() {
+    std::vector<std::future<void>> running;
+    {
+        std::lock_guard l(m_background_mu);
+        running.swap(m_background);
+    }
+    for (auto& f : running) {
+        f.wait();
     }
 }
 
@@ -856,7 +873,14 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         m_cache.remember_content(ls.probe_key, ls.content_hash, key);
     }
     fill_files();
-    m_cache.remember_inputs(step.slot, inputs);
+    // The record of the inputs (thousands of files for a COPY) and the
+    // context's digest memo (hashed for this step) are written while the
+    // next step runs.
+    in_background(
+        [this, slot = step.slot, in = std::move(inputs)] { m_cache.remember_inputs(slot, in); });
+    if (ContextIndex* index = context_index_if_open()) {
+        index->save_in_background();
+    }
     st.key = key;
     if (commit) {
         commit_in_background(out.layer->digest, std::move(commit));
@@ -1090,12 +1114,16 @@ std::string Executor::context_hash(const std::vector<std::string>& sources, cons
     if (listing != nullptr && files.size() <= k_max_listed) {
         *listing = std::move(files);
     }
-    index.save_in_background();
     STRATA_LOG_DEBUG("context hash of {} entries: {:.3f} s", index.entries(), seconds_since(t0));
     if (!index.racy()) {
         m_cache.remember_content(probe, hash);
     }
     return hash;
+}
+
+ContextIndex* Executor::context_index_if_open() {
+    std::lock_guard<std::mutex> l(m_context_index_mu);
+    return m_context_index.get();
 }
 
 ListedDirs Executor::context_listed() {
@@ -1150,6 +1178,12 @@ BuildResult Executor::run() {
     }
 
     wait_commits();
+    // The digest memo of a context hashed for steps that then hit the
+    // cache; the records steps left to write.
+    if (ContextIndex* index = context_index_if_open()) {
+        index->save_in_background();
+    }
+    wait_background();
     ImageConfig cfg = final_stage.config;
     // --label: on the image config only (no history entry, no cache key), as
     // BuildKit's dockerfile frontend applies it to the target stage.

@@ -183,6 +183,7 @@ private:
     // reads the TOC while its context is still being hashed.
     void prefetch_previous_toc(const std::string& probe_key);
     ContextIndex& context_index();
+    ContextIndex* context_index_if_open(); // null when no step used the context
     // CopyOptions::listed for the context: its directories as the context
     // index walked them (one stat of each file per build).
     ListedDirs context_listed();
@@ -194,6 +195,12 @@ private:
     void commit_in_background(const formats::Digest& blob, std::function<void()> commit);
     void wait_commit(const formats::Digest& blob);
     void wait_commits();
+    // Runs f on a thread of its own: bookkeeping a step leaves behind (its
+    // inputs' record, the context's digest memo), done while the next step
+    // runs. wait_background() (the end of run(), the destructor) waits for
+    // all of it.
+    void in_background(std::function<void()> f);
+    void wait_background();
     // The commits of blob (nullptr: all), taken under m_commit_mu.
     std::vector<std::shared_future<void>> commits_of(const formats::Digest* blob);
 
@@ -227,6 +234,8 @@ private:
     std::string m_explain_context; // the context's absolute path, for step slots
     std::mutex m_prefetch_mu;      // guards m_prefetch
     std::vector<std::thread> m_prefetch;
+    std::mutex m_background_mu; // guards m_background
+    std::vector<std::future<void>> m_background;
     std::mutex m_commit_mu; // guards m_commits
     std::vector<std::pair<formats::Digest, std::shared_future<void>>> m_commits;
 };
