@@ -803,8 +803,13 @@ void Executor::layer_step(StageResult& st, const Step& step, LayerStep ls, const
         // The upper directory is made durable while the layer is packed,
         // before the blob's writes are there to be flushed with it (they
         // are fsynced by the blob's own commit, in the background).
-        std::future<void> synced = std::async(
-            std::launch::async, [dir = ws.upper_path()] { snapshot::Store::sync_dir(dir); });
+        std::future<void> synced =
+            std::async(std::launch::async, [dir = ws.upper_path(), linked = &ws.linked_files] {
+                // The linked files' data is the previous snapshot's, on disk:
+                // their new names are in their directories' fsyncs.
+                snapshot::Store::sync_tree(
+                    dir, [linked](const std::string& rel) { return linked->count(rel) > 0; });
+            });
         std::optional<snapshot::UpperLayer> packed = snapshot::put_upper_layer(
             m_store, ws.upper(), to, &stats,
             [&](int blob_fd, const std::function<void()>& pack) {

@@ -567,6 +567,100 @@ void Store::sync_dir(const std::string& dir) {
     }
 }
 
+namespace {
+
+// The most files with data of their own that sync_tree fsyncs one by one
+// (each is a journal commit of its own); past that, one syncfs.
+constexpr std::size_t k_max_file_syncs = 256;
+
+// sync_tree's walk of the directory open as dfd (rel: its path in the tree,
+// "" for the root): its files with data of their own and then the directory
+// are fsynced, then its subdirectories. False once more than
+// k_max_file_syncs files were fsynced.
+bool sync_subtree(int dfd, const std::string& rel, const std::string& root,
+                  const std::function<bool(const std::string&)>& on_disk, std::size_t& files) {
+    auto shown = [&](const std::string& name) {
+        return root + "/" + (rel.empty() ? name : rel + "/" + name);
+    };
+    int dup_fd = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) {
+        throw_errno("dup", root + "/" + rel);
+    }
+    DIR* d = ::fdopendir(dup_fd);
+    if (d == nullptr) {
+        int err = errno;
+        ::close(dup_fd);
+        throw SysError("opendir", root + "/" + rel, err);
+    }
+    std::vector<std::string> subdirs;
+    std::vector<std::string> regular;
+    errno = 0;
+    while (struct dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") {
+            continue;
+        }
+        unsigned char type = e->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st {};
+            if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                int err = errno;
+                ::closedir(d);
+                throw SysError("stat", shown(name), err);
+            }
+            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+        }
+        if (type == DT_DIR) {
+            subdirs.push_back(std::move(name));
+        } else if (type == DT_REG) {
+            regular.push_back(std::move(name));
+        }
+        errno = 0;
+    }
+    int read_err = errno;
+    ::closedir(d);
+    if (read_err != 0) {
+        throw SysError("readdir", root + "/" + rel, read_err);
+    }
+    for (const auto& name : regular) {
+        std::string path = rel.empty() ? name : rel + "/" + name;
+        if (on_disk && on_disk(path)) {
+            continue;
+        }
+        if (++files > k_max_file_syncs) {
+            return false;
+        }
+        UniqueFd f(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!f || ::fsync(f.get()) != 0) {
+            throw_errno("fsync", shown(name));
+        }
+    }
+    if (::fsync(dfd) != 0) {
+        throw_errno("fsync", root + "/" + rel);
+    }
+    for (const auto& name : subdirs) {
+        UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!sub) {
+            throw_errno("open", shown(name));
+        }
+        if (!sync_subtree(sub.get(), rel.empty() ? name : rel + "/" + name, root, on_disk, files)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+} // namespace
+
+void Store::sync_tree(const std::string& dir,
+                      const std::function<bool(const std::string&)>& on_disk) {
+    UniqueFd fd = fs::open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    std::size_t files = 0;
+    if (!sync_subtree(fd.get(), "", dir, on_disk, files) && ::syncfs(fd.get()) != 0) {
+        throw_errno("syncfs", dir);
+    }
+}
+
 void Store::adopt_snapshot(const Digest& chain_id, const std::string& dir, bool synced) {
     ensure_lease();
     std::string parent = m_root + "/snapshots/" + std::string(chain_id.hex());

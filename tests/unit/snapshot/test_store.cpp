@@ -10,7 +10,10 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 using namespace strata;
 using namespace strata::snapshot;
@@ -199,4 +202,46 @@ TEST_CASE("an upper directory's layer committed later is in the store only once 
     dropped.reset();
     CHECK_FALSE(store.has_blob(digest));
     CHECK(count_tmp() == tmp_before);
+}
+
+TEST_CASE("sync_tree asks about every regular file by its path in the tree, and no other entry") {
+    // The names it is asked about must be the paths of a COPY's linked files
+    // (LinkedFiles: "data/a.bin"): a file it is told is on disk is not
+    // fsynced, every other one is.
+    TempDir t;
+    std::string root = t.path() + "/upper";
+    fs::mkdirs(root + "/data/sub/deeper", 0755);
+    fs::mkdirs(root + "/empty", 0755);
+    fs::write_file_atomic(root + "/top.txt", "t");
+    fs::write_file_atomic(root + "/data/a.bin", "a");
+    fs::write_file_atomic(root + "/data/sub/b.bin", "b");
+    fs::write_file_atomic(root + "/data/sub/deeper/c.bin", "c");
+    REQUIRE(::symlink("a.bin", (root + "/data/link").c_str()) == 0);
+    REQUIRE(::mkfifo((root + "/data/fifo").c_str(), 0600) == 0);
+    std::set<std::string> asked;
+    Store::sync_tree(root, [&](const std::string& rel) {
+        asked.insert(rel);
+        return rel == "data/a.bin";
+    });
+    CHECK(asked == std::set<std::string>{"top.txt", "data/a.bin", "data/sub/b.bin",
+                                         "data/sub/deeper/c.bin"});
+    // More files than it fsyncs one by one: the rest by one syncfs, no error.
+    fs::mkdirs(root + "/many", 0755);
+    for (int i = 0; i < 300; ++i) {
+        fs::write_file_atomic(root + "/many/f" + std::to_string(i), "x");
+    }
+    asked.clear();
+    Store::sync_tree(root, [&](const std::string& rel) {
+        asked.insert(rel);
+        return false;
+    });
+    CHECK(asked.size() > 256);
+    CHECK(asked.size() < 305);
+    // A tree that is not there is named.
+    try {
+        Store::sync_tree(root + "/missing", {});
+        FAIL("no error");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find(root + "/missing") != std::string::npos);
+    }
 }
