@@ -574,23 +574,23 @@ namespace {
 constexpr std::size_t k_max_file_syncs = 256;
 
 // sync_tree's walk of the directory open as dfd (rel: its path in the tree,
-// "" for the root): its files with data of their own and then the directory
-// are fsynced, then its subdirectories. False once more than
-// k_max_file_syncs files were fsynced.
+// "" for the root): the directory is fsynced, its files with data of their
+// own are opened into `files` (fsynced once the walk is over), then its
+// subdirectories are walked. False (the walk stops) once there are more than
+// k_max_file_syncs such files.
 bool sync_subtree(int dfd, const std::string& rel, const std::string& root,
-                  const std::function<bool(const std::string&)>& on_disk, std::size_t& files) {
-    auto shown = [&](const std::string& name) {
-        return root + "/" + (rel.empty() ? name : rel + "/" + name);
-    };
+                  const std::function<bool(const std::string&)>& on_disk,
+                  std::vector<std::pair<UniqueFd, std::string>>& files) {
+    const std::string here = rel.empty() ? root : root + "/" + rel;
     int dup_fd = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0) {
-        throw_errno("dup", root + "/" + rel);
+        throw_errno("dup", here);
     }
     DIR* d = ::fdopendir(dup_fd);
     if (d == nullptr) {
         int err = errno;
         ::close(dup_fd);
-        throw SysError("opendir", root + "/" + rel, err);
+        throw SysError("opendir", here, err);
     }
     std::vector<std::string> subdirs;
     std::vector<std::string> regular;
@@ -606,7 +606,7 @@ bool sync_subtree(int dfd, const std::string& rel, const std::string& root,
             if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
                 int err = errno;
                 ::closedir(d);
-                throw SysError("stat", shown(name), err);
+                throw SysError("stat", here + "/" + name, err);
             }
             type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
         }
@@ -620,28 +620,28 @@ bool sync_subtree(int dfd, const std::string& rel, const std::string& root,
     int read_err = errno;
     ::closedir(d);
     if (read_err != 0) {
-        throw SysError("readdir", root + "/" + rel, read_err);
+        throw SysError("readdir", here, read_err);
+    }
+    if (::fsync(dfd) != 0) {
+        throw_errno("fsync", here);
     }
     for (const auto& name : regular) {
-        std::string path = rel.empty() ? name : rel + "/" + name;
-        if (on_disk && on_disk(path)) {
+        if (on_disk && on_disk(rel.empty() ? name : rel + "/" + name)) {
             continue;
         }
-        if (++files > k_max_file_syncs) {
+        if (files.size() == k_max_file_syncs) {
             return false;
         }
         UniqueFd f(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-        if (!f || ::fsync(f.get()) != 0) {
-            throw_errno("fsync", shown(name));
+        if (!f) {
+            throw_errno("open", here + "/" + name);
         }
-    }
-    if (::fsync(dfd) != 0) {
-        throw_errno("fsync", root + "/" + rel);
+        files.emplace_back(std::move(f), here + "/" + name);
     }
     for (const auto& name : subdirs) {
         UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub) {
-            throw_errno("open", shown(name));
+            throw_errno("open", here + "/" + name);
         }
         if (!sync_subtree(sub.get(), rel.empty() ? name : rel + "/" + name, root, on_disk, files)) {
             return false;
@@ -655,9 +655,19 @@ bool sync_subtree(int dfd, const std::string& rel, const std::string& root,
 void Store::sync_tree(const std::string& dir,
                       const std::function<bool(const std::string&)>& on_disk) {
     UniqueFd fd = fs::open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    std::size_t files = 0;
-    if (!sync_subtree(fd.get(), "", dir, on_disk, files) && ::syncfs(fd.get()) != 0) {
-        throw_errno("syncfs", dir);
+    std::vector<std::pair<UniqueFd, std::string>> files;
+    if (!sync_subtree(fd.get(), "", dir, on_disk, files)) {
+        // Many files written (a cold COPY, a RUN that installs): one syncfs
+        // rather than a journal commit each.
+        if (::syncfs(fd.get()) != 0) {
+            throw_errno("syncfs", dir);
+        }
+        return;
+    }
+    for (const auto& [f, path] : files) {
+        if (::fsync(f.get()) != 0) {
+            throw_errno("fsync", path);
+        }
     }
 }
 
