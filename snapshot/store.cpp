@@ -659,9 +659,7 @@ void Store::sync_tree(const std::string& dir,
     if (!sync_subtree(fd.get(), "", dir, on_disk, files)) {
         // Many files written (a cold COPY, a RUN that installs): one syncfs
         // rather than a journal commit each.
-        if (::syncfs(fd.get()) != 0) {
-            throw_errno("syncfs", dir);
-        }
+        sync_dir(dir);
         return;
     }
     for (const auto& [f, path] : files) {

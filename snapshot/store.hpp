@@ -199,16 +199,16 @@ public:
     // (sync_dir) after the directory's last change.
     void adopt_snapshot(const formats::Digest& chain_id, const std::string& dir,
                         bool synced = false);
-    // The syncfs of adopt_snapshot, on its own: a build syncs a step's upper
-    // directory while it packs the layer, before the blob's own writes are
-    // there to be flushed with it.
+    // The syncfs of adopt_snapshot, on its own (sync_tree's fallback).
     static void sync_dir(const std::string& dir);
     // Makes the tree at dir durable without flushing the rest of the
-    // filesystem (syncfs writes every process's dirty data: a build beside
-    // other builds waited for theirs): every directory is fsynced, and every
-    // regular file but those on_disk says are already there (rel: "a/b";
-    // hard links to a snapshot's files). More than a few hundred files to
-    // write: one syncfs, as sync_dir (a journal commit per file costs more).
+    // filesystem, as syncfs would (every process's dirty data: a build
+    // beside other builds waited for theirs): every directory is fsynced,
+    // and every regular file but those on_disk says are already there (rel:
+    // "a/b"; hard links to a snapshot's files). More than a few hundred files
+    // to write: sync_dir (a journal commit per file costs more). A build
+    // syncs a step's upper directory so while it packs the layer, before the
+    // blob's own writes are there to be flushed with it.
     static void sync_tree(const std::string& dir,
                           const std::function<bool(const std::string& rel)>& on_disk);
 
