@@ -38,6 +38,11 @@ snap_of() { # the snapshot directory holding data/$1 with the context's bytes
 }
 
 build -t reuse/a "$C"
+# The context's digest memo is on disk when the build returns (written while
+# the RUN ran), naming the files it hashed.
+memo=$(ls "$STRATA_ROOT"/cache/context/*.digests 2>/dev/null | head -n1)
+[ -n "$memo" ] || fail "no digest memo of the context after the build"
+grep -q ' small/sub/g2.txt$' "$memo" || fail "the digest memo does not list small/sub/g2.txt: $(head -c 300 "$memo")"
 read -r la mta _ <<<"$(copy_layer reuse/a)"
 assert_eq "$mta" "application/vnd.oci.image.layer.v1.tar+gzip" "default layers are gzip"
 snap_a=$(snap_of small/f3.txt)
